@@ -1,0 +1,124 @@
+// Package load generates HTTP load against any endpoint and measures it:
+// open loop (a constant arrival rate, latency measured from each request's
+// intended send time so a stalled server cannot hide its stall) or closed
+// loop (N users, each waiting for its response before the next request).
+package load
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Request is one HTTP request to send.
+type Request struct {
+	Method string
+	URL    string
+	Header http.Header
+	Body   []byte
+}
+
+// Config describes one load run. Exactly one of Rate (open loop) and
+// Concurrency (closed loop) is positive. At least one of Duration and
+// Requests bounds the run.
+type Config struct {
+	Rate        float64       // open loop: requests per second
+	Concurrency int           // closed loop: simulated users
+	ThinkTime   time.Duration // closed loop: pause between a user's requests
+	Duration    time.Duration // 0: bounded by Requests only
+	Requests    int64         // 0: bounded by Duration only
+	Timeout     time.Duration // per request; 0 means a default
+	Target      *Request      // a single request, or
+	Scenario    Scenario      // a user journey (see package scenario)
+	// Progress, if set, is called about once per second from one goroutine.
+	Progress func(Snapshot)
+}
+
+// Scenario produces the requests of one simulated user. The scenario
+// package implements it; a Scenario is shared, a Session is per user.
+type Scenario interface {
+	NewSession() Session
+}
+
+// Session is one user's walk through a scenario.
+type Session interface {
+	// Next returns the user's next request.
+	Next() (*Request, error)
+	// Observe feeds the response back (to capture values such as tokens).
+	Observe(req *Request, status int, body []byte)
+}
+
+// Snapshot is the live state of a run, for a progress line.
+type Snapshot struct {
+	Elapsed   time.Duration
+	Requests  int64
+	Errors    int64
+	RateRPS   float64       // completions per second over the last second
+	P99       time.Duration // so far
+	Saturated bool          // the generator cannot keep up (see Result)
+}
+
+// ErrorCounts counts failed requests by kind.
+type ErrorCounts struct {
+	Status4xx  int64 `json:"status_4xx"`
+	Status5xx  int64 `json:"status_5xx"`
+	Timeout    int64 `json:"timeout"`
+	Connection int64 `json:"connection"`
+	Other      int64 `json:"other"`
+}
+
+// Total is the number of failed requests.
+func (e ErrorCounts) Total() int64 {
+	return e.Status4xx + e.Status5xx + e.Timeout + e.Connection + e.Other
+}
+
+// Latency summarises a latency distribution.
+type Latency struct {
+	Min  time.Duration `json:"min_ns"`
+	Mean time.Duration `json:"mean_ns"`
+	P50  time.Duration `json:"p50_ns"`
+	P90  time.Duration `json:"p90_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	P999 time.Duration `json:"p999_ns"`
+	Max  time.Duration `json:"max_ns"`
+}
+
+// Second is one second of a run, for time-series plots.
+type Second struct {
+	At       int           `json:"at_s"` // seconds since start
+	Requests int64         `json:"requests"`
+	Errors   int64         `json:"errors"`
+	P50      time.Duration `json:"p50_ns"`
+	P99      time.Duration `json:"p99_ns"`
+}
+
+// Result is what a run measured.
+type Result struct {
+	Model         string        `json:"model"` // "open" or "closed"
+	Rate          float64       `json:"rate,omitempty"`
+	Concurrency   int           `json:"concurrency,omitempty"`
+	Elapsed       time.Duration `json:"elapsed_ns"`
+	Requests      int64         `json:"requests"` // completed, successful or not
+	Errors        ErrorCounts   `json:"errors"`
+	ThroughputRPS float64       `json:"throughput_rps"` // Requests / Elapsed
+	Latency       Latency       `json:"latency"`
+	Series        []Second      `json:"series"`
+	// GeneratorSaturated is true when the generator, not the target, may
+	// have limited the run: its CPU was saturated or, in open loop, requests
+	// went out late or were dropped. SaturationReasons says which.
+	GeneratorSaturated bool     `json:"generator_saturated"`
+	SaturationReasons  []string `json:"saturation_reasons,omitempty"`
+	// Histogram holds every latency in microseconds.
+	Histogram *hdrhistogram.Histogram `json:"-"`
+}
+
+// ErrNotImplemented is returned until the generator lands.
+var ErrNotImplemented = errors.New("load: generator not implemented yet")
+
+// Run generates the configured load until a bound is reached or ctx ends.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	return nil, ErrNotImplemented
+}

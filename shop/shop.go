@@ -1,0 +1,243 @@
+// Package shop is the domain of the ordering service: menu items, guest
+// sessions, carts and orders, the rules that keep them valid, and the
+// interfaces that storage adapters implement. It imports no database, cache,
+// queue or HTTP code, so the same rules hold for the embedded SQLite default,
+// for PostgreSQL, and behind any transport.
+package shop
+
+import (
+	"context"
+	"time"
+)
+
+// Limits shared by every adapter, so validation cannot drift between them.
+const (
+	MaxQuantity        = 99  // per cart line
+	MaxCartLines       = 100 // distinct items in one cart
+	DefaultPageSize    = 20
+	MaxPageSize        = 100
+	MaxSearchQueryLen  = 100
+	MaxIdempotencyKey  = 255
+	MaxCustomerNameLen = 100
+	MaxNotesLen        = 500
+	MaxPriceCents      = 1_000_000_00 // one million in currency units
+	MaxStock           = 1_000_000_000
+
+	// IdempotencyRetention is how long a checkout's idempotency key is
+	// honoured; clients retrying within this window get the same order.
+	IdempotencyRetention = 7 * 24 * time.Hour
+	// SessionTTL is how long an unused guest session stays valid.
+	SessionTTL = 30 * 24 * time.Hour
+)
+
+// Item is a menu item. Stock is the number of units that can still be
+// ordered; an item with zero stock can stay on the menu as unavailable.
+type Item struct {
+	ID          int64     `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	PriceCents  int64     `json:"price_cents"`
+	Category    string    `json:"category"`
+	Available   bool      `json:"available"`
+	Stock       int64     `json:"stock"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// MenuCategory is one section of the menu with its available items.
+type MenuCategory struct {
+	Name  string `json:"name"`
+	Items []Item `json:"items"`
+}
+
+// Menu is the whole read-heavy catalog document. Version changes whenever any
+// item changes, so it can serve as a cheap validator (ETag) and cache key.
+type Menu struct {
+	Version    int64          `json:"version"`
+	Categories []MenuCategory `json:"categories"`
+}
+
+// ItemFilter selects a page of items. Keyset pagination: After is the last
+// item id of the previous page (0 for the first page); items come in id order.
+type ItemFilter struct {
+	Category string
+	Query    string // case-insensitive substring of the name
+	Limit    int
+	After    int64
+}
+
+// ItemPage is one page of items. Next is the keyset position of the next page
+// (0 when this page is the last).
+type ItemPage struct {
+	Items []Item
+	Next  int64
+}
+
+// ItemUpdate is an admin change to an item; nil fields stay as they are.
+type ItemUpdate struct {
+	PriceCents *int64 `json:"price_cents,omitempty"`
+	Stock      *int64 `json:"stock,omitempty"`
+	Available  *bool  `json:"available,omitempty"`
+}
+
+// Session is a guest session. The bearer token itself is never stored; only
+// its hash (see HashToken).
+type Session struct {
+	ID        int64     `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CartLine is one item in a cart, priced at the item's current price.
+type CartLine struct {
+	ItemID         int64  `json:"item_id"`
+	Name           string `json:"name"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+	LineTotalCents int64  `json:"line_total_cents"`
+}
+
+// Cart is a session's cart. Lines come in item id order.
+type Cart struct {
+	Lines      []CartLine `json:"lines"`
+	TotalCents int64      `json:"total_cents"`
+}
+
+// Status is where an order is in its life.
+type Status string
+
+// Order statuses, in the only order they may be taken.
+const (
+	StatusPlaced    Status = "placed"
+	StatusConfirmed Status = "confirmed"
+	StatusReady     Status = "ready"
+)
+
+// CanMoveTo reports whether an order may go from s to next: one step forward.
+func (s Status) CanMoveTo(next Status) bool {
+	switch s {
+	case StatusPlaced:
+		return next == StatusConfirmed
+	case StatusConfirmed:
+		return next == StatusReady
+	}
+	return false
+}
+
+// OrderLine is an item as it was bought: name and price are copied at
+// checkout so later menu changes do not rewrite history.
+type OrderLine struct {
+	ItemID         int64  `json:"item_id"`
+	Name           string `json:"name"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+	LineTotalCents int64  `json:"line_total_cents"`
+}
+
+// Order is a placed order.
+type Order struct {
+	ID           int64       `json:"id"`
+	SessionID    int64       `json:"-"`
+	Status       Status      `json:"status"`
+	CustomerName string      `json:"customer_name"`
+	Email        string      `json:"email"`
+	Notes        string      `json:"notes,omitempty"`
+	Lines        []OrderLine `json:"lines"`
+	TotalCents   int64       `json:"total_cents"`
+	CreatedAt    time.Time   `json:"created_at"`
+	UpdatedAt    time.Time   `json:"updated_at"`
+}
+
+// OrderFilter selects a page of a session's orders, newest first. Before is
+// the last order id of the previous page (0 for the first page).
+type OrderFilter struct {
+	Limit  int
+	Before int64
+}
+
+// OrderPage is one page of orders; Next is 0 when this page is the last.
+type OrderPage struct {
+	Orders []Order
+	Next   int64
+}
+
+// Checkout is what a client sends to turn its cart into an order.
+type Checkout struct {
+	CustomerName string `json:"customer_name"`
+	Email        string `json:"email"`
+	Notes        string `json:"notes,omitempty"`
+}
+
+// PlaceOrder is a checkout request as the store sees it. RequestHash
+// fingerprints the request body (see Checkout.Fingerprint) so that a reused
+// idempotency key with a different body can be told apart from a retry.
+type PlaceOrder struct {
+	SessionID      int64
+	IdempotencyKey string
+	RequestHash    string
+	Checkout       Checkout
+}
+
+// Mail is a confirmation message as recorded by the mail sink.
+type Mail struct {
+	OrderID int64     `json:"order_id"`
+	To      string    `json:"to"`
+	Subject string    `json:"subject"`
+	Body    string    `json:"body"`
+	SentAt  time.Time `json:"sent_at"`
+}
+
+// CatalogService reads and changes the menu.
+type CatalogService interface {
+	// Menu returns every category with its available items.
+	Menu(ctx context.Context) (*Menu, error)
+	// CatalogVersion returns Menu().Version without building the menu.
+	CatalogVersion(ctx context.Context) (int64, error)
+	// Item returns one item, available or not; ENOTFOUND if absent.
+	Item(ctx context.Context, id int64) (*Item, error)
+	ListItems(ctx context.Context, f ItemFilter) (*ItemPage, error)
+	// UpdateItem applies an admin change and bumps the catalog version.
+	UpdateItem(ctx context.Context, id int64, u ItemUpdate) (*Item, error)
+}
+
+// SessionService creates and authenticates guest sessions.
+type SessionService interface {
+	// CreateSession stores a new session under the hash of token.
+	CreateSession(ctx context.Context, tokenHash string) (*Session, error)
+	// SessionByTokenHash returns the live session; EUNAUTHORIZED if none.
+	SessionByTokenHash(ctx context.Context, tokenHash string) (*Session, error)
+}
+
+// CartService keeps a session's cart.
+type CartService interface {
+	Cart(ctx context.Context, sessionID int64) (*Cart, error)
+	// SetCartItem sets an item's quantity; 0 removes it. An unknown item is
+	// ENOTFOUND; an unavailable one is ECONFLICT.
+	SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*Cart, error)
+	ClearCart(ctx context.Context, sessionID int64) error
+}
+
+// OrderService turns carts into orders and reads them back.
+type OrderService interface {
+	// PlaceOrder runs checkout in one transaction: it records the
+	// idempotency key, re-reads prices, reserves stock without letting it go
+	// below zero, writes the order and its lines, empties the cart and
+	// enqueues the confirmation job. created is false when the key was seen
+	// before with the same RequestHash and the earlier order is returned.
+	// Errors: ErrIdempotencyMismatch (same key, other body), ErrCartEmpty,
+	// *OutOfStockError.
+	PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, created bool, err error)
+	// Order returns the session's order; another session's order is ENOTFOUND.
+	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
+	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)
+}
+
+// Store is everything a storage adapter provides to the service. The store
+// contract test suite (package storetest) holds every implementation to it.
+type Store interface {
+	CatalogService
+	SessionService
+	CartService
+	OrderService
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,116 @@
+package shop_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+func TestCursorRoundTrip(t *testing.T) {
+	for _, pos := range []int64{0, 1, 42, 1 << 62} {
+		got, err := shop.DecodeCursor(shop.EncodeCursor(pos))
+		if err != nil || got != pos {
+			t.Errorf("round trip of %d: got %d, %v", pos, got, err)
+		}
+	}
+}
+
+func TestDecodeCursorRejects(t *testing.T) {
+	for _, c := range []string{"x", "!!!!", "djE6MA", "djE6LTE", "djE6MDE", "djI6MQ", "YWJj"} {
+		if _, err := shop.DecodeCursor(c); shop.ErrorCode(err) != shop.EINVALID {
+			t.Errorf("DecodeCursor(%q) = %v, want invalid", c, err)
+		}
+	}
+}
+
+func FuzzDecodeCursor(f *testing.F) {
+	for _, s := range []string{"", "djE6MQ", "djE6MA", "not base64", shop.EncodeCursor(99)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, c string) {
+		pos, err := shop.DecodeCursor(c)
+		if err != nil {
+			if shop.ErrorCode(err) != shop.EINVALID {
+				t.Fatalf("error of wrong kind: %v", err)
+			}
+			return
+		}
+		if pos < 0 {
+			t.Fatalf("negative position %d from %q", pos, c)
+		}
+		if shop.EncodeCursor(pos) != c {
+			t.Fatalf("cursor %q decodes to %d, which encodes differently", c, pos)
+		}
+	})
+}
+
+func TestCheckoutValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		in   shop.Checkout
+		ok   bool
+	}{
+		{"valid", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}, true},
+		{"trimmed", shop.Checkout{CustomerName: "  Ada ", Email: " ada@example.com "}, true},
+		{"no name", shop.Checkout{Email: "ada@example.com"}, false},
+		{"no email", shop.Checkout{CustomerName: "Ada"}, false},
+		{"bad email", shop.Checkout{CustomerName: "Ada", Email: "ada"}, false},
+		{"display-name email", shop.Checkout{CustomerName: "Ada", Email: "Ada <ada@example.com>"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.in.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && shop.ErrorCode(err) != shop.EINVALID {
+				t.Fatalf("code %q, want invalid", shop.ErrorCode(err))
+			}
+		})
+	}
+}
+
+func TestFingerprintIgnoresNothingThatMatters(t *testing.T) {
+	a := shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}
+	b := a
+	b.Notes = "no onions"
+	if a.Fingerprint() == b.Fingerprint() {
+		t.Fatal("different notes gave the same fingerprint")
+	}
+	if a.Fingerprint() != a.Fingerprint() {
+		t.Fatal("fingerprint is not stable")
+	}
+}
+
+func TestErrorCodeAndMessage(t *testing.T) {
+	oos := &shop.OutOfStockError{Items: []shop.Shortage{{ItemID: 1, Name: "Tea", Requested: 3, Available: 1}}}
+	tests := []struct {
+		err  error
+		code string
+	}{
+		{nil, ""},
+		{errors.New("disk on fire"), shop.EINTERNAL},
+		{shop.Errorf(shop.ENOTFOUND, "no item 3"), shop.ENOTFOUND},
+		{fmt.Errorf("place order: %w", shop.ErrCartEmpty), shop.ECONFLICT},
+		{fmt.Errorf("place order: %w", oos), shop.ECONFLICT},
+	}
+	for _, tt := range tests {
+		if got := shop.ErrorCode(tt.err); got != tt.code {
+			t.Errorf("ErrorCode(%v) = %q, want %q", tt.err, got, tt.code)
+		}
+	}
+	if got := shop.ErrorMessage(errors.New("pq: secret")); got != "internal error" {
+		t.Errorf("internal cause leaked: %q", got)
+	}
+}
+
+func TestStatusMoves(t *testing.T) {
+	if !shop.StatusPlaced.CanMoveTo(shop.StatusConfirmed) || !shop.StatusConfirmed.CanMoveTo(shop.StatusReady) {
+		t.Fatal("forward moves refused")
+	}
+	if shop.StatusPlaced.CanMoveTo(shop.StatusReady) || shop.StatusReady.CanMoveTo(shop.StatusPlaced) {
+		t.Fatal("skipping or backward move allowed")
+	}
+}
