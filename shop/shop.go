@@ -43,14 +43,27 @@ type Item struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-// MenuCategory is one section of the menu with its available items.
-type MenuCategory struct {
-	Name  string `json:"name"`
-	Items []Item `json:"items"`
+// MenuItem is an item as the menu shows it: orderable, without stock
+// figures, so that selling a unit does not change the menu document.
+type MenuItem struct {
+	ID          int64  `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	PriceCents  int64  `json:"price_cents"`
+	Category    string `json:"category"`
+	Available   bool   `json:"available"`
 }
 
-// Menu is the whole read-heavy catalog document. Version changes whenever any
-// item changes, so it can serve as a cheap validator (ETag) and cache key.
+// MenuCategory is one section of the menu with its available items.
+type MenuCategory struct {
+	Name  string     `json:"name"`
+	Items []MenuItem `json:"items"`
+}
+
+// Menu is the whole read-heavy catalog document: the items that are
+// available and in stock. Version changes whenever the document could change
+// (an admin change, or an item selling out), so it can serve as a cheap
+// validator (ETag) and cache key.
 type Menu struct {
 	Version    int64          `json:"version"`
 	Categories []MenuCategory `json:"categories"`

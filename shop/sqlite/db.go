@@ -1,0 +1,104 @@
+// Package sqlite is the embedded storage adapter of the ordering service: a
+// single SQLite file (modernc.org/sqlite, no cgo) that holds the catalog,
+// sessions, carts, orders, the mail sink and, through River's SQLite driver,
+// the background job queue, so an order and its job commit together.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is an open SQLite database with two pools: SQLite allows one writer at
+// a time, so every write goes through a single connection (no busy-waiting
+// writers fighting for the lock), while reads use several connections that
+// WAL lets run alongside the writer.
+type DB struct {
+	path  string
+	write *sql.DB
+	read  *sql.DB
+}
+
+// Open opens (creating if needed) the database file at path and migrates it
+// to the latest schema.
+func Open(ctx context.Context, path string) (*DB, error) {
+	write, err := sql.Open("sqlite", dsn(path, "immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	read, err := sql.Open("sqlite", dsn(path, "deferred"))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	db := &DB{path: path, write: write, read: read}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// dsn builds a modernc.org/sqlite connection string. Immediate transactions
+// take the write lock at BEGIN, so a read-then-write transaction cannot fail
+// half-way with SQLITE_BUSY when another writer got there first.
+func dsn(path, txlock string) string {
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"busy_timeout(10000)",
+		"foreign_keys(ON)",
+		"synchronous(NORMAL)", // durable at checkpoints; WAL keeps it consistent
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", txlock)
+	q.Set("_time_format", "sqlite")
+	return "file:" + path + "?" + q.Encode()
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, fsys)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// WriteDB is the single-connection pool that every write, and River, use.
+func (db *DB) WriteDB() *sql.DB { return db.write }
+
+// Path is the database file.
+func (db *DB) Path() string { return db.path }
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	rerr := db.read.Close()
+	werr := db.write.Close()
+	if werr != nil {
+		return werr
+	}
+	return rerr
+}
