@@ -1,0 +1,282 @@
+// Package jobs runs the ordering service's background work on River: the
+// confirmation mail and the status changes of an order. Jobs are inserted
+// in the checkout's own transaction, so an order and its job commit or roll
+// back together; River retries failed jobs with backoff and rescues jobs
+// whose worker died.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// Store is what the jobs need from storage.
+type Store interface {
+	OrderByID(ctx context.Context, orderID int64) (*shop.Order, error)
+	// RecordMail puts a mail in the sink once per order; false if already there.
+	RecordMail(ctx context.Context, m shop.Mail) (bool, error)
+	// AdvanceOrder moves an order one status on; false if it was not in from.
+	AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error)
+	PruneIdempotencyKeys(ctx context.Context) (int64, error)
+}
+
+// Config tunes the worker.
+type Config struct {
+	// Work makes this process run jobs; without it the queue only inserts
+	// (the api role of a split deployment).
+	Work bool
+	// MaxWorkers is how many jobs run at once.
+	MaxWorkers int
+	// PrepTime is how long the kitchen takes from confirmed to ready.
+	PrepTime time.Duration
+	// MailLatency simulates the mail provider's response time.
+	MailLatency time.Duration
+	// RescueStuckJobsAfter is how long a job may run before River assumes
+	// its worker died and runs it again.
+	RescueStuckJobsAfter time.Duration
+	// PollInterval is how often an idle worker looks for jobs (SQLite has no
+	// LISTEN/NOTIFY).
+	PollInterval time.Duration
+	// AfterMail, if set, runs after a confirmation is recorded and before
+	// the order is confirmed: a fault-injection point for crash tests.
+	AfterMail func(orderID int64)
+	Logger    *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = 10
+	}
+	if c.PrepTime <= 0 {
+		c.PrepTime = 5 * time.Second
+	}
+	if c.RescueStuckJobsAfter <= 0 {
+		c.RescueStuckJobsAfter = time.Minute
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Queue is a River client over a driver for transactions of type TTx.
+type Queue[TTx any] struct {
+	client *river.Client[TTx]
+	work   bool
+}
+
+// New migrates River's tables with driver and returns a queue. The shop's
+// own migrations are the store's business; River's are River's.
+func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Store, cfg Config) (*Queue[TTx], error) {
+	cfg.defaults()
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(cfg.Logger)})
+	if err != nil {
+		return nil, fmt.Errorf("river migrator: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("migrate river tables: %w", err)
+	}
+	rc := &river.Config{
+		Logger:               quiet(cfg.Logger),
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		JobTimeout:           min(time.Minute, cfg.RescueStuckJobsAfter),
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        min(cfg.PollInterval, 50*time.Millisecond),
+	}
+	if cfg.Work {
+		workers := river.NewWorkers()
+		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg})
+		river.AddWorker(workers, &orderReadyWorker{store: store})
+		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}}
+		rc.PeriodicJobs = []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+				return PruneArgs{}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+		}
+	}
+	client, err := river.NewClient(driver, rc)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return &Queue[TTx]{client: client, work: cfg.Work}, nil
+}
+
+// quiet keeps River's routine info logs out of the service's log.
+func quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(levelFilter{Handler: l.Handler(), min: slog.LevelWarn}).With("component", "river")
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{Handler: f.Handler.WithAttrs(a), min: f.min}
+}
+
+func (f levelFilter) WithGroup(name string) slog.Handler {
+	return levelFilter{Handler: f.Handler.WithGroup(name), min: f.min}
+}
+
+// EnqueueOrderPlaced inserts the confirmation job in tx, the checkout's
+// transaction.
+func (q *Queue[TTx]) EnqueueOrderPlaced(ctx context.Context, tx TTx, orderID int64) error {
+	if _, err := q.client.InsertTx(ctx, tx, OrderPlacedArgs{OrderID: orderID}, nil); err != nil {
+		return fmt.Errorf("insert order_placed job: %w", err)
+	}
+	return nil
+}
+
+// Start starts working jobs when the queue was made to work; otherwise it
+// does nothing.
+func (q *Queue[TTx]) Start(ctx context.Context) error {
+	if !q.work {
+		return nil
+	}
+	if err := q.client.Start(ctx); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	return nil
+}
+
+// Stop lets running jobs finish until ctx ends, then cancels them.
+func (q *Queue[TTx]) Stop(ctx context.Context) error {
+	if !q.work {
+		return nil
+	}
+	err := q.client.Stop(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = q.client.StopAndCancel(cctx)
+	}
+	if err != nil {
+		return fmt.Errorf("stop worker: %w", err)
+	}
+	return nil
+}
+
+// OrderPlacedArgs: send the confirmation of a new order and confirm it.
+type OrderPlacedArgs struct {
+	OrderID int64 `json:"order_id"`
+}
+
+// Kind names the job in River's table.
+func (OrderPlacedArgs) Kind() string { return "order_placed" }
+
+// OrderReadyArgs: the kitchen is done with an order.
+type OrderReadyArgs struct {
+	OrderID int64 `json:"order_id"`
+}
+
+// Kind names the job in River's table.
+func (OrderReadyArgs) Kind() string { return "order_ready" }
+
+// PruneArgs: forget idempotency keys past their retention.
+type PruneArgs struct{}
+
+// Kind names the job in River's table.
+func (PruneArgs) Kind() string { return "prune_idempotency_keys" }
+
+type orderPlacedWorker[TTx any] struct {
+	river.WorkerDefaults[OrderPlacedArgs]
+	store Store
+	cfg   Config
+}
+
+// Work is safe to run more than once for one order: the mail sink keeps
+// one mail per order, and the status only moves if it is still "placed".
+func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderPlacedArgs]) error {
+	id := job.Args.OrderID
+	o, err := w.store.OrderByID(ctx, id)
+	if shop.ErrorCode(err) == shop.ENOTFOUND {
+		return river.JobCancel(fmt.Errorf("order %d is gone", id))
+	}
+	if err != nil {
+		return err
+	}
+	if o.Status == shop.StatusPlaced {
+		if w.cfg.MailLatency > 0 {
+			select {
+			case <-time.After(w.cfg.MailLatency):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		sent, err := w.store.RecordMail(ctx, ConfirmationMail(o))
+		if err != nil {
+			return err
+		}
+		w.cfg.Logger.InfoContext(ctx, "order confirmation", "order_id", id, "mailed", sent, "attempt", job.Attempt)
+		if w.cfg.AfterMail != nil {
+			w.cfg.AfterMail(id)
+		}
+		if _, err := w.store.AdvanceOrder(ctx, id, shop.StatusPlaced, shop.StatusConfirmed); err != nil {
+			return err
+		}
+	}
+	// Scheduling "ready" is unique per order, so a retry after a crash
+	// between the two steps cannot schedule it twice.
+	client := river.ClientFromContext[TTx](ctx)
+	_, err = client.Insert(ctx, OrderReadyArgs{OrderID: id}, &river.InsertOpts{
+		ScheduledAt: time.Now().Add(w.cfg.PrepTime),
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	})
+	if err != nil {
+		return fmt.Errorf("schedule order %d ready: %w", id, err)
+	}
+	return nil
+}
+
+// ConfirmationMail is the mail a customer gets for an order.
+func ConfirmationMail(o *shop.Order) shop.Mail {
+	return shop.Mail{
+		OrderID: o.ID,
+		To:      o.Email,
+		Subject: fmt.Sprintf("Order %d confirmed", o.ID),
+		Body: fmt.Sprintf("Hello %s,\n\nwe have your order %d (%d items, %d.%02d) and will tell you when it is ready.\n",
+			o.CustomerName, o.ID, len(o.Lines), o.TotalCents/100, o.TotalCents%100),
+	}
+}
+
+type orderReadyWorker struct {
+	river.WorkerDefaults[OrderReadyArgs]
+	store Store
+}
+
+func (w *orderReadyWorker) Work(ctx context.Context, job *river.Job[OrderReadyArgs]) error {
+	_, err := w.store.AdvanceOrder(ctx, job.Args.OrderID, shop.StatusConfirmed, shop.StatusReady)
+	return err
+}
+
+type pruneWorker struct {
+	river.WorkerDefaults[PruneArgs]
+	store Store
+	log   *slog.Logger
+}
+
+func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
+	n, err := w.store.PruneIdempotencyKeys(ctx)
+	if err == nil && n > 0 {
+		w.log.InfoContext(ctx, "pruned idempotency keys", "count", n)
+	}
+	return err
+}

@@ -1,0 +1,269 @@
+package jobs_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sqlite"
+)
+
+type env struct {
+	db    *sqlite.DB
+	store *sqlite.Store
+	queue *jobs.Queue[*sql.Tx]
+}
+
+// open opens the shop database at path with a queue configured by cfg.
+func open(t *testing.T, path string, cfg jobs.Config) *env {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{db: db}
+	// The store and the queue need each other: the queue's workers use the
+	// store, the store's checkout enqueues through the queue.
+	var lazy lazyStore
+	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), &lazy, cfg)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	e.queue = q
+	e.store = sqlite.NewStore(db, q)
+	lazy.Store = e.store
+	if _, err := e.store.SeedIfEmpty(ctx, seed.Items(5)); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+type lazyStore struct{ *sqlite.Store }
+
+func (e *env) start(t *testing.T) {
+	t.Helper()
+	if err := e.queue.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.queue.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func (e *env) placeOrder(t *testing.T) *shop.Order {
+	t.Helper()
+	ctx := context.Background()
+	_, hash := shop.NewToken()
+	sess, err := e.store.CreateSession(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.SetCartItem(ctx, sess.ID, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
+	o, _, err := e.store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", RequestHash: c.Fingerprint(), Checkout: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func waitForStatus(t *testing.T, s *sqlite.Store, id int64, want shop.Status, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		o, err := s.OrderByID(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %d is %q after %v, want %q", id, o.Status, within, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countJobs(t *testing.T, db *sqlite.DB, kind string) int {
+	t.Helper()
+	var n int
+	if err := db.WriteDB().QueryRow(`SELECT COUNT(*) FROM river_job WHERE kind = ?`, kind).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func fast() jobs.Config {
+	return jobs.Config{Work: true, PrepTime: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond}
+}
+
+func TestOrderGoesFromPlacedToReadyWithOneMail(t *testing.T) {
+	e := open(t, filepath.Join(t.TempDir(), "shop.db"), fast())
+	o := e.placeOrder(t)
+	if countJobs(t, e.db, "order_placed") != 1 {
+		t.Fatal("checkout did not enqueue its job")
+	}
+	e.start(t)
+	waitForStatus(t, e.store, o.ID, shop.StatusReady, 15*time.Second)
+	mails, err := e.store.Mails(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mails) != 1 || mails[0].OrderID != o.ID || mails[0].To != "grace@example.com" {
+		t.Fatalf("mails = %+v, want one to grace@example.com for order %d", mails, o.ID)
+	}
+}
+
+func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
+	e := open(t, filepath.Join(t.TempDir(), "shop.db"), jobs.Config{})
+	ctx := context.Background()
+	_, hash := shop.NewToken()
+	sess, _ := e.store.CreateSession(ctx, hash)
+	if _, err := e.store.SetCartItem(ctx, sess.ID, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(1)
+	if _, err := e.store.UpdateItem(ctx, 1, shop.ItemUpdate{Stock: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	c := shop.Checkout{CustomerName: "A", Email: "a@example.com"}
+	_, _, err := e.store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
+	var oos *shop.OutOfStockError
+	if !errors.As(err, &oos) {
+		t.Fatalf("err = %v, want out of stock", err)
+	}
+	if n := countJobs(t, e.db, "order_placed"); n != 0 {
+		t.Fatalf("a rolled-back checkout left %d jobs", n)
+	}
+}
+
+func TestRecordMailIsOncePerOrder(t *testing.T) {
+	e := open(t, filepath.Join(t.TempDir(), "shop.db"), jobs.Config{})
+	o := e.placeOrder(t)
+	ctx := context.Background()
+	for i, want := range []bool{true, false} {
+		sent, err := e.store.RecordMail(ctx, jobs.ConfirmationMail(o))
+		if err != nil || sent != want {
+			t.Fatalf("record %d: sent %v err %v, want %v", i, sent, err, want)
+		}
+	}
+}
+
+// The crash test runs the worker in a child process (this test binary,
+// re-executed) that records the confirmation mail and then stops dead, as
+// if the machine lost power between mailing and confirming. After a
+// restart River rescues the job, and the order is confirmed and mailed
+// exactly once.
+const childDBEnv = "SHOP_JOBS_CRASH_CHILD_DB"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childDBEnv); path != "" {
+		os.Exit(crashChild(path))
+	}
+	os.Exit(m.Run())
+}
+
+func crashChild(path string) int {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return 2
+	}
+	var lazy lazyStore
+	cfg := fast()
+	cfg.AfterMail = func(int64) {
+		// Tell the parent, then hang until killed.
+		os.WriteFile(path+".mailed", nil, 0o600)
+		select {}
+	}
+	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), &lazy, cfg)
+	if err != nil {
+		return 3
+	}
+	lazy.Store = sqlite.NewStore(db, q)
+	if err := q.Start(ctx); err != nil {
+		return 4
+	}
+	select {}
+}
+
+func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test restarts a worker; skipped with -short")
+	}
+	path := filepath.Join(t.TempDir(), "shop.db")
+	setup := open(t, path, jobs.Config{}) // insert-only: nothing runs yet
+	o := setup.placeOrder(t)
+	setup.db.Close()
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childDBEnv+"="+path)
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(path + ".mailed"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not reach the mail within 20s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+
+	cfg := fast()
+	cfg.RescueStuckJobsAfter = 500 * time.Millisecond
+	e := open(t, path, cfg)
+	before, err := e.store.OrderByID(context.Background(), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mails, _ := e.store.Mails(context.Background())
+	if before.Status != shop.StatusPlaced || len(mails) != 1 {
+		t.Fatalf("after the crash: status %q, %d mails; want placed and 1", before.Status, len(mails))
+	}
+	time.Sleep(cfg.RescueStuckJobsAfter)
+	e.start(t)
+	waitForStatus(t, e.store, o.ID, shop.StatusReady, 60*time.Second)
+	mails, err = e.store.Mails(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mails) != 1 {
+		t.Fatalf("%d mails after the restart, want exactly 1", len(mails))
+	}
+	var attempts int
+	if err := e.db.WriteDB().QueryRow(`SELECT attempt FROM river_job WHERE kind = 'order_placed'`).Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts < 2 {
+		t.Fatalf("the order_placed job ran %d times; the test did not exercise a retry", attempts)
+	}
+}
