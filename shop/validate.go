@@ -156,7 +156,7 @@ func DecodeCursor(c string) (int64, error) {
 	if len(c) > 64 {
 		return 0, bad
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(c)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(c)
 	if err != nil {
 		return 0, bad
 	}
