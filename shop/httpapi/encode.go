@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// maxBodyBytes caps every request body; the largest legitimate body (a
+// checkout with notes) is well under 2 KiB.
+const maxBodyBytes = 64 << 10
+
+// encode writes v as JSON with the given status.
+func encode(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n')) //nolint:errcheck // the client went away
+	return nil
+}
+
+func encodeTo(w io.Writer, v any) error {
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	return nil
+}
+
+// decode reads a JSON body into a value of type T. It insists on a JSON
+// content type, a body within maxBodyBytes, exactly one JSON value and no
+// fields T does not have, so a typo in a field name is an error rather than
+// a silently ignored setting.
+func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
+	var v T
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && mt != "application/problem+json") {
+			return v, errUnsupportedMediaType
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	return decodeJSON[T](r.Body)
+}
+
+// decodeJSON is decode without the HTTP parts, so it can be fuzzed alone.
+func decodeJSON[T any](body io.Reader) (T, error) {
+	var v T
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, badJSON(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return v, shop.Errorf(shop.EINVALID, "the request body must hold a single JSON object, with nothing after it")
+	}
+	return v, nil
+}
+
+// errUnsupportedMediaType and errBodyTooLarge map to their own statuses.
+var (
+	errUnsupportedMediaType = errors.New("unsupported media type")
+	errBodyTooLarge         = errors.New("body too large")
+)
+
+// badJSON turns a decoder error into a message a client can act on.
+func badJSON(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		return shop.Errorf(shop.EINVALID, "the request body is empty: send a JSON object")
+	case errors.As(err, &tooBig):
+		return errBodyTooLarge
+	case errors.As(err, &syn):
+		return shop.Errorf(shop.EINVALID, "the request body is not valid JSON (at byte %d): %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return shop.Errorf(shop.EINVALID, "field %q must be %s, not %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		}
+		return shop.Errorf(shop.EINVALID, "the request body must be a JSON object, not %s", typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return shop.Errorf(shop.EINVALID, "the request body is cut short: it is not complete JSON")
+	}
+	// encoding/json reports unknown fields only as text.
+	return shop.Errorf(shop.EINVALID, "the request body is not acceptable: %v", err)
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int", "int64", "int32", "uint", "uint64":
+		return "an integer"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	}
+	return "a " + goKind
+}
+
+// problem is an RFC 9457 problem details document.
+type problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	Code      string `json:"code,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	// Items lists the cart lines checkout could not reserve.
+	Items []shop.Shortage `json:"items,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	p.Instance = r.URL.Path
+	p.RequestID = requestID(r.Context())
+	b, _ := json.Marshal(p) // strings, ints and shortages always marshal
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	h.Del("ETag")
+	h.Del("Cache-Control")
+	w.WriteHeader(p.Status)
+	w.Write(append(b, '\n')) //nolint:errcheck
+}

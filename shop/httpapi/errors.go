@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// statusOf maps domain error codes to HTTP statuses, in one place.
+var statusOf = map[string]int{
+	shop.EINVALID:       http.StatusBadRequest,
+	shop.EUNPROCESSABLE: http.StatusUnprocessableEntity,
+	shop.EUNAUTHORIZED:  http.StatusUnauthorized,
+	shop.EFORBIDDEN:     http.StatusForbidden,
+	shop.ENOTFOUND:      http.StatusNotFound,
+	shop.ECONFLICT:      http.StatusConflict,
+	shop.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	shop.EINTERNAL:      http.StatusInternalServerError,
+}
+
+// handlerFunc is a handler that returns its error instead of writing it;
+// the adapter (handle) turns the error into a problem response.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// writeError logs the cause of a failure and sends the client only the
+// public part: the code's status and the domain message, never an internal
+// error's text.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	p := problem{}
+	var oos *shop.OutOfStockError
+	switch {
+	case errors.Is(err, errUnsupportedMediaType):
+		p.Status, p.Detail = http.StatusUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
+	case errors.Is(err, errBodyTooLarge):
+		p.Status, p.Detail = http.StatusRequestEntityTooLarge, "the request body is larger than 64 KiB"
+	case errors.As(err, &oos):
+		p.Status, p.Code, p.Detail, p.Items = http.StatusConflict, shop.ECONFLICT, oos.Error(), oos.Items
+	case errors.Is(err, context.DeadlineExceeded):
+		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service took too long to answer; retry later"
+	default:
+		code := shop.ErrorCode(err)
+		p.Status, p.Code, p.Detail = statusOf[code], code, shop.ErrorMessage(err)
+	}
+	switch p.Status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="shop"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	if p.Status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "error", err.Error(), "status", p.Status)
+	} else {
+		s.log.DebugContext(r.Context(), "request refused", "error", err.Error(), "status", p.Status)
+	}
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		// The client is gone; nobody reads the problem.
+		return
+	}
+	writeProblem(w, r, p)
+}
+
+// logLevel is for the request log line.
+func logLevel(status int) slog.Level {
+	if status >= 500 {
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

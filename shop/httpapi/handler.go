@@ -1,0 +1,245 @@
+// Package httpapi is the HTTP adapter of the ordering service: routes,
+// request decoding and validation, RFC 9457 problem responses, bearer-token
+// sessions, the menu's ETag, Prometheus metrics, request logs and the
+// OpenAPI document. It holds no state of its own: every replica can serve
+// every request.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// Config is what the handler needs from the outside.
+type Config struct {
+	Store  shop.Store
+	Logger *slog.Logger
+	// Registry receives the HTTP and store metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// AdminToken guards /v1/admin; empty disables the admin API.
+	AdminToken string
+	// RequestTimeout bounds the work of one request.
+	RequestTimeout time.Duration
+	// Draining, when it returns true, makes /readyz fail so that a load
+	// balancer stops sending traffic before shutdown.
+	Draining func() bool
+}
+
+type server struct {
+	store      shop.Store
+	log        *slog.Logger
+	reg        *prometheus.Registry
+	metrics    *httpMetrics
+	adminToken string
+	timeout    time.Duration
+	draining   func() bool
+	menu       atomic.Pointer[encodedMenu]
+	mux        *http.ServeMux
+	patterns   []string // every registered route, for the OpenAPI test
+}
+
+// NewHandler returns the service's HTTP handler.
+func NewHandler(cfg Config) http.Handler {
+	s := newServer(cfg)
+	return s.withRequestID(s.withRecovery(http.HandlerFunc(s.serveMux)))
+}
+
+func newServer(cfg Config) *server {
+	s := &server{
+		log:        cfg.Logger,
+		reg:        cfg.Registry,
+		adminToken: cfg.AdminToken,
+		timeout:    cfg.RequestTimeout,
+		draining:   cfg.Draining,
+		mux:        http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = NewRegistry()
+	}
+	if s.timeout <= 0 {
+		s.timeout = 10 * time.Second
+	}
+	if s.draining == nil {
+		s.draining = func() bool { return false }
+	}
+	s.metrics = newHTTPMetrics(s.reg)
+	s.store = instrumentStore(cfg.Store, s.reg)
+	addRoutes(s)
+	return s
+}
+
+// handleRaw registers a plain http.Handler (one that writes its own
+// errors) under pattern.
+func (s *server) handleRaw(pattern string, h http.Handler) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+// handle registers fn under pattern with metrics, logging, a timeout and the
+// error adapter.
+func (s *server) handle(pattern string, fn handlerFunc) {
+	route := s.metrics.route(pattern)
+	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		done := route.begin()
+		start := time.Now()
+		if err := fn(rec, r); err != nil {
+			s.writeError(rec, r, err)
+		}
+		d := time.Since(start)
+		done(rec.status, d)
+		s.log.Log(r.Context(), logLevel(rec.status), "request",
+			"method", r.Method, "route", pattern, "path", r.URL.Path,
+			"status", rec.status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
+	}))
+}
+
+// serveMux sends requests no route matches to a problem response instead
+// of the mux's plain-text 404 and 405.
+func (s *server) serveMux(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// Let the mux decide between 404, 405 (with Allow) and a redirect,
+	// but not write the body.
+	probe := &headerOnly{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	switch probe.status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		detail := "no such resource: see /openapi.json for the API"
+		if probe.status == http.StatusMethodNotAllowed {
+			detail = r.Method + " is not allowed here; allowed: " + probe.header.Get("Allow")
+		}
+		s.metrics.unmatched(probe.status)
+		writeProblem(w, r, problem{Status: probe.status, Detail: detail})
+	default:
+		h.ServeHTTP(w, r)
+	}
+}
+
+type headerOnly struct {
+	header http.Header
+	status int
+}
+
+func (h *headerOnly) Header() http.Header         { return h.header }
+func (h *headerOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerOnly) WriteHeader(status int)      { h.status = status }
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status  int
+	bytes   int
+	written bool
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if !r.written {
+		r.status, r.written = status, true
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.written = true
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += n
+	return n, err
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// withRequestID gives every request an id, taken from X-Request-Id when the
+// client or load balancer sent a sane one, and puts it in the logs.
+func (s *server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !saneID(id) {
+			var b [8]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+func saneID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c == '-' || c == '_' || c == '.' || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')) {
+			return false
+		}
+	}
+	return true
+}
+
+// withRecovery turns a panic into a 500 and a logged stack, not a dropped
+// connection.
+func (s *server) withRecovery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "panic", "value", v)
+				writeProblem(w, r, problem{Status: http.StatusInternalServerError, Code: shop.EINTERNAL, Detail: "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RequestIDHandler adds the request id to every log record that has a
+// context carrying one.
+type RequestIDHandler struct{ slog.Handler }
+
+// Handle implements slog.Handler.
+func (h RequestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := requestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h RequestIDHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return RequestIDHandler{h.Handler.WithAttrs(a)}
+}
+
+// WithGroup implements slog.Handler.
+func (h RequestIDHandler) WithGroup(name string) slog.Handler {
+	return RequestIDHandler{h.Handler.WithGroup(name)}
+}

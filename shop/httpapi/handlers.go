@@ -1,0 +1,394 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+func (s *server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPIDoc) //nolint:errcheck
+	return nil
+}
+
+func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
+	return encode(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
+	if s.draining() {
+		return shop.Errorf(shop.EUNAVAILABLE, "shutting down")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.WarnContext(ctx, "store not reachable", "error", err.Error())
+		return shop.Errorf(shop.EUNAVAILABLE, "the store is not reachable")
+	}
+	return encode(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// --- catalog ---
+
+// encodedMenu is the menu document of one catalog version, encoded once:
+// every replica checks the version on each request (one indexed read), so
+// the cache is never stale, and serves the bytes without rebuilding them.
+type encodedMenu struct {
+	version int64
+	etag    string
+	body    []byte
+}
+
+func menuETag(version int64) string { return `"menu-` + strconv.FormatInt(version, 10) + `"` }
+
+func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
+	version, err := s.store.CatalogVersion(r.Context())
+	if err != nil {
+		return err
+	}
+	etag := menuETag(version)
+	w.Header().Set("Cache-Control", "no-cache") // caches may keep it, but must revalidate
+	w.Header().Set("ETag", etag)
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	m := s.menu.Load()
+	if m == nil || m.version != version {
+		menu, err := s.store.Menu(r.Context())
+		if err != nil {
+			return err
+		}
+		body, err := jsonBody(menu)
+		if err != nil {
+			return err
+		}
+		m = &encodedMenu{version: menu.Version, etag: menuETag(menu.Version), body: body}
+		s.menu.Store(m)
+		w.Header().Set("ETag", m.etag) // the menu may be newer than the version read above
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.body)))
+	w.Write(m.body) //nolint:errcheck
+	return nil
+}
+
+// etagMatches implements If-None-Match's weak comparison.
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *server) handleItem(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "item")
+	if err != nil {
+		return err
+	}
+	it, err := s.store.Item(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, it)
+}
+
+type itemPage struct {
+	Items      []shop.Item `json:"items"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+}
+
+func (s *server) handleListItems(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "category", "q", "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	f := shop.ItemFilter{Category: q.Get("category"), Query: q.Get("q")}
+	if f.Limit, err = queryInt(q, "limit"); err != nil {
+		return err
+	}
+	if f.After, err = shop.DecodeCursor(q.Get("cursor")); err != nil {
+		return err
+	}
+	page, err := s.store.ListItems(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, itemPage{Items: page.Items, NextCursor: shop.EncodeCursor(page.Next)})
+}
+
+// --- sessions ---
+
+type sessionCreated struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (s *server) handleCreateSession(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength > 0 {
+		if _, err := decode[struct{}](w, r); err != nil {
+			return err
+		}
+	}
+	token, hash := shop.NewToken()
+	sess, err := s.store.CreateSession(r.Context(), hash)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusCreated, sessionCreated{Token: token, ExpiresAt: sess.ExpiresAt})
+}
+
+type sessionKey struct{}
+
+// authenticated resolves the bearer token to a session before fn runs.
+func (s *server) authenticated(fn handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		token, ok := bearer(r)
+		if !ok {
+			return shop.Errorf(shop.EUNAUTHORIZED, "send the session token as 'Authorization: Bearer <token>'; create one with POST /v1/sessions")
+		}
+		sess, err := s.store.SessionByTokenHash(r.Context(), shop.HashToken(token))
+		if err != nil {
+			return err
+		}
+		return fn(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess.ID)))
+	}
+}
+
+func sessionID(r *http.Request) int64 {
+	id, _ := r.Context().Value(sessionKey{}).(int64)
+	return id
+}
+
+func bearer(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || len(token) > 512 {
+		return "", false
+	}
+	return token, true
+}
+
+// admin guards fn with the admin token from the environment.
+func (s *server) admin(fn handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if s.adminToken == "" {
+			return shop.Errorf(shop.EFORBIDDEN, "the admin API is disabled: start the service with SHOP_ADMIN_TOKEN set")
+		}
+		token, ok := bearer(r)
+		if !ok {
+			return shop.Errorf(shop.EUNAUTHORIZED, "send the admin token as 'Authorization: Bearer <token>'")
+		}
+		if subtle.ConstantTimeCompare([]byte(token), []byte(s.adminToken)) != 1 {
+			return shop.Errorf(shop.EFORBIDDEN, "this token may not change the catalog")
+		}
+		return fn(w, r)
+	}
+}
+
+// --- cart ---
+
+func (s *server) handleCart(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.store.Cart(r.Context(), sessionID(r))
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, c)
+}
+
+// SetQuantity is the body of PUT /v1/cart/items/{id}.
+type SetQuantity struct {
+	Quantity *int `json:"quantity"`
+}
+
+// Validate checks the body.
+func (q SetQuantity) Validate() error {
+	if q.Quantity == nil {
+		return shop.Errorf(shop.EINVALID, `quantity is required: send {"quantity": n}, 0 to remove the item`)
+	}
+	return shop.ValidateQuantity(*q.Quantity)
+}
+
+func (s *server) handleSetCartItem(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "item")
+	if err != nil {
+		return err
+	}
+	body, err := decode[SetQuantity](w, r)
+	if err != nil {
+		return err
+	}
+	if err := body.Validate(); err != nil {
+		return err
+	}
+	c, err := s.store.SetCartItem(r.Context(), sessionID(r), id, *body.Quantity)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, c)
+}
+
+func (s *server) handleClearCart(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.ClearCart(r.Context(), sessionID(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// --- orders ---
+
+func (s *server) handlePlaceOrder(w http.ResponseWriter, r *http.Request) error {
+	key := r.Header.Get("Idempotency-Key")
+	if err := shop.ValidateIdempotencyKey(key); err != nil {
+		return err
+	}
+	c, err := decode[shop.Checkout](w, r)
+	if err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	o, created, err := s.store.PlaceOrder(r.Context(), shop.PlaceOrder{
+		SessionID: sessionID(r), IdempotencyKey: key, RequestHash: c.Fingerprint(), Checkout: c,
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", fmt.Sprintf("/v1/orders/%d", o.ID))
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK // a retry: the order made the first time
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	return encode(w, status, o)
+}
+
+func (s *server) handleOrder(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "order")
+	if err != nil {
+		return err
+	}
+	o, err := s.store.Order(r.Context(), sessionID(r), id)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, o)
+}
+
+type orderPage struct {
+	Orders     []shop.Order `json:"orders"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+func (s *server) handleListOrders(w http.ResponseWriter, r *http.Request) error {
+	q, err := query(r, "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	var f shop.OrderFilter
+	if f.Limit, err = queryInt(q, "limit"); err != nil {
+		return err
+	}
+	if f.Before, err = shop.DecodeCursor(q.Get("cursor")); err != nil {
+		return err
+	}
+	page, err := s.store.ListOrders(r.Context(), sessionID(r), f)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, orderPage{Orders: page.Orders, NextCursor: shop.EncodeCursor(page.Next)})
+}
+
+// --- admin ---
+
+func (s *server) handleUpdateItem(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "item")
+	if err != nil {
+		return err
+	}
+	u, err := decode[shop.ItemUpdate](w, r)
+	if err != nil {
+		return err
+	}
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	it, err := s.store.UpdateItem(r.Context(), id, u)
+	if err != nil {
+		return err
+	}
+	return encode(w, http.StatusOK, it)
+}
+
+// --- helpers ---
+
+func pathID(r *http.Request, what string) (int64, error) {
+	raw := r.PathValue("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 1 {
+		return 0, shop.Errorf(shop.EINVALID, "%s id must be a positive integer, got %q", what, raw)
+	}
+	return id, nil
+}
+
+// query returns the query parameters, refusing any not in allowed (a
+// misspelt filter would otherwise be ignored without a word) and repeats.
+func query(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, shop.Errorf(shop.EINVALID, "the query string is malformed: %v", err)
+	}
+	for name, vs := range q {
+		known := false
+		for _, a := range allowed {
+			known = known || a == name
+		}
+		if !known {
+			return nil, shop.Errorf(shop.EINVALID, "unknown query parameter %q (allowed: %s)", name, strings.Join(allowed, ", "))
+		}
+		if len(vs) > 1 {
+			return nil, shop.Errorf(shop.EINVALID, "query parameter %q is given %d times", name, len(vs))
+		}
+	}
+	return q, nil
+}
+
+func queryInt(q url.Values, name string) (int, error) {
+	raw := q.Get(name)
+	if raw == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil {
+		return 0, shop.Errorf(shop.EINVALID, "%s must be an integer, got %q", name, raw)
+	}
+	if n < 1 {
+		return 0, shop.Errorf(shop.EINVALID, "%s must be at least 1, got %d", name, n)
+	}
+	return n, nil
+}
+
+func jsonBody(v any) ([]byte, error) {
+	var b strings.Builder
+	if err := encodeTo(&b, v); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,29 @@
+package httpapi
+
+import "github.com/prometheus/client_golang/prometheus/promhttp"
+
+// addRoutes is the whole API surface in one place; the OpenAPI test holds
+// openapi.json to exactly these routes.
+func addRoutes(s *server) {
+	s.handle("GET /healthz", s.handleHealthz)
+	s.handle("GET /readyz", s.handleReadyz)
+	s.handleRaw("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.handle("GET /openapi.json", s.handleOpenAPI)
+
+	s.handle("GET /v1/menu", s.handleMenu)
+	s.handle("GET /v1/items", s.handleListItems)
+	s.handle("GET /v1/items/{id}", s.handleItem)
+
+	s.handle("POST /v1/sessions", s.handleCreateSession)
+
+	s.handle("GET /v1/cart", s.authenticated(s.handleCart))
+	s.handle("PUT /v1/cart/items/{id}", s.authenticated(s.handleSetCartItem))
+	s.handle("DELETE /v1/cart", s.authenticated(s.handleClearCart))
+
+	s.handle("POST /v1/orders", s.authenticated(s.handlePlaceOrder))
+	s.handle("GET /v1/orders", s.authenticated(s.handleListOrders))
+	s.handle("GET /v1/orders/{id}", s.authenticated(s.handleOrder))
+
+	s.handle("PUT /v1/admin/items/{id}", s.admin(s.handleUpdateItem))
+}
+
