@@ -677,4 +677,3 @@ func TestServerDrainsInFlightRequestsOnClose(t *testing.T) {
 		t.Fatal("the server still accepts connections after Close")
 	}
 }
-

@@ -26,4 +26,3 @@ func addRoutes(s *server) {
 
 	s.handle("PUT /v1/admin/items/{id}", s.admin(s.handleUpdateItem))
 }
-
