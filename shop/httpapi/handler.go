@@ -29,6 +29,9 @@ type Config struct {
 	AdminToken string
 	// RequestTimeout bounds the work of one request.
 	RequestTimeout time.Duration
+	// OpsOnly serves only the operational routes (health, readiness,
+	// metrics): for a process that runs the background worker alone.
+	OpsOnly bool
 	// Draining, when it returns true, makes /readyz fail so that a load
 	// balancer stops sending traffic before shutdown.
 	Draining func() bool
@@ -76,7 +79,11 @@ func newServer(cfg Config) *server {
 	}
 	s.metrics = newHTTPMetrics(s.reg)
 	s.store = instrumentStore(cfg.Store, s.reg)
-	addRoutes(s)
+	if cfg.OpsOnly {
+		addOpsRoutes(s)
+	} else {
+		addRoutes(s)
+	}
 	return s
 }
 

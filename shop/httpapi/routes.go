@@ -5,9 +5,7 @@ import "github.com/prometheus/client_golang/prometheus/promhttp"
 // addRoutes is the whole API surface in one place; the OpenAPI test holds
 // openapi.json to exactly these routes.
 func addRoutes(s *server) {
-	s.handle("GET /healthz", s.handleHealthz)
-	s.handle("GET /readyz", s.handleReadyz)
-	s.handleRaw("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	addOpsRoutes(s)
 	s.handle("GET /openapi.json", s.handleOpenAPI)
 
 	s.handle("GET /v1/menu", s.handleMenu)
@@ -25,4 +23,10 @@ func addRoutes(s *server) {
 	s.handle("GET /v1/orders/{id}", s.authenticated(s.handleOrder))
 
 	s.handle("PUT /v1/admin/items/{id}", s.admin(s.handleUpdateItem))
+}
+
+func addOpsRoutes(s *server) {
+	s.handle("GET /healthz", s.handleHealthz)
+	s.handle("GET /readyz", s.handleReadyz)
+	s.handleRaw("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 }

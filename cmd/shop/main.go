@@ -1,0 +1,220 @@
+// Command shop runs the perfscale ordering service. On its embedded default
+// it needs nothing but a directory: the catalog, sessions, carts, orders and
+// the job queue live in one SQLite file, seeded on first start.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sqlite"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "shop: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	addr, adminAddr, dataDir, role, logLevel string
+	seedItems                                int
+	prepTime, mailLatency, shutdownTimeout   time.Duration
+	adminToken                               string
+}
+
+// parseConfig reads flags, each defaulting to its SHOP_* environment
+// variable, so the same binary is configured the same way by hand, in a
+// container or under a process manager.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	var c config
+	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", "127.0.0.1:8080"), "listen address of the API (env SHOP_ADDR)")
+	fs.StringVar(&c.adminAddr, "admin-addr", env("SHOP_ADMIN_ADDR", ""), "listen address of /debug/pprof and /metrics; empty disables it (env SHOP_ADMIN_ADDR)")
+	fs.StringVar(&c.dataDir, "data-dir", env("SHOP_DATA_DIR", "./shop-data"), "directory of the SQLite database (env SHOP_DATA_DIR)")
+	fs.StringVar(&c.role, "role", env("SHOP_ROLE", "all"), "api (HTTP only), worker (background jobs only) or all (env SHOP_ROLE)")
+	fs.StringVar(&c.logLevel, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (env SHOP_LOG_LEVEL)")
+	var seedItems, prep, mailLat, shutdown string
+	fs.StringVar(&seedItems, "seed-items", env("SHOP_SEED_ITEMS", strconv.Itoa(seed.DefaultItems)), "catalog size seeded on first start, at most 1000000 (env SHOP_SEED_ITEMS)")
+	fs.StringVar(&prep, "prep-time", env("SHOP_PREP_TIME", "10s"), "time from confirmed to ready (env SHOP_PREP_TIME)")
+	fs.StringVar(&mailLat, "mail-latency", env("SHOP_MAIL_LATENCY", "0s"), "simulated mail provider latency (env SHOP_MAIL_LATENCY)")
+	fs.StringVar(&shutdown, "shutdown-timeout", env("SHOP_SHUTDOWN_TIMEOUT", "15s"), "how long shutdown waits for in-flight requests (env SHOP_SHUTDOWN_TIMEOUT)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: shop [flags]\n\nRuns the ordering service. SHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (shop takes only flags; see shop --help)", fs.Arg(0))
+	}
+	n, err := strconv.Atoi(seedItems)
+	if err != nil || n < 0 || n > seed.MaxItems {
+		return nil, fmt.Errorf("--seed-items must be a whole number from 0 to %d, got %q", seed.MaxItems, seedItems)
+	}
+	c.seedItems = n
+	for _, d := range []struct {
+		name, raw string
+		dst       *time.Duration
+	}{{"prep-time", prep, &c.prepTime}, {"mail-latency", mailLat, &c.mailLatency}, {"shutdown-timeout", shutdown, &c.shutdownTimeout}} {
+		v, err := time.ParseDuration(d.raw)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("--%s must be a duration such as 5s or 250ms, got %q", d.name, d.raw)
+		}
+		*d.dst = v
+	}
+	switch c.role {
+	case "api", "worker", "all":
+	default:
+		return nil, fmt.Errorf("--role must be api, worker or all, got %q", c.role)
+	}
+	if c.addr == "" {
+		return nil, errors.New("--addr must not be empty")
+	}
+	c.adminToken = getenv("SHOP_ADMIN_TOKEN")
+	return &c, nil
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", level)
+	}
+	return slog.New(httpapi.RequestIDHandler{Handler: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})}), nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logLevel, stdout)
+	if err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	dbPath := filepath.Join(cfg.dataDir, "shop.db")
+	db, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	// The store enqueues through the queue and the queue's workers use the
+	// store; the worker side gets the store once both exist.
+	workerStore := &lateStore{}
+	queue, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), workerStore, jobs.Config{
+		Work:        cfg.role != "api",
+		PrepTime:    cfg.prepTime,
+		MailLatency: cfg.mailLatency,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	store := sqlite.NewStore(db, queue)
+	workerStore.Store = store
+
+	if n, err := store.SeedIfEmpty(ctx, seed.Items(cfg.seedItems)); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("seeded catalog", "items", n, "database", dbPath)
+	}
+
+	var draining atomic.Bool
+	reg := httpapi.NewRegistry()
+	api := &httpapi.Server{Addr: cfg.addr, Handler: httpapi.NewHandler(httpapi.Config{
+		Store: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
+		OpsOnly: cfg.role == "worker", Draining: draining.Load,
+	})}
+	if err := api.Open(); err != nil {
+		return err
+	}
+	log.Info("listening", "url", api.URL(), "role", cfg.role, "database", dbPath, "admin_api", cfg.adminToken != "")
+
+	var admin *httpapi.Server
+	if cfg.adminAddr != "" {
+		admin = &httpapi.Server{Addr: cfg.adminAddr, Handler: adminMux(reg)}
+		if err := admin.Open(); err != nil {
+			api.Close(context.Background())
+			return err
+		}
+		log.Info("admin listening", "url", admin.URL())
+	}
+	if err := queue.Start(ctx); err != nil {
+		api.Close(context.Background())
+		return err
+	}
+
+	<-ctx.Done()
+	// Fail readiness first so a load balancer stops routing here, then let
+	// in-flight requests and jobs finish.
+	draining.Store(true)
+	log.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	var errs []error
+	errs = append(errs, api.Close(stopCtx))
+	if admin != nil {
+		errs = append(errs, admin.Close(stopCtx))
+	}
+	errs = append(errs, queue.Stop(stopCtx))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// lateStore lets the worker be built before the store it uses.
+type lateStore struct{ *sqlite.Store }
+
+// adminMux serves profiling and metrics on a listener of its own, so they
+// are never exposed on the public address.
+func adminMux(reg prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}

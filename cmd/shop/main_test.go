@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuffer is a goroutine-safe stdout for run.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// field returns the value of key in the first log record with msg.
+func (b *logBuffer) field(msg, key string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
+			v, _ := rec[key].(string)
+			return v
+		}
+	}
+	return ""
+}
+
+type instance struct {
+	api, admin string
+	logs       *logBuffer
+	stop       func() error
+}
+
+func start(t *testing.T, dataDir string, extra ...string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &logBuffer{}
+	args := append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", dataDir, "--prep-time", "200ms"}, extra...)
+	env := map[string]string{"SHOP_ADMIN_TOKEN": "secret"}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
+	inst := &instance{logs: logs}
+	deadline := time.Now().Add(20 * time.Second)
+	for inst.api == "" || inst.admin == "" {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("run returned before listening: %v\n%s", err, logs.buf.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("not listening after 20s:\n%s", logs.buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+		inst.api, inst.admin = logs.field("listening", "url"), logs.field("admin listening", "url")
+	}
+	var once sync.Once
+	var stopErr error
+	inst.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(30 * time.Second):
+				stopErr = fmt.Errorf("run did not return 30s after cancel")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { inst.stop() })
+	return inst
+}
+
+func call(t *testing.T, method, url, token, key, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// The README's walk-through, through the real binary's wiring.
+func TestRunServesTheWholeJourneyAndStopsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	if code, _ := call(t, "GET", s.api+"/v1/menu", "", "", ""); code != 200 {
+		t.Fatalf("menu: %d", code)
+	}
+	code, body := call(t, "POST", s.api+"/v1/sessions", "", "", "")
+	var sess struct{ Token string }
+	json.Unmarshal(body, &sess)
+	if code != 201 || sess.Token == "" {
+		t.Fatalf("session: %d %s", code, body)
+	}
+	if code, body := call(t, "PUT", s.api+"/v1/cart/items/3", sess.Token, "", `{"quantity": 2}`); code != 200 {
+		t.Fatalf("cart: %d %s", code, body)
+	}
+	code, body = call(t, "POST", s.api+"/v1/orders", sess.Token, "walkthrough-1", `{"customer_name": "Ada", "email": "ada@example.com"}`)
+	var order struct {
+		ID     int64
+		Status string
+	}
+	json.Unmarshal(body, &order)
+	if code != 201 {
+		t.Fatalf("checkout: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for order.Status != "ready" {
+		if time.Now().After(deadline) {
+			t.Fatalf("order still %q after 20s", order.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, body = call(t, "GET", fmt.Sprintf("%s/v1/orders/%d", s.api, order.ID), sess.Token, "", "")
+		json.Unmarshal(body, &order)
+	}
+	if code, _ := call(t, "PUT", s.api+"/v1/admin/items/3", "secret", "", `{"price_cents": 1234}`); code != 200 {
+		t.Fatalf("admin with SHOP_ADMIN_TOKEN: %d", code)
+	}
+	// Profiling is on the admin listener only.
+	if code, _ := call(t, "GET", s.admin+"/debug/pprof/", "", "", ""); code != 200 {
+		t.Fatalf("pprof on admin: %d", code)
+	}
+	if code, _ := call(t, "GET", s.api+"/debug/pprof/", "", "", ""); code != 404 {
+		t.Fatalf("pprof on the public listener: %d, want 404", code)
+	}
+	if code, _ := call(t, "GET", s.admin+"/metrics", "", "", ""); code != 200 {
+		t.Fatalf("metrics on admin: %d", code)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if s.logs.field("stopped", "msg") == "" && !strings.Contains(s.logs.buf.String(), `"msg":"stopped"`) {
+		t.Fatal("no clean stop logged")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s.logs.buf.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("log line is not JSON: %s", line)
+		}
+	}
+	if !strings.Contains(s.logs.buf.String(), `"request_id"`) {
+		t.Fatal("request logs carry no request_id")
+	}
+
+	// A restart keeps the data and does not seed again.
+	s2 := start(t, dir, "--seed-items", "5")
+	_, body = call(t, "GET", s2.api+"/v1/items/3", "", "", "")
+	if !bytes.Contains(body, []byte(`"price_cents":1234`)) {
+		t.Fatalf("after a restart item 3 is %s", body)
+	}
+	if s2.logs.field("seeded catalog", "msg") != "" || strings.Contains(s2.logs.buf.String(), "seeded catalog") {
+		t.Fatal("the catalog was seeded again on restart")
+	}
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--seed-items", "-1"}, nil, "--seed-items must be"},
+		{[]string{"--seed-items", "2000000"}, nil, "--seed-items must be"},
+		{nil, map[string]string{"SHOP_SEED_ITEMS": "many"}, "--seed-items must be"},
+		{[]string{"--role", "boss"}, nil, "--role must be api, worker or all"},
+		{[]string{"--prep-time", "soon"}, nil, "--prep-time must be a duration"},
+		{[]string{"--log-level", "loud"}, nil, "--log-level must be"},
+		{[]string{"--no-such-flag"}, nil, "flag provided but not defined"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"--addr", "256.0.0.1:99999", "--data-dir", "DIR"}, nil, "listen on"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			for i, a := range tt.args {
+				if a == "DIR" {
+					tt.args[i] = dir
+				}
+			}
+			args := append([]string{"--data-dir", dir}, tt.args...)
+			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+// The api and worker roles split one deployment in two processes (here two
+// run calls) over one database: the api enqueues, the worker confirms.
+func TestAPIAndWorkerRolesShareTheWork(t *testing.T) {
+	dir := t.TempDir()
+	api := start(t, dir, "--role", "api")
+	worker := start(t, dir, "--role", "worker")
+	if code, _ := call(t, "GET", worker.api+"/v1/menu", "", "", ""); code != 404 {
+		t.Fatalf("the worker serves the API: %d", code)
+	}
+	if code, _ := call(t, "GET", worker.api+"/readyz", "", "", ""); code != 200 {
+		t.Fatalf("worker readyz: %d", code)
+	}
+	_, body := call(t, "POST", api.api+"/v1/sessions", "", "", "")
+	var sess struct{ Token string }
+	json.Unmarshal(body, &sess)
+	call(t, "PUT", api.api+"/v1/cart/items/1", sess.Token, "", `{"quantity": 1}`)
+	code, body := call(t, "POST", api.api+"/v1/orders", sess.Token, "k", `{"customer_name": "Ada", "email": "ada@example.com"}`)
+	if code != 201 {
+		t.Fatalf("checkout: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !bytes.Contains(body, []byte(`"status":"ready"`)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("order not ready after 20s: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, body = call(t, "GET", api.api+"/v1/orders/1", sess.Token, "", "")
+	}
+}
