@@ -5,8 +5,6 @@
 package load
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -33,6 +31,12 @@ type Config struct {
 	Timeout     time.Duration // per request; 0 means a default
 	Target      *Request      // a single request, or
 	Scenario    Scenario      // a user journey (see package scenario)
+	// MaxInFlight caps concurrent requests in open loop (0: a default of
+	// 10,000). Requests beyond it wait in the generator, and that wait
+	// counts in their latency.
+	MaxInFlight int
+	// Client picks the HTTP client (default fasthttp).
+	Client Client
 	// Progress, if set, is called about once per second from one goroutine.
 	Progress func(Snapshot)
 }
@@ -115,10 +119,3 @@ type Result struct {
 	Histogram *hdrhistogram.Histogram `json:"-"`
 }
 
-// ErrNotImplemented is returned until the generator lands.
-var ErrNotImplemented = errors.New("load: generator not implemented yet")
-
-// Run generates the configured load until a bound is reached or ctx ends.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
-	return nil, ErrNotImplemented
-}

@@ -1,0 +1,308 @@
+package load_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+)
+
+// truthServer answers after a fixed delay and records, as the truth, how
+// long each request took on the server side. stallAt > 0 makes it hold
+// every request arriving from the stallAt-th one on until stallFor has
+// passed since the stall began, like a GC pause or a lock convoy.
+type truthServer struct {
+	*httptest.Server
+	delay    time.Duration
+	stallAt  int64
+	stallFor time.Duration
+
+	count     atomic.Int64
+	mu        sync.Mutex
+	durations []time.Duration
+	stallEnd  time.Time
+}
+
+func newTruthServer(t *testing.T, delay time.Duration) *truthServer {
+	s := &truthServer{delay: delay}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *truthServer) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	n := s.count.Add(1)
+	if s.stallAt > 0 {
+		s.mu.Lock()
+		if n == s.stallAt {
+			s.stallEnd = start.Add(s.stallFor)
+		}
+		end := s.stallEnd
+		s.mu.Unlock()
+		if start.Before(end) {
+			time.Sleep(time.Until(end))
+		}
+	}
+	time.Sleep(s.delay)
+	w.Write([]byte("ok"))
+	d := time.Since(start)
+	s.mu.Lock()
+	s.durations = append(s.durations, d)
+	s.mu.Unlock()
+}
+
+// quantile of the server-side durations (nearest rank).
+func (s *truthServer) quantile(q float64) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := slices.Clone(s.durations)
+	slices.Sort(d)
+	i := int(q*float64(len(d))+0.5) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+func near(got, want time.Duration) bool {
+	tol := max(want/20, time.Millisecond) // 5% or 1 ms
+	return got >= want-tol && got <= want+tol
+}
+
+func run(t *testing.T, cfg load.Config) *load.Result {
+	t.Helper()
+	res, err := load.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+var clients = []load.Client{load.ClientFastHTTP, load.ClientNetHTTP}
+
+func TestLatencyMatchesAKnownDelay(t *testing.T) {
+	for _, client := range clients {
+		for _, model := range []string{"closed", "open"} {
+			t.Run(string(client)+"/"+model, func(t *testing.T) {
+				srv := newTruthServer(t, 20*time.Millisecond)
+				cfg := load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Duration: 1500 * time.Millisecond, Client: client}
+				if model == "open" {
+					cfg.Rate = 100
+				} else {
+					cfg.Concurrency = 4
+				}
+				res := run(t, cfg)
+				if res.Requests != srv.count.Load() {
+					t.Fatalf("reported %d requests, the server answered %d", res.Requests, srv.count.Load())
+				}
+				for _, c := range []struct {
+					name string
+					got  time.Duration
+					q    float64
+				}{{"p50", res.Latency.P50, .50}, {"p90", res.Latency.P90, .90}} {
+					if want := srv.quantile(c.q); !near(c.got, want) {
+						t.Errorf("%s = %v, the server measured %v", c.name, c.got, want)
+					}
+				}
+				if res.Latency.Min < 20*time.Millisecond {
+					t.Errorf("min %v is below the server's fixed delay", res.Latency.Min)
+				}
+			})
+		}
+	}
+}
+
+// A stall at the target must show in the open-loop tail with its true size.
+// Closed loop, with one user waiting out the stall, sees it once and hides
+// it: that is coordinated omission, and the test shows both.
+func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
+	const rate, runFor, stall = 200, 2 * time.Second, 500 * time.Millisecond
+	open := func(t *testing.T, maxInFlight int) (*load.Result, *truthServer) {
+		srv := newTruthServer(t, time.Millisecond)
+		srv.stallAt, srv.stallFor = rate/2, stall // half a second in
+		res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Rate: rate, Duration: runFor, MaxInFlight: maxInFlight})
+		return res, srv
+	}
+	// Requests due during the stall wait until its end: the slowest 1% are
+	// the first ones, which waited about stall - (1% of N)/rate.
+	n := float64(rate) * runFor.Seconds()
+	wantP99 := stall - time.Duration(0.01*n/rate*float64(time.Second))
+
+	t.Run("open loop", func(t *testing.T) {
+		res, srv := open(t, 0)
+		if !near(res.Latency.P99, srv.quantile(.99)) {
+			t.Errorf("p99 = %v, the server measured %v", res.Latency.P99, srv.quantile(.99))
+		}
+		if res.Latency.P99 < wantP99*9/10 || res.Latency.Max < stall*9/10 {
+			t.Errorf("p99 %v, max %v: the %v stall does not show (want p99 near %v)", res.Latency.P99, res.Latency.Max, stall, wantP99)
+		}
+	})
+	t.Run("open loop with one connection", func(t *testing.T) {
+		// Only one request at a time reaches the server, so the server sees
+		// a single slow request; the others wait in the generator, and
+		// that wait must count, measured from each request's intended time.
+		res, srv := open(t, 1)
+		if got := srv.quantile(.99); got > stall/2 {
+			t.Fatalf("setup: the server saw p99 %v; expected the stall to hit one request only", got)
+		}
+		if res.Latency.P99 < wantP99*9/10 || res.Latency.P99 > wantP99*11/10 {
+			t.Errorf("p99 = %v, want about %v: latency is not measured from the intended send time", res.Latency.P99, wantP99)
+		}
+	})
+	t.Run("closed loop hides it", func(t *testing.T) {
+		srv := newTruthServer(t, time.Millisecond)
+		srv.stallAt, srv.stallFor = 200, stall
+		res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Concurrency: 1, Duration: runFor})
+		if res.Latency.Max < stall*9/10 {
+			t.Fatalf("closed loop max %v: the stall request itself is missing", res.Latency.Max)
+		}
+		if res.Latency.P99 > 50*time.Millisecond {
+			t.Errorf("closed loop p99 %v: expected the stall to be hidden (coordinated omission)", res.Latency.P99)
+		}
+	})
+}
+
+func TestOpenLoopKeepsItsRate(t *testing.T) {
+	srv := newTruthServer(t, 0)
+	res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Rate: 300, Duration: 2 * time.Second})
+	got := srv.count.Load()
+	if got < 594 || got > 606 {
+		t.Fatalf("the server got %d requests; 300/s for 2s is 600", got)
+	}
+	if res.Requests != got {
+		t.Fatalf("reported %d requests, the server got %d", res.Requests, got)
+	}
+	if res.GeneratorSaturated {
+		t.Fatalf("an easy run was reported as saturated: %v", res.SaturationReasons)
+	}
+	if len(res.Series) < 2 {
+		t.Fatalf("series has %d seconds", len(res.Series))
+	}
+	var sum int64
+	for _, s := range res.Series {
+		sum += s.Requests
+	}
+	if sum != res.Requests {
+		t.Fatalf("series adds up to %d, total %d", sum, res.Requests)
+	}
+}
+
+func TestRequestsBoundIsExact(t *testing.T) {
+	for _, cfg := range []load.Config{{Concurrency: 7, Requests: 137}, {Rate: 2000, Requests: 137}} {
+		t.Run(fmt.Sprintf("rate=%v,concurrency=%d", cfg.Rate, cfg.Concurrency), func(t *testing.T) {
+			srv := newTruthServer(t, 0)
+			cfg.Target = &load.Request{Method: "GET", URL: srv.URL}
+			res := run(t, cfg)
+			if res.Requests != 137 || srv.count.Load() != 137 {
+				t.Fatalf("reported %d, server got %d; want 137", res.Requests, srv.count.Load())
+			}
+		})
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/404":
+			http.NotFound(w, r)
+		case "/503":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+		}
+	}))
+	defer srv.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	tests := []struct {
+		url  string
+		want func(load.ErrorCounts) int64
+	}{
+		{srv.URL + "/404", func(e load.ErrorCounts) int64 { return e.Status4xx }},
+		{srv.URL + "/503", func(e load.ErrorCounts) int64 { return e.Status5xx }},
+		{srv.URL + "/slow", func(e load.ErrorCounts) int64 { return e.Timeout }},
+		{closed, func(e load.ErrorCounts) int64 { return e.Connection }},
+	}
+	for _, client := range clients {
+		for _, tt := range tests {
+			t.Run(string(client)+" "+tt.url, func(t *testing.T) {
+				res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: tt.url}, Concurrency: 2, Requests: 6,
+					Timeout: 50 * time.Millisecond, Client: client})
+				if got := tt.want(res.Errors); got != 6 || res.Errors.Total() != 6 {
+					t.Fatalf("errors = %+v, want all 6 of the expected kind", res.Errors)
+				}
+			})
+		}
+	}
+}
+
+func TestCancelReturnsThePartialResult(t *testing.T) {
+	srv := newTruthServer(t, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res, err := load.Run(ctx, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Concurrency: 2, Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("cancel took %v to stop the run", took)
+	}
+	if res.Requests == 0 {
+		t.Fatal("no partial result")
+	}
+}
+
+func TestRequestsCarryMethodHeadersAndBody(t *testing.T) {
+	for _, client := range clients {
+		t.Run(string(client), func(t *testing.T) {
+			var bad atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b := make([]byte, 64)
+				n, _ := r.Body.Read(b)
+				if r.Method != "POST" || r.Header.Get("X-Test") != "yes" || string(b[:n]) != `{"a":1}` {
+					bad.Add(1)
+				}
+			}))
+			defer srv.Close()
+			res := run(t, load.Config{Concurrency: 2, Requests: 20, Client: client, Target: &load.Request{
+				Method: "POST", URL: srv.URL, Header: http.Header{"X-Test": {"yes"}}, Body: []byte(`{"a":1}`)}})
+			if res.Requests != 20 || bad.Load() != 0 {
+				t.Fatalf("%d requests, %d malformed", res.Requests, bad.Load())
+			}
+		})
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	target := &load.Request{Method: "GET", URL: "http://127.0.0.1:1/"}
+	tests := []struct {
+		name string
+		cfg  load.Config
+	}{
+		{"no model", load.Config{Target: target, Duration: time.Second}},
+		{"both models", load.Config{Target: target, Duration: time.Second, Rate: 1, Concurrency: 1}},
+		{"no bound", load.Config{Target: target, Rate: 1}},
+		{"no target", load.Config{Rate: 1, Duration: time.Second}},
+		{"negative rate", load.Config{Target: target, Rate: -1, Duration: time.Second}},
+		{"think in open loop", load.Config{Target: target, Rate: 1, Duration: time.Second, ThinkTime: time.Second}},
+		{"bad url", load.Config{Target: &load.Request{Method: "GET", URL: "localhost:8080"}, Rate: 1, Duration: time.Second}},
+		{"no host", load.Config{Target: &load.Request{Method: "GET", URL: "http:///x"}, Rate: 1, Duration: time.Second}},
+		{"ftp", load.Config{Target: &load.Request{Method: "GET", URL: "ftp://example.com"}, Rate: 1, Duration: time.Second}},
+		{"bad client", load.Config{Target: target, Rate: 1, Duration: time.Second, Client: "curl"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := load.Run(context.Background(), tt.cfg); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}

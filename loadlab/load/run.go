@@ -1,0 +1,533 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Defaults and bounds.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultMaxInFlight = 10_000
+	// lateAfter is how far behind its intended time a request may start
+	// before it counts as sent late by the generator.
+	lateAfter = time.Millisecond
+	// lateFraction of requests sent late marks the generator as saturated.
+	lateFraction = 0.01
+	// cpuSaturated is the share of the generator's cores it may use before
+	// it counts as saturated.
+	cpuSaturated = 0.9
+	maxLatencyUS = int64(time.Hour / time.Microsecond)
+)
+
+// Validate checks a configuration and explains what is wrong.
+func (c *Config) Validate() error {
+	switch {
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return errors.New("rate must be a positive number of requests per second")
+	case c.Concurrency < 0:
+		return errors.New("concurrency must be a positive number of users")
+	case c.Rate > 0 && c.Concurrency > 0:
+		return errors.New("give either a rate (open loop) or a concurrency (closed loop), not both")
+	case c.Rate == 0 && c.Concurrency == 0:
+		return errors.New("give a rate (open loop, requests/s) or a concurrency (closed loop, users)")
+	case c.Duration < 0 || c.Requests < 0:
+		return errors.New("duration and requests must not be negative")
+	case c.Duration == 0 && c.Requests == 0:
+		return errors.New("give a duration or a number of requests, so the run ends")
+	case c.Timeout < 0:
+		return errors.New("timeout must not be negative")
+	case c.ThinkTime < 0:
+		return errors.New("think time must not be negative")
+	case c.ThinkTime > 0 && c.Rate > 0:
+		return errors.New("think time applies to closed loop only; in open loop the rate sets the pace")
+	case (c.Target == nil) == (c.Scenario == nil):
+		return errors.New("give exactly one of a target request and a scenario")
+	case c.MaxInFlight < 0:
+		return errors.New("max in-flight must not be negative")
+	}
+	switch c.Client {
+	case "", ClientFastHTTP, ClientNetHTTP:
+	default:
+		return fmt.Errorf("unknown client %q (want fasthttp or nethttp)", c.Client)
+	}
+	if c.Target != nil {
+		if err := CheckURL(c.Target.URL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckURL accepts only absolute http and https URLs with a host.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("cannot parse URL %q: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("URL %q must start with http:// or https://", raw)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("URL %q has no host", raw)
+	}
+	return nil
+}
+
+// Run generates the configured load until a bound is reached or ctx ends.
+// When ctx ends early, Run returns what was measured so far.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	conns := cfg.Concurrency
+	if cfg.Rate > 0 {
+		conns = cfg.MaxInFlight
+	}
+	var snd sender
+	if cfg.Client == ClientNetHTTP {
+		snd = newNetSender(conns, cfg.Timeout)
+	} else {
+		snd = newFastSender(conns, cfg.Timeout)
+	}
+	defer snd.close()
+
+	g := &generator{cfg: cfg, snd: snd, rec: newRecorder()}
+	return g.run(ctx)
+}
+
+type generator struct {
+	cfg Config
+	snd sender
+	rec *recorder
+
+	issued atomic.Int64 // requests started (for the Requests bound)
+	late   atomic.Int64 // open loop: started more than lateAfter behind schedule
+	due    atomic.Int64 // open loop: requests the schedule called for
+	stop   atomic.Bool  // no more requests may start
+}
+
+// take reserves the right to start one more request.
+func (g *generator) take() bool {
+	if g.stop.Load() {
+		return false
+	}
+	if g.cfg.Requests > 0 && g.issued.Add(1) > g.cfg.Requests {
+		g.stop.Store(true)
+		return false
+	}
+	return true
+}
+
+func (g *generator) run(ctx context.Context) (*Result, error) {
+	start := time.Now()
+	cpu0 := cpuTime()
+	g.rec.start = start
+
+	// The duration bound stops new requests; requests in flight at the
+	// bound still finish and count (dropping them would hide exactly the
+	// slow ones). Cancelling ctx abandons them.
+	stopTimer := func() {}
+	if g.cfg.Duration > 0 {
+		t := time.AfterFunc(g.cfg.Duration, func() { g.stop.Store(true) })
+		stopTimer = func() { t.Stop() }
+	}
+	defer stopTimer()
+	go func() {
+		<-ctx.Done()
+		g.stop.Store(true)
+	}()
+
+	aggDone := make(chan struct{})
+	aggStop := make(chan struct{})
+	go g.aggregate(aggStop, aggDone, start, cpu0)
+
+	if g.cfg.Rate > 0 {
+		g.openLoop(ctx, start)
+	} else {
+		g.closedLoop(ctx)
+	}
+	close(aggStop)
+	<-aggDone
+	elapsed := time.Since(start)
+	return g.result(elapsed, cpuTime()-cpu0), nil
+}
+
+// openLoop sends requests at their scheduled times, whatever the target
+// does. Each request's latency runs from its intended send time, so time
+// spent waiting for a free worker (a stalled target) counts against the
+// target, as in wrk2.
+func (g *generator) openLoop(ctx context.Context, start time.Time) {
+	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
+	jobs := make(chan time.Time)
+	var wg sync.WaitGroup
+	var workers atomic.Int64
+	worker := func(first time.Time) {
+		defer wg.Done()
+		w := g.newWorker()
+		due := first
+		for {
+			w.sendAt(ctx, due, true)
+			d, ok := <-jobs
+			if !ok {
+				return
+			}
+			due = d
+		}
+	}
+	p := pacer{slack: 100 * time.Microsecond}
+	for i := int64(0); ; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if !p.until(ctx, due, &g.stop) {
+			break
+		}
+		if !g.take() {
+			break
+		}
+		g.due.Add(1)
+		// Hand the request to an idle worker, start a new one while under
+		// the in-flight cap, or wait for one to free up (the wait counts).
+		select {
+		case jobs <- due:
+			continue
+		default:
+		}
+		if workers.Load() < int64(g.cfg.MaxInFlight) {
+			workers.Add(1)
+			wg.Add(1)
+			go worker(due)
+			continue
+		}
+		select {
+		case jobs <- due:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// pacer sleeps until scheduled times. Timers overshoot (by close to a
+// millisecond on some virtual machines), so it learns the overshoot and
+// wakes that much early, then yields the processor for the last few
+// microseconds instead of sleeping past the mark.
+type pacer struct {
+	slack time.Duration // expected oversleep
+}
+
+// until waits for t unless the run stops first; it reports whether to go on.
+func (p *pacer) until(ctx context.Context, t time.Time, stop *atomic.Bool) bool {
+	for {
+		if stop.Load() || ctx.Err() != nil {
+			return false
+		}
+		d := time.Until(t)
+		switch {
+		case d <= 20*time.Microsecond:
+			return true
+		case d <= p.slack+50*time.Microsecond:
+			runtime.Gosched()
+		default:
+			want := min(d-p.slack, 100*time.Millisecond)
+			before := time.Now()
+			time.Sleep(want)
+			over := time.Since(before) - want
+			// An exponential average adapts to the machine within a few
+			// sleeps and forgets the odd descheduling.
+			p.slack = max(0, p.slack+(over-p.slack)/8)
+		}
+	}
+}
+
+// closedLoop runs Concurrency users, each sending its next request when
+// the previous answer arrived (plus think time).
+func (g *generator) closedLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range g.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := g.newWorker()
+			for g.take() {
+				w.sendAt(ctx, time.Now(), false)
+				if g.cfg.ThinkTime > 0 {
+					select {
+					case <-time.After(g.cfg.ThinkTime):
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// worker sends requests with its own buffer and, for scenarios, its own
+// simulated user.
+type worker struct {
+	g       *generator
+	shard   *shard
+	session Session
+	buf     []byte
+}
+
+var shardCounter atomic.Uint64
+
+func (g *generator) newWorker() *worker {
+	w := &worker{g: g, shard: g.rec.shards[shardCounter.Add(1)%uint64(len(g.rec.shards))]}
+	if g.cfg.Scenario != nil {
+		w.session = g.cfg.Scenario.NewSession()
+	}
+	return w
+}
+
+// sendAt sends one request intended to go out at due and records its
+// latency from due.
+func (w *worker) sendAt(ctx context.Context, due time.Time, open bool) {
+	req := w.g.cfg.Target
+	if w.session != nil {
+		r, err := w.session.Next()
+		if err != nil {
+			w.shard.record(0, outcome{kind: otherKind})
+			return
+		}
+		req = r
+	}
+	if open && time.Since(due) > lateAfter {
+		w.g.late.Add(1)
+	}
+	out, buf := w.g.snd.send(ctx, req, w.session != nil, w.buf)
+	w.buf = buf
+	lat := time.Since(due)
+	if out.kind == aborted {
+		return
+	}
+	if w.session != nil {
+		w.session.Observe(req, out.status, buf)
+	}
+	w.shard.record(lat, out)
+}
+
+// --- recording ---
+
+// recorder spreads recording over shards so that workers on different
+// cores rarely share a lock; an aggregator drains them once a second.
+type recorder struct {
+	start  time.Time
+	shards []*shard
+	mu     sync.Mutex // guards the fields below (aggregator and result)
+	total  *hdrhistogram.Histogram
+	errs   ErrorCounts
+	count  int64
+	series []Second
+	snap   Snapshot
+}
+
+type shard struct {
+	mu    sync.Mutex
+	hist  *hdrhistogram.Histogram // this interval's latencies, µs
+	count int64
+	errs  ErrorCounts
+	_     [64]byte // keep shards on separate cache lines
+}
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
+
+func newRecorder() *recorder {
+	r := &recorder{total: newHist()}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	for range n {
+		r.shards = append(r.shards, &shard{hist: newHist()})
+	}
+	return r
+}
+
+func (s *shard) record(lat time.Duration, out outcome) {
+	us := max(int64(lat/time.Microsecond), 1)
+	s.mu.Lock()
+	s.count++
+	switch out.kind {
+	case status4xx:
+		s.errs.Status4xx++
+	case status5xx:
+		s.errs.Status5xx++
+	case timeoutKind:
+		s.errs.Timeout++
+	case connectionKind:
+		s.errs.Connection++
+	case otherKind:
+		s.errs.Other++
+	}
+	// Every completed request's latency is recorded, failed ones too: a
+	// timeout is the slowest answer of all.
+	if lat > 0 {
+		s.hist.RecordValue(min(us, maxLatencyUS)) //nolint:errcheck // clamped to range
+	}
+	s.mu.Unlock()
+}
+
+// drain moves the shards' interval data into one interval histogram.
+func (r *recorder) drain(interval *hdrhistogram.Histogram) (count int64, errs ErrorCounts) {
+	for _, s := range r.shards {
+		s.mu.Lock()
+		interval.Merge(s.hist)
+		s.hist.Reset()
+		count += s.count
+		s.count = 0
+		e := s.errs
+		s.errs = ErrorCounts{}
+		s.mu.Unlock()
+		errs.Status4xx += e.Status4xx
+		errs.Status5xx += e.Status5xx
+		errs.Timeout += e.Timeout
+		errs.Connection += e.Connection
+		errs.Other += e.Other
+	}
+	return count, errs
+}
+
+func addErrs(a *ErrorCounts, b ErrorCounts) {
+	a.Status4xx += b.Status4xx
+	a.Status5xx += b.Status5xx
+	a.Timeout += b.Timeout
+	a.Connection += b.Connection
+	a.Other += b.Other
+}
+
+// aggregate drains the shards once a second into the per-second series,
+// the running totals and the progress snapshot.
+func (g *generator) aggregate(stop <-chan struct{}, done chan<- struct{}, start time.Time, cpu0 time.Duration) {
+	defer close(done)
+	r := g.rec
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	interval := newHist()
+	lastCPU, lastAt := cpu0, start
+	flush := func(final bool) {
+		interval.Reset()
+		count, errs := r.drain(interval)
+		now := time.Now()
+		r.mu.Lock()
+		r.total.Merge(interval)
+		r.count += count
+		addErrs(&r.errs, errs)
+		if count > 0 || !final {
+			r.series = append(r.series, Second{
+				At:       len(r.series) + 1,
+				Requests: count,
+				Errors:   errs.Total(),
+				P50:      time.Duration(interval.ValueAtQuantile(50)) * time.Microsecond,
+				P99:      time.Duration(interval.ValueAtQuantile(99)) * time.Microsecond,
+			})
+		}
+		cpu, span := cpuTime(), now.Sub(lastAt)
+		busy := float64(cpu-lastCPU) / float64(span) / float64(runtime.GOMAXPROCS(0))
+		lastCPU, lastAt = cpu, now
+		r.snap = Snapshot{
+			Elapsed:   now.Sub(start),
+			Requests:  r.count,
+			Errors:    r.errs.Total(),
+			RateRPS:   float64(count) / span.Seconds(),
+			P99:       time.Duration(r.total.ValueAtQuantile(99)) * time.Microsecond,
+			Saturated: busy > cpuSaturated || g.lateShare() > lateFraction,
+		}
+		snap := r.snap
+		r.mu.Unlock()
+		if g.cfg.Progress != nil && !final {
+			g.cfg.Progress(snap)
+		}
+	}
+	for {
+		select {
+		case <-tick.C:
+			flush(false)
+		case <-stop:
+			flush(true)
+			return
+		}
+	}
+}
+
+func (g *generator) lateShare() float64 {
+	due := g.due.Load()
+	if due == 0 {
+		return 0
+	}
+	return float64(g.late.Load()) / float64(due)
+}
+
+func (g *generator) result(elapsed, cpu time.Duration) *Result {
+	r := g.rec
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := &Result{
+		Elapsed:   elapsed,
+		Requests:  r.count,
+		Errors:    r.errs,
+		Series:    r.series,
+		Histogram: r.total,
+	}
+	if g.cfg.Rate > 0 {
+		res.Model, res.Rate = "open", g.cfg.Rate
+	} else {
+		res.Model, res.Concurrency = "closed", g.cfg.Concurrency
+	}
+	if elapsed > 0 {
+		res.ThroughputRPS = float64(r.count) / elapsed.Seconds()
+	}
+	h := r.total
+	if h.TotalCount() > 0 {
+		q := func(p float64) time.Duration { return time.Duration(h.ValueAtQuantile(p)) * time.Microsecond }
+		res.Latency = Latency{
+			Min: time.Duration(h.Min()) * time.Microsecond, Mean: time.Duration(h.Mean() * float64(time.Microsecond)),
+			P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: time.Duration(h.Max()) * time.Microsecond,
+		}
+	}
+	// Self-checks: was the generator, not the target, the limit?
+	cores := float64(runtime.GOMAXPROCS(0))
+	if busy := cpu.Seconds() / elapsed.Seconds() / cores; busy > cpuSaturated {
+		res.SaturationReasons = append(res.SaturationReasons,
+			fmt.Sprintf("the generator's CPU was %.0f%% busy (of %d cores): it may have limited the load", 100*busy, int(cores)))
+	}
+	if late := g.lateShare(); late > lateFraction {
+		res.SaturationReasons = append(res.SaturationReasons,
+			fmt.Sprintf("%.1f%% of requests went out more than %v after their scheduled time", 100*late, lateAfter))
+	}
+	if g.cfg.Rate > 0 && elapsed > 0 && g.cfg.Requests == 0 {
+		want := g.cfg.Rate * min(elapsed, g.cfg.Duration).Seconds()
+		if sent := float64(g.due.Load()); sent < 0.95*want {
+			res.SaturationReasons = append(res.SaturationReasons,
+				fmt.Sprintf("sent %.0f requests, %.0f%% of the %.0f the rate called for", sent, 100*sent/want, want))
+		}
+	}
+	sort.Strings(res.SaturationReasons)
+	res.GeneratorSaturated = len(res.SaturationReasons) > 0
+	return res
+}
+
+// cpuTime is the CPU time this process has used (user + system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
