@@ -105,7 +105,7 @@ func newFastSender(maxConns int, timeout time.Duration) *fastSender {
 		ReadBufferSize:                16 << 10,
 		MaxConnWaitTimeout:            timeout,
 		TLSConfig:                     &tls.Config{MinVersion: tls.VersionTLS12},
-		Dial: (&fasthttp.TCPDialer{Concurrency: 0}).Dial,
+		Dial:                          (&fasthttp.TCPDialer{Concurrency: 0}).Dial,
 	}}
 }
 

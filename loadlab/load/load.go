@@ -118,4 +118,3 @@ type Result struct {
 	// Histogram holds every latency in microseconds.
 	Histogram *hdrhistogram.Histogram `json:"-"`
 }
-
