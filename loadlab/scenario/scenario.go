@@ -1,0 +1,458 @@
+// Package scenario drives user journeys for the load generator: a file
+// (YAML or JSON) of setup requests each simulated user makes once, then
+// weighted steps chosen at random, with templated paths, headers and
+// bodies, and values captured from earlier responses (a session token, an
+// order id).
+package scenario
+
+import (
+	"bytes"
+	crand "crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+)
+
+// File is a scenario as written.
+type File struct {
+	Base  string `yaml:"base" json:"base"`
+	Setup []Step `yaml:"setup" json:"setup"`
+	Steps []Step `yaml:"steps" json:"steps"`
+}
+
+// Step is one weighted step: a single request, or a sequence of requests
+// made one after the other by the same user (add to cart, then check out).
+type Step struct {
+	Name     string `yaml:"name" json:"name"`
+	Weight   int    `yaml:"weight" json:"weight"`
+	Call     `yaml:",inline"`
+	Sequence []Call `yaml:"sequence" json:"sequence"`
+}
+
+// Call is one request. Path, header values and body are text/template
+// templates with the user's captured values (.token) and the functions
+// rand MIN MAX and uuid.
+type Call struct {
+	Method  string            `yaml:"method" json:"method"`
+	Path    string            `yaml:"path" json:"path"`
+	Headers map[string]string `yaml:"headers" json:"headers"`
+	Body    string            `yaml:"body" json:"body"`
+	// Capture maps a variable name to a JSON path in the response body:
+	// $.token, $.items[0].id.
+	Capture map[string]string `yaml:"capture" json:"capture"`
+}
+
+// UnmarshalJSON lets JSON scenarios inline the call's fields as YAML does.
+func (s *Step) UnmarshalJSON(b []byte) error {
+	type plain struct {
+		Name     string `json:"name"`
+		Weight   int    `json:"weight"`
+		Sequence []Call `json:"sequence"`
+	}
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	var c Call
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	*s = Step{Name: p.Name, Weight: p.Weight, Sequence: p.Sequence, Call: c}
+	return nil
+}
+
+//go:embed shop.yaml
+var shopScenario []byte
+
+// Builtin names the scenarios shipped with loadlab.
+var Builtin = map[string][]byte{"shop": shopScenario}
+
+// Load reads a scenario from a file, or a built-in one by name, and
+// compiles it; base overrides the file's base URL when not empty.
+func Load(nameOrPath, base string) (*Scenario, error) {
+	src, ok := Builtin[nameOrPath]
+	if !ok {
+		var err error
+		src, err = os.ReadFile(nameOrPath)
+		if err != nil {
+			return nil, fmt.Errorf("scenario: %w", err)
+		}
+	}
+	f, err := Parse(src, filepath.Ext(nameOrPath) == ".json")
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", nameOrPath, err)
+	}
+	if base != "" {
+		f.Base = base
+	}
+	s, err := Compile(f)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", nameOrPath, err)
+	}
+	return s, nil
+}
+
+// Parse decodes a scenario; unknown fields are errors, so a typo does not
+// silently change the load.
+func Parse(src []byte, isJSON bool) (*File, error) {
+	var f File
+	if isJSON {
+		dec := json.NewDecoder(bytes.NewReader(src))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		return &f, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	return &f, nil
+}
+
+// Scenario is a compiled scenario; it implements load.Scenario.
+type Scenario struct {
+	base        *url.URL
+	setup       []*call
+	steps       []*step
+	totalWeight int
+}
+
+type step struct {
+	name   string
+	weight int
+	calls  []*call
+}
+
+type call struct {
+	where   string // "step add, request 2", for errors
+	method  string
+	path    *template.Template
+	headers map[string]*template.Template
+	body    *template.Template
+	capture map[string][]pathPart
+}
+
+var funcs = template.FuncMap{
+	"rand": func(lo, hi int) (int, error) {
+		if hi < lo {
+			return 0, fmt.Errorf("rand %d %d: max is below min", lo, hi)
+		}
+		return lo + rand.IntN(hi-lo+1), nil
+	},
+	"uuid": func() string {
+		var b [16]byte
+		_, _ = cryptoRead(b[:])
+		b[6] = b[6]&0x0f | 0x40
+		b[8] = b[8]&0x3f | 0x80
+		h := hex.EncodeToString(b[:])
+		return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	},
+}
+
+var cryptoRead = crand.Read
+
+var methodRE = regexp.MustCompile(`^[A-Z]+$`)
+
+// Compile checks a scenario and prepares its templates.
+func Compile(f *File) (*Scenario, error) {
+	if f.Base == "" {
+		return nil, errors.New("base is missing: give the target's base URL in the file or with --base")
+	}
+	if err := load.CheckURL(f.Base); err != nil {
+		return nil, fmt.Errorf("base: %w", err)
+	}
+	base, _ := url.Parse(strings.TrimRight(f.Base, "/"))
+	s := &Scenario{base: base}
+	for i, c := range f.Setup {
+		if len(c.Sequence) > 0 {
+			return nil, fmt.Errorf("setup request %d: a setup request cannot have a sequence", i+1)
+		}
+		cc, err := compileCall(c.Call, fmt.Sprintf("setup request %d (%s)", i+1, c.Name))
+		if err != nil {
+			return nil, err
+		}
+		s.setup = append(s.setup, cc)
+	}
+	if len(f.Steps) == 0 {
+		return nil, errors.New("steps: at least one step is needed")
+	}
+	for i, st := range f.Steps {
+		name := st.Name
+		if name == "" {
+			name = strconv.Itoa(i + 1)
+		}
+		where := "step " + name
+		if st.Weight < 0 {
+			return nil, fmt.Errorf("%s: weight must not be negative", where)
+		}
+		if st.Weight == 0 {
+			st.Weight = 1
+		}
+		calls := st.Sequence
+		switch {
+		case len(calls) > 0 && (st.Method != "" || st.Path != ""):
+			return nil, fmt.Errorf("%s: give either method/path or a sequence, not both", where)
+		case len(calls) == 0:
+			calls = []Call{st.Call}
+		}
+		cs := &step{name: name, weight: st.Weight}
+		for j, c := range calls {
+			w := where
+			if len(calls) > 1 {
+				w = fmt.Sprintf("%s, request %d", where, j+1)
+			}
+			cc, err := compileCall(c, w)
+			if err != nil {
+				return nil, err
+			}
+			cs.calls = append(cs.calls, cc)
+		}
+		s.steps = append(s.steps, cs)
+		s.totalWeight += st.Weight
+	}
+	return s, nil
+}
+
+func compileCall(c Call, where string) (*call, error) {
+	if c.Method == "" {
+		c.Method = "GET"
+	}
+	c.Method = strings.ToUpper(c.Method)
+	if !methodRE.MatchString(c.Method) {
+		return nil, fmt.Errorf("%s: method %q is not an HTTP method", where, c.Method)
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return nil, fmt.Errorf("%s: path %q must start with /", where, c.Path)
+	}
+	parse := func(field, text string) (*template.Template, error) {
+		t, err := template.New(field).Funcs(funcs).Option("missingkey=error").Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", where, field, err)
+		}
+		return t, nil
+	}
+	cc := &call{where: where, method: c.Method, headers: map[string]*template.Template{}, capture: map[string][]pathPart{}}
+	var err error
+	if cc.path, err = parse("path", c.Path); err != nil {
+		return nil, err
+	}
+	if c.Body != "" {
+		if cc.body, err = parse("body", c.Body); err != nil {
+			return nil, err
+		}
+	}
+	for k, v := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n") {
+			return nil, fmt.Errorf("%s: header name %q is not valid", where, k)
+		}
+		if cc.headers[http.CanonicalHeaderKey(k)], err = parse("header "+k, v); err != nil {
+			return nil, err
+		}
+	}
+	for name, path := range c.Capture {
+		p, err := parsePath(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: capture %s: %v", where, name, err)
+		}
+		cc.capture[name] = p
+	}
+	return cc, nil
+}
+
+// NewSession starts a simulated user.
+func (s *Scenario) NewSession() load.Session {
+	return &session{s: s, vars: map[string]any{}}
+}
+
+type session struct {
+	s         *Scenario
+	vars      map[string]any
+	setupDone int
+	queue     []*call // the rest of the current sequence
+	last      *call
+	lastReq   load.Request
+	buf       bytes.Buffer
+}
+
+// Next builds the user's next request: the next setup request until setup
+// succeeded, then the rest of the current sequence, then a new weighted
+// step.
+func (u *session) Next() (*load.Request, error) {
+	var c *call
+	switch {
+	case u.setupDone < len(u.s.setup):
+		c = u.s.setup[u.setupDone]
+	case len(u.queue) > 0:
+		c, u.queue = u.queue[0], u.queue[1:]
+	default:
+		st := u.s.pick()
+		c, u.queue = st.calls[0], st.calls[1:]
+	}
+	u.last = c
+	return u.build(c)
+}
+
+func (s *Scenario) pick() *step {
+	n := rand.IntN(s.totalWeight)
+	for _, st := range s.steps {
+		if n < st.weight {
+			return st
+		}
+		n -= st.weight
+	}
+	return s.steps[len(s.steps)-1]
+}
+
+func (u *session) exec(t *template.Template) (string, error) {
+	u.buf.Reset()
+	if err := t.Execute(&u.buf, u.vars); err != nil {
+		return "", err
+	}
+	return u.buf.String(), nil
+}
+
+func (u *session) build(c *call) (*load.Request, error) {
+	path, err := u.exec(c.path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: path: %v", c.where, err)
+	}
+	r := &u.lastReq
+	r.Method, r.URL, r.Body = c.method, u.s.base.String()+path, nil
+	r.Header = make(http.Header, len(c.headers))
+	for k, t := range c.headers {
+		v, err := u.exec(t)
+		if err != nil {
+			return nil, fmt.Errorf("%s: header %s: %v", c.where, k, err)
+		}
+		r.Header[k] = []string{v}
+	}
+	if c.body != nil {
+		b, err := u.exec(c.body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: body: %v", c.where, err)
+		}
+		r.Body = []byte(b)
+		if _, ok := r.Header["Content-Type"]; !ok {
+			r.Header["Content-Type"] = []string{"application/json"}
+		}
+	}
+	return r, nil
+}
+
+// Observe captures values from a successful response. A failed setup
+// request is repeated; a failed request in a sequence abandons the rest
+// of it (there is no point checking out after adding to the cart failed).
+func (u *session) Observe(_ *load.Request, status int, body []byte) {
+	c := u.last
+	if c == nil {
+		return
+	}
+	ok := status >= 200 && status < 300
+	if !ok {
+		u.queue = nil
+		return
+	}
+	if len(c.capture) > 0 {
+		var doc any
+		if err := json.Unmarshal(body, &doc); err == nil {
+			for name, p := range c.capture {
+				if v, found := lookup(doc, p); found {
+					u.vars[name] = v
+				}
+			}
+		}
+	}
+	if u.setupDone < len(u.s.setup) && c == u.s.setup[u.setupDone] {
+		u.setupDone++
+	}
+}
+
+// --- a small JSON path: $.a.b[0].c ---
+
+type pathPart struct {
+	key   string
+	index int // -1 for a key
+}
+
+func parsePath(p string) ([]pathPart, error) {
+	if !strings.HasPrefix(p, "$") {
+		return nil, fmt.Errorf("path %q must start with $", p)
+	}
+	rest := p[1:]
+	var parts []pathPart
+	for rest != "" {
+		switch rest[0] {
+		case '.':
+			end := strings.IndexAny(rest[1:], ".[")
+			if end < 0 {
+				end = len(rest) - 1
+			}
+			key := rest[1 : 1+end]
+			if key == "" {
+				return nil, fmt.Errorf("path %q has an empty key", p)
+			}
+			parts = append(parts, pathPart{key: key, index: -1})
+			rest = rest[1+end:]
+		case '[':
+			end := strings.IndexByte(rest, ']')
+			if end < 0 {
+				return nil, fmt.Errorf("path %q has an unclosed [", p)
+			}
+			i, err := strconv.Atoi(rest[1:end])
+			if err != nil || i < 0 {
+				return nil, fmt.Errorf("path %q: index %q is not a whole number", p, rest[1:end])
+			}
+			parts = append(parts, pathPart{index: i})
+			rest = rest[end+1:]
+		default:
+			return nil, fmt.Errorf("path %q: expected . or [ at %q", p, rest)
+		}
+	}
+	return parts, nil
+}
+
+func lookup(doc any, p []pathPart) (any, bool) {
+	for _, part := range p {
+		switch v := doc.(type) {
+		case map[string]any:
+			if part.index >= 0 {
+				return nil, false
+			}
+			var ok bool
+			if doc, ok = v[part.key]; !ok {
+				return nil, false
+			}
+		case []any:
+			if part.index < 0 || part.index >= len(v) {
+				return nil, false
+			}
+			doc = v[part.index]
+		default:
+			return nil, false
+		}
+	}
+	// JSON numbers print as integers when they are whole.
+	if f, ok := doc.(float64); ok && f == float64(int64(f)) {
+		return int64(f), true
+	}
+	return doc, true
+}

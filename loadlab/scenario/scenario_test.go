@@ -1,0 +1,209 @@
+package scenario_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/scenario"
+	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sqlite"
+)
+
+func compile(t *testing.T, src string) *scenario.Scenario {
+	t.Helper()
+	f, err := scenario.Parse([]byte(src), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scenario.Compile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRejectsBadScenarios(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"no base", "steps: [{path: /}]", "base is missing"},
+		{"bad base", "base: localhost\nsteps: [{path: /}]", "must start with http"},
+		{"no steps", "base: http://x", "at least one step"},
+		{"unknown field", "base: http://x\nsteps: [{path: /, wieght: 2}]", "wieght"},
+		{"bad method", "base: http://x\nsteps: [{name: s, method: 'GE T', path: /}]", "step s: method"},
+		{"relative path", "base: http://x\nsteps: [{name: s, path: menu}]", "must start with /"},
+		{"bad template", "base: http://x\nsteps: [{name: s, path: '/{{.x'}]", "step s: path"},
+		{"unknown function", "base: http://x\nsteps: [{name: s, path: '/{{nope}}'}]", "nope"},
+		{"negative weight", "base: http://x\nsteps: [{name: s, path: /, weight: -1}]", "weight must not be negative"},
+		{"both call and sequence", "base: http://x\nsteps: [{name: s, path: /, sequence: [{path: /a}]}]", "not both"},
+		{"bad capture", "base: http://x\nsteps: [{name: s, path: /, capture: {a: token}}]", "capture a"},
+		{"bad header", "base: http://x\nsteps: [{name: s, path: /, headers: {'a b': c}}]", "header name"},
+		{"not yaml", "{{{", "invalid YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := scenario.Parse([]byte(tt.src), false)
+			if err == nil {
+				_, err = scenario.Compile(f)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := scenario.Load(filepath.Join(t.TempDir(), "missing.yaml"), ""); err == nil {
+		t.Fatal("a missing file was accepted")
+	}
+}
+
+func TestCapturesAndTemplates(t *testing.T) {
+	s := compile(t, `
+base: http://shop.test/
+setup:
+  - {name: login, method: post, path: /sessions, capture: {token: $.token, first: "$.items[0].id"}}
+steps:
+  - name: get
+    path: /items/{{.first}}
+    headers: {Authorization: "Bearer {{.token}}"}
+    body: '{"n": {{rand 5 5}}, "key": "{{uuid}}"}'
+`)
+	u := s.NewSession()
+	r, err := u.Next()
+	if err != nil || r.Method != "POST" || r.URL != "http://shop.test/sessions" {
+		t.Fatalf("first request %+v, %v; want the setup POST", r, err)
+	}
+	// A failed setup request is repeated.
+	u.Observe(r, 503, nil)
+	if r, _ = u.Next(); r.URL != "http://shop.test/sessions" {
+		t.Fatalf("after a failed setup: %s", r.URL)
+	}
+	u.Observe(r, 201, []byte(`{"token": "tok-1", "items": [{"id": 7}, {"id": 8}]}`))
+	r, err = u.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.URL != "http://shop.test/items/7" || r.Header.Get("Authorization") != "Bearer tok-1" {
+		t.Fatalf("step request %s %v", r.URL, r.Header)
+	}
+	if !strings.HasPrefix(string(r.Body), `{"n": 5, "key": "`) || len(r.Body) != len(`{"n": 5, "key": ""}`)+36 {
+		t.Fatalf("body %s", r.Body)
+	}
+	if r.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("content type %q", r.Header.Get("Content-Type"))
+	}
+}
+
+func TestSequenceStopsAtAFailure(t *testing.T) {
+	s := compile(t, `
+base: http://x
+steps:
+  - {name: buy, sequence: [{method: PUT, path: /cart}, {method: POST, path: /orders}]}
+`)
+	u := s.NewSession()
+	r, _ := u.Next()
+	u.Observe(r, 200, nil)
+	if r, _ = u.Next(); r.Method != "POST" {
+		t.Fatalf("second request of the sequence: %s %s", r.Method, r.URL)
+	}
+	u.Observe(r, 201, nil)
+	r, _ = u.Next()
+	u.Observe(r, 404, nil) // adding failed: no checkout follows
+	if r, _ = u.Next(); r.Method != "PUT" {
+		t.Fatalf("after a failed add: %s %s, want a new sequence", r.Method, r.URL)
+	}
+}
+
+func TestJSONScenario(t *testing.T) {
+	f, err := scenario.Parse([]byte(`{"base": "http://x", "steps": [{"name": "a", "weight": 2, "method": "GET", "path": "/a"}]}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scenario.Compile(f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scenario.Parse([]byte(`{"base": "http://x", "stepz": []}`), true); err == nil {
+		t.Fatal("unknown JSON field accepted")
+	}
+}
+
+// The built-in shop scenario, run by the real generator against the real
+// service: every request succeeds and orders are placed.
+func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), nil, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := sqlite.NewStore(db, q)
+	defer store.Close()
+	if _, err := store.SeedIfEmpty(ctx, seed.Items(seed.DefaultItems)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Store: store}))
+	defer srv.Close()
+
+	s, err := scenario.Load("shop", srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := load.Run(ctx, load.Config{Scenario: s, Concurrency: 4, Requests: 400, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 400 || res.Errors.Total() != 0 {
+		t.Fatalf("%d requests, errors %+v; want 400 without errors", res.Requests, res.Errors)
+	}
+	var orders int
+	if err := db.WriteDB().QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&orders); err != nil {
+		t.Fatal(err)
+	}
+	var sessions int
+	db.WriteDB().QueryRow(`SELECT COUNT(*) FROM sessions`).Scan(&sessions)
+	if orders == 0 || sessions != 4 {
+		t.Fatalf("%d orders, %d sessions; want some orders from 4 users", orders, sessions)
+	}
+}
+
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"shop"} {
+		f.Add(string(scenario.Builtin[name]))
+	}
+	f.Add("base: http://x\nsteps: [{path: '/{{rand 1 2}}', capture: {a: '$.b[0]'}}]")
+	f.Add("base: http://x\nsteps: [{sequence: [{path: /a}, {path: /b}]}]")
+	f.Add("steps: [{path: '/{{'}]")
+	f.Fuzz(func(t *testing.T, src string) {
+		file, err := scenario.Parse([]byte(src), false)
+		if err != nil {
+			return
+		}
+		s, err := scenario.Compile(file)
+		if err != nil {
+			return
+		}
+		u := s.NewSession()
+		for range 3 {
+			r, err := u.Next()
+			if err != nil {
+				return
+			}
+			if !strings.HasPrefix(r.URL, file.Base) && !strings.HasPrefix(r.URL, strings.TrimRight(file.Base, "/")) {
+				t.Fatalf("request %q left the base %q", r.URL, file.Base)
+			}
+			u.Observe(r, 200, []byte(`{"a": [1], "b": {"c": 2}}`))
+		}
+	})
+}
