@@ -177,7 +177,6 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	}
 }
 
-
 func FuzzParse(f *testing.F) {
 	for _, name := range []string{"shop"} {
 		f.Add(string(scenario.Builtin[name]))
