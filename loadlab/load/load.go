@@ -32,7 +32,7 @@ type Config struct {
 	Target      *Request      // a single request, or
 	Scenario    Scenario      // a user journey (see package scenario)
 	// MaxInFlight caps concurrent requests in open loop (0: a default of
-	// 10,000). Requests beyond it wait in the generator, and that wait
+	// 1,000). Requests beyond it wait in the generator, and that wait
 	// counts in their latency.
 	MaxInFlight int
 	// Client picks the HTTP client (default fasthttp).

@@ -19,7 +19,7 @@ import (
 // Defaults and bounds.
 const (
 	DefaultTimeout     = 30 * time.Second
-	DefaultMaxInFlight = 10_000
+	DefaultMaxInFlight = 1000
 	// lateAfter is how far behind its intended time a request may start
 	// before it counts as sent late by the generator.
 	lateAfter = time.Millisecond
@@ -28,6 +28,9 @@ const (
 	// cpuSaturated is the share of the generator's cores it may use before
 	// it counts as saturated.
 	cpuSaturated = 0.9
+	// machineSaturated is the share of the whole machine's CPU above which
+	// the generator is starved by whatever else runs (often the target).
+	machineSaturated = 0.95
 	maxLatencyUS = int64(time.Hour / time.Microsecond)
 )
 
@@ -121,6 +124,10 @@ type generator struct {
 	issued atomic.Int64 // requests started (for the Requests bound)
 	late   atomic.Int64 // open loop: started more than lateAfter behind schedule
 	due    atomic.Int64 // open loop: requests the schedule called for
+	capped atomic.Int64 // open loop: requests queued with every in-flight slot busy
+
+	machineBusy0, machineTotal0 uint64
+	machineOK                   bool
 	stop   atomic.Bool  // no more requests may start
 }
 
@@ -139,6 +146,7 @@ func (g *generator) take() bool {
 func (g *generator) run(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	cpu0 := cpuTime()
+	g.machineBusy0, g.machineTotal0, g.machineOK = machineCPU()
 	g.rec.start = start
 
 	// The duration bound stops new requests; requests in flight at the
@@ -176,20 +184,17 @@ func (g *generator) run(ctx context.Context) (*Result, error) {
 // target, as in wrk2.
 func (g *generator) openLoop(ctx context.Context, start time.Time) {
 	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
-	jobs := make(chan time.Time)
+	// A buffered queue lets the pacer hand over requests without waiting
+	// for a worker to wake; a request still queued when the next one is
+	// due means no worker is idle, so another one starts.
+	jobs := make(chan time.Time, 4096)
 	var wg sync.WaitGroup
-	var workers atomic.Int64
-	worker := func(first time.Time) {
+	workers := 0
+	worker := func() {
 		defer wg.Done()
 		w := g.newWorker()
-		due := first
-		for {
-			w.sendAt(ctx, due, true)
-			d, ok := <-jobs
-			if !ok {
-				return
-			}
-			due = d
+		for due := range jobs {
+			w.sendAt(ctx, due)
 		}
 	}
 	p := pacer{slack: 100 * time.Microsecond}
@@ -202,18 +207,17 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 			break
 		}
 		g.due.Add(1)
-		// Hand the request to an idle worker, start a new one while under
-		// the in-flight cap, or wait for one to free up (the wait counts).
-		select {
-		case jobs <- due:
-			continue
-		default:
+		if time.Since(due) > lateAfter {
+			g.late.Add(1)
 		}
-		if workers.Load() < int64(g.cfg.MaxInFlight) {
-			workers.Add(1)
-			wg.Add(1)
-			go worker(due)
-			continue
+		if workers == 0 || len(jobs) > 0 {
+			if workers < g.cfg.MaxInFlight {
+				workers++
+				wg.Add(1)
+				go worker()
+			} else {
+				g.capped.Add(1)
+			}
 		}
 		select {
 		case jobs <- due:
@@ -225,9 +229,11 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 }
 
 // pacer sleeps until scheduled times. Timers overshoot (by close to a
-// millisecond on some virtual machines), so it learns the overshoot and
-// wakes that much early, then yields the processor for the last few
-// microseconds instead of sleeping past the mark.
+// millisecond through the Go runtime on some virtual machines, by tens of
+// microseconds through a direct nanosleep), so it learns the overshoot and
+// wakes that much early. It never spins: at rates above its resolution it
+// sends the requests that fell due while it slept in one go, each at most
+// one overshoot late.
 type pacer struct {
 	slack time.Duration // expected oversleep
 }
@@ -239,20 +245,19 @@ func (p *pacer) until(ctx context.Context, t time.Time, stop *atomic.Bool) bool 
 			return false
 		}
 		d := time.Until(t)
-		switch {
-		case d <= 20*time.Microsecond:
+		if d <= 20*time.Microsecond {
 			return true
-		case d <= p.slack+50*time.Microsecond:
-			runtime.Gosched()
-		default:
-			want := min(d-p.slack, 100*time.Millisecond)
-			before := time.Now()
-			time.Sleep(want)
-			over := time.Since(before) - want
-			// An exponential average adapts to the machine within a few
-			// sleeps and forgets the odd descheduling.
-			p.slack = max(0, p.slack+(over-p.slack)/8)
 		}
+		want := min(d, 100*time.Millisecond)
+		if want > p.slack+20*time.Microsecond {
+			want -= p.slack
+		}
+		before := time.Now()
+		preciseSleep(want)
+		over := time.Since(before) - want
+		// An exponential average adapts to the machine within a few
+		// sleeps and forgets the odd descheduling.
+		p.slack = max(0, p.slack+(over-p.slack)/8)
 	}
 }
 
@@ -266,7 +271,7 @@ func (g *generator) closedLoop(ctx context.Context) {
 			defer wg.Done()
 			w := g.newWorker()
 			for g.take() {
-				w.sendAt(ctx, time.Now(), false)
+				w.sendAt(ctx, time.Now())
 				if g.cfg.ThinkTime > 0 {
 					select {
 					case <-time.After(g.cfg.ThinkTime):
@@ -301,7 +306,7 @@ func (g *generator) newWorker() *worker {
 
 // sendAt sends one request intended to go out at due and records its
 // latency from due.
-func (w *worker) sendAt(ctx context.Context, due time.Time, open bool) {
+func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	req := w.g.cfg.Target
 	if w.session != nil {
 		r, err := w.session.Next()
@@ -310,9 +315,6 @@ func (w *worker) sendAt(ctx context.Context, due time.Time, open bool) {
 			return
 		}
 		req = r
-	}
-	if open && time.Since(due) > lateAfter {
-		w.g.late.Add(1)
 	}
 	out, buf := w.g.snd.send(ctx, req, w.session != nil, w.buf)
 	w.buf = buf
@@ -507,9 +509,22 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		res.SaturationReasons = append(res.SaturationReasons,
 			fmt.Sprintf("the generator's CPU was %.0f%% busy (of %d cores): it may have limited the load", 100*busy, int(cores)))
 	}
+	if busy, total, ok := machineCPU(); ok && g.machineOK && total > g.machineTotal0 {
+		share := float64(busy-g.machineBusy0) / float64(total-g.machineTotal0)
+		if share > machineSaturated {
+			res.SaturationReasons = append(res.SaturationReasons,
+				fmt.Sprintf("the machine's CPUs were %.0f%% busy (loadlab itself used %.1f of %d cores): the generator competes with the target for CPU",
+					100*share, cpu.Seconds()/elapsed.Seconds(), runtime.NumCPU()))
+		}
+	}
 	if late := g.lateShare(); late > lateFraction {
 		res.SaturationReasons = append(res.SaturationReasons,
-			fmt.Sprintf("%.1f%% of requests went out more than %v after their scheduled time", 100*late, lateAfter))
+			fmt.Sprintf("the generator fell behind its schedule: %.1f%% of requests were dispatched more than %v late", 100*late, lateAfter))
+	}
+	if due := g.due.Load(); due > 0 && float64(g.capped.Load())/float64(due) > lateFraction {
+		res.SaturationReasons = append(res.SaturationReasons,
+			fmt.Sprintf("all %d in-flight slots were busy for %.1f%% of requests, which waited in the generator (their wait counts in the latency); raise --max-inflight if the target can take more",
+				g.cfg.MaxInFlight, 100*float64(g.capped.Load())/float64(due)))
 	}
 	if g.cfg.Rate > 0 && elapsed > 0 && g.cfg.Requests == 0 {
 		want := g.cfg.Rate * min(elapsed, g.cfg.Duration).Seconds()

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func loadlab(args ...string) (stdout, stderr string, err error) {
+	var out, errb bytes.Buffer
+	err = run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestRunHelpShowsExamplesAndExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"run", "-h"}} {
+		out, errOut, err := loadlab(args...)
+		if err != errUsageShown || exitCode(err) != 0 {
+			t.Fatalf("%v: err %v", args, err)
+		}
+		if !strings.Contains(out+errOut, "loadlab run") {
+			t.Fatalf("%v: no usage shown", args)
+		}
+	}
+	_, errOut, _ := loadlab("run", "--help")
+	if !strings.Contains(errOut, "Examples:") || !strings.Contains(errOut, "--scenario shop") {
+		t.Fatalf("run --help lacks examples:\n%s", errOut)
+	}
+}
+
+func TestRunRejectsBadInvocations(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run"}, "no target"},
+		{[]string{"run", "--rate", "10", "localhost:8080"}, "must start with http"},
+		{[]string{"run", "--rate", "10", "http://"}, "no host"},
+		{[]string{"run", "--rate", "10", "%zz"}, "cannot parse"},
+		{[]string{"run", "http://127.0.0.1:1/"}, "give a rate"},
+		{[]string{"run", "--rate", "5", "--concurrency", "2", "http://127.0.0.1:1/"}, "not both"},
+		{[]string{"run", "--rate", "5", "-H", "NoColon", "http://127.0.0.1:1/"}, "Name: value"},
+		{[]string{"run", "--rate", "5", "--scenario", "shop", "http://127.0.0.1:1/"}, "not both"},
+		{[]string{"run", "--rate", "5", "--scenario", "/no/such/file.yaml"}, "no such file"},
+		{[]string{"run", "--rate", "5", "--base", "http://x", "http://127.0.0.1:1/"}, "--base applies"},
+		{[]string{"run", "--rate", "5", "--client", "curl", "http://127.0.0.1:1/"}, "unknown client"},
+		{[]string{"run", "--rate", "x", "http://127.0.0.1:1/"}, "invalid value"},
+		{[]string{"run", "--rate", "5", "http://a/", "http://b/"}, "one URL only"},
+		{[]string{"frobnicate"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := loadlab(tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+			if exitCode(err) == 0 || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("want a one-line error and a non-zero exit, got %q", err)
+			}
+		})
+	}
+}
+
+func TestRunWritesSummaryAndJSON(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.Header.Get("X-Token") != "abc" || r.Method != "POST" {
+			w.WriteHeader(400)
+		}
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "out.json")
+	// Flags after the URL work too.
+	out, _, err := loadlab("run", srv.URL, "--concurrency", "3", "--requests", "90", "--method", "post",
+		"-H", "X-Token: abc", "--body", "{}", "--json", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"closed loop, 3 users", "requests    90", "errors      0", "p99.9", "generator"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Target             string  `json:"target"`
+		Model              string  `json:"model"`
+		Requests           int64   `json:"requests"`
+		ThroughputRPS      float64 `json:"throughput_rps"`
+		GeneratorSaturated *bool   `json:"generator_saturated"`
+		Latency            struct {
+			P99 int64 `json:"p99_ns"`
+		} `json:"latency"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 90 || hits.Load() != 90 || res.Model != "closed" || res.ThroughputRPS <= 0 ||
+		res.GeneratorSaturated == nil || res.Latency.P99 <= 0 || !strings.HasPrefix(res.Target, "POST ") {
+		t.Fatalf("json = %s", b)
+	}
+}
