@@ -31,7 +31,7 @@ const (
 	// machineSaturated is the share of the whole machine's CPU above which
 	// the generator is starved by whatever else runs (often the target).
 	machineSaturated = 0.95
-	maxLatencyUS = int64(time.Hour / time.Microsecond)
+	maxLatencyUS     = int64(time.Hour / time.Microsecond)
 )
 
 // Validate checks a configuration and explains what is wrong.
@@ -128,7 +128,7 @@ type generator struct {
 
 	machineBusy0, machineTotal0 uint64
 	machineOK                   bool
-	stop   atomic.Bool  // no more requests may start
+	stop                        atomic.Bool // no more requests may start
 }
 
 // take reserves the right to start one more request.
