@@ -1,0 +1,227 @@
+// Package usl fits Neil Gunther's Universal Scalability Law,
+//
+//	X(N) = λN / (1 + σ(N−1) + κN(N−1)),
+//
+// to measured throughput X at concurrency N: λ is the throughput of one
+// user, σ the share of serial work (contention) and κ the cost of keeping
+// workers coherent (crosstalk), which makes throughput fall past the peak
+// concurrency N* = sqrt((1−σ)/κ).
+package usl
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/gonum/optimize"
+)
+
+// Point is one measurement: throughput X at concurrency N.
+type Point struct {
+	N float64 `json:"n"`
+	X float64 `json:"x"`
+}
+
+// Fit is a fitted model.
+type Fit struct {
+	Sigma  float64 `json:"sigma"`
+	Kappa  float64 `json:"kappa"`
+	Lambda float64 `json:"lambda"`
+	// PeakConcurrency is N*, +Inf when κ is zero (throughput never falls).
+	PeakConcurrency float64 `json:"-"`
+	R2              float64 `json:"r2"`
+}
+
+// Throughput is the model's X(N).
+func (f Fit) Throughput(n float64) float64 {
+	return f.Lambda * n / (1 + f.Sigma*(n-1) + f.Kappa*n*(n-1))
+}
+
+// PeakThroughput is X(N*), or the asymptote λ/σ when κ is zero.
+func (f Fit) PeakThroughput() float64 {
+	if math.IsInf(f.PeakConcurrency, 1) {
+		if f.Sigma == 0 {
+			return math.Inf(1)
+		}
+		return f.Lambda / f.Sigma
+	}
+	return f.Throughput(f.PeakConcurrency)
+}
+
+// MinPoints is the fewest points a fit needs: three parameters.
+const MinPoints = 3
+
+// FitPoints fits the law by least squares on X with σ, κ ≥ 0 and λ > 0.
+func FitPoints(pts []Point) (Fit, error) {
+	if len(pts) < MinPoints {
+		return Fit{}, fmt.Errorf("need at least %d points to fit three parameters, got %d", MinPoints, len(pts))
+	}
+	seen := map[float64]bool{}
+	for _, p := range pts {
+		switch {
+		case p.N < 1 || math.IsNaN(p.N) || math.IsInf(p.N, 0):
+			return Fit{}, fmt.Errorf("concurrency must be at least 1, got %v", p.N)
+		case p.X < 0 || math.IsNaN(p.X) || math.IsInf(p.X, 0):
+			return Fit{}, fmt.Errorf("throughput must be a non-negative number, got %v", p.X)
+		case seen[p.N]:
+			return Fit{}, fmt.Errorf("concurrency %v appears twice", p.N)
+		}
+		seen[p.N] = true
+	}
+	// Non-negativity through squares: σ = a², κ = b², λ = c².
+	sse := func(x []float64) float64 {
+		f := Fit{Sigma: x[0] * x[0], Kappa: x[1] * x[1], Lambda: x[2] * x[2]}
+		var s float64
+		for _, p := range pts {
+			d := p.X - f.Throughput(p.N)
+			s += d * d
+		}
+		return s
+	}
+	// λ starts from the best per-user throughput seen; several σ, κ starts
+	// keep the simplex out of the wrong valley.
+	lambda0 := 0.0
+	for _, p := range pts {
+		lambda0 = math.Max(lambda0, p.X/p.N)
+	}
+	if lambda0 == 0 {
+		return Fit{}, errors.New("every throughput is zero: nothing to fit")
+	}
+	best, bestSSE := []float64(nil), math.Inf(1)
+	for _, s0 := range []float64{0.001, 0.02, 0.1, 0.5} {
+		for _, k0 := range []float64{1e-6, 1e-4, 1e-2} {
+			x0 := []float64{math.Sqrt(s0), math.Sqrt(k0), math.Sqrt(lambda0)}
+			res, err := optimize.Minimize(optimize.Problem{Func: sse}, x0,
+				&optimize.Settings{MajorIterations: 20000, FuncEvaluations: 200000}, &optimize.NelderMead{})
+			if err != nil && res == nil {
+				continue
+			}
+			// Polish the simplex's answer.
+			if res2, err := optimize.Minimize(optimize.Problem{Func: sse}, res.X,
+				&optimize.Settings{MajorIterations: 20000, FuncEvaluations: 200000}, &optimize.NelderMead{}); err == nil || res2 != nil {
+				if res2.F < res.F {
+					res = res2
+				}
+			}
+			if res.F < bestSSE {
+				best, bestSSE = res.X, res.F
+			}
+		}
+	}
+	if best == nil {
+		return Fit{}, errors.New("the fit did not converge")
+	}
+	f := Fit{Sigma: best[0] * best[0], Kappa: best[1] * best[1], Lambda: best[2] * best[2]}
+	f.PeakConcurrency = math.Inf(1)
+	if f.Kappa > 0 && f.Sigma < 1 {
+		f.PeakConcurrency = math.Sqrt((1 - f.Sigma) / f.Kappa)
+	}
+	var mean, ssTot float64
+	for _, p := range pts {
+		mean += p.X
+	}
+	mean /= float64(len(pts))
+	for _, p := range pts {
+		ssTot += (p.X - mean) * (p.X - mean)
+	}
+	f.R2 = 1
+	if ssTot > 0 {
+		f.R2 = 1 - bestSSE/ssTot
+	}
+	return f, nil
+}
+
+// Efficiency is X(N)/(N·X(1)) for each point, using the point at N = 1
+// (or, without one, the fitted λ as X(1)).
+func Efficiency(pts []Point, f Fit) []float64 {
+	x1 := f.Lambda
+	for _, p := range pts {
+		if p.N == 1 {
+			x1 = p.X
+		}
+	}
+	out := make([]float64, len(pts))
+	for i, p := range pts {
+		if x1 > 0 {
+			out[i] = p.X / (p.N * x1)
+		}
+	}
+	return out
+}
+
+// ReadCSV reads N,X points: a header line, then two numeric columns.
+// Errors name the line.
+func ReadCSV(r io.Reader) ([]Point, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.Comment = '#'
+	var pts []Point
+	seen := map[float64]int{}
+	header := true
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, fmt.Errorf("line %d: %v", pe.StartLine, pe.Err)
+			}
+			return nil, fmt.Errorf("read CSV: %v", err)
+		}
+		line, _ := cr.FieldPos(0)
+		if header {
+			header = false
+			if len(rec) != 2 {
+				return nil, fmt.Errorf("line %d: the header must name two columns (N,X), got %d", line, len(rec))
+			}
+			if _, err := strconv.ParseFloat(strings.TrimSpace(rec[0]), 64); err == nil {
+				return nil, fmt.Errorf("line %d: the first line must be a header such as N,X, not data", line)
+			}
+			continue
+		}
+		if len(rec) != 2 {
+			return nil, fmt.Errorf("line %d: want two columns N,X, got %d", line, len(rec))
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(rec[0]), 64)
+		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
+			return nil, fmt.Errorf("line %d: N %q is not a number", line, rec[0])
+		}
+		x, err := strconv.ParseFloat(strings.TrimSpace(rec[1]), 64)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("line %d: X %q is not a number", line, rec[1])
+		}
+		if n < 1 {
+			return nil, fmt.Errorf("line %d: N must be at least 1, got %v", line, n)
+		}
+		if x < 0 {
+			return nil, fmt.Errorf("line %d: X must not be negative, got %v", line, x)
+		}
+		if prev, dup := seen[n]; dup {
+			return nil, fmt.Errorf("line %d: N %v already given on line %d", line, n, prev)
+		}
+		seen[n] = line
+		pts = append(pts, Point{N: n, X: x})
+	}
+	if header {
+		return nil, errors.New("line 1: the file is empty; want a header line N,X and at least 3 points")
+	}
+	if len(pts) < MinPoints {
+		return nil, fmt.Errorf("line %d: only %d points; the fit needs at least %d", lastLine(cr), len(pts), MinPoints)
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i].N < pts[j].N })
+	return pts, nil
+}
+
+func lastLine(cr *csv.Reader) int {
+	line, _ := cr.FieldPos(0)
+	return max(line, 1)
+}
+
