@@ -224,4 +224,3 @@ func lastLine(cr *csv.Reader) int {
 	line, _ := cr.FieldPos(0)
 	return max(line, 1)
 }
-
