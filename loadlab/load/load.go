@@ -115,6 +115,9 @@ type Result struct {
 	// went out late or were dropped. SaturationReasons says which.
 	GeneratorSaturated bool     `json:"generator_saturated"`
 	SaturationReasons  []string `json:"saturation_reasons,omitempty"`
+	// GeneratorCPUCores is the CPU the generator's process used, in cores
+	// (CPU seconds per second of the run).
+	GeneratorCPUCores float64 `json:"generator_cpu_cores"`
 	// Histogram holds every latency in microseconds.
 	Histogram *hdrhistogram.Histogram `json:"-"`
 }

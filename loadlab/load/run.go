@@ -494,6 +494,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 	}
 	if elapsed > 0 {
 		res.ThroughputRPS = float64(r.count) / elapsed.Seconds()
+		res.GeneratorCPUCores = cpu.Seconds() / elapsed.Seconds()
 	}
 	h := r.total
 	if h.TotalCount() > 0 {
