@@ -1,0 +1,183 @@
+// Package diagnose answers the question every article on performance and
+// scalability asks: is a service slow for one user (a performance problem),
+// or only as users are added (a scalability problem), and of which kind? It
+// measures a single-user baseline and a concurrency ramp, fits the
+// Universal Scalability Law, watches the server's CPU where it can, and
+// gives a verdict on each axis with the evidence behind it.
+package diagnose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+// Config describes a diagnosis.
+type Config struct {
+	Target           string        // for the report
+	SLO              time.Duration // p99 a user should see (default 200ms)
+	MaxConcurrency   int           // the ramp goes 1, 2, 4, ... up to this (default 64)
+	StepDuration     time.Duration // per ramp step (default 5s)
+	BaselineRequests int64         // baseline: at most this many requests (default 200)
+	BaselineDuration time.Duration // baseline: at most this long (default 10s)
+	// Cores is how many CPU cores the machine has (default runtime.NumCPU);
+	// with the target on the same machine, its share is Cores minus what
+	// the generator uses.
+	Cores float64
+	// Progress, if set, hears about each phase as it ends.
+	Progress func(phase string, s Step)
+}
+
+func (c *Config) defaults() error {
+	if c.SLO == 0 {
+		c.SLO = 200 * time.Millisecond
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = 64
+	}
+	if c.StepDuration == 0 {
+		c.StepDuration = 5 * time.Second
+	}
+	if c.BaselineRequests == 0 {
+		c.BaselineRequests = 200
+	}
+	if c.BaselineDuration == 0 {
+		c.BaselineDuration = 10 * time.Second
+	}
+	if c.Cores == 0 {
+		c.Cores = float64(runtime.NumCPU())
+	}
+	switch {
+	case c.SLO < 0:
+		return errors.New("the SLO must be positive")
+	case c.MaxConcurrency < 2:
+		return errors.New("the maximum concurrency must be at least 2, or there is no ramp")
+	case c.StepDuration < 0 || c.BaselineDuration < 0 || c.BaselineRequests < 0:
+		return errors.New("durations and request counts must be positive")
+	}
+	return nil
+}
+
+// Spec is one load phase for a Runner.
+type Spec struct {
+	Concurrency int
+	Duration    time.Duration
+	Requests    int64 // 0: bounded by Duration only
+}
+
+// Step is what one phase measured.
+type Step struct {
+	Concurrency        int           `json:"concurrency"`
+	ThroughputRPS      float64       `json:"throughput_rps"`
+	P50                time.Duration `json:"-"`
+	P99                time.Duration `json:"-"`
+	Requests           int64         `json:"requests"`
+	Errors             int64         `json:"errors"`
+	GeneratorSaturated bool          `json:"generator_saturated"`
+	GeneratorCPUCores  float64       `json:"generator_cpu_cores"`
+	// ServerCPUCores is the target's CPU use during the step, in cores;
+	// NaN when the server's CPU cannot be seen.
+	ServerCPUCores float64 `json:"-"`
+}
+
+// Runner runs closed-loop load (loadlab/load through LoadRunner, or
+// anything else that can).
+type Runner interface {
+	Run(ctx context.Context, s Spec) (Step, error)
+}
+
+// CPUSampler reads the target's cumulative CPU seconds.
+type CPUSampler interface {
+	CPUSeconds(ctx context.Context) (float64, error)
+	Source() string // "pid" or "metrics"
+}
+
+// Run diagnoses the target: baseline, ramp, fit, verdict. cpu may be nil.
+func Run(ctx context.Context, cfg Config, r Runner, cpu CPUSampler) (*Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	rep := &Report{Target: cfg.Target, SLO: cfg.SLO, SaturationSource: "none"}
+	if cpu != nil {
+		rep.SaturationSource = cpu.Source()
+	}
+
+	base, err := measure(ctx, r, cpu, Spec{Concurrency: 1, Duration: cfg.BaselineDuration, Requests: cfg.BaselineRequests})
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	if base.Requests == 0 {
+		return nil, errors.New("baseline: no request completed; is the target up?")
+	}
+	if base.Errors == base.Requests {
+		return nil, errors.New("baseline: every request failed; check the URL and that the target answers 2xx")
+	}
+	rep.Baseline = base
+	if cfg.Progress != nil {
+		cfg.Progress("baseline", base)
+	}
+
+	for _, n := range Levels(cfg.MaxConcurrency) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s, err := measure(ctx, r, cpu, Spec{Concurrency: n, Duration: cfg.StepDuration})
+		if err != nil {
+			return nil, fmt.Errorf("step with %d users: %w", n, err)
+		}
+		rep.Steps = append(rep.Steps, s)
+		if cfg.Progress != nil {
+			cfg.Progress("ramp", s)
+		}
+	}
+	rep.judge(cfg)
+	return rep, nil
+}
+
+// Levels are the ramp's concurrencies: powers of two up to max, and max.
+func Levels(max int) []int {
+	var out []int
+	for n := 1; n < max; n *= 2 {
+		out = append(out, n)
+	}
+	return append(out, max)
+}
+
+func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, error) {
+	var c0 float64
+	var t0 time.Time
+	cpuOK := cpu != nil
+	if cpuOK {
+		var err error
+		if c0, err = cpu.CPUSeconds(ctx); err != nil {
+			cpuOK = false
+		}
+		t0 = time.Now()
+	}
+	s, err := r.Run(ctx, spec)
+	if err != nil {
+		return Step{}, err
+	}
+	s.Concurrency = spec.Concurrency
+	s.ServerCPUCores = math.NaN()
+	if cpuOK {
+		if c1, err := cpu.CPUSeconds(ctx); err == nil {
+			s.ServerCPUCores = (c1 - c0) / time.Since(t0).Seconds()
+		}
+	}
+	return s, nil
+}
+
+// fitSteps fits the USL to the ramp.
+func fitSteps(steps []Step) (usl.Fit, error) {
+	pts := make([]usl.Point, 0, len(steps))
+	for _, s := range steps {
+		pts = append(pts, usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS})
+	}
+	return usl.FitPoints(pts)
+}

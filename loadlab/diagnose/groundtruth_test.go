@@ -1,0 +1,160 @@
+package diagnose_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/load"
+)
+
+// Ground truth: servers with known problems, each run in a child process
+// (this test binary, re-executed) so that its CPU can be told from the
+// generator's.
+const serverKindEnv = "DIAGNOSE_TEST_SERVER"
+
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(serverKindEnv); kind != "" {
+		serve(kind)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// burn spends about d of CPU.
+func burn(d time.Duration) {
+	var sum [32]byte
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for range 200 {
+			sum = sha256.Sum256(sum[:])
+		}
+	}
+}
+
+func handlerFor(kind string) http.HandlerFunc {
+	var mu sync.Mutex
+	var inFlight atomic.Int64
+	pool := make(chan struct{}, runtime.NumCPU())
+	switch kind {
+	case "slow": // slow for everyone, even alone; no shared state
+		return func(w http.ResponseWriter, r *http.Request) { time.Sleep(250 * time.Millisecond) }
+	case "lock": // a global lock around 5 ms of waiting: a serial section
+		return func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			time.Sleep(5 * time.Millisecond)
+			mu.Unlock()
+		}
+	case "coherency": // serial work that grows with the requests in flight
+		return func(w http.ResponseWriter, r *http.Request) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			mu.Lock()
+			time.Sleep(time.Millisecond + time.Duration(n)*500*time.Microsecond)
+			mu.Unlock()
+		}
+	case "pool": // a worker per core, each burning CPU: CPU-bound
+		return func(w http.ResponseWriter, r *http.Request) {
+			pool <- struct{}{}
+			burn(8 * time.Millisecond)
+			<-pool
+		}
+	case "healthy": // light, no shared state
+		return func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Millisecond) }
+	}
+	panic("unknown server kind " + kind)
+}
+
+func serve(kind string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	http.Serve(ln, handlerFor(kind))
+}
+
+// startServer runs a ground-truth server and returns its URL and PID.
+func startServer(t *testing.T, kind string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serverKindEnv+"="+kind)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("server %s did not start: %v", kind, err)
+	}
+	port, _ := strconv.Atoi(strings.TrimSpace(line))
+	return fmt.Sprintf("http://127.0.0.1:%d/", port), cmd.Process.Pid
+}
+
+func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs load against five servers; skipped with -short")
+	}
+	tests := []struct {
+		kind     string
+		slo      time.Duration
+		baseline int64
+		perf     bool
+		scal     bool
+		want     string
+	}{
+		{"slow", 200 * time.Millisecond, 12, true, false, diagnose.KindNone},
+		{"lock", 40 * time.Millisecond, 40, false, true, diagnose.KindContention},
+		{"coherency", 40 * time.Millisecond, 40, false, true, diagnose.KindCoherency},
+		{"pool", 40 * time.Millisecond, 40, false, true, diagnose.KindCapacity},
+		{"healthy", 40 * time.Millisecond, 40, false, false, diagnose.KindNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			url, pid := startServer(t, tt.kind)
+			port, _ := strconv.Atoi(url[strings.LastIndexByte(url[:len(url)-1], ':')+1 : len(url)-1])
+			found, err := diagnose.PIDListeningOn(port)
+			if err != nil || found != pid {
+				t.Fatalf("PIDListeningOn(%d) = %d, %v; want %d", port, found, err, pid)
+			}
+			step := 600 * time.Millisecond
+			if tt.kind == "slow" {
+				step = 1500 * time.Millisecond
+			}
+			rep, err := diagnose.Run(context.Background(), diagnose.Config{
+				Target: url, SLO: tt.slo, MaxConcurrency: 16, StepDuration: step,
+				BaselineRequests: tt.baseline, BaselineDuration: 5 * time.Second,
+			}, diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
+				diagnose.ProcessCPU{PID: pid})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var trace strings.Builder
+			for _, s := range rep.Steps {
+				fmt.Fprintf(&trace, "  N=%-3d X=%7.1f p99=%8v server CPU %.2f generator CPU %.2f\n",
+					s.Concurrency, s.ThroughputRPS, s.P99.Round(time.Microsecond*10), s.ServerCPUCores, s.GeneratorCPUCores)
+			}
+			if rep.Performance != tt.perf || rep.Scalability != tt.scal || rep.Kind != tt.want {
+				t.Fatalf("verdict perf=%v scal=%v kind=%s, want %v %v %s\n%s%s", rep.Performance, rep.Scalability, rep.Kind,
+					tt.perf, tt.scal, tt.want, trace.String(), strings.Join(rep.Evidence, "\n"))
+			}
+			t.Logf("%s: %s\n%s", tt.kind, rep.Kind, trace.String())
+		})
+	}
+}

@@ -1,0 +1,110 @@
+package diagnose
+
+import (
+	"encoding/json"
+	"math"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+// Kinds of scalability problem.
+const (
+	KindNone       = "none"
+	KindCapacity   = "capacity"   // saturated on CPU: scale out
+	KindContention = "contention" // a serial section: throughput plateaus
+	KindCoherency  = "coherency"  // crosstalk: throughput falls past a peak
+)
+
+// Report is a diagnosis: the measurements, the fit and the verdicts.
+type Report struct {
+	Target           string
+	SLO              time.Duration
+	Baseline         Step
+	Steps            []Step
+	Fit              usl.Fit
+	FitOK            bool
+	Efficiency       []float64 // per step, X(N)/(N·X(1))
+	Performance      bool      // slow even for one user
+	Scalability      bool      // slows down as users are added
+	Kind             string
+	Evidence         []string // why, in words a person can act on
+	Warnings         []string // what may make the numbers less trustworthy
+	SaturationSource string   // "pid", "metrics" or "none"
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// numOrNull keeps NaN and infinities, which JSON cannot hold, out of it.
+func numOrNull(f float64) *float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return &f
+}
+
+// MarshalJSON writes the report in the documented shape.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	type perf struct {
+		Problem          bool    `json:"problem"`
+		BaselineP50      float64 `json:"baseline_p50_ms"`
+		BaselineP99      float64 `json:"baseline_p99_ms"`
+		BaselineRequests int64   `json:"baseline_requests"`
+		SLO              float64 `json:"slo_ms"`
+	}
+	type scal struct {
+		Problem bool   `json:"problem"`
+		Kind    string `json:"kind"`
+	}
+	type fit struct {
+		Sigma           float64  `json:"sigma"`
+		Kappa           float64  `json:"kappa"`
+		Lambda          float64  `json:"lambda"`
+		PeakConcurrency *float64 `json:"peak_concurrency"`
+		R2              float64  `json:"r2"`
+	}
+	type step struct {
+		Concurrency        int      `json:"concurrency"`
+		ThroughputRPS      float64  `json:"throughput_rps"`
+		P50                float64  `json:"p50_ms"`
+		P99                float64  `json:"p99_ms"`
+		Errors             int64    `json:"errors"`
+		Requests           int64    `json:"requests"`
+		Efficiency         float64  `json:"efficiency"`
+		ServerCPUCores     *float64 `json:"server_cpu_cores"`
+		GeneratorCPUCores  float64  `json:"generator_cpu_cores"`
+		GeneratorSaturated bool     `json:"generator_saturated"`
+	}
+	out := struct {
+		Target           string   `json:"target"`
+		Performance      perf     `json:"performance"`
+		Scalability      scal     `json:"scalability"`
+		USL              *fit     `json:"usl"`
+		Steps            []step   `json:"steps"`
+		Evidence         []string `json:"evidence"`
+		Warnings         []string `json:"warnings"`
+		SaturationSource string   `json:"saturation_source"`
+	}{
+		Target:           r.Target,
+		Performance:      perf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
+		Scalability:      scal{r.Scalability, r.Kind},
+		Evidence:         r.Evidence,
+		Warnings:         r.Warnings,
+		SaturationSource: r.SaturationSource,
+	}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
+	}
+	if r.FitOK {
+		out.USL = &fit{r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, numOrNull(r.Fit.PeakConcurrency), r.Fit.R2}
+	}
+	for i, s := range r.Steps {
+		out.Steps = append(out.Steps, step{
+			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, P50: ms(s.P50), P99: ms(s.P99),
+			Errors: s.Errors, Requests: s.Requests, Efficiency: r.Efficiency[i],
+			ServerCPUCores: numOrNull(s.ServerCPUCores), GeneratorCPUCores: s.GeneratorCPUCores,
+			GeneratorSaturated: s.GeneratorSaturated,
+		})
+	}
+	return json.Marshal(out)
+}

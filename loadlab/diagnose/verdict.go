@@ -1,0 +1,220 @@
+package diagnose
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+// Thresholds of the verdict, named so the rules read as they are documented.
+const (
+	// efficiencyFloor: below this share of linear scaling at the top of the
+	// ramp, throughput has stopped growing in proportion to users.
+	efficiencyFloor = 0.5
+	// latencyClimb: a step's p99 must exceed the single-user p99 by this
+	// factor (and the SLO) for latency to count as having climbed.
+	latencyClimb = 2.0
+	// retrograde: throughput at the top of the ramp below this share of
+	// the peak means adding users made it fall.
+	retrograde = 0.8
+	// plateau: steps within this share of the peak throughput form the
+	// plateau whose CPU use decides capacity versus contention.
+	plateau = 0.9
+	// cpuBound: at the plateau, a server using this share of the cores
+	// left to it by the generator is CPU-bound.
+	cpuBound = 0.75
+)
+
+// Verdict is Judge's outcome.
+type Verdict struct {
+	Performance bool
+	Scalability bool
+	Kind        string
+	Evidence    []string
+	Warnings    []string
+}
+
+func (r *Report) judge(cfg Config) {
+	fit, err := fitSteps(r.Steps)
+	r.Fit, r.FitOK = fit, err == nil
+	if err != nil {
+		r.Warnings = append(r.Warnings, "no USL fit: "+err.Error())
+	}
+	r.Efficiency = efficiency(r.Steps)
+	v := Judge(r.Baseline, r.Steps, fit, r.FitOK, cfg.SLO, cfg.Cores)
+	r.Performance, r.Scalability, r.Kind = v.Performance, v.Scalability, v.Kind
+	r.Evidence, r.Warnings = v.Evidence, append(r.Warnings, v.Warnings...)
+}
+
+func efficiency(steps []Step) []float64 {
+	out := make([]float64, len(steps))
+	if len(steps) == 0 || steps[0].ThroughputRPS <= 0 {
+		return out
+	}
+	x1 := steps[0].ThroughputRPS / float64(steps[0].Concurrency)
+	for i, s := range steps {
+		out[i] = s.ThroughputRPS / (float64(s.Concurrency) * x1)
+	}
+	return out
+}
+
+func fmtMS(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
+}
+
+func users(n int) string {
+	if n == 1 {
+		return "1 user"
+	}
+	return fmt.Sprintf("%d users", n)
+}
+
+// Judge decides both verdicts from the measurements alone (it does no I/O,
+// so its rules are tested on synthetic data). steps must start at
+// concurrency 1 and ascend. Server CPU is used where steps carry it.
+func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, cores float64) Verdict {
+	var v Verdict
+	add := func(format string, a ...any) { v.Evidence = append(v.Evidence, fmt.Sprintf(format, a...)) }
+
+	// Performance: slow even alone.
+	v.Performance = base.P99 > slo
+	if v.Performance {
+		add("performance problem: a single user already waits %s at p99 (p50 %s), above the %s SLO; the work of one request is too slow, whatever the load",
+			fmtMS(base.P99), fmtMS(base.P50), fmtMS(slo))
+	} else {
+		add("no performance problem: a single user sees p50 %s and p99 %s, within the %s SLO",
+			fmtMS(base.P50), fmtMS(base.P99), fmtMS(slo))
+	}
+	if len(steps) < 2 {
+		v.Kind = KindNone
+		v.Warnings = append(v.Warnings, "the ramp has fewer than two steps: no scalability verdict")
+		return v
+	}
+
+	eff := efficiency(steps)
+	first, last := steps[0], steps[len(steps)-1]
+	peak := 0
+	for i, s := range steps {
+		if s.ThroughputRPS > steps[peak].ThroughputRPS {
+			peak = i
+		}
+	}
+	xPeak := steps[peak].ThroughputRPS
+	plateauFrom := peak
+	for i := range steps {
+		if steps[i].ThroughputRPS >= plateau*xPeak {
+			plateauFrom = i
+			break
+		}
+	}
+	worst := 0
+	for i, s := range steps {
+		if s.P99 > steps[worst].P99 {
+			worst = i
+		}
+	}
+	climbed := steps[worst].P99 > slo && float64(steps[worst].P99) > latencyClimb*float64(base.P99)
+	flattened := eff[len(eff)-1] < efficiencyFloor
+	v.Scalability = climbed && flattened
+
+	// Throughput and latency, in words.
+	if flattened {
+		add("throughput stops growing in proportion to users: it reaches %.0f req/s from %s on (peak %.0f req/s at %s), and with %s the service does %.0f%% of the work %s would do if it scaled linearly",
+			steps[plateauFrom].ThroughputRPS, users(steps[plateauFrom].Concurrency), xPeak, users(steps[peak].Concurrency),
+			users(last.Concurrency), 100*eff[len(eff)-1], users(last.Concurrency))
+	} else {
+		add("throughput scales: from %.0f req/s with 1 user to %.0f req/s with %s (%.0f%% of linear)",
+			first.ThroughputRPS, last.ThroughputRPS, users(last.Concurrency), 100*eff[len(eff)-1])
+	}
+	if climbed {
+		add("latency climbs with users: p99 goes from %s alone to %s with %s, above the %s SLO",
+			fmtMS(base.P99), fmtMS(steps[worst].P99), users(steps[worst].Concurrency), fmtMS(slo))
+	} else {
+		add("latency holds: the worst p99 over the ramp is %s (with %s), against %s alone and a %s SLO",
+			fmtMS(steps[worst].P99), users(steps[worst].Concurrency), fmtMS(base.P99), fmtMS(slo))
+	}
+
+	// The server's CPU at the plateau, where it could be seen.
+	serverCPU, available, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
+
+	v.Kind = KindNone
+	switch {
+	case !v.Scalability:
+	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak:
+		v.Kind = KindCoherency
+		nStar := "near " + users(steps[peak].Concurrency)
+		if fitOK && !math.IsInf(fit.PeakConcurrency, 1) {
+			nStar = fmt.Sprintf("at N* ≈ %.1f (USL κ = %.3g)", fit.PeakConcurrency, fit.Kappa)
+		}
+		add("coherency: throughput peaks at %.0f req/s with %s and falls to %.0f req/s with %s; past the peak %s every added user slows everyone (shared state kept in step: lock handoffs, cache invalidation, chatty coordination). Fewer concurrent users per instance, or less shared state, would help; more CPU would not",
+			xPeak, users(steps[peak].Concurrency), last.ThroughputRPS, users(last.Concurrency), nStar)
+	case cpuKnown && serverCPU >= cpuBound*available:
+		v.Kind = KindCapacity
+		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
+			serverCPU, available)
+	default:
+		v.Kind = KindContention
+		serial := time.Duration(float64(time.Second) / xPeak)
+		add("contention: latency grows about linearly with users while throughput stays flat, the signature of a serial section of about %s per request (1 / %.0f req/s) that requests queue for: a global lock, a single connection or worker, a hot row. Adding machines does not help unless the serial part is removed or split",
+			fmtMS(serial), xPeak)
+		if cpuKnown {
+			add("the server uses only %.2f of the %.2f cores left to it at the plateau: the limit is not the CPU", serverCPU, available)
+		}
+	}
+	if !cpuKnown {
+		add("the server's CPU was not seen (pass --pid, or --metrics with process_cpu_seconds_total): the verdict uses throughput and latency alone, so a CPU-bound service (capacity) would look like contention")
+	}
+	if fitOK {
+		peakText := "no peak (κ = 0)"
+		if !math.IsInf(fit.PeakConcurrency, 1) {
+			peakText = fmt.Sprintf("peak at N* = %.1f", fit.PeakConcurrency)
+		}
+		add("USL fit: σ = %.4g (contention), κ = %.4g (coherency), λ = %.4g req/s per user, %s, R² = %.3f",
+			fit.Sigma, fit.Kappa, fit.Lambda, peakText, fit.R2)
+	}
+
+	for _, s := range append([]Step{base}, steps...) {
+		if s.GeneratorSaturated {
+			v.Warnings = append(v.Warnings, fmt.Sprintf("with %s the generator itself was saturated: that step may describe loadlab more than the target", users(s.Concurrency)))
+		}
+		if s.Requests > 0 && s.Errors*100 > s.Requests {
+			v.Warnings = append(v.Warnings, fmt.Sprintf("with %s, %d of %d requests failed", users(s.Concurrency), s.Errors, s.Requests))
+		}
+	}
+	return v
+}
+
+// plateauCPU is the median server CPU over the plateau steps and the cores
+// left to the server there.
+func plateauCPU(steps []Step, cores float64) (server, available float64, ok bool) {
+	var cpu, avail []float64
+	for _, s := range steps {
+		if !math.IsNaN(s.ServerCPUCores) {
+			cpu = append(cpu, s.ServerCPUCores)
+			avail = append(avail, math.Max(cores-s.GeneratorCPUCores, 0.1))
+		}
+	}
+	if len(cpu) == 0 {
+		return 0, 0, false
+	}
+	return median(cpu), median(avail), true
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,166 @@
+package diagnose
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+// ramp builds steps from throughputs and p99s at 1, 2, 4, 8, 16 users.
+func ramp(x []float64, p99ms []float64, cpu []float64, genCPU float64) []Step {
+	var out []Step
+	for i, n := range []int{1, 2, 4, 8, 16} {
+		s := Step{Concurrency: n, ThroughputRPS: x[i], P99: time.Duration(p99ms[i] * float64(time.Millisecond)),
+			P50: time.Duration(p99ms[i] * 0.8 * float64(time.Millisecond)), Requests: 1000, ServerCPUCores: math.NaN(), GeneratorCPUCores: genCPU}
+		if cpu != nil {
+			s.ServerCPUCores = cpu[i]
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestJudge(t *testing.T) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	tests := []struct {
+		name      string
+		baseP99   float64
+		steps     []Step
+		slo       time.Duration
+		perf      bool
+		scal      bool
+		kind      string
+		mentions  []string
+		forbidden []string
+	}{
+		{
+			name: "healthy", baseP99: 3, slo: ms(200),
+			steps: ramp([]float64{330, 660, 1300, 2600, 5100}, []float64{3, 3, 3.1, 3.2, 3.5}, nil, 0.2),
+			kind:  KindNone, mentions: []string{"no performance problem", "throughput scales", "latency holds"},
+		},
+		{
+			name: "slow alone but scales", baseP99: 260, slo: ms(200), perf: true,
+			steps: ramp([]float64{3.9, 7.8, 15.6, 31, 62}, []float64{260, 261, 262, 262, 265}, nil, 0.01),
+			kind:  KindNone, mentions: []string{"performance problem: a single user already waits 260 ms"},
+		},
+		{
+			name: "global lock without CPU", baseP99: 6, slo: ms(40), scal: true,
+			steps: ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, nil, 0.05),
+			kind:  KindContention, mentions: []string{"contention", "serial section of about 5.88 ms", "was not seen"},
+		},
+		{
+			name: "global lock with idle CPU", baseP99: 6, slo: ms(40), scal: true,
+			steps: ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, []float64{0.02, 0.02, 0.02, 0.02, 0.02}, 0.05),
+			kind:  KindContention, mentions: []string{"only 0.02 of the 1.95 cores"}, forbidden: []string{"was not seen"},
+		},
+		{
+			name: "CPU-bound", baseP99: 9, slo: ms(40), scal: true,
+			steps: ramp([]float64{120, 230, 240, 238, 241}, []float64{9, 9.5, 18, 36, 70}, []float64{1, 1.8, 1.85, 1.85, 1.84}, 0.1),
+			kind:  KindCapacity, mentions: []string{"capacity", "1.85 of the 1.90 cores", "adding machines"},
+		},
+		{
+			name: "retrograde", baseP99: 3, slo: ms(40), scal: true,
+			steps: ramp([]float64{400, 420, 300, 180, 100}, []float64{3, 5, 14, 45, 160}, nil, 0.05),
+			kind:  KindCoherency, mentions: []string{"coherency", "peaks at 420 req/s with 2 users", "falls to 100"},
+		},
+		{
+			name: "both problems", baseP99: 250, slo: ms(200), perf: true, scal: true,
+			steps: ramp([]float64{4, 4, 4, 4, 4}, []float64{250, 500, 1000, 2000, 4000}, nil, 0.01),
+			kind:  KindContention,
+		},
+		{
+			name: "flat throughput but latency within SLO is fine", baseP99: 1, slo: ms(200),
+			steps: ramp([]float64{1000, 1900, 2000, 2000, 2000}, []float64{1, 1.1, 2, 4, 8}, nil, 0.5),
+			kind:  KindNone, mentions: []string{"latency holds"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := Step{Concurrency: 1, P50: ms(tt.baseP99 * 0.8), P99: ms(tt.baseP99), Requests: 100}
+			pts := make([]usl.Point, 0, len(tt.steps))
+			for _, s := range tt.steps {
+				pts = append(pts, usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS})
+			}
+			fit, err := usl.FitPoints(pts)
+			v := Judge(base, tt.steps, fit, err == nil, tt.slo, 2)
+			if v.Performance != tt.perf || v.Scalability != tt.scal || v.Kind != tt.kind {
+				t.Fatalf("verdict perf=%v scal=%v kind=%s, want %v %v %s\n%s", v.Performance, v.Scalability, v.Kind,
+					tt.perf, tt.scal, tt.kind, strings.Join(v.Evidence, "\n"))
+			}
+			all := strings.Join(v.Evidence, "\n")
+			for _, m := range tt.mentions {
+				if !strings.Contains(all, m) {
+					t.Errorf("evidence lacks %q:\n%s", m, all)
+				}
+			}
+			for _, m := range tt.forbidden {
+				if strings.Contains(all, m) {
+					t.Errorf("evidence says %q:\n%s", m, all)
+				}
+			}
+		})
+	}
+}
+
+func TestLevels(t *testing.T) {
+	for max, want := range map[int]string{64: "[1 2 4 8 16 32 64]", 10: "[1 2 4 8 10]", 2: "[1 2]"} {
+		if got := fmt.Sprint(Levels(max)); got != want {
+			t.Errorf("Levels(%d) = %s, want %s", max, got, want)
+		}
+	}
+}
+
+func TestParseCPUSeconds(t *testing.T) {
+	text := "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n" +
+		"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total_other 9\nprocess_cpu_seconds_total 12.5\n"
+	v, err := parseCPUSeconds(strings.NewReader(text))
+	if err != nil || v != 12.5 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if _, err := parseCPUSeconds(strings.NewReader("go_goroutines 5\n")); err == nil {
+		t.Fatal("missing metric accepted")
+	}
+}
+
+func TestMetricsCPU(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/broken" {
+			http.Error(w, "no", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "process_cpu_seconds_total 3.25")
+	}))
+	defer srv.Close()
+	v, err := MetricsCPU{URL: srv.URL + "/metrics"}.CPUSeconds(context.Background())
+	if err != nil || v != 3.25 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if _, err := (MetricsCPU{URL: srv.URL + "/broken"}).CPUSeconds(context.Background()); err == nil {
+		t.Fatal("a 500 was accepted")
+	}
+}
+
+func TestProcessCPUOfThisProcess(t *testing.T) {
+	p := ProcessCPU{PID: os.Getpid()}
+	a, err := p.CPUSeconds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+	}
+	b, _ := p.CPUSeconds(context.Background())
+	if b-a < 0.1 {
+		t.Fatalf("200ms of spinning added %.2fs of CPU", b-a)
+	}
+	if _, err := (ProcessCPU{PID: 1 << 30}).CPUSeconds(context.Background()); err == nil {
+		t.Fatal("a missing process was accepted")
+	}
+}
