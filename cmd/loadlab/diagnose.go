@@ -2,10 +2,210 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"math"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/report"
 )
 
+const diagnoseUsage = `Usage: loadlab diagnose [flags] URL
+
+Tells a performance problem (slow even for one user) from a scalability
+problem (slows down as users are added: contention, coherency or capacity).
+It measures one user's latency, then ramps closed-loop users 1, 2, 4, ... up
+to --max-concurrency, fits the Universal Scalability Law, reads the server's
+CPU where it can (--pid, the process listening on the URL's local port, or
+--metrics), and prints the verdicts with their evidence.
+
+Examples:
+  loadlab diagnose http://127.0.0.1:8080/v1/menu
+  loadlab diagnose --slo 50ms --max-concurrency 32 --step-duration 3s \
+      --json diag.json --html diag.html http://127.0.0.1:8080/v1/items/7
+  loadlab diagnose --metrics http://127.0.0.1:9090/metrics http://10.0.0.5:8080/
+
+Flags:
+`
+
 func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("diagnose: not implemented yet")
+	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		slo          = fs.Duration("slo", 200*time.Millisecond, "p99 latency objective")
+		maxConc      = fs.Int("max-concurrency", 64, "highest number of users in the ramp")
+		stepDuration = fs.Duration("step-duration", 5*time.Second, "length of each ramp step")
+		baselineReqs = fs.Int64("baseline-requests", 200, "single-user baseline: at most this many requests")
+		baselineDur  = fs.Duration("baseline-duration", 10*time.Second, "single-user baseline: at most this long")
+		timeout      = fs.Duration("timeout", 10*time.Second, "per-request timeout")
+		pid          = fs.Int("pid", 0, "the target's process id, to read its CPU from /proc")
+		metrics      = fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total")
+		jsonOut      = fs.String("json", "", "write the diagnosis as JSON to this file")
+		htmlOut      = fs.String("html", "", "write a self-contained HTML report to this file")
+		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, diagnoseUsage)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return errUsageShown
+	}
+	if err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
+	switch {
+	case len(pos) != 1:
+		return errors.New("diagnose: give one URL to diagnose (see loadlab diagnose --help)")
+	case *slo <= 0:
+		return errors.New("diagnose: --slo must be positive")
+	case *maxConc < 2:
+		return errors.New("diagnose: --max-concurrency must be at least 2")
+	case *stepDuration <= 0 || *baselineDur <= 0 || *timeout <= 0:
+		return errors.New("diagnose: --step-duration, --baseline-duration and --timeout must be positive")
+	case *baselineReqs < 10:
+		return errors.New("diagnose: --baseline-requests must be at least 10 to estimate a p99")
+	case *pid != 0 && *metrics != "":
+		return errors.New("diagnose: give --pid or --metrics, not both")
+	case *pid < 0:
+		return errors.New("diagnose: --pid must be a process id")
+	}
+	target := pos[0]
+	if err := load.CheckURL(target); err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
+	if *metrics != "" {
+		if err := load.CheckURL(*metrics); err != nil {
+			return fmt.Errorf("diagnose: --metrics: %v", err)
+		}
+	}
+
+	sampler, note, err := cpuSampler(ctx, target, *pid, *metrics)
+	if err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
+	fmt.Fprintf(stdout, "loadlab diagnose: %s\n  %s\n", target, note)
+	levels := diagnose.Levels(*maxConc)
+	total := time.Duration(len(levels))**stepDuration + *baselineDur
+	fmt.Fprintf(stdout, "  baseline (1 user, up to %d requests or %v), then %d steps of %v: at most about %v\n",
+		*baselineReqs, *baselineDur, len(levels), *stepDuration, total.Round(time.Second))
+
+	cfg := diagnose.Config{
+		Target: target, SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
+		BaselineRequests: *baselineReqs, BaselineDuration: *baselineDur,
+		Progress: func(phase string, s diagnose.Step) {
+			cpu := ""
+			if !math.IsNaN(s.ServerCPUCores) {
+				cpu = fmt.Sprintf("  server CPU %.2f cores", s.ServerCPUCores)
+			}
+			fmt.Fprintf(stderr, "  %-8s %3d users  %9.1f req/s  p50 %8s  p99 %8s  errors %d%s\n", phase, s.Concurrency,
+				s.ThroughputRPS, ms(s.P50), ms(s.P99), s.Errors, cpu)
+		},
+	}
+	runner := diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
+	rep, err := diagnose.Run(ctx, cfg, runner, sampler)
+	if err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
+	printDiagnosis(stdout, rep)
+	if *jsonOut != "" {
+		if err := writeJSON(*jsonOut, rep); err != nil {
+			return fmt.Errorf("diagnose: %v", err)
+		}
+	}
+	if *htmlOut != "" {
+		f, err := os.Create(*htmlOut)
+		if err != nil {
+			return fmt.Errorf("diagnose: %v", err)
+		}
+		if err := report.Render(f, rep); err != nil {
+			f.Close()
+			return fmt.Errorf("diagnose: %v", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("diagnose: %v", err)
+		}
+	}
+	return nil
+}
+
+// cpuSampler picks where the server's CPU comes from: --metrics, --pid, or
+// the local process listening on the URL's port.
+func cpuSampler(ctx context.Context, target string, pid int, metrics string) (diagnose.CPUSampler, string, error) {
+	switch {
+	case metrics != "":
+		s := diagnose.MetricsCPU{URL: metrics}
+		if _, err := s.CPUSeconds(ctx); err != nil {
+			return nil, "", err
+		}
+		return s, "server CPU from " + metrics, nil
+	case pid != 0:
+		s := diagnose.ProcessCPU{PID: pid}
+		if _, err := s.CPUSeconds(ctx); err != nil {
+			return nil, "", err
+		}
+		return s, fmt.Sprintf("server CPU from process %d", pid), nil
+	}
+	u, _ := url.Parse(target)
+	host := u.Hostname()
+	if host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
+		return nil, "server CPU not visible (remote target; pass --metrics): verdict from throughput and latency alone", nil
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	p, _ := strconv.Atoi(port)
+	found, err := diagnose.PIDListeningOn(p)
+	if err != nil {
+		return nil, fmt.Sprintf("server CPU not visible (%v): verdict from throughput and latency alone", err), nil
+	}
+	return diagnose.ProcessCPU{PID: found}, fmt.Sprintf("server CPU from process %d, which listens on port %d", found, p), nil
+}
+
+func yesNo(problem bool, kind string) string {
+	if !problem {
+		return "no problem"
+	}
+	if kind != "" {
+		return "PROBLEM (" + kind + ")"
+	}
+	return "PROBLEM"
+}
+
+func printDiagnosis(w io.Writer, r *diagnose.Report) {
+	fmt.Fprintf(w, "\n  %5s %10s %10s %9s %9s %7s %11s\n", "users", "req/s", "efficiency", "p50", "p99", "errors", "server CPU")
+	for i, s := range r.Steps {
+		cpu := "-"
+		if !math.IsNaN(s.ServerCPUCores) {
+			cpu = fmt.Sprintf("%.2f", s.ServerCPUCores)
+		}
+		fmt.Fprintf(w, "  %5d %10.1f %9.0f%% %9s %9s %7d %11s\n", s.Concurrency, s.ThroughputRPS, 100*r.Efficiency[i], ms(s.P50), ms(s.P99), s.Errors, cpu)
+	}
+	fmt.Fprintf(w, "\n  performance (one user):    %s\n", yesNo(r.Performance, ""))
+	fmt.Fprintf(w, "  scalability (more users):  %s\n", yesNo(r.Scalability, r.Kind))
+	if r.FitOK {
+		b, _ := json.Marshal(toFitJSON(r.Fit))
+		fmt.Fprintf(w, "  USL: %s\n", b)
+	}
+	fmt.Fprintln(w, "\n  evidence:")
+	for _, e := range r.Evidence {
+		fmt.Fprintf(w, "  - %s\n", e)
+	}
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(w, "\n  warnings:")
+		for _, e := range r.Warnings {
+			fmt.Fprintf(w, "  - %s\n", e)
+		}
+	}
 }

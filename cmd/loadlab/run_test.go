@@ -43,7 +43,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"run"}, "no target"},
 		{[]string{"run", "--rate", "10", "localhost:8080"}, "must start with http"},
 		{[]string{"run", "--rate", "10", "http://"}, "no host"},
-		{[]string{"run", "--rate", "10", "%zz"}, "cannot parse"},
+		{[]string{"run", "--rate", "10", "http://%zz/"}, "cannot parse"},
 		{[]string{"run", "http://127.0.0.1:1/"}, "give a rate"},
 		{[]string{"run", "--rate", "5", "--concurrency", "2", "http://127.0.0.1:1/"}, "not both"},
 		{[]string{"run", "--rate", "5", "-H", "NoColon", "http://127.0.0.1:1/"}, "Name: value"},

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -83,6 +84,9 @@ type Step struct {
 	// ServerCPUCores is the target's CPU use during the step, in cores;
 	// NaN when the server's CPU cannot be seen.
 	ServerCPUCores float64 `json:"-"`
+	// MachineBusy is the share of the local machine's CPU in use during the
+	// step (by anything); NaN when unknown or when the target is remote.
+	MachineBusy float64 `json:"-"`
 }
 
 // Runner runs closed-loop load (loadlab/load through LoadRunner, or
@@ -152,6 +156,10 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 	var c0 float64
 	var t0 time.Time
 	cpuOK := cpu != nil
+	// The machine's own load only tells about the target when the target
+	// runs here.
+	local := cpuOK && cpu.Source() == "pid"
+	busy0, total0, machineOK := load.MachineCPU()
 	if cpuOK {
 		var err error
 		if c0, err = cpu.CPUSeconds(ctx); err != nil {
@@ -164,7 +172,10 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 		return Step{}, err
 	}
 	s.Concurrency = spec.Concurrency
-	s.ServerCPUCores = math.NaN()
+	s.ServerCPUCores, s.MachineBusy = math.NaN(), math.NaN()
+	if busy1, total1, ok := load.MachineCPU(); local && machineOK && ok && total1 > total0 {
+		s.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
+	}
 	if cpuOK {
 		if c1, err := cpu.CPUSeconds(ctx); err == nil {
 			s.ServerCPUCores = (c1 - c0) / time.Since(t0).Seconds()

@@ -26,6 +26,12 @@ const (
 	// cpuBound: at the plateau, a server using this share of the cores
 	// left to it by the generator is CPU-bound.
 	cpuBound = 0.75
+	// machineSaturated and majorShare: on a machine whose CPUs are this busy,
+	// a server using at least majorShare of the cores left to it is
+	// CPU-bound too: it is taking what it can get, and other work (other
+	// processes, noisy neighbours) holds the rest.
+	machineSaturated = 0.9
+	majorShare       = 0.5
 )
 
 // Verdict is Judge's outcome.
@@ -145,11 +151,21 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 	}
 
 	// The server's CPU at the plateau, where it could be seen.
-	serverCPU, available, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
+	serverCPU, available, machineBusy, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
+	cpuBoundNow := cpuKnown && (serverCPU >= cpuBound*available ||
+		(machineBusy >= machineSaturated && serverCPU >= majorShare*available))
 
 	v.Kind = KindNone
 	switch {
 	case !v.Scalability:
+		if cpuKnown && flattened {
+			saturated := "well below it, so the flat part comes from elsewhere"
+			if cpuBoundNow {
+				saturated = "so it is at its CPU capacity on this machine"
+			}
+			add("at the plateau the server uses %.2f of the %.2f cores left to it by the generator, %s; latency stays within the SLO, so this is not a problem at this load",
+				serverCPU, available, saturated)
+		}
 	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak:
 		v.Kind = KindCoherency
 		nStar := "near " + users(steps[peak].Concurrency)
@@ -158,10 +174,14 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 		}
 		add("coherency: throughput peaks at %.0f req/s with %s and falls to %.0f req/s with %s; past the peak %s every added user slows everyone (shared state kept in step: lock handoffs, cache invalidation, chatty coordination). Fewer concurrent users per instance, or less shared state, would help; more CPU would not",
 			xPeak, users(steps[peak].Concurrency), last.ThroughputRPS, users(last.Concurrency), nStar)
-	case cpuKnown && serverCPU >= cpuBound*available:
+	case cpuBoundNow:
 		v.Kind = KindCapacity
-		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
-			serverCPU, available)
+		busy := ""
+		if !math.IsNaN(machineBusy) {
+			busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*machineBusy)
+		}
+		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
+			serverCPU, available, busy)
 	default:
 		v.Kind = KindContention
 		serial := time.Duration(float64(time.Second) / xPeak)
@@ -194,20 +214,27 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 	return v
 }
 
-// plateauCPU is the median server CPU over the plateau steps and the cores
-// left to the server there.
-func plateauCPU(steps []Step, cores float64) (server, available float64, ok bool) {
-	var cpu, avail []float64
+// plateauCPU is the median server CPU over the plateau steps, the cores
+// left to the server there, and how busy the machine was (NaN if unknown).
+func plateauCPU(steps []Step, cores float64) (server, available, machineBusy float64, ok bool) {
+	var cpu, avail, busy []float64
 	for _, s := range steps {
 		if !math.IsNaN(s.ServerCPUCores) {
 			cpu = append(cpu, s.ServerCPUCores)
 			avail = append(avail, math.Max(cores-s.GeneratorCPUCores, 0.1))
+			if !math.IsNaN(s.MachineBusy) {
+				busy = append(busy, s.MachineBusy)
+			}
 		}
 	}
 	if len(cpu) == 0 {
-		return 0, 0, false
+		return 0, 0, math.NaN(), false
 	}
-	return median(cpu), median(avail), true
+	machineBusy = math.NaN()
+	if len(busy) > 0 {
+		machineBusy = median(busy)
+	}
+	return median(cpu), median(avail), machineBusy, true
 }
 
 func median(v []float64) float64 {

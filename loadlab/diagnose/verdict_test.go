@@ -28,6 +28,13 @@ func ramp(x []float64, p99ms []float64, cpu []float64, genCPU float64) []Step {
 	return out
 }
 
+func busyMachine(steps []Step, busy float64) []Step {
+	for i := range steps {
+		steps[i].MachineBusy = busy
+	}
+	return steps
+}
+
 func TestJudge(t *testing.T) {
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	tests := []struct {
@@ -65,6 +72,16 @@ func TestJudge(t *testing.T) {
 			name: "CPU-bound", baseP99: 9, slo: ms(40), scal: true,
 			steps: ramp([]float64{120, 230, 240, 238, 241}, []float64{9, 9.5, 18, 36, 70}, []float64{1, 1.8, 1.85, 1.85, 1.84}, 0.1),
 			kind:  KindCapacity, mentions: []string{"capacity", "1.85 of the 1.90 cores", "adding machines"},
+		},
+		{
+			name: "CPU-bound on a machine others keep busy", baseP99: 9, slo: ms(40), scal: true,
+			steps: busyMachine(ramp([]float64{120, 220, 200, 200, 225}, []float64{9, 13, 54, 85, 177}, []float64{1, 1.5, 1.0, 1.0, 1.3}, 0.02), 0.97),
+			kind:  KindCapacity, mentions: []string{"on a machine 97% busy"},
+		},
+		{
+			name: "global lock on a machine others keep busy", baseP99: 6, slo: ms(40), scal: true,
+			steps: busyMachine(ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, []float64{0.05, 0.05, 0.05, 0.05, 0.05}, 0.05), 0.99),
+			kind:  KindContention,
 		},
 		{
 			name: "retrograde", baseP99: 3, slo: ms(40), scal: true,

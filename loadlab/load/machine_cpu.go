@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// machineCPU reads the whole machine's busy and total CPU time (in clock
+// MachineCPU reads the whole machine's busy and total CPU time (in clock
 // ticks) from /proc/stat; ok is false where that file does not exist.
-func machineCPU() (busy, total uint64, ok bool) {
+func MachineCPU() (busy, total uint64, ok bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, false

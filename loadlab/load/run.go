@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -75,6 +76,9 @@ func (c *Config) Validate() error {
 
 // CheckURL accepts only absolute http and https URLs with a host.
 func CheckURL(raw string) error {
+	if !strings.Contains(raw, "://") {
+		return fmt.Errorf("URL %q must start with http:// or https://", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("cannot parse URL %q: %v", raw, err)
@@ -146,7 +150,7 @@ func (g *generator) take() bool {
 func (g *generator) run(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	cpu0 := cpuTime()
-	g.machineBusy0, g.machineTotal0, g.machineOK = machineCPU()
+	g.machineBusy0, g.machineTotal0, g.machineOK = MachineCPU()
 	g.rec.start = start
 
 	// The duration bound stops new requests; requests in flight at the
@@ -510,7 +514,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		res.SaturationReasons = append(res.SaturationReasons,
 			fmt.Sprintf("the generator's CPU was %.0f%% busy (of %d cores): it may have limited the load", 100*busy, int(cores)))
 	}
-	if busy, total, ok := machineCPU(); ok && g.machineOK && total > g.machineTotal0 {
+	if busy, total, ok := MachineCPU(); ok && g.machineOK && total > g.machineTotal0 {
 		share := float64(busy-g.machineBusy0) / float64(total-g.machineTotal0)
 		if share > machineSaturated {
 			res.SaturationReasons = append(res.SaturationReasons,

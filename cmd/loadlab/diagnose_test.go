@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestDiagnoseRejectsBadInvocations(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"diagnose"}, "give one URL"},
+		{[]string{"diagnose", "127.0.0.1:8080"}, "must start with http"},
+		{[]string{"diagnose", "--max-concurrency", "1", "http://127.0.0.1:1/"}, "at least 2"},
+		{[]string{"diagnose", "--slo", "0s", "http://127.0.0.1:1/"}, "--slo must be positive"},
+		{[]string{"diagnose", "--step-duration", "-1s", "http://127.0.0.1:1/"}, "must be positive"},
+		{[]string{"diagnose", "--baseline-requests", "3", "http://127.0.0.1:1/"}, "at least 10"},
+		{[]string{"diagnose", "--pid", "1", "--metrics", "http://x/", "http://127.0.0.1:1/"}, "not both"},
+		{[]string{"diagnose", "--pid", "1073741824", "http://127.0.0.1:1/"}, "read CPU of process"},
+		{[]string{"diagnose", "--metrics", "nope", "http://127.0.0.1:1/"}, "--metrics"},
+		{[]string{"diagnose", "--baseline-requests", "10", "--step-duration", "100ms", "http://127.0.0.1:1/"}, "baseline"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := loadlab(tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || exitCode(err) == 0 {
+				t.Fatalf("err = %v, want a one-line error containing %q", err, tt.want)
+			}
+		})
+	}
+	out, errOut, err := loadlab("diagnose", "--help")
+	if err != errUsageShown || !strings.Contains(out+errOut, "Examples:") {
+		t.Fatalf("--help: %v", err)
+	}
+}
+
+// A global lock in the test server: the diagnosis must say contention, and
+// write the JSON in the documented shape and an HTML report.
+func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		time.Sleep(4 * time.Millisecond)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "d.json"), filepath.Join(dir, "d.html")
+	out, _, err := loadlab("diagnose", "--slo", "30ms", "--max-concurrency", "16", "--step-duration", "400ms",
+		"--baseline-requests", "30", "--json", jsonPath, "--html", htmlPath, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "scalability (more users):  PROBLEM (contention)") {
+		t.Fatalf("summary:\n%s", out)
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Performance *struct {
+			Problem     *bool    `json:"problem"`
+			BaselineP50 *float64 `json:"baseline_p50_ms"`
+			BaselineP99 *float64 `json:"baseline_p99_ms"`
+		} `json:"performance"`
+		Scalability *struct {
+			Problem *bool   `json:"problem"`
+			Kind    *string `json:"kind"`
+		} `json:"scalability"`
+		USL *struct {
+			Sigma, Kappa, Lambda, R2 *float64
+			Peak                     *float64 `json:"peak_concurrency"`
+		} `json:"usl"`
+		Steps []struct {
+			Concurrency *int     `json:"concurrency"`
+			Throughput  *float64 `json:"throughput_rps"`
+			P50         *float64 `json:"p50_ms"`
+			P99         *float64 `json:"p99_ms"`
+			Errors      *int     `json:"errors"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Performance == nil || doc.Performance.Problem == nil || *doc.Performance.Problem || doc.Performance.BaselineP99 == nil ||
+		doc.Scalability == nil || doc.Scalability.Kind == nil || *doc.Scalability.Kind != "contention" || !*doc.Scalability.Problem ||
+		doc.USL == nil || doc.USL.Sigma == nil || doc.USL.Kappa == nil || doc.USL.Lambda == nil || doc.USL.R2 == nil || len(doc.Steps) != 5 {
+		t.Fatalf("json does not have the documented shape:\n%s", b)
+	}
+	for _, s := range doc.Steps {
+		if s.Concurrency == nil || s.Throughput == nil || s.P50 == nil || s.P99 == nil || s.Errors == nil {
+			t.Fatalf("step lacks a field:\n%s", b)
+		}
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil || !strings.Contains(string(html), `id="plot-throughput"`) {
+		t.Fatalf("html report missing: %v", err)
+	}
+}
