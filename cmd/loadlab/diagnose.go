@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -38,8 +37,7 @@ Flags:
 `
 
 func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("diagnose", diagnoseUsage, stderr)
 	var (
 		slo          = fs.Duration("slo", 200*time.Millisecond, "p99 latency objective")
 		maxConc      = fs.Int("max-concurrency", 64, "highest number of users in the ramp")
@@ -53,16 +51,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		htmlOut      = fs.String("html", "", "write a self-contained HTML report to this file")
 		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
 	)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, diagnoseUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return errUsageShown
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return fmt.Errorf("diagnose: %v", err)
+		return err
 	}
 	switch {
 	case len(pos) != 1:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -47,19 +46,11 @@ func toFitJSON(f usl.Fit) fitJSON {
 }
 
 func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("fit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("fit", fitUsage, stderr)
 	asJSON := fs.Bool("json", false, `print {"sigma","kappa","lambda","peak_concurrency","r2"} as JSON`)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, fitUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return errUsageShown
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return fmt.Errorf("fit: %v", err)
+		return err
 	}
 	if len(pos) != 1 {
 		return errors.New("fit: give one CSV file (N,X with a header line), or - for standard input")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,25 +41,8 @@ type headerFlags []string
 func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
 func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
-// parseInterspersed parses flags that may come before or after positional
-// arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", runUsage, stderr)
 	var (
 		rate        = fs.Float64("rate", 0, "open loop: requests per second")
 		concurrency = fs.Int("concurrency", 0, "closed loop: number of users")
@@ -79,16 +61,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		headers     headerFlags
 	)
 	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, runUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return errUsageShown
-	}
+	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return fmt.Errorf("run: %v", err)
+		return err
 	}
 
 	cfg := load.Config{
