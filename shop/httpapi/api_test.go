@@ -603,6 +603,15 @@ func TestOperations(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	doc := a.do(req{method: "GET", path: "/openapi.json"})
+	var spec struct {
+		OpenAPI string         `json:"openapi"`
+		Paths   map[string]any `json:"paths"`
+	}
+	doc.json(t, &spec)
+	if doc.status != 200 || !strings.HasPrefix(spec.OpenAPI, "3.1") || spec.Paths["/v1/orders"] == nil {
+		t.Fatalf("/openapi.json: %d, openapi %q", doc.status, spec.OpenAPI)
+	}
 	a.draining.Store(true)
 	a.do(req{method: "GET", path: "/readyz"}).problem(t, 503)
 	if r := a.do(req{method: "GET", path: "/healthz"}); r.status != 200 {
