@@ -9,8 +9,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -105,14 +107,30 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		done := route.begin()
 		start := time.Now()
+		// Metrics and the request log are written whatever happens,
+		// a panic included, so the in-flight gauge cannot leak.
+		defer func() {
+			v := recover()
+			if v != nil && v != http.ErrAbortHandler {
+				s.log.ErrorContext(r.Context(), "panic", "value", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if !rec.written {
+					writeProblem(rec, r, problem{Status: http.StatusInternalServerError, Code: shop.EINTERNAL, Detail: "internal error"})
+				} else {
+					rec.status = http.StatusInternalServerError
+				}
+			}
+			d := time.Since(start)
+			done(rec.status, d)
+			s.log.Log(r.Context(), logLevel(rec.status), "request",
+				"method", r.Method, "route", pattern, "path", r.URL.Path,
+				"status", rec.status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+		}()
 		if err := fn(rec, r); err != nil {
 			s.writeError(rec, r, err)
 		}
-		d := time.Since(start)
-		done(rec.status, d)
-		s.log.Log(r.Context(), logLevel(rec.status), "request",
-			"method", r.Method, "route", pattern, "path", r.URL.Path,
-			"status", rec.status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
 	}))
 }
 
