@@ -206,3 +206,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMissingCapturedValueIsAnError(t *testing.T) {
+	s := compile(t, "base: http://x\nsteps: [{name: cart, path: /cart, headers: {Authorization: 'Bearer {{.token}}'}}]")
+	if _, err := s.NewSession().Next(); err == nil || !strings.Contains(err.Error(), "step cart: header Authorization") {
+		t.Fatalf("err = %v, want one naming the step and header", err)
+	}
+}
