@@ -99,6 +99,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if !math.IsNaN(s.ServerCPUCores) {
 				cpu = fmt.Sprintf("  server CPU %.2f cores", s.ServerCPUCores)
 			}
+			if !math.IsNaN(s.ServerInFlight) {
+				cpu += fmt.Sprintf("  server in flight %.1f", s.ServerInFlight)
+			}
 			fmt.Fprintf(stderr, "  %-8s %3d users  %9.1f req/s  p50 %8s  p99 %8s  errors %d%s\n", phase, s.Concurrency,
 				s.ThroughputRPS, ms(s.P50), ms(s.P99), s.Errors, cpu)
 		},

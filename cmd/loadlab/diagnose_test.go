@@ -10,6 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func TestDiagnoseRejectsBadInvocations(t *testing.T) {
@@ -104,5 +108,50 @@ func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 	html, err := os.ReadFile(htmlPath)
 	if err != nil || !strings.Contains(string(html), `id="plot-throughput"`) {
 		t.Fatalf("html report missing: %v", err)
+	}
+}
+
+// With --metrics, the server's CPU and in-flight gauge come from its
+// Prometheus endpoint.
+func TestDiagnoseReadsServerMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Name: "http_requests_in_flight", Help: "requests being served"})
+	reg.MustRegister(inFlight)
+	var mu sync.Mutex
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Inc()
+		defer inFlight.Dec()
+		mu.Lock()
+		time.Sleep(4 * time.Millisecond)
+		mu.Unlock()
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "d.json")
+	out, _, err := loadlab("diagnose", "--slo", "30ms", "--max-concurrency", "8", "--step-duration", "700ms",
+		"--baseline-requests", "20", "--metrics", srv.URL+"/metrics", "--json", path, srv.URL+"/work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "server CPU from "+srv.URL+"/metrics") || !strings.Contains(out, "in flight") {
+		t.Fatalf("output:\n%s", out)
+	}
+	b, _ := os.ReadFile(path)
+	var doc struct {
+		Source string `json:"saturation_source"`
+		Steps  []struct {
+			CPU      *float64 `json:"server_cpu_cores"`
+			InFlight *float64 `json:"server_in_flight"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	last := doc.Steps[len(doc.Steps)-1]
+	if doc.Source != "metrics" || last.CPU == nil || last.InFlight == nil || *last.InFlight < 2 {
+		t.Fatalf("metrics not used: %s", b)
 	}
 }

@@ -102,35 +102,68 @@ func (m MetricsCPU) Source() string { return "metrics" }
 
 // CPUSeconds implements CPUSampler.
 func (m MetricsCPU) CPUSeconds(ctx context.Context) (float64, error) {
+	sc, err := m.scrape(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !sc.hasCPU {
+		return 0, fmt.Errorf("metrics: no process_cpu_seconds_total sample at %s", m.URL)
+	}
+	return sc.cpu, nil
+}
+
+// InFlight implements InFlightSampler: the sum of the gauges whose name
+// says in flight (shop_http_requests_in_flight, http_requests_in_flight...).
+func (m MetricsCPU) InFlight(ctx context.Context) (float64, error) {
+	sc, err := m.scrape(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !sc.hasInFlight {
+		return 0, fmt.Errorf("metrics: no in-flight gauge at %s", m.URL)
+	}
+	return sc.inFlight, nil
+}
+
+func (m MetricsCPU) scrape(ctx context.Context) (scraped, error) {
 	c := m.Client
 	if c == nil {
 		c = &http.Client{Timeout: 5 * time.Second}
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", m.URL, nil)
 	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
+		return scraped{}, fmt.Errorf("metrics: %w", err)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
+		return scraped{}, fmt.Errorf("metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("metrics: %s answered %s", m.URL, resp.Status)
+		return scraped{}, fmt.Errorf("metrics: %s answered %s", m.URL, resp.Status)
 	}
-	return parseCPUSeconds(resp.Body)
+	return parseMetrics(resp.Body)
 }
 
-// parseCPUSeconds finds process_cpu_seconds_total in the Prometheus text
-// format (the sample has no labels).
-func parseCPUSeconds(r io.Reader) (float64, error) {
+type scraped struct {
+	cpu, inFlight       float64
+	hasCPU, hasInFlight bool
+}
+
+// parseMetrics reads the samples diagnose needs from the Prometheus text
+// format: process_cpu_seconds_total and every *in_flight* gauge.
+func parseMetrics(r io.Reader) (scraped, error) {
+	var out scraped
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, "process_cpu_seconds_total")
-		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+		if line == "" || line[0] == '#' {
 			continue
+		}
+		name, rest := line, ""
+		if i := strings.IndexAny(line, " {"); i >= 0 {
+			name, rest = line[:i], line[i:]
 		}
 		if i := strings.IndexByte(rest, '}'); i >= 0 {
 			rest = rest[i+1:]
@@ -139,14 +172,22 @@ func parseCPUSeconds(r io.Reader) (float64, error) {
 		if len(f) == 0 {
 			continue
 		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metrics: process_cpu_seconds_total %q is not a number", f[0])
+		switch {
+		case name == "process_cpu_seconds_total":
+			v, err := strconv.ParseFloat(f[0], 64)
+			if err != nil {
+				return out, fmt.Errorf("metrics: process_cpu_seconds_total %q is not a number", f[0])
+			}
+			out.cpu, out.hasCPU = v, true
+		case strings.Contains(name, "in_flight"):
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				out.inFlight += v
+				out.hasInFlight = true
+			}
 		}
-		return v, nil
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
+		return out, fmt.Errorf("metrics: %w", err)
 	}
-	return 0, fmt.Errorf("metrics: no process_cpu_seconds_total sample")
+	return out, nil
 }

@@ -84,6 +84,9 @@ type Step struct {
 	// ServerCPUCores is the target's CPU use during the step, in cores;
 	// NaN when the server's CPU cannot be seen.
 	ServerCPUCores float64 `json:"-"`
+	// ServerInFlight is the mean number of requests the server reported in
+	// flight during the step (its in-flight gauges); NaN when unknown.
+	ServerInFlight float64 `json:"-"`
 	// MachineBusy is the share of the local machine's CPU in use during the
 	// step (by anything); NaN when unknown or when the target is remote.
 	MachineBusy float64 `json:"-"`
@@ -99,6 +102,12 @@ type Runner interface {
 type CPUSampler interface {
 	CPUSeconds(ctx context.Context) (float64, error)
 	Source() string // "pid" or "metrics"
+}
+
+// InFlightSampler reads how many requests the target has in flight; a
+// CPUSampler that also implements it (MetricsCPU) is sampled during steps.
+type InFlightSampler interface {
+	InFlight(ctx context.Context) (float64, error)
 }
 
 // Run diagnoses the target: baseline, ramp, fit, verdict. cpu may be nil.
@@ -167,12 +176,14 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 		}
 		t0 = time.Now()
 	}
+	inflight := sampleInFlight(ctx, cpu)
 	s, err := r.Run(ctx, spec)
+	meanInFlight := inflight()
 	if err != nil {
 		return Step{}, err
 	}
 	s.Concurrency = spec.Concurrency
-	s.ServerCPUCores, s.MachineBusy = math.NaN(), math.NaN()
+	s.ServerCPUCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), meanInFlight
 	if busy1, total1, ok := load.MachineCPU(); local && machineOK && ok && total1 > total0 {
 		s.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
@@ -182,6 +193,44 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 		}
 	}
 	return s, nil
+}
+
+// sampleInFlight samples the server's in-flight gauges every 200ms until
+// the returned function is called; that function returns their mean (NaN
+// when the sampler has none).
+func sampleInFlight(ctx context.Context, cpu CPUSampler) func() float64 {
+	in, ok := cpu.(InFlightSampler)
+	if !ok {
+		return func() float64 { return math.NaN() }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan float64, 1)
+	go func() {
+		var sum float64
+		var n int
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				if n == 0 {
+					done <- math.NaN()
+				} else {
+					done <- sum / float64(n)
+				}
+				return
+			case <-tick.C:
+				if v, err := in.InFlight(ctx); err == nil {
+					sum += v
+					n++
+				}
+			}
+		}
+	}()
+	return func() float64 {
+		cancel()
+		return <-done
+	}
 }
 
 // fitSteps fits the USL to the ramp.

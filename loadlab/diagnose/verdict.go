@@ -191,6 +191,10 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 			add("the server uses only %.2f of the %.2f cores left to it at the plateau: the limit is not the CPU", serverCPU, available)
 		}
 	}
+	if in := last.ServerInFlight; !math.IsNaN(in) && in > 0 {
+		add("the server itself reported about %.1f requests in flight with %s (its in-flight gauges): by Little's law each spent about %s inside it at %.0f req/s",
+			in, users(last.Concurrency), fmtMS(time.Duration(in/last.ThroughputRPS*float64(time.Second))), last.ThroughputRPS)
+	}
 	if !cpuKnown {
 		add("the server's CPU was not seen (pass --pid, or --metrics with process_cpu_seconds_total): the verdict uses throughput and latency alone, so a CPU-bound service (capacity) would look like contention")
 	}

@@ -138,12 +138,13 @@ func TestLevels(t *testing.T) {
 func TestParseCPUSeconds(t *testing.T) {
 	text := "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n" +
 		"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total_other 9\nprocess_cpu_seconds_total 12.5\n"
-	v, err := parseCPUSeconds(strings.NewReader(text))
-	if err != nil || v != 12.5 {
-		t.Fatalf("got %v, %v", v, err)
+	text += "shop_http_requests_in_flight{route=\"GET /v1/menu\"} 3\nshop_http_requests_in_flight{route=\"GET /v1/cart\"} 2\n"
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil || m.cpu != 12.5 || !m.hasCPU || m.inFlight != 5 || !m.hasInFlight {
+		t.Fatalf("got %+v, %v", m, err)
 	}
-	if _, err := parseCPUSeconds(strings.NewReader("go_goroutines 5\n")); err == nil {
-		t.Fatal("missing metric accepted")
+	if m, err := parseMetrics(strings.NewReader("go_goroutines 5\n")); err != nil || m.hasCPU || m.hasInFlight {
+		t.Fatalf("found metrics that are not there: %+v", m)
 	}
 }
 
@@ -153,12 +154,15 @@ func TestMetricsCPU(t *testing.T) {
 			http.Error(w, "no", http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintln(w, "process_cpu_seconds_total 3.25")
+		fmt.Fprintln(w, "process_cpu_seconds_total 3.25\nhttp_requests_in_flight 4")
 	}))
 	defer srv.Close()
 	v, err := MetricsCPU{URL: srv.URL + "/metrics"}.CPUSeconds(context.Background())
 	if err != nil || v != 3.25 {
 		t.Fatalf("got %v, %v", v, err)
+	}
+	if n, err := (MetricsCPU{URL: srv.URL + "/metrics"}).InFlight(context.Background()); err != nil || n != 4 {
+		t.Fatalf("in flight %v, %v", n, err)
 	}
 	if _, err := (MetricsCPU{URL: srv.URL + "/broken"}).CPUSeconds(context.Background()); err == nil {
 		t.Fatal("a 500 was accepted")

@@ -143,8 +143,11 @@ func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
 		if res.Latency.P99 < wantP99*9/10 || res.Latency.Max < stall*9/10 {
 			t.Errorf("p99 %v, max %v: the %v stall does not show (want p99 near %v)", res.Latency.P99, res.Latency.Max, stall, wantP99)
 		}
+		// The stall is the target's: no in-flight cap was hit and the
+		// schedule was kept. (Lateness from other processes sharing the
+		// CPU is reported too, rightly, so it is not held against this.)
 		for _, r := range res.SaturationReasons {
-			if !strings.Contains(r, "machine's CPUs") { // other tests may load the machine
+			if strings.Contains(r, "in-flight") || strings.Contains(r, "the rate called for") {
 				t.Errorf("the target's stall was blamed on the generator: %s", r)
 			}
 		}
@@ -187,10 +190,14 @@ func TestOpenLoopKeepsItsRate(t *testing.T) {
 	if res.Requests != got {
 		t.Fatalf("reported %d requests, the server got %d", res.Requests, got)
 	}
+	// Other test packages may load the machine and delay the pacer (which
+	// is then rightly reported); an in-flight cap or a shortfall would be
+	// false alarms.
 	for _, r := range res.SaturationReasons {
-		if !strings.Contains(r, "machine's CPUs") { // other test packages may load the machine
+		if strings.Contains(r, "in-flight") || strings.Contains(r, "the rate called for") {
 			t.Fatalf("an easy run was reported as saturated: %v", r)
 		}
+		t.Logf("reported: %s", r)
 	}
 	if len(res.Series) < 2 {
 		t.Fatalf("series has %d seconds", len(res.Series))
