@@ -91,37 +91,51 @@ func TestLatencyMatchesAKnownDelay(t *testing.T) {
 	for _, client := range clients {
 		for _, model := range []string{"closed", "open"} {
 			t.Run(string(client)+"/"+model, func(t *testing.T) {
-				srv := newTruthServer(t, 20*time.Millisecond)
-				cfg := load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Duration: 1500 * time.Millisecond, Client: client}
-				if model == "open" {
-					cfg.Rate = 100
-				} else {
-					cfg.Concurrency = 4
-				}
-				res := run(t, cfg)
-				if res.Requests != srv.count.Load() {
-					t.Fatalf("reported %d requests, the server answered %d", res.Requests, srv.count.Load())
-				}
-				for _, c := range []struct {
-					name string
-					got  time.Duration
-					q    float64
-				}{{"p50", res.Latency.P50, .50}, {"p90", res.Latency.P90, .90}} {
-					if want := srv.quantile(c.q); !near(c.got, want) {
-						t.Errorf("%s = %v, the server measured %v", c.name, c.got, want)
+				// On a shared 2-core machine another test package can take
+				// the CPU for a moment and delay the client, not the server.
+				// A generator that mismeasures does so every time, so one
+				// clean attempt out of three settles it.
+				var problems []string
+				for attempt := 1; attempt <= 3; attempt++ {
+					problems = knownDelayRun(t, client, model)
+					if len(problems) == 0 {
+						return
 					}
+					t.Logf("attempt %d: %s", attempt, strings.Join(problems, "; "))
 				}
-				if res.Latency.Min < 20*time.Millisecond {
-					t.Errorf("min %v is below the server's fixed delay", res.Latency.Min)
-				}
+				t.Fatalf("three attempts off the truth: %s", strings.Join(problems, "; "))
 			})
 		}
 	}
 }
 
-// A stall at the target must show in the open-loop tail with its true size.
-// Closed loop, with one user waiting out the stall, sees it once and hides
-// it: that is coordinated omission, and the test shows both.
+func knownDelayRun(t *testing.T, client load.Client, model string) (problems []string) {
+	srv := newTruthServer(t, 20*time.Millisecond)
+	cfg := load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Duration: 1500 * time.Millisecond, Client: client}
+	if model == "open" {
+		cfg.Rate = 100
+	} else {
+		cfg.Concurrency = 4
+	}
+	res := run(t, cfg)
+	if res.Requests != srv.count.Load() {
+		t.Fatalf("reported %d requests, the server answered %d", res.Requests, srv.count.Load())
+	}
+	for _, c := range []struct {
+		name string
+		got  time.Duration
+		q    float64
+	}{{"p50", res.Latency.P50, .50}, {"p90", res.Latency.P90, .90}} {
+		if want := srv.quantile(c.q); !near(c.got, want) {
+			problems = append(problems, fmt.Sprintf("%s = %v, the server measured %v", c.name, c.got, want))
+		}
+	}
+	if res.Latency.Min < 20*time.Millisecond {
+		t.Fatalf("min %v is below the server's fixed delay", res.Latency.Min)
+	}
+	return problems
+}
+
 func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
 	const rate, runFor, stall = 200, 2 * time.Second, 500 * time.Millisecond
 	open := func(t *testing.T, maxInFlight int) (*load.Result, *truthServer) {
