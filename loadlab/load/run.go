@@ -189,15 +189,27 @@ func (g *generator) run(ctx context.Context) (*Result, error) {
 func (g *generator) openLoop(ctx context.Context, start time.Time) {
 	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
 	// A buffered queue lets the pacer hand over requests without waiting
-	// for a worker to wake; a request still queued when the next one is
-	// due means no worker is idle, so another one starts.
+	// for a worker to wake. Workers count themselves idle while they wait
+	// for a request; when a request falls due and no idle worker is left
+	// for it, another worker starts at once (up to MaxInFlight), so no
+	// request waits in the generator while it could be in flight. (Starting
+	// one only after a request had been seen waiting made every request
+	// of the ramp-up wait up to one interval, which showed as a tail that
+	// was the generator's, not the target's.)
 	jobs := make(chan time.Time, 4096)
 	var wg sync.WaitGroup
+	var idle atomic.Int64
 	workers := 0
 	worker := func() {
 		defer wg.Done()
 		w := g.newWorker()
-		for due := range jobs {
+		for {
+			idle.Add(1)
+			due, ok := <-jobs
+			idle.Add(-1)
+			if !ok {
+				return
+			}
 			w.sendAt(ctx, due)
 		}
 	}
@@ -214,7 +226,7 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 		if time.Since(due) > lateAfter {
 			g.late.Add(1)
 		}
-		if workers == 0 || len(jobs) > 0 {
+		if idle.Load() <= int64(len(jobs)) {
 			if workers < g.cfg.MaxInFlight {
 				workers++
 				wg.Add(1)
