@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -185,7 +186,7 @@ func newNetSender(maxConns int, timeout time.Duration) *netSender {
 func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []byte) (outcome, []byte) {
 	var body io.Reader
 	if len(r.Body) > 0 {
-		body = strings.NewReader(string(r.Body))
+		body = bytes.NewReader(r.Body) // no copy; NewRequest sets GetBody for retries
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, r.URL, body)
 	if err != nil {
@@ -211,9 +212,7 @@ func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []b
 	}
 	buf = buf[:0]
 	if wantBody {
-		var b strings.Builder
-		_, err = io.Copy(&b, resp.Body)
-		buf = append(buf, b.String()...)
+		buf, err = readAppend(buf, resp.Body)
 	} else {
 		_, err = io.Copy(io.Discard, resp.Body)
 	}
@@ -225,3 +224,21 @@ func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []b
 }
 
 func (s *netSender) close() { s.tr.CloseIdleConnections() }
+
+// readAppend reads r to its end into buf, reusing buf's capacity (a
+// session keeps one buffer for all its responses).
+func readAppend(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
