@@ -57,23 +57,28 @@ type Call struct {
 	Capture map[string]string `yaml:"capture" json:"capture"`
 }
 
-// UnmarshalJSON lets JSON scenarios inline the call's fields as YAML does.
+// UnmarshalJSON lets JSON scenarios inline the call's fields as YAML does;
+// unknown fields are errors here too (the decoder's setting does not reach
+// into a custom unmarshaler).
 func (s *Step) UnmarshalJSON(b []byte) error {
-	type plain struct {
-		Name     string `json:"name"`
-		Weight   int    `json:"weight"`
-		Sequence []Call `json:"sequence"`
+	var p struct {
+		Name     string            `json:"name"`
+		Weight   int               `json:"weight"`
+		Sequence []Call            `json:"sequence"`
+		Method   string            `json:"method"`
+		Path     string            `json:"path"`
+		Headers  map[string]string `json:"headers"`
+		Body     string            `json:"body"`
+		Capture  map[string]string `json:"capture"`
 	}
-	var p plain
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		return err
 	}
-	var c Call
-	if err := json.Unmarshal(b, &c); err != nil {
-		return err
-	}
-	*s = Step{Name: p.Name, Weight: p.Weight, Sequence: p.Sequence, Call: c}
+	*s = Step{Name: p.Name, Weight: p.Weight, Sequence: p.Sequence, Call: Call{
+		Method: p.Method, Path: p.Path, Headers: p.Headers, Body: p.Body, Capture: p.Capture,
+	}}
 	return nil
 }
 
@@ -243,6 +248,11 @@ func compileCall(c Call, where string) (*call, error) {
 	if !strings.HasPrefix(c.Path, "/") {
 		return nil, fmt.Errorf("%s: path %q must start with /", where, c.Path)
 	}
+	if !strings.Contains(c.Path, "{{") {
+		if _, err := url.Parse("http://h" + c.Path); err != nil {
+			return nil, fmt.Errorf("%s: path %q is not a valid URL path: %v", where, c.Path, errors.Unwrap(err))
+		}
+	}
 	parse := func(field, text string) (*template.Template, error) {
 		t, err := template.New(field).Funcs(funcs).Option("missingkey=error").Parse(text)
 		if err != nil {
@@ -337,6 +347,11 @@ func (u *session) build(c *call) (*load.Request, error) {
 	}
 	r := &u.lastReq
 	r.Method, r.URL, r.Body = c.method, u.s.base.String()+path, nil
+	// A templated path can still make a URL that does not parse (a
+	// captured value with a stray %): say which step, rather than send it.
+	if _, err := url.Parse(r.URL); err != nil {
+		return nil, fmt.Errorf("%s: path %q does not make a valid URL: %v", c.where, path, errors.Unwrap(err))
+	}
 	r.Header = make(http.Header, len(c.headers))
 	for k, t := range c.headers {
 		v, err := u.exec(t)

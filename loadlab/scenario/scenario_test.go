@@ -3,6 +3,7 @@ package scenario_test
 import (
 	"context"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,6 +48,7 @@ func TestRejectsBadScenarios(t *testing.T) {
 		{"both call and sequence", "base: http://x\nsteps: [{name: s, path: /, sequence: [{path: /a}]}]", "not both"},
 		{"bad capture", "base: http://x\nsteps: [{name: s, path: /, capture: {a: token}}]", "capture a"},
 		{"bad header", "base: http://x\nsteps: [{name: s, path: /, headers: {'a b': c}}]", "header name"},
+		{"bad escape", "base: http://x\nsteps: [{name: s, path: /%zz}]", "step s: path \"/%zz\" is not a valid URL path"},
 		{"not yaml", "{{{", "invalid YAML"},
 	}
 	for _, tt := range tests {
@@ -130,8 +132,15 @@ func TestJSONScenario(t *testing.T) {
 	if _, err := scenario.Compile(f); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scenario.Parse([]byte(`{"base": "http://x", "stepz": []}`), true); err == nil {
-		t.Fatal("unknown JSON field accepted")
+	for _, src := range []string{
+		`{"base": "http://x", "stepz": []}`,
+		`{"base": "http://x", "steps": [{"path": "/a", "wieght": 2}]}`,
+		`{"base": "http://x", "steps": [{"sequence": [{"path": "/a", "hedaers": {}}]}]}`,
+		`{"base": "http://x", "setup": [{"path": "/a", "captrue": {}}], "steps": [{"path": "/"}]}`,
+	} {
+		if _, err := scenario.Parse([]byte(src), true); err == nil || !strings.Contains(err.Error(), "unknown field") {
+			t.Errorf("%s: err = %v, want an unknown field named", src, err)
+		}
 	}
 }
 
@@ -177,34 +186,60 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzParseScenario(f *testing.F) {
 	for _, name := range []string{"shop"} {
 		f.Add(string(scenario.Builtin[name]))
 	}
 	f.Add("base: http://x\nsteps: [{path: '/{{rand 1 2}}', capture: {a: '$.b[0]'}}]")
 	f.Add("base: http://x\nsteps: [{sequence: [{path: /a}, {path: /b}]}]")
 	f.Add("steps: [{path: '/{{'}]")
+	f.Add(`{"base": "http://x", "setup": [{"method": "POST", "path": "/s", "capture": {"t": "$.a[0]"}}], "steps": [{"path": "/{{.t}}"}]}`)
 	f.Fuzz(func(t *testing.T, src string) {
-		file, err := scenario.Parse([]byte(src), false)
-		if err != nil {
-			return
-		}
-		s, err := scenario.Compile(file)
-		if err != nil {
-			return
-		}
-		u := s.NewSession()
-		for range 3 {
-			r, err := u.Next()
+		// The same input as YAML and as JSON: neither may panic, and what
+		// compiles must only ever address the base.
+		for _, isJSON := range []bool{false, true} {
+			file, err := scenario.Parse([]byte(src), isJSON)
 			if err != nil {
-				return
+				continue
 			}
-			if !strings.HasPrefix(r.URL, file.Base) && !strings.HasPrefix(r.URL, strings.TrimRight(file.Base, "/")) {
-				t.Fatalf("request %q left the base %q", r.URL, file.Base)
-			}
-			u.Observe(r, 200, []byte(`{"a": [1], "b": {"c": 2}}`))
+			checkSessions(t, file)
 		}
 	})
+}
+
+// checkSessions walks a few requests of a compiled scenario: every one must
+// go to the base's host, whatever the templates and captured values say.
+func checkSessions(t *testing.T, file *scenario.File) {
+	s, err := scenario.Compile(file)
+	if err != nil {
+		return
+	}
+	base, err := url.Parse(strings.TrimRight(file.Base, "/"))
+	if err != nil {
+		t.Fatalf("compiled with a base that does not parse: %q", file.Base)
+	}
+	u := s.NewSession()
+	for range 3 {
+		r, err := u.Next()
+		if err != nil {
+			return
+		}
+		got, err := url.Parse(r.URL)
+		if err != nil || got.Host != base.Host || got.Scheme != base.Scheme {
+			t.Fatalf("request %q left the base %q (err %v)", r.URL, file.Base, err)
+		}
+		u.Observe(r, 200, []byte(`{"a": [1], "b": {"c": 2}, "t": "/../@evil.example"}`))
+	}
+}
+
+func TestCapturedValueThatBreaksTheURLIsAnError(t *testing.T) {
+	s := compile(t, "base: http://x\nsetup: [{path: /s, capture: {id: $.id}}]\nsteps: [{name: item, path: '/items/{{.id}}'}]")
+	u := s.NewSession()
+	r, _ := u.Next()
+	u.Observe(r, 200, []byte(`{"id": "%zz"}`))
+	if _, err := u.Next(); err == nil || !strings.Contains(err.Error(), "step item: path") {
+		t.Fatalf("err = %v, want one naming the step and path", err)
+	}
 }
 
 func TestMissingCapturedValueIsAnError(t *testing.T) {
