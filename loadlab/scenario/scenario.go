@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"gopkg.in/yaml.v3"
 
@@ -255,6 +256,9 @@ func compileCall(c Call, where string) (*call, error) {
 	}
 	parse := func(field, text string) (*template.Template, error) {
 		t, err := template.New(field).Funcs(funcs).Option("missingkey=error").Parse(text)
+		if err == nil {
+			err = checkLoops(t)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %v", where, field, err)
 		}
@@ -300,7 +304,7 @@ type session struct {
 	queue     []*call // the rest of the current sequence
 	last      *call
 	lastReq   load.Request
-	buf       bytes.Buffer
+	buf       limitedBuffer
 }
 
 // Next builds the user's next request: the next setup request until setup
@@ -332,12 +336,90 @@ func (s *Scenario) pick() *step {
 	return s.steps[len(s.steps)-1]
 }
 
+// maxExpansion bounds what one template may produce, so that a scenario
+// cannot make a request (or the generator's memory) grow without bound.
+const maxExpansion = 1 << 20
+
+var errTooLong = fmt.Errorf("expands to more than %d bytes", maxExpansion)
+
+// limitedBuffer fails writes past maxExpansion, which stops the template.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > maxExpansion {
+		return 0, errTooLong
+	}
+	return b.Buffer.Write(p)
+}
+
 func (u *session) exec(t *template.Template) (string, error) {
 	u.buf.Reset()
 	if err := t.Execute(&u.buf, u.vars); err != nil {
+		if errors.Is(err, errTooLong) {
+			return "", errTooLong
+		}
 		return "", err
 	}
 	return u.buf.String(), nil
+}
+
+// checkLoops keeps a template's running time bounded: range only over
+// captured values (bounded by the responses they came from), since
+// {{range 1000000000}} or {{range rand ...}} would make one request take
+// any time at all to build, and no {{template}} calls, which can recurse.
+func checkLoops(t *template.Template) error {
+	var walk func(n parse.Node) error
+	walk = func(n parse.Node) error {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return nil
+			}
+			for _, c := range n.Nodes {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		case *parse.RangeNode:
+			for _, cmd := range n.Pipe.Cmds {
+				for _, arg := range cmd.Args {
+					switch arg.(type) {
+					case *parse.FieldNode, *parse.VariableNode, *parse.ChainNode, *parse.DotNode:
+					default:
+						return fmt.Errorf("range over %s: only captured values can be ranged over", arg)
+					}
+				}
+			}
+			for _, l := range []*parse.ListNode{n.List, n.ElseList} {
+				if err := walk(l); err != nil {
+					return err
+				}
+			}
+		case *parse.TemplateNode:
+			return fmt.Errorf("{{template %q}}: calling templates is not supported", n.Name)
+		case *parse.IfNode:
+			for _, l := range []*parse.ListNode{n.List, n.ElseList} {
+				if err := walk(l); err != nil {
+					return err
+				}
+			}
+		case *parse.WithNode:
+			for _, l := range []*parse.ListNode{n.List, n.ElseList} {
+				if err := walk(l); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			if err := walk(tt.Tree.Root); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (u *session) build(c *call) (*load.Request, error) {

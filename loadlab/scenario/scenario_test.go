@@ -48,6 +48,9 @@ func TestRejectsBadScenarios(t *testing.T) {
 		{"both call and sequence", "base: http://x\nsteps: [{name: s, path: /, sequence: [{path: /a}]}]", "not both"},
 		{"bad capture", "base: http://x\nsteps: [{name: s, path: /, capture: {a: token}}]", "capture a"},
 		{"bad header", "base: http://x\nsteps: [{name: s, path: /, headers: {'a b': c}}]", "header name"},
+		{"range over a number", "base: http://x\nsteps: [{name: s, path: '/{{range 100000000000}}a{{end}}'}]", "step s: path: range over 100000000000"},
+		{"range over a function", "base: http://x\nsteps: [{name: s, body: '{{if 1}}{{range rand 1 9}}a{{end}}{{end}}', path: /}]", "step s: body: range over rand"},
+		{"recursion", "base: http://x\nsteps: [{name: s, path: '/{{define \"a\"}}{{template \"a\" .}}{{end}}{{template \"a\" .}}'}]", "calling templates is not supported"},
 		{"bad escape", "base: http://x\nsteps: [{name: s, path: /%zz}]", "step s: path \"/%zz\" is not a valid URL path"},
 		{"not yaml", "{{{", "invalid YAML"},
 	}
@@ -239,6 +242,24 @@ func TestCapturedValueThatBreaksTheURLIsAnError(t *testing.T) {
 	u.Observe(r, 200, []byte(`{"id": "%zz"}`))
 	if _, err := u.Next(); err == nil || !strings.Contains(err.Error(), "step item: path") {
 		t.Fatalf("err = %v, want one naming the step and path", err)
+	}
+}
+
+func TestTemplatesAreBounded(t *testing.T) {
+	s := compile(t, "base: http://x\nsetup: [{path: /s, capture: {xs: $.xs}}]\nsteps: [{name: big, path: /, body: '{{range .xs}}{{.}}{{end}}'}]")
+	u := s.NewSession()
+	r, _ := u.Next()
+	// A captured list may be ranged over, but what it makes is bounded.
+	u.Observe(r, 200, []byte(`{"xs": ["a", "b"]}`))
+	if r, err := u.Next(); err != nil || string(r.Body) != "ab" {
+		t.Fatalf("body %q, err %v", r.Body, err)
+	}
+	long := `"` + strings.Repeat("x", 1<<16) + `"`
+	u = s.NewSession()
+	r, _ = u.Next()
+	u.Observe(r, 200, []byte(`{"xs": [`+strings.Repeat(long+",", 20)+long+`]}`))
+	if _, err := u.Next(); err == nil || !strings.Contains(err.Error(), "step big: body: expands to more than") {
+		t.Fatalf("err = %v, want the expansion bounded", err)
 	}
 }
 
