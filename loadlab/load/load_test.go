@@ -331,6 +331,7 @@ func TestConfigValidation(t *testing.T) {
 		{"bad url", load.Config{Target: &load.Request{Method: "GET", URL: "localhost:8080"}, Rate: 1, Duration: time.Second}},
 		{"no host", load.Config{Target: &load.Request{Method: "GET", URL: "http:///x"}, Rate: 1, Duration: time.Second}},
 		{"ftp", load.Config{Target: &load.Request{Method: "GET", URL: "ftp://example.com"}, Rate: 1, Duration: time.Second}},
+		{"bad method", load.Config{Target: &load.Request{Method: "GE T", URL: "http://127.0.0.1:1/"}, Rate: 1, Duration: time.Second}},
 		{"bad client", load.Config{Target: target, Rate: 1, Duration: time.Second, Client: "curl"}},
 	}
 	for _, tt := range tests {
@@ -339,5 +340,47 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+func TestThinkTimeSpacesRequestsAndIsNotLatency(t *testing.T) {
+	srv := newTruthServer(t, 0)
+	const users, think, runFor = 2, 50 * time.Millisecond, time.Second
+	res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Concurrency: users, ThinkTime: think, Duration: runFor})
+	// Each user makes one request per think time (plus a short answer).
+	want := int64(users * int(runFor/think))
+	if got := srv.count.Load(); got > want+users || got < want*7/10 {
+		t.Fatalf("the server got %d requests; %d users thinking %v for %v make about %d", got, users, think, runFor, want)
+	}
+	if res.Latency.P50 >= think/2 {
+		t.Fatalf("p50 %v: think time was counted as latency", res.Latency.P50)
+	}
+}
+
+func TestProgressReportsEverySecond(t *testing.T) {
+	srv := newTruthServer(t, time.Millisecond)
+	var mu sync.Mutex
+	var snaps []load.Snapshot
+	res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Rate: 100, Duration: 2500 * time.Millisecond,
+		Progress: func(s load.Snapshot) {
+			mu.Lock()
+			snaps = append(snaps, s)
+			mu.Unlock()
+		}})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(snaps) != 2 {
+		t.Fatalf("%d progress calls in a 2.5 s run, want 2 (one a second)", len(snaps))
+	}
+	for i, s := range snaps {
+		if s.Elapsed < time.Duration(i+1)*time.Second || s.Elapsed > time.Duration(i+1)*time.Second+500*time.Millisecond {
+			t.Errorf("snapshot %d at %v", i, s.Elapsed)
+		}
+		if s.Requests < int64(i+1)*80 || s.RateRPS < 80 || s.RateRPS > 120 || s.P99 <= 0 || s.Errors != 0 {
+			t.Errorf("snapshot %d: %+v, want about 100 requests a second so far", i, s)
+		}
+	}
+	if res.Requests < snaps[1].Requests {
+		t.Fatalf("final %d requests, fewer than the last snapshot's %d", res.Requests, snaps[1].Requests)
 	}
 }
