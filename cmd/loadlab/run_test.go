@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func loadlab(args ...string) (stdout, stderr string, err error) {
@@ -52,6 +53,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"run", "--rate", "5", "--base", "http://x", "http://127.0.0.1:1/"}, "--base applies"},
 		{[]string{"run", "--rate", "5", "--client", "curl", "http://127.0.0.1:1/"}, "unknown client"},
 		{[]string{"run", "--rate", "x", "http://127.0.0.1:1/"}, "invalid value"},
+		{[]string{"run", "--rate", "5", "--method", "GE T", "http://127.0.0.1:1/"}, "not an HTTP method"},
 		{[]string{"run", "--rate", "5", "http://a/", "http://b/"}, "one URL only"},
 		{[]string{"frobnicate"}, "unknown command"},
 	}
@@ -109,5 +111,56 @@ func TestRunWritesSummaryAndJSON(t *testing.T) {
 	if res.Requests != 90 || hits.Load() != 90 || res.Model != "closed" || res.ThroughputRPS <= 0 ||
 		res.GeneratorSaturated == nil || res.Latency.P99 <= 0 || !strings.HasPrefix(res.Target, "POST ") {
 		t.Fatalf("json = %s", b)
+	}
+}
+
+func TestRunReportsASaturatedGenerator(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "out.json")
+	// One request in flight at a time cannot keep 100/s at 20 ms each: the
+	// generator must say that it, not the target, limited the run.
+	out, errOut, err := loadlab("run", "--rate", "100", "--duration", "1s", "--max-inflight", "1", "--json", path, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errOut != "" {
+		t.Errorf("stderr is not a terminal, yet got %q", errOut)
+	}
+	if !strings.Contains(out, "SATURATED") || !strings.Contains(out, "in-flight") {
+		t.Errorf("summary does not report the saturation:\n%s", out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Saturated bool     `json:"generator_saturated"`
+		Reasons   []string `json:"saturation_reasons"`
+		Series    []struct {
+			Requests int64 `json:"requests"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Saturated || len(res.Reasons) == 0 || len(res.Series) == 0 {
+		t.Fatalf("json = %s", b)
+	}
+}
+
+func TestRunStopsOnCancelWithThePartialResult(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if err := run(ctx, []string{"run", "--rate", "50", "--duration", "1m", srv.URL}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "requests ") || strings.Contains(out.String(), "requests    0 ") {
+		t.Fatalf("no partial summary after cancel:\n%s", out.String())
 	}
 }
