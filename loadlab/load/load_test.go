@@ -95,13 +95,27 @@ func TestLatencyMatchesAKnownDelay(t *testing.T) {
 				// the CPU for a moment and delay the client, not the server.
 				// A generator that mismeasures does so every time, so one
 				// clean attempt out of three settles it.
+				// A run the generator itself flagged (its CPU, the machine's
+				// or its schedule) did not lie either: it said its figures
+				// may be off. It only fails when it is off and claims it
+				// kept up.
 				var problems []string
+				flagged := 0
 				for attempt := 1; attempt <= 3; attempt++ {
-					problems = knownDelayRun(t, client, model)
+					var reasons []string
+					problems, reasons = knownDelayRun(t, client, model)
 					if len(problems) == 0 {
 						return
 					}
 					t.Logf("attempt %d: %s", attempt, strings.Join(problems, "; "))
+					if len(reasons) > 0 {
+						flagged++
+						t.Logf("attempt %d: the generator warned: %s", attempt, strings.Join(reasons, "; "))
+					}
+				}
+				if flagged == 3 {
+					t.Logf("the machine was too busy to judge accuracy, and loadlab said so every time")
+					return
 				}
 				t.Fatalf("three attempts off the truth: %s", strings.Join(problems, "; "))
 			})
@@ -109,7 +123,7 @@ func TestLatencyMatchesAKnownDelay(t *testing.T) {
 	}
 }
 
-func knownDelayRun(t *testing.T, client load.Client, model string) (problems []string) {
+func knownDelayRun(t *testing.T, client load.Client, model string) (problems, warnings []string) {
 	srv := newTruthServer(t, 20*time.Millisecond)
 	cfg := load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Duration: 1500 * time.Millisecond, Client: client}
 	if model == "open" {
@@ -136,7 +150,7 @@ func knownDelayRun(t *testing.T, client load.Client, model string) (problems []s
 	if res.Latency.Min < 20*time.Millisecond {
 		t.Fatalf("min %v is below the server's fixed delay", res.Latency.Min)
 	}
-	return problems
+	return problems, res.SaturationReasons
 }
 
 func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {

@@ -549,7 +549,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		share := float64(busy-g.machineBusy0) / float64(total-g.machineTotal0)
 		if share > machineSaturated {
 			res.SaturationReasons = append(res.SaturationReasons,
-				fmt.Sprintf("the machine's CPUs were %.0f%% busy (loadlab itself used %.1f of %d cores): the generator competes with the target for CPU",
+				fmt.Sprintf("the machine's CPUs were %.0f%% busy (loadlab itself used %.2f of %d cores): the generator competes with the target for CPU",
 					100*share, cpu.Seconds()/elapsed.Seconds(), runtime.NumCPU()))
 		}
 	}
