@@ -5,13 +5,17 @@
 #      net/http server with a 20 KB body, and the CPU it spends doing it
 #      (requests/s per core of generator CPU);
 #   2. accuracy: p50 and p99 each reports against a server with a fixed
-#      delay, compared with the server's own measurement of its handling.
+#      delay, compared with the server's own measurement of its handling;
+#   3. open loop at fixed rates (loadlab and vegeta, the two open-loop
+#      tools here): the rate each really sent, its latency, its CPU, and
+#      whether loadlab flagged itself as saturated.
 # The target and the generator are pinned to different cores when there are
 # two or more. Prints markdown tables; docs/loadlab-vs-peers.md holds a run.
 #
 # Settings (environment): DUR seconds per run (10), CONNS connections (64),
 # ROUNDS throughput rounds (2), RATE requests/s for accuracy (500),
-# DELAY target delay for accuracy (10ms).
+# DELAY target delay for accuracy (10ms), OPEN_RATES requests/s for the
+# open-loop runs ("5000 10000 20000 30000").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,7 @@ CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-2}
 RATE=${RATE:-500}
 DELAY=${DELAY:-10ms}
+OPEN_RATES=${OPEN_RATES:-5000 10000 20000 30000}
 PORT=${PORT:-8099}
 URL="http://127.0.0.1:$PORT/"
 
@@ -167,17 +172,49 @@ PY
   say "  $gen: p50 $p50 ms p99 $p99 ms (server: $t50, $t99)"
 done
 
+# ---- 3. open loop at fixed rates ----
+start_target --body-bytes 20480
+say "open loop: ${OPEN_RATES} req/s for ${DUR}s each"
+for rate in $OPEN_RATES; do
+  for gen in loadlab vegeta; do
+    case $gen in
+      loadlab)
+        timed $gen "$work/loadlab" run --rate "$rate" --duration "${DUR}s" --json "$work/$gen.json" "$URL" || continue
+        read -r sent p50 p99 sat < <(python3 - "$work/$gen.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency"]
+print(r["requests"] / (r["elapsed_ns"] / 1e9), l["p50_ns"] / 1e6, l["p99_ns"] / 1e6,
+      ("yes: " + " / ".join(r.get("saturation_reasons") or [])).replace(" ", "_") if r["generator_saturated"] else "no")
+PY
+) ;;
+      vegeta)
+        [ -n "$HAVE_VEGETA" ] || continue
+        echo "GET $URL" >"$work/targets.txt"
+        timed $gen "$HAVE_VEGETA" attack -targets "$work/targets.txt" -rate="$rate" -duration="${DUR}s" -output "$work/vegeta.bin" || continue
+        read -r sent p50 p99 sat < <("$HAVE_VEGETA" report -type=json "$work/vegeta.bin" |
+          python3 -c "import json,sys; r=json.load(sys.stdin); l=r['latencies']; print(r['rate'], l['50th']/1e6, l['99th']/1e6, 'n/a')") ;;
+    esac
+    read -r wall user sys <"$work/$gen.time"
+    printf 'open\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$gen" "$rate" "$sent" "$p50" "$p99" "$(python3 -c "print(($user+$sys)/$wall)")" "$sat" >>"$results"
+    say "  $gen at $rate/s: sent $sent/s, p50 $p50 ms, p99 $p99 ms, saturated: $sat"
+  done
+done
+
 python3 - "$results" "$DUR" "$CONNS" "$RATE" "$DELAY" "${PIN_GEN:-unpinned}" <<'PY'
 import sys, statistics, collections
 path, dur, conns, rate, delay, pin = sys.argv[1:]
 tp = collections.defaultdict(list)
 acc = {}
+openrows = []
 for line in open(path):
     f = line.rstrip("\n").split("\t")
     if f[0] == "throughput":
         tp[f[1]].append((float(f[3]), float(f[4]), float(f[5])))
-    else:
+    elif f[0] == "accuracy":
         acc[f[1]] = tuple(map(float, f[2:]))
+    else:
+        openrows.append(f[1:])
 print(f"### Throughput: {conns} connections, {dur}s runs, 20 KB responses, generator {pin}\n")
 print("| generator | req/s (mean of rounds) | generator CPU (cores) | req/s per core | per core vs wrk |")
 print("| --- | ---: | ---: | ---: | ---: |")
@@ -196,4 +233,10 @@ print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for gen, (p50, p99, t50, t99) in acc.items():
     e50, e99 = (p50 - t50) / t50 * 100, (p99 - t99) / t99 * 100
     print(f"| {gen} | {p50:.2f} ms | {t50:.2f} ms | {e50:+.1f}% | {p99:.2f} ms | {t99:.2f} ms | {e99:+.1f}% |")
+if openrows:
+    print(f"\n### Open loop at fixed rates: {dur}s runs, 20 KB responses, generator {pin}\n")
+    print("| generator | rate asked | rate achieved | p50 | p99 | generator CPU (cores) | flagged itself saturated |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for gen, rate, sent, p50, p99, cores, sat in openrows:
+        print(f"| {gen} | {int(rate):,} | {float(sent):,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(cores):.2f} | {sat.replace('_', ' ')} |")
 PY
