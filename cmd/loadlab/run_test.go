@@ -8,10 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
 )
 
 func loadlab(args ...string) (stdout, stderr string, err error) {
@@ -162,5 +165,60 @@ func TestRunStopsOnCancelWithThePartialResult(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "requests ") || strings.Contains(out.String(), "requests    0 ") {
 		t.Fatalf("no partial summary after cancel:\n%s", out.String())
+	}
+}
+
+func TestRunDrivesAScenarioFile(t *testing.T) {
+	var sessions, authorized, unauthorized atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/v1/sessions":
+			n := sessions.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(201)
+			w.Write([]byte(`{"token": "tok` + strconv.FormatInt(n, 10) + `"}`))
+		case strings.HasPrefix(r.Header.Get("Authorization"), "Bearer tok"):
+			authorized.Add(1)
+		default:
+			unauthorized.Add(1)
+			w.WriteHeader(401)
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "journey.yaml")
+	os.WriteFile(file, []byte(`
+base: http://127.0.0.1:1
+setup:
+  - {name: session, method: POST, path: /v1/sessions, capture: {token: $.token}}
+steps:
+  - {name: cart, path: /v1/cart, headers: {Authorization: "Bearer {{.token}}"}}
+`), 0o644)
+	out, _, err := loadlab("run", "--scenario", file, "--base", srv.URL, "--concurrency", "2", "--requests", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "scenario "+file) || !strings.Contains(out, "errors      0") {
+		t.Fatalf("summary:\n%s", out)
+	}
+	if sessions.Load() != 2 || authorized.Load() != 18 || unauthorized.Load() != 0 {
+		t.Fatalf("%d sessions, %d authorized, %d unauthorized requests; want 2 users with their tokens", sessions.Load(), authorized.Load(), unauthorized.Load())
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	s := load.Snapshot{Elapsed: 3 * time.Second, Requests: 600, Errors: 2, RateRPS: 200, P99: 1500 * time.Microsecond}
+	line := progressLine(s)
+	for _, want := range []string{"3s", "200 req/s", "p99 1.50ms", "requests 600", "errors 2"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line %q lacks %q", line, want)
+		}
+	}
+	if strings.Contains(line, "SATURATED") {
+		t.Errorf("progress line %q: saturated without cause", line)
+	}
+	s.Saturated = true
+	if line := progressLine(s); !strings.Contains(line, "GENERATOR SATURATED") {
+		t.Errorf("progress line %q does not say the generator is saturated", line)
 	}
 }
