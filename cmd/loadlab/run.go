@@ -187,8 +187,8 @@ func printSummary(w io.Writer, r *load.Result) {
 	fmt.Fprintf(w, "  errors      %d (4xx %d, 5xx %d, timeout %d, connection %d, other %d)\n",
 		e.Total(), e.Status4xx, e.Status5xx, e.Timeout, e.Connection, e.Other)
 	l := r.Latency
-	fmt.Fprintf(w, "  latency     %-10s %-10s %-10s %-10s %-10s %-10s %-10s\n", "min", "mean", "p50", "p90", "p99", "p99.9", "max")
-	fmt.Fprintf(w, "              %-10s %-10s %-10s %-10s %-10s %-10s %-10s\n",
+	fmt.Fprintf(w, "  latency     %-10s %-10s %-10s %-10s %-10s %-10s %s\n", "min", "mean", "p50", "p90", "p99", "p99.9", "max")
+	fmt.Fprintf(w, "              %-10s %-10s %-10s %-10s %-10s %-10s %s\n",
 		ms(l.Min), ms(l.Mean), ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max))
 	if r.Model == "open" {
 		fmt.Fprintln(w, "              (open loop: latency counts from each request's intended send time)")
