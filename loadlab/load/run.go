@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -227,7 +226,8 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 			w.sendAt(ctx, due)
 		}
 	}
-	p := pacer{slack: 100 * time.Microsecond}
+	p := pacer{slack: 100 * time.Microsecond, s: newSleeper()}
+	defer p.s.close()
 	for i := int64(0); ; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if !p.until(ctx, due, &g.stop) {
@@ -258,14 +258,15 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 	wg.Wait()
 }
 
-// pacer sleeps until scheduled times. Timers overshoot (by close to a
-// millisecond through the Go runtime on some virtual machines, by tens of
-// microseconds through a direct nanosleep), so it learns the overshoot and
-// wakes that much early. It never spins: at rates above its resolution it
-// sends the requests that fell due while it slept in one go, each at most
-// one overshoot late.
+// pacer sleeps until scheduled times. Sleeps overshoot (by close to a
+// millisecond through the Go runtime's timers on some virtual machines, by
+// tens of microseconds through a timerfd; see sleeper), so it learns the
+// overshoot and wakes that much early. It never spins: at rates above its
+// resolution it sends the requests that fell due while it slept in one go,
+// each at most one overshoot late.
 type pacer struct {
 	slack time.Duration // expected oversleep
+	s     *sleeper
 }
 
 // until waits for t unless the run stops first; it reports whether to go on.
@@ -282,13 +283,8 @@ func (p *pacer) until(ctx context.Context, t time.Time, stop *atomic.Bool) bool 
 		if want > p.slack+20*time.Microsecond {
 			want -= p.slack
 		}
-		// Let the workers just handed requests run before this thread
-		// blocks in nanosleep: the runtime cannot give its P to them until
-		// sysmon notices the blocked thread, which adds tens to hundreds of
-		// microseconds to every request's measured latency.
-		runtime.Gosched()
 		before := time.Now()
-		preciseSleep(want)
+		p.s.sleep(want)
 		over := time.Since(before) - want
 		// An exponential average adapts to the machine within a few
 		// sleeps and forgets the odd descheduling.
@@ -572,13 +568,4 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 	sort.Strings(res.SaturationReasons)
 	res.GeneratorSaturated = len(res.SaturationReasons) > 0
 	return res
-}
-
-// cpuTime is the CPU time this process has used (user + system).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

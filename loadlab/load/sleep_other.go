@@ -4,4 +4,11 @@ package load
 
 import "time"
 
-func preciseSleep(d time.Duration) { time.Sleep(d) }
+// sleeper sleeps with the runtime's timers elsewhere than on Linux.
+type sleeper struct{}
+
+func newSleeper() *sleeper { return &sleeper{} }
+
+func (*sleeper) sleep(d time.Duration) { time.Sleep(d) }
+
+func (*sleeper) close() {}

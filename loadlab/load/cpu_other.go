@@ -1,0 +1,8 @@
+//go:build !unix
+
+package load
+
+import "time"
+
+// cpuTime is not measured here: the CPU self-check stays silent.
+func cpuTime() time.Duration { return 0 }
