@@ -32,6 +32,9 @@ const (
 	// the generator is starved by whatever else runs (often the target).
 	machineSaturated = 0.95
 	maxLatencyUS     = int64(time.Hour / time.Microsecond)
+	// pacerEarly is how far ahead of its time the pacer may send a request
+	// instead of sleeping once more.
+	pacerEarly = 50 * time.Microsecond
 )
 
 // Validate checks a configuration and explains what is wrong.
@@ -226,7 +229,7 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 			w.sendAt(ctx, due)
 		}
 	}
-	p := pacer{slack: 100 * time.Microsecond, s: newSleeper()}
+	p := pacer{slack: 100 * time.Microsecond, early: pacerEarly, s: newSleeper()}
 	defer p.s.close()
 	for i := int64(0); ; i++ {
 		due := start.Add(time.Duration(i) * interval)
@@ -266,6 +269,11 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 // each at most one overshoot late.
 type pacer struct {
 	slack time.Duration // expected oversleep
+	// early: a request due this soon goes out now rather than after one
+	// more sleep (at high rates, fewer sleeps and so less CPU). Its latency
+	// then counts from when it was really sent (see sendAt), so sending
+	// early never flatters the target.
+	early time.Duration
 	s     *sleeper
 }
 
@@ -276,7 +284,7 @@ func (p *pacer) until(ctx context.Context, t time.Time, stop *atomic.Bool) bool 
 			return false
 		}
 		d := time.Until(t)
-		if d <= 20*time.Microsecond {
+		if d <= p.early {
 			return true
 		}
 		want := min(d, 100*time.Millisecond)
@@ -336,8 +344,12 @@ func (g *generator) newWorker() *worker {
 }
 
 // sendAt sends one request intended to go out at due and records its
-// latency from due.
+// latency from due, or from when it really went out if that was earlier
+// (the pacer may send a request a few microseconds ahead of its time).
 func (w *worker) sendAt(ctx context.Context, due time.Time) {
+	if now := time.Now(); now.Before(due) {
+		due = now
+	}
 	req := w.g.cfg.Target
 	if w.session != nil {
 		r, err := w.session.Next()
