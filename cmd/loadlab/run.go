@@ -26,6 +26,17 @@ does and measures each latency from the request's intended send time, so
 a stall cannot hide (no coordinated omission). Closed loop (--concurrency)
 runs N users that each wait for their answer.
 
+A scenario file (YAML or JSON) has a base URL, setup requests each user
+makes once (capture: {token: $.token} keeps a value from the JSON answer),
+and weighted steps, each one request or a sequence (add to cart, then check
+out). Paths, headers and bodies are templates: {{.token}} for a captured
+value, {{rand 1 200}}, {{uuid}}. See loadlab/scenario/shop.yaml, the
+built-in "shop" journey. In open loop each request slot in flight is a user.
+
+The summary says when loadlab itself may have limited the run (its CPU,
+the machine's, requests sent late or waiting for --max-inflight), and so
+does --json ("generator_saturated" and "saturation_reasons").
+
 Examples:
   loadlab run --rate 500 --duration 30s http://127.0.0.1:8080/v1/menu
   loadlab run --concurrency 16 --requests 10000 http://127.0.0.1:8080/v1/items/7
