@@ -2,9 +2,9 @@ package load
 
 import (
 	"os"
-	"syscall"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // sleeper sleeps precisely without holding the Go scheduler's P.
@@ -20,28 +20,18 @@ import (
 // wakes it about 30 µs after the deadline.
 type sleeper struct {
 	f   *os.File // the timerfd, nil if it could not be had
-	fd  uintptr
+	fd  int
 	buf [8]byte
 }
 
-const (
-	clockMonotonic = 1
-	tfdNonblock    = syscall.O_NONBLOCK
-	tfdCloexec     = syscall.O_CLOEXEC
-)
-
-type itimerspec struct {
-	interval, value syscall.Timespec
-}
-
 func newSleeper() *sleeper {
-	fd, _, errno := syscall.Syscall(syscall.SYS_TIMERFD_CREATE, clockMonotonic, tfdNonblock|tfdCloexec, 0)
-	if errno != 0 {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
 		return &sleeper{}
 	}
 	// A non-blocking descriptor makes os.NewFile register it with the
 	// runtime's poller, so Read parks the goroutine instead of the thread.
-	return &sleeper{f: os.NewFile(fd, "timerfd"), fd: fd}
+	return &sleeper{f: os.NewFile(uintptr(fd), "timerfd"), fd: fd}
 }
 
 func (s *sleeper) sleep(d time.Duration) {
@@ -49,9 +39,8 @@ func (s *sleeper) sleep(d time.Duration) {
 		return
 	}
 	if s.f != nil {
-		spec := itimerspec{value: syscall.NsecToTimespec(int64(d))}
-		_, _, errno := syscall.Syscall6(syscall.SYS_TIMERFD_SETTIME, s.fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
-		if errno == 0 {
+		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+		if err := unix.TimerfdSettime(s.fd, 0, &spec, nil); err == nil {
 			if _, err := s.f.Read(s.buf[:]); err == nil {
 				return
 			}
@@ -59,8 +48,8 @@ func (s *sleeper) sleep(d time.Duration) {
 		// The timerfd failed: fall back for good.
 		s.close()
 	}
-	ts := syscall.NsecToTimespec(int64(d))
-	for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
+	ts := unix.NsecToTimespec(int64(d))
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 	}
 }
 
