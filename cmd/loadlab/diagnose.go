@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -189,8 +188,12 @@ func printDiagnosis(w io.Writer, r *diagnose.Report) {
 	fmt.Fprintf(w, "\n  performance (one user):    %s\n", yesNo(r.Performance, ""))
 	fmt.Fprintf(w, "  scalability (more users):  %s\n", yesNo(r.Scalability, r.Kind))
 	if r.FitOK {
-		b, _ := json.Marshal(toFitJSON(r.Fit))
-		fmt.Fprintf(w, "  USL: %s\n", b)
+		peak := "none (κ = 0)"
+		if !math.IsInf(r.Fit.PeakConcurrency, 0) && !math.IsNaN(r.Fit.PeakConcurrency) {
+			peak = fmt.Sprintf("%.1f users", r.Fit.PeakConcurrency)
+		}
+		fmt.Fprintf(w, "  USL fit:                   σ %.4g, κ %.4g, λ %.4g req/s, peak %s, R² %.3f\n",
+			r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, peak, r.Fit.R2)
 	}
 	fmt.Fprintln(w, "\n  evidence:")
 	for _, e := range r.Evidence {
