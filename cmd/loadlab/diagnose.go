@@ -187,14 +187,8 @@ func printDiagnosis(w io.Writer, r *diagnose.Report) {
 	}
 	fmt.Fprintf(w, "\n  performance (one user):    %s\n", yesNo(r.Performance, ""))
 	fmt.Fprintf(w, "  scalability (more users):  %s\n", yesNo(r.Scalability, r.Kind))
-	if r.FitOK {
-		peak := "none (κ = 0)"
-		if !math.IsInf(r.Fit.PeakConcurrency, 0) && !math.IsNaN(r.Fit.PeakConcurrency) {
-			peak = fmt.Sprintf("%.1f users", r.Fit.PeakConcurrency)
-		}
-		fmt.Fprintf(w, "  USL fit:                   σ %.4g, κ %.4g, λ %.4g req/s, peak %s, R² %.3f\n",
-			r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, peak, r.Fit.R2)
-	}
+	// The USL fit is the last line of the evidence, in words; the exact
+	// figures are in --json.
 	fmt.Fprintln(w, "\n  evidence:")
 	for _, e := range r.Evidence {
 		fmt.Fprintf(w, "  - %s\n", e)

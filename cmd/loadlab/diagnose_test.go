@@ -63,7 +63,7 @@ func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "scalability (more users):  PROBLEM (contention)") || !strings.Contains(out, "USL fit:                   σ ") {
+	if !strings.Contains(out, "scalability (more users):  PROBLEM (contention)") || !strings.Contains(out, "- USL fit: σ = ") {
 		t.Fatalf("summary:\n%s", out)
 	}
 	b, err := os.ReadFile(jsonPath)
