@@ -98,6 +98,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if !math.IsNaN(s.ServerCPUCores) {
 				cpu = fmt.Sprintf("  server CPU %.2f cores", s.ServerCPUCores)
 			}
+			if !math.IsNaN(s.ServerCPUWaitCores) {
+				cpu += fmt.Sprintf(" (+%.2f waiting for a CPU)", s.ServerCPUWaitCores)
+			}
 			if !math.IsNaN(s.ServerInFlight) {
 				cpu += fmt.Sprintf("  server in flight %.1f", s.ServerInFlight)
 			}

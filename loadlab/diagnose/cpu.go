@@ -48,6 +48,34 @@ func (p ProcessCPU) CPUSeconds(context.Context) (float64, error) {
 	return (utime + stime) / clockTicks, nil
 }
 
+// CPUWaitSeconds implements CPUWaitSampler: the time the process's threads
+// spent runnable but waiting for a CPU, summed from each thread's
+// /proc/PID/task/TID/schedstat (its second field, in nanoseconds). Threads
+// that exit take their share with them; Go's threads rarely exit.
+func (p ProcessCPU) CPUWaitSeconds(context.Context) (float64, error) {
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.PID))
+	if err != nil || len(stats) == 0 {
+		return 0, fmt.Errorf("read CPU wait of process %d: no schedstat (is it running?)", p.PID)
+	}
+	var waitNS float64
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread exited between Glob and ReadFile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("read CPU wait of process %d: unexpected schedstat %q", p.PID, b)
+		}
+		ns, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("read CPU wait of process %d: unexpected schedstat %q", p.PID, b)
+		}
+		waitNS += ns
+	}
+	return waitNS / 1e9, nil
+}
+
 // PIDListeningOn finds the local process that listens on a TCP port, by
 // matching the listening socket's inode in /proc/net/tcp{,6} with the
 // sockets among each process's file descriptors. It needs permission to

@@ -84,6 +84,10 @@ type Step struct {
 	// ServerCPUCores is the target's CPU use during the step, in cores;
 	// NaN when the server's CPU cannot be seen.
 	ServerCPUCores float64 `json:"-"`
+	// ServerCPUWaitCores is how many of the target's threads were, on
+	// average, runnable but waiting for a CPU during the step: CPU the
+	// server wanted and did not get. NaN when unknown.
+	ServerCPUWaitCores float64 `json:"-"`
 	// ServerInFlight is the mean number of requests the server reported in
 	// flight during the step (its in-flight gauges); NaN when unknown.
 	ServerInFlight float64 `json:"-"`
@@ -108,6 +112,14 @@ type CPUSampler interface {
 // CPUSampler that also implements it (MetricsCPU) is sampled during steps.
 type InFlightSampler interface {
 	InFlight(ctx context.Context) (float64, error)
+}
+
+// CPUWaitSampler reads the cumulative seconds the target's threads spent
+// waiting for a CPU; a CPUSampler that also implements it (ProcessCPU) is
+// sampled around each step, so a server starved of CPU by other work is
+// told from one that leaves the CPU idle.
+type CPUWaitSampler interface {
+	CPUWaitSeconds(ctx context.Context) (float64, error)
 }
 
 // Run diagnoses the target: baseline, ramp, fit, verdict. cpu may be nil.
@@ -162,7 +174,7 @@ func Levels(max int) []int {
 }
 
 func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, error) {
-	var c0 float64
+	var c0, w0 float64
 	var t0 time.Time
 	cpuOK := cpu != nil
 	// The machine's own load only tells about the target when the target
@@ -176,6 +188,13 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 		}
 		t0 = time.Now()
 	}
+	waiter, waitOK := cpu.(CPUWaitSampler)
+	if waitOK {
+		var err error
+		if w0, err = waiter.CPUWaitSeconds(ctx); err != nil {
+			waitOK = false
+		}
+	}
 	inflight := sampleInFlight(ctx, cpu)
 	s, err := r.Run(ctx, spec)
 	meanInFlight := inflight()
@@ -183,13 +202,18 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 		return Step{}, err
 	}
 	s.Concurrency = spec.Concurrency
-	s.ServerCPUCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), meanInFlight
+	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
 	if busy1, total1, ok := load.MachineCPU(); local && machineOK && ok && total1 > total0 {
 		s.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
 	if cpuOK {
 		if c1, err := cpu.CPUSeconds(ctx); err == nil {
 			s.ServerCPUCores = (c1 - c0) / time.Since(t0).Seconds()
+		}
+		if waitOK {
+			if w1, err := waiter.CPUWaitSeconds(ctx); err == nil {
+				s.ServerCPUWaitCores = (w1 - w0) / time.Since(t0).Seconds()
+			}
 		}
 	}
 	return s, nil

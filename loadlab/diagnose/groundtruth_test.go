@@ -19,6 +19,7 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"golang.org/x/sys/unix"
 )
 
 // Ground truth: servers with known problems, each run in a child process
@@ -34,14 +35,26 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// burn spends about d of CPU.
+// burn spends about d of this thread's CPU time. It counts CPU, not wall
+// time, so a request costs the same CPU however busy the machine is: on a
+// wall clock a descheduled request would do less work and look cheaper.
 func burn(d time.Duration) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var sum [32]byte
-	for end := time.Now().Add(d); time.Now().Before(end); {
+	for start := threadCPU(); threadCPU()-start < d; {
 		for range 200 {
 			sum = sha256.Sum256(sum[:])
 		}
 	}
+}
+
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		panic(err)
+	}
+	return time.Duration(ts.Nano())
 }
 
 func handlerFor(kind string) http.HandlerFunc {
@@ -147,8 +160,8 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 			}
 			var trace strings.Builder
 			for _, s := range rep.Steps {
-				fmt.Fprintf(&trace, "  N=%-3d X=%7.1f p99=%8v server CPU %.2f generator CPU %.2f\n",
-					s.Concurrency, s.ThroughputRPS, s.P99.Round(time.Microsecond*10), s.ServerCPUCores, s.GeneratorCPUCores)
+				fmt.Fprintf(&trace, "  N=%-3d X=%7.1f p99=%8v server CPU %.2f (+%.2f waiting) generator CPU %.2f machine busy %.2f\n",
+					s.Concurrency, s.ThroughputRPS, s.P99.Round(time.Microsecond*10), s.ServerCPUCores, s.ServerCPUWaitCores, s.GeneratorCPUCores, s.MachineBusy)
 			}
 			if rep.Performance != tt.perf || rep.Scalability != tt.scal || rep.Kind != tt.want {
 				t.Fatalf("verdict perf=%v scal=%v kind=%s, want %v %v %s\n%s%s", rep.Performance, rep.Scalability, rep.Kind,

@@ -72,6 +72,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Requests           int64    `json:"requests"`
 		Efficiency         float64  `json:"efficiency"`
 		ServerCPUCores     *float64 `json:"server_cpu_cores"`
+		ServerCPUWaitCores *float64 `json:"server_cpu_wait_cores"`
 		ServerInFlight     *float64 `json:"server_in_flight"`
 		GeneratorCPUCores  float64  `json:"generator_cpu_cores"`
 		GeneratorSaturated bool     `json:"generator_saturated"`
@@ -103,7 +104,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		out.Steps = append(out.Steps, step{
 			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, P50: ms(s.P50), P99: ms(s.P99),
 			Errors: s.Errors, Requests: s.Requests, Efficiency: r.Efficiency[i],
-			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
+			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
 			GeneratorSaturated: s.GeneratorSaturated,
 		})
 	}

@@ -32,6 +32,11 @@ const (
 	// processes, noisy neighbours) holds the rest.
 	machineSaturated = 0.9
 	majorShare       = 0.5
+	// cpuLost and costGrowth: past the peak, a server left with less than
+	// cpuLost of its CPU at the peak, on a saturated machine, whose CPU per
+	// request grew by less than costGrowth, was starved by other work.
+	cpuLost    = 0.85
+	costGrowth = 1.25
 )
 
 // Verdict is Judge's outcome.
@@ -151,9 +156,12 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 	}
 
 	// The server's CPU at the plateau, where it could be seen.
-	serverCPU, available, machineBusy, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
+	serverCPU, cpuWait, available, machineBusy, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
+	// A server that wanted the CPU (used it, or waited in the run queue
+	// for it) is CPU-bound even when other work kept it from getting it.
+	starvedNow := cpuKnown && !math.IsNaN(cpuWait) && serverCPU+cpuWait >= cpuBound*available
 	cpuBoundNow := cpuKnown && (serverCPU >= cpuBound*available ||
-		(machineBusy >= machineSaturated && serverCPU >= majorShare*available))
+		(machineBusy >= machineSaturated && serverCPU >= majorShare*available) || starvedNow)
 
 	v.Kind = KindNone
 	switch {
@@ -166,6 +174,13 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 			add("at the plateau the server uses %.2f of the %.2f cores left to it by the generator, %s; latency stays within the SLO, so this is not a problem at this load",
 				serverCPU, available, saturated)
 		}
+	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak && starvedOfCPU(steps[peak], last, cores):
+		// Throughput fell because the server got less CPU, not because each
+		// request cost more: other work on the machine took it.
+		v.Kind = KindCapacity
+		add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
+			steps[peak].ServerCPUCores, xPeak, users(steps[peak].Concurrency), users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
+		v.Warnings = append(v.Warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
 	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak:
 		v.Kind = KindCoherency
 		nStar := "near " + users(steps[peak].Concurrency)
@@ -180,15 +195,23 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 		if !math.IsNaN(machineBusy) {
 			busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*machineBusy)
 		}
-		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
-			serverCPU, available, busy)
+		wanted := ""
+		if !math.IsNaN(cpuWait) && cpuWait >= 0.05 {
+			wanted = fmt.Sprintf(", and its threads waited for a CPU another %.2f cores' worth (it wanted %.2f)", cpuWait, serverCPU+cpuWait)
+		}
+		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
+			serverCPU, available, busy, wanted)
 	default:
 		v.Kind = KindContention
 		serial := time.Duration(float64(time.Second) / xPeak)
 		add("contention: latency grows about linearly with users while throughput stays flat, the signature of a serial section of about %s per request (1 / %.0f req/s) that requests queue for: a global lock, a single connection or worker, a hot row. Adding machines does not help unless the serial part is removed or split",
 			fmtMS(serial), xPeak)
 		if cpuKnown {
-			add("the server uses only %.2f of the %.2f cores left to it at the plateau: the limit is not the CPU", serverCPU, available)
+			waited := ""
+			if !math.IsNaN(cpuWait) {
+				waited = fmt.Sprintf(", and its threads hardly waited for one (%.2f cores' worth)", cpuWait)
+			}
+			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", serverCPU, available, waited)
 		}
 	}
 	if in := last.ServerInFlight; !math.IsNaN(in) && in > 0 {
@@ -218,10 +241,30 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 	return v
 }
 
-// plateauCPU is the median server CPU over the plateau steps, the cores
-// left to the server there, and how busy the machine was (NaN if unknown).
-func plateauCPU(steps []Step, cores float64) (server, available, machineBusy float64, ok bool) {
-	var cpu, avail, busy []float64
+// starvedOfCPU reports whether a fall in throughput from the peak step to
+// the last is explained by the server losing CPU to other work: it used
+// most of the cores left to it at the peak, at the last step it used
+// markedly less while the machine stayed busy, and the CPU it spent per
+// request did not grow (growing cost per request is coherency's mark).
+func starvedOfCPU(peak, last Step, cores float64) bool {
+	if math.IsNaN(peak.ServerCPUCores) || math.IsNaN(last.ServerCPUCores) || math.IsNaN(last.MachineBusy) ||
+		peak.ThroughputRPS <= 0 || last.ThroughputRPS <= 0 {
+		return false
+	}
+	available := math.Max(cores-peak.GeneratorCPUCores, 0.1)
+	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
+	costLast := last.ServerCPUCores / last.ThroughputRPS
+	return peak.ServerCPUCores >= cpuBound*available &&
+		last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
+		last.MachineBusy >= machineSaturated &&
+		costLast <= costGrowth*costPeak
+}
+
+// plateauCPU is the median server CPU over the plateau steps, the CPU its
+// threads waited for, the cores left to the server there, and how busy the
+// machine was (NaN where unknown).
+func plateauCPU(steps []Step, cores float64) (server, wait, available, machineBusy float64, ok bool) {
+	var cpu, waits, avail, busy []float64
 	for _, s := range steps {
 		if !math.IsNaN(s.ServerCPUCores) {
 			cpu = append(cpu, s.ServerCPUCores)
@@ -229,16 +272,22 @@ func plateauCPU(steps []Step, cores float64) (server, available, machineBusy flo
 			if !math.IsNaN(s.MachineBusy) {
 				busy = append(busy, s.MachineBusy)
 			}
+			if !math.IsNaN(s.ServerCPUWaitCores) {
+				waits = append(waits, s.ServerCPUWaitCores)
+			}
 		}
 	}
 	if len(cpu) == 0 {
-		return 0, 0, math.NaN(), false
+		return 0, math.NaN(), 0, math.NaN(), false
 	}
-	machineBusy = math.NaN()
-	if len(busy) > 0 {
-		machineBusy = median(busy)
+	return median(cpu), medianOrNaN(waits), median(avail), medianOrNaN(busy), true
+}
+
+func medianOrNaN(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
 	}
-	return median(cpu), median(avail), machineBusy, true
+	return median(v)
 }
 
 func median(v []float64) float64 {

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +21,8 @@ func ramp(x []float64, p99ms []float64, cpu []float64, genCPU float64) []Step {
 	var out []Step
 	for i, n := range []int{1, 2, 4, 8, 16} {
 		s := Step{Concurrency: n, ThroughputRPS: x[i], P99: time.Duration(p99ms[i] * float64(time.Millisecond)),
-			P50: time.Duration(p99ms[i] * 0.8 * float64(time.Millisecond)), Requests: 1000, ServerCPUCores: math.NaN(), GeneratorCPUCores: genCPU}
+			P50: time.Duration(p99ms[i] * 0.8 * float64(time.Millisecond)), Requests: 1000, ServerCPUCores: math.NaN(), GeneratorCPUCores: genCPU,
+			ServerCPUWaitCores: math.NaN(), MachineBusy: math.NaN()}
 		if cpu != nil {
 			s.ServerCPUCores = cpu[i]
 		}
@@ -31,6 +34,26 @@ func ramp(x []float64, p99ms []float64, cpu []float64, genCPU float64) []Step {
 func busyMachine(steps []Step, busy float64) []Step {
 	for i := range steps {
 		steps[i].MachineBusy = busy
+	}
+	return steps
+}
+
+// waiting sets the server's run-queue wait, in cores, at every step.
+func waiting(steps []Step, wait float64) []Step {
+	for i := range steps {
+		steps[i].ServerCPUWaitCores = wait
+	}
+	return steps
+}
+
+// busyTail marks the machine busy from the peak on, as when other work
+// starts competing mid-ramp.
+func busyTail(steps []Step, busy float64) []Step {
+	for i := range steps {
+		steps[i].MachineBusy = 0.5
+		if i >= 2 {
+			steps[i].MachineBusy = busy
+		}
 	}
 	return steps
 }
@@ -82,6 +105,46 @@ func TestJudge(t *testing.T) {
 			name: "global lock on a machine others keep busy", baseP99: 6, slo: ms(40), scal: true,
 			steps: busyMachine(ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, []float64{0.05, 0.05, 0.05, 0.05, 0.05}, 0.05), 0.99),
 			kind:  KindContention,
+		},
+		{
+			// Measured in CI while other test packages ran: the server lost
+			// CPU past the peak, and throughput fell with it.
+			name: "CPU-bound, then starved by other processes", baseP99: 11.6, slo: ms(40), scal: true,
+			steps: busyTail(ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5}, []float64{0.98, 1.94, 1.96, 1.36, 0.96}, 0.02), 0.99),
+			kind:  KindCapacity, mentions: []string{"capacity: the server was CPU-bound at the peak (1.96 cores", "got only 0.96 cores on a machine 99% busy", "not coherency"},
+		},
+		{
+			// The same curve, but the server kept its CPU and spent more
+			// of it on each request: that is coherency.
+			name: "CPU-bound with growing cost per request", baseP99: 11.6, slo: ms(40), scal: true,
+			steps: busyTail(ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5}, []float64{0.98, 1.94, 1.96, 1.96, 1.95}, 0.02), 0.99),
+			kind:  KindCoherency,
+		},
+		{
+			// Less CPU past the peak on an idle machine: the server itself
+			// stopped using it (waits), so it is not starvation.
+			name: "CPU falls on an idle machine", baseP99: 11.6, slo: ms(40), scal: true,
+			steps: busyTail(ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5}, []float64{0.98, 1.94, 1.96, 1.36, 0.96}, 0.02), 0.5),
+			kind:  KindCoherency,
+		},
+		{
+			// Measured with two CPU hogs running beside the pool server: it
+			// got under half the cores, but its threads queued for the rest.
+			name: "CPU-bound, starved all along, run-queue wait seen", baseP99: 29.5, slo: ms(40), scal: true,
+			steps: waiting(busyMachine(ramp([]float64{49.5, 79.2, 72.1, 73.8, 80.3}, []float64{28.1, 39.4, 76.9, 122.6, 208.8}, []float64{0.45, 0.73, 0.63, 0.69, 0.73}, 0.03), 1), 1.2),
+			kind:  KindCapacity, mentions: []string{"waited for a CPU another 1.20 cores' worth (it wanted 1.91)"},
+		},
+		{
+			// The same without the run-queue wait: from CPU use alone it
+			// looks like a serial section.
+			name: "CPU-bound, starved all along, no run-queue wait", baseP99: 29.5, slo: ms(40), scal: true,
+			steps: busyMachine(ramp([]float64{49.5, 79.2, 72.1, 73.8, 80.3}, []float64{28.1, 39.4, 76.9, 122.6, 208.8}, []float64{0.45, 0.73, 0.63, 0.69, 0.73}, 0.03), 1),
+			kind:  KindContention,
+		},
+		{
+			name: "global lock on a busy machine, run-queue wait seen", baseP99: 6, slo: ms(40), scal: true,
+			steps: waiting(busyMachine(ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, []float64{0.05, 0.05, 0.05, 0.05, 0.05}, 0.05), 1), 0.03),
+			kind:  KindContention, mentions: []string{"hardly waited for one (0.03 cores' worth)"},
 		},
 		{
 			name: "retrograde", baseP99: 3, slo: ms(40), scal: true,
@@ -166,6 +229,42 @@ func TestMetricsCPU(t *testing.T) {
 	}
 	if _, err := (MetricsCPU{URL: srv.URL + "/broken"}).CPUSeconds(context.Background()); err == nil {
 		t.Fatal("a 500 was accepted")
+	}
+}
+
+func TestProcessCPUWaitOfThisProcess(t *testing.T) {
+	p := ProcessCPU{PID: os.Getpid()}
+	a, err := p.CPUWaitSeconds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More spinning threads than cores must queue for a CPU; GOMAXPROCS is
+	// raised so that the kernel, not Go's scheduler, makes them queue.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3 * runtime.NumCPU()))
+	var wg sync.WaitGroup
+	for range 3 * runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+			}
+		}()
+	}
+	wg.Wait()
+	b, err := p.CPUWaitSeconds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each thread gets about a third of the 300ms: some 0.2s of waiting
+	// per thread if the kernel is fair; require a quarter of that in all.
+	if want := 0.05 * float64(3*runtime.NumCPU()); b-a < want {
+		t.Fatalf("%d spinning threads on %d cores for 300ms waited %.3fs for a CPU in all", 3*runtime.NumCPU(), runtime.NumCPU(), b-a)
+	}
+	t.Logf("%d spinning threads on %d cores waited %.3fs for a CPU in all", 3*runtime.NumCPU(), runtime.NumCPU(), b-a)
+	if _, err := (ProcessCPU{PID: 1 << 30}).CPUWaitSeconds(context.Background()); err == nil {
+		t.Fatal("a missing process was accepted")
 	}
 }
 
