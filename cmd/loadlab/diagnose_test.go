@@ -90,6 +90,9 @@ func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 			P50         *float64 `json:"p50_ms"`
 			P99         *float64 `json:"p99_ms"`
 			Errors      *int     `json:"errors"`
+			// The target is this process, found by its port: its run-queue
+			// wait is read from /proc.
+			CPUWait *float64 `json:"server_cpu_wait_cores"`
 		} `json:"steps"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
@@ -101,7 +104,7 @@ func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 		t.Fatalf("json does not have the documented shape:\n%s", b)
 	}
 	for _, s := range doc.Steps {
-		if s.Concurrency == nil || s.Throughput == nil || s.P50 == nil || s.P99 == nil || s.Errors == nil {
+		if s.Concurrency == nil || s.Throughput == nil || s.P50 == nil || s.P99 == nil || s.Errors == nil || s.CPUWait == nil {
 			t.Fatalf("step lacks a field:\n%s", b)
 		}
 	}
