@@ -38,6 +38,20 @@ func busyMachine(steps []Step, busy float64) []Step {
 	return steps
 }
 
+// ciPoolRamp is the pool server's ramp as measured in a CI run where other
+// test packages took its CPU past the peak; the server CPU of the last two
+// steps is given, to ask what else that curve could have meant.
+func ciPoolRamp(cpuAt8, cpuAt16 float64) []Step {
+	return ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5},
+		[]float64{0.98, 1.94, 1.96, cpuAt8, cpuAt16}, 0.02)
+}
+
+// hoggedPoolRamp is the pool server's ramp measured beside two CPU hogs.
+func hoggedPoolRamp() []Step {
+	return busyMachine(ramp([]float64{49.5, 79.2, 72.1, 73.8, 80.3}, []float64{28.1, 39.4, 76.9, 122.6, 208.8},
+		[]float64{0.45, 0.73, 0.63, 0.69, 0.73}, 0.03), 1)
+}
+
 // waiting sets the server's run-queue wait, in cores, at every step.
 func waiting(steps []Step, wait float64) []Step {
 	for i := range steps {
@@ -110,35 +124,35 @@ func TestJudge(t *testing.T) {
 			// Measured in CI while other test packages ran: the server lost
 			// CPU past the peak, and throughput fell with it.
 			name: "CPU-bound, then starved by other processes", baseP99: 11.6, slo: ms(40), scal: true,
-			steps: busyTail(ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5}, []float64{0.98, 1.94, 1.96, 1.36, 0.96}, 0.02), 0.99),
+			steps: busyTail(ciPoolRamp(1.36, 0.96), 0.99),
 			kind:  KindCapacity, mentions: []string{"capacity: the server was CPU-bound at the peak (1.96 cores", "got only 0.96 cores on a machine 99% busy", "not coherency"},
 		},
 		{
 			// The same curve, but the server kept its CPU and spent more
 			// of it on each request: that is coherency.
 			name: "CPU-bound with growing cost per request", baseP99: 11.6, slo: ms(40), scal: true,
-			steps: busyTail(ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5}, []float64{0.98, 1.94, 1.96, 1.96, 1.95}, 0.02), 0.99),
+			steps: busyTail(ciPoolRamp(1.96, 1.95), 0.99),
 			kind:  KindCoherency,
 		},
 		{
 			// Less CPU past the peak on an idle machine: the server itself
 			// stopped using it (waits), so it is not starvation.
 			name: "CPU falls on an idle machine", baseP99: 11.6, slo: ms(40), scal: true,
-			steps: busyTail(ramp([]float64{122.4, 246.5, 248, 227.7, 188.3}, []float64{8.4, 8.9, 37.4, 69.2, 156.5}, []float64{0.98, 1.94, 1.96, 1.36, 0.96}, 0.02), 0.5),
+			steps: busyTail(ciPoolRamp(1.36, 0.96), 0.5),
 			kind:  KindCoherency,
 		},
 		{
 			// Measured with two CPU hogs running beside the pool server: it
 			// got under half the cores, but its threads queued for the rest.
 			name: "CPU-bound, starved all along, run-queue wait seen", baseP99: 29.5, slo: ms(40), scal: true,
-			steps: waiting(busyMachine(ramp([]float64{49.5, 79.2, 72.1, 73.8, 80.3}, []float64{28.1, 39.4, 76.9, 122.6, 208.8}, []float64{0.45, 0.73, 0.63, 0.69, 0.73}, 0.03), 1), 1.2),
+			steps: waiting(hoggedPoolRamp(), 1.2),
 			kind:  KindCapacity, mentions: []string{"waited for a CPU another 1.20 cores' worth (it wanted 1.91)"},
 		},
 		{
 			// The same without the run-queue wait: from CPU use alone it
 			// looks like a serial section.
 			name: "CPU-bound, starved all along, no run-queue wait", baseP99: 29.5, slo: ms(40), scal: true,
-			steps: busyMachine(ramp([]float64{49.5, 79.2, 72.1, 73.8, 80.3}, []float64{28.1, 39.4, 76.9, 122.6, 208.8}, []float64{0.45, 0.73, 0.63, 0.69, 0.73}, 0.03), 1),
+			steps: hoggedPoolRamp(),
 			kind:  KindContention,
 		},
 		{
