@@ -209,7 +209,7 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 		if cpuKnown {
 			waited := ""
 			if !math.IsNaN(cpuWait) {
-				waited = fmt.Sprintf(", and its threads hardly waited for one (%.2f cores' worth)", cpuWait)
+				waited = fmt.Sprintf(" (%.2f counting the time its threads waited for a CPU)", serverCPU+cpuWait)
 			}
 			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", serverCPU, available, waited)
 		}

@@ -158,7 +158,7 @@ func TestJudge(t *testing.T) {
 		{
 			name: "global lock on a busy machine, run-queue wait seen", baseP99: 6, slo: ms(40), scal: true,
 			steps: waiting(busyMachine(ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, []float64{0.05, 0.05, 0.05, 0.05, 0.05}, 0.05), 1), 0.03),
-			kind:  KindContention, mentions: []string{"hardly waited for one (0.03 cores' worth)"},
+			kind:  KindContention, mentions: []string{"only 0.05 of the 1.95 cores left to it at the plateau (0.08 counting the time its threads waited for a CPU)"},
 		},
 		{
 			name: "retrograde", baseP99: 3, slo: ms(40), scal: true,
