@@ -63,17 +63,27 @@ func (p ProcessCPU) CPUWaitSeconds(context.Context) (float64, error) {
 		if err != nil {
 			continue // the thread exited between Glob and ReadFile
 		}
-		f := strings.Fields(string(b))
-		if len(f) < 2 {
-			return 0, fmt.Errorf("read CPU wait of process %d: unexpected schedstat %q", p.PID, b)
-		}
-		ns, err := strconv.ParseFloat(f[1], 64)
+		ns, err := schedWaitNS(b)
 		if err != nil {
-			return 0, fmt.Errorf("read CPU wait of process %d: unexpected schedstat %q", p.PID, b)
+			return 0, fmt.Errorf("read CPU wait of process %d: %w", p.PID, err)
 		}
 		waitNS += ns
 	}
 	return waitNS / 1e9, nil
+}
+
+// schedWaitNS reads the run-queue wait from a schedstat line: "run_ns
+// wait_ns timeslices".
+func schedWaitNS(b []byte) (float64, error) {
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("unexpected schedstat %q", b)
+	}
+	ns, err := strconv.ParseFloat(f[1], 64)
+	if err != nil || ns < 0 {
+		return 0, fmt.Errorf("unexpected schedstat %q", b)
+	}
+	return ns, nil
 }
 
 // PIDListeningOn finds the local process that listens on a TCP port, by

@@ -181,19 +181,18 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 	// runs here.
 	local := cpuOK && cpu.Source() == "pid"
 	busy0, total0, machineOK := load.MachineCPU()
+	waiter, waitOK := cpu.(CPUWaitSampler)
 	if cpuOK {
 		var err error
 		if c0, err = cpu.CPUSeconds(ctx); err != nil {
 			cpuOK = false
 		}
-		t0 = time.Now()
-	}
-	waiter, waitOK := cpu.(CPUWaitSampler)
-	if waitOK {
-		var err error
-		if w0, err = waiter.CPUWaitSeconds(ctx); err != nil {
-			waitOK = false
+		if waitOK {
+			if w0, err = waiter.CPUWaitSeconds(ctx); err != nil {
+				waitOK = false
+			}
 		}
+		t0 = time.Now()
 	}
 	inflight := sampleInFlight(ctx, cpu)
 	s, err := r.Run(ctx, spec)

@@ -282,6 +282,27 @@ func TestProcessCPUWaitOfThisProcess(t *testing.T) {
 	}
 }
 
+func TestSchedWaitNS(t *testing.T) {
+	tests := []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"3994104 7730538 2\n", 7730538, true},
+		{"3994104 0 2", 0, true},
+		{"", 0, false},
+		{"3994104", 0, false},
+		{"3994104 x 2", 0, false},
+		{"3994104 -5 2", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := schedWaitNS([]byte(tt.in))
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("schedWaitNS(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
 func TestProcessCPUOfThisProcess(t *testing.T) {
 	p := ProcessCPU{PID: os.Getpid()}
 	a, err := p.CPUSeconds(context.Background())
