@@ -3,7 +3,6 @@ package diagnose_test
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
-	"golang.org/x/sys/unix"
 )
 
 // Ground truth: servers with known problems, each run in a child process
@@ -33,28 +31,6 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
-}
-
-// burn spends about d of this thread's CPU time. It counts CPU, not wall
-// time, so a request costs the same CPU however busy the machine is: on a
-// wall clock a descheduled request would do less work and look cheaper.
-func burn(d time.Duration) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var sum [32]byte
-	for start := threadCPU(); threadCPU()-start < d; {
-		for range 200 {
-			sum = sha256.Sum256(sum[:])
-		}
-	}
-}
-
-func threadCPU() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
 }
 
 func handlerFor(kind string) http.HandlerFunc {
@@ -81,7 +57,7 @@ func handlerFor(kind string) http.HandlerFunc {
 	case "pool": // a worker per core, each burning CPU: CPU-bound
 		return func(w http.ResponseWriter, r *http.Request) {
 			pool <- struct{}{}
-			burn(8 * time.Millisecond)
+			diagnose.BurnThreadCPU(8 * time.Millisecond)
 			<-pool
 		}
 	case "healthy": // light, no shared state

@@ -157,11 +157,7 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 
 	// The server's CPU at the plateau, where it could be seen.
 	serverCPU, cpuWait, available, machineBusy, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
-	// A server that wanted the CPU (used it, or waited in the run queue
-	// for it) is CPU-bound even when other work kept it from getting it.
-	starvedNow := cpuKnown && !math.IsNaN(cpuWait) && serverCPU+cpuWait >= cpuBound*available
-	cpuBoundNow := cpuKnown && (serverCPU >= cpuBound*available ||
-		(machineBusy >= machineSaturated && serverCPU >= majorShare*available) || starvedNow)
+	cpuBoundNow := cpuKnown && isCPUBound(serverCPU, cpuWait, available, machineBusy)
 
 	v.Kind = KindNone
 	switch {
@@ -178,8 +174,12 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 		// Throughput fell because the server got less CPU, not because each
 		// request cost more: other work on the machine took it.
 		v.Kind = KindCapacity
-		add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
-			steps[peak].ServerCPUCores, xPeak, users(steps[peak].Concurrency), users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
+		wanted := ""
+		if w := steps[peak].ServerCPUWaitCores; !math.IsNaN(w) && w >= 0.05 {
+			wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU", steps[peak].ServerCPUCores+w)
+		}
+		add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s%s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
+			steps[peak].ServerCPUCores, xPeak, users(steps[peak].Concurrency), wanted, users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
 		v.Warnings = append(v.Warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
 	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak:
 		v.Kind = KindCoherency
@@ -241,11 +241,22 @@ func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, 
 	return v
 }
 
+// isCPUBound reports whether a server using serverCPU of the available
+// cores is CPU-bound: it uses most of them; or, on a saturated machine, it
+// takes a major share while other work holds the rest; or it wanted them
+// (used the CPU or waited in the run queue for it; wait is NaN where
+// unknown) even though other work kept it from getting them.
+func isCPUBound(serverCPU, wait, available, machineBusy float64) bool {
+	return serverCPU >= cpuBound*available ||
+		(machineBusy >= machineSaturated && serverCPU >= majorShare*available) ||
+		(!math.IsNaN(wait) && serverCPU+wait >= cpuBound*available)
+}
+
 // starvedOfCPU reports whether a fall in throughput from the peak step to
-// the last is explained by the server losing CPU to other work: it used
-// most of the cores left to it at the peak, at the last step it used
-// markedly less while the machine stayed busy, and the CPU it spent per
-// request did not grow (growing cost per request is coherency's mark).
+// the last is explained by the server losing CPU to other work: it was
+// CPU-bound at the peak, at the last step it used markedly less while the
+// machine stayed busy, and the CPU it spent per request did not grow
+// (growing cost per request is coherency's mark).
 func starvedOfCPU(peak, last Step, cores float64) bool {
 	if math.IsNaN(peak.ServerCPUCores) || math.IsNaN(last.ServerCPUCores) || math.IsNaN(last.MachineBusy) ||
 		peak.ThroughputRPS <= 0 || last.ThroughputRPS <= 0 {
@@ -254,7 +265,7 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 	available := math.Max(cores-peak.GeneratorCPUCores, 0.1)
 	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
 	costLast := last.ServerCPUCores / last.ThroughputRPS
-	return peak.ServerCPUCores >= cpuBound*available &&
+	return isCPUBound(peak.ServerCPUCores, peak.ServerCPUWaitCores, available, peak.MachineBusy) &&
 		last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
 		last.MachineBusy >= machineSaturated &&
 		costLast <= costGrowth*costPeak
