@@ -47,12 +47,16 @@ func TestDiagnoseRejectsBadInvocations(t *testing.T) {
 }
 
 // A global lock in the test server: the diagnosis must say contention, and
-// write the JSON in the documented shape and an HTML report.
+// write the JSON in the documented shape and an HTML report. Whether one
+// user is within the SLO is not asserted: beside CPU hogs a 4 ms handler's
+// baseline p99 reached 33 ms (the ground-truth tests in loadlab/diagnose
+// judge that axis). The lock is held 8 ms so that the p99 of 16 users stays
+// well above twice even such a baseline.
 func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		time.Sleep(4 * time.Millisecond)
+		time.Sleep(8 * time.Millisecond)
 		mu.Unlock()
 	}))
 	defer srv.Close()
@@ -98,7 +102,7 @@ func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Performance == nil || doc.Performance.Problem == nil || *doc.Performance.Problem || doc.Performance.BaselineP99 == nil ||
+	if doc.Performance == nil || doc.Performance.Problem == nil || doc.Performance.BaselineP99 == nil ||
 		doc.Scalability == nil || doc.Scalability.Kind == nil || *doc.Scalability.Kind != "contention" || !*doc.Scalability.Problem ||
 		doc.USL == nil || doc.USL.Sigma == nil || doc.USL.Kappa == nil || doc.USL.Lambda == nil || doc.USL.R2 == nil || len(doc.Steps) != 5 {
 		t.Fatalf("json does not have the documented shape:\n%s", b)
