@@ -262,13 +262,18 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 		peak.ThroughputRPS <= 0 || last.ThroughputRPS <= 0 {
 		return false
 	}
-	available := math.Max(cores-peak.GeneratorCPUCores, 0.1)
+	available := coresLeft(peak, cores)
 	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
 	costLast := last.ServerCPUCores / last.ThroughputRPS
 	return isCPUBound(peak.ServerCPUCores, peak.ServerCPUWaitCores, available, peak.MachineBusy) &&
 		last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
 		last.MachineBusy >= machineSaturated &&
 		costLast <= costGrowth*costPeak
+}
+
+// coresLeft is the CPU the generator left to the server during a step.
+func coresLeft(s Step, cores float64) float64 {
+	return math.Max(cores-s.GeneratorCPUCores, 0.1)
 }
 
 // plateauCPU is the median server CPU over the plateau steps, the CPU its
@@ -279,7 +284,7 @@ func plateauCPU(steps []Step, cores float64) (server, wait, available, machineBu
 	for _, s := range steps {
 		if !math.IsNaN(s.ServerCPUCores) {
 			cpu = append(cpu, s.ServerCPUCores)
-			avail = append(avail, math.Max(cores-s.GeneratorCPUCores, 0.1))
+			avail = append(avail, coresLeft(s, cores))
 			if !math.IsNaN(s.MachineBusy) {
 				busy = append(busy, s.MachineBusy)
 			}
