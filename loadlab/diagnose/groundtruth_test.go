@@ -108,11 +108,14 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 		scal     bool
 		want     string
 	}{
+		// The fast servers get the default 200-request baseline: with 40,
+		// the p99 is the slowest request, and one 46 ms hiccup of a noisy
+		// machine made the 8 ms pool server a "performance problem".
 		{"slow", 200 * time.Millisecond, 12, true, false, diagnose.KindNone},
-		{"lock", 40 * time.Millisecond, 40, false, true, diagnose.KindContention},
-		{"coherency", 40 * time.Millisecond, 40, false, true, diagnose.KindCoherency},
-		{"pool", 40 * time.Millisecond, 40, false, true, diagnose.KindCapacity},
-		{"healthy", 40 * time.Millisecond, 40, false, false, diagnose.KindNone},
+		{"lock", 40 * time.Millisecond, 0, false, true, diagnose.KindContention},
+		{"coherency", 40 * time.Millisecond, 0, false, true, diagnose.KindCoherency},
+		{"pool", 40 * time.Millisecond, 0, false, true, diagnose.KindCapacity},
+		{"healthy", 40 * time.Millisecond, 0, false, false, diagnose.KindNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
