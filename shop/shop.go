@@ -244,6 +244,24 @@ type OrderService interface {
 	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)
 }
 
+// FulfilmentService is what the background worker does with orders once
+// they are placed: mail the confirmation once, move the status on, forget
+// old idempotency keys.
+type FulfilmentService interface {
+	// OrderByID returns any session's order; ENOTFOUND if absent.
+	OrderByID(ctx context.Context, orderID int64) (*Order, error)
+	// RecordMail puts a mail in the sink once per order; false if already there.
+	RecordMail(ctx context.Context, m Mail) (bool, error)
+	// AdvanceOrder moves an order from one status to the next; false (and no
+	// change) when it is no longer in status from.
+	AdvanceOrder(ctx context.Context, orderID int64, from, to Status) (bool, error)
+	// PruneIdempotencyKeys deletes keys past IdempotencyRetention; it
+	// reports how many.
+	PruneIdempotencyKeys(ctx context.Context) (int64, error)
+	// Mails returns the mail sink in order id order.
+	Mails(ctx context.Context) ([]Mail, error)
+}
+
 // Store is everything a storage adapter provides to the service. The store
 // contract test suite (package storetest) holds every implementation to it.
 type Store interface {
@@ -251,6 +269,7 @@ type Store interface {
 	SessionService
 	CartService
 	OrderService
+	FulfilmentService
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -22,12 +22,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
 
+	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/seed"
-	"github.com/perfscale/perfscale/shop/sqlite"
 )
 
 func main() {
@@ -130,44 +130,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	dbPath := filepath.Join(cfg.dataDir, "shop.db")
-	db, err := sqlite.Open(ctx, dbPath)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	// The store enqueues through the queue and the queue's workers use the
-	// store; the worker side gets the store once both exist.
-	workerStore := &lateStore{}
-	queue, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), workerStore, jobs.Config{
-		Work:        cfg.role != "api",
-		PrepTime:    cfg.prepTime,
-		MailLatency: cfg.mailLatency,
-		Logger:      log,
+	// The composition: the store's timing wrapper is built here and the
+	// workers and the HTTP adapter get the wrapped store, each as the
+	// narrow interface it defines.
+	reg := httpapi.NewRegistry()
+	b, err := backend.Open(ctx, backend.Config{
+		SQLitePath: filepath.Join(cfg.dataDir, "shop.db"),
+		Jobs: jobs.Config{
+			Work:        cfg.role != "api",
+			PrepTime:    cfg.prepTime,
+			MailLatency: cfg.mailLatency,
+			Logger:      log,
+		},
+		Wrap: instrument.NewMetrics(reg).Wrap,
 	})
 	if err != nil {
 		return err
 	}
-	store := sqlite.NewStore(db, queue)
-	workerStore.Store = store
+	defer b.Close()
+	store, queue := b.Store, b.Queue
 
-	if n, err := store.SeedIfEmpty(ctx, seed.Items(cfg.seedItems)); err != nil {
+	if n, err := b.Seed(ctx, seed.Items(cfg.seedItems)); err != nil {
 		return err
 	} else if n > 0 {
-		log.Info("seeded catalog", "items", n, "database", dbPath)
+		log.Info("seeded catalog", "items", n, "database", b.Where)
 	}
 
 	var draining atomic.Bool
-	reg := httpapi.NewRegistry()
 	api := &httpapi.Server{Addr: cfg.addr, Handler: httpapi.NewHandler(httpapi.Config{
-		Store: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
+		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
 		OpsOnly: cfg.role == "worker", Draining: draining.Load,
 	})}
 	if err := api.Open(); err != nil {
 		return err
 	}
-	log.Info("listening", "url", api.URL(), "role", cfg.role, "database", dbPath, "admin_api", cfg.adminToken != "")
+	log.Info("listening", "url", api.URL(), "role", cfg.role, "database", b.Where, "admin_api", cfg.adminToken != "")
 
 	var admin *httpapi.Server
 	if cfg.adminAddr != "" {
@@ -202,9 +199,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log.Info("stopped")
 	return nil
 }
-
-// lateStore lets the worker be built before the store it uses.
-type lateStore struct{ *sqlite.Store }
 
 // adminMux serves profiling and metrics on a listener of its own, so they
 // are never exposed on the public address.

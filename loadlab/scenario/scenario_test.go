@@ -9,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/scenario"
+	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
-	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/seed"
-	"github.com/perfscale/perfscale/shop/sqlite"
 )
 
 func compile(t *testing.T, src string) *scenario.Scenario {
@@ -151,20 +148,18 @@ func TestJSONScenario(t *testing.T) {
 // service: every request succeeds and orders are placed.
 func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	b, err := backend.Open(ctx, backend.Config{SQLitePath: filepath.Join(t.TempDir(), "shop.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), nil, jobs.Config{})
-	if err != nil {
+	defer b.Close()
+	if _, err := b.Seed(ctx, seed.Items(seed.DefaultItems)); err != nil {
 		t.Fatal(err)
 	}
-	store := sqlite.NewStore(db, q)
-	defer store.Close()
-	if _, err := store.SeedIfEmpty(ctx, seed.Items(seed.DefaultItems)); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Store: store}))
+	store := b.Store
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
+		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store,
+	}))
 	defer srv.Close()
 
 	s, err := scenario.Load("shop", srv.URL)
@@ -179,11 +174,11 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 		t.Fatalf("%d requests, errors %+v; want 400 without errors", res.Requests, res.Errors)
 	}
 	var orders int
-	if err := db.WriteDB().QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&orders); err != nil {
+	if err := b.SQLite.WriteDB().QueryRow(`SELECT COUNT(*) FROM orders`).Scan(&orders); err != nil {
 		t.Fatal(err)
 	}
 	var sessions int
-	db.WriteDB().QueryRow(`SELECT COUNT(*) FROM sessions`).Scan(&sessions)
+	b.SQLite.WriteDB().QueryRow(`SELECT COUNT(*) FROM sessions`).Scan(&sessions)
 	if orders == 0 || sessions != 4 {
 		t.Fatalf("%d orders, %d sessions; want some orders from 4 users", orders, sessions)
 	}

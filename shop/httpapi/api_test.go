@@ -15,13 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-
 	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/seed"
-	"github.com/perfscale/perfscale/shop/sqlite"
 )
 
 const adminToken = "test-admin-token"
@@ -29,7 +28,7 @@ const adminToken = "test-admin-token"
 type api struct {
 	t        *testing.T
 	url      string
-	store    *sqlite.Store
+	store    shop.Store
 	draining atomic.Bool
 }
 
@@ -47,35 +46,33 @@ func newAPI(t *testing.T, o options) *api {
 	if o.items == nil {
 		o.items = seed.Items(seed.DefaultItems)
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lazy struct{ *sqlite.Store }
-	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), &lazy, jobs.Config{
-		Work: o.worker, PrepTime: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+	reg := httpapi.NewRegistry()
+	b, err := backend.Open(ctx, backend.Config{
+		SQLitePath: filepath.Join(t.TempDir(), "shop.db"),
+		Jobs:       jobs.Config{Work: o.worker, PrepTime: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond},
+		Wrap:       instrument.NewMetrics(reg).Wrap,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := sqlite.NewStore(db, q)
-	lazy.Store = store
-	if _, err := store.SeedIfEmpty(ctx, o.items); err != nil {
+	if _, err := b.Seed(ctx, o.items); err != nil {
 		t.Fatal(err)
 	}
+	store := b.Store
 	a := &api{t: t, store: store}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
-		Store: store, AdminToken: o.adminToken, Draining: a.draining.Load,
+		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store,
+		Registry: reg, AdminToken: o.adminToken, Draining: a.draining.Load,
 	}))
-	if err := q.Start(ctx); err != nil {
+	if err := b.Queue.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		srv.Close()
 		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		q.Stop(stop)
-		store.Close()
+		b.Queue.Stop(stop)
+		b.Close()
 	})
 	a.url = srv.URL
 	return a

@@ -53,7 +53,7 @@ func TestFailuresBecomeProblemsWithoutLeakingCauses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.mode+" "+tt.path, func(t *testing.T) {
 			var logs bytes.Buffer
-			h := NewHandler(Config{Store: brokenStore{mode: tt.mode}, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+			h := NewHandler(Config{Catalog: brokenStore{mode: tt.mode}, Health: brokenStore{mode: tt.mode}, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
 			body, _ := io.ReadAll(rec.Body)

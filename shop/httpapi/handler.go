@@ -23,8 +23,14 @@ import (
 
 // Config is what the handler needs from the outside.
 type Config struct {
-	Store  shop.Store
-	Logger *slog.Logger
+	// The state the handlers read and change, as the narrow interfaces
+	// they use (see deps.go). OpsOnly needs only Health.
+	Catalog  Catalog
+	Sessions Sessions
+	Carts    Carts
+	Orders   Orders
+	Health   Pinger
+	Logger   *slog.Logger
 	// Registry receives the HTTP and store metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// AdminToken guards /v1/admin; empty disables the admin API.
@@ -40,7 +46,11 @@ type Config struct {
 }
 
 type server struct {
-	store      shop.Store
+	catalog    Catalog
+	sessions   Sessions
+	carts      Carts
+	orders     Orders
+	health     Pinger
 	log        *slog.Logger
 	reg        *prometheus.Registry
 	metrics    *httpMetrics
@@ -60,6 +70,11 @@ func NewHandler(cfg Config) http.Handler {
 
 func newServer(cfg Config) *server {
 	s := &server{
+		catalog:    cfg.Catalog,
+		sessions:   cfg.Sessions,
+		carts:      cfg.Carts,
+		orders:     cfg.Orders,
+		health:     cfg.Health,
 		log:        cfg.Logger,
 		reg:        cfg.Registry,
 		adminToken: cfg.AdminToken,
@@ -80,7 +95,6 @@ func newServer(cfg Config) *server {
 		s.draining = func() bool { return false }
 	}
 	s.metrics = newHTTPMetrics(s.reg)
-	s.store = instrumentStore(cfg.Store, s.reg)
 	if cfg.OpsOnly {
 		addOpsRoutes(s)
 	} else {

@@ -33,7 +33,7 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.health.Ping(ctx); err != nil {
 		s.log.WarnContext(ctx, "store not reachable", "error", err.Error())
 		return shop.Errorf(shop.EUNAVAILABLE, "the store is not reachable")
 	}
@@ -54,7 +54,7 @@ type encodedMenu struct {
 func menuETag(version int64) string { return `"menu-` + strconv.FormatInt(version, 10) + `"` }
 
 func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
-	version, err := s.store.CatalogVersion(r.Context())
+	version, err := s.catalog.CatalogVersion(r.Context())
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
 	}
 	m := s.menu.Load()
 	if m == nil || m.version != version {
-		menu, err := s.store.Menu(r.Context())
+		menu, err := s.catalog.Menu(r.Context())
 		if err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func (s *server) handleItem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	it, err := s.store.Item(r.Context(), id)
+	it, err := s.catalog.Item(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (s *server) handleListItems(w http.ResponseWriter, r *http.Request) error {
 	if f.After, err = shop.DecodeCursor(q.Get("cursor")); err != nil {
 		return err
 	}
-	page, err := s.store.ListItems(r.Context(), f)
+	page, err := s.catalog.ListItems(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func (s *server) handleCreateSession(w http.ResponseWriter, r *http.Request) err
 		}
 	}
 	token, hash := shop.NewToken()
-	sess, err := s.store.CreateSession(r.Context(), hash)
+	sess, err := s.sessions.CreateSession(r.Context(), hash)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func (s *server) authenticated(fn handlerFunc) handlerFunc {
 		if !ok {
 			return shop.Errorf(shop.EUNAUTHORIZED, "send the session token as 'Authorization: Bearer <token>'; create one with POST /v1/sessions")
 		}
-		sess, err := s.store.SessionByTokenHash(r.Context(), shop.HashToken(token))
+		sess, err := s.sessions.SessionByTokenHash(r.Context(), shop.HashToken(token))
 		if err != nil {
 			return err
 		}
@@ -204,7 +204,7 @@ func (s *server) admin(fn handlerFunc) handlerFunc {
 // --- cart ---
 
 func (s *server) handleCart(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.store.Cart(r.Context(), sessionID(r))
+	c, err := s.carts.Cart(r.Context(), sessionID(r))
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (s *server) handleSetCartItem(w http.ResponseWriter, r *http.Request) error
 	if err := body.Validate(); err != nil {
 		return err
 	}
-	c, err := s.store.SetCartItem(r.Context(), sessionID(r), id, *body.Quantity)
+	c, err := s.carts.SetCartItem(r.Context(), sessionID(r), id, *body.Quantity)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ func (s *server) handleSetCartItem(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *server) handleClearCart(w http.ResponseWriter, r *http.Request) error {
-	if err := s.store.ClearCart(r.Context(), sessionID(r)); err != nil {
+	if err := s.carts.ClearCart(r.Context(), sessionID(r)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -265,7 +265,7 @@ func (s *server) handlePlaceOrder(w http.ResponseWriter, r *http.Request) error 
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	o, created, err := s.store.PlaceOrder(r.Context(), shop.PlaceOrder{
+	o, created, err := s.orders.PlaceOrder(r.Context(), shop.PlaceOrder{
 		SessionID: sessionID(r), IdempotencyKey: key, RequestHash: c.Fingerprint(), Checkout: c,
 	})
 	if err != nil {
@@ -285,7 +285,7 @@ func (s *server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	o, err := s.store.Order(r.Context(), sessionID(r), id)
+	o, err := s.orders.Order(r.Context(), sessionID(r), id)
 	if err != nil {
 		return err
 	}
@@ -309,7 +309,7 @@ func (s *server) handleListOrders(w http.ResponseWriter, r *http.Request) error 
 	if f.Before, err = shop.DecodeCursor(q.Get("cursor")); err != nil {
 		return err
 	}
-	page, err := s.store.ListOrders(r.Context(), sessionID(r), f)
+	page, err := s.orders.ListOrders(r.Context(), sessionID(r), f)
 	if err != nil {
 		return err
 	}
@@ -330,7 +330,7 @@ func (s *server) handleUpdateItem(w http.ResponseWriter, r *http.Request) error 
 	if err := u.Validate(); err != nil {
 		return err
 	}
-	it, err := s.store.UpdateItem(r.Context(), id, u)
+	it, err := s.catalog.UpdateItem(r.Context(), id, u)
 	if err != nil {
 		return err
 	}

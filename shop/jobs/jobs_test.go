@@ -2,7 +2,6 @@ package jobs_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"os/exec"
@@ -11,57 +10,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-
 	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/seed"
 	"github.com/perfscale/perfscale/shop/sqlite"
 )
 
 type env struct {
-	db    *sqlite.DB
-	store *sqlite.Store
-	queue *jobs.Queue[*sql.Tx]
+	*backend.Backend
+	db *sqlite.DB
 }
 
 // open opens the shop database at path with a queue configured by cfg.
 func open(t *testing.T, path string, cfg jobs.Config) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, path)
+	b, err := backend.Open(ctx, backend.Config{SQLitePath: path, Jobs: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{db: db}
-	// The store and the queue need each other: the queue's workers use the
-	// store, the store's checkout enqueues through the queue.
-	var lazy lazyStore
-	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), &lazy, cfg)
-	if err != nil {
-		db.Close()
+	if _, err := b.Seed(ctx, seed.Items(5)); err != nil {
 		t.Fatal(err)
 	}
-	e.queue = q
-	e.store = sqlite.NewStore(db, q)
-	lazy.Store = e.store
-	if _, err := e.store.SeedIfEmpty(ctx, seed.Items(5)); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return &env{Backend: b, db: b.SQLite}
 }
-
-type lazyStore struct{ *sqlite.Store }
 
 func (e *env) start(t *testing.T) {
 	t.Helper()
-	if err := e.queue.Start(context.Background()); err != nil {
+	if err := e.Queue.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := e.queue.Stop(ctx); err != nil {
+		if err := e.Queue.Stop(ctx); err != nil {
 			t.Error(err)
 		}
 	})
@@ -71,22 +54,22 @@ func (e *env) placeOrder(t *testing.T) *shop.Order {
 	t.Helper()
 	ctx := context.Background()
 	_, hash := shop.NewToken()
-	sess, err := e.store.CreateSession(ctx, hash)
+	sess, err := e.Store.CreateSession(ctx, hash)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.SetCartItem(ctx, sess.ID, 1, 2); err != nil {
+	if _, err := e.Store.SetCartItem(ctx, sess.ID, 1, 2); err != nil {
 		t.Fatal(err)
 	}
 	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
-	o, _, err := e.store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", RequestHash: c.Fingerprint(), Checkout: c})
+	o, _, err := e.Store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", RequestHash: c.Fingerprint(), Checkout: c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return o
 }
 
-func waitForStatus(t *testing.T, s *sqlite.Store, id int64, want shop.Status, within time.Duration) {
+func waitForStatus(t *testing.T, s shop.Store, id int64, want shop.Status, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -124,8 +107,8 @@ func TestOrderGoesFromPlacedToReadyWithOneMail(t *testing.T) {
 		t.Fatal("checkout did not enqueue its job")
 	}
 	e.start(t)
-	waitForStatus(t, e.store, o.ID, shop.StatusReady, 15*time.Second)
-	mails, err := e.store.Mails(context.Background())
+	waitForStatus(t, e.Store, o.ID, shop.StatusReady, 15*time.Second)
+	mails, err := e.Store.Mails(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,16 +121,16 @@ func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
 	e := open(t, filepath.Join(t.TempDir(), "shop.db"), jobs.Config{})
 	ctx := context.Background()
 	_, hash := shop.NewToken()
-	sess, _ := e.store.CreateSession(ctx, hash)
-	if _, err := e.store.SetCartItem(ctx, sess.ID, 1, 2); err != nil {
+	sess, _ := e.Store.CreateSession(ctx, hash)
+	if _, err := e.Store.SetCartItem(ctx, sess.ID, 1, 2); err != nil {
 		t.Fatal(err)
 	}
 	zero := int64(1)
-	if _, err := e.store.UpdateItem(ctx, 1, shop.ItemUpdate{Stock: &zero}); err != nil {
+	if _, err := e.Store.UpdateItem(ctx, 1, shop.ItemUpdate{Stock: &zero}); err != nil {
 		t.Fatal(err)
 	}
 	c := shop.Checkout{CustomerName: "A", Email: "a@example.com"}
-	_, _, err := e.store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
+	_, _, err := e.Store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
 	var oos *shop.OutOfStockError
 	if !errors.As(err, &oos) {
 		t.Fatalf("err = %v, want out of stock", err)
@@ -162,7 +145,7 @@ func TestRecordMailIsOncePerOrder(t *testing.T) {
 	o := e.placeOrder(t)
 	ctx := context.Background()
 	for i, want := range []bool{true, false} {
-		sent, err := e.store.RecordMail(ctx, jobs.ConfirmationMail(o))
+		sent, err := e.Store.RecordMail(ctx, jobs.ConfirmationMail(o))
 		if err != nil || sent != want {
 			t.Fatalf("record %d: sent %v err %v, want %v", i, sent, err, want)
 		}
@@ -185,22 +168,17 @@ func TestMain(m *testing.M) {
 
 func crashChild(path string) int {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return 2
-	}
-	var lazy lazyStore
 	cfg := fast()
 	cfg.AfterMail = func(int64) {
 		// Tell the parent, then hang until killed.
 		os.WriteFile(path+".mailed", nil, 0o600)
 		select {}
 	}
-	q, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), &lazy, cfg)
+	b, err := backend.Open(ctx, backend.Config{SQLitePath: path, Jobs: cfg})
 	if err != nil {
 		return 3
 	}
-	lazy.Store = sqlite.NewStore(db, q)
+	q := b.Queue
 	if err := q.Start(ctx); err != nil {
 		return 4
 	}
@@ -214,7 +192,7 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "shop.db")
 	setup := open(t, path, jobs.Config{}) // insert-only: nothing runs yet
 	o := setup.placeOrder(t)
-	setup.db.Close()
+	setup.Close()
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childDBEnv+"="+path)
@@ -241,18 +219,18 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 	cfg := fast()
 	cfg.RescueStuckJobsAfter = 500 * time.Millisecond
 	e := open(t, path, cfg)
-	before, err := e.store.OrderByID(context.Background(), o.ID)
+	before, err := e.Store.OrderByID(context.Background(), o.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mails, _ := e.store.Mails(context.Background())
+	mails, _ := e.Store.Mails(context.Background())
 	if before.Status != shop.StatusPlaced || len(mails) != 1 {
 		t.Fatalf("after the crash: status %q, %d mails; want placed and 1", before.Status, len(mails))
 	}
 	time.Sleep(cfg.RescueStuckJobsAfter)
 	e.start(t)
-	waitForStatus(t, e.store, o.ID, shop.StatusReady, 60*time.Second)
-	mails, err = e.store.Mails(context.Background())
+	waitForStatus(t, e.Store, o.ID, shop.StatusReady, 60*time.Second)
+	mails, err = e.Store.Mails(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
