@@ -14,7 +14,7 @@ import (
 	"runtime"
 
 	"github.com/pressly/goose/v3"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite"
 )
 
 //go:embed migrations/*.sql
@@ -32,13 +32,17 @@ type DB struct {
 
 // Open opens (creating if needed) the database file at path and migrates it
 // to the latest schema.
-func Open(ctx context.Context, path string) (*DB, error) {
-	write, err := sql.Open("sqlite", dsn(path, "immediate"))
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	write, err := openPool(dsn(path, "immediate"), o)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	write.SetMaxOpenConns(1)
-	read, err := sql.Open("sqlite", dsn(path, "deferred"))
+	read, err := openPool(dsn(path, "deferred"), o)
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -52,6 +56,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+func openPool(dsn string, o options) (*sql.DB, error) {
+	c, err := msqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if o.hook != nil {
+		c = hookConnector{Connector: c, hook: o.hook}
+	}
+	return sql.OpenDB(c), nil
 }
 
 // dsn builds a modernc.org/sqlite connection string. Immediate transactions
