@@ -1,21 +1,18 @@
 package diagnose
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times; it is 100
-// on every Linux architecture Go supports.
-const clockTicks = 100
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
+)
 
 // ProcessCPU samples a local process's CPU time from /proc.
 type ProcessCPU struct{ PID int }
@@ -25,65 +22,35 @@ func (p ProcessCPU) Source() string { return "pid" }
 
 // CPUSeconds implements CPUSampler: user plus system time of the process.
 func (p ProcessCPU) CPUSeconds(context.Context) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	proc, err := procfs.NewProc(p.PID)
 	if err != nil {
 		return 0, fmt.Errorf("read CPU of process %d: %w", p.PID, err)
 	}
-	// The command name is in parentheses and may hold spaces; fields
-	// count from after it. utime and stime are fields 14 and 15.
-	s := string(b)
-	end := strings.LastIndexByte(s, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("read CPU of process %d: unexpected /proc format", p.PID)
+	st, err := proc.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read CPU of process %d: %w", p.PID, err)
 	}
-	f := strings.Fields(s[end+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("read CPU of process %d: unexpected /proc format", p.PID)
-	}
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("read CPU of process %d: unexpected /proc format", p.PID)
-	}
-	return (utime + stime) / clockTicks, nil
+	return st.CPUTime(), nil
 }
 
 // CPUWaitSeconds implements CPUWaitSampler: the time the process's threads
 // spent runnable but waiting for a CPU, summed from each thread's
-// /proc/PID/task/TID/schedstat (its second field, in nanoseconds). Threads
-// that exit take their share with them; Go's threads rarely exit.
+// /proc/PID/task/TID/schedstat. Threads that exit take their share with
+// them; Go's threads rarely exit.
 func (p ProcessCPU) CPUWaitSeconds(context.Context) (float64, error) {
-	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.PID))
-	if err != nil || len(stats) == 0 {
-		return 0, fmt.Errorf("read CPU wait of process %d: no schedstat (is it running?)", p.PID)
+	threads, err := procfs.AllThreads(p.PID)
+	if err != nil || len(threads) == 0 {
+		return 0, fmt.Errorf("read CPU wait of process %d: no threads (is it running?)", p.PID)
 	}
-	var waitNS float64
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
+	var waitNS uint64
+	for _, t := range threads {
+		st, err := t.Schedstat()
 		if err != nil {
-			continue // the thread exited between Glob and ReadFile
+			continue // the thread exited between listing and reading
 		}
-		ns, err := schedWaitNS(b)
-		if err != nil {
-			return 0, fmt.Errorf("read CPU wait of process %d: %w", p.PID, err)
-		}
-		waitNS += ns
+		waitNS += st.WaitingNanoseconds
 	}
-	return waitNS / 1e9, nil
-}
-
-// schedWaitNS reads the run-queue wait from a schedstat line: "run_ns
-// wait_ns timeslices".
-func schedWaitNS(b []byte) (float64, error) {
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("unexpected schedstat %q", b)
-	}
-	ns, err := strconv.ParseFloat(f[1], 64)
-	if err != nil || ns < 0 {
-		return 0, fmt.Errorf("unexpected schedstat %q", b)
-	}
-	return ns, nil
+	return float64(waitNS) / 1e9, nil
 }
 
 // PIDListeningOn finds the local process that listens on a TCP port, by
@@ -91,43 +58,46 @@ func schedWaitNS(b []byte) (float64, error) {
 // sockets among each process's file descriptors. It needs permission to
 // read the other process's /proc/PID/fd (same user, or root).
 func PIDListeningOn(port int) (int, error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, fmt.Errorf("find the process on port %d: %w", port, err)
+	}
 	inodes := map[string]bool{}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
+	//lint:ignore SA1019 the socket tables in /proc are what ties a port to a process's fds here; sock_diag over netlink would add a dependency for the same answer
+	for _, table := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} {
+		lines, err := table()
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
-		sc.Scan() // header
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			_, hexPort, ok := strings.Cut(fields[1], ":")
-			p, err := strconv.ParseInt(hexPort, 16, 32)
-			if ok && err == nil && int(p) == port {
-				inodes["socket:["+fields[9]+"]"] = true
+		for _, l := range lines {
+			if l.St == tcpListen && int(l.LocalPort) == port {
+				inodes[fmt.Sprintf("socket:[%d]", l.Inode)] = true
 			}
 		}
-		f.Close()
 	}
 	if len(inodes) == 0 {
 		return 0, fmt.Errorf("no local process listens on port %d", port)
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
-	for _, fd := range procs {
-		link, err := os.Readlink(fd)
-		if err != nil || !inodes[link] {
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return 0, fmt.Errorf("find the process on port %d: %w", port, err)
+	}
+	for _, proc := range procs {
+		targets, err := proc.FileDescriptorTargets()
+		if err != nil {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.Split(fd, "/")[2])
-		if err == nil {
-			return pid, nil
+		for _, t := range targets {
+			if inodes[t] {
+				return proc.PID, nil
+			}
 		}
 	}
 	return 0, fmt.Errorf("port %d is listening, but its process cannot be seen (another user's?); pass --pid", port)
 }
+
+// tcpListen is the LISTEN state in /proc/net/tcp.
+const tcpListen = 0x0A
 
 // MetricsCPU reads process_cpu_seconds_total from a Prometheus endpoint.
 type MetricsCPU struct {
@@ -172,6 +142,8 @@ func (m MetricsCPU) scrape(ctx context.Context) (scraped, error) {
 	if err != nil {
 		return scraped{}, fmt.Errorf("metrics: %w", err)
 	}
+	// The text format, which every Prometheus client library serves.
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 	resp, err := c.Do(req)
 	if err != nil {
 		return scraped{}, fmt.Errorf("metrics: %w", err)
@@ -189,43 +161,39 @@ type scraped struct {
 }
 
 // parseMetrics reads the samples diagnose needs from the Prometheus text
-// format: process_cpu_seconds_total and every *in_flight* gauge.
+// format: process_cpu_seconds_total and every *in_flight* gauge, summed
+// over their series.
 func parseMetrics(r io.Reader) (scraped, error) {
 	var out scraped
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		name, rest := line, ""
-		if i := strings.IndexAny(line, " {"); i >= 0 {
-			name, rest = line[:i], line[i:]
-		}
-		if i := strings.IndexByte(rest, '}'); i >= 0 {
-			rest = rest[i+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return out, fmt.Errorf("metrics: %w", err)
+	}
+	for name, mf := range families {
 		switch {
 		case name == "process_cpu_seconds_total":
-			v, err := strconv.ParseFloat(f[0], 64)
-			if err != nil {
-				return out, fmt.Errorf("metrics: process_cpu_seconds_total %q is not a number", f[0])
+			for _, m := range mf.GetMetric() {
+				out.cpu += sampleValue(m)
+				out.hasCPU = true
 			}
-			out.cpu, out.hasCPU = v, true
 		case strings.Contains(name, "in_flight"):
-			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-				out.inFlight += v
+			for _, m := range mf.GetMetric() {
+				out.inFlight += sampleValue(m)
 				out.hasInFlight = true
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("metrics: %w", err)
-	}
 	return out, nil
+}
+
+// sampleValue is the value of a counter, gauge or untyped sample.
+func sampleValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	}
+	return m.GetUntyped().GetValue()
 }

@@ -203,7 +203,7 @@ func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, er
 	s.Concurrency = spec.Concurrency
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
 	if busy1, total1, ok := load.MachineCPU(); local && machineOK && ok && total1 > total0 {
-		s.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
+		s.MachineBusy = (busy1 - busy0) / (total1 - total0)
 	}
 	if cpuOK {
 		if c1, err := cpu.CPUSeconds(ctx); err == nil {

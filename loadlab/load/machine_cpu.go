@@ -1,33 +1,21 @@
 package load
 
-import (
-	"os"
-	"strconv"
-	"strings"
-)
+import "github.com/prometheus/procfs"
 
-// MachineCPU reads the whole machine's busy and total CPU time (in clock
-// ticks) from /proc/stat; ok is false where that file does not exist.
-func MachineCPU() (busy, total uint64, ok bool) {
-	b, err := os.ReadFile("/proc/stat")
+// MachineCPU reads the whole machine's busy and total CPU time, in seconds
+// summed over its CPUs, from /proc/stat; ok is false where it cannot be
+// read.
+func MachineCPU() (busy, total float64, ok bool) {
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0, 0, false
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	fields := strings.Fields(line)
-	if len(fields) < 5 || fields[0] != "cpu" {
+	st, err := fs.Stat()
+	if err != nil {
 		return 0, 0, false
 	}
-	var idle uint64
-	for i, f := range fields[1:] {
-		v, err := strconv.ParseUint(f, 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		total += v
-		if i == 3 || i == 4 { // idle and iowait
-			idle += v
-		}
-	}
-	return total - idle, total, true
+	c := st.CPUTotal
+	// Guest time is already counted in user time.
+	total = c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	return total - c.Idle - c.Iowait, total, true
 }

@@ -146,7 +146,7 @@ type generator struct {
 	due    atomic.Int64 // open loop: requests the schedule called for
 	capped atomic.Int64 // open loop: requests queued with every in-flight slot busy
 
-	machineBusy0, machineTotal0 uint64
+	machineBusy0, machineTotal0 float64
 	machineOK                   bool
 	stop                        atomic.Bool // no more requests may start
 }
@@ -554,7 +554,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 			fmt.Sprintf("the generator's CPU was %.0f%% busy (of %d cores): it may have limited the load", 100*busy, int(cores)))
 	}
 	if busy, total, ok := MachineCPU(); ok && g.machineOK && total > g.machineTotal0 {
-		share := float64(busy-g.machineBusy0) / float64(total-g.machineTotal0)
+		share := (busy - g.machineBusy0) / (total - g.machineTotal0)
 		if share > machineSaturated {
 			res.SaturationReasons = append(res.SaturationReasons,
 				fmt.Sprintf("the machine's CPUs were %.0f%% busy (loadlab itself used %.2f of %d cores): the generator competes with the target for CPU",
