@@ -21,6 +21,8 @@ import (
 type Config struct {
 	// SQLitePath is the embedded default's database file.
 	SQLitePath string
+	// SQLiteOptions tune the embedded database (a query hook in tests).
+	SQLiteOptions []sqlite.Option
 	// Jobs configures the queue; Jobs.Work makes this process run jobs.
 	Jobs jobs.Config
 	// Wrap, if set, wraps the store (timing, metrics) before the workers
@@ -52,7 +54,7 @@ type Backend struct {
 
 // Open opens the database, migrates it, and builds the store and the queue.
 func Open(ctx context.Context, cfg Config) (*Backend, error) {
-	db, err := sqlite.Open(ctx, cfg.SQLitePath)
+	db, err := sqlite.Open(ctx, cfg.SQLitePath, cfg.SQLiteOptions...)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sqlite"
 )
 
 const adminToken = "test-admin-token"
@@ -36,6 +37,8 @@ type options struct {
 	items      []shop.Item
 	worker     bool
 	adminToken string
+	// queryHook sees every statement the SQLite store runs.
+	queryHook sqlite.QueryHook
 }
 
 // newAPI serves the real handler on the real SQLite store (and, when asked,
@@ -47,11 +50,15 @@ func newAPI(t *testing.T, o options) *api {
 		o.items = seed.Items(seed.DefaultItems)
 	}
 	reg := httpapi.NewRegistry()
-	b, err := backend.Open(ctx, backend.Config{
+	cfg := backend.Config{
 		SQLitePath: filepath.Join(t.TempDir(), "shop.db"),
 		Jobs:       jobs.Config{Work: o.worker, PrepTime: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond},
 		Wrap:       instrument.NewMetrics(reg).Wrap,
-	})
+	}
+	if o.queryHook != nil {
+		cfg.SQLiteOptions = append(cfg.SQLiteOptions, sqlite.WithQueryHook(o.queryHook))
+	}
+	b, err := backend.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
