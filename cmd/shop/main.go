@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
@@ -71,7 +72,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&seedItems, "seed-items", env("SHOP_SEED_ITEMS", strconv.Itoa(seed.DefaultItems)), "catalog size seeded on first start, at most 1000000 (env SHOP_SEED_ITEMS)")
 	fs.StringVar(&prep, "prep-time", env("SHOP_PREP_TIME", "10s"), "time from confirmed to ready (env SHOP_PREP_TIME)")
 	fs.StringVar(&mailLat, "mail-latency", env("SHOP_MAIL_LATENCY", "0s"), "simulated mail provider latency (env SHOP_MAIL_LATENCY)")
-	fs.StringVar(&shutdown, "shutdown-timeout", env("SHOP_SHUTDOWN_TIMEOUT", "15s"), "how long shutdown waits for in-flight requests (env SHOP_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&shutdown, "shutdown-timeout", env("SHOP_SHUTDOWN_TIMEOUT", "15s"), "how long shutdown waits for in-flight requests and running jobs before cancelling them (env SHOP_SHUTDOWN_TIMEOUT)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: shop [flags]\n\nRuns the ordering service. SHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -134,10 +135,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// workers and the HTTP adapter get the wrapped store, each as the
 	// narrow interface it defines.
 	reg := httpapi.NewRegistry()
+	dbPath := filepath.Join(cfg.dataDir, "shop.db")
+	// A worker that holds the database's worker lock is the only live one
+	// on it, so what it finds running was left by a killed process and can
+	// be taken up at once (jobs.Config.SoleWorker). The kernel drops the
+	// lock when its holder dies, kill -9 included.
+	work := cfg.role != "api"
+	soleWorker := false
+	if work {
+		unlock, ok, err := tryLock(dbPath + ".worker-lock")
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		soleWorker = ok
+	}
 	b, err := backend.Open(ctx, backend.Config{
-		SQLitePath: filepath.Join(cfg.dataDir, "shop.db"),
+		SQLitePath: dbPath,
 		Jobs: jobs.Config{
-			Work:        cfg.role != "api",
+			Work:        work,
+			SoleWorker:  soleWorker,
 			PrepTime:    cfg.prepTime,
 			MailLatency: cfg.mailLatency,
 			Logger:      log,
@@ -198,6 +215,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// tryLock takes an exclusive advisory lock on path without waiting; ok is
+// false when another process holds it.
+func tryLock(path string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("worker lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return func() {}, false, nil
+		}
+		return nil, false, fmt.Errorf("worker lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, true, nil
 }
 
 // adminMux serves profiling and metrics on a listener of its own, so they

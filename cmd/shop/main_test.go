@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // the test reads the database the service wrote
 )
 
 // logBuffer is a goroutine-safe stdout for run.
@@ -245,5 +249,55 @@ func TestAPIAndWorkerRolesShareTheWork(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 		_, body = call(t, "GET", api.api+"/v1/orders/1", sess.Token, "", "")
+	}
+}
+
+// SIGTERM (here: the cancelled run context, which is what main's
+// signal.NotifyContext turns SIGTERM into) while a confirmation is being
+// mailed: the job finishes and confirms the order before run returns.
+func TestShutdownLetsARunningJobFinish(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, "--mail-latency", "3s", "--shutdown-timeout", "15s")
+	_, body := call(t, "POST", s.api+"/v1/sessions", "", "", "")
+	var sess struct{ Token string }
+	json.Unmarshal(body, &sess)
+	call(t, "PUT", s.api+"/v1/cart/items/1", sess.Token, "", `{"quantity": 1}`)
+	code, body := call(t, "POST", s.api+"/v1/orders", sess.Token, "k", `{"customer_name": "Ada", "email": "ada@example.com"}`)
+	if code != 201 {
+		t.Fatalf("checkout: %d %s", code, body)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "shop.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Wait until the worker has taken the job (it then sleeps 3 s in the
+	// simulated mail call).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM river_job WHERE kind = 'order_placed' AND state = 'running'`).Scan(&n); err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the confirmation job did not start within 20s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	var status, state string
+	if err := db.QueryRow(`SELECT status FROM orders WHERE id = 1`).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT state FROM river_job WHERE kind = 'order_placed'`).Scan(&state); err != nil {
+		t.Fatal(err)
+	}
+	if status != "confirmed" || state != "completed" {
+		t.Fatalf("after shutdown the order is %q and its job %q; want confirmed and completed\n%s", status, state, s.logs.buf.String())
+	}
+	if strings.Contains(s.logs.buf.String(), "context canceled") {
+		t.Fatalf("the job was cancelled:\n%s", s.logs.buf.String())
 	}
 }

@@ -7,6 +7,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -41,8 +43,15 @@ type Config struct {
 	// MailLatency simulates the mail provider's response time.
 	MailLatency time.Duration
 	// RescueStuckJobsAfter is how long a job may run before River assumes
-	// its worker died and runs it again.
+	// its worker died and runs it again. The default is sized to the work:
+	// the longest per-kind timeout plus a margin (see rescueAfter).
 	RescueStuckJobsAfter time.Duration
+	// SoleWorker says no other live process works this queue (the caller
+	// holds a lock that proves it, as cmd/shop does on the embedded
+	// default). Start then re-enqueues the confirmations that a crashed
+	// predecessor left running, instead of waiting for River's leader lease
+	// (15 s) and rescuer (every 30 s) to notice them.
+	SoleWorker bool
 	// PollInterval is how often an idle worker looks for jobs (SQLite has no
 	// LISTEN/NOTIFY).
 	PollInterval time.Duration
@@ -60,7 +69,7 @@ func (c *Config) defaults() {
 		c.PrepTime = 5 * time.Second
 	}
 	if c.RescueStuckJobsAfter <= 0 {
-		c.RescueStuckJobsAfter = time.Minute
+		c.RescueStuckJobsAfter = c.rescueAfter()
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 200 * time.Millisecond
@@ -70,10 +79,34 @@ func (c *Config) defaults() {
 	}
 }
 
+// Per-kind job timeouts: a confirmation is one mail call plus two short
+// writes; a status change and the pruning are single statements. They bound
+// a stuck job and tell River's rescuer how long a job may look busy before
+// its worker is presumed dead.
+const (
+	jobWorkTimeout  = 10 * time.Second // store work of one job, above the mail call
+	pruneJobTimeout = time.Minute
+	rescueMargin    = 5 * time.Second
+)
+
+// confirmationTimeout bounds the order_placed job: the mail provider's
+// latency plus the store work.
+func (c Config) confirmationTimeout() time.Duration { return c.MailLatency + jobWorkTimeout }
+
+// rescueAfter is the longest per-kind timeout of the frequent jobs plus a
+// margin: a job running longer than its timeout has either been cancelled
+// by its worker or lost with it. The hourly prune job has a longer timeout
+// and is rescued on its own timeout (River takes the larger of the two).
+func (c Config) rescueAfter() time.Duration {
+	return max(c.confirmationTimeout(), jobWorkTimeout) + rescueMargin
+}
+
 // Queue is a River client over a driver for transactions of type TTx.
 type Queue[TTx any] struct {
-	client *river.Client[TTx]
-	work   bool
+	client     *river.Client[TTx]
+	work       bool
+	soleWorker bool
+	log        *slog.Logger
 }
 
 // New migrates River's tables with driver and returns a queue. The shop's
@@ -90,9 +123,12 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	rc := &river.Config{
 		Logger:               quiet(cfg.Logger),
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
-		JobTimeout:           min(time.Minute, cfg.RescueStuckJobsAfter),
-		FetchPollInterval:    cfg.PollInterval,
-		FetchCooldown:        min(cfg.PollInterval, 50*time.Millisecond),
+		// Each kind sets its own timeout (the workers' Timeout methods);
+		// this is only the fallback, and River wants it within the rescue
+		// horizon.
+		JobTimeout:        min(jobWorkTimeout, cfg.RescueStuckJobsAfter),
+		FetchPollInterval: cfg.PollInterval,
+		FetchCooldown:     min(cfg.PollInterval, 50*time.Millisecond),
 	}
 	if cfg.Work {
 		workers := river.NewWorkers()
@@ -111,7 +147,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Queue[TTx]{client: client, work: cfg.Work}, nil
+	return &Queue[TTx]{client: client, work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}, nil
 }
 
 // quiet keeps River's routine info logs out of the service's log.
@@ -146,25 +182,64 @@ func (q *Queue[TTx]) EnqueueOrderPlaced(ctx context.Context, tx TTx, orderID int
 }
 
 // Start starts working jobs when the queue was made to work; otherwise it
-// does nothing.
+// does nothing. Cancelling ctx does not stop the worker: River treats a
+// cancelled start context as the abrupt stop that cancels running jobs, so
+// the worker runs on a context without ctx's cancellation and stops only
+// through Stop, which lets running jobs finish.
 func (q *Queue[TTx]) Start(ctx context.Context) error {
 	if !q.work {
 		return nil
 	}
-	if err := q.client.Start(ctx); err != nil {
+	if q.soleWorker {
+		if err := q.requeueOrphans(ctx); err != nil {
+			return err
+		}
+	}
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	return nil
 }
 
-// Stop lets running jobs finish until ctx ends, then cancels them.
+// requeueOrphans enqueues again every confirmation that is marked running
+// although no worker is alive (the caller vouches for that with
+// Config.SoleWorker): the process that ran it was killed. The confirmation
+// is idempotent (one mail per order, the status moves once), so the
+// orphan, once River's rescuer retries it, only finds the work done.
+func (q *Queue[TTx]) requeueOrphans(ctx context.Context) error {
+	params := river.NewJobListParams().States(rivertype.JobStateRunning).Kinds(OrderPlacedArgs{}.Kind()).First(10000)
+	for {
+		res, err := q.client.JobList(ctx, params)
+		if err != nil {
+			return fmt.Errorf("list orphaned jobs: %w", err)
+		}
+		for _, job := range res.Jobs {
+			var args OrderPlacedArgs
+			if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
+				return fmt.Errorf("orphaned job %d: %w", job.ID, err)
+			}
+			if _, err := q.client.Insert(ctx, args, nil); err != nil {
+				return fmt.Errorf("re-enqueue order %d: %w", args.OrderID, err)
+			}
+			q.log.InfoContext(ctx, "re-enqueued a confirmation left running by a stopped worker", "order_id", args.OrderID, "job_id", job.ID)
+		}
+		if res.LastCursor == nil || len(res.Jobs) == 0 {
+			return nil
+		}
+		params = params.After(res.LastCursor)
+	}
+}
+
+// Stop lets running jobs finish until ctx ends, then cancels them and
+// waits a little longer for them to return.
 func (q *Queue[TTx]) Stop(ctx context.Context) error {
 	if !q.work {
 		return nil
 	}
 	err := q.client.Stop(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		q.log.WarnContext(ctx, "running jobs did not finish in time; cancelling them")
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		err = q.client.StopAndCancel(cctx)
 	}
@@ -200,6 +275,11 @@ type orderPlacedWorker[TTx any] struct {
 	river.WorkerDefaults[OrderPlacedArgs]
 	store Store
 	cfg   Config
+}
+
+// Timeout bounds one confirmation: the mail call and the store work.
+func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Duration {
+	return w.cfg.confirmationTimeout()
 }
 
 // Work is safe to run more than once for one order: the mail sink keeps
@@ -262,6 +342,9 @@ type orderReadyWorker struct {
 	store Store
 }
 
+// Timeout bounds one status change.
+func (w *orderReadyWorker) Timeout(*river.Job[OrderReadyArgs]) time.Duration { return jobWorkTimeout }
+
 func (w *orderReadyWorker) Work(ctx context.Context, job *river.Job[OrderReadyArgs]) error {
 	_, err := w.store.AdvanceOrder(ctx, job.Args.OrderID, shop.StatusConfirmed, shop.StatusReady)
 	return err
@@ -272,6 +355,9 @@ type pruneWorker struct {
 	store Store
 	log   *slog.Logger
 }
+
+// Timeout bounds one pruning run.
+func (w *pruneWorker) Timeout(*river.Job[PruneArgs]) time.Duration { return pruneJobTimeout }
 
 func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	n, err := w.store.PruneIdempotencyKeys(ctx)
