@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -48,6 +49,23 @@ type config struct {
 	seedItems                                int
 	prepTime, mailLatency, shutdownTimeout   time.Duration
 	adminToken                               string
+	// replicaName is sent as X-Replica; empty means the listener's host:port.
+	replicaName string
+	// drainDelay is how long a stopping process keeps serving with /readyz
+	// failing before its listener closes.
+	drainDelay time.Duration
+}
+
+// defaultDrainDelay is the drain of a replica behind a load balancer: long
+// enough for a balancer that probes /readyz every second or two to see it
+// fail twice, and for a passive balancer (nginx) to retire its keep-alive
+// connections, each closed after one answer. The all-in-one default and the
+// worker have no balancer in front, so they stop at once.
+func defaultDrainDelay(role string) string {
+	if role == "api" {
+		return "5s"
+	}
+	return "0s"
 }
 
 // parseConfig reads flags, each defaulting to its SHOP_* environment
@@ -68,7 +86,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.dataDir, "data-dir", env("SHOP_DATA_DIR", "./shop-data"), "directory of the SQLite database (env SHOP_DATA_DIR)")
 	fs.StringVar(&c.role, "role", env("SHOP_ROLE", "all"), "api (HTTP only), worker (background jobs only) or all (env SHOP_ROLE)")
 	fs.StringVar(&c.logLevel, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (env SHOP_LOG_LEVEL)")
-	var seedItems, prep, mailLat, shutdown string
+	fs.StringVar(&c.replicaName, "replica-name", env("SHOP_REPLICA_NAME", ""), "name sent in the X-Replica response header; default the API listener's host:port (env SHOP_REPLICA_NAME)")
+	var seedItems, prep, mailLat, shutdown, drain string
+	fs.StringVar(&drain, "drain-delay", env("SHOP_DRAIN_DELAY", ""), "on SIGTERM, how long to keep serving with /readyz failing before the listener closes; default 5s with --role api, else 0s; a second signal cuts it short (env SHOP_DRAIN_DELAY)")
 	fs.StringVar(&seedItems, "seed-items", env("SHOP_SEED_ITEMS", strconv.Itoa(seed.DefaultItems)), "catalog size seeded on first start, at most 1000000 (env SHOP_SEED_ITEMS)")
 	fs.StringVar(&prep, "prep-time", env("SHOP_PREP_TIME", "10s"), "time from confirmed to ready (env SHOP_PREP_TIME)")
 	fs.StringVar(&mailLat, "mail-latency", env("SHOP_MAIL_LATENCY", "0s"), "simulated mail provider latency (env SHOP_MAIL_LATENCY)")
@@ -88,10 +108,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("--seed-items must be a whole number from 0 to %d, got %q", seed.MaxItems, seedItems)
 	}
 	c.seedItems = n
+	if drain == "" {
+		drain = defaultDrainDelay(c.role)
+	}
 	for _, d := range []struct {
 		name, raw string
 		dst       *time.Duration
-	}{{"prep-time", prep, &c.prepTime}, {"mail-latency", mailLat, &c.mailLatency}, {"shutdown-timeout", shutdown, &c.shutdownTimeout}} {
+	}{{"prep-time", prep, &c.prepTime}, {"mail-latency", mailLat, &c.mailLatency}, {"shutdown-timeout", shutdown, &c.shutdownTimeout}, {"drain-delay", drain, &c.drainDelay}} {
 		v, err := time.ParseDuration(d.raw)
 		if err != nil || v < 0 {
 			return nil, fmt.Errorf("--%s must be a duration such as 5s or 250ms, got %q", d.name, d.raw)
@@ -174,14 +197,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	var draining atomic.Bool
-	api := &httpapi.Server{Addr: cfg.addr, Handler: httpapi.NewHandler(httpapi.Config{
+	api := &httpapi.Server{Addr: cfg.addr}
+	if err := api.Listen(); err != nil {
+		return err
+	}
+	replica := cfg.replicaName
+	if replica == "" {
+		replica = listenerName(cfg.addr, api.Port())
+	}
+	api.Handler = httpapi.WithReplica(replica, httpapi.NewHandler(httpapi.Config{
 		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
 		OpsOnly: cfg.role == "worker", Draining: draining.Load,
-	})}
+	}))
 	if err := api.Open(); err != nil {
 		return err
 	}
-	log.Info("listening", "url", api.URL(), "role", cfg.role, "database", b.Where, "admin_api", cfg.adminToken != "")
+	log.Info("listening", "url", api.URL(), "replica", replica, "role", cfg.role, "database", b.Where, "admin_api", cfg.adminToken != "")
 
 	var admin *httpapi.Server
 	if cfg.adminAddr != "" {
@@ -198,9 +229,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	<-ctx.Done()
-	// Fail readiness first so a load balancer stops routing here, then let
-	// in-flight requests and jobs finish.
+	// Fail readiness first and keep serving for the drain delay, so a load
+	// balancer stops routing here while requests still succeed; then close
+	// the listener and let in-flight requests and jobs finish.
 	draining.Store(true)
+	drain(cfg.drainDelay, log)
 	log.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
@@ -232,6 +265,37 @@ func tryLock(path string) (unlock func(), ok bool, err error) {
 		return nil, false, fmt.Errorf("worker lock %s: %w", path, err)
 	}
 	return func() { f.Close() }, true, nil
+}
+
+// drain waits for the drain delay, or less if a second SIGINT or SIGTERM
+// arrives: an operator who presses Ctrl-C twice means now.
+func drain(delay time.Duration, log *slog.Logger) {
+	if delay <= 0 {
+		return
+	}
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	log.Info("draining", "delay", delay.String())
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case sig := <-again:
+		log.Info("drain cut short", "signal", sig.String())
+	}
+}
+
+// listenerName is the default replica name: the API's host:port, with the
+// machine's host name when the listener is on every interface.
+func listenerName(addr string, port int) string {
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // adminMux serves profiling and metrics on a listener of its own, so they

@@ -197,6 +197,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{nil, map[string]string{"SHOP_SEED_ITEMS": "many"}, "--seed-items must be"},
 		{[]string{"--role", "boss"}, nil, "--role must be api, worker or all"},
 		{[]string{"--prep-time", "soon"}, nil, "--prep-time must be a duration"},
+		{[]string{"--drain-delay", "-1s"}, nil, "--drain-delay must be a duration"},
+		{nil, map[string]string{"SHOP_DRAIN_DELAY": "a while"}, "--drain-delay must be a duration"},
 		{[]string{"--log-level", "loud"}, nil, "--log-level must be"},
 		{[]string{"--no-such-flag"}, nil, "flag provided but not defined"},
 		{[]string{"extra"}, nil, "unexpected argument"},

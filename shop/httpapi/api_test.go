@@ -89,6 +89,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the server asked to close the connection (Connection: close)
 }
 
 func (r response) json(t *testing.T, v any) {
@@ -166,7 +167,7 @@ func (a *api) do(r req) response {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	return response{status: res.StatusCode, header: res.Header, body: b}
+	return response{status: res.StatusCode, header: res.Header, body: b, close: res.Close}
 }
 
 func (a *api) session() string {
@@ -616,10 +617,18 @@ func TestOperations(t *testing.T) {
 	if doc.status != 200 || !strings.HasPrefix(spec.OpenAPI, "3.1") || spec.Paths["/v1/orders"] == nil {
 		t.Fatalf("/openapi.json: %d, openapi %q", doc.status, spec.OpenAPI)
 	}
+	if a.do(req{method: "GET", path: "/v1/menu"}).close {
+		t.Fatal("Connection: close before draining, want keep-alive")
+	}
 	a.draining.Store(true)
 	a.do(req{method: "GET", path: "/readyz"}).problem(t, 503)
 	if r := a.do(req{method: "GET", path: "/healthz"}); r.status != 200 {
 		t.Fatalf("healthz while draining: %d", r.status)
+	}
+	// Draining still serves, and retires each connection after its answer.
+	r := a.do(req{method: "GET", path: "/v1/menu"})
+	if r.status != 200 || !r.close {
+		t.Fatalf("menu while draining: %d, close %v; want 200 and Connection: close", r.status, r.close)
 	}
 }
 

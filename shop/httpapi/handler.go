@@ -41,7 +41,8 @@ type Config struct {
 	// metrics): for a process that runs the background worker alone.
 	OpsOnly bool
 	// Draining, when it returns true, makes /readyz fail so that a load
-	// balancer stops sending traffic before shutdown.
+	// balancer stops sending traffic before shutdown, and closes each
+	// connection after its response.
 	Draining func() bool
 }
 
@@ -65,7 +66,22 @@ type server struct {
 // NewHandler returns the service's HTTP handler.
 func NewHandler(cfg Config) http.Handler {
 	s := newServer(cfg)
-	return s.withRequestID(s.withRecovery(http.HandlerFunc(s.serveMux)))
+	return s.closeWhileDraining(s.withRequestID(s.withRecovery(http.HandlerFunc(s.serveMux))))
+}
+
+// closeWhileDraining asks the client to close its connection after each
+// response once the process is draining. A load balancer's keep-alive
+// connections are then retired one by one, each after a complete answer,
+// instead of being cut when the listener shuts down: a request the balancer
+// wrote onto a connection the server was closing at that instant would fail
+// after it was sent, and a POST cannot be retried safely on another replica.
+func (s *server) closeWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func newServer(cfg Config) *server {

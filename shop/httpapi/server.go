@@ -21,13 +21,26 @@ type Server struct {
 	err chan error
 }
 
-// Open starts listening and serving in the background.
-func (s *Server) Open() error {
+// Listen binds the address without serving yet, so the caller can learn
+// the port (see Port, URL) before it chooses the handler. Open calls it when
+// it has not been called.
+func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
 	s.ln = ln
+	return nil
+}
+
+// Open starts listening and serving in the background.
+func (s *Server) Open() error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	ln := s.ln
 	s.srv = &http.Server{
 		Handler:           s.Handler,
 		ReadHeaderTimeout: 5 * time.Second,
