@@ -44,7 +44,8 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	var s *OutOfStockError
-	if errors.As(err, &s) {
+	var p *PriceChangedError
+	if errors.As(err, &s) || errors.As(err, &p) {
 		return ECONFLICT
 	}
 	return EINTERNAL
@@ -63,6 +64,10 @@ func ErrorMessage(err error) string {
 	var s *OutOfStockError
 	if errors.As(err, &s) {
 		return s.Error()
+	}
+	var p *PriceChangedError
+	if errors.As(err, &p) {
+		return p.Error()
 	}
 	return "internal error"
 }

@@ -178,15 +178,16 @@ type Checkout struct {
 	CustomerName string `json:"customer_name"`
 	Email        string `json:"email"`
 	Notes        string `json:"notes,omitempty"`
+	// ExpectedTotalCents is the cart total the customer saw (optional for
+	// old clients): when prices changed since, nothing is ordered.
+	ExpectedTotalCents *int64 `json:"expected_total_cents,omitempty"`
 }
 
-// PlaceOrder is a checkout request as the store sees it. RequestHash
-// fingerprints the request body (see Checkout.Fingerprint) so that a reused
-// idempotency key with a different body can be told apart from a retry.
+// PlaceOrder is a checkout request: the session, its Idempotency-Key, and
+// the body.
 type PlaceOrder struct {
 	SessionID      int64
 	IdempotencyKey string
-	RequestHash    string
 	Checkout       Checkout
 }
 
@@ -229,16 +230,10 @@ type CartService interface {
 	ClearCart(ctx context.Context, sessionID int64) error
 }
 
-// OrderService turns carts into orders and reads them back.
+// OrderService runs checkout transactions (the rules are in Orders) and
+// reads orders back.
 type OrderService interface {
-	// PlaceOrder runs checkout in one transaction: it records the
-	// idempotency key, re-reads prices, reserves stock without letting it go
-	// below zero, writes the order and its lines, empties the cart and
-	// enqueues the confirmation job. created is false when the key was seen
-	// before with the same RequestHash and the earlier order is returned.
-	// Errors: ErrIdempotencyMismatch (same key, other body), ErrCartEmpty,
-	// *OutOfStockError.
-	PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, created bool, err error)
+	CheckoutStore
 	// Order returns the session's order; another session's order is ENOTFOUND.
 	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
 	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)

@@ -74,6 +74,8 @@ func (c *Checkout) Validate() error {
 		return Errorf(EINVALID, "email is required: the confirmation is sent there")
 	case utf8.RuneCountInString(c.Notes) > MaxNotesLen:
 		return Errorf(EINVALID, "notes must be at most %d characters", MaxNotesLen)
+	case c.ExpectedTotalCents != nil && *c.ExpectedTotalCents < 0:
+		return Errorf(EINVALID, "expected_total_cents must not be negative: send the cart's total_cents as you showed it")
 	}
 	if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
 		return Errorf(EINVALID, "email %q is not a valid address (expected name@example.com)", c.Email)

@@ -206,7 +206,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		replica = listenerName(cfg.addr, api.Port())
 	}
 	api.Handler = httpapi.WithReplica(replica, httpapi.NewHandler(httpapi.Config{
-		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
+		Catalog: store, Sessions: store, Carts: store, Orders: b.Orders, Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
 		OpsOnly: cfg.role == "worker", Draining: draining.Load,
 	}))
 	if err := api.Open(); err != nil {

@@ -1,11 +1,15 @@
 package scenario_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,8 +161,21 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := b.Store
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
-		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store,
+	h := httpapi.NewHandler(httpapi.Config{
+		Catalog: store, Sessions: store, Carts: store, Orders: b.Orders, Health: store,
+	})
+	// Every checkout sends the total its cart showed.
+	var checkouts, withTotal atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" && r.URL.Path == "/v1/orders" {
+			body, _ := io.ReadAll(r.Body)
+			checkouts.Add(1)
+			if bytes.Contains(body, []byte(`"expected_total_cents": `)) {
+				withTotal.Add(1)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 
@@ -181,6 +198,9 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	b.SQLite.WriteDB().QueryRow(`SELECT COUNT(*) FROM sessions`).Scan(&sessions)
 	if orders == 0 || sessions != 4 {
 		t.Fatalf("%d orders, %d sessions; want some orders from 4 users", orders, sessions)
+	}
+	if checkouts.Load() == 0 || withTotal.Load() != checkouts.Load() {
+		t.Fatalf("%d of %d checkouts sent expected_total_cents, want all", withTotal.Load(), checkouts.Load())
 	}
 }
 

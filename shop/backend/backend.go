@@ -40,7 +40,9 @@ type Queue interface {
 type Backend struct {
 	// Store is the store, wrapped by Config.Wrap when one was given.
 	Store shop.Store
-	Queue Queue
+	// Orders is checkout and order reads over Store, under the rules.
+	Orders *shop.Orders
+	Queue  Queue
 	// Where names the database for logs: a file path or a URL without
 	// its password.
 	Where string
@@ -71,6 +73,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		Store: wrap(cfg.Wrap, raw), Queue: q, Where: db.Path(), SQLite: db,
 		seed: raw.SeedIfEmpty, close: raw.Close,
 	}
+	b.Orders = shop.NewOrders(b.Store, nil)
 	late.Store = b.Store
 	return b, nil
 }

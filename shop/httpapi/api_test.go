@@ -68,7 +68,7 @@ func newAPI(t *testing.T, o options) *api {
 	store := b.Store
 	a := &api{t: t, store: store}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
-		Catalog: store, Sessions: store, Carts: store, Orders: store, Health: store,
+		Catalog: store, Sessions: store, Carts: store, Orders: b.Orders, Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: a.draining.Load,
 	}))
 	if err := b.Queue.Start(ctx); err != nil {
@@ -552,6 +552,41 @@ func TestOutOfStockIs409WithTheItems(t *testing.T) {
 	if it.Stock != its[1].Stock {
 		t.Fatalf("a failed checkout reserved item 2: stock %d, want %d", it.Stock, its[1].Stock)
 	}
+}
+
+// The price the customer saw: the cart showed one total, an admin raised a
+// price, and checkout with the total seen is a 409 carrying the new cart,
+// with nothing ordered; with the new total it goes through.
+func TestCheckoutWithATotalThePricesNoLongerGiveIs409WithTheNewCart(t *testing.T) {
+	a := newAPI(t, options{items: seed.Items(2), adminToken: adminToken})
+	tok := a.session()
+	var seen shop.Cart
+	a.do(req{method: "PUT", path: "/v1/cart/items/1", token: tok, body: `{"quantity": 2}`}).json(t, &seen)
+	r := a.do(req{method: "PUT", path: "/v1/admin/items/1", token: adminToken, body: `{"price_cents": 100000000}`})
+	if r.status != 200 {
+		t.Fatalf("admin price change: %d %s", r.status, r.body)
+	}
+	body := map[string]any{"customer_name": "Ada Lovelace", "email": "ada@example.com", "expected_total_cents": seen.TotalCents}
+	p := a.checkout(tok, "k", body).problem(t, 409)
+	var carried struct{ Cart shop.Cart }
+	a.checkout(tok, "k", body).json(t, &carried)
+	if carried.Cart.TotalCents != 200000000 || len(carried.Cart.Lines) != 1 || carried.Cart.Lines[0].UnitPriceCents != 100000000 {
+		t.Fatalf("the 409 carries cart %+v, want the cart at the new price (problem %v)", carried.Cart, p)
+	}
+	if d, _ := p["detail"].(string); !strings.Contains(d, "2000000.00") {
+		t.Fatalf("detail %q does not name the new total", d)
+	}
+	var list struct{ Orders []shop.Order }
+	a.do(req{method: "GET", path: "/v1/orders", token: tok}).json(t, &list)
+	if len(list.Orders) != 0 {
+		t.Fatalf("a refused checkout ordered: %+v", list.Orders)
+	}
+	body["expected_total_cents"] = carried.Cart.TotalCents
+	if r := a.checkout(tok, "k", body); r.status != 201 {
+		t.Fatalf("checkout with the new total: %d %s", r.status, r.body)
+	}
+	bad := map[string]any{"customer_name": "Ada Lovelace", "email": "ada@example.com", "expected_total_cents": -1}
+	a.checkout(tok, "k3", bad).problem(t, 400)
 }
 
 func TestAdmin(t *testing.T) {

@@ -119,6 +119,9 @@ type problem struct {
 	RequestID string `json:"request_id,omitempty"`
 	// Items lists the cart lines checkout could not reserve.
 	Items []shop.Shortage `json:"items,omitempty"`
+	// Cart is the cart at current prices when checkout refused a total
+	// the customer saw before a price change.
+	Cart *shop.Cart `json:"cart,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {

@@ -31,6 +31,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	p := problem{}
 	var oos *shop.OutOfStockError
+	var changed *shop.PriceChangedError
 	switch {
 	case errors.Is(err, errUnsupportedMediaType):
 		p.Status, p.Detail = http.StatusUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
@@ -38,6 +39,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Status, p.Detail = http.StatusRequestEntityTooLarge, "the request body is larger than 64 KiB"
 	case errors.As(err, &oos):
 		p.Status, p.Code, p.Detail, p.Items = http.StatusConflict, shop.ECONFLICT, oos.Error(), oos.Items
+	case errors.As(err, &changed):
+		p.Status, p.Code, p.Detail, p.Cart = http.StatusConflict, shop.ECONFLICT, changed.Error(), changed.Cart
 	case errors.Is(err, context.DeadlineExceeded):
 		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service took too long to answer; retry later"
 	default:

@@ -254,19 +254,13 @@ func (s *server) handleClearCart(w http.ResponseWriter, r *http.Request) error {
 // --- orders ---
 
 func (s *server) handlePlaceOrder(w http.ResponseWriter, r *http.Request) error {
-	key := r.Header.Get("Idempotency-Key")
-	if err := shop.ValidateIdempotencyKey(key); err != nil {
-		return err
-	}
+	// The key and the body are validated once, by the checkout rules.
 	c, err := decode[shop.Checkout](w, r)
 	if err != nil {
 		return err
 	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
 	o, created, err := s.orders.PlaceOrder(r.Context(), shop.PlaceOrder{
-		SessionID: sessionID(r), IdempotencyKey: key, RequestHash: c.Fingerprint(), Checkout: c,
+		SessionID: sessionID(r), IdempotencyKey: r.Header.Get("Idempotency-Key"), Checkout: c,
 	})
 	if err != nil {
 		return err

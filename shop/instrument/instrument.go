@@ -131,13 +131,9 @@ func (s *Store) ClearCart(ctx context.Context, session int64) error {
 
 // --- orders ---
 
-func (s *Store) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
-	var created bool
-	o, err := timed(s, "place_order", func() (o *shop.Order, err error) {
-		o, created, err = s.next.PlaceOrder(ctx, p)
-		return o, err
-	})
-	return o, created, err
+// InCheckout is timed as a whole: the checkout's transaction.
+func (s *Store) InCheckout(ctx context.Context, session int64, key string, fn func(shop.CheckoutTx) error) error {
+	return timedErr(s, "checkout", func() error { return s.next.InCheckout(ctx, session, key, fn) })
 }
 
 func (s *Store) Order(ctx context.Context, session, id int64) (*shop.Order, error) {

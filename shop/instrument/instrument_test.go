@@ -38,9 +38,18 @@ func TestEveryStoreMethodIsTimedUnderItsOwnName(t *testing.T) {
 		args := make([]reflect.Value, m.Type.NumIn())
 		for j := range args {
 			in := m.Type.In(j)
-			if in == ctxType {
+			switch {
+			case in == ctxType:
 				args[j] = reflect.ValueOf(ctx)
-			} else {
+			case in.Kind() == reflect.Func: // a callback that does nothing
+				args[j] = reflect.MakeFunc(in, func([]reflect.Value) []reflect.Value {
+					out := make([]reflect.Value, in.NumOut())
+					for k := range out {
+						out[k] = reflect.Zero(in.Out(k))
+					}
+					return out
+				})
+			default:
 				args[j] = reflect.Zero(in)
 			}
 		}

@@ -62,7 +62,7 @@ func (e *env) placeOrder(t *testing.T) *shop.Order {
 		t.Fatal(err)
 	}
 	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
-	o, _, err := e.Store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", RequestHash: c.Fingerprint(), Checkout: c})
+	o, _, err := e.Orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := shop.Checkout{CustomerName: "A", Email: "a@example.com"}
-	_, _, err := e.Store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
+	_, _, err := e.Orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
 	var oos *shop.OutOfStockError
 	if !errors.As(err, &oos) {
 		t.Fatalf("err = %v, want out of stock", err)

@@ -11,131 +11,99 @@ import (
 	"github.com/perfscale/perfscale/shop"
 )
 
-// PlaceOrder turns the session's cart into an order in one transaction; see
-// shop.OrderService. The write connection is taken with BEGIN IMMEDIATE, so
-// two checkouts with one idempotency key run one after the other and the
+// InCheckout runs a checkout transaction; see shop.CheckoutStore. The
+// write connection is taken with BEGIN IMMEDIATE, so every checkout runs
+// alone: two with one idempotency key run one after the other and the
 // second finds the first's key.
-func (s *Store) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
-	if err := p.Checkout.Validate(); err != nil {
-		return nil, false, err
+func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx shop.CheckoutTx) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return fn(&checkoutTx{tx: tx, enq: s.enq}) })
+}
+
+// checkoutTx is checkout's primitives on one SQLite transaction.
+type checkoutTx struct {
+	tx  *sql.Tx
+	enq Enqueuer
+}
+
+func (c *checkoutTx) IdempotencyKey(ctx context.Context, sessionID int64, key string, since time.Time) (string, int64, bool, error) {
+	var hash string
+	var orderID int64
+	err := c.tx.QueryRowContext(ctx, `SELECT request_hash, order_id FROM idempotency_keys
+		WHERE session_id = ? AND key = ? AND created_at > ?`, sessionID, key, micros(since)).Scan(&hash, &orderID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", 0, false, nil
+	case err != nil:
+		return "", 0, false, fmt.Errorf("read idempotency key: %w", err)
 	}
-	if err := shop.ValidateIdempotencyKey(p.IdempotencyKey); err != nil {
-		return nil, false, err
+	return hash, orderID, true, nil
+}
+
+func (c *checkoutTx) ForgetIdempotencyKey(ctx context.Context, sessionID int64, key string) error {
+	if _, err := c.tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE session_id = ? AND key = ?`, sessionID, key); err != nil {
+		return fmt.Errorf("drop expired idempotency key: %w", err)
 	}
-	if p.RequestHash == "" {
-		p.RequestHash = p.Checkout.Fingerprint()
+	return nil
+}
+
+func (c *checkoutTx) CheckoutCart(ctx context.Context, sessionID int64) ([]shop.CheckoutLine, error) {
+	return readCart(ctx, c.tx, sessionID)
+}
+
+func (c *checkoutTx) ReserveStock(ctx context.Context, itemID int64, n int) (int64, bool, error) {
+	var left int64
+	err := c.tx.QueryRowContext(ctx, `UPDATE items SET stock = stock - ?
+		WHERE id = ? AND available AND stock >= ? RETURNING stock`, n, itemID, n).Scan(&left)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("reserve stock of item %d: %w", itemID, err)
 	}
-	var order *shop.Order
-	created := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		now := s.now()
-		// 1. A retry of an earlier checkout gets that checkout's order.
-		var hash string
-		var earlier int64
-		err := tx.QueryRowContext(ctx, `SELECT request_hash, order_id FROM idempotency_keys
-			WHERE session_id = ? AND key = ? AND created_at > ?`,
-			p.SessionID, p.IdempotencyKey, micros(now.Add(-shop.IdempotencyRetention))).Scan(&hash, &earlier)
-		switch {
-		case err == nil:
-			if hash != p.RequestHash {
-				return shop.ErrIdempotencyMismatch
-			}
-			order, err = readOrder(ctx, tx, p.SessionID, earlier)
-			return err
-		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("read idempotency key: %w", err)
-		}
-		// A key past its retention may be reused for a new order.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE session_id = ? AND key = ?`,
-			p.SessionID, p.IdempotencyKey); err != nil {
-			return fmt.Errorf("drop expired idempotency key: %w", err)
-		}
+	return left, true, nil
+}
 
-		// 2. Re-read the cart at current prices, in one query.
-		lines, err := readCart(ctx, tx, p.SessionID)
-		if err != nil {
-			return err
-		}
-		if len(lines) == 0 {
-			return shop.ErrCartEmpty
-		}
-
-		// 3. Reserve stock with conditional updates; collect every shortage
-		// so the client can fix the whole cart at once.
-		var short []shop.Shortage
-		soldOut := false
-		for _, l := range lines {
-			if !l.available {
-				short = append(short, shop.Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: 0})
-				continue
-			}
-			var left int64
-			err := tx.QueryRowContext(ctx, `UPDATE items SET stock = stock - ?
-				WHERE id = ? AND available AND stock >= ? RETURNING stock`,
-				l.Quantity, l.ItemID, l.Quantity).Scan(&left)
-			if errors.Is(err, sql.ErrNoRows) {
-				short = append(short, shop.Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: l.stock})
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("reserve stock of item %d: %w", l.ItemID, err)
-			}
-			if left == 0 {
-				soldOut = true
-			}
-		}
-		if len(short) > 0 {
-			return &shop.OutOfStockError{Items: short}
-		}
-
-		// 4. The order and its lines, priced as just read.
-		c := p.Checkout
-		o := &shop.Order{SessionID: p.SessionID, Status: shop.StatusPlaced, CustomerName: c.CustomerName,
-			Email: c.Email, Notes: c.Notes, CreatedAt: now.Truncate(time.Microsecond), UpdatedAt: now.Truncate(time.Microsecond)}
-		for _, l := range lines {
-			o.Lines = append(o.Lines, shop.OrderLine(l.CartLine))
-			o.TotalCents += l.LineTotalCents
-		}
-		if err := tx.QueryRowContext(ctx, `INSERT INTO orders
-			(session_id, status, customer_name, email, notes, total_cents, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			o.SessionID, o.Status, o.CustomerName, o.Email, o.Notes, o.TotalCents,
-			micros(now), micros(now)).Scan(&o.ID); err != nil {
-			return fmt.Errorf("insert order: %w", err)
-		}
-		if err := insertLines(ctx, tx, o); err != nil {
-			return err
-		}
-
-		// 5. Remember the key, empty the cart, and tell the menu if an item
-		// sold out.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys
-			(session_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-			p.SessionID, p.IdempotencyKey, p.RequestHash, o.ID, micros(now)); err != nil {
-			return fmt.Errorf("record idempotency key: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM cart_items WHERE session_id = ?`, p.SessionID); err != nil {
-			return fmt.Errorf("empty cart: %w", err)
-		}
-		if soldOut {
-			if err := bumpCatalog(ctx, tx); err != nil {
-				return err
-			}
-		}
-
-		// 6. The confirmation job commits or rolls back with the order.
-		if s.enq != nil {
-			if err := s.enq.EnqueueOrderPlaced(ctx, tx, o.ID); err != nil {
-				return fmt.Errorf("enqueue confirmation of order %d: %w", o.ID, err)
-			}
-		}
-		order, created = o, true
-		return nil
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("place order: %w", err)
+func (c *checkoutTx) InsertOrder(ctx context.Context, o *shop.Order) error {
+	if err := c.tx.QueryRowContext(ctx, `INSERT INTO orders
+		(session_id, status, customer_name, email, notes, total_cents, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		o.SessionID, o.Status, o.CustomerName, o.Email, o.Notes, o.TotalCents,
+		micros(o.CreatedAt), micros(o.UpdatedAt)).Scan(&o.ID); err != nil {
+		return fmt.Errorf("insert order: %w", err)
 	}
-	return order, created, nil
+	return insertLines(ctx, c.tx, o)
+}
+
+func (c *checkoutTx) RememberIdempotencyKey(ctx context.Context, sessionID int64, key, hash string, orderID int64, at time.Time) error {
+	if _, err := c.tx.ExecContext(ctx, `INSERT INTO idempotency_keys
+		(session_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+		sessionID, key, hash, orderID, micros(at)); err != nil {
+		return fmt.Errorf("record idempotency key: %w", err)
+	}
+	return nil
+}
+
+func (c *checkoutTx) EmptyCart(ctx context.Context, sessionID int64) error {
+	if _, err := c.tx.ExecContext(ctx, `DELETE FROM cart_items WHERE session_id = ?`, sessionID); err != nil {
+		return fmt.Errorf("empty cart: %w", err)
+	}
+	return nil
+}
+
+func (c *checkoutTx) BumpCatalogVersion(ctx context.Context) error { return bumpCatalog(ctx, c.tx) }
+
+func (c *checkoutTx) EnqueueOrderPlaced(ctx context.Context, orderID int64) error {
+	if c.enq == nil {
+		return nil // no worker wired: the order is placed without a job
+	}
+	if err := c.enq.EnqueueOrderPlaced(ctx, c.tx, orderID); err != nil {
+		return fmt.Errorf("enqueue confirmation of order %d: %w", orderID, err)
+	}
+	return nil
+}
+
+func (c *checkoutTx) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {
+	return readOrder(ctx, c.tx, sessionID, orderID)
 }
 
 func insertLines(ctx context.Context, tx *sql.Tx, o *shop.Order) error {

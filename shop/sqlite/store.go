@@ -300,14 +300,7 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// cartLine is a cart line with what checkout needs to reserve it.
-type cartLine struct {
-	shop.CartLine
-	available bool
-	stock     int64
-}
-
-func readCart(ctx context.Context, q querier, sessionID int64) ([]cartLine, error) {
+func readCart(ctx context.Context, q querier, sessionID int64) ([]shop.CheckoutLine, error) {
 	rows, err := q.QueryContext(ctx, `SELECT c.item_id, i.name, c.quantity, i.price_cents, i.available, i.stock
 		FROM cart_items c JOIN items i ON i.id = c.item_id
 		WHERE c.session_id = ? ORDER BY c.item_id`, sessionID)
@@ -315,10 +308,10 @@ func readCart(ctx context.Context, q querier, sessionID int64) ([]cartLine, erro
 		return nil, fmt.Errorf("read cart: %w", err)
 	}
 	defer rows.Close()
-	var lines []cartLine
+	var lines []shop.CheckoutLine
 	for rows.Next() {
-		var l cartLine
-		if err := rows.Scan(&l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.available, &l.stock); err != nil {
+		var l shop.CheckoutLine
+		if err := rows.Scan(&l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.Available, &l.Stock); err != nil {
 			return nil, fmt.Errorf("read cart: %w", err)
 		}
 		l.LineTotalCents = l.UnitPriceCents * int64(l.Quantity)
@@ -330,7 +323,7 @@ func readCart(ctx context.Context, q querier, sessionID int64) ([]cartLine, erro
 	return lines, nil
 }
 
-func toCart(lines []cartLine) *shop.Cart {
+func toCart(lines []shop.CheckoutLine) *shop.Cart {
 	c := &shop.Cart{Lines: make([]shop.CartLine, 0, len(lines))}
 	for _, l := range lines {
 		c.Lines = append(c.Lines, l.CartLine)
@@ -353,7 +346,7 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 	if err := shop.ValidateQuantity(quantity); err != nil {
 		return nil, err
 	}
-	var lines []cartLine
+	var lines []shop.CheckoutLine
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if quantity == 0 {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM cart_items WHERE session_id = ? AND item_id = ?`, sessionID, itemID); err != nil {

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CartLineLimit", testCartLineLimit},
 		{"PlaceOrder", testPlaceOrder},
 		{"PlaceOrderRepricesAtCheckout", testPlaceOrderReprices},
+		{"PlaceOrderRefusesATotalTheCustomerDidNotSee", testPlaceOrderChangedTotal},
 		{"PlaceOrderIdempotency", testPlaceOrderIdempotency},
 		{"PlaceOrderConcurrentSameKeyMakesOneOrder", testPlaceOrderConcurrentKey},
 		{"PlaceOrderOutOfStockChangesNothing", testPlaceOrderOutOfStock},
@@ -90,7 +91,7 @@ func checkout() shop.Checkout {
 
 func place(ctx context.Context, s shop.Store, session int64, key string) (*shop.Order, bool, error) {
 	c := checkout()
-	return s.PlaceOrder(ctx, shop.PlaceOrder{SessionID: session, IdempotencyKey: key, RequestHash: c.Fingerprint(), Checkout: c})
+	return shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: session, IdempotencyKey: key, Checkout: c})
 }
 
 func testMenu(t *testing.T, newStore Factory) {
@@ -458,6 +459,48 @@ func testPlaceOrderReprices(t *testing.T, newStore Factory) {
 	}
 }
 
+func testPlaceOrderChangedTotal(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	its := items(2)
+	s := newStore(t, its)
+	sess := newSession(t, s)
+	seen := must(s.SetCartItem(ctx, sess, 1, 2))(t).TotalCents
+	must(s.UpdateItem(ctx, 1, shop.ItemUpdate{PriceCents: ptr(its[0].PriceCents * 1000)}))(t)
+	c := checkout()
+	c.ExpectedTotalCents = &seen
+	orders := shop.NewOrders(s, nil)
+	_, _, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess, IdempotencyKey: "k", Checkout: c})
+	var changed *shop.PriceChangedError
+	if !errors.As(err, &changed) {
+		t.Fatalf("checkout with the total seen before a price rise: %v, want PriceChangedError", err)
+	}
+	wantCode(t, err, shop.ECONFLICT)
+	now := must(s.Cart(ctx, sess))(t)
+	if diff := cmp.Diff(now, changed.Cart); diff != "" || changed.Expected != seen {
+		t.Fatalf("the refusal carries cart (-now +carried):\n%s expected %d", diff, changed.Expected)
+	}
+	if len(now.Lines) != 1 || now.TotalCents != 2*its[0].PriceCents*1000 {
+		t.Fatalf("a refused checkout changed the cart: %+v", now)
+	}
+	if it := must(s.Item(ctx, 1))(t); it.Stock != its[0].Stock {
+		t.Fatalf("a refused checkout reserved stock: %d, want %d", it.Stock, its[0].Stock)
+	}
+	if p := must(s.ListOrders(ctx, sess, shop.OrderFilter{}))(t); len(p.Orders) != 0 {
+		t.Fatalf("a refused checkout ordered: %+v", p.Orders)
+	}
+	// The customer saw the new total: the same key now orders at it.
+	c.ExpectedTotalCents = &now.TotalCents
+	o, created, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess, IdempotencyKey: "k", Checkout: c})
+	if err != nil || !created || o.TotalCents != now.TotalCents {
+		t.Fatalf("checkout with the new total: %+v created %v err %v", o, created, err)
+	}
+	// Without a total (an older client) checkout takes the current prices.
+	must(s.SetCartItem(ctx, sess, 2, 1))(t)
+	if _, _, err := place(ctx, s, sess, "k2"); err != nil {
+		t.Fatalf("checkout without expected_total_cents: %v", err)
+	}
+}
+
 func testPlaceOrderIdempotency(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(2)
@@ -479,7 +522,7 @@ func testPlaceOrderIdempotency(t *testing.T, newStore Factory) {
 	// The same key with another body is refused, and changes nothing.
 	must(s.SetCartItem(ctx, a, 2, 1))(t)
 	other := shop.Checkout{CustomerName: "Someone Else", Email: "else@example.com"}
-	_, _, err = s.PlaceOrder(ctx, shop.PlaceOrder{SessionID: a, IdempotencyKey: "same-key", RequestHash: other.Fingerprint(), Checkout: other})
+	_, _, err = shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: a, IdempotencyKey: "same-key", Checkout: other})
 	if !errors.Is(err, shop.ErrIdempotencyMismatch) {
 		t.Fatalf("same key, other body: %v, want ErrIdempotencyMismatch", err)
 	}
@@ -649,7 +692,7 @@ func testPlaceOrderBadInput(t *testing.T, newStore Factory) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := s.PlaceOrder(ctx, tt.p)
+			_, _, err := shop.NewOrders(s, nil).PlaceOrder(ctx, tt.p)
 			wantCode(t, err, shop.EINVALID)
 		})
 	}

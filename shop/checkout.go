@@ -1,0 +1,214 @@
+package shop
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Checkout's rules live here, once, over small transactional primitives
+// that each store provides (CheckoutTx): validation, the idempotency
+// decision, re-reading prices, the total the customer saw, reserving stock
+// without going below zero, and what a placed order consists of. A store
+// only says how to run each primitive on its database and how to keep two
+// checkouts with one key apart (see docs/architecture.md).
+
+// CheckoutLine is a cart line as checkout reads it inside its transaction:
+// priced at the current price, with what reserving it needs.
+type CheckoutLine struct {
+	CartLine
+	Available bool
+	Stock     int64
+}
+
+// CheckoutTx is one checkout's transaction.
+type CheckoutTx interface {
+	// IdempotencyKey returns the request hash and order of the key the
+	// session stored after since; found is false if there is none.
+	IdempotencyKey(ctx context.Context, sessionID int64, key string, since time.Time) (hash string, orderID int64, found bool, err error)
+	// ForgetIdempotencyKey deletes the session's key whatever its age (a
+	// key past its retention may be used for a new order).
+	ForgetIdempotencyKey(ctx context.Context, sessionID int64, key string) error
+	// CheckoutCart reads the session's cart at current prices, in item id
+	// order (the order stock is reserved in, so checkouts never deadlock).
+	CheckoutCart(ctx context.Context, sessionID int64) ([]CheckoutLine, error)
+	// ReserveStock takes n units of an available item unless fewer are
+	// left; ok false changes nothing. left is the stock after it.
+	ReserveStock(ctx context.Context, itemID int64, n int) (left int64, ok bool, err error)
+	// InsertOrder writes the order and its lines and sets o.ID.
+	InsertOrder(ctx context.Context, o *Order) error
+	// RememberIdempotencyKey stores the key with its request and order.
+	RememberIdempotencyKey(ctx context.Context, sessionID int64, key, requestHash string, orderID int64, at time.Time) error
+	EmptyCart(ctx context.Context, sessionID int64) error
+	// BumpCatalogVersion tells menu readers that the menu changed.
+	BumpCatalogVersion(ctx context.Context) error
+	// EnqueueOrderPlaced inserts the confirmation job in this transaction.
+	EnqueueOrderPlaced(ctx context.Context, orderID int64) error
+	// Order reads one of the session's orders.
+	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
+}
+
+// CheckoutStore runs checkout transactions.
+type CheckoutStore interface {
+	// InCheckout runs fn in one transaction that no other checkout with the
+	// same session and key runs alongside, and commits it if fn returns nil.
+	InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx CheckoutTx) error) error
+}
+
+// OrderStore is what Orders needs from a store.
+type OrderStore interface {
+	CheckoutStore
+	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
+	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)
+}
+
+// Orders is the ordering use case: checkout under the rules, and a
+// session's orders read back.
+type Orders struct {
+	store OrderStore
+	now   func() time.Time
+}
+
+// NewOrders returns the use case over store; now is the clock (nil: the
+// wall clock).
+func NewOrders(store OrderStore, now func() time.Time) *Orders {
+	if now == nil {
+		now = time.Now
+	}
+	return &Orders{store: store, now: now}
+}
+
+// PriceChangedError: the cart's total at current prices is not the total
+// the customer saw, so nothing was ordered. Cart is the cart as it is now.
+type PriceChangedError struct {
+	Expected int64
+	Cart     *Cart
+}
+
+func (e *PriceChangedError) Error() string {
+	return fmt.Sprintf("the cart's total is now %s, not the %s you saw: prices changed; review the cart and check out again with the new total",
+		formatCents(e.Cart.TotalCents), formatCents(e.Expected))
+}
+
+func formatCents(c int64) string {
+	sign := ""
+	if c < 0 {
+		sign, c = "-", -c
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, c/100, c%100)
+}
+
+// PlaceOrder turns the session's cart into an order, or returns the order
+// an earlier checkout with the same key and body made (created false).
+// Errors: EINVALID (bad key or body), ErrIdempotencyMismatch (same key,
+// other body), ErrCartEmpty, *PriceChangedError, *OutOfStockError.
+func (o *Orders) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, created bool, err error) {
+	if err := ValidateIdempotencyKey(p.IdempotencyKey); err != nil {
+		return nil, false, err
+	}
+	if err := p.Checkout.Validate(); err != nil {
+		return nil, false, err
+	}
+	requestHash := p.Checkout.Fingerprint()
+	err = o.store.InCheckout(ctx, p.SessionID, p.IdempotencyKey, func(tx CheckoutTx) error {
+		now := o.now().UTC().Truncate(time.Microsecond)
+		// 1. A retry of an earlier checkout gets that checkout's order.
+		hash, earlier, found, err := tx.IdempotencyKey(ctx, p.SessionID, p.IdempotencyKey, now.Add(-IdempotencyRetention))
+		if err != nil {
+			return err
+		}
+		if found {
+			if hash != requestHash {
+				return ErrIdempotencyMismatch
+			}
+			order, err = tx.Order(ctx, p.SessionID, earlier)
+			return err
+		}
+		if err := tx.ForgetIdempotencyKey(ctx, p.SessionID, p.IdempotencyKey); err != nil {
+			return err
+		}
+
+		// 2. The cart at current prices, and the total the customer saw.
+		lines, err := tx.CheckoutCart(ctx, p.SessionID)
+		if err != nil {
+			return err
+		}
+		if len(lines) == 0 {
+			return ErrCartEmpty
+		}
+		cart := &Cart{Lines: make([]CartLine, 0, len(lines))}
+		for _, l := range lines {
+			cart.Lines = append(cart.Lines, l.CartLine)
+			cart.TotalCents += l.LineTotalCents
+		}
+		if want := p.Checkout.ExpectedTotalCents; want != nil && *want != cart.TotalCents {
+			return &PriceChangedError{Expected: *want, Cart: cart}
+		}
+
+		// 3. Reserve stock; collect every shortage so the client can fix
+		// the whole cart at once.
+		var short []Shortage
+		soldOut := false
+		for _, l := range lines {
+			if !l.Available {
+				short = append(short, Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: 0})
+				continue
+			}
+			left, ok, err := tx.ReserveStock(ctx, l.ItemID, l.Quantity)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				short = append(short, Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: l.Stock})
+				continue
+			}
+			soldOut = soldOut || left == 0
+		}
+		if len(short) > 0 {
+			return &OutOfStockError{Items: short}
+		}
+
+		// 4. The order, priced as just read; the key; the empty cart; the
+		// menu told if an item sold out; the confirmation job, which
+		// commits or rolls back with the order.
+		c := p.Checkout
+		placed := &Order{SessionID: p.SessionID, Status: StatusPlaced, CustomerName: c.CustomerName,
+			Email: c.Email, Notes: c.Notes, TotalCents: cart.TotalCents, CreatedAt: now, UpdatedAt: now}
+		for _, l := range cart.Lines {
+			placed.Lines = append(placed.Lines, OrderLine(l))
+		}
+		if err := tx.InsertOrder(ctx, placed); err != nil {
+			return err
+		}
+		if err := tx.RememberIdempotencyKey(ctx, p.SessionID, p.IdempotencyKey, requestHash, placed.ID, now); err != nil {
+			return err
+		}
+		if err := tx.EmptyCart(ctx, p.SessionID); err != nil {
+			return err
+		}
+		if soldOut {
+			if err := tx.BumpCatalogVersion(ctx); err != nil {
+				return err
+			}
+		}
+		if err := tx.EnqueueOrderPlaced(ctx, placed.ID); err != nil {
+			return err
+		}
+		order, created = placed, true
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("place order: %w", err)
+	}
+	return order, created, nil
+}
+
+// Order returns one of the session's orders; another session's is ENOTFOUND.
+func (o *Orders) Order(ctx context.Context, sessionID, orderID int64) (*Order, error) {
+	return o.store.Order(ctx, sessionID, orderID)
+}
+
+// ListOrders returns a page of the session's orders, newest first.
+func (o *Orders) ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error) {
+	return o.store.ListOrders(ctx, sessionID, f)
+}
