@@ -135,7 +135,7 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
-			o, _, err := store.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", RequestHash: c.Fingerprint(), Checkout: c})
+			o, _, err := shop.NewOrders(store, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c})
 			if err != nil {
 				t.Fatal(err)
 			}

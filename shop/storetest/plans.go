@@ -141,7 +141,7 @@ func Exercise(t *testing.T, s shop.Store) int64 {
 	must3(place(ctx, s, sess.ID, "plan-1"))(t) // replay
 	c := checkout()
 	c.Notes = "other body"
-	_, _, _ = s.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "plan-1", RequestHash: c.Fingerprint(), Checkout: c})
+	_, _, _ = shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "plan-1", Checkout: c})
 	_, _, _ = place(ctx, s, sess.ID, "plan-empty") // empty cart
 	must(s.SetCartItem(ctx, sess.ID, 5, 1))(t)
 	must(s.UpdateItem(ctx, 5, shop.ItemUpdate{Stock: ptr(int64(0))}))(t)
