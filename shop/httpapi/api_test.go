@@ -30,6 +30,7 @@ type api struct {
 	t        *testing.T
 	url      string
 	store    shop.Store
+	orders   *shop.Orders
 	draining atomic.Bool
 }
 
@@ -66,7 +67,7 @@ func newAPI(t *testing.T, o options) *api {
 		t.Fatal(err)
 	}
 	store := b.Store
-	a := &api{t: t, store: store}
+	a := &api{t: t, store: store, orders: b.Orders}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
 		Catalog: store, Sessions: store, Carts: store, Orders: b.Orders, Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: a.draining.Load,
