@@ -35,7 +35,8 @@ type CheckoutTx interface {
 	// ReserveStock takes n units of an available item unless fewer are
 	// left; ok false changes nothing. left is the stock after it.
 	ReserveStock(ctx context.Context, itemID int64, n int) (left int64, ok bool, err error)
-	// InsertOrder writes the order and its lines and sets o.ID.
+	// InsertOrder writes the order and its lines, sets o.ID, and appends
+	// the order's first event (Seq 1, its status) to the outbox.
 	InsertOrder(ctx context.Context, o *Order) error
 	// RememberIdempotencyKey stores the key with its request and order.
 	RememberIdempotencyKey(ctx context.Context, sessionID int64, key, requestHash string, orderID int64, at time.Time) error

@@ -247,7 +247,8 @@ type FulfilmentService interface {
 	OrderByID(ctx context.Context, orderID int64) (*Order, error)
 	// RecordMail puts a mail in the sink once per order; false if already there.
 	RecordMail(ctx context.Context, m Mail) (bool, error)
-	// AdvanceOrder moves an order from one status to the next; false (and no
+	// AdvanceOrder moves an order from one status to the next and appends
+	// the change to the outbox in the same transaction; false (and no
 	// change) when it is no longer in status from.
 	AdvanceOrder(ctx context.Context, orderID int64, from, to Status) (bool, error)
 	// PruneIdempotencyKeys deletes keys past IdempotencyRetention; it
@@ -265,6 +266,7 @@ type Store interface {
 	CartService
 	OrderService
 	FulfilmentService
+	OutboxService
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -166,6 +166,20 @@ func (s *Store) Mails(ctx context.Context) ([]shop.Mail, error) {
 	return timed(s, "mails", func() ([]shop.Mail, error) { return s.next.Mails(ctx) })
 }
 
+// --- outbox ---
+
+func (s *Store) UnpublishedOrderEvents(ctx context.Context, limit int) ([]shop.OrderEvent, error) {
+	return timed(s, "unpublished_order_events", func() ([]shop.OrderEvent, error) { return s.next.UnpublishedOrderEvents(ctx, limit) })
+}
+
+func (s *Store) MarkOrderEventsPublished(ctx context.Context, ids []int64) error {
+	return timedErr(s, "mark_order_events_published", func() error { return s.next.MarkOrderEventsPublished(ctx, ids) })
+}
+
+func (s *Store) OrderEvents(ctx context.Context, session, order, after int64) ([]shop.OrderEvent, error) {
+	return timed(s, "order_events", func() ([]shop.OrderEvent, error) { return s.next.OrderEvents(ctx, session, order, after) })
+}
+
 // --- lifecycle ---
 
 func (s *Store) Ping(ctx context.Context) error {

@@ -71,7 +71,10 @@ func (c *checkoutTx) InsertOrder(ctx context.Context, o *shop.Order) error {
 		micros(o.CreatedAt), micros(o.UpdatedAt)).Scan(&o.ID); err != nil {
 		return fmt.Errorf("insert order: %w", err)
 	}
-	return insertLines(ctx, c.tx, o)
+	if err := insertLines(ctx, c.tx, o); err != nil {
+		return err
+	}
+	return appendOrderEvent(ctx, c.tx, o.ID, o.Status, micros(o.CreatedAt))
 }
 
 func (c *checkoutTx) RememberIdempotencyKey(ctx context.Context, sessionID int64, key, hash string, orderID int64, at time.Time) error {
@@ -246,7 +249,8 @@ func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, erro
 	return readOrder(ctx, s.db.read, 0, orderID)
 }
 
-// AdvanceOrder moves an order from one status to the next. It reports false
+// AdvanceOrder moves an order from one status to the next and records the
+// change in the outbox in the same transaction. It reports false
 // (and changes nothing) when the order is no longer in status from, so a
 // retried job cannot move an order twice.
 func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error) {
@@ -255,13 +259,17 @@ func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.S
 	}
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		now := micros(s.now())
 		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			to, micros(s.now()), orderID, from)
+			to, now, orderID, from)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		// The change and its event commit together (the outbox).
+		return appendOrderEvent(ctx, tx, orderID, to, now)
 	})
 	if err != nil {
 		return false, fmt.Errorf("advance order %d to %s: %w", orderID, to, err)

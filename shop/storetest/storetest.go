@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"PlaceOrderRejectsBadInput", testPlaceOrderBadInput},
 		{"OrdersAreOwnersOnly", testOrdersOwnerOnly},
 		{"ListOrdersNewestFirst", testListOrders},
+		{"OrderEventsOutbox", testOrderEventsOutbox},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
