@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/cache"
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
@@ -196,6 +197,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Info("seeded catalog", "items", n, "database", b.Where)
 	}
 
+	// The in-process cache layer (catalog version, items, sessions) sits in
+	// front of the timed store, so the store metrics count real store
+	// calls. It keeps polling through the drain: requests are still served.
+	cached, err := cache.New(ctx, store, cache.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPoll()
+	go cached.Run(pollCtx)
+
 	var draining atomic.Bool
 	api := &httpapi.Server{Addr: cfg.addr}
 	if err := api.Listen(); err != nil {
@@ -206,7 +218,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		replica = listenerName(cfg.addr, api.Port())
 	}
 	api.Handler = httpapi.WithReplica(replica, httpapi.NewHandler(httpapi.Config{
-		Catalog: store, Sessions: store, Carts: store, Orders: b.Orders, Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
+		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
 		OpsOnly: cfg.role == "worker", Draining: draining.Load,
 	}))
 	if err := api.Open(); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/cache"
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
@@ -68,8 +69,13 @@ func newAPI(t *testing.T, o options) *api {
 	}
 	store := b.Store
 	a := &api{t: t, store: store, orders: b.Orders}
+	// As cmd/shop composes it: the cache layer in front of the timed store.
+	cached, err := cache.New(ctx, store, cache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
-		Catalog: store, Sessions: store, Carts: store, Orders: b.Orders, Health: store,
+		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: a.draining.Load,
 	}))
 	if err := b.Queue.Start(ctx); err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -59,6 +60,7 @@ type server struct {
 	timeout    time.Duration
 	draining   func() bool
 	menu       atomic.Pointer[encodedMenu]
+	menuBuild  singleflight.Group
 	mux        *http.ServeMux
 	patterns   []string // every registered route, for the OpenAPI test
 }

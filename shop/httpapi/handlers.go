@@ -42,60 +42,6 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 
 // --- catalog ---
 
-// encodedMenu is the menu document of one catalog version, encoded once:
-// every replica checks the version on each request (one indexed read), so
-// the cache is never stale, and serves the bytes without rebuilding them.
-type encodedMenu struct {
-	version int64
-	etag    string
-	body    []byte
-}
-
-func menuETag(version int64) string { return `"menu-` + strconv.FormatInt(version, 10) + `"` }
-
-func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
-	version, err := s.catalog.CatalogVersion(r.Context())
-	if err != nil {
-		return err
-	}
-	etag := menuETag(version)
-	w.Header().Set("Cache-Control", "no-cache") // caches may keep it, but must revalidate
-	w.Header().Set("ETag", etag)
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
-	m := s.menu.Load()
-	if m == nil || m.version != version {
-		menu, err := s.catalog.Menu(r.Context())
-		if err != nil {
-			return err
-		}
-		body, err := jsonBody(menu)
-		if err != nil {
-			return err
-		}
-		m = &encodedMenu{version: menu.Version, etag: menuETag(menu.Version), body: body}
-		s.menu.Store(m)
-		w.Header().Set("ETag", m.etag) // the menu may be newer than the version read above
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(m.body)))
-	w.Write(m.body) //nolint:errcheck
-	return nil
-}
-
-// etagMatches implements If-None-Match's weak comparison.
-func etagMatches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *server) handleItem(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, "item")
 	if err != nil {

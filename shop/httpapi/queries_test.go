@@ -104,3 +104,27 @@ func TestNoNPlusOne(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmRequestsSkipTheStore: with the cache layer in front (as cmd/shop
+// composes it), a warm menu or item read makes no store call, and an
+// authenticated read makes only its own query, not the session lookup.
+func TestWarmRequestsSkipTheStore(t *testing.T) {
+	var qc queryCounter
+	a := newAPI(t, options{queryHook: qc.hook})
+	token := a.session()
+	for _, tc := range []struct {
+		name string
+		r    req
+		want int64
+	}{
+		{"menu", req{method: "GET", path: "/v1/menu"}, 0},
+		{"menu, gzip", req{method: "GET", path: "/v1/menu", header: map[string]string{"Accept-Encoding": "gzip"}}, 0},
+		{"item", req{method: "GET", path: "/v1/items/7"}, 0},
+		{"cart", req{method: "GET", path: "/v1/cart", token: token}, 1},
+	} {
+		qc.during(t, a, tc.r) // warms the caches
+		if got := qc.during(t, a, tc.r); got != tc.want {
+			t.Errorf("warm %s: %d store statements, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,325 @@
+// Package cache is the ordering service's in-process cache layer: it keeps
+// the catalog version in memory, items in a bounded otter cache invalidated
+// by that version, and sessions for a few seconds, so that a warm menu, item
+// or authenticated request makes no store call for them.
+//
+// It is a decorator built in cmd/shop over the (timed) store and handed to
+// the HTTP adapter as the narrow interfaces that adapter defines.
+//
+// Freshness, per replica:
+//   - The catalog version changes at once for changes made through this
+//     process (admin updates; checkouts, which may sell an item out) and
+//     within Config.PollInterval (1 s) for changes made by other processes,
+//     through a poll of the store's version, or sooner through a Feed.
+//   - An item's price and availability follow the catalog version; its
+//     stock may lag by up to Config.ItemTTL (1 s) after another replica's
+//     checkout. Checkout re-reads stock in its transaction, so no order is
+//     ever placed on a stale figure.
+//   - A session is trusted for at most Config.SessionTTL (5 s), and never
+//     past its own expiry. A session removed in the store (there is no
+//     logout endpoint today) stays usable on a replica that had it cached
+//     for at most that long.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// Store is what the cache sits in front of.
+type Store interface {
+	CatalogVersion(ctx context.Context) (int64, error)
+	Menu(ctx context.Context) (*shop.Menu, error)
+	Item(ctx context.Context, id int64) (*shop.Item, error)
+	ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error)
+	UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error)
+	CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error)
+	SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error)
+}
+
+// Orders is checkout and order reads (shop.Orders, the checkout rules over
+// the store).
+type Orders interface {
+	PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error)
+	Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error)
+	ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error)
+}
+
+// Feed carries catalog versions between replicas, so that a change made on
+// one is seen by the others sooner than the poll would see it (Redis
+// pub/sub or NATS, in the scale-out set-up). The poll stays on as the
+// safety net: a lost message delays a change by one poll interval at most.
+type Feed interface {
+	// Publish announces the version this process just moved the catalog to.
+	Publish(ctx context.Context, version int64) error
+	// Subscribe calls fn with each version another process announced,
+	// until ctx ends.
+	Subscribe(ctx context.Context, fn func(version int64)) error
+}
+
+// Config tunes the cache; zero values take the defaults.
+type Config struct {
+	// PollInterval is how often the store's catalog version is read, which
+	// bounds how late a change made by another process is seen (1 s).
+	PollInterval time.Duration
+	// ItemTTL bounds how stale an item's stock may be (1 s).
+	ItemTTL time.Duration
+	// MaxItems bounds the item cache (100,000 entries).
+	MaxItems int
+	// SessionTTL bounds how long a session is trusted without asking the
+	// store (5 s).
+	SessionTTL time.Duration
+	// MaxSessions bounds the session cache (100,000 entries).
+	MaxSessions int
+	// Feed, if set, brings other replicas' changes sooner than the poll.
+	Feed   Feed
+	Logger *slog.Logger
+	// now is the clock, for tests of expiry.
+	now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.ItemTTL <= 0 {
+		c.ItemTTL = time.Second
+	}
+	if c.MaxItems <= 0 {
+		c.MaxItems = 100_000
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 5 * time.Second
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 100_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+}
+
+// Cache is the decorator. Its methods are the Store's; the reads it can
+// answer from memory it answers from memory.
+type Cache struct {
+	next     Store
+	cfg      Config
+	version  atomic.Int64
+	items    *otter.Cache[int64, *shop.Item]
+	sessions *otter.Cache[string, *shop.Session]
+}
+
+// New reads the catalog version once and returns the cache. Call Run to keep
+// the version current.
+func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
+	cfg.defaults()
+	c := &Cache{next: next, cfg: cfg}
+	var err error
+	c.items, err = otter.New(&otter.Options[int64, *shop.Item]{
+		MaximumSize:      cfg.MaxItems,
+		ExpiryCalculator: otter.ExpiryWriting[int64, *shop.Item](cfg.ItemTTL),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("item cache: %w", err)
+	}
+	c.sessions, err = otter.New(&otter.Options[string, *shop.Session]{
+		MaximumSize: cfg.MaxSessions,
+		// Trusted for SessionTTL, and never past the session's own expiry.
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *shop.Session]) time.Duration {
+			return min(cfg.SessionTTL, e.Value.ExpiresAt.Sub(cfg.now()))
+		}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session cache: %w", err)
+	}
+	if err := c.Poll(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run keeps the catalog version current until ctx ends: a poll every
+// PollInterval, and the Feed's announcements as they come.
+func (c *Cache) Run(ctx context.Context) {
+	if c.cfg.Feed != nil {
+		go func() {
+			if err := c.cfg.Feed.Subscribe(ctx, c.observe); err != nil && ctx.Err() == nil {
+				c.cfg.Logger.Warn("catalog version feed stopped; the poll carries on", "error", err.Error())
+			}
+		}()
+	}
+	t := time.NewTicker(c.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := c.Poll(ctx); err != nil && ctx.Err() == nil {
+				c.cfg.Logger.Warn("catalog version poll failed", "error", err.Error())
+			}
+		}
+	}
+}
+
+// Poll reads the store's catalog version once.
+func (c *Cache) Poll(ctx context.Context) error {
+	v, err := c.next.CatalogVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("poll catalog version: %w", err)
+	}
+	c.observe(v)
+	return nil
+}
+
+// observe moves the known version forward (versions only grow) and, when
+// it moved, forgets the items read under the old one.
+func (c *Cache) observe(v int64) {
+	for {
+		old := c.version.Load()
+		if v <= old {
+			return
+		}
+		if c.version.CompareAndSwap(old, v) {
+			c.items.InvalidateAll()
+			return
+		}
+	}
+}
+
+// changed is called after this process changed the catalog: it reads the
+// new version at once and tells the other replicas.
+func (c *Cache) changed(ctx context.Context) {
+	before := c.version.Load()
+	if err := c.Poll(ctx); err != nil {
+		c.cfg.Logger.WarnContext(ctx, "catalog version after a change", "error", err.Error())
+		return
+	}
+	if v := c.version.Load(); v != before && c.cfg.Feed != nil {
+		if err := c.cfg.Feed.Publish(ctx, v); err != nil {
+			c.cfg.Logger.WarnContext(ctx, "publish catalog version", "error", err.Error())
+		}
+	}
+}
+
+// --- catalog ---
+
+// CatalogVersion is the version known in memory: no store call.
+func (c *Cache) CatalogVersion(context.Context) (int64, error) { return c.version.Load(), nil }
+
+// Menu builds the menu from the store (callers keep the result per
+// version) and learns its version, which may be newer than the one known.
+func (c *Cache) Menu(ctx context.Context) (*shop.Menu, error) {
+	m, err := c.next.Menu(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.observe(m.Version)
+	return m, nil
+}
+
+// Item answers from the item cache, loading a missing item once however
+// many requests ask for it at the same time.
+func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
+	it, err := c.items.Get(ctx, id, otter.LoaderFunc[int64, *shop.Item](func(ctx context.Context, id int64) (*shop.Item, error) {
+		return c.next.Item(ctx, id)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	cp := *it // callers may not change the cached value
+	return &cp, nil
+}
+
+// ListItems goes to the store: pages are keyset reads of an index.
+func (c *Cache) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
+	return c.next.ListItems(ctx, f)
+}
+
+// UpdateItem changes the item and the catalog version at once.
+func (c *Cache) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
+	it, err := c.next.UpdateItem(ctx, id, u)
+	c.items.Invalidate(id)
+	if err == nil {
+		c.changed(ctx)
+	}
+	return it, err
+}
+
+// --- sessions ---
+
+// CreateSession stores the session and remembers it: the client's next
+// request most often comes to this replica.
+func (c *Cache) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
+	s, err := c.next.CreateSession(ctx, tokenHash)
+	if err == nil {
+		cp := *s
+		c.sessions.Set(tokenHash, &cp)
+	}
+	return s, err
+}
+
+// SessionByTokenHash answers from the session cache. Unknown tokens are not
+// cached, so a session created on another replica works here at once.
+func (c *Cache) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
+	s, err := c.sessions.Get(ctx, tokenHash, otter.LoaderFunc[string, *shop.Session](func(ctx context.Context, h string) (*shop.Session, error) {
+		return c.next.SessionByTokenHash(ctx, h)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	if !c.cfg.now().Before(s.ExpiresAt) {
+		c.sessions.Invalidate(tokenHash)
+		return c.next.SessionByTokenHash(ctx, tokenHash) // expired: the store's answer, with its error
+	}
+	cp := *s
+	return &cp, nil
+}
+
+// --- orders ---
+
+// Orders returns next with checkouts made known to the cache: the items an
+// order sold are read afresh next time, and if one sold out (a new catalog
+// version) the menu follows at once.
+func (c *Cache) Orders(next Orders) Orders { return &orders{next: next, c: c} }
+
+type orders struct {
+	next Orders
+	c    *Cache
+}
+
+func (o *orders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
+	order, created, err := o.next.PlaceOrder(ctx, p)
+	if err == nil && created {
+		for _, l := range order.Lines {
+			o.c.items.Invalidate(l.ItemID)
+		}
+		o.c.changed(ctx)
+	}
+	var short *shop.OutOfStockError
+	if errors.As(err, &short) {
+		for _, it := range short.Items {
+			o.c.items.Invalidate(it.ItemID)
+		}
+	}
+	return order, created, err
+}
+
+func (o *orders) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {
+	return o.next.Order(ctx, sessionID, orderID)
+}
+
+func (o *orders) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error) {
+	return o.next.ListOrders(ctx, sessionID, f)
+}

@@ -1,0 +1,218 @@
+package cache
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sqlite"
+)
+
+func openStore(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sqlite.NewStore(db, nil)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestCatalogChanges: this process's changes are seen at once, another
+// process's at the next poll, and an item read under the old version is
+// read again under the new one.
+func TestCatalogChanges(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shop.db")
+	here, other := openStore(t, path), openStore(t, path)
+	if _, err := here.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, here, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v0, _ := c.CatalogVersion(ctx)
+	it, err := c.Item(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Here: at once.
+	if _, err := c.UpdateItem(ctx, 3, shop.ItemUpdate{PriceCents: ptr(it.PriceCents + 100)}); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := c.CatalogVersion(ctx)
+	if v1 <= v0 {
+		t.Fatalf("version %d after a change here, was %d", v1, v0)
+	}
+	if got, _ := c.Item(ctx, 3); got.PriceCents != it.PriceCents+100 {
+		t.Fatalf("item 3 costs %d after the change here, want %d", got.PriceCents, it.PriceCents+100)
+	}
+
+	// Another process: not before the poll, at the poll.
+	if _, err := other.UpdateItem(ctx, 3, shop.ItemUpdate{PriceCents: ptr(int64(999))}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.CatalogVersion(ctx); v != v1 {
+		t.Fatalf("version moved to %d without a poll", v)
+	}
+	if err := c.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.CatalogVersion(ctx); v <= v1 {
+		t.Fatalf("version %d after the poll, want past %d", v, v1)
+	}
+	if got, _ := c.Item(ctx, 3); got.PriceCents != 999 {
+		t.Fatalf("item 3 costs %d after another process's change, want 999", got.PriceCents)
+	}
+}
+
+// TestMenuTeachesTheVersion: a menu built from a newer version than the one
+// known moves the known version on, so the menu is not rebuilt on every
+// request until the poll.
+func TestMenuTeachesTheVersion(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shop.db")
+	here, other := openStore(t, path), openStore(t, path)
+	if _, err := here.SeedIfEmpty(ctx, seed.Items(5)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, here, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.UpdateItem(ctx, 1, shop.ItemUpdate{Available: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Menu(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.CatalogVersion(ctx); v != m.Version {
+		t.Fatalf("known version %d, menu version %d", v, m.Version)
+	}
+}
+
+// countingStore answers sessions from a map and counts the lookups.
+type countingStore struct {
+	Store
+	mu       sync.Mutex
+	sessions map[string]*shop.Session
+	lookups  atomic.Int64
+	now      func() time.Time
+	version  atomic.Int64
+}
+
+func (s *countingStore) CatalogVersion(context.Context) (int64, error) { return s.version.Load(), nil }
+
+func (s *countingStore) SessionByTokenHash(_ context.Context, h string) (*shop.Session, error) {
+	s.lookups.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess, ok := s.sessions[h]; ok && s.now().Before(sess.ExpiresAt) {
+		cp := *sess
+		return &cp, nil
+	}
+	return nil, shop.Errorf(shop.EUNAUTHORIZED, "unknown or expired")
+}
+
+func TestSessions(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Int64
+	start := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return start.Add(time.Duration(clock.Load())) }
+	st := &countingStore{now: now, sessions: map[string]*shop.Session{
+		"live":  {ID: 1, ExpiresAt: start.Add(time.Hour)},
+		"dying": {ID: 2, ExpiresAt: start.Add(time.Minute)},
+	}}
+	c, err := New(ctx, st, Config{now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if s, err := c.SessionByTokenHash(ctx, "live"); err != nil || s.ID != 1 {
+			t.Fatalf("live session: %v %v", s, err)
+		}
+	}
+	if n := st.lookups.Load(); n != 1 {
+		t.Errorf("%d store lookups for three reads of one session, want 1", n)
+	}
+
+	// An unknown token is asked every time: it may be a session another
+	// replica has just created.
+	for range 2 {
+		if _, err := c.SessionByTokenHash(ctx, "unknown"); shop.ErrorCode(err) != shop.EUNAUTHORIZED {
+			t.Fatalf("unknown token: %v", err)
+		}
+	}
+	if n := st.lookups.Load(); n != 3 {
+		t.Errorf("%d store lookups after two unknown tokens, want 3", n)
+	}
+
+	// A session past its expiry is refused even if it is still cached.
+	if _, err := c.SessionByTokenHash(ctx, "dying"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Store(int64(2 * time.Minute))
+	if _, err := c.SessionByTokenHash(ctx, "dying"); shop.ErrorCode(err) != shop.EUNAUTHORIZED {
+		t.Fatalf("expired session: err %v, want unauthorized", err)
+	}
+}
+
+// fakeFeed records what is published and lets the test announce versions.
+type fakeFeed struct {
+	published chan int64
+	announce  chan int64
+}
+
+func (f *fakeFeed) Publish(_ context.Context, v int64) error { f.published <- v; return nil }
+
+func (f *fakeFeed) Subscribe(ctx context.Context, fn func(int64)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case v := <-f.announce:
+			fn(v)
+			f.published <- -v // acknowledge, so the test knows fn ran
+		}
+	}
+}
+
+func TestFeed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "shop.db")
+	s := openStore(t, path)
+	if _, err := s.SeedIfEmpty(ctx, seed.Items(5)); err != nil {
+		t.Fatal(err)
+	}
+	feed := &fakeFeed{published: make(chan int64, 4), announce: make(chan int64)}
+	c, err := New(ctx, s, Config{Feed: feed, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Run(ctx)
+
+	if _, err := c.UpdateItem(ctx, 2, shop.ItemUpdate{Stock: ptr(int64(5))}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := c.CatalogVersion(ctx)
+	if got := <-feed.published; got != v {
+		t.Fatalf("published %d, want %d", got, v)
+	}
+	feed.announce <- v + 10
+	<-feed.published
+	if got, _ := c.CatalogVersion(ctx); got != v+10 {
+		t.Fatalf("version %d after the feed announced %d", got, v+10)
+	}
+}

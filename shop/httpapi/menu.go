@@ -1,0 +1,215 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/andybalholm/brotli"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// menuCacheControl lets a shared cache (nginx, a CDN) serve the menu for
+// one second and then revalidate it (a 304 costs the service no store call
+// and no body); with the version poll's one second, a client sees a catalog
+// change within about two seconds. must-revalidate forbids serving it stale
+// when the service cannot be asked.
+const menuCacheControl = "public, max-age=1, must-revalidate"
+
+// encodedMenu is the menu document of one catalog version, encoded once
+// and compressed once per content coding, so a warm request only picks the
+// bytes. Each representation has its own strong ETag.
+type encodedMenu struct {
+	version  int64
+	variants [numCodings]menuVariant
+}
+
+type menuVariant struct {
+	etag string
+	body []byte
+}
+
+// coding is a content coding the menu is kept in, best first.
+type coding int
+
+const (
+	codingBrotli coding = iota
+	codingGzip
+	codingIdentity
+	numCodings
+)
+
+var codingNames = [numCodings]string{"br", "gzip", "identity"}
+
+func menuETag(version int64, c coding) string {
+	suffix := ""
+	switch c {
+	case codingBrotli:
+		suffix = "-br"
+	case codingGzip:
+		suffix = "-gzip"
+	}
+	return `"menu-` + strconv.FormatInt(version, 10) + suffix + `"`
+}
+
+func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.currentMenu(r.Context())
+	if err != nil {
+		return err
+	}
+	c := negotiate(r.Header.Get("Accept-Encoding"))
+	v := &m.variants[c]
+	h := w.Header()
+	h.Set("Cache-Control", menuCacheControl)
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("ETag", v.etag)
+	if etagMatches(r.Header.Get("If-None-Match"), v.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	h.Set("Content-Type", "application/json")
+	if c != codingIdentity {
+		h.Set("Content-Encoding", codingNames[c])
+	}
+	h.Set("Content-Length", strconv.Itoa(len(v.body)))
+	w.Write(v.body) //nolint:errcheck // the client went away
+	return nil
+}
+
+// currentMenu returns the encoded menu of the catalog version the catalog
+// knows (in memory, when the cache layer is in front). A missing or older
+// menu is built once however many requests wait for it: the first builds,
+// the others share its result.
+func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
+	version, err := s.catalog.CatalogVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Versions only grow: a menu built from a newer version than the one
+	// known here (the poll has not seen it yet) is served as it is.
+	if m := s.menu.Load(); m != nil && m.version >= version {
+		return m, nil
+	}
+	res, err, _ := s.menuBuild.Do("menu", func() (any, error) {
+		if m := s.menu.Load(); m != nil && m.version >= version {
+			return m, nil
+		}
+		// The build serves every waiting request: the first one's
+		// cancellation must not fail the others.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		defer cancel()
+		menu, err := s.catalog.Menu(bctx)
+		if err != nil {
+			return nil, err
+		}
+		m, err := encodeMenu(menu)
+		if err != nil {
+			return nil, err
+		}
+		if old := s.menu.Load(); old == nil || old.version < m.version {
+			s.menu.Store(m)
+		}
+		return m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.(*encodedMenu), nil
+}
+
+// encodeMenu encodes the menu and compresses it. A menu of a few tens of KB
+// gets the best compression (tens of ms, once per version); a huge catalog
+// gets a faster level so a rebuild stays within seconds.
+func encodeMenu(menu *shop.Menu) (*encodedMenu, error) {
+	body, err := jsonBody(menu)
+	if err != nil {
+		return nil, err
+	}
+	gzLevel, brQuality := gzip.BestCompression, brotli.BestCompression
+	if len(body) > 1<<20 {
+		gzLevel, brQuality = gzip.DefaultCompression, 5
+	}
+	var gz, br bytes.Buffer
+	gw, _ := gzip.NewWriterLevel(&gz, gzLevel) // the level is valid
+	gw.Write(body)                             //nolint:errcheck // a bytes.Buffer does not fail
+	if err := gw.Close(); err != nil {
+		return nil, err
+	}
+	bw := brotli.NewWriterLevel(&br, brQuality)
+	bw.Write(body) //nolint:errcheck
+	if err := bw.Close(); err != nil {
+		return nil, err
+	}
+	m := &encodedMenu{version: menu.Version}
+	for c, b := range [numCodings][]byte{br.Bytes(), gz.Bytes(), body} {
+		m.variants[c] = menuVariant{etag: menuETag(menu.Version, coding(c)), body: b}
+	}
+	return m, nil
+}
+
+// negotiate picks the menu's content coding from Accept-Encoding (RFC 9110
+// 12.5.3): the acceptable coding with the highest q-value, brotli before
+// gzip before identity on a tie. Identity is acceptable unless refused.
+func negotiate(accept string) coding {
+	if accept == "" {
+		return codingIdentity
+	}
+	q := [numCodings]float64{-1, -1, -1} // -1: not mentioned
+	star := -1.0
+	for _, part := range strings.Split(accept, ",") {
+		name, params, _ := strings.Cut(part, ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		weight := 1.0
+		for _, p := range strings.Split(params, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
+					weight = f
+				}
+			}
+		}
+		switch name {
+		case "br":
+			q[codingBrotli] = weight
+		case "gzip", "x-gzip":
+			q[codingGzip] = weight
+		case "identity":
+			q[codingIdentity] = weight
+		case "*":
+			star = weight
+		}
+	}
+	for c := range q {
+		if q[c] < 0 {
+			q[c] = star // "*" covers what is not named; -1 if absent
+		}
+	}
+	if q[codingIdentity] < 0 {
+		q[codingIdentity] = 0.001 // acceptable unless refused
+	}
+	best := coding(-1)
+	for c := codingBrotli; c < numCodings; c++ { // preference order: ties keep the earlier
+		if q[c] > 0 && (best < 0 || q[c] > q[best]) {
+			best = c
+		}
+	}
+	if best < 0 {
+		return codingIdentity // nothing acceptable: identity rather than a 406
+	}
+	return best
+}
+
+// etagMatches implements If-None-Match's weak comparison.
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
