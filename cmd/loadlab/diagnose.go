@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
@@ -22,15 +19,23 @@ const diagnoseUsage = `Usage: loadlab diagnose [flags] URL
 Tells a performance problem (slow even for one user) from a scalability
 problem (slows down as users are added: contention, coherency or capacity).
 It measures one user's latency, then ramps closed-loop users 1, 2, 4, ... up
-to --max-concurrency, fits the Universal Scalability Law, reads the server's
-CPU where it can (--pid, the process listening on the URL's local port, or
---metrics), and prints the verdicts with their evidence.
+to --max-concurrency, fits the Universal Scalability Law, watches the server
+side's processes, and prints the verdicts with their evidence, naming the
+process that is the bottleneck.
+
+Watched processes: --watch NAME=PID or NAME=METRICS_URL (repeatable; the
+same NAME twice is one group of replicas), --pid, --metrics; or, for a local
+URL, every process holding its listening socket with their children, the
+local services they connect to (a proxy's replicas, their database), and
+PostgreSQL, nginx, Redis and NATS when they run here. For each: CPU, time
+its threads waited for a CPU, and the cgroup CPU quota and throttling.
 
 Examples:
   loadlab diagnose http://127.0.0.1:8080/v1/menu
   loadlab diagnose --slo 50ms --max-concurrency 32 --step-duration 3s \
       --json diag.json --html diag.html http://127.0.0.1:8080/v1/items/7
   loadlab diagnose --metrics http://127.0.0.1:9090/metrics http://10.0.0.5:8080/
+  loadlab diagnose --watch api=4242 --watch api=4243 --watch db=http://10.0.0.6:9187/metrics http://127.0.0.1:8080/
 
 Flags:
 `
@@ -49,7 +54,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		jsonOut      = fs.String("json", "", "write the diagnosis as JSON to this file")
 		htmlOut      = fs.String("html", "", "write a self-contained HTML report to this file")
 		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
+		watch        watchFlags
 	)
+	fs.Var(&watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -67,6 +74,8 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return errors.New("diagnose: --baseline-requests must be at least 10 to estimate a p99")
 	case *pid != 0 && *metrics != "":
 		return errors.New("diagnose: give --pid or --metrics, not both")
+	case (*pid != 0 || *metrics != "") && len(watch) > 0:
+		return errors.New("diagnose: give --watch, or --pid/--metrics, not both")
 	case *pid < 0:
 		return errors.New("diagnose: --pid must be a process id")
 	}
@@ -80,11 +89,20 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 
-	sampler, note, err := cpuSampler(ctx, target, *pid, *metrics)
+	if *pid != 0 {
+		watch = watchFlags{fmt.Sprintf("server=%d", *pid)}
+	}
+	if *metrics != "" {
+		watch = watchFlags{"server=" + *metrics}
+	}
+	watcher, notes, err := watchSet(ctx, target, watch)
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	fmt.Fprintf(stdout, "loadlab diagnose: %s\n  %s\n", target, note)
+	fmt.Fprintf(stdout, "loadlab diagnose: %s\n", target)
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "  %s\n", n)
+	}
 	levels := diagnose.Levels(*maxConc)
 	total := time.Duration(len(levels))**stepDuration + *baselineDur
 	fmt.Fprintf(stdout, "  baseline (1 user, up to %d requests or %v), then %d steps of %v: at most about %v\n",
@@ -101,6 +119,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if !math.IsNaN(s.ServerCPUWaitCores) {
 				cpu += fmt.Sprintf(" (+%.2f waiting for a CPU)", s.ServerCPUWaitCores)
 			}
+			for _, p := range s.Processes {
+				cpu += fmt.Sprintf("  %s %.2f", p.Name, p.CPUCores)
+			}
 			if !math.IsNaN(s.ServerInFlight) {
 				cpu += fmt.Sprintf("  server in flight %.1f", s.ServerInFlight)
 			}
@@ -109,10 +130,11 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		},
 	}
 	runner := diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
-	rep, err := diagnose.Run(ctx, cfg, runner, sampler)
+	rep, err := diagnose.Run(ctx, cfg, runner, watcher)
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
+	rep.Watched = watcher.Describe()
 	printDiagnosis(stdout, rep)
 	if *jsonOut != "" {
 		if err := writeJSON(*jsonOut, rep); err != nil {
@@ -133,40 +155,6 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	return nil
-}
-
-// cpuSampler picks where the server's CPU comes from: --metrics, --pid, or
-// the local process listening on the URL's port.
-func cpuSampler(ctx context.Context, target string, pid int, metrics string) (diagnose.CPUSampler, string, error) {
-	switch {
-	case metrics != "":
-		s := diagnose.MetricsCPU{URL: metrics}
-		if _, err := s.CPUSeconds(ctx); err != nil {
-			return nil, "", err
-		}
-		return s, "server CPU from " + metrics, nil
-	case pid != 0:
-		s := diagnose.ProcessCPU{PID: pid}
-		if _, err := s.CPUSeconds(ctx); err != nil {
-			return nil, "", err
-		}
-		return s, fmt.Sprintf("server CPU from process %d", pid), nil
-	}
-	u, _ := url.Parse(target)
-	host := u.Hostname()
-	if host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
-		return nil, "server CPU not visible (remote target; pass --metrics): verdict from throughput and latency alone", nil
-	}
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	p, _ := strconv.Atoi(port)
-	found, err := diagnose.PIDListeningOn(p)
-	if err != nil {
-		return nil, fmt.Sprintf("server CPU not visible (%v): verdict from throughput and latency alone", err), nil
-	}
-	return diagnose.ProcessCPU{PID: found}, fmt.Sprintf("server CPU from process %d, which listens on port %d", found, p), nil
 }
 
 func yesNo(problem bool, kind string) string {

@@ -28,7 +28,12 @@ func TestDiagnoseRejectsBadInvocations(t *testing.T) {
 		{[]string{"diagnose", "--step-duration", "-1s", "http://127.0.0.1:1/"}, "must be positive"},
 		{[]string{"diagnose", "--baseline-requests", "3", "http://127.0.0.1:1/"}, "at least 10"},
 		{[]string{"diagnose", "--pid", "1", "--metrics", "http://x/", "http://127.0.0.1:1/"}, "not both"},
-		{[]string{"diagnose", "--pid", "1073741824", "http://127.0.0.1:1/"}, "read CPU of process"},
+		{[]string{"diagnose", "--pid", "1073741824", "http://127.0.0.1:1/"}, "no process 1073741824"},
+		{[]string{"diagnose", "--watch", "db", "http://127.0.0.1:1/"}, "NAME=PID or NAME=METRICS_URL"},
+		{[]string{"diagnose", "--watch", "db=", "http://127.0.0.1:1/"}, "NAME=PID or NAME=METRICS_URL"},
+		{[]string{"diagnose", "--watch", "db=-3", "http://127.0.0.1:1/"}, "not a process id"},
+		{[]string{"diagnose", "--watch", "db=postgres", "http://127.0.0.1:1/"}, "give a process id or a metrics URL"},
+		{[]string{"diagnose", "--watch", "db=1", "--pid", "1", "http://127.0.0.1:1/"}, "not both"},
 		{[]string{"diagnose", "--metrics", "nope", "http://127.0.0.1:1/"}, "--metrics"},
 		{[]string{"diagnose", "--baseline-requests", "10", "--step-duration", "100ms", "http://127.0.0.1:1/"}, "baseline"},
 	}
@@ -143,7 +148,7 @@ func TestDiagnoseReadsServerMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "server CPU from "+srv.URL+"/metrics") || !strings.Contains(out, "in flight") {
+	if !strings.Contains(out, "watching server: CPU from "+srv.URL+"/metrics") || !strings.Contains(out, "in flight") {
 		t.Fatalf("output:\n%s", out)
 	}
 	b, _ := os.ReadFile(path)

@@ -82,9 +82,12 @@ func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "  sigma (contention)   %.7g\n", fit.Sigma)
 	fmt.Fprintf(stdout, "  kappa (coherency)    %.7g\n", fit.Kappa)
 	fmt.Fprintf(stdout, "  lambda (X at N=1)    %.7g\n", fit.Lambda)
-	if math.IsInf(fit.PeakConcurrency, 1) {
-		fmt.Fprintf(stdout, "  peak concurrency     none (kappa = 0: throughput approaches %.4g and never falls)\n", fit.PeakThroughput())
-	} else {
+	switch {
+	case fit.Sigma >= 1:
+		fmt.Fprintf(stdout, "  peak concurrency     1 (sigma >= 1: a second user already lowers throughput)\n")
+	case math.IsInf(fit.PeakConcurrency, 1):
+		fmt.Fprintf(stdout, "  peak concurrency     none (kappa about 0: throughput approaches %.4g and never falls)\n", fit.PeakThroughput())
+	default:
 		fmt.Fprintf(stdout, "  peak concurrency     %.1f (X = %.4g there)\n", fit.PeakConcurrency, fit.PeakThroughput())
 	}
 	fmt.Fprintf(stdout, "  R²                   %.4f\n", fit.R2)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/procwatch"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -81,13 +82,19 @@ type Step struct {
 	Errors             int64         `json:"errors"`
 	GeneratorSaturated bool          `json:"generator_saturated"`
 	GeneratorCPUCores  float64       `json:"generator_cpu_cores"`
-	// ServerCPUCores is the target's CPU use during the step, in cores;
-	// NaN when the server's CPU cannot be seen.
+	// GeneratorCPUWaitCores is how many of the generator's threads were,
+	// on average, runnable but waiting for a CPU; NaN when unknown.
+	GeneratorCPUWaitCores float64 `json:"-"`
+	// ServerCPUCores is the CPU use of the watched server processes
+	// during the step, summed, in cores; NaN when none could be seen.
 	ServerCPUCores float64 `json:"-"`
-	// ServerCPUWaitCores is how many of the target's threads were, on
-	// average, runnable but waiting for a CPU during the step: CPU the
-	// server wanted and did not get. NaN when unknown.
+	// ServerCPUWaitCores is how many of their threads were, on average,
+	// runnable but waiting for a CPU during the step: CPU the server
+	// wanted and did not get. NaN when unknown.
 	ServerCPUWaitCores float64 `json:"-"`
+	// Processes is each watched group's share (the replicas, the
+	// database, the proxy), in the order they were watched.
+	Processes []ProcessStep `json:"-"`
 	// ServerInFlight is the mean number of requests the server reported in
 	// flight during the step (its in-flight gauges); NaN when unknown.
 	ServerInFlight float64 `json:"-"`
@@ -96,43 +103,65 @@ type Step struct {
 	MachineBusy float64 `json:"-"`
 }
 
+// ProcessStep is what one watched group of processes used during a step.
+// Unknown figures are NaN.
+type ProcessStep struct {
+	Name      string
+	Members   int     // replicas
+	CPUCores  float64 // CPU used, in cores
+	WaitCores float64 // run-queue wait, in cores
+	// QuotaCores is the cgroup CPU quota of all members together;
+	// ThrottledShare the share of its enforcement periods in which the
+	// quota ran out.
+	QuotaCores, ThrottledShare float64
+	Local                      bool
+}
+
 // Runner runs closed-loop load (loadlab/load through LoadRunner, or
 // anything else that can).
 type Runner interface {
 	Run(ctx context.Context, s Spec) (Step, error)
 }
 
-// CPUSampler reads the target's cumulative CPU seconds.
-type CPUSampler interface {
-	CPUSeconds(ctx context.Context) (float64, error)
-	Source() string // "pid" or "metrics"
+// Watcher samples the server side's processes (procwatch.Set, or
+// anything else that can): each group's cumulative use, in the same order
+// at every call.
+type Watcher interface {
+	Sample(ctx context.Context) ([]procwatch.Usage, error)
+	// Source is "pid" when processes are read locally, "metrics" when
+	// from Prometheus endpoints, "none" when nothing is watched.
+	Source() string
 }
 
 // InFlightSampler reads how many requests the target has in flight; a
-// CPUSampler that also implements it (MetricsCPU) is sampled during steps.
+// Watcher that also implements it is sampled during steps.
 type InFlightSampler interface {
 	InFlight(ctx context.Context) (float64, error)
 }
 
-// CPUWaitSampler reads the cumulative seconds the target's threads spent
-// waiting for a CPU; a CPUSampler that also implements it (ProcessCPU) is
-// sampled around each step, so a server starved of CPU by other work is
-// told from one that leaves the CPU idle.
-type CPUWaitSampler interface {
-	CPUWaitSeconds(ctx context.Context) (float64, error)
+// Follower is a Watcher that can find more processes while load runs (a
+// proxy's upstream connections exist while it forwards); the baseline
+// runs with it following.
+type Follower interface {
+	Follow(ctx context.Context, every time.Duration) (stop func())
 }
 
-// Run diagnoses the target: baseline, ramp, fit, verdict. cpu may be nil.
-func Run(ctx context.Context, cfg Config, r Runner, cpu CPUSampler) (*Report, error) {
+// Run diagnoses the target: baseline, ramp, fit, verdict. w may be nil.
+func Run(ctx context.Context, cfg Config, r Runner, w Watcher) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
 	rep := &Report{Target: cfg.Target, SLO: cfg.SLO, SaturationSource: "none"}
-	if cpu != nil {
-		rep.SaturationSource = cpu.Source()
+	if w != nil {
+		rep.SaturationSource = w.Source()
 	}
-
-	base, err := measure(ctx, r, cpu, Spec{Concurrency: 1, Duration: cfg.BaselineDuration, Requests: cfg.BaselineRequests})
+	m := newMeter(w)
+	stopFollowing := func() {}
+	if f, ok := w.(Follower); ok {
+		stopFollowing = f.Follow(ctx, 50*time.Millisecond)
+	}
+	base, err := m.measure(ctx, r, Spec{Concurrency: 1, Duration: cfg.BaselineDuration, Requests: cfg.BaselineRequests})
+	stopFollowing()
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -151,7 +180,7 @@ func Run(ctx context.Context, cfg Config, r Runner, cpu CPUSampler) (*Report, er
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		s, err := measure(ctx, r, cpu, Spec{Concurrency: n, Duration: cfg.StepDuration})
+		s, err := m.measure(ctx, r, Spec{Concurrency: n, Duration: cfg.StepDuration})
 		if err != nil {
 			return nil, fmt.Errorf("step with %d users: %w", n, err)
 		}
@@ -173,56 +202,116 @@ func Levels(max int) []int {
 	return append(out, max)
 }
 
-func measure(ctx context.Context, r Runner, cpu CPUSampler, spec Spec) (Step, error) {
-	var c0, w0 float64
-	var t0 time.Time
-	cpuOK := cpu != nil
-	// The machine's own load only tells about the target when the target
-	// runs here.
-	local := cpuOK && cpu.Source() == "pid"
-	busy0, total0, machineOK := load.MachineCPU()
-	waiter, waitOK := cpu.(CPUWaitSampler)
-	if cpuOK {
+// meter measures steps: load from a Runner, and what the watched
+// processes and the generator itself used meanwhile.
+type meter struct {
+	w    Watcher
+	self *procwatch.Set
+}
+
+func newMeter(w Watcher) *meter {
+	return &meter{w: w, self: procwatch.NewSet(procwatch.Self())}
+}
+
+// Measure runs one step with r and returns it with the watched processes'
+// use (exported for loadlab scaleout's probes).
+func Measure(ctx context.Context, w Watcher, r Runner, spec Spec) (Step, error) {
+	return newMeter(w).measure(ctx, r, spec)
+}
+
+func (m *meter) measure(ctx context.Context, r Runner, spec Spec) (Step, error) {
+	var before []procwatch.Usage
+	watched := m.w != nil
+	if watched {
 		var err error
-		if c0, err = cpu.CPUSeconds(ctx); err != nil {
-			cpuOK = false
+		if before, err = m.w.Sample(ctx); err != nil {
+			watched = false
 		}
-		if waitOK {
-			if w0, err = waiter.CPUWaitSeconds(ctx); err != nil {
-				waitOK = false
-			}
-		}
-		t0 = time.Now()
 	}
-	inflight := sampleInFlight(ctx, cpu)
+	self0, selfErr := m.self.Sample(ctx)
+	busy0, total0, machineOK := load.MachineCPU()
+	t0 := time.Now()
+	inflight := sampleInFlight(ctx, m.w)
 	s, err := r.Run(ctx, spec)
 	meanInFlight := inflight()
 	if err != nil {
 		return Step{}, err
 	}
+	var after []procwatch.Usage
+	if watched {
+		if after, err = m.w.Sample(ctx); err != nil {
+			watched = false
+		}
+	}
+	self1, selfErr1 := m.self.Sample(ctx)
+	busy1, total1, machineOK1 := load.MachineCPU()
+	dt := time.Since(t0).Seconds()
+
 	s.Concurrency = spec.Concurrency
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
-	if busy1, total1, ok := load.MachineCPU(); local && machineOK && ok && total1 > total0 {
+	s.GeneratorCPUWaitCores = math.NaN()
+	if selfErr == nil && selfErr1 == nil {
+		s.GeneratorCPUWaitCores = (self1[0].Wait - self0[0].Wait) / dt
+	}
+	if watched {
+		s.Processes = processSteps(before, after, dt)
+	}
+	local := false
+	for _, p := range s.Processes {
+		local = local || p.Local
+	}
+	// The machine's own load only tells about the target when it runs here.
+	if local && machineOK && machineOK1 && total1 > total0 {
 		s.MachineBusy = (busy1 - busy0) / (total1 - total0)
 	}
-	if cpuOK {
-		if c1, err := cpu.CPUSeconds(ctx); err == nil {
-			s.ServerCPUCores = (c1 - c0) / time.Since(t0).Seconds()
+	s.ServerCPUCores, s.ServerCPUWaitCores = sumProcesses(s.Processes)
+	return s, nil
+}
+
+// processSteps turns two samples into each group's use per second. A group
+// that appeared or changed its members in between is left out.
+func processSteps(before, after []procwatch.Usage, seconds float64) []ProcessStep {
+	var out []ProcessStep
+	for i, a := range after {
+		if i >= len(before) || before[i].Name != a.Name || before[i].Members != a.Members {
+			continue
 		}
-		if waitOK {
-			if w1, err := waiter.CPUWaitSeconds(ctx); err == nil {
-				s.ServerCPUWaitCores = (w1 - w0) / time.Since(t0).Seconds()
+		b := before[i]
+		p := ProcessStep{Name: a.Name, Members: a.Members, Local: a.Local,
+			CPUCores: math.Max(a.CPU-b.CPU, 0) / seconds, WaitCores: (a.Wait - b.Wait) / seconds,
+			QuotaCores: a.QuotaCores, ThrottledShare: math.NaN()}
+		if periods := a.Periods - b.Periods; periods > 0 {
+			p.ThrottledShare = (a.Throttled - b.Throttled) / periods
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// sumProcesses is the CPU and run-queue wait of all watched groups (NaN
+// where none is known).
+func sumProcesses(ps []ProcessStep) (cpu, wait float64) {
+	cpu, wait = math.NaN(), math.NaN()
+	for _, p := range ps {
+		if math.IsNaN(cpu) {
+			cpu = 0
+		}
+		cpu += p.CPUCores
+		if !math.IsNaN(p.WaitCores) {
+			if math.IsNaN(wait) {
+				wait = 0
 			}
+			wait += p.WaitCores
 		}
 	}
-	return s, nil
+	return cpu, wait
 }
 
 // sampleInFlight samples the server's in-flight gauges every 200ms until
 // the returned function is called; that function returns their mean (NaN
 // when the sampler has none).
-func sampleInFlight(ctx context.Context, cpu CPUSampler) func() float64 {
-	in, ok := cpu.(InFlightSampler)
+func sampleInFlight(ctx context.Context, w Watcher) func() float64 {
+	in, ok := w.(InFlightSampler)
 	if !ok {
 		return func() float64 { return math.NaN() }
 	}

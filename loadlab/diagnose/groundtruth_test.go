@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/procwatch"
 )
 
 // Ground truth: servers with known problems, each run in a child process
@@ -121,9 +123,9 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 		t.Run(tt.kind, func(t *testing.T) {
 			url, pid := startServer(t, tt.kind)
 			port, _ := strconv.Atoi(url[strings.LastIndexByte(url[:len(url)-1], ':')+1 : len(url)-1])
-			found, err := diagnose.PIDListeningOn(port)
-			if err != nil || found != pid {
-				t.Fatalf("PIDListeningOn(%d) = %d, %v; want %d", port, found, err, pid)
+			watch, err := procwatch.Discover(port)
+			if err != nil || len(watch.Groups()) == 0 || !slices.Equal(watch.Groups()[0].Roots, []int{pid}) {
+				t.Fatalf("Discover(%d) = %v, %v; want process %d first", port, watch.Describe(), err, pid)
 			}
 			step := 600 * time.Millisecond
 			if tt.kind == "slow" {
@@ -133,7 +135,7 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 				Target: url, SLO: tt.slo, MaxConcurrency: 16, StepDuration: step,
 				BaselineRequests: tt.baseline, BaselineDuration: 5 * time.Second,
 			}, diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
-				diagnose.ProcessCPU{PID: pid})
+				watch)
 			if err != nil {
 				t.Fatal(err)
 			}

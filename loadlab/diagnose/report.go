@@ -31,6 +31,11 @@ type Report struct {
 	Evidence         []string // why, in words a person can act on
 	Warnings         []string // what may make the numbers less trustworthy
 	SaturationSource string   // "pid", "metrics" or "none"
+	// Bottleneck is the CPU-bound process group at the plateau, nil when
+	// none is (or none was seen).
+	Bottleneck *Load
+	// Watched describes each watched group of processes and why.
+	Watched []string
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -63,6 +68,22 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		PeakConcurrency *float64 `json:"peak_concurrency"`
 		R2              float64  `json:"r2"`
 	}
+	type proc struct {
+		Name           string   `json:"name"`
+		Members        int      `json:"members"`
+		CPUCores       float64  `json:"cpu_cores"`
+		CPUWaitCores   *float64 `json:"cpu_wait_cores"`
+		QuotaCores     *float64 `json:"quota_cores"`
+		ThrottledShare *float64 `json:"throttled_share"`
+	}
+	type bottleneck struct {
+		Name      string   `json:"name"`
+		Members   int      `json:"members"`
+		CPUCores  float64  `json:"cpu_cores"`
+		Available float64  `json:"available_cores"`
+		Quota     *float64 `json:"quota_cores"`
+		Text      string   `json:"text"`
+	}
 	type step struct {
 		Concurrency        int      `json:"concurrency"`
 		ThroughputRPS      float64  `json:"throughput_rps"`
@@ -76,16 +97,20 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		ServerInFlight     *float64 `json:"server_in_flight"`
 		GeneratorCPUCores  float64  `json:"generator_cpu_cores"`
 		GeneratorSaturated bool     `json:"generator_saturated"`
+		GeneratorCPUWait   *float64 `json:"generator_cpu_wait_cores"`
+		Processes          []proc   `json:"processes"`
 	}
 	out := struct {
-		Target           string   `json:"target"`
-		Performance      perf     `json:"performance"`
-		Scalability      scal     `json:"scalability"`
-		USL              *fit     `json:"usl"`
-		Steps            []step   `json:"steps"`
-		Evidence         []string `json:"evidence"`
-		Warnings         []string `json:"warnings"`
-		SaturationSource string   `json:"saturation_source"`
+		Target           string      `json:"target"`
+		Performance      perf        `json:"performance"`
+		Scalability      scal        `json:"scalability"`
+		USL              *fit        `json:"usl"`
+		Steps            []step      `json:"steps"`
+		Evidence         []string    `json:"evidence"`
+		Warnings         []string    `json:"warnings"`
+		SaturationSource string      `json:"saturation_source"`
+		Watched          []string    `json:"watched"`
+		Bottleneck       *bottleneck `json:"bottleneck"`
 	}{
 		Target:           r.Target,
 		Performance:      perf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
@@ -93,6 +118,13 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Evidence:         r.Evidence,
 		Warnings:         r.Warnings,
 		SaturationSource: r.SaturationSource,
+		Watched:          r.Watched,
+	}
+	if out.Watched == nil {
+		out.Watched = []string{}
+	}
+	if b := r.Bottleneck; b != nil {
+		out.Bottleneck = &bottleneck{Name: b.Who(), Members: b.Members, CPUCores: b.CPU, Available: b.Available, Quota: numOrNull(b.Quota), Text: b.Describe()}
 	}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
@@ -105,8 +137,14 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, P50: ms(s.P50), P99: ms(s.P99),
 			Errors: s.Errors, Requests: s.Requests, Efficiency: r.Efficiency[i],
 			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
-			GeneratorSaturated: s.GeneratorSaturated,
+			GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
+			Processes: []proc{},
 		})
+		for _, p := range s.Processes {
+			last := &out.Steps[len(out.Steps)-1]
+			last.Processes = append(last.Processes, proc{Name: p.Name, Members: p.Members, CPUCores: p.CPUCores,
+				CPUWaitCores: numOrNull(p.WaitCores), QuotaCores: numOrNull(p.QuotaCores), ThrottledShare: numOrNull(p.ThrottledShare)})
+		}
 	}
 	return json.Marshal(out)
 }

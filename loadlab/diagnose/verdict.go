@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/usl"
@@ -37,7 +38,26 @@ const (
 	// request grew by less than costGrowth, was starved by other work.
 	cpuLost    = 0.85
 	costGrowth = 1.25
+	// quotaBound and quotaThrottled: a process held to a cgroup CPU quota
+	// is CPU-bound at its quota when it uses quotaBound of it, or half of
+	// it while the quota ran out in quotaThrottled of its periods.
+	quotaBound     = 0.75
+	quotaThrottled = 0.25
+	// cpuPerRequestFloor: watched processes spending less CPU than this per
+	// request, at implausibleFrom requests a second or more, cannot be the
+	// ones serving them (nginx's master, an idle proxy in front).
+	cpuPerRequestFloor = 2e-6 // seconds
+	implausibleFrom    = 1000 // req/s
+	// acceptQueueRatio: a p99 on a TCP retransmission step with the median
+	// at most this share of it means a few connections waited for a SYN
+	// to be retransmitted, not that requests were slow.
+	acceptQueueRatio = 0.1
 )
+
+// synRetransmits are when a client's retransmitted SYNs go out (Linux's
+// initial RTO of 1 s, doubling): a connection whose SYN a full accept
+// queue dropped is answered at one of these.
+var synRetransmits = []time.Duration{time.Second, 3 * time.Second, 7 * time.Second}
 
 // Verdict is Judge's outcome.
 type Verdict struct {
@@ -46,7 +66,73 @@ type Verdict struct {
 	Kind        string
 	Evidence    []string
 	Warnings    []string
+	Facts       Facts
 }
+
+// Measurements are what a verdict is judged from: the single-user
+// baseline, the ramp (starting at concurrency 1, ascending), its USL fit,
+// the SLO and the machine's cores.
+type Measurements struct {
+	Baseline Step
+	Steps    []Step
+	Fit      usl.Fit
+	FitOK    bool
+	SLO      time.Duration
+	Cores    float64
+}
+
+// Facts are the measured facts a verdict rests on, as Classify finds them;
+// the evidence is written from them.
+type Facts struct {
+	Performance, Scalability bool
+	// Ramp is false with fewer than two steps: no scalability verdict.
+	Ramp       bool
+	Efficiency []float64
+	// Indexes into the ramp: the highest throughput, the first step of the
+	// plateau around it, the worst p99.
+	Peak, PlateauFrom, Worst int
+	Flattened                bool // efficiency at the top below efficiencyFloor
+	Climbed                  bool // the worst p99 above the SLO and latencyClimb × the baseline's
+	Falls                    bool // the top of the ramp below retrograde × the peak
+	// Starved: the fall past the peak came from other work taking the
+	// server's CPU, not from coherency.
+	Starved bool
+	// Server is the watched processes together at the plateau; CPUKnown is
+	// false when none was seen, or when CPUImplausible (too little CPU for
+	// the requests served to be theirs).
+	Server         Load
+	CPUKnown       bool
+	CPUImplausible bool
+	// Processes are the watched groups at the plateau (empty when the
+	// steps carry only the server's total), and Bottleneck the CPU-bound
+	// one (nil when none is).
+	Processes  []Load
+	Bottleneck *Load
+	// AcceptQueue is a step whose p99 sits on a SYN retransmission while
+	// its median stays low (nil when none does).
+	AcceptQueue *Step
+	Fit         usl.Fit
+	FitOK       bool
+}
+
+// Load is what a process group (or the whole server) used at the plateau:
+// medians over the plateau's steps, in cores. Unknown figures are NaN.
+type Load struct {
+	Name    string // "" for the server as a whole
+	Members int
+	CPU     float64
+	Wait    float64 // run-queue wait
+	// Available is what it could have had: its cgroup quota, or the cores
+	// the generator and the other watched processes left it.
+	Available   float64
+	Quota       float64
+	Throttled   float64 // share of quota periods in which the quota ran out
+	MachineBusy float64
+	Bound       bool // CPU-bound (see isCPUBound and quotaBound)
+}
+
+// AtQuota reports whether the group is held by a cgroup quota.
+func (l Load) AtQuota() bool { return !math.IsNaN(l.Quota) }
 
 func (r *Report) judge(cfg Config) {
 	fit, err := fitSteps(r.Steps)
@@ -55,9 +141,10 @@ func (r *Report) judge(cfg Config) {
 		r.Warnings = append(r.Warnings, "no USL fit: "+err.Error())
 	}
 	r.Efficiency = efficiency(r.Steps)
-	v := Judge(r.Baseline, r.Steps, fit, r.FitOK, cfg.SLO, cfg.Cores)
+	v := Judge(Measurements{Baseline: r.Baseline, Steps: r.Steps, Fit: fit, FitOK: r.FitOK, SLO: cfg.SLO, Cores: cfg.Cores})
 	r.Performance, r.Scalability, r.Kind = v.Performance, v.Scalability, v.Kind
 	r.Evidence, r.Warnings = v.Evidence, append(r.Warnings, v.Warnings...)
+	r.Bottleneck = v.Facts.Bottleneck
 }
 
 func efficiency(steps []Step) []float64 {
@@ -91,154 +178,393 @@ func users(n int) string {
 }
 
 // Judge decides both verdicts from the measurements alone (it does no I/O,
-// so its rules are tested on synthetic data). steps must start at
-// concurrency 1 and ascend. Server CPU is used where steps carry it.
-func Judge(base Step, steps []Step, fit usl.Fit, fitOK bool, slo time.Duration, cores float64) Verdict {
-	var v Verdict
-	add := func(format string, a ...any) { v.Evidence = append(v.Evidence, fmt.Sprintf(format, a...)) }
+// so its rules are tested on synthetic data): Classify finds the kind and
+// the facts, and the evidence is written from those.
+func Judge(m Measurements) Verdict {
+	kind, f := Classify(m)
+	v := Verdict{Performance: f.Performance, Scalability: f.Scalability, Kind: kind, Facts: f}
+	v.Evidence, v.Warnings = explain(kind, f, m)
+	return v
+}
 
-	// Performance: slow even alone.
-	v.Performance = base.P99 > slo
-	if v.Performance {
+// Classify finds the verdict's kind from measured facts, and the facts.
+func Classify(m Measurements) (string, Facts) {
+	base, steps := m.Baseline, m.Steps
+	f := Facts{Performance: base.P99 > m.SLO, Fit: m.Fit, FitOK: m.FitOK}
+	f.AcceptQueue = acceptQueueStep(append([]Step{base}, steps...))
+	if len(steps) < 2 {
+		return KindNone, f
+	}
+	f.Ramp = true
+	f.Efficiency = efficiency(steps)
+	last := steps[len(steps)-1]
+	for i, s := range steps {
+		if s.ThroughputRPS > steps[f.Peak].ThroughputRPS {
+			f.Peak = i
+		}
+		if s.P99 > steps[f.Worst].P99 {
+			f.Worst = i
+		}
+	}
+	xPeak := steps[f.Peak].ThroughputRPS
+	f.PlateauFrom = f.Peak
+	for i := range steps {
+		if steps[i].ThroughputRPS >= plateau*xPeak {
+			f.PlateauFrom = i
+			break
+		}
+	}
+	f.Climbed = steps[f.Worst].P99 > m.SLO && float64(steps[f.Worst].P99) > latencyClimb*float64(base.P99)
+	f.Flattened = f.Efficiency[len(f.Efficiency)-1] < efficiencyFloor
+	f.Scalability = f.Climbed && f.Flattened
+	f.Falls = f.Peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak
+
+	plateauSteps := steps[f.PlateauFrom:]
+	f.Server, f.CPUKnown = serverLoad(plateauSteps, m.Cores)
+	if f.CPUKnown && xPeak >= implausibleFrom && f.Server.CPU < cpuPerRequestFloor*steps[f.PlateauFrom].ThroughputRPS {
+		f.CPUKnown, f.CPUImplausible = false, true
+	}
+	if f.CPUKnown {
+		f.Processes = processLoads(plateauSteps, m.Cores)
+		f.Bottleneck = bottleneck(f.Processes)
+		if len(f.Processes) == 0 && f.Server.Bound {
+			f.Bottleneck = &f.Server
+		}
+	}
+
+	switch {
+	case !f.Scalability:
+		return KindNone, f
+	case f.Falls && f.CPUKnown && starvedOfCPU(steps[f.Peak], last, m.Cores):
+		// Throughput fell because the server got less CPU, not because each
+		// request cost more: other work on the machine took it.
+		f.Starved = true
+		return KindCapacity, f
+	case f.Falls:
+		return KindCoherency, f
+	case f.Bottleneck != nil:
+		return KindCapacity, f
+	}
+	return KindContention, f
+}
+
+// BottleneckOf names the CPU-bound process group of a single step (as
+// loadlab scaleout's capacity probe measures it), with every group's load.
+func BottleneckOf(s Step, cores float64) (*Load, []Load) {
+	loads := processLoads([]Step{s}, cores)
+	return bottleneck(loads), loads
+}
+
+// acceptQueueStep finds a step whose p99 sits on a SYN retransmission
+// while its median stays low.
+func acceptQueueStep(steps []Step) *Step {
+	for i, s := range steps {
+		for _, at := range synRetransmits {
+			if s.P99 >= at-at/20 && s.P99 <= at+at/4 && float64(s.P50) <= acceptQueueRatio*float64(s.P99) {
+				return &steps[i]
+			}
+		}
+	}
+	return nil
+}
+
+// serverLoad is the watched processes together at the plateau.
+func serverLoad(steps []Step, cores float64) (Load, bool) {
+	var cpu, waits, avail, busy []float64
+	for _, s := range steps {
+		if !math.IsNaN(s.ServerCPUCores) {
+			cpu = append(cpu, s.ServerCPUCores)
+			avail = append(avail, coresLeft(s, cores))
+			if !math.IsNaN(s.MachineBusy) {
+				busy = append(busy, s.MachineBusy)
+			}
+			if !math.IsNaN(s.ServerCPUWaitCores) {
+				waits = append(waits, s.ServerCPUWaitCores)
+			}
+		}
+	}
+	if len(cpu) == 0 {
+		return Load{Quota: math.NaN(), Throttled: math.NaN(), Wait: math.NaN(), MachineBusy: math.NaN()}, false
+	}
+	l := Load{CPU: median(cpu), Wait: medianOrNaN(waits), Available: median(avail), MachineBusy: medianOrNaN(busy),
+		Quota: math.NaN(), Throttled: math.NaN()}
+	l.Bound = isCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
+	return l, true
+}
+
+// processLoads is each watched group at the plateau: medians over the
+// steps, with the CPU each could have had (its quota, or what the
+// generator and the other groups left it) and whether it is CPU-bound.
+func processLoads(steps []Step, cores float64) []Load {
+	if len(steps) == 0 || len(steps[0].Processes) == 0 {
+		return nil
+	}
+	var out []Load
+	for gi, g := range steps[0].Processes {
+		var cpu, wait, quota, thr, busy, gen []float64
+		for _, s := range steps {
+			if gi >= len(s.Processes) || s.Processes[gi].Name != g.Name {
+				continue
+			}
+			p := s.Processes[gi]
+			cpu = append(cpu, p.CPUCores)
+			gen = append(gen, s.GeneratorCPUCores)
+			for _, v := range []struct {
+				dst *[]float64
+				x   float64
+			}{{&wait, p.WaitCores}, {&quota, p.QuotaCores}, {&thr, p.ThrottledShare}, {&busy, s.MachineBusy}} {
+				if !math.IsNaN(v.x) {
+					*v.dst = append(*v.dst, v.x)
+				}
+			}
+		}
+		out = append(out, Load{Name: g.Name, Members: g.Members, CPU: median(cpu), Wait: medianOrNaN(wait),
+			Quota: medianOrNaN(quota), Throttled: medianOrNaN(thr), MachineBusy: medianOrNaN(busy), Available: median(gen)})
+	}
+	var total float64
+	for _, l := range out {
+		total += l.CPU
+	}
+	for i := range out {
+		l := &out[i]
+		if l.AtQuota() {
+			l.Available = l.Quota
+			l.Bound = l.CPU >= quotaBound*l.Quota || (!math.IsNaN(l.Throttled) && l.Throttled >= quotaThrottled && l.CPU >= majorShare*l.Quota)
+			continue
+		}
+		// What the generator (its CPU is in Available until here) and the
+		// other watched processes left this one.
+		l.Available = math.Max(cores-l.Available-(total-l.CPU), 0.1)
+		l.Bound = isCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
+	}
+	return out
+}
+
+// bottleneck is the CPU-bound group closest to its limit (nil when none
+// is bound).
+func bottleneck(loads []Load) *Load {
+	var best *Load
+	score := func(l *Load) float64 {
+		w := l.Wait
+		if math.IsNaN(w) || l.AtQuota() {
+			w = 0
+		}
+		return (l.CPU + w) / l.Available
+	}
+	for i := range loads {
+		if loads[i].Bound && (best == nil || score(&loads[i]) > score(best)) {
+			best = &loads[i]
+		}
+	}
+	return best
+}
+
+// Who names a group in prose: "the server", "PostgreSQL", "the 4 shop
+// replicas".
+func (l Load) Who() string {
+	switch {
+	case l.Name == "":
+		return "the server"
+	case l.Members > 1:
+		return fmt.Sprintf("the %d %s replicas", l.Members, l.Name)
+	}
+	return l.Name
+}
+
+// Describe is a group's load in a few words: "0.98 cores (+0.20 waiting
+// for a CPU)", "0.24 of its 0.25-core quota, throttled in 80% of periods".
+func (l Load) Describe() string {
+	var b strings.Builder
+	if l.AtQuota() {
+		if l.Members > 1 {
+			per := l.Quota / float64(l.Members)
+			fmt.Fprintf(&b, "%.2f cores, at %.2f of their %.2f-core quota each", l.CPU, l.CPU/float64(l.Members), per)
+		} else {
+			fmt.Fprintf(&b, "%.2f of its %.2f-core quota", l.CPU, l.Quota)
+		}
+		if !math.IsNaN(l.Throttled) {
+			fmt.Fprintf(&b, ", throttled in %.0f%% of quota periods", 100*l.Throttled)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%.2f cores", l.CPU)
+	if l.Members > 1 {
+		fmt.Fprintf(&b, " (%.2f each)", l.CPU/float64(l.Members))
+	}
+	if !math.IsNaN(l.Wait) && l.Wait >= 0.05 {
+		fmt.Fprintf(&b, " +%.2f waiting for a CPU", l.Wait)
+	}
+	return b.String()
+}
+
+// explain writes the evidence and warnings from the facts.
+func explain(kind string, f Facts, m Measurements) (evidence, warnings []string) {
+	add := func(format string, a ...any) { evidence = append(evidence, fmt.Sprintf(format, a...)) }
+	base, steps, slo := m.Baseline, m.Steps, m.SLO
+
+	if f.Performance {
 		add("performance problem: a single user already waits %s at p99 (p50 %s), above the %s SLO; the work of one request is too slow, whatever the load",
 			fmtMS(base.P99), fmtMS(base.P50), fmtMS(slo))
 	} else {
 		add("no performance problem: a single user sees p50 %s and p99 %s, within the %s SLO",
 			fmtMS(base.P50), fmtMS(base.P99), fmtMS(slo))
 	}
-	if len(steps) < 2 {
-		v.Kind = KindNone
-		v.Warnings = append(v.Warnings, "the ramp has fewer than two steps: no scalability verdict")
-		return v
+	if s := f.AcceptQueue; s != nil {
+		add("with %s the p99 is %s while the median is %s: a p99 at a TCP SYN retransmission (1 s, 3 s, 7 s) means connections waited in a full accept queue (the listen backlog overflowed, the kernel dropped the SYN and the client sent it again); no CPU or lock explains it. Raise the backlog (listen() and net.core.somaxconn) or accept connections faster",
+			users(s.Concurrency), fmtMS(s.P99), fmtMS(s.P50))
+	}
+	if !f.Ramp {
+		return evidence, append(warnings, "the ramp has fewer than two steps: no scalability verdict")
 	}
 
-	eff := efficiency(steps)
 	first, last := steps[0], steps[len(steps)-1]
-	peak := 0
-	for i, s := range steps {
-		if s.ThroughputRPS > steps[peak].ThroughputRPS {
-			peak = i
-		}
-	}
-	xPeak := steps[peak].ThroughputRPS
-	plateauFrom := peak
-	for i := range steps {
-		if steps[i].ThroughputRPS >= plateau*xPeak {
-			plateauFrom = i
-			break
-		}
-	}
-	worst := 0
-	for i, s := range steps {
-		if s.P99 > steps[worst].P99 {
-			worst = i
-		}
-	}
-	climbed := steps[worst].P99 > slo && float64(steps[worst].P99) > latencyClimb*float64(base.P99)
-	flattened := eff[len(eff)-1] < efficiencyFloor
-	v.Scalability = climbed && flattened
-
-	// Throughput and latency, in words.
-	if flattened {
+	eff := f.Efficiency
+	xPeak := steps[f.Peak].ThroughputRPS
+	if f.Flattened {
 		add("throughput stops growing in proportion to users: it reaches %.0f req/s from %s on (peak %.0f req/s at %s), and with %s the service does %.0f%% of the work %s would do if it scaled linearly",
-			steps[plateauFrom].ThroughputRPS, users(steps[plateauFrom].Concurrency), xPeak, users(steps[peak].Concurrency),
+			steps[f.PlateauFrom].ThroughputRPS, users(steps[f.PlateauFrom].Concurrency), xPeak, users(steps[f.Peak].Concurrency),
 			users(last.Concurrency), 100*eff[len(eff)-1], users(last.Concurrency))
 	} else {
 		add("throughput scales: from %.0f req/s with 1 user to %.0f req/s with %s (%.0f%% of linear)",
 			first.ThroughputRPS, last.ThroughputRPS, users(last.Concurrency), 100*eff[len(eff)-1])
 	}
-	if climbed {
+	if f.Climbed {
 		add("latency climbs with users: p99 goes from %s alone to %s with %s, above the %s SLO",
-			fmtMS(base.P99), fmtMS(steps[worst].P99), users(steps[worst].Concurrency), fmtMS(slo))
+			fmtMS(base.P99), fmtMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), fmtMS(slo))
 	} else {
 		add("latency holds: the worst p99 over the ramp is %s (with %s), against %s alone and a %s SLO",
-			fmtMS(steps[worst].P99), users(steps[worst].Concurrency), fmtMS(base.P99), fmtMS(slo))
+			fmtMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), fmtMS(base.P99), fmtMS(slo))
 	}
 
-	// The server's CPU at the plateau, where it could be seen.
-	serverCPU, cpuWait, available, machineBusy, cpuKnown := plateauCPU(steps[plateauFrom:], cores)
-	cpuBoundNow := cpuKnown && isCPUBound(serverCPU, cpuWait, available, machineBusy)
-
-	v.Kind = KindNone
-	switch {
-	case !v.Scalability:
-		if cpuKnown && flattened {
+	srv := f.Server
+	switch kind {
+	case KindNone:
+		if f.CPUKnown && f.Flattened {
 			saturated := "well below it, so the flat part comes from elsewhere"
-			if cpuBoundNow {
+			if srv.Bound {
 				saturated = "so it is at its CPU capacity on this machine"
 			}
 			add("at the plateau the server uses %.2f of the %.2f cores left to it by the generator, %s; latency stays within the SLO, so this is not a problem at this load",
-				serverCPU, available, saturated)
+				srv.CPU, srv.Available, saturated)
 		}
-	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak && starvedOfCPU(steps[peak], last, cores):
-		// Throughput fell because the server got less CPU, not because each
-		// request cost more: other work on the machine took it.
-		v.Kind = KindCapacity
-		wanted := ""
-		if w := steps[peak].ServerCPUWaitCores; !math.IsNaN(w) && w >= 0.05 {
-			wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU", steps[peak].ServerCPUCores+w)
+	case KindCapacity:
+		if f.Starved {
+			peak := steps[f.Peak]
+			wanted := ""
+			if w := peak.ServerCPUWaitCores; !math.IsNaN(w) && w >= 0.05 {
+				wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU", peak.ServerCPUCores+w)
+			}
+			add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s%s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
+				peak.ServerCPUCores, xPeak, users(peak.Concurrency), wanted, users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
+			warnings = append(warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
+			break
 		}
-		add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s%s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
-			steps[peak].ServerCPUCores, xPeak, users(steps[peak].Concurrency), wanted, users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
-		v.Warnings = append(v.Warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
-	case peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak:
-		v.Kind = KindCoherency
-		nStar := "near " + users(steps[peak].Concurrency)
-		if fitOK && !math.IsInf(fit.PeakConcurrency, 1) {
-			nStar = fmt.Sprintf("at N* ≈ %.1f (USL κ = %.3g)", fit.PeakConcurrency, fit.Kappa)
+		b := f.Bottleneck
+		if b.Name == "" {
+			busy := ""
+			if !math.IsNaN(b.MachineBusy) {
+				busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*b.MachineBusy)
+			}
+			wanted := ""
+			if !math.IsNaN(b.Wait) && b.Wait >= 0.05 {
+				wanted = fmt.Sprintf(", and its threads waited for a CPU another %.2f cores' worth (it wanted %.2f)", b.Wait, b.CPU+b.Wait)
+			}
+			add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
+				b.CPU, b.Available, busy, wanted)
+			break
+		}
+		limit := fmt.Sprintf("of the %.2f cores the generator and the other watched processes left it", b.Available)
+		if b.AtQuota() {
+			limit = "held to its cgroup quota"
+		}
+		add("capacity: %s %s CPU-bound at the plateau (%s, %s), while %s. Give %s more CPU or more replicas (or make each request cheaper there)",
+			b.Who(), isAre(b), b.Describe(), limit, others(f.Processes, b), themOrIt(b))
+	case KindCoherency:
+		nStar := "near " + users(steps[f.Peak].Concurrency)
+		if f.FitOK && !math.IsInf(f.Fit.PeakConcurrency, 1) {
+			nStar = fmt.Sprintf("at N* ≈ %.1f (USL κ = %.3g)", f.Fit.PeakConcurrency, f.Fit.Kappa)
 		}
 		add("coherency: throughput peaks at %.0f req/s with %s and falls to %.0f req/s with %s; past the peak %s every added user slows everyone (shared state kept in step: lock handoffs, cache invalidation, chatty coordination). Fewer concurrent users per instance, or less shared state, would help; more CPU would not",
-			xPeak, users(steps[peak].Concurrency), last.ThroughputRPS, users(last.Concurrency), nStar)
-	case cpuBoundNow:
-		v.Kind = KindCapacity
-		busy := ""
-		if !math.IsNaN(machineBusy) {
-			busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*machineBusy)
-		}
-		wanted := ""
-		if !math.IsNaN(cpuWait) && cpuWait >= 0.05 {
-			wanted = fmt.Sprintf(", and its threads waited for a CPU another %.2f cores' worth (it wanted %.2f)", cpuWait, serverCPU+cpuWait)
-		}
-		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
-			serverCPU, available, busy, wanted)
-	default:
-		v.Kind = KindContention
+			xPeak, users(steps[f.Peak].Concurrency), last.ThroughputRPS, users(last.Concurrency), nStar)
+	case KindContention:
 		serial := time.Duration(float64(time.Second) / xPeak)
-		add("contention: latency grows about linearly with users while throughput stays flat, the signature of a serial section of about %s per request (1 / %.0f req/s) that requests queue for: a global lock, a single connection or worker, a hot row. Adding machines does not help unless the serial part is removed or split",
-			fmtMS(serial), xPeak)
-		if cpuKnown {
-			waited := ""
-			if !math.IsNaN(cpuWait) {
-				waited = fmt.Sprintf(" (%.2f counting the time its threads waited for a CPU)", serverCPU+cpuWait)
-			}
-			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", serverCPU, available, waited)
+		lead := "contention:"
+		if len(f.Processes) > 0 {
+			lead = "contention: no watched process is CPU-bound;"
 		}
+		add("%s latency grows about linearly with users while throughput stays flat, the signature of a serial section of about %s per request (1 / %.0f req/s) that requests queue for: a global lock, a single connection or worker, a hot row. Adding machines does not help unless the serial part is removed or split",
+			lead, fmtMS(serial), xPeak)
+		if f.CPUKnown {
+			waited := ""
+			if !math.IsNaN(srv.Wait) {
+				waited = fmt.Sprintf(" (%.2f counting the time its threads waited for a CPU)", srv.CPU+srv.Wait)
+			}
+			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", srv.CPU, srv.Available, waited)
+		}
+	}
+	if len(f.Processes) > 1 || (len(f.Processes) == 1 && f.Processes[0].Name != "") {
+		var parts []string
+		for _, l := range f.Processes {
+			parts = append(parts, l.Name+" "+l.Describe())
+		}
+		gen := steps[f.PlateauFrom].GeneratorCPUCores
+		parts = append(parts, fmt.Sprintf("loadlab itself %.2f cores", gen))
+		add("at the plateau, by process: %s", strings.Join(parts, "; "))
 	}
 	if in := last.ServerInFlight; !math.IsNaN(in) && in > 0 {
 		add("the server itself reported about %.1f requests in flight with %s (its in-flight gauges): by Little's law each spent about %s inside it at %.0f req/s",
 			in, users(last.Concurrency), fmtMS(time.Duration(in/last.ThroughputRPS*float64(time.Second))), last.ThroughputRPS)
 	}
-	if !cpuKnown {
-		add("the server's CPU was not seen (pass --pid, or --metrics with process_cpu_seconds_total): the verdict uses throughput and latency alone, so a CPU-bound service (capacity) would look like contention")
+	switch {
+	case f.CPUImplausible:
+		add("the watched processes used only %.3f cores while serving %.0f req/s (under %.0f µs of CPU a request): these CPU figures cannot be the server's (an idle master or proxy was watched, not the processes doing the work), so the verdict uses throughput and latency alone; pass --watch NAME=PID for the workers",
+			srv.CPU, steps[f.PlateauFrom].ThroughputRPS, cpuPerRequestFloor*1e6)
+	case !f.CPUKnown:
+		add("the server's CPU was not seen (pass --pid, --watch, or --metrics with process_cpu_seconds_total): the verdict uses throughput and latency alone, so a CPU-bound service (capacity) would look like contention")
 	}
-	if fitOK {
-		peakText := "no peak (κ = 0)"
-		if !math.IsInf(fit.PeakConcurrency, 1) {
-			peakText = fmt.Sprintf("peak at N* = %.1f", fit.PeakConcurrency)
-		}
+	if f.FitOK {
 		add("USL fit: σ = %.4g (contention), κ = %.4g (coherency), λ = %.4g req/s per user, %s, R² = %.3f",
-			fit.Sigma, fit.Kappa, fit.Lambda, peakText, fit.R2)
+			f.Fit.Sigma, f.Fit.Kappa, f.Fit.Lambda, f.Fit.PeakText(), f.Fit.R2)
 	}
 
 	for _, s := range append([]Step{base}, steps...) {
 		if s.GeneratorSaturated {
-			v.Warnings = append(v.Warnings, fmt.Sprintf("with %s the generator itself was saturated: that step may describe loadlab more than the target", users(s.Concurrency)))
+			warnings = append(warnings, fmt.Sprintf("with %s the generator itself was saturated: that step may describe loadlab more than the target", users(s.Concurrency)))
 		}
 		if s.Requests > 0 && s.Errors*100 > s.Requests {
-			v.Warnings = append(v.Warnings, fmt.Sprintf("with %s, %d of %d requests failed", users(s.Concurrency), s.Errors, s.Requests))
+			warnings = append(warnings, fmt.Sprintf("with %s, %d of %d requests failed", users(s.Concurrency), s.Errors, s.Requests))
 		}
 	}
-	return v
+	return evidence, warnings
+}
+
+func isAre(l *Load) string {
+	if l.Members > 1 {
+		return "are"
+	}
+	return "is"
+}
+
+func themOrIt(l *Load) string {
+	if l.Members > 1 {
+		return "them"
+	}
+	return "it"
+}
+
+// others describes the groups other than b: "the others have room (nginx
+// 0.10 cores; ...)" or "it is the only process watched".
+func others(loads []Load, b *Load) string {
+	var parts []string
+	for _, l := range loads {
+		if l.Name != b.Name {
+			parts = append(parts, l.Name+" "+l.Describe())
+		}
+	}
+	if len(parts) == 0 {
+		return "it is the only process watched"
+	}
+	return "the others have room (" + strings.Join(parts, "; ") + ")"
 }
 
 // isCPUBound reports whether a server using serverCPU of the available
@@ -274,29 +600,6 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 // coresLeft is the CPU the generator left to the server during a step.
 func coresLeft(s Step, cores float64) float64 {
 	return math.Max(cores-s.GeneratorCPUCores, 0.1)
-}
-
-// plateauCPU is the median server CPU over the plateau steps, the CPU its
-// threads waited for, the cores left to the server there, and how busy the
-// machine was (NaN where unknown).
-func plateauCPU(steps []Step, cores float64) (server, wait, available, machineBusy float64, ok bool) {
-	var cpu, waits, avail, busy []float64
-	for _, s := range steps {
-		if !math.IsNaN(s.ServerCPUCores) {
-			cpu = append(cpu, s.ServerCPUCores)
-			avail = append(avail, coresLeft(s, cores))
-			if !math.IsNaN(s.MachineBusy) {
-				busy = append(busy, s.MachineBusy)
-			}
-			if !math.IsNaN(s.ServerCPUWaitCores) {
-				waits = append(waits, s.ServerCPUWaitCores)
-			}
-		}
-	}
-	if len(cpu) == 0 {
-		return 0, math.NaN(), 0, math.NaN(), false
-	}
-	return median(cpu), medianOrNaN(waits), median(avail), medianOrNaN(busy), true
 }
 
 func medianOrNaN(v []float64) float64 {

@@ -1,15 +1,9 @@
 package diagnose
 
 import (
-	"context"
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -203,7 +197,7 @@ func TestJudge(t *testing.T) {
 				pts = append(pts, usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS})
 			}
 			fit, err := usl.FitPoints(pts)
-			v := Judge(base, tt.steps, fit, err == nil, tt.slo, 2)
+			v := Judge(Measurements{Baseline: base, Steps: tt.steps, Fit: fit, FitOK: err == nil, SLO: tt.slo, Cores: 2})
 			if v.Performance != tt.perf || v.Scalability != tt.scal || v.Kind != tt.kind {
 				t.Fatalf("verdict perf=%v scal=%v kind=%s, want %v %v %s\n%s", v.Performance, v.Scalability, v.Kind,
 					tt.perf, tt.scal, tt.kind, strings.Join(v.Evidence, "\n"))
@@ -228,99 +222,5 @@ func TestLevels(t *testing.T) {
 		if got := fmt.Sprint(Levels(max)); got != want {
 			t.Errorf("Levels(%d) = %s, want %s", max, got, want)
 		}
-	}
-}
-
-func TestParseCPUSeconds(t *testing.T) {
-	text := "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n" +
-		"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total_other 9\nprocess_cpu_seconds_total 12.5\n"
-	// The shop's own in-flight gauges: a route label holding braces must
-	// count like any other.
-	text += "# TYPE shop_http_requests_in_flight gauge\n" +
-		"shop_http_requests_in_flight{route=\"GET /v1/menu\"} 3\nshop_http_requests_in_flight{route=\"GET /v1/items/{id}\"} 4\n"
-	m, err := parseMetrics(strings.NewReader(text))
-	if err != nil || m.cpu != 12.5 || !m.hasCPU || m.inFlight != 7 || !m.hasInFlight {
-		t.Fatalf("got %+v, %v; want CPU 12.5 and 7 in flight", m, err)
-	}
-	if m, err := parseMetrics(strings.NewReader("go_goroutines 5\n")); err != nil || m.hasCPU || m.hasInFlight {
-		t.Fatalf("found metrics that are not there: %+v", m)
-	}
-	if _, err := parseMetrics(strings.NewReader("process_cpu_seconds_total twelve\n")); err == nil {
-		t.Fatal("a malformed sample was accepted")
-	}
-}
-
-func TestMetricsCPU(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/broken" {
-			http.Error(w, "no", http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "process_cpu_seconds_total 3.25\nhttp_requests_in_flight 4")
-	}))
-	defer srv.Close()
-	v, err := MetricsCPU{URL: srv.URL + "/metrics"}.CPUSeconds(context.Background())
-	if err != nil || v != 3.25 {
-		t.Fatalf("got %v, %v", v, err)
-	}
-	if n, err := (MetricsCPU{URL: srv.URL + "/metrics"}).InFlight(context.Background()); err != nil || n != 4 {
-		t.Fatalf("in flight %v, %v", n, err)
-	}
-	if _, err := (MetricsCPU{URL: srv.URL + "/broken"}).CPUSeconds(context.Background()); err == nil {
-		t.Fatal("a 500 was accepted")
-	}
-}
-
-func TestProcessCPUWaitOfThisProcess(t *testing.T) {
-	p := ProcessCPU{PID: os.Getpid()}
-	a, err := p.CPUWaitSeconds(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// More spinning threads than cores must queue for a CPU; GOMAXPROCS is
-	// raised so that the kernel, not Go's scheduler, makes them queue.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3 * runtime.NumCPU()))
-	var wg sync.WaitGroup
-	for range 3 * runtime.NumCPU() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-			}
-		}()
-	}
-	wg.Wait()
-	b, err := p.CPUWaitSeconds(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Each thread gets about a third of the 300ms: some 0.2s of waiting
-	// per thread if the kernel is fair; require a quarter of that in all.
-	if want := 0.05 * float64(3*runtime.NumCPU()); b-a < want {
-		t.Fatalf("%d spinning threads on %d cores for 300ms waited %.3fs for a CPU in all", 3*runtime.NumCPU(), runtime.NumCPU(), b-a)
-	}
-	t.Logf("%d spinning threads on %d cores waited %.3fs for a CPU in all", 3*runtime.NumCPU(), runtime.NumCPU(), b-a)
-	if _, err := (ProcessCPU{PID: 1 << 30}).CPUWaitSeconds(context.Background()); err == nil {
-		t.Fatal("a missing process was accepted")
-	}
-}
-
-func TestProcessCPUOfThisProcess(t *testing.T) {
-	p := ProcessCPU{PID: os.Getpid()}
-	a, err := p.CPUSeconds(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 200ms of this thread's CPU, however long other work makes that take;
-	// the process figure is in clock ticks, so allow one of them.
-	burnThreadCPU(200 * time.Millisecond)
-	b, _ := p.CPUSeconds(context.Background())
-	if b-a < 0.19 {
-		t.Fatalf("spending 200ms of CPU added %.2fs to the process's CPU", b-a)
-	}
-	if _, err := (ProcessCPU{PID: 1 << 30}).CPUSeconds(context.Background()); err == nil {
-		t.Fatal("a missing process was accepted")
 	}
 }

@@ -77,10 +77,7 @@ func Render(w io.Writer, r *diagnose.Report) error {
 	v := view{R: r, Generated: time.Now().UTC().Format(time.RFC3339), Efficiency: r.Efficiency}
 	v.Throughput, v.Latency = throughputPlot(r), latencyPlot(r)
 	if r.FitOK {
-		v.PeakText = "none (κ = 0)"
-		if !math.IsInf(r.Fit.PeakConcurrency, 1) {
-			v.PeakText = fmt.Sprintf("%.1f", r.Fit.PeakConcurrency)
-		}
+		v.PeakText = r.Fit.PeakText()
 	}
 	if err := page.Execute(w, v); err != nil {
 		return fmt.Errorf("render report: %w", err)

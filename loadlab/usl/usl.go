@@ -32,7 +32,9 @@ type Fit struct {
 	Sigma  float64 `json:"sigma"`
 	Kappa  float64 `json:"kappa"`
 	Lambda float64 `json:"lambda"`
-	// PeakConcurrency is N*, +Inf when κ is zero (throughput never falls).
+	// PeakConcurrency is N*: +Inf when κ is about zero (throughput never
+	// falls within reach; see NoPeakBeyond), 1 when σ ≥ 1 (a second user
+	// already lowers throughput).
 	PeakConcurrency float64 `json:"-"`
 	R2              float64 `json:"r2"`
 }
@@ -51,6 +53,31 @@ func (f Fit) PeakThroughput() float64 {
 		return f.Lambda / f.Sigma
 	}
 	return f.Throughput(f.PeakConcurrency)
+}
+
+// NoPeakBeyond: a fitted N* past this many users means κ is about zero.
+// A least-squares κ of 1e-18 is not evidence of coherency, and "peak at
+// N* = 693387133" only hides that throughput never turns down.
+const NoPeakBeyond = 1e4
+
+// kappaZero and sigmaFalls: a κ below kappaZero is no coherency cost at
+// all, and a σ of sigmaFalls or more makes throughput fall from the second
+// user on (at σ = 1 it stays flat).
+const (
+	kappaZero  = 1e-9
+	sigmaFalls = 1.01
+)
+
+// PeakText says where throughput peaks, in words: "no peak (κ ≈ 0)",
+// "peak at one user (σ ≥ 1)" or "peak at N* = 28.2".
+func (f Fit) PeakText() string {
+	switch {
+	case f.PeakConcurrency == 1 && f.Sigma >= 1:
+		return "peak at one user (σ ≥ 1: a second one already lowers throughput)"
+	case math.IsInf(f.PeakConcurrency, 1):
+		return "no peak (κ ≈ 0: throughput levels off and never falls)"
+	}
+	return fmt.Sprintf("peak at N* = %.1f", f.PeakConcurrency)
 }
 
 // MinPoints is the fewest points a fit needs: three parameters.
@@ -118,8 +145,15 @@ func FitPoints(pts []Point) (Fit, error) {
 	}
 	f := Fit{Sigma: best[0] * best[0], Kappa: best[1] * best[1], Lambda: best[2] * best[2]}
 	f.PeakConcurrency = math.Inf(1)
-	if f.Kappa > 0 && f.Sigma < 1 {
-		f.PeakConcurrency = math.Sqrt((1 - f.Sigma) / f.Kappa)
+	switch {
+	case f.Kappa < kappaZero && f.Sigma < sigmaFalls:
+		// Flat or rising for ever: no peak (a σ of exactly 1 is flat).
+	case f.Sigma >= 1:
+		f.PeakConcurrency = 1
+	default:
+		if n := math.Sqrt((1 - f.Sigma) / f.Kappa); n <= NoPeakBeyond {
+			f.PeakConcurrency = n
+		}
 	}
 	var mean, ssTot float64
 	for _, p := range pts {

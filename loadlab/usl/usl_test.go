@@ -146,3 +146,42 @@ func TestFitRejectsBadPoints(t *testing.T) {
 		}
 	}
 }
+
+// κ about zero is no peak, and σ ≥ 1 is a peak at one user, in the fit and
+// in words (the summary once said "peak at N* = 693387133.0" for the
+// first, and "no peak (κ = 0)" for Python's http.server, σ = 1.311).
+func TestPeakAtTheEdges(t *testing.T) {
+	model := func(sigma, kappa, lambda float64) []Point {
+		f := Fit{Sigma: sigma, Kappa: kappa, Lambda: lambda}
+		var pts []Point
+		for _, n := range []float64{1, 2, 4, 8, 16, 32} {
+			pts = append(pts, Point{N: n, X: f.Throughput(n)})
+		}
+		return pts
+	}
+	tests := []struct {
+		name         string
+		sigma, kappa float64
+		peak         float64
+		text         string
+	}{
+		{"contention only", 0.2, 0, math.Inf(1), "no peak (κ ≈ 0"},
+		{"coherency too small to matter", 0.2, 1e-12, math.Inf(1), "no peak (κ ≈ 0"},
+		{"serial beyond one user", 1.311, 0.01864, 1, "peak at one user"},
+		{"a real peak", 0.02, 0.002, math.Sqrt(0.98 / 0.002), "peak at N* = 22.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fit, err := FitPoints(model(tt.sigma, tt.kappa, 250))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !(math.IsInf(tt.peak, 1) && math.IsInf(fit.PeakConcurrency, 1)) && !within(fit.PeakConcurrency, tt.peak, 0.02) {
+				t.Fatalf("N* = %v, want %v (σ=%.4g κ=%.4g)", fit.PeakConcurrency, tt.peak, fit.Sigma, fit.Kappa)
+			}
+			if got := fit.PeakText(); !strings.Contains(got, tt.text) {
+				t.Fatalf("PeakText() = %q, want %q", got, tt.text)
+			}
+		})
+	}
+}

@@ -1,0 +1,443 @@
+// Package procwatch finds the local processes that serve a URL and samples
+// what each spends: CPU time, time its threads waited in the run queue for
+// a CPU, and, for a process held to a cgroup CPU quota, the quota and how
+// often it ran out. A server is often several processes (nginx's master
+// and workers, pre-forked servers, a proxy in front of replicas that talk
+// to a database), and the one that owns the listening socket is often not
+// the one doing the work; procwatch follows the socket to every process
+// holding it, their children, and the local services they connect to.
+package procwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// userHZ is the unit of /proc/PID/stat's CPU times; it is 100 on every
+// Linux architecture Go supports (procfs assumes the same).
+const userHZ = 100
+
+// Group is one watched part of the server side: a process with its
+// children, several replicas of one program, or a process seen only
+// through its Prometheus metrics.
+type Group struct {
+	Name string
+	// Roots are the members' root processes (one per replica); each
+	// sample counts them and all their descendants at that moment.
+	Roots []int
+	// Metrics, for a group that is not local: its Prometheus endpoint.
+	Metrics string
+	// Why says how the group was found, for the report.
+	Why string
+}
+
+// Usage is a group's cumulative use at one moment. Fields that cannot be
+// seen are NaN.
+type Usage struct {
+	Name      string
+	Members   int     // replicas (roots); 1 for a metrics endpoint
+	Processes int     // processes counted, children included
+	Local     bool    // read from /proc (not from metrics)
+	CPU       float64 // seconds of CPU, user and system
+	Wait      float64 // seconds its threads waited runnable for a CPU
+	// QuotaCores is the CPU quota of the cgroups holding the members, in
+	// cores, summed over distinct cgroups (Quotas of them); NaN without.
+	QuotaCores float64
+	Quotas     int
+	// Periods and Throttled count the quota's enforcement periods and
+	// those in which it ran out; ThrottledSeconds is the time held.
+	Periods, Throttled, ThrottledSeconds float64
+}
+
+// Set is the groups a diagnosis watches. It is safe for concurrent use;
+// Follow adds to it while load runs.
+type Set struct {
+	mu     sync.Mutex
+	groups []Group
+	self   int // loadlab's own pid, never watched as the server
+	client *http.Client
+}
+
+// NewSet watches the given groups.
+func NewSet(groups ...Group) *Set {
+	return &Set{groups: groups, client: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// Groups returns the watched groups.
+func (s *Set) Groups() []Group {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.groups)
+}
+
+// Len is the number of watched groups.
+func (s *Set) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.groups)
+}
+
+// Source says where the figures come from: "pid" when any group is local,
+// "metrics" when all come from endpoints, "none" when nothing is watched.
+func (s *Set) Source() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src := "none"
+	for _, g := range s.groups {
+		if g.Metrics == "" {
+			return "pid"
+		}
+		src = "metrics"
+	}
+	return src
+}
+
+// Describe is one line per group: its name, processes and why.
+func (s *Set) Describe() []string {
+	var out []string
+	for _, g := range s.Groups() {
+		if g.Metrics != "" {
+			out = append(out, fmt.Sprintf("%s: CPU from %s", g.Name, g.Metrics))
+			continue
+		}
+		pids := make([]string, len(g.Roots))
+		for i, p := range g.Roots {
+			pids[i] = fmt.Sprint(p)
+		}
+		line := fmt.Sprintf("%s: process %s with its children", g.Name, strings.Join(pids, ", "))
+		if len(g.Roots) > 1 {
+			line = fmt.Sprintf("%s: %d processes (%s) with their children", g.Name, len(g.Roots), strings.Join(pids, ", "))
+		}
+		if g.Why != "" {
+			line += ", " + g.Why
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// add adds a group of local roots unless a root is already watched; it
+// reports whether it added anything.
+func (s *Set) add(g Group) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, have := range s.groups {
+		for _, r := range g.Roots {
+			if slices.Contains(have.Roots, r) {
+				return false
+			}
+		}
+	}
+	s.groups = append(s.groups, g)
+	return true
+}
+
+// Sample reads every group's cumulative use, in the order of Groups.
+func (s *Set) Sample(ctx context.Context) ([]Usage, error) {
+	groups := s.Groups()
+	var sc *scan
+	out := make([]Usage, 0, len(groups))
+	for _, g := range groups {
+		if g.Metrics != "" {
+			cpu, err := s.scrape(ctx, g.Metrics)
+			if err != nil {
+				return nil, fmt.Errorf("watch %s: %w", g.Name, err)
+			}
+			out = append(out, Usage{Name: g.Name, Members: 1, Processes: 1, CPU: cpu.cpu, Wait: math.NaN(),
+				QuotaCores: math.NaN(), Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN()})
+			continue
+		}
+		if sc == nil {
+			var err error
+			if sc, err = newScan(false); err != nil {
+				return nil, err
+			}
+		}
+		u, err := localUsage(sc, g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// InFlight sums the in-flight gauges of the groups watched through
+// metrics; it fails when there are none.
+func (s *Set) InFlight(ctx context.Context) (float64, error) {
+	var sum float64
+	found := false
+	for _, g := range s.Groups() {
+		if g.Metrics == "" {
+			continue
+		}
+		m, err := s.scrape(ctx, g.Metrics)
+		if err != nil {
+			return 0, err
+		}
+		if m.hasInFlight {
+			sum += m.inFlight
+			found = true
+		}
+	}
+	if !found {
+		return 0, errors.New("no in-flight gauge among the watched metrics")
+	}
+	return sum, nil
+}
+
+// localUsage adds up a local group's processes.
+func localUsage(sc *scan, g Group) (Usage, error) {
+	u := Usage{Name: g.Name, Members: len(g.Roots), Local: true, QuotaCores: math.NaN(),
+		Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN()}
+	alive := 0
+	for _, root := range g.Roots {
+		if sc.procs[root] == nil {
+			continue
+		}
+		alive++
+		for _, pid := range sc.tree(root) {
+			p, err := procfs.NewProc(pid)
+			if err != nil {
+				continue
+			}
+			st, err := p.Stat()
+			if err != nil {
+				continue // it exited
+			}
+			u.Processes++
+			// Children that exited count in their parent's cutime and
+			// cstime, so a process that forks per request (or a
+			// PostgreSQL backend that ends) keeps its CPU in the sum.
+			u.CPU += float64(int(st.UTime)+int(st.STime)+st.CUTime+st.CSTime) / userHZ
+			threads, err := procfs.AllThreads(pid)
+			if err != nil {
+				continue
+			}
+			for _, t := range threads {
+				if ss, err := t.Schedstat(); err == nil {
+					u.Wait += float64(ss.WaitingNanoseconds) / 1e9
+				}
+			}
+		}
+	}
+	if alive == 0 {
+		return u, fmt.Errorf("watch %s: none of its processes (%v) is running", g.Name, g.Roots)
+	}
+	seen := map[string]bool{}
+	quota, periods, throttled, held := 0.0, 0.0, 0.0, 0.0
+	for _, root := range g.Roots {
+		l, ok := limitOf(root)
+		if !ok {
+			return u, nil // a member without a quota: the group has none
+		}
+		if seen[l.dir] {
+			continue
+		}
+		seen[l.dir] = true
+		quota += l.cores
+		periods += l.periods
+		throttled += l.throttled
+		held += l.throttledSeconds
+	}
+	u.QuotaCores, u.Quotas, u.Periods, u.Throttled, u.ThrottledSeconds = quota, len(seen), periods, throttled, held
+	return u, nil
+}
+
+// Self is loadlab's own process, to sample the generator's wait.
+func Self() Group {
+	p, _ := procfs.Self()
+	return Group{Name: "loadlab", Roots: []int{p.PID}}
+}
+
+// ByPID is a group for --watch NAME=PID: the processes and their children.
+func ByPID(name string, pids ...int) (Group, error) {
+	for _, pid := range pids {
+		if _, err := procfs.NewProc(pid); err != nil {
+			return Group{}, fmt.Errorf("watch %s: no process %d", name, pid)
+		}
+	}
+	return Group{Name: name, Roots: pids, Why: "as given"}, nil
+}
+
+// ByMetrics is a group for --watch NAME=URL, read from its
+// process_cpu_seconds_total.
+func ByMetrics(name, url string) Group { return Group{Name: name, Metrics: url, Why: "as given"} }
+
+// names gives the usual suspects the names people know them by.
+var names = map[string]string{"postgres": "PostgreSQL", "nginx": "nginx", "redis-server": "Redis", "nats-server": "NATS"}
+
+// displayName is a process's name in a verdict.
+func displayName(comm string) string {
+	if n, ok := names[comm]; ok {
+		return n
+	}
+	return comm
+}
+
+// Discover finds the local processes serving port: every process holding
+// its listening socket, with their children (nginx's master and workers, a
+// pre-forked server); the local services those connect to (a proxy's
+// replicas, their database), followed up to three hops; and the usual
+// suspects (PostgreSQL, nginx, Redis, NATS) running here. A proxy's
+// upstream connections may exist only while it forwards a request: call
+// Follow while load runs to catch them.
+func Discover(port int) (*Set, error) {
+	sc, err := newScan(true)
+	if err != nil {
+		return nil, err
+	}
+	pids := sc.listenerPIDs(port)
+	if len(pids) == 0 {
+		if len(sc.listeners[port]) > 0 {
+			return nil, fmt.Errorf("port %d is listening, but its process cannot be seen (another user's?); pass --watch NAME=PID", port)
+		}
+		return nil, fmt.Errorf("no local process listens on port %d", port)
+	}
+	s := NewSet()
+	s.self = sc.self()
+	rs := roots(pids, sc)
+	s.add(Group{Name: displayName(sc.procs[rs[0]].comm), Roots: rs, Why: fmt.Sprintf("listening on port %d", port)})
+	s.follow(sc)
+	s.addSuspects(sc)
+	return s, nil
+}
+
+// self is loadlab's pid.
+func (sc *scan) self() int {
+	p, err := procfs.Self()
+	if err != nil {
+		return 0
+	}
+	return p.PID
+}
+
+// Follow rescans the watched processes' connections every interval until
+// the returned stop is called, adding the local services they talk to.
+func (s *Set) Follow(ctx context.Context, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if sc, err := newScan(true); err == nil {
+				s.follow(sc)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// follow adds, hop by hop, the local listeners the watched local processes
+// hold connections to, one group per program (replicas of one program are
+// one group of several members).
+func (s *Set) follow(sc *scan) {
+	own := ownAddresses()
+	for range 3 {
+		var pids []int
+		for _, g := range s.Groups() {
+			for _, r := range g.Roots {
+				pids = append(pids, sc.tree(r)...)
+			}
+		}
+		byName := map[string][]int{}
+		ports := map[string][]int{}
+		for _, port := range sc.upstreamPorts(pids, own) {
+			for _, r := range roots(sc.listenerPIDs(port), sc) {
+				if r == s.self || slices.Contains(pids, r) {
+					continue
+				}
+				name := displayName(sc.procs[r].comm)
+				if !slices.Contains(byName[name], r) {
+					byName[name] = append(byName[name], r)
+					ports[name] = append(ports[name], port)
+				}
+			}
+		}
+		added := false
+		for _, name := range sortedKeys(byName) {
+			sort.Ints(ports[name])
+			why := fmt.Sprintf("connected to on port %s", joinInts(ports[name]))
+			if s.add(Group{Name: name, Roots: byName[name], Why: why}) {
+				added = true
+			} else {
+				s.extend(name, byName[name])
+			}
+		}
+		if !added {
+			return
+		}
+	}
+}
+
+// extend adds new replicas to a group of the same name found earlier.
+func (s *Set) extend(name string, roots []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, g := range s.groups {
+		if g.Name != name || g.Metrics != "" {
+			continue
+		}
+		for _, r := range roots {
+			taken := false
+			for _, other := range s.groups {
+				taken = taken || slices.Contains(other.Roots, r)
+			}
+			if !taken {
+				s.groups[i].Roots = append(s.groups[i].Roots, r)
+			}
+		}
+	}
+}
+
+// addSuspects watches the usual suspects found running here.
+func (s *Set) addSuspects(sc *scan) {
+	byName := map[string][]int{}
+	for pid, p := range sc.procs {
+		if _, ok := names[p.comm]; !ok || pid == s.self {
+			continue
+		}
+		if parent := sc.procs[p.ppid]; parent != nil && parent.comm == p.comm {
+			continue // a worker or backend: counted with its parent
+		}
+		byName[displayName(p.comm)] = append(byName[displayName(p.comm)], pid)
+	}
+	for _, name := range sortedKeys(byName) {
+		sort.Ints(byName[name])
+		s.add(Group{Name: name, Roots: byName[name], Why: "running on this machine"})
+	}
+}
+
+func sortedKeys(m map[string][]int) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}

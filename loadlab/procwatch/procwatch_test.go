@@ -1,0 +1,413 @@
+package procwatch
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// Real processes for the tests: this test binary, re-executed in a role,
+// under a name of its own (a symlink) so that its comm tells it apart.
+const roleEnv = "PROCWATCH_TEST_ROLE"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(roleEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "prefork": // listens, then forks two workers that share the socket
+		ln := listen()
+		f, _ := ln.(*net.TCPListener).File()
+		var workers []*exec.Cmd
+		for range 2 {
+			c := exec.Command(os.Args[0])
+			c.Env = append(os.Environ(), roleEnv+"=worker")
+			c.ExtraFiles = []*os.File{f}
+			if err := c.Start(); err != nil {
+				panic(err)
+			}
+			workers = append(workers, c)
+		}
+		ln.Close() // only the workers accept, as in a pre-forked server
+		announce(ln)
+		for _, w := range workers {
+			w.Wait()
+		}
+	case "worker":
+		ln, err := net.FileListener(os.NewFile(3, "listener"))
+		if err != nil {
+			panic(err)
+		}
+		http.Serve(ln, burner(time.Millisecond))
+	case "backend":
+		ln := listen()
+		announce(ln)
+		http.Serve(ln, burner(2*time.Millisecond))
+	case "proxy":
+		u, _ := url.Parse(os.Getenv("PROCWATCH_BACKEND"))
+		ln := listen()
+		announce(ln)
+		http.Serve(ln, httputil.NewSingleHostReverseProxy(u))
+	case "spin":
+		for {
+			spin(time.Second)
+		}
+	}
+}
+
+func listen() net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	return ln
+}
+
+func announce(ln net.Listener) { fmt.Println(ln.Addr().(*net.TCPAddr).Port) }
+
+// spin keeps a CPU busy for d of wall time.
+func spin(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+	}
+}
+
+func burner(d time.Duration) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { burnThreadCPU(d) }
+}
+
+// start runs this binary as name in a role and returns its process and the
+// port it announced (0 for roles that announce none).
+func start(t *testing.T, name, role string, env ...string) (*exec.Cmd, int) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(os.Args[0], bin); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(bin)
+	c.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
+	out, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The prefork parent's workers die with it: kill the whole tree.
+		if sc, err := newScan(false); err == nil {
+			for _, pid := range sc.tree(c.Process.Pid)[1:] {
+				if p, err := os.FindProcess(pid); err == nil {
+					p.Kill()
+				}
+			}
+		}
+		c.Process.Kill()
+		c.Wait()
+	})
+	if role == "spin" {
+		return c, 0
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s did not start: %v", role, err)
+	}
+	port, _ := strconv.Atoi(strings.TrimSpace(line))
+	return c, port
+}
+
+// get sends n requests to port from a few goroutines.
+func get(t *testing.T, port, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / 4 {
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ownCPU(t *testing.T, pid int) float64 {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CPUTime()
+}
+
+// A pre-forked server: the parent that opened the socket is idle, its two
+// children serve. Discovery finds the parent as the one root and counts
+// the children's CPU with it.
+func TestDiscoverCountsThePreforkedWorkers(t *testing.T) {
+	parent, port := start(t, "prefork", "prefork")
+	set, err := Discover(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := set.Groups()[0]
+	if g.Name != "prefork" || !slices.Equal(g.Roots, []int{parent.Process.Pid}) {
+		t.Fatalf("first group %+v, want the prefork parent %d", g, parent.Process.Pid)
+	}
+	before, err := set.Sample(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent0 := ownCPU(t, parent.Process.Pid)
+	get(t, port, 200) // 200 ms of the workers' CPU
+	after, _ := set.Sample(context.Background())
+	if after[0].Processes != 3 {
+		t.Fatalf("counted %d processes, want the parent and two workers", after[0].Processes)
+	}
+	served := after[0].CPU - before[0].CPU
+	idle := ownCPU(t, parent.Process.Pid) - parent0
+	if served < 0.15 || idle > 0.02 {
+		t.Fatalf("group CPU %.2fs (want ≥ 0.15), the socket's owner alone %.2fs", served, idle)
+	}
+	t.Logf("the group used %.2fs of CPU; the process that opened the socket %.2fs", served, idle)
+}
+
+// A proxy in front of a CPU-burning backend: the proxy owns the port, the
+// backend does the work; following the proxy's connections while it
+// forwards finds the backend.
+func TestFollowFindsTheBackendBehindAProxy(t *testing.T) {
+	backend, bport := start(t, "backend", "backend")
+	_, pport := start(t, "proxy", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", bport))
+	set, err := Discover(pport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := set.Follow(context.Background(), 10*time.Millisecond)
+	get(t, pport, 100)
+	stop()
+	var names []string
+	for _, g := range set.Groups() {
+		names = append(names, g.Name)
+	}
+	i := slices.Index(names, "backend")
+	if i < 0 || !slices.Equal(set.Groups()[i].Roots, []int{backend.Process.Pid}) {
+		t.Fatalf("watching %v, want the backend %d too", set.Describe(), backend.Process.Pid)
+	}
+	before, _ := set.Sample(context.Background())
+	get(t, pport, 100) // 200 ms of the backend's CPU
+	after, err := set.Sample(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu := after[i].CPU - before[i].CPU; cpu < 0.15 {
+		t.Fatalf("the backend used %.2fs of CPU for 100 requests of 2 ms", cpu)
+	}
+	t.Logf("watching %s", strings.Join(set.Describe(), "; "))
+}
+
+// A process in a cgroup held to a quarter of a core: its quota and how
+// often the quota ran out are read from the cgroup (v1 here; v2 where
+// the machine has it).
+func TestQuotaAndThrottling(t *testing.T) {
+	v1, v2 := cpuMounts()
+	var dir string
+	switch {
+	case v2 != nil && readString(filepath.Join(v2.point, "cgroup.controllers")) != "" && strings.Contains(readString(filepath.Join(v2.point, "cgroup.subtree_control")), "cpu"):
+		dir = filepath.Join(v2.point, fmt.Sprintf("procwatch-test-%d", os.Getpid()))
+	case v1 != nil:
+		dir = filepath.Join(v1.point, fmt.Sprintf("procwatch-test-%d", os.Getpid()))
+	}
+	if dir == "" || os.Mkdir(dir, 0o755) != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("cannot create a CPU cgroup; CI runs as root on a machine with cgroups")
+		}
+		t.Skip("cannot create a CPU cgroup here (not root?): quota reading not tested")
+	}
+	spinner, _ := start(t, "spin", "spin")
+	t.Cleanup(func() {
+		spinner.Process.Kill()
+		spinner.Wait()
+		os.Remove(dir)
+	})
+	pid := strconv.Itoa(spinner.Process.Pid)
+	var err error
+	if strings.HasPrefix(dir, v1OrEmpty(v1)) && v1 != nil {
+		err = os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte("100000"), 0o644)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte("25000"), 0o644)
+		}
+	} else {
+		err = os.WriteFile(filepath.Join(dir, "cpu.max"), []byte("25000 100000"), 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(pid), 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ByPID("spinner", spinner.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := NewSet(g)
+	before, err := set.Sample(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for a dozen enforcement periods, by the cgroup's own count.
+	for u := before; u[0].Periods-before[0].Periods < 12; u, _ = set.Sample(context.Background()) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	after, _ := set.Sample(context.Background())
+	if after[0].QuotaCores != 0.25 || after[0].Quotas != 1 {
+		t.Fatalf("quota %.2f cores in %d cgroups, want 0.25 in 1", after[0].QuotaCores, after[0].Quotas)
+	}
+	periods, throttled := after[0].Periods-before[0].Periods, after[0].Throttled-before[0].Throttled
+	if throttled < periods/2 || !(after[0].ThrottledSeconds > before[0].ThrottledSeconds) {
+		t.Fatalf("a spinning process was throttled in %.0f of %.0f periods (%.3fs held)", throttled, periods, after[0].ThrottledSeconds-before[0].ThrottledSeconds)
+	}
+	t.Logf("throttled in %.0f of %.0f periods", throttled, periods)
+}
+
+func v1OrEmpty(m *cgroupMount) string {
+	if m == nil {
+		return "\x00"
+	}
+	return m.point
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n" +
+		"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total_other 9\nprocess_cpu_seconds_total 12.5\n"
+	// The shop's own in-flight gauges: a route label holding braces must
+	// count like any other (a hand-written parser once dropped it: 3, not 7).
+	text += "# TYPE shop_http_requests_in_flight gauge\n" +
+		"shop_http_requests_in_flight{route=\"GET /v1/menu\"} 3\nshop_http_requests_in_flight{route=\"GET /v1/items/{id}\"} 4\n"
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil || m.cpu != 12.5 || !m.hasCPU || m.inFlight != 7 || !m.hasInFlight {
+		t.Fatalf("got %+v, %v; want CPU 12.5 and 7 in flight", m, err)
+	}
+	if m, err := parseMetrics(strings.NewReader("go_goroutines 5\n")); err != nil || m.hasCPU || m.hasInFlight {
+		t.Fatalf("found metrics that are not there: %+v", m)
+	}
+	if _, err := parseMetrics(strings.NewReader("process_cpu_seconds_total twelve\n")); err == nil {
+		t.Fatal("a malformed sample was accepted")
+	}
+}
+
+func TestWatchByMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/broken":
+			http.Error(w, "no", http.StatusInternalServerError)
+		case "/nocpu":
+			fmt.Fprintln(w, "go_goroutines 3")
+		default:
+			fmt.Fprintln(w, "process_cpu_seconds_total 3.25\nhttp_requests_in_flight 4")
+		}
+	}))
+	defer srv.Close()
+	set := NewSet(ByMetrics("api", srv.URL+"/metrics"))
+	u, err := set.Sample(context.Background())
+	if err != nil || u[0].CPU != 3.25 || u[0].Local || set.Source() != "metrics" {
+		t.Fatalf("got %+v, %v", u, err)
+	}
+	if n, err := set.InFlight(context.Background()); err != nil || n != 4 {
+		t.Fatalf("in flight %v, %v", n, err)
+	}
+	for _, path := range []string{"/broken", "/nocpu"} {
+		if _, err := NewSet(ByMetrics("api", srv.URL+path)).Sample(context.Background()); err == nil {
+			t.Fatalf("%s was accepted", path)
+		}
+	}
+}
+
+// This process's own CPU and run-queue wait.
+func TestSampleThisProcess(t *testing.T) {
+	set := NewSet(Self())
+	a, err := set.Sample(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More spinning threads than cores must queue for a CPU; GOMAXPROCS is
+	// raised so that the kernel, not Go's scheduler, makes them queue.
+	threads := 3 * runtime.NumCPU()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			spin(300 * time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	b, err := set.Sample(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each thread gets about a third of the 300ms: some 0.2s of waiting
+	// per thread if the kernel is fair; require a quarter of that in all.
+	if b[0].Wait-a[0].Wait < 0.05*float64(threads) {
+		t.Fatalf("%d spinning threads on %d cores for 300ms waited %.3fs", threads, runtime.NumCPU(), b[0].Wait-a[0].Wait)
+	}
+	// 200 ms of one thread's CPU, however long other work makes that take;
+	// /proc counts in clock ticks, so allow one of them.
+	burnThreadCPU(200 * time.Millisecond)
+	c, _ := set.Sample(context.Background())
+	if c[0].CPU-b[0].CPU < 0.19 {
+		t.Fatalf("spending 200ms of CPU added %.2fs to the process's CPU", c[0].CPU-b[0].CPU)
+	}
+	if _, err := ByPID("gone", 1<<30); err == nil {
+		t.Fatal("a missing process was accepted")
+	}
+}
+
+// burnThreadCPU spends d of this thread's CPU time (not wall time, which a
+// busy machine stretches).
+func burnThreadCPU(d time.Duration) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := func() time.Duration {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+			panic(err)
+		}
+		return time.Duration(ts.Nano())
+	}
+	for start := cpu(); cpu()-start < d; {
+	}
+}
