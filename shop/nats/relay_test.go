@@ -1,0 +1,251 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/perfscale/perfscale/shop"
+	shopnats "github.com/perfscale/perfscale/shop/nats"
+	"github.com/perfscale/perfscale/shop/nats/natstest"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sqlite"
+)
+
+func openStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sqlite.NewStore(db, nil)
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// placeOrder checks out one unit of item 2 in a new session.
+func placeOrder(t *testing.T, s *sqlite.Store) (sessionID int64, o *shop.Order) {
+	t.Helper()
+	ctx := context.Background()
+	_, hash := shop.NewToken()
+	sess, err := s.CreateSession(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetCartItem(ctx, sess.ID, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	o, _, err = shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k",
+		Checkout: shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}})
+	if err != nil {
+		t.Fatalf("checkout: %v", err)
+	}
+	return sess.ID, o
+}
+
+func advance(t *testing.T, s *sqlite.Store, id int64, from, to shop.Status) {
+	t.Helper()
+	if ok, err := s.AdvanceOrder(context.Background(), id, from, to); err != nil || !ok {
+		t.Fatalf("advance order %d to %s: %v, %v", id, to, ok, err)
+	}
+}
+
+type delivered struct {
+	Key string
+	Seq int64
+}
+
+// readStream reads the whole stream with its own ordered consumer, as a
+// de-duplicating consumer would see it: every message with its Nats-Msg-Id.
+func readStream(t *testing.T, url string, cfg shopnats.Config, want int) []delivered {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != uint64(want) {
+		t.Errorf("stream holds %d messages, want %d (one per event)", n, want)
+	}
+	cons, err := js.OrderedConsumer(ctx, cfg.Stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []delivered
+	for len(got) < want {
+		m, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", len(got), want, err)
+		}
+		meta, _ := m.Metadata()
+		got = append(got, delivered{Key: m.Headers().Get(jetstream.MsgIDHeader), Seq: int64(meta.Sequence.Stream)})
+	}
+	return got
+}
+
+// TestRelayDeliversEveryEventOnceAfterAnOutage: with NATS stopped, orders
+// still commit and their events wait in the outbox; when NATS returns, the
+// relay publishes each exactly once, in outbox order.
+func TestRelayDeliversEveryEventOnceAfterAnOutage(t *testing.T) {
+	srv := natstest.Start(t)
+	s := openStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	relay := shopnats.NewRelay(s, bus, shopnats.RelayConfig{Poll: 20 * time.Millisecond, PublishTimeout: time.Second})
+
+	var want []string // dedup keys in outbox (commit) order
+	_, first := placeOrder(t, s)
+	want = append(want, fmt.Sprintf("%d-placed", first.ID))
+	if err := relay.Drain(ctx); err != nil {
+		t.Fatalf("relay with NATS up: %v", err)
+	}
+	// A publish retried after a lost acknowledgement is stored once.
+	if err := bus.Publish(ctx, shop.OrderEvent{OrderID: first.ID, Seq: 1, Status: shop.StatusPlaced}); err != nil {
+		t.Fatalf("republish: %v", err)
+	}
+
+	srv.Stop()
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	var ids []int64
+	for range 10 {
+		_, o := placeOrder(t, s) // commits although NATS is down
+		ids = append(ids, o.ID)
+		want = append(want, fmt.Sprintf("%d-placed", o.ID))
+	}
+	for _, id := range ids[:5] {
+		advance(t, s, id, shop.StatusPlaced, shop.StatusConfirmed)
+		want = append(want, fmt.Sprintf("%d-confirmed", id))
+	}
+	advance(t, s, first.ID, shop.StatusPlaced, shop.StatusConfirmed)
+	advance(t, s, first.ID, shop.StatusConfirmed, shop.StatusReady)
+	want = append(want, fmt.Sprintf("%d-confirmed", first.ID), fmt.Sprintf("%d-ready", first.ID))
+	pending, err := s.UnpublishedOrderEvents(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != len(want)-1 {
+		t.Fatalf("%d events wait in the outbox while NATS is down, want %d", len(pending), len(want)-1)
+	}
+
+	srv.Start()
+	// The relay reconnects on its own; wait (bounded) for the outbox to empty.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pending, err := s.UnpublishedOrderEvents(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still unpublished 60s after NATS returned", len(pending))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-relayDone; err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+
+	got := readStream(t, srv.URL(), bus.Config(), len(want))
+	seen := map[string]int{}
+	var keys []string
+	for _, d := range got {
+		seen[d.Key]++
+		if seen[d.Key] == 1 { // the de-duplicating consumer
+			keys = append(keys, d.Key)
+		}
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times", k, n)
+		}
+	}
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Errorf("events in stream order (-want outbox order +got):\n%s", diff)
+	}
+}
+
+// TestWatchOrder: a watcher sees the order's events as they are published,
+// only its own order's, and is told when the bus goes away.
+func TestWatchOrder(t *testing.T) {
+	srv := natstest.Start(t)
+	s := openStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	relay := shopnats.NewRelay(s, bus, shopnats.RelayConfig{})
+	_, other := placeOrder(t, s)
+	_, o := placeOrder(t, s)
+	if err := relay.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events, lost, err := bus.WatchOrder(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() shop.OrderEvent {
+		t.Helper()
+		select {
+		case e := <-events:
+			return e
+		case <-lost:
+			t.Fatal("feed lost with NATS up")
+		case <-time.After(30 * time.Second):
+			t.Fatal("no event within 30s")
+		}
+		return shop.OrderEvent{}
+	}
+	if e := next(); e.OrderID != o.ID || e.Seq != 1 || e.Status != shop.StatusPlaced {
+		t.Fatalf("first event %+v, want order %d placed", e, o.ID)
+	}
+	advance(t, s, other.ID, shop.StatusPlaced, shop.StatusConfirmed)
+	advance(t, s, o.ID, shop.StatusPlaced, shop.StatusConfirmed)
+	if err := relay.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e.OrderID != o.ID || e.Seq != 2 || e.Status != shop.StatusConfirmed {
+		t.Fatalf("second event %+v, want order %d confirmed", e, o.ID)
+	}
+	srv.Stop()
+	select {
+	case <-lost:
+	case <-time.After(30 * time.Second):
+		t.Fatal("watcher not told within 30s that NATS went away")
+	}
+	if _, _, err := bus.WatchOrder(ctx, o.ID); !errors.Is(err, shopnats.ErrUnavailable) {
+		t.Fatalf("watch with NATS down: %v, want ErrUnavailable", err)
+	}
+}
