@@ -47,13 +47,26 @@ type options struct {
 // the real River worker) through httptest.
 func newAPI(t *testing.T, o options) *api {
 	t.Helper()
+	a := &api{t: t}
+	h, b := compose(t, o, a.draining.Load)
+	a.store, a.orders = b.Store, b.Orders
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close) // runs before compose's cleanup: requests end first
+	a.url = srv.URL
+	return a
+}
+
+// compose builds the handler as cmd/shop does: the backend (store, timing
+// wrapper, queue), the cache layer in front of it, the HTTP adapter.
+func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *backend.Backend) {
+	tb.Helper()
 	ctx := context.Background()
 	if o.items == nil {
 		o.items = seed.Items(seed.DefaultItems)
 	}
 	reg := httpapi.NewRegistry()
 	cfg := backend.Config{
-		SQLitePath: filepath.Join(t.TempDir(), "shop.db"),
+		SQLitePath: filepath.Join(tb.TempDir(), "shop.db"),
 		Jobs:       jobs.Config{Work: o.worker, PrepTime: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond},
 		Wrap:       instrument.NewMetrics(reg).Wrap,
 	}
@@ -62,34 +75,30 @@ func newAPI(t *testing.T, o options) *api {
 	}
 	b, err := backend.Open(ctx, cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if _, err := b.Seed(ctx, o.items); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	store := b.Store
-	a := &api{t: t, store: store, orders: b.Orders}
-	// As cmd/shop composes it: the cache layer in front of the timed store.
 	cached, err := cache.New(ctx, store, cache.Config{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
+	h := httpapi.NewHandler(httpapi.Config{
 		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store,
-		Registry: reg, AdminToken: o.adminToken, Draining: a.draining.Load,
-	}))
+		Registry: reg, AdminToken: o.adminToken, Draining: draining,
+	})
 	if err := b.Queue.Start(ctx); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
-		srv.Close()
+	tb.Cleanup(func() {
 		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		b.Queue.Stop(stop)
 		b.Close()
 	})
-	a.url = srv.URL
-	return a
+	return h, b
 }
 
 type response struct {
