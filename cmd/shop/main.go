@@ -13,10 +13,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -30,6 +32,7 @@ import (
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/postgres"
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
@@ -55,6 +58,11 @@ type config struct {
 	// drainDelay is how long a stopping process keeps serving with /readyz
 	// failing before its listener closes.
 	drainDelay time.Duration
+	// dbURL selects PostgreSQL; empty runs the embedded SQLite default.
+	dbURL string
+	pg    postgres.Options
+	// migrate is the `shop migrate` subcommand: migrate and exit.
+	migrate bool
 }
 
 // defaultDrainDelay is the drain of a replica behind a load balancer: long
@@ -74,6 +82,9 @@ func defaultDrainDelay(role string) string {
 // container or under a process manager.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	var c config
+	if len(args) > 0 && args[0] == "migrate" {
+		c.migrate, args = true, args[1:]
+	}
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(name, def string) string {
@@ -88,6 +99,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.role, "role", env("SHOP_ROLE", "all"), "api (HTTP only), worker (background jobs only) or all (env SHOP_ROLE)")
 	fs.StringVar(&c.logLevel, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (env SHOP_LOG_LEVEL)")
 	fs.StringVar(&c.replicaName, "replica-name", env("SHOP_REPLICA_NAME", ""), "name sent in the X-Replica response header; default the API listener's host:port (env SHOP_REPLICA_NAME)")
+	fs.StringVar(&c.dbURL, "db", env("SHOP_DATABASE_URL", ""), "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir (env SHOP_DATABASE_URL)")
+	var maxConns, connectTimeout, statementTimeout string
+	fs.StringVar(&maxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", strconv.Itoa(postgres.DefaultMaxConns)), "PostgreSQL pool size per process (and per replica) (env SHOP_DB_MAX_CONNS)")
+	fs.StringVar(&connectTimeout, "db-connect-timeout", env("SHOP_DB_CONNECT_TIMEOUT", postgres.DefaultConnectTimeout.String()), "how long connecting to PostgreSQL may take (env SHOP_DB_CONNECT_TIMEOUT)")
+	fs.StringVar(&statementTimeout, "db-statement-timeout", env("SHOP_DB_STATEMENT_TIMEOUT", postgres.DefaultStatementTimeout.String()), "PostgreSQL cancels a statement running longer (env SHOP_DB_STATEMENT_TIMEOUT)")
 	var seedItems, prep, mailLat, shutdown, drain string
 	fs.StringVar(&drain, "drain-delay", env("SHOP_DRAIN_DELAY", ""), "on SIGTERM, how long to keep serving with /readyz failing before the listener closes; default 5s with --role api, else 0s; a second signal cuts it short (env SHOP_DRAIN_DELAY)")
 	fs.StringVar(&seedItems, "seed-items", env("SHOP_SEED_ITEMS", strconv.Itoa(seed.DefaultItems)), "catalog size seeded on first start, at most 1000000 (env SHOP_SEED_ITEMS)")
@@ -95,7 +111,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&mailLat, "mail-latency", env("SHOP_MAIL_LATENCY", "0s"), "simulated mail provider latency (env SHOP_MAIL_LATENCY)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("SHOP_SHUTDOWN_TIMEOUT", "15s"), "how long shutdown waits for in-flight requests and running jobs before cancelling them (env SHOP_SHUTDOWN_TIMEOUT)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: shop [flags]\n\nRuns the ordering service. SHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
+		fmt.Fprint(stderr, "Usage: shop [flags]\n       shop migrate [flags]\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts. SHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -109,13 +125,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("--seed-items must be a whole number from 0 to %d, got %q", seed.MaxItems, seedItems)
 	}
 	c.seedItems = n
+	if c.dbURL != "" {
+		if !strings.HasPrefix(c.dbURL, "postgres://") && !strings.HasPrefix(c.dbURL, "postgresql://") {
+			return nil, fmt.Errorf("--db must be a postgres:// URL (postgres://user@host:5432/database), got %q", redactURL(c.dbURL))
+		}
+		if _, err := postgres.ParseURL(c.dbURL); err != nil {
+			return nil, fmt.Errorf("--db: %w", err)
+		}
+	}
+	mc, err := strconv.Atoi(maxConns)
+	if err != nil || mc < 1 || mc > 1000 {
+		return nil, fmt.Errorf("--db-max-conns must be a whole number from 1 to 1000, got %q", maxConns)
+	}
+	c.pg.MaxConns = int32(mc)
 	if drain == "" {
 		drain = defaultDrainDelay(c.role)
 	}
 	for _, d := range []struct {
 		name, raw string
 		dst       *time.Duration
-	}{{"prep-time", prep, &c.prepTime}, {"mail-latency", mailLat, &c.mailLatency}, {"shutdown-timeout", shutdown, &c.shutdownTimeout}, {"drain-delay", drain, &c.drainDelay}} {
+	}{{"prep-time", prep, &c.prepTime}, {"mail-latency", mailLat, &c.mailLatency}, {"shutdown-timeout", shutdown, &c.shutdownTimeout}, {"drain-delay", drain, &c.drainDelay},
+		{"db-connect-timeout", connectTimeout, &c.pg.ConnectTimeout}, {"db-statement-timeout", statementTimeout, &c.pg.StatementTimeout}} {
 		v, err := time.ParseDuration(d.raw)
 		if err != nil || v < 0 {
 			return nil, fmt.Errorf("--%s must be a duration such as 5s or 250ms, got %q", d.name, d.raw)
@@ -130,8 +160,41 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.addr == "" {
 		return nil, errors.New("--addr must not be empty")
 	}
+	if c.pg.ConnectTimeout == 0 || c.pg.StatementTimeout == 0 {
+		return nil, errors.New("--db-connect-timeout and --db-statement-timeout must be above 0")
+	}
 	c.adminToken = getenv("SHOP_ADMIN_TOKEN")
 	return &c, nil
+}
+
+// migrate is `shop migrate`: the shop's and River's tables brought up to
+// date, as a step of its own, so replicas starting together never race to
+// migrate (on PostgreSQL they refuse to start on an old schema).
+func migrate(ctx context.Context, cfg *config, log *slog.Logger) error {
+	bc := backend.Config{DatabaseURL: cfg.dbURL, Postgres: cfg.pg, Jobs: jobs.Config{Logger: log}}
+	if cfg.dbURL == "" {
+		if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		bc.SQLitePath = filepath.Join(cfg.dataDir, "shop.db")
+	}
+	where, err := backend.Migrate(ctx, bc)
+	if err != nil {
+		return err
+	}
+	log.Info("migrated", "database", where)
+	return nil
+}
+
+// redactURL hides a password in a URL that is echoed in an error.
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil && p.User != nil {
+		if _, ok := p.User.Password(); ok {
+			p.User = url.UserPassword(p.User.Username(), "xxxxx")
+			return p.String()
+		}
+	}
+	return u
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {
@@ -152,30 +215,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if cfg.migrate {
+		return migrate(ctx, cfg, log)
 	}
 	// The composition: the store's timing wrapper is built here and the
 	// workers and the HTTP adapter get the wrapped store, each as the
 	// narrow interface it defines.
 	reg := httpapi.NewRegistry()
-	dbPath := filepath.Join(cfg.dataDir, "shop.db")
-	// A worker that holds the database's worker lock is the only live one
-	// on it, so what it finds running was left by a killed process and can
-	// be taken up at once (jobs.Config.SoleWorker). The kernel drops the
-	// lock when its holder dies, kill -9 included.
 	work := cfg.role != "api"
 	soleWorker := false
-	if work {
-		unlock, ok, err := tryLock(dbPath + ".worker-lock")
-		if err != nil {
-			return err
+	dbPath := ""
+	if cfg.dbURL == "" {
+		if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
+			return fmt.Errorf("data directory: %w", err)
 		}
-		defer unlock()
-		soleWorker = ok
+		dbPath = filepath.Join(cfg.dataDir, "shop.db")
+		// A worker that holds the database's worker lock is the only live
+		// one on it, so what it finds running was left by a killed process
+		// and can be taken up at once (jobs.Config.SoleWorker). The kernel
+		// drops the lock when its holder dies, kill -9 included. On
+		// PostgreSQL workers may run anywhere, and River's rescuer does it.
+		if work {
+			unlock, ok, err := tryLock(dbPath + ".worker-lock")
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			soleWorker = ok
+		}
 	}
 	b, err := backend.Open(ctx, backend.Config{
-		SQLitePath: dbPath,
+		DatabaseURL: cfg.dbURL,
+		Postgres:    cfg.pg,
+		SQLitePath:  dbPath,
 		Jobs: jobs.Config{
 			Work:        work,
 			SoleWorker:  soleWorker,

@@ -203,6 +203,14 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--no-such-flag"}, nil, "flag provided but not defined"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{[]string{"--addr", "256.0.0.1:99999", "--data-dir", "DIR"}, nil, "listen on"},
+		{[]string{"--db", "mysql://shop@localhost/shop"}, nil, "--db must be a postgres:// URL"},
+		{[]string{"--db", "postgres://shop:s3cret@localhost:port/shop"}, nil, "is not a PostgreSQL URL"},
+		{nil, map[string]string{"SHOP_DATABASE_URL": "postgres://shop:s3cret@localhost:port/shop"}, "is not a PostgreSQL URL"},
+		{[]string{"--db-max-conns", "0"}, nil, "--db-max-conns must be"},
+		{[]string{"--db-connect-timeout", "soon"}, nil, "--db-connect-timeout must be a duration"},
+		{[]string{"--db-statement-timeout", "0s"}, nil, "must be above 0"},
+		{[]string{"migrate", "--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable"},
+		{[]string{"--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -213,12 +221,18 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 				}
 			}
 			args := append([]string{"--data-dir", dir}, tt.args...)
+			if len(tt.args) > 0 && tt.args[0] == "migrate" {
+				args = append([]string{"migrate", "--data-dir", dir}, tt.args[1:]...)
+			}
 			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error is not one line: %q", err)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error shows the password: %q", err)
 			}
 		})
 	}

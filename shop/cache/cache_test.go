@@ -19,7 +19,7 @@ func openStore(t *testing.T, path string) *sqlite.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil)
+	s := sqlite.NewStore(db, nil, nil)
 	t.Cleanup(func() { s.Close() })
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -55,6 +56,10 @@ type Config struct {
 	// PollInterval is how often an idle worker looks for jobs (SQLite has no
 	// LISTEN/NOTIFY).
 	PollInterval time.Duration
+	// NoMigrate leaves River's tables to a migration step of their own
+	// (`shop migrate`, see Migrate): New only checks they are current, so
+	// N replicas starting together do not race to migrate.
+	NoMigrate bool
 	// AfterMail, if set, runs after a confirmation is recorded and before
 	// the order is confirmed: a fault-injection point for crash tests.
 	AfterMail func(orderID int64)
@@ -113,12 +118,12 @@ type Queue[TTx any] struct {
 // own migrations are the store's business; River's are River's.
 func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Store, cfg Config) (*Queue[TTx], error) {
 	cfg.defaults()
-	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(cfg.Logger)})
-	if err != nil {
-		return nil, fmt.Errorf("river migrator: %w", err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, fmt.Errorf("migrate river tables: %w", err)
+	if cfg.NoMigrate {
+		if err := CheckSchema(ctx, driver); err != nil {
+			return nil, err
+		}
+	} else if err := Migrate(ctx, driver, cfg.Logger); err != nil {
+		return nil, err
 	}
 	rc := &river.Config{
 		Logger:               quiet(cfg.Logger),
@@ -148,6 +153,37 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	return &Queue[TTx]{client: client, work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}, nil
+}
+
+// Migrate brings River's tables up to date.
+func Migrate[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(log)})
+	if err != nil {
+		return fmt.Errorf("river migrator: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate river tables: %w", err)
+	}
+	return nil
+}
+
+// CheckSchema fails, saying what to run, unless River's tables are current.
+func CheckSchema[TTx any](ctx context.Context, driver riverdriver.Driver[TTx]) error {
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("river migrator: %w", err)
+	}
+	res, err := migrator.Validate(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("check river tables: %w", err)
+	}
+	if !res.OK {
+		return fmt.Errorf("the job queue's tables are not migrated (run `shop migrate` with the same --db first): %s", strings.Join(res.Messages, "; "))
+	}
+	return nil
 }
 
 // quiet keeps River's routine info logs out of the service's log.

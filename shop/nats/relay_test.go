@@ -26,7 +26,7 @@ func openStore(t *testing.T) *sqlite.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil)
+	s := sqlite.NewStore(db, nil, nil)
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
 		t.Fatal(err)

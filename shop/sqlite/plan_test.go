@@ -101,7 +101,7 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := sqlite.NewStore(db, queue)
+	store := sqlite.NewStore(db, queue, nil)
 	lazy.Store = store
 	if _, err := store.SeedIfEmpty(ctx, seed.Items(60)); err != nil {
 		t.Fatal(err)

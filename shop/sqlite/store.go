@@ -27,9 +27,13 @@ type Store struct {
 var _ shop.Store = (*Store)(nil)
 
 // NewStore returns a store on db; enq may be nil when no worker is wired
-// (the order is then placed without a confirmation job).
-func NewStore(db *DB, enq Enqueuer) *Store {
-	return &Store{db: db, enq: enq, now: func() time.Time { return time.Now().UTC() }}
+// (the order is then placed without a confirmation job); now is the clock
+// that expiry is judged by (nil: the wall clock).
+func NewStore(db *DB, enq Enqueuer, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, enq: enq, now: func() time.Time { return now().UTC() }}
 }
 
 // Ping checks that the database answers.

@@ -17,7 +17,7 @@ func openStore(t *testing.T, items []shop.Item) *sqlite.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil)
+	s := sqlite.NewStore(db, nil, nil)
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.SeedIfEmpty(ctx, items); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,34 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
+	"github.com/perfscale/perfscale/shop/storetest"
+)
+
+// openStore gives the test a fresh, migrated database with items.
+func openStore(t *testing.T, items []shop.Item) shop.Store {
+	t.Helper()
+	ctx := context.Background()
+	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
+	if _, err := backend.Migrate(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := b.Seed(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	return b.Store
+}
+
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, openStore)
+}
