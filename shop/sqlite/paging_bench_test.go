@@ -35,7 +35,7 @@ func millionItems(b *testing.B) *sqlite.Store {
 			million.err = err
 			return
 		}
-		million.store = sqlite.NewStore(db, nil)
+		million.store = sqlite.NewStore(db, nil, nil)
 		_, million.err = million.store.SeedIfEmpty(ctx, seed.Items(seed.MaxItems))
 	})
 	if million.err != nil {
