@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
@@ -32,6 +36,7 @@ type api struct {
 	url      string
 	store    shop.Store
 	orders   *shop.Orders
+	reg      *prometheus.Registry
 	draining atomic.Bool
 }
 
@@ -41,13 +46,20 @@ type options struct {
 	adminToken string
 	// queryHook sees every statement the SQLite store runs.
 	queryHook sqlite.QueryHook
+	// logs receives the handler's JSON log; nil discards it.
+	logs io.Writer
+	// orders, if set, wraps the orders the handler gets.
+	orders func(httpapi.Orders) httpapi.Orders
+	// registry, if set, receives the metrics (else a private one).
+	registry *prometheus.Registry
 }
 
 // newAPI serves the real handler on the real SQLite store (and, when asked,
 // the real River worker) through httptest.
 func newAPI(t *testing.T, o options) *api {
 	t.Helper()
-	a := &api{t: t}
+	a := &api{t: t, reg: httpapi.NewRegistry()}
+	o.registry = a.reg
 	h, b := compose(t, o, a.draining.Load)
 	a.store, a.orders = b.Store, b.Orders
 	srv := httptest.NewServer(h)
@@ -64,7 +76,10 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	if o.items == nil {
 		o.items = seed.Items(seed.DefaultItems)
 	}
-	reg := httpapi.NewRegistry()
+	reg := o.registry
+	if reg == nil {
+		reg = httpapi.NewRegistry()
+	}
 	cfg := backend.Config{
 		SQLitePath: filepath.Join(tb.TempDir(), "shop.db"),
 		Jobs:       jobs.Config{Work: o.worker, PrepTime: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond},
@@ -85,9 +100,17 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var orders httpapi.Orders = cached.Orders(b.Orders)
+	if o.orders != nil {
+		orders = o.orders(orders)
+	}
+	var logger *slog.Logger
+	if o.logs != nil {
+		logger = slog.New(httpapi.RequestIDHandler{Handler: slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	}
 	h := httpapi.NewHandler(httpapi.Config{
-		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store,
-		Registry: reg, AdminToken: o.adminToken, Draining: draining,
+		Catalog: cached, Sessions: cached, Carts: store, Orders: orders, Health: store,
+		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
 	})
 	if err := b.Queue.Start(ctx); err != nil {
 		tb.Fatal(err)
@@ -99,6 +122,14 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 		b.Close()
 	})
 	return h, b
+}
+
+// metrics is the registry's exposition, as the admin listener serves it.
+func (a *api) metrics() string {
+	a.t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
 }
 
 type response struct {

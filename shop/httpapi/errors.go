@@ -29,6 +29,13 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // public part: the code's status and the domain message, never an internal
 // error's text.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		// The client is gone (our own timeout would be DeadlineExceeded):
+		// nobody reads a problem, and the failure is the client's leaving,
+		// not ours. The request line records it as 499.
+		s.log.DebugContext(r.Context(), "request abandoned by the client", "error", err.Error())
+		return
+	}
 	p := problem{}
 	var oos *shop.OutOfStockError
 	var changed *shop.PriceChangedError
@@ -58,12 +65,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.DebugContext(r.Context(), "request refused", "error", err.Error(), "status", p.Status)
 	}
-	if errors.Is(r.Context().Err(), context.Canceled) {
-		// The client is gone; nobody reads the problem.
-		return
-	}
 	writeProblem(w, r, p)
 }
+
+// StatusClientClosedRequest is nginx's code for a request whose client
+// went away before the answer. It is never sent (there is nobody to send
+// it to); it marks such requests in the request log, and they are counted
+// apart from answered ones in shop_http_requests_abandoned_total.
+const StatusClientClosedRequest = 499
 
 // logLevel is for the request log line.
 func logLevel(status int) slog.Level {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -133,7 +134,8 @@ func (s *server) handleRaw(pattern string, h http.Handler) {
 func (s *server) handle(pattern string, fn handlerFunc) {
 	route := s.metrics.route(pattern)
 	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+		client := r.Context() // cancelled when the client goes away
+		ctx, cancel := context.WithTimeout(client, s.timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -151,11 +153,17 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 					rec.status = http.StatusInternalServerError
 				}
 			}
+			status := rec.status
+			if v == nil && errors.Is(client.Err(), context.Canceled) {
+				// The client left before the handler returned, so it
+				// did not get the answer, whatever the handler wrote.
+				status = StatusClientClosedRequest
+			}
 			d := time.Since(start)
-			done(rec.status, d)
-			s.log.Log(r.Context(), logLevel(rec.status), "request",
+			done(status, d)
+			s.log.Log(r.Context(), logLevel(status), "request",
 				"method", r.Method, "route", pattern, "path", r.URL.Path,
-				"status", rec.status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
+				"status", status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}

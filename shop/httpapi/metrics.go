@@ -25,9 +25,10 @@ func NewRegistry() *prometheus.Registry {
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 type httpMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	inFlight *prometheus.GaugeVec
+	requests  *prometheus.CounterVec
+	abandoned *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	inFlight  *prometheus.GaugeVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -41,29 +42,35 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help:    "Time to answer an HTTP request, by route pattern and status class.",
 			Buckets: latencyBuckets,
 		}, []string{"route", "code"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shop_http_requests_abandoned_total",
+			Help: "HTTP requests whose client went away before the answer (logged as status 499), by route pattern. Not in shop_http_requests_total or the latency histogram, which count answered requests only.",
+		}, []string{"route"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shop_http_requests_in_flight",
 			Help: "HTTP requests being served, by route pattern.",
 		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight)
+	reg.MustRegister(m.requests, m.abandoned, m.inFlight, m.duration)
 	return m
 }
 
 // routeMetrics are one route's series, resolved once at registration so
 // the request path does no label lookups.
 type routeMetrics struct {
-	m       *httpMetrics
-	route   string
-	flight  prometheus.Gauge
-	byClass [6]struct {
+	m         *httpMetrics
+	route     string
+	flight    prometheus.Gauge
+	abandoned prometheus.Counter
+	byClass   [6]struct {
 		count prometheus.Counter
 		dur   prometheus.Observer
 	}
 }
 
 func (m *httpMetrics) route(pattern string) *routeMetrics {
-	rm := &routeMetrics{m: m, route: pattern, flight: m.inFlight.WithLabelValues(pattern)}
+	rm := &routeMetrics{m: m, route: pattern, flight: m.inFlight.WithLabelValues(pattern),
+		abandoned: m.abandoned.WithLabelValues(pattern)}
 	for c := 1; c <= 5; c++ {
 		class := strconv.Itoa(c) + "xx"
 		rm.byClass[c].count = m.requests.WithLabelValues(pattern, class)
@@ -77,6 +84,10 @@ func (rm *routeMetrics) begin() func(status int, d time.Duration) {
 	rm.flight.Inc()
 	return func(status int, d time.Duration) {
 		rm.flight.Dec()
+		if status == StatusClientClosedRequest {
+			rm.abandoned.Inc()
+			return
+		}
 		c := status / 100
 		if c < 1 || c > 5 {
 			c = 5
