@@ -72,13 +72,23 @@ func openPool(dsn string, o options) (*sql.DB, error) {
 // dsn builds a modernc.org/sqlite connection string. Immediate transactions
 // take the write lock at BEGIN, so a read-then-write transaction cannot fail
 // half-way with SQLITE_BUSY when another writer got there first.
+//
+// Every write goes through the immediate (write) pool, and it runs with
+// synchronous(FULL): in WAL mode each commit then syncs the log before it
+// returns, so a checkout answered 201 survives an OS crash or power loss,
+// not only a process crash (NORMAL syncs only at checkpoints). The read
+// pool never commits a write, so its setting costs nothing either way.
 func dsn(path, txlock string) string {
+	sync := "synchronous(NORMAL)"
+	if txlock == "immediate" {
+		sync = "synchronous(FULL)"
+	}
 	q := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",
 		"busy_timeout(10000)",
 		"foreign_keys(ON)",
-		"synchronous(NORMAL)", // durable at checkpoints; WAL keeps it consistent
+		sync,
 	} {
 		q.Add("_pragma", p)
 	}
