@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
@@ -11,10 +12,10 @@ import (
 )
 
 // openStore gives the test a fresh, migrated database with items.
-func openStore(t *testing.T, items []shop.Item) shop.Store {
+func openStore(t *testing.T, items []shop.Item, now func() time.Time) shop.Store {
 	t.Helper()
 	ctx := context.Background()
-	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
+	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t), Now: now}
 	if _, err := backend.Migrate(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}

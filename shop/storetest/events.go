@@ -29,7 +29,7 @@ func summarise(events []shop.OrderEvent) []eventSummary {
 // outbox order until marked published.
 func testOrderEventsOutbox(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(3))
+	s := newStore(t, items(3), nil)
 	a, b := newSession(t, s), newSession(t, s)
 
 	must(s.SetCartItem(ctx, a, 2, 1))(t)

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -17,9 +17,9 @@ import (
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
-// Factory returns a new, empty store holding exactly items. It registers
-// its own cleanup with t.
-type Factory func(t *testing.T, items []shop.Item) shop.Store
+// Factory returns a new, empty store holding exactly items, whose clock is
+// now (nil: the wall clock). It registers its own cleanup with t.
+type Factory func(t *testing.T, items []shop.Item, now func() time.Time) shop.Store
 
 // Run runs the whole contract against stores from newStore.
 func Run(t *testing.T, newStore Factory) {
@@ -40,16 +40,25 @@ func Run(t *testing.T, newStore Factory) {
 		{"PlaceOrderRepricesAtCheckout", testPlaceOrderReprices},
 		{"PlaceOrderRefusesATotalTheCustomerDidNotSee", testPlaceOrderChangedTotal},
 		{"PlaceOrderIdempotency", testPlaceOrderIdempotency},
-		{"PlaceOrderConcurrentSameKeyMakesOneOrder", testPlaceOrderConcurrentKey},
 		{"PlaceOrderOutOfStockChangesNothing", testPlaceOrderOutOfStock},
-		{"StockNeverGoesBelowZero", testStockNeverNegative},
 		{"PlaceOrderRejectsBadInput", testPlaceOrderBadInput},
 		{"OrdersAreOwnersOnly", testOrdersOwnerOnly},
 		{"ListOrdersNewestFirst", testListOrders},
 		{"OrderEventsOutbox", testOrderEventsOutbox},
+		{"SessionsExpireByTheStoresClock", testSessionExpiry},
+		{"IdempotencyKeysExpireByTheStoresClock", testIdempotencyKeyExpiry},
+		{"WorkerMethods", testWorkerMethods},
+		{"FiftyConcurrentCheckoutsOfFiveUnits", testFiftyCheckoutsOfFiveUnits},
+		{"FiftyConcurrentCheckoutsWithOneKey", testFiftyCheckoutsOneKey},
+		{"OneKeyInTwoSessionsNeverCrosses", testOneKeyTwoSessions},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
+		t.Run(tt.name, func(t *testing.T) {
+			// Each case has a store of its own, so they may overlap; a
+			// PostgreSQL case spends most of its time making its database.
+			t.Parallel()
+			tt.fn(t, newStore)
+		})
 	}
 }
 
@@ -100,7 +109,7 @@ func testMenu(t *testing.T, newStore Factory) {
 	its := items(30)
 	its[0].Available = false
 	its[1].Stock = 0
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	m := must(s.Menu(ctx))(t)
 	got := map[int64]string{}
 	for _, c := range m.Categories {
@@ -130,7 +139,7 @@ func testMenuVersion(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(12)
 	its[0].Stock = 1
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	v0 := must(s.CatalogVersion(ctx))(t)
 	if m := must(s.Menu(ctx))(t); m.Version != v0 {
 		t.Fatalf("menu version %d, catalog version %d", m.Version, v0)
@@ -182,7 +191,7 @@ func testItem(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(3)
 	its[2].Available = false
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	got := must(s.Item(ctx, 3))(t)
 	if got.Name != its[2].Name || got.Available || got.Stock != its[2].Stock || got.PriceCents != its[2].PriceCents {
 		t.Errorf("item 3 = %+v, want %+v", got, its[2])
@@ -193,7 +202,7 @@ func testItem(t *testing.T, newStore Factory) {
 
 func testListItemsPaging(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(50))
+	s := newStore(t, items(50), nil)
 	var ids []int64
 	f := shop.ItemFilter{Limit: 7}
 	for pages := 0; ; pages++ {
@@ -231,7 +240,7 @@ func testListItemsFilters(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(60)
 	its[5].Name = "100% Juice_Box"
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	tests := []struct {
 		name   string
 		filter shop.ItemFilter
@@ -300,7 +309,7 @@ func equalFold(a, b string) bool {
 
 func testUpdateItem(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(3))
+	s := newStore(t, items(3), nil)
 	got := must(s.UpdateItem(ctx, 2, shop.ItemUpdate{PriceCents: ptr(int64(1234)), Stock: ptr(int64(7)), Available: ptr(false)}))(t)
 	if got.PriceCents != 1234 || got.Stock != 7 || got.Available {
 		t.Fatalf("updated item = %+v", got)
@@ -324,7 +333,7 @@ func testUpdateItem(t *testing.T, newStore Factory) {
 
 func testSessions(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(1))
+	s := newStore(t, items(1), nil)
 	_, hash := shop.NewToken()
 	created := must(s.CreateSession(ctx, hash))(t)
 	if created.ID == 0 || !created.ExpiresAt.After(created.CreatedAt) {
@@ -346,7 +355,7 @@ func testCart(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(4)
 	its[3].Available = false
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	a, b := newSession(t, s), newSession(t, s)
 	if c := must(s.Cart(ctx, a))(t); len(c.Lines) != 0 || c.TotalCents != 0 {
 		t.Fatalf("new cart = %+v", c)
@@ -397,7 +406,7 @@ func testCart(t *testing.T, newStore Factory) {
 
 func testCartLineLimit(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(shop.MaxCartLines+1))
+	s := newStore(t, items(shop.MaxCartLines+1), nil)
 	sess := newSession(t, s)
 	for id := int64(1); id <= shop.MaxCartLines; id++ {
 		must(s.SetCartItem(ctx, sess, id, 1))(t)
@@ -411,7 +420,7 @@ func testCartLineLimit(t *testing.T, newStore Factory) {
 func testPlaceOrder(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(3)
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	sess := newSession(t, s)
 	must(s.SetCartItem(ctx, sess, 1, 2))(t)
 	must(s.SetCartItem(ctx, sess, 3, 1))(t)
@@ -442,7 +451,7 @@ func testPlaceOrder(t *testing.T, newStore Factory) {
 
 func testPlaceOrderReprices(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(2))
+	s := newStore(t, items(2), nil)
 	sess := newSession(t, s)
 	must(s.SetCartItem(ctx, sess, 1, 2))(t)
 	must(s.UpdateItem(ctx, 1, shop.ItemUpdate{PriceCents: ptr(int64(777))}))(t)
@@ -463,7 +472,7 @@ func testPlaceOrderReprices(t *testing.T, newStore Factory) {
 func testPlaceOrderChangedTotal(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(2)
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	sess := newSession(t, s)
 	seen := must(s.SetCartItem(ctx, sess, 1, 2))(t).TotalCents
 	must(s.UpdateItem(ctx, 1, shop.ItemUpdate{PriceCents: ptr(its[0].PriceCents * 1000)}))(t)
@@ -505,7 +514,7 @@ func testPlaceOrderChangedTotal(t *testing.T, newStore Factory) {
 func testPlaceOrderIdempotency(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(2)
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	a, b := newSession(t, s), newSession(t, s)
 	must(s.SetCartItem(ctx, a, 1, 1))(t)
 	first, created, err := place(ctx, s, a, "same-key")
@@ -543,57 +552,12 @@ func testPlaceOrderIdempotency(t *testing.T, newStore Factory) {
 	}
 }
 
-func testPlaceOrderConcurrentKey(t *testing.T, newStore Factory) {
-	ctx := context.Background()
-	its := items(1)
-	s := newStore(t, its)
-	sess := newSession(t, s)
-	must(s.SetCartItem(ctx, sess, 1, 1))(t)
-	const n = 8
-	ids := make([]int64, n)
-	errs := make([]error, n)
-	createdCount := 0
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o, created, err := place(ctx, s, sess, "race")
-			errs[i] = err
-			if err == nil {
-				ids[i] = o.ID
-				if created {
-					mu.Lock()
-					createdCount++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("request %d: %v", i, errs[i])
-		}
-		if ids[i] != ids[0] {
-			t.Fatalf("requests made different orders: %v", ids)
-		}
-	}
-	if createdCount != 1 {
-		t.Fatalf("%d requests report creating the order, want 1", createdCount)
-	}
-	if it := must(s.Item(ctx, 1))(t); it.Stock != its[0].Stock-1 {
-		t.Fatalf("stock = %d, want %d: more than one reservation", it.Stock, its[0].Stock-1)
-	}
-}
-
 func testPlaceOrderOutOfStock(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	its := items(3)
 	its[0].Stock = 1
 	its[2].Stock = 2
-	s := newStore(t, its)
+	s := newStore(t, its, nil)
 	sess := newSession(t, s)
 	must(s.SetCartItem(ctx, sess, 1, 2))(t)
 	must(s.SetCartItem(ctx, sess, 2, 1))(t)
@@ -633,54 +597,9 @@ func testPlaceOrderOutOfStock(t *testing.T, newStore Factory) {
 	}
 }
 
-func testStockNeverNegative(t *testing.T, newStore Factory) {
-	ctx := context.Background()
-	its := items(1)
-	its[0].Stock = 5
-	s := newStore(t, its)
-	const buyers = 12
-	sessions := make([]int64, buyers)
-	for i := range sessions {
-		sessions[i] = newSession(t, s)
-		must(s.SetCartItem(ctx, sessions[i], 1, 1))(t)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	sold, refused := 0, 0
-	var unexpected []error
-	for i := range buyers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _, err := place(ctx, s, sessions[i], fmt.Sprintf("buyer-%d", i))
-			mu.Lock()
-			defer mu.Unlock()
-			var oos *shop.OutOfStockError
-			switch {
-			case err == nil:
-				sold++
-			case errors.As(err, &oos):
-				refused++
-			default:
-				unexpected = append(unexpected, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if len(unexpected) > 0 {
-		t.Fatalf("unexpected errors: %v", unexpected)
-	}
-	if sold != 5 || refused != buyers-5 {
-		t.Fatalf("sold %d, refused %d; want 5 and %d", sold, refused, buyers-5)
-	}
-	if it := must(s.Item(ctx, 1))(t); it.Stock != 0 {
-		t.Fatalf("stock = %d, want 0", it.Stock)
-	}
-}
-
 func testPlaceOrderBadInput(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(1))
+	s := newStore(t, items(1), nil)
 	sess := newSession(t, s)
 	must(s.SetCartItem(ctx, sess, 1, 1))(t)
 	tests := []struct {
@@ -704,7 +623,7 @@ func testPlaceOrderBadInput(t *testing.T, newStore Factory) {
 
 func testOrdersOwnerOnly(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(1))
+	s := newStore(t, items(1), nil)
 	a, b := newSession(t, s), newSession(t, s)
 	must(s.SetCartItem(ctx, a, 1, 1))(t)
 	o, _, err := place(ctx, s, a, "k")
@@ -722,7 +641,7 @@ func testOrdersOwnerOnly(t *testing.T, newStore Factory) {
 
 func testListOrders(t *testing.T, newStore Factory) {
 	ctx := context.Background()
-	s := newStore(t, items(3))
+	s := newStore(t, items(3), nil)
 	sess := newSession(t, s)
 	var placed []int64
 	for i := range 5 {
