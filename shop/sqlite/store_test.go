@@ -27,5 +27,7 @@ func openStore(t *testing.T, items []shop.Item, now func() time.Time) *sqlite.St
 }
 
 func TestStoreContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, items []shop.Item, now func() time.Time) shop.Store { return openStore(t, items, now) })
+	storetest.Run(t, func(t *testing.T, items []shop.Item, now func() time.Time) shop.Store {
+		return openStore(t, items, now)
+	})
 }
