@@ -38,6 +38,9 @@ type api struct {
 	orders   *shop.Orders
 	reg      *prometheus.Registry
 	draining atomic.Bool
+	// cfg is the handler's configuration, for a second replica over the
+	// same state.
+	cfg httpapi.Config
 }
 
 type options struct {
@@ -52,6 +55,9 @@ type options struct {
 	orders func(httpapi.Orders) httpapi.Orders
 	// registry, if set, receives the metrics (else a private one).
 	registry *prometheus.Registry
+	// feed and stream configure the order event streams.
+	feed   httpapi.EventFeed
+	stream httpapi.StreamConfig
 }
 
 // newAPI serves the real handler on the real SQLite store (and, when asked,
@@ -60,8 +66,8 @@ func newAPI(t *testing.T, o options) *api {
 	t.Helper()
 	a := &api{t: t, reg: httpapi.NewRegistry()}
 	o.registry = a.reg
-	h, b := compose(t, o, a.draining.Load)
-	a.store, a.orders = b.Store, b.Orders
+	h, b, cfg := compose(t, o, a.draining.Load)
+	a.store, a.orders, a.cfg = b.Store, b.Orders, cfg
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close) // runs before compose's cleanup: requests end first
 	a.url = srv.URL
@@ -70,7 +76,7 @@ func newAPI(t *testing.T, o options) *api {
 
 // compose builds the handler as cmd/shop does: the backend (store, timing
 // wrapper, queue), the cache layer in front of it, the HTTP adapter.
-func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *backend.Backend) {
+func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *backend.Backend, httpapi.Config) {
 	tb.Helper()
 	ctx := context.Background()
 	if o.items == nil {
@@ -108,10 +114,12 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	if o.logs != nil {
 		logger = slog.New(httpapi.RequestIDHandler{Handler: slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 	}
-	h := httpapi.NewHandler(httpapi.Config{
+	hcfg := httpapi.Config{
 		Catalog: cached, Sessions: cached, Carts: store, Orders: orders, Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
-	})
+		OrderHistory: store, EventFeed: o.feed, Stream: o.stream,
+	}
+	h := httpapi.NewHandler(hcfg)
 	if err := b.Queue.Start(ctx); err != nil {
 		tb.Fatal(err)
 	}
@@ -121,7 +129,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 		b.Queue.Stop(stop)
 		b.Close()
 	})
-	return h, b
+	return h, b, hcfg
 }
 
 // metrics is the registry's exposition, as the admin listener serves it.

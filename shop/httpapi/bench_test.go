@@ -15,7 +15,7 @@ import (
 //
 //	go test ./shop/httpapi -run '^$' -bench Handler -benchmem
 func BenchmarkHandler(b *testing.B) {
-	h, be := compose(b, options{}, nil)
+	h, be, _ := compose(b, options{}, nil)
 	token, hash := shop.NewToken()
 	sess, err := be.Store.CreateSession(b.Context(), hash)
 	if err != nil {

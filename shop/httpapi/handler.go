@@ -46,6 +46,12 @@ type Config struct {
 	// balancer stops sending traffic before shutdown, and closes each
 	// connection after its response.
 	Draining func() bool
+	// OrderHistory and EventFeed serve GET /v1/orders/{id}/events: the
+	// recorded changes, and the live feed (nil: the stream polls the
+	// database).
+	OrderHistory OrderHistory
+	EventFeed    EventFeed
+	Stream       StreamConfig
 }
 
 type server struct {
@@ -60,6 +66,9 @@ type server struct {
 	adminToken string
 	timeout    time.Duration
 	draining   func() bool
+	history    OrderHistory
+	feed       EventFeed
+	stream     StreamConfig
 	menu       atomic.Pointer[encodedMenu]
 	menuBuild  singleflight.Group
 	mux        *http.ServeMux
@@ -99,6 +108,9 @@ func newServer(cfg Config) *server {
 		adminToken: cfg.AdminToken,
 		timeout:    cfg.RequestTimeout,
 		draining:   cfg.Draining,
+		history:    cfg.OrderHistory,
+		feed:       cfg.EventFeed,
+		stream:     cfg.Stream,
 		mux:        http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -110,6 +122,7 @@ func newServer(cfg Config) *server {
 	if s.timeout <= 0 {
 		s.timeout = 10 * time.Second
 	}
+	s.stream.defaults()
 	if s.draining == nil {
 		s.draining = func() bool { return false }
 	}
@@ -131,11 +144,15 @@ func (s *server) handleRaw(pattern string, h http.Handler) {
 
 // handle registers fn under pattern with metrics, logging, a timeout and the
 // error adapter.
-func (s *server) handle(pattern string, fn handlerFunc) {
+func (s *server) handle(pattern string, fn handlerFunc) { s.handleFor(pattern, s.timeout, fn) }
+
+// handleFor is handle with the route's own time limit: a stream's is its
+// whole life, not one answer's.
+func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc) {
 	route := s.metrics.route(pattern)
 	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := r.Context() // cancelled when the client goes away
-		ctx, cancel := context.WithTimeout(client, s.timeout)
+		ctx, cancel := context.WithTimeout(client, timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}

@@ -21,6 +21,7 @@ func addRoutes(s *server) {
 	s.handle("POST /v1/orders", s.authenticated(s.handlePlaceOrder))
 	s.handle("GET /v1/orders", s.authenticated(s.handleListOrders))
 	s.handle("GET /v1/orders/{id}", s.authenticated(s.handleOrder))
+	s.handleFor("GET /v1/orders/{id}/events", s.stream.MaxDuration+s.timeout, s.authenticated(s.handleOrderEvents))
 
 	s.handle("PUT /v1/admin/items/{id}", s.admin(s.handleUpdateItem))
 }

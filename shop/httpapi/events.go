@@ -1,0 +1,258 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// OrderHistory reads an order's recorded status changes (the outbox), for
+// the start of a stream, for a resumed one, and when the live feed is down.
+type OrderHistory interface {
+	OrderEvents(ctx context.Context, sessionID, orderID, after int64) ([]shop.OrderEvent, error)
+}
+
+// EventFeed follows one order's events live, from any replica (NATS
+// JetStream in the scale-out set-up). events carries them in order; lost
+// is closed when the feed fails. Both end with ctx.
+type EventFeed interface {
+	WatchOrder(ctx context.Context, orderID int64) (events <-chan shop.OrderEvent, lost <-chan struct{}, err error)
+}
+
+// StreamConfig tunes GET /v1/orders/{id}/events; zero values take the
+// defaults.
+type StreamConfig struct {
+	// Heartbeat is how often an idle stream sends a comment line, so that
+	// proxies and load balancers do not close it as idle (nginx's default
+	// proxy_read_timeout is 60 s).
+	Heartbeat time.Duration
+	// Poll is how often a stream without a live feed reads the database.
+	Poll time.Duration
+	// MaxDuration ends a stream that has not reached "ready" by then; the
+	// client resumes with Last-Event-ID, on whichever replica.
+	MaxDuration time.Duration
+	// WriteTimeout bounds each write, replacing the server's 30 s
+	// WriteTimeout, which counts from the start of the request.
+	WriteTimeout time.Duration
+}
+
+func (c *StreamConfig) defaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.MaxDuration <= 0 {
+		c.MaxDuration = 15 * time.Minute
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+}
+
+// streamCheck is how often a stream checks whether the process is
+// draining (it then ends, and the client resumes on another replica).
+const streamCheck = 250 * time.Millisecond
+
+// handleOrderEvents streams an order's status to its owner as Server-Sent
+// Events: the changes so far (the last is the current status), then each
+// change as it happens, until the order is ready. Each event's id is its
+// seq, so a client that reconnects with Last-Event-ID gets only what it
+// missed, from any replica.
+func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "order")
+	if err != nil {
+		return err
+	}
+	after, err := lastEventID(r)
+	if err != nil {
+		return err
+	}
+	session := sessionID(r)
+	// The preamble has the ordinary request budget; the stream its own.
+	pre, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	order, err := s.orders.Order(pre, session, id) // another session's order: 404
+	if err != nil {
+		return err
+	}
+	past, err := s.history.OrderEvents(pre, session, id, after)
+	if err != nil {
+		return err
+	}
+	if len(past) == 0 && order.Status == shop.StatusReady && after > 0 {
+		// Nothing left to say: 204 tells an EventSource not to reconnect.
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+
+	rc := http.NewResponseController(w)
+	// The server's read timeout would cancel a long-lived request (its
+	// background read fails at the deadline); the write timeout counts
+	// from the request's start. The stream sets its own.
+	rc.SetReadDeadline(time.Time{})  //nolint:errcheck // not every writer supports deadlines
+	rc.SetWriteDeadline(time.Time{}) //nolint:errcheck
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: pass it through unbuffered
+	w.WriteHeader(http.StatusOK)
+
+	st := &sseStream{w: w, rc: rc, timeout: s.stream.WriteTimeout, last: after}
+	if err := st.write("retry: 2000\n\n"); err != nil {
+		return nil
+	}
+	ctx := r.Context()
+	var events <-chan shop.OrderEvent
+	var lost <-chan struct{}
+	if s.feed != nil {
+		events, lost, err = s.feed.WatchOrder(ctx, id)
+		if err != nil {
+			s.log.WarnContext(ctx, "order events feed unavailable; polling the database", "order_id", id, "error", err.Error())
+			events, lost = nil, nil
+		}
+	}
+	polling := events == nil
+	if polling {
+		if st.comment(pollingNote(s.feed != nil, s.stream.Poll)) != nil {
+			return nil
+		}
+	}
+	if err := st.send(past); err != nil || st.done {
+		return nil
+	}
+
+	check := time.NewTicker(streamCheck)
+	defer check.Stop()
+	end := time.NewTimer(s.stream.MaxDuration)
+	defer end.Stop()
+	lastPoll := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-end.C:
+			st.comment("stream time limit reached; reconnect with Last-Event-ID") //nolint:errcheck
+			return nil
+		case <-lost:
+			events, lost, polling = nil, nil, true
+			s.log.WarnContext(ctx, "order events feed lost; polling the database", "order_id", id)
+			if st.comment(pollingNote(true, s.stream.Poll)) != nil {
+				return nil
+			}
+		case e := <-events:
+			if e.Seq <= st.last {
+				continue // a duplicate: the bus's window is finite
+			}
+			batch := []shop.OrderEvent{e}
+			if e.Seq > st.last+1 {
+				// A gap: take what is missing from the record.
+				missing, err := s.history.OrderEvents(ctx, session, id, st.last)
+				if err != nil {
+					return nil
+				}
+				if len(missing) > 0 {
+					batch = missing
+				}
+			}
+			if st.send(batch) != nil || st.done {
+				return nil
+			}
+		case now := <-check.C:
+			if s.draining() {
+				st.comment("replica shutting down; reconnect with Last-Event-ID") //nolint:errcheck
+				return nil
+			}
+			if polling && now.Sub(lastPoll) >= s.stream.Poll {
+				lastPoll = now
+				more, err := s.history.OrderEvents(ctx, session, id, st.last)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					s.log.WarnContext(ctx, "order events poll failed", "order_id", id, "error", err.Error())
+					continue
+				}
+				if st.send(more) != nil || st.done {
+					return nil
+				}
+			}
+			if now.Sub(st.lastWrite) >= s.stream.Heartbeat {
+				if st.comment("heartbeat") != nil {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func pollingNote(feedConfigured bool, every time.Duration) string {
+	if feedConfigured {
+		return "live events unavailable (NATS unreachable); polling the database every " + every.String()
+	}
+	return "no event bus configured; polling the database every " + every.String()
+}
+
+// lastEventID is the seq a resuming client saw last (0: none).
+func lastEventID(r *http.Request) (int64, error) {
+	v := strings.TrimSpace(r.Header.Get("Last-Event-ID"))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, shop.Errorf(shop.EINVALID, "Last-Event-ID must be the id of an event this stream sent (a whole number), got %q", v)
+	}
+	return n, nil
+}
+
+// sseStream writes events, each flushed under its own write deadline.
+type sseStream struct {
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	timeout   time.Duration
+	last      int64 // seq of the last event sent
+	done      bool  // the order is ready: nothing more will come
+	lastWrite time.Time
+}
+
+func (st *sseStream) write(s string) error {
+	st.rc.SetWriteDeadline(time.Now().Add(st.timeout)) //nolint:errcheck
+	if _, err := st.w.Write([]byte(s)); err != nil {
+		return err
+	}
+	st.lastWrite = time.Now()
+	return st.rc.Flush()
+}
+
+func (st *sseStream) comment(text string) error { return st.write(": " + text + "\n\n") }
+
+// send writes the events after the last one sent, in seq order.
+func (st *sseStream) send(events []shop.OrderEvent) error {
+	var b strings.Builder
+	for _, e := range events {
+		if e.Seq <= st.last {
+			continue
+		}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "id: %d\nevent: status\ndata: %s\n\n", e.Seq, data)
+		st.last = e.Seq
+		if e.Status == shop.StatusReady {
+			st.done = true
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return st.write(b.String())
+}

@@ -1,0 +1,308 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/httpapi"
+	shopnats "github.com/perfscale/perfscale/shop/nats"
+	"github.com/perfscale/perfscale/shop/nats/natstest"
+)
+
+// sse is one thing a stream sent: an event or a comment line.
+type sse struct {
+	id, event, data string
+	comment         string
+}
+
+// sseClient reads one event stream.
+type sseClient struct {
+	t      *testing.T
+	res    *http.Response
+	frames chan sse
+	cancel context.CancelFunc
+}
+
+// openStream opens GET /v1/orders/{id}/events on base; lastID is sent as
+// Last-Event-ID when not empty.
+func openStream(t *testing.T, base, token string, orderID int64, lastID string) *sseClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	hr, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/v1/orders/%d/events", base, orderID), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	hr.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		hr.Header.Set("Last-Event-ID", lastID)
+	}
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c := &sseClient{t: t, res: res, frames: make(chan sse, 64), cancel: cancel}
+	t.Cleanup(c.close)
+	if res.StatusCode == http.StatusOK {
+		go c.read()
+	}
+	return c
+}
+
+func (c *sseClient) close() { c.cancel(); c.res.Body.Close() }
+
+// read parses the stream (the WHATWG event-stream format) into frames and
+// closes the channel at the end of the body.
+func (c *sseClient) read() {
+	defer close(c.frames)
+	sc := bufio.NewScanner(c.res.Body)
+	var cur sse
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if cur != (sse{}) {
+				c.frames <- cur
+			}
+			cur = sse{}
+		case strings.HasPrefix(line, ":"):
+			c.frames <- sse{comment: strings.TrimSpace(line[1:])}
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				cur.id = value
+			case "event":
+				cur.event = value
+			case "data":
+				cur.data = value
+			}
+		}
+	}
+}
+
+// next returns the next frame that is not a heartbeat; ok is false at the
+// end of the stream. The generous limit only bounds a broken test.
+func (c *sseClient) next() (f sse, ok bool) {
+	c.t.Helper()
+	for {
+		select {
+		case f, ok = <-c.frames:
+			if ok && f.comment == "heartbeat" {
+				continue
+			}
+			return f, ok
+		case <-time.After(60 * time.Second):
+			c.t.Fatal("no frame from the stream within 60s")
+			return sse{}, false
+		}
+	}
+}
+
+// nextEvent skips comments and returns the next event.
+func (c *sseClient) nextEvent() shop.OrderEvent {
+	c.t.Helper()
+	for {
+		f, ok := c.next()
+		if !ok {
+			c.t.Fatal("the stream ended before the expected event")
+		}
+		if f.comment != "" {
+			continue
+		}
+		var e shop.OrderEvent
+		if err := json.Unmarshal([]byte(f.data), &e); err != nil {
+			c.t.Fatalf("event data %q: %v", f.data, err)
+		}
+		if f.event != "status" || f.id != fmt.Sprint(e.Seq) {
+			c.t.Fatalf("frame %+v: want event status with id = seq", f)
+		}
+		return e
+	}
+}
+
+// expectStatuses reads events until the stream ends and checks them.
+func (c *sseClient) expectStatuses(orderID int64, firstSeq int64, want ...shop.Status) {
+	c.t.Helper()
+	for i, st := range want {
+		e := c.nextEvent()
+		if e.OrderID != orderID || e.Status != st || e.Seq != firstSeq+int64(i) {
+			c.t.Fatalf("event %d: %+v, want order %d %s seq %d", i, e, orderID, st, firstSeq+int64(i))
+		}
+	}
+	for {
+		f, ok := c.next()
+		if !ok {
+			return
+		}
+		if f.comment == "" {
+			c.t.Fatalf("an event after ready: %+v", f)
+		}
+	}
+}
+
+func (c *sseClient) expectComment(substr string) {
+	c.t.Helper()
+	for {
+		f, ok := c.next()
+		if !ok {
+			c.t.Fatalf("the stream ended before a comment with %q", substr)
+		}
+		if f.comment == "" {
+			c.t.Fatalf("event %+v before the comment %q", f, substr)
+		}
+		if strings.Contains(f.comment, substr) {
+			return
+		}
+	}
+}
+
+func placeOne(t *testing.T, a *api) (token string, orderID int64) {
+	t.Helper()
+	token = a.session()
+	a.add(token, 7, 1)
+	r := a.checkout(token, "sse-"+token[:8], ada)
+	if r.status != http.StatusCreated {
+		t.Fatalf("checkout: %d %s", r.status, r.body)
+	}
+	var o shop.Order
+	r.json(t, &o)
+	return token, o.ID
+}
+
+// TestOrderEventsWithoutABus: on the embedded default (no NATS) the stream
+// polls the database, says so, and still delivers placed, confirmed, ready
+// in order, then ends; it resumes after Last-Event-ID; it is the owner's only.
+func TestOrderEventsWithoutABus(t *testing.T) {
+	a := newAPI(t, options{worker: true, stream: httpapi.StreamConfig{Poll: 20 * time.Millisecond}})
+	token, id := placeOne(t, a)
+
+	s := openStream(t, a.url, token, id, "")
+	if s.res.StatusCode != http.StatusOK || !strings.HasPrefix(s.res.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("status %d, content type %q", s.res.StatusCode, s.res.Header.Get("Content-Type"))
+	}
+	if got := s.res.Header.Get("Cache-Control"); got != "no-cache" {
+		t.Errorf("Cache-Control %q, want no-cache", got)
+	}
+	s.expectComment("no event bus configured; polling the database")
+	s.expectStatuses(id, 1, shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady)
+
+	// Resumed after seq 1: only what was missed.
+	s2 := openStream(t, a.url, token, id, "1")
+	s2.expectStatuses(id, 2, shop.StatusConfirmed, shop.StatusReady)
+	// Resumed after the last one of a ready order: 204, so an EventSource
+	// stops reconnecting.
+	if s3 := openStream(t, a.url, token, id, "3"); s3.res.StatusCode != http.StatusNoContent {
+		t.Fatalf("resume after ready: %d, want 204", s3.res.StatusCode)
+	}
+
+	// Another session's order is 404, as for the plain read; a bad
+	// Last-Event-ID is 400.
+	other := a.session()
+	for _, tc := range []struct {
+		token, last string
+		status      int
+	}{{other, "", http.StatusNotFound}, {token, "x", http.StatusBadRequest}, {token, "-1", http.StatusBadRequest}} {
+		r := a.do(req{method: "GET", path: fmt.Sprintf("/v1/orders/%d/events", id), token: tc.token,
+			header: map[string]string{"Last-Event-ID": tc.last}})
+		r.problem(t, tc.status)
+	}
+	r := a.do(req{method: "GET", path: fmt.Sprintf("/v1/orders/%d/events", id)})
+	r.problem(t, http.StatusUnauthorized)
+}
+
+// TestOrderEventsHeartbeat: a stream with nothing to say sends comment
+// lines, so proxies keep it open.
+func TestOrderEventsHeartbeat(t *testing.T) {
+	a := newAPI(t, options{stream: httpapi.StreamConfig{Heartbeat: 20 * time.Millisecond}}) // no worker: stays placed
+	token, id := placeOne(t, a)
+	s := openStream(t, a.url, token, id, "")
+	if e := s.nextEvent(); e.Status != shop.StatusPlaced {
+		t.Fatalf("first event %+v, want placed", e)
+	}
+	for {
+		select {
+		case f, ok := <-s.frames:
+			if !ok {
+				t.Fatal("stream ended while the order is placed")
+			}
+			if f.comment == "heartbeat" {
+				return
+			}
+			if f.comment == "" {
+				t.Fatalf("unexpected event %+v", f)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("no heartbeat within 60s")
+		}
+	}
+}
+
+// natsFeed starts a private nats-server, a bus on it and a relay over a's
+// store, as the worker role runs it.
+func natsFeed(t *testing.T) (*natstest.Server, *shopnats.Bus, func(a *api)) {
+	t.Helper()
+	srv := natstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done; bus.Close() })
+	startRelay := func(a *api) {
+		relay := shopnats.NewRelay(a.store, bus, shopnats.RelayConfig{Poll: 20 * time.Millisecond})
+		go func() { defer close(done); relay.Run(ctx) }() //nolint:errcheck // returns nil
+	}
+	return srv, bus, startRelay
+}
+
+// TestOrderEventsFromAnotherReplica: the order is taken by replica A; its
+// owner follows it on replica B, fed by NATS JetStream, and sees placed,
+// confirmed, ready in order. Nothing polls: the poll interval is longer
+// than the test allows.
+func TestOrderEventsFromAnotherReplica(t *testing.T) {
+	_, bus, startRelay := natsFeed(t)
+	a := newAPI(t, options{worker: true, feed: bus, stream: httpapi.StreamConfig{Poll: time.Hour}})
+	startRelay(a)
+	cfgB := a.cfg
+	cfgB.Registry = nil
+	b := httptest.NewServer(httpapi.NewHandler(cfgB))
+	t.Cleanup(b.Close)
+
+	token, id := placeOne(t, a)
+	s := openStream(t, b.URL, token, id, "")
+	s.expectStatuses(id, 1, shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady)
+}
+
+// TestOrderEventsFallBackWhenNATSGoes: an open stream whose feed is lost
+// says so in a comment and carries on from the database.
+func TestOrderEventsFallBackWhenNATSGoes(t *testing.T) {
+	srv, bus, startRelay := natsFeed(t)
+	a := newAPI(t, options{feed: bus, stream: httpapi.StreamConfig{Poll: 20 * time.Millisecond}}) // no worker: the test moves the order
+	startRelay(a)
+	token, id := placeOne(t, a)
+	s := openStream(t, a.url, token, id, "")
+	if e := s.nextEvent(); e.Status != shop.StatusPlaced {
+		t.Fatalf("first event %+v", e)
+	}
+	srv.Stop()
+	s.expectComment("NATS unreachable")
+	ctx := context.Background()
+	for _, step := range [][2]shop.Status{{shop.StatusPlaced, shop.StatusConfirmed}, {shop.StatusConfirmed, shop.StatusReady}} {
+		if ok, err := a.store.AdvanceOrder(ctx, id, step[0], step[1]); err != nil || !ok {
+			t.Fatalf("advance: %v %v", ok, err)
+		}
+	}
+	s.expectStatuses(id, 2, shop.StatusConfirmed, shop.StatusReady)
+}
