@@ -32,6 +32,7 @@ import (
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/instrument"
 	"github.com/perfscale/perfscale/shop/jobs"
+	shopnats "github.com/perfscale/perfscale/shop/nats"
 	"github.com/perfscale/perfscale/shop/postgres"
 	"github.com/perfscale/perfscale/shop/seed"
 )
@@ -63,6 +64,9 @@ type config struct {
 	pg    postgres.Options
 	// migrate is the `shop migrate` subcommand: migrate and exit.
 	migrate bool
+	// natsURL enables order events on NATS JetStream; empty: none (order
+	// streams poll the database).
+	natsURL string
 }
 
 // defaultDrainDelay is the drain of a replica behind a load balancer: long
@@ -99,6 +103,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.role, "role", env("SHOP_ROLE", "all"), "api (HTTP only), worker (background jobs only) or all (env SHOP_ROLE)")
 	fs.StringVar(&c.logLevel, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (env SHOP_LOG_LEVEL)")
 	fs.StringVar(&c.replicaName, "replica-name", env("SHOP_REPLICA_NAME", ""), "name sent in the X-Replica response header; default the API listener's host:port (env SHOP_REPLICA_NAME)")
+	fs.StringVar(&c.natsURL, "nats", env("SHOP_NATS_URL", ""), "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it (env SHOP_NATS_URL)")
 	fs.StringVar(&c.dbURL, "db", env("SHOP_DATABASE_URL", ""), "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir (env SHOP_DATABASE_URL)")
 	var maxConns, connectTimeout, statementTimeout string
 	fs.StringVar(&maxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", strconv.Itoa(postgres.DefaultMaxConns)), "PostgreSQL pool size per process (and per replica) (env SHOP_DB_MAX_CONNS)")
@@ -162,6 +167,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.pg.ConnectTimeout == 0 || c.pg.StatementTimeout == 0 {
 		return nil, errors.New("--db-connect-timeout and --db-statement-timeout must be above 0")
+	}
+	if err := checkNATSURL(c.natsURL); err != nil {
+		return nil, err
 	}
 	c.adminToken = getenv("SHOP_ADMIN_TOKEN")
 	return &c, nil
@@ -289,10 +297,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if replica == "" {
 		replica = listenerName(cfg.addr, api.Port())
 	}
-	api.Handler = httpapi.WithReplica(replica, httpapi.NewHandler(httpapi.Config{
+	// Order events: the bus (optional) feeds the API's order streams, and
+	// the worker's relay publishes the outbox to it.
+	hcfg := httpapi.Config{
 		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
-		OpsOnly: cfg.role == "worker", Draining: draining.Load,
-	}))
+		OpsOnly: cfg.role == "worker", Draining: draining.Load, OrderHistory: store,
+	}
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	relayDone := make(chan struct{})
+	close(relayDone)
+	if cfg.natsURL != "" {
+		bus, err := shopnats.Open(ctx, shopnats.Config{URL: cfg.natsURL, ClientName: "shop " + replica, Logger: log.With("component", "nats")})
+		if err != nil {
+			return err
+		}
+		defer bus.Close()
+		hcfg.EventFeed = bus
+		if work {
+			relay := shopnats.NewRelay(store, bus, shopnats.RelayConfig{Registerer: reg, Logger: log.With("component", "relay")})
+			relayDone = make(chan struct{})
+			go func() { defer close(relayDone); relay.Run(relayCtx) }() //nolint:errcheck // returns nil
+		}
+	}
+	api.Handler = httpapi.WithReplica(replica, httpapi.NewHandler(hcfg))
 	if err := api.Open(); err != nil {
 		return err
 	}
@@ -327,6 +355,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		errs = append(errs, admin.Close(stopCtx))
 	}
 	errs = append(errs, queue.Stop(stopCtx))
+	// The relay stops after the jobs: it publishes what they changed, and
+	// what it leaves, the next start publishes.
+	stopRelay()
+	<-relayDone
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -393,4 +425,18 @@ func adminMux(reg prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// checkNATSURL refuses a --nats value that is not a NATS URL, with one line.
+func checkNATSURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	for _, one := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+			return fmt.Errorf("--nats must be nats://host:port (several separated by commas), got %q", raw)
+		}
+	}
+	return nil
 }

@@ -207,6 +207,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--db", "postgres://shop:s3cret@localhost:port/shop"}, nil, "is not a PostgreSQL URL"},
 		{nil, map[string]string{"SHOP_DATABASE_URL": "postgres://shop:s3cret@localhost:port/shop"}, "is not a PostgreSQL URL"},
 		{[]string{"--db-max-conns", "0"}, nil, "--db-max-conns must be"},
+		{[]string{"--nats", "127.0.0.1:4222"}, nil, "--nats must be nats://host:port"},
+		{nil, map[string]string{"SHOP_NATS_URL": "http://127.0.0.1:4222"}, "--nats must be nats://host:port"},
 		{[]string{"--db-connect-timeout", "soon"}, nil, "--db-connect-timeout must be a duration"},
 		{[]string{"--db-statement-timeout", "0s"}, nil, "must be above 0"},
 		{[]string{"migrate", "--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable"},
