@@ -13,27 +13,62 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 	"github.com/perfscale/perfscale/shop/seed"
-	"github.com/perfscale/perfscale/shop/sqlite"
 )
 
 type env struct {
 	*backend.Backend
-	db *sqlite.DB
 }
 
-// open opens the shop database at path with a queue configured by cfg.
-func open(t *testing.T, path string, cfg jobs.Config) *env {
+// A target is a database the jobs run on: the embedded SQLite file or a
+// fresh PostgreSQL database (migrated, as `shop migrate` would).
+type target struct {
+	name string
+	cfg  backend.Config
+}
+
+func sqliteTarget(t *testing.T) target {
+	return target{"sqlite", backend.Config{SQLitePath: filepath.Join(t.TempDir(), "shop.db")}}
+}
+
+func postgresTarget(t *testing.T) target {
+	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
+	if _, err := backend.Migrate(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return target{"postgres", cfg}
+}
+
+// eachTarget runs fn as a subtest on each database.
+func eachTarget(t *testing.T, fn func(t *testing.T, tg target)) {
+	for _, mk := range []struct {
+		name string
+		make func(*testing.T) target
+	}{{"sqlite", sqliteTarget}, {"postgres", postgresTarget}} {
+		t.Run(mk.name, func(t *testing.T) { fn(t, mk.make(t)) })
+	}
+}
+
+// open opens the target with a queue configured by cfg.
+func (tg target) open(t *testing.T, cfg jobs.Config) *env {
 	t.Helper()
 	ctx := context.Background()
-	b, err := backend.Open(ctx, backend.Config{SQLitePath: path, Jobs: cfg})
+	bc := tg.cfg
+	bc.Jobs = cfg
+	b, err := backend.Open(ctx, bc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Seed(ctx, seed.Items(5)); err != nil {
 		t.Fatal(err)
 	}
-	return &env{Backend: b, db: b.SQLite}
+	return &env{Backend: b}
+}
+
+// open opens the SQLite database at path with a queue configured by cfg.
+func open(t *testing.T, path string, cfg jobs.Config) *env {
+	return target{"sqlite", backend.Config{SQLitePath: path}}.open(t, cfg)
 }
 
 func (e *env) start(t *testing.T) {
@@ -89,10 +124,17 @@ func waitForStatus(t *testing.T, s shop.Store, id int64, want shop.Status, withi
 	}
 }
 
-func countJobs(t *testing.T, db *sqlite.DB, kind string) int {
+// countJobs counts River's jobs of a kind, on either database.
+func countJobs(t *testing.T, e *env, kind string) int {
 	t.Helper()
 	var n int
-	if err := db.WriteDB().QueryRow(`SELECT COUNT(*) FROM river_job WHERE kind = ?`, kind).Scan(&n); err != nil {
+	var err error
+	if e.SQLite != nil {
+		err = e.SQLite.WriteDB().QueryRow(`SELECT COUNT(*) FROM river_job WHERE kind = ?`, kind).Scan(&n)
+	} else {
+		err = e.Postgres.Pool().QueryRow(context.Background(), `SELECT COUNT(*) FROM river_job WHERE kind = $1`, kind).Scan(&n)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -103,20 +145,48 @@ func fast() jobs.Config {
 }
 
 func TestOrderGoesFromPlacedToReadyWithOneMail(t *testing.T) {
-	e := open(t, filepath.Join(t.TempDir(), "shop.db"), fast())
-	o := e.placeOrder(t)
-	if countJobs(t, e.db, "order_placed") != 1 {
-		t.Fatal("checkout did not enqueue its job")
-	}
+	eachTarget(t, func(t *testing.T, tg target) {
+		e := tg.open(t, fast())
+		o := e.placeOrder(t)
+		if countJobs(t, e, "order_placed") != 1 {
+			t.Fatal("checkout did not enqueue its job")
+		}
+		e.start(t)
+		waitForStatus(t, e.Store, o.ID, shop.StatusReady, 15*time.Second)
+		mails, err := e.Store.Mails(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mails) != 1 || mails[0].OrderID != o.ID || mails[0].To != "grace@example.com" {
+			t.Fatalf("mails = %+v, want one to grace@example.com for order %d", mails, o.ID)
+		}
+	})
+}
+
+// On PostgreSQL an idle worker is woken by LISTEN/NOTIFY when checkout
+// inserts a job, not by polling: with a poll interval of an hour the order
+// is still confirmed, and the worker's listening connection is there to see.
+func TestPostgresWorkersAreWokenByNotifyNotPolling(t *testing.T) {
+	tg := postgresTarget(t)
+	cfg := fast()
+	cfg.PollInterval = time.Hour
+	e := tg.open(t, cfg)
 	e.start(t)
-	waitForStatus(t, e.Store, o.ID, shop.StatusReady, 15*time.Second)
-	mails, err := e.Store.Mails(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	var listening int
+	deadline := time.Now().Add(20 * time.Second)
+	for listening == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no worker connection is listening after 20s")
+		}
+		err := e.Postgres.Pool().QueryRow(context.Background(), `SELECT COUNT(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query ILIKE 'listen %'`).Scan(&listening)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if len(mails) != 1 || mails[0].OrderID != o.ID || mails[0].To != "grace@example.com" {
-		t.Fatalf("mails = %+v, want one to grace@example.com for order %d", mails, o.ID)
-	}
+	o := e.placeOrder(t)
+	waitForStatus(t, e.Store, o.ID, shop.StatusConfirmed, 60*time.Second)
 }
 
 func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
@@ -137,7 +207,7 @@ func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
 	if !errors.As(err, &oos) {
 		t.Fatalf("err = %v, want out of stock", err)
 	}
-	if n := countJobs(t, e.db, "order_placed"); n != 0 {
+	if n := countJobs(t, e, "order_placed"); n != 0 {
 		t.Fatalf("a rolled-back checkout left %d jobs", n)
 	}
 }
@@ -159,90 +229,103 @@ func TestRecordMailIsOncePerOrder(t *testing.T) {
 // if the machine lost power between mailing and confirming. After a
 // restart River rescues the job, and the order is confirmed and mailed
 // exactly once.
-const childDBEnv = "SHOP_JOBS_CRASH_CHILD_DB"
+// The child learns its database and where to leave its mark from these.
+const (
+	childDBEnv   = "SHOP_JOBS_CRASH_CHILD_DB"  // SQLite path
+	childURLEnv  = "SHOP_JOBS_CRASH_CHILD_URL" // PostgreSQL URL
+	childMarkEnv = "SHOP_JOBS_CRASH_CHILD_MARK"
+)
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(childDBEnv); path != "" {
-		os.Exit(crashChild(path))
+	if mark := os.Getenv(childMarkEnv); mark != "" {
+		os.Exit(crashChild(backend.Config{SQLitePath: os.Getenv(childDBEnv), DatabaseURL: os.Getenv(childURLEnv)}, mark))
 	}
 	os.Exit(m.Run())
 }
 
-func crashChild(path string) int {
+func crashChild(bc backend.Config, mark string) int {
 	ctx := context.Background()
 	cfg := fast()
-	cfg.SoleWorker = true
+	cfg.SoleWorker = bc.DatabaseURL == "" // on PostgreSQL River's rescuer does it
 	cfg.AfterMail = func(int64) {
 		// Tell the parent, then hang until killed.
-		os.WriteFile(path+".mailed", nil, 0o600)
+		os.WriteFile(mark, nil, 0o600)
 		select {}
 	}
-	b, err := backend.Open(ctx, backend.Config{SQLitePath: path, Jobs: cfg})
+	bc.Jobs = cfg
+	b, err := backend.Open(ctx, bc)
 	if err != nil {
 		return 3
 	}
-	q := b.Queue
-	if err := q.Start(ctx); err != nil {
+	if err := b.Queue.Start(ctx); err != nil {
 		return 4
 	}
 	select {}
 }
 
+// A worker killed between mailing and confirming: after a restart the
+// order is confirmed, and mailed exactly once. On SQLite the sole worker
+// re-enqueues the orphan at start; on PostgreSQL, where workers may run
+// anywhere, River's rescuer takes the job back once it has been running
+// longer than the rescue horizon.
 func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test restarts a worker; skipped with -short")
 	}
-	path := filepath.Join(t.TempDir(), "shop.db")
-	setup := open(t, path, jobs.Config{}) // insert-only: nothing runs yet
-	o := setup.placeOrder(t)
-	setup.Close()
+	eachTarget(t, func(t *testing.T, tg target) {
+		setup := tg.open(t, jobs.Config{}) // insert-only: nothing runs yet
+		o := setup.placeOrder(t)
+		setup.Close()
 
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childDBEnv+"="+path)
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer child.Process.Kill()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(path + ".mailed"); err == nil {
-			break
+		mark := filepath.Join(t.TempDir(), "mailed")
+		child := exec.Command(os.Args[0], "-test.run=^$")
+		child.Env = append(os.Environ(), childDBEnv+"="+tg.cfg.SQLitePath, childURLEnv+"="+tg.cfg.DatabaseURL, childMarkEnv+"="+mark)
+		child.Stderr = os.Stderr
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the worker did not reach the mail within 20s")
+		defer child.Process.Kill()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := os.Stat(mark); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the worker did not reach the mail within 20s")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		child.Wait()
 
-	// The restart uses the default rescue settings: what brings the order
-	// back is the sole worker re-enqueueing the orphan at start, not a
-	// rescue horizon shortened for the test.
-	cfg := fast()
-	cfg.SoleWorker = true
-	e := open(t, path, cfg)
-	before, err := e.Store.OrderByID(context.Background(), o.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mails, _ := e.Store.Mails(context.Background())
-	if before.Status != shop.StatusPlaced || len(mails) != 1 {
-		t.Fatalf("after the crash: status %q, %d mails; want placed and 1", before.Status, len(mails))
-	}
-	e.start(t)
-	waitForStatus(t, e.Store, o.ID, shop.StatusReady, 60*time.Second)
-	mails, err = e.Store.Mails(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(mails) != 1 {
-		t.Fatalf("%d mails after the restart, want exactly 1", len(mails))
-	}
-	if n := countJobs(t, e.db, "order_placed"); n < 2 {
-		t.Fatalf("%d order_placed jobs; the restart did not re-enqueue the orphan", n)
-	}
+		cfg := fast()
+		if tg.cfg.DatabaseURL == "" {
+			// The restart uses the default rescue settings: what brings
+			// the order back is the sole worker re-enqueueing the orphan
+			// at start, not a rescue horizon shortened for the test.
+			cfg.SoleWorker = true
+		} else {
+			cfg.RescueStuckJobsAfter = time.Second
+		}
+		e := tg.open(t, cfg)
+		before, err := e.Store.OrderByID(context.Background(), o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mails, _ := e.Store.Mails(context.Background())
+		if before.Status != shop.StatusPlaced || len(mails) != 1 {
+			t.Fatalf("after the crash: status %q, %d mails; want placed and 1", before.Status, len(mails))
+		}
+		e.start(t)
+		waitForStatus(t, e.Store, o.ID, shop.StatusReady, 90*time.Second)
+		mails, err = e.Store.Mails(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mails) != 1 {
+			t.Fatalf("%d mails after the restart, want exactly 1", len(mails))
+		}
+	})
 }
