@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -36,7 +37,20 @@ type Options struct {
 	StatementTimeout time.Duration
 	// Replicas are read-only standbys for the read queries.
 	Replicas []string
+	// QueryHook, if set, sees every statement run on the pools (River's
+	// included) with its arguments, before it runs: tests EXPLAIN them.
+	QueryHook func(sql string, args []any)
 }
+
+// hookTracer hands each statement to a QueryHook.
+type hookTracer struct{ hook func(string, []any) }
+
+func (h hookTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	h.hook(d.SQL, d.Args)
+	return ctx
+}
+
+func (hookTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // Defaults, measured on this repository's 2-core machine (README,
 // "Configuration"): 16 connections gave the best checkout throughput.
@@ -120,6 +134,9 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 	cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
 	cfg.ConnConfig.RuntimeParams["application_name"] = "shop"
+	if o.QueryHook != nil {
+		cfg.ConnConfig.Tracer = hookTracer{o.QueryHook}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, at, fmt.Errorf("postgres at %s: %s", at, oneLine(err))

@@ -1,0 +1,202 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/storetest"
+)
+
+// recorder keeps every statement the pools run.
+type recorder struct {
+	mu      sync.Mutex
+	queries []storetest.Query
+}
+
+func (r *recorder) hook(sql string, args []any) {
+	r.mu.Lock()
+	r.queries = append(r.queries, storetest.Query{SQL: sql, Args: append([]any(nil), args...)})
+	r.mu.Unlock()
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	r.queries = nil
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []storetest.Query {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]storetest.Query(nil), r.queries...)
+}
+
+// planNode is the part of EXPLAIN (FORMAT JSON) the check reads.
+type planNode struct {
+	NodeType  string     `json:"Node Type"`
+	Relation  string     `json:"Relation Name"`
+	IndexCond string     `json:"Index Cond"`
+	Plans     []planNode `json:"Plans"`
+}
+
+// fullScans EXPLAINs q on conn, where sequential scans are switched off:
+// a Seq Scan left in the plan has no index to replace it. An index scan
+// with no condition and no LIMIT above it reads the whole index, which is
+// a full scan too.
+func fullScans(ctx context.Context, conn *pgx.Conn, q storetest.Query) ([]string, error) {
+	var raw []byte
+	if err := conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+q.SQL, q.Args...).Scan(&raw); err != nil {
+		return nil, err
+	}
+	var doc []struct {
+		Plan planNode `json:"Plan"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	var tables []string
+	var walk func(n planNode, underLimit bool)
+	walk = func(n planNode, underLimit bool) {
+		switch n.NodeType {
+		case "Seq Scan":
+			tables = append(tables, n.Relation)
+		case "Index Scan", "Index Only Scan":
+			if n.IndexCond == "" && !underLimit {
+				tables = append(tables, n.Relation)
+			}
+		}
+		for _, c := range n.Plans {
+			walk(c, underLimit || n.NodeType == "Limit")
+		}
+	}
+	for _, d := range doc {
+		walk(d.Plan, false)
+	}
+	return tables, nil
+}
+
+func explainConn(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// TestEveryQueryUsesAnIndex is the SQLite test's twin: every store and
+// worker method and the job queue, through a pgx tracer, each distinct
+// statement EXPLAINed.
+func TestEveryQueryUsesAnIndex(t *testing.T) {
+	ctx := context.Background()
+	rec := &recorder{}
+	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
+	cfg.Postgres.QueryHook = rec.hook
+	cfg.Jobs = jobs.Config{Work: true, PrepTime: time.Millisecond, PollInterval: 10 * time.Millisecond}
+	if _, err := backend.Migrate(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := b.Seed(ctx, seed.Items(60)); err != nil {
+		t.Fatal(err)
+	}
+	conn := explainConn(t, cfg.DatabaseURL)
+	storetest.RunPlans(t, storetest.PlanHarness{
+		Store:   b.Store,
+		Reset:   rec.reset,
+		Queries: rec.all,
+		FullScans: func(ctx context.Context, q storetest.Query) ([]string, error) {
+			return fullScans(ctx, conn, q)
+		},
+		Background: func(t *testing.T, _ int64) {
+			if err := b.Queue.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, hash := shop.NewToken()
+			sess, err := b.Store.CreateSession(ctx, hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Store.SetCartItem(ctx, sess.ID, 7, 1); err != nil {
+				t.Fatal(err)
+			}
+			c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
+			o, _, err := b.Orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitForStatus(t, b.Store, o.ID, shop.StatusReady)
+			stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := b.Queue.Stop(stopCtx); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// waitForStatus waits for the worker to move order id to want.
+func waitForStatus(t *testing.T, s shop.Store, id int64, want shop.Status) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		o, err := s.OrderByID(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %d is %q, want %q", id, o.Status, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPlanCheckFindsAFullScan proves the checker can fail on PostgreSQL.
+func TestPlanCheckFindsAFullScan(t *testing.T) {
+	ctx := context.Background()
+	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
+	if _, err := backend.Migrate(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	conn := explainConn(t, cfg.DatabaseURL)
+	for _, tc := range []struct {
+		sql  string
+		args []any
+		want string
+	}{
+		{`SELECT id FROM orders WHERE email = $1`, []any{"a@example.com"}, "orders"},
+		{`SELECT id FROM orders WHERE session_id = $1 AND id < $2 ORDER BY id DESC LIMIT 5`, []any{1, 10}, ""},
+	} {
+		got, err := fullScans(ctx, conn, storetest.Query{SQL: tc.sql, Args: tc.args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, ",") != tc.want {
+			t.Errorf("%s: full scans %v, want %q", tc.sql, got, tc.want)
+		}
+	}
+}
