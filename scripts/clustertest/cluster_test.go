@@ -1,0 +1,613 @@
+package clustertest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const adminToken = "cluster-test-token"
+
+// requireServices skips the test when PostgreSQL or nginx is missing, and
+// fails it under CI=true, where .ci/run provides both.
+func requireServices(t *testing.T) {
+	t.Helper()
+	missing := func(why string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s; under CI=true .ci/run must provide it", why)
+		}
+		t.Skip(why + "; skipping the cluster test (scripts/services.sh starts PostgreSQL; apt-get install nginx-light)")
+	}
+	host, port := os.Getenv("PGHOST"), os.Getenv("PGPORT")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == "" {
+		port = "5432"
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 2*time.Second)
+	if err != nil {
+		missing(fmt.Sprintf("PostgreSQL is not reachable at %s:%s", host, port))
+		return
+	}
+	conn.Close()
+	for _, tool := range []string{"psql", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(tool + " is not installed")
+			return
+		}
+	}
+	if _, err := exec.LookPath("nginx"); err != nil {
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			missing("nginx is not installed")
+		}
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+type cluster struct {
+	t     *testing.T
+	root  string
+	state string
+	env   []string
+	url   string
+}
+
+// script runs scripts/cluster.sh on this cluster's state directory.
+func (c *cluster) script(args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(filepath.Join(c.root, "scripts/cluster.sh"), append([]string{"--state-dir", c.state}, args...)...)
+	cmd.Dir = c.root
+	cmd.Env = c.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func (c *cluster) mustScript(args ...string) string {
+	c.t.Helper()
+	out, errOut, err := c.script(args...)
+	if err != nil {
+		c.t.Fatalf("cluster.sh %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// startCluster runs cluster.sh up with args and registers down (and, when
+// the test failed, a dump of the logs) for the end of the test.
+func startCluster(t *testing.T, env map[string]string, args ...string) *cluster {
+	t.Helper()
+	requireServices(t)
+	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster")}
+	c.env = append(os.Environ(), "SHOP_ADMIN_TOKEN="+adminToken, "SHOP_PREP_TIME=300ms", "SHOP_LOG_LEVEL=warn")
+	for k, v := range env {
+		c.env = append(c.env, k+"="+v)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range []string{"replica-1", "replica-2", "worker", "nginx-error"} {
+				if b, err := os.ReadFile(filepath.Join(c.state, name+".log")); err == nil {
+					t.Logf("%s.log (last 2 KB):\n%s", name, tail(b, 2048))
+				}
+			}
+		}
+		if out, errOut, err := c.script("down"); err != nil {
+			t.Errorf("cluster.sh down: %v\n%s%s", err, out, errOut)
+		}
+	})
+	out := c.mustScript(append([]string{"up"}, args...)...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	c.url = lines[len(lines)-1]
+	if !strings.HasPrefix(c.url, "http://127.0.0.1:") {
+		t.Fatalf("the last line of up is %q, want the load balancer's URL", c.url)
+	}
+	return c
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// statusLine returns the fields of the status row of name (pid, url, cpu,
+// state), failing the test if there is none.
+func (c *cluster) status(name string) (pid int, url, cpu, state string) {
+	c.t.Helper()
+	for _, line := range strings.Split(c.mustScript("status"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 7 && f[0] == name {
+			pid, _ = strconv.Atoi(f[2])
+			return pid, f[3], f[5], f[6]
+		}
+	}
+	c.t.Fatalf("status lists no %s", name)
+	return
+}
+
+type reply struct {
+	status  int
+	replica string
+	body    []byte
+}
+
+// client talks to the cluster through nginx with keep-alive connections.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func (c *cluster) do(method, path, token, key string, body any) (reply, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.url+path, rd)
+	if err != nil {
+		return reply{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return reply{status: res.StatusCode, replica: res.Header.Get("X-Replica"), body: b}, err
+}
+
+func (c *cluster) must(method, path, token string, body any, want int) reply {
+	c.t.Helper()
+	r, err := c.do(method, path, token, "", body)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if r.status != want {
+		c.t.Fatalf("%s %s: %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+func (c *cluster) session() string {
+	c.t.Helper()
+	var s struct{ Token string }
+	json.Unmarshal(c.must("POST", "/v1/sessions", "", nil, 201).body, &s)
+	if s.Token == "" {
+		c.t.Fatal("no session token")
+	}
+	return s.Token
+}
+
+type order struct {
+	ID         int64  `json:"id"`
+	Status     string `json:"status"`
+	TotalCents int64  `json:"total_cents"`
+}
+
+// The README's walk-through through nginx, with a session made on one
+// replica used on the others: nothing request-related lives in a replica.
+func TestTwoReplicasShareTheWorkBehindNginx(t *testing.T) {
+	c := startCluster(t, nil, "2")
+	for _, name := range []string{"nginx", "replica-1", "replica-2", "worker"} {
+		if _, _, _, state := c.status(name); state != "alive" {
+			t.Fatalf("status: %s is %s", name, state)
+		}
+	}
+
+	served := map[string]int{}
+	for range 20 {
+		served[c.must("GET", "/v1/items/1", "", nil, 200).replica]++
+	}
+	if served["replica-1"] == 0 || served["replica-2"] == 0 || len(served) != 2 {
+		t.Fatalf("20 requests were served by %v, want both replicas", served)
+	}
+
+	menu := c.must("GET", "/v1/menu", "", nil, 200)
+	if !json.Valid(menu.body) {
+		t.Fatal("menu is not JSON")
+	}
+	journey := map[string]bool{}
+	token := c.session()
+	r := c.must("PUT", "/v1/cart/items/6", token, map[string]int{"quantity": 2}, 200)
+	journey[r.replica] = true
+	var cart struct {
+		TotalCents int64 `json:"total_cents"`
+	}
+	json.Unmarshal(r.body, &cart)
+	for range 4 { // the cart reads the same from every replica
+		r := c.must("GET", "/v1/cart", token, nil, 200)
+		journey[r.replica] = true
+		if !bytes.Contains(r.body, []byte(`"item_id":6`)) {
+			t.Fatalf("cart read from %s: %s", r.replica, r.body)
+		}
+	}
+	r, err := c.do("POST", "/v1/orders", token, "walkthrough", map[string]any{
+		"customer_name": "Ada Lovelace", "email": "ada@example.com", "expected_total_cents": cart.TotalCents,
+	})
+	if err != nil || r.status != 201 {
+		t.Fatalf("checkout: %v %d %s", err, r.status, r.body)
+	}
+	var o order
+	json.Unmarshal(r.body, &o)
+	deadline := time.Now().Add(30 * time.Second)
+	for o.Status != "ready" {
+		if time.Now().After(deadline) {
+			t.Fatalf("order %d is still %q after 30s: the worker did not take it", o.ID, o.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		r := c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200)
+		journey[r.replica] = true
+		json.Unmarshal(r.body, &o)
+	}
+	if len(journey) != 2 {
+		t.Fatalf("one session's journey was served by %v, want both replicas", journey)
+	}
+	c.must("PUT", "/v1/admin/items/6", adminToken, map[string]int{"price_cents": 1800}, 200)
+	if r := c.must("GET", "/v1/items/6", "", nil, 200); !bytes.Contains(r.body, []byte(`"price_cents":1800`)) {
+		t.Fatalf("the price change is not seen through nginx: %s", r.body)
+	}
+	if r := c.must("GET", "/v1/orders/999999", token, nil, 404); r.replica == "" {
+		t.Fatal("a problem response names no replica")
+	}
+}
+
+// A replica SIGKILLed in the middle of a checkout storm: clients retry what
+// failed with the same Idempotency-Key, as the API asks of them; afterwards
+// every acknowledged order exists exactly once, and once the kill is done
+// nginx sends everything to the survivor without a single error.
+func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T) {
+	c := startCluster(t, nil, "2")
+	const (
+		shoppers       = 8
+		killAfterAck   = 24 // acknowledged orders before the kill
+		ordersPastKill = 5  // each shopper's orders begun after the kill
+	)
+	var (
+		acked      atomic.Int64
+		killed     = make(chan struct{})
+		mu         sync.Mutex
+		afterKill  = map[string]int{} // replica -> requests begun after the kill returned
+		failsAfter []string
+		retries    atomic.Int64
+	)
+	tokens := make([]string, shoppers)
+	for i := range tokens {
+		tokens[i] = c.session()
+	}
+	// attempt sends a request until it gets an answer below 500, as a
+	// client of the API should: a checkout again with its Idempotency-Key.
+	attempt := func(send func() (reply, error)) (reply, error) {
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			begunAfterKill := isClosed(killed)
+			r, err := send()
+			if begunAfterKill {
+				mu.Lock()
+				afterKill[r.replica]++
+				if err != nil || r.status >= 500 {
+					failsAfter = append(failsAfter, fmt.Sprintf("%v %d %s", err, r.status, r.body))
+				}
+				mu.Unlock()
+			}
+			if err == nil && r.status < 500 {
+				return r, nil
+			}
+			retries.Add(1)
+		}
+		return reply{}, errors.New("no answer below 500 within 60s")
+	}
+	acknowledged := make([]map[int64]string, shoppers) // order id -> key, per shopper
+	var wg sync.WaitGroup
+	errs := make(chan error, shoppers)
+	for s := range shoppers {
+		acknowledged[s] = map[int64]string{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pastKill := 0
+			for n := 0; pastKill < ordersPastKill; n++ {
+				if isClosed(killed) {
+					pastKill++
+				}
+				key := fmt.Sprintf("storm-%d-%d", s, n)
+				if n == 500 {
+					errs <- fmt.Errorf("shopper %d placed 500 orders and the kill has not happened", s)
+					return
+				}
+				item := 1 + (s+n)%40
+				r, err := attempt(func() (reply, error) {
+					return c.do("PUT", fmt.Sprintf("/v1/cart/items/%d", item), tokens[s], "", map[string]int{"quantity": 1})
+				})
+				if err != nil || r.status != 200 {
+					errs <- fmt.Errorf("cart for %s: %v %d %s", key, err, r.status, r.body)
+					return
+				}
+				r, err = attempt(func() (reply, error) {
+					return c.do("POST", "/v1/orders", tokens[s], key, map[string]any{"customer_name": "Storm", "email": "storm@example.com"})
+				})
+				if err != nil || (r.status != 201 && r.status != 200) {
+					errs <- fmt.Errorf("checkout %s: %v %d %s", key, err, r.status, r.body)
+					return
+				}
+				var o order
+				if err := json.Unmarshal(r.body, &o); err != nil || o.ID == 0 {
+					errs <- fmt.Errorf("checkout %s answered %s", key, r.body)
+					return
+				}
+				acknowledged[s][o.ID] = key
+				acked.Add(1)
+			}
+		}()
+	}
+
+	// The kill, once the storm is well under way.
+	for acked.Load() < killAfterAck {
+		if len(errs) > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.mustScript("kill-replica", "1")
+	close(killed)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	if len(failsAfter) > 0 {
+		t.Errorf("%d requests begun after the kill failed, want nginx to route around it; first: %s", len(failsAfter), failsAfter[0])
+	}
+	if afterKill["replica-1"] > 0 || afterKill["replica-2"] == 0 {
+		t.Errorf("requests begun after the kill were served by %v, want replica-2 only", afterKill)
+	}
+	t.Logf("%d orders acknowledged, %d attempts retried around the kill, after it served by %v", acked.Load(), retries.Load(), afterKill)
+
+	// Exactly once: each shopper's own orders are exactly its acknowledged ones.
+	for s := range shoppers {
+		seen, stored := map[int64]int{}, 0
+		for cursor := ""; ; {
+			r := c.must("GET", "/v1/orders?limit=100"+cursor, tokens[s], nil, 200)
+			var page struct {
+				Orders     []order `json:"orders"`
+				NextCursor string  `json:"next_cursor"`
+			}
+			if err := json.Unmarshal(r.body, &page); err != nil {
+				t.Fatalf("orders of shopper %d: %v: %s", s, err, r.body)
+			}
+			for _, o := range page.Orders {
+				seen[o.ID]++
+				stored++
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = "&cursor=" + page.NextCursor
+		}
+		for id, key := range acknowledged[s] {
+			if seen[id] != 1 {
+				t.Errorf("acknowledged order %d (%s) is listed %d times", id, key, seen[id])
+			}
+		}
+		if stored != len(acknowledged[s]) {
+			t.Errorf("shopper %d: %d orders stored, %d acknowledged", s, stored, len(acknowledged[s]))
+		}
+	}
+	if _, _, _, state := c.status("replica-1"); state != "dead" {
+		t.Errorf("status says the killed replica is %s", state)
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// The worker killed while it mails a confirmation: the order stays placed
+// while no worker runs, and the next worker confirms it, with one mail.
+func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
+	c := startCluster(t, map[string]string{"SHOP_MAIL_LATENCY": "3s", "SHOP_LOG_LEVEL": "info"}, "1")
+	db := c.database()
+	token := c.session()
+	c.must("PUT", "/v1/cart/items/2", token, map[string]int{"quantity": 1}, 200)
+	r, err := c.do("POST", "/v1/orders", token, "worker-kill", map[string]string{"customer_name": "Ada", "email": "ada@example.com"})
+	if err != nil || r.status != 201 {
+		t.Fatalf("checkout: %v %d %s", err, r.status, r.body)
+	}
+	var o order
+	json.Unmarshal(r.body, &o)
+	// The mail takes 3 s: kill the worker once River has the job running.
+	deadline := time.Now().Add(30 * time.Second)
+	for psql(t, db, "SELECT count(*) FROM river_job WHERE state = 'running'") == "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the confirmation job was not running within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.mustScript("kill-replica", "worker")
+	json.Unmarshal(c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200).body, &o)
+	if o.Status != "placed" {
+		t.Fatalf("the worker was killed mid-mail, yet the order is %q, want placed", o.Status)
+	}
+	c.mustScript("start-replica", "worker")
+	deadline = time.Now().Add(60 * time.Second)
+	for o.Status == "placed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("order %d still placed 60s after a new worker started", o.ID)
+		}
+		time.Sleep(100 * time.Millisecond)
+		json.Unmarshal(c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200).body, &o)
+	}
+	if o.Status != "confirmed" && o.Status != "ready" {
+		t.Fatalf("after the restart the order is %q", o.Status)
+	}
+	if n := psql(t, db, fmt.Sprintf("SELECT count(*) FROM mail_outbox WHERE order_id = %d", o.ID)); n != "1" {
+		t.Fatalf("%s confirmation mails for order %d, want 1", n, o.ID)
+	}
+}
+
+// database is the name of the cluster's PostgreSQL database.
+func (c *cluster) database() string {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.state, "database"))
+	if err != nil {
+		c.t.Fatalf("the cluster recorded no database: %v", err)
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// down stops exactly what up started: no process left, no cgroup, no
+// database; and a second down is harmless.
+func TestDownLeavesNothingBehind(t *testing.T) {
+	c := startCluster(t, nil, "1", "--cpu", "0.5")
+	type proc struct {
+		name string
+		pid  int
+	}
+	var procs []proc
+	for _, name := range []string{"nginx", "replica-1", "worker"} {
+		pid, _, cpu, state := c.status(name)
+		if state != "alive" {
+			t.Fatalf("%s is %s before down", name, state)
+		}
+		if name == "replica-1" && cpu != "0.50" {
+			t.Fatalf("replica-1 has a CPU quota of %s cores, want 0.50", cpu)
+		}
+		procs = append(procs, proc{name, pid})
+	}
+	cg, err := os.ReadFile(filepath.Join(c.state, "replica-1.cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroup := strings.TrimSpace(string(cg))
+	members, err := os.ReadFile(filepath.Join(cgroup, "cgroup.procs"))
+	if err != nil || !strings.Contains("\n"+string(members), fmt.Sprintf("\n%d\n", procs[1].pid)) {
+		t.Fatalf("replica-1 (pid %d) is not in its cgroup %s: %q %v", procs[1].pid, cgroup, members, err)
+	}
+	dbName := c.database()
+
+	out := c.mustScript("down")
+	if !strings.Contains(out, "stopped") {
+		t.Fatalf("down said %q", out)
+	}
+	for _, p := range procs {
+		if err := processGone(p.pid); err != nil {
+			t.Errorf("%s (pid %d) after down: %v", p.name, p.pid, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(cgroup)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after down: %v", filepath.Dir(cgroup), err)
+	}
+	if exists := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+dbName+"'"); exists != "0" {
+		t.Errorf("database %s still exists after down", dbName)
+	}
+	if _, err := os.Stat(c.state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory after down: %v", err)
+	}
+	if out := c.mustScript("down"); !strings.Contains(out, "no cluster") {
+		t.Errorf("a second down said %q", out)
+	}
+}
+
+// processGone reports whether pid no longer runs (a zombie counts as gone).
+func processGone(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+		return nil
+	}
+	return fmt.Errorf("still runs: %s", b)
+}
+
+func psql(t *testing.T, database, query string) string {
+	t.Helper()
+	host := os.Getenv("PGHOST")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	user := os.Getenv("PGUSER")
+	if user == "" {
+		user = "postgres"
+	}
+	out, err := exec.Command("psql", "-X", "-tA", "-h", host, "-U", user, "-d", database, "-c", query).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Bad arguments get a one-line reason and a non-zero exit, and start nothing.
+func TestBadArgumentsAreRefused(t *testing.T) {
+	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster"), env: os.Environ()}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no command"},
+		{[]string{"up"}, "number of API replicas"},
+		{[]string{"up", "0"}, "number of API replicas"},
+		{[]string{"up", "two"}, "number of API replicas"},
+		{[]string{"up", "2", "--cpu", "lots"}, "--cpu must be a number"},
+		{[]string{"up", "2", "--cpu", "0.001"}, "at least 0.01"},
+		{[]string{"up", "2", "--cpu"}, "--cpu needs"},
+		{[]string{"up", "2", "--turbo"}, "unknown option --turbo"},
+		{[]string{"scale", "3"}, "unknown command 'scale'"},
+		{[]string{"kill-replica"}, "replica number"},
+		{[]string{"kill-replica", "x"}, "replica number"},
+		{[]string{"kill-replica", "1"}, "no cluster"},
+		{[]string{"status", "now"}, "takes no argument"},
+		{[]string{"down", "--cpu", "1"}, "belong to up"},
+	} {
+		_, stderr, err := c.script(tt.args...)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Errorf("%v: exit %v, want non-zero", tt.args, err)
+		}
+		first := strings.SplitN(stderr, "\n", 2)[0]
+		if !strings.Contains(first, tt.want) {
+			t.Errorf("%v: first line of stderr %q, want it to mention %q", tt.args, first, tt.want)
+		}
+		if _, err := os.Stat(c.state); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v created the state directory", tt.args)
+		}
+	}
+}
