@@ -519,6 +519,13 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("replica-1 (pid %d) is not in its cgroup %s: %q %v", procs[1].pid, cgroup, members, err)
 	}
 	dbName := c.database()
+	// nginx's workers are not recorded: they must go with their master.
+	for _, pid := range children(t, procs[0].pid) {
+		procs = append(procs, proc{"nginx worker", pid})
+	}
+	if len(procs) < 4 {
+		t.Fatalf("nginx (pid %d) has no worker processes", procs[0].pid)
+	}
 
 	out := c.mustScript("down")
 	if !strings.Contains(out, "stopped") {
@@ -541,6 +548,28 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 	if out := c.mustScript("down"); !strings.Contains(out, "no cluster") {
 		t.Errorf("a second down said %q", out)
 	}
+}
+
+// children lists the pids whose parent is pid.
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			kids = append(kids, child)
+		}
+	}
+	return kids
 }
 
 // processGone reports whether pid no longer runs (a zombie counts as gone).
