@@ -38,6 +38,13 @@ func isUnavailable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false // the request's own deadline, not the database's health
 	}
+	// Failing to connect at all, whatever the server said (down, not
+	// accepting connections, too many clients), is the database being
+	// unavailable.
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
@@ -49,9 +56,8 @@ func isUnavailable(err error) bool {
 		}
 		return false
 	}
-	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+	return errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, net.ErrClosed) || isClosedConn(err)
 }
 

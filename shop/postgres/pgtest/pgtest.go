@@ -99,3 +99,23 @@ func sanitize(name string) string {
 	}
 	return b.String()
 }
+
+// DatabaseName is the database a URL points at.
+func DatabaseName(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(parsed.Path, "/")
+}
+
+// Exec runs a statement on the admin database (to cut a test database off
+// or let it back in), failing t on error.
+func Exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	conn := Admin(t)
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}

@@ -1,0 +1,201 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/postgres"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
+	"github.com/perfscale/perfscale/shop/seed"
+)
+
+type answer struct {
+	status     int
+	retryAfter string
+	ctype      string
+	body       []byte
+}
+
+func do(t *testing.T, method, url, token, key, body string) answer {
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return answer{}
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return answer{res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Content-Type"), b}
+}
+
+// PostgreSQL going away while the service runs (its connections
+// terminated, new ones refused) and coming back: /readyz fails, requests
+// fail fast with 503 problem+json and Retry-After (never a 500), every
+// checkout that was acknowledged is in the database exactly once, a retry
+// of a checkout that got a 503 does not order twice, and the service
+// recovers by itself. The shared server is not stopped: only this test's
+// database is cut off.
+func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	name := pgx.Identifier{pgtest.DatabaseName(url)}.Sanitize()
+	cfg := backend.Config{DatabaseURL: url, Postgres: postgres.Options{ConnectTimeout: 2 * time.Second}}
+	if _, err := backend.Migrate(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Seed(ctx, seed.Items(20)); err != nil {
+		t.Fatal(err)
+	}
+	s := b.Store
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: b.Orders, Health: s}))
+	defer srv.Close()
+
+	// Shoppers check out in a loop, each with its own session and keys.
+	type result struct {
+		token, key string
+		status     int
+		orderID    int64
+	}
+	var mu sync.Mutex
+	var results []result
+	var acked, refused atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range 4 {
+		var sess struct{ Token string }
+		json.Unmarshal(do(t, "POST", srv.URL+"/v1/sessions", "", "", "").body, &sess)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if a := do(t, "PUT", fmt.Sprintf("%s/v1/cart/items/%d", srv.URL, i%20+1), sess.Token, "", `{"quantity": 1}`); a.status != 200 {
+					checkUnavailable(t, "cart", a)
+					continue
+				}
+				key := fmt.Sprintf("c%d-%d", c, i)
+				a := do(t, "POST", srv.URL+"/v1/orders", sess.Token, key, `{"customer_name": "Ada", "email": "ada@example.com"}`)
+				var o struct{ ID int64 }
+				json.Unmarshal(a.body, &o)
+				switch a.status {
+				case 201:
+					acked.Add(1)
+				default:
+					checkUnavailable(t, "checkout", a)
+					refused.Add(1)
+				}
+				mu.Lock()
+				results = append(results, result{sess.Token, key, a.status, o.ID})
+				mu.Unlock()
+			}
+		}()
+	}
+	waitFor(t, "5 checkouts before the cut", func() bool { return acked.Load() >= 5 })
+
+	// Cut the database off: no new connections, every open one terminated.
+	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS false`)
+	pgtest.Exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, pgtest.DatabaseName(url))
+	waitFor(t, "/readyz to fail", func() bool { return do(t, "GET", srv.URL+"/readyz", "", "", "").status == 503 })
+	checkUnavailable(t, "item", do(t, "GET", srv.URL+"/v1/items/1", "", "", ""))
+	start := time.Now()
+	checkUnavailable(t, "menu", do(t, "GET", srv.URL+"/v1/menu", "", "", ""))
+	if d := time.Since(start); d > cfg.Postgres.ConnectTimeout+time.Second {
+		t.Errorf("a request took %v while the database was gone; it should fail fast", d)
+	}
+	waitFor(t, "shoppers to be refused", func() bool { return refused.Load() >= 4 })
+
+	// Let it back in: the service recovers by itself.
+	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)
+	waitFor(t, "/readyz to pass again", func() bool { return do(t, "GET", srv.URL+"/readyz", "", "", "").status == 200 })
+	after := acked.Load()
+	waitFor(t, "5 checkouts after the return", func() bool { return acked.Load() >= after+5 })
+	close(stop)
+	wg.Wait()
+
+	// Every acknowledged order is there, once; a retry of a refused
+	// checkout never makes a second order for its key.
+	seen := map[int64]bool{}
+	for _, r := range results {
+		switch r.status {
+		case 201:
+			if seen[r.orderID] {
+				t.Fatalf("order %d acknowledged twice", r.orderID)
+			}
+			seen[r.orderID] = true
+			if _, err := s.OrderByID(ctx, r.orderID); err != nil {
+				t.Fatalf("acknowledged order %d is missing: %v", r.orderID, err)
+			}
+		default:
+			// The client retries with the same key: either its order
+			// committed before the connection died (200, the same order),
+			// or it never was (the cart was emptied or not: 201 or 409).
+			a := do(t, "POST", srv.URL+"/v1/orders", r.token, r.key, `{"customer_name": "Ada", "email": "ada@example.com"}`)
+			if a.status != 200 && a.status != 201 && a.status != 409 {
+				t.Fatalf("retry of %s: %d %s", r.key, a.status, a.body)
+			}
+		}
+	}
+	var orders int
+	if err := b.Postgres.Pool().QueryRow(ctx, `SELECT COUNT(*) FROM orders`).Scan(&orders); err != nil {
+		t.Fatal(err)
+	}
+	var keys int
+	if err := b.Postgres.Pool().QueryRow(ctx, `SELECT COUNT(*) FROM idempotency_keys`).Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if orders != keys || orders < len(seen) {
+		t.Fatalf("%d orders for %d keys and %d acknowledged: an order without its key, or a lost one", orders, keys, len(seen))
+	}
+	t.Logf("%d checkouts acknowledged, %d refused with 503 while the database was gone", acked.Load(), refused.Load())
+}
+
+// checkUnavailable fails unless a is a 503 problem with Retry-After.
+func checkUnavailable(t *testing.T, what string, a answer) {
+	t.Helper()
+	if a.status != 503 || a.retryAfter == "" || a.ctype != "application/problem+json" || !strings.Contains(string(a.body), `"code":"unavailable"`) {
+		t.Errorf("%s while the database is gone: %d (Retry-After %q, %s) %s; want 503 problem+json with Retry-After", what, a.status, a.retryAfter, a.ctype, a.body)
+	}
+}
+
+// waitFor polls cond until it holds, failing t after 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
