@@ -215,10 +215,10 @@ ensure_nginx() {
   command -v nginx >/dev/null 2>&1 && return 0
   [ -x /usr/sbin/nginx ] && { PATH=$PATH:/usr/sbin; return 0; }
   log "nginx is not installed; installing it from Debian's packages"
-  # RUNLEVEL=1 keeps the package's init script from starting the system
-  # nginx on port 80: this cluster runs an nginx of its own.
-  { apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
-    || { RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } \
+  # This cluster runs an nginx of its own (own config, pid file, port);
+  # a system nginx the package may start is not used.
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
+    || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } \
     || die "nginx is missing and could not be installed (apt-get install nginx-light)"
   PATH=$PATH:/usr/sbin
   command -v nginx >/dev/null 2>&1 || die "nginx was installed but is not on PATH"
