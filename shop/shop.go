@@ -19,6 +19,7 @@ const (
 	MaxSearchQueryLen  = 100
 	MaxIdempotencyKey  = 255
 	MaxCustomerNameLen = 100
+	MaxEmailLen        = 254 // the longest address SMTP can deliver to (RFC 5321 path limit)
 	MaxNotesLen        = 500
 	MaxPriceCents      = 1_000_000_00 // one million in currency units
 	MaxStock           = 1_000_000_000

@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -34,6 +35,22 @@ func ValidateQuantity(q int) error {
 		return Errorf(EINVALID, "quantity must be between 0 and %d, got %d", MaxQuantity, q)
 	}
 	return nil
+}
+
+// ParsePositive reads a positive whole number given as text (a path id,
+// a limit): canonical decimal only, so "+5", "007", " 5" and "5.0" are
+// refused rather than read as 5, and one resource has one URL.
+func ParsePositive(name, raw string) (int64, error) {
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 1 || strconv.FormatInt(n, 10) != raw {
+		return 0, Errorf(EINVALID, "%s must be a positive whole number in plain decimal (no sign, no leading zeros), got %q", name, raw)
+	}
+	return n, nil
+}
+
+// ParseID reads the id of a what (item, order) from a path.
+func ParseID(what, raw string) (int64, error) {
+	return ParsePositive(what+" id", raw)
 }
 
 // ValidateID checks an id taken from a path or cursor.
@@ -76,11 +93,31 @@ func (c *Checkout) Validate() error {
 		return Errorf(EINVALID, "notes must be at most %d characters", MaxNotesLen)
 	case c.ExpectedTotalCents != nil && *c.ExpectedTotalCents < 0:
 		return Errorf(EINVALID, "expected_total_cents must not be negative: send the cart's total_cents as you showed it")
+	case len(c.Email) > MaxEmailLen:
+		return Errorf(EINVALID, "email must be at most %d characters", MaxEmailLen)
+	case hasControl(c.CustomerName, ""):
+		return Errorf(EINVALID, "customer_name must not contain control characters (such as NUL, CR or LF)")
+	case hasControl(c.Email, ""):
+		return Errorf(EINVALID, "email must not contain control characters (such as NUL, CR or LF)")
+	case hasControl(c.Notes, "\n\t"):
+		return Errorf(EINVALID, "notes must not contain control characters other than line feeds and tabs")
 	}
 	if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
 		return Errorf(EINVALID, "email %q is not a valid address (expected name@example.com)", c.Email)
 	}
 	return nil
+}
+
+// hasControl reports whether s holds a control character (C0, DEL, C1)
+// other than those in allowed. Text that ends up in a mail's headers or
+// body must not smuggle in line breaks or NULs.
+func hasControl(s, allowed string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) && !strings.ContainsRune(allowed, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // Fingerprint identifies the checkout's content, for idempotency: the same

@@ -3,6 +3,7 @@ package shop_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/perfscale/perfscale/shop"
@@ -46,6 +47,19 @@ func FuzzDecodeCursor(f *testing.F) {
 	})
 }
 
+func TestParseIDIsCanonicalDecimal(t *testing.T) {
+	for _, ok := range []string{"1", "5", "9223372036854775807"} {
+		if _, err := shop.ParseID("item", ok); err != nil {
+			t.Errorf("ParseID(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "0", "+5", "007", "-3", " 5", "5 ", "5.0", "0x5", "1e3", "9223372036854775808", "٣"} {
+		if _, err := shop.ParseID("item", bad); shop.ErrorCode(err) != shop.EINVALID {
+			t.Errorf("ParseID(%q) = %v, want invalid", bad, err)
+		}
+	}
+}
+
 func TestCheckoutValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -58,6 +72,15 @@ func TestCheckoutValidate(t *testing.T) {
 		{"no email", shop.Checkout{CustomerName: "Ada"}, false},
 		{"bad email", shop.Checkout{CustomerName: "Ada", Email: "ada"}, false},
 		{"display-name email", shop.Checkout{CustomerName: "Ada", Email: "Ada <ada@example.com>"}, false},
+		{"email of 60,012 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 60000) + "@example.com"}, false},
+		{"email of 255 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 178) + ".example.com"}, false},
+		{"email of 254 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 177) + ".example.com"}, true},
+		{"NUL in name", shop.Checkout{CustomerName: "Ada\x00", Email: "ada@example.com"}, false},
+		{"CRLF in name", shop.Checkout{CustomerName: "Ada\r\nBcc: x@example.com", Email: "ada@example.com"}, false},
+		{"LF in email", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com\nBcc: x@example.com"}, false},
+		{"CR in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "a\rb"}, false},
+		{"NUL in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "a\x00b"}, false},
+		{"lines in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "no onions\n\textra cheese"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

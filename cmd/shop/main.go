@@ -172,6 +172,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, err
 	}
 	c.adminToken = getenv("SHOP_ADMIN_TOKEN")
+	// A token with surrounding spaces (a stray newline from a secrets file)
+	// would be logged as enabled and then match no Authorization header.
+	if strings.TrimSpace(c.adminToken) != c.adminToken {
+		return nil, errors.New("SHOP_ADMIN_TOKEN has leading or trailing whitespace; set it to the token alone")
+	}
 	return &c, nil
 }
 

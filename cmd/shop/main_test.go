@@ -160,6 +160,9 @@ func TestRunServesTheWholeJourneyAndStopsCleanly(t *testing.T) {
 	if code, _ := call(t, "GET", s.admin+"/metrics", "", "", ""); code != 200 {
 		t.Fatalf("metrics on admin: %d", code)
 	}
+	if code, _ := call(t, "GET", s.api+"/metrics", "", "", ""); code != 404 {
+		t.Fatalf("metrics on the public listener: %d, want 404", code)
+	}
 	if err := s.stop(); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -201,6 +204,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{nil, map[string]string{"SHOP_DRAIN_DELAY": "a while"}, "--drain-delay must be a duration"},
 		{[]string{"--log-level", "loud"}, nil, "--log-level must be"},
 		{[]string{"--no-such-flag"}, nil, "flag provided but not defined"},
+		{nil, map[string]string{"SHOP_ADMIN_TOKEN": " s3cret"}, "SHOP_ADMIN_TOKEN has leading or trailing whitespace"},
+		{nil, map[string]string{"SHOP_ADMIN_TOKEN": "s3cret\n"}, "SHOP_ADMIN_TOKEN has leading or trailing whitespace"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{[]string{"--addr", "256.0.0.1:99999", "--data-dir", "DIR"}, nil, "listen on"},
 		{[]string{"--db", "mysql://shop@localhost/shop"}, nil, "--db must be a postgres:// URL"},
@@ -251,6 +256,14 @@ func TestAPIAndWorkerRolesShareTheWork(t *testing.T) {
 	}
 	if code, _ := call(t, "GET", worker.api+"/readyz", "", "", ""); code != 200 {
 		t.Fatalf("worker readyz: %d", code)
+	}
+	for _, inst := range []*instance{api, worker} {
+		if code, _ := call(t, "GET", inst.api+"/metrics", "", "", ""); code != 404 {
+			t.Fatalf("metrics on the public listener of a split role: %d, want 404", code)
+		}
+		if code, _ := call(t, "GET", inst.admin+"/metrics", "", "", ""); code != 200 {
+			t.Fatalf("metrics on the admin listener of a split role: %d", code)
+		}
 	}
 	_, body := call(t, "POST", api.api+"/v1/sessions", "", "", "")
 	var sess struct{ Token string }

@@ -37,6 +37,7 @@ type api struct {
 	store    shop.Store
 	orders   *shop.Orders
 	reg      *prometheus.Registry
+	db       *sqlite.DB // the database itself, to see that a refusal changed nothing
 	draining atomic.Bool
 	// cfg is the handler's configuration, for a second replica over the
 	// same state.
@@ -67,7 +68,7 @@ func newAPI(t *testing.T, o options) *api {
 	a := &api{t: t, reg: httpapi.NewRegistry()}
 	o.registry = a.reg
 	h, b, cfg := compose(t, o, a.draining.Load)
-	a.store, a.orders, a.cfg = b.Store, b.Orders, cfg
+	a.store, a.orders, a.cfg, a.db = b.Store, b.Orders, cfg, b.SQLite
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close) // runs before compose's cleanup: requests end first
 	a.url = srv.URL
@@ -178,6 +179,7 @@ type req struct {
 	method, path, token string
 	body                any // string, []byte or a value to encode
 	header              map[string]string
+	chunked             bool // send the body with chunked transfer encoding
 }
 
 func (a *api) do(r req) response {
@@ -195,6 +197,9 @@ func (a *api) do(r req) response {
 			a.t.Fatal(err)
 		}
 		body = bytes.NewReader(enc)
+	}
+	if r.chunked && body != nil {
+		body = struct{ io.Reader }{body} // length unknown: sent chunked
 	}
 	hr, err := http.NewRequest(r.method, a.url+r.path, body)
 	if err != nil {
@@ -344,15 +349,6 @@ func TestItems(t *testing.T) {
 		}
 	}
 
-	for _, bad := range []string{
-		"/v1/items/abc", "/v1/items/0", "/v1/items/-3",
-		"/v1/items?limit=0", "/v1/items?limit=101", "/v1/items?limit=ten",
-		"/v1/items?cursor=garbage", "/v1/items?cursor=" + shop.EncodeCursor(5) + "x",
-		"/v1/items?sort=name", "/v1/items?limit=5&limit=6",
-		"/v1/items?q=" + strings.Repeat("x", 101),
-	} {
-		t.Run(bad, func(t *testing.T) { a.do(req{method: "GET", path: bad}).problem(t, 400) })
-	}
 }
 
 func TestSessionsAndAuthentication(t *testing.T) {
@@ -381,48 +377,13 @@ func TestSessionsAndAuthentication(t *testing.T) {
 	a.do(req{method: "POST", path: "/v1/sessions", body: `{"admin": true}`}).problem(t, 400)
 }
 
-func TestCartRejectsBadInputAndKeepsTheCart(t *testing.T) {
+func TestCart(t *testing.T) {
 	its := seed.Items(3)
 	its[2].Available = false
 	a := newAPI(t, options{items: its})
 	tok := a.session()
 	a.add(tok, 1, 2)
-	want := a.do(req{method: "GET", path: "/v1/cart", token: tok}).body
-
-	big := `{"quantity": 1, "pad": "` + strings.Repeat("x", 70<<10) + `"}`
-	tests := []struct {
-		name   string
-		path   string
-		body   any
-		header map[string]string
-		status int
-	}{
-		{"no body", "/v1/cart/items/1", nil, nil, 400},
-		{"empty object", "/v1/cart/items/1", `{}`, nil, 400},
-		{"negative", "/v1/cart/items/1", `{"quantity": -1}`, nil, 400},
-		{"too many", "/v1/cart/items/1", `{"quantity": 100}`, nil, 400},
-		{"not a number", "/v1/cart/items/1", `{"quantity": "two"}`, nil, 400},
-		{"fraction", "/v1/cart/items/1", `{"quantity": 1.5}`, nil, 400},
-		{"unknown field", "/v1/cart/items/1", `{"quantity": 1, "price_cents": 1}`, nil, 400},
-		{"not JSON", "/v1/cart/items/1", `quantity=1`, nil, 400},
-		{"trailing data", "/v1/cart/items/1", `{"quantity": 1} {"quantity": 5}`, nil, 400},
-		{"truncated", "/v1/cart/items/1", `{"quantity": 1`, nil, 400},
-		{"array", "/v1/cart/items/1", `[1]`, nil, 400},
-		{"wrong content type", "/v1/cart/items/1", `{"quantity": 1}`, map[string]string{"Content-Type": "text/plain"}, 415},
-		{"too large", "/v1/cart/items/1", big, nil, 413},
-		{"bad id", "/v1/cart/items/x", `{"quantity": 1}`, nil, 400},
-		{"unknown item", "/v1/cart/items/99", `{"quantity": 1}`, nil, 404},
-		{"unavailable item", "/v1/cart/items/3", `{"quantity": 1}`, nil, 409},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a.do(req{method: "PUT", path: tt.path, token: tok, body: tt.body, header: tt.header}).problem(t, tt.status)
-			if got := a.do(req{method: "GET", path: "/v1/cart", token: tok}).body; !bytes.Equal(got, want) {
-				t.Fatalf("a rejected request changed the cart:\n%s\nwas\n%s", got, want)
-			}
-		})
-	}
-
+	// Every bad input and its status: TestBadInputIsRefusedAndChangesNothing.
 	var c shop.Cart
 	r := a.do(req{method: "PUT", path: "/v1/cart/items/2", token: tok, body: `{"quantity": 3}`})
 	r.json(t, &c)
@@ -653,9 +614,7 @@ func TestAdmin(t *testing.T) {
 	a.do(req{method: "PUT", path: "/v1/admin/items/1", body: `{"stock": 1}`}).problem(t, 401)
 	a.do(req{method: "PUT", path: "/v1/admin/items/1", token: "wrong", body: `{"stock": 1}`}).problem(t, 403)
 	a.do(req{method: "PUT", path: "/v1/admin/items/1", token: a.session(), body: `{"stock": 1}`}).problem(t, 403)
-	for _, bad := range []string{`{}`, `{"stock": -1}`, `{"price_cents": -5}`, `{"name": "x"}`, `{"available": "yes"}`} {
-		a.do(req{method: "PUT", path: "/v1/admin/items/1", token: adminToken, body: bad}).problem(t, 400)
-	}
+
 	a.do(req{method: "PUT", path: "/v1/admin/items/9", token: adminToken, body: `{"stock": 1}`}).problem(t, 404)
 	var it shop.Item
 	r := a.do(req{method: "PUT", path: "/v1/admin/items/1", token: adminToken, body: `{"stock": 0, "available": false, "price_cents": 995}`})
@@ -684,7 +643,9 @@ func TestOperations(t *testing.T) {
 	}
 	a.do(req{method: "GET", path: "/v1/menu"})
 	a.do(req{method: "GET", path: "/v1/items/99"})
-	m := a.do(req{method: "GET", path: "/metrics"})
+	// /metrics is served on the admin listener only (cmd/shop), never here.
+	a.do(req{method: "GET", path: "/metrics"}).problem(t, 404)
+	m := response{status: 200, body: []byte(a.metrics())}
 	for _, want := range []string{
 		`shop_http_requests_total{code="2xx",route="GET /v1/menu"} 1`,
 		`shop_http_requests_total{code="4xx",route="GET /v1/items/{id}"} 1`,

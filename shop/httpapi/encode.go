@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -37,25 +41,54 @@ func encodeTo(w io.Writer, v any) error {
 }
 
 // decode reads a JSON body into a value of type T. It insists on a JSON
-// content type, a body within maxBodyBytes, exactly one JSON value and no
-// fields T does not have, so a typo in a field name is an error rather than
-// a silently ignored setting.
+// content type, a body within maxBodyBytes (counted over every byte sent,
+// whitespace included), exactly one JSON object whose keys are T's field
+// names spelt exactly and each given once, so a typo, a case variant or a
+// repeated field is an error rather than a silently ignored or overridden
+// setting.
 func decode[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	var v T
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && mt != "application/problem+json") {
-			return v, errUnsupportedMediaType
+	body, err := readBody(w, r)
+	if err != nil {
+		return v, err
+	}
+	if len(body) > 0 { // an empty body is 400 whatever its type
+		if err := jsonContentType(r); err != nil {
+			return v, err
 		}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	return decodeJSON[T](r.Body)
+	return decodeJSON[T](body)
+}
+
+// readBody reads the whole body, sized or chunked alike, up to
+// maxBodyBytes; more is errBodyTooLarge whatever the bytes are.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, errBodyTooLarge
+	case err != nil:
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	return body, nil
+}
+
+func jsonContentType(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && mt != "application/problem+json") {
+		return errUnsupportedMediaType
+	}
+	return nil
 }
 
 // decodeJSON is decode without the HTTP parts, so it can be fuzzed alone.
-func decodeJSON[T any](body io.Reader) (T, error) {
+func decodeJSON[T any](body []byte) (T, error) {
 	var v T
-	dec := json.NewDecoder(body)
+	if len(body) > maxBodyBytes {
+		return v, errBodyTooLarge
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
 		return v, badJSON(err)
@@ -63,7 +96,73 @@ func decodeJSON[T any](body io.Reader) (T, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return v, shop.Errorf(shop.EINVALID, "the request body must hold a single JSON object, with nothing after it")
 	}
+	// encoding/json matches names regardless of case and lets the last of
+	// repeated keys win; the API takes neither.
+	if err := exactKeys(body, jsonFieldNames[T]()); err != nil {
+		return v, err
+	}
 	return v, nil
+}
+
+// exactKeys checks that the object in body (already known to be valid
+// JSON) has only keys from names, spelt exactly, each at most once.
+func exactKeys(body []byte, names map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: the decoder has judged it already
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return badJSON(err)
+		}
+		key, _ := t.(string)
+		if !names[key] {
+			return shop.Errorf(shop.EINVALID, "unknown field %q: field names are case-sensitive (allowed: %s)", key, strings.Join(sortedKeys(names), ", "))
+		}
+		if seen[key] {
+			return shop.Errorf(shop.EINVALID, "field %q is given more than once", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return badJSON(err)
+		}
+	}
+	return nil
+}
+
+// jsonFieldNames are the JSON names of T's fields.
+func jsonFieldNames[T any]() map[string]bool {
+	names := map[string]bool{}
+	t := reflect.TypeFor[T]()
+	if t.Kind() != reflect.Struct {
+		return names
+	}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // errUnsupportedMediaType and errBodyTooLarge map to their own statuses.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/perfscale/perfscale/shop"
 )
 
@@ -53,7 +55,8 @@ func TestFailuresBecomeProblemsWithoutLeakingCauses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.mode+" "+tt.path, func(t *testing.T) {
 			var logs bytes.Buffer
-			h := NewHandler(Config{Catalog: brokenStore{mode: tt.mode}, Health: brokenStore{mode: tt.mode}, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+			reg := NewRegistry()
+			h := NewHandler(Config{Catalog: brokenStore{mode: tt.mode}, Health: brokenStore{mode: tt.mode}, Registry: reg, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
 			body, _ := io.ReadAll(rec.Body)
@@ -73,7 +76,7 @@ func TestFailuresBecomeProblemsWithoutLeakingCauses(t *testing.T) {
 			}
 			// The request is counted and no longer in flight, panic or not.
 			m := httptest.NewRecorder()
-			h.ServeHTTP(m, httptest.NewRequest("GET", "/metrics", nil))
+			promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(m, httptest.NewRequest("GET", "/metrics", nil))
 			if want := `shop_http_requests_in_flight{route="GET ` + tt.path + `"} 0`; !strings.Contains(m.Body.String(), want) {
 				t.Fatalf("metrics lack %s", want)
 			}

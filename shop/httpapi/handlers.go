@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -86,8 +85,17 @@ type sessionCreated struct {
 }
 
 func (s *server) handleCreateSession(w http.ResponseWriter, r *http.Request) error {
-	if r.ContentLength > 0 {
-		if _, err := decode[struct{}](w, r); err != nil {
+	// The body is optional, but a body there is (sized or chunked) is
+	// judged like any other: JSON, an empty object.
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if len(body) > 0 {
+		if err := jsonContentType(r); err != nil {
+			return err
+		}
+		if _, err := decodeJSON[struct{}](body); err != nil {
 			return err
 		}
 	}
@@ -280,12 +288,7 @@ func (s *server) handleUpdateItem(w http.ResponseWriter, r *http.Request) error 
 // --- helpers ---
 
 func pathID(r *http.Request, what string) (int64, error) {
-	raw := r.PathValue("id")
-	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id < 1 {
-		return 0, shop.Errorf(shop.EINVALID, "%s id must be a positive integer, got %q", what, raw)
-	}
-	return id, nil
+	return shop.ParseID(what, r.PathValue("id"))
 }
 
 // query returns the query parameters, refusing any not in allowed (a
@@ -315,14 +318,8 @@ func queryInt(q url.Values, name string) (int, error) {
 	if raw == "" {
 		return 0, nil
 	}
-	n, err := strconv.Atoi(raw)
-	if err != nil {
-		return 0, shop.Errorf(shop.EINVALID, "%s must be an integer, got %q", name, raw)
-	}
-	if n < 1 {
-		return 0, shop.Errorf(shop.EINVALID, "%s must be at least 1, got %d", name, n)
-	}
-	return n, nil
+	n, err := shop.ParsePositive(name, raw)
+	return int(n), err
 }
 
 func jsonBody(v any) ([]byte, error) {

@@ -1,7 +1,5 @@
 package httpapi
 
-import "github.com/prometheus/client_golang/prometheus/promhttp"
-
 // addRoutes is the whole API surface in one place; the OpenAPI test holds
 // openapi.json to exactly these routes.
 func addRoutes(s *server) {
@@ -26,8 +24,10 @@ func addRoutes(s *server) {
 	s.handle("PUT /v1/admin/items/{id}", s.admin(s.handleUpdateItem))
 }
 
+// addOpsRoutes are the routes every role serves. /metrics is not among
+// them: it is served only on the admin listener (cmd/shop, --admin-addr),
+// never on the public address.
 func addOpsRoutes(s *server) {
 	s.handle("GET /healthz", s.handleHealthz)
 	s.handle("GET /readyz", s.handleReadyz)
-	s.handleRaw("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 }
