@@ -210,6 +210,9 @@ func redactURL(u string) string {
 	return u
 }
 
+// logFlushEvery bounds how late a log line reaches stdout.
+const logFlushEvery = 100 * time.Millisecond
+
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -223,7 +226,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.logLevel, stdout)
+	logs := newBatchedLog(stdout, logFlushEvery)
+	defer logs.Close()
+	log, err := newLogger(cfg.logLevel, logs)
 	if err != nil {
 		return err
 	}

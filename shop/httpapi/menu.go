@@ -31,6 +31,14 @@ type encodedMenu struct {
 type menuVariant struct {
 	etag string
 	body []byte
+	// The response headers, built once: a warm request assigns these
+	// slices instead of allocating each value (net/http only reads them).
+	ok, notModified []headerField
+}
+
+type headerField struct {
+	key   string // canonical
+	value []string
 }
 
 // coding is a content coding the menu is kept in, best first.
@@ -61,23 +69,22 @@ func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c := negotiate(r.Header.Get("Accept-Encoding"))
-	v := &m.variants[c]
+	v := &m.variants[negotiate(r.Header.Get("Accept-Encoding"))]
 	h := w.Header()
-	h.Set("Cache-Control", menuCacheControl)
-	h.Set("Vary", "Accept-Encoding")
-	h.Set("ETag", v.etag)
 	if etagMatches(r.Header.Get("If-None-Match"), v.etag) {
+		setHeaders(h, v.notModified)
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	h.Set("Content-Type", "application/json")
-	if c != codingIdentity {
-		h.Set("Content-Encoding", codingNames[c])
-	}
-	h.Set("Content-Length", strconv.Itoa(len(v.body)))
+	setHeaders(h, v.ok)
 	w.Write(v.body) //nolint:errcheck // the client went away
 	return nil
+}
+
+func setHeaders(h http.Header, fields []headerField) {
+	for _, f := range fields {
+		h[f.key] = f.value
+	}
 }
 
 // currentMenu returns the encoded menu of the catalog version the catalog
@@ -146,7 +153,19 @@ func encodeMenu(menu *shop.Menu) (*encodedMenu, error) {
 	}
 	m := &encodedMenu{version: menu.Version}
 	for c, b := range [numCodings][]byte{br.Bytes(), gz.Bytes(), body} {
-		m.variants[c] = menuVariant{etag: menuETag(menu.Version, coding(c)), body: b}
+		v := menuVariant{etag: menuETag(menu.Version, coding(c)), body: b}
+		v.notModified = []headerField{
+			{"Cache-Control", []string{menuCacheControl}},
+			{"Vary", []string{"Accept-Encoding"}},
+			{"Etag", []string{v.etag}},
+		}
+		v.ok = append(v.notModified,
+			headerField{"Content-Type", []string{"application/json"}},
+			headerField{"Content-Length", []string{strconv.Itoa(len(b))}})
+		if coding(c) != codingIdentity {
+			v.ok = append(v.ok, headerField{"Content-Encoding", []string{codingNames[c]}})
+		}
+		m.variants[c] = v
 	}
 	return m, nil
 }
@@ -160,11 +179,15 @@ func negotiate(accept string) coding {
 	}
 	q := [numCodings]float64{-1, -1, -1} // -1: not mentioned
 	star := -1.0
-	for _, part := range strings.Split(accept, ",") {
+	for rest := accept; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		name, params, _ := strings.Cut(part, ";")
-		name = strings.ToLower(strings.TrimSpace(name))
+		name = strings.TrimSpace(name)
 		weight := 1.0
-		for _, p := range strings.Split(params, ";") {
+		for params != "" {
+			var p string
+			p, params, _ = strings.Cut(params, ";")
 			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
 			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
 				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
@@ -172,14 +195,14 @@ func negotiate(accept string) coding {
 				}
 			}
 		}
-		switch name {
-		case "br":
+		switch {
+		case strings.EqualFold(name, "br"):
 			q[codingBrotli] = weight
-		case "gzip", "x-gzip":
+		case strings.EqualFold(name, "gzip"), strings.EqualFold(name, "x-gzip"):
 			q[codingGzip] = weight
-		case "identity":
+		case strings.EqualFold(name, "identity"):
 			q[codingIdentity] = weight
-		case "*":
+		case name == "*":
 			star = weight
 		}
 	}
@@ -205,7 +228,9 @@ func negotiate(accept string) coding {
 
 // etagMatches implements If-None-Match's weak comparison.
 func etagMatches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
+	for rest := header; rest != ""; {
+		var t string
+		t, rest, _ = strings.Cut(rest, ",")
 		t = strings.TrimSpace(t)
 		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
 			return true
