@@ -258,7 +258,11 @@ events {
 }
 
 http {
-    access_log $state/nginx-access.log combined buffer=64k flush=1s;
+    # Which replicas each request tried, in order, and what each answered.
+    log_format shop '\$remote_addr [\$time_local] "\$request" \$status \$body_bytes_sent '
+                    'rt=\$request_time upstream="\$upstream_addr" upstream_status="\$upstream_status" '
+                    'rid=\$shop_request_id';
+    access_log $state/nginx-access.log shop buffer=64k flush=1s;
     client_body_temp_path $state/nginx-temp/body;
     proxy_temp_path $state/nginx-temp/proxy;
     fastcgi_temp_path $state/nginx-temp/fastcgi;

@@ -156,7 +156,8 @@ type reply struct {
 // client talks to the cluster through nginx with keep-alive connections.
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-func (c *cluster) do(method, path, token, key string, body any) (reply, error) {
+// do sends one request; header is name, value pairs.
+func (c *cluster) do(method, path, token, key string, body any, header ...string) (reply, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -174,6 +175,9 @@ func (c *cluster) do(method, path, token, key string, body any) (reply, error) {
 	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	res, err := client.Do(req)
 	if err != nil {
@@ -281,22 +285,27 @@ func TestTwoReplicasShareTheWorkBehindNginx(t *testing.T) {
 
 // A replica SIGKILLed in the middle of a checkout storm: clients retry what
 // failed with the same Idempotency-Key, as the API asks of them; afterwards
-// every acknowledged order exists exactly once, and once the kill is done
-// nginx sends everything to the survivor without a single error.
+// every acknowledged order exists exactly once. Once the kill is done, no
+// request fails: the storm goes on until nginx has tried the dead replica
+// again (its passive health check lets one request through after
+// fail_timeout), and that request too must be answered, by the survivor.
 func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T) {
 	c := startCluster(t, nil, "2")
 	const (
 		shoppers       = 8
 		killAfterAck   = 24 // acknowledged orders before the kill
-		ordersPastKill = 5  // each shopper's orders begun after the kill
+		ordersPastKill = 5  // each shopper's orders begun after the kill, at least
 	)
+	_, deadURL, _, _ := c.status("replica-1")
 	var (
 		acked      atomic.Int64
 		killed     = make(chan struct{})
+		probed     = make(chan struct{}) // nginx tried the dead replica after the kill
 		mu         sync.Mutex
 		afterKill  = map[string]int{} // replica -> requests begun after the kill returned
 		failsAfter []string
 		retries    atomic.Int64
+		requestIDs atomic.Int64
 	)
 	tokens := make([]string, shoppers)
 	for i := range tokens {
@@ -304,19 +313,24 @@ func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T
 	}
 	// attempt sends a request until it gets an answer below 500, as a
 	// client of the API should: a checkout again with its Idempotency-Key.
-	attempt := func(send func() (reply, error)) (reply, error) {
+	// Requests begun after the kill carry an X-Request-Id nginx logs.
+	attempt := func(send func(header ...string) (reply, error)) (reply, error) {
 		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) {
-			begunAfterKill := isClosed(killed)
-			r, err := send()
-			if begunAfterKill {
-				mu.Lock()
-				afterKill[r.replica]++
-				if err != nil || r.status >= 500 {
-					failsAfter = append(failsAfter, fmt.Sprintf("%v %d %s", err, r.status, r.body))
+			if !isClosed(killed) {
+				if r, err := send(); err == nil && r.status < 500 {
+					return r, nil
 				}
-				mu.Unlock()
+				retries.Add(1)
+				continue
 			}
+			r, err := send("X-Request-Id", fmt.Sprintf("after-kill-%d", requestIDs.Add(1)))
+			mu.Lock()
+			afterKill[r.replica]++
+			if err != nil || r.status >= 500 {
+				failsAfter = append(failsAfter, fmt.Sprintf("%v %d %s", err, r.status, r.body))
+			}
+			mu.Unlock()
 			if err == nil && r.status < 500 {
 				return r, nil
 			}
@@ -332,26 +346,26 @@ func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pastKill := 0
-			for n := 0; pastKill < ordersPastKill; n++ {
+			pastKill, deadline := 0, time.Now().Add(120*time.Second)
+			for n := 0; pastKill < ordersPastKill || !isClosed(probed); n++ {
+				if time.Now().After(deadline) {
+					errs <- fmt.Errorf("shopper %d: the storm ran 120s without the kill and a probe of the dead replica", s)
+					return
+				}
 				if isClosed(killed) {
 					pastKill++
 				}
 				key := fmt.Sprintf("storm-%d-%d", s, n)
-				if n == 500 {
-					errs <- fmt.Errorf("shopper %d placed 500 orders and the kill has not happened", s)
-					return
-				}
 				item := 1 + (s+n)%40
-				r, err := attempt(func() (reply, error) {
-					return c.do("PUT", fmt.Sprintf("/v1/cart/items/%d", item), tokens[s], "", map[string]int{"quantity": 1})
+				r, err := attempt(func(header ...string) (reply, error) {
+					return c.do("PUT", fmt.Sprintf("/v1/cart/items/%d", item), tokens[s], "", map[string]int{"quantity": 1}, header...)
 				})
 				if err != nil || r.status != 200 {
 					errs <- fmt.Errorf("cart for %s: %v %d %s", key, err, r.status, r.body)
 					return
 				}
-				r, err = attempt(func() (reply, error) {
-					return c.do("POST", "/v1/orders", tokens[s], key, map[string]any{"customer_name": "Storm", "email": "storm@example.com"})
+				r, err = attempt(func(header ...string) (reply, error) {
+					return c.do("POST", "/v1/orders", tokens[s], key, map[string]any{"customer_name": "Storm", "email": "storm@example.com"}, header...)
 				})
 				if err != nil || (r.status != 201 && r.status != 200) {
 					errs <- fmt.Errorf("checkout %s: %v %d %s", key, err, r.status, r.body)
@@ -369,14 +383,29 @@ func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T
 	}
 
 	// The kill, once the storm is well under way.
-	for acked.Load() < killAfterAck {
-		if len(errs) > 0 {
-			break
-		}
+	for acked.Load() < killAfterAck && len(errs) == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	c.mustScript("kill-replica", "1")
 	close(killed)
+	// Wait for nginx to send a request begun after the kill to the dead
+	// replica, as its access log shows.
+	probe := ""
+	for deadline := time.Now().Add(60 * time.Second); probe == "" && len(errs) == 0; {
+		if time.Now().After(deadline) {
+			t.Error("nginx did not try the dead replica again within 60s of the kill")
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+		log, _ := os.ReadFile(filepath.Join(c.state, "nginx-access.log"))
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "rid=after-kill-") && strings.Contains(line, strings.TrimPrefix(deadURL, "http://")) {
+				probe = line
+				break
+			}
+		}
+	}
+	close(probed)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -385,6 +414,7 @@ func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T
 	if t.Failed() {
 		return
 	}
+	t.Logf("nginx tried the dead replica: %s", probe)
 	if len(failsAfter) > 0 {
 		t.Errorf("%d requests begun after the kill failed, want nginx to route around it; first: %s", len(failsAfter), failsAfter[0])
 	}
