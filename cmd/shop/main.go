@@ -105,6 +105,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.replicaName, "replica-name", env("SHOP_REPLICA_NAME", ""), "name sent in the X-Replica response header; default the API listener's host:port (env SHOP_REPLICA_NAME)")
 	fs.StringVar(&c.natsURL, "nats", env("SHOP_NATS_URL", ""), "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it (env SHOP_NATS_URL)")
 	fs.StringVar(&c.dbURL, "db", env("SHOP_DATABASE_URL", ""), "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir (env SHOP_DATABASE_URL)")
+	replicas := urlList{urls: splitList(env("SHOP_DB_REPLICAS", ""))}
+	fs.Var(&replicas, "db-replica", "PostgreSQL read replica URL, repeatable: the menu, items and own-order reads go there, writes to --db (env SHOP_DB_REPLICAS, comma-separated)")
 	var maxConns, connectTimeout, statementTimeout string
 	fs.StringVar(&maxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", strconv.Itoa(postgres.DefaultMaxConns)), "PostgreSQL pool size per process (and per replica) (env SHOP_DB_MAX_CONNS)")
 	fs.StringVar(&connectTimeout, "db-connect-timeout", env("SHOP_DB_CONNECT_TIMEOUT", postgres.DefaultConnectTimeout.String()), "how long connecting to PostgreSQL may take (env SHOP_DB_CONNECT_TIMEOUT)")
@@ -138,6 +140,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return nil, fmt.Errorf("--db: %w", err)
 		}
 	}
+	if len(replicas.urls) > 0 && c.dbURL == "" {
+		return nil, errors.New("--db-replica needs --db: read replicas are of a PostgreSQL primary")
+	}
+	for _, r := range replicas.urls {
+		if !strings.HasPrefix(r, "postgres://") && !strings.HasPrefix(r, "postgresql://") {
+			return nil, fmt.Errorf("--db-replica must be a postgres:// URL, got %q", redactURL(r))
+		}
+		if _, err := postgres.ParseURL(r); err != nil {
+			return nil, fmt.Errorf("--db-replica: %w", err)
+		}
+	}
+	c.pg.Replicas = replicas.urls
 	mc, err := strconv.Atoi(maxConns)
 	if err != nil || mc < 1 || mc > 1000 {
 		return nil, fmt.Errorf("--db-max-conns must be a whole number from 1 to 1000, got %q", maxConns)
@@ -197,6 +211,36 @@ func migrate(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	log.Info("migrated", "database", where)
 	return nil
+}
+
+// urlList is a repeatable flag; the first use replaces the environment's
+// list.
+type urlList struct {
+	urls   []string
+	byFlag bool
+}
+
+func (l *urlList) String() string { return strings.Join(l.urls, ",") }
+
+func (l *urlList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty URL")
+	}
+	if !l.byFlag {
+		l.urls, l.byFlag = nil, true
+	}
+	l.urls = append(l.urls, v)
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // redactURL hides a password in a URL that is echoed in an error.

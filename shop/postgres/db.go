@@ -15,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,10 @@ type Options struct {
 	// QueryHook, if set, sees every statement run on the pools (River's
 	// included) with its arguments, before it runs: tests EXPLAIN them.
 	QueryHook func(sql string, args []any)
+	// Tracer, if set, sees every query on every pool with its connection
+	// (tests use it to tell which server ran a query). It takes the place
+	// of QueryHook.
+	Tracer pgx.QueryTracer
 }
 
 // hookTracer hands each statement to a QueryHook.
@@ -76,6 +81,7 @@ func (o *Options) defaults() {
 type DB struct {
 	primary  *pgxpool.Pool
 	replicas []*pgxpool.Pool
+	next     atomic.Uint32 // round-robin over replicas
 	where    string
 	replicaW []string
 }
@@ -136,6 +142,9 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 	cfg.ConnConfig.RuntimeParams["application_name"] = "shop"
 	if o.QueryHook != nil {
 		cfg.ConnConfig.Tracer = hookTracer{o.QueryHook}
+	}
+	if o.Tracer != nil {
+		cfg.ConnConfig.Tracer = o.Tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -222,8 +231,13 @@ func (db *DB) CheckSchema(ctx context.Context) error {
 // Pool is the primary's pool (River's driver uses it).
 func (db *DB) Pool() *pgxpool.Pool { return db.primary }
 
-// Where is the primary as host:port/database.
-func (db *DB) Where() string { return db.where }
+// Where is the primary as host:port/database, and the replicas if any.
+func (db *DB) Where() string {
+	if len(db.replicaW) == 0 {
+		return db.where
+	}
+	return db.where + " (read replicas " + strings.Join(db.replicaW, ", ") + ")"
+}
 
 // Close closes every pool.
 func (db *DB) Close() {

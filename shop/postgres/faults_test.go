@@ -76,6 +76,8 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 	s := b.Store
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: b.Orders, Health: s}))
 	defer srv.Close()
+	// Let the database back in whatever happens, so it can be dropped.
+	defer pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)
 
 	// Shoppers check out in a loop, each with its own session and keys.
 	type result struct {
@@ -88,6 +90,12 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 	var acked, refused atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopShoppers := func() {
+		stopOnce.Do(func() { close(stop) })
+		wg.Wait()
+	}
+	defer stopShoppers() // before the server closes, even if the test fails
 	for c := range 4 {
 		var sess struct{ Token string }
 		json.Unmarshal(do(t, "POST", srv.URL+"/v1/sessions", "", "", "").body, &sess)
@@ -102,6 +110,7 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 				}
 				if a := do(t, "PUT", fmt.Sprintf("%s/v1/cart/items/%d", srv.URL, i%20+1), sess.Token, "", `{"quantity": 1}`); a.status != 200 {
 					checkUnavailable(t, "cart", a)
+					refused.Add(1)
 					continue
 				}
 				key := fmt.Sprintf("c%d-%d", c, i)
@@ -133,15 +142,15 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 	if d := time.Since(start); d > cfg.Postgres.ConnectTimeout+time.Second {
 		t.Errorf("a request took %v while the database was gone; it should fail fast", d)
 	}
-	waitFor(t, "shoppers to be refused", func() bool { return refused.Load() >= 4 })
+	refusedBefore := refused.Load()
+	waitFor(t, "shoppers to be refused", func() bool { return refused.Load() >= refusedBefore+4 })
 
 	// Let it back in: the service recovers by itself.
 	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)
 	waitFor(t, "/readyz to pass again", func() bool { return do(t, "GET", srv.URL+"/readyz", "", "", "").status == 200 })
 	after := acked.Load()
 	waitFor(t, "5 checkouts after the return", func() bool { return acked.Load() >= after+5 })
-	close(stop)
-	wg.Wait()
+	stopShoppers()
 
 	// Every acknowledged order is there, once; a retry of a refused
 	// checkout never makes a second order for its key.

@@ -18,12 +18,17 @@ import (
 // updates in item id order, so two checkouts never deadlock and a unit is
 // never sold twice.
 func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx shop.CheckoutTx) error) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := lockSession(ctx, tx, sessionID); err != nil {
 			return err
 		}
 		return fn(&checkoutTx{tx: tx, enq: s.enq})
 	})
+	if err != nil {
+		return err
+	}
+	// The client is told its order exists: its reads must find it.
+	return s.markWrite(ctx, sessionID)
 }
 
 // checkoutTx is checkout's primitives on one PostgreSQL transaction.
@@ -200,7 +205,12 @@ func (s *Store) Order(ctx context.Context, sessionID, orderID int64) (*shop.Orde
 	if sessionID == 0 {
 		return nil, shop.Errorf(shop.ENOTFOUND, "order %d does not exist", orderID)
 	}
-	return readOrder(ctx, s.reader(), sessionID, orderID)
+	q, release, err := s.sessionReader(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return readOrder(ctx, q, sessionID, orderID)
 }
 
 // ListOrders returns the session's orders, newest first, a keyset page.
@@ -212,7 +222,11 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 	if before == 0 {
 		before = 1<<63 - 1
 	}
-	q := s.reader()
+	q, release, err := s.sessionReader(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	rows, err := q.Query(ctx, `SELECT `+orderColumns+` FROM orders
 		WHERE session_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, sessionID, before, f.Limit+1)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -63,9 +62,6 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return unavailable(err)
 }
 
-// reader is the pool for a read-only query (see read.go).
-func (s *Store) reader() *pgxpool.Pool { return s.db.primary }
-
 // --- catalog ---
 
 // seedLock is the advisory lock id that serialises seeding, so replicas
@@ -116,7 +112,7 @@ func bumpCatalog(ctx context.Context, tx pgx.Tx) error {
 // CatalogVersion returns the menu's version.
 func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
 	var v int64
-	if err := s.reader().QueryRow(ctx, `SELECT version FROM catalog_version WHERE id = 1`).Scan(&v); err != nil {
+	if err := s.catalogReader().QueryRow(ctx, `SELECT version FROM catalog_version WHERE id = 1`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("catalog version: %w", unavailable(err))
 	}
 	return v, nil
@@ -126,7 +122,7 @@ func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
 // repeatable-read transaction so the version matches the items.
 func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) {
 	m := &shop.Menu{Categories: []shop.MenuCategory{}}
-	err := pgx.BeginTxFunc(ctx, s.reader(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.catalogReader(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT version FROM catalog_version WHERE id = 1`).Scan(&m.Version); err != nil {
 			return fmt.Errorf("menu version: %w", err)
 		}
@@ -170,7 +166,7 @@ func scanItem(r pgx.Row) (*shop.Item, error) {
 
 // Item returns one item.
 func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
-	it, err := scanItem(s.reader().QueryRow(ctx, `SELECT `+itemColumns+` FROM items WHERE id = $1`, id))
+	it, err := scanItem(s.catalogReader().QueryRow(ctx, `SELECT `+itemColumns+` FROM items WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, shop.Errorf(shop.ENOTFOUND, "item %d does not exist", id)
 	}
@@ -196,7 +192,7 @@ func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPag
 		where = append(where, fmt.Sprintf(`lower(name) LIKE $%d ESCAPE '\'`, len(args)))
 	}
 	args = append(args, f.Limit+1)
-	rows, err := s.reader().Query(ctx, `SELECT `+itemColumns+` FROM items WHERE `+
+	rows, err := s.catalogReader().Query(ctx, `SELECT `+itemColumns+` FROM items WHERE `+
 		strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list items: %w", unavailable(err))
@@ -386,6 +382,9 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 	if err != nil {
 		return nil, err
 	}
+	if err := s.markWrite(ctx, sessionID); err != nil {
+		return nil, err
+	}
 	return toCart(lines), nil
 }
 
@@ -394,5 +393,5 @@ func (s *Store) ClearCart(ctx context.Context, sessionID int64) error {
 	if _, err := s.db.primary.Exec(ctx, `DELETE FROM cart_items WHERE session_id = $1`, sessionID); err != nil {
 		return fmt.Errorf("clear cart: %w", unavailable(err))
 	}
-	return nil
+	return s.markWrite(ctx, sessionID)
 }

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# scripts/pg-replica.sh start|stop|status
+#
+# A real streaming read replica of the local PostgreSQL cluster (Debian's
+# "main" cluster on 127.0.0.1:5432), for trying and testing --db-replica:
+#
+#   start   pg_basebackup of the primary into a temporary directory, started
+#           as a hot standby on another port (PG_REPLICA_PORT, default the
+#           first free port from 5433); prints the replica's URL last.
+#           Already running: prints the URL again.
+#   stop    stops the replica, removes its directory and undoes what start
+#           changed on the primary. Safe to run twice.
+#   status  says whether it runs, and its URL.
+#
+# The primary needs wal_level replica (PostgreSQL's default) and a pg_hba
+# line that lets 127.0.0.1 replicate; start adds that line (marked) when it
+# is missing, reloads the primary, and stop removes it again. Run as root or
+# as postgres; the replica runs as the postgres user.
+set -euo pipefail
+
+PRIMARY_PORT=${PG_PRIMARY_PORT:-5432}
+STATE=${PG_REPLICA_DIR:-/tmp/perfscale-pg-replica}
+VERSION=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+[ -n "$VERSION" ] || { echo "pg-replica: no PostgreSQL cluster in /etc/postgresql" >&2; exit 1; }
+BIN=/usr/lib/postgresql/$VERSION/bin
+HBA=/etc/postgresql/$VERSION/main/pg_hba.conf
+MARK="# added by perfscale scripts/pg-replica.sh (removed by its stop)"
+
+as_pg() {
+  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+primary_sql() { psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -Atqc "$1"; }
+replica_url() { echo "postgres://postgres@127.0.0.1:$(cat "$STATE/port")/postgres?sslmode=disable"; }
+running() { [ -f "$STATE/data/postmaster.pid" ] && as_pg "$BIN/pg_ctl" -D "$STATE/data" status >/dev/null 2>&1; }
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+hba_restore() {
+  if [ -f "$STATE/hba-added" ] && grep -qF "$MARK" "$HBA"; then
+    # The mark and the line after it.
+    sed -i "\|^$MARK\$|,+1d" "$HBA"
+    primary_sql "SELECT pg_reload_conf()" >/dev/null
+    echo "pg-replica: removed the replication line from $HBA" >&2
+  fi
+}
+
+start() {
+  if running; then
+    replica_url
+    return
+  fi
+  # A directory left by a crash: its replica is not running, start afresh.
+  if [ -d "$STATE" ]; then hba_restore; rm -rf "$STATE"; fi
+  case "$(primary_sql 'SHOW wal_level')" in
+    replica|logical) ;;
+    *) echo "pg-replica: the primary's wal_level must be replica or logical (it needs a restart to change; not done here)" >&2; exit 1 ;;
+  esac
+  mkdir -p "$STATE"
+  chown postgres: "$STATE" 2>/dev/null || true
+  chmod 700 "$STATE"
+  local port=${PG_REPLICA_PORT:-}
+  if [ -z "$port" ]; then
+    for p in $(seq 5433 5499); do
+      if port_free "$p"; then port=$p; break; fi
+    done
+  fi
+  [ -n "$port" ] && port_free "$port" || { echo "pg-replica: port ${port:-5433..5499} is taken" >&2; exit 1; }
+  echo "$port" > "$STATE/port"
+
+  if ! grep -qE '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$HBA"; then
+    printf '%s\nhost replication all 127.0.0.1/32 trust\n' "$MARK" >> "$HBA"
+    touch "$STATE/hba-added"
+    primary_sql "SELECT pg_reload_conf()" >/dev/null
+    echo "pg-replica: added a replication line to $HBA" >&2
+  fi
+
+  echo "pg-replica: pg_basebackup of 127.0.0.1:$PRIMARY_PORT into $STATE/data" >&2
+  as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$STATE/data" \
+    --write-recovery-conf --wal-method=stream --checkpoint=fast
+  # Debian keeps the cluster's configuration in /etc, outside the data
+  # directory that was copied: the replica gets a small one of its own.
+  as_pg tee "$STATE/data/postgresql.conf" >/dev/null <<EOF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$STATE'
+hot_standby = on
+hot_standby_feedback = on
+max_connections = 100
+shared_buffers = 32MB
+EOF
+  as_pg tee "$STATE/data/pg_hba.conf" >/dev/null <<EOF
+local all all trust
+host all all 127.0.0.1/32 trust
+EOF
+  as_pg tee "$STATE/data/pg_ident.conf" >/dev/null </dev/null
+  as_pg "$BIN/pg_ctl" -D "$STATE/data" -l "$STATE/replica.log" -w -t 60 start >/dev/null
+  local url
+  url=$(replica_url)
+  if [ "$(psql "$url" -Atqc 'SELECT pg_is_in_recovery()')" != t ]; then
+    echo "pg-replica: the server on port $port is not in recovery; see $STATE/replica.log" >&2
+    exit 1
+  fi
+  echo "pg-replica: streaming replica of 127.0.0.1:$PRIMARY_PORT on 127.0.0.1:$port" >&2
+  echo "$url"
+}
+
+stop() {
+  if running; then
+    as_pg "$BIN/pg_ctl" -D "$STATE/data" -m fast -w stop >/dev/null
+    echo "pg-replica: stopped" >&2
+  fi
+  if [ -d "$STATE" ]; then
+    hba_restore
+    rm -rf "$STATE"
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status)
+    if running; then echo "pg-replica: running"; replica_url; else echo "pg-replica: not running"; fi ;;
+  *) echo "usage: scripts/pg-replica.sh start|stop|status" >&2; exit 2 ;;
+esac
