@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# Measures the ordering service's hot paths against the goals of issue 11, in
+# one run on this machine, and writes docs/performance.md:
+#   1. GET /v1/menu against a ceiling: a bare net/http server
+#      (scripts/benchtarget) answering with the same menu bytes, same client,
+#      same run, alternating rounds (loadlab, and wrk when installed);
+#   2. the built-in "shop" journey (loadlab, closed loop, 16 users): req/s
+#      per core of service CPU (from /proc) and p99, with a CPU profile of
+#      the service taken from /debug/pprof on its admin listener meanwhile;
+#   3. one user: p50 and p99 of menu, item, listing, cart update (loadlab)
+#      and checkout (scripts/benchprobe: a fresh cart before each, untimed);
+#   4. allocations per request of the hot handlers (go test -benchmem);
+#   5. keyset paging over 1,000,000 items (go test -bench);
+#   6. resident memory of one replica with 1,000,000 items under menu load.
+# The service runs on the embedded default (SQLite), as `go run ./cmd/shop`
+# would, logging at its default level to a file. With two or more cores the
+# servers are pinned to core 0 and the generators to core 1, so a figure per
+# core is the server's alone.
+#
+# A hand-written analysis between the markers <!-- analysis --> and
+# <!-- /analysis --> in the existing docs/performance.md is kept.
+#
+# Settings (environment): DUR seconds per throughput run (10), ROUNDS
+# alternating menu rounds (2), CONNS menu connections (64), USERS journey
+# users (16), SINGLE_DUR seconds per one-user run (5), CHECKOUTS one-user
+# checkouts (300), BIG items for the memory run (1000000; 0 skips it),
+# PAGING=0 skips the paging benchmark,
+# OUT the document (docs/performance.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${DUR:-10}
+ROUNDS=${ROUNDS:-2}
+CONNS=${CONNS:-64}
+USERS=${USERS:-16}
+SINGLE_DUR=${SINGLE_DUR:-5}
+CHECKOUTS=${CHECKOUTS:-300}
+BIG=${BIG:-1000000}
+PAGING=${PAGING:-1}
+OUT=${OUT:-docs/performance.md}
+SHOP_PORT=${SHOP_PORT:-18480}
+ADMIN_PORT=${ADMIN_PORT:-18481}
+CEIL_PORT=${CEIL_PORT:-18482}
+BIG_PORT=${BIG_PORT:-18483}
+BIG_ADMIN_PORT=${BIG_ADMIN_PORT:-18484}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+say() { echo "bench: $*" >&2; }
+py() { python3 -c "$@"; }
+
+say "building the service, loadlab, the ceiling and the probe"
+go build -o "$work/shop" ./cmd/shop
+go build -o "$work/loadlab" ./cmd/loadlab
+go build -o "$work/benchtarget" ./scripts/benchtarget
+go build -o "$work/benchprobe" ./scripts/benchprobe
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian package)"
+  (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)) || true
+fi
+HAVE_WRK=$(command -v wrk || true)
+
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  PIN_SERVER="taskset -c 0"
+  PIN_GEN="taskset -c 1"
+  PINNING="servers on core 0, generators on core 1"
+else
+  PIN_SERVER=""
+  PIN_GEN=""
+  PINNING="not pinned (fewer than two cores or no taskset)"
+fi
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+wait_ready() { # URL
+  for _ in $(seq 600); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  say "$1 did not answer"
+  exit 1
+}
+
+# start_shop DIR PORT ADMIN_PORT [flags...]: the service, pinned; sets $last_pid.
+start_shop() {
+  local dir=$1 port=$2 admin=$3
+  shift 3
+  mkdir -p "$dir"
+  $PIN_SERVER "$work/shop" --addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin" --data-dir "$dir" "$@" >"$dir/log" 2>&1 &
+  last_pid=$!
+  pids+=("$last_pid")
+  # a long first start seeds the catalog; /readyz answers once it listens
+  for _ in $(seq 1200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && return 0
+    kill -0 "$last_pid" 2>/dev/null || { tail -5 "$dir/log" >&2; exit 1; }
+    sleep 0.1
+  done
+  say "the service on $port did not become ready"
+  exit 1
+}
+
+cpu() { "$work/benchprobe" proc "$1" | py "import json,sys; print(json.load(sys.stdin)['cpu_seconds'])"; }
+field() { py "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
+
+results="$work/results.tsv"
+: >"$results"
+rec() { printf '%s\n' "$(IFS=$'\t'; echo "$*")" >>"$results"; }
+
+start_shop "$work/data" "$SHOP_PORT" "$ADMIN_PORT"
+shop_pid=$last_pid
+B="http://127.0.0.1:$SHOP_PORT"
+
+# ---- 1. menu against the ceiling ----
+curl -sf -o "$work/menu.json" "$B/v1/menu"
+curl -sf -H 'Accept-Encoding: br' -o "$work/menu.br" "$B/v1/menu"
+menu_bytes=$(stat -c %s "$work/menu.json")
+menu_br_bytes=$(stat -c %s "$work/menu.br")
+$PIN_SERVER "$work/benchtarget" --addr "127.0.0.1:$CEIL_PORT" --body-file "$work/menu.json" --content-type application/json 2>"$work/ceiling.log" &
+pids+=("$!")
+wait_ready "http://127.0.0.1:$CEIL_PORT/"
+say "menu ($menu_bytes bytes) against the ceiling: $ROUNDS rounds of ${DUR}s, $CONNS connections"
+for round in $(seq "$ROUNDS"); do
+  for target in service ceiling; do
+    url="$B/v1/menu"
+    [ "$target" = ceiling ] && url="http://127.0.0.1:$CEIL_PORT/"
+    $PIN_GEN "$work/loadlab" run --concurrency "$CONNS" --duration "${DUR}s" --json "$work/menu-$target.json" "$url" >/dev/null 2>&1
+    rps=$(field "$work/menu-$target.json" "d['throughput_rps']")
+    errs=$(field "$work/menu-$target.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")
+    rec menu loadlab "$round" "$target" "$rps" "$errs"
+    say "  round $round loadlab $target: $rps req/s"
+    if [ -n "$HAVE_WRK" ]; then
+      $PIN_GEN wrk -t1 -c"$CONNS" -d"${DUR}s" "$url" >"$work/wrk.out" 2>&1
+      rps=$(awk '/Requests\/sec:/ {print $2}' "$work/wrk.out")
+      errs=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.out")
+      rec menu wrk "$round" "$target" "$rps" "${errs:-0}"
+      say "  round $round wrk $target: $rps req/s"
+    fi
+  done
+done
+
+# ---- 2. the shop journey, with a CPU profile of the service ----
+say "shop journey: $USERS users, closed loop, ${DUR}s"
+curl -sf -o "$work/journey.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$DUR" &
+prof_pid=$!
+c0=$(cpu "$shop_pid")
+t0=$(date +%s.%N)
+$PIN_GEN "$work/loadlab" run --scenario shop --base "$B" --concurrency "$USERS" --duration "${DUR}s" --json "$work/journey.json" >"$work/journey.txt" 2>&1
+t1=$(date +%s.%N)
+c1=$(cpu "$shop_pid")
+wait "$prof_pid" || true
+cores=$(py "print(($c1-$c0)/($t1-$t0))")
+rec journey "$(field "$work/journey.json" "d['throughput_rps']")" "$cores" \
+  "$(field "$work/journey.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/journey.json" "d['latency']['p99_ns']/1e6")" \
+  "$(field "$work/journey.json" "d['latency']['p999_ns']/1e6")" "$(field "$work/journey.json" "d['latency']['max_ns']/1e6")" \
+  "$(field "$work/journey.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")" \
+  "$(field "$work/journey.json" "d['generator_saturated']")"
+go tool pprof -top -nodecount=30 "$work/shop" "$work/journey.pprof" 2>/dev/null | sed -n '1,40p' >"$work/journey.top" || echo "(profile unavailable)" >"$work/journey.top"
+
+say "menu CPU profile under load"
+curl -sf -o "$work/menu.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$DUR" &
+prof_pid=$!
+$PIN_GEN "$work/loadlab" run --concurrency "$CONNS" --duration "${DUR}s" "$B/v1/menu" >/dev/null 2>&1
+wait "$prof_pid" || true
+go tool pprof -top -nodecount=25 "$work/shop" "$work/menu.pprof" 2>/dev/null | sed -n '1,35p' >"$work/menu.top" || echo "(profile unavailable)" >"$work/menu.top"
+
+# ---- 3. one user ----
+say "one user: ${SINGLE_DUR}s per request kind, $CHECKOUTS checkouts"
+token=$(curl -sf -X POST "$B/v1/sessions" | py "import json,sys; print(json.load(sys.stdin)['token'])")
+single() { # NAME loadlab-args...
+  local name=$1
+  shift
+  $PIN_GEN "$work/loadlab" run --concurrency 1 --duration "${SINGLE_DUR}s" --json "$work/single-$name.json" "$@" >/dev/null 2>&1
+  rec single "$name" "$(field "$work/single-$name.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/single-$name.json" "d['latency']['p99_ns']/1e6")" \
+    "$(field "$work/single-$name.json" "d['requests']")" \
+    "$(field "$work/single-$name.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")"
+}
+single menu "$B/v1/menu"
+single menu-br -H 'Accept-Encoding: br' "$B/v1/menu"
+single item "$B/v1/items/7"
+single listing "$B/v1/items?limit=20"
+single cart-update --method PUT -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --body '{"quantity": 2}' "$B/v1/cart/items/7"
+$PIN_GEN "$work/benchprobe" checkout --base "$B" --n "$CHECKOUTS" >"$work/checkout.json"
+rec single checkout "$(field "$work/checkout.json" "d['p50_ms']")" "$(field "$work/checkout.json" "d['p99_ms']")" "$(field "$work/checkout.json" "d['count']")" 0
+
+kill "${pids[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
+pids=()
+
+# ---- 4. allocations per request ----
+say "handler benchmarks (allocations)"
+$PIN_SERVER go test ./shop/httpapi -run '^$' -bench Handler -benchmem -benchtime 2s >"$work/alloc.txt" 2>&1 || true
+
+# ---- 5. keyset paging over a million items ----
+say "keyset paging over 1,000,000 items (seeding them first)"
+if [ "$PAGING" = 1 ]; then
+  $PIN_SERVER go test ./shop/sqlite -run '^$' -bench KeysetPaging -benchtime 1000x -timeout 20m >"$work/paging.txt" 2>&1 || true
+else
+  echo "(skipped: PAGING=0)" >"$work/paging.txt"
+fi
+
+# ---- 6. resident memory with a big catalog under menu load ----
+if [ "$BIG" -gt 0 ]; then
+  say "resident memory with $BIG items under menu load (seeding first)"
+  start_shop "$work/big" "$BIG_PORT" "$BIG_ADMIN_PORT" --seed-items "$BIG"
+  big_pid=$last_pid
+  rss_idle=$("$work/benchprobe" proc "$big_pid" | py "import json,sys; print(json.load(sys.stdin)['rss_bytes'])")
+  # the first menu request builds and compresses the document
+  t0=$(date +%s.%N)
+  big_br=$(curl -sf --max-time 300 -H 'Accept-Encoding: br' -o /dev/null -w '%{size_download}' "http://127.0.0.1:$BIG_PORT/v1/menu" || echo 0)
+  t1=$(date +%s.%N)
+  big_build=$(py "print(round($t1-$t0, 2))")
+  big_id=$(curl -sf --max-time 300 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$BIG_PORT/v1/menu" || echo 0)
+  $PIN_GEN "$work/loadlab" run --concurrency 4 --duration "${DUR}s" -H 'Accept-Encoding: br' --json "$work/big.json" "http://127.0.0.1:$BIG_PORT/v1/menu" >/dev/null 2>&1 || true
+  read -r big_rss big_peak < <("$work/benchprobe" proc "$big_pid" | py "import json,sys; d=json.load(sys.stdin); print(d['rss_bytes'], d['peak_rss_bytes'])")
+  rec big "$BIG" "$rss_idle" "$big_rss" "$big_peak" "$big_build" "$big_br" "$big_id" \
+    "$(field "$work/big.json" "d['throughput_rps']" 2>/dev/null || echo 0)"
+fi
+
+# ---- the document ----
+commit=$(git rev-parse --short HEAD)
+git diff --quiet HEAD -- . ':!docs/performance.md' || commit="$commit (with uncommitted changes)"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+analysis=""
+if [ -f "$OUT" ]; then
+  analysis=$(awk '/<!-- analysis -->/{on=1} on{print} /<!-- \/analysis -->/{on=0}' "$OUT")
+fi
+export ANALYSIS="$analysis"
+if [ -d shop/postgres ] || [ -f scripts/cluster.sh ]; then
+  export PG_NOTE="The PostgreSQL store or the local cluster script is on main, but this script does not drive them yet: the figures above are the embedded default's only."
+else
+  export PG_NOTE="Not measured: the PostgreSQL store and the local cluster script (scripts/cluster.sh) are not on main at this commit; this script runs the embedded default only."
+fi
+python3 - "$results" "$OUT" "$work" <<PY
+import collections, datetime, os, platform, statistics, subprocess, sys
+results, out, work = sys.argv[1:]
+rows = [l.rstrip("\n").split("\t") for l in open(results)]
+def cpu_model():
+    for l in open("/proc/cpuinfo"):
+        if l.startswith("model name"):
+            return l.split(":", 1)[1].strip()
+    return platform.processor()
+mem = int(open("/proc/meminfo").readline().split()[1]) // 1024 // 1024
+go = subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
+L = []
+w = L.append
+w("# Performance of the ordering service")
+w("")
+w("Written by \`scripts/bench.sh\` (issue 11's goals, measured side by side in one run).")
+w("")
+w(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+w(f"- machine: {os.cpu_count()} cores ({cpu_model()}), {mem} GiB, {platform.system()} {platform.release()}; {go}")
+w(f"- commit: $commit")
+w(f"- conditions: $PINNING; load average before {'$LOAD_BEFORE'}, after {'$LOAD_AFTER'} (the machine is shared: figures are noisy, ratios from the same run are what to compare)")
+w(f"- store: the embedded default (SQLite, River in the same process), default flags, request log at info to a file")
+w("")
+
+# 1. menu
+menu = collections.defaultdict(lambda: collections.defaultdict(list))
+for r in rows:
+    if r[0] == "menu":
+        menu[r[1]][r[3]].append((float(r[4]), int(float(r[5] or 0))))
+w(f"## Menu against the ceiling (goal: at least 0.8)")
+w("")
+w(f"\`GET /v1/menu\` ({os.path.getsize(os.path.join(work, 'menu.json')):,} bytes; {os.path.getsize(os.path.join(work, 'menu.br')):,} in brotli) against scripts/benchtarget serving the same bytes, $CONNS connections, ${DUR}s per run, $ROUNDS alternating rounds, mean of rounds:")
+w("")
+w("| client | service req/s | ceiling req/s | ratio | errors | goal |")
+w("| --- | ---: | ---: | ---: | ---: | --- |")
+for client, t in menu.items():
+    s = statistics.mean(x for x, _ in t["service"]); c = statistics.mean(x for x, _ in t["ceiling"])
+    e = sum(e for _, e in t["service"])
+    w(f"| {client} | {s:,.0f} | {c:,.0f} | {s/c:.2f} | {e} | {'met' if s/c >= 0.8 else 'not met'} |")
+w("")
+
+# 2. journey
+for r in rows:
+    if r[0] == "journey":
+        rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
+        rps, cores = float(rps), float(cores)
+        per = rps / cores if cores else float("nan")
+        w("## The shop journey (goal: at least 5,000 req/s per service core, p99 at most 50 ms)")
+        w("")
+        w(f"\`loadlab run --scenario shop --concurrency $USERS --duration ${DUR}s\`; service CPU from /proc over the run.")
+        w("")
+        w("| req/s | service cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated | goal |")
+        w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+        ok = per >= 5000 and float(p99) <= 50
+        w(f"| {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} | {'met' if ok else 'not met'} |")
+        w("")
+        w("CPU profile of the service during the journey (\`go tool pprof -top\`, flat and cumulative):")
+        w("")
+        w("\`\`\`")
+        w(open(os.path.join(work, "journey.top")).read().rstrip())
+        w("\`\`\`")
+        w("")
+w("CPU profile of the service under menu load:")
+w("")
+w("\`\`\`")
+w(open(os.path.join(work, "menu.top")).read().rstrip())
+w("\`\`\`")
+w("")
+
+# 3. single user
+w("## One user")
+w("")
+w("Sequential requests, one connection, ${SINGLE_DUR}s each (checkout: $CHECKOUTS orders by scripts/benchprobe, each after an untimed cart update).")
+w("")
+w("| request | p50 | p99 | requests | errors |")
+w("| --- | ---: | ---: | ---: | ---: |")
+names = {"menu": "GET /v1/menu", "menu-br": "GET /v1/menu (brotli)", "item": "GET /v1/items/7", "listing": "GET /v1/items?limit=20",
+         "cart-update": "PUT /v1/cart/items/7", "checkout": "POST /v1/orders"}
+for r in rows:
+    if r[0] == "single":
+        w(f"| {names.get(r[1], r[1])} | {float(r[2]):.3f} ms | {float(r[3]):.3f} ms | {r[4]} | {r[5]} |")
+w("")
+
+# 4, 5
+w("## Allocations per request of the hot handlers")
+w("")
+w("\`go test ./shop/httpapi -run '^\$' -bench Handler -benchmem\` (handler only, through httptest.NewRecorder: the recorder's own copy of the body counts in B/op):")
+w("")
+w("\`\`\`")
+w("\n".join(l for l in open(os.path.join(work, "alloc.txt")).read().splitlines() if l.startswith(("Benchmark", "cpu:"))))
+w("\`\`\`")
+w("")
+w("## Keyset paging over 1,000,000 items")
+w("")
+w("\`go test ./shop/sqlite -run '^\$' -bench KeysetPaging -benchtime 1000x\`: 100 items a page, page 1 to page 10,000 (and pages of one category):")
+w("")
+w("\`\`\`")
+w("\n".join(l for l in open(os.path.join(work, "paging.txt")).read().splitlines() if l.startswith(("Benchmark", "cpu:", "(skipped"))))
+w("\`\`\`")
+w("")
+
+# 6
+for r in rows:
+    if r[0] == "big":
+        n, idle, rss, peak, build, brb, idb, rps = r[1:]
+        mib = lambda b: f"{int(b)/2**20:,.0f} MiB"
+        w(f"## Resident memory with {int(n):,} items")
+        w("")
+        w(f"One replica seeded with {int(n):,} items; the first menu request builds the document ({int(idb)/2**20:,.0f} MiB as JSON, {int(brb)/2**20:,.1f} MiB in brotli) in {float(build):.1f} s; then 4 users read the brotli menu for ${DUR}s ({float(rps):,.1f} req/s).")
+        w("")
+        w("| resident before the menu | resident under menu load | peak resident |")
+        w("| ---: | ---: | ---: |")
+        w(f"| {mib(idle)} | {mib(rss)} | {mib(peak)} |")
+        w("")
+w("## PostgreSQL")
+w("")
+w(os.environ["PG_NOTE"])
+w("")
+analysis = os.environ.get("ANALYSIS", "")
+if analysis:
+    w(analysis)
+    w("")
+open(out, "w").write("\n".join(L))
+PY
+say "wrote $OUT"
