@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/andybalholm/brotli"
 
@@ -101,13 +104,15 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 	if m := s.menu.Load(); m != nil && m.version >= version {
 		return m, nil
 	}
-	res, err, _ := s.menuBuild.Do("menu", func() (any, error) {
+	// The build is shared by every waiting request, so no request's
+	// deadline or cancellation may cut it short: it runs on its own clock
+	// (a million-item catalog takes tens of seconds on two busy cores),
+	// and each request waits for it only as long as its own deadline.
+	ch := s.menuBuild.DoChan("menu", func() (any, error) {
 		if m := s.menu.Load(); m != nil && m.version >= version {
 			return m, nil
 		}
-		// The build serves every waiting request: the first one's
-		// cancellation must not fail the others.
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), menuBuildTimeout)
 		defer cancel()
 		menu, err := s.catalog.Menu(bctx)
 		if err != nil {
@@ -122,11 +127,19 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 		}
 		return m, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*encodedMenu), nil
+	case <-ctx.Done():
+		return nil, shop.Errorf(shop.EUNAVAILABLE, "the menu is being built; try again shortly")
 	}
-	return res.(*encodedMenu), nil
 }
+
+// menuBuildTimeout bounds one build of the menu document.
+const menuBuildTimeout = 5 * time.Minute
 
 // encodeMenu encodes the menu and compresses it. A menu of a few tens of KB
 // gets the best compression (tens of ms, once per version); a huge catalog
@@ -140,16 +153,23 @@ func encodeMenu(menu *shop.Menu) (*encodedMenu, error) {
 	if len(body) > 1<<20 {
 		gzLevel, brQuality = gzip.DefaultCompression, 5
 	}
+	// The two compressions run side by side: on a huge catalog each takes
+	// seconds.
 	var gz, br bytes.Buffer
-	gw, _ := gzip.NewWriterLevel(&gz, gzLevel) // the level is valid
-	gw.Write(body)                             //nolint:errcheck // a bytes.Buffer does not fail
-	if err := gw.Close(); err != nil {
-		return nil, err
-	}
+	var gzErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gw, _ := gzip.NewWriterLevel(&gz, gzLevel) // the level is valid
+		gw.Write(body)                             //nolint:errcheck // a bytes.Buffer does not fail
+		gzErr = gw.Close()
+	}()
 	bw := brotli.NewWriterLevel(&br, brQuality)
 	bw.Write(body) //nolint:errcheck
-	if err := bw.Close(); err != nil {
-		return nil, err
+	brErr := bw.Close()
+	<-done
+	if err := errors.Join(gzErr, brErr); err != nil {
+		return nil, fmt.Errorf("compress the menu: %w", err)
 	}
 	m := &encodedMenu{version: menu.Version}
 	for c, b := range [numCodings][]byte{br.Bytes(), gz.Bytes(), body} {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/andybalholm/brotli"
 
@@ -155,5 +156,34 @@ func TestMenuContentCodings(t *testing.T) {
 				t.Errorf("revalidation: %d with %d bytes, want 304 without a body", nm.status, len(nm.body))
 			}
 		})
+	}
+}
+
+// TestSlowMenuBuildOutlivesTheRequest: a build slower than the request's
+// deadline answers that request 503 but is not abandoned: it finishes, and
+// the next request is served from it without a second build.
+func TestSlowMenuBuildOutlivesTheRequest(t *testing.T) {
+	cat := &blockingCatalog{want: 1, allAsked: make(chan struct{}), building: make(chan struct{}), release: make(chan struct{})}
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: cat, RequestTimeout: 2 * time.Second}))
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/v1/menu") // the build blocks until released
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("first request: status %d, want 503 while the menu is built", res.StatusCode)
+	}
+	close(cat.release)
+	res, err = http.Get(srv.URL + "/v1/menu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("second request: status %d, want 200", res.StatusCode)
+	}
+	if got := cat.builds.Load(); got != 1 {
+		t.Errorf("%d builds, want 1", got)
 	}
 }
