@@ -255,6 +255,11 @@ type FulfilmentService interface {
 	// PruneIdempotencyKeys deletes keys past IdempotencyRetention; it
 	// reports how many.
 	PruneIdempotencyKeys(ctx context.Context) (int64, error)
+	// PruneSessions deletes the sessions past their expiry, with their
+	// carts and idempotency keys. An expired session that placed orders
+	// keeps its row, since its orders name it, but loses its cart. It
+	// reports how many sessions it deleted.
+	PruneSessions(ctx context.Context) (int64, error)
 	// Mails returns the mail sink in order id order.
 	Mails(ctx context.Context) ([]Mail, error)
 }

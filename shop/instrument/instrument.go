@@ -162,6 +162,10 @@ func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 	return timed(s, "prune_idempotency_keys", func() (int64, error) { return s.next.PruneIdempotencyKeys(ctx) })
 }
 
+func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
+	return timed(s, "prune_sessions", func() (int64, error) { return s.next.PruneSessions(ctx) })
+}
+
 func (s *Store) Mails(ctx context.Context) ([]shop.Mail, error) {
 	return timed(s, "mails", func() ([]shop.Mail, error) { return s.next.Mails(ctx) })
 }

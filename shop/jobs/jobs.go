@@ -30,6 +30,8 @@ type Store interface {
 	// AdvanceOrder moves an order one status on; false if it was not in from.
 	AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error)
 	PruneIdempotencyKeys(ctx context.Context) (int64, error)
+	// PruneSessions deletes expired sessions and their carts.
+	PruneSessions(ctx context.Context) (int64, error)
 }
 
 // Config tunes the worker.
@@ -140,11 +142,15 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg})
 		river.AddWorker(workers, &orderReadyWorker{store: store})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
+		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
 		rc.Workers = workers
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}}
 		rc.PeriodicJobs = []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneArgs{}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(SessionPruneInterval), func() (river.JobArgs, *river.InsertOpts) {
+				return PruneSessionsArgs{}, nil
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
 		}
 	}
@@ -301,6 +307,18 @@ type OrderReadyArgs struct {
 // Kind names the job in River's table.
 func (OrderReadyArgs) Kind() string { return "order_ready" }
 
+// SessionPruneInterval is how often expired sessions are deleted. Sessions
+// live 30 days, so an hour's delay costs nothing, while a flood of
+// abandoned sessions (limited per client by the API) is cleared as soon as
+// it expires.
+const SessionPruneInterval = time.Hour
+
+// PruneSessionsArgs: delete sessions past their expiry, and their carts.
+type PruneSessionsArgs struct{}
+
+// Kind names the job in River's table.
+func (PruneSessionsArgs) Kind() string { return "prune_sessions" }
+
 // PruneArgs: forget idempotency keys past their retention.
 type PruneArgs struct{}
 
@@ -399,6 +417,25 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	n, err := w.store.PruneIdempotencyKeys(ctx)
 	if err == nil && n > 0 {
 		w.log.InfoContext(ctx, "pruned idempotency keys", "count", n)
+	}
+	return err
+}
+
+type pruneSessionsWorker struct {
+	river.WorkerDefaults[PruneSessionsArgs]
+	store Store
+	log   *slog.Logger
+}
+
+// Timeout bounds one pruning run.
+func (w *pruneSessionsWorker) Timeout(*river.Job[PruneSessionsArgs]) time.Duration {
+	return pruneJobTimeout
+}
+
+func (w *pruneSessionsWorker) Work(ctx context.Context, _ *river.Job[PruneSessionsArgs]) error {
+	n, err := w.store.PruneSessions(ctx)
+	if err == nil && n > 0 {
+		w.log.InfoContext(ctx, "pruned expired sessions", "count", n)
 	}
 	return err
 }

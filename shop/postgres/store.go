@@ -277,6 +277,36 @@ func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop
 	return &sess, nil
 }
 
+// pruneBatch bounds one pruning statement, so a backlog of expired
+// sessions never holds locks for long.
+const pruneBatch = 1000
+
+// PruneSessions deletes expired sessions without orders (their carts and
+// idempotency keys go with them, ON DELETE CASCADE) in batches, then
+// empties the carts of the expired sessions that remain because orders
+// name them.
+func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
+	now := micros(s.now())
+	var total int64
+	for {
+		tag, err := s.db.primary.Exec(ctx, `DELETE FROM sessions WHERE id IN (
+			SELECT s.id FROM sessions s WHERE s.expires_at <= $1
+			AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = s.id) LIMIT $2)`, now, pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune sessions: %w", unavailable(err))
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			break
+		}
+	}
+	if _, err := s.db.primary.Exec(ctx, `DELETE FROM cart_items WHERE session_id IN (
+		SELECT id FROM sessions WHERE expires_at <= $1)`, now); err != nil {
+		return total, fmt.Errorf("prune carts of expired sessions: %w", unavailable(err))
+	}
+	return total, nil
+}
+
 // --- cart ---
 
 func readCart(ctx context.Context, q interface {

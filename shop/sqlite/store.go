@@ -298,6 +298,48 @@ func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop
 	return &sess, nil
 }
 
+// pruneBatch bounds one pruning transaction, so the single writer is never
+// held for long by a backlog of expired sessions.
+const pruneBatch = 1000
+
+// PruneSessions deletes expired sessions without orders (their carts and
+// idempotency keys go with them, ON DELETE CASCADE) in batches, then
+// empties the carts of the expired sessions that remain because orders
+// name them.
+func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
+	now := micros(s.now())
+	var total int64
+	for {
+		var n int64
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id IN (
+				SELECT s.id FROM sessions s WHERE s.expires_at <= ?
+				AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = s.id) LIMIT ?)`, now, pruneBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune sessions: %w", err)
+		}
+		total += n
+		if n < pruneBatch {
+			break
+		}
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM cart_items WHERE session_id IN (
+			SELECT id FROM sessions WHERE expires_at <= ?)`, now)
+		return err
+	})
+	if err != nil {
+		return total, fmt.Errorf("prune carts of expired sessions: %w", err)
+	}
+	return total, nil
+}
+
 // --- cart ---
 
 type querier interface {

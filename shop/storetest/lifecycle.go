@@ -278,3 +278,52 @@ func testOneKeyTwoSessions(t *testing.T, newStore Factory) {
 	_, err := s.Order(ctx, sessions[0], mine[1])
 	wantCode(t, err, shop.ENOTFOUND)
 }
+
+func testSessionPruning(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	clock := NewClock()
+	s := newStore(t, items(3), clock.Now)
+	orders := shop.NewOrders(s, clock.Now)
+	// idle: a cart and nothing else; buyer: an order, then a new cart.
+	idle, buyer := newSession(t, s), newSession(t, s)
+	must(s.SetCartItem(ctx, idle, 1, 2))(t)
+	must(s.SetCartItem(ctx, buyer, 2, 1))(t)
+	o, _, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: buyer, IdempotencyKey: "k", Checkout: checkout()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(s.SetCartItem(ctx, buyer, 3, 1))(t)
+
+	clock.Advance(shop.SessionTTL - time.Minute)
+	if n := must(s.PruneSessions(ctx))(t); n != 0 {
+		t.Fatalf("pruned %d sessions before they expired", n)
+	}
+	if c := must(s.Cart(ctx, idle))(t); len(c.Lines) != 1 {
+		t.Fatalf("a live session's cart was pruned: %+v", c)
+	}
+	_, freshHash := shop.NewToken()
+	fresh := must(s.CreateSession(ctx, freshHash))(t)
+	must(s.SetCartItem(ctx, fresh.ID, 1, 1))(t)
+
+	clock.Advance(2 * time.Minute)
+	if n := must(s.PruneSessions(ctx))(t); n != 1 {
+		t.Fatalf("pruned %d sessions, want 1 (the expired one without orders)", n)
+	}
+	for _, sess := range []int64{idle, buyer} {
+		if c := must(s.Cart(ctx, sess))(t); len(c.Lines) != 0 {
+			t.Fatalf("the cart of expired session %d survived pruning: %+v", sess, c)
+		}
+	}
+	if got := must(s.OrderByID(ctx, o.ID))(t); got.SessionID != buyer {
+		t.Fatalf("the order of an expired session is %+v after pruning", got)
+	}
+	if got := must(s.SessionByTokenHash(ctx, freshHash))(t); got.ID != fresh.ID {
+		t.Fatalf("the live session is %+v after pruning", got)
+	}
+	if c := must(s.Cart(ctx, fresh.ID))(t); len(c.Lines) != 1 {
+		t.Fatalf("the live session's cart was pruned: %+v", c)
+	}
+	if n := must(s.PruneSessions(ctx))(t); n != 0 {
+		t.Fatalf("a second pruning deleted %d sessions, want 0", n)
+	}
+}

@@ -59,6 +59,7 @@ type workerStore interface {
 	RecordMail(ctx context.Context, m shop.Mail) (bool, error)
 	AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error)
 	PruneIdempotencyKeys(ctx context.Context) (int64, error)
+	PruneSessions(ctx context.Context) (int64, error)
 }
 
 // RunPlans drives every store method (and the worker's, when the store has
@@ -163,6 +164,7 @@ func Exercise(t *testing.T, s shop.Store) int64 {
 		must(w.RecordMail(ctx, shop.Mail{OrderID: o.ID, To: o.Email, Subject: "s", Body: "b"}))(t)
 		must(w.AdvanceOrder(ctx, o.ID, shop.StatusPlaced, shop.StatusConfirmed))(t)
 		must(w.PruneIdempotencyKeys(ctx))(t)
+		must(w.PruneSessions(ctx))(t)
 	}
 	events := must(s.UnpublishedOrderEvents(ctx, 100))(t)
 	if len(events) == 0 {

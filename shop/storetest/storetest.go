@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SessionsExpireByTheStoresClock", testSessionExpiry},
 		{"IdempotencyKeysExpireByTheStoresClock", testIdempotencyKeyExpiry},
 		{"WorkerMethods", testWorkerMethods},
+		{"ExpiredSessionsArePruned", testSessionPruning},
 		{"FiftyConcurrentCheckoutsOfFiveUnits", testFiftyCheckoutsOfFiveUnits},
 		{"FiftyConcurrentCheckoutsWithOneKey", testFiftyCheckoutsOneKey},
 		{"OneKeyInTwoSessionsNeverCrosses", testOneKeyTwoSessions},
