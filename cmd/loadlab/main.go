@@ -40,6 +40,7 @@ const usage = `loadlab generates HTTP load and diagnoses what it measures.
 Usage:
   loadlab run       [flags] URL | --scenario FILE|shop   generate load, report latency and throughput
   loadlab diagnose  [flags] URL                          baseline + concurrency ramp + USL fit + verdict
+  loadlab scaleout  --scale-cmd CMD --down-cmd CMD ...   capacity and scaling efficiency at 1, 2, 4... replicas
   loadlab fit       [flags] FILE.csv                     fit the Universal Scalability Law to N,X data
 
 Run 'loadlab COMMAND --help' for a command's flags and examples.
@@ -51,6 +52,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"run":      runRun,
 	"diagnose": runDiagnose,
 	"fit":      runFit,
+	"scaleout": runScaleout,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		return fmt.Errorf("unknown command %q (want run, diagnose or fit; see loadlab --help)", args[0])
+		return fmt.Errorf("unknown command %q (want run, diagnose, scaleout or fit; see loadlab --help)", args[0])
 	}
 	return cmd(ctx, args[1:], stdout, stderr)
 }

@@ -73,7 +73,7 @@ func watchSet(ctx context.Context, target string, given watchFlags) (*procwatch.
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	p, _ := strconv.Atoi(port)
-	set, err := procwatch.Discover(p)
+	set, err := procwatch.Discover(p, true)
 	if err != nil {
 		return procwatch.NewSet(), []string{fmt.Sprintf("server CPU not visible (%v): verdict from throughput and latency alone", err)}, nil
 	}

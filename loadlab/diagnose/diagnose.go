@@ -223,10 +223,10 @@ func (m *meter) measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 	var before []procwatch.Usage
 	watched := m.w != nil
 	if watched {
-		var err error
-		if before, err = m.w.Sample(ctx); err != nil {
-			watched = false
-		}
+		// A group that could not be read is left out of the step; the
+		// others still count.
+		before, _ = m.w.Sample(ctx)
+		watched = before != nil
 	}
 	self0, selfErr := m.self.Sample(ctx)
 	busy0, total0, machineOK := load.MachineCPU()
@@ -239,9 +239,8 @@ func (m *meter) measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 	}
 	var after []procwatch.Usage
 	if watched {
-		if after, err = m.w.Sample(ctx); err != nil {
-			watched = false
-		}
+		after, _ = m.w.Sample(ctx)
+		watched = after != nil
 	}
 	self1, selfErr1 := m.self.Sample(ctx)
 	busy1, total1, machineOK1 := load.MachineCPU()
@@ -251,7 +250,7 @@ func (m *meter) measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
 	s.GeneratorCPUWaitCores = math.NaN()
 	if selfErr == nil && selfErr1 == nil {
-		s.GeneratorCPUWaitCores = (self1[0].Wait - self0[0].Wait) / dt
+		s.GeneratorCPUWaitCores = self1[0].WaitSince(self0[0]) / dt
 	}
 	if watched {
 		s.Processes = processSteps(before, after, dt)
@@ -273,12 +272,12 @@ func (m *meter) measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 func processSteps(before, after []procwatch.Usage, seconds float64) []ProcessStep {
 	var out []ProcessStep
 	for i, a := range after {
-		if i >= len(before) || before[i].Name != a.Name || before[i].Members != a.Members {
+		if i >= len(before) || before[i].Name != a.Name || before[i].Members != a.Members || !a.OK || !before[i].OK {
 			continue
 		}
 		b := before[i]
 		p := ProcessStep{Name: a.Name, Members: a.Members, Local: a.Local,
-			CPUCores: math.Max(a.CPU-b.CPU, 0) / seconds, WaitCores: (a.Wait - b.Wait) / seconds,
+			CPUCores: math.Max(a.CPU-b.CPU, 0) / seconds, WaitCores: a.WaitSince(b) / seconds,
 			QuotaCores: a.QuotaCores, ThrottledShare: math.NaN()}
 		if periods := a.Periods - b.Periods; periods > 0 {
 			p.ThrottledShare = (a.Throttled - b.Throttled) / periods

@@ -123,7 +123,7 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 		t.Run(tt.kind, func(t *testing.T) {
 			url, pid := startServer(t, tt.kind)
 			port, _ := strconv.Atoi(url[strings.LastIndexByte(url[:len(url)-1], ':')+1 : len(url)-1])
-			watch, err := procwatch.Discover(port)
+			watch, err := procwatch.Discover(port, true)
 			if err != nil || len(watch.Groups()) == 0 || !slices.Equal(watch.Groups()[0].Roots, []int{pid}) {
 				t.Fatalf("Discover(%d) = %v, %v; want process %d first", port, watch.Describe(), err, pid)
 			}

@@ -115,6 +115,17 @@ type Result struct {
 	// went out late or were dropped. SaturationReasons says which.
 	GeneratorSaturated bool     `json:"generator_saturated"`
 	SaturationReasons  []string `json:"saturation_reasons,omitempty"`
+	// GeneratorBehind is the part of GeneratorSaturated that is loadlab's
+	// own: its CPU was saturated, or requests went out late, waited for
+	// an in-flight slot or were never sent. A busy machine alone (the
+	// target taking the CPU) does not set it.
+	GeneratorBehind bool `json:"generator_behind"`
+	// SendDelayP99 is, in open loop, the 99th percentile of how late the
+	// generator dispatched requests after their due time: the most the
+	// generator itself can have added to the latency p99.
+	SendDelayP99 time.Duration `json:"send_delay_p99_ns"`
+	// Sent is, in open loop, how many requests the schedule dispatched.
+	Sent int64 `json:"sent"`
 	// GeneratorCPUCores is the CPU the generator's process used, in cores
 	// (CPU seconds per second of the run).
 	GeneratorCPUCores float64 `json:"generator_cpu_cores"`

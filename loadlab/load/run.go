@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer snd.close()
 
-	g := &generator{cfg: cfg, snd: snd, rec: newRecorder()}
+	g := &generator{cfg: cfg, snd: snd, rec: newRecorder(), sendDelay: hdrhistogram.New(0, maxLatencyUS, 2)}
 	return g.run(ctx)
 }
 
@@ -145,6 +145,9 @@ type generator struct {
 	late   atomic.Int64 // open loop: started more than lateAfter behind schedule
 	due    atomic.Int64 // open loop: requests the schedule called for
 	capped atomic.Int64 // open loop: requests queued with every in-flight slot busy
+	// sendDelay: open loop, how late the pacer dispatched each request, µs
+	// (written by the pacer alone, read after it ends).
+	sendDelay *hdrhistogram.Histogram
 
 	machineBusy0, machineTotal0 float64
 	machineOK                   bool
@@ -240,9 +243,11 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 			break
 		}
 		g.due.Add(1)
-		if time.Since(due) > lateAfter {
+		lateBy := time.Since(due)
+		if lateBy > lateAfter {
 			g.late.Add(1)
 		}
+		g.sendDelay.RecordValue(min(max(int64(lateBy/time.Microsecond), 0), maxLatencyUS)) //nolint:errcheck // clamped to range
 		if idle.Load() <= int64(len(jobs)) {
 			if workers < g.cfg.MaxInFlight {
 				workers++
@@ -532,6 +537,8 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 	}
 	if g.cfg.Rate > 0 {
 		res.Model, res.Rate = "open", g.cfg.Rate
+		res.SendDelayP99 = time.Duration(g.sendDelay.ValueAtQuantile(99)) * time.Microsecond
+		res.Sent = g.due.Load()
 	} else {
 		res.Model, res.Concurrency = "closed", g.cfg.Concurrency
 	}
@@ -553,12 +560,14 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		res.SaturationReasons = append(res.SaturationReasons,
 			fmt.Sprintf("the generator's CPU was %.0f%% busy (of %d cores): it may have limited the load", 100*busy, int(cores)))
 	}
+	machineReasons := 0
 	if busy, total, ok := MachineCPU(); ok && g.machineOK && total > g.machineTotal0 {
 		share := (busy - g.machineBusy0) / (total - g.machineTotal0)
 		if share > machineSaturated {
 			res.SaturationReasons = append(res.SaturationReasons,
 				fmt.Sprintf("the machine's CPUs were %.0f%% busy (loadlab itself used %.2f of %d cores): the generator competes with the target for CPU",
 					100*share, cpu.Seconds()/elapsed.Seconds(), runtime.NumCPU()))
+			machineReasons = 1
 		}
 	}
 	if late := g.lateShare(); late > lateFraction {
@@ -577,6 +586,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 				fmt.Sprintf("sent %.0f requests, %.0f%% of the %.0f the rate called for", sent, 100*sent/want, want))
 		}
 	}
+	res.GeneratorBehind = len(res.SaturationReasons) > machineReasons
 	sort.Strings(res.SaturationReasons)
 	res.GeneratorSaturated = len(res.SaturationReasons) > 0
 	return res

@@ -44,7 +44,10 @@ type Group struct {
 // Usage is a group's cumulative use at one moment. Fields that cannot be
 // seen are NaN.
 type Usage struct {
-	Name      string
+	Name string
+	// OK is false when the group could not be read this time (its
+	// processes ended, its endpoint failed); its figures are then NaN.
+	OK        bool
 	Members   int     // replicas (roots); 1 for a metrics endpoint
 	Processes int     // processes counted, children included
 	Local     bool    // read from /proc (not from metrics)
@@ -57,6 +60,24 @@ type Usage struct {
 	// Periods and Throttled count the quota's enforcement periods and
 	// those in which it ran out; ThrottledSeconds is the time held.
 	Periods, Throttled, ThrottledSeconds float64
+	// waits is each thread's run-queue wait: a thread that ends takes its
+	// wait with it, so differences are taken thread by thread.
+	waits map[int]float64
+}
+
+// WaitSince is the run-queue wait between an earlier sample and this one,
+// thread by thread: threads that ended in between drop out of both sides
+// instead of making the difference negative (PostgreSQL's backends come
+// and go), and threads that began count whole.
+func (u Usage) WaitSince(before Usage) float64 {
+	if u.waits == nil || before.waits == nil {
+		return u.Wait - before.Wait
+	}
+	var sum float64
+	for tid, w := range u.waits {
+		sum += w - before.waits[tid]
+	}
+	return sum
 }
 
 // Set is the groups a diagnosis watches. It is safe for concurrent use;
@@ -142,18 +163,25 @@ func (s *Set) add(g Group) bool {
 	return true
 }
 
-// Sample reads every group's cumulative use, in the order of Groups.
+// Sample reads every group's cumulative use, in the order of Groups. A
+// group that cannot be read is returned with OK false, and its error
+// joined into the returned one; the others are still read.
 func (s *Set) Sample(ctx context.Context) ([]Usage, error) {
 	groups := s.Groups()
 	var sc *scan
+	var errs []error
 	out := make([]Usage, 0, len(groups))
 	for _, g := range groups {
+		failed := Usage{Name: g.Name, Members: max(len(g.Roots), 1), CPU: math.NaN(), Wait: math.NaN(),
+			QuotaCores: math.NaN(), Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN()}
 		if g.Metrics != "" {
 			cpu, err := s.scrape(ctx, g.Metrics)
 			if err != nil {
-				return nil, fmt.Errorf("watch %s: %w", g.Name, err)
+				errs = append(errs, fmt.Errorf("watch %s: %w", g.Name, err))
+				out = append(out, failed)
+				continue
 			}
-			out = append(out, Usage{Name: g.Name, Members: 1, Processes: 1, CPU: cpu.cpu, Wait: math.NaN(),
+			out = append(out, Usage{Name: g.Name, OK: true, Members: 1, Processes: 1, CPU: cpu.cpu, Wait: math.NaN(),
 				QuotaCores: math.NaN(), Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN()})
 			continue
 		}
@@ -165,11 +193,13 @@ func (s *Set) Sample(ctx context.Context) ([]Usage, error) {
 		}
 		u, err := localUsage(sc, g)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			out = append(out, failed)
+			continue
 		}
 		out = append(out, u)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // InFlight sums the in-flight gauges of the groups watched through
@@ -198,8 +228,8 @@ func (s *Set) InFlight(ctx context.Context) (float64, error) {
 
 // localUsage adds up a local group's processes.
 func localUsage(sc *scan, g Group) (Usage, error) {
-	u := Usage{Name: g.Name, Members: len(g.Roots), Local: true, QuotaCores: math.NaN(),
-		Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN()}
+	u := Usage{Name: g.Name, OK: true, Members: len(g.Roots), Local: true, QuotaCores: math.NaN(),
+		Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN(), waits: map[int]float64{}}
 	alive := 0
 	for _, root := range g.Roots {
 		if sc.procs[root] == nil {
@@ -226,7 +256,9 @@ func localUsage(sc *scan, g Group) (Usage, error) {
 			}
 			for _, t := range threads {
 				if ss, err := t.Schedstat(); err == nil {
-					u.Wait += float64(ss.WaitingNanoseconds) / 1e9
+					w := float64(ss.WaitingNanoseconds) / 1e9
+					u.Wait += w
+					u.waits[t.PID] = w
 				}
 			}
 		}
@@ -289,10 +321,10 @@ func displayName(comm string) string {
 // its listening socket, with their children (nginx's master and workers, a
 // pre-forked server); the local services those connect to (a proxy's
 // replicas, their database), followed up to three hops; and the usual
-// suspects (PostgreSQL, nginx, Redis, NATS) running here. A proxy's
-// upstream connections may exist only while it forwards a request: call
-// Follow while load runs to catch them.
-func Discover(port int) (*Set, error) {
+// suspects (PostgreSQL, nginx, Redis, NATS) running here, unless
+// suspects is false. A proxy's upstream connections may exist only while
+// it forwards a request: call Follow while load runs to catch them.
+func Discover(port int, suspects bool) (*Set, error) {
 	sc, err := newScan(true)
 	if err != nil {
 		return nil, err
@@ -309,7 +341,9 @@ func Discover(port int) (*Set, error) {
 	rs := roots(pids, sc)
 	s.add(Group{Name: displayName(sc.procs[rs[0]].comm), Roots: rs, Why: fmt.Sprintf("listening on port %d", port)})
 	s.follow(sc)
-	s.addSuspects(sc)
+	if suspects {
+		s.addSuspects(sc)
+	}
 	return s, nil
 }
 
@@ -375,10 +409,8 @@ func (s *Set) follow(sc *scan) {
 		for _, name := range sortedKeys(byName) {
 			sort.Ints(ports[name])
 			why := fmt.Sprintf("connected to on port %s", joinInts(ports[name]))
-			if s.add(Group{Name: name, Roots: byName[name], Why: why}) {
+			if s.extend(name, byName[name]) || s.add(Group{Name: name, Roots: byName[name], Why: why}) {
 				added = true
-			} else {
-				s.extend(name, byName[name])
 			}
 		}
 		if !added {
@@ -387,14 +419,16 @@ func (s *Set) follow(sc *scan) {
 	}
 }
 
-// extend adds new replicas to a group of the same name found earlier.
-func (s *Set) extend(name string, roots []int) {
+// extend adds new replicas to a group of the same name found earlier,
+// reporting whether such a group exists and grew.
+func (s *Set) extend(name string, roots []int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, g := range s.groups {
 		if g.Name != name || g.Metrics != "" {
 			continue
 		}
+		grew := false
 		for _, r := range roots {
 			taken := false
 			for _, other := range s.groups {
@@ -402,9 +436,12 @@ func (s *Set) extend(name string, roots []int) {
 			}
 			if !taken {
 				s.groups[i].Roots = append(s.groups[i].Roots, r)
+				grew = true
 			}
 		}
+		return grew
 	}
+	return false
 }
 
 // addSuspects watches the usual suspects found running here.

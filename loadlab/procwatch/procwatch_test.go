@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -177,7 +178,7 @@ func ownCPU(t *testing.T, pid int) float64 {
 // the children's CPU with it.
 func TestDiscoverCountsThePreforkedWorkers(t *testing.T) {
 	parent, port := start(t, "prefork", "prefork")
-	set, err := Discover(port)
+	set, err := Discover(port, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestDiscoverCountsThePreforkedWorkers(t *testing.T) {
 func TestFollowFindsTheBackendBehindAProxy(t *testing.T) {
 	backend, bport := start(t, "backend", "backend")
 	_, pport := start(t, "proxy", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", bport))
-	set, err := Discover(pport)
+	set, err := Discover(pport, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,5 +410,20 @@ func burnThreadCPU(d time.Duration) {
 		return time.Duration(ts.Nano())
 	}
 	for start := cpu(); cpu()-start < d; {
+	}
+}
+
+// A PostgreSQL backend that ends between two samples takes its wait with
+// it; the difference is taken thread by thread, so it does not go
+// negative, and a thread that began in between counts whole.
+func TestWaitSinceSurvivesThreadsThatEnd(t *testing.T) {
+	before := Usage{Wait: 5.5, waits: map[int]float64{10: 0.5, 11: 5}}
+	after := Usage{Wait: 0.9, waits: map[int]float64{10: 0.7, 12: 0.2}}
+	if got := after.WaitSince(before); math.Abs(got-0.4) > 1e-9 {
+		t.Fatalf("wait since = %v, want 0.2 + 0.2", got)
+	}
+	metrics := Usage{Wait: math.NaN()}
+	if got := metrics.WaitSince(metrics); !math.IsNaN(got) {
+		t.Fatalf("unknown wait gave %v", got)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 )
 
-//go:embed page.html
+//go:embed page.html scaleout.html
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/procwatch"
+	"github.com/perfscale/perfscale/loadlab/report"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
+	"github.com/perfscale/perfscale/loadlab/scenario"
+)
+
+const scaleoutUsage = `Usage: loadlab scaleout --scale-cmd CMD --down-cmd CMD [flags]
+
+Measures what adding replicas buys. For each count in --replicas it runs
+the scale command with {n} replaced by the count; the command's last line
+of output is the URL to load (with --scenario, the scenario's base). It
+waits until that URL answers (below 500), then finds the capacity: the
+highest open-loop rate whose p99 meets --slo with under 0.1% errors, by a
+short search (bracket, then bisect, --probe-duration a probe). It prints
+replicas, capacity, speed-up, efficiency = capacity(n) / (n x capacity(1)),
+p99 at capacity and the bottleneck: the watched process that is CPU-bound
+(the processes behind the URL's local port, followed through a proxy to
+its replicas, and PostgreSQL, nginx, Redis and NATS when local; a process
+under a cgroup CPU quota counts as CPU-bound at its quota), or the
+generator when its own check failed. Then the Universal Scalability Law
+fitted over replica counts.
+
+With --cpus, {cpu} in the scale command is the CPU per replica: the
+horizontal steps run at the first size, and one replica is also measured
+at each size (scaling up), set beside scaling out at equal total CPU.
+
+The down command always runs at the end: on success, on failure and on
+Ctrl-C.
+
+Examples:
+  loadlab scaleout --scale-cmd 'scripts/cluster.sh up {n} --cpu 0.25' \
+      --down-cmd 'scripts/cluster.sh down' --replicas 1,2,4 --scenario shop --slo 50ms
+  loadlab scaleout --scale-cmd 'scripts/cluster.sh up {n} --cpu {cpu}' --down-cmd 'scripts/cluster.sh down' \
+      --replicas 1,2,4 --cpus 0.25,0.5,1 --path /v1/menu --json scale.json --html scale.html
+  loadlab scaleout --scale-cmd 'kubectl scale deployment/shop-api --replicas={n} >&2 && kubectl rollout status deployment/shop-api >&2 && echo http://shop.example/' \
+      --down-cmd 'kubectl scale deployment/shop-api --replicas=1' --replicas 1,2,4,8
+
+Flags:
+`
+
+func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("scaleout", scaleoutUsage, stderr)
+	var (
+		scaleCmd     = fs.String("scale-cmd", "", "command that brings the system to {n} replicas ({cpu} cores each) and prints the URL last")
+		downCmd      = fs.String("down-cmd", "", "command that stops everything; always run at the end")
+		replicas     = fs.String("replicas", "1,2,4", "replica counts, ascending")
+		cpus         = fs.String("cpus", "", "CPU per replica for {cpu}, e.g. 0.25,0.5,1 (first: the horizontal steps)")
+		scen         = fs.String("scenario", "", "scenario file or built-in name (shop); its base is the printed URL")
+		path         = fs.String("path", "", "without --scenario: path added to the printed URL, e.g. /v1/menu")
+		slo          = fs.Duration("slo", 50*time.Millisecond, "p99 a probe must meet")
+		probe        = fs.Duration("probe-duration", 3*time.Second, "length of each probe")
+		startRate    = fs.Float64("start-rate", 100, "first rate tried, req/s")
+		readyTimeout = fs.Duration("ready-timeout", 60*time.Second, "how long to wait for the URL to answer after scaling")
+		suspects     = fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine")
+		jsonOut      = fs.String("json", "", "write the result as JSON to this file")
+		htmlOut      = fs.String("html", "", "write a self-contained HTML report to this file")
+		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
+	)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	counts, err := parseCounts(*replicas)
+	if err != nil {
+		return fmt.Errorf("scaleout: --replicas: %v", err)
+	}
+	var sizes []float64
+	if *cpus != "" {
+		if sizes, err = parseSizes(*cpus); err != nil {
+			return fmt.Errorf("scaleout: --cpus: %v", err)
+		}
+	}
+	switch {
+	case len(pos) > 0:
+		return fmt.Errorf("scaleout: unexpected argument %q: the URL comes from the scale command's last line", pos[0])
+	case *scaleCmd == "":
+		return errors.New("scaleout: give --scale-cmd, a command with {n} that prints the URL to load last (see loadlab scaleout --help)")
+	case !strings.Contains(*scaleCmd, "{n}"):
+		return errors.New("scaleout: --scale-cmd must contain {n}, the replica count")
+	case *downCmd == "":
+		return errors.New("scaleout: give --down-cmd, so that nothing is left running")
+	case len(sizes) > 0 && !strings.Contains(*scaleCmd, "{cpu}"):
+		return errors.New("scaleout: --cpus needs {cpu} in --scale-cmd")
+	case len(sizes) == 0 && strings.Contains(*scaleCmd, "{cpu}"):
+		return errors.New("scaleout: --scale-cmd has {cpu}: give --cpus")
+	case *slo <= 0 || *probe <= 0 || *readyTimeout <= 0:
+		return errors.New("scaleout: --slo, --probe-duration and --ready-timeout must be positive")
+	case *startRate <= 0 || math.IsInf(*startRate, 0) || math.IsNaN(*startRate):
+		return errors.New("scaleout: --start-rate must be a positive number of requests per second")
+	case *scen != "" && *path != "":
+		return errors.New("scaleout: --path applies without --scenario only")
+	}
+	switch load.Client(*client) {
+	case load.ClientFastHTTP, load.ClientNetHTTP:
+	default:
+		return fmt.Errorf("scaleout: unknown --client %q (want fasthttp or nethttp)", *client)
+	}
+	if *scen != "" {
+		// Fail on a bad scenario now, not after the first scale-up.
+		if _, err := scenario.Load(*scen, "http://127.0.0.1/"); err != nil {
+			return fmt.Errorf("scaleout: %v", err)
+		}
+	}
+
+	cfg := scaleout.Config{
+		ScaleCmd: *scaleCmd, DownCmd: *downCmd, Replicas: counts, CPUs: sizes, SLO: *slo,
+		ProbeDuration: *probe, StartRate: *startRate, ReadyTimeout: *readyTimeout,
+		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*client),
+		Workload: func(u string) (scaleout.Workload, error) {
+			if *scen != "" {
+				s, err := scenario.Load(*scen, u)
+				if err != nil {
+					return scaleout.Workload{}, err
+				}
+				return scaleout.Workload{Scenario: s, ReadyURL: u}, nil
+			}
+			target := strings.TrimSuffix(u, "/") + *path
+			if *path == "" {
+				target = u
+			}
+			if err := load.CheckURL(target); err != nil {
+				return scaleout.Workload{}, err
+			}
+			return scaleout.Workload{Target: &load.Request{Method: "GET", URL: target}, ReadyURL: target}, nil
+		},
+		Watch: func(ctx context.Context, u string) (scaleout.Watcher, error) {
+			pu, err := url.Parse(u)
+			if err != nil {
+				return nil, err
+			}
+			host := pu.Hostname()
+			if host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
+				return nil, nil // remote: nothing to watch here
+			}
+			port, _ := strconv.Atoi(pu.Port())
+			if port == 0 {
+				port = map[string]int{"http": 80, "https": 443}[pu.Scheme]
+			}
+			set, err := procwatch.Discover(port, *suspects)
+			if err != nil {
+				return nil, nil // not visible: the bottleneck column says so
+			}
+			return set, nil
+		},
+	}
+	terminal := isTerminal(stderr)
+	cfg.Progress = func(line string) {
+		if terminal {
+			fmt.Fprintf(stderr, "\r\033[K  %s", line)
+			return
+		}
+		fmt.Fprintf(stderr, "  %s\n", line)
+	}
+	fmt.Fprintf(stdout, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *replicas, *slo, *probe)
+	res, err := scaleout.Run(ctx, cfg)
+	if terminal {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if res != nil && len(res.Steps) > 0 {
+		printScaleout(stdout, res)
+	}
+	if err != nil {
+		return fmt.Errorf("scaleout: %v", err)
+	}
+	if *jsonOut != "" {
+		if err := writeJSON(*jsonOut, res); err != nil {
+			return fmt.Errorf("scaleout: %v", err)
+		}
+	}
+	if *htmlOut != "" {
+		f, err := os.Create(*htmlOut)
+		if err != nil {
+			return fmt.Errorf("scaleout: %v", err)
+		}
+		if err := report.RenderScaleout(f, res); err != nil {
+			f.Close()
+			return fmt.Errorf("scaleout: %v", err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("scaleout: %v", err)
+		}
+	}
+	return nil
+}
+
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a replica count (want e.g. 1,2,4)", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("counts must ascend, got %s", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseSizes(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%q is not a number of cores (want e.g. 0.25,0.5,1)", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func printScaleout(w io.Writer, r *scaleout.Result) {
+	fmt.Fprintf(w, "\n  %8s %12s %9s %11s %12s  %s\n", "replicas", "capacity", "speed-up", "efficiency", "p99 at cap.", "bottleneck")
+	for _, s := range r.Steps {
+		fmt.Fprintf(w, "  %8d %8.0f/s %8.2fx %10.0f%% %12s  %s\n", s.Replicas, s.CapacityRPS, s.Speedup, 100*s.Efficiency, ms(s.P99), s.Bottleneck)
+	}
+	if len(r.Vertical) > 0 {
+		fmt.Fprintf(w, "\n  one replica, more CPU (scaling up):\n  %8s %12s %9s %11s %12s  %s\n", "cores", "capacity", "speed-up", "efficiency", "p99 at cap.", "bottleneck")
+		for _, s := range r.Vertical {
+			fmt.Fprintf(w, "  %8g %8.0f/s %8.2fx %10.0f%% %12s  %s\n", s.CPU, s.CapacityRPS, s.Speedup, 100*s.Efficiency, ms(s.P99), s.Bottleneck)
+		}
+		fmt.Fprintf(w, "\n  at equal total CPU:\n")
+		for _, v := range r.Vertical {
+			for _, h := range r.Steps {
+				if h.Replicas > 1 && math.Abs(float64(h.Replicas)*h.CPU-v.CPU) < 1e-9 {
+					fmt.Fprintf(w, "  %g cores: %d replicas of %g give %.0f req/s, 1 replica of %g gives %.0f req/s\n",
+						v.CPU, h.Replicas, h.CPU, h.CapacityRPS, v.CPU, v.CapacityRPS)
+				}
+			}
+		}
+	}
+	if r.FitOK {
+		fmt.Fprintf(w, "\n  USL over replicas: σ = %.4g, κ = %.4g, λ = %.4g req/s per replica, R² = %.3f; %s\n",
+			r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, r.Fit.R2, r.PeakText())
+	} else if r.FitError != "" {
+		fmt.Fprintf(w, "\n  no USL fit: %s\n", r.FitError)
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/scaleout/testsystem"
+)
+
+// The test binary doubles as the test system's scale and down commands,
+// and as loadlab itself for the Ctrl-C test.
+func TestMain(m *testing.M) {
+	if testsystem.Main() {
+		return
+	}
+	if os.Getenv("LOADLAB_TEST_MAIN") == "1" {
+		os.Args = append([]string{"loadlab"}, strings.Fields(os.Getenv("LOADLAB_TEST_ARGS"))...)
+		if up := os.Getenv("LOADLAB_SCALE_CMD"); up != "" {
+			os.Args = append(os.Args, "--scale-cmd", up, "--down-cmd", os.Getenv("LOADLAB_DOWN_CMD"))
+		}
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestScaleoutRejectsBadInvocations(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"scaleout"}, "give --scale-cmd"},
+		{[]string{"scaleout", "--scale-cmd", "up", "--down-cmd", "down"}, "must contain {n}"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}"}, "give --down-cmd"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--replicas", "1,x"}, `"x" is not a replica count`},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--replicas", "4,2"}, "must ascend"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--cpus", "0.5"}, "needs {cpu}"},
+		{[]string{"scaleout", "--scale-cmd", "up {n} {cpu}", "--down-cmd", "d"}, "give --cpus"},
+		{[]string{"scaleout", "--scale-cmd", "up {n} {cpu}", "--down-cmd", "d", "--cpus", "0.5,-1"}, `"-1" is not a number of cores`},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--slo", "0s"}, "must be positive"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--start-rate", "-5"}, "--start-rate"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--scenario", "nope.yaml"}, "scenario"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--scenario", "shop", "--path", "/x"}, "--path applies without --scenario"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--client", "curl"}, "unknown --client"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "http://x/"}, "the URL comes from the scale command"},
+		{[]string{"scaleout", "--scale-cmd", "echo not-a-url {n}", "--down-cmd", "true"}, "last line must be the URL"},
+		{[]string{"scaleout", "--scale-cmd", "exit 3 {n}", "--down-cmd", "true"}, "scale command for 1 replica"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := loadlab(tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || exitCode(err) == 0 {
+				t.Fatalf("err = %v, want a one-line error containing %q", err, tt.want)
+			}
+		})
+	}
+	out, errOut, err := loadlab("scaleout", "--help")
+	if err != errUsageShown || !strings.Contains(out+errOut, "Examples:") {
+		t.Fatalf("--help: %v", err)
+	}
+}
+
+// The whole command against the test system: the table, --json in the
+// documented shape, --html, and the down command run once.
+func TestScaleoutWritesTableJSONAndHTML(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures a small system; skipped with -short")
+	}
+	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 20 * time.Millisecond}
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "s.json"), filepath.Join(dir, "s.html")
+	out, _, err := loadlab("scaleout", "--scale-cmd", testsystem.UpCommand(o), "--down-cmd", testsystem.DownCommand(o),
+		"--replicas", "1,2", "--slo", "100ms", "--probe-duration", "1s", "--start-rate", "20", "--path", "/work",
+		"--json", jsonPath, "--html", htmlPath)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if testsystem.DownRan(o.State) != 1 || len(testsystem.Running(o.State)) > 0 {
+		t.Fatalf("down ran %d times, %v left running", testsystem.DownRan(o.State), testsystem.Running(o.State))
+	}
+	for _, want := range []string{"replicas", "capacity", "speed-up", "efficiency", "bottleneck"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		SLO   *float64 `json:"slo_ms"`
+		Steps []struct {
+			Replicas   *int     `json:"replicas"`
+			Capacity   *float64 `json:"capacity_rps"`
+			Speedup    *float64 `json:"speedup"`
+			Efficiency *float64 `json:"efficiency"`
+			P99        *float64 `json:"p99_ms"`
+			Bottleneck *string  `json:"bottleneck"`
+		} `json:"steps"`
+		USL *struct {
+			Sigma, Kappa, Lambda, R2 *float64
+		} `json:"usl"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.SLO == nil || *doc.SLO != 100 || len(doc.Steps) != 2 {
+		t.Fatalf("json does not have the documented shape:\n%s", b)
+	}
+	for _, s := range doc.Steps {
+		if s.Replicas == nil || s.Capacity == nil || s.Speedup == nil || s.Efficiency == nil || s.P99 == nil || s.Bottleneck == nil ||
+			*s.Efficiency > 1.5 || *s.Capacity <= 0 {
+			t.Fatalf("step lacks a field or has efficiency as a percentage:\n%s", b)
+		}
+	}
+	// Two points cannot fit three parameters: "usl" is null, and the
+	// table says why.
+	if doc.USL != nil || !strings.Contains(out, "no USL fit") {
+		t.Fatalf("usl with two points: %s\n%s", b, out)
+	}
+	page, err := os.ReadFile(htmlPath)
+	if err != nil || !strings.Contains(string(page), `id="plot-capacity"`) || !strings.Contains(string(page), `id="plot-efficiency"`) {
+		t.Fatalf("html report missing plots: %v", err)
+	}
+}
+
+// Ctrl-C in the middle of a search: loadlab stops, the down command runs,
+// nothing is left behind.
+func TestScaleoutCtrlCRunsTheDownCommand(t *testing.T) {
+	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 5 * time.Millisecond}
+	cmd := exec.Command(os.Args[0])
+	// The commands are passed whole through the environment, to keep their
+	// spaces.
+	cmd.Env = append(os.Environ(), "LOADLAB_TEST_MAIN=1", "LOADLAB_TEST_ARGS=scaleout --replicas 1,2,4 --probe-duration 2s",
+		"LOADLAB_SCALE_CMD="+testsystem.UpCommand(o), "LOADLAB_DOWN_CMD="+testsystem.DownCommand(o))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until a probe has run (the progress line), then interrupt.
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "req/s: p99") {
+	}
+	if len(testsystem.Running(o.State)) == 0 {
+		t.Fatal("the system was not up when interrupted")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+	}
+	err = cmd.Wait()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() == 0 {
+		t.Fatalf("interrupted loadlab exited with %v, want a failure", err)
+	}
+	if testsystem.DownRan(o.State) != 1 || len(testsystem.Running(o.State)) > 0 {
+		t.Fatalf("after Ctrl-C the down command ran %d times and %v are left", testsystem.DownRan(o.State), testsystem.Running(o.State))
+	}
+}

@@ -1,0 +1,110 @@
+package scaleout
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+// PeakText says, from the USL fitted over replica counts, past which count
+// adding replicas lowers capacity.
+func (r *Result) PeakText() string {
+	if !r.FitOK {
+		return ""
+	}
+	return peakText(r.Fit)
+}
+
+func peakText(f usl.Fit) string {
+	switch {
+	case f.PeakConcurrency == 1 && f.Sigma >= 1:
+		return "a second replica already lowers capacity (σ ≥ 1)"
+	case math.IsInf(f.PeakConcurrency, 1):
+		return "no replica count past which capacity falls (κ ≈ 0)"
+	}
+	return fmt.Sprintf("capacity falls past about %.1f replicas", f.PeakConcurrency)
+}
+
+func numOrNull(f float64) *float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return &f
+}
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+type jsonProcess struct {
+	Name           string   `json:"name"`
+	Members        int      `json:"members"`
+	CPUCores       float64  `json:"cpu_cores"`
+	CPUWaitCores   *float64 `json:"cpu_wait_cores"`
+	QuotaCores     *float64 `json:"quota_cores"`
+	ThrottledShare *float64 `json:"throttled_share"`
+}
+
+type jsonStep struct {
+	Replicas         int           `json:"replicas"`
+	CPUPerReplica    *float64      `json:"cpu_per_replica"`
+	URL              string        `json:"url"`
+	CapacityRPS      float64       `json:"capacity_rps"`
+	Speedup          float64       `json:"speedup"`
+	Efficiency       float64       `json:"efficiency"`
+	P99              float64       `json:"p99_ms"`
+	Bottleneck       string        `json:"bottleneck"`
+	Found            bool          `json:"found"`
+	GeneratorLimited bool          `json:"generator_limited"`
+	Probes           int           `json:"probes"`
+	Warnings         []string      `json:"warnings"`
+	Watched          []string      `json:"watched"`
+	Processes        []jsonProcess `json:"processes"`
+}
+
+func toJSON(s Step) jsonStep {
+	out := jsonStep{Replicas: s.Replicas, CPUPerReplica: numOrNull(s.CPU), URL: s.URL, CapacityRPS: s.CapacityRPS,
+		Speedup: s.Speedup, Efficiency: s.Efficiency, P99: msOf(s.P99), Bottleneck: s.Bottleneck, Found: s.Found,
+		GeneratorLimited: s.GeneratorLimited, Probes: s.Probes, Warnings: s.Warnings, Watched: s.Watched, Processes: []jsonProcess{}}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
+	}
+	if out.Watched == nil {
+		out.Watched = []string{}
+	}
+	for _, p := range s.Processes {
+		out.Processes = append(out.Processes, jsonProcess{Name: p.Name, Members: p.Members, CPUCores: p.CPUCores,
+			CPUWaitCores: numOrNull(p.WaitCores), QuotaCores: numOrNull(p.QuotaCores), ThrottledShare: numOrNull(p.ThrottledShare)})
+	}
+	return out
+}
+
+// MarshalJSON writes the documented shape: {"slo_ms", "steps": [...],
+// "vertical": [...], "usl": {...}} with efficiency as a fraction.
+func (r *Result) MarshalJSON() ([]byte, error) {
+	type fit struct {
+		Sigma        float64  `json:"sigma"`
+		Kappa        float64  `json:"kappa"`
+		Lambda       float64  `json:"lambda"`
+		R2           float64  `json:"r2"`
+		PeakReplicas *float64 `json:"peak_replicas"`
+		Text         string   `json:"text"`
+	}
+	out := struct {
+		SLO      float64    `json:"slo_ms"`
+		Steps    []jsonStep `json:"steps"`
+		Vertical []jsonStep `json:"vertical"`
+		USL      *fit       `json:"usl"`
+	}{SLO: msOf(r.SLO), Steps: []jsonStep{}, Vertical: []jsonStep{}}
+	for _, s := range r.Steps {
+		out.Steps = append(out.Steps, toJSON(s))
+	}
+	for _, s := range r.Vertical {
+		out.Vertical = append(out.Vertical, toJSON(s))
+	}
+	if r.FitOK {
+		out.USL = &fit{r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, r.Fit.R2, numOrNull(r.Fit.PeakConcurrency), r.PeakText()}
+	}
+	return json.Marshal(out)
+}

@@ -1,0 +1,484 @@
+// Package scaleout measures what adding replicas (or CPU) buys: for each
+// replica count it scales the system with a command, finds its capacity
+// (the highest open-loop rate whose p99 meets the SLO with almost no
+// errors), and reports the speed-up, the scaling efficiency
+// capacity(n) / (n × capacity(1)), the process that limits each count,
+// and the Universal Scalability Law fitted over replica counts.
+package scaleout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+// Config describes a scale-out measurement.
+type Config struct {
+	// ScaleCmd brings the system to {n} replicas (of {cpu} cores each when
+	// CPUs is given) and prints the URL to load as its last line; DownCmd
+	// stops everything. Both run with sh -c.
+	ScaleCmd, DownCmd string
+	Replicas          []int
+	// CPUs, if given: the horizontal steps run at CPUs[0] per replica, and
+	// one replica is also measured at each of CPUs (scaling up).
+	CPUs          []float64
+	SLO           time.Duration
+	MaxErrorRate  float64       // default 0.001
+	ProbeDuration time.Duration // default 3s
+	StartRate     float64       // first probe of the first count (default 100)
+	ReadyTimeout  time.Duration // default 60s
+	DownTimeout   time.Duration // default 2m
+	Cores         float64       // the machine's, for the bottleneck
+	// Workload turns the URL the scale command printed into the load to
+	// send and the URL that tells readiness.
+	Workload func(url string) (Workload, error)
+	// Watch finds the processes to watch behind the URL (may be nil).
+	Watch func(ctx context.Context, url string) (Watcher, error)
+	// Progress hears each probe, in a line; Log gets the commands' output.
+	Progress func(line string)
+	Log      io.Writer
+	Client   load.Client
+}
+
+// Workload is what each probe sends.
+type Workload struct {
+	Target   *load.Request
+	Scenario load.Scenario
+	ReadyURL string
+}
+
+// Watcher is a diagnose.Watcher that can also follow a proxy's upstream
+// connections while load runs.
+type Watcher interface {
+	diagnose.Watcher
+	Follow(ctx context.Context, every time.Duration) (stop func())
+	Describe() []string // one line per watched group
+}
+
+// Step is one replica count (or, scaling up, one CPU size) measured.
+type Step struct {
+	Replicas    int
+	CPU         float64 // cores per replica; NaN when not given
+	URL         string
+	CapacityRPS float64
+	Speedup     float64
+	Efficiency  float64
+	P99         time.Duration // at capacity
+	// Bottleneck says what limits this count, in words.
+	Bottleneck string
+	// Processes are the watched groups' use at capacity.
+	Processes        []diagnose.ProcessStep
+	Watched          []string
+	GeneratorLimited bool
+	// Warnings are checks that failed without stopping the search, at the
+	// capacity probe (the machine's CPUs busy: target and generator
+	// shared them).
+	Warnings []string
+	Found    bool // the search bracketed the capacity
+	Probes   int
+}
+
+// Result is a whole measurement.
+type Result struct {
+	SLO      time.Duration
+	Steps    []Step // horizontal: replicas
+	Vertical []Step // scaling up: one replica, more CPU
+	Fit      usl.Fit
+	FitOK    bool
+	FitError string
+}
+
+func (c *Config) defaults() error {
+	if c.MaxErrorRate == 0 {
+		c.MaxErrorRate = 0.001
+	}
+	if c.ProbeDuration == 0 {
+		c.ProbeDuration = 3 * time.Second
+	}
+	if c.StartRate == 0 {
+		c.StartRate = 100
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 60 * time.Second
+	}
+	if c.DownTimeout == 0 {
+		c.DownTimeout = 2 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	switch {
+	case c.ScaleCmd == "":
+		return errors.New("give a scale command")
+	case c.DownCmd == "":
+		return errors.New("give a down command, so nothing is left running")
+	case !strings.Contains(c.ScaleCmd, "{n}"):
+		return errors.New("the scale command must contain {n}, the replica count")
+	case len(c.Replicas) == 0:
+		return errors.New("give at least one replica count")
+	case len(c.CPUs) > 0 && !strings.Contains(c.ScaleCmd, "{cpu}"):
+		return errors.New("with CPU sizes the scale command must contain {cpu}")
+	case len(c.CPUs) == 0 && strings.Contains(c.ScaleCmd, "{cpu}"):
+		return errors.New("the scale command contains {cpu}: give the CPU sizes")
+	case c.SLO <= 0:
+		return errors.New("the SLO must be positive")
+	case c.Workload == nil:
+		return errors.New("no workload")
+	}
+	for i, n := range c.Replicas {
+		if n < 1 || (i > 0 && n <= c.Replicas[i-1]) {
+			return fmt.Errorf("replica counts must be positive and ascending, got %v", c.Replicas)
+		}
+	}
+	for _, cpu := range c.CPUs {
+		if !(cpu > 0) || math.IsInf(cpu, 0) {
+			return fmt.Errorf("CPU sizes must be positive numbers of cores, got %v", c.CPUs)
+		}
+	}
+	return nil
+}
+
+// Run measures every replica count (and CPU size), then runs the down
+// command whatever happened: on success, on failure, and when ctx is
+// cancelled (Ctrl-C).
+func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		// A cancelled ctx must not stop the clean-up.
+		down, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DownTimeout)
+		defer cancel()
+		if _, downErr := shell(down, cfg.DownCmd, cfg.Log); downErr != nil {
+			if err == nil {
+				err = fmt.Errorf("down command: %w", downErr)
+			} else {
+				err = fmt.Errorf("%w (and the down command failed too: %v)", err, downErr)
+			}
+		}
+	}()
+	res = &Result{SLO: cfg.SLO}
+	cpu0 := math.NaN()
+	if len(cfg.CPUs) > 0 {
+		cpu0 = cfg.CPUs[0]
+	}
+	start := cfg.StartRate
+	for i, n := range cfg.Replicas {
+		if i > 0 && res.Steps[i-1].CapacityRPS > 0 {
+			// A guess at linear scaling, a little below it.
+			start = 0.9 * res.Steps[i-1].CapacityRPS * float64(n) / float64(cfg.Replicas[i-1])
+		}
+		s, err := measure(ctx, cfg, n, cpu0, start, i == 0)
+		if err != nil {
+			return res, err
+		}
+		res.Steps = append(res.Steps, s)
+	}
+	for i, cpu := range cfg.CPUs {
+		if i == 0 && cfg.Replicas[0] == 1 {
+			res.Vertical = append(res.Vertical, res.Steps[0])
+			continue
+		}
+		start := cfg.StartRate
+		if len(res.Vertical) > 0 {
+			last := res.Vertical[len(res.Vertical)-1]
+			start = 0.9 * last.CapacityRPS * cpu / last.CPU
+		}
+		s, err := measure(ctx, cfg, 1, cpu, start, len(res.Vertical) == 0)
+		if err != nil {
+			return res, err
+		}
+		res.Vertical = append(res.Vertical, s)
+	}
+	res.score()
+	return res, nil
+}
+
+// score fills in speed-ups, efficiencies and the USL fit.
+func (r *Result) score() {
+	if len(r.Steps) == 0 {
+		return
+	}
+	first := r.Steps[0]
+	perReplica := first.CapacityRPS / float64(first.Replicas)
+	pts := make([]usl.Point, 0, len(r.Steps))
+	for i := range r.Steps {
+		s := &r.Steps[i]
+		if perReplica > 0 {
+			s.Speedup = s.CapacityRPS / perReplica
+			s.Efficiency = s.Speedup / float64(s.Replicas)
+		}
+		pts = append(pts, usl.Point{N: float64(s.Replicas), X: s.CapacityRPS})
+	}
+	for i := range r.Vertical {
+		v := &r.Vertical[i]
+		base := r.Vertical[0]
+		if base.CapacityRPS > 0 {
+			v.Speedup = v.CapacityRPS / base.CapacityRPS
+			v.Efficiency = v.Speedup / (v.CPU / base.CPU)
+		}
+	}
+	fit, err := usl.FitPoints(pts)
+	r.Fit, r.FitOK = fit, err == nil
+	if err != nil {
+		r.FitError = err.Error()
+	}
+}
+
+// measure scales to n replicas of cpu cores and finds the capacity.
+func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first bool) (Step, error) {
+	step := Step{Replicas: n, CPU: cpu}
+	where := fmt.Sprintf("%d replicas", n)
+	if n == 1 {
+		where = "1 replica"
+	}
+	if !math.IsNaN(cpu) {
+		where += fmt.Sprintf(" of %g cores", cpu)
+	}
+	cmd := expand(cfg.ScaleCmd, n, cpu)
+	out, err := shell(ctx, cmd, cfg.Log)
+	if err != nil {
+		return step, fmt.Errorf("scale command for %s (%s): %w", where, cmd, err)
+	}
+	step.URL = lastLine(out)
+	if err := load.CheckURL(step.URL); err != nil {
+		return step, fmt.Errorf("scale command for %s: its last line must be the URL to load: %v", where, err)
+	}
+	w, err := cfg.Workload(step.URL)
+	if err != nil {
+		return step, err
+	}
+	if err := waitReady(ctx, w.ReadyURL, cfg.ReadyTimeout); err != nil {
+		return step, fmt.Errorf("%s: %w", where, err)
+	}
+	var watcher Watcher
+	if cfg.Watch != nil {
+		if watcher, err = cfg.Watch(ctx, step.URL); err != nil {
+			return step, fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	probes := 0
+	prober := func(ctx context.Context, rate float64) (Probe, error) {
+		stopFollowing := func() {}
+		if watcher != nil && probes == 0 {
+			// A proxy's upstream connections show while it forwards.
+			stopFollowing = watcher.Follow(ctx, 50*time.Millisecond)
+		}
+		probes++
+		runner := openLoop{rate: rate, duration: cfg.ProbeDuration, work: w, client: cfg.Client}
+		var dw diagnose.Watcher
+		if watcher != nil {
+			dw = watcher
+		}
+		s, err := diagnose.Measure(ctx, dw, &runner, diagnose.Spec{Duration: cfg.ProbeDuration})
+		stopFollowing()
+		if err != nil {
+			return Probe{}, err
+		}
+		p := Probe{Rate: rate, ThroughputRPS: s.ThroughputRPS, P99: s.P99, Requests: s.Requests, Errors: s.Errors,
+			GeneratorSaturated: runner.behind, Detail: s, SendDelayP99: runner.sendDelay, SentShare: runner.sentShare}
+		if runner.behind {
+			p.SaturationReasons = runner.reasons
+		} else {
+			p.Warnings = runner.reasons
+		}
+		return p, nil
+	}
+	search := Search{SLO: cfg.SLO, MaxErrorRate: cfg.MaxErrorRate, Start: start, Factor: 1.5,
+		OnProbe: func(phase string, p Probe, pass bool) {
+			if cfg.Progress == nil {
+				return
+			}
+			verdict := "over the SLO"
+			switch {
+			case p.GeneratorSaturated:
+				verdict = "GENERATOR SATURATED: " + strings.Join(p.SaturationReasons, "; ")
+			case pass:
+				verdict = "meets the SLO"
+			case p.Requests > 0 && float64(p.Errors) >= cfg.MaxErrorRate*float64(p.Requests):
+				verdict = fmt.Sprintf("%d errors", p.Errors)
+			}
+			cfg.Progress(fmt.Sprintf("%s: %s %.0f req/s: p99 %s, %s", where, phase, p.Rate, fmtMS(p.P99), verdict))
+		}}
+	if first {
+		search.Factor = 2
+	}
+	c, err := search.Run(ctx, prober)
+	if err != nil {
+		return step, fmt.Errorf("%s: %w", where, err)
+	}
+	step.CapacityRPS, step.P99, step.Found, step.Probes, step.GeneratorLimited = c.RPS, c.Best.P99, c.Found, len(c.Probes), c.GeneratorLimited
+	best, _ := c.Best.Detail.(diagnose.Step)
+	step.Processes = best.Processes
+	if watcher != nil {
+		step.Watched = watcher.Describe()
+	}
+	step.Warnings = c.Best.Warnings
+	step.Bottleneck = bottleneckText(best, c, cfg)
+	return step, nil
+}
+
+// bottleneckText says what limits a count.
+func bottleneckText(best diagnose.Step, c Capacity, cfg Config) string {
+	if c.GeneratorLimited {
+		reason := "its self-check failed"
+		if len(c.GeneratorReasons) > 0 {
+			reason = c.GeneratorReasons[0]
+		}
+		return "the generator (loadlab) at the next rate: " + reason
+	}
+	if c.RPS == 0 {
+		return fmt.Sprintf("nothing met the %s SLO", fmtMS(cfg.SLO))
+	}
+	if len(best.Processes) == 0 {
+		return "not seen (no local process watched)"
+	}
+	b, loads := diagnose.BottleneckOf(best, cfg.Cores)
+	if b == nil {
+		var parts []string
+		for _, l := range loads {
+			parts = append(parts, l.Name+" "+l.Describe())
+		}
+		return fmt.Sprintf("no process CPU-bound (%s; loadlab %.2f cores): a serial section or a limit that is not CPU", strings.Join(parts, "; "), best.GeneratorCPUCores)
+	}
+	text := fmt.Sprintf("%s CPU-bound (%s)", b.Who(), b.Describe())
+	var also []string
+	for _, l := range loads {
+		if l.Bound && l.Name != b.Name {
+			also = append(also, l.Who())
+		}
+	}
+	if len(also) > 0 {
+		text += "; also CPU-bound: " + strings.Join(also, ", ")
+	}
+	return text
+}
+
+// openLoop is a diagnose.Runner that sends at a fixed rate.
+type openLoop struct {
+	rate      float64
+	duration  time.Duration
+	work      Workload
+	client    load.Client
+	reasons   []string
+	behind    bool
+	sendDelay time.Duration
+	sentShare float64
+}
+
+func (o *openLoop) Run(ctx context.Context, _ diagnose.Spec) (diagnose.Step, error) {
+	res, err := load.Run(ctx, load.Config{Rate: o.rate, Duration: o.duration, Target: o.work.Target,
+		Scenario: o.work.Scenario, Client: o.client, Timeout: 10 * time.Second})
+	if err != nil {
+		return diagnose.Step{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return diagnose.Step{}, err
+	}
+	o.reasons, o.behind, o.sendDelay = res.SaturationReasons, res.GeneratorBehind, res.SendDelayP99
+	o.sentShare = float64(res.Sent) / (o.rate * o.duration.Seconds())
+	return diagnose.Step{ThroughputRPS: res.ThroughputRPS, P50: res.Latency.P50, P99: res.Latency.P99,
+		Requests: res.Requests, Errors: res.Errors.Total(), GeneratorSaturated: res.GeneratorSaturated,
+		GeneratorCPUCores: res.GeneratorCPUCores}, nil
+}
+
+// expand fills in {n} and {cpu}.
+func expand(cmd string, n int, cpu float64) string {
+	cmd = strings.ReplaceAll(cmd, "{n}", strconv.Itoa(n))
+	if !math.IsNaN(cpu) {
+		cmd = strings.ReplaceAll(cmd, "{cpu}", strconv.FormatFloat(cpu, 'f', -1, 64))
+	}
+	return cmd
+}
+
+// shell runs a command with sh -c in its own process group (killed whole
+// if ctx ends), copying its output to log; it returns its standard output.
+func shell(ctx context.Context, command string, log io.Writer) (string, error) {
+	c := exec.CommandContext(ctx, "sh", "-c", command)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	// Daemons the command starts may keep its output open; do not wait
+	// for them once the command itself has exited.
+	c.WaitDelay = 2 * time.Second
+	var out bytes.Buffer
+	var tail tailBuffer
+	c.Stdout = io.MultiWriter(&out, log)
+	c.Stderr = io.MultiWriter(&tail, log)
+	err := c.Run()
+	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+		if msg := strings.TrimSpace(tail.String()); msg != "" {
+			return out.String(), fmt.Errorf("%v: %s", err, lastLine(msg))
+		}
+		return out.String(), err
+	}
+	return out.String(), nil
+}
+
+// tailBuffer keeps the last few KB written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// waitReady polls url until it answers below 500 (a proxy answers 502
+// while its upstreams start).
+func waitReady(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("readiness: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			if err := context.Cause(ctx); errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("%s was not ready within %v (last: %s)", url, timeout, last)
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func fmtMS(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}

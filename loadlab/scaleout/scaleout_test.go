@@ -1,0 +1,224 @@
+package scaleout_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/procwatch"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
+	"github.com/perfscale/perfscale/loadlab/scaleout/testsystem"
+)
+
+func TestMain(m *testing.M) {
+	if testsystem.Main() {
+		return
+	}
+	// The generator runs in this process: it gets the test system's
+	// priority (see testsystem.Prioritize).
+	testsystem.Prioritize(os.Getpid())
+	os.Exit(m.Run())
+}
+
+// config measures the test system with the given options.
+func config(t *testing.T, o testsystem.Options, replicas ...int) scaleout.Config {
+	t.Helper()
+	return scaleout.Config{
+		ScaleCmd: testsystem.UpCommand(o), DownCmd: testsystem.DownCommand(o), Replicas: replicas,
+		// A generous SLO and low rates: the test must hold on a shared
+		// 2-core machine whose run queue is long; 2 s probes let an
+		// overload of 5% build a queue the SLO sees.
+		SLO: 100 * time.Millisecond, ProbeDuration: 2 * time.Second, StartRate: 20, Cores: float64(runtime.NumCPU()),
+		Workload: func(u string) (scaleout.Workload, error) {
+			return scaleout.Workload{Target: &load.Request{Method: "GET", URL: u}, ReadyURL: u}, nil
+		},
+		Watch: func(ctx context.Context, u string) (scaleout.Watcher, error) {
+			pu, _ := url.Parse(u)
+			port, _ := strconv.Atoi(pu.Port())
+			// The shared PostgreSQL, Redis and NATS of this machine are
+			// busy with other tests: only what the system itself runs.
+			return procwatch.Discover(port, false)
+		},
+		Progress: func(line string) { t.Log(line) },
+	}
+}
+
+func checkClean(t *testing.T, state string) {
+	t.Helper()
+	if n := testsystem.DownRan(state); n != 1 {
+		t.Errorf("the down command ran %d times, want once", n)
+	}
+	if left := testsystem.Running(state); len(left) > 0 {
+		t.Errorf("processes left running: %v", left)
+	}
+}
+
+// Replicas that each serve exactly 50 req/s (one request per 20 ms on a
+// virtual clock, so a busy machine cannot slow them): the capacity of n
+// replicas is 50n and the efficiency 100%.
+func TestScaleoutFindsKnownCapacities(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures a system of up to four replicas; skipped with -short")
+	}
+	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 20 * time.Millisecond}
+	res, err := scaleout.Run(context.Background(), config(t, o, 1, 2, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, o.State)
+	for _, s := range res.Steps {
+		want := 50 * float64(s.Replicas)
+		t.Logf("%d replicas: %.0f req/s (want %.0f), efficiency %.1f%%, p99 %v, %d probes; bottleneck: %s",
+			s.Replicas, s.CapacityRPS, want, 100*s.Efficiency, s.P99, s.Probes, s.Bottleneck)
+		if s.GeneratorLimited {
+			t.Fatalf("%d replicas: the generator was the limit: %s", s.Replicas, s.Bottleneck)
+		}
+		if math.Abs(s.CapacityRPS-want) > 0.1*want {
+			t.Errorf("%d replicas: capacity %.0f req/s, want %.0f ± 10%%", s.Replicas, s.CapacityRPS, want)
+		}
+		if math.Abs(s.Efficiency-1) > 0.05 {
+			t.Errorf("%d replicas: efficiency %.1f%%, want 100 ± 5 points", s.Replicas, 100*s.Efficiency)
+		}
+		if s.P99 > 100*time.Millisecond || s.P99 == 0 {
+			t.Errorf("%d replicas: p99 at capacity %v", s.Replicas, s.P99)
+		}
+		if !strings.Contains(strings.Join(s.Watched, "\n"), fmt.Sprintf("app: %d processes", s.Replicas)) && s.Replicas > 1 {
+			t.Errorf("%d replicas: the replicas behind the proxy were not found: %v", s.Replicas, s.Watched)
+		}
+	}
+	if !res.FitOK || res.Fit.Sigma > 0.05 {
+		t.Errorf("USL over replicas: σ = %.3f (ok %v), want about 0 for linear scaling", res.Fit.Sigma, res.FitOK)
+	}
+}
+
+// Which process limits the system, named from CPU and cgroup throttling:
+// replicas held to their own CPU quota, or a shared stand-in database held
+// to its quota while the replicas have room.
+func TestScaleoutNamesTheBottleneck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures two small systems; skipped with -short")
+	}
+	if !testsystem.CanLimitCPU() {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("cannot create CPU cgroups; CI runs as root on a machine with cgroups")
+		}
+		t.Skip("cannot create CPU cgroups here (not root?): the quota-bound systems cannot be built")
+	}
+	tests := []struct {
+		name  string
+		opts  testsystem.Options
+		want  string // in every count's bottleneck
+		check func(t *testing.T, steps []scaleout.Step)
+	}{
+		{
+			name: "replicas at their quota",
+			// About 25 req/s each: far below what the machine's noise
+			// allows, so the quota binds first.
+			opts: testsystem.Options{ReplicaCPU: 2 * time.Millisecond, ReplicaQuota: 0.06},
+			want: "app",
+		},
+		{
+			name: "a shared database at its quota",
+			opts: testsystem.Options{ReplicaEvery: 10 * time.Millisecond, DBCPU: 2 * time.Millisecond, DBQuota: 0.06},
+			want: "db CPU-bound",
+			check: func(t *testing.T, steps []scaleout.Step) {
+				// Adding a replica does not help when the database is the
+				// limit.
+				if e := steps[1].Efficiency; e > 0.75 {
+					t.Errorf("efficiency with 2 replicas %.0f%% while the database is the limit", 100*e)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.State = t.TempDir()
+			res, err := scaleout.Run(context.Background(), config(t, tt.opts, 1, 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkClean(t, tt.opts.State)
+			for _, s := range res.Steps {
+				t.Logf("%d replicas: %.0f req/s, efficiency %.0f%%; bottleneck: %s", s.Replicas, s.CapacityRPS, 100*s.Efficiency, s.Bottleneck)
+				if !strings.Contains(s.Bottleneck, tt.want) || !strings.Contains(s.Bottleneck, "quota") || strings.HasPrefix(s.Bottleneck, "no process") {
+					t.Errorf("%d replicas: bottleneck %q, want %q at its quota", s.Replicas, s.Bottleneck, tt.want)
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, res.Steps)
+			}
+		})
+	}
+}
+
+// The down command runs when the scale command fails, when its output is
+// not a URL, and when the measurement is cancelled (Ctrl-C).
+func TestScaleoutAlwaysRunsTheDownCommand(t *testing.T) {
+	t.Run("scale command fails at the second count", func(t *testing.T) {
+		o := testsystem.Options{State: t.TempDir(), ReplicaEvery: time.Millisecond, FailAt: 2}
+		cfg := config(t, o, 1, 2)
+		cfg.ProbeDuration = 300 * time.Millisecond
+		_, err := scaleout.Run(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), "scale command for 2 replicas") || !strings.Contains(err.Error(), "asked to fail at 2") {
+			t.Fatalf("err = %v", err)
+		}
+		checkClean(t, o.State)
+	})
+	t.Run("no URL printed", func(t *testing.T) {
+		o := testsystem.Options{State: t.TempDir()}
+		cfg := config(t, o, 1)
+		cfg.ScaleCmd = "echo started {n}"
+		_, err := scaleout.Run(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), "last line must be the URL") {
+			t.Fatalf("err = %v", err)
+		}
+		checkClean(t, o.State)
+	})
+	t.Run("cancelled mid-search", func(t *testing.T) {
+		o := testsystem.Options{State: t.TempDir(), ReplicaEvery: time.Millisecond}
+		cfg := config(t, o, 1, 2)
+		cfg.ProbeDuration = 300 * time.Millisecond
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg.Progress = func(string) { cancel() } // after the first probe
+		_, err := scaleout.Run(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), "context canceled") {
+			t.Fatalf("err = %v", err)
+		}
+		checkClean(t, o.State)
+	})
+}
+
+func TestScaleoutRejectsBadConfigs(t *testing.T) {
+	base := func() scaleout.Config {
+		return scaleout.Config{ScaleCmd: "up {n}", DownCmd: "down", Replicas: []int{1, 2}, SLO: time.Millisecond,
+			Workload: func(string) (scaleout.Workload, error) { return scaleout.Workload{}, nil }}
+	}
+	tests := []struct {
+		change func(*scaleout.Config)
+		want   string
+	}{
+		{func(c *scaleout.Config) { c.ScaleCmd = "up" }, "must contain {n}"},
+		{func(c *scaleout.Config) { c.DownCmd = "" }, "down command"},
+		{func(c *scaleout.Config) { c.Replicas = []int{2, 1} }, "ascending"},
+		{func(c *scaleout.Config) { c.Replicas = []int{0} }, "positive"},
+		{func(c *scaleout.Config) { c.CPUs = []float64{0.5} }, "must contain {cpu}"},
+		{func(c *scaleout.Config) { c.ScaleCmd = "up {n} --cpu {cpu}" }, "give the CPU sizes"},
+		{func(c *scaleout.Config) { c.ScaleCmd, c.CPUs = "up {n} {cpu}", []float64{-1} }, "positive numbers of cores"},
+		{func(c *scaleout.Config) { c.SLO = 0 }, "SLO"},
+	}
+	for _, tt := range tests {
+		c := base()
+		tt.change(&c)
+		if _, err := scaleout.Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("err = %v, want %q", err, tt.want)
+		}
+	}
+}

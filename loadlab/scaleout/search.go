@@ -1,0 +1,211 @@
+package scaleout
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Probe is one open-loop run at a fixed rate, as the search sees it.
+type Probe struct {
+	Rate          float64 // offered, req/s
+	ThroughputRPS float64
+	P99           time.Duration
+	Requests      int64
+	Errors        int64
+	// GeneratorSaturated: loadlab itself fell behind (its CPU, requests
+	// sent late); the reasons say which. Warnings are the checks that
+	// do not stop the search (a busy machine).
+	GeneratorSaturated bool
+	SaturationReasons  []string
+	Warnings           []string
+	// SendDelayP99 is how late the generator dispatched its requests (p99),
+	// and SentShare the share of the scheduled requests it dispatched.
+	SendDelayP99 time.Duration
+	SentShare    float64
+	// Detail is whatever the prober wants to keep with the probe (the
+	// watched processes' use, for the bottleneck).
+	Detail any
+}
+
+// Prober runs one probe at rate.
+type Prober func(ctx context.Context, rate float64) (Probe, error)
+
+// Search bounds the capacity search.
+type Search struct {
+	SLO          time.Duration // p99 a probe must meet
+	MaxErrorRate float64       // and errors below this share of requests
+	Start        float64       // first rate to try, req/s
+	Factor       float64       // bracket: multiply or divide the rate by this (default 2)
+	Precision    float64       // bisect until high/low is at most 1 + this (default 0.04)
+	MinRate      float64       // below this, give up: capacity 0 (default 1)
+	MaxProbes    int           // at most this many probes (default 16)
+	// OnProbe, if set, hears each probe as it ends, with the phase
+	// ("bracket" or "bisect") and whether it passed.
+	OnProbe func(phase string, p Probe, pass bool)
+}
+
+// Capacity is a search's outcome.
+type Capacity struct {
+	// Best is the passing probe at the highest rate (zero when none
+	// passed); RPS its throughput.
+	Best   Probe
+	RPS    float64
+	Probes []Probe
+	// GeneratorLimited: the lowest rate that did not pass is one at which
+	// the generator fell behind (see Search.GeneratorLimited): the
+	// capacity is at least RPS, and may be more.
+	GeneratorLimited bool
+	GeneratorReasons []string
+	// Found reports whether a passing rate with a failing one above it
+	// bracketed the capacity.
+	Found bool
+}
+
+func (s *Search) defaults() {
+	if s.Factor <= 1 {
+		s.Factor = 2
+	}
+	if s.Precision <= 0 {
+		s.Precision = 0.04
+	}
+	if s.MinRate <= 0 {
+		s.MinRate = 1
+	}
+	if s.MaxProbes <= 0 {
+		s.MaxProbes = 16
+	}
+	if s.Start < s.MinRate {
+		s.Start = 100
+	}
+	if s.MaxErrorRate <= 0 {
+		s.MaxErrorRate = 0.001
+	}
+}
+
+// GeneratorLimited reports whether a probe says more about loadlab than
+// about the target: the generator's check failed (its CPU, requests sent
+// late) and either it did not dispatch the rate, or the probe failed by a
+// p99 that its own dispatch delay could explain. A probe that meets the
+// SLO stands even if requests went out late: their latency counts from
+// when they were due, so the delay was charged to the target, which met
+// the SLO anyway. Likewise a p99 over the SLO by more than the
+// generator's delay, or errors, are the target's.
+func (s Search) GeneratorLimited(p Probe) bool {
+	switch {
+	case !p.GeneratorSaturated:
+		return false
+	case p.SentShare < 0.95:
+		return true
+	case s.Pass(p):
+		return false
+	case p.Requests > 0 && float64(p.Errors) >= s.MaxErrorRate*float64(p.Requests):
+		return false
+	}
+	return p.P99-p.SendDelayP99 <= s.SLO
+}
+
+// Pass reports whether a probe meets the SLO: p99 within it and errors
+// under the allowed share.
+func (s Search) Pass(p Probe) bool {
+	if p.Requests == 0 {
+		return false
+	}
+	return p.P99 <= s.SLO && float64(p.Errors) < s.MaxErrorRate*float64(p.Requests)
+}
+
+// Run finds the highest rate that passes: it brackets the capacity by
+// multiplying (or dividing) the rate by Factor from Start, then bisects
+// between the highest passing and the lowest failing rate. A probe at
+// which the generator fell behind counts as not passing; when one bounds
+// the capacity from above, the result says the generator was the limit.
+func (s Search) Run(ctx context.Context, probe Prober) (c Capacity, err error) {
+	s.defaults()
+	lo, hi := 0.0, math.Inf(1)
+	hiBehind := false
+	defer func() {
+		if hiBehind {
+			c.GeneratorLimited = true
+		} else {
+			c.GeneratorReasons = nil
+		}
+	}()
+	try := func(phase string, rate float64) (bool, bool, error) {
+		var p Probe
+		var pass, behind bool
+		// A generator that fell behind once may have met a noisy moment:
+		// it gets one more try at the same rate.
+		for attempt := 0; attempt < 2 && (attempt == 0 || behind); attempt++ {
+			var err error
+			if p, err = probe(ctx, rate); err != nil {
+				return false, false, fmt.Errorf("probe at %.0f req/s: %w", rate, err)
+			}
+			c.Probes = append(c.Probes, p)
+			pass = s.Pass(p)
+			behind = s.GeneratorLimited(p)
+			if s.OnProbe != nil {
+				s.OnProbe(phase, p, pass && !behind)
+			}
+		}
+		if behind {
+			// Whose failure it was cannot be told: it bounds the search
+			// from above like a failure, and if it ends up as the bound,
+			// the result says the generator was the limit.
+			if rate < hi {
+				hi, hiBehind, c.GeneratorReasons = rate, true, p.SaturationReasons
+			}
+			return false, false, nil
+		}
+		if !pass && phase == "bisect" && len(c.Probes) < s.MaxProbes {
+			// Near the capacity a failure may be a noisy moment of a
+			// shared machine; an overload fails again (its queue builds
+			// anew), noise mostly does not.
+			q, err := probe(ctx, rate)
+			if err != nil {
+				return false, false, fmt.Errorf("probe at %.0f req/s: %w", rate, err)
+			}
+			c.Probes = append(c.Probes, q)
+			if s.OnProbe != nil {
+				s.OnProbe("confirm", q, s.Pass(q) && !s.GeneratorLimited(q))
+			}
+			if s.Pass(q) && !s.GeneratorLimited(q) {
+				p, pass = q, true
+			}
+		}
+		if pass && rate > lo {
+			lo, c.Best, c.RPS = rate, p, p.ThroughputRPS
+		}
+		if !pass && rate < hi {
+			hi, hiBehind = rate, false
+		}
+		return pass, false, nil
+	}
+	rate := s.Start
+	for len(c.Probes) < s.MaxProbes {
+		pass, stop, err := try("bracket", rate)
+		if err != nil || stop {
+			return c, err
+		}
+		if !math.IsInf(hi, 1) && lo > 0 {
+			break
+		}
+		if pass {
+			rate *= s.Factor
+		} else {
+			rate /= s.Factor
+			if rate < s.MinRate {
+				return c, nil // nothing passes: capacity 0
+			}
+		}
+	}
+	for len(c.Probes) < s.MaxProbes && hi/lo > 1+s.Precision {
+		// Geometric middle: the bracket spans a ratio, not a distance.
+		_, stop, err := try("bisect", math.Sqrt(lo*hi))
+		if err != nil || stop {
+			return c, err
+		}
+	}
+	c.Found = lo > 0 && !math.IsInf(hi, 1)
+	return c, nil
+}
