@@ -16,7 +16,7 @@ import (
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 )
 
-//go:embed page.html scaleout.html
+//go:embed page.html scaleout.html common.html
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
@@ -29,7 +29,7 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.2f", f)
 	},
 	"num": func(f float64) string { return fmt.Sprintf("%.4g", f) },
-}).ParseFS(pageFS, "page.html"))
+}).ParseFS(pageFS, "page.html", "common.html"))
 
 // Plot geometry, in SVG user units.
 const (

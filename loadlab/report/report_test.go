@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -56,6 +57,18 @@ func TestPageIsSelfContainedAndEscaped(t *testing.T) {
 // The page as a person sees it: rendered by Chromium, with both plots drawn
 // and no script errors.
 func TestPageRendersInHeadlessChromium(t *testing.T) {
+	var b bytes.Buffer
+	if err := Render(&b, sampleReport(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkInChromium(t, b.Bytes(), 2, "1000,1800")
+}
+
+// checkInChromium renders a page in headless Chromium and checks that its
+// self-check saw every plot drawn and no script error. With
+// REPORT_SCREENSHOT=file.png it keeps a screenshot to look at.
+func checkInChromium(t *testing.T, page []byte, plots int, window string) {
+	t.Helper()
 	browser := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -71,11 +84,7 @@ func TestPageRendersInHeadlessChromium(t *testing.T) {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.html")
-	var b bytes.Buffer
-	if err := Render(&b, sampleReport(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(path, page, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -89,7 +98,7 @@ func TestPageRendersInHeadlessChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium: %v\n%s", err, stderr.String())
 	}
-	if !strings.Contains(string(dom), `data-rendered="ok"`) || !strings.Contains(string(dom), `data-plots="2/2"`) {
+	if want := fmt.Sprintf(`data-plots="%d/%d"`, plots, plots); !strings.Contains(string(dom), `data-rendered="ok"`) || !strings.Contains(string(dom), want) {
 		m := regexp.MustCompile(`<body[^>]*>`).FindString(string(dom))
 		t.Fatalf("the page did not render its plots: %s\n%s", m, stderr.String())
 	}
@@ -98,9 +107,8 @@ func TestPageRendersInHeadlessChromium(t *testing.T) {
 			t.Errorf("console error: %s", line)
 		}
 	}
-	// A screenshot, to look at when the test is run by hand.
 	if out := os.Getenv("REPORT_SCREENSHOT"); out != "" {
-		shot := exec.Command(browser, append(args, "--screenshot="+out, "--window-size=1000,1800", "file://"+path)...)
+		shot := exec.Command(browser, append(args, "--screenshot="+out, "--window-size="+window, "file://"+path)...)
 		if b, err := shot.CombinedOutput(); err != nil {
 			t.Fatalf("screenshot: %v\n%s", err, b)
 		}

@@ -22,7 +22,7 @@ var scaleoutPage = template.Must(template.New("scaleout.html").Funcs(template.Fu
 		}
 		return fmt.Sprintf("%g", f)
 	},
-}).ParseFS(pageFS, "scaleout.html"))
+}).ParseFS(pageFS, "scaleout.html", "common.html"))
 
 // articleEfficiency is the articles' invented scaling: 1 server 1,000 req/s,
 // 2 servers 1,800 (90%), 4 servers 3,200 (80%), 10 servers 7,000 (70%);

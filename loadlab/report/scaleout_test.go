@@ -3,9 +3,6 @@ package report
 import (
 	"bytes"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -69,52 +66,9 @@ func TestScaleoutPageIsSelfContained(t *testing.T) {
 // The page as a person sees it, in Chromium: three plots drawn, no script
 // errors. REPORT_SCREENSHOT=file.png keeps a screenshot to look at.
 func TestScaleoutPageRendersInHeadlessChromium(t *testing.T) {
-	browser := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			browser = p
-			break
-		}
-	}
-	if browser == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed; .ci/run installs it (apt-get install chromium)")
-		}
-		t.Skip("chromium not installed (apt-get install chromium); the page is not checked in a browser")
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "scaleout.html")
 	var b bytes.Buffer
 	if err := RenderScaleout(&b, sampleScaleout(t, true)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + filepath.Join(dir, "profile"), "--enable-logging=stderr", "--v=0",
-		"--virtual-time-budget=2000"}
-	cmd := exec.Command(browser, append(args, "--dump-dom", "file://"+path)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	dom, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	if !strings.Contains(string(dom), `data-rendered="ok"`) || !strings.Contains(string(dom), `data-plots="3/3"`) {
-		m := regexp.MustCompile(`<body[^>]*>`).FindString(string(dom))
-		t.Fatalf("the page did not render its plots: %s\n%s", m, stderr.String())
-	}
-	for _, line := range strings.Split(stderr.String(), "\n") {
-		if strings.Contains(line, "CONSOLE") && (strings.Contains(line, "Uncaught") || strings.Contains(line, "ERROR")) {
-			t.Errorf("console error: %s", line)
-		}
-	}
-	if out := os.Getenv("REPORT_SCREENSHOT"); out != "" {
-		shot := exec.Command(browser, append(args, "--screenshot="+out, "--window-size=1000,2200", "file://"+path)...)
-		if b, err := shot.CombinedOutput(); err != nil {
-			t.Fatalf("screenshot: %v\n%s", err, b)
-		}
-	}
+	checkInChromium(t, b.Bytes(), 3, "1000,2200")
 }
