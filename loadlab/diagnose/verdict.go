@@ -527,12 +527,16 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			f.Fit.Sigma, f.Fit.Kappa, f.Fit.Lambda, f.Fit.PeakText(), f.Fit.R2)
 	}
 
-	for _, s := range append([]Step{base}, steps...) {
+	for i, s := range append([]Step{base}, steps...) {
+		where := "with " + users(s.Concurrency)
+		if i == 0 {
+			where = "in the single-user baseline"
+		}
 		if s.GeneratorSaturated {
-			warnings = append(warnings, fmt.Sprintf("with %s the generator itself was saturated: that step may describe loadlab more than the target", users(s.Concurrency)))
+			warnings = append(warnings, fmt.Sprintf("%s the generator itself was saturated: that step may describe loadlab more than the target", where))
 		}
 		if s.Requests > 0 && s.Errors*100 > s.Requests {
-			warnings = append(warnings, fmt.Sprintf("with %s, %d of %d requests failed", users(s.Concurrency), s.Errors, s.Requests))
+			warnings = append(warnings, fmt.Sprintf("%s, %d of %d requests failed", where, s.Errors, s.Requests))
 		}
 	}
 	return evidence, warnings
