@@ -115,6 +115,9 @@ type ProcessStep struct {
 	// quota ran out.
 	QuotaCores, ThrottledShare float64
 	Local                      bool
+	// Suspect: watched because it runs here, not because the server side
+	// connects to it; never named the bottleneck.
+	Suspect bool
 }
 
 // Runner runs closed-loop load (loadlab/load through LoadRunner, or
@@ -140,8 +143,8 @@ type InFlightSampler interface {
 }
 
 // Follower is a Watcher that can find more processes while load runs (a
-// proxy's upstream connections exist while it forwards); the baseline
-// runs with it following.
+// proxy's upstream connections exist while it forwards); the whole
+// diagnosis runs with it following.
 type Follower interface {
 	Follow(ctx context.Context, every time.Duration) (stop func())
 }
@@ -156,12 +159,13 @@ func Run(ctx context.Context, cfg Config, r Runner, w Watcher) (*Report, error) 
 		rep.SaturationSource = w.Source()
 	}
 	m := newMeter(w)
-	stopFollowing := func() {}
 	if f, ok := w.(Follower); ok {
-		stopFollowing = f.Follow(ctx, 50*time.Millisecond)
+		// Followed all along: a proxy may send one user to one replica
+		// and spread only more users over the others. A group that grows
+		// during a step sits that step out.
+		defer f.Follow(ctx, 100*time.Millisecond)()
 	}
 	base, err := m.measure(ctx, r, Spec{Concurrency: 1, Duration: cfg.BaselineDuration, Requests: cfg.BaselineRequests})
-	stopFollowing()
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -276,7 +280,7 @@ func processSteps(before, after []procwatch.Usage, seconds float64) []ProcessSte
 			continue
 		}
 		b := before[i]
-		p := ProcessStep{Name: a.Name, Members: a.Members, Local: a.Local,
+		p := ProcessStep{Name: a.Name, Members: a.Members, Local: a.Local, Suspect: a.Suspect,
 			CPUCores: math.Max(a.CPU-b.CPU, 0) / seconds, WaitCores: a.WaitSince(b) / seconds,
 			QuotaCores: a.QuotaCores, ThrottledShare: math.NaN()}
 		if periods := a.Periods - b.Periods; periods > 0 {

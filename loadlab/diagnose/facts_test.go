@@ -85,6 +85,17 @@ func TestVerdictNamesTheBottleneckProcess(t *testing.T) {
 			mentions: []string{"the 4 shop replicas are CPU-bound at the plateau (0.97 cores, at 0.24 of their 0.25-core quota each, throttled in 80% of quota periods, held to its cgroup quota)", "PostgreSQL 0.20 cores"},
 		},
 		{
+			// The machine's shared PostgreSQL, busy with other work and
+			// not connected to the server, waits for a CPU: it is reported
+			// but not the bottleneck of a server with a lock.
+			name: "a busy PostgreSQL the server does not use",
+			steps: withProcesses(flat(), proc("lockserver", 1, 0.05, 0.02, nan, nan),
+				ProcessStep{Name: "PostgreSQL", Members: 1, CPUCores: 0.9, WaitCores: 1.5, QuotaCores: nan, ThrottledShare: nan, Local: true, Suspect: true}),
+			kind:      KindContention,
+			mentions:  []string{"PostgreSQL 0.90 cores +1.50 waiting for a CPU (runs here, not connected to the server)"},
+			forbidden: []string{"PostgreSQL is CPU-bound"},
+		},
+		{
 			name: "no process bound: a serial section",
 			steps: withProcesses(flat(), proc("nginx", 1, 0.05, 0, nan, nan), proc("shop", 2, 0.2, 0.01, nan, nan),
 				proc("PostgreSQL", 1, 0.1, 0.01, nan, nan)),

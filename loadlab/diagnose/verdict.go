@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -129,6 +130,9 @@ type Load struct {
 	Throttled   float64 // share of quota periods in which the quota ran out
 	MachineBusy float64
 	Bound       bool // CPU-bound (see isCPUBound and quotaBound)
+	// Suspect: runs here but the server side was not seen connecting to
+	// it; reported, never named the bottleneck.
+	Suspect bool
 }
 
 // AtQuota reports whether the group is held by a cgroup quota.
@@ -296,17 +300,31 @@ func serverLoad(steps []Step, cores float64) (Load, bool) {
 // steps, with the CPU each could have had (its quota, or what the
 // generator and the other groups left it) and whether it is CPU-bound.
 func processLoads(steps []Step, cores float64) []Load {
-	if len(steps) == 0 || len(steps[0].Processes) == 0 {
+	if len(steps) == 0 {
 		return nil
 	}
+	// Every group seen at any step, in the order first seen; a group
+	// found during the plateau counts from the steps that carry it.
+	var names []string
+	members := map[string]int{}
+	suspect := map[string]bool{}
+	for _, s := range steps {
+		for _, p := range s.Processes {
+			if _, ok := members[p.Name]; !ok {
+				names = append(names, p.Name)
+			}
+			members[p.Name], suspect[p.Name] = p.Members, p.Suspect
+		}
+	}
 	var out []Load
-	for gi, g := range steps[0].Processes {
+	for _, name := range names {
 		var cpu, wait, quota, thr, busy, gen []float64
 		for _, s := range steps {
-			if gi >= len(s.Processes) || s.Processes[gi].Name != g.Name {
-				continue
+			i := slices.IndexFunc(s.Processes, func(p ProcessStep) bool { return p.Name == name })
+			if i < 0 || s.Processes[i].Members != members[name] {
+				continue // missing, or measured with fewer members
 			}
-			p := s.Processes[gi]
+			p := s.Processes[i]
 			cpu = append(cpu, p.CPUCores)
 			gen = append(gen, s.GeneratorCPUCores)
 			for _, v := range []struct {
@@ -318,7 +336,10 @@ func processLoads(steps []Step, cores float64) []Load {
 				}
 			}
 		}
-		out = append(out, Load{Name: g.Name, Members: g.Members, CPU: median(cpu), Wait: medianOrNaN(wait),
+		if len(cpu) == 0 {
+			continue
+		}
+		out = append(out, Load{Name: name, Members: members[name], Suspect: suspect[name], CPU: median(cpu), Wait: medianOrNaN(wait),
 			Quota: medianOrNaN(quota), Throttled: medianOrNaN(thr), MachineBusy: medianOrNaN(busy), Available: median(gen)})
 	}
 	var total float64
@@ -352,7 +373,7 @@ func bottleneck(loads []Load) *Load {
 		return (l.CPU + w) / l.Available
 	}
 	for i := range loads {
-		if loads[i].Bound && (best == nil || score(&loads[i]) > score(best)) {
+		if loads[i].Bound && !loads[i].Suspect && (best == nil || score(&loads[i]) > score(best)) {
 			best = &loads[i]
 		}
 	}
@@ -477,8 +498,12 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 		if b.AtQuota() {
 			limit = "held to its cgroup quota"
 		}
-		add("capacity: %s %s CPU-bound at the plateau (%s, %s), while %s. Give %s more CPU or more replicas (or make each request cheaper there)",
-			b.Who(), isAre(b), b.Describe(), limit, others(f.Processes, b), themOrIt(b))
+		busy := ""
+		if !math.IsNaN(b.MachineBusy) && b.MachineBusy >= machineSaturated {
+			busy = fmt.Sprintf(", on a machine %.0f%% busy", 100*b.MachineBusy)
+		}
+		add("capacity: %s %s CPU-bound at the plateau (%s, %s%s), while %s. Give %s more CPU or more replicas (or make each request cheaper there)",
+			b.Who(), isAre(b), b.Describe(), limit, busy, others(f.Processes, b), themOrIt(b))
 	case KindCoherency:
 		nStar := "near " + users(steps[f.Peak].Concurrency)
 		if f.FitOK && !math.IsInf(f.Fit.PeakConcurrency, 1) {
@@ -505,7 +530,11 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 	if len(f.Processes) > 1 || (len(f.Processes) == 1 && f.Processes[0].Name != "") {
 		var parts []string
 		for _, l := range f.Processes {
-			parts = append(parts, l.Name+" "+l.Describe())
+			part := l.Name + " " + l.Describe()
+			if l.Suspect {
+				part += " (runs here, not connected to the server)"
+			}
+			parts = append(parts, part)
 		}
 		gen := steps[f.PlateauFrom].GeneratorCPUCores
 		parts = append(parts, fmt.Sprintf("loadlab itself %.2f cores", gen))
@@ -556,19 +585,36 @@ func themOrIt(l *Load) string {
 	return "it"
 }
 
-// others describes the groups other than b: "the others have room (nginx
-// 0.10 cores; ...)" or "it is the only process watched".
+// others describes the groups other than b: "the others are with room:
+// nginx 0.10 cores; ...", the others that are CPU-bound too, or "it is the
+// only process watched".
 func others(loads []Load, b *Load) string {
-	var parts []string
+	var room, bound, apart []string
 	for _, l := range loads {
-		if l.Name != b.Name {
-			parts = append(parts, l.Name+" "+l.Describe())
+		switch {
+		case l.Name == b.Name:
+		case l.Suspect:
+			apart = append(apart, l.Name+" "+l.Describe())
+		case l.Bound:
+			bound = append(bound, l.Name+" "+l.Describe())
+		default:
+			room = append(room, l.Name+" "+l.Describe())
 		}
 	}
-	if len(parts) == 0 {
+	var out []string
+	if len(bound) > 0 {
+		out = append(out, "CPU-bound too: "+strings.Join(bound, "; "))
+	}
+	if len(room) > 0 {
+		out = append(out, "with room: "+strings.Join(room, "; "))
+	}
+	if len(apart) > 0 {
+		out = append(out, "not connected to the server: "+strings.Join(apart, "; "))
+	}
+	if len(out) == 0 {
 		return "it is the only process watched"
 	}
-	return "the others have room (" + strings.Join(parts, "; ") + ")"
+	return "the others are " + strings.Join(out, "; and ")
 }
 
 // isCPUBound reports whether a server using serverCPU of the available

@@ -39,6 +39,10 @@ type Group struct {
 	Metrics string
 	// Why says how the group was found, for the report.
 	Why string
+	// Suspect: found only by its name running on this machine, not by a
+	// connection from the server side; it is watched and reported, but
+	// cannot be the server's bottleneck unless a connection links it.
+	Suspect bool
 }
 
 // Usage is a group's cumulative use at one moment. Fields that cannot be
@@ -51,6 +55,7 @@ type Usage struct {
 	Members   int     // replicas (roots); 1 for a metrics endpoint
 	Processes int     // processes counted, children included
 	Local     bool    // read from /proc (not from metrics)
+	Suspect   bool    // see Group.Suspect
 	CPU       float64 // seconds of CPU, user and system
 	Wait      float64 // seconds its threads waited runnable for a CPU
 	// QuotaCores is the CPU quota of the cgroups holding the members, in
@@ -172,7 +177,7 @@ func (s *Set) Sample(ctx context.Context) ([]Usage, error) {
 	var errs []error
 	out := make([]Usage, 0, len(groups))
 	for _, g := range groups {
-		failed := Usage{Name: g.Name, Members: max(len(g.Roots), 1), CPU: math.NaN(), Wait: math.NaN(),
+		failed := Usage{Name: g.Name, Suspect: g.Suspect, Members: max(len(g.Roots), 1), CPU: math.NaN(), Wait: math.NaN(),
 			QuotaCores: math.NaN(), Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN()}
 		if g.Metrics != "" {
 			cpu, err := s.scrape(ctx, g.Metrics)
@@ -228,7 +233,7 @@ func (s *Set) InFlight(ctx context.Context) (float64, error) {
 
 // localUsage adds up a local group's processes.
 func localUsage(sc *scan, g Group) (Usage, error) {
-	u := Usage{Name: g.Name, OK: true, Members: len(g.Roots), Local: true, QuotaCores: math.NaN(),
+	u := Usage{Name: g.Name, OK: true, Suspect: g.Suspect, Members: len(g.Roots), Local: true, QuotaCores: math.NaN(),
 		Periods: math.NaN(), Throttled: math.NaN(), ThrottledSeconds: math.NaN(), waits: map[int]float64{}}
 	alive := 0
 	for _, root := range g.Roots {
@@ -409,7 +414,7 @@ func (s *Set) follow(sc *scan) {
 		for _, name := range sortedKeys(byName) {
 			sort.Ints(ports[name])
 			why := fmt.Sprintf("connected to on port %s", joinInts(ports[name]))
-			if s.extend(name, byName[name]) || s.add(Group{Name: name, Roots: byName[name], Why: why}) {
+			if s.extend(name, byName[name], why) || s.add(Group{Name: name, Roots: byName[name], Why: why}) {
 				added = true
 			}
 		}
@@ -419,9 +424,10 @@ func (s *Set) follow(sc *scan) {
 	}
 }
 
-// extend adds new replicas to a group of the same name found earlier,
-// reporting whether such a group exists and grew.
-func (s *Set) extend(name string, roots []int) bool {
+// extend adds new replicas to a group of the same name found earlier (and
+// a suspect found connected is a suspect no more), reporting whether such
+// a group exists and grew.
+func (s *Set) extend(name string, roots []int, why string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, g := range s.groups {
@@ -429,6 +435,9 @@ func (s *Set) extend(name string, roots []int) bool {
 			continue
 		}
 		grew := false
+		if g.Suspect {
+			s.groups[i].Suspect, s.groups[i].Why, grew = false, why, true
+		}
 		for _, r := range roots {
 			taken := false
 			for _, other := range s.groups {
@@ -458,7 +467,7 @@ func (s *Set) addSuspects(sc *scan) {
 	}
 	for _, name := range sortedKeys(byName) {
 		sort.Ints(byName[name])
-		s.add(Group{Name: name, Roots: byName[name], Why: "running on this machine"})
+		s.add(Group{Name: name, Roots: byName[name], Why: "running on this machine", Suspect: true})
 	}
 }
 

@@ -270,21 +270,19 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 			return step, fmt.Errorf("%s: %w", where, err)
 		}
 	}
-	probes := 0
+	if watcher != nil {
+		// A proxy's upstream connections show while it forwards, and a
+		// low rate may reach one replica only: follow all along (a group
+		// that grows during a probe sits that probe out).
+		defer watcher.Follow(ctx, 100*time.Millisecond)()
+	}
 	prober := func(ctx context.Context, rate float64) (Probe, error) {
-		stopFollowing := func() {}
-		if watcher != nil && probes == 0 {
-			// A proxy's upstream connections show while it forwards.
-			stopFollowing = watcher.Follow(ctx, 50*time.Millisecond)
-		}
-		probes++
 		runner := openLoop{rate: rate, duration: cfg.ProbeDuration, work: w, client: cfg.Client}
 		var dw diagnose.Watcher
 		if watcher != nil {
 			dw = watcher
 		}
 		s, err := diagnose.Measure(ctx, dw, &runner, diagnose.Spec{Duration: cfg.ProbeDuration})
-		stopFollowing()
 		if err != nil {
 			return Probe{}, err
 		}
@@ -357,7 +355,7 @@ func bottleneckText(best diagnose.Step, c Capacity, cfg Config) string {
 	text := fmt.Sprintf("%s CPU-bound (%s)", b.Who(), b.Describe())
 	var also []string
 	for _, l := range loads {
-		if l.Bound && l.Name != b.Name {
+		if l.Bound && !l.Suspect && l.Name != b.Name {
 			also = append(also, l.Who())
 		}
 	}
