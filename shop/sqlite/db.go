@@ -63,10 +63,7 @@ func openPool(dsn string, o options) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.hook != nil {
-		c = hookConnector{Connector: c, hook: o.hook}
-	}
-	return sql.OpenDB(c), nil
+	return sql.OpenDB(hookConnector{Connector: c, hook: o.hook, noCache: o.noCache}), nil
 }
 
 // dsn builds a modernc.org/sqlite connection string. Immediate transactions

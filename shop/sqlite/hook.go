@@ -8,22 +8,30 @@ import (
 // QueryHook sees every statement a connection runs, with its arguments,
 // before it runs: River's statements on the write pool as well as the
 // store's own. Tests use it to EXPLAIN every query the store issues and to
-// count queries per request; it costs nothing when not set.
+// count queries per request.
 type QueryHook func(query string, args []driver.NamedValue)
 
 // Option changes how Open sets the database up.
 type Option func(*options)
 
-type options struct{ hook QueryHook }
+type options struct {
+	hook    QueryHook
+	noCache bool
+}
 
 // WithQueryHook calls hook for every statement run on either pool.
 func WithQueryHook(hook QueryHook) Option { return func(o *options) { o.hook = hook } }
 
-// hookConnector wraps the driver's connector so each connection reports its
-// statements to hook.
+// WithoutStatementCache prepares every statement afresh each time it runs,
+// as the driver does by itself: for measuring what the cache saves.
+func WithoutStatementCache() Option { return func(o *options) { o.noCache = true } }
+
+// hookConnector wraps the driver's connector: each connection keeps its
+// statements prepared (see hookConn) and reports them to hook, if set.
 type hookConnector struct {
 	driver.Connector
-	hook QueryHook
+	hook    QueryHook
+	noCache bool
 }
 
 func (c hookConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -31,7 +39,23 @@ func (c hookConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hookConn{conn: conn, hook: c.hook}, nil
+	hook := c.hook
+	if hook == nil {
+		hook = func(string, []driver.NamedValue) {}
+	}
+	return &hookConn{conn: conn, hook: hook, stmts: map[string]*cachedStmt{}, noCache: c.noCache}, nil
+}
+
+// maxCachedStmts bounds each connection's prepared statements; the store
+// and River together issue about sixty distinct ones.
+const maxCachedStmts = 256
+
+// cachedStmt is a statement prepared once on its connection. busy: a result
+// set of it is still open, so a second use on the same connection (a query
+// inside a row loop) prepares a fresh one instead of resetting this one.
+type cachedStmt struct {
+	stmt driver.Stmt
+	busy bool
 }
 
 // sqliteConn is what modernc.org/sqlite's connections implement; the
@@ -48,9 +72,38 @@ type sqliteConn interface {
 	driver.Pinger
 }
 
+// hookConn keeps every statement run through it prepared, by its text, for
+// the connection's life: SQLite parses and plans a statement when it is
+// prepared, which costs more than running a small indexed one, and the
+// driver would otherwise prepare and finalize it on every call. A
+// connection is used by one goroutine at a time (database/sql), so the
+// cache needs no lock.
 type hookConn struct {
-	conn driver.Conn
-	hook QueryHook
+	conn    driver.Conn
+	hook    QueryHook
+	stmts   map[string]*cachedStmt
+	noCache bool
+}
+
+// cached returns the connection's prepared statement for query, preparing
+// it on first use; nil when it is in use or cannot be cached.
+func (c *hookConn) cached(ctx context.Context, query string) *cachedStmt {
+	if cs, ok := c.stmts[query]; ok {
+		if cs.busy {
+			return nil
+		}
+		return cs
+	}
+	if c.noCache || len(c.stmts) >= maxCachedStmts {
+		return nil
+	}
+	st, err := c.inner().PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the uncached path reports the error
+	}
+	cs := &cachedStmt{stmt: st}
+	c.stmts[query] = cs
+	return cs
 }
 
 func (c *hookConn) inner() sqliteConn { return c.conn.(sqliteConn) }
@@ -67,7 +120,12 @@ func (c *hookConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 	return &hookStmt{Stmt: st, query: query, hook: c.hook}, nil
 }
 
-func (c *hookConn) Close() error { return c.conn.Close() }
+func (c *hookConn) Close() error {
+	for _, cs := range c.stmts {
+		cs.stmt.Close() //nolint:errcheck // closing the connection frees them anyway
+	}
+	return c.conn.Close()
+}
 
 func (c *hookConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
@@ -79,12 +137,38 @@ func (c *hookConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 
 func (c *hookConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	c.hook(query, args)
+	if cs := c.cached(ctx, query); cs != nil {
+		cs.busy = true
+		defer func() { cs.busy = false }()
+		return cs.stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+	}
 	return c.inner().ExecContext(ctx, query, args)
 }
 
 func (c *hookConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	c.hook(query, args)
+	if cs := c.cached(ctx, query); cs != nil {
+		cs.busy = true
+		rows, err := cs.stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+		if err != nil {
+			cs.busy = false
+			return nil, err
+		}
+		return &releasingRows{Rows: rows, cs: cs}, nil
+	}
 	return c.inner().QueryContext(ctx, query, args)
+}
+
+// releasingRows frees its cached statement for reuse when closed.
+type releasingRows struct {
+	driver.Rows
+	cs *cachedStmt
+}
+
+func (r *releasingRows) Close() error {
+	err := r.Rows.Close()
+	r.cs.busy = false
+	return err
 }
 
 func (c *hookConn) ResetSession(ctx context.Context) error { return c.inner().ResetSession(ctx) }
