@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -67,6 +69,10 @@ type config struct {
 	// natsURL enables order events on NATS JetStream; empty: none (order
 	// streams poll the database).
 	natsURL string
+	// sessionLimit and trustedProxies: the per-address limit on new
+	// sessions, and the proxies whose forwarding headers name the client.
+	sessionLimit   httpapi.SessionLimit
+	trustedProxies []netip.Prefix
 }
 
 // defaultDrainDelay is the drain of a replica behind a load balancer: long
@@ -117,6 +123,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&prep, "prep-time", env("SHOP_PREP_TIME", "10s"), "time from confirmed to ready (env SHOP_PREP_TIME)")
 	fs.StringVar(&mailLat, "mail-latency", env("SHOP_MAIL_LATENCY", "0s"), "simulated mail provider latency (env SHOP_MAIL_LATENCY)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("SHOP_SHUTDOWN_TIMEOUT", "15s"), "how long shutdown waits for in-flight requests and running jobs before cancelling them (env SHOP_SHUTDOWN_TIMEOUT)")
+	var sessionRate, sessionBurst, trusted string
+	fs.StringVar(&sessionRate, "session-rate", env("SHOP_SESSION_RATE", strconv.Itoa(httpapi.DefaultSessionRate)), "new sessions per second allowed to one client address, on average; 0 disables the limit (env SHOP_SESSION_RATE)")
+	fs.StringVar(&sessionBurst, "session-burst", env("SHOP_SESSION_BURST", strconv.Itoa(httpapi.DefaultSessionBurst)), "new sessions one client address may create at once (env SHOP_SESSION_BURST)")
+	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none (env SHOP_TRUSTED_PROXIES)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: shop [flags]\n       shop migrate [flags]\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts. SHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -184,6 +194,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if err := checkNATSURL(c.natsURL); err != nil {
 		return nil, err
+	}
+	if c.sessionLimit.Rate, err = strconv.ParseFloat(sessionRate, 64); err != nil || c.sessionLimit.Rate < 0 || math.IsInf(c.sessionLimit.Rate, 0) || math.IsNaN(c.sessionLimit.Rate) {
+		return nil, fmt.Errorf("--session-rate must be a number of sessions per second, 0 or more, got %q", sessionRate)
+	}
+	if c.sessionLimit.Rate == 0 {
+		c.sessionLimit.Rate = -1 // httpapi: no limit
+	}
+	if c.sessionLimit.Burst, err = strconv.Atoi(sessionBurst); err != nil || c.sessionLimit.Burst < 1 {
+		return nil, fmt.Errorf("--session-burst must be a whole number of at least 1, got %q", sessionBurst)
+	}
+	if c.trustedProxies, err = httpapi.ParseTrustedProxies(trusted); err != nil {
+		return nil, fmt.Errorf("--trusted-proxies must be addresses or CIDR prefixes separated by commas, got %q", trusted)
 	}
 	c.adminToken = getenv("SHOP_ADMIN_TOKEN")
 	// A token with surrounding spaces (a stray newline from a secrets file)
@@ -356,6 +378,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	hcfg := httpapi.Config{
 		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
 		OpsOnly: cfg.role == "worker", Draining: draining.Load, OrderHistory: store,
+		SessionLimit: cfg.sessionLimit, TrustedProxies: cfg.trustedProxies,
 	}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()

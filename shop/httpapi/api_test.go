@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ type options struct {
 	orders func(httpapi.Orders) httpapi.Orders
 	// registry, if set, receives the metrics (else a private one).
 	registry *prometheus.Registry
+	// sessionLimit and trustedProxies configure the session rate limit.
+	sessionLimit   httpapi.SessionLimit
+	trustedProxies []netip.Prefix
 	// feed and stream configure the order event streams.
 	feed   httpapi.EventFeed
 	stream httpapi.StreamConfig
@@ -119,6 +123,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 		Catalog: cached, Sessions: cached, Carts: store, Orders: orders, Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
 		OrderHistory: store, EventFeed: o.feed, Stream: o.stream,
+		SessionLimit: o.sessionLimit, TrustedProxies: o.trustedProxies,
 	}
 	h := httpapi.NewHandler(hcfg)
 	if err := b.Queue.Start(ctx); err != nil {

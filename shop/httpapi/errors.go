@@ -44,6 +44,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Status, p.Detail = http.StatusUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
 	case errors.Is(err, errBodyTooLarge):
 		p.Status, p.Detail = http.StatusRequestEntityTooLarge, "the request body is larger than 64 KiB"
+	case isRateLimited(err):
+		p.Status, p.Detail = http.StatusTooManyRequests, "too many new sessions from your address: reuse the session you have, or retry after the time in Retry-After"
+		w.Header().Set("Retry-After", retryAfterSeconds(rateLimitedWait(err)))
 	case errors.As(err, &oos):
 		p.Status, p.Code, p.Detail, p.Items = http.StatusConflict, shop.ECONFLICT, oos.Error(), oos.Items
 	case errors.As(err, &changed):

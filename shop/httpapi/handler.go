@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,13 @@ type Config struct {
 	OrderHistory OrderHistory
 	EventFeed    EventFeed
 	Stream       StreamConfig
+	// SessionLimit is the per-client-address token bucket for POST
+	// /v1/sessions; the zero value means the defaults, a negative Rate no
+	// limit. Nothing else is limited: health and readiness never are.
+	SessionLimit SessionLimit
+	// TrustedProxies are the peers whose X-Forwarded-For / X-Real-IP
+	// name the client (see clientAddr); none by default.
+	TrustedProxies []netip.Prefix
 }
 
 type server struct {
@@ -72,7 +80,10 @@ type server struct {
 	menu       atomic.Pointer[encodedMenu]
 	menuBuild  singleflight.Group
 	mux        *http.ServeMux
-	patterns   []string // every registered route, for the OpenAPI test
+	// sessionLimiter is nil when session creation is not limited.
+	sessionLimiter *clientLimiter
+	clientAddr     clientAddr
+	patterns       []string // every registered route, for the OpenAPI test
 }
 
 // NewHandler returns the service's HTTP handler.
@@ -127,6 +138,16 @@ func newServer(cfg Config) *server {
 		s.draining = func() bool { return false }
 	}
 	s.metrics = newHTTPMetrics(s.reg)
+	s.clientAddr = clientAddr{trusted: cfg.TrustedProxies}
+	if l := cfg.SessionLimit; l.Rate >= 0 {
+		if l.Rate == 0 {
+			l.Rate = DefaultSessionRate
+		}
+		if l.Burst <= 0 {
+			l.Burst = DefaultSessionBurst
+		}
+		s.sessionLimiter = newClientLimiter(l, nil)
+	}
 	if cfg.OpsOnly {
 		addOpsRoutes(s)
 	} else {

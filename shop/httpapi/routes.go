@@ -10,7 +10,7 @@ func addRoutes(s *server) {
 	s.handle("GET /v1/items", s.handleListItems)
 	s.handle("GET /v1/items/{id}", s.handleItem)
 
-	s.handle("POST /v1/sessions", s.handleCreateSession)
+	s.handle("POST /v1/sessions", s.limitSessions(s.handleCreateSession))
 
 	s.handle("GET /v1/cart", s.authenticated(s.handleCart))
 	s.handle("PUT /v1/cart/items/{id}", s.authenticated(s.handleSetCartItem))
