@@ -216,3 +216,48 @@ func TestFeed(t *testing.T) {
 		t.Fatalf("version %d after the feed announced %d", got, v+10)
 	}
 }
+
+// TestCheckoutRefreshesWhatItSold: after a checkout through the cache, the
+// items it sold are read afresh (their stock changed), and selling the last
+// unit moves the catalog version at once.
+func TestCheckoutRefreshesWhatItSold(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, filepath.Join(t.TempDir(), "shop.db"))
+	its := seed.Items(5)
+	its[2].Stock = 3
+	if _, err := s.SeedIfEmpty(ctx, its); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, s, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := c.Orders(shop.NewOrders(s, nil))
+	before, err := c.Item(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v0, _ := c.CatalogVersion(ctx)
+	_, hash := shop.NewToken()
+	sess, err := s.CreateSession(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetCartItem(ctx, sess.ID, 3, 3); err != nil {
+		t.Fatal(err)
+	}
+	co := shop.Checkout{CustomerName: "Ada Lovelace", Email: "ada@example.com"}
+	if _, _, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: co}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.Item(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Stock != before.Stock-3 {
+		t.Errorf("item 3 stock %d after selling 3 of %d", after.Stock, before.Stock)
+	}
+	if v, _ := c.CatalogVersion(ctx); v <= v0 {
+		t.Errorf("version %d after item 3 sold out, was %d", v, v0)
+	}
+}
