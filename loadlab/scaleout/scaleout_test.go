@@ -22,9 +22,6 @@ func TestMain(m *testing.M) {
 	if testsystem.Main() {
 		return
 	}
-	// The generator runs in this process: it gets the test system's
-	// priority (see testsystem.Prioritize).
-	testsystem.Prioritize(os.Getpid())
 	os.Exit(m.Run())
 }
 

@@ -359,11 +359,12 @@ func writeAll(cg string, files [][2]string) error {
 	return nil
 }
 
-// Prioritize raises a process's CPU priority (nice -10) where allowed
-// (root), so that on a shared machine whose run queue is long the test
-// system and its generator still run when due: their capacity is what the
-// test knows, not what the machine's other work leaves. Where it is not
-// allowed, nothing changes.
+// Prioritize raises the CPU priority (nice -10) of one of the system's
+// processes where allowed (root), so that on a shared machine whose run
+// queue is long the system still runs when due: its capacity is what the
+// test knows, not what the machine's other work leaves. Each process runs
+// in a session of its own (Setsid), so raising its session's autogroup
+// touches nothing else. Where it is not allowed, nothing changes.
 func Prioritize(pid int) {
 	// With autogroup scheduling, sessions compete first and nice counts
 	// within a session only: raise the session's weight too.
