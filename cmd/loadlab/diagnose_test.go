@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -165,5 +166,46 @@ func TestDiagnoseReadsServerMetrics(t *testing.T) {
 	last := doc.Steps[len(doc.Steps)-1]
 	if doc.Source != "metrics" || last.CPU == nil || last.InFlight == nil || *last.InFlight < 2 {
 		t.Fatalf("metrics not used: %s", b)
+	}
+}
+
+// --watch NAME=PID names what is watched; the JSON carries each watched
+// group's figures per step.
+func TestDiagnoseWatchesGivenProcesses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "d.json")
+	out, _, err := loadlab("diagnose", "--max-concurrency", "2", "--step-duration", "300ms", "--baseline-requests", "10",
+		"--watch", fmt.Sprintf("api=%d", os.Getpid()), "--json", path, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, fmt.Sprintf("watching api: process %d with its children, as given", os.Getpid())) {
+		t.Fatalf("output:\n%s", out)
+	}
+	b, _ := os.ReadFile(path)
+	var doc struct {
+		Watched []string `json:"watched"`
+		Steps   []struct {
+			Processes []struct {
+				Name string   `json:"name"`
+				CPU  *float64 `json:"cpu_cores"`
+				Wait *float64 `json:"cpu_wait_cores"`
+			} `json:"processes"`
+			GeneratorWait *float64 `json:"generator_cpu_wait_cores"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Watched) != 1 || len(doc.Steps) != 2 {
+		t.Fatalf("json: %s", b)
+	}
+	for _, s := range doc.Steps {
+		if len(s.Processes) != 1 || s.Processes[0].Name != "api" || s.Processes[0].CPU == nil || s.Processes[0].Wait == nil || s.GeneratorWait == nil {
+			t.Fatalf("step lacks the watched process or the generator's wait: %s", b)
+		}
 	}
 }

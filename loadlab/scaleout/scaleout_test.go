@@ -31,9 +31,11 @@ func config(t *testing.T, o testsystem.Options, replicas ...int) scaleout.Config
 	return scaleout.Config{
 		ScaleCmd: testsystem.UpCommand(o), DownCmd: testsystem.DownCommand(o), Replicas: replicas,
 		// A generous SLO and low rates: the test must hold on a shared
-		// 2-core machine whose run queue is long; 2 s probes let an
-		// overload of 5% build a queue the SLO sees.
-		SLO: 100 * time.Millisecond, ProbeDuration: 2 * time.Second, StartRate: 20, Cores: float64(runtime.NumCPU()),
+		// 2-core machine whose run queue is long. An overload of x builds
+		// a queue of x × the probe's length whatever the rate: in 2.5 s
+		// probes, 5% over the capacity adds 125 ms, which with the
+		// machine's noise crosses the 200 ms SLO.
+		SLO: 200 * time.Millisecond, ProbeDuration: 2500 * time.Millisecond, StartRate: 20, Cores: float64(runtime.NumCPU()),
 		Workload: func(u string) (scaleout.Workload, error) {
 			return scaleout.Workload{Target: &load.Request{Method: "GET", URL: u}, ReadyURL: u}, nil
 		},
@@ -84,7 +86,7 @@ func TestScaleoutFindsKnownCapacities(t *testing.T) {
 		if math.Abs(s.Efficiency-1) > 0.05 {
 			t.Errorf("%d replicas: efficiency %.1f%%, want 100 ± 5 points", s.Replicas, 100*s.Efficiency)
 		}
-		if s.P99 > 100*time.Millisecond || s.P99 == 0 {
+		if s.P99 > 200*time.Millisecond || s.P99 == 0 {
 			t.Errorf("%d replicas: p99 at capacity %v", s.Replicas, s.P99)
 		}
 		if !strings.Contains(strings.Join(s.Watched, "\n"), fmt.Sprintf("app: %d processes", s.Replicas)) && s.Replicas > 1 {
