@@ -11,7 +11,10 @@
 #      and checkout (scripts/benchprobe: a fresh cart before each, untimed);
 #   4. allocations per request of the hot handlers (go test -benchmem);
 #   5. keyset paging over 1,000,000 items (go test -bench);
-#   6. resident memory of one replica with 1,000,000 items under menu load.
+#   6. resident memory of one replica with 1,000,000 items under menu load;
+#   7. the journey and the one-user latencies again on the local PostgreSQL
+#      cluster (scripts/cluster.sh: replicas behind nginx), per core of all
+#      server-side processes.
 # The service runs on the embedded default (SQLite), as `go run ./cmd/shop`
 # would, logging at its default level to a file. With two or more cores the
 # servers are pinned to core 0 and the generators to core 1, so a figure per
@@ -24,7 +27,8 @@
 # alternating menu rounds (2), CONNS menu connections (64), USERS journey
 # users (16), SINGLE_DUR seconds per one-user run (5), CHECKOUTS one-user
 # checkouts (300), BIG items for the memory run (1000000; 0 skips it),
-# PAGING=0 skips the paging benchmark,
+# PAGING=0 skips the paging benchmark, CLUSTER=0 the PostgreSQL cluster
+# (scripts/cluster.sh, REPLICAS API replicas, 2),
 # OUT the document (docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +41,8 @@ SINGLE_DUR=${SINGLE_DUR:-5}
 CHECKOUTS=${CHECKOUTS:-300}
 BIG=${BIG:-1000000}
 PAGING=${PAGING:-1}
+CLUSTER=${CLUSTER:-1}
+REPLICAS=${REPLICAS:-2}
 OUT=${OUT:-docs/performance.md}
 SHOP_PORT=${SHOP_PORT:-18480}
 ADMIN_PORT=${ADMIN_PORT:-18481}
@@ -221,6 +227,64 @@ if [ "$BIG" -gt 0 ]; then
     "$(field "$work/big.json" "d['throughput_rps']" 2>/dev/null || echo 0)"
 fi
 
+# ---- 7. the same on the local PostgreSQL cluster ----
+# scripts/cluster.sh: REPLICAS API replicas and a worker on a fresh
+# PostgreSQL database behind nginx. Service CPU is that of every server-side
+# process: replicas, worker, nginx, PostgreSQL (all backends), Redis.
+cluster_phase() {
+  local cs="scripts/cluster.sh --state-dir $work/cluster"
+  $cs up "$REPLICAS" >"$work/cluster.log" 2>&1 || return 1
+  local url
+  url=$(tail -1 "$work/cluster.log")
+  case $url in http://*) ;; *) return 1 ;; esac
+  local srv=()
+  for f in "$work"/cluster/*.pid; do
+    [ "$(basename "$f")" = nginx-own.pid ] && continue
+    srv+=("$(cut -d' ' -f1 "$f")")
+  done
+  [ -f "$work/cluster/nginx-own.pid" ] && srv+=("$(cat "$work/cluster/nginx-own.pid")")
+  srv+=($(pgrep -o -x postgres || true) $(pgrep -o -x redis-server || true))
+  say "cluster at $url, server-side processes ${srv[*]}: journey, $USERS users, ${DUR}s"
+  local c0 c1 t0 t1
+  c0=$("$work/benchprobe" cpu "${srv[@]}")
+  t0=$(date +%s.%N)
+  $PIN_GEN "$work/loadlab" run --scenario shop --base "$url" --concurrency "$USERS" --duration "${DUR}s" --json "$work/pgjourney.json" >/dev/null 2>&1 || return 1
+  t1=$(date +%s.%N)
+  c1=$("$work/benchprobe" cpu "${srv[@]}")
+  rec pgjourney "$(field "$work/pgjourney.json" "d['throughput_rps']")" "$(py "print(($c1-$c0)/($t1-$t0))")" \
+    "$(field "$work/pgjourney.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/pgjourney.json" "d['latency']['p99_ns']/1e6")" \
+    "$(field "$work/pgjourney.json" "d['latency']['p999_ns']/1e6")" "$(field "$work/pgjourney.json" "d['latency']['max_ns']/1e6")" \
+    "$(field "$work/pgjourney.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")" \
+    "$(field "$work/pgjourney.json" "d['generator_saturated']")"
+  say "cluster: one user"
+  local tok
+  tok=$(curl -sf -X POST "$url/v1/sessions" | py "import json,sys; print(json.load(sys.stdin)['token'])")
+  single_pg menu "$url/v1/menu"
+  single_pg item "$url/v1/items/7"
+  single_pg listing "$url/v1/items?limit=20"
+  single_pg cart-update --method PUT -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' --body '{"quantity": 2}' "$url/v1/cart/items/7"
+  $PIN_GEN "$work/benchprobe" checkout --base "$url" --n "$CHECKOUTS" >"$work/pgcheckout.json" || return 1
+  rec pgsingle checkout "$(field "$work/pgcheckout.json" "d['p50_ms']")" "$(field "$work/pgcheckout.json" "d['p99_ms']")" "$(field "$work/pgcheckout.json" "d['count']")" 0
+}
+single_pg() {
+  local name=$1
+  shift
+  $PIN_GEN "$work/loadlab" run --concurrency 1 --duration "${SINGLE_DUR}s" --json "$work/pgsingle-$name.json" "$@" >/dev/null 2>&1
+  rec pgsingle "$name" "$(field "$work/pgsingle-$name.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/pgsingle-$name.json" "d['latency']['p99_ns']/1e6")" \
+    "$(field "$work/pgsingle-$name.json" "d['requests']")" \
+    "$(field "$work/pgsingle-$name.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")"
+}
+CLUSTER_NOTE=""
+if [ "$CLUSTER" = 1 ] && [ -x scripts/cluster.sh ]; then
+  say "the local PostgreSQL cluster ($REPLICAS replicas)"
+  if ! cluster_phase; then
+    CLUSTER_NOTE="The cluster phase failed in this run; its log ended with: $(tail -3 "$work/cluster.log" 2>/dev/null | tr '\n' ' ')"
+    say "$CLUSTER_NOTE"
+  fi
+  scripts/cluster.sh --state-dir "$work/cluster" down >>"$work/cluster.log" 2>&1 || true
+fi
+export CLUSTER_NOTE
+
 # ---- the document ----
 commit=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- . ':!docs/performance.md' || commit="$commit (with uncommitted changes)"
@@ -231,7 +295,7 @@ if [ -f "$OUT" ]; then
 fi
 export ANALYSIS="$analysis"
 if [ -d shop/postgres ] || [ -f scripts/cluster.sh ]; then
-  export PG_NOTE="The PostgreSQL store or the local cluster script is on main, but this script does not drive them yet: the figures above are the embedded default's only."
+  export PG_NOTE="Not measured in this run (CLUSTER=0)."
 else
   export PG_NOTE="Not measured: the PostgreSQL store and the local cluster script (scripts/cluster.sh) are not on main at this commit; this script runs the embedded default only."
 fi
@@ -349,10 +413,36 @@ for r in rows:
         w("| ---: | ---: | ---: |")
         w(f"| {mib(idle)} | {mib(rss)} | {mib(peak)} |")
         w("")
-w("## PostgreSQL")
+w("## PostgreSQL: the local cluster")
 w("")
-w(os.environ["PG_NOTE"])
-w("")
+pgj = [r for r in rows if r[0] == "pgjourney"]
+pgs = [r for r in rows if r[0] == "pgsingle"]
+if pgj or pgs:
+    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis) over the run.")
+    w("")
+for r in pgj:
+    rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
+    rps, cores = float(rps), float(cores)
+    per = rps / cores if cores else float("nan")
+    ok = per >= 5000 and float(p99) <= 50
+    w("| req/s | server-side cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated | goal |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    w(f"| {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} | {'met' if ok else 'not met'} |")
+    w("")
+if pgs:
+    w("One user, through nginx:")
+    w("")
+    w("| request | p50 | p99 | requests | errors |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for r in pgs:
+        w(f"| {names.get(r[1], r[1])} | {float(r[2]):.3f} ms | {float(r[3]):.3f} ms | {r[4]} | {r[5]} |")
+    w("")
+if os.environ.get("CLUSTER_NOTE"):
+    w(os.environ["CLUSTER_NOTE"])
+    w("")
+elif not (pgj or pgs):
+    w(os.environ["PG_NOTE"])
+    w("")
 analysis = os.environ.get("ANALYSIS", "")
 if analysis:
     w(analysis)

@@ -5,6 +5,9 @@
 //	    prints the process's CPU seconds so far, resident memory and peak
 //	    resident memory (bytes), read from /proc through prometheus/procfs:
 //	    {"cpu_seconds":1.5,"rss_bytes":123,"peak_rss_bytes":456}
+//	benchprobe cpu PID...
+//	    prints the CPU seconds so far of the processes and all their
+//	    descendants (a postmaster's backends, nginx's workers), summed
 //	benchprobe checkout --base URL [--n 300]
 //	    one user checks out n times (each time: an item into the cart, not
 //	    timed, then POST /v1/orders, timed) and prints the checkout's p50
@@ -49,6 +52,16 @@ func run(args []string, out io.Writer) error {
 			return fmt.Errorf("PID %q is not a number", args[1])
 		}
 		return proc(pid, out)
+	case "cpu":
+		var pids []int
+		for _, a := range args[1:] {
+			pid, err := strconv.Atoi(a)
+			if err != nil {
+				return fmt.Errorf("PID %q is not a number", a)
+			}
+			pids = append(pids, pid)
+		}
+		return treeCPU(pids, out)
 	case "checkout":
 		fs := flag.NewFlagSet("checkout", flag.ContinueOnError)
 		base := fs.String("base", "http://127.0.0.1:8080", "service base URL")
@@ -81,6 +94,42 @@ func proc(pid int, out io.Writer) error {
 	return json.NewEncoder(out).Encode(map[string]any{
 		"cpu_seconds": st.CPUTime(), "rss_bytes": st.ResidentMemory(), "peak_rss_bytes": status.VmHWM,
 	})
+}
+
+func treeCPU(roots []int, out io.Writer) error {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return err
+	}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return err
+	}
+	parent := map[int]int{}
+	cpu := map[int]float64{}
+	for _, p := range procs {
+		st, err := p.Stat()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		parent[p.PID] = st.PPID
+		cpu[p.PID] = st.CPUTime()
+	}
+	in := map[int]bool{}
+	for _, r := range roots {
+		in[r] = true
+	}
+	var total float64
+	for pid := range cpu {
+		for p := pid; p > 1; p = parent[p] {
+			if in[p] {
+				total += cpu[pid]
+				break
+			}
+		}
+	}
+	_, err = fmt.Fprintf(out, "%.3f\n", total)
+	return err
 }
 
 func checkout(base string, n int, out io.Writer) error {
