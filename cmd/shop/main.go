@@ -346,6 +346,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer b.Close()
 	store, queue := b.Store, b.Queue
+	// The job backlog is read at each scrape of /metrics (admin listener).
+	reg.MustRegister(instrument.NewQueueCollector(queue.Backlog, time.Second))
 
 	if n, err := b.Seed(ctx, seed.Items(cfg.seedItems)); err != nil {
 		return err

@@ -163,6 +163,9 @@ func TestRunServesTheWholeJourneyAndStopsCleanly(t *testing.T) {
 	if code, _ := call(t, "GET", s.api+"/metrics", "", "", ""); code != 404 {
 		t.Fatalf("metrics on the public listener: %d, want 404", code)
 	}
+	if _, body := call(t, "GET", s.admin+"/metrics", "", "", ""); !bytes.Contains(body, []byte("\nshop_jobs_waiting ")) || !bytes.Contains(body, []byte("\nshop_jobs_oldest_waiting_seconds ")) {
+		t.Fatal("the admin metrics lack the job backlog (shop_jobs_waiting, shop_jobs_oldest_waiting_seconds)")
+	}
 	if err := s.stop(); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}

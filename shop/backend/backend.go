@@ -45,6 +45,7 @@ type Config struct {
 type Queue interface {
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
+	Backlog(ctx context.Context) (jobs.Backlog, error)
 }
 
 // Backend is an open store with its queue.

@@ -111,6 +111,7 @@ func (c Config) rescueAfter() time.Duration {
 // Queue is a River client over a driver for transactions of type TTx.
 type Queue[TTx any] struct {
 	client     *river.Client[TTx]
+	exec       riverdriver.Executor
 	work       bool
 	soleWorker bool
 	log        *slog.Logger
@@ -158,7 +159,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Queue[TTx]{client: client, work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}, nil
+	return &Queue[TTx]{client: client, exec: driver.GetExecutor(), work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}, nil
 }
 
 // Migrate brings River's tables up to date.
@@ -270,6 +271,38 @@ func (q *Queue[TTx]) requeueOrphans(ctx context.Context) error {
 		}
 		params = params.After(res.LastCursor)
 	}
+}
+
+// Backlog is the work waiting in the queue.
+type Backlog struct {
+	// Waiting is how many jobs are ready to run and not yet taken.
+	Waiting int
+	// OldestAge is how long the oldest of them has been ready (0: none).
+	OldestAge time.Duration
+}
+
+// Backlog reads the queue's waiting work: a count over River's index of
+// available jobs and the first of them by scheduled time, so its cost
+// grows with the backlog only, not with the job table. Any role can ask,
+// the api role included.
+func (q *Queue[TTx]) Backlog(ctx context.Context) (Backlog, error) {
+	n, err := q.exec.JobCountByState(ctx, &riverdriver.JobCountByStateParams{State: rivertype.JobStateAvailable})
+	if err != nil {
+		return Backlog{}, fmt.Errorf("count waiting jobs: %w", err)
+	}
+	b := Backlog{Waiting: n}
+	if n == 0 {
+		return b, nil
+	}
+	res, err := q.client.JobList(ctx, river.NewJobListParams().States(rivertype.JobStateAvailable).
+		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(1))
+	if err != nil {
+		return Backlog{}, fmt.Errorf("oldest waiting job: %w", err)
+	}
+	if len(res.Jobs) > 0 {
+		b.OldestAge = max(0, time.Since(res.Jobs[0].ScheduledAt))
+	}
+	return b, nil
 }
 
 // Stop lets running jobs finish until ctx ends, then cancels them and

@@ -329,3 +329,21 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 		}
 	})
 }
+
+// The backlog counts the jobs waiting for a worker and how long the
+// oldest has waited; taken jobs leave it.
+func TestBacklogCountsWaitingJobs(t *testing.T) {
+	e := open(t, filepath.Join(t.TempDir(), "shop.db"), jobs.Config{}) // insert-only
+	ctx := context.Background()
+	b, err := e.Queue.Backlog(ctx)
+	if err != nil || b.Waiting != 0 || b.OldestAge != 0 {
+		t.Fatalf("empty queue: %+v, %v", b, err)
+	}
+	for range 3 {
+		e.placeOrder(t)
+	}
+	b, err = e.Queue.Backlog(ctx)
+	if err != nil || b.Waiting != 3 || b.OldestAge < 0 {
+		t.Fatalf("after 3 checkouts: %+v, %v; want 3 waiting", b, err)
+	}
+}
