@@ -15,7 +15,8 @@
 # state directories run side by side. The replicas and the worker inherit
 # this script's environment (SHOP_ADMIN_TOKEN, SHOP_PREP_TIME, ...), as a
 # single process would; PGHOST, PGPORT and PGUSER select the PostgreSQL
-# server (default 127.0.0.1, 5432, postgres).
+# server (default 127.0.0.1, 5432, postgres); PERFSCALE_CLUSTER_SHOP names a
+# shop binary to use instead of building one.
 #
 # Processes are stopped by the pids up recorded, checked against their
 # start time so a recycled pid is never signalled; never by name.
@@ -363,8 +364,13 @@ cmd_up() {
   trap 'status=$?; if [ $status -ne 0 ]; then log "up failed; stopping what it started"; cmd_down >/dev/null 2>&1 || true; fi' EXIT
   echo "replicas=$replicas cpu=${cpu:-none} db_replica=$db_replica" >"$state/cluster"
 
-  log "building shop"
-  (cd "$repo" && go build -o "$state/shop" ./cmd/shop) || die "go build ./cmd/shop failed"
+  if [ -n "${PERFSCALE_CLUSTER_SHOP:-}" ]; then
+    # A binary built already (the tests build one for all their clusters).
+    cp "$PERFSCALE_CLUSTER_SHOP" "$state/shop" || die "cannot copy PERFSCALE_CLUSTER_SHOP=$PERFSCALE_CLUSTER_SHOP"
+  else
+    log "building shop"
+    (cd "$repo" && go build -o "$state/shop" ./cmd/shop) || die "go build ./cmd/shop failed"
+  fi
 
   local name url
   name="perfscale_cluster_$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"

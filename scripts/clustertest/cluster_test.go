@@ -21,6 +21,42 @@ import (
 
 const adminToken = "cluster-test-token"
 
+// shopBinary is built once for all the clusters of this package.
+var shopBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shopBinary.path != "" {
+		os.RemoveAll(filepath.Dir(shopBinary.path))
+	}
+	os.Exit(code)
+}
+
+func buildShop(t *testing.T, root string) string {
+	t.Helper()
+	shopBinary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "clustertest-shop-")
+		if err != nil {
+			shopBinary.err = err
+			return
+		}
+		shopBinary.path = filepath.Join(dir, "shop")
+		cmd := exec.Command("go", "build", "-o", shopBinary.path, "./cmd/shop")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			shopBinary.err = fmt.Errorf("go build ./cmd/shop: %v\n%s", err, out)
+		}
+	})
+	if shopBinary.err != nil {
+		t.Fatal(shopBinary.err)
+	}
+	return shopBinary.path
+}
+
 // requireServices skips the test when PostgreSQL or nginx is missing, and
 // fails it under CI=true, where .ci/run provides both.
 func requireServices(t *testing.T) {
@@ -76,9 +112,15 @@ type cluster struct {
 
 // script runs scripts/cluster.sh on this cluster's state directory.
 func (c *cluster) script(args ...string) (stdout, stderr string, err error) {
+	return c.scriptEnv(nil, args...)
+}
+
+// scriptEnv runs scripts/cluster.sh with extra environment variables
+// (NAME=value), which the processes it starts inherit.
+func (c *cluster) scriptEnv(env []string, args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(filepath.Join(c.root, "scripts/cluster.sh"), append([]string{"--state-dir", c.state}, args...)...)
 	cmd.Dir = c.root
-	cmd.Env = c.env
+	cmd.Env = append(append([]string(nil), c.env...), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -100,7 +142,8 @@ func startCluster(t *testing.T, env map[string]string, args ...string) *cluster 
 	t.Helper()
 	requireServices(t)
 	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster")}
-	c.env = append(os.Environ(), "SHOP_ADMIN_TOKEN="+adminToken, "SHOP_PREP_TIME=300ms", "SHOP_LOG_LEVEL=warn")
+	c.env = append(os.Environ(), "SHOP_ADMIN_TOKEN="+adminToken, "SHOP_PREP_TIME=300ms", "SHOP_LOG_LEVEL=warn",
+		"PERFSCALE_CLUSTER_SHOP="+buildShop(t, c.root))
 	for k, v := range env {
 		c.env = append(c.env, k+"="+v)
 	}
@@ -219,6 +262,7 @@ type order struct {
 // The README's walk-through through nginx, with a session made on one
 // replica used on the others: nothing request-related lives in a replica.
 func TestTwoReplicasShareTheWorkBehindNginx(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, nil, "2")
 	for _, name := range []string{"nginx", "replica-1", "replica-2", "worker"} {
 		if _, _, _, state := c.status(name); state != "alive" {
@@ -470,7 +514,10 @@ func isClosed(ch chan struct{}) bool {
 // The worker killed while it mails a confirmation: the order stays placed
 // while no worker runs, and the next worker confirms it, with one mail.
 func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
-	c := startCluster(t, map[string]string{"SHOP_MAIL_LATENCY": "3s", "SHOP_LOG_LEVEL": "info"}, "1")
+	t.Parallel()
+	// The first worker's mail provider takes 10 minutes, so the kill
+	// certainly lands inside the job; its successor's answers at once.
+	c := startCluster(t, map[string]string{"SHOP_MAIL_LATENCY": "10m", "SHOP_LOG_LEVEL": "info"}, "1")
 	db := c.database()
 	token := c.session()
 	c.must("PUT", "/v1/cart/items/2", token, map[string]int{"quantity": 1}, 200)
@@ -480,7 +527,7 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	}
 	var o order
 	json.Unmarshal(r.body, &o)
-	// The mail takes 3 s: kill the worker once River has the job running.
+	// Kill the worker once River has the job running.
 	deadline := time.Now().Add(30 * time.Second)
 	for psql(t, db, "SELECT count(*) FROM river_job WHERE state = 'running'") == "0" {
 		if time.Now().After(deadline) {
@@ -493,7 +540,9 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	if o.Status != "placed" {
 		t.Fatalf("the worker was killed mid-mail, yet the order is %q, want placed", o.Status)
 	}
-	c.mustScript("start-replica", "worker")
+	if out, errOut, err := c.scriptEnv([]string{"SHOP_MAIL_LATENCY=0s"}, "start-replica", "worker"); err != nil {
+		t.Fatalf("start-replica worker: %v\n%s%s", err, out, errOut)
+	}
 	deadline = time.Now().Add(60 * time.Second)
 	for o.Status == "placed" {
 		if time.Now().After(deadline) {
@@ -523,6 +572,7 @@ func (c *cluster) database() string {
 // down stops exactly what up started: no process left, no cgroup, no
 // database; and a second down is harmless.
 func TestDownLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
 	c := startCluster(t, nil, "1", "--cpu", "0.5")
 	type proc struct {
 		name string
