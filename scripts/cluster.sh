@@ -168,8 +168,11 @@ remove_cgroups() {
 # on the ports recorded for it (new free ones the first time), and records
 # its pid. The service's own settings come from the environment.
 start_shop() {
-  local name=$1 role=$2 cg="" port admin
+  local name=$1 role=$2 cg="" port admin replica_flags=()
   shift 2
+  # Only the API replicas read from the read replica; the worker's reads
+  # decide what it does next and go to the primary.
+  if [ "$role" = api ] && [ -f "$state/db-replica-url" ]; then replica_flags=(--db-replica "$(cat "$state/db-replica-url")"); fi
   [ -f "$state/$name.cgroup" ] && cg=$(cat "$state/$name.cgroup")
   [ -f "$state/$name.url" ] || echo "http://127.0.0.1:$(free_port)" >"$state/$name.url"
   [ -f "$state/$name.admin" ] || echo "http://127.0.0.1:$(free_port)" >"$state/$name.admin"
@@ -180,7 +183,7 @@ start_shop() {
     # outside its quota.
     [ -z "$cg" ] || echo "$BASHPID" >"$cg/cgroup.procs"
     exec setsid "$state/shop" --role "$role" --addr "${port#http://}" --admin-addr "${admin#http://}" \
-      --replica-name "$name" "$@" "${db_flags[@]}" </dev/null >>"$state/$name.log" 2>&1
+      --replica-name "$name" "$@" "${db_flags[@]}" "${replica_flags[@]}" </dev/null >>"$state/$name.log" 2>&1
   ) &
   record "$name" $!
 }
@@ -204,7 +207,6 @@ load_db_flags() {
     local name url
     read -r name url <"$state/database"
     db_flags+=(--db "$url")
-    if [ -f "$state/db-replica-url" ]; then db_flags+=(--db-replica "$(cat "$state/db-replica-url")"); fi
   fi
 }
 
@@ -383,17 +385,28 @@ cmd_up() {
     || die "shop migrate failed: $(tail -n 1 "$state/migrate.log")"
 
   if [ "$db_replica" = true ]; then
-    local out
-    out=$(PG_REPLICA_DIR="$state/pg-replica" "$repo/scripts/pg-replica.sh" start) \
+    local out rurl lsn
+    # The replica's data lives where the postgres user can reach it (the
+    # state directory may sit under a private one). Recorded first: down
+    # stops whatever part of the replica start made.
+    mktemp -d "${TMPDIR:-/tmp}/perfscale-cluster-pg-replica.XXXXXX" >"$state/pg-replica-dir"
+    # A port of this cluster's own, so replicas started at the same time
+    # (another cluster, a test) do not both pick the first free one.
+    out=$(PG_REPLICA_DIR="$(cat "$state/pg-replica-dir")" PG_REPLICA_PORT=$(free_port) "$repo/scripts/pg-replica.sh" start) \
       || die "scripts/pg-replica.sh start failed"
-    echo true >"$state/pg-replica-started"
     # pg-replica.sh prints the replica's connection URL last; point it at this database
-    local rurl
     rurl=$(tail -n 1 <<<"$out")
     rurl="${rurl%%\?*}"
     rurl="${rurl%/*}/$name?sslmode=disable"
     echo "$rurl" >"$state/db-replica-url"
-    load_db_flags
+    # The replica must stream: wait until it has replayed the migrations.
+    lsn=$(psql_admin -Atc "SELECT pg_current_wal_lsn()")
+    for _ in $(seq 1 300); do
+      [ "$(psql -X -Atq "$rurl" -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn" 2>/dev/null)" = t ] && break
+      sleep 0.2
+    done
+    [ "$(psql -X -Atq "$rurl" -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn" 2>/dev/null)" = t ] \
+      || die "the read replica has not replayed the primary's WAL up to $lsn within 60s: it is not streaming (see $(cat "$state/pg-replica-dir")/replica.log)"
     log "streaming read replica at $rurl"
   fi
 
@@ -504,8 +517,9 @@ cmd_down() {
   done
   for f in "${pids[@]}"; do wait "$f" || true; done
   remove_cgroups
-  if [ -f "$state/pg-replica-started" ]; then
-    PG_REPLICA_DIR="$state/pg-replica" "$repo/scripts/pg-replica.sh" stop >/dev/null || log "scripts/pg-replica.sh stop failed"
+  if [ -f "$state/pg-replica-dir" ]; then
+    PG_REPLICA_DIR="$(cat "$state/pg-replica-dir")" "$repo/scripts/pg-replica.sh" stop >/dev/null 2>&1 \
+      || log "scripts/pg-replica.sh stop failed"
   fi
   if [ -f "$state/database" ]; then
     local name

@@ -559,6 +559,73 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	}
 }
 
+// up --db-replica: a streaming read replica of the cluster's database,
+// read by the API replicas (not by the worker), and gone after down.
+func TestReadReplicaServesTheAPIReplicasReads(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, nil, "1", "--db-replica")
+	db := c.database()
+	b, err := os.ReadFile(filepath.Join(c.state, "db-replica-url"))
+	if err != nil {
+		t.Fatalf("up --db-replica recorded no replica: %v", err)
+	}
+	replicaURL := strings.TrimSpace(string(b))
+	if got := psqlURL(t, replicaURL, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("%s is not a standby: pg_is_in_recovery() = %s", replicaURL, got)
+	}
+	for name, want := range map[string]bool{"replica-1": true, "worker": false} {
+		pid, _, _, _ := c.status(name)
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(cmdline, []byte("--db-replica\x00"+replicaURL)); got != want {
+			t.Errorf("%s has --db-replica %s: %v, want %v", name, replicaURL, got, want)
+		}
+	}
+	// The menu through nginx is the seeded catalog, read on the standby.
+	menu := c.must("GET", "/v1/menu", "", nil, 200)
+	if !bytes.Contains(menu.body, []byte(`"name":"Classic Margherita"`)) {
+		t.Fatalf("menu through the cluster: %.200s", menu.body)
+	}
+	if n := psqlURL(t, replicaURL, "SELECT count(*) FROM pg_stat_activity WHERE datname = '"+db+"' AND pid <> pg_backend_pid()"); n == "0" {
+		t.Fatal("no connection to the cluster's database on the standby: the API replica does not read there")
+	}
+	token := c.session()
+	c.must("PUT", "/v1/cart/items/6", token, map[string]int{"quantity": 1}, 200)
+	r, err := c.do("POST", "/v1/orders", token, "replica-1", map[string]string{"customer_name": "Ada", "email": "ada@example.com"})
+	if err != nil || r.status != 201 {
+		t.Fatalf("checkout: %v %d %s", err, r.status, r.body)
+	}
+	var o order
+	json.Unmarshal(r.body, &o)
+	c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200) // read-your-writes, whatever the lag
+
+	dir, err := os.ReadFile(filepath.Join(c.state, "pg-replica-dir"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgReplicaDir := strings.TrimSpace(string(dir))
+	c.mustScript("down")
+	if _, err := os.Stat(pgReplicaDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the read replica's directory after down: %v", err)
+	}
+	u := strings.TrimPrefix(replicaURL, "postgres://postgres@")
+	if conn, err := net.DialTimeout("tcp", u[:strings.IndexByte(u, '/')], time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the read replica still listens after down")
+	}
+}
+
+func psqlURL(t *testing.T, url, query string) string {
+	t.Helper()
+	out, err := exec.Command("psql", "-X", "-tA", url, "-c", query).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %s: %v: %s", url, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // database is the name of the cluster's PostgreSQL database.
 func (c *cluster) database() string {
 	c.t.Helper()
