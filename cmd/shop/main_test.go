@@ -116,7 +116,7 @@ func call(t *testing.T, method, url, token, key, body string) (int, []byte) {
 // The README's walk-through, through the real binary's wiring.
 func TestRunServesTheWholeJourneyAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
-	s := start(t, dir)
+	s := start(t, dir, "--log-level", "debug") // successful requests are logged at debug level
 	if code, _ := call(t, "GET", s.api+"/v1/menu", "", "", ""); code != 200 {
 		t.Fatalf("menu: %d", code)
 	}

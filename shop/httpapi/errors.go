@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -77,10 +78,21 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // apart from answered ones in shop_http_requests_abandoned_total.
 const StatusClientClosedRequest = 499
 
-// logLevel is for the request log line.
-func logLevel(status int) slog.Level {
-	if status >= 500 {
+// slowRequest is how long a successful request may take and still be
+// logged only at debug level.
+const slowRequest = 500 * time.Millisecond
+
+// logLevel is for the request log line. A fast success is logged at debug
+// level: at the menu's rate, encoding a log line for every answered request
+// cost a fifth of the throughput (docs/performance.md), and the metrics
+// count them by route and status already. Refused, abandoned and slow
+// requests are logged at info, failures at error.
+func logLevel(status int, d time.Duration) slog.Level {
+	switch {
+	case status >= 500:
 		return slog.LevelError
+	case status >= 400 || d >= slowRequest:
+		return slog.LevelInfo
 	}
-	return slog.LevelInfo
+	return slog.LevelDebug
 }

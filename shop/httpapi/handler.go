@@ -199,7 +199,7 @@ func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc
 			}
 			d := time.Since(start)
 			done(status, d)
-			s.log.Log(r.Context(), logLevel(status), "request",
+			s.log.Log(r.Context(), logLevel(status, d), "request",
 				"method", r.Method, "route", pattern, "path", r.URL.Path,
 				"status", status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
 			if v == http.ErrAbortHandler {
