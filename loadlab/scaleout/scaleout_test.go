@@ -221,3 +221,28 @@ func TestScaleoutRejectsBadConfigs(t *testing.T) {
 		}
 	}
 }
+
+// Scaling up: with CPU sizes, the replica counts run at the first size and
+// one replica is measured at each size, the first reused; the scale
+// command gets {cpu} filled in.
+func TestScaleoutScalesUpWithCPUSizes(t *testing.T) {
+	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 20 * time.Millisecond}
+	cfg := config(t, o, 1)
+	cfg.CPUs = []float64{0.25, 0.5}
+	cfg.ScaleCmd = "echo {cpu} >>" + o.State + "/cpus; " + cfg.ScaleCmd
+	// Short probes: the capacities are not what this test checks.
+	cfg.ProbeDuration, cfg.SLO = 300*time.Millisecond, 100*time.Millisecond
+	res, err := scaleout.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, o.State)
+	b, _ := os.ReadFile(o.State + "/cpus")
+	if got := strings.Fields(string(b)); strings.Join(got, " ") != "0.25 0.5" {
+		t.Fatalf("scale commands ran with {cpu} = %v, want 0.25 0.5", got)
+	}
+	if len(res.Steps) != 1 || res.Steps[0].CPU != 0.25 || len(res.Vertical) != 2 || res.Vertical[0].CPU != 0.25 ||
+		res.Vertical[1].CPU != 0.5 || res.Vertical[0].CapacityRPS != res.Steps[0].CapacityRPS || res.Vertical[0].Speedup != 1 {
+		t.Fatalf("steps %+v\nvertical %+v", res.Steps, res.Vertical)
+	}
+}
