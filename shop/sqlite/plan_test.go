@@ -7,48 +7,29 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 
-	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/seed"
 	"github.com/perfscale/perfscale/shop/sqlite"
 	"github.com/perfscale/perfscale/shop/storetest"
 )
 
-// recorder keeps every statement the database runs.
-type recorder struct {
-	mu      sync.Mutex
-	queries []storetest.Query
-}
-
-func (r *recorder) hook(query string, args []driver.NamedValue) {
-	vals := make([]any, len(args))
-	for i, a := range args {
-		vals[i] = a.Value
-		if a.Name != "" {
-			vals[i] = sql.Named(a.Name, a.Value)
+// hook adapts the connector's hook to the recorder.
+func hook(rec *storetest.Recorder) sqlite.QueryHook {
+	return func(query string, args []driver.NamedValue) {
+		vals := make([]any, len(args))
+		for i, a := range args {
+			vals[i] = a.Value
+			if a.Name != "" {
+				vals[i] = sql.Named(a.Name, a.Value)
+			}
 		}
+		rec.Add(query, vals)
 	}
-	r.mu.Lock()
-	r.queries = append(r.queries, storetest.Query{SQL: query, Args: vals})
-	r.mu.Unlock()
-}
-
-func (r *recorder) reset() {
-	r.mu.Lock()
-	r.queries = nil
-	r.mu.Unlock()
-}
-
-func (r *recorder) all() []storetest.Query {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]storetest.Query(nil), r.queries...)
 }
 
 // planLine is one line of EXPLAIN QUERY PLAN: "SCAN t", "SCAN t USING
@@ -89,8 +70,8 @@ func fullScans(ctx context.Context, db *sql.DB, q storetest.Query) ([]string, er
 func TestEveryQueryUsesAnIndex(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "shop.db")
-	rec := &recorder{}
-	db, err := sqlite.Open(ctx, path, sqlite.WithQueryHook(rec.hook))
+	rec := &storetest.Recorder{}
+	db, err := sqlite.Open(ctx, path, sqlite.WithQueryHook(hook(rec)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,58 +96,15 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 
 	storetest.RunPlans(t, storetest.PlanHarness{
 		Store:   store,
-		Reset:   rec.reset,
-		Queries: rec.all,
+		Reset:   rec.Reset,
+		Queries: rec.All,
 		FullScans: func(ctx context.Context, q storetest.Query) ([]string, error) {
 			return fullScans(ctx, plain, q)
 		},
 		// River's own statements: fetching, running and completing a
 		// checkout's jobs through to "ready".
-		Background: func(t *testing.T, _ int64) {
-			if err := queue.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			_, hash := shop.NewToken()
-			sess, err := store.CreateSession(ctx, hash)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := store.SetCartItem(ctx, sess.ID, 7, 1); err != nil {
-				t.Fatal(err)
-			}
-			c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
-			o, _, err := shop.NewOrders(store, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitForStatus(t, store, o.ID, shop.StatusReady)
-			stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := queue.Stop(stopCtx); err != nil {
-				t.Fatal(err)
-			}
-		},
+		Background: func(t *testing.T, _ int64) { storetest.CheckoutThroughQueue(t, store, queue) },
 	})
-}
-
-// waitForStatus waits for the worker to move order id to want; the worker
-// runs on its own poll interval, so there is no event to wait on here.
-func waitForStatus(t *testing.T, s *sqlite.Store, id int64, want shop.Status) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		o, err := s.OrderByID(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if o.Status == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("order %d is %q, want %q", id, o.Status, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestPlanCheckFindsAFullScan proves the checker can fail: a lookup by a

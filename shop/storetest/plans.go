@@ -4,7 +4,9 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -252,4 +254,70 @@ func isKeyword(w string) bool {
 		return true
 	}
 	return false
+}
+
+// Recorder keeps every statement a store's query hook reports.
+type Recorder struct {
+	mu      sync.Mutex
+	queries []Query
+}
+
+// Add records one statement; args are copied.
+func (r *Recorder) Add(sql string, args []any) {
+	r.mu.Lock()
+	r.queries = append(r.queries, Query{SQL: sql, Args: append([]any(nil), args...)})
+	r.mu.Unlock()
+}
+
+// Reset forgets what was recorded.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	r.queries = nil
+	r.mu.Unlock()
+}
+
+// All returns what was recorded since the last Reset.
+func (r *Recorder) All() []Query {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Query(nil), r.queries...)
+}
+
+// Queue is a job queue's life cycle.
+type Queue interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// CheckoutThroughQueue starts q, places one order on s and waits until the
+// worker has taken it to ready, then stops q: the job queue's statements,
+// for PlanHarness.Background.
+func CheckoutThroughQueue(t *testing.T, s shop.Store, q Queue) {
+	t.Helper()
+	ctx := context.Background()
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, hash := shop.NewToken()
+	sess := must(s.CreateSession(ctx, hash))(t)
+	must(s.SetCartItem(ctx, sess.ID, 7, 1))(t)
+	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
+	o, _ := must3(shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c}))(t)
+	// The worker runs on its own poll interval: there is no event to wait on.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := must(s.OrderByID(ctx, o.ID))(t)
+		if got.Status == shop.StatusReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %d is %q after 30s, want %q", o.ID, got.Status, shop.StatusReady)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := q.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
 }
