@@ -163,7 +163,9 @@ func Run(ctx context.Context, cfg Config, r Runner, w Watcher) (*Report, error) 
 		// Followed all along: a proxy may send one user to one replica
 		// and spread only more users over the others. A group that grows
 		// during a step sits that step out.
-		defer f.Follow(ctx, 100*time.Millisecond)()
+		// Once a second: each look reads every process's file
+		// descriptors, CPU that counts as the generator's.
+		defer f.Follow(ctx, time.Second)()
 	}
 	base, err := m.measure(ctx, r, Spec{Concurrency: 1, Duration: cfg.BaselineDuration, Requests: cfg.BaselineRequests})
 	if err != nil {

@@ -231,6 +231,12 @@ func (r *Result) score() {
 			v.Efficiency = v.Speedup / (v.CPU / base.CPU)
 		}
 	}
+	for _, p := range pts {
+		if p.X == 0 {
+			r.FitError = fmt.Sprintf("nothing met the SLO with %v replicas", p.N)
+			return
+		}
+	}
 	fit, err := usl.FitPoints(pts)
 	r.Fit, r.FitOK = fit, err == nil
 	if err != nil {
@@ -274,7 +280,9 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 		// A proxy's upstream connections show while it forwards, and a
 		// low rate may reach one replica only: follow all along (a group
 		// that grows during a probe sits that probe out).
-		defer watcher.Follow(ctx, 100*time.Millisecond)()
+		// Once a second: each look reads every process's file descriptors,
+		// CPU that counts as the generator's.
+		defer watcher.Follow(ctx, time.Second)()
 	}
 	prober := func(ctx context.Context, rate float64) (Probe, error) {
 		runner := openLoop{rate: rate, duration: cfg.ProbeDuration, work: w, client: cfg.Client}
