@@ -68,14 +68,6 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		PeakConcurrency *float64 `json:"peak_concurrency"`
 		R2              float64  `json:"r2"`
 	}
-	type proc struct {
-		Name           string   `json:"name"`
-		Members        int      `json:"members"`
-		CPUCores       float64  `json:"cpu_cores"`
-		CPUWaitCores   *float64 `json:"cpu_wait_cores"`
-		QuotaCores     *float64 `json:"quota_cores"`
-		ThrottledShare *float64 `json:"throttled_share"`
-	}
 	type bottleneck struct {
 		Name      string   `json:"name"`
 		Members   int      `json:"members"`
@@ -85,20 +77,20 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Text      string   `json:"text"`
 	}
 	type step struct {
-		Concurrency        int      `json:"concurrency"`
-		ThroughputRPS      float64  `json:"throughput_rps"`
-		P50                float64  `json:"p50_ms"`
-		P99                float64  `json:"p99_ms"`
-		Errors             int64    `json:"errors"`
-		Requests           int64    `json:"requests"`
-		Efficiency         float64  `json:"efficiency"`
-		ServerCPUCores     *float64 `json:"server_cpu_cores"`
-		ServerCPUWaitCores *float64 `json:"server_cpu_wait_cores"`
-		ServerInFlight     *float64 `json:"server_in_flight"`
-		GeneratorCPUCores  float64  `json:"generator_cpu_cores"`
-		GeneratorSaturated bool     `json:"generator_saturated"`
-		GeneratorCPUWait   *float64 `json:"generator_cpu_wait_cores"`
-		Processes          []proc   `json:"processes"`
+		Concurrency        int           `json:"concurrency"`
+		ThroughputRPS      float64       `json:"throughput_rps"`
+		P50                float64       `json:"p50_ms"`
+		P99                float64       `json:"p99_ms"`
+		Errors             int64         `json:"errors"`
+		Requests           int64         `json:"requests"`
+		Efficiency         float64       `json:"efficiency"`
+		ServerCPUCores     *float64      `json:"server_cpu_cores"`
+		ServerCPUWaitCores *float64      `json:"server_cpu_wait_cores"`
+		ServerInFlight     *float64      `json:"server_in_flight"`
+		GeneratorCPUCores  float64       `json:"generator_cpu_cores"`
+		GeneratorSaturated bool          `json:"generator_saturated"`
+		GeneratorCPUWait   *float64      `json:"generator_cpu_wait_cores"`
+		Processes          []ProcessStep `json:"processes"`
 	}
 	out := struct {
 		Target           string      `json:"target"`
@@ -138,13 +130,22 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 			Errors: s.Errors, Requests: s.Requests, Efficiency: r.Efficiency[i],
 			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
 			GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
-			Processes: []proc{},
+			Processes: append([]ProcessStep{}, s.Processes...),
 		})
-		for _, p := range s.Processes {
-			last := &out.Steps[len(out.Steps)-1]
-			last.Processes = append(last.Processes, proc{Name: p.Name, Members: p.Members, CPUCores: p.CPUCores,
-				CPUWaitCores: numOrNull(p.WaitCores), QuotaCores: numOrNull(p.QuotaCores), ThrottledShare: numOrNull(p.ThrottledShare)})
-		}
 	}
 	return json.Marshal(out)
+}
+
+// MarshalJSON writes a watched group's figures for a step, unknown ones as
+// null.
+func (p ProcessStep) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Name           string   `json:"name"`
+		Members        int      `json:"members"`
+		CPUCores       float64  `json:"cpu_cores"`
+		CPUWaitCores   *float64 `json:"cpu_wait_cores"`
+		QuotaCores     *float64 `json:"quota_cores"`
+		ThrottledShare *float64 `json:"throttled_share"`
+		Suspect        bool     `json:"suspect"`
+	}{p.Name, p.Members, p.CPUCores, numOrNull(p.WaitCores), numOrNull(p.QuotaCores), numOrNull(p.ThrottledShare), p.Suspect})
 }
