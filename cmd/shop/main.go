@@ -36,6 +36,7 @@ import (
 	"github.com/perfscale/perfscale/shop/jobs"
 	shopnats "github.com/perfscale/perfscale/shop/nats"
 	"github.com/perfscale/perfscale/shop/postgres"
+	shopredis "github.com/perfscale/perfscale/shop/redis"
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
@@ -73,6 +74,8 @@ type config struct {
 	// sessions, and the proxies whose forwarding headers name the client.
 	sessionLimit   httpapi.SessionLimit
 	trustedProxies []netip.Prefix
+	// redisURL enables the shared cache layer; empty: none.
+	redisURL string
 }
 
 // defaultDrainDelay is the drain of a replica behind a load balancer: long
@@ -109,6 +112,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.role, "role", env("SHOP_ROLE", "all"), "api (HTTP only), worker (background jobs only) or all (env SHOP_ROLE)")
 	fs.StringVar(&c.logLevel, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (env SHOP_LOG_LEVEL)")
 	fs.StringVar(&c.replicaName, "replica-name", env("SHOP_REPLICA_NAME", ""), "name sent in the X-Replica response header; default the API listener's host:port (env SHOP_REPLICA_NAME)")
+	fs.StringVar(&c.redisURL, "redis", env("SHOP_REDIS_URL", ""), "Redis URL (redis://host:6379/0): sessions, carts and the menu shared by the replicas, catalog changes announced over pub/sub; empty: none (env SHOP_REDIS_URL)")
 	fs.StringVar(&c.natsURL, "nats", env("SHOP_NATS_URL", ""), "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it (env SHOP_NATS_URL)")
 	fs.StringVar(&c.dbURL, "db", env("SHOP_DATABASE_URL", ""), "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir (env SHOP_DATABASE_URL)")
 	replicas := urlList{urls: splitList(env("SHOP_DB_REPLICAS", ""))}
@@ -206,6 +210,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.trustedProxies, err = httpapi.ParseTrustedProxies(trusted); err != nil {
 		return nil, fmt.Errorf("--trusted-proxies must be addresses or CIDR prefixes separated by commas, got %q", trusted)
+	}
+	if c.redisURL != "" {
+		if err := shopredis.CheckURL(c.redisURL); err != nil {
+			return nil, err
+		}
 	}
 	c.adminToken = getenv("SHOP_ADMIN_TOKEN")
 	// A token with surrounding spaces (a stray newline from a secrets file)
@@ -358,13 +367,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The in-process cache layer (catalog version, items, sessions) sits in
 	// front of the timed store, so the store metrics count real store
 	// calls. It keeps polling through the drain: requests are still served.
-	cached, err := cache.New(ctx, store, cache.Config{Logger: log})
+	// With --redis, the layers are: memory (shop/cache), then Redis
+	// (shop/redis: sessions, carts, the encoded menu, catalog changes
+	// announced over pub/sub), then the store.
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPoll()
+	var (
+		front  cache.Store   = store
+		carts  httpapi.Carts = store
+		shared *shopredis.Client
+		rstore *shopredis.Store
+		feed   cache.Feed
+	)
+	if cfg.redisURL != "" && cfg.role != "worker" {
+		shared, err = shopredis.Open(ctx, shopredis.Config{URL: cfg.redisURL, Registerer: reg, Logger: log.With("component", "redis")})
+		if err != nil {
+			return err
+		}
+		defer shared.Close()
+		go shared.Run(pollCtx)
+		rstore = shopredis.NewStore(store, shared)
+		front, carts, feed = rstore, rstore, shared
+	}
+	cached, err := cache.New(ctx, front, cache.Config{Logger: log, Feed: feed})
 	if err != nil {
 		return err
 	}
-	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPoll()
 	go cached.Run(pollCtx)
+	var orders httpapi.Orders = cached.Orders(b.Orders)
+	if rstore != nil {
+		rstore.VersionFrom(cached)
+		orders = rstore.Orders(orders)
+	}
 
 	var draining atomic.Bool
 	api := &httpapi.Server{Addr: cfg.addr}
@@ -378,9 +412,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Order events: the bus (optional) feeds the API's order streams, and
 	// the worker's relay publishes the outbox to it.
 	hcfg := httpapi.Config{
-		Catalog: cached, Sessions: cached, Carts: store, Orders: cached.Orders(b.Orders), Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
+		Catalog: cached, Sessions: cached, Carts: carts, Orders: orders, Health: store, Logger: log, Registry: reg, AdminToken: cfg.adminToken,
 		OpsOnly: cfg.role == "worker", Draining: draining.Load, OrderHistory: store,
 		SessionLimit: cfg.sessionLimit, TrustedProxies: cfg.trustedProxies,
+	}
+	if shared != nil {
+		hcfg.SharedMenus = shared
 	}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()

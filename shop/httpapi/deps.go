@@ -43,3 +43,15 @@ type Orders interface {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// SharedMenus is a cache of encoded menus shared by the replicas (Redis):
+// one replica builds a catalog version's menu, the others fetch its bytes
+// instead of querying the database and compressing it again.
+type SharedMenus interface {
+	// GetMenu returns the bytes of each content coding ("br", "gzip",
+	// "identity") of version's menu; ok is false on a miss or when the
+	// cache is unreachable.
+	GetMenu(ctx context.Context, version int64) (bodies map[string][]byte, ok bool)
+	// PutMenu shares version's menu; failures only cost the others a build.
+	PutMenu(ctx context.Context, version int64, bodies map[string][]byte)
+}

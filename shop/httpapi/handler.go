@@ -60,6 +60,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For / X-Real-IP
 	// name the client (see clientAddr); none by default.
 	TrustedProxies []netip.Prefix
+	// SharedMenus, if set, is the second menu cache layer, shared by the
+	// replicas (Redis), between this process's memory and the database.
+	SharedMenus SharedMenus
 }
 
 type server struct {
@@ -75,11 +78,13 @@ type server struct {
 	timeout    time.Duration
 	draining   func() bool
 	history    OrderHistory
-	feed       EventFeed
-	stream     StreamConfig
-	menu       atomic.Pointer[encodedMenu]
-	menuBuild  singleflight.Group
-	mux        *http.ServeMux
+	// sharedMenus is the replicas' menu cache (nil: none).
+	sharedMenus SharedMenus
+	feed        EventFeed
+	stream      StreamConfig
+	menu        atomic.Pointer[encodedMenu]
+	menuBuild   singleflight.Group
+	mux         *http.ServeMux
 	// sessionLimiter is nil when session creation is not limited.
 	sessionLimiter *clientLimiter
 	clientAddr     clientAddr
@@ -109,20 +114,21 @@ func (s *server) closeWhileDraining(next http.Handler) http.Handler {
 
 func newServer(cfg Config) *server {
 	s := &server{
-		catalog:    cfg.Catalog,
-		sessions:   cfg.Sessions,
-		carts:      cfg.Carts,
-		orders:     cfg.Orders,
-		health:     cfg.Health,
-		log:        cfg.Logger,
-		reg:        cfg.Registry,
-		adminToken: cfg.AdminToken,
-		timeout:    cfg.RequestTimeout,
-		draining:   cfg.Draining,
-		history:    cfg.OrderHistory,
-		feed:       cfg.EventFeed,
-		stream:     cfg.Stream,
-		mux:        http.NewServeMux(),
+		catalog:     cfg.Catalog,
+		sessions:    cfg.Sessions,
+		carts:       cfg.Carts,
+		orders:      cfg.Orders,
+		health:      cfg.Health,
+		log:         cfg.Logger,
+		reg:         cfg.Registry,
+		adminToken:  cfg.AdminToken,
+		timeout:     cfg.RequestTimeout,
+		draining:    cfg.Draining,
+		history:     cfg.OrderHistory,
+		sharedMenus: cfg.SharedMenus,
+		feed:        cfg.EventFeed,
+		stream:      cfg.Stream,
+		mux:         http.NewServeMux(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -114,11 +114,7 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 		}
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), menuBuildTimeout)
 		defer cancel()
-		menu, err := s.catalog.Menu(bctx)
-		if err != nil {
-			return nil, err
-		}
-		m, err := encodeMenu(menu)
+		m, err := s.buildMenu(bctx, version)
 		if err != nil {
 			return nil, err
 		}
@@ -140,6 +136,48 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 
 // menuBuildTimeout bounds one build of the menu document.
 const menuBuildTimeout = 5 * time.Minute
+
+// buildMenu fetches the encoded menu of version from the replicas' shared
+// cache, or builds it from the catalog and shares it.
+func (s *server) buildMenu(ctx context.Context, version int64) (*encodedMenu, error) {
+	if s.sharedMenus != nil {
+		if bodies, ok := s.sharedMenus.GetMenu(ctx, version); ok {
+			if m, ok := menuFromShared(version, bodies); ok {
+				return m, nil
+			}
+		}
+	}
+	menu, err := s.catalog.Menu(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := encodeMenu(menu)
+	if err != nil {
+		return nil, err
+	}
+	if s.sharedMenus != nil {
+		bodies := make(map[string][]byte, numCodings)
+		for c := range numCodings {
+			bodies[codingNames[c]] = m.variants[c].body
+		}
+		s.sharedMenus.PutMenu(ctx, m.version, bodies)
+	}
+	return m, nil
+}
+
+// menuFromShared rebuilds an encoded menu from the shared cache's bytes;
+// ok is false when a coding is missing.
+func menuFromShared(version int64, bodies map[string][]byte) (*encodedMenu, bool) {
+	m := &encodedMenu{version: version}
+	for c := range numCodings {
+		b, ok := bodies[codingNames[c]]
+		if !ok {
+			return nil, false
+		}
+		m.variants[c] = newMenuVariant(version, c, b)
+	}
+	return m, true
+}
 
 // encodeMenu encodes the menu and compresses it. A menu of a few tens of KB
 // gets the best compression (tens of ms, once per version); a huge catalog
@@ -173,21 +211,27 @@ func encodeMenu(menu *shop.Menu) (*encodedMenu, error) {
 	}
 	m := &encodedMenu{version: menu.Version}
 	for c, b := range [numCodings][]byte{br.Bytes(), gz.Bytes(), body} {
-		v := menuVariant{etag: menuETag(menu.Version, coding(c)), body: b}
-		v.notModified = []headerField{
-			{"Cache-Control", []string{menuCacheControl}},
-			{"Vary", []string{"Accept-Encoding"}},
-			{"Etag", []string{v.etag}},
-		}
-		v.ok = append(v.notModified,
-			headerField{"Content-Type", []string{"application/json"}},
-			headerField{"Content-Length", []string{strconv.Itoa(len(b))}})
-		if coding(c) != codingIdentity {
-			v.ok = append(v.ok, headerField{"Content-Encoding", []string{codingNames[c]}})
-		}
-		m.variants[c] = v
+		m.variants[c] = newMenuVariant(menu.Version, coding(c), b)
 	}
 	return m, nil
+}
+
+// newMenuVariant is one coding's bytes of a version's menu with its
+// response headers.
+func newMenuVariant(version int64, c coding, b []byte) menuVariant {
+	v := menuVariant{etag: menuETag(version, c), body: b}
+	v.notModified = []headerField{
+		{"Cache-Control", []string{menuCacheControl}},
+		{"Vary", []string{"Accept-Encoding"}},
+		{"Etag", []string{v.etag}},
+	}
+	v.ok = append(v.notModified,
+		headerField{"Content-Type", []string{"application/json"}},
+		headerField{"Content-Length", []string{strconv.Itoa(len(b))}})
+	if c != codingIdentity {
+		v.ok = append(v.ok, headerField{"Content-Encoding", []string{codingNames[c]}})
+	}
+	return v
 }
 
 // negotiate picks the menu's content coding from Accept-Encoding (RFC 9110

@@ -1,0 +1,45 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Publish announces a catalog version on the catalog channel (the
+// in-process caches' Feed). A lost announcement costs only freshness: each
+// replica's version poll is the safety net.
+func (c *Client) Publish(ctx context.Context, version int64) error {
+	if !c.Up() {
+		return nil // the poll carries it
+	}
+	octx, cancel := c.opCtx(ctx)
+	defer cancel()
+	// A failure is logged once, as Redis going away; the poll carries the
+	// version.
+	c.failed(ctx, c.rdb.Publish(octx, c.key("catalog"), strconv.FormatInt(version, 10)).Err())
+	return nil
+}
+
+// Subscribe calls fn with each version announced on the catalog channel
+// until ctx ends. go-redis resubscribes by itself after Redis returns.
+func (c *Client) Subscribe(ctx context.Context, fn func(version int64)) error {
+	sub := c.rdb.Subscribe(ctx, c.key("catalog"))
+	defer sub.Close()
+	ch := sub.Channel(goredis.WithChannelHealthCheckInterval(5 * time.Second))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if v, err := strconv.ParseInt(m.Payload, 10, 64); err == nil {
+				fn(v)
+			}
+		}
+	}
+}

@@ -1,0 +1,250 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// Next is what the Redis layer sits in front of: the store (timed), for
+// the catalog, sessions and carts.
+type Next interface {
+	CatalogVersion(ctx context.Context) (int64, error)
+	Menu(ctx context.Context) (*shop.Menu, error)
+	Item(ctx context.Context, id int64) (*shop.Item, error)
+	ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error)
+	UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error)
+	CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error)
+	SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error)
+	Cart(ctx context.Context, sessionID int64) (*shop.Cart, error)
+	SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error)
+	ClearCart(ctx context.Context, sessionID int64) error
+}
+
+// Store reads sessions and carts through Redis and writes them through to
+// the store (the store first: it is the record). Catalog calls pass
+// straight through; the menu is shared as encoded bytes (see Menus).
+//
+//   - A session, keyed by its token hash, is immutable once created, so it
+//     is kept until its own expiry (Redis TTL = expires_at - now).
+//   - A cart is one hash per session: the cart's JSON priced under a catalog
+//     version, and that version. A read under another version (a price or
+//     availability changed) goes to the store. Every write through this
+//     layer replaces it with the store's answer; a checkout deletes it.
+type Store struct {
+	next Next
+	c    *Client
+	// version is the catalog version known to this process (the
+	// in-process cache's, in memory); nil reads it from next.
+	version func(ctx context.Context) (int64, error)
+}
+
+// NewStore returns the Redis layer over next.
+func NewStore(next Next, c *Client) *Store {
+	return &Store{next: next, c: c, version: next.CatalogVersion}
+}
+
+// VersionFrom makes carts check freshness against v (the in-process
+// cache, built over this layer, so it is known only afterwards).
+func (s *Store) VersionFrom(v interface {
+	CatalogVersion(ctx context.Context) (int64, error)
+}) {
+	s.version = v.CatalogVersion
+}
+
+// --- catalog: straight through ---
+
+func (s *Store) CatalogVersion(ctx context.Context) (int64, error) { return s.next.CatalogVersion(ctx) }
+func (s *Store) Menu(ctx context.Context) (*shop.Menu, error)      { return s.next.Menu(ctx) }
+func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
+	return s.next.Item(ctx, id)
+}
+func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
+	return s.next.ListItems(ctx, f)
+}
+func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
+	return s.next.UpdateItem(ctx, id, u)
+}
+
+// --- sessions ---
+
+func (s *Store) sessionKey(tokenHash string) string { return s.c.key("session", tokenHash) }
+
+// CreateSession stores the session, then caches it.
+func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
+	sess, err := s.next.CreateSession(ctx, tokenHash)
+	if err != nil {
+		return nil, err
+	}
+	s.putSession(ctx, tokenHash, sess)
+	return sess, nil
+}
+
+// SessionByTokenHash answers from Redis, else from the store (and caches
+// it). Unknown tokens are not cached: a session made a moment ago on
+// another replica, with Redis down at that moment, still works.
+func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
+	if s.c.Up() {
+		octx, cancel := s.c.opCtx(ctx)
+		b, err := s.c.rdb.Get(octx, s.sessionKey(tokenHash)).Bytes()
+		cancel()
+		if err == nil {
+			var sess shop.Session
+			if json.Unmarshal(b, &sess) == nil && time.Now().Before(sess.ExpiresAt) {
+				s.c.lookup("session", true)
+				return &sess, nil
+			}
+		}
+		if !s.c.failed(ctx, err) {
+			s.c.lookup("session", false)
+		} else {
+			s.c.fallback("session")
+		}
+	} else {
+		s.c.fallback("session")
+	}
+	sess, err := s.next.SessionByTokenHash(ctx, tokenHash)
+	if err != nil {
+		return nil, err
+	}
+	s.putSession(ctx, tokenHash, sess)
+	return sess, nil
+}
+
+func (s *Store) putSession(ctx context.Context, tokenHash string, sess *shop.Session) {
+	ttl := time.Until(sess.ExpiresAt)
+	if !s.c.Up() || ttl <= 0 {
+		return
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return
+	}
+	octx, cancel := s.c.opCtx(ctx)
+	defer cancel()
+	s.c.failed(ctx, s.c.rdb.Set(octx, s.sessionKey(tokenHash), b, ttl).Err())
+}
+
+// --- carts ---
+
+// Cart answers from Redis when the cached cart was priced under the
+// current catalog version, else from the store (and caches it).
+func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
+	version, verr := s.version(ctx)
+	if s.c.Up() && verr == nil {
+		octx, cancel := s.c.opCtx(ctx)
+		fields, err := s.c.rdb.HGetAll(octx, s.c.cartKey(sessionID)).Result()
+		cancel()
+		if err == nil && fields["version"] == strconv.FormatInt(version, 10) {
+			var cart shop.Cart
+			if json.Unmarshal([]byte(fields["cart"]), &cart) == nil {
+				s.c.lookup("cart", true)
+				return &cart, nil
+			}
+		}
+		if !s.c.failed(ctx, err) {
+			s.c.lookup("cart", false)
+		} else {
+			s.c.fallback("cart")
+		}
+	} else {
+		s.c.fallback("cart")
+	}
+	cart, err := s.next.Cart(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if verr == nil {
+		s.putCart(ctx, sessionID, version, cart)
+	}
+	return cart, nil
+}
+
+// SetCartItem writes the store, then caches the store's answer.
+func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error) {
+	// The version is read before the write: a catalog change racing this
+	// write leaves the cached cart under the older version, i.e. unused.
+	version, verr := s.version(ctx)
+	cart, err := s.next.SetCartItem(ctx, sessionID, itemID, quantity)
+	if err != nil {
+		return nil, err
+	}
+	if verr != nil {
+		s.dropCart(ctx, sessionID)
+	} else {
+		s.putCart(ctx, sessionID, version, cart)
+	}
+	return cart, nil
+}
+
+// ClearCart empties the cart in the store, then in Redis.
+func (s *Store) ClearCart(ctx context.Context, sessionID int64) error {
+	if err := s.next.ClearCart(ctx, sessionID); err != nil {
+		return err
+	}
+	s.dropCart(ctx, sessionID)
+	return nil
+}
+
+func (s *Store) putCart(ctx context.Context, sessionID, version int64, cart *shop.Cart) {
+	if !s.c.Up() {
+		s.c.markDirty(sessionID)
+		return
+	}
+	b, err := json.Marshal(cart)
+	if err != nil {
+		return
+	}
+	octx, cancel := s.c.opCtx(ctx)
+	defer cancel()
+	key := s.c.cartKey(sessionID)
+	_, err = s.c.rdb.TxPipelined(octx, func(p goredis.Pipeliner) error {
+		p.HSet(octx, key, "version", version, "cart", b)
+		p.Expire(octx, key, s.c.cfg.CartTTL)
+		return nil
+	})
+	if s.c.failed(ctx, err) {
+		s.c.markDirty(sessionID)
+	}
+}
+
+func (s *Store) dropCart(ctx context.Context, sessionID int64) {
+	if !s.c.Up() {
+		s.c.markDirty(sessionID)
+		return
+	}
+	octx, cancel := s.c.opCtx(ctx)
+	defer cancel()
+	if s.c.failed(ctx, s.c.rdb.Del(octx, s.c.cartKey(sessionID)).Err()) {
+		s.c.markDirty(sessionID)
+	}
+}
+
+// Orders is checkout through the Redis layer: a checkout empties the
+// session's cart in the store, so it is dropped here too.
+type Orders interface {
+	PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error)
+	Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error)
+	ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error)
+}
+
+// Orders wraps next so that a checkout drops the session's cached cart.
+func (s *Store) Orders(next Orders) Orders { return &orders{Orders: next, s: s} }
+
+type orders struct {
+	Orders
+	s *Store
+}
+
+func (o *orders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
+	order, created, err := o.Orders.PlaceOrder(ctx, p)
+	if err == nil {
+		o.s.dropCart(ctx, p.SessionID)
+	}
+	return order, created, err
+}
