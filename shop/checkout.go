@@ -21,6 +21,16 @@ type CheckoutLine struct {
 	Stock     int64
 }
 
+// CartOf is the cart the lines make, totalled.
+func CartOf(lines []CheckoutLine) *Cart {
+	c := &Cart{Lines: make([]CartLine, 0, len(lines))}
+	for _, l := range lines {
+		c.Lines = append(c.Lines, l.CartLine)
+		c.TotalCents += l.LineTotalCents
+	}
+	return c
+}
+
 // CheckoutTx is one checkout's transaction.
 type CheckoutTx interface {
 	// IdempotencyKey returns the request hash and order of the key the
@@ -137,11 +147,7 @@ func (o *Orders) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, cr
 		if len(lines) == 0 {
 			return ErrCartEmpty
 		}
-		cart := &Cart{Lines: make([]CartLine, 0, len(lines))}
-		for _, l := range lines {
-			cart.Lines = append(cart.Lines, l.CartLine)
-			cart.TotalCents += l.LineTotalCents
-		}
+		cart := CartOf(lines)
 		if want := p.Checkout.ExpectedTotalCents; want != nil && *want != cart.TotalCents {
 			return &PriceChangedError{Expected: *want, Cart: cart}
 		}

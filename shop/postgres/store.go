@@ -334,15 +334,6 @@ func readCart(ctx context.Context, q interface {
 	return lines, nil
 }
 
-func toCart(lines []shop.CheckoutLine) *shop.Cart {
-	c := &shop.Cart{Lines: make([]shop.CartLine, 0, len(lines))}
-	for _, l := range lines {
-		c.Lines = append(c.Lines, l.CartLine)
-		c.TotalCents += l.LineTotalCents
-	}
-	return c
-}
-
 // Cart returns the session's cart at current prices. It reads the
 // primary: the cart is what the client just changed.
 func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
@@ -350,7 +341,7 @@ func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	return toCart(lines), nil
+	return shop.CartOf(lines), nil
 }
 
 // lockSession serialises the session's cart changes and checkouts: a line
@@ -415,7 +406,7 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 	if err := s.markWrite(ctx, sessionID); err != nil {
 		return nil, err
 	}
-	return toCart(lines), nil
+	return shop.CartOf(lines), nil
 }
 
 // ClearCart empties the session's cart.

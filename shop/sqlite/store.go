@@ -369,22 +369,13 @@ func readCart(ctx context.Context, q querier, sessionID int64) ([]shop.CheckoutL
 	return lines, nil
 }
 
-func toCart(lines []shop.CheckoutLine) *shop.Cart {
-	c := &shop.Cart{Lines: make([]shop.CartLine, 0, len(lines))}
-	for _, l := range lines {
-		c.Lines = append(c.Lines, l.CartLine)
-		c.TotalCents += l.LineTotalCents
-	}
-	return c
-}
-
 // Cart returns the session's cart at current prices.
 func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
 	lines, err := readCart(ctx, s.db.read, sessionID)
 	if err != nil {
 		return nil, err
 	}
-	return toCart(lines), nil
+	return shop.CartOf(lines), nil
 }
 
 // SetCartItem sets an item's quantity in the cart; 0 removes it.
@@ -433,7 +424,7 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 	if err != nil {
 		return nil, err
 	}
-	return toCart(lines), nil
+	return shop.CartOf(lines), nil
 }
 
 // ClearCart empties the session's cart.
