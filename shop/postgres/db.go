@@ -57,10 +57,15 @@ func (h hookTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Trac
 
 func (hookTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// Defaults, measured on this repository's 2-core machine (README,
-// "Configuration"): 16 connections gave the best checkout throughput.
+// Defaults, measured on this repository's 2-core machine with
+// scripts/bench-pgpool.sh and BenchmarkConnect (docs/postgres.md): pools
+// of 2 to 16 connections gave the same checkout throughput within the
+// noise and 32 a third of it, so 8 leaves room for River's listener and
+// jobs in the same pool; a connection took 174 ms to open on the loaded
+// machine and the worst checkout p99 was 3.8 s, under both timeouts and
+// within the 10 s request budget.
 const (
-	DefaultMaxConns         = 16
+	DefaultMaxConns         = 8
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultStatementTimeout = 5 * time.Second
 )
