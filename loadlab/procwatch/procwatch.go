@@ -361,6 +361,14 @@ func (sc *scan) self() int {
 	return p.PID
 }
 
+// Refresh looks once, now, for the local services the watched processes
+// talk to (see Follow).
+func (s *Set) Refresh() {
+	if sc, err := newScan(true); err == nil {
+		s.follow(sc)
+	}
+}
+
 // Follow rescans the watched processes' connections every interval until
 // the returned stop is called, adding the local services they talk to.
 func (s *Set) Follow(ctx context.Context, every time.Duration) (stop func()) {

@@ -331,10 +331,11 @@ func start(dir, role string, env []string, _ []string) (int, string, error) {
 // limit puts pid in a cgroup of its own held to quota cores.
 func limit(dir, name string, pid int, quota float64) (string, error) {
 	id := fmt.Sprintf("%x", fnv32(dir))
-	// A short period: a process at its quota waits at most a few ms for
-	// the next one, not 80, so its latency shows its rate, not the
-	// throttle. The kernel takes no quota under 1 ms.
-	period := max(10000, int(math.Ceil(1000/quota)))
+	// The kernel's usual 100 ms period: a quota per period of several
+	// requests' CPU, so that being throttled means being at the quota, not
+	// one request outgrowing a short period. The kernel takes no quota
+	// under 1 ms.
+	period := max(100000, int(math.Ceil(1000/quota)))
 	quotaUS := strconv.Itoa(int(quota * float64(period)))
 	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err == nil {
 		cg := filepath.Join("/sys/fs/cgroup/cpu", "testsystem-"+id+"-"+name)
