@@ -72,6 +72,7 @@ type config struct {
 	natsURL string
 	// sessionLimit and trustedProxies: the per-address limit on new
 	// sessions, and the proxies whose forwarding headers name the client.
+	workers        int
 	sessionLimit   httpapi.SessionLimit
 	trustedProxies []netip.Prefix
 	// redisURL enables the shared cache layer; empty: none.
@@ -127,7 +128,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&prep, "prep-time", env("SHOP_PREP_TIME", "10s"), "time from confirmed to ready (env SHOP_PREP_TIME)")
 	fs.StringVar(&mailLat, "mail-latency", env("SHOP_MAIL_LATENCY", "0s"), "simulated mail provider latency (env SHOP_MAIL_LATENCY)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("SHOP_SHUTDOWN_TIMEOUT", "15s"), "how long shutdown waits for in-flight requests and running jobs before cancelling them (env SHOP_SHUTDOWN_TIMEOUT)")
-	var sessionRate, sessionBurst, trusted string
+	var sessionRate, sessionBurst, trusted, workers string
+	fs.StringVar(&workers, "workers", env("SHOP_WORKERS", strconv.Itoa(jobs.DefaultMaxWorkers)), "background jobs one worker process runs at once (env SHOP_WORKERS)")
 	fs.StringVar(&sessionRate, "session-rate", env("SHOP_SESSION_RATE", strconv.Itoa(httpapi.DefaultSessionRate)), "new sessions per second allowed to one client address, on average; 0 disables the limit (env SHOP_SESSION_RATE)")
 	fs.StringVar(&sessionBurst, "session-burst", env("SHOP_SESSION_BURST", strconv.Itoa(httpapi.DefaultSessionBurst)), "new sessions one client address may create at once (env SHOP_SESSION_BURST)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none (env SHOP_TRUSTED_PROXIES)")
@@ -198,6 +200,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if err := checkNATSURL(c.natsURL); err != nil {
 		return nil, err
+	}
+	if c.workers, err = strconv.Atoi(workers); err != nil || c.workers < 1 || c.workers > 1000 {
+		return nil, fmt.Errorf("--workers must be a whole number from 1 to 1000, got %q", workers)
 	}
 	if c.sessionLimit.Rate, err = strconv.ParseFloat(sessionRate, 64); err != nil || c.sessionLimit.Rate < 0 || math.IsInf(c.sessionLimit.Rate, 0) || math.IsNaN(c.sessionLimit.Rate) {
 		return nil, fmt.Errorf("--session-rate must be a number of sessions per second, 0 or more, got %q", sessionRate)
@@ -346,6 +351,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			SoleWorker:  soleWorker,
 			PrepTime:    cfg.prepTime,
 			MailLatency: cfg.mailLatency,
+			MaxWorkers:  cfg.workers,
 			Logger:      log,
 		},
 		Wrap: instrument.NewMetrics(reg).Wrap,

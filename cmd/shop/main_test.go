@@ -210,6 +210,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--session-rate", "-1"}, nil, "--session-rate must be"},
 		{nil, map[string]string{"SHOP_SESSION_RATE": "fast"}, "--session-rate must be"},
 		{[]string{"--session-burst", "0"}, nil, "--session-burst must be"},
+		{[]string{"--workers", "0"}, nil, "--workers must be"},
 		{[]string{"--trusted-proxies", "10.0.0.0/8,nginx"}, nil, "--trusted-proxies must be"},
 		{nil, map[string]string{"SHOP_ADMIN_TOKEN": " s3cret"}, "SHOP_ADMIN_TOKEN has leading or trailing whitespace"},
 		{nil, map[string]string{"SHOP_ADMIN_TOKEN": "s3cret\n"}, "SHOP_ADMIN_TOKEN has leading or trailing whitespace"},

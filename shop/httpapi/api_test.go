@@ -223,7 +223,8 @@ func (a *api) do(r req) response {
 			hr.Header.Set(k, v)
 		}
 	}
-	res, err := http.DefaultClient.Do(hr)
+	client := &http.Client{Transport: openAPICheck{t: a.t, next: http.DefaultTransport}}
+	res, err := client.Do(hr)
 	if err != nil {
 		a.t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.MaxWorkers <= 0 {
-		c.MaxWorkers = 10
+		c.MaxWorkers = DefaultMaxWorkers
 	}
 	if c.PrepTime <= 0 {
 		c.PrepTime = 5 * time.Second
@@ -107,6 +107,9 @@ func (c Config) confirmationTimeout() time.Duration { return c.MailLatency + job
 func (c Config) rescueAfter() time.Duration {
 	return max(c.confirmationTimeout(), jobWorkTimeout) + rescueMargin
 }
+
+// DefaultMaxWorkers is how many jobs a worker process runs at once.
+const DefaultMaxWorkers = 10
 
 // Queue is a River client over a driver for transactions of type TTx.
 type Queue[TTx any] struct {
