@@ -23,6 +23,8 @@ func peakText(f usl.Fit) string {
 	switch {
 	case f.PeakConcurrency == 1 && f.Sigma >= 1:
 		return "a second replica already lowers capacity (σ ≥ 1)"
+	case f.PeakConcurrency < 1.5:
+		return fmt.Sprintf("a second replica already lowers capacity (N* = %.1f)", f.PeakConcurrency)
 	case math.IsInf(f.PeakConcurrency, 1):
 		return "no replica count past which capacity falls (κ ≈ 0)"
 	}
