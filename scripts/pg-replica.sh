@@ -14,7 +14,8 @@
 #
 # The primary needs wal_level replica (PostgreSQL's default) and a pg_hba
 # line that lets 127.0.0.1 replicate; start adds that line (marked) when it
-# is missing, reloads the primary, and stop removes it again. Run as root or
+# is missing, reloads the primary, and stop removes it again once no other
+# replica made by this script (another PG_REPLICA_DIR) runs. Run as root or
 # as postgres; the replica runs as the postgres user.
 set -euo pipefail
 
@@ -34,8 +35,20 @@ replica_url() { echo "postgres://postgres@127.0.0.1:$(cat "$STATE/port")/postgre
 running() { [ -f "$STATE/data/postmaster.pid" ] && as_pg "$BIN/pg_ctl" -D "$STATE/data" status >/dev/null 2>&1; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# other_replicas lists the postmasters of other replicas this script made
+# (another PG_REPLICA_DIR, e.g. scripts/cluster.sh's): while one runs, the
+# replication line stays, whoever added it.
+other_replicas() {
+  local pid dir
+  for pid in $(pgrep -f -- "bin/postgres -D " 2>/dev/null); do
+    dir=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | sed -n 's/.* -D \([^ ]*\).*/\1/p')
+    [ -n "$dir" ] && [ "$dir" != "$STATE/data" ] && grep -qs "^# perfscale pg-replica" "$dir/postgresql.conf" && echo "$pid"
+  done
+  return 0
+}
+
 hba_restore() {
-  if [ -f "$STATE/hba-added" ] && grep -qF "$MARK" "$HBA"; then
+  if grep -qF "$MARK" "$HBA" && [ -z "$(other_replicas)" ]; then
     # The mark and the line after it.
     sed -i "\|^$MARK\$|,+1d" "$HBA"
     primary_sql "SELECT pg_reload_conf()" >/dev/null
@@ -68,7 +81,6 @@ start() {
 
   if ! grep -qE '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$HBA"; then
     printf '%s\nhost replication all 127.0.0.1/32 trust\n' "$MARK" >> "$HBA"
-    touch "$STATE/hba-added"
     primary_sql "SELECT pg_reload_conf()" >/dev/null
     echo "pg-replica: added a replication line to $HBA" >&2
   fi
@@ -79,6 +91,7 @@ start() {
   # Debian keeps the cluster's configuration in /etc, outside the data
   # directory that was copied: the replica gets a small one of its own.
   as_pg tee "$STATE/data/postgresql.conf" >/dev/null <<EOF
+# perfscale pg-replica (scripts/pg-replica.sh)
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$STATE'
