@@ -626,6 +626,28 @@ func psqlURL(t *testing.T, url, query string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// Behind nginx the service still sees each client's address, so the
+// session rate limit applies per client, not to nginx as a whole.
+func TestPerClientLimitsSeeClientsThroughNginx(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, map[string]string{"SHOP_SESSION_RATE": "0.001", "SHOP_SESSION_BURST": "2"}, "1")
+	newSession := func(client string) int {
+		r, err := c.do("POST", "/v1/sessions", "", "", nil, "X-Forwarded-For", client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.status
+	}
+	for i, want := range []int{201, 201, 429} {
+		if got := newSession("203.0.113.5"); got != want {
+			t.Fatalf("session %d of client 203.0.113.5: %d, want %d", i+1, got, want)
+		}
+	}
+	if got := newSession("198.51.100.7"); got != 201 {
+		t.Fatalf("first session of another client behind the same nginx: %d, want 201", got)
+	}
+}
+
 // database is the name of the cluster's PostgreSQL database.
 func (c *cluster) database() string {
 	c.t.Helper()
