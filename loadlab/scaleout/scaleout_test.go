@@ -58,6 +58,9 @@ func checkClean(t *testing.T, state string) {
 	if left := testsystem.Running(state); len(left) > 0 {
 		t.Errorf("processes left running: %v", left)
 	}
+	if left := testsystem.Cgroups(state); len(left) > 0 {
+		t.Errorf("cgroups left behind: %v", left)
+	}
 }
 
 // Replicas that each serve exactly 50 req/s (one request per 20 ms on a

@@ -105,6 +105,20 @@ func Running(state string) []int {
 	return out
 }
 
+// Cgroups lists the system's CPU cgroups still present.
+func Cgroups(state string) []string {
+	var out []string
+	for _, name := range []string{"db", "replica0", "replica1", "replica2", "replica3"} {
+		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
+			cg := filepath.Join(root, fmt.Sprintf("testsystem-%x-%s", fnv32(state), name))
+			if _, err := os.Stat(cg); err == nil {
+				out = append(out, cg)
+			}
+		}
+	}
+	return out
+}
+
 func zombie(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -259,7 +273,11 @@ func down(args []string) error {
 		stop(pid)
 	}
 	for _, cg := range st.Cgroups {
-		os.Remove(cg)
+		// A killed process leaves its cgroup only once it has been
+		// reaped, by whoever adopted it: retry for a while.
+		for i := 0; i < 100 && os.Remove(cg) != nil && !errors.Is(os.Remove(cg), os.ErrNotExist); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	if err := (state{}).write(o.State); err != nil {
 		return err
