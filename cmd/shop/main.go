@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -77,6 +78,9 @@ type config struct {
 	trustedProxies []netip.Prefix
 	// redisURL enables the shared cache layer; empty: none.
 	redisURL string
+	// redisPrefix and natsStream name this deployment's keys and stream,
+	// so deployments on other databases can share one Redis and one NATS.
+	redisPrefix, natsStream string
 }
 
 // defaultDrainDelay is the drain of a replica behind a load balancer: long
@@ -114,6 +118,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.logLevel, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (env SHOP_LOG_LEVEL)")
 	fs.StringVar(&c.replicaName, "replica-name", env("SHOP_REPLICA_NAME", ""), "name sent in the X-Replica response header; default the API listener's host:port (env SHOP_REPLICA_NAME)")
 	fs.StringVar(&c.redisURL, "redis", env("SHOP_REDIS_URL", ""), "Redis URL (redis://host:6379/0): sessions, carts and the menu shared by the replicas, catalog changes announced over pub/sub; empty: none (env SHOP_REDIS_URL)")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", env("SHOP_REDIS_PREFIX", "shop:"), "prefix of every Redis key and channel: one per database sharing a Redis (env SHOP_REDIS_PREFIX)")
+	fs.StringVar(&c.natsStream, "nats-stream", env("SHOP_NATS_STREAM", shopnats.DefaultStream), "JetStream stream of the order events, one per database sharing a NATS; its subjects are its name in lower case with _ as . (SHOP_ORDERS: shop.orders.<id>.<status>) (env SHOP_NATS_STREAM)")
 	fs.StringVar(&c.natsURL, "nats", env("SHOP_NATS_URL", ""), "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it (env SHOP_NATS_URL)")
 	fs.StringVar(&c.dbURL, "db", env("SHOP_DATABASE_URL", ""), "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir (env SHOP_DATABASE_URL)")
 	replicas := urlList{urls: splitList(env("SHOP_DB_REPLICAS", ""))}
@@ -203,6 +209,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.workers, err = strconv.Atoi(workers); err != nil || c.workers < 1 || c.workers > 1000 {
 		return nil, fmt.Errorf("--workers must be a whole number from 1 to 1000, got %q", workers)
+	}
+	if !streamName.MatchString(c.natsStream) {
+		return nil, fmt.Errorf("--nats-stream must be letters, digits and _ (starting with a letter), got %q", c.natsStream)
 	}
 	if c.sessionLimit.Rate, err = strconv.ParseFloat(sessionRate, 64); err != nil || c.sessionLimit.Rate < 0 || math.IsInf(c.sessionLimit.Rate, 0) || math.IsNaN(c.sessionLimit.Rate) {
 		return nil, fmt.Errorf("--session-rate must be a number of sessions per second, 0 or more, got %q", sessionRate)
@@ -386,7 +395,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		feed   cache.Feed
 	)
 	if cfg.redisURL != "" && cfg.role != "worker" {
-		shared, err = shopredis.Open(ctx, shopredis.Config{URL: cfg.redisURL, Registerer: reg, Logger: log.With("component", "redis")})
+		shared, err = shopredis.Open(ctx, shopredis.Config{URL: cfg.redisURL, Prefix: cfg.redisPrefix, Registerer: reg, Logger: log.With("component", "redis")})
 		if err != nil {
 			return err
 		}
@@ -430,7 +439,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	relayDone := make(chan struct{})
 	close(relayDone)
 	if cfg.natsURL != "" {
-		bus, err := shopnats.Open(ctx, shopnats.Config{URL: cfg.natsURL, ClientName: "shop " + replica, Logger: log.With("component", "nats")})
+		bus, err := shopnats.Open(ctx, shopnats.Config{URL: cfg.natsURL, Stream: cfg.natsStream,
+			Subject: strings.ToLower(strings.ReplaceAll(cfg.natsStream, "_", ".")), ClientName: "shop " + replica, Logger: log.With("component", "nats")})
 		if err != nil {
 			return err
 		}
@@ -548,6 +558,9 @@ func adminMux(reg prometheus.Gatherer) http.Handler {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
+
+// streamName is a JetStream stream name that also reads as subject tokens.
+var streamName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$`)
 
 // checkNATSURL refuses a --nats value that is not a NATS URL, with one line.
 func checkNATSURL(raw string) error {

@@ -225,6 +225,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--db", "postgres://localhost/shop", "--db-replica", "postgres://u:s3cret@localhost:port/shop"}, nil, "--db-replica: "},
 		{[]string{"--nats", "127.0.0.1:4222"}, nil, "--nats must be nats://host:port"},
 		{[]string{"--redis", "http://127.0.0.1:6379"}, nil, "--redis must be redis://host:port"},
+		{[]string{"--nats-stream", "orders.all"}, nil, "--nats-stream must be letters"},
 		{nil, map[string]string{"SHOP_REDIS_URL": "127.0.0.1:6379"}, "--redis must be redis://host:port"},
 		{nil, map[string]string{"SHOP_NATS_URL": "http://127.0.0.1:4222"}, "--nats must be nats://host:port"},
 		{[]string{"--db-connect-timeout", "soon"}, nil, "--db-connect-timeout must be a duration"},

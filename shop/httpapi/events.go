@@ -34,6 +34,11 @@ type StreamConfig struct {
 	Heartbeat time.Duration
 	// Poll is how often a stream without a live feed reads the database.
 	Poll time.Duration
+	// SafetyPoll is how often a stream fed by the bus reads the database
+	// anyway (5 s): a change whose announcement the bus dropped (as a
+	// duplicate of an old stream's, after the database was reset) still
+	// arrives.
+	SafetyPoll time.Duration
 	// MaxDuration ends a stream that has not reached "ready" by then; the
 	// client resumes with Last-Event-ID, on whichever replica.
 	MaxDuration time.Duration
@@ -48,6 +53,9 @@ func (c *StreamConfig) defaults() {
 	}
 	if c.Poll <= 0 {
 		c.Poll = time.Second
+	}
+	if c.SafetyPoll <= 0 {
+		c.SafetyPoll = 5 * time.Second
 	}
 	if c.MaxDuration <= 0 {
 		c.MaxDuration = 15 * time.Minute
@@ -151,18 +159,18 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 			if e.Seq <= st.last {
 				continue // a duplicate: the bus's window is finite
 			}
-			batch := []shop.OrderEvent{e}
-			if e.Seq > st.last+1 {
-				// A gap: take what is missing from the record.
-				missing, err := s.history.OrderEvents(ctx, session, id, st.last)
-				if err != nil {
+			// The bus says something changed; the record says what. A
+			// stream left over from an earlier database (same order ids)
+			// or a gap then cannot mislead the client.
+			more, err := s.history.OrderEvents(ctx, session, id, st.last)
+			if err != nil {
+				if ctx.Err() != nil {
 					return nil
 				}
-				if len(missing) > 0 {
-					batch = missing
-				}
+				s.log.WarnContext(ctx, "order events read failed", "order_id", id, "error", err.Error())
+				continue
 			}
-			if st.send(batch) != nil || st.done {
+			if st.send(more) != nil || st.done {
 				return nil
 			}
 		case now := <-check.C:
@@ -170,7 +178,9 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 				st.comment("replica shutting down; reconnect with Last-Event-ID") //nolint:errcheck
 				return nil
 			}
-			if polling && now.Sub(lastPoll) >= s.stream.Poll {
+			// Polling, or a slow safety net under the live feed (a
+			// wake-up the bus dropped as a duplicate of an old stream's).
+			if every := s.stream.Poll; (polling && now.Sub(lastPoll) >= every) || now.Sub(lastPoll) >= s.stream.SafetyPoll {
 				lastPoll = now
 				more, err := s.history.OrderEvents(ctx, session, id, st.last)
 				if err != nil {

@@ -273,7 +273,7 @@ func natsFeed(t *testing.T) (*natstest.Server, *shopnats.Bus, func(a *api)) {
 // than the test allows.
 func TestOrderEventsFromAnotherReplica(t *testing.T) {
 	_, bus, startRelay := natsFeed(t)
-	a := newAPI(t, options{worker: true, feed: bus, stream: httpapi.StreamConfig{Poll: time.Hour}})
+	a := newAPI(t, options{worker: true, feed: bus, stream: httpapi.StreamConfig{Poll: time.Hour, SafetyPoll: time.Hour}})
 	startRelay(a)
 	cfgB := a.cfg
 	cfgB.Registry = nil
@@ -305,4 +305,43 @@ func TestOrderEventsFallBackWhenNATSGoes(t *testing.T) {
 		}
 	}
 	s.expectStatuses(id, 2, shop.StatusConfirmed, shop.StatusReady)
+}
+
+// TestOrderEventsIgnoreAStaleStream: the stream still holds events of an
+// earlier database's order with the same id (a reset data directory); the
+// bus drops the new order's publishes as duplicates of those. The client
+// still sees the new order's own events, from the record.
+func TestOrderEventsIgnoreAStaleStream(t *testing.T) {
+	_, bus, startRelay := natsFeed(t)
+	ctx := context.Background()
+	for seq, st := range []shop.Status{shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady} {
+		old := shop.OrderEvent{OrderID: 1, Seq: int64(seq + 1), Status: st, At: time.Unix(0, 0)}
+		if err := bus.Publish(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := newAPI(t, options{feed: bus, stream: httpapi.StreamConfig{Poll: time.Hour, SafetyPoll: 20 * time.Millisecond}})
+	startRelay(a)
+	token, id := placeOne(t, a)
+	if id != 1 {
+		t.Fatalf("order id %d, want 1 (the stale stream's)", id)
+	}
+	s := openStream(t, a.url, token, id, "")
+	check := func(i int, st shop.Status) {
+		t.Helper()
+		e := s.nextEvent()
+		if e.Status != st || e.Seq != int64(i+1) || e.At.Equal(time.Unix(0, 0)) {
+			t.Fatalf("event %d: %+v, want this database's %s", i, e, st)
+		}
+	}
+	// The stale stream wakes the stream up at once (its old ready);
+	// the record says placed, and the stream goes on.
+	check(0, shop.StatusPlaced)
+	for _, step := range [][2]shop.Status{{shop.StatusPlaced, shop.StatusConfirmed}, {shop.StatusConfirmed, shop.StatusReady}} {
+		if ok, err := a.store.AdvanceOrder(ctx, id, step[0], step[1]); err != nil || !ok {
+			t.Fatalf("advance: %v %v", ok, err)
+		}
+	}
+	check(1, shop.StatusConfirmed)
+	check(2, shop.StatusReady)
 }
