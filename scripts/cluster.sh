@@ -168,15 +168,20 @@ remove_cgroups() {
 # on the ports recorded for it (new free ones the first time), and records
 # its pid. The service's own settings come from the environment.
 start_shop() {
-  local name=$1 role=$2 cg="" port admin replica_flags=()
+  local name=$1 role=$2 cg="" port admin replica_flags=() shared_flags=()
   shift 2
   # Only the API replicas read from the read replica; the worker's reads
   # decide what it does next and go to the primary.
   if [ "$role" = api ] && [ -f "$state/db-replica-url" ]; then replica_flags=(--db-replica "$(cat "$state/db-replica-url")"); fi
-  # nginx (on 127.0.0.1) names the client in X-Forwarded-For: trust it, so
-  # per-client rules (the session rate limit) see clients, not nginx.
-  if [ "$role" = api ]; then replica_flags+=(--trusted-proxies "127.0.0.1${SHOP_TRUSTED_PROXIES:+,$SHOP_TRUSTED_PROXIES}"); fi
   [ -f "$state/$name.cgroup" ] && cg=$(cat "$state/$name.cgroup")
+  # Redis and NATS on their standard ports by default (SHOP_REDIS_URL= or
+  # SHOP_NATS_URL= turns one off), with keys and a stream of this cluster's
+  # own: clusters on other databases share the servers without mixing
+  # carts or order events.
+  local dbname
+  read -r dbname _ <"$state/database"
+  shared_flags=(--redis "${SHOP_REDIS_URL-redis://127.0.0.1:6379/0}" --redis-prefix "shop:$dbname:"
+    --nats "${SHOP_NATS_URL-nats://127.0.0.1:4222}" --nats-stream "${dbname^^}_ORDERS")
   [ -f "$state/$name.url" ] || echo "http://127.0.0.1:$(free_port)" >"$state/$name.url"
   [ -f "$state/$name.admin" ] || echo "http://127.0.0.1:$(free_port)" >"$state/$name.admin"
   port=$(cat "$state/$name.url") admin=$(cat "$state/$name.admin")
@@ -186,7 +191,7 @@ start_shop() {
     # outside its quota.
     [ -z "$cg" ] || echo "$BASHPID" >"$cg/cgroup.procs"
     exec setsid "$state/shop" --role "$role" --addr "${port#http://}" --admin-addr "${admin#http://}" \
-      --replica-name "$name" "$@" "${db_flags[@]}" "${replica_flags[@]}" </dev/null >>"$state/$name.log" 2>&1
+      --replica-name "$name" "$@" "${db_flags[@]}" "${replica_flags[@]}" "${shared_flags[@]}" </dev/null >>"$state/$name.log" 2>&1
   ) &
   record "$name" $!
 }
@@ -296,6 +301,26 @@ $upstreams
 
     server {
         listen 127.0.0.1:$1;
+
+        # An order's Server-Sent Events: passed through as they come
+        # (no buffering), and open for as long as the stream lasts (the
+        # service sends a heartbeat every 15 s and ends a stream after
+        # 15 min; the client resumes with Last-Event-ID).
+        location ~ ^/v1/orders/[0-9]+/events\$ {
+            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Request-Id \$shop_request_id;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries 3;
+        }
 
         location / {
             proxy_pass http://shop;
