@@ -109,7 +109,7 @@ func (c Config) rescueAfter() time.Duration {
 }
 
 // DefaultMaxWorkers is how many jobs a worker process runs at once.
-const DefaultMaxWorkers = 10
+const DefaultMaxWorkers = 40
 
 // Queue is a River client over a driver for transactions of type TTx.
 type Queue[TTx any] struct {
