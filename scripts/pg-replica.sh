@@ -26,6 +26,11 @@ VERSION=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
 BIN=/usr/lib/postgresql/$VERSION/bin
 HBA=/etc/postgresql/$VERSION/main/pg_hba.conf
 MARK="# added by perfscale scripts/pg-replica.sh (removed by its stop)"
+# A physical replication slot per replica directory: without one the primary
+# may recycle WAL the standby has not streamed yet (seen under heavy load:
+# "requested WAL segment ... has already been removed"), and the standby
+# never catches up. stop drops it, so it holds no WAL once the replica goes.
+SLOT=perfscale_replica_$(printf '%s' "$STATE" | md5sum | cut -c1-12)
 
 as_pg() {
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -47,6 +52,18 @@ other_replicas() {
   return 0
 }
 
+# drop_slot waits a moment for the primary's walsender of a just-stopped
+# replica to let go of the slot (an active slot cannot be dropped).
+drop_slot() {
+  local _
+  for _ in $(seq 1 50); do
+    [ "$(primary_sql "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = 0 ] && return 0
+    primary_sql "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$SLOT' AND NOT active" >/dev/null
+    sleep 0.1
+  done
+  echo "pg-replica: replication slot $SLOT is still in use on the primary; drop it with pg_drop_replication_slot('$SLOT')" >&2
+}
+
 hba_restore() {
   if grep -qF "$MARK" "$HBA" && [ -z "$(other_replicas)" ]; then
     # The mark and the line after it.
@@ -63,6 +80,8 @@ start() {
   fi
   # A directory left by a crash: its replica is not running, start afresh.
   if [ -d "$STATE" ]; then hba_restore; rm -rf "$STATE"; fi
+  # So is a slot a crashed replica of this directory left holding WAL.
+  drop_slot
   case "$(primary_sql 'SHOW wal_level')" in
     replica|logical) ;;
     *) echo "pg-replica: the primary's wal_level must be replica or logical (it needs a restart to change; not done here)" >&2; exit 1 ;;
@@ -87,7 +106,7 @@ start() {
 
   echo "pg-replica: pg_basebackup of 127.0.0.1:$PRIMARY_PORT into $STATE/data" >&2
   as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$STATE/data" \
-    --write-recovery-conf --wal-method=stream --checkpoint=fast
+    --write-recovery-conf --wal-method=stream --checkpoint=fast --create-slot --slot="$SLOT"
   # Debian keeps the cluster's configuration in /etc, outside the data
   # directory that was copied: the replica gets a small one of its own.
   as_pg tee "$STATE/data/postgresql.conf" >/dev/null <<EOF
@@ -121,6 +140,7 @@ stop() {
     as_pg "$BIN/pg_ctl" -D "$STATE/data" -m fast -w stop >/dev/null
     echo "pg-replica: stopped" >&2
   fi
+  drop_slot
   if [ -d "$STATE" ]; then
     hba_restore
     rm -rf "$STATE"
