@@ -5,35 +5,21 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/perfscale/perfscale/internal/testserver"
 	"time"
 )
 
-// Binary finds nats-server; without it the test skips, except under
-// CI=true, where it fails.
+// Binary finds nats-server; without it the test skips, except under CI=true,
+// where it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("NATS_SERVER_BIN"), "/usr/sbin/nats-server", "/usr/bin/nats-server"} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nats-server is not installed; CI must have it (apt-get install nats-server)")
-	}
-	t.Skip("nats-server is not installed: skipping the NATS JetStream test")
-	return ""
+	return testserver.Binary(t, "nats-server", "NATS_SERVER_BIN", "/usr/sbin/nats-server", "/usr/bin/nats-server")
 }
 
 // Server is a private nats-server.
@@ -49,7 +35,7 @@ type Server struct {
 // Start starts a server with JetStream on a free port; t's cleanup stops it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), port: freePort(t)}
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), port: testserver.FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -77,25 +63,7 @@ func (s *Server) Start() {
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(s.done) }() //nolint:errcheck // exit status of a server we stop
-	// A real process has to come up: bounded polling, generous limit.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-s.done:
-			out, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-			s.t.Fatalf("nats-server exited at start:\n%s", out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("nats-server not accepting connections on %d after 30s", s.port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testserver.WaitListening(s.t, s.port, s.done, filepath.Join(s.dir, "server.log"))
 }
 
 // Stop stops the server and waits for it to exit.
@@ -111,17 +79,4 @@ func (s *Server) Stop() {
 		<-s.done
 	}
 	s.cmd = nil
-}
-
-// freePort asks the kernel for a port nobody listens on. Another process
-// could take it before the server binds it; on a test machine that is rare
-// and shows as a start failure, not a wrong result.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

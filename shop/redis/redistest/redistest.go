@@ -5,36 +5,21 @@ package redistest
 
 import (
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/perfscale/perfscale/internal/testserver"
 	"time"
 )
 
-// Binary finds redis-server; without it the test skips, except under
-// CI=true, where it fails.
+// Binary finds redis-server; without it the test skips, except under CI=true,
+// where it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("REDIS_SERVER_BIN"), "/usr/bin/redis-server", "/usr/sbin/redis-server"} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("redis-server is not installed; CI must have it (apt-get install redis-server)")
-	}
-	t.Skip("redis-server is not installed: skipping the Redis test")
-	return ""
+	return testserver.Binary(t, "redis-server", "REDIS_SERVER_BIN", "/usr/bin/redis-server", "/usr/sbin/redis-server")
 }
 
 // Server is a private redis-server without persistence.
@@ -50,7 +35,7 @@ type Server struct {
 // Start starts a server on a free port; t's cleanup stops it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), port: freePort(t)}
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), port: testserver.FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -74,24 +59,7 @@ func (s *Server) Start() {
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(s.done) }() //nolint:errcheck // exit status of a server we stop
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-s.done:
-			out, _ := os.ReadFile(log)
-			s.t.Fatalf("redis-server exited at start:\n%s", out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server not accepting connections on %d after 30s", s.port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testserver.WaitListening(s.t, s.port, s.done, log)
 }
 
 // Stop stops the server and waits for it to exit.
@@ -116,13 +84,3 @@ func (s *Server) Freeze() { s.cmd.Process.Signal(syscall.SIGSTOP) } //nolint:err
 
 // Thaw resumes a frozen server.
 func (s *Server) Thaw() { s.cmd.Process.Signal(syscall.SIGCONT) } //nolint:errcheck
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}

@@ -1,0 +1,74 @@
+// Package testserver holds what the tests' private servers (natstest,
+// redistest) share: finding the binary (skip without it, fail under
+// CI=true), a free port, and waiting for a started process to listen.
+package testserver
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Binary finds a server binary: the environment variable env, then the
+// candidate paths, then PATH. Without it the test skips, except under
+// CI=true, where it fails.
+func Binary(t testing.TB, name, env string, candidates ...string) string {
+	t.Helper()
+	for _, p := range append([]string{os.Getenv(env)}, candidates...) {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed; CI must have it (apt-get install %s)", name, name)
+	}
+	t.Skipf("%s is not installed: skipping the test that needs it", name)
+	return ""
+}
+
+// FreePort asks the kernel for a port nobody listens on. Another process
+// could take it before the server binds it; on a test machine that is rare
+// and shows as a start failure, not a wrong result.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitListening returns once 127.0.0.1:port accepts connections; it fails
+// t if the process ends first (done closed) or after 30 s. A real process
+// has to come up: bounded polling with a generous limit.
+func WaitListening(t testing.TB, port int, done <-chan struct{}, logFile string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-done:
+			out, _ := os.ReadFile(logFile)
+			t.Fatalf("server exited at start:\n%s", out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not accepting connections on port %d after 30s", port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
