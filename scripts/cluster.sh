@@ -173,6 +173,9 @@ start_shop() {
   # Only the API replicas read from the read replica; the worker's reads
   # decide what it does next and go to the primary.
   if [ "$role" = api ] && [ -f "$state/db-replica-url" ]; then replica_flags=(--db-replica "$(cat "$state/db-replica-url")"); fi
+  # nginx (on 127.0.0.1) names the client in X-Forwarded-For: trust it, so
+  # per-client rules (the session rate limit) see clients, not nginx.
+  if [ "$role" = api ]; then replica_flags+=(--trusted-proxies "127.0.0.1${SHOP_TRUSTED_PROXIES:+,$SHOP_TRUSTED_PROXIES}"); fi
   [ -f "$state/$name.cgroup" ] && cg=$(cat "$state/$name.cgroup")
   # Redis and NATS on their standard ports by default (SHOP_REDIS_URL= or
   # SHOP_NATS_URL= turns one off), with keys and a stream of this cluster's
