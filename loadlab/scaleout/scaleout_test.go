@@ -66,10 +66,34 @@ func checkClean(t *testing.T, state string) {
 // Replicas that each serve exactly 50 req/s (one request per 20 ms on a
 // virtual clock, so a busy machine cannot slow them): the capacity of n
 // replicas is 50n and the efficiency 100%.
+//
+// The virtual clock holds the replicas, not the generator and the proxy:
+// in a fresh-clone CI run, beside the other packages' tests, the machine
+// was 100% busy and one replica's capacity came out at 20 req/s, with the
+// bottleneck column rightly naming the machine's CPU. A search that
+// mismeasures does so every time, so one run of three within the bounds
+// settles it.
 func TestScaleoutFindsKnownCapacities(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures a system of up to four replicas; skipped with -short")
 	}
+	const attempts = 3
+	var problems []string
+	for attempt := 1; attempt <= attempts; attempt++ {
+		problems = knownCapacityRun(t)
+		if len(problems) == 0 {
+			return
+		}
+		t.Logf("attempt %d off the known capacities: %s", attempt, strings.Join(problems, "; "))
+	}
+	t.Fatalf("%d runs off the known capacities, the last: %s", attempts, strings.Join(problems, "; "))
+}
+
+// knownCapacityRun measures the known system once and returns what is off;
+// it fails t outright only for what no busy machine excuses (a run that
+// errs, or leaves processes or cgroups behind).
+func knownCapacityRun(t *testing.T) (problems []string) {
+	t.Helper()
 	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 20 * time.Millisecond}
 	res, err := scaleout.Run(context.Background(), config(t, o, 1, 2, 4))
 	if err != nil {
@@ -86,21 +110,22 @@ func TestScaleoutFindsKnownCapacities(t *testing.T) {
 			t.Logf("%d replicas: the generator fell behind at the bound: %s", s.Replicas, s.Bottleneck)
 		}
 		if math.Abs(s.CapacityRPS-want) > 0.1*want {
-			t.Errorf("%d replicas: capacity %.0f req/s, want %.0f ± 10%%", s.Replicas, s.CapacityRPS, want)
+			problems = append(problems, fmt.Sprintf("%d replicas: capacity %.0f req/s, want %.0f ± 10%%", s.Replicas, s.CapacityRPS, want))
 		}
 		if math.Abs(s.Efficiency-1) > 0.05 {
-			t.Errorf("%d replicas: efficiency %.1f%%, want 100 ± 5 points", s.Replicas, 100*s.Efficiency)
+			problems = append(problems, fmt.Sprintf("%d replicas: efficiency %.1f%%, want 100 ± 5 points", s.Replicas, 100*s.Efficiency))
 		}
 		if s.P99 > 200*time.Millisecond || s.P99 == 0 {
-			t.Errorf("%d replicas: p99 at capacity %v", s.Replicas, s.P99)
+			problems = append(problems, fmt.Sprintf("%d replicas: p99 at capacity %v", s.Replicas, s.P99))
 		}
 		if !strings.Contains(strings.Join(s.Watched, "\n"), fmt.Sprintf("app: %d processes", s.Replicas)) && s.Replicas > 1 {
 			t.Errorf("%d replicas: the replicas behind the proxy were not found: %v", s.Replicas, s.Watched)
 		}
 	}
 	if !res.FitOK || res.Fit.Sigma > 0.05 {
-		t.Errorf("USL over replicas: σ = %.3f (ok %v), want about 0 for linear scaling", res.Fit.Sigma, res.FitOK)
+		problems = append(problems, fmt.Sprintf("USL over replicas: σ = %.3f (ok %v), want about 0 for linear scaling", res.Fit.Sigma, res.FitOK))
 	}
+	return problems
 }
 
 // Which process limits the system, named from CPU and cgroup throttling:
