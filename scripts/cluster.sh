@@ -154,10 +154,13 @@ remove_cgroups() {
   [ -f "$state/cgroup" ] || return 0
   local parent dir
   read -r _ parent <"$state/cgroup"
-  for dir in "$parent"/*/; do
-    [ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
+  # A killed replica stays in its cgroup until it is reaped, so the
+  # directories may be busy for a moment: try for up to five seconds.
+  for dir in "$parent"/*/ "$parent"; do
+    [ -d "$dir" ] || continue
+    for _ in $(seq 1 50); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
   done
-  [ -d "$parent" ] && { rmdir "$parent" || log "could not remove cgroup $parent"; }
+  [ -d "$parent" ] && log "could not remove cgroup $parent"
   rm -f "$state/cgroup"
 }
 
