@@ -1,12 +1,13 @@
 // Package testserver holds what the tests' private servers (natstest,
 // redistest) share: finding the binary (skip without it, fail under
-// CI=true), a free port, and waiting for a started process to listen.
+// CI=true), a free port, and starting, waiting for and stopping the process.
 package testserver
 
 import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -70,5 +71,42 @@ func WaitListening(t testing.TB, port int, done <-chan struct{}, logFile string)
 			t.Fatalf("server not accepting connections on port %d after 30s", port)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Process is a started server process that a test may stop and, through
+// its owner, start again.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts cmd and returns once it listens on 127.0.0.1:port, failing
+// t if it exits first (showing logFile) or does not come up.
+func Start(t testing.TB, cmd *exec.Cmd, port int, logFile string) *Process {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", filepath.Base(cmd.Path), err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }() //nolint:errcheck // exit status of a server we stop
+	WaitListening(t, port, p.done, logFile)
+	return p
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) { p.cmd.Process.Signal(sig) } //nolint:errcheck
+
+// Stop sends the signals in order and waits for the process to exit,
+// killing it after 15 s.
+func (p *Process) Stop(sigs ...os.Signal) {
+	for _, sig := range sigs {
+		p.Signal(sig)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill() //nolint:errcheck
+		<-p.done
 	}
 }

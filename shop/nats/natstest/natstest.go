@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/perfscale/perfscale/internal/testserver"
-	"time"
 )
 
 // Binary finds nats-server; without it the test skips, except under CI=true,
@@ -28,8 +27,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testserver.Process
 }
 
 // Start starts a server with JetStream on a free port; t's cleanup stops it.
@@ -48,7 +46,7 @@ func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port
 // once it accepts connections.
 func (s *Server) Start() {
 	s.t.Helper()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return
 	}
 	log, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -58,25 +56,14 @@ func (s *Server) Start() {
 	defer log.Close()
 	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", filepath.Join(s.dir, "js"))
 	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start nats-server: %v", err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(s.done) }() //nolint:errcheck // exit status of a server we stop
-	testserver.WaitListening(s.t, s.port, s.done, filepath.Join(s.dir, "server.log"))
+	s.proc = testserver.Start(s.t, cmd, s.port, filepath.Join(s.dir, "server.log"))
 }
 
 // Stop stops the server and waits for it to exit.
 func (s *Server) Stop() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	s.cmd.Process.Signal(os.Interrupt) //nolint:errcheck
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill() //nolint:errcheck
-		<-s.done
-	}
-	s.cmd = nil
+	s.proc.Stop(os.Interrupt)
+	s.proc = nil
 }

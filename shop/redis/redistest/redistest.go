@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/perfscale/perfscale/internal/testserver"
-	"time"
 )
 
 // Binary finds redis-server; without it the test skips, except under CI=true,
@@ -28,8 +27,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testserver.Process
 }
 
 // Start starts a server on a free port; t's cleanup stops it.
@@ -48,39 +46,27 @@ func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.p
 // connections.
 func (s *Server) Start() {
 	s.t.Helper()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return
 	}
 	log := filepath.Join(s.dir, "redis.log")
 	cmd := exec.Command(s.bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--save", "",
 		"--appendonly", "no", "--dir", s.dir, "--logfile", log)
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(s.done) }() //nolint:errcheck // exit status of a server we stop
-	testserver.WaitListening(s.t, s.port, s.done, log)
+	s.proc = testserver.Start(s.t, cmd, s.port, log)
 }
 
 // Stop stops the server and waits for it to exit.
 func (s *Server) Stop() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // in case it is frozen
-	s.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill() //nolint:errcheck
-		<-s.done
-	}
-	s.cmd = nil
+	s.proc.Stop(syscall.SIGCONT, syscall.SIGTERM) // SIGCONT in case it is frozen
+	s.proc = nil
 }
 
 // Freeze stops the process without closing its connections (a network
 // partition as clients see it); Thaw resumes it with its data.
-func (s *Server) Freeze() { s.cmd.Process.Signal(syscall.SIGSTOP) } //nolint:errcheck
+func (s *Server) Freeze() { s.proc.Signal(syscall.SIGSTOP) }
 
 // Thaw resumes a frozen server.
-func (s *Server) Thaw() { s.cmd.Process.Signal(syscall.SIGCONT) } //nolint:errcheck
+func (s *Server) Thaw() { s.proc.Signal(syscall.SIGCONT) }
