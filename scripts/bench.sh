@@ -14,7 +14,10 @@
 #   6. resident memory of one replica with 1,000,000 items under menu load;
 #   7. the journey and the one-user latencies again on the local PostgreSQL
 #      cluster (scripts/cluster.sh: replicas behind nginx), per core of all
-#      server-side processes.
+#      server-side processes, with the CPU of each kind of process and a
+#      CPU profile of one API replica;
+#   8. checkout on PostgreSQL as a ratio to pgbench running the same SQL
+#      (scripts/bench-pgcheckout.sh, scripts/pgbench-checkout.sql).
 # The service runs on the embedded default (SQLite), as `go run ./cmd/shop`
 # would, logging at its default level to a file. With two or more cores the
 # servers are pinned to core 0 and the generators to core 1, so a figure per
@@ -28,7 +31,7 @@
 # users (16), SINGLE_DUR seconds per one-user run (5), CHECKOUTS one-user
 # checkouts (300), BIG items for the memory run (1000000; 0 skips it),
 # PAGING=0 skips the paging benchmark, CLUSTER=0 the PostgreSQL cluster
-# (scripts/cluster.sh, REPLICAS API replicas, 2),
+# (scripts/cluster.sh, REPLICAS API replicas, 2) and the pgbench comparison,
 # OUT the document (docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -239,27 +242,49 @@ fi
 # ---- 7. the same on the local PostgreSQL cluster ----
 # scripts/cluster.sh: REPLICAS API replicas and a worker on a fresh
 # PostgreSQL database behind nginx. Service CPU is that of every server-side
-# process: replicas, worker, nginx, PostgreSQL (all backends), Redis.
+# process: replicas, worker, nginx, PostgreSQL (all backends), Redis, NATS,
+# also by kind, with a CPU profile of one API replica.
 cluster_phase() {
   local cs="scripts/cluster.sh --state-dir $work/cluster"
   $cs up "$REPLICAS" >"$work/cluster.log" 2>&1 || return 1
   local url
   url=$(tail -1 "$work/cluster.log")
   case $url in http://*) ;; *) return 1 ;; esac
-  local srv=()
+  # Server-side processes by kind; benchprobe counts a process's children
+  # (PostgreSQL's backends, nginx's workers) with it, and each process once.
+  local -A kind=()
+  local f name
   for f in "$work"/cluster/*.pid; do
-    [ "$(basename "$f")" = nginx-own.pid ] && continue
-    srv+=("$(cut -d' ' -f1 "$f")")
+    name=$(basename "$f" .pid)
+    case $name in
+      nginx-own) continue ;; # nginx's own record of the master in nginx.pid
+      replica-*) kind[replicas]+=" $(cut -d' ' -f1 "$f")" ;;
+      *) kind[$name]+=" $(cut -d' ' -f1 "$f")" ;;
+    esac
   done
-  [ -f "$work/cluster/nginx-own.pid" ] && srv+=("$(cat "$work/cluster/nginx-own.pid")")
-  srv+=($(pgrep -o -x postgres || true) $(pgrep -o -x redis-server || true))
+  kind[postgres]=$(pgrep -o -x postgres || true)
+  kind[redis]=$(pgrep -o -x redis-server || true)
+  kind[nats]=$(pgrep -o -x nats-server || true)
+  local srv=() k
+  for k in "${!kind[@]}"; do srv+=(${kind[$k]}); done
   say "cluster at $url, server-side processes ${srv[*]}: journey, $USERS users, ${DUR}s"
-  local c0 c1 t0 t1
+  # A CPU profile of the first API replica meanwhile, from its admin listener.
+  curl -sf -o "$work/pgjourney.pprof" "$(cat "$work/cluster/replica-1.admin")/debug/pprof/profile?seconds=$DUR" &
+  local prof_pid=$! c0 c1 t0 t1
+  local -A k0=() k1=()
+  for k in "${!kind[@]}"; do k0[$k]=$("$work/benchprobe" cpu ${kind[$k]}); done
   c0=$("$work/benchprobe" cpu "${srv[@]}")
   t0=$(date +%s.%N)
   $PIN_GEN "$work/loadlab" run --scenario shop --base "$url" --concurrency "$USERS" --duration "${DUR}s" --json "$work/pgjourney.json" >/dev/null 2>&1 || return 1
   t1=$(date +%s.%N)
   c1=$("$work/benchprobe" cpu "${srv[@]}")
+  for k in "${!kind[@]}"; do k1[$k]=$("$work/benchprobe" cpu ${kind[$k]}); done
+  wait "$prof_pid" || true
+  for k in replicas worker nginx postgres redis nats; do
+    [ -n "${k0[$k]:-}" ] && rec pgcpu "$k" "$(py "print((${k1[$k]}-${k0[$k]})/($t1-$t0))")"
+  done
+  go tool pprof -top -cum -nodecount=40 "$work/shop" "$work/pgjourney.pprof" 2>/dev/null | sed -n '1,50p' >"$work/pgjourney.top" \
+    || echo "(profile unavailable)" >"$work/pgjourney.top"
   rec pgjourney "$(field "$work/pgjourney.json" "d['throughput_rps']")" "$(py "print(($c1-$c0)/($t1-$t0))")" \
     "$(field "$work/pgjourney.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/pgjourney.json" "d['latency']['p99_ns']/1e6")" \
     "$(field "$work/pgjourney.json" "d['latency']['p999_ns']/1e6")" "$(field "$work/pgjourney.json" "d['latency']['max_ns']/1e6")" \
@@ -293,6 +318,18 @@ if [ "$CLUSTER" = 1 ] && [ -x scripts/cluster.sh ]; then
   scripts/cluster.sh --state-dir "$work/cluster" down >>"$work/cluster.log" 2>&1 || true
 fi
 export CLUSTER_NOTE
+
+# ---- 8. checkout on PostgreSQL against pgbench ----
+PGBENCH_NOTE=""
+if [ "$CLUSTER" = 1 ]; then
+  say "checkout on PostgreSQL against pgbench (scripts/bench-pgcheckout.sh)"
+  if ! SHOP="$work/shop" LOADLAB="$work/loadlab" USERS="$USERS" DUR="$DUR" ROUNDS="$ROUNDS" \
+    scripts/bench-pgcheckout.sh "$work/pgbench.json" >"$work/pgbench.txt" 2>"$work/pgbench.log"; then
+    PGBENCH_NOTE="The pgbench comparison failed in this run: $(tail -1 "$work/pgbench.log")"
+    say "$PGBENCH_NOTE"
+  fi
+fi
+export PGBENCH_NOTE
 
 # ---- the document ----
 commit=$(git rev-parse --short HEAD)
@@ -427,7 +464,7 @@ w("")
 pgj = [r for r in rows if r[0] == "pgjourney"]
 pgs = [r for r in rows if r[0] == "pgsingle"]
 if pgj or pgs:
-    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis) over the run.")
+    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over the run.")
     w("")
 for r in pgj:
     rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
@@ -437,6 +474,21 @@ for r in pgj:
     w("| req/s | server-side cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated | goal |")
     w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     w(f"| {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} | {'met' if ok else 'not met'} |")
+    w("")
+pgcpu = [r for r in rows if r[0] == "pgcpu"]
+if pgcpu:
+    w("Where the server-side CPU went during the journey (cores, each kind with its children):")
+    w("")
+    w("| " + " | ".join(r[1] for r in pgcpu) + " |")
+    w("| " + " | ".join("---:" for _ in pgcpu) + " |")
+    w("| " + " | ".join(f"{float(r[2]):.2f}" for r in pgcpu) + " |")
+    w("")
+if os.path.exists(os.path.join(work, "pgjourney.top")):
+    w("CPU profile of one API replica during the journey (\`go tool pprof -top -cum\`):")
+    w("")
+    w("\`\`\`")
+    w(open(os.path.join(work, "pgjourney.top")).read().rstrip())
+    w("\`\`\`")
     w("")
 if pgs:
     w("One user, through nginx:")
@@ -451,6 +503,24 @@ if os.environ.get("CLUSTER_NOTE"):
     w("")
 elif not (pgj or pgs):
     w(os.environ["PG_NOTE"])
+    w("")
+import json
+pb = os.path.join(work, "pgbench.json")
+if os.path.exists(pb) or os.environ.get("PGBENCH_NOTE"):
+    w("## Checkout on PostgreSQL against pgbench (goal: at least 0.5)")
+    w("")
+if os.path.exists(pb):
+    d = json.load(open(pb))
+    w(f"\`scripts/bench-pgcheckout.sh\`: one fresh database; in alternating rounds of ${DUR}s, {d['users']} closed-loop users of \`scripts/checkout-only.yaml\` (a cart update, then a checkout) against one \`shop --role api\` on core 0, and pgbench with {d['users']} clients running \`scripts/pgbench-checkout.sql\` (the same statements in the same two transactions, prepared); both generators on core 1. Rates are orders per second, counted in the orders table.")
+    w("")
+    w("| round | service orders/s | pgbench orders/s | ratio | errors |")
+    w("| ---: | ---: | ---: | ---: | ---: |")
+    for r in d["rounds"]:
+        w(f"| {r['round']} | {r['service']['rate']:,.1f} | {r['pgbench']['rate']:,.1f} | {r['ratio']:.2f} | {r['service']['errors'] + r['pgbench']['errors']} |")
+    w(f"| mean | {d['service_rate']:,.1f} | {d['pgbench_rate']:,.1f} | {d['ratio']:.2f} ({'met' if d['ratio'] >= 0.5 else 'not met'}) | {d['errors']} |")
+    w("")
+elif os.environ.get("PGBENCH_NOTE"):
+    w(os.environ["PGBENCH_NOTE"])
     w("")
 analysis = os.environ.get("ANALYSIS", "")
 if analysis:

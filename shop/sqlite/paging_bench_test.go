@@ -17,8 +17,22 @@ import (
 // half a minute) and shared by the paging benchmarks.
 var million struct {
 	once  sync.Once
+	dir   string
 	store *sqlite.Store
 	err   error
+}
+
+// TestMain removes the million-item catalog, which outlives the benchmark
+// that made it (b.TempDir would remove it after the first benchmark).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if million.dir != "" {
+		if million.store != nil {
+			million.store.Close()
+		}
+		os.RemoveAll(million.dir)
+	}
+	os.Exit(code)
 }
 
 func millionItems(b *testing.B) *sqlite.Store {
@@ -29,6 +43,7 @@ func millionItems(b *testing.B) *sqlite.Store {
 			million.err = err
 			return
 		}
+		million.dir = dir
 		ctx := context.Background()
 		db, err := sqlite.Open(ctx, filepath.Join(dir, "shop.db"))
 		if err != nil {
