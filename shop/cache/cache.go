@@ -15,6 +15,10 @@
 //     stock may lag by up to Config.ItemTTL (1 s) after another replica's
 //     checkout. Checkout re-reads stock in its transaction, so no order is
 //     ever placed on a stale figure.
+//   - A page of the item listing follows the catalog version too, and its
+//     stock figures may lag by up to ItemTTL after any checkout, this
+//     replica's included: a page holds many items, and dropping every page
+//     at each checkout would empty the page cache at the checkout rate.
 //   - A session is trusted for at most Config.SessionTTL (5 s), and never
 //     past its own expiry. A session removed in the store (there is no
 //     logout endpoint today) stays usable on a replica that had it cached
@@ -26,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +79,8 @@ type Config struct {
 	ItemTTL time.Duration
 	// MaxItems bounds the item cache (100,000 entries).
 	MaxItems int
+	// MaxPages bounds the listing page cache (10,000 pages).
+	MaxPages int
 	// SessionTTL bounds how long a session is trusted without asking the
 	// store (5 s).
 	SessionTTL time.Duration
@@ -96,6 +103,9 @@ func (c *Config) defaults() {
 	if c.MaxItems <= 0 {
 		c.MaxItems = 100_000
 	}
+	if c.MaxPages <= 0 {
+		c.MaxPages = 10_000
+	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 5 * time.Second
 	}
@@ -117,6 +127,7 @@ type Cache struct {
 	cfg      Config
 	version  atomic.Int64
 	items    *otter.Cache[int64, *shop.Item]
+	pages    *otter.Cache[shop.ItemFilter, *shop.ItemPage]
 	sessions *otter.Cache[string, *shop.Session]
 }
 
@@ -132,6 +143,13 @@ func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("item cache: %w", err)
+	}
+	c.pages, err = otter.New(&otter.Options[shop.ItemFilter, *shop.ItemPage]{
+		MaximumSize:      cfg.MaxPages,
+		ExpiryCalculator: otter.ExpiryWriting[shop.ItemFilter, *shop.ItemPage](cfg.ItemTTL),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("page cache: %w", err)
 	}
 	c.sessions, err = otter.New(&otter.Options[string, *shop.Session]{
 		MaximumSize: cfg.MaxSessions,
@@ -184,7 +202,7 @@ func (c *Cache) Poll(ctx context.Context) error {
 }
 
 // observe moves the known version forward (versions only grow) and, when
-// it moved, forgets the items read under the old one.
+// it moved, forgets the items and pages read under the old one.
 func (c *Cache) observe(v int64) {
 	for {
 		old := c.version.Load()
@@ -193,6 +211,7 @@ func (c *Cache) observe(v int64) {
 		}
 		if c.version.CompareAndSwap(old, v) {
 			c.items.InvalidateAll()
+			c.pages.InvalidateAll()
 			return
 		}
 	}
@@ -242,15 +261,26 @@ func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 	return &cp, nil
 }
 
-// ListItems goes to the store: pages are keyset reads of an index.
+// ListItems answers from the page cache, keyed by the whole filter, and
+// loads a missing page once however many requests ask for it at the same
+// time. A filter the store refuses is not cached: its error comes back
+// each time.
 func (c *Cache) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
-	return c.next.ListItems(ctx, f)
+	p, err := c.pages.Get(ctx, f, otter.LoaderFunc[shop.ItemFilter, *shop.ItemPage](func(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
+		return c.next.ListItems(ctx, f)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	// Callers may not change the cached page.
+	return &shop.ItemPage{Items: slices.Clone(p.Items), Next: p.Next}, nil
 }
 
 // UpdateItem changes the item and the catalog version at once.
 func (c *Cache) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
 	it, err := c.next.UpdateItem(ctx, id, u)
 	c.items.Invalidate(id)
+	c.pages.InvalidateAll() // also when the version did not move (a stock change)
 	if err == nil {
 		c.changed(ctx)
 	}

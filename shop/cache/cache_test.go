@@ -261,3 +261,72 @@ func TestCheckoutRefreshesWhatItSold(t *testing.T) {
 		t.Errorf("version %d after item 3 sold out, was %d", v, v0)
 	}
 }
+
+// TestPagesFollowTheCatalog: a listing page read under one catalog version
+// is read again under the next, whether the change was made here or by
+// another process (seen at the poll); a refused filter is not cached.
+func TestPagesFollowTheCatalog(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shop.db")
+	here, other := openStore(t, path), openStore(t, path)
+	if _, err := here.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, here, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := shop.ItemFilter{Limit: 5}
+	priceOf3 := func() int64 {
+		t.Helper()
+		p, err := c.ListItems(ctx, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range p.Items {
+			if it.ID == 3 {
+				return it.PriceCents
+			}
+		}
+		t.Fatalf("item 3 is not on the first page: %+v", p.Items)
+		return 0
+	}
+	p0 := priceOf3()
+
+	// A caller changing its copy does not change the cached page.
+	p, _ := c.ListItems(ctx, first)
+	p.Items[2].PriceCents = -1
+	if got := priceOf3(); got != p0 {
+		t.Fatalf("cached page changed through a caller's copy: item 3 costs %d, want %d", got, p0)
+	}
+
+	// Here: at once.
+	if _, err := c.UpdateItem(ctx, 3, shop.ItemUpdate{PriceCents: ptr(p0 + 100)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := priceOf3(); got != p0+100 {
+		t.Fatalf("item 3 costs %d on the page after the change here, want %d", got, p0+100)
+	}
+
+	// Another process: not before the poll (the page is served from
+	// memory), at the poll.
+	if _, err := other.UpdateItem(ctx, 3, shop.ItemUpdate{PriceCents: ptr(int64(999))}); err != nil {
+		t.Fatal(err)
+	}
+	if got := priceOf3(); got != p0+100 {
+		t.Fatalf("item 3 costs %d on the page before the poll; a cached page should still say %d", got, p0+100)
+	}
+	if err := c.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := priceOf3(); got != 999 {
+		t.Fatalf("item 3 costs %d on the page after another process's change, want 999", got)
+	}
+
+	// A filter the store refuses keeps being refused, not cached.
+	for range 2 {
+		if _, err := c.ListItems(ctx, shop.ItemFilter{Limit: -1}); shop.ErrorCode(err) != shop.EINVALID {
+			t.Fatalf("limit -1: error %v, want %s", err, shop.EINVALID)
+		}
+	}
+}

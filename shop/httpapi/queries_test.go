@@ -106,7 +106,7 @@ func TestNoNPlusOne(t *testing.T) {
 }
 
 // TestWarmRequestsSkipTheStore: with the cache layer in front (as cmd/shop
-// composes it), a warm menu or item read makes no store call, and an
+// composes it), a warm menu, item or listing read makes no store call, and an
 // authenticated read makes only its own query, not the session lookup.
 func TestWarmRequestsSkipTheStore(t *testing.T) {
 	var qc queryCounter
@@ -120,6 +120,8 @@ func TestWarmRequestsSkipTheStore(t *testing.T) {
 		{"menu", req{method: "GET", path: "/v1/menu"}, 0},
 		{"menu, gzip", req{method: "GET", path: "/v1/menu", header: map[string]string{"Accept-Encoding": "gzip"}}, 0},
 		{"item", req{method: "GET", path: "/v1/items/7"}, 0},
+		{"listing", req{method: "GET", path: "/v1/items?limit=20"}, 0},
+		{"listing, a search in a category", req{method: "GET", path: "/v1/items?category=pizza&limit=5&q=a"}, 0},
 		{"cart", req{method: "GET", path: "/v1/cart", token: token}, 1},
 	} {
 		qc.during(t, a, tc.r) // warms the caches
