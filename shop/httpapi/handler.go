@@ -174,14 +174,17 @@ func (s *server) handleRaw(pattern string, h http.Handler) {
 func (s *server) handle(pattern string, fn handlerFunc) { s.handleFor(pattern, s.timeout, fn) }
 
 // handleFor is handle with the route's own time limit: a stream's is its
-// whole life, not one answer's.
+// whole life, not one answer's; 0 sets none, for a route that bounds its
+// own waits (the menu).
 func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc) {
 	route := s.metrics.route(pattern)
 	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := r.Context() // cancelled when the client goes away
-		ctx, cancel := context.WithTimeout(client, timeout)
-		defer cancel()
-		r = r.WithContext(ctx)
+		if timeout > 0 {
+			ctx, cancel := context.WithTimeout(client, timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		done := route.begin()
 		start := time.Now()

@@ -93,7 +93,9 @@ func setHeaders(h http.Header, fields []headerField) {
 // currentMenu returns the encoded menu of the catalog version the catalog
 // knows (in memory, when the cache layer is in front). A missing or older
 // menu is built once however many requests wait for it: the first builds,
-// the others share its result.
+// the others share its result, each waiting at most the request timeout.
+// Without the cache layer, reading the version is a point read of one row,
+// bounded by the store's own timeouts.
 func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 	version, err := s.catalog.CatalogVersion(ctx)
 	if err != nil {
@@ -123,13 +125,17 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 		}
 		return m, nil
 	})
+	// The route has no request-wide deadline (see routes.go): the wait
+	// for a build is bounded here, by the request timeout.
+	wait, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	select {
 	case res := <-ch:
 		if res.Err != nil {
 			return nil, res.Err
 		}
 		return res.Val.(*encodedMenu), nil
-	case <-ctx.Done():
+	case <-wait.Done():
 		return nil, shop.Errorf(shop.EUNAVAILABLE, "the menu is being built; try again shortly")
 	}
 }
