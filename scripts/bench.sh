@@ -28,7 +28,7 @@
 #
 # Settings (environment): DUR seconds per throughput run (10), ROUNDS
 # alternating menu rounds (2), CONNS menu connections (64), USERS journey
-# users (16), SINGLE_DUR seconds per one-user run (5), CHECKOUTS one-user
+# users (16), JOURNEYS journey runs (3), SINGLE_DUR seconds per one-user run (5), CHECKOUTS one-user
 # checkouts (300), BIG items for the memory run (1000000; 0 skips it),
 # PAGING=0 skips the paging benchmark, CLUSTER=0 the PostgreSQL cluster
 # (scripts/cluster.sh, REPLICAS API replicas, 2) and the pgbench comparison,
@@ -38,6 +38,7 @@ cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}
+JOURNEYS=${JOURNEYS:-3}
 CONNS=${CONNS:-64}
 USERS=${USERS:-16}
 SINGLE_DUR=${SINGLE_DUR:-5}
@@ -153,21 +154,31 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---- 2. the shop journey, with a CPU profile of the service ----
-say "shop journey: $USERS users, closed loop, ${DUR}s"
-curl -sf -o "$work/journey.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$DUR" &
-prof_pid=$!
-c0=$(cpu "$shop_pid")
-t0=$(date +%s.%N)
-$PIN_GEN "$work/loadlab" run --scenario shop --base "$B" --concurrency "$USERS" --duration "${DUR}s" --json "$work/journey.json" >"$work/journey.txt" 2>&1
-t1=$(date +%s.%N)
-c1=$(cpu "$shop_pid")
-wait "$prof_pid" || true
-cores=$(py "print(($c1-$c0)/($t1-$t0))")
-rec journey "$(field "$work/journey.json" "d['throughput_rps']")" "$cores" \
-  "$(field "$work/journey.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/journey.json" "d['latency']['p99_ns']/1e6")" \
-  "$(field "$work/journey.json" "d['latency']['p999_ns']/1e6")" "$(field "$work/journey.json" "d['latency']['max_ns']/1e6")" \
-  "$(field "$work/journey.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")" \
-  "$(field "$work/journey.json" "d['generator_saturated']")"
+# JOURNEYS runs, one after another on the same service (the first with the
+# profile): one 10-second run on a shared machine swings by a quarter, so
+# the goal is judged on the median.
+journey_json() { # JSON: a journey row from loadlab's JSON, with CORES
+  rec journey "$(field "$1" "d['throughput_rps']")" "$2" \
+    "$(field "$1" "d['latency']['p50_ns']/1e6")" "$(field "$1" "d['latency']['p99_ns']/1e6")" \
+    "$(field "$1" "d['latency']['p999_ns']/1e6")" "$(field "$1" "d['latency']['max_ns']/1e6")" \
+    "$(field "$1" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")" \
+    "$(field "$1" "d['generator_saturated']")"
+}
+for j in $(seq 1 "$JOURNEYS"); do
+  say "shop journey $j of $JOURNEYS: $USERS users, closed loop, ${DUR}s"
+  prof_pid=
+  if [ "$j" = 1 ]; then
+    curl -sf -o "$work/journey.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$DUR" &
+    prof_pid=$!
+  fi
+  c0=$(cpu "$shop_pid")
+  t0=$(date +%s.%N)
+  $PIN_GEN "$work/loadlab" run --scenario shop --base "$B" --concurrency "$USERS" --duration "${DUR}s" --json "$work/journey-$j.json" >"$work/journey.txt" 2>&1
+  t1=$(date +%s.%N)
+  c1=$(cpu "$shop_pid")
+  [ -n "$prof_pid" ] && { wait "$prof_pid" || true; }
+  journey_json "$work/journey-$j.json" "$(py "print(($c1-$c0)/($t1-$t0))")"
+done
 go tool pprof -top -cum -nodecount=45 "$work/shop" "$work/journey.pprof" 2>/dev/null | sed -n '1,55p' >"$work/journey.top" || echo "(profile unavailable)" >"$work/journey.top"
 
 say "menu CPU profile under load"
@@ -267,29 +278,45 @@ cluster_phase() {
   kind[nats]=$(pgrep -o -x nats-server || true)
   local srv=() k
   for k in "${!kind[@]}"; do srv+=(${kind[$k]}); done
-  say "cluster at $url, server-side processes ${srv[*]}: journey, $USERS users, ${DUR}s"
-  # A CPU profile of the first API replica meanwhile, from its admin listener.
+  say "cluster at $url, server-side processes ${srv[*]}: journey, $USERS users, ${DUR}s, $JOURNEYS runs"
+  # A CPU profile of the first API replica during the first run, from its
+  # admin listener; CPU by kind over all runs.
   curl -sf -o "$work/pgjourney.pprof" "$(cat "$work/cluster/replica-1.admin")/debug/pprof/profile?seconds=$DUR" &
-  local prof_pid=$! c0 c1 t0 t1
-  local -A k0=() k1=()
-  for k in "${!kind[@]}"; do k0[$k]=$("$work/benchprobe" cpu ${kind[$k]}); done
-  c0=$("$work/benchprobe" cpu "${srv[@]}")
-  t0=$(date +%s.%N)
-  $PIN_GEN "$work/loadlab" run --scenario shop --base "$url" --concurrency "$USERS" --duration "${DUR}s" --json "$work/pgjourney.json" >/dev/null 2>&1 || return 1
-  t1=$(date +%s.%N)
-  c1=$("$work/benchprobe" cpu "${srv[@]}")
-  for k in "${!kind[@]}"; do k1[$k]=$("$work/benchprobe" cpu ${kind[$k]}); done
+  local prof_pid=$! t0 t1 j busy=0
+  local -A k0=() k1=() spent=()
+  # PostgreSQL's own count of the database's transactions and rows.
+  local dburl x0 x1 stats="SELECT xact_commit + xact_rollback, tup_returned + tup_fetched, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = current_database()"
+  read -r _ dburl <"$work/cluster/database"
+  x0=$(psql "$dburl" -XAtF' ' -c "$stats" 2>/dev/null || true)
+  for j in $(seq 1 "$JOURNEYS"); do
+    for k in "${!kind[@]}"; do k0[$k]=$("$work/benchprobe" cpu ${kind[$k]}); done
+    t0=$(date +%s.%N)
+    $PIN_GEN "$work/loadlab" run --scenario shop --base "$url" --concurrency "$USERS" --duration "${DUR}s" --json "$work/pgjourney-$j.json" >/dev/null 2>&1 || return 1
+    t1=$(date +%s.%N)
+    for k in "${!kind[@]}"; do k1[$k]=$("$work/benchprobe" cpu ${kind[$k]}); done
+    local cores=0
+    for k in "${!kind[@]}"; do
+      spent[$k]=$(py "print(${spent[$k]:-0} + ${k1[$k]} - ${k0[$k]})")
+      cores=$(py "print($cores + (${k1[$k]} - ${k0[$k]}) / ($t1 - $t0))")
+    done
+    busy=$(py "print($busy + $t1 - $t0)")
+    local f="$work/pgjourney-$j.json"
+    rec pgjourney "$(field "$f" "d['throughput_rps']")" "$cores" \
+      "$(field "$f" "d['latency']['p50_ns']/1e6")" "$(field "$f" "d['latency']['p99_ns']/1e6")" \
+      "$(field "$f" "d['latency']['p999_ns']/1e6")" "$(field "$f" "d['latency']['max_ns']/1e6")" \
+      "$(field "$f" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")" \
+      "$(field "$f" "d['generator_saturated']")"
+  done
+  x1=$(psql "$dburl" -XAtF' ' -c "$stats" 2>/dev/null || true)
   wait "$prof_pid" || true
   for k in replicas worker nginx postgres redis nats; do
-    [ -n "${k0[$k]:-}" ] && rec pgcpu "$k" "$(py "print((${k1[$k]}-${k0[$k]})/($t1-$t0))")"
+    [ -n "${spent[$k]:-}" ] && rec pgcpu "$k" "$(py "print(${spent[$k]} / $busy)")"
   done
   go tool pprof -top -cum -nodecount=40 "$work/shop" "$work/pgjourney.pprof" 2>/dev/null | sed -n '1,50p' >"$work/pgjourney.top" \
     || echo "(profile unavailable)" >"$work/pgjourney.top"
-  rec pgjourney "$(field "$work/pgjourney.json" "d['throughput_rps']")" "$(py "print(($c1-$c0)/($t1-$t0))")" \
-    "$(field "$work/pgjourney.json" "d['latency']['p50_ns']/1e6")" "$(field "$work/pgjourney.json" "d['latency']['p99_ns']/1e6")" \
-    "$(field "$work/pgjourney.json" "d['latency']['p999_ns']/1e6")" "$(field "$work/pgjourney.json" "d['latency']['max_ns']/1e6")" \
-    "$(field "$work/pgjourney.json" "d['errors']['status_4xx']+d['errors']['status_5xx']+d['errors']['timeout']+d['errors']['connection']+d['errors']['other']")" \
-    "$(field "$work/pgjourney.json" "d['generator_saturated']")"
+  local requests
+  requests=$(py "import json; print(sum(json.load(open('$work/pgjourney-%d.json' % j))['requests'] for j in range(1, $JOURNEYS + 1)))")
+  [ -n "$x0" ] && [ -n "$x1" ] && rec pgstat "$requests" $x0 $x1
   say "cluster: one user"
   local tok
   tok=$(curl -sf -X POST "$url/v1/sessions" | py "import json,sys; print(json.load(sys.stdin)['token'])")
@@ -387,26 +414,31 @@ for client, t in menu.items():
 w("")
 
 # 2. journey
-for r in rows:
-    if r[0] == "journey":
+js = [r for r in rows if r[0] == "journey"]
+if js:
+    w("## The shop journey (goal: at least 5,000 req/s per service core, p99 at most 50 ms)")
+    w("")
+    w(f"\`loadlab run --scenario shop --concurrency $USERS --duration ${DUR}s\`, {len(js)} runs one after another on the same service; service CPU from /proc over each run; the goal is judged on the medians.")
+    w("")
+    w("| run | req/s | service cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    pers, p99s = [], []
+    for i, r in enumerate(js, 1):
         rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
         rps, cores = float(rps), float(cores)
         per = rps / cores if cores else float("nan")
-        w("## The shop journey (goal: at least 5,000 req/s per service core, p99 at most 50 ms)")
-        w("")
-        w(f"\`loadlab run --scenario shop --concurrency $USERS --duration ${DUR}s\`; service CPU from /proc over the run.")
-        w("")
-        w("| req/s | service cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated | goal |")
-        w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-        ok = per >= 5000 and float(p99) <= 50
-        w(f"| {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} | {'met' if ok else 'not met'} |")
-        w("")
-        w("CPU profile of the service during the journey (\`go tool pprof -top -cum\`):")
-        w("")
-        w("\`\`\`")
-        w(open(os.path.join(work, "journey.top")).read().rstrip())
-        w("\`\`\`")
-        w("")
+        pers.append(per); p99s.append(float(p99))
+        w(f"| {i} | {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} |")
+    mper, mp99 = statistics.median(pers), statistics.median(p99s)
+    ok = mper >= 5000 and mp99 <= 50
+    w(f"| median | | | {mper:,.0f} | | {mp99:.2f} ms | | | | goal {'met' if ok else 'not met'} |")
+    w("")
+    w("CPU profile of the service during the first run (\`go tool pprof -top -cum\`):")
+    w("")
+    w("\`\`\`")
+    w(open(os.path.join(work, "journey.top")).read().rstrip())
+    w("\`\`\`")
+    w("")
 w("CPU profile of the service under menu load (\`go tool pprof -top -cum\`):")
 w("")
 w("\`\`\`")
@@ -464,27 +496,37 @@ w("")
 pgj = [r for r in rows if r[0] == "pgjourney"]
 pgs = [r for r in rows if r[0] == "pgsingle"]
 if pgj or pgs:
-    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over the run.")
+    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over each run.")
     w("")
-for r in pgj:
-    rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
-    rps, cores = float(rps), float(cores)
-    per = rps / cores if cores else float("nan")
-    ok = per >= 5000 and float(p99) <= 50
-    w("| req/s | server-side cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated | goal |")
-    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
-    w(f"| {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} | {'met' if ok else 'not met'} |")
+if pgj:
+    w("| run | req/s | server-side cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    pers, p99s = [], []
+    for i, r in enumerate(pgj, 1):
+        rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
+        rps, cores = float(rps), float(cores)
+        per = rps / cores if cores else float("nan")
+        pers.append(per); p99s.append(float(p99))
+        w(f"| {i} | {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} |")
+    mper, mp99 = statistics.median(pers), statistics.median(p99s)
+    ok = mper >= 5000 and mp99 <= 50
+    w(f"| median | | | {mper:,.0f} | | {mp99:.2f} ms | | | | goal {'met' if ok else 'not met'} |")
     w("")
 pgcpu = [r for r in rows if r[0] == "pgcpu"]
 if pgcpu:
-    w("Where the server-side CPU went during the journey (cores, each kind with its children):")
+    w("Where the server-side CPU went during the journey runs (cores, each kind with its children):")
     w("")
     w("| " + " | ".join(r[1] for r in pgcpu) + " |")
     w("| " + " | ".join("---:" for _ in pgcpu) + " |")
     w("| " + " | ".join(f"{float(r[2]):.2f}" for r in pgcpu) + " |")
     w("")
+for r in rows:
+    if r[0] == "pgstat":
+        n = int(r[1]); a = [int(x) for x in r[2:5]]; b = [int(x) for x in r[5:8]]
+        w(f"PostgreSQL's own counts over the runs (\`pg_stat_database\`, {n:,} journey requests): {(b[0]-a[0])/n:.2f} transactions, {(b[1]-a[1])/n:.1f} rows read and {(b[2]-a[2])/n:.2f} rows written per request.")
+        w("")
 if os.path.exists(os.path.join(work, "pgjourney.top")):
-    w("CPU profile of one API replica during the journey (\`go tool pprof -top -cum\`):")
+    w("CPU profile of one API replica during the first run (\`go tool pprof -top -cum\`):")
     w("")
     w("\`\`\`")
     w(open(os.path.join(work, "pgjourney.top")).read().rstrip())
