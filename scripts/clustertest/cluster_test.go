@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -807,5 +808,69 @@ func TestBadArgumentsAreRefused(t *testing.T) {
 		if _, err := os.Stat(c.state); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%v created the state directory", tt.args)
 		}
+	}
+}
+
+// TestOrderEventsStreamThroughNginx: an order's event stream reaches the
+// client through nginx as each event happens, not when the stream ends.
+// The worker's mail provider takes 5 s, so the order stays placed that long:
+// the "placed" event must arrive while the order is still placed (a proxy
+// holding the stream back would deliver it after "ready"); then
+// "confirmed" and "ready" follow and the server ends the stream. Tried
+// with proxy_buffering on and X-Accel-Buffering ignored, nginx still
+// passed each flushed event at once, so this proves the stream end to end,
+// not that one setting.
+func TestOrderEventsStreamThroughNginx(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, map[string]string{"SHOP_MAIL_LATENCY": "5s"}, "1")
+	token := c.session()
+	c.must("PUT", "/v1/cart/items/2", token, map[string]int{"quantity": 1}, 200)
+	r, err := c.do("POST", "/v1/orders", token, "sse-through-nginx", map[string]string{"customer_name": "Ada", "email": "ada@example.com"})
+	if err != nil || r.status != 201 {
+		t.Fatalf("checkout: %v %d %s", err, r.status, r.body)
+	}
+	var o order
+	json.Unmarshal(r.body, &o)
+	path := fmt.Sprintf("/v1/orders/%d", o.ID)
+
+	req, err := http.NewRequest("GET", c.url+path+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); res.StatusCode != 200 || !strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("events: %d %q, want 200 text/event-stream", res.StatusCode, ct)
+	}
+	var statuses []string
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e struct{ Status string }
+		if err := json.Unmarshal([]byte(data), &e); err != nil {
+			t.Fatalf("event data %q: %v", data, err)
+		}
+		statuses = append(statuses, e.Status)
+		if len(statuses) == 1 {
+			var now order
+			json.Unmarshal(c.must("GET", path, token, nil, 200).body, &now)
+			if now.Status != "placed" {
+				t.Fatalf("the first event (%s) arrived when the order was already %s: the stream was held back", e.Status, now.Status)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading the stream: %v (events so far %v)", err, statuses)
+	}
+	if got := strings.Join(statuses, ","); got != "placed,confirmed,ready" {
+		t.Fatalf("events %s, want placed,confirmed,ready and the end of the stream", got)
 	}
 }
