@@ -240,12 +240,35 @@ type OrderService interface {
 	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)
 }
 
+// Tx is a store's open write transaction as its database driver knows it:
+// *sql.Tx on SQLite, pgx.Tx on PostgreSQL. A store hands it to work that
+// must commit or roll back with the store's own writes, the job queue's
+// (a job scheduled, a job completed). The domain never looks inside; the
+// code that does is built for one store (shop/backend pairs each store
+// with a queue over the same driver) and asserts the type.
+type Tx any
+
 // FulfilmentService is what the background worker does with orders once
 // they are placed: mail the confirmation once, move the status on, forget
 // old idempotency keys.
 type FulfilmentService interface {
 	// OrderByID returns any session's order; ENOTFOUND if absent.
 	OrderByID(ctx context.Context, orderID int64) (*Order, error)
+	// ConfirmOrder confirms the order m is for, in one transaction: it
+	// moves the order from placed to confirmed with the change's event in
+	// the outbox, records m in the mail sink (one mail per order), and
+	// runs inTx on the same transaction, so everything commits together or
+	// not at all (an error from inTx rolls it all back and is returned).
+	// An order no longer placed (a retried job) is left as it is and gets
+	// no mail, but inTx still runs and commits: the retry may have the
+	// queue's side to finish (inTx may be nil: nothing more to do). mailed
+	// reports whether this call recorded the mail.
+	ConfirmOrder(ctx context.Context, m Mail, inTx func(ctx context.Context, tx Tx) error) (mailed bool, err error)
+	// MarkOrderReady moves an order from confirmed to ready with its event,
+	// and runs inTx on the same transaction, as ConfirmOrder does: inTx
+	// runs (and commits) whether or not the order moved. moved reports
+	// whether it did.
+	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx Tx) error) (moved bool, err error)
 	// RecordMail puts a mail in the sink once per order; false if already there.
 	RecordMail(ctx context.Context, m Mail) (bool, error)
 	// AdvanceOrder moves an order from one status to the next and appends

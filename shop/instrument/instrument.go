@@ -154,6 +154,17 @@ func (s *Store) RecordMail(ctx context.Context, m shop.Mail) (bool, error) {
 	return timed(s, "record_mail", func() (bool, error) { return s.next.RecordMail(ctx, m) })
 }
 
+// ConfirmOrder is timed as a whole: the confirmation's transaction, the
+// job queue's work in it included.
+func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(context.Context, shop.Tx) error) (bool, error) {
+	return timed(s, "confirm_order", func() (bool, error) { return s.next.ConfirmOrder(ctx, m, inTx) })
+}
+
+// MarkOrderReady is timed as a whole, as ConfirmOrder is.
+func (s *Store) MarkOrderReady(ctx context.Context, id int64, inTx func(context.Context, shop.Tx) error) (bool, error) {
+	return timed(s, "mark_order_ready", func() (bool, error) { return s.next.MarkOrderReady(ctx, id, inTx) })
+}
+
 func (s *Store) AdvanceOrder(ctx context.Context, id int64, from, to shop.Status) (bool, error) {
 	return timed(s, "advance_order", func() (bool, error) { return s.next.AdvanceOrder(ctx, id, from, to) })
 }

@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
@@ -31,5 +34,16 @@ func openStore(t *testing.T, items []shop.Item, now func() time.Time) shop.Store
 }
 
 func TestStoreContract(t *testing.T) {
-	storetest.Run(t, openStore)
+	storetest.Run(t, openStore, setNotes)
+}
+
+// setNotes writes through the transaction the store hands ConfirmOrder's
+// callback, which on PostgreSQL is a pgx.Tx.
+func setNotes(ctx context.Context, tx shop.Tx, orderID int64, notes string) error {
+	ptx, ok := tx.(pgx.Tx)
+	if !ok {
+		return fmt.Errorf("the store's transaction is a %T, want pgx.Tx", tx)
+	}
+	_, err := ptx.Exec(ctx, `UPDATE orders SET notes = $1 WHERE id = $2`, notes, orderID)
+	return err
 }

@@ -254,27 +254,91 @@ func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, erro
 // (and changes nothing) when the order is no longer in status from, so a
 // retried job cannot move an order twice.
 func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error) {
+	return s.advanceOrder(ctx, orderID, from, to, nil)
+}
+
+// MarkOrderReady moves an order from confirmed to ready, with its event,
+// and runs inTx in the same transaction; see shop.FulfilmentService.
+func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	return s.advanceOrder(ctx, orderID, shop.StatusConfirmed, shop.StatusReady, inTx)
+}
+
+func (s *Store) advanceOrder(ctx context.Context, orderID int64, from, to shop.Status, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
 	if !from.CanMoveTo(to) {
 		return false, fmt.Errorf("advance order %d: %s cannot move to %s", orderID, from, to)
 	}
-	var n int64
+	var moved bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		now := micros(s.now())
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			to, now, orderID, from)
-		if err != nil {
+		var err error
+		if moved, err = advance(ctx, tx, orderID, from, to, micros(s.now())); err != nil {
 			return err
 		}
-		if n, err = res.RowsAffected(); err != nil || n == 0 {
-			return err
-		}
-		// The change and its event commit together (the outbox).
-		return appendOrderEvent(ctx, tx, orderID, to, now)
+		return runInTx(ctx, tx, inTx)
 	})
 	if err != nil {
 		return false, fmt.Errorf("advance order %d to %s: %w", orderID, to, err)
 	}
-	return n == 1, nil
+	return moved, nil
+}
+
+// ConfirmOrder moves the order placed -> confirmed, records its mail and
+// runs inTx, all in one transaction: one commit (one WAL sync) where the
+// steps used to take one each. See shop.FulfilmentService.
+func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	var mailed bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		now := micros(s.now())
+		moved, err := advance(ctx, tx, m.OrderID, shop.StatusPlaced, shop.StatusConfirmed, now)
+		if err != nil {
+			return err
+		}
+		// The mail goes with the confirmation: a retry that finds the order
+		// confirmed finds its mail too. ON CONFLICT keeps the sink at one
+		// mail per order all the same.
+		if moved {
+			res, err := tx.ExecContext(ctx, `INSERT INTO mail_outbox (order_id, to_addr, subject, body, sent_at)
+				VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`,
+				m.OrderID, m.To, m.Subject, m.Body, now)
+			if err != nil {
+				return fmt.Errorf("record mail: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("record mail: %w", err)
+			}
+			mailed = n == 1
+		}
+		return runInTx(ctx, tx, inTx)
+	})
+	if err != nil {
+		return false, fmt.Errorf("confirm order %d: %w", m.OrderID, err)
+	}
+	return mailed, nil
+}
+
+// advance moves an order from one status to the next in tx and appends the
+// change to the outbox; false (and no change) when it is not in from.
+func advance(ctx context.Context, tx *sql.Tx, orderID int64, from, to shop.Status, now int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
+		to, now, orderID, from)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	// The change and its event commit together (the outbox).
+	return true, appendOrderEvent(ctx, tx, orderID, to, now)
+}
+
+// runInTx runs a caller's work (the job queue's) on the store's
+// transaction; nil is nothing to run.
+func runInTx(ctx context.Context, tx *sql.Tx, inTx func(ctx context.Context, tx shop.Tx) error) error {
+	if inTx == nil {
+		return nil
+	}
+	return inTx(ctx, tx)
 }
 
 // RecordMail puts a confirmation in the mail sink unless one was already

@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,5 +31,16 @@ func openStore(t *testing.T, items []shop.Item, now func() time.Time) *sqlite.St
 func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, items []shop.Item, now func() time.Time) shop.Store {
 		return openStore(t, items, now)
-	})
+	}, setNotes)
+}
+
+// setNotes writes through the transaction the store hands ConfirmOrder's
+// callback, which on SQLite is a *sql.Tx.
+func setNotes(ctx context.Context, tx shop.Tx, orderID int64, notes string) error {
+	stx, ok := tx.(*sql.Tx)
+	if !ok {
+		return fmt.Errorf("the store's transaction is a %T, want *sql.Tx", tx)
+	}
+	_, err := stx.ExecContext(ctx, `UPDATE orders SET notes = ? WHERE id = ?`, notes, orderID)
+	return err
 }

@@ -59,6 +59,8 @@ var AllowedFullScans = map[string]string{
 type workerStore interface {
 	OrderByID(ctx context.Context, orderID int64) (*shop.Order, error)
 	RecordMail(ctx context.Context, m shop.Mail) (bool, error)
+	ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error)
+	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error)
 	AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error)
 	PruneIdempotencyKeys(ctx context.Context) (int64, error)
 	PruneSessions(ctx context.Context) (int64, error)
@@ -164,7 +166,9 @@ func Exercise(t *testing.T, s shop.Store) int64 {
 	if w, ok := s.(workerStore); ok {
 		must(w.OrderByID(ctx, o.ID))(t)
 		must(w.RecordMail(ctx, shop.Mail{OrderID: o.ID, To: o.Email, Subject: "s", Body: "b"}))(t)
-		must(w.AdvanceOrder(ctx, o.ID, shop.StatusPlaced, shop.StatusConfirmed))(t)
+		must(w.ConfirmOrder(ctx, shop.Mail{OrderID: o.ID, To: o.Email, Subject: "s", Body: "b"}, nil))(t)
+		must(w.AdvanceOrder(ctx, o.ID, shop.StatusPlaced, shop.StatusConfirmed))(t) // no longer placed
+		must(w.MarkOrderReady(ctx, o.ID, nil))(t)
 		must(w.PruneIdempotencyKeys(ctx))(t)
 		must(w.PruneSessions(ctx))(t)
 	}

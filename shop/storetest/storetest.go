@@ -21,8 +21,9 @@ import (
 // now (nil: the wall clock). It registers its own cleanup with t.
 type Factory func(t *testing.T, items []shop.Item, now func() time.Time) shop.Store
 
-// Run runs the whole contract against stores from newStore.
-func Run(t *testing.T, newStore Factory) {
+// Run runs the whole contract against stores from newStore; setNotes
+// writes through the stores' transactions (see TxWriter).
+func Run(t *testing.T, newStore Factory, setNotes TxWriter) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, newStore Factory)
@@ -48,6 +49,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SessionsExpireByTheStoresClock", testSessionExpiry},
 		{"IdempotencyKeysExpireByTheStoresClock", testIdempotencyKeyExpiry},
 		{"WorkerMethods", testWorkerMethods},
+		{"ConfirmOrderIsOneTransaction", func(t *testing.T, newStore Factory) { testConfirmOrder(t, newStore, setNotes) }},
 		{"ExpiredSessionsArePruned", testSessionPruning},
 		{"FiftyConcurrentCheckoutsOfFiveUnits", testFiftyCheckoutsOfFiveUnits},
 		{"FiftyConcurrentCheckoutsWithOneKey", testFiftyCheckoutsOneKey},
