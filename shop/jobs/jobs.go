@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
@@ -22,13 +23,18 @@ import (
 	"github.com/perfscale/perfscale/shop"
 )
 
-// Store is what the jobs need from storage.
+// Store is what the jobs need from storage. The transaction it hands the
+// callbacks of ConfirmOrder and MarkOrderReady must be one the queue's
+// driver takes (a TTx): the job's own completion and the jobs it schedules
+// commit with the store's writes.
 type Store interface {
 	OrderByID(ctx context.Context, orderID int64) (*shop.Order, error)
-	// RecordMail puts a mail in the sink once per order; false if already there.
-	RecordMail(ctx context.Context, m shop.Mail) (bool, error)
-	// AdvanceOrder moves an order one status on; false if it was not in from.
-	AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error)
+	// ConfirmOrder records the mail and moves the order placed ->
+	// confirmed, running inTx in the same transaction.
+	ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (mailed bool, err error)
+	// MarkOrderReady moves the order confirmed -> ready, running inTx in
+	// the same transaction.
+	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (moved bool, err error)
 	PruneIdempotencyKeys(ctx context.Context) (int64, error)
 	// PruneSessions deletes expired sessions and their carts.
 	PruneSessions(ctx context.Context) (int64, error)
@@ -62,8 +68,13 @@ type Config struct {
 	// (`shop migrate`, see Migrate): New only checks they are current, so
 	// N replicas starting together do not race to migrate.
 	NoMigrate bool
-	// AfterMail, if set, runs after a confirmation is recorded and before
-	// the order is confirmed: a fault-injection point for crash tests.
+	// AfterMail, if set, runs after the mail provider was called, inside
+	// the confirmation's transaction once all its writes are made (mail
+	// recorded, order confirmed, "ready" scheduled, job completed) and
+	// before it commits: a fault-injection point for crash tests, where a
+	// worker killed there has mailed but left nothing committed. It runs
+	// with the transaction open (on SQLite, holding the one writer), so it
+	// must return at once or never.
 	AfterMail func(orderID int64)
 	Logger    *slog.Logger
 }
@@ -86,8 +97,9 @@ func (c *Config) defaults() {
 	}
 }
 
-// Per-kind job timeouts: a confirmation is one mail call plus two short
-// writes; a status change and the pruning are single statements. They bound
+// Per-kind job timeouts: a confirmation is one mail call plus one short
+// transaction; a status change is one short transaction and the pruning
+// single statements. They bound
 // a stuck job and tell River's rescuer how long a job may look busy before
 // its worker is presumed dead.
 const (
@@ -144,7 +156,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if cfg.Work {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg})
-		river.AddWorker(workers, &orderReadyWorker{store: store})
+		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
 		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
 		rc.Workers = workers
@@ -372,8 +384,18 @@ func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Durat
 	return w.cfg.confirmationTimeout()
 }
 
+// Work calls the mail provider, then confirms the order in one
+// transaction of the store's: the mail recorded, the status moved with its
+// event, the "ready" step scheduled and this job completed, one commit in
+// all (it used to be three, plus River's own completion). The provider is
+// called before the transaction begins, so its latency never holds the
+// database (on SQLite, the one writer that requests share).
+//
 // Work is safe to run more than once for one order: the mail sink keeps
-// one mail per order, and the status only moves if it is still "placed".
+// one mail per order, the status only moves if it is still "placed", and
+// "ready" is unique per order. A retry that finds the order confirmed
+// (its first run committed, then the worker died before River heard) still
+// schedules "ready", as a no-op, and completes this job.
 func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderPlacedArgs]) error {
 	id := job.Args.OrderID
 	o, err := w.store.OrderByID(ctx, id)
@@ -383,35 +405,63 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 	if err != nil {
 		return err
 	}
-	if o.Status == shop.StatusPlaced {
-		if w.cfg.MailLatency > 0 {
-			select {
-			case <-time.After(w.cfg.MailLatency):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+	// An order past "placed" was mailed in the transaction that confirmed it.
+	sending := o.Status == shop.StatusPlaced
+	if sending && w.cfg.MailLatency > 0 {
+		select {
+		case <-time.After(w.cfg.MailLatency):
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		sent, err := w.store.RecordMail(ctx, ConfirmationMail(o))
+	}
+	mailed, err := w.store.ConfirmOrder(ctx, ConfirmationMail(o), func(ctx context.Context, stx shop.Tx) error {
+		tx, err := queueTx[TTx](stx)
 		if err != nil {
 			return err
 		}
-		w.cfg.Logger.InfoContext(ctx, "order confirmation", "order_id", id, "mailed", sent, "attempt", job.Attempt)
-		if w.cfg.AfterMail != nil {
-			w.cfg.AfterMail(id)
+		client := river.ClientFromContext[TTx](ctx)
+		_, err = client.InsertTx(ctx, tx, OrderReadyArgs{OrderID: id}, &river.InsertOpts{
+			ScheduledAt: time.Now().Add(w.cfg.PrepTime),
+			UniqueOpts:  river.UniqueOpts{ByArgs: true},
+		})
+		if err != nil {
+			return fmt.Errorf("schedule order %d ready: %w", id, err)
 		}
-		if _, err := w.store.AdvanceOrder(ctx, id, shop.StatusPlaced, shop.StatusConfirmed); err != nil {
+		if err := completeTx(ctx, tx, job); err != nil {
 			return err
 		}
-	}
-	// Scheduling "ready" is unique per order, so a retry after a crash
-	// between the two steps cannot schedule it twice.
-	client := river.ClientFromContext[TTx](ctx)
-	_, err = client.Insert(ctx, OrderReadyArgs{OrderID: id}, &river.InsertOpts{
-		ScheduledAt: time.Now().Add(w.cfg.PrepTime),
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+		if sending && w.cfg.AfterMail != nil {
+			w.cfg.AfterMail(id)
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("schedule order %d ready: %w", id, err)
+		return err
+	}
+	w.cfg.Logger.InfoContext(ctx, "order confirmation", "order_id", id, "mailed", mailed, "attempt", job.Attempt)
+	return nil
+}
+
+// queueTx is the store's transaction as the queue's driver takes it.
+// shop/backend builds each store with a queue over the same database and
+// driver, so a mismatch is a wiring mistake, reported rather than panicked.
+func queueTx[TTx any](tx shop.Tx) (TTx, error) {
+	t, ok := tx.(TTx)
+	if !ok {
+		return t, fmt.Errorf("the store's transaction is a %T; the job queue's driver takes a %v", tx, reflect.TypeFor[TTx]())
+	}
+	return t, nil
+}
+
+// completeTx marks the running job completed in tx, so the job ends
+// exactly when its work commits: a worker that dies before the commit
+// leaves the job running, for River to rescue and run again. River's
+// JobCompleteTx names the driver type only to infer TTx (it takes the
+// driver from the client in ctx), so the driver interface stands in for
+// the concrete driver, which this generic code does not know.
+func completeTx[TTx any, TArgs river.JobArgs](ctx context.Context, tx TTx, job *river.Job[TArgs]) error {
+	if _, err := river.JobCompleteTx[riverdriver.Driver[TTx]](ctx, tx, job); err != nil {
+		return fmt.Errorf("complete %s job %d: %w", job.Kind, job.ID, err)
 	}
 	return nil
 }
@@ -427,16 +477,26 @@ func ConfirmationMail(o *shop.Order) shop.Mail {
 	}
 }
 
-type orderReadyWorker struct {
+type orderReadyWorker[TTx any] struct {
 	river.WorkerDefaults[OrderReadyArgs]
 	store Store
 }
 
 // Timeout bounds one status change.
-func (w *orderReadyWorker) Timeout(*river.Job[OrderReadyArgs]) time.Duration { return jobWorkTimeout }
+func (w *orderReadyWorker[TTx]) Timeout(*river.Job[OrderReadyArgs]) time.Duration {
+	return jobWorkTimeout
+}
 
-func (w *orderReadyWorker) Work(ctx context.Context, job *river.Job[OrderReadyArgs]) error {
-	_, err := w.store.AdvanceOrder(ctx, job.Args.OrderID, shop.StatusConfirmed, shop.StatusReady)
+// Work moves the order to ready and completes this job in one transaction.
+// A retry finds the order ready already and only completes the job.
+func (w *orderReadyWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderReadyArgs]) error {
+	_, err := w.store.MarkOrderReady(ctx, job.Args.OrderID, func(ctx context.Context, stx shop.Tx) error {
+		tx, err := queueTx[TTx](stx)
+		if err != nil {
+			return err
+		}
+		return completeTx(ctx, tx, job)
+	})
 	return err
 }
 

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/jobs"
@@ -124,6 +128,137 @@ func waitForStatus(t *testing.T, s shop.Store, id int64, want shop.Status, withi
 	}
 }
 
+// queue is the queue's test-only side (export_test.go).
+type queue interface {
+	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
+	Insert(ctx context.Context, args river.JobArgs) error
+}
+
+func (e *env) queue(t *testing.T) queue {
+	t.Helper()
+	q, ok := e.Queue.(queue)
+	if !ok {
+		t.Fatalf("the backend's queue is a %T, not a jobs.Queue", e.Queue)
+	}
+	return q
+}
+
+// watch subscribes to the queue's finished jobs; the function it returns
+// waits until the given number of jobs of each kind have completed, and
+// fails at once on a job that failed or was cancelled. Call it before
+// start, so no event is missed.
+func (e *env) watch(t *testing.T) func(want map[string]int) {
+	t.Helper()
+	events, cancel := e.queue(t).Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
+	t.Cleanup(cancel)
+	done := map[string]int{}
+	return func(want map[string]int) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			reached := true
+			for kind, n := range want {
+				reached = reached && done[kind] >= n
+			}
+			if reached {
+				return
+			}
+			select {
+			case ev := <-events:
+				if ev.Kind != river.EventKindJobCompleted {
+					t.Fatalf("%s job %d: %s: %v", ev.Job.Kind, ev.Job.ID, ev.Kind, ev.Job.Errors)
+				}
+				done[ev.Job.Kind]++
+			case <-timeout:
+				t.Fatalf("completed jobs %v after 30s, want %v", done, want)
+			}
+		}
+	}
+}
+
+// jobStates lists the states of River's jobs of a kind, on either database.
+func jobStates(t *testing.T, e *env, kind string) []string {
+	t.Helper()
+	var states []string
+	if e.SQLite != nil {
+		rows, err := e.SQLite.WriteDB().Query(`SELECT state FROM river_job WHERE kind = ? ORDER BY id`, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			states = append(states, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return states
+	}
+	rows, err := e.Postgres.Pool().Query(context.Background(), `SELECT state::text FROM river_job WHERE kind = $1 ORDER BY id`, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return states
+}
+
+// statuses lists the order's events, in order.
+func statuses(t *testing.T, e *env, orderID int64) []shop.Status {
+	t.Helper()
+	events, err := e.Store.UnpublishedOrderEvents(context.Background(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []shop.Status
+	for _, ev := range events {
+		if ev.OrderID == orderID {
+			got = append(got, ev.Status)
+		}
+	}
+	return got
+}
+
+// checkDoneOnce checks that the order is ready, done once: one mail, one
+// event per status, one "ready" job, and each of its placedJobs
+// confirmation jobs completed.
+func checkDoneOnce(t *testing.T, e *env, o *shop.Order, placedJobs int) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := e.Store.OrderByID(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != shop.StatusReady {
+		t.Errorf("order %d is %q, want ready", o.ID, got.Status)
+	}
+	mails, err := e.Store.Mails(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mails) != 1 || mails[0].OrderID != o.ID || mails[0].To != o.Email {
+		t.Errorf("mails = %+v, want one to %s for order %d", mails, o.Email, o.ID)
+	}
+	if diff := cmp.Diff([]shop.Status{shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady}, statuses(t, e, o.ID)); diff != "" {
+		t.Errorf("order events (-want +got):\n%s", diff)
+	}
+	want := map[string][]string{"order_placed": {}, "order_ready": {"completed"}}
+	for range placedJobs {
+		want["order_placed"] = append(want["order_placed"], "completed")
+	}
+	for kind, states := range want {
+		if diff := cmp.Diff(states, jobStates(t, e, kind)); diff != "" {
+			t.Errorf("%s jobs (-want +got):\n%s", kind, diff)
+		}
+	}
+}
+
 // countJobs counts River's jobs of a kind, on either database.
 func countJobs(t *testing.T, e *env, kind string) int {
 	t.Helper()
@@ -151,14 +286,56 @@ func TestOrderGoesFromPlacedToReadyWithOneMail(t *testing.T) {
 		if countJobs(t, e, "order_placed") != 1 {
 			t.Fatal("checkout did not enqueue its job")
 		}
+		wait := e.watch(t)
 		e.start(t)
-		waitForStatus(t, e.Store, o.ID, shop.StatusReady, 15*time.Second)
-		mails, err := e.Store.Mails(context.Background())
+		wait(map[string]int{"order_placed": 1, "order_ready": 1})
+		checkDoneOnce(t, e, o, 1)
+	})
+}
+
+// A confirmation that runs twice for one order (a requeued orphan, a
+// retry) confirms it once: one mail, one event per status, one "ready"
+// job, and both confirmation jobs completed. The two may run at once.
+func TestConfirmationRunTwiceConfirmsOnce(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		e := tg.open(t, fast())
+		o := e.placeOrder(t)
+		if err := e.queue(t).Insert(context.Background(), jobs.OrderPlacedArgs{OrderID: o.ID}); err != nil {
+			t.Fatal(err)
+		}
+		wait := e.watch(t)
+		e.start(t)
+		wait(map[string]int{"order_placed": 2, "order_ready": 1})
+		checkDoneOnce(t, e, o, 2)
+	})
+}
+
+// An order found confirmed already (its confirmation committed by an
+// earlier run, or by the steps the confirmation used to take one by one)
+// still gets its "ready" step scheduled, and the job completes; no mail
+// is recorded for it, since the mail goes with the confirmation.
+func TestConfirmedOrderIsStillScheduledReady(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		e := tg.open(t, fast())
+		o := e.placeOrder(t)
+		if moved, err := e.Store.AdvanceOrder(context.Background(), o.ID, shop.StatusPlaced, shop.StatusConfirmed); err != nil || !moved {
+			t.Fatalf("confirm by hand: moved %v, err %v", moved, err)
+		}
+		wait := e.watch(t)
+		e.start(t)
+		wait(map[string]int{"order_placed": 1, "order_ready": 1})
+		got, err := e.Store.OrderByID(context.Background(), o.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(mails) != 1 || mails[0].OrderID != o.ID || mails[0].To != "grace@example.com" {
-			t.Fatalf("mails = %+v, want one to grace@example.com for order %d", mails, o.ID)
+		if got.Status != shop.StatusReady {
+			t.Fatalf("order %d is %q, want ready", o.ID, got.Status)
+		}
+		if mails, _ := e.Store.Mails(context.Background()); len(mails) != 0 {
+			t.Fatalf("mails = %+v, want none", mails)
+		}
+		if states := jobStates(t, e, "order_ready"); len(states) != 1 {
+			t.Fatalf("order_ready jobs %v, want one", states)
 		}
 	})
 }
@@ -212,22 +389,11 @@ func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
 	}
 }
 
-func TestRecordMailIsOncePerOrder(t *testing.T) {
-	e := open(t, filepath.Join(t.TempDir(), "shop.db"), jobs.Config{})
-	o := e.placeOrder(t)
-	ctx := context.Background()
-	for i, want := range []bool{true, false} {
-		sent, err := e.Store.RecordMail(ctx, jobs.ConfirmationMail(o))
-		if err != nil || sent != want {
-			t.Fatalf("record %d: sent %v err %v, want %v", i, sent, err, want)
-		}
-	}
-}
-
 // The crash test runs the worker in a child process (this test binary,
-// re-executed) that records the confirmation mail and then stops dead, as
-// if the machine lost power between mailing and confirming. After a
-// restart River rescues the job, and the order is confirmed and mailed
+// re-executed) that calls the mail provider, makes every write of the
+// confirmation (mail, status, event, "ready" job, job completion) and
+// then stops dead before the commit, as if the machine lost power. After
+// a restart River rescues the job, and the order is confirmed and mailed
 // exactly once.
 // The child learns its database and where to leave its mark from these.
 const (
@@ -248,7 +414,8 @@ func crashChild(bc backend.Config, mark string) int {
 	cfg := fast()
 	cfg.SoleWorker = bc.DatabaseURL == "" // on PostgreSQL River's rescuer does it
 	cfg.AfterMail = func(int64) {
-		// Tell the parent, then hang until killed.
+		// Inside the confirmation's transaction, its writes made: tell the
+		// parent, then hang until killed, the transaction uncommitted.
 		os.WriteFile(mark, nil, 0o600)
 		select {}
 	}
@@ -263,8 +430,10 @@ func crashChild(bc backend.Config, mark string) int {
 	select {}
 }
 
-// A worker killed between mailing and confirming: after a restart the
-// order is confirmed, and mailed exactly once. On SQLite the sole worker
+// A worker killed after mailing, with the confirmation's transaction
+// written but not committed: nothing of it survives (no mail recorded, the
+// order placed, no "ready" job, the job still running), and after a
+// restart the order is confirmed, and mailed, exactly once. On SQLite the sole worker
 // re-enqueues the orphan at start; on PostgreSQL, where workers may run
 // anywhere, River's rescuer takes the job back once it has been running
 // longer than the rescue horizon.
@@ -315,8 +484,14 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		mails, _ := e.Store.Mails(context.Background())
-		if before.Status != shop.StatusPlaced || len(mails) != 1 {
-			t.Fatalf("after the crash: status %q, %d mails; want placed and 1", before.Status, len(mails))
+		if before.Status != shop.StatusPlaced || len(mails) != 0 {
+			t.Fatalf("after the crash: status %q, %d mails; want placed and none", before.Status, len(mails))
+		}
+		if diff := cmp.Diff([]string{"running"}, jobStates(t, e, "order_placed")); diff != "" {
+			t.Fatalf("order_placed jobs after the crash (-want +got):\n%s", diff)
+		}
+		if n := countJobs(t, e, "order_ready"); n != 0 {
+			t.Fatalf("%d order_ready jobs after the crash, want none", n)
 		}
 		e.start(t)
 		waitForStatus(t, e.Store, o.ID, shop.StatusReady, 90*time.Second)
@@ -326,6 +501,9 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 		}
 		if len(mails) != 1 {
 			t.Fatalf("%d mails after the restart, want exactly 1", len(mails))
+		}
+		if diff := cmp.Diff([]shop.Status{shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady}, statuses(t, e, o.ID)); diff != "" {
+			t.Fatalf("order events after the restart (-want +got):\n%s", diff)
 		}
 	})
 }
