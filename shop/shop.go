@@ -269,8 +269,6 @@ type FulfilmentService interface {
 	// runs (and commits) whether or not the order moved. moved reports
 	// whether it did.
 	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx Tx) error) (moved bool, err error)
-	// RecordMail puts a mail in the sink once per order; false if already there.
-	RecordMail(ctx context.Context, m Mail) (bool, error)
 	// AdvanceOrder moves an order from one status to the next and appends
 	// the change to the outbox in the same transaction; false (and no
 	// change) when it is no longer in status from.

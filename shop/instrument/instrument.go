@@ -150,10 +150,6 @@ func (s *Store) OrderByID(ctx context.Context, id int64) (*shop.Order, error) {
 	return timed(s, "order_by_id", func() (*shop.Order, error) { return s.next.OrderByID(ctx, id) })
 }
 
-func (s *Store) RecordMail(ctx context.Context, m shop.Mail) (bool, error) {
-	return timed(s, "record_mail", func() (bool, error) { return s.next.RecordMail(ctx, m) })
-}
-
 // ConfirmOrder is timed as a whole: the confirmation's transaction, the
 // job queue's work in it included.
 func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(context.Context, shop.Tx) error) (bool, error) {

@@ -341,26 +341,6 @@ func runInTx(ctx context.Context, tx *sql.Tx, inTx func(ctx context.Context, tx 
 	return inTx(ctx, tx)
 }
 
-// RecordMail puts a confirmation in the mail sink unless one was already
-// recorded for the order; it reports whether this call recorded it.
-func (s *Store) RecordMail(ctx context.Context, m shop.Mail) (bool, error) {
-	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO mail_outbox (order_id, to_addr, subject, body, sent_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`,
-			m.OrderID, m.To, m.Subject, m.Body, micros(s.now()))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("record mail for order %d: %w", m.OrderID, err)
-	}
-	return n == 1, nil
-}
-
 // Mails returns the mail sink's content in order id order.
 func (s *Store) Mails(ctx context.Context) ([]shop.Mail, error) {
 	rows, err := s.db.read.QueryContext(ctx, `SELECT order_id, to_addr, subject, body, sent_at FROM mail_outbox ORDER BY order_id`)
