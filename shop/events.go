@@ -32,9 +32,10 @@ func (e OrderEvent) DedupKey() string {
 }
 
 // OutboxService is the store's side of the order events: every status
-// change (checkout's InsertOrder, FulfilmentService.AdvanceOrder) appends
-// an event in its own transaction; the relay reads what is unpublished and
-// marks it published once the bus has it.
+// change (checkout's InsertOrder, FulfilmentService's ConfirmOrder,
+// MarkOrderReady and AdvanceOrder) appends an event in its own
+// transaction; the relay reads what is unpublished and marks it published
+// once the bus has it.
 type OutboxService interface {
 	// UnpublishedOrderEvents returns up to limit events not yet marked
 	// published, in outbox order (ID ascending).

@@ -386,10 +386,11 @@ func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Durat
 
 // Work calls the mail provider, then confirms the order in one
 // transaction of the store's: the mail recorded, the status moved with its
-// event, the "ready" step scheduled and this job completed, one commit in
-// all (it used to be three, plus River's own completion). The provider is
-// called before the transaction begins, so its latency never holds the
-// database (on SQLite, the one writer that requests share).
+// event, the "ready" step scheduled and this job completed. That is one
+// commit of its own beside River's fetch and completer pass (it used to
+// take three: mail, status, "ready" job). The provider is called before
+// the transaction begins, so its latency never holds the database (on
+// SQLite, the one writer that requests share).
 //
 // Work is safe to run more than once for one order: the mail sink keeps
 // one mail per order, the status only moves if it is still "placed", and
