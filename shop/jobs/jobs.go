@@ -99,9 +99,8 @@ func (c *Config) defaults() {
 
 // Per-kind job timeouts: a confirmation is one mail call plus one short
 // transaction; a status change is one short transaction and the pruning
-// single statements. They bound
-// a stuck job and tell River's rescuer how long a job may look busy before
-// its worker is presumed dead.
+// single statements. They bound a stuck job and tell River's rescuer how
+// long a job may look busy before its worker is presumed dead.
 const (
 	jobWorkTimeout  = 10 * time.Second // store work of one job, above the mail call
 	pruneJobTimeout = time.Minute
