@@ -414,16 +414,12 @@ for client, t in menu.items():
 w("")
 
 # 2. journey
-js = [r for r in rows if r[0] == "journey"]
-if js:
-    w("## The shop journey (goal: at least 5,000 req/s per service core, p99 at most 50 ms)")
-    w("")
-    w(f"\`loadlab run --scenario shop --concurrency $USERS --duration ${DUR}s\`, {len(js)} runs one after another on the same service; service CPU from /proc over each run; the goal is judged on the medians.")
-    w("")
-    w("| run | req/s | service cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated |")
+def journey_table(runs, cores_label):
+    """One row per run and the medians, on which the goal is judged."""
+    w(f"| run | req/s | {cores_label} | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated |")
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     pers, p99s = [], []
-    for i, r in enumerate(js, 1):
+    for i, r in enumerate(runs, 1):
         rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
         rps, cores = float(rps), float(cores)
         per = rps / cores if cores else float("nan")
@@ -433,6 +429,14 @@ if js:
     ok = mper >= 5000 and mp99 <= 50
     w(f"| median | | | {mper:,.0f} | | {mp99:.2f} ms | | | | goal {'met' if ok else 'not met'} |")
     w("")
+
+js = [r for r in rows if r[0] == "journey"]
+if js:
+    w("## The shop journey (goal: at least 5,000 req/s per service core, p99 at most 50 ms)")
+    w("")
+    w(f"\`loadlab run --scenario shop --concurrency $USERS --duration ${DUR}s\`, {len(js)} runs one after another on the same service; service CPU from /proc over each run; the goal is judged on the medians.")
+    w("")
+    journey_table(js, "service cores")
     w("CPU profile of the service during the first run (\`go tool pprof -top -cum\`):")
     w("")
     w("\`\`\`")
@@ -499,19 +503,7 @@ if pgj or pgs:
     w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over each run.")
     w("")
 if pgj:
-    w("| run | req/s | server-side cores | req/s per core | p50 | p99 | p99.9 | max | errors | generator saturated |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    pers, p99s = [], []
-    for i, r in enumerate(pgj, 1):
-        rps, cores, p50, p99, p999, mx, errs, sat = r[1:]
-        rps, cores = float(rps), float(cores)
-        per = rps / cores if cores else float("nan")
-        pers.append(per); p99s.append(float(p99))
-        w(f"| {i} | {rps:,.0f} | {cores:.2f} | {per:,.0f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {float(p999):.2f} ms | {float(mx):.1f} ms | {errs} | {sat} |")
-    mper, mp99 = statistics.median(pers), statistics.median(p99s)
-    ok = mper >= 5000 and mp99 <= 50
-    w(f"| median | | | {mper:,.0f} | | {mp99:.2f} ms | | | | goal {'met' if ok else 'not met'} |")
-    w("")
+    journey_table(pgj, "server-side cores")
 pgcpu = [r for r in rows if r[0] == "pgcpu"]
 if pgcpu:
     w("Where the server-side CPU went during the journey runs (cores, each kind with its children):")

@@ -26,20 +26,30 @@ func openStore(t *testing.T, path string) *sqlite.Store {
 
 func ptr[T any](v T) *T { return &v }
 
-// TestCatalogChanges: this process's changes are seen at once, another
-// process's at the next poll, and an item read under the old version is
-// read again under the new one.
-func TestCatalogChanges(t *testing.T) {
+// twoProcesses seeds a catalog of n items and opens it twice, as two
+// processes would: one with the cache c in front of it, and other.
+func twoProcesses(t *testing.T, n int) (c *Cache, other *sqlite.Store) {
+	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "shop.db")
-	here, other := openStore(t, path), openStore(t, path)
-	if _, err := here.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
+	here := openStore(t, path)
+	other = openStore(t, path)
+	if _, err := here.SeedIfEmpty(ctx, seed.Items(n)); err != nil {
 		t.Fatal(err)
 	}
 	c, err := New(ctx, here, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, other
+}
+
+// TestCatalogChanges: this process's changes are seen at once, another
+// process's at the next poll, and an item read under the old version is
+// read again under the new one.
+func TestCatalogChanges(t *testing.T) {
+	ctx := context.Background()
+	c, other := twoProcesses(t, 20)
 	v0, _ := c.CatalogVersion(ctx)
 	it, err := c.Item(ctx, 3)
 	if err != nil {
@@ -81,15 +91,7 @@ func TestCatalogChanges(t *testing.T) {
 // request until the poll.
 func TestMenuTeachesTheVersion(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "shop.db")
-	here, other := openStore(t, path), openStore(t, path)
-	if _, err := here.SeedIfEmpty(ctx, seed.Items(5)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(ctx, here, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, other := twoProcesses(t, 5)
 	if _, err := other.UpdateItem(ctx, 1, shop.ItemUpdate{Available: ptr(false)}); err != nil {
 		t.Fatal(err)
 	}
@@ -267,15 +269,7 @@ func TestCheckoutRefreshesWhatItSold(t *testing.T) {
 // another process (seen at the poll); a refused filter is not cached.
 func TestPagesFollowTheCatalog(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "shop.db")
-	here, other := openStore(t, path), openStore(t, path)
-	if _, err := here.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(ctx, here, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, other := twoProcesses(t, 20)
 	first := shop.ItemFilter{Limit: 5}
 	priceOf3 := func() int64 {
 		t.Helper()
