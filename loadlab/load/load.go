@@ -5,7 +5,9 @@
 package load
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -77,6 +79,26 @@ type ErrorCounts struct {
 // Total is the number of failed requests.
 func (e ErrorCounts) Total() int64 {
 	return e.Status4xx + e.Status5xx + e.Timeout + e.Connection + e.Other
+}
+
+// String names the kinds that occurred with their counts ("4xx 1610,
+// timeout 2"), so that a line saying how many requests failed also says
+// how: a rate limit's 4xx and an overload's timeouts call for different
+// fixes. It is "none" when nothing failed.
+func (e ErrorCounts) String() string {
+	var parts []string
+	for _, k := range []struct {
+		name string
+		n    int64
+	}{{"4xx", e.Status4xx}, {"5xx", e.Status5xx}, {"timeout", e.Timeout}, {"connection", e.Connection}, {"other", e.Other}} {
+		if k.n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k.name, k.n))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Latency summarises a latency distribution.

@@ -416,3 +416,19 @@ func TestProgressReportsEverySecond(t *testing.T) {
 		t.Fatalf("final %d requests, fewer than the last snapshot's %d", res.Requests, snaps[1].Requests)
 	}
 }
+
+func TestErrorCountsSayHowRequestsFailed(t *testing.T) {
+	for _, tc := range []struct {
+		e    load.ErrorCounts
+		want string
+	}{
+		{load.ErrorCounts{}, "none"},
+		{load.ErrorCounts{Status4xx: 1610}, "4xx 1610"},
+		{load.ErrorCounts{Status5xx: 3, Timeout: 2, Other: 1}, "5xx 3, timeout 2, other 1"},
+		{load.ErrorCounts{Status4xx: 1, Status5xx: 2, Timeout: 3, Connection: 4, Other: 5}, "4xx 1, 5xx 2, timeout 3, connection 4, other 5"},
+	} {
+		if got := tc.e.String(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

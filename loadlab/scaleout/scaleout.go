@@ -295,7 +295,7 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 			return Probe{}, err
 		}
 		p := Probe{Rate: rate, ThroughputRPS: s.ThroughputRPS, P99: s.P99, Requests: s.Requests, Errors: s.Errors,
-			GeneratorSaturated: runner.behind, Detail: s, SendDelayP99: runner.sendDelay, SentShare: runner.sentShare}
+			ErrorKinds: runner.errs, GeneratorSaturated: runner.behind, Detail: s, SendDelayP99: runner.sendDelay, SentShare: runner.sentShare}
 		if runner.behind {
 			p.SaturationReasons = runner.reasons
 		} else {
@@ -329,7 +329,7 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 			case pass:
 				verdict = "meets the SLO"
 			case p.Requests > 0 && float64(p.Errors) >= cfg.MaxErrorRate*float64(p.Requests):
-				verdict = fmt.Sprintf("%d errors", p.Errors)
+				verdict = fmt.Sprintf("%d errors (%s)", p.Errors, p.ErrorKinds)
 			}
 			cfg.Progress(fmt.Sprintf("%s: %s %.0f req/s: p99 %s, %s", where, phase, p.Rate, fmtMS(p.P99), verdict))
 		}}
@@ -403,6 +403,7 @@ type openLoop struct {
 	behind    bool
 	sendDelay time.Duration
 	sentShare float64
+	errs      load.ErrorCounts
 }
 
 func (o *openLoop) Run(ctx context.Context, _ diagnose.Spec) (diagnose.Step, error) {
@@ -414,7 +415,7 @@ func (o *openLoop) Run(ctx context.Context, _ diagnose.Spec) (diagnose.Step, err
 	if err := ctx.Err(); err != nil {
 		return diagnose.Step{}, err
 	}
-	o.reasons, o.behind, o.sendDelay = res.SaturationReasons, res.GeneratorBehind, res.SendDelayP99
+	o.reasons, o.behind, o.sendDelay, o.errs = res.SaturationReasons, res.GeneratorBehind, res.SendDelayP99, res.Errors
 	o.sentShare = float64(res.Sent) / (o.rate * o.duration.Seconds())
 	return diagnose.Step{ThroughputRPS: res.ThroughputRPS, P50: res.Latency.P50, P99: res.Latency.P99,
 		Requests: res.Requests, Errors: res.Errors.Total(), GeneratorSaturated: res.GeneratorSaturated,

@@ -276,3 +276,27 @@ func TestScaleoutScalesUpWithCPUSizes(t *testing.T) {
 		t.Fatalf("steps %+v\nvertical %+v", res.Steps, res.Vertical)
 	}
 }
+
+// A probe whose requests fail says how they failed, not only how many: a
+// rate limit's 4xx and a dead target's refused connections call for
+// different fixes (the shop's per-client session limit once bounded a
+// scale-out run with 4xx that the log counted only as "errors").
+func TestProbeLogNamesTheKindOfErrors(t *testing.T) {
+	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: time.Millisecond}
+	cfg := config(t, o, 1)
+	cfg.ProbeDuration = 300 * time.Millisecond
+	cfg.Workload = func(u string) (scaleout.Workload, error) {
+		// Ready at the replica, but every request to a port nobody serves.
+		return scaleout.Workload{Target: &load.Request{Method: "GET", URL: "http://127.0.0.1:1/"}, ReadyURL: u}, nil
+	}
+	var lines []string
+	cfg.Progress = func(line string) { lines = append(lines, line) }
+	scaleout.Run(context.Background(), cfg) //nolint:errcheck // the log is what is tested
+	for _, l := range lines {
+		if strings.Contains(l, "errors (connection ") {
+			checkClean(t, o.State)
+			return
+		}
+	}
+	t.Fatalf("no probe line names the refused connections:\n%s", strings.Join(lines, "\n"))
+}

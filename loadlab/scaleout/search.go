@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
 )
 
 // Probe is one open-loop run at a fixed rate, as the search sees it.
@@ -14,6 +16,9 @@ type Probe struct {
 	P99           time.Duration
 	Requests      int64
 	Errors        int64
+	// ErrorKinds says how the requests failed (zero when the prober does
+	// not tell).
+	ErrorKinds load.ErrorCounts
 	// GeneratorSaturated: loadlab itself fell behind (its CPU, requests
 	// sent late); the reasons say which. Warnings are the checks that
 	// do not stop the search (a busy machine).
