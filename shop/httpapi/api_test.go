@@ -63,6 +63,9 @@ type options struct {
 	// feed and stream configure the order event streams.
 	feed   httpapi.EventFeed
 	stream httpapi.StreamConfig
+	// serverTimeouts, if set, serves through httpapi.Server with these
+	// read and write timeouts instead of httptest's server, which has none.
+	serverTimeouts *[2]time.Duration
 }
 
 // newAPI serves the real handler on the real SQLite store (and, when asked,
@@ -73,6 +76,19 @@ func newAPI(t *testing.T, o options) *api {
 	o.registry = a.reg
 	h, b, cfg := compose(t, o, a.draining.Load)
 	a.store, a.orders, a.cfg, a.db = b.Store, b.Orders, cfg, b.SQLite
+	if o.serverTimeouts != nil {
+		srv := &httpapi.Server{Addr: "127.0.0.1:0", Handler: h, ReadTimeout: o.serverTimeouts[0], WriteTimeout: o.serverTimeouts[1]}
+		if err := srv.Open(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Close(ctx) //nolint:errcheck // a stream still open is cut
+		})
+		a.url = srv.URL()
+		return a
+	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close) // runs before compose's cleanup: requests end first
 	a.url = srv.URL

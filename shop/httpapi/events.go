@@ -102,9 +102,11 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 	}
 
 	rc := http.NewResponseController(w)
-	// The server's read timeout would cancel a long-lived request (its
-	// background read fails at the deadline); the write timeout counts
-	// from the request's start. The stream sets its own.
+	// The server's write timeout counts from the request's start and would
+	// cut the stream: it sets a deadline per write instead. (The read
+	// timeout does not reach it: net/http clears the read deadline when it
+	// starts its background read of a request whose body is done; the
+	// reset only says so. TestOrderEventsOutliveTheServerTimeouts.)
 	rc.SetReadDeadline(time.Time{})  //nolint:errcheck // not every writer supports deadlines
 	rc.SetWriteDeadline(time.Time{}) //nolint:errcheck
 	h := w.Header()

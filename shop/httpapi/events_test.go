@@ -248,6 +248,41 @@ func TestOrderEventsHeartbeat(t *testing.T) {
 	}
 }
 
+// TestOrderEventsOutliveTheServerTimeouts: the server's read and write
+// timeouts count from a request's start, and a stream lasts far longer; it
+// lifts them for itself. With them at 200 and 300 ms, a stream that has
+// been open past both still delivers the order's next events. (Without the
+// stream's write deadlines it ended 502 ms after it opened.)
+func TestOrderEventsOutliveTheServerTimeouts(t *testing.T) {
+	const read, write = 200 * time.Millisecond, 300 * time.Millisecond
+	a := newAPI(t, options{serverTimeouts: &[2]time.Duration{read, write}, // no worker: stays placed
+		stream: httpapi.StreamConfig{Heartbeat: 50 * time.Millisecond, Poll: 20 * time.Millisecond}})
+	token, id := placeOne(t, a)
+	opened := time.Now()
+	s := openStream(t, a.url, token, id, "")
+	if e := s.nextEvent(); e.Status != shop.StatusPlaced {
+		t.Fatalf("first event %+v, want placed", e)
+	}
+	// Read heartbeats until both timeouts have run out since the request
+	// began; a stream the server cut would end here.
+	for time.Since(opened) < 2*write {
+		f, ok := <-s.frames
+		if !ok {
+			t.Fatalf("the stream ended %v after it opened, with the server's timeouts at %v and %v", time.Since(opened).Round(time.Millisecond), read, write)
+		}
+		if f.comment == "" {
+			t.Fatalf("unexpected event %+v", f)
+		}
+	}
+	ctx := context.Background()
+	for _, step := range [][2]shop.Status{{shop.StatusPlaced, shop.StatusConfirmed}, {shop.StatusConfirmed, shop.StatusReady}} {
+		if ok, err := a.store.AdvanceOrder(ctx, id, step[0], step[1]); err != nil || !ok {
+			t.Fatalf("advance to %s: %v %v", step[1], ok, err)
+		}
+	}
+	s.expectStatuses(id, 2, shop.StatusConfirmed, shop.StatusReady)
+}
+
 // natsFeed starts a private nats-server, a bus on it and a relay over a's
 // store, as the worker role runs it.
 func natsFeed(t *testing.T) (*natstest.Server, *shopnats.Bus, func(a *api)) {

@@ -15,6 +15,10 @@ import (
 type Server struct {
 	Addr    string // host:port; port 0 picks a free one (see Port)
 	Handler http.Handler
+	// ReadTimeout and WriteTimeout bound reading a whole request and
+	// writing its answer, both counted from the request's start (15 s and
+	// 30 s when zero). An event stream lifts them for itself.
+	ReadTimeout, WriteTimeout time.Duration
 
 	ln  net.Listener
 	srv *http.Server
@@ -41,11 +45,18 @@ func (s *Server) Open() error {
 		}
 	}
 	ln := s.ln
+	read, write := s.ReadTimeout, s.WriteTimeout
+	if read <= 0 {
+		read = 15 * time.Second
+	}
+	if write <= 0 {
+		write = 30 * time.Second
+	}
 	s.srv = &http.Server{
 		Handler:           s.Handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, read),
+		ReadTimeout:       read,
+		WriteTimeout:      write,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
