@@ -68,6 +68,8 @@ type config struct {
 	pg    postgres.Options
 	// migrate is the `shop migrate` subcommand: migrate and exit.
 	migrate bool
+	// dropEvents deletes the order events stream on --nats and exits.
+	dropEvents bool
 	// natsURL enables order events on NATS JetStream; empty: none (order
 	// streams poll the database).
 	natsURL string
@@ -102,6 +104,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	var c config
 	if len(args) > 0 && args[0] == "migrate" {
 		c.migrate, args = true, args[1:]
+	} else if len(args) > 0 && args[0] == "drop-events" {
+		c.dropEvents, args = true, args[1:]
 	}
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -140,7 +144,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&sessionBurst, "session-burst", env("SHOP_SESSION_BURST", strconv.Itoa(httpapi.DefaultSessionBurst)), "new sessions one client address may create at once (env SHOP_SESSION_BURST)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none (env SHOP_TRUSTED_PROXIES)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: shop [flags]\n       shop migrate [flags]\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts. SHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
+		fmt.Fprint(stderr, "Usage: shop [flags]\n       shop migrate [flags]\n       shop drop-events --nats URL --nats-stream NAME\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts; `shop drop-events` deletes a deployment's order events\nstream from NATS JetStream (which reserves its --nats-stream's storage until then) and exits.\nSHOP_ADMIN_TOKEN (environment only) enables PUT /v1/admin/items/{id}.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -258,6 +262,23 @@ func migrate(ctx context.Context, cfg *config, log *slog.Logger) error {
 	return nil
 }
 
+// dropEvents deletes the deployment's order events stream: tearing a
+// deployment down that shared a NATS server with others (the local
+// clusters do) gives back the storage the stream reserved.
+func dropEvents(ctx context.Context, cfg *config, log *slog.Logger) error {
+	if cfg.natsURL == "" {
+		return errors.New("drop-events needs --nats (or SHOP_NATS_URL)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	deleted, err := shopnats.DeleteStream(ctx, cfg.natsURL, cfg.natsStream)
+	if err != nil {
+		return err
+	}
+	log.Info("order events stream", "stream", cfg.natsStream, "deleted", deleted)
+	return nil
+}
+
 // urlList is a repeatable flag; the first use replaces the environment's
 // list.
 type urlList struct {
@@ -324,6 +345,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	if cfg.migrate {
 		return migrate(ctx, cfg, log)
+	}
+	if cfg.dropEvents {
+		return dropEvents(ctx, cfg, log)
 	}
 	// The composition: the store's timing wrapper is built here and the
 	// workers and the HTTP adapter get the wrapped store, each as the

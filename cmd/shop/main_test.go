@@ -232,6 +232,9 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--db-statement-timeout", "0s"}, nil, "must be above 0"},
 		{[]string{"migrate", "--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable"},
 		{[]string{"--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable"},
+		{[]string{"drop-events"}, nil, "drop-events needs --nats"},
+		{[]string{"drop-events", "--nats", "nats://127.0.0.1:1"}, nil, "nats nats://127.0.0.1:1: nats: no servers available"},
+		{[]string{"drop-events", "--nats", "nats://127.0.0.1:4222", "--nats-stream", "a.b"}, nil, "--nats-stream must be letters"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -242,8 +245,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 				}
 			}
 			args := append([]string{"--data-dir", dir}, tt.args...)
-			if len(tt.args) > 0 && tt.args[0] == "migrate" {
-				args = append([]string{"migrate", "--data-dir", dir}, tt.args[1:]...)
+			if len(tt.args) > 0 && (tt.args[0] == "migrate" || tt.args[0] == "drop-events") {
+				args = append([]string{tt.args[0], "--data-dir", dir}, tt.args[1:]...)
 			}
 			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -3,6 +3,7 @@ package clustertest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const adminToken = "cluster-test-token"
@@ -141,8 +145,15 @@ func (c *cluster) mustScript(args ...string) string {
 // the test failed, a dump of the logs) for the end of the test.
 func startCluster(t *testing.T, env map[string]string, args ...string) *cluster {
 	t.Helper()
+	return startClusterIn(t, filepath.Join(t.TempDir(), "cluster"), env, args...)
+}
+
+// startClusterIn is startCluster with the state directory given, for a
+// test that puts something there first.
+func startClusterIn(t *testing.T, state string, env map[string]string, args ...string) *cluster {
+	t.Helper()
 	requireServices(t)
-	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster")}
+	c := &cluster{t: t, root: repoRoot(t), state: state}
 	c.env = append(os.Environ(), "SHOP_ADMIN_TOKEN="+adminToken, "SHOP_PREP_TIME=300ms", "SHOP_LOG_LEVEL=warn",
 		"PERFSCALE_CLUSTER_SHOP="+buildShop(t, c.root))
 	for k, v := range env {
@@ -689,6 +700,10 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("replica-1 (pid %d) is not in its cgroup %s: %q %v", procs[1].pid, cgroup, members, err)
 	}
 	dbName := c.database()
+	stream := strings.ToUpper(dbName) + "_ORDERS"
+	if !streamExists(t, stream) {
+		t.Fatalf("the cluster's order events stream %s does not exist before down", stream)
+	}
 	// nginx's workers are not recorded: they must go with their master.
 	for _, pid := range children(t, procs[0].pid) {
 		procs = append(procs, proc{"nginx worker", pid})
@@ -711,6 +726,9 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 	}
 	if exists := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+dbName+"'"); exists != "0" {
 		t.Errorf("database %s still exists after down", dbName)
+	}
+	if streamExists(t, stream) {
+		t.Errorf("NATS stream %s still exists after down (JetStream keeps its storage reserved)", stream)
 	}
 	if _, err := os.Stat(c.state); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state directory after down: %v", err)
@@ -873,4 +891,57 @@ func TestOrderEventsStreamThroughNginx(t *testing.T) {
 	if got := strings.Join(statuses, ","); got != "placed,confirmed,ready" {
 		t.Fatalf("events %s, want placed,confirmed,ready and the end of the stream", got)
 	}
+}
+
+// TestUpStartsAgainOnAPortTakenMeanwhile: clusters started side by side
+// can pick the same free port before either binds it (a fresh-clone CI run
+// lost one this way: "bind: address already in use"); the one that loses
+// starts its process again on new ports. Forced here by handing replica-1
+// a port this test holds before up runs.
+func TestUpStartsAgainOnAPortTakenMeanwhile(t *testing.T) {
+	t.Parallel()
+	requireServices(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	state := filepath.Join(t.TempDir(), "cluster")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	taken := "http://" + ln.Addr().String()
+	if err := os.WriteFile(filepath.Join(state, "replica-1.url"), []byte(taken+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startClusterIn(t, state, nil, "1")
+	if _, url, _, st := c.status("replica-1"); url == taken || st != "alive" {
+		t.Fatalf("replica-1 at %s (%s); the port it was handed, %s, was taken", url, st, taken)
+	}
+	c.must("GET", "/v1/menu", "", nil, 200)
+}
+
+// streamExists asks the shared NATS server whether a JetStream stream of
+// that name exists.
+func streamExists(t *testing.T, name string) bool {
+	t.Helper()
+	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("nats: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.Stream(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return false
+	case err != nil:
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	return true
 }

@@ -192,6 +192,28 @@ func (b *Bus) EnsureStream(ctx context.Context) error {
 	return nil
 }
 
+// DeleteStream deletes the stream named name on the NATS server at url;
+// deleted is false if there was none. Unlike Open it does not wait for an
+// unreachable server: it is a one-off administrative call.
+func DeleteStream(ctx context.Context, url, name string) (deleted bool, err error) {
+	nc, err := natsgo.Connect(url, natsgo.Name("shop drop-events"), natsgo.Timeout(5*time.Second))
+	if err != nil {
+		return false, fmt.Errorf("nats %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false, fmt.Errorf("nats %s: jetstream: %w", url, err)
+	}
+	switch err := js.DeleteStream(ctx, name); {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("delete stream %s: %w", name, err)
+	}
+	return true, nil
+}
+
 func (b *Bus) streamEnsured() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -249,3 +249,30 @@ func TestWatchOrder(t *testing.T) {
 		t.Fatalf("watch with NATS down: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestDeleteStream: a deployment torn down gives its stream back (JetStream
+// reserves each stream's MaxBytes, and a shared server refused new streams
+// once 59 local clusters had left theirs); deleting one that is gone is no
+// error, and an unreachable server is one.
+func TestDeleteStream(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := context.Background()
+	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL(), Stream: "DROP_ME"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bus.Close()
+	for _, want := range []bool{true, false} {
+		deleted, err := shopnats.DeleteStream(ctx, srv.URL(), "DROP_ME")
+		if err != nil || deleted != want {
+			t.Fatalf("DeleteStream: deleted %v, err %v; want deleted %v", deleted, err, want)
+		}
+	}
+	srv.Stop()
+	if _, err := shopnats.DeleteStream(ctx, srv.URL(), "DROP_ME"); err == nil {
+		t.Fatal("DeleteStream on a stopped server: no error")
+	}
+}
