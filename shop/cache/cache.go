@@ -79,8 +79,12 @@ type Config struct {
 	ItemTTL time.Duration
 	// MaxItems bounds the item cache (100,000 entries).
 	MaxItems int
-	// MaxPages bounds the listing page cache (10,000 pages).
-	MaxPages int
+	// MaxPageItems bounds the listing page cache by the items its pages
+	// hold (100,000): pages are keyed by the whole filter, search text
+	// included, so a client sending many different searches fills it with
+	// pages of up to 100 items each, and a count of pages would not bound
+	// the memory.
+	MaxPageItems int
 	// SessionTTL bounds how long a session is trusted without asking the
 	// store (5 s).
 	SessionTTL time.Duration
@@ -103,8 +107,8 @@ func (c *Config) defaults() {
 	if c.MaxItems <= 0 {
 		c.MaxItems = 100_000
 	}
-	if c.MaxPages <= 0 {
-		c.MaxPages = 10_000
+	if c.MaxPageItems <= 0 {
+		c.MaxPageItems = 100_000
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 5 * time.Second
@@ -145,7 +149,9 @@ func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("item cache: %w", err)
 	}
 	c.pages, err = otter.New(&otter.Options[shop.ItemFilter, *shop.ItemPage]{
-		MaximumSize:      cfg.MaxPages,
+		MaximumWeight: uint64(cfg.MaxPageItems),
+		// A page weighs its items, and one more so an empty page counts.
+		Weigher:          func(_ shop.ItemFilter, p *shop.ItemPage) uint32 { return uint32(len(p.Items)) + 1 },
 		ExpiryCalculator: otter.ExpiryWriting[shop.ItemFilter, *shop.ItemPage](cfg.ItemTTL),
 	})
 	if err != nil {

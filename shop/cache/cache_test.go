@@ -324,3 +324,30 @@ func TestPagesFollowTheCatalog(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesAreBoundedByTheirItems: the page cache holds at most
+// MaxPageItems items, however many different filters were asked for (a
+// client can make up any number of searches).
+func TestPagesAreBoundedByTheirItems(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, filepath.Join(t.TempDir(), "shop.db"))
+	if _, err := s.SeedIfEmpty(ctx, seed.Items(100)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, s, Config{MaxPageItems: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for after := range int64(40) {
+		if _, err := c.ListItems(ctx, shop.ItemFilter{Limit: 10, After: after}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.pages.CleanUp()
+	if w := c.pages.WeightedSize(); w > 50 {
+		t.Fatalf("the page cache holds pages weighing %d, over its 50 items", w)
+	}
+	if n := c.pages.EstimatedSize(); n == 0 {
+		t.Fatal("the page cache kept nothing")
+	}
+}
