@@ -113,7 +113,7 @@ func call(t *testing.T, method, url, token, key, body string) (int, []byte) {
 	return res.StatusCode, b
 }
 
-// The README's walk-through, through the real binary's wiring.
+// The curl walk-through of docs/shop.md, through the real binary's wiring.
 func TestRunServesTheWholeJourneyAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	s := start(t, dir, "--log-level", "debug") // successful requests are logged at debug level

@@ -271,7 +271,7 @@ type order struct {
 	TotalCents int64  `json:"total_cents"`
 }
 
-// The README's walk-through through nginx, with a session made on one
+// The curl walk-through of docs/shop.md through nginx, with a session made on one
 // replica used on the others: nothing request-related lives in a replica.
 func TestTwoReplicasShareTheWorkBehindNginx(t *testing.T) {
 	t.Parallel()
