@@ -41,7 +41,7 @@ Flags:
 `
 
 func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("diagnose", diagnoseUsage, stderr)
+	fs := newFlagSet("diagnose", diagnoseUsage, stdout)
 	var (
 		slo          = fs.Duration("slo", 200*time.Millisecond, "p99 latency objective")
 		maxConc      = fs.Int("max-concurrency", 64, "highest number of users in the ramp")
@@ -130,6 +130,7 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		},
 	}
 	runner := diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
+	markStarted(ctx)
 	rep, err := diagnose.Run(ctx, cfg, runner, watcher)
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)

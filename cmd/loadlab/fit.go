@@ -46,7 +46,7 @@ func toFitJSON(f usl.Fit) fitJSON {
 }
 
 func runFit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("fit", fitUsage, stderr)
+	fs := newFlagSet("fit", fitUsage, stdout)
 	asJSON := fs.Bool("json", false, `print {"sigma","kappa","lambda","peak_concurrency","r2"} as JSON`)
 	pos, err := parseArgs(fs, args)
 	if err != nil {

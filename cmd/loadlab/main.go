@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 )
 
@@ -25,14 +26,66 @@ func main() {
 	}
 }
 
+// Exit codes, documented in the usage text and docs.
+const (
+	exitOK       = 0 // the run happened and passed its thresholds
+	exitFailed   = 1 // the run happened and failed a threshold or the error limit
+	exitBadInput = 2 // bad command line, flag value, URL, scenario or input file
+	exitNotRun   = 3 // the run could not happen or finish (the generator failed, output not written)
+)
+
 // errUsageShown means help was printed on request; it exits 0.
 var errUsageShown = errors.New("usage shown")
 
+// exitError carries its exit code with the one-line message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// badInput marks an error in what the user gave (exit 2).
+func badInput(err error) error { return &exitError{exitBadInput, err} }
+
+// failed marks a run that happened but did not pass (exit 1).
+func failed(err error) error { return &exitError{exitFailed, err} }
+
+// notRun marks a run that could not happen or finish (exit 3).
+func notRun(err error) error { return &exitError{exitNotRun, err} }
+
+// exitCode maps an error to the process's exit code. Errors not marked
+// otherwise are bad input until the command has started sending load
+// (see markStarted), and a run that could not finish after that.
 func exitCode(err error) int {
-	if errors.Is(err, errUsageShown) {
-		return 0
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, errUsageShown):
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, new(*startedError)):
+		return exitNotRun
 	}
-	return 1
+	return exitBadInput
+}
+
+// startedError marks errors that came after the command started sending
+// load; run adds it, so commands only call markStarted.
+type startedError struct{ err error }
+
+func (e *startedError) Error() string { return e.err.Error() }
+func (e *startedError) Unwrap() error { return e.err }
+
+type startedKey struct{}
+
+// markStarted records that the command is about to send load: checking
+// its input is over, and an error from here on is not the user's input.
+func markStarted(ctx context.Context) {
+	if p, ok := ctx.Value(startedKey{}).(*bool); ok {
+		*p = true
+	}
 }
 
 const usage = `loadlab generates HTTP load and diagnoses what it measures.
@@ -44,6 +97,15 @@ Usage:
   loadlab fit       [flags] FILE.csv                     fit the Universal Scalability Law to N,X data
 
 Run 'loadlab COMMAND --help' for a command's flags and examples.
+
+Exit status:
+  0  the run happened and passed its thresholds (see run --threshold)
+  1  the run happened but a threshold failed, or more requests failed
+     than --max-errors allows (1% by default); one line says which
+  2  bad input: an unknown flag, a bad flag value, URL, scenario or file;
+     nothing was sent
+  3  the run could not happen or finish (the generator failed, the
+     output could not be written)
 `
 
 // commands maps each subcommand to its implementation; each lives in a file
@@ -56,9 +118,18 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	started := false
+	err := dispatch(context.WithValue(ctx, startedKey{}, &started), args, stdout, stderr)
+	var ee *exitError
+	if err != nil && started && !errors.As(err, &ee) && !errors.Is(err, errUsageShown) {
+		return &startedError{err}
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return errors.New("no command given (see loadlab --help)")
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -72,26 +143,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return cmd(ctx, args[1:], stdout, stderr)
 }
 
-// newFlagSet returns a subcommand's flag set; its usage is the command's
-// text followed by the flags.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+// helpTexts holds each flag set's help and where --help prints it.
+var helpTexts sync.Map // *flag.FlagSet -> helpText
+
+type helpText struct {
+	text string
+	out  io.Writer
+}
+
+// newFlagSet returns a subcommand's flag set. --help prints the command's
+// text and its flags to stdout; a parse error prints nothing itself (the
+// caller reports one line), so a typo does not bury the reason under the
+// whole usage.
+func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	helpTexts.Store(fs, helpText{usage, stdout})
 	return fs
 }
 
-// parseArgs parses a subcommand's arguments; --help becomes errUsageShown.
+// parseArgs parses a subcommand's arguments; --help prints the help and
+// becomes errUsageShown, a bad flag a one-line error pointing to --help.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		if h, ok := helpTexts.Load(fs); ok {
+			h := h.(helpText)
+			fmt.Fprint(h.out, h.text)
+			fs.SetOutput(h.out)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+		}
 		return nil, errUsageShown
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", fs.Name(), err)
+		return nil, badInput(fmt.Errorf("%s: %v (see loadlab %s --help)", fs.Name(), err, fs.Name()))
 	}
 	return pos, nil
 }

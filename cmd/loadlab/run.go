@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,10 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/term"
 
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/scenario"
+	"github.com/perfscale/perfscale/loadlab/threshold"
 )
 
 const runUsage = `Usage: loadlab run [flags] URL
@@ -52,108 +55,270 @@ type headerFlags []string
 func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
 func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
+// maxRate is the highest open-loop rate accepted: far above what one
+// generator process sends (about 50,000 req/s on a fast core), so a rate
+// above it is a typo, not a plan.
+const maxRate = 1_000_000
+
+// runFlags are run's flags, parsed.
+type runFlags struct {
+	fs                                 *flag.FlagSet
+	rate                               *float64
+	concurrency, maxInFlight           *int
+	think, duration, timeout           *time.Duration
+	requests                           *int64
+	method, body, bodyFile, scen, base *string
+	jsonOut, client, maxErrors         *string
+	headers                            headerFlags
+	thresholds                         threshold.List
+}
+
+func newRunFlags(stdout io.Writer) *runFlags {
+	fs := newFlagSet("run", runUsage, stdout)
+	f := &runFlags{
+		fs:          fs,
+		rate:        fs.Float64("rate", 0, "open loop: requests per second"),
+		concurrency: fs.Int("concurrency", 0, "closed loop: number of users"),
+		think:       fs.Duration("think", 0, "closed loop: pause between a user's requests"),
+		duration:    fs.Duration("duration", 0, "how long to send (default 10s when --requests is not given)"),
+		requests:    fs.Int64("requests", 0, "how many requests to send"),
+		timeout:     fs.Duration("timeout", load.DefaultTimeout, "per-request timeout"),
+		method:      fs.String("method", "GET", "HTTP method for a URL target"),
+		body:        fs.String("body", "", "request body for a URL target"),
+		bodyFile:    fs.String("body-file", "", "read the request body from this file"),
+		scen:        fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop"),
+		base:        fs.String("base", "", "base URL for the scenario (overrides the file's)"),
+		jsonOut:     fs.String("json", "", "write the result as JSON to this file"),
+		client:      fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
+		maxInFlight: fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
+		maxErrors:   fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
+	}
+	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
+	fs.Var(&f.thresholds, "threshold", "fail the run (exit 1) unless this holds: p99<50ms, p50<=10ms, mean<5ms, errors<0.1%, rps>100,\nper endpoint checkout:p99<200ms (repeatable)")
+	return f
+}
+
+// set reports whether a flag was given on the command line.
+func (f *runFlags) set(name string) bool {
+	found := false
+	f.fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}
+
+// validate checks the flag values that load.Config does not (those the
+// command line gives a meaning of its own), each with its reason.
+func (f *runFlags) validate() error {
+	switch {
+	case f.set("duration") && *f.duration <= 0:
+		return fmt.Errorf("--duration must be positive, got %v (leave it out and give --requests to bound the run by a count)", *f.duration)
+	case f.set("requests") && *f.requests <= 0:
+		return fmt.Errorf("--requests must be at least 1, got %d", *f.requests)
+	case *f.rate > maxRate:
+		return fmt.Errorf("--rate %g is above the %d req/s one generator can send", *f.rate, maxRate)
+	case f.set("rate") && *f.rate <= 0:
+		return fmt.Errorf("--rate must be a positive number of requests per second, got %g", *f.rate)
+	case f.set("concurrency") && *f.concurrency <= 0:
+		return fmt.Errorf("--concurrency must be at least 1 user, got %d", *f.concurrency)
+	case *f.maxInFlight <= 0:
+		return fmt.Errorf("--max-inflight must be at least 1, got %d", *f.maxInFlight)
+	case *f.timeout <= 0:
+		return fmt.Errorf("--timeout must be positive, got %v", *f.timeout)
+	case *f.think < 0:
+		return fmt.Errorf("--think must not be negative, got %v", *f.think)
+	}
+	return nil
+}
+
+// checks returns the thresholds the run must pass: the user's, and the
+// error limit unless a threshold on the whole run's errors replaces it.
+func (f *runFlags) checks() (threshold.List, error) {
+	checks := append(threshold.List(nil), f.thresholds...)
+	if !checks.HasWholeRunErrors() {
+		t, err := threshold.Parse("errors<=" + *f.maxErrors)
+		if err != nil {
+			return nil, fmt.Errorf("--max-errors %q: want a share such as 1%% or a count such as 0", *f.maxErrors)
+		}
+		checks = append(checks, t)
+	}
+	return checks, nil
+}
+
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", runUsage, stderr)
-	var (
-		rate        = fs.Float64("rate", 0, "open loop: requests per second")
-		concurrency = fs.Int("concurrency", 0, "closed loop: number of users")
-		think       = fs.Duration("think", 0, "closed loop: pause between a user's requests")
-		duration    = fs.Duration("duration", 0, "how long to send (default 10s when --requests is not given)")
-		requests    = fs.Int64("requests", 0, "how many requests to send")
-		timeout     = fs.Duration("timeout", load.DefaultTimeout, "per-request timeout")
-		method      = fs.String("method", "GET", "HTTP method for a URL target")
-		body        = fs.String("body", "", "request body for a URL target")
-		bodyFile    = fs.String("body-file", "", "read the request body from this file")
-		scen        = fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop")
-		base        = fs.String("base", "", "base URL for the scenario (overrides the file's)")
-		jsonOut     = fs.String("json", "", "write the result as JSON to this file")
-		client      = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
-		maxInFlight = fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once")
-		headers     headerFlags
-	)
-	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
-	pos, err := parseArgs(fs, args)
+	f := newRunFlags(stdout)
+	pos, err := parseArgs(f.fs, args)
 	if err != nil {
 		return err
 	}
-
-	cfg := load.Config{
-		Rate: *rate, Concurrency: *concurrency, ThinkTime: *think, Duration: *duration,
-		Requests: *requests, Timeout: *timeout, Client: load.Client(*client), MaxInFlight: *maxInFlight,
-	}
-	if cfg.Duration == 0 && cfg.Requests == 0 {
-		cfg.Duration = 10 * time.Second
-	}
-	target := ""
-	switch {
-	case *scen != "" && len(pos) > 0:
-		return errors.New("run: give a URL or --scenario, not both")
-	case *scen != "":
-		s, err := scenario.Load(*scen, *base)
-		if err != nil {
-			return fmt.Errorf("run: %v", err)
-		}
-		cfg.Scenario = s
-		target = "scenario " + *scen
-	case len(pos) == 0:
-		return errors.New("run: no target: give a URL or --scenario (see loadlab run --help)")
-	case len(pos) > 1:
-		return fmt.Errorf("run: one URL only, got %d arguments", len(pos))
-	default:
-		if err := load.CheckURL(pos[0]); err != nil {
-			return fmt.Errorf("run: %v", err)
-		}
-		req := &load.Request{Method: strings.ToUpper(*method), URL: pos[0], Header: http.Header{}}
-		for _, h := range headers {
-			name, value, ok := strings.Cut(h, ":")
-			if !ok || strings.TrimSpace(name) == "" {
-				return fmt.Errorf("run: header %q must look like 'Name: value'", h)
-			}
-			req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-		}
-		switch {
-		case *body != "" && *bodyFile != "":
-			return errors.New("run: give --body or --body-file, not both")
-		case *bodyFile != "":
-			b, err := os.ReadFile(*bodyFile)
-			if err != nil {
-				return fmt.Errorf("run: %v", err)
-			}
-			req.Body = b
-		case *body != "":
-			req.Body = []byte(*body)
-		}
-		cfg.Target = req
-		target = req.Method + " " + req.URL
-	}
-	if *scen == "" && *base != "" {
-		return errors.New("run: --base applies to --scenario only")
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("run: %v", err)
+	cfg, target, checks, err := f.config(pos)
+	if err != nil {
+		return badInput(fmt.Errorf("run: %v", err))
 	}
 
 	if isTerminal(stderr) {
 		cfg.Progress = func(s load.Snapshot) { fmt.Fprintf(stderr, "\r\033[K%s", progressLine(s)) }
 	}
 	fmt.Fprintf(stdout, "loadlab run: %s\n", describe(cfg, target))
+	markStarted(ctx)
 	res, err := load.Run(ctx, cfg)
 	if cfg.Progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
-		return fmt.Errorf("run: %v", err)
+		return notRun(fmt.Errorf("run: %v", err))
 	}
+	outcomes := checks.Evaluate(measuredRun(res), func(string) (threshold.Measured, bool) { return threshold.Measured{}, false })
 	printSummary(stdout, res)
-	if *jsonOut != "" {
-		if err := writeJSON(*jsonOut, struct {
+	printThresholds(stdout, outcomes)
+	if *f.jsonOut != "" {
+		if err := writeJSON(*f.jsonOut, struct {
 			Target string `json:"target"`
 			*load.Result
-		}{target, res}); err != nil {
-			return fmt.Errorf("run: %v", err)
+			Thresholds []thresholdJSON `json:"thresholds"`
+		}{target, res, thresholdsJSON(outcomes)}); err != nil {
+			return notRun(fmt.Errorf("run: %v", err))
 		}
 	}
-	return nil
+	return thresholdFailure(outcomes)
+}
+
+// config turns the flags and arguments into a load configuration, the
+// target's description and the thresholds, or says what is wrong.
+func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, error) {
+	if err := f.validate(); err != nil {
+		return load.Config{}, "", nil, err
+	}
+	checks, err := f.checks()
+	if err != nil {
+		return load.Config{}, "", nil, err
+	}
+	cfg := load.Config{
+		Rate: *f.rate, Concurrency: *f.concurrency, ThinkTime: *f.think, Duration: *f.duration,
+		Requests: *f.requests, Timeout: *f.timeout, Client: load.Client(*f.client), MaxInFlight: *f.maxInFlight,
+	}
+	if cfg.Duration == 0 && cfg.Requests == 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	target := ""
+	switch {
+	case *f.scen != "" && len(pos) > 0:
+		return cfg, "", nil, errors.New("give a URL or --scenario, not both")
+	case *f.scen != "":
+		s, err := scenario.Load(*f.scen, *f.base)
+		if err != nil {
+			return cfg, "", nil, err
+		}
+		cfg.Scenario = s
+		target = "scenario " + *f.scen
+	case len(pos) == 0:
+		return cfg, "", nil, errors.New("no target: give a URL or --scenario (see loadlab run --help)")
+	case len(pos) > 1:
+		return cfg, "", nil, fmt.Errorf("one URL only, got %d arguments", len(pos))
+	default:
+		req, err := f.request(pos[0])
+		if err != nil {
+			return cfg, "", nil, err
+		}
+		cfg.Target = req
+		target = req.Method + " " + req.URL
+	}
+	if *f.scen == "" && *f.base != "" {
+		return cfg, "", nil, errors.New("--base applies to --scenario only")
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, "", nil, err
+	}
+	return cfg, target, checks, nil
+}
+
+// request builds the one request of a URL run from the flags.
+func (f *runFlags) request(rawURL string) (*load.Request, error) {
+	if err := load.CheckURL(rawURL); err != nil {
+		return nil, err
+	}
+	req := &load.Request{Method: strings.ToUpper(*f.method), URL: rawURL, Header: http.Header{}}
+	for _, h := range f.headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("header %q must look like 'Name: value'", h)
+		}
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	switch {
+	case *f.body != "" && *f.bodyFile != "":
+		return nil, errors.New("give --body or --body-file, not both")
+	case *f.bodyFile != "":
+		b, err := os.ReadFile(*f.bodyFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Body = b
+	case *f.body != "":
+		req.Body = []byte(*f.body)
+	}
+	return req, nil
+}
+
+// measuredRun is what the thresholds check of a whole run.
+func measuredRun(r *load.Result) threshold.Measured {
+	return measured(r.Requests, r.Errors.Total(), r.Elapsed, r.Histogram)
+}
+
+func measured(requests, errs int64, elapsed time.Duration, h *hdrhistogram.Histogram) threshold.Measured {
+	m := threshold.Measured{Requests: requests, Errors: errs, Elapsed: elapsed}
+	if h != nil && h.TotalCount() > 0 {
+		m.Quantile = func(p float64) time.Duration { return time.Duration(h.ValueAtQuantile(p)) * time.Microsecond }
+		m.Mean = time.Duration(h.Mean() * float64(time.Microsecond))
+		m.Max = time.Duration(h.Max()) * time.Microsecond
+	}
+	return m
+}
+
+func printThresholds(w io.Writer, outcomes []threshold.Outcome) {
+	for i, o := range outcomes {
+		label := ""
+		if i == 0 {
+			label = "thresholds"
+		}
+		verdict := "ok  "
+		if !o.Passed {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "  %-11s %s %s: %s\n", label, verdict, o.Threshold.Source, o.Observed)
+	}
+}
+
+type thresholdJSON struct {
+	Threshold string `json:"threshold"`
+	Passed    bool   `json:"passed"`
+	Observed  string `json:"observed"`
+}
+
+func thresholdsJSON(outcomes []threshold.Outcome) []thresholdJSON {
+	out := []thresholdJSON{}
+	for _, o := range outcomes {
+		out = append(out, thresholdJSON{o.Threshold.Source, o.Passed, o.Observed})
+	}
+	return out
+}
+
+// thresholdFailure is the one line that names the first failed threshold
+// (and how many others failed), or nil when all passed.
+func thresholdFailure(outcomes []threshold.Outcome) error {
+	first, ok := threshold.FirstFailure(outcomes)
+	if !ok {
+		return nil
+	}
+	n := 0
+	for _, o := range outcomes {
+		if !o.Passed {
+			n++
+		}
+	}
+	msg := first.String()
+	if n > 1 {
+		msg += fmt.Sprintf(" (and %d more thresholds failed)", n-1)
+	}
+	return failed(errors.New(msg))
 }
 
 func isTerminal(w io.Writer) bool {

@@ -34,9 +34,12 @@ func TestRunHelpShowsExamplesAndExitsZero(t *testing.T) {
 			t.Fatalf("%v: no usage shown", args)
 		}
 	}
-	_, errOut, _ := loadlab("run", "--help")
-	if !strings.Contains(errOut, "Examples:") || !strings.Contains(errOut, "--scenario shop") {
-		t.Fatalf("run --help lacks examples:\n%s", errOut)
+	out, errOut, _ := loadlab("run", "--help")
+	if !strings.Contains(out, "Examples:") || !strings.Contains(out, "--scenario shop") || !strings.Contains(out, "-threshold") {
+		t.Fatalf("run --help lacks examples or flags on stdout:\n%s", out)
+	}
+	if errOut != "" {
+		t.Fatalf("run --help wrote to stderr: %q", errOut)
 	}
 }
 

@@ -55,7 +55,7 @@ Flags:
 `
 
 func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("scaleout", scaleoutUsage, stderr)
+	fs := newFlagSet("scaleout", scaleoutUsage, stdout)
 	var (
 		scaleCmd     = fs.String("scale-cmd", "", "command that brings the system to {n} replicas ({cpu} cores each) and prints the URL last")
 		downCmd      = fs.String("down-cmd", "", "command that stops everything; always run at the end")
@@ -168,6 +168,7 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "  %s\n", line)
 	}
 	fmt.Fprintf(stdout, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *replicas, *slo, *probe)
+	markStarted(ctx)
 	res, err := scaleout.Run(ctx, cfg)
 	if terminal {
 		fmt.Fprint(stderr, "\r\033[K")
