@@ -125,8 +125,8 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if !math.IsNaN(s.ServerInFlight) {
 				cpu += fmt.Sprintf("  server in flight %.1f", s.ServerInFlight)
 			}
-			fmt.Fprintf(stderr, "  %-8s %3d users  %9.1f req/s  p50 %8s  p99 %8s  errors %d%s\n", phase, s.Concurrency,
-				s.ThroughputRPS, ms(s.P50), ms(s.P99), s.Errors, cpu)
+			fmt.Fprintf(stderr, "  %-8s %3d users  %9.1f req/s  p50 %8s  p99 %8s  errors %s%s\n", phase, s.Concurrency,
+				s.ThroughputRPS, ms(s.P50), ms(s.P99), stepErrors(s), cpu)
 		},
 	}
 	runner := diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
@@ -168,16 +168,31 @@ func yesNo(problem bool, kind string) string {
 	return "PROBLEM"
 }
 
+// stepErrors is a step's failed requests with their share and kinds:
+// "0", "8243 (99%: 5xx 8243)".
+func stepErrors(s diagnose.Step) string {
+	if s.Errors == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%.0f%%: %v)", s.Errors, 100*float64(s.Errors)/float64(s.Requests), s.ErrorKinds)
+}
+
 func printDiagnosis(w io.Writer, r *diagnose.Report) {
-	fmt.Fprintf(w, "\n  %5s %10s %10s %9s %9s %7s %11s\n", "users", "req/s", "efficiency", "p50", "p99", "errors", "server CPU")
+	fmt.Fprintf(w, "\n  %5s %10s %10s %9s %9s %11s  %s\n", "users", "goodput", "efficiency", "p50", "p99", "server CPU", "errors")
+	failed := false
 	for i, s := range r.Steps {
 		cpu := "-"
 		if !math.IsNaN(s.ServerCPUCores) {
 			cpu = fmt.Sprintf("%.2f", s.ServerCPUCores)
 		}
-		fmt.Fprintf(w, "  %5d %10.1f %9.0f%% %9s %9s %7d %11s\n", s.Concurrency, s.ThroughputRPS, 100*r.Efficiency[i], ms(s.P50), ms(s.P99), s.Errors, cpu)
+		failed = failed || s.Errors > 0
+		fmt.Fprintf(w, "  %5d %10.1f %9.0f%% %9s %9s %11s  %s\n", s.Concurrency, s.ThroughputRPS, 100*r.Efficiency[i], ms(s.P50), ms(s.P99), cpu, stepErrors(s))
 	}
-	fmt.Fprintf(w, "\n  performance (one user):    %s\n", yesNo(r.Performance, ""))
+	if failed {
+		fmt.Fprintln(w, "  (goodput: successful answers a second; p50 and p99 of the successful answers)")
+	}
+	fmt.Fprintf(w, "\n  capacity:                  %.0f req/s with %d users (goodput)\n", r.CapacityRPS, r.CapacityAt)
+	fmt.Fprintf(w, "  performance (one user):    %s\n", yesNo(r.Performance, ""))
 	fmt.Fprintf(w, "  scalability (more users):  %s\n", yesNo(r.Scalability, r.Kind))
 	// The USL fit is the last line of the evidence, in words; the exact
 	// figures are in --json.

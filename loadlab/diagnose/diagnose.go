@@ -72,16 +72,24 @@ type Spec struct {
 	Requests    int64 // 0: bounded by Duration only
 }
 
-// Step is what one phase measured.
+// Step is what one phase measured. Throughput and latency are of the
+// successful answers (goodput): a service that refuses fast would
+// otherwise look fast and ever busier as it turns more users away. The
+// failed requests are counted beside them.
 type Step struct {
-	Concurrency        int           `json:"concurrency"`
-	ThroughputRPS      float64       `json:"throughput_rps"`
-	P50                time.Duration `json:"-"`
-	P99                time.Duration `json:"-"`
-	Requests           int64         `json:"requests"`
-	Errors             int64         `json:"errors"`
-	GeneratorSaturated bool          `json:"generator_saturated"`
-	GeneratorCPUCores  float64       `json:"generator_cpu_cores"`
+	Concurrency int `json:"concurrency"`
+	// ThroughputRPS is the goodput: successful answers per second.
+	ThroughputRPS float64 `json:"throughput_rps"`
+	// AnsweredRPS is every completed request per second, failed or not.
+	AnsweredRPS float64       `json:"answered_rps"`
+	P50         time.Duration `json:"-"`        // of the successful answers
+	P99         time.Duration `json:"-"`        // of the successful answers
+	Requests    int64         `json:"requests"` // completed, failed or not
+	Errors      int64         `json:"errors"`
+	// ErrorKinds breaks Errors down (4xx, 5xx, timeouts, connections).
+	ErrorKinds         load.ErrorCounts `json:"-"`
+	GeneratorSaturated bool             `json:"generator_saturated"`
+	GeneratorCPUCores  float64          `json:"generator_cpu_cores"`
 	// GeneratorCPUWaitCores is how many of the generator's threads were,
 	// on average, runnable but waiting for a CPU; NaN when unknown.
 	GeneratorCPUWaitCores float64 `json:"-"`
@@ -182,7 +190,7 @@ func Run(ctx context.Context, cfg Config, r Runner, w Watcher) (*Report, error) 
 		return nil, errors.New("baseline: no request completed; is the target up?")
 	}
 	if base.Errors == base.Requests {
-		return nil, errors.New("baseline: every request failed; check the URL and that the target answers 2xx")
+		return nil, fmt.Errorf("baseline: every request failed (%v); check the URL and that the target answers 2xx", base.ErrorKinds)
 	}
 	rep.Baseline = base
 	if cfg.Progress != nil {

@@ -29,11 +29,13 @@ func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
 	}
 	return Step{
 		Concurrency:        s.Concurrency,
-		ThroughputRPS:      res.ThroughputRPS,
-		P50:                res.Latency.P50,
-		P99:                res.Latency.P99,
+		ThroughputRPS:      res.GoodputRPS,
+		AnsweredRPS:        res.ThroughputRPS,
+		P50:                res.SuccessLatency.P50,
+		P99:                res.SuccessLatency.P99,
 		Requests:           res.Requests,
 		Errors:             res.Errors.Total(),
+		ErrorKinds:         res.Errors,
 		GeneratorSaturated: res.GeneratorSaturated,
 		GeneratorCPUCores:  res.GeneratorCPUCores,
 	}, nil

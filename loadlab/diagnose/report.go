@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -14,16 +15,24 @@ const (
 	KindCapacity   = "capacity"   // saturated on CPU: scale out
 	KindContention = "contention" // a serial section: throughput plateaus
 	KindCoherency  = "coherency"  // crosstalk: throughput falls past a peak
+	// KindErrors: requests fail as users are added (refused, rate-limited,
+	// timed out) while the successful ones stay fast: errors, not
+	// latency, bound the capacity.
+	KindErrors = "errors"
 )
 
 // Report is a diagnosis: the measurements, the fit and the verdicts.
 type Report struct {
-	Target           string
-	SLO              time.Duration
-	Baseline         Step
-	Steps            []Step
-	Fit              usl.Fit
-	FitOK            bool
+	Target   string
+	SLO      time.Duration
+	Baseline Step
+	Steps    []Step
+	Fit      usl.Fit
+	FitOK    bool
+	// CapacityRPS is the highest goodput of the ramp (successful answers
+	// a second), reached with CapacityAt users.
+	CapacityRPS      float64
+	CapacityAt       int
 	Efficiency       []float64 // per step, X(N)/(N·X(1))
 	Performance      bool      // slow even for one user
 	Scalability      bool      // slows down as users are added
@@ -77,23 +86,28 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Text      string   `json:"text"`
 	}
 	type step struct {
-		Concurrency        int           `json:"concurrency"`
-		ThroughputRPS      float64       `json:"throughput_rps"`
-		P50                float64       `json:"p50_ms"`
-		P99                float64       `json:"p99_ms"`
-		Errors             int64         `json:"errors"`
-		Requests           int64         `json:"requests"`
-		Efficiency         float64       `json:"efficiency"`
-		ServerCPUCores     *float64      `json:"server_cpu_cores"`
-		ServerCPUWaitCores *float64      `json:"server_cpu_wait_cores"`
-		ServerInFlight     *float64      `json:"server_in_flight"`
-		GeneratorCPUCores  float64       `json:"generator_cpu_cores"`
-		GeneratorSaturated bool          `json:"generator_saturated"`
-		GeneratorCPUWait   *float64      `json:"generator_cpu_wait_cores"`
-		Processes          []ProcessStep `json:"processes"`
+		Concurrency        int              `json:"concurrency"`
+		ThroughputRPS      float64          `json:"throughput_rps"`
+		AnsweredRPS        float64          `json:"answered_rps"`
+		P50                float64          `json:"p50_ms"`
+		P99                float64          `json:"p99_ms"`
+		Errors             int64            `json:"errors"`
+		ErrorShare         float64          `json:"error_share"`
+		ErrorKinds         load.ErrorCounts `json:"error_kinds"`
+		Requests           int64            `json:"requests"`
+		Efficiency         float64          `json:"efficiency"`
+		ServerCPUCores     *float64         `json:"server_cpu_cores"`
+		ServerCPUWaitCores *float64         `json:"server_cpu_wait_cores"`
+		ServerInFlight     *float64         `json:"server_in_flight"`
+		GeneratorCPUCores  float64          `json:"generator_cpu_cores"`
+		GeneratorSaturated bool             `json:"generator_saturated"`
+		GeneratorCPUWait   *float64         `json:"generator_cpu_wait_cores"`
+		Processes          []ProcessStep    `json:"processes"`
 	}
 	out := struct {
 		Target           string      `json:"target"`
+		CapacityRPS      float64     `json:"capacity_rps"`
+		CapacityAt       int         `json:"capacity_concurrency"`
 		Performance      perf        `json:"performance"`
 		Scalability      scal        `json:"scalability"`
 		USL              *fit        `json:"usl"`
@@ -105,6 +119,8 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Bottleneck       *bottleneck `json:"bottleneck"`
 	}{
 		Target:           r.Target,
+		CapacityRPS:      r.CapacityRPS,
+		CapacityAt:       r.CapacityAt,
 		Performance:      perf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
 		Scalability:      scal{r.Scalability, r.Kind},
 		Evidence:         r.Evidence,
@@ -126,8 +142,8 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	}
 	for i, s := range r.Steps {
 		out.Steps = append(out.Steps, step{
-			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, P50: ms(s.P50), P99: ms(s.P99),
-			Errors: s.Errors, Requests: s.Requests, Efficiency: r.Efficiency[i],
+			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, AnsweredRPS: s.AnsweredRPS, P50: ms(s.P50), P99: ms(s.P99),
+			Errors: s.Errors, ErrorShare: errorShare(s), ErrorKinds: s.ErrorKinds, Requests: s.Requests, Efficiency: r.Efficiency[i],
 			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
 			GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
 			Processes: append([]ProcessStep{}, s.Processes...),

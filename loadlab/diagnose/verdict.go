@@ -53,6 +53,9 @@ const (
 	// at most this share of it means a few connections waited for a SYN
 	// to be retransmitted, not that requests were slow.
 	acceptQueueRatio = 0.1
+	// errorRise: a step whose share of failed requests exceeds the
+	// single-user baseline's by this much has errors rising with users.
+	errorRise = 0.01
 )
 
 // synRetransmits are when a client's retransmitted SYNs go out (Linux's
@@ -109,6 +112,14 @@ type Facts struct {
 	// one (nil when none is).
 	Processes  []Load
 	Bottleneck *Load
+	// BaselineErrorShare and ErrorShares are the share of requests that
+	// failed alone and at each step; ErrorsRose is true when a step's
+	// share exceeds the baseline's by errorRise, and WorstErrors indexes
+	// the step with the highest share.
+	BaselineErrorShare float64
+	ErrorShares        []float64
+	ErrorsRose         bool
+	WorstErrors        int
 	// AcceptQueue is a step whose p99 sits on a SYN retransmission while
 	// its median stays low (nil when none does).
 	AcceptQueue *Step
@@ -145,6 +156,11 @@ func (r *Report) judge(cfg Config) {
 		r.Warnings = append(r.Warnings, "no USL fit: "+err.Error())
 	}
 	r.Efficiency = efficiency(r.Steps)
+	for _, s := range r.Steps {
+		if s.ThroughputRPS > r.CapacityRPS {
+			r.CapacityRPS, r.CapacityAt = s.ThroughputRPS, s.Concurrency
+		}
+	}
 	v := Judge(Measurements{Baseline: r.Baseline, Steps: r.Steps, Fit: fit, FitOK: r.FitOK, SLO: cfg.SLO, Cores: cfg.Cores})
 	r.Performance, r.Scalability, r.Kind = v.Performance, v.Scalability, v.Kind
 	r.Evidence, r.Warnings = v.Evidence, append(r.Warnings, v.Warnings...)
@@ -174,6 +190,14 @@ func fmtMS(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", v)
 }
 
+// percent writes a share with the precision small shares need.
+func percent(share float64) string {
+	if share > 0 && share < 0.1 {
+		return fmt.Sprintf("%.1f%%", 100*share)
+	}
+	return fmt.Sprintf("%.0f%%", 100*share)
+}
+
 func users(n int) string {
 	if n == 1 {
 		return "1 user"
@@ -194,11 +218,18 @@ func Judge(m Measurements) Verdict {
 // Classify finds the verdict's kind from measured facts, and the facts.
 func Classify(m Measurements) (string, Facts) {
 	base, steps := m.Baseline, m.Steps
-	f := Facts{Performance: base.P99 > m.SLO, Fit: m.Fit, FitOK: m.FitOK}
+	f := Facts{Performance: base.P99 > m.SLO, Fit: m.Fit, FitOK: m.FitOK, BaselineErrorShare: errorShare(base)}
 	f.AcceptQueue = acceptQueueStep(append([]Step{base}, steps...))
 	if len(steps) < 2 {
 		return KindNone, f
 	}
+	for i, s := range steps {
+		f.ErrorShares = append(f.ErrorShares, errorShare(s))
+		if f.ErrorShares[i] > f.ErrorShares[f.WorstErrors] {
+			f.WorstErrors = i
+		}
+	}
+	f.ErrorsRose = f.ErrorShares[f.WorstErrors] >= f.BaselineErrorShare+errorRise
 	f.Ramp = true
 	f.Efficiency = efficiency(steps)
 	last := steps[len(steps)-1]
@@ -220,7 +251,8 @@ func Classify(m Measurements) (string, Facts) {
 	}
 	f.Climbed = steps[f.Worst].P99 > m.SLO && float64(steps[f.Worst].P99) > latencyClimb*float64(base.P99)
 	f.Flattened = f.Efficiency[len(f.Efficiency)-1] < efficiencyFloor
-	f.Scalability = f.Climbed && f.Flattened
+	slowed := f.Climbed && f.Flattened
+	f.Scalability = slowed || f.ErrorsRose
 	f.Falls = f.Peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak
 
 	plateauSteps := steps[f.PlateauFrom:]
@@ -239,6 +271,10 @@ func Classify(m Measurements) (string, Facts) {
 	switch {
 	case !f.Scalability:
 		return KindNone, f
+	case !slowed:
+		// The successful answers stayed fast: the failures are the
+		// problem.
+		return KindErrors, f
 	case f.Falls && f.CPUKnown && starvedOfCPU(steps[f.Peak], last, m.Cores):
 		// Throughput fell because the server got less CPU, not because each
 		// request cost more: other work on the machine took it.
@@ -250,6 +286,14 @@ func Classify(m Measurements) (string, Facts) {
 		return KindCapacity, f
 	}
 	return KindContention, f
+}
+
+// errorShare is the share of a step's requests that failed.
+func errorShare(s Step) float64 {
+	if s.Requests == 0 {
+		return 0
+	}
+	return float64(s.Errors) / float64(s.Requests)
 }
 
 // BottleneckOf names the CPU-bound process group of a single step (as
@@ -441,12 +485,16 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 	first, last := steps[0], steps[len(steps)-1]
 	eff := f.Efficiency
 	xPeak := steps[f.Peak].ThroughputRPS
+	throughput := "throughput"
+	if f.ErrorShares[f.WorstErrors] > 0 || f.BaselineErrorShare > 0 {
+		throughput = "goodput (successful answers a second)"
+	}
 	if f.Flattened {
-		add("throughput stops growing in proportion to users: it reaches %.0f req/s from %s on (peak %.0f req/s at %s), and with %s the service does %.0f%% of the work %s would do if it scaled linearly",
+		add(throughput+" stops growing in proportion to users: it reaches %.0f req/s from %s on (peak %.0f req/s at %s), and with %s the service does %.0f%% of the work %s would do if it scaled linearly",
 			steps[f.PlateauFrom].ThroughputRPS, users(steps[f.PlateauFrom].Concurrency), xPeak, users(steps[f.Peak].Concurrency),
 			users(last.Concurrency), 100*eff[len(eff)-1], users(last.Concurrency))
 	} else {
-		add("throughput scales: from %.0f req/s with 1 user to %.0f req/s with %s (%.0f%% of linear)",
+		add(throughput+" scales: from %.0f req/s with 1 user to %.0f req/s with %s (%.0f%% of linear)",
 			first.ThroughputRPS, last.ThroughputRPS, users(last.Concurrency), 100*eff[len(eff)-1])
 	}
 	if f.Climbed {
@@ -457,8 +505,25 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			fmtMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), fmtMS(base.P99), fmtMS(slo))
 	}
 
+	if f.ErrorsRose {
+		w := steps[f.WorstErrors]
+		add("errors rise with users: %s of requests failed alone, %s with %s (%d of %d: %v); throughput and latency count the successful answers only (with %s the service answered %.0f requests a second, %.0f of them successfully)",
+			percent(f.BaselineErrorShare), percent(f.ErrorShares[f.WorstErrors]), users(w.Concurrency), w.Errors, w.Requests, w.ErrorKinds,
+			users(w.Concurrency), w.AnsweredRPS, w.ThroughputRPS)
+	}
+
 	srv := f.Server
 	switch kind {
+	case KindErrors:
+		add("errors: as users are added the service fails requests instead of serving them, while the ones it serves stay fast; its capacity is the goodput, %.0f req/s at the peak with %s. If the failures are a deliberate limit (a rate limit, a cap on requests in flight, load shedding), that limit is the capacity: raise it where the CPU allows, or add instances; if not, their statuses and messages say where to look",
+			xPeak, users(steps[f.Peak].Concurrency))
+		if f.CPUKnown {
+			room := "well below it: the limit is not the CPU"
+			if srv.Bound {
+				room = "so it is CPU-bound as well"
+			}
+			add("at the plateau the server uses %.2f of the %.2f cores left to it by the generator, %s", srv.CPU, srv.Available, room)
+		}
 	case KindNone:
 		if f.CPUKnown && f.Flattened {
 			saturated := "well below it, so the flat part comes from elsewhere"
@@ -564,9 +629,10 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 		if s.GeneratorSaturated {
 			warnings = append(warnings, fmt.Sprintf("%s the generator itself was saturated: that step may describe loadlab more than the target", where))
 		}
-		if s.Requests > 0 && s.Errors*100 > s.Requests {
-			warnings = append(warnings, fmt.Sprintf("%s, %d of %d requests failed", where, s.Errors, s.Requests))
-		}
+	}
+	if !f.ErrorsRose && f.BaselineErrorShare >= errorRise {
+		warnings = append(warnings, fmt.Sprintf("%s of requests failed already with one user (%v), and about as many with more: throughput and latency count the successful answers only; check the request",
+			percent(f.BaselineErrorShare), base.ErrorKinds))
 	}
 	return evidence, warnings
 }

@@ -224,3 +224,72 @@ func TestLevels(t *testing.T) {
 		}
 	}
 }
+
+// failing sets each step's failed requests (5xx) out of its 1,000.
+func failing(steps []Step, errors ...int64) []Step {
+	for i := range steps {
+		steps[i].Errors = errors[i]
+		steps[i].ErrorKinds.Status5xx = errors[i]
+	}
+	return steps
+}
+
+func TestRisingErrorsAreAFinding(t *testing.T) {
+	flat := []float64{3, 3, 3.1, 3.2, 3.5}
+	tests := []struct {
+		name       string
+		baseErrors int64
+		steps      []Step
+		scal       bool
+		kind       string
+		evidence   string // "" for none about errors
+		warning    string
+	}{
+		{
+			name:  "refusing past a few in flight, fast throughout",
+			steps: failing(ramp([]float64{170, 330, 340, 335, 330}, flat, nil, 0.1), 0, 0, 480, 740, 870),
+			scal:  true, kind: KindErrors, evidence: "87% with 16 users (870 of 1000: 5xx 870)",
+		},
+		{
+			name:  "a few errors under a lock that also slows",
+			steps: failing(ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, nil, 0.05), 0, 0, 0, 10, 30),
+			scal:  true, kind: KindContention, evidence: "3.0% with 16 users",
+		},
+		{
+			name:  "errors below the threshold",
+			steps: failing(ramp([]float64{330, 660, 1300, 2600, 5100}, flat, nil, 0.2), 0, 0, 1, 2, 5),
+			kind:  KindNone,
+		},
+		{
+			name:       "the same share failing from one user on",
+			baseErrors: 50,
+			steps:      failing(ramp([]float64{330, 660, 1300, 2600, 5100}, flat, nil, 0.2), 50, 50, 52, 49, 51),
+			kind:       KindNone, warning: "5.0% of requests failed already with one user",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := Step{Concurrency: 1, P50: 2 * time.Millisecond, P99: 3 * time.Millisecond, Requests: 1000, Errors: tt.baseErrors}
+			base.ErrorKinds.Status5xx = tt.baseErrors
+			pts := make([]usl.Point, 0, len(tt.steps))
+			for _, s := range tt.steps {
+				pts = append(pts, usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS})
+			}
+			fit, err := usl.FitPoints(pts)
+			v := Judge(Measurements{Baseline: base, Steps: tt.steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2})
+			all := strings.Join(v.Evidence, "\n")
+			if v.Scalability != tt.scal || v.Kind != tt.kind {
+				t.Fatalf("scalability %v %q, want %v %q\n%s", v.Scalability, v.Kind, tt.scal, tt.kind, all)
+			}
+			if tt.evidence == "" && strings.Contains(all, "errors rise") {
+				t.Errorf("errors called rising:\n%s", all)
+			}
+			if tt.evidence != "" && (!strings.Contains(all, "errors rise with users") || !strings.Contains(all, tt.evidence)) {
+				t.Errorf("evidence lacks %q:\n%s", tt.evidence, all)
+			}
+			if warns := strings.Join(v.Warnings, "\n"); !strings.Contains(warns, tt.warning) {
+				t.Errorf("warnings lack %q:\n%s", tt.warning, warns)
+			}
+		})
+	}
+}

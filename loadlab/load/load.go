@@ -131,7 +131,14 @@ type Result struct {
 	Errors        ErrorCounts   `json:"errors"`
 	ThroughputRPS float64       `json:"throughput_rps"` // Requests / Elapsed
 	Latency       Latency       `json:"latency"`
-	Series        []Second      `json:"series"`
+	// Succeeded counts the requests answered without error, GoodputRPS
+	// them per second and SuccessLatency their latency: a service that
+	// refuses fast looks fast and busy in the figures above, and only
+	// these say what it served.
+	Succeeded      int64    `json:"succeeded"`
+	GoodputRPS     float64  `json:"goodput_rps"`
+	SuccessLatency Latency  `json:"success_latency"`
+	Series         []Second `json:"series"`
 	// GeneratorSaturated is true when the generator, not the target, may
 	// have limited the run: its CPU was saturated or, in open loop, requests
 	// went out late or were dropped. SaturationReasons says which.
@@ -151,6 +158,8 @@ type Result struct {
 	// GeneratorCPUCores is the CPU the generator's process used, in cores
 	// (CPU seconds per second of the run).
 	GeneratorCPUCores float64 `json:"generator_cpu_cores"`
-	// Histogram holds every latency in microseconds.
-	Histogram *hdrhistogram.Histogram `json:"-"`
+	// Histogram holds every latency in microseconds; SuccessHistogram
+	// those of the successful answers.
+	Histogram        *hdrhistogram.Histogram `json:"-"`
+	SuccessHistogram *hdrhistogram.Histogram `json:"-"`
 }

@@ -385,6 +385,7 @@ type recorder struct {
 	shards []*shard
 	mu     sync.Mutex // guards the fields below (aggregator and result)
 	total  *hdrhistogram.Histogram
+	ok     *hdrhistogram.Histogram // successful answers only
 	errs   ErrorCounts
 	count  int64
 	series []Second
@@ -394,6 +395,7 @@ type recorder struct {
 type shard struct {
 	mu    sync.Mutex
 	hist  *hdrhistogram.Histogram // this interval's latencies, µs
+	ok    *hdrhistogram.Histogram // the successful answers among them
 	count int64
 	errs  ErrorCounts
 	_     [64]byte // keep shards on separate cache lines
@@ -402,10 +404,10 @@ type shard struct {
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
 
 func newRecorder() *recorder {
-	r := &recorder{total: newHist()}
+	r := &recorder{total: newHist(), ok: newHist()}
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	for range n {
-		r.shards = append(r.shards, &shard{hist: newHist()})
+		r.shards = append(r.shards, &shard{hist: newHist(), ok: newHist()})
 	}
 	return r
 }
@@ -430,16 +432,25 @@ func (s *shard) record(lat time.Duration, out outcome) {
 	// timeout is the slowest answer of all.
 	if lat > 0 {
 		s.hist.RecordValue(min(us, maxLatencyUS)) //nolint:errcheck // clamped to range
+		if out.kind == okKind {
+			s.ok.RecordValue(min(us, maxLatencyUS)) //nolint:errcheck // clamped to range
+		}
 	}
 	s.mu.Unlock()
 }
 
 // drain moves the shards' interval data into one interval histogram.
+// The successful answers go straight into the run's total: no per-second
+// figure needs them.
 func (r *recorder) drain(interval *hdrhistogram.Histogram) (count int64, errs ErrorCounts) {
 	for _, s := range r.shards {
 		s.mu.Lock()
 		interval.Merge(s.hist)
 		s.hist.Reset()
+		r.mu.Lock()
+		r.ok.Merge(s.ok)
+		r.mu.Unlock()
+		s.ok.Reset()
 		count += s.count
 		s.count = 0
 		e := s.errs
@@ -516,6 +527,18 @@ func (g *generator) aggregate(stop <-chan struct{}, done chan<- struct{}, start 
 	}
 }
 
+// latencyOf summarises a histogram of microseconds (zero when empty).
+func latencyOf(h *hdrhistogram.Histogram) Latency {
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	q := func(p float64) time.Duration { return time.Duration(h.ValueAtQuantile(p)) * time.Microsecond }
+	return Latency{
+		Min: time.Duration(h.Min()) * time.Microsecond, Mean: time.Duration(h.Mean() * float64(time.Microsecond)),
+		P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: time.Duration(h.Max()) * time.Microsecond,
+	}
+}
+
 func (g *generator) lateShare() float64 {
 	due := g.due.Load()
 	if due == 0 {
@@ -546,13 +569,12 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		res.ThroughputRPS = float64(r.count) / elapsed.Seconds()
 		res.GeneratorCPUCores = cpu.Seconds() / elapsed.Seconds()
 	}
-	h := r.total
-	if h.TotalCount() > 0 {
-		q := func(p float64) time.Duration { return time.Duration(h.ValueAtQuantile(p)) * time.Microsecond }
-		res.Latency = Latency{
-			Min: time.Duration(h.Min()) * time.Microsecond, Mean: time.Duration(h.Mean() * float64(time.Microsecond)),
-			P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: time.Duration(h.Max()) * time.Microsecond,
-		}
+	res.Latency = latencyOf(r.total)
+	res.Succeeded = r.count - r.errs.Total()
+	res.SuccessLatency = latencyOf(r.ok)
+	res.SuccessHistogram = r.ok
+	if elapsed > 0 {
+		res.GoodputRPS = float64(res.Succeeded) / elapsed.Seconds()
 	}
 	// Self-checks: was the generator, not the target, the limit?
 	cores := float64(runtime.GOMAXPROCS(0))
