@@ -11,6 +11,7 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/report"
 )
 
@@ -129,7 +130,7 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				s.ThroughputRPS, ms(s.P50), ms(s.P99), stepErrors(s), cpu)
 		},
 	}
-	runner := diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
+	runner := measure.LoadRunner{Target: &load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
 	markStarted(ctx)
 	rep, err := diagnose.Run(ctx, cfg, runner, watcher)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/load"
-	"github.com/perfscale/perfscale/loadlab/procwatch"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/report"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 	"github.com/perfscale/perfscale/loadlab/scenario"
@@ -54,6 +53,13 @@ Examples:
 Flags:
 `
 
+// scaleoutFlags names the flag that sets each scaleout.Config field, for
+// its validation errors.
+var scaleoutFlags = map[string]string{
+	"ScaleCmd": "--scale-cmd", "DownCmd": "--down-cmd", "Replicas": "--replicas", "CPUs": "--cpus", "SLO": "--slo",
+	"ProbeDuration": "--probe-duration", "ReadyTimeout": "--ready-timeout", "StartRate": "--start-rate",
+}
+
 func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("scaleout", scaleoutUsage, stdout)
 	var (
@@ -89,20 +95,6 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	switch {
 	case len(pos) > 0:
 		return fmt.Errorf("scaleout: unexpected argument %q: the URL comes from the scale command's last line", pos[0])
-	case *scaleCmd == "":
-		return errors.New("scaleout: give --scale-cmd, a command with {n} that prints the URL to load last (see loadlab scaleout --help)")
-	case !strings.Contains(*scaleCmd, "{n}"):
-		return errors.New("scaleout: --scale-cmd must contain {n}, the replica count")
-	case *downCmd == "":
-		return errors.New("scaleout: give --down-cmd, so that nothing is left running")
-	case len(sizes) > 0 && !strings.Contains(*scaleCmd, "{cpu}"):
-		return errors.New("scaleout: --cpus needs {cpu} in --scale-cmd")
-	case len(sizes) == 0 && strings.Contains(*scaleCmd, "{cpu}"):
-		return errors.New("scaleout: --scale-cmd has {cpu}: give --cpus")
-	case *slo <= 0 || *probe <= 0 || *readyTimeout <= 0:
-		return errors.New("scaleout: --slo, --probe-duration and --ready-timeout must be positive")
-	case *startRate <= 0 || math.IsInf(*startRate, 0) || math.IsNaN(*startRate):
-		return errors.New("scaleout: --start-rate must be a positive number of requests per second")
 	case *scen != "" && *path != "":
 		return errors.New("scaleout: --path applies without --scenario only")
 	}
@@ -121,43 +113,22 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg := scaleout.Config{
 		ScaleCmd: *scaleCmd, DownCmd: *downCmd, Replicas: counts, CPUs: sizes, SLO: *slo,
 		ProbeDuration: *probe, StartRate: *startRate, ReadyTimeout: *readyTimeout,
+		MaxErrorRate: scaleout.DefaultMaxErrorRate, DownTimeout: scaleout.DefaultDownTimeout,
 		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*client),
-		Workload: func(u string) (scaleout.Workload, error) {
-			if *scen != "" {
-				s, err := scenario.Load(*scen, u)
-				if err != nil {
-					return scaleout.Workload{}, err
-				}
-				return scaleout.Workload{Scenario: s, ReadyURL: u}, nil
-			}
-			target := strings.TrimSuffix(u, "/") + *path
-			if *path == "" {
-				target = u
-			}
-			if err := load.CheckURL(target); err != nil {
-				return scaleout.Workload{}, err
-			}
-			return scaleout.Workload{Target: &load.Request{Method: "GET", URL: target}, ReadyURL: target}, nil
-		},
-		Watch: func(ctx context.Context, u string) (scaleout.Watcher, error) {
-			pu, err := url.Parse(u)
-			if err != nil {
-				return nil, err
-			}
-			host := pu.Hostname()
-			if host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
-				return nil, nil // remote: nothing to watch here
-			}
-			port, _ := strconv.Atoi(pu.Port())
-			if port == 0 {
-				port = map[string]int{"http": 80, "https": 443}[pu.Scheme]
-			}
-			set, err := procwatch.Discover(port, *suspects)
-			if err != nil {
-				return nil, nil // not visible: the bottleneck column says so
-			}
+		Workload: func(u string) (scaleout.Workload, error) { return workload(u, *scen, *path) },
+		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
+			// Not visible (a remote target): an empty set, and the
+			// bottleneck column says nothing local was watched.
+			set, _ := measure.Discover(u, *suspects)
 			return set, nil
 		},
+	}
+	if err := cfg.Validate(); err != nil {
+		var bad *scaleout.ConfigError
+		if errors.As(err, &bad) {
+			return fmt.Errorf("scaleout: %s: %s (see loadlab scaleout --help)", scaleoutFlags[bad.Field], bad.Reason)
+		}
+		return fmt.Errorf("scaleout: %v", err)
 	}
 	terminal := isTerminal(stderr)
 	cfg.Progress = func(line string) {
@@ -200,26 +171,47 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
+// workload is what each probe sends to the URL the scale command
+// printed: the scenario with that URL as its base, or a GET of the URL
+// with path added.
+func workload(u, scen, path string) (scaleout.Workload, error) {
+	if scen != "" {
+		s, err := scenario.Load(scen, u)
+		if err != nil {
+			return scaleout.Workload{}, err
+		}
+		return scaleout.Workload{Scenario: s, ReadyURL: u}, nil
+	}
+	target := u
+	if path != "" {
+		target = strings.TrimSuffix(u, "/") + path
+	}
+	if err := load.CheckURL(target); err != nil {
+		return scaleout.Workload{}, err
+	}
+	return scaleout.Workload{Target: &load.Request{Method: "GET", URL: target}, ReadyURL: target}, nil
+}
+
+// parseCounts reads "1,2,4"; scaleout.Config.Validate judges the counts.
 func parseCounts(s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
+		if err != nil {
 			return nil, fmt.Errorf("%q is not a replica count (want e.g. 1,2,4)", f)
-		}
-		if len(out) > 0 && n <= out[len(out)-1] {
-			return nil, fmt.Errorf("counts must ascend, got %s", s)
 		}
 		out = append(out, n)
 	}
 	return out, nil
 }
 
+// parseSizes reads "0.25,0.5,1"; scaleout.Config.Validate judges the
+// sizes.
 func parseSizes(s string) ([]float64, error) {
 	var out []float64
 	for _, f := range strings.Split(s, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+		if err != nil {
 			return nil, fmt.Errorf("%q is not a number of cores (want e.g. 0.25,0.5,1)", f)
 		}
 		out = append(out, v)

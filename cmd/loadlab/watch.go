@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/procwatch"
 )
 
@@ -63,19 +63,9 @@ func watchSet(ctx context.Context, target string, given watchFlags) (*procwatch.
 		}
 		return set, watching(set), nil
 	}
-	u, _ := url.Parse(target)
-	host := u.Hostname()
-	if host != "localhost" && !strings.HasPrefix(host, "127.") && host != "::1" {
-		return procwatch.NewSet(), []string{"server CPU not visible (remote target; pass --watch NAME=METRICS_URL): verdict from throughput and latency alone"}, nil
-	}
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	p, _ := strconv.Atoi(port)
-	set, err := procwatch.Discover(p, true)
-	if err != nil {
-		return procwatch.NewSet(), []string{fmt.Sprintf("server CPU not visible (%v): verdict from throughput and latency alone", err)}, nil
+	set, note := measure.Discover(target, true)
+	if note != "" {
+		return set, []string{note + ": verdict from throughput and latency alone"}, nil
 	}
 	return set, watching(set), nil
 }

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"math"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func evidenceLacks(t *testing.T, v Verdict, unwanted ...string) {
 func withProcesses(steps []Step, ps ...ProcessStep) []Step {
 	for i := range steps {
 		steps[i].Processes = ps
-		cpu, wait := sumProcesses(ps)
+		cpu, wait := measure.ServerCPU(ps)
 		steps[i].ServerCPUCores, steps[i].ServerCPUWaitCores = cpu, wait
 	}
 	return steps

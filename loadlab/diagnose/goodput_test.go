@@ -12,6 +12,7 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 )
 
 // A service that answers 503 at once to every request past a few in
@@ -37,7 +38,7 @@ func TestRefusalsAreNotThroughput(t *testing.T) {
 	rep, err := diagnose.Run(context.Background(), diagnose.Config{
 		Target: srv.URL, SLO: 200 * time.Millisecond, MaxConcurrency: 16, StepDuration: 500 * time.Millisecond,
 		BaselineRequests: 50, BaselineDuration: 5 * time.Second,
-	}, diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: srv.URL}, Timeout: 10 * time.Second}, nil)
+	}, measure.LoadRunner{Target: &load.Request{Method: "GET", URL: srv.URL}, Timeout: 10 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/procwatch"
 )
 
@@ -134,7 +135,7 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 			rep, err := diagnose.Run(context.Background(), diagnose.Config{
 				Target: url, SLO: tt.slo, MaxConcurrency: 16, StepDuration: step,
 				BaselineRequests: tt.baseline, BaselineDuration: 5 * time.Second,
-			}, diagnose.LoadRunner{Target: load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
+			}, measure.LoadRunner{Target: &load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
 				watch)
 			if err != nil {
 				t.Fatal(err)

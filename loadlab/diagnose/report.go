@@ -151,17 +151,3 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(out)
 }
-
-// MarshalJSON writes a watched group's figures for a step, unknown ones as
-// null.
-func (p ProcessStep) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Name           string   `json:"name"`
-		Members        int      `json:"members"`
-		CPUCores       float64  `json:"cpu_cores"`
-		CPUWaitCores   *float64 `json:"cpu_wait_cores"`
-		QuotaCores     *float64 `json:"quota_cores"`
-		ThrottledShare *float64 `json:"throttled_share"`
-		Suspect        bool     `json:"suspect"`
-	}{p.Name, p.Members, p.CPUCores, numOrNull(p.WaitCores), numOrNull(p.QuotaCores), numOrNull(p.ThrottledShare), p.Suspect})
-}

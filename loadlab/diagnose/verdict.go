@@ -3,11 +3,10 @@ package diagnose
 import (
 	"fmt"
 	"math"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -25,25 +24,11 @@ const (
 	// plateau: steps within this share of the peak throughput form the
 	// plateau whose CPU use decides capacity versus contention.
 	plateau = 0.9
-	// cpuBound: at the plateau, a server using this share of the cores
-	// left to it by the generator is CPU-bound.
-	cpuBound = 0.75
-	// machineSaturated and majorShare: on a machine whose CPUs are this busy,
-	// a server using at least majorShare of the cores left to it is
-	// CPU-bound too: it is taking what it can get, and other work (other
-	// processes, noisy neighbours) holds the rest.
-	machineSaturated = 0.9
-	majorShare       = 0.5
 	// cpuLost and costGrowth: past the peak, a server left with less than
 	// cpuLost of its CPU at the peak, on a saturated machine, whose CPU per
 	// request grew by less than costGrowth, was starved by other work.
 	cpuLost    = 0.85
 	costGrowth = 1.25
-	// quotaBound and quotaThrottled: a process held to a cgroup CPU quota
-	// is CPU-bound at its quota when it uses quotaBound of it, or half of
-	// it while the quota ran out in quotaThrottled of its periods.
-	quotaBound     = 0.75
-	quotaThrottled = 0.25
 	// cpuPerRequestFloor: watched processes spending less CPU than this per
 	// request, at implausibleFrom requests a second or more, cannot be the
 	// ones serving them (nginx's master, an idle proxy in front).
@@ -62,6 +47,10 @@ const (
 // initial RTO of 1 s, doubling): a connection whose SYN a full accept
 // queue dropped is answered at one of these.
 var synRetransmits = []time.Duration{time.Second, 3 * time.Second, 7 * time.Second}
+
+// Load is measure's: what a process group (or the whole server, Name "")
+// used at the plateau.
+type Load = measure.Load
 
 // Verdict is Judge's outcome.
 type Verdict struct {
@@ -126,28 +115,6 @@ type Facts struct {
 	Fit         usl.Fit
 	FitOK       bool
 }
-
-// Load is what a process group (or the whole server) used at the plateau:
-// medians over the plateau's steps, in cores. Unknown figures are NaN.
-type Load struct {
-	Name    string // "" for the server as a whole
-	Members int
-	CPU     float64
-	Wait    float64 // run-queue wait
-	// Available is what it could have had: its cgroup quota, or the cores
-	// the generator and the other watched processes left it.
-	Available   float64
-	Quota       float64
-	Throttled   float64 // share of quota periods in which the quota ran out
-	MachineBusy float64
-	Bound       bool // CPU-bound (see isCPUBound and quotaBound)
-	// Suspect: runs here but the server side was not seen connecting to
-	// it; reported, never named the bottleneck.
-	Suspect bool
-}
-
-// AtQuota reports whether the group is held by a cgroup quota.
-func (l Load) AtQuota() bool { return !math.IsNaN(l.Quota) }
 
 func (r *Report) judge(cfg Config) {
 	fit, err := fitSteps(r.Steps)
@@ -261,8 +228,8 @@ func Classify(m Measurements) (string, Facts) {
 		f.CPUKnown, f.CPUImplausible = false, true
 	}
 	if f.CPUKnown {
-		f.Processes = processLoads(plateauSteps, m.Cores)
-		f.Bottleneck = bottleneck(f.Processes)
+		f.Processes = measure.ProcessLoads(plateauSteps, m.Cores)
+		f.Bottleneck = measure.Bottleneck(f.Processes)
 		if len(f.Processes) == 0 && f.Server.Bound {
 			f.Bottleneck = &f.Server
 		}
@@ -296,13 +263,6 @@ func errorShare(s Step) float64 {
 	return float64(s.Errors) / float64(s.Requests)
 }
 
-// BottleneckOf names the CPU-bound process group of a single step (as
-// loadlab scaleout's capacity probe measures it), with every group's load.
-func BottleneckOf(s Step, cores float64) (*Load, []Load) {
-	loads := processLoads([]Step{s}, cores)
-	return bottleneck(loads), loads
-}
-
 // acceptQueueStep finds a step whose p99 sits on a SYN retransmission
 // while its median stays low.
 func acceptQueueStep(steps []Step) *Step {
@@ -334,132 +294,10 @@ func serverLoad(steps []Step, cores float64) (Load, bool) {
 	if len(cpu) == 0 {
 		return Load{Quota: math.NaN(), Throttled: math.NaN(), Wait: math.NaN(), MachineBusy: math.NaN()}, false
 	}
-	l := Load{CPU: median(cpu), Wait: medianOrNaN(waits), Available: median(avail), MachineBusy: medianOrNaN(busy),
+	l := Load{CPU: measure.Median(cpu), Wait: measure.MedianOrNaN(waits), Available: measure.Median(avail), MachineBusy: measure.MedianOrNaN(busy),
 		Quota: math.NaN(), Throttled: math.NaN()}
-	l.Bound = isCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
+	l.Bound = measure.IsCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
 	return l, true
-}
-
-// processLoads is each watched group at the plateau: medians over the
-// steps, with the CPU each could have had (its quota, or what the
-// generator and the other groups left it) and whether it is CPU-bound.
-func processLoads(steps []Step, cores float64) []Load {
-	if len(steps) == 0 {
-		return nil
-	}
-	// Every group seen at any step, in the order first seen; a group
-	// found during the plateau counts from the steps that carry it.
-	var names []string
-	members := map[string]int{}
-	suspect := map[string]bool{}
-	for _, s := range steps {
-		for _, p := range s.Processes {
-			if _, ok := members[p.Name]; !ok {
-				names = append(names, p.Name)
-			}
-			members[p.Name], suspect[p.Name] = p.Members, p.Suspect
-		}
-	}
-	var out []Load
-	for _, name := range names {
-		var cpu, wait, quota, thr, busy, gen []float64
-		for _, s := range steps {
-			i := slices.IndexFunc(s.Processes, func(p ProcessStep) bool { return p.Name == name })
-			if i < 0 || s.Processes[i].Members != members[name] {
-				continue // missing, or measured with fewer members
-			}
-			p := s.Processes[i]
-			cpu = append(cpu, p.CPUCores)
-			gen = append(gen, s.GeneratorCPUCores)
-			for _, v := range []struct {
-				dst *[]float64
-				x   float64
-			}{{&wait, p.WaitCores}, {&quota, p.QuotaCores}, {&thr, p.ThrottledShare}, {&busy, s.MachineBusy}} {
-				if !math.IsNaN(v.x) {
-					*v.dst = append(*v.dst, v.x)
-				}
-			}
-		}
-		if len(cpu) == 0 {
-			continue
-		}
-		out = append(out, Load{Name: name, Members: members[name], Suspect: suspect[name], CPU: median(cpu), Wait: medianOrNaN(wait),
-			Quota: medianOrNaN(quota), Throttled: medianOrNaN(thr), MachineBusy: medianOrNaN(busy), Available: median(gen)})
-	}
-	var total float64
-	for _, l := range out {
-		total += l.CPU
-	}
-	for i := range out {
-		l := &out[i]
-		if l.AtQuota() {
-			l.Available = l.Quota
-			l.Bound = l.CPU >= quotaBound*l.Quota || (!math.IsNaN(l.Throttled) && l.Throttled >= quotaThrottled && l.CPU >= majorShare*l.Quota)
-			continue
-		}
-		// What the generator (its CPU is in Available until here) and the
-		// other watched processes left this one.
-		l.Available = math.Max(cores-l.Available-(total-l.CPU), 0.1)
-		l.Bound = isCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
-	}
-	return out
-}
-
-// bottleneck is the CPU-bound group closest to its limit (nil when none
-// is bound).
-func bottleneck(loads []Load) *Load {
-	var best *Load
-	score := func(l *Load) float64 {
-		w := l.Wait
-		if math.IsNaN(w) || l.AtQuota() {
-			w = 0
-		}
-		return (l.CPU + w) / l.Available
-	}
-	for i := range loads {
-		if loads[i].Bound && !loads[i].Suspect && (best == nil || score(&loads[i]) > score(best)) {
-			best = &loads[i]
-		}
-	}
-	return best
-}
-
-// Who names a group in prose: "the server", "PostgreSQL", "the 4 shop
-// replicas".
-func (l Load) Who() string {
-	switch {
-	case l.Name == "":
-		return "the server"
-	case l.Members > 1:
-		return fmt.Sprintf("the %d %s replicas", l.Members, l.Name)
-	}
-	return l.Name
-}
-
-// Describe is a group's load in a few words: "0.98 cores (+0.20 waiting
-// for a CPU)", "0.24 of its 0.25-core quota, throttled in 80% of periods".
-func (l Load) Describe() string {
-	var b strings.Builder
-	if l.AtQuota() {
-		if l.Members > 1 {
-			per := l.Quota / float64(l.Members)
-			fmt.Fprintf(&b, "%.2f cores, at %.2f of their %.2f-core quota each", l.CPU, l.CPU/float64(l.Members), per)
-		} else {
-			fmt.Fprintf(&b, "%.2f of its %.2f-core quota", l.CPU, l.Quota)
-		}
-		if !math.IsNaN(l.Throttled) {
-			fmt.Fprintf(&b, ", throttled in %.0f%% of quota periods", 100*l.Throttled)
-		}
-		return b.String()
-	}
-	fmt.Fprintf(&b, "%.2f cores", l.CPU)
-	if l.Members > 1 {
-		fmt.Fprintf(&b, " (%.2f each)", l.CPU/float64(l.Members))
-	}
-	if !math.IsNaN(l.Wait) && l.Wait >= 0.05 {
-		fmt.Fprintf(&b, " +%.2f waiting for a CPU", l.Wait)
-	}
-	return b.String()
 }
 
 // explain writes the evidence and warnings from the facts.
@@ -564,7 +402,7 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			limit = "held to its cgroup quota"
 		}
 		busy := ""
-		if !math.IsNaN(b.MachineBusy) && b.MachineBusy >= machineSaturated {
+		if !math.IsNaN(b.MachineBusy) && b.MachineBusy >= measure.MachineSaturated {
 			busy = fmt.Sprintf(", on a machine %.0f%% busy", 100*b.MachineBusy)
 		}
 		add("capacity: %s %s CPU-bound at the plateau (%s, %s%s), while %s. Give %s more CPU or more replicas (or make each request cheaper there)",
@@ -683,17 +521,6 @@ func others(loads []Load, b *Load) string {
 	return "the others are " + strings.Join(out, "; and ")
 }
 
-// isCPUBound reports whether a server using serverCPU of the available
-// cores is CPU-bound: it uses most of them; or, on a saturated machine, it
-// takes a major share while other work holds the rest; or it wanted them
-// (used the CPU or waited in the run queue for it; wait is NaN where
-// unknown) even though other work kept it from getting them.
-func isCPUBound(serverCPU, wait, available, machineBusy float64) bool {
-	return serverCPU >= cpuBound*available ||
-		(machineBusy >= machineSaturated && serverCPU >= majorShare*available) ||
-		(!math.IsNaN(wait) && serverCPU+wait >= cpuBound*available)
-}
-
 // starvedOfCPU reports whether a fall in throughput from the peak step to
 // the last is explained by the server losing CPU to other work: it was
 // CPU-bound at the peak, at the last step it used markedly less while the
@@ -707,29 +534,13 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 	available := coresLeft(peak, cores)
 	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
 	costLast := last.ServerCPUCores / last.ThroughputRPS
-	return isCPUBound(peak.ServerCPUCores, peak.ServerCPUWaitCores, available, peak.MachineBusy) &&
+	return measure.IsCPUBound(peak.ServerCPUCores, peak.ServerCPUWaitCores, available, peak.MachineBusy) &&
 		last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
-		last.MachineBusy >= machineSaturated &&
+		last.MachineBusy >= measure.MachineSaturated &&
 		costLast <= costGrowth*costPeak
 }
 
 // coresLeft is the CPU the generator left to the server during a step.
 func coresLeft(s Step, cores float64) float64 {
 	return math.Max(cores-s.GeneratorCPUCores, 0.1)
-}
-
-func medianOrNaN(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	return median(v)
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/measure"
 )
 
 // Measured on the local cluster at load 20: no process used its share, and
@@ -13,12 +13,12 @@ import (
 // serial section".
 func TestBottleneckNamesAMachineHeldByOtherWork(t *testing.T) {
 	nan := math.NaN()
-	procs := []diagnose.ProcessStep{
+	procs := []measure.ProcessStep{
 		{Name: "nginx", Members: 1, CPUCores: 0.02, WaitCores: 0.10, QuotaCores: nan, ThrottledShare: nan, Local: true},
 		{Name: "shop", Members: 2, CPUCores: 0.06, WaitCores: 0.02, QuotaCores: 0.5, ThrottledShare: 0, Local: true},
 		{Name: "PostgreSQL", Members: 1, CPUCores: 0.11, WaitCores: 0.59, QuotaCores: nan, ThrottledShare: nan, Local: true},
 	}
-	step := diagnose.Step{Processes: procs, ServerCPUCores: 0.19, ServerCPUWaitCores: 0.71, MachineBusy: 1, GeneratorCPUCores: 0.07}
+	step := measure.Step{Processes: procs, ServerCPUCores: 0.19, ServerCPUWaitCores: 0.71, MachineBusy: 1, GeneratorCPUCores: 0.07}
 	c := Capacity{RPS: 63}
 	got := bottleneckText(step, c, Config{Cores: 2, SLO: 50e6})
 	if !strings.HasPrefix(got, "the machine's CPU, held by other work (100% busy)") {

@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -41,27 +41,27 @@ func numOrNull(f float64) *float64 {
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 type jsonStep struct {
-	Replicas         int                    `json:"replicas"`
-	CPUPerReplica    *float64               `json:"cpu_per_replica"`
-	URL              string                 `json:"url"`
-	CapacityRPS      float64                `json:"capacity_rps"`
-	Speedup          float64                `json:"speedup"`
-	Efficiency       float64                `json:"efficiency"`
-	P99              float64                `json:"p99_ms"`
-	Bottleneck       string                 `json:"bottleneck"`
-	Found            bool                   `json:"found"`
-	GeneratorLimited bool                   `json:"generator_limited"`
-	Probes           int                    `json:"probes"`
-	Warnings         []string               `json:"warnings"`
-	Watched          []string               `json:"watched"`
-	Processes        []diagnose.ProcessStep `json:"processes"`
+	Replicas         int                   `json:"replicas"`
+	CPUPerReplica    *float64              `json:"cpu_per_replica"`
+	URL              string                `json:"url"`
+	CapacityRPS      float64               `json:"capacity_rps"`
+	Speedup          float64               `json:"speedup"`
+	Efficiency       float64               `json:"efficiency"`
+	P99              float64               `json:"p99_ms"`
+	Bottleneck       string                `json:"bottleneck"`
+	Found            bool                  `json:"found"`
+	GeneratorLimited bool                  `json:"generator_limited"`
+	Probes           int                   `json:"probes"`
+	Warnings         []string              `json:"warnings"`
+	Watched          []string              `json:"watched"`
+	Processes        []measure.ProcessStep `json:"processes"`
 }
 
 func toJSON(s Step) jsonStep {
 	out := jsonStep{Replicas: s.Replicas, CPUPerReplica: numOrNull(s.CPU), URL: s.URL, CapacityRPS: s.CapacityRPS,
 		Speedup: s.Speedup, Efficiency: s.Efficiency, P99: msOf(s.P99), Bottleneck: s.Bottleneck, Found: s.Found,
 		GeneratorLimited: s.GeneratorLimited, Probes: s.Probes, Warnings: s.Warnings, Watched: s.Watched,
-		Processes: append([]diagnose.ProcessStep{}, s.Processes...)}
+		Processes: append([]measure.ProcessStep{}, s.Processes...)}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -60,10 +60,10 @@ type Workload struct {
 	ReadyURL string
 }
 
-// Watcher is a diagnose.Watcher that can also follow a proxy's upstream
+// Watcher is a measure.Watcher that can also follow a proxy's upstream
 // connections while load runs.
 type Watcher interface {
-	diagnose.Watcher
+	measure.Watcher
 	Follow(ctx context.Context, every time.Duration) (stop func())
 	Describe() []string // one line per watched group
 }
@@ -80,7 +80,7 @@ type Step struct {
 	// Bottleneck says what limits this count, in words.
 	Bottleneck string
 	// Processes are the watched groups' use at capacity.
-	Processes        []diagnose.ProcessStep
+	Processes        []measure.ProcessStep
 	Watched          []string
 	GeneratorLimited bool
 	// Warnings are checks that failed without stopping the search, at the
@@ -101,51 +101,90 @@ type Result struct {
 	FitError string
 }
 
-func (c *Config) defaults() error {
+// Defaults for the fields of Config left zero.
+const (
+	DefaultMaxErrorRate  = 0.001
+	DefaultProbeDuration = 3 * time.Second
+	DefaultStartRate     = 100.0
+	DefaultReadyTimeout  = 60 * time.Second
+	DefaultDownTimeout   = 2 * time.Minute
+)
+
+// WithDefaults is the config with its zero fields set to the defaults.
+func (c Config) WithDefaults() Config {
 	if c.MaxErrorRate == 0 {
-		c.MaxErrorRate = 0.001
+		c.MaxErrorRate = DefaultMaxErrorRate
 	}
 	if c.ProbeDuration == 0 {
-		c.ProbeDuration = 3 * time.Second
+		c.ProbeDuration = DefaultProbeDuration
 	}
 	if c.StartRate == 0 {
-		c.StartRate = 100
+		c.StartRate = DefaultStartRate
 	}
 	if c.ReadyTimeout == 0 {
-		c.ReadyTimeout = 60 * time.Second
+		c.ReadyTimeout = DefaultReadyTimeout
 	}
 	if c.DownTimeout == 0 {
-		c.DownTimeout = 2 * time.Minute
+		c.DownTimeout = DefaultDownTimeout
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
+	return c
+}
+
+// ConfigError is what Validate finds wrong: the Config field at fault
+// (a command line names its flag instead) and why.
+type ConfigError struct {
+	Field  string // "ScaleCmd", "Replicas", ...
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Reason }
+
+// Validate says what is wrong with a config (a *ConfigError); a zero
+// duration or rate is wrong here (Run fills them in first with
+// WithDefaults, a command line passes what the user gave).
+func (c Config) Validate() error {
+	bad := func(field, reason string, a ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(reason, a...)}
+	}
 	switch {
 	case c.ScaleCmd == "":
-		return errors.New("give a scale command")
-	case c.DownCmd == "":
-		return errors.New("give a down command, so nothing is left running")
+		return bad("ScaleCmd", "give a command with {n} that brings the system to {n} replicas and prints the URL to load last")
 	case !strings.Contains(c.ScaleCmd, "{n}"):
-		return errors.New("the scale command must contain {n}, the replica count")
+		return bad("ScaleCmd", "must contain {n}, the replica count")
+	case c.DownCmd == "":
+		return bad("DownCmd", "give a command that stops everything, so nothing is left running")
 	case len(c.Replicas) == 0:
-		return errors.New("give at least one replica count")
+		return bad("Replicas", "give at least one replica count")
 	case len(c.CPUs) > 0 && !strings.Contains(c.ScaleCmd, "{cpu}"):
-		return errors.New("with CPU sizes the scale command must contain {cpu}")
+		return bad("ScaleCmd", "must contain {cpu} when CPU sizes are given")
 	case len(c.CPUs) == 0 && strings.Contains(c.ScaleCmd, "{cpu}"):
-		return errors.New("the scale command contains {cpu}: give the CPU sizes")
+		return bad("CPUs", "give the CPU sizes: the scale command contains {cpu}")
 	case c.SLO <= 0:
-		return errors.New("the SLO must be positive")
+		return bad("SLO", "must be positive, got %v", c.SLO)
+	case c.ProbeDuration <= 0:
+		return bad("ProbeDuration", "must be positive, got %v", c.ProbeDuration)
+	case c.ReadyTimeout <= 0:
+		return bad("ReadyTimeout", "must be positive, got %v", c.ReadyTimeout)
+	case c.DownTimeout <= 0:
+		return bad("DownTimeout", "must be positive, got %v", c.DownTimeout)
+	case !(c.StartRate > 0) || math.IsInf(c.StartRate, 0):
+		return bad("StartRate", "must be a positive number of requests per second, got %v", c.StartRate)
+	case !(c.MaxErrorRate > 0 && c.MaxErrorRate < 1):
+		return bad("MaxErrorRate", "must be a share between 0 and 1, got %v", c.MaxErrorRate)
 	case c.Workload == nil:
-		return errors.New("no workload")
+		return bad("Workload", "no workload")
 	}
 	for i, n := range c.Replicas {
 		if n < 1 || (i > 0 && n <= c.Replicas[i-1]) {
-			return fmt.Errorf("replica counts must be positive and ascending, got %v", c.Replicas)
+			return bad("Replicas", "counts must be positive and ascending, got %v", c.Replicas)
 		}
 	}
 	for _, cpu := range c.CPUs {
 		if !(cpu > 0) || math.IsInf(cpu, 0) {
-			return fmt.Errorf("CPU sizes must be positive numbers of cores, got %v", c.CPUs)
+			return bad("CPUs", "sizes must be positive numbers of cores, got %v", c.CPUs)
 		}
 	}
 	return nil
@@ -155,7 +194,8 @@ func (c *Config) defaults() error {
 // command whatever happened: on success, on failure, and when ctx is
 // cancelled (Ctrl-C).
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
-	if err := cfg.defaults(); err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -181,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			// A guess at linear scaling, a little below it.
 			start = 0.9 * res.Steps[i-1].CapacityRPS * float64(n) / float64(cfg.Replicas[i-1])
 		}
-		s, err := measure(ctx, cfg, n, cpu0, start, i == 0)
+		s, err := measureCount(ctx, cfg, n, cpu0, start, i == 0)
 		if err != nil {
 			return res, err
 		}
@@ -197,7 +237,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			last := res.Vertical[len(res.Vertical)-1]
 			start = 0.9 * last.CapacityRPS * cpu / last.CPU
 		}
-		s, err := measure(ctx, cfg, 1, cpu, start, len(res.Vertical) == 0)
+		s, err := measureCount(ctx, cfg, 1, cpu, start, len(res.Vertical) == 0)
 		if err != nil {
 			return res, err
 		}
@@ -244,8 +284,8 @@ func (r *Result) score() {
 	}
 }
 
-// measure scales to n replicas of cpu cores and finds the capacity.
-func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first bool) (Step, error) {
+// measureCount scales to n replicas of cpu cores and finds the capacity.
+func measureCount(ctx context.Context, cfg Config, n int, cpu, start float64, first bool) (Step, error) {
 	step := Step{Replicas: n, CPU: cpu}
 	where := fmt.Sprintf("%d replicas", n)
 	if n == 1 {
@@ -284,24 +324,18 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 		// CPU that counts as the generator's.
 		defer watcher.Follow(ctx, time.Second)()
 	}
+	runner := measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: 10 * time.Second}
+	var mw measure.Watcher
+	if watcher != nil {
+		mw = watcher
+	}
+	meter := measure.NewMeter(mw)
 	prober := func(ctx context.Context, rate float64) (Probe, error) {
-		runner := openLoop{rate: rate, duration: cfg.ProbeDuration, work: w, client: cfg.Client}
-		var dw diagnose.Watcher
-		if watcher != nil {
-			dw = watcher
-		}
-		s, err := diagnose.Measure(ctx, dw, &runner, diagnose.Spec{Duration: cfg.ProbeDuration})
+		s, err := meter.Measure(ctx, runner, measure.Spec{Rate: rate, Duration: cfg.ProbeDuration})
 		if err != nil {
 			return Probe{}, err
 		}
-		p := Probe{Rate: rate, ThroughputRPS: s.ThroughputRPS, P99: s.P99, Requests: s.Requests, Errors: s.Errors,
-			ErrorKinds: runner.errs, GeneratorSaturated: runner.behind, Detail: s, SendDelayP99: runner.sendDelay, SentShare: runner.sentShare}
-		if runner.behind {
-			p.SaturationReasons = runner.reasons
-		} else {
-			p.Warnings = runner.reasons
-		}
-		return p, nil
+		return probeOf(rate, cfg.ProbeDuration, s), nil
 	}
 	// A system the scale command has just started is cold: new upstream
 	// connections, pools still opening, empty caches. On the local cluster
@@ -341,7 +375,7 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 		return step, fmt.Errorf("%s: %w", where, err)
 	}
 	step.CapacityRPS, step.P99, step.Found, step.Probes, step.GeneratorLimited = c.RPS, c.Best.P99, c.Found, len(c.Probes), c.GeneratorLimited
-	best, _ := c.Best.Detail.(diagnose.Step)
+	best, _ := c.Best.Detail.(measure.Step)
 	step.Processes = best.Processes
 	if watcher != nil {
 		step.Watched = watcher.Describe()
@@ -352,7 +386,7 @@ func measure(ctx context.Context, cfg Config, n int, cpu, start float64, first b
 }
 
 // bottleneckText says what limits a count.
-func bottleneckText(best diagnose.Step, c Capacity, cfg Config) string {
+func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 	if c.GeneratorLimited {
 		reason := "its self-check failed"
 		if len(c.GeneratorReasons) > 0 {
@@ -366,7 +400,7 @@ func bottleneckText(best diagnose.Step, c Capacity, cfg Config) string {
 	if len(best.Processes) == 0 {
 		return "not seen (no local process watched)"
 	}
-	b, loads := diagnose.BottleneckOf(best, cfg.Cores)
+	b, loads := measure.BottleneckOf(best, cfg.Cores)
 	if b == nil && best.MachineBusy >= 0.9 && best.ServerCPUWaitCores > best.ServerCPUCores {
 		// Nothing watched used its share, yet all of it queued for a CPU:
 		// other work held the machine.
@@ -393,33 +427,18 @@ func bottleneckText(best diagnose.Step, c Capacity, cfg Config) string {
 	return text
 }
 
-// openLoop is a diagnose.Runner that sends at a fixed rate.
-type openLoop struct {
-	rate      float64
-	duration  time.Duration
-	work      Workload
-	client    load.Client
-	reasons   []string
-	behind    bool
-	sendDelay time.Duration
-	sentShare float64
-	errs      load.ErrorCounts
-}
-
-func (o *openLoop) Run(ctx context.Context, _ diagnose.Spec) (diagnose.Step, error) {
-	res, err := load.Run(ctx, load.Config{Rate: o.rate, Duration: o.duration, Target: o.work.Target,
-		Scenario: o.work.Scenario, Client: o.client, Timeout: 10 * time.Second})
-	if err != nil {
-		return diagnose.Step{}, err
+// probeOf is what the search needs of a measured open-loop step.
+func probeOf(rate float64, d time.Duration, s measure.Step) Probe {
+	res := s.Load
+	p := Probe{Rate: rate, ThroughputRPS: s.ThroughputRPS, P99: s.P99, Requests: s.Requests, Errors: s.Errors,
+		ErrorKinds: s.ErrorKinds, GeneratorSaturated: res.GeneratorBehind, Detail: s, SendDelayP99: res.SendDelayP99,
+		SentShare: float64(res.Sent) / (rate * d.Seconds())}
+	if res.GeneratorBehind {
+		p.SaturationReasons = res.SaturationReasons
+	} else {
+		p.Warnings = res.SaturationReasons
 	}
-	if err := ctx.Err(); err != nil {
-		return diagnose.Step{}, err
-	}
-	o.reasons, o.behind, o.sendDelay, o.errs = res.SaturationReasons, res.GeneratorBehind, res.SendDelayP99, res.Errors
-	o.sentShare = float64(res.Sent) / (o.rate * o.duration.Seconds())
-	return diagnose.Step{ThroughputRPS: res.ThroughputRPS, P50: res.Latency.P50, P99: res.Latency.P99,
-		Requests: res.Requests, Errors: res.Errors.Total(), GeneratorSaturated: res.GeneratorSaturated,
-		GeneratorCPUCores: res.GeneratorCPUCores}, nil
+	return p
 }
 
 // expand fills in {n} and {cpu}.

@@ -235,11 +235,13 @@ func TestScaleoutRejectsBadConfigs(t *testing.T) {
 		want   string
 	}{
 		{func(c *scaleout.Config) { c.ScaleCmd = "up" }, "must contain {n}"},
-		{func(c *scaleout.Config) { c.DownCmd = "" }, "down command"},
+		{func(c *scaleout.Config) { c.DownCmd = "" }, "DownCmd: give a command"},
 		{func(c *scaleout.Config) { c.Replicas = []int{2, 1} }, "ascending"},
 		{func(c *scaleout.Config) { c.Replicas = []int{0} }, "positive"},
 		{func(c *scaleout.Config) { c.CPUs = []float64{0.5} }, "must contain {cpu}"},
 		{func(c *scaleout.Config) { c.ScaleCmd = "up {n} --cpu {cpu}" }, "give the CPU sizes"},
+		{func(c *scaleout.Config) { c.StartRate = math.Inf(1) }, "StartRate"},
+		{func(c *scaleout.Config) { c.MaxErrorRate = 2 }, "MaxErrorRate"},
 		{func(c *scaleout.Config) { c.ScaleCmd, c.CPUs = "up {n} {cpu}", []float64{-1} }, "positive numbers of cores"},
 		{func(c *scaleout.Config) { c.SLO = 0 }, "SLO"},
 	}

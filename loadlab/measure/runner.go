@@ -1,4 +1,4 @@
-package diagnose
+package measure
 
 import (
 	"context"
@@ -7,20 +7,28 @@ import (
 	"github.com/perfscale/perfscale/loadlab/load"
 )
 
-// LoadRunner runs each phase with loadlab's generator in closed loop.
+// LoadRunner runs each phase with loadlab's generator: closed loop, or
+// open loop when the Spec has a Rate. It sends Target, or runs Scenario
+// when Target is nil.
 type LoadRunner struct {
-	Target  load.Request
-	Timeout time.Duration
-	Client  load.Client
+	Target   *load.Request
+	Scenario load.Scenario
+	Timeout  time.Duration
+	Client   load.Client
 }
 
-// Run implements Runner.
+// Run implements Runner; the Step keeps the generator's whole result.
 func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
-	target := l.Target
-	res, err := load.Run(ctx, load.Config{
-		Concurrency: s.Concurrency, Duration: s.Duration, Requests: s.Requests,
-		Timeout: l.Timeout, Target: &target, Client: l.Client,
-	})
+	cfg := load.Config{Concurrency: s.Concurrency, Rate: s.Rate, Duration: s.Duration, Requests: s.Requests,
+		Timeout: l.Timeout, Scenario: l.Scenario, Client: l.Client}
+	if l.Target != nil {
+		target := *l.Target
+		cfg.Target = &target
+	}
+	if s.Rate > 0 {
+		cfg.Concurrency = 0
+	}
+	res, err := load.Run(ctx, cfg)
 	if err != nil {
 		return Step{}, err
 	}
@@ -38,5 +46,6 @@ func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
 		ErrorKinds:         res.Errors,
 		GeneratorSaturated: res.GeneratorSaturated,
 		GeneratorCPUCores:  res.GeneratorCPUCores,
+		Load:               res,
 	}, nil
 }

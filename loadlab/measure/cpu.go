@@ -1,0 +1,219 @@
+package measure
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Thresholds for calling a process group CPU-bound, named so the rules
+// read as they are documented.
+const (
+	// CPUBoundShare: a group using this share of the cores left to it is
+	// CPU-bound.
+	CPUBoundShare = 0.75
+	// MachineSaturated and MajorShare: on a machine whose CPUs are this
+	// busy, a group using at least MajorShare of the cores left to it is
+	// CPU-bound too: it is taking what it can get, and other work (other
+	// processes, noisy neighbours) holds the rest.
+	MachineSaturated = 0.9
+	MajorShare       = 0.5
+	// QuotaBound and QuotaThrottled: a group held to a cgroup CPU quota is
+	// CPU-bound at its quota when it uses QuotaBound of it, or MajorShare
+	// of it while the quota ran out in QuotaThrottled of its periods.
+	QuotaBound     = 0.75
+	QuotaThrottled = 0.25
+)
+
+// Load is what a process group (or the whole server) used over one or
+// more steps: medians, in cores. Unknown figures are NaN.
+type Load struct {
+	Name    string // "" for the server as a whole
+	Members int
+	CPU     float64
+	Wait    float64 // run-queue wait
+	// Available is what it could have had: its cgroup quota, or the cores
+	// the generator and the other watched processes left it.
+	Available   float64
+	Quota       float64
+	Throttled   float64 // share of quota periods in which the quota ran out
+	MachineBusy float64
+	Bound       bool // CPU-bound (see IsCPUBound and QuotaBound)
+	// Suspect: runs here but the server side was not seen connecting to
+	// it; reported, never named the bottleneck.
+	Suspect bool
+}
+
+// AtQuota reports whether the group is held by a cgroup quota.
+func (l Load) AtQuota() bool { return !math.IsNaN(l.Quota) }
+
+// IsCPUBound reports whether a server using serverCPU of the available
+// cores is CPU-bound: it uses most of them; or, on a saturated machine, it
+// takes a major share while other work holds the rest; or it wanted them
+// (used the CPU or waited in the run queue for it; wait is NaN where
+// unknown) even though other work kept it from getting them.
+func IsCPUBound(serverCPU, wait, available, machineBusy float64) bool {
+	return serverCPU >= CPUBoundShare*available ||
+		(machineBusy >= MachineSaturated && serverCPU >= MajorShare*available) ||
+		(!math.IsNaN(wait) && serverCPU+wait >= CPUBoundShare*available)
+}
+
+// BottleneckOf names the CPU-bound process group of a single step (as a
+// scale-out capacity probe measures it), with every group's load.
+func BottleneckOf(s Step, cores float64) (*Load, []Load) {
+	loads := ProcessLoads([]Step{s}, cores)
+	return Bottleneck(loads), loads
+}
+
+// ProcessLoads is each watched group over the steps: medians, with the CPU
+// each could have had (its quota, or what the generator and the other
+// groups left it) and whether it is CPU-bound.
+func ProcessLoads(steps []Step, cores float64) []Load {
+	if len(steps) == 0 {
+		return nil
+	}
+	// Every group seen at any step, in the order first seen; a group
+	// found during the steps counts from the steps that carry it.
+	var names []string
+	members := map[string]int{}
+	suspect := map[string]bool{}
+	for _, s := range steps {
+		for _, p := range s.Processes {
+			if _, ok := members[p.Name]; !ok {
+				names = append(names, p.Name)
+			}
+			members[p.Name], suspect[p.Name] = p.Members, p.Suspect
+		}
+	}
+	var out []Load
+	for _, name := range names {
+		if l, ok := groupLoad(steps, name, members[name]); ok {
+			l.Suspect = suspect[name]
+			out = append(out, l)
+		}
+	}
+	var total float64
+	for _, l := range out {
+		total += l.CPU
+	}
+	for i := range out {
+		l := &out[i]
+		if l.AtQuota() {
+			l.Available = l.Quota
+			l.Bound = l.CPU >= QuotaBound*l.Quota || (!math.IsNaN(l.Throttled) && l.Throttled >= QuotaThrottled && l.CPU >= MajorShare*l.Quota)
+			continue
+		}
+		// What the generator (its CPU is in Available until here) and the
+		// other watched processes left this one.
+		l.Available = math.Max(cores-l.Available-(total-l.CPU), 0.1)
+		l.Bound = IsCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
+	}
+	return out
+}
+
+// groupLoad is one group's medians over the steps that measured it with
+// all its members; Available holds the generator's CPU until the caller
+// turns it into what was left to the group.
+func groupLoad(steps []Step, name string, members int) (Load, bool) {
+	var cpu, wait, quota, thr, busy, gen []float64
+	for _, s := range steps {
+		i := slices.IndexFunc(s.Processes, func(p ProcessStep) bool { return p.Name == name })
+		if i < 0 || s.Processes[i].Members != members {
+			continue // missing, or measured with fewer members
+		}
+		p := s.Processes[i]
+		cpu = append(cpu, p.CPUCores)
+		gen = append(gen, s.GeneratorCPUCores)
+		for _, v := range []struct {
+			dst *[]float64
+			x   float64
+		}{{&wait, p.WaitCores}, {&quota, p.QuotaCores}, {&thr, p.ThrottledShare}, {&busy, s.MachineBusy}} {
+			if !math.IsNaN(v.x) {
+				*v.dst = append(*v.dst, v.x)
+			}
+		}
+	}
+	if len(cpu) == 0 {
+		return Load{}, false
+	}
+	return Load{Name: name, Members: members, CPU: Median(cpu), Wait: MedianOrNaN(wait),
+		Quota: MedianOrNaN(quota), Throttled: MedianOrNaN(thr), MachineBusy: MedianOrNaN(busy), Available: Median(gen)}, true
+}
+
+// Bottleneck is the CPU-bound group closest to its limit (nil when none
+// is bound); suspects never are.
+func Bottleneck(loads []Load) *Load {
+	var best *Load
+	score := func(l *Load) float64 {
+		w := l.Wait
+		if math.IsNaN(w) || l.AtQuota() {
+			w = 0
+		}
+		return (l.CPU + w) / l.Available
+	}
+	for i := range loads {
+		if loads[i].Bound && !loads[i].Suspect && (best == nil || score(&loads[i]) > score(best)) {
+			best = &loads[i]
+		}
+	}
+	return best
+}
+
+// Who names a group in prose: "the server", "PostgreSQL", "the 4 shop
+// replicas".
+func (l Load) Who() string {
+	switch {
+	case l.Name == "":
+		return "the server"
+	case l.Members > 1:
+		return fmt.Sprintf("the %d %s replicas", l.Members, l.Name)
+	}
+	return l.Name
+}
+
+// Describe is a group's load in a few words: "0.98 cores (+0.20 waiting
+// for a CPU)", "0.24 of its 0.25-core quota, throttled in 80% of periods".
+func (l Load) Describe() string {
+	var b strings.Builder
+	if l.AtQuota() {
+		if l.Members > 1 {
+			per := l.Quota / float64(l.Members)
+			fmt.Fprintf(&b, "%.2f cores, at %.2f of their %.2f-core quota each", l.CPU, l.CPU/float64(l.Members), per)
+		} else {
+			fmt.Fprintf(&b, "%.2f of its %.2f-core quota", l.CPU, l.Quota)
+		}
+		if !math.IsNaN(l.Throttled) {
+			fmt.Fprintf(&b, ", throttled in %.0f%% of quota periods", 100*l.Throttled)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%.2f cores", l.CPU)
+	if l.Members > 1 {
+		fmt.Fprintf(&b, " (%.2f each)", l.CPU/float64(l.Members))
+	}
+	if !math.IsNaN(l.Wait) && l.Wait >= 0.05 {
+		fmt.Fprintf(&b, " +%.2f waiting for a CPU", l.Wait)
+	}
+	return b.String()
+}
+
+// MedianOrNaN is the median, NaN for no values.
+func MedianOrNaN(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	return Median(v)
+}
+
+// Median is the median of v (which it does not reorder); v must not be
+// empty.
+func Median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,98 @@
+package measure_test
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
+	"github.com/perfscale/perfscale/loadlab/procwatch"
+)
+
+func TestLocalPort(t *testing.T) {
+	tests := []struct {
+		url  string
+		port int
+		ok   bool
+	}{
+		{"http://127.0.0.1:8080/v1/menu", 8080, true},
+		{"http://localhost/", 80, true},
+		{"https://127.0.0.2/", 443, true},
+		{"http://[::1]:9000/", 9000, true},
+		{"http://10.0.0.5:8080/", 0, false},
+		{"http://shop.example/", 0, false},
+		{"ftp://localhost/", 0, false},
+		{"http://127.0.0.1:0/", 0, false},
+		{"://bad", 0, false},
+	}
+	for _, tt := range tests {
+		port, ok := measure.LocalPort(tt.url)
+		if port != tt.port || ok != tt.ok {
+			t.Errorf("LocalPort(%q) = %d, %v; want %d, %v", tt.url, port, ok, tt.port, tt.ok)
+		}
+	}
+}
+
+func TestDiscoverSaysWhyNothingIsWatched(t *testing.T) {
+	tests := []struct{ url, want string }{
+		{"http://10.0.0.5:8080/", "remote target"},
+		// Port 1 is privileged and unused on a test machine.
+		{"http://127.0.0.1:1/", "no local process listens on port 1"},
+	}
+	for _, tt := range tests {
+		set, note := measure.Discover(tt.url, false)
+		if set == nil || set.Len() != 0 || !strings.Contains(note, tt.want) {
+			t.Errorf("Discover(%q): %d groups, note %q; want none and %q", tt.url, set.Len(), note, tt.want)
+		}
+	}
+}
+
+// The server's CPU is what is connected to the target: a PostgreSQL that
+// only runs on the same machine (another system's) is reported beside it,
+// not added to it.
+func TestServerCPUCountsOnlyWhatIsConnected(t *testing.T) {
+	nan := math.NaN()
+	ps := []measure.ProcessStep{
+		{Name: "shop", Members: 1, CPUCores: 0.4, WaitCores: 0.1, QuotaCores: nan, ThrottledShare: nan},
+		{Name: "PostgreSQL", Members: 1, CPUCores: 0.9, WaitCores: 0.5, QuotaCores: nan, ThrottledShare: nan, Suspect: true},
+		{Name: "redis", Members: 1, CPUCores: 0.1, WaitCores: nan, QuotaCores: nan, ThrottledShare: nan},
+	}
+	cpu, wait := measure.ServerCPU(ps)
+	if math.Abs(cpu-0.5) > 1e-9 || math.Abs(wait-0.1) > 1e-9 {
+		t.Fatalf("server CPU %.2f, wait %.2f; want 0.50 and 0.10 (the suspect left out)", cpu, wait)
+	}
+	if cpu, wait := measure.ServerCPU(ps[1:2]); !math.IsNaN(cpu) || !math.IsNaN(wait) {
+		t.Fatalf("only a suspect: server CPU %v, wait %v; want unknown", cpu, wait)
+	}
+}
+
+// A step measured with LoadRunner against a local server carries the
+// generator's result, the processes discovered behind the port and the
+// server's CPU.
+func TestMeasureWatchesTheLocalServer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	set, note := measure.Discover(srv.URL, false)
+	if note != "" {
+		t.Fatal(note)
+	}
+	runner := measure.LoadRunner{Target: &load.Request{Method: "GET", URL: srv.URL}, Timeout: 5 * time.Second}
+	s, err := measure.Measure(context.Background(), set, runner, measure.Spec{Rate: 50, Duration: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Load == nil || s.Load.Model != "open" || s.Requests == 0 || s.Errors != 0 {
+		t.Fatalf("step %+v, load %+v", s, s.Load)
+	}
+	// The test binary is the server: discovery found it, and its CPU is
+	// the server's.
+	if len(s.Processes) != 1 || s.Processes[0].Suspect || math.IsNaN(s.ServerCPUCores) {
+		t.Fatalf("processes %+v, server CPU %v", s.Processes, s.ServerCPUCores)
+	}
+	var _ measure.Watcher = (*procwatch.Set)(nil)
+}
