@@ -393,13 +393,18 @@ func (s *Set) Follow(ctx context.Context, every time.Duration) (stop func()) {
 }
 
 // follow adds, hop by hop, the local listeners the watched local processes
-// hold connections to, one group per program (replicas of one program are
-// one group of several members).
+// connected to the target hold connections to, one group per program
+// (replicas of one program are one group of several members). Suspects
+// are not followed: an nginx that only runs here leads to another
+// system's replicas, which are not this target's, however they are named.
 func (s *Set) follow(sc *scan) {
 	own := ownAddresses()
 	for range 3 {
 		var pids []int
 		for _, g := range s.Groups() {
+			if g.Suspect {
+				continue
+			}
 			for _, r := range g.Roots {
 				pids = append(pids, sc.tree(r)...)
 			}
@@ -422,7 +427,7 @@ func (s *Set) follow(sc *scan) {
 		for _, name := range sortedKeys(byName) {
 			sort.Ints(ports[name])
 			why := fmt.Sprintf("connected to on port %s", joinInts(ports[name]))
-			if s.extend(name, byName[name], why) || s.add(Group{Name: name, Roots: byName[name], Why: why}) {
+			if s.adopt(name, byName[name], why) {
 				added = true
 			}
 		}
@@ -432,33 +437,46 @@ func (s *Set) follow(sc *scan) {
 	}
 }
 
-// extend adds new replicas to a group of the same name found earlier (and
-// a suspect found connected is a suspect no more), reporting whether such
-// a group exists and grew.
-func (s *Set) extend(name string, roots []int, why string) bool {
+// adopt adds roots found connected to the group of that name that is
+// connected too (a new one if there is none), reporting whether anything
+// was added. A root watched as a suspect moves out of its suspect group:
+// this one PostgreSQL is connected, the others running here are still
+// only suspects.
+func (s *Set) adopt(name string, roots []int, why string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, g := range s.groups {
-		if g.Name != name || g.Metrics != "" {
-			continue
+	var fresh []int
+	for _, r := range roots {
+		taken := false
+		for _, g := range s.groups {
+			taken = taken || (!g.Suspect && slices.Contains(g.Roots, r))
 		}
-		grew := false
-		if g.Suspect {
-			s.groups[i].Suspect, s.groups[i].Why, grew = false, why, true
+		if !taken {
+			fresh = append(fresh, r)
 		}
-		for _, r := range roots {
-			taken := false
-			for _, other := range s.groups {
-				taken = taken || slices.Contains(other.Roots, r)
-			}
-			if !taken {
-				s.groups[i].Roots = append(s.groups[i].Roots, r)
-				grew = true
-			}
-		}
-		return grew
 	}
-	return false
+	if len(fresh) == 0 {
+		return false
+	}
+	kept := s.groups[:0]
+	for _, g := range s.groups {
+		if g.Suspect {
+			g.Roots = slices.DeleteFunc(slices.Clone(g.Roots), func(r int) bool { return slices.Contains(fresh, r) })
+			if len(g.Roots) == 0 {
+				continue
+			}
+		}
+		kept = append(kept, g)
+	}
+	s.groups = kept
+	for i, g := range s.groups {
+		if g.Name == name && !g.Suspect && g.Metrics == "" {
+			s.groups[i].Roots = append(slices.Clone(g.Roots), fresh...)
+			return true
+		}
+	}
+	s.groups = append(s.groups, Group{Name: name, Roots: fresh, Why: why})
+	return true
 }
 
 // addSuspects watches the usual suspects found running here.
@@ -473,9 +491,21 @@ func (s *Set) addSuspects(sc *scan) {
 		}
 		byName[displayName(p.comm)] = append(byName[displayName(p.comm)], pid)
 	}
+	watched := map[int]bool{}
+	for _, g := range s.Groups() {
+		for _, r := range g.Roots {
+			watched[r] = true
+		}
+	}
 	for _, name := range sortedKeys(byName) {
-		sort.Ints(byName[name])
-		s.add(Group{Name: name, Roots: byName[name], Why: "running on this machine", Suspect: true})
+		// The ones found connected are watched already; the others of
+		// the name are still suspects.
+		rs := slices.DeleteFunc(byName[name], func(r int) bool { return watched[r] })
+		if len(rs) == 0 {
+			continue
+		}
+		sort.Ints(rs)
+		s.add(Group{Name: name, Roots: rs, Why: "running on this machine", Suspect: true})
 	}
 }
 

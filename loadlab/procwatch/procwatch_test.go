@@ -238,6 +238,76 @@ func TestFollowFindsTheBackendBehindAProxy(t *testing.T) {
 	t.Logf("watching %s", strings.Join(set.Describe(), "; "))
 }
 
+// Two systems on one machine, each a proxy in front of an "app": the
+// target's proxy ("front") and an unrelated nginx in front of another
+// app. Discovery watches the unrelated nginx as a suspect (it runs here)
+// but adopts only the app the target's own connections reach, never the
+// same-named app behind the other proxy.
+func TestDiscoverAdoptsOnlyWhatTheTargetReaches(t *testing.T) {
+	ours, oport := start(t, "app", "backend")
+	_, fport := start(t, "front", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", oport))
+	other, xport := start(t, "app", "backend")
+	_, nport := start(t, "nginx", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", xport))
+	// Both proxies keep their upstream connections open after a request.
+	get(t, fport, 4)
+	get(t, nport, 4)
+	set, err := Discover(fport, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Refresh()
+	set.Refresh()
+	var app, nginx *Group
+	for _, g := range set.Groups() {
+		switch g.Name {
+		case "app":
+			app = &g
+		case "nginx":
+			if !g.Suspect {
+				t.Errorf("the unrelated nginx is watched as connected: %+v", g)
+			}
+			nginx = &g
+		}
+	}
+	if app == nil || !slices.Equal(app.Roots, []int{ours.Process.Pid}) || app.Suspect {
+		t.Fatalf("watching %v; want the app %d behind the target only, not %d behind the other proxy",
+			set.Describe(), ours.Process.Pid, other.Process.Pid)
+	}
+	if nginx == nil {
+		t.Fatalf("watching %v; want the unrelated nginx as a suspect", set.Describe())
+	}
+}
+
+// A suspect found connected is adopted alone: the target's proxy is an
+// "nginx", and another nginx running here stays a suspect.
+func TestDiscoverAdoptsAConnectedSuspectAlone(t *testing.T) {
+	_, bport := start(t, "app", "backend")
+	mid, mport := start(t, "nginx", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", bport))
+	_, fport := start(t, "front", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", mport))
+	_, xport := start(t, "app", "backend")
+	unrelated, _ := start(t, "nginx", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", xport))
+	get(t, fport, 4)
+	set, err := Discover(fport, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Refresh()
+	var connected, suspect []int
+	for _, g := range set.Groups() {
+		if g.Name != "nginx" {
+			continue
+		}
+		if g.Suspect {
+			suspect = append(suspect, g.Roots...)
+		} else {
+			connected = append(connected, g.Roots...)
+		}
+	}
+	if !slices.Equal(connected, []int{mid.Process.Pid}) || !slices.Contains(suspect, unrelated.Process.Pid) {
+		t.Fatalf("watching %v; want nginx %d connected and %d a suspect", set.Describe(), mid.Process.Pid, unrelated.Process.Pid)
+	}
+}
+
 // A process in a cgroup held to a tenth of a core: its quota and how
 // often the quota ran out are read from the cgroup (v1 here; v2 where
 // the machine has it).
