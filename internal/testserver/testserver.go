@@ -4,6 +4,7 @@
 package testserver
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 // Binary finds a server binary: the environment variable env, then the
@@ -50,16 +53,16 @@ func FreePort(t testing.TB) int {
 }
 
 // WaitListening returns once 127.0.0.1:port accepts connections; it fails
-// t if the process ends first (done closed) or after 30 s. A real process
-// has to come up: bounded polling with a generous limit.
+// t if the process ends first (done closed) or after 30 s. A process says
+// nothing when it is ready, so this polls, with a generous limit.
 func WaitListening(t testing.TB, port int, done <-chan struct{}, logFile string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	testwait.Eventually(t, 30*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		select {
 		case <-done:
@@ -67,11 +70,8 @@ func WaitListening(t testing.TB, port int, done <-chan struct{}, logFile string)
 			t.Fatalf("server exited at start:\n%s", out)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not accepting connections on port %d after 30s", port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("server not accepting connections: %w", err)
+	})
 }
 
 // Process is a started server process that a test may stop and, through
