@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/cache"
@@ -732,10 +735,13 @@ func TestRequestIDs(t *testing.T) {
 }
 
 func TestServerDrainsInFlightRequestsOnClose(t *testing.T) {
-	started := make(chan struct{})
+	// The handler holds its request until the test has seen Close begin
+	// (new connections refused) and not end: no wall-clock window decides
+	// whether the request was still in flight.
+	started, release := make(chan struct{}), make(chan struct{})
 	srv := &httpapi.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
-		time.Sleep(300 * time.Millisecond)
+		<-release
 		io.WriteString(w, "done")
 	})}
 	if err := srv.Open(); err != nil {
@@ -760,9 +766,26 @@ func TestServerDrainsInFlightRequestsOnClose(t *testing.T) {
 		got <- result{string(b), err}
 	}()
 	<-started
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := srv.Close(ctx); err != nil {
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close(ctx) }()
+	addr := strings.TrimPrefix(srv.URL(), "http://")
+	testwait.Eventually(t, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		return errors.New("the server still accepts connections after Close began")
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a request was in flight", err)
+	default:
+	}
+	close(release)
+	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
 	if r := <-got; r.err != nil || r.body != "done" {
