@@ -122,14 +122,25 @@ func TestRunWritesSummaryAndJSON(t *testing.T) {
 }
 
 func TestRunReportsASaturatedGenerator(t *testing.T) {
+	// The first request is held until the client gives up on it, after
+	// twice the run's duration: every other request falls due while the
+	// only in-flight slot is taken, however the machine schedules the
+	// pacer. The generator must say that it, not the target, limited the
+	// run. That one request times out, by design: --max-errors 1.
+	var seen atomic.Int64
+	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(20 * time.Millisecond)
+		if seen.Add(1) == 1 {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}
 	}))
 	defer srv.Close()
+	defer close(release)
 	path := filepath.Join(t.TempDir(), "out.json")
-	// One request in flight at a time cannot keep 100/s at 20 ms each: the
-	// generator must say that it, not the target, limited the run.
-	out, errOut, err := loadlab("run", "--rate", "100", "--duration", "1s", "--max-inflight", "1", "--json", path, srv.URL)
+	out, errOut, err := loadlab("run", "--rate", "100", "--duration", "500ms", "--timeout", "1s", "--max-errors", "1", "--max-inflight", "1", "--json", path, srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +170,24 @@ func TestRunReportsASaturatedGenerator(t *testing.T) {
 }
 
 func TestRunStopsOnCancelWithThePartialResult(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	// One user sends its next request only after recording the previous
+	// answer: once the server sees the third request, two are counted, and
+	// the run is cancelled then.
+	var seen atomic.Int64
+	third := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen.Add(1) == 3 {
+			close(third)
+		}
+	}))
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-third
+		cancel()
+	}()
 	var out, errb bytes.Buffer
-	if err := run(ctx, []string{"run", "--rate", "50", "--duration", "1m", srv.URL}, &out, &errb); err != nil {
+	if err := run(ctx, []string{"run", "--concurrency", "1", "--duration", "1m", srv.URL}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "requests ") || strings.Contains(out.String(), "requests    0 ") {
