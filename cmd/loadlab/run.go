@@ -166,8 +166,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return notRun(fmt.Errorf("run: %v", err))
 	}
-	outcomes := checks.Evaluate(measuredRun(res), func(string) (threshold.Measured, bool) { return threshold.Measured{}, false })
+	outcomes := checks.Evaluate(measuredRun(res), endpointMeasured(res))
 	printSummary(stdout, res)
+	printEndpoints(stdout, res.Endpoints)
 	printThresholds(stdout, outcomes)
 	if *f.jsonOut != "" {
 		if err := writeJSON(*f.jsonOut, struct {
@@ -178,7 +179,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return notRun(fmt.Errorf("run: %v", err))
 		}
 	}
-	return thresholdFailure(outcomes)
+	return thresholdFailure(outcomes, res.Endpoints)
 }
 
 // config turns the flags and arguments into a load configuration, the
@@ -225,6 +226,9 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 		return cfg, "", nil, errors.New("--base applies to --scenario only")
 	}
 	if err := cfg.Validate(); err != nil {
+		return cfg, "", nil, err
+	}
+	if err := checkEndpointNames(checks, load.EndpointsOf(cfg)); err != nil {
 		return cfg, "", nil, err
 	}
 	return cfg, target, checks, nil
@@ -303,7 +307,7 @@ func thresholdsJSON(outcomes []threshold.Outcome) []thresholdJSON {
 
 // thresholdFailure is the one line that names the first failed threshold
 // (and how many others failed), or nil when all passed.
-func thresholdFailure(outcomes []threshold.Outcome) error {
+func thresholdFailure(outcomes []threshold.Outcome, eps []load.Endpoint) error {
 	first, ok := threshold.FirstFailure(outcomes)
 	if !ok {
 		return nil
@@ -315,6 +319,11 @@ func thresholdFailure(outcomes []threshold.Outcome) error {
 		}
 	}
 	msg := first.String()
+	if m := first.Threshold.Metric; m == threshold.ErrorShare || m == threshold.ErrorCount {
+		if c := topCause(eps); c != "" {
+			msg += "; most: " + c
+		}
+	}
 	if n > 1 {
 		msg += fmt.Sprintf(" (and %d more thresholds failed)", n-1)
 	}

@@ -33,6 +33,7 @@ const (
 type outcome struct {
 	status int
 	kind   errorKind
+	err    error // the client's error, for a transport failure
 }
 
 type errorKind uint8
@@ -44,6 +45,9 @@ const (
 	timeoutKind
 	connectionKind
 	otherKind
+	// buildFailed: a scenario could not build the request (counted as
+	// other).
+	buildFailed
 	// aborted: the run was cancelled while the request was in flight; it
 	// is not counted.
 	aborted
@@ -144,10 +148,13 @@ func (s *fastSender) send(ctx context.Context, r *Request, wantBody bool, buf []
 		if ctx.Err() != nil {
 			return outcome{kind: aborted}, buf
 		}
-		return outcome{kind: classifyErr(err)}, buf
+		return outcome{kind: classifyErr(err), err: err}, buf
 	}
 	code := resp.StatusCode()
-	if wantBody {
+	// An error's body says why (a problem document's detail): keep it for
+	// the error's sample. The buffer is reused, so this allocates only
+	// while it grows.
+	if wantBody || code >= 400 {
 		buf = append(buf[:0], resp.Body()...)
 	}
 	return outcome{status: code, kind: classifyStatus(code)}, buf
@@ -190,7 +197,7 @@ func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []b
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, r.URL, body)
 	if err != nil {
-		return outcome{kind: otherKind}, buf
+		return outcome{kind: otherKind, err: err}, buf
 	}
 	for k, vs := range r.Header {
 		if strings.EqualFold(k, "Host") && len(vs) > 0 {
@@ -206,19 +213,19 @@ func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []b
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) && ue.Timeout() {
-			return outcome{kind: timeoutKind}, buf
+			return outcome{kind: timeoutKind, err: err}, buf
 		}
-		return outcome{kind: classifyErr(err)}, buf
+		return outcome{kind: classifyErr(err), err: err}, buf
 	}
 	buf = buf[:0]
-	if wantBody {
+	if wantBody || resp.StatusCode >= 400 {
 		buf, err = readAppend(buf, resp.Body)
 	} else {
 		_, err = io.Copy(io.Discard, resp.Body)
 	}
 	resp.Body.Close()
 	if err != nil {
-		return outcome{kind: classifyErr(err)}, buf
+		return outcome{kind: classifyErr(err), err: err}, buf
 	}
 	return outcome{status: resp.StatusCode, kind: classifyStatus(resp.StatusCode)}, buf
 }

@@ -19,6 +19,16 @@ type Request struct {
 	URL    string
 	Header http.Header
 	Body   []byte
+	// Endpoint indexes the run's endpoints (Scenario.Endpoints); its
+	// results are kept per endpoint. A single target is endpoint 0.
+	Endpoint int
+}
+
+// EndpointInfo names one endpoint of a scenario: a step, or one request
+// of a step's sequence.
+type EndpointInfo struct {
+	Name    string // "checkout/2"
+	Request string // "POST /v1/orders", as written (templates unexpanded)
 }
 
 // Config describes one load run. Exactly one of Rate (open loop) and
@@ -47,11 +57,14 @@ type Config struct {
 // package implements it; a Scenario is shared, a Session is per user.
 type Scenario interface {
 	NewSession() Session
+	// Endpoints lists the endpoints its requests' Endpoint fields index.
+	Endpoints() []EndpointInfo
 }
 
 // Session is one user's walk through a scenario.
 type Session interface {
-	// Next returns the user's next request.
+	// Next returns the user's next request. When it cannot be built, the
+	// error says why and the request, if not nil, names its Endpoint.
 	Next() (*Request, error)
 	// Observe feeds the response back (to capture values such as tokens).
 	Observe(req *Request, status int, body []byte)
@@ -162,4 +175,37 @@ type Result struct {
 	// those of the successful answers.
 	Histogram        *hdrhistogram.Histogram `json:"-"`
 	SuccessHistogram *hdrhistogram.Histogram `json:"-"`
+	// Endpoints holds the results of each endpoint: each step of a
+	// scenario, or the one method and path of a URL run.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is what one endpoint of a run measured.
+type Endpoint struct {
+	Name     string         `json:"name"`
+	Request  string         `json:"request"`
+	Requests int64          `json:"requests"` // completed, successful or not
+	Errors   EndpointErrors `json:"errors"`
+	Latency  Latency        `json:"latency"`
+	// Histogram holds the endpoint's latencies in microseconds.
+	Histogram *hdrhistogram.Histogram `json:"-"`
+}
+
+// EndpointErrors counts an endpoint's failed requests by kind, by status
+// code and by cause.
+type EndpointErrors struct {
+	Total int64 `json:"total"`
+	ErrorCounts
+	ByStatus map[string]int64 `json:"by_status"` // "429": 7841
+	Causes   []Cause          `json:"causes"`    // most frequent first
+}
+
+// Cause is one reason requests failed, with the first message seen for it.
+type Cause struct {
+	Cause  string `json:"cause"`            // "429 Too Many Requests", "connection refused", "timeout after 5s"
+	Status int    `json:"status,omitempty"` // for an HTTP status
+	Count  int64  `json:"count"`
+	// Sample is one message of this cause: the first line of a problem
+	// document's detail, of another error body, or of the client's error.
+	Sample string `json:"sample,omitempty"`
 }

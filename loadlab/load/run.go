@@ -132,7 +132,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer snd.close()
 
-	g := &generator{cfg: cfg, snd: snd, rec: newRecorder(), sendDelay: hdrhistogram.New(0, maxLatencyUS, 2)}
+	g := &generator{cfg: cfg, snd: snd, rec: newRecorder(), sendDelay: hdrhistogram.New(0, maxLatencyUS, 2),
+		endpoints: EndpointsOf(cfg), timeoutCause: "timeout after " + cfg.Timeout.String()}
 	return g.run(ctx)
 }
 
@@ -140,6 +141,9 @@ type generator struct {
 	cfg Config
 	snd sender
 	rec *recorder
+	// endpoints names the endpoints requests are recorded under.
+	endpoints    []EndpointInfo
+	timeoutCause string // "timeout after 30s"
 
 	issued atomic.Int64 // requests started (for the Requests bound)
 	late   atomic.Int64 // open loop: started more than lateAfter behind schedule
@@ -359,7 +363,13 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	if w.session != nil {
 		r, err := w.session.Next()
 		if err != nil {
-			w.shard.record(0, outcome{kind: otherKind})
+			// A scenario that cannot build its request returns it with
+			// its endpoint set, so the failure counts where it belongs.
+			ep := 0
+			if r != nil {
+				ep = r.Endpoint
+			}
+			w.shard.record(0, outcome{kind: buildFailed, err: err}, ep, nil, w.g.timeoutCause)
 			return
 		}
 		req = r
@@ -373,7 +383,7 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	if w.session != nil {
 		w.session.Observe(req, out.status, buf)
 	}
-	w.shard.record(lat, out)
+	w.shard.record(lat, out, req.Endpoint, buf, w.g.timeoutCause)
 }
 
 // --- recording ---
@@ -398,7 +408,8 @@ type shard struct {
 	ok    *hdrhistogram.Histogram // the successful answers among them
 	count int64
 	errs  ErrorCounts
-	_     [64]byte // keep shards on separate cache lines
+	eps   []*endpointStats // the whole run's, by endpoint; created when first used
+	_     [64]byte         // keep shards on separate cache lines
 }
 
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
@@ -412,31 +423,51 @@ func newRecorder() *recorder {
 	return r
 }
 
-func (s *shard) record(lat time.Duration, out outcome) {
-	us := max(int64(lat/time.Microsecond), 1)
+// record counts one request of endpoint ep; body is the answer's body,
+// read only when the request failed.
+func (s *shard) record(lat time.Duration, out outcome, ep int, body []byte, timeoutCause string) {
+	us := min(max(int64(lat/time.Microsecond), 1), maxLatencyUS)
 	s.mu.Lock()
+	for len(s.eps) <= ep {
+		s.eps = append(s.eps, nil)
+	}
+	e := s.eps[ep]
+	if e == nil {
+		e = newEndpointStats()
+		s.eps[ep] = e
+	}
 	s.count++
-	switch out.kind {
-	case status4xx:
-		s.errs.Status4xx++
-	case status5xx:
-		s.errs.Status5xx++
-	case timeoutKind:
-		s.errs.Timeout++
-	case connectionKind:
-		s.errs.Connection++
-	case otherKind:
-		s.errs.Other++
+	e.count++
+	if out.kind != okKind {
+		countKind(&s.errs, out.kind)
+		countKind(&e.errs, out.kind)
+		e.addCause(out, body, timeoutCause)
 	}
 	// Every completed request's latency is recorded, failed ones too: a
 	// timeout is the slowest answer of all.
 	if lat > 0 {
-		s.hist.RecordValue(min(us, maxLatencyUS)) //nolint:errcheck // clamped to range
+		s.hist.RecordValue(us) //nolint:errcheck // clamped to range
+		e.hist.RecordValue(us) //nolint:errcheck // clamped to range
 		if out.kind == okKind {
-			s.ok.RecordValue(min(us, maxLatencyUS)) //nolint:errcheck // clamped to range
+			s.ok.RecordValue(us) //nolint:errcheck // clamped to range
 		}
 	}
 	s.mu.Unlock()
+}
+
+func countKind(c *ErrorCounts, k errorKind) {
+	switch k {
+	case status4xx:
+		c.Status4xx++
+	case status5xx:
+		c.Status5xx++
+	case timeoutKind:
+		c.Timeout++
+	case connectionKind:
+		c.Connection++
+	case otherKind, buildFailed:
+		c.Other++
+	}
 }
 
 // drain moves the shards' interval data into one interval histogram.
@@ -576,6 +607,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 	if elapsed > 0 {
 		res.GoodputRPS = float64(res.Succeeded) / elapsed.Seconds()
 	}
+	res.Endpoints = g.endpointResults()
 	// Self-checks: was the generator, not the target, the limit?
 	cores := float64(runtime.GOMAXPROCS(0))
 	if busy := cpu.Seconds() / elapsed.Seconds() / cores; busy > cpuSaturated {

@@ -140,6 +140,7 @@ type Scenario struct {
 	setup       []*call
 	steps       []*step
 	totalWeight int
+	endpoints   []load.EndpointInfo // indexed by call.endpoint
 }
 
 type step struct {
@@ -149,12 +150,13 @@ type step struct {
 }
 
 type call struct {
-	where   string // "step add, request 2", for errors
-	method  string
-	path    *template.Template
-	headers map[string]*template.Template
-	body    *template.Template
-	capture map[string][]pathPart
+	where    string // "step add, request 2", for errors
+	endpoint int    // index into Scenario.endpoints
+	method   string
+	path     *template.Template
+	headers  map[string]*template.Template
+	body     *template.Template
+	capture  map[string][]pathPart
 }
 
 var funcs = template.FuncMap{
@@ -196,6 +198,11 @@ func Compile(f *File) (*Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
+		name := c.Name
+		if name == "" {
+			name = fmt.Sprintf("setup %d", i+1)
+		}
+		s.addEndpoint(cc, name, c.Call)
 		s.setup = append(s.setup, cc)
 	}
 	if len(f.Steps) == 0 {
@@ -230,6 +237,11 @@ func Compile(f *File) (*Scenario, error) {
 			if err != nil {
 				return nil, err
 			}
+			ep := name
+			if len(calls) > 1 {
+				ep = fmt.Sprintf("%s/%d", name, j+1)
+			}
+			s.addEndpoint(cc, ep, c)
 			cs.calls = append(cs.calls, cc)
 		}
 		s.steps = append(s.steps, cs)
@@ -237,6 +249,21 @@ func Compile(f *File) (*Scenario, error) {
 	}
 	return s, nil
 }
+
+// addEndpoint gives a call its endpoint: its results are kept apart from
+// the other steps'.
+func (s *Scenario) addEndpoint(cc *call, name string, c Call) {
+	cc.endpoint = len(s.endpoints)
+	method := strings.ToUpper(c.Method)
+	if method == "" {
+		method = "GET"
+	}
+	s.endpoints = append(s.endpoints, load.EndpointInfo{Name: name, Request: method + " " + c.Path})
+}
+
+// Endpoints lists the scenario's endpoints: each setup request, each
+// step, and each request of a sequence as "step/1", "step/2".
+func (s *Scenario) Endpoints() []load.EndpointInfo { return s.endpoints }
 
 func compileCall(c Call, where string) (*call, error) {
 	if c.Method == "" {
@@ -322,7 +349,13 @@ func (u *session) Next() (*load.Request, error) {
 		c, u.queue = st.calls[0], st.calls[1:]
 	}
 	u.last = c
-	return u.build(c)
+	r, err := u.build(c)
+	if err != nil {
+		// The request that could not be built still names its endpoint,
+		// so the failure is counted under its step.
+		return &load.Request{Endpoint: c.endpoint}, err
+	}
+	return r, nil
 }
 
 func (s *Scenario) pick() *step {
@@ -428,7 +461,7 @@ func (u *session) build(c *call) (*load.Request, error) {
 		return nil, fmt.Errorf("%s: path: %v", c.where, err)
 	}
 	r := &u.lastReq
-	r.Method, r.URL, r.Body = c.method, u.s.base.String()+path, nil
+	r.Method, r.URL, r.Body, r.Endpoint = c.method, u.s.base.String()+path, nil, c.endpoint
 	// A templated path can still make a URL that does not parse (a
 	// captured value with a stray %): say which step, rather than send it.
 	if _, err := url.Parse(r.URL); err != nil {

@@ -1,0 +1,211 @@
+package load
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// endpointStats is one endpoint's results in one shard.
+type endpointStats struct {
+	hist   *hdrhistogram.Histogram // µs
+	count  int64
+	errs   ErrorCounts
+	causes map[causeKey]*causeCount
+}
+
+// causeKey identifies a cause without allocating: a status code, or one
+// of the constant transport causes.
+type causeKey struct {
+	status int
+	cause  string
+}
+
+type causeCount struct {
+	n      int64
+	sample string
+}
+
+func newEndpointStats() *endpointStats {
+	return &endpointStats{hist: newHist(), causes: map[causeKey]*causeCount{}}
+}
+
+// addCause counts a failed request's cause; the message of its first
+// occurrence is kept as the sample (and only then built, since that
+// allocates).
+func (e *endpointStats) addCause(out outcome, body []byte, timeoutCause string) {
+	key := causeKey{status: out.status}
+	if out.status == 0 {
+		key.cause = transportCause(out, timeoutCause)
+	}
+	if c, ok := e.causes[key]; ok {
+		c.n++
+		return
+	}
+	sample := ""
+	switch {
+	case out.status != 0:
+		sample = bodySample(body)
+	case out.err != nil:
+		sample = firstLine(out.err.Error())
+	}
+	e.causes[key] = &causeCount{n: 1, sample: sample}
+}
+
+// transportCause names why a request got no answer, in the words a
+// person would search for.
+func transportCause(out outcome, timeoutCause string) string {
+	err := out.err
+	var dns *net.DNSError
+	switch {
+	case out.kind == timeoutKind:
+		return timeoutCause
+	case out.kind == buildFailed:
+		return "request could not be built"
+	case err == nil:
+		return "other error"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return "no such host"
+	case errors.As(err, &dns):
+		return "DNS lookup failed"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset by the target"
+	case out.kind == connectionKind:
+		return "connection closed by the target"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return "request could not be sent"
+	}
+	return "other error"
+}
+
+// bodySample is one line from an error response: a problem document's
+// detail (or title), else the body's first line.
+func bodySample(body []byte) string {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return ""
+	}
+	if body[0] == '{' {
+		var p struct {
+			Title  string `json:"title"`
+			Detail string `json:"detail"`
+		}
+		if json.Unmarshal(body, &p) == nil {
+			if p.Detail != "" {
+				return firstLine(p.Detail)
+			}
+			if p.Title != "" {
+				return firstLine(p.Title)
+			}
+		}
+	}
+	if !utf8.Valid(body) {
+		return ""
+	}
+	return firstLine(string(body))
+}
+
+const maxSample = 200
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	s = strings.TrimSpace(s)
+	if len(s) > maxSample {
+		cut := maxSample
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// EndpointsOf names the endpoints of a run: the scenario's, or the one
+// method and path of a single target ("GET /v1/menu").
+func EndpointsOf(cfg Config) []EndpointInfo {
+	if cfg.Scenario != nil {
+		return cfg.Scenario.Endpoints()
+	}
+	name := cfg.Target.Method
+	if name == "" {
+		name = http.MethodGet
+	}
+	path := "/"
+	if u, err := url.Parse(cfg.Target.URL); err == nil && u.Path != "" {
+		path = u.Path
+	}
+	name += " " + path
+	return []EndpointInfo{{Name: name, Request: name}}
+}
+
+// endpointResults merges the shards' per-endpoint results.
+func (g *generator) endpointResults() []Endpoint {
+	out := make([]Endpoint, len(g.endpoints))
+	for i, info := range g.endpoints {
+		out[i] = Endpoint{Name: info.Name, Request: info.Request, Histogram: newHist()}
+	}
+	causes := make([]map[causeKey]*causeCount, len(out))
+	for _, s := range g.rec.shards {
+		s.mu.Lock()
+		for i, e := range s.eps {
+			if e == nil || i >= len(out) {
+				continue
+			}
+			out[i].Histogram.Merge(e.hist)
+			out[i].Requests += e.count
+			addErrs(&out[i].Errors.ErrorCounts, e.errs)
+			if causes[i] == nil {
+				causes[i] = map[causeKey]*causeCount{}
+			}
+			for k, c := range e.causes {
+				if have, ok := causes[i][k]; ok {
+					have.n += c.n
+				} else {
+					causes[i][k] = &causeCount{n: c.n, sample: c.sample}
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	for i := range out {
+		ep := &out[i]
+		ep.Errors.Total = ep.Errors.ErrorCounts.Total()
+		ep.Errors.ByStatus, ep.Errors.Causes = summariseCauses(causes[i])
+		ep.Latency = latencyOf(ep.Histogram)
+	}
+	return out
+}
+
+func summariseCauses(m map[causeKey]*causeCount) (map[string]int64, []Cause) {
+	byStatus := map[string]int64{}
+	causes := []Cause{}
+	for k, c := range m {
+		name := k.cause
+		if k.status != 0 {
+			byStatus[strconv.Itoa(k.status)] += c.n
+			name = strings.TrimSpace(strconv.Itoa(k.status) + " " + http.StatusText(k.status))
+		}
+		causes = append(causes, Cause{Cause: name, Status: k.status, Count: c.n, Sample: c.sample})
+	}
+	sort.Slice(causes, func(i, j int) bool {
+		if causes[i].Count != causes[j].Count {
+			return causes[i].Count > causes[j].Count
+		}
+		return causes[i].Cause < causes[j].Cause
+	})
+	return byStatus, causes
+}
