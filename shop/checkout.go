@@ -53,8 +53,10 @@ type CheckoutTx interface {
 	EmptyCart(ctx context.Context, sessionID int64) error
 	// BumpCatalogVersion tells menu readers that the menu changed.
 	BumpCatalogVersion(ctx context.Context) error
-	// EnqueueOrderPlaced inserts the confirmation job in this transaction.
-	EnqueueOrderPlaced(ctx context.Context, orderID int64) error
+	// RunInTx runs fn on this transaction as its database driver knows it,
+	// so that the caller's writes (the job queue's) commit or roll back
+	// with the checkout's.
+	RunInTx(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
 	// Order reads one of the session's orders.
 	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
 }
@@ -66,27 +68,43 @@ type CheckoutStore interface {
 	InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx CheckoutTx) error) error
 }
 
-// OrderStore is what Orders needs from a store.
-type OrderStore interface {
-	CheckoutStore
-	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
-	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)
+// ConfirmationQueue schedules the confirmation of a placed order: the job
+// queue. It inserts the job in the checkout's own transaction (tx, as
+// CheckoutTx.RunInTx hands it), so the job exists if and only if the order
+// does.
+type ConfirmationQueue interface {
+	EnqueueOrderPlaced(ctx context.Context, tx Tx, orderID int64) error
 }
 
-// Orders is the ordering use case: checkout under the rules, and a
-// session's orders read back.
-type Orders struct {
-	store OrderStore
+// Ordering is placing an order under the rules and reading a session's
+// orders back: what the HTTP adapter and the cache layers in front of it
+// use. OrderDesk implements it over a store.
+type Ordering interface {
+	// PlaceOrder turns the session's cart into an order (see
+	// OrderDesk.PlaceOrder); created is false for a retry.
+	PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, created bool, err error)
+	OrderReader
+}
+
+// OrderDesk is the ordering use case: checkout under the rules, over a
+// store's checkout transactions, with the confirmation scheduled in each;
+// and a session's orders read back.
+type OrderDesk struct {
+	store OrderService
+	queue ConfirmationQueue
 	now   func() time.Time
 }
 
-// NewOrders returns the use case over store; now is the clock (nil: the
-// wall clock).
-func NewOrders(store OrderStore, now func() time.Time) *Orders {
+var _ Ordering = (*OrderDesk)(nil)
+
+// NewOrderDesk returns the use case over store, scheduling confirmations
+// on queue (nil: orders are placed without a confirmation job, as in store
+// tests with no worker); now is the clock (nil: the wall clock).
+func NewOrderDesk(store OrderService, queue ConfirmationQueue, now func() time.Time) *OrderDesk {
 	if now == nil {
 		now = time.Now
 	}
-	return &Orders{store: store, now: now}
+	return &OrderDesk{store: store, queue: queue, now: now}
 }
 
 // PriceChangedError: the cart's total at current prices is not the total
@@ -113,7 +131,7 @@ func formatCents(c int64) string {
 // an earlier checkout with the same key and body made (created false).
 // Errors: EINVALID (bad key or body), ErrIdempotencyMismatch (same key,
 // other body), ErrCartEmpty, *PriceChangedError, *OutOfStockError.
-func (o *Orders) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, created bool, err error) {
+func (o *OrderDesk) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, created bool, err error) {
 	if err := ValidateIdempotencyKey(p.IdempotencyKey); err != nil {
 		return nil, false, err
 	}
@@ -198,8 +216,12 @@ func (o *Orders) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, cr
 				return err
 			}
 		}
-		if err := tx.EnqueueOrderPlaced(ctx, placed.ID); err != nil {
-			return err
+		if o.queue != nil {
+			if err := tx.RunInTx(ctx, func(ctx context.Context, dtx Tx) error {
+				return o.queue.EnqueueOrderPlaced(ctx, dtx, placed.ID)
+			}); err != nil {
+				return fmt.Errorf("enqueue confirmation of order %d: %w", placed.ID, err)
+			}
 		}
 		order, created = placed, true
 		return nil
@@ -211,11 +233,11 @@ func (o *Orders) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order, cr
 }
 
 // Order returns one of the session's orders; another session's is ENOTFOUND.
-func (o *Orders) Order(ctx context.Context, sessionID, orderID int64) (*Order, error) {
+func (o *OrderDesk) Order(ctx context.Context, sessionID, orderID int64) (*Order, error) {
 	return o.store.Order(ctx, sessionID, orderID)
 }
 
 // ListOrders returns a page of the session's orders, newest first.
-func (o *Orders) ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error) {
+func (o *OrderDesk) ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error) {
 	return o.store.ListOrders(ctx, sessionID, f)
 }

@@ -231,13 +231,18 @@ type CartService interface {
 	ClearCart(ctx context.Context, sessionID int64) error
 }
 
-// OrderService runs checkout transactions (the rules are in Orders) and
-// reads orders back.
-type OrderService interface {
-	CheckoutStore
+// OrderReader reads a session's orders back.
+type OrderReader interface {
 	// Order returns the session's order; another session's order is ENOTFOUND.
 	Order(ctx context.Context, sessionID, orderID int64) (*Order, error)
 	ListOrders(ctx context.Context, sessionID int64, f OrderFilter) (*OrderPage, error)
+}
+
+// OrderService is a store's side of ordering: checkout transactions (the
+// rules are in OrderDesk, which runs them) and orders read back.
+type OrderService interface {
+	CheckoutStore
+	OrderReader
 }
 
 // Tx is a store's open write transaction as its database driver knows it:

@@ -220,12 +220,12 @@ func TestDrainDelayElapsesOnItsOwn(t *testing.T) {
 func TestDrainDelayDefaultsByRole(t *testing.T) {
 	for role, want := range map[string]time.Duration{"api": 5 * time.Second, "all": 0, "worker": 0} {
 		c, err := parseConfig([]string{"--role", role}, func(string) string { return "" }, io.Discard)
-		if err != nil || c.drainDelay != want {
-			t.Errorf("--role %s: drain delay %v (%v), want %v", role, c.drainDelay, err, want)
+		if err != nil || c.DrainDelay != want {
+			t.Errorf("--role %s: drain delay %v (%v), want %v", role, c.DrainDelay, err, want)
 		}
 	}
 	c, err := parseConfig([]string{"--role", "api"}, func(k string) string { return map[string]string{"SHOP_DRAIN_DELAY": "0s"}[k] }, io.Discard)
-	if err != nil || c.drainDelay != 0 {
-		t.Errorf("SHOP_DRAIN_DELAY=0s: %v (%v), want 0", c.drainDelay, err)
+	if err != nil || c.DrainDelay != 0 {
+		t.Errorf("SHOP_DRAIN_DELAY=0s: %v (%v), want 0", c.DrainDelay, err)
 	}
 }

@@ -1,8 +1,9 @@
-// Package backend opens the ordering service's state as one unit: the store
-// and the job queue whose jobs it inserts in its own transactions, on the
-// same database. The two need each other (checkout enqueues through the
-// queue, the queue's workers use the store), so they are built together,
-// here, by the one constructor that cmd/shop and the tests share.
+// Package backend opens the ordering service's state: the store on its
+// database, then the job queue over the same database, whose workers use
+// the store and whose jobs checkout inserts in its own transactions. The
+// store is built first and knows nothing of the queue; the queue is built
+// over the finished (wrapped) store; the order desk joins the two. It is the
+// one way cmd/shop (through shop/app) and the tests open a database.
 package backend
 
 import (
@@ -41,8 +42,10 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Queue is the job queue's life cycle.
+// Queue is the job queue: it schedules confirmations in checkout
+// transactions, and has a life cycle.
 type Queue interface {
+	shop.ConfirmationQueue
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
 	Backlog(ctx context.Context) (jobs.Backlog, error)
@@ -52,9 +55,11 @@ type Queue interface {
 type Backend struct {
 	// Store is the store, wrapped by Config.Wrap when one was given.
 	Store shop.Store
-	// Orders is checkout and order reads over Store, under the rules.
-	Orders *shop.Orders
-	Queue  Queue
+	// Queue is the job queue over Store (nil until OpenQueue).
+	Queue Queue
+	// Desk is checkout and order reads over Store, under the rules, with
+	// confirmations scheduled on Queue (nil until OpenQueue).
+	Desk *shop.OrderDesk
 	// Where names the database for logs: a file path or a URL without
 	// its password.
 	Where string
@@ -64,14 +69,31 @@ type Backend struct {
 	// Postgres is the PostgreSQL database (nil on the embedded default).
 	Postgres *postgres.DB
 
-	seed  func(ctx context.Context, items []shop.Item) (int, error)
-	close func() error
+	now      func() time.Time
+	newQueue func(ctx context.Context, store shop.Store, cfg jobs.Config) (Queue, error)
+	seed     func(ctx context.Context, items []shop.Item) (int, error)
+	close    func() error
 }
 
-// Open opens the database and builds the store and the queue. The embedded
-// default migrates on open; PostgreSQL only checks that `shop migrate` has
-// run (see Migrate), so N replicas starting together do not race.
+// Open opens the store and its queue (OpenStore, then OpenQueue with
+// cfg.Jobs).
 func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	b, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.OpenQueue(ctx, cfg.Jobs); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// OpenStore opens the database and builds the store, wrapped by cfg.Wrap.
+// The embedded default migrates on open; PostgreSQL only checks that `shop
+// migrate` has run (see Migrate), so N replicas starting together do not
+// race.
+func OpenStore(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.DatabaseURL != "" {
 		return openPostgres(ctx, cfg)
 	}
@@ -79,17 +101,11 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The queue's workers get the store once it exists: it needs the queue
-	// to enqueue in its checkout transaction.
-	late := &lateStore{}
-	q, err := jobs.New[*sql.Tx](ctx, riversqlite.New(db.WriteDB()), late, cfg.Jobs)
-	if err != nil {
-		db.Close()
-		return nil, err
+	raw := sqlite.NewStore(db, cfg.Now)
+	b := &Backend{Store: wrap(cfg.Wrap, raw), Where: db.Path(), SQLite: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
+	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
+		return jobs.New[*sql.Tx](ctx, riversqlite.New(db.WriteDB()), store, jc)
 	}
-	raw := sqlite.NewStore(db, q, cfg.Now)
-	b := &Backend{Queue: q, Where: db.Path(), SQLite: db, seed: raw.SeedIfEmpty, close: raw.Close}
-	b.finish(cfg, raw, late)
 	return b, nil
 }
 
@@ -102,29 +118,35 @@ func openPostgres(ctx context.Context, cfg Config) (*Backend, error) {
 		db.Close()
 		return nil, err
 	}
-	late := &lateStore{}
-	jc := cfg.Jobs
-	jc.NoMigrate = true
-	if jc.PollInterval == 0 {
-		// Workers are woken by LISTEN/NOTIFY when a job is inserted; the
-		// poll is only the fallback for a lost notification.
-		jc.PollInterval = time.Second
+	raw := postgres.NewStore(db, cfg.Now)
+	b := &Backend{Store: wrap(cfg.Wrap, raw), Where: "postgres " + db.Where(), Postgres: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
+	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
+		jc.NoMigrate = true
+		if jc.PollInterval == 0 {
+			// Workers are woken by LISTEN/NOTIFY when a job is inserted;
+			// the poll is only the fallback for a lost notification.
+			jc.PollInterval = time.Second
+		}
+		q, err := jobs.New[pgx.Tx](ctx, riverpgxv5.New(db.Pool()), store, jc)
+		if err != nil {
+			return nil, fmt.Errorf("postgres at %s: %w", db.Where(), err)
+		}
+		return q, nil
 	}
-	q, err := jobs.New[pgx.Tx](ctx, riverpgxv5.New(db.Pool()), late, jc)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("postgres at %s: %w", db.Where(), err)
-	}
-	raw := postgres.NewStore(db, q, cfg.Now)
-	b := &Backend{Queue: q, Where: "postgres " + db.Where(), Postgres: db, seed: raw.SeedIfEmpty, close: raw.Close}
-	b.finish(cfg, raw, late)
 	return b, nil
 }
 
-func (b *Backend) finish(cfg Config, raw shop.Store, late *lateStore) {
-	b.Store = wrap(cfg.Wrap, raw)
-	b.Orders = shop.NewOrders(b.Store, cfg.Now)
-	late.Store = b.Store
+// OpenQueue builds the job queue over the store (its workers get the
+// wrapped store) and the order desk that schedules confirmations on it.
+// Call it once, after OpenStore.
+func (b *Backend) OpenQueue(ctx context.Context, cfg jobs.Config) error {
+	q, err := b.newQueue(ctx, b.Store, cfg)
+	if err != nil {
+		return err
+	}
+	b.Queue = q
+	b.Desk = shop.NewOrderDesk(b.Store, q, b.now)
+	return nil
 }
 
 // Migrate brings the database's tables, the shop's and River's, up to
@@ -159,9 +181,6 @@ func wrap(w func(shop.Store) shop.Store, s shop.Store) shop.Store {
 	}
 	return w(s)
 }
-
-// lateStore lets the workers be built before the store they use.
-type lateStore struct{ shop.Store }
 
 // Seed inserts items when the catalog is empty; it reports how many.
 func (b *Backend) Seed(ctx context.Context, items []shop.Item) (int, error) {

@@ -72,6 +72,10 @@ type Feed interface {
 
 // Config tunes the cache; zero values take the defaults.
 type Config struct {
+	// Version, if set, is the catalog version this process knows, shared
+	// with the layers below (the Redis layer prices carts under it); nil:
+	// the cache keeps its own over the store, with PollInterval and Feed.
+	Version *Version
 	// PollInterval is how often the store's catalog version is read, which
 	// bounds how late a change made by another process is seen (1 s).
 	PollInterval time.Duration
@@ -127,9 +131,12 @@ func (c *Config) defaults() {
 // Cache is the decorator. Its methods are the Store's; the reads it can
 // answer from memory it answers from memory.
 type Cache struct {
-	next     Store
-	cfg      Config
-	version  atomic.Int64
+	next    Store
+	cfg     Config
+	version *Version
+	// seen is the catalog version items and pages were last judged
+	// fresh under (see fresh).
+	seen     atomic.Int64
 	items    *otter.Cache[int64, *shop.Item]
 	pages    *otter.Cache[shop.ItemFilter, *shop.ItemPage]
 	sessions *otter.Cache[string, *shop.Session]
@@ -167,55 +174,36 @@ func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session cache: %w", err)
 	}
-	if err := c.Poll(ctx); err != nil {
-		return nil, err
+	c.version = cfg.Version
+	if c.version == nil {
+		c.version, err = NewVersion(ctx, next, VersionConfig{PollInterval: cfg.PollInterval, Feed: cfg.Feed, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
 	}
+	c.seen.Store(c.version.v.Load())
 	return c, nil
 }
 
-// Run keeps the catalog version current until ctx ends: a poll every
-// PollInterval, and the Feed's announcements as they come.
-func (c *Cache) Run(ctx context.Context) {
-	if c.cfg.Feed != nil {
-		go func() {
-			if err := c.cfg.Feed.Subscribe(ctx, c.observe); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("catalog version feed stopped; the poll carries on", "error", err.Error())
-			}
-		}()
-	}
-	t := time.NewTicker(c.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := c.Poll(ctx); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("catalog version poll failed", "error", err.Error())
-			}
-		}
-	}
-}
+// Run keeps the catalog version current until ctx ends (Version.Run).
+// When the version is shared (Config.Version), run it once, here or
+// through the Version.
+func (c *Cache) Run(ctx context.Context) { c.version.Run(ctx) }
 
 // Poll reads the store's catalog version once.
-func (c *Cache) Poll(ctx context.Context) error {
-	v, err := c.next.CatalogVersion(ctx)
-	if err != nil {
-		return fmt.Errorf("poll catalog version: %w", err)
-	}
-	c.observe(v)
-	return nil
-}
+func (c *Cache) Poll(ctx context.Context) error { return c.version.Poll(ctx) }
 
-// observe moves the known version forward (versions only grow) and, when
-// it moved, forgets the items and pages read under the old one.
-func (c *Cache) observe(v int64) {
+// fresh forgets the items and pages read under an older catalog version
+// than the one now known; every read that answers from them calls it
+// first.
+func (c *Cache) fresh() {
+	v := c.version.v.Load()
 	for {
-		old := c.version.Load()
-		if v <= old {
+		seen := c.seen.Load()
+		if v <= seen {
 			return
 		}
-		if c.version.CompareAndSwap(old, v) {
+		if c.seen.CompareAndSwap(seen, v) {
 			c.items.InvalidateAll()
 			c.pages.InvalidateAll()
 			return
@@ -223,25 +211,12 @@ func (c *Cache) observe(v int64) {
 	}
 }
 
-// changed is called after this process changed the catalog: it reads the
-// new version at once and tells the other replicas.
-func (c *Cache) changed(ctx context.Context) {
-	before := c.version.Load()
-	if err := c.Poll(ctx); err != nil {
-		c.cfg.Logger.WarnContext(ctx, "catalog version after a change", "error", err.Error())
-		return
-	}
-	if v := c.version.Load(); v != before && c.cfg.Feed != nil {
-		if err := c.cfg.Feed.Publish(ctx, v); err != nil {
-			c.cfg.Logger.WarnContext(ctx, "publish catalog version", "error", err.Error())
-		}
-	}
-}
-
 // --- catalog ---
 
 // CatalogVersion is the version known in memory: no store call.
-func (c *Cache) CatalogVersion(context.Context) (int64, error) { return c.version.Load(), nil }
+func (c *Cache) CatalogVersion(ctx context.Context) (int64, error) {
+	return c.version.CatalogVersion(ctx)
+}
 
 // Menu builds the menu from the store (callers keep the result per
 // version) and learns its version, which may be newer than the one known.
@@ -250,13 +225,14 @@ func (c *Cache) Menu(ctx context.Context) (*shop.Menu, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.observe(m.Version)
+	c.version.observe(m.Version)
 	return m, nil
 }
 
 // Item answers from the item cache, loading a missing item once however
 // many requests ask for it at the same time.
 func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
+	c.fresh()
 	it, err := c.items.Get(ctx, id, otter.LoaderFunc[int64, *shop.Item](func(ctx context.Context, id int64) (*shop.Item, error) {
 		return c.next.Item(ctx, id)
 	}))
@@ -272,6 +248,7 @@ func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 // time. A filter the store refuses is not cached: its error comes back
 // each time.
 func (c *Cache) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
+	c.fresh()
 	p, err := c.pages.Get(ctx, f, otter.LoaderFunc[shop.ItemFilter, *shop.ItemPage](func(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
 		return c.next.ListItems(ctx, f)
 	}))
@@ -288,7 +265,7 @@ func (c *Cache) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*s
 	c.items.Invalidate(id)
 	c.pages.InvalidateAll() // also when the version did not move (a stock change)
 	if err == nil {
-		c.changed(ctx)
+		c.version.changed(ctx)
 	}
 	return it, err
 }
@@ -341,7 +318,7 @@ func (o *orders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order
 		for _, l := range order.Lines {
 			o.c.items.Invalidate(l.ItemID)
 		}
-		o.c.changed(ctx)
+		o.c.version.changed(ctx)
 	}
 	var short *shop.OutOfStockError
 	if errors.As(err, &short) {

@@ -19,7 +19,7 @@ func openStore(t *testing.T, path string) *sqlite.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil, nil)
+	s := sqlite.NewStore(db, nil)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -234,7 +234,7 @@ func TestCheckoutRefreshesWhatItSold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orders := c.Orders(shop.NewOrders(s, nil))
+	orders := c.Orders(shop.NewOrderDesk(s, nil, nil))
 	before, err := c.Item(ctx, 3)
 	if err != nil {
 		t.Fatal(err)

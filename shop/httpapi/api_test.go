@@ -39,7 +39,7 @@ type api struct {
 	t        *testing.T
 	url      string
 	store    shop.Store
-	orders   *shop.Orders
+	orders   *shop.OrderDesk
 	reg      *prometheus.Registry
 	db       *sqlite.DB // the database itself, to see that a refusal changed nothing
 	draining atomic.Bool
@@ -78,7 +78,7 @@ func newAPI(t *testing.T, o options) *api {
 	a := &api{t: t, reg: httpapi.NewRegistry()}
 	o.registry = a.reg
 	h, b, cfg := compose(t, o, a.draining.Load)
-	a.store, a.orders, a.cfg, a.db = b.Store, b.Orders, cfg, b.SQLite
+	a.store, a.orders, a.cfg, a.db = b.Store, b.Desk, cfg, b.SQLite
 	if o.serverTimeouts != nil {
 		srv := &httpapi.Server{Addr: "127.0.0.1:0", Handler: h, ReadTimeout: o.serverTimeouts[0], WriteTimeout: o.serverTimeouts[1]}
 		if err := srv.Open(); err != nil {
@@ -130,7 +130,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var orders httpapi.Orders = cached.Orders(b.Orders)
+	var orders httpapi.Orders = cached.Orders(b.Desk)
 	if o.orders != nil {
 		orders = o.orders(orders)
 	}

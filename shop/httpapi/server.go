@@ -20,9 +20,10 @@ type Server struct {
 	// 30 s when zero). An event stream lifts them for itself.
 	ReadTimeout, WriteTimeout time.Duration
 
-	ln  net.Listener
-	srv *http.Server
-	err chan error
+	ln     net.Listener
+	srv    *http.Server
+	err    chan error
+	closed bool
 }
 
 // Listen binds the address without serving yet, so the caller can learn
@@ -89,9 +90,17 @@ func (s *Server) URL() string {
 }
 
 // Close stops accepting connections and waits, until ctx ends, for
-// in-flight requests to finish.
+// in-flight requests to finish. A listener bound but never served is
+// closed; a second Close does nothing.
 func (s *Server) Close(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	if s.srv == nil {
+		if s.ln != nil {
+			return s.ln.Close()
+		}
 		return nil
 	}
 	if err := s.srv.Shutdown(ctx); err != nil {

@@ -23,7 +23,7 @@ func TestEveryStoreMethodIsTimedUnderItsOwnName(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	store := instrument.NewMetrics(reg).Wrap(sqlite.NewStore(db, nil, nil))
+	store := instrument.NewMetrics(reg).Wrap(sqlite.NewStore(db, nil))
 	defer store.Close()
 
 	storeType := reflect.TypeFor[shop.Store]()

@@ -230,9 +230,13 @@ func (f levelFilter) WithGroup(name string) slog.Handler {
 }
 
 // EnqueueOrderPlaced inserts the confirmation job in tx, the checkout's
-// transaction.
-func (q *Queue[TTx]) EnqueueOrderPlaced(ctx context.Context, tx TTx, orderID int64) error {
-	if _, err := q.client.InsertTx(ctx, tx, OrderPlacedArgs{OrderID: orderID}, nil); err != nil {
+// transaction (shop.ConfirmationQueue).
+func (q *Queue[TTx]) EnqueueOrderPlaced(ctx context.Context, tx shop.Tx, orderID int64) error {
+	t, err := queueTx[TTx](tx)
+	if err != nil {
+		return err
+	}
+	if _, err := q.client.InsertTx(ctx, t, OrderPlacedArgs{OrderID: orderID}, nil); err != nil {
 		return fmt.Errorf("insert order_placed job: %w", err)
 	}
 	return nil

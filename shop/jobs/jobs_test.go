@@ -101,7 +101,7 @@ func (e *env) placeOrder(t *testing.T) *shop.Order {
 		t.Fatal(err)
 	}
 	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
-	o, _, err := e.Orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
+	o, _, err := e.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestFailedCheckoutEnqueuesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := shop.Checkout{CustomerName: "A", Email: "a@example.com"}
-	_, _, err := e.Orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
+	_, _, err := e.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: c})
 	var oos *shop.OutOfStockError
 	if !errors.As(err, &oos) {
 		t.Fatalf("err = %v, want out of stock", err)

@@ -26,7 +26,7 @@ func openStore(t *testing.T) *sqlite.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil, nil)
+	s := sqlite.NewStore(db, nil)
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func placeOrder(t *testing.T, s *sqlite.Store) (sessionID int64, o *shop.Order) 
 	if _, err := s.SetCartItem(ctx, sess.ID, 2, 1); err != nil {
 		t.Fatal(err)
 	}
-	o, _, err = shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k",
+	o, _, err = shop.NewOrderDesk(s, nil, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k",
 		Checkout: shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}})
 	if err != nil {
 		t.Fatalf("checkout: %v", err)

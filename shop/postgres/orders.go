@@ -22,7 +22,7 @@ func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn 
 		if err := lockSession(ctx, tx, sessionID); err != nil {
 			return err
 		}
-		return fn(&checkoutTx{tx: tx, enq: s.enq})
+		return fn(&checkoutTx{tx: tx})
 	})
 	if err != nil {
 		return err
@@ -33,8 +33,7 @@ func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn 
 
 // checkoutTx is checkout's primitives on one PostgreSQL transaction.
 type checkoutTx struct {
-	tx  pgx.Tx
-	enq Enqueuer
+	tx pgx.Tx
 }
 
 func (c *checkoutTx) IdempotencyKey(ctx context.Context, sessionID int64, key string, since time.Time) (string, int64, bool, error) {
@@ -115,14 +114,10 @@ func (c *checkoutTx) EmptyCart(ctx context.Context, sessionID int64) error {
 
 func (c *checkoutTx) BumpCatalogVersion(ctx context.Context) error { return bumpCatalog(ctx, c.tx) }
 
-func (c *checkoutTx) EnqueueOrderPlaced(ctx context.Context, orderID int64) error {
-	if c.enq == nil {
-		return nil // no worker wired: the order is placed without a job
-	}
-	if err := c.enq.EnqueueOrderPlaced(ctx, c.tx, orderID); err != nil {
-		return fmt.Errorf("enqueue confirmation of order %d: %w", orderID, err)
-	}
-	return nil
+// RunInTx runs the caller's work (the job queue's) on the checkout's
+// transaction.
+func (c *checkoutTx) RunInTx(ctx context.Context, fn func(ctx context.Context, tx shop.Tx) error) error {
+	return runInTx(ctx, c.tx, fn)
 }
 
 func (c *checkoutTx) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {

@@ -141,7 +141,7 @@ func TestReadsGoToTheReplicaAndSessionsReadTheirWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := b.Store
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: b.Orders, Health: s}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: b.Desk, Health: s}))
 	defer srv.Close()
 
 	var sess struct{ Token string }

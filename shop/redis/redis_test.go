@@ -45,7 +45,7 @@ func openStore(t *testing.T) *sqlite.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil, nil)
+	s := sqlite.NewStore(db, nil)
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.SeedIfEmpty(ctx, seed.Items(20)); err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { c.Close() })
 	go c.Run(ctx)
-	h.client, h.layer = c, shopredis.NewStore(h.store, c)
+	h.client, h.layer = c, shopredis.NewStore(h.store, c, nil)
 	return h
 }
 

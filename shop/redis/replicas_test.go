@@ -51,15 +51,18 @@ func newReplica(t *testing.T, store *sqlite.Store, redisURL string) *replica {
 	}
 	t.Cleanup(func() { client.Close() })
 	go client.Run(ctx)
-	layer := shopredis.NewStore(r.store, client)
-	cached, err := cache.New(ctx, layer, cache.Config{PollInterval: time.Hour, Feed: client})
+	version, err := cache.NewVersion(ctx, r.store, cache.VersionConfig{PollInterval: time.Hour, Feed: client})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go cached.Run(ctx)
-	layer.VersionFrom(cached)
+	go version.Run(ctx)
+	layer := shopredis.NewStore(r.store, client, version.CatalogVersion)
+	cached, err := cache.New(ctx, layer, cache.Config{Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
-		Catalog: cached, Sessions: cached, Carts: layer, Orders: layer.Orders(cached.Orders(shop.NewOrders(store, nil))),
+		Catalog: cached, Sessions: cached, Carts: layer, Orders: layer.Orders(cached.Orders(shop.NewOrderDesk(store, nil, nil))),
 		Health: store, AdminToken: "admin", SharedMenus: client, OrderHistory: store,
 	}))
 	t.Cleanup(srv.Close)

@@ -39,22 +39,19 @@ type Next interface {
 type Store struct {
 	next Next
 	c    *Client
-	// version is the catalog version known to this process (the
-	// in-process cache's, in memory); nil reads it from next.
+	// version is the catalog version carts are priced under.
 	version func(ctx context.Context) (int64, error)
 }
 
-// NewStore returns the Redis layer over next.
-func NewStore(next Next, c *Client) *Store {
-	return &Store{next: next, c: c, version: next.CatalogVersion}
-}
-
-// VersionFrom makes carts check freshness against v (the in-process
-// cache, built over this layer, so it is known only afterwards).
-func (s *Store) VersionFrom(v interface {
-	CatalogVersion(ctx context.Context) (int64, error)
-}) {
-	s.version = v.CatalogVersion
+// NewStore returns the Redis layer over next. version is the catalog
+// version carts are judged fresh by: the one this process keeps in memory
+// (cache.Version), so a cart read makes no store call for it; nil reads it
+// from next each time.
+func NewStore(next Next, c *Client, version func(ctx context.Context) (int64, error)) *Store {
+	if version == nil {
+		version = next.CatalogVersion
+	}
+	return &Store{next: next, c: c, version: version}
 }
 
 // --- catalog: straight through ---

@@ -16,13 +16,12 @@ import (
 // alone: two with one idempotency key run one after the other and the
 // second finds the first's key.
 func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx shop.CheckoutTx) error) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return fn(&checkoutTx{tx: tx, enq: s.enq}) })
+	return s.inTx(ctx, func(tx *sql.Tx) error { return fn(&checkoutTx{tx: tx}) })
 }
 
 // checkoutTx is checkout's primitives on one SQLite transaction.
 type checkoutTx struct {
-	tx  *sql.Tx
-	enq Enqueuer
+	tx *sql.Tx
 }
 
 func (c *checkoutTx) IdempotencyKey(ctx context.Context, sessionID int64, key string, since time.Time) (string, int64, bool, error) {
@@ -95,14 +94,10 @@ func (c *checkoutTx) EmptyCart(ctx context.Context, sessionID int64) error {
 
 func (c *checkoutTx) BumpCatalogVersion(ctx context.Context) error { return bumpCatalog(ctx, c.tx) }
 
-func (c *checkoutTx) EnqueueOrderPlaced(ctx context.Context, orderID int64) error {
-	if c.enq == nil {
-		return nil // no worker wired: the order is placed without a job
-	}
-	if err := c.enq.EnqueueOrderPlaced(ctx, c.tx, orderID); err != nil {
-		return fmt.Errorf("enqueue confirmation of order %d: %w", orderID, err)
-	}
-	return nil
+// RunInTx runs the caller's work (the job queue's) on the checkout's
+// transaction.
+func (c *checkoutTx) RunInTx(ctx context.Context, fn func(ctx context.Context, tx shop.Tx) error) error {
+	return runInTx(ctx, c.tx, fn)
 }
 
 func (c *checkoutTx) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {

@@ -50,7 +50,7 @@ func millionItems(b *testing.B) *sqlite.Store {
 			million.err = err
 			return
 		}
-		million.store = sqlite.NewStore(db, nil, nil)
+		million.store = sqlite.NewStore(db, nil)
 		_, million.err = million.store.SeedIfEmpty(ctx, seed.Items(seed.MaxItems))
 	})
 	if million.err != nil {

@@ -76,14 +76,12 @@ func TestEveryQueryUsesAnIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	var lazy struct{ *sqlite.Store }
-	queue, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), &lazy,
+	store := sqlite.NewStore(db, nil)
+	queue, err := jobs.New(ctx, riversqlite.New(db.WriteDB()), store,
 		jobs.Config{Work: true, PrepTime: time.Millisecond, PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := sqlite.NewStore(db, queue, nil)
-	lazy.Store = store
 	if _, err := store.SeedIfEmpty(ctx, seed.Items(60)); err != nil {
 		t.Fatal(err)
 	}

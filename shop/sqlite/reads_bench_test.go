@@ -40,7 +40,7 @@ func BenchmarkStoreReads(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := sqlite.NewStore(db, nil, nil)
+		s := sqlite.NewStore(db, nil)
 		if _, err := s.SeedIfEmpty(ctx, seed.Items(seed.DefaultItems)); err != nil {
 			b.Fatal(err)
 		}

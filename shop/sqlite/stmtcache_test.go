@@ -20,7 +20,7 @@ func TestStatementReusedInsideItsOwnRowLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := sqlite.NewStore(db, nil, nil).SeedIfEmpty(ctx, seed.Items(10)); err != nil {
+	if _, err := sqlite.NewStore(db, nil).SeedIfEmpty(ctx, seed.Items(10)); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := db.WriteDB().BeginTx(ctx, nil)

@@ -11,29 +11,21 @@ import (
 	"github.com/perfscale/perfscale/shop"
 )
 
-// Enqueuer adds the order-placed job inside the checkout's own transaction,
-// so the job exists if and only if the order does.
-type Enqueuer interface {
-	EnqueueOrderPlaced(ctx context.Context, tx *sql.Tx, orderID int64) error
-}
-
 // Store implements shop.Store on a DB.
 type Store struct {
 	db  *DB
-	enq Enqueuer
 	now func() time.Time
 }
 
 var _ shop.Store = (*Store)(nil)
 
-// NewStore returns a store on db; enq may be nil when no worker is wired
-// (the order is then placed without a confirmation job); now is the clock
-// that expiry is judged by (nil: the wall clock).
-func NewStore(db *DB, enq Enqueuer, now func() time.Time) *Store {
+// NewStore returns a store on db; now is the clock that expiry is judged
+// by (nil: the wall clock).
+func NewStore(db *DB, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, enq: enq, now: func() time.Time { return now().UTC() }}
+	return &Store{db: db, now: func() time.Time { return now().UTC() }}
 }
 
 // Ping checks that the database answers.

@@ -20,7 +20,7 @@ func openStore(t *testing.T, items []shop.Item, now func() time.Time) *sqlite.St
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sqlite.NewStore(db, nil, now)
+	s := sqlite.NewStore(db, now)
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.SeedIfEmpty(ctx, items); err != nil {
 		t.Fatal(err)

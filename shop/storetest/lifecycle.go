@@ -57,7 +57,7 @@ func testIdempotencyKeyExpiry(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	clock := NewClock()
 	s := newStore(t, items(2), clock.Now)
-	orders := shop.NewOrders(s, clock.Now)
+	orders := shop.NewOrderDesk(s, nil, clock.Now)
 	sess := newSession(t, s)
 	c := checkout()
 	placeK := func() (*shop.Order, bool, error) {
@@ -271,7 +271,7 @@ func testSessionPruning(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	clock := NewClock()
 	s := newStore(t, items(3), clock.Now)
-	orders := shop.NewOrders(s, clock.Now)
+	orders := shop.NewOrderDesk(s, nil, clock.Now)
 	// idle: a cart and nothing else; buyer: an order, then a new cart.
 	idle, buyer := newSession(t, s), newSession(t, s)
 	must(s.SetCartItem(ctx, idle, 1, 2))(t)

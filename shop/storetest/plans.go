@@ -145,7 +145,7 @@ func Exercise(t *testing.T, s shop.Store) int64 {
 	must3(place(ctx, s, sess.ID, "plan-1"))(t) // replay
 	c := checkout()
 	c.Notes = "other body"
-	_, _, _ = shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "plan-1", Checkout: c})
+	_, _, _ = shop.NewOrderDesk(s, nil, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "plan-1", Checkout: c})
 	_, _, _ = place(ctx, s, sess.ID, "plan-empty") // empty cart
 	must(s.SetCartItem(ctx, sess.ID, 5, 1))(t)
 	must(s.UpdateItem(ctx, 5, shop.ItemUpdate{Stock: ptr(int64(0))}))(t)
@@ -285,8 +285,9 @@ func (r *Recorder) All() []Query {
 	return append([]Query(nil), r.queries...)
 }
 
-// Queue is a job queue's life cycle.
+// Queue is a job queue: it schedules confirmations, and has a life cycle.
 type Queue interface {
+	shop.ConfirmationQueue
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
 }
@@ -304,7 +305,7 @@ func CheckoutThroughQueue(t *testing.T, s shop.Store, q Queue) {
 	sess := must(s.CreateSession(ctx, hash))(t)
 	must(s.SetCartItem(ctx, sess.ID, 7, 1))(t)
 	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
-	o, _ := must3(shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c}))(t)
+	o, _ := must3(shop.NewOrderDesk(s, q, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c}))(t)
 	// The worker runs on its own poll interval: there is no event to wait on.
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -104,7 +104,7 @@ func checkout() shop.Checkout {
 
 func place(ctx context.Context, s shop.Store, session int64, key string) (*shop.Order, bool, error) {
 	c := checkout()
-	return shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: session, IdempotencyKey: key, Checkout: c})
+	return shop.NewOrderDesk(s, nil, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: session, IdempotencyKey: key, Checkout: c})
 }
 
 func testMenu(t *testing.T, newStore Factory) {
@@ -481,7 +481,7 @@ func testPlaceOrderChangedTotal(t *testing.T, newStore Factory) {
 	must(s.UpdateItem(ctx, 1, shop.ItemUpdate{PriceCents: ptr(its[0].PriceCents * 1000)}))(t)
 	c := checkout()
 	c.ExpectedTotalCents = &seen
-	orders := shop.NewOrders(s, nil)
+	orders := shop.NewOrderDesk(s, nil, nil)
 	_, _, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess, IdempotencyKey: "k", Checkout: c})
 	var changed *shop.PriceChangedError
 	if !errors.As(err, &changed) {
@@ -535,7 +535,7 @@ func testPlaceOrderIdempotency(t *testing.T, newStore Factory) {
 	// The same key with another body is refused, and changes nothing.
 	must(s.SetCartItem(ctx, a, 2, 1))(t)
 	other := shop.Checkout{CustomerName: "Someone Else", Email: "else@example.com"}
-	_, _, err = shop.NewOrders(s, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: a, IdempotencyKey: "same-key", Checkout: other})
+	_, _, err = shop.NewOrderDesk(s, nil, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: a, IdempotencyKey: "same-key", Checkout: other})
 	if !errors.Is(err, shop.ErrIdempotencyMismatch) {
 		t.Fatalf("same key, other body: %v, want ErrIdempotencyMismatch", err)
 	}
@@ -615,7 +615,7 @@ func testPlaceOrderBadInput(t *testing.T, newStore Factory) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := shop.NewOrders(s, nil).PlaceOrder(ctx, tt.p)
+			_, _, err := shop.NewOrderDesk(s, nil, nil).PlaceOrder(ctx, tt.p)
 			wantCode(t, err, shop.EINVALID)
 		})
 	}

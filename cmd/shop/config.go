@@ -1,0 +1,384 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perfscale/perfscale/shop/app"
+	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/jobs"
+	shopnats "github.com/perfscale/perfscale/shop/nats"
+	"github.com/perfscale/perfscale/shop/postgres"
+	shopredis "github.com/perfscale/perfscale/shop/redis"
+	"github.com/perfscale/perfscale/shop/seed"
+)
+
+// config is the service's settings (app.Config) and the command's own.
+type config struct {
+	app.Config
+	logLevel string
+	// migrate is the `shop migrate` subcommand: migrate and exit.
+	migrate bool
+	// dropEvents deletes the order events stream on --nats and exits.
+	dropEvents bool
+}
+
+// setting is one entry of the configuration: a flag, the environment
+// variable that sets it when the flag is absent, its default, its help
+// text, and how its value is checked and stored. The flag set, --help and
+// the environment lookup are all made from settings, and a test holds
+// docs/configuration.md to --help, so none of them can drift.
+type setting struct {
+	flag string // empty: set by the environment only
+	env  string
+	def  string // the default, as the flag takes it
+	// list: a repeatable flag, a comma-separated list in the environment;
+	// parse gets the values one per line.
+	list  bool
+	usage string
+	parse func(c *config, v string) error
+}
+
+// settings is the configuration table, in the order values are checked.
+var settings = []setting{
+	{flag: "addr", env: "SHOP_ADDR", def: "127.0.0.1:8080", usage: "listen address of the API", parse: nonEmpty("addr", func(c *config) *string { return &c.Addr })},
+	{flag: "admin-addr", env: "SHOP_ADMIN_ADDR", usage: "listen address of /debug/pprof and /metrics; empty disables it", parse: text(func(c *config) *string { return &c.AdminAddr })},
+	{flag: "data-dir", env: "SHOP_DATA_DIR", def: "./shop-data", usage: "directory of the SQLite database", parse: text(func(c *config) *string { return &c.DataDir })},
+	{flag: "role", env: "SHOP_ROLE", def: app.RoleAll, usage: "api (HTTP only), worker (background jobs only) or all", parse: parseRole},
+	{flag: "log-level", env: "SHOP_LOG_LEVEL", def: "info", usage: "debug, info, warn or error", parse: text(func(c *config) *string { return &c.logLevel })},
+	{flag: "replica-name", env: "SHOP_REPLICA_NAME", usage: "name sent in the X-Replica response header; default the API listener's host:port", parse: text(func(c *config) *string { return &c.ReplicaName })},
+	{flag: "redis", env: "SHOP_REDIS_URL", usage: "Redis URL (redis://host:6379/0): sessions, carts and the menu shared by the replicas, catalog changes announced over pub/sub; empty: none", parse: parseRedis},
+	{flag: "redis-prefix", env: "SHOP_REDIS_PREFIX", def: "shop:", usage: "prefix of every Redis key and channel: one per database sharing a Redis", parse: text(func(c *config) *string { return &c.RedisPrefix })},
+	{flag: "nats-stream", env: "SHOP_NATS_STREAM", def: shopnats.DefaultStream, usage: "JetStream stream of the order events, one per database sharing a NATS; its subjects are its name in lower case with _ as . (SHOP_ORDERS: shop.orders.<id>.<status>)", parse: parseStream},
+	{flag: "nats", env: "SHOP_NATS_URL", usage: "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it", parse: parseNATS},
+	{flag: "db", env: "SHOP_DATABASE_URL", usage: "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir", parse: parseDB},
+	{flag: "db-replica", env: "SHOP_DB_REPLICAS", list: true, usage: "PostgreSQL read replica URL, repeatable: the menu, items and own-order reads go there, writes to --db", parse: parseReplicas},
+	{flag: "db-max-conns", env: "SHOP_DB_MAX_CONNS", def: strconv.Itoa(postgres.DefaultMaxConns), usage: "PostgreSQL pool size per process (and per replica)", parse: parseMaxConns},
+	{flag: "db-connect-timeout", env: "SHOP_DB_CONNECT_TIMEOUT", def: postgres.DefaultConnectTimeout.String(), usage: "how long connecting to PostgreSQL may take", parse: positiveDuration("db-connect-timeout", func(c *config) *time.Duration { return &c.Postgres.ConnectTimeout })},
+	{flag: "db-statement-timeout", env: "SHOP_DB_STATEMENT_TIMEOUT", def: postgres.DefaultStatementTimeout.String(), usage: "PostgreSQL cancels a statement running longer", parse: positiveDuration("db-statement-timeout", func(c *config) *time.Duration { return &c.Postgres.StatementTimeout })},
+	{flag: "drain-delay", env: "SHOP_DRAIN_DELAY", usage: "on SIGTERM, how long to keep serving with /readyz failing before the listener closes; default 5s with --role api, else 0s; a second signal cuts it short", parse: parseDrainDelay},
+	{flag: "seed-items", env: "SHOP_SEED_ITEMS", def: strconv.Itoa(seed.DefaultItems), usage: "catalog size seeded on first start, at most 1000000", parse: parseSeedItems},
+	{flag: "prep-time", env: "SHOP_PREP_TIME", def: "10s", usage: "time from confirmed to ready", parse: duration("prep-time", func(c *config) *time.Duration { return &c.PrepTime })},
+	{flag: "mail-latency", env: "SHOP_MAIL_LATENCY", def: "0s", usage: "simulated mail provider latency", parse: duration("mail-latency", func(c *config) *time.Duration { return &c.MailLatency })},
+	{flag: "shutdown-timeout", env: "SHOP_SHUTDOWN_TIMEOUT", def: "15s", usage: "how long shutdown waits for in-flight requests and running jobs before cancelling them", parse: duration("shutdown-timeout", func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), usage: "background jobs one worker process runs at once", parse: parseWorkers},
+	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
+	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
+	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
+	{env: "SHOP_ADMIN_TOKEN", usage: "enables PUT /v1/admin/items/{id}", parse: parseAdminToken},
+}
+
+// help is --help's text before the flags; the environment-only settings
+// are listed after it.
+const help = "Usage: shop [flags]\n       shop migrate [flags]\n       shop drop-events --nats URL --nats-stream NAME\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts; `shop drop-events` deletes a deployment's order events\nstream from NATS JetStream (which reserves its --nats-stream's storage until then) and exits.\n"
+
+// flagUsage is a setting's line in --help.
+func (s setting) flagUsage() string {
+	if s.list {
+		return fmt.Sprintf("%s (env %s, comma-separated)", s.usage, s.env)
+	}
+	return fmt.Sprintf("%s (env %s)", s.usage, s.env)
+}
+
+// parseConfig reads the settings from flags, each defaulting to its SHOP_*
+// environment variable, so the same binary is configured the same way by
+// hand, in a container or under a process manager.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	var c config
+	if len(args) > 0 && args[0] == "migrate" {
+		c.migrate, args = true, args[1:]
+	} else if len(args) > 0 && args[0] == "drop-events" {
+		c.dropEvents, args = true, args[1:]
+	}
+	fs, values := newFlagSet(getenv, stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (shop takes only flags; see shop --help)", fs.Arg(0))
+	}
+	for i, s := range settings {
+		if err := s.parse(&c, values[i]()); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.Postgres.Replicas) > 0 && c.DatabaseURL == "" {
+		return nil, errors.New("--db-replica needs --db: read replicas are of a PostgreSQL primary")
+	}
+	return &c, nil
+}
+
+// newFlagSet makes the flag set from settings; values[i] returns setting
+// i's raw value after parsing: the flag's, else the environment's, else
+// the default.
+func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, []func() string) {
+	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	values := make([]func() string, len(settings))
+	var envOnly strings.Builder
+	for i, s := range settings {
+		initial := getenv(s.env)
+		switch {
+		case s.flag == "":
+			values[i] = func() string { return initial }
+			fmt.Fprintf(&envOnly, "%s (environment only) %s.\n", s.env, s.usage)
+		case s.list:
+			l := &urlList{urls: splitList(initial)}
+			fs.Var(l, s.flag, s.flagUsage())
+			values[i] = func() string { return strings.Join(l.urls, "\n") }
+		default:
+			if initial == "" {
+				initial = s.def
+			}
+			v := fs.String(s.flag, initial, s.flagUsage())
+			values[i] = func() string { return *v }
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprint(stderr, help+envOnly.String()+"\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs, values
+}
+
+func text(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error { *field(c) = v; return nil }
+}
+
+func nonEmpty(name string, field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error {
+		if v == "" {
+			return fmt.Errorf("--%s must not be empty", name)
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func duration(name string, field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("--%s must be a duration such as 5s or 250ms, got %q", name, v)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func positiveDuration(name string, field func(*config) *time.Duration) func(*config, string) error {
+	parse := duration(name, field)
+	return func(c *config, v string) error {
+		if err := parse(c, v); err != nil {
+			return err
+		}
+		if *field(c) == 0 {
+			return errors.New("--db-connect-timeout and --db-statement-timeout must be above 0")
+		}
+		return nil
+	}
+}
+
+// wholeNumber parses v as a whole number from lo to hi, or says what
+// --name must be.
+func wholeNumber(name, v string, lo, hi int, must string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("--%s must be %s, got %q", name, must, v)
+	}
+	return n, nil
+}
+
+func parseRole(c *config, v string) error {
+	switch v {
+	case app.RoleAPI, app.RoleWorker, app.RoleAll:
+		c.Role = v
+		return nil
+	}
+	return fmt.Errorf("--role must be api, worker or all, got %q", v)
+}
+
+// parseDrainDelay defaults by role (parsed before it): a replica behind a
+// load balancer drains long enough for a balancer that probes /readyz
+// every second or two to see it fail twice, and for a passive balancer
+// (nginx) to retire its keep-alive connections, each closed after one
+// answer. The all-in-one default and the worker have no balancer in front,
+// so they stop at once.
+func parseDrainDelay(c *config, v string) error {
+	if v == "" {
+		v = "0s"
+		if c.Role == app.RoleAPI {
+			v = "5s"
+		}
+	}
+	return duration("drain-delay", func(c *config) *time.Duration { return &c.DrainDelay })(c, v)
+}
+
+func parseSeedItems(c *config, v string) (err error) {
+	c.SeedItems, err = wholeNumber("seed-items", v, 0, seed.MaxItems, fmt.Sprintf("a whole number from 0 to %d", seed.MaxItems))
+	return err
+}
+
+func parseWorkers(c *config, v string) (err error) {
+	c.Workers, err = wholeNumber("workers", v, 1, 1000, "a whole number from 1 to 1000")
+	return err
+}
+
+func parseMaxConns(c *config, v string) error {
+	n, err := wholeNumber("db-max-conns", v, 1, 1000, "a whole number from 1 to 1000")
+	c.Postgres.MaxConns = int32(n)
+	return err
+}
+
+func parseSessionBurst(c *config, v string) (err error) {
+	c.SessionLimit.Burst, err = wholeNumber("session-burst", v, 1, math.MaxInt, "a whole number of at least 1")
+	return err
+}
+
+func parseSessionRate(c *config, v string) error {
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		return fmt.Errorf("--session-rate must be a number of sessions per second, 0 or more, got %q", v)
+	}
+	if r == 0 {
+		r = -1 // httpapi: no limit
+	}
+	c.SessionLimit.Rate = r
+	return nil
+}
+
+func parseTrustedProxies(c *config, v string) (err error) {
+	if c.TrustedProxies, err = httpapi.ParseTrustedProxies(v); err != nil {
+		return fmt.Errorf("--trusted-proxies must be addresses or CIDR prefixes separated by commas, got %q", v)
+	}
+	return nil
+}
+
+// parsePostgresURL checks a --db or --db-replica URL, with its password
+// hidden in the error.
+func parsePostgresURL(name, v string) error {
+	if !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+		if name == "db" {
+			return fmt.Errorf("--db must be a postgres:// URL (postgres://user@host:5432/database), got %q", redactURL(v))
+		}
+		return fmt.Errorf("--%s must be a postgres:// URL, got %q", name, redactURL(v))
+	}
+	if _, err := postgres.ParseURL(v); err != nil {
+		return fmt.Errorf("--%s: %w", name, err)
+	}
+	return nil
+}
+
+func parseDB(c *config, v string) error {
+	if v != "" {
+		if err := parsePostgresURL("db", v); err != nil {
+			return err
+		}
+	}
+	c.DatabaseURL = v
+	return nil
+}
+
+func parseReplicas(c *config, v string) error {
+	c.Postgres.Replicas = strings.FieldsFunc(v, func(r rune) bool { return r == '\n' })
+	for _, r := range c.Postgres.Replicas {
+		if err := parsePostgresURL("db-replica", r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseRedis(c *config, v string) error {
+	if v != "" {
+		if err := shopredis.CheckURL(v); err != nil {
+			return err
+		}
+	}
+	c.RedisURL = v
+	return nil
+}
+
+// streamName is a JetStream stream name that also reads as subject tokens.
+var streamName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$`)
+
+func parseStream(c *config, v string) error {
+	if !streamName.MatchString(v) {
+		return fmt.Errorf("--nats-stream must be letters, digits and _ (starting with a letter), got %q", v)
+	}
+	c.NATSStream = v
+	return nil
+}
+
+// parseNATS refuses a --nats value that is not a NATS URL, with one line.
+func parseNATS(c *config, v string) error {
+	if v != "" {
+		for _, one := range strings.Split(v, ",") {
+			u, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+				return fmt.Errorf("--nats must be nats://host:port (several separated by commas), got %q", v)
+			}
+		}
+	}
+	c.NATSURL = v
+	return nil
+}
+
+func parseAdminToken(c *config, v string) error {
+	// A token with surrounding spaces (a stray newline from a secrets file)
+	// would be logged as enabled and then match no Authorization header.
+	if strings.TrimSpace(v) != v {
+		return errors.New("SHOP_ADMIN_TOKEN has leading or trailing whitespace; set it to the token alone")
+	}
+	c.AdminToken = v
+	return nil
+}
+
+// urlList is a repeatable flag; the first use replaces the environment's
+// list.
+type urlList struct {
+	urls   []string
+	byFlag bool
+}
+
+func (l *urlList) String() string { return strings.Join(l.urls, ",") }
+
+func (l *urlList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty URL")
+	}
+	if !l.byFlag {
+		l.urls, l.byFlag = nil, true
+	}
+	l.urls = append(l.urls, v)
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// redactURL hides a password in a URL that is echoed in an error.
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil && p.User != nil {
+		if _, ok := p.User.Password(); ok {
+			p.User = url.UserPassword(p.User.Username(), "xxxxx")
+			return p.String()
+		}
+	}
+	return u
+}

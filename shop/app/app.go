@@ -1,0 +1,318 @@
+// Package app is the ordering service's composition root: one constructor,
+// New, builds every part of a shop process in one explicit order (the
+// store, its timing wrapper, the shared cache, the in-process cache, the
+// job queue and the order desk, the order events, the HTTP listeners), and
+// Close releases them in reverse. Each part gets the ones built before it,
+// finished: nothing is patched in afterwards. cmd/shop only turns flags
+// into a Config and calls New, Serve and Close.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/cache"
+	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/instrument"
+	"github.com/perfscale/perfscale/shop/jobs"
+	shopnats "github.com/perfscale/perfscale/shop/nats"
+	"github.com/perfscale/perfscale/shop/postgres"
+	shopredis "github.com/perfscale/perfscale/shop/redis"
+	"github.com/perfscale/perfscale/shop/seed"
+)
+
+// Roles of a process.
+const (
+	RoleAll    = "all"    // HTTP and background jobs
+	RoleAPI    = "api"    // HTTP only; jobs are enqueued for a worker
+	RoleWorker = "worker" // background jobs; HTTP serves only health, readiness, metrics
+)
+
+// Config is a shop process's settings, parsed and checked (cmd/shop reads
+// them from flags and the environment).
+type Config struct {
+	Addr, AdminAddr string
+	// DataDir holds the SQLite database when DatabaseURL is empty.
+	DataDir string
+	Role    string
+	// DatabaseURL selects PostgreSQL; empty runs the embedded SQLite
+	// default in DataDir.
+	DatabaseURL string
+	Postgres    postgres.Options
+	// RedisURL enables the shared cache layer; empty: none.
+	RedisURL, RedisPrefix string
+	// NATSURL enables order events on NATS JetStream; empty: none (order
+	// streams poll the database).
+	NATSURL, NATSStream string
+	SeedItems           int
+	Workers             int
+	PrepTime            time.Duration
+	MailLatency         time.Duration
+	// ReplicaName is sent as X-Replica; empty means the listener's
+	// host:port.
+	ReplicaName    string
+	AdminToken     string
+	SessionLimit   httpapi.SessionLimit
+	TrustedProxies []netip.Prefix
+	// DrainDelay is how long a stopping process keeps serving with /readyz
+	// failing before its listener closes; ShutdownTimeout how long it then
+	// waits for requests and jobs in flight.
+	DrainDelay, ShutdownTimeout time.Duration
+	// Drain waits out the drain delay (nil: a plain wait); cmd/shop's
+	// returns early on a second signal.
+	Drain  func(delay time.Duration, log *slog.Logger)
+	Logger *slog.Logger
+}
+
+// App is a built shop process.
+type App struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+	// background runs the caches' polls and subscriptions, which carry on
+	// through the drain (requests are still served) until Close.
+	background context.Context
+	// closers release what was built, in reverse order, at Close.
+	closers []func() error
+
+	backend  *backend.Backend
+	store    shop.Store
+	shared   *shopredis.Client
+	version  *cache.Version
+	cached   *cache.Cache
+	layer    *shopredis.Store // the Redis layer over the store (--redis)
+	carts    shop.CartService
+	ordering httpapi.Orders
+	bus      *shopnats.Bus
+	api      *httpapi.Server
+	admin    *httpapi.Server
+	replica  string
+	draining atomic.Bool
+}
+
+// New builds the process in order; on an error it releases what it had
+// built and returns the error.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a := &App{cfg: cfg, log: cfg.Logger, reg: httpapi.NewRegistry(), background: bg}
+	a.onClose(func() error { stop(); return nil })
+	steps := []func(context.Context) error{
+		a.openStore,       // the store, timed; the catalog seeded
+		a.openSharedCache, // Redis: sessions, carts, menus (--redis)
+		a.openCache,       // in-process: catalog version, items, sessions
+		a.openQueue,       // the job queue over the timed store; the order desk
+		a.listen,          // the API's listener, whose port names the replica
+		a.openEvents,      // order events on NATS (--nats)
+		a.buildHandler,    // the HTTP adapter over all of the above
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *App) onClose(f func() error) { a.closers = append(a.closers, f) }
+
+// Close releases everything New built, in reverse order. Call it after
+// Serve has returned (or instead of Serve).
+func (a *App) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+func (a *App) works() bool { return a.cfg.Role != RoleAPI }
+
+// openStore opens the database and the store, wrapped by the timing
+// instrumentation, and seeds an empty catalog.
+func (a *App) openStore(ctx context.Context) error {
+	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, Postgres: a.cfg.Postgres, Wrap: instrument.NewMetrics(a.reg).Wrap}
+	if a.cfg.DatabaseURL == "" {
+		path, err := a.sqliteFile()
+		if err != nil {
+			return err
+		}
+		bc.SQLitePath = path
+	}
+	b, err := backend.OpenStore(ctx, bc)
+	if err != nil {
+		return err
+	}
+	a.onClose(b.Close)
+	a.backend, a.store, a.carts = b, b.Store, b.Store
+	if n, err := b.Seed(ctx, seed.Items(a.cfg.SeedItems)); err != nil {
+		return err
+	} else if n > 0 {
+		a.log.Info("seeded catalog", "items", n, "database", b.Where)
+	}
+	return nil
+}
+
+// sqliteFile makes the data directory and returns the database's path.
+func (a *App) sqliteFile() (string, error) {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
+		return "", fmt.Errorf("data directory: %w", err)
+	}
+	return filepath.Join(a.cfg.DataDir, "shop.db"), nil
+}
+
+// openSharedCache connects to Redis (--redis, not on a worker): the layer
+// between the in-process cache and the store.
+func (a *App) openSharedCache(ctx context.Context) error {
+	if a.cfg.RedisURL == "" || a.cfg.Role == RoleWorker {
+		return nil
+	}
+	shared, err := shopredis.Open(ctx, shopredis.Config{URL: a.cfg.RedisURL, Prefix: a.cfg.RedisPrefix, Registerer: a.reg, Logger: a.log.With("component", "redis")})
+	if err != nil {
+		return err
+	}
+	a.onClose(shared.Close)
+	go shared.Run(a.background)
+	a.shared = shared
+	return nil
+}
+
+// openCache builds the in-process layer: the catalog version kept in
+// memory (fed by Redis announcements when there is Redis), then the Redis
+// store layer that prices carts under it, then the item and session cache
+// in front of both.
+func (a *App) openCache(ctx context.Context) error {
+	var feed cache.Feed
+	if a.shared != nil {
+		feed = a.shared
+	}
+	version, err := cache.NewVersion(ctx, a.store, cache.VersionConfig{Feed: feed, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	go version.Run(a.background)
+	var front cache.Store = a.store
+	if a.shared != nil {
+		a.layer = shopredis.NewStore(a.store, a.shared, version.CatalogVersion)
+		front, a.carts = a.layer, a.layer
+	}
+	cached, err := cache.New(ctx, front, cache.Config{Version: version, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.version, a.cached = version, cached
+	return nil
+}
+
+// openQueue builds the job queue over the timed store (its workers run in
+// this process unless it is an api) and the order desk over both, seen
+// through the cache layers: a checkout refreshes the items it sold and
+// drops the session's cart from Redis.
+func (a *App) openQueue(ctx context.Context) error {
+	jc := jobs.Config{Work: a.works(), PrepTime: a.cfg.PrepTime, MailLatency: a.cfg.MailLatency, MaxWorkers: a.cfg.Workers, Logger: a.log}
+	if a.works() && a.cfg.DatabaseURL == "" {
+		sole, err := a.lockWorker()
+		if err != nil {
+			return err
+		}
+		jc.SoleWorker = sole
+	}
+	if err := a.backend.OpenQueue(ctx, jc); err != nil {
+		return err
+	}
+	// The job backlog is read at each scrape of /metrics (admin listener).
+	a.reg.MustRegister(instrument.NewQueueCollector(a.backend.Queue.Backlog, time.Second))
+	var ordering httpapi.Orders = a.cached.Orders(a.backend.Desk)
+	if a.layer != nil {
+		ordering = a.layer.Orders(ordering)
+	}
+	a.ordering = ordering
+	return nil
+}
+
+// lockWorker takes the SQLite database's worker lock: a worker holding it
+// is the only live one on the database, so what it finds running was left
+// by a killed process and can be taken up at once (jobs.Config.SoleWorker).
+// The kernel drops the lock when its holder dies, kill -9 included. On
+// PostgreSQL workers may run anywhere, and River's rescuer does it.
+func (a *App) lockWorker() (sole bool, err error) {
+	path, err := a.sqliteFile()
+	if err != nil {
+		return false, err
+	}
+	unlock, ok, err := tryLock(path + ".worker-lock")
+	if err != nil {
+		return false, err
+	}
+	a.onClose(func() error { unlock(); return nil })
+	return ok, nil
+}
+
+// listen binds the API's address, so the replica is named by its port
+// before the parts that carry the name are built.
+func (a *App) listen(context.Context) error {
+	a.api = &httpapi.Server{Addr: a.cfg.Addr}
+	if err := a.api.Listen(); err != nil {
+		return err
+	}
+	a.onClose(func() error { return a.api.Close(context.Background()) })
+	a.replica = a.cfg.ReplicaName
+	if a.replica == "" {
+		a.replica = listenerName(a.cfg.Addr, a.api.Port())
+	}
+	return nil
+}
+
+// openEvents connects to NATS (--nats): the bus feeds the API's order
+// streams, and the worker's relay publishes the outbox to it.
+func (a *App) openEvents(ctx context.Context) error {
+	if a.cfg.NATSURL == "" {
+		return nil
+	}
+	bus, err := shopnats.Open(ctx, shopnats.Config{URL: a.cfg.NATSURL, Stream: a.cfg.NATSStream,
+		Subject: strings.ToLower(strings.ReplaceAll(a.cfg.NATSStream, "_", ".")), ClientName: "shop " + a.replica, Logger: a.log.With("component", "nats")})
+	if err != nil {
+		return err
+	}
+	a.onClose(func() error { bus.Close(); return nil })
+	a.bus = bus
+	return nil
+}
+
+// buildHandler builds the HTTP adapter over the cache layers (catalog,
+// sessions, carts, ordering) and the timed store (health, order history).
+func (a *App) buildHandler(context.Context) error {
+	hcfg := httpapi.Config{
+		Catalog: a.cached, Sessions: a.cached, Carts: a.carts, Orders: a.ordering, Health: a.store, OrderHistory: a.store,
+		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken,
+		OpsOnly: a.cfg.Role == RoleWorker, Draining: a.draining.Load,
+		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,
+	}
+	if a.shared != nil {
+		hcfg.SharedMenus = a.shared
+	}
+	if a.bus != nil {
+		hcfg.EventFeed = a.bus
+	}
+	a.api.Handler = httpapi.WithReplica(a.replica, httpapi.NewHandler(hcfg))
+	if a.cfg.AdminAddr != "" {
+		a.admin = &httpapi.Server{Addr: a.cfg.AdminAddr, Handler: adminMux(a.reg)}
+	}
+	return nil
+}
