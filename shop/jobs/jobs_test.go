@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/jobs"
@@ -112,20 +114,16 @@ func (e *env) placeOrder(t *testing.T) *shop.Order {
 func waitForStatus(t *testing.T, s shop.Store, id int64, want shop.Status, within time.Duration) {
 	t.Helper()
 	rank := map[shop.Status]int{shop.StatusPlaced: 0, shop.StatusConfirmed: 1, shop.StatusReady: 2}
-	deadline := time.Now().Add(within)
-	for {
-		o, err := s.OrderByID(context.Background(), id)
+	testwait.Eventually(t, within, func() error {
+		o, err := s.OrderByID(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rank[o.Status] >= rank[want] {
-			return
+		if rank[o.Status] < rank[want] {
+			return fmt.Errorf("order %d is %q, want %q", id, o.Status, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("order %d is %q after %v, want %q", id, o.Status, within, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // queue is the queue's test-only side (export_test.go).
@@ -349,19 +347,18 @@ func TestPostgresWorkersAreWokenByNotifyNotPolling(t *testing.T) {
 	cfg.PollInterval = time.Hour
 	e := tg.open(t, cfg)
 	e.start(t)
-	var listening int
-	deadline := time.Now().Add(20 * time.Second)
-	for listening == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no worker connection is listening after 20s")
-		}
-		err := e.Postgres.Pool().QueryRow(context.Background(), `SELECT COUNT(*) FROM pg_stat_activity
+	testwait.Eventually(t, 20*time.Second, func() error {
+		var listening int
+		err := e.Postgres.Pool().QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND query ILIKE 'listen %'`).Scan(&listening)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		if listening == 0 {
+			return errors.New("no worker connection is listening")
+		}
+		return nil
+	})
 	o := e.placeOrder(t)
 	waitForStatus(t, e.Store, o.ID, shop.StatusConfirmed, 60*time.Second)
 }
@@ -454,16 +451,12 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer child.Process.Kill()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := os.Stat(mark); err == nil {
-				break
+		testwait.Eventually(t, 20*time.Second, func() error {
+			if _, err := os.Stat(mark); err != nil {
+				return fmt.Errorf("the worker has not reached the mail: %w", err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("the worker did not reach the mail within 20s")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
