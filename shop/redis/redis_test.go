@@ -3,6 +3,8 @@ package redis_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 	shopredis "github.com/perfscale/perfscale/shop/redis"
 	"github.com/perfscale/perfscale/shop/redis/redistest"
@@ -65,8 +68,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{srv: redistest.Start(t), store: openStore(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	c, err := shopredis.Open(ctx, shopredis.Config{URL: h.srv.URL(), Registerer: h.reg, Recheck: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, nil))})
 	if err != nil {
@@ -172,17 +174,16 @@ func TestSessionsAndCartsReadThroughRedis(t *testing.T) {
 }
 
 // waitUp waits (bounded: a real process has to come back) until the client
-// uses Redis again.
+// uses Redis again. A call notices a Redis that went away; Run notices its
+// return.
 func waitUp(t *testing.T, c *shopredis.Client) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !c.Up() {
-		if time.Now().After(deadline) {
-			t.Fatal("Redis not back in use 30s after it returned")
+	testwait.Eventually(t, 30*time.Second, func() error {
+		if !c.Up() {
+			return errors.New("Redis not back in use since it returned")
 		}
-		// A call notices a Redis that went away; Run notices its return.
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestRedisStoppedAndStartedDuringTraffic: requests never fail while Redis
@@ -220,13 +221,12 @@ func TestRedisStoppedAndStartedDuringTraffic(t *testing.T) {
 	waitCalls := func(n int64) {
 		t.Helper()
 		target := calls.Load() + n
-		deadline := time.Now().Add(60 * time.Second)
-		for calls.Load() < target {
-			if time.Now().After(deadline) {
-				t.Fatalf("traffic stalled at %d calls", calls.Load())
+		testwait.Eventually(t, 60*time.Second, func() error {
+			if got := calls.Load(); got < target {
+				return fmt.Errorf("traffic stalled at %d calls, want %d", got, target)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitCalls(50)
 	h.srv.Stop()
