@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/postgres"
@@ -130,12 +131,28 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "5 checkouts before the cut", func() bool { return acked.Load() >= 5 })
+	atLeast := func(what string, n *atomic.Int64, want int64) func() error {
+		return func() error {
+			if got := n.Load(); got < want {
+				return fmt.Errorf("%d %s, want %d", got, what, want)
+			}
+			return nil
+		}
+	}
+	readyz := func(want int) func() error {
+		return func() error {
+			if got := do(t, "GET", srv.URL+"/readyz", "", "", "").status; got != want {
+				return fmt.Errorf("/readyz answers %d, want %d", got, want)
+			}
+			return nil
+		}
+	}
+	testwait.Eventually(t, 30*time.Second, atLeast("checkouts before the cut", &acked, 5))
 
 	// Cut the database off: no new connections, every open one terminated.
 	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS false`)
 	pgtest.Exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, pgtest.DatabaseName(url))
-	waitFor(t, "/readyz to fail", func() bool { return do(t, "GET", srv.URL+"/readyz", "", "", "").status == 503 })
+	testwait.Eventually(t, 30*time.Second, readyz(503))
 	checkUnavailable(t, "item", do(t, "GET", srv.URL+"/v1/items/1", "", "", ""))
 	start := time.Now()
 	checkUnavailable(t, "menu", do(t, "GET", srv.URL+"/v1/menu", "", "", ""))
@@ -143,13 +160,13 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 		t.Errorf("a request took %v while the database was gone; it should fail fast", d)
 	}
 	refusedBefore := refused.Load()
-	waitFor(t, "shoppers to be refused", func() bool { return refused.Load() >= refusedBefore+4 })
+	testwait.Eventually(t, 30*time.Second, atLeast("shoppers refused", &refused, refusedBefore+4))
 
 	// Let it back in: the service recovers by itself.
 	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)
-	waitFor(t, "/readyz to pass again", func() bool { return do(t, "GET", srv.URL+"/readyz", "", "", "").status == 200 })
+	testwait.Eventually(t, 30*time.Second, readyz(200))
 	after := acked.Load()
-	waitFor(t, "5 checkouts after the return", func() bool { return acked.Load() >= after+5 })
+	testwait.Eventually(t, 30*time.Second, atLeast("checkouts", &acked, after+5))
 	stopShoppers()
 
 	// Every acknowledged order is there, once; a retry of a refused
@@ -194,17 +211,5 @@ func checkUnavailable(t *testing.T, what string, a answer) {
 	t.Helper()
 	if a.status != 503 || a.retryAfter == "" || a.ctype != "application/problem+json" || !strings.Contains(string(a.body), `"code":"unavailable"`) {
 		t.Errorf("%s while the database is gone: %d (Retry-After %q, %s) %s; want 503 problem+json with Retry-After", what, a.status, a.retryAfter, a.ctype, a.body)
-	}
-}
-
-// waitFor polls cond until it holds, failing t after 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

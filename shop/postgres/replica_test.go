@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/postgres"
@@ -121,10 +123,14 @@ func TestReadsGoToTheReplicaAndSessionsReadTheirWrites(t *testing.T) {
 		if err := primary.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&target); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the replica to replay "+target, func() bool {
+		testwait.Eventually(t, 30*time.Second, func() error {
+			var replayed string
 			var ok bool
-			err := replica.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn`, target).Scan(&ok)
-			return err == nil && ok
+			err := replica.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_replay_lsn() >= $1::pg_lsn`, target).Scan(&replayed, &ok)
+			if err != nil || !ok {
+				return fmt.Errorf("the replica has replayed to %s, want %s (%v)", replayed, target, err)
+			}
+			return nil
 		})
 	}
 	caughtUp() // the test database exists on the replica too
@@ -187,9 +193,12 @@ func TestReadsGoToTheReplicaAndSessionsReadTheirWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer replica.Exec(ctx, `SELECT pg_wal_replay_resume()`)
-	waitFor(t, "replay to pause", func() bool {
+	testwait.Eventually(t, 30*time.Second, func() error {
 		var state string
-		return replica.QueryRow(ctx, `SELECT pg_get_wal_replay_pause_state()`).Scan(&state) == nil && state == "paused"
+		if err := replica.QueryRow(ctx, `SELECT pg_get_wal_replay_pause_state()`).Scan(&state); err != nil || state != "paused" {
+			return fmt.Errorf("replay is %q, want paused (%v)", state, err)
+		}
+		return nil
 	})
 	second := checkout("second")
 	lagged, err := pgx.Connect(ctx, pgtest.WithDatabase(rurl, name))
