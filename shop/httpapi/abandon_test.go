@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/httpapi"
 )
@@ -105,17 +106,15 @@ func TestAbandonedCheckoutIs499AndNotAnAnswer(t *testing.T) {
 
 			// The request line is written when the handler returns.
 			var line map[string]any
-			for deadline := time.Now().Add(10 * time.Second); line == nil; {
+			testwait.Eventually(t, 10*time.Second, func() error {
 				for _, rec := range logs.records() {
 					if rec["msg"] == "request" && rec["route"] == "POST /v1/orders" {
 						line = rec
+						return nil
 					}
 				}
-				if time.Now().After(deadline) {
-					t.Fatal("no request line for the abandoned checkout within 10s")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				return errors.New("no request line for the abandoned checkout")
+			})
 			if line["status"] != float64(499) || line["level"] != "INFO" {
 				t.Fatalf("request line %v, want status 499 at INFO", line)
 			}

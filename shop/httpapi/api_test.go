@@ -464,18 +464,14 @@ func TestCheckoutToConfirmedOrder(t *testing.T) {
 	a.checkout(tok, "k2", ada).problem(t, 409)
 
 	// The worker confirms it (and later marks it ready).
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.Eventually(t, 15*time.Second, func() error {
 		var got shop.Order
 		a.do(req{method: "GET", path: fmt.Sprintf("/v1/orders/%d", o.ID), token: tok}).json(t, &got)
-		if got.Status == shop.StatusConfirmed || got.Status == shop.StatusReady {
-			break
+		if got.Status != shop.StatusConfirmed && got.Status != shop.StatusReady {
+			return fmt.Errorf("order still %q", got.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("order still %q after 15s", got.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	mails, err := a.store.Mails(context.Background())
 	if err != nil || len(mails) != 1 || mails[0].OrderID != o.ID {
 		t.Fatalf("mails = %+v, %v; want one for order %d", mails, err, o.ID)

@@ -288,13 +288,13 @@ func TestOrderEventsOutliveTheServerTimeouts(t *testing.T) {
 func natsFeed(t *testing.T) (*natstest.Server, *shopnats.Bus, func(a *api)) {
 	t.Helper()
 	srv := natstest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := t.Context()
 	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done; bus.Close() })
+	t.Cleanup(func() { <-done; bus.Close() })
 	startRelay := func(a *api) {
 		relay := shopnats.NewRelay(a.store, bus, shopnats.RelayConfig{Poll: 20 * time.Millisecond})
 		go func() { defer close(done); relay.Run(ctx) }() //nolint:errcheck // returns nil
