@@ -12,6 +12,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 	shopnats "github.com/perfscale/perfscale/shop/nats"
 	"github.com/perfscale/perfscale/shop/nats/natstest"
@@ -70,7 +71,7 @@ type delivered struct {
 // de-duplicating consumer would see it: every message with its Nats-Msg-Id.
 func readStream(t *testing.T, url string, cfg shopnats.Config, want int) []delivered {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	nc, err := natsgo.Connect(url)
 	if err != nil {
@@ -110,7 +111,7 @@ func readStream(t *testing.T, url string, cfg shopnats.Config, want int) []deliv
 func TestRelayDeliversEveryEventOnceAfterAnOutage(t *testing.T) {
 	srv := natstest.Start(t)
 	s := openStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
 	if err != nil {
@@ -156,20 +157,16 @@ func TestRelayDeliversEveryEventOnceAfterAnOutage(t *testing.T) {
 
 	srv.Start()
 	// The relay reconnects on its own; wait (bounded) for the outbox to empty.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testwait.Eventually(t, 60*time.Second, func() error {
 		pending, err := s.UnpublishedOrderEvents(ctx, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pending) == 0 {
-			break
+		if len(pending) > 0 {
+			return fmt.Errorf("%d events still unpublished since NATS returned", len(pending))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events still unpublished 60s after NATS returned", len(pending))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	if err := <-relayDone; err != nil {
 		t.Fatalf("relay: %v", err)
@@ -199,8 +196,7 @@ func TestRelayDeliversEveryEventOnceAfterAnOutage(t *testing.T) {
 func TestWatchOrder(t *testing.T) {
 	srv := natstest.Start(t)
 	s := openStore(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
 	if err != nil {
 		t.Fatal(err)

@@ -2,12 +2,14 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 )
 
@@ -307,17 +309,12 @@ func CheckoutThroughQueue(t *testing.T, s shop.Store, q Queue) {
 	c := shop.Checkout{CustomerName: "Grace Hopper", Email: "grace@example.com"}
 	o, _ := must3(shop.NewOrderDesk(s, q, nil).PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "river", Checkout: c}))(t)
 	// The worker runs on its own poll interval: there is no event to wait on.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := must(s.OrderByID(ctx, o.ID))(t)
-		if got.Status == shop.StatusReady {
-			break
+	testwait.Eventually(t, 30*time.Second, func() error {
+		if got := must(s.OrderByID(ctx, o.ID))(t); got.Status != shop.StatusReady {
+			return fmt.Errorf("order %d is %q, want %q", o.ID, got.Status, shop.StatusReady)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("order %d is %q after 30s, want %q", o.ID, got.Status, shop.StatusReady)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := q.Stop(stopCtx); err != nil {
