@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 // TestMain lets a test run this very binary as the shop command (see
@@ -167,17 +169,12 @@ func TestSIGTERMFailsReadinessThenServesThroughTheDrainDelay(t *testing.T) {
 	p.signal(t) // a second signal ends the drain delay now
 	p.waitLog(t, "drain cut short")
 	p.waitLog(t, "shutting down")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := get(p.url + "/healthz")
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			break
+	testwait.Eventually(t, 30*time.Second, func() error {
+		if _, err := get(p.url + "/healthz"); !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("listener still open after the drain: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listener still open 30s after the drain: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	fmt.Fprint(inflight, "  ")
 	inflight.SetReadDeadline(time.Now().Add(30 * time.Second))
 	answer, err := http.ReadResponse(bufio.NewReader(inflight), nil)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 func (b *logBuffer) String() string {
@@ -63,13 +66,12 @@ func TestBatchedLogFlushesOnItsOwn(t *testing.T) {
 	lb := newBatchedLog(&out, time.Millisecond)
 	defer lb.Close()
 	lb.Write([]byte("hello\n"))
-	deadline := time.Now().Add(10 * time.Second)
-	for out.String() != "hello\n" {
-		if time.Now().After(deadline) {
-			t.Fatal("the line was not flushed without Close")
+	testwait.Eventually(t, 10*time.Second, func() error {
+		if got := out.String(); got != "hello\n" {
+			return fmt.Errorf("written so far without Close: %q", got)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // BenchmarkRequestLog is one request-log record, as the HTTP adapter writes

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // the test reads the database the service wrote
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 // logBuffer is a goroutine-safe stdout for run.
@@ -60,21 +62,19 @@ func start(t *testing.T, dataDir string, extra ...string) *instance {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
 	inst := &instance{logs: logs}
-	deadline := time.Now().Add(20 * time.Second)
-	for inst.api == "" || inst.admin == "" {
+	t.Cleanup(cancel) // also when the wait below fails
+	testwait.Eventually(t, 20*time.Second, func() error {
 		select {
 		case err := <-done:
-			cancel()
-			t.Fatalf("run returned before listening: %v\n%s", err, logs.buf.String())
+			t.Fatalf("run returned before listening: %v\n%s", err, logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("not listening after 20s:\n%s", logs.buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
 		inst.api, inst.admin = logs.field("listening", "url"), logs.field("admin listening", "url")
-	}
+		if inst.api == "" || inst.admin == "" {
+			return fmt.Errorf("not listening (api %q, admin %q); the log so far:\n%s", inst.api, inst.admin, logs.String())
+		}
+		return nil
+	})
 	var once sync.Once
 	var stopErr error
 	inst.stop = func() error {
@@ -90,6 +90,21 @@ func start(t *testing.T, dataDir string, extra ...string) *instance {
 	}
 	t.Cleanup(func() { inst.stop() })
 	return inst
+}
+
+// waitOrderReady polls the order through the API until the worker has
+// taken it to ready.
+func waitOrderReady(t *testing.T, api, token string, id int64) {
+	t.Helper()
+	testwait.Eventually(t, 20*time.Second, func() error {
+		code, body := call(t, "GET", fmt.Sprintf("%s/v1/orders/%d", api, id), token, "", "")
+		var order struct{ Status string }
+		json.Unmarshal(body, &order)
+		if code != 200 || order.Status != "ready" {
+			return fmt.Errorf("order %d: %d %s", id, code, body)
+		}
+		return nil
+	})
 }
 
 func call(t *testing.T, method, url, token, key, body string) (int, []byte) {
@@ -138,15 +153,7 @@ func TestRunServesTheWholeJourneyAndStopsCleanly(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("checkout: %d %s", code, body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for order.Status != "ready" {
-		if time.Now().After(deadline) {
-			t.Fatalf("order still %q after 20s", order.Status)
-		}
-		time.Sleep(50 * time.Millisecond)
-		_, body = call(t, "GET", fmt.Sprintf("%s/v1/orders/%d", s.api, order.ID), sess.Token, "", "")
-		json.Unmarshal(body, &order)
-	}
+	waitOrderReady(t, s.api, sess.Token, order.ID)
 	if code, _ := call(t, "PUT", s.api+"/v1/admin/items/3", "secret", "", `{"price_cents": 1234}`); code != 200 {
 		t.Fatalf("admin with SHOP_ADMIN_TOKEN: %d", code)
 	}
@@ -290,14 +297,9 @@ func TestAPIAndWorkerRolesShareTheWork(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("checkout: %d %s", code, body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !bytes.Contains(body, []byte(`"status":"ready"`)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("order not ready after 20s: %s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
-		_, body = call(t, "GET", api.api+"/v1/orders/1", sess.Token, "", "")
-	}
+	var order struct{ ID int64 }
+	json.Unmarshal(body, &order)
+	waitOrderReady(t, api.api, sess.Token, order.ID)
 }
 
 // SIGTERM (here: the cancelled run context, which is what main's
@@ -321,17 +323,14 @@ func TestShutdownLetsARunningJobFinish(t *testing.T) {
 	defer db.Close()
 	// Wait until the worker has taken the job (it then sleeps 3 s in the
 	// simulated mail call).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.Eventually(t, 20*time.Second, func() error {
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM river_job WHERE kind = 'order_placed' AND state = 'running'`).Scan(&n); err == nil && n == 1 {
-			break
+		err := db.QueryRow(`SELECT COUNT(*) FROM river_job WHERE kind = 'order_placed' AND state = 'running'`).Scan(&n)
+		if err != nil || n != 1 {
+			return fmt.Errorf("%d confirmation jobs running, want 1 (%v)", n, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the confirmation job did not start within 20s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := s.stop(); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}

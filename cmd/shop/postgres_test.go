@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 )
@@ -57,12 +56,5 @@ func TestPostgresRolesNeedShopMigrateThenShareTheWork(t *testing.T) {
 	}
 	var order struct{ ID int64 }
 	json.Unmarshal(body, &order)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(string(body), `"status":"ready"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("order not ready after 20s: %s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
-		_, body = call(t, "GET", fmt.Sprintf("%s/v1/orders/%d", api.api, order.ID), sess.Token, "", "")
-	}
+	waitOrderReady(t, api.api, sess.Token, order.ID)
 }
