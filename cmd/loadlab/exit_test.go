@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -165,5 +166,20 @@ func TestEveryHelpGoesToStdoutAndExitsZero(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("loadlab --help lacks %q", want)
 		}
+	}
+}
+
+func TestScenarioTemplatesAreCheckedBeforeTheRun(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(file, []byte("base: "+srv.URL+"\nsteps:\n  - name: item\n    path: /v1/items/{{rand 5 1}}\n"), 0o644)
+	_, _, err := loadlab("run", "--scenario", file, "--rate", "10", "--duration", "1s")
+	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "line 4: step item: path: {{rand 5 1}}: max 1 is below min 5") {
+		t.Fatalf("err %v (exit %d)", err, exitCode(err))
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("%d requests sent with a broken scenario", hits.Load())
 	}
 }

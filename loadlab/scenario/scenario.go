@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -34,6 +35,9 @@ type File struct {
 	Base  string `yaml:"base" json:"base"`
 	Setup []Step `yaml:"setup" json:"setup"`
 	Steps []Step `yaml:"steps" json:"steps"`
+	// lines maps a place in a YAML file ("steps/2/path",
+	// "steps/5/sequence/1/header Authorization") to its line, for errors.
+	lines map[string]int
 }
 
 // Step is one weighted step: a single request, or a sequence of requests
@@ -131,7 +135,64 @@ func Parse(src []byte, isJSON bool) (*File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
+	f.lines = yamlLines(src)
 	return &f, nil
+}
+
+// yamlLines records the line of each setup request and step, and of each
+// of their fields, so that a template error can say where it is.
+func yamlLines(src []byte) map[string]int {
+	var root yaml.Node
+	if yaml.Unmarshal(src, &root) != nil || len(root.Content) == 0 {
+		return nil
+	}
+	lines := map[string]int{}
+	var call func(prefix string, n *yaml.Node)
+	call = func(prefix string, n *yaml.Node) {
+		lines[prefix] = n.Line
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, value := n.Content[i].Value, n.Content[i+1]
+			lines[prefix+"/"+key] = value.Line
+			switch key {
+			case "headers":
+				for j := 0; j+1 < len(value.Content); j += 2 {
+					lines[prefix+"/header "+value.Content[j].Value] = value.Content[j+1].Line
+				}
+			case "sequence":
+				for j, c := range value.Content {
+					call(fmt.Sprintf("%s/sequence/%d", prefix, j), c)
+				}
+			}
+		}
+	}
+	doc := root.Content[0]
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if key := doc.Content[i].Value; key == "setup" || key == "steps" {
+			for j, c := range doc.Content[i+1].Content {
+				call(fmt.Sprintf("%s/%d", key, j), c)
+			}
+		}
+	}
+	return lines
+}
+
+// place says where a call is in its file, for its errors.
+type place struct {
+	lines    map[string]int
+	key      string          // "steps/2", "steps/5/sequence/1"
+	captured map[string]bool // every variable the scenario captures
+}
+
+// at prefixes "line N: " when the field's line is known.
+func (p place) at(field string) string {
+	n, ok := p.lines[p.key+"/"+field]
+	if !ok {
+		n, ok = p.lines[p.key]
+	}
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("line %d: ", n)
 }
 
 // Scenario is a compiled scenario; it implements load.Scenario.
@@ -190,11 +251,13 @@ func Compile(f *File) (*Scenario, error) {
 	}
 	base, _ := url.Parse(strings.TrimRight(f.Base, "/"))
 	s := &Scenario{base: base}
+	captured := capturedNames(f)
 	for i, c := range f.Setup {
 		if len(c.Sequence) > 0 {
 			return nil, fmt.Errorf("setup request %d: a setup request cannot have a sequence", i+1)
 		}
-		cc, err := compileCall(c.Call, fmt.Sprintf("setup request %d (%s)", i+1, c.Name))
+		cc, err := compileCall(c.Call, fmt.Sprintf("setup request %d (%s)", i+1, c.Name),
+			place{f.lines, fmt.Sprintf("setup/%d", i), captured})
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +296,11 @@ func Compile(f *File) (*Scenario, error) {
 			if len(calls) > 1 {
 				w = fmt.Sprintf("%s, request %d", where, j+1)
 			}
-			cc, err := compileCall(c, w)
+			key := fmt.Sprintf("steps/%d", i)
+			if len(st.Sequence) > 0 {
+				key = fmt.Sprintf("steps/%d/sequence/%d", i, j)
+			}
+			cc, err := compileCall(c, w, place{f.lines, key, captured})
 			if err != nil {
 				return nil, err
 			}
@@ -265,7 +332,25 @@ func (s *Scenario) addEndpoint(cc *call, name string, c Call) {
 // step, and each request of a sequence as "step/1", "step/2".
 func (s *Scenario) Endpoints() []load.EndpointInfo { return s.endpoints }
 
-func compileCall(c Call, where string) (*call, error) {
+// capturedNames lists the variables some request of the scenario captures.
+func capturedNames(f *File) map[string]bool {
+	names := map[string]bool{}
+	for _, steps := range [][]Step{f.Setup, f.Steps} {
+		for _, st := range steps {
+			for name := range st.Capture {
+				names[name] = true
+			}
+			for _, c := range st.Sequence {
+				for name := range c.Capture {
+					names[name] = true
+				}
+			}
+		}
+	}
+	return names
+}
+
+func compileCall(c Call, where string, pos place) (*call, error) {
 	if c.Method == "" {
 		c.Method = "GET"
 	}
@@ -286,8 +371,11 @@ func compileCall(c Call, where string) (*call, error) {
 		if err == nil {
 			err = checkLoops(t)
 		}
+		if err == nil {
+			err = checkUses(t, pos.captured)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %v", where, field, err)
+			return nil, fmt.Errorf("%s%s: %s: %v", pos.at(field), where, field, err)
 		}
 		return t, nil
 	}
@@ -585,4 +673,108 @@ func lookup(doc any, p []pathPart) (any, bool) {
 		return int64(f), true
 	}
 	return doc, true
+}
+
+// checkUses refuses, before any load, what would fail every request at
+// run time: a variable no request captures, and rand or uuid called with
+// the wrong arguments.
+func checkUses(t *template.Template, captured map[string]bool) error {
+	var err error
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		if err != nil || n == nil {
+			return
+		}
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			err = checkCommand(n)
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			if name := n.Ident[0]; !captured[name] {
+				err = fmt.Errorf("{{.%s}}: no request captures %q%s", name, name, capturedList(captured))
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Tree.Root)
+		}
+	}
+	return err
+}
+
+func capturedList(captured map[string]bool) string {
+	if len(captured) == 0 {
+		return " (none are captured: add capture: {NAME: $.field} to the request that returns it)"
+	}
+	var names []string
+	for n := range captured {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return " (captured: " + strings.Join(names, ", ") + ")"
+}
+
+// checkCommand checks the arguments of a call to rand or uuid.
+func checkCommand(n *parse.CommandNode) error {
+	id, ok := n.Args[0].(*parse.IdentifierNode)
+	if !ok {
+		return nil
+	}
+	args := n.Args[1:]
+	switch id.Ident {
+	case "uuid":
+		if len(args) != 0 {
+			return fmt.Errorf("{{%s}}: uuid takes no arguments", n)
+		}
+	case "rand":
+		if len(args) != 2 {
+			return fmt.Errorf("{{%s}}: rand takes two numbers, MIN and MAX", n)
+		}
+		var nums [2]*parse.NumberNode
+		for i, a := range args {
+			num, ok := a.(*parse.NumberNode)
+			if !ok {
+				return nil // computed at run time
+			}
+			if !num.IsInt {
+				return fmt.Errorf("{{%s}}: rand takes whole numbers", n)
+			}
+			nums[i] = num
+		}
+		if nums[1].Int64 < nums[0].Int64 {
+			return fmt.Errorf("{{%s}}: max %d is below min %d", n, nums[1].Int64, nums[0].Int64)
+		}
+	}
+	return nil
 }

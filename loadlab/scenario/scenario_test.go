@@ -54,6 +54,14 @@ func TestRejectsBadScenarios(t *testing.T) {
 		{"recursion", "base: http://x\nsteps: [{name: s, path: '/{{define \"a\"}}{{template \"a\" .}}{{end}}{{template \"a\" .}}'}]", "calling templates is not supported"},
 		{"bad escape", "base: http://x\nsteps: [{name: s, path: /%zz}]", "step s: path \"/%zz\" is not a valid URL path"},
 		{"not yaml", "{{{", "invalid YAML"},
+		{"uncaptured variable", "base: http://x\nsteps:\n  - name: s\n    path: /\n    headers:\n      Authorization: 'Bearer {{.tokn}}'\n  - {name: t, path: /, capture: {token: $.token}}",
+			`line 6: step s: header Authorization: {{.tokn}}: no request captures "tokn" (captured: token)`},
+		{"nothing captured", "base: http://x\nsteps: [{name: s, path: '/{{.id}}'}]", `line 2: step s: path: {{.id}}: no request captures "id" (none are captured`},
+		{"rand max below min", "base: http://x\nsteps:\n  - name: s\n    path: /\n    body: '{\"n\": {{rand 5 1}}}'", "line 5: step s: body: {{rand 5 1}}: max 1 is below min 5"},
+		{"rand one argument", "base: http://x\nsteps: [{name: s, path: '/{{rand 5}}'}]", "rand takes two numbers"},
+		{"rand not whole", "base: http://x\nsteps: [{name: s, path: '/{{rand 1.5 3}}'}]", "rand takes whole numbers"},
+		{"uuid argument", "base: http://x\nsteps: [{name: s, path: '/{{uuid 3}}'}]", "uuid takes no arguments"},
+		{"in a sequence", "base: http://x\nsteps:\n  - name: buy\n    sequence:\n      - {path: /a}\n      - {path: '/b/{{rand 9 2}}'}", "line 6: step buy, request 2: path: {{rand 9 2}}: max 2 is below min 9"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,7 +287,9 @@ func TestTemplatesAreBounded(t *testing.T) {
 }
 
 func TestMissingCapturedValueIsAnError(t *testing.T) {
-	s := compile(t, "base: http://x\nsteps: [{name: cart, path: /cart, headers: {Authorization: 'Bearer {{.token}}'}}]")
+	// The token is captured by a step that may not have run yet: a run-time
+	// error, named by step and header.
+	s := compile(t, "base: http://x\nsteps:\n  - {name: cart, path: /cart, headers: {Authorization: 'Bearer {{.token}}'}}\n  - {name: login, weight: 0, path: /login, capture: {token: $.t}}")
 	if _, err := s.NewSession().Next(); err == nil || !strings.Contains(err.Error(), "step cart: header Authorization") {
 		t.Fatalf("err = %v, want one naming the step and header", err)
 	}
