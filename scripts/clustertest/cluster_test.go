@@ -22,6 +22,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 const adminToken = "cluster-test-token"
@@ -317,16 +319,15 @@ func TestTwoReplicasShareTheWorkBehindNginx(t *testing.T) {
 	}
 	var o order
 	json.Unmarshal(r.body, &o)
-	deadline := time.Now().Add(30 * time.Second)
-	for o.Status != "ready" {
-		if time.Now().After(deadline) {
-			t.Fatalf("order %d is still %q after 30s: the worker did not take it", o.ID, o.Status)
-		}
-		time.Sleep(50 * time.Millisecond)
+	testwait.Eventually(t, 30*time.Second, func() error {
 		r := c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200)
 		journey[r.replica] = true
 		json.Unmarshal(r.body, &o)
-	}
+		if o.Status != "ready" {
+			return fmt.Errorf("order %d is still %q: the worker did not take it", o.ID, o.Status)
+		}
+		return nil
+	})
 	if len(journey) != 2 {
 		t.Fatalf("one session's journey was served by %v, want both replicas", journey)
 	}
@@ -438,31 +439,39 @@ func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T
 		}()
 	}
 
-	// The kill, once the storm is well under way.
-	for acked.Load() < killAfterAck && len(errs) == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The storm stops once nginx has been seen probing the dead replica,
+	// or when a wait below fails.
+	stopStorm := sync.OnceFunc(func() {
+		close(probed)
+		wg.Wait()
+	})
+	defer stopStorm()
+	// The kill, once the storm is well under way (or a shopper failed).
+	testwait.Eventually(t, 120*time.Second, func() error {
+		if n := acked.Load(); n < killAfterAck && len(errs) == 0 {
+			return fmt.Errorf("%d checkouts acknowledged, want %d before the kill", n, killAfterAck)
+		}
+		return nil
+	})
 	c.mustScript("kill-replica", "1")
 	close(killed)
 	// Wait for nginx to send a request begun after the kill to the dead
 	// replica, as its access log shows.
 	probe := ""
-	for deadline := time.Now().Add(60 * time.Second); probe == "" && len(errs) == 0; {
-		if time.Now().After(deadline) {
-			t.Error("nginx did not try the dead replica again within 60s of the kill")
-			break
+	testwait.Eventually(t, 60*time.Second, func() error {
+		if len(errs) > 0 {
+			return nil // reported below
 		}
-		time.Sleep(100 * time.Millisecond)
 		log, _ := os.ReadFile(filepath.Join(c.state, "nginx-access.log"))
 		for _, line := range strings.Split(string(log), "\n") {
 			if strings.Contains(line, "rid=after-kill-") && strings.Contains(line, strings.TrimPrefix(deadURL, "http://")) {
 				probe = line
-				break
+				return nil
 			}
 		}
-	}
-	close(probed)
-	wg.Wait()
+		return errors.New("nginx has not tried the dead replica again since the kill")
+	})
+	stopStorm()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
@@ -540,13 +549,12 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	var o order
 	json.Unmarshal(r.body, &o)
 	// Kill the worker once River has the job running.
-	deadline := time.Now().Add(30 * time.Second)
-	for psql(t, db, "SELECT count(*) FROM river_job WHERE state = 'running'") == "0" {
-		if time.Now().After(deadline) {
-			t.Fatal("the confirmation job was not running within 30s")
+	testwait.Eventually(t, 30*time.Second, func() error {
+		if psql(t, db, "SELECT count(*) FROM river_job WHERE state = 'running'") == "0" {
+			return errors.New("the confirmation job is not running")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	c.mustScript("kill-replica", "worker")
 	json.Unmarshal(c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200).body, &o)
 	if o.Status != "placed" {
@@ -555,14 +563,13 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	if out, errOut, err := c.scriptEnv([]string{"SHOP_MAIL_LATENCY=0s"}, "start-replica", "worker"); err != nil {
 		t.Fatalf("start-replica worker: %v\n%s%s", err, out, errOut)
 	}
-	deadline = time.Now().Add(60 * time.Second)
-	for o.Status == "placed" {
-		if time.Now().After(deadline) {
-			t.Fatalf("order %d still placed 60s after a new worker started", o.ID)
-		}
-		time.Sleep(100 * time.Millisecond)
+	testwait.Eventually(t, 60*time.Second, func() error {
 		json.Unmarshal(c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200).body, &o)
-	}
+		if o.Status == "placed" {
+			return fmt.Errorf("order %d still placed since a new worker started", o.ID)
+		}
+		return nil
+	})
 	if o.Status != "confirmed" && o.Status != "ready" {
 		t.Fatalf("after the restart the order is %q", o.Status)
 	}
