@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"os"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
@@ -52,10 +50,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		timeout      = fs.Duration("timeout", 10*time.Second, "per-request timeout")
 		pid          = fs.Int("pid", 0, "the target's process id, to read its CPU from /proc")
 		metrics      = fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total")
-		jsonOut      = fs.String("json", "", "write the diagnosis as JSON to this file")
-		htmlOut      = fs.String("html", "", "write a self-contained HTML report to this file")
 		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
 		watch        watchFlags
+		outputs      = outputFlags(fs)
 	)
 	fs.Var(&watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
 	pos, err := parseArgs(fs, args)
@@ -90,6 +87,10 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 
+	if err := outputs.Check(); err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
+
 	if *pid != 0 {
 		watch = watchFlags{fmt.Sprintf("server=%d", *pid)}
 	}
@@ -100,34 +101,21 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	fmt.Fprintf(stdout, "loadlab diagnose: %s\n", target)
+	human := outputs.Human(stdout, stderr)
+	fmt.Fprintf(human, "loadlab diagnose: %s\n", target)
 	for _, n := range notes {
-		fmt.Fprintf(stdout, "  %s\n", n)
+		fmt.Fprintf(human, "  %s\n", n)
 	}
 	levels := diagnose.Levels(*maxConc)
 	total := time.Duration(len(levels))**stepDuration + *baselineDur
-	fmt.Fprintf(stdout, "  baseline (1 user, up to %d requests or %v), then %d steps of %v: at most about %v\n",
+	fmt.Fprintf(human, "  baseline (1 user, up to %d requests or %v), then %d steps of %v: at most about %v\n",
 		*baselineReqs, *baselineDur, len(levels), *stepDuration, total.Round(time.Second))
 
 	cfg := diagnose.Config{
 		Target: target, SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
 		BaselineRequests: *baselineReqs, BaselineDuration: *baselineDur,
 		Progress: func(phase string, s diagnose.Step) {
-			cpu := ""
-			if !math.IsNaN(s.ServerCPUCores) {
-				cpu = fmt.Sprintf("  server CPU %.2f cores", s.ServerCPUCores)
-			}
-			if !math.IsNaN(s.ServerCPUWaitCores) {
-				cpu += fmt.Sprintf(" (+%.2f waiting for a CPU)", s.ServerCPUWaitCores)
-			}
-			for _, p := range s.Processes {
-				cpu += fmt.Sprintf("  %s %.2f", p.Name, p.CPUCores)
-			}
-			if !math.IsNaN(s.ServerInFlight) {
-				cpu += fmt.Sprintf("  server in flight %.1f", s.ServerInFlight)
-			}
-			fmt.Fprintf(stderr, "  %-8s %3d users  %9.1f req/s  p50 %8s  p99 %8s  errors %s%s\n", phase, s.Concurrency,
-				s.ThroughputRPS, ms(s.P50), ms(s.P99), stepErrors(s), cpu)
+			fmt.Fprintln(stderr, report.DiagnoseProgress(phase, s))
 		},
 	}
 	runner := measure.LoadRunner{Target: &load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
@@ -137,74 +125,11 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("diagnose: %v", err)
 	}
 	rep.Watched = watcher.Describe()
-	printDiagnosis(stdout, rep)
-	if *jsonOut != "" {
-		if err := writeJSON(*jsonOut, rep); err != nil {
-			return fmt.Errorf("diagnose: %v", err)
-		}
+	if err := (report.TextReporter{}).Diagnosis(human, rep); err != nil {
+		return fmt.Errorf("diagnose: %v", err)
 	}
-	if *htmlOut != "" {
-		f, err := os.Create(*htmlOut)
-		if err != nil {
-			return fmt.Errorf("diagnose: %v", err)
-		}
-		if err := report.Render(f, rep); err != nil {
-			f.Close()
-			return fmt.Errorf("diagnose: %v", err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("diagnose: %v", err)
-		}
+	if err := outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Diagnosis(w, rep) }); err != nil {
+		return fmt.Errorf("diagnose: %v", err)
 	}
 	return nil
-}
-
-func yesNo(problem bool, kind string) string {
-	if !problem {
-		return "no problem"
-	}
-	if kind != "" {
-		return "PROBLEM (" + kind + ")"
-	}
-	return "PROBLEM"
-}
-
-// stepErrors is a step's failed requests with their share and kinds:
-// "0", "8243 (99%: 5xx 8243)".
-func stepErrors(s diagnose.Step) string {
-	if s.Errors == 0 {
-		return "0"
-	}
-	return fmt.Sprintf("%d (%.0f%%: %v)", s.Errors, 100*float64(s.Errors)/float64(s.Requests), s.ErrorKinds)
-}
-
-func printDiagnosis(w io.Writer, r *diagnose.Report) {
-	fmt.Fprintf(w, "\n  %5s %10s %10s %9s %9s %11s  %s\n", "users", "goodput", "efficiency", "p50", "p99", "server CPU", "errors")
-	failed := false
-	for i, s := range r.Steps {
-		cpu := "-"
-		if !math.IsNaN(s.ServerCPUCores) {
-			cpu = fmt.Sprintf("%.2f", s.ServerCPUCores)
-		}
-		failed = failed || s.Errors > 0
-		fmt.Fprintf(w, "  %5d %10.1f %9.0f%% %9s %9s %11s  %s\n", s.Concurrency, s.ThroughputRPS, 100*r.Efficiency[i], ms(s.P50), ms(s.P99), cpu, stepErrors(s))
-	}
-	if failed {
-		fmt.Fprintln(w, "  (goodput: successful answers a second; p50 and p99 of the successful answers)")
-	}
-	fmt.Fprintf(w, "\n  capacity:                  %.0f req/s with %d users (goodput)\n", r.CapacityRPS, r.CapacityAt)
-	fmt.Fprintf(w, "  performance (one user):    %s\n", yesNo(r.Performance, ""))
-	fmt.Fprintf(w, "  scalability (more users):  %s\n", yesNo(r.Scalability, r.Kind))
-	// The USL fit is the last line of the evidence, in words; the exact
-	// figures are in --json.
-	fmt.Fprintln(w, "\n  evidence:")
-	for _, e := range r.Evidence {
-		fmt.Fprintf(w, "  - %s\n", e)
-	}
-	if len(r.Warnings) > 0 {
-		fmt.Fprintln(w, "\n  warnings:")
-		for _, e := range r.Warnings {
-			fmt.Fprintf(w, "  - %s\n", e)
-		}
-	}
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
@@ -52,52 +50,6 @@ func checkEndpointNames(checks threshold.List, endpoints []load.EndpointInfo) er
 		}
 	}
 	return nil
-}
-
-// printEndpoints prints one row per endpoint, then each endpoint's error
-// causes with a sample message, so a failure says where and why.
-func printEndpoints(w io.Writer, eps []load.Endpoint) {
-	if len(eps) > 1 {
-		nameW, reqW := len("endpoint"), len("request")
-		for _, ep := range eps {
-			nameW = max(nameW, utf8.RuneCountInString(ep.Name))
-			reqW = max(reqW, min(utf8.RuneCountInString(ep.Request), 40))
-		}
-		fmt.Fprintf(w, "  endpoints\n    %-*s  %-*s %9s %15s %10s %10s %10s\n", nameW, "endpoint", reqW, "request", "requests", "errors", "p50", "p99", "max")
-		for _, ep := range eps {
-			fmt.Fprintf(w, "    %-*s  %-*s %9d %15s %10s %10s %10s\n", nameW, ep.Name, reqW, clip(ep.Request, 40),
-				ep.Requests, errorShare(ep.Errors.Total, ep.Requests), ms(ep.Latency.P50), ms(ep.Latency.P99), ms(ep.Latency.Max))
-		}
-	}
-	printed := false
-	for _, ep := range eps {
-		for _, c := range ep.Errors.Causes {
-			if !printed {
-				fmt.Fprintln(w, "  error causes")
-				printed = true
-			}
-			line := fmt.Sprintf("    %-12s %7d  %s", ep.Name, c.Count, c.Cause)
-			if c.Sample != "" {
-				line += fmt.Sprintf(": %q", c.Sample)
-			}
-			fmt.Fprintln(w, line)
-		}
-	}
-}
-
-func errorShare(errs, requests int64) string {
-	if requests == 0 || errs == 0 {
-		return fmt.Sprint(errs)
-	}
-	return fmt.Sprintf("%d (%.0f%%)", errs, 100*float64(errs)/float64(requests))
-}
-
-func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }
 
 // topCause names the most frequent cause of failure in a run and where it

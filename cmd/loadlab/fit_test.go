@@ -9,7 +9,7 @@ import (
 )
 
 func TestFitPrintsJSONWithTheIssueShape(t *testing.T) {
-	out, _, err := loadlab("fit", "--json", "../../loadlab/usl/testdata/specsdm91.csv")
+	out, _, err := loadlab("fit", "--json", "-", "../../loadlab/usl/testdata/specsdm91.csv")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"github.com/perfscale/perfscale/loadlab/report"
 )
 
 func main() {
@@ -161,6 +163,16 @@ func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs.Usage = func() {}
 	helpTexts.Store(fs, helpText{usage, stdout})
 	return fs
+}
+
+// outputFlags adds --json and --html, where what the command measured is
+// written: a file, or - for standard output (the text summary then goes to
+// standard error).
+func outputFlags(fs *flag.FlagSet) *report.Outputs {
+	o := &report.Outputs{}
+	fs.StringVar(&o.JSON, "json", "", "write the result as JSON to this file; - for standard output (the summary then goes to standard error)")
+	fs.StringVar(&o.HTML, "html", "", "write a self-contained HTML report to this file; - for standard output")
+	return o
 }
 
 // parseArgs parses a subcommand's arguments; --help prints the help and

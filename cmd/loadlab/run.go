@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/report"
 	"github.com/perfscale/perfscale/loadlab/scenario"
 	"github.com/perfscale/perfscale/loadlab/threshold"
 )
@@ -68,7 +68,8 @@ type runFlags struct {
 	think, duration, timeout           *time.Duration
 	requests                           *int64
 	method, body, bodyFile, scen, base *string
-	jsonOut, client, maxErrors         *string
+	client, maxErrors                  *string
+	outputs                            *report.Outputs
 	headers                            headerFlags
 	thresholds                         threshold.List
 }
@@ -88,9 +89,9 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		bodyFile:    fs.String("body-file", "", "read the request body from this file"),
 		scen:        fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop"),
 		base:        fs.String("base", "", "base URL for the scenario (overrides the file's)"),
-		jsonOut:     fs.String("json", "", "write the result as JSON to this file"),
 		client:      fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
 		maxInFlight: fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
+		outputs:     outputFlags(fs),
 		maxErrors:   fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
 	}
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
@@ -153,11 +154,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return badInput(fmt.Errorf("run: %v", err))
 	}
+	if err := f.outputs.Check(); err != nil {
+		return badInput(fmt.Errorf("run: %v", err))
+	}
+	human := f.outputs.Human(stdout, stderr)
 
 	if isTerminal(stderr) {
-		cfg.Progress = func(s load.Snapshot) { fmt.Fprintf(stderr, "\r\033[K%s", progressLine(s)) }
+		cfg.Progress = func(s load.Snapshot) { fmt.Fprintf(stderr, "\r\033[K%s", report.RunProgress(s)) }
 	}
-	fmt.Fprintf(stdout, "loadlab run: %s\n", describe(cfg, target))
+	fmt.Fprintln(human, report.RunHeader(cfg, target))
 	markStarted(ctx)
 	res, err := load.Run(ctx, cfg)
 	if cfg.Progress != nil {
@@ -167,17 +172,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return notRun(fmt.Errorf("run: %v", err))
 	}
 	outcomes := checks.Evaluate(measuredRun(res), endpointMeasured(res))
-	printSummary(stdout, res)
-	printEndpoints(stdout, res.Endpoints)
-	printThresholds(stdout, outcomes)
-	if *f.jsonOut != "" {
-		if err := writeJSON(*f.jsonOut, struct {
-			Target string `json:"target"`
-			*load.Result
-			Thresholds []thresholdJSON `json:"thresholds"`
-		}{target, res, thresholdsJSON(outcomes)}); err != nil {
-			return notRun(fmt.Errorf("run: %v", err))
-		}
+	result := report.RunResult{Target: target, Result: res, Thresholds: outcomes}
+	if err := (report.TextReporter{}).Run(human, result); err != nil {
+		return notRun(fmt.Errorf("run: %v", err))
+	}
+	if err := f.outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Run(w, result) }); err != nil {
+		return notRun(fmt.Errorf("run: %v", err))
 	}
 	return thresholdFailure(outcomes, res.Endpoints)
 }
@@ -277,34 +277,6 @@ func measured(requests, errs int64, elapsed time.Duration, h *hdrhistogram.Histo
 	return m
 }
 
-func printThresholds(w io.Writer, outcomes []threshold.Outcome) {
-	for i, o := range outcomes {
-		label := ""
-		if i == 0 {
-			label = "thresholds"
-		}
-		verdict := "ok  "
-		if !o.Passed {
-			verdict = "FAIL"
-		}
-		fmt.Fprintf(w, "  %-11s %s %s: %s\n", label, verdict, o.Threshold.Source, o.Observed)
-	}
-}
-
-type thresholdJSON struct {
-	Threshold string `json:"threshold"`
-	Passed    bool   `json:"passed"`
-	Observed  string `json:"observed"`
-}
-
-func thresholdsJSON(outcomes []threshold.Outcome) []thresholdJSON {
-	out := []thresholdJSON{}
-	for _, o := range outcomes {
-		out = append(out, thresholdJSON{o.Threshold.Source, o.Passed, o.Observed})
-	}
-	return out
-}
-
 // thresholdFailure is the one line that names the first failed threshold
 // (and how many others failed), or nil when all passed.
 func thresholdFailure(outcomes []threshold.Outcome, eps []load.Endpoint) error {
@@ -333,65 +305,4 @@ func thresholdFailure(outcomes []threshold.Outcome, eps []load.Endpoint) error {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func describe(cfg load.Config, target string) string {
-	model := fmt.Sprintf("closed loop, %d users", cfg.Concurrency)
-	if cfg.ThinkTime > 0 {
-		model += fmt.Sprintf(" thinking %v", cfg.ThinkTime)
-	}
-	if cfg.Rate > 0 {
-		model = fmt.Sprintf("open loop at %g req/s", cfg.Rate)
-	}
-	var bounds []string
-	if cfg.Duration > 0 {
-		bounds = append(bounds, "for "+cfg.Duration.String())
-	}
-	if cfg.Requests > 0 {
-		bounds = append(bounds, fmt.Sprintf("up to %d requests", cfg.Requests))
-	}
-	return fmt.Sprintf("%s, %s, %s", target, model, strings.Join(bounds, " and "))
-}
-
-func progressLine(s load.Snapshot) string {
-	line := fmt.Sprintf("%5.0fs  %8.0f req/s  p99 %-9s  requests %d  errors %d",
-		s.Elapsed.Seconds(), s.RateRPS, ms(s.P99), s.Requests, s.Errors)
-	if s.Saturated {
-		line += "  GENERATOR SATURATED"
-	}
-	return line
-}
-
-func ms(d time.Duration) string {
-	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-}
-
-func printSummary(w io.Writer, r *load.Result) {
-	e := r.Errors
-	fmt.Fprintf(w, "  requests    %d in %.2fs = %.1f req/s\n", r.Requests, r.Elapsed.Seconds(), r.ThroughputRPS)
-	fmt.Fprintf(w, "  errors      %d (4xx %d, 5xx %d, timeout %d, connection %d, other %d)\n",
-		e.Total(), e.Status4xx, e.Status5xx, e.Timeout, e.Connection, e.Other)
-	l := r.Latency
-	fmt.Fprintf(w, "  latency     %-10s %-10s %-10s %-10s %-10s %-10s %s\n", "min", "mean", "p50", "p90", "p99", "p99.9", "max")
-	fmt.Fprintf(w, "              %-10s %-10s %-10s %-10s %-10s %-10s %s\n",
-		ms(l.Min), ms(l.Mean), ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max))
-	if r.Model == "open" {
-		fmt.Fprintln(w, "              (open loop: latency counts from each request's intended send time)")
-	}
-	if r.GeneratorSaturated {
-		fmt.Fprintln(w, "  generator   SATURATED: the numbers may describe loadlab, not the target:")
-		for _, reason := range r.SaturationReasons {
-			fmt.Fprintf(w, "              - %s\n", reason)
-		}
-	} else {
-		fmt.Fprintln(w, "  generator   kept up (CPU below 90%, requests on schedule)")
-	}
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/perfscale/perfscale/loadlab/load"
 )
 
 func loadlab(args ...string) (stdout, stderr string, err error) {
@@ -241,22 +239,5 @@ steps:
 	defer mu.Unlock()
 	if sessions.Load() != 2 || unauthorized.Load() != 0 || len(usedTokens) != 2 || usedTokens["tok1"] == 0 || usedTokens["tok2"] == 0 {
 		t.Fatalf("%d sessions, %d unauthorized requests, tokens used %v; want 2 users, each with its own token", sessions.Load(), unauthorized.Load(), usedTokens)
-	}
-}
-
-func TestProgressLine(t *testing.T) {
-	s := load.Snapshot{Elapsed: 3 * time.Second, Requests: 600, Errors: 2, RateRPS: 200, P99: 1500 * time.Microsecond}
-	line := progressLine(s)
-	for _, want := range []string{"3s", "200 req/s", "p99 1.50ms", "requests 600", "errors 2"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("progress line %q lacks %q", line, want)
-		}
-	}
-	if strings.Contains(line, "SATURATED") {
-		t.Errorf("progress line %q: saturated without cause", line)
-	}
-	s.Saturated = true
-	if line := progressLine(s); !strings.Contains(line, "GENERATOR SATURATED") {
-		t.Errorf("progress line %q does not say the generator is saturated", line)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -74,9 +72,8 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		startRate    = fs.Float64("start-rate", 100, "first rate tried, req/s")
 		readyTimeout = fs.Duration("ready-timeout", 60*time.Second, "how long to wait for the URL to answer after scaling")
 		suspects     = fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine")
-		jsonOut      = fs.String("json", "", "write the result as JSON to this file")
-		htmlOut      = fs.String("html", "", "write a self-contained HTML report to this file")
 		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
+		outputs      = outputFlags(fs)
 	)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -102,6 +99,9 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case load.ClientFastHTTP, load.ClientNetHTTP:
 	default:
 		return fmt.Errorf("scaleout: unknown --client %q (want fasthttp or nethttp)", *client)
+	}
+	if err := outputs.Check(); err != nil {
+		return fmt.Errorf("scaleout: %v", err)
 	}
 	if *scen != "" {
 		// Fail on a bad scenario now, not after the first scale-up.
@@ -138,35 +138,23 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		fmt.Fprintf(stderr, "  %s\n", line)
 	}
-	fmt.Fprintf(stdout, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *replicas, *slo, *probe)
+	human := outputs.Human(stdout, stderr)
+	fmt.Fprintf(human, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *replicas, *slo, *probe)
 	markStarted(ctx)
 	res, err := scaleout.Run(ctx, cfg)
 	if terminal {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if res != nil && len(res.Steps) > 0 {
-		printScaleout(stdout, res)
+		if perr := (report.TextReporter{}).Scaleout(human, res); perr != nil && err == nil {
+			err = perr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("scaleout: %v", err)
 	}
-	if *jsonOut != "" {
-		if err := writeJSON(*jsonOut, res); err != nil {
-			return fmt.Errorf("scaleout: %v", err)
-		}
-	}
-	if *htmlOut != "" {
-		f, err := os.Create(*htmlOut)
-		if err != nil {
-			return fmt.Errorf("scaleout: %v", err)
-		}
-		if err := report.RenderScaleout(f, res); err != nil {
-			f.Close()
-			return fmt.Errorf("scaleout: %v", err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("scaleout: %v", err)
-		}
+	if err := outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Scaleout(w, res) }); err != nil {
+		return fmt.Errorf("scaleout: %v", err)
 	}
 	return nil
 }
@@ -217,32 +205,4 @@ func parseSizes(s string) ([]float64, error) {
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-func printScaleout(w io.Writer, r *scaleout.Result) {
-	fmt.Fprintf(w, "\n  %8s %12s %9s %11s %12s  %s\n", "replicas", "capacity", "speed-up", "efficiency", "p99 at cap.", "bottleneck")
-	for _, s := range r.Steps {
-		fmt.Fprintf(w, "  %8d %8.0f/s %8.2fx %10.0f%% %12s  %s\n", s.Replicas, s.CapacityRPS, s.Speedup, 100*s.Efficiency, ms(s.P99), s.Bottleneck)
-	}
-	if len(r.Vertical) > 0 {
-		fmt.Fprintf(w, "\n  one replica, more CPU (scaling up):\n  %8s %12s %9s %11s %12s  %s\n", "cores", "capacity", "speed-up", "efficiency", "p99 at cap.", "bottleneck")
-		for _, s := range r.Vertical {
-			fmt.Fprintf(w, "  %8g %8.0f/s %8.2fx %10.0f%% %12s  %s\n", s.CPU, s.CapacityRPS, s.Speedup, 100*s.Efficiency, ms(s.P99), s.Bottleneck)
-		}
-		fmt.Fprintf(w, "\n  at equal total CPU:\n")
-		for _, v := range r.Vertical {
-			for _, h := range r.Steps {
-				if h.Replicas > 1 && math.Abs(float64(h.Replicas)*h.CPU-v.CPU) < 1e-9 {
-					fmt.Fprintf(w, "  %g cores: %d replicas of %g give %.0f req/s, 1 replica of %g gives %.0f req/s\n",
-						v.CPU, h.Replicas, h.CPU, h.CapacityRPS, v.CPU, v.CapacityRPS)
-				}
-			}
-		}
-	}
-	if r.FitOK {
-		fmt.Fprintf(w, "\n  USL over replicas: σ = %.4g, κ = %.4g, λ = %.4g req/s per replica, R² = %.3f; %s\n",
-			r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, r.Fit.R2, r.PeakText())
-	} else if r.FitError != "" {
-		fmt.Fprintf(w, "\n  no USL fit: %s\n", r.FitError)
-	}
 }

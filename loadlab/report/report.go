@@ -1,205 +1,77 @@
-// Package report renders a diagnosis as a self-contained HTML page: the
-// verdicts, the evidence, and inline SVG plots of throughput (with the
-// fitted USL curve) and latency against concurrency. The page loads
-// nothing from anywhere, so it can be mailed or attached to a ticket.
+// Package report writes what loadlab measured, in the three forms it
+// offers: text for a person at a terminal, JSON for a program, and a
+// self-contained HTML page with plots for a ticket or a mail. Every form
+// is a Reporter, so each command (run, diagnose, scaleout, fit) writes its
+// result through one interface and a new form or a new result is added in
+// one place. Outputs says where the JSON and HTML go: a file, or "-" for
+// standard output.
 package report
 
 import (
-	"embed"
 	"fmt"
-	"html/template"
 	"io"
-	"math"
-	"strings"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
+	"github.com/perfscale/perfscale/loadlab/threshold"
+	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
-//go:embed page.html scaleout.html common.html
-var pageFS embed.FS
+// Reporter writes each of loadlab's results in one form.
+type Reporter interface {
+	Run(w io.Writer, r RunResult) error
+	Diagnosis(w io.Writer, r *diagnose.Report) error
+	Scaleout(w io.Writer, r *scaleout.Result) error
+	Fit(w io.Writer, r FitResult) error
+}
 
-var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"ms":  func(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) },
-	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
-	"cores": func(f float64) string {
-		if math.IsNaN(f) {
-			return "–"
-		}
-		return fmt.Sprintf("%.2f", f)
-	},
-	"num": func(f float64) string { return fmt.Sprintf("%.4g", f) },
-}).ParseFS(pageFS, "page.html", "common.html"))
+// RunResult is what loadlab run measured against Target (a URL with its
+// method, or a scenario), and the thresholds it was held to.
+type RunResult struct {
+	Target string
+	*load.Result
+	Thresholds []threshold.Outcome
+}
 
-// Plot geometry, in SVG user units.
+// FitResult is a Universal Scalability Law fit of Points read from Source
+// (a file name, or "standard input").
+type FitResult struct {
+	Source string
+	Points []usl.Point
+	Fit    usl.Fit
+}
+
+// Format names a Reporter.
+type Format string
+
+// The forms a result can be written in.
 const (
-	width, height = 640, 360
-	left, right   = 70, 20
-	top, bottom   = 20, 50
+	Text Format = "text"
+	JSON Format = "json"
+	HTML Format = "html"
 )
 
-type point struct{ X, Y float64 }
-
-type tick struct {
-	Pos   float64
-	Label string
+// For returns the Reporter that writes format.
+func For(format Format) (Reporter, error) {
+	switch format {
+	case Text:
+		return TextReporter{}, nil
+	case JSON:
+		return JSONReporter{}, nil
+	case HTML:
+		return HTMLReporter{}, nil
+	}
+	return nil, fmt.Errorf("unknown report format %q (want text, json or html)", format)
 }
 
-// Series is one line or set of markers on a plot.
-type Series struct {
-	Name, Class string
-	Points      string // "x,y x,y" in SVG units
-	Markers     []point
-	Dashed      bool
+// Millis is a duration in milliseconds with two decimals, without the
+// unit: every latency loadlab prints goes through it, so text, tables and
+// pages agree to the digit.
+func Millis(d time.Duration) string {
+	return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond))
 }
 
-// Plot is one chart, already in SVG coordinates.
-type Plot struct {
-	ID, Title, XLabel, YLabel string
-	Width, Height             int
-	Left, Top, Right, Bottom  float64
-	XTicks, YTicks            []tick
-	Series                    []Series
-}
-
-type view struct {
-	R           *diagnose.Report
-	Generated   string
-	Throughput  Plot
-	Latency     Plot
-	Efficiency  []float64
-	PeakText    string
-	PlotsInline bool
-}
-
-// Render writes the report page.
-func Render(w io.Writer, r *diagnose.Report) error {
-	v := view{R: r, Generated: time.Now().UTC().Format(time.RFC3339), Efficiency: r.Efficiency}
-	v.Throughput, v.Latency = throughputPlot(r), latencyPlot(r)
-	if r.FitOK {
-		v.PeakText = r.Fit.PeakText()
-	}
-	if err := page.Execute(w, v); err != nil {
-		return fmt.Errorf("render report: %w", err)
-	}
-	return nil
-}
-
-// niceTicks returns round tick values from 0 to at least max.
-func niceTicks(max float64) []float64 {
-	if max <= 0 || math.IsNaN(max) || math.IsInf(max, 0) {
-		max = 1
-	}
-	raw := max / 5
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*mag >= raw {
-			step = m * mag
-			break
-		}
-	}
-	var out []float64
-	for v := 0.0; v < max+step/2; v += step {
-		out = append(out, v)
-	}
-	if out[len(out)-1] < max {
-		out = append(out, out[len(out)-1]+step)
-	}
-	return out
-}
-
-func label(v float64) string {
-	if v >= 1000 {
-		return fmt.Sprintf("%gk", math.Round(v/100)/10)
-	}
-	return fmt.Sprintf("%g", math.Round(v*100)/100)
-}
-
-// frame sets up a plot with axes from 0 to xMax and 0 to yMax.
-func frame(id, title, xl, yl string, xMax, yMax float64) (Plot, func(x, y float64) point) {
-	xt, yt := niceTicks(xMax), niceTicks(yMax)
-	xTop, yTop := xt[len(xt)-1], yt[len(yt)-1]
-	pw, ph := float64(width-left-right), float64(height-top-bottom)
-	at := func(x, y float64) point {
-		return point{left + x/xTop*pw, top + ph - y/yTop*ph}
-	}
-	p := Plot{ID: id, Title: title, XLabel: xl, YLabel: yl, Width: width, Height: height,
-		Left: left, Top: top, Right: width - right, Bottom: height - bottom}
-	for _, v := range xt {
-		p.XTicks = append(p.XTicks, tick{at(v, 0).X, label(v)})
-	}
-	for _, v := range yt {
-		p.YTicks = append(p.YTicks, tick{at(0, v).Y, label(v)})
-	}
-	return p, at
-}
-
-func polyline(pts []point) string {
-	var b strings.Builder
-	for i, p := range pts {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%.1f,%.1f", p.X, p.Y)
-	}
-	return b.String()
-}
-
-func throughputPlot(r *diagnose.Report) Plot {
-	maxN, maxX := 1.0, 1.0
-	for _, s := range r.Steps {
-		maxN = math.Max(maxN, float64(s.Concurrency))
-		maxX = math.Max(maxX, s.ThroughputRPS)
-	}
-	if r.FitOK {
-		for n := 1.0; n <= maxN; n += maxN / 100 {
-			maxX = math.Max(maxX, r.Fit.Throughput(n))
-		}
-	}
-	p, at := frame("throughput", "Throughput against concurrency", "concurrent users (N)", "requests/s", maxN, maxX*1.05)
-	var measured []point
-	for _, s := range r.Steps {
-		measured = append(measured, at(float64(s.Concurrency), s.ThroughputRPS))
-	}
-	if r.FitOK {
-		var curve []point
-		for i := 0; i <= 200; i++ {
-			n := 1 + (maxN-1)*float64(i)/200
-			curve = append(curve, at(n, r.Fit.Throughput(n)))
-		}
-		// Linear scaling from the one-user throughput, up to the top of
-		// the plot.
-		x1 := r.Fit.Lambda
-		if len(r.Steps) > 0 {
-			x1 = r.Steps[0].ThroughputRPS
-		}
-		if end := math.Min(maxN, maxX*1.05/x1); x1 > 0 && end > 1.01 {
-			p.Series = append(p.Series, Series{Name: "linear scaling", Class: "linear",
-				Points: polyline([]point{at(1, x1), at(end, x1*end)}), Dashed: true})
-		}
-		p.Series = append(p.Series, Series{Name: "USL fit", Class: "fit", Points: polyline(curve)})
-	}
-	p.Series = append(p.Series, Series{Name: "measured", Class: "measured", Points: polyline(measured), Markers: measured})
-	return p
-}
-
-func latencyPlot(r *diagnose.Report) Plot {
-	maxN, maxMS := 1.0, float64(r.SLO)/float64(time.Millisecond)
-	for _, s := range r.Steps {
-		maxN = math.Max(maxN, float64(s.Concurrency))
-		maxMS = math.Max(maxMS, float64(s.P99)/float64(time.Millisecond))
-	}
-	p, at := frame("latency", "Latency against concurrency", "concurrent users (N)", "milliseconds", maxN, maxMS*1.05)
-	var p50, p99 []point
-	for _, s := range r.Steps {
-		p50 = append(p50, at(float64(s.Concurrency), float64(s.P50)/float64(time.Millisecond)))
-		p99 = append(p99, at(float64(s.Concurrency), float64(s.P99)/float64(time.Millisecond)))
-	}
-	slo := float64(r.SLO) / float64(time.Millisecond)
-	p.Series = append(p.Series,
-		Series{Name: "SLO", Class: "slo", Points: polyline([]point{at(0, slo), at(maxN, slo)}), Dashed: true},
-		Series{Name: "p50", Class: "p50", Points: polyline(p50), Markers: p50},
-		Series{Name: "p99", Class: "p99", Points: polyline(p99), Markers: p99})
-	return p
-}
+// ms is Millis with its unit, for running text.
+func ms(d time.Duration) string { return Millis(d) + "ms" }

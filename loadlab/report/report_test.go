@@ -40,7 +40,7 @@ func sampleReport(t *testing.T) *diagnose.Report {
 
 func TestPageIsSelfContainedAndEscaped(t *testing.T) {
 	var b bytes.Buffer
-	if err := Render(&b, sampleReport(t)); err != nil {
+	if err := (HTMLReporter{}).Diagnosis(&b, sampleReport(t)); err != nil {
 		t.Fatal(err)
 	}
 	page := b.String()
@@ -58,7 +58,7 @@ func TestPageIsSelfContainedAndEscaped(t *testing.T) {
 // and no script errors.
 func TestPageRendersInHeadlessChromium(t *testing.T) {
 	var b bytes.Buffer
-	if err := Render(&b, sampleReport(t)); err != nil {
+	if err := (HTMLReporter{}).Diagnosis(&b, sampleReport(t)); err != nil {
 		t.Fatal(err)
 	}
 	checkInChromium(t, b.Bytes(), 2, "1000,1800")

@@ -44,7 +44,7 @@ func sampleScaleout(t *testing.T, vertical bool) *scaleout.Result {
 func TestScaleoutPageIsSelfContained(t *testing.T) {
 	for _, vertical := range []bool{false, true} {
 		var b bytes.Buffer
-		if err := RenderScaleout(&b, sampleScaleout(t, vertical)); err != nil {
+		if err := (HTMLReporter{}).Scaleout(&b, sampleScaleout(t, vertical)); err != nil {
 			t.Fatal(err)
 		}
 		page := b.String()
@@ -67,7 +67,7 @@ func TestScaleoutPageIsSelfContained(t *testing.T) {
 // errors. REPORT_SCREENSHOT=file.png keeps a screenshot to look at.
 func TestScaleoutPageRendersInHeadlessChromium(t *testing.T) {
 	var b bytes.Buffer
-	if err := RenderScaleout(&b, sampleScaleout(t, true)); err != nil {
+	if err := (HTMLReporter{}).Scaleout(&b, sampleScaleout(t, true)); err != nil {
 		t.Fatal(err)
 	}
 	checkInChromium(t, b.Bytes(), 3, "1000,2200")

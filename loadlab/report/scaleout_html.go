@@ -1,28 +1,11 @@
 package report
 
 import (
-	"fmt"
-	"html/template"
 	"io"
 	"math"
-	"time"
 
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 )
-
-var scaleoutPage = template.Must(template.New("scaleout.html").Funcs(template.FuncMap{
-	"ms":      func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) },
-	"pct":     func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
-	"num":     func(f float64) string { return fmt.Sprintf("%.4g", f) },
-	"rps":     func(f float64) string { return fmt.Sprintf("%.0f", f) },
-	"article": func(n int) float64 { return articleEfficiency(float64(n)) },
-	"cores": func(f float64) string {
-		if math.IsNaN(f) {
-			return "–"
-		}
-		return fmt.Sprintf("%g", f)
-	},
-}).ParseFS(pageFS, "scaleout.html", "common.html"))
 
 // articleEfficiency is the articles' invented scaling: 1 server 1,000 req/s,
 // 2 servers 1,800 (90%), 4 servers 3,200 (80%), 10 servers 7,000 (70%);
@@ -48,38 +31,21 @@ type scaleoutView struct {
 	PlotsCount int
 }
 
-type equalCPU struct {
-	Cores                float64
-	Replicas             int
-	PerReplica           float64
-	Horizontal, Vertical float64
-}
-
-// RenderScaleout writes a scale-out measurement as a self-contained page:
+// Scaleout writes a scale-out measurement as a page:
 // capacity and efficiency against replicas beside the articles' invented
 // 90/80/70% line, and, with CPU sizes, scaling up beside scaling out at
 // equal total CPU.
-func RenderScaleout(w io.Writer, r *scaleout.Result) error {
-	v := scaleoutView{R: r, Generated: time.Now().UTC().Format(time.RFC3339), PeakText: r.PeakText()}
+func (HTMLReporter) Scaleout(w io.Writer, r *scaleout.Result) error {
+	v := scaleoutView{R: r, Generated: generated(), PeakText: r.PeakText(), EqualCPU: equalCPUs(r)}
 	if len(r.Steps) > 0 {
 		v.Plots = append(v.Plots, capacityPlot(r), efficiencyPlot(r))
 	}
 	if len(r.Vertical) > 0 {
 		v.HasCPU = true
 		v.Plots = append(v.Plots, cpuPlot(r))
-		for _, vs := range r.Vertical {
-			for _, h := range r.Steps {
-				if h.Replicas > 1 && math.Abs(float64(h.Replicas)*h.CPU-vs.CPU) < 1e-9 {
-					v.EqualCPU = append(v.EqualCPU, equalCPU{vs.CPU, h.Replicas, h.CPU, h.CapacityRPS, vs.CapacityRPS})
-				}
-			}
-		}
 	}
 	v.PlotsCount = len(v.Plots)
-	if err := scaleoutPage.Execute(w, v); err != nil {
-		return fmt.Errorf("render scale-out report: %w", err)
-	}
-	return nil
+	return execute(w, "scaleout.html", v)
 }
 
 func maxReplicas(r *scaleout.Result) float64 {

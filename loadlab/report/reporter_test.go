@@ -1,0 +1,119 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/threshold"
+	"github.com/perfscale/perfscale/loadlab/usl"
+)
+
+func sampleRun() RunResult {
+	return RunResult{Target: "GET http://127.0.0.1:8080/v1/menu", Result: &load.Result{Model: "open", Rate: 200,
+		Elapsed: 2 * time.Second, Requests: 400, ThroughputRPS: 200, Errors: load.ErrorCounts{Status5xx: 3},
+		Latency: load.Latency{Min: time.Millisecond, Mean: 2 * time.Millisecond, P50: 2 * time.Millisecond, P90: 3 * time.Millisecond,
+			P99: 4500 * time.Microsecond, P999: 6 * time.Millisecond, Max: 7 * time.Millisecond},
+		Series: []load.Second{{At: 0, Requests: 199, Errors: 1}, {At: 1, Requests: 201, Errors: 2}},
+		Endpoints: []load.Endpoint{
+			{Name: "menu", Request: "GET /v1/menu", Requests: 300, Latency: load.Latency{P50: 2 * time.Millisecond, P99: 4 * time.Millisecond}},
+			{Name: "checkout", Request: "POST /v1/orders", Requests: 100, Latency: load.Latency{P50: 3 * time.Millisecond, P99: 6 * time.Millisecond},
+				Errors: load.EndpointErrors{Total: 3, Causes: []load.Cause{{Cause: "503 Service Unavailable", Status: 503, Count: 3, Sample: "queue full"}}}},
+		}}}
+}
+
+func sampleFit(t *testing.T) FitResult {
+	t.Helper()
+	pts := []usl.Point{{N: 1, X: 100}, {N: 2, X: 180}, {N: 4, X: 300}, {N: 8, X: 380}}
+	fit, err := usl.FitPoints(pts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return FitResult{Source: "points.csv", Points: pts, Fit: fit}
+}
+
+// Every form writes every result, and what it writes is that form: JSON
+// parses, a page is a page, text holds the figures.
+func TestEveryReporterWritesEveryResult(t *testing.T) {
+	results := map[string]func(Reporter, io.Writer) error{
+		"run":       func(r Reporter, w io.Writer) error { return r.Run(w, sampleRun()) },
+		"diagnosis": func(r Reporter, w io.Writer) error { return r.Diagnosis(w, sampleReport(t)) },
+		"scaleout":  func(r Reporter, w io.Writer) error { return r.Scaleout(w, sampleScaleout(t, true)) },
+		"fit":       func(r Reporter, w io.Writer) error { return r.Fit(w, sampleFit(t)) },
+	}
+	for _, format := range []Format{Text, JSON, HTML} {
+		rep, err := For(format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, write := range results {
+			t.Run(string(format)+" "+name, func(t *testing.T) {
+				var b bytes.Buffer
+				if err := write(rep, &b); err != nil {
+					t.Fatal(err)
+				}
+				out := b.String()
+				switch format {
+				case JSON:
+					var doc map[string]any
+					if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+						t.Fatalf("not JSON: %v\n%s", err, out)
+					}
+				case HTML:
+					if !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, `class="plot"`) {
+						t.Fatalf("not a page with a plot:\n%.300s", out)
+					}
+					if name == "run" && !strings.Contains(out, "checkout: 3 × 503 Service Unavailable: “queue full”") {
+						t.Errorf("the run page does not name the endpoint's error cause:\n%s", out)
+					}
+				case Text:
+					if len(strings.TrimSpace(out)) == 0 {
+						t.Fatal("wrote nothing")
+					}
+				}
+			})
+		}
+	}
+	if _, err := For("yaml"); err == nil || !strings.Contains(err.Error(), `"yaml"`) {
+		t.Fatalf("For(yaml) = %v, want an error naming it", err)
+	}
+}
+
+func TestRunTextHasTheFigures(t *testing.T) {
+	th, err := threshold.Parse("p99<4ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := sampleRun()
+	run.Thresholds = []threshold.Outcome{{Threshold: th, Passed: false, Observed: "p99 4.50ms"}}
+	var b bytes.Buffer
+	if err := (TextReporter{}).Run(&b, run); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"400 in 2.00s = 200.0 req/s", "errors      3 (4xx 0, 5xx 3", "4.50ms", "intended send time", "FAIL p99<4ms: p99 4.50ms",
+		"checkout  POST /v1/orders", "checkout           3  503 Service Unavailable: \"queue full\""} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// A write that fails (a closed pipe, a full disk) is an error, not a
+// silently short report.
+func TestWriteErrorsAreReturned(t *testing.T) {
+	for _, format := range []Format{Text, JSON, HTML} {
+		rep, _ := For(format)
+		if err := rep.Run(failingWriter{}, sampleRun()); err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("%s: err = %v, want disk full", format, err)
+		}
+	}
+}
