@@ -21,8 +21,9 @@ var errUnavailable = shop.Errorf(shop.EUNAVAILABLE, "the database is not reachab
 // one place the store decides what "the database is down" means; other
 // errors pass unchanged.
 func unavailable(err error) error {
-	if err == nil || !isUnavailable(err) {
-		return err
+	var mapped *unavailableError
+	if err == nil || errors.As(err, &mapped) || !isUnavailable(err) {
+		return err // nothing to map, or mapped already deeper in the chain
 	}
 	return &unavailableError{cause: err}
 }

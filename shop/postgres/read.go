@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
 // Read routing. Transactions and every write go to the primary. Reads that
@@ -19,11 +21,11 @@ import (
 // stateless API replicas; nothing is kept in process memory.
 
 // catalogReader is the pool for a read that needs no session.
-func (s *Store) catalogReader() *pgxpool.Pool {
-	if p := s.db.replica(); p != nil {
+func (db *DB) catalogReader() *pgxpool.Pool {
+	if p := db.replica(); p != nil {
 		return p
 	}
-	return s.db.primary
+	return db.primary
 }
 
 // replica picks a replica pool round-robin; nil without replicas.
@@ -37,40 +39,41 @@ func (db *DB) replica() *pgxpool.Pool {
 // sessionReader returns a connection on which the session reads its own
 // writes: a replica that has replayed them, else the primary. release
 // returns the connection.
-func (s *Store) sessionReader(ctx context.Context, sessionID int64) (q queryer, release func(), err error) {
-	replica := s.db.replica()
+func (db *DB) sessionReader(ctx context.Context, sessionID int64) (q sqlstore.Querier, release func(), err error) {
+	primary := querier[poolQuerier]{db.primary}
+	replica := db.replica()
 	if replica == nil {
-		return s.db.primary, func() {}, nil
+		return primary, func() {}, nil
 	}
 	var wrote *string
-	if err := s.db.primary.QueryRow(ctx, `SELECT wrote_lsn::text FROM sessions WHERE id = $1`, sessionID).Scan(&wrote); err != nil && err != pgx.ErrNoRows {
+	if err := db.primary.QueryRow(ctx, `SELECT wrote_lsn::text FROM sessions WHERE id = $1`, sessionID).Scan(&wrote); err != nil && err != pgx.ErrNoRows {
 		return nil, nil, fmt.Errorf("read session's write position: %w", unavailable(err))
 	}
 	conn, err := replica.Acquire(ctx)
 	if err != nil {
 		// A replica that cannot be reached does not take the reads down.
-		return s.db.primary, func() {}, nil
+		return primary, func() {}, nil
 	}
 	if wrote == nil {
-		return conn, conn.Release, nil // the session never wrote: nothing to miss
+		return querier[poolQuerier]{conn}, conn.Release, nil // the session never wrote: nothing to miss
 	}
 	var caughtUp bool
 	err = conn.QueryRow(ctx, `SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::pg_lsn, FALSE)`, *wrote).Scan(&caughtUp)
 	if err != nil || !caughtUp {
 		conn.Release()
-		return s.db.primary, func() {}, nil
+		return primary, func() {}, nil
 	}
-	return conn, conn.Release, nil
+	return querier[poolQuerier]{conn}, conn.Release, nil
 }
 
 // markWrite records, for read routing, that the session has just written:
 // the primary's WAL position now is past the write's commit. It runs only
 // when there are replicas to route to.
-func (s *Store) markWrite(ctx context.Context, sessionID int64) error {
-	if len(s.db.replicas) == 0 {
+func (db *DB) markWrite(ctx context.Context, sessionID int64) error {
+	if len(db.replicas) == 0 {
 		return nil
 	}
-	if _, err := s.db.primary.Exec(ctx, `UPDATE sessions SET wrote_lsn = pg_current_wal_lsn() WHERE id = $1`, sessionID); err != nil {
+	if _, err := db.primary.Exec(ctx, `UPDATE sessions SET wrote_lsn = pg_current_wal_lsn() WHERE id = $1`, sessionID); err != nil {
 		return fmt.Errorf("mark the session's write: %w", unavailable(err))
 	}
 	return nil

@@ -1,0 +1,142 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// CatalogVersion returns the menu's version.
+func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.db.Catalog().QueryRow(ctx, `SELECT version FROM catalog_version WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("catalog version: %w", err)
+	}
+	return v, nil
+}
+
+// Menu returns the available, in-stock items by category, in one query and
+// one snapshot, so the version matches the items.
+func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) {
+	m := &shop.Menu{Categories: []shop.MenuCategory{}}
+	err := s.db.InSnapshot(ctx, func(q Querier) error {
+		if err := q.QueryRow(ctx, `SELECT version FROM catalog_version WHERE id = 1`).Scan(&m.Version); err != nil {
+			return fmt.Errorf("menu version: %w", err)
+		}
+		rows, err := q.Query(ctx, `SELECT id, name, description, price_cents, category
+			FROM items WHERE available AND stock > 0 ORDER BY category, id`)
+		if err != nil {
+			return fmt.Errorf("menu items: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			it := shop.MenuItem{Available: true}
+			if err := rows.Scan(&it.ID, &it.Name, &it.Description, &it.PriceCents, &it.Category); err != nil {
+				return fmt.Errorf("menu items: %w", err)
+			}
+			if n := len(m.Categories); n == 0 || m.Categories[n-1].Name != it.Category {
+				m.Categories = append(m.Categories, shop.MenuCategory{Name: it.Category})
+			}
+			c := &m.Categories[len(m.Categories)-1]
+			c.Items = append(c.Items, it)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("menu items: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("menu: %w", err)
+	}
+	return m, nil
+}
+
+const itemColumns = `id, name, description, price_cents, category, available, stock, updated_at`
+
+func scanItem(r Row) (shop.Item, error) {
+	var it shop.Item
+	var updated int64
+	if err := r.Scan(&it.ID, &it.Name, &it.Description, &it.PriceCents, &it.Category,
+		&it.Available, &it.Stock, &updated); err != nil {
+		return shop.Item{}, err
+	}
+	it.UpdatedAt = fromMicros(updated)
+	return it, nil
+}
+
+// Item returns one item.
+func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
+	it, err := scanItem(s.db.Catalog().QueryRow(ctx, `SELECT `+itemColumns+` FROM items WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, shop.Errorf(shop.ENOTFOUND, "item %d does not exist", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("item %d: %w", id, err)
+	}
+	return &it, nil
+}
+
+// ListItems returns a keyset page of items in id order.
+func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
+	if err := f.Normalize(); err != nil {
+		return nil, err
+	}
+	where := "id > ?"
+	args := []any{f.After}
+	if f.Category != "" {
+		where += " AND category = ?"
+		args = append(args, f.Category)
+	}
+	if f.Query != "" {
+		where += ` AND lower(name) LIKE ? ESCAPE '\'`
+		args = append(args, "%"+escapeLike(strings.ToLower(f.Query))+"%")
+	}
+	args = append(args, f.Limit+1)
+	items, err := query(ctx, s.db.Catalog(), scanItem,
+		`SELECT `+itemColumns+` FROM items WHERE `+where+` ORDER BY id LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list items: %w", err)
+	}
+	page := &shop.ItemPage{Items: items}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		page.Next = page.Items[f.Limit-1].ID
+	}
+	return page, nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+func escapeLike(s string) string { return likeEscaper.Replace(s) }
+
+// UpdateItem applies an admin change and bumps the catalog version.
+func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	var it shop.Item
+	err := s.db.InTx(ctx, func(tx Tx) error {
+		var err error
+		it, err = scanItem(tx.QueryRow(ctx, `UPDATE items SET
+				price_cents = COALESCE(?, price_cents),
+				stock = COALESCE(?, stock),
+				available = COALESCE(?, available),
+				updated_at = ?
+			WHERE id = ? RETURNING `+itemColumns, u.PriceCents, u.Stock, u.Available, Micros(s.now()), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return shop.Errorf(shop.ENOTFOUND, "item %d does not exist", id)
+		}
+		if err != nil {
+			return fmt.Errorf("update item %d: %w", id, err)
+		}
+		return BumpCatalogVersion(ctx, tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &it, nil
+}

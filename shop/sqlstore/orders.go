@@ -1,0 +1,244 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+const orderColumns = `id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at`
+
+func scanOrder(r Row) (shop.Order, error) {
+	var o shop.Order
+	var created, updated int64
+	if err := r.Scan(&o.ID, &o.SessionID, &o.Status, &o.CustomerName, &o.Email, &o.Notes,
+		&o.TotalCents, &created, &updated); err != nil {
+		return shop.Order{}, err
+	}
+	o.CreatedAt, o.UpdatedAt = fromMicros(created), fromMicros(updated)
+	o.Lines = []shop.OrderLine{}
+	return o, nil
+}
+
+// readOrder reads one order with its lines; sessionID 0 means any session.
+func (s *Store) readOrder(ctx context.Context, q Querier, sessionID, orderID int64) (*shop.Order, error) {
+	var row Row
+	if sessionID == 0 {
+		row = q.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ?`, orderID)
+	} else {
+		row = q.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ? AND session_id = ?`, orderID, sessionID)
+	}
+	o, err := scanOrder(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, shop.Errorf(shop.ENOTFOUND, "order %d does not exist", orderID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read order %d: %w", orderID, err)
+	}
+	orders := []shop.Order{o}
+	if err := s.attachLines(ctx, q, orders); err != nil {
+		return nil, err
+	}
+	return &orders[0], nil
+}
+
+// attachLines loads the lines of several orders in one query (no N+1).
+func (s *Store) attachLines(ctx context.Context, q Querier, orders []shop.Order) error {
+	if len(orders) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*shop.Order, len(orders))
+	ids := make([]int64, len(orders))
+	for i := range orders {
+		byID[orders[i].ID] = &orders[i]
+		ids[i] = orders[i].ID
+	}
+	in, args := s.dialect.InIDs("order_id", ids)
+	rows, err := q.Query(ctx, `SELECT order_id, item_id, name, quantity, unit_price_cents, line_total_cents
+		FROM order_lines WHERE `+in+` ORDER BY order_id, item_id`, args...)
+	if err != nil {
+		return fmt.Errorf("read order lines: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var l shop.OrderLine
+		if err := rows.Scan(&id, &l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.LineTotalCents); err != nil {
+			return fmt.Errorf("read order lines: %w", err)
+		}
+		byID[id].Lines = append(byID[id].Lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read order lines: %w", err)
+	}
+	return nil
+}
+
+// Order returns one of the session's orders.
+func (s *Store) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {
+	if sessionID == 0 {
+		return nil, shop.Errorf(shop.ENOTFOUND, "order %d does not exist", orderID)
+	}
+	q, release, err := s.db.SessionReader(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.readOrder(ctx, q, sessionID, orderID)
+}
+
+// ListOrders returns the session's orders, newest first, a keyset page.
+func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error) {
+	if err := f.Normalize(); err != nil {
+		return nil, err
+	}
+	before := f.Before
+	if before == 0 {
+		before = 1<<63 - 1
+	}
+	q, release, err := s.db.SessionReader(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	orders, err := query(ctx, q, scanOrder, `SELECT `+orderColumns+` FROM orders
+		WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, sessionID, before, f.Limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	page := &shop.OrderPage{Orders: orders}
+	if len(orders) > f.Limit {
+		page.Orders = orders[:f.Limit]
+		page.Next = page.Orders[f.Limit-1].ID
+	}
+	if err := s.attachLines(ctx, q, page.Orders); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// --- worker side ---
+
+// OrderByID returns any session's order, for the background worker. It
+// reads fresh: the job may run a moment after the checkout committed.
+func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, error) {
+	return s.readOrder(ctx, s.db.Fresh(), 0, orderID)
+}
+
+// AdvanceOrder moves an order from one status to the next and records the
+// change in the outbox in the same transaction. It reports false (and
+// changes nothing) when the order is no longer in status from, so a
+// retried job cannot move an order twice.
+func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error) {
+	return s.advanceOrder(ctx, orderID, from, to, nil)
+}
+
+// MarkOrderReady moves an order from confirmed to ready, with its event,
+// and runs inTx in the same transaction; see shop.FulfilmentService.
+func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	return s.advanceOrder(ctx, orderID, shop.StatusConfirmed, shop.StatusReady, inTx)
+}
+
+func (s *Store) advanceOrder(ctx context.Context, orderID int64, from, to shop.Status, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	if !from.CanMoveTo(to) {
+		return false, fmt.Errorf("advance order %d: %s cannot move to %s", orderID, from, to)
+	}
+	var moved bool
+	err := s.db.InTx(ctx, func(tx Tx) error {
+		var err error
+		if moved, err = advance(ctx, tx, orderID, from, to, Micros(s.now())); err != nil {
+			return err
+		}
+		return runInTx(ctx, tx, inTx)
+	})
+	if err != nil {
+		return false, fmt.Errorf("advance order %d to %s: %w", orderID, to, err)
+	}
+	return moved, nil
+}
+
+// ConfirmOrder moves the order placed -> confirmed, records its mail and
+// runs inTx, all in one transaction: one commit (on SQLite one WAL sync)
+// where the steps used to take one each. See shop.FulfilmentService.
+func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	var mailed bool
+	err := s.db.InTx(ctx, func(tx Tx) error {
+		now := Micros(s.now())
+		moved, err := advance(ctx, tx, m.OrderID, shop.StatusPlaced, shop.StatusConfirmed, now)
+		if err != nil {
+			return err
+		}
+		// The mail goes with the confirmation: a retry that finds the order
+		// confirmed finds its mail too. ON CONFLICT keeps the sink at one
+		// mail per order all the same.
+		if moved {
+			n, err := tx.Exec(ctx, `INSERT INTO mail_outbox (order_id, to_addr, subject, body, sent_at)
+				VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`,
+				m.OrderID, m.To, m.Subject, m.Body, now)
+			if err != nil {
+				return fmt.Errorf("record mail: %w", err)
+			}
+			mailed = n == 1
+		}
+		return runInTx(ctx, tx, inTx)
+	})
+	if err != nil {
+		return false, fmt.Errorf("confirm order %d: %w", m.OrderID, err)
+	}
+	return mailed, nil
+}
+
+// advance moves an order from one status to the next in tx and appends the
+// change to the outbox; false (and no change) when it is not in from.
+func advance(ctx context.Context, tx Tx, orderID int64, from, to shop.Status, now int64) (bool, error) {
+	n, err := tx.Exec(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
+		to, now, orderID, from)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	// The change and its event commit together (the outbox).
+	return true, appendOrderEvent(ctx, tx, orderID, to, now)
+}
+
+// runInTx runs a caller's work (the job queue's) on the store's
+// transaction; nil is nothing to run.
+func runInTx(ctx context.Context, tx Tx, inTx func(ctx context.Context, tx shop.Tx) error) error {
+	if inTx == nil {
+		return nil
+	}
+	return inTx(ctx, tx.Driver())
+}
+
+func scanMail(r Row) (shop.Mail, error) {
+	var m shop.Mail
+	var sent int64
+	if err := r.Scan(&m.OrderID, &m.To, &m.Subject, &m.Body, &sent); err != nil {
+		return shop.Mail{}, err
+	}
+	m.SentAt = fromMicros(sent)
+	return m, nil
+}
+
+// Mails returns the mail sink's content in order id order.
+func (s *Store) Mails(ctx context.Context) ([]shop.Mail, error) {
+	mails, err := query(ctx, s.db.Fresh(), scanMail,
+		`SELECT order_id, to_addr, subject, body, sent_at FROM mail_outbox ORDER BY order_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read mails: %w", err)
+	}
+	return mails, nil
+}
+
+// PruneIdempotencyKeys deletes keys older than the retention window; it
+// reports how many it deleted.
+func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
+	n, err := s.db.Writer().Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at <= ?`,
+		Micros(s.now().Add(-shop.IdempotencyRetention)))
+	if err != nil {
+		return 0, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,150 @@
+// Package sqlstore is the store logic that the SQLite and PostgreSQL
+// adapters share, written once: the catalog, sessions, carts, checkout's
+// primitives, orders and their paging, the worker's status changes, the
+// event outbox and pruning. Its SQL is plain text in the code, in the
+// subset both databases run, with `?` placeholders (the PostgreSQL adapter
+// numbers them). What genuinely differs per database stays in its adapter,
+// behind DB (where each kind of read goes, how a write transaction is run
+// and serialised, what an error means) and Dialect (the few statements
+// whose text must differ).
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
+)
+
+// Row is one result row, read once.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Rows is a result set (sql.Rows and pgx.Rows both fit, given a Close
+// without a result).
+type Rows interface {
+	Row
+	Next() bool
+	Err() error
+	Close()
+}
+
+// Querier runs statements: a pool, a connection or a transaction of
+// either driver. A missing row is reported by Row.Scan as an error that
+// errors.Is matches with sql.ErrNoRows (pgx.ErrNoRows does).
+type Querier interface {
+	// Exec runs a statement and reports how many rows it changed.
+	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Tx is an open write transaction.
+type Tx interface {
+	Querier
+	// Driver is the transaction as its driver knows it (*sql.Tx, pgx.Tx),
+	// for work that must commit with it: the job queue's.
+	Driver() shop.Tx
+}
+
+// DB is what a database does its own way: where each kind of read goes,
+// how a write transaction is run and serialised, and what a session's
+// write must leave behind for later reads.
+type DB interface {
+	// Catalog serves reads that need no session (items, the menu's
+	// version); a read replica may answer them.
+	Catalog() Querier
+	// Fresh serves reads that must see every committed write: sessions,
+	// carts, the worker's and the outbox relay's reads.
+	Fresh() Querier
+	// Writer runs writes that are one statement, outside a transaction.
+	Writer() Querier
+	// SessionReader serves a session's reads of its own orders; it must see
+	// the session's writes. release gives a borrowed connection back.
+	SessionReader(ctx context.Context, sessionID int64) (q Querier, release func(), err error)
+	// InSnapshot runs fn in a read-only transaction that sees one
+	// snapshot of the catalog.
+	InSnapshot(ctx context.Context, fn func(q Querier) error) error
+	// InTx runs fn in a write transaction and commits it if fn succeeds.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// LockSession, inside tx, keeps the session's cart changes and
+	// checkouts from running alongside each other (a no-op where every
+	// write transaction already runs alone).
+	LockSession(ctx context.Context, tx Tx, sessionID int64) error
+	// SessionWrote records, after a session's write committed, what later
+	// reads of that session need to find it (a no-op where every read
+	// sees every write).
+	SessionWrote(ctx context.Context, sessionID int64) error
+}
+
+// Dialect holds the statements whose text must differ between the
+// databases.
+type Dialect interface {
+	// InIDs is a condition that column is one of ids, with its arguments
+	// (a list of placeholders, or one array).
+	InIDs(column string, ids []int64) (cond string, args []any)
+	// InsertOrderLines is the statement that inserts all of o's lines,
+	// with its arguments.
+	InsertOrderLines(o *shop.Order) (query string, args []any)
+}
+
+// Store implements every shop.Store method that both databases run alike;
+// an adapter embeds it and adds the rest (seeding, Ping, Close).
+type Store struct {
+	db      DB
+	dialect Dialect
+	now     func() time.Time
+}
+
+// New returns the shared store over db; now is the clock that expiry is
+// judged by (nil: the wall clock).
+func New(db DB, dialect Dialect, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, dialect: dialect, now: func() time.Time { return now().UTC() }}
+}
+
+// Now is the store's clock, in UTC.
+func (s *Store) Now() time.Time { return s.now() }
+
+// Micros is how both schemas store a time: microseconds since the epoch.
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// collect reads every row of rows with scan, closing rows; what the
+// caller gets is never nil. It is generic over the row's type so that
+// each store's scanning code is written once without boxing rows.
+func collect[T any](rows Rows, scan func(r Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var row Row = rows // converted once, not per row
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(row)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// query runs a query and collects its rows with scan.
+func query[T any](ctx context.Context, q Querier, scan func(r Row) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scan)
+}
+
+// BumpCatalogVersion tells menu readers that the menu changed.
+func BumpCatalogVersion(ctx context.Context, q Querier) error {
+	if _, err := q.Exec(ctx, `UPDATE catalog_version SET version = version + 1 WHERE id = 1`); err != nil {
+		return fmt.Errorf("bump catalog version: %w", err)
+	}
+	return nil
+}
