@@ -57,27 +57,22 @@ func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) {
 
 const itemColumns = `id, name, description, price_cents, category, available, stock, updated_at`
 
-func scanItem(r Row) (shop.Item, error) {
-	var it shop.Item
-	var updated int64
-	if err := r.Scan(&it.ID, &it.Name, &it.Description, &it.PriceCents, &it.Category,
-		&it.Available, &it.Stock, &updated); err != nil {
-		return shop.Item{}, err
-	}
-	it.UpdatedAt = fromMicros(updated)
-	return it, nil
+func scanItem(r Row, it *shop.Item) error {
+	return r.Scan(&it.ID, &it.Name, &it.Description, &it.PriceCents, &it.Category,
+		&it.Available, &it.Stock, microsTime{&it.UpdatedAt})
 }
 
 // Item returns one item.
 func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
-	it, err := scanItem(s.db.Catalog().QueryRow(ctx, `SELECT `+itemColumns+` FROM items WHERE id = ?`, id))
+	it := new(shop.Item)
+	err := scanItem(s.db.Catalog().QueryRow(ctx, `SELECT `+itemColumns+` FROM items WHERE id = ?`, id), it)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, shop.Errorf(shop.ENOTFOUND, "item %d does not exist", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("item %d: %w", id, err)
 	}
-	return &it, nil
+	return it, nil
 }
 
 // ListItems returns a keyset page of items in id order.
@@ -118,15 +113,14 @@ func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*s
 	if err := u.Validate(); err != nil {
 		return nil, err
 	}
-	var it shop.Item
+	it := new(shop.Item)
 	err := s.db.InTx(ctx, func(tx Tx) error {
-		var err error
-		it, err = scanItem(tx.QueryRow(ctx, `UPDATE items SET
+		err := scanItem(tx.QueryRow(ctx, `UPDATE items SET
 				price_cents = COALESCE(?, price_cents),
 				stock = COALESCE(?, stock),
 				available = COALESCE(?, available),
 				updated_at = ?
-			WHERE id = ? RETURNING `+itemColumns, u.PriceCents, u.Stock, u.Available, Micros(s.now()), id))
+			WHERE id = ? RETURNING `+itemColumns, u.PriceCents, u.Stock, u.Available, Micros(s.now()), id), it)
 		if errors.Is(err, sql.ErrNoRows) {
 			return shop.Errorf(shop.ENOTFOUND, "item %d does not exist", id)
 		}
@@ -138,5 +132,5 @@ func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*s
 	if err != nil {
 		return nil, err
 	}
-	return &it, nil
+	return it, nil
 }

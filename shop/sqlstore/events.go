@@ -19,14 +19,8 @@ func appendOrderEvent(ctx context.Context, tx Tx, orderID int64, status shop.Sta
 	return nil
 }
 
-func scanEvent(r Row) (shop.OrderEvent, error) {
-	var e shop.OrderEvent
-	var at int64
-	if err := r.Scan(&e.ID, &e.OrderID, &e.Seq, &e.Status, &at); err != nil {
-		return shop.OrderEvent{}, err
-	}
-	e.At = fromMicros(at)
-	return e, nil
+func scanEvent(r Row, e *shop.OrderEvent) error {
+	return r.Scan(&e.ID, &e.OrderID, &e.Seq, &e.Status, microsTime{&e.At})
 }
 
 // UnpublishedOrderEvents returns up to limit events the relay has not

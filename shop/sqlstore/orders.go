@@ -11,16 +11,13 @@ import (
 
 const orderColumns = `id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at`
 
-func scanOrder(r Row) (shop.Order, error) {
-	var o shop.Order
-	var created, updated int64
+func scanOrder(r Row, o *shop.Order) error {
 	if err := r.Scan(&o.ID, &o.SessionID, &o.Status, &o.CustomerName, &o.Email, &o.Notes,
-		&o.TotalCents, &created, &updated); err != nil {
-		return shop.Order{}, err
+		&o.TotalCents, microsTime{&o.CreatedAt}, microsTime{&o.UpdatedAt}); err != nil {
+		return err
 	}
-	o.CreatedAt, o.UpdatedAt = fromMicros(created), fromMicros(updated)
 	o.Lines = []shop.OrderLine{}
-	return o, nil
+	return nil
 }
 
 // readOrder reads one order with its lines; sessionID 0 means any session.
@@ -31,14 +28,14 @@ func (s *Store) readOrder(ctx context.Context, q Querier, sessionID, orderID int
 	} else {
 		row = q.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ? AND session_id = ?`, orderID, sessionID)
 	}
-	o, err := scanOrder(row)
+	orders := make([]shop.Order, 1)
+	err := scanOrder(row, &orders[0])
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, shop.Errorf(shop.ENOTFOUND, "order %d does not exist", orderID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read order %d: %w", orderID, err)
 	}
-	orders := []shop.Order{o}
 	if err := s.attachLines(ctx, q, orders); err != nil {
 		return nil, err
 	}
@@ -212,14 +209,8 @@ func runInTx(ctx context.Context, tx Tx, inTx func(ctx context.Context, tx shop.
 	return inTx(ctx, tx.Driver())
 }
 
-func scanMail(r Row) (shop.Mail, error) {
-	var m shop.Mail
-	var sent int64
-	if err := r.Scan(&m.OrderID, &m.To, &m.Subject, &m.Body, &sent); err != nil {
-		return shop.Mail{}, err
-	}
-	m.SentAt = fromMicros(sent)
-	return m, nil
+func scanMail(r Row, m *shop.Mail) error {
+	return r.Scan(&m.OrderID, &m.To, &m.Subject, &m.Body, microsTime{&m.SentAt})
 }
 
 // Mails returns the mail sink's content in order id order.

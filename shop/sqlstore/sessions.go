@@ -28,18 +28,17 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Sess
 // reads fresh: a session created a moment ago (on another API replica)
 // must authenticate at once.
 func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
-	var sess shop.Session
-	var created, expires int64
+	sess := new(shop.Session)
 	err := s.db.Fresh().QueryRow(ctx, `SELECT id, created_at, expires_at FROM sessions
-		WHERE token_hash = ? AND expires_at > ?`, tokenHash, Micros(s.now())).Scan(&sess.ID, &created, &expires)
+		WHERE token_hash = ? AND expires_at > ?`, tokenHash, Micros(s.now())).
+		Scan(&sess.ID, microsTime{&sess.CreatedAt}, microsTime{&sess.ExpiresAt})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, shop.Errorf(shop.EUNAUTHORIZED, "the session token is unknown or expired; create a session with POST /v1/sessions")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	sess.CreatedAt, sess.ExpiresAt = fromMicros(created), fromMicros(expires)
-	return &sess, nil
+	return sess, nil
 }
 
 // pruneBatch bounds one pruning statement, so a backlog of expired
@@ -75,13 +74,12 @@ func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
 
 // --- cart ---
 
-func scanCartLine(r Row) (shop.CheckoutLine, error) {
-	var l shop.CheckoutLine
+func scanCartLine(r Row, l *shop.CheckoutLine) error {
 	if err := r.Scan(&l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.Available, &l.Stock); err != nil {
-		return shop.CheckoutLine{}, err
+		return err
 	}
 	l.LineTotalCents = l.UnitPriceCents * int64(l.Quantity)
-	return l, nil
+	return nil
 }
 
 // readCart reads the session's cart at current prices, in item id order.

@@ -115,25 +115,41 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
+// microsTime scans a unix-microsecond column straight into a time.Time.
+// Scanning into an int64 and converting would need a temporary whose
+// address goes to the driver, and so to the heap: an allocation a row.
+type microsTime struct{ t *time.Time }
+
+// Scan implements sql.Scanner, which both drivers honour.
+func (m microsTime) Scan(src any) error {
+	us, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("a time in unix microseconds is an integer, not %T", src)
+	}
+	*m.t = fromMicros(us)
+	return nil
+}
+
 // collect reads every row of rows with scan, closing rows; what the
-// caller gets is never nil. It is generic over the row's type so that
-// each store's scanning code is written once without boxing rows.
-func collect[T any](rows Rows, scan func(r Row) (T, error)) ([]T, error) {
+// caller gets is never nil. It is generic over the row's type, and scan
+// writes each row straight into its place in the slice, so rows cost no
+// allocation of their own.
+func collect[T any](rows Rows, scan func(r Row, v *T) error) ([]T, error) {
 	defer rows.Close()
 	var row Row = rows // converted once, not per row
 	out := []T{}
 	for rows.Next() {
-		v, err := scan(row)
-		if err != nil {
+		var zero T
+		out = append(out, zero)
+		if err := scan(row, &out[len(out)-1]); err != nil {
 			return nil, err
 		}
-		out = append(out, v)
 	}
 	return out, rows.Err()
 }
 
 // query runs a query and collects its rows with scan.
-func query[T any](ctx context.Context, q Querier, scan func(r Row) (T, error), sql string, args ...any) ([]T, error) {
+func query[T any](ctx context.Context, q Querier, scan func(r Row, v *T) error, sql string, args ...any) ([]T, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
