@@ -941,7 +941,7 @@ func streamExists(t *testing.T, name string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	_, err = js.Stream(ctx, name)
 	switch {

@@ -191,8 +191,7 @@ func (f *fakeFeed) Subscribe(ctx context.Context, fn func(int64)) error {
 }
 
 func TestFeed(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "shop.db")
 	s := openStore(t, path)
 	if _, err := s.SeedIfEmpty(ctx, seed.Items(5)); err != nil {
