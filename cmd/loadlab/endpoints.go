@@ -73,3 +73,4 @@ func topCause(eps []load.Endpoint) string {
 	}
 	return s
 }
+

@@ -132,6 +132,12 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--concurrency", "1", "--think", "-1s", url}, "--think must not be negative"},
 		{[]string{"run", "--rate", "5", "--threshold", "p99<50", url}, "not a latency"},
 		{[]string{"run", "--rate", "5", "--max-errors", "lots", url}, "--max-errors"},
+		{[]string{"run", "--stages", "30s", url}, "--stages: stage 1 \"30s\": want DURATION:TARGET"},
+		{[]string{"run", "--stages", "1s:0,1s:0", url}, "--stages: every stage's target is 0"},
+		{[]string{"run", "--stages", "1s:10", "--rate", "5", url}, "give no --rate or --concurrency"},
+		{[]string{"run", "--stages", "1s:10", "--duration", "5s", url}, "give no --duration or --requests"},
+		{[]string{"run", "--stages", "1s:2.5", "--stage-users", url}, "2.5 users is not a whole number"},
+		{[]string{"run", "--stage-users", "--rate", "5", url}, "--stage-users applies to --stages only"},
 		{[]string{"diagnose", "--bogus", url}, "see loadlab diagnose --help"},
 		{[]string{"scaleout", "--bogus"}, "see loadlab scaleout --help"},
 		{[]string{"fit", "--bogus"}, "see loadlab fit --help"},
@@ -181,5 +187,37 @@ func TestScenarioTemplatesAreCheckedBeforeTheRun(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("%d requests sent with a broken scenario", hits.Load())
+	}
+}
+
+func TestRunInStagesPrintsEachStage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "out.json")
+	out, _, err := loadlab("run", "--stages", "500ms:40,500ms:40", "--json", path, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"open loop, req/s ramping 500ms to 40, then 500ms to 40", "stages", "target req/s", "0 -> 40", "40 -> 40"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Stages []struct {
+			Target   float64 `json:"target"`
+			Requests int64   `json:"requests"`
+		} `json:"stages"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	// 0 to 40 req/s over half a second: 10 requests.
+	if len(res.Stages) != 2 || res.Stages[0].Target != 40 || res.Stages[0].Requests != 10 {
+		t.Fatalf("json stages %+v", res.Stages)
 	}
 }

@@ -36,6 +36,21 @@ out). Paths, headers and bodies are templates: {{.token}} for a captured
 value, {{rand 1 200}}, {{uuid}}. See loadlab/scenario/shop.yaml, the
 built-in "shop" journey. In open loop each request slot in flight is a user.
 
+Results are kept per endpoint: each scenario step (each request of a
+sequence as STEP/1, STEP/2), or the method and path of a URL run, with
+errors by status and by cause and one sample message each.
+
+--stages 30s:100,1m:400,30s:0 varies the load: each stage ramps linearly
+(as k6 does) from the previous target, 0 at first, to its own; targets are
+req/s in open loop, or users with --stage-users. Each stage is summarised.
+
+A run fails (exit 1, one line saying what failed) when a --threshold does
+not hold or more requests failed than --max-errors allows (1%). Exit 2 is
+bad input (nothing sent), 3 a run that could not happen or finish.
+Thresholds: p50, p99, p99.9 (any pN), mean, max, with < <= > >= and a
+duration; errors with a share (errors<0.1%) or a count (errors<10); rps;
+ENDPOINT:... for one endpoint (checkout covers checkout/1 and /2).
+
 The summary says when loadlab itself may have limited the run (its CPU,
 the machine's, requests sent late or waiting for --max-inflight), and so
 does --json ("generator_saturated" and "saturation_reasons").
@@ -46,6 +61,11 @@ Examples:
   loadlab run --rate 50 -H 'Content-Type: application/json' --method PUT \
       --body '{"quantity": 1}' http://127.0.0.1:8080/v1/cart/items/3
   loadlab run --scenario shop --base http://127.0.0.1:8080 --rate 200 --duration 10s --json out.json
+  loadlab run --rate 200 --duration 30s --threshold 'p99<50ms' --threshold 'errors<0.1%' \
+      http://127.0.0.1:8080/v1/menu
+  loadlab run --scenario shop --base http://127.0.0.1:8080 --concurrency 20 --duration 20s \
+      --threshold 'checkout:p99<200ms'
+  loadlab run --stages 10s:100,20s:400,10s:0 http://127.0.0.1:8080/v1/menu
 
 Flags:
 `
@@ -58,7 +78,7 @@ func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 // maxRate is the highest open-loop rate accepted: far above what one
 // generator process sends (about 50,000 req/s on a fast core), so a rate
 // above it is a typo, not a plan.
-const maxRate = 1_000_000
+const maxRate = load.MaxRate
 
 // runFlags are run's flags, parsed.
 type runFlags struct {
@@ -68,7 +88,8 @@ type runFlags struct {
 	think, duration, timeout           *time.Duration
 	requests                           *int64
 	method, body, bodyFile, scen, base *string
-	client, maxErrors                  *string
+	client, maxErrors, stages          *string
+	stageUsers                         *bool
 	outputs                            *report.Outputs
 	headers                            headerFlags
 	thresholds                         threshold.List
@@ -92,6 +113,8 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		client:      fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
 		maxInFlight: fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
 		outputs:     outputFlags(fs),
+		stages:      fs.String("stages", "", "vary the load: DURATION:TARGET,... such as 30s:100,1m:400,30s:0; each stage ramps linearly\nfrom the previous target (0 at first) to its own; targets are req/s (open loop) unless --stage-users"),
+		stageUsers:  fs.Bool("stage-users", false, "with --stages: the targets are closed-loop users, not req/s"),
 		maxErrors:   fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
 	}
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
@@ -126,6 +149,12 @@ func (f *runFlags) validate() error {
 		return fmt.Errorf("--timeout must be positive, got %v", *f.timeout)
 	case *f.think < 0:
 		return fmt.Errorf("--think must not be negative, got %v", *f.think)
+	case *f.stages != "" && (f.set("rate") || f.set("concurrency")):
+		return errors.New("--stages sets the load: give no --rate or --concurrency beside it")
+	case *f.stages != "" && (f.set("duration") || f.set("requests")):
+		return errors.New("--stages sets how long the run lasts: give no --duration or --requests beside it")
+	case *f.stageUsers && *f.stages == "":
+		return errors.New("--stage-users applies to --stages only")
 	}
 	return nil
 }
@@ -196,7 +225,14 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 		Rate: *f.rate, Concurrency: *f.concurrency, ThinkTime: *f.think, Duration: *f.duration,
 		Requests: *f.requests, Timeout: *f.timeout, Client: load.Client(*f.client), MaxInFlight: *f.maxInFlight,
 	}
-	if cfg.Duration == 0 && cfg.Requests == 0 {
+	if *f.stages != "" {
+		stages, err := load.ParseStages(*f.stages)
+		if err != nil {
+			return cfg, "", nil, fmt.Errorf("--stages: %v", err)
+		}
+		cfg.Stages, cfg.StagedUsers = stages, *f.stageUsers
+	}
+	if cfg.Duration == 0 && cfg.Requests == 0 && len(cfg.Stages) == 0 {
 		cfg.Duration = 10 * time.Second
 	}
 	target := ""
@@ -226,6 +262,9 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 		return cfg, "", nil, errors.New("--base applies to --scenario only")
 	}
 	if err := cfg.Validate(); err != nil {
+		if len(cfg.Stages) > 0 {
+			err = fmt.Errorf("--stages: %v", err)
+		}
 		return cfg, "", nil, err
 	}
 	if err := checkEndpointNames(checks, load.EndpointsOf(cfg)); err != nil {

@@ -47,6 +47,11 @@ type Config struct {
 	// 1,000). Requests beyond it wait in the generator, and that wait
 	// counts in their latency.
 	MaxInFlight int
+	// Stages, if any, vary the load over time and set the run's length:
+	// the open-loop rate, or with StagedUsers the closed-loop users,
+	// ramps linearly from each stage's start to its Target.
+	Stages      []Stage
+	StagedUsers bool
 	// Client picks the HTTP client (default fasthttp).
 	Client Client
 	// Progress, if set, is called about once per second from one goroutine.
@@ -178,6 +183,8 @@ type Result struct {
 	// Endpoints holds the results of each endpoint: each step of a
 	// scenario, or the one method and path of a URL run.
 	Endpoints []Endpoint `json:"endpoints"`
+	// Stages holds each stage's results in a staged run.
+	Stages []StageResult `json:"stages,omitempty"`
 }
 
 // Endpoint is what one endpoint of a run measured.

@@ -39,6 +39,20 @@ const (
 
 // Validate checks a configuration and explains what is wrong.
 func (c *Config) Validate() error {
+	if len(c.Stages) > 0 || c.StagedUsers {
+		if err := c.validateStages(); err != nil {
+			return err
+		}
+		staged := *c
+		staged.Stages, staged.StagedUsers = nil, false
+		staged.Duration = stagesDuration(c.Stages)
+		if c.StagedUsers {
+			staged.Concurrency = 1
+		} else {
+			staged.Rate = 1
+		}
+		return staged.Validate()
+	}
 	switch {
 	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
 		return errors.New("rate must be a positive number of requests per second")
@@ -121,7 +135,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	conns := cfg.Concurrency
-	if cfg.Rate > 0 {
+	switch {
+	case cfg.StagedUsers:
+		for _, s := range cfg.Stages {
+			conns = max(conns, int(s.Target))
+		}
+		cfg.Duration = stagesDuration(cfg.Stages)
+	case len(cfg.Stages) > 0:
+		conns = cfg.MaxInFlight
+		cfg.Duration = stagesDuration(cfg.Stages)
+	case cfg.Rate > 0:
 		conns = cfg.MaxInFlight
 	}
 	var snd sender
@@ -194,9 +217,12 @@ func (g *generator) run(ctx context.Context) (*Result, error) {
 	aggStop := make(chan struct{})
 	go g.aggregate(aggStop, aggDone, start, cpu0)
 
-	if g.cfg.Rate > 0 {
+	switch {
+	case g.cfg.StagedUsers:
+		g.closedLoopStaged(ctx, start)
+	case g.cfg.Rate > 0 || len(g.cfg.Stages) > 0:
 		g.openLoop(ctx, start)
-	} else {
+	default:
 		g.closedLoop(ctx)
 	}
 	close(aggStop)
@@ -210,7 +236,7 @@ func (g *generator) run(ctx context.Context) (*Result, error) {
 // spent waiting for a free worker (a stalled target) counts against the
 // target, as in wrk2.
 func (g *generator) openLoop(ctx context.Context, start time.Time) {
-	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
+	schedule := g.schedule()
 	// A buffered queue lets the pacer hand over requests without waiting
 	// for a worker to wake. Workers count themselves idle while they wait
 	// for a request; when a request falls due and no idle worker is left
@@ -239,7 +265,11 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 	p := pacer{slack: 100 * time.Microsecond, early: pacerEarly, s: newSleeper()}
 	defer p.s.close()
 	for i := int64(0); ; i++ {
-		due := start.Add(time.Duration(i) * interval)
+		offset, ok := schedule(i)
+		if !ok {
+			break
+		}
+		due := start.Add(offset)
 		if !p.until(ctx, due, &g.stop) {
 			break
 		}
@@ -268,6 +298,23 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 	}
 	close(jobs)
 	wg.Wait()
+}
+
+// openModel reports whether the run is open loop (a rate, or stages of
+// rates).
+func (g *generator) openModel() bool {
+	return g.cfg.Rate > 0 || (len(g.cfg.Stages) > 0 && !g.cfg.StagedUsers)
+}
+
+// schedule returns when each request of the open loop is due, counted
+// from the start: evenly at the rate, or following the stages' ramps.
+func (g *generator) schedule() func(i int64) (time.Duration, bool) {
+	if len(g.cfg.Stages) > 0 {
+		r := &rampSchedule{stages: g.cfg.Stages}
+		return r.offset
+	}
+	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
+	return func(i int64) (time.Duration, bool) { return time.Duration(i) * interval, true }
 }
 
 // pacer sleeps until scheduled times. Sleeps overshoot (by close to a
@@ -369,7 +416,7 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 			if r != nil {
 				ep = r.Endpoint
 			}
-			w.shard.record(0, outcome{kind: buildFailed, err: err}, ep, nil, w.g.timeoutCause)
+			w.shard.record(0, outcome{kind: buildFailed, err: err}, ep, w.g.stageOf(due), nil, w.g.timeoutCause)
 			return
 		}
 		req = r
@@ -383,7 +430,16 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	if w.session != nil {
 		w.session.Observe(req, out.status, buf)
 	}
-	w.shard.record(lat, out, req.Endpoint, buf, w.g.timeoutCause)
+	w.shard.record(lat, out, req.Endpoint, w.g.stageOf(due), buf, w.g.timeoutCause)
+}
+
+// stageOf is the stage a request due at t belongs to, or -1 in a run
+// without stages.
+func (g *generator) stageOf(t time.Time) int {
+	if len(g.cfg.Stages) == 0 {
+		return -1
+	}
+	return stageAt(g.cfg.Stages, t.Sub(g.rec.start))
 }
 
 // --- recording ---
@@ -403,13 +459,14 @@ type recorder struct {
 }
 
 type shard struct {
-	mu    sync.Mutex
-	hist  *hdrhistogram.Histogram // this interval's latencies, µs
-	ok    *hdrhistogram.Histogram // the successful answers among them
-	count int64
-	errs  ErrorCounts
-	eps   []*endpointStats // the whole run's, by endpoint; created when first used
-	_     [64]byte         // keep shards on separate cache lines
+	mu     sync.Mutex
+	hist   *hdrhistogram.Histogram // this interval's latencies, µs
+	ok     *hdrhistogram.Histogram // the successful answers among them
+	count  int64
+	errs   ErrorCounts
+	eps    []*endpointStats // the whole run's, by endpoint; created when first used
+	stages []*endpointStats // the same by stage, in a staged run
+	_      [64]byte         // keep shards on separate cache lines
 }
 
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, maxLatencyUS, 3) }
@@ -425,7 +482,7 @@ func newRecorder() *recorder {
 
 // record counts one request of endpoint ep; body is the answer's body,
 // read only when the request failed.
-func (s *shard) record(lat time.Duration, out outcome, ep int, body []byte, timeoutCause string) {
+func (s *shard) record(lat time.Duration, out outcome, ep, stage int, body []byte, timeoutCause string) {
 	us := min(max(int64(lat/time.Microsecond), 1), maxLatencyUS)
 	s.mu.Lock()
 	for len(s.eps) <= ep {
@@ -438,6 +495,9 @@ func (s *shard) record(lat time.Duration, out outcome, ep int, body []byte, time
 	}
 	s.count++
 	e.count++
+	if stage >= 0 {
+		s.recordStage(stage, us, lat > 0, out.kind)
+	}
 	if out.kind != okKind {
 		countKind(&s.errs, out.kind)
 		countKind(&e.errs, out.kind)
@@ -453,6 +513,23 @@ func (s *shard) record(lat time.Duration, out outcome, ep int, body []byte, time
 		}
 	}
 	s.mu.Unlock()
+}
+
+// recordStage counts a request in its stage (s.mu held).
+func (s *shard) recordStage(stage int, us int64, timed bool, kind errorKind) {
+	for len(s.stages) <= stage {
+		s.stages = append(s.stages, nil)
+	}
+	st := s.stages[stage]
+	if st == nil {
+		st = newEndpointStats()
+		s.stages[stage] = st
+	}
+	st.count++
+	countKind(&st.errs, kind)
+	if timed {
+		st.hist.RecordValue(us) //nolint:errcheck // clamped to range
+	}
 }
 
 func countKind(c *ErrorCounts, k errorKind) {
@@ -589,7 +666,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		Series:    r.series,
 		Histogram: r.total,
 	}
-	if g.cfg.Rate > 0 {
+	if g.openModel() {
 		res.Model, res.Rate = "open", g.cfg.Rate
 		res.SendDelayP99 = time.Duration(g.sendDelay.ValueAtQuantile(99)) * time.Microsecond
 		res.Sent = g.due.Load()
@@ -608,6 +685,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 		res.GoodputRPS = float64(res.Succeeded) / elapsed.Seconds()
 	}
 	res.Endpoints = g.endpointResults()
+	res.Stages = g.stageResults()
 	// Self-checks: was the generator, not the target, the limit?
 	cores := float64(runtime.GOMAXPROCS(0))
 	if busy := cpu.Seconds() / elapsed.Seconds() / cores; busy > cpuSaturated {
@@ -633,8 +711,11 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 			fmt.Sprintf("all %d in-flight slots were busy for %.1f%% of requests, which waited in the generator (their wait counts in the latency); raise --max-inflight if the target can take more",
 				g.cfg.MaxInFlight, 100*float64(g.capped.Load())/float64(due)))
 	}
-	if g.cfg.Rate > 0 && elapsed > 0 && g.cfg.Requests == 0 {
+	if g.openModel() && elapsed > 0 && g.cfg.Requests == 0 {
 		want := g.cfg.Rate * min(elapsed, g.cfg.Duration).Seconds()
+		if len(g.cfg.Stages) > 0 {
+			want = stagesDue(g.cfg.Stages, min(elapsed, g.cfg.Duration))
+		}
 		if sent := float64(g.due.Load()); sent < 0.95*want {
 			res.SaturationReasons = append(res.SaturationReasons,
 				fmt.Sprintf("sent %.0f requests, %.0f%% of the %.0f the rate called for", sent, 100*sent/want, want))

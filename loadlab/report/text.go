@@ -39,6 +39,7 @@ func (TextReporter) Run(w io.Writer, r RunResult) error {
 	} else {
 		fmt.Fprintln(ew, "  generator   kept up (CPU below 90%, requests on schedule)")
 	}
+	printStages(ew, r.Stages, r.Model == "closed")
 	printEndpoints(ew, r.Endpoints)
 	for i, o := range r.Thresholds {
 		label := ""
@@ -52,6 +53,23 @@ func (TextReporter) Run(w io.Writer, r RunResult) error {
 		fmt.Fprintf(ew, "  %-11s %s %s: %s\n", label, verdict, o.Threshold.Source, o.Observed)
 	}
 	return ew.err
+}
+
+// printStages prints one row per stage of a staged run.
+func printStages(w io.Writer, stages []load.StageResult, users bool) {
+	if len(stages) == 0 {
+		return
+	}
+	unit := "req/s"
+	if users {
+		unit = "users"
+	}
+	fmt.Fprintf(w, "  stages\n    %-6s %8s %-17s %9s %10s %15s %10s %10s\n", "stage", "length", "target "+unit, "requests", "req/s", "errors", "p50", "p99")
+	for i, s := range stages {
+		fmt.Fprintf(w, "    %-6d %8v %-17s %9d %10.1f %15s %10s %10s\n", i+1, s.Duration,
+			fmt.Sprintf("%g -> %g", s.From, s.Target), s.Requests, s.ThroughputRPS,
+			errorShare(s.Errors.Total(), s.Requests), ms(s.Latency.P50), ms(s.Latency.P99))
+	}
 }
 
 // printEndpoints prints one row per endpoint, then each endpoint's error
@@ -109,6 +127,17 @@ func RunHeader(cfg load.Config, target string) string {
 	}
 	if cfg.Rate > 0 {
 		model = fmt.Sprintf("open loop at %g req/s", cfg.Rate)
+	}
+	if len(cfg.Stages) > 0 {
+		var parts []string
+		for _, s := range cfg.Stages {
+			parts = append(parts, fmt.Sprintf("%v to %g", s.Duration, s.Target))
+		}
+		unit := "open loop, req/s ramping"
+		if cfg.StagedUsers {
+			unit = "closed loop, users ramping"
+		}
+		return fmt.Sprintf("loadlab run: %s, %s %s", target, unit, strings.Join(parts, ", then "))
 	}
 	var bounds []string
 	if cfg.Duration > 0 {
