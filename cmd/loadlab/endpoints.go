@@ -73,4 +73,3 @@ func topCause(eps []load.Endpoint) string {
 	}
 	return s
 }
-
