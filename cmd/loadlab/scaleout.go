@@ -114,6 +114,7 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ScaleCmd: *scaleCmd, DownCmd: *downCmd, Replicas: counts, CPUs: sizes, SLO: *slo,
 		ProbeDuration: *probe, StartRate: *startRate, ReadyTimeout: *readyTimeout,
 		MaxErrorRate: scaleout.DefaultMaxErrorRate, DownTimeout: scaleout.DefaultDownTimeout,
+		DrainGap: scaleout.DefaultDrainGap, DrainTimeout: scaleout.DefaultDrainTimeout,
 		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*client),
 		Workload: func(u string) (scaleout.Workload, error) { return workload(u, *scen, *path) },
 		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {

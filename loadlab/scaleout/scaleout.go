@@ -41,6 +41,10 @@ type Config struct {
 	StartRate     float64       // first probe of the first count (default 100)
 	ReadyTimeout  time.Duration // default 60s
 	DownTimeout   time.Duration // default 2m
+	// DrainGap is the idle gap before each probe, DrainTimeout how long
+	// to wait at most for one user's latency to come back to the count's
+	// baseline (defaults DefaultDrainGap, DefaultDrainTimeout).
+	DrainGap, DrainTimeout time.Duration
 	Cores         float64       // the machine's, for the bottleneck
 	// Workload turns the URL the scale command printed into the load to
 	// send and the URL that tells readiness.
@@ -89,6 +93,12 @@ type Step struct {
 	Warnings []string
 	Found    bool // the search bracketed the capacity
 	Probes   int
+	// Baseline is one user's median latency on the fresh count, what
+	// each probe waited for before it started (0: no successful answer).
+	Baseline time.Duration
+	// Remeasured: the first measurement contradicted the other counts
+	// and this is the second.
+	Remeasured bool
 }
 
 // Result is a whole measurement.
@@ -126,6 +136,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DownTimeout == 0 {
 		c.DownTimeout = DefaultDownTimeout
+	}
+	if c.DrainGap == 0 {
+		c.DrainGap = DefaultDrainGap
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
@@ -170,6 +186,10 @@ func (c Config) Validate() error {
 		return bad("ReadyTimeout", "must be positive, got %v", c.ReadyTimeout)
 	case c.DownTimeout <= 0:
 		return bad("DownTimeout", "must be positive, got %v", c.DownTimeout)
+	case c.DrainGap <= 0:
+		return bad("DrainGap", "must be positive, got %v", c.DrainGap)
+	case c.DrainTimeout <= 0:
+		return bad("DrainTimeout", "must be positive, got %v", c.DrainTimeout)
 	case !(c.StartRate > 0) || math.IsInf(c.StartRate, 0):
 		return bad("StartRate", "must be a positive number of requests per second, got %v", c.StartRate)
 	case !(c.MaxErrorRate > 0 && c.MaxErrorRate < 1):
@@ -287,34 +307,10 @@ func (r *Result) score() {
 // measureCount scales to n replicas of cpu cores and finds the capacity.
 func measureCount(ctx context.Context, cfg Config, n int, cpu, start float64, first bool) (Step, error) {
 	step := Step{Replicas: n, CPU: cpu}
-	where := fmt.Sprintf("%d replicas", n)
-	if n == 1 {
-		where = "1 replica"
-	}
-	if !math.IsNaN(cpu) {
-		where += fmt.Sprintf(" of %g cores", cpu)
-	}
-	cmd := expand(cfg.ScaleCmd, n, cpu)
-	out, err := shell(ctx, cmd, cfg.Log)
-	if err != nil {
-		return step, fmt.Errorf("scale command for %s (%s): %w", where, cmd, err)
-	}
-	step.URL = lastLine(out)
-	if err := load.CheckURL(step.URL); err != nil {
-		return step, fmt.Errorf("scale command for %s: its last line must be the URL to load: %v", where, err)
-	}
-	w, err := cfg.Workload(step.URL)
+	where := countName(n, cpu)
+	w, watcher, err := scaleTo(ctx, cfg, n, cpu, where, &step)
 	if err != nil {
 		return step, err
-	}
-	if err := waitReady(ctx, w.ReadyURL, cfg.ReadyTimeout); err != nil {
-		return step, fmt.Errorf("%s: %w", where, err)
-	}
-	var watcher Watcher
-	if cfg.Watch != nil {
-		if watcher, err = cfg.Watch(ctx, step.URL); err != nil {
-			return step, fmt.Errorf("%s: %w", where, err)
-		}
 	}
 	if watcher != nil {
 		// A proxy's upstream connections show while it forwards, and a
@@ -324,65 +320,176 @@ func measureCount(ctx context.Context, cfg Config, n int, cpu, start float64, fi
 		// CPU that counts as the generator's.
 		defer watcher.Follow(ctx, time.Second)()
 	}
-	runner := measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: 10 * time.Second}
-	var mw measure.Watcher
-	if watcher != nil {
-		mw = watcher
+	c := newCounter(cfg, w, watcher, where)
+	if err := c.warmUp(ctx, start); err != nil {
+		return step, err
 	}
-	meter := measure.NewMeter(mw)
-	prober := func(ctx context.Context, rate float64) (Probe, error) {
-		s, err := meter.Measure(ctx, runner, measure.Spec{Rate: rate, Duration: cfg.ProbeDuration})
-		if err != nil {
-			return Probe{}, err
-		}
-		return probeOf(rate, cfg.ProbeDuration, s), nil
-	}
-	// A system the scale command has just started is cold: new upstream
-	// connections, pools still opening, empty caches. On the local cluster
-	// each count's first probe had a p99 of 0.27 to 1.26 s while a rate 2
-	// to 4% lower a few seconds later stayed under 15 ms, so the search
-	// took the cold start for the capacity. One probe at half the first
-	// rate warms the system; its figures are not counted.
-	warm := max(start/2, 1)
-	wp, err := prober(ctx, warm)
-	if err != nil {
-		return step, fmt.Errorf("%s: warm-up: %w", where, err)
-	}
-	if cfg.Progress != nil {
-		cfg.Progress(fmt.Sprintf("%s: warm-up %.0f req/s: p99 %s (not counted)", where, warm, fmtMS(wp.P99)))
-	}
-	search := Search{SLO: cfg.SLO, MaxErrorRate: cfg.MaxErrorRate, Start: start, Factor: 1.5,
-		OnProbe: func(phase string, p Probe, pass bool) {
-			if cfg.Progress == nil {
-				return
-			}
-			verdict := "over the SLO"
-			switch {
-			case p.GeneratorSaturated:
-				verdict = "GENERATOR SATURATED: " + strings.Join(p.SaturationReasons, "; ")
-			case pass:
-				verdict = "meets the SLO"
-			case p.Requests > 0 && float64(p.Errors) >= cfg.MaxErrorRate*float64(p.Requests):
-				verdict = fmt.Sprintf("%d errors (%s)", p.Errors, p.ErrorKinds)
-			}
-			cfg.Progress(fmt.Sprintf("%s: %s %.0f req/s: p99 %s, %s", where, phase, p.Rate, fmtMS(p.P99), verdict))
-		}}
+	search := Search{SLO: cfg.SLO, MaxErrorRate: cfg.MaxErrorRate, Start: start, Factor: 1.5, OnProbe: c.progress}
 	if first {
 		search.Factor = 2
 	}
-	c, err := search.Run(ctx, prober)
+	capacity, err := search.Run(ctx, c.probe)
 	if err != nil {
 		return step, fmt.Errorf("%s: %w", where, err)
 	}
-	step.CapacityRPS, step.P99, step.Found, step.Probes, step.GeneratorLimited = c.RPS, c.Best.P99, c.Found, len(c.Probes), c.GeneratorLimited
-	best, _ := c.Best.Detail.(measure.Step)
+	step.CapacityRPS, step.P99, step.Found, step.Probes, step.GeneratorLimited = capacity.RPS, capacity.Best.P99, capacity.Found, len(capacity.Probes), capacity.GeneratorLimited
+	best, _ := capacity.Best.Detail.(measure.Step)
 	step.Processes = best.Processes
 	if watcher != nil {
 		step.Watched = watcher.Describe()
 	}
-	step.Warnings = c.Best.Warnings
-	step.Bottleneck = bottleneckText(best, c, cfg)
+	step.Warnings = capacity.Best.Warnings
+	step.Bottleneck = bottleneckText(best, capacity, cfg)
+	step.Baseline = c.drain.baseline
 	return step, nil
+}
+
+// countName is a count in words: "1 replica", "4 replicas of 0.25 cores".
+func countName(n int, cpu float64) string {
+	where := fmt.Sprintf("%d replicas", n)
+	if n == 1 {
+		where = "1 replica"
+	}
+	if !math.IsNaN(cpu) {
+		where += fmt.Sprintf(" of %g cores", cpu)
+	}
+	return where
+}
+
+// scaleTo runs the scale command for n replicas (of cpu cores), records
+// the URL it printed in step, waits until the URL answers, and finds what
+// to watch behind it (nil when nothing is).
+func scaleTo(ctx context.Context, cfg Config, n int, cpu float64, where string, step *Step) (Workload, Watcher, error) {
+	cmd := expand(cfg.ScaleCmd, n, cpu)
+	out, err := shell(ctx, cmd, cfg.Log)
+	if err != nil {
+		return Workload{}, nil, fmt.Errorf("scale command for %s (%s): %w", where, cmd, err)
+	}
+	step.URL = lastLine(out)
+	if err := load.CheckURL(step.URL); err != nil {
+		return Workload{}, nil, fmt.Errorf("scale command for %s: its last line must be the URL to load: %v", where, err)
+	}
+	w, err := cfg.Workload(step.URL)
+	if err != nil {
+		return Workload{}, nil, err
+	}
+	if err := waitReady(ctx, w.ReadyURL, cfg.ReadyTimeout); err != nil {
+		return Workload{}, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if cfg.Watch == nil {
+		return w, nil, nil
+	}
+	watcher, err := cfg.Watch(ctx, step.URL)
+	if err != nil {
+		return Workload{}, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return w, watcher, nil
+}
+
+// counter probes one replica count: every probe after the target drained.
+type counter struct {
+	cfg    Config
+	where  string
+	meter  *measure.Meter
+	runner measure.LoadRunner
+	drain  drainer
+}
+
+func newCounter(cfg Config, w Workload, watcher Watcher, where string) *counter {
+	var mw measure.Watcher
+	if watcher != nil {
+		mw = watcher
+	}
+	c := &counter{cfg: cfg, where: where, meter: measure.NewMeter(mw),
+		runner: measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: 10 * time.Second}}
+	c.drain = drainer{check: c.oneUser, gap: cfg.DrainGap, timeout: cfg.DrainTimeout, sleep: sleepCtx}
+	return c
+}
+
+// oneUser sends requests one after another.
+func (c *counter) oneUser(ctx context.Context, requests int64) (measure.Step, error) {
+	return c.runner.Run(ctx, measure.Spec{Concurrency: 1, Requests: requests, Duration: 10 * time.Second})
+}
+
+// warmUp measures one user's latency on the fresh count, warms the
+// system with a probe at half the first rate (not counted), and measures
+// one user again: the lower median is the count's baseline for draining.
+//
+// A system the scale command has just started is cold: new upstream
+// connections, pools still opening, empty caches. On the local cluster
+// each count's first probe had a p99 of 0.27 to 1.26 s while a rate 2
+// to 4% lower a few seconds later stayed under 15 ms, so the search
+// took the cold start for the capacity.
+func (c *counter) warmUp(ctx context.Context, start float64) error {
+	cold, err := c.oneUser(ctx, baselineRequests)
+	if err != nil {
+		return fmt.Errorf("%s: one user's baseline: %w", c.where, err)
+	}
+	warm := max(start/2, 1)
+	s, err := c.meter.Measure(ctx, c.runner, measure.Spec{Rate: warm, Duration: c.cfg.ProbeDuration})
+	if err != nil {
+		return fmt.Errorf("%s: warm-up: %w", c.where, err)
+	}
+	if err := sleepCtx(ctx, c.cfg.DrainGap); err != nil {
+		return err
+	}
+	warmed, err := c.oneUser(ctx, baselineRequests)
+	if err != nil {
+		return fmt.Errorf("%s: one user's baseline: %w", c.where, err)
+	}
+	for _, b := range []measure.Step{cold, warmed} {
+		if b.Requests > b.Errors && (c.drain.baseline == 0 || b.P50 < c.drain.baseline) {
+			c.drain.baseline = b.P50
+		}
+	}
+	if c.drain.baseline == 0 {
+		// No successful answer to compare with: idle gaps only.
+		c.drain.check = nil
+	}
+	if c.cfg.Progress != nil {
+		c.cfg.Progress(fmt.Sprintf("%s: warm-up %.0f req/s: p99 %s (not counted); one user's median %s", c.where, warm, fmtMS(s.P99), fmtMS(c.drain.baseline)))
+	}
+	return nil
+}
+
+// probe drains the target, then runs one open-loop probe at rate.
+func (c *counter) probe(ctx context.Context, rate float64) (Probe, error) {
+	d, err := c.drain.wait(ctx)
+	if err != nil {
+		return Probe{}, err
+	}
+	s, err := c.meter.Measure(ctx, c.runner, measure.Spec{Rate: rate, Duration: c.cfg.ProbeDuration})
+	if err != nil {
+		return Probe{}, err
+	}
+	p := probeOf(rate, c.cfg.ProbeDuration, s)
+	p.Drain = d
+	if !d.OK {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the target had not drained after %v of idle gaps: one user's median %s, %s on the fresh count",
+			d.Waited.Round(100*time.Millisecond), fmtMS(d.P50), fmtMS(c.drain.baseline)))
+	}
+	return p, nil
+}
+
+// progress writes a probe's line.
+func (c *counter) progress(phase string, p Probe, pass bool) {
+	if c.cfg.Progress == nil {
+		return
+	}
+	verdict := "over the SLO"
+	switch {
+	case p.GeneratorSaturated:
+		verdict = "GENERATOR SATURATED: " + strings.Join(p.SaturationReasons, "; ")
+	case pass:
+		verdict = "meets the SLO"
+	case p.Requests > 0 && float64(p.Errors) >= c.cfg.MaxErrorRate*float64(p.Requests):
+		verdict = fmt.Sprintf("%d errors (%s)", p.Errors, p.ErrorKinds)
+	}
+	drained := ""
+	if p.Drain.Checks > 1 || !p.Drain.OK {
+		drained = fmt.Sprintf(" (after %v draining)", p.Drain.Waited.Round(100*time.Millisecond))
+	}
+	c.cfg.Progress(fmt.Sprintf("%s: %s %.0f req/s: p99 %s, %s%s", c.where, phase, p.Rate, fmtMS(p.P99), verdict, drained))
 }
 
 // bottleneckText says what limits a count.

@@ -29,6 +29,8 @@ type Probe struct {
 	// and SentShare the share of the scheduled requests it dispatched.
 	SendDelayP99 time.Duration
 	SentShare    float64
+	// Drain is how the target drained before the probe.
+	Drain Drained
 	// Detail is whatever the prober wants to keep with the probe (the
 	// watched processes' use, for the bottleneck).
 	Detail any
