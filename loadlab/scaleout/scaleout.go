@@ -45,7 +45,7 @@ type Config struct {
 	// to wait at most for one user's latency to come back to the count's
 	// baseline (defaults DefaultDrainGap, DefaultDrainTimeout).
 	DrainGap, DrainTimeout time.Duration
-	Cores         float64       // the machine's, for the bottleneck
+	Cores                  float64 // the machine's, for the bottleneck
 	// Workload turns the URL the scale command printed into the load to
 	// send and the URL that tells readiness.
 	Workload func(url string) (Workload, error)
