@@ -55,13 +55,15 @@ type jsonStep struct {
 	Warnings         []string              `json:"warnings"`
 	Watched          []string              `json:"watched"`
 	Processes        []measure.ProcessStep `json:"processes"`
+	BaselineMS       float64               `json:"baseline_ms"`
+	Remeasured       bool                  `json:"remeasured"`
 }
 
 func toJSON(s Step) jsonStep {
 	out := jsonStep{Replicas: s.Replicas, CPUPerReplica: numOrNull(s.CPU), URL: s.URL, CapacityRPS: s.CapacityRPS,
 		Speedup: s.Speedup, Efficiency: s.Efficiency, P99: msOf(s.P99), Bottleneck: s.Bottleneck, Found: s.Found,
 		GeneratorLimited: s.GeneratorLimited, Probes: s.Probes, Warnings: s.Warnings, Watched: s.Watched,
-		Processes: append([]measure.ProcessStep{}, s.Processes...)}
+		Processes: append([]measure.ProcessStep{}, s.Processes...), BaselineMS: msOf(s.Baseline), Remeasured: s.Remeasured}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}
@@ -71,8 +73,9 @@ func toJSON(s Step) jsonStep {
 	return out
 }
 
-// MarshalJSON writes the documented shape: {"slo_ms", "steps": [...],
-// "vertical": [...], "usl": {...}} with efficiency as a fraction.
+// MarshalJSON writes the documented shape: {"slo_ms", "warnings": [...],
+// "steps": [...], "vertical": [...], "usl": {...}} with efficiency as a
+// fraction.
 func (r *Result) MarshalJSON() ([]byte, error) {
 	type fit struct {
 		Sigma        float64  `json:"sigma"`
@@ -84,10 +87,11 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 	}
 	out := struct {
 		SLO      float64    `json:"slo_ms"`
+		Warnings []string   `json:"warnings"`
 		Steps    []jsonStep `json:"steps"`
 		Vertical []jsonStep `json:"vertical"`
 		USL      *fit       `json:"usl"`
-	}{SLO: msOf(r.SLO), Steps: []jsonStep{}, Vertical: []jsonStep{}}
+	}{SLO: msOf(r.SLO), Warnings: append([]string{}, r.Warnings...), Steps: []jsonStep{}, Vertical: []jsonStep{}}
 	for _, s := range r.Steps {
 		out.Steps = append(out.Steps, toJSON(s))
 	}

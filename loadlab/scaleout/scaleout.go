@@ -103,6 +103,10 @@ type Step struct {
 
 // Result is a whole measurement.
 type Result struct {
+	// Warnings say why the table is not to be trusted: counts that
+	// contradict each other even when measured again (see
+	// contradictions).
+	Warnings []string
 	SLO      time.Duration
 	Steps    []Step // horizontal: replicas
 	Vertical []Step // scaling up: one replica, more CPU
@@ -247,6 +251,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 		res.Steps = append(res.Steps, s)
 	}
+	res.score()
+	if err := res.remeasure(ctx, cfg, cpu0); err != nil {
+		return res, err
+	}
 	for i, cpu := range cfg.CPUs {
 		if i == 0 && cfg.Replicas[0] == 1 {
 			res.Vertical = append(res.Vertical, res.Steps[0])
@@ -265,6 +273,38 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	res.score()
 	return res, nil
+}
+
+// remeasure measures again the counts that contradict the others, once;
+// what still contradicts becomes the result's warnings.
+func (r *Result) remeasure(ctx context.Context, cfg Config, cpu float64) error {
+	found := r.contradictions()
+	if len(found) == 0 {
+		return nil
+	}
+	for _, i := range involved(found) {
+		n := r.Steps[i].Replicas
+		if cfg.Progress != nil {
+			cfg.Progress(fmt.Sprintf("%s: measuring again: the counts contradict each other", countName(n, cpu)))
+		}
+		start := cfg.StartRate
+		if c := r.Steps[i].CapacityRPS; c > 0 {
+			start = c
+		}
+		// Bracketing by factors of 2 from the first result: it may be
+		// the one that was wrong.
+		s, err := measureCount(ctx, cfg, n, cpu, start, true)
+		if err != nil {
+			return err
+		}
+		s.Remeasured = true
+		r.Steps[i] = s
+	}
+	r.score()
+	for _, c := range r.contradictions() {
+		r.Warnings = append(r.Warnings, "not to be trusted: "+c.why+"; measured twice, the contradiction stayed")
+	}
+	return nil
 }
 
 // score fills in speed-ups, efficiencies and the USL fit.
@@ -501,6 +541,9 @@ func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 		}
 		return "the generator (loadlab) at the next rate: " + reason
 	}
+	if text, ok := errorBound(c, cfg); ok {
+		return text
+	}
 	if c.RPS == 0 {
 		return fmt.Sprintf("nothing met the %s SLO", fmtMS(cfg.SLO))
 	}
@@ -532,6 +575,41 @@ func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 		text += "; also CPU-bound: " + strings.Join(also, ", ")
 	}
 	return text
+}
+
+// errorBound says so when errors, not latency, bound the capacity: the
+// probe above it failed on its share of errors. Which statuses and
+// which requests got them is what to fix (a per-client rate limit's 429s
+// on a login step, an overloaded upstream's 5xx), not a serial section.
+func errorBound(c Capacity, cfg Config) (string, bool) {
+	b := c.Bound
+	if b.Requests == 0 || float64(b.Errors) < cfg.MaxErrorRate*float64(b.Requests) {
+		return "", false
+	}
+	text := fmt.Sprintf("errors, not latency: at %.0f req/s %s of %d requests failed (%s)",
+		b.Rate, percentOf(b.Errors, b.Requests), b.Requests, b.ErrorKinds)
+	if detail := errorDetail(b); detail != "" {
+		text += ": " + detail
+	}
+	if b.P99 > cfg.SLO {
+		text += fmt.Sprintf("; the successful answers' p99 was %s, over the SLO too", fmtMS(b.P99))
+	} else {
+		text += fmt.Sprintf("; the successful answers' p99 was %s, within the SLO", fmtMS(b.P99))
+	}
+	if c.RPS == 0 {
+		text = "nothing met the SLO: " + text
+	}
+	return text, true
+}
+
+// percentOf is n of total as a percentage, with the precision small
+// shares need.
+func percentOf(n, total int64) string {
+	share := 100 * float64(n) / float64(total)
+	if share < 10 {
+		return fmt.Sprintf("%.1f%%", share)
+	}
+	return fmt.Sprintf("%.0f%%", share)
 }
 
 // probeOf is what the search needs of a measured open-loop step.

@@ -68,6 +68,10 @@ type Capacity struct {
 	// Found reports whether a passing rate with a failing one above it
 	// bracketed the capacity.
 	Found bool
+	// Bound is the failing probe at the lowest failing rate, the one that
+	// bounds the capacity from above (zero when none failed, or when the
+	// generator is the bound).
+	Bound Probe
 }
 
 func (s *Search) defaults() {
@@ -160,7 +164,7 @@ func (s Search) Run(ctx context.Context, probe Prober) (c Capacity, err error) {
 			// from above like a failure, and if it ends up as the bound,
 			// the result says the generator was the limit.
 			if rate < hi {
-				hi, hiBehind, c.GeneratorReasons = rate, true, p.SaturationReasons
+				hi, hiBehind, c.GeneratorReasons, c.Bound = rate, true, p.SaturationReasons, Probe{}
 			}
 			return false, false, nil
 		}
@@ -184,7 +188,7 @@ func (s Search) Run(ctx context.Context, probe Prober) (c Capacity, err error) {
 			lo, c.Best, c.RPS = rate, p, p.ThroughputRPS
 		}
 		if !pass && rate < hi {
-			hi, hiBehind = rate, false
+			hi, hiBehind, c.Bound = rate, false, p
 		}
 		return pass, false, nil
 	}

@@ -1,0 +1,113 @@
+package scaleout
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// A table whose counts contradict each other is not a measurement of one
+// system scaling out: a probe met a noisy moment, a backlog or a cold
+// start. Such counts are measured again; a contradiction that stays is
+// printed with the table as a warning saying why it is not to be trusted.
+const (
+	// efficiencyCeiling: replicas cannot give more than linear scaling;
+	// an efficiency above this is a first count measured too low or a
+	// later one too high.
+	efficiencyCeiling = 1.15
+	// countNoise: a count below the one before it by more than this share
+	// is more than the search's precision and a busy machine's noise.
+	countNoise = 0.10
+	// uslMisfit: the USL fitted over the counts passes within this share
+	// of each of them, or they are not one system's curve.
+	uslMisfit = 0.15
+)
+
+// contradiction is one reason not to trust a table, with the counts
+// (indexes into Result.Steps) to measure again.
+type contradiction struct {
+	why    string
+	counts []int
+}
+
+// contradictions finds what in the horizontal table contradicts the rest
+// (the result must be scored).
+func (r *Result) contradictions() []contradiction {
+	var out []contradiction
+	steps := r.Steps
+	for i := 1; i < len(steps); i++ {
+		s, prev := steps[i], steps[i-1]
+		if s.Efficiency > efficiencyCeiling {
+			out = append(out, contradiction{
+				why: fmt.Sprintf("%s measured %.0f%% efficiency (%.0f req/s against %.0f for %s): more than linear, which adding replicas cannot give",
+					replicasText(s.Replicas), 100*s.Efficiency, s.CapacityRPS, steps[0].CapacityRPS, replicasText(steps[0].Replicas)),
+				counts: []int{0, i}})
+		}
+		if prev.CapacityRPS > 0 && s.CapacityRPS < (1-countNoise)*prev.CapacityRPS {
+			out = append(out, contradiction{
+				why: fmt.Sprintf("%s measured %.0f req/s, %.0f%% below %s (%.0f req/s): more than the noise of the search",
+					replicasText(s.Replicas), s.CapacityRPS, 100*(1-s.CapacityRPS/prev.CapacityRPS), replicasText(prev.Replicas), prev.CapacityRPS),
+				counts: []int{i - 1, i}})
+		}
+	}
+	if c, ok := r.misfit(); ok {
+		out = append(out, c)
+	}
+	return out
+}
+
+// misfit reports a USL fit that cannot pass through the counts: it fails,
+// or misses one by more than uslMisfit (with three counts or more; two
+// points any curve passes through).
+func (r *Result) misfit() (contradiction, bool) {
+	if len(r.Steps) < 3 {
+		return contradiction{}, false
+	}
+	for _, s := range r.Steps {
+		if s.CapacityRPS == 0 {
+			return contradiction{}, false // said already: nothing met the SLO
+		}
+	}
+	if !r.FitOK {
+		all := make([]int, len(r.Steps))
+		for i := range all {
+			all[i] = i
+		}
+		return contradiction{why: "the Universal Scalability Law cannot be fitted through the counts: " + r.FitError, counts: all}, true
+	}
+	worst, miss := 0, 0.0
+	for i, s := range r.Steps {
+		if m := math.Abs(r.Fit.Throughput(float64(s.Replicas))-s.CapacityRPS) / s.CapacityRPS; m > miss {
+			worst, miss = i, m
+		}
+	}
+	if miss <= uslMisfit {
+		return contradiction{}, false
+	}
+	s := r.Steps[worst]
+	return contradiction{
+		why: fmt.Sprintf("the USL fitted over the counts misses %s by %.0f%% (%.0f req/s measured, %.0f on the curve): no smooth scaling curve passes through them",
+			replicasText(s.Replicas), 100*miss, s.CapacityRPS, r.Fit.Throughput(float64(s.Replicas))),
+		counts: []int{worst}}, true
+}
+
+// involved is the counts the contradictions name, each once, ascending.
+func involved(cs []contradiction) []int {
+	var out []int
+	for _, c := range cs {
+		for _, i := range c.counts {
+			if !slices.Contains(out, i) {
+				out = append(out, i)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func replicasText(n int) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", n)
+}

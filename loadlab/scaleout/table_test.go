@@ -1,0 +1,150 @@
+package scaleout_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
+)
+
+// scripted serves at a rate that depends on the replica count the scale
+// command last wrote to countFile: one request per 1/rate on a virtual
+// clock, the rest queued.
+func scripted(t *testing.T, rates map[int]float64) (srv *httptest.Server, countFile string) {
+	countFile = filepath.Join(t.TempDir(), "count")
+	var mu sync.Mutex
+	var next time.Time
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := os.ReadFile(countFile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		every := time.Duration(float64(time.Second) / rates[n])
+		mu.Lock()
+		begin := time.Now()
+		if next.After(begin) {
+			begin = next
+		}
+		next = begin.Add(every)
+		done := next
+		mu.Unlock()
+		time.Sleep(time.Until(done))
+		fmt.Fprintln(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, countFile
+}
+
+func quickConfig(t *testing.T, url, countFile string, replicas ...int) scaleout.Config {
+	return scaleout.Config{
+		ScaleCmd: "echo {n} >" + countFile + "; echo {n} >>" + countFile + ".log; echo " + url + "/", DownCmd: "true",
+		Replicas: replicas, SLO: 100 * time.Millisecond, ProbeDuration: 400 * time.Millisecond, StartRate: 50, Cores: 2,
+		DrainGap: 50 * time.Millisecond,
+		Workload: func(u string) (scaleout.Workload, error) {
+			return scaleout.Workload{Target: &load.Request{Method: "GET", URL: u}, ReadyURL: u}, nil
+		},
+		Progress: func(line string) { t.Log(line) },
+	}
+}
+
+// A table that says 2 replicas serve five times what one does: the
+// counts are measured again, and when the contradiction stays, the result
+// says why it is not to be trusted, in its warnings and its JSON.
+func TestAContradictoryTableIsMeasuredAgainAndWarned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures four counts; skipped with -short")
+	}
+	srv, countFile := scripted(t, map[int]float64{1: 100, 2: 500})
+	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(countFile + ".log")
+	if got := strings.Fields(string(b)); strings.Join(got, " ") != "1 2 1 2" {
+		t.Errorf("scale commands ran for %v, want 1 2 and both again", got)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "not to be trusted: 2 replicas measured") ||
+		!strings.Contains(res.Warnings[0], "more than linear") || !res.Steps[0].Remeasured || !res.Steps[1].Remeasured {
+		t.Fatalf("warnings %q, steps %+v", res.Warnings, res.Steps)
+	}
+	doc, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Warnings []string `json:"warnings"`
+		Steps    []struct {
+			Remeasured bool    `json:"remeasured"`
+			BaselineMS float64 `json:"baseline_ms"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(doc, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Warnings) != 1 || out.Warnings[0] != res.Warnings[0] || !out.Steps[1].Remeasured || out.Steps[1].BaselineMS <= 0 {
+		t.Fatalf("JSON %s", doc)
+	}
+}
+
+// A table that holds together is measured once and has no warnings.
+func TestAConsistentTableIsMeasuredOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures two counts; skipped with -short")
+	}
+	srv, countFile := scripted(t, map[int]float64{1: 100, 2: 200})
+	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(countFile + ".log")
+	if got := strings.Fields(string(b)); strings.Join(got, " ") != "1 2" || len(res.Warnings) != 0 {
+		t.Fatalf("scale commands ran for %v, warnings %q; want 1 2 and none", got, res.Warnings)
+	}
+}
+
+// A per-client limit answers 429 past 40 requests a second, at once: the
+// successful answers stay fast, and errors, not latency, bound the
+// capacity. The bottleneck says so, with the statuses, instead of "a
+// serial section".
+func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
+	var mu sync.Mutex
+	var next time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		const every = 25 * time.Millisecond
+		mu.Lock()
+		now := time.Now()
+		if next.Before(now.Add(-40 * every)) {
+			next = now.Add(-40 * every) // a burst of a second's worth
+		}
+		allowed := !next.After(now)
+		if allowed {
+			next = next.Add(every)
+		}
+		mu.Unlock()
+		if !allowed {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	defer srv.Close()
+	countFile := filepath.Join(t.TempDir(), "count")
+	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Steps[0]
+	if !strings.HasPrefix(s.Bottleneck, "errors, not latency: at ") || !strings.Contains(s.Bottleneck, "4xx") ||
+		!strings.Contains(s.Bottleneck, "within the SLO") {
+		t.Fatalf("capacity %.0f req/s, bottleneck %q; want errors (4xx) named", s.CapacityRPS, s.Bottleneck)
+	}
+}
