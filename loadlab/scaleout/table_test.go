@@ -144,6 +144,7 @@ func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
 	}
 	s := res.Steps[0]
 	if !strings.HasPrefix(s.Bottleneck, "errors, not latency: at ") || !strings.Contains(s.Bottleneck, "4xx") ||
+		!strings.Contains(s.Bottleneck, "GET / got 429 Too Many Requests ×") ||
 		!strings.Contains(s.Bottleneck, "within the SLO") {
 		t.Fatalf("capacity %.0f req/s, bottleneck %q; want errors (4xx) named", s.CapacityRPS, s.Bottleneck)
 	}
