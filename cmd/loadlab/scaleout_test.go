@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/report"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
 	"github.com/perfscale/perfscale/loadlab/scaleout/testsystem"
 )
 
@@ -167,5 +169,20 @@ func TestScaleoutCtrlCRunsTheDownCommand(t *testing.T) {
 	}
 	if testsystem.DownRan(o.State) != 1 || len(testsystem.Running(o.State)) > 0 {
 		t.Fatalf("after Ctrl-C the down command ran %d times and %v are left", testsystem.DownRan(o.State), testsystem.Running(o.State))
+	}
+}
+
+// A table not to be trusted says why above it.
+func TestScaleoutTablePrintsItsWarnings(t *testing.T) {
+	r := &scaleout.Result{Warnings: []string{"not to be trusted: 2 replicas measured 1098% efficiency"},
+		Steps: []scaleout.Step{{Replicas: 1, CapacityRPS: 24}, {Replicas: 2, CapacityRPS: 527}}}
+	var out strings.Builder
+	if err := (report.TextReporter{}).Scaleout(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	table := strings.Index(out.String(), "replicas")
+	warning := strings.Index(out.String(), "WARNING: not to be trusted: 2 replicas measured 1098% efficiency")
+	if warning < 0 || warning > table {
+		t.Fatalf("output:\n%s\nwant the warning above the table", out.String())
 	}
 }

@@ -236,6 +236,10 @@ func (TextReporter) Diagnosis(w io.Writer, r *diagnose.Report) error {
 // equal-CPU comparison when CPU sizes were measured, and the USL fit.
 func (TextReporter) Scaleout(w io.Writer, r *scaleout.Result) error {
 	ew := &errWriter{w: w}
+	// Why the table is not to be trusted, before it is read.
+	for _, warning := range r.Warnings {
+		fmt.Fprintf(ew, "\n  WARNING: %s\n", warning)
+	}
 	fmt.Fprintf(ew, "\n  %8s %12s %9s %11s %12s  %s\n", "replicas", "capacity", "speed-up", "efficiency", "p99 at cap.", "bottleneck")
 	for _, s := range r.Steps {
 		fmt.Fprintf(ew, "  %8d %8.0f/s %8.2fx %10.0f%% %12s  %s\n", s.Replicas, s.CapacityRPS, s.Speedup, 100*s.Efficiency, ms(s.P99), s.Bottleneck)
