@@ -168,3 +168,40 @@ func TestErrorCausesNameTheTransportFailure(t *testing.T) {
 		})
 	}
 }
+
+func TestRunReadsTargetsFromStdin(t *testing.T) {
+	var puts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PUT" && r.Header.Get("X-Run") == "7" {
+			puts.Add(1)
+			return
+		}
+		if r.URL.Path != "/v1/menu" {
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	stdin = strings.NewReader("GET " + srv.URL + "/v1/menu\n\nPUT " + srv.URL + "/v1/cart/items/3\n")
+	defer func() { stdin = os.Stdin }()
+	out, _, err := loadlab("run", "--targets", "-", "-H", "X-Run: 7", "--concurrency", "2", "--requests", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"2 targets from stdin", "GET /v1/menu", "PUT /v1/cart/items/3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if puts.Load() != 10 {
+		t.Errorf("%d of 20 requests were the PUT target, want every other one", puts.Load())
+	}
+	stdin = strings.NewReader("GET " + srv.URL + "/\nnot a header\n")
+	_, _, err = loadlab("run", "--targets", "-", "--rate", "5")
+	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "targets line 2:") {
+		t.Fatalf("err %v", err)
+	}
+	_, _, err = loadlab("run", "--targets", "-", "--method", "POST", "--rate", "5")
+	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "--method, --body and --body-file apply to a URL") {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,6 +36,10 @@ and weighted steps, each one request or a sequence (add to cart, then check
 out). Paths, headers and bodies are templates: {{.token}} for a captured
 value, {{rand 1 200}}, {{uuid}}. See loadlab/scenario/shop.yaml, the
 built-in "shop" journey. In open loop each request slot in flight is a user.
+
+--targets FILE (or - for stdin) sends a list of requests in turn, in
+vegeta's format: a line METHOD URL, optional 'Name: value' header lines
+and an '@FILE' body line, a blank line before the next target.
 
 Results are kept per endpoint: each scenario step (each request of a
 sequence as STEP/1, STEP/2), or the method and path of a URL run, with
@@ -66,6 +71,8 @@ Examples:
   loadlab run --scenario shop --base http://127.0.0.1:8080 --concurrency 20 --duration 20s \
       --threshold 'checkout:p99<200ms'
   loadlab run --stages 10s:100,20s:400,10s:0 http://127.0.0.1:8080/v1/menu
+  printf 'GET http://127.0.0.1:8080/v1/menu\n\nGET http://127.0.0.1:8080/v1/items/7\n' | \
+      loadlab run --targets - --rate 100 --duration 10s
 
 Flags:
 `
@@ -88,7 +95,7 @@ type runFlags struct {
 	think, duration, timeout           *time.Duration
 	requests                           *int64
 	method, body, bodyFile, scen, base *string
-	client, maxErrors, stages          *string
+	client, maxErrors, stages, targets *string
 	stageUsers                         *bool
 	outputs                            *report.Outputs
 	headers                            headerFlags
@@ -114,6 +121,7 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		maxInFlight: fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
 		outputs:     outputFlags(fs),
 		stages:      fs.String("stages", "", "vary the load: DURATION:TARGET,... such as 30s:100,1m:400,30s:0; each stage ramps linearly\nfrom the previous target (0 at first) to its own; targets are req/s (open loop) unless --stage-users"),
+		targets:     fs.String("targets", "", "read the requests from this file, or - for stdin: vegeta's format, 'METHOD URL' lines,\neach followed by optional 'Name: value' headers and an '@FILE' body, blank lines between; sent in turn"),
 		stageUsers:  fs.Bool("stage-users", false, "with --stages: the targets are closed-loop users, not req/s"),
 		maxErrors:   fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
 	}
@@ -237,6 +245,16 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 	}
 	target := ""
 	switch {
+	case *f.targets != "":
+		if *f.scen != "" || len(pos) > 0 {
+			return cfg, "", nil, errors.New("give one of a URL, --scenario and --targets")
+		}
+		t, err := f.readTargets()
+		if err != nil {
+			return cfg, "", nil, err
+		}
+		cfg.Scenario = t
+		target = fmt.Sprintf("%d targets from %s", t.Len(), map[bool]string{true: "stdin", false: *f.targets}[*f.targets == "-"])
 	case *f.scen != "" && len(pos) > 0:
 		return cfg, "", nil, errors.New("give a URL or --scenario, not both")
 	case *f.scen != "":
@@ -271,6 +289,35 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 		return cfg, "", nil, err
 	}
 	return cfg, target, checks, nil
+}
+
+// stdin is where --targets - reads from (a variable for the tests).
+var stdin io.Reader = os.Stdin
+
+// readTargets reads --targets; -H headers apply to each target, --method
+// and --body belong to a URL run.
+func (f *runFlags) readTargets() (*scenario.Targets, error) {
+	if f.set("method") || f.set("body") || f.set("body-file") {
+		return nil, errors.New("--method, --body and --body-file apply to a URL; in --targets each target has its own")
+	}
+	extra := http.Header{}
+	for _, h := range f.headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("header %q must look like 'Name: value'", h)
+		}
+		extra.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if *f.targets == "-" {
+		wd, _ := os.Getwd()
+		return scenario.ReadTargets(stdin, wd, extra)
+	}
+	file, err := os.Open(*f.targets)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	return scenario.ReadTargets(file, filepath.Dir(*f.targets), extra)
 }
 
 // request builds the one request of a URL run from the flags.

@@ -113,7 +113,8 @@ func bodySample(body []byte) string {
 			}
 		}
 	}
-	if !utf8.Valid(body) {
+	// An HTML error page's first line is its doctype: no use as a reason.
+	if !utf8.Valid(body) || body[0] == '<' {
 		return ""
 	}
 	return firstLine(string(body))
