@@ -170,7 +170,7 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	}
 	store := b.Store
 	h := httpapi.NewHandler(httpapi.Config{
-		Catalog: store, Sessions: store, Carts: store, Orders: b.Desk, Health: store,
+		Catalog: store, Sessions: store, Carts: store, Ordering: b.Desk, Health: store,
 	})
 	// Every checkout sends the total its cart showed.
 	var checkouts, withTotal atomic.Int64

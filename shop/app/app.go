@@ -94,7 +94,7 @@ type App struct {
 	cached   *cache.Cache
 	layer    *shopredis.Store // the Redis layer over the store (--redis)
 	carts    shop.CartService
-	ordering httpapi.Orders
+	ordering shop.Ordering
 	bus      *shopnats.Bus
 	api      *httpapi.Server
 	admin    *httpapi.Server
@@ -238,11 +238,10 @@ func (a *App) openQueue(ctx context.Context) error {
 	}
 	// The job backlog is read at each scrape of /metrics (admin listener).
 	a.reg.MustRegister(instrument.NewQueueCollector(a.backend.Queue.Backlog, time.Second))
-	var ordering httpapi.Orders = a.cached.Orders(a.backend.Desk)
+	a.ordering = a.cached.Ordering(a.backend.Desk)
 	if a.layer != nil {
-		ordering = a.layer.Orders(ordering)
+		a.ordering = a.layer.Ordering(a.ordering)
 	}
-	a.ordering = ordering
 	return nil
 }
 
@@ -299,7 +298,7 @@ func (a *App) openEvents(ctx context.Context) error {
 // sessions, carts, ordering) and the timed store (health, order history).
 func (a *App) buildHandler(context.Context) error {
 	hcfg := httpapi.Config{
-		Catalog: a.cached, Sessions: a.cached, Carts: a.carts, Orders: a.ordering, Health: a.store, OrderHistory: a.store,
+		Catalog: a.cached, Sessions: a.cached, Carts: a.carts, Ordering: a.ordering, Health: a.store, OrderHistory: a.store,
 		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken,
 		OpsOnly: a.cfg.Role == RoleWorker, Draining: a.draining.Load,
 		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,

@@ -39,23 +39,10 @@ import (
 	"github.com/perfscale/perfscale/shop"
 )
 
-// Store is what the cache sits in front of.
+// Store is what the cache sits in front of: the catalog and sessions.
 type Store interface {
-	CatalogVersion(ctx context.Context) (int64, error)
-	Menu(ctx context.Context) (*shop.Menu, error)
-	Item(ctx context.Context, id int64) (*shop.Item, error)
-	ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error)
-	UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error)
-	CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error)
-	SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error)
-}
-
-// Orders is checkout and order reads (shop.Orders, the checkout rules over
-// the store).
-type Orders interface {
-	PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error)
-	Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error)
-	ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error)
+	shop.CatalogService
+	shop.SessionService
 }
 
 // Feed carries catalog versions between replicas, so that a change made on
@@ -129,9 +116,11 @@ func (c *Config) defaults() {
 }
 
 // Cache is the decorator. Its methods are the Store's; the reads it can
-// answer from memory it answers from memory.
+// answer from memory it answers from memory. A Store method it does not
+// define passes straight through to the Store below (embedded): uncached,
+// never stale.
 type Cache struct {
-	next    Store
+	Store
 	cfg     Config
 	version *Version
 	// seen is the catalog version items and pages were last judged
@@ -146,7 +135,7 @@ type Cache struct {
 // the version current.
 func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 	cfg.defaults()
-	c := &Cache{next: next, cfg: cfg}
+	c := &Cache{Store: next, cfg: cfg}
 	var err error
 	c.items, err = otter.New(&otter.Options[int64, *shop.Item]{
 		MaximumSize:      cfg.MaxItems,
@@ -221,7 +210,7 @@ func (c *Cache) CatalogVersion(ctx context.Context) (int64, error) {
 // Menu builds the menu from the store (callers keep the result per
 // version) and learns its version, which may be newer than the one known.
 func (c *Cache) Menu(ctx context.Context) (*shop.Menu, error) {
-	m, err := c.next.Menu(ctx)
+	m, err := c.Store.Menu(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +223,7 @@ func (c *Cache) Menu(ctx context.Context) (*shop.Menu, error) {
 func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 	c.fresh()
 	it, err := c.items.Get(ctx, id, otter.LoaderFunc[int64, *shop.Item](func(ctx context.Context, id int64) (*shop.Item, error) {
-		return c.next.Item(ctx, id)
+		return c.Store.Item(ctx, id)
 	}))
 	if err != nil {
 		return nil, err
@@ -250,7 +239,7 @@ func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 func (c *Cache) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
 	c.fresh()
 	p, err := c.pages.Get(ctx, f, otter.LoaderFunc[shop.ItemFilter, *shop.ItemPage](func(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
-		return c.next.ListItems(ctx, f)
+		return c.Store.ListItems(ctx, f)
 	}))
 	if err != nil {
 		return nil, err
@@ -261,7 +250,7 @@ func (c *Cache) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPag
 
 // UpdateItem changes the item and the catalog version at once.
 func (c *Cache) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
-	it, err := c.next.UpdateItem(ctx, id, u)
+	it, err := c.Store.UpdateItem(ctx, id, u)
 	c.items.Invalidate(id)
 	c.pages.InvalidateAll() // also when the version did not move (a stock change)
 	if err == nil {
@@ -275,7 +264,7 @@ func (c *Cache) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*s
 // CreateSession stores the session and remembers it: the client's next
 // request most often comes to this replica.
 func (c *Cache) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
-	s, err := c.next.CreateSession(ctx, tokenHash)
+	s, err := c.Store.CreateSession(ctx, tokenHash)
 	if err == nil {
 		cp := *s
 		c.sessions.Set(tokenHash, &cp)
@@ -287,14 +276,14 @@ func (c *Cache) CreateSession(ctx context.Context, tokenHash string) (*shop.Sess
 // cached, so a session created on another replica works here at once.
 func (c *Cache) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
 	s, err := c.sessions.Get(ctx, tokenHash, otter.LoaderFunc[string, *shop.Session](func(ctx context.Context, h string) (*shop.Session, error) {
-		return c.next.SessionByTokenHash(ctx, h)
+		return c.Store.SessionByTokenHash(ctx, h)
 	}))
 	if err != nil {
 		return nil, err
 	}
 	if !c.cfg.now().Before(s.ExpiresAt) {
 		c.sessions.Invalidate(tokenHash)
-		return c.next.SessionByTokenHash(ctx, tokenHash) // expired: the store's answer, with its error
+		return c.Store.SessionByTokenHash(ctx, tokenHash) // expired: the store's answer, with its error
 	}
 	cp := *s
 	return &cp, nil
@@ -302,18 +291,18 @@ func (c *Cache) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop
 
 // --- orders ---
 
-// Orders returns next with checkouts made known to the cache: the items an
-// order sold are read afresh next time, and if one sold out (a new catalog
-// version) the menu follows at once.
-func (c *Cache) Orders(next Orders) Orders { return &orders{next: next, c: c} }
+// Ordering returns next with checkouts made known to the cache: the items
+// an order sold are read afresh next time, and if one sold out (a new
+// catalog version) the menu follows at once. Order reads pass through.
+func (c *Cache) Ordering(next shop.Ordering) shop.Ordering { return &ordering{Ordering: next, c: c} }
 
-type orders struct {
-	next Orders
-	c    *Cache
+type ordering struct {
+	shop.Ordering
+	c *Cache
 }
 
-func (o *orders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
-	order, created, err := o.next.PlaceOrder(ctx, p)
+func (o *ordering) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
+	order, created, err := o.Ordering.PlaceOrder(ctx, p)
 	if err == nil && created {
 		for _, l := range order.Lines {
 			o.c.items.Invalidate(l.ItemID)
@@ -327,12 +316,4 @@ func (o *orders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order
 		}
 	}
 	return order, created, err
-}
-
-func (o *orders) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {
-	return o.next.Order(ctx, sessionID, orderID)
-}
-
-func (o *orders) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error) {
-	return o.next.ListOrders(ctx, sessionID, f)
 }

@@ -233,7 +233,7 @@ func TestCheckoutRefreshesWhatItSold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orders := c.Orders(shop.NewOrderDesk(s, nil, nil))
+	orders := c.Ordering(shop.NewOrderDesk(s, nil, nil))
 	before, err := c.Item(ctx, 3)
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
-	"github.com/perfscale/perfscale/shop/httpapi"
 )
 
 // lockedBuffer is a log sink the handler's goroutines may share.
@@ -47,7 +46,7 @@ func (l *lockedBuffer) records() []map[string]any {
 // committed, the store then fails on the cancelled context) or after it
 // (the order is committed, the answer has nobody to go to).
 type stallingOrders struct {
-	httpapi.Orders
+	shop.Ordering
 	afterCommit bool
 	entered     chan struct{}
 	once        sync.Once
@@ -57,14 +56,14 @@ func (s *stallingOrders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*sh
 	first := false
 	s.once.Do(func() { first = true })
 	if !first {
-		return s.Orders.PlaceOrder(ctx, p)
+		return s.Ordering.PlaceOrder(ctx, p)
 	}
 	if !s.afterCommit {
 		s.entered <- struct{}{}
 		<-ctx.Done()
-		return s.Orders.PlaceOrder(ctx, p)
+		return s.Ordering.PlaceOrder(ctx, p)
 	}
-	o, created, err := s.Orders.PlaceOrder(ctx, p)
+	o, created, err := s.Ordering.PlaceOrder(ctx, p)
 	s.entered <- struct{}{}
 	<-ctx.Done()
 	return o, created, err
@@ -80,7 +79,7 @@ func TestAbandonedCheckoutIs499AndNotAnAnswer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			logs := &lockedBuffer{}
 			stall := &stallingOrders{afterCommit: afterCommit, entered: make(chan struct{})}
-			a := newAPI(t, options{logs: logs, orders: func(o httpapi.Orders) httpapi.Orders { stall.Orders = o; return stall }})
+			a := newAPI(t, options{logs: logs, orders: func(o shop.Ordering) shop.Ordering { stall.Ordering = o; return stall }})
 			tok := a.session()
 			a.add(tok, 1, 1)
 

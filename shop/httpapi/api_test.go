@@ -57,7 +57,7 @@ type options struct {
 	// logs receives the handler's JSON log; nil discards it.
 	logs io.Writer
 	// orders, if set, wraps the orders the handler gets.
-	orders func(httpapi.Orders) httpapi.Orders
+	orders func(shop.Ordering) shop.Ordering
 	// registry, if set, receives the metrics (else a private one).
 	registry *prometheus.Registry
 	// sessionLimit and trustedProxies configure the session rate limit.
@@ -130,7 +130,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var orders httpapi.Orders = cached.Orders(b.Desk)
+	orders := cached.Ordering(b.Desk)
 	if o.orders != nil {
 		orders = o.orders(orders)
 	}
@@ -139,7 +139,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 		logger = slog.New(httpapi.RequestIDHandler{Handler: slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 	}
 	hcfg := httpapi.Config{
-		Catalog: cached, Sessions: cached, Carts: store, Orders: orders, Health: store,
+		Catalog: cached, Sessions: cached, Carts: store, Ordering: orders, Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
 		OrderHistory: store, EventFeed: o.feed, Stream: o.stream,
 		SessionLimit: o.sessionLimit, TrustedProxies: o.trustedProxies,

@@ -10,7 +10,7 @@ import (
 )
 
 // sessionsOf resolves every token to session 7.
-type sessionsOf struct{ Sessions }
+type sessionsOf struct{ shop.SessionService }
 
 func (sessionsOf) SessionByTokenHash(context.Context, string) (*shop.Session, error) {
 	return &shop.Session{ID: 7}, nil
@@ -19,7 +19,7 @@ func (sessionsOf) SessionByTokenHash(context.Context, string) (*shop.Session, er
 // recordingOrders records what checkout was asked and refuses it as the
 // rules would.
 type recordingOrders struct {
-	Orders
+	shop.Ordering
 	got []shop.PlaceOrder
 }
 
@@ -29,11 +29,11 @@ func (o *recordingOrders) PlaceOrder(_ context.Context, p shop.PlaceOrder) (*sho
 }
 
 // The checkout rules (key and body validation included) have one owner,
-// shop.Orders: the handler only decodes, so an invalid key or body reaches
+// shop.OrderDesk: the handler only decodes, so an invalid key or body reaches
 // the rules unjudged, untrimmed, and is judged there once.
 func TestCheckoutHandlerLeavesValidationToTheRules(t *testing.T) {
 	orders := &recordingOrders{}
-	h := NewHandler(Config{Sessions: sessionsOf{}, Orders: orders})
+	h := NewHandler(Config{Sessions: sessionsOf{}, Ordering: orders})
 	for _, body := range []string{`{"customer_name": "", "email": "x"}`, `{"customer_name": " Ada ", "email": "ada@example.com"}`} {
 		r := httptest.NewRequest("POST", "/v1/orders", strings.NewReader(body))
 		r.Header.Set("Authorization", "Bearer t")

@@ -2,42 +2,14 @@ package httpapi
 
 import (
 	"context"
-
-	"github.com/perfscale/perfscale/shop"
 )
 
-// The handlers' dependencies, each as small as the handlers use it. cmd/shop
-// builds the store, wraps it (timing, metrics) and hands it over as these;
-// nothing here knows which store runs or how it is measured.
-
-// Catalog reads the menu and items and applies admin changes.
-type Catalog interface {
-	CatalogVersion(ctx context.Context) (int64, error)
-	Menu(ctx context.Context) (*shop.Menu, error)
-	Item(ctx context.Context, id int64) (*shop.Item, error)
-	ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error)
-	UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error)
-}
-
-// Sessions creates guest sessions and resolves bearer tokens to them.
-type Sessions interface {
-	CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error)
-	SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error)
-}
-
-// Carts keeps a session's cart.
-type Carts interface {
-	Cart(ctx context.Context, sessionID int64) (*shop.Cart, error)
-	SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error)
-	ClearCart(ctx context.Context, sessionID int64) error
-}
-
-// Orders checks out and reads a session's orders.
-type Orders interface {
-	PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error)
-	Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error)
-	ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error)
-}
+// The handlers' dependencies beyond the domain's own interfaces (the
+// catalog, sessions, carts and ordering are shop.CatalogService,
+// shop.SessionService, shop.CartService and shop.Ordering, see Config),
+// each as small as the handlers use it. shop/app builds the store, wraps it
+// (timing, caches) and hands it over; nothing here knows which store runs
+// or how it is measured.
 
 // Pinger answers readiness: is the state reachable?
 type Pinger interface {

@@ -87,7 +87,7 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 	// The preamble has the ordinary request budget; the stream its own.
 	pre, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	order, err := s.orders.Order(pre, session, id) // another session's order: 404
+	order, err := s.ordering.Order(pre, session, id) // another session's order: 404
 	if err != nil {
 		return err
 	}

@@ -28,10 +28,10 @@ import (
 type Config struct {
 	// The state the handlers read and change, as the narrow interfaces
 	// they use (see deps.go). OpsOnly needs only Health.
-	Catalog  Catalog
-	Sessions Sessions
-	Carts    Carts
-	Orders   Orders
+	Catalog  shop.CatalogService
+	Sessions shop.SessionService
+	Carts    shop.CartService
+	Ordering shop.Ordering
 	Health   Pinger
 	Logger   *slog.Logger
 	// Registry receives the HTTP and store metrics; nil makes a private one.
@@ -66,10 +66,10 @@ type Config struct {
 }
 
 type server struct {
-	catalog    Catalog
-	sessions   Sessions
-	carts      Carts
-	orders     Orders
+	catalog    shop.CatalogService
+	sessions   shop.SessionService
+	carts      shop.CartService
+	ordering   shop.Ordering
 	health     Pinger
 	log        *slog.Logger
 	reg        *prometheus.Registry
@@ -117,7 +117,7 @@ func newServer(cfg Config) *server {
 		catalog:     cfg.Catalog,
 		sessions:    cfg.Sessions,
 		carts:       cfg.Carts,
-		orders:      cfg.Orders,
+		ordering:    cfg.Ordering,
 		health:      cfg.Health,
 		log:         cfg.Logger,
 		reg:         cfg.Registry,

@@ -213,7 +213,7 @@ func (s *server) handlePlaceOrder(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	o, created, err := s.orders.PlaceOrder(r.Context(), shop.PlaceOrder{
+	o, created, err := s.ordering.PlaceOrder(r.Context(), shop.PlaceOrder{
 		SessionID: sessionID(r), IdempotencyKey: r.Header.Get("Idempotency-Key"), Checkout: c,
 	})
 	if err != nil {
@@ -233,7 +233,7 @@ func (s *server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	o, err := s.orders.Order(r.Context(), sessionID(r), id)
+	o, err := s.ordering.Order(r.Context(), sessionID(r), id)
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (s *server) handleListOrders(w http.ResponseWriter, r *http.Request) error 
 	if f.Before, err = shop.DecodeCursor(q.Get("cursor")); err != nil {
 		return err
 	}
-	page, err := s.orders.ListOrders(r.Context(), sessionID(r), f)
+	page, err := s.ordering.ListOrders(r.Context(), sessionID(r), f)
 	if err != nil {
 		return err
 	}

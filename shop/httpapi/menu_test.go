@@ -22,14 +22,14 @@ import (
 // blockingCatalog is a catalog whose version is known at once and whose
 // menu build blocks until released, counting the builds.
 type blockingCatalog struct {
-	httpapi.Catalog // only the menu's two methods are called
-	versionCalls    atomic.Int64
-	allAsked        chan struct{} // closed when want requests asked the version
-	want            int64
-	builds          atomic.Int64
-	building        chan struct{} // closed when the first build starts
-	release         chan struct{}
-	once            sync.Once
+	shop.CatalogService // only the menu's two methods are called
+	versionCalls        atomic.Int64
+	allAsked            chan struct{} // closed when want requests asked the version
+	want                int64
+	builds              atomic.Int64
+	building            chan struct{} // closed when the first build starts
+	release             chan struct{}
+	once                sync.Once
 }
 
 func (c *blockingCatalog) CatalogVersion(context.Context) (int64, error) {

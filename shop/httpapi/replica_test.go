@@ -11,7 +11,7 @@ import (
 func TestEveryResponseNamesTheReplica(t *testing.T) {
 	a := newAPI(t, options{items: nil})
 	s := a.store
-	inner := httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: a.orders, Health: s})
+	inner := httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Ordering: a.orders, Health: s})
 	srv := httptest.NewServer(httpapi.WithReplica("replica-7", inner))
 	t.Cleanup(srv.Close)
 	for _, tt := range []struct {

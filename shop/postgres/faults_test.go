@@ -75,7 +75,7 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := b.Store
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: b.Desk, Health: s}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Ordering: b.Desk, Health: s}))
 	defer srv.Close()
 	// Let the database back in whatever happens, so it can be dropped.
 	defer pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)

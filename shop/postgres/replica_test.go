@@ -147,7 +147,7 @@ func TestReadsGoToTheReplicaAndSessionsReadTheirWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := b.Store
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Orders: b.Desk, Health: s}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Ordering: b.Desk, Health: s}))
 	defer srv.Close()
 
 	var sess struct{ Token string }

@@ -64,7 +64,7 @@ func newReplica(t *testing.T, store *sqlite.Store, redisURL string) *replica {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{
-		Catalog: cached, Sessions: cached, Carts: layer, Orders: layer.Orders(cached.Orders(shop.NewOrderDesk(store, nil, nil))),
+		Catalog: cached, Sessions: cached, Carts: layer, Ordering: layer.Ordering(cached.Ordering(shop.NewOrderDesk(store, nil, nil))),
 		Health: store, AdminToken: "admin", SharedMenus: client, OrderHistory: store,
 	}))
 	t.Cleanup(srv.Close)

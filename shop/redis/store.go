@@ -14,16 +14,9 @@ import (
 // Next is what the Redis layer sits in front of: the store (timed), for
 // the catalog, sessions and carts.
 type Next interface {
-	CatalogVersion(ctx context.Context) (int64, error)
-	Menu(ctx context.Context) (*shop.Menu, error)
-	Item(ctx context.Context, id int64) (*shop.Item, error)
-	ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error)
-	UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error)
-	CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error)
-	SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error)
-	Cart(ctx context.Context, sessionID int64) (*shop.Cart, error)
-	SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error)
-	ClearCart(ctx context.Context, sessionID int64) error
+	shop.CatalogService
+	shop.SessionService
+	shop.CartService
 }
 
 // Store reads sessions and carts through Redis and writes them through to
@@ -37,8 +30,10 @@ type Next interface {
 //     availability changed) goes to the store. Every write through this
 //     layer replaces it with the store's answer; a checkout deletes it.
 type Store struct {
-	next Next
-	c    *Client
+	// Next is the store below; what this layer does not define (the
+	// catalog) passes straight through to it.
+	Next
+	c *Client
 	// version is the catalog version carts are priced under.
 	version func(ctx context.Context) (int64, error)
 }
@@ -51,21 +46,7 @@ func NewStore(next Next, c *Client, version func(ctx context.Context) (int64, er
 	if version == nil {
 		version = next.CatalogVersion
 	}
-	return &Store{next: next, c: c, version: version}
-}
-
-// --- catalog: straight through ---
-
-func (s *Store) CatalogVersion(ctx context.Context) (int64, error) { return s.next.CatalogVersion(ctx) }
-func (s *Store) Menu(ctx context.Context) (*shop.Menu, error)      { return s.next.Menu(ctx) }
-func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
-	return s.next.Item(ctx, id)
-}
-func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
-	return s.next.ListItems(ctx, f)
-}
-func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
-	return s.next.UpdateItem(ctx, id, u)
+	return &Store{Next: next, c: c, version: version}
 }
 
 // --- sessions ---
@@ -74,7 +55,7 @@ func (s *Store) sessionKey(tokenHash string) string { return s.c.key("session", 
 
 // CreateSession stores the session, then caches it.
 func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
-	sess, err := s.next.CreateSession(ctx, tokenHash)
+	sess, err := s.Next.CreateSession(ctx, tokenHash)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +86,7 @@ func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop
 	} else {
 		s.c.fallback("session")
 	}
-	sess, err := s.next.SessionByTokenHash(ctx, tokenHash)
+	sess, err := s.Next.SessionByTokenHash(ctx, tokenHash)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +133,7 @@ func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
 	} else {
 		s.c.fallback("cart")
 	}
-	cart, err := s.next.Cart(ctx, sessionID)
+	cart, err := s.Next.Cart(ctx, sessionID)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +148,7 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 	// The version is read before the write: a catalog change racing this
 	// write leaves the cached cart under the older version, i.e. unused.
 	version, verr := s.version(ctx)
-	cart, err := s.next.SetCartItem(ctx, sessionID, itemID, quantity)
+	cart, err := s.Next.SetCartItem(ctx, sessionID, itemID, quantity)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +162,7 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 
 // ClearCart empties the cart in the store, then in Redis.
 func (s *Store) ClearCart(ctx context.Context, sessionID int64) error {
-	if err := s.next.ClearCart(ctx, sessionID); err != nil {
+	if err := s.Next.ClearCart(ctx, sessionID); err != nil {
 		return err
 	}
 	s.dropCart(ctx, sessionID)
@@ -222,24 +203,17 @@ func (s *Store) dropCart(ctx context.Context, sessionID int64) {
 	}
 }
 
-// Orders is checkout through the Redis layer: a checkout empties the
-// session's cart in the store, so it is dropped here too.
-type Orders interface {
-	PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error)
-	Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error)
-	ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error)
-}
+// Ordering wraps next so that a checkout, which empties the session's
+// cart in the store, drops the cached cart too. Order reads pass through.
+func (s *Store) Ordering(next shop.Ordering) shop.Ordering { return &ordering{Ordering: next, s: s} }
 
-// Orders wraps next so that a checkout drops the session's cached cart.
-func (s *Store) Orders(next Orders) Orders { return &orders{Orders: next, s: s} }
-
-type orders struct {
-	Orders
+type ordering struct {
+	shop.Ordering
 	s *Store
 }
 
-func (o *orders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
-	order, created, err := o.Orders.PlaceOrder(ctx, p)
+func (o *ordering) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
+	order, created, err := o.Ordering.PlaceOrder(ctx, p)
 	if err == nil {
 		o.s.dropCart(ctx, p.SessionID)
 	}
