@@ -4,13 +4,16 @@
 // define.
 //
 // Store implements shop.Store method by method and embeds nothing: a method
-// added to shop.Store does not compile here until it is wrapped, and the
-// package's test calls every method of shop.Store through the wrapper and
-// checks that each one was observed under its own operation name.
+// added to shop.Store does not compile here until it is wrapped. The
+// methods are generated from shop.Store (store_gen.go, `go generate`), and
+// the package's tests fail when that file is not current, and call every
+// method of shop.Store through the wrapper to check that each one was
+// observed under its own operation name.
 package instrument
 
+//go:generate go run ./internal/storegen/gen
+
 import (
-	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,120 +85,3 @@ func timedErr(s *Store, op string, f func() error) error {
 	s.observe(op, start, err)
 	return err
 }
-
-// --- catalog ---
-
-func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) {
-	return timed(s, "menu", func() (*shop.Menu, error) { return s.next.Menu(ctx) })
-}
-
-func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
-	return timed(s, "catalog_version", func() (int64, error) { return s.next.CatalogVersion(ctx) })
-}
-
-func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
-	return timed(s, "item", func() (*shop.Item, error) { return s.next.Item(ctx, id) })
-}
-
-func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
-	return timed(s, "list_items", func() (*shop.ItemPage, error) { return s.next.ListItems(ctx, f) })
-}
-
-func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
-	return timed(s, "update_item", func() (*shop.Item, error) { return s.next.UpdateItem(ctx, id, u) })
-}
-
-// --- sessions ---
-
-func (s *Store) CreateSession(ctx context.Context, hash string) (*shop.Session, error) {
-	return timed(s, "create_session", func() (*shop.Session, error) { return s.next.CreateSession(ctx, hash) })
-}
-
-func (s *Store) SessionByTokenHash(ctx context.Context, hash string) (*shop.Session, error) {
-	return timed(s, "session", func() (*shop.Session, error) { return s.next.SessionByTokenHash(ctx, hash) })
-}
-
-// --- cart ---
-
-func (s *Store) Cart(ctx context.Context, session int64) (*shop.Cart, error) {
-	return timed(s, "cart", func() (*shop.Cart, error) { return s.next.Cart(ctx, session) })
-}
-
-func (s *Store) SetCartItem(ctx context.Context, session, item int64, q int) (*shop.Cart, error) {
-	return timed(s, "set_cart_item", func() (*shop.Cart, error) { return s.next.SetCartItem(ctx, session, item, q) })
-}
-
-func (s *Store) ClearCart(ctx context.Context, session int64) error {
-	return timedErr(s, "clear_cart", func() error { return s.next.ClearCart(ctx, session) })
-}
-
-// --- orders ---
-
-// InCheckout is timed as a whole: the checkout's transaction.
-func (s *Store) InCheckout(ctx context.Context, session int64, key string, fn func(shop.CheckoutTx) error) error {
-	return timedErr(s, "checkout", func() error { return s.next.InCheckout(ctx, session, key, fn) })
-}
-
-func (s *Store) Order(ctx context.Context, session, id int64) (*shop.Order, error) {
-	return timed(s, "order", func() (*shop.Order, error) { return s.next.Order(ctx, session, id) })
-}
-
-func (s *Store) ListOrders(ctx context.Context, session int64, f shop.OrderFilter) (*shop.OrderPage, error) {
-	return timed(s, "list_orders", func() (*shop.OrderPage, error) { return s.next.ListOrders(ctx, session, f) })
-}
-
-// --- fulfilment (the background worker) ---
-
-func (s *Store) OrderByID(ctx context.Context, id int64) (*shop.Order, error) {
-	return timed(s, "order_by_id", func() (*shop.Order, error) { return s.next.OrderByID(ctx, id) })
-}
-
-// ConfirmOrder is timed as a whole: the confirmation's transaction, the
-// job queue's work in it included.
-func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(context.Context, shop.Tx) error) (bool, error) {
-	return timed(s, "confirm_order", func() (bool, error) { return s.next.ConfirmOrder(ctx, m, inTx) })
-}
-
-// MarkOrderReady is timed as a whole, as ConfirmOrder is.
-func (s *Store) MarkOrderReady(ctx context.Context, id int64, inTx func(context.Context, shop.Tx) error) (bool, error) {
-	return timed(s, "mark_order_ready", func() (bool, error) { return s.next.MarkOrderReady(ctx, id, inTx) })
-}
-
-func (s *Store) AdvanceOrder(ctx context.Context, id int64, from, to shop.Status) (bool, error) {
-	return timed(s, "advance_order", func() (bool, error) { return s.next.AdvanceOrder(ctx, id, from, to) })
-}
-
-func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
-	return timed(s, "prune_idempotency_keys", func() (int64, error) { return s.next.PruneIdempotencyKeys(ctx) })
-}
-
-func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
-	return timed(s, "prune_sessions", func() (int64, error) { return s.next.PruneSessions(ctx) })
-}
-
-func (s *Store) Mails(ctx context.Context) ([]shop.Mail, error) {
-	return timed(s, "mails", func() ([]shop.Mail, error) { return s.next.Mails(ctx) })
-}
-
-// --- outbox ---
-
-func (s *Store) UnpublishedOrderEvents(ctx context.Context, limit int) ([]shop.OrderEvent, error) {
-	return timed(s, "unpublished_order_events", func() ([]shop.OrderEvent, error) { return s.next.UnpublishedOrderEvents(ctx, limit) })
-}
-
-func (s *Store) MarkOrderEventsPublished(ctx context.Context, ids []int64) error {
-	return timedErr(s, "mark_order_events_published", func() error { return s.next.MarkOrderEventsPublished(ctx, ids) })
-}
-
-func (s *Store) OrderEvents(ctx context.Context, session, order, after int64) ([]shop.OrderEvent, error) {
-	return timed(s, "order_events", func() ([]shop.OrderEvent, error) { return s.next.OrderEvents(ctx, session, order, after) })
-}
-
-// --- lifecycle ---
-
-func (s *Store) Ping(ctx context.Context) error {
-	return timedErr(s, "ping", func() error { return s.next.Ping(ctx) })
-}
-
-// Close is not timed: it happens once, at shutdown.
-func (s *Store) Close() error { return s.next.Close() }
