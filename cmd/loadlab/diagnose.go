@@ -11,6 +11,7 @@ import (
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/report"
+	"github.com/perfscale/perfscale/loadlab/threshold"
 )
 
 const diagnoseUsage = `Usage: loadlab diagnose [flags] URL
@@ -55,6 +56,8 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		outputs      = outputFlags(fs)
 	)
 	fs.Var(&watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
+	var checks threshold.List
+	fs.Var(&checks, "threshold", "fail (exit 1) unless this holds: latency and errors of the single-user baseline\n(p99<50ms, errors<1%), rps of the capacity found (rps>500) (repeatable)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -131,5 +134,7 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Diagnosis(w, rep) }); err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	return nil
+	outcomes := diagnoseThresholds(checks, rep)
+	report.Thresholds(human, outcomes)
+	return thresholdFailure(outcomes, nil)
 }

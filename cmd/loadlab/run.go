@@ -354,7 +354,10 @@ func measuredRun(r *load.Result) threshold.Measured {
 }
 
 func measured(requests, errs int64, elapsed time.Duration, h *hdrhistogram.Histogram) threshold.Measured {
-	m := threshold.Measured{Requests: requests, Errors: errs, Elapsed: elapsed}
+	m := threshold.Measured{Requests: requests, Errors: errs}
+	if elapsed > 0 {
+		m.RPS = float64(requests) / elapsed.Seconds()
+	}
 	if h != nil && h.TotalCount() > 0 {
 		m.Quantile = func(p float64) time.Duration { return time.Duration(h.ValueAtQuantile(p)) * time.Microsecond }
 		m.Mean = time.Duration(h.Mean() * float64(time.Microsecond))

@@ -15,6 +15,7 @@ import (
 	"github.com/perfscale/perfscale/loadlab/report"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 	"github.com/perfscale/perfscale/loadlab/scenario"
+	"github.com/perfscale/perfscale/loadlab/threshold"
 )
 
 const scaleoutUsage = `Usage: loadlab scaleout --scale-cmd CMD --down-cmd CMD [flags]
@@ -74,10 +75,15 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		suspects     = fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine")
 		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
 		outputs      = outputFlags(fs)
+		checks       threshold.List
 	)
+	fs.Var(&checks, "threshold", "fail (exit 1) unless this holds at every replica count: rps>500 (capacity), p99<50ms (at capacity) (repeatable)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if err := checkScaleoutThresholds(checks); err != nil {
+		return badInput(fmt.Errorf("scaleout: %v", err))
 	}
 	counts, err := parseCounts(*replicas)
 	if err != nil {
@@ -157,7 +163,9 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Scaleout(w, res) }); err != nil {
 		return fmt.Errorf("scaleout: %v", err)
 	}
-	return nil
+	outcomes, failure := scaleoutThresholds(checks, res)
+	report.Thresholds(human, outcomes)
+	return failure
 }
 
 // workload is what each probe sends to the URL the scale command

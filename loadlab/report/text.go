@@ -10,6 +10,7 @@ import (
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
+	"github.com/perfscale/perfscale/loadlab/threshold"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
 
@@ -41,7 +42,13 @@ func (TextReporter) Run(w io.Writer, r RunResult) error {
 	}
 	printStages(ew, r.Stages, r.Model == "closed")
 	printEndpoints(ew, r.Endpoints)
-	for i, o := range r.Thresholds {
+	Thresholds(ew, r.Thresholds)
+	return ew.err
+}
+
+// Thresholds writes one line per threshold checked, passed or failed.
+func Thresholds(w io.Writer, outcomes []threshold.Outcome) {
+	for i, o := range outcomes {
 		label := ""
 		if i == 0 {
 			label = "thresholds"
@@ -50,9 +57,8 @@ func (TextReporter) Run(w io.Writer, r RunResult) error {
 		if !o.Passed {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(ew, "  %-11s %s %s: %s\n", label, verdict, o.Threshold.Source, o.Observed)
+		fmt.Fprintf(w, "  %-11s %s %s: %s\n", label, verdict, o.Threshold.Source, o.Observed)
 	}
-	return ew.err
 }
 
 // printStages prints one row per stage of a staged run.

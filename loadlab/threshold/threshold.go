@@ -162,9 +162,9 @@ func parseNumber(s string) (float64, error) {
 
 // Measured is what a run (or one endpoint of it) measured.
 type Measured struct {
-	Requests int64         // completed, successful or not
-	Errors   int64         // failed requests
-	Elapsed  time.Duration // for rps
+	Requests int64   // completed, successful or not
+	Errors   int64   // failed requests
+	RPS      float64 // completed requests per second
 	// Quantile returns the latency at a percentile (50, 99, 99.9).
 	Quantile  func(percentile float64) time.Duration
 	Mean, Max time.Duration
@@ -204,11 +204,7 @@ func (t Threshold) Check(m Measured) Outcome {
 		got = float64(m.Errors)
 		o.Observed = fmt.Sprintf("errors %d of %d", m.Errors, m.Requests)
 	case RPS:
-		if m.Elapsed <= 0 {
-			o.Observed = "no time elapsed"
-			return o
-		}
-		got = float64(m.Requests) / m.Elapsed.Seconds()
+		got = m.RPS
 		o.Observed = fmt.Sprintf("rps %.1f", got)
 	default:
 		if m.Requests == 0 || m.Quantile == nil {
