@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/perfscale/perfscale/internal/testserver"
 	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
@@ -21,29 +23,39 @@ import (
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
-// replicaURL starts the local streaming replica with scripts/pg-replica.sh
-// (and stops it after the test, unless it was already running) and returns
-// its URL.
+// replicaURL starts a streaming replica of the local PostgreSQL with
+// scripts/pg-replica.sh, in a directory and on a port of this test's own,
+// stops it after the test and returns its URL. (The script's default
+// replica is shared: another test run stopping it in its cleanup cut this
+// one off: "the database system is shutting down".)
 func replicaURL(t *testing.T) string {
 	t.Helper()
 	pgtest.Admin(t).Close(context.Background()) // skips without PostgreSQL
 	script := "../../scripts/pg-replica.sh"
-	status, _ := exec.Command(script, "status").Output()
-	wasRunning := strings.Contains(string(status), "pg-replica: running")
-	out, err := exec.Command(script, "start").Output()
+	// Not t.TempDir: the replica runs as the postgres user, which must
+	// reach its directory (the script makes it its owner).
+	dir, err := os.MkdirTemp("", "perfscale-test-pg-replica.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PG_REPLICA_DIR="+dir, fmt.Sprintf("PG_REPLICA_PORT=%d", testserver.FreePort(t)))
+	t.Cleanup(func() {
+		stop := exec.Command(script, "stop")
+		stop.Env = env
+		if out, err := stop.CombinedOutput(); err != nil {
+			t.Errorf("scripts/pg-replica.sh stop: %v\n%s", err, out)
+		}
+		os.RemoveAll(dir)
+	})
+	start := exec.Command(script, "start")
+	start.Env = env
+	out, err := start.Output()
 	if err != nil {
 		var stderr string
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
 		pgtest.Unavailable(t, "scripts/pg-replica.sh start: "+err.Error()+": "+strings.TrimSpace(stderr))
-	}
-	if !wasRunning {
-		t.Cleanup(func() {
-			if out, err := exec.Command(script, "stop").CombinedOutput(); err != nil {
-				t.Errorf("scripts/pg-replica.sh stop: %v\n%s", err, out)
-			}
-		})
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return lines[len(lines)-1]
