@@ -603,10 +603,17 @@ func TestReadReplicaServesTheAPIReplicasReads(t *testing.T) {
 		}
 	}
 	// The menu through nginx is the seeded catalog, read on the standby.
-	menu := c.must("GET", "/v1/menu", "", nil, 200)
-	if !bytes.Contains(menu.body, []byte(`"name":"Classic Margherita"`)) {
-		t.Fatalf("menu through the cluster: %.200s", menu.body)
-	}
+	// The first replica seeds the primary as it starts, so the standby may
+	// not have replayed the seed yet (an empty catalog was served once on a
+	// busy machine); the seed moves the catalog version, and the menu
+	// follows once the standby has it.
+	testwait.Eventually(t, 30*time.Second, func() error {
+		menu := c.must("GET", "/v1/menu", "", nil, 200)
+		if !bytes.Contains(menu.body, []byte(`"name":"Classic Margherita"`)) {
+			return fmt.Errorf("menu through the cluster: %.200s", menu.body)
+		}
+		return nil
+	})
 	if n := psqlURL(t, replicaURL, "SELECT count(*) FROM pg_stat_activity WHERE datname = '"+db+"' AND pid <> pg_backend_pid()"); n == "0" {
 		t.Fatal("no connection to the cluster's database on the standby: the API replica does not read there")
 	}
