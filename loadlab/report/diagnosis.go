@@ -1,182 +1,102 @@
 package report
 
 import (
-	"fmt"
 	"io"
 	"math"
-	"strings"
 	"time"
+
+	"gonum.org/v1/plot/plotter"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 )
 
-// Plot geometry, in SVG user units.
-const (
-	width, height = 640, 360
-	left, right   = 70, 20
-	top, bottom   = 20, 50
-)
-
-type point struct{ X, Y float64 }
-
-type tick struct {
-	Pos   float64
-	Label string
-}
-
-// Series is one line or set of markers on a plot.
-type Series struct {
-	Name, Class string
-	Points      string // "x,y x,y" in SVG units
-	Markers     []point
-	Dashed      bool
-}
-
-// Plot is one chart, already in SVG coordinates.
-type Plot struct {
-	ID, Title, XLabel, YLabel string
-	Width, Height             int
-	Left, Top, Right, Bottom  float64
-	XTicks, YTicks            []tick
-	Series                    []Series
-}
-
 type view struct {
-	R           *diagnose.Report
-	Generated   string
-	Throughput  Plot
-	Latency     Plot
-	Efficiency  []float64
-	PeakText    string
-	PlotsInline bool
+	R          *diagnose.Report
+	Generated  string
+	Charts     []*Chart
+	Efficiency []float64
+	PeakText   string
 }
 
-// Diagnosis writes the diagnosis as a page: the verdicts, the evidence,
-// throughput (with the fitted USL curve) and latency against concurrency.
+// Diagnosis writes the diagnosis as a page: the verdicts, warnings and a
+// missing fit first, the evidence, throughput (with the fitted USL curve
+// and linear scaling) and latency against users, and the steps.
 func (HTMLReporter) Diagnosis(w io.Writer, r *diagnose.Report) error {
 	v := view{R: r, Generated: generated(), Efficiency: r.Efficiency}
-	v.Throughput, v.Latency = throughputPlot(r), latencyPlot(r)
+	charts, err := renderAll(throughputChart(r), latencyChart(r))
+	if err != nil {
+		return err
+	}
+	v.Charts = charts
 	if r.FitOK {
 		v.PeakText = r.Fit.PeakText()
 	}
 	return execute(w, "page.html", v)
 }
 
-// niceTicks returns round tick values from 0 to at least max.
-func niceTicks(max float64) []float64 {
-	if max <= 0 || math.IsNaN(max) || math.IsInf(max, 0) {
-		max = 1
-	}
-	raw := max / 5
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*mag >= raw {
-			step = m * mag
-			break
-		}
-	}
+func users(r *diagnose.Report) []float64 {
 	var out []float64
-	for v := 0.0; v < max+step/2; v += step {
-		out = append(out, v)
-	}
-	if out[len(out)-1] < max {
-		out = append(out, out[len(out)-1]+step)
+	for _, s := range r.Steps {
+		out = append(out, float64(s.Concurrency))
 	}
 	return out
 }
 
-func label(v float64) string {
-	if v >= 1000 {
-		return fmt.Sprintf("%gk", math.Round(v/100)/10)
-	}
-	return fmt.Sprintf("%g", math.Round(v*100)/100)
-}
-
-// frame sets up a plot with axes from 0 to xMax and 0 to yMax.
-func frame(id, title, xl, yl string, xMax, yMax float64) (Plot, func(x, y float64) point) {
-	xt, yt := niceTicks(xMax), niceTicks(yMax)
-	xTop, yTop := xt[len(xt)-1], yt[len(yt)-1]
-	pw, ph := float64(width-left-right), float64(height-top-bottom)
-	at := func(x, y float64) point {
-		return point{left + x/xTop*pw, top + ph - y/yTop*ph}
-	}
-	p := Plot{ID: id, Title: title, XLabel: xl, YLabel: yl, Width: width, Height: height,
-		Left: left, Top: top, Right: width - right, Bottom: height - bottom}
-	for _, v := range xt {
-		p.XTicks = append(p.XTicks, tick{at(v, 0).X, label(v)})
-	}
-	for _, v := range yt {
-		p.YTicks = append(p.YTicks, tick{at(0, v).Y, label(v)})
-	}
-	return p, at
-}
-
-func polyline(pts []point) string {
-	var b strings.Builder
-	for i, p := range pts {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%.1f,%.1f", p.X, p.Y)
-	}
-	return b.String()
-}
-
-func throughputPlot(r *diagnose.Report) Plot {
-	maxN, maxX := 1.0, 1.0
+// throughputChart is throughput against users on log-log axes: linear
+// scaling from the one-user throughput is the straight diagonal across
+// the whole range, and the measured points and the USL fit fall below it
+// as far as the service falls short.
+func throughputChart(r *diagnose.Report) *Chart {
+	c := newChart("throughput", "Throughput against users (log scales: linear scaling is the straight dashed line)", "concurrent users (N)", "successful requests/s")
+	ns := users(r)
+	c.logX(ns)
+	var measured plotter.XYs
+	lo, hi := math.Inf(1), 0.0
 	for _, s := range r.Steps {
-		maxN = math.Max(maxN, float64(s.Concurrency))
-		maxX = math.Max(maxX, s.ThroughputRPS)
+		measured = append(measured, plotter.XY{X: float64(s.Concurrency), Y: s.ThroughputRPS})
+		if s.ThroughputRPS > 0 {
+			lo, hi = math.Min(lo, s.ThroughputRPS), math.Max(hi, s.ThroughputRPS)
+		}
+	}
+	if len(ns) == 0 || hi == 0 {
+		c.fromZeroY(hi)
+		c.line("measured", measured, blue, false, true)
+		return c
+	}
+	minN, maxN := ns[0], ns[len(ns)-1]
+	x1 := r.Steps[0].ThroughputRPS / minN
+	if x1 > 0 {
+		hi = math.Max(hi, x1*maxN)
+	}
+	c.logY(lo, hi)
+	if x1 > 0 {
+		c.line("linear scaling", plotter.XYs{{X: minN, Y: x1 * minN}, {X: maxN, Y: x1 * maxN}}, grey, true, false)
 	}
 	if r.FitOK {
-		for n := 1.0; n <= maxN; n += maxN / 100 {
-			maxX = math.Max(maxX, r.Fit.Throughput(n))
-		}
+		c.line("USL fit", curve(minN, maxN, 120, r.Fit.Throughput), orange, false, false)
 	}
-	p, at := frame("throughput", "Throughput against concurrency", "concurrent users (N)", "requests/s", maxN, maxX*1.05)
-	var measured []point
-	for _, s := range r.Steps {
-		measured = append(measured, at(float64(s.Concurrency), s.ThroughputRPS))
-	}
-	if r.FitOK {
-		var curve []point
-		for i := 0; i <= 200; i++ {
-			n := 1 + (maxN-1)*float64(i)/200
-			curve = append(curve, at(n, r.Fit.Throughput(n)))
-		}
-		// Linear scaling from the one-user throughput, up to the top of
-		// the plot.
-		x1 := r.Fit.Lambda
-		if len(r.Steps) > 0 {
-			x1 = r.Steps[0].ThroughputRPS
-		}
-		if end := math.Min(maxN, maxX*1.05/x1); x1 > 0 && end > 1.01 {
-			p.Series = append(p.Series, Series{Name: "linear scaling", Class: "linear",
-				Points: polyline([]point{at(1, x1), at(end, x1*end)}), Dashed: true})
-		}
-		p.Series = append(p.Series, Series{Name: "USL fit", Class: "fit", Points: polyline(curve)})
-	}
-	p.Series = append(p.Series, Series{Name: "measured", Class: "measured", Points: polyline(measured), Markers: measured})
-	return p
+	c.line("measured", measured, blue, false, true)
+	return c
 }
 
-func latencyPlot(r *diagnose.Report) Plot {
-	maxN, maxMS := 1.0, float64(r.SLO)/float64(time.Millisecond)
-	for _, s := range r.Steps {
-		maxN = math.Max(maxN, float64(s.Concurrency))
-		maxMS = math.Max(maxMS, float64(s.P99)/float64(time.Millisecond))
-	}
-	p, at := frame("latency", "Latency against concurrency", "concurrent users (N)", "milliseconds", maxN, maxMS*1.05)
-	var p50, p99 []point
-	for _, s := range r.Steps {
-		p50 = append(p50, at(float64(s.Concurrency), float64(s.P50)/float64(time.Millisecond)))
-		p99 = append(p99, at(float64(s.Concurrency), float64(s.P99)/float64(time.Millisecond)))
-	}
+func latencyChart(r *diagnose.Report) *Chart {
+	c := newChart("latency", "Latency against users", "concurrent users (N)", "milliseconds")
+	ns := users(r)
+	c.logX(ns)
 	slo := float64(r.SLO) / float64(time.Millisecond)
-	p.Series = append(p.Series,
-		Series{Name: "SLO", Class: "slo", Points: polyline([]point{at(0, slo), at(maxN, slo)}), Dashed: true},
-		Series{Name: "p50", Class: "p50", Points: polyline(p50), Markers: p50},
-		Series{Name: "p99", Class: "p99", Points: polyline(p99), Markers: p99})
-	return p
+	top := slo
+	var p50, p99 plotter.XYs
+	for _, s := range r.Steps {
+		n := float64(s.Concurrency)
+		p50 = append(p50, plotter.XY{X: n, Y: float64(s.P50) / float64(time.Millisecond)})
+		p99 = append(p99, plotter.XY{X: n, Y: float64(s.P99) / float64(time.Millisecond)})
+		top = math.Max(top, float64(s.P99)/float64(time.Millisecond))
+	}
+	c.fromZeroY(top)
+	if len(ns) > 0 {
+		c.line("SLO", plotter.XYs{{X: ns[0], Y: slo}, {X: ns[len(ns)-1], Y: slo}}, violet, true, false)
+	}
+	c.line("p50", p50, green, false, true)
+	c.line("p99", p99, red, false, true)
+	return c
 }

@@ -54,20 +54,28 @@ func execute(w io.Writer, page string, v any) error {
 // Run writes a run's summary as a page: requests, errors by kind, the
 // latency percentiles and requests per second over the run.
 func (HTMLReporter) Run(w io.Writer, r RunResult) error {
+	charts, err := renderAll(seriesChart(r))
+	if err != nil {
+		return err
+	}
 	return execute(w, "run.html", struct {
 		R         RunResult
 		Generated string
-		Series    Plot
-	}{r, generated(), seriesPlot(r)})
+		Charts    []*Chart
+	}{r, generated(), charts})
 }
 
 // Fit writes a USL fit as a page: the parameters and the points beside
 // the model, plotted.
 func (HTMLReporter) Fit(w io.Writer, r FitResult) error {
+	charts, err := renderAll(fitChart(r))
+	if err != nil {
+		return err
+	}
 	return execute(w, "fit.html", struct {
 		R          FitResult
 		Generated  string
 		Efficiency []float64
-		Plot       Plot
-	}{r, generated(), usl.Efficiency(r.Points, r.Fit), fitPlot(r)})
+		Charts     []*Chart
+	}{r, generated(), usl.Efficiency(r.Points, r.Fit), charts})
 }

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
 	"github.com/perfscale/perfscale/loadlab/threshold"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
@@ -115,5 +117,37 @@ func TestWriteErrorsAreReturned(t *testing.T) {
 		if err := rep.Run(failingWriter{}, sampleRun()); err == nil || !strings.Contains(err.Error(), "disk full") {
 			t.Errorf("%s: err = %v, want disk full", format, err)
 		}
+	}
+}
+
+// The run and fit pages as a person sees them, in Chromium: the plot
+// drawn at full width, no script errors.
+func TestRunAndFitPagesRenderInHeadlessChromium(t *testing.T) {
+	for name, write := range map[string]func(*bytes.Buffer) error{
+		"run": func(b *bytes.Buffer) error { return (HTMLReporter{}).Run(b, sampleRun()) },
+		"fit": func(b *bytes.Buffer) error { return (HTMLReporter{}).Fit(b, sampleFit(t)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := write(&b); err != nil {
+				t.Fatal(err)
+			}
+			checkInChromium(t, b.Bytes(), 1, "1000,1400")
+		})
+	}
+}
+
+// A diagnosis or scale-out that measured nothing (every step failed, a
+// run stopped at once) still renders, without a plot of nothing.
+func TestEmptyResultsRender(t *testing.T) {
+	var b bytes.Buffer
+	if err := (HTMLReporter{}).Diagnosis(&b, &diagnose.Report{Target: "http://127.0.0.1:1/"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (HTMLReporter{}).Scaleout(&b, &scaleout.Result{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (HTMLReporter{}).Run(&b, RunResult{Result: &load.Result{}}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,44 +1,51 @@
 package report
 
-import "math"
+import (
+	"math"
 
-// seriesPlot is requests and errors per second over the run.
-func seriesPlot(r RunResult) Plot {
-	maxT, maxY := 1.0, 1.0
+	"gonum.org/v1/plot/plotter"
+)
+
+// seriesChart is requests and errors per second over the run.
+func seriesChart(r RunResult) *Chart {
+	c := newChart("series", "Requests per second over the run", "seconds since start", "requests/s")
+	top := 0.0
+	var reqs, errs plotter.XYs
 	for _, s := range r.Series {
-		maxT = math.Max(maxT, float64(s.At))
-		maxY = math.Max(maxY, float64(s.Requests))
+		reqs = append(reqs, plotter.XY{X: float64(s.At), Y: float64(s.Requests)})
+		errs = append(errs, plotter.XY{X: float64(s.At), Y: float64(s.Errors)})
+		top = math.Max(top, float64(s.Requests))
 	}
-	p, at := frame("series", "Requests per second over the run", "seconds since start", "requests/s", maxT, maxY*1.05)
-	var reqs, errs []point
-	for _, s := range r.Series {
-		reqs = append(reqs, at(float64(s.At), float64(s.Requests)))
-		errs = append(errs, at(float64(s.At), float64(s.Errors)))
-	}
-	p.Series = append(p.Series,
-		Series{Name: "requests", Class: "measured", Points: polyline(reqs), Markers: reqs},
-		Series{Name: "errors", Class: "p99", Points: polyline(errs), Markers: errs})
-	return p
+	c.fromZeroY(top)
+	c.plot.Y.Max = math.Max(c.plot.Y.Max, top*1.3) // room for the legend above a steady rate
+	c.plot.X.Min = 0
+	c.plot.X.Tick.Marker = plainTicks{Min: 1} // whole seconds
+	c.line("requests", reqs, blue, false, true)
+	c.line("errors", errs, red, false, true)
+	return c
 }
 
-// fitPlot is the measured points beside the fitted model.
-func fitPlot(r FitResult) Plot {
-	maxN, maxX := 1.0, 1.0
+// fitChart is the measured points beside the fitted model, against N on
+// a log scale.
+func fitChart(r FitResult) *Chart {
+	c := newChart("fit", "Throughput against concurrency", "concurrency (N)", "throughput (X)")
+	var ns []float64
+	top := 0.0
+	var measured plotter.XYs
 	for _, pt := range r.Points {
-		maxN = math.Max(maxN, pt.N)
-		maxX = math.Max(maxX, math.Max(pt.X, r.Fit.Throughput(pt.N)))
+		ns = append(ns, pt.N)
+		measured = append(measured, plotter.XY{X: pt.N, Y: pt.X})
+		top = math.Max(top, math.Max(pt.X, r.Fit.Throughput(pt.N)))
 	}
-	p, at := frame("fit", "Throughput against concurrency", "concurrency (N)", "throughput (X)", maxN, maxX*1.05)
-	var measured, curve []point
-	for _, pt := range r.Points {
-		measured = append(measured, at(pt.N, pt.X))
+	c.logX(ns)
+	c.fromZeroY(top)
+	if len(ns) > 0 {
+		lo, hi := ns[0], ns[0]
+		for _, n := range ns {
+			lo, hi = math.Min(lo, n), math.Max(hi, n)
+		}
+		c.line("USL fit", curve(lo, hi, 120, r.Fit.Throughput), orange, false, false)
 	}
-	for i := 0; i <= 200; i++ {
-		n := 1 + (maxN-1)*float64(i)/200
-		curve = append(curve, at(n, r.Fit.Throughput(n)))
-	}
-	p.Series = append(p.Series,
-		Series{Name: "USL fit", Class: "fit", Points: polyline(curve)},
-		Series{Name: "measured", Class: "measured", Markers: measured})
-	return p
+	c.line("measured", measured, blue, false, true)
+	return c
 }

@@ -1,8 +1,13 @@
 package report
 
 import (
+	"fmt"
 	"io"
 	"math"
+	"sort"
+	"strconv"
+
+	"gonum.org/v1/plot/plotter"
 
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 )
@@ -22,30 +27,109 @@ func articleEfficiency(n float64) float64 {
 }
 
 type scaleoutView struct {
-	R          *scaleout.Result
-	Generated  string
-	Plots      []Plot
-	PeakText   string
-	EqualCPU   []equalCPU
-	HasCPU     bool
-	PlotsCount int
+	R         *scaleout.Result
+	Generated string
+	Charts    []*Chart
+	PeakText  string
+	EqualCPU  []equalCPU
+	HasCPU    bool
+	Rows      []scaleoutRow
+	Vertical  []scaleoutRow
+	// Warnings are what makes the table less trustworthy, stated before
+	// it: failed checks, counts whose capacity was not bracketed, a fit
+	// that was skipped.
+	Warnings []string
 }
 
-// Scaleout writes a scale-out measurement as a page:
-// capacity and efficiency against replicas beside the articles' invented
-// 90/80/70% line, and, with CPU sizes, scaling up beside scaling out at
-// equal total CPU.
+// scaleoutRow is a step as the page shows it: the CPU per replica from
+// --cpus or, without it, from the replicas' cgroup quota.
+type scaleoutRow struct {
+	scaleout.Step
+	CPUEach string
+}
+
+// Scaleout writes a scale-out measurement as a page: warnings first, the
+// table with each count's bottleneck written out below it, capacity and
+// efficiency against replicas beside the articles' invented 90/80/70%
+// line, and, with CPU sizes, scaling up beside scaling out at equal total
+// CPU.
 func (HTMLReporter) Scaleout(w io.Writer, r *scaleout.Result) error {
-	v := scaleoutView{R: r, Generated: generated(), PeakText: r.PeakText(), EqualCPU: equalCPUs(r)}
+	v := scaleoutView{R: r, Generated: generated(), PeakText: r.PeakText(), EqualCPU: equalCPUs(r), Warnings: scaleoutWarnings(r)}
+	for _, s := range r.Steps {
+		v.Rows = append(v.Rows, scaleoutRow{s, cpuEach(s)})
+	}
+	for _, s := range r.Vertical {
+		v.Vertical = append(v.Vertical, scaleoutRow{s, cpuEach(s)})
+	}
+	var charts []*Chart
 	if len(r.Steps) > 0 {
-		v.Plots = append(v.Plots, capacityPlot(r), efficiencyPlot(r))
+		charts = append(charts, capacityChart(r), efficiencyChart(r))
 	}
 	if len(r.Vertical) > 0 {
 		v.HasCPU = true
-		v.Plots = append(v.Plots, cpuPlot(r))
+		charts = append(charts, cpuChart(r))
 	}
-	v.PlotsCount = len(v.Plots)
+	var err error
+	if v.Charts, err = renderAll(charts...); err != nil {
+		return err
+	}
 	return execute(w, "scaleout.html", v)
+}
+
+// cpuEach is the CPU each replica had: the size given, or else the cgroup
+// quota seen on the replicas (cluster.sh --cpu sets one), or "–".
+func cpuEach(s scaleout.Step) string {
+	if !math.IsNaN(s.CPU) && s.CPU > 0 {
+		return strconv.FormatFloat(s.CPU, 'g', 4, 64)
+	}
+	best := -1
+	for i, p := range s.Processes {
+		if p.Suspect || p.Members == 0 || math.IsNaN(p.QuotaCores) || p.QuotaCores <= 0 {
+			continue
+		}
+		if best < 0 || (p.Members == s.Replicas && s.Processes[best].Members != s.Replicas) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "–"
+	}
+	p := s.Processes[best]
+	return strconv.FormatFloat(p.QuotaCores/float64(p.Members), 'g', 3, 64) + " (quota)"
+}
+
+// scaleoutWarnings gathers what the reader must know before trusting the
+// table.
+func scaleoutWarnings(r *scaleout.Result) []string {
+	var out []string
+	for _, steps := range [][]scaleout.Step{r.Steps, r.Vertical} {
+		for _, s := range steps {
+			where := fmt.Sprintf("%d replicas", s.Replicas)
+			if s.Replicas == 1 {
+				where = "1 replica"
+			}
+			if !math.IsNaN(s.CPU) && len(r.Vertical) > 0 {
+				where += fmt.Sprintf(" of %g cores", s.CPU)
+			}
+			if !s.Found {
+				out = append(out, where+": the capacity was not bracketed; the figure is a bound, not a measurement")
+			}
+			if s.GeneratorLimited {
+				out = append(out, where+": the generator, not the system, limited the probe")
+			}
+			for _, w := range s.Warnings {
+				out = append(out, where+": "+w)
+			}
+		}
+	}
+	if !r.FitOK {
+		reason := r.FitError
+		if reason == "" {
+			reason = "not enough replica counts"
+		}
+		out = append(out, "no USL fit over replica counts: "+reason)
+	}
+	return out
 }
 
 func maxReplicas(r *scaleout.Result) float64 {
@@ -61,76 +145,81 @@ func perReplica(r *scaleout.Result) float64 {
 	return r.Steps[0].CapacityRPS / float64(r.Steps[0].Replicas)
 }
 
-func capacityPlot(r *scaleout.Result) Plot {
-	maxN, x1 := maxReplicas(r), perReplica(r)
-	maxX := x1 * maxN
+func replicaCounts(r *scaleout.Result) []float64 {
+	var out []float64
 	for _, s := range r.Steps {
-		maxX = math.Max(maxX, s.CapacityRPS)
+		out = append(out, float64(s.Replicas))
 	}
-	p, at := frame("capacity", "Capacity against replicas", "replicas", "requests/s at the SLO", maxN, maxX*1.05)
-	var measured, article, curve []point
+	return out
+}
+
+// capacityChart is capacity against replicas on log-log axes: linear
+// scaling is the straight dashed line over every count.
+func capacityChart(r *scaleout.Result) *Chart {
+	c := newChart("capacity", "Capacity against replicas (log scales: linear scaling is the straight dashed line)", "replicas", "requests/s at the SLO")
+	ns := replicaCounts(r)
+	c.logX(ns)
+	minN, maxN, x1 := ns[0], maxReplicas(r), perReplica(r)
+	var measured plotter.XYs
+	lo, hi := math.Inf(1), x1*maxN
 	for _, s := range r.Steps {
-		measured = append(measured, at(float64(s.Replicas), s.CapacityRPS))
-	}
-	for i := 0; i <= 100; i++ {
-		n := 1 + (maxN-1)*float64(i)/100
-		article = append(article, at(n, x1*n*articleEfficiency(n)))
-		if r.FitOK {
-			curve = append(curve, at(n, r.Fit.Throughput(n)))
+		measured = append(measured, plotter.XY{X: float64(s.Replicas), Y: s.CapacityRPS})
+		if s.CapacityRPS > 0 {
+			lo, hi = math.Min(lo, s.CapacityRPS), math.Max(hi, s.CapacityRPS)
 		}
 	}
-	p.Series = append(p.Series,
-		Series{Name: "linear (100%)", Class: "linear", Points: polyline([]point{at(1, x1), at(maxN, x1*maxN)}), Dashed: true},
-		Series{Name: "the articles' invented 90/80/70%", Class: "article", Points: polyline(article), Dashed: true})
+	lo = math.Min(lo, x1*minN*articleEfficiency(minN))
+	c.logY(lo, hi)
+	if x1 > 0 {
+		c.line("linear (100%)", plotter.XYs{{X: minN, Y: x1 * minN}, {X: maxN, Y: x1 * maxN}}, grey, true, false)
+		c.line("the articles' invented 90/80/70%", curve(minN, maxN, 60, func(n float64) float64 { return x1 * n * articleEfficiency(n) }), green, true, false)
+	}
 	if r.FitOK {
-		p.Series = append(p.Series, Series{Name: "USL fit", Class: "fit", Points: polyline(curve)})
+		c.line("USL fit", curve(minN, maxN, 60, r.Fit.Throughput), orange, false, false)
 	}
-	p.Series = append(p.Series, Series{Name: "measured", Class: "measured", Points: polyline(measured), Markers: measured})
-	return p
+	c.line("measured", measured, blue, false, true)
+	return c
 }
 
-func efficiencyPlot(r *scaleout.Result) Plot {
-	maxN := maxReplicas(r)
-	maxE := 1.0
+// efficiencyChart is efficiency in percent against replicas.
+func efficiencyChart(r *scaleout.Result) *Chart {
+	c := newChart("efficiency", "Scaling efficiency against replicas", "replicas", "efficiency")
+	ns := replicaCounts(r)
+	c.logX(ns)
+	minN, maxN := ns[0], maxReplicas(r)
+	top := 110.0
+	var measured plotter.XYs
 	for _, s := range r.Steps {
-		maxE = math.Max(maxE, s.Efficiency)
+		measured = append(measured, plotter.XY{X: float64(s.Replicas), Y: 100 * s.Efficiency})
+		top = math.Max(top, 100*s.Efficiency*1.08)
 	}
-	p, at := frame("efficiency", "Scaling efficiency against replicas", "replicas", "efficiency (%)", maxN, 100*maxE*1.05)
-	var measured, article []point
-	for _, s := range r.Steps {
-		measured = append(measured, at(float64(s.Replicas), 100*s.Efficiency))
-	}
-	for i := 0; i <= 100; i++ {
-		n := 1 + (maxN-1)*float64(i)/100
-		article = append(article, at(n, 100*articleEfficiency(n)))
-	}
-	p.Series = append(p.Series,
-		Series{Name: "linear (100%)", Class: "linear", Points: polyline([]point{at(1, 100), at(maxN, 100)}), Dashed: true},
-		Series{Name: "the articles' invented 90/80/70%", Class: "article", Points: polyline(article), Dashed: true},
-		Series{Name: "measured", Class: "measured", Points: polyline(measured), Markers: measured})
-	return p
+	c.percentY(top)
+	c.line("linear (100%)", plotter.XYs{{X: minN, Y: 100}, {X: maxN, Y: 100}}, grey, true, false)
+	c.line("the articles' invented 90/80/70%", curve(minN, maxN, 60, func(n float64) float64 { return 100 * articleEfficiency(n) }), green, true, false)
+	c.line("measured", measured, blue, false, true)
+	return c
 }
 
-func cpuPlot(r *scaleout.Result) Plot {
-	maxC, maxX := 0.0, 1.0
+// cpuChart sets scaling out beside scaling up against total CPU.
+func cpuChart(r *scaleout.Result) *Chart {
+	c := newChart("cpu", "Scaling out against scaling up, at equal total CPU", "total CPU (cores)", "requests/s at the SLO")
+	var cores []float64
+	top := 0.0
+	var out, up plotter.XYs
 	for _, s := range r.Steps {
-		maxC = math.Max(maxC, float64(s.Replicas)*s.CPU)
-		maxX = math.Max(maxX, s.CapacityRPS)
+		out = append(out, plotter.XY{X: float64(s.Replicas) * s.CPU, Y: s.CapacityRPS})
+		cores = append(cores, float64(s.Replicas)*s.CPU)
+		top = math.Max(top, s.CapacityRPS)
 	}
 	for _, s := range r.Vertical {
-		maxC = math.Max(maxC, s.CPU)
-		maxX = math.Max(maxX, s.CapacityRPS)
+		up = append(up, plotter.XY{X: s.CPU, Y: s.CapacityRPS})
+		cores = append(cores, s.CPU)
+		top = math.Max(top, s.CapacityRPS)
 	}
-	p, at := frame("cpu", "Scaling out against scaling up, at equal total CPU", "total CPU (cores)", "requests/s at the SLO", maxC, maxX*1.05)
-	var out, up []point
-	for _, s := range r.Steps {
-		out = append(out, at(float64(s.Replicas)*s.CPU, s.CapacityRPS))
-	}
-	for _, s := range r.Vertical {
-		up = append(up, at(s.CPU, s.CapacityRPS))
-	}
-	p.Series = append(p.Series,
-		Series{Name: "scaling out: more replicas", Class: "measured", Points: polyline(out), Markers: out},
-		Series{Name: "scaling up: one replica, more CPU", Class: "fit", Points: polyline(up), Markers: up})
-	return p
+	sort.Float64s(cores)
+	c.logX(cores)
+	c.fromZeroY(top)
+	c.line("scaling out: more replicas", out, blue, false, true)
+	c.line("scaling up: one replica, more CPU", up, orange, false, true)
+	return c
 }

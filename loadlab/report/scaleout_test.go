@@ -19,14 +19,14 @@ func sampleScaleout(t *testing.T, vertical bool) *scaleout.Result {
 	for i, n := range []int{1, 2, 4} {
 		x := []float64{400, 760, 1240}[i]
 		r.Steps = append(r.Steps, scaleout.Step{Replicas: n, CPU: 0.25, CapacityRPS: x, Speedup: x / 400, Efficiency: x / 400 / float64(n),
-			P99: time.Duration(20+5*i) * time.Millisecond, Bottleneck: "the 4 shop replicas CPU-bound <at quota>"})
+			P99: time.Duration(20+5*i) * time.Millisecond, Found: true, Bottleneck: "the 4 shop replicas CPU-bound <at quota>"})
 		pts = append(pts, usl.Point{N: float64(n), X: x})
 	}
 	if vertical {
 		for i, c := range []float64{0.25, 0.5, 1} {
 			x := []float64{400, 700, 1100}[i]
 			r.Vertical = append(r.Vertical, scaleout.Step{Replicas: 1, CPU: c, CapacityRPS: x, Speedup: x / 400, Efficiency: x / 400 / (c / 0.25),
-				P99: 30 * time.Millisecond, Bottleneck: "shop CPU-bound"})
+				P99: 30 * time.Millisecond, Found: true, Bottleneck: "shop CPU-bound"})
 		}
 	} else {
 		for i := range r.Steps {
@@ -51,7 +51,7 @@ func TestScaleoutPageIsSelfContained(t *testing.T) {
 		if regexp.MustCompile(`(?i)<(script|img|link|iframe)[^>]+(src|href)=`).MatchString(page) {
 			t.Fatal("the page loads an external resource")
 		}
-		want := []string{`id="plot-capacity"`, `id="plot-efficiency"`, `data-name="the articles&#39; invented 90/80/70%"`, "&lt;at quota&gt;", "<td>90%</td>"}
+		want := []string{`id="plot-capacity"`, `id="plot-efficiency"`, ">the articles&#39; invented 90/80/70%</text>", "&lt;at quota&gt;", "<td>90%</td>"}
 		if vertical {
 			want = append(want, `id="plot-cpu"`, "1 cores: 4 replicas of 0.25 give 1240 req/s; one replica of 1 gives 1100 req/s")
 		}

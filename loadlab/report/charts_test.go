@@ -1,0 +1,149 @@
+package report
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+
+	"gonum.org/v1/plot"
+
+	"github.com/perfscale/perfscale/loadlab/measure"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
+)
+
+// Users and replicas double from step to step: on a log axis they sit
+// evenly apart, each labelled, and the linear-scaling line spans every
+// count measured, not a sliver at the left.
+func TestChartsPutCountsOnALogAxisWithLinearScalingOverTheWholeRange(t *testing.T) {
+	diag, scale := sampleReport(t), sampleScaleout(t, false)
+	tests := []struct {
+		chart      *Chart
+		linear     string
+		from, upTo float64
+	}{
+		{throughputChart(diag), "linear scaling", 1, 16},
+		{latencyChart(diag), "SLO", 1, 16},
+		{capacityChart(scale), "linear (100%)", 1, 4},
+		{efficiencyChart(scale), "linear (100%)", 1, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.chart.ID, func(t *testing.T) {
+			if _, ok := tt.chart.plot.X.Scale.(plot.LogScale); !ok {
+				t.Errorf("x axis is %T, want a log scale", tt.chart.plot.X.Scale)
+			}
+			var labels []string
+			for _, tick := range tt.chart.plot.X.Tick.Marker.Ticks(tt.from, tt.upTo) {
+				if tick.Label != "" {
+					labels = append(labels, tick.Label)
+				}
+			}
+			want := "1 2 4 8 16"
+			if tt.upTo == 4 {
+				want = "1 2 4"
+			}
+			if got := strings.Join(labels, " "); got != want {
+				t.Errorf("x labels %q, want %q", got, want)
+			}
+			line := tt.chart.Lines[tt.linear]
+			if len(line) < 2 || line[0].X != tt.from || line[len(line)-1].X != tt.upTo {
+				t.Fatalf("%q spans %v, want from %g to %g", tt.linear, line, tt.from, tt.upTo)
+			}
+		})
+	}
+	// On log-log axes linear scaling is a straight line, so all of it is
+	// on the plot: the y axis reaches its top.
+	c := throughputChart(diag)
+	if top := c.Lines["linear scaling"][1].Y; c.plot.Y.Max < top {
+		t.Errorf("y axis ends at %g, below the linear line's %g", c.plot.Y.Max, top)
+	}
+}
+
+// Efficiency reads in percent, also far above 100% (the issue's table
+// read "1k" and "1.5k" for 1078%).
+func TestEfficiencyAxisReadsInPercent(t *testing.T) {
+	r := sampleScaleout(t, false)
+	r.Steps[1].Efficiency = 10.78
+	c := efficiencyChart(r)
+	var labels []string
+	for _, tick := range c.plot.Y.Tick.Marker.Ticks(c.plot.Y.Min, c.plot.Y.Max) {
+		if tick.Label == "" {
+			continue
+		}
+		labels = append(labels, tick.Label)
+		if !strings.HasSuffix(tick.Label, "%") || strings.Contains(tick.Label, "k") || strings.Contains(tick.Label, "e") {
+			t.Errorf("tick %q is not a percentage", tick.Label)
+		}
+	}
+	if c.plot.Y.Max < 1078 || len(labels) < 3 {
+		t.Fatalf("axis to %g with labels %v: 1078%% is not on it", c.plot.Y.Max, labels)
+	}
+}
+
+// Without --cpus the CPU per replica is the replicas' cgroup quota
+// (cluster.sh --cpu 0.25 sets one), not a dash.
+func TestCPUPerReplicaComesFromTheQuota(t *testing.T) {
+	tests := []struct {
+		name string
+		step scaleout.Step
+		want string
+	}{
+		{"given", scaleout.Step{Replicas: 2, CPU: 0.5}, "0.5"},
+		{"quota of the replicas", scaleout.Step{Replicas: 2, CPU: math.NaN(), Processes: []measure.ProcessStep{
+			{Name: "nginx", Members: 1, QuotaCores: math.NaN()},
+			{Name: "postgres", Members: 1, QuotaCores: 2, Suspect: true},
+			{Name: "shop", Members: 2, QuotaCores: 0.5},
+		}}, "0.25 (quota)"},
+		{"nothing known", scaleout.Step{Replicas: 1, CPU: math.NaN(), Processes: []measure.ProcessStep{{Name: "shop", Members: 1, QuotaCores: math.NaN()}}}, "–"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cpuEach(tt.step); got != tt.want {
+				t.Fatalf("cpuEach = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// What makes the figures less trustworthy is said before them, and each
+// count's bottleneck is a readable block under the table, not a column.
+func TestScaleoutPageStatesWarningsFirstAndBottlenecksBelowTheTable(t *testing.T) {
+	r := sampleScaleout(t, false)
+	r.FitOK, r.FitError = false, "the counts contradict the model"
+	r.Steps[1].Warnings = []string{"the machine's CPUs were 98% busy"}
+	r.Steps[2].Found = false
+	var b bytes.Buffer
+	if err := (HTMLReporter{}).Scaleout(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	warnings, table, blocks, firstPlot := strings.Index(page, `id="warnings"`), strings.Index(page, `id="steps"`),
+		strings.Index(page, `id="bottlenecks"`), strings.Index(page, `<svg class="plot"`)
+	if warnings < 0 || warnings > table || table > blocks || blocks > firstPlot {
+		t.Fatalf("order: warnings at %d, table at %d, bottlenecks at %d, first plot at %d", warnings, table, blocks, firstPlot)
+	}
+	for _, want := range []string{"no USL fit over replica counts: the counts contradict the model",
+		"2 replicas: the machine&#39;s CPUs were 98% busy", "4 replicas: the capacity was not bracketed",
+		"<dt>Bottleneck at 4 replicas</dt><dd>the 4 shop replicas CPU-bound &lt;at quota&gt;</dd>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, `class="bottleneck"`) {
+		t.Error("the bottleneck is still a table column")
+	}
+}
+
+func TestDiagnosisPageStatesWarningsAndASkippedFitFirst(t *testing.T) {
+	r := sampleReport(t)
+	r.FitOK = false
+	var b bytes.Buffer
+	if err := (HTMLReporter{}).Diagnosis(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	warnings, evidence := strings.Index(page, `id="warnings"`), strings.Index(page, "<h2>Evidence</h2>")
+	if warnings < 0 || warnings > evidence || !strings.Contains(page, "no USL fit over the steps") || !strings.Contains(page, "a warning") {
+		t.Fatalf("warnings at %d, evidence at %d:\n%s", warnings, evidence, page)
+	}
+}
