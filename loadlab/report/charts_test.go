@@ -112,6 +112,7 @@ func TestScaleoutPageStatesWarningsFirstAndBottlenecksBelowTheTable(t *testing.T
 	r.FitOK, r.FitError = false, "the counts contradict the model"
 	r.Steps[1].Warnings = []string{"the machine's CPUs were 98% busy"}
 	r.Steps[2].Found = false
+	r.Warnings = []string{"not to be trusted: efficiency 1078% at 2 replicas"}
 	var b bytes.Buffer
 	if err := (HTMLReporter{}).Scaleout(&b, r); err != nil {
 		t.Fatal(err)
@@ -122,7 +123,7 @@ func TestScaleoutPageStatesWarningsFirstAndBottlenecksBelowTheTable(t *testing.T
 	if warnings < 0 || warnings > table || table > blocks || blocks > firstPlot {
 		t.Fatalf("order: warnings at %d, table at %d, bottlenecks at %d, first plot at %d", warnings, table, blocks, firstPlot)
 	}
-	for _, want := range []string{"no USL fit over replica counts: the counts contradict the model",
+	for _, want := range []string{"no USL fit over replica counts: the counts contradict the model", "not to be trusted: efficiency 1078% at 2 replicas",
 		"2 replicas: the machine&#39;s CPUs were 98% busy", "4 replicas: the capacity was not bracketed",
 		"<dt>Bottleneck at 4 replicas</dt><dd>the 4 shop replicas CPU-bound &lt;at quota&gt;</dd>"} {
 		if !strings.Contains(page, want) {

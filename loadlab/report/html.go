@@ -40,6 +40,7 @@ var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
 	"rps":     func(f float64) string { return fmt.Sprintf("%.0f", f) },
 	"article": func(n int) float64 { return articleEfficiency(float64(n)) },
 	"fitPeak": fitPeak,
+	"inc":     func(i int) int { return i + 1 },
 }).ParseFS(pageFS, "*.html"))
 
 func generated() string { return time.Now().UTC().Format(time.RFC3339) }

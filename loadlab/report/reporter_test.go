@@ -22,6 +22,7 @@ func sampleRun() RunResult {
 		Latency: load.Latency{Min: time.Millisecond, Mean: 2 * time.Millisecond, P50: 2 * time.Millisecond, P90: 3 * time.Millisecond,
 			P99: 4500 * time.Microsecond, P999: 6 * time.Millisecond, Max: 7 * time.Millisecond},
 		Series: []load.Second{{At: 0, Requests: 199, Errors: 1}, {At: 1, Requests: 201, Errors: 2}},
+		Stages: []load.StageResult{{Stage: load.Stage{Duration: time.Second, Target: 200}, From: 100, Requests: 150, ThroughputRPS: 150}},
 		Endpoints: []load.Endpoint{
 			{Name: "menu", Request: "GET /v1/menu", Requests: 300, Latency: load.Latency{P50: 2 * time.Millisecond, P99: 4 * time.Millisecond}},
 			{Name: "checkout", Request: "POST /v1/orders", Requests: 100, Latency: load.Latency{P50: 3 * time.Millisecond, P99: 6 * time.Millisecond},
@@ -70,7 +71,8 @@ func TestEveryReporterWritesEveryResult(t *testing.T) {
 					if !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, `class="plot"`) {
 						t.Fatalf("not a page with a plot:\n%.300s", out)
 					}
-					if name == "run" && !strings.Contains(out, "checkout: 3 × 503 Service Unavailable: “queue full”") {
+					if name == "run" && (!strings.Contains(out, "checkout: 3 × 503 Service Unavailable: “queue full”") ||
+						!strings.Contains(out, "<td>100 → 200</td>")) {
 						t.Errorf("the run page does not name the endpoint's error cause:\n%s", out)
 					}
 				case Text:

@@ -101,7 +101,7 @@ func cpuEach(s scaleout.Step) string {
 // scaleoutWarnings gathers what the reader must know before trusting the
 // table.
 func scaleoutWarnings(r *scaleout.Result) []string {
-	var out []string
+	out := append([]string(nil), r.Warnings...)
 	for _, steps := range [][]scaleout.Step{r.Steps, r.Vertical} {
 		for _, s := range steps {
 			where := fmt.Sprintf("%d replicas", s.Replicas)
