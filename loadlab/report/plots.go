@@ -24,7 +24,16 @@ type Chart struct {
 	// Lines holds each named series as drawn, in data units, for tests
 	// and for the page's legend order.
 	Lines map[string]plotter.XYs
-	plot  *plot.Plot
+	// Legend is written as HTML under the plot, where it can never hide
+	// a line.
+	Legend []LegendEntry
+	plot   *plot.Plot
+}
+
+// LegendEntry names one series with its colour and dash.
+type LegendEntry struct {
+	Name, Color    string
+	Dashed, Marked bool
 }
 
 // The series' colours, the same on every page.
@@ -48,16 +57,12 @@ var sans = font.Font{Typeface: "Liberation", Variant: "Sans"}
 // grid, the legend top left.
 func newChart(id, title, xLabel, yLabel string) *Chart {
 	p := plot.New()
-	for _, t := range []*draw.TextStyle{&p.X.Label.TextStyle, &p.Y.Label.TextStyle, &p.X.Tick.Label, &p.Y.Tick.Label, &p.Legend.TextStyle} {
+	for _, t := range []*draw.TextStyle{&p.X.Label.TextStyle, &p.Y.Label.TextStyle, &p.X.Tick.Label, &p.Y.Tick.Label} {
 		t.Font = font.From(sans, t.Font.Size)
 	}
 	p.X.Label.Text, p.Y.Label.Text = xLabel, yLabel
 	p.X.Label.TextStyle.Font.Size, p.Y.Label.TextStyle.Font.Size = 12, 12
 	p.X.Tick.Label.Font.Size, p.Y.Tick.Label.Font.Size = 11, 11
-	p.Legend.TextStyle.Font.Size = 11
-	p.Legend.Top, p.Legend.Left = true, true
-	p.Legend.XOffs, p.Legend.YOffs = vg.Points(12), vg.Points(-6)
-	p.Legend.Padding = vg.Points(3)
 	g := plotter.NewGrid()
 	g.Vertical.Color, g.Horizontal.Color = grid, grid
 	p.Add(g)
@@ -91,19 +96,16 @@ func (c *Chart) logX(values []float64) {
 }
 
 // percentY labels the y axis in percent; the values plotted are percent.
-// The legend goes bottom left, below the 100% line.
 func (c *Chart) percentY(max float64) {
 	c.plot.Y.Min, c.plot.Y.Max = 0, max
 	c.plot.Y.Tick.Marker = suffixTicks{"%"}
-	c.plot.Legend.Top = false
-	c.plot.Legend.YOffs = vg.Points(8)
 }
 
-// suffixTicks are the default ticks with a unit after each label.
+// suffixTicks are plainTicks with a unit after each label.
 type suffixTicks struct{ unit string }
 
 func (s suffixTicks) Ticks(min, max float64) []plot.Tick {
-	ticks := plot.DefaultTicks{}.Ticks(min, max)
+	ticks := plainTicks{}.Ticks(min, max)
 	for i := range ticks {
 		if ticks[i].Label != "" {
 			ticks[i].Label += s.unit
@@ -169,8 +171,9 @@ func (c *Chart) line(name string, pts plotter.XYs, col color.Color, dashed, mark
 		l.Dashes, l.Width = []vg.Length{vg.Points(6), vg.Points(4)}, vg.Points(1.5)
 	}
 	c.plot.Add(l)
+	r, g, b, _ := col.RGBA()
+	c.Legend = append(c.Legend, LegendEntry{Name: name, Color: fmt.Sprintf("#%02x%02x%02x", r>>8, g>>8, b>>8), Dashed: dashed, Marked: marked})
 	if !marked {
-		c.plot.Legend.Add(name, l)
 		return
 	}
 	s, err := plotter.NewScatter(pts)
@@ -179,7 +182,6 @@ func (c *Chart) line(name string, pts plotter.XYs, col color.Color, dashed, mark
 	}
 	s.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(3.5), Shape: draw.CircleGlyph{}}
 	c.plot.Add(s)
-	c.plot.Legend.Add(name, l, s)
 }
 
 func (c *Chart) drawable(pts plotter.XYs) plotter.XYs {

@@ -47,7 +47,7 @@ func TestPageIsSelfContainedAndEscaped(t *testing.T) {
 	if regexp.MustCompile(`(?i)<(script|img|link|iframe)[^>]+(src|href)=`).MatchString(page) {
 		t.Fatal("the page loads an external resource")
 	}
-	for _, want := range []string{`id="plot-throughput"`, `id="plot-latency"`, ">USL fit</text>", ">p99</text>", ">linear scaling</text>", "problem: contention", "&lt;per request&gt;"} {
+	for _, want := range []string{`id="plot-throughput"`, `id="plot-latency"`, "</svg>USL fit</span>", "</svg>p99</span>", "</svg>linear scaling</span>", "problem: contention", "&lt;per request&gt;"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %s", want)
 		}

@@ -51,7 +51,7 @@ func TestScaleoutPageIsSelfContained(t *testing.T) {
 		if regexp.MustCompile(`(?i)<(script|img|link|iframe)[^>]+(src|href)=`).MatchString(page) {
 			t.Fatal("the page loads an external resource")
 		}
-		want := []string{`id="plot-capacity"`, `id="plot-efficiency"`, ">the articles&#39; invented 90/80/70%</text>", "&lt;at quota&gt;", "<td>90%</td>"}
+		want := []string{`id="plot-capacity"`, `id="plot-efficiency"`, "</svg>the articles&#39; invented 90/80/70%</span>", "&lt;at quota&gt;", "<td>90%</td>"}
 		if vertical {
 			want = append(want, `id="plot-cpu"`, "1 cores: 4 replicas of 0.25 give 1240 req/s; one replica of 1 gives 1100 req/s")
 		}
