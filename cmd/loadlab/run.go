@@ -56,9 +56,12 @@ Thresholds: p50, p99, p99.9 (any pN), mean, max, with < <= > >= and a
 duration; errors with a share (errors<0.1%) or a count (errors<10); rps;
 ENDPOINT:... for one endpoint (checkout covers checkout/1 and /2).
 
-The summary says when loadlab itself may have limited the run (its CPU,
-the machine's, requests sent late or waiting for --max-inflight), and so
-does --json ("generator_saturated" and "saturation_reasons").
+The summary says, once, when loadlab itself may have limited the run or
+its latency (its CPU, requests never sent or waiting for --max-inflight,
+requests sent late by enough to matter against a p99 threshold, or
+without one half the p99), with the figures, and so does --json
+("generator_saturated", "saturation_reasons"; "notes" when a busy machine,
+not loadlab, delayed the sends).
 
 Examples:
   loadlab run --rate 500 --duration 30s http://127.0.0.1:8080/v1/menu
@@ -288,6 +291,7 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 	if err := checkEndpointNames(checks, load.EndpointsOf(cfg)); err != nil {
 		return cfg, "", nil, err
 	}
+	cfg.SLO = sloOf(checks)
 	return cfg, target, checks, nil
 }
 
@@ -318,6 +322,17 @@ func (f *runFlags) readTargets() (*scenario.Targets, error) {
 	}
 	defer file.Close()
 	return scenario.ReadTargets(file, filepath.Dir(*f.targets), extra)
+}
+
+// sloOf is the p99 bound among the whole run's thresholds (0 without
+// one): the generator's lateness is judged against it.
+func sloOf(checks threshold.List) time.Duration {
+	for _, c := range checks {
+		if c.Endpoint == "" && c.Metric == threshold.Percentile && c.Percentile == 99 && (c.Op == threshold.Less || c.Op == threshold.LessEqual) {
+			return time.Duration(c.Limit)
+		}
+	}
+	return 0
 }
 
 // request builds the one request of a URL run from the flags.

@@ -43,6 +43,9 @@ type Report struct {
 	// Bottleneck is the CPU-bound process group at the plateau, nil when
 	// none is (or none was seen).
 	Bottleneck *Load
+	// Generator is the generator's own part in the figures, judged once
+	// for the run; when saturated, its Text is among the warnings.
+	Generator GeneratorCheck
 	// Watched describes each watched group of processes and why.
 	Watched []string
 }
@@ -104,8 +107,16 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		GeneratorCPUWait   *float64         `json:"generator_cpu_wait_cores"`
 		Processes          []ProcessStep    `json:"processes"`
 	}
+	type generator struct {
+		Saturated     bool    `json:"saturated"`
+		Concurrencies []int   `json:"concurrencies"`
+		MaxCPUCores   float64 `json:"max_cpu_cores"`
+		MaxDelay      float64 `json:"max_cpu_wait_per_request_ms"`
+		Text          string  `json:"text"`
+	}
 	out := struct {
 		Target           string      `json:"target"`
+		Generator        generator   `json:"generator"`
 		CapacityRPS      float64     `json:"capacity_rps"`
 		CapacityAt       int         `json:"capacity_concurrency"`
 		Performance      perf        `json:"performance"`
@@ -118,9 +129,11 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Watched          []string    `json:"watched"`
 		Bottleneck       *bottleneck `json:"bottleneck"`
 	}{
-		Target:           r.Target,
-		CapacityRPS:      r.CapacityRPS,
-		CapacityAt:       r.CapacityAt,
+		Target:      r.Target,
+		CapacityRPS: r.CapacityRPS,
+		CapacityAt:  r.CapacityAt,
+		Generator: generator{r.Generator.Saturated, append([]int{}, r.Generator.Concurrencies...), r.Generator.MaxCPUCores,
+			ms(r.Generator.MaxDelay), r.Generator.Text},
 		Performance:      perf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
 		Scalability:      scal{r.Scalability, r.Kind},
 		Evidence:         r.Evidence,

@@ -41,6 +41,10 @@ const (
 	// errorRise: a step whose share of failed requests exceeds the
 	// single-user baseline's by this much has errors rising with users.
 	errorRise = 0.01
+	// generatorDelayOfSLO: a generator whose threads waited for a CPU this
+	// share of the SLO per request may have put that much into each
+	// latency.
+	generatorDelayOfSLO = 0.1
 )
 
 // synRetransmits are when a client's retransmitted SYNs go out (Linux's
@@ -109,6 +113,8 @@ type Facts struct {
 	ErrorShares        []float64
 	ErrorsRose         bool
 	WorstErrors        int
+	// Generator is the generator's own part in the figures.
+	Generator GeneratorCheck
 	// AcceptQueue is a step whose p99 sits on a SYN retransmission while
 	// its median stays low (nil when none does).
 	AcceptQueue *Step
@@ -132,6 +138,7 @@ func (r *Report) judge(cfg Config) {
 	r.Performance, r.Scalability, r.Kind = v.Performance, v.Scalability, v.Kind
 	r.Evidence, r.Warnings = v.Evidence, append(r.Warnings, v.Warnings...)
 	r.Bottleneck = v.Facts.Bottleneck
+	r.Generator = v.Facts.Generator
 }
 
 func efficiency(steps []Step) []float64 {
@@ -186,6 +193,7 @@ func Judge(m Measurements) Verdict {
 func Classify(m Measurements) (string, Facts) {
 	base, steps := m.Baseline, m.Steps
 	f := Facts{Performance: base.P99 > m.SLO, Fit: m.Fit, FitOK: m.FitOK, BaselineErrorShare: errorShare(base)}
+	f.Generator = checkGenerator(base, steps, m.SLO, m.Cores)
 	f.AcceptQueue = acceptQueueStep(append([]Step{base}, steps...))
 	if len(steps) < 2 {
 		return KindNone, f
@@ -255,6 +263,67 @@ func Classify(m Measurements) (string, Facts) {
 	return KindContention, f
 }
 
+// GeneratorCheck is the generator's own part in a diagnosis, judged once
+// for the run: where it was saturated (its CPU, as loadlab/load judges it)
+// or waited for a CPU long enough, per request, to matter against the SLO.
+type GeneratorCheck struct {
+	Saturated bool
+	// Concurrencies are the steps it was saturated at (0 for the
+	// baseline).
+	Concurrencies []int
+	// MaxCPUCores is the most CPU it used in a step; MaxDelay the longest
+	// its threads waited for a CPU per request in a step (the part of each
+	// latency that may be the generator's, about), 0 when unknown.
+	MaxCPUCores float64
+	MaxDelay    time.Duration
+	// Text is the warning, with the figures ("" when not saturated).
+	Text string
+}
+
+// checkGenerator judges the generator over the baseline and the ramp.
+func checkGenerator(base Step, steps []Step, slo time.Duration, cores float64) GeneratorCheck {
+	var g GeneratorCheck
+	for i, s := range append([]Step{base}, steps...) {
+		delay := generatorDelay(s)
+		g.MaxCPUCores = math.Max(g.MaxCPUCores, s.GeneratorCPUCores)
+		g.MaxDelay = max(g.MaxDelay, delay)
+		if s.GeneratorSaturated || float64(delay) >= generatorDelayOfSLO*float64(slo) {
+			n := s.Concurrency
+			if i == 0 {
+				n = 0
+			}
+			g.Concurrencies = append(g.Concurrencies, n)
+		}
+	}
+	if g.Saturated = len(g.Concurrencies) > 0; !g.Saturated {
+		return g
+	}
+	var where []string
+	for _, n := range g.Concurrencies {
+		if n == 0 {
+			where = append(where, "the single-user baseline")
+		} else {
+			where = append(where, users(n))
+		}
+	}
+	waited := ""
+	if g.MaxDelay > 0 {
+		waited = fmt.Sprintf(", and its threads waited for a CPU up to about %s per request against the %s SLO", fmtMS(g.MaxDelay), fmtMS(slo))
+	}
+	g.Text = fmt.Sprintf("the generator itself was saturated in %s (its CPU up to %.2f of %.0f cores%s): those steps may describe loadlab more than the target",
+		strings.Join(where, ", "), g.MaxCPUCores, cores, waited)
+	return g
+}
+
+// generatorDelay is how long, per request, the generator's threads waited
+// for a CPU during a step (0 when unknown).
+func generatorDelay(s Step) time.Duration {
+	if math.IsNaN(s.GeneratorCPUWaitCores) || s.AnsweredRPS <= 0 {
+		return 0
+	}
+	return time.Duration(s.GeneratorCPUWaitCores / s.AnsweredRPS * float64(time.Second))
+}
+
 // errorShare is the share of a step's requests that failed.
 func errorShare(s Step) float64 {
 	if s.Requests == 0 {
@@ -317,6 +386,9 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			users(s.Concurrency), fmtMS(s.P99), fmtMS(s.P50))
 	}
 	if !f.Ramp {
+		if f.Generator.Saturated {
+			warnings = append(warnings, f.Generator.Text)
+		}
 		return evidence, append(warnings, "the ramp has fewer than two steps: no scalability verdict")
 	}
 
@@ -459,14 +531,8 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			f.Fit.Sigma, f.Fit.Kappa, f.Fit.Lambda, f.Fit.PeakText(), f.Fit.R2)
 	}
 
-	for i, s := range append([]Step{base}, steps...) {
-		where := "with " + users(s.Concurrency)
-		if i == 0 {
-			where = "in the single-user baseline"
-		}
-		if s.GeneratorSaturated {
-			warnings = append(warnings, fmt.Sprintf("%s the generator itself was saturated: that step may describe loadlab more than the target", where))
-		}
+	if f.Generator.Saturated {
+		warnings = append(warnings, f.Generator.Text)
 	}
 	if !f.ErrorsRose && f.BaselineErrorShare >= errorRise {
 		warnings = append(warnings, fmt.Sprintf("%s of requests failed already with one user (%v), and about as many with more: throughput and latency count the successful answers only; check the request",

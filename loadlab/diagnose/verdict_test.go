@@ -293,3 +293,68 @@ func TestRisingErrorsAreAFinding(t *testing.T) {
 		})
 	}
 }
+
+func TestAGeneratorIsJudgedOncePerRun(t *testing.T) {
+	healthy := func() []Step {
+		steps := ramp([]float64{330, 660, 1300, 2600, 5100}, []float64{3, 3, 3.1, 3.2, 3.5}, nil, 0.05)
+		for i := range steps {
+			steps[i].AnsweredRPS = steps[i].ThroughputRPS
+			steps[i].GeneratorCPUWaitCores = 0.05 // 0.15 ms a request at 330/s
+		}
+		return steps
+	}
+	tests := []struct {
+		name  string
+		steps []Step
+		want  []string // in the one warning; none for no warning
+	}{
+		{name: "healthy on a busy machine", steps: healthy()},
+		{
+			name: "saturated at every step",
+			steps: func() []Step {
+				steps := healthy()
+				for i := range steps {
+					steps[i].GeneratorSaturated, steps[i].GeneratorCPUCores = true, 1.85
+				}
+				return steps
+			}(),
+			want: []string{"the single-user baseline, 1 user, 2 users, 4 users, 8 users, 16 users", "its CPU up to 1.85 of 2 cores"},
+		},
+		{
+			name: "waiting for a CPU a tenth of the SLO per request",
+			steps: func() []Step {
+				steps := healthy()
+				steps[4].GeneratorCPUWaitCores = 25.5 // 5 ms a request at 5,100/s
+				return steps
+			}(),
+			want: []string{"in 16 users", "waited for a CPU up to about 5.00 ms per request against the 40.0 ms SLO"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := Step{Concurrency: 1, P50: 2 * time.Millisecond, P99: 3 * time.Millisecond, Requests: 200, AnsweredRPS: 330,
+				GeneratorCPUWaitCores: math.NaN(), GeneratorSaturated: len(tt.want) > 0 && tt.steps[0].GeneratorSaturated, GeneratorCPUCores: tt.steps[0].GeneratorCPUCores}
+			v := Judge(Measurements{Baseline: base, Steps: tt.steps, SLO: 40 * time.Millisecond, Cores: 2})
+			var about []string
+			for _, w := range v.Warnings {
+				if strings.Contains(w, "generator") {
+					about = append(about, w)
+				}
+			}
+			if len(tt.want) == 0 {
+				if len(about) > 0 || v.Facts.Generator.Saturated {
+					t.Fatalf("a healthy generator was flagged: %q", about)
+				}
+				return
+			}
+			if len(about) != 1 || !v.Facts.Generator.Saturated {
+				t.Fatalf("want one warning about the generator, got %q", about)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(about[0], w) {
+					t.Errorf("the warning lacks %q: %s", w, about[0])
+				}
+			}
+		})
+	}
+}

@@ -43,6 +43,10 @@ type Config struct {
 	Timeout     time.Duration // per request; 0 means a default
 	Target      *Request      // a single request, or
 	Scenario    Scenario      // a user journey (see package scenario)
+	// SLO is the latency the run is judged against (0: none); the
+	// generator's own lateness is judged by what it can do to the
+	// latency p99 against it (see Result.GeneratorSaturated).
+	SLO time.Duration
 	// MaxInFlight caps concurrent requests in open loop (0: a default of
 	// 1,000). Requests beyond it wait in the generator, and that wait
 	// counts in their latency.
@@ -158,15 +162,18 @@ type Result struct {
 	SuccessLatency Latency  `json:"success_latency"`
 	Series         []Second `json:"series"`
 	// GeneratorSaturated is true when the generator, not the target, may
-	// have limited the run: its CPU was saturated or, in open loop, requests
-	// went out late or were dropped. SaturationReasons says which.
+	// have limited the run or its latency figures: its CPU was saturated
+	// or, in open loop, requests were never sent, waited for an in-flight
+	// slot, or went out late enough to matter against the SLO (or the
+	// measured p99) while it was busy. SaturationReasons says which, with
+	// the figures.
 	GeneratorSaturated bool     `json:"generator_saturated"`
 	SaturationReasons  []string `json:"saturation_reasons,omitempty"`
-	// GeneratorBehind is the part of GeneratorSaturated that is loadlab's
-	// own: its CPU was saturated, or requests went out late, waited for
-	// an in-flight slot or were never sent. A busy machine alone (the
-	// target taking the CPU) does not set it.
-	GeneratorBehind bool `json:"generator_behind"`
+	// Notes are what may colour the figures without being the generator's
+	// limit: requests that went out late enough to matter while the
+	// generator itself was idle, or a machine whose CPUs were saturated
+	// (other work held the CPU).
+	Notes []string `json:"notes,omitempty"`
 	// SendDelayP99 is, in open loop, the 99th percentile of how late the
 	// generator dispatched requests after their due time: the most the
 	// generator itself can have added to the latency p99.

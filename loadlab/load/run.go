@@ -20,18 +20,24 @@ import (
 const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultMaxInFlight = 1000
-	// lateAfter is how far behind its intended time a request may start
-	// before it counts as sent late by the generator.
-	lateAfter = time.Millisecond
-	// lateFraction of requests sent late marks the generator as saturated.
-	lateFraction = 0.01
+	// cappedFraction of requests waiting for an in-flight slot marks the
+	// generator (or its --max-inflight) as the limit.
+	cappedFraction = 0.01
 	// cpuSaturated is the share of the generator's cores it may use before
 	// it counts as saturated.
 	cpuSaturated = 0.9
 	// machineSaturated is the share of the whole machine's CPU above which
-	// the generator is starved by whatever else runs (often the target).
+	// the generator may wait for a CPU, whatever its own load: a note.
 	machineSaturated = 0.95
-	maxLatencyUS     = int64(time.Hour / time.Microsecond)
+	// lateOfSLO and lateOfP99: sending late matters when the send delay's
+	// p99 reaches this share of the SLO, or, without one, of the measured
+	// p99. lateBusy: it is the generator's own doing when the generator
+	// used this share of its cores meanwhile; below it, other work on the
+	// machine delayed the sends.
+	lateOfSLO    = 0.1
+	lateOfP99    = 0.5
+	lateBusy     = 0.5
+	maxLatencyUS = int64(time.Hour / time.Microsecond)
 	// pacerEarly is how far ahead of its time the pacer may send a request
 	// instead of sleeping once more.
 	pacerEarly = 50 * time.Microsecond
@@ -169,7 +175,6 @@ type generator struct {
 	timeoutCause string // "timeout after 30s"
 
 	issued atomic.Int64 // requests started (for the Requests bound)
-	late   atomic.Int64 // open loop: started more than lateAfter behind schedule
 	due    atomic.Int64 // open loop: requests the schedule called for
 	capped atomic.Int64 // open loop: requests queued with every in-flight slot busy
 	// sendDelay: open loop, how late the pacer dispatched each request, µs
@@ -278,9 +283,6 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 		}
 		g.due.Add(1)
 		lateBy := time.Since(due)
-		if lateBy > lateAfter {
-			g.late.Add(1)
-		}
 		g.sendDelay.RecordValue(min(max(int64(lateBy/time.Microsecond), 0), maxLatencyUS)) //nolint:errcheck // clamped to range
 		if idle.Load() <= int64(len(jobs)) {
 			if workers < g.cfg.MaxInFlight {
@@ -616,7 +618,7 @@ func (g *generator) aggregate(stop <-chan struct{}, done chan<- struct{}, start 
 			Errors:    r.errs.Total(),
 			RateRPS:   float64(count) / span.Seconds(),
 			P99:       time.Duration(r.total.ValueAtQuantile(99)) * time.Microsecond,
-			Saturated: busy > cpuSaturated || g.lateShare() > lateFraction,
+			Saturated: busy > cpuSaturated,
 		}
 		snap := r.snap
 		r.mu.Unlock()
@@ -645,14 +647,6 @@ func latencyOf(h *hdrhistogram.Histogram) Latency {
 		Min: time.Duration(h.Min()) * time.Microsecond, Mean: time.Duration(h.Mean() * float64(time.Microsecond)),
 		P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: time.Duration(h.Max()) * time.Microsecond,
 	}
-}
-
-func (g *generator) lateShare() float64 {
-	due := g.due.Load()
-	if due == 0 {
-		return 0
-	}
-	return float64(g.late.Load()) / float64(due)
 }
 
 func (g *generator) result(elapsed, cpu time.Duration) *Result {
@@ -686,43 +680,88 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 	}
 	res.Endpoints = g.endpointResults()
 	res.Stages = g.stageResults()
-	// Self-checks: was the generator, not the target, the limit?
+	g.checkSelf(res, cpu)
+	return res
+}
+
+// checkSelf asks whether the generator, not the target, limited the run or
+// distorted its figures, and says so once with the figures: its CPU was
+// saturated; in open loop, it sent fewer requests than the rate called
+// for, requests waited for an in-flight slot, or requests went out late
+// by enough to matter. Lateness matters when it could move the latency
+// p99 against the SLO (a tenth of it, or across it) or, without an SLO,
+// when it could be half the p99 of the successful answers; it is the
+// generator's fault when the generator was busy, and a note on the
+// machine's load when it was not (other work delayed the sends).
+func (g *generator) checkSelf(res *Result, cpu time.Duration) {
 	cores := float64(runtime.GOMAXPROCS(0))
-	if busy := cpu.Seconds() / elapsed.Seconds() / cores; busy > cpuSaturated {
+	cpuShare := 0.0
+	if res.Elapsed > 0 {
+		cpuShare = cpu.Seconds() / res.Elapsed.Seconds() / cores
+	}
+	if cpuShare > cpuSaturated {
 		res.SaturationReasons = append(res.SaturationReasons,
-			fmt.Sprintf("the generator's CPU was %.0f%% busy (of %d cores): it may have limited the load", 100*busy, int(cores)))
+			fmt.Sprintf("the generator's CPU was %.0f%% busy (%.2f of %d cores): it may have limited the load", 100*cpuShare, res.GeneratorCPUCores, int(cores)))
 	}
-	machineReasons := 0
-	if busy, total, ok := MachineCPU(); ok && g.machineOK && total > g.machineTotal0 {
-		share := (busy - g.machineBusy0) / (total - g.machineTotal0)
-		if share > machineSaturated {
-			res.SaturationReasons = append(res.SaturationReasons,
-				fmt.Sprintf("the machine's CPUs were %.0f%% busy (loadlab itself used %.2f of %d cores): the generator competes with the target for CPU",
-					100*share, cpu.Seconds()/elapsed.Seconds(), runtime.NumCPU()))
-			machineReasons = 1
-		}
-	}
-	if late := g.lateShare(); late > lateFraction {
-		res.SaturationReasons = append(res.SaturationReasons,
-			fmt.Sprintf("the generator fell behind its schedule: %.1f%% of requests were dispatched more than %v late", 100*late, lateAfter))
-	}
-	if due := g.due.Load(); due > 0 && float64(g.capped.Load())/float64(due) > lateFraction {
+	if due := g.due.Load(); due > 0 && float64(g.capped.Load())/float64(due) > cappedFraction {
 		res.SaturationReasons = append(res.SaturationReasons,
 			fmt.Sprintf("all %d in-flight slots were busy for %.1f%% of requests, which waited in the generator (their wait counts in the latency); raise --max-inflight if the target can take more",
 				g.cfg.MaxInFlight, 100*float64(g.capped.Load())/float64(due)))
 	}
-	if g.openModel() && elapsed > 0 && g.cfg.Requests == 0 {
-		want := g.cfg.Rate * min(elapsed, g.cfg.Duration).Seconds()
+	if g.openModel() && res.Elapsed > 0 && g.cfg.Requests == 0 {
+		want := g.cfg.Rate * min(res.Elapsed, g.cfg.Duration).Seconds()
 		if len(g.cfg.Stages) > 0 {
-			want = stagesDue(g.cfg.Stages, min(elapsed, g.cfg.Duration))
+			want = stagesDue(g.cfg.Stages, min(res.Elapsed, g.cfg.Duration))
 		}
 		if sent := float64(g.due.Load()); sent < 0.95*want {
 			res.SaturationReasons = append(res.SaturationReasons,
 				fmt.Sprintf("sent %.0f requests, %.0f%% of the %.0f the rate called for", sent, 100*sent/want, want))
 		}
 	}
-	res.GeneratorBehind = len(res.SaturationReasons) > machineReasons
+	machine := math.NaN()
+	if busy, total, ok := MachineCPU(); ok && g.machineOK && total > g.machineTotal0 {
+		machine = (busy - g.machineBusy0) / (total - g.machineTotal0)
+	}
+	late := g.lateness(res)
+	switch {
+	case late != "" && cpuShare >= lateBusy:
+		res.SaturationReasons = append(res.SaturationReasons,
+			fmt.Sprintf("%s, with the generator's CPU %.0f%% busy (%.2f of %d cores): it could not keep its schedule", late, 100*cpuShare, res.GeneratorCPUCores, int(cores)))
+	case late != "":
+		on := ""
+		if !math.IsNaN(machine) {
+			on = fmt.Sprintf(" on a machine %.0f%% busy", 100*machine)
+		}
+		res.Notes = append(res.Notes,
+			fmt.Sprintf("%s, while the generator used only %.2f of %d cores%s: other work on the machine delayed the sends, and the latency partly measures that", late, res.GeneratorCPUCores, int(cores), on))
+	case machine > machineSaturated:
+		res.Notes = append(res.Notes,
+			fmt.Sprintf("the machine's CPUs were %.0f%% busy while the generator used %.2f of %d cores: latencies may include time it waited for a CPU", 100*machine, res.GeneratorCPUCores, int(cores)))
+	}
 	sort.Strings(res.SaturationReasons)
 	res.GeneratorSaturated = len(res.SaturationReasons) > 0
-	return res
+}
+
+// lateness describes, when it matters, how late requests went out in open
+// loop ("" when it does not). The send delay's p99 is the most sending
+// late can have added to the latency p99.
+func (g *generator) lateness(res *Result) string {
+	delay, p99 := res.SendDelayP99, res.SuccessLatency.P99
+	if !g.openModel() || delay <= 0 || res.Succeeded == 0 {
+		return ""
+	}
+	figures := fmt.Sprintf("requests went out up to %v late (p99), and that is in the latency p99 of %v", delay.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+	if slo := g.cfg.SLO; slo > 0 {
+		switch {
+		case p99 > slo && p99-delay <= slo:
+			return fmt.Sprintf("%s: without it the p99 might meet the %v SLO", figures, slo)
+		case float64(delay) >= lateOfSLO*float64(slo):
+			return fmt.Sprintf("%s, %.0f%% of the %v SLO", figures, 100*float64(delay)/float64(slo), slo)
+		}
+		return ""
+	}
+	if float64(delay) >= lateOfP99*float64(p99) {
+		return fmt.Sprintf("%s: up to %.0f%% of it may be the generator's", figures, 100*min(float64(delay)/float64(p99), 1))
+	}
+	return ""
 }

@@ -15,12 +15,15 @@ type LoadRunner struct {
 	Scenario load.Scenario
 	Timeout  time.Duration
 	Client   load.Client
+	// SLO, if set, is what the generator judges its own lateness against
+	// (load.Config.SLO).
+	SLO time.Duration
 }
 
 // Run implements Runner; the Step keeps the generator's whole result.
 func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
 	cfg := load.Config{Concurrency: s.Concurrency, Rate: s.Rate, Duration: s.Duration, Requests: s.Requests,
-		Timeout: l.Timeout, Scenario: l.Scenario, Client: l.Client}
+		Timeout: l.Timeout, Scenario: l.Scenario, Client: l.Client, SLO: l.SLO}
 	if l.Target != nil {
 		target := *l.Target
 		cfg.Target = &target

@@ -38,7 +38,14 @@ func (TextReporter) Run(w io.Writer, r RunResult) error {
 			fmt.Fprintf(ew, "              - %s\n", reason)
 		}
 	} else {
-		fmt.Fprintln(ew, "  generator   kept up (CPU below 90%, requests on schedule)")
+		late := ""
+		if r.Model == "open" {
+			late = fmt.Sprintf(", requests sent at most %s late at p99", ms(r.SendDelayP99))
+		}
+		fmt.Fprintf(ew, "  generator   kept up (CPU %.2f cores%s)\n", r.GeneratorCPUCores, late)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(ew, "  note        %s\n", n)
 	}
 	printStages(ew, r.Stages, r.Model == "closed")
 	printEndpoints(ew, r.Endpoints)

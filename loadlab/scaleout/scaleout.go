@@ -441,7 +441,7 @@ func newCounter(cfg Config, w Workload, watcher Watcher, where string) *counter 
 		mw = watcher
 	}
 	c := &counter{cfg: cfg, where: where, meter: measure.NewMeter(mw),
-		runner: measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: 10 * time.Second}}
+		runner: measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: 10 * time.Second, SLO: cfg.SLO}}
 	c.drain = drainer{check: c.oneUser, gap: cfg.DrainGap, timeout: cfg.DrainTimeout, sleep: sleepCtx}
 	return c
 }
@@ -616,13 +616,8 @@ func percentOf(n, total int64) string {
 func probeOf(rate float64, d time.Duration, s measure.Step) Probe {
 	res := s.Load
 	p := Probe{Rate: rate, ThroughputRPS: s.ThroughputRPS, P99: s.P99, Requests: s.Requests, Errors: s.Errors,
-		ErrorKinds: s.ErrorKinds, GeneratorSaturated: res.GeneratorBehind, Detail: s, SendDelayP99: res.SendDelayP99,
-		SentShare: float64(res.Sent) / (rate * d.Seconds())}
-	if res.GeneratorBehind {
-		p.SaturationReasons = res.SaturationReasons
-	} else {
-		p.Warnings = res.SaturationReasons
-	}
+		ErrorKinds: s.ErrorKinds, GeneratorSaturated: res.GeneratorSaturated, Detail: s, SendDelayP99: res.SendDelayP99,
+		SentShare: float64(res.Sent) / (rate * d.Seconds()), SaturationReasons: res.SaturationReasons, Warnings: res.Notes}
 	return p
 }
 
