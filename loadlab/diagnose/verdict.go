@@ -267,6 +267,8 @@ func Classify(m Measurements) (string, Facts) {
 // for the run: where it was saturated (its CPU, as loadlab/load judges it)
 // or waited for a CPU long enough, per request, to matter against the SLO.
 type GeneratorCheck struct {
+	// Saturated: the generator was saturated or starved of CPU at some
+	// step, and Text says where.
 	Saturated bool
 	// Concurrencies are the steps it was saturated at (0 for the
 	// baseline).
@@ -280,38 +282,45 @@ type GeneratorCheck struct {
 	Text string
 }
 
-// checkGenerator judges the generator over the baseline and the ramp.
+// checkGenerator judges the generator over the baseline and the ramp: it
+// was saturated where its own CPU was (as loadlab/load judges it), and
+// starved where its threads waited for a CPU a tenth of the SLO per
+// request (other work held the machine; the latencies there partly
+// measure that wait).
 func checkGenerator(base Step, steps []Step, slo time.Duration, cores float64) GeneratorCheck {
 	var g GeneratorCheck
+	var saturated, starved []string
 	for i, s := range append([]Step{base}, steps...) {
+		where, n := users(s.Concurrency), s.Concurrency
+		if i == 0 {
+			where, n = "the single-user baseline", 0
+		}
 		delay := generatorDelay(s)
 		g.MaxCPUCores = math.Max(g.MaxCPUCores, s.GeneratorCPUCores)
 		g.MaxDelay = max(g.MaxDelay, delay)
-		if s.GeneratorSaturated || float64(delay) >= generatorDelayOfSLO*float64(slo) {
-			n := s.Concurrency
-			if i == 0 {
-				n = 0
-			}
+		late := float64(delay) >= generatorDelayOfSLO*float64(slo)
+		if s.GeneratorSaturated {
+			saturated = append(saturated, where)
+		} else if late {
+			starved = append(starved, where)
+		}
+		if s.GeneratorSaturated || late {
 			g.Concurrencies = append(g.Concurrencies, n)
 		}
 	}
 	if g.Saturated = len(g.Concurrencies) > 0; !g.Saturated {
 		return g
 	}
-	var where []string
-	for _, n := range g.Concurrencies {
-		if n == 0 {
-			where = append(where, "the single-user baseline")
-		} else {
-			where = append(where, users(n))
-		}
+	var parts []string
+	if len(saturated) > 0 {
+		parts = append(parts, fmt.Sprintf("the generator itself was saturated in %s (its CPU up to %.2f of %.0f cores)",
+			strings.Join(saturated, ", "), g.MaxCPUCores, cores))
 	}
-	waited := ""
-	if g.MaxDelay > 0 {
-		waited = fmt.Sprintf(", and its threads waited for a CPU up to about %s per request against the %s SLO", fmtMS(g.MaxDelay), fmtMS(slo))
+	if len(starved) > 0 {
+		parts = append(parts, fmt.Sprintf("the generator's threads waited for a CPU up to about %s per request in %s, against the %s SLO, while it used at most %.2f cores: other work held the machine's CPU",
+			fmtMS(g.MaxDelay), strings.Join(starved, ", "), fmtMS(slo), g.MaxCPUCores))
 	}
-	g.Text = fmt.Sprintf("the generator itself was saturated in %s (its CPU up to %.2f of %.0f cores%s): those steps may describe loadlab more than the target",
-		strings.Join(where, ", "), g.MaxCPUCores, cores, waited)
+	g.Text = strings.Join(parts, "; ") + ": those steps may describe loadlab and the machine more than the target"
 	return g
 }
 

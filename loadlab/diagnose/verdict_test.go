@@ -327,7 +327,7 @@ func TestAGeneratorIsJudgedOncePerRun(t *testing.T) {
 				steps[4].GeneratorCPUWaitCores = 25.5 // 5 ms a request at 5,100/s
 				return steps
 			}(),
-			want: []string{"in 16 users", "waited for a CPU up to about 5.00 ms per request against the 40.0 ms SLO"},
+			want: []string{"waited for a CPU up to about 5.00 ms per request in 16 users, against the 40.0 ms SLO"},
 		},
 	}
 	for _, tt := range tests {
