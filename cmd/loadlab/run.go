@@ -59,7 +59,7 @@ ENDPOINT:... for one endpoint (checkout covers checkout/1 and /2).
 The summary says, once, when loadlab itself may have limited the run or
 its latency (its CPU, requests never sent or waiting for --max-inflight,
 requests sent late by enough to matter against a p99 threshold, or
-without one half the p99), with the figures, and so does --json
+without one a tenth of the p99), with the figures, and so does --json
 ("generator_saturated", "saturation_reasons"; "notes" when a busy machine,
 not loadlab, delayed the sends).
 

@@ -35,7 +35,7 @@ const (
 	// used this share of its cores meanwhile; below it, other work on the
 	// machine delayed the sends.
 	lateOfSLO    = 0.1
-	lateOfP99    = 0.5
+	lateOfP99    = 0.1
 	lateBusy     = 0.5
 	maxLatencyUS = int64(time.Hour / time.Microsecond)
 	// pacerEarly is how far ahead of its time the pacer may send a request
@@ -690,7 +690,7 @@ func (g *generator) result(elapsed, cpu time.Duration) *Result {
 // for, requests waited for an in-flight slot, or requests went out late
 // by enough to matter. Lateness matters when it could move the latency
 // p99 against the SLO (a tenth of it, or across it) or, without an SLO,
-// when it could be half the p99 of the successful answers; it is the
+// when it could be a tenth of the p99 of the successful answers; it is the
 // generator's fault when the generator was busy, and a note on the
 // machine's load when it was not (other work delayed the sends).
 func (g *generator) checkSelf(res *Result, cpu time.Duration) {
@@ -761,7 +761,7 @@ func (g *generator) lateness(res *Result) string {
 		return ""
 	}
 	if float64(delay) >= lateOfP99*float64(p99) {
-		return fmt.Sprintf("%s: up to %.0f%% of it may be the generator's", figures, 100*min(float64(delay)/float64(p99), 1))
+		return fmt.Sprintf("%s: up to %.0f%% of it may be the sending late", figures, 100*min(float64(delay)/float64(p99), 1))
 	}
 	return ""
 }
