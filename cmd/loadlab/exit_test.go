@@ -87,7 +87,7 @@ func TestThresholdsGateTheRun(t *testing.T) {
 	if exitCode(err) != exitFailed {
 		t.Fatalf("err %v, exit %d; want %d", err, exitCode(err), exitFailed)
 	}
-	if !strings.HasPrefix(err.Error(), "threshold p99<1us failed: p99 ") || !strings.Contains(err.Error(), "(and 1 more thresholds failed)") {
+	if !strings.HasPrefix(err.Error(), "threshold p99<1us failed: p99 ") || !strings.Contains(err.Error(), "(and 1 more threshold failed)") {
 		t.Fatalf("err %q", err)
 	}
 	for _, want := range []string{"FAIL p99<1us", "ok   p50<1h", "FAIL rps>1000000", "ok   errors<=1%"} {

@@ -93,7 +93,8 @@ func markStarted(ctx context.Context) {
 const usage = `loadlab generates HTTP load and diagnoses what it measures.
 
 Usage:
-  loadlab run       [flags] URL | --scenario FILE|shop   generate load, report latency and throughput
+  loadlab run       [flags] URL | --scenario FILE|shop | --targets FILE|-
+                                                         generate load, report latency and throughput
   loadlab diagnose  [flags] URL                          baseline + concurrency ramp + USL fit + verdict
   loadlab scaleout  --scale-cmd CMD --down-cmd CMD ...   capacity and scaling efficiency at 1, 2, 4... replicas
   loadlab fit       [flags] FILE.csv                     fit the Universal Scalability Law to N,X data

@@ -66,8 +66,9 @@ not loadlab, delayed the sends).
 Examples:
   loadlab run --rate 500 --duration 30s http://127.0.0.1:8080/v1/menu
   loadlab run --concurrency 16 --requests 10000 http://127.0.0.1:8080/v1/items/7
-  loadlab run --rate 50 -H 'Content-Type: application/json' --method PUT \
-      --body '{"quantity": 1}' http://127.0.0.1:8080/v1/cart/items/3
+  TOKEN=$(curl -s -X POST http://127.0.0.1:8080/v1/sessions | sed 's/.*"token": *"\([^"]*\)".*/\1/')
+  loadlab run --rate 50 -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" \
+      --method PUT --body '{"quantity": 1}' http://127.0.0.1:8080/v1/cart/items/3
   loadlab run --scenario shop --base http://127.0.0.1:8080 --rate 200 --duration 10s --json out.json
   loadlab run --rate 200 --duration 30s --threshold 'p99<50ms' --threshold 'errors<0.1%' \
       http://127.0.0.1:8080/v1/menu
@@ -401,7 +402,11 @@ func thresholdFailure(outcomes []threshold.Outcome, eps []load.Endpoint) error {
 		}
 	}
 	if n > 1 {
-		msg += fmt.Sprintf(" (and %d more thresholds failed)", n-1)
+		more := "threshold"
+		if n > 2 {
+			more += "s"
+		}
+		msg += fmt.Sprintf(" (and %d more %s failed)", n-1, more)
 	}
 	return failed(errors.New(msg))
 }

@@ -2,9 +2,15 @@ package load
 
 import (
 	"bytes"
+	"errors"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
+
+	"github.com/valyala/fasthttp"
 )
 
 func TestReadAppendReusesTheBuffer(t *testing.T) {
@@ -21,5 +27,34 @@ func TestReadAppendReusesTheBuffer(t *testing.T) {
 	}
 	if _, err := readAppend(nil, iotest.ErrReader(bytes.ErrTooLarge)); err != bytes.ErrTooLarge {
 		t.Fatalf("err = %v, want the reader's error", err)
+	}
+}
+
+func TestTransportCauses(t *testing.T) {
+	for _, tt := range []struct {
+		out  outcome
+		want string
+	}{
+		{outcome{kind: timeoutKind, err: fasthttp.ErrTimeout}, "timeout after 5s"},
+		{outcome{kind: timeoutKind, err: fasthttp.ErrDialTimeout}, "timeout connecting"},
+		{outcome{kind: connectionKind, err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, "connection refused"},
+		{outcome{kind: connectionKind, err: &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}}, "no such host"},
+		{outcome{kind: connectionKind, err: fasthttp.ErrConnectionClosed}, "connection closed by the target"},
+		{outcome{kind: buildFailed, err: errors.New("step x: path")}, "request could not be built"},
+	} {
+		if got := transportCause(tt.out, "timeout after 5s"); got != tt.want {
+			t.Errorf("%v: %q, want %q", tt.out.err, got, tt.want)
+		}
+	}
+	for body, want := range map[string]string{
+		`{"title":"Too Many Requests","detail":"slow down\nmore"}`: "slow down",
+		`{"title":"Conflict"}`:      "Conflict",
+		"<!DOCTYPE html><html>":     "",
+		"plain reason\nsecond line": "plain reason",
+		"":                          "",
+	} {
+		if got := bodySample([]byte(body)); got != want {
+			t.Errorf("bodySample(%q) = %q, want %q", body, got, want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
 )
 
 // endpointStats is one endpoint's results in one shard.
@@ -68,6 +69,9 @@ func transportCause(out outcome, timeoutCause string) string {
 	err := out.err
 	var dns *net.DNSError
 	switch {
+	case errors.Is(err, fasthttp.ErrDialTimeout):
+		// fasthttp's dialer gives up on its own, shorter, deadline.
+		return "timeout connecting"
 	case out.kind == timeoutKind:
 		return timeoutCause
 	case out.kind == buildFailed:
