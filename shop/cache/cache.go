@@ -3,8 +3,9 @@
 // by that version, and sessions for a few seconds, so that a warm menu, item
 // or authenticated request makes no store call for them.
 //
-// It is a decorator built in cmd/shop over the (timed) store and handed to
-// the HTTP adapter as the narrow interfaces that adapter defines.
+// It is a decorator built in shop/app over the (timed) store and handed to
+// the HTTP adapter as the domain interfaces it takes (shop.CatalogService,
+// shop.SessionService, shop.Ordering).
 //
 // Freshness, per replica:
 //   - The catalog version changes at once for changes made through this

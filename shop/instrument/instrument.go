@@ -1,5 +1,5 @@
 // Package instrument times every call into a shop.Store, so a slow request
-// can be told apart from a slow database. The wrapper is built in cmd/shop
+// can be told apart from a slow database. The wrapper is built in shop/app
 // and handed to the adapters (HTTP, jobs) as the narrow interfaces they
 // define.
 //

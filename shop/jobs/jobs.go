@@ -56,7 +56,7 @@ type Config struct {
 	// the longest per-kind timeout plus a margin (see rescueAfter).
 	RescueStuckJobsAfter time.Duration
 	// SoleWorker says no other live process works this queue (the caller
-	// holds a lock that proves it, as cmd/shop does on the embedded
+	// holds a lock that proves it, as shop/app does on the embedded
 	// default). Start then re-enqueues the confirmations that a crashed
 	// predecessor left running, instead of waiting for River's leader lease
 	// (15 s) and rescuer (every 30 s) to notice them.
