@@ -269,7 +269,7 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 		cfg.Scenario = s
 		target = "scenario " + *f.scen
 	case len(pos) == 0:
-		return cfg, "", nil, errors.New("no target: give a URL or --scenario (see loadlab run --help)")
+		return cfg, "", nil, errors.New("no target: give a URL, --scenario or --targets (see loadlab run --help)")
 	case len(pos) > 1:
 		return cfg, "", nil, fmt.Errorf("one URL only, got %d arguments", len(pos))
 	default:
