@@ -287,10 +287,10 @@ func TestTemplatesAreBounded(t *testing.T) {
 }
 
 func TestMissingCapturedValueIsAnError(t *testing.T) {
-	// The token is captured by a step that may not have run yet: a run-time
-	// error, named by step and header.
-	s := compile(t, "base: http://x\nsteps:\n  - {name: cart, path: /cart, headers: {Authorization: 'Bearer {{.token}}'}}\n  - {name: login, weight: 0, path: /login, capture: {token: $.t}}")
-	if _, err := s.NewSession().Next(); err == nil || !strings.Contains(err.Error(), "step cart: header Authorization") {
+	// The token is captured, but only by the request after the one that
+	// uses it: a run-time error, named by step, request and header.
+	s := compile(t, "base: http://x\nsteps:\n  - name: cart\n    sequence:\n      - {path: /cart, headers: {Authorization: 'Bearer {{.token}}'}}\n      - {path: /login, capture: {token: $.t}}")
+	if _, err := s.NewSession().Next(); err == nil || !strings.Contains(err.Error(), "step cart, request 1: header Authorization") {
 		t.Fatalf("err = %v, want one naming the step and header", err)
 	}
 }
