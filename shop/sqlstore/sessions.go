@@ -137,24 +137,29 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 // putCartItem adds an available item to the cart or changes its quantity,
 // within the cart's line limit.
 func putCartItem(ctx context.Context, tx Tx, sessionID, itemID int64, quantity int) error {
-	var available bool
-	var name string
-	err := tx.QueryRow(ctx, `SELECT name, available FROM items WHERE id = ?`, itemID).Scan(&name, &available)
+	// One struct for every value scanned here: a scan destination goes to
+	// the heap, and one allocation is cheaper than four.
+	var got struct {
+		name      string
+		available bool
+		lines     int // the cart's lines
+		withItem  int // of which for this item (0 or 1)
+	}
+	err := tx.QueryRow(ctx, `SELECT name, available FROM items WHERE id = ?`, itemID).Scan(&got.name, &got.available)
 	if errors.Is(err, sql.ErrNoRows) {
 		return shop.Errorf(shop.ENOTFOUND, "item %d does not exist", itemID)
 	}
 	if err != nil {
 		return fmt.Errorf("read item %d: %w", itemID, err)
 	}
-	if !available {
-		return shop.Errorf(shop.ECONFLICT, "%q is not available at the moment", name)
+	if !got.available {
+		return shop.Errorf(shop.ECONFLICT, "%q is not available at the moment", got.name)
 	}
-	var count, present int
 	if err := tx.QueryRow(ctx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE item_id = ?) FROM cart_items WHERE session_id = ?`,
-		itemID, sessionID).Scan(&count, &present); err != nil {
+		itemID, sessionID).Scan(&got.lines, &got.withItem); err != nil {
 		return fmt.Errorf("count cart lines: %w", err)
 	}
-	if present == 0 && count >= shop.MaxCartLines {
+	if got.withItem == 0 && got.lines >= shop.MaxCartLines {
 		return shop.Errorf(shop.EUNPROCESSABLE, "a cart holds at most %d different items", shop.MaxCartLines)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO cart_items (session_id, item_id, quantity) VALUES (?, ?, ?)
