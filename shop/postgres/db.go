@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -250,4 +252,13 @@ func (db *DB) Close() {
 		r.Close()
 	}
 	db.primary.Close()
+}
+
+// Store is the shop's store on PostgreSQL: the logic both stores share
+// (sqlstore), over this database's pools and read routing.
+type Store = sqlstore.Store
+
+// NewStore returns a store on db; now is the clock (nil: the wall clock).
+func NewStore(db *DB, now func() time.Time) *Store {
+	return sqlstore.New(flowDB{db}, dialect{}, now)
 }

@@ -11,31 +11,17 @@ import (
 	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
-// Store implements shop.Store on a DB: the logic both stores share
-// (sqlstore) over this database's pools and read routing, plus seeding.
-type Store struct {
-	*sqlstore.Store
-	db *DB
-}
-
-var _ shop.Store = (*Store)(nil)
-
-// NewStore returns a store on db; now is the clock (nil: the wall clock).
-func NewStore(db *DB, now func() time.Time) *Store {
-	return &Store{Store: sqlstore.New(flowDB{db}, dialect{}, now), db: db}
-}
-
 // Ping checks that the primary answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.primary.Ping(ctx); err != nil {
+func (f flowDB) Ping(ctx context.Context) error {
+	if err := f.db.primary.Ping(ctx); err != nil {
 		return fmt.Errorf("ping: %w", unavailable(err))
 	}
 	return nil
 }
 
 // Close closes the pools.
-func (s *Store) Close() error {
-	s.db.Close()
+func (f flowDB) Close() error {
+	f.db.Close()
 	return nil
 }
 
@@ -43,11 +29,11 @@ func (s *Store) Close() error {
 // starting together seed once.
 const seedLock = 0x5ee0
 
-// SeedIfEmpty inserts items when the catalog has none (one transaction,
-// COPY); it reports how many it inserted.
-func (s *Store) SeedIfEmpty(ctx context.Context, items []shop.Item) (int, error) {
+// Seed inserts items when the catalog has none: one transaction, COPY,
+// under an advisory lock so replicas starting together seed once.
+func (f flowDB) Seed(ctx context.Context, items []shop.Item, at time.Time) (int, error) {
 	n := 0
-	err := s.db.inTx(ctx, func(tx pgx.Tx) error {
+	err := f.db.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, seedLock); err != nil {
 			return err
 		}
@@ -58,7 +44,7 @@ func (s *Store) SeedIfEmpty(ctx context.Context, items []shop.Item) (int, error)
 		if exists || len(items) == 0 {
 			return nil
 		}
-		now := sqlstore.Micros(s.Now())
+		now := sqlstore.Micros(at)
 		copied, err := tx.CopyFrom(ctx, pgx.Identifier{"items"},
 			[]string{"id", "name", "description", "price_cents", "category", "available", "stock", "updated_at"},
 			pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {

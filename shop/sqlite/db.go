@@ -12,9 +12,12 @@ import (
 	"io/fs"
 	"net/url"
 	"runtime"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	msqlite "modernc.org/sqlite"
+
+	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -123,4 +126,14 @@ func (db *DB) Close() error {
 		return werr
 	}
 	return rerr
+}
+
+// Store is the shop's store on a SQLite database: the logic both stores
+// share (sqlstore), over this database's pools.
+type Store = sqlstore.Store
+
+// NewStore returns a store on db; now is the clock that expiry is judged
+// by (nil: the wall clock).
+func NewStore(db *DB, now func() time.Time) *Store {
+	return sqlstore.New(flowDB{db}, dialect{}, now)
 }

@@ -11,48 +11,33 @@ import (
 	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
-// Store implements shop.Store on a DB: the logic both stores share
-// (sqlstore) over this database's pools, plus seeding.
-type Store struct {
-	*sqlstore.Store
-	db *DB
-}
-
-var _ shop.Store = (*Store)(nil)
-
-// NewStore returns a store on db; now is the clock that expiry is judged
-// by (nil: the wall clock).
-func NewStore(db *DB, now func() time.Time) *Store {
-	return &Store{Store: sqlstore.New(flowDB{db}, dialect{}, now), db: db}
-}
-
 // Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
+func (f flowDB) Ping(ctx context.Context) error {
 	var one int
-	if err := s.db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+	if err := f.db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
 	return nil
 }
 
-// Close closes the underlying database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes both pools.
+func (f flowDB) Close() error { return f.db.Close() }
 
-// SeedIfEmpty inserts items when the catalog has none, in batches so a
-// million items take seconds, not minutes. It reports how many it inserted.
-func (s *Store) SeedIfEmpty(ctx context.Context, items []shop.Item) (int, error) {
+// Seed inserts items when the catalog has none, in batches so a million
+// items take seconds, not minutes.
+func (f flowDB) Seed(ctx context.Context, items []shop.Item, at time.Time) (int, error) {
 	var n int
-	if err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM items`).Scan(&n); err != nil {
+	if err := f.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM items`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count items: %w", err)
 	}
 	if n > 0 {
 		return 0, nil
 	}
-	now := sqlstore.Micros(s.Now())
+	now := sqlstore.Micros(at)
 	const batch = 500
 	for start := 0; start < len(items); start += batch {
 		chunk := items[start:min(start+batch, len(items))]
-		err := s.db.inTx(ctx, func(tx *sql.Tx) error {
+		err := f.db.inTx(ctx, func(tx *sql.Tx) error {
 			stmt, err := tx.PrepareContext(ctx, `INSERT INTO items
 				(id, name, description, price_cents, category, available, stock, updated_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -72,7 +57,7 @@ func (s *Store) SeedIfEmpty(ctx context.Context, items []shop.Item) (int, error)
 			return start, fmt.Errorf("seed items: %w", err)
 		}
 	}
-	if err := sqlstore.BumpCatalogVersion(ctx, flowDB{s.db}.Writer()); err != nil {
+	if err := sqlstore.BumpCatalogVersion(ctx, f.Writer()); err != nil {
 		return len(items), fmt.Errorf("seed items: %w", err)
 	}
 	return len(items), nil

@@ -50,9 +50,17 @@ type Tx interface {
 }
 
 // DB is what a database does its own way: where each kind of read goes,
-// how a write transaction is run and serialised, and what a session's
-// write must leave behind for later reads.
+// how a write transaction is run and serialised, what a session's write
+// must leave behind for later reads, and seeding.
 type DB interface {
+	// Ping checks that the database (the one writes go to) answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+	// Seed inserts items, stamped updated at now, when the catalog has
+	// none, and bumps the catalog's version; it reports how many it
+	// inserted.
+	Seed(ctx context.Context, items []shop.Item, now time.Time) (int, error)
 	// Catalog serves reads that need no session (items, the menu's
 	// version); a read replica may answer them.
 	Catalog() Querier
@@ -90,8 +98,8 @@ type Dialect interface {
 	InsertOrderLines(o *shop.Order) (query string, args []any)
 }
 
-// Store implements every shop.Store method that both databases run alike;
-// an adapter embeds it and adds the rest (seeding, Ping, Close).
+// Store implements shop.Store over a DB: the one store type of both
+// databases (sqlite.Store and postgres.Store are this type).
 type Store struct {
 	db      DB
 	dialect Dialect
@@ -107,8 +115,19 @@ func New(db DB, dialect Dialect, now func() time.Time) *Store {
 	return &Store{db: db, dialect: dialect, now: func() time.Time { return now().UTC() }}
 }
 
-// Now is the store's clock, in UTC.
-func (s *Store) Now() time.Time { return s.now() }
+var _ shop.Store = (*Store)(nil)
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
+
+// Close closes the underlying database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// SeedIfEmpty inserts items when the catalog has none; it reports how many
+// it inserted.
+func (s *Store) SeedIfEmpty(ctx context.Context, items []shop.Item) (int, error) {
+	return s.db.Seed(ctx, items, s.now())
+}
 
 // Micros is how both schemas store a time: microseconds since the epoch.
 func Micros(t time.Time) int64 { return t.UnixMicro() }
