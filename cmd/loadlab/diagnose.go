@@ -11,10 +11,12 @@ import (
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/report"
+	"github.com/perfscale/perfscale/loadlab/scenario"
 	"github.com/perfscale/perfscale/loadlab/threshold"
 )
 
 const diagnoseUsage = `Usage: loadlab diagnose [flags] URL
+       loadlab diagnose [flags] --scenario FILE|shop [BASE_URL]
 
 Tells a performance problem (slow even for one user) from a scalability
 problem (slows down as users are added: contention, coherency or capacity).
@@ -22,6 +24,14 @@ It measures one user's latency, then ramps closed-loop users 1, 2, 4, ... up
 to --max-concurrency, fits the Universal Scalability Law, watches the server
 side's processes, and prints the verdicts with their evidence, naming the
 process that is the bottleneck.
+
+Each user sends the URL with --method, -H and --body (@FILE reads the body
+from a file), or walks a scenario (--scenario, as in loadlab run; BASE_URL
+overrides its base), so a journey such as the shop's checkout can be
+diagnosed; its evidence then gives each step's latency and errors alone
+and at the top of the ramp. Throughput and latency are of the successful
+answers; errors are counted beside them, and errors that rise with users
+are a scalability problem of their own.
 
 Watched processes: --watch NAME=PID or NAME=METRICS_URL (repeatable; the
 same NAME twice is one group of replicas), --pid, --metrics; or, for a local
@@ -34,6 +44,9 @@ Examples:
   loadlab diagnose http://127.0.0.1:8080/v1/menu
   loadlab diagnose --slo 50ms --max-concurrency 32 --step-duration 3s \
       --json diag.json --html diag.html http://127.0.0.1:8080/v1/items/7
+  loadlab diagnose --method PUT -H 'Content-Type: application/json' \
+      --body '{"quantity": 1}' http://127.0.0.1:8080/v1/cart/items/3
+  loadlab diagnose --scenario shop --max-concurrency 16 http://127.0.0.1:8080
   loadlab diagnose --metrics http://127.0.0.1:9090/metrics http://10.0.0.5:8080/
   loadlab diagnose --watch api=4242 --watch api=4243 --watch db=http://10.0.0.6:9187/metrics http://127.0.0.1:8080/
 
@@ -52,9 +65,14 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		pid          = fs.Int("pid", 0, "the target's process id, to read its CPU from /proc")
 		metrics      = fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total")
 		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
+		method       = fs.String("method", "GET", "HTTP method for a URL target")
+		body         = fs.String("body", "", "request body for a URL target; @FILE reads it from a file")
+		scen         = fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop; the URL, if given, is its base")
+		headers      headerFlags
 		watch        watchFlags
 		outputs      = outputFlags(fs)
 	)
+	fs.Var(&headers, "H", "request header 'Name: value' for a URL target (repeatable)")
 	fs.Var(&watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
 	var checks threshold.List
 	fs.Var(&checks, "threshold", "fail (exit 1) unless this holds: latency and errors of the single-user baseline\n(p99<50ms, errors<1%), rps of the capacity found (rps>500) (repeatable)")
@@ -63,8 +81,12 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	switch {
-	case len(pos) != 1:
-		return errors.New("diagnose: give one URL to diagnose (see loadlab diagnose --help)")
+	case len(pos) > 1:
+		return fmt.Errorf("diagnose: one URL only, got %d arguments", len(pos))
+	case len(pos) == 0 && *scen == "":
+		return errors.New("diagnose: give one URL to diagnose, or --scenario (see loadlab diagnose --help)")
+	case *scen != "" && (*method != "GET" || *body != "" || len(headers) > 0):
+		return errors.New("diagnose: --method, -H and --body apply to a URL; a scenario's requests carry their own")
 	case *slo <= 0:
 		return errors.New("diagnose: --slo must be positive")
 	case *maxConc < 2:
@@ -80,8 +102,14 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case *pid < 0:
 		return errors.New("diagnose: --pid must be a process id")
 	}
-	target := pos[0]
-	if err := load.CheckURL(target); err != nil {
+	runner, target, err := diagnoseRunner(*scen, pos, *method, headers, *body)
+	if err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
+	runner.Timeout, runner.Client = *timeout, load.Client(*client)
+	// The generator's own checks (the method, the client), before any load.
+	check := load.Config{Concurrency: 1, Duration: *stepDuration, Target: runner.Target, Scenario: runner.Scenario, Client: runner.Client}
+	if err := check.Validate(); err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
 	if *metrics != "" {
@@ -100,12 +128,12 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *metrics != "" {
 		watch = watchFlags{"server=" + *metrics}
 	}
-	watcher, notes, err := watchSet(ctx, target, watch)
+	watcher, notes, err := watchSet(ctx, target.url, watch)
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
 	human := outputs.Human(stdout, stderr)
-	fmt.Fprintf(human, "loadlab diagnose: %s\n", target)
+	fmt.Fprintf(human, "loadlab diagnose: %s\n", target.name)
 	for _, n := range notes {
 		fmt.Fprintf(human, "  %s\n", n)
 	}
@@ -115,13 +143,12 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		*baselineReqs, *baselineDur, len(levels), *stepDuration, total.Round(time.Second))
 
 	cfg := diagnose.Config{
-		Target: target, SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
+		Target: target.name, SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
 		BaselineRequests: *baselineReqs, BaselineDuration: *baselineDur,
 		Progress: func(phase string, s diagnose.Step) {
 			fmt.Fprintln(stderr, report.DiagnoseProgress(phase, s))
 		},
 	}
-	runner := measure.LoadRunner{Target: &load.Request{Method: "GET", URL: target}, Timeout: *timeout, Client: load.Client(*client)}
 	markStarted(ctx)
 	rep, err := diagnose.Run(ctx, cfg, runner, watcher)
 	if err != nil {
@@ -137,4 +164,42 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	outcomes := diagnoseThresholds(checks, rep)
 	report.Thresholds(human, outcomes)
 	return thresholdFailure(outcomes, nil)
+}
+
+// diagnosed names what a diagnosis sends load to: name for the report
+// ("POST http://...", "scenario shop at http://..."), url for finding
+// the server's processes.
+type diagnosed struct{ name, url string }
+
+// diagnoseRunner builds the runner for a URL target or a scenario.
+func diagnoseRunner(scen string, pos []string, method string, headers []string, body string) (measure.LoadRunner, diagnosed, error) {
+	base := ""
+	if len(pos) == 1 {
+		base = pos[0]
+	}
+	if scen != "" {
+		if base != "" {
+			if err := load.CheckURL(base); err != nil {
+				return measure.LoadRunner{}, diagnosed{}, err
+			}
+		}
+		s, err := scenario.Load(scen, base)
+		if err != nil {
+			return measure.LoadRunner{}, diagnosed{}, err
+		}
+		return measure.LoadRunner{Scenario: s}, diagnosed{name: "scenario " + scen + " at " + s.Base(), url: s.Base()}, nil
+	}
+	b, err := bodyArg(body)
+	if err != nil {
+		return measure.LoadRunner{}, diagnosed{}, err
+	}
+	req, err := newRequest(method, base, headers, b)
+	if err != nil {
+		return measure.LoadRunner{}, diagnosed{}, err
+	}
+	name := req.URL
+	if req.Method != "GET" {
+		name = req.Method + " " + req.URL
+	}
+	return measure.LoadRunner{Target: req}, diagnosed{name: name, url: req.URL}, nil
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,15 @@ func TestDiagnoseRejectsBadInvocations(t *testing.T) {
 		{[]string{"diagnose", "--watch", "db=1", "--pid", "1", "http://127.0.0.1:1/"}, "not both"},
 		{[]string{"diagnose", "--metrics", "nope", "http://127.0.0.1:1/"}, "--metrics"},
 		{[]string{"diagnose", "--baseline-requests", "10", "--step-duration", "100ms", "http://127.0.0.1:1/"}, "baseline"},
+		{[]string{"diagnose", "--scenario", "shop", "--method", "POST", "http://127.0.0.1:1/"}, "apply to a URL"},
+		{[]string{"diagnose", "--scenario", "shop", "-H", "X-A: 1"}, "apply to a URL"},
+		{[]string{"diagnose", "--scenario", "no-such-file.yaml", "http://127.0.0.1:1/"}, "no-such-file.yaml"},
+		{[]string{"diagnose", "--scenario", "shop", "127.0.0.1:1"}, "must start with http"},
+		{[]string{"diagnose", "--body", "@no-such-body.json", "http://127.0.0.1:1/"}, "no-such-body.json"},
+		{[]string{"diagnose", "-H", "no colon", "http://127.0.0.1:1/"}, "'Name: value'"},
+		{[]string{"diagnose", "--method", "GE T", "http://127.0.0.1:1/"}, "not an HTTP method"},
+		{[]string{"diagnose", "--client", "curl", "http://127.0.0.1:1/"}, "unknown client"},
+		{[]string{"diagnose", "http://127.0.0.1:1/", "http://127.0.0.1:2/"}, "one URL only"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -207,5 +218,81 @@ func TestDiagnoseWatchesGivenProcesses(t *testing.T) {
 		if len(s.Processes) != 1 || s.Processes[0].Name != "api" || s.Processes[0].CPU == nil || s.Processes[0].Wait == nil || s.GeneratorWait == nil {
 			t.Fatalf("step lacks the watched process or the generator's wait: %s", b)
 		}
+	}
+}
+
+// diagnose sends the request it is given: method, headers and a body read
+// from a file with @FILE, every request of the baseline and the ramp.
+func TestDiagnoseSendsTheGivenRequest(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen[r.Method+" "+r.Header.Get("Authorization")+" "+string(b)]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	body := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(body, []byte(`{"quantity": 2}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := loadlab("diagnose", "--max-concurrency", "2", "--step-duration", "200ms", "--baseline-requests", "10",
+		"--method", "put", "-H", "Authorization: Bearer t0k", "--body", "@"+body, srv.URL+"/v1/cart/items/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "loadlab diagnose: PUT "+srv.URL+"/v1/cart/items/3") {
+		t.Errorf("the request is not named:\n%s", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := `PUT Bearer t0k {"quantity": 2}`
+	if len(seen) != 1 || seen[want] < 10 {
+		t.Fatalf("the server saw %v, want only %q", seen, want)
+	}
+}
+
+// With --scenario the ramp's users walk the journey, and the evidence
+// names the step that fails as users are added: here a checkout that
+// answers 429 past two requests in flight, beside a menu that never fails.
+func TestDiagnoseRunsAScenario(t *testing.T) {
+	var inCheckout atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /menu", func(w http.ResponseWriter, r *http.Request) { time.Sleep(time.Millisecond) })
+	mux.HandleFunc("POST /checkout", func(w http.ResponseWriter, r *http.Request) {
+		defer inCheckout.Add(-1)
+		if inCheckout.Add(1) > 2 {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		time.Sleep(4 * time.Millisecond)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "journey.yaml")
+	journey := "base: http://127.0.0.1:1\nsteps:\n  - name: menu\n    weight: 1\n    path: /menu\n  - name: checkout\n    weight: 1\n    method: POST\n    path: /checkout\n"
+	if err := os.WriteFile(file, []byte(journey), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jsonPath := filepath.Join(t.TempDir(), "d.json")
+	out, _, err := loadlab("diagnose", "--max-concurrency", "16", "--step-duration", "400ms", "--baseline-requests", "40",
+		"--scenario", file, "--json", jsonPath, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "loadlab diagnose: scenario "+file+" at "+srv.URL) {
+		t.Errorf("the scenario and its base are not named:\n%s", out)
+	}
+	if !strings.Contains(out, "scalability (more users):  PROBLEM") {
+		t.Errorf("rising 429s are not a problem:\n%s", out)
+	}
+	i := strings.Index(out, "by endpoint")
+	if i < 0 {
+		t.Fatalf("no per-endpoint evidence:\n%s", out)
+	}
+	line := out[i : i+strings.IndexByte(out[i:], '\n')]
+	if !strings.Contains(line, "checkout ") || !strings.Contains(line, "(429 ") || !strings.Contains(line, "menu ") {
+		t.Errorf("the evidence does not say which step failed and how: %s", line)
 	}
 }

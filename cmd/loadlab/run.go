@@ -338,17 +338,7 @@ func sloOf(checks threshold.List) time.Duration {
 
 // request builds the one request of a URL run from the flags.
 func (f *runFlags) request(rawURL string) (*load.Request, error) {
-	if err := load.CheckURL(rawURL); err != nil {
-		return nil, err
-	}
-	req := &load.Request{Method: strings.ToUpper(*f.method), URL: rawURL, Header: http.Header{}}
-	for _, h := range f.headers {
-		name, value, ok := strings.Cut(h, ":")
-		if !ok || strings.TrimSpace(name) == "" {
-			return nil, fmt.Errorf("header %q must look like 'Name: value'", h)
-		}
-		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-	}
+	var body []byte
 	switch {
 	case *f.body != "" && *f.bodyFile != "":
 		return nil, errors.New("give --body or --body-file, not both")
@@ -357,11 +347,11 @@ func (f *runFlags) request(rawURL string) (*load.Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		req.Body = b
+		body = b
 	case *f.body != "":
-		req.Body = []byte(*f.body)
+		body = []byte(*f.body)
 	}
-	return req, nil
+	return newRequest(*f.method, rawURL, f.headers, body)
 }
 
 // measuredRun is what the thresholds check of a whole run.

@@ -1,11 +1,15 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
@@ -333,6 +337,52 @@ func generatorDelay(s Step) time.Duration {
 	return time.Duration(s.GeneratorCPUWaitCores / s.AnsweredRPS * float64(time.Second))
 }
 
+// endpointEvidence compares each endpoint (a scenario's steps, the
+// requests of a sequence) alone and at the top of the ramp, slowest first
+// at the top: which step of a journey slows down or fails. It is "" for a
+// single endpoint, or when the steps carry no per-endpoint results.
+func endpointEvidence(base, top Step) string {
+	if base.Load == nil || top.Load == nil || len(top.Load.Endpoints) < 2 {
+		return ""
+	}
+	alone := map[string]load.Endpoint{}
+	for _, e := range base.Load.Endpoints {
+		alone[e.Name] = e
+	}
+	eps := slices.Clone(top.Load.Endpoints)
+	slices.SortStableFunc(eps, func(a, b load.Endpoint) int { return cmp.Compare(b.Latency.P99, a.Latency.P99) })
+	var parts []string
+	for _, e := range eps {
+		if e.Requests == 0 {
+			continue
+		}
+		was := "not reached"
+		if a, ok := alone[e.Name]; ok && a.Requests > 0 {
+			was = fmt.Sprintf("%s, errors %s", fmtMS(a.Latency.P99), percent(float64(a.Errors.Total)/float64(a.Requests)))
+		}
+		part := fmt.Sprintf("%s %s → %s, errors %s", e.Name, was, fmtMS(e.Latency.P99), percent(float64(e.Errors.Total)/float64(e.Requests)))
+		if e.Errors.Total > 0 {
+			part += " (" + statuses(e.Errors) + ")"
+		}
+		parts = append(parts, part)
+	}
+	return fmt.Sprintf("by endpoint, p99 of all its answers alone → with %s: %s", users(top.Concurrency), strings.Join(parts, "; "))
+}
+
+// statuses names an endpoint's errors by status ("429 40, 503 2"), or by
+// kind when none had a status.
+func statuses(e load.EndpointErrors) string {
+	if len(e.ByStatus) == 0 {
+		return e.ErrorCounts.String()
+	}
+	codes := slices.Sorted(maps.Keys(e.ByStatus))
+	var out []string
+	for _, c := range codes {
+		out = append(out, fmt.Sprintf("%s %d", c, e.ByStatus[c]))
+	}
+	return strings.Join(out, ", ")
+}
+
 // errorShare is the share of a step's requests that failed.
 func errorShare(s Step) float64 {
 	if s.Requests == 0 {
@@ -424,6 +474,9 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			fmtMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), fmtMS(base.P99), fmtMS(slo))
 	}
 
+	if e := endpointEvidence(base, last); e != "" {
+		add("%s", e)
+	}
 	if f.ErrorsRose {
 		w := steps[f.WorstErrors]
 		add("errors rise with users: %s of requests failed alone, %s with %s (%d of %d: %v); throughput and latency count the successful answers only (with %s the service answered %.0f requests a second, %.0f of them successfully)",

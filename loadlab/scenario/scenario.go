@@ -204,6 +204,9 @@ type Scenario struct {
 	endpoints   []load.EndpointInfo // indexed by call.endpoint
 }
 
+// Base is the base URL the scenario's paths are resolved against.
+func (s *Scenario) Base() string { return s.base.String() }
+
 type step struct {
 	name   string
 	weight int
