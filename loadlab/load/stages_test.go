@@ -65,3 +65,15 @@ func TestClosedLoopStagesBoundTheUsers(t *testing.T) {
 		t.Errorf("stages add up to %d of %d requests", res.Stages[0].Requests+res.Stages[1].Requests, res.Requests)
 	}
 }
+
+// Users wait, parked, while the stages call for none: a stage that stays
+// at 0 users sends nothing, and the next one does.
+func TestClosedLoopStagesParkUsers(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	stages := []load.Stage{{Duration: 300 * time.Millisecond, Target: 0}, {Duration: 300 * time.Millisecond, Target: 2}}
+	res := run(t, load.Config{Target: &load.Request{Method: "GET", URL: srv.URL}, Stages: stages, StagedUsers: true})
+	if res.Stages[0].Requests != 0 || res.Stages[1].Requests == 0 {
+		t.Fatalf("stage requests %d and %d; want none while the target is 0 users, some after", res.Stages[0].Requests, res.Stages[1].Requests)
+	}
+}
