@@ -44,7 +44,8 @@ Examples:
   loadlab diagnose http://127.0.0.1:8080/v1/menu
   loadlab diagnose --slo 50ms --max-concurrency 32 --step-duration 3s \
       --json diag.json --html diag.html http://127.0.0.1:8080/v1/items/7
-  loadlab diagnose --method PUT -H 'Content-Type: application/json' \
+  TOKEN=$(curl -s -X POST http://127.0.0.1:8080/v1/sessions | jq -r .token)
+  loadlab diagnose --method PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
       --body '{"quantity": 1}' http://127.0.0.1:8080/v1/cart/items/3
   loadlab diagnose --scenario shop --max-concurrency 16 http://127.0.0.1:8080
   loadlab diagnose --metrics http://127.0.0.1:9090/metrics http://10.0.0.5:8080/

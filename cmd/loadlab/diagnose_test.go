@@ -296,3 +296,19 @@ func TestDiagnoseRunsAScenario(t *testing.T) {
 		t.Errorf("the evidence does not say which step failed and how: %s", line)
 	}
 }
+
+// A request the target refuses every time stops diagnose after the
+// baseline, with the status and the target's own words.
+func TestDiagnoseSaysWhyEveryRequestFailed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"title": "Unauthorized", "status": 401, "detail": "send the session token"}`)
+	}))
+	defer srv.Close()
+	_, _, err := loadlab("diagnose", "--max-concurrency", "2", "--step-duration", "200ms", "--baseline-requests", "10", "--method", "PUT", srv.URL)
+	if err == nil || !strings.Contains(err.Error(), "every request failed") || !strings.Contains(err.Error(), "401") ||
+		!strings.Contains(err.Error(), "send the session token") || exitCode(err) == 0 {
+		t.Fatalf("err = %v, want the status and the problem's detail", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/usl"
 )
@@ -97,7 +98,7 @@ func Run(ctx context.Context, cfg Config, r measure.Runner, w measure.Watcher) (
 		return nil, errors.New("baseline: no request completed; is the target up?")
 	}
 	if base.Errors == base.Requests {
-		return nil, fmt.Errorf("baseline: every request failed (%v); check the URL and that the target answers 2xx", base.ErrorKinds)
+		return nil, fmt.Errorf("baseline: every request failed (%v%s); check the request and that the target answers 2xx", base.ErrorKinds, firstCause(base))
 	}
 	rep.Baseline = base
 	if cfg.Progress != nil {
@@ -137,4 +138,27 @@ func fitSteps(steps []Step) (usl.Fit, error) {
 		pts = append(pts, usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS})
 	}
 	return usl.FitPoints(pts)
+}
+
+// firstCause is the most frequent cause of a step's errors with its sample
+// message (": 401 Unauthorized: missing token"), "" when unknown.
+func firstCause(s Step) string {
+	if s.Load == nil {
+		return ""
+	}
+	var top *load.Cause
+	for _, e := range s.Load.Endpoints {
+		for i, c := range e.Errors.Causes {
+			if top == nil || c.Count > top.Count {
+				top = &e.Errors.Causes[i]
+			}
+		}
+	}
+	if top == nil {
+		return ""
+	}
+	if top.Sample == "" || top.Sample == top.Cause {
+		return ": " + top.Cause
+	}
+	return ": " + top.Cause + ": " + top.Sample
 }

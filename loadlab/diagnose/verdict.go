@@ -356,11 +356,14 @@ func endpointEvidence(base, top Step) string {
 		if e.Requests == 0 {
 			continue
 		}
-		was := "not reached"
+		was, wasErrors := "not reached", 0.0
 		if a, ok := alone[e.Name]; ok && a.Requests > 0 {
-			was = fmt.Sprintf("%s, errors %s", fmtMS(a.Latency.P99), percent(float64(a.Errors.Total)/float64(a.Requests)))
+			was, wasErrors = fmtMS(a.Latency.P99), float64(a.Errors.Total)/float64(a.Requests)
 		}
-		part := fmt.Sprintf("%s %s → %s, errors %s", e.Name, was, fmtMS(e.Latency.P99), percent(float64(e.Errors.Total)/float64(e.Requests)))
+		part := fmt.Sprintf("%s %s → %s", e.Name, was, fmtMS(e.Latency.P99))
+		if share := float64(e.Errors.Total) / float64(e.Requests); share > 0 || wasErrors > 0 {
+			part += fmt.Sprintf(", errors %s → %s", percent(wasErrors), percent(share))
+		}
 		if e.Errors.Total > 0 {
 			part += " (" + statuses(e.Errors) + ")"
 		}
