@@ -750,7 +750,7 @@ func (g *generator) lateness(res *Result) string {
 	if !g.openModel() || delay <= 0 || res.Succeeded == 0 {
 		return ""
 	}
-	figures := fmt.Sprintf("requests went out up to %v late (p99), and that is in the latency p99 of %v", delay.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
+	figures := fmt.Sprintf("requests went out up to %v late (p99), and that is in the p99 of the successful answers, %v", delay.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
 	if slo := g.cfg.SLO; slo > 0 {
 		switch {
 		case p99 > slo && p99-delay <= slo:
