@@ -49,6 +49,9 @@ const (
 	// share of the SLO per request may have put that much into each
 	// latency.
 	generatorDelayOfSLO = 0.1
+	// errorsDominate: at a step where this share of requests failed, the
+	// failures are the verdict's kind even if latency climbed too.
+	errorsDominate = 0.5
 )
 
 // synRetransmits are when a client's retransmitted SYNs go out (Linux's
@@ -250,9 +253,9 @@ func Classify(m Measurements) (string, Facts) {
 	switch {
 	case !f.Scalability:
 		return KindNone, f
-	case !slowed:
-		// The successful answers stayed fast: the failures are the
-		// problem.
+	case f.ErrorsRose && (!slowed || f.ErrorShares[f.WorstErrors] >= errorsDominate):
+		// The successful answers stayed fast, or most requests failed:
+		// the failures are the problem, whatever the latency did.
 		return KindErrors, f
 	case f.Falls && f.CPUKnown && starvedOfCPU(steps[f.Peak], last, m.Cores):
 		// Throughput fell because the server got less CPU, not because each
@@ -490,8 +493,12 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 	srv := f.Server
 	switch kind {
 	case KindErrors:
-		add("errors: as users are added the service fails requests instead of serving them, while the ones it serves stay fast; its capacity is the goodput, %.0f req/s at the peak with %s. If the failures are a deliberate limit (a rate limit, a cap on requests in flight, load shedding), that limit is the capacity: raise it where the CPU allows, or add instances; if not, their statuses and messages say where to look",
-			xPeak, users(steps[f.Peak].Concurrency))
+		served := "while the ones it serves stay fast"
+		if f.Climbed {
+			served = "and the ones it serves slow down too"
+		}
+		add("errors: as users are added the service fails requests instead of serving them, %s; its capacity is the goodput, %.0f req/s at the peak with %s. If the failures are a deliberate limit (a rate limit, a cap on requests in flight, load shedding), that limit is the capacity: raise it where the CPU allows, or add instances; if not, their statuses and messages say where to look",
+			served, xPeak, users(steps[f.Peak].Concurrency))
 		if f.CPUKnown {
 			room := "well below it: the limit is not the CPU"
 			if srv.Bound {

@@ -256,6 +256,11 @@ func TestRisingErrorsAreAFinding(t *testing.T) {
 			scal:  true, kind: KindContention, evidence: "3.0% with 16 users",
 		},
 		{
+			name:  "most requests refused while a busy machine slows the rest",
+			steps: failing(ramp([]float64{170, 330, 340, 335, 200}, []float64{6, 12, 24, 48, 380}, nil, 0.1), 0, 0, 480, 740, 970),
+			scal:  true, kind: KindErrors, evidence: "97% with 16 users",
+		},
+		{
 			name:  "errors below the threshold",
 			steps: failing(ramp([]float64{330, 660, 1300, 2600, 5100}, flat, nil, 0.2), 0, 0, 1, 2, 5),
 			kind:  KindNone,
