@@ -103,22 +103,35 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs load against five servers; skipped with -short")
 	}
+	// perf is nil where the single-user verdict is not asserted.
+	no, yes := new(bool), new(bool)
+	*yes = true
 	tests := []struct {
 		kind     string
 		slo      time.Duration
 		baseline int64
-		perf     bool
+		perf     *bool
 		scal     bool
 		want     string
+		users    int
+		step     time.Duration
 	}{
 		// The fast servers get the default 200-request baseline: with 40,
 		// the p99 is the slowest request, and one 46 ms hiccup of a noisy
 		// machine made the 8 ms pool server a "performance problem".
-		{"slow", 200 * time.Millisecond, 12, true, false, diagnose.KindNone},
-		{"lock", 40 * time.Millisecond, 0, false, true, diagnose.KindContention},
-		{"coherency", 40 * time.Millisecond, 0, false, true, diagnose.KindCoherency},
-		{"pool", 40 * time.Millisecond, 0, false, true, diagnose.KindCapacity},
-		{"healthy", 40 * time.Millisecond, 0, false, false, diagnose.KindNone},
+		{"slow", 200 * time.Millisecond, 12, yes, false, diagnose.KindNone, 16, 1500 * time.Millisecond},
+		{"lock", 40 * time.Millisecond, 0, no, true, diagnose.KindContention, 16, 600 * time.Millisecond},
+		{"coherency", 40 * time.Millisecond, 0, no, true, diagnose.KindCoherency, 16, 600 * time.Millisecond},
+		// The pool's single user burns 8 ms of CPU: beside two CPU hogs
+		// on two cores its p99 alone was 110 to 200 ms, the machine's
+		// share of CPU rather than the server's; the performance axis is
+		// judged by slow and healthy, so it is not asserted here. The
+		// ramp goes to 64 users, 32 queued per worker, so that the p99
+		// at the top stands far above such a baseline (at 16 it came to
+		// only twice it), and its steps are long enough that one starved
+		// step (4 req/s with one user in 600 ms) cannot pass for scaling.
+		{"pool", 40 * time.Millisecond, 0, nil, true, diagnose.KindCapacity, 64, 1200 * time.Millisecond},
+		{"healthy", 40 * time.Millisecond, 0, no, false, diagnose.KindNone, 16, 600 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
@@ -128,12 +141,8 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 			if err != nil || len(watch.Groups()) == 0 || !slices.Equal(watch.Groups()[0].Roots, []int{pid}) {
 				t.Fatalf("Discover(%d) = %v, %v; want process %d first", port, watch.Describe(), err, pid)
 			}
-			step := 600 * time.Millisecond
-			if tt.kind == "slow" {
-				step = 1500 * time.Millisecond
-			}
 			rep, err := diagnose.Run(context.Background(), diagnose.Config{
-				Target: url, SLO: tt.slo, MaxConcurrency: 16, StepDuration: step,
+				Target: url, SLO: tt.slo, MaxConcurrency: tt.users, StepDuration: tt.step,
 				BaselineRequests: tt.baseline, BaselineDuration: 5 * time.Second,
 			}, measure.LoadRunner{Target: &load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
 				watch)
@@ -145,9 +154,13 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 				fmt.Fprintf(&trace, "  N=%-3d X=%7.1f p99=%8v server CPU %.2f (+%.2f waiting) generator CPU %.2f machine busy %.2f\n",
 					s.Concurrency, s.ThroughputRPS, s.P99.Round(time.Microsecond*10), s.ServerCPUCores, s.ServerCPUWaitCores, s.GeneratorCPUCores, s.MachineBusy)
 			}
-			if rep.Performance != tt.perf || rep.Scalability != tt.scal || rep.Kind != tt.want {
-				t.Fatalf("verdict perf=%v scal=%v kind=%s, want %v %v %s\n%s%s", rep.Performance, rep.Scalability, rep.Kind,
-					tt.perf, tt.scal, tt.want, trace.String(), strings.Join(rep.Evidence, "\n"))
+			if (tt.perf != nil && rep.Performance != *tt.perf) || rep.Scalability != tt.scal || rep.Kind != tt.want {
+				want := "any"
+				if tt.perf != nil {
+					want = strconv.FormatBool(*tt.perf)
+				}
+				t.Fatalf("verdict perf=%v scal=%v kind=%s, want %s %v %s\n%s%s", rep.Performance, rep.Scalability, rep.Kind,
+					want, tt.scal, tt.want, trace.String(), strings.Join(rep.Evidence, "\n"))
 			}
 			t.Logf("%s: %s\n%s", tt.kind, rep.Kind, trace.String())
 		})
