@@ -252,8 +252,19 @@ func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
 		if res.Latency.Max < stall*9/10 {
 			t.Fatalf("closed loop max %v: the stall request itself is missing", res.Latency.Max)
 		}
-		if res.Latency.P99 > 50*time.Millisecond {
-			t.Errorf("closed loop p99 %v: expected the stall to be hidden (coordinated omission)", res.Latency.P99)
+		// One user waits for the stalled request before sending the next:
+		// that request is the only one to see the stall, and the p99 hides
+		// it. Not a fixed bound on the p99 (it was 50 ms): beside two CPU
+		// hogs the p99 of these 1 ms requests alone reached 130 ms.
+		var stalled int64
+		for _, bar := range res.Histogram.Distribution() {
+			if time.Duration(bar.From)*time.Microsecond >= stall*9/10 {
+				stalled += bar.Count
+			}
+		}
+		if stalled != 1 || res.Latency.P99 >= stall*9/10 {
+			t.Errorf("closed loop: %d of %d requests saw the %v stall, p99 %v: expected one, and the stall hidden from the p99 (coordinated omission)",
+				stalled, res.Requests, stall, res.Latency.P99)
 		}
 	})
 }
