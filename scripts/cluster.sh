@@ -4,7 +4,8 @@
 # database, behind nginx, each replica optionally in a cgroup of its own
 # with a CPU quota.
 #
-#   scripts/cluster.sh up N [--db-replica] [--cpu C]   start; the last line printed is the URL
+#   scripts/cluster.sh up N [--db-replica] [--cpu C]   start, or rescale a running cluster to N replicas
+#                                                      (of C cores); the last line printed is the URL
 #   scripts/cluster.sh status                          what runs: pids, ports, quotas, alive or not
 #   scripts/cluster.sh kill-replica K|worker           SIGKILL API replica K (1..N) or the worker
 #   scripts/cluster.sh start-replica K|worker          start a stopped one again on its old port
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     --db-replica) db_replica=true; shift ;;
     --cpu) [ $# -ge 2 ] || usage_error "--cpu needs a number of cores, such as 0.5"; cpu=$2; shift 2 ;;
     --cpu=*) cpu=${1#*=}; shift ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) usage_error "unknown option $1" ;;
     *)
       if [ -z "$cmd" ]; then cmd=$1
@@ -395,10 +396,90 @@ start_nginx() {
 
 # --- commands ----------------------------------------------------------------
 
+# make_cgroup_parent creates the cluster's parent cgroup for --cpu and
+# records it; cg_version and cg_parent name it for make_cgroup.
+make_cgroup_parent() {
+  local root
+  root=$(cgroup_root)
+  [ -n "$root" ] || die "--cpu needs the cgroup cpu controller, which this machine does not offer"
+  read -r cg_version cg_root <<<"$root"
+  cg_parent="$cg_root/perfscale-$(basename "$state")-$$"
+  if [ "$cg_version" = v2 ]; then
+    grep -qw cpu "$cg_root/cgroup.subtree_control" || echo +cpu >"$cg_root/cgroup.subtree_control" \
+      || die "cannot enable the cpu controller in $cg_root"
+    mkdir -p "$cg_parent" && echo +cpu >"$cg_parent/cgroup.subtree_control"
+  else
+    mkdir -p "$cg_parent"
+  fi || die "cannot create cgroup $cg_parent (root needed)"
+  echo "$cg_version $cg_parent" >"$state/cgroup"
+}
+
+# remove_replica K: stops replica K and forgets it: its ports, its cgroup.
+remove_replica() {
+  local name="replica-$1" cg=""
+  stop_process "$name"
+  [ -f "$state/$name.cgroup" ] && cg=$(cat "$state/$name.cgroup")
+  if [ -n "$cg" ]; then
+    for _ in $(seq 1 50); do rmdir "$cg" 2>/dev/null && break; [ -d "$cg" ] || break; sleep 0.1; done
+  fi
+  rm -f "$state/$name".{pid,url,admin,cgroup,log}
+}
+
+# cmd_rescale: up on a running cluster brings it to N replicas on the same
+# database, worker, nginx and shop binary (nothing is rebuilt): replicas
+# past N stop, missing ones start, and nginx reloads its upstreams. A new
+# --cpu restarts every replica under the new quota; --db-replica cannot
+# change on a running cluster.
+cmd_rescale() {
+  local kv old_replicas=0 old_cpu="" old_db=false i from pids=()
+  for kv in $(cat "$state/cluster"); do
+    case $kv in
+      replicas=*) old_replicas=${kv#*=} ;;
+      cpu=*) old_cpu=${kv#*=}; [ "$old_cpu" != none ] || old_cpu="" ;;
+      db_replica=*) old_db=${kv#*=} ;;
+    esac
+  done
+  [ "$old_db" = "$db_replica" ] \
+    || die "the cluster in $state runs with db_replica=$old_db; --db-replica cannot change on a running cluster: run 'scripts/cluster.sh --state-dir $state down' first"
+  [ -n "$(recorded_pid nginx)" ] \
+    || die "the cluster in $state is recorded but its nginx is not running; run 'scripts/cluster.sh --state-dir $state down' first"
+  load_db_flags
+  from=$((old_replicas + 1))
+  if [ "$cpu" != "$old_cpu" ]; then
+    # Every replica restarts under the new quota.
+    for ((i = 1; i <= old_replicas; i++)); do remove_replica "$i" & pids+=($!); done
+    for i in "${pids[@]}"; do wait "$i" || true; done
+    from=1
+  fi
+  if [ -n "$cpu" ]; then
+    if [ -f "$state/cgroup" ]; then read -r cg_version cg_parent <"$state/cgroup"; else make_cgroup_parent; fi
+  fi
+  for ((i = from; i <= replicas; i++)); do
+    [ -z "$cpu" ] || make_cgroup "replica-$i" >"$state/replica-$i.cgroup"
+    start_shop "replica-$i" api
+  done
+  for ((i = from; i <= replicas; i++)); do wait_ready "replica-$i" "replica-$i" api; done
+  echo "replicas=$replicas cpu=${cpu:-none} db_replica=$db_replica" >"$state/cluster"
+  # nginx reads its new upstreams on SIGHUP (its old workers finish what
+  # they hold); the replicas past N stop after that, so none is sent new
+  # requests while it stops.
+  local url
+  url=$(cat "$state/nginx.url")
+  write_nginx_conf "${url##*:}"
+  kill -HUP "$(recorded_pid nginx)"
+  for ((i = replicas + 1; i <= old_replicas; i++)); do remove_replica "$i" & pids+=($!); done
+  for i in "${pids[@]}"; do wait "$i" || true; done
+  curl -fsS -o /dev/null --max-time 5 --retry 10 --retry-delay 0 --retry-all-errors "$url/readyz" \
+    || die "nginx does not answer at $url after the reload: $(tail -n 2 "$state/nginx-error.log" | tr '\n' ' ')"
+  log "rescaled from $old_replicas to $replicas API replicas${cpu:+ of $cpu cores each} on the same database, worker and nginx"
+  echo "$url"
+}
+
 cmd_up() {
   replicas=$arg
   if [ -f "$state/cluster" ]; then
-    die "a cluster is already recorded in $state; run 'scripts/cluster.sh --state-dir $state down' first"
+    cmd_rescale
+    return
   fi
   command -v curl >/dev/null 2>&1 || die "curl is needed to wait for readiness"
   command -v psql >/dev/null 2>&1 || die "psql is needed to create the database (apt-get install postgresql-client)"
@@ -456,21 +537,7 @@ cmd_up() {
     log "streaming read replica at $rurl"
   fi
 
-  if [ -n "$cpu" ]; then
-    local root
-    root=$(cgroup_root)
-    [ -n "$root" ] || die "--cpu needs the cgroup cpu controller, which this machine does not offer"
-    read -r cg_version cg_root <<<"$root"
-    cg_parent="$cg_root/perfscale-$(basename "$state")-$$"
-    if [ "$cg_version" = v2 ]; then
-      grep -qw cpu "$cg_root/cgroup.subtree_control" || echo +cpu >"$cg_root/cgroup.subtree_control" \
-        || die "cannot enable the cpu controller in $cg_root"
-      mkdir -p "$cg_parent" && echo +cpu >"$cg_parent/cgroup.subtree_control"
-    else
-      mkdir -p "$cg_parent"
-    fi || die "cannot create cgroup $cg_parent (root needed)"
-    echo "$cg_version $cg_parent" >"$state/cgroup"
-  fi
+  [ -z "$cpu" ] || make_cgroup_parent
 
   local i
   for ((i = 1; i <= replicas; i++)); do

@@ -959,3 +959,75 @@ func streamExists(t *testing.T, name string) bool {
 	}
 	return true
 }
+
+// up on a running cluster rescales it: to more replicas and back to fewer
+// on the same database, worker, nginx and shop binary (nothing rebuilt),
+// nginx sending to exactly the replicas that run; a new --cpu restarts
+// the replicas under the new quota. The URL stays the one printed first.
+func TestUpOnARunningClusterRescalesIt(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, nil, "1", "--cpu", "0.5")
+	database := c.database()
+	nginxPID, _, _, _ := c.status("nginx")
+	worker, _, _, _ := c.status("worker")
+	binary, err := os.Stat(filepath.Join(c.state, "shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// served asks enough times that least_conn reaches every upstream,
+	// and returns the replicas that answered.
+	served := func() map[string]bool {
+		seen := map[string]bool{}
+		for range 40 {
+			r := c.must("GET", "/v1/menu", "", nil, http.StatusOK)
+			seen[r.replica] = true
+		}
+		return seen
+	}
+	steps := []struct {
+		args     []string
+		replicas int
+		cpu      string
+	}{
+		{[]string{"up", "3", "--cpu", "0.5"}, 3, "0.50"},
+		{[]string{"up", "2", "--cpu", "0.25"}, 2, "0.25"},
+	}
+	for _, step := range steps {
+		before, _, _, _ := c.status("replica-1")
+		out := c.mustScript(step.args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if url := lines[len(lines)-1]; url != c.url {
+			t.Fatalf("%v printed %q last, want the same URL %q", step.args, url, c.url)
+		}
+		for i := 1; i <= step.replicas; i++ {
+			_, _, cpu, state := c.status(fmt.Sprintf("replica-%d", i))
+			if state != "alive" || cpu != step.cpu {
+				t.Fatalf("%v: replica-%d is %s at %s cores, want alive at %s", step.args, i, state, cpu, step.cpu)
+			}
+		}
+		if status := c.mustScript("status"); strings.Contains(status, fmt.Sprintf("replica-%d ", step.replicas+1)) {
+			t.Fatalf("%v: status still lists replica-%d:\n%s", step.args, step.replicas+1, status)
+		}
+		if after, _, _, _ := c.status("replica-1"); step.cpu == "0.25" && after == before {
+			t.Fatalf("%v: replica-1 kept its process (%d) under a new quota", step.args, after)
+		}
+		if seen := served(); len(seen) != step.replicas {
+			t.Fatalf("%v: answered by %v, want %d replicas", step.args, seen, step.replicas)
+		}
+	}
+	if p, _, _, _ := c.status("nginx"); p != nginxPID {
+		t.Errorf("nginx restarted (%d, was %d): want it reloaded", p, nginxPID)
+	}
+	if p, _, _, _ := c.status("worker"); p != worker {
+		t.Errorf("the worker restarted (%d, was %d)", p, worker)
+	}
+	if db := c.database(); db != database {
+		t.Errorf("database %s, was %s: want the same", db, database)
+	}
+	if now, err := os.Stat(filepath.Join(c.state, "shop")); err != nil || !now.ModTime().Equal(binary.ModTime()) {
+		t.Errorf("the shop binary was replaced while rescaling (%v)", err)
+	}
+	if _, errOut, err := c.script("up", "2", "--db-replica"); err == nil || !strings.Contains(errOut, "--db-replica cannot change") {
+		t.Errorf("up --db-replica on a running cluster without one: %v %s", err, errOut)
+	}
+}
