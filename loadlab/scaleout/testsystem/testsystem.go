@@ -108,7 +108,7 @@ func Running(state string) []int {
 // Cgroups lists the system's CPU cgroups still present.
 func Cgroups(state string) []string {
 	var out []string
-	for _, name := range []string{"db", "replica0", "replica1", "replica2", "replica3"} {
+	for _, name := range []string{"db", "lb", "replica0", "replica1", "replica2", "replica3"} {
 		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
 			cg := filepath.Join(root, fmt.Sprintf("testsystem-%x-%s", fnv32(state), name))
 			if _, err := os.Stat(cg); err == nil {
@@ -244,6 +244,15 @@ func up(args []string) error {
 		return err
 	}
 	st.LB = pid
+	if o.ReplicaQuota > 0 {
+		// The proxy is the system's too: with the replicas in cgroups of
+		// their own weight, it gets one as well, without a quota.
+		cg, err := limit(o.State, "lb", pid, 0)
+		if err != nil {
+			return err
+		}
+		st.Cgroups = appendNew(st.Cgroups, cg)
+	}
 	if err := st.write(o.State); err != nil {
 		return err
 	}
@@ -346,22 +355,36 @@ func start(dir, role string, env []string, _ []string) (int, string, error) {
 	return c.Process.Pid, "http://" + ln.Addr().String(), nil
 }
 
-// limit puts pid in a cgroup of its own held to quota cores.
+// limit puts pid in a cgroup of its own held to quota cores (no quota
+// when quota is 0).
 func limit(dir, name string, pid int, quota float64) (string, error) {
 	id := fmt.Sprintf("%x", fnv32(dir))
 	// The kernel's usual 100 ms period: a quota per period of several
 	// requests' CPU, so that being throttled means being at the quota, not
 	// one request outgrowing a short period. The kernel takes no quota
 	// under 1 ms.
-	period := max(100000, int(math.Ceil(1000/quota)))
-	quotaUS := strconv.Itoa(int(quota * float64(period)))
+	period, quotaUS := 100000, "-1"
+	if quota > 0 {
+		period = max(100000, int(math.Ceil(1000/quota)))
+		quotaUS = strconv.Itoa(int(quota * float64(period)))
+	}
+	// A cgroup competes for the CPU as one entity, with its own weight:
+	// the nice value of the processes inside (Prioritize) does not count
+	// against the machine's other work, so the group gets the weight of
+	// nice -10 (shares 10240 in v1; weight 1000 in v2, of 100 by
+	// default), or a busy machine holds the replica under its quota.
 	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err == nil {
 		cg := filepath.Join("/sys/fs/cgroup/cpu", "testsystem-"+id+"-"+name)
-		return cg, writeAll(cg, [][2]string{{"cpu.cfs_period_us", strconv.Itoa(period)}, {"cpu.cfs_quota_us", quotaUS}, {"cgroup.procs", strconv.Itoa(pid)}})
+		return cg, writeAll(cg, [][2]string{{"cpu.cfs_period_us", strconv.Itoa(period)}, {"cpu.cfs_quota_us", quotaUS},
+			{"cpu.shares", "10240"}, {"cgroup.procs", strconv.Itoa(pid)}})
 	}
 	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); err == nil && strings.Contains(string(b), "cpu") {
 		cg := filepath.Join("/sys/fs/cgroup", "testsystem-"+id+"-"+name)
-		return cg, writeAll(cg, [][2]string{{"cpu.max", quotaUS + " " + strconv.Itoa(period)}, {"cgroup.procs", strconv.Itoa(pid)}})
+		max := quotaUS + " " + strconv.Itoa(period)
+		if quota <= 0 {
+			max = "max " + strconv.Itoa(period)
+		}
+		return cg, writeAll(cg, [][2]string{{"cpu.max", max}, {"cpu.weight", "1000"}, {"cgroup.procs", strconv.Itoa(pid)}})
 	}
 	return "", errors.New("no CPU cgroup controller to hold a quota")
 }
@@ -469,7 +492,10 @@ func serveWorker() error {
 			burn(cpu)
 		}
 		served.Add(1)
-		fmt.Fprintln(w, "ok")
+		// What the built-in shop scenario captures (a session token, a
+		// cart total, an order id), so that it runs against the system.
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"token": "t", "total_cents": 100, "id": 1}`)
 	}))
 }
 
