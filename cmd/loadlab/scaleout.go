@@ -25,14 +25,22 @@ the scale command with {n} replaced by the count; the command's last line
 of output is the URL to load (with --scenario, the scenario's base). It
 waits until that URL answers (below 500), then finds the capacity: the
 highest open-loop rate whose p99 meets --slo with under 0.1% errors, by a
-short search (bracket, then bisect, --probe-duration a probe). It prints
-replicas, capacity, speed-up, efficiency = capacity(n) / (n x capacity(1)),
-p99 at capacity and the bottleneck: the watched process that is CPU-bound
-(the processes behind the URL's local port, followed through a proxy to
-its replicas, and PostgreSQL, nginx, Redis and NATS when local; a process
-under a cgroup CPU quota counts as CPU-bound at its quota), or the
+short search (bracket, then bisect, --probe-duration a probe); before
+each probe the target drains: an idle gap, then one user's latency back
+near the count's own baseline. It prints replicas, capacity, speed-up,
+efficiency = capacity(n) / (n x capacity(1)), p99 at capacity and the
+bottleneck: the watched process that is CPU-bound (the processes behind
+the URL's local port, followed through a proxy to its replicas, and
+PostgreSQL, nginx, Redis and NATS when local and connected; a process
+under a cgroup CPU quota counts as CPU-bound at its quota), the errors
+(statuses, requests) when errors, not latency, bound the capacity, or the
 generator when its own check failed. Then the Universal Scalability Law
-fitted over replica counts.
+fitted over replica counts. Counts that contradict each other (more than
+linear, below the count before, off any USL curve) are measured again; a
+contradiction that stays is printed as a warning above the table.
+
+scripts/cluster.sh up on a running cluster rescales it, so its scale
+command needs no down between counts.
 
 With --cpus, {cpu} in the scale command is the CPU per replica: the
 horizontal steps run at the first size, and one replica is also measured

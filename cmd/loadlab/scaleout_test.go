@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,4 +186,69 @@ func TestScaleoutTablePrintsItsWarnings(t *testing.T) {
 	if warning < 0 || warning > table {
 		t.Fatalf("output:\n%s\nwant the warning above the table", out.String())
 	}
+}
+
+// Each example of scaleout --help runs as printed, against the test
+// system: its scale and down commands stand in for the cluster's (or
+// kubectl's), {cpu} kept where the example has it, the output files go
+// to a temporary directory and the probes are shortened; every other flag
+// is the example's own.
+func TestScaleoutHelpExamplesRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the test system once per example; skipped with -short")
+	}
+	examples := helpExamples(t, scaleoutUsage)
+	if len(examples) < 3 {
+		t.Fatalf("found %d examples in the usage text", len(examples))
+	}
+	for i, args := range examples {
+		t.Run(fmt.Sprint(i+1), func(t *testing.T) {
+			o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 10 * time.Millisecond}
+			dir := t.TempDir()
+			for j := 1; j < len(args); j++ {
+				switch args[j-1] {
+				case "--scale-cmd":
+					up := testsystem.UpCommand(o)
+					if strings.Contains(args[j], "{cpu}") {
+						up = "echo {cpu} >/dev/null; " + up
+					}
+					args[j] = up
+				case "--down-cmd":
+					args[j] = testsystem.DownCommand(o)
+				case "--json", "--html":
+					args[j] = filepath.Join(dir, filepath.Base(args[j]))
+				}
+			}
+			// Shorter probes than the examples' 3 s: the flags are
+			// checked, not the capacities.
+			out, errOut, err := loadlab(append(args[1:], "--probe-duration", "500ms")...)
+			if err != nil {
+				t.Fatalf("%v: %v\n%s\n%s", args, err, out, errOut)
+			}
+			if !strings.Contains(out, "efficiency") || testsystem.DownRan(o.State) != 1 {
+				t.Fatalf("%v: no table, or down ran %d times:\n%s", args, testsystem.DownRan(o.State), out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
+
+// helpExamples are the usage text's example command lines, split into
+// arguments by the shell, as a user's shell would split them.
+func helpExamples(t *testing.T, usage string) [][]string {
+	t.Helper()
+	_, text, _ := strings.Cut(usage, "Examples:\n")
+	text, _, _ = strings.Cut(text, "\n\n")
+	var out [][]string
+	for _, line := range strings.Split(strings.ReplaceAll(text, "\\\n", " "), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		b, err := exec.Command("sh", "-c", `for a in `+line+`; do printf '%s\0' "$a"; done`).Output()
+		if err != nil {
+			t.Fatalf("the shell cannot split example %q: %v", line, err)
+		}
+		out = append(out, strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00"))
+	}
+	return out
 }
