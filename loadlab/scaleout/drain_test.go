@@ -60,8 +60,10 @@ func TestProbesDoNotInheritABacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := res.Steps[0]
-	if math.Abs(s.CapacityRPS-50) > 5 {
-		t.Fatalf("capacity %.1f req/s, want 50 ± 10%% (baseline %v)", s.CapacityRPS, s.Baseline)
+	// ± 15%: a busy machine's noise moves the search a little; the queue
+	// left behind moved it to 39.
+	if math.Abs(s.CapacityRPS-50) > 7.5 {
+		t.Fatalf("capacity %.1f req/s, want 50 ± 15%% (baseline %v)", s.CapacityRPS, s.Baseline)
 	}
 	if s.Baseline < 5*time.Millisecond || s.Baseline > 50*time.Millisecond {
 		t.Errorf("one user's baseline %v, want about the 5 ms answer", s.Baseline)
