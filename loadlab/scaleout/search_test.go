@@ -89,3 +89,28 @@ func TestSearchFailsOnErrorsAndStopsAtTheGenerator(t *testing.T) {
 		t.Fatalf("a target that never meets the SLO got capacity %v", c.RPS)
 	}
 }
+
+// The first probe of a count runs at a guess near the capacity (90% of
+// linear from the count before): a noisy moment there is probed once
+// more instead of bounding the search (at 2 replicas of the known-linear
+// system a first probe at 167 req/s met one, and the count came out at
+// 163 of 186).
+func TestSearchConfirmsAFailedFirstProbe(t *testing.T) {
+	const capacity = 186.0
+	s := Search{SLO: 200 * time.Millisecond, Start: 167, Factor: 1.5}
+	probes := 0
+	c, err := s.Run(context.Background(), func(_ context.Context, rate float64) (Probe, error) {
+		probes++
+		p := Probe{Rate: rate, ThroughputRPS: math.Min(rate, capacity), Requests: 1000, P99: 20 * time.Millisecond, SentShare: 1}
+		if rate > capacity || probes == 1 { // the first probe meets a noisy moment
+			p.P99 = 420 * time.Millisecond
+		}
+		return p, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Found || c.RPS < capacity/1.05 || c.RPS > capacity {
+		t.Fatalf("capacity %.0f (found %v) in %d probes, want %.0f within 5%%", c.RPS, c.Found, len(c.Probes), capacity)
+	}
+}
