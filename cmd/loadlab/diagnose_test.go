@@ -313,6 +313,31 @@ func TestDiagnoseRunsAScenario(t *testing.T) {
 	if !strings.Contains(line, "checkout ") || !strings.Contains(line, "(429 ") || !strings.Contains(line, "menu ") {
 		t.Errorf("the evidence does not say which step failed and how: %s", line)
 	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Steps []struct {
+			Endpoints []struct {
+				Name   string `json:"name"`
+				Errors struct {
+					ByStatus map[string]int64 `json:"by_status"`
+				} `json:"errors"`
+			} `json:"endpoints"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	top := doc.Steps[len(doc.Steps)-1]
+	refused := map[string]int64{}
+	for _, e := range top.Endpoints {
+		refused[e.Name] = e.Errors.ByStatus["429"]
+	}
+	if len(top.Endpoints) != 2 || refused["checkout"] == 0 || refused["menu"] != 0 {
+		t.Errorf("the JSON's top step does not carry the endpoints with their statuses: %s", b)
+	}
 }
 
 // A request the target refuses every time stops diagnose after the

@@ -106,6 +106,9 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		GeneratorSaturated bool             `json:"generator_saturated"`
 		GeneratorCPUWait   *float64         `json:"generator_cpu_wait_cores"`
 		Processes          []ProcessStep    `json:"processes"`
+		// Endpoints: each endpoint's requests, errors and latency in the
+		// step (a scenario's steps; one for a URL), as loadlab run gives them.
+		Endpoints []load.Endpoint `json:"endpoints"`
 	}
 	type generator struct {
 		Saturated     bool    `json:"saturated"`
@@ -154,7 +157,12 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		out.USL = &fit{r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, numOrNull(r.Fit.PeakConcurrency), r.Fit.R2}
 	}
 	for i, s := range r.Steps {
+		endpoints := []load.Endpoint{}
+		if s.Load != nil {
+			endpoints = append(endpoints, s.Load.Endpoints...)
+		}
 		out.Steps = append(out.Steps, step{
+			Endpoints:   endpoints,
 			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, AnsweredRPS: s.AnsweredRPS, P50: ms(s.P50), P99: ms(s.P99),
 			Errors: s.Errors, ErrorShare: errorShare(s), ErrorKinds: s.ErrorKinds, Requests: s.Requests, Efficiency: r.Efficiency[i],
 			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
