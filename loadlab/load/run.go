@@ -405,6 +405,10 @@ func (g *generator) newWorker() *worker {
 // latency from due, or from when it really went out if that was earlier
 // (the pacer may send a request a few microseconds ahead of its time).
 func (w *worker) sendAt(ctx context.Context, due time.Time) {
+	// The stage is the one the request was scheduled in: the pacer may
+	// send a request a little early, which moves the start of its latency
+	// but must not move it into the stage before.
+	stage := w.g.stageOf(due)
 	if now := time.Now(); now.Before(due) {
 		due = now
 	}
@@ -418,7 +422,7 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 			if r != nil {
 				ep = r.Endpoint
 			}
-			w.shard.record(0, outcome{kind: buildFailed, err: err}, ep, w.g.stageOf(due), nil, w.g.timeoutCause)
+			w.shard.record(0, outcome{kind: buildFailed, err: err}, ep, stage, nil, w.g.timeoutCause)
 			return
 		}
 		req = r
@@ -432,7 +436,7 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	if w.session != nil {
 		w.session.Observe(req, out.status, buf)
 	}
-	w.shard.record(lat, out, req.Endpoint, w.g.stageOf(due), buf, w.g.timeoutCause)
+	w.shard.record(lat, out, req.Endpoint, stage, buf, w.g.timeoutCause)
 }
 
 // stageOf is the stage a request due at t belongs to, or -1 in a run
