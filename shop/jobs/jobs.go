@@ -28,16 +28,7 @@ import (
 // driver takes (a TTx): the job's own completion and the jobs it schedules
 // commit with the store's writes.
 type Store interface {
-	OrderByID(ctx context.Context, orderID int64) (*shop.Order, error)
-	// ConfirmOrder records the mail and moves the order placed ->
-	// confirmed, running inTx in the same transaction.
-	ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (mailed bool, err error)
-	// MarkOrderReady moves the order confirmed -> ready, running inTx in
-	// the same transaction.
-	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (moved bool, err error)
-	PruneIdempotencyKeys(ctx context.Context) (int64, error)
-	// PruneSessions deletes expired sessions and their carts.
-	PruneSessions(ctx context.Context) (int64, error)
+	shop.FulfilmentService
 }
 
 // Config tunes the worker.
