@@ -160,17 +160,6 @@ func efficiency(steps []Step) []float64 {
 	return out
 }
 
-func fmtMS(d time.Duration) string {
-	v := float64(d) / float64(time.Millisecond)
-	switch {
-	case v >= 100:
-		return fmt.Sprintf("%.0f ms", v)
-	case v >= 10:
-		return fmt.Sprintf("%.1f ms", v)
-	}
-	return fmt.Sprintf("%.2f ms", v)
-}
-
 // percent writes a share with the precision small shares need.
 func percent(share float64) string {
 	if share > 0 && share < 0.1 {
@@ -325,7 +314,7 @@ func checkGenerator(base Step, steps []Step, slo time.Duration, cores float64) G
 	}
 	if len(starved) > 0 {
 		parts = append(parts, fmt.Sprintf("the generator's threads waited for a CPU up to about %s per request in %s, against the %s SLO, while it used at most %.2f cores: other work held the machine's CPU",
-			fmtMS(g.MaxDelay), strings.Join(starved, ", "), fmtMS(slo), g.MaxCPUCores))
+			measure.FormatMS(g.MaxDelay), strings.Join(starved, ", "), measure.FormatMS(slo), g.MaxCPUCores))
 	}
 	g.Text = strings.Join(parts, "; ") + ": those steps may describe loadlab and the machine more than the target"
 	return g
@@ -361,9 +350,9 @@ func endpointEvidence(base, top Step) string {
 		}
 		was, wasErrors := "not reached", 0.0
 		if a, ok := alone[e.Name]; ok && a.Requests > 0 {
-			was, wasErrors = fmtMS(a.Latency.P99), float64(a.Errors.Total)/float64(a.Requests)
+			was, wasErrors = measure.FormatMS(a.Latency.P99), float64(a.Errors.Total)/float64(a.Requests)
 		}
-		part := fmt.Sprintf("%s %s → %s", e.Name, was, fmtMS(e.Latency.P99))
+		part := fmt.Sprintf("%s %s → %s", e.Name, was, measure.FormatMS(e.Latency.P99))
 		if share := float64(e.Errors.Total) / float64(e.Requests); share > 0 || wasErrors > 0 {
 			part += fmt.Sprintf(", errors %s → %s", percent(wasErrors), percent(share))
 		}
@@ -441,14 +430,14 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 
 	if f.Performance {
 		add("performance problem: a single user already waits %s at p99 (p50 %s), above the %s SLO; the work of one request is too slow, whatever the load",
-			fmtMS(base.P99), fmtMS(base.P50), fmtMS(slo))
+			measure.FormatMS(base.P99), measure.FormatMS(base.P50), measure.FormatMS(slo))
 	} else {
 		add("no performance problem: a single user sees p50 %s and p99 %s, within the %s SLO",
-			fmtMS(base.P50), fmtMS(base.P99), fmtMS(slo))
+			measure.FormatMS(base.P50), measure.FormatMS(base.P99), measure.FormatMS(slo))
 	}
 	if s := f.AcceptQueue; s != nil {
 		add("with %s the p99 is %s while the median is %s: a p99 at a TCP SYN retransmission (1 s, 3 s, 7 s) means connections waited in a full accept queue (the listen backlog overflowed, the kernel dropped the SYN and the client sent it again); no CPU or lock explains it. Raise the backlog (listen() and net.core.somaxconn) or accept connections faster",
-			users(s.Concurrency), fmtMS(s.P99), fmtMS(s.P50))
+			users(s.Concurrency), measure.FormatMS(s.P99), measure.FormatMS(s.P50))
 	}
 	if !f.Ramp {
 		if f.Generator.Saturated {
@@ -474,10 +463,10 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 	}
 	if f.Climbed {
 		add("latency climbs with users: p99 goes from %s alone to %s with %s, above the %s SLO",
-			fmtMS(base.P99), fmtMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), fmtMS(slo))
+			measure.FormatMS(base.P99), measure.FormatMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), measure.FormatMS(slo))
 	} else {
 		add("latency holds: the worst p99 over the ramp is %s (with %s), against %s alone and a %s SLO",
-			fmtMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), fmtMS(base.P99), fmtMS(slo))
+			measure.FormatMS(steps[f.Worst].P99), users(steps[f.Worst].Concurrency), measure.FormatMS(base.P99), measure.FormatMS(slo))
 	}
 
 	if e := endpointEvidence(base, last); e != "" {
@@ -565,7 +554,7 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			lead = "contention: no watched process is CPU-bound;"
 		}
 		add("%s latency grows about linearly with users while throughput stays flat, the signature of a serial section of about %s per request (1 / %.0f req/s) that requests queue for: a global lock, a single connection or worker, a hot row. Adding machines does not help unless the serial part is removed or split",
-			lead, fmtMS(serial), xPeak)
+			lead, measure.FormatMS(serial), xPeak)
 		if f.CPUKnown {
 			waited := ""
 			if !math.IsNaN(srv.Wait) {
@@ -589,7 +578,7 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 	}
 	if in := last.ServerInFlight; !math.IsNaN(in) && in > 0 {
 		add("the server itself reported about %.1f requests in flight with %s (its in-flight gauges): by Little's law each spent about %s inside it at %.0f req/s",
-			in, users(last.Concurrency), fmtMS(time.Duration(in/last.ThroughputRPS*float64(time.Second))), last.ThroughputRPS)
+			in, users(last.Concurrency), measure.FormatMS(time.Duration(in/last.ThroughputRPS*float64(time.Second))), last.ThroughputRPS)
 	}
 	switch {
 	case f.CPUImplausible:

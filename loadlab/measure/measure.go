@@ -10,6 +10,7 @@ package measure
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
@@ -273,4 +274,19 @@ func sampleInFlight(ctx context.Context, w Watcher) func() float64 {
 		cancel()
 		return <-done
 	}
+}
+
+// FormatMS writes a latency for running text, in milliseconds with the
+// precision its size needs ("0.42 ms", "12.3 ms", "480 ms"): diagnose's
+// evidence and scaleout's progress and bottleneck lines share it so that
+// one figure reads the same in both.
+func FormatMS(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
 }

@@ -487,7 +487,7 @@ func (c *counter) warmUp(ctx context.Context, start float64) error {
 		c.drain.check = nil
 	}
 	if c.cfg.Progress != nil {
-		c.cfg.Progress(fmt.Sprintf("%s: warm-up %.0f req/s: p99 %s (not counted); one user's median %s", c.where, warm, fmtMS(s.P99), fmtMS(c.drain.baseline)))
+		c.cfg.Progress(fmt.Sprintf("%s: warm-up %.0f req/s: p99 %s (not counted); one user's median %s", c.where, warm, measure.FormatMS(s.P99), measure.FormatMS(c.drain.baseline)))
 	}
 	return nil
 }
@@ -506,7 +506,7 @@ func (c *counter) probe(ctx context.Context, rate float64) (Probe, error) {
 	p.Drain = d
 	if !d.OK {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the target had not drained after %v of idle gaps: one user's median %s, %s on the fresh count",
-			d.Waited.Round(100*time.Millisecond), fmtMS(d.P50), fmtMS(c.drain.baseline)))
+			d.Waited.Round(100*time.Millisecond), measure.FormatMS(d.P50), measure.FormatMS(c.drain.baseline)))
 	}
 	return p, nil
 }
@@ -529,7 +529,7 @@ func (c *counter) progress(phase string, p Probe, pass bool) {
 	if p.Drain.Checks > 1 || !p.Drain.OK {
 		drained = fmt.Sprintf(" (after %v draining)", p.Drain.Waited.Round(100*time.Millisecond))
 	}
-	c.cfg.Progress(fmt.Sprintf("%s: %s %.0f req/s: p99 %s, %s%s", c.where, phase, p.Rate, fmtMS(p.P99), verdict, drained))
+	c.cfg.Progress(fmt.Sprintf("%s: %s %.0f req/s: p99 %s, %s%s", c.where, phase, p.Rate, measure.FormatMS(p.P99), verdict, drained))
 }
 
 // bottleneckText says what limits a count.
@@ -545,7 +545,7 @@ func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 		return text
 	}
 	if c.RPS == 0 {
-		return fmt.Sprintf("nothing met the %s SLO", fmtMS(cfg.SLO))
+		return fmt.Sprintf("nothing met the %s SLO", measure.FormatMS(cfg.SLO))
 	}
 	if len(best.Processes) == 0 {
 		return "not seen (no local process watched)"
@@ -592,9 +592,9 @@ func errorBound(c Capacity, cfg Config) (string, bool) {
 		text += ": " + detail
 	}
 	if b.P99 > cfg.SLO {
-		text += fmt.Sprintf("; the successful answers' p99 was %s, over the SLO too", fmtMS(b.P99))
+		text += fmt.Sprintf("; the successful answers' p99 was %s, over the SLO too", measure.FormatMS(b.P99))
 	} else {
-		text += fmt.Sprintf("; the successful answers' p99 was %s, within the SLO", fmtMS(b.P99))
+		text += fmt.Sprintf("; the successful answers' p99 was %s, within the SLO", measure.FormatMS(b.P99))
 	}
 	if c.RPS == 0 {
 		text = "nothing met the SLO: " + text
@@ -703,8 +703,4 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func fmtMS(d time.Duration) string {
-	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 }
