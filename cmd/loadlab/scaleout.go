@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -60,90 +61,56 @@ Examples:
 Flags:
 `
 
-// scaleoutFlags names the flag that sets each scaleout.Config field, for
+// scaleoutFlagOf names the flag that sets each scaleout.Config field, for
 // its validation errors.
-var scaleoutFlags = map[string]string{
+var scaleoutFlagOf = map[string]string{
 	"ScaleCmd": "--scale-cmd", "DownCmd": "--down-cmd", "Replicas": "--replicas", "CPUs": "--cpus", "SLO": "--slo",
 	"ProbeDuration": "--probe-duration", "ReadyTimeout": "--ready-timeout", "StartRate": "--start-rate",
 }
 
-func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// scaleoutFlags are scaleout's command-line flags.
+type scaleoutFlags struct {
+	fs                                      *flag.FlagSet
+	scaleCmd, downCmd, replicas, cpus, scen *string
+	path, client                            *string
+	slo, probe, readyTimeout                *time.Duration
+	startRate                               *float64
+	suspects                                *bool
+	outputs                                 *report.Outputs
+	checks                                  threshold.List
+}
+
+func newScaleoutFlags(stdout io.Writer) *scaleoutFlags {
 	fs := newFlagSet("scaleout", scaleoutUsage, stdout)
-	var (
-		scaleCmd     = fs.String("scale-cmd", "", "command that brings the system to {n} replicas ({cpu} cores each) and prints the URL last")
-		downCmd      = fs.String("down-cmd", "", "command that stops everything; always run at the end")
-		replicas     = fs.String("replicas", "1,2,4", "replica counts, ascending")
-		cpus         = fs.String("cpus", "", "CPU per replica for {cpu}, e.g. 0.25,0.5,1 (first: the horizontal steps)")
-		scen         = fs.String("scenario", "", "scenario file or built-in name (shop); its base is the printed URL")
-		path         = fs.String("path", "", "without --scenario: path added to the printed URL, e.g. /v1/menu")
-		slo          = fs.Duration("slo", 50*time.Millisecond, "p99 a probe must meet")
-		probe        = fs.Duration("probe-duration", 3*time.Second, "length of each probe")
-		startRate    = fs.Float64("start-rate", 100, "first rate tried, req/s")
-		readyTimeout = fs.Duration("ready-timeout", 60*time.Second, "how long to wait for the URL to answer after scaling")
-		suspects     = fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine")
-		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
-		outputs      = outputFlags(fs)
-		checks       threshold.List
-	)
-	fs.Var(&checks, "threshold", "fail (exit 1) unless this holds at every replica count: rps>500 (capacity), p99<50ms (at capacity) (repeatable)")
-	pos, err := parseArgs(fs, args)
+	f := &scaleoutFlags{
+		fs:           fs,
+		scaleCmd:     fs.String("scale-cmd", "", "command that brings the system to {n} replicas ({cpu} cores each) and prints the URL last"),
+		downCmd:      fs.String("down-cmd", "", "command that stops everything; always run at the end"),
+		replicas:     fs.String("replicas", "1,2,4", "replica counts, ascending"),
+		cpus:         fs.String("cpus", "", "CPU per replica for {cpu}, e.g. 0.25,0.5,1 (first: the horizontal steps)"),
+		scen:         fs.String("scenario", "", "scenario file or built-in name (shop); its base is the printed URL"),
+		path:         fs.String("path", "", "without --scenario: path added to the printed URL, e.g. /v1/menu"),
+		slo:          fs.Duration("slo", 50*time.Millisecond, "p99 a probe must meet"),
+		probe:        fs.Duration("probe-duration", 3*time.Second, "length of each probe"),
+		startRate:    fs.Float64("start-rate", 100, "first rate tried, req/s"),
+		readyTimeout: fs.Duration("ready-timeout", 60*time.Second, "how long to wait for the URL to answer after scaling"),
+		suspects:     fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine"),
+		client:       fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
+		outputs:      outputFlags(fs),
+	}
+	fs.Var(&f.checks, "threshold", "fail (exit 1) unless this holds at every replica count: rps>500 (capacity), p99<50ms (at capacity) (repeatable)")
+	return f
+}
+
+func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newScaleoutFlags(stdout)
+	pos, err := parseArgs(f.fs, args)
 	if err != nil {
 		return err
 	}
-	if err := checkScaleoutThresholds(checks); err != nil {
-		return badInput(fmt.Errorf("scaleout: %v", err))
-	}
-	counts, err := parseCounts(*replicas)
+	cfg, err := f.config(pos, stderr)
 	if err != nil {
-		return fmt.Errorf("scaleout: --replicas: %v", err)
-	}
-	var sizes []float64
-	if *cpus != "" {
-		if sizes, err = parseSizes(*cpus); err != nil {
-			return fmt.Errorf("scaleout: --cpus: %v", err)
-		}
-	}
-	switch {
-	case len(pos) > 0:
-		return fmt.Errorf("scaleout: unexpected argument %q: the URL comes from the scale command's last line", pos[0])
-	case *scen != "" && *path != "":
-		return errors.New("scaleout: --path applies without --scenario only")
-	}
-	switch load.Client(*client) {
-	case load.ClientFastHTTP, load.ClientNetHTTP:
-	default:
-		return fmt.Errorf("scaleout: unknown --client %q (want fasthttp or nethttp)", *client)
-	}
-	if err := outputs.Check(); err != nil {
-		return fmt.Errorf("scaleout: %v", err)
-	}
-	if *scen != "" {
-		// Fail on a bad scenario now, not after the first scale-up.
-		if _, err := scenario.Load(*scen, "http://127.0.0.1/"); err != nil {
-			return fmt.Errorf("scaleout: %v", err)
-		}
-	}
-
-	cfg := scaleout.Config{
-		ScaleCmd: *scaleCmd, DownCmd: *downCmd, Replicas: counts, CPUs: sizes, SLO: *slo,
-		ProbeDuration: *probe, StartRate: *startRate, ReadyTimeout: *readyTimeout,
-		MaxErrorRate: scaleout.DefaultMaxErrorRate, DownTimeout: scaleout.DefaultDownTimeout,
-		DrainGap: scaleout.DefaultDrainGap, DrainTimeout: scaleout.DefaultDrainTimeout,
-		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*client),
-		Workload: func(u string) (scaleout.Workload, error) { return workload(u, *scen, *path) },
-		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
-			// Not visible (a remote target): an empty set, and the
-			// bottleneck column says nothing local was watched.
-			set, _ := measure.Discover(u, *suspects)
-			return set, nil
-		},
-	}
-	if err := cfg.Validate(); err != nil {
-		var bad *scaleout.ConfigError
-		if errors.As(err, &bad) {
-			return fmt.Errorf("scaleout: %s: %s (see loadlab scaleout --help)", scaleoutFlags[bad.Field], bad.Reason)
-		}
-		return fmt.Errorf("scaleout: %v", err)
+		return err
 	}
 	terminal := isTerminal(stderr)
 	cfg.Progress = func(line string) {
@@ -153,8 +120,8 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		fmt.Fprintf(stderr, "  %s\n", line)
 	}
-	human := outputs.Human(stdout, stderr)
-	fmt.Fprintf(human, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *replicas, *slo, *probe)
+	human := f.outputs.Human(stdout, stderr)
+	fmt.Fprintf(human, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *f.replicas, *f.slo, *f.probe)
 	markStarted(ctx)
 	res, err := scaleout.Run(ctx, cfg)
 	if terminal {
@@ -168,12 +135,83 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("scaleout: %v", err)
 	}
-	if err := outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Scaleout(w, res) }); err != nil {
+	if err := f.outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Scaleout(w, res) }); err != nil {
 		return fmt.Errorf("scaleout: %v", err)
 	}
-	outcomes, failure := scaleoutThresholds(checks, res)
+	outcomes, failure := scaleoutThresholds(f.checks, res)
 	report.Thresholds(human, outcomes)
 	return failure
+}
+
+// config checks the flags and arguments and turns them into the search's
+// configuration, before anything is scaled.
+func (f *scaleoutFlags) config(pos []string, stderr io.Writer) (scaleout.Config, error) {
+	if err := f.check(pos); err != nil {
+		return scaleout.Config{}, err
+	}
+	counts, err := parseCounts(*f.replicas)
+	if err != nil {
+		return scaleout.Config{}, fmt.Errorf("scaleout: --replicas: %v", err)
+	}
+	var sizes []float64
+	if *f.cpus != "" {
+		if sizes, err = parseSizes(*f.cpus); err != nil {
+			return scaleout.Config{}, fmt.Errorf("scaleout: --cpus: %v", err)
+		}
+	}
+	scen, path, suspects := *f.scen, *f.path, *f.suspects
+	cfg := scaleout.Config{
+		ScaleCmd: *f.scaleCmd, DownCmd: *f.downCmd, Replicas: counts, CPUs: sizes, SLO: *f.slo,
+		ProbeDuration: *f.probe, StartRate: *f.startRate, ReadyTimeout: *f.readyTimeout,
+		MaxErrorRate: scaleout.DefaultMaxErrorRate, DownTimeout: scaleout.DefaultDownTimeout,
+		DrainGap: scaleout.DefaultDrainGap, DrainTimeout: scaleout.DefaultDrainTimeout,
+		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*f.client),
+		Workload: func(u string) (scaleout.Workload, error) { return workload(u, scen, path) },
+		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
+			// Not visible (a remote target): an empty set, and the
+			// bottleneck column says nothing local was watched.
+			set, _ := measure.Discover(u, suspects)
+			return set, nil
+		},
+	}
+	if err := cfg.Validate(); err != nil {
+		var bad *scaleout.ConfigError
+		if errors.As(err, &bad) {
+			return cfg, fmt.Errorf("scaleout: %s: %s (see loadlab scaleout --help)", scaleoutFlagOf[bad.Field], bad.Reason)
+		}
+		return cfg, fmt.Errorf("scaleout: %v", err)
+	}
+	return cfg, nil
+}
+
+// check refuses what the search's configuration cannot express: stray
+// arguments, conflicting flags, a bad threshold, client, output path or
+// scenario.
+func (f *scaleoutFlags) check(pos []string) error {
+	if err := checkScaleoutThresholds(f.checks); err != nil {
+		return badInput(fmt.Errorf("scaleout: %v", err))
+	}
+	switch {
+	case len(pos) > 0:
+		return fmt.Errorf("scaleout: unexpected argument %q: the URL comes from the scale command's last line", pos[0])
+	case *f.scen != "" && *f.path != "":
+		return errors.New("scaleout: --path applies without --scenario only")
+	}
+	switch load.Client(*f.client) {
+	case load.ClientFastHTTP, load.ClientNetHTTP:
+	default:
+		return fmt.Errorf("scaleout: unknown --client %q (want fasthttp or nethttp)", *f.client)
+	}
+	if err := f.outputs.Check(); err != nil {
+		return fmt.Errorf("scaleout: %v", err)
+	}
+	if *f.scen != "" {
+		// Fail on a bad scenario now, not after the first scale-up.
+		if _, err := scenario.Load(*f.scen, "http://127.0.0.1/"); err != nil {
+			return fmt.Errorf("scaleout: %v", err)
+		}
+	}
+	return nil
 }
 
 // workload is what each probe sends to the URL the scale command
