@@ -142,94 +142,124 @@ func (o *OrderDesk) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order,
 	err = o.store.InCheckout(ctx, p.SessionID, p.IdempotencyKey, func(tx CheckoutTx) error {
 		now := o.now().UTC().Truncate(time.Microsecond)
 		// 1. A retry of an earlier checkout gets that checkout's order.
-		hash, earlier, found, err := tx.IdempotencyKey(ctx, p.SessionID, p.IdempotencyKey, now.Add(-IdempotencyRetention))
-		if err != nil {
+		earlier, err := replay(ctx, tx, p, requestHash, now)
+		if err != nil || earlier != nil {
+			order = earlier
 			return err
 		}
-		if found {
-			if hash != requestHash {
-				return ErrIdempotencyMismatch
-			}
-			order, err = tx.Order(ctx, p.SessionID, earlier)
-			return err
-		}
-		if err := tx.ForgetIdempotencyKey(ctx, p.SessionID, p.IdempotencyKey); err != nil {
-			return err
-		}
-
 		// 2. The cart at current prices, and the total the customer saw.
-		lines, err := tx.CheckoutCart(ctx, p.SessionID)
+		lines, cart, err := pricedCart(ctx, tx, p)
 		if err != nil {
 			return err
 		}
-		if len(lines) == 0 {
-			return ErrCartEmpty
-		}
-		cart := CartOf(lines)
-		if want := p.Checkout.ExpectedTotalCents; want != nil && *want != cart.TotalCents {
-			return &PriceChangedError{Expected: *want, Cart: cart}
-		}
-
-		// 3. Reserve stock; collect every shortage so the client can fix
-		// the whole cart at once.
-		var short []Shortage
-		soldOut := false
-		for _, l := range lines {
-			if !l.Available {
-				short = append(short, Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: 0})
-				continue
-			}
-			left, ok, err := tx.ReserveStock(ctx, l.ItemID, l.Quantity)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				short = append(short, Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: l.Stock})
-				continue
-			}
-			soldOut = soldOut || left == 0
-		}
-		if len(short) > 0 {
-			return &OutOfStockError{Items: short}
-		}
-
-		// 4. The order, priced as just read; the key; the empty cart; the
-		// menu told if an item sold out; the confirmation job, which
-		// commits or rolls back with the order.
-		c := p.Checkout
-		placed := &Order{SessionID: p.SessionID, Status: StatusPlaced, CustomerName: c.CustomerName,
-			Email: c.Email, Notes: c.Notes, TotalCents: cart.TotalCents, CreatedAt: now, UpdatedAt: now}
-		for _, l := range cart.Lines {
-			placed.Lines = append(placed.Lines, OrderLine(l))
-		}
-		if err := tx.InsertOrder(ctx, placed); err != nil {
+		// 3. Stock for every line, or every shortage at once.
+		soldOut, err := reserveStock(ctx, tx, lines)
+		if err != nil {
 			return err
 		}
-		if err := tx.RememberIdempotencyKey(ctx, p.SessionID, p.IdempotencyKey, requestHash, placed.ID, now); err != nil {
-			return err
-		}
-		if err := tx.EmptyCart(ctx, p.SessionID); err != nil {
-			return err
-		}
-		if soldOut {
-			if err := tx.BumpCatalogVersion(ctx); err != nil {
-				return err
-			}
-		}
-		if o.queue != nil {
-			if err := tx.RunInTx(ctx, func(ctx context.Context, dtx Tx) error {
-				return o.queue.EnqueueOrderPlaced(ctx, dtx, placed.ID)
-			}); err != nil {
-				return fmt.Errorf("enqueue confirmation of order %d: %w", placed.ID, err)
-			}
-		}
-		order, created = placed, true
-		return nil
+		// 4. The order and everything that commits with it.
+		order, err = o.record(ctx, tx, p, cart, requestHash, now, soldOut)
+		created = err == nil
+		return err
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("place order: %w", err)
 	}
 	return order, created, nil
+}
+
+// replay returns the order an earlier checkout with p's key made (nil if
+// none within IdempotencyRetention, whose expired key it forgets), or
+// ErrIdempotencyMismatch when that checkout sent another body.
+func replay(ctx context.Context, tx CheckoutTx, p PlaceOrder, requestHash string, now time.Time) (*Order, error) {
+	hash, earlier, found, err := tx.IdempotencyKey(ctx, p.SessionID, p.IdempotencyKey, now.Add(-IdempotencyRetention))
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		if hash != requestHash {
+			return nil, ErrIdempotencyMismatch
+		}
+		return tx.Order(ctx, p.SessionID, earlier)
+	}
+	return nil, tx.ForgetIdempotencyKey(ctx, p.SessionID, p.IdempotencyKey)
+}
+
+// pricedCart reads the session's cart at current prices; a total other
+// than the one the customer saw orders nothing.
+func pricedCart(ctx context.Context, tx CheckoutTx, p PlaceOrder) ([]CheckoutLine, *Cart, error) {
+	lines, err := tx.CheckoutCart(ctx, p.SessionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(lines) == 0 {
+		return nil, nil, ErrCartEmpty
+	}
+	cart := CartOf(lines)
+	if want := p.Checkout.ExpectedTotalCents; want != nil && *want != cart.TotalCents {
+		return nil, nil, &PriceChangedError{Expected: *want, Cart: cart}
+	}
+	return lines, cart, nil
+}
+
+// reserveStock takes each line's quantity from stock, collecting every
+// shortage so the client can fix the whole cart at once; soldOut reports
+// whether an item's stock reached zero.
+func reserveStock(ctx context.Context, tx CheckoutTx, lines []CheckoutLine) (soldOut bool, err error) {
+	var short []Shortage
+	for _, l := range lines {
+		if !l.Available {
+			short = append(short, Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: 0})
+			continue
+		}
+		left, ok, err := tx.ReserveStock(ctx, l.ItemID, l.Quantity)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			short = append(short, Shortage{ItemID: l.ItemID, Name: l.Name, Requested: l.Quantity, Available: l.Stock})
+			continue
+		}
+		soldOut = soldOut || left == 0
+	}
+	if len(short) > 0 {
+		return false, &OutOfStockError{Items: short}
+	}
+	return soldOut, nil
+}
+
+// record writes the order, priced as just read; the key; the empty cart;
+// the menu's new version if an item sold out; and the confirmation job,
+// which commits or rolls back with the order.
+func (o *OrderDesk) record(ctx context.Context, tx CheckoutTx, p PlaceOrder, cart *Cart, requestHash string, now time.Time, soldOut bool) (*Order, error) {
+	c := p.Checkout
+	placed := &Order{SessionID: p.SessionID, Status: StatusPlaced, CustomerName: c.CustomerName,
+		Email: c.Email, Notes: c.Notes, TotalCents: cart.TotalCents, CreatedAt: now, UpdatedAt: now}
+	for _, l := range cart.Lines {
+		placed.Lines = append(placed.Lines, OrderLine(l))
+	}
+	if err := tx.InsertOrder(ctx, placed); err != nil {
+		return nil, err
+	}
+	if err := tx.RememberIdempotencyKey(ctx, p.SessionID, p.IdempotencyKey, requestHash, placed.ID, now); err != nil {
+		return nil, err
+	}
+	if err := tx.EmptyCart(ctx, p.SessionID); err != nil {
+		return nil, err
+	}
+	if soldOut {
+		if err := tx.BumpCatalogVersion(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.queue != nil {
+		if err := tx.RunInTx(ctx, func(ctx context.Context, dtx Tx) error {
+			return o.queue.EnqueueOrderPlaced(ctx, dtx, placed.ID)
+		}); err != nil {
+			return nil, fmt.Errorf("enqueue confirmation of order %d: %w", placed.ID, err)
+		}
+	}
+	return placed, nil
 }
 
 // Order returns one of the session's orders; another session's is ENOTFOUND.
