@@ -113,6 +113,12 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := check.Validate(); err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
+	// Per-endpoint thresholds are judged on the baseline's endpoints,
+	// which are the request's or the scenario's: a name it lacks would
+	// fail only after the whole ramp.
+	if err := checkEndpointNames(checks, load.EndpointsOf(check)); err != nil {
+		return fmt.Errorf("diagnose: %v", err)
+	}
 	if *metrics != "" {
 		if err := load.CheckURL(*metrics); err != nil {
 			return fmt.Errorf("diagnose: --metrics: %v", err)

@@ -355,3 +355,44 @@ func TestDiagnoseSaysWhyEveryRequestFailed(t *testing.T) {
 		t.Fatalf("err = %v, want the status and the problem's detail", err)
 	}
 }
+
+// A per-endpoint threshold naming an endpoint the request or the scenario
+// does not have is refused before any load, as run refuses it, and not
+// after the whole ramp.
+func TestDiagnoseRefusesAThresholdOnAnUnknownEndpointBeforeAnyLoad(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--threshold", "checkout:p99<200ms", srv.URL + "/v1/menu"}, `no endpoint "checkout" in this run (it has GET /v1/menu)`},
+		{[]string{"--threshold", "chekout:p99<200ms", "--scenario", "shop", srv.URL}, `no endpoint "chekout"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := append([]string{"diagnose", "--max-concurrency", "2", "--step-duration", "200ms", "--baseline-requests", "10"}, tt.args...)
+			_, _, err := loadlab(args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want a one-line error containing %q", err, tt.want)
+			}
+			if code := exitCode(err); code != exitBadInput {
+				t.Errorf("exit code %d, want %d (bad input)", code, exitBadInput)
+			}
+			if n := hits.Load(); n != 0 {
+				t.Errorf("the target got %d requests before the threshold was refused", n)
+			}
+		})
+	}
+	// A step of the scenario by its name, or a prefix of numbered steps,
+	// is known: the run goes ahead.
+	_, _, err := loadlab("diagnose", "--max-concurrency", "2", "--step-duration", "200ms", "--baseline-requests", "10",
+		"--threshold", "GET /v1/menu:errors<100%", srv.URL+"/v1/menu")
+	if err != nil {
+		t.Fatalf("a threshold on the request's own endpoint: %v", err)
+	}
+	if hits.Load() == 0 {
+		t.Error("the diagnosis with a known endpoint sent nothing")
+	}
+}
