@@ -368,13 +368,8 @@ func (g *generator) closedLoop(ctx context.Context) {
 			defer wg.Done()
 			w := g.newWorker()
 			for g.take() {
-				w.sendAt(ctx, time.Now())
-				if g.cfg.ThinkTime > 0 {
-					select {
-					case <-time.After(g.cfg.ThinkTime):
-					case <-ctx.Done():
-						return
-					}
+				if !w.sendAndThink(ctx) {
+					return
 				}
 			}
 		}()
@@ -437,6 +432,21 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 		w.session.Observe(req, out.status, buf)
 	}
 	w.shard.record(lat, out, req.Endpoint, stage, buf, w.g.timeoutCause)
+}
+
+// sendAndThink sends the next request of a closed-loop user now, then
+// waits the think time; false when the run was cancelled meanwhile.
+func (w *worker) sendAndThink(ctx context.Context) bool {
+	w.sendAt(ctx, time.Now())
+	if w.g.cfg.ThinkTime <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(w.g.cfg.ThinkTime):
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // stageOf is the stage a request due at t belongs to, or -1 in a run

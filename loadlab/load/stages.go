@@ -220,13 +220,8 @@ func (g *generator) closedLoopStaged(ctx context.Context, start time.Time) {
 				if w == nil {
 					w = g.newWorker()
 				}
-				w.sendAt(ctx, time.Now())
-				if g.cfg.ThinkTime > 0 {
-					select {
-					case <-time.After(g.cfg.ThinkTime):
-					case <-ctx.Done():
-						return
-					}
+				if !w.sendAndThink(ctx) {
+					return
 				}
 			}
 		}()
