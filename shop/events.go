@@ -35,13 +35,24 @@ func (e OrderEvent) DedupKey() string {
 // change (checkout's InsertOrder, FulfilmentService's ConfirmOrder,
 // MarkOrderReady and AdvanceOrder) appends an event in its own
 // transaction; the relay reads what is unpublished and marks it published
-// once the bus has it.
+// once the bus has it (EventOutbox); a client's stream reads an order's
+// events back (OrderEventReader).
 type OutboxService interface {
+	EventOutbox
+	OrderEventReader
+}
+
+// EventOutbox is the relay's view of the outbox.
+type EventOutbox interface {
 	// UnpublishedOrderEvents returns up to limit events not yet marked
 	// published, in outbox order (ID ascending).
 	UnpublishedOrderEvents(ctx context.Context, limit int) ([]OrderEvent, error)
 	// MarkOrderEventsPublished marks the events with these IDs published.
 	MarkOrderEventsPublished(ctx context.Context, ids []int64) error
+}
+
+// OrderEventReader reads an order's events back.
+type OrderEventReader interface {
 	// OrderEvents returns the events of the session's order with Seq after
 	// after, in Seq order; none for another session's order.
 	OrderEvents(ctx context.Context, sessionID, orderID, after int64) ([]OrderEvent, error)

@@ -15,7 +15,7 @@ import (
 // OrderHistory reads an order's recorded status changes (the outbox), for
 // the start of a stream, for a resumed one, and when the live feed is down.
 type OrderHistory interface {
-	OrderEvents(ctx context.Context, sessionID, orderID, after int64) ([]shop.OrderEvent, error)
+	shop.OrderEventReader
 }
 
 // EventFeed follows one order's events live, from any replica (NATS

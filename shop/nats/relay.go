@@ -12,8 +12,7 @@ import (
 
 // Outbox is what the relay needs from the store.
 type Outbox interface {
-	UnpublishedOrderEvents(ctx context.Context, limit int) ([]shop.OrderEvent, error)
-	MarkOrderEventsPublished(ctx context.Context, ids []int64) error
+	shop.EventOutbox
 }
 
 // Publisher stores one event on the bus and returns once it is acknowledged.
