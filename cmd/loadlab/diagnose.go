@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
@@ -54,14 +55,21 @@ Examples:
 Flags:
 `
 
+// diagnoseFlags names the flag that sets each diagnose.Config field, for
+// its validation errors.
+var diagnoseFlags = map[string]string{
+	"SLO": "--slo", "MaxConcurrency": "--max-concurrency", "StepDuration": "--step-duration",
+	"BaselineRequests": "--baseline-requests", "BaselineDuration": "--baseline-duration",
+}
+
 func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("diagnose", diagnoseUsage, stdout)
 	var (
-		slo          = fs.Duration("slo", 200*time.Millisecond, "p99 latency objective")
-		maxConc      = fs.Int("max-concurrency", 64, "highest number of users in the ramp")
-		stepDuration = fs.Duration("step-duration", 5*time.Second, "length of each ramp step")
-		baselineReqs = fs.Int64("baseline-requests", 200, "single-user baseline: at most this many requests")
-		baselineDur  = fs.Duration("baseline-duration", 10*time.Second, "single-user baseline: at most this long")
+		slo          = fs.Duration("slo", diagnose.DefaultSLO, "p99 latency objective")
+		maxConc      = fs.Int("max-concurrency", diagnose.DefaultMaxConcurrency, "highest number of users in the ramp")
+		stepDuration = fs.Duration("step-duration", diagnose.DefaultStepDuration, "length of each ramp step")
+		baselineReqs = fs.Int64("baseline-requests", diagnose.DefaultBaselineRequests, "single-user baseline: at most this many requests")
+		baselineDur  = fs.Duration("baseline-duration", diagnose.DefaultBaselineDuration, "single-user baseline: at most this long")
 		timeout      = fs.Duration("timeout", 10*time.Second, "per-request timeout")
 		pid          = fs.Int("pid", 0, "the target's process id, to read its CPU from /proc")
 		metrics      = fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total")
@@ -88,20 +96,26 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return errors.New("diagnose: give one URL to diagnose, or --scenario (see loadlab diagnose --help)")
 	case *scen != "" && (*method != "GET" || *body != "" || len(headers) > 0):
 		return errors.New("diagnose: --method, -H and --body apply to a URL; a scenario's requests carry their own")
-	case *slo <= 0:
-		return errors.New("diagnose: --slo must be positive")
-	case *maxConc < 2:
-		return errors.New("diagnose: --max-concurrency must be at least 2")
-	case *stepDuration <= 0 || *baselineDur <= 0 || *timeout <= 0:
-		return errors.New("diagnose: --step-duration, --baseline-duration and --timeout must be positive")
-	case *baselineReqs < 10:
-		return errors.New("diagnose: --baseline-requests must be at least 10 to estimate a p99")
+	case *timeout <= 0:
+		return fmt.Errorf("diagnose: --timeout must be positive, got %v", *timeout)
 	case *pid != 0 && *metrics != "":
 		return errors.New("diagnose: give --pid or --metrics, not both")
 	case (*pid != 0 || *metrics != "") && len(watch) > 0:
 		return errors.New("diagnose: give --watch, or --pid/--metrics, not both")
 	case *pid < 0:
 		return errors.New("diagnose: --pid must be a process id")
+	}
+	cfg := diagnose.Config{
+		SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
+		BaselineRequests: *baselineReqs, BaselineDuration: *baselineDur,
+		Cores: float64(runtime.NumCPU()),
+	}
+	if err := cfg.Validate(); err != nil {
+		var bad *diagnose.ConfigError
+		if errors.As(err, &bad) {
+			return fmt.Errorf("diagnose: %s %s (see loadlab diagnose --help)", diagnoseFlags[bad.Field], bad.Reason)
+		}
+		return fmt.Errorf("diagnose: %v", err)
 	}
 	runner, target, err := diagnoseRunner(*scen, pos, *method, headers, *body)
 	if err != nil {
@@ -149,12 +163,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(human, "  baseline (1 user, up to %d requests or %v), then %d steps of %v: at most about %v\n",
 		*baselineReqs, *baselineDur, len(levels), *stepDuration, total.Round(time.Second))
 
-	cfg := diagnose.Config{
-		Target: target.name, SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
-		BaselineRequests: *baselineReqs, BaselineDuration: *baselineDur,
-		Progress: func(phase string, s diagnose.Step) {
-			fmt.Fprintln(stderr, report.DiagnoseProgress(phase, s))
-		},
+	cfg.Target = target.name
+	cfg.Progress = func(phase string, s diagnose.Step) {
+		fmt.Fprintln(stderr, report.DiagnoseProgress(phase, s))
 	}
 	markStarted(ctx)
 	rep, err := diagnose.Run(ctx, cfg, runner, watcher)

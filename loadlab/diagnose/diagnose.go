@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -21,11 +22,11 @@ import (
 // Config describes a diagnosis.
 type Config struct {
 	Target           string        // for the report
-	SLO              time.Duration // p99 a user should see (default 200ms)
-	MaxConcurrency   int           // the ramp goes 1, 2, 4, ... up to this (default 64)
-	StepDuration     time.Duration // per ramp step (default 5s)
-	BaselineRequests int64         // baseline: at most this many requests (default 200)
-	BaselineDuration time.Duration // baseline: at most this long (default 10s)
+	SLO              time.Duration // p99 a user should see
+	MaxConcurrency   int           // the ramp goes 1, 2, 4, ... up to this (at least 2)
+	StepDuration     time.Duration // per ramp step
+	BaselineRequests int64         // baseline: at most this many requests (at least MinBaselineRequests)
+	BaselineDuration time.Duration // baseline: at most this long
 	// Cores is how many CPU cores the machine has (default runtime.NumCPU);
 	// with the target on the same machine, its share is Cores minus what
 	// the generator uses.
@@ -34,32 +35,71 @@ type Config struct {
 	Progress func(phase string, s Step)
 }
 
-func (c *Config) defaults() error {
+// The defaults WithDefaults fills in for a zero field.
+const (
+	DefaultSLO              = 200 * time.Millisecond
+	DefaultMaxConcurrency   = 64
+	DefaultStepDuration     = 5 * time.Second
+	DefaultBaselineRequests = 200
+	DefaultBaselineDuration = 10 * time.Second
+	// MinBaselineRequests is the fewest baseline requests a p99 is
+	// estimated from.
+	MinBaselineRequests = 10
+)
+
+// WithDefaults is the config with its zero fields set to the defaults
+// (Cores to this machine's).
+func (c Config) WithDefaults() Config {
 	if c.SLO == 0 {
-		c.SLO = 200 * time.Millisecond
+		c.SLO = DefaultSLO
 	}
 	if c.MaxConcurrency == 0 {
-		c.MaxConcurrency = 64
+		c.MaxConcurrency = DefaultMaxConcurrency
 	}
 	if c.StepDuration == 0 {
-		c.StepDuration = 5 * time.Second
+		c.StepDuration = DefaultStepDuration
 	}
 	if c.BaselineRequests == 0 {
-		c.BaselineRequests = 200
+		c.BaselineRequests = DefaultBaselineRequests
 	}
 	if c.BaselineDuration == 0 {
-		c.BaselineDuration = 10 * time.Second
+		c.BaselineDuration = DefaultBaselineDuration
 	}
 	if c.Cores == 0 {
 		c.Cores = float64(runtime.NumCPU())
 	}
+	return c
+}
+
+// ConfigError is what Validate finds wrong: the Config field at fault
+// (a command line names its flag instead) and why.
+type ConfigError struct {
+	Field  string // "SLO", "MaxConcurrency", ...
+	Reason string // "must be positive, got 0s"
+}
+
+func (e *ConfigError) Error() string { return e.Field + " " + e.Reason }
+
+// Validate says what is wrong with a config (a *ConfigError); a zero
+// field is wrong here (Run fills them in first with WithDefaults, a
+// command line passes what the user gave).
+func (c Config) Validate() error {
+	bad := func(field, reason string, a ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(reason, a...)}
+	}
 	switch {
-	case c.SLO < 0:
-		return errors.New("the SLO must be positive")
+	case c.SLO <= 0:
+		return bad("SLO", "must be positive, got %v", c.SLO)
 	case c.MaxConcurrency < 2:
-		return errors.New("the maximum concurrency must be at least 2, or there is no ramp")
-	case c.StepDuration < 0 || c.BaselineDuration < 0 || c.BaselineRequests < 0:
-		return errors.New("durations and request counts must be positive")
+		return bad("MaxConcurrency", "must be at least 2, or there is no ramp, got %d", c.MaxConcurrency)
+	case c.StepDuration <= 0:
+		return bad("StepDuration", "must be positive, got %v", c.StepDuration)
+	case c.BaselineDuration <= 0:
+		return bad("BaselineDuration", "must be positive, got %v", c.BaselineDuration)
+	case c.BaselineRequests < MinBaselineRequests:
+		return bad("BaselineRequests", "must be at least %d to estimate a p99, got %d", MinBaselineRequests, c.BaselineRequests)
+	case !(c.Cores > 0) || math.IsInf(c.Cores, 0):
+		return bad("Cores", "must be a positive number of cores, got %v", c.Cores)
 	}
 	return nil
 }
@@ -74,7 +114,8 @@ type (
 
 // Run diagnoses the target: baseline, ramp, fit, verdict. w may be nil.
 func Run(ctx context.Context, cfg Config, r measure.Runner, w measure.Watcher) (*Report, error) {
-	if err := cfg.defaults(); err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	rep := &Report{Target: cfg.Target, SLO: cfg.SLO, SaturationSource: "none"}
