@@ -98,9 +98,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	} else if len(args) > 0 && args[0] == "drop-events" {
 		c.dropEvents, args = true, args[1:]
 	}
-	fs, values := newFlagSet(getenv, stderr)
+	fs, values := newFlagSet(getenv)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(fs, stderr)
+			return nil, err
+		}
+		// One line, not the whole usage: the reason is what matters.
+		return nil, fmt.Errorf("%v (see shop --help)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (shop takes only flags; see shop --help)", fs.Arg(0))
@@ -119,17 +124,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 // newFlagSet makes the flag set from settings; values[i] returns setting
 // i's raw value after parsing: the flag's, else the environment's, else
 // the default.
-func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, []func() string) {
+func newFlagSet(getenv func(string) string) (*flag.FlagSet, []func() string) {
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	values := make([]func() string, len(settings))
-	var envOnly strings.Builder
 	for i, s := range settings {
 		initial := getenv(s.env)
 		switch {
 		case s.flag == "":
 			values[i] = func() string { return initial }
-			fmt.Fprintf(&envOnly, "%s (environment only) %s.\n", s.env, s.usage)
 		case s.list:
 			l := &urlList{urls: splitList(initial)}
 			fs.Var(l, s.flag, s.flagUsage())
@@ -142,11 +144,26 @@ func newFlagSet(getenv func(string) string, stderr io.Writer) (*flag.FlagSet, []
 			values[i] = func() string { return *v }
 		}
 	}
-	fs.Usage = func() {
-		fmt.Fprint(stderr, help+envOnly.String()+"\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	// The flag package prints the usage on every parse error; parseConfig
+	// prints it for --help only.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs, values
+}
+
+// printHelp writes --help: what shop does, the settings read from the
+// environment only, then every flag.
+func printHelp(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, help)
+	for _, s := range settings {
+		if s.flag == "" {
+			fmt.Fprintf(w, "%s (environment only) %s.\n", s.env, s.usage)
+		}
+	}
+	fmt.Fprint(w, "\nFlags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 func text(field func(*config) *string) func(*config, string) error {

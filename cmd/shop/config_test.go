@@ -161,3 +161,18 @@ func TestEveryFlagFallsBackToItsEnvironmentVariable(t *testing.T) {
 		t.Errorf("--db-replica over SHOP_DB_REPLICAS: %v (%v), want the flag's alone", c.Postgres.Replicas, err)
 	}
 }
+
+// A bad flag is one line that names it and points at --help; the usage,
+// 60 lines long, is not printed to bury it.
+func TestABadFlagIsOneLineNotTheUsage(t *testing.T) {
+	for _, args := range [][]string{{"--no-such-flag"}, {"--workers"}, {"migrate", "--bogus"}} {
+		var out bytes.Buffer
+		_, err := parseConfig(args, func(string) string { return "" }, &out)
+		if err == nil || !strings.HasSuffix(err.Error(), "(see shop --help)") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err = %v, want one line pointing at --help", args, err)
+		}
+		if out.Len() > 0 {
+			t.Errorf("%v: printed %q besides the error", args, out.String())
+		}
+	}
+}
