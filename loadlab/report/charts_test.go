@@ -2,12 +2,16 @@ package report
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/plot"
 
+	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 )
@@ -147,4 +151,55 @@ func TestDiagnosisPageStatesWarningsAndASkippedFitFirst(t *testing.T) {
 	if warnings < 0 || warnings > evidence || !strings.Contains(page, "no USL fit over the steps") || !strings.Contains(page, "a warning") {
 		t.Fatalf("warnings at %d, evidence at %d:\n%s", warnings, evidence, page)
 	}
+}
+
+// The page says what the text says of goodput: the capacity, each step's
+// answers beside its goodput with the errors' share and kinds, and every
+// step's endpoints with their causes; and it still renders in Chromium.
+func TestDiagnosisPageShowsCapacityErrorsAndEndpoints(t *testing.T) {
+	r := sampleReport(t)
+	r.Kind = diagnose.KindErrors
+	r.CapacityRPS, r.CapacityAt = r.Steps[1].ThroughputRPS, r.Steps[1].Concurrency
+	latency := load.Latency{P50: 2 * time.Millisecond, P99: 4 * time.Millisecond, Max: 5 * time.Millisecond}
+	endpoints := func(refused int64) *load.Result {
+		checkout := load.Endpoint{Name: "checkout", Request: "POST /v1/orders", Requests: 40 + refused, Latency: latency,
+			Errors: load.EndpointErrors{Total: refused, ErrorCounts: load.ErrorCounts{Status4xx: refused}}}
+		if refused > 0 {
+			checkout.Errors.Causes = []load.Cause{{Cause: "429 Too Many Requests", Status: 429, Count: refused, Sample: "slow <down>"}}
+		}
+		return &load.Result{Endpoints: []load.Endpoint{
+			{Name: "menu", Request: "GET /v1/menu", Requests: 60, Latency: latency}, checkout}}
+	}
+	r.Baseline.Load = endpoints(0)
+	for i := range r.Steps {
+		refused := int64(i * 30)
+		s := &r.Steps[i]
+		s.Errors, s.ErrorKinds, s.Requests = refused, load.ErrorCounts{Status4xx: refused}, 100+refused
+		s.AnsweredRPS = s.ThroughputRPS * float64(s.Requests) / 100
+		s.Load = endpoints(refused)
+	}
+	var b bytes.Buffer
+	if err := (HTMLReporter{}).Diagnosis(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	top := r.Steps[len(r.Steps)-1]
+	for _, want := range []string{
+		fmt.Sprintf("Capacity: %.0f req/s with %d users", r.CapacityRPS, r.CapacityAt),
+		"problem: errors",
+		fmt.Sprintf("<td>%.1f</td><td class=\"text\">%s</td>", top.AnsweredRPS, stepErrors(top)),
+		fmt.Sprintf("%d (%.0f%%: 4xx %d)", top.Errors, 100*float64(top.Errors)/float64(top.Requests), top.Errors),
+		`<td class="text nowrap">baseline</td><td class="text">checkout</td>`,
+		fmt.Sprintf(`<td class="text nowrap">%d users</td><td class="text">checkout</td>`, top.Concurrency),
+		fmt.Sprintf("%d × 429 Too Many Requests: “slow &lt;down&gt;”", top.Errors),
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	capacity, steps, table := strings.Index(page, `id="capacity"`), strings.Index(page, `id="steps"`), strings.Index(page, `id="endpoints"`)
+	if capacity < 0 || capacity > steps || steps > table {
+		t.Errorf("capacity at %d, steps at %d, endpoints at %d: want capacity above the steps above the endpoints", capacity, steps, table)
+	}
+	checkInChromium(t, b.Bytes(), 2, "1000,2600")
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/load"
 )
 
 type view struct {
@@ -16,13 +18,44 @@ type view struct {
 	Charts     []*Chart
 	Efficiency []float64
 	PeakText   string
+	// Endpoints is each endpoint at the baseline and at every step, when
+	// the steps kept them (a scenario's steps, a URL's one request).
+	Endpoints []endpointRow
+}
+
+// endpointRow is one endpoint as one step of the diagnosis saw it.
+type endpointRow struct {
+	Step string // "baseline", "16 users"
+	load.Endpoint
+}
+
+// diagnosisEndpoints lists every step's endpoints, baseline first.
+func diagnosisEndpoints(r *diagnose.Report) []endpointRow {
+	var rows []endpointRow
+	add := func(step string, s diagnose.Step) {
+		if s.Load == nil {
+			return
+		}
+		for _, ep := range s.Load.Endpoints {
+			rows = append(rows, endpointRow{Step: step, Endpoint: ep})
+		}
+	}
+	add("baseline", r.Baseline)
+	for _, s := range r.Steps {
+		step := fmt.Sprintf("%d users", s.Concurrency)
+		if s.Concurrency == 1 {
+			step = "1 user"
+		}
+		add(step, s)
+	}
+	return rows
 }
 
 // Diagnosis writes the diagnosis as a page: the verdicts, warnings and a
 // missing fit first, the evidence, throughput (with the fitted USL curve
 // and linear scaling) and latency against users, and the steps.
 func (HTMLReporter) Diagnosis(w io.Writer, r *diagnose.Report) error {
-	v := view{R: r, Generated: generated(), Efficiency: r.Efficiency}
+	v := view{R: r, Generated: generated(), Efficiency: r.Efficiency, Endpoints: diagnosisEndpoints(r)}
 	charts, err := renderAll(throughputChart(r), latencyChart(r))
 	if err != nil {
 		return err

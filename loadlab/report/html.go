@@ -20,8 +20,12 @@ type HTMLReporter struct{}
 var pageFS embed.FS
 
 var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
-	"ms":  Millis,
-	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+	"ms": Millis,
+	// stepErrors is a step's failed requests with their share and kinds.
+	"stepErrors": stepErrors,
+	// share is failed requests with their share of the requests.
+	"share": errorShare,
+	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 	// cores is CPU measured, unknown as a dash.
 	"cores": func(f float64) string {
 		if math.IsNaN(f) {
