@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -55,113 +56,75 @@ Examples:
 Flags:
 `
 
-// diagnoseFlags names the flag that sets each diagnose.Config field, for
+// diagnoseFlagOf names the flag that sets each diagnose.Config field, for
 // its validation errors.
-var diagnoseFlags = map[string]string{
+var diagnoseFlagOf = map[string]string{
 	"SLO": "--slo", "MaxConcurrency": "--max-concurrency", "StepDuration": "--step-duration",
 	"BaselineRequests": "--baseline-requests", "BaselineDuration": "--baseline-duration",
 }
 
-func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// diagnoseFlags are diagnose's command-line flags.
+type diagnoseFlags struct {
+	fs                             *flag.FlagSet
+	slo, stepDuration, baselineDur *time.Duration
+	timeout                        *time.Duration
+	maxConc, pid                   *int
+	baselineReqs                   *int64
+	metrics, client, method, body  *string
+	scen                           *string
+	headers                        headerFlags
+	watch                          watchFlags
+	outputs                        *report.Outputs
+	checks                         threshold.List
+}
+
+func newDiagnoseFlags(stdout io.Writer) *diagnoseFlags {
 	fs := newFlagSet("diagnose", diagnoseUsage, stdout)
-	var (
-		slo          = fs.Duration("slo", diagnose.DefaultSLO, "p99 latency objective")
-		maxConc      = fs.Int("max-concurrency", diagnose.DefaultMaxConcurrency, "highest number of users in the ramp")
-		stepDuration = fs.Duration("step-duration", diagnose.DefaultStepDuration, "length of each ramp step")
-		baselineReqs = fs.Int64("baseline-requests", diagnose.DefaultBaselineRequests, "single-user baseline: at most this many requests")
-		baselineDur  = fs.Duration("baseline-duration", diagnose.DefaultBaselineDuration, "single-user baseline: at most this long")
-		timeout      = fs.Duration("timeout", 10*time.Second, "per-request timeout")
-		pid          = fs.Int("pid", 0, "the target's process id, to read its CPU from /proc")
-		metrics      = fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total")
-		client       = fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp")
-		method       = fs.String("method", "GET", "HTTP method for a URL target")
-		body         = fs.String("body", "", "request body for a URL target; @FILE reads it from a file")
-		scen         = fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop; the URL, if given, is its base")
-		headers      headerFlags
-		watch        watchFlags
-		outputs      = outputFlags(fs)
-	)
-	fs.Var(&headers, "H", "request header 'Name: value' for a URL target (repeatable)")
-	fs.Var(&watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
-	var checks threshold.List
-	fs.Var(&checks, "threshold", "fail (exit 1) unless this holds: latency and errors of the single-user baseline\n(p99<50ms, errors<1%), rps of the capacity found (rps>500) (repeatable)")
-	pos, err := parseArgs(fs, args)
+	f := &diagnoseFlags{
+		fs:           fs,
+		slo:          fs.Duration("slo", diagnose.DefaultSLO, "p99 latency objective"),
+		maxConc:      fs.Int("max-concurrency", diagnose.DefaultMaxConcurrency, "highest number of users in the ramp"),
+		stepDuration: fs.Duration("step-duration", diagnose.DefaultStepDuration, "length of each ramp step"),
+		baselineReqs: fs.Int64("baseline-requests", diagnose.DefaultBaselineRequests, "single-user baseline: at most this many requests"),
+		baselineDur:  fs.Duration("baseline-duration", diagnose.DefaultBaselineDuration, "single-user baseline: at most this long"),
+		timeout:      fs.Duration("timeout", 10*time.Second, "per-request timeout"),
+		pid:          fs.Int("pid", 0, "the target's process id, to read its CPU from /proc"),
+		metrics:      fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total"),
+		client:       fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
+		method:       fs.String("method", "GET", "HTTP method for a URL target"),
+		body:         fs.String("body", "", "request body for a URL target; @FILE reads it from a file"),
+		scen:         fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop; the URL, if given, is its base"),
+		outputs:      outputFlags(fs),
+	}
+	fs.Var(&f.headers, "H", "request header 'Name: value' for a URL target (repeatable)")
+	fs.Var(&f.watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
+	fs.Var(&f.checks, "threshold", "fail (exit 1) unless this holds: latency and errors of the single-user baseline\n(p99<50ms, errors<1%), rps of the capacity found (rps>500) (repeatable)")
+	return f
+}
+
+func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newDiagnoseFlags(stdout)
+	pos, err := parseArgs(f.fs, args)
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) > 1:
-		return fmt.Errorf("diagnose: one URL only, got %d arguments", len(pos))
-	case len(pos) == 0 && *scen == "":
-		return errors.New("diagnose: give one URL to diagnose, or --scenario (see loadlab diagnose --help)")
-	case *scen != "" && (*method != "GET" || *body != "" || len(headers) > 0):
-		return errors.New("diagnose: --method, -H and --body apply to a URL; a scenario's requests carry their own")
-	case *timeout <= 0:
-		return fmt.Errorf("diagnose: --timeout must be positive, got %v", *timeout)
-	case *pid != 0 && *metrics != "":
-		return errors.New("diagnose: give --pid or --metrics, not both")
-	case (*pid != 0 || *metrics != "") && len(watch) > 0:
-		return errors.New("diagnose: give --watch, or --pid/--metrics, not both")
-	case *pid < 0:
-		return errors.New("diagnose: --pid must be a process id")
-	}
-	cfg := diagnose.Config{
-		SLO: *slo, MaxConcurrency: *maxConc, StepDuration: *stepDuration,
-		BaselineRequests: *baselineReqs, BaselineDuration: *baselineDur,
-		Cores: float64(runtime.NumCPU()),
-	}
-	if err := cfg.Validate(); err != nil {
-		var bad *diagnose.ConfigError
-		if errors.As(err, &bad) {
-			return fmt.Errorf("diagnose: %s %s (see loadlab diagnose --help)", diagnoseFlags[bad.Field], bad.Reason)
-		}
-		return fmt.Errorf("diagnose: %v", err)
-	}
-	runner, target, err := diagnoseRunner(*scen, pos, *method, headers, *body)
+	cfg, runner, target, err := f.config(pos)
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	runner.Timeout, runner.Client = *timeout, load.Client(*client)
-	// The generator's own checks (the method, the client), before any load.
-	check := load.Config{Concurrency: 1, Duration: *stepDuration, Target: runner.Target, Scenario: runner.Scenario, Client: runner.Client}
-	if err := check.Validate(); err != nil {
-		return fmt.Errorf("diagnose: %v", err)
-	}
-	// Per-endpoint thresholds are judged on the baseline's endpoints,
-	// which are the request's or the scenario's: a name it lacks would
-	// fail only after the whole ramp.
-	if err := checkEndpointNames(checks, load.EndpointsOf(check)); err != nil {
-		return fmt.Errorf("diagnose: %v", err)
-	}
-	if *metrics != "" {
-		if err := load.CheckURL(*metrics); err != nil {
-			return fmt.Errorf("diagnose: --metrics: %v", err)
-		}
-	}
-
-	if err := outputs.Check(); err != nil {
-		return fmt.Errorf("diagnose: %v", err)
-	}
-
-	if *pid != 0 {
-		watch = watchFlags{fmt.Sprintf("server=%d", *pid)}
-	}
-	if *metrics != "" {
-		watch = watchFlags{"server=" + *metrics}
-	}
-	watcher, notes, err := watchSet(ctx, target.url, watch)
+	watcher, notes, err := watchSet(ctx, target.url, f.watched())
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	human := outputs.Human(stdout, stderr)
+	human := f.outputs.Human(stdout, stderr)
 	fmt.Fprintf(human, "loadlab diagnose: %s\n", target.name)
 	for _, n := range notes {
 		fmt.Fprintf(human, "  %s\n", n)
 	}
-	levels := diagnose.Levels(*maxConc)
-	total := time.Duration(len(levels))**stepDuration + *baselineDur
+	levels := diagnose.Levels(cfg.MaxConcurrency)
+	total := time.Duration(len(levels))*cfg.StepDuration + cfg.BaselineDuration
 	fmt.Fprintf(human, "  baseline (1 user, up to %d requests or %v), then %d steps of %v: at most about %v\n",
-		*baselineReqs, *baselineDur, len(levels), *stepDuration, total.Round(time.Second))
+		cfg.BaselineRequests, cfg.BaselineDuration, len(levels), cfg.StepDuration, total.Round(time.Second))
 
 	cfg.Target = target.name
 	cfg.Progress = func(phase string, s diagnose.Step) {
@@ -176,12 +139,86 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := (report.TextReporter{}).Diagnosis(human, rep); err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	if err := outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Diagnosis(w, rep) }); err != nil {
+	if err := f.outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Diagnosis(w, rep) }); err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	outcomes := diagnoseThresholds(checks, rep)
+	outcomes := diagnoseThresholds(f.checks, rep)
 	report.Thresholds(human, outcomes)
 	return thresholdFailure(outcomes, nil)
+}
+
+// check refuses flags that contradict each other or the arguments.
+func (f *diagnoseFlags) check(pos []string) error {
+	switch {
+	case len(pos) > 1:
+		return fmt.Errorf("one URL only, got %d arguments", len(pos))
+	case len(pos) == 0 && *f.scen == "":
+		return errors.New("give one URL to diagnose, or --scenario (see loadlab diagnose --help)")
+	case *f.scen != "" && (*f.method != "GET" || *f.body != "" || len(f.headers) > 0):
+		return errors.New("--method, -H and --body apply to a URL; a scenario's requests carry their own")
+	case *f.timeout <= 0:
+		return fmt.Errorf("--timeout must be positive, got %v", *f.timeout)
+	case *f.pid != 0 && *f.metrics != "":
+		return errors.New("give --pid or --metrics, not both")
+	case (*f.pid != 0 || *f.metrics != "") && len(f.watch) > 0:
+		return errors.New("give --watch, or --pid/--metrics, not both")
+	case *f.pid < 0:
+		return errors.New("--pid must be a process id")
+	}
+	if *f.metrics != "" {
+		if err := load.CheckURL(*f.metrics); err != nil {
+			return fmt.Errorf("--metrics: %v", err)
+		}
+	}
+	return f.outputs.Check()
+}
+
+// config checks every flag and builds the diagnosis, the runner that
+// sends its load and what it is aimed at, before any load.
+func (f *diagnoseFlags) config(pos []string) (diagnose.Config, measure.LoadRunner, diagnosed, error) {
+	var runner measure.LoadRunner
+	var target diagnosed
+	if err := f.check(pos); err != nil {
+		return diagnose.Config{}, runner, target, err
+	}
+	cfg := diagnose.Config{
+		SLO: *f.slo, MaxConcurrency: *f.maxConc, StepDuration: *f.stepDuration,
+		BaselineRequests: *f.baselineReqs, BaselineDuration: *f.baselineDur,
+		Cores: float64(runtime.NumCPU()),
+	}
+	if err := cfg.Validate(); err != nil {
+		var bad *diagnose.ConfigError
+		if errors.As(err, &bad) {
+			return cfg, runner, target, fmt.Errorf("%s %s (see loadlab diagnose --help)", diagnoseFlagOf[bad.Field], bad.Reason)
+		}
+		return cfg, runner, target, err
+	}
+	runner, target, err := diagnoseRunner(*f.scen, pos, *f.method, f.headers, *f.body)
+	if err != nil {
+		return cfg, runner, target, err
+	}
+	runner.Timeout, runner.Client = *f.timeout, load.Client(*f.client)
+	// The generator's own checks (the method, the client), before any load.
+	check := load.Config{Concurrency: 1, Duration: *f.stepDuration, Target: runner.Target, Scenario: runner.Scenario, Client: runner.Client}
+	if err := check.Validate(); err != nil {
+		return cfg, runner, target, err
+	}
+	// Per-endpoint thresholds are judged on the baseline's endpoints,
+	// which are the request's or the scenario's: a name it lacks would
+	// fail only after the whole ramp.
+	return cfg, runner, target, checkEndpointNames(f.checks, load.EndpointsOf(check))
+}
+
+// watched is what to watch on the server side: --watch, or the one
+// process --pid or --metrics names.
+func (f *diagnoseFlags) watched() watchFlags {
+	switch {
+	case *f.pid != 0:
+		return watchFlags{fmt.Sprintf("server=%d", *f.pid)}
+	case *f.metrics != "":
+		return watchFlags{"server=" + *f.metrics}
+	}
+	return f.watch
 }
 
 // diagnosed names what a diagnosis sends load to: name for the report
