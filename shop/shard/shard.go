@@ -75,7 +75,9 @@ func hexDigit(c byte) (byte, bool) {
 const MaxSeq = 1<<(53-bucketBits) - 1
 
 // MakeID is the id of the seq-th row a shard numbered in bucket b: seq in
-// the high bits, the bucket in the low 10. Ids of different buckets never
+// the high bits, the bucket in the low 10. An order's seq is its month
+// and serial (month<<30 | serial: the monthly partitions read the month
+// from bits 40 up); a session's is a plain sequence. Ids of different buckets never
 // collide, and a bucket's rows keep their ids when the bucket moves (the
 // new owner's sequence is set past the old one's first: docs/sharding.md).
 func MakeID(seq int64, b Bucket) (int64, error) {
