@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"runtime"
 	"testing"
 
 	"github.com/perfscale/perfscale/shop"
@@ -100,22 +101,8 @@ UPDATE items SET stock = items.stock + got.units FROM got WHERE items.id = got.i
 
 func BenchmarkStockDesignCosts(b *testing.B) {
 	ctx := context.Background()
-	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(b)}
-	if _, err := backend.Migrate(ctx, cfg); err != nil {
-		b.Fatal(err)
-	}
-	be, err := backend.Open(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { be.Close() })
-	if _, err := be.Seed(ctx, seed.Items(50)); err != nil {
-		b.Fatal(err)
-	}
+	be := openBenchBackend(b)
 	pool := be.Postgres.Pool()
-	if _, err := pool.Exec(ctx, reservationSchema); err != nil {
-		b.Fatal(err)
-	}
 	cart := []int64{3, 7} // two lines, as the journey's checkout
 	quantities := []int32{1, 2}
 
@@ -190,6 +177,74 @@ func BenchmarkStockDesignCosts(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkStockDesignCapacity is the shared-write-point question: with
+// eight concurrent clients, how many reservations a second one server
+// takes (design (a) puts every checkout's reservation on one catalog
+// server) against how many whole checkouts one database takes (what one
+// shard does under (b)). Each result is ns per operation over all
+// clients: its inverse is the server's rate.
+//
+//	go test -run '^$' -bench StockDesignCapacity -benchtime 2000x ./shop/postgres
+func BenchmarkStockDesignCapacity(b *testing.B) {
+	ctx := context.Background()
+	be := openBenchBackend(b)
+	pool := be.Postgres.Pool()
+	cart := []int64{3, 7}
+	quantities := []int32{1, 2}
+	b.Run("reserve-8-clients", func(b *testing.B) {
+		b.SetParallelism(8 / max(1, runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				id := newReservationID()
+				if _, err := pool.Exec(ctx, reserveSQL, id, int64(4242), "key-"+id, cart, quantities); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("checkout-8-clients", func(b *testing.B) {
+		sessions := make(chan int64, b.N)
+		for range b.N {
+			sessions <- cartOf(b, be.Store, cart, quantities)
+		}
+		b.ResetTimer()
+		b.SetParallelism(8 / max(1, runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_, _, err := be.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: <-sessions, IdempotencyKey: newReservationID(),
+					Checkout: shop.Checkout{CustomerName: "Bench", Email: "bench@example.com"}})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// openBenchBackend is a migrated, seeded database with the ledger and
+// transfer tables and stock enough for any run.
+func openBenchBackend(b *testing.B) *backend.Backend {
+	ctx := context.Background()
+	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(b)}
+	if _, err := backend.Migrate(ctx, cfg); err != nil {
+		b.Fatal(err)
+	}
+	be, err := backend.Open(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	if _, err := be.Seed(ctx, seed.Items(50)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := be.Postgres.Pool().Exec(ctx, reservationSchema); err != nil {
+		b.Fatal(err)
+	}
+	return be
 }
 
 // cartOf is a new session with the cart's lines.
