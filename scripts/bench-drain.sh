@@ -24,7 +24,7 @@ for round in $(seq 1 "$rounds"); do
     "$work/loadlab" run --scenario shop --base "$url" --rate 300 --duration 12s >"$work/run.txt" 2>&1 &
     load=$!
     sleep 4
-    read -r pid _ <"$state/replica-1.pid"
+    pid=$(scripts/cluster.sh --state-dir "$state" status | awk '$1 == "replica-1" { print $3 }')
     kill -TERM "$pid"
     wait "$load" || true
     echo "drain-delay $delay, round $round: $(grep -E '^ +(requests|errors)' "$work/run.txt" | tr -s ' ' | tr '\n' ';')"

@@ -259,8 +259,8 @@ if [ "$BIG" -gt 0 ]; then
 fi
 
 # ---- 7. the same on the local PostgreSQL cluster ----
-# scripts/cluster.sh: REPLICAS API replicas and a worker on a fresh
-# PostgreSQL database behind nginx. Service CPU is that of every server-side
+# scripts/cluster.sh: REPLICAS API replicas and a worker on a PostgreSQL
+# server of the cluster's own behind nginx. Service CPU is that of every server-side
 # process: replicas, worker, nginx, PostgreSQL (all backends), Redis, NATS,
 # also by kind, with a CPU profile of one API replica.
 cluster_phase() {
@@ -269,19 +269,21 @@ cluster_phase() {
   local url
   url=$(tail -1 "$work/cluster.log")
   case $url in http://*) ;; *) return 1 ;; esac
-  # Server-side processes by kind; benchprobe counts a process's children
+  # Server-side processes by kind, from the cluster's status rows (NAME
+  # ROLE PID URL ADMIN CPU STATE); benchprobe counts a process's children
   # (PostgreSQL's backends, nginx's workers) with it, and each process once.
+  local st
+  st=$($cs status) || return 1
   local -A kind=()
-  local f name
-  for f in "$work"/cluster/*.pid; do
-    name=$(basename "$f" .pid)
+  local name pid
+  while read -r name pid; do
     case $name in
-      nginx-own) continue ;; # nginx's own record of the master in nginx.pid
-      replica-*) kind[replicas]+=" $(cut -d' ' -f1 "$f")" ;;
-      *) kind[$name]+=" $(cut -d' ' -f1 "$f")" ;;
+      replica-*) kind[replicas]+=" $pid" ;;
+      db-*) kind[postgres]+=" $pid" ;; # the cluster's own server (and standby)
+      *) kind[$name]+=" $pid" ;;
     esac
-  done
-  kind[postgres]=$(pgrep -o -x postgres || true)
+  done < <(awk 'NF == 7 && $1 != "NAME" { print $1, $3 }' <<<"$st")
+  [ -n "${kind[postgres]:-}" ] || kind[postgres]=$(pgrep -o -x postgres || true) # --pg-url: the machine's server
   kind[redis]=$(pgrep -o -x redis-server || true)
   kind[nats]=$(pgrep -o -x nats-server || true)
   local srv=() k
@@ -294,7 +296,7 @@ cluster_phase() {
   # grows (measured: 2,781 -> 2,591 -> 2,508 req/s over three runs, 26
   # million river_job rows read; after ANALYZE the scans stop).
   local dburl
-  read -r _ dburl <"$work/cluster/database"
+  dburl=$(sed -n 's/^database: .* (\(.*\))$/\1/p' <<<"$st")
   say "cluster: warm-up run (${WARMUP}s), then ANALYZE"
   $PIN_GEN "$work/loadlab" run --scenario shop --base "$url" --concurrency "$USERS" --duration "${WARMUP}s" >/dev/null 2>&1 || return 1
   psql "$dburl" -XqAt -c "SHOW autovacuum" >"$work/autovacuum" 2>/dev/null || true
@@ -302,7 +304,7 @@ cluster_phase() {
   say "cluster at $url, server-side processes ${srv[*]}: journey, $USERS users, ${DUR}s, $JOURNEYS runs"
   # A CPU profile of the first API replica during the first run, from its
   # admin listener; CPU by kind over all runs.
-  curl -sf -o "$work/pgjourney.pprof" "$(cat "$work/cluster/replica-1.admin")/debug/pprof/profile?seconds=$DUR" &
+  curl -sf -o "$work/pgjourney.pprof" "$(awk '$1 == "replica-1" { print $5 }' <<<"$st")/debug/pprof/profile?seconds=$DUR" &
   local prof_pid=$! t0 t1 j busy=0
   local -A k0=() k1=() spent=()
   # PostgreSQL's own count of the database's transactions and rows.
@@ -521,7 +523,7 @@ pgj = [r for r in rows if r[0] == "pgjourney"]
 pgs = [r for r in rows if r[0] == "pgsingle"]
 if pgj or pgs:
     av = open(os.path.join(work, "autovacuum")).read().strip() if os.path.exists(os.path.join(work, "autovacuum")) else "unknown"
-    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a fresh PostgreSQL database behind nginx, not pinned (the generator is); one uncounted warm-up run, then \`ANALYZE\` (this server's autovacuum: {av}); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over each run.")
+    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a PostgreSQL server of the cluster's own (docs/cluster.md: a small-server configuration, pg_stat_statements) behind nginx, not pinned (the generator is); one uncounted warm-up run, then \`ANALYZE\` (this server's autovacuum: {av}); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over each run.")
     w("")
 if pgj:
     journey_table(pgj, "server-side cores")

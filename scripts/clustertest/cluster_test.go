@@ -22,76 +22,85 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/perfscale/perfscale/internal/pgserver"
+	"github.com/perfscale/perfscale/internal/supervise"
 
 	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 const adminToken = "cluster-test-token"
 
-// shopBinary is built once for all the clusters of this package.
-var shopBinary struct {
-	once sync.Once
-	path string
-	err  error
+// binaries are shop and the cluster command, built once for all the
+// clusters of this package.
+var binaries struct {
+	once          sync.Once
+	shop, cluster string
+	err           error
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shopBinary.path != "" {
-		os.RemoveAll(filepath.Dir(shopBinary.path))
+	if binaries.shop != "" {
+		os.RemoveAll(filepath.Dir(binaries.shop))
 	}
 	os.Exit(code)
 }
 
-func buildShop(t *testing.T, root string) string {
+// build returns the shop and cluster binaries.
+func build(t *testing.T, root string) (shop, cluster string) {
 	t.Helper()
-	shopBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "clustertest-shop-")
+	binaries.once.Do(func() {
+		dir, err := os.MkdirTemp("", "clustertest-bin-")
 		if err != nil {
-			shopBinary.err = err
+			binaries.err = err
 			return
 		}
-		shopBinary.path = filepath.Join(dir, "shop")
-		cmd := exec.Command("go", "build", "-o", shopBinary.path, "./cmd/shop")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			shopBinary.err = fmt.Errorf("go build ./cmd/shop: %v\n%s", err, out)
+		binaries.shop, binaries.cluster = filepath.Join(dir, "shop"), filepath.Join(dir, "cluster")
+		for bin, pkg := range map[string]string{binaries.shop: "./cmd/shop", binaries.cluster: "./cmd/cluster"} {
+			cmd := exec.Command("go", "build", "-o", bin, pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				binaries.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
 		}
 	})
-	if shopBinary.err != nil {
-		t.Fatal(shopBinary.err)
+	if binaries.err != nil {
+		t.Fatal(binaries.err)
 	}
-	return shopBinary.path
+	return binaries.shop, binaries.cluster
 }
 
-// requireServices skips the test when PostgreSQL or nginx is missing, and
-// fails it under CI=true, where .ci/run provides both.
+// sharedServer is the machine's PostgreSQL server, for --pg-url.
+const sharedServer = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// requireServices skips the test when PostgreSQL (the server binaries
+// for the cluster's own server, the machine's server for --pg-url) or
+// nginx is missing, and fails it under CI=true, where .ci/run provides
+// them.
 func requireServices(t *testing.T) {
 	t.Helper()
 	missing := func(why string) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s; under CI=true .ci/run must provide it", why)
 		}
-		t.Skip(why + "; skipping the cluster test (scripts/services.sh starts PostgreSQL; apt-get install nginx-light)")
+		t.Skip(why + "; skipping the cluster test (scripts/services.sh starts PostgreSQL; apt-get install postgresql-15 nginx-light)")
 	}
-	host, port := os.Getenv("PGHOST"), os.Getenv("PGPORT")
-	if host == "" {
-		host = "127.0.0.1"
+	if _, err := pgserver.Bin(); err != nil {
+		missing(err.Error())
+		return
 	}
-	if port == "" {
-		port = "5432"
-	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 2*time.Second)
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:5432", 2*time.Second)
 	if err != nil {
-		missing(fmt.Sprintf("PostgreSQL is not reachable at %s:%s", host, port))
+		missing("PostgreSQL is not reachable at 127.0.0.1:5432")
 		return
 	}
 	conn.Close()
-	for _, tool := range []string{"psql", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing(tool + " is not installed")
-			return
-		}
+	if _, err := exec.LookPath("psql"); err != nil {
+		missing("psql is not installed")
+		return
 	}
 	if _, err := exec.LookPath("nginx"); err != nil {
 		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
@@ -156,14 +165,15 @@ func startClusterIn(t *testing.T, state string, env map[string]string, args ...s
 	t.Helper()
 	requireServices(t)
 	c := &cluster{t: t, root: repoRoot(t), state: state}
+	shop, bin := build(t, c.root)
 	c.env = append(os.Environ(), "SHOP_ADMIN_TOKEN="+adminToken, "SHOP_PREP_TIME=300ms", "SHOP_LOG_LEVEL=warn",
-		"PERFSCALE_CLUSTER_SHOP="+buildShop(t, c.root))
+		"PERFSCALE_CLUSTER_SHOP="+shop, "PERFSCALE_CLUSTER_BIN="+bin)
 	for k, v := range env {
 		c.env = append(c.env, k+"="+v)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, name := range []string{"replica-1", "replica-2", "worker", "nginx-error"} {
+			for _, name := range []string{"replica-1", "replica-2", "worker", "nginx", "db-1"} {
 				if b, err := os.ReadFile(filepath.Join(c.state, name+".log")); err == nil {
 					t.Logf("%s.log (last 2 KB):\n%s", name, tail(b, 2048))
 				}
@@ -539,7 +549,7 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	// The first worker's mail provider takes 10 minutes, so the kill
 	// certainly lands inside the job; its successor's answers at once.
 	c := startCluster(t, map[string]string{"SHOP_MAIL_LATENCY": "10m", "SHOP_LOG_LEVEL": "info"}, "1")
-	db := c.database()
+	_, db := c.database()
 	token := c.session()
 	c.must("PUT", "/v1/cart/items/2", token, map[string]int{"quantity": 1}, 200)
 	r, err := c.do("POST", "/v1/orders", token, "worker-kill", map[string]string{"customer_name": "Ada", "email": "ada@example.com"})
@@ -550,7 +560,7 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	json.Unmarshal(r.body, &o)
 	// Kill the worker once River has the job running.
 	testwait.Eventually(t, 30*time.Second, func() error {
-		if psql(t, db, "SELECT count(*) FROM river_job WHERE state = 'running'") == "0" {
+		if psqlURL(t, db, "SELECT count(*) FROM river_job WHERE state = 'running'") == "0" {
 			return errors.New("the confirmation job is not running")
 		}
 		return nil
@@ -573,24 +583,27 @@ func TestAWorkerKilledMidJobIsTakenOverByTheNextOne(t *testing.T) {
 	if o.Status != "confirmed" && o.Status != "ready" {
 		t.Fatalf("after the restart the order is %q", o.Status)
 	}
-	if n := psql(t, db, fmt.Sprintf("SELECT count(*) FROM mail_outbox WHERE order_id = %d", o.ID)); n != "1" {
+	if n := psqlURL(t, db, fmt.Sprintf("SELECT count(*) FROM mail_outbox WHERE order_id = %d", o.ID)); n != "1" {
 		t.Fatalf("%s confirmation mails for order %d, want 1", n, o.ID)
 	}
 }
 
-// up --db-replica: a streaming read replica of the cluster's database,
-// read by the API replicas (not by the worker), and gone after down.
+// up --db-replica: a streaming read replica of the cluster's own server,
+// read by the API replicas (not by the worker), serving the seeded menu as
+// soon as up returns (the first process seeds the primary; the replicas
+// used to start before the standby had replayed it, and one served an
+// empty menu), and gone after down.
 func TestReadReplicaServesTheAPIReplicasReads(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, nil, "1", "--db-replica")
-	db := c.database()
-	b, err := os.ReadFile(filepath.Join(c.state, "db-replica-url"))
-	if err != nil {
-		t.Fatalf("up --db-replica recorded no replica: %v", err)
-	}
-	replicaURL := strings.TrimSpace(string(b))
+	db, _ := c.database()
+	replicaURL := c.statusValue("read replica")
 	if got := psqlURL(t, replicaURL, "SELECT pg_is_in_recovery()"); got != "t" {
 		t.Fatalf("%s is not a standby: pg_is_in_recovery() = %s", replicaURL, got)
+	}
+	// At once, no waiting: up returned only once every replica served it.
+	if menu := c.must("GET", "/v1/menu", "", nil, 200); !bytes.Contains(menu.body, []byte(`"name":"Classic Margherita"`)) {
+		t.Fatalf("menu through the cluster just after up: %.200s", menu.body)
 	}
 	for name, want := range map[string]bool{"replica-1": true, "worker": false} {
 		pid, _, _, _ := c.status(name)
@@ -602,18 +615,6 @@ func TestReadReplicaServesTheAPIReplicasReads(t *testing.T) {
 			t.Errorf("%s has --db-replica %s: %v, want %v", name, replicaURL, got, want)
 		}
 	}
-	// The menu through nginx is the seeded catalog, read on the standby.
-	// The first replica seeds the primary as it starts, so the standby may
-	// not have replayed the seed yet (an empty catalog was served once on a
-	// busy machine); the seed moves the catalog version, and the menu
-	// follows once the standby has it.
-	testwait.Eventually(t, 30*time.Second, func() error {
-		menu := c.must("GET", "/v1/menu", "", nil, 200)
-		if !bytes.Contains(menu.body, []byte(`"name":"Classic Margherita"`)) {
-			return fmt.Errorf("menu through the cluster: %.200s", menu.body)
-		}
-		return nil
-	})
 	if n := psqlURL(t, replicaURL, "SELECT count(*) FROM pg_stat_activity WHERE datname = '"+db+"' AND pid <> pg_backend_pid()"); n == "0" {
 		t.Fatal("no connection to the cluster's database on the standby: the API replica does not read there")
 	}
@@ -627,14 +628,13 @@ func TestReadReplicaServesTheAPIReplicasReads(t *testing.T) {
 	json.Unmarshal(r.body, &o)
 	c.must("GET", fmt.Sprintf("/v1/orders/%d", o.ID), token, nil, 200) // read-your-writes, whatever the lag
 
-	dir, err := os.ReadFile(filepath.Join(c.state, "pg-replica-dir"))
-	if err != nil {
-		t.Fatal(err)
+	standby, _, _, state := c.status("db-1-standby")
+	if state != "alive" {
+		t.Fatalf("db-1-standby is %s", state)
 	}
-	pgReplicaDir := strings.TrimSpace(string(dir))
 	c.mustScript("down")
-	if _, err := os.Stat(pgReplicaDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the read replica's directory after down: %v", err)
+	if err := processGone(standby); err != nil {
+		t.Errorf("the standby (pid %d) after down: %v", standby, err)
 	}
 	u := strings.TrimPrefix(replicaURL, "postgres://postgres@")
 	if conn, err := net.DialTimeout("tcp", u[:strings.IndexByte(u, '/')], time.Second); err == nil {
@@ -652,11 +652,41 @@ func psqlURL(t *testing.T, url, query string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// Behind nginx the service still sees each client's address, so the
-// session rate limit applies per client, not to nginx as a whole.
-func TestPerClientLimitsSeeClientsThroughNginx(t *testing.T) {
+// up --pg-url keeps the cluster's database on an existing server (the
+// machine's), as before the cluster had servers of its own. Two more
+// things are proven on the same cluster: clusters started side by side
+// can pick the same free port before either binds it (a fresh-clone CI run
+// lost one this way: "bind: address already in use"), and the one that
+// loses starts its process again on new ports, forced here by handing
+// replica-1 a port this test holds; and behind nginx the service still
+// sees each client's address, so the session rate limit applies per
+// client, not to nginx as a whole. down drops the database.
+func TestUpOnAnExistingServerAndAPortTakenMeanwhile(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, map[string]string{"SHOP_SESSION_RATE": "0.001", "SHOP_SESSION_BURST": "2"}, "1")
+	requireServices(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	state := filepath.Join(t.TempDir(), "cluster")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	taken := ln.Addr().(*net.TCPAddr).Port
+	rec := fmt.Sprintf(`{"name": "replica-1", "ports": {"http": %d}}`, taken)
+	if err := os.WriteFile(filepath.Join(state, "replica-1.proc.json"), []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startClusterIn(t, state, map[string]string{"SHOP_SESSION_RATE": "0.001", "SHOP_SESSION_BURST": "2"},
+		"1", "--pg-url", sharedServer)
+	if _, url, _, st := c.status("replica-1"); url == fmt.Sprintf("http://127.0.0.1:%d", taken) || st != "alive" {
+		t.Fatalf("replica-1 at %s (%s); the port it was handed, %d, was taken", url, st, taken)
+	}
+	db, url := c.database()
+	if !strings.Contains(url, "127.0.0.1:5432/"+db) {
+		t.Fatalf("database %s at %s, want it on the existing server", db, url)
+	}
 	newSession := func(client string) int {
 		r, err := c.do("POST", "/v1/sessions", "", "", nil, "X-Forwarded-For", client)
 		if err != nil {
@@ -672,58 +702,105 @@ func TestPerClientLimitsSeeClientsThroughNginx(t *testing.T) {
 	if got := newSession("198.51.100.7"); got != 201 {
 		t.Fatalf("first session of another client behind the same nginx: %d, want 201", got)
 	}
-}
-
-// database is the name of the cluster's PostgreSQL database.
-func (c *cluster) database() string {
-	c.t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.state, "database"))
-	if err != nil {
-		c.t.Fatalf("the cluster recorded no database: %v", err)
+	c.mustScript("down")
+	if exists := psqlURL(t, sharedServer, "SELECT count(*) FROM pg_database WHERE datname = '"+db+"'"); exists != "0" {
+		t.Errorf("database %s still exists after down", db)
 	}
-	return strings.Fields(string(b))[0]
 }
 
-// down stops exactly what up started: no process left, no cgroup, no
-// database; and a second down is harmless.
+// statusValue is what status prints after "key: " on a line of its own.
+func (c *cluster) statusValue(key string) string {
+	c.t.Helper()
+	out := c.mustScript("status")
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, key+": "); ok {
+			return v
+		}
+	}
+	c.t.Fatalf("status has no %q line:\n%s", key, out)
+	return ""
+}
+
+// database is the cluster's database as status prints it:
+// "database: NAME (URL)".
+func (c *cluster) database() (name, url string) {
+	c.t.Helper()
+	v := c.statusValue("database")
+	name, url, ok := strings.Cut(v, " (")
+	if !ok || !strings.HasSuffix(url, ")") {
+		c.t.Fatalf("status: database: %s, want NAME (URL)", v)
+	}
+	return name, strings.TrimSuffix(url, ")")
+}
+
+// down stops exactly what up started: no process left (the database
+// server with its backends included), no cgroup, no data directory, no
+// NATS stream, no Redis key; and a second down is harmless.
 func TestDownLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, nil, "1", "--cpu", "0.5")
+	c := startCluster(t, nil, "1", "--cpu", "0.5", "--db-cpu", "0.5")
 	type proc struct {
 		name string
 		pid  int
 	}
 	var procs []proc
-	for _, name := range []string{"nginx", "replica-1", "worker"} {
+	for _, name := range []string{"nginx", "replica-1", "worker", "db-1"} {
 		pid, _, cpu, state := c.status(name)
 		if state != "alive" {
 			t.Fatalf("%s is %s before down", name, state)
 		}
-		if name == "replica-1" && cpu != "0.50" {
-			t.Fatalf("replica-1 has a CPU quota of %s cores, want 0.50", cpu)
+		if (name == "replica-1" || name == "db-1") && cpu != "0.50" {
+			t.Fatalf("%s has a CPU quota of %s cores, want 0.50", name, cpu)
 		}
 		procs = append(procs, proc{name, pid})
 	}
-	cg, err := os.ReadFile(filepath.Join(c.state, "replica-1.cgroup"))
-	if err != nil {
-		t.Fatal(err)
+	cgroups := map[string]string{}
+	for _, name := range []string{"replica-1", "db-1"} {
+		var rec struct{ Cgroup string }
+		b, err := os.ReadFile(filepath.Join(c.state, name+".proc.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err != nil || rec.Cgroup == "" {
+			t.Fatalf("%s's record names no cgroup: %v %s", name, err, b)
+		}
+		cgroups[name] = rec.Cgroup
 	}
-	cgroup := strings.TrimSpace(string(cg))
-	members, err := os.ReadFile(filepath.Join(cgroup, "cgroup.procs"))
-	if err != nil || !strings.Contains("\n"+string(members), fmt.Sprintf("\n%d\n", procs[1].pid)) {
-		t.Fatalf("replica-1 (pid %d) is not in its cgroup %s: %q %v", procs[1].pid, cgroup, members, err)
+	// Each process runs in its cgroup; the database server's backends
+	// (its children) with it.
+	for i, name := range []string{"replica-1", "db-1"} {
+		members, err := os.ReadFile(filepath.Join(cgroups[name], "cgroup.procs"))
+		if err != nil || !strings.Contains("\n"+string(members), fmt.Sprintf("\n%d\n", procs[i*2+1].pid)) {
+			t.Fatalf("%s (pid %d) is not in its cgroup %s: %q %v", name, procs[i*2+1].pid, cgroups[name], members, err)
+		}
 	}
-	dbName := c.database()
+	dbName, dbURL := c.database()
+	if n := psqlURL(t, dbURL, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"); n != "1" {
+		t.Errorf("pg_stat_statements is not created in the cluster's database")
+	}
+	if av := psqlURL(t, dbURL, "SHOW autovacuum"); av != "on" {
+		t.Errorf("autovacuum is %s on the cluster's server", av)
+	}
 	stream := strings.ToUpper(dbName) + "_ORDERS"
 	if !streamExists(t, stream) {
 		t.Fatalf("the cluster's order events stream %s does not exist before down", stream)
 	}
-	// nginx's workers are not recorded: they must go with their master.
-	for _, pid := range children(t, procs[0].pid) {
-		procs = append(procs, proc{"nginx worker", pid})
+	c.session() // a session, and the menu below, are Redis keys of the cluster
+	c.must("GET", "/v1/menu", "", nil, 200)
+	prefix := "shop:" + dbName + ":"
+	if keys := redisKeys(t, prefix); len(keys) == 0 {
+		t.Fatalf("no Redis keys %s* before down", prefix)
 	}
-	if len(procs) < 4 {
-		t.Fatalf("nginx (pid %d) has no worker processes", procs[0].pid)
+	// nginx's workers and the server's backends are not recorded: they
+	// must go with their parents.
+	for _, p := range []proc{procs[0], procs[3]} {
+		kids := children(t, p.pid)
+		if len(kids) == 0 {
+			t.Fatalf("%s (pid %d) has no child processes", p.name, p.pid)
+		}
+		for _, pid := range kids {
+			procs = append(procs, proc{p.name + " child", pid})
+		}
 	}
 
 	out := c.mustScript("down")
@@ -735,14 +812,14 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 			t.Errorf("%s (pid %d) after down: %v", p.name, p.pid, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Dir(cgroup)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cgroup %s after down: %v", filepath.Dir(cgroup), err)
-	}
-	if exists := psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+dbName+"'"); exists != "0" {
-		t.Errorf("database %s still exists after down", dbName)
+	if _, err := os.Stat(filepath.Dir(cgroups["db-1"])); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after down: %v", filepath.Dir(cgroups["db-1"]), err)
 	}
 	if streamExists(t, stream) {
 		t.Errorf("NATS stream %s still exists after down (JetStream keeps its storage reserved)", stream)
+	}
+	if keys := redisKeys(t, prefix); len(keys) > 0 {
+		t.Errorf("Redis keys of the cluster after down: %v", keys)
 	}
 	if _, err := os.Stat(c.state); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state directory after down: %v", err)
@@ -750,6 +827,77 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 	if out := c.mustScript("down"); !strings.Contains(out, "no cluster") {
 		t.Errorf("a second down said %q", out)
 	}
+}
+
+// redisKeys lists the shared Redis's keys under prefix.
+func redisKeys(t *testing.T, prefix string) []string {
+	t.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	keys, _, err := rdb.Scan(t.Context(), 0, prefix+"*", 100000).Result()
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	return keys
+}
+
+// A database server that fails to start fails up with a one-line reason,
+// and up leaves nothing behind: no process, cgroup or state directory.
+// The server binary here is a stand-in that fails as a real one does
+// (shared memory refused); initdb is the real one. Not parallel: it
+// counts the clusters' cgroups, which the other tests make.
+func TestUpFailsCleanlyWhenTheDatabaseServerDoesNotStart(t *testing.T) {
+	requireServices(t)
+	real, err := pgserver.Bin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not under t.TempDir (0700): the server runs as the postgres user.
+	bin, err := os.MkdirTemp("", "clustertest-pgbin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	os.Chmod(bin, 0o755)
+	for _, tool := range []string{"initdb", "pg_basebackup"} {
+		if err := os.Symlink(filepath.Join(real, tool), filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := "#!/bin/sh\necho 'FATAL:  could not create shared memory segment: No space left on device' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "postgres"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shop, clusterBin := build(t, repoRoot(t))
+	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster"),
+		env: append(os.Environ(), "PERFSCALE_PG_BIN="+bin, "PERFSCALE_CLUSTER_SHOP="+shop, "PERFSCALE_CLUSTER_BIN="+clusterBin)}
+	before := perfscaleCgroups(t)
+	_, stderr, err := c.script("up", "1", "--cpu", "0.5", "--db-cpu", "0.5")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("up with a failing server: %v, want exit 1\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "db-1 exited while starting") || !strings.Contains(last, "could not create shared memory segment") {
+		t.Errorf("the last line of up's errors: %q, want the server's reason", last)
+	}
+	if _, err := os.Stat(c.state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the state directory after a failed up: %v", err)
+	}
+	if after := perfscaleCgroups(t); len(after) != len(before) {
+		t.Errorf("cgroups before %v, after a failed up %v", before, after)
+	}
+}
+
+// perfscaleCgroups lists the clusters' parent cgroups present now.
+func perfscaleCgroups(t *testing.T) []string {
+	t.Helper()
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return nil
+	}
+	dirs, _ := filepath.Glob(filepath.Join(h.Root, "perfscale-cluster-*"))
+	return dirs
 }
 
 // children lists the pids whose parent is pid.
@@ -789,26 +937,10 @@ func processGone(pid int) error {
 	return fmt.Errorf("still runs: %s", b)
 }
 
-func psql(t *testing.T, database, query string) string {
-	t.Helper()
-	host := os.Getenv("PGHOST")
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	user := os.Getenv("PGUSER")
-	if user == "" {
-		user = "postgres"
-	}
-	out, err := exec.Command("psql", "-X", "-tA", "-h", host, "-U", user, "-d", database, "-c", query).CombinedOutput()
-	if err != nil {
-		t.Fatalf("psql: %v: %s", err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // Bad arguments get a one-line reason and a non-zero exit, and start nothing.
 func TestBadArgumentsAreRefused(t *testing.T) {
-	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster"), env: os.Environ()}
+	_, bin := build(t, repoRoot(t))
+	c := &cluster{t: t, root: repoRoot(t), state: filepath.Join(t.TempDir(), "cluster"), env: append(os.Environ(), "PERFSCALE_CLUSTER_BIN="+bin)}
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -827,6 +959,11 @@ func TestBadArgumentsAreRefused(t *testing.T) {
 		{[]string{"kill-replica", "1"}, "no cluster"},
 		{[]string{"status", "now"}, "takes no argument"},
 		{[]string{"down", "--cpu", "1"}, "belong to up"},
+		{[]string{"status", "--db-cpu", "1"}, "belong to up"},
+		{[]string{"up", "1", "--db-cpu", "half"}, "--db-cpu must be a number"},
+		{[]string{"up", "1", "--db-cpu", "0"}, "at least 0.01"},
+		{[]string{"up", "1", "--pg-url", "mysql://db"}, "--pg-url must be a postgres:// URL"},
+		{[]string{"up", "1", "--pg-url", sharedServer, "--db-cpu", "1"}, "with --pg-url there is none"},
 	} {
 		_, stderr, err := c.script(tt.args...)
 		var exit *exec.ExitError
@@ -907,34 +1044,6 @@ func TestOrderEventsStreamThroughNginx(t *testing.T) {
 	}
 }
 
-// TestUpStartsAgainOnAPortTakenMeanwhile: clusters started side by side
-// can pick the same free port before either binds it (a fresh-clone CI run
-// lost one this way: "bind: address already in use"); the one that loses
-// starts its process again on new ports. Forced here by handing replica-1
-// a port this test holds before up runs.
-func TestUpStartsAgainOnAPortTakenMeanwhile(t *testing.T) {
-	t.Parallel()
-	requireServices(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	state := filepath.Join(t.TempDir(), "cluster")
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	taken := "http://" + ln.Addr().String()
-	if err := os.WriteFile(filepath.Join(state, "replica-1.url"), []byte(taken+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := startClusterIn(t, state, nil, "1")
-	if _, url, _, st := c.status("replica-1"); url == taken || st != "alive" {
-		t.Fatalf("replica-1 at %s (%s); the port it was handed, %s, was taken", url, st, taken)
-	}
-	c.must("GET", "/v1/menu", "", nil, 200)
-}
-
 // streamExists asks the shared NATS server whether a JetStream stream of
 // that name exists.
 func streamExists(t *testing.T, name string) bool {
@@ -967,7 +1076,7 @@ func streamExists(t *testing.T, name string) bool {
 func TestUpOnARunningClusterRescalesIt(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, nil, "1", "--cpu", "0.5")
-	database := c.database()
+	database, _ := c.database()
 	nginxPID, _, _, _ := c.status("nginx")
 	worker, _, _, _ := c.status("worker")
 	binary, err := os.Stat(filepath.Join(c.state, "shop"))
@@ -1021,7 +1130,7 @@ func TestUpOnARunningClusterRescalesIt(t *testing.T) {
 	if p, _, _, _ := c.status("worker"); p != worker {
 		t.Errorf("the worker restarted (%d, was %d)", p, worker)
 	}
-	if db := c.database(); db != database {
+	if db, _ := c.database(); db != database {
 		t.Errorf("database %s, was %s: want the same", db, database)
 	}
 	if now, err := os.Stat(filepath.Join(c.state, "shop")); err != nil || !now.ModTime().Equal(binary.ModTime()) {

@@ -7,13 +7,13 @@
 package testsystem
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"hash/fnv"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/perfscale/perfscale/internal/supervise"
 )
 
 // RoleEnv selects a role; Main does nothing when it is unset.
@@ -107,13 +109,15 @@ func Running(state string) []int {
 
 // Cgroups lists the system's CPU cgroups still present.
 func Cgroups(state string) []string {
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return nil
+	}
 	var out []string
 	for _, name := range []string{"db", "lb", "replica0", "replica1", "replica2", "replica3"} {
-		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
-			cg := filepath.Join(root, fmt.Sprintf("testsystem-%x-%s", fnv32(state), name))
-			if _, err := os.Stat(cg); err == nil {
-				out = append(out, cg)
-			}
+		cg := filepath.Join(h.Root, fmt.Sprintf("testsystem-%x-%s", fnv32(state), name))
+		if _, err := os.Stat(cg); err == nil {
+			out = append(out, cg)
 		}
 	}
 	return out
@@ -283,10 +287,10 @@ func down(args []string) error {
 	}
 	for _, cg := range st.Cgroups {
 		// A killed process leaves its cgroup only once it has been
-		// reaped, by whoever adopted it: retry for a while.
-		for i := 0; i < 100 && os.Remove(cg) != nil && !errors.Is(os.Remove(cg), os.ErrNotExist); i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
+		// reaped, by whoever adopted it: Remove retries for a while.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		supervise.Open(cg).Remove(ctx) //nolint:errcheck // Cgroups shows a leftover to the tests
+		cancel()
 	}
 	if err := (state{}).write(o.State); err != nil {
 		return err
@@ -356,49 +360,29 @@ func start(dir, role string, env []string, _ []string) (int, string, error) {
 }
 
 // limit puts pid in a cgroup of its own held to quota cores (no quota
-// when quota is 0).
+// when quota is 0). The processes inherit their listener, which
+// supervise's start does not hand down, so they join their cgroup just
+// after they start.
 func limit(dir, name string, pid int, quota float64) (string, error) {
-	id := fmt.Sprintf("%x", fnv32(dir))
-	// The kernel's usual 100 ms period: a quota per period of several
-	// requests' CPU, so that being throttled means being at the quota, not
-	// one request outgrowing a short period. The kernel takes no quota
-	// under 1 ms.
-	period, quotaUS := 100000, "-1"
-	if quota > 0 {
-		period = max(100000, int(math.Ceil(1000/quota)))
-		quotaUS = strconv.Itoa(int(quota * float64(period)))
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return "", errors.New("no CPU cgroup controller to hold a quota")
 	}
+	// The kernel's usual 100 ms period (lengthened where the quota would
+	// be under the kernel's 1 ms): a quota per period of several
+	// requests' CPU, so that being throttled means being at the quota,
+	// not one request outgrowing a short period.
+	//
 	// A cgroup competes for the CPU as one entity, with its own weight:
 	// the nice value of the processes inside (Prioritize) does not count
 	// against the machine's other work, so the group gets the weight of
-	// nice -10 (shares 10240 in v1; weight 1000 in v2, of 100 by
-	// default), or a busy machine holds the replica under its quota.
-	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err == nil {
-		cg := filepath.Join("/sys/fs/cgroup/cpu", "testsystem-"+id+"-"+name)
-		return cg, writeAll(cg, [][2]string{{"cpu.cfs_period_us", strconv.Itoa(period)}, {"cpu.cfs_quota_us", quotaUS},
-			{"cpu.shares", "10240"}, {"cgroup.procs", strconv.Itoa(pid)}})
+	// nice -10 (1000, of 100 by default; shares 10240 in v1), or a busy
+	// machine holds the replica under its quota.
+	cg, err := h.Create(fmt.Sprintf("testsystem-%x-%s", fnv32(dir), name), supervise.Limit{Cores: quota, Weight: 1000})
+	if err != nil {
+		return "", err
 	}
-	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); err == nil && strings.Contains(string(b), "cpu") {
-		cg := filepath.Join("/sys/fs/cgroup", "testsystem-"+id+"-"+name)
-		max := quotaUS + " " + strconv.Itoa(period)
-		if quota <= 0 {
-			max = "max " + strconv.Itoa(period)
-		}
-		return cg, writeAll(cg, [][2]string{{"cpu.max", max}, {"cpu.weight", "1000"}, {"cgroup.procs", strconv.Itoa(pid)}})
-	}
-	return "", errors.New("no CPU cgroup controller to hold a quota")
-}
-
-func writeAll(cg string, files [][2]string) error {
-	if err := os.Mkdir(cg, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(cg, f[0]), []byte(f[1]), 0o644); err != nil {
-			return fmt.Errorf("cgroup %s: %w", f[0], err)
-		}
-	}
-	return nil
+	return cg.Dir, cg.Add(pid)
 }
 
 // Prioritize raises the CPU priority (nice -10) of one of the system's
@@ -429,18 +413,15 @@ func fnv32(s string) uint32 {
 
 // CanLimitCPU reports whether this process may create CPU cgroups.
 func CanLimitCPU() bool {
-	probe := filepath.Join("/sys/fs/cgroup/cpu", fmt.Sprintf("testsystem-probe-%d", os.Getpid()))
-	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err != nil {
-		probe = filepath.Join("/sys/fs/cgroup", fmt.Sprintf("testsystem-probe-%d", os.Getpid()))
-		if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); err != nil || !strings.Contains(string(b), "cpu") {
-			return false
-		}
-	}
-	if os.Mkdir(probe, 0o755) != nil {
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
 		return false
 	}
-	os.Remove(probe)
-	return true
+	cg, err := h.Create(fmt.Sprintf("testsystem-probe-%d", os.Getpid()), supervise.Limit{})
+	if err != nil {
+		return false
+	}
+	return cg.Remove(context.Background()) == nil
 }
 
 func inherited() (net.Listener, error) {

@@ -1,0 +1,553 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/perfscale/perfscale/internal/pgserver"
+	"github.com/perfscale/perfscale/internal/supervise"
+	"github.com/perfscale/perfscale/shop"
+)
+
+// startTimeout bounds each process's start, as the script's 60 s did.
+const startTimeout = 2 * time.Minute
+
+// up starts a cluster, or rescales the one running in the state directory.
+func (c *cluster) up(ctx context.Context) error {
+	running, err := c.load()
+	if err != nil {
+		return err
+	}
+	if running {
+		return c.rescale(ctx)
+	}
+	if err := ensureNginx(c); err != nil {
+		return err
+	}
+	if c.opts.pgURL != "" {
+		if err := pgserver.Ping(ctx, c.opts.pgURL); err != nil {
+			return fmt.Errorf("PostgreSQL is not reachable at --pg-url %s: %v (scripts/services.sh starts the machine's server)", c.opts.pgURL, err)
+		}
+	} else if _, err := pgserver.Bin(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.state, 0o755); err != nil {
+		return err
+	}
+	// nginx's workers run as nobody and need its temp directory.
+	os.Chmod(c.state, 0o755) //nolint:errcheck // best effort, as before
+	name, err := clusterName()
+	if err != nil {
+		return err
+	}
+	c.cfg = config{Replicas: mustAtoi(c.opts.arg), CPU: c.opts.cpu, DBCPU: c.opts.dbCPU, DBReplica: c.opts.dbReplica, Name: name}
+	c.cfg.RedisURL = envOr("SHOP_REDIS_URL", "redis://127.0.0.1:6379/0")
+	c.cfg.NATSURL = envOr("SHOP_NATS_URL", "nats://127.0.0.1:4222")
+	if c.cfg.RedisURL != "" {
+		c.cfg.RedisPrefix = "shop:" + name + ":"
+	}
+	if c.cfg.NATSURL != "" {
+		c.cfg.NATSStream = strings.ToUpper(name) + "_ORDERS"
+	}
+	if err := c.save(); err != nil {
+		return err
+	}
+	// From here on, a failure stops and removes whatever was started.
+	if err := c.bringUp(ctx); err != nil {
+		c.logf("up failed; stopping what it started")
+		if derr := c.teardown(context.WithoutCancel(ctx)); derr != nil {
+			c.logf("%v", derr)
+		}
+		return err
+	}
+	c.logf("%d API replicas and a worker on database %s%s; scripts/cluster.sh status shows them",
+		c.cfg.Replicas, c.cfg.Name, c.quotaNote())
+	nginx, _, err := c.dir().Load("nginx")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, nginx.URL("http"))
+	return nil
+}
+
+func (c *cluster) quotaNote() string {
+	s := ""
+	if c.cfg.CPU > 0 {
+		s += fmt.Sprintf(", %s cores each", coresText(c.cfg.CPU))
+	}
+	if c.cfg.DBCPU > 0 {
+		s += fmt.Sprintf(", the database server %s cores", coresText(c.cfg.DBCPU))
+	}
+	return s
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v // set empty: the component is left out
+	}
+	return def
+}
+
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func clusterName() (string, error) {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "perfscale_cluster_" + hex.EncodeToString(b), nil
+}
+
+func (c *cluster) bringUp(ctx context.Context) error {
+	if err := c.buildShop(ctx); err != nil {
+		return err
+	}
+	if c.cfg.CPU > 0 || c.cfg.DBCPU > 0 {
+		if err := c.makeCgroupParent(); err != nil {
+			return err
+		}
+	}
+	db, err := c.createDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.migrate(ctx, db); err != nil {
+		return err
+	}
+	if c.cfg.DBReplica {
+		if err := c.startReadReplica(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.startShops(ctx); err != nil {
+		return err
+	}
+	if err := c.startNginx(ctx); err != nil {
+		return err
+	}
+	return c.checkMenus(ctx)
+}
+
+// buildShop puts the shop binary into the state directory: a copy of
+// PERFSCALE_CLUSTER_SHOP (the tests build one for all their clusters),
+// or built from the repository (PERFSCALE_REPO, default here).
+func (c *cluster) buildShop(ctx context.Context) error {
+	c.cfg.Shop = filepath.Join(c.state, "shop")
+	if err := c.save(); err != nil {
+		return err
+	}
+	if src := os.Getenv("PERFSCALE_CLUSTER_SHOP"); src != "" {
+		if err := copyFile(src, c.cfg.Shop); err != nil {
+			return fmt.Errorf("cannot copy PERFSCALE_CLUSTER_SHOP=%s: %v", src, err)
+		}
+		return nil
+	}
+	c.logf("building shop")
+	repo := os.Getenv("PERFSCALE_REPO")
+	if repo == "" {
+		repo = "."
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", c.cfg.Shop, "./cmd/shop")
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/shop failed: %v: %s", err, lastLine(out))
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// makeCgroupParent makes the cluster's parent cgroup, under which each
+// process with a quota gets one of its own.
+func (c *cluster) makeCgroupParent() error {
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return fmt.Errorf("--cpu and --db-cpu need the cgroup cpu controller: %v", err)
+	}
+	rel := fmt.Sprintf("perfscale-%s-%d", filepath.Base(c.state), os.Getpid())
+	// Recorded before it is made: down removes it whatever happens next.
+	c.cfg.Cgroups = h.String()[:2] + " " + filepath.Join(h.Root, rel)
+	if err := c.save(); err != nil {
+		return err
+	}
+	if _, err := h.Create(rel, supervise.Limit{}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cgroup makes the cgroup of one process, held to cores.
+func (c *cluster) cgroup(name string, cores float64) (string, error) {
+	if cores == 0 {
+		return "", nil
+	}
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return "", err
+	}
+	parent := c.cgroupParent()
+	rel, err := filepath.Rel(h.Root, filepath.Join(parent, name))
+	if err != nil {
+		return "", err
+	}
+	cg, err := h.Create(rel, supervise.Limit{Cores: cores})
+	return cg.Dir, err
+}
+
+func (c *cluster) cgroupParent() string {
+	if c.cfg.Cgroups == "" {
+		return ""
+	}
+	return strings.TrimSpace(c.cfg.Cgroups[2:])
+}
+
+// createDatabase makes the cluster's database: on a server of its own
+// (initdb, started in its cgroup, pg_stat_statements created), or on the
+// existing server of --pg-url.
+func (c *cluster) createDatabase(ctx context.Context) (database, error) {
+	db := database{Name: c.cfg.Name}
+	if c.opts.pgURL != "" {
+		db.AdminURL = c.opts.pgURL
+		c.cfg.Databases = []database{db} // recorded first: down drops it
+		if err := c.save(); err != nil {
+			return db, err
+		}
+		if err := pgserver.Exec(ctx, db.AdminURL, "CREATE DATABASE "+db.Name); err != nil {
+			return db, fmt.Errorf("could not create database %s: %v", db.Name, err)
+		}
+		u, err := url.Parse(db.AdminURL)
+		if err != nil {
+			return db, err
+		}
+		u.Path = "/" + db.Name
+		db.URL = u.String()
+		c.cfg.Databases = []database{db}
+		c.logf("database %s created on %s", db.Name, u.Host)
+		return db, c.save()
+	}
+	db.Server = "db-1"
+	c.cfg.Databases = []database{db}
+	rec, err := c.startServer(ctx, db.Server, func(s pgserver.Server) error {
+		return pgserver.Init(ctx, s.Bin, s.DataDir, s.Owner)
+	})
+	if err != nil {
+		return db, err
+	}
+	admin := pgserver.URL(rec.Port("postgres"), "postgres")
+	db.URL = pgserver.URL(rec.Port("postgres"), db.Name)
+	if err := pgserver.Exec(ctx, admin, "CREATE DATABASE "+db.Name); err != nil {
+		return db, fmt.Errorf("could not create database %s: %v", db.Name, err)
+	}
+	if err := pgserver.Exec(ctx, db.URL, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		return db, err
+	}
+	c.cfg.Databases = []database{db}
+	c.logf("database server %s on port %d, database %s created", db.Server, rec.Port("postgres"), db.Name)
+	return db, c.save()
+}
+
+// startServer makes the data directory of a server of the cluster's own
+// (with prepare: initdb, or a base backup), its cgroup, and starts it.
+func (c *cluster) startServer(ctx context.Context, name string, prepare func(pgserver.Server) error) (supervise.Record, error) {
+	bin, err := pgserver.Bin()
+	if err != nil {
+		return supervise.Record{}, err
+	}
+	owner, err := pgserver.Owner()
+	if err != nil {
+		return supervise.Record{}, err
+	}
+	dataDir, external, err := pgserver.DataDir(c.state, name, owner)
+	if err != nil {
+		return supervise.Record{}, err
+	}
+	if external {
+		c.cfg.External = append(c.cfg.External, dataDir)
+		if err := c.save(); err != nil {
+			return supervise.Record{}, err
+		}
+	}
+	s := pgserver.Server{Name: name, DataDir: dataDir, Bin: bin, Owner: owner, Standby: strings.HasSuffix(name, "-standby")}
+	if err := prepare(s); err != nil {
+		return supervise.Record{}, err
+	}
+	if s.Cgroup, err = c.cgroup(name, c.cfg.DBCPU); err != nil {
+		return supervise.Record{}, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	spec := s.Spec()
+	spec.Logf = c.logf
+	return c.dir().Start(sctx, spec)
+}
+
+func (c *cluster) migrate(ctx context.Context, db database) error {
+	log := filepath.Join(c.state, "migrate.log")
+	cmd := exec.CommandContext(ctx, c.cfg.Shop, "migrate", "--data-dir", filepath.Join(c.state, "data"), "--db", db.URL)
+	out, err := cmd.CombinedOutput()
+	os.WriteFile(log, out, 0o644) //nolint:errcheck // the error below quotes it
+	if err != nil {
+		return fmt.Errorf("shop migrate failed: %s", lastLine(out))
+	}
+	return nil
+}
+
+// startReadReplica starts a streaming standby of the cluster's database
+// and waits until it has replayed the migrations.
+func (c *cluster) startReadReplica(ctx context.Context) error {
+	db := &c.cfg.Databases[0]
+	if db.Server != "" {
+		primary, _, err := c.dir().Load(db.Server)
+		if err != nil {
+			return err
+		}
+		db.Standby = db.Server + "-standby"
+		if err := c.save(); err != nil {
+			return err
+		}
+		rec, err := c.startServer(ctx, db.Standby, func(s pgserver.Server) error {
+			return pgserver.BaseBackup(ctx, s.Bin, pgserver.URL(primary.Port("postgres"), "postgres"), s.DataDir, "standby_1", s.Owner)
+		})
+		if err != nil {
+			return err
+		}
+		db.ReplicaURL = pgserver.URL(rec.Port("postgres"), db.Name)
+	} else {
+		if err := c.startSharedReplica(ctx, db); err != nil {
+			return err
+		}
+	}
+	if err := c.save(); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := pgserver.WaitReplayed(wctx, db.URL, db.ReplicaURL); err != nil {
+		return err
+	}
+	c.logf("streaming read replica at %s", db.ReplicaURL)
+	return nil
+}
+
+// startSharedReplica is --db-replica with --pg-url: a replica of the
+// machine's server made by scripts/pg-replica.sh, on a port of the
+// cluster's own so clusters starting together do not take the same.
+func (c *cluster) startSharedReplica(ctx context.Context, db *database) error {
+	dir, err := os.MkdirTemp("", "perfscale-cluster-pg-replica.")
+	if err != nil {
+		return err
+	}
+	db.PGReplicaDir = dir
+	if err := c.save(); err != nil {
+		return err
+	}
+	port, err := supervise.FreePort(nil)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(repoDir(), "scripts/pg-replica.sh"), "start")
+	cmd.Env = append(os.Environ(), "PG_REPLICA_DIR="+dir, "PG_REPLICA_PORT="+strconv.Itoa(port))
+	cmd.Stderr = c.stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("scripts/pg-replica.sh start failed: %v", err)
+	}
+	u, err := url.Parse(lastLine(out))
+	if err != nil {
+		return err
+	}
+	u.Path = "/" + db.Name
+	db.ReplicaURL = u.String()
+	return nil
+}
+
+func repoDir() string {
+	if r := os.Getenv("PERFSCALE_REPO"); r != "" {
+		return r
+	}
+	return "."
+}
+
+// startShops starts the worker and the API replicas. With a read replica
+// the worker starts first: the first process to open the database seeds
+// the catalog, on the primary, and the API replicas read the standby, so
+// they start once the standby has replayed the seed (before, one could
+// serve an empty menu just after up).
+func (c *cluster) startShops(ctx context.Context) error {
+	if c.cfg.DBReplica {
+		if err := c.startShop(ctx, "worker"); err != nil {
+			return err
+		}
+		db := c.cfg.Databases[0]
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := pgserver.WaitReplayed(wctx, db.URL, db.ReplicaURL); err != nil {
+			return err
+		}
+		return c.startReplicas(ctx, 1, c.cfg.Replicas)
+	}
+	names := []string{"worker"}
+	for i := 1; i <= c.cfg.Replicas; i++ {
+		names = append(names, replicaName(i))
+	}
+	return c.startAll(ctx, names)
+}
+
+func (c *cluster) startReplicas(ctx context.Context, from, to int) error {
+	var names []string
+	for i := from; i <= to; i++ {
+		names = append(names, replicaName(i))
+	}
+	return c.startAll(ctx, names)
+}
+
+// startAll starts processes side by side and waits for each.
+func (c *cluster) startAll(ctx context.Context, names []string) error {
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.startShop(ctx, name)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// startShop starts one shop process (an API replica or the worker) in
+// its cgroup, on the ports recorded for it (new free ones the first
+// time), and waits until its /readyz answers.
+func (c *cluster) startShop(ctx context.Context, name string) error {
+	role, cores := "api", c.cfg.CPU
+	if name == "worker" {
+		role, cores = "worker", 0
+	}
+	cg := ""
+	if cores > 0 {
+		var err error
+		if cg, err = c.cgroup(name, cores); err != nil {
+			return err
+		}
+	}
+	db := c.cfg.Databases[0]
+	spec := supervise.Spec{
+		Name: name, Path: c.cfg.Shop, Ports: []string{"http", "admin"}, Cgroup: cg, Go: true,
+		Meta: map[string]string{"role": role},
+		Logf: c.logf,
+		Args: func(p map[string]int) []string {
+			args := []string{"--role", role, "--addr", "127.0.0.1:" + strconv.Itoa(p["http"]),
+				"--admin-addr", "127.0.0.1:" + strconv.Itoa(p["admin"]), "--replica-name", name}
+			if role == "worker" {
+				args = append(args, "--drain-delay", "0s")
+			}
+			args = append(args, "--data-dir", filepath.Join(c.state, "data"), "--db", db.URL)
+			if role == "api" {
+				// Only the API replicas read from the read replica; the
+				// worker's reads decide what it does next and go to the
+				// primary.
+				if db.ReplicaURL != "" {
+					args = append(args, "--db-replica", db.ReplicaURL)
+				}
+				// nginx (on 127.0.0.1) names the client in X-Forwarded-For:
+				// trust it, so per-client rules see clients, not nginx.
+				proxies := "127.0.0.1"
+				if extra := os.Getenv("SHOP_TRUSTED_PROXIES"); extra != "" {
+					proxies += "," + extra
+				}
+				args = append(args, "--trusted-proxies", proxies)
+			}
+			return append(args, "--redis", c.cfg.RedisURL, "--redis-prefix", "shop:"+c.cfg.Name+":",
+				"--nats", c.cfg.NATSURL, "--nats-stream", strings.ToUpper(c.cfg.Name)+"_ORDERS")
+		},
+		Ready: func(ctx context.Context, r supervise.Record) error {
+			return httpOK(ctx, r.URL("http")+"/readyz")
+		},
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	_, err := c.dir().Start(sctx, spec)
+	return err
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+func httpGet(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", u, res.Status)
+	}
+	return b, err
+}
+
+func httpOK(ctx context.Context, u string) error {
+	_, err := httpGet(ctx, u)
+	return err
+}
+
+// checkMenus asks each API replica for the menu: up returns only once
+// every replica serves the seeded catalog.
+func (c *cluster) checkMenus(ctx context.Context) error {
+	for i := 1; i <= c.cfg.Replicas; i++ {
+		r, _, err := c.dir().Load(replicaName(i))
+		if err != nil {
+			return err
+		}
+		b, err := httpGet(ctx, r.URL("http")+"/v1/menu")
+		if err != nil {
+			return fmt.Errorf("%s: the menu: %v", r.Name, err)
+		}
+		var m shop.Menu
+		if err := json.Unmarshal(b, &m); err != nil || len(m.Categories) == 0 {
+			return fmt.Errorf("%s serves an empty menu after up (%.100s)", r.Name, b)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package supervise
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// Record is what a state directory holds of one process.
+type Record struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+	// Start is the process's start time in clock ticks since boot (field
+	// 22 of /proc/PID/stat): with the pid it tells the recorded process
+	// from a later one that got the same pid.
+	Start uint64 `json:"start"`
+	// Ports are the ports handed to the process, by purpose ("http",
+	// "admin", "postgres"); a process started again keeps them.
+	Ports  map[string]int `json:"ports,omitempty"`
+	Cgroup string         `json:"cgroup,omitempty"` // the cgroup directory it runs in
+	Log    string         `json:"log,omitempty"`    // standard output and error
+	// Meta is what its owner wants kept with it (a role, a database
+	// name); the supervisor does not read it.
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// Port is the port recorded for purpose, 0 if none.
+func (r Record) Port(purpose string) int { return r.Ports[purpose] }
+
+// URL is http://127.0.0.1:PORT for the port recorded for purpose.
+func (r Record) URL(purpose string) string {
+	if p := r.Ports[purpose]; p != 0 {
+		return fmt.Sprintf("http://127.0.0.1:%d", p)
+	}
+	return ""
+}
+
+// Dir is a state directory: one NAME.proc.json per process.
+type Dir string
+
+const recordSuffix = ".proc.json"
+
+func (d Dir) path(name string) string { return filepath.Join(string(d), name+recordSuffix) }
+
+// Save writes a record (atomically: a reader sees the old or the new one).
+func (d Dir) Save(r Record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := d.path(r.Name) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("record %s: %w", r.Name, err)
+	}
+	return os.Rename(tmp, d.path(r.Name))
+}
+
+// Load reads the record of name; ok is false when there is none.
+func (d Dir) Load(name string) (r Record, ok bool, err error) {
+	b, err := os.ReadFile(d.path(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, false, fmt.Errorf("record %s: %w", name, err)
+	}
+	return r, true, nil
+}
+
+// Forget removes the record of name.
+func (d Dir) Forget(name string) error {
+	err := os.Remove(d.path(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// List returns every record, by name.
+func (d Dir) List() ([]Record, error) {
+	paths, err := filepath.Glob(filepath.Join(string(d), "*"+recordSuffix))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(paths)
+	var out []Record
+	for _, p := range paths {
+		r, ok, err := d.Load(strings.TrimSuffix(filepath.Base(p), recordSuffix))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// startTime is a live process's start time; ok is false when no such
+// process runs (a zombie counts as dead, reaped or not).
+func startTime(pid int) (uint64, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, false
+	}
+	st, err := p.Stat()
+	if err != nil || st.State == "Z" || st.State == "X" {
+		return 0, false
+	}
+	return st.Starttime, true
+}
+
+// Alive reports whether the recorded process still runs.
+func (r Record) Alive() bool {
+	t, ok := startTime(r.PID)
+	return ok && t == r.Start
+}
+
+// poll is how often waits look again: a process's exit and a port's
+// opening are not events this package can wait on.
+const poll = 50 * time.Millisecond
+
+// WaitGone waits until the recorded process no longer runs.
+func (r Record) WaitGone(ctx context.Context) error {
+	for r.Alive() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s (pid %d) still runs: %w", r.Name, r.PID, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to the recorded process (if it runs) and waits
+// until it is gone.
+func (r Record) Kill(ctx context.Context) error {
+	if !r.Alive() {
+		return nil
+	}
+	if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %s (pid %d): %w", r.Name, r.PID, err)
+	}
+	return r.WaitGone(ctx)
+}
+
+// Stop asks the recorded process to stop with sig, sent again every half
+// second (a second SIGTERM cuts the service's drain delay short), and
+// kills it if it still runs after grace. It returns once the process is
+// gone; killed says whether SIGKILL was needed.
+func (r Record) Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) (killed bool, err error) {
+	deadline := time.Now().Add(grace)
+	for next := time.Now(); r.Alive(); {
+		if time.Now().After(deadline) {
+			return true, r.Kill(ctx)
+		}
+		if !time.Now().Before(next) {
+			syscall.Kill(r.PID, sig) //nolint:errcheck // it may have exited meanwhile
+			next = time.Now().Add(500 * time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("stop %s (pid %d): %w", r.Name, r.PID, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+	return false, nil
+}
