@@ -226,3 +226,23 @@ func (m *Map) checkCoverage(seen [Buckets]bool) error {
 
 // Equal reports whether two maps give every bucket the same owner.
 func (m *Map) Equal(o *Map) bool { return m.shards == o.shards && m.owner == o.owner }
+
+// ShardOfTokenHash is the shard (from 0) that holds the session whose
+// token hashes to tokenHash, and its bucket.
+func (m *Map) ShardOfTokenHash(tokenHash string) (int, Bucket, error) {
+	b, err := BucketOfTokenHash(tokenHash)
+	if err != nil {
+		return 0, 0, err
+	}
+	return m.Owner(b), b, nil
+}
+
+// ShardOfID is the shard (from 0) that holds the session or order id
+// (what names it in the error).
+func (m *Map) ShardOfID(what string, id int64) (int, error) {
+	b, err := BucketOfID(what, id)
+	if err != nil {
+		return 0, err
+	}
+	return m.Owner(b), nil
+}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/shard"
 )
 
@@ -161,4 +162,28 @@ func FuzzParseMap(f *testing.F) {
 			t.Fatalf("%q: its own text %q does not read back: %v", text, m.String(), err)
 		}
 	})
+}
+
+func TestMapRoutesTokensAndIDsToTheSameShard(t *testing.T) {
+	m, _ := shard.Balanced(3)
+	for range 200 {
+		_, hash := shop.NewToken()
+		s, b, err := m.ShardOfTokenHash(hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		session, _ := shard.MakeID(77, b)
+		order, _ := shard.MakeID(5<<30|12, b)
+		for _, id := range []int64{session, order} {
+			if got, err := m.ShardOfID("order", id); err != nil || got != s {
+				t.Fatalf("token in bucket %d is on shard %d, its id %d on %d (%v)", b, s, id, got, err)
+			}
+		}
+	}
+	if _, _, err := m.ShardOfTokenHash("nope"); shop.ErrorCode(err) != shop.EUNAUTHORIZED {
+		t.Errorf("bad hash: %v", err)
+	}
+	if _, err := m.ShardOfID("order", 7); shop.ErrorCode(err) != shop.ENOTFOUND {
+		t.Errorf("unsharded id: %v", err)
+	}
 }
