@@ -51,7 +51,10 @@ func (m *Map) Counts() []int {
 // new share, and no other bucket changes owner. (A consistent hash such
 // as jump hash moves about as many, but with only 1,024 keys it leaves
 // the largest shard 9 % over the mean at 8 shards and 30 % at 16:
-// docs/sharding.md.) The map must have fewer than MaxShards shards.
+// docs/sharding.md.) That holds for a balanced map, as Balanced makes;
+// grown from an unbalanced one (read by ParseMap in the middle of a
+// resharding), the map is still whole but not balanced. The map must have
+// fewer than MaxShards shards.
 func (m *Map) Grow() *Map {
 	if m.shards >= MaxShards {
 		panic(fmt.Sprintf("shard map: cannot grow past %d shards", MaxShards))
