@@ -72,6 +72,7 @@ var settings = []setting{
 	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), usage: "background jobs one worker process runs at once", parse: parseWorkers},
 	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
 	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
+	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on: an adaptive concurrency limit sheds requests past it with 503 and Retry-After, browsing first, checkout last; off: every request is queued and served (for experiments)", parse: parseAdmission},
 	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
 	{env: "SHOP_ADMIN_TOKEN", usage: "enables PUT /v1/admin/items/{id}", parse: parseAdminToken},
 }
@@ -269,6 +270,18 @@ func parseSessionRate(c *config, v string) error {
 		r = -1 // httpapi: no limit
 	}
 	c.SessionLimit.Rate = r
+	return nil
+}
+
+func parseAdmission(c *config, v string) error {
+	switch v {
+	case "on":
+		c.Admission.On = true
+	case "off":
+		c.Admission.On = false
+	default:
+		return fmt.Errorf("--admission must be on or off, got %q", v)
+	}
 	return nil
 }
 

@@ -65,6 +65,7 @@ type Config struct {
 	ReplicaName    string
 	AdminToken     string
 	SessionLimit   httpapi.SessionLimit
+	Admission      httpapi.AdmissionConfig
 	TrustedProxies []netip.Prefix
 	// DrainDelay is how long a stopping process keeps serving with /readyz
 	// failing before its listener closes; ShutdownTimeout how long it then
@@ -302,6 +303,7 @@ func (a *App) buildHandler(context.Context) error {
 		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken,
 		OpsOnly: a.cfg.Role == RoleWorker, Draining: a.draining.Load,
 		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,
+		Admission: a.cfg.Admission,
 	}
 	if a.shared != nil {
 		hcfg.SharedMenus = a.shared

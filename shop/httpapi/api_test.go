@@ -56,8 +56,11 @@ type options struct {
 	queryHook sqlite.QueryHook
 	// logs receives the handler's JSON log; nil discards it.
 	logs io.Writer
-	// orders, if set, wraps the orders the handler gets.
+	// orders and carts, if set, wrap the orders and carts the handler gets.
 	orders func(shop.Ordering) shop.Ordering
+	carts  func(shop.CartService) shop.CartService
+	// admission is the handler's admission control (off by default).
+	admission httpapi.AdmissionConfig
 	// registry, if set, receives the metrics (else a private one).
 	registry *prometheus.Registry
 	// sessionLimit and trustedProxies configure the session rate limit.
@@ -134,15 +137,20 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	if o.orders != nil {
 		orders = o.orders(orders)
 	}
+	var carts shop.CartService = store
+	if o.carts != nil {
+		carts = o.carts(carts)
+	}
 	var logger *slog.Logger
 	if o.logs != nil {
 		logger = slog.New(httpapi.RequestIDHandler{Handler: slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 	}
 	hcfg := httpapi.Config{
-		Catalog: cached, Sessions: cached, Carts: store, Ordering: orders, Health: store,
+		Catalog: cached, Sessions: cached, Carts: carts, Ordering: orders, Health: store,
 		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
 		OrderHistory: store, EventFeed: o.feed, Stream: o.stream,
 		SessionLimit: o.sessionLimit, TrustedProxies: o.trustedProxies,
+		Admission: o.admission,
 	}
 	h := httpapi.NewHandler(hcfg)
 	if err := b.Queue.Start(ctx); err != nil {
@@ -668,8 +676,8 @@ func TestOperations(t *testing.T) {
 	a.do(req{method: "GET", path: "/metrics"}).problem(t, 404)
 	m := response{status: 200, body: []byte(a.metrics())}
 	for _, want := range []string{
-		`shop_http_requests_total{code="2xx",route="GET /v1/menu"} 1`,
-		`shop_http_requests_total{code="4xx",route="GET /v1/items/{id}"} 1`,
+		`shop_http_requests_total{code="200",route="GET /v1/menu"} 1`,
+		`shop_http_requests_total{code="404",route="GET /v1/items/{id}"} 1`,
 		`shop_http_request_duration_seconds_bucket{code="2xx",route="GET /v1/menu",le=`,
 		`shop_http_requests_in_flight{route="GET /v1/menu"} 0`,
 		`shop_store_call_duration_seconds_count{op="menu",outcome="ok"} 1`,

@@ -41,6 +41,12 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var oos *shop.OutOfStockError
 	var changed *shop.PriceChangedError
 	switch {
+	case errors.Is(err, errShed):
+		// admit set Retry-After. Nothing was done: even a checkout
+		// without an Idempotency-Key may be sent again.
+		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service is overloaded and refused this request before doing any of it; retry after the time in Retry-After"
+		writeProblem(w, r, p)
+		return
 	case errors.Is(err, errUnsupportedMediaType):
 		p.Status, p.Detail = http.StatusUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
 	case errors.Is(err, errBodyTooLarge):

@@ -38,8 +38,12 @@ type Config struct {
 	Registry *prometheus.Registry
 	// AdminToken guards /v1/admin; empty disables the admin API.
 	AdminToken string
-	// RequestTimeout bounds the work of one request.
+	// RequestTimeout, when set, replaces every route's own timeout
+	// (routePlan) and bounds an event stream's preamble; by default it is
+	// 10 s for the preamble and the routes keep their own.
 	RequestTimeout time.Duration
+	// Admission is the replica's admission control (off when zero).
+	Admission AdmissionConfig
 	// OpsOnly serves only the operational routes (health, readiness,
 	// metrics): for a process that runs the background worker alone.
 	OpsOnly bool
@@ -75,9 +79,13 @@ type server struct {
 	reg        *prometheus.Registry
 	metrics    *httpMetrics
 	adminToken string
-	timeout    time.Duration
-	draining   func() bool
-	history    OrderHistory
+	// timeout bounds an event stream's preamble; timeoutOverride, when
+	// set, replaces every route's timeout (Config.RequestTimeout).
+	timeout, timeoutOverride time.Duration
+	menuTimeout              time.Duration
+	admission                *admission
+	draining                 func() bool
+	history                  OrderHistory
 	// sharedMenus is the replicas' menu cache (nil: none).
 	sharedMenus SharedMenus
 	feed        EventFeed
@@ -136,14 +144,17 @@ func newServer(cfg Config) *server {
 	if s.reg == nil {
 		s.reg = NewRegistry()
 	}
+	s.timeoutOverride = s.timeout
 	if s.timeout <= 0 {
-		s.timeout = 10 * time.Second
+		s.timeout = specOf("GET /v1/orders/{id}/events").timeout
 	}
+	s.menuTimeout = s.timeoutOf(specOf("GET /v1/menu"))
 	s.stream.defaults()
 	if s.draining == nil {
 		s.draining = func() bool { return false }
 	}
 	s.metrics = newHTTPMetrics(s.reg)
+	s.admission = newAdmission(cfg.Admission, s.reg)
 	s.clientAddr = clientAddr{trusted: cfg.TrustedProxies}
 	if l := cfg.SessionLimit; l.Rate >= 0 {
 		if l.Rate == 0 {
@@ -169,14 +180,28 @@ func (s *server) handleRaw(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
 
-// handle registers fn under pattern with metrics, logging, a timeout and the
-// error adapter.
-func (s *server) handle(pattern string, fn handlerFunc) { s.handleFor(pattern, s.timeout, fn) }
+// timeoutOf is a route's deadline: its own (routePlan), unless
+// Config.RequestTimeout replaces them all.
+func (s *server) timeoutOf(sp routeSpec) time.Duration {
+	if s.timeoutOverride > 0 {
+		return s.timeoutOverride
+	}
+	return sp.timeout
+}
 
-// handleFor is handle with the route's own time limit: a stream's is its
-// whole life, not one answer's; 0 sets none, for a route that bounds its
-// own waits (the menu).
-func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc) {
+// handle registers fn under pattern with metrics, logging, the route's
+// deadline (routePlan), admission control and the error adapter.
+func (s *server) handle(pattern string, fn handlerFunc) {
+	sp := specOf(pattern)
+	timeout := s.timeoutOf(sp)
+	switch {
+	case sp.selfBounded:
+		timeout = 0
+	case sp.stream:
+		// The stream's whole life, then the time to say goodbye.
+		timeout += s.stream.MaxDuration
+	}
+	fn = s.admission.admit(sp, fn)
 	route := s.metrics.route(pattern)
 	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := r.Context() // cancelled when the client goes away
@@ -188,6 +213,7 @@ func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		done := route.begin()
 		start := time.Now()
+		var shed bool
 		// Metrics and the request log are written whatever happens,
 		// a panic included, so the in-flight gauge cannot leak.
 		defer func() {
@@ -208,7 +234,13 @@ func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc
 			}
 			d := time.Since(start)
 			done(status, d)
-			s.log.Log(r.Context(), logLevel(status, d), "request",
+			level := logLevel(status, d)
+			if shed {
+				// Counted by class in shop_admission_refused_total; a
+				// line per refusal would spend the CPU shedding saves.
+				level = slog.LevelDebug
+			}
+			s.log.Log(r.Context(), level, "request",
 				"method", r.Method, "route", pattern, "path", r.URL.Path,
 				"status", status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
 			if v == http.ErrAbortHandler {
@@ -216,6 +248,7 @@ func (s *server) handleFor(pattern string, timeout time.Duration, fn handlerFunc
 			}
 		}()
 		if err := fn(rec, r); err != nil {
+			shed = errors.Is(err, errShed)
 			s.writeError(rec, r, err)
 		}
 	}))

@@ -125,9 +125,9 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 		}
 		return m, nil
 	})
-	// The route has no request-wide deadline (see routes.go): the wait
-	// for a build is bounded here, by the request timeout.
-	wait, cancel := context.WithTimeout(ctx, s.timeout)
+	// The route has no request-wide deadline (see routePlan): the wait
+	// for a build is bounded here, by the route's timeout.
+	wait, cancel := context.WithTimeout(ctx, s.menuTimeout)
 	defer cancel()
 	select {
 	case res := <-ch:

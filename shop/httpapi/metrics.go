@@ -35,11 +35,11 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shop_http_requests_total",
-			Help: "HTTP requests answered, by route pattern and status class.",
+			Help: "HTTP requests answered, by route pattern and status code; route net/http counts the requests net/http refused itself before any handler (malformed, headers too large, unsupported transfer coding or HTTP version).",
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shop_http_request_duration_seconds",
-			Help:    "Time to answer an HTTP request, by route pattern and status class.",
+			Help:    "Time to answer an HTTP request, by route pattern and status class (2xx...5xx).",
 			Buckets: latencyBuckets,
 		}, []string{"route", "code"}),
 		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -56,25 +56,28 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 }
 
 // routeMetrics are one route's series, resolved once at registration so
-// the request path does no label lookups.
+// the request path does no label lookups for the statuses it commonly
+// sends; any other status is looked up when it first occurs.
 type routeMetrics struct {
 	m         *httpMetrics
 	route     string
 	flight    prometheus.Gauge
 	abandoned prometheus.Counter
-	byClass   [6]struct {
-		count prometheus.Counter
-		dur   prometheus.Observer
-	}
+	byCode    map[int]prometheus.Counter // read-only after route()
+	byClass   [6]prometheus.Observer
 }
+
+// commonStatuses are the statuses resolved ahead for every route.
+var commonStatuses = []int{200, 201, 204, 304, 400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 503}
 
 func (m *httpMetrics) route(pattern string) *routeMetrics {
 	rm := &routeMetrics{m: m, route: pattern, flight: m.inFlight.WithLabelValues(pattern),
-		abandoned: m.abandoned.WithLabelValues(pattern)}
+		abandoned: m.abandoned.WithLabelValues(pattern), byCode: map[int]prometheus.Counter{}}
+	for _, code := range commonStatuses {
+		rm.byCode[code] = m.requests.WithLabelValues(pattern, strconv.Itoa(code))
+	}
 	for c := 1; c <= 5; c++ {
-		class := strconv.Itoa(c) + "xx"
-		rm.byClass[c].count = m.requests.WithLabelValues(pattern, class)
-		rm.byClass[c].dur = m.duration.WithLabelValues(pattern, class)
+		rm.byClass[c] = m.duration.WithLabelValues(pattern, strconv.Itoa(c)+"xx")
 	}
 	return rm
 }
@@ -88,15 +91,19 @@ func (rm *routeMetrics) begin() func(status int, d time.Duration) {
 			rm.abandoned.Inc()
 			return
 		}
+		if c, ok := rm.byCode[status]; ok {
+			c.Inc()
+		} else {
+			rm.m.requests.WithLabelValues(rm.route, strconv.Itoa(status)).Inc()
+		}
 		c := status / 100
 		if c < 1 || c > 5 {
 			c = 5
 		}
-		rm.byClass[c].count.Inc()
-		rm.byClass[c].dur.Observe(d.Seconds())
+		rm.byClass[c].Observe(d.Seconds())
 	}
 }
 
 func (m *httpMetrics) unmatched(status int) {
-	m.requests.WithLabelValues("unmatched", strconv.Itoa(status/100)+"xx").Inc()
+	m.requests.WithLabelValues("unmatched", strconv.Itoa(status)).Inc()
 }

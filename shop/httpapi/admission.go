@@ -1,0 +1,219 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
+	"github.com/failsafe-go/failsafe-go/priority"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// AdmissionConfig is the replica's admission control: an adaptive limit on
+// the requests it works on at once, computed from their measured latency
+// (failsafe-go's adaptive limiter: the limit grows while latency stays at
+// its baseline and shrinks when latency rises with concurrency, as in
+// Netflix's concurrency-limits). Past the limit, requests wait in a short
+// queue; as the queue grows, they are refused by priority (routePlan's
+// shed class: browsing first, the cart next, checkout and orders last,
+// health and readiness never), with 503 and Retry-After, before any work.
+// The zero value admits everything (no limit); cmd/shop turns it on
+// (--admission).
+type AdmissionConfig struct {
+	On bool
+	// MinLimit, MaxLimit and InitialLimit bound the adaptive limit
+	// (defaults: 4 per CPU, 512, 16 per CPU). Equal values fix it.
+	MinLimit, MaxLimit, InitialLimit uint
+	// ShedFrom and ShedAll are queue lengths, as multiples of the limit:
+	// past ShedFrom, requests are refused by priority, more of them the
+	// longer the queue; at ShedAll, all (defaults 1 and 3).
+	ShedFrom, ShedAll float64
+	// Recalibrate is how often, while the limit is reached, the priority
+	// below which requests are refused is recomputed from the queue
+	// (default 50 ms); negative: on every request (tests).
+	Recalibrate time.Duration
+	// MaxWait, when set, replaces the routes' objectives as the longest a
+	// request waits for a slot.
+	MaxWait time.Duration
+}
+
+// errShed refuses a request before any work: the replica is over its
+// limit, or the request waited for a slot as long as its route allows.
+var errShed = errors.New("overloaded: refused before any work")
+
+// admission is the middleware that admits requests under the limit.
+type admission struct {
+	limiter     adaptivelimiter.PriorityLimiter[any]
+	prioritizer priority.Prioritizer
+	every       time.Duration
+	maxWait     time.Duration
+	lastCalib   atomic.Int64 // unix nanoseconds
+	refused     [numShedClasses][2]prometheus.Counter
+	admitted    [numShedClasses]prometheus.Counter
+}
+
+// Why a request was refused, the label of shop_admission_refused_total.
+const (
+	refusedAtOnce = iota // over the limit, the queue too long for its priority
+	refusedWaited        // it waited in the queue as long as its route allows
+)
+
+func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
+	if !cfg.On {
+		return nil
+	}
+	cpus := uint(runtime.GOMAXPROCS(0))
+	if cfg.MinLimit == 0 {
+		cfg.MinLimit = 4 * cpus
+	}
+	if cfg.MaxLimit == 0 {
+		cfg.MaxLimit = max(512, cfg.MinLimit)
+	}
+	if cfg.InitialLimit == 0 {
+		cfg.InitialLimit = min(max(16*cpus, cfg.MinLimit), cfg.MaxLimit)
+	}
+	if cfg.ShedFrom <= 0 {
+		cfg.ShedFrom = 1
+	}
+	if cfg.ShedAll <= cfg.ShedFrom {
+		cfg.ShedAll = max(3, cfg.ShedFrom+1)
+	}
+	if cfg.Recalibrate == 0 {
+		cfg.Recalibrate = 50 * time.Millisecond
+	}
+	p := adaptivelimiter.NewPrioritizer()
+	a := &admission{
+		prioritizer: p,
+		every:       cfg.Recalibrate,
+		maxWait:     cfg.MaxWait,
+		limiter: adaptivelimiter.NewBuilder[any]().
+			WithLimits(cfg.MinLimit, cfg.MaxLimit, cfg.InitialLimit).
+			WithQueueing(cfg.ShedFrom, cfg.ShedAll).
+			BuildPrioritized(p),
+	}
+	a.register(reg)
+	return a
+}
+
+func (a *admission) register(reg prometheus.Registerer) {
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shop_admission_refused_total",
+		Help: "Requests refused by admission control before any work (503), by shed class (browsing, cart, checkout) and reason: limit (refused at once) or waited (waited for a slot as long as the route's objective or deadline allows).",
+	}, []string{"class", "reason"})
+	admitted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shop_admission_admitted_total",
+		Help: "Requests admitted by admission control, by shed class.",
+	}, []string{"class"})
+	reg.MustRegister(refused, admitted,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_limit",
+			Help: "The adaptive concurrency limit: requests this replica works on at once.",
+		}, func() float64 { return float64(a.limiter.Limit()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_in_flight",
+			Help: "Requests holding an admission permit.",
+		}, func() float64 { return float64(a.limiter.Inflight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_queued",
+			Help: "Requests waiting for an admission permit.",
+		}, func() float64 { return float64(a.limiter.Queued()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_shed_below_level",
+			Help: "The priority level (0-499; browsing 100-199, cart 200-299, checkout 300-399) below which requests are refused; 0 when none are.",
+		}, func() float64 { return float64(a.prioritizer.RejectionThreshold()) }),
+	)
+	for c := shedFirst; c < numShedClasses; c++ {
+		a.refused[c][refusedAtOnce] = refused.WithLabelValues(c.String(), "limit")
+		a.refused[c][refusedWaited] = refused.WithLabelValues(c.String(), "waited")
+		a.admitted[c] = admitted.WithLabelValues(c.String())
+	}
+}
+
+// level maps a shed class onto failsafe's priorities; a random level within
+// the priority's band lets the limiter shed part of a class, not all of it
+// or none.
+func (c shedClass) level() int {
+	switch c {
+	case shedFirst:
+		return priority.Low.RandomLevel()
+	case shedNext:
+		return priority.Medium.RandomLevel()
+	}
+	return priority.High.RandomLevel()
+}
+
+// admit wraps a route's handler: the request waits for a permit at most
+// its route's objective (a later answer would miss it anyway) and never
+// past its deadline, and is refused at once when the queue is too long for
+// its class. A stream needs its permit only to open: holding one for its
+// whole life would take a slot from short requests, and its duration says
+// nothing about the replica's latency.
+func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
+	if a == nil || sp.shed == shedNever {
+		return next
+	}
+	return func(w http.ResponseWriter, r *http.Request) error {
+		a.calibrate()
+		ctx := r.Context()
+		wait := sp.objective
+		if a.maxWait > 0 {
+			wait = a.maxWait
+		}
+		if d, ok := ctx.Deadline(); ok {
+			wait = max(0, min(wait, time.Until(d)))
+		}
+		level := sp.shed.level()
+		if !a.limiter.CanAcquirePermitWithLevel(level) {
+			return a.refuse(sp.shed, refusedAtOnce, w)
+		}
+		permit, err := a.limiter.AcquirePermitWithMaxWait(priority.ContextWithLevel(ctx, level), wait)
+		if err != nil {
+			return a.refuse(sp.shed, refusedWaited, w)
+		}
+		if ctx.Err() != nil {
+			// The deadline passed (or the client left) while it waited.
+			permit.Drop()
+			return a.refuse(sp.shed, refusedWaited, w)
+		}
+		a.admitted[sp.shed].Inc()
+		if sp.stream {
+			permit.Drop()
+			return next(w, r)
+		}
+		err = next(w, r)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			permit.Drop() // the client left: its duration measures nothing
+		} else {
+			permit.Record()
+		}
+		return err
+	}
+}
+
+func (a *admission) refuse(c shedClass, why int, w http.ResponseWriter) error {
+	a.refused[c][why].Inc()
+	w.Header().Set("Retry-After", "1")
+	return errShed
+}
+
+// calibrate recomputes, at most every a.every while the limit is reached,
+// the priority level below which requests are refused. It runs on the
+// request path instead of a ticker, so an idle replica does nothing and
+// the handler needs no goroutine of its own to stop.
+func (a *admission) calibrate() {
+	if a.limiter.Inflight() < a.limiter.Limit() {
+		return // below the limit, every request is admitted
+	}
+	now := time.Now().UnixNano()
+	last := a.lastCalib.Load()
+	if a.every > 0 && now-last < int64(a.every) {
+		return
+	}
+	if a.lastCalib.CompareAndSwap(last, now) {
+		a.prioritizer.Calibrate()
+	}
+}
