@@ -17,7 +17,10 @@
 #      server-side processes, with the CPU of each kind of process and a
 #      CPU profile of one API replica;
 #   8. checkout on PostgreSQL as a ratio to pgbench running the same SQL
-#      (scripts/bench-pgcheckout.sh, scripts/pgbench-checkout.sql).
+#      (scripts/bench-pgcheckout.sh, scripts/pgbench-checkout.sql);
+#   9. every statement of the journey on PostgreSQL, per journey request,
+#      with the plans of the costliest (scripts/bench-statements.sh, into
+#      docs/postgres.md).
 # The service runs on the embedded default (SQLite), as `go run ./cmd/shop`
 # would, logging at its default level to a file. With two or more cores the
 # servers are pinned to core 0 and the generators to core 1, so a figure per
@@ -32,7 +35,8 @@
 # one (15), SINGLE_DUR seconds per one-user run (5), CHECKOUTS one-user
 # checkouts (300), BIG items for the memory run (1000000; 0 skips it),
 # PAGING=0 skips the paging benchmark, CLUSTER=0 the PostgreSQL cluster
-# (scripts/cluster.sh, REPLICAS API replicas, 2) and the pgbench comparison,
+# (scripts/cluster.sh, REPLICAS API replicas, 2), the pgbench comparison
+# and the statements (STATEMENTS=0 skips only these),
 # OUT the document (docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +51,7 @@ SINGLE_DUR=${SINGLE_DUR:-5}
 CHECKOUTS=${CHECKOUTS:-300}
 BIG=${BIG:-1000000}
 PAGING=${PAGING:-1}
+STATEMENTS=${STATEMENTS:-1}
 CLUSTER=${CLUSTER:-1}
 REPLICAS=${REPLICAS:-2}
 OUT=${OUT:-docs/performance.md}
@@ -379,6 +384,16 @@ if [ "$CLUSTER" = 1 ]; then
   fi
 fi
 export PGBENCH_NOTE
+
+# ---- 9. every statement of the journey on PostgreSQL ----
+# scripts/bench-statements.sh: a PostgreSQL server of its own with
+# pg_stat_statements and auto_explain; writes docs/postgres.md's measured
+# section (statements per journey request, plans of the costliest).
+if [ "$CLUSTER" = 1 ] && [ "$STATEMENTS" = 1 ]; then
+  say "every statement of the journey (scripts/bench-statements.sh)"
+  DUR="$DUR" USERS="$USERS" scripts/bench-statements.sh >"$work/statements.log" 2>&1 \
+    || say "the statements phase failed: $(tail -1 "$work/statements.log")"
+fi
 
 # ---- the document ----
 commit=$(git rev-parse --short HEAD)

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+const (
+	beginMark = "<!-- statements -->"
+	endMark   = "<!-- /statements -->"
+)
+
+// report renders the runs (the last one in detail) into doc between the
+// statements markers, appending the section when the markers are missing.
+func report(files []string, logDir, doc, header string, top int, out io.Writer) error {
+	if len(files) == 0 {
+		return fmt.Errorf("report wants one or more run files")
+	}
+	runs := make([]Run, len(files))
+	for i, f := range files {
+		if err := readJSON(f, &runs[i]); err != nil {
+			return err
+		}
+	}
+	plans := map[int64]string{}
+	if logDir != "" {
+		var err error
+		if plans, err = readPlans(logDir); err != nil {
+			return err
+		}
+	}
+	var b strings.Builder
+	render(&b, runs, plans, header, top)
+	old, err := os.ReadFile(doc)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	text := string(old)
+	i, j := strings.Index(text, beginMark), strings.Index(text, endMark)
+	section := beginMark + "\n" + b.String() + endMark
+	if i >= 0 && j > i {
+		text = text[:i] + section + text[j+len(endMark):]
+	} else {
+		text = strings.TrimRight(text, "\n") + "\n\n" + section + "\n"
+	}
+	if err := os.WriteFile(doc, []byte(text), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s (%d runs, %d plans found)\n", doc, len(runs), len(plans))
+	return nil
+}
+
+func render(b *strings.Builder, runs []Run, plans map[int64]string, header string, top int) {
+	w := func(f string, a ...any) { fmt.Fprintf(b, f+"\n", a...) }
+	w("## Every statement of the journey")
+	w("")
+	w("Written by `scripts/bench-statements.sh` (rerun it to measure again).")
+	w("")
+	if header != "" {
+		w("%s", header)
+		w("")
+	}
+	w("Per journey request (a request of loadlab's built-in `shop` scenario). Rows read are `pg_stat_database`'s `tup_returned + tup_fetched` (rows a sequential scan read, index entries and the heap rows they led to), commits its `xact_commit` (every transaction, a single statement outside one included), PostgreSQL CPU that of the server's processes over the run:")
+	w("")
+	w("| run | requests | req/s | p99 | rows read | commits | rows written | buffers | PostgreSQL CPU | errors |")
+	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range runs {
+		n := float64(r.Requests)
+		w("| %s | %d | %.0f | %.1f ms | %.1f | %.2f | %.2f | %.1f | %.0f µs | %d |", r.Label, r.Requests, r.RPS, r.P99MS,
+			float64(r.Delta.Returned+r.Delta.Fetched)/n, float64(r.Delta.Commits)/n, float64(r.Delta.Written)/n,
+			float64(r.Delta.Blocks)/n, r.CPUSeconds/n*1e6, r.Errors)
+	}
+	w("")
+	r := runs[len(runs)-1]
+	n := float64(r.Requests)
+	var total float64
+	for _, s := range r.Statements {
+		total += s.TotalMS
+	}
+	w("### Each statement, run %q", r.Label)
+	w("")
+	w("`pg_stat_statements` over the run, most total execution time first; calls and rows per journey request, mean execution time per call:")
+	w("")
+	w("| # | statement | calls | rows | rows per call | mean | share of time |")
+	w("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+	for i, s := range r.Statements {
+		perCall := 0.0
+		if s.Calls > 0 {
+			perCall = float64(s.Rows) / float64(s.Calls)
+		}
+		share := 0.0
+		if total > 0 {
+			share = s.TotalMS / total * 100
+		}
+		w("| %d | `%s` | %.3f | %.3f | %.2f | %.3f ms | %.1f %% |", i+1, short(s.Query, 150), float64(s.Calls)/n, float64(s.Rows)/n, perCall, s.MeanMS, share)
+	}
+	w("")
+	w("### Plans of the %d most expensive", top)
+	w("")
+	w("As `auto_explain` logged them (`log_analyze`, `log_buffers`) for a sample of the run's executions:")
+	w("")
+	for i, s := range r.Statements {
+		if i == top {
+			break
+		}
+		w("%d. `%s`", i+1, short(s.Query, 400))
+		w("")
+		if p, ok := plans[s.QueryID]; ok {
+			w("```")
+			w("%s", strings.TrimRight(p, "\n"))
+			w("```")
+		} else {
+			w("   (no execution of it was sampled in this run)")
+		}
+		w("")
+	}
+}
+
+var spaces = regexp.MustCompile(`\s+`)
+
+// short puts a statement on one line, cut at n characters, and keeps it
+// from breaking a markdown table.
+func short(q string, n int) string {
+	q = strings.TrimSpace(spaces.ReplaceAllString(q, " "))
+	if len(q) > n {
+		q = q[:n] + "…"
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(q, "|", `\|`), "`", "'")
+}
+
+// readPlans collects, per query id (jsonlog's query_id, which
+// compute_query_id makes pg_stat_statements' queryid), the last plan
+// auto_explain logged in the server's jsonlog files.
+func readPlans(dir string) (map[int64]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	plans := map[int64]string{}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			var e struct {
+				Message string `json:"message"`
+				QueryID int64  `json:"query_id"`
+			}
+			if json.Unmarshal(sc.Bytes(), &e) != nil || e.QueryID == 0 {
+				continue
+			}
+			if _, plan, ok := strings.Cut(e.Message, "plan:\n"); ok {
+				plans[e.QueryID] = withoutQueryText(plan)
+			}
+		}
+		fh.Close()
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	return plans, nil
+}
+
+// withoutQueryText drops auto_explain's "Query Text:" lines before the
+// plan's first node (the statement is printed above the plan already).
+func withoutQueryText(plan string) string {
+	lines := strings.Split(plan, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "(cost=") {
+			return strings.Join(lines[i:], "\n")
+		}
+	}
+	return plan
+}
