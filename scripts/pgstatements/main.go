@@ -93,11 +93,41 @@ type Run struct {
 	CPUSeconds float64     `json:"pg_cpu_seconds"`
 	Delta      Counters    `json:"delta"`
 	Statements []Statement `json:"statements"`
+	// Tables are each table's reads over the run.
+	Tables map[string]Table `json:"tables"`
 }
 
 type startState struct {
-	Counters Counters  `json:"counters"`
-	At       time.Time `json:"at"`
+	Counters Counters         `json:"counters"`
+	Tables   map[string]Table `json:"tables"`
+	At       time.Time        `json:"at"`
+}
+
+// Table is pg_stat_user_tables' reads of one table.
+type Table struct {
+	SeqScans   int64 `json:"seq_scans"`
+	SeqRows    int64 `json:"seq_rows"`
+	IndexScans int64 `json:"index_scans"`
+	IndexRows  int64 `json:"index_rows"`
+}
+
+func tables(ctx context.Context, conn *pgx.Conn) (map[string]Table, error) {
+	rows, err := conn.Query(ctx, `SELECT relname, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0),
+		coalesce(idx_scan, 0), coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]Table{}
+	for rows.Next() {
+		var name string
+		var t Table
+		if err := rows.Scan(&name, &t.SeqScans, &t.SeqRows, &t.IndexScans, &t.IndexRows); err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, rows.Err()
 }
 
 const countersSQL = `SELECT xact_commit, xact_rollback, tup_returned, tup_fetched,
@@ -140,7 +170,11 @@ func begin(ctx context.Context, url, state string) error {
 	if err != nil {
 		return fmt.Errorf("read pg_stat_database: %w", err)
 	}
-	return writeJSON(state, startState{Counters: c, At: time.Now()})
+	t, err := tables(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("read pg_stat_user_tables: %w", err)
+	}
+	return writeJSON(state, startState{Counters: c, Tables: t, At: time.Now()})
 }
 
 // end reads the counters and statements again and writes the run.
@@ -178,6 +212,18 @@ func end(ctx context.Context, url, state, loadJSON string, cpu float64, label, o
 			Returned: c.Returned - st.Counters.Returned, Fetched: c.Fetched - st.Counters.Fetched,
 			Written: c.Written - st.Counters.Written, Blocks: c.Blocks - st.Counters.Blocks,
 		}}
+	t, err := tables(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("read pg_stat_user_tables: %w", err)
+	}
+	r.Tables = map[string]Table{}
+	for name, after := range t {
+		b := st.Tables[name]
+		d := Table{after.SeqScans - b.SeqScans, after.SeqRows - b.SeqRows, after.IndexScans - b.IndexScans, after.IndexRows - b.IndexRows}
+		if d != (Table{}) {
+			r.Tables[name] = d
+		}
+	}
 	for _, n := range load.Errors {
 		r.Errors += n
 	}

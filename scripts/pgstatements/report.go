@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -83,6 +84,25 @@ func render(b *strings.Builder, runs []Run, plans map[int64]string, header strin
 	for _, s := range r.Statements {
 		total += s.TotalMS
 	}
+	w("### What each table gave, run %q", r.Label)
+	w("")
+	w("`pg_stat_user_tables` over the run, per journey request: sequential scans and the rows they read, index scans and the rows they fetched:")
+	w("")
+	w("| table | sequential scans | rows read by them | index scans | rows fetched by them |")
+	w("| --- | ---: | ---: | ---: | ---: |")
+	names := make([]string, 0, len(r.Tables))
+	for name := range r.Tables {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := r.Tables[names[i]], r.Tables[names[j]]
+		return a.SeqRows+a.IndexRows > b.SeqRows+b.IndexRows
+	})
+	for _, name := range names {
+		t := r.Tables[name]
+		w("| %s | %.3f | %.2f | %.3f | %.2f |", name, float64(t.SeqScans)/n, float64(t.SeqRows)/n, float64(t.IndexScans)/n, float64(t.IndexRows)/n)
+	}
+	w("")
 	w("### Each statement, run %q", r.Label)
 	w("")
 	w("`pg_stat_statements` over the run, most total execution time first; calls and rows per journey request, mean execution time per call:")

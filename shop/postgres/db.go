@@ -47,6 +47,10 @@ type Options struct {
 	// (tests use it to tell which server ran a query). It takes the place
 	// of QueryHook.
 	Tracer pgx.QueryTracer
+	// ConnConfig, if set, adjusts each pool's connection settings before
+	// it connects (the EXPLAIN tests load auto_explain and read its plans
+	// from notices).
+	ConnConfig func(*pgx.ConnConfig)
 }
 
 // hookTracer hands each statement to a QueryHook.
@@ -152,6 +156,9 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 	}
 	if o.Tracer != nil {
 		cfg.ConnConfig.Tracer = o.Tracer
+	}
+	if o.ConnConfig != nil {
+		o.ConnConfig(cfg.ConnConfig)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
