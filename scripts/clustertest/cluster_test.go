@@ -803,9 +803,21 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 		}
 	}
 
+	// The server's data directory: in the state directory, or (the state
+	// directory under a private one, as here) one of its own it records.
+	var made struct{ External []string }
+	if b, err := os.ReadFile(filepath.Join(c.state, "cluster.json")); err != nil || json.Unmarshal(b, &made) != nil {
+		t.Fatalf("cluster.json: %v", err)
+	}
+
 	out := c.mustScript("down")
 	if !strings.Contains(out, "stopped") {
 		t.Fatalf("down said %q", out)
+	}
+	for _, dir := range made.External {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the server's data directory %s after down: %v", dir, err)
+		}
 	}
 	for _, p := range procs {
 		if err := processGone(p.pid); err != nil {
