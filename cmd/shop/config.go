@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/perfscale/perfscale/shop/antipattern"
 	"github.com/perfscale/perfscale/shop/app"
 	"github.com/perfscale/perfscale/shop/httpapi"
 	"github.com/perfscale/perfscale/shop/jobs"
@@ -74,6 +75,8 @@ var settings = []setting{
 	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
 	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on: an adaptive concurrency limit sheds requests past it with 503 and Retry-After, browsing first, checkout last; off: every request is queued and served (for experiments)", parse: parseAdmission},
 	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
+	{flag: "antipattern", env: "SHOP_ANTIPATTERNS", usage: "anti-pattern switches to run with, comma-separated, none by default (docs/antipatterns.md): " + strings.Join(antipattern.Names(), ", "), parse: parseAntipatterns},
+	{flag: "hops", env: "SHOP_HOPS", def: strconv.Itoa(antipattern.DefaultHops), usage: "internal HTTP hops a checkout passes through with --antipattern extra-hops", parse: parseHops},
 	{env: "SHOP_ADMIN_TOKEN", usage: "enables PUT /v1/admin/items/{id}", parse: parseAdminToken},
 }
 
@@ -360,6 +363,18 @@ func parseNATS(c *config, v string) error {
 	}
 	c.NATSURL = v
 	return nil
+}
+
+func parseAntipatterns(c *config, v string) (err error) {
+	if c.Antipatterns, err = antipattern.Parse(v); err != nil {
+		return fmt.Errorf("--antipattern: %w", err)
+	}
+	return nil
+}
+
+func parseHops(c *config, v string) (err error) {
+	c.Hops, err = wholeNumber("hops", v, 1, 20, "a whole number from 1 to 20")
+	return err
 }
 
 func parseAdminToken(c *config, v string) error {

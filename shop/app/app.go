@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/antipattern"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/cache"
 	"github.com/perfscale/perfscale/shop/httpapi"
@@ -75,6 +76,11 @@ type Config struct {
 	// returns early on a second signal.
 	Drain  func(delay time.Duration, log *slog.Logger)
 	Logger *slog.Logger
+	// Antipatterns are the anti-pattern switches to run with (none by
+	// default; see shop/antipattern), Hops the extra-hops switch's number
+	// of hops (0: antipattern.DefaultHops).
+	Antipatterns antipattern.Set
+	Hops         int
 }
 
 // App is a built shop process.
@@ -88,12 +94,18 @@ type App struct {
 	// closers release what was built, in reverse order, at Close.
 	closers []func() error
 
-	backend  *backend.Backend
-	store    shop.Store
-	shared   *shopredis.Client
-	version  *cache.Version
-	cached   *cache.Cache
-	layer    *shopredis.Store // the Redis layer over the store (--redis)
+	backend *backend.Backend
+	store   shop.Store
+	shared  *shopredis.Client
+	version *cache.Version
+	cached  *cache.Cache
+	layer   *shopredis.Store // the Redis layer over the store (--redis)
+	// catalog and sessions are what the handler reads them through: the
+	// cache layers, or what an anti-pattern switch puts in their place.
+	catalog  shop.CatalogService
+	sessions shop.SessionService
+	memory   *antipattern.MemorySessions // local-sessions
+	hops     *antipattern.Hops           // extra-hops
 	carts    shop.CartService
 	ordering shop.Ordering
 	bus      *shopnats.Bus
@@ -112,6 +124,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a := &App{cfg: cfg, log: cfg.Logger, reg: httpapi.NewRegistry(), background: bg}
 	a.onClose(func() error { stop(); return nil })
+	if err := antipattern.Register(a.reg, cfg.Antipatterns); err != nil {
+		return nil, err
+	}
 	steps := []func(context.Context) error{
 		a.openStore,       // the store, timed; the catalog seeded
 		a.openSharedCache, // Redis: sessions, carts, menus (--redis)
@@ -127,6 +142,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
+	a.warnAntipatterns()
 	return a, nil
 }
 
@@ -149,6 +165,7 @@ func (a *App) works() bool { return a.cfg.Role != RoleAPI }
 // instrumentation, and seeds an empty catalog.
 func (a *App) openStore(ctx context.Context) error {
 	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, Postgres: a.cfg.Postgres, Wrap: instrument.NewMetrics(a.reg).Wrap}
+	a.badStore(&bc)
 	if a.cfg.DatabaseURL == "" {
 		path, err := a.sqliteFile()
 		if err != nil {
@@ -184,6 +201,10 @@ func (a *App) openSharedCache(ctx context.Context) error {
 	if a.cfg.RedisURL == "" || a.cfg.Role == RoleWorker {
 		return nil
 	}
+	if a.on(antipattern.NoCache) || a.on(antipattern.LocalCache) {
+		a.log.Warn("Redis is not used: the anti-pattern switches leave no layer shared by the replicas", "antipatterns", a.cfg.Antipatterns.String())
+		return nil
+	}
 	shared, err := shopredis.Open(ctx, shopredis.Config{URL: a.cfg.RedisURL, Prefix: a.cfg.RedisPrefix, Registerer: a.reg, Logger: a.log.With("component", "redis")})
 	if err != nil {
 		return err
@@ -199,6 +220,9 @@ func (a *App) openSharedCache(ctx context.Context) error {
 // store layer that prices carts under it, then the item and session cache
 // in front of both.
 func (a *App) openCache(ctx context.Context) error {
+	if done, err := a.cacheAntipatterns(); done || err != nil {
+		return err
+	}
 	var feed cache.Feed
 	if a.shared != nil {
 		feed = a.shared
@@ -218,6 +242,8 @@ func (a *App) openCache(ctx context.Context) error {
 		return err
 	}
 	a.version, a.cached = version, cached
+	a.catalog, a.sessions = cached, cached
+	a.localSessions()
 	return nil
 }
 
@@ -239,10 +265,14 @@ func (a *App) openQueue(ctx context.Context) error {
 	}
 	// The job backlog is read at each scrape of /metrics (admin listener).
 	a.reg.MustRegister(instrument.NewQueueCollector(a.backend.Queue.Backlog, time.Second))
-	a.ordering = a.cached.Ordering(a.backend.Desk)
+	a.ordering = a.backend.Desk
+	if a.cached != nil {
+		a.ordering = a.cached.Ordering(a.ordering)
+	}
 	if a.layer != nil {
 		a.ordering = a.layer.Ordering(a.ordering)
 	}
+	a.orderingAntipatterns()
 	return nil
 }
 
@@ -299,11 +329,12 @@ func (a *App) openEvents(ctx context.Context) error {
 // sessions, carts, ordering) and the timed store (health, order history).
 func (a *App) buildHandler(context.Context) error {
 	hcfg := httpapi.Config{
-		Catalog: a.cached, Sessions: a.cached, Carts: a.carts, Ordering: a.ordering, Health: a.store, OrderHistory: a.store,
+		Catalog: a.catalog, Sessions: a.sessions, Carts: a.carts, Ordering: a.ordering, Health: a.store, OrderHistory: a.store,
 		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken,
 		OpsOnly: a.cfg.Role == RoleWorker, Draining: a.draining.Load,
 		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,
 		Admission: a.cfg.Admission,
+		Antipatterns: a.cfg.Antipatterns.Names(), MenuPerRequest: a.on(antipattern.NoCache),
 	}
 	if a.shared != nil {
 		hcfg.SharedMenus = a.shared
@@ -311,7 +342,11 @@ func (a *App) buildHandler(context.Context) error {
 	if a.bus != nil {
 		hcfg.EventFeed = a.bus
 	}
-	a.api.Handler = httpapi.WithReplica(a.replica, httpapi.NewHandler(hcfg))
+	h, err := a.httpAntipatterns(httpapi.NewHandler(hcfg))
+	if err != nil {
+		return err
+	}
+	a.api.Handler = httpapi.WithReplica(a.replica, h)
 	if a.cfg.AdminAddr != "" {
 		a.admin = &httpapi.Server{Addr: a.cfg.AdminAddr, Handler: adminMux(a.reg)}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/postgres"
 	"github.com/perfscale/perfscale/shop/sqlite"
+	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
 // Config says which database to open and how to run its jobs.
@@ -35,6 +36,9 @@ type Config struct {
 	SQLiteOptions []sqlite.Option
 	// Jobs configures the queue; Jobs.Work makes this process run jobs.
 	Jobs jobs.Config
+	// BadQueries switches on the anti-patterns that change the store's
+	// SQL (shop --antipattern missing-index,n-plus-one).
+	BadQueries sqlstore.BadQueries
 	// Wrap, if set, wraps the store (timing, metrics) before the workers
 	// and the caller get it, so both use the wrapped store.
 	Wrap func(shop.Store) shop.Store
@@ -102,7 +106,7 @@ func OpenStore(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	raw := sqlite.NewStore(db, cfg.Now)
-	b := &Backend{Store: wrap(cfg.Wrap, raw), Where: db.Path(), SQLite: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
+	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), Where: db.Path(), SQLite: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
 		return jobs.New[*sql.Tx](ctx, riversqlite.New(db.WriteDB()), store, jc)
 	}
@@ -119,7 +123,7 @@ func openPostgres(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	raw := postgres.NewStore(db, cfg.Now)
-	b := &Backend{Store: wrap(cfg.Wrap, raw), Where: "postgres " + db.Where(), Postgres: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
+	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), Where: "postgres " + db.Where(), Postgres: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
 		jc.NoMigrate = true
 		if jc.PollInterval == 0 {

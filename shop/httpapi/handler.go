@@ -67,6 +67,12 @@ type Config struct {
 	// SharedMenus, if set, is the second menu cache layer, shared by the
 	// replicas (Redis), between this process's memory and the database.
 	SharedMenus SharedMenus
+	// Antipatterns are the anti-pattern switches the process runs with
+	// (shop --antipattern), shown by /healthz.
+	Antipatterns []string
+	// MenuPerRequest builds the menu document for every request, with no
+	// copy kept between requests: the no-cache anti-pattern.
+	MenuPerRequest bool
 }
 
 type server struct {
@@ -97,6 +103,8 @@ type server struct {
 	sessionLimiter *clientLimiter
 	clientAddr     clientAddr
 	patterns       []string // every registered route, for the OpenAPI test
+	antipatterns   []string
+	menuPerRequest bool
 }
 
 // NewHandler returns the service's HTTP handler.
@@ -138,6 +146,7 @@ func newServer(cfg Config) *server {
 		stream:      cfg.Stream,
 		mux:         http.NewServeMux(),
 	}
+	s.antipatterns, s.menuPerRequest = cfg.Antipatterns, cfg.MenuPerRequest
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -22,8 +22,13 @@ func (s *server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// handleHealthz answers that the process is up, and names the
+// anti-pattern switches it runs with, if any.
 func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
-	return encode(w, http.StatusOK, map[string]string{"status": "ok"})
+	return encode(w, http.StatusOK, struct {
+		Status       string   `json:"status"`
+		Antipatterns []string `json:"antipatterns,omitempty"`
+	}{"ok", s.antipatterns})
 }
 
 func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {

@@ -68,11 +68,18 @@ func menuETag(version int64, c coding) string {
 }
 
 func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
-	m, err := s.currentMenu(r.Context())
+	c := negotiate(r.Header.Get("Accept-Encoding"))
+	var m *encodedMenu
+	var err error
+	if s.menuPerRequest {
+		m, err = s.menuForOneRequest(r.Context(), c)
+	} else {
+		m, err = s.currentMenu(r.Context())
+	}
 	if err != nil {
 		return err
 	}
-	v := &m.variants[negotiate(r.Header.Get("Accept-Encoding"))]
+	v := &m.variants[c]
 	h := w.Header()
 	if etagMatches(r.Header.Get("If-None-Match"), v.etag) {
 		setHeaders(h, v.notModified)
@@ -138,6 +145,43 @@ func (s *server) currentMenu(ctx context.Context) (*encodedMenu, error) {
 	case <-wait.Done():
 		return nil, shop.Errorf(shop.EUNAVAILABLE, "the menu is being built; try again shortly")
 	}
+}
+
+// menuForOneRequest is the no-cache anti-pattern's menu (shop
+// --antipattern no-cache): read from the catalog and encoded in the one
+// coding the request takes, at the default level as a compressing
+// middleware would, within the request's time limit, and kept for no
+// other request.
+func (s *server) menuForOneRequest(ctx context.Context, c coding) (*encodedMenu, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	menu, err := s.catalog.Menu(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body, err := jsonBody(menu)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	switch c {
+	case codingBrotli:
+		bw := brotli.NewWriterLevel(&buf, brotli.DefaultCompression)
+		bw.Write(body) //nolint:errcheck // a bytes.Buffer does not fail
+		err = bw.Close()
+		body = buf.Bytes()
+	case codingGzip:
+		gw := gzip.NewWriter(&buf)
+		gw.Write(body) //nolint:errcheck
+		err = gw.Close()
+		body = buf.Bytes()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compress the menu: %w", err)
+	}
+	m := &encodedMenu{version: menu.Version}
+	m.variants[c] = newMenuVariant(menu.Version, c, body)
+	return m, nil
 }
 
 // menuBuildTimeout bounds one build of the menu document.

@@ -43,6 +43,10 @@ type Options struct {
 	// QueryHook, if set, sees every statement run on the pools (River's
 	// included) with its arguments, before it runs: tests EXPLAIN them.
 	QueryHook func(sql string, args []any)
+	// NoPool closes each connection when it is given back, so every
+	// statement or transaction opens a new one: the no-pool anti-pattern
+	// (shop --antipattern no-pool).
+	NoPool bool
 	// Tracer, if set, sees every query on every pool with its connection
 	// (tests use it to tell which server ran a query). It takes the place
 	// of QueryHook.
@@ -151,6 +155,9 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 	cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
 	cfg.ConnConfig.RuntimeParams["application_name"] = "shop"
+	if o.NoPool {
+		cfg.AfterRelease = func(*pgx.Conn) bool { return false }
+	}
 	if o.QueryHook != nil {
 		cfg.ConnConfig.Tracer = hookTracer{o.QueryHook}
 	}

@@ -53,6 +53,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
+	if o.noPool {
+		write.SetMaxIdleConns(0)
+		read.SetMaxIdleConns(0)
+	}
 	db := &DB{path: path, write: write, read: read}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
@@ -117,6 +121,9 @@ func (db *DB) WriteDB() *sql.DB { return db.write }
 
 // Path is the database file.
 func (db *DB) Path() string { return db.path }
+
+// Stats are both pools' statistics: connections opened and closed.
+func (db *DB) Stats() (write, read sql.DBStats) { return db.write.Stats(), db.read.Stats() }
 
 // Close closes both pools.
 func (db *DB) Close() error {

@@ -17,6 +17,7 @@ type Option func(*options)
 type options struct {
 	hook    QueryHook
 	noCache bool
+	noPool  bool
 }
 
 // WithQueryHook calls hook for every statement run on either pool.
@@ -25,6 +26,11 @@ func WithQueryHook(hook QueryHook) Option { return func(o *options) { o.hook = h
 // WithoutStatementCache prepares every statement afresh each time it runs,
 // as the driver does by itself: for measuring what the cache saves.
 func WithoutStatementCache() Option { return func(o *options) { o.noCache = true } }
+
+// WithoutPool keeps no idle connection: every statement or transaction
+// opens a new connection and closes it afterwards, the no-pool
+// anti-pattern (shop --antipattern no-pool).
+func WithoutPool() Option { return func(o *options) { o.noPool = true } }
 
 // hookConnector wraps the driver's connector: each connection keeps its
 // statements prepared (see hookConn) and reports them to hook, if set.

@@ -1,0 +1,114 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/internal/testwait"
+	"github.com/perfscale/perfscale/shop/antipattern"
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/postgres"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
+)
+
+// The switches whose behaviour depends on the store, on PostgreSQL.
+
+func migratedDatabase(t *testing.T) string {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	if _, err := backend.Migrate(t.Context(), backend.Config{DatabaseURL: url}); err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// local-sessions on PostgreSQL (the control, without the switch, runs on
+// the embedded default).
+func TestLocalSessionsOnPostgres(t *testing.T) {
+	checkLocalSessions(t, true, Config{DatabaseURL: migratedDatabase(t)})
+}
+
+// global-lock: a writing request on one replica waits while another
+// replica holds the lock (here the test, as a third replica), and runs
+// once it is released; reads do not wait.
+func TestGlobalLockBlocksAnotherReplicasWrite(t *testing.T) {
+	url := migratedDatabase(t)
+	cfg := Config{DatabaseURL: url, Antipatterns: antipattern.Of(antipattern.GlobalLock)}
+	serve(t, cfg)
+	cfg.Role = RoleAPI
+	b := serve(t, cfg)
+	token := b.session(t)
+
+	holder, err := postgres.NewGlobalLock(url, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	unlock, err := holder.Lock(t.Context(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := call(t, "PUT", b.url+"/v1/cart/items/1", token, map[string]int{"quantity": 1})
+		done <- code
+	}()
+	admin, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	// The replica's request is waiting on the advisory lock.
+	testwait.Eventually(t, 30*time.Second, func() error {
+		var waiting int
+		if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting); err != nil {
+			return err
+		}
+		if waiting != 1 {
+			return errors.New("no request waits for the global lock")
+		}
+		return nil
+	})
+	select {
+	case code := <-done:
+		t.Fatalf("the write answered %d while another replica held the lock", code)
+	default:
+	}
+	if code, _, _ := call(t, "GET", b.url+"/v1/cart", token, nil); code != 200 {
+		t.Fatalf("a read while the lock is held: %d", code)
+	}
+	unlock()
+	if code := <-done; code != 200 {
+		t.Fatalf("the write after the lock was released: %d", code)
+	}
+}
+
+// no-pool: every read opens a connection of its own; the pool opens none
+// for reads once warm.
+func TestNoPoolOnPostgres(t *testing.T) {
+	url := migratedDatabase(t)
+	for _, on := range []bool{false, true} {
+		cfg := Config{DatabaseURL: url, Antipatterns: antipattern.Of(antipattern.NoCache)}
+		if on {
+			cfg.Antipatterns = antipattern.Of(antipattern.NoCache, antipattern.NoPool)
+		}
+		r := serve(t, cfg)
+		call(t, "GET", r.url+"/v1/items/1", "", nil) // warm
+		before := r.backend.Postgres.Pool().Stat().NewConnsCount()
+		const n = 5
+		for range n {
+			if code, _, _ := call(t, "GET", r.url+"/v1/items/1", "", nil); code != 200 {
+				t.Fatal(code)
+			}
+		}
+		opened := r.backend.Postgres.Pool().Stat().NewConnsCount() - before
+		if (opened >= n) != on {
+			t.Errorf("no-pool %v: %d connections opened for %d requests", on, opened, n)
+		}
+	}
+}
