@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -58,7 +59,7 @@ func serve(t *testing.T, cfg Config) *running {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.Addr, cfg.SeedItems, cfg.Workers, cfg.AdminToken = "127.0.0.1:0", 12, 2, "admin"
-	cfg.SessionLimit.Rate = -1
+	cfg.SessionLimit.Rate, cfg.ShutdownTimeout = -1, 10*time.Second
 	logs := &syncBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	a, err := New(t.Context(), cfg)

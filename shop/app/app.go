@@ -333,7 +333,7 @@ func (a *App) buildHandler(context.Context) error {
 		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken,
 		OpsOnly: a.cfg.Role == RoleWorker, Draining: a.draining.Load,
 		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,
-		Admission: a.cfg.Admission,
+		Admission:    a.cfg.Admission,
 		Antipatterns: a.cfg.Antipatterns.Names(), MenuPerRequest: a.on(antipattern.NoCache),
 	}
 	if a.shared != nil {
