@@ -287,7 +287,7 @@ cluster_phase() {
       db-*) kind[postgres]+=" $pid" ;; # the cluster's own server (and standby)
       *) kind[$name]+=" $pid" ;;
     esac
-  done < <(awk 'NF == 7 && $1 != "NAME" { print $1, $3 }' <<<"$st")
+  done < <(awk 'NF == 7 && ($7 == "alive" || $7 == "dead") { print $1, $3 }' <<<"$st")
   [ -n "${kind[postgres]:-}" ] || kind[postgres]=$(pgrep -o -x postgres || true) # --pg-url: the machine's server
   kind[redis]=$(pgrep -o -x redis-server || true)
   kind[nats]=$(pgrep -o -x nats-server || true)

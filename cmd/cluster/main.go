@@ -59,7 +59,8 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "cluster: %v\n", err)
+		// One line, whatever the cause quoted (pgx's errors span several).
+		fmt.Fprintf(os.Stderr, "cluster: %s\n", strings.Join(strings.Fields(err.Error()), " "))
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(os.Stderr, usageLine)

@@ -976,6 +976,8 @@ func TestBadArgumentsAreRefused(t *testing.T) {
 		{[]string{"up", "1", "--db-cpu", "0"}, "at least 0.01"},
 		{[]string{"up", "1", "--pg-url", "mysql://db"}, "--pg-url must be a postgres:// URL"},
 		{[]string{"up", "1", "--pg-url", sharedServer, "--db-cpu", "1"}, "with --pg-url there is none"},
+		// pgx's error spans lines: up's is one, the reason included.
+		{[]string{"up", "1", "--pg-url", "postgres://postgres@127.0.0.1:1/postgres"}, "connection refused (scripts/services.sh starts"},
 	} {
 		_, stderr, err := c.script(tt.args...)
 		var exit *exec.ExitError
