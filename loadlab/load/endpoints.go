@@ -20,6 +20,7 @@ import (
 // endpointStats is one endpoint's results in one shard.
 type endpointStats struct {
 	hist   *hdrhistogram.Histogram // µs
+	ok     *hdrhistogram.Histogram // µs, the successful answers' (nil for a stage)
 	count  int64
 	errs   ErrorCounts
 	causes map[causeKey]*causeCount
@@ -161,7 +162,7 @@ func EndpointsOf(cfg Config) []EndpointInfo {
 func (g *generator) endpointResults() []Endpoint {
 	out := make([]Endpoint, len(g.endpoints))
 	for i, info := range g.endpoints {
-		out[i] = Endpoint{Name: info.Name, Request: info.Request, Histogram: newHist()}
+		out[i] = Endpoint{Name: info.Name, Request: info.Request, Histogram: newHist(), SuccessHistogram: newHist()}
 	}
 	causes := make([]map[causeKey]*causeCount, len(out))
 	for _, s := range g.rec.shards {
@@ -171,6 +172,7 @@ func (g *generator) endpointResults() []Endpoint {
 				continue
 			}
 			out[i].Histogram.Merge(e.hist)
+			out[i].SuccessHistogram.Merge(e.ok)
 			out[i].Requests += e.count
 			addErrs(&out[i].Errors.ErrorCounts, e.errs)
 			if causes[i] == nil {
@@ -191,6 +193,7 @@ func (g *generator) endpointResults() []Endpoint {
 		ep.Errors.Total = ep.Errors.ErrorCounts.Total()
 		ep.Errors.ByStatus, ep.Errors.Causes = summariseCauses(causes[i])
 		ep.Latency = latencyOf(ep.Histogram)
+		ep.SuccessLatency = latencyOf(ep.SuccessHistogram)
 	}
 	return out
 }

@@ -201,8 +201,14 @@ type Endpoint struct {
 	Requests int64          `json:"requests"` // completed, successful or not
 	Errors   EndpointErrors `json:"errors"`
 	Latency  Latency        `json:"latency"`
-	// Histogram holds the endpoint's latencies in microseconds.
-	Histogram *hdrhistogram.Histogram `json:"-"`
+	// SuccessLatency is the latency of the endpoint's successful answers
+	// alone: under overload, fast refusals pull Latency down, and this
+	// says how the requests the service took were served.
+	SuccessLatency Latency `json:"success_latency"`
+	// Histogram holds the endpoint's latencies in microseconds;
+	// SuccessHistogram those of its successful answers.
+	Histogram        *hdrhistogram.Histogram `json:"-"`
+	SuccessHistogram *hdrhistogram.Histogram `json:"-"`
 }
 
 // EndpointErrors counts an endpoint's failed requests by kind, by status

@@ -507,6 +507,7 @@ func (s *shard) record(lat time.Duration, out outcome, ep, stage int, body []byt
 	e := s.eps[ep]
 	if e == nil {
 		e = newEndpointStats()
+		e.ok = newHist()
 		s.eps[ep] = e
 	}
 	s.count++
@@ -526,6 +527,7 @@ func (s *shard) record(lat time.Duration, out outcome, ep, stage int, body []byt
 		e.hist.RecordValue(us) //nolint:errcheck // clamped to range
 		if out.kind == okKind {
 			s.ok.RecordValue(us) //nolint:errcheck // clamped to range
+			e.ok.RecordValue(us) //nolint:errcheck // clamped to range
 		}
 	}
 	s.mu.Unlock()
