@@ -297,7 +297,7 @@ func (a *App) lockWorker() (sole bool, err error) {
 // listen binds the API's address, so the replica is named by its port
 // before the parts that carry the name are built.
 func (a *App) listen(context.Context) error {
-	a.api = &httpapi.Server{Addr: a.cfg.Addr}
+	a.api = &httpapi.Server{Addr: a.cfg.Addr, Registry: a.reg, Logger: a.log}
 	if err := a.api.Listen(); err != nil {
 		return err
 	}

@@ -185,8 +185,11 @@ func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
 			return next(w, r)
 		}
 		err = next(w, r)
-		if errors.Is(ctx.Err(), context.Canceled) {
-			permit.Drop() // the client left: its duration measures nothing
+		var body *bodyError
+		if errors.Is(ctx.Err(), context.Canceled) || errors.As(err, &body) {
+			// The client left, or was slow to send: the duration
+			// measures the client, not this replica.
+			permit.Drop()
 		} else {
 			permit.Record()
 		}

@@ -83,7 +83,8 @@ func newAPI(t *testing.T, o options) *api {
 	h, b, cfg := compose(t, o, a.draining.Load)
 	a.store, a.orders, a.cfg, a.db = b.Store, b.Desk, cfg, b.SQLite
 	if o.serverTimeouts != nil {
-		srv := &httpapi.Server{Addr: "127.0.0.1:0", Handler: h, ReadTimeout: o.serverTimeouts[0], WriteTimeout: o.serverTimeouts[1]}
+		srv := &httpapi.Server{Addr: "127.0.0.1:0", Handler: h, ReadTimeout: o.serverTimeouts[0], WriteTimeout: o.serverTimeouts[1],
+			Registry: a.reg, Logger: a.cfg.Logger}
 		if err := srv.Open(); err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -69,9 +71,35 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	case errors.As(err, &tooBig):
 		return nil, errBodyTooLarge
 	case err != nil:
-		return nil, fmt.Errorf("read request body: %w", err)
+		return nil, badBody(err)
 	}
 	return body, nil
+}
+
+// bodyError is a request body that could not be read whole: the client's
+// doing (it stalled, hung up mid-body or broke the chunked coding), so a
+// 4xx, not a failure of the service. net/http cancels the request's
+// context when its read fails, but the client is usually still there to
+// read the answer: the request is answered and counted with this status,
+// not as abandoned.
+type bodyError struct {
+	status int
+	detail string
+	err    error
+}
+
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+func badBody(err error) error {
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &bodyError{http.StatusRequestTimeout, "the request body did not arrive in time: send it whole, at once", err}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &bodyError{http.StatusBadRequest, "the request body ended before its Content-Length or final chunk", err}
+	}
+	return &bodyError{http.StatusBadRequest, "the request body could not be read: malformed chunked transfer coding or framing", err}
 }
 
 func jsonContentType(r *http.Request) error {

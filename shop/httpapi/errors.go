@@ -30,6 +30,15 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // public part: the code's status and the domain message, never an internal
 // error's text.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var body *bodyError
+	if errors.As(err, &body) {
+		// Before the abandoned check: a failed body read cancels the
+		// context, but the client is there to read this.
+		s.log.DebugContext(r.Context(), "request body unreadable", "error", err.Error(), "status", body.status)
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, problem{Status: body.status, Code: shop.EINVALID, Detail: body.detail})
+		return
+	}
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		// The client is gone (our own timeout would be DeadlineExceeded):
 		// nobody reads a problem, and the failure is the client's leaving,

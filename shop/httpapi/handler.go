@@ -222,7 +222,7 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		done := route.begin()
 		start := time.Now()
-		var shed bool
+		var shed, answered bool
 		// Metrics and the request log are written whatever happens,
 		// a panic included, so the in-flight gauge cannot leak.
 		defer func() {
@@ -236,7 +236,7 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 				}
 			}
 			status := rec.status
-			if v == nil && errors.Is(client.Err(), context.Canceled) {
+			if v == nil && !answered && errors.Is(client.Err(), context.Canceled) {
 				// The client left before the handler returned, so it
 				// did not get the answer, whatever the handler wrote.
 				status = StatusClientClosedRequest
@@ -257,7 +257,8 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 			}
 		}()
 		if err := fn(rec, r); err != nil {
-			shed = errors.Is(err, errShed)
+			var body *bodyError
+			shed, answered = errors.Is(err, errShed), errors.As(err, &body)
 			s.writeError(rec, r, err)
 		}
 	}))

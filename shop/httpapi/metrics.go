@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -33,10 +34,7 @@ type httpMetrics struct {
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shop_http_requests_total",
-			Help: "HTTP requests answered, by route pattern and status code; route net/http counts the requests net/http refused itself before any handler (malformed, headers too large, unsupported transfer coding or HTTP version).",
-		}, []string{"route", "code"}),
+		requests: requestsTotal(reg),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shop_http_request_duration_seconds",
 			Help:    "Time to answer an HTTP request, by route pattern and status class (2xx...5xx).",
@@ -51,8 +49,26 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help: "HTTP requests being served, by route pattern.",
 		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.abandoned, m.inFlight, m.duration)
+	reg.MustRegister(m.abandoned, m.inFlight, m.duration)
 	return m
+}
+
+// requestsTotal is shop_http_requests_total, registered once in reg and
+// shared by the handler and the Server (which counts net/http's own
+// refusals in it).
+func requestsTotal(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shop_http_requests_total",
+		Help: "HTTP requests answered, by route pattern and status code; route net/http counts the requests net/http refused itself before any handler (malformed, headers too large, unsupported transfer coding or HTTP version).",
+	}, []string{"route", "code"})
+	if err := reg.Register(c); err != nil {
+		var have prometheus.AlreadyRegisteredError
+		if errors.As(err, &have) {
+			return have.ExistingCollector.(*prometheus.CounterVec)
+		}
+		panic(err)
+	}
+	return c
 }
 
 // routeMetrics are one route's series, resolved once at registration so

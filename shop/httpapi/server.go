@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Server is an HTTP listener with the timeouts a public service needs, so a
@@ -19,6 +23,13 @@ type Server struct {
 	// writing its answer, both counted from the request's start (15 s and
 	// 30 s when zero). An event stream lifts them for itself.
 	ReadTimeout, WriteTimeout time.Duration
+	// Registry and Logger, when set, count (shop_http_requests_total,
+	// route net/http) and log the requests net/http refuses itself before
+	// any handler: a malformed request (400), headers too large (431), an
+	// unknown transfer coding (501), an HTTP version it does not serve
+	// (505). Otherwise nothing would see them.
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 
 	ln     net.Listener
 	srv    *http.Server
@@ -46,6 +57,9 @@ func (s *Server) Open() error {
 		}
 	}
 	ln := s.ln
+	if s.Registry != nil || s.Logger != nil {
+		ln = newRefusalListener(ln, s.Registry, s.Logger)
+	}
 	read, write := s.ReadTimeout, s.WriteTimeout
 	if read <= 0 {
 		read = 15 * time.Second
@@ -108,4 +122,67 @@ func (s *Server) Close(ctx context.Context) error {
 		return fmt.Errorf("drain %s: %w", s.Addr, err)
 	}
 	return <-s.err
+}
+
+// refusalListener's connections watch what net/http writes on them for its
+// own refusals, which it writes straight to the connection, in one write,
+// with a header block no handler's answer has (net/http sorts a handler's
+// headers; this block is not sorted).
+type refusalListener struct {
+	net.Listener
+	count func(status int)
+}
+
+// netHTTPRefusal is what follows the status line of every refusal net/http
+// writes itself (net/http's errorHeaders).
+var netHTTPRefusal = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
+
+func newRefusalListener(ln net.Listener, reg prometheus.Registerer, log *slog.Logger) net.Listener {
+	var requests *prometheus.CounterVec
+	if reg != nil {
+		requests = requestsTotal(reg)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &refusalListener{Listener: ln, count: func(status int) {
+		if requests != nil {
+			requests.WithLabelValues("net/http", strconv.Itoa(status)).Inc()
+		}
+		log.Info("request refused by net/http", "status", status)
+	}}
+}
+
+func (l *refusalListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &refusalConn{Conn: c, count: l.count}, nil
+}
+
+type refusalConn struct {
+	net.Conn
+	count func(status int)
+}
+
+func (c *refusalConn) Write(p []byte) (int, error) {
+	// "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: ..."
+	if len(p) > 13 && bytes.HasPrefix(p, []byte("HTTP/1.1 ")) && p[12] == ' ' {
+		if eol := bytes.IndexByte(p, '\r'); eol > 0 && bytes.HasPrefix(p[eol:], netHTTPRefusal) {
+			if status, err := strconv.Atoi(string(p[9:12])); err == nil {
+				c.count(status)
+			}
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseWrite lets net/http half-close, as it does after a 431, when the
+// connection can.
+func (c *refusalConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
