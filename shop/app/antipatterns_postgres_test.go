@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +19,14 @@ import (
 
 // The switches whose behaviour depends on the store, on PostgreSQL.
 
+// migratedDatabase is a fresh, migrated database. Each test using it
+// starts two to four processes on PostgreSQL (about 5 s on the loaded
+// 2-core machine), so it runs in the full suite, not under -short.
 func migratedDatabase(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts several shop processes on PostgreSQL (about 5 s); runs without -short")
+	}
 	url := pgtest.NewDatabase(t)
 	if _, err := backend.Migrate(t.Context(), backend.Config{DatabaseURL: url}); err != nil {
 		t.Fatal(err)
@@ -53,9 +61,20 @@ func TestGlobalLockBlocksAnotherReplicasWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
+	put, err := http.NewRequest("PUT", b.url+"/v1/cart/items/1", strings.NewReader(`{"quantity": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put.Header.Set("Content-Type", "application/json")
+	put.Header.Set("Authorization", "Bearer "+token)
 	go func() {
-		code, _, _ := call(t, "PUT", b.url+"/v1/cart/items/1", token, map[string]int{"quantity": 1})
-		done <- code
+		resp, err := http.DefaultClient.Do(put)
+		if err != nil {
+			done <- 0 // reported by the receiver
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
 	}()
 	admin, err := pgx.Connect(t.Context(), url)
 	if err != nil {
