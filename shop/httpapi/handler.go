@@ -236,6 +236,11 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 				}
 			}
 			status := rec.status
+			if sp.stream && rec.written {
+				// A stream ends when its client closes it: the stream
+				// was the answer, and it was delivered.
+				answered = true
+			}
 			if v == nil && !answered && errors.Is(client.Err(), context.Canceled) {
 				// The client left before the handler returned, so it
 				// did not get the answer, whatever the handler wrote.
