@@ -1,6 +1,6 @@
 // Package supervise starts, records, checks and stops the processes of a
 // local deployment (the cluster's replicas, worker, nginx and PostgreSQL
-// servers; the scale-out test system's replicas): each process is started
+// servers; the scale-out test system uses its cgroups): each process is started
 // detached in a session of its own, inside its cgroup from its first
 // instruction when it has one, and recorded in a state directory with its
 // pid and start time, so a later command finds it again and a recycled pid
