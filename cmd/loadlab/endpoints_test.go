@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -203,5 +204,56 @@ func TestRunReadsTargetsFromStdin(t *testing.T) {
 	_, _, err = loadlab("run", "--targets", "-", "--method", "POST", "--rate", "5")
 	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "--method, --body and --body-file apply to a URL") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// vegeta's json targets from stdin, told apart from its http format or
+// named with --targets-format; a bad line is one line of error with its
+// number, and nothing is sent.
+func TestRunReadsJSONTargets(t *testing.T) {
+	var puts, sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		if r.Method == "PUT" && string(body) == `{"quantity": 1}` && r.Header.Get("Content-Type") == "application/json" {
+			puts.Add(1)
+		}
+	}))
+	defer srv.Close()
+	defer func() { stdin = os.Stdin }()
+	targets := `{"method":"GET","url":"` + srv.URL + `/v1/menu"}` + "\n" +
+		`{"method":"PUT","url":"` + srv.URL + `/v1/cart/items/3","header":{"Content-Type":["application/json"]},"body":"eyJxdWFudGl0eSI6IDF9"}` + "\n"
+	for _, format := range [][]string{nil, {"--targets-format", "json"}} {
+		puts.Store(0)
+		stdin = strings.NewReader(targets)
+		out, _, err := loadlab(append([]string{"run", "--targets", "-", "--concurrency", "2", "--requests", "20"}, format...)...)
+		if err != nil {
+			t.Fatalf("%v: %v", format, err)
+		}
+		if !strings.Contains(out, "2 targets from stdin") || !strings.Contains(out, "PUT /v1/cart/items/3") || puts.Load() != 10 {
+			t.Errorf("%v: %d of 20 requests the PUT with its decoded body:\n%s", format, puts.Load(), out)
+		}
+	}
+	sent.Store(0)
+	for _, tt := range []struct {
+		args  []string
+		input string
+		want  string
+	}{
+		{nil, `{"method":"GET","url":"` + srv.URL + `/"}` + "\n" + `{"method":"GET","url":"` + srv.URL + `/","body":"%%"}` + "\n", "targets line 2: not a JSON target"},
+		{[]string{"--targets-format", "http"}, targets, "targets line 1:"},
+		{[]string{"--targets-format", "yaml"}, targets, `--targets-format must be http or json, got "yaml"`},
+	} {
+		stdin = strings.NewReader(tt.input)
+		_, _, err := loadlab(append([]string{"run", "--targets", "-", "--rate", "5"}, tt.args...)...)
+		if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err %v, want one line with %q (exit %d)", tt.args, err, tt.want, exitBadInput)
+		}
+	}
+	if _, _, err := loadlab("run", "--targets-format", "json", "--rate", "5", srv.URL); exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "--targets-format applies to --targets only") {
+		t.Errorf("--targets-format with a URL: err %v", err)
+	}
+	if sent.Load() != 0 {
+		t.Errorf("%d requests sent for bad input", sent.Load())
 	}
 }

@@ -38,8 +38,11 @@ value, {{rand 1 200}}, {{uuid}}. See loadlab/scenario/shop.yaml, the
 built-in "shop" journey. In open loop each request slot in flight is a user.
 
 --targets FILE (or - for stdin) sends a list of requests in turn, in
-vegeta's format: a line METHOD URL, optional 'Name: value' header lines
-and an '@FILE' body line, a blank line before the next target.
+either of vegeta's formats: http (a line METHOD URL, optional 'Name: value'
+header lines and an '@FILE' body line, a blank line before the next
+target) or json (one object a line: {"method", "url", "header": {NAME:
+[VALUES]}, "body": BASE64}). The format is told from the first line, or
+given with --targets-format.
 
 Results are kept per endpoint: each scenario step (each request of a
 sequence as STEP/1, STEP/2), or the method and path of a URL run, with
@@ -100,6 +103,7 @@ type runFlags struct {
 	requests                           *int64
 	method, body, bodyFile, scen, base *string
 	client, maxErrors, stages, targets *string
+	targetsFormat                      *string
 	stageUsers                         *bool
 	outputs                            *report.Outputs
 	headers                            headerFlags
@@ -109,25 +113,26 @@ type runFlags struct {
 func newRunFlags(stdout io.Writer) *runFlags {
 	fs := newFlagSet("run", runUsage, stdout)
 	f := &runFlags{
-		fs:          fs,
-		rate:        fs.Float64("rate", 0, "open loop: requests per second"),
-		concurrency: fs.Int("concurrency", 0, "closed loop: number of users"),
-		think:       fs.Duration("think", 0, "closed loop: pause between a user's requests"),
-		duration:    fs.Duration("duration", 0, "how long to send (default 10s when --requests is not given)"),
-		requests:    fs.Int64("requests", 0, "how many requests to send"),
-		timeout:     fs.Duration("timeout", load.DefaultTimeout, "per-request timeout"),
-		method:      fs.String("method", "GET", "HTTP method for a URL target"),
-		body:        fs.String("body", "", "request body for a URL target"),
-		bodyFile:    fs.String("body-file", "", "read the request body from this file"),
-		scen:        fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop"),
-		base:        fs.String("base", "", "base URL for the scenario (overrides the file's)"),
-		client:      fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
-		maxInFlight: fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
-		outputs:     outputFlags(fs),
-		stages:      fs.String("stages", "", "vary the load: DURATION:TARGET,... such as 30s:100,1m:400,30s:0; each stage ramps linearly\nfrom the previous target (0 at first) to its own; targets are req/s (open loop) unless --stage-users"),
-		targets:     fs.String("targets", "", "read the requests from this file, or - for stdin: vegeta's format, 'METHOD URL' lines,\neach followed by optional 'Name: value' headers and an '@FILE' body, blank lines between; sent in turn"),
-		stageUsers:  fs.Bool("stage-users", false, "with --stages: the targets are closed-loop users, not req/s"),
-		maxErrors:   fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
+		fs:            fs,
+		rate:          fs.Float64("rate", 0, "open loop: requests per second"),
+		concurrency:   fs.Int("concurrency", 0, "closed loop: number of users"),
+		think:         fs.Duration("think", 0, "closed loop: pause between a user's requests"),
+		duration:      fs.Duration("duration", 0, "how long to send (default 10s when --requests is not given)"),
+		requests:      fs.Int64("requests", 0, "how many requests to send"),
+		timeout:       fs.Duration("timeout", load.DefaultTimeout, "per-request timeout"),
+		method:        fs.String("method", "GET", "HTTP method for a URL target"),
+		body:          fs.String("body", "", "request body for a URL target"),
+		bodyFile:      fs.String("body-file", "", "read the request body from this file"),
+		scen:          fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop"),
+		base:          fs.String("base", "", "base URL for the scenario (overrides the file's)"),
+		client:        fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
+		maxInFlight:   fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
+		outputs:       outputFlags(fs),
+		stages:        fs.String("stages", "", "vary the load: DURATION:TARGET,... such as 30s:100,1m:400,30s:0; each stage ramps linearly\nfrom the previous target (0 at first) to its own; targets are req/s (open loop) unless --stage-users"),
+		targets:       fs.String("targets", "", "read the requests from this file, or - for stdin, sent in turn: vegeta's http format, 'METHOD URL' lines,\neach followed by optional 'Name: value' headers and an '@FILE' body, blank lines between; or its json format,\none {\"method\", \"url\", \"header\", \"body\" (base64)} a line"),
+		targetsFormat: fs.String("targets-format", "", "the --targets format: http or json (vegeta's two); told from the first line when not given"),
+		stageUsers:    fs.Bool("stage-users", false, "with --stages: the targets are closed-loop users, not req/s"),
+		maxErrors:     fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
 	}
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
 	fs.Var(&f.thresholds, "threshold", "fail the run (exit 1) unless this holds: p99<50ms, p50<=10ms, mean<5ms, errors<0.1%, rps>100,\nper endpoint checkout:p99<200ms (repeatable)")
@@ -167,6 +172,10 @@ func (f *runFlags) validate() error {
 		return errors.New("--stages sets how long the run lasts: give no --duration or --requests beside it")
 	case *f.stageUsers && *f.stages == "":
 		return errors.New("--stage-users applies to --stages only")
+	case f.set("targets-format") && *f.targets == "":
+		return errors.New("--targets-format applies to --targets only")
+	case *f.targetsFormat != scenario.TargetsAuto && *f.targetsFormat != scenario.TargetsHTTP && *f.targetsFormat != scenario.TargetsJSON:
+		return fmt.Errorf("--targets-format must be http or json, got %q", *f.targetsFormat)
 	}
 	return nil
 }
@@ -315,14 +324,14 @@ func (f *runFlags) readTargets() (*scenario.Targets, error) {
 	}
 	if *f.targets == "-" {
 		wd, _ := os.Getwd()
-		return scenario.ReadTargets(stdin, wd, extra)
+		return scenario.ReadTargets(stdin, *f.targetsFormat, wd, extra)
 	}
 	file, err := os.Open(*f.targets)
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	return scenario.ReadTargets(file, filepath.Dir(*f.targets), extra)
+	return scenario.ReadTargets(file, *f.targetsFormat, filepath.Dir(*f.targets), extra)
 }
 
 // sloOf is the p99 bound among the whole run's thresholds (0 without
