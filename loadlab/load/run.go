@@ -217,10 +217,9 @@ func (g *generator) run(ctx context.Context) (*Result, error) {
 		stopTimer = func() { t.Stop() }
 	}
 	defer stopTimer()
-	go func() {
-		<-ctx.Done()
-		g.stop.Store(true)
-	}()
+	// (A goroutine waiting on ctx.Done() outlived every run whose
+	// context never ends: one leaked per probe of a long search.)
+	defer context.AfterFunc(ctx, func() { g.stop.Store(true) })()
 
 	aggDone := make(chan struct{})
 	aggStop := make(chan struct{})
