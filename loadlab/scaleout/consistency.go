@@ -35,6 +35,13 @@ type contradiction struct {
 func (r *Result) contradictions() []contradiction {
 	var out []contradiction
 	steps := r.Steps
+	for i, s := range steps {
+		if s.MachineLimited != "" {
+			out = append(out, contradiction{
+				why:    fmt.Sprintf("%s: the machine, not the system, bounded the capacity: %s", replicasText(s.Replicas), s.MachineLimited),
+				counts: []int{i}})
+		}
+	}
 	for i := 1; i < len(steps); i++ {
 		s, prev := steps[i], steps[i-1]
 		if s.Efficiency > efficiencyCeiling {

@@ -57,13 +57,15 @@ type jsonStep struct {
 	Processes        []measure.ProcessStep `json:"processes"`
 	BaselineMS       float64               `json:"baseline_ms"`
 	Remeasured       bool                  `json:"remeasured"`
+	MachineLimited   string                `json:"machine_limited,omitempty"`
 }
 
 func toJSON(s Step) jsonStep {
 	out := jsonStep{Replicas: s.Replicas, CPUPerReplica: numOrNull(s.CPU), URL: s.URL, CapacityRPS: s.CapacityRPS,
 		Speedup: s.Speedup, Efficiency: s.Efficiency, P99: msOf(s.P99), Bottleneck: s.Bottleneck, Found: s.Found,
 		GeneratorLimited: s.GeneratorLimited, Probes: s.Probes, Warnings: s.Warnings, Watched: s.Watched,
-		Processes: append([]measure.ProcessStep{}, s.Processes...), BaselineMS: msOf(s.Baseline), Remeasured: s.Remeasured}
+		Processes: append([]measure.ProcessStep{}, s.Processes...), BaselineMS: msOf(s.Baseline), Remeasured: s.Remeasured,
+		MachineLimited: s.MachineLimited}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}

@@ -99,6 +99,10 @@ type Step struct {
 	// Remeasured: the first measurement contradicted the other counts
 	// and this is the second.
 	Remeasured bool
+	// MachineLimited says why the capacity is the machine's, not the
+	// system's: the probe that bounded it failed, twice, while other work
+	// held the CPUs the system queued for (empty when not).
+	MachineLimited string
 }
 
 // Result is a whole measurement.
@@ -381,6 +385,9 @@ func measureCount(ctx context.Context, cfg Config, n int, cpu, start float64, fi
 	step.Warnings = capacity.Best.Warnings
 	step.Bottleneck = bottleneckText(best, capacity, cfg)
 	step.Baseline = c.drain.baseline
+	if capacity.Bound.Starved != "" {
+		step.MachineLimited = fmt.Sprintf("at %.0f req/s, the rate that bounded it, %s (measured twice)", capacity.Bound.Rate, capacity.Bound.Starved)
+	}
 	return step, nil
 }
 
@@ -504,6 +511,7 @@ func (c *counter) probe(ctx context.Context, rate float64) (Probe, error) {
 	}
 	p := probeOf(rate, c.cfg.ProbeDuration, s)
 	p.Drain = d
+	p.Starved = starvation(s, c.cfg.Cores)
 	if !d.OK {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the target had not drained after %v of idle gaps: one user's median %s, %s on the fresh count",
 			d.Waited.Round(100*time.Millisecond), measure.FormatMS(d.P50), measure.FormatMS(c.drain.baseline)))
@@ -524,6 +532,9 @@ func (c *counter) progress(phase string, p Probe, pass bool) {
 		verdict = "meets the SLO"
 	case p.Requests > 0 && float64(p.Errors) >= c.cfg.MaxErrorRate*float64(p.Requests):
 		verdict = fmt.Sprintf("%d errors (%s)", p.Errors, p.ErrorKinds)
+	}
+	if !pass && p.Starved != "" {
+		verdict += "; the machine's, maybe: " + p.Starved
 	}
 	drained := ""
 	if p.Drain.Checks > 1 || !p.Drain.OK {

@@ -31,6 +31,10 @@ type Probe struct {
 	SentShare    float64
 	// Drain is how the target drained before the probe.
 	Drain Drained
+	// Starved says why the machine, not the system, may have failed the
+	// probe: other work held the CPUs the system queued for (empty when
+	// not; see starvation).
+	Starved string
 	// Detail is whatever the prober wants to keep with the probe (the
 	// watched processes' use, for the bottleneck).
 	Detail any
@@ -70,7 +74,9 @@ type Capacity struct {
 	Found bool
 	// Bound is the failing probe at the lowest failing rate, the one that
 	// bounds the capacity from above (zero when none failed, or when the
-	// generator is the bound).
+	// generator is the bound). When its Starved is set, the machine did
+	// not give the system its CPU there, measured twice: the capacity is
+	// not to be trusted.
 	Bound Probe
 }
 
@@ -171,8 +177,9 @@ func (s Search) Run(ctx context.Context, probe Prober) (c Capacity, err error) {
 		// Near the capacity (bisecting; the first probe, whose rate is
 		// a guess from the count before; a rate one step above a passing
 		// one) a failure is probed once more.
+		// So is a failure the machine's CPU may explain (Starved).
 		near := phase == "bisect" || len(c.Probes) == 1 || (lo > 0 && rate <= lo*s.Factor*1.001)
-		if !pass && near && len(c.Probes) < s.MaxProbes {
+		if !pass && (near || p.Starved != "") && len(c.Probes) < s.MaxProbes {
 			// Near the capacity a failure may be a noisy moment of a
 			// shared machine; an overload fails again (its queue builds
 			// anew), noise mostly does not. Unconfirmed, a noisy first
@@ -188,6 +195,10 @@ func (s Search) Run(ctx context.Context, probe Prober) (c Capacity, err error) {
 			}
 			if s.Pass(q) && !s.GeneratorLimited(q) {
 				p, pass = q, true
+			} else if p.Starved != "" {
+				// Starved once and failed again: the second says whether
+				// the machine was still the reason.
+				p = q
 			}
 		}
 		if pass && rate > lo {

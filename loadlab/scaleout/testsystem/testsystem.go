@@ -27,6 +27,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -515,4 +516,39 @@ func serveProxy() error {
 		return err
 	}
 	return http.Serve(ln, proxy)
+}
+
+// WeighSelf puts this process (the test binary: the load generator) in a
+// CPU cgroup of the system's weight, without a quota, until undo. The
+// system's processes run at a raised weight so that a busy machine does
+// not take their quota; a generator left at the default weight beside two
+// CPU hogs sends and reads late, and its lateness would count against the
+// system. Processes it starts afterwards start in that cgroup too: use it
+// only where the system's processes move to cgroups of their own
+// (ReplicaQuota > 0).
+func WeighSelf(state string) (undo func(), err error) {
+	cg, err := limit(state, "generator", os.Getpid(), 0)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		root := filepath.Dir(cg)
+		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644) //nolint:errcheck // best effort: the test ends
+		os.Remove(cg)
+	}, nil
+}
+
+// WeighTest runs the rest of test t, and the processes it starts from now
+// on, at the system's CPU weight (WeighSelf): the lab (generator, ground-
+// truth servers) gets the CPU it needs beside CPU hogs, as the system does.
+// Where cgroups cannot be made (not root), t runs at the default weight
+// and says so in its log.
+func WeighTest(t testing.TB) {
+	t.Helper()
+	undo, err := WeighSelf(t.TempDir())
+	if err != nil {
+		t.Logf("the lab runs at the default CPU weight: %v", err)
+		return
+	}
+	t.Cleanup(undo)
 }

@@ -1,0 +1,44 @@
+package scaleout
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/perfscale/perfscale/loadlab/measure"
+)
+
+// A probe fails when the system cannot serve its rate, or when the
+// machine did not give the system the CPU it asked for: other work held
+// the CPUs while the system's processes, none at its quota, queued for
+// one. The second is no bound on the system's capacity. On the 2-core
+// machine beside two CPU hogs, four 0.2-core replicas of the known-linear
+// test system measured about 200 of their 360 req/s that way, the
+// failing probes' processes using 0.50 cores and waiting for a CPU 3.52
+// cores' worth. Such a probe is measured again, and a count whose
+// capacity it still bounds is not to be trusted (contradictions).
+
+// starvation says why a probe's failure is the machine's (the empty string
+// when it is not): the machine's CPUs were busy, no watched group was at
+// its cgroup quota, and the watched processes (or loadlab) waited for a CPU
+// longer than they ran.
+func starvation(s measure.Step, cores float64) string {
+	if math.IsNaN(s.MachineBusy) || s.MachineBusy < measure.MachineSaturated || len(s.Processes) == 0 {
+		return ""
+	}
+	for _, l := range measure.ProcessLoads([]measure.Step{s}, cores) {
+		if l.AtQuota() && l.Bound && !l.Suspect {
+			return "" // the system's own quota explains the failure
+		}
+	}
+	server := !math.IsNaN(s.ServerCPUWaitCores) && !math.IsNaN(s.ServerCPUCores) && s.ServerCPUWaitCores > s.ServerCPUCores
+	generator := !math.IsNaN(s.GeneratorCPUWaitCores) && s.GeneratorCPUWaitCores > s.GeneratorCPUCores
+	switch {
+	case server:
+		return fmt.Sprintf("the machine's CPUs were %.0f%% busy and the system's processes, none at a quota, waited for a CPU %.2f cores' worth while using %.2f",
+			100*s.MachineBusy, s.ServerCPUWaitCores, s.ServerCPUCores)
+	case generator:
+		return fmt.Sprintf("the machine's CPUs were %.0f%% busy and loadlab waited for a CPU %.2f cores' worth while using %.2f",
+			100*s.MachineBusy, s.GeneratorCPUWaitCores, s.GeneratorCPUCores)
+	}
+	return ""
+}
