@@ -60,85 +60,89 @@ func numOrNull(f float64) *float64 {
 	return &f
 }
 
+// The documented JSON shape of a report (MarshalJSON).
+type jsonPerf struct {
+	Problem          bool    `json:"problem"`
+	BaselineP50      float64 `json:"baseline_p50_ms"`
+	BaselineP99      float64 `json:"baseline_p99_ms"`
+	BaselineRequests int64   `json:"baseline_requests"`
+	SLO              float64 `json:"slo_ms"`
+}
+type jsonScalability struct {
+	Problem bool   `json:"problem"`
+	Kind    string `json:"kind"`
+}
+type jsonFit struct {
+	Sigma           float64  `json:"sigma"`
+	Kappa           float64  `json:"kappa"`
+	Lambda          float64  `json:"lambda"`
+	PeakConcurrency *float64 `json:"peak_concurrency"`
+	R2              float64  `json:"r2"`
+}
+type jsonBottleneck struct {
+	Name      string   `json:"name"`
+	Members   int      `json:"members"`
+	CPUCores  float64  `json:"cpu_cores"`
+	Available float64  `json:"available_cores"`
+	Quota     *float64 `json:"quota_cores"`
+	Text      string   `json:"text"`
+}
+type jsonStep struct {
+	Concurrency        int              `json:"concurrency"`
+	ThroughputRPS      float64          `json:"throughput_rps"`
+	AnsweredRPS        float64          `json:"answered_rps"`
+	P50                float64          `json:"p50_ms"`
+	P99                float64          `json:"p99_ms"`
+	Errors             int64            `json:"errors"`
+	ErrorShare         float64          `json:"error_share"`
+	ErrorKinds         load.ErrorCounts `json:"error_kinds"`
+	Requests           int64            `json:"requests"`
+	Efficiency         float64          `json:"efficiency"`
+	ServerCPUCores     *float64         `json:"server_cpu_cores"`
+	ServerCPUWaitCores *float64         `json:"server_cpu_wait_cores"`
+	ServerInFlight     *float64         `json:"server_in_flight"`
+	GeneratorCPUCores  float64          `json:"generator_cpu_cores"`
+	GeneratorSaturated bool             `json:"generator_saturated"`
+	GeneratorCPUWait   *float64         `json:"generator_cpu_wait_cores"`
+	Processes          []ProcessStep    `json:"processes"`
+	// Endpoints: each endpoint's requests, errors and latency in the
+	// step (a scenario's steps; one for a URL), as loadlab run gives them.
+	Endpoints []load.Endpoint `json:"endpoints"`
+}
+type jsonGenerator struct {
+	Saturated     bool    `json:"saturated"`
+	Concurrencies []int   `json:"concurrencies"`
+	MaxCPUCores   float64 `json:"max_cpu_cores"`
+	MaxDelay      float64 `json:"max_cpu_wait_per_request_ms"`
+	Text          string  `json:"text"`
+}
+
+type jsonReport struct {
+	Target           string          `json:"target"`
+	Generator        jsonGenerator   `json:"generator"`
+	CapacityRPS      float64         `json:"capacity_rps"`
+	CapacityAt       int             `json:"capacity_concurrency"`
+	Performance      jsonPerf        `json:"performance"`
+	Scalability      jsonScalability `json:"scalability"`
+	USL              *jsonFit        `json:"usl"`
+	Steps            []jsonStep      `json:"steps"`
+	Evidence         []string        `json:"evidence"`
+	Warnings         []string        `json:"warnings"`
+	SaturationSource string          `json:"saturation_source"`
+	Watched          []string        `json:"watched"`
+	Bottleneck       *jsonBottleneck `json:"bottleneck"`
+}
+
 // MarshalJSON writes the report in the documented shape.
 func (r *Report) MarshalJSON() ([]byte, error) {
-	type perf struct {
-		Problem          bool    `json:"problem"`
-		BaselineP50      float64 `json:"baseline_p50_ms"`
-		BaselineP99      float64 `json:"baseline_p99_ms"`
-		BaselineRequests int64   `json:"baseline_requests"`
-		SLO              float64 `json:"slo_ms"`
-	}
-	type scal struct {
-		Problem bool   `json:"problem"`
-		Kind    string `json:"kind"`
-	}
-	type fit struct {
-		Sigma           float64  `json:"sigma"`
-		Kappa           float64  `json:"kappa"`
-		Lambda          float64  `json:"lambda"`
-		PeakConcurrency *float64 `json:"peak_concurrency"`
-		R2              float64  `json:"r2"`
-	}
-	type bottleneck struct {
-		Name      string   `json:"name"`
-		Members   int      `json:"members"`
-		CPUCores  float64  `json:"cpu_cores"`
-		Available float64  `json:"available_cores"`
-		Quota     *float64 `json:"quota_cores"`
-		Text      string   `json:"text"`
-	}
-	type step struct {
-		Concurrency        int              `json:"concurrency"`
-		ThroughputRPS      float64          `json:"throughput_rps"`
-		AnsweredRPS        float64          `json:"answered_rps"`
-		P50                float64          `json:"p50_ms"`
-		P99                float64          `json:"p99_ms"`
-		Errors             int64            `json:"errors"`
-		ErrorShare         float64          `json:"error_share"`
-		ErrorKinds         load.ErrorCounts `json:"error_kinds"`
-		Requests           int64            `json:"requests"`
-		Efficiency         float64          `json:"efficiency"`
-		ServerCPUCores     *float64         `json:"server_cpu_cores"`
-		ServerCPUWaitCores *float64         `json:"server_cpu_wait_cores"`
-		ServerInFlight     *float64         `json:"server_in_flight"`
-		GeneratorCPUCores  float64          `json:"generator_cpu_cores"`
-		GeneratorSaturated bool             `json:"generator_saturated"`
-		GeneratorCPUWait   *float64         `json:"generator_cpu_wait_cores"`
-		Processes          []ProcessStep    `json:"processes"`
-		// Endpoints: each endpoint's requests, errors and latency in the
-		// step (a scenario's steps; one for a URL), as loadlab run gives them.
-		Endpoints []load.Endpoint `json:"endpoints"`
-	}
-	type generator struct {
-		Saturated     bool    `json:"saturated"`
-		Concurrencies []int   `json:"concurrencies"`
-		MaxCPUCores   float64 `json:"max_cpu_cores"`
-		MaxDelay      float64 `json:"max_cpu_wait_per_request_ms"`
-		Text          string  `json:"text"`
-	}
-	out := struct {
-		Target           string      `json:"target"`
-		Generator        generator   `json:"generator"`
-		CapacityRPS      float64     `json:"capacity_rps"`
-		CapacityAt       int         `json:"capacity_concurrency"`
-		Performance      perf        `json:"performance"`
-		Scalability      scal        `json:"scalability"`
-		USL              *fit        `json:"usl"`
-		Steps            []step      `json:"steps"`
-		Evidence         []string    `json:"evidence"`
-		Warnings         []string    `json:"warnings"`
-		SaturationSource string      `json:"saturation_source"`
-		Watched          []string    `json:"watched"`
-		Bottleneck       *bottleneck `json:"bottleneck"`
-	}{
+	out := jsonReport{
 		Target:      r.Target,
 		CapacityRPS: r.CapacityRPS,
 		CapacityAt:  r.CapacityAt,
-		Generator: generator{r.Generator.Saturated, append([]int{}, r.Generator.Concurrencies...), r.Generator.MaxCPUCores,
+		Generator: jsonGenerator{r.Generator.Saturated, append([]int{}, r.Generator.Concurrencies...), r.Generator.MaxCPUCores,
 			ms(r.Generator.MaxDelay), r.Generator.Text},
-		Performance:      perf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
-		Scalability:      scal{r.Scalability, r.Kind},
+		Performance:      jsonPerf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
+		Scalability:      jsonScalability{r.Scalability, r.Kind},
 		Evidence:         r.Evidence,
 		Warnings:         r.Warnings,
 		SaturationSource: r.SaturationSource,
@@ -148,27 +152,32 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		out.Watched = []string{}
 	}
 	if b := r.Bottleneck; b != nil {
-		out.Bottleneck = &bottleneck{Name: b.Who(), Members: b.Members, CPUCores: b.CPU, Available: b.Available, Quota: numOrNull(b.Quota), Text: b.Describe()}
+		out.Bottleneck = &jsonBottleneck{Name: b.Who(), Members: b.Members, CPUCores: b.CPU, Available: b.Available, Quota: numOrNull(b.Quota), Text: b.Describe()}
 	}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}
 	if r.FitOK {
-		out.USL = &fit{r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, numOrNull(r.Fit.PeakConcurrency), r.Fit.R2}
+		out.USL = &jsonFit{r.Fit.Sigma, r.Fit.Kappa, r.Fit.Lambda, numOrNull(r.Fit.PeakConcurrency), r.Fit.R2}
 	}
 	for i, s := range r.Steps {
-		endpoints := []load.Endpoint{}
-		if s.Load != nil {
-			endpoints = append(endpoints, s.Load.Endpoints...)
-		}
-		out.Steps = append(out.Steps, step{
-			Endpoints:   endpoints,
-			Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, AnsweredRPS: s.AnsweredRPS, P50: ms(s.P50), P99: ms(s.P99),
-			Errors: s.Errors, ErrorShare: errorShare(s), ErrorKinds: s.ErrorKinds, Requests: s.Requests, Efficiency: r.Efficiency[i],
-			ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
-			GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
-			Processes: append([]ProcessStep{}, s.Processes...),
-		})
+		out.Steps = append(out.Steps, stepJSON(s, r.Efficiency[i]))
 	}
 	return json.Marshal(out)
+}
+
+// stepJSON is one step of the ramp in the documented shape.
+func stepJSON(s Step, efficiency float64) jsonStep {
+	endpoints := []load.Endpoint{}
+	if s.Load != nil {
+		endpoints = append(endpoints, s.Load.Endpoints...)
+	}
+	return jsonStep{
+		Endpoints:   endpoints,
+		Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, AnsweredRPS: s.AnsweredRPS, P50: ms(s.P50), P99: ms(s.P99),
+		Errors: s.Errors, ErrorShare: errorShare(s), ErrorKinds: s.ErrorKinds, Requests: s.Requests, Efficiency: efficiency,
+		ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
+		GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
+		Processes: append([]ProcessStep{}, s.Processes...),
+	}
 }

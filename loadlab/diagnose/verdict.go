@@ -425,9 +425,36 @@ func serverLoad(steps []Step, cores float64) (Load, bool) {
 
 // explain writes the evidence and warnings from the facts.
 func explain(kind string, f Facts, m Measurements) (evidence, warnings []string) {
-	add := func(format string, a ...any) { evidence = append(evidence, fmt.Sprintf(format, a...)) }
-	base, steps, slo := m.Baseline, m.Steps, m.SLO
+	w := &explainer{f: f, m: m}
+	w.performance()
+	if !f.Ramp {
+		if f.Generator.Saturated {
+			w.warnings = append(w.warnings, f.Generator.Text)
+		}
+		return w.evidence, append(w.warnings, "the ramp has fewer than two steps: no scalability verdict")
+	}
+	w.ramp()
+	w.kind(kind)
+	w.processes()
+	w.caveats()
+	return w.evidence, w.warnings
+}
 
+// explainer gathers a diagnosis's evidence and warnings, a part at a time.
+type explainer struct {
+	f                  Facts
+	m                  Measurements
+	evidence, warnings []string
+}
+
+func (w *explainer) add(format string, a ...any) {
+	w.evidence = append(w.evidence, fmt.Sprintf(format, a...))
+}
+
+// performance is the single user's verdict, and an accept queue's tail.
+func (w *explainer) performance() {
+	f, base, slo := w.f, w.m.Baseline, w.m.SLO
+	add := w.add
 	if f.Performance {
 		add("performance problem: a single user already waits %s at p99 (p50 %s), above the %s SLO; the work of one request is too slow, whatever the load",
 			measure.FormatMS(base.P99), measure.FormatMS(base.P50), measure.FormatMS(slo))
@@ -439,13 +466,12 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 		add("with %s the p99 is %s while the median is %s: a p99 at a TCP SYN retransmission (1 s, 3 s, 7 s) means connections waited in a full accept queue (the listen backlog overflowed, the kernel dropped the SYN and the client sent it again); no CPU or lock explains it. Raise the backlog (listen() and net.core.somaxconn) or accept connections faster",
 			users(s.Concurrency), measure.FormatMS(s.P99), measure.FormatMS(s.P50))
 	}
-	if !f.Ramp {
-		if f.Generator.Saturated {
-			warnings = append(warnings, f.Generator.Text)
-		}
-		return evidence, append(warnings, "the ramp has fewer than two steps: no scalability verdict")
-	}
+}
 
+// ramp says how throughput, latency and errors went as users were added.
+func (w *explainer) ramp() {
+	f, base, steps, slo := w.f, w.m.Baseline, w.m.Steps, w.m.SLO
+	add := w.add
 	first, last := steps[0], steps[len(steps)-1]
 	eff := f.Efficiency
 	xPeak := steps[f.Peak].ThroughputRPS
@@ -479,7 +505,13 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			users(w.Concurrency), w.AnsweredRPS, w.ThroughputRPS)
 	}
 
-	srv := f.Server
+}
+
+// kind explains the kind of scalability problem (or its absence).
+func (w *explainer) kind(kind string) {
+	f, steps := w.f, w.m.Steps
+	add := w.add
+	srv, last, xPeak := f.Server, steps[len(steps)-1], steps[f.Peak].ThroughputRPS
 	switch kind {
 	case KindErrors:
 		served := "while the ones it serves stay fast"
@@ -505,41 +537,7 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 				srv.CPU, srv.Available, saturated)
 		}
 	case KindCapacity:
-		if f.Starved {
-			peak := steps[f.Peak]
-			wanted := ""
-			if w := peak.ServerCPUWaitCores; !math.IsNaN(w) && w >= 0.05 {
-				wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU", peak.ServerCPUCores+w)
-			}
-			add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s%s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
-				peak.ServerCPUCores, xPeak, users(peak.Concurrency), wanted, users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
-			warnings = append(warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
-			break
-		}
-		b := f.Bottleneck
-		if b.Name == "" {
-			busy := ""
-			if !math.IsNaN(b.MachineBusy) {
-				busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*b.MachineBusy)
-			}
-			wanted := ""
-			if !math.IsNaN(b.Wait) && b.Wait >= 0.05 {
-				wanted = fmt.Sprintf(", and its threads waited for a CPU another %.2f cores' worth (it wanted %.2f)", b.Wait, b.CPU+b.Wait)
-			}
-			add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
-				b.CPU, b.Available, busy, wanted)
-			break
-		}
-		limit := fmt.Sprintf("of the %.2f cores the generator and the other watched processes left it", b.Available)
-		if b.AtQuota() {
-			limit = "held to its cgroup quota"
-		}
-		busy := ""
-		if !math.IsNaN(b.MachineBusy) && b.MachineBusy >= measure.MachineSaturated {
-			busy = fmt.Sprintf(", on a machine %.0f%% busy", 100*b.MachineBusy)
-		}
-		add("capacity: %s %s CPU-bound at the plateau (%s, %s%s), while %s. Give %s more CPU or more replicas (or make each request cheaper there)",
-			b.Who(), isAre(b), b.Describe(), limit, busy, others(f.Processes, b), themOrIt(b))
+		w.capacity(f)
 	case KindCoherency:
 		nStar := "near " + users(steps[f.Peak].Concurrency)
 		if f.FitOK && !math.IsInf(f.Fit.PeakConcurrency, 1) {
@@ -563,6 +561,57 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", srv.CPU, srv.Available, waited)
 		}
 	}
+}
+
+// capacity explains a CPU-bound service: starved by other processes, the
+// server as a whole, or the watched group that is the bottleneck.
+func (w *explainer) capacity(f Facts) {
+	steps := w.m.Steps
+	add := w.add
+	last, xPeak := steps[len(steps)-1], steps[f.Peak].ThroughputRPS
+	if f.Starved {
+		peak := steps[f.Peak]
+		wanted := ""
+		if wait := peak.ServerCPUWaitCores; !math.IsNaN(wait) && wait >= 0.05 {
+			wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU", peak.ServerCPUCores+wait)
+		}
+		add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s%s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
+			peak.ServerCPUCores, xPeak, users(peak.Concurrency), wanted, users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
+		w.warnings = append(w.warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
+		return
+	}
+	b := f.Bottleneck
+	if b.Name == "" {
+		busy := ""
+		if !math.IsNaN(b.MachineBusy) {
+			busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*b.MachineBusy)
+		}
+		wanted := ""
+		if !math.IsNaN(b.Wait) && b.Wait >= 0.05 {
+			wanted = fmt.Sprintf(", and its threads waited for a CPU another %.2f cores' worth (it wanted %.2f)", b.Wait, b.CPU+b.Wait)
+		}
+		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
+			b.CPU, b.Available, busy, wanted)
+		return
+	}
+	limit := fmt.Sprintf("of the %.2f cores the generator and the other watched processes left it", b.Available)
+	if b.AtQuota() {
+		limit = "held to its cgroup quota"
+	}
+	busy := ""
+	if !math.IsNaN(b.MachineBusy) && b.MachineBusy >= measure.MachineSaturated {
+		busy = fmt.Sprintf(", on a machine %.0f%% busy", 100*b.MachineBusy)
+	}
+	add("capacity: %s %s CPU-bound at the plateau (%s, %s%s), while %s. Give %s more CPU or more replicas (or make each request cheaper there)",
+		b.Who(), isAre(b), b.Describe(), limit, busy, others(f.Processes, b), themOrIt(b))
+}
+
+// processes gives each watched group's use at the plateau, the server's
+// own in-flight figure, what the CPU figures cannot say, and the USL fit.
+func (w *explainer) processes() {
+	f, steps := w.f, w.m.Steps
+	add := w.add
+	srv, last := f.Server, steps[len(steps)-1]
 	if len(f.Processes) > 1 || (len(f.Processes) == 1 && f.Processes[0].Name != "") {
 		var parts []string
 		for _, l := range f.Processes {
@@ -592,14 +641,18 @@ func explain(kind string, f Facts, m Measurements) (evidence, warnings []string)
 			f.Fit.Sigma, f.Fit.Kappa, f.Fit.Lambda, f.Fit.PeakText(), f.Fit.R2)
 	}
 
+}
+
+// caveats are the warnings that apply whatever the kind.
+func (w *explainer) caveats() {
+	f, base := w.f, w.m.Baseline
 	if f.Generator.Saturated {
-		warnings = append(warnings, f.Generator.Text)
+		w.warnings = append(w.warnings, f.Generator.Text)
 	}
 	if !f.ErrorsRose && f.BaselineErrorShare >= errorRise {
-		warnings = append(warnings, fmt.Sprintf("%s of requests failed already with one user (%v), and about as many with more: throughput and latency count the successful answers only; check the request",
+		w.warnings = append(w.warnings, fmt.Sprintf("%s of requests failed already with one user (%v), and about as many with more: throughput and latency count the successful answers only; check the request",
 			percent(f.BaselineErrorShare), base.ErrorKinds))
 	}
-	return evidence, warnings
 }
 
 func isAre(l *Load) string {
