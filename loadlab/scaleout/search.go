@@ -137,103 +137,135 @@ func (s Search) Pass(p Probe) bool {
 // between the highest passing and the lowest failing rate. A probe at
 // which the generator fell behind counts as not passing; when one bounds
 // the capacity from above, the result says the generator was the limit.
-func (s Search) Run(ctx context.Context, probe Prober) (c Capacity, err error) {
+func (s Search) Run(ctx context.Context, probe Prober) (Capacity, error) {
 	s.defaults()
-	lo, hi := 0.0, math.Inf(1)
-	hiBehind := false
-	defer func() {
-		if hiBehind {
-			c.GeneratorLimited = true
-		} else {
-			c.GeneratorReasons = nil
-		}
-	}()
-	try := func(phase string, rate float64) (bool, bool, error) {
-		var p Probe
-		var pass, behind bool
-		// A generator that fell behind once may have met a noisy moment:
-		// it gets one more try at the same rate.
-		for attempt := 0; attempt < 2 && (attempt == 0 || behind); attempt++ {
-			var err error
-			if p, err = probe(ctx, rate); err != nil {
-				return false, false, fmt.Errorf("probe at %.0f req/s: %w", rate, err)
-			}
-			c.Probes = append(c.Probes, p)
-			pass = s.Pass(p)
-			behind = s.GeneratorLimited(p)
-			if s.OnProbe != nil {
-				s.OnProbe(phase, p, pass && !behind)
-			}
-		}
-		if behind {
-			// Whose failure it was cannot be told: it bounds the search
-			// from above like a failure, and if it ends up as the bound,
-			// the result says the generator was the limit.
-			if rate < hi {
-				hi, hiBehind, c.GeneratorReasons, c.Bound = rate, true, p.SaturationReasons, Probe{}
-			}
-			return false, false, nil
-		}
-		// Near the capacity (bisecting; the first probe, whose rate is
-		// a guess from the count before; a rate one step above a passing
-		// one) a failure is probed once more.
-		// So is a failure the machine's CPU may explain (Starved).
-		near := phase == "bisect" || len(c.Probes) == 1 || (lo > 0 && rate <= lo*s.Factor*1.001)
-		if !pass && (near || p.Starved != "") && len(c.Probes) < s.MaxProbes {
-			// Near the capacity a failure may be a noisy moment of a
-			// shared machine; an overload fails again (its queue builds
-			// anew), noise mostly does not. Unconfirmed, a noisy first
-			// probe at 90% of the capacity bounded a 2-replica count at
-			// 88% of it.
-			q, err := probe(ctx, rate)
-			if err != nil {
-				return false, false, fmt.Errorf("probe at %.0f req/s: %w", rate, err)
-			}
-			c.Probes = append(c.Probes, q)
-			if s.OnProbe != nil {
-				s.OnProbe("confirm", q, s.Pass(q) && !s.GeneratorLimited(q))
-			}
-			if s.Pass(q) && !s.GeneratorLimited(q) {
-				p, pass = q, true
-			} else if p.Starved != "" {
-				// Starved once and failed again: the second says whether
-				// the machine was still the reason.
-				p = q
-			}
-		}
-		if pass && rate > lo {
-			lo, c.Best, c.RPS = rate, p, p.ThroughputRPS
-		}
-		if !pass && rate < hi {
-			hi, hiBehind, c.Bound = rate, false, p
-		}
-		return pass, false, nil
+	r := &searchRun{Search: s, probe: probe, lo: 0, hi: math.Inf(1)}
+	err := r.run(ctx)
+	if r.hiBehind {
+		r.c.GeneratorLimited = true
+	} else {
+		r.c.GeneratorReasons = nil
 	}
-	rate := s.Start
-	for len(c.Probes) < s.MaxProbes {
-		pass, stop, err := try("bracket", rate)
-		if err != nil || stop {
-			return c, err
+	return r.c, err
+}
+
+// searchRun is one search under way: the bracket [lo, hi] and what the
+// probes found.
+type searchRun struct {
+	Search
+	probe    Prober
+	c        Capacity
+	lo, hi   float64
+	hiBehind bool // the generator fell behind at hi
+}
+
+func (r *searchRun) run(ctx context.Context) error {
+	rate := r.Start
+	for len(r.c.Probes) < r.MaxProbes {
+		pass, err := r.try(ctx, "bracket", rate)
+		if err != nil {
+			return err
 		}
-		if !math.IsInf(hi, 1) && lo > 0 {
+		if !math.IsInf(r.hi, 1) && r.lo > 0 {
 			break
 		}
 		if pass {
-			rate *= s.Factor
+			rate *= r.Factor
 		} else {
-			rate /= s.Factor
-			if rate < s.MinRate {
-				return c, nil // nothing passes: capacity 0
+			rate /= r.Factor
+			if rate < r.MinRate {
+				return nil // nothing passes: capacity 0
 			}
 		}
 	}
-	for len(c.Probes) < s.MaxProbes && hi/lo > 1+s.Precision {
+	for len(r.c.Probes) < r.MaxProbes && r.hi/r.lo > 1+r.Precision {
 		// Geometric middle: the bracket spans a ratio, not a distance.
-		_, stop, err := try("bisect", math.Sqrt(lo*hi))
-		if err != nil || stop {
-			return c, err
+		if _, err := r.try(ctx, "bisect", math.Sqrt(r.lo*r.hi)); err != nil {
+			return err
 		}
 	}
-	c.Found = lo > 0 && !math.IsInf(hi, 1)
-	return c, nil
+	r.c.Found = r.lo > 0 && !math.IsInf(r.hi, 1)
+	return nil
+}
+
+// measure runs one probe and records it.
+func (r *searchRun) measure(ctx context.Context, rate float64) (Probe, error) {
+	p, err := r.probe(ctx, rate)
+	if err != nil {
+		return p, fmt.Errorf("probe at %.0f req/s: %w", rate, err)
+	}
+	r.c.Probes = append(r.c.Probes, p)
+	return p, nil
+}
+
+// try probes rate (again, when the generator fell behind or a failure may
+// be noise), moves the bracket and reports whether the rate passed.
+func (r *searchRun) try(ctx context.Context, phase string, rate float64) (bool, error) {
+	var p Probe
+	var pass, behind bool
+	// A generator that fell behind once may have met a noisy moment:
+	// it gets one more try at the same rate.
+	for attempt := 0; attempt < 2 && (attempt == 0 || behind); attempt++ {
+		var err error
+		if p, err = r.measure(ctx, rate); err != nil {
+			return false, err
+		}
+		pass, behind = r.Pass(p), r.GeneratorLimited(p)
+		if r.OnProbe != nil {
+			r.OnProbe(phase, p, pass && !behind)
+		}
+	}
+	if behind {
+		// Whose failure it was cannot be told: it bounds the search
+		// from above like a failure, and if it ends up as the bound,
+		// the result says the generator was the limit.
+		if rate < r.hi {
+			r.hi, r.hiBehind, r.c.GeneratorReasons, r.c.Bound = rate, true, p.SaturationReasons, Probe{}
+		}
+		return false, nil
+	}
+	if !pass {
+		var err error
+		if p, pass, err = r.confirm(ctx, phase, rate, p); err != nil {
+			return false, err
+		}
+	}
+	if pass && rate > r.lo {
+		r.lo, r.c.Best, r.c.RPS = rate, p, p.ThroughputRPS
+	}
+	if !pass && rate < r.hi {
+		r.hi, r.hiBehind, r.c.Bound = rate, false, p
+	}
+	return pass, nil
+}
+
+// confirm probes a failed rate once more when the failure may be noise:
+// near the capacity (bisecting; the first probe, whose rate is a guess
+// from the count before; a rate one step above a passing one), or when
+// the machine's CPU may explain it (Starved). An overload fails again (its
+// queue builds anew), noise mostly does not: unconfirmed, a noisy first
+// probe at 90% of the capacity bounded a 2-replica count at 88% of it. It
+// returns the probe that stands and whether it passed.
+func (r *searchRun) confirm(ctx context.Context, phase string, rate float64, p Probe) (Probe, bool, error) {
+	near := phase == "bisect" || len(r.c.Probes) == 1 || (r.lo > 0 && rate <= r.lo*r.Factor*1.001)
+	if !(near || p.Starved != "") || len(r.c.Probes) >= r.MaxProbes {
+		return p, false, nil
+	}
+	q, err := r.measure(ctx, rate)
+	if err != nil {
+		return p, false, err
+	}
+	passed := r.Pass(q) && !r.GeneratorLimited(q)
+	if r.OnProbe != nil {
+		r.OnProbe("confirm", q, passed)
+	}
+	switch {
+	case passed:
+		return q, true, nil
+	case p.Starved != "":
+		// Starved once and failed again: the second says whether the
+		// machine was still the reason.
+		return q, false, nil
+	}
+	return p, false, nil
 }

@@ -17,10 +17,17 @@ import (
 // cores' worth. Such a probe is measured again, and a count whose
 // capacity it still bounds is not to be trusted (contradictions).
 
+// starvedWait is the run-queue wait, in cores, that can starve a system:
+// half a core's worth of its threads waiting for a CPU all along. The
+// virtual-clock test system's overloads, which are its own, came with
+// 0.2 to 0.3 (its processes then queued behind its virtual clock, not
+// for a CPU); the starved 4-replica probes came with 1.1 to 3.5.
+const starvedWait = 0.5
+
 // starvation says why a probe's failure is the machine's (the empty string
 // when it is not): the machine's CPUs were busy, no watched group was at
 // its cgroup quota, and the watched processes (or loadlab) waited for a CPU
-// longer than they ran.
+// longer than they ran, at least starvedWait.
 func starvation(s measure.Step, cores float64) string {
 	if math.IsNaN(s.MachineBusy) || s.MachineBusy < measure.MachineSaturated || len(s.Processes) == 0 {
 		return ""
@@ -30,8 +37,9 @@ func starvation(s measure.Step, cores float64) string {
 			return "" // the system's own quota explains the failure
 		}
 	}
-	server := !math.IsNaN(s.ServerCPUWaitCores) && !math.IsNaN(s.ServerCPUCores) && s.ServerCPUWaitCores > s.ServerCPUCores
-	generator := !math.IsNaN(s.GeneratorCPUWaitCores) && s.GeneratorCPUWaitCores > s.GeneratorCPUCores
+	server := !math.IsNaN(s.ServerCPUWaitCores) && !math.IsNaN(s.ServerCPUCores) &&
+		s.ServerCPUWaitCores > max(s.ServerCPUCores, starvedWait)
+	generator := !math.IsNaN(s.GeneratorCPUWaitCores) && s.GeneratorCPUWaitCores > max(s.GeneratorCPUCores, starvedWait)
 	switch {
 	case server:
 		return fmt.Sprintf("the machine's CPUs were %.0f%% busy and the system's processes, none at a quota, waited for a CPU %.2f cores' worth while using %.2f",

@@ -36,9 +36,16 @@ func TestStarvationTellsTheMachineFromTheSystem(t *testing.T) {
 		t.Errorf("half-idle machine: %q", why)
 	}
 	generator := starved
-	generator.ServerCPUWaitCores, generator.GeneratorCPUWaitCores = 0.1, 0.4
-	if why := starvation(generator, 2); !strings.Contains(why, "loadlab waited for a CPU 0.40 cores' worth") {
+	generator.ServerCPUWaitCores, generator.GeneratorCPUWaitCores = 0.1, 0.6
+	if why := starvation(generator, 2); !strings.Contains(why, "loadlab waited for a CPU 0.60 cores' worth") {
 		t.Errorf("starved generator: %q", why)
+	}
+	// A virtual-clock system's own overload on a busy machine: its
+	// processes wait a little, far from starving it.
+	queued := measure.Step{MachineBusy: 1, ServerCPUCores: 0.06, ServerCPUWaitCores: 0.23, GeneratorCPUCores: 0.05, GeneratorCPUWaitCores: nan,
+		Processes: []measure.ProcessStep{{Name: "app", Members: 1, CPUCores: 0.06, WaitCores: 0.23, QuotaCores: nan, ThrottledShare: nan, Local: true}}}
+	if why := starvation(queued, 2); why != "" {
+		t.Errorf("an overload of the system's own: %q", why)
 	}
 }
 

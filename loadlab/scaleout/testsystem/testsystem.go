@@ -38,6 +38,24 @@ import (
 // RoleEnv selects a role; Main does nothing when it is unset.
 const RoleEnv = "TESTSYSTEM_ROLE"
 
+// OwnerEnv is the test process that brought the system up: the system's
+// processes end when it has gone. They run detached, in sessions of their
+// own, so that the down command stops them; a test binary killed by its
+// timeout runs no down command, and its replicas served on for good.
+const OwnerEnv = "TESTSYSTEM_OWNER"
+
+// exitWithOwner ends this process once the owner is gone.
+func exitWithOwner() {
+	owner, err := strconv.Atoi(os.Getenv(OwnerEnv))
+	if err != nil || owner <= 0 {
+		return
+	}
+	for syscall.Kill(owner, 0) == nil && !zombie(owner) {
+		time.Sleep(time.Second)
+	}
+	os.Exit(0)
+}
+
 // Main runs the role named by RoleEnv and exits; it returns false when
 // RoleEnv is unset (a normal test run).
 func Main() bool {
@@ -52,8 +70,10 @@ func Main() bool {
 	case "down":
 		err = down(os.Args[1:])
 	case "replica", "db":
+		go exitWithOwner()
 		err = serveWorker()
 	case "lb":
+		go exitWithOwner()
 		err = serveProxy()
 	default:
 		err = fmt.Errorf("unknown role %q", role)
@@ -81,8 +101,8 @@ type Options struct {
 // UpCommand is a scale command for loadlab scaleout: this test binary
 // brings up {n} replicas.
 func UpCommand(o Options) string {
-	return fmt.Sprintf("%s=up %s -state %s -replica-every %s -replica-cpu %s -replica-quota %g -db-every %s -db-cpu %s -db-quota %g -fail-at %d {n}",
-		RoleEnv, os.Args[0], o.State, o.ReplicaEvery, o.ReplicaCPU, o.ReplicaQuota, o.DBEvery, o.DBCPU, o.DBQuota, o.FailAt)
+	return fmt.Sprintf("%s=up %s=%d %s -state %s -replica-every %s -replica-cpu %s -replica-quota %g -db-every %s -db-cpu %s -db-quota %g -fail-at %d {n}",
+		RoleEnv, OwnerEnv, os.Getpid(), os.Args[0], o.State, o.ReplicaEvery, o.ReplicaCPU, o.ReplicaQuota, o.DBEvery, o.DBCPU, o.DBQuota, o.FailAt)
 }
 
 // DownCommand stops everything UpCommand started and leaves a mark.
