@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/scaleout/testsystem"
 )
 
 // truthServer answers after a fixed delay and records, as the truth, how
@@ -118,7 +119,12 @@ func run(t *testing.T, cfg load.Config) *load.Result {
 
 var clients = []load.Client{load.ClientFastHTTP, load.ClientNetHTTP}
 
+// The generator and the truth server (this process) run at the weight of
+// the scale-out test system (testsystem.WeighTest): beside two CPU hogs at
+// the default weight, nethttp's open loop missed the 1 ms tolerance at a
+// load average of 6 to 16, its requests late by the machine's run queue.
 func TestLatencyMatchesAKnownDelay(t *testing.T) {
+	testsystem.WeighTest(t)
 	for _, client := range clients {
 		for _, model := range []string{"closed", "open"} {
 			t.Run(string(client)+"/"+model, func(t *testing.T) {
@@ -188,6 +194,10 @@ func knownDelayRun(t *testing.T, client load.Client, model string) (problems, wa
 }
 
 func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
+	// The lab at the test system's CPU weight: beside two CPU hogs at the
+	// default weight the generator's own wake-ups added up to 65 ms to
+	// the one-connection p99 (543 ms for 480).
+	testsystem.WeighTest(t)
 	const rate, runFor, stall = 200, 2 * time.Second, 500 * time.Millisecond
 	open := func(t *testing.T, rate, maxInFlight int) (*load.Result, *truthServer) {
 		srv := newTruthServer(t, time.Millisecond)
@@ -254,11 +264,9 @@ func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
 		if got := srv.slowerThan(stall / 2); got != 1 {
 			t.Fatalf("setup: %d of the server's %d requests took over %v; expected the stall to hit one request only", got, srv.count.Load(), stall/2)
 		}
-		// Above: beside two CPU hogs the generator's own wake-ups added up
-		// to 65 ms (543 ms for 480), so the upper bound is looser than the
-		// lower one; it still catches a wait counted from before the
-		// intended time (the run's start would put the p99 past a second).
-		if res.Latency.P99 < wantP99*9/10 || res.Latency.P99 > wantP99*3/2 {
+		// Within 10% either way; a wait counted from before the intended
+		// time (the run's start) would put the p99 past a second.
+		if res.Latency.P99 < wantP99*9/10 || res.Latency.P99 > wantP99*11/10 {
 			t.Errorf("p99 = %v, want about %v: latency is not measured from the intended send time", res.Latency.P99, wantP99)
 		}
 		if !res.GeneratorSaturated || !strings.Contains(strings.Join(res.SaturationReasons, ";"), "in-flight") {

@@ -204,7 +204,11 @@ func TestScaleoutNamesTheBottleneck(t *testing.T) {
 			// quotas: measured side by side, the test takes half as long.
 			t.Parallel()
 			tt.opts.State = t.TempDir()
-			res, err := scaleout.Run(context.Background(), config(t, tt.opts, 1, 2))
+			cfg := config(t, tt.opts, 1, 2)
+			// Which process is at its quota shows in a shorter probe
+			// than a capacity needs.
+			cfg.ProbeDuration = 1500 * time.Millisecond
+			res, err := scaleout.Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
