@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/perfscale/perfscale/internal/supervise"
+	"github.com/prometheus/procfs"
 )
 
 // RoleEnv selects a role; Main does nothing when it is unset.
@@ -547,15 +549,40 @@ func serveProxy() error {
 // only where the system's processes move to cgroups of their own
 // (ReplicaQuota > 0).
 func WeighSelf(state string) (undo func(), err error) {
+	back, err := ownCPUCgroup()
+	if err != nil {
+		return nil, err
+	}
 	cg, err := limit(state, "generator", os.Getpid(), 0)
 	if err != nil {
 		return nil, err
 	}
 	return func() {
-		root := filepath.Dir(cg)
-		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644) //nolint:errcheck // best effort: the test ends
+		back.Add(os.Getpid()) //nolint:errcheck // best effort: the test ends
 		os.Remove(cg)
 	}, nil
+}
+
+// ownCPUCgroup is the CPU cgroup this process is in.
+func ownCPUCgroup() (supervise.Cgroup, error) {
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return supervise.Cgroup{}, err
+	}
+	self, err := procfs.Self()
+	if err != nil {
+		return supervise.Cgroup{}, err
+	}
+	groups, err := self.Cgroups()
+	if err != nil {
+		return supervise.Cgroup{}, err
+	}
+	for _, g := range groups {
+		if (h.V2 && g.HierarchyID == 0) || (!h.V2 && slices.Contains(g.Controllers, "cpu")) {
+			return supervise.Open(filepath.Join(h.Root, g.Path)), nil
+		}
+	}
+	return supervise.Cgroup{}, errors.New("this process's CPU cgroup is not in /proc/self/cgroup")
 }
 
 // WeighTest runs the rest of test t, and the processes it starts from now
