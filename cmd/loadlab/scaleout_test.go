@@ -204,6 +204,11 @@ func TestScaleoutHelpExamplesRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the test system once per example; skipped with -short")
 	}
+	// The lab (this process and the virtual-clock systems it starts) at the
+	// test system's CPU weight, for these and the table test beside them:
+	// at the default weight, at a load average of 36, each count's probes
+	// were starved and measured again, and one example took six minutes.
+	testsystem.WeighTest(t)
 	examples := helpExamples(t, scaleoutUsage)
 	if len(examples) < 3 {
 		t.Fatalf("found %d examples in the usage text", len(examples))

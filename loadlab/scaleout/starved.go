@@ -26,8 +26,12 @@ const starvedWait = 0.5
 
 // starvation says why a probe's failure is the machine's (the empty string
 // when it is not): the machine's CPUs were busy, no watched group was at
-// its cgroup quota, and the watched processes (or loadlab) waited for a CPU
-// longer than they ran, at least starvedWait.
+// its cgroup quota, and the watched processes waited for a CPU longer than
+// they ran, at least starvedWait. (loadlab's own wait is the generator
+// check's: its lateness is in the latencies it reports, and a probe it
+// explains is tried again and, as the bound, named; counting it here as
+// well marked the virtual-clock system's overloads, at its known
+// capacity, as the machine's at a load average of 37 to 40.)
 func starvation(s measure.Step, cores float64) string {
 	if math.IsNaN(s.MachineBusy) || s.MachineBusy < measure.MachineSaturated || len(s.Processes) == 0 {
 		return ""
@@ -37,16 +41,9 @@ func starvation(s measure.Step, cores float64) string {
 			return "" // the system's own quota explains the failure
 		}
 	}
-	server := !math.IsNaN(s.ServerCPUWaitCores) && !math.IsNaN(s.ServerCPUCores) &&
-		s.ServerCPUWaitCores > max(s.ServerCPUCores, starvedWait)
-	generator := !math.IsNaN(s.GeneratorCPUWaitCores) && s.GeneratorCPUWaitCores > max(s.GeneratorCPUCores, starvedWait)
-	switch {
-	case server:
-		return fmt.Sprintf("the machine's CPUs were %.0f%% busy and the system's processes, none at a quota, waited for a CPU %.2f cores' worth while using %.2f",
-			100*s.MachineBusy, s.ServerCPUWaitCores, s.ServerCPUCores)
-	case generator:
-		return fmt.Sprintf("the machine's CPUs were %.0f%% busy and loadlab waited for a CPU %.2f cores' worth while using %.2f",
-			100*s.MachineBusy, s.GeneratorCPUWaitCores, s.GeneratorCPUCores)
+	if math.IsNaN(s.ServerCPUWaitCores) || math.IsNaN(s.ServerCPUCores) || s.ServerCPUWaitCores <= max(s.ServerCPUCores, starvedWait) {
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("the machine's CPUs were %.0f%% busy and the system's processes, none at a quota, waited for a CPU %.2f cores' worth while using %.2f",
+		100*s.MachineBusy, s.ServerCPUWaitCores, s.ServerCPUCores)
 }

@@ -545,9 +545,9 @@ func serveProxy() error {
 // system's processes run at a raised weight so that a busy machine does
 // not take their quota; a generator left at the default weight beside two
 // CPU hogs sends and reads late, and its lateness would count against the
-// system. Processes it starts afterwards start in that cgroup too: use it
-// only where the system's processes move to cgroups of their own
-// (ReplicaQuota > 0).
+// system. Processes it starts afterwards start in that cgroup too (the
+// virtual-clock system's replicas and proxy, which have none of their
+// own); they must have ended before undo, which removes the cgroup.
 func WeighSelf(state string) (undo func(), err error) {
 	back, err := ownCPUCgroup()
 	if err != nil {
