@@ -256,38 +256,9 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 	if cfg.Duration == 0 && cfg.Requests == 0 && len(cfg.Stages) == 0 {
 		cfg.Duration = 10 * time.Second
 	}
-	target := ""
-	switch {
-	case *f.targets != "":
-		if *f.scen != "" || len(pos) > 0 {
-			return cfg, "", nil, errors.New("give one of a URL, --scenario and --targets")
-		}
-		t, err := f.readTargets()
-		if err != nil {
-			return cfg, "", nil, err
-		}
-		cfg.Scenario = t
-		target = fmt.Sprintf("%d targets from %s", t.Len(), map[bool]string{true: "stdin", false: *f.targets}[*f.targets == "-"])
-	case *f.scen != "" && len(pos) > 0:
-		return cfg, "", nil, errors.New("give a URL or --scenario, not both")
-	case *f.scen != "":
-		s, err := scenario.Load(*f.scen, *f.base)
-		if err != nil {
-			return cfg, "", nil, err
-		}
-		cfg.Scenario = s
-		target = "scenario " + *f.scen
-	case len(pos) == 0:
-		return cfg, "", nil, errors.New("no target: give a URL, --scenario or --targets (see loadlab run --help)")
-	case len(pos) > 1:
-		return cfg, "", nil, fmt.Errorf("one URL only, got %d arguments", len(pos))
-	default:
-		req, err := f.request(pos[0])
-		if err != nil {
-			return cfg, "", nil, err
-		}
-		cfg.Target = req
-		target = req.Method + " " + req.URL
+	target, err := f.target(pos, &cfg)
+	if err != nil {
+		return cfg, "", nil, err
 	}
 	if *f.scen == "" && *f.base != "" {
 		return cfg, "", nil, errors.New("--base applies to --scenario only")
@@ -303,6 +274,43 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 	}
 	cfg.SLO = sloOf(checks)
 	return cfg, target, checks, nil
+}
+
+// target sets what cfg sends (the URL, the scenario or the targets) and
+// returns its description.
+func (f *runFlags) target(pos []string, cfg *load.Config) (string, error) {
+	switch {
+	case *f.targets != "":
+		if *f.scen != "" || len(pos) > 0 {
+			return "", errors.New("give one of a URL, --scenario and --targets")
+		}
+		t, err := f.readTargets()
+		if err != nil {
+			return "", err
+		}
+		cfg.Scenario = t
+		return fmt.Sprintf("%d targets from %s", t.Len(), map[bool]string{true: "stdin", false: *f.targets}[*f.targets == "-"]), nil
+	case *f.scen != "" && len(pos) > 0:
+		return "", errors.New("give a URL or --scenario, not both")
+	case *f.scen != "":
+		s, err := scenario.Load(*f.scen, *f.base)
+		if err != nil {
+			return "", err
+		}
+		cfg.Scenario = s
+		return "scenario " + *f.scen, nil
+	case len(pos) == 0:
+		return "", errors.New("no target: give a URL, --scenario or --targets (see loadlab run --help)")
+	case len(pos) > 1:
+		return "", fmt.Errorf("one URL only, got %d arguments", len(pos))
+	default:
+		req, err := f.request(pos[0])
+		if err != nil {
+			return "", err
+		}
+		cfg.Target = req
+		return req.Method + " " + req.URL, nil
+	}
 }
 
 // stdin is where --targets - reads from (a variable for the tests).
