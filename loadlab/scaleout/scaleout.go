@@ -511,7 +511,7 @@ func (c *counter) probe(ctx context.Context, rate float64) (Probe, error) {
 	}
 	p := probeOf(rate, c.cfg.ProbeDuration, s)
 	p.Drain = d
-	p.Starved = starvation(s, c.cfg.Cores)
+	p.Starved = starvation(s, c.cfg.Cores, c.cfg.SLO)
 	if !d.OK {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the target had not drained after %v of idle gaps: one user's median %s, %s on the fresh count",
 			d.Waited.Round(100*time.Millisecond), measure.FormatMS(d.P50), measure.FormatMS(c.drain.baseline)))

@@ -16,37 +16,49 @@ import (
 // an idle machine, make it the system's.
 func TestStarvationTellsTheMachineFromTheSystem(t *testing.T) {
 	nan := math.NaN()
-	starved := measure.Step{MachineBusy: 1, ServerCPUCores: 0.50, ServerCPUWaitCores: 3.52, GeneratorCPUCores: 0.05, GeneratorCPUWaitCores: 0.01,
+	const slo = 200 * time.Millisecond
+	starved := measure.Step{MachineBusy: 1, ThroughputRPS: 210, ServerCPUCores: 0.50, ServerCPUWaitCores: 3.52, GeneratorCPUCores: 0.05, GeneratorCPUWaitCores: 0.01,
 		Processes: []measure.ProcessStep{
 			{Name: "app", Members: 4, CPUCores: 0.44, WaitCores: 2.4, QuotaCores: 0.8, ThrottledShare: 0.05, Local: true},
 			{Name: "lb", Members: 1, CPUCores: 0.06, WaitCores: 1.12, QuotaCores: nan, ThrottledShare: nan, Local: true},
 		}}
-	if why := starvation(starved, 2); !strings.Contains(why, "waited for a CPU 3.52 cores' worth while using 0.50") {
+	if why := starvation(starved, 2, slo); !strings.Contains(why, "waited for a CPU 3.52 cores' worth (16.8 ms an answer) while using 0.50") {
 		t.Errorf("starved probe: %q", why)
 	}
 	atQuota := starved
 	atQuota.Processes = append([]measure.ProcessStep(nil), starved.Processes...)
 	atQuota.Processes[0].CPUCores, atQuota.Processes[0].ThrottledShare = 0.78, 0.9
-	if why := starvation(atQuota, 2); why != "" {
+	if why := starvation(atQuota, 2, slo); why != "" {
 		t.Errorf("replicas at their quota: %q, want the system's own failure", why)
 	}
 	idle := starved
 	idle.MachineBusy = 0.5
-	if why := starvation(idle, 2); why != "" {
+	if why := starvation(idle, 2, slo); why != "" {
 		t.Errorf("half-idle machine: %q", why)
 	}
 	// loadlab's own wait is the generator check's, not this.
 	generator := starved
 	generator.ServerCPUWaitCores, generator.GeneratorCPUWaitCores = 0.1, 3.01
-	if why := starvation(generator, 2); why != "" {
+	if why := starvation(generator, 2, slo); why != "" {
 		t.Errorf("starved generator: %q", why)
 	}
 	// A virtual-clock system's own overload on a busy machine: its
 	// processes wait a little, far from starving it.
 	queued := measure.Step{MachineBusy: 1, ServerCPUCores: 0.06, ServerCPUWaitCores: 0.23, GeneratorCPUCores: 0.05, GeneratorCPUWaitCores: nan,
 		Processes: []measure.ProcessStep{{Name: "app", Members: 1, CPUCores: 0.06, WaitCores: 0.23, QuotaCores: nan, ThrottledShare: nan, Local: true}}}
-	if why := starvation(queued, 2); why != "" {
+	if why := starvation(queued, 2, slo); why != "" {
 		t.Errorf("an overload of the system's own: %q", why)
+	}
+	// Weighted, at a load average of 36: half a core and more of waiting,
+	// 3 to 5 ms an answer at 108 and 213 req/s, while the virtual-clock
+	// system was over its known 100 and 200 req/s.
+	for _, busy := range []measure.Step{
+		{MachineBusy: 1, ThroughputRPS: 108, ServerCPUCores: 0.09, ServerCPUWaitCores: 0.53, Processes: queued.Processes},
+		{MachineBusy: 1, ThroughputRPS: 213, ServerCPUCores: 0.17, ServerCPUWaitCores: 1.10, Processes: queued.Processes},
+	} {
+		if why := starvation(busy, 2, slo); why != "" {
+			t.Errorf("%.0f req/s, waiting %.2f cores: %q", busy.ThroughputRPS, busy.ServerCPUWaitCores, why)
+		}
 	}
 }
 
