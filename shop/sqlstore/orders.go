@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/perfscale/perfscale/shop"
@@ -11,67 +9,65 @@ import (
 
 const orderColumns = `id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at`
 
-func scanOrder(r Row, o *shop.Order) error {
-	if err := r.Scan(&o.ID, &o.SessionID, &o.Status, &o.CustomerName, &o.Email, &o.Notes,
-		&o.TotalCents, microsTime{&o.CreatedAt}, microsTime{&o.UpdatedAt}); err != nil {
-		return err
+// orderWithLines selects orders (aliased o) with their lines, one row a
+// line: an order and its lines in one statement (on PostgreSQL one
+// transaction, where a read of the order and one of its lines were two).
+// Every order has lines (checkout refuses an empty cart); a line's item
+// id is 0 only where the outer join found none.
+const orderWithLines = `SELECT o.id, o.session_id, o.status, o.customer_name, o.email, o.notes,
+	o.total_cents, o.created_at, o.updated_at, COALESCE(l.item_id, 0), COALESCE(l.name, ''),
+	COALESCE(l.quantity, 0), COALESCE(l.unit_price_cents, 0), COALESCE(l.line_total_cents, 0)`
+
+// scanOrdersWithLines reads rows of orderWithLines, ordered by order, into
+// orders, each with its lines in the rows' order.
+func scanOrdersWithLines(rows Rows) ([]shop.Order, error) {
+	defer rows.Close()
+	var row Row = rows
+	orders := []shop.Order{}
+	var id int64
+	var l shop.OrderLine
+	for rows.Next() {
+		var o shop.Order
+		if err := row.Scan(&id, &o.SessionID, &o.Status, &o.CustomerName, &o.Email, &o.Notes, &o.TotalCents,
+			microsTime{&o.CreatedAt}, microsTime{&o.UpdatedAt},
+			&l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.LineTotalCents); err != nil {
+			return nil, err
+		}
+		if n := len(orders); n == 0 || orders[n-1].ID != id {
+			o.ID = id
+			o.Lines = []shop.OrderLine{}
+			orders = append(orders, o)
+		}
+		if l.ItemID != 0 {
+			last := &orders[len(orders)-1]
+			last.Lines = append(last.Lines, l)
+		}
 	}
-	o.Lines = []shop.OrderLine{}
-	return nil
+	return orders, rows.Err()
 }
 
 // readOrder reads one order with its lines; sessionID 0 means any session.
 func (s *Store) readOrder(ctx context.Context, q Querier, sessionID, orderID int64) (*shop.Order, error) {
-	var row Row
+	var rows Rows
+	var err error
 	if sessionID == 0 {
-		row = q.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ?`, orderID)
+		rows, err = q.Query(ctx, orderWithLines+` FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+			WHERE o.id = ? ORDER BY l.item_id`, orderID)
 	} else {
-		row = q.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ? AND session_id = ?`, orderID, sessionID)
-	}
-	orders := make([]shop.Order, 1)
-	err := scanOrder(row, &orders[0])
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, shop.Errorf(shop.ENOTFOUND, "order %d does not exist", orderID)
+		rows, err = q.Query(ctx, orderWithLines+` FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+			WHERE o.id = ? AND o.session_id = ? ORDER BY l.item_id`, orderID, sessionID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read order %d: %w", orderID, err)
 	}
-	if err := s.attachLines(ctx, q, orders); err != nil {
-		return nil, err
+	orders, err := scanOrdersWithLines(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read order %d: %w", orderID, err)
+	}
+	if len(orders) == 0 {
+		return nil, shop.Errorf(shop.ENOTFOUND, "order %d does not exist", orderID)
 	}
 	return &orders[0], nil
-}
-
-// attachLines loads the lines of several orders in one query (no N+1).
-func (s *Store) attachLines(ctx context.Context, q Querier, orders []shop.Order) error {
-	if len(orders) == 0 {
-		return nil
-	}
-	byID := make(map[int64]*shop.Order, len(orders))
-	ids := make([]int64, len(orders))
-	for i := range orders {
-		byID[orders[i].ID] = &orders[i]
-		ids[i] = orders[i].ID
-	}
-	in, args := s.dialect.InIDs("order_id", ids)
-	rows, err := q.Query(ctx, `SELECT order_id, item_id, name, quantity, unit_price_cents, line_total_cents
-		FROM order_lines WHERE `+in+` ORDER BY order_id, item_id`, args...)
-	if err != nil {
-		return fmt.Errorf("read order lines: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var l shop.OrderLine
-		if err := rows.Scan(&id, &l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.LineTotalCents); err != nil {
-			return fmt.Errorf("read order lines: %w", err)
-		}
-		byID[id].Lines = append(byID[id].Lines, l)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read order lines: %w", err)
-	}
-	return nil
 }
 
 // Order returns one of the session's orders.
@@ -101,8 +97,15 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 		return nil, err
 	}
 	defer release()
-	orders, err := query(ctx, q, scanOrder, `SELECT `+orderColumns+` FROM orders
-		WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, sessionID, before, f.Limit+1)
+	// The page of orders and their lines in one statement.
+	rows, err := q.Query(ctx, `WITH page AS (SELECT `+orderColumns+` FROM orders
+			WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?) `+
+		orderWithLines+` FROM page o LEFT JOIN order_lines l ON l.order_id = o.id ORDER BY o.id DESC, l.item_id`,
+		sessionID, before, f.Limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	orders, err := scanOrdersWithLines(rows)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
@@ -110,9 +113,6 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 	if len(orders) > f.Limit {
 		page.Orders = orders[:f.Limit]
 		page.Next = page.Orders[f.Limit-1].ID
-	}
-	if err := s.attachLines(ctx, q, page.Orders); err != nil {
-		return nil, err
 	}
 	return page, nil
 }
