@@ -192,8 +192,8 @@ func TestReadsGoToTheReplicaAndSessionsReadTheirWrites(t *testing.T) {
 		"FROM items WHERE id = $1",                 // an item
 		"FROM items WHERE id > $1",                 // a page of items
 		"FROM orders WHERE session_id = $1",        // own orders
-		"FROM orders WHERE id = $1 AND session_id", // one own order
-		"FROM order_lines",
+		"o.id = $1 AND o.session_id = $2",          // one own order
+		"JOIN order_lines",                         // with the lines of each
 	} {
 		if got := trace.where(q); got != "replica" {
 			t.Errorf("%q ran on %s, want the replica", q, got)
