@@ -9,6 +9,15 @@ import (
 
 const orderColumns = `id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at`
 
+func scanOrder(r Row, o *shop.Order) error {
+	if err := r.Scan(&o.ID, &o.SessionID, &o.Status, &o.CustomerName, &o.Email, &o.Notes,
+		&o.TotalCents, microsTime{&o.CreatedAt}, microsTime{&o.UpdatedAt}); err != nil {
+		return err
+	}
+	o.Lines = []shop.OrderLine{}
+	return nil
+}
+
 // orderWithLines selects orders (aliased o) with their lines, one row a
 // line: an order and its lines in one statement (on PostgreSQL one
 // transaction, where a read of the order and one of its lines were two).
