@@ -75,8 +75,11 @@ func newOverloadAPI(t *testing.T, adm httpapi.AdmissionConfig) *overloadAPI {
 	}
 	o.api = newAPI(t, options{
 		admission: adm,
-		orders:    func(s shop.Ordering) shop.Ordering { o.orders.Ordering = s; return o.orders },
-		carts:     func(s shop.CartService) shop.CartService { o.carts.CartService = s; return o.carts },
+		// Queued requests wait for the test, however slow the machine
+		// (-race at a load of 40): not for their routes' deadlines.
+		requestTimeout: 5 * time.Minute,
+		orders:         func(s shop.Ordering) shop.Ordering { o.orders.Ordering = s; return o.orders },
+		carts:          func(s shop.CartService) shop.CartService { o.carts.CartService = s; return o.carts },
 	})
 	t.Cleanup(o.releaseAll)
 	o.token = o.session()

@@ -59,8 +59,10 @@ type options struct {
 	// orders and carts, if set, wrap the orders and carts the handler gets.
 	orders func(shop.Ordering) shop.Ordering
 	carts  func(shop.CartService) shop.CartService
-	// admission is the handler's admission control (off by default).
-	admission httpapi.AdmissionConfig
+	// admission is the handler's admission control (off by default);
+	// requestTimeout, if set, replaces every route's deadline.
+	admission      httpapi.AdmissionConfig
+	requestTimeout time.Duration
 	// registry, if set, receives the metrics (else a private one).
 	registry *prometheus.Registry
 	// sessionLimit and trustedProxies configure the session rate limit.
@@ -151,7 +153,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
 		OrderHistory: store, EventFeed: o.feed, Stream: o.stream,
 		SessionLimit: o.sessionLimit, TrustedProxies: o.trustedProxies,
-		Admission: o.admission,
+		Admission: o.admission, RequestTimeout: o.requestTimeout,
 	}
 	h := httpapi.NewHandler(hcfg)
 	if err := b.Queue.Start(ctx); err != nil {
