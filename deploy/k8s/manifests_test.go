@@ -108,6 +108,9 @@ func TestStrictDecodeRefusesUnknownFields(t *testing.T) {
 }
 
 func TestOverlaysRenderAndPassReview(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the shop for its --help; skipped with -short")
+	}
 	help := shopbin.ReadHelp(t, shopbin.Build(t))
 	for _, dir := range overlays {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
