@@ -77,11 +77,13 @@ func ValidateIdempotencyKey(key string) error {
 	return nil
 }
 
-// Validate checks a checkout body and trims its fields in place.
+// Validate checks a checkout body and trims its fields in place. Its
+// messages name the field and the rule, never the value: they reach the
+// logs, and a rejected address is personal data.
 func (c *Checkout) Validate() error {
-	c.CustomerName = strings.TrimSpace(c.CustomerName)
-	c.Email = strings.TrimSpace(c.Email)
-	c.Notes = strings.TrimSpace(c.Notes)
+	c.CustomerName = trimASCIISpace(c.CustomerName)
+	c.Email = trimASCIISpace(c.Email)
+	c.Notes = trimASCIISpace(c.Notes)
 	switch {
 	case c.CustomerName == "":
 		return Errorf(EINVALID, "customer_name is required")
@@ -95,29 +97,120 @@ func (c *Checkout) Validate() error {
 		return Errorf(EINVALID, "expected_total_cents must not be negative: send the cart's total_cents as you showed it")
 	case len(c.Email) > MaxEmailLen:
 		return Errorf(EINVALID, "email must be at most %d characters", MaxEmailLen)
-	case hasControl(c.CustomerName, ""):
-		return Errorf(EINVALID, "customer_name must not contain control characters (such as NUL, CR or LF)")
-	case hasControl(c.Email, ""):
-		return Errorf(EINVALID, "email must not contain control characters (such as NUL, CR or LF)")
-	case hasControl(c.Notes, "\n\t"):
-		return Errorf(EINVALID, "notes must not contain control characters other than line feeds and tabs")
 	}
-	if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
-		return Errorf(EINVALID, "email %q is not a valid address (expected name@example.com)", c.Email)
+	if err := checkText("customer_name", c.CustomerName, ""); err != nil {
+		return err
+	}
+	if err := checkText("notes", c.Notes, "\n\t"); err != nil {
+		return err
+	}
+	return ValidateEmail(c.Email)
+}
+
+// trimASCIISpace trims spaces, tabs and line ends. Other Unicode spaces
+// stay, to be judged: U+2028 (a line separator) after an address is not
+// padding to drop but a character that does not belong there.
+func trimASCIISpace(s string) string { return strings.Trim(s, " \t\r\n") }
+
+// checkText refuses, in a field of free text, control characters (C0, DEL,
+// C1) other than those in allowed, and the characters that change what a
+// person reads without being seen (hiddenRune). Text that ends up in a
+// mail's headers or body, or on a screen, must not smuggle in line breaks,
+// NULs or reordered text.
+func checkText(field, s, allowed string) error {
+	for _, r := range s {
+		switch {
+		case unicode.IsControl(r) && !strings.ContainsRune(allowed, r):
+			if allowed == "" {
+				return Errorf(EINVALID, "%s must not contain control characters (such as NUL, CR or LF)", field)
+			}
+			return Errorf(EINVALID, "%s must not contain control characters other than line feeds and tabs", field)
+		case hiddenRune(r):
+			return Errorf(EINVALID, "%s must not contain U+%04X: bidirectional controls, zero-width and line-separator characters, byte order marks and U+FFFD (what a lone surrogate or invalid UTF-8 decodes to) are refused", field, r)
+		}
 	}
 	return nil
 }
 
-// hasControl reports whether s holds a control character (C0, DEL, C1)
-// other than those in allowed. Text that ends up in a mail's headers or
-// body must not smuggle in line breaks or NULs.
-func hasControl(s, allowed string) bool {
-	for _, r := range s {
-		if unicode.IsControl(r) && !strings.ContainsRune(allowed, r) {
-			return true
-		}
+// hiddenRune reports a character that changes how text reads without
+// showing: the bidirectional controls (which can reorder what a person
+// sees, as in "Trojan Source"), zero-width space, word joiner and byte
+// order mark, the line and paragraph separators, and U+FFFD, which
+// encoding/json puts in place of a lone surrogate ("\ud800") or invalid
+// UTF-8. Zero-width joiner and non-joiner (U+200C, U+200D) are allowed:
+// scripts such as Persian and emoji sequences need them.
+func hiddenRune(r rune) bool {
+	switch r {
+	case '\u061C', '\u200E', '\u200F', // Arabic letter mark, LRM, RLM
+		'\u202A', '\u202B', '\u202C', '\u202D', '\u202E', // embeddings and overrides
+		'\u2066', '\u2067', '\u2068', '\u2069', // isolates
+		'\u200B', '\u2060', '\uFEFF', // zero-width space, word joiner, BOM
+		'\u2028', '\u2029', // line and paragraph separators
+		utf8.RuneError:
+		return true
 	}
 	return false
+}
+
+// ValidateEmail checks an address to send a confirmation to: a bare
+// address (no display name) by RFC 5322 as net/mail parses it, printable
+// ASCII (RFC 5321; internationalized addresses are not taken), a local
+// part of at most 64 octets, and a domain SMTP can resolve (checkDomain).
+func ValidateEmail(addr string) error {
+	for i := 0; i < len(addr); i++ {
+		if b := addr[i]; b <= ' ' || b >= 0x7f {
+			if b < ' ' || b == 0x7f {
+				return Errorf(EINVALID, "email must not contain control characters (such as NUL, CR or LF)")
+			}
+			return Errorf(EINVALID, "email must be printable ASCII without spaces (write an internationalized domain in its xn-- form)")
+		}
+	}
+	if a, err := mail.ParseAddress(addr); err != nil || a.Address != addr {
+		return Errorf(EINVALID, "email is not a valid address (expected name@example.com)")
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at > 64 {
+		return Errorf(EINVALID, "email's part before the @ must be at most 64 characters (RFC 5321)")
+	}
+	return checkDomain(addr[at+1:])
+}
+
+// checkDomain accepts a host name SMTP can deliver to: at least two
+// labels, each 1 to 63 letters, digits or hyphens not starting or ending
+// with a hyphen, a top-level label that is not all digits, 253 characters
+// in all. An address literal ([127.0.0.1]) is refused: mail to a bare IP
+// address is a way to reach internal hosts, not a customer.
+func checkDomain(d string) error {
+	bad := func(why string) error {
+		return Errorf(EINVALID, "email's domain %s", why)
+	}
+	if strings.HasPrefix(d, "[") {
+		return bad("must be a host name, not an address literal such as [127.0.0.1]")
+	}
+	if len(d) > 253 {
+		return bad("must be at most 253 characters")
+	}
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return bad("must have a dot (a name such as example.com)")
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 {
+			return bad("must be dot-separated labels of 1 to 63 characters")
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return bad("labels must not start or end with a hyphen")
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+				return bad("must be letters, digits, hyphens and dots")
+			}
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return bad("must end in a name, not a number")
+	}
+	return nil
 }
 
 // Fingerprint identifies the checkout's content, for idempotency: the same

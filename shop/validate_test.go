@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/perfscale/perfscale/shop"
 )
@@ -73,14 +75,34 @@ func TestCheckoutValidate(t *testing.T) {
 		{"bad email", shop.Checkout{CustomerName: "Ada", Email: "ada"}, false},
 		{"display-name email", shop.Checkout{CustomerName: "Ada", Email: "Ada <ada@example.com>"}, false},
 		{"email of 60,012 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 60000) + "@example.com"}, false},
-		{"email of 255 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 178) + ".example.com"}, false},
-		{"email of 254 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 177) + ".example.com"}, true},
+		{"email of 255 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("b", 56) + ".example.com"}, false},
+		{"email of 254 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@" + strings.Repeat("b", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("b", 55) + ".example.com"}, true},
+		{"email with a label of 64 characters", shop.Checkout{CustomerName: "Ada", Email: "ada@" + strings.Repeat("b", 64) + ".example.com"}, false},
 		{"NUL in name", shop.Checkout{CustomerName: "Ada\x00", Email: "ada@example.com"}, false},
 		{"CRLF in name", shop.Checkout{CustomerName: "Ada\r\nBcc: x@example.com", Email: "ada@example.com"}, false},
 		{"LF in email", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com\nBcc: x@example.com"}, false},
 		{"CR in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "a\rb"}, false},
 		{"NUL in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "a\x00b"}, false},
 		{"lines in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "no onions\n\textra cheese"}, true},
+		// Issue 19's hostile probe: each was accepted.
+		{"lone surrogate in name (decoded as U+FFFD)", shop.Checkout{CustomerName: "Ada\uFFFD", Email: "ada@example.com"}, false},
+		{"right-to-left override in name", shop.Checkout{CustomerName: "Ada\u202Egnp.exe", Email: "ada@example.com"}, false},
+		{"zero-width space in name", shop.Checkout{CustomerName: "A\u200Bda", Email: "ada@example.com"}, false},
+		{"byte order mark in name", shop.Checkout{CustomerName: "\uFEFFAda", Email: "ada@example.com"}, false},
+		{"bidi isolate in notes", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com", Notes: "x\u2067y"}, false},
+		{"zero-width non-joiner in a Persian name", shop.Checkout{CustomerName: "می\u200Cخواهم", Email: "ada@example.com"}, true},
+		{"email without a dot in the domain", shop.Checkout{CustomerName: "Ada", Email: "a@b"}, false},
+		{"email to an address literal", shop.Checkout{CustomerName: "Ada", Email: "a@[127.0.0.1]"}, false},
+		{"email domain label starting with a hyphen", shop.Checkout{CustomerName: "Ada", Email: "a@-example.com"}, false},
+		{"email domain label ending with a hyphen", shop.Checkout{CustomerName: "Ada", Email: "a@example-.com"}, false},
+		{"email with a numeric top-level label", shop.Checkout{CustomerName: "Ada", Email: "a@10.0.0.1"}, false},
+		{"email with an empty label", shop.Checkout{CustomerName: "Ada", Email: "a@example..com"}, false},
+		{"email local part of 65 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 65) + "@example.com"}, false},
+		{"email local part of 64 characters", shop.Checkout{CustomerName: "Ada", Email: strings.Repeat("a", 64) + "@example.com"}, true},
+		{"email with a trailing U+2028", shop.Checkout{CustomerName: "Ada", Email: "ada@example.com\u2028"}, false},
+		{"email with a Unicode domain", shop.Checkout{CustomerName: "Ada", Email: "ada@bücher.example"}, false},
+		{"email with a punycode domain", shop.Checkout{CustomerName: "Ada", Email: "ada@xn--bcher-kva.example"}, true},
+		{"email with a plus tag and subdomain", shop.Checkout{CustomerName: "Ada", Email: "ada+pizza@mail.example.co.uk"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,6 +112,10 @@ func TestCheckoutValidate(t *testing.T) {
 			}
 			if err != nil && shop.ErrorCode(err) != shop.EINVALID {
 				t.Fatalf("code %q, want invalid", shop.ErrorCode(err))
+			}
+			// The message says why, never what: it reaches the logs.
+			if msg := shop.ErrorMessage(err); err != nil && tt.in.Email != "" && strings.Contains(msg, tt.in.Email) {
+				t.Fatalf("message %q repeats the rejected address", msg)
 			}
 		})
 	}
@@ -137,4 +163,61 @@ func TestStatusMoves(t *testing.T) {
 	if shop.StatusPlaced.CanMoveTo(shop.StatusReady) || shop.StatusReady.CanMoveTo(shop.StatusPlaced) {
 		t.Fatal("skipping or backward move allowed")
 	}
+}
+
+// FuzzValidateEmail: whatever it is given, ValidateEmail refuses with
+// EINVALID or accepts an address that is printable ASCII, net/mail's own
+// rendering of itself, with a local part within 64 octets and a dotted
+// domain that is not an address literal.
+func FuzzValidateEmail(f *testing.F) {
+	for _, s := range []string{"ada@example.com", "a@b", "a@[127.0.0.1]", "a@-example.com", "ada@example.com\u2028", `"a b"@example.com`, "ada+x@mail.example.co.uk"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		err := shop.ValidateEmail(addr)
+		if err != nil {
+			if shop.ErrorCode(err) != shop.EINVALID {
+				t.Fatalf("error of wrong kind: %v", err)
+			}
+			// (A short value can be a word of the message itself.)
+			if len(addr) > 24 && strings.Contains(shop.ErrorMessage(err), addr) {
+				t.Fatalf("message repeats the value: %v", err)
+			}
+			return
+		}
+		at := strings.LastIndexByte(addr, '@')
+		if at < 1 || at > 64 || !strings.Contains(addr[at+1:], ".") || strings.ContainsAny(addr[at+1:], "[]") {
+			t.Fatalf("accepted %q", addr)
+		}
+		for _, r := range addr {
+			if r <= ' ' || r >= 0x7f {
+				t.Fatalf("accepted %q with %U", addr, r)
+			}
+		}
+	})
+}
+
+// FuzzCheckoutValidate: an accepted checkout's name holds no control and
+// no hidden character, and Validate is idempotent.
+func FuzzCheckoutValidate(f *testing.F) {
+	f.Add("Ada", "ada@example.com", "no onions")
+	f.Add("Ada\u202E", "a@b", "x\u2028")
+	f.Fuzz(func(t *testing.T, name, email, notes string) {
+		c := shop.Checkout{CustomerName: name, Email: email, Notes: notes}
+		if err := c.Validate(); err != nil {
+			if shop.ErrorCode(err) != shop.EINVALID {
+				t.Fatalf("error of wrong kind: %v", err)
+			}
+			return
+		}
+		for _, r := range c.CustomerName {
+			if unicode.IsControl(r) || r == utf8.RuneError || r == '\u202E' || r == '\u200B' || r == '\uFEFF' || r == '\u2028' {
+				t.Fatalf("accepted name %q with %U", c.CustomerName, r)
+			}
+		}
+		again := c
+		if err := again.Validate(); err != nil || again != c {
+			t.Fatalf("validating an accepted checkout again: %v, %+v -> %+v", err, c, again)
+		}
+	})
 }

@@ -157,3 +157,9 @@ func TestAbandonedCheckoutIs499AndNotAnAnswer(t *testing.T) {
 		})
 	}
 }
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

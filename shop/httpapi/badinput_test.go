@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -107,6 +109,17 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"checkout: CRLF in name", "POST", "/v1/orders", `{"customer_name": "Ada\r\nBcc: eve@example.com", "email": "ada@example.com"}`, key(nil), false, 400},
 		{"checkout: LF in email", "POST", "/v1/orders", `{"customer_name": "Ada", "email": "ada@example.com\nBcc: eve@example.com"}`, key(nil), false, 400},
 		{"checkout: CR in notes", "POST", "/v1/orders", checkout(`, "notes": "a\rb"`), key(nil), false, 400},
+		{"checkout: JSON in UTF-16", "POST", "/v1/orders", checkout(""), key(map[string]string{"Content-Type": "application/json; charset=utf-16"}), false, 400},
+		{"checkout: lone surrogate in name", "POST", "/v1/orders", `{"customer_name": "Ada\ud800", "email": "ada@example.com"}`, key(nil), false, 400},
+		{"checkout: invalid UTF-8 in name", "POST", "/v1/orders", "{\"customer_name\": \"Ada\xff\", \"email\": \"ada@example.com\"}", key(nil), false, 400},
+		{"checkout: right-to-left override in name", "POST", "/v1/orders", `{"customer_name": "Ada\u202e", "email": "ada@example.com"}`, key(nil), false, 400},
+		{"checkout: zero-width space in name", "POST", "/v1/orders", `{"customer_name": "A\u200bda", "email": "ada@example.com"}`, key(nil), false, 400},
+		{"checkout: byte order mark in name", "POST", "/v1/orders", `{"customer_name": "\ufeffAda", "email": "ada@example.com"}`, key(nil), false, 400},
+		{"checkout: email without a dot", "POST", "/v1/orders", `{"customer_name": "Ada", "email": "a@b"}`, key(nil), false, 400},
+		{"checkout: email to an address literal", "POST", "/v1/orders", `{"customer_name": "Ada", "email": "a@[127.0.0.1]"}`, key(nil), false, 400},
+		{"checkout: email domain starting with a hyphen", "POST", "/v1/orders", `{"customer_name": "Ada", "email": "a@-example.com"}`, key(nil), false, 400},
+		{"checkout: email local part of 65 characters", "POST", "/v1/orders", `{"customer_name": "Ada", "email": "` + strings.Repeat("a", 65) + `@example.com"}`, key(nil), false, 400},
+		{"checkout: email with a trailing U+2028", "POST", "/v1/orders", `{"customer_name": "Ada", "email": "ada@example.com\u2028"}`, key(nil), false, 400},
 		{"checkout: key in upper case", "POST", "/v1/orders", `{"customer_name": "Ada", "EMAIL": "ada@example.com"}`, key(nil), false, 400},
 		{"checkout: duplicate key", "POST", "/v1/orders", checkout(`, "email": "eve@example.com"`), key(nil), false, 400},
 		{"checkout: no content type", "POST", "/v1/orders", checkout(""), key(noType), false, 415},
@@ -157,4 +170,60 @@ func (a *api) snapshot(token string) string {
 	}
 	cart := a.do(req{method: "GET", path: "/v1/cart", token: token}).body
 	return fmt.Sprintf("sessions %d, orders %d, cart units %d, items %d, cart %s", sessions, orders, cartUnits, items, cart)
+}
+
+// TestOneIdempotencyKey: two Idempotency-Key headers are refused with a
+// 400 that says so, rather than the first one used.
+func TestOneIdempotencyKey(t *testing.T) {
+	a := newAPI(t, options{})
+	tok := a.session()
+	a.add(tok, 1, 1)
+	hr, err := http.NewRequest("POST", a.url+"/v1/orders", strings.NewReader(`{"customer_name": "Ada", "email": "ada@example.com"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Authorization", "Bearer "+tok)
+	hr.Header.Add("Idempotency-Key", "first")
+	hr.Header.Add("Idempotency-Key", "second")
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "send one Idempotency-Key header") {
+		t.Fatalf("two keys: %d %s, want 400 saying to send one", res.StatusCode, body)
+	}
+	if n := a.snapshot(tok); !strings.Contains(n, "orders 0,") {
+		t.Fatalf("an order was placed: %s", n)
+	}
+}
+
+// TestRejectedValuesAreNotLogged: at debug level, a refused checkout's
+// log lines name the refusal, never the value refused. (Before, the
+// rejected e-mail address was written to the log.)
+func TestRejectedValuesAreNotLogged(t *testing.T) {
+	logs := &lockedBuffer{}
+	a := newAPI(t, options{logs: logs})
+	tok := a.session()
+	a.add(tok, 1, 1)
+	secrets := []string{"ada.secret@-example.com", "bob.secret@b", "Carol Secret\u202e", "dave.secret@[10.0.0.1]"}
+	for i, v := range secrets {
+		body := `{"customer_name": "Ada", "email": "` + v + `"}`
+		if strings.HasPrefix(v, "Carol") {
+			body = `{"customer_name": "` + v + `", "email": "ada@example.com"}`
+		}
+		a.do(req{method: "POST", path: "/v1/orders", token: tok, body: body,
+			header: map[string]string{"Idempotency-Key": fmt.Sprint("log-", i)}}).problem(t, http.StatusBadRequest)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "request refused") {
+		t.Fatalf("no refusal logged at debug level:\n%s", out)
+	}
+	for _, v := range []string{"secret"} {
+		if strings.Contains(out, v) {
+			t.Fatalf("the log holds a rejected value (%q):\n%s", v, out)
+		}
+	}
 }

@@ -102,12 +102,31 @@ func badBody(err error) error {
 	return &bodyError{http.StatusBadRequest, "the request body could not be read: malformed chunked transfer coding or framing", err}
 }
 
+// jsonContentType insists on JSON, and on UTF-8 (RFC 8259: JSON
+// exchanged between systems is UTF-8) when a charset is named: a body sent
+// as UTF-16 would otherwise be read as bytes it is not.
 func jsonContentType(r *http.Request) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && mt != "application/problem+json") {
 		return errUnsupportedMediaType
 	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return shop.Errorf(shop.EINVALID, "the request body must be JSON in UTF-8: leave out Content-Type's charset or make it utf-8")
+	}
 	return nil
+}
+
+// singleHeader is the value of a header the request may send once: two
+// values are refused rather than one of them picked.
+func singleHeader(r *http.Request, name string) (string, error) {
+	switch v := r.Header.Values(name); len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		return v[0], nil
+	default:
+		return "", shop.Errorf(shop.EINVALID, "send one %s header, not %d", name, len(v))
+	}
 }
 
 // decodeJSON is decode without the HTTP parts, so it can be fuzzed alone.

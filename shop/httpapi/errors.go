@@ -82,7 +82,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if p.Status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "error", err.Error(), "status", p.Status)
 	} else {
-		s.log.DebugContext(r.Context(), "request refused", "error", err.Error(), "status", p.Status)
+		// The code, not the message: a refusal's message may name what
+		// was refused, and a rejected value (an e-mail address) does not
+		// belong in a log. The client has the detail.
+		s.log.DebugContext(r.Context(), "request refused", "code", p.Code, "status", p.Status)
 	}
 	writeProblem(w, r, p)
 }

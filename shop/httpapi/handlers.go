@@ -214,12 +214,16 @@ func (s *server) handleClearCart(w http.ResponseWriter, r *http.Request) error {
 
 func (s *server) handlePlaceOrder(w http.ResponseWriter, r *http.Request) error {
 	// The key and the body are validated once, by the checkout rules.
+	key, err := singleHeader(r, "Idempotency-Key")
+	if err != nil {
+		return err
+	}
 	c, err := decode[shop.Checkout](w, r)
 	if err != nil {
 		return err
 	}
 	o, created, err := s.ordering.PlaceOrder(r.Context(), shop.PlaceOrder{
-		SessionID: sessionID(r), IdempotencyKey: r.Header.Get("Idempotency-Key"), Checkout: c,
+		SessionID: sessionID(r), IdempotencyKey: key, Checkout: c,
 	})
 	if err != nil {
 		return err
