@@ -49,6 +49,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	p := problem{}
 	var oos *shop.OutOfStockError
 	var changed *shop.PriceChangedError
+	var tooMany errTooManyStreams
 	switch {
 	case errors.Is(err, errShed):
 		// admit set Retry-After. Nothing was done: even a checkout
@@ -63,6 +64,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case isRateLimited(err):
 		p.Status, p.Detail = http.StatusTooManyRequests, "too many new sessions from your address: reuse the session you have, or retry after the time in Retry-After"
 		w.Header().Set("Retry-After", retryAfterSeconds(rateLimitedWait(err)))
+	case errors.As(err, &tooMany):
+		p.Status, p.Detail = http.StatusTooManyRequests, tooMany.detail
+		w.Header().Set("Retry-After", "5")
 	case errors.As(err, &oos):
 		p.Status, p.Code, p.Detail, p.Items = http.StatusConflict, shop.ECONFLICT, oos.Error(), oos.Items
 	case errors.As(err, &changed):

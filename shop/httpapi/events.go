@@ -20,7 +20,9 @@ type OrderHistory interface {
 
 // EventFeed follows one order's events live, from any replica (NATS
 // JetStream in the scale-out set-up). events carries them in order; lost
-// is closed when the feed fails. Both end with ctx.
+// is closed when the feed fails. Both end with ctx. WatchOrder bounds its
+// own call to the bus (ctx has no deadline: it is the feed's whole life),
+// and a stream does not wait for it: it polls the database meanwhile.
 type EventFeed interface {
 	WatchOrder(ctx context.Context, orderID int64) (events <-chan shop.OrderEvent, lost <-chan struct{}, err error)
 }
@@ -28,6 +30,12 @@ type EventFeed interface {
 // StreamConfig tunes GET /v1/orders/{id}/events; zero values take the
 // defaults.
 type StreamConfig struct {
+	// MaxPerSession and MaxOpen cap the streams open at once on this
+	// replica for one session and in all (8 and 1,000; negative: no cap).
+	// Each stream holds a goroutine, buffers and a poll of the database:
+	// one session held 2,000 on one order (145 MiB) before there was a
+	// cap. Past either the request is refused with 429.
+	MaxPerSession, MaxOpen int
 	// Heartbeat is how often an idle stream sends a comment line, so that
 	// proxies and load balancers do not close it as idle (nginx's default
 	// proxy_read_timeout is 60 s).
@@ -48,6 +56,12 @@ type StreamConfig struct {
 }
 
 func (c *StreamConfig) defaults() {
+	if c.MaxPerSession == 0 {
+		c.MaxPerSession = DefaultStreamsPerSession
+	}
+	if c.MaxOpen == 0 {
+		c.MaxOpen = DefaultStreams
+	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -73,7 +87,8 @@ const streamCheck = 250 * time.Millisecond
 // Events: the changes so far (the last is the current status), then each
 // change as it happens, until the order is ready. Each event's id is its
 // seq, so a client that reconnects with Last-Event-ID gets only what it
-// missed, from any replica.
+// missed, from any replica. What is committed is sent before the event bus
+// is asked for anything: a bus that does not answer delays nothing.
 func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, "order")
 	if err != nil {
@@ -84,61 +99,94 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	session := sessionID(r)
-	// The preamble has the ordinary request budget; the stream its own.
-	pre, cancel := context.WithTimeout(r.Context(), s.timeout)
-	defer cancel()
-	order, err := s.ordering.Order(pre, session, id) // another session's order: 404
+	release, err := s.streams.acquire(session)
 	if err != nil {
 		return err
 	}
-	past, err := s.history.OrderEvents(pre, session, id, after)
+	defer release()
+	past, after, ready, err := s.orderHistory(r.Context(), session, id, after)
 	if err != nil {
 		return err
 	}
-	if len(past) == 0 && order.Status == shop.StatusReady && after > 0 {
+	if len(past) == 0 && ready {
 		// Nothing left to say: 204 tells an EventSource not to reconnect.
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-
-	rc := http.NewResponseController(w)
-	// The server's write timeout counts from the request's start and would
-	// cut the stream: it sets a deadline per write instead. (The read
-	// timeout does not reach it: net/http clears the read deadline when it
-	// starts its background read of a request whose body is done; the
-	// reset only says so. TestOrderEventsOutliveTheServerTimeouts.)
-	rc.SetReadDeadline(time.Time{})  //nolint:errcheck // not every writer supports deadlines
-	rc.SetWriteDeadline(time.Time{}) //nolint:errcheck
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no") // nginx: pass it through unbuffered
-	w.WriteHeader(http.StatusOK)
-
-	st := &sseStream{w: w, rc: rc, timeout: s.stream.WriteTimeout, last: after}
-	if err := st.write("retry: 2000\n\n"); err != nil {
+	st := startStream(w, s.stream.WriteTimeout, after)
+	if st.write("retry: 2000\n\n") != nil {
 		return nil
 	}
-	ctx := r.Context()
-	var events <-chan shop.OrderEvent
-	var lost <-chan struct{}
-	if s.feed != nil {
-		events, lost, err = s.feed.WatchOrder(ctx, id)
-		if err != nil {
-			s.log.WarnContext(ctx, "order events feed unavailable; polling the database", "order_id", id, "error", err.Error())
-			events, lost = nil, nil
-		}
-	}
-	polling := events == nil
-	if polling {
-		if st.comment(pollingNote(s.feed != nil, s.stream.Poll)) != nil {
-			return nil
-		}
+	if s.feed == nil && st.comment(pollingNote(false, s.stream.Poll)) != nil {
+		return nil
 	}
 	if err := st.send(past); err != nil || st.done {
 		return nil
 	}
+	s.followOrder(r.Context(), st, session, id)
+	return nil
+}
 
+// orderHistory is what a stream starts with: the order's events after the
+// client's Last-Event-ID, and whether the order is ready. It has the
+// ordinary request budget; another session's order is 404. A Last-Event-ID
+// beyond the order's last event is not one this order sent (a stale or
+// made-up id): the stream then starts from the first event, so it still
+// ends when the order is ready.
+func (s *server) orderHistory(ctx context.Context, session, id, lastID int64) (past []shop.OrderEvent, after int64, ready bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	order, err := s.ordering.Order(ctx, session, id)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	all, err := s.history.OrderEvents(ctx, session, id, 0)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	after = lastID
+	if n := len(all); n > 0 && after > all[n-1].Seq {
+		after = 0
+	}
+	for _, e := range all {
+		if e.Seq > after {
+			past = append(past, e)
+		}
+	}
+	return past, after, order.Status == shop.StatusReady, nil
+}
+
+// liveFeed is the answer of the event bus to a request to follow an order.
+type liveFeed struct {
+	events <-chan shop.OrderEvent
+	lost   <-chan struct{}
+	err    error
+}
+
+// watch asks the bus for the order's live feed without waiting for it:
+// the answer arrives on the channel (nil without a bus). The bus bounds
+// its own call (EventFeed); until it answers the stream polls.
+func (s *server) watch(ctx context.Context, id int64) <-chan liveFeed {
+	if s.feed == nil {
+		return nil
+	}
+	answer := make(chan liveFeed, 1)
+	go func() {
+		events, lost, err := s.feed.WatchOrder(ctx, id)
+		answer <- liveFeed{events: events, lost: lost, err: err}
+	}()
+	return answer
+}
+
+// followOrder sends the order's changes until it is ready, the client
+// leaves, the stream's time is up or the replica drains: from the live feed
+// when the bus answers, from the database otherwise, with a heartbeat
+// whenever it has been quiet.
+func (s *server) followOrder(ctx context.Context, st *sseStream, session, id int64) {
+	pending := s.watch(ctx, id)
+	var events <-chan shop.OrderEvent
+	var lost <-chan struct{}
+	polling := true // until the live feed answers
 	check := time.NewTicker(streamCheck)
 	defer check.Stop()
 	end := time.NewTimer(s.stream.MaxDuration)
@@ -147,15 +195,25 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-end.C:
 			st.comment("stream time limit reached; reconnect with Last-Event-ID") //nolint:errcheck
-			return nil
+			return
+		case f := <-pending:
+			pending = nil
+			if f.err != nil {
+				s.log.WarnContext(ctx, "order events feed unavailable; polling the database", "order_id", id, "error", f.err.Error())
+				if st.comment(pollingNote(true, s.stream.Poll)) != nil {
+					return
+				}
+				continue
+			}
+			events, lost, polling = f.events, f.lost, false
 		case <-lost:
 			events, lost, polling = nil, nil, true
 			s.log.WarnContext(ctx, "order events feed lost; polling the database", "order_id", id)
 			if st.comment(pollingNote(true, s.stream.Poll)) != nil {
-				return nil
+				return
 			}
 		case e := <-events:
 			if e.Seq <= st.last {
@@ -164,45 +222,46 @@ func (s *server) handleOrderEvents(w http.ResponseWriter, r *http.Request) error
 			// The bus says something changed; the record says what. A
 			// stream left over from an earlier database (same order ids)
 			// or a gap then cannot mislead the client.
-			more, err := s.history.OrderEvents(ctx, session, id, st.last)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.log.WarnContext(ctx, "order events read failed", "order_id", id, "error", err.Error())
-				continue
-			}
-			if st.send(more) != nil || st.done {
-				return nil
+			if s.catchUp(ctx, st, session, id) {
+				return
 			}
 		case now := <-check.C:
 			if s.draining() {
 				st.comment("replica shutting down; reconnect with Last-Event-ID") //nolint:errcheck
-				return nil
+				return
 			}
 			// Polling, or a slow safety net under the live feed (a
 			// wake-up the bus dropped as a duplicate of an old stream's).
-			if every := s.stream.Poll; (polling && now.Sub(lastPoll) >= every) || now.Sub(lastPoll) >= s.stream.SafetyPoll {
+			if (polling && now.Sub(lastPoll) >= s.stream.Poll) || now.Sub(lastPoll) >= s.stream.SafetyPoll {
 				lastPoll = now
-				more, err := s.history.OrderEvents(ctx, session, id, st.last)
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					s.log.WarnContext(ctx, "order events poll failed", "order_id", id, "error", err.Error())
-					continue
-				}
-				if st.send(more) != nil || st.done {
-					return nil
+				if s.catchUp(ctx, st, session, id) {
+					return
 				}
 			}
 			if now.Sub(st.lastWrite) >= s.stream.Heartbeat {
 				if st.comment("heartbeat") != nil {
-					return nil
+					return
 				}
 			}
 		}
 	}
+}
+
+// catchUp sends what the record has after the last event sent; stop is
+// true when the stream is over (the order is ready, or the client gone).
+// A failed read is logged and retried at the next poll.
+func (s *server) catchUp(ctx context.Context, st *sseStream, session, id int64) (stop bool) {
+	read, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	more, err := s.history.OrderEvents(read, session, id, st.last)
+	if err != nil {
+		if ctx.Err() != nil {
+			return true
+		}
+		s.log.WarnContext(ctx, "order events read failed", "order_id", id, "error", err.Error())
+		return false
+	}
+	return st.send(more) != nil || st.done
 }
 
 func pollingNote(feedConfigured bool, every time.Duration) string {
@@ -223,6 +282,24 @@ func lastEventID(r *http.Request) (int64, error) {
 		return 0, shop.Errorf(shop.EINVALID, "Last-Event-ID must be the id of an event this stream sent (a whole number), got %q", v)
 	}
 	return n, nil
+}
+
+// startStream sends the stream's headers. The server's write timeout
+// counts from the request's start and would cut the stream: it sets a
+// deadline per write instead. (The read timeout does not reach it: net/http
+// clears the read deadline when it starts its background read of a request
+// whose body is done; the reset only says so.
+// TestOrderEventsOutliveTheServerTimeouts.)
+func startStream(w http.ResponseWriter, writeTimeout time.Duration, after int64) *sseStream {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})  //nolint:errcheck // not every writer supports deadlines
+	rc.SetWriteDeadline(time.Time{}) //nolint:errcheck
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: pass it through unbuffered
+	w.WriteHeader(http.StatusOK)
+	return &sseStream{w: w, rc: rc, timeout: writeTimeout, last: after}
 }
 
 // sseStream writes events, each flushed under its own write deadline.

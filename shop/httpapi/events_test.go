@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/httpapi"
 	shopnats "github.com/perfscale/perfscale/shop/nats"
@@ -95,6 +96,7 @@ func (c *sseClient) read() {
 // end of the stream. The generous limit only bounds a broken test.
 func (c *sseClient) next() (f sse, ok bool) {
 	c.t.Helper()
+	limit := time.After(60 * time.Second)
 	for {
 		select {
 		case f, ok = <-c.frames:
@@ -102,7 +104,7 @@ func (c *sseClient) next() (f sse, ok bool) {
 				continue
 			}
 			return f, ok
-		case <-time.After(60 * time.Second):
+		case <-limit:
 			c.t.Fatal("no frame from the stream within 60s")
 			return sse{}, false
 		}
@@ -287,9 +289,17 @@ func TestOrderEventsOutliveTheServerTimeouts(t *testing.T) {
 // store, as the worker role runs it.
 func natsFeed(t *testing.T) (*natstest.Server, *shopnats.Bus, func(a *api)) {
 	t.Helper()
+	return natsFeedWith(t, shopnats.Config{})
+}
+
+// natsFeedWith is natsFeed with the bus's configuration (its URL is the
+// private server's).
+func natsFeedWith(t *testing.T, cfg shopnats.Config) (*natstest.Server, *shopnats.Bus, func(a *api)) {
+	t.Helper()
 	srv := natstest.Start(t)
 	ctx := t.Context()
-	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
+	cfg.URL = srv.URL()
+	bus, err := shopnats.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,4 +389,122 @@ func TestOrderEventsIgnoreAStaleStream(t *testing.T) {
 	}
 	check(1, shop.StatusConfirmed)
 	check(2, shop.StatusReady)
+}
+
+// TestOrderEventsWhileNATSIsStuck: NATS is connected but answers nothing
+// (its process stopped). A stream still sends the committed events at
+// once, says it polls the database, keeps its heartbeat and delivers the
+// order's changes from the database. (Before, it sent "retry: 2000" and
+// then nothing for as long as NATS was stuck: the consumer was created
+// with the request's context, and the past sent after that call.)
+func TestOrderEventsWhileNATSIsStuck(t *testing.T) {
+	srv, bus, startRelay := natsFeedWith(t, shopnats.Config{CallTimeout: 100 * time.Millisecond})
+	a := newAPI(t, options{feed: bus, stream: httpapi.StreamConfig{Poll: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond}}) // no worker: the test moves the order
+	startRelay(a)
+	token, id := placeOne(t, a)
+	srv.Pause()
+
+	s := openStream(t, a.url, token, id, "")
+	if e := s.nextEvent(); e.Status != shop.StatusPlaced {
+		t.Fatalf("first event %+v, want placed", e)
+	}
+	s.expectComment("NATS unreachable")
+	s.expectHeartbeat()
+	ctx := context.Background()
+	for _, step := range [][2]shop.Status{{shop.StatusPlaced, shop.StatusConfirmed}, {shop.StatusConfirmed, shop.StatusReady}} {
+		if ok, err := a.store.AdvanceOrder(ctx, id, step[0], step[1]); err != nil || !ok {
+			t.Fatalf("advance: %v %v", ok, err)
+		}
+	}
+	s.expectStatuses(id, 2, shop.StatusConfirmed, shop.StatusReady)
+}
+
+// expectHeartbeat reads comments until a heartbeat; an event first fails.
+func (c *sseClient) expectHeartbeat() {
+	c.t.Helper()
+	for {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				c.t.Fatal("the stream ended before a heartbeat")
+			}
+			if f.comment == "heartbeat" {
+				return
+			}
+			if f.comment == "" {
+				c.t.Fatalf("event %+v before a heartbeat", f)
+			}
+		case <-time.After(60 * time.Second):
+			c.t.Fatal("no heartbeat within 60s")
+		}
+	}
+}
+
+// TestOrderEventsEndWhenReadyWhateverLastEventID: a Last-Event-ID beyond
+// the order's last event is not one this order sent; the stream starts
+// from the first event and still ends when the order is ready. (Before, it
+// skipped every event up to that id and stayed open until its 15-minute
+// limit.)
+func TestOrderEventsEndWhenReadyWhateverLastEventID(t *testing.T) {
+	a := newAPI(t, options{stream: httpapi.StreamConfig{Poll: 20 * time.Millisecond}}) // no worker: the test moves the order
+	token, id := placeOne(t, a)
+	s := openStream(t, a.url, token, id, "999")
+	if e := s.nextEvent(); e.Status != shop.StatusPlaced || e.Seq != 1 {
+		t.Fatalf("first event %+v, want placed, seq 1", e)
+	}
+	ctx := context.Background()
+	for _, step := range [][2]shop.Status{{shop.StatusPlaced, shop.StatusConfirmed}, {shop.StatusConfirmed, shop.StatusReady}} {
+		if ok, err := a.store.AdvanceOrder(ctx, id, step[0], step[1]); err != nil || !ok {
+			t.Fatalf("advance: %v %v", ok, err)
+		}
+	}
+	s.expectStatuses(id, 2, shop.StatusConfirmed, shop.StatusReady)
+
+	// Ready already: the whole history, then the end.
+	s2 := openStream(t, a.url, token, id, "1000")
+	s2.expectStatuses(id, 1, shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady)
+}
+
+// TestOrderEventStreamsAreCapped: past the session's cap, and past the
+// replica's, a new stream is refused with 429 problem+json and
+// Retry-After; a closed stream frees its place. (Before, one session held
+// 2,000 streams on one order.)
+func TestOrderEventStreamsAreCapped(t *testing.T) {
+	a := newAPI(t, options{stream: httpapi.StreamConfig{MaxPerSession: 2, MaxOpen: 3}}) // no worker: streams stay open
+	tokenA, idA := placeOne(t, a)
+	tokenB, idB := placeOne(t, a)
+	tokenC, idC := placeOne(t, a)
+	path := func(id int64) string { return fmt.Sprintf("/v1/orders/%d/events", id) }
+	refused := func(token string, id int64, detail string) {
+		t.Helper()
+		r := a.do(req{method: "GET", path: path(id), token: token})
+		detailGot, _ := r.problem(t, http.StatusTooManyRequests)["detail"].(string)
+		if !strings.Contains(detailGot, detail) || r.header.Get("Retry-After") == "" {
+			t.Fatalf("429 %q (Retry-After %q), want a detail with %q and Retry-After", detailGot, r.header.Get("Retry-After"), detail)
+		}
+	}
+	open := func(token string, id int64) *sseClient {
+		t.Helper()
+		s := openStream(t, a.url, token, id, "")
+		if s.res.StatusCode != http.StatusOK {
+			t.Fatalf("stream: %d, want 200", s.res.StatusCode)
+		}
+		s.nextEvent()
+		return s
+	}
+	first := open(tokenA, idA)
+	open(tokenA, idA)
+	refused(tokenA, idA, "this session has 2 order event streams open")
+	open(tokenB, idB)
+	refused(tokenC, idC, "this replica has 3 order event streams open")
+
+	first.close()
+	testwait.Eventually(t, 30*time.Second, func() error {
+		s := openStream(t, a.url, tokenA, idA, "")
+		if s.res.StatusCode != http.StatusOK {
+			s.close()
+			return fmt.Errorf("a stream after one was closed: %d", s.res.StatusCode)
+		}
+		return nil
+	})
 }

@@ -96,6 +96,7 @@ type server struct {
 	sharedMenus SharedMenus
 	feed        EventFeed
 	stream      StreamConfig
+	streams     *streamCap
 	menu        atomic.Pointer[encodedMenu]
 	menuBuild   singleflight.Group
 	mux         *http.ServeMux
@@ -164,6 +165,7 @@ func newServer(cfg Config) *server {
 	}
 	s.metrics = newHTTPMetrics(s.reg)
 	s.admission = newAdmission(cfg.Admission, s.reg)
+	s.streams = newStreamCap(s.reg, s.stream.MaxPerSession, s.stream.MaxOpen)
 	s.clientAddr = clientAddr{trusted: cfg.TrustedProxies}
 	if l := cfg.SessionLimit; l.Rate >= 0 {
 		if l.Rate == 0 {

@@ -43,7 +43,11 @@ type Config struct {
 	MaxBytes int64
 	// DuplicateWindow is how long the server remembers a Nats-Msg-Id.
 	DuplicateWindow time.Duration
-	Logger          *slog.Logger
+	// CallTimeout bounds a call that sets something up on the server
+	// (WatchOrder's consumer): a server that is connected but does not
+	// answer must not hold the caller (2 s).
+	CallTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Defaults of the service's stream, documented in docs/architecture.md.
@@ -53,6 +57,7 @@ const (
 	DefaultMaxAge          = 7 * 24 * time.Hour
 	DefaultMaxBytes        = 1 << 30
 	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultCallTimeout     = 2 * time.Second
 )
 
 func (c *Config) defaults() {
@@ -70,6 +75,9 @@ func (c *Config) defaults() {
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -254,18 +262,27 @@ func (b *Bus) Publish(ctx context.Context, e shop.OrderEvent) error {
 // consumer filtered on the order's subjects, from the first event the
 // stream holds. Events arrive in stream order; events is never closed.
 // lost is closed when the bus goes away (the caller then reads the
-// database); both end with ctx.
+// database); both end with ctx. Creating the consumer takes at most the
+// CallTimeout: a server that is connected but stuck is then an error, and
+// logged as unreachable once.
 func (b *Bus) WatchOrder(ctx context.Context, orderID int64) (events <-chan shop.OrderEvent, lost <-chan struct{}, err error) {
 	if !b.nc.IsConnected() {
 		return nil, nil, ErrUnavailable
 	}
-	cons, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, jetstream.OrderedConsumerConfig{
+	setup, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
+	defer cancel()
+	cons, err := b.js.OrderedConsumer(setup, b.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{b.orderSubject(orderID) + ".*"},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			b.noteState(true, fmt.Errorf("no answer within %v", b.cfg.CallTimeout))
+			return nil, nil, fmt.Errorf("watch order %d: %w: no answer within %v", orderID, ErrUnavailable, b.cfg.CallTimeout)
+		}
 		return nil, nil, fmt.Errorf("watch order %d: %w", orderID, err)
 	}
+	b.noteState(false, nil)
 	out := make(chan shop.OrderEvent, 4)
 	lostCh := make(chan struct{})
 	status := b.nc.StatusChanged(natsgo.DISCONNECTED, natsgo.RECONNECTING, natsgo.CLOSED)

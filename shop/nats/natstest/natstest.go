@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/perfscale/perfscale/internal/testserver"
@@ -66,4 +67,23 @@ func (s *Server) Stop() {
 	}
 	s.proc.Stop(os.Interrupt)
 	s.proc = nil
+}
+
+// Pause stops the server's process (SIGSTOP): its connections stay open
+// and nothing answers, as with a server stuck in a long pause. t's cleanup
+// resumes it, so that Stop can end it.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if s.proc == nil {
+		s.t.Fatal("natstest: Pause of a stopped server")
+	}
+	s.proc.Signal(syscall.SIGSTOP)
+	s.t.Cleanup(s.Resume)
+}
+
+// Resume continues a paused server (SIGCONT); it does nothing otherwise.
+func (s *Server) Resume() {
+	if s.proc != nil {
+		s.proc.Signal(syscall.SIGCONT)
+	}
 }
