@@ -47,7 +47,11 @@ type Config struct {
 	// (WatchOrder's consumer): a server that is connected but does not
 	// answer must not hold the caller (2 s).
 	CallTimeout time.Duration
-	Logger      *slog.Logger
+	// FeedHeartbeat is how often the server tells a WatchOrder consumer
+	// with nothing to deliver that it is alive (1 s, at least 500 ms);
+	// two missed end the feed (lost), and the stream polls the database.
+	FeedHeartbeat time.Duration
+	Logger        *slog.Logger
 }
 
 // Defaults of the service's stream, documented in docs/architecture.md.
@@ -58,6 +62,7 @@ const (
 	DefaultMaxBytes        = 1 << 30
 	DefaultDuplicateWindow = 10 * time.Minute
 	DefaultCallTimeout     = 2 * time.Second
+	DefaultFeedHeartbeat   = time.Second
 )
 
 func (c *Config) defaults() {
@@ -78,6 +83,9 @@ func (c *Config) defaults() {
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.FeedHeartbeat < 500*time.Millisecond {
+		c.FeedHeartbeat = DefaultFeedHeartbeat
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -286,6 +294,18 @@ func (b *Bus) WatchOrder(ctx context.Context, orderID int64) (events <-chan shop
 	out := make(chan shop.OrderEvent, 4)
 	lostCh := make(chan struct{})
 	status := b.nc.StatusChanged(natsgo.DISCONNECTED, natsgo.RECONNECTING, natsgo.CLOSED)
+	// The server sends the consumer a heartbeat while it has nothing to
+	// deliver; two missed mean a server that is connected but stuck, which
+	// the connection itself notices only after minutes of missed pings.
+	silent := make(chan struct{}, 1)
+	onError := func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			select {
+			case silent <- struct{}{}:
+			default:
+			}
+		}
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var e shop.OrderEvent
 		if err := json.Unmarshal(m.Data(), &e); err != nil {
@@ -297,7 +317,7 @@ func (b *Bus) WatchOrder(ctx context.Context, orderID int64) (events <-chan shop
 		case <-ctx.Done():
 		case <-lostCh:
 		}
-	})
+	}, jetstream.PullExpiry(max(5*b.cfg.FeedHeartbeat, time.Second)), jetstream.PullHeartbeat(b.cfg.FeedHeartbeat), jetstream.ConsumeErrHandler(onError))
 	if err != nil {
 		b.nc.RemoveStatusListener(status)
 		return nil, nil, fmt.Errorf("watch order %d: %w", orderID, err)
@@ -308,6 +328,9 @@ func (b *Bus) WatchOrder(ctx context.Context, orderID int64) (events <-chan shop
 		select {
 		case <-ctx.Done():
 		case <-status:
+			close(lostCh)
+		case <-silent:
+			b.noteState(true, fmt.Errorf("no consumer heartbeat for %v", 2*b.cfg.FeedHeartbeat))
 			close(lostCh)
 		}
 	}()
