@@ -43,6 +43,13 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// Cleanup removes the built binary; call it from TestMain after m.Run.
+func Cleanup() {
+	if built != "" {
+		os.RemoveAll(filepath.Dir(built))
+	}
+}
+
 // Build returns the path of a shop binary built from the parent module.
 func Build(t testing.TB) string {
 	t.Helper()
