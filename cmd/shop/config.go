@@ -65,6 +65,7 @@ var settings = []setting{
 	{flag: "db-max-conns", env: "SHOP_DB_MAX_CONNS", def: strconv.Itoa(postgres.DefaultMaxConns), usage: "PostgreSQL pool size per process (and per replica)", parse: parseMaxConns},
 	{flag: "db-connect-timeout", env: "SHOP_DB_CONNECT_TIMEOUT", def: postgres.DefaultConnectTimeout.String(), usage: "how long connecting to PostgreSQL may take", parse: positiveDuration("db-connect-timeout", func(c *config) *time.Duration { return &c.Postgres.ConnectTimeout })},
 	{flag: "db-statement-timeout", env: "SHOP_DB_STATEMENT_TIMEOUT", def: postgres.DefaultStatementTimeout.String(), usage: "PostgreSQL cancels a statement running longer", parse: positiveDuration("db-statement-timeout", func(c *config) *time.Duration { return &c.Postgres.StatementTimeout })},
+	{flag: "order-retention", env: "SHOP_ORDER_RETENTION", usage: fmt.Sprintf("PostgreSQL only: how long orders are kept, e.g. 8760h; older months of orders (with their lines and events) are dropped whole, daily; at least %s; empty or 0 keeps every order", postgres.MinOrderRetention), parse: parseOrderRetention},
 	{flag: "drain-delay", env: "SHOP_DRAIN_DELAY", usage: "on SIGTERM, how long to keep serving with /readyz failing before the listener closes; default 5s with --role api, else 0s; a second signal cuts it short", parse: parseDrainDelay},
 	{flag: "seed-items", env: "SHOP_SEED_ITEMS", def: strconv.Itoa(seed.DefaultItems), usage: "catalog size seeded on first start, at most 1000000", parse: parseSeedItems},
 	{flag: "prep-time", env: "SHOP_PREP_TIME", def: "10s", usage: "time from confirmed to ready", parse: duration("prep-time", func(c *config) *time.Duration { return &c.PrepTime })},
@@ -121,6 +122,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if len(c.Postgres.Replicas) > 0 && c.DatabaseURL == "" {
 		return nil, errors.New("--db-replica needs --db: read replicas are of a PostgreSQL primary")
+	}
+	if c.Postgres.OrderRetention > 0 && c.DatabaseURL == "" {
+		return nil, errors.New("--order-retention needs --db: the embedded SQLite default keeps every order")
 	}
 	return &c, nil
 }
@@ -241,6 +245,18 @@ func parseDrainDelay(c *config, v string) error {
 		}
 	}
 	return duration("drain-delay", func(c *config) *time.Duration { return &c.DrainDelay })(c, v)
+}
+
+func parseOrderRetention(c *config, v string) error {
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || (d > 0 && d < postgres.MinOrderRetention) {
+		return fmt.Errorf("--order-retention must be 0 (keep every order) or a duration of at least %s such as 8760h, got %q", postgres.MinOrderRetention, v)
+	}
+	c.Postgres.OrderRetention = d
+	return nil
 }
 
 func parseSeedItems(c *config, v string) (err error) {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,10 +123,16 @@ func openPostgres(ctx context.Context, cfg Config) (*Backend, error) {
 		db.Close()
 		return nil, err
 	}
+	maintain := partitionMaintenance(db, cfg.Now, cfg.Jobs.Logger)
+	if err := maintain(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	raw := postgres.NewStore(db, cfg.Now)
 	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), Where: "postgres " + db.Where(), Postgres: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
 		jc.NoMigrate = true
+		jc.Maintenance = partitionMaintenance(db, cfg.Now, jc.Logger)
 		if jc.PollInterval == 0 {
 			// Workers are woken by LISTEN/NOTIFY when a job is inserted;
 			// the poll is only the fallback for a lost notification.
@@ -173,10 +180,36 @@ func Migrate(ctx context.Context, cfg Config) (where string, err error) {
 	if err := db.Migrate(ctx); err != nil {
 		return db.Where(), err
 	}
+	// The months ahead exist as soon as the tables do.
+	if err := partitionMaintenance(db, cfg.Now, cfg.Jobs.Logger)(ctx); err != nil {
+		return db.Where(), err
+	}
 	if err := jobs.Migrate(ctx, riverpgxv5.New(db.Pool()), cfg.Jobs.Logger); err != nil {
 		return db.Where(), fmt.Errorf("postgres at %s: %w", db.Where(), err)
 	}
 	return db.Where(), nil
+}
+
+// partitionMaintenance is the upkeep of PostgreSQL's order partitions
+// (postgres.DB.MaintainPartitions) by the clock now (nil: the wall clock),
+// logging what it changed.
+func partitionMaintenance(db *postgres.DB, now func() time.Time, log *slog.Logger) func(ctx context.Context) error {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context) error {
+		ch, err := db.MaintainPartitions(ctx, now())
+		if err != nil {
+			return err
+		}
+		if len(ch.Created) > 0 || len(ch.Dropped) > 0 {
+			log.InfoContext(ctx, "order partitions", "created", ch.Created, "dropped", ch.Dropped)
+		}
+		return nil
+	}
 }
 
 func wrap(w func(shop.Store) shop.Store, s shop.Store) shop.Store {

@@ -67,7 +67,11 @@ type Config struct {
 	// with the transaction open (on SQLite, holding the one writer), so it
 	// must return at once or never.
 	AfterMail func(orderID int64)
-	Logger    *slog.Logger
+	// Maintenance, if set, is the database's upkeep, run daily by the
+	// worker (shop/backend sets it on PostgreSQL: the order partitions of
+	// the months ahead made, and with a retention the old months dropped).
+	Maintenance func(ctx context.Context) error
+	Logger      *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -149,16 +153,23 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
 		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
+		if cfg.Maintenance != nil {
+			river.AddWorker(workers, &maintenanceWorker{maintain: cfg.Maintenance})
+			// The process ran it as it started (shop/backend); daily is
+			// MonthsAhead months of slack.
+			rc.PeriodicJobs = append(rc.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(MaintenanceInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return MaintenanceArgs{}, nil }, nil))
+		}
 		rc.Workers = workers
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}}
-		rc.PeriodicJobs = []*river.PeriodicJob{
+		rc.PeriodicJobs = append(rc.PeriodicJobs,
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneArgs{}, nil
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(SessionPruneInterval), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneSessionsArgs{}, nil
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
-		}
+		)
 	}
 	client, err := river.NewClient(driver, rc)
 	if err != nil {
@@ -360,6 +371,29 @@ type PruneSessionsArgs struct{}
 
 // Kind names the job in River's table.
 func (PruneSessionsArgs) Kind() string { return "prune_sessions" }
+
+// MaintenanceInterval is how often the worker runs Config.Maintenance.
+const MaintenanceInterval = 24 * time.Hour
+
+// MaintenanceArgs: the database's daily upkeep (Config.Maintenance).
+type MaintenanceArgs struct{}
+
+// Kind names the job in River's table.
+func (MaintenanceArgs) Kind() string { return "maintain_database" }
+
+type maintenanceWorker struct {
+	river.WorkerDefaults[MaintenanceArgs]
+	maintain func(ctx context.Context) error
+}
+
+// Timeout bounds one run.
+func (w *maintenanceWorker) Timeout(*river.Job[MaintenanceArgs]) time.Duration {
+	return pruneJobTimeout
+}
+
+func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[MaintenanceArgs]) error {
+	return w.maintain(ctx)
+}
 
 // PruneArgs: forget idempotency keys past their retention.
 type PruneArgs struct{}

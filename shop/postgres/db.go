@@ -55,6 +55,10 @@ type Options struct {
 	// it connects (the EXPLAIN tests load auto_explain and read its plans
 	// from notices).
 	ConnConfig func(*pgx.ConnConfig)
+	// OrderRetention is how long orders are kept: MaintainPartitions drops
+	// the months (orders with their lines and events) older than that.
+	// Zero keeps every order; otherwise it is at least MinOrderRetention.
+	OrderRetention time.Duration
 }
 
 // hookTracer hands each statement to a QueryHook.
@@ -99,6 +103,8 @@ type DB struct {
 	next     atomic.Uint32 // round-robin over replicas
 	where    string
 	replicaW []string
+	// orderRetention: see Options.OrderRetention.
+	orderRetention time.Duration
 }
 
 // ParseURL checks a database URL and returns where it points
@@ -184,11 +190,14 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 // that every one answers. It does not migrate (see Migrate).
 func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	o.defaults()
+	if err := checkOrderRetention(o.OrderRetention); err != nil {
+		return nil, err
+	}
 	primary, at, err := newPool(ctx, url, o)
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{primary: primary, where: at}
+	db := &DB{primary: primary, where: at, orderRetention: o.OrderRetention}
 	for _, r := range o.Replicas {
 		pool, rat, err := newPool(ctx, r, o)
 		if err != nil {

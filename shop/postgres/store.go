@@ -72,6 +72,18 @@ func (dialect) InIDs(column string, ids []int64) (string, []any) {
 	return column + ` = ANY(?)`, []any{ids}
 }
 
+// NewOrderID names the order's id from its created_at: the id carries the
+// month its partition is (migrations/00010).
+func (dialect) NewOrderID(createdAt int64) (string, []any) {
+	return `order_id_at(?)`, []any{createdAt}
+}
+
+// SessionOrders bounds a session's orders below by its creation's month,
+// so "my orders" reads the partitions of the session's life only.
+func (dialect) SessionOrders(sessionID int64) (string, []any) {
+	return ` AND id >= (SELECT session_order_id_floor(created_at) FROM sessions WHERE id = ?)`, []any{sessionID}
+}
+
 func (dialect) InsertOrderLines(o *shop.Order) (string, []any) {
 	n := len(o.Lines)
 	items, names, qtys, units, totals := make([]int64, n), make([]string, n), make([]int32, n), make([]int64, n), make([]int64, n)

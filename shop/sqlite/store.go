@@ -75,6 +75,13 @@ func (dialect) InIDs(column string, ids []int64) (string, []any) {
 	return column + ` IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`, args
 }
 
+// NewOrderID lets SQLite number the order (NULL into an INTEGER PRIMARY
+// KEY is the next rowid).
+func (dialect) NewOrderID(int64) (string, []any) { return `NULL`, nil }
+
+// SessionOrders adds nothing: SQLite's orders are one table.
+func (dialect) SessionOrders(int64) (string, []any) { return "", nil }
+
 func (dialect) InsertOrderLines(o *shop.Order) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, 6*len(o.Lines))

@@ -74,11 +74,12 @@ func (c *checkoutTx) ReserveStock(ctx context.Context, itemID int64, n int) (int
 }
 
 func (c *checkoutTx) InsertOrder(ctx context.Context, o *shop.Order) error {
+	id, args := c.store.dialect.NewOrderID(Micros(o.CreatedAt))
+	args = append(args, o.SessionID, o.Status, o.CustomerName, o.Email, o.Notes, o.TotalCents,
+		Micros(o.CreatedAt), Micros(o.UpdatedAt))
 	if err := c.tx.QueryRow(ctx, `INSERT INTO orders
-		(session_id, status, customer_name, email, notes, total_cents, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		o.SessionID, o.Status, o.CustomerName, o.Email, o.Notes, o.TotalCents,
-		Micros(o.CreatedAt), Micros(o.UpdatedAt)).Scan(&o.ID); err != nil {
+		(id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at)
+		VALUES (`+id+`, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, args...).Scan(&o.ID); err != nil {
 		return fmt.Errorf("insert order: %w", err)
 	}
 	// One statement for every line, not a statement each.

@@ -107,10 +107,12 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 	}
 	defer release()
 	// The page of orders and their lines in one statement.
+	bound, args := s.dialect.SessionOrders(sessionID)
+	args = append([]any{sessionID, before}, append(args, f.Limit+1)...)
 	rows, err := q.Query(ctx, `WITH page AS (SELECT `+orderColumns+` FROM orders
-			WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?) `+
+			WHERE session_id = ? AND id < ?`+bound+` ORDER BY id DESC LIMIT ?) `+
 		orderWithLines+` FROM page o LEFT JOIN order_lines l ON l.order_id = o.id ORDER BY o.id DESC, l.item_id`,
-		sessionID, before, f.Limit+1)
+		args...)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}

@@ -96,6 +96,14 @@ type Dialect interface {
 	// InsertOrderLines is the statement that inserts all of o's lines,
 	// with its arguments.
 	InsertOrderLines(o *shop.Order) (query string, args []any)
+	// NewOrderID is the value of a new order's id column, created at
+	// createdAt (unix microseconds), with its arguments: NULL lets the
+	// database number it; PostgreSQL's ids carry their partition's month.
+	NewOrderID(createdAt int64) (expr string, args []any)
+	// SessionOrders is a condition (empty, or starting with AND) that
+	// narrows a session's orders to where they can be, with its arguments:
+	// on PostgreSQL, the partitions of the months the session lived in.
+	SessionOrders(sessionID int64) (cond string, args []any)
 }
 
 // Store implements shop.Store over a DB: the one store type of both
