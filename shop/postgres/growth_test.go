@@ -62,11 +62,12 @@ func TestOrderGrowth(t *testing.T) {
 		op string
 	}
 	lat := map[key][]time.Duration{}
-	rows := map[key][2]int64{}
-	addRows := func(k key, before, after [2]int64) {
+	rows := map[key][4]int64{}
+	addRows := func(k key, before, after [4]int64) {
 		r := rows[k]
-		r[0] += after[0] - before[0]
-		r[1] += after[1] - before[1]
+		for i := range r {
+			r[i] += after[i] - before[i]
+		}
 		rows[k] = r
 	}
 	ops := map[key]int{}
@@ -119,14 +120,15 @@ func TestOrderGrowth(t *testing.T) {
 		}
 		t.Logf("round %d done, load average %s", round+1, loadAverage())
 	}
-	t.Logf("%-10s %-10s %8s %8s %8s %14s", "orders", "operation", "p50 ms", "p99 ms", "rows/op", "order rows/op")
+	t.Logf("%-10s %-10s %8s %8s %8s %14s %10s %11s", "orders", "operation", "p50 ms", "p99 ms", "rows/op", "order rows/op", "hits/op", "reads/op")
 	for _, op := range []string{"checkout", "my orders"} {
 		for _, d := range dbs {
 			k := key{d.n, op}
 			l := lat[k]
 			slices.Sort(l)
-			t.Logf("%-10d %-10s %8.2f %8.2f %8.1f %14.1f", d.n, op, ms(l[len(l)/2]), ms(l[len(l)*99/100]),
-				float64(rows[k][0])/float64(ops[k]), float64(rows[k][1])/float64(ops[k]))
+			per := func(i int) float64 { return float64(rows[k][i]) / float64(ops[k]) }
+			t.Logf("%-10d %-10s %8.2f %8.2f %8.1f %14.1f %10.1f %11.1f", d.n, op, ms(l[len(l)/2]), ms(l[len(l)*99/100]),
+				per(0), per(1), per(2), per(3))
 		}
 	}
 	t.Logf("%s load average %s", time.Now().UTC().Format(time.RFC3339), loadAverage())
@@ -146,7 +148,7 @@ func loadAverage() string {
 // by sequential scans and fetched through indexes), as the statistics
 // have them once this process's connections have reported: the pool is
 // emptied first so every backend flushes its counts.
-func rowsRead(t *testing.T, b *backend.Backend) [2]int64 {
+func rowsRead(t *testing.T, b *backend.Backend) [4]int64 {
 	t.Helper()
 	ctx := context.Background()
 	b.Postgres.Pool().Reset()
@@ -157,15 +159,21 @@ func rowsRead(t *testing.T, b *backend.Backend) [2]int64 {
 	defer conn.Release()
 	// An exiting backend flushes its counts on its way out, after the
 	// client has let go: read until two reads agree.
-	prev := [2]int64{-1, -1}
+	prev := [4]int64{-1, -1, -1, -1}
 	for {
-		var n [2]int64 // all tables, the order tables
+		// Rows of all tables and of the order tables; blocks found in
+		// shared buffers and read from outside them (the OS's cache or
+		// the disk).
+		var n [4]int64
 		if _, err := conn.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
 			t.Fatal(err)
 		}
 		if err := conn.QueryRow(ctx, `SELECT COALESCE(SUM(r), 0)::BIGINT,
 				COALESCE(SUM(r) FILTER (WHERE relname ~ '^(orders|order_lines|order_events)_(p[0-9]{6}|legacy)$'), 0)::BIGINT
 			FROM (SELECT relname, COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) AS r FROM pg_stat_user_tables) t`).Scan(&n[0], &n[1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRow(ctx, `SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()`).Scan(&n[2], &n[3]); err != nil {
 			t.Fatal(err)
 		}
 		if n == prev {
