@@ -125,7 +125,15 @@ var clients = []load.Client{load.ClientFastHTTP, load.ClientNetHTTP}
 // requests late by the machine's run queue, and at the test system's CPU
 // weight the server's own 20 ms sleeps still overslept by 5 to 15 ms at a
 // load average of 30 (the generator then flagged every attempt).
+//
+// Not under -race: the detector's instrumentation adds about 2 ms to every
+// fasthttp request (p99 23.0 ms against the server's 21.2 ms in all five
+// attempts of a CI run), which measures the detector, not the generator;
+// the same test runs without it in the suite's first pass.
 func TestLatencyMatchesAKnownDelay(t *testing.T) {
+	if raceDetector {
+		t.Skip("timing accuracy is not measurable under the race detector; checked by the run without -race")
+	}
 	testsystem.RealTimeTest(t)
 	for _, client := range clients {
 		for _, model := range []string{"closed", "open"} {
