@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -221,7 +222,7 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, client: client, head: r.Method == http.MethodHead}
 		done := route.begin()
 		start := time.Now()
 		var shed, answered bool
@@ -243,9 +244,12 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 				// was the answer, and it was delivered.
 				answered = true
 			}
-			if v == nil && !answered && errors.Is(client.Err(), context.Canceled) {
-				// The client left before the handler returned, so it
-				// did not get the answer, whatever the handler wrote.
+			if v == nil && !answered && !rec.delivered && errors.Is(client.Err(), context.Canceled) {
+				// The client left before the answer was whole, so it did
+				// not get it, whatever the handler wrote afterwards. One
+				// that left after reading a whole answer (a body larger
+				// than net/http's buffers goes out as it is written) got
+				// it: that is logged with the status sent.
 				status = StatusClientClosedRequest
 			}
 			d := time.Since(start)
@@ -313,20 +317,52 @@ type statusRecorder struct {
 	status  int
 	bytes   int
 	written bool
+	// client is the request's context before any deadline: cancelled
+	// when the client goes away. head marks a HEAD request (no body).
+	client context.Context
+	head   bool
+	// length is the declared Content-Length (-1: none, or not yet
+	// known); delivered is set when the answer became whole (headers and
+	// every declared byte written) while the client was still there.
+	length    int
+	whole     bool
+	delivered bool
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
 	if !r.written {
 		r.status, r.written = status, true
+		r.length = -1
+		if n, err := strconv.Atoi(r.Header().Get("Content-Length")); err == nil {
+			r.length = n
+		}
+		if r.head || status == http.StatusNoContent || status == http.StatusNotModified {
+			r.length = 0
+		}
 	}
 	r.ResponseWriter.WriteHeader(status)
+	r.checkWhole()
 }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
-	r.written = true
+	if !r.written {
+		r.WriteHeader(http.StatusOK)
+	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += n
+	r.checkWhole()
 	return n, err
+}
+
+// checkWhole marks the answer delivered if it has just become whole and
+// the client has not gone: the status it is logged with is then the one
+// sent, even if the client hangs up before the handler returns.
+func (r *statusRecorder) checkWhole() {
+	if r.whole || r.length < 0 || r.bytes < r.length {
+		return
+	}
+	r.whole = true
+	r.delivered = r.client != nil && r.client.Err() == nil
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
