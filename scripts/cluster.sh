@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # cluster.sh runs the ordering service on this machine the way it scales
 # out: N stateless API replicas and one background worker behind nginx, on
-# a PostgreSQL server of the cluster's own, each replica (and the database
-# server) optionally in a cgroup of its own with a CPU quota.
+# PostgreSQL servers of the cluster's own (one, or one per shard with
+# --shards S), each replica and database server optionally in a cgroup of
+# its own with a CPU quota.
 #
-#   scripts/cluster.sh up N [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL]
-#   scripts/cluster.sh status | kill-replica K|worker | start-replica K|worker | down
+#   scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL]
+#   scripts/cluster.sh status | kill-replica K|worker | start-replica K|worker
+#   scripts/cluster.sh kill-db K | start-db K | down
 #
 # The work is done by the Go command cmd/cluster (scripts/cluster.sh --help
 # prints its verbs and flags; docs/cluster.md describes them): this script

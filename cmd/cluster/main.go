@@ -25,13 +25,15 @@ N stateless API replicas and one background worker behind nginx, on a
 PostgreSQL server of the cluster's own, each replica (and the database
 server) optionally in a cgroup of its own with a CPU quota.
 
-  scripts/cluster.sh up N [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL]
+  scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL]
                                            start, or rescale a running cluster to N replicas
                                            (of C cores); the last line printed is the URL
   scripts/cluster.sh status                what runs: pids, ports, quotas, alive or not
   scripts/cluster.sh kill-replica K|worker SIGKILL API replica K (1..N) or the worker
   scripts/cluster.sh start-replica K|worker
                                            start a stopped one again on its old port
+  scripts/cluster.sh kill-db K             SIGKILL database server K (1..S) and its backends
+  scripts/cluster.sh start-db K            start it again on its old port and data
   scripts/cluster.sh down                  stop what up started, remove its database server,
                                            cgroups, NATS stream and Redis keys
 
@@ -39,7 +41,10 @@ up starts a PostgreSQL server of the cluster's own (initdb in the state
 directory, its own port, pg_stat_statements); --db-cpu C holds it to C
 cores; --pg-url URL makes the cluster's database on that existing server
 instead (postgres://postgres@127.0.0.1:5432/postgres). --db-replica adds
-a streaming read replica the API replicas read from.
+a streaming read replica the API replicas read from. --shards S starts S
+servers (db-1..db-S, each in its own cgroup under --db-cpu), one shard
+database on each, and gives the replicas and the worker one --db per
+shard and --shards S (docs/sharding.md).
 
 Every command takes --state-dir DIR (or PERFSCALE_CLUSTER_DIR); the
 default is ${TMPDIR:-/tmp}/perfscale-cluster, so clusters in different
@@ -52,7 +57,11 @@ Processes are stopped by the pids up recorded, checked against their
 start time so a recycled pid is never signalled; never by name.
 `
 
-const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] | status | kill-replica K | start-replica K | down"
+const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] | status | kill-replica K | start-replica K | kill-db K | start-db K | down"
+
+// maxShards bounds --shards: each shard is a PostgreSQL server of its
+// own on this machine.
+const maxShards = 16
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,6 +96,7 @@ type options struct {
 	dbCPU     float64
 	dbCPUText string
 	pgURL     string
+	shards    int // 1 unless --shards
 	help      bool
 }
 
@@ -97,7 +107,7 @@ func parseArgs(args []string) (options, error) {
 	if o.state == "" {
 		o.state = filepath.Join(os.TempDir(), "perfscale-cluster")
 	}
-	cpuSet, dbCPUSet := false, false
+	cpuSet, dbCPUSet, shardsText := false, false, ""
 	value := func(i *int, name, missing string) (string, error) {
 		a := args[*i]
 		if v, ok := strings.CutPrefix(a, name+"="); ok {
@@ -120,6 +130,8 @@ func parseArgs(args []string) (options, error) {
 			}
 		case "--db-replica":
 			o.dbReplica = true
+		case "--shards":
+			shardsText, err = value(&i, name, "--shards needs a number of shards, such as 2")
 		case "--cpu":
 			o.cpuText, err = value(&i, name, "--cpu needs a number of cores, such as 0.5")
 			cpuSet = true
@@ -155,9 +167,13 @@ func parseArgs(args []string) (options, error) {
 	if o.verb == "" {
 		return o, usageError("no command given")
 	}
-	upOnly := cpuSet || dbCPUSet || o.dbReplica || o.pgURL != ""
+	upOnly := cpuSet || dbCPUSet || o.dbReplica || o.pgURL != "" || shardsText != ""
+	o.shards = 1
 	switch o.verb {
 	case "up":
+		if err := o.parseShards(shardsText); err != nil {
+			return o, err
+		}
 		if n, err := strconv.Atoi(o.arg); err != nil || n < 1 || n > 64 || !regexp.MustCompile(`^[0-9]+$`).MatchString(o.arg) {
 			return o, usagef("up needs the number of API replicas, a whole number from 1 to 64, got '%s'", o.arg)
 		}
@@ -176,19 +192,49 @@ func parseArgs(args []string) (options, error) {
 			return o, usagef("%s needs a replica number (1..N) or 'worker', got '%s'", o.verb, o.arg)
 		}
 		if upOnly {
-			return o, usageError("--cpu, --db-cpu, --pg-url and --db-replica belong to up")
+			return o, usageError(upOnlyFlags)
+		}
+	case "kill-db", "start-db":
+		if !regexp.MustCompile(`^[0-9]+$`).MatchString(o.arg) {
+			return o, usagef("%s needs a database server number (1..S), got '%s'", o.verb, o.arg)
+		}
+		if upOnly {
+			return o, usageError(upOnlyFlags)
 		}
 	case "status", "down":
 		if o.arg != "" {
 			return o, usagef("%s takes no argument, got '%s'", o.verb, o.arg)
 		}
 		if upOnly {
-			return o, usageError("--cpu, --db-cpu, --pg-url and --db-replica belong to up")
+			return o, usageError(upOnlyFlags)
 		}
 	default:
 		return o, usagef("unknown command '%s'", o.verb)
 	}
 	return o, nil
+}
+
+const upOnlyFlags = "--cpu, --db-cpu, --pg-url, --db-replica and --shards belong to up"
+
+// parseShards reads --shards: S servers of the cluster's own, so neither
+// an existing server (--pg-url) nor a read replica (one standby of one
+// primary today) goes with S above 1.
+func (o *options) parseShards(text string) error {
+	if text == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(text)
+	if err != nil || n < 1 || n > maxShards || !regexp.MustCompile(`^[0-9]+$`).MatchString(text) {
+		return usagef("--shards must be a whole number from 1 to %d, got '%s'", maxShards, text)
+	}
+	o.shards = n
+	if n > 1 && o.pgURL != "" {
+		return usageError("--shards above 1 starts a database server per shard; --pg-url puts the cluster on one existing server")
+	}
+	if n > 1 && o.dbReplica {
+		return usageError("--db-replica with --shards above 1 is not built: a read replica is of one primary")
+	}
+	return nil
 }
 
 // cores reads a CPU quota flag: at least 0.01 cores (the kernel's 1 ms
@@ -226,6 +272,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return c.killReplica(ctx)
 	case "start-replica":
 		return c.startReplica(ctx)
+	case "kill-db":
+		return c.killDB(ctx)
+	case "start-db":
+		return c.startDB(ctx)
 	case "down":
 		return c.down(ctx)
 	}

@@ -27,13 +27,16 @@ type config struct {
 	CPU       float64 `json:"cpu,omitempty"`
 	DBCPU     float64 `json:"db_cpu,omitempty"`
 	DBReplica bool    `json:"db_replica"`
+	// Shards is the number of database servers, one shard each (0 in a
+	// cluster.json from before shards: one).
+	Shards int `json:"shards,omitempty"`
 	// Name is the cluster's database, and its Redis key prefix and NATS
 	// stream are named after it: clusters sharing those servers do not
 	// mix carts or order events.
 	Name string `json:"name"`
 	// Databases are the cluster's databases, each on a server of the
-	// cluster's own or on an existing one; one today (issue 20 shards
-	// the orders over several).
+	// cluster's own or on an existing one: shard k is Databases[k-1] on
+	// server db-k.
 	Databases []database `json:"databases"`
 	// Cgroups is the parent cgroup of the cluster's processes with
 	// quotas ("" without), as "v1 DIR" or "v2 DIR".
@@ -48,6 +51,9 @@ type config struct {
 	// reach the state directory); down removes them.
 	External []string `json:"external,omitempty"`
 }
+
+// shards is the number of shards, at least 1.
+func (cfg config) shards() int { return max(cfg.Shards, 1) }
 
 // database is one database of the cluster.
 type database struct {
@@ -104,7 +110,7 @@ func (c *cluster) logf(format string, args ...any) {
 
 // summary is the first line of status: the shape up was asked for.
 func (cfg config) summary() string {
-	return fmt.Sprintf("replicas=%d cpu=%s db_cpu=%s db_replica=%t", cfg.Replicas, coresText(cfg.CPU), coresText(cfg.DBCPU), cfg.DBReplica)
+	return fmt.Sprintf("replicas=%d shards=%d cpu=%s db_cpu=%s db_replica=%t", cfg.Replicas, cfg.shards(), coresText(cfg.CPU), coresText(cfg.DBCPU), cfg.DBReplica)
 }
 
 func coresText(c float64) string {
@@ -115,3 +121,16 @@ func coresText(c float64) string {
 }
 
 func replicaName(i int) string { return "replica-" + strconv.Itoa(i) }
+
+// serverName is the name of the cluster's own database server of shard k.
+func serverName(k int) string { return "db-" + strconv.Itoa(k) }
+
+// shardDatabase is the name of shard k's database: the cluster's name
+// with one shard (as before shards), with _sK after it with several, so
+// each status line names its shard.
+func (cfg config) shardDatabase(k int) string {
+	if cfg.shards() == 1 {
+		return cfg.Name
+	}
+	return cfg.Name + "_s" + strconv.Itoa(k)
+}

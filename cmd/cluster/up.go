@@ -54,7 +54,7 @@ func (c *cluster) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.cfg = config{Replicas: mustAtoi(c.opts.arg), CPU: c.opts.cpu, DBCPU: c.opts.dbCPU, DBReplica: c.opts.dbReplica, Name: name}
+	c.cfg = config{Replicas: mustAtoi(c.opts.arg), CPU: c.opts.cpu, DBCPU: c.opts.dbCPU, DBReplica: c.opts.dbReplica, Name: name, Shards: c.opts.shards}
 	c.cfg.RedisURL = envOr("SHOP_REDIS_URL", "redis://127.0.0.1:6379/0")
 	c.cfg.NATSURL = envOr("SHOP_NATS_URL", "nats://127.0.0.1:4222")
 	if c.cfg.RedisURL != "" {
@@ -74,8 +74,12 @@ func (c *cluster) up(ctx context.Context) error {
 		}
 		return err
 	}
-	c.logf("%d API replicas and a worker on database %s%s; scripts/cluster.sh status shows them",
-		c.cfg.Replicas, c.cfg.Name, c.quotaNote())
+	on := "database " + c.cfg.Name
+	if c.cfg.shards() > 1 {
+		on = fmt.Sprintf("%d shards (%s_s1..%s_s%d)", c.cfg.shards(), c.cfg.Name, c.cfg.Name, c.cfg.shards())
+	}
+	c.logf("%d API replicas and a worker on %s%s; scripts/cluster.sh status shows them",
+		c.cfg.Replicas, on, c.quotaNote())
 	nginx, _, err := c.dir().Load("nginx")
 	if err != nil {
 		return err
@@ -89,7 +93,9 @@ func (c *cluster) quotaNote() string {
 	if c.cfg.CPU > 0 {
 		s += fmt.Sprintf(", %s cores each", coresText(c.cfg.CPU))
 	}
-	if c.cfg.DBCPU > 0 {
+	if c.cfg.DBCPU > 0 && c.cfg.shards() > 1 {
+		s += fmt.Sprintf(", each database server %s cores", coresText(c.cfg.DBCPU))
+	} else if c.cfg.DBCPU > 0 {
 		s += fmt.Sprintf(", the database server %s cores", coresText(c.cfg.DBCPU))
 	}
 	return s
@@ -124,11 +130,10 @@ func (c *cluster) bringUp(ctx context.Context) error {
 			return err
 		}
 	}
-	db, err := c.createDatabase(ctx)
-	if err != nil {
+	if err := c.createDatabases(ctx); err != nil {
 		return err
 	}
-	if err := c.migrate(ctx, db); err != nil {
+	if err := c.migrate(ctx); err != nil {
 		return err
 	}
 	if c.cfg.DBReplica {
@@ -238,54 +243,91 @@ func (c *cluster) cgroupParent() string {
 	return strings.TrimSpace(c.cfg.Cgroups[2:])
 }
 
-// createDatabase makes the cluster's database: on a server of its own
-// (initdb, started in its cgroup, pg_stat_statements created), or on the
-// existing server of --pg-url.
-func (c *cluster) createDatabase(ctx context.Context) (database, error) {
-	db := database{Name: c.cfg.Name}
+// createDatabases makes the cluster's databases: with --pg-url its one
+// database on that existing server; else one server of the cluster's own
+// per shard (initdb, started in its cgroup), started side by side, each
+// with its shard's database and pg_stat_statements.
+func (c *cluster) createDatabases(ctx context.Context) error {
 	if c.opts.pgURL != "" {
-		db.AdminURL = c.opts.pgURL
-		c.cfg.Databases = []database{db} // recorded first: down drops it
-		if err := c.save(); err != nil {
-			return db, err
-		}
-		if err := pgserver.Exec(ctx, db.AdminURL, "CREATE DATABASE "+db.Name); err != nil {
-			return db, fmt.Errorf("could not create database %s: %v", db.Name, err)
-		}
-		u, err := url.Parse(db.AdminURL)
-		if err != nil {
-			return db, err
-		}
-		u.Path = "/" + db.Name
-		db.URL = u.String()
-		c.cfg.Databases = []database{db}
-		c.logf("database %s created on %s", db.Name, u.Host)
-		return db, c.save()
+		return c.createSharedDatabase(ctx)
 	}
-	db.Server = "db-1"
-	c.cfg.Databases = []database{db}
-	rec, err := c.startServer(ctx, db.Server, func(s pgserver.Server) error {
+	n := c.cfg.shards()
+	c.cfg.Databases = make([]database, n)
+	for k := 1; k <= n; k++ {
+		// Recorded first: down stops whatever of them started.
+		c.cfg.Databases[k-1] = database{Name: c.cfg.shardDatabase(k), Server: serverName(k)}
+	}
+	if err := c.save(); err != nil {
+		return err
+	}
+	urls := make([]string, n)
+	errs := make([]error, n)
+	var mu sync.Mutex // c.cfg.External grows as servers start
+	var wg sync.WaitGroup
+	for k := 1; k <= n; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			urls[k-1], errs[k-1] = c.createOwnDatabase(ctx, c.cfg.Databases[k-1], &mu)
+		}()
+	}
+	wg.Wait()
+	for k := range n {
+		c.cfg.Databases[k].URL = urls[k]
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return c.save()
+}
+
+// createOwnDatabase starts server db.Server and makes db.Name on it,
+// returning its URL.
+func (c *cluster) createOwnDatabase(ctx context.Context, db database, mu *sync.Mutex) (string, error) {
+	rec, err := c.startServer(ctx, db.Server, mu, func(s pgserver.Server) error {
 		return pgserver.Init(ctx, s.Bin, s.DataDir, s.Owner)
 	})
 	if err != nil {
-		return db, err
+		return "", err
 	}
 	admin := pgserver.URL(rec.Port("postgres"), "postgres")
-	db.URL = pgserver.URL(rec.Port("postgres"), db.Name)
+	u := pgserver.URL(rec.Port("postgres"), db.Name)
 	if err := pgserver.Exec(ctx, admin, "CREATE DATABASE "+db.Name); err != nil {
-		return db, fmt.Errorf("could not create database %s: %v", db.Name, err)
+		return "", fmt.Errorf("could not create database %s: %v", db.Name, err)
 	}
-	if err := pgserver.Exec(ctx, db.URL, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-		return db, err
+	if err := pgserver.Exec(ctx, u, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		return "", err
 	}
-	c.cfg.Databases = []database{db}
 	c.logf("database server %s on port %d, database %s created", db.Server, rec.Port("postgres"), db.Name)
-	return db, c.save()
+	return u, nil
+}
+
+// createSharedDatabase makes the cluster's one database on the existing
+// server of --pg-url.
+func (c *cluster) createSharedDatabase(ctx context.Context) error {
+	db := database{Name: c.cfg.Name, AdminURL: c.opts.pgURL}
+	c.cfg.Databases = []database{db} // recorded first: down drops it
+	if err := c.save(); err != nil {
+		return err
+	}
+	if err := pgserver.Exec(ctx, db.AdminURL, "CREATE DATABASE "+db.Name); err != nil {
+		return fmt.Errorf("could not create database %s: %v", db.Name, err)
+	}
+	u, err := url.Parse(db.AdminURL)
+	if err != nil {
+		return err
+	}
+	u.Path = "/" + db.Name
+	db.URL = u.String()
+	c.cfg.Databases = []database{db}
+	c.logf("database %s created on %s", db.Name, u.Host)
+	return c.save()
 }
 
 // startServer makes the data directory of a server of the cluster's own
 // (with prepare: initdb, or a base backup), its cgroup, and starts it.
-func (c *cluster) startServer(ctx context.Context, name string, prepare func(pgserver.Server) error) (supervise.Record, error) {
+// mu guards c.cfg while servers start side by side (nil: one at a time).
+func (c *cluster) startServer(ctx context.Context, name string, mu *sync.Mutex, prepare func(pgserver.Server) error) (supervise.Record, error) {
 	bin, err := pgserver.Bin()
 	if err != nil {
 		return supervise.Record{}, err
@@ -299,8 +341,15 @@ func (c *cluster) startServer(ctx context.Context, name string, prepare func(pgs
 		return supervise.Record{}, err
 	}
 	if external {
+		if mu != nil {
+			mu.Lock()
+		}
 		c.cfg.External = append(c.cfg.External, dataDir)
-		if err := c.save(); err != nil {
+		err := c.save()
+		if mu != nil {
+			mu.Unlock()
+		}
+		if err != nil {
 			return supervise.Record{}, err
 		}
 	}
@@ -318,9 +367,23 @@ func (c *cluster) startServer(ctx context.Context, name string, prepare func(pgs
 	return c.dir().Start(sctx, spec)
 }
 
-func (c *cluster) migrate(ctx context.Context, db database) error {
+// dbArgs are the shop's database flags: one --db per shard, in shard
+// order, and --shards S with more than one.
+func (cfg config) dbArgs() []string {
+	var args []string
+	for _, db := range cfg.Databases {
+		args = append(args, "--db", db.URL)
+	}
+	if n := cfg.shards(); n > 1 {
+		args = append(args, "--shards", strconv.Itoa(n))
+	}
+	return args
+}
+
+func (c *cluster) migrate(ctx context.Context) error {
 	log := filepath.Join(c.state, "migrate.log")
-	cmd := exec.CommandContext(ctx, c.cfg.Shop, "migrate", "--data-dir", filepath.Join(c.state, "data"), "--db", db.URL)
+	args := append([]string{"migrate", "--data-dir", filepath.Join(c.state, "data")}, c.cfg.dbArgs()...)
+	cmd := exec.CommandContext(ctx, c.cfg.Shop, args...)
 	out, err := cmd.CombinedOutput()
 	os.WriteFile(log, out, 0o644) //nolint:errcheck // the error below quotes it
 	if err != nil {
@@ -342,7 +405,7 @@ func (c *cluster) startReadReplica(ctx context.Context) error {
 		if err := c.save(); err != nil {
 			return err
 		}
-		rec, err := c.startServer(ctx, db.Standby, func(s pgserver.Server) error {
+		rec, err := c.startServer(ctx, db.Standby, nil, func(s pgserver.Server) error {
 			return pgserver.BaseBackup(ctx, s.Bin, pgserver.URL(primary.Port("postgres"), "postgres"), s.DataDir, "standby_1", s.Owner)
 		})
 		if err != nil {
@@ -468,7 +531,7 @@ func (c *cluster) startShop(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	db := c.cfg.Databases[0]
+	db := c.cfg.Databases[0] // its read replica, if any (one shard only)
 	spec := supervise.Spec{
 		Name: name, Path: c.cfg.Shop, Ports: []string{"http", "admin"}, Cgroup: cg, Go: true,
 		Meta: map[string]string{"role": role},
@@ -479,7 +542,7 @@ func (c *cluster) startShop(ctx context.Context, name string) error {
 			if role == "worker" {
 				args = append(args, "--drain-delay", "0s")
 			}
-			args = append(args, "--data-dir", filepath.Join(c.state, "data"), "--db", db.URL)
+			args = append(append(args, "--data-dir", filepath.Join(c.state, "data")), c.cfg.dbArgs()...)
 			if role == "api" {
 				// Only the API replicas read from the read replica; the
 				// worker's reads decide what it does next and go to the

@@ -38,6 +38,9 @@ func (c *cluster) rescale(ctx context.Context) error {
 	if o.dbCPU != c.cfg.DBCPU {
 		return fmt.Errorf("the cluster in %s runs with db_cpu=%s; --db-cpu cannot change on a running cluster: %s", c.state, coresText(c.cfg.DBCPU), downFirst)
 	}
+	if o.shards != c.cfg.shards() {
+		return fmt.Errorf("the cluster in %s runs with shards=%d; --shards cannot change on a running cluster: %s", c.state, c.cfg.shards(), downFirst)
+	}
 	if o.pgURL != "" && (len(c.cfg.Databases) == 0 || c.cfg.Databases[0].AdminURL != o.pgURL) {
 		return fmt.Errorf("the cluster in %s has its database elsewhere; --pg-url cannot change on a running cluster: %s", c.state, downFirst)
 	}
@@ -244,6 +247,92 @@ func (c *cluster) startReplica(ctx context.Context) error {
 		return err
 	}
 	c.logf("%s started again at %s", name, r.URL("http"))
+	return nil
+}
+
+// server is the database server kill-db and start-db act on: db-K of
+// the cluster's own.
+func (c *cluster) server() (string, error) {
+	ok, err := c.load()
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("no cluster in %s", c.state)
+	}
+	k := mustAtoi(c.opts.arg)
+	if k < 1 || k > len(c.cfg.Databases) {
+		return "", fmt.Errorf("no database server %s: the cluster has database servers 1 to %d", c.opts.arg, len(c.cfg.Databases))
+	}
+	db := c.cfg.Databases[k-1]
+	if db.Server == "" {
+		return "", fmt.Errorf("the cluster's database %s is on an existing server (--pg-url), not one of its own", db.Name)
+	}
+	return db.Server, nil
+}
+
+// killDB SIGKILLs database server K with its backends, at once, as a
+// crash would: nothing is flushed or shut down cleanly, and start-db
+// recovers it from its WAL.
+func (c *cluster) killDB(ctx context.Context) error {
+	name, err := c.server()
+	if err != nil {
+		return err
+	}
+	r, ok, err := c.dir().Load(name)
+	if err != nil {
+		return err
+	}
+	if !ok || !r.Alive() {
+		return fmt.Errorf("%s is not running", name)
+	}
+	if err := r.KillGroup(ctx); err != nil {
+		return err
+	}
+	c.logf("%s (pid %d) and its backends killed", name, r.PID)
+	return nil
+}
+
+// startDB starts database server K again on its port and data directory
+// (PostgreSQL replays its WAL first), in its cgroup.
+func (c *cluster) startDB(ctx context.Context) error {
+	name, err := c.server()
+	if err != nil {
+		return err
+	}
+	r, ok, err := c.dir().Load(name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s has no record in %s", name, c.state)
+	}
+	if r.Alive() {
+		return fmt.Errorf("%s is already running", name)
+	}
+	bin, err := pgserver.Bin()
+	if err != nil {
+		return err
+	}
+	owner, err := pgserver.Owner()
+	if err != nil {
+		return err
+	}
+	s := pgserver.Server{Name: name, DataDir: r.Meta["data"], Bin: bin, Owner: owner, Cgroup: r.Cgroup}
+	if s.DataDir == "" {
+		return fmt.Errorf("%s's record names no data directory", name)
+	}
+	if err := pgserver.RemoveStaleLock(s.DataDir, r.PID); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	spec := s.Spec()
+	spec.Logf = c.logf
+	if _, err := c.dir().Start(sctx, spec); err != nil {
+		return err
+	}
+	c.logf("%s started again on port %d", name, r.Port("postgres"))
 	return nil
 }
 

@@ -249,6 +249,42 @@ func Stop(ctx context.Context, r supervise.Record) error {
 	return err
 }
 
+// RemoveStaleLock removes the postmaster.pid a killed server left in
+// dataDir when it names pid, the server's recorded pid, which no longer
+// runs. PostgreSQL removes a stale lock itself only when no process has
+// the pid: a killed postmaster not yet reaped by its new parent (a
+// zombie, which holds nothing) makes it refuse to start with "lock file
+// already exists". A lock naming another pid is left to PostgreSQL.
+func RemoveStaleLock(dataDir string, pid int) error {
+	path := filepath.Join(dataDir, "postmaster.pid")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	if strings.TrimSpace(first) != strconv.Itoa(pid) || running(pid) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the stale %s: %w", path, err)
+	}
+	return nil
+}
+
+// running reports whether pid is a process that is not a zombie.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
 // BaseBackup copies a running primary into dataDir as a streaming
 // standby (pg_basebackup -R, a replication slot of its own so the
 // primary keeps the WAL it has not streamed yet).

@@ -159,6 +159,20 @@ func (r Record) Kill(ctx context.Context) error {
 	return r.WaitGone(ctx)
 }
 
+// KillGroup sends SIGKILL to the recorded process's whole process group
+// (Start gives each process a session of its own, so the group is it and
+// every child it forked: a database server's backends die with it, as
+// on a machine that lost power) and waits until the process is gone.
+func (r Record) KillGroup(ctx context.Context) error {
+	if !r.Alive() {
+		return nil
+	}
+	if err := syscall.Kill(-r.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %s (process group %d): %w", r.Name, r.PID, err)
+	}
+	return r.WaitGone(ctx)
+}
+
 // Stop asks the recorded process to stop with sig, sent again every half
 // second (a second SIGTERM cuts the service's drain delay short), and
 // kills it if it still runs after grace. It returns once the process is

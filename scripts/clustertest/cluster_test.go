@@ -976,6 +976,16 @@ func TestBadArgumentsAreRefused(t *testing.T) {
 		{[]string{"up", "1", "--db-cpu", "0"}, "at least 0.01"},
 		{[]string{"up", "1", "--pg-url", "mysql://db"}, "--pg-url must be a postgres:// URL"},
 		{[]string{"up", "1", "--pg-url", sharedServer, "--db-cpu", "1"}, "with --pg-url there is none"},
+		{[]string{"up", "1", "--shards", "0"}, "--shards must be a whole number from 1 to 16"},
+		{[]string{"up", "1", "--shards", "17"}, "--shards must be a whole number from 1 to 16"},
+		{[]string{"up", "1", "--shards", "two"}, "--shards must be a whole number"},
+		{[]string{"up", "1", "--shards"}, "--shards needs"},
+		{[]string{"up", "1", "--shards", "2", "--pg-url", sharedServer}, "--pg-url puts the cluster on one existing server"},
+		{[]string{"up", "1", "--shards", "2", "--db-replica"}, "--db-replica with --shards above 1 is not built"},
+		{[]string{"status", "--shards", "2"}, "belong to up"},
+		{[]string{"kill-db"}, "database server number"},
+		{[]string{"start-db", "x"}, "database server number"},
+		{[]string{"kill-db", "1"}, "no cluster"},
 		// pgx's error spans lines: up's is one, the reason included.
 		{[]string{"up", "1", "--pg-url", "postgres://postgres@127.0.0.1:1/postgres"}, "connection refused (scripts/services.sh starts"},
 	} {

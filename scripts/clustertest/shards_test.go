@@ -1,0 +1,425 @@
+package clustertest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/internal/testwait"
+)
+
+// databases are the cluster's databases as status lists them, one
+// "database: NAME (URL)" line each, in shard order.
+func (c *cluster) databases() (names, urls []string) {
+	c.t.Helper()
+	out := c.mustScript("status")
+	for _, line := range strings.Split(out, "\n") {
+		v, ok := strings.CutPrefix(line, "database: ")
+		if !ok {
+			continue
+		}
+		name, url, ok := strings.Cut(v, " (")
+		if !ok || !strings.HasSuffix(url, ")") {
+			c.t.Fatalf("status: database: %s, want NAME (URL)", v)
+		}
+		names, urls = append(names, name), append(urls, strings.TrimSuffix(url, ")"))
+	}
+	return names, urls
+}
+
+// up --shards S starts S database servers of the cluster's own, db-1 to
+// db-S, each with its shard's database on its own line in status;
+// kill-db K kills server K with its backends (status says dead) and
+// start-db K brings it back on its port with its data; bad numbers are
+// refused.
+func TestShardServersAreListedKilledAndStartedAgain(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, nil, "1", "--shards", strconv.Itoa(proofShards))
+	names, urls := c.databases()
+	if len(names) != proofShards {
+		t.Fatalf("status lists %d databases (%v), want %d", len(names), names, proofShards)
+	}
+	if !strings.Contains(c.mustScript("status"), fmt.Sprintf("shards=%d", proofShards)) {
+		t.Errorf("status does not say shards=%d", proofShards)
+	}
+	for k := 1; k <= proofShards; k++ {
+		if _, _, _, state := c.status(fmt.Sprintf("db-%d", k)); state != "alive" {
+			t.Fatalf("db-%d is %s after up", k, state)
+		}
+	}
+	k := proofShards // the last shard: with one, the only one
+	server := fmt.Sprintf("db-%d", k)
+	pid, _, _, _ := c.status(server)
+	backends := children(t, pid)
+	if len(backends) == 0 {
+		t.Fatalf("%s (pid %d) has no child processes", server, pid)
+	}
+	psqlURL(t, urls[k-1], "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
+	c.mustScript("kill-db", strconv.Itoa(k))
+	if _, _, _, state := c.status(server); state != "dead" {
+		t.Fatalf("status says %s is %s after kill-db", server, state)
+	}
+	for _, b := range append(backends, pid) {
+		if err := processGone(b); err != nil {
+			t.Errorf("a process of %s (pid %d) after kill-db: %v", server, b, err)
+		}
+	}
+	if _, errOut, err := c.script("kill-db", strconv.Itoa(k)); err == nil || !strings.Contains(errOut, "is not running") {
+		t.Errorf("kill-db of a dead server: %v %q, want it refused", err, errOut)
+	}
+	c.mustScript("start-db", strconv.Itoa(k))
+	if _, _, _, state := c.status(server); state != "alive" {
+		t.Fatalf("status says %s is %s after start-db", server, state)
+	}
+	if v := psqlURL(t, urls[k-1], "SELECT v FROM kept"); v != "42" {
+		t.Errorf("after the crash and start-db, the committed row reads %q, want 42", v)
+	}
+	if _, errOut, err := c.script("start-db", strconv.Itoa(k)); err == nil || !strings.Contains(errOut, "already running") {
+		t.Errorf("start-db of a running server: %v %q, want it refused", err, errOut)
+	}
+	bad := strconv.Itoa(proofShards + 1)
+	if _, errOut, err := c.script("kill-db", bad); err == nil || !strings.Contains(errOut, "database servers 1 to "+strconv.Itoa(proofShards)) {
+		t.Errorf("kill-db %s: %v %q, want the servers' range", bad, err, errOut)
+	}
+	if _, errOut, err := c.script("up", "1", "--shards", strconv.Itoa(proofShards+1)); err == nil || !strings.Contains(errOut, "--shards cannot change") {
+		t.Errorf("up with other shards on a running cluster: %v %q, want it refused", err, errOut)
+	}
+	// The service works on the restarted server.
+	token := c.session()
+	c.must("PUT", "/v1/cart/items/2", token, map[string]int{"quantity": 1}, 200)
+}
+
+// proofShards is the number of shards the fault proof runs on.
+const proofShards = 1
+
+// The proof (issue 20 point 6): a checkout storm through nginx while one
+// shard's PostgreSQL server, one API replica and the worker are killed
+// with SIGKILL, one after the other, and started again. Shoppers retry
+// what failed with the same Idempotency-Key, as the API asks. Then a
+// checker reads every shard's database directly, never the service:
+//   - every acknowledged order exists exactly once, on exactly one shard,
+//     and no order exists that was not acknowledged;
+//   - every idempotency key names exactly one order;
+//   - for every item, the stock before the storm = the stock left + the
+//     quantities ordered, summed over all shards (some items sell out
+//     during the storm, so an oversold unit would show);
+//   - every order is confirmed exactly once: it reaches ready, with one
+//     mail and one "confirmed" event.
+func TestACheckoutStormSurvivesKilledDatabaseReplicaAndWorker(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, nil, "2", "--shards", strconv.Itoa(proofShards))
+	_, urls := c.databases()
+	const (
+		shoppers  = 6
+		scarce    = 3  // items 1..3 have little stock and sell out
+		items     = 8  // items 4..8 never do, so orders go on
+		scarceQty = 12 // stock of each scarce item
+		perStep   = 12 // orders acknowledged between two faults
+	)
+	for id := 1; id <= items; id++ {
+		stock := 100000
+		if id <= scarce {
+			stock = scarceQty
+		}
+		c.must("PUT", fmt.Sprintf("/v1/admin/items/%d", id), adminToken, map[string]int{"stock": stock}, 200)
+	}
+	initial := stockByItem(t, urls)
+	for id := 1; id <= scarce; id++ {
+		if initial[int64(id)] != scarceQty {
+			t.Fatalf("item %d has %d units over all shards after the admin set %d", id, initial[int64(id)], scarceQty)
+		}
+	}
+
+	s := newStorm(c, shoppers, items)
+	defer s.stop()
+	step := func(what string, fault func()) {
+		t.Helper()
+		want := s.acked.Load() + perStep
+		testwait.Eventually(t, 120*time.Second, func() error {
+			if err := s.failed(); err != nil {
+				return nil // reported below
+			}
+			if n := s.acked.Load(); n < want {
+				return fmt.Errorf("%d orders acknowledged, want %d before %s", n, want, what)
+			}
+			return nil
+		})
+		if err := s.failed(); err != nil {
+			t.Fatal(err)
+		}
+		fault()
+		t.Logf("%s after %d acknowledged orders", what, s.acked.Load())
+	}
+	step("kill-db 1", func() {
+		failures := s.failures.Load()
+		c.mustScript("kill-db", "1")
+		// The kill is seen by the storm before the server comes back.
+		testwait.Eventually(t, 30*time.Second, func() error {
+			if s.failures.Load() == failures {
+				return errors.New("no request failed since the shard's server was killed")
+			}
+			return nil
+		})
+		c.mustScript("start-db", "1")
+	})
+	step("kill-replica 1", func() { c.mustScript("kill-replica", "1") })
+	step("kill-replica worker", func() { c.mustScript("kill-replica", "worker") })
+	step("start-replica worker", func() {
+		c.mustScript("start-replica", "worker")
+		c.mustScript("start-replica", "1")
+	})
+	step("the end of the storm", s.stop)
+	if err := s.failed(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d orders acknowledged, %d refused as out of stock, %d attempts failed and were retried",
+		s.acked.Load(), s.soldOut.Load(), s.failures.Load())
+	if s.soldOut.Load() == 0 {
+		t.Errorf("no checkout was refused as out of stock: the scarce items did not sell out, so overselling was not tried")
+	}
+	checkShards(t, urls, initial, s.orders())
+}
+
+// storm is shoppers checking out through nginx until stopped, each
+// retrying a failed request (an error or a 5xx) with the same body and
+// Idempotency-Key.
+type storm struct {
+	c                        *cluster
+	acked, soldOut, failures atomic.Int64
+	done                     chan struct{}
+	wg                       sync.WaitGroup
+	mu                       sync.Mutex
+	ackedKeys                map[string]int64 // Idempotency-Key -> order id
+	err                      error
+	stopOnce                 sync.Once
+	itemCount                int
+}
+
+func newStorm(c *cluster, shoppers, items int) *storm {
+	s := &storm{c: c, done: make(chan struct{}), ackedKeys: map[string]int64{}, itemCount: items}
+	tokens := make([]string, shoppers)
+	for i := range tokens {
+		tokens[i] = c.session()
+	}
+	for i, token := range tokens {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.shop(i, token); err != nil {
+				s.mu.Lock()
+				if s.err == nil {
+					s.err = err
+				}
+				s.mu.Unlock()
+			}
+		}()
+	}
+	return s
+}
+
+func (s *storm) stop() {
+	s.stopOnce.Do(func() { close(s.done) })
+	s.wg.Wait()
+}
+
+func (s *storm) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *storm) orders() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ackedKeys
+}
+
+// shop is one shopper: an item in the cart, a checkout, again.
+func (s *storm) shop(shopper int, token string) error {
+	for n := 0; !isClosed(s.done); n++ {
+		item := 1 + (shopper+n)%s.itemCount
+		r, err := s.send("PUT", fmt.Sprintf("/v1/cart/items/%d", item), token, "", map[string]int{"quantity": 1})
+		if err != nil {
+			return err
+		}
+		if r.status != 200 {
+			return fmt.Errorf("shopper %d: cart: %d %s", shopper, r.status, r.body)
+		}
+		key := fmt.Sprintf("proof-%d-%d", shopper, n)
+		r, err = s.send("POST", "/v1/orders", token, key, map[string]string{"customer_name": "Proof", "email": "proof@example.com"})
+		if err != nil {
+			return err
+		}
+		switch r.status {
+		case 200, 201:
+			var o order
+			if err := json.Unmarshal(r.body, &o); err != nil || o.ID == 0 {
+				return fmt.Errorf("checkout %s answered %s", key, r.body)
+			}
+			s.mu.Lock()
+			s.ackedKeys[key] = o.ID
+			s.mu.Unlock()
+			s.acked.Add(1)
+		case 409: // sold out: the cart keeps the item; empty it
+			s.soldOut.Add(1)
+			if r, err := s.send("DELETE", "/v1/cart", token, "", nil); err != nil || r.status >= 300 {
+				return fmt.Errorf("shopper %d: emptying the cart: %v %d %s", shopper, err, r.status, r.body)
+			}
+		default:
+			return fmt.Errorf("checkout %s: %d %s", key, r.status, r.body)
+		}
+	}
+	return nil
+}
+
+// send retries a request until it is answered below 500 (a client's
+// backoff between tries, not a synchronisation), for at most 90 s.
+func (s *storm) send(method, path, token, key string, body any) (reply, error) {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		r, err := s.c.do(method, path, token, key, body)
+		if err == nil && r.status < 500 {
+			return r, nil
+		}
+		s.failures.Add(1)
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("%s %s (key %q): no answer below 500 within 90 s; last: %v %d %s", method, path, key, err, r.status, r.body)
+		}
+		time.Sleep(time.Duration(20+rand.IntN(80)) * time.Millisecond)
+	}
+}
+
+// stockByItem sums every item's stock over the shards.
+func stockByItem(t *testing.T, urls []string) map[int64]int64 {
+	t.Helper()
+	total := map[int64]int64{}
+	for _, u := range urls {
+		for _, row := range queryRows(t, u, "SELECT id, stock FROM items") {
+			total[row[0]] += row[1]
+		}
+	}
+	return total
+}
+
+// queryRows runs a query of integer columns on one database.
+func queryRows(t *testing.T, url, sql string, args ...any) [][]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", sql, url, err)
+	}
+	var out [][]int64
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := make([]int64, len(vals))
+		for i, v := range vals {
+			switch v := v.(type) {
+			case int64:
+				row[i] = v
+			case int32:
+				row[i] = int64(v)
+			default:
+				t.Fatalf("%s: column %d is %T", sql, i, v)
+			}
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s on %s: %v", sql, url, err)
+	}
+	return out
+}
+
+// checkShards is the proof's checker: it reads the shards' databases,
+// never the service.
+func checkShards(t *testing.T, urls []string, initial map[int64]int64, acked map[string]int64) {
+	t.Helper()
+	// Every order reaches ready (the worker confirmed it), whichever
+	// process was killed meanwhile.
+	testwait.Eventually(t, 120*time.Second, func() error {
+		for k, u := range urls {
+			if n := queryRows(t, u, "SELECT count(*) FROM orders WHERE status <> 'ready'")[0][0]; n > 0 {
+				return fmt.Errorf("shard %d has %d orders not ready yet", k+1, n)
+			}
+		}
+		return nil
+	})
+	where := map[int64][]int{} // order id -> the shards holding it
+	for k, u := range urls {
+		for _, row := range queryRows(t, u, "SELECT id FROM orders") {
+			where[row[0]] = append(where[row[0]], k+1)
+		}
+	}
+	ackedIDs := map[int64]string{}
+	for key, id := range acked {
+		if other, dup := ackedIDs[id]; dup {
+			t.Errorf("order %d was acknowledged for two keys, %s and %s", id, other, key)
+		}
+		ackedIDs[id] = key
+		if shards := where[id]; len(shards) != 1 {
+			t.Errorf("acknowledged order %d (%s) is on shards %v, want exactly one", id, key, shards)
+		}
+	}
+	for id, shards := range where {
+		if _, ok := ackedIDs[id]; !ok {
+			t.Errorf("order %d on shards %v was never acknowledged", id, shards)
+		}
+	}
+	keys := 0
+	for _, u := range urls {
+		for _, row := range queryRows(t, u, "SELECT count(*), count(DISTINCT (session_id, key)), count(DISTINCT order_id) FROM idempotency_keys") {
+			if row[0] != row[1] || row[0] != row[2] {
+				t.Errorf("idempotency keys: %d rows, %d distinct keys, %d distinct orders: want one order per key", row[0], row[1], row[2])
+			}
+			keys += int(row[0])
+		}
+	}
+	if keys != len(acked) {
+		t.Errorf("%d idempotency keys stored, %d checkouts acknowledged", keys, len(acked))
+	}
+	// Stock: before = left + ordered, per item, over all shards.
+	left := stockByItem(t, urls)
+	ordered := map[int64]int64{}
+	for _, u := range urls {
+		for _, row := range queryRows(t, u, "SELECT item_id, sum(quantity)::bigint FROM order_lines GROUP BY item_id") {
+			ordered[row[0]] += row[1]
+		}
+	}
+	for item, before := range initial {
+		if left[item]+ordered[item] != before {
+			t.Errorf("item %d: %d units before the storm, %d left + %d ordered = %d", item, before, left[item], ordered[item], left[item]+ordered[item])
+		}
+	}
+	// Confirmed once: one mail and one "confirmed" event per order.
+	for k, u := range urls {
+		for _, row := range queryRows(t, u, `SELECT o.id,
+			(SELECT count(*) FROM mail_outbox m WHERE m.order_id = o.id),
+			(SELECT count(*) FROM order_events e WHERE e.order_id = o.id AND e.status = 'confirmed')
+			FROM orders o`) {
+			if row[1] != 1 || row[2] != 1 {
+				t.Errorf("shard %d: order %d has %d mails and %d confirmed events, want one of each", k+1, row[0], row[1], row[2])
+			}
+		}
+	}
+	t.Logf("checked %d orders on %d shards: each acknowledged order once on one shard, stock exact for %d items, each confirmed once", len(where), len(urls), len(initial))
+}
