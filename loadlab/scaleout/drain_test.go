@@ -12,7 +12,6 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
-	"github.com/perfscale/perfscale/loadlab/scaleout/testsystem"
 )
 
 // backgroundQueue queues 20 ms of work per request for afterwards (as the
@@ -42,10 +41,10 @@ func backgroundQueue() *httptest.Server {
 // and the capacity came out far below 50; with an idle gap and a
 // one-user check before each probe, the capacity is the server's.
 func TestProbesDoNotInheritABacklog(t *testing.T) {
-	// The server and the generator are this process: at the lab's weight
-	// (at the default weight, at a load average of 31, one user's median
-	// was 20 ms against the 5 ms answer, and the capacity came out at 20).
-	testsystem.WeighTest(t)
+	// The server and the generator are this process, at the lab's weight
+	// (TestMain; at the default weight, at a load average of 31, one
+	// user's median was 20 ms against the 5 ms answer, and the capacity
+	// came out at 20). It runs before the parallel measurements start.
 	srv := backgroundQueue()
 	defer srv.Close()
 	var lines []string

@@ -22,7 +22,27 @@ func TestMain(m *testing.M) {
 	if testsystem.Main() {
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(runWeighed(m))
+}
+
+// runWeighed runs the tests with the lab at the test system's CPU weight
+// (testsystem.WeighSelf), once for the package rather than per test: the
+// long measurements run in parallel (their systems are held by virtual
+// clocks or CPU quotas, not by the machine), and a per-test cgroup would
+// move the one process back and forth under the others' feet.
+func runWeighed(m *testing.M) int {
+	state, err := os.MkdirTemp("", "scaleout-lab-")
+	if err != nil {
+		return m.Run()
+	}
+	defer os.RemoveAll(state)
+	undo, err := testsystem.WeighSelf(state)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "the lab runs at the default CPU weight: %v\n", err)
+		return m.Run()
+	}
+	defer undo()
+	return m.Run()
 }
 
 // config measures the test system with the given options.
@@ -76,12 +96,13 @@ func TestScaleoutFindsKnownCapacities(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures a system of up to four replicas; skipped with -short")
 	}
-	// The lab at the test system's CPU weight: the generator, and the
-	// virtual-clock replicas and proxy it starts (they have no cgroups of
-	// their own). At the default weight, at a load average of 37 to 40,
-	// the 4-replica probes at 200 req/s failed with the system's
-	// processes waiting for a CPU five times as long as they ran.
-	testsystem.WeighTest(t)
+	// The lab runs at the test system's CPU weight (TestMain): the
+	// generator, and the virtual-clock replicas and proxy it starts (they
+	// have no cgroups of their own). At the default weight, at a load
+	// average of 37 to 40, the 4-replica probes at 200 req/s failed with
+	// the system's processes waiting for a CPU five times as long as they
+	// ran.
+	t.Parallel()
 	const attempts, perReplica = 3, 50.0
 	var problems []string
 	for attempt := 1; attempt <= attempts; attempt++ {
@@ -172,6 +193,7 @@ func TestScaleoutNamesTheBottleneck(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures two small systems; skipped with -short")
 	}
+	t.Parallel()
 	if !testsystem.CanLimitCPU() {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("cannot create CPU cgroups; CI runs as root on a machine with cgroups")
@@ -206,6 +228,8 @@ func TestScaleoutNamesTheBottleneck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Each system is held to its CPU quota, not by the machine.
+			t.Parallel()
 			tt.opts.State = t.TempDir()
 			res, err := scaleout.Run(context.Background(), config(t, tt.opts, 1, 2))
 			if err != nil {
@@ -229,6 +253,7 @@ func TestScaleoutNamesTheBottleneck(t *testing.T) {
 // not a URL, and when the measurement is cancelled (Ctrl-C).
 func TestScaleoutAlwaysRunsTheDownCommand(t *testing.T) {
 	t.Run("scale command fails at the second count", func(t *testing.T) {
+		t.Parallel() // virtual-clock replicas
 		// 50 req/s a replica: the first count's search is a few probes.
 		o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 20 * time.Millisecond, FailAt: 2}
 		cfg := config(t, o, 1, 2)
@@ -296,6 +321,7 @@ func TestScaleoutRejectsBadConfigs(t *testing.T) {
 // one replica is measured at each size, the first reused; the scale
 // command gets {cpu} filled in.
 func TestScaleoutScalesUpWithCPUSizes(t *testing.T) {
+	t.Parallel() // virtual-clock replicas, and the capacities are not checked
 	o := testsystem.Options{State: t.TempDir(), ReplicaEvery: 20 * time.Millisecond}
 	cfg := config(t, o, 1)
 	cfg.CPUs = []float64{0.25, 0.5}

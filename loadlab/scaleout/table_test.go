@@ -63,6 +63,8 @@ func TestAContradictoryTableIsMeasuredAgainAndWarned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures four counts; skipped with -short")
 	}
+	t.Parallel() // the scripted replicas serve a set rate far below the machine's
+
 	srv, countFile := scripted(t, map[int]float64{1: 100, 2: 500})
 	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1, 2))
 	if err != nil {
@@ -100,6 +102,8 @@ func TestAConsistentTableIsMeasuredOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures two counts; skipped with -short")
 	}
+	t.Parallel()
+
 	srv, countFile := scripted(t, map[int]float64{1: 100, 2: 200})
 	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1, 2))
 	if err != nil {
