@@ -256,68 +256,80 @@ func Compile(f *File) (*Scenario, error) {
 	s := &Scenario{base: base}
 	captured := capturedNames(f)
 	for i, c := range f.Setup {
-		if len(c.Sequence) > 0 {
-			return nil, fmt.Errorf("setup request %d: a setup request cannot have a sequence", i+1)
-		}
-		cc, err := compileCall(c.Call, fmt.Sprintf("setup request %d (%s)", i+1, c.Name),
-			place{f.lines, fmt.Sprintf("setup/%d", i), captured})
-		if err != nil {
+		if err := s.compileSetup(f, i, c, captured); err != nil {
 			return nil, err
 		}
-		name := c.Name
-		if name == "" {
-			name = fmt.Sprintf("setup %d", i+1)
-		}
-		s.addEndpoint(cc, name, c.Call)
-		s.setup = append(s.setup, cc)
 	}
 	if len(f.Steps) == 0 {
 		return nil, errors.New("steps: at least one step is needed")
 	}
 	for i, st := range f.Steps {
-		name := st.Name
-		if name == "" {
-			name = strconv.Itoa(i + 1)
+		if err := s.compileStep(f, i, st, captured); err != nil {
+			return nil, err
 		}
-		where := "step " + name
-		if st.Weight < 0 {
-			return nil, fmt.Errorf("%s: weight must not be negative", where)
-		}
-		if st.Weight == 0 {
-			st.Weight = 1
-		}
-		calls := st.Sequence
-		switch {
-		case len(calls) > 0 && (st.Method != "" || st.Path != ""):
-			return nil, fmt.Errorf("%s: give either method/path or a sequence, not both", where)
-		case len(calls) == 0:
-			calls = []Call{st.Call}
-		}
-		cs := &step{name: name, weight: st.Weight}
-		for j, c := range calls {
-			w := where
-			if len(calls) > 1 {
-				w = fmt.Sprintf("%s, request %d", where, j+1)
-			}
-			key := fmt.Sprintf("steps/%d", i)
-			if len(st.Sequence) > 0 {
-				key = fmt.Sprintf("steps/%d/sequence/%d", i, j)
-			}
-			cc, err := compileCall(c, w, place{f.lines, key, captured})
-			if err != nil {
-				return nil, err
-			}
-			ep := name
-			if len(calls) > 1 {
-				ep = fmt.Sprintf("%s/%d", name, j+1)
-			}
-			s.addEndpoint(cc, ep, c)
-			cs.calls = append(cs.calls, cc)
-		}
-		s.steps = append(s.steps, cs)
-		s.totalWeight += st.Weight
 	}
 	return s, nil
+}
+
+// compileSetup adds setup request i, which runs once per user.
+func (s *Scenario) compileSetup(f *File, i int, c Step, captured map[string]bool) error {
+	if len(c.Sequence) > 0 {
+		return fmt.Errorf("setup request %d: a setup request cannot have a sequence", i+1)
+	}
+	cc, err := compileCall(c.Call, fmt.Sprintf("setup request %d (%s)", i+1, c.Name),
+		place{f.lines, fmt.Sprintf("setup/%d", i), captured})
+	if err != nil {
+		return err
+	}
+	name := c.Name
+	if name == "" {
+		name = fmt.Sprintf("setup %d", i+1)
+	}
+	s.addEndpoint(cc, name, c.Call)
+	s.setup = append(s.setup, cc)
+	return nil
+}
+
+// compileStep adds step i: one request or a sequence, each request an
+// endpoint of its own.
+func (s *Scenario) compileStep(f *File, i int, st Step, captured map[string]bool) error {
+	name := st.Name
+	if name == "" {
+		name = strconv.Itoa(i + 1)
+	}
+	where := "step " + name
+	if st.Weight < 0 {
+		return fmt.Errorf("%s: weight must not be negative", where)
+	}
+	if st.Weight == 0 {
+		st.Weight = 1
+	}
+	calls := st.Sequence
+	switch {
+	case len(calls) > 0 && (st.Method != "" || st.Path != ""):
+		return fmt.Errorf("%s: give either method/path or a sequence, not both", where)
+	case len(calls) == 0:
+		calls = []Call{st.Call}
+	}
+	cs := &step{name: name, weight: st.Weight}
+	for j, c := range calls {
+		w, key, ep := where, fmt.Sprintf("steps/%d", i), name
+		if len(calls) > 1 {
+			w, ep = fmt.Sprintf("%s, request %d", where, j+1), fmt.Sprintf("%s/%d", name, j+1)
+		}
+		if len(st.Sequence) > 0 {
+			key = fmt.Sprintf("steps/%d/sequence/%d", i, j)
+		}
+		cc, err := compileCall(c, w, place{f.lines, key, captured})
+		if err != nil {
+			return err
+		}
+		s.addEndpoint(cc, ep, c)
+		cs.calls = append(cs.calls, cc)
+	}
+	s.steps = append(s.steps, cs)
+	s.totalWeight += st.Weight
+	return nil
 }
 
 // addEndpoint gives a call its endpoint: its results are kept apart from

@@ -85,22 +85,44 @@ const MinPoints = 3
 
 // FitPoints fits the law by least squares on X with σ, κ ≥ 0 and λ > 0.
 func FitPoints(pts []Point) (Fit, error) {
+	if err := checkPoints(pts); err != nil {
+		return Fit{}, err
+	}
+	best, bestSSE, err := leastSquares(pts)
+	if err != nil {
+		return Fit{}, err
+	}
+	f := Fit{Sigma: best[0] * best[0], Kappa: best[1] * best[1], Lambda: best[2] * best[2]}
+	f.PeakConcurrency = peakConcurrency(f.Sigma, f.Kappa)
+	f.R2 = rSquared(pts, bestSSE)
+	return f, nil
+}
+
+// checkPoints refuses what cannot be fitted: too few points, a
+// concurrency below one or repeated, a throughput that is not a number.
+func checkPoints(pts []Point) error {
 	if len(pts) < MinPoints {
-		return Fit{}, fmt.Errorf("need at least %d points to fit three parameters, got %d", MinPoints, len(pts))
+		return fmt.Errorf("need at least %d points to fit three parameters, got %d", MinPoints, len(pts))
 	}
 	seen := map[float64]bool{}
 	for _, p := range pts {
 		switch {
 		case p.N < 1 || math.IsNaN(p.N) || math.IsInf(p.N, 0):
-			return Fit{}, fmt.Errorf("concurrency must be at least 1, got %v", p.N)
+			return fmt.Errorf("concurrency must be at least 1, got %v", p.N)
 		case p.X < 0 || math.IsNaN(p.X) || math.IsInf(p.X, 0):
-			return Fit{}, fmt.Errorf("throughput must be a non-negative number, got %v", p.X)
+			return fmt.Errorf("throughput must be a non-negative number, got %v", p.X)
 		case seen[p.N]:
-			return Fit{}, fmt.Errorf("concurrency %v appears twice", p.N)
+			return fmt.Errorf("concurrency %v appears twice", p.N)
 		}
 		seen[p.N] = true
 	}
-	// Non-negativity through squares: σ = a², κ = b², λ = c².
+	return nil
+}
+
+// leastSquares minimises the squared error of the model over the points
+// and returns the best (√σ, √κ, √λ) and its error. The parameters enter
+// squared, which keeps σ, κ and λ non-negative without constraints.
+func leastSquares(pts []Point) (best []float64, bestSSE float64, err error) {
 	sse := func(x []float64) float64 {
 		f := Fit{Sigma: x[0] * x[0], Kappa: x[1] * x[1], Lambda: x[2] * x[2]}
 		var s float64
@@ -117,20 +139,19 @@ func FitPoints(pts []Point) (Fit, error) {
 		lambda0 = math.Max(lambda0, p.X/p.N)
 	}
 	if lambda0 == 0 {
-		return Fit{}, errors.New("every throughput is zero: nothing to fit")
+		return nil, 0, errors.New("every throughput is zero: nothing to fit")
 	}
-	best, bestSSE := []float64(nil), math.Inf(1)
+	settings := &optimize.Settings{MajorIterations: 20000, FuncEvaluations: 200000}
+	bestSSE = math.Inf(1)
 	for _, s0 := range []float64{0.001, 0.02, 0.1, 0.5} {
 		for _, k0 := range []float64{1e-6, 1e-4, 1e-2} {
 			x0 := []float64{math.Sqrt(s0), math.Sqrt(k0), math.Sqrt(lambda0)}
-			res, err := optimize.Minimize(optimize.Problem{Func: sse}, x0,
-				&optimize.Settings{MajorIterations: 20000, FuncEvaluations: 200000}, &optimize.NelderMead{})
+			res, err := optimize.Minimize(optimize.Problem{Func: sse}, x0, settings, &optimize.NelderMead{})
 			if err != nil && res == nil {
 				continue
 			}
 			// Polish the simplex's answer.
-			if res2, err := optimize.Minimize(optimize.Problem{Func: sse}, res.X,
-				&optimize.Settings{MajorIterations: 20000, FuncEvaluations: 200000}, &optimize.NelderMead{}); err == nil || res2 != nil {
+			if res2, err := optimize.Minimize(optimize.Problem{Func: sse}, res.X, settings, &optimize.NelderMead{}); err == nil || res2 != nil {
 				if res2.F < res.F {
 					res = res2
 				}
@@ -141,20 +162,31 @@ func FitPoints(pts []Point) (Fit, error) {
 		}
 	}
 	if best == nil {
-		return Fit{}, errors.New("the fit did not converge")
+		return nil, 0, errors.New("the fit did not converge")
 	}
-	f := Fit{Sigma: best[0] * best[0], Kappa: best[1] * best[1], Lambda: best[2] * best[2]}
-	f.PeakConcurrency = math.Inf(1)
+	return best, bestSSE, nil
+}
+
+// peakConcurrency is where the fitted throughput peaks: +Inf when it is
+// flat or rises for ever (or peaks beyond NoPeakBeyond), 1 when any
+// concurrency only loses.
+func peakConcurrency(sigma, kappa float64) float64 {
 	switch {
-	case f.Kappa < kappaZero && f.Sigma < sigmaFalls:
+	case kappa < kappaZero && sigma < sigmaFalls:
 		// Flat or rising for ever: no peak (a σ of exactly 1 is flat).
-	case f.Sigma >= 1:
-		f.PeakConcurrency = 1
-	default:
-		if n := math.Sqrt((1 - f.Sigma) / f.Kappa); n <= NoPeakBeyond {
-			f.PeakConcurrency = n
-		}
+		return math.Inf(1)
+	case sigma >= 1:
+		return 1
 	}
+	if n := math.Sqrt((1 - sigma) / kappa); n <= NoPeakBeyond {
+		return n
+	}
+	return math.Inf(1)
+}
+
+// rSquared is the share of the throughputs' variance the fit explains
+// (1 when they do not vary).
+func rSquared(pts []Point, sse float64) float64 {
 	var mean, ssTot float64
 	for _, p := range pts {
 		mean += p.X
@@ -163,11 +195,10 @@ func FitPoints(pts []Point) (Fit, error) {
 	for _, p := range pts {
 		ssTot += (p.X - mean) * (p.X - mean)
 	}
-	f.R2 = 1
-	if ssTot > 0 {
-		f.R2 = 1 - bestSSE/ssTot
+	if ssTot == 0 {
+		return 1
 	}
-	return f, nil
+	return 1 - sse/ssTot
 }
 
 // Efficiency is X(N)/(N·X(1)) for each point, using the point at N = 1
