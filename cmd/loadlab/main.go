@@ -98,6 +98,7 @@ Usage:
   loadlab diagnose  [flags] URL                          baseline + concurrency ramp + USL fit + verdict
   loadlab scaleout  --scale-cmd CMD --down-cmd CMD ...   capacity and scaling efficiency at 1, 2, 4... replicas
   loadlab fit       [flags] FILE.csv                     fit the Universal Scalability Law to N,X data
+  loadlab experiments [--only NAME,...] [--file FILE]    the articles' claims, measured without and with each setting
 
 Run 'loadlab COMMAND --help' for a command's flags and examples.
 
@@ -114,10 +115,11 @@ Exit status:
 // commands maps each subcommand to its implementation; each lives in a file
 // of its own.
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"run":      runRun,
-	"diagnose": runDiagnose,
-	"fit":      runFit,
-	"scaleout": runScaleout,
+	"run":         runRun,
+	"diagnose":    runDiagnose,
+	"fit":         runFit,
+	"scaleout":    runScaleout,
+	"experiments": runExperiments,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -141,7 +143,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		return fmt.Errorf("unknown command %q (want run, diagnose, scaleout or fit; see loadlab --help)", args[0])
+		return fmt.Errorf("unknown command %q (want run, diagnose, scaleout, fit or experiments; see loadlab --help)", args[0])
 	}
 	return cmd(ctx, args[1:], stdout, stderr)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/experiments"
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 	"github.com/perfscale/perfscale/loadlab/threshold"
@@ -25,6 +26,7 @@ type Reporter interface {
 	Diagnosis(w io.Writer, r *diagnose.Report) error
 	Scaleout(w io.Writer, r *scaleout.Result) error
 	Fit(w io.Writer, r FitResult) error
+	Experiments(w io.Writer, r *experiments.Report) error
 }
 
 // RunResult is what loadlab run measured against Target (a URL with its

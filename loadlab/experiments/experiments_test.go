@@ -1,0 +1,115 @@
+package experiments
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestTheBuiltinListParses(t *testing.T) {
+	l := Builtin()
+	for _, want := range []string{"missing-index", "n-plus-one", "global-lock", "local-sessions", "sync-mail", "extra-hops", "vertical-vs-horizontal", "sharding"} {
+		if _, err := l.Select(want); err != nil {
+			t.Errorf("the built-in list lacks %s: %v", want, err)
+		}
+	}
+	for _, e := range l.Experiments {
+		if e.Waits == "" && (e.With == nil || e.Expected == "") {
+			t.Errorf("%s: no with setting or expected verdict", e.Name)
+		}
+	}
+	sharding, _ := l.Select("sharding")
+	if sharding[0].Waits != "sharding" {
+		t.Errorf("sharding does not wait for sharding: %+v", sharding[0])
+	}
+}
+
+const good = `
+experiments:
+  - name: slow
+    claim: it is slow
+    expected: performance
+    measure: baseline
+    path: /
+    endpoint: GET /
+    without: {serve: "a", url: "http://127.0.0.1:{port}"}
+    with: {serve: "b", url: "http://127.0.0.1:{port}"}
+`
+
+func TestParseRefusesWhatCannotRun(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"not YAML", "experiments: [", "experiments file:"},
+		{"empty", "experiments: []", "no experiments"},
+		{"unknown field", strings.Replace(good, "path: /", "path: /\n    colour: red", 1), "field colour not found"},
+		{"no claim", strings.Replace(good, "claim: it is slow", "", 1), "experiment slow: no claim"},
+		{"unknown measure", strings.Replace(good, "measure: baseline", "measure: vibes", 1), `measure "vibes"`},
+		{"verdict the measure cannot give", strings.Replace(good, "expected: performance", "expected: contention", 1), "a baseline measure gives one of performance, no-change, faster"},
+		{"path and scenario", strings.Replace(good, "path: /", "path: /\n    scenario: shop", 1), "a scenario or a path"},
+		{"no without", strings.Replace(good, `without: {serve: "a", url: "http://127.0.0.1:{port}"}`, "", 1), "no `without` setting"},
+		{"serve without url", strings.Replace(good, `with: {serve: "b", url: "http://127.0.0.1:{port}"}`, `with: {serve: "b"}`, 1), "with: serve needs the url"},
+		{"bad duration", strings.Replace(good, "path: /", "path: /\n    slo: soon", 1), `"soon" is not a duration`},
+		{"factor not above 1", strings.Replace(good, "path: /", "path: /\n    factor: 0.5", 1), "factor 0.5"},
+		{"name with a comma", strings.Replace(good, "name: slow", "name: a,b", 1), "has a comma"},
+		{"twice", good + strings.TrimPrefix(good, "\nexperiments:\n"), "used twice"},
+		{"replicas need up with {n}", `
+experiments:
+  - name: out
+    claim: c
+    expected: scales
+    measure: replicas
+    scenario: shop
+    replicas: [1, 2]
+    without: {up: "up", down: "down"}
+    with: {up: "up {n}", down: "down"}
+`, "without: up must contain {n}"},
+		{"vertical needs cpus", `
+experiments:
+  - name: up
+    claim: c
+    expected: equal
+    measure: vertical
+    scenario: shop
+    replicas: [1, 2]
+    with: {up: "up {n} {cpu}", down: "down"}
+`, "needs cpus"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.src))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want one with %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte(good)); err != nil {
+		t.Fatalf("the good list: %v", err)
+	}
+}
+
+func TestSelectKeepsTheListsOrder(t *testing.T) {
+	l := Builtin()
+	got, err := l.Select("sync-mail, missing-index")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Name != "missing-index" || got[1].Name != "sync-mail" {
+		t.Fatalf("got %v", names(got))
+	}
+	if _, err := l.Select("missing-index,nope"); err == nil || !strings.Contains(err.Error(), `no experiment "nope"; the list has missing-index, n-plus-one`) {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := l.Select(" , "); err == nil {
+		t.Fatal("an empty --only was taken")
+	}
+	all, _ := l.Select("")
+	if len(all) != len(l.Experiments) {
+		t.Fatalf("no --only kept %d of %d", len(all), len(l.Experiments))
+	}
+}
+
+func names(es []Experiment) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name)
+	}
+	return out
+}

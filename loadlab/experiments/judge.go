@@ -1,0 +1,174 @@
+package experiments
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// efficiencyDrop: with the setting, efficiency at the top count below
+// this share of the system's without it has fallen because of the
+// setting.
+const efficiencyDrop = 0.75
+
+// judge gives the lab's verdict on measured sides, and whether it is the
+// one the claim expects. It does no I/O, so its rules are tested on
+// figures.
+func judge(res *Result, e Experiment) {
+	switch e.Measure {
+	case MeasureBaseline:
+		res.Verdict, res.Reason = judgeBaseline(e, res.Without, res.With)
+	case MeasureDiagnose:
+		res.Verdict, res.Reason = judgeDiagnosis(e, res.Without, res.With)
+	case MeasureScaleout, MeasureReplicas:
+		res.Verdict, res.Reason = judgeScaleout(res.Without, res.With)
+	case MeasureVertical:
+		res.Verdict, res.Reason = judgeVertical(e, res.With)
+	}
+	holds := res.Verdict == e.Expected
+	res.Holds = &holds
+	if e.Tradeoff != nil {
+		res.Tradeoff = tradeoff(*e.Tradeoff, res.Without, res.With)
+	}
+}
+
+func judgeBaseline(e Experiment, without, with *Side) (string, string) {
+	key := e.Endpoint + "." + e.Stat + "_ms"
+	if e.Path != "" {
+		key = singleKey(without, e.Stat)
+	}
+	wo, w := without.Metrics[key], with.Metrics[key]
+	if wo <= 0 || w <= 0 {
+		return VerdictNoChange, fmt.Sprintf("no %s measured on both systems (errors?)", key)
+	}
+	ratio := w / wo
+	what := fmt.Sprintf("one user's %s %s: %s without, %s with (%.2f×)", strings.TrimSuffix(key, "."+e.Stat+"_ms"), e.Stat, fmtMS(wo), fmtMS(w), ratio)
+	switch {
+	case ratio >= e.Factor:
+		return VerdictPerformance, what + fmt.Sprintf(": slower by %.1f× or more for one user, a performance problem", e.Factor)
+	case ratio <= 1/e.Factor:
+		return VerdictFaster, what + ": faster for one user"
+	}
+	return VerdictNoChange, what + fmt.Sprintf(": within %.1f× for one user", e.Factor)
+}
+
+// singleKey is the latency metric of a path's only endpoint.
+func singleKey(s *Side, stat string) string {
+	for k := range s.Metrics {
+		if strings.HasSuffix(k, "."+stat+"_ms") {
+			return k
+		}
+	}
+	return ""
+}
+
+func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
+	reason := fmt.Sprintf("diagnose calls the system without it %q and with it %q", without.Kind, with.Kind)
+	if with.Kind == without.Kind && with.Kind == e.Expected && with.Kind != "none" {
+		// The same verdict with and without: not the setting's doing.
+		return "none", reason + ": the same with and without, so not the setting's doing"
+	}
+	return with.Kind, reason
+}
+
+func judgeScaleout(without, with *Side) (string, string) {
+	errAt := func(s *Side) int {
+		for _, st := range s.Steps {
+			if isErrorBound(st.Bottleneck) {
+				return st.Replicas
+			}
+		}
+		return 0
+	}
+	if n := errAt(with); n > 1 && errAt(without) == 0 {
+		return VerdictFailsToScaleOut, fmt.Sprintf("with it, errors bound the capacity from %d replicas on (%s); without it, they bound no count", n, firstBottleneck(with, n))
+	}
+	top := func(s *Side) (int, float64) {
+		st := s.Steps[len(s.Steps)-1]
+		return st.Replicas, st.Efficiency
+	}
+	n, ew := top(with)
+	_, ewo := top(without)
+	reason := fmt.Sprintf("efficiency at %d replicas: %.0f%% without, %.0f%% with", n, 100*ewo, 100*ew)
+	if ew < efficiencyDrop*ewo {
+		return VerdictEfficiencyFalls, reason + fmt.Sprintf(": below %.0f%% of the system's without it", 100*efficiencyDrop)
+	}
+	return VerdictScales, reason
+}
+
+func firstBottleneck(s *Side, n int) string {
+	for _, st := range s.Steps {
+		if st.Replicas == n {
+			return st.Bottleneck
+		}
+	}
+	return ""
+}
+
+// judgeVertical compares scaling out with scaling up at the largest total
+// CPU both reached.
+func judgeVertical(e Experiment, with *Side) (string, string) {
+	var out, up *ScaleStep
+	var total float64
+	for i, o := range with.Steps {
+		if o.Vertical {
+			continue
+		}
+		for j, u := range with.Steps {
+			t := float64(o.Replicas) * o.CPU
+			if u.Vertical && math.Abs(u.CPU-t) < 1e-9 && t > total {
+				out, up, total = &with.Steps[i], &with.Steps[j], t
+			}
+		}
+	}
+	if out == nil || up == nil {
+		return VerdictEqual, "no replica count and CPU size with the same total CPU were both measured"
+	}
+	what := fmt.Sprintf("at %g cores in all: %d replicas of %g cores %.0f req/s, 1 replica of %g cores %.0f req/s",
+		total, out.Replicas, out.CPU, out.CapacityRPS, up.CPU, up.CapacityRPS)
+	switch {
+	case out.CapacityRPS >= e.Factor*up.CapacityRPS:
+		return VerdictHorizontal, what + ": scaling out gave more"
+	case up.CapacityRPS >= e.Factor*out.CapacityRPS:
+		return VerdictVertical, what + ": scaling up gave more"
+	}
+	return VerdictEqual, what + fmt.Sprintf(": within %.1f× of each other", e.Factor)
+}
+
+// tradeoff writes the row: each metric without → with, by how much.
+func tradeoff(t Tradeoff, without, with *Side) *TradeoffRow {
+	if t.Of == "without" {
+		without, with = with, without
+	}
+	row := &TradeoffRow{Improved: change(t.Improves, without, with), Worse: t.WorseNote}
+	if t.Worsens != "" {
+		row.Worse = change(t.Worsens, without, with)
+		if t.WorseNote != "" {
+			row.Worse += "; " + t.WorseNote
+		}
+	}
+	return row
+}
+
+func change(metric string, without, with *Side) string {
+	if without == nil || with == nil {
+		return metric + ": not measured"
+	}
+	a, okA := without.Metrics[metric]
+	b, okB := with.Metrics[metric]
+	if !okA || !okB {
+		return metric + ": not measured"
+	}
+	pct := "n/a"
+	if a != 0 {
+		pct = fmt.Sprintf("%+.0f%%", 100*(b-a)/a)
+	}
+	return fmt.Sprintf("%s %s → %s (%s)", metric, num(a), num(b), pct)
+}
+
+func num(v float64) string {
+	if v >= 100 || v == math.Trunc(v) {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}

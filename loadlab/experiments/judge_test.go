@@ -1,0 +1,106 @@
+package experiments
+
+import (
+	"strings"
+	"testing"
+)
+
+func side(metrics map[string]float64) *Side { return &Side{Metrics: metrics} }
+
+func TestJudgeBaseline(t *testing.T) {
+	e := Experiment{Measure: MeasureBaseline, Endpoint: "checkout", Stat: "p50", Factor: 1.5, Expected: VerdictPerformance}
+	tests := []struct {
+		without, with float64
+		want          string
+	}{
+		{2, 50, VerdictPerformance},
+		{2, 2.9, VerdictNoChange},
+		{2, 3, VerdictPerformance},
+		{3, 2, VerdictFaster},
+		{0, 2, VerdictNoChange}, // nothing measured without: no claim either way
+	}
+	for _, tt := range tests {
+		res := Result{Without: side(map[string]float64{"checkout.p50_ms": tt.without}), With: side(map[string]float64{"checkout.p50_ms": tt.with})}
+		judge(&res, e)
+		if res.Verdict != tt.want || *res.Holds != (tt.want == VerdictPerformance) {
+			t.Errorf("%v → %v: verdict %s (holds %v), want %s; %s", tt.without, tt.with, res.Verdict, *res.Holds, tt.want, res.Reason)
+		}
+	}
+}
+
+func TestJudgeDiagnosisWantsTheSettingToMakeTheDifference(t *testing.T) {
+	e := Experiment{Measure: MeasureDiagnose, Expected: "contention"}
+	res := Result{Without: &Side{Kind: "capacity"}, With: &Side{Kind: "contention"}}
+	judge(&res, e)
+	if res.Verdict != "contention" || !*res.Holds {
+		t.Fatalf("capacity → contention: %s", res.Verdict)
+	}
+	res = Result{Without: &Side{Kind: "contention"}, With: &Side{Kind: "contention"}}
+	judge(&res, e)
+	if *res.Holds || !strings.Contains(res.Reason, "not the setting's doing") {
+		t.Fatalf("contention with and without held: %s", res.Reason)
+	}
+}
+
+func TestJudgeReplicas(t *testing.T) {
+	steps := func(eff float64, errorsAt int) *Side {
+		s := &Side{Steps: []ScaleStep{{Replicas: 1, Efficiency: 1}, {Replicas: 2, Efficiency: eff}}}
+		if errorsAt > 0 {
+			s.Steps[errorsAt-1].Bottleneck = "errors: 12% of 100 requests failed"
+		}
+		return s
+	}
+	tests := []struct {
+		name          string
+		without, with *Side
+		want          string
+	}{
+		{"errors from 2 replicas", steps(0.9, 0), steps(0.9, 2), VerdictFailsToScaleOut},
+		{"errors from 1 replica are not scaling out's", steps(0.9, 0), steps(0.9, 1), VerdictScales},
+		{"efficiency falls", steps(0.9, 0), steps(0.5, 0), VerdictEfficiencyFalls},
+		{"within the noise", steps(0.9, 0), steps(0.8, 0), VerdictScales},
+	}
+	for _, tt := range tests {
+		res := Result{Without: tt.without, With: tt.with}
+		judge(&res, Experiment{Measure: MeasureReplicas, Expected: tt.want})
+		if res.Verdict != tt.want || !*res.Holds {
+			t.Errorf("%s: %s, want %s (%s)", tt.name, res.Verdict, tt.want, res.Reason)
+		}
+	}
+}
+
+func TestJudgeVerticalAtEqualCPU(t *testing.T) {
+	with := &Side{Steps: []ScaleStep{
+		{Replicas: 1, CPU: 0.5, CapacityRPS: 100},
+		{Replicas: 2, CPU: 0.5, CapacityRPS: 190},
+		{Replicas: 1, CPU: 0.5, CapacityRPS: 100, Vertical: true},
+		{Replicas: 1, CPU: 1, CapacityRPS: 300, Vertical: true},
+	}}
+	res := Result{With: with}
+	judge(&res, Experiment{Measure: MeasureVertical, Factor: 1.5, Expected: VerdictEqual})
+	if res.Verdict != VerdictVertical || !strings.Contains(res.Reason, "at 1 cores in all: 2 replicas of 0.5 cores 190 req/s, 1 replica of 1 cores 300 req/s") {
+		t.Fatalf("%s: %s", res.Verdict, res.Reason)
+	}
+	with.Steps[3].CapacityRPS = 200
+	judge(&res, Experiment{Measure: MeasureVertical, Factor: 1.5, Expected: VerdictEqual})
+	if res.Verdict != VerdictEqual || !*res.Holds {
+		t.Fatalf("%s: %s", res.Verdict, res.Reason)
+	}
+}
+
+func TestTradeoffSaysByHowMuch(t *testing.T) {
+	without := side(map[string]float64{"bytes /v1/menu": 40000, "cpu_us_per_request": 100, "checkout.p50_ms": 50})
+	with := side(map[string]float64{"bytes /v1/menu": 8000, "cpu_us_per_request": 110, "checkout.p50_ms": 2})
+	row := tradeoff(Tradeoff{Improves: "bytes /v1/menu", Worsens: "cpu_us_per_request"}, without, with)
+	if row.Improved != "bytes /v1/menu 40000 → 8000 (-80%)" || row.Worse != "cpu_us_per_request 100 → 110 (+10%)" {
+		t.Fatalf("%+v", row)
+	}
+	// Of the side without: from with to without.
+	row = tradeoff(Tradeoff{Of: "without", Improves: "checkout.p50_ms", WorseNote: "later mail"}, with, without)
+	if row.Improved != "checkout.p50_ms 50 → 2 (-96%)" || row.Worse != "later mail" {
+		t.Fatalf("%+v", row)
+	}
+	if row := tradeoff(Tradeoff{Improves: "nope"}, without, with); row.Improved != "nope: not measured" {
+		t.Fatalf("%+v", row)
+	}
+}

@@ -1,0 +1,110 @@
+package experiments
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
+)
+
+// errorShareFails: a count where at least this share of requests failed
+// is one the errors bound.
+const errorShareFails = 0.01
+
+// measureReplicas brings one setting to each replica count in turn (its
+// up command with {n}; down at the end) and runs Users closed-loop users
+// for StepDuration at each.
+func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) (*Side, error) {
+	x, err := r.prepare(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	sys := &system{dir: x.dir, down: x.expand(s.Down), done: make(chan struct{})}
+	close(sys.done)
+	defer r.stop(sys) //nolint:errcheck // reported by the measurement's error, if any
+	side := &Side{Setting: label(s), Metrics: map[string]float64{}}
+	var parts []string
+	var x1 float64
+	for _, n := range e.Replicas {
+		r.logf("%s: %d replicas on %s", e.Name, n, label(s))
+		out, err := r.shell(ctx, strings.ReplaceAll(x.expand(s.Up), "{n}", strconv.Itoa(n)))
+		if err != nil {
+			return nil, fmt.Errorf("up %d: %w", n, err)
+		}
+		sys.url = lastLine(out)
+		if err := r.waitReady(ctx, sys); err != nil {
+			return nil, err
+		}
+		runner, err := e.workload(sys.url)
+		if err != nil {
+			return nil, err
+		}
+		runner.Client = r.Client
+		if _, err := runner.Run(ctx, measure.Spec{Concurrency: e.Users, Duration: time.Second}); err != nil {
+			return nil, fmt.Errorf("warm-up at %d replicas: %w", n, err)
+		}
+		step, err := runner.Run(ctx, measure.Spec{Concurrency: e.Users, Duration: time.Duration(e.StepDuration)})
+		if err != nil {
+			return nil, fmt.Errorf("%d replicas: %w", n, err)
+		}
+		st := ScaleStep{Replicas: n, CapacityRPS: step.ThroughputRPS}
+		if n == 1 {
+			x1 = step.ThroughputRPS
+		}
+		if x1 > 0 {
+			st.Efficiency = step.ThroughputRPS / (float64(n) * x1)
+		}
+		share := 0.0
+		if step.Requests > 0 {
+			share = float64(step.Errors) / float64(step.Requests)
+		}
+		if share >= errorShareFails {
+			st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, topCause(step.Load))
+		}
+		side.Steps = append(side.Steps, st)
+		key := strconv.Itoa(n)
+		side.Metrics["goodput_rps@"+key] = step.ThroughputRPS
+		side.Metrics["p99_ms@"+key] = ms(step.P99)
+		side.Metrics["error_share@"+key] = share
+		side.Metrics["efficiency@"+key] = st.Efficiency
+		part := fmt.Sprintf("%d: %.0f req/s, p99 %s", n, step.ThroughputRPS, fmtMS(ms(step.P99)))
+		if n > 1 {
+			part += fmt.Sprintf(", efficiency %.0f%%", 100*st.Efficiency)
+		}
+		if share > 0 {
+			part += fmt.Sprintf(", %.1f%% errors", 100*share)
+		}
+		parts = append(parts, part)
+	}
+	side.Summary = fmt.Sprintf("%d users: %s", e.Users, strings.Join(parts, "; "))
+	if err := r.stop(sys); err != nil {
+		return nil, err
+	}
+	sys.down = ""
+	os.RemoveAll(x.dir)
+	return side, nil
+}
+
+// topCause is the most frequent error cause of a run (" (401 ...)").
+func topCause(res *load.Result) string {
+	if res == nil {
+		return ""
+	}
+	var top *load.Cause
+	for _, ep := range res.Endpoints {
+		for i, c := range ep.Errors.Causes {
+			if top == nil || c.Count > top.Count {
+				top = &ep.Errors.Causes[i]
+			}
+		}
+	}
+	if top == nil {
+		return ""
+	}
+	return fmt.Sprintf(", most %s", strings.TrimSpace(top.Cause))
+}

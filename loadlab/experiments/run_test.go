@@ -1,0 +1,86 @@
+package experiments
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The test binary is also the systems the runner starts: with
+// EXPERIMENTS_TEST_ADDR set it serves there, each answer after
+// EXPERIMENTS_TEST_DELAY, until it is stopped.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("EXPERIMENTS_TEST_ADDR"); addr != "" {
+		delay, _ := time.ParseDuration(os.Getenv("EXPERIMENTS_TEST_DELAY"))
+		http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { //nolint:errcheck // stopped by a signal
+			time.Sleep(delay)
+			w.Write([]byte("ok")) //nolint:errcheck // the client went away
+		}))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func served(delay string) *Setting {
+	return &Setting{Label: "delay " + delay, Serve: "EXPERIMENTS_TEST_ADDR=127.0.0.1:{port} EXPERIMENTS_TEST_DELAY=" + delay + " exec {shop}", URL: "http://127.0.0.1:{port}"}
+}
+
+func testRunner(t *testing.T) *Runner {
+	return &Runner{Shop: os.Args[0], TempDir: t.TempDir(), Cores: 2, ReadyTimeout: 20 * time.Second}
+}
+
+// A system that answers in 20 ms against one that answers at once: one
+// user sees the difference, and the lab calls it a performance problem;
+// both systems are stopped and their directories removed.
+func TestRunnerMeasuresAKnownDelay(t *testing.T) {
+	e := Experiment{Name: "delay", Claim: "a sleep is slow", Expected: VerdictPerformance, Measure: MeasureBaseline,
+		Path: "/", Endpoint: "GET /", Requests: 40, Without: served("0s"), With: served("20ms")}
+	e.defaults()
+	r := testRunner(t)
+	rep, err := r.Run(context.Background(), []Experiment{e, {Name: "later", Claim: "c", Waits: "sharding"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Experiments[0]
+	if res.Error != "" || res.Verdict != VerdictPerformance || !*res.Holds {
+		t.Fatalf("verdict %q (error %q): %s", res.Verdict, res.Error, res.Reason)
+	}
+	if w := res.With.Metrics["GET /.p50_ms"]; w < 20 {
+		t.Errorf("with: p50 %.2f ms, below the server's own 20 ms", w)
+	}
+	if later := rep.Experiments[1]; later.Verdict != VerdictWaits || later.Holds != nil || later.With != nil {
+		t.Errorf("a waiting experiment ran: %+v", later)
+	}
+	if left, _ := os.ReadDir(r.TempDir); len(left) > 0 {
+		t.Errorf("systems' directories left behind: %v", left)
+	}
+}
+
+func TestRunnerSaysWhyASystemDidNotStart(t *testing.T) {
+	tests := []struct {
+		name string
+		with *Setting
+		want string
+	}{
+		{"exits at once", &Setting{Serve: "echo no database here >&2; exit 1", URL: "http://127.0.0.1:{port}"}, "with: the system stopped before it answered at http://127.0.0.1:"},
+		{"up fails", &Setting{Up: "echo cannot scale >&2; exit 3", Down: "true"}, "cannot scale"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Experiment{Name: "broken", Claim: "c", Expected: VerdictPerformance, Measure: MeasureBaseline, Path: "/", Endpoint: "GET /",
+				Requests: 10, Without: served("0s"), With: tt.with}
+			e.defaults()
+			rep, err := testRunner(t).Run(context.Background(), []Experiment{e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := rep.Experiments[0]
+			if res.Holds != nil || !strings.Contains(res.Error, tt.want) {
+				t.Fatalf("error %q, want %q", res.Error, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,67 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/loadlab/experiments"
+)
+
+func sampleExperiments() *experiments.Report {
+	yes := true
+	start := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	return &experiments.Report{Started: start, Finished: start.Add(90 * time.Second), LoadBefore: 3.5, LoadAfter: math.NaN(),
+		Experiments: []experiments.Result{{
+			Name: "sync-mail", Claim: "mail in the request | slows checkout", Expected: "performance", Measure: "baseline",
+			Verdict: "performance", Holds: &yes, Reason: "checkout p50 2 ms without, 52 ms with",
+			Without:  &experiments.Side{Setting: "queue", Summary: "checkout p50 2.00 ms", Metrics: map[string]float64{"checkout.p50_ms": 2}},
+			With:     &experiments.Side{Setting: "sync-mail", Summary: "checkout p50 52 ms", Metrics: map[string]float64{"checkout.p50_ms": 52}},
+			Tradeoff: &experiments.TradeoffRow{Improved: "checkout.p50_ms 52 → 2 (-96%)", Worse: "the mail leaves later"},
+		}, {
+			Name: "sharding", Claim: "sharding scales", Verdict: "waits", Waits: "sharding", Reason: "waits for sharding",
+		}}}
+}
+
+func TestExperimentsInEveryForm(t *testing.T) {
+	r := sampleExperiments()
+	var text, js, page bytes.Buffer
+	if err := (TextReporter{}).Experiments(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"load average 3.5 at the start, unknown at the end",
+		"| sync-mail | mail in the request \\| slows checkout | queue → sync-mail | checkout p50 2.00 ms | checkout p50 52 ms | performance | yes |",
+		"| sharding | sharding scales | – | waits for sharding | waits for sharding | waits for sharding | – |",
+		"| sync-mail | queue → sync-mail | checkout.p50_ms 52 → 2 (-96%) | the mail leaves later |",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	if err := (JSONReporter{}).Experiments(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		LoadAfter   *float64         `json:"load_after"`
+		Experiments []map[string]any `json:"experiments"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, js.String())
+	}
+	if doc.LoadAfter != nil || doc.Experiments[0]["holds"] != true || doc.Experiments[1]["holds"] != nil ||
+		doc.Experiments[0]["with"].(map[string]any)["metrics"].(map[string]any)["checkout.p50_ms"] != 52.0 {
+		t.Fatalf("JSON:\n%s", js.String())
+	}
+	if err := (HTMLReporter{}).Experiments(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<!DOCTYPE html>", `<table id="experiments">`, "<td>mail in the request | slows checkout</td>", `<table id="tradeoffs">`, "the mail leaves later"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
