@@ -271,8 +271,8 @@ func (c *cluster) server() (string, error) {
 	return db.Server, nil
 }
 
-// killDB SIGKILLs database server K with its backends, at once, as a
-// crash would: nothing is flushed or shut down cleanly, and start-db
+// killDB SIGKILLs database server K with its backends and auxiliary
+// processes, at once, as a crash would: nothing is flushed or shut down cleanly, and start-db
 // recovers it from its WAL.
 func (c *cluster) killDB(ctx context.Context) error {
 	name, err := c.server()
@@ -286,7 +286,7 @@ func (c *cluster) killDB(ctx context.Context) error {
 	if !ok || !r.Alive() {
 		return fmt.Errorf("%s is not running", name)
 	}
-	if err := r.KillGroup(ctx); err != nil {
+	if err := r.KillTree(ctx); err != nil {
 		return err
 	}
 	c.logf("%s (pid %d) and its backends killed", name, r.PID)
@@ -381,10 +381,23 @@ func (c *cluster) teardown(ctx context.Context) error {
 		go func() { defer wg.Done(); c.stop(ctx, r) }()
 	}
 	wg.Wait()
-	// Standbys (db-1-standby) sort after their primary: stop them first.
-	for i := len(servers) - 1; i >= 0; i-- {
-		c.stop(ctx, servers[i])
+	// Standbys first (a primary's fast shutdown waits for its standby to
+	// take the last WAL); then the primaries, one per shard, at once.
+	var primaries []supervise.Record
+	for _, r := range servers {
+		if r.Meta["role"] == pgserver.RoleStandby {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.stop(ctx, r) }()
+		} else {
+			primaries = append(primaries, r)
+		}
 	}
+	wg.Wait()
+	for _, r := range primaries {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.stop(ctx, r) }()
+	}
+	wg.Wait()
 	var errs []error
 	if parent := c.cgroupParent(); parent != "" {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -159,18 +159,54 @@ func (r Record) Kill(ctx context.Context) error {
 	return r.WaitGone(ctx)
 }
 
-// KillGroup sends SIGKILL to the recorded process's whole process group
-// (Start gives each process a session of its own, so the group is it and
-// every child it forked: a database server's backends die with it, as
-// on a machine that lost power) and waits until the process is gone.
-func (r Record) KillGroup(ctx context.Context) error {
+// KillTree sends SIGKILL to the recorded process and every process it
+// forked, at once, as a machine that lost power would stop them, and
+// waits until all are gone. It is not a process group kill: PostgreSQL's
+// children each call setsid, so they are in groups of their own, and
+// outlive a killed postmaster until they notice. The process is stopped
+// (SIGSTOP) first, so it forks nothing while its children are listed.
+func (r Record) KillTree(ctx context.Context) error {
 	if !r.Alive() {
 		return nil
 	}
-	if err := syscall.Kill(-r.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill %s (process group %d): %w", r.Name, r.PID, err)
+	if err := syscall.Kill(r.PID, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop %s (pid %d): %w", r.Name, r.PID, err)
+	}
+	kids, err := descendants(r.PID)
+	if err != nil {
+		return err
+	}
+	for _, pid := range append([]int{r.PID}, kids...) {
+		syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck // it may have exited meanwhile
+	}
+	for _, pid := range kids {
+		kid := Record{Name: fmt.Sprintf("%s's child", r.Name), PID: pid}
+		kid.Start, _ = startTime(pid)
+		if err := kid.WaitGone(ctx); err != nil {
+			return err
+		}
 	}
 	return r.WaitGone(ctx)
+}
+
+// descendants lists the processes below pid (children, theirs, ...).
+func descendants(pid int) ([]int, error) {
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return nil, err
+	}
+	children := map[int][]int{}
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil {
+			children[st.PPID] = append(children[st.PPID], p.PID)
+		}
+	}
+	var out []int
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children[queue[0]]...)
+	}
+	return out, nil
 }
 
 // Stop asks the recorded process to stop with sig, sent again every half

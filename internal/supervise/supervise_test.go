@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 // The test binary doubles as the supervised program: with roleEnv set it
@@ -235,5 +237,45 @@ func TestAProcessStartsInItsCgroup(t *testing.T) {
 	}
 	if _, err := os.Stat(parent.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("cgroup %s after Remove: %v", parent.Dir, err)
+	}
+}
+
+// KillTree kills the recorded process and what it forked, children in
+// sessions of their own (as PostgreSQL's backends are) and grandchildren
+// included.
+func TestKillTreeKillsChildrenInSessionsOfTheirOwn(t *testing.T) {
+	d := Dir(t.TempDir())
+	ready := filepath.Join(string(d), "ready")
+	r, err := d.Start(ctx(t), Spec{
+		Name: "tree", Path: "/bin/sh",
+		Args: func(map[string]int) []string {
+			return []string{"-c", `setsid sh -c 'sleep 300 & sleep 300' & sleep 300 & echo > "$0"; wait`, ready}
+		},
+		Ready: func(context.Context, Record) error {
+			if _, err := os.Stat(ready); err != nil {
+				return err
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.KillTree(context.Background()) })
+	var kids []int
+	testwait.Eventually(t, 30*time.Second, func() error {
+		kids, _ = descendants(r.PID) // setsid sh, its two sleeps, the sleep
+		if len(kids) < 4 {
+			return fmt.Errorf("the tree has %d processes below the recorded one, want 4", len(kids))
+		}
+		return nil
+	})
+	if err := r.KillTree(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range append(kids, r.PID) {
+		if _, alive := startTime(pid); alive {
+			t.Errorf("pid %d runs after KillTree", pid)
+		}
 	}
 }
