@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# bench-shards.sh: issue 20's table. Two `loadlab scaleout` runs of the
+# built-in shop journey, one after the other, on clusters of this machine
+# (scripts/cluster.sh):
+#   shards    {n} API replicas of C cores and {n} shards, each its own
+#             PostgreSQL server of D cores (up {n} --shards {n})
+#   replicas  {n} API replicas of C cores on one PostgreSQL server of D
+#             cores (the same size as one shard)
+# Each count starts a fresh cluster (down, then up), in both runs alike.
+# Environment: C (0.1), D (0.15), SLO (100ms), COUNTS (1,2,4), RUNS
+# ("shards replicas"), OUT (a directory for the logs and JSON, default a
+# new one under ${TMPDIR:-/tmp}, kept). Prints the load average before and
+# after each run; docs/scaleout.md says why C and D are what they are.
+# Needs what scripts/cluster.sh needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+c=${C:-0.1}
+d=${D:-0.15}
+slo=${SLO:-100ms}
+counts=${COUNTS:-1,2,4}
+runs=${RUNS:-shards replicas}
+out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/perfscale-bench-shards.XXXXXX")}
+mkdir -p "$out"
+chmod 755 "$out"
+state="$out/cluster"
+trap 'scripts/cluster.sh --state-dir "$state" down >/dev/null 2>&1 || true' EXIT
+go build -o "$out/loadlab" ./cmd/loadlab
+go build -o "$out/shop" ./cmd/shop
+echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), C=$c D=$d SLO=$slo counts $counts; logs in $out"
+for run in $runs; do
+  case $run in
+    shards) extra='--shards {n}' ;;
+    replicas) extra='' ;;
+    *) echo "bench-shards: RUNS takes shards and replicas, got '$run'" >&2; exit 2 ;;
+  esac
+  echo "== $run: load average before $(cut -d' ' -f1-3 /proc/loadavg)"
+  # No session rate limit: loadlab's users all come from one address.
+  PERFSCALE_CLUSTER_SHOP="$out/shop" SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$out/loadlab" scaleout \
+    --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
+    --down-cmd "scripts/cluster.sh --state-dir $state down" \
+    --replicas "$counts" --scenario shop --slo "$slo" --json "$out/$run.json" >"$out/$run.log" 2>&1 \
+    || { tail -n 20 "$out/$run.log" >&2; exit 1; }
+  echo "== $run: load average after $(cut -d' ' -f1-3 /proc/loadavg)"
+  # The table, the USL fit and any warning; not each probe.
+  grep -v -e '^  [0-9]* replicas\?: ' -e '^cluster: ' -e '^http://' "$out/$run.log" || true
+done
