@@ -58,9 +58,10 @@ func Generate(ctx context.Context, db *DB, s Sizes, now time.Time) error {
 			SELECT i, md5('session ' || i), @now::bigint - 90 * @day::bigint + i * (90 * @day::bigint / @sessions::bigint), @now::bigint - 60 * @day::bigint + i * (90 * @day::bigint / @sessions::bigint)
 			FROM generate_series(1, @sessions::bigint) i`},
 		// Orders in time order; a session's orders scattered over the table
-		// as real ones are (a multiplicative hash picks the session).
+		// as real ones are (a multiplicative hash picks the session among
+		// those alive at the order's time: created in the 30 days before).
 		{"orders", `INSERT INTO orders (id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at)
-			SELECT ` + orderID("i") + `, 1 + (i * 7919) % @sessions::bigint, 'ready', 'Customer ' || i, 'customer' || i || '@example.com', '',
+			SELECT ` + orderID("i") + `, greatest(1, i * @sessions::bigint / greatest(@orders::bigint, 1) - (i * 7919) % greatest(@sessions::bigint / 3, 1)), 'ready', 'Customer ' || i, 'customer' || i || '@example.com', '',
 				1000 + (i * 104729) % 9000, @now::bigint - 90 * @day::bigint + i * (90 * @day::bigint / greatest(@orders::bigint, 1)), @now::bigint - 90 * @day::bigint + i * (90 * @day::bigint / greatest(@orders::bigint, 1)) + 600000000
 			FROM generate_series(1, @orders::bigint) i`},
 		// One to three lines an order, distinct items.

@@ -84,6 +84,12 @@ func (dialect) SessionOrders(sessionID int64) (string, []any) {
 	return ` AND id >= (SELECT session_order_id_floor(created_at) FROM sessions WHERE id = ?)`, []any{sessionID}
 }
 
+// OrdersOfSession bounds a session row's orders below by its creation's
+// month, so a probe for them reads the partitions of its life only.
+func (dialect) OrdersOfSession(orders, sessions string) string {
+	return ` AND ` + orders + `.id >= session_order_id_floor(` + sessions + `.created_at)`
+}
+
 func (dialect) InsertOrderLines(o *shop.Order) (string, []any) {
 	n := len(o.Lines)
 	items, names, qtys, units, totals := make([]int64, n), make([]string, n), make([]int32, n), make([]int64, n), make([]int64, n)

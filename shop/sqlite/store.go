@@ -82,6 +82,9 @@ func (dialect) NewOrderID(int64) (string, []any) { return `NULL`, nil }
 // SessionOrders adds nothing: SQLite's orders are one table.
 func (dialect) SessionOrders(int64) (string, []any) { return "", nil }
 
+// OrdersOfSession adds nothing either.
+func (dialect) OrdersOfSession(string, string) string { return "" }
+
 func (dialect) InsertOrderLines(o *shop.Order) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, 6*len(o.Lines))

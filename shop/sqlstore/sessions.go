@@ -41,35 +41,102 @@ func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop
 	return sess, nil
 }
 
-// pruneBatch bounds one pruning statement, so a backlog of expired
+// pruneBatch bounds one pruning transaction, so a backlog of expired
 // sessions never holds the writer (SQLite's one, PostgreSQL's row locks)
 // for long.
 const pruneBatch = 1000
 
 // PruneSessions deletes expired sessions without orders (their carts and
-// idempotency keys go with them, ON DELETE CASCADE) in batches, then
-// empties the carts of the expired sessions that remain because orders
-// name them.
+// idempotency keys go with them, ON DELETE CASCADE) and empties the carts
+// of those that orders keep, a batch of pruneBatch sessions a
+// transaction, each found through the expiry index.
+//
+// A kept session is marked by its expires_at stored negated: to every
+// reader it is still expired (expires_at > now fails), its expiry is still
+// there (-expires_at), and it is out of the range (0, now] a run scans, so
+// each run reads the sessions that expired since the last one, not every
+// session that ever ordered.
 func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
 	now := Micros(s.now())
 	var total int64
 	for {
-		n, err := s.db.Writer().Exec(ctx, `DELETE FROM sessions WHERE id IN (
-			SELECT s.id FROM sessions s WHERE s.expires_at <= ?
-			AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = s.id) LIMIT ?)`, now, pruneBatch)
+		deleted, handled, err := s.pruneSessionBatch(ctx, now)
+		total += deleted
 		if err != nil {
 			return total, fmt.Errorf("prune sessions: %w", err)
 		}
-		total += n
-		if n < pruneBatch {
-			break
+		if handled < pruneBatch {
+			return total, nil
 		}
 	}
-	if _, err := s.db.Writer().Exec(ctx, `DELETE FROM cart_items WHERE session_id IN (
-		SELECT id FROM sessions WHERE expires_at <= ?)`, now); err != nil {
-		return total, fmt.Errorf("prune carts of expired sessions: %w", err)
-	}
-	return total, nil
+}
+
+// pruneSessionBatch handles the next batch of expired sessions: deleted
+// are those it deleted, handled those it deleted or kept.
+func (s *Store) pruneSessionBatch(ctx context.Context, now int64) (deleted int64, handled int, err error) {
+	err = s.db.InTx(ctx, func(tx Tx) error {
+		type expired struct {
+			id, expiresAt      int64
+			hasOrders, hasCart bool
+		}
+		// (The cart's probe is a scalar subquery, not EXISTS, which the
+		// planner may answer by hashing the whole table once a batch.)
+		batch, err := query(ctx, tx, func(r Row, e *expired) error {
+			return r.Scan(&e.id, &e.expiresAt, &e.hasOrders, &e.hasCart)
+		}, `SELECT s.id, s.expires_at, EXISTS (SELECT 1 FROM orders o WHERE o.session_id = s.id`+s.dialect.OrdersOfSession("o", "s")+`),
+				(SELECT c.item_id FROM cart_items c WHERE c.session_id = s.id LIMIT 1) IS NOT NULL
+			FROM sessions s WHERE s.expires_at > 0 AND s.expires_at <= ? ORDER BY s.expires_at LIMIT ?`, now, pruneBatch)
+		if err != nil {
+			return err
+		}
+		handled = len(batch)
+		if handled == 0 {
+			return nil
+		}
+		// The writes name the batch's sessions and its range of the expiry
+		// index, which keeps their plans on an index on any statistics (a
+		// thousand ids alone made a never-analyzed table's plan a scan).
+		last := batch[handled-1].expiresAt
+		var gone, kept, carts []int64
+		for _, e := range batch {
+			switch {
+			case !e.hasOrders:
+				gone = append(gone, e.id)
+			case e.hasCart:
+				carts = append(carts, e.id)
+				fallthrough
+			default:
+				kept = append(kept, e.id)
+			}
+		}
+		if len(gone) > 0 {
+			// The probe above looked where the session's orders can be;
+			// this one looks everywhere (as the foreign key's check does
+			// anyway), so an order out of place keeps its session (marked
+			// below with the kept) rather than failing every run.
+			cond, args := s.dialect.InIDs("id", gone)
+			if deleted, err = tx.Exec(ctx, `DELETE FROM sessions WHERE `+cond+` AND expires_at > 0 AND expires_at <= ?
+				AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = sessions.id)`, append(args, last)...); err != nil {
+				return err
+			}
+		}
+		if len(carts) > 0 {
+			cond, args := s.dialect.InIDs("session_id", carts)
+			if _, err := tx.Exec(ctx, `DELETE FROM cart_items WHERE `+cond, args...); err != nil {
+				return fmt.Errorf("empty the carts of expired sessions: %w", err)
+			}
+		}
+		// The kept, and any session of gone that is still there.
+		if kept = append(kept, gone...); len(kept) > 0 {
+			cond, args := s.dialect.InIDs("id", kept)
+			if _, err := tx.Exec(ctx, `UPDATE sessions SET expires_at = -expires_at WHERE `+cond+`
+				AND expires_at > 0 AND expires_at <= ?`, append(args, last)...); err != nil {
+				return fmt.Errorf("mark expired sessions kept: %w", err)
+			}
+		}
+		return nil
+	})
+	return deleted, handled, err
 }
 
 // --- cart ---

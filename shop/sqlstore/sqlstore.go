@@ -104,6 +104,10 @@ type Dialect interface {
 	// narrows a session's orders to where they can be, with its arguments:
 	// on PostgreSQL, the partitions of the months the session lived in.
 	SessionOrders(sessionID int64) (cond string, args []any)
+	// OrdersOfSession is the same narrowing (empty, or starting with AND)
+	// for a query over orders aliased orders, correlated with a session
+	// row aliased sessions.
+	OrdersOfSession(orders, sessions string) string
 }
 
 // Store implements shop.Store over a DB: the one store type of both
