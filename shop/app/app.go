@@ -31,6 +31,7 @@ import (
 	shopnats "github.com/perfscale/perfscale/shop/nats"
 	"github.com/perfscale/perfscale/shop/postgres"
 	shopredis "github.com/perfscale/perfscale/shop/redis"
+	"github.com/perfscale/perfscale/shop/resilience"
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
@@ -81,6 +82,10 @@ type Config struct {
 	// of hops (0: antipattern.DefaultHops).
 	Antipatterns antipattern.Set
 	Hops         int
+	// StallAfter is how long the database's reads or writes may wait with
+	// none finishing before new ones are refused and readiness fails
+	// (0: resilience.DefaultStallAfter).
+	StallAfter time.Duration
 }
 
 // App is a built shop process.
@@ -96,6 +101,10 @@ type App struct {
 
 	backend *backend.Backend
 	store   shop.Store
+	// guards are the dependencies' breakers; guarded is the store behind
+	// its read and write guards.
+	guards  *resilience.Metrics
+	guarded *resilience.Store
 	shared  *shopredis.Client
 	version *cache.Version
 	cached  *cache.Cache
@@ -164,7 +173,16 @@ func (a *App) works() bool { return a.cfg.Role != RoleAPI }
 // openStore opens the database and the store, wrapped by the timing
 // instrumentation, and seeds an empty catalog.
 func (a *App) openStore(ctx context.Context) error {
-	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, Postgres: a.cfg.Postgres, Wrap: instrument.NewMetrics(a.reg).Wrap}
+	timed := instrument.NewMetrics(a.reg).Wrap
+	a.guards = resilience.NewMetrics(a.reg)
+	reads := a.guards.Guard(resilience.Config{Name: "database-read", What: "the database", StallAfter: a.cfg.StallAfter})
+	writes := a.guards.Guard(resilience.Config{Name: "database-write", What: "the database", StallAfter: a.cfg.StallAfter})
+	// The guards sit outside the timing: a refused call is no store call,
+	// and each attempt of a retried one is.
+	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, Postgres: a.cfg.Postgres, Wrap: func(s shop.Store) shop.Store {
+		a.guarded = resilience.NewStore(timed(s), reads, writes)
+		return a.guarded
+	}}
 	a.badStore(&bc)
 	if a.cfg.DatabaseURL == "" {
 		path, err := a.sqliteFile()
