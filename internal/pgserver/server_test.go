@@ -1,0 +1,110 @@
+package pgserver_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/internal/pgserver"
+	"github.com/perfscale/perfscale/internal/supervise"
+)
+
+// TestServerStartsWithTheSmallServerSettingsAndStops makes a server in a
+// temporary directory, starts it through supervise, checks that it runs
+// with the small-server settings the cluster relies on (autovacuum on,
+// pg_stat_statements loaded and usable) and that Stop shuts it down and
+// leaves no process behind. About two seconds with Debian's binaries;
+// skipped (failed under CI=true) where they are not installed.
+func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
+	bin, err := pgserver.Bin()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	owner, err := pgserver.Owner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	state := t.TempDir()
+	data, external, err := pgserver.DataDir(state, "db-1", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if external {
+		t.Cleanup(func() { os.RemoveAll(data) })
+	}
+	if err := pgserver.Init(ctx, bin, data, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgserver.Init(ctx, bin, data, owner); err == nil {
+		t.Error("a second initdb into a made data directory succeeded")
+	}
+	dir := supervise.Dir(filepath.Join(state, "run"))
+	if err := os.MkdirAll(string(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := pgserver.Server{Name: "db-1", DataDir: data, Bin: bin, Owner: owner}
+	rec, err := dir.Start(ctx, srv.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			rec.Kill(context.Background()) //nolint:errcheck // the test failed already
+		}
+	})
+	if !pgserver.IsServer(rec) || rec.Meta["role"] != pgserver.RolePrimary {
+		t.Errorf("the record %+v is not a primary server's", rec)
+	}
+	url := pgserver.URL(rec.Port("postgres"), "postgres")
+	if err := pgserver.Exec(ctx, url, "CREATE DATABASE shop", "CREATE EXTENSION pg_stat_statements"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, pgserver.URL(rec.Port("postgres"), "shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for setting, want := range map[string]string{"autovacuum": "on", "shared_preload_libraries": "pg_stat_statements",
+		"random_page_cost": "1.1", "listen_addresses": "127.0.0.1"} {
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s = %q, want %q", setting, got, want)
+		}
+	}
+	conn.Close(ctx)
+	var calls int64
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_statements").Scan(&calls); err != nil || calls == 0 {
+		t.Errorf("pg_stat_statements holds %d statements (%v)", calls, err)
+	}
+	admin.Close(ctx)
+
+	if err := pgserver.Stop(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	if rec.Alive() {
+		t.Errorf("the server (pid %d) still runs after Stop", rec.PID)
+	}
+	if err := pgserver.Ping(ctx, url); err == nil {
+		t.Error("the server still answers after Stop")
+	}
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Errorf("postmaster.pid is left after a clean stop (%v)", err)
+	}
+}
