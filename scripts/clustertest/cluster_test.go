@@ -660,7 +660,10 @@ func psqlURL(t *testing.T, url, query string) string {
 // loses starts its process again on new ports, forced here by handing
 // replica-1 a port this test holds; and behind nginx the service still
 // sees each client's address, so the session rate limit applies per
-// client, not to nginx as a whole. down drops the database.
+// client, not to nginx as a whole. With --db-replica the read replica is
+// one of the existing server (scripts/pg-replica.sh on a port of the
+// cluster's), which the API replicas read and the worker does not. down
+// drops the database and stops that replica, its directory gone.
 func TestUpOnAnExistingServerAndAPortTakenMeanwhile(t *testing.T) {
 	t.Parallel()
 	requireServices(t)
@@ -679,13 +682,44 @@ func TestUpOnAnExistingServerAndAPortTakenMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startClusterIn(t, state, map[string]string{"SHOP_SESSION_RATE": "0.001", "SHOP_SESSION_BURST": "2"},
-		"1", "--pg-url", sharedServer)
+		"1", "--pg-url", sharedServer, "--db-replica")
 	if _, url, _, st := c.status("replica-1"); url == fmt.Sprintf("http://127.0.0.1:%d", taken) || st != "alive" {
 		t.Fatalf("replica-1 at %s (%s); the port it was handed, %d, was taken", url, st, taken)
 	}
 	db, url := c.database()
 	if !strings.Contains(url, "127.0.0.1:5432/"+db) {
 		t.Fatalf("database %s at %s, want it on the existing server", db, url)
+	}
+	replicaURL := c.statusValue("read replica")
+	if strings.Contains(replicaURL, ":5432/") || !strings.Contains(replicaURL, "/"+db) {
+		t.Fatalf("read replica %s, want the cluster's database on a standby of its own port", replicaURL)
+	}
+	if got := psqlURL(t, replicaURL, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("%s is not a standby: pg_is_in_recovery() = %s", replicaURL, got)
+	}
+	for name, want := range map[string]bool{"replica-1": true, "worker": false} {
+		pid, _, _, _ := c.status(name)
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(cmdline, []byte("--db-replica\x00"+replicaURL)); got != want {
+			t.Errorf("%s has --db-replica %s: %v, want %v", name, replicaURL, got, want)
+		}
+	}
+	if menu := c.must("GET", "/v1/menu", "", nil, 200); !bytes.Contains(menu.body, []byte(`"name":"Classic Margherita"`)) {
+		t.Fatalf("menu through the cluster on the standby: %.200s", menu.body)
+	}
+	var replicaDir string
+	if b, err := os.ReadFile(filepath.Join(state, "cluster.json")); err == nil {
+		var cfg struct {
+			Databases []struct {
+				PGReplicaDir string `json:"pg_replica_dir"`
+			} `json:"databases"`
+		}
+		if json.Unmarshal(b, &cfg) == nil && len(cfg.Databases) > 0 {
+			replicaDir = cfg.Databases[0].PGReplicaDir
+		}
 	}
 	newSession := func(client string) int {
 		r, err := c.do("POST", "/v1/sessions", "", "", nil, "X-Forwarded-For", client)
@@ -705,6 +739,16 @@ func TestUpOnAnExistingServerAndAPortTakenMeanwhile(t *testing.T) {
 	c.mustScript("down")
 	if exists := psqlURL(t, sharedServer, "SELECT count(*) FROM pg_database WHERE datname = '"+db+"'"); exists != "0" {
 		t.Errorf("database %s still exists after down", db)
+	}
+	u := strings.TrimPrefix(replicaURL, "postgres://postgres@")
+	if conn, err := net.DialTimeout("tcp", u[:strings.IndexByte(u, '/')], time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the read replica still listens after down")
+	}
+	if replicaDir == "" {
+		t.Error("the cluster's state names no directory of scripts/pg-replica.sh")
+	} else if _, err := os.Stat(replicaDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the read replica's directory %s is left after down (%v)", replicaDir, err)
 	}
 }
 
