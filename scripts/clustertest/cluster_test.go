@@ -42,8 +42,8 @@ var binaries struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binaries.shop != "" {
-		os.RemoveAll(filepath.Dir(binaries.shop))
+	if binaries.cluster != "" {
+		os.RemoveAll(filepath.Dir(binaries.cluster))
 	}
 	os.Exit(code)
 }
@@ -58,7 +58,15 @@ func build(t *testing.T, root string) (shop, cluster string) {
 			return
 		}
 		binaries.shop, binaries.cluster = filepath.Join(dir, "shop"), filepath.Join(dir, "cluster")
-		for bin, pkg := range map[string]string{binaries.shop: "./cmd/shop", binaries.cluster: "./cmd/cluster"} {
+		build := map[string]string{binaries.shop: "./cmd/shop", binaries.cluster: "./cmd/cluster"}
+		if shop := os.Getenv("PERFSCALE_CLUSTERTEST_SHOP"); shop != "" {
+			// A shop built elsewhere (another branch's), run by this
+			// branch's cluster command and tests.
+			binaries.shop = shop
+			delete(build, binaries.shop)
+			delete(build, filepath.Join(dir, "shop"))
+		}
+		for bin, pkg := range build {
 			cmd := exec.Command("go", "build", "-o", bin, pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
