@@ -353,6 +353,9 @@ func (a *App) buildHandler(context.Context) error {
 		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,
 		Admission:    a.cfg.Admission,
 		Antipatterns: a.cfg.Antipatterns.Names(), MenuPerRequest: a.on(antipattern.NoCache),
+		// While the database's reads are refused, the menu in memory is
+		// served as the last good copy, marked stale.
+		Stale: func() bool { return a.guarded != nil && a.guarded.Reads().Ready() != nil },
 	}
 	if a.shared != nil {
 		hcfg.SharedMenus = a.shared

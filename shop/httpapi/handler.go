@@ -74,6 +74,10 @@ type Config struct {
 	// MenuPerRequest builds the menu document for every request, with no
 	// copy kept between requests: the no-cache anti-pattern.
 	MenuPerRequest bool
+	// Stale, if set, says the database cannot be read now (its read
+	// guard refuses calls): the menu in memory is then served as the last
+	// good copy, with Age and Warning.
+	Stale func() bool
 }
 
 type server struct {
@@ -107,6 +111,7 @@ type server struct {
 	patterns       []string // every registered route, for the OpenAPI test
 	antipatterns   []string
 	menuPerRequest bool
+	stale          func() bool
 }
 
 // NewHandler returns the service's HTTP handler.
@@ -148,7 +153,7 @@ func newServer(cfg Config) *server {
 		stream:      cfg.Stream,
 		mux:         http.NewServeMux(),
 	}
-	s.antipatterns, s.menuPerRequest = cfg.Antipatterns, cfg.MenuPerRequest
+	s.antipatterns, s.menuPerRequest, s.stale = cfg.Antipatterns, cfg.MenuPerRequest, cfg.Stale
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

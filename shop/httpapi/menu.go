@@ -29,6 +29,8 @@ const menuCacheControl = "public, max-age=1, must-revalidate"
 type encodedMenu struct {
 	version  int64
 	variants [numCodings]menuVariant
+	// built is when this copy was made: its Age when served stale.
+	built time.Time
 }
 
 type menuVariant struct {
@@ -76,11 +78,18 @@ func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		m, err = s.currentMenu(r.Context())
 	}
+	stale := err == nil && s.stale != nil && s.stale()
 	if err != nil {
-		return err
+		if m = s.menu.Load(); m == nil || !dependencyFailed(err) {
+			return err
+		}
+		stale = true
 	}
 	v := &m.variants[c]
 	h := w.Header()
+	if stale {
+		markStale(h, m.built)
+	}
 	if etagMatches(r.Header.Get("If-None-Match"), v.etag) {
 		setHeaders(h, v.notModified)
 		w.WriteHeader(http.StatusNotModified)
@@ -89,6 +98,25 @@ func (s *server) handleMenu(w http.ResponseWriter, r *http.Request) error {
 	setHeaders(h, v.ok)
 	w.Write(v.body) //nolint:errcheck // the client went away
 	return nil
+}
+
+// dependencyFailed is an error of the database (or of the wait for it),
+// not a client that left: the last good copy may stand in.
+func dependencyFailed(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	code := shop.ErrorCode(err)
+	return code == shop.EUNAVAILABLE || code == shop.EINTERNAL
+}
+
+// markStale says the menu is the last good copy, built at built, served
+// while the database cannot be read: its Age in seconds (RFC 9111 5.1),
+// and the Warning code RFC 7234 had for it (110, "Response is Stale"),
+// which clients and caches that log warnings still show.
+func markStale(h http.Header, built time.Time) {
+	h.Set("Age", strconv.FormatInt(max(0, int64(time.Since(built).Seconds())), 10))
+	h.Set("Warning", `110 - "Response is Stale"`)
 }
 
 func setHeaders(h http.Header, fields []headerField) {
@@ -179,7 +207,7 @@ func (s *server) menuForOneRequest(ctx context.Context, c coding) (*encodedMenu,
 	if err != nil {
 		return nil, fmt.Errorf("compress the menu: %w", err)
 	}
-	m := &encodedMenu{version: menu.Version}
+	m := &encodedMenu{version: menu.Version, built: time.Now()}
 	m.variants[c] = newMenuVariant(menu.Version, c, body)
 	return m, nil
 }
@@ -218,7 +246,7 @@ func (s *server) buildMenu(ctx context.Context, version int64) (*encodedMenu, er
 // menuFromShared rebuilds an encoded menu from the shared cache's bytes;
 // ok is false when a coding is missing.
 func menuFromShared(version int64, bodies map[string][]byte) (*encodedMenu, bool) {
-	m := &encodedMenu{version: version}
+	m := &encodedMenu{version: version, built: time.Now()}
 	for c := range numCodings {
 		b, ok := bodies[codingNames[c]]
 		if !ok {
@@ -259,7 +287,7 @@ func encodeMenu(menu *shop.Menu) (*encodedMenu, error) {
 	if err := errors.Join(gzErr, brErr); err != nil {
 		return nil, fmt.Errorf("compress the menu: %w", err)
 	}
-	m := &encodedMenu{version: menu.Version}
+	m := &encodedMenu{version: menu.Version, built: time.Now()}
 	for c, b := range [numCodings][]byte{br.Bytes(), gz.Bytes(), body} {
 		m.variants[c] = newMenuVariant(menu.Version, coding(c), b)
 	}
