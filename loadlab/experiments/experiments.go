@@ -47,10 +47,11 @@ const (
 	VerdictPerformance = "performance" // slower for one user by Factor or more
 	VerdictNoChange    = "no-change"   // within Factor for one user
 	VerdictFaster      = "faster"      // faster for one user by Factor or more
-	// diagnose: the diagnosis's kind of scalability problem of the
-	// system with the setting (diagnose.Kind*), when the system without
-	// it does not have the same: contention, coherency, capacity, errors,
-	// none.
+	// diagnose: performance when one user is above the SLO with the
+	// setting and not without it; else the diagnosis's kind of
+	// scalability problem of the system with the setting (diagnose.Kind*),
+	// when the system without it does not have the same: contention,
+	// coherency, capacity, errors, none.
 	// scaleout
 	VerdictFailsToScaleOut = "fails-to-scale-out" // errors bound a count above 1, not 1
 	VerdictEfficiencyFalls = "efficiency-falls"   // efficiency at the top count well below the system's without
@@ -66,7 +67,7 @@ const (
 
 var verdictsOf = map[string][]string{
 	MeasureBaseline: {VerdictPerformance, VerdictNoChange, VerdictFaster},
-	MeasureDiagnose: {"contention", "coherency", "capacity", "errors", "none"},
+	MeasureDiagnose: {VerdictPerformance, "contention", "coherency", "capacity", "errors", "none"},
 	MeasureScaleout: {VerdictFailsToScaleOut, VerdictEfficiencyFalls, VerdictScales},
 	MeasureReplicas: {VerdictFailsToScaleOut, VerdictEfficiencyFalls, VerdictScales},
 	MeasureVertical: {VerdictHorizontal, VerdictVertical, VerdictEqual},

@@ -64,6 +64,10 @@ func singleKey(s *Side, stat string) string {
 
 func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
 	reason := fmt.Sprintf("diagnose calls the system without it %q and with it %q", without.Kind, with.Kind)
+	if with.Performance != nil && *with.Performance && (without.Performance == nil || !*without.Performance) {
+		return VerdictPerformance, reason + fmt.Sprintf("; one user's p99 is within the SLO without it (%s) and above it with it (%s): a performance problem",
+			fmtMS(without.Metrics["baseline.p99_ms"]), fmtMS(with.Metrics["baseline.p99_ms"]))
+	}
 	if with.Kind == without.Kind && with.Kind == e.Expected && with.Kind != "none" {
 		// The same verdict with and without: not the setting's doing.
 		return "none", reason + ": the same with and without, so not the setting's doing"

@@ -35,6 +35,12 @@ func TestJudgeDiagnosisWantsTheSettingToMakeTheDifference(t *testing.T) {
 	if res.Verdict != "contention" || !*res.Holds {
 		t.Fatalf("capacity → contention: %s", res.Verdict)
 	}
+	yes, no := true, false
+	res = Result{Without: &Side{Kind: "none", Performance: &no}, With: &Side{Kind: "none", Performance: &yes}}
+	judge(&res, Experiment{Measure: MeasureDiagnose, Expected: VerdictPerformance})
+	if res.Verdict != VerdictPerformance || !*res.Holds {
+		t.Fatalf("one user above the SLO with the setting only: %s", res.Verdict)
+	}
 	res = Result{Without: &Side{Kind: "contention"}, With: &Side{Kind: "contention"}}
 	judge(&res, e)
 	if *res.Holds || !strings.Contains(res.Reason, "not the setting's doing") {

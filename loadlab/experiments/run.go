@@ -21,8 +21,9 @@ import (
 type Runner struct {
 	// Shop replaces {shop} in the commands: the shop binary.
 	Shop string
-	// TempDir is where each system's {dir} is made ("": the default).
-	TempDir      string
+	// TempDir is where each system's {dir} is made ("": the default);
+	// Dir is the directory the commands run in ("": this process's).
+	TempDir, Dir string
 	ReadyTimeout time.Duration // for a system to answer (default 90 s)
 	Cores        float64       // the machine's
 	// Log hears progress, a line at a time (may be nil).
@@ -344,7 +345,7 @@ func (r *Runner) measureScaled(ctx context.Context, e Experiment, s *Setting) (*
 	}
 	defer os.RemoveAll(x.dir)
 	cfg := scaleout.Config{
-		ScaleCmd: x.expand(s.Up), DownCmd: x.expand(s.Down), Replicas: e.Replicas, CPUs: e.CPUs,
+		ScaleCmd: r.inDir(x.expand(s.Up)), DownCmd: r.inDir(x.expand(s.Down)), Replicas: e.Replicas, CPUs: e.CPUs,
 		SLO: time.Duration(e.SLO), ProbeDuration: time.Duration(e.ProbeDuration), Cores: r.Cores, Client: r.Client,
 		Workload: func(u string) (scaleout.Workload, error) {
 			lr, err := e.workload(u)
@@ -398,6 +399,14 @@ func (r *Runner) measureScaled(ctx context.Context, e Experiment, s *Setting) (*
 	}
 	side.Summary = strings.Join(parts, "; ")
 	return side, nil
+}
+
+// inDir runs a command scaleout runs in the runner's Dir.
+func (r *Runner) inDir(command string) string {
+	if r.Dir == "" {
+		return command
+	}
+	return "cd '" + strings.ReplaceAll(r.Dir, "'", `'\''`) + "' && " + command
 }
 
 func isErrorBound(bottleneck string) bool { return strings.HasPrefix(bottleneck, "errors") }

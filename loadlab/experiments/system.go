@@ -67,6 +67,7 @@ func (r *Runner) start(ctx context.Context, s *Setting, x expander) (*system, er
 	if s.Serve != "" {
 		sys.url = x.expand(s.URL)
 		cmd := exec.Command("sh", "-c", x.expand(s.Serve))
+		cmd.Dir = r.Dir
 		cmd.Stdout, cmd.Stderr = sys.log, sys.log
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
@@ -97,6 +98,7 @@ func (r *Runner) shell(ctx context.Context, command string) (string, error) {
 	var out bytes.Buffer
 	tail := &tailBuffer{max: 2048}
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.Dir = r.Dir
 	cmd.Stdout, cmd.Stderr = &out, tail
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
