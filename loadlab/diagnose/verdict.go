@@ -224,7 +224,7 @@ func Classify(m Measurements) (string, Facts) {
 	f.Flattened = f.Efficiency[len(f.Efficiency)-1] < efficiencyFloor
 	slowed := f.Climbed && f.Flattened
 	f.Scalability = slowed || f.ErrorsRose
-	f.Falls = f.Peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak
+	f.Falls = f.Peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak && belowThePlateau(steps, f.PlateauFrom, f.Peak)
 
 	plateauSteps := steps[f.PlateauFrom:]
 	f.Server, f.CPUKnown = serverLoad(plateauSteps, m.Cores)
@@ -257,6 +257,20 @@ func Classify(m Measurements) (string, Facts) {
 		return KindCapacity, f
 	}
 	return KindContention, f
+}
+
+// belowThePlateau reports whether the top of the ramp is below every
+// step from the plateau's start to the peak: a fall no larger than the
+// ramp's own scatter before the peak (a step there as low as the last) is
+// noise on a flat line, contention's shape, not coherency's.
+func belowThePlateau(steps []Step, from, peak int) bool {
+	last := steps[len(steps)-1].ThroughputRPS
+	for _, s := range steps[from : peak+1] {
+		if s.ThroughputRPS <= last {
+			return false
+		}
+	}
+	return true
 }
 
 // GeneratorCheck is the generator's own part in a diagnosis, judged once

@@ -127,6 +127,15 @@ func TestJudge(t *testing.T) {
 			kind:  KindContention,
 		},
 		{
+			// The shop with --antipattern global-lock, measured at a load
+			// average of 26: goodput flat within its noise (the 4-user step
+			// dipped below the last), the last step below 0.8 of a peak
+			// that was itself a high point of the noise.
+			name: "global lock, a plateau as noisy as its fall", baseP99: 5.29, slo: ms(50), scal: true,
+			steps: busyMachine(ramp([]float64{1587, 1753, 1264, 1830, 1406}, []float64{7.28, 12.34, 33.66, 34.34, 115.9}, []float64{0.53, 0.49, 0.45, 0.50, 0.46}, 0.18), 0.99),
+			kind:  KindContention, forbidden: []string{"coherency:"},
+		},
+		{
 			// Measured in CI while other test packages ran: the server lost
 			// CPU past the peak, and throughput fell with it.
 			name: "CPU-bound, then starved by other processes", baseP99: 11.6, slo: ms(40), scal: true,

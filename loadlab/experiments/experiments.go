@@ -60,6 +60,10 @@ const (
 	VerdictHorizontal = "horizontal" // scaling out gave more capacity than up
 	VerdictVertical   = "vertical"   // scaling up gave more
 	VerdictEqual      = "equal"      // within Factor
+	// VerdictUntrusted: the measurement flagged its own figures as not
+	// to be trusted (a scaleout whose capacities the machine bounded);
+	// no verdict on the claim.
+	VerdictUntrusted = "untrusted"
 	// VerdictWaits: the experiment needs what is not built yet; nothing
 	// was run.
 	VerdictWaits = "waits"

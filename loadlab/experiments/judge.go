@@ -25,11 +25,33 @@ func judge(res *Result, e Experiment) {
 	case MeasureVertical:
 		res.Verdict, res.Reason = judgeVertical(e, res.With)
 	}
+	if warning := untrusted(res.Without, res.With); warning != "" {
+		// The measurement says its own figures are the machine's: no
+		// verdict on the claim from them.
+		res.Verdict, res.Reason = VerdictUntrusted, "the measurement flags its own figures ("+warning+"); what they would say: "+res.Reason
+		return
+	}
 	holds := res.Verdict == e.Expected
 	res.Holds = &holds
 	if e.Tradeoff != nil {
 		res.Tradeoff = tradeoff(*e.Tradeoff, res.Without, res.With)
 	}
+}
+
+// untrusted is the first warning of a side that says its figures are
+// not to be trusted ("" when none does).
+func untrusted(sides ...*Side) string {
+	for _, s := range sides {
+		if s == nil {
+			continue
+		}
+		for _, w := range s.Warnings {
+			if strings.HasPrefix(w, "not to be trusted") {
+				return w
+			}
+		}
+	}
+	return ""
 }
 
 func judgeBaseline(e Experiment, without, with *Side) (string, string) {

@@ -110,3 +110,13 @@ func TestTradeoffSaysByHowMuch(t *testing.T) {
 		t.Fatalf("%+v", row)
 	}
 }
+
+func TestAMeasurementThatFlagsItselfGivesNoVerdict(t *testing.T) {
+	with := &Side{Steps: []ScaleStep{{Replicas: 1, CPU: 0.5, CapacityRPS: 100}, {Replicas: 2, CPU: 0.5, CapacityRPS: 100}, {Replicas: 1, CPU: 1, CapacityRPS: 300, Vertical: true}},
+		Warnings: []string{"not to be trusted: 2 replicas: the machine, not the system, bounded the capacity"}}
+	res := Result{With: with}
+	judge(&res, Experiment{Measure: MeasureVertical, Factor: 1.5, Expected: VerdictEqual})
+	if res.Verdict != VerdictUntrusted || res.Holds != nil || !strings.Contains(res.Reason, "the machine, not the system") {
+		t.Fatalf("%s (holds %v): %s", res.Verdict, res.Holds, res.Reason)
+	}
+}
