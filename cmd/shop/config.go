@@ -271,7 +271,7 @@ func parseWorkers(c *config, v string) (err error) {
 
 func parseMaxConns(c *config, v string) error {
 	n, err := wholeNumber("db-max-conns", v, 1, 1000, "a whole number from 1 to 1000")
-	c.Postgres.MaxConns = int32(n)
+	c.Postgres.MaxConns = int32(n) // #nosec G115 -- n is 1 to 1000
 	return err
 }
 

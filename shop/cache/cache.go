@@ -146,9 +146,9 @@ func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("item cache: %w", err)
 	}
 	c.pages, err = otter.New(&otter.Options[shop.ItemFilter, *shop.ItemPage]{
-		MaximumWeight: uint64(cfg.MaxPageItems),
+		MaximumWeight: uint64(cfg.MaxPageItems), // #nosec G115 -- set positive above
 		// A page weighs its items, and one more so an empty page counts.
-		Weigher:          func(_ shop.ItemFilter, p *shop.ItemPage) uint32 { return uint32(len(p.Items)) + 1 },
+		Weigher:          func(_ shop.ItemFilter, p *shop.ItemPage) uint32 { return uint32(len(p.Items)) + 1 }, // #nosec G115 -- a page holds at most shop.MaxPageSize items
 		ExpiryCalculator: otter.ExpiryWriting[shop.ItemFilter, *shop.ItemPage](cfg.ItemTTL),
 	})
 	if err != nil {

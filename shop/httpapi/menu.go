@@ -358,7 +358,7 @@ func negotiate(accept string) coding {
 	}
 	best := coding(-1)
 	for c := codingBrotli; c < numCodings; c++ { // preference order: ties keep the earlier
-		if q[c] > 0 && (best < 0 || q[c] > q[best]) {
+		if q[c] > 0 && (best < 0 || q[c] > q[best]) { // #nosec G602 -- best >= 0 when indexed
 			best = c
 		}
 	}

@@ -94,7 +94,7 @@ func (dialect) InsertOrderLines(o *shop.Order) (string, []any) {
 	n := len(o.Lines)
 	items, names, qtys, units, totals := make([]int64, n), make([]string, n), make([]int32, n), make([]int64, n), make([]int64, n)
 	for i, l := range o.Lines {
-		items[i], names[i], qtys[i], units[i], totals[i] = l.ItemID, l.Name, int32(l.Quantity), l.UnitPriceCents, l.LineTotalCents
+		items[i], names[i], qtys[i], units[i], totals[i] = l.ItemID, l.Name, int32(l.Quantity), l.UnitPriceCents, l.LineTotalCents // #nosec G115 -- quantities are capped by shop.ValidateQuantity
 	}
 	return `INSERT INTO order_lines (order_id, item_id, name, quantity, unit_price_cents, line_total_cents)
 		SELECT ?, * FROM unnest(?::bigint[], ?::text[], ?::int[], ?::bigint[], ?::bigint[])`,

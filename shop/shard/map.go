@@ -83,7 +83,7 @@ func (m *Map) Grow() *Map {
 	for b := Buckets - 1; b >= 0; b-- {
 		if o := m.owner[b]; surplus[o] > 0 {
 			surplus[o]--
-			grown.owner[b] = uint16(n - 1)
+			grown.owner[b] = uint16(n - 1) // #nosec G115 -- n <= MaxShards
 		}
 	}
 	return grown
@@ -169,7 +169,7 @@ func ParseMap(text string) (*Map, error) {
 				return nil, fmt.Errorf("shard map: bucket %d has two owners (again in %q)", b, run)
 			}
 			seen[b] = true
-			m.owner[b] = uint16(owner)
+			m.owner[b] = uint16(owner) // #nosec G115 -- owner < shards <= MaxShards, checked above
 		}
 	}
 	if err := m.checkCoverage(seen); err != nil {
