@@ -99,6 +99,7 @@ Usage:
   loadlab scaleout  --scale-cmd CMD --down-cmd CMD ...   capacity and scaling efficiency at 1, 2, 4... replicas
   loadlab fit       [flags] FILE.csv                     fit the Universal Scalability Law to N,X data
   loadlab experiments [--only NAME,...] [--file FILE]    the articles' claims, measured without and with each setting
+  loadlab agent     --listen ADDR                        serve as one generator of run --agents A,B,C
 
 Run 'loadlab COMMAND --help' for a command's flags and examples.
 
@@ -120,6 +121,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"fit":         runFit,
 	"scaleout":    runScaleout,
 	"experiments": runExperiments,
+	"agent":       runAgent,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -143,7 +145,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		return fmt.Errorf("unknown command %q (want run, diagnose, scaleout, fit or experiments; see loadlab --help)", args[0])
+		return fmt.Errorf("unknown command %q (want run, diagnose, scaleout, fit, experiments or agent; see loadlab --help)", args[0])
 	}
 	return cmd(ctx, args[1:], stdout, stderr)
 }

@@ -55,6 +55,12 @@ req/s in open loop, or users with --stage-users. Each stage is summarised.
 A run fails (exit 1, one line saying what failed) when a --threshold does
 not hold or more requests failed than --max-errors allows (1%). Exit 2 is
 bad input (nothing sent), 3 a run that could not happen or finish.
+--agents A,B,C runs the same load from several 'loadlab agent' processes
+(see loadlab agent --help): the rate, users and requests are split across
+them, they start at one instant, their HDR histograms merge exactly into
+one report, each agent's saturation check is listed, and an agent that
+dies fails the run (exit 3) naming it.
+
 Thresholds: p50, p99, p99.9 (any pN), mean, max, with < <= > >= and a
 duration; errors with a share (errors<0.1%) or a count (errors<10); rps;
 ENDPOINT:... for one endpoint (checkout covers checkout/1 and /2).
@@ -80,6 +86,7 @@ Examples:
   loadlab run --stages 10s:100,20s:400,10s:0 http://127.0.0.1:8080/v1/menu
   printf 'GET http://127.0.0.1:8080/v1/menu\n\nGET http://127.0.0.1:8080/v1/items/7\n' | \
       loadlab run --targets - --rate 100 --duration 10s
+  loadlab run --agents 10.0.0.5:7070,10.0.0.6:7070 --rate 20000 --duration 60s http://10.0.0.9:8080/v1/menu
 
 Flags:
 `
@@ -100,10 +107,11 @@ type runFlags struct {
 	rate                               *float64
 	concurrency, maxInFlight           *int
 	think, duration, timeout           *time.Duration
+	agentsWait                         *time.Duration
 	requests                           *int64
 	method, body, bodyFile, scen, base *string
 	client, maxErrors, stages, targets *string
-	targetsFormat                      *string
+	targetsFormat, agents              *string
 	stageUsers                         *bool
 	outputs                            *report.Outputs
 	headers                            headerFlags
@@ -132,6 +140,8 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		targets:       fs.String("targets", "", "read the requests from this file, or - for stdin, sent in turn: vegeta's http format, 'METHOD URL' lines,\neach followed by optional 'Name: value' headers and an '@FILE' body, blank lines between; or its json format,\none {\"method\", \"url\", \"header\", \"body\" (base64)} a line"),
 		targetsFormat: fs.String("targets-format", "", "the --targets format: http or json (vegeta's two); told from the first line when not given"),
 		stageUsers:    fs.Bool("stage-users", false, "with --stages: the targets are closed-loop users, not req/s"),
+		agents:        fs.String("agents", "", "run on these agents (HOST:PORT,HOST:PORT,... each a 'loadlab agent'): the rate, users and requests\nare split across them, they start together, and their histograms merge exactly into one report"),
+		agentsWait:    fs.Duration("agents-wait", 0, "with --agents: wait up to this long for agents that do not answer yet (pods starting)"),
 		maxErrors:     fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
 	}
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
@@ -172,6 +182,12 @@ func (f *runFlags) validate() error {
 		return errors.New("--stages sets how long the run lasts: give no --duration or --requests beside it")
 	case *f.stageUsers && *f.stages == "":
 		return errors.New("--stage-users applies to --stages only")
+	case *f.agents != "" && *f.targets != "":
+		return errors.New("--agents takes a URL or --scenario: a --targets list is not sent to agents")
+	case f.set("agents-wait") && (*f.agents == "" || *f.agentsWait <= 0):
+		return errors.New("--agents-wait takes a positive duration, with --agents")
+	case f.set("agents") && len(agentList(*f.agents)) == 0:
+		return errors.New("--agents: give a list of agents, such as 10.0.0.5:7070,10.0.0.6:7070")
 	case f.set("targets-format") && *f.targets == "":
 		return errors.New("--targets-format applies to --targets only")
 	case *f.targetsFormat != scenario.TargetsAuto && *f.targetsFormat != scenario.TargetsHTTP && *f.targetsFormat != scenario.TargetsJSON:
@@ -212,14 +228,26 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if isTerminal(stderr) {
 		cfg.Progress = func(s load.Snapshot) { fmt.Fprintf(stderr, "\r\033[K%s", report.RunProgress(s)) }
 	}
-	fmt.Fprintln(human, report.RunHeader(cfg, target))
+	header := report.RunHeader(cfg, target)
+	if *f.agents != "" {
+		header += fmt.Sprintf(", on %d agents", len(agentList(*f.agents)))
+	}
+	fmt.Fprintln(human, header)
 	markStarted(ctx)
-	res, err := load.Run(ctx, cfg)
+	var res *load.Result
+	if *f.agents != "" {
+		res, err = runOnAgents(ctx, f, cfg)
+	} else {
+		res, err = load.Run(ctx, cfg)
+		if err != nil {
+			err = notRun(fmt.Errorf("run: %v", err))
+		}
+	}
 	if cfg.Progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
-		return notRun(fmt.Errorf("run: %v", err))
+		return err
 	}
 	outcomes := checks.Evaluate(measuredRun(res), endpointMeasured(res))
 	result := report.RunResult{Target: target, Result: res, Thresholds: outcomes}

@@ -23,11 +23,11 @@ type namedReader struct {
 
 func (n namedReader) Name() string { return n.name }
 
-// kube-score's default checks pass on every overlay at warning level: a
-// finding is either fixed or ignored on the object with a
-// kube-score/ignore annotation whose comment says why.
+// kube-score's default checks pass on every overlay and on the loadlab
+// kustomization at warning level: a finding is either fixed or ignored
+// on the object with a kube-score/ignore annotation whose comment says why.
 func TestKubeScore(t *testing.T) {
-	for _, dir := range overlays {
+	for _, dir := range append(overlays[:len(overlays):len(overlays)], "loadlab") {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			r := render(t, dir)
 			all := bytes.Join(r.yaml, []byte("---\n"))

@@ -60,6 +60,18 @@ type Config struct {
 	Client Client
 	// Progress, if set, is called about once per second from one goroutine.
 	Progress func(Snapshot)
+	// StartAt, if set, is when the load starts (Run waits for it after
+	// its set-up): generators on several machines start together.
+	StartAt time.Time
+	// Interval, if set, is given each second of the series with the
+	// histogram of its latencies (µs), from one goroutine; the histogram
+	// is reused afterwards, so a caller that keeps it copies or encodes it.
+	// Several generators' seconds merge exactly through these.
+	Interval func(Second, *hdrhistogram.Histogram)
+	// Sample, if set, sees every recorded latency as it is recorded, from
+	// many goroutines: for a tool that keeps the raw samples (a test
+	// holds merged percentiles against them).
+	Sample func(endpoint int, latency time.Duration, succeeded bool)
 }
 
 // Scenario produces the requests of one simulated user. The scenario
@@ -145,7 +157,9 @@ type Second struct {
 
 // Result is what a run measured.
 type Result struct {
-	Model         string        `json:"model"` // "open" or "closed"
+	Model string `json:"model"` // "open" or "closed"
+	// Start is when the load started (the first request's due time).
+	Start         time.Time     `json:"start"`
 	Rate          float64       `json:"rate,omitempty"`
 	Concurrency   int           `json:"concurrency,omitempty"`
 	Elapsed       time.Duration `json:"elapsed_ns"`
@@ -192,6 +206,26 @@ type Result struct {
 	Endpoints []Endpoint `json:"endpoints"`
 	// Stages holds each stage's results in a staged run.
 	Stages []StageResult `json:"stages,omitempty"`
+	// Agents holds, in a distributed run, what each agent measured of
+	// itself: a saturated agent marks the whole result.
+	Agents []AgentCheck `json:"agents,omitempty"`
+}
+
+// AgentCheck is one agent's part of a distributed run and its own
+// saturation check.
+type AgentCheck struct {
+	Name              string        `json:"name"` // "agent 2 (10.0.0.7:7070)"
+	Requests          int64         `json:"requests"`
+	Sent              int64         `json:"sent,omitempty"`
+	Rate              float64       `json:"rate,omitempty"`
+	Concurrency       int           `json:"concurrency,omitempty"`
+	GeneratorCPUCores float64       `json:"generator_cpu_cores"`
+	SendDelayP99      time.Duration `json:"send_delay_p99_ns"`
+	// StartedLate is how long after its agreed instant the agent started.
+	StartedLate        time.Duration `json:"started_late_ns"`
+	GeneratorSaturated bool          `json:"generator_saturated"`
+	SaturationReasons  []string      `json:"saturation_reasons,omitempty"`
+	Notes              []string      `json:"notes,omitempty"`
 }
 
 // Endpoint is what one endpoint of a run measured.

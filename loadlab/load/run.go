@@ -203,6 +203,15 @@ func (g *generator) take() bool {
 var stopAfter = time.AfterFunc
 
 func (g *generator) run(ctx context.Context) (*Result, error) {
+	if wait := time.Until(g.cfg.StartAt); !g.cfg.StartAt.IsZero() && wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("cancelled before the agreed start: %w", context.Cause(ctx))
+		}
+	}
 	start := time.Now()
 	cpu0 := cpuTime()
 	g.machineBusy0, g.machineTotal0, g.machineOK = MachineCPU()
@@ -236,7 +245,9 @@ func (g *generator) run(ctx context.Context) (*Result, error) {
 	close(aggStop)
 	<-aggDone
 	elapsed := time.Since(start)
-	return g.result(elapsed, cpuTime()-cpu0), nil
+	res := g.result(elapsed, cpuTime()-cpu0)
+	res.Start = start
+	return res, nil
 }
 
 // openLoop sends requests at their scheduled times, whatever the target
@@ -437,6 +448,9 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	if w.session != nil {
 		w.session.Observe(req, out.status, buf)
 	}
+	if w.g.cfg.Sample != nil && lat > 0 {
+		w.g.cfg.Sample(req.Endpoint, lat, out.kind == okKind)
+	}
 	w.shard.record(lat, out, req.Endpoint, stage, buf, w.g.timeoutCause)
 }
 
@@ -622,14 +636,16 @@ func (g *generator) aggregate(stop <-chan struct{}, done chan<- struct{}, start 
 		r.total.Merge(interval)
 		r.count += count
 		addErrs(&r.errs, errs)
+		var sec *Second
 		if count > 0 || !final {
-			r.series = append(r.series, Second{
+			sec = &Second{
 				At:       len(r.series) + 1,
 				Requests: count,
 				Errors:   errs.Total(),
 				P50:      time.Duration(interval.ValueAtQuantile(50)) * time.Microsecond,
 				P99:      time.Duration(interval.ValueAtQuantile(99)) * time.Microsecond,
-			})
+			}
+			r.series = append(r.series, *sec)
 		}
 		cpu, span := cpuTime(), now.Sub(lastAt)
 		busy := float64(cpu-lastCPU) / float64(span) / float64(runtime.GOMAXPROCS(0))
@@ -644,6 +660,9 @@ func (g *generator) aggregate(stop <-chan struct{}, done chan<- struct{}, start 
 		}
 		snap := r.snap
 		r.mu.Unlock()
+		if sec != nil && g.cfg.Interval != nil {
+			g.cfg.Interval(*sec, interval)
+		}
 		if g.cfg.Progress != nil && !final {
 			g.cfg.Progress(snap)
 		}
@@ -786,4 +805,13 @@ func (g *generator) lateness(res *Result) string {
 		return fmt.Sprintf("%s: up to %.0f%% of it may be the sending late", figures, 100*min(float64(delay)/float64(p99), 1))
 	}
 	return ""
+}
+
+// LatencyOf summarises a histogram of microseconds, as a run's results
+// do (zero when empty or nil).
+func LatencyOf(h *hdrhistogram.Histogram) Latency {
+	if h == nil {
+		return Latency{}
+	}
+	return latencyOf(h)
 }

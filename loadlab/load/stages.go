@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Stage is one stage of a run whose load varies over time: over Duration
@@ -255,6 +257,8 @@ type StageResult struct {
 	Errors        ErrorCounts `json:"errors"`
 	ThroughputRPS float64     `json:"throughput_rps"` // Requests / the stage's duration
 	Latency       Latency     `json:"latency"`
+	// Histogram holds the stage's latencies in microseconds.
+	Histogram *hdrhistogram.Histogram `json:"-"`
 }
 
 // stageResults merges the shards' per-stage results. A request counts in
@@ -285,6 +289,7 @@ func (g *generator) stageResults() []StageResult {
 	}
 	for i := range out {
 		out[i].Latency = latencyOf(hists[i].hist)
+		out[i].Histogram = hists[i].hist
 		out[i].ThroughputRPS = float64(out[i].Requests) / out[i].Duration.Seconds()
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
@@ -47,10 +48,35 @@ func (TextReporter) Run(w io.Writer, r RunResult) error {
 	for _, n := range r.Notes {
 		fmt.Fprintf(ew, "  note        %s\n", n)
 	}
+	printAgents(ew, r.Agents)
 	printStages(ew, r.Stages, r.Model == "closed")
 	printEndpoints(ew, r.Endpoints)
 	Thresholds(ew, r.Thresholds)
 	return ew.err
+}
+
+// printAgents prints each agent's part of a distributed run and its own
+// saturation check (the reasons themselves are listed above).
+func printAgents(w io.Writer, agents []load.AgentCheck) {
+	if len(agents) == 0 {
+		return
+	}
+	var late time.Duration
+	for _, a := range agents {
+		late = max(late, a.StartedLate)
+	}
+	fmt.Fprintf(w, "  agents      %d, histograms merged exactly; the last to start did %s after its agreed instant\n", len(agents), ms(late))
+	for _, a := range agents {
+		load := fmt.Sprintf("%d users", a.Concurrency)
+		if a.Rate > 0 {
+			load = fmt.Sprintf("%g req/s, sent at most %s late at p99", a.Rate, ms(a.SendDelayP99))
+		}
+		state := "kept up"
+		if a.GeneratorSaturated {
+			state = "SATURATED"
+		}
+		fmt.Fprintf(w, "              %s: %d requests, %s, CPU %.2f cores: %s\n", a.Name, a.Requests, load, a.GeneratorCPUCores, state)
+	}
 }
 
 // Thresholds writes one line per threshold checked, passed or failed.
