@@ -284,6 +284,17 @@ func (a *App) openQueue(ctx context.Context) error {
 	// The job backlog is read at each scrape of /metrics (admin listener).
 	a.reg.MustRegister(instrument.NewQueueCollector(a.backend.Queue.Backlog, time.Second))
 	a.ordering = a.backend.Desk
+	if a.cfg.Role != RoleWorker {
+		// Checkout is refused while confirmations fall behind, so their
+		// backlog stays bounded (resilience.Backpressure).
+		queue := a.backend.Queue
+		bp := a.guards.Backpressure(a.ordering, func(ctx context.Context) (resilience.Backlog, error) {
+			b, err := queue.Backlog(ctx)
+			return resilience.Backlog{Waiting: b.Waiting, OldestAge: b.OldestAge}, err
+		}, resilience.BackpressureConfig{})
+		go bp.Run(a.background)
+		a.ordering = bp
+	}
 	if a.cached != nil {
 		a.ordering = a.cached.Ordering(a.ordering)
 	}
