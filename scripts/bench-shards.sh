@@ -9,7 +9,8 @@
 # Each count starts a fresh cluster (down, then up), in both runs alike.
 # Environment: C (0.1), D (0.15), SLO (100ms), COUNTS (1,2,4), RUNS
 # ("shards replicas"), OUT (a directory for the logs and JSON, default a
-# new one under ${TMPDIR:-/tmp}, kept). Prints the load average before and
+# new one under ${TMPDIR:-/tmp}, kept), SHOP (a shop binary to run instead
+# of building ./cmd/shop). Prints the load average before and
 # after each run; docs/scaleout.md says why C and D are what they are.
 # Needs what scripts/cluster.sh needs.
 set -euo pipefail
@@ -25,7 +26,11 @@ chmod 755 "$out"
 state="$out/cluster"
 trap 'scripts/cluster.sh --state-dir "$state" down >/dev/null 2>&1 || true' EXIT
 go build -o "$out/loadlab" ./cmd/loadlab
-go build -o "$out/shop" ./cmd/shop
+if [ -n "${SHOP:-}" ]; then
+  cp "$SHOP" "$out/shop"
+else
+  go build -o "$out/shop" ./cmd/shop
+fi
 echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), C=$c D=$d SLO=$slo counts $counts; logs in $out"
 for run in $runs; do
   case $run in

@@ -468,11 +468,11 @@ func repoDir() string {
 	return "."
 }
 
-// startShops starts the worker and the API replicas. With a read replica
-// the worker starts first: the first process to open the database seeds
-// the catalog, on the primary, and the API replicas read the standby, so
-// they start once the standby has replayed the seed (before, one could
-// serve an empty menu just after up).
+// startShops starts the worker and the API replicas; with shards or a
+// read replica, the worker first. With a read replica: the first process
+// to open the database seeds the catalog, on the primary, and the API
+// replicas read the standby, so they start once the standby has replayed
+// the seed (before, one could serve an empty menu just after up).
 func (c *cluster) startShops(ctx context.Context) error {
 	if c.cfg.DBReplica {
 		if err := c.startShop(ctx, "worker"); err != nil {
@@ -482,6 +482,16 @@ func (c *cluster) startShops(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		if err := pgserver.WaitReplayed(wctx, db.URL, db.ReplicaURL); err != nil {
+			return err
+		}
+		return c.startReplicas(ctx, 1, c.cfg.Replicas)
+	}
+	if c.cfg.shards() > 1 {
+		// The first process to open the shards claims each its number and
+		// seeds them: the worker does it alone, before the replicas (all
+		// at once, they raced: a replica saw no shard number while the
+		// worker's claim committed).
+		if err := c.startShop(ctx, "worker"); err != nil {
 			return err
 		}
 		return c.startReplicas(ctx, 1, c.cfg.Replicas)
