@@ -66,6 +66,51 @@ type CheckoutStore interface {
 	// InCheckout runs fn in one transaction that no other checkout with the
 	// same session and key runs alongside, and commits it if fn returns nil.
 	InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx CheckoutTx) error) error
+	// PlaceAtOnce places the order of a plain checkout in one round trip
+	// to the database where the store can: a new key, a cart that is not
+	// empty, every line available and in stock, the total the customer saw
+	// (AtOnce says what it must write). A nil order means it wrote nothing
+	// and the checkout takes the general path (InCheckout), which decides
+	// whatever was not plain (a replay, a shortage, a price change) and
+	// says why; a store that cannot place at once always answers nil.
+	PlaceAtOnce(ctx context.Context, c AtOnce) (*Order, error)
+}
+
+// AtOnce is a plain checkout as a store places it in one round trip: it
+// must write exactly what PlaceOrder's general path writes for it (the
+// order with its lines and first event, the key, the empty cart, the
+// stock, the menu's version when an item sold out, and Job's row), or
+// nothing.
+type AtOnce struct {
+	SessionID      int64
+	IdempotencyKey string
+	RequestHash    string
+	Checkout       Checkout
+	Now            time.Time
+	// Job is the confirmation job's row, to insert with the order (nil:
+	// no job, as without a queue).
+	Job *JobRow
+}
+
+// JobRow is a queued job as a store writes it in its own statement, with
+// the order's id as the job's only argument: what the queue's own insert
+// would have written, so the queue works it as its own.
+type JobRow struct {
+	Kind        string
+	ArgName     string // the argument that holds the order id
+	Queue       string
+	Priority    int
+	MaxAttempts int
+	// NotifyTopic and NotifyPayload, when set, wake the workers as the
+	// queue's own insert would have.
+	NotifyTopic, NotifyPayload string
+}
+
+// AtOnceQueue is a confirmation queue whose job a store may write in the
+// checkout's own statement: ConfirmationJob is the row for a new order's
+// job (called once per checkout; it may say to wake the workers).
+type AtOnceQueue interface {
+	ConfirmationJob() JobRow
 }
 
 // ConfirmationQueue schedules the confirmation of a placed order: the job
@@ -139,6 +184,12 @@ func (o *OrderDesk) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order,
 		return nil, false, err
 	}
 	requestHash := p.Checkout.Fingerprint()
+	if order, err := o.placeAtOnce(ctx, p, requestHash); err != nil || order != nil {
+		if err != nil {
+			return nil, false, fmt.Errorf("place order: %w", err)
+		}
+		return order, true, nil
+	}
 	err = o.store.InCheckout(ctx, p.SessionID, p.IdempotencyKey, func(tx CheckoutTx) error {
 		now := o.now().UTC().Truncate(time.Microsecond)
 		// 1. A retry of an earlier checkout gets that checkout's order.
@@ -166,6 +217,23 @@ func (o *OrderDesk) PlaceOrder(ctx context.Context, p PlaceOrder) (order *Order,
 		return nil, false, fmt.Errorf("place order: %w", err)
 	}
 	return order, created, nil
+}
+
+// placeAtOnce places a plain checkout in one round trip where the store
+// and the queue allow it (PlaceAtOnce); no order leaves the checkout to
+// the general path.
+func (o *OrderDesk) placeAtOnce(ctx context.Context, p PlaceOrder, requestHash string) (*Order, error) {
+	c := AtOnce{SessionID: p.SessionID, IdempotencyKey: p.IdempotencyKey, RequestHash: requestHash,
+		Checkout: p.Checkout, Now: o.now().UTC().Truncate(time.Microsecond)}
+	if o.queue != nil {
+		q, ok := o.queue.(AtOnceQueue)
+		if !ok {
+			return nil, nil // the job can only be inserted by the queue itself
+		}
+		job := q.ConfirmationJob()
+		c.Job = &job
+	}
+	return o.store.PlaceAtOnce(ctx, c)
 }
 
 // replay returns the order an earlier checkout with p's key made (nil if

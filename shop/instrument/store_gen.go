@@ -88,6 +88,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return timedErr(s, "ping", func() error { return s.next.Ping(ctx) })
 }
 
+// PlaceAtOnce is timed as a whole: a checkout's one round trip (placed or not).
+func (s *Store) PlaceAtOnce(ctx context.Context, a1 shop.AtOnce) (*shop.Order, error) {
+	return timed(s, "checkout_at_once", func() (*shop.Order, error) { return s.next.PlaceAtOnce(ctx, a1) })
+}
+
 func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 	return timed(s, "prune_idempotency_keys", func() (int64, error) { return s.next.PruneIdempotencyKeys(ctx) })
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -55,6 +56,10 @@ type Config struct {
 	// PollInterval is how often an idle worker looks for jobs (SQLite has no
 	// LISTEN/NOTIFY).
 	PollInterval time.Duration
+	// FetchCooldown is the least time between two fetches of one worker: a
+	// burst of inserts and their notifications is taken in one fetch
+	// (default DefaultFetchCooldown, at most PollInterval).
+	FetchCooldown time.Duration
 	// NoMigrate leaves River's tables to a migration step of their own
 	// (`shop migrate`, see Migrate): New only checks they are current, so
 	// N replicas starting together do not race to migrate.
@@ -87,6 +92,10 @@ func (c *Config) defaults() {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 200 * time.Millisecond
 	}
+	if c.FetchCooldown <= 0 {
+		c.FetchCooldown = DefaultFetchCooldown
+	}
+	c.FetchCooldown = min(c.FetchCooldown, c.PollInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -114,6 +123,10 @@ func (c Config) rescueAfter() time.Duration {
 	return max(c.confirmationTimeout(), jobWorkTimeout) + rescueMargin
 }
 
+// DefaultFetchCooldown is the least time between a worker's fetches
+// (River's default is 100 ms).
+const DefaultFetchCooldown = 50 * time.Millisecond
+
 // DefaultMaxWorkers is how many jobs a worker process runs at once.
 const DefaultMaxWorkers = 40
 
@@ -124,6 +137,9 @@ type Queue[TTx any] struct {
 	work       bool
 	soleWorker bool
 	log        *slog.Logger
+	// notify wakes the workers for jobs that a store inserts itself
+	// (ConfirmationJob); nil where the driver has no LISTEN/NOTIFY.
+	notify *notifyLimiter
 }
 
 // New migrates River's tables with driver and returns a queue. The shop's
@@ -145,7 +161,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 		// horizon.
 		JobTimeout:        min(jobWorkTimeout, cfg.RescueStuckJobsAfter),
 		FetchPollInterval: cfg.PollInterval,
-		FetchCooldown:     min(cfg.PollInterval, 50*time.Millisecond),
+		FetchCooldown:     cfg.FetchCooldown,
 	}
 	if cfg.Work {
 		workers := river.NewWorkers()
@@ -175,7 +191,11 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Queue[TTx]{client: client, exec: driver.GetExecutor(), work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}, nil
+	q := &Queue[TTx]{client: client, exec: driver.GetExecutor(), work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}
+	if driver.SupportsListenNotify() {
+		q.notify = &notifyLimiter{every: rc.FetchCooldown}
+	}
+	return q, nil
 }
 
 // Migrate brings River's tables up to date.
@@ -242,6 +262,43 @@ func (q *Queue[TTx]) EnqueueOrderPlaced(ctx context.Context, tx shop.Tx, orderID
 		return fmt.Errorf("insert order_placed job: %w", err)
 	}
 	return nil
+}
+
+// ConfirmationJob is the row River's InsertTx writes for an order's
+// confirmation (OrderPlacedArgs, no insert options: River's default queue,
+// priority and attempts, available at once, no tags, metadata or unique
+// key), for a store that writes it in the checkout's own statement
+// (shop.AtOnceQueue). River's insert also wakes the workers of the queue
+// with a notification, at most once per fetch cooldown per client; the
+// row says when that is due, by the same rule.
+func (q *Queue[TTx]) ConfirmationJob() shop.JobRow {
+	row := shop.JobRow{
+		Kind:        OrderPlacedArgs{}.Kind(),
+		ArgName:     "order_id",
+		Queue:       river.QueueDefault,
+		Priority:    river.PriorityDefault,
+		MaxAttempts: river.MaxAttemptsDefault,
+	}
+	if q.notify != nil && q.notify.due(time.Now()) {
+		// River's insert topic and payload (client.go, maybeNotifyInsertForQueues).
+		row.NotifyTopic, row.NotifyPayload = "river_insert", fmt.Sprintf("{\"queue\": %q}", row.Queue)
+	}
+	return row
+}
+
+// notifyLimiter lets one notification through per interval, as River's
+// own insert limiter does per queue.
+type notifyLimiter struct {
+	every time.Duration
+	last  atomic.Int64 // unix nanoseconds of the last one let through
+}
+
+func (l *notifyLimiter) due(now time.Time) bool {
+	last := l.last.Load()
+	if now.UnixNano()-last < int64(l.every) {
+		return false
+	}
+	return l.last.CompareAndSwap(last, now.UnixNano())
 }
 
 // Start starts working jobs when the queue was made to work; otherwise it

@@ -71,6 +71,17 @@ func (h hookTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Trac
 
 func (hookTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// The statements of a batch (a checkout at once) are handed over too.
+func (hookTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (h hookTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	h.hook(d.SQL, d.Args)
+}
+
+func (hookTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 // Defaults, measured on this repository's 2-core machine with
 // scripts/bench-pgpool.sh and BenchmarkConnect (docs/postgres.md): pools
 // of 2 to 16 connections gave the same checkout throughput within the

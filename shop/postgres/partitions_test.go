@@ -495,15 +495,17 @@ func TestCheckoutAndMyOrdersReadFewPartitions(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", q.SQL, err)
 			}
+			// A statement that only inserts into the order tables (a
+			// checkout at once) reads none of their partitions.
+			seen++
 			for table, n := range read {
-				seen++
 				if n > most {
 					t.Errorf("%s (generic plan %v) reads %d partitions of %s, want at most %d: %s", what, generic, n, table, most, q.SQL)
 				}
 			}
 		}
 		if seen == 0 {
-			t.Errorf("%s: no statement read an order table", what)
+			t.Errorf("%s: no statement named an order table", what)
 		}
 	}
 	for _, generic := range []bool{false, true} {
