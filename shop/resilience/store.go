@@ -140,6 +140,10 @@ func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn 
 	return run(s.writes, ctx, once, func(ctx context.Context) error { return s.next.InCheckout(ctx, sessionID, key, fn) })
 }
 
+func (s *Store) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, error) {
+	return get(s.writes, ctx, once, func(ctx context.Context) (*shop.Order, error) { return s.next.PlaceAtOnce(ctx, c) })
+}
+
 func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
 	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.ConfirmOrder(ctx, m, inTx) })
 }
