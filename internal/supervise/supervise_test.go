@@ -155,12 +155,16 @@ func TestStartAgainOnAPortTakenMeanwhile(t *testing.T) {
 }
 
 // A process that exits while starting is a StartError quoting its log,
-// and nothing of it runs.
+// and nothing of it runs. Whether Start sees it gone before it records
+// the process ("exited at once") or while it waits for it to be ready
+// ("exited while starting") is the scheduler's choice: a CI run at a load
+// average of 36 saw the first.
 func TestAProcessThatFailsToStartSaysWhy(t *testing.T) {
 	d := Dir(t.TempDir())
 	r, err := d.Start(ctx(t), serveSpec(t, "bad", "fail"))
 	var se *StartError
-	if !errors.As(err, &se) || !strings.Contains(err.Error(), "bad exited while starting: cannot open the database") {
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), ": cannot open the database") ||
+		(!strings.Contains(err.Error(), "bad exited while starting") && !strings.Contains(err.Error(), "bad exited at once")) {
 		t.Fatalf("Start: %v", err)
 	}
 	if strings.Contains(err.Error(), "\n") {
