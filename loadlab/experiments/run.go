@@ -111,7 +111,7 @@ func (r *Runner) Run(ctx context.Context, exps []Experiment) (*Report, error) {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		r.logf("%s: %s (%s) in %.0f s", e.Name, orDash(res.Verdict), holdsText(res.Holds), res.Seconds)
+		r.logf("%s: %s (%s) in %.0f s", e.Name, orDash(res.Verdict), holdsText(res.Holds, res.Verdict), res.Seconds)
 		rep.Experiments = append(rep.Experiments, res)
 	}
 	rep.Finished, rep.LoadAfter = time.Now(), LoadAverage()
@@ -301,6 +301,10 @@ func diagnosed(side *Side, rep *diagnose.Report) {
 		side.Summary += fmt.Sprintf(", errors up to %.0f%%", 100*errs)
 	}
 	side.Warnings = rep.Warnings
+	if rep.Generator.Saturated {
+		// diagnose's own flag: the ramp describes loadlab and the machine.
+		side.Warnings = append([]string{"not to be trusted: " + rep.Generator.Text}, side.Warnings...)
+	}
 }
 
 // sizes measures each of the experiment's paths' answer size.
@@ -427,8 +431,10 @@ func orDash(s string) string {
 	return s
 }
 
-func holdsText(h *bool) string {
+func holdsText(h *bool, verdict string) string {
 	switch {
+	case verdict == VerdictUntrusted:
+		return "no verdict: the measurement flags its own figures"
 	case h == nil:
 		return "not measured"
 	case *h:
