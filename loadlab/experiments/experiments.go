@@ -99,7 +99,10 @@ type Experiment struct {
 	Endpoint string  `yaml:"endpoint"`
 	Stat     string  `yaml:"stat"`
 	Factor   float64 `yaml:"factor"`
-	Requests int64   `yaml:"requests"`
+	// MinDelta is the least difference that counts, whatever the factor
+	// (default 0.5 ms): below it, a factor is noise on this machine.
+	MinDelta Duration `yaml:"min_delta"`
+	Requests int64    `yaml:"requests"`
 	// Sizes are paths whose answer's size (with Accept-Encoding: br, gzip)
 	// is measured on each system, in bytes.
 	Sizes []string `yaml:"sizes"`
@@ -206,6 +209,9 @@ func Parse(src []byte) (*List, error) {
 func (e *Experiment) defaults() {
 	if e.Factor == 0 {
 		e.Factor = 1.5
+	}
+	if e.MinDelta == 0 {
+		e.MinDelta = Duration(500 * time.Microsecond)
 	}
 	if e.Stat == "" {
 		e.Stat = "p50"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 )
 
 // efficiencyDrop: with the setting, efficiency at the top count below
@@ -65,7 +66,10 @@ func judgeBaseline(e Experiment, without, with *Side) (string, string) {
 	}
 	ratio := w / wo
 	what := fmt.Sprintf("one user's %s %s: %s without, %s with (%.2f×)", strings.TrimSuffix(key, "."+e.Stat+"_ms"), e.Stat, fmtMS(wo), fmtMS(w), ratio)
+	floor := ms(time.Duration(e.MinDelta))
 	switch {
+	case math.Abs(w-wo) < floor:
+		return VerdictNoChange, what + fmt.Sprintf(": a difference under %s, noise for one user", fmtMS(floor))
 	case ratio >= e.Factor:
 		return VerdictPerformance, what + fmt.Sprintf(": slower by %.1f× or more for one user, a performance problem", e.Factor)
 	case ratio <= 1/e.Factor:

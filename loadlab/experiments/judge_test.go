@@ -9,6 +9,7 @@ func side(metrics map[string]float64) *Side { return &Side{Metrics: metrics} }
 
 func TestJudgeBaseline(t *testing.T) {
 	e := Experiment{Measure: MeasureBaseline, Endpoint: "checkout", Stat: "p50", Factor: 1.5, Expected: VerdictPerformance}
+	e.defaults()
 	tests := []struct {
 		without, with float64
 		want          string
@@ -17,7 +18,8 @@ func TestJudgeBaseline(t *testing.T) {
 		{2, 2.9, VerdictNoChange},
 		{2, 3, VerdictPerformance},
 		{3, 2, VerdictFaster},
-		{0, 2, VerdictNoChange}, // nothing measured without: no claim either way
+		{0, 2, VerdictNoChange},     // nothing measured without: no claim either way
+		{0.1, 0.5, VerdictNoChange}, // 5× but 0.4 ms: under the 0.5 ms floor
 	}
 	for _, tt := range tests {
 		res := Result{Without: side(map[string]float64{"checkout.p50_ms": tt.without}), With: side(map[string]float64{"checkout.p50_ms": tt.with})}
