@@ -71,6 +71,8 @@ var settings = []setting{
 	{flag: "prep-time", env: "SHOP_PREP_TIME", def: "10s", usage: "time from confirmed to ready", parse: duration("prep-time", func(c *config) *time.Duration { return &c.PrepTime })},
 	{flag: "mail-latency", env: "SHOP_MAIL_LATENCY", def: "0s", usage: "simulated mail provider latency", parse: duration("mail-latency", func(c *config) *time.Duration { return &c.MailLatency })},
 	{flag: "shutdown-timeout", env: "SHOP_SHUTDOWN_TIMEOUT", def: "15s", usage: "how long shutdown waits for in-flight requests and running jobs before cancelling them", parse: duration("shutdown-timeout", func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{flag: "job-poll-interval", env: "SHOP_JOB_POLL_INTERVAL", usage: "how often an idle worker looks for jobs; default 200ms on the embedded SQLite, 1s on PostgreSQL (where an insert wakes the workers)", parse: parseJobPollInterval},
+	{flag: "job-fetch-cooldown", env: "SHOP_JOB_FETCH_COOLDOWN", usage: "least time between a worker's fetches of jobs (at most --job-poll-interval); default 50ms on the embedded SQLite, 100ms on PostgreSQL", parse: parseJobFetchCooldown},
 	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), usage: "background jobs one worker process runs at once", parse: parseWorkers},
 	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
 	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
@@ -206,7 +208,7 @@ func positiveDuration(name string, field func(*config) *time.Duration) func(*con
 			return err
 		}
 		if *field(c) == 0 {
-			return errors.New("--db-connect-timeout and --db-statement-timeout must be above 0")
+			return fmt.Errorf("--%s must be above 0", name)
 		}
 		return nil
 	}
@@ -245,6 +247,23 @@ func parseDrainDelay(c *config, v string) error {
 		}
 	}
 	return duration("drain-delay", func(c *config) *time.Duration { return &c.DrainDelay })(c, v)
+}
+
+// parseJobPollInterval: empty leaves the store's default (jobs.Config,
+// shop/backend).
+func parseJobPollInterval(c *config, v string) error {
+	if v == "" {
+		return nil
+	}
+	return positiveDuration("job-poll-interval", func(c *config) *time.Duration { return &c.JobPollInterval })(c, v)
+}
+
+// parseJobFetchCooldown: empty leaves the store's default.
+func parseJobFetchCooldown(c *config, v string) error {
+	if v == "" {
+		return nil
+	}
+	return positiveDuration("job-fetch-cooldown", func(c *config) *time.Duration { return &c.JobFetchCooldown })(c, v)
 }
 
 func parseOrderRetention(c *config, v string) error {

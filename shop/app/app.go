@@ -62,6 +62,9 @@ type Config struct {
 	Workers             int
 	PrepTime            time.Duration
 	MailLatency         time.Duration
+	// JobPollInterval and JobFetchCooldown tune the worker's fetching
+	// (jobs.Config); zero takes the defaults.
+	JobPollInterval, JobFetchCooldown time.Duration
 	// ReplicaName is sent as X-Replica; empty means the listener's
 	// host:port.
 	ReplicaName    string
@@ -270,7 +273,8 @@ func (a *App) openCache(ctx context.Context) error {
 // through the cache layers: a checkout refreshes the items it sold and
 // drops the session's cart from Redis.
 func (a *App) openQueue(ctx context.Context) error {
-	jc := jobs.Config{Work: a.works(), PrepTime: a.cfg.PrepTime, MailLatency: a.cfg.MailLatency, MaxWorkers: a.cfg.Workers, Logger: a.log}
+	jc := jobs.Config{Work: a.works(), PrepTime: a.cfg.PrepTime, MailLatency: a.cfg.MailLatency, MaxWorkers: a.cfg.Workers,
+		PollInterval: a.cfg.JobPollInterval, FetchCooldown: a.cfg.JobFetchCooldown, Logger: a.log}
 	if a.works() && a.cfg.DatabaseURL == "" {
 		sole, err := a.lockWorker()
 		if err != nil {
