@@ -235,10 +235,18 @@ type storm struct {
 	err                      error
 	stopOnce                 sync.Once
 	itemCount                int
+	observe                  func(begun time.Time, took time.Duration, status int, err error)
 }
 
 func newStorm(c *cluster, shoppers, items int) *storm {
-	s := &storm{c: c, done: make(chan struct{}), ackedKeys: map[string]int64{}, itemCount: items}
+	return newObservedStorm(c, shoppers, items, nil)
+}
+
+// newObservedStorm is a storm whose every try is also told to observe
+// (when it began, how long it took, its status or error), for the fault
+// matrix's errors and recovery times.
+func newObservedStorm(c *cluster, shoppers, items int, observe func(begun time.Time, took time.Duration, status int, err error)) *storm {
+	s := &storm{c: c, done: make(chan struct{}), ackedKeys: map[string]int64{}, itemCount: items, observe: observe}
 	tokens := make([]string, shoppers)
 	for i := range tokens {
 		tokens[i] = c.session()
@@ -319,7 +327,11 @@ func (s *storm) shop(shopper int, token string) error {
 func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
+		begun := time.Now()
 		r, err := s.c.do(method, path, token, key, body)
+		if s.observe != nil {
+			s.observe(begun, time.Since(begun), r.status, err)
+		}
 		if err == nil && r.status < 500 {
 			return r, nil
 		}

@@ -69,6 +69,16 @@ func (s *Server) Stop() {
 	s.proc = nil
 }
 
+// Kill ends the server with SIGKILL, as a crash would; Start starts it
+// again on its port and JetStream store.
+func (s *Server) Kill() {
+	if s.proc == nil {
+		return
+	}
+	s.proc.Stop(syscall.SIGCONT, syscall.SIGKILL)
+	s.proc = nil
+}
+
 // Pause stops the server's process (SIGSTOP): its connections stay open
 // and nothing answers, as with a server stuck in a long pause. t's cleanup
 // resumes it, so that Stop can end it.

@@ -64,6 +64,16 @@ func (s *Server) Stop() {
 	s.proc = nil
 }
 
+// Kill ends the server with SIGKILL, as a crash would (it keeps no data:
+// the test server persists nothing); Start starts it again, empty.
+func (s *Server) Kill() {
+	if s.proc == nil {
+		return
+	}
+	s.proc.Stop(syscall.SIGKILL)
+	s.proc = nil
+}
+
 // Freeze stops the process without closing its connections (a network
 // partition as clients see it); Thaw resumes it with its data.
 func (s *Server) Freeze() { s.proc.Signal(syscall.SIGSTOP) }
