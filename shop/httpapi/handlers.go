@@ -79,6 +79,7 @@ func (s *server) handleListItems(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	w.Header().Set("Cache-Control", listCacheControl)
 	return encode(w, http.StatusOK, itemPage{Items: page.Items, NextCursor: shop.EncodeCursor(page.Next)})
 }
 

@@ -18,10 +18,16 @@ import (
 
 // menuCacheControl lets a shared cache (nginx, a CDN) serve the menu for
 // one second and then revalidate it (a 304 costs the service no store call
-// and no body); with the version poll's one second, a client sees a catalog
-// change within about two seconds. must-revalidate forbids serving it stale
-// when the service cannot be asked.
-const menuCacheControl = "public, max-age=1, must-revalidate"
+// and no body), serving the stale copy for at most one more second while
+// it revalidates in the background, so a burst of readers never waits for
+// the service; with the version poll's one second, a client sees a catalog
+// change within about three seconds. No stale-if-error: a cache does not
+// serve the menu stale when the service cannot be asked.
+const menuCacheControl = "public, max-age=1, stale-while-revalidate=1"
+
+// listCacheControl is the same for item pages, which hold no session's
+// data: the catalog's and the stock's one-second staleness, at the edge.
+const listCacheControl = menuCacheControl
 
 // encodedMenu is the menu document of one catalog version, encoded once
 // and compressed once per content coding, so a warm request only picks the

@@ -127,7 +127,7 @@ func TestMenuContentCodings(t *testing.T) {
 			if v := r.header.Get("Vary"); v != "Accept-Encoding" {
 				t.Errorf("Vary %q", v)
 			}
-			if cc := r.header.Get("Cache-Control"); cc != "public, max-age=1, must-revalidate" {
+			if cc := r.header.Get("Cache-Control"); cc != "public, max-age=1, stale-while-revalidate=1" {
 				t.Errorf("Cache-Control %q", cc)
 			}
 			body := r.body
