@@ -3,17 +3,20 @@
 # built-in `shop` journey, written into docs/postgres.md between the
 # markers <!-- statements --> and <!-- /statements -->.
 #
-# It starts a PostgreSQL server of its own (Debian's postgresql-15
-# binaries: initdb and pg_ctl in a temporary directory, a free port,
-# autovacuum on as by default, pg_stat_statements and auto_explain
-# preloaded), and on it, for each binary and round, a fresh database with
-# one `shop` process (api and worker, Redis and NATS as scripts/cluster.sh
-# gives its replicas). After an uncounted warm-up it resets
-# pg_stat_statements, runs the journey for DUR seconds and records
-# pg_stat_database's deltas (rows read, commits), the server's CPU and
-# every statement's calls, rows and mean time (scripts/pgstatements). A
-# last run of the newest binary samples plans with auto_explain (ANALYZE,
-# BUFFERS); the five most expensive statements are shown with theirs.
+# It measures on the cluster's own PostgreSQL server: for each binary and
+# round, `scripts/cluster.sh up 1` (cmd/cluster: one API replica and a
+# worker behind nginx, on a PostgreSQL 15 server of the cluster's own with
+# its small-server configuration, autovacuum on, pg_stat_statements and
+# auto_explain preloaded, Redis and NATS as the cluster gives them), then,
+# after an uncounted warm-up, it resets pg_stat_statements, runs the
+# journey for DUR seconds through nginx and records pg_stat_database's
+# deltas (rows read, commits), the server's CPU (postmaster and backends)
+# and every statement's calls, rows and mean time (scripts/pgstatements);
+# then `down`. No ANALYZE by hand: the server's autovacuum keeps the
+# statistics. A last run of the newest binary switches auto_explain on
+# (ALTER SYSTEM, reload: ANALYZE, BUFFERS, a sample of executions) and the
+# five most expensive statements are shown with the plans it logged in the
+# server's log (db-1.log, each line with its query id).
 #
 # Usage: scripts/bench-statements.sh [BEFORE-REVISION]
 #   With a revision (e.g. a commit before a change), its `shop` is built
@@ -22,11 +25,11 @@
 # Settings (environment): DUR seconds per run (10), WARMUP seconds (12),
 # USERS journey users (16), ROUNDS (2 with a revision, else 1), SAMPLE
 # auto_explain's sample rate in the plan run (0.05), SEED_ORDERS (0: the
-# service seeds its default catalog; N: scripts/pgseed first makes N
-# orders, SEED_SESSIONS sessions and SEED_ITEMS items), DOC
-# (docs/postgres.md), PG_BIN (/usr/lib/postgresql/15/bin), REDIS
-# (redis://127.0.0.1:6379/0, empty: none), NATS (nats://127.0.0.1:4222,
-# empty: none).
+# service seeds its default catalog; N: scripts/pgseed then makes N orders
+# and SEED_SESSIONS sessions (their lines over SEED_ITEMS item ids) in the
+# cluster's database before the warm-up;
+# the catalog stays the service's default), DOC (docs/postgres.md),
+# CLUSTER_ARGS (more arguments for `cluster.sh up 1`, e.g. --db-cpu 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
@@ -37,32 +40,20 @@ SEED_ORDERS=${SEED_ORDERS:-0}
 SEED_SESSIONS=${SEED_SESSIONS:-100000}
 SEED_ITEMS=${SEED_ITEMS:-10000}
 DOC=${DOC:-docs/postgres.md}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-REDIS=${REDIS-redis://127.0.0.1:6379/0}
-NATS=${NATS-nats://127.0.0.1:4222}
+CLUSTER_ARGS=${CLUSTER_ARGS:-}
 before_rev=${1:-}
 ROUNDS=${ROUNDS:-$([ -n "$before_rev" ] && echo 2 || echo 1)}
 say() { echo "bench-statements: $*" >&2; }
 fail() { say "$*"; exit 1; }
 
-[ -x "$PG_BIN/initdb" ] || fail "$PG_BIN/initdb is missing (Debian package postgresql-15)"
 command -v psql >/dev/null || fail "psql is missing (Debian package postgresql-client)"
 
 work=$(mktemp -d)
 chmod 755 "$work"
-pgdata=$work/pg
-shop_pid=
-prefixes=()
-streams=()
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cs="scripts/cluster.sh --state-dir $work/cluster"
+up=
 cleanup() {
-  if [ -n "$shop_pid" ]; then kill "$shop_pid" 2>/dev/null || true; wait "$shop_pid" 2>/dev/null || true; fi
-  [ -f "$pgdata/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -m immediate stop >/dev/null 2>&1 || true
-  local p s
-  for p in "${prefixes[@]}"; do
-    redis-cli -u "$REDIS" --scan --pattern "$p*" 2>/dev/null | xargs -r redis-cli -u "$REDIS" del >/dev/null 2>&1 || true
-  done
-  for s in "${streams[@]}"; do "$work/after/shop" drop-events --nats "$NATS" --nats-stream "$s" >/dev/null 2>&1 || true; done
+  [ -z "$up" ] || $cs down >/dev/null 2>&1 || true
   [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -85,63 +76,48 @@ fi
 commit=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- . ':!'"$DOC" || commit="$commit (with uncommitted changes)"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-say "PostgreSQL of its own on port $port"
-mkdir -p "$pgdata" "$work/pglog"
-chown postgres "$pgdata" "$work/pglog" 2>/dev/null || true
-as_pg "$PG_BIN/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >"$work/initdb.log" 2>&1 || fail "initdb failed: $(tail -2 "$work/initdb.log")"
-as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -w -l "$work/pglog/server.log" -o "-p $port -k $work/pglog -c listen_addresses=127.0.0.1 \
-  -c shared_buffers=256MB -c max_connections=100 -c compute_query_id=on \
-  -c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.max=1000 \
-  -c auto_explain.log_min_duration=0 -c auto_explain.log_analyze=on -c auto_explain.log_buffers=on \
-  -c auto_explain.log_verbose=on -c auto_explain.log_nested_statements=off -c auto_explain.sample_rate=0 \
-  -c logging_collector=on -c log_destination=jsonlog -c log_directory=$work/pglog" start >/dev/null \
-  || fail "the server did not start: $(tail -3 "$work/pglog/server.log")"
-postmaster=$(head -1 "$pgdata/postmaster.pid")
-PGURL="postgres://postgres@127.0.0.1:$port"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 n=0
-# measure BINARY LABEL [sample-rate]: a fresh database, the service on it,
-# a warm-up and one measured run.
+# measure BINARY LABEL [sample-rate]: a fresh cluster on that binary, a
+# warm-up and one measured run, then down (the server's log kept for the
+# plans).
 measure() {
   local bin=$1 label=$2 sample=${3:-0}
   n=$((n + 1))
-  local db="shop_stmt_$n" shop_port admin
-  psql "$PGURL/postgres" -qX -c "CREATE DATABASE $db" >/dev/null
-  psql "$PGURL/$db" -qX -c "CREATE EXTENSION pg_stat_statements" -c "ALTER DATABASE $db SET auto_explain.sample_rate = $sample" >/dev/null
-  "$work/$bin/shop" migrate --db "$PGURL/$db" >/dev/null 2>&1 || fail "$bin: shop migrate failed"
+  # shellcheck disable=SC2086 # CLUSTER_ARGS is words
+  PERFSCALE_CLUSTER_SHOP="$work/$bin/shop" $cs up 1 $CLUSTER_ARGS >"$work/up-$n.log" 2>&1 \
+    || fail "$bin: cluster.sh up failed: $(tail -3 "$work/up-$n.log")"
+  up=1
+  local base st dburl postmaster
+  base=$(tail -1 "$work/up-$n.log")
+  st=$($cs status)
+  dburl=$(sed -n 's/^database: .* (\(.*\))$/\1/p' <<<"$st")
+  postmaster=$(awk 'NF == 7 && $1 == "db-1" { print $3 }' <<<"$st")
+  [ -n "$dburl" ] && [ -n "$postmaster" ] || fail "cluster.sh status names no database server of the cluster's own:
+$st"
   if [ "$SEED_ORDERS" -gt 0 ]; then
-    "$work/bin/pgseed" --db "$PGURL/$db" --orders "$SEED_ORDERS" --sessions "$SEED_SESSIONS" --items "$SEED_ITEMS" >&2
+    "$work/bin/pgseed" --db "$dburl" --orders "$SEED_ORDERS" --sessions "$SEED_SESSIONS" --items "$SEED_ITEMS" >&2
   fi
-  shop_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  local extra=()
-  if [ -n "$REDIS" ]; then extra+=(--redis "$REDIS" --redis-prefix "shop:stmt$$-$n:"); prefixes+=("shop:stmt$$-$n:"); fi
-  if [ -n "$NATS" ]; then extra+=(--nats "$NATS" --nats-stream "STMT$$_$n"); streams+=("STMT$$_$n"); fi
-  "$work/$bin/shop" --db "$PGURL/$db" --addr "127.0.0.1:$shop_port" --admin-addr "127.0.0.1:$admin" \
-    --data-dir "$work/data-$n" --session-rate 0 --log-level warn "${extra[@]}" >"$work/shop-$n.log" 2>&1 &
-  shop_pid=$!
-  for _ in $(seq 600); do
-    curl -sf -o /dev/null "http://127.0.0.1:$shop_port/readyz" && break
-    kill -0 "$shop_pid" 2>/dev/null || fail "$bin: the service exited: $(tail -3 "$work/shop-$n.log")"
-    sleep 0.1
-  done
-  local base="http://127.0.0.1:$shop_port"
   "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${WARMUP}s" >/dev/null 2>&1
-  "$work/bin/pgstatements" begin --db "$PGURL/$db" --state "$work/state-$n.json"
+  if [ "$sample" != 0 ]; then
+    psql "$dburl" -qX -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" -c "ALTER SYSTEM SET auto_explain.log_analyze = on" \
+      -c "ALTER SYSTEM SET auto_explain.log_buffers = on" -c "ALTER SYSTEM SET auto_explain.log_timing = off" \
+      -c "ALTER SYSTEM SET auto_explain.log_verbose = on" -c "ALTER SYSTEM SET auto_explain.sample_rate = $sample" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  fi
+  "$work/bin/pgstatements" begin --db "$dburl" --state "$work/state-$n.json"
   local c0 c1
   c0=$("$work/bin/benchprobe" cpu "$postmaster")
   "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${DUR}s" --json "$work/load-$n.json" >/dev/null 2>&1
   c1=$("$work/bin/benchprobe" cpu "$postmaster")
-  "$work/bin/pgstatements" end --db "$PGURL/$db" --state "$work/state-$n.json" --loadlab-json "$work/load-$n.json" \
+  "$work/bin/pgstatements" end --db "$dburl" --state "$work/state-$n.json" --loadlab-json "$work/load-$n.json" \
     --cpu "$(python3 -c "print($c1 - $c0)")" --label "$label" --out "$work/run-$n.json"
   runs+=("$work/run-$n.json")
   say "$label: $(python3 -c "import json; r=json.load(open('$work/run-$n.json')); q=r['requests']; d=r['delta']; print(f\"{r['rps']:.0f} req/s, {(d['returned']+d['fetched'])/q:.1f} rows read, {d['commits']/q:.2f} commits, {r['pg_cpu_seconds']/q*1e6:.0f} µs PostgreSQL CPU per request\")")"
-  kill "$shop_pid"
-  wait "$shop_pid" 2>/dev/null || true
-  shop_pid=
-  psql "$PGURL/postgres" -qX -c "DROP DATABASE $db WITH (FORCE)" >/dev/null
+  [ "$sample" = 0 ] || cp "$work/cluster/db-1.log" "$work/plans.log"
+  $cs down >/dev/null 2>&1 || fail "cluster.sh down failed"
+  up=
 }
 
 runs=()
@@ -158,13 +134,10 @@ say "a run with plans sampled (auto_explain, $SAMPLE of executions)"
 measure after "plans sampled ($SAMPLE), $commit" "$SAMPLE"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-data="a fresh database with the service's default catalog"
-[ "$SEED_ORDERS" -le 0 ] || data="a database made by scripts/pgseed: $SEED_ORDERS orders, $SEED_SESSIONS sessions, $SEED_ITEMS items"
+data="the service's default catalog"
+[ "$SEED_ORDERS" -le 0 ] || data="the default catalog and, made by scripts/pgseed, $SEED_ORDERS orders and $SEED_SESSIONS sessions"
 side=""
-[ -z "$before_rev" ] || side="; before and after measured in turns, each on a fresh database"
-with=""
-[ -z "$REDIS" ] || with+=", Redis"
-[ -z "$NATS" ] || with+=", NATS"
+[ -z "$before_rev" ] || side="; before and after measured in turns, each on a fresh cluster"
 header="- date: $(date -u '+%Y-%m-%d %H:%M') UTC; commit $commit; load average before $LOAD_BEFORE, after $LOAD_AFTER (2 cores, shared: compare runs of one table, not across days)
-- server: PostgreSQL 15 of the script's own (\`initdb\` defaults, autovacuum on, shared_buffers 256MB), $data; one \`shop\` process (api and worker$with), $USERS closed-loop users, ${WARMUP} s warm-up, ${DUR} s measured per run$side"
-"$work/bin/pgstatements" report --log-dir "$work/pglog" --doc "$DOC" --header "$header" "${runs[@]}"
+- server: the cluster's own PostgreSQL 15 (\`scripts/cluster.sh up 1${CLUSTER_ARGS:+ $CLUSTER_ARGS}\`: small-server configuration, shared_buffers 128MB, autovacuum on, no ANALYZE by hand), $data; one API replica and a worker behind nginx, with Redis and NATS; $USERS closed-loop users through nginx, ${WARMUP} s warm-up, ${DUR} s measured per run, a fresh cluster per run$side"
+"$work/bin/pgstatements" report --server-log "$work/plans.log" --doc "$DOC" --header "$header" "${runs[@]}"

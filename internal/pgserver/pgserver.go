@@ -134,9 +134,10 @@ autovacuum_naptime = 10s
 autovacuum_vacuum_scale_factor = 0.05
 autovacuum_analyze_scale_factor = 0.05
 track_io_timing = on
-shared_preload_libraries = 'pg_stat_statements'
+shared_preload_libraries = 'pg_stat_statements,auto_explain'
 pg_stat_statements.max = 2000
 pg_stat_statements.track = top
+auto_explain.log_min_duration = -1
 wal_level = replica
 max_wal_senders = 4
 max_replication_slots = 4
@@ -144,7 +145,7 @@ hot_standby = on
 hot_standby_feedback = on
 log_min_messages = warning
 log_checkpoints = off
-log_line_prefix = '%m [%p] '
+log_line_prefix = '%m [%p] %Q '
 `
 
 // Init makes a new data directory with initdb (trust authentication on

@@ -8,7 +8,7 @@
 //
 //	pgstatements begin  --db URL --state FILE
 //	pgstatements end    --db URL --state FILE --loadlab-json FILE --cpu SECONDS --label NAME --out FILE
-//	pgstatements report --log-dir DIR --doc docs/postgres.md --header TEXT RUN.json...
+//	pgstatements report [--log-dir DIR | --server-log FILE] --doc docs/postgres.md --header TEXT RUN.json...
 package main
 
 import (
@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	label := fs.String("label", "", "name of the run")
 	outFile := fs.String("out", "", "where the run's figures go (JSON)")
 	logDir := fs.String("log-dir", "", "the server's log directory (jsonlog, auto_explain's plans)")
+	serverLog := fs.String("server-log", "", "the server's text log (auto_explain's plans; log_line_prefix ending in %Q)")
 	doc := fs.String("doc", "docs/postgres.md", "document whose measured section is rewritten")
 	header := fs.String("header", "", "markdown put above the tables (date, commit, load)")
 	top := fs.Int("plans", 5, "how many of the most expensive statements get their plan")
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case "end":
 		return end(ctx, *db, *state, *loadJSON, *cpu, *label, *outFile)
 	case "report":
-		return report(fs.Args(), *logDir, *doc, *header, *top, out)
+		return report(fs.Args(), *logDir, *serverLog, *doc, *header, *top, out)
 	}
 	return fmt.Errorf("unknown command %q (begin, end or report)", args[0])
 }

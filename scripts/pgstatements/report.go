@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -19,7 +20,7 @@ const (
 
 // report renders the runs (the last one in detail) into doc between the
 // statements markers, appending the section when the markers are missing.
-func report(files []string, logDir, doc, header string, top int, out io.Writer) error {
+func report(files []string, logDir, serverLog, doc, header string, top int, out io.Writer) error {
 	if len(files) == 0 {
 		return fmt.Errorf("report wants one or more run files")
 	}
@@ -33,6 +34,11 @@ func report(files []string, logDir, doc, header string, top int, out io.Writer) 
 	if logDir != "" {
 		var err error
 		if plans, err = readPlans(logDir); err != nil {
+			return err
+		}
+	}
+	if serverLog != "" {
+		if err := readTextPlans(serverLog, plans); err != nil {
 			return err
 		}
 	}
@@ -188,6 +194,48 @@ func readPlans(dir string) (map[int64]string, error) {
 		}
 	}
 	return plans, nil
+}
+
+// textPlanStart is the first line of a plan auto_explain logged in a
+// server's text log whose log_line_prefix ends with the query id ('%m
+// [%p] %Q ', internal/pgserver); the plan's lines follow, each indented
+// by a tab.
+var textPlanStart = regexp.MustCompile(`^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] (-?\d+) LOG:  duration: [\d.]+ ms  plan:$`)
+
+// readTextPlans collects, per query id, the last plan auto_explain logged
+// in a server's text log (the cluster's db-1.log).
+func readTextPlans(file string, plans map[int64]string) error {
+	fh, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	var id int64
+	var plan []string
+	flush := func() {
+		if id != 0 && len(plan) > 0 {
+			plans[id] = withoutQueryText(strings.Join(plan, "\n"))
+		}
+		id, plan = 0, nil
+	}
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "\t"); ok && id != 0 {
+			plan = append(plan, rest)
+			continue
+		}
+		flush()
+		if m := textPlanStart.FindStringSubmatch(line); m != nil {
+			id, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+	}
+	flush()
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
 }
 
 // withoutQueryText drops auto_explain's "Query Text:" lines before the
