@@ -73,9 +73,13 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for setting, want := range map[string]string{"autovacuum": "on", "shared_preload_libraries": "pg_stat_statements,auto_explain",
+	for setting, want := range map[string]string{
+		"autovacuum":                    "on",
+		"shared_preload_libraries":      "pg_stat_statements,auto_explain",
 		"auto_explain.log_min_duration": "-1",
-		"random_page_cost": "1.1", "listen_addresses": "127.0.0.1"} {
+		"random_page_cost":              "1.1",
+		"listen_addresses":              "127.0.0.1",
+	} {
 		var got string
 		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&got); err != nil {
 			t.Fatal(err)
