@@ -103,7 +103,10 @@ func (db *DB) MaintainPartitions(ctx context.Context, now time.Time) (PartitionC
 		if db.orderRetention <= 0 {
 			return nil
 		}
-		return dropExpired(ctx, tx, existing, now.Add(-db.orderRetention), &ch)
+		if err := dropExpired(ctx, tx, existing, now.Add(-db.orderRetention), &ch); err != nil || len(ch.Dropped) == 0 {
+			return err
+		}
+		return deleteSessionsOfDroppedOrders(ctx, tx, existing, ch.Dropped, current)
 	})
 	if err != nil {
 		return PartitionChanges{}, fmt.Errorf("maintain order partitions at %s: %w", db.where, err)
@@ -178,6 +181,26 @@ func dropExpired(ctx context.Context, tx pgx.Tx, existing []string, cutoff time.
 			return err
 		}
 		ch.Dropped = append(ch.Dropped, m.start().Format("2006-01"))
+	}
+	return nil
+}
+
+// deleteSessionsOfDroppedOrders deletes the sessions that were kept for
+// their orders (PruneSessions stores their expires_at negated) and whose
+// orders are all gone with the dropped months: those that expired before
+// the oldest month left began, as a session's orders were placed while it
+// lived. The expiry index finds them; the probe of orders keeps any that
+// an order still names.
+func deleteSessionsOfDroppedOrders(ctx context.Context, tx pgx.Tx, existing, dropped []string, current month) error {
+	oldest := current
+	for _, name := range existing {
+		if m, ok := parseMonth(name); ok && m < oldest && !slices.Contains(dropped, m.start().Format("2006-01")) {
+			oldest = m
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE expires_at >= $1 AND expires_at < 0
+		AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = sessions.id)`, -oldest.start().UnixMicro()); err != nil {
+		return fmt.Errorf("delete the sessions of dropped orders: %w", err)
 	}
 	return nil
 }

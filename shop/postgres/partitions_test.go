@@ -162,6 +162,12 @@ func TestRetentionDropsWholeOldMonths(t *testing.T) {
 	if got := rowsOf(t, b, edge.ID); !maps(got, full) {
 		t.Fatalf("before retention, order %d has %v, want %v", edge.ID, got, full)
 	}
+	// The sessions of January and February have expired by April and are
+	// kept for their orders.
+	clock.Set(utc("2026-04-02T00:00:00Z"))
+	if n, err := store.PruneSessions(ctx); err != nil || n != 0 {
+		t.Fatalf("pruning sessions that all have orders deleted %d (%v)", n, err)
+	}
 
 	// A microsecond short of February's start plus the retention, January
 	// still has an order within it: nothing goes.
@@ -207,6 +213,28 @@ func TestRetentionDropsWholeOldMonths(t *testing.T) {
 	}
 	if len(events) != 3 { // next: placed, confirmed; later: placed
 		t.Errorf("the relay finds %d events, want 3", len(events))
+	}
+	// A kept session goes once every month it could have ordered in is
+	// gone: early's (it expired 9 February) with February, not with
+	// January; edge's (expired 2 March) stays while March is there.
+	sessionExists := func(id int64) bool {
+		var n int
+		if err := b.Postgres.Pool().QueryRow(ctx, `SELECT count(*) FROM sessions WHERE id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if !sessionExists(early.SessionID) {
+		t.Errorf("early's session went with January; it lived into February")
+	}
+	if _, err := b.Postgres.MaintainPartitions(ctx, utc("2026-03-01T00:00:00Z").Add(retention)); err != nil {
+		t.Fatal(err)
+	}
+	if sessionExists(early.SessionID) {
+		t.Errorf("early's session is left after every month it lived in went")
+	}
+	if !sessionExists(edge.SessionID) || !sessionExists(later.SessionID) {
+		t.Errorf("a session that lived into March went with February")
 	}
 }
 
