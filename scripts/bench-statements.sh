@@ -16,7 +16,7 @@
 # statistics. A last run of the newest binary switches auto_explain on
 # (ALTER SYSTEM, reload: ANALYZE, BUFFERS, a sample of executions) and the
 # five most expensive statements are shown with the plans it logged in the
-# server's log (db-1.log, each line with its query id).
+# server's log (db-1.log), matched to them by their text.
 #
 # Usage: scripts/bench-statements.sh [BEFORE-REVISION]
 #   With a revision (e.g. a commit before a change), its `shop` is built

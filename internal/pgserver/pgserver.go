@@ -145,7 +145,7 @@ hot_standby = on
 hot_standby_feedback = on
 log_min_messages = warning
 log_checkpoints = off
-log_line_prefix = '%m [%p] %Q '
+log_line_prefix = '%m [%p] '
 `
 
 // Init makes a new data directory with initdb (trust authentication on

@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	label := fs.String("label", "", "name of the run")
 	outFile := fs.String("out", "", "where the run's figures go (JSON)")
 	logDir := fs.String("log-dir", "", "the server's log directory (jsonlog, auto_explain's plans)")
-	serverLog := fs.String("server-log", "", "the server's text log (auto_explain's plans; log_line_prefix ending in %Q)")
+	serverLog := fs.String("server-log", "", "the server's text log (auto_explain's plans, matched to statements by their text)")
 	doc := fs.String("doc", "docs/postgres.md", "document whose measured section is rewritten")
 	header := fs.String("header", "", "markdown put above the tables (date, commit, load)")
 	top := fs.Int("plans", 5, "how many of the most expensive statements get their plan")

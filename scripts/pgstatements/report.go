@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -38,8 +37,16 @@ func report(files []string, logDir, serverLog, doc, header string, top int, out 
 		}
 	}
 	if serverLog != "" {
-		if err := readTextPlans(serverLog, plans); err != nil {
+		byText, err := readTextPlans(serverLog)
+		if err != nil {
 			return err
+		}
+		for _, r := range runs {
+			for _, s := range r.Statements {
+				if p, ok := byText[strings.Join(strings.Fields(s.Query), " ")]; ok {
+					plans[s.QueryID] = p
+				}
+			}
 		}
 	}
 	var b strings.Builder
@@ -197,45 +204,61 @@ func readPlans(dir string) (map[int64]string, error) {
 }
 
 // textPlanStart is the first line of a plan auto_explain logged in a
-// server's text log whose log_line_prefix ends with the query id ('%m
-// [%p] %Q ', internal/pgserver); the plan's lines follow, each indented
-// by a tab.
-var textPlanStart = regexp.MustCompile(`^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] (-?\d+) LOG:  duration: [\d.]+ ms  plan:$`)
+// server's text log (log_line_prefix '%m [%p] ', internal/pgserver); the
+// plan's lines follow, each indented by a tab, its statement first
+// ("Query Text: ...").
+var textPlanStart = regexp.MustCompile(`^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] LOG:  duration: [\d.]+ ms  plan:$`)
 
-// readTextPlans collects, per query id, the last plan auto_explain logged
-// in a server's text log (the cluster's db-1.log).
-func readTextPlans(file string, plans map[int64]string) error {
+// readTextPlans collects, per statement text (its whitespace collapsed),
+// the last plan auto_explain logged in a server's text log (the cluster's
+// db-1.log). Plans are matched by their text, not by the query id a log
+// line can carry: with the extended protocol a statement's executor ends,
+// and auto_explain logs, while the next statement's id is current.
+func readTextPlans(file string) (map[string]string, error) {
 	fh, err := os.Open(file)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer fh.Close()
 	sc := bufio.NewScanner(fh)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	var id int64
-	var plan []string
+	plans := map[string]string{}
+	var in bool
+	var lines []string
 	flush := func() {
-		if id != 0 && len(plan) > 0 {
-			plans[id] = withoutQueryText(strings.Join(plan, "\n"))
+		if in {
+			if text, plan, ok := splitQueryText(lines); ok {
+				plans[text] = plan
+			}
 		}
-		id, plan = 0, nil
+		in, lines = false, nil
 	}
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "\t"); ok && id != 0 {
-			plan = append(plan, rest)
+		if rest, ok := strings.CutPrefix(line, "\t"); ok && in {
+			lines = append(lines, rest)
 			continue
 		}
 		flush()
-		if m := textPlanStart.FindStringSubmatch(line); m != nil {
-			id, _ = strconv.ParseInt(m[1], 10, 64)
-		}
+		in = textPlanStart.MatchString(line)
 	}
 	flush()
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return nil
+	return plans, nil
+}
+
+// splitQueryText splits a logged plan's lines into its statement's text
+// (whitespace collapsed) and the plan from its first node on.
+func splitQueryText(lines []string) (text, plan string, ok bool) {
+	for i, l := range lines {
+		if strings.Contains(l, "(cost=") {
+			q, found := strings.CutPrefix(strings.Join(lines[:i], " "), "Query Text: ")
+			return strings.Join(strings.Fields(q), " "), strings.Join(lines[i:], "\n"), found
+		}
+	}
+	return "", "", false
 }
 
 // withoutQueryText drops auto_explain's "Query Text:" lines before the
