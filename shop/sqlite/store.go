@@ -85,6 +85,11 @@ func (dialect) SessionOrders(int64) (string, []any) { return "", nil }
 // OrdersOfSession adds nothing either.
 func (dialect) OrdersOfSession(string, string) string { return "" }
 
+// JoinOrderLines is a plain outer join (SQLite has no LATERAL).
+func (dialect) JoinOrderLines(orders, lines string) string {
+	return `LEFT JOIN order_lines ` + lines + ` ON ` + lines + `.order_id = ` + orders + `.id`
+}
+
 func (dialect) InsertOrderLines(o *shop.Order) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, 6*len(o.Lines))

@@ -106,18 +106,13 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 		return nil, err
 	}
 	defer release()
-	// The page of orders and their lines in one statement. The lines are
-	// bounded by the page's lowest and highest id as well as joined to
-	// it: on PostgreSQL, where the lines are partitioned by the order id's
-	// month, that prunes them to the page's months whatever join the
-	// planner picks (a hash join would otherwise read every month's).
+	// The page of orders and their lines in one statement, the lines
+	// joined as the dialect says (PostgreSQL: order by order).
 	bound, args := s.dialect.SessionOrders(sessionID)
 	args = append([]any{sessionID, before}, append(args, f.Limit+1)...)
 	rows, err := q.Query(ctx, `WITH page AS (SELECT `+orderColumns+` FROM orders
 			WHERE session_id = ? AND id < ?`+bound+` ORDER BY id DESC LIMIT ?) `+
-		orderWithLines+` FROM page o LEFT JOIN order_lines l ON l.order_id = o.id
-			AND l.order_id >= (SELECT MIN(id) FROM page) AND l.order_id <= (SELECT MAX(id) FROM page)
-		ORDER BY o.id DESC, l.item_id`,
+		orderWithLines+` FROM page o `+s.dialect.JoinOrderLines("o", "l")+` ORDER BY o.id DESC, l.item_id`,
 		args...)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)

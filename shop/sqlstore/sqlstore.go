@@ -108,6 +108,9 @@ type Dialect interface {
 	// for a query over orders aliased orders, correlated with a session
 	// row aliased sessions.
 	OrdersOfSession(orders, sessions string) string
+	// JoinOrderLines is the outer join of the lines (aliased lines) to a
+	// page of orders (aliased orders).
+	JoinOrderLines(orders, lines string) string
 }
 
 // Store implements shop.Store over a DB: the one store type of both
