@@ -133,6 +133,11 @@ func openPostgres(ctx context.Context, cfg Config) (*Backend, error) {
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
 		jc.NoMigrate = true
 		jc.Maintenance = partitionMaintenance(db, cfg.Now, jc.Logger)
+		if jc.Liveness == nil {
+			// A killed worker's confirmations are taken up as soon as its
+			// lock is found free, not after River's rescue horizon.
+			jc.Liveness = db.WorkerLiveness()
+		}
 		if jc.PollInterval == 0 {
 			// Workers are woken by LISTEN/NOTIFY when a job is inserted;
 			// the poll is only the fallback for a lost notification.

@@ -7,10 +7,13 @@ package jobs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -53,6 +56,13 @@ type Config struct {
 	// predecessor left running, instead of waiting for River's leader lease
 	// (15 s) and rescuer (every 30 s) to notice them.
 	SoleWorker bool
+	// Liveness, if set, tells live workers from dead ones (shop/backend
+	// sets it on PostgreSQL: an advisory lock each worker holds for its
+	// life). A worker then re-enqueues, at start and every
+	// LivenessInterval, the confirmations left running by a dead worker,
+	// instead of waiting for River's rescuer (up to RescueStuckJobsAfter
+	// plus its 30 s period).
+	Liveness Liveness
 	// PollInterval is how often an idle worker looks for jobs (SQLite has no
 	// LISTEN/NOTIFY).
 	PollInterval time.Duration
@@ -127,6 +137,19 @@ func (c Config) rescueAfter() time.Duration {
 // (River's default is 100 ms).
 const DefaultFetchCooldown = 50 * time.Millisecond
 
+// Liveness tells whether a worker, by its River client id, is alive.
+type Liveness interface {
+	// Hold marks the worker id alive until release is called or the
+	// process dies.
+	Hold(ctx context.Context, id string) (release func(), err error)
+	// Dead reports whether worker id holds no mark (it died, or stopped).
+	Dead(ctx context.Context, id string) (bool, error)
+}
+
+// LivenessInterval is how often a worker with a Liveness looks for the
+// confirmations of dead workers.
+const LivenessInterval = 5 * time.Second
+
 // DefaultMaxWorkers is how many jobs a worker process runs at once.
 const DefaultMaxWorkers = 40
 
@@ -140,6 +163,11 @@ type Queue[TTx any] struct {
 	// notify wakes the workers for jobs that a store inserts itself
 	// (ConfirmationJob); nil where the driver has no LISTEN/NOTIFY.
 	notify *notifyLimiter
+	// id is this worker's River client id; liveness, if set, tells dead
+	// workers, whose jobs this one takes up (stopLiveness ends that).
+	id           string
+	liveness     Liveness
+	stopLiveness func()
 }
 
 // New migrates River's tables with driver and returns a queue. The shop's
@@ -162,6 +190,11 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 		JobTimeout:        min(jobWorkTimeout, cfg.RescueStuckJobsAfter),
 		FetchPollInterval: cfg.PollInterval,
 		FetchCooldown:     cfg.FetchCooldown,
+	}
+	var id string
+	if cfg.Work && cfg.Liveness != nil {
+		id = workerID()
+		rc.ID = id
 	}
 	if cfg.Work {
 		workers := river.NewWorkers()
@@ -191,11 +224,21 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	q := &Queue[TTx]{client: client, exec: driver.GetExecutor(), work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger}
+	q := &Queue[TTx]{client: client, exec: driver.GetExecutor(), work: cfg.Work, soleWorker: cfg.SoleWorker, log: cfg.Logger,
+		id: id, liveness: cfg.Liveness, stopLiveness: func() {}}
 	if driver.SupportsListenNotify() {
 		q.notify = &notifyLimiter{every: rc.FetchCooldown}
 	}
 	return q, nil
+}
+
+// workerID is a River client id unique to this process's queue: host, pid
+// and a random part, so a restarted worker never takes a dead one's id.
+func workerID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("shop-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Migrate brings River's tables up to date.
@@ -311,7 +354,12 @@ func (q *Queue[TTx]) Start(ctx context.Context) error {
 		return nil
 	}
 	if q.soleWorker {
-		if err := q.requeueOrphans(ctx); err != nil {
+		if err := q.requeueOrphans(ctx, nil); err != nil {
+			return err
+		}
+	}
+	if q.liveness != nil {
+		if err := q.watchLiveness(ctx); err != nil {
 			return err
 		}
 	}
@@ -321,12 +369,60 @@ func (q *Queue[TTx]) Start(ctx context.Context) error {
 	return nil
 }
 
+// watchLiveness marks this worker alive, takes up the dead workers'
+// confirmations once, and then every LivenessInterval until Stop.
+func (q *Queue[TTx]) watchLiveness(ctx context.Context) error {
+	release, err := q.liveness.Hold(ctx, q.id)
+	if err != nil {
+		return fmt.Errorf("mark the worker alive: %w", err)
+	}
+	taken := map[int64]bool{} // orphans this worker re-enqueued already
+	dead := func(ctx context.Context, job *rivertype.JobRow) (bool, error) {
+		if taken[job.ID] || len(job.AttemptedBy) == 0 {
+			return false, nil
+		}
+		owner := job.AttemptedBy[len(job.AttemptedBy)-1]
+		if owner == q.id {
+			return false, nil
+		}
+		d, err := q.liveness.Dead(ctx, owner)
+		if d {
+			taken[job.ID] = true
+		}
+		return d, err
+	}
+	if err := q.requeueOrphans(ctx, dead); err != nil {
+		release()
+		return err
+	}
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(LivenessInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if err := q.requeueOrphans(wctx, dead); err != nil && wctx.Err() == nil {
+					q.log.WarnContext(wctx, "looking for dead workers' jobs", "error", err.Error())
+				}
+			}
+		}
+	}()
+	q.stopLiveness = func() { stop(); <-done; release() }
+	return nil
+}
+
 // requeueOrphans enqueues again every confirmation that is marked running
-// although no worker is alive (the caller vouches for that with
-// Config.SoleWorker): the process that ran it was killed. The confirmation
-// is idempotent (one mail per order, the status moves once), so the
-// orphan, once River's rescuer retries it, only finds the work done.
-func (q *Queue[TTx]) requeueOrphans(ctx context.Context) error {
+// although its worker is dead: every one when orphaned is nil (no worker
+// is alive: the caller vouches for that with Config.SoleWorker), else
+// those orphaned says. The process that ran it was killed. The
+// confirmation is idempotent (one mail per order, the status moves once),
+// so the orphan, once River's rescuer retries it, only finds the work done.
+func (q *Queue[TTx]) requeueOrphans(ctx context.Context, orphaned func(context.Context, *rivertype.JobRow) (bool, error)) error {
 	params := river.NewJobListParams().States(rivertype.JobStateRunning).Kinds(OrderPlacedArgs{}.Kind()).First(10000)
 	for {
 		res, err := q.client.JobList(ctx, params)
@@ -334,6 +430,14 @@ func (q *Queue[TTx]) requeueOrphans(ctx context.Context) error {
 			return fmt.Errorf("list orphaned jobs: %w", err)
 		}
 		for _, job := range res.Jobs {
+			if orphaned != nil {
+				if ok, err := orphaned(ctx, job); err != nil || !ok {
+					if err != nil {
+						return fmt.Errorf("is job %d's worker alive: %w", job.ID, err)
+					}
+					continue
+				}
+			}
 			var args OrderPlacedArgs
 			if err := json.Unmarshal(job.EncodedArgs, &args); err != nil {
 				return fmt.Errorf("orphaned job %d: %w", job.ID, err)
@@ -388,6 +492,7 @@ func (q *Queue[TTx]) Stop(ctx context.Context) error {
 	if !q.work {
 		return nil
 	}
+	defer q.stopLiveness()
 	err := q.client.Stop(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		q.log.WarnContext(ctx, "running jobs did not finish in time; cancelling them")
