@@ -36,6 +36,9 @@ func testRunner(t *testing.T) *Runner {
 // user sees the difference, and the lab calls it a performance problem;
 // both systems are stopped and their directories removed.
 func TestRunnerMeasuresAKnownDelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts two systems and loads them (the run without -short measures it)")
+	}
 	e := Experiment{Name: "delay", Claim: "a sleep is slow", Expected: VerdictPerformance, Measure: MeasureBaseline,
 		Path: "/", Endpoint: "GET /", Requests: 40, Without: served("0s"), With: served("20ms")}
 	e.defaults()
