@@ -20,6 +20,7 @@ import (
 	"github.com/perfscale/perfscale/shop/postgres"
 	shopredis "github.com/perfscale/perfscale/shop/redis"
 	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/shard"
 )
 
 // config is the service's settings (app.Config) and the command's own.
@@ -41,11 +42,13 @@ type setting struct {
 	flag string // empty: set by the environment only
 	env  string
 	def  string // the default, as the flag takes it
-	// list: a repeatable flag, a comma-separated list in the environment;
+	// list: a repeatable flag, a comma-separated list in the environment
+	// (spaced: separated by spaces, for values that may hold commas);
 	// parse gets the values one per line.
-	list  bool
-	usage string
-	parse func(c *config, v string) error
+	list   bool
+	spaced bool
+	usage  string
+	parse  func(c *config, v string) error
 }
 
 // settings is the configuration table, in the order values are checked.
@@ -60,7 +63,8 @@ var settings = []setting{
 	{flag: "redis-prefix", env: "SHOP_REDIS_PREFIX", def: "shop:", usage: "prefix of every Redis key and channel: one per database sharing a Redis", parse: text(func(c *config) *string { return &c.RedisPrefix })},
 	{flag: "nats-stream", env: "SHOP_NATS_STREAM", def: shopnats.DefaultStream, usage: "JetStream stream of the order events, one per database sharing a NATS; its subjects are its name in lower case with _ as . (SHOP_ORDERS: shop.orders.<id>.<status>)", parse: parseStream},
 	{flag: "nats", env: "SHOP_NATS_URL", usage: "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it", parse: parseNATS},
-	{flag: "db", env: "SHOP_DATABASE_URL", usage: "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir", parse: parseDB},
+	{flag: "db", env: "SHOP_DATABASE_URL", list: true, spaced: true, usage: "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir; with --shards S, given S times, once per shard, shard 1 first", parse: parseDB},
+	{flag: "shards", env: "SHOP_SHARDS", usage: "spread sessions and orders over S PostgreSQL servers, the --db URLs in shard order (docs/sharding.md); empty: one database, unsharded", parse: parseShards},
 	{flag: "db-replica", env: "SHOP_DB_REPLICAS", list: true, usage: "PostgreSQL read replica URL, repeatable: the menu, items and own-order reads go there, writes to --db", parse: parseReplicas},
 	{flag: "db-max-conns", env: "SHOP_DB_MAX_CONNS", def: strconv.Itoa(postgres.DefaultMaxConns), usage: "PostgreSQL pool size per process (and per replica)", parse: parseMaxConns},
 	{flag: "db-connect-timeout", env: "SHOP_DB_CONNECT_TIMEOUT", def: postgres.DefaultConnectTimeout.String(), usage: "how long connecting to PostgreSQL may take", parse: positiveDuration("db-connect-timeout", func(c *config) *time.Duration { return &c.Postgres.ConnectTimeout })},
@@ -89,6 +93,9 @@ const help = "Usage: shop [flags]\n       shop migrate [flags]\n       shop drop
 
 // flagUsage is a setting's line in --help.
 func (s setting) flagUsage() string {
+	if s.list && s.spaced {
+		return fmt.Sprintf("%s (env %s, space-separated)", s.usage, s.env)
+	}
 	if s.list {
 		return fmt.Sprintf("%s (env %s, comma-separated)", s.usage, s.env)
 	}
@@ -122,6 +129,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return nil, err
 		}
 	}
+	if len(c.Postgres.Replicas) > 0 && len(c.ShardURLs) > 0 {
+		return nil, errors.New("--db-replica cannot be used with --shards: read replicas are of one primary")
+	}
 	if len(c.Postgres.Replicas) > 0 && c.DatabaseURL == "" {
 		return nil, errors.New("--db-replica needs --db: read replicas are of a PostgreSQL primary")
 	}
@@ -144,6 +154,9 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []func() string) {
 			values[i] = func() string { return initial }
 		case s.list:
 			l := &urlList{urls: splitList(initial)}
+			if s.spaced {
+				l.urls = strings.Fields(initial)
+			}
 			fs.Var(l, s.flag, s.flagUsage())
 			values[i] = func() string { return strings.Join(l.urls, "\n") }
 		default:
@@ -345,13 +358,41 @@ func parsePostgresURL(name, v string) error {
 	return nil
 }
 
+// parseDB reads --db, once or once per shard; parseShards, after it,
+// says which.
 func parseDB(c *config, v string) error {
-	if v != "" {
-		if err := parsePostgresURL("db", v); err != nil {
+	urls := strings.FieldsFunc(v, func(r rune) bool { return r == '\n' })
+	for _, u := range urls {
+		if err := parsePostgresURL("db", u); err != nil {
 			return err
 		}
 	}
-	c.DatabaseURL = v
+	if len(urls) > 0 {
+		c.DatabaseURL = urls[0]
+	}
+	c.ShardURLs = urls
+	return nil
+}
+
+// parseShards checks --shards against the --db list: S URLs for S
+// shards, a guard against a half-edited list.
+func parseShards(c *config, v string) error {
+	urls := c.ShardURLs
+	c.ShardURLs = nil
+	if v == "" {
+		if len(urls) > 1 {
+			return fmt.Errorf("--db is given %d times: say --shards %d to spread the data over them (docs/sharding.md), or give one --db", len(urls), len(urls))
+		}
+		return nil
+	}
+	n, err := wholeNumber("shards", v, 1, shard.MaxShards, fmt.Sprintf("a whole number from 1 to %d", shard.MaxShards))
+	if err != nil {
+		return err
+	}
+	if len(urls) != n {
+		return fmt.Errorf("--shards %d needs --db given %d times, one PostgreSQL URL per shard in shard order, got %d", n, n, len(urls))
+	}
+	c.ShardURLs = urls
 	return nil
 }
 

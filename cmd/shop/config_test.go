@@ -31,7 +31,7 @@ func docTable(t *testing.T) []documented {
 		}
 		r := documented{
 			flag: strings.Trim(strings.TrimPrefix(cells[0], "| "), "`-"),
-			env:  strings.Trim(strings.TrimSuffix(cells[1], " (comma-separated)"), "`"),
+			env:  strings.Trim(strings.TrimSuffix(strings.TrimSuffix(cells[1], " (comma-separated)"), " (space-separated)"), "`"),
 			def:  cells[2],
 		}
 		if r.flag == "(none)" {
@@ -159,6 +159,21 @@ func TestEveryFlagFallsBackToItsEnvironmentVariable(t *testing.T) {
 	c, err := parseConfig([]string{"--db-replica", "postgres://c/x"}, func(k string) string { return env[k] }, &bytes.Buffer{})
 	if err != nil || !slices.Equal(c.Postgres.Replicas, []string{"postgres://c/x"}) {
 		t.Errorf("--db-replica over SHOP_DB_REPLICAS: %v (%v), want the flag's alone", c.Postgres.Replicas, err)
+	}
+	// SHOP_DATABASE_URL lists shards separated by spaces (a multi-host URL
+	// holds commas); --db given again replaces the environment's list.
+	env = map[string]string{"SHOP_DATABASE_URL": " postgres://a/x  postgres://h1,h2/x ", "SHOP_SHARDS": "2"}
+	c, err = parseConfig(nil, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if err != nil || !slices.Equal(c.ShardURLs, []string{"postgres://a/x", "postgres://h1,h2/x"}) || c.DatabaseURL != "postgres://a/x" {
+		t.Errorf("SHOP_DATABASE_URL with two shards: %v (%v)", c.ShardURLs, err)
+	}
+	c, err = parseConfig([]string{"--db", "postgres://c/x", "--db", "postgres://d/x", "--db", "postgres://e/x", "--shards", "3"}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	if err != nil || !slices.Equal(c.ShardURLs, []string{"postgres://c/x", "postgres://d/x", "postgres://e/x"}) {
+		t.Errorf("--db three times over SHOP_DATABASE_URL: %v (%v)", c.ShardURLs, err)
+	}
+	c, err = parseConfig([]string{"--db", "postgres://c/x"}, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil || c.ShardURLs != nil || c.DatabaseURL != "postgres://c/x" {
+		t.Errorf("one --db without --shards is unsharded: %v %q (%v)", c.ShardURLs, c.DatabaseURL, err)
 	}
 }
 

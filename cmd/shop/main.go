@@ -79,7 +79,7 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 // date, as a step of its own, so replicas starting together never race to
 // migrate (on PostgreSQL they refuse to start on an old schema).
 func migrate(ctx context.Context, cfg *config, log *slog.Logger) error {
-	bc := backend.Config{DatabaseURL: cfg.DatabaseURL, Postgres: cfg.Postgres, Jobs: jobs.Config{Logger: log}}
+	bc := backend.Config{DatabaseURL: cfg.DatabaseURL, ShardURLs: cfg.ShardURLs, Postgres: cfg.Postgres, Jobs: jobs.Config{Logger: log}}
 	if cfg.DatabaseURL == "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return fmt.Errorf("data directory: %w", err)

@@ -52,7 +52,10 @@ type Config struct {
 	// DatabaseURL selects PostgreSQL; empty runs the embedded SQLite
 	// default in DataDir.
 	DatabaseURL string
-	Postgres    postgres.Options
+	// ShardURLs, when set, are the PostgreSQL shards, shard 1 first
+	// (DatabaseURL is shard 1's): docs/sharding.md.
+	ShardURLs []string
+	Postgres  postgres.Options
 	// RedisURL enables the shared cache layer; empty: none.
 	RedisURL, RedisPrefix string
 	// NATSURL enables order events on NATS JetStream; empty: none (order
@@ -90,6 +93,11 @@ type Config struct {
 	// (0: resilience.DefaultStallAfter).
 	StallAfter time.Duration
 }
+
+// StockFigureEvery is how often a replica of a sharded store sums every
+// shard's quotas into the stock its item pages show (how stale the
+// figure may be; the menu's sold-out state is not stale by this).
+const StockFigureEvery = 2 * time.Second
 
 // App is a built shop process.
 type App struct {
@@ -181,8 +189,9 @@ func (a *App) openStore(ctx context.Context) error {
 	reads := a.guards.Guard(resilience.Config{Name: "database-read", What: "the database", StallAfter: a.cfg.StallAfter})
 	writes := a.guards.Guard(resilience.Config{Name: "database-write", What: "the database", StallAfter: a.cfg.StallAfter})
 	// The guards sit outside the timing: a refused call is no store call,
-	// and each attempt of a retried one is.
-	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, Postgres: a.cfg.Postgres, Wrap: func(s shop.Store) shop.Store {
+	// and each attempt of a retried one is. On a sharded store each shard
+	// is wrapped, behind the same guards.
+	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, ShardURLs: a.cfg.ShardURLs, Postgres: a.cfg.Postgres, Jobs: jobs.Config{Logger: a.log}, Wrap: func(s shop.Store) shop.Store {
 		a.guarded = resilience.NewStore(timed(s), reads, writes)
 		return a.guarded
 	}}
@@ -200,6 +209,10 @@ func (a *App) openStore(ctx context.Context) error {
 	}
 	a.onClose(b.Close)
 	a.backend, a.store, a.carts = b, b.Store, b.Store
+	if b.Sharded != nil {
+		// The item pages' stock figure: every shard's quotas summed.
+		go b.Sharded.RunStockFigures(a.background, StockFigureEvery)
+	}
 	if n, err := b.Seed(ctx, seed.Items(a.cfg.SeedItems)); err != nil {
 		return err
 	} else if n > 0 {

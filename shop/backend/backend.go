@@ -20,6 +20,7 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/postgres"
+	"github.com/perfscale/perfscale/shop/sharded"
 	"github.com/perfscale/perfscale/shop/sqlite"
 	"github.com/perfscale/perfscale/shop/sqlstore"
 )
@@ -29,6 +30,10 @@ type Config struct {
 	// DatabaseURL selects PostgreSQL (postgres://...); empty selects the
 	// embedded SQLite file at SQLitePath.
 	DatabaseURL string
+	// ShardURLs, when set, are the PostgreSQL shards (docs/sharding.md):
+	// shard k is the k-th; DatabaseURL is not used. One URL is a sharded
+	// store of one shard.
+	ShardURLs []string
 	// Postgres tunes the PostgreSQL pools (size, timeouts, read replicas).
 	Postgres postgres.Options
 	// SQLitePath is the embedded default's database file.
@@ -71,8 +76,12 @@ type Backend struct {
 	// SQLite is the embedded database (nil on other stores), for tests
 	// that look at River's tables.
 	SQLite *sqlite.DB
-	// Postgres is the PostgreSQL database (nil on the embedded default).
+	// Postgres is the PostgreSQL database (nil on the embedded default;
+	// shard 1 on a sharded store).
 	Postgres *postgres.DB
+	// Sharded is the store that routes over the shards (nil unless
+	// Config.ShardURLs): its admin reads fan out.
+	Sharded *sharded.Store
 
 	now      func() time.Time
 	newQueue func(ctx context.Context, store shop.Store, cfg jobs.Config) (Queue, error)
@@ -99,6 +108,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 // migrate` has run (see Migrate), so N replicas starting together do not
 // race.
 func OpenStore(ctx context.Context, cfg Config) (*Backend, error) {
+	if len(cfg.ShardURLs) > 0 {
+		return openShards(ctx, cfg)
+	}
 	if cfg.DatabaseURL != "" {
 		return openPostgres(ctx, cfg)
 	}
@@ -179,6 +191,9 @@ func (b *Backend) OpenQueue(ctx context.Context, cfg jobs.Config) error {
 // date: `shop migrate`. It is safe to run while replicas serve, and two
 // runs at once wait for each other.
 func Migrate(ctx context.Context, cfg Config) (where string, err error) {
+	if len(cfg.ShardURLs) > 0 {
+		return migrateShards(ctx, cfg)
+	}
 	if cfg.DatabaseURL == "" {
 		db, err := sqlite.Open(ctx, cfg.SQLitePath, cfg.SQLiteOptions...)
 		if err != nil {

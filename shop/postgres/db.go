@@ -296,3 +296,11 @@ type Store = sqlstore.Store
 func NewStore(db *DB, now func() time.Time) *Store {
 	return sqlstore.New(flowDB{db}, dialect{}, now)
 }
+
+// NewShardStore returns the store of one shard of several (shop/sharded
+// routes to it): the same store, whose session and order ids carry their
+// bucket and whose menu follows the sold-out flag instead of its own
+// quota (docs/sharding.md).
+func NewShardStore(db *DB, now func() time.Time) *Store {
+	return sqlstore.New(flowDB{db}, dialect{sharded: true}, now)
+}

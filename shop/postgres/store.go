@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/shard"
 	"github.com/perfscale/perfscale/shop/sqlstore"
 )
 
@@ -65,8 +66,8 @@ func (f flowDB) Seed(ctx context.Context, items []shop.Item, at time.Time) (int,
 
 // dialect is PostgreSQL's text for the statements that differ: arrays
 // bound as one parameter, so each statement has one text whatever the
-// count.
-type dialect struct{}
+// count. sharded: the database is one shard of several (NewShardStore).
+type dialect struct{ sharded bool }
 
 func (dialect) InIDs(column string, ids []int64) (string, []any) {
 	return column + ` = ANY(?)`, []any{ids}
@@ -74,8 +75,37 @@ func (dialect) InIDs(column string, ids []int64) (string, []any) {
 
 // NewOrderID names the order's id from its created_at: the id carries the
 // month its partition is (migrations/00010).
-func (dialect) NewOrderID(createdAt int64) (string, []any) {
+// On a shard the low 10 bits are the session's bucket, which its id
+// carries (NewSessionID), so a call naming only the order id finds its
+// shard (docs/sharding.md).
+func (d dialect) NewOrderID(createdAt, sessionID int64) (string, []any) {
+	if d.sharded {
+		return `order_id_at(?) | (?::BIGINT & 1023)`, []any{createdAt, sessionID}
+	}
 	return `order_id_at(?)`, []any{createdAt}
+}
+
+// NewSessionID numbers a shard's session seq << 10 | the bucket of its
+// token (shard.MakeID); one database numbers its sessions as before.
+func (d dialect) NewSessionID(tokenHash string) (string, []any, error) {
+	if !d.sharded {
+		return "", nil, nil
+	}
+	b, err := shard.BucketOfTokenHash(tokenHash)
+	if err != nil {
+		return "", nil, err
+	}
+	return `(nextval('sessions_id_seq') << 10) | ?::BIGINT`, []any{int64(b)}, nil
+}
+
+// MenuInStock: a shard's stock is its quota, so an item leaves the menu
+// when the catalog's home (shard 1) has it sold out on every shard
+// (shop/sharded sets the flag).
+func (d dialect) MenuInStock() string {
+	if d.sharded {
+		return "NOT sold_out"
+	}
+	return "stock > 0"
 }
 
 // SessionOrders bounds a session's orders below by its creation's month,

@@ -102,3 +102,24 @@ func BucketOfID(what string, id int64) (Bucket, error) {
 
 // SeqOfID is the sequence number MakeID put in id.
 func SeqOfID(id int64) int64 { return id >> bucketBits }
+
+// Transfer is a move of quota (escrow, docs/sharding.md) between shards:
+// Units of Item debited on the shard that records it, for shard To (from
+// 0). ID makes its credit apply once however often it is retried.
+type Transfer struct {
+	ID    string
+	Item  int64
+	Units int64
+	To    int
+}
+
+// Share is shard k's (from 0) quota of a stock of n units over s shards:
+// n/s each, the first n%s shards one more, so the shares add up to n and
+// the catalog's home (shard 0) has none only when n is 0.
+func Share(n int64, s, k int) int64 {
+	q := n / int64(s)
+	if int64(k) < n%int64(s) {
+		q++
+	}
+	return q
+}

@@ -77,7 +77,13 @@ func (dialect) InIDs(column string, ids []int64) (string, []any) {
 
 // NewOrderID lets SQLite number the order (NULL into an INTEGER PRIMARY
 // KEY is the next rowid).
-func (dialect) NewOrderID(int64) (string, []any) { return `NULL`, nil }
+func (dialect) NewOrderID(int64, int64) (string, []any) { return `NULL`, nil }
+
+// NewSessionID lets SQLite number the session.
+func (dialect) NewSessionID(string) (string, []any, error) { return "", nil, nil }
+
+// MenuInStock: one database's stock is the item's whole stock.
+func (dialect) MenuInStock() string { return "stock > 0" }
 
 // SessionOrders adds nothing: SQLite's orders are one table.
 func (dialect) SessionOrders(int64) (string, []any) { return "", nil }

@@ -28,7 +28,7 @@ func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) {
 			return fmt.Errorf("menu version: %w", err)
 		}
 		rows, err := q.Query(ctx, `SELECT id, name, description, price_cents, category
-			FROM items WHERE available AND stock > 0 ORDER BY category, id`)
+			FROM items WHERE available AND `+s.dialect.MenuInStock()+` ORDER BY category, id`)
 		if err != nil {
 			return fmt.Errorf("menu items: %w", err)
 		}

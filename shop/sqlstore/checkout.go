@@ -74,7 +74,7 @@ func (c *checkoutTx) ReserveStock(ctx context.Context, itemID int64, n int) (int
 }
 
 func (c *checkoutTx) InsertOrder(ctx context.Context, o *shop.Order) error {
-	id, args := c.store.dialect.NewOrderID(Micros(o.CreatedAt))
+	id, args := c.store.dialect.NewOrderID(Micros(o.CreatedAt), o.SessionID)
 	args = append(args, o.SessionID, o.Status, o.CustomerName, o.Email, o.Notes, o.TotalCents,
 		Micros(o.CreatedAt), Micros(o.UpdatedAt))
 	if err := c.tx.QueryRow(ctx, `INSERT INTO orders

@@ -16,8 +16,17 @@ import (
 func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
 	now := s.now().Truncate(time.Microsecond)
 	sess := &shop.Session{CreatedAt: now, ExpiresAt: now.Add(shop.SessionTTL)}
-	err := s.db.Writer().QueryRow(ctx, `INSERT INTO sessions (token_hash, created_at, expires_at)
+	id, args, err := s.dialect.NewSessionID(tokenHash)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		err = s.db.Writer().QueryRow(ctx, `INSERT INTO sessions (token_hash, created_at, expires_at)
 		VALUES (?, ?, ?) RETURNING id`, tokenHash, Micros(sess.CreatedAt), Micros(sess.ExpiresAt)).Scan(&sess.ID)
+	} else {
+		err = s.db.Writer().QueryRow(ctx, `INSERT INTO sessions (id, token_hash, created_at, expires_at)
+		VALUES (`+id+`, ?, ?, ?) RETURNING id`, append(args, tokenHash, Micros(sess.CreatedAt), Micros(sess.ExpiresAt))...).Scan(&sess.ID)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}

@@ -99,7 +99,17 @@ type Dialect interface {
 	// NewOrderID is the value of a new order's id column, created at
 	// createdAt (unix microseconds), with its arguments: NULL lets the
 	// database number it; PostgreSQL's ids carry their partition's month.
-	NewOrderID(createdAt int64) (expr string, args []any)
+	// sessionID is the order's session: a sharded PostgreSQL store puts
+	// the session's bucket in the order's id (docs/sharding.md).
+	NewOrderID(createdAt, sessionID int64) (expr string, args []any)
+	// NewSessionID is the value of a new session's id column, with its
+	// arguments; empty lets the database number it as it always has. A
+	// sharded store puts the bucket of the session's token in the id.
+	NewSessionID(tokenHash string) (expr string, args []any, err error)
+	// MenuInStock is the condition (on items) that puts an available item
+	// on the menu: stock > 0 on one database; on a sharded store, where a
+	// shard's stock is only its quota, not being sold out on every shard.
+	MenuInStock() string
 	// SessionOrders is a condition (empty, or starting with AND) that
 	// narrows a session's orders to where they can be, with its arguments:
 	// on PostgreSQL, the partitions of the months the session lived in.

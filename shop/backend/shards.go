@@ -1,0 +1,220 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/postgres"
+	"github.com/perfscale/perfscale/shop/shard"
+	"github.com/perfscale/perfscale/shop/sharded"
+)
+
+// ReconcileEvery is how often a worker of a sharded store finishes the
+// quota transfers a crash left half done (sharded.Reconcile).
+const ReconcileEvery = 5 * time.Second
+
+// openShards opens every shard of cfg.ShardURLs (shard k the k-th URL,
+// which its database must agree to), each shard's store wrapped by
+// cfg.Wrap, and the store that routes over them. Each shard gets its own
+// job queue on its own River tables (OpenQueue).
+func openShards(ctx context.Context, cfg Config) (*Backend, error) {
+	var dbs []*postgres.DB
+	closeAll := func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}
+	shards := make([]sharded.Shard, len(cfg.ShardURLs))
+	raws := make([]*postgres.Store, len(cfg.ShardURLs))
+	var where []string
+	for k, url := range cfg.ShardURLs {
+		db, err := openShard(ctx, cfg, url, k)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("shard %d: %w", k+1, err)
+		}
+		dbs = append(dbs, db)
+		raws[k] = postgres.NewShardStore(db, cfg.Now)
+		shards[k] = sharded.Shard{Store: wrap(cfg.Wrap, raws[k]), Escrow: db}
+		where = append(where, db.Where())
+	}
+	routed, err := sharded.New(shards, cfg.Jobs.Logger)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	b := &Backend{Store: routed, Sharded: routed, Where: fmt.Sprintf("postgres, %d shards: %s", len(dbs), strings.Join(where, ", ")),
+		Postgres: dbs[0], now: cfg.Now, close: routed.Close}
+	b.seed = func(ctx context.Context, items []shop.Item) (int, error) {
+		return routed.Seed(ctx, items, func(ctx context.Context, k int, items []shop.Item) (int, error) {
+			return raws[k].SeedIfEmpty(ctx, items)
+		})
+	}
+	b.newQueue = func(ctx context.Context, _ shop.Store, jc jobs.Config) (Queue, error) {
+		return newShardQueues(ctx, cfg, routed, dbs, shards, jc)
+	}
+	return b, nil
+}
+
+func openShard(ctx context.Context, cfg Config, url string, k int) (*postgres.DB, error) {
+	db, err := postgres.Open(ctx, url, cfg.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	err = db.CheckSchema(ctx)
+	if err == nil {
+		err = partitionMaintenance(db, cfg.Now, cfg.Jobs.Logger)(ctx)
+	}
+	if err == nil {
+		err = db.ClaimShard(ctx, k+1)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// shardQueues is one River client per shard in one process, each on its
+// shard's pool with its shard's store: a checkout's job is inserted in
+// its own transaction on its own shard, and runs there. A worker process
+// also runs the reconciler.
+type shardQueues struct {
+	m      *shard.Map
+	queues []Queue
+	routed *sharded.Store
+	log    *slog.Logger
+	work   bool
+	stop   context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func newShardQueues(ctx context.Context, cfg Config, routed *sharded.Store, dbs []*postgres.DB, shards []sharded.Shard, jc jobs.Config) (*shardQueues, error) {
+	m, err := shard.Balanced(len(dbs))
+	if err != nil {
+		return nil, err
+	}
+	log := jc.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sq := &shardQueues{m: m, routed: routed, log: log, work: jc.Work}
+	for k, db := range dbs {
+		kc := jc
+		kc.NoMigrate = true
+		kc.Maintenance = partitionMaintenance(db, cfg.Now, jc.Logger)
+		if kc.PollInterval == 0 {
+			kc.PollInterval = time.Second
+		}
+		q, err := jobs.New[pgx.Tx](ctx, riverpgxv5.New(db.Pool()), shards[k].Store, kc)
+		if err != nil {
+			return nil, fmt.Errorf("shard %d: postgres at %s: %w", k+1, db.Where(), err)
+		}
+		sq.queues = append(sq.queues, q)
+	}
+	return sq, nil
+}
+
+// EnqueueOrderPlaced inserts the job with the queue of the order's shard,
+// in tx, the checkout's transaction there.
+func (sq *shardQueues) EnqueueOrderPlaced(ctx context.Context, tx shop.Tx, orderID int64) error {
+	b, err := shard.BucketOfID("order", orderID)
+	if err != nil {
+		return err
+	}
+	return sq.queues[sq.m.Owner(b)].EnqueueOrderPlaced(ctx, tx, orderID)
+}
+
+// Start starts every shard's queue (and the reconciler, in a worker).
+func (sq *shardQueues) Start(ctx context.Context) error {
+	for k, q := range sq.queues {
+		if err := q.Start(ctx); err != nil {
+			for _, started := range sq.queues[:k] {
+				started.Stop(ctx)
+			}
+			return fmt.Errorf("shard %d: %w", k+1, err)
+		}
+	}
+	if sq.work {
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		sq.stop = stop
+		sq.done.Add(1)
+		go sq.reconcile(rctx)
+	}
+	return nil
+}
+
+func (sq *shardQueues) reconcile(ctx context.Context) {
+	defer sq.done.Done()
+	t := time.NewTicker(ReconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := sq.routed.Reconcile(ctx, sharded.TransferGrace)
+		if err != nil && ctx.Err() == nil {
+			sq.log.WarnContext(ctx, "reconcile quotas", "error", err)
+		}
+		if n > 0 {
+			sq.log.InfoContext(ctx, "quota transfers finished by the reconciler", "transfers", n)
+		}
+	}
+}
+
+// Stop stops the reconciler and every shard's queue.
+func (sq *shardQueues) Stop(ctx context.Context) error {
+	if sq.stop != nil {
+		sq.stop()
+		sq.done.Wait()
+	}
+	var errs []error
+	for k, q := range sq.queues {
+		if err := q.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shard %d: %w", k+1, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Backlog is every shard's waiting jobs together, the oldest's age the
+// oldest of all.
+func (sq *shardQueues) Backlog(ctx context.Context) (jobs.Backlog, error) {
+	var sum jobs.Backlog
+	for k, q := range sq.queues {
+		b, err := q.Backlog(ctx)
+		if err != nil {
+			return sum, fmt.Errorf("shard %d: %w", k+1, err)
+		}
+		sum.Waiting += b.Waiting
+		sum.OldestAge = max(sum.OldestAge, b.OldestAge)
+	}
+	return sum, nil
+}
+
+// migrateShards is Migrate of every shard, one after the other.
+func migrateShards(ctx context.Context, cfg Config) (string, error) {
+	var where []string
+	for k, url := range cfg.ShardURLs {
+		one := cfg
+		one.ShardURLs, one.DatabaseURL = nil, url
+		w, err := Migrate(ctx, one)
+		if err != nil {
+			return strings.Join(append(where, w), ", "), fmt.Errorf("shard %d: %w", k+1, err)
+		}
+		where = append(where, w)
+	}
+	return strings.Join(where, ", "), nil
+}

@@ -1,0 +1,237 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/shard"
+)
+
+// The escrow primitives of one shard (docs/sharding.md, migration 00011):
+// a shard's items.stock is its quota, moved between shards by transfers
+// that only go forward, and the catalog's home keeps the sold-out flag.
+// shop/sharded composes them; each is one transaction on this database.
+
+// ClaimShard records that this database is shard number (from 1), or
+// fails if it was recorded as another: a reordered --db list would send
+// sessions to the wrong server.
+func (db *DB) ClaimShard(ctx context.Context, number int) error {
+	var got int
+	err := db.primary.QueryRow(ctx, `WITH claim AS (
+			INSERT INTO shard_identity (id, shard) VALUES (1, $1) ON CONFLICT (id) DO NOTHING RETURNING shard)
+		SELECT shard FROM claim UNION ALL SELECT shard FROM shard_identity`, number).Scan(&got)
+	if err != nil {
+		return fmt.Errorf("postgres at %s: shard number: %w", db.where, unavailable(err))
+	}
+	if got != number {
+		return fmt.Errorf("postgres at %s is shard %d, but it is given as shard %d: keep the --db list in the order the shards were made", db.where, got, number)
+	}
+	return nil
+}
+
+// DebitQuota takes units of item's quota for shard to: at least need and
+// up to half the quota when that is more (so the next checkouts find
+// quota where the demand is), none when the quota is below need... unless
+// partial is true, when it takes what there is. It records the transfer
+// as sent in the same transaction and reports the units taken (0: none).
+func (db *DB) DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (int64, error) {
+	var taken int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var quota int64
+		err := tx.QueryRow(ctx, `SELECT stock FROM items WHERE id = $1 FOR UPDATE`, item).Scan(&quota)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return shop.Errorf(shop.ENOTFOUND, "item %d does not exist", item)
+		}
+		if err != nil {
+			return err
+		}
+		taken = min(quota, max(need, quota/2))
+		if taken <= 0 || (taken < need && !partial) {
+			taken = 0
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE items SET stock = stock - $2 WHERE id = $1`, item, taken); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO quota_transfers (id, item_id, units, to_shard) VALUES ($1, $2, $3, $4)`, id, item, taken, to+1)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("debit quota of item %d: %w", item, err)
+	}
+	return taken, nil
+}
+
+// CreditQuota adds a transfer's units to this shard's quota once: a
+// second credit of the same transfer adds nothing. applied says whether
+// this call added them.
+func (db *DB) CreditQuota(ctx context.Context, t shard.Transfer) (applied bool, err error) {
+	tag, err := db.primary.Exec(ctx, `WITH t AS (
+			INSERT INTO quota_received (id, item_id, units) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING item_id, units)
+		UPDATE items SET stock = items.stock + t.units FROM t WHERE items.id = t.item_id`, t.ID, t.Item, t.Units)
+	if err != nil {
+		return false, fmt.Errorf("credit quota of item %d: %w", t.Item, unavailable(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkTransferReceived records on the donor that the receiver has the
+// transfer's units.
+func (db *DB) MarkTransferReceived(ctx context.Context, id string) error {
+	if _, err := db.primary.Exec(ctx, `UPDATE quota_transfers SET state = 'received' WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("mark transfer received: %w", unavailable(err))
+	}
+	return nil
+}
+
+// SentTransfers are the transfers debited here at least olderThan ago and
+// not yet marked received: what a crash between debit and credit left.
+func (db *DB) SentTransfers(ctx context.Context, olderThan time.Duration, limit int) ([]shard.Transfer, error) {
+	rows, err := db.primary.Query(ctx, `SELECT id, item_id, units, to_shard - 1 FROM quota_transfers
+		WHERE state = 'sent' AND created_at <= now() - $1::INTERVAL ORDER BY created_at LIMIT $2`, olderThan, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sent transfers: %w", unavailable(err))
+	}
+	ts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[shard.Transfer])
+	if err != nil {
+		return nil, fmt.Errorf("sent transfers: %w", unavailable(err))
+	}
+	return ts, nil
+}
+
+// Quotas is this shard's quota of every item that has any, and the
+// units it has sent that no shard has been credited yet.
+func (db *DB) Quotas(ctx context.Context) (quota, inFlight map[int64]int64, err error) {
+	quota, inFlight = map[int64]int64{}, map[int64]int64{}
+	err = db.readSums(ctx, quota, `SELECT id, stock FROM items WHERE stock > 0`)
+	if err == nil {
+		err = db.readSums(ctx, inFlight, `SELECT item_id, sum(units)::BIGINT FROM quota_transfers WHERE state = 'sent' GROUP BY item_id`)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("quotas: %w", err)
+	}
+	return quota, inFlight, nil
+}
+
+// SalesPerItem is the units ordered of each item on this shard.
+func (db *DB) SalesPerItem(ctx context.Context) (map[int64]int64, error) {
+	sales := map[int64]int64{}
+	if err := db.readSums(ctx, sales, `SELECT item_id, sum(quantity)::BIGINT FROM order_lines GROUP BY item_id`); err != nil {
+		return nil, fmt.Errorf("sales per item: %w", err)
+	}
+	return sales, nil
+}
+
+func (db *DB) readSums(ctx context.Context, into map[int64]int64, query string) error {
+	rows, err := db.primary.Query(ctx, query)
+	if err != nil {
+		return unavailable(err)
+	}
+	var id, n int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { into[id] += n; return nil })
+	return unavailable(err)
+}
+
+// OrdersByStatus is this shard's newest orders in status, at most limit,
+// without their lines.
+func (db *DB) OrdersByStatus(ctx context.Context, status shop.Status, limit int) ([]shop.Order, error) {
+	rows, err := db.primary.Query(ctx, `SELECT id, session_id, status, total_cents, created_at, updated_at
+		FROM orders WHERE status = $1 ORDER BY id DESC LIMIT $2`, string(status), limit)
+	if err != nil {
+		return nil, fmt.Errorf("orders by status: %w", unavailable(err))
+	}
+	var out []shop.Order
+	var o shop.Order
+	var st string
+	var created, updated int64
+	_, err = pgx.ForEachRow(rows, []any{&o.ID, &o.SessionID, &st, &o.TotalCents, &created, &updated}, func() error {
+		o.Status, o.CreatedAt, o.UpdatedAt = shop.Status(st), time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("orders by status: %w", unavailable(err))
+	}
+	return out, nil
+}
+
+// StockEpoch is item's stock epoch on the catalog's home: it moves with
+// every admin change of the stock.
+func (db *DB) StockEpoch(ctx context.Context, item int64) (int64, error) {
+	var e int64
+	if err := db.primary.QueryRow(ctx, `SELECT stock_epoch FROM items WHERE id = $1`, item).Scan(&e); err != nil {
+		return 0, fmt.Errorf("stock epoch of item %d: %w", item, unavailable(err))
+	}
+	return e, nil
+}
+
+// SetSoldOut sets or clears item's sold-out flag on the catalog's home
+// and moves the menu's version when the flag changed. Setting it is
+// guarded by epoch (StockEpoch read before every shard was found empty),
+// so it cannot land after a refill; clearing it moves the epoch on.
+func (db *DB) SetSoldOut(ctx context.Context, item int64, soldOut bool, epoch int64) (changed bool, err error) {
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		var tag interface{ RowsAffected() int64 }
+		var err error
+		if soldOut {
+			tag, err = tx.Exec(ctx, `UPDATE items SET sold_out = true WHERE id = $1 AND NOT sold_out AND stock_epoch = $2`, item, epoch)
+		} else {
+			tag, err = tx.Exec(ctx, `UPDATE items SET sold_out = false, stock_epoch = stock_epoch + 1 WHERE id = $1 AND sold_out`, item)
+		}
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		changed = true
+		_, err = tx.Exec(ctx, `UPDATE catalog_version SET version = version + 1 WHERE id = 1`)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sold-out flag of item %d: %w", item, err)
+	}
+	return changed, nil
+}
+
+// RestockedEpoch moves item's stock epoch on and clears its sold-out
+// flag to soldOut, in one transaction with the version's bump: an admin
+// set the stock (the catalog's home only).
+func (db *DB) RestockedEpoch(ctx context.Context, item int64, soldOut bool) error {
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE items SET stock_epoch = stock_epoch + 1, sold_out = $2 WHERE id = $1`, item, soldOut); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE catalog_version SET version = version + 1 WHERE id = 1`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("restock item %d: %w", item, err)
+	}
+	return nil
+}
+
+// MarkEmptySoldOut sets the sold-out flag of every item with no stock on
+// this shard: after seeding the catalog's home, whose share of an item's
+// stock is 0 only when the whole stock is.
+func (db *DB) MarkEmptySoldOut(ctx context.Context) error {
+	if _, err := db.primary.Exec(ctx, `UPDATE items SET sold_out = true WHERE stock = 0 AND NOT sold_out`); err != nil {
+		return fmt.Errorf("mark sold out: %w", unavailable(err))
+	}
+	return nil
+}
+
+// SoldOutItems are the items flagged sold out (the catalog's home).
+func (db *DB) SoldOutItems(ctx context.Context) ([]int64, error) {
+	rows, err := db.primary.Query(ctx, `SELECT id FROM items WHERE sold_out ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("sold-out items: %w", unavailable(err))
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("sold-out items: %w", unavailable(err))
+	}
+	return ids, nil
+}

@@ -1,0 +1,217 @@
+package sharded
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/shard"
+)
+
+// maxBorrowRounds bounds how often one checkout borrows quota and tries
+// again: each round moves what the other shards had when asked, so a
+// third round only helps against checkouts racing for the same units.
+const maxBorrowRounds = 3
+
+// InCheckout runs the checkout on the session's shard, selling from that
+// shard's quota. When the quota is short it borrows from the other shards
+// and runs the checkout again (each attempt is the whole transaction, so
+// nothing of a refused one stays); when an item's quota ran out, it takes
+// quota ahead from another shard, or, when no shard has any, marks the
+// item sold out on the catalog's home.
+func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx shop.CheckoutTx) error) error {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return err
+	}
+	var emptied []int64
+	for round := 0; ; round++ {
+		emptied = emptied[:0]
+		err = s.shards[k].Store.InCheckout(ctx, sessionID, key, func(tx shop.CheckoutTx) error {
+			return fn(&quotaTx{CheckoutTx: tx, emptied: &emptied})
+		})
+		var short *shop.OutOfStockError
+		if round == maxBorrowRounds || !errors.As(err, &short) {
+			break
+		}
+		if !s.borrowFor(ctx, k, short.Items) {
+			break
+		}
+	}
+	if err == nil {
+		for _, item := range emptied {
+			s.refill(ctx, k, item)
+		}
+	}
+	return err
+}
+
+// quotaTx notes the items whose quota a checkout took to zero.
+type quotaTx struct {
+	shop.CheckoutTx
+	emptied *[]int64
+}
+
+func (q *quotaTx) ReserveStock(ctx context.Context, itemID int64, n int) (int64, bool, error) {
+	left, ok, err := q.CheckoutTx.ReserveStock(ctx, itemID, n)
+	if ok && err == nil && left == 0 {
+		*q.emptied = append(*q.emptied, itemID)
+	}
+	return left, ok, err
+}
+
+// borrowFor moves quota of the short items to shard k from the others;
+// moved says whether any unit moved (a new attempt may succeed). An item
+// that no shard had a unit of, every shard answering, is marked sold out.
+func (s *Store) borrowFor(ctx context.Context, k int, short []shop.Shortage) (moved bool) {
+	for _, sh := range short {
+		// The epoch is read before the shards are found empty: a refill
+		// in between moves it, and the sold-out flag does not land.
+		epoch, epochErr := s.home().Escrow.StockEpoch(ctx, sh.ItemID)
+		got, everyone := s.borrow(ctx, k, sh.ItemID, int64(sh.Requested)-sh.Available, true)
+		moved = moved || got > 0
+		if got == 0 && everyone && sh.Available == 0 && epochErr == nil {
+			s.setSoldOut(ctx, sh.ItemID, epoch)
+		}
+	}
+	return moved
+}
+
+// refill takes quota ahead for shard k, whose quota of item a checkout
+// took to zero; when no shard has any, the item is sold out.
+func (s *Store) refill(ctx context.Context, k int, item int64) {
+	epoch, err := s.home().Escrow.StockEpoch(ctx, item)
+	if err != nil {
+		s.log.WarnContext(ctx, "sold-out check skipped", "item", item, "error", err)
+		return
+	}
+	got, everyone := s.borrow(ctx, k, item, 1, true)
+	if got == 0 && everyone {
+		s.setSoldOut(ctx, item, epoch)
+	}
+}
+
+func (s *Store) setSoldOut(ctx context.Context, item, epoch int64) {
+	if _, err := s.home().Escrow.SetSoldOut(ctx, item, true, epoch); err != nil {
+		s.log.WarnContext(ctx, "sold-out flag not set", "item", item, "error", err)
+	}
+}
+
+// borrow asks the other shards in turn, from the one after k, for need
+// units of item for shard k until it has them, and credits shard k with
+// each transfer; got is the units that arrived, everyone whether every
+// other shard answered. A transfer debited but not credited (shard k
+// failed between) is finished by Reconcile.
+func (s *Store) borrow(ctx context.Context, k int, item, need int64, partial bool) (got int64, everyone bool) {
+	everyone = true
+	for i := 1; i < len(s.shards) && got < need; i++ {
+		d := (k + i) % len(s.shards)
+		id := transferID()
+		n, err := s.shards[d].Escrow.DebitQuota(ctx, id, item, need-got, k, partial)
+		if err != nil {
+			everyone = false
+			s.log.WarnContext(ctx, "quota not borrowed", "item", item, "from_shard", d+1, "error", err)
+			continue
+		}
+		if n == 0 {
+			continue
+		}
+		t := shard.Transfer{ID: id, Item: item, Units: n, To: k}
+		if err := s.deliver(ctx, d, t); err != nil {
+			s.log.WarnContext(ctx, "transfer left to the reconciler", "transfer", id, "error", err)
+			return got, false
+		}
+		got += n
+	}
+	return got, everyone
+}
+
+// deliver credits a transfer debited on shard from and marks it received.
+func (s *Store) deliver(ctx context.Context, from int, t shard.Transfer) error {
+	if t.To < 0 || t.To >= len(s.shards) {
+		return fmt.Errorf("transfer %s is for shard %d, there are %d", t.ID, t.To+1, len(s.shards))
+	}
+	if _, err := s.shards[t.To].Escrow.CreditQuota(ctx, t); err != nil {
+		return fmt.Errorf("credit shard %d: %w", t.To+1, err)
+	}
+	if err := s.shards[from].Escrow.MarkTransferReceived(ctx, t.ID); err != nil {
+		return fmt.Errorf("mark received on shard %d: %w", from+1, err)
+	}
+	return nil
+}
+
+func transferID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// UpdateItem applies an admin change on every shard, the catalog's home
+// first (an unknown item is refused there and changes nothing): a new
+// stock N is split into quotas (shard.Share), a price or availability is
+// copied. The item returned carries the whole stock. A shard that fails
+// is named in the error; repeating the change applies it again whole
+// (docs/sharding.md).
+func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	var first *shop.Item
+	var stock int64
+	for k, sh := range s.shards {
+		uk := u
+		if u.Stock != nil {
+			q := shard.Share(*u.Stock, len(s.shards), k)
+			uk.Stock = &q
+		}
+		it, err := sh.Store.UpdateItem(ctx, id, uk)
+		if err != nil {
+			if k == 0 {
+				return nil, err
+			}
+			return nil, fmt.Errorf("update item %d: applied on shards 1 to %d, not on shard %d (repeat the change): %w", id, k, k+1, err)
+		}
+		if k == 0 {
+			first = it
+		}
+		stock += it.Stock
+	}
+	if u.Stock != nil {
+		if err := s.home().Escrow.RestockedEpoch(ctx, id, *u.Stock == 0); err != nil {
+			return nil, err
+		}
+	}
+	// Every shard's row came back with its quota: their sum is the stock
+	// (less units in a transfer under way).
+	first.Stock = stock
+	s.setFigure(id, stock)
+	return first, nil
+}
+
+// Seed seeds each shard's empty catalog with its quotas of items
+// (shard.Share of each stock) through seed, and marks on the catalog's
+// home the items seeded with no stock sold out.
+func (s *Store) Seed(ctx context.Context, items []shop.Item, seed func(ctx context.Context, k int, items []shop.Item) (int, error)) (int, error) {
+	n := 0
+	for k := range s.shards {
+		share := make([]shop.Item, len(items))
+		for i, it := range items {
+			it.Stock = shard.Share(it.Stock, len(s.shards), k)
+			share[i] = it
+		}
+		got, err := seed(ctx, k, share)
+		if err != nil {
+			return n, fmt.Errorf("shard %d: %w", k+1, err)
+		}
+		if k == 0 {
+			n = got
+		}
+	}
+	if err := s.home().Escrow.MarkEmptySoldOut(ctx); err != nil {
+		return n, err
+	}
+	return n, s.RefreshStock(ctx)
+}

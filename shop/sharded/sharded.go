@@ -1,0 +1,422 @@
+// Package sharded is the store of a shop whose sessions and orders are
+// spread over several PostgreSQL servers (shards, docs/sharding.md): it
+// routes every call to the one shard that holds it, found from the
+// session token's bucket or the bucket an id carries (shop/shard), never
+// by a lookup; keeps each item's stock exact across the shards by escrow
+// (each shard sells from its own quota and borrows from the others when it
+// runs short); and fans out only the worker's and the admin's reads. A
+// customer's request touches one shard, and the catalog's home (shard 1)
+// for the menu, except when a shard's quota of an item runs out.
+package sharded
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/shard"
+)
+
+// Escrow is what a shard's database does for the stock kept across
+// shards (postgres.DB implements it; migration 00011 has the tables).
+type Escrow interface {
+	// DebitQuota takes at least need units of item's quota (all there is
+	// if partial and less) for shard to, recording the transfer id as
+	// sent in the same transaction; it reports the units taken.
+	DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (int64, error)
+	// CreditQuota adds a transfer's units to the quota once.
+	CreditQuota(ctx context.Context, t shard.Transfer) (bool, error)
+	MarkTransferReceived(ctx context.Context, id string) error
+	// SentTransfers are the debited transfers not yet marked received.
+	SentTransfers(ctx context.Context, olderThan time.Duration, limit int) ([]shard.Transfer, error)
+	// Quotas is the shard's quota of each item and the units it sent
+	// that are not yet marked received.
+	Quotas(ctx context.Context) (quota, inFlight map[int64]int64, err error)
+	SalesPerItem(ctx context.Context) (map[int64]int64, error)
+	OrdersByStatus(ctx context.Context, status shop.Status, limit int) ([]shop.Order, error)
+	// The catalog's home only: the sold-out flags and their epoch.
+	StockEpoch(ctx context.Context, item int64) (int64, error)
+	SetSoldOut(ctx context.Context, item int64, soldOut bool, epoch int64) (bool, error)
+	RestockedEpoch(ctx context.Context, item int64, soldOut bool) error
+	MarkEmptySoldOut(ctx context.Context) error
+	SoldOutItems(ctx context.Context) ([]int64, error)
+}
+
+// Shard is one shard: its store and its escrow primitives, on one
+// database.
+type Shard struct {
+	Store  shop.Store
+	Escrow Escrow
+}
+
+// Store routes shop.Store's calls over the shards by the map.
+type Store struct {
+	shards []Shard
+	m      *shard.Map
+	log    *slog.Logger
+	// figures is the stock the item pages show (RefreshStock); figuresMu
+	// orders its writers.
+	figures   atomic.Pointer[stockFigures]
+	figuresMu sync.Mutex
+}
+
+var _ shop.Store = (*Store)(nil)
+
+// New returns the store over shards, shard k the k-th (from 0), owning
+// the buckets shard.Balanced(len(shards)) gives it.
+func New(shards []Shard, log *slog.Logger) (*Store, error) {
+	m, err := shard.Balanced(len(shards))
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{shards: shards, m: m, log: log}, nil
+}
+
+// Shards is how many shards the store routes over.
+func (s *Store) Shards() int { return len(s.shards) }
+
+// home is the catalog's home: shard 1.
+func (s *Store) home() Shard { return s.shards[0] }
+
+func (s *Store) bySession(sessionID int64) (int, error) {
+	b, err := shard.BucketOfID("session", sessionID)
+	if err != nil {
+		return 0, err
+	}
+	return s.m.Owner(b), nil
+}
+
+func (s *Store) byOrder(orderID int64) (int, error) {
+	b, err := shard.BucketOfID("order", orderID)
+	if err != nil {
+		return 0, err
+	}
+	return s.m.Owner(b), nil
+}
+
+// --- catalog: the catalog's home ---
+
+func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) { return s.home().Store.Menu(ctx) }
+
+func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
+	return s.home().Store.CatalogVersion(ctx)
+}
+
+// Item is the catalog home's item with the stock figure of the last
+// RefreshStock (every shard's quotas summed in the background), not the
+// home's own quota.
+func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
+	it, err := s.home().Store.Item(ctx, id)
+	if err == nil {
+		s.withFigure(it)
+	}
+	return it, err
+}
+
+func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
+	p, err := s.home().Store.ListItems(ctx, f)
+	if err == nil {
+		for i := range p.Items {
+			s.withFigure(&p.Items[i])
+		}
+	}
+	return p, err
+}
+
+// withFigure puts the item's last summed stock in it (nothing before the
+// first RefreshStock).
+func (s *Store) withFigure(it *shop.Item) {
+	if f := s.figures.Load(); f != nil {
+		it.Stock = f.stock[it.ID]
+	}
+}
+
+// stockFigures is every item's stock as RefreshStock last summed it.
+type stockFigures struct{ stock map[int64]int64 }
+
+func (s *Store) setFigure(item, stock int64) {
+	s.figuresMu.Lock()
+	defer s.figuresMu.Unlock()
+	old := s.figures.Load()
+	next := &stockFigures{stock: map[int64]int64{}}
+	if old != nil {
+		maps.Copy(next.stock, old.stock)
+	}
+	next.stock[item] = stock
+	s.figures.Store(next)
+}
+
+// RefreshStock sums every shard's quotas (and units in transfer) into
+// the figures Item and ListItems show. A shard that does not answer
+// leaves the figures as they were.
+func (s *Store) RefreshStock(ctx context.Context) error {
+	st, err := s.Stock(ctx, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	next := &stockFigures{stock: st.Quota}
+	for item, n := range st.InFlight {
+		next.stock[item] += n
+	}
+	s.figuresMu.Lock()
+	s.figures.Store(next)
+	s.figuresMu.Unlock()
+	return nil
+}
+
+// RunStockFigures refreshes the stock figures every interval until ctx
+// ends, logging a refresh that failed.
+func (s *Store) RunStockFigures(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.RefreshStock(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "stock figures not refreshed", "error", err)
+		}
+	}
+}
+
+// --- sessions, carts, orders: the session's shard ---
+
+func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
+	b, err := shard.BucketOfTokenHash(tokenHash)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[s.m.Owner(b)].Store.CreateSession(ctx, tokenHash)
+}
+
+func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
+	b, err := shard.BucketOfTokenHash(tokenHash)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[s.m.Owner(b)].Store.SessionByTokenHash(ctx, tokenHash)
+}
+
+func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[k].Store.Cart(ctx, sessionID)
+}
+
+func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error) {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[k].Store.SetCartItem(ctx, sessionID, itemID, quantity)
+}
+
+func (s *Store) ClearCart(ctx context.Context, sessionID int64) error {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return err
+	}
+	return s.shards[k].Store.ClearCart(ctx, sessionID)
+}
+
+func (s *Store) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[k].Store.Order(ctx, sessionID, orderID)
+}
+
+func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error) {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[k].Store.ListOrders(ctx, sessionID, f)
+}
+
+func (s *Store) OrderEvents(ctx context.Context, sessionID, orderID, after int64) ([]shop.OrderEvent, error) {
+	k, err := s.bySession(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[k].Store.OrderEvents(ctx, sessionID, orderID, after)
+}
+
+// --- the worker's calls: the order's shard ---
+
+func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, error) {
+	k, err := s.byOrder(orderID)
+	if err != nil {
+		return nil, err
+	}
+	return s.shards[k].Store.OrderByID(ctx, orderID)
+}
+
+func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	k, err := s.byOrder(m.OrderID)
+	if err != nil {
+		return false, err
+	}
+	return s.shards[k].Store.ConfirmOrder(ctx, m, inTx)
+}
+
+func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	k, err := s.byOrder(orderID)
+	if err != nil {
+		return false, err
+	}
+	return s.shards[k].Store.MarkOrderReady(ctx, orderID, inTx)
+}
+
+func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error) {
+	k, err := s.byOrder(orderID)
+	if err != nil {
+		return false, err
+	}
+	return s.shards[k].Store.AdvanceOrder(ctx, orderID, from, to)
+}
+
+// PruneIdempotencyKeys prunes every shard (each shard's worker prunes
+// its own; this is the whole store's).
+func (s *Store) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
+	return s.sum(ctx, func(ctx context.Context, st shop.Store) (int64, error) { return st.PruneIdempotencyKeys(ctx) })
+}
+
+// PruneSessions prunes every shard.
+func (s *Store) PruneSessions(ctx context.Context) (int64, error) {
+	return s.sum(ctx, func(ctx context.Context, st shop.Store) (int64, error) { return st.PruneSessions(ctx) })
+}
+
+func (s *Store) sum(ctx context.Context, f func(context.Context, shop.Store) (int64, error)) (int64, error) {
+	var total int64
+	var errs []error
+	for k, sh := range s.shards {
+		n, err := f(ctx, sh.Store)
+		total += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("shard %d: %w", k+1, err))
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// Mails is every shard's mail sink, in order id order.
+func (s *Store) Mails(ctx context.Context) ([]shop.Mail, error) {
+	var all []shop.Mail
+	for k, sh := range s.shards {
+		m, err := sh.Store.Mails(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("shard %d: %w", k+1, err)
+		}
+		all = append(all, m...)
+	}
+	slices.SortFunc(all, func(a, b shop.Mail) int { return cmp.Compare(a.OrderID, b.OrderID) })
+	return all, nil
+}
+
+// --- the outbox: every shard's, event ids made unique across shards ---
+
+// Event ids are numbered per shard; across shards an event's id is the
+// shard's id << 10 | the shard (from 0), so the relay's ids name their
+// shard and each shard's events keep their order.
+const eventShardBits = 10
+
+func (s *Store) UnpublishedOrderEvents(ctx context.Context, limit int) ([]shop.OrderEvent, error) {
+	lists := make([][]shop.OrderEvent, 0, len(s.shards))
+	for k, sh := range s.shards {
+		evs, err := sh.Store.UnpublishedOrderEvents(ctx, limit)
+		if err != nil {
+			// One shard down leaves the others' events flowing.
+			s.log.WarnContext(ctx, "outbox of a shard not read", "shard", k+1, "error", err)
+			continue
+		}
+		for i := range evs {
+			evs[i].ID = evs[i].ID<<eventShardBits | int64(k)
+		}
+		lists = append(lists, evs)
+	}
+	return mergeByTime(lists, limit), nil
+}
+
+// mergeByTime merges the shards' outboxes, each in its own order, into
+// one by the events' times: each shard's order is kept (an order's events
+// are all on its shard), and across shards the earlier change comes first.
+func mergeByTime(lists [][]shop.OrderEvent, limit int) []shop.OrderEvent {
+	var out []shop.OrderEvent
+	for len(out) < limit {
+		best := -1
+		for i, l := range lists {
+			if len(l) > 0 && (best < 0 || l[0].At.Before(lists[best][0].At)) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		out = append(out, lists[best][0])
+		lists[best] = lists[best][1:]
+	}
+	return out
+}
+
+func (s *Store) MarkOrderEventsPublished(ctx context.Context, ids []int64) error {
+	per := make([][]int64, len(s.shards))
+	for _, id := range ids {
+		k := int(id & (1<<eventShardBits - 1))
+		if k >= len(s.shards) {
+			return fmt.Errorf("mark events published: event %d names shard %d of %d", id, k+1, len(s.shards))
+		}
+		per[k] = append(per[k], id>>eventShardBits)
+	}
+	for k, ids := range per {
+		if len(ids) == 0 {
+			continue
+		}
+		if err := s.shards[k].Store.MarkOrderEventsPublished(ctx, ids); err != nil {
+			return fmt.Errorf("shard %d: %w", k+1, err)
+		}
+	}
+	return nil
+}
+
+// Ping checks the catalog's home: a replica serves while any shard is up
+// (a shard that is down fails its own sessions' requests with 503), and
+// with shard 1 down it has no menu.
+func (s *Store) Ping(ctx context.Context) error { return s.home().Store.Ping(ctx) }
+
+// Close closes every shard.
+func (s *Store) Close() error {
+	var errs []error
+	for _, sh := range s.shards {
+		errs = append(errs, sh.Store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// sortNewestFirst orders orders by creation, newest first (ids of
+// different shards are not in creation order: the bucket is in their low
+// bits, the month in their high ones).
+func sortNewestFirst(orders []shop.Order) {
+	slices.SortFunc(orders, func(a, b shop.Order) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+}
