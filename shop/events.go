@@ -11,7 +11,10 @@ import (
 // if and only if the change committed. A relay publishes the outbox to the
 // event bus in outbox order; customers follow their order's events.
 type OrderEvent struct {
-	// ID is the event's position in the outbox: the order it is published in.
+	// ID is the event's position in the outbox: the order it is published
+	// in. A sharded store's outbox is its shards', each with its own
+	// positions, so its ids also name the shard: distinct, and ascending
+	// within an order, not across orders.
 	ID int64 `json:"-"`
 	// OrderID is the order that changed.
 	OrderID int64 `json:"order_id"`
