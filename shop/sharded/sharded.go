@@ -420,3 +420,6 @@ func sortNewestFirst(orders []shop.Order) {
 		return cmp.Compare(b.ID, a.ID)
 	})
 }
+
+// ShardList is the shards the store routes over, shard 1 first (a copy).
+func (s *Store) ShardList() []Shard { return slices.Clone(s.shards) }

@@ -172,3 +172,15 @@ func setNotes(ctx context.Context, tx shop.Tx, orderID int64, notes string) erro
 }
 
 var _ storetest.StockReader = (*sharded.Store)(nil)
+
+const defaultTimeout = 2 * time.Second
+
+func must[T any](v T, err error) func(t *testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
