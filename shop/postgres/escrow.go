@@ -12,7 +12,7 @@ import (
 	"github.com/perfscale/perfscale/shop/shard"
 )
 
-// The escrow primitives of one shard (docs/sharding.md, migration 00011):
+// The escrow primitives of one shard (docs/sharding.md, migration 00012):
 // a shard's items.stock is its quota, moved between shards by transfers
 // that only go forward, and the catalog's home keeps the sold-out flag.
 // shop/sharded composes them; each is one transaction on this database.

@@ -26,7 +26,7 @@ import (
 )
 
 // Escrow is what a shard's database does for the stock kept across
-// shards (postgres.DB implements it; migration 00011 has the tables).
+// shards (postgres.DB implements it; migration 00012 has the tables).
 type Escrow interface {
 	// DebitQuota takes at least need units of item's quota (all there is
 	// if partial and less) for shard to, recording the transfer id as
