@@ -17,6 +17,12 @@ VULN=golang.org/x/vuln/cmd/govulncheck@v1.9.0
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 GOSEC=github.com/securego/gosec/v2/cmd/gosec@v2.30.0
 
+# .ci/run builds the scanners ahead, while the tests run.
+case "${1:-}" in
+  --print-gosec) echo "$GOSEC"; exit 0 ;;
+  --print-govulncheck) echo "$VULN"; exit 0 ;;
+esac
+
 tmp=$(mktemp -d /tmp/security.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
