@@ -34,7 +34,7 @@ var dbs struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if len(dbs.all) > 0 {
+	if dbs.template != "" { // made even when its migration failed
 		if conn, err := pgx.Connect(context.Background(), pgtest.AdminURL()); err == nil {
 			for _, name := range append(dbs.all, dbs.template) {
 				conn.Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`)
