@@ -206,7 +206,7 @@ func (g *Guard) backoff(attempts int) time.Duration {
 	if bound <= 0 || bound > g.cfg.MaxBackoff {
 		bound = g.cfg.MaxBackoff
 	}
-	return rand.N(bound + 1)
+	return rand.N(bound + 1) // #nosec G404 -- jitter spreads retries; nobody gains by predicting it
 }
 
 // call is how a call is made: retried or once; tracked for stalls or
