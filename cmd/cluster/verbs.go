@@ -210,17 +210,27 @@ func (c *cluster) target() (string, error) {
 	return replicaName(k), nil
 }
 
+// running is the record of process name, which must be running: the
+// kill verbs refuse a process that is already down.
+func (c *cluster) running(name string) (supervise.Record, error) {
+	r, ok, err := c.dir().Load(name)
+	if err != nil {
+		return r, err
+	}
+	if !ok || !r.Alive() {
+		return r, fmt.Errorf("%s is not running", name)
+	}
+	return r, nil
+}
+
 func (c *cluster) killReplica(ctx context.Context) error {
 	name, err := c.target()
 	if err != nil {
 		return err
 	}
-	r, ok, err := c.dir().Load(name)
+	r, err := c.running(name)
 	if err != nil {
 		return err
-	}
-	if !ok || !r.Alive() {
-		return fmt.Errorf("%s is not running", name)
 	}
 	if err := r.Kill(ctx); err != nil {
 		return err
@@ -279,12 +289,9 @@ func (c *cluster) killDB(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, ok, err := c.dir().Load(name)
+	r, err := c.running(name)
 	if err != nil {
 		return err
-	}
-	if !ok || !r.Alive() {
-		return fmt.Errorf("%s is not running", name)
 	}
 	if err := r.KillTree(ctx); err != nil {
 		return err
