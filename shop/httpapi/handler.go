@@ -332,9 +332,14 @@ type statusRecorder struct {
 	length    int
 	whole     bool
 	delivered bool
+	// liveAtWrite: the client was there when the last write began. It
+	// is read before the write, not after: a client may read the last
+	// bytes and hang up before the write call returns (a CI run saw it).
+	liveAtWrite bool
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
+	r.liveAtWrite = r.clientLive()
 	if !r.written {
 		r.status, r.written = status, true
 		r.length = -1
@@ -353,6 +358,7 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	if !r.written {
 		r.WriteHeader(http.StatusOK)
 	}
+	r.liveAtWrite = r.clientLive()
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += n
 	r.checkWhole()
@@ -360,15 +366,18 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 }
 
 // checkWhole marks the answer delivered if it has just become whole and
-// the client has not gone: the status it is logged with is then the one
-// sent, even if the client hangs up before the handler returns.
+// the client had not gone when its last part was written: the status it
+// is logged with is then the one sent, even if the client hangs up before
+// the handler returns.
 func (r *statusRecorder) checkWhole() {
 	if r.whole || r.length < 0 || r.bytes < r.length {
 		return
 	}
 	r.whole = true
-	r.delivered = r.client != nil && r.client.Err() == nil
+	r.delivered = r.liveAtWrite
 }
+
+func (r *statusRecorder) clientLive() bool { return r.client != nil && r.client.Err() == nil }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
