@@ -1175,12 +1175,15 @@ func TestUpOnARunningClusterRescalesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// served asks enough times that least_conn reaches every upstream,
-	// and returns the replicas that answered (an item: nginx's edge cache
-	// answers the menu itself).
+	// and returns the replicas that answered. The requests carry a
+	// session: nginx's edge cache answers the menu and item pages itself
+	// (with the X-Replica of the replica that filled it) unless a request
+	// has an Authorization header.
+	token := c.session()
 	served := func() map[string]bool {
 		seen := map[string]bool{}
 		for range 40 {
-			r := c.must("GET", "/v1/items/1", "", nil, http.StatusOK)
+			r := c.must("GET", "/v1/items/1", token, nil, http.StatusOK)
 			seen[r.replica] = true
 		}
 		return seen
@@ -1212,9 +1215,15 @@ func TestUpOnARunningClusterRescalesIt(t *testing.T) {
 		if after, _, _, _ := c.status("replica-1"); step.cpu == "0.25" && after == before {
 			t.Fatalf("%v: replica-1 kept its process (%d) under a new quota", step.args, after)
 		}
-		if seen := served(); len(seen) != step.replicas {
-			t.Fatalf("%v: answered by %v, want %d replicas", step.args, seen, step.replicas)
-		}
+		// nginx takes the new upstreams when its reload has gone through
+		// (new workers started, the old ones finishing their connections):
+		// wait for that, not for a fixed time.
+		testwait.Eventually(t, 20*time.Second, func() error {
+			if seen := served(); len(seen) != step.replicas {
+				return fmt.Errorf("%v: answered by %v, want %d replicas", step.args, seen, step.replicas)
+			}
+			return nil
+		})
 	}
 	if p, _, _, _ := c.status("nginx"); p != nginxPID {
 		t.Errorf("nginx restarted (%d, was %d): want it reloaded", p, nginxPID)
