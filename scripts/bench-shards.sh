@@ -41,7 +41,7 @@ for run in $runs; do
   echo "== $run: load average before $(cut -d' ' -f1-3 /proc/loadavg)"
   # No session rate limit: loadlab's users all come from one address.
   PERFSCALE_CLUSTER_SHOP="$out/shop" SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$out/loadlab" scaleout \
-    --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
+    --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
     --down-cmd "scripts/cluster.sh --state-dir $state down" \
     --replicas "$counts" --scenario shop --slo "$slo" --json "$out/$run.json" >"$out/$run.log" 2>&1 \
     || { tail -n 20 "$out/$run.log" >&2; exit 1; }

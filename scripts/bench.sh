@@ -277,7 +277,7 @@ cluster_phase() {
   local cs="scripts/cluster.sh --state-dir $work/cluster"
   # Without nginx's edge cache: it would answer the journey's menu and
   # listing reads itself, and this phase measures the replicas' work.
-  PERFSCALE_CLUSTER_EDGE_CACHE=off $cs up "$REPLICAS" >"$work/cluster.log" 2>&1 || return 1
+  PERFSCALE_CLUSTER_EDGE_CACHE=off PERFSCALE_CLUSTER_CLIENT_LIMITS=off $cs up "$REPLICAS" >"$work/cluster.log" 2>&1 || return 1
   local url
   url=$(tail -1 "$work/cluster.log")
   case $url in http://*) ;; *) return 1 ;; esac

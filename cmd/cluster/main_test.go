@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +48,49 @@ func TestParseShards(t *testing.T) {
 		}
 		if !tt.bad && o.shards != tt.shards {
 			t.Errorf("%q: %d shards, want %d", tt.args, o.shards, tt.shards)
+		}
+	}
+}
+
+// nginx's per-client limits follow the replicas' admission control at its
+// starting limit: replicas x (1 + ShedAll) x InitialLimit requests at once,
+// turned over within the 50 ms objective per second.
+func TestClientLimitsMatchTheReplicasAdmission(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	for _, tt := range []struct {
+		replicas    int
+		cores       float64
+		conns, rate int
+	}{
+		{1, 0.25, 64, 1280}, // GOMAXPROCS 1: limit 16, queue to 48
+		{2, 0.5, 128, 2560}, // two such replicas
+		{3, 1.5, 384, 7680}, // GOMAXPROCS 2: limit 32
+	} {
+		l := newClientLimits(tt.replicas, tt.cores)
+		if l.conns != tt.conns || l.rate != tt.rate || l.burst != tt.conns {
+			t.Errorf("%d replicas at %.2f cores: %+v, want %d at once, %d/s, burst %d", tt.replicas, tt.cores, l, tt.conns, tt.rate, tt.conns)
+		}
+	}
+	t.Setenv("GOMAXPROCS", "1") // inherited by the replicas: it wins
+	if l := newClientLimits(1, 0); l.conns != 64 {
+		t.Errorf("GOMAXPROCS=1 without a quota: %d at once, want 64", l.conns)
+	}
+	t.Setenv("PERFSCALE_CLUSTER_CLIENT_LIMITS", "off")
+	if zones, limits := clientLimitsConf(2, 0); strings.Contains(zones+limits, "limit_") {
+		t.Errorf("limits off, yet:\n%s\n%s", zones, limits)
+	}
+}
+
+// nginx's own error bodies are valid JSON with nothing nginx would read
+// as the end of its quoted string.
+func TestErrorPagesAreProblemJSON(t *testing.T) {
+	conf := errorPagesConf()
+	for _, e := range nginxErrors {
+		if !strings.Contains(conf, fmt.Sprintf("return %d '{", e.status)) {
+			t.Errorf("no error page for %d:\n%s", e.status, conf)
+		}
+		if strings.ContainsAny(e.detail, `'\`) {
+			t.Errorf("%d's detail has a quote or backslash", e.status)
 		}
 	}
 }

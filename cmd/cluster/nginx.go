@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/perfscale/perfscale/internal/supervise"
+	"github.com/perfscale/perfscale/shop/httpapi"
 )
 
 // ensureNginx finds nginx, installing it from Debian's packages if it is
@@ -123,7 +128,9 @@ func (c *cluster) writeNginxConf(port int) error {
 	if os.Getenv("PERFSCALE_CLUSTER_EDGE_CACHE") == "off" {
 		edge, locations = "    # The edge cache is off (PERFSCALE_CLUSTER_EDGE_CACHE=off).\n", ""
 	}
+	zones, limits := clientLimitsConf(c.cfg.Replicas, c.cfg.CPU)
 	conf := strings.NewReplacer("$EDGE_CACHE_LOCATIONS", locations, "$EDGE_CACHE", edge).Replace(nginxConf)
+	conf = strings.NewReplacer("$CLIENT_LIMIT_ZONES", zones, "$CLIENT_LIMITS", limits, "$ERROR_PAGES", errorPagesConf()).Replace(conf)
 	conf = strings.NewReplacer("$USER", nginxUser(), "$STATE", c.state, "$PORT", fmt.Sprint(port), "$UPSTREAMS", upstreams.String()).Replace(conf)
 	return os.WriteFile(filepath.Join(c.state, "nginx.conf"), []byte(conf), 0o644)
 }
@@ -171,6 +178,7 @@ http {
     }
 
 $EDGE_CACHE
+$CLIENT_LIMIT_ZONES
     upstream shop {
         least_conn;
 $UPSTREAMS
@@ -184,11 +192,36 @@ $UPSTREAMS
     server {
         listen 127.0.0.1:$PORT;
 
+        # What nginx answers itself is problem+json like the service's
+        # answers (RFC 9457), with Retry-After where retrying helps. The
+        # replicas' own errors (their 503s, 429s) pass through untouched
+        # (no proxy_intercept_errors).
+        error_page 429 @status_429;
+        error_page 502 @status_502;
+        error_page 503 @status_503;
+        error_page 504 @status_504;
+$ERROR_PAGES
+        # Health and readiness are never limited: a balancer or a probe
+        # asking them must see the replicas as they are.
+        location ~ ^/(healthz|readyz)$ {
+            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Request-Id $shop_request_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 5s;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries 3;
+        }
+
         # An order's Server-Sent Events: passed through as they come
         # (no buffering), and open for as long as the stream lasts (the
         # service sends a heartbeat every 15 s and ends a stream after
         # 15 min; the client resumes with Last-Event-ID).
         location ~ ^/v1/orders/[0-9]+/events$ {
+$CLIENT_LIMITS
             proxy_pass http://shop;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -206,6 +239,7 @@ $UPSTREAMS
 
 $EDGE_CACHE_LOCATIONS
         location / {
+$CLIENT_LIMITS
             proxy_pass http://shop;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -262,6 +296,7 @@ const edgeCacheConf = `    proxy_cache_path $STATE/nginx-cache levels=1:2 keys_z
 // (within the service's stale-while-revalidate); a failing service is not
 // hidden behind old copies.
 const edgeCacheLocations = `        location ~ ^/v1/(menu|items)$ {
+$CLIENT_LIMITS
             proxy_pass http://shop;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -291,3 +326,108 @@ const edgeCacheLocations = `        location ~ ^/v1/(menu|items)$ {
             add_header X-Cache-Status $upstream_cache_status always;
         }
 `
+
+// clientLimits are nginx's per-client limits for a cluster of replicas
+// API replicas, each held to cores CPUs (0: none). They match what the
+// replicas admit, at the limit their admission control starts from
+// (httpapi.DefaultAdmission for the replica's GOMAXPROCS): a replica
+// works on InitialLimit requests at once and queues up to ShedAll times
+// as many more, then refuses everything. So:
+//   - conns, the requests one client address may have in nginx at once,
+//     is what all the replicas hold, working and queued, before they
+//     refuse everything: replicas x (1 + ShedAll) x InitialLimit. One
+//     client can fill the cluster's queues, never overflow them for the
+//     others: its next request gets a 429 from nginx, not a place in a
+//     replica's queue.
+//   - rate, the requests per second, is that many requests turning over
+//     within the routes' common latency objective (50 ms, Little's law):
+//     a client sending faster would hold more than conns once its
+//     requests take their objective. burst is conns, with no delay: a
+//     client may send everything it may hold at once.
+//
+// Both are keyed by the connection's address, never X-Forwarded-For
+// (a client could name any address in it).
+type clientLimits struct {
+	conns, rate, burst int
+}
+
+// clientObjective is the latency objective of the browsing, cart and
+// order-read routes (shop/httpapi's route table).
+const clientObjective = 50 * time.Millisecond
+
+func newClientLimits(replicas int, cores float64) clientLimits {
+	adm := httpapi.DefaultAdmission(uint(replicaCPUs(cores)))
+	conns := replicas * int(float64(adm.InitialLimit)*(1+adm.ShedAll))
+	return clientLimits{conns: conns, rate: int(float64(conns) / clientObjective.Seconds()), burst: conns}
+}
+
+// replicaCPUs is the GOMAXPROCS an API replica runs with: the
+// environment's GOMAXPROCS, which the replicas inherit; else, under a
+// quota, the one the supervisor gives (the quota rounded up); else Go's
+// default on this machine, as this process has it.
+func replicaCPUs(cores float64) int {
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
+		return n
+	}
+	if cores > 0 {
+		return supervise.GoMaxProcs(cores)
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// clientLimitsConf is the zones (http level) and the directives (in each
+// location but health and readiness) of the per-client limits, or
+// comments when PERFSCALE_CLUSTER_CLIENT_LIMITS=off: a load generator on
+// one address that stands for many clients turns them off.
+func clientLimitsConf(replicas int, cores float64) (zones, limits string) {
+	if os.Getenv("PERFSCALE_CLUSTER_CLIENT_LIMITS") == "off" {
+		return "    # Per-client limits are off (PERFSCALE_CLUSTER_CLIENT_LIMITS=off).\n",
+			"            # Per-client limits are off (PERFSCALE_CLUSTER_CLIENT_LIMITS=off)."
+	}
+	l := newClientLimits(replicas, cores)
+	zones = fmt.Sprintf(`    # Per-client limits (cmd/cluster's clientLimits says how they follow
+    # from the replicas' admission control: %d replicas at their starting
+    # limit), by the connection's address. Past them nginx answers 429
+    # problem+json with Retry-After (error_page below), logged at info
+    # only (error_log is at warn): a log line per refusal would cost what
+    # refusing saves.
+    limit_req_zone $binary_remote_addr zone=shop_client_rate:10m rate=%dr/s;
+    limit_conn_zone $binary_remote_addr zone=shop_client_conns:10m;
+    limit_req_status 429;
+    limit_conn_status 429;
+    limit_req_log_level info;
+    limit_conn_log_level info;
+`, replicas, l.rate)
+	limits = fmt.Sprintf(`            limit_req zone=shop_client_rate burst=%d nodelay;
+            limit_conn shop_client_conns %d;`, l.burst, l.conns)
+	return zones, limits
+}
+
+// nginxErrors are the answers nginx makes itself, as problem+json
+// (RFC 9457) like the service's, each with Retry-After: 1.
+var nginxErrors = []struct {
+	status       int
+	code, detail string
+}{
+	{429, "too_many_requests", "too many requests from your address, at once or per second, for this cluster (its load balancer holds each client to what the replicas admit); retry after the time in Retry-After"},
+	{502, "unavailable", "no API replica could be reached or one broke the connection; a checkout may have been placed: retry it with the same Idempotency-Key"},
+	{503, "unavailable", "the load balancer cannot serve this request now; retry after the time in Retry-After"},
+	{504, "unavailable", "the API replica did not answer in time; a checkout may have been placed: retry it with the same Idempotency-Key"},
+}
+
+// errorPagesConf is a named location per status of nginxErrors, which
+// error_page sends nginx's own answers to. The bodies hold no variable:
+// nothing a client sent is echoed into the JSON.
+func errorPagesConf() string {
+	var b strings.Builder
+	for _, e := range nginxErrors {
+		body, _ := json.Marshal(map[string]any{"type": "about:blank", "title": http.StatusText(e.status), "status": e.status, "code": e.code, "detail": e.detail})
+		fmt.Fprintf(&b, `        location @status_%d {
+            default_type application/problem+json;
+            add_header Retry-After 1 always;
+            return %d '%s\n';
+        }
+`, e.status, e.status, body)
+	}
+	return b.String()
+}

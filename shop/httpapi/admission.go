@@ -41,6 +41,16 @@ type AdmissionConfig struct {
 	MaxWait time.Duration
 }
 
+// DefaultAdmission is the admission control a replica running on cpus
+// CPUs (its GOMAXPROCS) starts with: a limit of 16 requests per CPU,
+// adapting between 4 per CPU and 512, and a queue that refuses by priority
+// past one limit's worth and refuses everything at three. A load balancer
+// in front sizes its per-client limits from it (cmd/cluster).
+func DefaultAdmission(cpus uint) AdmissionConfig {
+	cpus = max(cpus, 1)
+	return AdmissionConfig{On: true, MinLimit: 4 * cpus, MaxLimit: max(512, 4*cpus), InitialLimit: min(16*cpus, max(512, 4*cpus)), ShedFrom: 1, ShedAll: 3}
+}
+
 // errShed refuses a request before any work: the replica is over its
 // limit, or the request waited for a slot as long as its route allows.
 var errShed = errors.New("overloaded: refused before any work")
@@ -66,21 +76,21 @@ func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 	if !cfg.On {
 		return nil
 	}
-	cpus := uint(runtime.GOMAXPROCS(0))
+	def := DefaultAdmission(uint(runtime.GOMAXPROCS(0)))
 	if cfg.MinLimit == 0 {
-		cfg.MinLimit = 4 * cpus
+		cfg.MinLimit = def.MinLimit
 	}
 	if cfg.MaxLimit == 0 {
-		cfg.MaxLimit = max(512, cfg.MinLimit)
+		cfg.MaxLimit = max(def.MaxLimit, cfg.MinLimit)
 	}
 	if cfg.InitialLimit == 0 {
-		cfg.InitialLimit = min(max(16*cpus, cfg.MinLimit), cfg.MaxLimit)
+		cfg.InitialLimit = min(max(def.InitialLimit, cfg.MinLimit), cfg.MaxLimit)
 	}
 	if cfg.ShedFrom <= 0 {
-		cfg.ShedFrom = 1
+		cfg.ShedFrom = def.ShedFrom
 	}
 	if cfg.ShedAll <= cfg.ShedFrom {
-		cfg.ShedAll = max(3, cfg.ShedFrom+1)
+		cfg.ShedAll = max(def.ShedAll, cfg.ShedFrom+1)
 	}
 	if cfg.Recalibrate == 0 {
 		cfg.Recalibrate = 50 * time.Millisecond
