@@ -46,14 +46,21 @@ func evidenceLacks(t *testing.T, v Verdict, unwanted ...string) {
 func withProcesses(steps []Step, ps ...ProcessStep) []Step {
 	for i := range steps {
 		steps[i].Processes = ps
-		cpu, wait := measure.ServerCPU(ps)
-		steps[i].ServerCPUCores, steps[i].ServerCPUWaitCores = cpu, wait
+		steps[i].ServerCPUCores, steps[i].ServerCPUWaitCores, steps[i].ServerCPUPreemptedCores = measure.ServerCPU(ps)
 	}
 	return steps
 }
 
+// proc is a watched group whose threads waited for a CPU only after
+// being preempted (preempted: the figure of each wait that counts as
+// demand); procWoken gives the part that was wake-up latency.
 func proc(name string, members int, cpu, wait, quota, throttled float64) ProcessStep {
-	return ProcessStep{Name: name, Members: members, CPUCores: cpu, WaitCores: wait, QuotaCores: quota, ThrottledShare: throttled, Local: true}
+	return procWoken(name, members, cpu, wait, wait, quota, throttled)
+}
+
+func procWoken(name string, members int, cpu, wait, preempted, quota, throttled float64) ProcessStep {
+	return ProcessStep{Name: name, Members: members, CPUCores: cpu, WaitCores: wait, PreemptedCores: preempted, QuotaCores: quota,
+		ThrottledShare: throttled, Local: true}
 }
 
 var nan = math.NaN()

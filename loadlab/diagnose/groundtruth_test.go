@@ -155,8 +155,9 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 			}
 			var trace strings.Builder
 			for _, s := range rep.Steps {
-				fmt.Fprintf(&trace, "  N=%-3d X=%7.1f p99=%8v server CPU %.2f (+%.2f waiting) generator CPU %.2f machine busy %.2f\n",
-					s.Concurrency, s.ThroughputRPS, s.P99.Round(time.Microsecond*10), s.ServerCPUCores, s.ServerCPUWaitCores, s.GeneratorCPUCores, s.MachineBusy)
+				fmt.Fprintf(&trace, "  N=%-3d X=%7.1f p99=%8v server CPU %.2f (+%.2f waiting, %.2f of it preempted) generator CPU %.2f machine busy %.2f\n",
+					s.Concurrency, s.ThroughputRPS, s.P99.Round(time.Microsecond*10), s.ServerCPUCores, s.ServerCPUWaitCores, s.ServerCPUPreemptedCores,
+					s.GeneratorCPUCores, s.MachineBusy)
 			}
 			if (tt.perf != nil && rep.Performance != *tt.perf) || rep.Scalability != tt.scal || rep.Kind != tt.want {
 				want := "any"

@@ -100,6 +100,7 @@ type jsonStep struct {
 	Efficiency         float64          `json:"efficiency"`
 	ServerCPUCores     *float64         `json:"server_cpu_cores"`
 	ServerCPUWaitCores *float64         `json:"server_cpu_wait_cores"`
+	ServerCPUPreempted *float64         `json:"server_cpu_wait_preempted_cores"`
 	ServerInFlight     *float64         `json:"server_in_flight"`
 	GeneratorCPUCores  float64          `json:"generator_cpu_cores"`
 	GeneratorSaturated bool             `json:"generator_saturated"`
@@ -176,7 +177,8 @@ func stepJSON(s Step, efficiency float64) jsonStep {
 		Endpoints:   endpoints,
 		Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, AnsweredRPS: s.AnsweredRPS, P50: ms(s.P50), P99: ms(s.P99),
 		Errors: s.Errors, ErrorShare: errorShare(s), ErrorKinds: s.ErrorKinds, Requests: s.Requests, Efficiency: efficiency,
-		ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
+		ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores),
+		ServerCPUPreempted: numOrNull(s.ServerCPUPreemptedCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
 		GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
 		Processes: append([]ProcessStep{}, s.Processes...),
 	}

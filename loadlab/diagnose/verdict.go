@@ -415,25 +415,27 @@ func acceptQueueStep(steps []Step) *Step {
 
 // serverLoad is the watched processes together at the plateau.
 func serverLoad(steps []Step, cores float64) (Load, bool) {
-	var cpu, waits, avail, busy []float64
+	var cpu, waits, preempted, avail, busy []float64
 	for _, s := range steps {
 		if !math.IsNaN(s.ServerCPUCores) {
 			cpu = append(cpu, s.ServerCPUCores)
 			avail = append(avail, coresLeft(s, cores))
-			if !math.IsNaN(s.MachineBusy) {
-				busy = append(busy, s.MachineBusy)
-			}
-			if !math.IsNaN(s.ServerCPUWaitCores) {
-				waits = append(waits, s.ServerCPUWaitCores)
+			for _, v := range []struct {
+				dst *[]float64
+				x   float64
+			}{{&busy, s.MachineBusy}, {&waits, s.ServerCPUWaitCores}, {&preempted, s.ServerCPUPreemptedCores}} {
+				if !math.IsNaN(v.x) {
+					*v.dst = append(*v.dst, v.x)
+				}
 			}
 		}
 	}
 	if len(cpu) == 0 {
-		return Load{Quota: math.NaN(), Throttled: math.NaN(), Wait: math.NaN(), MachineBusy: math.NaN()}, false
+		return Load{Quota: math.NaN(), Throttled: math.NaN(), Wait: math.NaN(), Preempted: math.NaN(), MachineBusy: math.NaN()}, false
 	}
-	l := Load{CPU: measure.Median(cpu), Wait: measure.MedianOrNaN(waits), Available: measure.Median(avail), MachineBusy: measure.MedianOrNaN(busy),
-		Quota: math.NaN(), Throttled: math.NaN()}
-	l.Bound = measure.IsCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
+	l := Load{CPU: measure.Median(cpu), Wait: measure.MedianOrNaN(waits), Preempted: measure.MedianOrNaN(preempted), Available: measure.Median(avail),
+		MachineBusy: measure.MedianOrNaN(busy), Quota: math.NaN(), Throttled: math.NaN()}
+	l.Bound = measure.IsCPUBound(l.CPU, l.Preempted, l.Available, l.MachineBusy)
 	return l, true
 }
 
@@ -569,8 +571,12 @@ func (w *explainer) kind(kind string) {
 			lead, measure.FormatMS(serial), xPeak)
 		if f.CPUKnown {
 			waited := ""
-			if !math.IsNaN(srv.Wait) {
-				waited = fmt.Sprintf(" (%.2f counting the time its threads waited for a CPU)", srv.CPU+srv.Wait)
+			if !math.IsNaN(srv.Preempted) {
+				waited = fmt.Sprintf(" (%.2f counting the time its threads waited for a CPU after being preempted", srv.CPU+srv.Preempted)
+				if srv.Wait-srv.Preempted >= 0.05 {
+					waited += fmt.Sprintf("; another %.2f cores' worth was the machine's wake-up latency, threads woken from a lock or a socket waiting their turn", srv.Wait-srv.Preempted)
+				}
+				waited += ")"
 			}
 			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", srv.CPU, srv.Available, waited)
 		}
@@ -586,8 +592,8 @@ func (w *explainer) capacity(f Facts) {
 	if f.Starved {
 		peak := steps[f.Peak]
 		wanted := ""
-		if wait := peak.ServerCPUWaitCores; !math.IsNaN(wait) && wait >= 0.05 {
-			wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU", peak.ServerCPUCores+wait)
+		if wait := peak.ServerCPUPreemptedCores; !math.IsNaN(wait) && wait >= 0.05 {
+			wanted = fmt.Sprintf(", and wanted %.2f counting the time its threads waited for a CPU after being preempted", peak.ServerCPUCores+wait)
 		}
 		add("capacity: the server was CPU-bound at the peak (%.2f cores for %.0f req/s with %s%s); with %s it got only %.2f cores on a machine %.0f%% busy, and throughput fell with its CPU while the CPU per request did not grow. Other processes took the CPU, so the fall is not coherency; the service would scale by adding machines (or by making each request cheaper)",
 			peak.ServerCPUCores, xPeak, users(peak.Concurrency), wanted, users(last.Concurrency), last.ServerCPUCores, 100*last.MachineBusy)
@@ -601,8 +607,8 @@ func (w *explainer) capacity(f Facts) {
 			busy = fmt.Sprintf(" on a machine %.0f%% busy", 100*b.MachineBusy)
 		}
 		wanted := ""
-		if !math.IsNaN(b.Wait) && b.Wait >= 0.05 {
-			wanted = fmt.Sprintf(", and its threads waited for a CPU another %.2f cores' worth (it wanted %.2f)", b.Wait, b.CPU+b.Wait)
+		if !math.IsNaN(b.Preempted) && b.Preempted >= 0.05 {
+			wanted = fmt.Sprintf(", and its threads, preempted, waited for a CPU another %.2f cores' worth (it wanted %.2f)", b.Preempted, b.CPU+b.Preempted)
 		}
 		add("capacity: at the plateau the server uses %.2f of the %.2f cores left to it by the generator%s%s: it is CPU-bound. It would scale by adding machines (or by making each request cheaper)",
 			b.CPU, b.Available, busy, wanted)
@@ -728,7 +734,7 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 	available := coresLeft(peak, cores)
 	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
 	costLast := last.ServerCPUCores / last.ThroughputRPS
-	return measure.IsCPUBound(peak.ServerCPUCores, peak.ServerCPUWaitCores, available, peak.MachineBusy) &&
+	return measure.IsCPUBound(peak.ServerCPUCores, peak.ServerCPUPreemptedCores, available, peak.MachineBusy) &&
 		last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
 		last.MachineBusy >= measure.MachineSaturated &&
 		costLast <= costGrowth*costPeak

@@ -16,7 +16,7 @@ func ramp(x []float64, p99ms []float64, cpu []float64, genCPU float64) []Step {
 	for i, n := range []int{1, 2, 4, 8, 16} {
 		s := Step{Concurrency: n, ThroughputRPS: x[i], P99: time.Duration(p99ms[i] * float64(time.Millisecond)),
 			P50: time.Duration(p99ms[i] * 0.8 * float64(time.Millisecond)), Requests: 1000, ServerCPUCores: math.NaN(), GeneratorCPUCores: genCPU,
-			ServerCPUWaitCores: math.NaN(), MachineBusy: math.NaN()}
+			ServerCPUWaitCores: math.NaN(), ServerCPUPreemptedCores: math.NaN(), MachineBusy: math.NaN()}
 		if cpu != nil {
 			s.ServerCPUCores = cpu[i]
 		}
@@ -52,16 +52,25 @@ func hoggedPoolRamp() []Step {
 func starvedPoolRamp() []Step {
 	steps := busyMachine(ramp([]float64{86.2, 112.8, 104.4, 87.3, 90.1}, []float64{19.57, 22.11, 56.38, 117.18, 210.94},
 		[]float64{0.73, 1.08, 1.00, 0.83, 0.88}, 0.02), 1)
+	// Its workers burn CPU until their request is done: every wait
+	// follows a preemption.
 	for i, w := range []float64{0.41, 1.49, 1.52, 1.63, 1.85} {
-		steps[i].ServerCPUWaitCores = w
+		steps[i].ServerCPUWaitCores, steps[i].ServerCPUPreemptedCores = w, w
 	}
 	return steps
 }
 
-// waiting sets the server's run-queue wait, in cores, at every step.
+// waiting sets the server's run-queue wait, in cores, at every step, all
+// of it after preemptions.
 func waiting(steps []Step, wait float64) []Step {
+	return waitingWoken(steps, wait, wait)
+}
+
+// waitingWoken sets the server's run-queue wait and the part of it that
+// followed preemptions (the rest is wake-up latency).
+func waitingWoken(steps []Step, wait, preempted float64) []Step {
 	for i := range steps {
-		steps[i].ServerCPUWaitCores = wait
+		steps[i].ServerCPUWaitCores, steps[i].ServerCPUPreemptedCores = wait, preempted
 	}
 	return steps
 }
@@ -161,7 +170,7 @@ func TestJudge(t *testing.T) {
 			// got under half the cores, but its threads queued for the rest.
 			name: "CPU-bound, starved all along, run-queue wait seen", baseP99: 29.5, slo: ms(40), scal: true,
 			steps: waiting(hoggedPoolRamp(), 1.2),
-			kind:  KindCapacity, mentions: []string{"waited for a CPU another 1.20 cores' worth (it wanted 1.91)"},
+			kind:  KindCapacity, mentions: []string{"preempted, waited for a CPU another 1.20 cores' worth (it wanted 1.91)"},
 		},
 		{
 			// Measured with the test suite and two hogs running: the server
@@ -180,7 +189,24 @@ func TestJudge(t *testing.T) {
 		{
 			name: "global lock on a busy machine, run-queue wait seen", baseP99: 6, slo: ms(40), scal: true,
 			steps: waiting(busyMachine(ramp([]float64{170, 170, 169, 170, 168}, []float64{6, 12, 24, 48, 96}, []float64{0.05, 0.05, 0.05, 0.05, 0.05}, 0.05), 1), 0.03),
-			kind:  KindContention, mentions: []string{"only 0.05 of the 1.95 cores left to it at the plateau (0.08 counting the time its threads waited for a CPU)"},
+			kind:  KindContention, mentions: []string{"only 0.05 of the 1.95 cores left to it at the plateau (0.08 counting the time its threads waited for a CPU after being preempted)"},
+		},
+		{
+			// The shop behind its global lock at a load average of 30 on
+			// 2 cores (2026-12-06): its threads waited for a CPU 2.1
+			// cores' worth while using 0.2, but most of that wait followed
+			// a wake-up (a hand-off from the lock, the netpoller), not a
+			// preemption; it wanted about one core, one at a time.
+			name: "global lock on a machine at load 30, most of the wait wake-up latency", baseP99: 6, slo: ms(40), scal: true,
+			steps: waitingWoken(busyMachine(ramp([]float64{600, 700, 650, 690, 640}, []float64{6, 12, 24, 48, 96}, []float64{0.2, 0.24, 0.22, 0.23, 0.2}, 0.15), 1), 2.1, 0.8),
+			kind:  KindContention, mentions: []string{"(1.03 counting the time its threads waited for a CPU after being preempted; another 1.30 cores' worth was the machine's wake-up latency"},
+		},
+		{
+			// The same figures with every wait after a preemption: threads
+			// that wanted to go on running, a CPU-bound server starved.
+			name: "CPU-bound on a machine at load 30, every wait a preemption", baseP99: 6, slo: ms(40), scal: true,
+			steps: waiting(busyMachine(ramp([]float64{600, 700, 650, 690, 640}, []float64{6, 12, 24, 48, 96}, []float64{0.2, 0.24, 0.22, 0.23, 0.2}, 0.15), 1), 2.1),
+			kind:  KindCapacity, mentions: []string{"its threads, preempted, waited for a CPU another 2.10 cores' worth (it wanted 2.33)"},
 		},
 		{
 			name: "retrograde", baseP99: 3, slo: ms(40), scal: true,

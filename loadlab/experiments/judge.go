@@ -165,12 +165,14 @@ func judgeVertical(e Experiment, with *Side) (string, string) {
 	return VerdictEqual, what + fmt.Sprintf(": within %.1f× of each other", e.Factor)
 }
 
-// tradeoff writes the row: each metric without → with, by how much.
+// tradeoff writes the row: each metric without → with (with → without
+// for a trade-off of the side without), by how much, and the settings in
+// the same order.
 func tradeoff(t Tradeoff, without, with *Side) *TradeoffRow {
 	if t.Of == "without" {
 		without, with = with, without
 	}
-	row := &TradeoffRow{Improved: change(t.Improves, without, with), Worse: t.WorseNote}
+	row := &TradeoffRow{Setting: settingOf(without) + " → " + settingOf(with), Improved: change(t.Improves, without, with), Worse: t.WorseNote}
 	if t.Worsens != "" {
 		row.Worse = change(t.Worsens, without, with)
 		if t.WorseNote != "" {
@@ -178,6 +180,13 @@ func tradeoff(t Tradeoff, without, with *Side) *TradeoffRow {
 		}
 	}
 	return row
+}
+
+func settingOf(s *Side) string {
+	if s == nil {
+		return "–"
+	}
+	return s.Setting
 }
 
 func change(metric string, without, with *Side) string {

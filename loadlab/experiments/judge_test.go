@@ -99,13 +99,18 @@ func TestJudgeVerticalAtEqualCPU(t *testing.T) {
 func TestTradeoffSaysByHowMuch(t *testing.T) {
 	without := side(map[string]float64{"bytes /v1/menu": 40000, "cpu_us_per_request": 100, "checkout.p50_ms": 50})
 	with := side(map[string]float64{"bytes /v1/menu": 8000, "cpu_us_per_request": 110, "checkout.p50_ms": 2})
+	without.Setting, with.Setting = "without", "with"
 	row := tradeoff(Tradeoff{Improves: "bytes /v1/menu", Worsens: "cpu_us_per_request"}, without, with)
-	if row.Improved != "bytes /v1/menu 40000 → 8000 (-80%)" || row.Worse != "cpu_us_per_request 100 → 110 (+10%)" {
+	if row.Setting != "without → with" || row.Improved != "bytes /v1/menu 40000 → 8000 (-80%)" || row.Worse != "cpu_us_per_request 100 → 110 (+10%)" {
 		t.Fatalf("%+v", row)
 	}
-	// Of the side without: from with to without.
-	row = tradeoff(Tradeoff{Of: "without", Improves: "checkout.p50_ms", WorseNote: "later mail"}, with, without)
-	if row.Improved != "checkout.p50_ms 50 → 2 (-96%)" || row.Worse != "later mail" {
+	// Of the side without: from with to without, the settings in the
+	// order of the figures (sync-mail's row once read "mail by a job →
+	// sync-mail" beside figures from sync-mail to the job).
+	job := &Side{Setting: "mail by a job", Metrics: map[string]float64{"checkout.p50_ms": 2}}
+	inRequest := &Side{Setting: "sync-mail", Metrics: map[string]float64{"checkout.p50_ms": 50}}
+	row = tradeoff(Tradeoff{Of: "without", Improves: "checkout.p50_ms", WorseNote: "later mail"}, job, inRequest)
+	if row.Setting != "sync-mail → mail by a job" || row.Improved != "checkout.p50_ms 50 → 2 (-96%)" || row.Worse != "later mail" {
 		t.Fatalf("%+v", row)
 	}
 	if row := tradeoff(Tradeoff{Improves: "nope"}, without, with); row.Improved != "nope: not measured" {

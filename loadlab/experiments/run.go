@@ -95,6 +95,10 @@ type ScaleStep struct {
 // TradeoffRow is a line of the trade-off table: what the setting
 // improved and what it made worse, by how much.
 type TradeoffRow struct {
+	// Setting is the change the row's figures go through, "from → to":
+	// without → with, or with → without for a trade-off of the side
+	// without (the queue's: sync-mail → mail by a job).
+	Setting  string `json:"setting"`
 	Improved string `json:"improved"`
 	Worse    string `json:"worse"`
 }

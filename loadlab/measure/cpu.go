@@ -34,6 +34,10 @@ type Load struct {
 	Members int
 	CPU     float64
 	Wait    float64 // run-queue wait
+	// Preempted is the part of Wait that followed a preemption: CPU it
+	// wanted to go on using (the rest is a busy machine's wake-up
+	// latency, not demand).
+	Preempted float64
 	// Available is what it could have had: its cgroup quota, or the cores
 	// the generator and the other watched processes left it.
 	Available   float64
@@ -52,12 +56,15 @@ func (l Load) AtQuota() bool { return !math.IsNaN(l.Quota) }
 // IsCPUBound reports whether a server using serverCPU of the available
 // cores is CPU-bound: it uses most of them; or, on a saturated machine, it
 // takes a major share while other work holds the rest; or it wanted them
-// (used the CPU or waited in the run queue for it; wait is NaN where
-// unknown) even though other work kept it from getting them.
-func IsCPUBound(serverCPU, wait, available, machineBusy float64) bool {
+// (used the CPU, or was preempted and waited in the run queue to go on
+// using it: preempted is NaN where unknown) even though other work kept it
+// from getting them. The wait of threads that blocked and were woken
+// does not count: on a busy machine every hand-off waits its turn, and a
+// service whose requests wait on a lock wakes a thread for each.
+func IsCPUBound(serverCPU, preempted, available, machineBusy float64) bool {
 	return serverCPU >= CPUBoundShare*available ||
 		(machineBusy >= MachineSaturated && serverCPU >= MajorShare*available) ||
-		(!math.IsNaN(wait) && serverCPU+wait >= CPUBoundShare*available)
+		(!math.IsNaN(preempted) && serverCPU+preempted >= CPUBoundShare*available)
 }
 
 // BottleneckOf names the CPU-bound process group of a single step (as a
@@ -108,7 +115,7 @@ func ProcessLoads(steps []Step, cores float64) []Load {
 		// What the generator (its CPU is in Available until here) and the
 		// other watched processes left this one.
 		l.Available = math.Max(cores-l.Available-(total-l.CPU), 0.1)
-		l.Bound = IsCPUBound(l.CPU, l.Wait, l.Available, l.MachineBusy)
+		l.Bound = IsCPUBound(l.CPU, l.Preempted, l.Available, l.MachineBusy)
 	}
 	return out
 }
@@ -117,7 +124,7 @@ func ProcessLoads(steps []Step, cores float64) []Load {
 // all its members; Available holds the generator's CPU until the caller
 // turns it into what was left to the group.
 func groupLoad(steps []Step, name string, members int) (Load, bool) {
-	var cpu, wait, quota, thr, busy, gen []float64
+	var cpu, wait, preempted, quota, thr, busy, gen []float64
 	for _, s := range steps {
 		i := slices.IndexFunc(s.Processes, func(p ProcessStep) bool { return p.Name == name })
 		if i < 0 || s.Processes[i].Members != members {
@@ -129,7 +136,7 @@ func groupLoad(steps []Step, name string, members int) (Load, bool) {
 		for _, v := range []struct {
 			dst *[]float64
 			x   float64
-		}{{&wait, p.WaitCores}, {&quota, p.QuotaCores}, {&thr, p.ThrottledShare}, {&busy, s.MachineBusy}} {
+		}{{&wait, p.WaitCores}, {&preempted, p.PreemptedCores}, {&quota, p.QuotaCores}, {&thr, p.ThrottledShare}, {&busy, s.MachineBusy}} {
 			if !math.IsNaN(v.x) {
 				*v.dst = append(*v.dst, v.x)
 			}
@@ -138,7 +145,7 @@ func groupLoad(steps []Step, name string, members int) (Load, bool) {
 	if len(cpu) == 0 {
 		return Load{}, false
 	}
-	return Load{Name: name, Members: members, CPU: Median(cpu), Wait: MedianOrNaN(wait),
+	return Load{Name: name, Members: members, CPU: Median(cpu), Wait: MedianOrNaN(wait), Preempted: MedianOrNaN(preempted),
 		Quota: MedianOrNaN(quota), Throttled: MedianOrNaN(thr), MachineBusy: MedianOrNaN(busy), Available: Median(gen)}, true
 }
 
@@ -147,7 +154,7 @@ func groupLoad(steps []Step, name string, members int) (Load, bool) {
 func Bottleneck(loads []Load) *Load {
 	var best *Load
 	score := func(l *Load) float64 {
-		w := l.Wait
+		w := l.Preempted
 		if math.IsNaN(w) || l.AtQuota() {
 			w = 0
 		}

@@ -57,6 +57,11 @@ type Step struct {
 	// runnable but waiting for a CPU during the step: CPU the server
 	// wanted and did not get. NaN when unknown.
 	ServerCPUWaitCores float64 `json:"-"`
+	// ServerCPUPreemptedCores is the part of ServerCPUWaitCores its
+	// threads spent waiting after being preempted (procwatch's
+	// PreemptedWaitSince): CPU they wanted to go on using. The rest is
+	// the wake-up latency of a busy machine. NaN when unknown.
+	ServerCPUPreemptedCores float64 `json:"-"`
 	// Processes is each watched group's share (the replicas, the
 	// database, the proxy), in the order they were watched.
 	Processes []ProcessStep `json:"-"`
@@ -78,6 +83,10 @@ type ProcessStep struct {
 	Members   int     // replicas
 	CPUCores  float64 // CPU used, in cores
 	WaitCores float64 // run-queue wait, in cores
+	// PreemptedCores is the part of WaitCores that followed a preemption
+	// (procwatch's PreemptedWaitSince): the CPU it wanted and did not
+	// get, without the machine's wake-up latency.
+	PreemptedCores float64
 	// QuotaCores is the cgroup CPU quota of all members together;
 	// ThrottledShare the share of its enforcement periods in which the
 	// quota ran out.
@@ -175,6 +184,7 @@ func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 
 	s.Concurrency = spec.Concurrency
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
+	s.ServerCPUPreemptedCores = math.NaN()
 	s.GeneratorCPUWaitCores = math.NaN()
 	if selfErr == nil && selfErr1 == nil {
 		s.GeneratorCPUWaitCores = self1[0].WaitSince(self0[0]) / dt
@@ -190,7 +200,7 @@ func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 	if local && machineOK && machineOK1 && total1 > total0 {
 		s.MachineBusy = (busy1 - busy0) / (total1 - total0)
 	}
-	s.ServerCPUCores, s.ServerCPUWaitCores = ServerCPU(s.Processes)
+	s.ServerCPUCores, s.ServerCPUWaitCores, s.ServerCPUPreemptedCores = ServerCPU(s.Processes)
 	return s, nil
 }
 
@@ -204,7 +214,7 @@ func processSteps(before, after []procwatch.Usage, seconds float64) []ProcessSte
 		}
 		b := before[i]
 		p := ProcessStep{Name: a.Name, Members: a.Members, Local: a.Local, Suspect: a.Suspect,
-			CPUCores: math.Max(a.CPU-b.CPU, 0) / seconds, WaitCores: a.WaitSince(b) / seconds,
+			CPUCores: math.Max(a.CPU-b.CPU, 0) / seconds, WaitCores: a.WaitSince(b) / seconds, PreemptedCores: a.PreemptedWaitSince(b) / seconds,
 			QuotaCores: a.QuotaCores, ThrottledShare: math.NaN()}
 		if periods := a.Periods - b.Periods; periods > 0 {
 			p.ThrottledShare = (a.Throttled - b.Throttled) / periods
@@ -214,28 +224,30 @@ func processSteps(before, after []procwatch.Usage, seconds float64) []ProcessSte
 	return out
 }
 
-// ServerCPU is the CPU and run-queue wait of the groups connected to the
-// target (NaN where none is known). Suspects, processes only seen running
-// on the same machine, are left out: another system's database is not
-// this server's CPU.
-func ServerCPU(ps []ProcessStep) (cpu, wait float64) {
-	cpu, wait = math.NaN(), math.NaN()
+// ServerCPU is the CPU, run-queue wait and wait after preemption of the
+// groups connected to the target (NaN where none is known). Suspects,
+// processes only seen running on the same machine, are left out: another
+// system's database is not this server's CPU.
+func ServerCPU(ps []ProcessStep) (cpu, wait, preempted float64) {
+	cpu, wait, preempted = math.NaN(), math.NaN(), math.NaN()
+	add := func(sum *float64, v float64) {
+		if math.IsNaN(v) {
+			return
+		}
+		if math.IsNaN(*sum) {
+			*sum = 0
+		}
+		*sum += v
+	}
 	for _, p := range ps {
 		if p.Suspect {
 			continue
 		}
-		if math.IsNaN(cpu) {
-			cpu = 0
-		}
-		cpu += p.CPUCores
-		if !math.IsNaN(p.WaitCores) {
-			if math.IsNaN(wait) {
-				wait = 0
-			}
-			wait += p.WaitCores
-		}
+		add(&cpu, p.CPUCores)
+		add(&wait, p.WaitCores)
+		add(&preempted, p.PreemptedCores)
 	}
-	return cpu, wait
+	return cpu, wait, preempted
 }
 
 // sampleInFlight samples the server's in-flight gauges every 200ms until

@@ -58,16 +58,16 @@ func TestDiscoverSaysWhyNothingIsWatched(t *testing.T) {
 func TestServerCPUCountsOnlyWhatIsConnected(t *testing.T) {
 	nan := math.NaN()
 	ps := []measure.ProcessStep{
-		{Name: "shop", Members: 1, CPUCores: 0.4, WaitCores: 0.1, QuotaCores: nan, ThrottledShare: nan},
-		{Name: "PostgreSQL", Members: 1, CPUCores: 0.9, WaitCores: 0.5, QuotaCores: nan, ThrottledShare: nan, Suspect: true},
-		{Name: "redis", Members: 1, CPUCores: 0.1, WaitCores: nan, QuotaCores: nan, ThrottledShare: nan},
+		{Name: "shop", Members: 1, CPUCores: 0.4, WaitCores: 0.1, PreemptedCores: 0.04, QuotaCores: nan, ThrottledShare: nan},
+		{Name: "PostgreSQL", Members: 1, CPUCores: 0.9, WaitCores: 0.5, PreemptedCores: 0.5, QuotaCores: nan, ThrottledShare: nan, Suspect: true},
+		{Name: "redis", Members: 1, CPUCores: 0.1, WaitCores: nan, PreemptedCores: nan, QuotaCores: nan, ThrottledShare: nan},
 	}
-	cpu, wait := measure.ServerCPU(ps)
-	if math.Abs(cpu-0.5) > 1e-9 || math.Abs(wait-0.1) > 1e-9 {
-		t.Fatalf("server CPU %.2f, wait %.2f; want 0.50 and 0.10 (the suspect left out)", cpu, wait)
+	cpu, wait, preempted := measure.ServerCPU(ps)
+	if math.Abs(cpu-0.5) > 1e-9 || math.Abs(wait-0.1) > 1e-9 || math.Abs(preempted-0.04) > 1e-9 {
+		t.Fatalf("server CPU %.2f, wait %.2f, preempted %.2f; want 0.50, 0.10 and 0.04 (the suspect left out)", cpu, wait, preempted)
 	}
-	if cpu, wait := measure.ServerCPU(ps[1:2]); !math.IsNaN(cpu) || !math.IsNaN(wait) {
-		t.Fatalf("only a suspect: server CPU %v, wait %v; want unknown", cpu, wait)
+	if cpu, wait, preempted := measure.ServerCPU(ps[1:2]); !math.IsNaN(cpu) || !math.IsNaN(wait) || !math.IsNaN(preempted) {
+		t.Fatalf("only a suspect: server CPU %v, wait %v, preempted %v; want unknown", cpu, wait, preempted)
 	}
 }
 

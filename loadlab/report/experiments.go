@@ -36,7 +36,7 @@ func (TextReporter) Experiments(w io.Writer, r *experiments.Report) error {
 		b.WriteString("\nTrade-offs (each: the setting with against without)\n\n")
 		b.WriteString("| experiment | setting | what improved | what got worse |\n| --- | --- | --- | --- |\n")
 		for _, e := range trades {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", e.Name, cell(settingText(e)), cell(e.Tradeoff.Improved), cell(orNone(e.Tradeoff.Worse)))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", e.Name, cell(tradeoffSetting(e)), cell(e.Tradeoff.Improved), cell(orNone(e.Tradeoff.Worse)))
 		}
 	}
 	b.WriteString("\nWhy\n\n")
@@ -78,6 +78,15 @@ func orNA(s string) string {
 }
 
 // settingText is "without → with", by label.
+// tradeoffSetting is a trade-off row's settings in the order of its
+// figures (a row of the side without goes from with to without).
+func tradeoffSetting(e experiments.Result) string {
+	if e.Tradeoff != nil && e.Tradeoff.Setting != "" {
+		return e.Tradeoff.Setting
+	}
+	return settingText(e)
+}
+
 func settingText(e experiments.Result) string {
 	switch {
 	case e.Waits != "":
@@ -157,6 +166,7 @@ func (HTMLReporter) Experiments(w io.Writer, r *experiments.Report) error {
 		rw := row{e, settingText(e), sideSummary(e.Without, e), sideSummary(e.With, e), verdictText(e), holdsCell(e)}
 		rows = append(rows, rw)
 		if e.Tradeoff != nil {
+			rw.Setting = tradeoffSetting(e)
 			trades = append(trades, rw)
 		}
 	}

@@ -20,7 +20,7 @@ func sampleExperiments() *experiments.Report {
 			Verdict: "performance", Holds: &yes, Reason: "checkout p50 2 ms without, 52 ms with",
 			Without:  &experiments.Side{Setting: "queue", Summary: "checkout p50 2.00 ms", Metrics: map[string]float64{"checkout.p50_ms": 2}},
 			With:     &experiments.Side{Setting: "sync-mail", Summary: "checkout p50 52 ms", Metrics: map[string]float64{"checkout.p50_ms": 52}},
-			Tradeoff: &experiments.TradeoffRow{Improved: "checkout.p50_ms 52 → 2 (-96%)", Worse: "the mail leaves later"},
+			Tradeoff: &experiments.TradeoffRow{Setting: "sync-mail → queue", Improved: "checkout.p50_ms 52 → 2 (-96%)", Worse: "the mail leaves later"},
 		}, {
 			Name: "sharding", Claim: "sharding scales", Verdict: "waits", Waits: "sharding", Reason: "waits for sharding",
 		}}}
@@ -36,7 +36,7 @@ func TestExperimentsInEveryForm(t *testing.T) {
 		"load average 3.5 at the start, unknown at the end",
 		"| sync-mail | mail in the request \\| slows checkout | queue → sync-mail | checkout p50 2.00 ms | checkout p50 52 ms | performance | yes |",
 		"| sharding | sharding scales | – | waits for sharding | waits for sharding | waits for sharding | – |",
-		"| sync-mail | queue → sync-mail | checkout.p50_ms 52 → 2 (-96%) | the mail leaves later |",
+		"| sync-mail | sync-mail → queue | checkout.p50_ms 52 → 2 (-96%) | the mail leaves later |",
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, text.String())
@@ -59,7 +59,7 @@ func TestExperimentsInEveryForm(t *testing.T) {
 	if err := (HTMLReporter{}).Experiments(&page, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"<!DOCTYPE html>", `<table id="experiments">`, "<td>mail in the request | slows checkout</td>", `<table id="tradeoffs">`, "the mail leaves later"} {
+	for _, want := range []string{"<!DOCTYPE html>", `<table id="experiments">`, "<td>mail in the request | slows checkout</td>", `<table id="tradeoffs">`, "<td>sync-mail → queue</td>", "the mail leaves later"} {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}
