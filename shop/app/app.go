@@ -61,10 +61,13 @@ type Config struct {
 	// NATSURL enables order events on NATS JetStream; empty: none (order
 	// streams poll the database).
 	NATSURL, NATSStream string
-	SeedItems           int
-	Workers             int
-	PrepTime            time.Duration
-	MailLatency         time.Duration
+	// NATSTimeout bounds a call that sets something up on NATS
+	// (shopnats.Config.CallTimeout); zero takes its default.
+	NATSTimeout time.Duration
+	SeedItems   int
+	Workers     int
+	PrepTime    time.Duration
+	MailLatency time.Duration
 	// JobPollInterval and JobFetchCooldown tune the worker's fetching
 	// (jobs.Config); zero takes the defaults.
 	JobPollInterval, JobFetchCooldown time.Duration
@@ -362,7 +365,7 @@ func (a *App) openEvents(ctx context.Context) error {
 		return nil
 	}
 	bus, err := shopnats.Open(ctx, shopnats.Config{URL: a.cfg.NATSURL, Stream: a.cfg.NATSStream,
-		Subject: strings.ToLower(strings.ReplaceAll(a.cfg.NATSStream, "_", ".")), ClientName: "shop " + a.replica, Logger: a.log.With("component", "nats")})
+		Subject: strings.ToLower(strings.ReplaceAll(a.cfg.NATSStream, "_", ".")), CallTimeout: a.cfg.NATSTimeout, ClientName: "shop " + a.replica, Logger: a.log.With("component", "nats")})
 	if err != nil {
 		return err
 	}
