@@ -48,7 +48,7 @@ func TestExperimentsListsTheBuiltins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"missing-index", "global-lock", "(diagnose, expected contention)", "sharding", "waits for sharding"} {
+	for _, want := range []string{"missing-index", "global-lock", "(diagnose, expected contention)", "sharding", "wrong-component", "(scaleout, expected efficiency-falls)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--list lacks %q:\n%s", want, out)
 		}

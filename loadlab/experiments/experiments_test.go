@@ -7,7 +7,7 @@ import (
 
 func TestTheBuiltinListParses(t *testing.T) {
 	l := Builtin()
-	for _, want := range []string{"missing-index", "n-plus-one", "global-lock", "local-sessions", "sync-mail", "extra-hops", "vertical-vs-horizontal", "sharding"} {
+	for _, want := range []string{"missing-index", "n-plus-one", "global-lock", "local-sessions", "sync-mail", "extra-hops", "vertical-vs-horizontal", "sharding", "wrong-component"} {
 		if _, err := l.Select(want); err != nil {
 			t.Errorf("the built-in list lacks %s: %v", want, err)
 		}
@@ -17,9 +17,12 @@ func TestTheBuiltinListParses(t *testing.T) {
 			t.Errorf("%s: no with setting or expected verdict", e.Name)
 		}
 	}
-	sharding, _ := l.Select("sharding")
-	if sharding[0].Waits != "sharding" {
-		t.Errorf("sharding does not wait for sharding: %+v", sharding[0])
+	// The sharded cluster has landed: the sharding rows run on it.
+	for _, name := range []string{"sharding", "wrong-component"} {
+		e, _ := l.Select(name)
+		if e[0].Waits != "" || !strings.Contains(e[0].With.Up+e[0].Without.Up, "--shards") {
+			t.Errorf("%s does not run on the sharded cluster: %+v", name, e[0])
+		}
 	}
 }
 

@@ -95,10 +95,33 @@ func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
 			fmtMS(without.Metrics["baseline.p99_ms"]), fmtMS(with.Metrics["baseline.p99_ms"]))
 	}
 	if with.Kind == without.Kind && with.Kind == e.Expected && with.Kind != "none" {
+		longer, ok := longerSerialSection(e, without, with)
+		if ok {
+			// A system with a serial section of its own (the embedded
+			// default's one SQLite writer) made Factor times longer by
+			// the setting: contention, and the setting's.
+			return with.Kind, reason + longer
+		}
 		// The same verdict with and without: not the setting's doing.
-		return "none", reason + ": the same with and without, so not the setting's doing"
+		return "none", reason + longer + ": the same with and without, so not the setting's doing"
 	}
 	return with.Kind, reason
+}
+
+// longerSerialSection says whether contention found with and without the
+// setting has a serial section (1 / the peak goodput) at least Factor
+// times longer with it, and by how much.
+func longerSerialSection(e Experiment, without, with *Side) (string, bool) {
+	wo, w := without.Metrics["capacity_rps"], with.Metrics["capacity_rps"]
+	if with.Kind != "contention" || wo <= 0 || w <= 0 {
+		return "", false
+	}
+	what := fmt.Sprintf("; both contention, with a serial section of %s a request (1 / %.0f req/s) without and %s with (%.2f×)",
+		fmtMS(1e3/wo), wo, fmtMS(1e3/w), wo/w)
+	if wo < e.Factor*w {
+		return what, false
+	}
+	return what + fmt.Sprintf(": %.1f× longer or more with it, the setting's doing", e.Factor), true
 }
 
 func judgeScaleout(without, with *Side) (string, string) {

@@ -48,6 +48,26 @@ func TestJudgeDiagnosisWantsTheSettingToMakeTheDifference(t *testing.T) {
 	if *res.Holds || !strings.Contains(res.Reason, "not the setting's doing") {
 		t.Fatalf("contention with and without held: %s", res.Reason)
 	}
+	// The embedded default has a serial section of its own (one SQLite
+	// writer): contention both ways is the setting's when its serial
+	// section is Factor times longer with it, not when about the same
+	// (the global lock at a load average of 30: 2045 and 1722 req/s).
+	e.Factor = 1.5
+	for _, tt := range []struct {
+		without, with float64
+		holds         bool
+		says          string
+	}{
+		{2045, 1722, false, "0.49 ms a request (1 / 2045 req/s) without and 0.58 ms with (1.19×)"},
+		{2000, 1000, true, "(2.00×): 1.5× longer or more with it, the setting's doing"},
+	} {
+		res = Result{Without: &Side{Kind: "contention", Metrics: map[string]float64{"capacity_rps": tt.without}},
+			With: &Side{Kind: "contention", Metrics: map[string]float64{"capacity_rps": tt.with}}}
+		judge(&res, e)
+		if *res.Holds != tt.holds || !strings.Contains(res.Reason, tt.says) {
+			t.Errorf("contention at %.0f and %.0f req/s: %s (holds %v)", tt.without, tt.with, res.Reason, *res.Holds)
+		}
+	}
 }
 
 func TestJudgeReplicas(t *testing.T) {
