@@ -139,6 +139,8 @@ func (r *Runner) one(ctx context.Context, e Experiment) Result {
 	switch e.Measure {
 	case MeasureVertical:
 		res.With, err = r.measureScaled(ctx, e, e.With)
+	case MeasureBaseline:
+		res.Without, res.With, err = r.measureBaselines(ctx, e)
 	default:
 		if res.Without, err = r.measureSide(ctx, e, "without", e.Without); err == nil {
 			res.With, err = r.measureSide(ctx, e, "with", e.With)
@@ -207,6 +209,7 @@ func (e Experiment) workload(url string) (measure.LoadRunner, error) {
 	return measure.LoadRunner{Target: &load.Request{Method: http.MethodGet, URL: target}, Timeout: 10 * time.Second}, nil
 }
 
+// measureOn diagnoses the system at url.
 func (r *Runner) measureOn(ctx context.Context, e Experiment, url string) (*Side, error) {
 	runner, err := e.workload(url)
 	if err != nil {
@@ -223,21 +226,13 @@ func (r *Runner) measureOn(ctx context.Context, e Experiment, url string) (*Side
 	if err := r.sizes(ctx, e, url, side); err != nil {
 		return nil, err
 	}
-	if e.Measure == MeasureDiagnose {
-		cfg := diagnose.Config{Target: url, SLO: time.Duration(e.SLO), MaxConcurrency: e.MaxConcurrency,
-			StepDuration: time.Duration(e.StepDuration), BaselineRequests: min(e.Requests, 100), BaselineDuration: 10 * time.Second, Cores: r.Cores}
-		rep, err := diagnose.Run(ctx, cfg, runner, watcher)
-		if err != nil {
-			return nil, err
-		}
-		diagnosed(side, rep)
-		return side, nil
-	}
-	step, err := measure.NewMeter(watcher).Measure(ctx, runner, measure.Spec{Concurrency: 1, Requests: e.Requests, Duration: 2 * time.Minute})
+	cfg := diagnose.Config{Target: url, SLO: time.Duration(e.SLO), MaxConcurrency: e.MaxConcurrency,
+		StepDuration: time.Duration(e.StepDuration), BaselineRequests: min(e.Requests, 100), BaselineDuration: 10 * time.Second, Cores: r.Cores}
+	rep, err := diagnose.Run(ctx, cfg, runner, watcher)
 	if err != nil {
 		return nil, err
 	}
-	baselined(side, e, step)
+	diagnosed(side, rep)
 	return side, nil
 }
 

@@ -2,11 +2,17 @@ package experiments
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 )
 
 // The test binary is also the systems the runner starts: with
@@ -54,6 +60,10 @@ func TestRunnerMeasuresAKnownDelay(t *testing.T) {
 	if w := res.With.Metrics["GET /.p50_ms"]; w < 20 {
 		t.Errorf("with: p50 %.2f ms, below the server's own 20 ms", w)
 	}
+	// Sent in rounds, alternating between the systems: every request counted.
+	if n, m := res.Without.Metrics["GET /.requests"], res.With.Metrics["GET /.requests"]; n != 40 || m != 40 {
+		t.Errorf("requests without %v, with %v; want 40 each", n, m)
+	}
 	if later := rep.Experiments[1]; later.Verdict != VerdictWaits || later.Holds != nil || later.With != nil {
 		t.Errorf("a waiting experiment ran: %+v", later)
 	}
@@ -85,5 +95,35 @@ func TestRunnerSaysWhyASystemDidNotStart(t *testing.T) {
 				t.Fatalf("error %q, want %q", res.Error, tt.want)
 			}
 		})
+	}
+}
+
+// A side's rounds add up: each endpoint's latencies from the merged
+// histograms (the median of all the rounds, not a median of medians),
+// its requests and errors, and the server's CPU over the time they took.
+func TestCombineStepsMergesTheRounds(t *testing.T) {
+	round := func(seconds, cpu float64, latenciesUS ...int64) measure.Step {
+		h := hdrhistogram.New(1, 60_000_000, 3)
+		for _, v := range latenciesUS {
+			h.RecordValue(v)
+		}
+		n := int64(len(latenciesUS))
+		return measure.Step{Requests: n + 1, Errors: 1, ServerCPUCores: cpu, Load: &load.Result{Elapsed: time.Duration(seconds * float64(time.Second)),
+			Endpoints: []load.Endpoint{{Name: "checkout", Requests: n + 1, Errors: load.EndpointErrors{Total: 1}, SuccessHistogram: h}}}}
+	}
+	s := combineSteps([]measure.Step{round(1, 0.2, 1000, 1000, 1000), round(3, 0.6, 3000, 3000, 3000, 3000)})
+	ep := s.Load.Endpoints
+	if len(ep) != 1 || ep[0].Requests != 9 || ep[0].Errors.Total != 2 || s.Requests != 9 || s.Errors != 2 {
+		t.Fatalf("%+v", s)
+	}
+	if p50 := ep[0].SuccessLatency.P50; p50 < 2990*time.Microsecond || p50 > 3010*time.Microsecond {
+		t.Errorf("p50 %v, want the merged median, 3 ms", p50)
+	}
+	if math.Abs(s.ServerCPUCores-0.5) > 1e-9 || math.Abs(s.AnsweredRPS-9.0/4) > 1e-9 {
+		t.Errorf("server CPU %.3f cores at %.2f req/s, want (0.2 + 1.8) / 4 s = 0.5 at 9 / 4 s", s.ServerCPUCores, s.AnsweredRPS)
+	}
+	unseen := round(1, math.NaN(), 1000)
+	if s := combineSteps([]measure.Step{round(1, 0.2, 1000), unseen}); !math.IsNaN(s.ServerCPUCores) {
+		t.Errorf("a round that did not see the server's CPU gave %v", s.ServerCPUCores)
 	}
 }
