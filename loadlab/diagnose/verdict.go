@@ -99,8 +99,9 @@ type Facts struct {
 	Climbed                  bool // the worst p99 above the SLO and latencyClimb × the baseline's
 	Falls                    bool // the top of the ramp below retrograde × the peak
 	// Starved: the fall past the peak came from other work taking the
-	// server's CPU, not from coherency.
-	Starved bool
+	// server's CPU, not from coherency. FallWithLostCPU: the same for a
+	// server that was not CPU-bound; the fall is left out of the verdict.
+	Starved, FallWithLostCPU bool
 	// Server is the watched processes together at the plateau; CPUKnown is
 	// false when none was seen, or when CPUImplausible (too little CPU for
 	// the requests served to be theirs).
@@ -251,9 +252,15 @@ func Classify(m Measurements) (string, Facts) {
 		// request cost more: other work on the machine took it.
 		f.Starved = true
 		return KindCapacity, f
+	case f.Falls && f.CPUKnown && lostCPU(steps[f.Peak], last):
+		// The same loss of CPU to other work, by a server that was not
+		// CPU-bound: the fall is the machine's; what held the plateau
+		// decides.
+		f.Falls, f.FallWithLostCPU = false, true
 	case f.Falls:
 		return KindCoherency, f
-	case f.Bottleneck != nil:
+	}
+	if f.Bottleneck != nil {
 		return KindCapacity, f
 	}
 	return KindContention, f
@@ -528,6 +535,12 @@ func (w *explainer) kind(kind string) {
 	f, steps := w.f, w.m.Steps
 	add := w.add
 	srv, last, xPeak := f.Server, steps[len(steps)-1], steps[f.Peak].ThroughputRPS
+	if f.FallWithLostCPU {
+		peak := steps[f.Peak]
+		add("throughput fell from %.0f req/s with %s to %.0f with %s as the server's CPU fell from %.2f to %.2f cores on a machine %.0f%% busy, its CPU per request not growing: other work took the CPU, so the fall is not coherency",
+			xPeak, users(peak.Concurrency), last.ThroughputRPS, users(last.Concurrency), peak.ServerCPUCores, last.ServerCPUCores, 100*last.MachineBusy)
+		w.warnings = append(w.warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
+	}
 	switch kind {
 	case KindErrors:
 		served := "while the ones it serves stay fast"
@@ -732,10 +745,23 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 		return false
 	}
 	available := coresLeft(peak, cores)
+	return measure.IsCPUBound(peak.ServerCPUCores, peak.ServerCPUPreemptedCores, available, peak.MachineBusy) && lostCPU(peak, last)
+}
+
+// lostCPU reports whether the server used markedly less CPU at the last
+// step than at the peak while the machine stayed busy, and the CPU it
+// spent per request did not grow: a fall in throughput that came with
+// the CPU other work took. A server that was not CPU-bound at the peak
+// (a lock holder on a busy machine, run less often) loses throughput
+// that way too; its fall is not coherency either.
+func lostCPU(peak, last Step) bool {
+	if math.IsNaN(peak.ServerCPUCores) || math.IsNaN(last.ServerCPUCores) || math.IsNaN(last.MachineBusy) ||
+		peak.ThroughputRPS <= 0 || last.ThroughputRPS <= 0 {
+		return false
+	}
 	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
 	costLast := last.ServerCPUCores / last.ThroughputRPS
-	return measure.IsCPUBound(peak.ServerCPUCores, peak.ServerCPUPreemptedCores, available, peak.MachineBusy) &&
-		last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
+	return last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
 		last.MachineBusy >= measure.MachineSaturated &&
 		costLast <= costGrowth*costPeak
 }

@@ -202,6 +202,22 @@ func TestJudge(t *testing.T) {
 			kind:  KindContention, mentions: []string{"(1.03 counting the time its threads waited for a CPU after being preempted; another 1.30 cores' worth was the machine's wake-up latency"},
 		},
 		{
+			// The global lock at a load average of 43: past the peak the
+			// machine took a third of the server's CPU and throughput fell
+			// with it, its CPU per request unchanged. Not coherency, and
+			// not CPU-bound at the peak: the lock holds the plateau.
+			name: "global lock whose throughput fell with the CPU the machine took", baseP99: 6, slo: ms(40), scal: true,
+			steps: waitingWoken(busyMachine(ramp([]float64{1700, 1800, 1750, 1780, 1200}, []float64{6, 12, 24, 48, 96}, []float64{0.45, 0.47, 0.46, 0.46, 0.30}, 0.15), 1), 2.1, 0.5),
+			kind:  KindContention, mentions: []string{"throughput fell from 1800 req/s with 2 users to 1200 with 16 users as the server's CPU fell from 0.47 to 0.30 cores on a machine 100% busy, its CPU per request not growing"},
+		},
+		{
+			// The same fall with the CPU per request grown by half: each
+			// request costs more with more users, coherency's mark.
+			name: "a fall whose CPU per request grew", baseP99: 6, slo: ms(40), scal: true,
+			steps: waitingWoken(busyMachine(ramp([]float64{1700, 1800, 1750, 1780, 900}, []float64{6, 12, 24, 48, 96}, []float64{0.45, 0.47, 0.46, 0.46, 0.38}, 0.15), 1), 2.1, 0.5),
+			kind:  KindCoherency, mentions: []string{"coherency: throughput peaks at 1800 req/s with 2 users and falls to 900 req/s with 16 users"},
+		},
+		{
 			// The same figures with every wait after a preemption: threads
 			// that wanted to go on running, a CPU-bound server starved.
 			name: "CPU-bound on a machine at load 30, every wait a preemption", baseP99: 6, slo: ms(40), scal: true,
