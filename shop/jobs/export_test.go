@@ -2,8 +2,10 @@ package jobs
 
 import (
 	"context"
+	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 )
 
 // Subscribe hands the package's tests the River client's events, so they
@@ -17,4 +19,18 @@ func (q *Queue[TTx]) Subscribe(kinds ...river.EventKind) (<-chan *river.Event, f
 func (q *Queue[TTx]) Insert(ctx context.Context, args river.JobArgs) error {
 	_, err := q.client.Insert(ctx, args, nil)
 	return err
+}
+
+// InsertAt inserts a job due at the given time.
+func (q *Queue[TTx]) InsertAt(ctx context.Context, args river.JobArgs, at time.Time) error {
+	_, err := q.client.Insert(ctx, args, &river.InsertOpts{ScheduledAt: at})
+	return err
+}
+
+// ScheduleAhead does what River's scheduler does on the leader: it makes
+// the scheduled jobs due within ahead available.
+func (q *Queue[TTx]) ScheduleAhead(ctx context.Context, ahead time.Duration) (int, error) {
+	now := time.Now().Add(ahead)
+	res, err := q.exec.JobSchedule(ctx, &riverdriver.JobScheduleParams{Max: 1000, Now: &now})
+	return len(res), err
 }

@@ -130,6 +130,8 @@ func waitForStatus(t *testing.T, s shop.Store, id int64, want shop.Status, withi
 type queue interface {
 	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
 	Insert(ctx context.Context, args river.JobArgs) error
+	InsertAt(ctx context.Context, args river.JobArgs, at time.Time) error
+	ScheduleAhead(ctx context.Context, ahead time.Duration) (int, error)
 }
 
 func (e *env) queue(t *testing.T) queue {
@@ -504,20 +506,48 @@ func TestKilledMidJobConfirmsExactlyOnceAfterRestart(t *testing.T) {
 	})
 }
 
-// The backlog counts the jobs waiting for a worker and how long the
-// oldest has waited; taken jobs leave it.
+// The backlog counts the jobs due and waiting for a worker and how long
+// the oldest has been due; taken jobs leave it, and so do the jobs River's
+// scheduler made available ahead of their time (up to its 5 s interval:
+// counted, the "ready" steps of a few hundred checkouts a second made the
+// embedded default refuse checkouts while its worker kept up).
 func TestBacklogCountsWaitingJobs(t *testing.T) {
-	e := open(t, filepath.Join(t.TempDir(), "shop.db"), jobs.Config{}) // insert-only
-	ctx := context.Background()
-	b, err := e.Queue.Backlog(ctx)
-	if err != nil || b.Waiting != 0 || b.OldestAge != 0 {
-		t.Fatalf("empty queue: %+v, %v", b, err)
-	}
-	for range 3 {
-		e.placeOrder(t)
-	}
-	b, err = e.Queue.Backlog(ctx)
-	if err != nil || b.Waiting != 3 || b.OldestAge < 0 {
-		t.Fatalf("after 3 checkouts: %+v, %v; want 3 waiting", b, err)
-	}
+	eachTarget(t, func(t *testing.T, tg target) {
+		e := tg.open(t, jobs.Config{}) // insert-only: nothing takes the jobs
+		ctx := context.Background()
+		b, err := e.Queue.Backlog(ctx)
+		if err != nil || b.Waiting != 0 || b.OldestAge != 0 {
+			t.Fatalf("empty queue: %+v, %v", b, err)
+		}
+		for range 3 {
+			e.placeOrder(t)
+		}
+		b, err = e.Queue.Backlog(ctx)
+		if err != nil || b.Waiting != 3 || b.OldestAge < 0 || b.OldestAge > time.Minute {
+			t.Fatalf("after 3 checkouts: %+v, %v; want 3 waiting", b, err)
+		}
+		for id := range int64(5) {
+			if err := e.queue(t).InsertAt(ctx, jobs.OrderReadyArgs{OrderID: 1000 + id}, time.Now().Add(4*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := e.queue(t).ScheduleAhead(ctx, 5*time.Second); err != nil || n != 5 {
+			t.Fatalf("made %d jobs available ahead of time (%v), want 5", n, err)
+		}
+		b, err = e.Queue.Backlog(ctx)
+		if err != nil || b.Waiting != 3 {
+			t.Fatalf("with 5 jobs available before they are due: %+v, %v; want the 3 due ones", b, err)
+		}
+		// a job due a minute ago that the scheduler made available late
+		if err := e.queue(t).InsertAt(ctx, jobs.OrderReadyArgs{OrderID: 2000}, time.Now().Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.queue(t).ScheduleAhead(ctx, 0); err != nil || n != 1 {
+			t.Fatalf("made %d overdue jobs available (%v), want 1", n, err)
+		}
+		b, err = e.Queue.Backlog(ctx)
+		if err != nil || b.Waiting != 4 || b.OldestAge < time.Minute || b.OldestAge > 2*time.Minute {
+			t.Fatalf("with a job due a minute ago: %+v, %v; want 4 waiting, the oldest for about a minute", b, err)
+		}
+	})
 }
