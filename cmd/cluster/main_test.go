@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The shop is given one --db per shard in shard order, and --shards with
@@ -92,5 +97,30 @@ func TestErrorPagesAreProblemJSON(t *testing.T) {
 		if strings.ContainsAny(e.detail, `'\`) {
 			t.Errorf("%d's detail has a quote or backslash", e.status)
 		}
+	}
+}
+
+// up's wait for a reload ends with a clear error when nginx keeps
+// answering from another configuration, and returns once it answers the
+// new generation.
+func TestWaitNginxGeneration(t *testing.T) {
+	var gen atomic.Value
+	gen.Store("old")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != generationPath {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, gen.Load())
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := waitNginxGeneration(ctx, srv.URL, "new", nil); err == nil || !strings.Contains(err.Error(), `generation "old"`) {
+		t.Fatalf("nginx answering the old generation: %v, want an error naming it", err)
+	}
+	gen.Store("new")
+	if err := waitNginxGeneration(context.Background(), srv.URL, "new", nil); err != nil {
+		t.Fatalf("nginx answering the new generation: %v", err)
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/perfscale/perfscale/internal/supervise"
 	"github.com/perfscale/perfscale/shop/httpapi"
@@ -67,7 +72,7 @@ func (c *cluster) startNginx(ctx context.Context) error {
 		Meta: map[string]string{"role": "balancer"},
 		Args: func(p map[string]int) []string {
 			// The configuration names the port: written for each try.
-			if err := c.writeNginxConf(p["http"]); err != nil {
+			if _, err := c.writeNginxConf(p["http"]); err != nil {
 				c.logf("%v", err)
 			}
 			return []string{"-e", "stderr", "-c", conf, "-p", c.state, "-g", "daemon off;"}
@@ -82,8 +87,11 @@ func (c *cluster) startNginx(ctx context.Context) error {
 	return err
 }
 
-// reloadNginx writes the upstreams anew and has nginx read them (SIGHUP:
-// its old workers finish what they hold).
+// reloadNginx writes the configuration anew (the upstreams, the limits)
+// and has nginx take it (SIGHUP), returning once nginx serves from it
+// alone: nginx's reload is asynchronous (the master starts new workers,
+// then tells the old ones to stop accepting), and up used to return while
+// old workers still took new connections with the old upstreams.
 func (c *cluster) reloadNginx(ctx context.Context) error {
 	r, ok, err := c.dir().Load("nginx")
 	if err != nil {
@@ -92,29 +100,144 @@ func (c *cluster) reloadNginx(ctx context.Context) error {
 	if !ok || !r.Alive() {
 		return fmt.Errorf("the cluster in %s is recorded but its nginx is not running; run 'scripts/cluster.sh --state-dir %s down' first", c.state, c.state)
 	}
-	if err := c.writeNginxConf(r.Port("http")); err != nil {
+	gen, err := c.writeNginxConf(r.Port("http"))
+	if err != nil {
+		return err
+	}
+	if err := c.testNginxConf(ctx); err != nil {
+		return err
+	}
+	old, err := nginxWorkers(r.PID)
+	if err != nil {
 		return err
 	}
 	if err := syscall.Kill(r.PID, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("reload nginx: %w", err)
 	}
-	// The new workers answer once they run; retry as the script's curl did.
-	var last error
-	for range 50 {
-		if last = httpOK(ctx, r.URL("http")+"/readyz"); last == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	if err := waitNginxGeneration(wctx, r.URL("http"), gen, old); err != nil {
+		return fmt.Errorf("nginx did not take its new configuration within %s (see %s): %v", reloadTimeout, filepath.Join(c.state, "nginx.log"), err)
 	}
-	return fmt.Errorf("nginx does not answer at %s after the reload: %v", r.URL("http"), last)
+	return nil
 }
 
-func (c *cluster) writeNginxConf(port int) error {
+// reloadTimeout bounds the wait for nginx's new workers to serve alone.
+const reloadTimeout = 30 * time.Second
+
+// testNginxConf has nginx check the written configuration, so a bad one
+// is an error here, not a reload nginx refuses in its log.
+func (c *cluster) testNginxConf(ctx context.Context) error {
+	path, err := nginxPath()
+	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, path, "-t", "-q", "-e", "stderr", "-c", filepath.Join(c.state, "nginx.conf"), "-p", c.state).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nginx refuses its new configuration: %s", lastLine(out))
+	}
+	return nil
+}
+
+// nginxWorkers lists the worker processes of the nginx master pid that
+// accept connections (not the cache manager or loader, not workers
+// already shutting down).
+func nginxWorkers(master int) ([]int, error) {
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return nil, err
+	}
+	var workers []int
+	for _, p := range procs {
+		if st, err := p.Stat(); err != nil || st.PPID != master {
+			continue
+		}
+		if accepting(p.PID) {
+			workers = append(workers, p.PID)
+		}
+	}
+	return workers, nil
+}
+
+// accepting says whether pid is an nginx worker that takes new
+// connections: a worker told to stop sets its title to "worker process is
+// shutting down" as it closes its listening sockets (in the same step of
+// its loop), and one that has exited takes none.
+func accepting(pid int) bool {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return false
+	}
+	cmd, err := p.CmdLine()
+	if err != nil {
+		return false
+	}
+	title := strings.Join(cmd, " ")
+	return strings.Contains(title, "worker process") && !strings.Contains(title, "shutting down")
+}
+
+// waitNginxGeneration waits until nginx answers its configuration's
+// generation gen on a new connection (new workers run the new
+// configuration) and none of the old workers accepts connections any
+// more, polling.
+func waitNginxGeneration(ctx context.Context, base, gen string, old []int) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for {
+		last := nginxServes(ctx, client, base, gen)
+		if last == nil {
+			for _, pid := range old {
+				if accepting(pid) {
+					last = fmt.Errorf("old worker %d still accepts connections", pid)
+					break
+				}
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func nginxServes(ctx context.Context, client *http.Client, base, gen string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+generationPath, nil)
+	if err != nil {
+		return err
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 256))
+	if got := strings.TrimSpace(string(b)); res.StatusCode != http.StatusOK || got != gen {
+		return fmt.Errorf("nginx answers generation %q (%s), want %q", got, res.Status, gen)
+	}
+	return nil
+}
+
+// generationPath answers the generation of the configuration the nginx
+// worker that takes the connection runs: a random word written with each
+// configuration.
+const generationPath = "/_cluster/generation"
+
+// writeNginxConf writes nginx's configuration for port and returns its
+// generation (what generationPath answers).
+func (c *cluster) writeNginxConf(port int) (generation string, err error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	generation = hex.EncodeToString(b)
 	var upstreams strings.Builder
 	for i := 1; i <= c.cfg.Replicas; i++ {
 		r, ok, err := c.dir().Load(replicaName(i))
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !ok {
 			continue
@@ -131,8 +254,9 @@ func (c *cluster) writeNginxConf(port int) error {
 	zones, limits := clientLimitsConf(c.cfg.Replicas, c.cfg.CPU)
 	conf := strings.NewReplacer("$EDGE_CACHE_LOCATIONS", locations, "$EDGE_CACHE", edge).Replace(nginxConf)
 	conf = strings.NewReplacer("$CLIENT_LIMIT_ZONES", zones, "$CLIENT_LIMITS", limits, "$ERROR_PAGES", errorPagesConf()).Replace(conf)
-	conf = strings.NewReplacer("$USER", nginxUser(), "$STATE", c.state, "$PORT", fmt.Sprint(port), "$UPSTREAMS", upstreams.String()).Replace(conf)
-	return os.WriteFile(filepath.Join(c.state, "nginx.conf"), []byte(conf), 0o644)
+	conf = strings.NewReplacer("$USER", nginxUser(), "$STATE", c.state, "$PORT", fmt.Sprint(port), "$UPSTREAMS", upstreams.String(),
+		"$GENERATION", generation).Replace(conf)
+	return generation, os.WriteFile(filepath.Join(c.state, "nginx.conf"), []byte(conf), 0o644)
 }
 
 // nginxUser is who runs this command, for nginx's workers.
@@ -201,6 +325,14 @@ $UPSTREAMS
         error_page 503 @status_503;
         error_page 504 @status_504;
 $ERROR_PAGES
+        # The generation of this configuration, which up waits for after a
+        # reload (cmd/cluster's waitNginxGeneration).
+        location = /_cluster/generation {
+            access_log off;
+            default_type text/plain;
+            return 200 "$GENERATION\n";
+        }
+
         # Health and readiness are never limited: a balancer or a probe
         # asking them must see the replicas as they are.
         location ~ ^/(healthz|readyz)$ {
