@@ -212,6 +212,8 @@ func (a *App) openStore(ctx context.Context) error {
 	}
 	a.onClose(b.Close)
 	a.backend, a.store, a.carts = b, b.Store, b.Store
+	// The pools' saturation is read at each scrape of /metrics.
+	a.reg.MustRegister(instrument.NewPoolCollector(func() []instrument.PoolStats { return poolStats(b) }))
 	if b.Sharded != nil {
 		// The item pages' stock figure: every shard's quotas summed.
 		go b.Sharded.RunStockFigures(a.background, StockFigureEvery)
@@ -222,6 +224,28 @@ func (a *App) openStore(ctx context.Context) error {
 		a.log.Info("seeded catalog", "items", n, "database", b.Where)
 	}
 	return nil
+}
+
+// poolStats are the figures of every pool of the backend's databases.
+func poolStats(b *backend.Backend) []instrument.PoolStats {
+	var stats []instrument.PoolStats
+	pg := func(shard string, db *postgres.DB) {
+		for _, p := range db.Pools() {
+			stats = append(stats, instrument.PgxPoolStats(shard, p.Role, p.Pool.Stat()))
+		}
+	}
+	switch {
+	case b.SQLite != nil:
+		write, read := b.SQLite.Stats()
+		stats = append(stats, instrument.SQLPoolStats("", "write", write), instrument.SQLPoolStats("", "read", read))
+	case b.Shards != nil:
+		for k, db := range b.Shards {
+			pg(instrument.ShardLabel(k), db)
+		}
+	case b.Postgres != nil:
+		pg("", b.Postgres)
+	}
+	return stats
 }
 
 // sqliteFile makes the data directory and returns the database's path.

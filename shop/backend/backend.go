@@ -79,6 +79,9 @@ type Backend struct {
 	// Postgres is the PostgreSQL database (nil on the embedded default;
 	// shard 1 on a sharded store).
 	Postgres *postgres.DB
+	// Shards are the shards' databases, shard 1 first (nil unless
+	// Config.ShardURLs).
+	Shards []*postgres.DB
 	// Sharded is the store that routes over the shards (nil unless
 	// Config.ShardURLs): its admin reads fan out.
 	Sharded *sharded.Store

@@ -54,7 +54,7 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{Store: routed, Sharded: routed, Where: fmt.Sprintf("postgres, %d shards: %s", len(dbs), strings.Join(where, ", ")),
-		Postgres: dbs[0], now: cfg.Now, close: routed.Close}
+		Postgres: dbs[0], Shards: dbs, now: cfg.Now, close: routed.Close}
 	b.seed = func(ctx context.Context, items []shop.Item) (int, error) {
 		return routed.Seed(ctx, items, func(ctx context.Context, k int, items []shop.Item) (int, error) {
 			return raws[k].SeedIfEmpty(ctx, items)

@@ -9,6 +9,9 @@
 // the package's tests fail when that file is not current, and call every
 // method of shop.Store through the wrapper to check that each one was
 // observed under its own operation name.
+//
+// It also exposes what is read at each scrape: the job queue's backlog
+// (QueueCollector) and the database pools' saturation (PoolCollector).
 package instrument
 
 //go:generate go run ./internal/storegen/gen

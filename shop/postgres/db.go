@@ -272,6 +272,23 @@ func (db *DB) CheckSchema(ctx context.Context) error {
 // Pool is the primary's pool (River's driver uses it).
 func (db *DB) Pool() *pgxpool.Pool { return db.primary }
 
+// NamedPool is one of the database's pools and its role.
+type NamedPool struct {
+	// Role is "primary" or "replica-N" (N from 1, in the order of
+	// Options.Replicas).
+	Role string
+	Pool *pgxpool.Pool
+}
+
+// Pools are the primary's pool and each replica's, for their statistics.
+func (db *DB) Pools() []NamedPool {
+	pools := []NamedPool{{Role: "primary", Pool: db.primary}}
+	for k, r := range db.replicas {
+		pools = append(pools, NamedPool{Role: "replica-" + strconv.Itoa(k+1), Pool: r})
+	}
+	return pools
+}
+
 // Where is the primary as host:port/database, and the replicas if any.
 func (db *DB) Where() string {
 	if len(db.replicaW) == 0 {
