@@ -19,8 +19,9 @@ import (
 	"github.com/perfscale/perfscale/shop/sharded"
 )
 
-// ReconcileEvery is how often a worker of a sharded store finishes the
-// quota transfers a crash left half done (sharded.Reconcile).
+// ReconcileEvery is how often a worker of a sharded store moves quota
+// ahead of demand (sharded.Rebalancer) and finishes the quota transfers
+// a crash left half done (sharded.Reconcile).
 const ReconcileEvery = 5 * time.Second
 
 // openShards opens every shard of cfg.ShardURLs (shard k the k-th URL,
@@ -88,7 +89,7 @@ func openShard(ctx context.Context, cfg Config, url string, k int) (*postgres.DB
 // shardQueues is one River client per shard in one process, each on its
 // shard's pool with its shard's store: a checkout's job is inserted in
 // its own transaction on its own shard, and runs there. A worker process
-// also runs the reconciler.
+// also runs the quota rebalancer and the reconciler.
 type shardQueues struct {
 	m      *shard.Map
 	queues []Queue
@@ -158,11 +159,19 @@ func (sq *shardQueues) reconcile(ctx context.Context) {
 	defer sq.done.Done()
 	t := time.NewTicker(ReconcileEvery)
 	defer t.Stop()
+	rebalancer := sq.routed.NewRebalancer(nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		round, err := rebalancer.Round(ctx)
+		if err != nil && ctx.Err() == nil {
+			sq.log.WarnContext(ctx, "rebalance quotas", "error", err)
+		}
+		if round.Transfers > 0 {
+			sq.log.InfoContext(ctx, "quota moved ahead of demand", "transfers", round.Transfers, "units", round.Units)
 		}
 		n, err := sq.routed.Reconcile(ctx, sharded.TransferGrace)
 		if err != nil && ctx.Err() == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,26 @@ func (db *DB) ClaimShard(ctx context.Context, number int) error {
 // partial is true, when it takes what there is. It records the transfer
 // as sent in the same transaction and reports the units taken (0: none).
 func (db *DB) DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (int64, error) {
+	return db.debit(ctx, id, item, to, func(quota int64) int64 {
+		taken := min(quota, max(need, quota/2))
+		if taken < need && !partial {
+			return 0
+		}
+		return taken
+	})
+}
+
+// MoveQuota takes units of item's quota for shard to, or what there is
+// when the quota is smaller (the rebalancer's move, planned from a reading
+// that checkouts have since sold from), recording the transfer as sent in
+// the same transaction; it reports the units taken (0: none).
+func (db *DB) MoveQuota(ctx context.Context, id string, item, units int64, to int) (int64, error) {
+	return db.debit(ctx, id, item, to, func(quota int64) int64 { return min(quota, units) })
+}
+
+// debit takes take(quota) units of item's quota, locked, with the
+// transfer's row, in one transaction.
+func (db *DB) debit(ctx context.Context, id string, item int64, to int, take func(quota int64) int64) (int64, error) {
 	var taken int64
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var quota int64
@@ -50,8 +71,7 @@ func (db *DB) DebitQuota(ctx context.Context, id string, item, need int64, to in
 		if err != nil {
 			return err
 		}
-		taken = min(quota, max(need, quota/2))
-		if taken <= 0 || (taken < need && !partial) {
+		if taken = take(quota); taken <= 0 {
 			taken = 0
 			return nil
 		}
@@ -116,6 +136,75 @@ func (db *DB) Quotas(ctx context.Context) (quota, inFlight map[int64]int64, err 
 		return nil, nil, fmt.Errorf("quotas: %w", err)
 	}
 	return quota, inFlight, nil
+}
+
+// SalesSince is the units ordered of each item in the orders after the
+// order id after, and the highest order id read (after when there is none
+// since): the rebalancer's reading of recent demand, a range of the order
+// lines' key. An order id is the month and a serial, so ids grow with time;
+// an order committed after a later-numbered one was read is missed, which
+// an estimate of demand can afford. A negative after reads no sales and
+// gives the cursor to start from: the newest order id.
+func (db *DB) SalesSince(ctx context.Context, after int64) (sales map[int64]int64, cursor int64, err error) {
+	sales = map[int64]int64{}
+	if after < 0 {
+		err = db.primary.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM orders`).Scan(&cursor)
+		if err != nil {
+			return nil, 0, fmt.Errorf("sales since: %w", unavailable(err))
+		}
+		return sales, cursor, nil
+	}
+	rows, err := db.primary.Query(ctx, `SELECT item_id, sum(quantity)::BIGINT, max(order_id) FROM order_lines
+		WHERE order_id > $1 GROUP BY item_id`, after)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sales since: %w", unavailable(err))
+	}
+	cursor = after
+	var item, n, newest int64
+	_, err = pgx.ForEachRow(rows, []any{&item, &n, &newest}, func() error {
+		sales[item] = n
+		cursor = max(cursor, newest)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sales since: %w", unavailable(err))
+	}
+	return sales, cursor, nil
+}
+
+// TryLease takes the lease name on this database for as long as the
+// caller holds it (a session-level advisory lock on a pooled connection),
+// or reports ok false when another process holds it. PostgreSQL drops
+// the lock with a dead process's session, so a lease never outlives its
+// holder.
+func (db *DB) TryLease(ctx context.Context, name string) (release func(), ok bool, err error) {
+	conn, err := db.primary.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("lease %s: %w", name, unavailable(err))
+	}
+	key := leaseKey(name)
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil || !ok {
+		conn.Release()
+		if err != nil {
+			return nil, false, fmt.Errorf("lease %s: %w", name, unavailable(err))
+		}
+		return nil, false, nil
+	}
+	return func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			// The lock must not stay with a pooled session: drop it.
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}, true, nil
+}
+
+// leaseKey is the advisory lock key of lease name, in a namespace apart
+// from the workers' (workerLockKey).
+func leaseKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("shop lease " + name))
+	return int64(h.Sum64()) // #nosec G115 -- a hash: wrapping into the negative keys is what bigint locks take
 }
 
 // SalesPerItem is the units ordered of each item on this shard.

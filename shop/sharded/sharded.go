@@ -33,6 +33,9 @@ type Escrow interface {
 	// sent in the same transaction; it reports the units taken.
 	DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (int64, error)
 	// CreditQuota adds a transfer's units to the quota once.
+	// MoveQuota takes units of item's quota (what there is if less) for
+	// shard to, recording the transfer id as sent: the rebalancer's debit.
+	MoveQuota(ctx context.Context, id string, item, units int64, to int) (int64, error)
 	CreditQuota(ctx context.Context, t shard.Transfer) (bool, error)
 	MarkTransferReceived(ctx context.Context, id string) error
 	// SentTransfers are the debited transfers not yet marked received.
@@ -41,6 +44,13 @@ type Escrow interface {
 	// that are not yet marked received.
 	Quotas(ctx context.Context) (quota, inFlight map[int64]int64, err error)
 	SalesPerItem(ctx context.Context) (map[int64]int64, error)
+	// SalesSince is the units ordered of each item in orders numbered
+	// after the cursor after, and the cursor to read from next; a
+	// negative after reads nothing and gives the cursor of now.
+	SalesSince(ctx context.Context, after int64) (map[int64]int64, int64, error)
+	// TryLease takes a lease by name until release, or says another
+	// process holds it (the catalog's home leases the rebalancer).
+	TryLease(ctx context.Context, name string) (release func(), ok bool, err error)
 	OrdersByStatus(ctx context.Context, status shop.Status, limit int) ([]shop.Order, error)
 	// The catalog's home only: the sold-out flags and their epoch.
 	StockEpoch(ctx context.Context, item int64) (int64, error)
