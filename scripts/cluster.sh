@@ -5,7 +5,7 @@
 # --shards S), each replica and database server optionally in a cgroup of
 # its own with a CPU quota.
 #
-#   scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL]
+#   scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus]
 #   scripts/cluster.sh status | kill-replica K|worker | start-replica K|worker
 #   scripts/cluster.sh kill-db K | start-db K | down
 #

@@ -25,7 +25,7 @@ N stateless API replicas and one background worker behind nginx, on a
 PostgreSQL server of the cluster's own, each replica (and the database
 server) optionally in a cgroup of its own with a CPU quota.
 
-  scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL]
+  scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus]
                                            start, or rescale a running cluster to N replicas
                                            (of C cores); the last line printed is the URL
   scripts/cluster.sh status                what runs: pids, ports, quotas, alive or not
@@ -44,7 +44,11 @@ instead (postgres://postgres@127.0.0.1:5432/postgres). --db-replica adds
 a streaming read replica the API replicas read from. --shards S starts S
 servers (db-1..db-S, each in its own cgroup under --db-cpu), one shard
 database on each, and gives the replicas and the worker one --db per
-shard and --shards S (docs/sharding.md).
+shard and --shards S (docs/sharding.md). --prometheus also starts
+Prometheus (Debian's prometheus) with its configuration and data in the
+state directory, scraping every shop process's /metrics and itself, with
+deploy/prometheus/rules.yml; status prints its URL ("prometheus: URL"),
+down stops it and removes its data.
 
 Every command takes --state-dir DIR (or PERFSCALE_CLUSTER_DIR); the
 default is ${TMPDIR:-/tmp}/perfscale-cluster, so clusters in different
@@ -57,7 +61,7 @@ Processes are stopped by the pids up recorded, checked against their
 start time so a recycled pid is never signalled; never by name.
 `
 
-const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] | status | kill-replica K | start-replica K | kill-db K | start-db K | down"
+const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus] | status | kill-replica K | start-replica K | kill-db K | start-db K | down"
 
 // maxShards bounds --shards: each shard is a PostgreSQL server of its
 // own on this machine.
@@ -97,7 +101,9 @@ type options struct {
 	dbCPUText string
 	pgURL     string
 	shards    int // 1 unless --shards
-	help      bool
+	// prometheus: up also starts the cluster's Prometheus.
+	prometheus bool
+	help       bool
 }
 
 var numberRE = regexp.MustCompile(`^[0-9]*\.?[0-9]+$`)
@@ -130,6 +136,8 @@ func parseArgs(args []string) (options, error) {
 			}
 		case "--db-replica":
 			o.dbReplica = true
+		case "--prometheus":
+			o.prometheus = true
 		case "--shards":
 			shardsText, err = value(&i, name, "--shards needs a number of shards, such as 2")
 		case "--cpu":
@@ -167,7 +175,7 @@ func parseArgs(args []string) (options, error) {
 	if o.verb == "" {
 		return o, usageError("no command given")
 	}
-	upOnly := cpuSet || dbCPUSet || o.dbReplica || o.pgURL != "" || shardsText != ""
+	upOnly := cpuSet || dbCPUSet || o.dbReplica || o.pgURL != "" || shardsText != "" || o.prometheus
 	o.shards = 1
 	switch o.verb {
 	case "up":
@@ -214,7 +222,7 @@ func parseArgs(args []string) (options, error) {
 	return o, nil
 }
 
-const upOnlyFlags = "--cpu, --db-cpu, --pg-url, --db-replica and --shards belong to up"
+const upOnlyFlags = "--cpu, --db-cpu, --pg-url, --db-replica, --shards and --prometheus belong to up"
 
 // parseShards reads --shards: S servers of the cluster's own, so neither
 // an existing server (--pg-url) nor a read replica (one standby of one

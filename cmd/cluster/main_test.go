@@ -124,3 +124,18 @@ func TestWaitNginxGeneration(t *testing.T) {
 		t.Fatalf("nginx answering the new generation: %v", err)
 	}
 }
+
+// --prometheus is up's: up takes it, the other verbs refuse it as bad
+// input.
+func TestParsePrometheus(t *testing.T) {
+	o, err := parseArgs([]string{"up", "2", "--prometheus"})
+	if err != nil || !o.prometheus {
+		t.Fatalf("up 2 --prometheus: %+v, %v", o, err)
+	}
+	for _, args := range [][]string{{"status", "--prometheus"}, {"down", "--prometheus"}, {"kill-replica", "1", "--prometheus"}} {
+		var ue usageError
+		if _, err := parseArgs(args); !errors.As(err, &ue) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+}

@@ -35,6 +35,11 @@ func (c *cluster) up(ctx context.Context) error {
 	if running {
 		return c.rescale(ctx)
 	}
+	if c.opts.prometheus {
+		if _, err := prometheusPath(); err != nil {
+			return err
+		}
+	}
 	if err := ensureNginx(c); err != nil {
 		return err
 	}
@@ -147,7 +152,13 @@ func (c *cluster) bringUp(ctx context.Context) error {
 	if err := c.startNginx(ctx); err != nil {
 		return err
 	}
-	return c.checkMenus(ctx)
+	if err := c.checkMenus(ctx); err != nil {
+		return err
+	}
+	if c.opts.prometheus {
+		return c.startPrometheus(ctx)
+	}
+	return nil
 }
 
 // buildShop puts the shop binary into the state directory: a copy of

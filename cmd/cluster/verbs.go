@@ -72,12 +72,30 @@ func (c *cluster) rescale(ctx context.Context) error {
 		return err
 	}
 	c.removeReplicas(ctx, n+1, old)
+	if err := c.rescalePrometheus(ctx); err != nil {
+		return err
+	}
 	c.logf("rescaled from %d to %d API replicas%s on the same database, worker and nginx", old, n, c.quotaNote())
 	r, _, err := c.dir().Load("nginx")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(c.stdout, r.URL("http"))
+	return nil
+}
+
+// rescalePrometheus gives a running Prometheus the replicas as they now
+// are, or starts one (--prometheus on a running cluster without).
+func (c *cluster) rescalePrometheus(ctx context.Context) error {
+	running, err := c.prometheusRunning()
+	switch {
+	case err != nil:
+		return err
+	case running:
+		return c.writeTargets()
+	case c.opts.prometheus:
+		return c.startPrometheus(ctx)
+	}
 	return nil
 }
 
@@ -145,13 +163,16 @@ func (c *cluster) status() error {
 	if c.cfg.Cgroups != "" {
 		fmt.Fprintf(w, "cgroups: %s\n", c.cfg.Cgroups)
 	}
+	if r, ok, err := c.dir().Load("prometheus"); err == nil && ok {
+		fmt.Fprintf(w, "prometheus: %s\n", r.URL("http"))
+	}
 	const row = "%-13s %-8s %-8s %-26s %-24s %-6s %s\n"
 	fmt.Fprintf(w, row, "NAME", "ROLE", "PID", "URL", "ADMIN", "CPU", "STATE")
 	names := []string{"nginx"}
 	for i := 1; i <= c.cfg.Replicas; i++ {
 		names = append(names, replicaName(i))
 	}
-	names = append(names, "worker")
+	names = append(names, "worker", "prometheus")
 	for _, db := range c.cfg.Databases {
 		names = append(names, db.Server, db.Standby)
 	}

@@ -1,0 +1,148 @@
+package clustertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/perfscale/perfscale/internal/testwait"
+)
+
+// requirePrometheus skips the test when Debian's prometheus is missing,
+// and fails it under CI=true, where .ci/run installs it.
+func requirePrometheus(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("prometheus"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is not installed; under CI=true .ci/run must install it (apt-get install prometheus)")
+		}
+		t.Skip("prometheus is not installed (apt-get install prometheus); skipping the cluster's Prometheus test")
+	}
+}
+
+// prometheusURL is the URL status prints on its "prometheus: URL" line.
+func (c *cluster) prometheusURL() string {
+	c.t.Helper()
+	for _, line := range strings.Split(c.mustScript("status"), "\n") {
+		if u, ok := strings.CutPrefix(line, "prometheus: "); ok {
+			return u
+		}
+	}
+	c.t.Fatal("status prints no prometheus line")
+	return ""
+}
+
+// upTargets are the instances Prometheus scrapes with success, by job.
+func upTargets(ctx context.Context, api promv1.API) (map[string][]string, error) {
+	res, err := api.Targets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	up := map[string][]string{}
+	for _, tg := range res.Active {
+		if tg.Health == promv1.HealthGood {
+			job := string(tg.Labels["job"])
+			up[job] = append(up[job], string(tg.Labels["instance"]))
+		}
+	}
+	for _, v := range up {
+		slices.Sort(v)
+	}
+	return up, nil
+}
+
+// up --prometheus starts a Prometheus that scrapes every shop process
+// and itself and evaluates the repository's rules; a rescale changes its
+// targets; down stops it and removes its files.
+func TestPrometheusScrapesEveryProcess(t *testing.T) {
+	requirePrometheus(t)
+	t.Parallel()
+	c := startCluster(t, nil, "1", "--prometheus")
+	client, err := promapi.NewClient(promapi.Config{Address: c.prometheusURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := promv1.NewAPI(client)
+	waitScraped := func(want map[string][]string) {
+		t.Helper()
+		testwait.Eventually(t, 90*time.Second, func() error {
+			up, err := upTargets(t.Context(), api)
+			if err != nil {
+				return err
+			}
+			for job, instances := range want {
+				if !slices.Equal(up[job], instances) {
+					return fmt.Errorf("targets up: %v, want %v", up, want)
+				}
+			}
+			return nil
+		})
+	}
+	waitScraped(map[string][]string{"prometheus": {"prometheus"}, "shop": {"replica-1", "worker"}})
+
+	// The rules are loaded and evaluate: the database pools' share in use
+	// is recorded for each shop process.
+	testwait.Eventually(t, 90*time.Second, func() error {
+		v, _, _, err := api.Query(t.Context(), `pool:shop_db_pool_in_use:ratio{pool="primary"}`, time.Now())
+		if err != nil {
+			return err
+		}
+		var instances []string
+		for _, s := range v.(model.Vector) {
+			instances = append(instances, string(s.Metric["instance"]))
+		}
+		slices.Sort(instances)
+		if !slices.Equal(instances, []string{"replica-1", "worker"}) {
+			return fmt.Errorf("pool:shop_db_pool_in_use:ratio recorded for %v", instances)
+		}
+		return nil
+	})
+	rules, err := api.Rules(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules.Groups) == 0 {
+		t.Fatal("Prometheus loaded no rules")
+	}
+
+	c.mustScript("up", "2")
+	waitScraped(map[string][]string{"shop": {"replica-1", "replica-2", "worker"}})
+
+	pid, _, _, _ := c.status("prometheus")
+	c.mustScript("down")
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("prometheus (pid %d) still runs after down", pid)
+	}
+	if _, err := os.Stat(c.state); !os.IsNotExist(err) {
+		t.Errorf("the state directory (with Prometheus' data) is still there after down: %v", err)
+	}
+}
+
+// --prometheus without Prometheus installed fails before anything starts
+// (no state directory made), with exit status 1 and the package to
+// install. The cluster command runs with a PATH that has no prometheus.
+func TestPrometheusMissingFailsUpAtOnce(t *testing.T) {
+	_, bin := build(t, repoRoot(t))
+	state := t.TempDir() + "/cluster"
+	cmd := exec.Command(bin, "--state-dir", state, "up", "1", "--prometheus")
+	cmd.Env = append(os.Environ(), "PATH=/nonexistent")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "apt-get install prometheus") {
+		t.Fatalf("up --prometheus without prometheus on PATH: %v, %q", err, out)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("up made the state directory before refusing: %v", err)
+	}
+}
