@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,10 +100,18 @@ func classifyErr(err error) errorKind {
 type fastSender struct {
 	client  *fasthttp.Client
 	timeout time.Duration
+	conns   *trackedConns
 }
 
 func newFastSender(maxConns int, timeout time.Duration) *fastSender {
-	return &fastSender{timeout: timeout, client: &fasthttp.Client{
+	conns := &trackedConns{}
+	dial := (&fasthttp.TCPDialer{Concurrency: 0}).Dial
+	return &fastSender{timeout: timeout, conns: conns, client: &fasthttp.Client{
+		// fasthttp by itself retries GET, HEAD and PUT up to 5 times after
+		// any error, on new connections too, and never DELETE: a failure of
+		// the target would be hidden. send retries as RFC 9110 allows
+		// instead (retryable).
+		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		MaxConnsPerHost:               maxConns,
 		MaxIdleConnDuration:           time.Minute,
 		NoDefaultUserAgentHeader:      true,
@@ -110,7 +120,13 @@ func newFastSender(maxConns int, timeout time.Duration) *fastSender {
 		ReadBufferSize:                16 << 10,
 		MaxConnWaitTimeout:            timeout,
 		TLSConfig:                     &tls.Config{MinVersion: tls.VersionTLS12},
-		Dial:                          (&fasthttp.TCPDialer{Concurrency: 0}).Dial,
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := dial(addr)
+			if err != nil {
+				return nil, err
+			}
+			return conns.track(c), nil
+		},
 	}}
 }
 
@@ -140,13 +156,25 @@ func (s *fastSender) send(ctx context.Context, r *Request, wantBody bool, buf []
 	if len(r.Body) > 0 {
 		req.SetBodyRaw(r.Body)
 	}
-	timeout := s.timeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = max(time.Until(dl), time.Millisecond)
+	deadline := time.Now().Add(s.timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
 	}
-	if err := s.client.DoTimeout(req, resp, timeout); err != nil {
+	for attempt := 1; ; attempt++ {
+		err := s.client.DoDeadline(req, resp, deadline)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return outcome{kind: aborted}, buf
+		}
+		// Nothing of an answer came on a connection that had served one:
+		// the target closed it as it went idle (an nginx reload does).
+		if attempt < maxAttempts && retryable(r.Method) && s.conns.failedIdle(resp.LocalAddr()) && time.Now().Before(deadline) {
+			// Its siblings in the pool are likely closed too: a reload
+			// closes all of an nginx worker's idle connections at once.
+			s.client.CloseIdleConnections()
+			continue
 		}
 		return outcome{kind: classifyErr(err), err: err}, buf
 	}
@@ -195,18 +223,38 @@ func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []b
 	if len(r.Body) > 0 {
 		body = bytes.NewReader(r.Body) // no copy; NewRequest sets GetBody for retries
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, r.URL, body)
-	if err != nil {
-		return outcome{kind: otherKind, err: err}, buf
-	}
-	for k, vs := range r.Header {
-		if strings.EqualFold(k, "Host") && len(vs) > 0 {
-			req.Host = vs[0]
-			continue
+	var resp *http.Response
+	var err error
+	for attempt := 1; ; attempt++ {
+		var reused, answered atomic.Bool
+		trace := &httptrace.ClientTrace{
+			GotConn:              func(c httptrace.GotConnInfo) { reused.Store(c.Reused) },
+			GotFirstResponseByte: func() { answered.Store(true) },
 		}
-		req.Header[k] = vs
+		var req *http.Request
+		req, err = http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), r.Method, r.URL, body)
+		if err != nil {
+			return outcome{kind: otherKind, err: err}, buf
+		}
+		for k, vs := range r.Header {
+			if strings.EqualFold(k, "Host") && len(vs) > 0 {
+				req.Host = vs[0]
+				continue
+			}
+			req.Header[k] = vs
+		}
+		resp, err = s.client.Do(req)
+		// Go's transport retries GET, HEAD, OPTIONS and TRACE itself when
+		// a reused connection fails before any answer; PUT and DELETE are
+		// as idempotent (RFC 9110 9.2.2), and retried here.
+		if err == nil || ctx.Err() != nil || attempt >= maxAttempts || !retryable(r.Method) || !reused.Load() || answered.Load() {
+			break
+		}
+		s.tr.CloseIdleConnections() // as for fasthttp: its siblings are likely closed too
+		if len(r.Body) > 0 {
+			body = bytes.NewReader(r.Body)
+		}
 	}
-	resp, err := s.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{kind: aborted}, buf
@@ -248,4 +296,85 @@ func readAppend(buf []byte, r io.Reader) ([]byte, error) {
 			return buf, err
 		}
 	}
+}
+
+// maxAttempts bounds the sends of one request whose reused connections
+// fail before any answer. A reload closes all of an nginx worker's idle
+// connections at once, so before a retry the idle pool is emptied and the
+// retry most likely goes out on a new connection.
+const maxAttempts = 3
+
+// retryable says whether a request may be sent again without asking:
+// its method is idempotent (RFC 9110 9.2.2), so sending it twice does
+// what sending it once does. Only a failure on a reused connection before
+// any byte of an answer is retried: the target closed a connection it
+// had kept open as the request went out, a race of keep-alive and no
+// failure of the target's; any other failure is counted.
+func retryable(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// trackedConns follows fasthttp's connections (by local address), to
+// tell a reused connection that failed before any answer from a new one:
+// fasthttp reports both as "closed before the first response byte".
+type trackedConns struct{ m sync.Map } // local address -> *trackedConn
+
+func (t *trackedConns) track(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, owner: t}
+	t.m.Store(c.LocalAddr().String(), tc)
+	return tc
+}
+
+// failedIdle says whether the connection at local address addr (the
+// last one a request used) had answered before and then failed with
+// nothing read or written of the next exchange, and forgets it.
+func (t *trackedConns) failedIdle(addr net.Addr) bool {
+	if addr == nil {
+		return false
+	}
+	v, ok := t.m.LoadAndDelete(addr.String())
+	return ok && v.(*trackedConn).failedIdle.Load()
+}
+
+type trackedConn struct {
+	net.Conn
+	owner *trackedConns
+	// served: an answer came before the current exchange; answered: bytes
+	// of the current exchange's answer came (fasthttp writes a request,
+	// then reads its answer, one exchange at a time).
+	served, answered, failedIdle atomic.Bool
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.answered.Swap(false) {
+		c.served.Store(true) // a new exchange: the last one was answered
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && c.served.Load() {
+		c.failedIdle.Store(true)
+	}
+	return n, err
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered.Store(true)
+	} else if err != nil && c.served.Load() && !c.answered.Load() {
+		c.failedIdle.Store(true)
+	}
+	return n, err
+}
+
+// Close forgets the connection unless it failed idle: send asks about it
+// after fasthttp has closed it.
+func (c *trackedConn) Close() error {
+	if !c.failedIdle.Load() {
+		c.owner.m.CompareAndDelete(c.LocalAddr().String(), c)
+	}
+	return c.Conn.Close()
 }
