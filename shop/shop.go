@@ -126,6 +126,15 @@ const (
 	StatusReady     Status = "ready"
 )
 
+// ParseStatus reads an order status given as text (a query parameter).
+func ParseStatus(raw string) (Status, error) {
+	switch s := Status(raw); s {
+	case StatusPlaced, StatusConfirmed, StatusReady:
+		return s, nil
+	}
+	return "", Errorf(EINVALID, "status must be one of %s, %s, %s, got %q", StatusPlaced, StatusConfirmed, StatusReady, raw)
+}
+
 // CanMoveTo reports whether an order may go from s to next: one step forward.
 func (s Status) CanMoveTo(next Status) bool {
 	switch s {

@@ -403,7 +403,7 @@ func (a *App) openEvents(ctx context.Context) error {
 func (a *App) buildHandler(context.Context) error {
 	hcfg := httpapi.Config{
 		Catalog: a.catalog, Sessions: a.sessions, Carts: a.carts, Ordering: a.ordering, Health: a.store, OrderHistory: a.store,
-		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken,
+		Logger: a.log, Registry: a.reg, AdminToken: a.cfg.AdminToken, AdminReads: a.backend.AdminReads,
 		OpsOnly: a.cfg.Role == RoleWorker, Draining: a.draining.Load,
 		SessionLimit: a.cfg.SessionLimit, TrustedProxies: a.cfg.TrustedProxies,
 		Admission:    a.cfg.Admission,

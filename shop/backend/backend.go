@@ -20,6 +20,7 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/postgres"
+	"github.com/perfscale/perfscale/shop/shard"
 	"github.com/perfscale/perfscale/shop/sharded"
 	"github.com/perfscale/perfscale/shop/sqlite"
 	"github.com/perfscale/perfscale/shop/sqlstore"
@@ -85,6 +86,9 @@ type Backend struct {
 	// Sharded is the store that routes over the shards (nil unless
 	// Config.ShardURLs): its admin reads fan out.
 	Sharded *sharded.Store
+	// AdminReads are the admin's reads over every order: every shard's
+	// on a sharded store, the one database's otherwise (a Reads of one).
+	AdminReads shard.Reads
 
 	now      func() time.Time
 	newQueue func(ctx context.Context, store shop.Store, cfg jobs.Config) (Queue, error)
@@ -122,7 +126,7 @@ func OpenStore(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	raw := sqlite.NewStore(db, cfg.Now)
-	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), Where: db.Path(), SQLite: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
+	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), AdminReads: shard.Reads{raw}, Where: db.Path(), SQLite: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
 		return jobs.New[*sql.Tx](ctx, riversqlite.New(db.WriteDB()), store, jc)
 	}
@@ -144,7 +148,7 @@ func openPostgres(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	raw := postgres.NewStore(db, cfg.Now)
-	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), Where: "postgres " + db.Where(), Postgres: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
+	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), AdminReads: shard.Reads{raw}, Where: "postgres " + db.Where(), Postgres: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
 		jc.NoMigrate = true
 		jc.Maintenance = partitionMaintenance(db, cfg.Now, jc.Logger)

@@ -46,7 +46,7 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 		dbs = append(dbs, db)
 		raws[k] = postgres.NewShardStore(db, cfg.Now)
-		shards[k] = sharded.Shard{Store: wrap(cfg.Wrap, raws[k]), Escrow: db}
+		shards[k] = sharded.Shard{Store: wrap(cfg.Wrap, raws[k]), Escrow: db, Reads: raws[k]}
 		where = append(where, db.Where())
 	}
 	routed, err := sharded.New(shards, cfg.Jobs.Logger)
@@ -54,7 +54,7 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 		closeAll()
 		return nil, err
 	}
-	b := &Backend{Store: routed, Sharded: routed, Where: fmt.Sprintf("postgres, %d shards: %s", len(dbs), strings.Join(where, ", ")),
+	b := &Backend{Store: routed, Sharded: routed, AdminReads: routed.Reads(), Where: fmt.Sprintf("postgres, %d shards: %s", len(dbs), strings.Join(where, ", ")),
 		Postgres: dbs[0], Shards: dbs, now: cfg.Now, close: routed.Close}
 	b.seed = func(ctx context.Context, items []shop.Item) (int, error) {
 		return routed.Seed(ctx, items, func(ctx context.Context, k int, items []shop.Item) (int, error) {

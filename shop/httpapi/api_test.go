@@ -150,7 +150,7 @@ func compose(tb testing.TB, o options, draining func() bool) (http.Handler, *bac
 	}
 	hcfg := httpapi.Config{
 		Catalog: cached, Sessions: cached, Carts: carts, Ordering: orders, Health: store,
-		Registry: reg, AdminToken: o.adminToken, Draining: draining, Logger: logger,
+		Registry: reg, AdminToken: o.adminToken, AdminReads: b.AdminReads, Draining: draining, Logger: logger,
 		OrderHistory: store, EventFeed: o.feed, Stream: o.stream,
 		SessionLimit: o.sessionLimit, TrustedProxies: o.trustedProxies,
 		Admission: o.admission, RequestTimeout: o.requestTimeout,

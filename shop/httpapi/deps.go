@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"time"
+
+	"github.com/perfscale/perfscale/shop"
 )
 
 // The handlers' dependencies beyond the domain's own interfaces (the
@@ -27,3 +30,37 @@ type SharedMenus interface {
 	// PutMenu shares version's menu; failures only cost the others a build.
 	PutMenu(ctx context.Context, version int64, bodies map[string][]byte)
 }
+
+// AdminReads are the admin's reads over every order, of every shard on a
+// sharded store, each under a deadline (timeout). When some shards did
+// not answer, the error says which (see partialAnswer) and the result is
+// the others'.
+type AdminReads interface {
+	// Shards is how many shards a read asks (1 on one database).
+	Shards() int
+	SalesPerItem(ctx context.Context, timeout time.Duration) (map[int64]int64, error)
+	OrdersByStatus(ctx context.Context, status shop.Status, limit int, timeout time.Duration) ([]shop.Order, error)
+}
+
+// partialAnswer is an AdminReads error that names the shards (numbered
+// from 1) that did not answer, with their causes, out of asked
+// (shard.PartialError is one).
+type partialAnswer interface {
+	error
+	MissingShards() (asked int, missing map[int]error)
+}
+
+// noAdminReads answers for a handler built without AdminReads.
+type noAdminReads struct{}
+
+func (noAdminReads) Shards() int { return 0 }
+
+func (noAdminReads) SalesPerItem(context.Context, time.Duration) (map[int64]int64, error) {
+	return nil, errNoAdminReads
+}
+
+func (noAdminReads) OrdersByStatus(context.Context, shop.Status, int, time.Duration) ([]shop.Order, error) {
+	return nil, errNoAdminReads
+}
+
+var errNoAdminReads = shop.Errorf(shop.ENOTFOUND, "this process serves no admin reads")

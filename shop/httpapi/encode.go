@@ -268,6 +268,9 @@ type problem struct {
 	// Cart is the cart at current prices when checkout refused a total
 	// the customer saw before a price change.
 	Cart *shop.Cart `json:"cart,omitempty"`
+	// MissingShards names every shard when an admin read over all of them
+	// got no answer.
+	MissingShards []missingShard `json:"missing_shards,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {

@@ -50,6 +50,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var oos *shop.OutOfStockError
 	var changed *shop.PriceChangedError
 	var tooMany errTooManyStreams
+	var noShard *noShardAnswered
 	switch {
 	case errors.Is(err, errShed):
 		// admit set Retry-After. Nothing was done: even a checkout
@@ -71,6 +72,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Status, p.Code, p.Detail, p.Items = http.StatusConflict, shop.ECONFLICT, oos.Error(), oos.Items
 	case errors.As(err, &changed):
 		p.Status, p.Code, p.Detail, p.Cart = http.StatusConflict, shop.ECONFLICT, changed.Error(), changed.Cart
+	case errors.As(err, &noShard):
+		p.Status, p.Code, p.MissingShards = http.StatusServiceUnavailable, shop.EUNAVAILABLE, noShard.missing
+		p.Detail = "no shard answered this read over every shard; missing_shards says why each did not"
 	case errors.Is(err, context.DeadlineExceeded):
 		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service took too long to answer; retry later"
 	default:

@@ -39,6 +39,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// AdminToken guards /v1/admin; empty disables the admin API.
 	AdminToken string
+	// AdminReads serve the admin's reads over every order (every
+	// shard's); nil answers them 404.
+	AdminReads AdminReads
 	// RequestTimeout, when set, replaces every route's own timeout
 	// (routePlan) and bounds an event stream's preamble; by default it is
 	// 10 s for the preamble and the routes keep their own.
@@ -90,6 +93,7 @@ type server struct {
 	reg        *prometheus.Registry
 	metrics    *httpMetrics
 	adminToken string
+	adminReads AdminReads
 	// timeout bounds an event stream's preamble; timeoutOverride, when
 	// set, replaces every route's timeout (Config.RequestTimeout).
 	timeout, timeoutOverride time.Duration
@@ -145,6 +149,7 @@ func newServer(cfg Config) *server {
 		log:         cfg.Logger,
 		reg:         cfg.Registry,
 		adminToken:  cfg.AdminToken,
+		adminReads:  cfg.AdminReads,
 		timeout:     cfg.RequestTimeout,
 		draining:    cfg.Draining,
 		history:     cfg.OrderHistory,
@@ -156,6 +161,9 @@ func newServer(cfg Config) *server {
 	s.antipatterns, s.menuPerRequest, s.stale = cfg.Antipatterns, cfg.MenuPerRequest, cfg.Stale
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.adminReads == nil {
+		s.adminReads = noAdminReads{}
 	}
 	if s.reg == nil {
 		s.reg = NewRegistry()

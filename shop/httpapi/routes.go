@@ -25,6 +25,8 @@ func addRoutes(s *server) {
 	s.handle("GET /v1/orders/{id}/events", s.authenticated(s.handleOrderEvents))
 
 	s.handle("PUT /v1/admin/items/{id}", s.admin(s.handleUpdateItem))
+	s.handle("GET /v1/admin/sales", s.admin(s.handleSales))
+	s.handle("GET /v1/admin/orders", s.admin(s.handleOrdersByStatus))
 }
 
 // addOpsRoutes are the routes every role serves. /metrics is not among
@@ -90,6 +92,10 @@ var routePlan = []routeSpec{
 	{pattern: "GET /v1/orders/{id}", shed: shedLast, objective: 50 * time.Millisecond, timeout: 5 * time.Second},
 	{pattern: "GET /v1/orders/{id}/events", shed: shedLast, objective: 100 * time.Millisecond, timeout: 10 * time.Second, stream: true},
 	{pattern: "PUT /v1/admin/items/{id}", shed: shedLast, objective: 250 * time.Millisecond, timeout: 10 * time.Second},
+	// The admin reads over every shard answer by AdminFanOut (2 s), with
+	// the shards that had not answered named.
+	{pattern: "GET /v1/admin/sales", shed: shedLast, objective: 250 * time.Millisecond, timeout: 5 * time.Second},
+	{pattern: "GET /v1/admin/orders", shed: shedLast, objective: 250 * time.Millisecond, timeout: 5 * time.Second},
 }
 
 // specOf is pattern's line of routePlan; a route without one is a

@@ -207,15 +207,6 @@ func leaseKey(name string) int64 {
 	return int64(h.Sum64()) // #nosec G115 -- a hash: wrapping into the negative keys is what bigint locks take
 }
 
-// SalesPerItem is the units ordered of each item on this shard.
-func (db *DB) SalesPerItem(ctx context.Context) (map[int64]int64, error) {
-	sales := map[int64]int64{}
-	if err := db.readSums(ctx, sales, `SELECT item_id, sum(quantity)::BIGINT FROM order_lines GROUP BY item_id`); err != nil {
-		return nil, fmt.Errorf("sales per item: %w", err)
-	}
-	return sales, nil
-}
-
 func (db *DB) readSums(ctx context.Context, into map[int64]int64, query string) error {
 	rows, err := db.primary.Query(ctx, query)
 	if err != nil {
@@ -224,29 +215,6 @@ func (db *DB) readSums(ctx context.Context, into map[int64]int64, query string) 
 	var id, n int64
 	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { into[id] += n; return nil })
 	return unavailable(err)
-}
-
-// OrdersByStatus is this shard's newest orders in status, at most limit,
-// without their lines.
-func (db *DB) OrdersByStatus(ctx context.Context, status shop.Status, limit int) ([]shop.Order, error) {
-	rows, err := db.primary.Query(ctx, `SELECT id, session_id, status, total_cents, created_at, updated_at
-		FROM orders WHERE status = $1 ORDER BY id DESC LIMIT $2`, string(status), limit)
-	if err != nil {
-		return nil, fmt.Errorf("orders by status: %w", unavailable(err))
-	}
-	var out []shop.Order
-	var o shop.Order
-	var st string
-	var created, updated int64
-	_, err = pgx.ForEachRow(rows, []any{&o.ID, &o.SessionID, &st, &o.TotalCents, &created, &updated}, func() error {
-		o.Status, o.CreatedAt, o.UpdatedAt = shop.Status(st), time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
-		out = append(out, o)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("orders by status: %w", unavailable(err))
-	}
-	return out, nil
 }
 
 // StockEpoch is item's stock epoch on the catalog's home: it moves with

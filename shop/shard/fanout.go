@@ -36,6 +36,18 @@ func (e *PartialError) Error() string {
 	return fmt.Sprintf("%d of %d shards did not answer (%s)", len(e.Failures), e.Shards, strings.Join(parts, "; "))
 }
 
+// MissingShards is how many shards were asked and each that did not
+// answer, numbered from 1 as operators number them, with its cause: the
+// form in which an adapter that knows nothing of this package (the HTTP
+// API) reads a partial answer.
+func (e *PartialError) MissingShards() (asked int, missing map[int]error) {
+	missing = make(map[int]error, len(e.Failures))
+	for _, f := range e.Failures {
+		missing[f.Shard+1] = f.Err
+	}
+	return e.Shards, missing
+}
+
 // FanOut asks every one of shards at once, under one deadline (timeout,
 // or ctx's if sooner), and returns the answers that came, in shard order.
 // The error is a *PartialError naming each shard that failed or had not

@@ -112,7 +112,7 @@ func TestReconcilerFinishesATransferCutShort(t *testing.T) {
 }
 
 // failingSales is a shard whose sales read fails.
-type failingSales struct{ sharded.Escrow }
+type failingSales struct{ shard.Reader }
 
 func (failingSales) SalesPerItem(context.Context) (map[int64]int64, error) {
 	return nil, errors.New("connection refused")
@@ -137,7 +137,7 @@ func TestAdminReadsNameTheShardThatDidNotAnswer(t *testing.T) {
 		t.Fatalf("%d placed orders, want 6", len(placed))
 	}
 	shards := b.Sharded.ShardList()
-	shards[1].Escrow = failingSales{shards[1].Escrow}
+	shards[1].Reads = failingSales{shards[1].Reads}
 	half, err := sharded.New(shards, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestAdminReadsNameTheShardThatDidNotAnswer(t *testing.T) {
 	if !errors.As(err, &partial) || len(partial.Failures) != 1 || partial.Failures[0].Shard != 1 {
 		t.Fatalf("err = %v, want shard 2 named", err)
 	}
-	own := must(shards[0].Escrow.SalesPerItem(ctx))(t)
+	own := must(shards[0].Reads.SalesPerItem(ctx))(t)
 	if got[2] != own[2] {
 		t.Errorf("the answer's sales of item 2 = %d, shard 1 alone has %d", got[2], own[2])
 	}

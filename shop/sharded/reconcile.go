@@ -107,32 +107,21 @@ func (s *Store) TotalStock(ctx context.Context, item int64) (int64, error) {
 // SalesPerItem is the units ordered of each item on every shard, asked
 // at once under timeout; the error names the shards that did not answer.
 func (s *Store) SalesPerItem(ctx context.Context, timeout time.Duration) (map[int64]int64, error) {
-	answers, err := shard.FanOut(ctx, len(s.shards), timeout, func(ctx context.Context, k int) (map[int64]int64, error) {
-		return s.shards[k].Escrow.SalesPerItem(ctx)
-	})
-	sum := map[int64]int64{}
-	for _, a := range answers {
-		for item, n := range a.Value {
-			sum[item] += n
-		}
-	}
-	return sum, err
+	return s.Reads().SalesPerItem(ctx, timeout)
 }
 
 // OrdersByStatus is the newest orders in status over every shard, at
-// most limit, newest (highest id) first, asked at once under timeout; the
-// error names the shards that did not answer.
+// most limit, newest first, asked at once under timeout; the error names
+// the shards that did not answer.
 func (s *Store) OrdersByStatus(ctx context.Context, status shop.Status, limit int, timeout time.Duration) ([]shop.Order, error) {
-	answers, err := shard.FanOut(ctx, len(s.shards), timeout, func(ctx context.Context, k int) ([]shop.Order, error) {
-		return s.shards[k].Escrow.OrdersByStatus(ctx, status, limit)
-	})
-	var all []shop.Order
-	for _, a := range answers {
-		all = append(all, a.Value...)
+	return s.Reads().OrdersByStatus(ctx, status, limit, timeout)
+}
+
+// Reads are the admin's reads over every shard.
+func (s *Store) Reads() shard.Reads {
+	rs := make(shard.Reads, len(s.shards))
+	for k, sh := range s.shards {
+		rs[k] = sh.Reads
 	}
-	sortNewestFirst(all)
-	if len(all) > limit {
-		all = all[:limit]
-	}
-	return all, err
+	return rs
 }

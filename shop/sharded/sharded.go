@@ -43,7 +43,6 @@ type Escrow interface {
 	// Quotas is the shard's quota of each item and the units it sent
 	// that are not yet marked received.
 	Quotas(ctx context.Context) (quota, inFlight map[int64]int64, err error)
-	SalesPerItem(ctx context.Context) (map[int64]int64, error)
 	// SalesSince is the units ordered of each item in orders numbered
 	// after the cursor after, and the cursor to read from next; a
 	// negative after reads nothing and gives the cursor of now.
@@ -51,7 +50,6 @@ type Escrow interface {
 	// TryLease takes a lease by name until release, or says another
 	// process holds it (the catalog's home leases the rebalancer).
 	TryLease(ctx context.Context, name string) (release func(), ok bool, err error)
-	OrdersByStatus(ctx context.Context, status shop.Status, limit int) ([]shop.Order, error)
 	// The catalog's home only: the sold-out flags and their epoch.
 	StockEpoch(ctx context.Context, item int64) (int64, error)
 	SetSoldOut(ctx context.Context, item int64, soldOut bool, epoch int64) (bool, error)
@@ -60,11 +58,12 @@ type Escrow interface {
 	SoldOutItems(ctx context.Context) ([]int64, error)
 }
 
-// Shard is one shard: its store and its escrow primitives, on one
-// database.
+// Shard is one shard: its store, its escrow primitives and its answers to
+// the admin's reads, on one database.
 type Shard struct {
 	Store  shop.Store
 	Escrow Escrow
+	Reads  shard.Reader
 }
 
 // Store routes shop.Store's calls over the shards by the map.
@@ -417,18 +416,6 @@ func (s *Store) Close() error {
 		errs = append(errs, sh.Store.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// sortNewestFirst orders orders by creation, newest first (ids of
-// different shards are not in creation order: the bucket is in their low
-// bits, the month in their high ones).
-func sortNewestFirst(orders []shop.Order) {
-	slices.SortFunc(orders, func(a, b shop.Order) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.ID, a.ID)
-	})
 }
 
 // ShardList is the shards the store routes over, shard 1 first (a copy).
