@@ -40,6 +40,16 @@ type Agent struct {
 
 	mu      sync.Mutex
 	pending *pendingRun // prepared, or running
+	// heartbeat is how often a run sends progress (0: heartbeat); the
+	// tests shorten it.
+	heartbeat time.Duration
+}
+
+func (a *Agent) heartbeatEvery() time.Duration {
+	if a.heartbeat > 0 {
+		return a.heartbeat
+	}
+	return heartbeat
 }
 
 type pendingRun struct {
@@ -217,23 +227,29 @@ func (a *Agent) run(ctx context.Context, cfg load.Config, startAt time.Time, sen
 		seconds = append(seconds, b)
 	}
 	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(heartbeat)
+	// The heartbeats end before run returns: a progress line written
+	// after the handler has returned writes to a finished response (the
+	// agent process crashed with a nil pointer in Flush when a tick came
+	// as the run ended).
+	var beating sync.WaitGroup
+	beating.Go(func() {
+		t := time.NewTicker(a.heartbeatEvery())
 		defer t.Stop()
 		for {
 			select {
+			case <-done:
+				return
 			case <-t.C:
 				if send(event{Event: eventProgress, Progress: snap.Load()}) != nil {
 					cancel() // the coordinator is gone: stop loading its target
 					return
 				}
-			case <-done:
-				return
 			}
 		}
-	}()
+	})
 	res, err := load.Run(ctx, cfg)
 	close(done)
+	beating.Wait()
 	switch {
 	case err != nil:
 		return nil, nil, err

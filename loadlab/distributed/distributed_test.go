@@ -266,3 +266,31 @@ func TestSplit(t *testing.T) {
 		t.Errorf("rate stages split %+v", parts[2].Spec.Stages)
 	}
 }
+
+// A heartbeat due as a run ends is sent before run returns (and so
+// before the result) or not at all: never after, when the run's response
+// may be finished (the agent process crashed on such a late progress
+// line). With a heartbeat every microsecond, one is due as every run
+// ends: before the fix, about every other run sent one late.
+func TestNoHeartbeatAfterTheRun(t *testing.T) {
+	target, _ := knownLatency(t, 0)
+	a := &Agent{heartbeat: time.Microsecond}
+	var late atomic.Int64
+	for range 20 {
+		var returned atomic.Bool // this run's
+		send := func(event) error {
+			if returned.Load() {
+				late.Add(1)
+			}
+			return nil
+		}
+		cfg := load.Config{Concurrency: 1, Requests: 1, Target: &load.Request{URL: target.URL}}
+		if _, _, err := a.run(context.Background(), cfg, time.Now(), send); err != nil {
+			t.Fatal(err)
+		}
+		returned.Store(true)
+	}
+	if n := late.Load(); n > 0 {
+		t.Fatalf("%d progress lines sent after their run returned", n)
+	}
+}
