@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -95,6 +96,64 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// agentFlags are --agents and --agents-wait, as run, diagnose and
+// scaleout take them.
+type agentFlags struct {
+	fs   *flag.FlagSet
+	list *string
+	wait *time.Duration
+}
+
+func newAgentFlags(fs *flag.FlagSet, what string) agentFlags {
+	return agentFlags{
+		fs:   fs,
+		list: fs.String("agents", "", "send "+what+" from these agents (HOST:PORT,HOST:PORT,... each a 'loadlab agent'): the rate, users and requests\nare split across them, they start together, and their histograms merge exactly"),
+		wait: fs.Duration("agents-wait", 0, "with --agents: wait up to this long for agents that do not answer yet (pods starting)"),
+	}
+}
+
+// on reports whether --agents was given.
+func (a agentFlags) on() bool { return *a.list != "" }
+
+// agents are the --agents addresses.
+func (a agentFlags) agents() []string { return agentList(*a.list) }
+
+// check refuses --agents without agents and --agents-wait without --agents.
+func (a agentFlags) check() error {
+	given := map[string]bool{}
+	a.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	switch {
+	case given["agents-wait"] && (!a.on() || *a.wait <= 0):
+		return errors.New("--agents-wait takes a positive duration, with --agents")
+	case given["agents"] && len(a.agents()) == 0:
+		return errors.New("--agents: give a list of agents, such as 10.0.0.5:7070,10.0.0.6:7070")
+	}
+	return nil
+}
+
+// coordinator runs on the --agents.
+func (a agentFlags) coordinator() distributed.Coordinator {
+	return distributed.Coordinator{Agents: a.agents(), WaitReady: *a.wait}
+}
+
+// source is the --agents as the load source of a diagnosis or a
+// scale-out search: each phase sends what base sends (a request, or the
+// scenario read from scen with its base), split across the agents.
+func (a agentFlags) source(cfg load.Config, scen, base string) (*distributed.Runner, error) {
+	var src *distributed.ScenarioSource
+	if scen != "" {
+		var err error
+		if src, err = scenarioSource(scen, base); err != nil {
+			return nil, err
+		}
+	}
+	spec, err := distributed.SpecOf(cfg, src)
+	if err != nil {
+		return nil, err
+	}
+	return &distributed.Runner{Coordinator: a.coordinator(), Base: spec, Local: distributed.OnThisMachine}, nil
+}
+
 // agentList splits --agents, dropping empty entries.
 func agentList(s string) []string {
 	var out []string
@@ -121,7 +180,7 @@ func runOnAgents(ctx context.Context, f *runFlags, cfg load.Config) (*load.Resul
 	if err != nil {
 		return nil, badInput(fmt.Errorf("run: %v", err))
 	}
-	c := &distributed.Coordinator{Agents: agentList(*f.agents), WaitReady: *f.agentsWait}
+	c := f.agents.coordinator()
 	if cfg.Progress != nil {
 		c.Progress = cfg.Progress
 	}

@@ -7,13 +7,16 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/distributed"
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/scaleout/testsystem"
 )
 
 // startAgentProcess runs 'loadlab agent' in a process of its own (this
@@ -121,6 +124,10 @@ func TestAgentFlags(t *testing.T) {
 		{[]string{"run", "--agents", ",", "--rate", "1", "http://127.0.0.1:1/"}, "--agents: give a list of agents"},
 		{[]string{"run", "--agents", "127.0.0.1:1", "--targets", "-", "--rate", "1"}, "--targets list is not sent to agents"},
 		{[]string{"run", "--agents-wait", "1s", "--rate", "1", "http://127.0.0.1:1/"}, "--agents-wait takes a positive duration, with --agents"},
+		{[]string{"diagnose", "--agents", " , ", "http://127.0.0.1:1/"}, "--agents: give a list of agents"},
+		{[]string{"diagnose", "--agents-wait", "1s", "http://127.0.0.1:1/"}, "--agents-wait takes a positive duration, with --agents"},
+		{[]string{"scaleout", "--agents", ",", "--scale-cmd", "up {n}", "--down-cmd", "d"}, "--agents: give a list of agents"},
+		{[]string{"scaleout", "--agents", "127.0.0.1:1", "--agents-wait", "-1s", "--scale-cmd", "up {n}", "--down-cmd", "d"}, "--agents-wait takes a positive duration"},
 	}
 	for _, tt := range tests {
 		_, _, err := loadlab(tt.args...)
@@ -149,5 +156,126 @@ func TestAgentOnceExitsAfterItsRun(t *testing.T) {
 	}
 	if time.Since(began) < 600*time.Millisecond {
 		t.Error("--agents-wait did not wait")
+	}
+}
+
+// inProcessAgents starts n agents in this process, each serving on a TCP
+// port of its own, and counts the requests each one sent; onSample, if
+// set, hears agent i's every request (its server is servers[i]).
+func inProcessAgents(t *testing.T, n int, onSample func(i int, servers []*httptest.Server)) ([]string, []*atomic.Int64) {
+	t.Helper()
+	var addrs []string
+	var sent []*atomic.Int64
+	servers := make([]*httptest.Server, n)
+	for i := range n {
+		count := new(atomic.Int64)
+		a := &distributed.Agent{Sample: func(int, time.Duration, bool) {
+			count.Add(1)
+			if onSample != nil {
+				onSample(i, servers)
+			}
+		}}
+		servers[i] = httptest.NewServer(a.Handler())
+		t.Cleanup(servers[i].Close)
+		addrs = append(addrs, strings.TrimPrefix(servers[i].URL, "http://"))
+		sent = append(sent, count)
+	}
+	return addrs, sent
+}
+
+// A diagnosis whose load comes from two agents: against the lock server
+// (one request at a time, 8 ms each) the verdict is contention, as from
+// one process, and every request measured was one the agents sent.
+func TestDiagnoseOnAgents(t *testing.T) {
+	testsystem.WeighTest(t)
+	url := startLockServer(t)
+	addrs, sent := inProcessAgents(t, 2, nil)
+	out, errOut, err := loadlab("diagnose", "--agents", strings.Join(addrs, ","), "--slo", "30ms", "--max-concurrency", "8",
+		"--step-duration", "400ms", "--baseline-requests", "20", "--json", "-", url)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "scalability (more users):  PROBLEM (contention)") || !strings.Contains(errOut, "load from 2 agents") {
+		t.Fatalf("summary:\n%s", errOut)
+	}
+	var doc struct {
+		Performance struct {
+			BaselineP50 float64 `json:"baseline_p50_ms"`
+			Requests    int64   `json:"baseline_requests"`
+		} `json:"performance"`
+		Steps []struct {
+			Concurrency int   `json:"concurrency"`
+			Requests    int64 `json:"requests"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	measured := doc.Performance.Requests
+	for _, s := range doc.Steps {
+		measured += s.Requests
+	}
+	if got := sent[0].Load() + sent[1].Load(); got != measured || sent[1].Load() == 0 {
+		t.Errorf("the agents sent %d and %d requests, the diagnosis measured %d", sent[0].Load(), sent[1].Load(), measured)
+	}
+	if doc.Performance.BaselineP50 < 8 || len(doc.Steps) != 4 {
+		t.Errorf("baseline p50 %.2f ms (the lock holds 8 ms), %d steps (want 4)", doc.Performance.BaselineP50, len(doc.Steps))
+	}
+}
+
+// An agent killed mid-ramp fails the diagnosis naming it: exit 3, one
+// line, no verdict from what the others measured.
+func TestDiagnoseFailsWhenAnAgentDies(t *testing.T) {
+	addrs, cmds := startAgentProcesses(t, 2)
+	var inFlight atomic.Int64
+	var once sync.Once
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Two requests at once: the step with 2 users runs on both
+		// agents (one user alone never has two).
+		if inFlight.Add(1) >= 2 {
+			once.Do(func() { cmds[1].Process.Kill() })
+		}
+		defer inFlight.Add(-1)
+		time.Sleep(10 * time.Millisecond)
+	}))
+	defer target.Close()
+	out, errOut, err := loadlab("diagnose", "--agents", strings.Join(addrs, ","), "--max-concurrency", "2",
+		"--step-duration", "1s", "--baseline-requests", "10", target.URL)
+	if exitCode(err) != exitNotRun {
+		t.Fatalf("err %v (exit %d), want exit %d\n%s%s", err, exitCode(err), exitNotRun, out, errOut)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "step with 2 users: agent 2 ("+addrs[1]+") failed") || strings.Contains(msg, "\n") {
+		t.Errorf("error %q, want one line naming agent 2 in the step with 2 users", msg)
+	}
+	if strings.Contains(out, "capacity:") {
+		t.Errorf("a verdict was printed:\n%s", out)
+	}
+}
+
+// An agent dying during a scale-out search fails it naming the agent
+// (exit 3, one line), and the down command still runs.
+func TestScaleoutFailsWhenAnAgentDies(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer target.Close()
+	// The second agent's connections are cut once it sends load (in the
+	// warm-up: one user's baseline before it runs on the first agent
+	// alone), as a killed agent's would be.
+	var once sync.Once
+	addrs, _ := inProcessAgents(t, 2, func(i int, servers []*httptest.Server) {
+		if i == 1 {
+			once.Do(func() { go servers[1].CloseClientConnections() })
+		}
+	})
+	downRan := filepath.Join(t.TempDir(), "down")
+	out, errOut, err := loadlab("scaleout", "--agents", strings.Join(addrs, ","), "--scale-cmd", "echo "+target.URL+" # {n}",
+		"--down-cmd", "touch "+downRan, "--replicas", "1", "--probe-duration", "20s", "--start-rate", "40")
+	if exitCode(err) != exitNotRun {
+		t.Fatalf("err %v (exit %d), want exit %d\n%s%s", err, exitCode(err), exitNotRun, out, errOut)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "1 replica: warm-up: agent 2 ("+addrs[1]+") failed mid-run") || strings.Contains(msg, "\n") {
+		t.Errorf("error %q, want one line naming agent 2 in the warm-up", msg)
+	}
+	if _, err := os.Stat(downRan); err != nil {
+		t.Errorf("the down command did not run: %v", err)
 	}
 }

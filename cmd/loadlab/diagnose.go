@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
@@ -42,6 +43,14 @@ local services they connect to (a proxy's replicas, their database), and
 PostgreSQL, nginx, Redis and NATS when they run here. For each: CPU, time
 its threads waited for a CPU, and the cgroup CPU quota and throttling.
 
+--agents A,B,C sends each step's load from 'loadlab agent' processes
+(see loadlab agent --help) instead of this one: the step's users are
+split across them (a step with fewer users than agents runs on the first
+ones, one user each: the baseline is one agent's), they start at one
+instant, their HDR histograms merge exactly, an agent's saturation check
+marks the step, and an agent that dies fails the diagnosis (exit 3)
+naming it. Only agents on this machine count as the generator's CPU.
+
 Examples:
   loadlab diagnose http://127.0.0.1:8080/v1/menu
   loadlab diagnose --slo 50ms --max-concurrency 32 --step-duration 3s \
@@ -52,6 +61,7 @@ Examples:
   loadlab diagnose --scenario shop --max-concurrency 16 http://127.0.0.1:8080
   loadlab diagnose --metrics http://127.0.0.1:9090/metrics http://10.0.0.5:8080/
   loadlab diagnose --watch api=4242 --watch api=4243 --watch db=http://10.0.0.6:9187/metrics http://127.0.0.1:8080/
+  loadlab diagnose --agents 127.0.0.1:7071,127.0.0.1:7072 --max-concurrency 16 http://127.0.0.1:8080/v1/menu
 
 Flags:
 `
@@ -72,6 +82,7 @@ type diagnoseFlags struct {
 	baselineReqs                   *int64
 	metrics, client, method, body  *string
 	scen                           *string
+	agents                         agentFlags
 	headers                        headerFlags
 	watch                          watchFlags
 	outputs                        *report.Outputs
@@ -95,6 +106,7 @@ func newDiagnoseFlags(stdout io.Writer) *diagnoseFlags {
 		body:         fs.String("body", "", "request body for a URL target; @FILE reads it from a file"),
 		scen:         fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop; the URL, if given, is its base"),
 		outputs:      outputFlags(fs),
+		agents:       newAgentFlags(fs, "each step's load"),
 	}
 	fs.Var(&f.headers, "H", "request header 'Name: value' for a URL target (repeatable)")
 	fs.Var(&f.watch, "watch", "watch a server process: NAME=PID or NAME=METRICS_URL (repeatable)")
@@ -120,6 +132,9 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(human, "loadlab diagnose: %s\n", target.name)
 	for _, n := range notes {
 		fmt.Fprintf(human, "  %s\n", n)
+	}
+	if f.agents.on() {
+		fmt.Fprintf(human, "  load from %d agents, each step's users split across them: %s\n", len(f.agents.agents()), strings.Join(f.agents.agents(), ", "))
 	}
 	levels := diagnose.Levels(cfg.MaxConcurrency)
 	total := time.Duration(len(levels))*cfg.StepDuration + cfg.BaselineDuration
@@ -165,6 +180,9 @@ func (f *diagnoseFlags) check(pos []string) error {
 	case *f.pid < 0:
 		return errors.New("--pid must be a process id")
 	}
+	if err := f.agents.check(); err != nil {
+		return err
+	}
 	if *f.metrics != "" {
 		if err := load.CheckURL(*f.metrics); err != nil {
 			return fmt.Errorf("--metrics: %v", err)
@@ -174,8 +192,9 @@ func (f *diagnoseFlags) check(pos []string) error {
 }
 
 // config checks every flag and builds the diagnosis, the runner that
-// sends its load and what it is aimed at, before any load.
-func (f *diagnoseFlags) config(pos []string) (diagnose.Config, measure.LoadRunner, diagnosed, error) {
+// sends its load (this process's generator, or the agents) and what it
+// is aimed at, before any load.
+func (f *diagnoseFlags) config(pos []string) (diagnose.Config, measure.Runner, diagnosed, error) {
 	var runner measure.LoadRunner
 	var target diagnosed
 	if err := f.check(pos); err != nil {
@@ -206,7 +225,18 @@ func (f *diagnoseFlags) config(pos []string) (diagnose.Config, measure.LoadRunne
 	// Per-endpoint thresholds are judged on the baseline's endpoints,
 	// which are the request's or the scenario's: a name it lacks would
 	// fail only after the whole ramp.
-	return cfg, runner, target, checkEndpointNames(f.checks, load.EndpointsOf(check))
+	if err := checkEndpointNames(f.checks, load.EndpointsOf(check)); err != nil {
+		return cfg, runner, target, err
+	}
+	if !f.agents.on() {
+		return cfg, runner, target, nil
+	}
+	base := ""
+	if len(pos) == 1 {
+		base = pos[0]
+	}
+	agents, err := f.agents.source(load.Config{Target: runner.Target, Scenario: runner.Scenario, Timeout: runner.Timeout, Client: runner.Client}, *f.scen, base)
+	return cfg, agents, target, err
 }
 
 // watched is what to watch on the server side: --watch, or the one

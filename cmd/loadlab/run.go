@@ -107,11 +107,11 @@ type runFlags struct {
 	rate                               *float64
 	concurrency, maxInFlight           *int
 	think, duration, timeout           *time.Duration
-	agentsWait                         *time.Duration
 	requests                           *int64
 	method, body, bodyFile, scen, base *string
 	client, maxErrors, stages, targets *string
-	targetsFormat, agents              *string
+	targetsFormat                      *string
+	agents                             agentFlags
 	stageUsers                         *bool
 	outputs                            *report.Outputs
 	headers                            headerFlags
@@ -140,8 +140,7 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		targets:       fs.String("targets", "", "read the requests from this file, or - for stdin, sent in turn: vegeta's http format, 'METHOD URL' lines,\neach followed by optional 'Name: value' headers and an '@FILE' body, blank lines between; or its json format,\none {\"method\", \"url\", \"header\", \"body\" (base64)} a line"),
 		targetsFormat: fs.String("targets-format", "", "the --targets format: http or json (vegeta's two); told from the first line when not given"),
 		stageUsers:    fs.Bool("stage-users", false, "with --stages: the targets are closed-loop users, not req/s"),
-		agents:        fs.String("agents", "", "run on these agents (HOST:PORT,HOST:PORT,... each a 'loadlab agent'): the rate, users and requests\nare split across them, they start together, and their histograms merge exactly into one report"),
-		agentsWait:    fs.Duration("agents-wait", 0, "with --agents: wait up to this long for agents that do not answer yet (pods starting)"),
+		agents:        newAgentFlags(fs, "the load"),
 		maxErrors:     fs.String("max-errors", "1%", "fail the run (exit 1) when more requests than this failed: a share (1%) or a count (0); 100% never fails"),
 	}
 	fs.Var(&f.headers, "H", "request header 'Name: value' (repeatable)")
@@ -182,18 +181,14 @@ func (f *runFlags) validate() error {
 		return errors.New("--stages sets how long the run lasts: give no --duration or --requests beside it")
 	case *f.stageUsers && *f.stages == "":
 		return errors.New("--stage-users applies to --stages only")
-	case *f.agents != "" && *f.targets != "":
+	case f.agents.on() && *f.targets != "":
 		return errors.New("--agents takes a URL or --scenario: a --targets list is not sent to agents")
-	case f.set("agents-wait") && (*f.agents == "" || *f.agentsWait <= 0):
-		return errors.New("--agents-wait takes a positive duration, with --agents")
-	case f.set("agents") && len(agentList(*f.agents)) == 0:
-		return errors.New("--agents: give a list of agents, such as 10.0.0.5:7070,10.0.0.6:7070")
 	case f.set("targets-format") && *f.targets == "":
 		return errors.New("--targets-format applies to --targets only")
 	case *f.targetsFormat != scenario.TargetsAuto && *f.targetsFormat != scenario.TargetsHTTP && *f.targetsFormat != scenario.TargetsJSON:
 		return fmt.Errorf("--targets-format must be http or json, got %q", *f.targetsFormat)
 	}
-	return nil
+	return f.agents.check()
 }
 
 // checks returns the thresholds the run must pass: the user's, and the
@@ -229,13 +224,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.Progress = func(s load.Snapshot) { fmt.Fprintf(stderr, "\r\033[K%s", report.RunProgress(s)) }
 	}
 	header := report.RunHeader(cfg, target)
-	if *f.agents != "" {
-		header += fmt.Sprintf(", on %d agents", len(agentList(*f.agents)))
+	if f.agents.on() {
+		header += fmt.Sprintf(", on %d agents", len(f.agents.agents()))
 	}
 	fmt.Fprintln(human, header)
 	markStarted(ctx)
 	var res *load.Result
-	if *f.agents != "" {
+	if f.agents.on() {
 		res, err = runOnAgents(ctx, f, cfg)
 	} else {
 		res, err = load.Run(ctx, cfg)

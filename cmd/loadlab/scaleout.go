@@ -50,6 +50,13 @@ at each size (scaling up), set beside scaling out at equal total CPU.
 The down command always runs at the end: on success, on failure and on
 Ctrl-C.
 
+--agents A,B,C sends every probe's load (and the drain checks' single
+user, from the first agent) from 'loadlab agent' processes instead of
+this one: the rate is split across them, they start at one instant,
+their HDR histograms merge exactly, an agent's saturation check marks the
+probe, and an agent that dies fails the search (exit 3) naming it. Only
+agents on this machine count as the generator's CPU.
+
 Examples:
   loadlab scaleout --scale-cmd 'scripts/cluster.sh up {n} --cpu 0.25' \
       --down-cmd 'scripts/cluster.sh down' --replicas 1,2,4 --scenario shop --slo 50ms
@@ -57,6 +64,8 @@ Examples:
       --replicas 1,2,4 --cpus 0.25,0.5,1 --path /v1/menu --json scale.json --html scale.html
   loadlab scaleout --scale-cmd 'kubectl scale deployment/shop-api --replicas={n} >&2 && kubectl rollout status deployment/shop-api >&2 && echo http://shop.example/' \
       --down-cmd 'kubectl scale deployment/shop-api --replicas=1' --replicas 1,2,4,8
+  loadlab scaleout --agents 127.0.0.1:7071,127.0.0.1:7072 --scale-cmd 'scripts/cluster.sh up {n} --cpu 0.25' \
+      --down-cmd 'scripts/cluster.sh down' --replicas 1,2 --path /v1/menu
 
 Flags:
 `
@@ -76,6 +85,7 @@ type scaleoutFlags struct {
 	slo, probe, readyTimeout                *time.Duration
 	startRate                               *float64
 	suspects                                *bool
+	agents                                  agentFlags
 	outputs                                 *report.Outputs
 	checks                                  threshold.List
 }
@@ -97,6 +107,7 @@ func newScaleoutFlags(stdout io.Writer) *scaleoutFlags {
 		suspects:     fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine"),
 		client:       fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
 		outputs:      outputFlags(fs),
+		agents:       newAgentFlags(fs, "each probe's load"),
 	}
 	fs.Var(&f.checks, "threshold", "fail (exit 1) unless this holds at every replica count: rps>500 (capacity), p99<50ms (at capacity) (repeatable)")
 	return f
@@ -122,6 +133,9 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	human := f.outputs.Human(stdout, stderr)
 	fmt.Fprintf(human, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *f.replicas, *f.slo, *f.probe)
+	if f.agents.on() {
+		fmt.Fprintf(human, "  load from %d agents, each probe's rate split across them: %s\n", len(f.agents.agents()), strings.Join(f.agents.agents(), ", "))
+	}
 	markStarted(ctx)
 	res, err := scaleout.Run(ctx, cfg)
 	if terminal {
@@ -166,7 +180,7 @@ func (f *scaleoutFlags) config(pos []string, stderr io.Writer) (scaleout.Config,
 		MaxErrorRate: scaleout.DefaultMaxErrorRate, DownTimeout: scaleout.DefaultDownTimeout,
 		DrainGap: scaleout.DefaultDrainGap, DrainTimeout: scaleout.DefaultDrainTimeout,
 		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*f.client),
-		Workload: func(u string) (scaleout.Workload, error) { return workload(u, scen, path) },
+		Workload: func(u string) (scaleout.Workload, error) { return f.workload(u, scen, path) },
 		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
 			// Not visible (a remote target): an empty set, and the
 			// bottleneck column says nothing local was watched.
@@ -197,6 +211,9 @@ func (f *scaleoutFlags) check(pos []string) error {
 	case *f.scen != "" && *f.path != "":
 		return errors.New("scaleout: --path applies without --scenario only")
 	}
+	if err := f.agents.check(); err != nil {
+		return fmt.Errorf("scaleout: %v", err)
+	}
 	switch load.Client(*f.client) {
 	case load.ClientFastHTTP, load.ClientNetHTTP:
 	default:
@@ -216,23 +233,34 @@ func (f *scaleoutFlags) check(pos []string) error {
 
 // workload is what each probe sends to the URL the scale command
 // printed: the scenario with that URL as its base, or a GET of the URL
-// with path added.
-func workload(u, scen, path string) (scaleout.Workload, error) {
+// with path added; from the --agents when given.
+func (f *scaleoutFlags) workload(u, scen, path string) (scaleout.Workload, error) {
+	var w scaleout.Workload
 	if scen != "" {
 		s, err := scenario.Load(scen, u)
 		if err != nil {
-			return scaleout.Workload{}, err
+			return w, err
 		}
-		return scaleout.Workload{Scenario: s, ReadyURL: u}, nil
+		w = scaleout.Workload{Scenario: s, ReadyURL: u}
+	} else {
+		target := u
+		if path != "" {
+			target = strings.TrimSuffix(u, "/") + path
+		}
+		if err := load.CheckURL(target); err != nil {
+			return w, err
+		}
+		w = scaleout.Workload{Target: &load.Request{Method: "GET", URL: target}, ReadyURL: target}
 	}
-	target := u
-	if path != "" {
-		target = strings.TrimSuffix(u, "/") + path
+	if f.agents.on() {
+		cfg := load.Config{Target: w.Target, Scenario: w.Scenario, Client: load.Client(*f.client), Timeout: scaleout.ProbeTimeout, SLO: *f.slo}
+		src, err := f.agents.source(cfg, scen, u)
+		if err != nil {
+			return w, err
+		}
+		w.Source = src
 	}
-	if err := load.CheckURL(target); err != nil {
-		return scaleout.Workload{}, err
-	}
-	return scaleout.Workload{Target: &load.Request{Method: "GET", URL: target}, ReadyURL: target}, nil
+	return w, nil
 }
 
 // parseCounts reads "1,2,4"; scaleout.Config.Validate judges the counts.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -210,9 +211,11 @@ func TestScaleoutHelpExamplesRun(t *testing.T) {
 	// were starved and measured again, and one example took six minutes.
 	testsystem.WeighTest(t)
 	examples := helpExamples(t, scaleoutUsage)
-	if len(examples) < 3 {
+	if len(examples) < 4 {
 		t.Fatalf("found %d examples in the usage text", len(examples))
 	}
+	// --agents gets two agents of this process.
+	agents, sent := inProcessAgents(t, 2, nil)
 	for i, args := range examples {
 		t.Run(fmt.Sprint(i+1), func(t *testing.T) {
 			t.Parallel()
@@ -230,6 +233,8 @@ func TestScaleoutHelpExamplesRun(t *testing.T) {
 					args[j] = testsystem.DownCommand(o)
 				case "--json", "--html":
 					args[j] = filepath.Join(dir, filepath.Base(args[j]))
+				case "--agents":
+					args[j] = strings.Join(agents, ",")
 				}
 			}
 			// Shorter probes than the examples' 3 s, and an SLO a busy
@@ -243,6 +248,9 @@ func TestScaleoutHelpExamplesRun(t *testing.T) {
 			}
 			if !strings.Contains(out, "efficiency") || testsystem.DownRan(o.State) != 1 {
 				t.Fatalf("%v: no table, or down ran %d times:\n%s", args, testsystem.DownRan(o.State), out)
+			}
+			if slices.Contains(args, "--agents") && (sent[0].Load() == 0 || sent[1].Load() == 0) {
+				t.Fatalf("%v: the agents sent %d and %d requests", args, sent[0].Load(), sent[1].Load())
 			}
 			t.Logf("%s", out)
 		})

@@ -72,7 +72,8 @@ type Step struct {
 	// step (by anything); NaN when unknown or when the target is remote.
 	MachineBusy float64 `json:"-"`
 	// Load is the generator's whole result (errors by kind, its
-	// self-check), when the Runner was LoadRunner; nil otherwise.
+	// self-check), when the Runner ran loadlab's generator (LoadRunner,
+	// or agents: their merged result); nil otherwise.
 	Load *load.Result `json:"-"`
 }
 

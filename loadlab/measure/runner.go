@@ -38,6 +38,13 @@ func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
 	if err := ctx.Err(); err != nil {
 		return Step{}, err
 	}
+	return StepOf(s, res), nil
+}
+
+// StepOf is the step a generator's whole result measured for s (any
+// load source: this process's generator, or agents whose results were
+// merged).
+func StepOf(s Spec, res *load.Result) Step {
 	return Step{
 		Concurrency:        s.Concurrency,
 		ThroughputRPS:      res.GoodputRPS,
@@ -50,5 +57,5 @@ func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
 		GeneratorSaturated: res.GeneratorSaturated,
 		GeneratorCPUCores:  res.GeneratorCPUCores,
 		Load:               res,
-	}, nil
+	}
 }

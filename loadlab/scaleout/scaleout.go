@@ -62,6 +62,17 @@ type Workload struct {
 	Target   *load.Request
 	Scenario load.Scenario
 	ReadyURL string
+	// Source, if set, sends the load (agents, say); nil: this process's
+	// generator sends Target or Scenario.
+	Source LoadSource
+}
+
+// LoadSource runs one phase of load (a probe, a drain check, the
+// warm-up) and measures it: measure.LoadRunner is this process's
+// generator, distributed.Runner a set of agents. The phase's generator
+// check and errors come back in the step's Load result.
+type LoadSource interface {
+	Run(ctx context.Context, s measure.Spec) (measure.Step, error)
 }
 
 // Watcher is a measure.Watcher that can also follow a proxy's upstream
@@ -118,6 +129,9 @@ type Result struct {
 	FitOK    bool
 	FitError string
 }
+
+// ProbeTimeout is each request's timeout in the probes.
+const ProbeTimeout = 10 * time.Second
 
 // Defaults for the fields of Config left zero.
 const (
@@ -438,7 +452,7 @@ type counter struct {
 	cfg    Config
 	where  string
 	meter  *measure.Meter
-	runner measure.LoadRunner
+	runner LoadSource
 	drain  drainer
 }
 
@@ -447,8 +461,11 @@ func newCounter(cfg Config, w Workload, watcher Watcher, where string) *counter 
 	if watcher != nil {
 		mw = watcher
 	}
-	c := &counter{cfg: cfg, where: where, meter: measure.NewMeter(mw),
-		runner: measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: 10 * time.Second, SLO: cfg.SLO}}
+	var source LoadSource = measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: ProbeTimeout, SLO: cfg.SLO}
+	if w.Source != nil {
+		source = w.Source
+	}
+	c := &counter{cfg: cfg, where: where, meter: measure.NewMeter(mw), runner: source}
 	c.drain = drainer{check: c.oneUser, gap: cfg.DrainGap, timeout: cfg.DrainTimeout, sleep: sleepCtx}
 	return c
 }
