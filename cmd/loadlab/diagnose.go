@@ -13,6 +13,7 @@ import (
 	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
+	"github.com/perfscale/perfscale/loadlab/promwatch"
 	"github.com/perfscale/perfscale/loadlab/report"
 	"github.com/perfscale/perfscale/loadlab/scenario"
 	"github.com/perfscale/perfscale/loadlab/threshold"
@@ -35,6 +36,14 @@ diagnosed; its evidence then gives each step's latency and errors alone
 and at the top of the ramp. Throughput and latency are of the successful
 answers; errors are counted beside them, and errors that rise with users
 are a scalability problem of their own.
+
+--prometheus URL takes the saturation evidence from a Prometheus server
+that scrapes the target's processes (scripts/cluster.sh up --prometheus
+prints its URL in status) instead of watching processes here: after each
+step, the CPU of every scraped process by job and component, the
+requests in flight, the jobs waiting and the calls waiting for a
+database connection over the step's window (a step should span two
+scrapes or more: 10 s with the cluster's 5 s interval).
 
 Watched processes: --watch NAME=PID or NAME=METRICS_URL (repeatable; the
 same NAME twice is one group of replicas), --pid, --metrics; or, for a local
@@ -60,6 +69,7 @@ Examples:
       --body '{"quantity": 1}' http://127.0.0.1:8080/v1/cart/items/3
   loadlab diagnose --scenario shop --max-concurrency 16 http://127.0.0.1:8080
   loadlab diagnose --metrics http://127.0.0.1:9090/metrics http://10.0.0.5:8080/
+  loadlab diagnose --prometheus http://127.0.0.1:9090 --step-duration 10s --scenario shop http://127.0.0.1:8080
   loadlab diagnose --watch api=4242 --watch api=4243 --watch db=http://10.0.0.6:9187/metrics http://127.0.0.1:8080/
   loadlab diagnose --agents 127.0.0.1:7071,127.0.0.1:7072 --max-concurrency 16 http://127.0.0.1:8080/v1/menu
 
@@ -81,6 +91,7 @@ type diagnoseFlags struct {
 	maxConc, pid                   *int
 	baselineReqs                   *int64
 	metrics, client, method, body  *string
+	prometheus                     *string
 	scen                           *string
 	agents                         agentFlags
 	headers                        headerFlags
@@ -102,6 +113,7 @@ func newDiagnoseFlags(stdout io.Writer) *diagnoseFlags {
 		pid:          fs.Int("pid", 0, "the target's process id, to read its CPU from /proc"),
 		metrics:      fs.String("metrics", "", "the target's Prometheus endpoint, to read process_cpu_seconds_total"),
 		client:       fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
+		prometheus:   fs.String("prometheus", "", "a Prometheus server scraping the target's processes: the saturation evidence comes from it"),
 		method:       fs.String("method", "GET", "HTTP method for a URL target"),
 		body:         fs.String("body", "", "request body for a URL target; @FILE reads it from a file"),
 		scen:         fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop; the URL, if given, is its base"),
@@ -124,7 +136,7 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
-	watcher, notes, err := watchSet(ctx, target.url, f.watched())
+	watcher, notes, err := f.watcher(ctx, target.url)
 	if err != nil {
 		return fmt.Errorf("diagnose: %v", err)
 	}
@@ -179,6 +191,13 @@ func (f *diagnoseFlags) check(pos []string) error {
 		return errors.New("give --watch, or --pid/--metrics, not both")
 	case *f.pid < 0:
 		return errors.New("--pid must be a process id")
+	case *f.prometheus != "" && (*f.pid != 0 || *f.metrics != "" || len(f.watch) > 0):
+		return errors.New("give --prometheus, or --watch/--pid/--metrics, not both")
+	}
+	if *f.prometheus != "" {
+		if err := load.CheckURL(*f.prometheus); err != nil {
+			return fmt.Errorf("--prometheus: %v", err)
+		}
 	}
 	if err := f.agents.check(); err != nil {
 		return err
@@ -237,6 +256,25 @@ func (f *diagnoseFlags) config(pos []string) (diagnose.Config, measure.Runner, d
 	}
 	agents, err := f.agents.source(load.Config{Target: runner.Target, Scenario: runner.Scenario, Timeout: runner.Timeout, Client: runner.Client}, *f.scen, base)
 	return cfg, agents, target, err
+}
+
+// diagnoseWatcher is what diagnose watches the server side with.
+type diagnoseWatcher interface {
+	measure.Watcher
+	Describe() []string
+}
+
+// watcher is the Prometheus server of --prometheus, or the processes
+// watchSet finds.
+func (f *diagnoseFlags) watcher(ctx context.Context, target string) (diagnoseWatcher, []string, error) {
+	if *f.prometheus != "" {
+		w, err := promwatch.New(ctx, *f.prometheus)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w, []string{"watching " + w.Describe()[0]}, nil
+	}
+	return watchSet(ctx, target, f.watched())
 }
 
 // watched is what to watch on the server side: --watch, or the one

@@ -51,6 +51,9 @@ func TestDiagnoseRejectsBadInvocations(t *testing.T) {
 		{[]string{"diagnose", "--method", "GE T", "http://127.0.0.1:1/"}, "not an HTTP method"},
 		{[]string{"diagnose", "--client", "curl", "http://127.0.0.1:1/"}, "unknown client"},
 		{[]string{"diagnose", "http://127.0.0.1:1/", "http://127.0.0.1:2/"}, "one URL only"},
+		{[]string{"diagnose", "--prometheus", "http://127.0.0.1:1/", "--pid", "1", "http://127.0.0.1:1/"}, "not both"},
+		{[]string{"diagnose", "--prometheus", "nope", "http://127.0.0.1:1/"}, "--prometheus"},
+		{[]string{"diagnose", "--prometheus", "http://127.0.0.1:1/", "http://127.0.0.1:1/"}, "does not answer as a Prometheus server"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

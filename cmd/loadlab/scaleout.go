@@ -13,6 +13,7 @@ import (
 
 	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
+	"github.com/perfscale/perfscale/loadlab/promwatch"
 	"github.com/perfscale/perfscale/loadlab/report"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 	"github.com/perfscale/perfscale/loadlab/scenario"
@@ -41,7 +42,14 @@ linear, below the count before, off any USL curve) are measured again; a
 contradiction that stays is printed as a warning above the table.
 
 scripts/cluster.sh up on a running cluster rescales it, so its scale
-command needs no down between counts.
+command needs no down between counts. --prometheus URL reads each probe's
+CPU per process (by job and component), in-flight requests, jobs waiting
+and database pool waits from a Prometheus server scraping the replicas
+instead of watching processes here; a probe should span two scrapes or
+more. The server must run before scaleout starts: start the cluster with
+scripts/cluster.sh up 1 --prometheus, take the URL status prints, and
+give --scale-cmd 'scripts/cluster.sh up {n}' (a rescale keeps Prometheus
+on its port, and it follows the new replicas).
 
 With --cpus, {cpu} in the scale command is the CPU per replica: the
 horizontal steps run at the first size, and one replica is also measured
@@ -81,7 +89,7 @@ var scaleoutFlagOf = map[string]string{
 type scaleoutFlags struct {
 	fs                                      *flag.FlagSet
 	scaleCmd, downCmd, replicas, cpus, scen *string
-	path, client                            *string
+	path, client, prometheus                *string
 	slo, probe, readyTimeout                *time.Duration
 	startRate                               *float64
 	suspects                                *bool
@@ -106,6 +114,7 @@ func newScaleoutFlags(stdout io.Writer) *scaleoutFlags {
 		readyTimeout: fs.Duration("ready-timeout", 60*time.Second, "how long to wait for the URL to answer after scaling"),
 		suspects:     fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine"),
 		client:       fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
+		prometheus:   fs.String("prometheus", "", "a Prometheus server scraping the replicas: the bottleneck's CPU comes from it"),
 		outputs:      outputFlags(fs),
 		agents:       newAgentFlags(fs, "each probe's load"),
 	}
@@ -173,7 +182,7 @@ func (f *scaleoutFlags) config(pos []string, stderr io.Writer) (scaleout.Config,
 			return scaleout.Config{}, fmt.Errorf("scaleout: --cpus: %v", err)
 		}
 	}
-	scen, path, suspects := *f.scen, *f.path, *f.suspects
+	scen, path, suspects, prom := *f.scen, *f.path, *f.suspects, *f.prometheus
 	cfg := scaleout.Config{
 		ScaleCmd: *f.scaleCmd, DownCmd: *f.downCmd, Replicas: counts, CPUs: sizes, SLO: *f.slo,
 		ProbeDuration: *f.probe, StartRate: *f.startRate, ReadyTimeout: *f.readyTimeout,
@@ -181,7 +190,10 @@ func (f *scaleoutFlags) config(pos []string, stderr io.Writer) (scaleout.Config,
 		DrainGap: scaleout.DefaultDrainGap, DrainTimeout: scaleout.DefaultDrainTimeout,
 		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*f.client),
 		Workload: func(u string) (scaleout.Workload, error) { return f.workload(u, scen, path) },
-		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
+		Watch: func(ctx context.Context, u string) (scaleout.Watcher, error) {
+			if prom != "" {
+				return promwatch.New(ctx, prom)
+			}
 			// Not visible (a remote target): an empty set, and the
 			// bottleneck column says nothing local was watched.
 			set, _ := measure.Discover(u, suspects)
@@ -210,6 +222,8 @@ func (f *scaleoutFlags) check(pos []string) error {
 		return fmt.Errorf("scaleout: unexpected argument %q: the URL comes from the scale command's last line", pos[0])
 	case *f.scen != "" && *f.path != "":
 		return errors.New("scaleout: --path applies without --scenario only")
+	case *f.prometheus != "" && load.CheckURL(*f.prometheus) != nil:
+		return fmt.Errorf("scaleout: --prometheus: %v", load.CheckURL(*f.prometheus))
 	}
 	if err := f.agents.check(); err != nil {
 		return fmt.Errorf("scaleout: %v", err)

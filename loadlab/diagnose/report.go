@@ -39,7 +39,7 @@ type Report struct {
 	Kind             string
 	Evidence         []string // why, in words a person can act on
 	Warnings         []string // what may make the numbers less trustworthy
-	SaturationSource string   // "pid", "metrics" or "none"
+	SaturationSource string   // "pid", "metrics", "prometheus URL" or "none"
 	// Bottleneck is the CPU-bound process group at the plateau, nil when
 	// none is (or none was seen).
 	Bottleneck *Load
@@ -102,6 +102,8 @@ type jsonStep struct {
 	ServerCPUWaitCores *float64         `json:"server_cpu_wait_cores"`
 	ServerCPUPreempted *float64         `json:"server_cpu_wait_preempted_cores"`
 	ServerInFlight     *float64         `json:"server_in_flight"`
+	JobsWaiting        *float64         `json:"jobs_waiting"`
+	DBPoolWaiting      *float64         `json:"db_pool_waiting"`
 	GeneratorCPUCores  float64          `json:"generator_cpu_cores"`
 	GeneratorSaturated bool             `json:"generator_saturated"`
 	GeneratorCPUWait   *float64         `json:"generator_cpu_wait_cores"`
@@ -178,7 +180,8 @@ func stepJSON(s Step, efficiency float64) jsonStep {
 		Concurrency: s.Concurrency, ThroughputRPS: s.ThroughputRPS, AnsweredRPS: s.AnsweredRPS, P50: ms(s.P50), P99: ms(s.P99),
 		Errors: s.Errors, ErrorShare: errorShare(s), ErrorKinds: s.ErrorKinds, Requests: s.Requests, Efficiency: efficiency,
 		ServerCPUCores: numOrNull(s.ServerCPUCores), ServerCPUWaitCores: numOrNull(s.ServerCPUWaitCores),
-		ServerCPUPreempted: numOrNull(s.ServerCPUPreemptedCores), ServerInFlight: numOrNull(s.ServerInFlight), GeneratorCPUCores: s.GeneratorCPUCores,
+		ServerCPUPreempted: numOrNull(s.ServerCPUPreemptedCores), ServerInFlight: numOrNull(s.ServerInFlight),
+		JobsWaiting: numOrNull(s.JobsWaiting), DBPoolWaiting: numOrNull(s.DBPoolWaiting), GeneratorCPUCores: s.GeneratorCPUCores,
 		GeneratorSaturated: s.GeneratorSaturated, GeneratorCPUWait: numOrNull(s.GeneratorCPUWaitCores),
 		Processes: append([]ProcessStep{}, s.Processes...),
 	}

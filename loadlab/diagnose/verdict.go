@@ -83,6 +83,9 @@ type Measurements struct {
 	FitOK    bool
 	SLO      time.Duration
 	Cores    float64
+	// Source is where the server side's figures came from (the Report's
+	// SaturationSource).
+	Source string
 }
 
 // Facts are the measured facts a verdict rests on, as Classify finds them;
@@ -142,7 +145,7 @@ func (r *Report) judge(cfg Config) {
 			r.CapacityRPS, r.CapacityAt = s.ThroughputRPS, s.Concurrency
 		}
 	}
-	v := Judge(Measurements{Baseline: r.Baseline, Steps: r.Steps, Fit: fit, FitOK: r.FitOK, SLO: cfg.SLO, Cores: cfg.Cores})
+	v := Judge(Measurements{Baseline: r.Baseline, Steps: r.Steps, Fit: fit, FitOK: r.FitOK, SLO: cfg.SLO, Cores: cfg.Cores, Source: r.SaturationSource})
 	r.Performance, r.Scalability, r.Kind = v.Performance, v.Scalability, v.Kind
 	r.Evidence, r.Warnings = v.Evidence, append(r.Warnings, v.Warnings...)
 	r.Bottleneck = v.Facts.Bottleneck
@@ -658,6 +661,9 @@ func (w *explainer) processes() {
 		parts = append(parts, fmt.Sprintf("loadlab itself %.2f cores", gen))
 		add("at the plateau, by process: %s", strings.Join(parts, "; "))
 	}
+	if url, ok := strings.CutPrefix(w.m.Source, "prometheus "); ok {
+		add("%s", fromPrometheus(url, last))
+	}
 	if in := last.ServerInFlight; !math.IsNaN(in) && in > 0 {
 		add("the server itself reported about %.1f requests in flight with %s (its in-flight gauges): by Little's law each spent about %s inside it at %.0f req/s",
 			in, users(last.Concurrency), measure.FormatMS(time.Duration(in/last.ThroughputRPS*float64(time.Second))), last.ThroughputRPS)
@@ -674,6 +680,24 @@ func (w *explainer) processes() {
 			f.Fit.Sigma, f.Fit.Kappa, f.Fit.Lambda, f.Fit.PeakText(), f.Fit.R2)
 	}
 
+}
+
+// fromPrometheus is the evidence line of a diagnosis watched through
+// Prometheus: where its figures came from, and the server's own queue
+// and database pool at the top of the ramp.
+func fromPrometheus(url string, last Step) string {
+	line := "the server side's figures came from Prometheus at " + url + " (CPU per scraped process by job and component over each step, in-flight requests, jobs waiting, database pool waits)"
+	var seen []string
+	if v := last.JobsWaiting; !math.IsNaN(v) {
+		seen = append(seen, fmt.Sprintf("at most %.0f background jobs waited for a worker", v))
+	}
+	if v := last.DBPoolWaiting; !math.IsNaN(v) {
+		seen = append(seen, fmt.Sprintf("%.2f calls waited for a database connection on average", v))
+	}
+	if len(seen) > 0 {
+		line += fmt.Sprintf("; with %s %s", users(last.Concurrency), strings.Join(seen, " and "))
+	}
+	return line
 }
 
 // caveats are the warnings that apply whatever the kind.

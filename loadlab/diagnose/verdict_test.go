@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -412,5 +413,29 @@ func TestAGeneratorIsJudgedOncePerRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A diagnosis watched through Prometheus says so in its evidence, with the
+// server's queue and database pool at the top of the ramp; one watched
+// here says nothing of Prometheus.
+func TestEvidenceNamesPrometheusAsTheSource(t *testing.T) {
+	steps := ramp([]float64{100, 200, 210, 212, 211}, []float64{10, 10, 19, 38, 76}, []float64{0.5, 1, 1.05, 1.06, 1.05}, 0.05)
+	for i := range steps {
+		steps[i].JobsWaiting, steps[i].DBPoolWaiting = math.NaN(), math.NaN()
+	}
+	steps[4].JobsWaiting, steps[4].DBPoolWaiting = 12, 0.75
+	base := Step{Concurrency: 1, P50: 8 * time.Millisecond, P99: 10 * time.Millisecond, Requests: 200}
+	fit, err := usl.FitPoints([]usl.Point{{N: 1, X: 100}, {N: 2, X: 200}, {N: 4, X: 210}, {N: 8, X: 212}, {N: 16, X: 211}})
+	m := Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2, Source: "prometheus http://127.0.0.1:9090"}
+	want := "the server side's figures came from Prometheus at http://127.0.0.1:9090 (CPU per scraped process by job and component over each step, in-flight requests, jobs waiting, database pool waits); with 16 users at most 12 background jobs waited for a worker and 0.75 calls waited for a database connection on average"
+	if ev := Judge(m).Evidence; !slices.Contains(ev, want) {
+		t.Errorf("evidence:\n%s\nwant the line\n%s", strings.Join(ev, "\n"), want)
+	}
+	m.Source = "pid"
+	for _, line := range Judge(m).Evidence {
+		if strings.Contains(line, "Prometheus") {
+			t.Errorf("evidence watched here names Prometheus: %s", line)
+		}
 	}
 }

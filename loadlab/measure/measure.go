@@ -68,6 +68,11 @@ type Step struct {
 	// ServerInFlight is the mean number of requests the server reported in
 	// flight during the step (its in-flight gauges); NaN when unknown.
 	ServerInFlight float64 `json:"-"`
+	// JobsWaiting is the most background jobs the server reported waiting
+	// for a worker during the step, DBPoolWaiting how many of its calls
+	// waited for a database connection on average (a WindowWatcher's,
+	// from Prometheus); NaN when unknown.
+	JobsWaiting, DBPoolWaiting float64 `json:"-"`
 	// MachineBusy is the share of the local machine's CPU in use during the
 	// step (by anything); NaN when unknown or when the target is remote.
 	MachineBusy float64 `json:"-"`
@@ -133,6 +138,22 @@ type Follower interface {
 	Follow(ctx context.Context, every time.Duration) (stop func())
 }
 
+// WindowWatcher is a Watcher that reads what the server side used over a
+// step's time window after it (a Prometheus server, which has scraped the
+// processes all along), rather than sampling them before and after.
+// Meter asks it instead of Sample.
+type WindowWatcher interface {
+	Window(ctx context.Context, from, to time.Time) (Window, error)
+}
+
+// Window is what a WindowWatcher read of one step: each group's use
+// (CPUCores; the figures it cannot see NaN), and the server's own
+// saturation gauges (NaN when unknown).
+type Window struct {
+	Processes                            []ProcessStep
+	InFlight, JobsWaiting, DBPoolWaiting float64
+}
+
 // Meter measures steps: load from a Runner, and what the watched
 // processes and the generator itself used meanwhile.
 type Meter struct {
@@ -154,6 +175,9 @@ func Measure(ctx context.Context, w Watcher, r Runner, spec Spec) (Step, error) 
 // Measure runs one step with r and returns it with the watched processes'
 // use.
 func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) {
+	if ww, ok := m.w.(WindowWatcher); ok {
+		return m.measureWindow(ctx, ww, r, spec)
+	}
 	var before []procwatch.Usage
 	watched := m.w != nil
 	if r, ok := m.w.(Refresher); ok {
@@ -187,6 +211,7 @@ func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
 	s.ServerCPUPreemptedCores = math.NaN()
 	s.GeneratorCPUWaitCores = math.NaN()
+	s.JobsWaiting, s.DBPoolWaiting = math.NaN(), math.NaN()
 	if selfErr == nil && selfErr1 == nil {
 		s.GeneratorCPUWaitCores = self1[0].WaitSince(self0[0]) / dt
 	}
@@ -201,6 +226,34 @@ func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 	if local && machineOK && machineOK1 && total1 > total0 {
 		s.MachineBusy = (busy1 - busy0) / (total1 - total0)
 	}
+	s.ServerCPUCores, s.ServerCPUWaitCores, s.ServerCPUPreemptedCores = ServerCPU(s.Processes)
+	return s, nil
+}
+
+// measureWindow runs one step with r and asks ww, after it, what the
+// server side used over the step's window. The generator's own wait is
+// sampled as in Measure; the machine's load is not (the window's source
+// is not this machine's).
+func (m *Meter) measureWindow(ctx context.Context, ww WindowWatcher, r Runner, spec Spec) (Step, error) {
+	self0, selfErr := m.self.Sample(ctx)
+	t0 := time.Now()
+	s, err := r.Run(ctx, spec)
+	if err != nil {
+		return Step{}, err
+	}
+	t1 := time.Now()
+	self1, selfErr1 := m.self.Sample(ctx)
+	s.Concurrency = spec.Concurrency
+	s.MachineBusy, s.GeneratorCPUWaitCores = math.NaN(), math.NaN()
+	if selfErr == nil && selfErr1 == nil {
+		s.GeneratorCPUWaitCores = self1[0].WaitSince(self0[0]) / t1.Sub(t0).Seconds()
+	}
+	win, err := ww.Window(ctx, t0, t1)
+	if err != nil {
+		// The load was measured; the server side is unknown this step.
+		win = Window{InFlight: math.NaN(), JobsWaiting: math.NaN(), DBPoolWaiting: math.NaN()}
+	}
+	s.Processes, s.ServerInFlight, s.JobsWaiting, s.DBPoolWaiting = win.Processes, win.InFlight, win.JobsWaiting, win.DBPoolWaiting
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.ServerCPUPreemptedCores = ServerCPU(s.Processes)
 	return s, nil
 }

@@ -2,6 +2,7 @@ package measure_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -95,4 +96,47 @@ func TestMeasureWatchesTheLocalServer(t *testing.T) {
 		t.Fatalf("processes %+v, server CPU %v", s.Processes, s.ServerCPUCores)
 	}
 	var _ measure.Watcher = (*procwatch.Set)(nil)
+}
+
+// windowWatcher answers every window with the same figures and records
+// the windows it was asked.
+type windowWatcher struct{ asked [][2]time.Time }
+
+func (w *windowWatcher) Sample(context.Context) ([]procwatch.Usage, error) {
+	return nil, errors.New("sampled: a window watcher must be asked for windows")
+}
+func (w *windowWatcher) Source() string { return "prometheus test" }
+func (w *windowWatcher) Window(_ context.Context, from, to time.Time) (measure.Window, error) {
+	w.asked = append(w.asked, [2]time.Time{from, to})
+	return measure.Window{Processes: []measure.ProcessStep{
+		{Name: "shop api", Members: 2, CPUCores: 0.8, WaitCores: math.NaN(), PreemptedCores: math.NaN()},
+		{Name: "prometheus", Members: 1, CPUCores: 0.1, WaitCores: math.NaN(), PreemptedCores: math.NaN(), Suspect: true},
+	}, InFlight: 4, JobsWaiting: 3, DBPoolWaiting: 0.5}, nil
+}
+
+type constRunner struct{}
+
+func (constRunner) Run(context.Context, measure.Spec) (measure.Step, error) {
+	return measure.Step{ThroughputRPS: 100, Requests: 100}, nil
+}
+
+// A WindowWatcher is asked, after the step, for the step's own window;
+// its processes make the server's CPU (not its suspects), its gauges the
+// step's in-flight, jobs waiting and pool waits.
+func TestMeterAsksAWindowWatcherForTheStep(t *testing.T) {
+	w := &windowWatcher{}
+	before := time.Now()
+	s, err := measure.NewMeter(w).Measure(t.Context(), constRunner{}, measure.Spec{Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.asked) != 1 || w.asked[0][0].Before(before) || w.asked[0][1].Before(w.asked[0][0]) {
+		t.Fatalf("windows asked: %v", w.asked)
+	}
+	if s.Concurrency != 3 || s.ServerCPUCores != 0.8 || s.ServerInFlight != 4 || s.JobsWaiting != 3 || s.DBPoolWaiting != 0.5 || len(s.Processes) != 2 {
+		t.Fatalf("step %+v", s)
+	}
+	if !math.IsNaN(s.ServerCPUWaitCores) || !math.IsNaN(s.MachineBusy) {
+		t.Fatalf("figures the window cannot give are not NaN: wait %v, machine %v", s.ServerCPUWaitCores, s.MachineBusy)
+	}
 }

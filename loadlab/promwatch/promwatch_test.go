@@ -1,0 +1,175 @@
+package promwatch_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+
+	"github.com/perfscale/perfscale/internal/testwait"
+	"github.com/perfscale/perfscale/loadlab/promwatch"
+)
+
+// target is a /metrics endpoint of known rates: CPU at 0.25 cores, calls
+// waiting for a database connection at 0.5 on average, 3 requests in
+// flight (and 7 on an order event stream, which does not count), 5 jobs
+// waiting. The counters grow with the clock, so their rates are exact
+// whatever the machine's load.
+func target(t *testing.T) string {
+	start := time.Now()
+	elapsed := func() float64 { return time.Since(start).Seconds() }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "process_cpu_seconds_total", Help: "cpu"}, func() float64 { return 0.25 * elapsed() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shop_db_pool_wait_seconds_total", Help: "wait"}, func() float64 { return 0.5 * elapsed() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_jobs_waiting", Help: "jobs"}, func() float64 { return 5 }),
+	)
+	inFlight := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shop_http_requests_in_flight", Help: "in flight"}, []string{"route"})
+	inFlight.WithLabelValues("GET /v1/menu").Set(3)
+	inFlight.WithLabelValues("GET /v1/orders/{id}/events").Set(7)
+	reg.MustRegister(inFlight)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// startPrometheus runs Debian's prometheus scraping target every second
+// (skipped without it, except under CI=true).
+func startPrometheus(t *testing.T, target string) string {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is not installed; under CI=true .ci/run must install it (apt-get install prometheus)")
+		}
+		t.Skip("prometheus is not installed (apt-get install prometheus)")
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	conf := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: api\n", target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
+			t.Logf("prometheus.log:\n%s", b)
+		}
+	})
+	url := "http://" + addr
+	testwait.Eventually(t, time.Minute, func() error {
+		select {
+		case err := <-exited:
+			t.Fatalf("prometheus exited: %v", err)
+		default:
+		}
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/-/ready: %s", resp.Status)
+		}
+		return nil
+	})
+	return url
+}
+
+func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
+	url := startPrometheus(t, target(t))
+	ctx := context.Background()
+	var w *promwatch.Watcher
+	testwait.Eventually(t, time.Minute, func() error {
+		var err error
+		w, err = promwatch.New(ctx, url)
+		return err
+	})
+	from := time.Now()
+	// A window of 6 s with scrapes every second: wait until Prometheus
+	// has scraped past its end.
+	to := from.Add(6 * time.Second)
+	client, err := promapi.NewClient(promapi.Config{Address: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := promv1.NewAPI(client)
+	testwait.Eventually(t, time.Minute, func() error {
+		v, _, _, err := api.Query(ctx, "timestamp(up)", time.Now())
+		if err != nil {
+			return err
+		}
+		vec := v.(model.Vector)
+		if len(vec) != 1 {
+			return fmt.Errorf("no scrape yet: %v", vec)
+		}
+		if last := time.Unix(0, int64(float64(vec[0].Value)*1e9)); last.Before(to) {
+			return fmt.Errorf("last scrape at %v, before the window's end %v", last, to)
+		}
+		return nil
+	})
+	win, err := w.Window(ctx, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(win.Processes) != 1 || win.Processes[0].Name != "shop api" || win.Processes[0].Members != 1 || win.Processes[0].Suspect {
+		t.Fatalf("processes %+v, want the one shop api", win.Processes)
+	}
+	near := func(what string, got, want float64) {
+		t.Helper()
+		if math.IsNaN(got) || math.Abs(got-want) > 0.05*want {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+	}
+	near("CPU cores", win.Processes[0].CPUCores, 0.25)
+	near("calls waiting for a connection", win.DBPoolWaiting, 0.5)
+	near("in flight without the event stream", win.InFlight, 3)
+	near("jobs waiting", win.JobsWaiting, 5)
+	if !math.IsNaN(win.Processes[0].WaitCores) || !math.IsNaN(win.Processes[0].QuotaCores) {
+		t.Errorf("figures Prometheus cannot see are not NaN: %+v", win.Processes[0])
+	}
+	if src := w.Source(); src != "prometheus "+url {
+		t.Errorf("source %q", src)
+	}
+}
+
+// A URL where no Prometheus answers is refused at once, saying so.
+func TestNewRefusesWhatIsNotAPrometheus(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	_, err := promwatch.New(context.Background(), srv.URL)
+	if err == nil || !strings.Contains(err.Error(), "does not answer as a Prometheus server") {
+		t.Fatalf("New on a server that is not Prometheus: %v", err)
+	}
+}
