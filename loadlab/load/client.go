@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type outcome struct {
 	status int
 	kind   errorKind
 	err    error // the client's error, for a transport failure
+	// retryAfter is a failed answer's Retry-After (0 without one).
+	retryAfter time.Duration
 }
 
 type errorKind uint8
@@ -185,7 +188,11 @@ func (s *fastSender) send(ctx context.Context, r *Request, wantBody bool, buf []
 	if wantBody || code >= 400 {
 		buf = append(buf[:0], resp.Body()...)
 	}
-	return outcome{status: code, kind: classifyStatus(code)}, buf
+	out := outcome{status: code, kind: classifyStatus(code)}
+	if code >= 400 {
+		out.retryAfter = RetryAfter(string(resp.Header.Peek("Retry-After")), time.Now())
+	}
+	return out, buf
 }
 
 func (s *fastSender) close() { s.client.CloseIdleConnections() }
@@ -275,7 +282,35 @@ func (s *netSender) send(ctx context.Context, r *Request, wantBody bool, buf []b
 	if err != nil {
 		return outcome{kind: classifyErr(err), err: err}, buf
 	}
-	return outcome{status: resp.StatusCode, kind: classifyStatus(resp.StatusCode)}, buf
+	out := outcome{status: resp.StatusCode, kind: classifyStatus(resp.StatusCode)}
+	if resp.StatusCode >= 400 {
+		out.retryAfter = RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return out, buf
+}
+
+// maxRetryAfter bounds a Retry-After: a longer one (or a date further
+// ahead) counts as this long.
+const maxRetryAfter = time.Hour
+
+// RetryAfter reads a Retry-After header (RFC 9110: a number of seconds,
+// or an HTTP date, taken against now) as a delay; 0 when absent, not
+// understood or past.
+func RetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return min(time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter)
+	}
+	return 0
 }
 
 func (s *netSender) close() { s.tr.CloseIdleConnections() }

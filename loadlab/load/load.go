@@ -5,6 +5,7 @@
 package load
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -72,6 +73,10 @@ type Config struct {
 	// many goroutines: for a tool that keeps the raw samples (a test
 	// holds merged percentiles against them).
 	Sample func(endpoint int, latency time.Duration, succeeded bool)
+	// Pause, if set, is how a user waits the time its session asked for
+	// (a Retry-After), returning false when ctx ended first; nil: a
+	// timer. A test observes the waits through it.
+	Pause func(ctx context.Context, d time.Duration) bool
 }
 
 // Scenario produces the requests of one simulated user. The scenario
@@ -87,8 +92,21 @@ type Session interface {
 	// Next returns the user's next request. When it cannot be built, the
 	// error says why and the request, if not nil, names its Endpoint.
 	Next() (*Request, error)
-	// Observe feeds the response back (to capture values such as tokens).
-	Observe(req *Request, status int, body []byte)
+	// Observe feeds the response back (to capture values such as tokens)
+	// and returns how long the user waits before its next request (0:
+	// none), such as a Retry-After it honours. The wait is the user's
+	// own: in open loop the other users keep the schedule meanwhile.
+	Observe(req *Request, resp Response) (wait time.Duration)
+}
+
+// Response is what a session sees of an answer.
+type Response struct {
+	Status int    // 0: no answer (a transport failure)
+	Body   []byte // when the session's requests ask for it; reused after Observe
+	// RetryAfter is a failed answer's Retry-After header as a delay from
+	// its arrival (RFC 9110's seconds or date, at most an hour), 0
+	// without one.
+	RetryAfter time.Duration
 }
 
 // Snapshot is the live state of a run, for a progress line.

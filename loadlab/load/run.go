@@ -278,7 +278,11 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 			if !ok {
 				return
 			}
-			w.sendAt(ctx, due)
+			// A user who waits (a Retry-After) takes no request meanwhile:
+			// it is not idle, so another worker takes the schedule's.
+			if wait := w.sendAt(ctx, due); !g.pause(ctx, wait) {
+				return
+			}
 		}
 	}
 	p := pacer{slack: 100 * time.Microsecond, early: pacerEarly, s: newSleeper()}
@@ -416,7 +420,8 @@ func (g *generator) newWorker() *worker {
 // sendAt sends one request intended to go out at due and records its
 // latency from due, or from when it really went out if that was earlier
 // (the pacer may send a request a few microseconds ahead of its time).
-func (w *worker) sendAt(ctx context.Context, due time.Time) {
+// It returns how long the user then waits (its session's wish).
+func (w *worker) sendAt(ctx context.Context, due time.Time) (wait time.Duration) {
 	// The stage is the one the request was scheduled in: the pacer may
 	// send a request a little early, which moves the start of its latency
 	// but must not move it into the stage before.
@@ -435,7 +440,7 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 				ep = r.Endpoint
 			}
 			w.shard.record(0, outcome{kind: buildFailed, err: err}, ep, stage, nil, w.g.timeoutCause)
-			return
+			return 0
 		}
 		req = r
 	}
@@ -443,21 +448,43 @@ func (w *worker) sendAt(ctx context.Context, due time.Time) {
 	w.buf = buf
 	lat := time.Since(due)
 	if out.kind == aborted {
-		return
+		return 0
 	}
 	if w.session != nil {
-		w.session.Observe(req, out.status, buf)
+		wait = w.session.Observe(req, Response{Status: out.status, Body: buf, RetryAfter: out.retryAfter})
 	}
 	if w.g.cfg.Sample != nil && lat > 0 {
 		w.g.cfg.Sample(req.Endpoint, lat, out.kind == okKind)
 	}
 	w.shard.record(lat, out, req.Endpoint, stage, buf, w.g.timeoutCause)
+	return wait
+}
+
+// pause waits d for a user (Config.Pause, or a timer); false when the
+// run was cancelled meanwhile.
+func (g *generator) pause(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	if g.cfg.Pause != nil {
+		return g.cfg.Pause(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // sendAndThink sends the next request of a closed-loop user now, then
 // waits the think time; false when the run was cancelled meanwhile.
 func (w *worker) sendAndThink(ctx context.Context) bool {
-	w.sendAt(ctx, time.Now())
+	if wait := w.sendAt(ctx, time.Now()); !w.g.pause(ctx, wait) {
+		return false
+	}
 	if w.g.cfg.ThinkTime <= 0 {
 		return true
 	}

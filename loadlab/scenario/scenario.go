@@ -24,6 +24,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -591,19 +592,31 @@ func (u *session) build(c *call) (*load.Request, error) {
 	return r, nil
 }
 
+// maxSetupWait bounds how long a user waits on a setup request's
+// Retry-After before trying again: an overloaded service may ask for
+// minutes, and a load test's user does not sit out the run.
+const maxSetupWait = 10 * time.Second
+
 // Observe captures values from a successful response. A failed setup
-// request is repeated; a failed request in a sequence abandons the rest
-// of it (there is no point checking out after adding to the cart failed).
-func (u *session) Observe(_ *load.Request, status int, body []byte) {
+// request is repeated, after the answer's Retry-After (at most
+// maxSetupWait) when it has one, as a client that respects the service's
+// shedding would; a failed request in a sequence abandons the rest of it
+// (there is no point checking out after adding to the cart failed). The
+// steps' schedule is the load's, so a step's Retry-After is not waited on.
+func (u *session) Observe(_ *load.Request, resp load.Response) time.Duration {
 	c := u.last
 	if c == nil {
-		return
+		return 0
 	}
-	ok := status >= 200 && status < 300
+	ok := resp.Status >= 200 && resp.Status < 300
 	if !ok {
 		u.queue = nil
-		return
+		if u.setupDone < len(u.s.setup) && c == u.s.setup[u.setupDone] {
+			return min(resp.RetryAfter, maxSetupWait)
+		}
+		return 0
 	}
+	body := resp.Body
 	if len(c.capture) > 0 {
 		var doc any
 		if err := json.Unmarshal(body, &doc); err == nil {
@@ -617,6 +630,7 @@ func (u *session) Observe(_ *load.Request, status int, body []byte) {
 	if u.setupDone < len(u.s.setup) && c == u.s.setup[u.setupDone] {
 		u.setupDone++
 	}
+	return 0
 }
 
 // --- a small JSON path: $.a.b[0].c ---

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,11 +97,11 @@ steps:
 		t.Fatalf("first request %+v, %v; want the setup POST", r, err)
 	}
 	// A failed setup request is repeated.
-	u.Observe(r, 503, nil)
+	u.Observe(r, load.Response{Status: 503})
 	if r, _ = u.Next(); r.URL != "http://shop.test/sessions" {
 		t.Fatalf("after a failed setup: %s", r.URL)
 	}
-	u.Observe(r, 201, []byte(`{"token": "tok-1", "items": [{"id": 7}, {"id": 8}]}`))
+	u.Observe(r, load.Response{Status: 201, Body: []byte(`{"token": "tok-1", "items": [{"id": 7}, {"id": 8}]}`)})
 	r, err = u.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -124,13 +125,13 @@ steps:
 `)
 	u := s.NewSession()
 	r, _ := u.Next()
-	u.Observe(r, 200, nil)
+	u.Observe(r, load.Response{Status: 200})
 	if r, _ = u.Next(); r.Method != "POST" {
 		t.Fatalf("second request of the sequence: %s %s", r.Method, r.URL)
 	}
-	u.Observe(r, 201, nil)
+	u.Observe(r, load.Response{Status: 201})
 	r, _ = u.Next()
-	u.Observe(r, 404, nil) // adding failed: no checkout follows
+	u.Observe(r, load.Response{Status: 404}) // adding failed: no checkout follows
 	if r, _ = u.Next(); r.Method != "PUT" {
 		t.Fatalf("after a failed add: %s %s, want a new sequence", r.Method, r.URL)
 	}
@@ -254,7 +255,7 @@ func checkSessions(t *testing.T, file *scenario.File) {
 		if err != nil || got.Host != base.Host || got.Scheme != base.Scheme {
 			t.Fatalf("request %q left the base %q (err %v)", r.URL, file.Base, err)
 		}
-		u.Observe(r, 200, []byte(`{"a": [1], "b": {"c": 2}, "t": "/../@evil.example"}`))
+		u.Observe(r, load.Response{Status: 200, Body: []byte(`{"a": [1], "b": {"c": 2}, "t": "/../@evil.example"}`)})
 	}
 }
 
@@ -262,7 +263,7 @@ func TestCapturedValueThatBreaksTheURLIsAnError(t *testing.T) {
 	s := compile(t, "base: http://x\nsetup: [{path: /s, capture: {id: $.id}}]\nsteps: [{name: item, path: '/items/{{.id}}'}]")
 	u := s.NewSession()
 	r, _ := u.Next()
-	u.Observe(r, 200, []byte(`{"id": "%zz"}`))
+	u.Observe(r, load.Response{Status: 200, Body: []byte(`{"id": "%zz"}`)})
 	if _, err := u.Next(); err == nil || !strings.Contains(err.Error(), "step item: path") {
 		t.Fatalf("err = %v, want one naming the step and path", err)
 	}
@@ -273,14 +274,14 @@ func TestTemplatesAreBounded(t *testing.T) {
 	u := s.NewSession()
 	r, _ := u.Next()
 	// A captured list may be ranged over, but what it makes is bounded.
-	u.Observe(r, 200, []byte(`{"xs": ["a", "b"]}`))
+	u.Observe(r, load.Response{Status: 200, Body: []byte(`{"xs": ["a", "b"]}`)})
 	if r, err := u.Next(); err != nil || string(r.Body) != "ab" {
 		t.Fatalf("body %q, err %v", r.Body, err)
 	}
 	long := `"` + strings.Repeat("x", 1<<16) + `"`
 	u = s.NewSession()
 	r, _ = u.Next()
-	u.Observe(r, 200, []byte(`{"xs": [`+strings.Repeat(long+",", 20)+long+`]}`))
+	u.Observe(r, load.Response{Status: 200, Body: []byte(`{"xs": [` + strings.Repeat(long+",", 20) + long + `]}`)})
 	if _, err := u.Next(); err == nil || !strings.Contains(err.Error(), "step big: body: expands to more than") {
 		t.Fatalf("err = %v, want the expansion bounded", err)
 	}
@@ -292,5 +293,101 @@ func TestMissingCapturedValueIsAnError(t *testing.T) {
 	s := compile(t, "base: http://x\nsteps:\n  - name: cart\n    sequence:\n      - {path: /cart, headers: {Authorization: 'Bearer {{.token}}'}}\n      - {path: /login, capture: {token: $.t}}")
 	if _, err := s.NewSession().Next(); err == nil || !strings.Contains(err.Error(), "step cart, request 1: header Authorization") {
 		t.Fatalf("err = %v, want one naming the step and header", err)
+	}
+}
+
+// A setup request refused with Retry-After (503 while the service sheds,
+// 429) is tried again only after the user waited that long, at most
+// 10 s; the waits are observed through the generator's Pause hook, so
+// the test does not wait them.
+func TestASetupRefusedWithRetryAfterWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  load.Config
+	}{
+		{"closed loop, fasthttp", load.Config{Concurrency: 1, Client: load.ClientFastHTTP}},
+		{"closed loop, nethttp", load.Config{Concurrency: 1, Client: load.ClientNetHTTP}},
+		// One request in flight: one user, whose setup the server sees
+		// (a second would log in on its own).
+		{"open loop", load.Config{Rate: 50, MaxInFlight: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				seen = append(seen, r.Method+" "+r.URL.Path)
+				n := len(seen)
+				mu.Unlock()
+				switch {
+				case r.URL.Path != "/sessions":
+				case n == 1:
+					w.Header().Set("Retry-After", "2")
+					w.WriteHeader(http.StatusServiceUnavailable)
+				case n == 2:
+					w.Header().Set("Retry-After", "3600") // an hour: the user waits 10 s at most
+					w.WriteHeader(http.StatusTooManyRequests)
+				default:
+					w.WriteHeader(http.StatusCreated)
+					io.WriteString(w, `{"token": "t"}`) //nolint:errcheck // test server
+				}
+			}))
+			defer srv.Close()
+			s := compile(t, `
+base: `+srv.URL+`
+setup:
+  - {name: login, method: post, path: /sessions, capture: {token: $.token}}
+steps:
+  - {name: menu, path: /menu}
+`)
+			type pause struct {
+				d    time.Duration
+				seen int // requests the server had seen when the user paused
+			}
+			var pauses []pause
+			cfg := tc.cfg
+			cfg.Scenario, cfg.Requests, cfg.Timeout = s, 5, 5*time.Second
+			cfg.Pause = func(ctx context.Context, d time.Duration) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				pauses = append(pauses, pause{d, len(seen)})
+				return ctx.Err() == nil
+			}
+			res, err := load.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []pause{{2 * time.Second, 1}, {10 * time.Second, 2}}
+			if len(pauses) != len(want) || pauses[0] != want[0] || pauses[1] != want[1] {
+				t.Errorf("paused %+v, want %+v (after each refusal, before the next request)", pauses, want)
+			}
+			wantSeen := []string{"POST /sessions", "POST /sessions", "POST /sessions", "GET /menu", "GET /menu"}
+			if strings.Join(seen, ",") != strings.Join(wantSeen, ",") || res.Requests != 5 {
+				t.Errorf("the server saw %v (%d requests reported), want %v", seen, res.Requests, wantSeen)
+			}
+		})
+	}
+}
+
+// A step's Retry-After is not waited on: the load's schedule is the
+// steps', and a failed setup without one is tried again at once.
+func TestOnlyASetupWaitsForRetryAfter(t *testing.T) {
+	s := compile(t, `
+base: http://x
+setup:
+  - {method: post, path: /sessions}
+steps:
+  - {name: menu, path: /menu}
+`)
+	u := s.NewSession()
+	r, _ := u.Next()
+	if wait := u.Observe(r, load.Response{Status: 503}); wait != 0 {
+		t.Errorf("a setup refused without Retry-After waits %v, want 0", wait)
+	}
+	r, _ = u.Next()
+	u.Observe(r, load.Response{Status: 201})
+	r, _ = u.Next()
+	if wait := u.Observe(r, load.Response{Status: 503, RetryAfter: 5 * time.Second}); wait != 0 || r.URL != "http://x/menu" {
+		t.Errorf("step %s refused with Retry-After waits %v, want 0", r.URL, wait)
 	}
 }

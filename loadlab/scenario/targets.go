@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/perfscale/perfscale/loadlab/load"
 )
@@ -244,4 +245,4 @@ func (s targetSession) Next() (*load.Request, error) {
 	return &s.t.requests[i], nil
 }
 
-func (targetSession) Observe(*load.Request, int, []byte) {}
+func (targetSession) Observe(*load.Request, load.Response) time.Duration { return 0 }
