@@ -268,16 +268,19 @@ type Tx any
 type FulfilmentService interface {
 	// OrderByID returns any session's order; ENOTFOUND if absent.
 	OrderByID(ctx context.Context, orderID int64) (*Order, error)
-	// ConfirmOrder confirms the order m is for, in one transaction: it
-	// moves the order from placed to confirmed with the change's event in
-	// the outbox, records m in the mail sink (one mail per order), and
-	// runs inTx on the same transaction, so everything commits together or
-	// not at all (an error from inTx rolls it all back and is returned).
-	// An order no longer placed (a retried job) is left as it is and gets
-	// no mail, but inTx still runs and commits: the retry may have the
-	// queue's side to finish (inTx may be nil: nothing more to do). mailed
-	// reports whether this call recorded the mail.
-	ConfirmOrder(ctx context.Context, m Mail, inTx func(ctx context.Context, tx Tx) error) (mailed bool, err error)
+	// ConfirmOrder confirms an order in one transaction: it reads the
+	// order (ENOTFOUND if absent, nothing done), moves it from placed to
+	// confirmed with the change's event in the outbox, records mail(order)
+	// in the mail sink (one mail per order), and runs inTx on the same
+	// transaction, so everything commits together or not at all (an error
+	// from inTx rolls it all back and is returned). The read is the
+	// transaction's own, so a confirmation costs one commit, not a read
+	// before it and then its writes. An order no longer placed (a retried
+	// job) is left as it is and gets no mail (mail is not called), but
+	// inTx still runs and commits: the retry may have the queue's side to
+	// finish (inTx may be nil: nothing more to do). mailed reports whether
+	// this call recorded the mail.
+	ConfirmOrder(ctx context.Context, orderID int64, mail func(*Order) Mail, inTx func(ctx context.Context, tx Tx) error) (mailed bool, err error)
 	// MarkOrderReady moves an order from confirmed to ready with its event,
 	// and runs inTx on the same transaction, as ConfirmOrder does: inTx
 	// runs (and commits) whether or not the order moved. moved reports

@@ -11,7 +11,7 @@ import (
 // Confirmer records a confirmation mail and confirms the order: the
 // store's side of what the background job does (shop.FulfilmentService).
 type Confirmer interface {
-	ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (mailed bool, err error)
+	ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (mailed bool, err error)
 }
 
 // InRequestMail is sync-mail: a new order's confirmation mail is sent inside
@@ -48,7 +48,7 @@ func (s *InRequestMail) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*sho
 			return nil, false, fmt.Errorf("mail order %d's confirmation: %w", o.ID, ctx.Err())
 		}
 	}
-	if _, err := s.store.ConfirmOrder(ctx, s.compose(o), nil); err != nil {
+	if _, err := s.store.ConfirmOrder(ctx, o.ID, func(*shop.Order) shop.Mail { return s.compose(o) }, nil); err != nil {
 		return nil, false, fmt.Errorf("mail order %d's confirmation: %w", o.ID, err)
 	}
 	return o, created, nil

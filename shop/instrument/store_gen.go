@@ -30,8 +30,8 @@ func (s *Store) Close() error {
 }
 
 // ConfirmOrder is timed as a whole: the confirmation's transaction, the job queue's work in it included.
-func (s *Store) ConfirmOrder(ctx context.Context, a1 shop.Mail, a2 func(context.Context, shop.Tx) error) (bool, error) {
-	return timed(s, "confirm_order", func() (bool, error) { return s.next.ConfirmOrder(ctx, a1, a2) })
+func (s *Store) ConfirmOrder(ctx context.Context, a1 int64, a2 func(*shop.Order) shop.Mail, a3 func(context.Context, shop.Tx) error) (bool, error) {
+	return timed(s, "confirm_order", func() (bool, error) { return s.next.ConfirmOrder(ctx, a1, a2, a3) })
 }
 
 func (s *Store) CreateSession(ctx context.Context, a1 string) (*shop.Session, error) {

@@ -584,13 +584,15 @@ func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Durat
 	return w.cfg.confirmationTimeout()
 }
 
-// Work calls the mail provider, then confirms the order in one
-// transaction of the store's: the mail recorded, the status moved with its
-// event, the "ready" step scheduled and this job completed. That is one
-// commit of its own beside River's fetch and completer pass (it used to
-// take three: mail, status, "ready" job). The provider is called before
-// the transaction begins, so its latency never holds the database (on
-// SQLite, the one writer that requests share).
+// Work confirms the order in one transaction of the store's: the order
+// read, the mail recorded, the status moved with its event, the "ready"
+// step scheduled and this job completed. That is one commit of its own
+// beside River's fetch and its completer's batched update (it used to
+// take a read before the mail and three commits: mail, status, "ready"
+// job). With a mail provider's latency (MailLatency) the provider is
+// called first, with the order read for it, before the transaction
+// begins, so its latency never holds the database (on SQLite, the one
+// writer that requests share).
 //
 // Work is safe to run more than once for one order: the mail sink keeps
 // one mail per order, the status only moves if it is still "placed", and
@@ -599,23 +601,28 @@ func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Durat
 // schedules "ready", as a no-op, and completes this job.
 func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderPlacedArgs]) error {
 	id := job.Args.OrderID
-	o, err := w.store.OrderByID(ctx, id)
-	if shop.ErrorCode(err) == shop.ENOTFOUND {
-		return river.JobCancel(fmt.Errorf("order %d is gone", id))
-	}
-	if err != nil {
-		return err
-	}
-	// An order past "placed" was mailed in the transaction that confirmed it.
-	sending := o.Status == shop.StatusPlaced
-	if sending && w.cfg.MailLatency > 0 {
-		select {
-		case <-time.After(w.cfg.MailLatency):
-		case <-ctx.Done():
-			return ctx.Err()
+	mail := ConfirmationMail
+	if w.cfg.MailLatency > 0 {
+		o, err := w.store.OrderByID(ctx, id)
+		if shop.ErrorCode(err) == shop.ENOTFOUND {
+			return river.JobCancel(fmt.Errorf("order %d is gone", id))
 		}
+		if err != nil {
+			return err
+		}
+		// An order past "placed" was mailed in the transaction that confirmed it.
+		if o.Status == shop.StatusPlaced {
+			select {
+			case <-time.After(w.cfg.MailLatency):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mail = func(*shop.Order) shop.Mail { return ConfirmationMail(o) }
 	}
-	mailed, err := w.store.ConfirmOrder(ctx, ConfirmationMail(o), func(ctx context.Context, stx shop.Tx) error {
+	sending := false // the store wrote the mail: the order moved to confirmed
+	compose := func(o *shop.Order) shop.Mail { sending = true; return mail(o) }
+	mailed, err := w.store.ConfirmOrder(ctx, id, compose, func(ctx context.Context, stx shop.Tx) error {
 		tx, err := queueTx[TTx](stx)
 		if err != nil {
 			return err
@@ -636,6 +643,9 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 		}
 		return nil
 	})
+	if shop.ErrorCode(err) == shop.ENOTFOUND {
+		return river.JobCancel(fmt.Errorf("order %d is gone", id))
+	}
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,7 @@ func TestRetentionDropsWholeOldMonths(t *testing.T) {
 	next := placeAt(t, b, clock, utc("2026-02-01T00:00:00Z"))        // the next month's first
 	later := placeAt(t, b, clock, utc("2026-03-05T08:00:00Z"))
 	for _, o := range []*shop.Order{early, edge, next} {
-		if _, err := store.ConfirmOrder(ctx, jobs.ConfirmationMail(o), nil); err != nil {
+		if _, err := store.ConfirmOrder(ctx, o.ID, jobs.ConfirmationMail, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -144,8 +144,8 @@ func (s *Store) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, er
 	return get(s.writes, ctx, once, func(ctx context.Context) (*shop.Order, error) { return s.next.PlaceAtOnce(ctx, c) })
 }
 
-func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
-	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.ConfirmOrder(ctx, m, inTx) })
+func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.ConfirmOrder(ctx, orderID, mail, inTx) })
 }
 
 func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {

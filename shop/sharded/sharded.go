@@ -277,12 +277,12 @@ func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, erro
 	return s.shards[k].Store.OrderByID(ctx, orderID)
 }
 
-func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
-	k, err := s.byOrder(m.OrderID)
+func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+	k, err := s.byOrder(orderID)
 	if err != nil {
 		return false, err
 	}
-	return s.shards[k].Store.ConfirmOrder(ctx, m, inTx)
+	return s.shards[k].Store.ConfirmOrder(ctx, orderID, mail, inTx)
 }
 
 func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {

@@ -169,14 +169,19 @@ func (s *Store) advanceOrder(ctx context.Context, orderID int64, from, to shop.S
 	return moved, nil
 }
 
-// ConfirmOrder moves the order placed -> confirmed, records its mail and
-// runs inTx, all in one transaction: one commit (on SQLite one WAL sync)
-// where the steps used to take one each. See shop.FulfilmentService.
-func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
+// ConfirmOrder reads the order, moves it placed -> confirmed, records its
+// mail and runs inTx, all in one transaction: one commit (on SQLite one
+// WAL sync) where the steps used to take one each, the read included.
+// See shop.FulfilmentService.
+func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
 	var mailed bool
 	err := s.db.InTx(ctx, func(tx Tx) error {
+		o, err := s.readOrder(ctx, tx, 0, orderID)
+		if err != nil {
+			return err
+		}
 		now := Micros(s.now())
-		moved, err := advance(ctx, tx, m.OrderID, shop.StatusPlaced, shop.StatusConfirmed, now)
+		moved, err := advance(ctx, tx, orderID, shop.StatusPlaced, shop.StatusConfirmed, now)
 		if err != nil {
 			return err
 		}
@@ -184,9 +189,10 @@ func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx con
 		// confirmed finds its mail too. ON CONFLICT keeps the sink at one
 		// mail per order all the same.
 		if moved {
+			m := mail(o)
 			n, err := tx.Exec(ctx, `INSERT INTO mail_outbox (order_id, to_addr, subject, body, sent_at)
 				VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`,
-				m.OrderID, m.To, m.Subject, m.Body, now)
+				orderID, m.To, m.Subject, m.Body, now)
 			if err != nil {
 				return fmt.Errorf("record mail: %w", err)
 			}
@@ -195,7 +201,7 @@ func (s *Store) ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx con
 		return runInTx(ctx, tx, inTx)
 	})
 	if err != nil {
-		return false, fmt.Errorf("confirm order %d: %w", m.OrderID, err)
+		return false, fmt.Errorf("confirm order %d: %w", orderID, err)
 	}
 	return mailed, nil
 }

@@ -28,7 +28,17 @@ func testConfirmOrder(t *testing.T, newStore Factory, setNotes TxWriter) {
 	sess := newSession(t, s)
 	must(s.SetCartItem(ctx, sess, 2, 1))(t)
 	o, _ := must3(place(ctx, s, sess, "k"))(t)
-	mail := shop.Mail{OrderID: o.ID, To: o.Email, Subject: "Order confirmed", Body: "Hello"}
+	// mail writes the order's mail from the order the store read in its
+	// transaction; composed counts its calls (only for an order it moves).
+	composed := 0
+	mail := func(got *shop.Order) shop.Mail {
+		composed++
+		if got.ID != o.ID || got.Email != o.Email || len(got.Lines) != len(o.Lines) || got.TotalCents != o.TotalCents {
+			t.Errorf("the mail was written from %+v, want order %+v", got, o)
+		}
+		return shop.Mail{OrderID: got.ID, To: got.Email, Subject: "Order confirmed", Body: "Hello"}
+	}
+	want := shop.Mail{OrderID: o.ID, To: o.Email, Subject: "Order confirmed", Body: "Hello"}
 
 	// check reads back what committed.
 	check := func(step string, status shop.Status, mails int, events []shop.Status, notes string) {
@@ -69,22 +79,22 @@ func testConfirmOrder(t *testing.T, newStore Factory, setNotes TxWriter) {
 	ready := []shop.Status{shop.StatusPlaced, shop.StatusConfirmed, shop.StatusReady}
 
 	// A failing callback rolls back everything, its own write included.
-	if _, err := s.ConfirmOrder(ctx, mail, write("rolled back", boom)); !errors.Is(err, boom) {
+	if _, err := s.ConfirmOrder(ctx, o.ID, mail, write("rolled back", boom)); !errors.Is(err, boom) {
 		t.Fatalf("confirm with a failing callback: err %v, want the callback's", err)
 	}
 	check("after a failed confirmation", shop.StatusPlaced, 0, placed, "")
 
-	if mailed := must(s.ConfirmOrder(ctx, mail, write("confirmed", nil)))(t); !mailed {
+	if mailed := must(s.ConfirmOrder(ctx, o.ID, mail, write("confirmed", nil)))(t); !mailed {
 		t.Fatal("the first confirmation did not record the mail")
 	}
 	check("after the confirmation", shop.StatusConfirmed, 1, confirmed, "confirmed")
-	if m := must(s.Mails(ctx))(t)[0]; m.OrderID != o.ID || m.To != o.Email || m.Subject != mail.Subject || m.Body != mail.Body || m.SentAt.IsZero() {
-		t.Fatalf("mail = %+v, want %+v with a time", m, mail)
+	if m := must(s.Mails(ctx))(t)[0]; m.OrderID != o.ID || m.To != o.Email || m.Subject != want.Subject || m.Body != want.Body || m.SentAt.IsZero() {
+		t.Fatalf("mail = %+v, want %+v with a time", m, want)
 	}
 
 	// A retried job: the order and the mail sink stay as they are, and the
 	// callback's work still commits.
-	if mailed := must(s.ConfirmOrder(ctx, mail, write("retried", nil)))(t); mailed {
+	if mailed := must(s.ConfirmOrder(ctx, o.ID, mail, write("retried", nil)))(t); mailed {
 		t.Fatal("a second confirmation recorded a mail")
 	}
 	check("after a retried confirmation", shop.StatusConfirmed, 1, confirmed, "retried")
@@ -106,22 +116,29 @@ func testConfirmOrder(t *testing.T, newStore Factory, setNotes TxWriter) {
 		t.Fatalf("callbacks ran %d times, want once per call (6)", calls)
 	}
 	// A confirmation after the order went on changes nothing either.
-	if mailed := must(s.ConfirmOrder(ctx, mail, nil))(t); mailed {
+	if mailed := must(s.ConfirmOrder(ctx, o.ID, mail, nil))(t); mailed {
 		t.Fatal("confirming a ready order recorded a mail")
 	}
 	check("after a late confirmation", shop.StatusReady, 1, ready, "ready again")
 
+	if composed != 2 {
+		t.Fatalf("the mail was written %d times, want twice: each time the order moved to confirmed (the rolled-back call and the first committed one), never for one past placed", composed)
+	}
 	// An order confirmed without ConfirmOrder gets no mail from a late one:
 	// the mail goes with the status change.
 	must(s.SetCartItem(ctx, sess, 2, 1))(t)
 	o2, _ := must3(place(ctx, s, sess, "k2"))(t)
 	must(s.AdvanceOrder(ctx, o2.ID, shop.StatusPlaced, shop.StatusConfirmed))(t)
-	if mailed := must(s.ConfirmOrder(ctx, shop.Mail{OrderID: o2.ID, To: o2.Email, Subject: "s", Body: "b"}, nil))(t); mailed {
+	other := func(o *shop.Order) shop.Mail { return shop.Mail{OrderID: o.ID, To: o.Email, Subject: "s", Body: "b"} }
+	if mailed := must(s.ConfirmOrder(ctx, o2.ID, other, nil))(t); mailed {
 		t.Fatal("confirming a confirmed order recorded a mail")
 	}
-	// Nor does an order that does not exist.
-	if mailed := must(s.ConfirmOrder(ctx, shop.Mail{OrderID: o2.ID + 100, To: "x@example.com", Subject: "s", Body: "b"}, nil))(t); mailed {
-		t.Fatal("a missing order was mailed")
+	// An order that does not exist is not found, and nothing runs.
+	if _, err := s.ConfirmOrder(ctx, o2.ID+100, other, write("missing", nil)); shop.ErrorCode(err) != shop.ENOTFOUND {
+		t.Fatalf("confirming a missing order: %v, want %s", err, shop.ENOTFOUND)
+	}
+	if calls != 6 {
+		t.Fatalf("the callback ran for a missing order")
 	}
 	if n := len(must(s.Mails(ctx))(t)); n != 1 {
 		t.Fatalf("%d mails, want the first order's only", n)

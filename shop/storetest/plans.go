@@ -60,7 +60,7 @@ var AllowedFullScans = map[string]string{
 // workerStore is the background worker's side of a store (see shop/jobs).
 type workerStore interface {
 	OrderByID(ctx context.Context, orderID int64) (*shop.Order, error)
-	ConfirmOrder(ctx context.Context, m shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error)
+	ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error)
 	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error)
 	AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error)
 	PruneIdempotencyKeys(ctx context.Context) (int64, error)
@@ -166,7 +166,7 @@ func Exercise(t *testing.T, s shop.Store) int64 {
 
 	if w, ok := s.(workerStore); ok {
 		must(w.OrderByID(ctx, o.ID))(t)
-		must(w.ConfirmOrder(ctx, shop.Mail{OrderID: o.ID, To: o.Email, Subject: "s", Body: "b"}, nil))(t)
+		must(w.ConfirmOrder(ctx, o.ID, func(o *shop.Order) shop.Mail { return shop.Mail{OrderID: o.ID, To: o.Email, Subject: "s", Body: "b"} }, nil))(t)
 		must(w.AdvanceOrder(ctx, o.ID, shop.StatusPlaced, shop.StatusConfirmed))(t) // no longer placed
 		must(w.MarkOrderReady(ctx, o.ID, nil))(t)
 		must(w.PruneIdempotencyKeys(ctx))(t)
