@@ -10,17 +10,34 @@
 # (scripts/overloadreport) and leaves the raw results in OUT_DIR (default:
 # a temporary directory, removed). Takes about 9 minutes. CAPACITY=N skips
 # the diagnosis and uses N req/s; MODES="on" and MULTS="1 3" run a subset.
+# TARGET=cluster measures the cluster instead (scripts/cluster.sh up
+# REPLICAS, default 2, a fresh cluster per mode with --admission MODE on
+# every replica, the edge cache and nginx's per-client limits off: one
+# generator stands for many clients, and the replicas' admission control
+# is what is measured; every replica restarted before each run, metrics
+# summed and resident memory added up over the replicas; about 12 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keep=${1:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/perfscale-overload.XXXXXX")
 out=${keep:-$work/out}
 mkdir -p "$out"
+target=${TARGET:-embedded}
+case "$target" in embedded|cluster) ;; *) echo "overload: TARGET must be embedded or cluster, got '$target'" >&2; exit 2 ;; esac
+replicas=${REPLICAS:-2}
+[[ "$replicas" =~ ^[1-9][0-9]?$ ]] || { echo "overload: REPLICAS must be a whole number from 1 to 99, got '$replicas'" >&2; exit 2; }
+cs="scripts/cluster.sh --state-dir $work/cluster"
 shop_pid=
+pids=()
+admins=()
+cluster_mode=
 stop_shop() {
   if [[ -n "$shop_pid" ]]; then kill "$shop_pid" 2>/dev/null || true; wait "$shop_pid" 2>/dev/null || true; shop_pid=; fi
 }
-trap 'stop_shop; rm -rf "$work"' EXIT
+stop_cluster() {
+  if [[ -n "$cluster_mode" ]]; then $cs down >>"$out/cluster.log" 2>&1 || true; cluster_mode=; fi
+}
+trap 'stop_shop; stop_cluster; rm -rf "$work"' EXIT
 go build -o "$work/loadlab" ./cmd/loadlab
 go build -o "$work/shop" ./cmd/shop
 go build -o "$work/report" ./scripts/overloadreport
@@ -28,6 +45,50 @@ go build -o "$work/report" ./scripts/overloadreport
 port=18480
 admin=18481
 base=http://127.0.0.1:$port
+
+# start_cluster MODE: the cluster with --admission MODE (a fresh one when
+# the mode changes; else each replica restarted), its replicas' pids and
+# admin addresses in pids and admins.
+start_cluster() {
+  export SHOP_ADMISSION=$1 SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn PERFSCALE_CLUSTER_CLIENT_LIMITS=off PERFSCALE_CLUSTER_EDGE_CACHE=off
+  if [[ "$cluster_mode" != "$1" ]]; then
+    stop_cluster
+    cluster_mode=$1
+    base=$($cs up "$replicas" 2>>"$out/cluster.log" | tail -n 1)
+    [[ "$base" == http://* ]] || { echo "overload: cluster.sh up $replicas failed; see $out/cluster.log" >&2; exit 3; }
+  else
+    for i in $(seq 1 "$replicas"); do
+      { $cs kill-replica "$i" && $cs start-replica "$i"; } >>"$out/cluster.log" 2>&1 || { echo "overload: could not restart replica $i; see $out/cluster.log" >&2; exit 3; }
+    done
+  fi
+  pids=() admins=()
+  local row _role pid _url adm
+  while read -r row _role pid _url adm _; do
+    [[ "$row" == replica-* ]] || continue
+    pids+=("$pid")
+    admins+=("${adm#http://}")
+  done < <($cs status)
+  [[ ${#pids[@]} -eq "$replicas" ]] || { echo "overload: cluster.sh status lists ${#pids[@]} replicas, want $replicas" >&2; exit 3; }
+}
+
+# start MODE: the target, fresh, ready.
+start() {
+  if [[ "$target" == cluster ]]; then start_cluster "$1"; else start_shop "$1"; pids=("$shop_pid"); admins=("127.0.0.1:$admin"); fi
+}
+stop() {
+  [[ "$target" == cluster ]] || stop_shop
+}
+alive() {
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+}
+# scrape NAME: each replica's metrics into NAME.REPLICA (the report sums them).
+scrape() {
+  local k=0
+  for a in "${admins[@]}"; do
+    k=$((k + 1))
+    curl -fs "http://$a/metrics" >"$1.$k" || echo "the shop did not answer /metrics" >"$1.$k"
+  done
+}
 
 # start_shop MODE: a fresh embedded shop (its own data directory), ready.
 start_shop() {
@@ -47,6 +108,7 @@ start_shop() {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "cpus: $(nproc)"
+  echo "target: $target$([[ "$target" == cluster ]] && echo " ($replicas replicas behind nginx, edge cache and per-client limits off)")"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/meta.txt"
 
@@ -54,10 +116,10 @@ if [[ -n "${CAPACITY:-}" ]]; then
   [[ "$CAPACITY" =~ ^[1-9][0-9]*$ ]] || { echo "overload: CAPACITY must be a positive whole number of req/s, got '$CAPACITY'" >&2; exit 2; }
   echo "{\"capacity_rps\": $CAPACITY}" >"$out/capacity.json"
 else
-start_shop off
+start off
 "$work/loadlab" diagnose --scenario shop --slo 50ms --max-concurrency 64 --step-duration 3s \
   --json "$out/capacity.json" "$base" >"$out/capacity.txt" 2>&1 || true
-stop_shop
+stop
 fi
 capacity=$("$work/report" capacity "$out/capacity.json")
 echo "capacity at p99 50 ms: $capacity req/s" >&2
@@ -69,18 +131,19 @@ for mode in ${MODES:-off on}; do
     half=$(awk -v c="$capacity" 'BEGIN { printf "%d", c / 2 }')
     dur=20s
     [[ "$mult" == 10 ]] && dur=60s
-    start_shop "$mode"
-    ( while kill -0 "$shop_pid" 2>/dev/null; do awk '/VmRSS/ { print $2 }' "/proc/$shop_pid/status" 2>/dev/null || true; sleep 0.5; done ) >"$out/$name.rss" &
+    start "$mode"
+    # Resident memory, summed over the replicas, every half second.
+    ( while alive; do for p in "${pids[@]}"; do cat "/proc/$p/status" 2>/dev/null || true; done | awk '/VmRSS/ { kb += $2 } END { print kb }'; sleep 0.5; done ) >"$out/$name.rss" &
     sampler=$!
-    curl -fs "http://127.0.0.1:$admin/metrics" >"$out/$name.m0"
+    scrape "$out/$name.m0"
     "$work/loadlab" run --scenario shop --base "$base" --rate "$rate" --duration "$dur" --timeout 10s \
       --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
-    curl -fs "http://127.0.0.1:$admin/metrics" >"$out/$name.m1" || echo "the shop did not answer /metrics" >"$out/$name.m1"
+    scrape "$out/$name.m1"
     "$work/loadlab" run --scenario shop --base "$base" --rate "$half" --duration 10s --timeout 10s \
       --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 || true
-    kill -0 "$shop_pid" 2>/dev/null && echo alive >"$out/$name.alive" || echo crashed >"$out/$name.alive"
+    alive && echo alive >"$out/$name.alive" || echo crashed >"$out/$name.alive"
     echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/$name.loadavg"
-    stop_shop
+    stop
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     echo "$name done ($rate req/s)" >&2

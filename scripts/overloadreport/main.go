@@ -223,19 +223,30 @@ func firstLine(path string) string {
 	return strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
 }
 
-type metrics map[string]*dto.MetricFamily
+// metrics are the scrapes of one moment: one per replica.
+type metrics []map[string]*dto.MetricFamily
 
+// scrape reads path, or, for a cluster, path.1, path.2... (one file per
+// replica; the counts are summed).
 func scrape(path string) metrics {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
+	files, _ := filepath.Glob(path + ".[0-9]*")
+	if len(files) == 0 {
+		files = []string{path}
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := parser.TextToMetricFamilies(bytes.NewReader(b))
-	if err != nil {
-		return nil
+	var ms metrics
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mf, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+		if err != nil {
+			continue
+		}
+		ms = append(ms, mf)
 	}
-	return mf
+	return ms
 }
 
 func label(m *dto.Metric, name string) string {
@@ -250,12 +261,8 @@ func label(m *dto.Metric, name string) string {
 // withinObjective counts the successful answers each route gave within
 // its objective (a bucket bound of the latency histogram).
 func (ms metrics) withinObjective() float64 {
-	f := ms["shop_http_request_duration_seconds"]
-	if f == nil {
-		return 0
-	}
 	total := 0.0
-	for _, m := range f.GetMetric() {
+	for _, m := range ms.series("shop_http_request_duration_seconds") {
 		obj, ok := objectives[label(m, "route")]
 		if !ok || label(m, "code") != "2xx" {
 			continue
@@ -269,13 +276,20 @@ func (ms metrics) withinObjective() float64 {
 	return total
 }
 
-func (ms metrics) refused(class string) float64 {
-	f := ms["shop_admission_refused_total"]
-	if f == nil {
-		return 0
+// series are the family's series of every replica.
+func (ms metrics) series(family string) []*dto.Metric {
+	var out []*dto.Metric
+	for _, mf := range ms {
+		if f := mf[family]; f != nil {
+			out = append(out, f.GetMetric()...)
+		}
 	}
+	return out
+}
+
+func (ms metrics) refused(class string) float64 {
 	total := 0.0
-	for _, m := range f.GetMetric() {
+	for _, m := range ms.series("shop_admission_refused_total") {
 		if label(m, "class") == class {
 			total += m.GetCounter().GetValue()
 		}
