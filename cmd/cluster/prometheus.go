@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/perfscale/perfscale/internal/supervise"
 )
@@ -78,7 +79,60 @@ func (c *cluster) startPrometheus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Its first scrapes come up to an interval (more on a busy machine)
+	// after it is ready: up returns once every target has been scraped,
+	// so that what runs next (loadlab --prometheus) finds data.
+	wctx, wcancel := context.WithTimeout(ctx, startTimeout)
+	defer wcancel()
+	if err := waitScraped(wctx, r.URL("http")); err != nil {
+		return fmt.Errorf("prometheus at %s did not scrape every target within %s (see %s): %v", r.URL("http"), startTimeout, r.Log, err)
+	}
 	c.logf("prometheus at %s scrapes the replicas and the worker every %s", r.URL("http"), scrapeInterval)
+	return nil
+}
+
+// waitScraped waits until Prometheus at url has scraped each of its
+// targets with success.
+func waitScraped(ctx context.Context, url string) error {
+	var last error
+	for {
+		last = scrapedAll(ctx, url)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func scrapedAll(ctx context.Context, url string) error {
+	b, err := httpGet(ctx, url+"/api/v1/targets?state=active")
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Data struct {
+			ActiveTargets []struct {
+				Labels    map[string]string `json:"labels"`
+				Health    string            `json:"health"`
+				LastError string            `json:"lastError"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	if len(res.Data.ActiveTargets) == 0 {
+		return fmt.Errorf("no target yet")
+	}
+	for _, t := range res.Data.ActiveTargets {
+		if t.Health != "up" {
+			return fmt.Errorf("%s is %s %s", t.Labels["instance"], t.Health, t.LastError)
+		}
+	}
 	return nil
 }
 
