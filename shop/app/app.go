@@ -116,13 +116,16 @@ type App struct {
 	backend *backend.Backend
 	store   shop.Store
 	// guards are the dependencies' breakers; guarded is the store behind
-	// its read and write guards.
+	// its read and write guards (on a sharded store, shard 1's: the
+	// catalog's home, whose reads the menu needs).
 	guards  *resilience.Metrics
 	guarded *resilience.Store
-	shared  *shopredis.Client
-	version *cache.Version
-	cached  *cache.Cache
-	layer   *shopredis.Store // the Redis layer over the store (--redis)
+	// shardsGuarded counts the shards put behind their guards.
+	shardsGuarded int
+	shared        *shopredis.Client
+	version       *cache.Version
+	cached        *cache.Cache
+	layer         *shopredis.Store // the Redis layer over the store (--redis)
 	// catalog and sessions are what the handler reads them through: the
 	// cache layers, or what an anti-pattern switch puts in their place.
 	catalog  shop.CatalogService
@@ -189,14 +192,16 @@ func (a *App) works() bool { return a.cfg.Role != RoleAPI }
 func (a *App) openStore(ctx context.Context) error {
 	timed := instrument.NewMetrics(a.reg).Wrap
 	a.guards = resilience.NewMetrics(a.reg)
-	reads := a.guards.Guard(resilience.Config{Name: "database-read", What: "the database", StallAfter: a.cfg.StallAfter})
-	writes := a.guards.Guard(resilience.Config{Name: "database-write", What: "the database", StallAfter: a.cfg.StallAfter})
 	// The guards sit outside the timing: a refused call is no store call,
 	// and each attempt of a retried one is. On a sharded store each shard
-	// is wrapped, behind the same guards.
+	// is wrapped behind guards of its own, so one shard down opens its
+	// own breaker and no other shard's.
 	bc := backend.Config{DatabaseURL: a.cfg.DatabaseURL, ShardURLs: a.cfg.ShardURLs, Postgres: a.cfg.Postgres, Jobs: jobs.Config{Logger: a.log}, Wrap: func(s shop.Store) shop.Store {
-		a.guarded = resilience.NewStore(timed(s), reads, writes)
-		return a.guarded
+		g := a.guardStore(timed(s))
+		if a.guarded == nil {
+			a.guarded = g // the store's, or the catalog's home: shard 1
+		}
+		return g
 	}}
 	a.badStore(&bc)
 	if a.cfg.DatabaseURL == "" {
@@ -246,6 +251,23 @@ func poolStats(b *backend.Backend) []instrument.PoolStats {
 		pg("", b.Postgres)
 	}
 	return stats
+}
+
+// guardStore puts s, the store or its next shard, behind a read guard
+// and a write guard of its own: dependencies database-read and
+// database-write, or database-read-shard-K and database-write-shard-K.
+func (a *App) guardStore(s shop.Store) *resilience.Store {
+	name, what := "database", "the database"
+	if len(a.cfg.ShardURLs) > 0 {
+		a.shardsGuarded++
+		name = fmt.Sprintf("database-%%s-shard-%d", a.shardsGuarded)
+		what = fmt.Sprintf("shard %d's database", a.shardsGuarded)
+	} else {
+		name += "-%s"
+	}
+	reads := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "read"), What: what, StallAfter: a.cfg.StallAfter})
+	writes := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "write"), What: what, StallAfter: a.cfg.StallAfter})
+	return resilience.NewStore(s, reads, writes)
 }
 
 // sqliteFile makes the data directory and returns the database's path.

@@ -74,7 +74,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Status, p.Code, p.Detail, p.Cart = http.StatusConflict, shop.ECONFLICT, changed.Error(), changed.Cart
 	case errors.As(err, &noShard):
 		p.Status, p.Code, p.MissingShards = http.StatusServiceUnavailable, shop.EUNAVAILABLE, noShard.missing
-		p.Detail = "no shard answered this read over every shard; missing_shards says why each did not"
+		p.Detail = "no shard of the store answered; missing_shards says why each did not"
 	case errors.Is(err, context.DeadlineExceeded):
 		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service took too long to answer; retry later"
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	_ "embed"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -37,11 +38,31 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	if err := s.health.Ping(ctx); err != nil {
-		s.log.WarnContext(ctx, "store not reachable", "error", err.Error())
-		return shop.Errorf(shop.EUNAVAILABLE, "the store is not reachable")
+	pinged := s.health.Ping(ctx)
+	c, err := coverageOf(pinged)
+	if pinged != nil {
+		s.log.WarnContext(ctx, "store not reachable", "error", pinged.Error())
 	}
-	return encode(w, http.StatusOK, map[string]string{"status": "ready"})
+	var none *noShardAnswered
+	switch {
+	case errors.As(err, &none):
+		return err
+	case err != nil:
+		return shop.Errorf(shop.EUNAVAILABLE, "the store is not reachable")
+	case !c.Complete:
+		// Some shards are down: every replica shares them, so taking
+		// this one out of the balancer would serve nobody better; the
+		// sessions on the shards that answer are still served here.
+		return encode(w, http.StatusOK, readiness{Status: "degraded", MissingShards: c.MissingShards})
+	}
+	return encode(w, http.StatusOK, readiness{Status: "ready"})
+}
+
+// readiness is /readyz's answer: ready, or degraded with the shards that
+// did not answer (their sessions get 503; the others are served).
+type readiness struct {
+	Status        string         `json:"status"`
+	MissingShards []missingShard `json:"missing_shards,omitempty"`
 }
 
 // --- catalog ---

@@ -404,10 +404,22 @@ func (s *Store) MarkOrderEventsPublished(ctx context.Context, ids []int64) error
 	return nil
 }
 
-// Ping checks the catalog's home: a replica serves while any shard is up
-// (a shard that is down fails its own sessions' requests with 503), and
-// with shard 1 down it has no menu.
-func (s *Store) Ping(ctx context.Context) error { return s.home().Store.Ping(ctx) }
+// PingTimeout bounds Ping's wait for a shard (or the caller's deadline,
+// when sooner).
+const PingTimeout = 2 * time.Second
+
+// Ping asks every shard at once (readiness): nil when every shard
+// answered, else a *shard.PartialError naming each that did not (its
+// writes refused by its own guard, or its database unreachable). A replica
+// serves while any shard does: a shard down fails its own sessions'
+// requests with 503 and nothing else, so readiness fails only when no
+// shard answered (shop/httpapi, docs/sharding.md).
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := shard.FanOut(ctx, len(s.shards), PingTimeout, func(ctx context.Context, k int) (struct{}, error) {
+		return struct{}{}, s.shards[k].Store.Ping(ctx)
+	})
+	return err
+}
 
 // Close closes every shard.
 func (s *Store) Close() error {
