@@ -33,6 +33,7 @@ import (
 	shopredis "github.com/perfscale/perfscale/shop/redis"
 	"github.com/perfscale/perfscale/shop/resilience"
 	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/sharded"
 )
 
 // Roles of a process.
@@ -222,6 +223,8 @@ func (a *App) openStore(ctx context.Context) error {
 	if b.Sharded != nil {
 		// The item pages' stock figure: every shard's quotas summed.
 		go b.Sharded.RunStockFigures(a.background, StockFigureEvery)
+		// The bucket map, when a resharding stores one on shard 1.
+		go b.Sharded.RunMapReload(a.background, sharded.MapReloadEvery)
 	}
 	if n, err := b.Seed(ctx, seed.Items(a.cfg.SeedItems)); err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/postgres"
-	"github.com/perfscale/perfscale/shop/shard"
 	"github.com/perfscale/perfscale/shop/sharded"
 )
 
@@ -50,6 +49,9 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 		where = append(where, db.Where())
 	}
 	routed, err := sharded.New(shards, cfg.Jobs.Logger)
+	if err == nil {
+		err = routed.LoadMap(ctx)
+	}
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -91,7 +93,6 @@ func openShard(ctx context.Context, cfg Config, url string, k int) (*postgres.DB
 // its own transaction on its own shard, and runs there. A worker process
 // also runs the quota rebalancer and the reconciler.
 type shardQueues struct {
-	m      *shard.Map
 	queues []Queue
 	routed *sharded.Store
 	log    *slog.Logger
@@ -101,15 +102,11 @@ type shardQueues struct {
 }
 
 func newShardQueues(ctx context.Context, cfg Config, routed *sharded.Store, dbs []*postgres.DB, shards []sharded.Shard, jc jobs.Config) (*shardQueues, error) {
-	m, err := shard.Balanced(len(dbs))
-	if err != nil {
-		return nil, err
-	}
 	log := jc.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sq := &shardQueues{m: m, routed: routed, log: log, work: jc.Work}
+	sq := &shardQueues{routed: routed, log: log, work: jc.Work}
 	for k, db := range dbs {
 		kc := jc
 		kc.NoMigrate = true
@@ -129,11 +126,11 @@ func newShardQueues(ctx context.Context, cfg Config, routed *sharded.Store, dbs 
 // EnqueueOrderPlaced inserts the job with the queue of the order's shard,
 // in tx, the checkout's transaction there.
 func (sq *shardQueues) EnqueueOrderPlaced(ctx context.Context, tx shop.Tx, orderID int64) error {
-	b, err := shard.BucketOfID("order", orderID)
+	k, err := sq.routed.OwnerOfOrder(orderID)
 	if err != nil {
 		return err
 	}
-	return sq.queues[sq.m.Owner(b)].EnqueueOrderPlaced(ctx, tx, orderID)
+	return sq.queues[k].EnqueueOrderPlaced(ctx, tx, orderID)
 }
 
 // Start starts every shard's queue (and the reconciler, in a worker).

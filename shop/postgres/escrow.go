@@ -292,3 +292,39 @@ func (db *DB) SoldOutItems(ctx context.Context) ([]int64, error) {
 	}
 	return ids, nil
 }
+
+// ShardMap is the bucket map stored on this database (the catalog's
+// home, migration 00013): its epoch, text form and the buckets being
+// moved; found is false when none is stored (the map is then
+// shard.Balanced of the shard count).
+func (db *DB) ShardMap(ctx context.Context) (m shard.StoredMap, found bool, err error) {
+	var moving []int32
+	err = db.primary.QueryRow(ctx, `SELECT epoch, map, moving FROM shard_map WHERE id = 1`).Scan(&m.Epoch, &m.Text, &moving)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("shard map: %w", unavailable(err))
+	}
+	for _, b := range moving {
+		m.Moving = append(m.Moving, shard.Bucket(b)) // #nosec G115 -- the map's writer keeps buckets in 0..1023
+	}
+	return m, true, nil
+}
+
+// SetShardMap stores m as the map if the stored one's epoch is
+// m.Epoch-1 (or none is stored), so two writers cannot both move on from
+// the same map; swapped is false when the stored epoch was another.
+func (db *DB) SetShardMap(ctx context.Context, m shard.StoredMap) (swapped bool, err error) {
+	moving := make([]int32, len(m.Moving))
+	for i, b := range m.Moving {
+		moving[i] = int32(b)
+	}
+	tag, err := db.primary.Exec(ctx, `INSERT INTO shard_map (id, epoch, map, moving) VALUES (1, $1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, map = excluded.map, moving = excluded.moving
+		WHERE shard_map.epoch = excluded.epoch - 1`, m.Epoch, m.Text, moving)
+	if err != nil {
+		return false, fmt.Errorf("store shard map: %w", unavailable(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}

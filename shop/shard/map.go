@@ -249,3 +249,13 @@ func (m *Map) ShardOfID(what string, id int64) (int, error) {
 	}
 	return m.Owner(b), nil
 }
+
+// StoredMap is the map as the catalog's home stores it once it is not
+// Balanced of the shard count (during and after a resharding): its text
+// form, an epoch that moves with every change, and the buckets whose
+// writes are held while their owner is switched.
+type StoredMap struct {
+	Epoch  int64
+	Text   string
+	Moving []Bucket
+}

@@ -23,7 +23,7 @@ const maxBorrowRounds = 3
 // quota ahead from another shard, or, when no shard has any, marks the
 // item sold out on the catalog's home.
 func (s *Store) InCheckout(ctx context.Context, sessionID int64, key string, fn func(tx shop.CheckoutTx) error) error {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, true)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,8 @@ type Escrow interface {
 	RestockedEpoch(ctx context.Context, item int64, soldOut bool) error
 	MarkEmptySoldOut(ctx context.Context) error
 	SoldOutItems(ctx context.Context) ([]int64, error)
+	// The catalog's home only: the bucket map once one is stored.
+	ShardMap(ctx context.Context) (m shard.StoredMap, found bool, err error)
 }
 
 // Shard is one shard: its store, its escrow primitives and its answers to
@@ -69,7 +71,7 @@ type Shard struct {
 // Store routes shop.Store's calls over the shards by the map.
 type Store struct {
 	shards []Shard
-	m      *shard.Map
+	route  atomic.Pointer[routing]
 	log    *slog.Logger
 	// figures is the stock the item pages show (RefreshStock); figuresMu
 	// orders its writers.
@@ -80,7 +82,8 @@ type Store struct {
 var _ shop.Store = (*Store)(nil)
 
 // New returns the store over shards, shard k the k-th (from 0), owning
-// the buckets shard.Balanced(len(shards)) gives it.
+// the buckets shard.Balanced(len(shards)) gives it until LoadMap reads
+// the map stored on the catalog's home.
 func New(shards []Shard, log *slog.Logger) (*Store, error) {
 	m, err := shard.Balanced(len(shards))
 	if err != nil {
@@ -89,7 +92,9 @@ func New(shards []Shard, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{shards: shards, m: m, log: log}, nil
+	s := &Store{shards: shards, log: log}
+	s.route.Store(&routing{m: m})
+	return s, nil
 }
 
 // Shards is how many shards the store routes over.
@@ -98,20 +103,30 @@ func (s *Store) Shards() int { return len(s.shards) }
 // home is the catalog's home: shard 1.
 func (s *Store) home() Shard { return s.shards[0] }
 
-func (s *Store) bySession(sessionID int64) (int, error) {
+// bySession is the shard of a session id's bucket; a write to a bucket
+// being moved is refused (route.owner).
+func (s *Store) bySession(sessionID int64, write bool) (int, error) {
 	b, err := shard.BucketOfID("session", sessionID)
 	if err != nil {
 		return 0, err
 	}
-	return s.m.Owner(b), nil
+	return s.route.Load().owner(b, write)
 }
 
-func (s *Store) byOrder(orderID int64) (int, error) {
+func (s *Store) byOrder(orderID int64, write bool) (int, error) {
 	b, err := shard.BucketOfID("order", orderID)
 	if err != nil {
 		return 0, err
 	}
-	return s.m.Owner(b), nil
+	return s.route.Load().owner(b, write)
+}
+
+func (s *Store) byToken(tokenHash string, write bool) (int, error) {
+	b, err := shard.BucketOfTokenHash(tokenHash)
+	if err != nil {
+		return 0, err
+	}
+	return s.route.Load().owner(b, write)
 }
 
 // --- catalog: the catalog's home ---
@@ -204,23 +219,23 @@ func (s *Store) RunStockFigures(ctx context.Context, every time.Duration) {
 // --- sessions, carts, orders: the session's shard ---
 
 func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Session, error) {
-	b, err := shard.BucketOfTokenHash(tokenHash)
+	k, err := s.byToken(tokenHash, true)
 	if err != nil {
 		return nil, err
 	}
-	return s.shards[s.m.Owner(b)].Store.CreateSession(ctx, tokenHash)
+	return s.shards[k].Store.CreateSession(ctx, tokenHash)
 }
 
 func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
-	b, err := shard.BucketOfTokenHash(tokenHash)
+	k, err := s.byToken(tokenHash, false)
 	if err != nil {
 		return nil, err
 	}
-	return s.shards[s.m.Owner(b)].Store.SessionByTokenHash(ctx, tokenHash)
+	return s.shards[k].Store.SessionByTokenHash(ctx, tokenHash)
 }
 
 func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +243,7 @@ func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
 }
 
 func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error) {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, true)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +251,7 @@ func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quanti
 }
 
 func (s *Store) ClearCart(ctx context.Context, sessionID int64) error {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, true)
 	if err != nil {
 		return err
 	}
@@ -244,7 +259,7 @@ func (s *Store) ClearCart(ctx context.Context, sessionID int64) error {
 }
 
 func (s *Store) Order(ctx context.Context, sessionID, orderID int64) (*shop.Order, error) {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +267,7 @@ func (s *Store) Order(ctx context.Context, sessionID, orderID int64) (*shop.Orde
 }
 
 func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFilter) (*shop.OrderPage, error) {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +275,7 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 }
 
 func (s *Store) OrderEvents(ctx context.Context, sessionID, orderID, after int64) ([]shop.OrderEvent, error) {
-	k, err := s.bySession(sessionID)
+	k, err := s.bySession(sessionID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +285,7 @@ func (s *Store) OrderEvents(ctx context.Context, sessionID, orderID, after int64
 // --- the worker's calls: the order's shard ---
 
 func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, error) {
-	k, err := s.byOrder(orderID)
+	k, err := s.byOrder(orderID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +293,7 @@ func (s *Store) OrderByID(ctx context.Context, orderID int64) (*shop.Order, erro
 }
 
 func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
-	k, err := s.byOrder(orderID)
+	k, err := s.byOrder(orderID, true)
 	if err != nil {
 		return false, err
 	}
@@ -286,7 +301,7 @@ func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop
 }
 
 func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
-	k, err := s.byOrder(orderID)
+	k, err := s.byOrder(orderID, true)
 	if err != nil {
 		return false, err
 	}
@@ -294,7 +309,7 @@ func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx
 }
 
 func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error) {
-	k, err := s.byOrder(orderID)
+	k, err := s.byOrder(orderID, true)
 	if err != nil {
 		return false, err
 	}
