@@ -652,7 +652,10 @@ func (w *explainer) processes() {
 		var parts []string
 		for _, l := range f.Processes {
 			part := l.Name + " " + l.Describe()
-			if l.Suspect {
+			switch {
+			case l.Suspect && strings.HasPrefix(w.m.Source, "prometheus "):
+				part += " (the monitoring, not counted as the server's)"
+			case l.Suspect:
 				part += " (runs here, not connected to the server)"
 			}
 			parts = append(parts, part)

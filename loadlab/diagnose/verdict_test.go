@@ -429,8 +429,18 @@ func TestEvidenceNamesPrometheusAsTheSource(t *testing.T) {
 	fit, err := usl.FitPoints([]usl.Point{{N: 1, X: 100}, {N: 2, X: 200}, {N: 4, X: 210}, {N: 8, X: 212}, {N: 16, X: 211}})
 	m := Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2, Source: "prometheus http://127.0.0.1:9090"}
 	want := "the server side's figures came from Prometheus at http://127.0.0.1:9090 (CPU per scraped process by job and component over each step, in-flight requests, jobs waiting, database pool waits); with 16 users at most 12 background jobs waited for a worker and 0.75 calls waited for a database connection on average"
-	if ev := Judge(m).Evidence; !slices.Contains(ev, want) {
+	for i := range steps {
+		steps[i].Processes = []ProcessStep{
+			{Name: "prometheus", Members: 1, CPUCores: 0.02, WaitCores: math.NaN(), PreemptedCores: math.NaN(), QuotaCores: math.NaN(), ThrottledShare: math.NaN(), Suspect: true},
+			{Name: "shop api", Members: 2, CPUCores: steps[i].ServerCPUCores, WaitCores: math.NaN(), PreemptedCores: math.NaN(), QuotaCores: math.NaN(), ThrottledShare: math.NaN()},
+		}
+	}
+	ev := Judge(m).Evidence
+	if !slices.Contains(ev, want) {
 		t.Errorf("evidence:\n%s\nwant the line\n%s", strings.Join(ev, "\n"), want)
+	}
+	if joined := strings.Join(ev, "\n"); !strings.Contains(joined, "prometheus 0.02 cores (the monitoring, not counted as the server's)") {
+		t.Errorf("evidence does not set Prometheus' own CPU apart:\n%s", joined)
 	}
 	m.Source = "pid"
 	for _, line := range Judge(m).Evidence {
