@@ -61,18 +61,7 @@ func (s *Store) LoadMap(ctx context.Context) error {
 // RunMapReload reloads the map every interval until ctx ends, logging a
 // reload that failed (the map in use is kept).
 func (s *Store) RunMapReload(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.LoadMap(ctx); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "shard map not reloaded", "error", err)
-		}
-	}
+	s.runEvery(ctx, every, "shard map not reloaded", s.LoadMap)
 }
 
 // MapEpoch is the epoch of the map in use (0: none stored, the balanced

@@ -202,6 +202,12 @@ func (s *Store) RefreshStock(ctx context.Context) error {
 // RunStockFigures refreshes the stock figures every interval until ctx
 // ends, logging a refresh that failed.
 func (s *Store) RunStockFigures(ctx context.Context, every time.Duration) {
+	s.runEvery(ctx, every, "stock figures not refreshed", s.RefreshStock)
+}
+
+// runEvery calls f every interval until ctx ends, logging failed with
+// the error of a call that failed.
+func (s *Store) runEvery(ctx context.Context, every time.Duration, failed string, f func(context.Context) error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -210,8 +216,8 @@ func (s *Store) RunStockFigures(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := s.RefreshStock(ctx); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "stock figures not refreshed", "error", err)
+		if err := f(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, failed, "error", err)
 		}
 	}
 }
