@@ -253,11 +253,22 @@ func (c *cluster) writeNginxConf(port int) (generation string, err error) {
 	}
 	zones, limits := clientLimitsConf(c.cfg.Replicas, c.cfg.CPU)
 	conf := strings.NewReplacer("$EDGE_CACHE_LOCATIONS", locations, "$EDGE_CACHE", edge).Replace(nginxConf)
-	conf = strings.NewReplacer("$CLIENT_LIMIT_ZONES", zones, "$CLIENT_LIMITS", limits, "$ERROR_PAGES", errorPagesConf()).Replace(conf)
+	conf = strings.NewReplacer("$PROXY_TO_SHOP", proxyToShop, "$CLIENT_LIMIT_ZONES", zones, "$CLIENT_LIMITS", limits, "$ERROR_PAGES", errorPagesConf()).Replace(conf)
 	conf = strings.NewReplacer("$USER", nginxUser(), "$STATE", c.state, "$PORT", fmt.Sprint(port), "$UPSTREAMS", upstreams.String(),
 		"$GENERATION", generation).Replace(conf)
 	return generation, os.WriteFile(filepath.Join(c.state, "nginx.conf"), []byte(conf), 0o644)
 }
+
+// proxyToShop passes a request to the replicas over keep-alive
+// connections, naming the client and the request id. Every location that
+// proxies has it whole: nginx inherits proxy_set_header into a location
+// only when the location sets none itself.
+const proxyToShop = `            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Request-Id $shop_request_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`
 
 // nginxUser is who runs this command, for nginx's workers.
 func nginxUser() string {
@@ -336,12 +347,7 @@ $ERROR_PAGES
         # Health and readiness are never limited: a balancer or a probe
         # asking them must see the replicas as they are.
         location ~ ^/(healthz|readyz)$ {
-            proxy_pass http://shop;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Request-Id $shop_request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+$PROXY_TO_SHOP
             proxy_connect_timeout 2s;
             proxy_read_timeout 5s;
             proxy_next_upstream error timeout;
@@ -354,12 +360,7 @@ $ERROR_PAGES
         # 15 min; the client resumes with Last-Event-ID).
         location ~ ^/v1/orders/[0-9]+/events$ {
 $CLIENT_LIMITS
-            proxy_pass http://shop;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Request-Id $shop_request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+$PROXY_TO_SHOP
             proxy_buffering off;
             proxy_cache off;
             proxy_connect_timeout 2s;
@@ -372,12 +373,7 @@ $CLIENT_LIMITS
 $EDGE_CACHE_LOCATIONS
         location / {
 $CLIENT_LIMITS
-            proxy_pass http://shop;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Request-Id $shop_request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+$PROXY_TO_SHOP
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
             proxy_send_timeout 30s;
@@ -429,12 +425,7 @@ const edgeCacheConf = `    proxy_cache_path $STATE/nginx-cache levels=1:2 keys_z
 // hidden behind old copies.
 const edgeCacheLocations = `        location ~ ^/v1/(menu|items)$ {
 $CLIENT_LIMITS
-            proxy_pass http://shop;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Request-Id $shop_request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+$PROXY_TO_SHOP
             proxy_set_header Accept-Encoding $shop_edge_coding;
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
