@@ -182,8 +182,13 @@ func accepting(pid int) bool {
 // more, polling.
 func waitNginxGeneration(ctx context.Context, base, gen string, old []int) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var last error
 	for {
-		last := nginxServes(ctx, client, base, gen)
+		err := nginxServes(ctx, client, base, gen)
+		if ctx.Err() != nil && last != nil {
+			return last // what nginx answered before the wait ran out
+		}
+		last = err
 		if last == nil {
 			for _, pid := range old {
 				if accepting(pid) {
