@@ -1,9 +1,7 @@
 package clustertest
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"sort"
@@ -13,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
+	"github.com/perfscale/perfscale/internal/toxitest"
 	"github.com/perfscale/perfscale/shop/nats/natstest"
 	"github.com/perfscale/perfscale/shop/redis/redistest"
 )
@@ -48,15 +43,15 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	requireServices(t)
 	rds, nts := redistest.Start(t), natstest.Start(t)
-	tox := newToxics(t, map[string]string{
+	tox := toxitest.New(t, map[string]string{
 		"postgres": "127.0.0.1:5432",
 		"redis":    strings.TrimSuffix(strings.TrimPrefix(rds.URL(), "redis://"), "/0"),
 		"nats":     strings.TrimPrefix(nts.URL(), "nats://"),
 	})
 	c := startCluster(t, map[string]string{
-		"SHOP_REDIS_URL": "redis://" + tox.addr("redis") + "/0",
-		"SHOP_NATS_URL":  "nats://" + tox.addr("nats"),
-	}, "2", "--pg-url", "postgres://postgres@"+tox.addr("postgres")+"/postgres")
+		"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
+		"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
+	}, "2", "--pg-url", "postgres://postgres@"+tox.Addr("postgres")+"/postgres")
 	_, urls := c.databases()
 	const (
 		shoppers  = 6
@@ -143,7 +138,7 @@ type fault struct {
 	hold         time.Duration // between inject and heal
 }
 
-func faultList(t *testing.T, c *cluster, tox *toxics, rds *redistest.Server, nts *natstest.Server) []fault {
+func faultList(t *testing.T, c *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server) []fault {
 	var fs []fault
 	for _, target := range []string{"postgres", "redis", "nats"} {
 		for _, tx := range []struct {
@@ -157,8 +152,8 @@ func faultList(t *testing.T, c *cluster, tox *toxics, rds *redistest.Server, nts
 		} {
 			fs = append(fs, fault{
 				name: target + " " + tx.name, target: target, hold: 10 * time.Second,
-				inject: func() { tox.add(t, target, tx.kind, tx.attrs) },
-				heal:   func() { tox.remove(t, target) },
+				inject: func() { tox.Add(t, target, tx.kind, tx.attrs) },
+				heal:   func() { tox.Remove(t, target) },
 			})
 		}
 	}
@@ -298,54 +293,4 @@ func faultTable(rows []faultRow, s *storm, checked bool) string {
 	fmt.Fprintf(&b, "\n%d orders acknowledged, %d checkouts refused as sold out, %d tries failed and were retried; %s.\n",
 		s.acked.Load(), s.soldOut.Load(), s.failures.Load(), verdict)
 	return b.String()
-}
-
-// toxics is a Toxiproxy server in this process with one proxy per service.
-type toxics struct {
-	server  *toxiproxy.ApiServer
-	proxies map[string]*toxiproxy.Proxy
-}
-
-func newToxics(t *testing.T, upstreams map[string]string) *toxics {
-	t.Helper()
-	// The toxics log every interrupted pipe at trace level to the global
-	// logger; the table says what matters.
-	zerolog.SetGlobalLevel(zerolog.WarnLevel)
-	tx := &toxics{
-		server:  toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop()),
-		proxies: map[string]*toxiproxy.Proxy{},
-	}
-	for name, upstream := range upstreams {
-		p := toxiproxy.NewProxy(tx.server, name, "127.0.0.1:0", upstream)
-		if err := tx.server.Collection.Add(p, true); err != nil {
-			t.Fatalf("toxiproxy %s: %v", name, err)
-		}
-		tx.proxies[name] = p
-	}
-	t.Cleanup(func() { _ = tx.server.Collection.Clear() })
-	return tx
-}
-
-func (tx *toxics) addr(name string) string {
-	_, port, _ := net.SplitHostPort(tx.proxies[name].Listen)
-	return "127.0.0.1:" + port
-}
-
-// add puts a toxic on both directions of every connection to target,
-// those open and those to come.
-func (tx *toxics) add(t *testing.T, target, kind, attrs string) {
-	for _, stream := range []string{"downstream", "upstream"} {
-		body := fmt.Sprintf(`{"name": "fault-%s", "type": %q, "stream": %q, "toxicity": 1, "attributes": %s}`, stream, kind, stream, attrs)
-		if _, err := tx.proxies[target].Toxics.AddToxicJson(strings.NewReader(body)); err != nil {
-			t.Errorf("toxic %s on %s: %v", kind, target, err)
-		}
-	}
-}
-
-func (tx *toxics) remove(t *testing.T, target string) {
-	for _, stream := range []string{"downstream", "upstream"} {
-		if err := tx.proxies[target].Toxics.RemoveToxic(context.Background(), "fault-"+stream); err != nil {
-			t.Errorf("remove the toxic on %s: %v", target, err)
-		}
-	}
 }

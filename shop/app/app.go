@@ -136,6 +136,9 @@ type App struct {
 	carts    shop.CartService
 	ordering shop.Ordering
 	bus      *shopnats.Bus
+	// events is the bus behind its guard: the relay and the order
+	// streams use it.
+	events   *resilience.GuardedBus
 	api      *httpapi.Server
 	admin    *httpapi.Server
 	replica  string
@@ -268,8 +271,8 @@ func (a *App) guardStore(s shop.Store) *resilience.Store {
 	} else {
 		name += "-%s"
 	}
-	reads := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "read"), What: what, StallAfter: a.cfg.StallAfter})
-	writes := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "write"), What: what, StallAfter: a.cfg.StallAfter})
+	reads := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "read"), What: what, StallAfter: a.cfg.StallAfter, Logger: a.log})
+	writes := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "write"), What: what, StallAfter: a.cfg.StallAfter, Logger: a.log})
 	return resilience.NewStore(s, reads, writes)
 }
 
@@ -420,6 +423,10 @@ func (a *App) openEvents(ctx context.Context) error {
 	}
 	a.onClose(func() error { bus.Close(); return nil })
 	a.bus = bus
+	// While NATS fails, the relay's rounds and new order streams are
+	// refused at once (the events wait in the outbox, the streams poll the
+	// database) instead of each waiting out its own timeout.
+	a.events = resilience.NewBus(bus, a.guards.Guard(resilience.Config{Name: "nats", What: "NATS", Logger: a.log}))
 	return nil
 }
 
@@ -440,8 +447,8 @@ func (a *App) buildHandler(context.Context) error {
 	if a.shared != nil {
 		hcfg.SharedMenus = a.shared
 	}
-	if a.bus != nil {
-		hcfg.EventFeed = a.bus
+	if a.events != nil {
+		hcfg.EventFeed = a.events
 	}
 	h, err := a.httpAntipatterns(httpapi.NewHandler(hcfg))
 	if err != nil {

@@ -66,10 +66,10 @@ func (a *App) start(ctx context.Context) (stopRelay func(), err error) {
 	if err := a.backend.Queue.Start(ctx); err != nil {
 		return nil, err
 	}
-	if a.bus == nil || !a.works() {
+	if a.events == nil || !a.works() {
 		return func() {}, nil
 	}
-	relay := shopnats.NewRelay(a.store, a.bus, shopnats.RelayConfig{Registerer: a.reg, Logger: a.log.With("component", "relay")})
+	relay := shopnats.NewRelay(a.store, a.events, shopnats.RelayConfig{Registerer: a.reg, Logger: a.log.With("component", "relay")})
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); relay.Run(relayCtx) }() //nolint:errcheck // returns nil

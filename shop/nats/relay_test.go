@@ -62,6 +62,26 @@ func advance(t *testing.T, s *sqlite.Store, id int64, from, to shop.Status) {
 	}
 }
 
+// waitPublished waits (bounded) for the running relay to empty the outbox,
+// then stops it.
+func waitPublished(t *testing.T, s *sqlite.Store, stop func(), relayDone <-chan error) {
+	t.Helper()
+	testwait.Eventually(t, time.Minute, func() error {
+		pending, err := s.UnpublishedOrderEvents(t.Context(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) > 0 {
+			return fmt.Errorf("%d events still unpublished since NATS answers again", len(pending))
+		}
+		return nil
+	})
+	stop()
+	if err := <-relayDone; err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+}
+
 type delivered struct {
 	Key string
 	Seq int64
@@ -156,21 +176,8 @@ func TestRelayDeliversEveryEventOnceAfterAnOutage(t *testing.T) {
 	}
 
 	srv.Start()
-	// The relay reconnects on its own; wait (bounded) for the outbox to empty.
-	testwait.Eventually(t, 60*time.Second, func() error {
-		pending, err := s.UnpublishedOrderEvents(ctx, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pending) > 0 {
-			return fmt.Errorf("%d events still unpublished since NATS returned", len(pending))
-		}
-		return nil
-	})
-	cancel()
-	if err := <-relayDone; err != nil {
-		t.Fatalf("relay: %v", err)
-	}
+	// The relay reconnects on its own.
+	waitPublished(t, s, cancel, relayDone)
 
 	got := readStream(t, srv.URL(), bus.Config(), len(want))
 	seen := map[string]int{}

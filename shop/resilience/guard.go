@@ -16,6 +16,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,13 @@ type Config struct {
 	BaseBackoff time.Duration
 	MaxBackoff  time.Duration
 	RetryBudget float64
+	// Logger gets one line each time the breaker opens and closes (nil:
+	// none).
+	Logger *slog.Logger
+	// OnState, if set, is told each state the breaker moves to
+	// (StateOpen, StateHalfOpen, StateClosed), after the move: tests wait
+	// on it instead of on time.
+	OnState func(state string)
 }
 
 func (c *Config) defaults() {
@@ -102,7 +110,20 @@ func (c *Config) defaults() {
 	if c.RetryBudget <= 0 {
 		c.RetryBudget = DefaultRetryBudget
 	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.OnState == nil {
+		c.OnState = func(string) {}
+	}
 }
+
+// States of a breaker, as Config.OnState is told them.
+const (
+	StateClosed   = "closed"
+	StateHalfOpen = "half-open"
+	StateOpen     = "open"
+)
 
 // Guard guards the calls to one dependency.
 type Guard struct {
@@ -176,7 +197,16 @@ func newGuard(cfg Config, m *guardMetrics, now func() time.Time) *Guard {
 		WithFailureRateThreshold(cfg.FailureRate, cfg.MinCalls, cfg.Window).
 		WithDelay(cfg.OpenFor).
 		WithSuccessThreshold(1).
-		OnOpen(func(circuitbreaker.StateChangedEvent) { m.opened.Inc() }).
+		OnOpen(func(circuitbreaker.StateChangedEvent) {
+			m.opened.Inc()
+			cfg.Logger.Warn("circuit breaker open: calls refused at once", "dependency", cfg.Name, "for", cfg.OpenFor.String())
+			cfg.OnState(StateOpen)
+		}).
+		OnHalfOpen(func(circuitbreaker.StateChangedEvent) { cfg.OnState(StateHalfOpen) }).
+		OnClose(func(circuitbreaker.StateChangedEvent) {
+			cfg.Logger.Info("circuit breaker closed: calls go through again", "dependency", cfg.Name)
+			cfg.OnState(StateClosed)
+		}).
 		Build()
 	retries := budget.NewBuilder().WithMaxRate(cfg.RetryBudget).WithMinConcurrency(1).
 		OnBudgetExceeded(func(budget.ExceededEvent) { m.retries.WithLabelValues("budget_exceeded").Inc() }).
