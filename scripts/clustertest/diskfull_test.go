@@ -72,7 +72,7 @@ func TestDiskFullOnTheEmbeddedDefault(t *testing.T) {
 	var obs observations
 	s := newObservedStorm(c, 6, items, obs.add)
 	defer s.stop()
-	time.Sleep(3 * time.Second)
+	s.underWay(t, stormUnderWay)
 	filler := filepath.Join(dir, "filler")
 	row := runFault(t, fault{name: "disk full (embedded default)", hold: 10 * time.Second,
 		inject: func() { fillDisk(t, filler) },

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/internal/toxitest"
 	"github.com/perfscale/perfscale/shop/nats/natstest"
 	"github.com/perfscale/perfscale/shop/redis/redistest"
@@ -91,7 +92,7 @@ func TestFaultMatrix(t *testing.T) {
 	var obs observations
 	s := newObservedStorm(c, shoppers, items, obs.add)
 	defer s.stop()
-	time.Sleep(3 * time.Second) // the storm under way before the first fault
+	s.underWay(t, stormUnderWay) // before the first fault
 	var rows []faultRow
 	for _, f := range faults {
 		if err := s.failed(); err != nil {
@@ -293,4 +294,24 @@ func faultTable(rows []faultRow, s *storm, checked bool) string {
 	fmt.Fprintf(&b, "\n%d orders acknowledged, %d checkouts refused as sold out, %d tries failed and were retried; %s.\n",
 		s.acked.Load(), s.soldOut.Load(), s.failures.Load(), verdict)
 	return b.String()
+}
+
+// stormUnderWay is how many orders the storm has acknowledged before the
+// first fault: each shopper has checked out a few times, so the system is
+// warm and the fault meets a storm, whatever the machine's load.
+const stormUnderWay = 20
+
+// underWay waits (bounded) until the storm has acknowledged n orders; it
+// fails the test if the storm failed or had not by then.
+func (s *storm) underWay(t *testing.T, n int64) {
+	t.Helper()
+	testwait.Eventually(t, 2*time.Minute, func() error {
+		if err := s.failed(); err != nil {
+			t.Fatalf("storm: %v", err)
+		}
+		if got := s.acked.Load(); got < n {
+			return fmt.Errorf("%d of %d orders acknowledged", got, n)
+		}
+		return nil
+	})
 }
