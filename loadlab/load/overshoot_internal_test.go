@@ -44,3 +44,26 @@ func TestOpenLoopSendsNothingScheduledAfterTheEnd(t *testing.T) {
 		t.Fatalf("%d requests recorded, %d served; want the %d scheduled before the end", res.Requests, served.Load(), want)
 	}
 }
+
+// A pacer that runs behind its schedule when the duration's wall-clock
+// end comes (a busy machine) still sends every request due before the
+// end: here the stop timer fires before the first request, and the run
+// must send all of them.
+func TestOpenLoopSendsEverythingScheduledBeforeTheEnd(t *testing.T) {
+	const rate, want = 1000, 50
+	var served atomic.Int64
+	stopAfter = func(_ time.Duration, f func()) *time.Timer {
+		f()
+		return time.NewTimer(time.Hour)
+	}
+	defer func() { stopAfter = time.AfterFunc }()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{Rate: rate, Duration: want * time.Second / rate, Target: &Request{Method: "GET", URL: srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != want || res.Sent != want || served.Load() != want {
+		t.Fatalf("%d requests recorded, %d sent, %d served; want the %d scheduled before the end", res.Requests, res.Sent, served.Load(), want)
+	}
+}
