@@ -44,14 +44,14 @@ func (flowDB) SessionWrote(context.Context, int64) error             { return ni
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return unavailable(fmt.Errorf("begin: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	if err := fn(tx); err != nil {
-		return err
+		return unavailable(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return unavailable(fmt.Errorf("commit: %w", err))
 	}
 	return nil
 }
@@ -71,19 +71,25 @@ type conn interface {
 func (q querier[C]) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := q.c.ExecContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, unavailable(err)
 	}
 	return res.RowsAffected()
 }
 
 func (q querier[C]) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
 	rows, err := q.c.QueryContext(ctx, query, args...)
-	return sqlRows{rows}, err
+	return sqlRows{rows}, unavailable(err)
 }
 
 func (q querier[C]) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return q.c.QueryRowContext(ctx, query, args...)
+	return sqlRow{q.c.QueryRowContext(ctx, query, args...)}
 }
+
+// sqlRow maps a full database's failure, which a write's RETURNING shows
+// only at Scan, as Exec's does.
+type sqlRow struct{ *sql.Row }
+
+func (r sqlRow) Scan(dest ...any) error { return unavailable(r.Row.Scan(dest...)) }
 
 type pool = querier[*sql.DB]
 
@@ -97,3 +103,5 @@ func (t txQuerier) Driver() shop.Tx { return t.c }
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { r.Rows.Close() } //nolint:errcheck // see Err
+
+func (r sqlRows) Err() error { return unavailable(r.Rows.Err()) }
