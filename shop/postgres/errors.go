@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,9 +58,12 @@ func isUnavailable(err error) bool {
 		}
 		return false
 	}
+	// A connection reset in the middle of an answer (a batch's, say) ends
+	// in an unexpected EOF: the server went away mid-way, not a bug here
+	// (Toxiproxy's reset_peer gave 500s for it: TestResetConnectionsAre503).
 	var netErr net.Error
 	return errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
-		errors.Is(err, net.ErrClosed) || isClosedConn(err)
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) || isClosedConn(err)
 }
 
 func isClosedConn(err error) bool {
