@@ -118,6 +118,14 @@ func (a agentFlags) on() bool { return *a.list != "" }
 // agents are the --agents addresses.
 func (a agentFlags) agents() []string { return agentList(*a.list) }
 
+// agentCount is "1 agent" or "N agents", for the summary's first lines.
+func agentCount(n int) string {
+	if n == 1 {
+		return "1 agent"
+	}
+	return fmt.Sprintf("%d agents", n)
+}
+
 // check refuses --agents without agents and --agents-wait without --agents.
 func (a agentFlags) check() error {
 	given := map[string]bool{}

@@ -146,7 +146,7 @@ func runDiagnose(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(human, "  %s\n", n)
 	}
 	if f.agents.on() {
-		fmt.Fprintf(human, "  load from %d agents, each step's users split across them: %s\n", len(f.agents.agents()), strings.Join(f.agents.agents(), ", "))
+		fmt.Fprintf(human, "  load from %s, each step's users split across them: %s\n", agentCount(len(f.agents.agents())), strings.Join(f.agents.agents(), ", "))
 	}
 	levels := diagnose.Levels(cfg.MaxConcurrency)
 	total := time.Duration(len(levels))*cfg.StepDuration + cfg.BaselineDuration

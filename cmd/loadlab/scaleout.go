@@ -143,7 +143,7 @@ func runScaleout(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	human := f.outputs.Human(stdout, stderr)
 	fmt.Fprintf(human, "loadlab scaleout: replicas %s, SLO p99 %v, probes of %v\n", *f.replicas, *f.slo, *f.probe)
 	if f.agents.on() {
-		fmt.Fprintf(human, "  load from %d agents, each probe's rate split across them: %s\n", len(f.agents.agents()), strings.Join(f.agents.agents(), ", "))
+		fmt.Fprintf(human, "  load from %s, each probe's rate split across them: %s\n", agentCount(len(f.agents.agents())), strings.Join(f.agents.agents(), ", "))
 	}
 	markStarted(ctx)
 	res, err := scaleout.Run(ctx, cfg)

@@ -207,8 +207,11 @@ func nonEmpty(name string, field func(*config) *string) func(*config, string) er
 func duration(name string, field func(*config) *time.Duration) func(*config, string) error {
 	return func(c *config, v string) error {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
+		if err != nil {
 			return fmt.Errorf("--%s must be a duration such as 5s or 250ms, got %q", name, v)
+		}
+		if d < 0 {
+			return fmt.Errorf("--%s must not be negative, got %q", name, v)
 		}
 		*field(c) = d
 		return nil
