@@ -260,10 +260,6 @@ type storm struct {
 	observe   func(begun time.Time, took time.Duration, status int, err error)
 }
 
-func newStorm(c *cluster, shoppers, items int) *storm {
-	return newObservedStorm(c, shoppers, items, nil)
-}
-
 // newObservedStorm is a storm whose every try is also told to observe
 // (when it began, how long it took, its status or error), for the fault
 // matrix's errors and recovery times.
