@@ -80,65 +80,8 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 	// Let the database back in whatever happens, so it can be dropped.
 	defer pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)
 
-	// Shoppers check out in a loop, each with its own session and keys.
-	type result struct {
-		token, key string
-		status     int
-		orderID    int64
-	}
-	var mu sync.Mutex
-	var results []result
-	var acked, refused atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var stopOnce sync.Once
-	stopShoppers := func() {
-		stopOnce.Do(func() { close(stop) })
-		wg.Wait()
-	}
-	defer stopShoppers() // before the server closes, even if the test fails
-	for c := range 4 {
-		var sess struct{ Token string }
-		json.Unmarshal(do(t, "POST", srv.URL+"/v1/sessions", "", "", "").body, &sess)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if a := do(t, "PUT", fmt.Sprintf("%s/v1/cart/items/%d", srv.URL, i%20+1), sess.Token, "", `{"quantity": 1}`); a.status != 200 {
-					checkUnavailable(t, "cart", a)
-					refused.Add(1)
-					continue
-				}
-				key := fmt.Sprintf("c%d-%d", c, i)
-				a := do(t, "POST", srv.URL+"/v1/orders", sess.Token, key, `{"customer_name": "Ada", "email": "ada@example.com"}`)
-				var o struct{ ID int64 }
-				json.Unmarshal(a.body, &o)
-				switch a.status {
-				case 201:
-					acked.Add(1)
-				default:
-					checkUnavailable(t, "checkout", a)
-					refused.Add(1)
-				}
-				mu.Lock()
-				results = append(results, result{sess.Token, key, a.status, o.ID})
-				mu.Unlock()
-			}
-		}()
-	}
-	atLeast := func(what string, n *atomic.Int64, want int64) func() error {
-		return func() error {
-			if got := n.Load(); got < want {
-				return fmt.Errorf("%d %s, want %d", got, what, want)
-			}
-			return nil
-		}
-	}
+	buyers := startShoppers(t, srv.URL, false)
+	defer buyers.Stop() // before the server closes, even if the test fails
 	readyz := func(want int) func() error {
 		return func() error {
 			if got := do(t, "GET", srv.URL+"/readyz", "", "", "").status; got != want {
@@ -147,7 +90,7 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 			return nil
 		}
 	}
-	testwait.Eventually(t, 30*time.Second, atLeast("checkouts before the cut", &acked, 5))
+	testwait.Eventually(t, 30*time.Second, atLeast("checkouts before the cut", &buyers.acked, 5))
 
 	// Cut the database off: no new connections, every open one terminated.
 	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS false`)
@@ -159,20 +102,20 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 	if d := time.Since(start); d > cfg.Postgres.ConnectTimeout+time.Second {
 		t.Errorf("a request took %v while the database was gone; it should fail fast", d)
 	}
-	refusedBefore := refused.Load()
-	testwait.Eventually(t, 30*time.Second, atLeast("shoppers refused", &refused, refusedBefore+4))
+	refusedBefore := buyers.refused.Load()
+	testwait.Eventually(t, 30*time.Second, atLeast("shoppers refused", &buyers.refused, refusedBefore+4))
 
 	// Let it back in: the service recovers by itself.
 	pgtest.Exec(t, `ALTER DATABASE `+name+` ALLOW_CONNECTIONS true`)
 	testwait.Eventually(t, 30*time.Second, readyz(200))
-	after := acked.Load()
-	testwait.Eventually(t, 30*time.Second, atLeast("checkouts", &acked, after+5))
-	stopShoppers()
+	after := buyers.acked.Load()
+	testwait.Eventually(t, 30*time.Second, atLeast("checkouts", &buyers.acked, after+5))
+	buyers.Stop()
 
 	// Every acknowledged order is there, once; a retry of a refused
 	// checkout never makes a second order for its key.
 	seen := map[int64]bool{}
-	for _, r := range results {
+	for _, r := range buyers.results {
 		switch r.status {
 		case 201:
 			if seen[r.orderID] {
@@ -203,7 +146,7 @@ func TestDatabaseGoneWhileRunningIs503AndRecovers(t *testing.T) {
 	if orders != keys || orders < len(seen) {
 		t.Fatalf("%d orders for %d keys and %d acknowledged: an order without its key, or a lost one", orders, keys, len(seen))
 	}
-	t.Logf("%d checkouts acknowledged, %d refused with 503 while the database was gone", acked.Load(), refused.Load())
+	t.Logf("%d checkouts acknowledged, %d refused with 503 while the database was gone", buyers.acked.Load(), buyers.refused.Load())
 }
 
 // checkUnavailable fails unless a is a 503 problem with Retry-After.
@@ -211,5 +154,89 @@ func checkUnavailable(t *testing.T, what string, a answer) {
 	t.Helper()
 	if a.status != 503 || a.retryAfter == "" || a.ctype != "application/problem+json" || !strings.Contains(string(a.body), `"code":"unavailable"`) {
 		t.Errorf("%s while the database is gone: %d (Retry-After %q, %s) %s; want 503 problem+json with Retry-After", what, a.status, a.retryAfter, a.ctype, a.body)
+	}
+}
+
+// shoppers check out in a loop against a service, four of them, each with
+// its own session and Idempotency-Keys, until Stop; every refusal must be
+// a 503 problem+json with Retry-After (checkUnavailable).
+type shoppers struct {
+	acked, refused atomic.Int64
+	mu             sync.Mutex
+	results        []checkoutResult // read after Stop
+	stop           chan struct{}
+	stopOnce       sync.Once
+	wg             sync.WaitGroup
+}
+
+type checkoutResult struct {
+	token, key string
+	status     int
+	orderID    int64
+}
+
+// startShoppers starts them on base; withMenu has each also read the
+// menu after each checkout.
+func startShoppers(t *testing.T, base string, withMenu bool) *shoppers {
+	s := &shoppers{stop: make(chan struct{})}
+	for c := range 4 {
+		var sess struct{ Token string }
+		json.Unmarshal(do(t, "POST", base+"/v1/sessions", "", "", "").body, &sess) //nolint:errcheck // checked by the requests that use it
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-s.stop:
+					return
+				default:
+				}
+				s.shop(t, base, sess.Token, fmt.Sprintf("c%d-%d", c, i), i%20+1, withMenu)
+			}
+		}()
+	}
+	return s
+}
+
+// shop puts one item in the cart, checks out, and reads the menu if asked.
+func (s *shoppers) shop(t *testing.T, base, token, key string, item int, withMenu bool) {
+	if a := do(t, "PUT", fmt.Sprintf("%s/v1/cart/items/%d", base, item), token, "", `{"quantity": 1}`); a.status != 200 {
+		checkUnavailable(t, "cart", a)
+		s.refused.Add(1)
+		return
+	}
+	a := do(t, "POST", base+"/v1/orders", token, key, `{"customer_name": "Ada", "email": "ada@example.com"}`)
+	var o struct{ ID int64 }
+	json.Unmarshal(a.body, &o) //nolint:errcheck // a refusal has no id
+	if a.status == 201 {
+		s.acked.Add(1)
+	} else {
+		checkUnavailable(t, "checkout", a)
+		s.refused.Add(1)
+	}
+	s.mu.Lock()
+	s.results = append(s.results, checkoutResult{token, key, a.status, o.ID})
+	s.mu.Unlock()
+	if withMenu {
+		if a := do(t, "GET", base+"/v1/menu", "", "", ""); a.status != 200 {
+			checkUnavailable(t, "menu", a)
+			s.refused.Add(1)
+		}
+	}
+}
+
+// Stop ends the shoppers and waits for them; it may be called again.
+func (s *shoppers) Stop() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+}
+
+// atLeast is a readiness check that n has reached want.
+func atLeast(what string, n *atomic.Int64, want int64) func() error {
+	return func() error {
+		if got := n.Load(); got < want {
+			return fmt.Errorf("%d %s, want %d", got, what, want)
+		}
+		return nil
 	}
 }

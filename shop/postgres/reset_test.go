@@ -3,13 +3,11 @@ package postgres_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,65 +50,19 @@ func TestResetConnectionsAre503(t *testing.T) {
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: s, Sessions: s, Carts: s, Ordering: b.Desk, Health: s, Logger: failureLog(t)}))
 	defer srv.Close()
 
-	var acked, refused atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var stopOnce sync.Once
-	stopShoppers := func() {
-		stopOnce.Do(func() { close(stop) })
-		wg.Wait()
-	}
-	defer stopShoppers()
-	for c := range 4 {
-		var sess struct{ Token string }
-		json.Unmarshal(do(t, "POST", srv.URL+"/v1/sessions", "", "", "").body, &sess) //nolint:errcheck // checked by the requests that use it
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if a := do(t, "PUT", fmt.Sprintf("%s/v1/cart/items/%d", srv.URL, i%20+1), sess.Token, "", `{"quantity": 1}`); a.status != 200 {
-					checkUnavailable(t, "cart", a)
-					refused.Add(1)
-					continue
-				}
-				a := do(t, "POST", srv.URL+"/v1/orders", sess.Token, fmt.Sprintf("r%d-%d", c, i), `{"customer_name": "Ada", "email": "ada@example.com"}`)
-				if a.status == 201 {
-					acked.Add(1)
-				} else {
-					checkUnavailable(t, "checkout", a)
-					refused.Add(1)
-				}
-				if a := do(t, "GET", srv.URL+"/v1/menu", "", "", ""); a.status != 200 {
-					checkUnavailable(t, "menu", a)
-					refused.Add(1)
-				}
-			}
-		}()
-	}
-	atLeast := func(what string, n *atomic.Int64, want int64) func() error {
-		return func() error {
-			if got := n.Load(); got < want {
-				return fmt.Errorf("%d %s, want %d", got, what, want)
-			}
-			return nil
-		}
-	}
-	testwait.Eventually(t, 30*time.Second, atLeast("checkouts before the resets", &acked, 5))
+	buyers := startShoppers(t, srv.URL, true)
+	defer buyers.Stop()
+	testwait.Eventually(t, 30*time.Second, atLeast("checkouts before the resets", &buyers.acked, 5))
 	for round := range 3 {
-		before := refused.Load()
+		before := buyers.refused.Load()
 		px.Add(t, "postgres", "reset_peer", `{"timeout": 0}`)
-		testwait.Eventually(t, 30*time.Second, atLeast(fmt.Sprintf("requests refused in round %d", round+1), &refused, before+4))
+		testwait.Eventually(t, 30*time.Second, atLeast(fmt.Sprintf("requests refused in round %d", round+1), &buyers.refused, before+4))
 		px.Remove(t, "postgres")
-		after := acked.Load()
-		testwait.Eventually(t, 30*time.Second, atLeast(fmt.Sprintf("checkouts after round %d", round+1), &acked, after+5))
+		after := buyers.acked.Load()
+		testwait.Eventually(t, 30*time.Second, atLeast(fmt.Sprintf("checkouts after round %d", round+1), &buyers.acked, after+5))
 	}
-	stopShoppers()
-	t.Logf("%d checkouts acknowledged, %d requests refused with 503 while connections were reset", acked.Load(), refused.Load())
+	buyers.Stop()
+	t.Logf("%d checkouts acknowledged, %d requests refused with 503 while connections were reset", buyers.acked.Load(), buyers.refused.Load())
 }
 
 // failureLog is a logger whose lines (the causes behind the answers) the
