@@ -230,6 +230,9 @@ func nginxServes(ctx context.Context, client *http.Client, base, gen string) err
 // configuration.
 const generationPath = "/_cluster/generation"
 
+// nginxStatusPath is nginx's stub_status, which its exporter reads.
+const nginxStatusPath = "/_cluster/nginx_status"
+
 // writeNginxConf writes nginx's configuration for port and returns its
 // generation (what generationPath answers).
 func (c *cluster) writeNginxConf(port int) (generation string, err error) {
@@ -347,6 +350,15 @@ $ERROR_PAGES
             access_log off;
             default_type text/plain;
             return 200 "$GENERATION\n";
+        }
+
+        # nginx's connection counts, for the cluster's nginx exporter
+        # (up --prometheus), from this machine only.
+        location = /_cluster/nginx_status {
+            access_log off;
+            allow 127.0.0.1;
+            deny all;
+            stub_status;
         }
 
         # Health and readiness are never limited: a balancer or a probe

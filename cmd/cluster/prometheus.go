@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/perfscale/perfscale/internal/supervise"
@@ -20,8 +23,8 @@ import (
 // worker, as deploy/k8s labels pods) and itself (job "prometheus"),
 // evaluating deploy/prometheus/rules.yml. The shop targets are a file
 // Prometheus watches (file_sd), rewritten when the replicas change: a
-// rescale needs no reload. nginx, PostgreSQL, Redis and NATS export no
-// Prometheus metrics of their own and no exporter is started for them.
+// rescale needs no reload. nginx, PostgreSQL and Redis are scraped
+// through exporters (exporters.go), NATS is not.
 
 // scrapeInterval is short so that a load step of a few tens of seconds
 // (loadlab diagnose) spans several scrapes.
@@ -57,13 +60,17 @@ func (c *cluster) startPrometheus(ctx context.Context) error {
 	if err := c.writeTargets(); err != nil {
 		return err
 	}
+	exported, err := c.startExporters(ctx)
+	if err != nil {
+		return err
+	}
 	spec := supervise.Spec{
 		Name: "prometheus", Path: path, Ports: []string{"http"}, Logf: c.logf,
 		Meta: map[string]string{"role": "monitor"},
 		Args: func(p map[string]int) []string {
 			addr := "127.0.0.1:" + strconv.Itoa(p["http"])
 			// The configuration names the port it scrapes itself on.
-			if err := writeFileAtomic(filepath.Join(dir, "prometheus.yml"), prometheusConfig(dir, addr)); err != nil {
+			if err := writeFileAtomic(filepath.Join(dir, "prometheus.yml"), prometheusConfig(dir, addr, exported)); err != nil {
 				c.logf("%v", err)
 			}
 			return []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(dir, "data"),
@@ -87,7 +94,11 @@ func (c *cluster) startPrometheus(ctx context.Context) error {
 	if err := waitScraped(wctx, r.URL("http")); err != nil {
 		return fmt.Errorf("prometheus at %s did not scrape every target within %s (see %s): %v", r.URL("http"), startTimeout, r.Log, err)
 	}
-	c.logf("prometheus at %s scrapes the replicas and the worker every %s", r.URL("http"), scrapeInterval)
+	scraped := "the replicas and the worker"
+	for _, t := range exported {
+		scraped += ", " + t.labels["instance"]
+	}
+	c.logf("prometheus at %s scrapes %s every %s", r.URL("http"), scraped, scrapeInterval)
 	return nil
 }
 
@@ -136,7 +147,26 @@ func scrapedAll(ctx context.Context, url string) error {
 	return nil
 }
 
-func prometheusConfig(dir, self string) []byte {
+// scrapeTarget is one target of a job other than the shop's (an
+// exporter); a job's targets come one after the other.
+type scrapeTarget struct {
+	job, addr string
+	labels    map[string]string
+}
+
+func prometheusConfig(dir, self string, targets []scrapeTarget) []byte {
+	// One job per name (Prometheus refuses a name twice), a static
+	// target per exporter under it.
+	var jobs strings.Builder
+	for i, t := range targets {
+		if i == 0 || targets[i-1].job != t.job {
+			fmt.Fprintf(&jobs, "  - job_name: %s\n    static_configs:\n", t.job)
+		}
+		fmt.Fprintf(&jobs, "      - targets: ['%s']\n        labels:\n", t.addr)
+		for _, k := range slices.Sorted(maps.Keys(t.labels)) {
+			fmt.Fprintf(&jobs, "          %s: %s\n", k, t.labels[k])
+		}
+	}
 	return []byte(`# Written by scripts/cluster.sh up --prometheus.
 global:
   scrape_interval: ` + scrapeInterval + `
@@ -152,7 +182,7 @@ scrape_configs:
   - job_name: shop
     file_sd_configs:
       - files: ['` + filepath.Join(dir, "targets.json") + `']
-`)
+` + jobs.String())
 }
 
 // targetGroup is one entry of a file_sd targets file.

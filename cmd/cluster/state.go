@@ -50,6 +50,9 @@ type config struct {
 	// made (a database server's data where the postgres user cannot
 	// reach the state directory); down removes them.
 	External []string `json:"external,omitempty"`
+	// NotScraped are the components the cluster's Prometheus does not
+	// scrape, each with the reason (status prints them).
+	NotScraped []string `json:"not_scraped,omitempty"`
 }
 
 // shards is the number of shards, at least 1.

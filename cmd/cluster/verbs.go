@@ -165,8 +165,11 @@ func (c *cluster) status() error {
 	}
 	if r, ok, err := c.dir().Load("prometheus"); err == nil && ok {
 		fmt.Fprintf(w, "prometheus: %s\n", r.URL("http"))
+		for _, note := range c.cfg.NotScraped {
+			fmt.Fprintf(w, "not scraped: %s\n", note)
+		}
 	}
-	const row = "%-13s %-8s %-8s %-26s %-24s %-6s %s\n"
+	const row = "%-21s %-8s %-8s %-26s %-24s %-6s %s\n"
 	fmt.Fprintf(w, row, "NAME", "ROLE", "PID", "URL", "ADMIN", "CPU", "STATE")
 	names := []string{"nginx"}
 	for i := 1; i <= c.cfg.Replicas; i++ {
@@ -175,6 +178,15 @@ func (c *cluster) status() error {
 	names = append(names, "worker", "prometheus")
 	for _, db := range c.cfg.Databases {
 		names = append(names, db.Server, db.Standby)
+	}
+	records, err := c.dir().List()
+	if err != nil {
+		return err
+	}
+	for _, r := range records {
+		if r.Meta["role"] == "exporter" {
+			names = append(names, r.Name)
+		}
 	}
 	for _, name := range names {
 		r, ok, err := c.dir().Load(name)

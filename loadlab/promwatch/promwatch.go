@@ -113,8 +113,7 @@ func (w *Watcher) Window(ctx context.Context, from, to time.Time) (measure.Windo
 		win.Processes = append(win.Processes, measure.ProcessStep{
 			Name: name, Members: max(count[name], 1), CPUCores: float64(s.Value),
 			WaitCores: math.NaN(), PreemptedCores: math.NaN(), QuotaCores: math.NaN(), ThrottledShare: math.NaN(),
-			// Prometheus' own CPU is not the server's.
-			Suspect: string(s.Metric["job"]) == "prometheus",
+			Suspect: monitoring(s.Metric),
 		})
 	}
 	sort.Slice(win.Processes, func(i, j int) bool { return win.Processes[i].Name < win.Processes[j].Name })
@@ -128,6 +127,14 @@ func (w *Watcher) Window(ctx context.Context, from, to time.Time) (measure.Windo
 		}
 	}
 	return win, nil
+}
+
+// monitoring says whether a series is the monitoring's own, whose CPU is
+// not the server's: Prometheus itself, or an exporter (component
+// "exporter", as scripts/cluster.sh labels them), whose process metrics
+// are its own, not those of the server it exports.
+func monitoring(m model.Metric) bool {
+	return m["job"] == "prometheus" || m["component"] == "exporter"
 }
 
 // groupName is "job component", or the job alone.

@@ -47,9 +47,22 @@ func target(t *testing.T) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// startPrometheus runs Debian's prometheus scraping target every second
-// (skipped without it, except under CI=true).
-func startPrometheus(t *testing.T, target string) string {
+// exporterTarget is an exporter's /metrics (as scripts/cluster.sh's
+// PostgreSQL exporter): its own process's CPU at 0.125 cores.
+func exporterTarget(t *testing.T) string {
+	start := time.Now()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "process_cpu_seconds_total", Help: "cpu"},
+		func() float64 { return 0.125 * time.Since(start).Seconds() }))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// startPrometheus runs Debian's prometheus scraping target (job shop,
+// component api) and exporter (job postgres, component exporter) every
+// second (skipped without it, except under CI=true).
+func startPrometheus(t *testing.T, target, exporter string) string {
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -64,7 +77,8 @@ func startPrometheus(t *testing.T, target string) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	conf := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: api\n", target)
+	conf := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: api\n"+
+		"  - job_name: postgres\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: exporter\n", target, exporter)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +122,7 @@ func startPrometheus(t *testing.T, target string) string {
 }
 
 func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
-	url := startPrometheus(t, target(t))
+	url := startPrometheus(t, target(t), exporterTarget(t))
 	ctx := context.Background()
 	var w *promwatch.Watcher
 	testwait.Eventually(t, time.Minute, func() error {
@@ -131,11 +145,13 @@ func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
 			return err
 		}
 		vec := v.(model.Vector)
-		if len(vec) != 1 {
-			return fmt.Errorf("no scrape yet: %v", vec)
+		if len(vec) != 2 {
+			return fmt.Errorf("not both scraped yet: %v", vec)
 		}
-		if last := time.Unix(0, int64(float64(vec[0].Value)*1e9)); last.Before(to) {
-			return fmt.Errorf("last scrape at %v, before the window's end %v", last, to)
+		for _, s := range vec {
+			if last := time.Unix(0, int64(float64(s.Value)*1e9)); last.Before(to) {
+				return fmt.Errorf("last scrape of %s at %v, before the window's end %v", s.Metric["job"], last, to)
+			}
 		}
 		return nil
 	})
@@ -143,8 +159,10 @@ func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(win.Processes) != 1 || win.Processes[0].Name != "shop api" || win.Processes[0].Members != 1 || win.Processes[0].Suspect {
-		t.Fatalf("processes %+v, want the one shop api", win.Processes)
+	// The exporter's own CPU is the monitoring's, as Prometheus' is.
+	if len(win.Processes) != 2 || win.Processes[0].Name != "postgres exporter" || !win.Processes[0].Suspect ||
+		win.Processes[1].Name != "shop api" || win.Processes[1].Members != 1 || win.Processes[1].Suspect {
+		t.Fatalf("processes %+v, want the postgres exporter (the monitoring) and the one shop api", win.Processes)
 	}
 	near := func(what string, got, want float64) {
 		t.Helper()
@@ -152,12 +170,13 @@ func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
 			t.Errorf("%s: %v, want %v", what, got, want)
 		}
 	}
-	near("CPU cores", win.Processes[0].CPUCores, 0.25)
+	near("the exporter's CPU cores", win.Processes[0].CPUCores, 0.125)
+	near("CPU cores", win.Processes[1].CPUCores, 0.25)
 	near("calls waiting for a connection", win.DBPoolWaiting, 0.5)
 	near("in flight without the event stream", win.InFlight, 3)
 	near("jobs waiting", win.JobsWaiting, 5)
-	if !math.IsNaN(win.Processes[0].WaitCores) || !math.IsNaN(win.Processes[0].QuotaCores) {
-		t.Errorf("figures Prometheus cannot see are not NaN: %+v", win.Processes[0])
+	if !math.IsNaN(win.Processes[1].WaitCores) || !math.IsNaN(win.Processes[1].QuotaCores) {
+		t.Errorf("figures Prometheus cannot see are not NaN: %+v", win.Processes[1])
 	}
 	if src := w.Source(); src != "prometheus "+url {
 		t.Errorf("source %q", src)

@@ -30,6 +30,39 @@ func requirePrometheus(t *testing.T) {
 	}
 }
 
+// exporterJobs are the jobs of the exporters the cluster starts with
+// Prometheus (instance, and the series that is 1 when the exporter
+// reaches what it exports) for those installed; a missing one is left
+// out (the cluster skips it), except under CI=true, where .ci/run
+// installs them.
+func exporterJobs(t *testing.T) map[string]exporterJob {
+	t.Helper()
+	jobs := map[string]exporterJob{}
+	for _, e := range []struct {
+		bin string
+		job string
+		exporterJob
+	}{
+		{"prometheus-postgres-exporter", "postgres", exporterJob{"db-1-exporter", "db-1", "pg_up"}},
+		{"prometheus-redis-exporter", "redis", exporterJob{"redis-exporter", "redis", "redis_up"}},
+		{"prometheus-nginx-exporter", "nginx", exporterJob{"nginx-exporter", "nginx", "nginx_up"}},
+	} {
+		if _, err := exec.LookPath(e.bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed; under CI=true .ci/run must install it (apt-get install %s)", e.bin, e.bin)
+			}
+			t.Logf("%s is not installed (apt-get install %s): its job is not checked", e.bin, e.bin)
+			continue
+		}
+		jobs[e.job] = e.exporterJob
+	}
+	return jobs
+}
+
+// exporterJob is an exporter's process (status's row), its instance
+// label and its *_up series.
+type exporterJob struct{ process, instance, upSeries string }
+
 // prometheusURL is the URL status prints on its "prometheus: URL" line.
 func (c *cluster) prometheusURL() string {
 	c.t.Helper()
@@ -66,6 +99,7 @@ func upTargets(ctx context.Context, api promv1.API) (map[string][]string, error)
 // targets; down stops it and removes its files.
 func TestPrometheusScrapesEveryProcess(t *testing.T) {
 	requirePrometheus(t)
+	exporters := exporterJobs(t)
 	t.Parallel()
 	c := startCluster(t, nil, "1", "--prometheus")
 	client, err := promapi.NewClient(promapi.Config{Address: c.prometheusURL()})
@@ -88,7 +122,28 @@ func TestPrometheusScrapesEveryProcess(t *testing.T) {
 			return nil
 		})
 	}
-	waitScraped(map[string][]string{"prometheus": {"prometheus"}, "shop": {"replica-1", "worker"}})
+	want := map[string][]string{"prometheus": {"prometheus"}, "shop": {"replica-1", "worker"}}
+	for job, e := range exporters {
+		want[job] = []string{e.instance}
+	}
+	waitScraped(want)
+	// Each exporter reaches what it exports (its *_up series is 1).
+	for job, e := range exporters {
+		testwait.Eventually(t, 90*time.Second, func() error {
+			v, _, _, err := api.Query(t.Context(), e.upSeries, time.Now())
+			if err != nil {
+				return err
+			}
+			if vec := v.(model.Vector); len(vec) != 1 || vec[0].Value != 1 || string(vec[0].Metric["job"]) != job {
+				return fmt.Errorf("%s: %v, want 1 for job %s", e.upSeries, vec, job)
+			}
+			return nil
+		})
+	}
+	// NATS is not scraped, and status says why.
+	if out := c.mustScript("status"); !strings.Contains(out, "not scraped: NATS (") {
+		t.Errorf("status says nothing of NATS not being scraped:\n%s", out)
+	}
 
 	// The rules are loaded and evaluate: the database pools' share in use
 	// is recorded for each shop process.
@@ -118,12 +173,18 @@ func TestPrometheusScrapesEveryProcess(t *testing.T) {
 	c.mustScript("up", "2")
 	waitScraped(map[string][]string{"shop": {"replica-1", "replica-2", "worker"}})
 
-	pid, _, _, _ := c.status("prometheus")
+	pids := map[string]int{}
+	pids["prometheus"], _, _, _ = c.status("prometheus")
+	for _, e := range exporters {
+		pids[e.process], _, _, _ = c.status(e.process)
+	}
 	c.mustScript("down")
 	// Signal 0 also reaches a zombie that its parent has not reaped yet
 	// (a fresh-clone CI run saw one): processGone counts that as gone.
-	if err := processGone(pid); err != nil {
-		t.Errorf("prometheus (pid %d) after down: %v", pid, err)
+	for name, pid := range pids {
+		if err := processGone(pid); err != nil {
+			t.Errorf("%s (pid %d) after down: %v", name, pid, err)
+		}
 	}
 	if _, err := os.Stat(c.state); !os.IsNotExist(err) {
 		t.Errorf("the state directory (with Prometheus' data) is still there after down: %v", err)
