@@ -26,10 +26,12 @@ var statusOf = map[string]int{
 // the adapter (handle) turns the error into a problem response.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// writeError logs the cause of a failure and sends the client only the
-// public part: the code's status and the domain message, never an internal
-// error's text.
-func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError sends the client only the public part of a failure: the
+// code's status and the domain message, never an internal error's text.
+// It returns the cause of a 5xx for the request's log line, which is the
+// one line the request gets (a second line per failure doubled the log of
+// a replica shedding load).
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) (cause error) {
 	var body *bodyError
 	if errors.As(err, &body) {
 		// Before the abandoned check: a failed body read cancels the
@@ -37,14 +39,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.DebugContext(r.Context(), "request body unreadable", "error", err.Error(), "status", body.status)
 		w.Header().Set("Connection", "close")
 		writeProblem(w, r, problem{Status: body.status, Code: shop.EINVALID, Detail: body.detail})
-		return
+		return nil
 	}
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		// The client is gone (our own timeout would be DeadlineExceeded):
 		// nobody reads a problem, and the failure is the client's leaving,
 		// not ours. The request line records it as 499.
 		s.log.DebugContext(r.Context(), "request abandoned by the client", "error", err.Error())
-		return
+		return nil
 	}
 	p := problem{}
 	var oos *shop.OutOfStockError
@@ -57,7 +59,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// without an Idempotency-Key may be sent again.
 		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service is overloaded and refused this request before doing any of it; retry after the time in Retry-After"
 		writeProblem(w, r, p)
-		return
+		return nil
 	case errors.Is(err, errUnsupportedMediaType):
 		p.Status, p.Detail = http.StatusUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
 	case errors.Is(err, errBodyTooLarge):
@@ -88,7 +90,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	if p.Status >= 500 {
-		s.log.ErrorContext(r.Context(), "request failed", "error", err.Error(), "status", p.Status)
+		cause = err
 	} else {
 		// The code, not the message: a refusal's message may name what
 		// was refused, and a rejected value (an e-mail address) does not
@@ -96,6 +98,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.DebugContext(r.Context(), "request refused", "code", p.Code, "status", p.Status)
 	}
 	writeProblem(w, r, p)
+	return cause
 }
 
 // StatusClientClosedRequest is nginx's code for a request whose client
@@ -112,9 +115,14 @@ const slowRequest = 500 * time.Millisecond
 // level: at the menu's rate, encoding a log line for every answered request
 // cost a fifth of the throughput (docs/performance.md), and the metrics
 // count them by route and status already. Refused, abandoned and slow
-// requests are logged at info, failures at error.
+// requests are logged at info; a 503 (a dependency failing or refused by
+// its guard, checkout held back, a deadline passed: nothing was done, and
+// the client is told when to retry) at warn, since it is the service
+// protecting itself, not a defect; other failures (a 500: a bug) at error.
 func logLevel(status int, d time.Duration) slog.Level {
 	switch {
+	case status == http.StatusServiceUnavailable:
+		return slog.LevelWarn
 	case status >= 500:
 		return slog.LevelError
 	case status >= 400 || d >= slowRequest:

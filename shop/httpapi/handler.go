@@ -116,6 +116,8 @@ type server struct {
 	antipatterns   []string
 	menuPerRequest bool
 	stale          func() bool
+	// unavailableLines samples the request lines of 503s.
+	unavailableLines *sampledLog
 }
 
 // NewHandler returns the service's HTTP handler.
@@ -159,6 +161,7 @@ func newServer(cfg Config) *server {
 		mux:         http.NewServeMux(),
 	}
 	s.antipatterns, s.menuPerRequest, s.stale = cfg.Antipatterns, cfg.MenuPerRequest, cfg.Stale
+	s.unavailableLines = newSampledLog(unavailableLinesPerSecond, unavailableLinesBurst, nil)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -239,6 +242,7 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		done := route.begin()
 		start := time.Now()
 		var shed, answered bool
+		var cause error // a 5xx's, for the request line
 		// Metrics and the request log are written whatever happens,
 		// a panic included, so the in-flight gauge cannot leak.
 		defer func() {
@@ -273,9 +277,7 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 				// line per refusal would spend the CPU shedding saves.
 				level = slog.LevelDebug
 			}
-			s.log.Log(r.Context(), level, "request",
-				"method", r.Method, "route", pattern, "path", r.URL.Path,
-				"status", status, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
+			s.logRequest(r, level, pattern, status, rec.bytes, d, cause)
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
@@ -283,9 +285,34 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		if err := fn(rec, r); err != nil {
 			var body *bodyError
 			shed, answered = errors.Is(err, errShed), errors.As(err, &body)
-			s.writeError(rec, r, err)
+			cause = s.writeError(rec, r, err)
 		}
 	}))
+}
+
+// logRequest writes the request's one log line, with the cause of a 5xx.
+// Lines of 503s are sampled (sampledLog): the first of a burst are
+// written, then a few a second, each saying how many were held back.
+func (s *server) logRequest(r *http.Request, level slog.Level, pattern string, status, bytes int, d time.Duration, cause error) {
+	ctx := r.Context()
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []any{"method", r.Method, "route", pattern, "path", r.URL.Path,
+		"status", status, "bytes", bytes, "duration_ms", float64(d.Microseconds()) / 1000}
+	if cause != nil {
+		attrs = append(attrs, "error", cause.Error())
+	}
+	if level == slog.LevelWarn && status == http.StatusServiceUnavailable {
+		held, ok := s.unavailableLines.allow()
+		if !ok {
+			return
+		}
+		if held > 0 {
+			attrs = append(attrs, "unavailable_lines_held_back", held)
+		}
+	}
+	s.log.Log(ctx, level, "request", attrs...)
 }
 
 // serveMux sends requests no route matches to a problem response instead

@@ -77,7 +77,7 @@ func failureLog(t *testing.T) *slog.Logger {
 			t.Logf("the service's log:\n%s", buf.String())
 		}
 	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelError}))
+	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 type lockedWriter struct {
