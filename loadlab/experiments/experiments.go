@@ -64,6 +64,11 @@ const (
 	// to be trusted (a scaleout whose capacities the machine bounded);
 	// no verdict on the claim.
 	VerdictUntrusted = "untrusted"
+	// VerdictMachineBound: the machine, not the system, held back a count
+	// of a replicas or scaleout measure (other work held the CPUs the
+	// system's processes, none at its quota, queued for); no verdict on
+	// the claim.
+	VerdictMachineBound = "machine-bound"
 	// VerdictWaits: the experiment needs what is not built yet; nothing
 	// was run.
 	VerdictWaits = "waits"

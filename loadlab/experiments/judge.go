@@ -26,6 +26,12 @@ func judge(res *Result, e Experiment) {
 	case MeasureVertical:
 		res.Verdict, res.Reason = judgeVertical(e, res.With)
 	}
+	if why := machineBound(res.Without, res.With); why != "" {
+		// Efficiencies the machine held back compare the machine's CPU,
+		// not the setting: no verdict on the claim from them.
+		res.Verdict, res.Reason = VerdictMachineBound, "no verdict: the machine, not the system, bounded a count ("+why+"); what the figures would say: "+res.Reason
+		return
+	}
 	if warning := untrusted(res.Without, res.With); warning != "" {
 		// The measurement says its own figures are the machine's: no
 		// verdict on the claim from them.
@@ -37,6 +43,17 @@ func judge(res *Result, e Experiment) {
 	if e.Tradeoff != nil {
 		res.Tradeoff = tradeoff(*e.Tradeoff, res.Without, res.With)
 	}
+}
+
+// machineBound is why the machine held back a count of a side (the
+// first side's; "" when none).
+func machineBound(sides ...*Side) string {
+	for _, s := range sides {
+		if s != nil && s.MachineBound != "" {
+			return s.MachineBound
+		}
+	}
+	return ""
 }
 
 // untrusted is the first warning of a side that says its figures are

@@ -3,6 +3,7 @@ package experiments
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -45,26 +46,22 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 			return nil, err
 		}
 		runner.Client = r.Client
+		// The processes behind the URL (nginx, the replicas, PostgreSQL)
+		// are watched, so that a count the machine held back is known.
+		watcher, _ := measure.Discover(sys.url, true)
 		if _, err := runner.Run(ctx, measure.Spec{Concurrency: e.Users, Duration: time.Second}); err != nil {
 			return nil, fmt.Errorf("warm-up at %d replicas: %w", n, err)
 		}
-		step, err := runner.Run(ctx, measure.Spec{Concurrency: e.Users, Duration: time.Duration(e.StepDuration)})
+		step, err := measure.Measure(ctx, watcher, runner, measure.Spec{Concurrency: e.Users, Duration: time.Duration(e.StepDuration)})
 		if err != nil {
 			return nil, fmt.Errorf("%d replicas: %w", n, err)
 		}
-		st := ScaleStep{Replicas: n, CapacityRPS: step.ThroughputRPS}
 		if n == 1 {
 			x1 = step.ThroughputRPS
 		}
-		if x1 > 0 {
-			st.Efficiency = step.ThroughputRPS / (float64(n) * x1)
-		}
-		share := 0.0
-		if step.Requests > 0 {
-			share = float64(step.Errors) / float64(step.Requests)
-		}
-		if share >= errorShareFails {
-			st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, topCause(step.Load))
+		st, share := replicaStep(n, step, x1, r.Cores)
+		if st.MachineBound != "" && side.MachineBound == "" {
+			side.MachineBound = st.MachineBound
 		}
 		side.Steps = append(side.Steps, st)
 		key := strconv.Itoa(n)
@@ -72,12 +69,20 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 		side.Metrics["p99_ms@"+key] = ms(step.P99)
 		side.Metrics["error_share@"+key] = share
 		side.Metrics["efficiency@"+key] = st.Efficiency
+		for name, v := range map[string]float64{"machine_busy@": step.MachineBusy, "server_cpu_cores@": step.ServerCPUCores, "server_cpu_wait_cores@": step.ServerCPUWaitCores} {
+			if !math.IsNaN(v) {
+				side.Metrics[name+key] = v
+			}
+		}
 		part := fmt.Sprintf("%d: %.0f req/s, p99 %s", n, step.ThroughputRPS, fmtMS(ms(step.P99)))
 		if n > 1 {
 			part += fmt.Sprintf(", efficiency %.0f%%", 100*st.Efficiency)
 		}
 		if share > 0 {
 			part += fmt.Sprintf(", %.1f%% errors", 100*share)
+		}
+		if st.MachineBound != "" {
+			part += ", machine-bound"
 		}
 		parts = append(parts, part)
 	}
@@ -88,6 +93,31 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 	sys.down = ""
 	os.RemoveAll(x.dir)
 	return side, nil
+}
+
+// replicaStep is one count's figures from its step: the efficiency
+// against x1 (the goodput at 1 replica; 0 when unknown), errors that bound
+// it (at least errorShareFails of the requests failed), and whether the
+// machine, not the replicas, held it back (measure.Starved: other work
+// held the CPUs the system's processes, none at its quota, queued for).
+// The failed requests' share is returned beside it.
+func replicaStep(n int, step measure.Step, x1, cores float64) (ScaleStep, float64) {
+	st := ScaleStep{Replicas: n, CapacityRPS: step.ThroughputRPS}
+	if x1 > 0 {
+		st.Efficiency = step.ThroughputRPS / (float64(n) * x1)
+	}
+	share := 0.0
+	if step.Requests > 0 {
+		share = float64(step.Errors) / float64(step.Requests)
+	}
+	if share >= errorShareFails {
+		st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, topCause(step.Load))
+	}
+	if measure.Starved(step, cores) {
+		st.MachineBound = fmt.Sprintf("%d replicas: the machine's CPUs were %.0f%% busy and the system's processes, none at its quota, waited for a CPU %.2f cores' worth while using %.2f",
+			n, 100*step.MachineBusy, step.ServerCPUWaitCores, step.ServerCPUCores)
+	}
+	return st, share
 }
 
 // topCause is the most frequent error cause of a run (" (401 ...)").

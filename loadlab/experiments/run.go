@@ -80,6 +80,10 @@ type Side struct {
 	// Steps are a scaleout's counts (and a vertical's sizes).
 	Steps    []ScaleStep `json:"steps,omitempty"`
 	Warnings []string    `json:"warnings,omitempty"`
+	// MachineBound says why the machine, not the system, held back one of
+	// its counts (the first such; empty when none was): its figures are
+	// the machine's, and the experiment gives no verdict.
+	MachineBound string `json:"machine_bound,omitempty"`
 }
 
 // ScaleStep is one count or size of a scaleout.
@@ -90,6 +94,9 @@ type ScaleStep struct {
 	CapacityRPS float64 `json:"capacity_rps"`
 	Efficiency  float64 `json:"efficiency"`
 	Bottleneck  string  `json:"bottleneck"`
+	// MachineBound says why the machine, not the system, held this count
+	// back (empty when it did not).
+	MachineBound string `json:"machine_bound,omitempty"`
 }
 
 // TradeoffRow is a line of the trade-off table: what the setting
@@ -375,11 +382,17 @@ func (r *Runner) measureScaled(ctx context.Context, e Experiment, s *Setting) (*
 		if !math.IsNaN(st.CPU) {
 			ss.CPU = st.CPU
 		}
-		side.Steps = append(side.Steps, ss)
 		key := fmt.Sprintf("%d", st.Replicas)
 		if ss.CPU > 0 {
 			key = fmt.Sprintf("%dx%g", st.Replicas, ss.CPU)
 		}
+		if st.MachineLimited != "" {
+			ss.MachineBound = key + ": " + st.MachineLimited
+			if side.MachineBound == "" {
+				side.MachineBound = ss.MachineBound
+			}
+		}
+		side.Steps = append(side.Steps, ss)
 		side.Metrics["capacity_rps@"+key] = st.CapacityRPS
 		if !vertical {
 			side.Metrics["efficiency@"+key] = st.Efficiency
@@ -434,6 +447,8 @@ func holdsText(h *bool, verdict string) string {
 	switch {
 	case verdict == VerdictUntrusted:
 		return "no verdict: the measurement flags its own figures"
+	case verdict == VerdictMachineBound:
+		return "no verdict: machine-bound"
 	case h == nil:
 		return "not measured"
 	case *h:

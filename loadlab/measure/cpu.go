@@ -224,3 +224,29 @@ func Median(v []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// StarvedWait is the run-queue wait, in cores, that can starve a system:
+// half a core's worth of its threads waiting for a CPU all along. The
+// virtual-clock test system of loadlab/scaleout, overloaded on its own,
+// came with 0.2 to 0.3 (its processes then queued behind its virtual
+// clock, not for a CPU); four 0.2-core replicas of it, starved beside two
+// CPU hogs, with 1.1 to 3.5.
+const StarvedWait = 0.5
+
+// Starved reports whether the machine, not the system, held a step's
+// server side back: the machine's CPUs were busy (MachineSaturated), no
+// watched group was CPU-bound at its cgroup quota (which would explain
+// the step by the system's own size), and the watched processes waited
+// for a CPU longer than they ran, at least StarvedWait. loadlab's own
+// wait is not in it: the generator has checks of its own.
+func Starved(s Step, cores float64) bool {
+	if math.IsNaN(s.MachineBusy) || s.MachineBusy < MachineSaturated || len(s.Processes) == 0 {
+		return false
+	}
+	for _, l := range ProcessLoads([]Step{s}, cores) {
+		if l.AtQuota() && l.Bound && !l.Suspect {
+			return false
+		}
+	}
+	return !math.IsNaN(s.ServerCPUWaitCores) && !math.IsNaN(s.ServerCPUCores) && s.ServerCPUWaitCores > max(s.ServerCPUCores, StarvedWait)
+}

@@ -123,6 +123,8 @@ func verdictText(e experiments.Result) string {
 
 func holdsCell(e experiments.Result) string {
 	switch {
+	case e.Verdict == experiments.VerdictMachineBound:
+		return "no verdict: machine-bound"
 	case e.Holds == nil:
 		return "–"
 	case *e.Holds:

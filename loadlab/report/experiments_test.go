@@ -22,6 +22,11 @@ func sampleExperiments() *experiments.Report {
 			With:     &experiments.Side{Setting: "sync-mail", Summary: "checkout p50 52 ms", Metrics: map[string]float64{"checkout.p50_ms": 52}},
 			Tradeoff: &experiments.TradeoffRow{Setting: "sync-mail → queue", Improved: "checkout.p50_ms 52 → 2 (-96%)", Worse: "the mail leaves later"},
 		}, {
+			Name: "global-lock-replicas", Claim: "a lock does not scale out", Expected: "efficiency-falls", Measure: "replicas",
+			Verdict: "machine-bound", Reason: "no verdict: the machine, not the system, bounded a count",
+			Without: &experiments.Side{Setting: "cluster", Summary: "1: 802 req/s; 2: 609 req/s, machine-bound", MachineBound: "2 replicas: the machine's CPUs were 99% busy"},
+			With:    &experiments.Side{Setting: "cluster, global-lock", Summary: "1: 433 req/s; 2: 361 req/s"},
+		}, {
 			Name: "sharding", Claim: "sharding scales", Verdict: "waits", Waits: "sharding", Reason: "waits for sharding",
 		}}}
 }
@@ -35,6 +40,7 @@ func TestExperimentsInEveryForm(t *testing.T) {
 	for _, want := range []string{
 		"load average 3.5 at the start, unknown at the end",
 		"| sync-mail | mail in the request \\| slows checkout | queue → sync-mail | checkout p50 2.00 ms | checkout p50 52 ms | performance | yes |",
+		"| global-lock-replicas | a lock does not scale out | cluster → cluster, global-lock | 1: 802 req/s; 2: 609 req/s, machine-bound | 1: 433 req/s; 2: 361 req/s | machine-bound | no verdict: machine-bound |",
 		"| sharding | sharding scales | – | waits for sharding | waits for sharding | waits for sharding | – |",
 		"| sync-mail | sync-mail → queue | checkout.p50_ms 52 → 2 (-96%) | the mail leaves later |",
 	} {
@@ -52,7 +58,7 @@ func TestExperimentsInEveryForm(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &doc); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, js.String())
 	}
-	if doc.LoadAfter != nil || doc.Experiments[0]["holds"] != true || doc.Experiments[1]["holds"] != nil ||
+	if doc.LoadAfter != nil || doc.Experiments[0]["holds"] != true || doc.Experiments[1]["holds"] != nil || doc.Experiments[1]["without"].(map[string]any)["machine_bound"] != "2 replicas: the machine's CPUs were 99% busy" || doc.Experiments[2]["holds"] != nil ||
 		doc.Experiments[0]["with"].(map[string]any)["metrics"].(map[string]any)["checkout.p50_ms"] != 52.0 {
 		t.Fatalf("JSON:\n%s", js.String())
 	}

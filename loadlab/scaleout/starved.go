@@ -2,7 +2,6 @@ package scaleout
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/measure"
@@ -18,36 +17,21 @@ import (
 // cores' worth. Such a probe is measured again, and a count whose
 // capacity it still bounds is not to be trusted (contradictions).
 
-// starvedWait is the run-queue wait, in cores, that can starve a system:
-// half a core's worth of its threads waiting for a CPU all along. The
-// virtual-clock test system's overloads, which are its own, came with
-// 0.2 to 0.3 (its processes then queued behind its virtual clock, not
-// for a CPU); the starved 4-replica probes came with 1.1 to 3.5.
-const starvedWait = 0.5
-
 // starvation says why a probe's failure is the machine's (the empty string
-// when it is not): the machine's CPUs were busy, no watched group was at
-// its cgroup quota, and the watched processes waited for a CPU longer than
-// they ran, at least starvedWait. (loadlab's own wait is the generator
-// check's: its lateness is in the latencies it reports, and a probe it
-// explains is tried again and, as the bound, named; counting it here as
-// well marked the virtual-clock system's overloads, at its known
-// capacity, as the machine's at a load average of 37 to 40.) The wait
-// must also be able to move the p99 past the SLO: the threads' wait per
-// answer, about what each request was held on its way through the system,
-// at least a twentieth of the SLO. The starved 4-replica probes came with
-// 17 ms an answer against a 200 ms SLO; the virtual-clock system's own
-// overloads at a load average of 36, weighted, with 3 to 5 ms.
+// when it is not): measure.Starved (the machine's CPUs busy, no watched
+// group at its cgroup quota, the watched processes waiting for a CPU
+// longer than they ran). (loadlab's own wait is the generator check's:
+// its lateness is in the latencies it reports, and a probe it explains is
+// tried again and, as the bound, named; counting it here as well marked
+// the virtual-clock system's overloads, at its known capacity, as the
+// machine's at a load average of 37 to 40.) The wait must also be able to
+// move the p99 past the SLO: the threads' wait per answer, about what
+// each request was held on its way through the system, at least a
+// twentieth of the SLO. The starved 4-replica probes came with 17 ms an
+// answer against a 200 ms SLO; the virtual-clock system's own overloads at
+// a load average of 36, weighted, with 3 to 5 ms.
 func starvation(s measure.Step, cores float64, slo time.Duration) string {
-	if math.IsNaN(s.MachineBusy) || s.MachineBusy < measure.MachineSaturated || len(s.Processes) == 0 {
-		return ""
-	}
-	for _, l := range measure.ProcessLoads([]measure.Step{s}, cores) {
-		if l.AtQuota() && l.Bound && !l.Suspect {
-			return "" // the system's own quota explains the failure
-		}
-	}
-	if math.IsNaN(s.ServerCPUWaitCores) || math.IsNaN(s.ServerCPUCores) || s.ServerCPUWaitCores <= max(s.ServerCPUCores, starvedWait) || s.ThroughputRPS <= 0 {
+	if !measure.Starved(s, cores) || s.ThroughputRPS <= 0 {
 		return ""
 	}
 	perAnswer := time.Duration(s.ServerCPUWaitCores / s.ThroughputRPS * float64(time.Second))
