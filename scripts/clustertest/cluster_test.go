@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -238,6 +239,24 @@ func (r reply) shed() bool {
 		bytes.Contains(r.body, []byte(`"code":"unavailable"`))
 }
 
+// final says whether a client of the API stops trying with r: an answer
+// below 500 other than 429. A 429 (nginx holding this client to its limits)
+// and a 5xx say nothing was done; a client tries again after backoff.
+func (r reply) final(err error) bool {
+	return err == nil && r.status < 500 && r.status != http.StatusTooManyRequests
+}
+
+// backoff is how long a well-behaved client waits before it tries again
+// after r: the Retry-After of a 429 or a 503 (at most 2 s), else a short
+// jittered pause. Without it the shoppers' retries of a shed checkout went
+// out back to back and nginx held them to the per-client rate with 429s.
+func (r reply) backoff() time.Duration {
+	if secs, err := strconv.Atoi(r.retryAfter); err == nil && secs > 0 {
+		return min(time.Duration(secs)*time.Second, 2*time.Second)
+	}
+	return time.Duration(20+rand.IntN(80)) * time.Millisecond
+}
+
 // client talks to the cluster through nginx with keep-alive connections.
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
@@ -404,26 +423,29 @@ func TestAReplicaKilledDuringACheckoutStormLosesNoAcknowledgedOrder(t *testing.T
 		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) {
 			if !isClosed(killed) {
-				if r, err := send(); err == nil && r.status < 500 {
+				r, err := send()
+				if r.final(err) {
 					return r, nil
 				}
 				retries.Add(1)
+				time.Sleep(r.backoff()) // the client's backoff, not a synchronisation
 				continue
 			}
 			r, err := send("X-Request-Id", fmt.Sprintf("after-kill-%d", requestIDs.Add(1)))
 			mu.Lock()
 			afterKill[r.replica]++
 			switch {
-			case err == nil && r.shed():
+			case err == nil && (r.shed() || r.status == http.StatusTooManyRequests):
 				shedAfter++
 			case err != nil || r.status >= 500:
 				failsAfter = append(failsAfter, fmt.Sprintf("%v %d %s", err, r.status, r.body))
 			}
 			mu.Unlock()
-			if err == nil && r.status < 500 {
+			if r.final(err) {
 				return r, nil
 			}
 			retries.Add(1)
+			time.Sleep(r.backoff())
 		}
 		return reply{}, errors.New("no answer below 500 within 60s")
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -373,7 +372,7 @@ func (s *storm) shop(shopper int, token string) error {
 	return nil
 }
 
-// send retries a request until it is answered below 500 (a client's
+// send retries a request until it is answered below 500 and not 429 (a client's
 // backoff between tries, not a synchronisation), for at most 90 s.
 func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 	deadline := time.Now().Add(90 * time.Second)
@@ -383,7 +382,7 @@ func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 		if s.observe != nil {
 			s.observe(begun, time.Since(begun), r.status, err)
 		}
-		if err == nil && r.status < 500 {
+		if r.final(err) {
 			return r, nil
 		}
 		s.failures.Add(1)
@@ -393,7 +392,7 @@ func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 		if time.Now().After(deadline) {
 			return r, fmt.Errorf("%s %s (key %q): no answer below 500 within 90 s; last: %v %d %s", method, path, key, err, r.status, r.body)
 		}
-		time.Sleep(time.Duration(20+rand.IntN(80)) * time.Millisecond)
+		time.Sleep(r.backoff())
 	}
 }
 
