@@ -90,6 +90,11 @@ type AtOnce struct {
 	// Job is the confirmation job's row, to insert with the order (nil:
 	// no job, as without a queue).
 	Job *JobRow
+	// Emptied, when set, is told each item whose stock the placed order
+	// took to zero, once the order is committed: what a sharded store
+	// refills a shard's quota on, as after the general path
+	// (CheckoutTx.ReserveStock's left).
+	Emptied func(itemID int64)
 }
 
 // JobRow is a queued job as a store writes it in its own statement, with

@@ -94,6 +94,7 @@ func openShard(ctx context.Context, cfg Config, url string, k int) (*postgres.DB
 // also runs the quota rebalancer and the reconciler.
 type shardQueues struct {
 	queues []Queue
+	jobs   []shop.AtOnceQueue // the same queues: each shard's job row
 	routed *sharded.Store
 	log    *slog.Logger
 	work   bool
@@ -119,9 +120,17 @@ func newShardQueues(ctx context.Context, cfg Config, routed *sharded.Store, dbs 
 			return nil, fmt.Errorf("shard %d: postgres at %s: %w", k+1, db.Where(), err)
 		}
 		sq.queues = append(sq.queues, q)
+		sq.jobs = append(sq.jobs, q)
 	}
+	routed.SetConfirmationJobs(func(k int) shop.JobRow { return sq.jobs[k].ConfirmationJob() })
 	return sq, nil
 }
+
+// ConfirmationJob lets the desk place a checkout at once; the sharded
+// store replaces the row by the session's shard's queue's own
+// (sharded.Store.SetConfirmationJobs), whose notification that queue
+// decides, so this one decides none.
+func (sq *shardQueues) ConfirmationJob() shop.JobRow { return jobs.ConfirmationRow() }
 
 // EnqueueOrderPlaced inserts the job with the queue of the order's shard,
 // in tx, the checkout's transaction there.

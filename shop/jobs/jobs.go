@@ -320,18 +320,24 @@ func (q *Queue[TTx]) EnqueueOrderPlaced(ctx context.Context, tx shop.Tx, orderID
 // with a notification, at most once per fetch cooldown per client; the
 // row says when that is due, by the same rule.
 func (q *Queue[TTx]) ConfirmationJob() shop.JobRow {
-	row := shop.JobRow{
+	row := ConfirmationRow()
+	if q.notify != nil && q.notify.due(time.Now()) {
+		// River's insert topic and payload (client.go, maybeNotifyInsertForQueues).
+		row.NotifyTopic, row.NotifyPayload = "river_insert", fmt.Sprintf("{\"queue\": %q}", row.Queue)
+	}
+	return row
+}
+
+// ConfirmationRow is the confirmation job's row without the insert
+// notification, which only a queue (ConfirmationJob) knows is due.
+func ConfirmationRow() shop.JobRow {
+	return shop.JobRow{
 		Kind:        OrderPlacedArgs{}.Kind(),
 		ArgName:     "order_id",
 		Queue:       river.QueueDefault,
 		Priority:    river.PriorityDefault,
 		MaxAttempts: river.MaxAttemptsDefault,
 	}
-	if q.notify != nil && q.notify.due(time.Now()) {
-		// River's insert topic and payload (client.go, maybeNotifyInsertForQueues).
-		row.NotifyTopic, row.NotifyPayload = "river_insert", fmt.Sprintf("{\"queue\": %q}", row.Queue)
-	}
-	return row
 }
 
 // notifyLimiter lets one notification through per interval, as River's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,11 +27,19 @@ import (
 // first event, the key, the empty cart, the menu's new version when an
 // item sold out, and River's job (the row River's InsertTx writes, with its
 // insert notification when the queue says one is due). When it is not
-// plain, no CTE writes a row and the statement returns none.
+// plain, no CTE writes a row and the statement returns none. Each line
+// comes back with its item's stock left (a shard's quota, on a shard:
+// shop/sharded refills the ones it took to zero).
 
 const lockSession = `SELECT id FROM sessions WHERE id = $1 FOR UPDATE`
 
-const placeAtOnce = `WITH locked AS MATERIALIZED (
+// placeAtOnce is the statement, its order's id numbered as one shard of
+// several numbers it when sharded.
+func placeAtOnce(sharded bool) string {
+	return strings.Replace(placeAtOnceText, "{{order_id}}", orderIDAt(sharded, "$5", "$1"), 1)
+}
+
+const placeAtOnceText = `WITH locked AS MATERIALIZED (
 	SELECT id, name, price_cents, available, stock FROM items
 	WHERE id IN (SELECT item_id FROM cart_items WHERE session_id = $1)
 	ORDER BY id FOR UPDATE
@@ -47,10 +56,10 @@ const placeAtOnce = `WITH locked AS MATERIALIZED (
 ), reserved AS (
 	UPDATE items i SET stock = i.stock - c.quantity FROM cart c, plain
 	WHERE i.id = c.item_id AND i.available AND i.stock >= c.quantity
-	RETURNING i.stock
+	RETURNING i.id, i.stock
 ), placed AS (
 	INSERT INTO orders (id, session_id, status, customer_name, email, notes, total_cents, created_at, updated_at)
-	SELECT order_id_at($5), $1, 'placed', $6, $7, $8, total, $5, $5 FROM plain
+	SELECT {{order_id}}, $1, 'placed', $6, $7, $8, total, $5, $5 FROM plain
 	RETURNING id
 ), lines AS (
 	INSERT INTO order_lines (order_id, item_id, name, quantity, unit_price_cents, line_total_cents)
@@ -76,7 +85,8 @@ const placeAtOnce = `WITH locked AS MATERIALIZED (
 )
 SELECT l.order_id, l.item_id, l.name, l.quantity, l.unit_price_cents, l.line_total_cents,
 	CASE WHEN (SELECT count(*) FROM reserved) = (SELECT lines FROM plain) THEN (SELECT count(*) FROM woken)
-		ELSE checkout_stock_moved() END
+		ELSE checkout_stock_moved() END,
+	(SELECT r.stock FROM reserved r WHERE r.id = l.item_id)
 FROM lines l ORDER BY l.item_id`
 
 // PlaceAtOnce places a plain checkout in one round trip; nil when it was
@@ -103,9 +113,10 @@ func (f flowDB) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, er
 	}
 	b := &pgx.Batch{}
 	b.Queue(lockSession, c.SessionID)
-	b.Queue(placeAtOnce, args...)
+	b.Queue(f.atOnce, args...)
 	o := &shop.Order{SessionID: c.SessionID, Status: shop.StatusPlaced, CustomerName: c.Checkout.CustomerName,
 		Email: c.Checkout.Email, Notes: c.Checkout.Notes, CreatedAt: c.Now, UpdatedAt: c.Now}
+	var emptied []int64
 	err := f.db.sendBatch(ctx, b, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("lock session: %w", err)
@@ -117,9 +128,12 @@ func (f flowDB) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, er
 		defer rows.Close()
 		for rows.Next() {
 			var l shop.OrderLine
-			var woken int64
-			if err := rows.Scan(&o.ID, &l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.LineTotalCents, &woken); err != nil {
+			var woken, left int64
+			if err := rows.Scan(&o.ID, &l.ItemID, &l.Name, &l.Quantity, &l.UnitPriceCents, &l.LineTotalCents, &woken, &left); err != nil {
 				return err
+			}
+			if left == 0 {
+				emptied = append(emptied, l.ItemID)
 			}
 			o.Lines = append(o.Lines, l)
 			o.TotalCents += l.LineTotalCents
@@ -134,6 +148,11 @@ func (f flowDB) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, er
 		return nil, fmt.Errorf("checkout at once: %w", unavailable(err))
 	case len(o.Lines) == 0:
 		return nil, nil
+	}
+	if c.Emptied != nil {
+		for _, item := range emptied {
+			c.Emptied(item)
+		}
 	}
 	return o, nil
 }

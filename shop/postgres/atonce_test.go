@@ -3,11 +3,9 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,50 +18,6 @@ import (
 	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 	"github.com/perfscale/perfscale/shop/seed"
 )
-
-// roundTrips counts a pool's round trips to the server: each time a
-// connection reads after it wrote.
-type roundTrips struct {
-	mu    sync.Mutex
-	n     int
-	wrote map[net.Conn]bool
-}
-
-func (r *roundTrips) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return &countedConn{Conn: c, rt: r}, nil
-}
-
-func (r *roundTrips) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
-
-type countedConn struct {
-	net.Conn
-	rt *roundTrips
-}
-
-func (c *countedConn) Write(p []byte) (int, error) {
-	c.rt.mu.Lock()
-	c.rt.wrote[c] = true
-	c.rt.mu.Unlock()
-	return c.Conn.Write(p)
-}
-
-func (c *countedConn) Read(p []byte) (int, error) {
-	c.rt.mu.Lock()
-	if c.rt.wrote[c] {
-		c.rt.wrote[c] = false
-		c.rt.n++
-	}
-	c.rt.mu.Unlock()
-	return c.Conn.Read(p)
-}
 
 // generalQueue hides the queue's ConfirmationJob, so the desk takes every
 // checkout the general way (the job inserted by River's InsertTx).
@@ -81,9 +35,9 @@ func TestCheckoutAtOnce(t *testing.T) {
 	if _, err := backend.Migrate(ctx, backend.Config{DatabaseURL: url}); err != nil {
 		t.Fatal(err)
 	}
-	rt := &roundTrips{wrote: map[net.Conn]bool{}}
+	rt := &pgtest.RoundTrips{}
 	api := backend.Config{DatabaseURL: url}
-	api.Postgres.ConnConfig = func(c *pgx.ConnConfig) { c.DialFunc = rt.dial }
+	api.Postgres.ConnConfig = func(c *pgx.ConnConfig) { c.DialFunc = rt.Dial }
 	a, err := backend.Open(ctx, api)
 	if err != nil {
 		t.Fatal(err)
@@ -105,14 +59,14 @@ func TestCheckoutAtOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		before, start := rt.count(), time.Now()
+		before, start := rt.Count(), time.Now()
 		o, created, err := desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: s.ID, IdempotencyKey: key,
 			Checkout: shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}})
 		took := time.Since(start)
 		if err != nil || !created {
 			t.Fatalf("checkout %s: created %v, %v", key, created, err)
 		}
-		return o, rt.count() - before, took
+		return o, rt.Count() - before, took
 	}
 	// The first of each way prepares its statements on the connection.
 	checkout(a.Desk, "warm-at-once")

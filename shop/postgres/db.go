@@ -311,7 +311,7 @@ type Store = sqlstore.Store
 
 // NewStore returns a store on db; now is the clock (nil: the wall clock).
 func NewStore(db *DB, now func() time.Time) *Store {
-	return sqlstore.New(flowDB{db}, dialect{}, now)
+	return sqlstore.New(flowDB{db, placeAtOnce(false)}, dialect{}, now)
 }
 
 // NewShardStore returns the store of one shard of several (shop/sharded
@@ -319,5 +319,5 @@ func NewStore(db *DB, now func() time.Time) *Store {
 // bucket and whose menu follows the sold-out flag instead of its own
 // quota (docs/sharding.md).
 func NewShardStore(db *DB, now func() time.Time) *Store {
-	return sqlstore.New(flowDB{db}, dialect{sharded: true}, now)
+	return sqlstore.New(flowDB{db, placeAtOnce(true)}, dialect{sharded: true}, now)
 }

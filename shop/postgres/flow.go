@@ -18,7 +18,12 @@ import (
 // reads of its orders where its writes are (read.go); a session's row lock
 // serialises its cart changes and checkouts, which otherwise run in
 // parallel.
-type flowDB struct{ db *DB }
+type flowDB struct {
+	db *DB
+	// atOnce is the checkout at once's statement for this database: one
+	// shard's numbers its orders as a shard does (dialect.NewOrderID).
+	atOnce string
+}
 
 func (f flowDB) Catalog() sqlstore.Querier { return querier[poolQuerier]{f.db.catalogReader()} }
 func (f flowDB) Fresh() sqlstore.Querier   { return querier[poolQuerier]{f.db.primary} }

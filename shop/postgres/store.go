@@ -80,9 +80,18 @@ func (dialect) InIDs(column string, ids []int64) (string, []any) {
 // shard (docs/sharding.md).
 func (d dialect) NewOrderID(createdAt, sessionID int64) (string, []any) {
 	if d.sharded {
-		return `order_id_at(?) | (?::BIGINT & 1023)`, []any{createdAt, sessionID}
+		return orderIDAt(true, "?", "?"), []any{createdAt, sessionID}
 	}
-	return `order_id_at(?)`, []any{createdAt}
+	return orderIDAt(false, "?", ""), []any{createdAt}
+}
+
+// orderIDAt is the SQL of a new order's id from the expressions of its
+// created_at and its session's id (NewOrderID; the checkout at once).
+func orderIDAt(sharded bool, createdAt, sessionID string) string {
+	if sharded {
+		return `order_id_at(` + createdAt + `) | (` + sessionID + `::BIGINT & 1023)`
+	}
+	return `order_id_at(` + createdAt + `)`
 }
 
 // NewSessionID numbers a shard's session seq << 10 | the bucket of its

@@ -216,8 +216,41 @@ func (s *Store) Seed(ctx context.Context, items []shop.Item, seed func(ctx conte
 	return n, s.RefreshStock(ctx)
 }
 
-// PlaceAtOnce places nothing: every checkout takes the general path
-// (InCheckout), whose stock is the shard's quota, borrowed into when short
-// and refilled when emptied, which the one-statement checkout of a
-// shard's own store does not do.
-func (s *Store) PlaceAtOnce(context.Context, shop.AtOnce) (*shop.Order, error) { return nil, nil }
+// PlaceAtOnce places a plain checkout in one round trip to the session's
+// shard (its store's PlaceAtOnce): the shard's quota is its stock there,
+// so the quota's decrement, the order, its lines, its first event, the
+// key and the confirmation job (the shard's own queue's row,
+// SetConfirmationJobs) commit together. A checkout the shard's quota
+// cannot cover is not plain and takes the general path (InCheckout),
+// which borrows; a quota the order took to zero is refilled after it, as
+// there.
+func (s *Store) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, error) {
+	k, err := s.bySession(c.SessionID, true)
+	if err != nil {
+		return nil, err
+	}
+	if c.Job != nil {
+		rows := s.jobRows.Load()
+		if rows == nil {
+			return nil, nil // no shard's queue to write the job for: the general path inserts it
+		}
+		row := (*rows)(k)
+		c.Job = &row
+	}
+	var emptied []int64
+	c.Emptied = func(item int64) { emptied = append(emptied, item) }
+	o, err := s.shards[k].Store.PlaceAtOnce(ctx, c)
+	if err != nil || o == nil {
+		return nil, err
+	}
+	for _, item := range emptied {
+		s.refill(ctx, k, item)
+	}
+	return o, nil
+}
+
+// SetConfirmationJobs gives PlaceAtOnce the confirmation job's row of
+// shard k's queue (shop.AtOnceQueue of that shard's River client, whose
+// insert notification is due by that client's own rule). Until it is
+// set, a checkout with a job takes the general path.
+func (s *Store) SetConfirmationJobs(row func(k int) shop.JobRow) { s.jobRows.Store(&row) }

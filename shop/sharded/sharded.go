@@ -77,6 +77,8 @@ type Store struct {
 	// orders its writers.
 	figures   atomic.Pointer[stockFigures]
 	figuresMu sync.Mutex
+	// jobRows is each shard's confirmation job row (SetConfirmationJobs).
+	jobRows atomic.Pointer[func(k int) shop.JobRow]
 }
 
 var _ shop.Store = (*Store)(nil)

@@ -127,11 +127,17 @@ func empty(ctx context.Context, url string) error {
 // databases on the test server, seeded with items.
 func openShards(t *testing.T, s int, items []shop.Item, now func() time.Time) *backend.Backend {
 	t.Helper()
-	ctx := context.Background()
 	cfg := backend.Config{Now: now}
 	for range s {
 		cfg.ShardURLs = append(cfg.ShardURLs, newShardDatabase(t))
 	}
+	return openSeeded(t, cfg, items)
+}
+
+// openSeeded opens the backend of cfg for t and seeds it with items.
+func openSeeded(t *testing.T, cfg backend.Config, items []shop.Item) *backend.Backend {
+	t.Helper()
+	ctx := context.Background()
 	b, err := backend.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
