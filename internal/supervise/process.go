@@ -125,6 +125,15 @@ func startTime(pid int) (uint64, bool) {
 	return st.Starttime, true
 }
 
+// Lookup is a record of the process that runs now with pid (no name):
+// Alive then tells whether that process, not a later one given the same
+// pid, still runs. ok is false when none runs.
+func Lookup(pid int) (r Record, ok bool) {
+	r.PID = pid
+	r.Start, ok = startTime(pid)
+	return r, ok
+}
+
 // Alive reports whether the recorded process still runs.
 func (r Record) Alive() bool {
 	t, ok := startTime(r.PID)
@@ -135,13 +144,16 @@ func (r Record) Alive() bool {
 // opening are not events this package can wait on.
 const poll = 50 * time.Millisecond
 
-// WaitGone waits until the recorded process no longer runs.
+// WaitGone waits until the recorded process no longer runs. It looks
+// again after a millisecond, then at doubling intervals up to poll: a
+// killed process is gone within milliseconds, and a scale-out run stops
+// and starts its processes many times.
 func (r Record) WaitGone(ctx context.Context) error {
-	for r.Alive() {
+	for wait := time.Millisecond; r.Alive(); wait = min(2*wait, poll) {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s (pid %d) still runs: %w", r.Name, r.PID, ctx.Err())
-		case <-time.After(poll):
+		case <-time.After(wait):
 		}
 	}
 	return nil
@@ -149,14 +161,25 @@ func (r Record) WaitGone(ctx context.Context) error {
 
 // Kill sends SIGKILL to the recorded process (if it runs) and waits
 // until it is gone.
-func (r Record) Kill(ctx context.Context) error {
-	if !r.Alive() {
-		return nil
+func (r Record) Kill(ctx context.Context) error { return KillAll(ctx, r) }
+
+// KillAll sends SIGKILL to every recorded process that runs, all at
+// once, and waits until all are gone: stopping n processes costs one
+// wait, not n.
+func KillAll(ctx context.Context, records ...Record) error {
+	for _, r := range records {
+		if r.Alive() {
+			if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("kill %s (pid %d): %w", r.Name, r.PID, err)
+			}
+		}
 	}
-	if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill %s (pid %d): %w", r.Name, r.PID, err)
+	for _, r := range records {
+		if err := r.WaitGone(ctx); err != nil {
+			return err
+		}
 	}
-	return r.WaitGone(ctx)
+	return nil
 }
 
 // KillTree sends SIGKILL to the recorded process and every process it

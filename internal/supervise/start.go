@@ -25,8 +25,15 @@ type Spec struct {
 	// Ports names the purposes the process needs a port for; a process
 	// recorded before keeps its ports (start it again on its old port).
 	Ports []string
-	Env   []string // nil: this process's environment
-	Dir   string   // working directory; empty: this one
+	// Listeners names the purposes the process is handed a listening TCP
+	// socket for, bound on 127.0.0.1 before it starts (file descriptor 3
+	// for the first, 4 for the next), its port recorded under the purpose
+	// (the old port when it is still free). No other process can take
+	// the port meanwhile, and connections queue from the start: such a
+	// process needs no Ready to be connected to.
+	Listeners []string
+	Env       []string // nil: this process's environment
+	Dir       string   // working directory; empty: this one
 	// Cgroup is the cgroup the process runs in from its first
 	// instruction; empty: none.
 	Cgroup string
@@ -78,7 +85,12 @@ func (d Dir) Start(ctx context.Context, s Spec) (Record, error) {
 		if ports, err = d.assignPorts(s.Name, s.Ports, ports); err != nil {
 			return Record{}, err
 		}
-		r, err := d.launch(s, ports)
+		files, err := listen(s.Listeners, prev.Ports, ports)
+		if err != nil {
+			return Record{}, err
+		}
+		r, err := d.launch(s, ports, files)
+		closeAll(files)
 		if err != nil {
 			return Record{}, err
 		}
@@ -160,7 +172,39 @@ func FreePort(taken map[int]bool) (int, error) {
 	return 0, errors.New("no free port found in 20000-29999")
 }
 
-func (d Dir) launch(s Spec, ports map[string]int) (Record, error) {
+// listen binds a listener for each purpose, on its old port if that is
+// free, and records its port in ports; the files are the listeners as the
+// child inherits them (this process's own copies are closed).
+func listen(purposes []string, old, ports map[string]int) ([]*os.File, error) {
+	var files []*os.File
+	for _, purpose := range purposes {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(old[purpose]))
+		if err != nil && old[purpose] != 0 {
+			ln, err = net.Listen("tcp", "127.0.0.1:0")
+		}
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("listen for %s: %w", purpose, err)
+		}
+		f, err := ln.(*net.TCPListener).File()
+		ln.Close()
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("listen for %s: %w", purpose, err)
+		}
+		ports[purpose] = ln.Addr().(*net.TCPAddr).Port
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+func (d Dir) launch(s Spec, ports map[string]int, files []*os.File) (Record, error) {
 	r := Record{Name: s.Name, Ports: ports, Cgroup: s.Cgroup, Log: filepath.Join(string(d), s.Name+".log"), Meta: s.Meta}
 	log, err := os.OpenFile(r.Log, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -184,7 +228,7 @@ func (d Dir) launch(s Spec, ports map[string]int) (Record, error) {
 		}
 	}
 	cmd := exec.Command(s.Path, args...)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, s.Dir, log, log
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = env, s.Dir, log, log, files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: s.Credential}
 	if s.Cgroup != "" {
 		cg := Open(s.Cgroup)

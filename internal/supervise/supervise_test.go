@@ -36,6 +36,16 @@ func TestMain(m *testing.M) {
 			fmt.Fprint(w, runtime.GOMAXPROCS(0))
 		}))
 		os.Exit(0)
+	case "inherit":
+		ln, err := net.FileListener(os.NewFile(3, "listener"))
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, runtime.GOMAXPROCS(0))
+		}))
+		os.Exit(0)
 	case "fail":
 		fmt.Println("cannot open the database: no such file")
 		os.Exit(3)
@@ -233,7 +243,18 @@ func TestAProcessStartsInItsCgroup(t *testing.T) {
 	if got, err := get(r.URL("http")); err != nil || got != "1" {
 		t.Fatalf("GOMAXPROCS of a 0.25-core Go process: %q %v, want 1", got, err)
 	}
-	if err := r.Kill(ctx(t)); err != nil {
+	// A listener handed down reaches the program through whatever joins
+	// it to its cgroup (v1's shell).
+	self, _ := os.Executable()
+	two, err := d.Start(ctx(t), Spec{Name: "two", Path: self, Listeners: []string{"http"}, Cgroup: cg.Dir, Go: true,
+		Env: append(os.Environ(), roleEnv+"=inherit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(two.URL("http")); err != nil || got != "1" {
+		t.Fatalf("GOMAXPROCS of a 0.25-core Go process handed a listener: %q %v, want 1", got, err)
+	}
+	if err := KillAll(ctx(t), r, two); err != nil {
 		t.Fatal(err)
 	}
 	if err := parent.Remove(ctx(t)); err != nil {
@@ -281,5 +302,53 @@ func TestKillTreeKillsChildrenInSessionsOfTheirOwn(t *testing.T) {
 		if _, alive := startTime(pid); alive {
 			t.Errorf("pid %d runs after KillTree", pid)
 		}
+	}
+}
+
+// A process handed a listener serves on it from its start, with no
+// readiness check, the listener's port recorded; started again, it keeps
+// its port. KillAll stops both processes at once.
+func TestAProcessHandedAListenerServesOnIt(t *testing.T) {
+	d := Dir(t.TempDir())
+	spec := func(name string) Spec {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Spec{Name: name, Path: self, Listeners: []string{"http"}, Env: append(os.Environ(), roleEnv+"=inherit")}
+	}
+	one, err := d.Start(ctx(t), spec("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := d.Start(ctx(t), spec("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { KillAll(context.Background(), one, two) })
+	if one.Port("http") == 0 || one.Port("http") == two.Port("http") {
+		t.Fatalf("ports %d and %d", one.Port("http"), two.Port("http"))
+	}
+	for _, r := range []Record{one, two} {
+		if got, err := get(r.URL("http")); err != nil || got == "" {
+			t.Fatalf("%s on %s: %q %v", r.Name, r.URL("http"), got, err)
+		}
+	}
+	if err := KillAll(ctx(t), one, two); err != nil {
+		t.Fatal(err)
+	}
+	if one.Alive() || two.Alive() {
+		t.Fatal("alive after KillAll")
+	}
+	again, err := d.Start(ctx(t), spec("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Kill(context.Background()) })
+	if again.Port("http") != one.Port("http") {
+		t.Fatalf("started again on port %d, was %d", again.Port("http"), one.Port("http"))
+	}
+	if _, err := get(again.URL("http")); err != nil {
+		t.Fatal(err)
 	}
 }

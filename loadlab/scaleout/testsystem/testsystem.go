@@ -8,7 +8,6 @@ package testsystem
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -48,11 +46,12 @@ const OwnerEnv = "TESTSYSTEM_OWNER"
 
 // exitWithOwner ends this process once the owner is gone.
 func exitWithOwner() {
-	owner, err := strconv.Atoi(os.Getenv(OwnerEnv))
-	if err != nil || owner <= 0 {
+	pid, err := strconv.Atoi(os.Getenv(OwnerEnv))
+	if err != nil || pid <= 0 {
 		return
 	}
-	for syscall.Kill(owner, 0) == nil && !zombie(owner) {
+	owner, _ := supervise.Lookup(pid)
+	for owner.Alive() {
 		time.Sleep(time.Second)
 	}
 	os.Exit(0)
@@ -118,13 +117,22 @@ func DownRan(state string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// Running lists the system's processes still alive.
+// Running lists the system's processes still alive: every process run
+// from a link in the state directory (each role runs from one), whether
+// or not a record of it was kept.
 func Running(state string) []int {
-	st, _ := readState(state)
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return nil
+	}
 	var out []int
-	for _, pid := range st.all() {
-		if syscall.Kill(pid, 0) == nil && !zombie(pid) {
-			out = append(out, pid)
+	for _, p := range procs {
+		args, err := p.CmdLine()
+		if err != nil || len(args) == 0 || !strings.HasPrefix(args[0], state+string(filepath.Separator)) {
+			continue
+		}
+		if st, err := p.Stat(); err == nil && st.State != "Z" && st.State != "X" {
+			out = append(out, p.PID)
 		}
 	}
 	return out
@@ -136,60 +144,17 @@ func Cgroups(state string) []string {
 	if err != nil {
 		return nil
 	}
-	var out []string
-	for _, name := range []string{"db", "lb", "replica0", "replica1", "replica2", "replica3"} {
-		cg := filepath.Join(h.Root, fmt.Sprintf("testsystem-%x-%s", fnv32(state), name))
-		if _, err := os.Stat(cg); err == nil {
-			out = append(out, cg)
-		}
-	}
+	out, _ := filepath.Glob(filepath.Join(h.Root, cgroupPrefix(state)+"*"))
 	return out
 }
 
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
-}
-
-type state struct {
-	Replicas []int    `json:"replicas"`
-	LB       int      `json:"lb"`
-	DB       int      `json:"db"`
-	DBURL    string   `json:"db_url"`
-	Cgroups  []string `json:"cgroups"`
-}
-
-func (s state) all() []int {
-	out := append([]int{s.LB, s.DB}, s.Replicas...)
-	var alive []int
-	for _, p := range out {
-		if p > 0 {
-			alive = append(alive, p)
-		}
-	}
-	return alive
-}
-
-func readState(dir string) (state, error) {
-	var st state
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal(b, &st)
-}
-
-func (s state) write(dir string) error {
-	b, _ := json.Marshal(s)
-	return os.WriteFile(filepath.Join(dir, "state.json"), b, 0o644)
+// cgroupPrefix begins the names of the cgroups of the system of a state
+// directory, made side by side below the hierarchy's root rather than
+// below a parent of their own: a cgroup's weight counts against its
+// siblings only, and a parent at the default weight would hand the whole
+// system one default share of a busy machine.
+func cgroupPrefix(state string) string {
+	return fmt.Sprintf("testsystem-%x-", fnv32(state))
 }
 
 func parseOptions(args []string) (Options, []string, error) {
@@ -212,6 +177,11 @@ func parseOptions(args []string) (Options, []string, error) {
 	return o, fs.Args(), nil
 }
 
+// waitStop bounds how long stopping the system's processes and removing
+// their cgroups may take: a killed process leaves its cgroup only once
+// whoever adopted it has reaped it.
+const waitStop = 10 * time.Second
+
 func up(args []string) error {
 	o, rest, err := parseOptions(args)
 	if err != nil {
@@ -227,73 +197,62 @@ func up(args []string) error {
 	if n == o.FailAt {
 		return fmt.Errorf("asked to fail at %d replicas", n)
 	}
-	st, err := readState(o.State)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := supervise.Dir(o.State)
+	records, err := d.List()
 	if err != nil {
 		return err
 	}
 	// Scale: the old replicas and proxy go, the database stays.
-	for _, pid := range append([]int{st.LB}, st.Replicas...) {
-		stop(pid)
+	var old []supervise.Record
+	db := ""
+	for _, r := range records {
+		if r.Name == "db" && r.Alive() {
+			db = r.URL("http")
+			continue
+		}
+		old = append(old, r)
 	}
-	st.Replicas, st.LB = nil, 0
-	if (o.DBEvery > 0 || o.DBCPU > 0) && st.DB == 0 {
-		pid, u, err := start(o.State, "db", workerEnv(o.DBEvery, o.DBCPU, ""), nil)
+	if err := forget(ctx, d, old); err != nil {
+		return err
+	}
+	if (o.DBEvery > 0 || o.DBCPU > 0) && db == "" {
+		r, err := start(ctx, o, "db", "db", o.DBQuota, o.DBQuota > 0, workerEnv(o.DBEvery, o.DBCPU, ""))
 		if err != nil {
 			return err
 		}
-		st.DB, st.DBURL = pid, u
-		if o.DBQuota > 0 {
-			cg, err := limit(o.State, "db", pid, o.DBQuota)
-			if err != nil {
-				return err
-			}
-			st.Cgroups = append(st.Cgroups, cg)
-		}
+		db = r.URL("http")
 	}
 	var urls []string
 	for i := range n {
-		pid, u, err := start(o.State, "replica", workerEnv(o.ReplicaEvery, o.ReplicaCPU, st.DBURL), nil)
+		r, err := start(ctx, o, fmt.Sprintf("replica%d", i), "replica", o.ReplicaQuota, o.ReplicaQuota > 0, workerEnv(o.ReplicaEvery, o.ReplicaCPU, db))
 		if err != nil {
 			return err
 		}
-		st.Replicas = append(st.Replicas, pid)
-		urls = append(urls, u)
-		if o.ReplicaQuota > 0 {
-			cg, err := limit(o.State, fmt.Sprintf("replica%d", i), pid, o.ReplicaQuota)
-			if err != nil {
-				return err
-			}
-			st.Cgroups = appendNew(st.Cgroups, cg)
-		}
+		urls = append(urls, r.URL("http"))
 	}
-	pid, lbURL, err := start(o.State, "lb", []string{"TESTSYSTEM_UPSTREAMS=" + strings.Join(urls, ",")}, nil)
+	// The proxy is the system's too: with the replicas in cgroups of their
+	// own weight, it gets one as well, without a quota.
+	lb, err := start(ctx, o, "lb", "lb", 0, o.ReplicaQuota > 0, []string{"TESTSYSTEM_UPSTREAMS=" + strings.Join(urls, ",")})
 	if err != nil {
 		return err
 	}
-	st.LB = pid
-	if o.ReplicaQuota > 0 {
-		// The proxy is the system's too: with the replicas in cgroups of
-		// their own weight, it gets one as well, without a quota.
-		cg, err := limit(o.State, "lb", pid, 0)
-		if err != nil {
-			return err
-		}
-		st.Cgroups = appendNew(st.Cgroups, cg)
-	}
-	if err := st.write(o.State); err != nil {
-		return err
-	}
-	fmt.Printf("%d replicas up\n%s/\n", n, lbURL)
+	fmt.Printf("%d replicas up\n%s/\n", n, lb.URL("http"))
 	return nil
 }
 
-func appendNew(list []string, s string) []string {
-	for _, have := range list {
-		if have == s {
-			return list
+// forget stops the recorded processes and drops their records.
+func forget(ctx context.Context, d supervise.Dir, records []supervise.Record) error {
+	if err := supervise.KillAll(ctx, records...); err != nil {
+		return err
+	}
+	for _, r := range records {
+		if err := d.Forget(r.Name); err != nil {
+			return err
 		}
 	}
-	return append(list, s)
+	return nil
 }
 
 func down(args []string) error {
@@ -301,22 +260,18 @@ func down(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := readState(o.State)
+	ctx, cancel := context.WithTimeout(context.Background(), waitStop)
+	defer cancel()
+	d := supervise.Dir(o.State)
+	records, err := d.List()
 	if err != nil {
 		return err
 	}
-	for _, pid := range st.all() {
-		stop(pid)
-	}
-	for _, cg := range st.Cgroups {
-		// A killed process leaves its cgroup only once it has been
-		// reaped, by whoever adopted it: Remove retries for a while.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		supervise.Open(cg).Remove(ctx) //nolint:errcheck // Cgroups shows a leftover to the tests
-		cancel()
-	}
-	if err := (state{}).write(o.State); err != nil {
+	if err := forget(ctx, d, records); err != nil {
 		return err
+	}
+	for _, cg := range Cgroups(o.State) {
+		supervise.Open(cg).Remove(ctx) //nolint:errcheck // Cgroups shows a leftover to the tests
 	}
 	f, err := os.OpenFile(filepath.Join(o.State, "down-ran"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -327,69 +282,55 @@ func down(args []string) error {
 	return err
 }
 
-// stop kills a process and waits until it is gone (it was started by
-// another up command, so it cannot be waited for: poll).
-func stop(pid int) {
-	if pid <= 0 || syscall.Kill(pid, syscall.SIGKILL) != nil {
-		return
-	}
-	for i := 0; i < 200 && syscall.Kill(pid, 0) == nil && !zombie(pid); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func workerEnv(every, cpu time.Duration, db string) []string {
 	return []string{"TESTSYSTEM_EVERY=" + every.String(), "TESTSYSTEM_CPU=" + cpu.String(), "TESTSYSTEM_DB=" + db}
 }
 
-// start runs this binary in a role under a link named after the role (so
-// its process name says what it is), detached, serving on a listener it
-// inherits; it returns the pid and URL.
-func start(dir, role string, env []string, _ []string) (int, string, error) {
+// start runs this binary in a role through the supervisor, from a link
+// named after the role (so its process name says what it is), serving on
+// the listener it is handed; with weighed, in a cgroup of its own held to
+// quota cores (none when 0) at the system's weight, and a GOMAXPROCS to
+// match a quota under one core.
+func start(ctx context.Context, o Options, name, role string, quota float64, weighed bool, env []string) (supervise.Record, error) {
 	// Replicas run as "app", so a verdict reads "the 2 app replicas".
-	link := filepath.Join(dir, map[string]string{"replica": "app"}[role])
-	if role != "replica" {
-		link = filepath.Join(dir, role)
+	link := filepath.Join(o.State, role)
+	if role == "replica" {
+		link = filepath.Join(o.State, "app")
 	}
 	if _, err := os.Lstat(link); err != nil {
 		self, err := os.Executable()
 		if err != nil {
-			return 0, "", err
+			return supervise.Record{}, err
 		}
 		if err := os.Symlink(self, link); err != nil && !errors.Is(err, os.ErrExist) {
-			return 0, "", err
+			return supervise.Record{}, err
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	spec := supervise.Spec{
+		Name: name, Path: link, Listeners: []string{"http"}, Go: true,
+		Env: append(append(os.Environ(), RoleEnv+"="+role), env...),
+	}
+	if weighed {
+		cg, err := cgroup(o.State, name, quota)
+		if err != nil {
+			return supervise.Record{}, err
+		}
+		spec.Cgroup = cg.Dir
+	}
+	r, err := supervise.Dir(o.State).Start(ctx, spec)
 	if err != nil {
-		return 0, "", err
+		return r, err
 	}
-	f, err := ln.(*net.TCPListener).File()
-	ln.Close()
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	c := exec.Command(link)
-	c.Env = append(append(os.Environ(), RoleEnv+"="+role), env...)
-	c.ExtraFiles = []*os.File{f}
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		return 0, "", err
-	}
-	Prioritize(c.Process.Pid)
-	go c.Wait()
-	return c.Process.Pid, "http://" + ln.Addr().String(), nil
+	Prioritize(r.PID)
+	return r, nil
 }
 
-// limit puts pid in a cgroup of its own held to quota cores (no quota
-// when quota is 0). The processes inherit their listener, which
-// supervise's start does not hand down, so they join their cgroup just
-// after they start.
-func limit(dir, name string, pid int, quota float64) (string, error) {
+// cgroup makes the cgroup name of the system of state, held to quota
+// cores (no quota when 0).
+func cgroup(state, name string, quota float64) (supervise.Cgroup, error) {
 	h, err := supervise.CPUHierarchy()
 	if err != nil {
-		return "", errors.New("no CPU cgroup controller to hold a quota")
+		return supervise.Cgroup{}, errors.New("no CPU cgroup controller to hold a quota")
 	}
 	// The kernel's usual 100 ms period (lengthened where the quota would
 	// be under the kernel's 1 ms): a quota per period of several
@@ -401,11 +342,7 @@ func limit(dir, name string, pid int, quota float64) (string, error) {
 	// against the machine's other work, so the group gets the weight of
 	// nice -10 (1000, of 100 by default; shares 10240 in v1), or a busy
 	// machine holds the replica under its quota.
-	cg, err := h.Create(fmt.Sprintf("testsystem-%x-%s", fnv32(dir), name), supervise.Limit{Cores: quota, Weight: 1000})
-	if err != nil {
-		return "", err
-	}
-	return cg.Dir, cg.Add(pid)
+	return h.Create(cgroupPrefix(state)+name, supervise.Limit{Cores: quota, Weight: 1000})
 }
 
 // Prioritize raises the CPU priority (nice -10) of one of the system's
@@ -447,6 +384,7 @@ func CanLimitCPU() bool {
 	return cg.Remove(context.Background()) == nil
 }
 
+// inherited is the listener the supervisor handed this process.
 func inherited() (net.Listener, error) {
 	return net.FileListener(os.NewFile(3, "listener"))
 }
@@ -553,13 +491,18 @@ func WeighSelf(state string) (undo func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	cg, err := limit(state, "generator", os.Getpid(), 0)
+	cg, err := cgroup(state, "generator", 0)
 	if err != nil {
+		return nil, err
+	}
+	if err := cg.Add(os.Getpid()); err != nil {
 		return nil, err
 	}
 	return func() {
 		back.Add(os.Getpid()) //nolint:errcheck // best effort: the test ends
-		os.Remove(cg)
+		ctx, cancel := context.WithTimeout(context.Background(), waitStop)
+		defer cancel()
+		cg.Remove(ctx) //nolint:errcheck // best effort: the test ends
 	}, nil
 }
 
