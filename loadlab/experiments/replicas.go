@@ -32,7 +32,7 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 	var parts []string
 	var x1 float64
 	for _, n := range e.Replicas {
-		r.logf("%s: %d replicas on %s", e.Name, n, label(s))
+		r.logf("%s: %s on %s", e.Name, replicasText(n), label(s))
 		out, err := r.shell(ctx, strings.ReplaceAll(x.expand(s.Up), "{n}", strconv.Itoa(n)))
 		if err != nil {
 			return nil, fmt.Errorf("up %d: %w", n, err)
@@ -72,6 +72,14 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 		for name, v := range map[string]float64{"machine_busy@": step.MachineBusy, "server_cpu_cores@": step.ServerCPUCores, "server_cpu_wait_cores@": step.ServerCPUWaitCores} {
 			if !math.IsNaN(v) {
 				side.Metrics[name+key] = v
+			}
+		}
+		for _, p := range step.Processes {
+			// Each watched group's share, to tell who used and who waited.
+			for name, v := range map[string]float64{"cpu_cores@": p.CPUCores, "cpu_wait_cores@": p.WaitCores} {
+				if !math.IsNaN(v) {
+					side.Metrics[name+key+" "+p.Name] = v
+				}
 			}
 		}
 		part := fmt.Sprintf("%d: %.0f req/s, p99 %s", n, step.ThroughputRPS, fmtMS(ms(step.P99)))
@@ -114,10 +122,17 @@ func replicaStep(n int, step measure.Step, x1, cores float64) (ScaleStep, float6
 		st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, topCause(step.Load))
 	}
 	if measure.Starved(step, cores) {
-		st.MachineBound = fmt.Sprintf("%d replicas: the machine's CPUs were %.0f%% busy and the system's processes, none at its quota, waited for a CPU %.2f cores' worth while using %.2f",
-			n, 100*step.MachineBusy, step.ServerCPUWaitCores, step.ServerCPUCores)
+		st.MachineBound = fmt.Sprintf("%s: the machine's CPUs were %.0f%% busy and the system's processes, none at its quota, waited for a CPU %.2f cores' worth while using %.2f",
+			replicasText(n), 100*step.MachineBusy, step.ServerCPUWaitCores, step.ServerCPUCores)
 	}
 	return st, share
+}
+
+func replicasText(n int) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", n)
 }
 
 // topCause is the most frequent error cause of a run (" (401 ...)").
