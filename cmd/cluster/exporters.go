@@ -131,8 +131,8 @@ func (c *cluster) startExporters(ctx context.Context) ([]scrapeTarget, error) {
 // natsNotScraped says why NATS is not scraped: the machine's server
 // (scripts/services.sh) runs without its monitoring port, and that port
 // answers JSON, which Prometheus does not read; Debian packages no NATS
-// exporter.
-const natsNotScraped = "NATS (the server runs without a monitoring port, and Debian packages no NATS exporter)"
+// exporter. The worker exports what matters of it, the order stream.
+const natsNotScraped = "NATS (the server runs without a monitoring port, and Debian packages no NATS exporter); the worker exports the order stream's state (shop_nats_stream_*)"
 
 func (c *cluster) startExporter(ctx context.Context, e exporter, path string) (supervise.Record, error) {
 	if r, ok, err := c.dir().Load(e.name); err != nil || (ok && r.Alive()) {

@@ -140,10 +140,21 @@ func TestPrometheusScrapesEveryProcess(t *testing.T) {
 			return nil
 		})
 	}
-	// NATS is not scraped, and status says why.
+	// NATS is not scraped, and status says why; the worker exports the
+	// order stream as the server holds it.
 	if out := c.mustScript("status"); !strings.Contains(out, "not scraped: NATS (") {
 		t.Errorf("status says nothing of NATS not being scraped:\n%s", out)
 	}
+	testwait.Eventually(t, 90*time.Second, func() error {
+		v, _, _, err := api.Query(t.Context(), `shop_nats_stream_up`, time.Now())
+		if err != nil {
+			return err
+		}
+		if vec := v.(model.Vector); len(vec) != 1 || vec[0].Value != 1 || vec[0].Metric["instance"] != "worker" {
+			return fmt.Errorf("shop_nats_stream_up: %v, want 1 from the worker alone", vec)
+		}
+		return nil
+	})
 
 	// The rules are loaded and evaluate: the database pools' share in use
 	// is recorded for each shop process.

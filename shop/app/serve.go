@@ -70,6 +70,11 @@ func (a *App) start(ctx context.Context) (stopRelay func(), err error) {
 		return func() {}, nil
 	}
 	relay := shopnats.NewRelay(a.store, a.events, shopnats.RelayConfig{Registerer: a.reg, Logger: a.log.With("component", "relay")})
+	// The stream's state as the NATS server holds it, from the process
+	// that fills it: one series per stream however many replicas run.
+	if a.bus != nil {
+		a.reg.MustRegister(a.bus.StreamCollector())
+	}
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); relay.Run(relayCtx) }() //nolint:errcheck // returns nil
