@@ -207,6 +207,13 @@ func (a *App) openStore(ctx context.Context) error {
 		}
 		return g
 	}}
+	// Each read replica behind a guard of its own: while one fails or
+	// crawls, its reads go to the primary at once (postgres.Guard).
+	replicas := 0
+	bc.Postgres.ReplicaGuard = func(at string) postgres.Guard {
+		replicas++
+		return a.guards.Guard(resilience.Config{Name: fmt.Sprintf("database-replica-%d", replicas), What: "the read replica at " + at, Logger: a.log})
+	}
 	a.badStore(&bc)
 	if a.cfg.DatabaseURL == "" {
 		path, err := a.sqliteFile()

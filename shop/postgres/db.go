@@ -40,6 +40,11 @@ type Options struct {
 	StatementTimeout time.Duration
 	// Replicas are read-only standbys for the read queries.
 	Replicas []string
+	// ReplicaGuard, if set, gives each replica (named host:port/database)
+	// the guard its reads go through (read.go); ReplicaTimeout bounds a
+	// read on a replica before the primary is asked instead.
+	ReplicaGuard   func(at string) Guard
+	ReplicaTimeout time.Duration
 	// QueryHook, if set, sees every statement run on the pools (River's
 	// included) with its arguments, before it runs: tests EXPLAIN them.
 	QueryHook func(sql string, args []any)
@@ -93,6 +98,10 @@ const (
 	DefaultMaxConns         = 8
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultStatementTimeout = 5 * time.Second
+	// DefaultReplicaTimeout: a replica's catalog reads are point reads
+	// and pages, milliseconds when well; one that takes half a second is
+	// crawling, and the primary is asked instead.
+	DefaultReplicaTimeout = 500 * time.Millisecond
 )
 
 func (o *Options) defaults() {
@@ -105,15 +114,20 @@ func (o *Options) defaults() {
 	if o.StatementTimeout <= 0 {
 		o.StatementTimeout = DefaultStatementTimeout
 	}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = DefaultReplicaTimeout
+	}
 }
 
 // DB is the primary's pool and the replicas' pools.
 type DB struct {
 	primary  *pgxpool.Pool
-	replicas []*pgxpool.Pool
+	replicas []replicaPool
 	next     atomic.Uint32 // round-robin over replicas
-	where    string
-	replicaW []string
+	// replicaTimeout: see Options.ReplicaTimeout.
+	replicaTimeout time.Duration
+	where          string
+	replicaW       []string
 	// orderRetention: see Options.OrderRetention.
 	orderRetention time.Duration
 }
@@ -208,14 +222,18 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{primary: primary, where: at, orderRetention: o.OrderRetention}
+	db := &DB{primary: primary, where: at, orderRetention: o.OrderRetention, replicaTimeout: o.ReplicaTimeout}
 	for _, r := range o.Replicas {
 		pool, rat, err := newPool(ctx, r, o)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("read replica: %w", err)
 		}
-		db.replicas = append(db.replicas, pool)
+		var guard Guard = noGuard{}
+		if o.ReplicaGuard != nil {
+			guard = o.ReplicaGuard(rat)
+		}
+		db.replicas = append(db.replicas, replicaPool{pool: pool, guard: guard})
 		db.replicaW = append(db.replicaW, rat)
 	}
 	return db, nil
@@ -284,7 +302,7 @@ type NamedPool struct {
 func (db *DB) Pools() []NamedPool {
 	pools := []NamedPool{{Role: "primary", Pool: db.primary}}
 	for k, r := range db.replicas {
-		pools = append(pools, NamedPool{Role: "replica-" + strconv.Itoa(k+1), Pool: r})
+		pools = append(pools, NamedPool{Role: "replica-" + strconv.Itoa(k+1), Pool: r.pool})
 	}
 	return pools
 }
@@ -300,7 +318,7 @@ func (db *DB) Where() string {
 // Close closes every pool.
 func (db *DB) Close() {
 	for _, r := range db.replicas {
-		r.Close()
+		r.pool.Close()
 	}
 	db.primary.Close()
 }

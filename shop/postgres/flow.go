@@ -25,7 +25,7 @@ type flowDB struct {
 	atOnce string
 }
 
-func (f flowDB) Catalog() sqlstore.Querier { return querier[poolQuerier]{f.db.catalogReader()} }
+func (f flowDB) Catalog() sqlstore.Querier { return f.db.catalogReader() }
 func (f flowDB) Fresh() sqlstore.Querier   { return querier[poolQuerier]{f.db.primary} }
 func (f flowDB) Writer() sqlstore.Querier  { return querier[poolQuerier]{f.db.primary} }
 
@@ -34,12 +34,9 @@ func (f flowDB) SessionReader(ctx context.Context, sessionID int64) (sqlstore.Qu
 }
 
 // InSnapshot reads in one repeatable-read transaction, on a replica when
-// there is one.
+// there is one (read.go).
 func (f flowDB) InSnapshot(ctx context.Context, fn func(q sqlstore.Querier) error) error {
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	return unavailable(pgx.BeginTxFunc(ctx, f.db.catalogReader(), opts, func(tx pgx.Tx) error {
-		return fn(querier[pgx.Tx]{tx})
-	}))
+	return f.db.inSnapshot(ctx, fn)
 }
 
 func (f flowDB) InTx(ctx context.Context, fn func(tx sqlstore.Tx) error) error {

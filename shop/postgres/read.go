@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -20,20 +21,198 @@ import (
 // lags. The marker lives in the database, so it holds across any number of
 // stateless API replicas; nothing is kept in process memory.
 
-// catalogReader is the pool for a read that needs no session.
-func (db *DB) catalogReader() *pgxpool.Pool {
-	if p := db.replica(); p != nil {
-		return p
-	}
-	return db.primary
+// A replica is read through its guard (Options.ReplicaGuard: a circuit
+// breaker in the service) and within ReplicaTimeout. A read the replica
+// fails, refuses or answers too slowly is read again on the primary, and
+// while the replica's breaker is open its reads go to the primary at once:
+// a replica that dies or crawls costs reads their speed, never their
+// answer.
+
+// Guard is a circuit breaker around one read replica (resilience.Guard in
+// the service): Do refuses at once, without calling fn, while the replica
+// fails, and counts fn's failures.
+type Guard interface {
+	Do(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
-// replica picks a replica pool round-robin; nil without replicas.
-func (db *DB) replica() *pgxpool.Pool {
+// noGuard calls through: a replica without Options.ReplicaGuard.
+type noGuard struct{}
+
+func (noGuard) Do(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }
+
+// replicaPool is a read replica's pool behind its guard.
+type replicaPool struct {
+	pool  *pgxpool.Pool
+	guard Guard
+}
+
+// catalogReader is the querier for reads that need no session: a replica
+// falling back to the primary, or the primary.
+func (db *DB) catalogReader() sqlstore.Querier {
+	if r := db.replica(); r != nil {
+		return catalogQuerier{db: db, r: r}
+	}
+	return querier[poolQuerier]{db.primary}
+}
+
+// replica picks a replica round-robin; nil without replicas.
+func (db *DB) replica() *replicaPool {
 	if len(db.replicas) == 0 {
 		return nil
 	}
-	return db.replicas[int(db.next.Add(1))%len(db.replicas)]
+	return &db.replicas[int(db.next.Add(1))%len(db.replicas)]
+}
+
+// onReplica runs read on the replica through its guard, within the
+// replica timeout, and reports whether the primary should run it instead:
+// the replica failed it (a broken or refused connection, a conflict with
+// recovery, the timeout) or its guard refused it. A read that found no
+// rows is an answer, neither a failure for the guard nor a reason to ask
+// the primary; nor is a caller that gave up.
+func (db *DB) onReplica(ctx context.Context, r *replicaPool, read func(ctx context.Context) error) (onPrimary bool, err error) {
+	var noRows error
+	err = r.guard.Do(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, db.replicaTimeout)
+		defer cancel()
+		err := read(ctx)
+		if errors.Is(err, pgx.ErrNoRows) {
+			noRows, err = err, nil
+		}
+		return err
+	})
+	switch {
+	case noRows != nil:
+		return false, noRows
+	case err == nil || ctx.Err() != nil:
+		return false, err
+	}
+	return true, err
+}
+
+// catalogQuerier reads on a replica and, when the replica cannot answer,
+// on the primary. Reads that need no session are the same wherever they
+// run, so asking the primary again is safe.
+type catalogQuerier struct {
+	db *DB
+	r  *replicaPool
+}
+
+func (c catalogQuerier) primary() querier[poolQuerier] { return querier[poolQuerier]{c.db.primary} }
+
+func (c catalogQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	onPrimary, err := c.db.onReplica(ctx, c.r, func(ctx context.Context) (err error) {
+		n, err = querier[poolQuerier]{c.r.pool}.Exec(ctx, query, args...)
+		return err
+	})
+	if onPrimary {
+		return c.primary().Exec(ctx, query, args...)
+	}
+	return n, err
+}
+
+// Query runs on the replica until its rows are read: the replica timeout
+// ends when they are closed. The first row is read within the guarded
+// call, since an answer that never comes shows only there (the query may
+// return before the server has answered); the rest of a page has come
+// with it.
+func (c catalogQuerier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	var rows sqlstore.Rows
+	onPrimary, err := c.db.onReplica(ctx, c.r, func(context.Context) error {
+		// The rows outlive this call: their own deadline, the same.
+		qctx, cancel := context.WithTimeout(ctx, c.db.replicaTimeout)
+		r, err := querier[poolQuerier]{c.r.pool}.Query(qctx, query, args...)
+		if err != nil {
+			cancel()
+			return err
+		}
+		first := r.Next()
+		if err := r.Err(); !first && err != nil {
+			r.Close()
+			cancel()
+			return err
+		}
+		rows = &peekedRows{Rows: r, cancel: cancel, first: first}
+		return nil
+	})
+	if onPrimary {
+		return c.primary().Query(ctx, query, args...)
+	}
+	return rows, err
+}
+
+func (c catalogQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return catalogRow{c: c, ctx: ctx, query: query, args: args}
+}
+
+// catalogRow runs its query when it is scanned.
+type catalogRow struct {
+	c     catalogQuerier
+	ctx   context.Context
+	query string
+	args  []any
+}
+
+func (r catalogRow) Scan(dest ...any) error {
+	onPrimary, err := r.c.db.onReplica(r.ctx, r.c.r, func(ctx context.Context) error {
+		return querier[poolQuerier]{r.c.r.pool}.QueryRow(ctx, r.query, r.args...).Scan(dest...)
+	})
+	if onPrimary {
+		return r.c.primary().QueryRow(r.ctx, r.query, r.args...).Scan(dest...)
+	}
+	return err
+}
+
+// peekedRows are a replica's rows whose first row was read ahead; they
+// end the replica timeout when they are closed.
+type peekedRows struct {
+	sqlstore.Rows
+	cancel        context.CancelFunc
+	first, peeked bool
+}
+
+func (r *peekedRows) Next() bool {
+	if !r.peeked {
+		r.peeked = true
+		return r.first
+	}
+	return r.Rows.Next()
+}
+
+func (r *peekedRows) Close() {
+	r.Rows.Close()
+	r.cancel()
+}
+
+// inSnapshot runs fn in a read-only repeatable-read transaction on a
+// replica, or on the primary when the replica cannot begin one within the
+// replica timeout. Only the beginning is timed: a huge catalog's menu may
+// rightly take seconds to read. Once fn has begun, a failure is returned
+// rather than fn run again (fn gathers its results as it goes); the
+// store's retry asks again, on the primary if the replica's breaker has
+// opened.
+func (db *DB) inSnapshot(ctx context.Context, fn func(q sqlstore.Querier) error) error {
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	r := db.replica()
+	if r == nil {
+		return unavailable(pgx.BeginTxFunc(ctx, db.primary, opts, func(tx pgx.Tx) error { return fn(querier[pgx.Tx]{tx}) }))
+	}
+	var tx pgx.Tx
+	onPrimary, err := db.onReplica(ctx, r, func(bctx context.Context) (err error) {
+		tx, err = r.pool.BeginTx(bctx, opts)
+		return unavailable(err)
+	})
+	switch {
+	case onPrimary:
+		return unavailable(pgx.BeginTxFunc(ctx, db.primary, opts, func(tx pgx.Tx) error { return fn(querier[pgx.Tx]{tx}) }))
+	case err != nil:
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a read-only transaction: nothing to undo
+	if err := fn(querier[pgx.Tx]{tx}); err != nil {
+		return unavailable(err)
+	}
+	return unavailable(tx.Commit(ctx))
 }
 
 // sessionReader returns a connection on which the session reads its own
@@ -41,26 +220,37 @@ func (db *DB) replica() *pgxpool.Pool {
 // returns the connection.
 func (db *DB) sessionReader(ctx context.Context, sessionID int64) (q sqlstore.Querier, release func(), err error) {
 	primary := querier[poolQuerier]{db.primary}
-	replica := db.replica()
-	if replica == nil {
+	r := db.replica()
+	if r == nil {
 		return primary, func() {}, nil
 	}
 	var wrote *string
 	if err := db.primary.QueryRow(ctx, `SELECT wrote_lsn::text FROM sessions WHERE id = $1`, sessionID).Scan(&wrote); err != nil && err != pgx.ErrNoRows {
 		return nil, nil, fmt.Errorf("read session's write position: %w", unavailable(err))
 	}
-	conn, err := replica.Acquire(ctx)
-	if err != nil {
-		// A replica that cannot be reached does not take the reads down.
-		return primary, func() {}, nil
-	}
-	if wrote == nil {
-		return querier[poolQuerier]{conn}, conn.Release, nil // the session never wrote: nothing to miss
-	}
-	var caughtUp bool
-	err = conn.QueryRow(ctx, `SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::pg_lsn, FALSE)`, *wrote).Scan(&caughtUp)
+	var conn *pgxpool.Conn
+	caughtUp := true
+	// A replica that cannot be reached, or has not replayed the session's
+	// writes, does not take the reads down: the primary answers.
+	_, err = db.onReplica(ctx, r, func(ctx context.Context) error {
+		c, err := r.pool.Acquire(ctx)
+		if err != nil {
+			return unavailable(err)
+		}
+		if wrote != nil {
+			err = c.QueryRow(ctx, `SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::pg_lsn, FALSE)`, *wrote).Scan(&caughtUp)
+		}
+		if err != nil {
+			c.Release()
+			return unavailable(err)
+		}
+		conn = c
+		return nil
+	})
 	if err != nil || !caughtUp {
-		conn.Release()
+		if conn != nil {
+			conn.Release()
+		}
 		return primary, func() {}, nil
 	}
 	return querier[poolQuerier]{conn}, conn.Release, nil

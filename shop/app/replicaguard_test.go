@@ -1,0 +1,73 @@
+package app
+
+import (
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/perfscale/perfscale/internal/testwait"
+	"github.com/perfscale/perfscale/internal/toxitest"
+	"github.com/perfscale/perfscale/shop/postgres"
+)
+
+// A read replica that is down, then one that crawls (Toxiproxy between
+// the service and it), costs catalog reads nothing but speed: each is
+// answered, by the primary, and the replica's own breaker opens so later
+// reads go to the primary at once; the primary's breakers stay closed.
+// Before, a catalog read on a dead replica was a 503. (The "replica" is
+// the primary itself behind the proxy: what is under test is the routing
+// around it, not replication.)
+func TestADeadOrSlowReplicaFallsBackToThePrimary(t *testing.T) {
+	primary := migratedDatabase(t)
+	u, err := url.Parse(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := toxitest.New(t, map[string]string{"replica": u.Host})
+	u.Host = px.Addr("replica")
+	r := serve(t, Config{DatabaseURL: primary, Role: RoleAPI,
+		Postgres: postgres.Options{Replicas: []string{u.String()}, ConnectTimeout: 2 * time.Second}})
+
+	// Each read asks for a page no earlier read asked for: the page cache
+	// in memory does not answer it, the store does.
+	reads := 0
+	read := func() error {
+		reads++
+		code, _, body := call(t, "GET", fmt.Sprintf("%s/v1/items?q=probe-%d", r.url, reads), "", nil)
+		if code != 200 {
+			t.Fatalf("catalog read %d: %d %s, want 200 whatever the replica does\n%s", reads, code, body, r.logs.String())
+		}
+		return nil
+	}
+	breakerIs := func(want float64, why string) func() error {
+		return func() error {
+			read()
+			if st := r.breakerState(t, "database-replica-1"); st != want {
+				return fmt.Errorf("the replica's breaker is %v, want %v (%s)", st, want, why)
+			}
+			return nil
+		}
+	}
+	read()
+	if st := r.breakerState(t, "database-replica-1"); st != 0 {
+		t.Fatalf("the replica's breaker is %v before any fault, want 0 (closed)", st)
+	}
+
+	px.Down("replica")
+	testwait.Eventually(t, 30*time.Second, breakerIs(2, "the replica refuses connections"))
+	px.Up(t, "replica")
+	testwait.Eventually(t, 30*time.Second, breakerIs(0, "the replica is back"))
+
+	px.Add(t, "replica", "latency", `{"latency": 10000}`)
+	testwait.Eventually(t, 60*time.Second, breakerIs(2, "the replica takes 10 s to answer"))
+	px.Remove(t, "replica")
+	testwait.Eventually(t, 30*time.Second, breakerIs(0, "the replica is quick again"))
+
+	for _, dep := range []string{"database-read", "database-write"} {
+		if st := r.breakerState(t, dep); st != 0 {
+			t.Errorf("%s's breaker is %v, want 0 (closed): the replica's faults are not the primary's", dep, st)
+		}
+	}
+	t.Logf("%d catalog reads, every one answered", reads)
+}
