@@ -42,14 +42,21 @@ linear, below the count before, off any USL curve) are measured again; a
 contradiction that stays is printed as a warning above the table.
 
 scripts/cluster.sh up on a running cluster rescales it, so its scale
-command needs no down between counts. --prometheus URL reads each probe's
-CPU per process (by job and component), in-flight requests, jobs waiting
-and database pool waits from a Prometheus server scraping the replicas
-instead of watching processes here; a probe should span two scrapes or
-more. The server must run before scaleout starts: start the cluster with
-scripts/cluster.sh up 1 --prometheus, take the URL status prints, and
-give --scale-cmd 'scripts/cluster.sh up {n}' (a rescale keeps Prometheus
-on its port, and it follows the new replicas).
+command needs no down between counts. The cluster's nginx limits what
+each client address may send (docs/cluster.md), and all of the load
+comes from this one address: the examples turn the limits off with
+PERFSCALE_CLUSTER_CLIENT_LIMITS=off, or near them the capacity found is
+the limit's. A count whose capacity 429 Too Many Requests bounded is
+warned of above the table as not the system's.
+
+--prometheus URL reads each probe's CPU per process (by job and
+component), in-flight requests, jobs waiting and database pool waits
+from a Prometheus server scraping the replicas instead of watching
+processes here; a probe should span two scrapes or more. The server must
+run before scaleout starts: start the cluster with scripts/cluster.sh up
+1 --prometheus, take the URL status prints, and give --scale-cmd
+'PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh up {n}' (a
+rescale keeps Prometheus on its port, and it follows the new replicas).
 
 With --cpus, {cpu} in the scale command is the CPU per replica: the
 horizontal steps run at the first size, and one replica is also measured
@@ -66,13 +73,13 @@ probe, and an agent that dies fails the search (exit 3) naming it. Only
 agents on this machine count as the generator's CPU.
 
 Examples:
-  loadlab scaleout --scale-cmd 'scripts/cluster.sh up {n} --cpu 0.25' \
+  loadlab scaleout --scale-cmd 'PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh up {n} --cpu 0.25' \
       --down-cmd 'scripts/cluster.sh down' --replicas 1,2,4 --scenario shop --slo 50ms
-  loadlab scaleout --scale-cmd 'scripts/cluster.sh up {n} --cpu {cpu}' --down-cmd 'scripts/cluster.sh down' \
+  loadlab scaleout --scale-cmd 'PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh up {n} --cpu {cpu}' --down-cmd 'scripts/cluster.sh down' \
       --replicas 1,2,4 --cpus 0.25,0.5,1 --path /v1/menu --json scale.json --html scale.html
   loadlab scaleout --scale-cmd 'kubectl scale deployment/shop-api --replicas={n} >&2 && kubectl rollout status deployment/shop-api >&2 && echo http://shop.example/' \
       --down-cmd 'kubectl scale deployment/shop-api --replicas=1' --replicas 1,2,4,8
-  loadlab scaleout --agents 127.0.0.1:7071,127.0.0.1:7072 --scale-cmd 'scripts/cluster.sh up {n} --cpu 0.25' \
+  loadlab scaleout --agents 127.0.0.1:7071,127.0.0.1:7072 --scale-cmd 'PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh up {n} --cpu 0.25' \
       --down-cmd 'scripts/cluster.sh down' --replicas 1,2 --path /v1/menu
 
 Flags:

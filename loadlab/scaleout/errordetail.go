@@ -42,3 +42,37 @@ func errorDetail(p Probe) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// tooManyRequests counts the probe's answers of 429 Too Many Requests.
+func tooManyRequests(p Probe) int64 {
+	s, ok := p.Detail.(measure.Step)
+	if !ok || s.Load == nil {
+		return 0
+	}
+	var n int64
+	for _, e := range s.Load.Endpoints {
+		n += e.Errors.ByStatus["429"]
+	}
+	return n
+}
+
+// rateLimited says so when the errors that bounded the capacity are
+// mostly 429 Too Many Requests: the target refused this client's rate (a
+// per-client limit, which one generator on one address meets as though
+// it were one user), so the capacity found is the limit's, not the
+// system's, and a table of such counts measures how the limit grows with
+// the replicas ("" when not).
+func rateLimited(c Capacity, cfg Config) string {
+	b := c.Bound
+	if b.Requests == 0 || b.Errors == 0 || float64(b.Errors) < cfg.MaxErrorRate*float64(b.Requests) {
+		return ""
+	}
+	n := tooManyRequests(b)
+	if 2*n <= b.Errors {
+		return ""
+	}
+	return fmt.Sprintf("at %.0f req/s, the rate that bounded it, %d of the %d failed requests were 429 Too Many Requests: "+
+		"the target limited this client's rate, so the capacity is that limit's, not the system's; "+
+		"lift per-client limits for the measurement (scripts/cluster.sh: PERFSCALE_CLUSTER_CLIENT_LIMITS=off)",
+		b.Rate, n, b.Errors)
+}

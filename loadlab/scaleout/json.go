@@ -58,6 +58,7 @@ type jsonStep struct {
 	BaselineMS       float64               `json:"baseline_ms"`
 	Remeasured       bool                  `json:"remeasured"`
 	MachineLimited   string                `json:"machine_limited,omitempty"`
+	RateLimited      string                `json:"rate_limited,omitempty"`
 }
 
 func toJSON(s Step) jsonStep {
@@ -65,7 +66,7 @@ func toJSON(s Step) jsonStep {
 		Speedup: s.Speedup, Efficiency: s.Efficiency, P99: msOf(s.P99), Bottleneck: s.Bottleneck, Found: s.Found,
 		GeneratorLimited: s.GeneratorLimited, Probes: s.Probes, Warnings: s.Warnings, Watched: s.Watched,
 		Processes: append([]measure.ProcessStep{}, s.Processes...), BaselineMS: msOf(s.Baseline), Remeasured: s.Remeasured,
-		MachineLimited: s.MachineLimited}
+		MachineLimited: s.MachineLimited, RateLimited: s.RateLimited}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}

@@ -114,13 +114,18 @@ type Step struct {
 	// system's: the probe that bounded it failed, twice, while other work
 	// held the CPUs the system queued for (empty when not).
 	MachineLimited string
+	// RateLimited says why the capacity is a per-client limit's, not the
+	// system's: the errors that bounded it were mostly 429 Too Many
+	// Requests (empty when not). The result warns of it.
+	RateLimited string
 }
 
 // Result is a whole measurement.
 type Result struct {
 	// Warnings say why the table is not to be trusted: counts that
 	// contradict each other even when measured again (see
-	// contradictions).
+	// contradictions), and counts bound by a per-client limit
+	// (Step.RateLimited).
 	Warnings []string
 	SLO      time.Duration
 	Steps    []Step // horizontal: replicas
@@ -290,7 +295,23 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		res.Vertical = append(res.Vertical, s)
 	}
 	res.score()
+	res.warnRateLimited()
 	return res, nil
+}
+
+// warnRateLimited warns of every count whose capacity a per-client limit
+// set: measuring again would not help, the limit must be lifted.
+func (r *Result) warnRateLimited() {
+	for _, s := range r.Steps {
+		if s.RateLimited != "" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("not the system's capacity: %s: %s", countName(s.Replicas, s.CPU), s.RateLimited))
+		}
+	}
+	for i, s := range r.Vertical {
+		if s.RateLimited != "" && (i > 0 || len(r.Steps) == 0 || r.Steps[0].Replicas != 1) {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("not the system's capacity: %s: %s", countName(s.Replicas, s.CPU), s.RateLimited))
+		}
+	}
 }
 
 // remeasure measures again the counts that contradict the others, once;
@@ -398,6 +419,7 @@ func measureCount(ctx context.Context, cfg Config, n int, cpu, start float64, fi
 	}
 	step.Warnings = capacity.Best.Warnings
 	step.Bottleneck = bottleneckText(best, capacity, cfg)
+	step.RateLimited = rateLimited(capacity, cfg)
 	step.Baseline = c.drain.baseline
 	if capacity.Bound.Starved != "" {
 		step.MachineLimited = fmt.Sprintf("at %.0f req/s, the rate that bounded it, %s (measured twice)", capacity.Bound.Rate, capacity.Bound.Starved)
@@ -623,6 +645,9 @@ func errorBound(c Capacity, cfg Config) (string, bool) {
 		text += fmt.Sprintf("; the successful answers' p99 was %s, over the SLO too", measure.FormatMS(b.P99))
 	} else {
 		text += fmt.Sprintf("; the successful answers' p99 was %s, within the SLO", measure.FormatMS(b.P99))
+	}
+	if rateLimited(c, cfg) != "" {
+		text += "; the 429s are the target limiting this client's rate (a per-client limit), not its capacity"
 	}
 	if c.RPS == 0 {
 		text = "nothing met the SLO: " + text

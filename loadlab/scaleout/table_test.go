@@ -115,19 +115,70 @@ func TestAConsistentTableIsMeasuredOnce(t *testing.T) {
 	}
 }
 
-// A per-client limit answers 429 past 40 requests a second, at once: the
-// successful answers stay fast, and errors, not latency, bound the
-// capacity. The bottleneck says so, with the statuses, instead of "a
-// serial section".
+// A limit answers past 40 requests a second, at once: the successful
+// answers stay fast, and errors, not latency, bound the capacity. The
+// bottleneck says so, with the statuses, instead of "a serial section".
+// When the refusals are 429 Too Many Requests, a per-client limit (the
+// cluster's nginx has one) set the capacity, not the system: the result
+// warns that the table is not the system's and how to lift the limit. An
+// overloaded upstream's 503s are the system's own limit, and get no such
+// warning.
 func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		status      int
+		kind, cause string
+		rateLimited bool
+	}{
+		{http.StatusTooManyRequests, "4xx", "429 Too Many Requests", true},
+		{http.StatusServiceUnavailable, "5xx", "503 Service Unavailable", false},
+	} {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			t.Parallel() // the limit is set on the wall clock, far below the machine's rate
+			srv := limited(tt.status, 40)
+			defer srv.Close()
+			countFile := filepath.Join(t.TempDir(), "count")
+			res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := res.Steps[0]
+			if !strings.HasPrefix(s.Bottleneck, "errors, not latency: at ") || !strings.Contains(s.Bottleneck, tt.kind) ||
+				!strings.Contains(s.Bottleneck, "GET / got "+tt.cause+" ×") ||
+				!strings.Contains(s.Bottleneck, "within the SLO") {
+				t.Fatalf("capacity %.0f req/s, bottleneck %q; want errors (%s) named", s.CapacityRPS, s.Bottleneck, tt.kind)
+			}
+			warned := len(res.Warnings) == 1 && strings.HasPrefix(res.Warnings[0], "not the system's capacity: 1 replica: at ") &&
+				strings.Contains(res.Warnings[0], "were 429 Too Many Requests") && strings.Contains(res.Warnings[0], "PERFSCALE_CLUSTER_CLIENT_LIMITS=off") &&
+				s.RateLimited != "" && strings.Contains(s.Bottleneck, "per-client limit")
+			if tt.rateLimited && !warned {
+				t.Fatalf("a capacity bound by 429s: warnings %q, bottleneck %q, rate limited %q; want the per-client limit named", res.Warnings, s.Bottleneck, s.RateLimited)
+			}
+			if !tt.rateLimited && (len(res.Warnings) > 0 || s.RateLimited != "" || strings.Contains(s.Bottleneck, "per-client")) {
+				t.Fatalf("a capacity bound by %ss: warnings %q, bottleneck %q, rate limited %q; want no per-client limit named", tt.cause, res.Warnings, s.Bottleneck, s.RateLimited)
+			}
+			doc, err := json.Marshal(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.rateLimited != strings.Contains(string(doc), `"rate_limited":"at `) {
+				t.Fatalf("JSON %s", doc)
+			}
+		})
+	}
+}
+
+// limited answers up to perSecond requests a second (with a burst of a
+// second's worth) and the rest at once with the given status.
+func limited(status int, perSecond int) *httptest.Server {
 	var mu sync.Mutex
 	var next time.Time
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		const every = 25 * time.Millisecond
+	every := time.Second / time.Duration(perSecond)
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		now := time.Now()
-		if next.Before(now.Add(-40 * every)) {
-			next = now.Add(-40 * every) // a burst of a second's worth
+		if next.Before(now.Add(-time.Duration(perSecond) * every)) {
+			next = now.Add(-time.Duration(perSecond) * every)
 		}
 		allowed := !next.After(now)
 		if allowed {
@@ -135,21 +186,9 @@ func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
 		}
 		mu.Unlock()
 		if !allowed {
-			w.WriteHeader(http.StatusTooManyRequests)
+			w.WriteHeader(status)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	}))
-	defer srv.Close()
-	countFile := filepath.Join(t.TempDir(), "count")
-	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := res.Steps[0]
-	if !strings.HasPrefix(s.Bottleneck, "errors, not latency: at ") || !strings.Contains(s.Bottleneck, "4xx") ||
-		!strings.Contains(s.Bottleneck, "GET / got 429 Too Many Requests ×") ||
-		!strings.Contains(s.Bottleneck, "within the SLO") {
-		t.Fatalf("capacity %.0f req/s, bottleneck %q; want errors (4xx) named", s.CapacityRPS, s.Bottleneck)
-	}
 }
