@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	// The help examples and the table test at once: their systems serve
+	// on virtual clocks and take little CPU (two at a time, the package
+	// took 250 s at a load average of 27, 213 s of it these five).
+	testsystem.MeasureInParallel(8)
 	os.Exit(m.Run())
 }
 
@@ -205,6 +209,9 @@ func TestScaleoutHelpExamplesRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the test system once per example; skipped with -short")
 	}
+	// Beside the table test, after the sequential tests: they weigh and
+	// unweigh this process for themselves.
+	t.Parallel()
 	// The lab (this process and the virtual-clock systems it starts) at the
 	// test system's CPU weight, for these and the table test beside them:
 	// at the default weight, at a load average of 36, each count's probes

@@ -22,6 +22,10 @@ func TestMain(m *testing.M) {
 	if testsystem.Main() {
 		return
 	}
+	// Every measurement at once: each is held by a virtual clock or a
+	// CPU quota, and the generator's few hundred requests a second fit
+	// beside the others.
+	testsystem.MeasureInParallel(12)
 	os.Exit(runWeighed(m))
 }
 
@@ -252,6 +256,7 @@ func TestScaleoutNamesTheBottleneck(t *testing.T) {
 // The down command runs when the scale command fails, when its output is
 // not a URL, and when the measurement is cancelled (Ctrl-C).
 func TestScaleoutAlwaysRunsTheDownCommand(t *testing.T) {
+	t.Parallel() // beside the measurements: its own are short, on virtual clocks
 	t.Run("scale command fails at the second count", func(t *testing.T) {
 		t.Parallel() // virtual-clock replicas
 		// 50 req/s a replica: the first count's search is a few probes.
