@@ -2,13 +2,18 @@ package load
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -56,5 +61,34 @@ func TestTransportCauses(t *testing.T) {
 		if got := bodySample([]byte(body)); got != want {
 			t.Errorf("bodySample(%q) = %q, want %q", body, got, want)
 		}
+	}
+}
+
+// fasthttp's connections are given the request's timeout, not fasthttp's
+// own 3 s: on a starved machine a run reported requests as failed that
+// never reached the target, while net/http waited the whole timeout.
+func TestConnectingHasTheRequestTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var given []time.Duration
+	dial := dialTCP
+	defer func() { dialTCP = dial }()
+	dialTCP = func(addr string, left time.Duration) (net.Conn, error) {
+		mu.Lock()
+		given = append(given, left)
+		mu.Unlock()
+		return dial(addr, left)
+	}
+	const timeout = 20 * time.Second
+	s := newFastSender(4, timeout)
+	defer s.close()
+	if out, _ := s.send(context.Background(), &Request{Method: "GET", URL: srv.URL}, false, nil); out.kind != okKind {
+		t.Fatalf("request failed: %v", out.err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(given) != 1 || given[0] <= fasthttp.DefaultDialTimeout || given[0] > timeout {
+		t.Fatalf("connections dialled with timeouts %v, want one within the request's %v (fasthttp's own is %v)", given, timeout, fasthttp.DefaultDialTimeout)
 	}
 }

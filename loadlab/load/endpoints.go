@@ -71,7 +71,7 @@ func transportCause(out outcome, timeoutCause string) string {
 	var dns *net.DNSError
 	switch {
 	case errors.Is(err, fasthttp.ErrDialTimeout):
-		// fasthttp's dialer gives up on its own, shorter, deadline.
+		// The request's timeout ran out while connecting.
 		return "timeout connecting"
 	case out.kind == timeoutKind:
 		return timeoutCause
