@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -23,7 +24,8 @@ import (
 // killed), one checkout storm through nginx, and one fault after another:
 // each of 1 s latency, connections reset, a blackhole for 10 s and a
 // bandwidth of 8 KB/s between the replicas and each service, and kill -9
-// of a replica, the worker, Redis and NATS (started again 5 s later), and
+// of a replica, the worker, PostgreSQL (a server of a second cluster's
+// own, with its backends), Redis and NATS (started again 5 s later), and
 // an nginx reload. Per fault: the storm's failed tries by status while it
 // lasted, the longest try, and the time from the fault's end to the last
 // failure after it (recovery). At the end, the checker of the fault proof
@@ -44,8 +46,20 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	requireServices(t)
 	rds, nts := redistest.Start(t), natstest.Start(t)
+	// PostgreSQL is a server of a cluster's own, so that it can be killed
+	// (cluster.sh kill-db) and started again (start-db) without touching
+	// the machine's shared server; that cluster's replica and worker are
+	// not used and are stopped at once.
+	dbc := startCluster(t, nil, "1")
+	dbc.mustScript("kill-replica", "1")
+	dbc.mustScript("kill-replica", "worker")
+	_, dbURLs := dbc.databases()
+	server, err := url.Parse(dbURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	tox := toxitest.New(t, map[string]string{
-		"postgres": "127.0.0.1:5432",
+		"postgres": server.Host,
 		"redis":    strings.TrimSuffix(strings.TrimPrefix(rds.URL(), "redis://"), "/0"),
 		"nats":     strings.TrimPrefix(nts.URL(), "nats://"),
 	})
@@ -69,7 +83,7 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	initial := totalStock(t, urls)
 
-	faults := faultList(t, c, tox, rds, nts)
+	faults := faultList(t, c, dbc, tox, rds, nts)
 	if which != "all" {
 		var chosen []fault
 		for _, name := range strings.Split(which, ",") {
@@ -139,7 +153,7 @@ type fault struct {
 	hold         time.Duration // between inject and heal
 }
 
-func faultList(t *testing.T, c *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server) []fault {
+func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server) []fault {
 	var fs []fault
 	for _, target := range []string{"postgres", "redis", "nats"} {
 		for _, tx := range []struct {
@@ -164,6 +178,10 @@ func faultList(t *testing.T, c *cluster, tox *toxitest.Proxies, rds *redistest.S
 			inject: func() { c.mustScript("kill-replica", "1") }, heal: func() { c.mustScript("start-replica", "1") }},
 		fault{name: "kill -9 worker", target: "worker", hold: restartAfter,
 			inject: func() { c.mustScript("kill-replica", "worker") }, heal: func() { c.mustScript("start-replica", "worker") }},
+		// The server with its backends, at once, as a crash would; it
+		// replays its WAL when started again.
+		fault{name: "kill -9 postgres", target: "postgres", hold: restartAfter,
+			inject: func() { dbc.mustScript("kill-db", "1") }, heal: func() { dbc.mustScript("start-db", "1") }},
 		fault{name: "kill -9 redis", target: "redis", hold: restartAfter, inject: rds.Kill, heal: rds.Start},
 		fault{name: "kill -9 nats", target: "nats", hold: restartAfter, inject: nts.Kill, heal: nts.Start},
 		fault{name: "nginx reload", target: "nginx", inject: func() {
