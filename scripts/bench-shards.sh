@@ -13,8 +13,23 @@
 # of building ./cmd/shop). Prints the load average before and
 # after each run; docs/scaleout.md says why C and D are what they are.
 # Needs what scripts/cluster.sh needs.
+#
+# RUNS=checkout measures issue 20's other goal instead: a checkout on
+# SHARDS (3) shards against one on one database, p50 at one user, in 10
+# alternating rounds of N (30) checkouts each way, on databases of the
+# PostgreSQL server at PGHOST/PGPORT (TestCheckoutCostOnShardsAgainstOneDatabase
+# in shop/sharded; each round's load average is printed, and a run with a
+# round above twice the cores is flagged, not a result).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${RUNS:-}" = checkout ]; then
+  echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), load average before $(cut -d' ' -f1-3 /proc/loadavg)"
+  SHOP_CHECKOUT_ROUNDS=${N:-30} SHOP_CHECKOUT_SHARDS=${SHARDS:-3} \
+    go test ./shop/sharded/ -run '^TestCheckoutCostOnShardsAgainstOneDatabase$' -count=1 -v \
+    | sed -n 's/^ *cost_test.go:[0-9]*: //p'
+  echo "load average after $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit "${PIPESTATUS[0]}"
+fi
 c=${C:-0.1}
 d=${D:-0.15}
 slo=${SLO:-100ms}
