@@ -39,8 +39,8 @@ func (db *DB) ClaimShard(ctx context.Context, number int) error {
 // up to half the quota when that is more (so the next checkouts find
 // quota where the demand is), none when the quota is below need... unless
 // partial is true, when it takes what there is. It records the transfer
-// as sent in the same transaction and reports the units taken (0: none).
-func (db *DB) DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (int64, error) {
+// as sent in the same transaction and reports it (Units 0: none taken).
+func (db *DB) DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (shard.Transfer, error) {
 	return db.debit(ctx, id, item, to, func(quota int64) int64 {
 		taken := min(quota, max(need, quota/2))
 		if taken < need && !partial {
@@ -53,51 +53,96 @@ func (db *DB) DebitQuota(ctx context.Context, id string, item, need int64, to in
 // MoveQuota takes units of item's quota for shard to, or what there is
 // when the quota is smaller (the rebalancer's move, planned from a reading
 // that checkouts have since sold from), recording the transfer as sent in
-// the same transaction; it reports the units taken (0: none).
-func (db *DB) MoveQuota(ctx context.Context, id string, item, units int64, to int) (int64, error) {
+// the same transaction; it reports the transfer (Units 0: none taken).
+func (db *DB) MoveQuota(ctx context.Context, id string, item, units int64, to int) (shard.Transfer, error) {
 	return db.debit(ctx, id, item, to, func(quota int64) int64 { return min(quota, units) })
 }
 
 // debit takes take(quota) units of item's quota, locked, with the
-// transfer's row, in one transaction.
-func (db *DB) debit(ctx context.Context, id string, item int64, to int, take func(quota int64) int64) (int64, error) {
-	var taken int64
+// transfer's row (the quota's epoch in it), in one transaction.
+func (db *DB) debit(ctx context.Context, id string, item int64, to int, take func(quota int64) int64) (shard.Transfer, error) {
+	t := shard.Transfer{ID: id, Item: item, To: to}
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		var quota int64
-		err := tx.QueryRow(ctx, `SELECT stock FROM items WHERE id = $1 FOR UPDATE`, item).Scan(&quota)
+		err := tx.QueryRow(ctx, `SELECT stock, quota_epoch FROM items WHERE id = $1 FOR UPDATE`, item).Scan(&quota, &t.Epoch)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return shop.Errorf(shop.ENOTFOUND, "item %d does not exist", item)
 		}
 		if err != nil {
 			return err
 		}
-		if taken = take(quota); taken <= 0 {
-			taken = 0
+		if t.Units = take(quota); t.Units <= 0 {
+			t.Units = 0
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE items SET stock = stock - $2 WHERE id = $1`, item, taken); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE items SET stock = stock - $2 WHERE id = $1`, item, t.Units); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO quota_transfers (id, item_id, units, to_shard) VALUES ($1, $2, $3, $4)`, id, item, taken, to+1)
+		_, err = tx.Exec(ctx, `INSERT INTO quota_transfers (id, item_id, units, to_shard, epoch) VALUES ($1, $2, $3, $4, $5)`, id, item, t.Units, to+1, t.Epoch)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("debit quota of item %d: %w", item, err)
+		return shard.Transfer{}, fmt.Errorf("debit quota of item %d: %w", item, err)
 	}
-	return taken, nil
+	return t, nil
 }
 
-// CreditQuota adds a transfer's units to this shard's quota once: a
-// second credit of the same transfer adds nothing. applied says whether
-// this call added them.
-func (db *DB) CreditQuota(ctx context.Context, t shard.Transfer) (applied bool, err error) {
-	tag, err := db.primary.Exec(ctx, `WITH t AS (
-			INSERT INTO quota_received (id, item_id, units) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING item_id, units)
-		UPDATE items SET stock = items.stock + t.units FROM t WHERE items.id = t.item_id`, t.ID, t.Item, t.Units)
-	if err != nil {
-		return false, fmt.Errorf("credit quota of item %d: %w", t.Item, unavailable(err))
+// CreditQuota adds a transfer's units to this shard's quota once, if
+// this shard's quota was set by the admin change the donor's was when it
+// was debited (shard.Credit says what it did). The item's row is locked
+// first, so an admin change setting the quota runs before the credit or
+// after it, never between its check and its addition.
+func (db *DB) CreditQuota(ctx context.Context, t shard.Transfer) (shard.Credit, error) {
+	var epoch *int64
+	var recorded bool
+	err := db.primary.QueryRow(ctx, `WITH it AS MATERIALIZED (
+			SELECT quota_epoch FROM items WHERE id = $2 FOR UPDATE
+		), rec AS (
+			INSERT INTO quota_received (id, item_id, units)
+			SELECT $1, $2, CASE WHEN it.quota_epoch = $4 THEN $3::BIGINT ELSE 0 END FROM it WHERE it.quota_epoch >= $4
+			ON CONFLICT (id) DO NOTHING RETURNING units
+		), added AS (
+			UPDATE items SET stock = items.stock + rec.units FROM rec WHERE items.id = $2 AND rec.units > 0
+		)
+		SELECT (SELECT quota_epoch FROM it), EXISTS (SELECT 1 FROM rec)`, t.ID, t.Item, t.Units, t.Epoch).Scan(&epoch, &recorded)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("credit quota of item %d: %w", t.Item, unavailable(err))
+	case epoch == nil:
+		return 0, shop.Errorf(shop.ENOTFOUND, "credit quota: item %d does not exist on this shard", t.Item)
+	case *epoch < t.Epoch:
+		return shard.Waits, nil
+	case !recorded:
+		return shard.CreditedBefore, nil
+	case *epoch > t.Epoch:
+		return shard.Superseded, nil
 	}
-	return tag.RowsAffected() == 1, nil
+	return shard.Credited, nil
+}
+
+// SetQuota sets this shard's quota of item to units by the admin stock
+// change numbered epoch, unless a later change set it already (set is
+// then false); epoch 0 numbers a new change, one past this shard's last:
+// the catalog's home numbers every change. It reports the change's
+// number.
+func (db *DB) SetQuota(ctx context.Context, item, units, epoch int64) (applied int64, set bool, err error) {
+	err = db.primary.QueryRow(ctx, `UPDATE items SET stock = $2,
+			quota_epoch = CASE WHEN $3::BIGINT = 0 THEN quota_epoch + 1 ELSE $3::BIGINT END
+		WHERE id = $1 AND ($3::BIGINT = 0 OR quota_epoch < $3::BIGINT) RETURNING quota_epoch`, item, units, epoch).Scan(&applied)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// A later change set it, or there is no such item.
+		err = db.primary.QueryRow(ctx, `SELECT quota_epoch FROM items WHERE id = $1`, item).Scan(&applied)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, false, shop.Errorf(shop.ENOTFOUND, "item %d does not exist", item)
+		}
+		if err == nil {
+			return epoch, false, nil
+		}
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("set quota of item %d: %w", item, unavailable(err))
+	}
+	return applied, true, nil
 }
 
 // MarkTransferReceived records on the donor that the receiver has the
@@ -112,7 +157,7 @@ func (db *DB) MarkTransferReceived(ctx context.Context, id string) error {
 // SentTransfers are the transfers debited here at least olderThan ago and
 // not yet marked received: what a crash between debit and credit left.
 func (db *DB) SentTransfers(ctx context.Context, olderThan time.Duration, limit int) ([]shard.Transfer, error) {
-	rows, err := db.primary.Query(ctx, `SELECT id, item_id, units, to_shard - 1 FROM quota_transfers
+	rows, err := db.primary.Query(ctx, `SELECT id, item_id, units, to_shard - 1, epoch FROM quota_transfers
 		WHERE state = 'sent' AND created_at <= now() - $1::INTERVAL ORDER BY created_at LIMIT $2`, olderThan, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sent transfers: %w", unavailable(err))

@@ -105,13 +105,37 @@ func SeqOfID(id int64) int64 { return id >> bucketBits }
 
 // Transfer is a move of quota (escrow, docs/sharding.md) between shards:
 // Units of Item debited on the shard that records it, for shard To (from
-// 0). ID makes its credit apply once however often it is retried.
+// 0). ID makes its credit apply once however often it is retried. Epoch
+// is the number of the admin stock change the donor's quota was set by
+// when it was debited: the receiver credits it at that epoch only
+// (Credit).
 type Transfer struct {
 	ID    string
 	Item  int64
 	Units int64
 	To    int
+	Epoch int64
 }
+
+// Credit is what a receiver did with a transfer's credit.
+type Credit int
+
+const (
+	// Credited: the units were added to the receiver's quota.
+	Credited Credit = iota
+	// CreditedBefore: an earlier credit of the transfer was done (added
+	// or dropped); this one did nothing.
+	CreditedBefore
+	// Superseded: an admin stock change set the receiver's quota after
+	// the donor was debited (and set the donor's after the debit too), so
+	// the units are in that change's figure: dropped, recorded as done.
+	Superseded
+	// Waits: the receiver has not yet had the admin change the donor's
+	// quota was set by when it was debited, which will replace the
+	// receiver's quota: credited now, the units would be lost. The
+	// transfer stays sent; a credit after the change adds them.
+	Waits
+)
 
 // Share is shard k's (from 0) quota of a stock of n units over s shards:
 // n/s each, the first n%s shards one more, so the shares add up to n and

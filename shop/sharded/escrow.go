@@ -109,38 +109,53 @@ func (s *Store) borrow(ctx context.Context, k int, item, need int64, partial boo
 	everyone = true
 	for i := 1; i < len(s.shards) && got < need; i++ {
 		d := (k + i) % len(s.shards)
-		id := transferID()
-		n, err := s.shards[d].Escrow.DebitQuota(ctx, id, item, need-got, k, partial)
+		t, err := s.shards[d].Escrow.DebitQuota(ctx, transferID(), item, need-got, k, partial)
 		if err != nil {
 			everyone = false
 			s.log.WarnContext(ctx, "quota not borrowed", "item", item, "from_shard", d+1, "error", err)
 			continue
 		}
-		if n == 0 {
+		if t.Units == 0 {
 			continue
 		}
-		t := shard.Transfer{ID: id, Item: item, Units: n, To: k}
-		if err := s.deliver(ctx, d, t); err != nil {
-			s.log.WarnContext(ctx, "transfer left to the reconciler", "transfer", id, "error", err)
+		arrived, err := s.deliver(ctx, d, t)
+		if err != nil {
+			s.log.WarnContext(ctx, "transfer left to the reconciler", "transfer", t.ID, "error", err)
 			return got, false
 		}
-		got += n
+		if arrived {
+			got += t.Units
+		}
 	}
 	return got, everyone
 }
 
-// deliver credits a transfer debited on shard from and marks it received.
-func (s *Store) deliver(ctx context.Context, from int, t shard.Transfer) error {
+// errTransferWaits: the receiver has not yet had the admin stock change
+// the donor had when it was debited (shard.Waits); the transfer stays
+// sent, for the reconciler to credit once the change reaches it.
+var errTransferWaits = errors.New("the receiving shard has not had the admin's last stock change yet")
+
+// deliver credits a transfer debited on shard from and marks it received;
+// arrived is false when an admin stock change superseded it (its units
+// dropped, shard.Superseded).
+func (s *Store) deliver(ctx context.Context, from int, t shard.Transfer) (arrived bool, err error) {
 	if t.To < 0 || t.To >= len(s.shards) {
-		return fmt.Errorf("transfer %s is for shard %d, there are %d", t.ID, t.To+1, len(s.shards))
+		return false, fmt.Errorf("transfer %s is for shard %d, there are %d", t.ID, t.To+1, len(s.shards))
 	}
-	if _, err := s.shards[t.To].Escrow.CreditQuota(ctx, t); err != nil {
-		return fmt.Errorf("credit shard %d: %w", t.To+1, err)
+	if h := s.hooks.beforeCredit; h != nil {
+		h(t)
+	}
+	c, err := s.shards[t.To].Escrow.CreditQuota(ctx, t)
+	if err != nil {
+		return false, fmt.Errorf("credit shard %d: %w", t.To+1, err)
+	}
+	if c == shard.Waits {
+		return false, fmt.Errorf("credit shard %d: %w", t.To+1, errTransferWaits)
 	}
 	if err := s.shards[from].Escrow.MarkTransferReceived(ctx, t.ID); err != nil {
-		return fmt.Errorf("mark received on shard %d: %w", from+1, err)
+		return false, fmt.Errorf("mark received on shard %d: %w", from+1, err)
 	}
-	return nil
+	return c != shard.Superseded, nil
 }
 
 func transferID() string {
@@ -151,23 +166,20 @@ func transferID() string {
 
 // UpdateItem applies an admin change on every shard, the catalog's home
 // first (an unknown item is refused there and changes nothing): a new
-// stock N is split into quotas (shard.Share), a price or availability is
-// copied. The item returned carries the whole stock. A shard that fails
-// is named in the error; repeating the change applies it again whole
-// (docs/sharding.md).
+// stock N is split into quotas (shard.Share), each shard's set with the
+// change's number (SetQuota; the home numbers it), so a quota transfer
+// under way is credited only where it does not undo the change
+// (shard.Credit, docs/sharding.md); a price or availability is copied.
+// The item returned carries the whole stock. A shard that fails is named
+// in the error; repeating the change applies it again whole.
 func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*shop.Item, error) {
 	if err := u.Validate(); err != nil {
 		return nil, err
 	}
 	var first *shop.Item
-	var stock int64
+	var epoch, stock int64
 	for k, sh := range s.shards {
-		uk := u
-		if u.Stock != nil {
-			q := shard.Share(*u.Stock, len(s.shards), k)
-			uk.Stock = &q
-		}
-		it, err := sh.Store.UpdateItem(ctx, id, uk)
+		it, err := s.updateShard(ctx, k, sh, id, u, &epoch)
 		if err != nil {
 			if k == 0 {
 				return nil, err
@@ -177,18 +189,46 @@ func (s *Store) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*s
 		if k == 0 {
 			first = it
 		}
-		stock += it.Stock
+		if u.Stock == nil {
+			stock += it.Stock
+		}
 	}
 	if u.Stock != nil {
 		if err := s.home().Escrow.RestockedEpoch(ctx, id, *u.Stock == 0); err != nil {
 			return nil, err
 		}
+		stock = *u.Stock
 	}
 	// Every shard's row came back with its quota: their sum is the stock
 	// (less units in a transfer under way).
 	first.Stock = stock
 	s.setFigure(id, stock)
 	return first, nil
+}
+
+// updateShard applies u on shard k: its quota by SetQuota with the
+// change's number (epoch, set by the home's, k 0), the rest by the
+// shard's store. It returns the shard's item.
+func (s *Store) updateShard(ctx context.Context, k int, sh Shard, id int64, u shop.ItemUpdate, epoch *int64) (*shop.Item, error) {
+	if u.Stock != nil {
+		e, _, err := sh.Escrow.SetQuota(ctx, id, shard.Share(*u.Stock, len(s.shards), k), *epoch)
+		if err != nil {
+			return nil, err
+		}
+		*epoch = e
+		if h := s.hooks.afterQuotaSet; h != nil {
+			h(k)
+		}
+	}
+	rest := u
+	rest.Stock = nil
+	if rest.PriceCents == nil && rest.Available == nil {
+		if k > 0 {
+			return nil, nil
+		}
+		return sh.Store.Item(ctx, id)
+	}
+	return sh.Store.UpdateItem(ctx, id, rest)
 }
 
 // Seed seeds each shard's empty catalog with its quotas of items

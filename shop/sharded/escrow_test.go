@@ -92,7 +92,8 @@ func TestReconcilerFinishesATransferCutShort(t *testing.T) {
 	items[0].Stock = 30
 	b := openShards(t, 3, items, nil)
 	routed := b.Sharded
-	debited, err := b.Postgres.DebitQuota(ctx, "cut-short", 1, 4, 2, false) // shard 1's quota for shard 3
+	t0, err := b.Postgres.DebitQuota(ctx, "cut-short", 1, 4, 2, false) // shard 1's quota for shard 3
+	debited := t0.Units
 	if err != nil || debited < 4 {
 		t.Fatalf("debit: %d, %v", debited, err)
 	}

@@ -150,15 +150,21 @@ func (r *Rebalancer) decay() {
 // move debits up to units of item on shard from for shard to and credits
 // them; a transfer debited and not credited is left to Reconcile.
 func (r *Rebalancer) move(ctx context.Context, from, to int, item, units int64) (int64, error) {
-	id := transferID()
-	n, err := r.s.shards[from].Escrow.MoveQuota(ctx, id, item, units, to)
-	if err != nil || n == 0 {
+	t, err := r.s.shards[from].Escrow.MoveQuota(ctx, transferID(), item, units, to)
+	if err != nil || t.Units == 0 {
 		return 0, err
 	}
-	if err := r.s.deliver(ctx, from, shard.Transfer{ID: id, Item: item, Units: n, To: to}); err != nil {
-		return n, fmt.Errorf("transfer %s left to the reconciler: %w", id, err)
+	arrived, err := r.s.deliver(ctx, from, t)
+	if errors.Is(err, errTransferWaits) {
+		return t.Units, nil // in flight until the admin's change reaches the receiver; the reconciler credits it
 	}
-	return n, nil
+	if err != nil {
+		return t.Units, fmt.Errorf("transfer %s left to the reconciler: %w", t.ID, err)
+	}
+	if !arrived {
+		return 0, nil // an admin change set the stock since: nothing moved
+	}
+	return t.Units, nil
 }
 
 // itemsOf is every item some shard has quota of, in id order.

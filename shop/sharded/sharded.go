@@ -30,13 +30,19 @@ import (
 type Escrow interface {
 	// DebitQuota takes at least need units of item's quota (all there is
 	// if partial and less) for shard to, recording the transfer id as
-	// sent in the same transaction; it reports the units taken.
-	DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (int64, error)
-	// CreditQuota adds a transfer's units to the quota once.
+	// sent in the same transaction; it reports the transfer (Units 0:
+	// none taken).
+	DebitQuota(ctx context.Context, id string, item, need int64, to int, partial bool) (shard.Transfer, error)
 	// MoveQuota takes units of item's quota (what there is if less) for
 	// shard to, recording the transfer id as sent: the rebalancer's debit.
-	MoveQuota(ctx context.Context, id string, item, units int64, to int) (int64, error)
-	CreditQuota(ctx context.Context, t shard.Transfer) (bool, error)
+	MoveQuota(ctx context.Context, id string, item, units int64, to int) (shard.Transfer, error)
+	// CreditQuota adds a transfer's units to the quota once, at the
+	// transfer's epoch only (shard.Credit).
+	CreditQuota(ctx context.Context, t shard.Transfer) (shard.Credit, error)
+	// SetQuota sets item's quota by the admin stock change numbered
+	// epoch unless a later one set it (epoch 0: a new change, numbered
+	// here); it reports the change's number.
+	SetQuota(ctx context.Context, item, units, epoch int64) (applied int64, set bool, err error)
 	MarkTransferReceived(ctx context.Context, id string) error
 	// SentTransfers are the debited transfers not yet marked received.
 	SentTransfers(ctx context.Context, olderThan time.Duration, limit int) ([]shard.Transfer, error)
@@ -79,6 +85,14 @@ type Store struct {
 	figuresMu sync.Mutex
 	// jobRows is each shard's confirmation job row (SetConfirmationJobs).
 	jobRows atomic.Pointer[func(k int) shop.JobRow]
+	hooks   hooks
+}
+
+// hooks are the tests' places to stop a quota transfer or an admin stock
+// change in the middle (export_test.go); nil in the service.
+type hooks struct {
+	beforeCredit  func(t shard.Transfer) // a transfer debited, its credit next
+	afterQuotaSet func(k int)            // an admin change set shard k's quota
 }
 
 var _ shop.Store = (*Store)(nil)
