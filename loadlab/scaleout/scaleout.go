@@ -610,7 +610,13 @@ func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 	if b == nil {
 		var parts []string
 		for _, l := range loads {
-			parts = append(parts, l.Name+" "+l.Describe())
+			part := l.Name + " " + l.Describe()
+			if l.Suspect {
+				// The monitoring (--prometheus) or a process not seen
+				// connected: listed, never named the bottleneck.
+				part += " (not counted)"
+			}
+			parts = append(parts, part)
 		}
 		return fmt.Sprintf("no process CPU-bound (%s; loadlab %.2f cores): a serial section or a limit that is not CPU", strings.Join(parts, "; "), best.GeneratorCPUCores)
 	}
