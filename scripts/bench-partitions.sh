@@ -8,7 +8,10 @@
 # minutes on a loaded 2-core machine, several GB) and dropped at the end:
 # a database that size on a shared server slows every test that copies
 # the server (the replica tests' pg_basebackup). KEEP=1 keeps them for a
-# later run, which then measures without generating.
+# later run, which then measures without generating. On a server that
+# loads pg_stat_statements with track_io_timing on (the cluster's own), it
+# also writes the page's time in the server and the part spent reading
+# blocks from outside shared buffers.
 #   SIZES=100000,10000000 MONTHS=12 ROUNDS=6 scripts/bench-partitions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,7 +25,10 @@ import (
 // SHOP_GROWTH_SIZES set (e.g. 100000,10000000). Each size's database,
 // shop_growth_<size> on the test server, is generated once with
 // set-based SQL over SHOP_GROWTH_MONTHS months (default 12) and kept for
-// later runs.
+// later runs. Where the server loads pg_stat_statements and has
+// track_io_timing on (the cluster's own server does), it also writes the
+// page statement's time in the server and the part of it spent reading
+// blocks from outside shared buffers.
 func TestOrderGrowth(t *testing.T) {
 	sizesEnv := os.Getenv("SHOP_GROWTH_SIZES")
 	if sizesEnv == "" {
@@ -56,6 +59,10 @@ func TestOrderGrowth(t *testing.T) {
 	}
 	if rounds == 0 {
 		return
+	}
+	statements := true
+	for _, d := range dbs {
+		statements = statements && resetStatements(t, d.b)
 	}
 	type key struct {
 		n  int
@@ -131,7 +138,51 @@ func TestOrderGrowth(t *testing.T) {
 				per(0), per(1), per(2), per(3))
 		}
 	}
+	if statements {
+		// The server's own time for a page, and how much of it went to
+		// reading blocks from outside shared buffers (track_io_timing).
+		t.Logf("%-10s %-10s %8s %14s %12s %16s", "orders", "server", "mean ms", "blocks read", "reading ms", "the rest ms")
+		for _, d := range dbs {
+			mean, read, readMs := pageStatement(t, d.b)
+			t.Logf("%-10d %-10s %8.3f %14.2f %12.3f %16.3f", d.n, "my orders", mean, read, readMs, mean-readMs)
+		}
+	}
 	t.Logf("%s load average %s", time.Now().UTC().Format(time.RFC3339), loadAverage())
+}
+
+// resetStatements empties pg_stat_statements for the database; false
+// (logged) where the server does not load it or times no reads.
+func resetStatements(t *testing.T, b *backend.Backend) bool {
+	t.Helper()
+	ctx := context.Background()
+	var timing string
+	if err := b.Postgres.Pool().QueryRow(ctx, `SHOW track_io_timing`).Scan(&timing); err != nil || timing != "on" {
+		t.Logf("no server-side times: track_io_timing is %q (%v)", timing, err)
+		return false
+	}
+	for _, q := range []string{`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`,
+		`SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)`} {
+		if _, err := b.Postgres.Pool().Exec(ctx, q); err != nil {
+			t.Logf("no server-side times: %v", err)
+			return false
+		}
+	}
+	return true
+}
+
+// pageStatement is the "my orders" statement's mean execution time, the
+// blocks it read from outside shared buffers and the time those reads
+// took, per call, in the database.
+func pageStatement(t *testing.T, b *backend.Backend) (meanMs, blocksRead, readMs float64) {
+	t.Helper()
+	if err := b.Postgres.Pool().QueryRow(context.Background(), `SELECT
+			SUM(total_exec_time) / SUM(calls), SUM(shared_blks_read)::float8 / SUM(calls), SUM(blk_read_time) / SUM(calls)
+		FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query LIKE 'WITH page AS%'`).
+		Scan(&meanMs, &blocksRead, &readMs); err != nil {
+		t.Fatalf("the page's statement in pg_stat_statements: %v", err)
+	}
+	return meanMs, blocksRead, readMs
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
