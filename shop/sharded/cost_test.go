@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
@@ -51,11 +54,23 @@ func TestCheckoutCostOnShardsAgainstOneDatabase(t *testing.T) {
 	type side struct {
 		name  string
 		b     *backend.Backend
+		rt    *pgtest.RoundTrips
+		trips int
 		taken []time.Duration
 		p50s  []time.Duration
 	}
-	one := &side{name: "one database", b: openSeeded(t, backend.Config{DatabaseURL: newShardDatabase(t)}, items)}
-	shards := &side{name: fmt.Sprintf("%d shards", s), b: openShards(t, s, items, nil)}
+	open := func(name string, cfg backend.Config) *side {
+		sd := &side{name: name, rt: &pgtest.RoundTrips{}}
+		cfg.Postgres.ConnConfig = func(c *pgx.ConnConfig) { c.DialFunc = sd.rt.Dial }
+		sd.b = openSeeded(t, cfg, items)
+		return sd
+	}
+	one := open("one database", backend.Config{DatabaseURL: newShardDatabase(t)})
+	var urls []string
+	for range s {
+		urls = append(urls, newShardDatabase(t))
+	}
+	shards := open(fmt.Sprintf("%d shards", s), backend.Config{ShardURLs: urls})
 	checkout := func(sd *side, key string) time.Duration {
 		t.Helper()
 		_, hash := shop.NewToken()
@@ -65,10 +80,11 @@ func TestCheckoutCostOnShardsAgainstOneDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		start := time.Now()
+		trips, start := sd.rt.Count(), time.Now()
 		_, created, err := sd.b.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: key,
 			Checkout: shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}})
 		took := time.Since(start)
+		sd.trips += sd.rt.Count() - trips
 		if err != nil || !created {
 			t.Fatalf("%s: checkout %s: created %v, %v", sd.name, key, created, err)
 		}
@@ -79,6 +95,7 @@ func TestCheckoutCostOnShardsAgainstOneDatabase(t *testing.T) {
 			checkout(sd, fmt.Sprintf("warm-%d", i))
 		}
 	}
+	one.trips, shards.trips = 0, 0
 	busy := 0
 	for round := range costRounds {
 		order := []*side{one, shards}
@@ -106,6 +123,8 @@ func TestCheckoutCostOnShardsAgainstOneDatabase(t *testing.T) {
 		verdict = fmt.Sprintf("FLAGGED, not a result: the load average was above %d (twice the %d cores) in %d of %d rounds",
 			2*runtime.NumCPU(), runtime.NumCPU(), busy, costRounds)
 	}
+	t.Logf("round trips to PostgreSQL per checkout: one database %.2f, %s %.2f",
+		float64(one.trips)/float64(len(one.taken)), shards.name, float64(shards.trips)/float64(len(shards.taken)))
 	t.Logf("checkout p50 at one user, %d rounds of %d each way: one database %v, %s %v: %.2f× (goal ≤ 1.2×); %s",
 		costRounds, n, p50(one.taken), shards.name, p50(shards.taken), ratio, verdict)
 }
