@@ -24,7 +24,7 @@ import (
 	"github.com/perfscale/perfscale/deploy/internal/shopbin"
 )
 
-var overlays = []string{"overlays/embedded", "overlays/cluster"}
+var overlays = []string{"overlays/embedded", "overlays/cluster", "overlays/sharded"}
 
 // rendered is one overlay's objects, decoded.
 type rendered struct {
@@ -532,5 +532,79 @@ func TestOneImagePerOverlay(t *testing.T) {
 				t.Errorf("%s: image %s has no pinned tag", dir, img)
 			}
 		}
+	}
+}
+
+// podEnv is the shop's settings a pod template's container sees: its
+// envFrom ConfigMaps and Secrets, then its own env.
+func podEnv(r rendered, c corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		for _, cm := range r.configMaps {
+			if from.ConfigMapRef != nil && cm.Name == from.ConfigMapRef.Name {
+				for k, v := range cm.Data {
+					env[k] = v
+				}
+			}
+		}
+		for _, s := range r.secrets {
+			if from.SecretRef != nil && s.Name == from.SecretRef.Name {
+				for k, v := range s.Data {
+					env[k] = string(v)
+				}
+				for k, v := range s.StringData {
+					env[k] = v
+				}
+			}
+		}
+	}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
+// The migration Job migrates exactly the databases the Deployments open:
+// the same SHOP_DATABASE_URL (every shard's URL, in shard order) and the
+// same SHOP_SHARDS, which equals the number of URLs (the shop refuses
+// another count, so a half-edited list would leave every pod failing).
+func TestMigrationAndPodsSeeTheSameDatabases(t *testing.T) {
+	for _, dir := range overlays {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			r := render(t, dir)
+			templates := map[string]corev1.PodSpec{}
+			for _, d := range r.deployments {
+				templates["Deployment "+d.Name] = d.Spec.Template.Spec
+			}
+			for _, j := range r.jobs {
+				templates["Job "+j.Name] = j.Spec.Template.Spec
+			}
+			type databases struct{ urls, shards string }
+			seen := map[databases][]string{}
+			for what, spec := range templates {
+				for _, c := range spec.Containers {
+					env := podEnv(r, c)
+					db := databases{env["SHOP_DATABASE_URL"], env["SHOP_SHARDS"]}
+					seen[db] = append(seen[db], what)
+					urls := strings.Fields(db.urls)
+					if db.shards != "" && db.shards != fmt.Sprint(len(urls)) {
+						t.Errorf("%s: SHOP_SHARDS=%s with %d URLs in SHOP_DATABASE_URL", what, db.shards, len(urls))
+					}
+					if db.shards == "" && len(urls) > 1 {
+						t.Errorf("%s: %d URLs in SHOP_DATABASE_URL without SHOP_SHARDS", what, len(urls))
+					}
+				}
+			}
+			if len(seen) != 1 {
+				t.Errorf("%s: the pods see different databases: %v", dir, seen)
+			}
+			if dir == "overlays/sharded" {
+				for db := range seen {
+					if n := len(strings.Fields(db.urls)); n < 2 || len(r.jobs) != 1 {
+						t.Errorf("%s: %d shard URLs and %d migration Jobs, want 2 or more and one", dir, n, len(r.jobs))
+					}
+				}
+			}
+		})
 	}
 }
