@@ -28,7 +28,7 @@ if [ "${RUNS:-}" = checkout ]; then
     go test ./shop/sharded/ -run '^TestCheckoutCostOnShardsAgainstOneDatabase$' -count=1 -v \
     | sed -n 's/^ *cost_test.go:[0-9]*: //p'
   echo "load average after $(cut -d' ' -f1-3 /proc/loadavg)"
-  exit "${PIPESTATUS[0]}"
+  exit 0 # a failed test has ended the script already (set -e, pipefail)
 fi
 c=${C:-0.1}
 d=${D:-0.15}
