@@ -2,8 +2,8 @@ package scaleout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -11,65 +11,137 @@ import (
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/load"
+	"github.com/perfscale/perfscale/loadlab/measure"
 	"github.com/perfscale/perfscale/loadlab/scaleout"
 )
 
-// backgroundQueue queues 20 ms of work per request for afterwards (as the
-// shop queues a confirmation mail per order), worked off at 50 a second
-// on a virtual clock, and answers after 5 ms plus three quarters of the
-// work pending: the background work takes the time the answers need. The
-// last answers of an overload leave a quarter of the queue behind, and
-// the next load waits behind it.
-func backgroundQueue() *httptest.Server {
-	const work = 20 * time.Millisecond
-	var mu sync.Mutex
-	var queueEnds time.Time
-	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		now := time.Now()
-		pending := max(queueEnds.Sub(now), 0)
-		queueEnds = now.Add(pending + work)
-		mu.Unlock()
-		time.Sleep(5*time.Millisecond + pending*3/4)
-		fmt.Fprintln(w, "ok")
-	}))
+// backgroundQueue queues a job per request for afterwards (as the shop
+// queues a confirmation mail per order), worked off one after another by
+// a worker, and answers once three quarters of the jobs ahead of the
+// request are done: the background work takes the time the answers need,
+// and the last answers of an overload leave a quarter of the queue
+// behind. The worker's pace does not matter: the queue is counted in
+// jobs, so a busy machine only makes it longer.
+type backgroundQueue struct {
+	mu             sync.Mutex
+	cond           *sync.Cond
+	queued, done   int
+	closed         bool
+	workerFinished chan struct{}
 }
 
-// The search's second probe runs right after an overload: at 80 req/s
-// against 50, a 1.5 s probe leaves about 0.2 s of work queued after its
-// last answer. Without draining, the probe after it measured that queue
-// and the capacity came out far below 50; with an idle gap and a
-// one-user check before each probe, the capacity is the server's.
+func newBackgroundQueue() *backgroundQueue {
+	q := &backgroundQueue{workerFinished: make(chan struct{})}
+	q.cond = sync.NewCond(&q.mu)
+	go q.work()
+	return q
+}
+
+func (q *backgroundQueue) work() {
+	defer close(q.workerFinished)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		for q.done == q.queued && !q.closed {
+			q.cond.Wait()
+		}
+		if q.closed {
+			return
+		}
+		q.mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // the job
+		q.mu.Lock()
+		q.done++
+		q.cond.Broadcast()
+	}
+}
+
+func (q *backgroundQueue) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	q.mu.Lock()
+	ahead := q.queued - q.done
+	q.queued++
+	q.cond.Broadcast() // the worker, if idle
+	for until := q.queued - 1 - ahead/4; q.done < until && !q.closed; {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
+	fmt.Fprintln(w, "ok")
+}
+
+// pending is how many jobs wait.
+func (q *backgroundQueue) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued - q.done
+}
+
+func (q *backgroundQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	<-q.workerFinished
+}
+
+// queueRecorder sends the load and notes the queue each open-loop phase
+// (the warm-up, the probes) started on and left behind; it ends the
+// measurement after phases of them.
+type queueRecorder struct {
+	measure.LoadRunner
+	q             *backgroundQueue
+	phases        int
+	started, left []int
+}
+
+var errEnough = errors.New("enough probes seen")
+
+func (r *queueRecorder) Run(ctx context.Context, s measure.Spec) (measure.Step, error) {
+	if s.Rate == 0 { // one user: a baseline or a drain check
+		return r.LoadRunner.Run(ctx, s)
+	}
+	if len(r.started) == r.phases {
+		return measure.Step{}, errEnough
+	}
+	r.started = append(r.started, r.q.pending())
+	st, err := r.LoadRunner.Run(ctx, s)
+	r.left = append(r.left, r.q.pending())
+	return st, err
+}
+
+// A probe over the capacity leaves a queue behind it, and a probe started
+// on it measures the queue, not its own rate: before each probe the
+// search drains the target (an idle gap, then one user's latency back
+// near the baseline). At 200 req/s against a worker of at most 50 jobs a
+// second, each probe leaves tens of jobs; each probe must start on at
+// most what one user leaves (its own job and one ahead). Without the
+// drain, the probes after the first started on 20 to 30 jobs.
 func TestProbesDoNotInheritABacklog(t *testing.T) {
-	// The server and the generator are this process, at the lab's weight
-	// (TestMain; at the default weight, at a load average of 31, one
-	// user's median was 20 ms against the 5 ms answer, and the capacity
-	// came out at 20). It runs before the parallel measurements start.
-	srv := backgroundQueue()
+	q := newBackgroundQueue()
+	defer q.close()
+	srv := httptest.NewServer(q)
 	defer srv.Close()
-	var lines []string
+	rec := &queueRecorder{q: q, phases: 4}
 	cfg := scaleout.Config{
 		ScaleCmd: "echo {n} >/dev/null; echo " + srv.URL + "/", DownCmd: "true", Replicas: []int{1},
-		// A 1.5 s probe 7% over the capacity queues 100 ms, and its last
-		// answers wait 80 ms: the SLO.
-		SLO: 80 * time.Millisecond, ProbeDuration: 1500 * time.Millisecond, StartRate: 80, Cores: 2,
-		DrainGap: 200 * time.Millisecond,
+		SLO: 80 * time.Millisecond, ProbeDuration: 500 * time.Millisecond, StartRate: 200, Cores: 2,
+		DrainGap: 50 * time.Millisecond,
 		Workload: func(u string) (scaleout.Workload, error) {
-			return scaleout.Workload{Target: &load.Request{Method: "GET", URL: u}, ReadyURL: u}, nil
+			rec.LoadRunner = measure.LoadRunner{Target: &load.Request{Method: "GET", URL: u}, Timeout: scaleout.ProbeTimeout}
+			return scaleout.Workload{Source: rec, ReadyURL: u}, nil
 		},
-		Progress: func(line string) { lines = append(lines, line); t.Log(line) },
+		Progress: func(line string) { t.Log(line) },
 	}
-	res, err := scaleout.Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := scaleout.Run(context.Background(), cfg); !errors.Is(err, errEnough) {
+		t.Fatalf("run: %v, want it stopped after %d phases", err, rec.phases)
 	}
-	s := res.Steps[0]
-	// ± 15%: a busy machine's noise moves the search a little; the queue
-	// left behind moved it to 39.
-	if math.Abs(s.CapacityRPS-50) > 7.5 {
-		t.Fatalf("capacity %.1f req/s, want 50 ± 15%% (baseline %v)", s.CapacityRPS, s.Baseline)
+	t.Logf("jobs pending at each phase's start %v, at its end %v", rec.started, rec.left)
+	// The warm-up (phase 0) starts on a fresh queue; the probes after it.
+	for i, n := range rec.started[1:] {
+		if n > 2 {
+			t.Errorf("probe %d started on %d pending jobs (the phase before left %d), want at most 2: not drained", i+1, n, rec.left[i])
+		}
 	}
-	if s.Baseline < 5*time.Millisecond || s.Baseline > 50*time.Millisecond {
-		t.Errorf("one user's baseline %v, want about the 5 ms answer", s.Baseline)
+	if maxLeft := max(rec.left[1], rec.left[2]); maxLeft < 10 {
+		t.Errorf("the probes left at most %d jobs behind: no backlog to drain, the test proves nothing", maxLeft)
 	}
 }
