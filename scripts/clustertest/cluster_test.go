@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -42,6 +43,16 @@ var binaries struct {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// .ci/run runs the suite twice, the second time -race -short. The
+		// clusters run shop and cluster binaries built without the race
+		// detector, so it would watch only these tests' own HTTP clients,
+		// at the cost of starting every cluster again; the first run has
+		// proved the clusters.
+		fmt.Println("clustertest: the cluster tests run without -short")
+		os.Exit(0)
+	}
 	code := m.Run()
 	if binaries.cluster != "" {
 		os.RemoveAll(filepath.Dir(binaries.cluster))

@@ -126,12 +126,6 @@ var proofShards = func() int {
 //   - every order is confirmed exactly once: it reaches ready, with one
 //     mail and one "confirmed" event.
 func TestACheckoutStormSurvivesKilledDatabaseReplicaAndWorker(t *testing.T) {
-	if testing.Short() {
-		// .ci/run runs the suite twice, the second time -race -short: the
-		// race detector would watch only this test's HTTP clients, and
-		// the first run has proved the cluster.
-		t.Skip("the fault proof runs without -short")
-	}
 	t.Parallel()
 	c := startCluster(t, nil, "2", "--shards", strconv.Itoa(proofShards))
 	_, urls := c.databases()
