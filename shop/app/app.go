@@ -301,7 +301,11 @@ func (a *App) openSharedCache(ctx context.Context) error {
 		a.log.Warn("Redis is not used: the anti-pattern switches leave no layer shared by the replicas", "antipatterns", a.cfg.Antipatterns.String())
 		return nil
 	}
-	shared, err := shopredis.Open(ctx, shopredis.Config{URL: a.cfg.RedisURL, Prefix: a.cfg.RedisPrefix, Registerer: a.reg, Logger: a.log.With("component", "redis")})
+	// Redis's calls, and the pings that find it back, go through a guard:
+	// a Redis failing on and off stays out of use while its breaker is
+	// open instead of being taken back at its first answer.
+	guard := a.guards.Guard(resilience.Config{Name: "redis", What: "Redis", Logger: a.log})
+	shared, err := shopredis.Open(ctx, shopredis.Config{URL: a.cfg.RedisURL, Prefix: a.cfg.RedisPrefix, Registerer: a.reg, Logger: a.log.With("component", "redis"), Guard: guard})
 	if err != nil {
 		return err
 	}

@@ -15,11 +15,11 @@ func (c *Client) Publish(ctx context.Context, version int64) error {
 	if !c.Up() {
 		return nil // the poll carries it
 	}
-	octx, cancel := c.opCtx(ctx)
-	defer cancel()
 	// A failure is logged once, as Redis going away; the poll carries the
 	// version.
-	c.failed(ctx, c.rdb.Publish(octx, c.key("catalog"), strconv.FormatInt(version, 10)).Err())
+	c.failed(ctx, c.call(ctx, func(ctx context.Context) error {
+		return c.rdb.Publish(ctx, c.key("catalog"), strconv.FormatInt(version, 10)).Err()
+	}))
 	return nil
 }
 

@@ -13,9 +13,11 @@ func (c *Client) GetMenu(ctx context.Context, version int64) (map[string][]byte,
 		c.fallback("menu")
 		return nil, false
 	}
-	octx, cancel := c.opCtx(ctx)
-	defer cancel()
-	fields, err := c.rdb.HGetAll(octx, c.menuKey(version)).Result()
+	var fields map[string]string
+	err := c.call(ctx, func(ctx context.Context) (err error) {
+		fields, err = c.rdb.HGetAll(ctx, c.menuKey(version)).Result()
+		return err
+	})
 	if c.failed(ctx, err) {
 		c.fallback("menu")
 		return nil, false
@@ -37,18 +39,18 @@ func (c *Client) PutMenu(ctx context.Context, version int64, bodies map[string][
 	if !c.Up() {
 		return
 	}
-	octx, cancel := c.opCtx(ctx)
-	defer cancel()
 	key := c.menuKey(version)
 	args := make([]any, 0, 2*len(bodies))
 	for k, v := range bodies {
 		args = append(args, k, v)
 	}
-	pipe := c.rdb.TxPipeline()
-	pipe.HSet(octx, key, args...)
-	pipe.Expire(octx, key, c.cfg.MenuTTL)
-	_, err := pipe.Exec(octx)
-	c.failed(ctx, err)
+	c.failed(ctx, c.call(ctx, func(ctx context.Context) error {
+		pipe := c.rdb.TxPipeline()
+		pipe.HSet(ctx, key, args...)
+		pipe.Expire(ctx, key, c.cfg.MenuTTL)
+		_, err := pipe.Exec(ctx)
+		return err
+	}))
 }
 
 func (c *Client) menuKey(version int64) string {

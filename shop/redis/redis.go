@@ -35,7 +35,12 @@ type Config struct {
 	// CartTTL and MenuTTL bound how long a cart and a menu version stay.
 	CartTTL, MenuTTL time.Duration
 	// Recheck is how often an unreachable Redis is pinged.
-	Recheck    time.Duration
+	Recheck time.Duration
+	// Guard, if set, is the circuit breaker every Redis call goes
+	// through, the pings that find it back included: while it is open
+	// Redis stays out of use, so a Redis that fails on and off is not
+	// taken back at its first answer (resilience.Guard in the service).
+	Guard      Guard
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -59,6 +64,48 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Guard == nil {
+		c.Guard = noGuard{}
+	}
+}
+
+// Guard is a circuit breaker (resilience.Guard in the service): Do
+// refuses at once, without calling fn, while Redis fails, and counts fn's
+// failures.
+type Guard interface {
+	Do(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+type noGuard struct{}
+
+func (noGuard) Do(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }
+
+// errRefused is a call the guard refused: it was not made.
+var errRefused = errors.New("refused by the Redis circuit breaker, which is open")
+
+// call makes one Redis call through the guard, bounded by OpTimeout. A
+// miss (goredis.Nil) is an answer, which the guard does not count as a
+// failure.
+func (c *Client) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	ran := false
+	var miss error
+	err := c.cfg.Guard.Do(ctx, func(ctx context.Context) error {
+		ran = true
+		octx, cancel := c.opCtx(ctx)
+		defer cancel()
+		err := fn(octx)
+		if errors.Is(err, goredis.Nil) {
+			miss, err = err, nil
+		}
+		return err
+	})
+	switch {
+	case !ran:
+		return errRefused
+	case miss != nil:
+		return miss
+	}
+	return err
 }
 
 // Client is a Redis connection that knows whether Redis is usable.
@@ -155,12 +202,15 @@ func (c *Client) Run(ctx context.Context) {
 		if c.Up() {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
-		err := c.rdb.Ping(pctx).Err()
-		if err == nil {
-			err = c.forgetDirty(pctx)
-		}
-		cancel()
+		// Through the guard: while it is open the ping is refused and
+		// Redis stays out of use; once it lets a trial call through, the
+		// ping is that call.
+		err := c.call(ctx, func(ctx context.Context) error {
+			if err := c.rdb.Ping(ctx).Err(); err != nil {
+				return err
+			}
+			return c.forgetDirty(ctx)
+		})
 		if err == nil {
 			c.markUp()
 		}

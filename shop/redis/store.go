@@ -68,9 +68,11 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash string) (*shop.Sess
 // another replica, with Redis down at that moment, still works.
 func (s *Store) SessionByTokenHash(ctx context.Context, tokenHash string) (*shop.Session, error) {
 	if s.c.Up() {
-		octx, cancel := s.c.opCtx(ctx)
-		b, err := s.c.rdb.Get(octx, s.sessionKey(tokenHash)).Bytes()
-		cancel()
+		var b []byte
+		err := s.c.call(ctx, func(ctx context.Context) (err error) {
+			b, err = s.c.rdb.Get(ctx, s.sessionKey(tokenHash)).Bytes()
+			return err
+		})
 		if err == nil {
 			var sess shop.Session
 			if json.Unmarshal(b, &sess) == nil && time.Now().Before(sess.ExpiresAt) {
@@ -103,9 +105,9 @@ func (s *Store) putSession(ctx context.Context, tokenHash string, sess *shop.Ses
 	if err != nil {
 		return
 	}
-	octx, cancel := s.c.opCtx(ctx)
-	defer cancel()
-	s.c.failed(ctx, s.c.rdb.Set(octx, s.sessionKey(tokenHash), b, ttl).Err())
+	s.c.failed(ctx, s.c.call(ctx, func(ctx context.Context) error {
+		return s.c.rdb.Set(ctx, s.sessionKey(tokenHash), b, ttl).Err()
+	}))
 }
 
 // --- carts ---
@@ -115,9 +117,11 @@ func (s *Store) putSession(ctx context.Context, tokenHash string, sess *shop.Ses
 func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
 	version, verr := s.version(ctx)
 	if s.c.Up() && verr == nil {
-		octx, cancel := s.c.opCtx(ctx)
-		fields, err := s.c.rdb.HGetAll(octx, s.c.cartKey(sessionID)).Result()
-		cancel()
+		var fields map[string]string
+		err := s.c.call(ctx, func(ctx context.Context) (err error) {
+			fields, err = s.c.rdb.HGetAll(ctx, s.c.cartKey(sessionID)).Result()
+			return err
+		})
 		if err == nil && fields["version"] == strconv.FormatInt(version, 10) {
 			var cart shop.Cart
 			if json.Unmarshal([]byte(fields["cart"]), &cart) == nil {
@@ -178,13 +182,14 @@ func (s *Store) putCart(ctx context.Context, sessionID, version int64, cart *sho
 	if err != nil {
 		return
 	}
-	octx, cancel := s.c.opCtx(ctx)
-	defer cancel()
 	key := s.c.cartKey(sessionID)
-	_, err = s.c.rdb.TxPipelined(octx, func(p goredis.Pipeliner) error {
-		p.HSet(octx, key, "version", version, "cart", b)
-		p.Expire(octx, key, s.c.cfg.CartTTL)
-		return nil
+	err = s.c.call(ctx, func(ctx context.Context) error {
+		_, err := s.c.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.HSet(ctx, key, "version", version, "cart", b)
+			p.Expire(ctx, key, s.c.cfg.CartTTL)
+			return nil
+		})
+		return err
 	})
 	if s.c.failed(ctx, err) {
 		s.c.markDirty(sessionID)
@@ -196,9 +201,7 @@ func (s *Store) dropCart(ctx context.Context, sessionID int64) {
 		s.c.markDirty(sessionID)
 		return
 	}
-	octx, cancel := s.c.opCtx(ctx)
-	defer cancel()
-	if s.c.failed(ctx, s.c.rdb.Del(octx, s.c.cartKey(sessionID)).Err()) {
+	if s.c.failed(ctx, s.c.call(ctx, func(ctx context.Context) error { return s.c.rdb.Del(ctx, s.c.cartKey(sessionID)).Err() })) {
 		s.c.markDirty(sessionID)
 	}
 }
