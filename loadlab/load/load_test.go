@@ -260,9 +260,15 @@ func TestOpenLoopShowsAStallThatClosedLoopHides(t *testing.T) {
 		if got := srv.slowerThan(stall / 2); got != 1 {
 			t.Fatalf("setup: %d of the server's %d requests took over %v; expected the stall to hit one request only", got, srv.count.Load(), stall/2)
 		}
-		// Within 10% either way; a wait counted from before the intended
-		// time (the run's start) would put the p99 past a second.
-		if res.Latency.P99 < wantP99*9/10 || res.Latency.P99 > wantP99*11/10 {
+		// At least 90% of it: a wait counted from the actual send (the
+		// coordinated omission this test is about) puts the p99 near the
+		// 1 ms answer. Below 900 ms: a wait counted from before the
+		// intended time (the run's start) puts it past a second. The
+		// queue the stall leaves drains more slowly on a busy machine,
+		// which lengthens the waits after the first (674 ms at a load
+		// average of 25, in a fresh-clone CI run), so 10% above was the
+		// scheduler's bound, not the generator's.
+		if res.Latency.P99 < wantP99*9/10 || res.Latency.P99 > 900*time.Millisecond {
 			t.Errorf("p99 = %v, want about %v: latency is not measured from the intended send time", res.Latency.P99, wantP99)
 		}
 		if !res.GeneratorSaturated || !strings.Contains(strings.Join(res.SaturationReasons, ";"), "in-flight") {
