@@ -22,10 +22,18 @@ import (
 // fails if it was recorded as another: a reordered --db list would send
 // sessions to the wrong server.
 func (db *DB) ClaimShard(ctx context.Context, number int) error {
-	var got int
-	err := db.primary.QueryRow(ctx, `WITH claim AS (
+	const claim = `WITH claim AS (
 			INSERT INTO shard_identity (id, shard) VALUES (1, $1) ON CONFLICT (id) DO NOTHING RETURNING shard)
-		SELECT shard FROM claim UNION ALL SELECT shard FROM shard_identity`, number).Scan(&got)
+		SELECT shard FROM claim UNION ALL SELECT shard FROM shard_identity`
+	var got int
+	err := db.primary.QueryRow(ctx, claim, number).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Another process's claim committed while this one waited on its
+		// row: the insert did nothing, and the statement's snapshot,
+		// taken before that commit, does not see the row. Pods starting
+		// together meet this; a new statement sees it.
+		err = db.primary.QueryRow(ctx, claim, number).Scan(&got)
+	}
 	if err != nil {
 		return fmt.Errorf("postgres at %s: shard number: %w", db.where, unavailable(err))
 	}
