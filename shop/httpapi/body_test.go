@@ -68,23 +68,7 @@ func TestAnUnfinishedOrMalformedBodyIsA4xxCountedAndLoggedOnce(t *testing.T) {
 			if res.StatusCode != tt.status || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, tt.detail) {
 				t.Fatalf("%d %s %s, want %d problem saying %q", res.StatusCode, res.Header.Get("Content-Type"), body, tt.status, tt.detail)
 			}
-			id := res.Header.Get("X-Request-Id")
-			var lines []map[string]any
-			testwait.Eventually(t, 10*time.Second, func() error {
-				lines = nil
-				for _, rec := range logs.records() {
-					if rec["request_id"] == id {
-						lines = append(lines, rec)
-					}
-				}
-				for _, l := range lines {
-					if l["msg"] == "request" {
-						return nil
-					}
-				}
-				return errors.New("no request line yet")
-			})
-			for _, l := range lines {
+			for _, l := range requestLines(t, logs, res.Header.Get("X-Request-Id")) {
 				if l["level"] == "ERROR" || (l["msg"] == "request" && l["status"] != float64(tt.status)) {
 					t.Fatalf("logged %v; want one request line with status %d and no error", l, tt.status)
 				}
@@ -144,4 +128,26 @@ func TestNetHTTPsOwnRefusalsAreCountedByStatus(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// requestLines waits (bounded) for the request line of request id and
+// returns every line logged with that id.
+func requestLines(t *testing.T, logs *lockedBuffer, id string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	testwait.Eventually(t, 10*time.Second, func() error {
+		lines = nil
+		for _, rec := range logs.records() {
+			if rec["request_id"] == id {
+				lines = append(lines, rec)
+			}
+		}
+		for _, l := range lines {
+			if l["msg"] == "request" {
+				return nil
+			}
+		}
+		return errors.New("no request line yet")
+	})
+	return lines
 }

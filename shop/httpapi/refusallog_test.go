@@ -2,14 +2,11 @@ package httpapi_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/shop"
 )
 
@@ -40,21 +37,7 @@ func TestARefusalIsLoggedOnceAtWarn(t *testing.T) {
 		ids = append(ids, r.header.Get("X-Request-Id"))
 	}
 	for _, id := range ids {
-		var lines []map[string]any
-		testwait.Eventually(t, 10*time.Second, func() error {
-			lines = nil
-			for _, rec := range logs.records() {
-				if rec["request_id"] == id {
-					lines = append(lines, rec)
-				}
-			}
-			for _, l := range lines {
-				if l["msg"] == "request" {
-					return nil
-				}
-			}
-			return errors.New("no request line yet")
-		})
+		lines := requestLines(t, logs, id)
 		if len(lines) != 1 {
 			t.Fatalf("request %s logged %d lines, want 1: %v", id, len(lines), lines)
 		}

@@ -1,14 +1,11 @@
 package redis_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +13,6 @@ import (
 
 	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/internal/toxitest"
-	"github.com/perfscale/perfscale/shop"
 	shopredis "github.com/perfscale/perfscale/shop/redis"
 	"github.com/perfscale/perfscale/shop/redis/redistest"
 	"github.com/perfscale/perfscale/shop/resilience"
@@ -47,40 +43,8 @@ func TestRedisBehindItsBreakerDegradesToTheStoreAndComesBack(t *testing.T) {
 	h := &harness{store: openStore(t), client: c, reg: reg}
 	h.layer = shopredis.NewStore(h.store, c, nil)
 
-	tctx, stop := context.WithCancel(context.Background())
-	var calls atomic.Int64
-	var wg sync.WaitGroup
-	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; tctx.Err() == nil; i++ {
-				_, hash := shop.NewToken()
-				sess, err := h.layer.CreateSession(tctx, hash)
-				if err == nil {
-					_, err = h.layer.SetCartItem(tctx, sess.ID, int64(2+(w+i)%10), 1)
-				}
-				if err == nil {
-					_, err = h.layer.Cart(tctx, sess.ID)
-				}
-				if err != nil && tctx.Err() == nil {
-					t.Errorf("call failed: %v", err)
-				}
-				calls.Add(1)
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
-	waitCalls := func(n int64) {
-		t.Helper()
-		target := calls.Load() + n
-		testwait.Eventually(t, 60*time.Second, func() error {
-			if got := calls.Load(); got < target {
-				return fmt.Errorf("traffic stalled at %d calls, want %d", got, target)
-			}
-			return nil
-		})
-	}
+	tr := startTraffic(t, h.layer, 2)
+	waitCalls := func(n int64) { t.Helper(); tr.wait(t, n) }
 	waitCalls(20)
 	px.Add(t, "redis", "reset_peer", `{"timeout": 0}`)
 	testwait.Eventually(t, 30*time.Second, func() error {
@@ -103,4 +67,7 @@ func TestRedisBehindItsBreakerDegradesToTheStoreAndComesBack(t *testing.T) {
 		}
 		return nil
 	})
+	if n := tr.stop(); n != 0 {
+		t.Fatalf("%d calls failed", n)
+	}
 }

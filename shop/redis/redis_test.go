@@ -191,43 +191,8 @@ func waitUp(t *testing.T, c *shopredis.Client) {
 // is used again without a restart.
 func TestRedisStoppedAndStartedDuringTraffic(t *testing.T) {
 	h := newHarness(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var failures, calls atomic.Int64
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				_, hash := shop.NewToken()
-				sess, err := h.layer.CreateSession(ctx, hash)
-				if err == nil {
-					_, err = h.layer.SessionByTokenHash(ctx, hash)
-				}
-				if err == nil {
-					_, err = h.layer.SetCartItem(ctx, sess.ID, int64(2+(w+i)%10), 1)
-				}
-				if err == nil {
-					_, err = h.layer.Cart(ctx, sess.ID)
-				}
-				if err != nil && ctx.Err() == nil {
-					failures.Add(1)
-					t.Errorf("call failed: %v", err)
-				}
-				calls.Add(1)
-			}
-		}()
-	}
-	waitCalls := func(n int64) {
-		t.Helper()
-		target := calls.Load() + n
-		testwait.Eventually(t, 60*time.Second, func() error {
-			if got := calls.Load(); got < target {
-				return fmt.Errorf("traffic stalled at %d calls, want %d", got, target)
-			}
-			return nil
-		})
-	}
+	tr := startTraffic(t, h.layer, 4)
+	waitCalls := func(n int64) { t.Helper(); tr.wait(t, n) }
 	waitCalls(50)
 	h.srv.Stop()
 	waitCalls(50) // served by the store alone
@@ -239,10 +204,8 @@ func TestRedisStoppedAndStartedDuringTraffic(t *testing.T) {
 	waitUp(t, h.client)
 	hitsBefore := h.lookups("cart", "hit")
 	waitCalls(50)
-	cancel()
-	wg.Wait()
-	if failures.Load() != 0 {
-		t.Fatalf("%d calls failed", failures.Load())
+	if n := tr.stop(); n != 0 {
+		t.Fatalf("%d calls failed", n)
 	}
 	if fellBack == 0 {
 		t.Error("no cart call was counted as a fallback while Redis was down")
@@ -287,4 +250,63 @@ func TestCartWrittenDuringAPartitionIsNotServedStale(t *testing.T) {
 	if err != nil || c.Lines[0].Quantity != 5 {
 		t.Fatalf("cart after the partition: %+v %v, want quantity 5", c, err)
 	}
+}
+
+// traffic is workers that each, until stopped, create a session, read it,
+// set a cart line and read the cart through a Redis layer; a failed call
+// fails the test.
+type traffic struct {
+	calls, failures atomic.Int64
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
+}
+
+func startTraffic(t *testing.T, layer *shopredis.Store, workers int) *traffic {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &traffic{cancel: cancel}
+	for w := range workers {
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				_, hash := shop.NewToken()
+				sess, err := layer.CreateSession(ctx, hash)
+				if err == nil {
+					_, err = layer.SessionByTokenHash(ctx, hash)
+				}
+				if err == nil {
+					_, err = layer.SetCartItem(ctx, sess.ID, int64(2+(w+i)%10), 1)
+				}
+				if err == nil {
+					_, err = layer.Cart(ctx, sess.ID)
+				}
+				if err != nil && ctx.Err() == nil {
+					tr.failures.Add(1)
+					t.Errorf("call failed: %v", err)
+				}
+				tr.calls.Add(1)
+			}
+		}()
+	}
+	t.Cleanup(func() { tr.stop() })
+	return tr
+}
+
+// wait waits (bounded) for n more calls.
+func (tr *traffic) wait(t *testing.T, n int64) {
+	t.Helper()
+	target := tr.calls.Load() + n
+	testwait.Eventually(t, 60*time.Second, func() error {
+		if got := tr.calls.Load(); got < target {
+			return fmt.Errorf("traffic stalled at %d calls, want %d", got, target)
+		}
+		return nil
+	})
+}
+
+// stop ends the traffic and returns how many calls failed.
+func (tr *traffic) stop() int64 {
+	tr.cancel()
+	tr.wg.Wait()
+	return tr.failures.Load()
 }
