@@ -608,3 +608,47 @@ func TestMigrationAndPodsSeeTheSameDatabases(t *testing.T) {
 		})
 	}
 }
+
+// The release set in an overlay (kustomize edit set image
+// shop=REGISTRY/shop:TAG there, as the README says) reaches every one of
+// its containers: before, the base's own setting had renamed the API's
+// image, so a new tag reached only the worker and the migration Job.
+func TestTheOverlaysImageReachesEveryContainer(t *testing.T) {
+	for _, dir := range overlays {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			tree := t.TempDir()
+			for _, sub := range []string{"base", "components", "overlays"} {
+				if err := os.CopyFS(filepath.Join(tree, sub), os.DirFS(sub)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k := filepath.Join(tree, dir, "kustomization.yaml")
+			src, err := os.ReadFile(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const tag = `newTag: "0.1.0"`
+			if strings.Count(string(src), tag) != 1 {
+				t.Fatalf("%s: want one image setting with %s", dir, tag)
+			}
+			if err := os.WriteFile(k, []byte(strings.Replace(string(src), tag, `newTag: "9.9.9-test"`, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := render(t, filepath.Join(tree, dir))
+			var specs []corev1.PodSpec
+			for _, d := range r.deployments {
+				specs = append(specs, d.Spec.Template.Spec)
+			}
+			for _, j := range r.jobs {
+				specs = append(specs, j.Spec.Template.Spec)
+			}
+			for _, spec := range specs {
+				for _, c := range spec.Containers {
+					if c.Image != "ghcr.io/perfscale/shop:9.9.9-test" {
+						t.Errorf("%s: container %s runs %s, not the overlay's release", dir, c.Name, c.Image)
+					}
+				}
+			}
+		})
+	}
+}
