@@ -205,14 +205,24 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, at, fmt.Errorf("postgres at %s is not reachable: %s", at, oneLine(err))
+		return nil, at, &unreachableError{pool: pool, msg: fmt.Sprintf("postgres at %s is not reachable: %s", at, oneLine(err))}
 	}
 	return pool, at, nil
 }
 
+// unreachableError is a pool whose server did not answer its first ping;
+// the pool is open, and its owner closes it or keeps it.
+type unreachableError struct {
+	pool *pgxpool.Pool
+	msg  string
+}
+
+func (e *unreachableError) Error() string { return e.msg }
+
 // Open connects to the primary at url (and to each replica) and checks
-// that every one answers. It does not migrate (see Migrate).
+// that the primary answers; a replica that does not is used once it does
+// (its reads go to the primary meanwhile). It does not migrate (see
+// Migrate).
 func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	o.defaults()
 	if err := checkOrderRetention(o.OrderRetention); err != nil {
@@ -220,11 +230,22 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 	}
 	primary, at, err := newPool(ctx, url, o)
 	if err != nil {
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			unreachable.pool.Close()
+		}
 		return nil, err
 	}
 	db := &DB{primary: primary, where: at, orderRetention: o.OrderRetention, replicaTimeout: o.ReplicaTimeout}
 	for _, r := range o.Replicas {
 		pool, rat, err := newPool(ctx, r, o)
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			// A replica down at the start does not stop the process: its
+			// reads go to the primary (read.go) until it answers, and its
+			// breaker's opening is logged.
+			pool, err = unreachable.pool, nil
+		}
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("read replica: %w", err)
