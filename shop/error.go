@@ -76,6 +76,10 @@ func ErrorMessage(err error) string {
 var (
 	ErrCartEmpty = &Error{Code: ECONFLICT, Message: "the cart is empty: add items before checking out"}
 	// ErrIdempotencyMismatch: the key was used before with another body.
+	// ErrBucketMoving: the session's data is being moved to another shard
+	// (or has moved, and this replica's map has not caught up): a 503
+	// with Retry-After, and not the database failing.
+	ErrBucketMoving        = &Error{Code: EUNAVAILABLE, Message: "this session's data is moving to another shard; nothing was done, retry in a second"}
 	ErrIdempotencyMismatch = &Error{Code: EUNPROCESSABLE, Message: "this Idempotency-Key was already used with a different request body; use a new key for a new order"}
 )
 

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 
@@ -23,8 +24,14 @@ var errUnavailable = shop.Errorf(shop.EUNAVAILABLE, "the database is not reachab
 // errors pass unchanged.
 func unavailable(err error) error {
 	var mapped *unavailableError
-	if err == nil || errors.As(err, &mapped) || !isUnavailable(err) {
+	if err == nil || errors.As(err, &mapped) || errors.Is(err, shop.ErrBucketMoving) {
 		return err // nothing to map, or mapped already deeper in the chain
+	}
+	if isFenced(err) {
+		return fmt.Errorf("%w (%w)", shop.ErrBucketMoving, err)
+	}
+	if !isUnavailable(err) {
+		return err
 	}
 	return &unavailableError{cause: err}
 }
@@ -35,6 +42,15 @@ func (e *unavailableError) Error() string { return "database unavailable: " + e.
 
 // Unwrap exposes both the domain code and the cause.
 func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.cause} }
+
+// fencedCode is the SQLSTATE of a write to a bucket this shard does not
+// take writes for (migration 00016's bucket_fence_check).
+const fencedCode = "PS001"
+
+func isFenced(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == fencedCode
+}
 
 func isUnavailable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -40,7 +40,7 @@ func (db *DB) ClaimShard(ctx context.Context, number int) error {
 	if got != number {
 		return fmt.Errorf("postgres at %s is shard %d, but it is given as shard %d: keep the --db list in the order the shards were made", db.where, got, number)
 	}
-	return nil
+	return db.installFence(ctx)
 }
 
 // DebitQuota takes units of item's quota for shard to: at least need and

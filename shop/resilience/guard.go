@@ -144,8 +144,8 @@ type Guard struct {
 // counts and a retry may cure: not a domain answer (not found, conflict,
 // invalid...), and not a client that went away.
 func IsFailure(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, shop.ErrBucketMoving) {
+		return false // a bucket being moved is the shard saying no, not failing
 	}
 	code := shop.ErrorCode(err)
 	return code == shop.EINTERNAL || code == shop.EUNAVAILABLE

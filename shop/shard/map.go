@@ -259,3 +259,38 @@ type StoredMap struct {
 	Text   string
 	Moving []Bucket
 }
+
+// WithShards is the map with n shards, the added ones owning no bucket
+// yet: the first step of adding a shard (docs/sharding.md). n must be
+// from m.Shards() to MaxShards.
+func (m *Map) WithShards(n int) (*Map, error) {
+	if n < m.shards || n > MaxShards {
+		return nil, fmt.Errorf("shard map: %d shards, want %d to %d", n, m.shards, MaxShards)
+	}
+	return &Map{shards: n, owner: m.owner}, nil
+}
+
+// WithOwner is the map with bucket b owned by shard k (from 0): one
+// bucket's switch in a move.
+func (m *Map) WithOwner(b Bucket, k int) (*Map, error) {
+	if k < 0 || k >= m.shards {
+		return nil, fmt.Errorf("shard map: shard %d, want 1 to %d", k+1, m.shards)
+	}
+	if int(b) >= Buckets {
+		return nil, fmt.Errorf("shard map: bucket %d, want 0 to %d", b, Buckets-1)
+	}
+	grown := &Map{shards: m.shards, owner: m.owner}
+	grown.owner[b] = uint16(k) // #nosec G115 -- k < shards <= MaxShards
+	return grown, nil
+}
+
+// Fence is a bucket's fence on one shard while buckets move
+// (docs/sharding.md): whether the shard refuses the bucket's writes, and
+// why.
+type Fence string
+
+const (
+	FenceNone     Fence = ""         // none: the shard takes the bucket's writes if it owns it
+	FenceIncoming Fence = "incoming" // being copied here; not yet this shard's
+	FenceGone     Fence = "gone"     // frozen here to move away; never written here again
+)

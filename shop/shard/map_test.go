@@ -187,3 +187,40 @@ func TestMapRoutesTokensAndIDsToTheSameShard(t *testing.T) {
 		t.Errorf("unsharded id: %v", err)
 	}
 }
+
+// Adding a shard to a map gives it nothing; switching one bucket changes
+// that bucket's owner only; both refuse what no map can hold.
+func TestWithShardsAndWithOwnerChangeOnlyWhatTheySay(t *testing.T) {
+	two, err := shard.Balanced(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	three, err := two.WithShards(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := three.Counts(); got[0] != 512 || got[1] != 512 || got[2] != 0 {
+		t.Fatalf("grown to 3 shards, counts %v, want [512 512 0]", got)
+	}
+	if back, err := shard.ParseMap(three.String()); err != nil || !back.Equal(three) {
+		t.Fatalf("%q does not read back: %v", three, err)
+	}
+	moved, err := three.WithOwner(700, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := shard.Moves(three, moved); len(ms) != 1 || ms[0] != (shard.Move{Bucket: 700, From: 1, To: 2}) {
+		t.Fatalf("one switch made the moves %v", ms)
+	}
+	for _, bad := range []func() error{
+		func() error { _, err := three.WithShards(2); return err },
+		func() error { _, err := three.WithShards(shard.MaxShards + 1); return err },
+		func() error { _, err := three.WithOwner(1, 3); return err },
+		func() error { _, err := three.WithOwner(1, -1); return err },
+		func() error { _, err := three.WithOwner(shard.Buckets, 0); return err },
+	} {
+		if err := bad(); err == nil {
+			t.Error("an impossible map was made")
+		}
+	}
+}
