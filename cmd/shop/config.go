@@ -90,7 +90,7 @@ var settings = []setting{
 
 // help is --help's text before the flags; the environment-only settings
 // are listed after it.
-const help = "Usage: shop [flags]\n       shop migrate [flags]\n       shop drop-events --nats URL --nats-stream NAME\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts; `shop drop-events` deletes a deployment's order events\nstream from NATS JetStream (which reserves its --nats-stream's storage until then) and exits.\n"
+const help = "Usage: shop [flags]\n       shop migrate [flags]\n       shop drop-events --nats URL --nats-stream NAME\n       shop reshard --db URL [--db URL ...] --add URL (see shop reshard --help)\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts; `shop drop-events` deletes a deployment's order events\nstream from NATS JetStream (which reserves its --nats-stream's storage until then) and exits;\n`shop reshard` adds a shard to a sharded deployment and moves buckets to it while it runs.\n"
 
 // flagUsage is a setting's line in --help.
 func (s setting) flagUsage() string {

@@ -42,6 +42,13 @@ func main() {
 const logFlushEvery = 100 * time.Millisecond
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "reshard" {
+		// Its own flags: it is an operator's one-off, not the service.
+		logs := newBatchedLog(stdout, logFlushEvery)
+		defer logs.Close()
+		log, _ := newLogger("warn", logs)
+		return runReshard(ctx, args[1:], stdout, log)
+	}
 	cfg, err := parseConfig(args, getenv, stdout)
 	if err != nil {
 		return err

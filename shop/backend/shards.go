@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -232,4 +233,41 @@ func migrateShards(ctx context.Context, cfg Config) (string, error) {
 		where = append(where, w)
 	}
 	return strings.Join(where, ", "), nil
+}
+
+// OpenForReshard opens the shards for shop reshard: cfg.ShardURLs, then
+// the added ones, migrated first. Every shard is claimed by its number in
+// that order (a database that is another shard is refused), and each
+// added shard is given the catalog with no quota. Close the set's
+// databases when done.
+func OpenForReshard(ctx context.Context, cfg Config, added []string) (postgres.ShardSet, error) {
+	var set postgres.ShardSet
+	fail := func(err error) (postgres.ShardSet, error) {
+		for _, db := range set {
+			db.Close()
+		}
+		return nil, err
+	}
+	urls := append(slices.Clone(cfg.ShardURLs), added...)
+	for k, url := range urls {
+		isNew := k >= len(cfg.ShardURLs)
+		if isNew {
+			one := cfg
+			one.ShardURLs, one.DatabaseURL = nil, url
+			if _, err := Migrate(ctx, one); err != nil {
+				return fail(fmt.Errorf("shard %d (added): %w", k+1, err))
+			}
+		}
+		db, err := openShard(ctx, cfg, url, k)
+		if err != nil {
+			return fail(fmt.Errorf("shard %d: %w", k+1, err))
+		}
+		set = append(set, db)
+		if isNew {
+			if _, err := db.PrepareShard(ctx, set[0]); err != nil {
+				return fail(fmt.Errorf("shard %d (added): %w", k+1, err))
+			}
+		}
+	}
+	return set, nil
 }

@@ -340,6 +340,12 @@ func (mv *Mover) after(b shard.Bucket, s Step) error {
 // ErrStopped is what a test's After returns to cut a move short.
 var ErrStopped = errors.New("stopped")
 
+// DefaultForgetAfter is how long the old shards keep a moved bucket's
+// rows after the last switch: three of the replicas' map reloads
+// (sharded.MapReloadEvery is 1 s), so a replica still reading by the old
+// map finds the session whole there.
+const DefaultForgetAfter = 3 * time.Second
+
 // Report is what Run did.
 type Report struct {
 	Map       *shard.Map // the map with the added shards, before the moves

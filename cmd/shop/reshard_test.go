@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/perfscale/perfscale/shop"
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/postgres/pgtest"
+	"github.com/perfscale/perfscale/shop/seed"
+	"github.com/perfscale/perfscale/shop/shard"
+)
+
+func noEnv(string) string { return "" }
+
+// Bad input to shop reshard is refused before any database is touched,
+// with one line that says what is wrong.
+func TestReshardRefusesBadInput(t *testing.T) {
+	const u = "postgres://postgres@127.0.0.1:1/none"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--db is required"},
+		{[]string{"--add", u}, "--db is required"},
+		{[]string{"--db", "mysql://x/y"}, "must be a postgres:// URL"},
+		{[]string{"--db", u, "--add", "shop.db"}, "must be a postgres:// URL"},
+		{[]string{"--db", u, "--add", u}, "is given twice"},
+		{[]string{"--db", u, "--buckets", "5-2"}, "--buckets must be FIRST-LAST with 0 <= FIRST <= LAST <= 1023"},
+		{[]string{"--db", u, "--buckets", "0-1024"}, "--buckets must be FIRST-LAST"},
+		{[]string{"--db", u, "--buckets", "a-b"}, "--buckets must be FIRST-LAST"},
+		{[]string{"--db", u, "--buckets", "-3"}, "--buckets must be FIRST-LAST"},
+		{[]string{"--db", u, "--forget-after", "-1s"}, "--forget-after must not be negative"},
+		{[]string{"--db", u, "now"}, `unexpected argument "now"`},
+		{[]string{"--db", u, "--shards", "2"}, "flag provided but not defined: -shards"},
+	} {
+		err := run(context.Background(), append([]string{"reshard"}, tc.args...), noEnv, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("shop reshard %q: %v, want one line saying %q", tc.args, err, tc.want)
+		}
+	}
+	var help bytes.Buffer
+	if err := run(context.Background(), []string{"reshard", "--help"}, noEnv, &help); err == nil || !strings.Contains(help.String(), "Usage: shop reshard") {
+		t.Errorf("shop reshard --help: %v, printed %q", err, help.String())
+	}
+}
+
+// shop reshard adds a third shard and moves buckets to it: the orders of
+// the moved buckets are on the new shard only, a second run finds nothing
+// to do, and shards given in the wrong order or without the added one are
+// refused naming why.
+func TestReshardAddsAShardAndMovesItsBuckets(t *testing.T) {
+	ctx := context.Background()
+	u1, u2, u3 := pgtest.NewDatabase(t), pgtest.NewDatabase(t), pgtest.NewDatabase(t)
+	if err := run(ctx, []string{"migrate", "--shards", "2", "--db", u1, "--db", u2}, noEnv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := backend.Open(ctx, backend.Config{ShardURLs: []string{u1, u2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Seed(ctx, seed.Items(3)); err != nil {
+		t.Fatal(err)
+	}
+	const first, last = 1004, 1023 // shard 2's; shard 3 takes them all
+	placed := 0
+	for placed < 5 {
+		_, hash := shop.NewToken()
+		if bk, _ := shard.BucketOfTokenHash(hash); bk < first {
+			continue
+		}
+		sess, err := b.Store.CreateSession(ctx, hash)
+		if err == nil {
+			_, err = b.Store.SetCartItem(ctx, sess.ID, 1, 1)
+		}
+		if err == nil {
+			_, _, err = b.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k",
+				Checkout: shop.Checkout{CustomerName: "A", Email: "a@example.com"}})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		placed++
+	}
+	b.Close()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"reshard", "--db", u1, "--db", u2, "--add", u3, "--add-only"}, noEnv, &out); err != nil ||
+		!strings.Contains(out.String(), "map: 3 shards, [512 512 0] buckets each; nothing moved") {
+		t.Fatalf("shop reshard --add-only: %v, printed %q", err, out.String())
+	}
+	if n := countOrders(t, u3); n != 0 {
+		t.Fatalf("--add-only put %d orders on the new shard", n)
+	}
+	out.Reset()
+	args := []string{"reshard", "--db", u1, "--db", u2, "--add", u3, "--buckets", "1004-1023", "--forget-after", "0s"}
+	if err := run(ctx, args, noEnv, &out); err != nil {
+		t.Fatalf("shop reshard: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	if !strings.Contains(out.String(), "bucket 1023: shard 2 -> 3") || !strings.Contains(out.String(), "20 buckets moved") {
+		t.Fatalf("shop reshard printed %q, want bucket 1023 moved from shard 2 to 3 and 20 buckets moved", out.String())
+	}
+	if n := countOrders(t, u3); n != placed {
+		t.Errorf("the new shard has %d orders, want the %d of the moved buckets", n, placed)
+	}
+	if n := countOrders(t, u2); n != 0 {
+		t.Errorf("shard 2 still has %d orders of the moved buckets", n)
+	}
+	out.Reset()
+	if err := run(ctx, args, noEnv, &out); err != nil || !strings.Contains(out.String(), "0 buckets moved") {
+		t.Errorf("shop reshard run again: %v, printed %q, want 0 buckets moved", err, out.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"reshard", "--db", u2, "--db", u1, "--add", u3}, "is shard 2, but it is given as shard 1"},
+		{[]string{"reshard", "--db", u1, "--db", u2}, "the map on shard 1 has 3 shards, 2 were given"},
+	} {
+		err := run(ctx, tc.args, noEnv, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("shop %q: %v, want one line saying %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func countOrders(t *testing.T, url string) int {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM orders`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
