@@ -145,13 +145,23 @@ func TestVerdictsOnServersWithKnownProblems(t *testing.T) {
 			if err != nil || len(watch.Groups()) == 0 || !slices.Equal(watch.Groups()[0].Roots, []int{pid}) {
 				t.Fatalf("Discover(%d) = %v, %v; want process %d first", port, watch.Describe(), err, pid)
 			}
-			rep, err := diagnose.Run(context.Background(), diagnose.Config{
-				Target: url, SLO: tt.slo, MaxConcurrency: tt.users, StepDuration: tt.step,
-				BaselineRequests: tt.baseline, BaselineDuration: 5 * time.Second,
-			}, measure.LoadRunner{Target: &load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
-				watch)
-			if err != nil {
-				t.Fatal(err)
+			// A ramp the machine held back gets no verdict (the lab says
+			// so, KindMachineBound) and is measured again; a wrong
+			// verdict fails at once, and so do three held back.
+			var rep *diagnose.Report
+			for attempt := 1; ; attempt++ {
+				rep, err = diagnose.Run(context.Background(), diagnose.Config{
+					Target: url, SLO: tt.slo, MaxConcurrency: tt.users, StepDuration: tt.step,
+					BaselineRequests: tt.baseline, BaselineDuration: 5 * time.Second,
+				}, measure.LoadRunner{Target: &load.Request{Method: "GET", URL: url}, Timeout: 10 * time.Second},
+					watch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.Kind != diagnose.KindMachineBound || attempt == 3 {
+					break
+				}
+				t.Logf("attempt %d: %s", attempt, strings.Join(rep.Evidence, "\n"))
 			}
 			var trace strings.Builder
 			for _, s := range rep.Steps {

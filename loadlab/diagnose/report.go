@@ -19,6 +19,12 @@ const (
 	// timed out) while the successful ones stay fast: errors, not
 	// latency, bound the capacity.
 	KindErrors = "errors"
+	// KindMachineBound: no verdict on the target's scalability. At the
+	// ramp's peak or top the machine, not the target, held the server
+	// back (measure.Starved: the CPUs busy, the server's processes
+	// waiting for a CPU longer than they ran): the curve is the machine's
+	// load, and any kind read from it would be a guess.
+	KindMachineBound = "machine-bound"
 )
 
 // Report is a diagnosis: the measurements, the fit and the verdicts.

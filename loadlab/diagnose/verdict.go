@@ -105,6 +105,8 @@ type Facts struct {
 	// server's CPU, not from coherency. FallWithLostCPU: the same for a
 	// server that was not CPU-bound; the fall is left out of the verdict.
 	Starved, FallWithLostCPU bool
+	// MachineBound: the machine held the ramp back (KindMachineBound).
+	MachineBound bool
 	// Server is the watched processes together at the plateau; CPUKnown is
 	// false when none was seen, or when CPUImplausible (too little CPU for
 	// the requests served to be theirs).
@@ -255,6 +257,13 @@ func Classify(m Measurements) (string, Facts) {
 		// request cost more: other work on the machine took it.
 		f.Starved = true
 		return KindCapacity, f
+	case f.CPUKnown && (measure.Starved(steps[f.Peak], m.Cores) || measure.Starved(last, m.Cores)):
+		// Not CPU-bound, yet waiting for a CPU longer than it ran: the
+		// machine held the peak or the top of the ramp back. A server
+		// with a lock and one kept in step both read as the other on
+		// such a curve (a fresh-clone CI run at a load average of 25).
+		f.MachineBound = true
+		return KindMachineBound, f
 	case f.Falls && f.CPUKnown && lostCPU(steps[f.Peak], last):
 		// The same loss of CPU to other work, by a server that was not
 		// CPU-bound: the fall is the machine's; what held the plateau
@@ -570,6 +579,8 @@ func (w *explainer) kind(kind string) {
 		}
 	case KindCapacity:
 		w.capacity(f)
+	case KindMachineBound:
+		w.machineBound()
 	case KindCoherency:
 		nStar := "near " + users(steps[f.Peak].Concurrency)
 		if f.FitOK && !math.IsInf(f.Fit.PeakConcurrency, 1) {
@@ -796,4 +807,18 @@ func lostCPU(peak, last Step) bool {
 // coresLeft is the CPU the generator left to the server during a step.
 func coresLeft(s Step, cores float64) float64 {
 	return math.Max(cores-s.GeneratorCPUCores, 0.1)
+}
+
+// machineBound says why the ramp gets no scalability verdict: the step
+// (the peak, else the top) whose processes waited for a CPU longer than
+// they ran.
+func (w *explainer) machineBound() {
+	steps := w.m.Steps
+	s := steps[len(steps)-1]
+	if peak := steps[w.f.Peak]; measure.Starved(peak, w.m.Cores) {
+		s = peak
+	}
+	w.add("no scalability verdict: with %s the server's processes ran %.2f cores and waited for a CPU %.2f cores' worth on a machine %.0f%% busy: other work held them back, so throughput and latency there measure the machine's load, not the target's limits",
+		users(s.Concurrency), s.ServerCPUCores, s.ServerCPUWaitCores, 100*s.MachineBusy)
+	w.warnings = append(w.warnings, "the machine was too busy for a scalability verdict: rerun on a quieter machine (or give the target and loadlab more of it)")
 }

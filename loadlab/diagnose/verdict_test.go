@@ -449,3 +449,55 @@ func TestEvidenceNamesPrometheusAsTheSource(t *testing.T) {
 		}
 	}
 }
+
+// ciStarvedLockRamp is the lock server's ramp from a fresh-clone CI run
+// at a load average of 25: the machine 100% busy, the server's process
+// waiting for a CPU 0.31 to 0.88 cores' worth while it ran 0.02 to 0.05.
+// Read as a curve it said "coherency" (it fell past 4 users) for a
+// server whose problem is a lock.
+func ciStarvedLockRamp() []Step {
+	steps := busyMachine(ramp([]float64{125.2, 134.8, 179.8, 162.2, 133.9}, []float64{32.54, 43.9, 32.45, 87.17, 219.78},
+		[]float64{0.02, 0.05, 0.03, 0.05, 0.03}, 0.03), 1)
+	for i, w := range []float64{0.52, 0.64, 0.31, 0.83, 0.88} {
+		steps[i].ServerCPUWaitCores, steps[i].ServerCPUPreemptedCores = w, w/5
+		steps[i].Processes = []ProcessStep{{Name: "diagnose.test", Members: 1, CPUCores: steps[i].ServerCPUCores, WaitCores: w,
+			PreemptedCores: w / 5, QuotaCores: math.NaN(), ThrottledShare: math.NaN()}}
+	}
+	return steps
+}
+
+// A ramp the machine held back gets no scalability verdict, with the step
+// that shows it; the same curve with the server running what it waited
+// for keeps its verdict.
+func TestAMachineBoundRampGetsNoScalabilityVerdict(t *testing.T) {
+	base := Step{Concurrency: 1, P50: 5 * time.Millisecond, P99: 21 * time.Millisecond, Requests: 200}
+	judge := func(steps []Step) Verdict {
+		pts := make([]usl.Point, len(steps))
+		for i, s := range steps {
+			pts[i] = usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS}
+		}
+		fit, err := usl.FitPoints(pts)
+		return Judge(Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2})
+	}
+	v := judge(ciStarvedLockRamp())
+	if v.Kind != KindMachineBound {
+		t.Fatalf("kind %q, want %q\n%s", v.Kind, KindMachineBound, strings.Join(v.Evidence, "\n"))
+	}
+	want := "no scalability verdict: with 16 users the server's processes ran 0.03 cores and waited for a CPU 0.88 cores' worth on a machine 100% busy"
+	if ev := strings.Join(v.Evidence, "\n"); !strings.Contains(ev, want) {
+		t.Errorf("evidence:\n%s\nwant a line starting %q", ev, want)
+	}
+	if len(v.Warnings) == 0 || !strings.Contains(strings.Join(v.Warnings, "\n"), "too busy for a scalability verdict") {
+		t.Errorf("warnings %q, want the rerun advice", v.Warnings)
+	}
+
+	// The same throughputs with little waiting: the machine did not hold
+	// the server back, and the curve is judged.
+	calm := ciStarvedLockRamp()
+	for i := range calm {
+		calm[i].ServerCPUWaitCores, calm[i].Processes[0].WaitCores = 0.01, 0.01
+	}
+	if v := judge(calm); v.Kind == KindMachineBound || !v.Scalability {
+		t.Errorf("with little waiting: kind %q, scalability %v; want a verdict", v.Kind, v.Scalability)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/perfscale/perfscale/loadlab/diagnose"
 )
 
 // efficiencyDrop: with the setting, efficiency at the top count below
@@ -110,6 +112,9 @@ func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
 	if with.Performance != nil && *with.Performance && (without.Performance == nil || !*without.Performance) {
 		return VerdictPerformance, reason + fmt.Sprintf("; one user's p99 is within the SLO without it (%s) and above it with it (%s): a performance problem",
 			fmtMS(without.Metrics["baseline.p99_ms"]), fmtMS(with.Metrics["baseline.p99_ms"]))
+	}
+	if with.Kind == diagnose.KindMachineBound || without.Kind == diagnose.KindMachineBound {
+		return VerdictMachineBound, reason + ": the machine held a side back, so the two cannot be compared"
 	}
 	if with.Kind == without.Kind && with.Kind == e.Expected && with.Kind != "none" {
 		longer, ok := longerSerialSection(e, without, with)

@@ -227,6 +227,9 @@ func stepErrors(s diagnose.Step) string {
 }
 
 func yesNo(problem bool, kind string) string {
+	if kind == "machine-bound" {
+		return "no verdict (machine-bound: the machine, not the target, held the ramp back)"
+	}
 	if !problem {
 		return "no problem"
 	}
