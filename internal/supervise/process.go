@@ -119,10 +119,28 @@ func startTime(pid int) (uint64, bool) {
 		return 0, false
 	}
 	st, err := p.Stat()
-	if err != nil || st.State == "Z" || st.State == "X" {
+	if err != nil || st.State == "X" || (st.State == "Z" && !threadsRun(pid)) {
 		return 0, false
 	}
 	return st.Starttime, true
+}
+
+// threadsRun reports whether a thread of pid other than a zombie one
+// still runs. A killed Go process's main thread can be a zombie while its
+// other threads are still exiting and still hold its files: its listening
+// socket was then still bound, and a process started again on the port
+// found it in use (3 of 18 restarts in TestAProcessHandedAListenerServesOnIt).
+func threadsRun(pid int) bool {
+	threads, err := procfs.AllThreads(pid)
+	if err != nil {
+		return false
+	}
+	for _, th := range threads {
+		if st, err := th.Stat(); err == nil && st.State != "Z" && st.State != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // Lookup is a record of the process that runs now with pid (no name):
