@@ -213,6 +213,9 @@ func (r Record) KillTree(ctx context.Context) error {
 	if err := syscall.Kill(r.PID, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop %s (pid %d): %w", r.Name, r.PID, err)
 	}
+	if err := r.waitStopped(ctx); err != nil {
+		return err
+	}
 	kids, err := descendants(r.PID)
 	if err != nil {
 		return err
@@ -228,6 +231,29 @@ func (r Record) KillTree(ctx context.Context) error {
 		}
 	}
 	return r.WaitGone(ctx)
+}
+
+// waitStopped waits until the process has taken its SIGSTOP (or is
+// gone). kill returns before the signal is taken: a postmaster listed
+// right after it forked one more backend, which outlived the kill and
+// held its shared memory ("pre-existing shared memory block is still in
+// use" when it was started again, in a fresh-clone CI run).
+func (r Record) waitStopped(ctx context.Context) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, poll) {
+		p, err := procfs.NewProc(r.PID)
+		if err != nil {
+			return nil // gone
+		}
+		st, err := p.Stat()
+		if err != nil || st.Starttime != r.Start || st.State == "T" || st.State == "Z" || st.State == "X" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stop %s (pid %d): %w", r.Name, r.PID, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 }
 
 // descendants lists the processes below pid (children, theirs, ...).
