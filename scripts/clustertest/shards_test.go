@@ -103,13 +103,13 @@ func TestShardServersAreListedKilledAndStartedAgain(t *testing.T) {
 }
 
 // proofShards is the number of shards the fault proof and the shard
-// servers' test run on: PERFSCALE_PROOF_SHARDS, or 1 until the sharded
-// store is on main (shop takes one --db per shard and --shards S).
+// servers' test run on: PERFSCALE_PROOF_SHARDS, or 2, the smallest count
+// at which orders are spread and a killed shard leaves another serving.
 var proofShards = func() int {
 	if n, err := strconv.Atoi(os.Getenv("PERFSCALE_PROOF_SHARDS")); err == nil && n >= 1 {
 		return n
 	}
-	return 1
+	return 2
 }()
 
 // The proof (issue 20 point 6): a checkout storm through nginx while one
