@@ -282,13 +282,20 @@ func writeBucket(ctx context.Context, tx pgx.Tx, b shard.Bucket, r bucketRows) (
 // finishBucket makes the bucket this shard's: the sequences set past the
 // bucket's ids (a new session or order of the bucket here must not take a
 // copied id), and the fence lifted.
+//
+// The sequences are only ever moved forward, and past the copied ids by a
+// margin: sessions and orders of the shard's other buckets take numbers
+// from the same sequences while this runs, and a setval to a value read a
+// moment before (GREATEST(last_value, ...)) could move the sequence back
+// over numbers handed out meanwhile, so two new sessions of one bucket got
+// the same id (a CI run saw "duplicate key ... sessions_pkey").
 func finishBucket(ctx context.Context, tx pgx.Tx, b shard.Bucket) error {
 	for _, q := range []string{
-		`SELECT setval('sessions_id_seq', GREATEST((SELECT last_value FROM sessions_id_seq),
-			coalesce((SELECT max(id) >> 10 FROM sessions WHERE (id & 1023) = $1), 1)))`,
-		`SELECT setval('order_id_serial', GREATEST((SELECT last_value FROM order_id_serial),
-			coalesce((SELECT max((id & 1099511627775) >> 10) FROM orders
-				WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)), 1)))`,
+		`SELECT setval('sessions_id_seq', m + ` + seqMargin + `) FROM (SELECT max(id) >> 10 AS m FROM sessions WHERE (id & 1023) = $1) copied
+			WHERE m >= (SELECT last_value FROM sessions_id_seq)`,
+		`SELECT setval('order_id_serial', LEAST(m + ` + seqMargin + `, 1073741823)) FROM (SELECT max((id & 1099511627775) >> 10) AS m FROM orders
+				WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)) copied
+			WHERE m >= (SELECT last_value FROM order_id_serial)`,
 		`DELETE FROM bucket_fences WHERE bucket = $1`,
 	} {
 		if _, err := tx.Exec(ctx, q, int(b)); err != nil {
@@ -297,6 +304,11 @@ func finishBucket(ctx context.Context, tx pgx.Tx, b shard.Bucket) error {
 	}
 	return nil
 }
+
+// seqMargin is how far past a moved bucket's largest number finishBucket
+// sets a sequence: the other buckets' inserts would have to take this
+// many numbers between the statement's read and its setval to be set back.
+const seqMargin = "1000"
 
 // ensureOrderMonths creates the month partitions the copied orders need
 // (a new shard has only the months around its creation).
