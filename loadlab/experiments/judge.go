@@ -116,7 +116,7 @@ func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
 	if with.Kind == diagnose.KindMachineBound || without.Kind == diagnose.KindMachineBound {
 		return VerdictMachineBound, reason + ": the machine held a side back, so the two cannot be compared"
 	}
-	if with.Kind == without.Kind && with.Kind == e.Expected && with.Kind != "none" {
+	if with.Kind == without.Kind && with.Kind != diagnose.KindNone {
 		longer, ok := longerSerialSection(e, without, with)
 		if ok {
 			// A system with a serial section of its own (the embedded
@@ -124,8 +124,10 @@ func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
 			// the setting: contention, and the setting's.
 			return with.Kind, reason + longer
 		}
-		// The same verdict with and without: not the setting's doing.
-		return "none", reason + longer + ": the same with and without, so not the setting's doing"
+		// The same kind with and without, whichever it is (a server
+		// CPU-bound both ways is "capacity" both ways): the system's,
+		// not the setting's doing.
+		return diagnose.KindNone, reason + longer + ": the same with and without, so not the setting's doing"
 	}
 	return with.Kind, reason
 }
@@ -135,7 +137,7 @@ func judgeDiagnosis(e Experiment, without, with *Side) (string, string) {
 // times longer with it, and by how much.
 func longerSerialSection(e Experiment, without, with *Side) (string, bool) {
 	wo, w := without.Metrics["capacity_rps"], with.Metrics["capacity_rps"]
-	if with.Kind != "contention" || wo <= 0 || w <= 0 {
+	if with.Kind != diagnose.KindContention || wo <= 0 || w <= 0 {
 		return "", false
 	}
 	what := fmt.Sprintf("; both contention, with a serial section of %s a request (1 / %.0f req/s) without and %s with (%.2f×)",

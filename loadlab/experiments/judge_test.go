@@ -70,6 +70,34 @@ func TestJudgeDiagnosisWantsTheSettingToMakeTheDifference(t *testing.T) {
 	}
 }
 
+// Any kind found with and without the setting is the system's, not the
+// setting's: a shop CPU-bound both ways was once judged "capacity", as if
+// the global lock had made it so.
+func TestJudgeDiagnosisTheSameKindBothWaysIsNotTheSettings(t *testing.T) {
+	e := Experiment{Measure: MeasureDiagnose, Expected: "contention", Factor: 1.5}
+	for _, tt := range []struct {
+		without, with string
+		want          string
+	}{
+		{"capacity", "capacity", "none"},
+		{"coherency", "coherency", "none"},
+		{"errors", "errors", "none"},
+		{"none", "none", "none"},
+		{"capacity", "coherency", "coherency"},
+		{"contention", "capacity", "capacity"},
+	} {
+		res := Result{Without: &Side{Kind: tt.without, Metrics: map[string]float64{"capacity_rps": 2000}},
+			With: &Side{Kind: tt.with, Metrics: map[string]float64{"capacity_rps": 1000}}}
+		judge(&res, e)
+		if res.Verdict != tt.want || *res.Holds {
+			t.Errorf("%s → %s: %s (holds %v), want %s; %s", tt.without, tt.with, res.Verdict, *res.Holds, tt.want, res.Reason)
+		}
+		if tt.without == tt.with && tt.with != "none" && !strings.Contains(res.Reason, "not the setting's doing") {
+			t.Errorf("%s both ways: %s", tt.with, res.Reason)
+		}
+	}
+}
+
 func TestJudgeReplicas(t *testing.T) {
 	steps := func(eff float64, errorsAt int) *Side {
 		s := &Side{Steps: []ScaleStep{{Replicas: 1, Efficiency: 1}, {Replicas: 2, Efficiency: eff}}}
