@@ -74,14 +74,7 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 				side.Metrics[name+key] = v
 			}
 		}
-		for _, p := range step.Processes {
-			// Each watched group's share, to tell who used and who waited.
-			for name, v := range map[string]float64{"cpu_cores@": p.CPUCores, "cpu_wait_cores@": p.WaitCores} {
-				if !math.IsNaN(v) {
-					side.Metrics[name+key+" "+p.Name] = v
-				}
-			}
-		}
+		processMetrics(side.Metrics, key, step.Processes)
 		part := fmt.Sprintf("%d: %.0f req/s, p99 %s", n, step.ThroughputRPS, fmtMS(ms(step.P99)))
 		if n > 1 {
 			part += fmt.Sprintf(", efficiency %.0f%%", 100*st.Efficiency)
@@ -152,4 +145,22 @@ func topCause(res *load.Result) string {
 		return ""
 	}
 	return fmt.Sprintf(", most %s", strings.TrimSpace(top.Cause))
+}
+
+// processMetrics records each watched group's CPU and run-queue wait at
+// count key, to tell who used and who waited. The servers of a name that
+// only run here (PostgreSQL, say) are kept apart from the connected one
+// of that name.
+func processMetrics(m map[string]float64, key string, procs []measure.ProcessStep) {
+	for _, p := range procs {
+		group := p.Name
+		if p.Suspect {
+			group += " (not connected)"
+		}
+		for name, v := range map[string]float64{"cpu_cores@": p.CPUCores, "cpu_wait_cores@": p.WaitCores} {
+			if !math.IsNaN(v) {
+				m[name+key+" "+group] = v
+			}
+		}
+	}
 }

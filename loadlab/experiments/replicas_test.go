@@ -87,3 +87,23 @@ func TestTheReplicasOwnBoundIsNotTheMachines(t *testing.T) {
 		t.Fatalf("%s: %s", res.Verdict, res.Reason)
 	}
 }
+
+// The cluster's PostgreSQL and the other PostgreSQL servers running here
+// share a name: each keeps its own figures.
+func TestProcessMetricsKeepTheConnectedServerApartFromSuspects(t *testing.T) {
+	nan := math.NaN()
+	m := map[string]float64{}
+	processMetrics(m, "1", []measure.ProcessStep{
+		{Name: "PostgreSQL", Members: 1, CPUCores: 0.14, WaitCores: 0.02, QuotaCores: 0.15},
+		{Name: "PostgreSQL", Members: 3, CPUCores: 0.05, WaitCores: nan, QuotaCores: nan, Suspect: true},
+	})
+	want := map[string]float64{"cpu_cores@1 PostgreSQL": 0.14, "cpu_wait_cores@1 PostgreSQL": 0.02, "cpu_cores@1 PostgreSQL (not connected)": 0.05}
+	if len(m) != len(want) {
+		t.Fatalf("metrics %v, want %v", m, want)
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Fatalf("metrics %v, want %v", m, want)
+		}
+	}
+}

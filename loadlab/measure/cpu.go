@@ -82,22 +82,26 @@ func ProcessLoads(steps []Step, cores float64) []Load {
 		return nil
 	}
 	// Every group seen at any step, in the order first seen; a group
-	// found during the steps counts from the steps that carry it.
-	var names []string
-	members := map[string]int{}
-	suspect := map[string]bool{}
+	// found during the steps counts from the steps that carry it. A group
+	// is its name and whether it is a suspect: the PostgreSQL the target
+	// connects to and the other PostgreSQL servers running here (another
+	// cluster's, the machine's) share the name, and keyed by name alone
+	// one hid the other.
+	var keys []groupKey
+	members := map[groupKey]int{}
 	for _, s := range steps {
 		for _, p := range s.Processes {
-			if _, ok := members[p.Name]; !ok {
-				names = append(names, p.Name)
+			k := groupKey{p.Name, p.Suspect}
+			if _, ok := members[k]; !ok {
+				keys = append(keys, k)
 			}
-			members[p.Name], suspect[p.Name] = p.Members, p.Suspect
+			members[k] = p.Members
 		}
 	}
 	var out []Load
-	for _, name := range names {
-		if l, ok := groupLoad(steps, name, members[name]); ok {
-			l.Suspect = suspect[name]
+	for _, k := range keys {
+		if l, ok := groupLoad(steps, k, members[k]); ok {
+			l.Suspect = k.suspect
 			out = append(out, l)
 		}
 	}
@@ -120,13 +124,19 @@ func ProcessLoads(steps []Step, cores float64) []Load {
 	return out
 }
 
+// groupKey names a watched group across steps.
+type groupKey struct {
+	name    string
+	suspect bool
+}
+
 // groupLoad is one group's medians over the steps that measured it with
 // all its members; Available holds the generator's CPU until the caller
 // turns it into what was left to the group.
-func groupLoad(steps []Step, name string, members int) (Load, bool) {
+func groupLoad(steps []Step, k groupKey, members int) (Load, bool) {
 	var cpu, wait, preempted, quota, thr, busy, gen []float64
 	for _, s := range steps {
-		i := slices.IndexFunc(s.Processes, func(p ProcessStep) bool { return p.Name == name })
+		i := slices.IndexFunc(s.Processes, func(p ProcessStep) bool { return p.Name == k.name && p.Suspect == k.suspect })
 		if i < 0 || s.Processes[i].Members != members {
 			continue // missing, or measured with fewer members
 		}
@@ -145,7 +155,7 @@ func groupLoad(steps []Step, name string, members int) (Load, bool) {
 	if len(cpu) == 0 {
 		return Load{}, false
 	}
-	return Load{Name: name, Members: members, CPU: Median(cpu), Wait: MedianOrNaN(wait), Preempted: MedianOrNaN(preempted),
+	return Load{Name: k.name, Members: members, CPU: Median(cpu), Wait: MedianOrNaN(wait), Preempted: MedianOrNaN(preempted),
 		Quota: MedianOrNaN(quota), Throttled: MedianOrNaN(thr), MachineBusy: MedianOrNaN(busy), Available: Median(gen)}, true
 }
 

@@ -72,6 +72,42 @@ func TestServerCPUCountsOnlyWhatIsConnected(t *testing.T) {
 	}
 }
 
+// The cluster's own PostgreSQL, connected to the replicas and at its
+// quota, beside the other PostgreSQL servers running on the machine (the
+// machine's, other clusters'), which procwatch watches as suspects under
+// the same name: the connected one is the bottleneck, whichever group
+// came first. Keyed by name alone, the two were one group whose member
+// count matched neither, and PostgreSQL vanished from the column.
+func TestProcessLoadsKeepsTheConnectedGroupBesideSuspectsOfItsName(t *testing.T) {
+	nan := math.NaN()
+	connected := measure.ProcessStep{Name: "PostgreSQL", Members: 1, CPUCores: 0.145, WaitCores: 0.02, PreemptedCores: 0.01, QuotaCores: 0.15, ThrottledShare: 0.7, Local: true}
+	suspects := measure.ProcessStep{Name: "PostgreSQL", Members: 3, CPUCores: 0.05, WaitCores: 0.01, PreemptedCores: 0.01, QuotaCores: nan, ThrottledShare: nan, Local: true, Suspect: true}
+	shop := measure.ProcessStep{Name: "shop", Members: 1, CPUCores: 0.05, WaitCores: 0.01, PreemptedCores: 0, QuotaCores: 0.1, ThrottledShare: 0.1, Local: true}
+	tests := []struct {
+		name  string
+		procs []measure.ProcessStep
+	}{
+		{"connected first", []measure.ProcessStep{shop, connected, suspects}},
+		{"suspects first", []measure.ProcessStep{suspects, shop, connected}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, loads := measure.BottleneckOf(measure.Step{Processes: tt.procs, MachineBusy: 0.5}, 2)
+			if len(loads) != 3 {
+				t.Fatalf("%d groups, want 3 (shop, PostgreSQL connected, PostgreSQL suspects): %+v", len(loads), loads)
+			}
+			if b == nil || b.Name != "PostgreSQL" || b.Suspect || b.Members != 1 || b.Quota != 0.15 {
+				t.Fatalf("bottleneck %+v, want the connected PostgreSQL at its 0.15-core quota", b)
+			}
+			for _, l := range loads {
+				if l.Suspect && (l.Name != "PostgreSQL" || l.Members != 3 || l.Bound) {
+					t.Fatalf("suspects %+v, want the 3 other PostgreSQL servers, not bound", l)
+				}
+			}
+		})
+	}
+}
+
 // A step measured with LoadRunner against a local server carries the
 // generator's result, the processes discovered behind the port and the
 // server's CPU.
