@@ -307,7 +307,7 @@ func reserveStock(ctx context.Context, tx CheckoutTx, lines []CheckoutLine) (sol
 func (o *OrderDesk) record(ctx context.Context, tx CheckoutTx, p PlaceOrder, cart *Cart, requestHash string, now time.Time, soldOut bool) (*Order, error) {
 	c := p.Checkout
 	placed := &Order{SessionID: p.SessionID, Status: StatusPlaced, CustomerName: c.CustomerName,
-		Email: c.Email, Notes: c.Notes, TotalCents: cart.TotalCents, CreatedAt: now, UpdatedAt: now}
+		Email: c.Email, Notes: c.Notes, TotalCents: cart.TotalCents, CreatedAt: now, UpdatedAt: now, SoldOut: soldOut}
 	for _, l := range cart.Lines {
 		placed.Lines = append(placed.Lines, OrderLine(l))
 	}

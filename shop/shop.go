@@ -168,6 +168,11 @@ type Order struct {
 	TotalCents   int64       `json:"total_cents"`
 	CreatedAt    time.Time   `json:"created_at"`
 	UpdatedAt    time.Time   `json:"updated_at"`
+	// SoldOut is set on an order its checkout just placed when a line took
+	// the last of its item's stock (of the shard's quota, when sharded):
+	// then, and only then, the catalog's version may have moved with it, so
+	// a cache reads the version again. Never stored; false when read back.
+	SoldOut bool `json:"-"`
 }
 
 // OrderFilter selects a page of a session's orders, newest first. Before is

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -218,9 +219,21 @@ func TestFeed(t *testing.T) {
 	}
 }
 
+// versionReads counts the store's catalog version reads.
+type versionReads struct {
+	*sqlite.Store
+	n atomic.Int64
+}
+
+func (v *versionReads) CatalogVersion(ctx context.Context) (int64, error) {
+	v.n.Add(1)
+	return v.Store.CatalogVersion(ctx)
+}
+
 // TestCheckoutRefreshesWhatItSold: after a checkout through the cache, the
-// items it sold are read afresh (their stock changed), and selling the last
-// unit moves the catalog version at once.
+// items it sold are read afresh (their stock changed); a checkout that sold
+// nothing out leaves the catalog version unread, and selling the last unit
+// moves the version at once.
 func TestCheckoutRefreshesWhatItSold(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, filepath.Join(t.TempDir(), "shop.db"))
@@ -229,37 +242,52 @@ func TestCheckoutRefreshesWhatItSold(t *testing.T) {
 	if _, err := s.SeedIfEmpty(ctx, its); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(ctx, s, Config{})
+	counted := &versionReads{Store: s}
+	c, err := New(ctx, counted, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	orders := c.Ordering(shop.NewOrderDesk(s, nil, nil))
-	before, err := c.Item(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v0, _ := c.CatalogVersion(ctx)
 	_, hash := shop.NewToken()
 	sess, err := s.CreateSession(ctx, hash)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SetCartItem(ctx, sess.ID, 3, 3); err != nil {
-		t.Fatal(err)
-	}
 	co := shop.Checkout{CustomerName: "Ada Lovelace", Email: "ada@example.com"}
-	if _, _, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k", Checkout: co}); err != nil {
-		t.Fatal(err)
-	}
-	after, err := c.Item(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.Stock != before.Stock-3 {
-		t.Errorf("item 3 stock %d after selling 3 of %d", after.Stock, before.Stock)
-	}
-	if v, _ := c.CatalogVersion(ctx); v <= v0 {
-		t.Errorf("version %d after item 3 sold out, was %d", v, v0)
+	stock := int64(3)
+	for i, sell := range []int{1, 2} {
+		before, err := c.Item(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before.Stock != stock {
+			t.Fatalf("checkout %d: item 3 stock %d before it, want %d", i+1, before.Stock, stock)
+		}
+		v0, _ := c.CatalogVersion(ctx)
+		reads := counted.n.Load()
+		if _, err := s.SetCartItem(ctx, sess.ID, 3, sell); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := orders.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: fmt.Sprint("k", i), Checkout: co}); err != nil {
+			t.Fatal(err)
+		}
+		stock -= int64(sell)
+		after, err := c.Item(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Stock != stock {
+			t.Errorf("checkout %d: item 3 stock %d after selling %d, want %d", i+1, after.Stock, sell, stock)
+		}
+		v, _ := c.CatalogVersion(ctx)
+		switch soldOut, read := stock == 0, counted.n.Load()-reads; {
+		case soldOut && v <= v0:
+			t.Errorf("checkout %d: version %d after item 3 sold out, was %d", i+1, v, v0)
+		case !soldOut && read != 0:
+			t.Errorf("checkout %d sold nothing out and read the catalog version %d times", i+1, read)
+		case !soldOut && v != v0:
+			t.Errorf("checkout %d sold nothing out and moved the version from %d to %d", i+1, v0, v)
+		}
 	}
 }
 

@@ -149,6 +149,7 @@ func (f flowDB) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, er
 	case len(o.Lines) == 0:
 		return nil, nil
 	}
+	o.SoldOut = len(emptied) > 0
 	if c.Emptied != nil {
 		for _, item := range emptied {
 			c.Emptied(item)

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore Factory, setNotes TxWriter) {
 		{"PlaceOrderRefusesATotalTheCustomerDidNotSee", testPlaceOrderChangedTotal},
 		{"PlaceOrderIdempotency", testPlaceOrderIdempotency},
 		{"PlaceOrderOutOfStockChangesNothing", testPlaceOrderOutOfStock},
+		{"PlaceOrderSaysWhenItSoldOut", testPlaceOrderSoldOut},
 		{"PlaceOrderRejectsBadInput", testPlaceOrderBadInput},
 		{"OrdersAreOwnersOnly", testOrdersOwnerOnly},
 		{"ListOrdersNewestFirst", testListOrders},
@@ -614,6 +615,38 @@ func testPlaceOrderOutOfStock(t *testing.T, newStore Factory) {
 	must(s.SetCartItem(ctx, sess, 3, 2))(t)
 	if _, _, err := place(ctx, s, sess, "k"); err != nil {
 		t.Fatalf("retry after fixing the cart: %v", err)
+	}
+}
+
+// testPlaceOrderSoldOut: an order placed says whether it took the last of
+// an item's stock, and so whether the menu's version may have moved: a
+// cache reads the version again only then. A store whose stock is quotas
+// on several shards (a StockReader) says so when a shard's quota ran out.
+func testPlaceOrderSoldOut(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	its := items(2)
+	its[1].Stock = 3
+	s := newStore(t, its, nil)
+	_, quotas := s.(StockReader)
+	sess := newSession(t, s)
+	for i, sell := range []int{1, 2} {
+		v0 := must(s.CatalogVersion(ctx))(t)
+		must(s.SetCartItem(ctx, sess, 2, sell))(t)
+		o, created, err := place(ctx, s, sess, fmt.Sprint("k", i))
+		if err != nil || !created {
+			t.Fatalf("checkout %d: created %v, %v", i+1, created, err)
+		}
+		moved := must(s.CatalogVersion(ctx))(t) != v0
+		last := i == 1
+		switch {
+		case (moved || last) && !o.SoldOut:
+			t.Errorf("checkout %d (%d of item 2, the last %v, the version moved %v) does not say SoldOut", i+1, sell, last, moved)
+		case !moved && !last && !quotas && o.SoldOut:
+			t.Errorf("checkout %d (%d of item 2, 3 in stock) says SoldOut", i+1, sell)
+		}
+		if back := must(s.Order(ctx, sess, o.ID))(t); back.SoldOut {
+			t.Errorf("checkout %d: an order read back says SoldOut", i+1)
+		}
 	}
 }
 
