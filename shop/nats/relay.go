@@ -117,8 +117,12 @@ func (r *Relay) noteState(err error) {
 	}
 }
 
-// Drain publishes every unpublished event, batch by batch, until the
-// outbox is empty or a publish or store call fails.
+// Drain publishes every unpublished event, batch by batch, until a read
+// of the outbox comes back short of a full batch (it was emptied then) or
+// a publish or store call fails. Events written after that read wait for
+// the next round (Poll): reading again at once, to find the outbox empty
+// or a few events just written, cost the database a statement (a commit
+// on PostgreSQL) per round for nothing or for what the next round takes.
 func (r *Relay) Drain(ctx context.Context) error {
 	for {
 		events, err := r.outbox.UnpublishedOrderEvents(ctx, r.cfg.Batch)
@@ -142,7 +146,7 @@ func (r *Relay) Drain(ctx context.Context) error {
 			return err
 		}
 		r.published.Add(float64(len(done)))
-		if perr != nil {
+		if perr != nil || len(events) < r.cfg.Batch {
 			return perr
 		}
 	}

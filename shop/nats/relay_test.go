@@ -279,3 +279,50 @@ func TestDeleteStream(t *testing.T) {
 		t.Fatal("DeleteStream on a stopped server: no error")
 	}
 }
+
+// countedOutbox counts the relay's reads of the outbox.
+type countedOutbox struct {
+	*sqlite.Store
+	reads int
+}
+
+func (c *countedOutbox) UnpublishedOrderEvents(ctx context.Context, limit int) ([]shop.OrderEvent, error) {
+	c.reads++
+	return c.Store.UnpublishedOrderEvents(ctx, limit)
+}
+
+// TestDrainStopsAtAShortBatch: a round publishes the outbox batch by batch
+// and stops at the first batch short of full, without reading the outbox
+// once more to find it empty (a statement, and a commit on PostgreSQL, per
+// round for nothing).
+func TestDrainStopsAtAShortBatch(t *testing.T) {
+	srv := natstest.Start(t)
+	s := openStore(t)
+	ctx := t.Context()
+	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	outbox := &countedOutbox{Store: s}
+	relay := shopnats.NewRelay(outbox, bus, shopnats.RelayConfig{Batch: 2})
+	for _, tc := range []struct{ orders, reads int }{{1, 1}, {3, 2}, {4, 3}} {
+		for range tc.orders {
+			placeOrder(t, s)
+		}
+		outbox.reads = 0
+		if err := relay.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if outbox.reads != tc.reads {
+			t.Errorf("%d events in batches of 2: %d outbox reads, want %d", tc.orders, outbox.reads, tc.reads)
+		}
+		pending, err := s.UnpublishedOrderEvents(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) != 0 {
+			t.Errorf("%d events in batches of 2: %d left unpublished", tc.orders, len(pending))
+		}
+	}
+}
