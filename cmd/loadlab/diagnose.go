@@ -20,7 +20,7 @@ import (
 )
 
 const diagnoseUsage = `Usage: loadlab diagnose [flags] URL
-       loadlab diagnose [flags] --scenario FILE|shop [BASE_URL]
+       loadlab diagnose [flags] --scenario FILE|shop|shop-writes [BASE_URL]
 
 Tells a performance problem (slow even for one user) from a scalability
 problem (slows down as users are added: contention, coherency or capacity).

@@ -93,7 +93,7 @@ func markStarted(ctx context.Context) {
 const usage = `loadlab generates HTTP load and diagnoses what it measures.
 
 Usage:
-  loadlab run       [flags] URL | --scenario FILE|shop | --targets FILE|-
+  loadlab run       [flags] URL | --scenario FILE|shop|shop-writes | --targets FILE|-
                                                          generate load, report latency and throughput
   loadlab diagnose  [flags] URL                          baseline + concurrency ramp + USL fit + verdict
   loadlab scaleout  --scale-cmd CMD --down-cmd CMD ...   capacity and scaling efficiency at 1, 2, 4... replicas

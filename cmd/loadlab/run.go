@@ -22,7 +22,7 @@ import (
 )
 
 const runUsage = `Usage: loadlab run [flags] URL
-       loadlab run [flags] --scenario FILE|shop [--base URL]
+       loadlab run [flags] --scenario FILE|shop|shop-writes [--base URL]
 
 Sends HTTP load and reports latency percentiles (HDR histogram), throughput
 and errors. Open loop (--rate) sends at a fixed rate whatever the target
@@ -35,7 +35,8 @@ makes once (capture: {token: $.token} keeps a value from the JSON answer),
 and weighted steps, each one request or a sequence (add to cart, then check
 out). Paths, headers and bodies are templates: {{.token}} for a captured
 value, {{rand 1 200}}, {{uuid}}. See loadlab/scenario/shop.yaml, the
-built-in "shop" journey. In open loop each request slot in flight is a user.
+built-in "shop" journey ("shop-writes" is its cart changes and checkouts
+alone). In open loop each request slot in flight is a user.
 
 --targets FILE (or - for stdin) sends a list of requests in turn, in
 either of vegeta's formats: http (a line METHOD URL, optional 'Name: value'
@@ -131,7 +132,7 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		method:        fs.String("method", "GET", "HTTP method for a URL target"),
 		body:          fs.String("body", "", "request body for a URL target"),
 		bodyFile:      fs.String("body-file", "", "read the request body from this file"),
-		scen:          fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop"),
+		scen:          fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop, shop-writes"),
 		base:          fs.String("base", "", "base URL for the scenario (overrides the file's)"),
 		client:        fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
 		maxInFlight:   fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),

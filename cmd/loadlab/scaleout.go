@@ -113,7 +113,7 @@ func newScaleoutFlags(stdout io.Writer) *scaleoutFlags {
 		downCmd:      fs.String("down-cmd", "", "command that stops everything; always run at the end"),
 		replicas:     fs.String("replicas", "1,2,4", "replica counts, ascending"),
 		cpus:         fs.String("cpus", "", "CPU per replica for {cpu}, e.g. 0.25,0.5,1 (first: the horizontal steps)"),
-		scen:         fs.String("scenario", "", "scenario file or built-in name (shop); its base is the printed URL"),
+		scen:         fs.String("scenario", "", "scenario file or built-in name (shop, shop-writes); its base is the printed URL"),
 		path:         fs.String("path", "", "without --scenario: path added to the printed URL, e.g. /v1/menu"),
 		slo:          fs.Duration("slo", 50*time.Millisecond, "p99 a probe must meet"),
 		probe:        fs.Duration("probe-duration", 3*time.Second, "length of each probe"),

@@ -91,8 +91,12 @@ func (s *Step) UnmarshalJSON(b []byte) error {
 //go:embed shop.yaml
 var shopScenario []byte
 
-// Builtin names the scenarios shipped with loadlab.
-var Builtin = map[string][]byte{"shop": shopScenario}
+//go:embed shop-writes.yaml
+var shopWritesScenario []byte
+
+// Builtin names the scenarios shipped with loadlab: the shop's journey,
+// and its writing requests alone.
+var Builtin = map[string][]byte{"shop": shopScenario, "shop-writes": shopWritesScenario}
 
 // Load reads a scenario from a file, or a built-in one by name, and
 // compiles it; base overrides the file's base URL when not empty.

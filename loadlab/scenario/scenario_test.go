@@ -157,9 +157,26 @@ func TestJSONScenario(t *testing.T) {
 	}
 }
 
-// The built-in shop scenario, run by the real generator against the real
-// service: every request succeeds and orders are placed.
+// The built-in shop scenarios, run by the real generator against the real
+// service: every request succeeds and orders are placed; shop-writes
+// sends no read.
 func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		writes bool
+	}{{"shop", false}, {"shop-writes", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			if reads := runBuiltinShop(t, tt.name); (reads == 0) != tt.writes {
+				t.Fatalf("%d reads (GET), want them only in the journey that browses", reads)
+			}
+		})
+	}
+}
+
+// runBuiltinShop runs the built-in scenario name with 4 users against the
+// embedded shop, checks its requests, orders and checkouts, and returns
+// how many of its requests were reads.
+func runBuiltinShop(t *testing.T, name string) int64 {
 	ctx := context.Background()
 	b, err := backend.Open(ctx, backend.Config{SQLitePath: filepath.Join(t.TempDir(), "shop.db")})
 	if err != nil {
@@ -174,8 +191,11 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 		Catalog: store, Sessions: store, Carts: store, Ordering: b.Desk, Health: store,
 	})
 	// Every checkout sends the total its cart showed.
-	var checkouts, withTotal atomic.Int64
+	var checkouts, withTotal, reads atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			reads.Add(1)
+		}
 		if r.Method == "POST" && r.URL.Path == "/v1/orders" {
 			body, _ := io.ReadAll(r.Body)
 			checkouts.Add(1)
@@ -188,7 +208,7 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	s, err := scenario.Load("shop", srv.URL)
+	s, err := scenario.Load(name, srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,10 +231,11 @@ func TestBuiltinShopScenarioAgainstTheService(t *testing.T) {
 	if checkouts.Load() == 0 || withTotal.Load() != checkouts.Load() {
 		t.Fatalf("%d of %d checkouts sent expected_total_cents, want all", withTotal.Load(), checkouts.Load())
 	}
+	return reads.Load()
 }
 
 func FuzzParseScenario(f *testing.F) {
-	for _, name := range []string{"shop"} {
+	for _, name := range []string{"shop", "shop-writes"} {
 		f.Add(string(scenario.Builtin[name]))
 	}
 	f.Add("base: http://x\nsteps: [{path: '/{{rand 1 2}}', capture: {a: '$.b[0]'}}]")
