@@ -7,8 +7,13 @@
 #   replicas  {n} API replicas of C cores on one PostgreSQL server of D
 #             cores (the same size as one shard)
 # Each count starts a fresh cluster (down, then up), in both runs alike.
+# At 1 the two runs start the same system (up 1 --shards 1 is up 1), so
+# their first rows are two measurements of one capacity: ROUNDS=2 runs
+# them again in the other order (shards, replicas, replicas, shards), for
+# four, since every efficiency rests on that row.
 # Environment: C (0.1), D (0.15), SLO (100ms), COUNTS (1,2,4), RUNS
-# ("shards replicas"), OUT (a directory for the logs and JSON, default a
+# ("shards replicas"), ROUNDS (1; with more, round 2 runs RUNS in reverse,
+# and the logs and JSON are RUN-ROUND.log, .json), OUT (a directory for the logs and JSON, default a
 # new one under ${TMPDIR:-/tmp}, kept), SHOP (a shop binary to run instead
 # of building ./cmd/shop). Prints the load average before and
 # after each run; docs/scaleout.md says why C and D are what they are.
@@ -35,6 +40,10 @@ d=${D:-0.15}
 slo=${SLO:-100ms}
 counts=${COUNTS:-1,2,4}
 runs=${RUNS:-shards replicas}
+rounds=${ROUNDS:-1}
+case $rounds in
+  '' | *[!0-9]* | 0) echo "bench-shards: ROUNDS takes a whole number from 1, got '$rounds'" >&2; exit 2 ;;
+esac
 out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/perfscale-bench-shards.XXXXXX")}
 mkdir -p "$out"
 chmod 755 "$out"
@@ -47,20 +56,28 @@ else
   go build -o "$out/shop" ./cmd/shop
 fi
 echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), C=$c D=$d SLO=$slo counts $counts; logs in $out"
-for run in $runs; do
-  case $run in
-    shards) extra='--shards {n}' ;;
-    replicas) extra='' ;;
-    *) echo "bench-shards: RUNS takes shards and replicas, got '$run'" >&2; exit 2 ;;
-  esac
-  echo "== $run: load average before $(cut -d' ' -f1-3 /proc/loadavg)"
-  # No session rate limit: loadlab's users all come from one address.
-  PERFSCALE_CLUSTER_SHOP="$out/shop" SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$out/loadlab" scaleout \
-    --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
-    --down-cmd "scripts/cluster.sh --state-dir $state down" \
-    --replicas "$counts" --scenario shop --slo "$slo" --json "$out/$run.json" >"$out/$run.log" 2>&1 \
-    || { tail -n 20 "$out/$run.log" >&2; exit 1; }
-  echo "== $run: load average after $(cut -d' ' -f1-3 /proc/loadavg)"
-  # The table, the USL fit and any warning; not each probe.
-  grep -v -e '^  [0-9]* replicas\?: ' -e '^cluster: ' -e '^http://' "$out/$run.log" || true
+for round in $(seq 1 "$rounds"); do
+  order=$runs
+  if [ $((round % 2)) = 0 ]; then
+    order=$(printf '%s\n' $runs | tac | tr '\n' ' ')
+  fi
+  for run in $order; do
+    case $run in
+      shards) extra='--shards {n}' ;;
+      replicas) extra='' ;;
+      *) echo "bench-shards: RUNS takes shards and replicas, got '$run'" >&2; exit 2 ;;
+    esac
+    name=$run
+    [ "$rounds" = 1 ] || name=$run-$round
+    echo "== $name: load average before $(cut -d' ' -f1-3 /proc/loadavg)"
+    # No session rate limit: loadlab's users all come from one address.
+    PERFSCALE_CLUSTER_SHOP="$out/shop" SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$out/loadlab" scaleout \
+      --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
+      --down-cmd "scripts/cluster.sh --state-dir $state down" \
+      --replicas "$counts" --scenario shop --slo "$slo" --json "$out/$name.json" >"$out/$name.log" 2>&1 \
+      || { tail -n 20 "$out/$name.log" >&2; exit 1; }
+    echo "== $name: load average after $(cut -d' ' -f1-3 /proc/loadavg)"
+    # The table, the USL fit and any warning; not each probe.
+    grep -v -e '^  [0-9]* replicas\?: ' -e '^cluster: ' -e '^http://' "$out/$name.log" || true
+  done
 done

@@ -19,6 +19,16 @@ func TestDBArgs(t *testing.T) {
 	if got, want := one.dbArgs(), []string{"--db", "postgres://a/x"}; !slices.Equal(got, want) {
 		t.Errorf("one shard: %q, want %q", got, want)
 	}
+	// up 1 --shards 1 (the first count of scripts/bench-shards.sh's shards
+	// run) is up 1 (its replicas run's): the same shop flags, database
+	// name and start order, so the two tables share their first row.
+	given := config{Name: "n", Shards: 1, Databases: one.Databases}
+	if got, want := given.dbArgs(), one.dbArgs(); !slices.Equal(got, want) {
+		t.Errorf("--shards 1: %q, want %q as without it", got, want)
+	}
+	if given.shardDatabase(1) != "n" || given.shards() != (config{}).shards() {
+		t.Errorf("--shards 1: database %q, %d shards; want n and 1 as without it", given.shardDatabase(1), given.shards())
+	}
 	three := config{Shards: 3, Databases: []database{{URL: "postgres://a/x_s1"}, {URL: "postgres://b/x_s2"}, {URL: "postgres://c/x_s3"}}}
 	want := []string{"--db", "postgres://a/x_s1", "--db", "postgres://b/x_s2", "--db", "postgres://c/x_s3", "--shards", "3"}
 	if got := three.dbArgs(); !slices.Equal(got, want) {
