@@ -17,8 +17,11 @@ import (
 // exporter for each beside its Prometheus, supervised like the other
 // processes, and Prometheus scrapes them as jobs nginx, postgres and
 // redis (component "exporter": the exporters' own process metrics are
-// the monitoring's, not the server's). An exporter that is not installed
-// is skipped: up says so, and status prints a "not scraped" line.
+// the monitoring's, not the server's). The machine's node exporter (job
+// node) gives loadlab --prometheus the machine's CPU, busy and waited
+// for, to tell a step the machine held back (loadlab/promwatch). An
+// exporter that is not installed is skipped: up says so, and status
+// prints a "not scraped" line.
 
 // exporter is one exporter process to start.
 type exporter struct {
@@ -30,11 +33,23 @@ type exporter struct {
 	env                 []string
 }
 
-// exporters are the exporters for the cluster as it runs: one per
-// database server (the cluster's own, with the standby, or the existing
-// server of --pg-url), Redis's and nginx's.
+// exporters are the exporters for the cluster as it runs: the machine's,
+// one per database server (the cluster's own, with the standby, or the
+// existing server of --pg-url), Redis's and nginx's.
 func (c *cluster) exporters() ([]exporter, error) {
-	var list []exporter
+	list := []exporter{{
+		name: "node-exporter", job: "node", instance: "node",
+		bin: "prometheus-node-exporter", pkg: "prometheus-node-exporter",
+		what: "the machine's CPU",
+		// Only what loadlab reads: the CPUs' time by mode, and the run
+		// queue's wait (the scheduler's statistics where the kernel has
+		// them, its CPU pressure else). The default collectors cost a
+		// busy machine more and tell it nothing more.
+		args: func(listen string) []string {
+			return []string{"--web.listen-address=" + listen, "--collector.disable-defaults",
+				"--collector.cpu", "--collector.schedstat", "--collector.pressure"}
+		},
+	}}
 	pg := func(instance, dsn string) {
 		list = append(list, exporter{
 			name: instance + "-exporter", job: "postgres", instance: instance,
