@@ -818,7 +818,7 @@ func (w *explainer) machineBound() {
 	if peak := steps[w.f.Peak]; measure.Starved(peak, w.m.Cores) {
 		s = peak
 	}
-	w.add("no scalability verdict: with %s the server's processes ran %.2f cores and waited for a CPU %.2f cores' worth on a machine %.0f%% busy: other work held them back, so throughput and latency there measure the machine's load, not the target's limits",
-		users(s.Concurrency), s.ServerCPUCores, s.ServerCPUWaitCores, 100*s.MachineBusy)
+	w.add("no scalability verdict: with %s the server's processes ran %.2f cores and %s on a machine %.0f%% busy: other work held them back, so throughput and latency there measure the machine's load, not the target's limits",
+		users(s.Concurrency), s.ServerCPUCores, s.WaitedText("their"), 100*s.MachineBusy)
 	w.warnings = append(w.warnings, "the machine was too busy for a scalability verdict: rerun on a quieter machine (or give the target and loadlab more of it)")
 }

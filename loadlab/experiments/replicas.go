@@ -115,8 +115,8 @@ func replicaStep(n int, step measure.Step, x1, cores float64) (ScaleStep, float6
 		st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, topCause(step.Load))
 	}
 	if measure.Starved(step, cores) {
-		st.MachineBound = fmt.Sprintf("%s: the machine's CPUs were %.0f%% busy and the system's processes, none at its quota, waited for a CPU %.2f cores' worth while using %.2f",
-			replicasText(n), 100*step.MachineBusy, step.ServerCPUWaitCores, step.ServerCPUCores)
+		st.MachineBound = fmt.Sprintf("%s: the machine's CPUs were %.0f%% busy and the system's processes, none at its quota, used %.2f cores and %s",
+			replicasText(n), 100*step.MachineBusy, step.ServerCPUCores, step.WaitedText("the system's processes'"))
 	}
 	return st, share
 }

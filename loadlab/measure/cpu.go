@@ -247,8 +247,9 @@ const StarvedWait = 0.5
 // server side back: the machine's CPUs were busy (MachineSaturated), no
 // watched group was CPU-bound at its cgroup quota (which would explain
 // the step by the system's own size), and the watched processes waited
-// for a CPU longer than they ran, at least StarvedWait. loadlab's own
-// wait is not in it: the generator has checks of its own.
+// for a CPU longer than they ran, at least StarvedWait (CPUWait: where
+// their own wait is not known, the machine's). loadlab's own wait is not
+// in it: the generator has checks of its own.
 func Starved(s Step, cores float64) bool {
 	if math.IsNaN(s.MachineBusy) || s.MachineBusy < MachineSaturated || len(s.Processes) == 0 {
 		return false
@@ -258,5 +259,32 @@ func Starved(s Step, cores float64) bool {
 			return false
 		}
 	}
-	return !math.IsNaN(s.ServerCPUWaitCores) && !math.IsNaN(s.ServerCPUCores) && s.ServerCPUWaitCores > max(s.ServerCPUCores, StarvedWait)
+	wait, _ := s.CPUWait()
+	return !math.IsNaN(wait) && !math.IsNaN(s.ServerCPUCores) && wait > max(s.ServerCPUCores, StarvedWait)
+}
+
+// CPUWait is the run-queue wait, in cores, that Starved weighs: the
+// watched processes' own (ServerCPUWaitCores) when known, else the
+// machine's (MachineWaitCores, from a Prometheus' node exporter), which
+// holds theirs and any other work's: all of it is theirs when they have
+// the machine to themselves. machine says it is the machine's. NaN when
+// neither is known.
+func (s Step) CPUWait() (cores float64, machine bool) {
+	if !math.IsNaN(s.ServerCPUWaitCores) {
+		return s.ServerCPUWaitCores, false
+	}
+	return s.MachineWaitCores, !math.IsNaN(s.MachineWaitCores)
+}
+
+// WaitedText is the wait of Starved's reason, to follow "the server's
+// processes used 0.03 cores and": "waited for a CPU 0.88 cores' worth",
+// or, where only the machine's wait is known, "the machine's threads (of
+// every process; the server's own wait is not known) waited for a CPU
+// 0.95 cores' worth". whose names the watched processes'.
+func (s Step) WaitedText(whose string) string {
+	wait, machine := s.CPUWait()
+	if machine {
+		return fmt.Sprintf("the machine's threads (of every process; %s own wait is not known) waited for a CPU %.2f cores' worth", whose, wait)
+	}
+	return fmt.Sprintf("waited for a CPU %.2f cores' worth", wait)
 }

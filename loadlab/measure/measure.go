@@ -73,9 +73,18 @@ type Step struct {
 	// waited for a database connection on average (a WindowWatcher's,
 	// from Prometheus); NaN when unknown.
 	JobsWaiting, DBPoolWaiting float64 `json:"-"`
-	// MachineBusy is the share of the local machine's CPU in use during the
-	// step (by anything); NaN when unknown or when the target is remote.
+	// MachineBusy is the share of the machine's CPU in use during the
+	// step (by anything): the local machine's when the watched processes
+	// run here, the scraped nodes' when a WindowWatcher reads them (a
+	// Prometheus' node exporter); NaN when unknown.
 	MachineBusy float64 `json:"-"`
+	// MachineWaitCores is how many threads of the machine (of any
+	// process) were, on average, runnable but waiting for a CPU, as a
+	// WindowWatcher reads it when it cannot see the server's own
+	// (ServerCPUWaitCores NaN): exact from the kernel's scheduler
+	// statistics, a lower bound from its CPU pressure (the share of time
+	// some thread waited); NaN when unknown. See CPUWait.
+	MachineWaitCores float64 `json:"-"`
 	// Load is the generator's whole result (errors by kind, its
 	// self-check), when the Runner ran loadlab's generator (LoadRunner,
 	// or agents: their merged result); nil otherwise.
@@ -152,6 +161,15 @@ type WindowWatcher interface {
 type Window struct {
 	Processes                            []ProcessStep
 	InFlight, JobsWaiting, DBPoolWaiting float64
+	// MachineBusy and MachineWaitCores are the machine's, as Step's
+	// (NaN when unknown).
+	MachineBusy, MachineWaitCores float64
+}
+
+// NoWindow is a Window that knows nothing: every figure NaN.
+func NoWindow() Window {
+	nan := math.NaN()
+	return Window{InFlight: nan, JobsWaiting: nan, DBPoolWaiting: nan, MachineBusy: nan, MachineWaitCores: nan}
 }
 
 // Meter measures steps: load from a Runner, and what the watched
@@ -209,7 +227,7 @@ func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 
 	s.Concurrency = spec.Concurrency
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.MachineBusy, s.ServerInFlight = math.NaN(), math.NaN(), math.NaN(), meanInFlight
-	s.ServerCPUPreemptedCores = math.NaN()
+	s.ServerCPUPreemptedCores, s.MachineWaitCores = math.NaN(), math.NaN()
 	s.GeneratorCPUWaitCores = math.NaN()
 	s.JobsWaiting, s.DBPoolWaiting = math.NaN(), math.NaN()
 	if selfErr == nil && selfErr1 == nil {
@@ -232,8 +250,8 @@ func (m *Meter) Measure(ctx context.Context, r Runner, spec Spec) (Step, error) 
 
 // measureWindow runs one step with r and asks ww, after it, what the
 // server side used over the step's window. The generator's own wait is
-// sampled as in Measure; the machine's load is not (the window's source
-// is not this machine's).
+// sampled as in Measure; the machine's load is the window's (the nodes
+// its source scrapes), not this machine's.
 func (m *Meter) measureWindow(ctx context.Context, ww WindowWatcher, r Runner, spec Spec) (Step, error) {
 	self0, selfErr := m.self.Sample(ctx)
 	t0 := time.Now()
@@ -244,16 +262,17 @@ func (m *Meter) measureWindow(ctx context.Context, ww WindowWatcher, r Runner, s
 	t1 := time.Now()
 	self1, selfErr1 := m.self.Sample(ctx)
 	s.Concurrency = spec.Concurrency
-	s.MachineBusy, s.GeneratorCPUWaitCores = math.NaN(), math.NaN()
+	s.GeneratorCPUWaitCores = math.NaN()
 	if selfErr == nil && selfErr1 == nil {
 		s.GeneratorCPUWaitCores = self1[0].WaitSince(self0[0]) / t1.Sub(t0).Seconds()
 	}
 	win, err := ww.Window(ctx, t0, t1)
 	if err != nil {
 		// The load was measured; the server side is unknown this step.
-		win = Window{InFlight: math.NaN(), JobsWaiting: math.NaN(), DBPoolWaiting: math.NaN()}
+		win = NoWindow()
 	}
 	s.Processes, s.ServerInFlight, s.JobsWaiting, s.DBPoolWaiting = win.Processes, win.InFlight, win.JobsWaiting, win.DBPoolWaiting
+	s.MachineBusy, s.MachineWaitCores = win.MachineBusy, win.MachineWaitCores
 	s.ServerCPUCores, s.ServerCPUWaitCores, s.ServerCPUPreemptedCores = ServerCPU(s.Processes)
 	return s, nil
 }

@@ -147,7 +147,7 @@ func (w *windowWatcher) Window(_ context.Context, from, to time.Time) (measure.W
 	return measure.Window{Processes: []measure.ProcessStep{
 		{Name: "shop api", Members: 2, CPUCores: 0.8, WaitCores: math.NaN(), PreemptedCores: math.NaN()},
 		{Name: "prometheus", Members: 1, CPUCores: 0.1, WaitCores: math.NaN(), PreemptedCores: math.NaN(), Suspect: true},
-	}, InFlight: 4, JobsWaiting: 3, DBPoolWaiting: 0.5}, nil
+	}, InFlight: 4, JobsWaiting: 3, DBPoolWaiting: 0.5, MachineBusy: 0.95, MachineWaitCores: 1.2}, nil
 }
 
 type constRunner struct{}
@@ -158,7 +158,8 @@ func (constRunner) Run(context.Context, measure.Spec) (measure.Step, error) {
 
 // A WindowWatcher is asked, after the step, for the step's own window;
 // its processes make the server's CPU (not its suspects), its gauges the
-// step's in-flight, jobs waiting and pool waits.
+// step's in-flight, jobs waiting and pool waits, its machine the step's
+// (a node exporter's: the machine's wait, not the processes').
 func TestMeterAsksAWindowWatcherForTheStep(t *testing.T) {
 	w := &windowWatcher{}
 	before := time.Now()
@@ -172,7 +173,42 @@ func TestMeterAsksAWindowWatcherForTheStep(t *testing.T) {
 	if s.Concurrency != 3 || s.ServerCPUCores != 0.8 || s.ServerInFlight != 4 || s.JobsWaiting != 3 || s.DBPoolWaiting != 0.5 || len(s.Processes) != 2 {
 		t.Fatalf("step %+v", s)
 	}
-	if !math.IsNaN(s.ServerCPUWaitCores) || !math.IsNaN(s.MachineBusy) {
-		t.Fatalf("figures the window cannot give are not NaN: wait %v, machine %v", s.ServerCPUWaitCores, s.MachineBusy)
+	if !math.IsNaN(s.ServerCPUWaitCores) {
+		t.Fatalf("the processes' wait, which the window cannot give, is not NaN: %v", s.ServerCPUWaitCores)
+	}
+	if s.MachineBusy != 0.95 || s.MachineWaitCores != 1.2 {
+		t.Fatalf("the machine: busy %v, wait %v; want the window's 0.95 and 1.2", s.MachineBusy, s.MachineWaitCores)
+	}
+	if wait, machine := s.CPUWait(); wait != 1.2 || !machine {
+		t.Fatalf("CPUWait() = %v, %v; want the machine's 1.2", wait, machine)
+	}
+}
+
+// Starved weighs the processes' own wait for a CPU when it is known, and
+// the machine's (a node exporter's, through Prometheus) only when it is
+// not.
+func TestStarvedWeighsTheMachinesWaitOnlyWithoutTheProcesses(t *testing.T) {
+	nan := math.NaN()
+	for _, tt := range []struct {
+		name                    string
+		busy, cpu, own, machine float64
+		starved                 bool
+	}{
+		{"the processes' own wait, longer than they ran", 1, 0.05, 0.9, nan, true},
+		{"the processes' own wait, short, beside a machine's long one", 1, 0.05, 0.1, 3, false},
+		{"the machine's wait only, longer than they ran", 1, 0.05, nan, 0.99, true},
+		{"the machine's wait only, under half a core", 1, 0.05, nan, 0.4, false},
+		{"the machine's wait only, shorter than they ran", 1, 1.5, nan, 0.99, false},
+		{"the machine's wait only, the CPUs not all busy", 0.8, 0.05, nan, 0.99, false},
+		{"no wait known", 1, 0.05, nan, nan, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := measure.Step{MachineBusy: tt.busy, MachineWaitCores: tt.machine,
+				Processes: []measure.ProcessStep{{Name: "shop api", Members: 1, CPUCores: tt.cpu, WaitCores: tt.own, PreemptedCores: nan, QuotaCores: nan, ThrottledShare: nan}}}
+			s.ServerCPUCores, s.ServerCPUWaitCores, s.ServerCPUPreemptedCores = measure.ServerCPU(s.Processes)
+			if got := measure.Starved(s, 2); got != tt.starved {
+				t.Errorf("Starved = %v, want %v", got, tt.starved)
+			}
+		})
 	}
 }

@@ -3,7 +3,11 @@
 // local processes: for each measured step, after it, the CPU of every
 // scraped process grouped by job and component (process_cpu_seconds_total),
 // the requests in flight, the background jobs waiting and the calls
-// waiting for a database connection, each over the step's time window. It
+// waiting for a database connection, each over the step's time window;
+// and, where a node exporter is scraped, the machine's CPU: how busy, and
+// how many threads waited for a CPU, so that a step the machine held back
+// is judged machine-bound (measure.Starved) as when loadlab reads the
+// machine itself. It
 // serves loadlab diagnose and scaleout's --prometheus URL, for a target
 // whose processes are not on this machine (or not visible to it) but
 // are scraped by a Prometheus, such as scripts/cluster.sh up --prometheus
@@ -39,6 +43,20 @@ const (
 	inFlightQuery = `sum(avg_over_time(shop_http_requests_in_flight{route!~"GET /v1/orders/\\{id\\}/events|GET /healthz|GET /readyz"}[%s]))`
 	jobsQuery     = `max(max_over_time(shop_jobs_waiting[%s]))`
 	poolQuery     = `sum(rate(shop_db_pool_wait_seconds_total[%s]))`
+)
+
+// The machine's CPU over a window of W, from Debian's (or any) node
+// exporter, summed over the nodes scraped: exact for one machine (as
+// scripts/cluster.sh runs it), the cluster as a whole for several. Busy
+// is every mode but idle and iowait, as loadlab reads /proc/stat
+// locally. The wait is the scheduler's run-queue wait of every CPU, in
+// cores (schedstat, where the kernel has it); else the CPU pressure's
+// share of time in which some thread waited, which is a lower bound of
+// it in cores (at least one thread waited all that time).
+const (
+	machineBusyQuery  = `sum(rate(node_cpu_seconds_total{mode!~"idle|iowait"}[%[1]s])) / sum(rate(node_cpu_seconds_total[%[1]s]))`
+	schedWaitQuery    = `sum(rate(node_schedstat_waiting_seconds_total[%s]))`
+	pressureWaitQuery = `sum(rate(node_pressure_cpu_waiting_seconds_total[%s]))`
 )
 
 // Watcher reads steps' windows from one Prometheus server.
@@ -77,7 +95,7 @@ func (w *Watcher) Source() string { return "prometheus " + w.url }
 
 // Describe is the one line scaleout and diagnose print of what is watched.
 func (w *Watcher) Describe() []string {
-	return []string{fmt.Sprintf("every process Prometheus at %s scrapes, by job and component: CPU, in flight, jobs waiting, database pool waits", w.url)}
+	return []string{fmt.Sprintf("every process Prometheus at %s scrapes, by job and component: CPU, in flight, jobs waiting, database pool waits; the machine's CPU busy and run-queue wait, where a node exporter is scraped", w.url)}
 }
 
 // Sample is not how this watcher reads (Meter asks Window instead).
@@ -91,7 +109,7 @@ func (w *Watcher) Follow(context.Context, time.Duration) (stop func()) { return 
 // Window reads the step from..to. Prometheus' rate needs two scrapes in
 // the window: a step shorter than two scrape intervals has no CPU.
 func (w *Watcher) Window(ctx context.Context, from, to time.Time) (measure.Window, error) {
-	win := measure.Window{InFlight: math.NaN(), JobsWaiting: math.NaN(), DBPoolWaiting: math.NaN()}
+	win := measure.NoWindow()
 	rng := model.Duration(to.Sub(from).Round(time.Second))
 	if rng < model.Duration(time.Second) {
 		rng = model.Duration(time.Second)
@@ -126,7 +144,30 @@ func (w *Watcher) Window(ctx context.Context, from, to time.Time) (measure.Windo
 			*dst = float64(v[0].Value)
 		}
 	}
-	return win, nil
+	win.MachineBusy, win.MachineWaitCores, err = w.machine(ctx, rng, to)
+	return win, err
+}
+
+// machine is the nodes' CPU busy share and run-queue wait over the window
+// (NaN where no node exporter is scraped, or it exports neither wait).
+func (w *Watcher) machine(ctx context.Context, rng model.Duration, to time.Time) (busy, wait float64, err error) {
+	busy, wait = math.NaN(), math.NaN()
+	for _, q := range []struct {
+		query string
+		dst   *float64
+	}{{machineBusyQuery, &busy}, {schedWaitQuery, &wait}, {pressureWaitQuery, &wait}} {
+		if !math.IsNaN(*q.dst) {
+			continue // the scheduler's wait was read: the pressure is not needed
+		}
+		v, err := w.vector(ctx, fmt.Sprintf(q.query, rng), to)
+		if err != nil {
+			return busy, wait, err
+		}
+		if len(v) == 1 && !math.IsNaN(float64(v[0].Value)) {
+			*q.dst = float64(v[0].Value)
+		}
+	}
+	return busy, wait, nil
 }
 
 // monitoring says whether a series is the monitoring's own, whose CPU is

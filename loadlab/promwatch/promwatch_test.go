@@ -47,22 +47,38 @@ func target(t *testing.T) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// exporterTarget is an exporter's /metrics (as scripts/cluster.sh's
-// PostgreSQL exporter): its own process's CPU at 0.125 cores.
-func exporterTarget(t *testing.T) string {
+// processTarget is a process's /metrics with only its CPU, at cores (as
+// scripts/cluster.sh's PostgreSQL exporter's own), growing with the
+// clock; each scrape is sent on scraped, if not nil, when the channel has
+// room.
+func processTarget(t *testing.T, cores float64, scraped chan<- struct{}) string {
 	start := time.Now()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "process_cpu_seconds_total", Help: "cpu"},
-		func() float64 { return 0.125 * time.Since(start).Seconds() }))
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		func() float64 { return cores * time.Since(start).Seconds() }))
+	return serve(t, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), scraped)
+}
+
+// serve serves h and returns its address; each request is sent on
+// scraped (if not nil) when the channel has room.
+func serve(t *testing.T, h http.Handler, scraped chan<- struct{}) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		select {
+		case scraped <- struct{}{}:
+		default:
+		}
+	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// startPrometheus runs Debian's prometheus scraping target (job shop,
-// component api) and exporter (job postgres, component exporter) every
-// second (skipped without it, except under CI=true).
-func startPrometheus(t *testing.T, target, exporter string) string {
+// scrapeJob is one target of the test's Prometheus.
+type scrapeJob struct{ job, component, addr string }
+
+// startPrometheus runs Debian's prometheus scraping the jobs every second
+// (skipped without it, except under CI=true).
+func startPrometheus(t *testing.T, jobs ...scrapeJob) string {
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -77,8 +93,10 @@ func startPrometheus(t *testing.T, target, exporter string) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	conf := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: api\n"+
-		"  - job_name: postgres\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: exporter\n", target, exporter)
+	conf := "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+	for _, j := range jobs {
+		conf += fmt.Sprintf("  - job_name: %s\n    static_configs:\n      - targets: ['%s']\n        labels:\n          component: %s\n", j.job, j.addr, j.component)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +140,7 @@ func startPrometheus(t *testing.T, target, exporter string) string {
 }
 
 func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
-	url := startPrometheus(t, target(t), exporterTarget(t))
+	url := startPrometheus(t, scrapeJob{"shop", "api", target(t)}, scrapeJob{"postgres", "exporter", processTarget(t, 0.125, nil)})
 	ctx := context.Background()
 	var w *promwatch.Watcher
 	testwait.Eventually(t, time.Minute, func() error {
@@ -177,6 +195,10 @@ func TestWindowReadsTheStepFromPrometheus(t *testing.T) {
 	near("jobs waiting", win.JobsWaiting, 5)
 	if !math.IsNaN(win.Processes[1].WaitCores) || !math.IsNaN(win.Processes[1].QuotaCores) {
 		t.Errorf("figures Prometheus cannot see are not NaN: %+v", win.Processes[1])
+	}
+	// No node exporter is scraped: the machine is not known.
+	if !math.IsNaN(win.MachineBusy) || !math.IsNaN(win.MachineWaitCores) {
+		t.Errorf("the machine's CPU without a node exporter: busy %v, wait %v; want NaN", win.MachineBusy, win.MachineWaitCores)
 	}
 	if src := w.Source(); src != "prometheus "+url {
 		t.Errorf("source %q", src)

@@ -601,11 +601,11 @@ func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 		return "not seen (no local process watched)"
 	}
 	b, loads := measure.BottleneckOf(best, cfg.Cores)
-	if b == nil && best.MachineBusy >= 0.9 && best.ServerCPUWaitCores > best.ServerCPUCores {
+	if wait, _ := best.CPUWait(); b == nil && best.MachineBusy >= measure.MachineSaturated && wait > best.ServerCPUCores {
 		// Nothing watched used its share, yet all of it queued for a CPU:
 		// other work held the machine.
-		return fmt.Sprintf("the machine's CPU, held by other work (%.0f%% busy): the watched processes used %.2f cores and waited for a CPU %.2f cores' worth",
-			100*best.MachineBusy, best.ServerCPUCores, best.ServerCPUWaitCores)
+		return fmt.Sprintf("the machine's CPU, held by other work (%.0f%% busy): the watched processes used %.2f cores and %s",
+			100*best.MachineBusy, best.ServerCPUCores, best.WaitedText("their"))
 	}
 	if b == nil {
 		var parts []string

@@ -34,10 +34,11 @@ func starvation(s measure.Step, cores float64, slo time.Duration) string {
 	if !measure.Starved(s, cores) || s.ThroughputRPS <= 0 {
 		return ""
 	}
-	perAnswer := time.Duration(s.ServerCPUWaitCores / s.ThroughputRPS * float64(time.Second))
+	wait, _ := s.CPUWait()
+	perAnswer := time.Duration(wait / s.ThroughputRPS * float64(time.Second))
 	if perAnswer < slo/20 {
 		return ""
 	}
-	return fmt.Sprintf("the machine's CPUs were %.0f%% busy and the system's processes, none at a quota, waited for a CPU %.2f cores' worth (%s an answer) while using %.2f",
-		100*s.MachineBusy, s.ServerCPUWaitCores, measure.FormatMS(perAnswer), s.ServerCPUCores)
+	return fmt.Sprintf("the machine's CPUs were %.0f%% busy and the system's processes, none at a quota, used %.2f cores and %s (%s an answer)",
+		100*s.MachineBusy, s.ServerCPUCores, s.WaitedText("their"), measure.FormatMS(perAnswer))
 }

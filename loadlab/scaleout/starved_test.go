@@ -22,7 +22,7 @@ func TestStarvationTellsTheMachineFromTheSystem(t *testing.T) {
 			{Name: "app", Members: 4, CPUCores: 0.44, WaitCores: 2.4, QuotaCores: 0.8, ThrottledShare: 0.05, Local: true},
 			{Name: "lb", Members: 1, CPUCores: 0.06, WaitCores: 1.12, QuotaCores: nan, ThrottledShare: nan, Local: true},
 		}}
-	if why := starvation(starved, 2, slo); !strings.Contains(why, "waited for a CPU 3.52 cores' worth (16.8 ms an answer) while using 0.50") {
+	if why := starvation(starved, 2, slo); !strings.Contains(why, "used 0.50 cores and waited for a CPU 3.52 cores' worth (16.8 ms an answer)") {
 		t.Errorf("starved probe: %q", why)
 	}
 	atQuota := starved
