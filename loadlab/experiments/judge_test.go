@@ -175,3 +175,68 @@ func TestAMeasurementThatFlagsItselfGivesNoVerdict(t *testing.T) {
 		t.Fatalf("%s (holds %v): %s", res.Verdict, res.Holds, res.Reason)
 	}
 }
+
+// scaled is a side measured at 1, 2, 4 ... replicas with these
+// capacities (or goodputs), efficiency X(N) / (N × X(1)) as the runner
+// gives it.
+func scaled(rps ...float64) *Side {
+	s := &Side{}
+	for i, x := range rps {
+		n := 1 << i
+		s.Steps = append(s.Steps, ScaleStep{Replicas: n, CapacityRPS: x, Efficiency: x / (float64(n) * rps[0])})
+	}
+	return s
+}
+
+// The figures of quiet-machine runs (docs/experiments.md, docs/scaleout.md)
+// and what the judge makes of them.
+func TestJudgeScaleOutOnRecordedFigures(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		without, with *Side
+		want          string
+	}{
+		// global-lock-replicas on the shop journey, 0.25-core replicas,
+		// 2026-12-06 19:40 UTC: the replicas' CPU is reached before the
+		// lock (84% and 78%).
+		{"global lock, shop journey, run 1", scaled(1655, 2784), scaled(1197, 1874), VerdictScales},
+		{"global lock, shop journey, run 2", scaled(1615, 2574), scaled(1047, 1785), VerdictScales},
+		// wrong-component's sizes (scripts/bench-shards.sh, 0.1 core a
+		// replica, 0.15 a database), 2026-12-06 19:42 UTC. At one replica
+		// both sides are one system (up 1 --shards 1 is up 1), measured
+		// at 302 and 196 req/s: at 2 replicas the verdict is that row's
+		// chance, at 4 (986 against 321 req/s) either pairing of the
+		// first row says the database is the wall.
+		{"wrong component at 1 and 2", scaled(302, 495), scaled(196, 267), VerdictScales},
+		{"wrong component at 1 and 2, first row swapped", scaled(196, 495), scaled(302, 267), VerdictEfficiencyFalls},
+		{"wrong component at 1, 2 and 4", scaled(302, 495, 986), scaled(196, 267, 321), VerdictEfficiencyFalls},
+		{"wrong component at 1, 2 and 4, first row swapped", scaled(196, 495, 986), scaled(302, 267, 321), VerdictEfficiencyFalls},
+	} {
+		res := Result{Without: tt.without, With: tt.with}
+		judge(&res, Experiment{Measure: MeasureScaleout, Expected: VerdictEfficiencyFalls})
+		if res.Verdict != tt.want || *res.Holds != (tt.want == VerdictEfficiencyFalls) {
+			t.Errorf("%s: %s, want %s (%s)", tt.name, res.Verdict, tt.want, res.Reason)
+		}
+	}
+}
+
+// The built-in wrong-component reaches the count where the recorded
+// figures show the wall, and global-lock-replicas sends only writes, the
+// requests the lock is taken by.
+func TestTheBuiltinSizesReachTheBound(t *testing.T) {
+	l := Builtin()
+	wc, err := l.Select("wrong-component")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := wc[0].Replicas; r[len(r)-1] < 4 {
+		t.Errorf("wrong-component stops at %d replicas: at 2 the database is not yet the wall", r[len(r)-1])
+	}
+	gl, err := l.Select("global-lock-replicas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gl[0].Scenario != "shop-writes" {
+		t.Errorf("global-lock-replicas runs %q: on the shop journey the replicas' CPU is reached before the lock", gl[0].Scenario)
+	}
+}
