@@ -99,7 +99,9 @@ $st"
   if [ "$SEED_ORDERS" -gt 0 ]; then
     "$work/bin/pgseed" --db "$dburl" --orders "$SEED_ORDERS" --sessions "$SEED_SESSIONS" --items "$SEED_ITEMS" >&2
   fi
-  "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${WARMUP}s" >/dev/null 2>&1
+  # the warm-up's errors (a busy machine's timeouts) do not count
+  "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${WARMUP}s" --max-errors 100% >/dev/null 2>"$work/warmup-$n.log" \
+    || fail "$label: the warm-up failed: $(tail -3 "$work/warmup-$n.log")"
   if [ "$sample" != 0 ]; then
     psql "$dburl" -qX -c "ALTER SYSTEM SET auto_explain.log_min_duration = 0" -c "ALTER SYSTEM SET auto_explain.log_analyze = on" \
       -c "ALTER SYSTEM SET auto_explain.log_buffers = on" -c "ALTER SYSTEM SET auto_explain.log_timing = off" \
@@ -109,7 +111,8 @@ $st"
   "$work/bin/pgstatements" begin --db "$dburl" --state "$work/state-$n.json"
   local c0 c1
   c0=$("$work/bin/benchprobe" cpu "$postmaster")
-  "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${DUR}s" --json "$work/load-$n.json" >/dev/null 2>&1
+  "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${DUR}s" --json "$work/load-$n.json" >/dev/null 2>"$work/load-$n.log" \
+    || fail "$label: the measured run failed (more than 1% errors, or a loadlab error): $(tail -3 "$work/load-$n.log")"
   c1=$("$work/bin/benchprobe" cpu "$postmaster")
   "$work/bin/pgstatements" end --db "$dburl" --state "$work/state-$n.json" --loadlab-json "$work/load-$n.json" \
     --cpu "$(python3 -c "print($c1 - $c0)")" --label "$label" --out "$work/run-$n.json"
