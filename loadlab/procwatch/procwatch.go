@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -453,6 +454,12 @@ func (s *Set) Follow(ctx context.Context, every time.Duration) (stop func()) {
 // system's replicas, which are not this target's, however they are named.
 func (s *Set) follow(sc *scan) {
 	own := ownAddresses()
+	s.hops(sc, own)
+	s.siblings(sc, own)
+}
+
+// hops is follow's hop by hop search.
+func (s *Set) hops(sc *scan, own map[string]bool) {
 	for range 3 {
 		var pids []int
 		for _, g := range s.Groups() {
@@ -489,6 +496,76 @@ func (s *Set) follow(sc *scan) {
 			return
 		}
 	}
+}
+
+// siblingSuffix ends the name of a group found by siblings.
+const siblingSuffix = " (not serving the port)"
+
+// siblings watches the processes that run the same program as a watched
+// group (the same name and executable file) and hold connections to a
+// watched server, though nothing watched connects to them: a service's
+// background worker beside its replicas, which talks to their database
+// but serves none of the target's traffic, so no hop from the target
+// reaches it. They are one group per program, "NAME (not serving the
+// port)". The executable file keeps out another system's copies of the
+// program (each cluster runs its own copy of the binary) and the
+// connection keeps out its other runs.
+func (s *Set) siblings(sc *scan, own map[string]bool) {
+	watched := map[int]bool{}
+	exes := map[string]map[string]string{} // name -> executable -> group
+	for _, g := range s.Groups() {
+		if g.Suspect || g.Metrics != "" || strings.HasSuffix(g.Name, siblingSuffix) {
+			continue
+		}
+		for _, r := range g.Roots {
+			for _, pid := range sc.tree(r) {
+				watched[pid] = true
+			}
+			if p := sc.procs[r]; p != nil {
+				if exes[p.comm] == nil {
+					exes[p.comm] = map[string]string{}
+				}
+				exes[p.comm][exeOf(r)] = g.Name
+			}
+		}
+	}
+	served := map[int]bool{} // the ports the watched processes listen on
+	for port, inodes := range sc.listeners {
+		for _, in := range inodes {
+			for _, pid := range sc.owners[in] {
+				served[port] = served[port] || watched[pid]
+			}
+		}
+	}
+	byName := map[string][]int{}
+	for pid, p := range sc.procs {
+		if watched[pid] || pid == s.self || exes[p.comm] == nil {
+			continue
+		}
+		if parent := sc.procs[p.ppid]; parent != nil && parent.comm == p.comm {
+			continue // a child: counted with its root
+		}
+		if !slices.ContainsFunc(sc.upstreamPorts([]int{pid}, own), func(port int) bool { return served[port] }) {
+			continue
+		}
+		if name, ok := exes[p.comm][exeOf(pid)]; ok && exeOf(pid) != "" {
+			byName[name] = append(byName[name], pid)
+		}
+	}
+	for _, name := range sortedKeys(byName) {
+		rs := byName[name]
+		sort.Ints(rs)
+		s.adopt(name+siblingSuffix, rs, "the same program as "+name+", connected to what it uses")
+	}
+}
+
+// exeOf is the executable file a process runs ("" when not visible).
+func exeOf(pid int) string {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return ""
+	}
+	return exe
 }
 
 // adopt adds roots found connected to the group of that name that is

@@ -310,6 +310,44 @@ func TestDiscoverAdoptsAConnectedSuspectAlone(t *testing.T) {
 	}
 }
 
+// A service's worker: the same program as the replicas behind the
+// target ("app", the same executable), connected to their database
+// ("db"), but nothing watched connects to it, so no hop reaches it. It is
+// watched as the app's sibling; another run of the program, connected to
+// another database, is not.
+func TestDiscoverWatchesTheWorkerBesideTheReplicas(t *testing.T) {
+	_, dport := start(t, "db", "backend")
+	app, aport := start(t, "app", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", dport))
+	_, fport := start(t, "front", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", aport))
+	worker, wport := start(t, "app", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", dport))
+	_, xport := start(t, "db", "backend")
+	other, oport := start(t, "app", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", xport))
+	// Each proxy keeps its upstream connection open after a request.
+	get(t, fport, 4)
+	get(t, wport, 4)
+	get(t, oport, 4)
+	set, err := Discover(fport, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Refresh()
+	byName := map[string][]int{}
+	for _, g := range set.Groups() {
+		if !g.Suspect { // the machine's PostgreSQL, say, runs here too
+			byName[g.Name] = append(byName[g.Name], g.Roots...)
+		}
+	}
+	if !slices.Equal(byName["app"], []int{app.Process.Pid}) || !slices.Equal(byName["app (not serving the port)"], []int{worker.Process.Pid}) {
+		t.Fatalf("watching %v; want app %d behind the target and %d beside it, not %d", set.Describe(), app.Process.Pid, worker.Process.Pid, other.Process.Pid)
+	}
+	for _, d := range set.Describe() {
+		if strings.Contains(d, fmt.Sprint(other.Process.Pid)) {
+			t.Fatalf("watching %v; the app %d on another database is not this system's", set.Describe(), other.Process.Pid)
+		}
+	}
+	t.Logf("watching %s", strings.Join(set.Describe(), "; "))
+}
+
 // A process in a cgroup held to a tenth of a core: its quota and how
 // often the quota ran out are read from the cgroup (v1 here; v2 where
 // the machine has it).
