@@ -17,6 +17,14 @@
 # is missing, reloads the primary, and stop removes it again once no other
 # replica made by this script (another PG_REPLICA_DIR) runs. Run as root or
 # as postgres; the replica runs as the postgres user.
+#
+# start and stop of every replica take one lock (LOCK below) for their whole
+# run: a stop that looked for other replicas while another start was still in
+# pg_basebackup (no postmaster of its own yet) removed the replication line
+# under it, and that replica's standby, whose WAL receiver connects only after
+# it has replayed the backup's WAL, was refused ("no pg_hba.conf entry for
+# replication connection") and stayed at the segment the backup ended on
+# until something added the line again.
 set -euo pipefail
 
 PRIMARY_PORT=${PG_PRIMARY_PORT:-5432}
@@ -31,9 +39,22 @@ MARK="# added by perfscale scripts/pg-replica.sh (removed by its stop)"
 # "requested WAL segment ... has already been removed"), and the standby
 # never catches up. stop drops it, so it holds no WAL once the replica goes.
 SLOT=perfscale_replica_$(printf '%s' "$STATE" | md5sum | cut -c1-12)
+LOCK=${PG_REPLICA_LOCK:-/tmp/perfscale-pg-replica.lock}
 
+# serialize holds LOCK (shared by every replica of this script) until the
+# script exits. Read-only is enough for flock, so a lock file root made
+# serves a run as postgres too.
+serialize() {
+  [ -e "$LOCK" ] || : > "$LOCK"
+  chmod 0666 "$LOCK" 2>/dev/null || true
+  exec 9<"$LOCK"
+  flock -w 600 9 || { echo "pg-replica: another start or stop held $LOCK for 10 minutes" >&2; exit 1; }
+}
+
+# as_pg closes LOCK's descriptor for what it runs: a postmaster that
+# inherited it would hold the lock for as long as the replica runs.
 as_pg() {
-  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+  if [ "$(id -un)" = postgres ]; then "$@" 9<&-; else runuser -u postgres -- "$@" 9<&-; fi
 }
 primary_sql() { psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -Atqc "$1"; }
 replica_url() { echo "postgres://postgres@127.0.0.1:$(cat "$STATE/port")/postgres?sslmode=disable"; }
@@ -107,6 +128,7 @@ start() {
   echo "pg-replica: pg_basebackup of 127.0.0.1:$PRIMARY_PORT into $STATE/data" >&2
   as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$STATE/data" \
     --write-recovery-conf --wal-method=stream --checkpoint=fast --create-slot --slot="$SLOT"
+  echo "pg-replica: base backup done; starting the standby" >&2
   # Debian keeps the cluster's configuration in /etc, outside the data
   # directory that was copied: the replica gets a small one of its own.
   as_pg tee "$STATE/data/postgresql.conf" >/dev/null <<EOF
@@ -148,8 +170,8 @@ stop() {
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+  start) serialize; start ;;
+  stop) serialize; stop ;;
   status)
     if running; then echo "pg-replica: running"; replica_url; else echo "pg-replica: not running"; fi ;;
   *) echo "usage: scripts/pg-replica.sh start|stop|status" >&2; exit 2 ;;

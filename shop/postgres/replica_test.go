@@ -1,14 +1,20 @@
 package postgres_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,33 +29,59 @@ import (
 	"github.com/perfscale/perfscale/shop/seed"
 )
 
-// replicaURL starts a streaming replica of the local PostgreSQL with
+// pgReplica is a streaming replica of the local PostgreSQL made by
 // scripts/pg-replica.sh, in a directory and on a port of this test's own,
-// stops it after the test and returns its URL. (The script's default
-// replica is shared: another test run stopping it in its cleanup cut this
-// one off: "the database system is shutting down".)
-func replicaURL(t *testing.T) string {
+// stopped after the test. (The script's default replica is shared: another
+// test run stopping it in its cleanup cut this one off: "the database
+// system is shutting down".)
+type pgReplica struct {
+	dir string
+	env []string
+}
+
+const replicaScript = "../../scripts/pg-replica.sh"
+
+func newPGReplica(t *testing.T) *pgReplica {
 	t.Helper()
 	pgtest.Admin(t).Close(context.Background()) // skips without PostgreSQL
-	script := "../../scripts/pg-replica.sh"
 	// Not t.TempDir: the replica runs as the postgres user, which must
 	// reach its directory (the script makes it its owner).
 	dir, err := os.MkdirTemp("", "perfscale-test-pg-replica.")
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "PG_REPLICA_DIR="+dir, fmt.Sprintf("PG_REPLICA_PORT=%d", testserver.FreePort(t)))
+	r := &pgReplica{dir: dir, env: append(os.Environ(), "PG_REPLICA_DIR="+dir, fmt.Sprintf("PG_REPLICA_PORT=%d", testserver.FreePort(t)))}
 	t.Cleanup(func() {
-		stop := exec.Command(script, "stop")
-		stop.Env = env
-		if out, err := stop.CombinedOutput(); err != nil {
+		if out, err := r.command("stop").CombinedOutput(); err != nil {
 			t.Errorf("scripts/pg-replica.sh stop: %v\n%s", err, out)
 		}
 		os.RemoveAll(dir)
 	})
-	start := exec.Command(script, "start")
-	start.Env = env
-	out, err := start.Output()
+	// Runs before the stop: a replica that fell behind says why in its log
+	// (a WAL receiver refused by the primary, a recovery conflict).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if log, err := os.ReadFile(filepath.Join(dir, "replica.log")); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+			t.Logf("the replica's log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
+	})
+	return r
+}
+
+func (r *pgReplica) command(verb string) *exec.Cmd {
+	cmd := exec.Command(replicaScript, verb)
+	cmd.Env = r.env
+	return cmd
+}
+
+// replicaURL starts a replica of the test's own and returns its URL (the
+// script's last line of output).
+func replicaURL(t *testing.T) string {
+	t.Helper()
+	out, err := newPGReplica(t).command("start").Output()
 	if err != nil {
 		var stderr string
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -59,6 +91,148 @@ func replicaURL(t *testing.T) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return lines[len(lines)-1]
+}
+
+// waitReplayed waits until replica has replayed everything primary has
+// written so far.
+func waitReplayed(t *testing.T, primary, replica *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	var target string
+	if err := primary.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&target); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Eventually(t, 30*time.Second, func() error {
+		var replayed, receiver string
+		var ok bool
+		err := replica.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_replay_lsn() >= $1::pg_lsn,
+			coalesce((SELECT status || ' from ' || sender_host FROM pg_stat_wal_receiver), 'none')`, target).Scan(&replayed, &ok, &receiver)
+		if err != nil || !ok {
+			return fmt.Errorf("the replica has replayed to %s, want %s; its WAL receiver: %s (%v)", replayed, target, receiver, err)
+		}
+		return nil
+	})
+}
+
+// A replica started while another is being stopped streams. The stop,
+// finding no other replica's server yet, removed the primary's replication
+// line while the new one was between its base backup and its server's
+// start, and the new standby's WAL receiver was refused from then on: its
+// replay stayed at the segment the backup ended on, which is what made
+// TestReadsGoToTheReplicaAndSessionsReadTheirWrites fail now and then on a
+// machine where several test runs make replicas. The test holds the new
+// replica's start (SIGSTOP) just after its base backup, stops the first
+// replica, and lets the start go on once that stop has either finished or
+// is waiting for the script's lock.
+func TestAReplicaStartedWhileAnotherStopsStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two base backups; the race detector has nothing to find in a shell script's race")
+	}
+	ctx := context.Background()
+	first := newPGReplica(t)
+	if out, err := first.command("start").CombinedOutput(); err != nil {
+		pgtest.Unavailable(t, "scripts/pg-replica.sh start: "+err.Error()+": "+strings.TrimSpace(string(out)))
+	}
+
+	start := newPGReplica(t).command("start")
+	var stdout, stderr bytes.Buffer
+	stderrPipe, err := start.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start.Stdout = &stdout
+	if err := start.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderrPipe)
+	for lines.Scan() {
+		stderr.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "base backup done") {
+			break
+		}
+	}
+	if err := start.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			start.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+
+	stopped := make(chan error, 1)
+	go func() {
+		out, err := first.command("stop").CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("%v: %s", err, out)
+		}
+		stopped <- err
+	}()
+	var stopErr error
+	stopDone := false
+	testwait.Eventually(t, 60*time.Second, func() error {
+		select {
+		case stopErr = <-stopped:
+			stopDone = true
+			return nil
+		default:
+		}
+		if waitingForLock(t) {
+			return nil
+		}
+		return errors.New("the first replica's stop has neither finished nor waited for the script's lock")
+	})
+	resume()
+	io.Copy(&stderr, stderrPipe)
+	if err := start.Wait(); err != nil {
+		t.Fatalf("scripts/pg-replica.sh start: %v: %s", err, stderr.String())
+	}
+	url := strings.TrimSpace(stdout.String())
+	url = url[strings.LastIndex(url, "\n")+1:]
+	if !stopDone {
+		stopErr = <-stopped
+	}
+	if stopErr != nil {
+		t.Fatalf("scripts/pg-replica.sh stop: %v", stopErr)
+	}
+
+	primary := pgtest.Admin(t)
+	defer primary.Close(ctx)
+	replica, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close(ctx)
+	// Past the segment the backup ended on.
+	if _, err := primary.Exec(ctx, `SELECT pg_switch_wal(); CREATE TEMP TABLE wal_after_the_backup AS SELECT 1 AS one`); err != nil {
+		t.Fatal(err)
+	}
+	waitReplayed(t, primary, replica)
+}
+
+// waitingForLock says whether a process waits for scripts/pg-replica.sh's
+// lock (a "->" line of /proc/locks on the lock file's inode).
+func waitingForLock(t *testing.T) bool {
+	t.Helper()
+	info, err := os.Stat("/tmp/perfscale-pg-replica.lock")
+	if err != nil {
+		return false
+	}
+	ino := fmt.Sprintf(":%d", info.Sys().(*syscall.Stat_t).Ino)
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(locks), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 6 && f[1] == "->" && strings.HasSuffix(f[6], ino) {
+			return true
+		}
+	}
+	return false
 }
 
 // servedBy records, for each statement, whether the connection that ran it
@@ -129,22 +303,7 @@ func TestReadsGoToTheReplicaAndSessionsReadTheirWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer replica.Close(ctx)
-	caughtUp := func() {
-		t.Helper()
-		var target string
-		if err := primary.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&target); err != nil {
-			t.Fatal(err)
-		}
-		testwait.Eventually(t, 30*time.Second, func() error {
-			var replayed string
-			var ok bool
-			err := replica.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_replay_lsn() >= $1::pg_lsn`, target).Scan(&replayed, &ok)
-			if err != nil || !ok {
-				return fmt.Errorf("the replica has replayed to %s, want %s (%v)", replayed, target, err)
-			}
-			return nil
-		})
-	}
+	caughtUp := func() { t.Helper(); waitReplayed(t, primary, replica) }
 	caughtUp() // the test database exists on the replica too
 
 	trace := &servedBy{standby: map[string][]bool{}}
