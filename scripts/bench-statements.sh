@@ -85,8 +85,10 @@ n=0
 measure() {
   local bin=$1 label=$2 sample=${3:-0}
   n=$((n + 1))
+  # The journey's users all come from one address, which nginx's per-client
+  # limits (cluster.sh) would hold to one client's share: off, as in bench.sh.
   # shellcheck disable=SC2086 # CLUSTER_ARGS is words
-  PERFSCALE_CLUSTER_SHOP="$work/$bin/shop" $cs up 1 $CLUSTER_ARGS >"$work/up-$n.log" 2>&1 \
+  PERFSCALE_CLUSTER_CLIENT_LIMITS=off PERFSCALE_CLUSTER_SHOP="$work/$bin/shop" $cs up 1 $CLUSTER_ARGS >"$work/up-$n.log" 2>&1 \
     || fail "$bin: cluster.sh up failed: $(tail -3 "$work/up-$n.log")"
   up=1
   local base st dburl postmaster
@@ -142,5 +144,5 @@ data="the service's default catalog"
 side=""
 [ -z "$before_rev" ] || side="; before and after measured in turns, each on a fresh cluster"
 header="- date: $(date -u '+%Y-%m-%d %H:%M') UTC; commit $commit; load average before $LOAD_BEFORE, after $LOAD_AFTER (2 cores, shared: compare runs of one table, not across days)
-- server: the cluster's own PostgreSQL 15 (\`scripts/cluster.sh up 1${CLUSTER_ARGS:+ $CLUSTER_ARGS}\`: small-server configuration, shared_buffers 128MB, autovacuum on, no ANALYZE by hand), $data; one API replica and a worker behind nginx, with Redis and NATS; $USERS closed-loop users through nginx, ${WARMUP} s warm-up, ${DUR} s measured per run, a fresh cluster per run$side"
+- server: the cluster's own PostgreSQL 15 (\`scripts/cluster.sh up 1${CLUSTER_ARGS:+ $CLUSTER_ARGS}\`: small-server configuration, shared_buffers 128MB, autovacuum on, no ANALYZE by hand), $data; one API replica and a worker behind nginx (its per-client limits off), with Redis and NATS; $USERS closed-loop users through nginx, ${WARMUP} s warm-up, ${DUR} s measured per run, a fresh cluster per run$side"
 "$work/bin/pgstatements" report --server-log "$work/plans.log" --doc "$DOC" --header "$header" "${runs[@]}"
