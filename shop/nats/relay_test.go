@@ -198,17 +198,24 @@ func TestRelayDeliversEveryEventOnceAfterAnOutage(t *testing.T) {
 	}
 }
 
-// TestWatchOrder: a watcher sees the order's events as they are published,
-// only its own order's, and is told when the bus goes away.
-func TestWatchOrder(t *testing.T) {
+// openBus starts a NATS server and opens a seeded store and the bus on it.
+func openBus(t *testing.T) (*natstest.Server, *sqlite.Store, *shopnats.Bus) {
+	t.Helper()
 	srv := natstest.Start(t)
 	s := openStore(t)
-	ctx := t.Context()
-	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
+	bus, err := shopnats.Open(t.Context(), shopnats.Config{URL: srv.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bus.Close()
+	t.Cleanup(bus.Close)
+	return srv, s, bus
+}
+
+// TestWatchOrder: a watcher sees the order's events as they are published,
+// only its own order's, and is told when the bus goes away.
+func TestWatchOrder(t *testing.T) {
+	srv, s, bus := openBus(t)
+	ctx := t.Context()
 	relay := shopnats.NewRelay(s, bus, shopnats.RelayConfig{})
 	_, other := placeOrder(t, s)
 	_, o := placeOrder(t, s)
@@ -296,14 +303,8 @@ func (c *countedOutbox) UnpublishedOrderEvents(ctx context.Context, limit int) (
 // once more to find it empty (a statement, and a commit on PostgreSQL, per
 // round for nothing).
 func TestDrainStopsAtAShortBatch(t *testing.T) {
-	srv := natstest.Start(t)
-	s := openStore(t)
+	_, s, bus := openBus(t)
 	ctx := t.Context()
-	bus, err := shopnats.Open(ctx, shopnats.Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
 	outbox := &countedOutbox{Store: s}
 	relay := shopnats.NewRelay(outbox, bus, shopnats.RelayConfig{Batch: 2})
 	for _, tc := range []struct{ orders, reads int }{{1, 1}, {3, 2}, {4, 3}} {
