@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/postgres"
 	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 	"github.com/perfscale/perfscale/shop/seed"
 	"github.com/perfscale/perfscale/shop/shard"
@@ -142,4 +145,108 @@ func countOrders(t *testing.T, url string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// shop migrate --shards S stores the balanced map of the S shards, so the
+// order of adding a shard is enforced: neither migrate nor a replica
+// given a new shard's URL before shop reshard --add-only has put it in
+// the map accepts it (before, a replica routed a third of the sessions to
+// the empty shard); after --add-only both do. A deployment whose shards
+// served before the map was stored gets its map from the first process,
+// unless a new shard is among them.
+func TestAShardTheMapDoesNotNameIsRefused(t *testing.T) {
+	ctx := context.Background()
+	u1, u2, u3 := pgtest.NewDatabase(t), pgtest.NewDatabase(t), pgtest.NewDatabase(t)
+	if err := run(ctx, []string{"migrate", "--shards", "2", "--db", u1, "--db", u2}, noEnv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	want := must(shard.Balanced(2))(t).String()
+	if got := storedMap(t, u1); got != "1 "+want {
+		t.Fatalf("shop migrate --shards 2 stored the map %q, want epoch 1 and %q", got, want)
+	}
+	three := []string{"--shards", "3", "--db", u1, "--db", u2, "--db", u3}
+	const notInMap = "shard 3 is not in the bucket map on shard 1 (2 shards, epoch 1): add it with shop reshard"
+	for _, args := range [][]string{
+		append([]string{"migrate"}, three...),
+		append([]string{"--role", "api", "--addr", "127.0.0.1:0"}, three...),
+		append([]string{"--role", "worker", "--addr", "127.0.0.1:0"}, three...),
+	} {
+		tctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := run(tctx, args, noEnv, io.Discard)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), notInMap) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("shop %q before --add-only: %v, want one line saying %q", args, err, notInMap)
+		}
+	}
+	if err := run(ctx, []string{"reshard", "--db", u1, "--db", u2, "--add", u3, "--add-only"}, noEnv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, append([]string{"migrate"}, three...), noEnv, io.Discard); err != nil {
+		t.Errorf("shop migrate with the added shard: %v", err)
+	}
+	b, err := backend.Open(ctx, backend.Config{ShardURLs: []string{u1, u2, u3}})
+	if err != nil {
+		t.Fatalf("a replica given the added shard after --add-only: %v", err)
+	}
+	b.Close()
+
+	// Shards 1 and 2 claimed by processes of a version that stored no
+	// map, shard 4 new: refused; the two alone get the map of two.
+	u4 := pgtest.NewDatabase(t)
+	if err := run(ctx, []string{"migrate", "--db", u4}, noEnv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	l1, l2 := pgtest.NewDatabase(t), pgtest.NewDatabase(t)
+	for k, u := range []string{l1, l2} {
+		if err := run(ctx, []string{"migrate", "--db", u}, noEnv, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		db, err := postgres.Open(ctx, u, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.ClaimShard(ctx, k+1)
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = backend.Open(ctx, backend.Config{ShardURLs: []string{l1, l2, u4}})
+	const mixed = "shards 1, 2 served without a stored bucket map and shards 3 are new"
+	if err == nil || !strings.Contains(err.Error(), mixed) {
+		t.Errorf("old shards with a new one and no map: %v, want %q", err, mixed)
+	}
+	if b, err = backend.Open(ctx, backend.Config{ShardURLs: []string{l1, l2}}); err != nil {
+		t.Fatalf("old shards without a map: %v", err)
+	}
+	b.Close()
+	if got := storedMap(t, l1); got != "1 "+want {
+		t.Errorf("the first process on old shards stored %q, want epoch 1 and %q", got, want)
+	}
+}
+
+// storedMap is shard_map's epoch and text on a shard 1's database.
+func storedMap(t *testing.T, url string) string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var epoch int64
+	var text string
+	if err := conn.QueryRow(context.Background(), `SELECT epoch, map FROM shard_map WHERE id = 1`).Scan(&epoch, &text); err != nil {
+		t.Fatalf("the map on %s: %v", url, err)
+	}
+	return fmt.Sprintf("%d %s", epoch, text)
+}
+
+func must[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/postgres"
+	"github.com/perfscale/perfscale/shop/shard"
 	"github.com/perfscale/perfscale/shop/sharded"
 )
 
@@ -39,7 +41,7 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 	raws := make([]*postgres.Store, len(cfg.ShardURLs))
 	var where []string
 	for k, url := range cfg.ShardURLs {
-		db, err := openShard(ctx, cfg, url, k)
+		db, err := openShard(ctx, cfg, url)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("shard %d: %w", k+1, err)
@@ -49,7 +51,11 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 		shards[k] = sharded.Shard{Store: wrap(cfg.Wrap, raws[k]), Escrow: db, Reads: raws[k]}
 		where = append(where, db.Where())
 	}
-	routed, err := sharded.New(shards, cfg.Jobs.Logger)
+	err := ensureShardMap(ctx, dbs)
+	var routed *sharded.Store
+	if err == nil {
+		routed, err = sharded.New(shards, cfg.Jobs.Logger)
+	}
 	if err == nil {
 		err = routed.LoadMap(ctx)
 	}
@@ -70,7 +76,9 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 	return b, nil
 }
 
-func openShard(ctx context.Context, cfg Config, url string, k int) (*postgres.DB, error) {
+// openShard opens one shard's database, checks its schema and keeps its
+// order partitions; claiming it as shard k is ensureShardMap's.
+func openShard(ctx context.Context, cfg Config, url string) (*postgres.DB, error) {
 	db, err := postgres.Open(ctx, url, cfg.Postgres)
 	if err != nil {
 		return nil, err
@@ -79,14 +87,93 @@ func openShard(ctx context.Context, cfg Config, url string, k int) (*postgres.DB
 	if err == nil {
 		err = partitionMaintenance(db, cfg.Now, cfg.Jobs.Logger)(ctx)
 	}
-	if err == nil {
-		err = db.ClaimShard(ctx, k+1)
-	}
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// ensureShardMap makes sure the bucket map stored on shard 1 names
+// exactly the shards of dbs, storing shard.Balanced(len(dbs)) when none
+// is stored and none of them has served yet (or all have: a deployment
+// from before the map was stored at the start), and then claims each
+// database as its shard. So a process given a shard that the map does not
+// name (one not yet added by shop reshard --add-only) refuses to start,
+// instead of routing a share of the sessions to an empty shard
+// (docs/sharding.md, "Resharding while the service runs").
+func ensureShardMap(ctx context.Context, dbs []*postgres.DB) error {
+	n := len(dbs)
+	stored, found, err := dbs[0].ShardMap(ctx)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if stored, err = storeFirstMap(ctx, dbs); err != nil {
+			return err
+		}
+	}
+	m, err := shard.ParseMap(stored.Text)
+	if err != nil {
+		return fmt.Errorf("the map on shard 1 (epoch %d): %w", stored.Epoch, err)
+	}
+	switch {
+	case m.Shards() < n:
+		return fmt.Errorf("shard %d is not in the bucket map on shard 1 (%d shards, epoch %d): add it with shop reshard --db ... --add URL --add-only before giving its URL to shop (docs/sharding.md)", m.Shards()+1, m.Shards(), stored.Epoch)
+	case m.Shards() > n:
+		return fmt.Errorf("the bucket map on shard 1 (epoch %d) has %d shards, %d were given: give one --db per shard, in shard order", stored.Epoch, m.Shards(), n)
+	}
+	for k, db := range dbs {
+		if err := db.ClaimShard(ctx, k+1); err != nil {
+			return fmt.Errorf("shard %d: %w", k+1, err)
+		}
+	}
+	return nil
+}
+
+// storeFirstMap stores shard.Balanced(len(dbs)) as the map's first
+// epoch, unless some of dbs have served as shards and others not: then
+// the new ones are not in the map the others routed by, and the map is
+// refused. The map is stored before any database is claimed, so a process
+// that finds some claimed finds the map too when another process stored
+// it.
+func storeFirstMap(ctx context.Context, dbs []*postgres.DB) (shard.StoredMap, error) {
+	var claimed, fresh []string
+	for k, db := range dbs {
+		number, ok, err := db.ShardNumber(ctx)
+		if err != nil {
+			return shard.StoredMap{}, err
+		}
+		if ok && number != k+1 {
+			return shard.StoredMap{}, fmt.Errorf("postgres at %s is shard %d, but it is given as shard %d: keep the --db list in the order the shards were made", db.Where(), number, k+1)
+		}
+		if ok {
+			claimed = append(claimed, strconv.Itoa(k+1))
+		} else {
+			fresh = append(fresh, strconv.Itoa(k+1))
+		}
+	}
+	if len(claimed) > 0 && len(fresh) > 0 {
+		stored, found, err := dbs[0].ShardMap(ctx)
+		if err != nil || found {
+			return stored, err
+		}
+		return stored, fmt.Errorf("shards %s served without a stored bucket map and shards %s are new: run shop migrate with the shards that served first, then add the new ones with shop reshard --add URL --add-only (docs/sharding.md)",
+			strings.Join(claimed, ", "), strings.Join(fresh, ", "))
+	}
+	m, err := shard.Balanced(len(dbs))
+	if err != nil {
+		return shard.StoredMap{}, err
+	}
+	if _, err := dbs[0].SetShardMap(ctx, shard.StoredMap{Epoch: 1, Text: m.String()}); err != nil {
+		return shard.StoredMap{}, err
+	}
+	// Stored, or another process stored one first: read whichever it is.
+	stored, found, err := dbs[0].ShardMap(ctx)
+	if err == nil && !found {
+		err = errors.New("the bucket map stored on shard 1 is not there")
+	}
+	return stored, err
 }
 
 // shardQueues is one River client per shard in one process, each on its
@@ -232,7 +319,22 @@ func migrateShards(ctx context.Context, cfg Config) (string, error) {
 		}
 		where = append(where, w)
 	}
-	return strings.Join(where, ", "), nil
+	var dbs []*postgres.DB
+	defer func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}()
+	for k, url := range cfg.ShardURLs {
+		db, err := postgres.Open(ctx, url, cfg.Postgres)
+		if err != nil {
+			return strings.Join(where, ", "), fmt.Errorf("shard %d: %w", k+1, err)
+		}
+		dbs = append(dbs, db)
+	}
+	// The map is stored with the shards: a process given a shard the map
+	// does not name is refused from now on.
+	return strings.Join(where, ", "), ensureShardMap(ctx, dbs)
 }
 
 // OpenForReshard opens the shards for shop reshard: cfg.ShardURLs, then
@@ -258,7 +360,12 @@ func OpenForReshard(ctx context.Context, cfg Config, added []string) (postgres.S
 				return fail(fmt.Errorf("shard %d (added): %w", k+1, err))
 			}
 		}
-		db, err := openShard(ctx, cfg, url, k)
+		db, err := openShard(ctx, cfg, url)
+		if err == nil {
+			if err = db.ClaimShard(ctx, k+1); err != nil {
+				db.Close()
+			}
+		}
 		if err != nil {
 			return fail(fmt.Errorf("shard %d: %w", k+1, err))
 		}

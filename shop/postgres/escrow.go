@@ -43,6 +43,19 @@ func (db *DB) ClaimShard(ctx context.Context, number int) error {
 	return db.installFence(ctx)
 }
 
+// ShardNumber is the number this database was claimed as (ClaimShard);
+// claimed is false when no process has opened it as a shard yet.
+func (db *DB) ShardNumber(ctx context.Context) (number int, claimed bool, err error) {
+	err = db.primary.QueryRow(ctx, `SELECT shard FROM shard_identity WHERE id = 1`).Scan(&number)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("postgres at %s: shard number: %w", db.where, unavailable(err))
+	}
+	return number, true, nil
+}
+
 // DebitQuota takes units of item's quota for shard to: at least need and
 // up to half the quota when that is more (so the next checkouts find
 // quota where the demand is), none when the quota is below need... unless

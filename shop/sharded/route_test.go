@@ -9,7 +9,8 @@ import (
 	"github.com/perfscale/perfscale/shop/shard"
 )
 
-// A map stored on shard 1 replaces the balanced one once loaded: new
+// The first process stores the balanced map as epoch 1 (no map stored:
+// a new deployment). A map stored on shard 1 replaces it once loaded: new
 // sessions go where it says; a bucket it lists as moving refuses writes
 // with EUNAVAILABLE and serves reads; a stale writer's map is not stored,
 // and a map over more shards than the store has is refused, the map in
@@ -18,11 +19,11 @@ func TestTheStoredMapRoutesAndHoldsMovingBuckets(t *testing.T) {
 	ctx := context.Background()
 	b := openShards(t, 2, seed.Items(2), nil)
 	routed, home := b.Sharded, b.Postgres
-	if routed.MapEpoch() != 0 {
-		t.Fatalf("epoch %d before any map is stored, want 0", routed.MapEpoch())
+	balanced := must(shard.Balanced(2))(t)
+	if stored, found, err := home.ShardMap(ctx); routed.MapEpoch() != 1 || err != nil || !found || stored.Text != balanced.String() {
+		t.Fatalf("epoch %d, stored %+v (%v), want epoch 1 and the balanced map stored by the first process", routed.MapEpoch(), stored, err)
 	}
 	var hash string
-	balanced := must(shard.Balanced(2))(t)
 	var bucket shard.Bucket
 	for {
 		var k int
@@ -34,8 +35,8 @@ func TestTheStoredMapRoutesAndHoldsMovingBuckets(t *testing.T) {
 	}
 
 	// Every bucket on shard 2.
-	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 1, Text: "shardmap/1 shards=2 0-1023:2"}))(t); !ok {
-		t.Fatal("the first map was not stored")
+	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 2, Text: "shardmap/1 shards=2 0-1023:2"}))(t); !ok {
+		t.Fatal("the second map was not stored")
 	}
 	if err := routed.LoadMap(ctx); err != nil {
 		t.Fatal(err)
@@ -49,8 +50,8 @@ func TestTheStoredMapRoutesAndHoldsMovingBuckets(t *testing.T) {
 		t.Fatalf("shard 1 answered %v for a session the map put on shard 2", err)
 	}
 
-	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 2, Text: "shardmap/1 shards=2 0-1023:2", Moving: []shard.Bucket{bucket}}))(t); !ok {
-		t.Fatal("epoch 2 was not stored")
+	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 3, Text: "shardmap/1 shards=2 0-1023:2", Moving: []shard.Bucket{bucket}}))(t); !ok {
+		t.Fatal("epoch 3 was not stored")
 	}
 	if err := routed.LoadMap(ctx); err != nil {
 		t.Fatal(err)
@@ -62,18 +63,18 @@ func TestTheStoredMapRoutesAndHoldsMovingBuckets(t *testing.T) {
 		t.Fatalf("a read of a moving bucket: %v", err)
 	}
 
-	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 2, Text: "shardmap/1 shards=2 0-1023:1"}))(t); ok {
-		t.Fatal("a map of epoch 2 replaced epoch 2: a stale writer won")
+	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 3, Text: "shardmap/1 shards=2 0-1023:1"}))(t); ok {
+		t.Fatal("a map of epoch 3 replaced epoch 3: a stale writer won")
 	}
-	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 3, Text: "shardmap/1 shards=3 0-1023:3"}))(t); !ok {
-		t.Fatal("epoch 3 was not stored")
+	if ok := must(home.SetShardMap(ctx, shard.StoredMap{Epoch: 4, Text: "shardmap/1 shards=3 0-1023:3"}))(t); !ok {
+		t.Fatal("epoch 4 was not stored")
 	}
 	if err := routed.LoadMap(ctx); err == nil {
 		t.Fatal("a map of 3 shards was loaded by a store of 2")
 	} else {
 		t.Log(err)
 	}
-	if routed.MapEpoch() != 2 {
-		t.Fatalf("epoch %d after a refused map, want 2 kept", routed.MapEpoch())
+	if routed.MapEpoch() != 3 {
+		t.Fatalf("epoch %d after a refused map, want 3 kept", routed.MapEpoch())
 	}
 }
