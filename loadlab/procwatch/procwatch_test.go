@@ -138,6 +138,28 @@ func start(t *testing.T, name, role string, env ...string) (*exec.Cmd, int) {
 }
 
 // get sends n requests to port from a few goroutines.
+// proxy starts a proxy named name in front of the server on port.
+func proxy(t *testing.T, name string, port int) (*exec.Cmd, int) {
+	t.Helper()
+	return start(t, name, "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", port))
+}
+
+// discoverAfterRequests sends a few requests to target and to the other
+// ports (a proxy keeps its upstream connection open after one), then
+// discovers what serves target and looks once more.
+func discoverAfterRequests(t *testing.T, target int, others ...int) *Set {
+	t.Helper()
+	for _, port := range append([]int{target}, others...) {
+		get(t, port, 4)
+	}
+	set, err := Discover(target, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Refresh()
+	return set
+}
+
 func get(t *testing.T, port, n int) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -212,7 +234,7 @@ func TestDiscoverCountsThePreforkedWorkers(t *testing.T) {
 // forwards finds the backend.
 func TestFollowFindsTheBackendBehindAProxy(t *testing.T) {
 	backend, bport := start(t, "backend", "backend")
-	_, pport := start(t, "proxy", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", bport))
+	_, pport := proxy(t, "proxy", bport)
 	set, err := Discover(pport, true)
 	if err != nil {
 		t.Fatal(err)
@@ -247,17 +269,11 @@ func TestFollowFindsTheBackendBehindAProxy(t *testing.T) {
 // same-named app behind the other proxy.
 func TestDiscoverAdoptsOnlyWhatTheTargetReaches(t *testing.T) {
 	ours, oport := start(t, "app", "backend")
-	_, fport := start(t, "front", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", oport))
+	_, fport := proxy(t, "front", oport)
 	other, xport := start(t, "app", "backend")
-	_, nport := start(t, "nginx", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", xport))
+	_, nport := proxy(t, "nginx", xport)
 	// Both proxies keep their upstream connections open after a request.
-	get(t, fport, 4)
-	get(t, nport, 4)
-	set, err := Discover(fport, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Refresh()
+	set := discoverAfterRequests(t, fport, nport)
 	set.Refresh()
 	var app, nginx *Group
 	for _, g := range set.Groups() {
@@ -284,16 +300,11 @@ func TestDiscoverAdoptsOnlyWhatTheTargetReaches(t *testing.T) {
 // "nginx", and another nginx running here stays a suspect.
 func TestDiscoverAdoptsAConnectedSuspectAlone(t *testing.T) {
 	_, bport := start(t, "app", "backend")
-	mid, mport := start(t, "nginx", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", bport))
-	_, fport := start(t, "front", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", mport))
+	mid, mport := proxy(t, "nginx", bport)
+	_, fport := proxy(t, "front", mport)
 	_, xport := start(t, "app", "backend")
-	unrelated, _ := start(t, "nginx", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", xport))
-	get(t, fport, 4)
-	set, err := Discover(fport, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Refresh()
+	unrelated, _ := proxy(t, "nginx", xport)
+	set := discoverAfterRequests(t, fport)
 	var connected, suspect []int
 	for _, g := range set.Groups() {
 		if g.Name != "nginx" {
@@ -317,20 +328,13 @@ func TestDiscoverAdoptsAConnectedSuspectAlone(t *testing.T) {
 // another database, is not.
 func TestDiscoverWatchesTheWorkerBesideTheReplicas(t *testing.T) {
 	_, dport := start(t, "db", "backend")
-	app, aport := start(t, "app", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", dport))
-	_, fport := start(t, "front", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", aport))
-	worker, wport := start(t, "app", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", dport))
+	app, aport := proxy(t, "app", dport)
+	_, fport := proxy(t, "front", aport)
+	worker, wport := proxy(t, "app", dport)
 	_, xport := start(t, "db", "backend")
-	other, oport := start(t, "app", "proxy", fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", xport))
+	other, oport := proxy(t, "app", xport)
 	// Each proxy keeps its upstream connection open after a request.
-	get(t, fport, 4)
-	get(t, wport, 4)
-	get(t, oport, 4)
-	set, err := Discover(fport, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Refresh()
+	set := discoverAfterRequests(t, fport, wport, oport)
 	byName := map[string][]int{}
 	for _, g := range set.Groups() {
 		if !g.Suspect { // the machine's PostgreSQL, say, runs here too
