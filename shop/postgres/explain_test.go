@@ -110,21 +110,8 @@ func TestJourneyStatementsReadFewRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	// A server with autovacuum on must not analyze behind the test's back.
-	var tables []string
-	// (Partitioned parents hold no rows and take no such setting; the
-	// months Generate adds for its history are made after this.)
-	rows, _ := admin.Query(ctx, `SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-		WHERE c.relkind <> 'p'`)
-	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tb := range tables {
-		if _, err := admin.Exec(ctx, `ALTER TABLE `+pgx.Identifier{tb}.Sanitize()+` SET (autovacuum_enabled = off)`); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// (The months Generate adds for its history are made after this.)
+	autovacuumOff(t, admin)
 	pg, err := postgres.Open(ctx, url, postgres.Options{StatementTimeout: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +125,7 @@ func TestJourneyStatementsReadFewRows(t *testing.T) {
 	t.Logf("generated %+v in %s", explainSizes(t), time.Since(start).Round(time.Millisecond))
 
 	t.Run("never analyzed", func(t *testing.T) {
-		checkJourneyPlans(t, url)
+		checkJourneyPlans(t, url, nil)
 		var analyzed []string
 		rows, _ := admin.Query(ctx, `SELECT relname FROM pg_stat_user_tables
 			WHERE last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL`)
@@ -153,7 +140,26 @@ func TestJourneyStatementsReadFewRows(t *testing.T) {
 	if _, err := admin.Exec(ctx, `ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("analyzed", func(t *testing.T) { checkJourneyPlans(t, url) })
+	t.Run("analyzed", func(t *testing.T) { checkJourneyPlans(t, url, nil) })
+}
+
+// autovacuumOff switches autovacuum off for every table of conn's
+// database, so a server with it on cannot analyze behind a test's back
+// (partitioned parents hold no rows and take no such setting).
+func autovacuumOff(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	rows, _ := conn.Query(ctx, `SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+		WHERE c.relkind <> 'p'`)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		if _, err := conn.Exec(ctx, `ALTER TABLE `+pgx.Identifier{tb}.Sanitize()+` SET (autovacuum_enabled = off)`); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // planCollector gathers auto_explain's plans, sent as notices.
@@ -197,11 +203,20 @@ func (c *planCollector) take() []string {
 // plan.
 const journeyRounds = 8
 
-func checkJourneyPlans(t *testing.T, url string) {
+// checkJourneyPlans runs the journey journeyRounds times on the database
+// at url and checks every statement's reads; params are more settings of
+// the service's connections (e.g. plan_cache_mode). It returns the plans
+// (auto_explain's JSON) it checked.
+func checkJourneyPlans(t *testing.T, url string, params map[string]string) []string {
 	ctx := context.Background()
 	plans := &planCollector{}
 	cfg := backend.Config{DatabaseURL: url}
-	cfg.Postgres.ConnConfig = plans.configure
+	cfg.Postgres.ConnConfig = func(cc *pgx.ConnConfig) {
+		plans.configure(cc)
+		for k, v := range params {
+			cc.RuntimeParams[k] = v
+		}
+	}
 	cfg.Jobs = jobs.Config{Work: true, NoMigrate: true, PollInterval: 20 * time.Millisecond,
 		// "ready" falls due as it is inserted (River's scheduler would
 		// take seconds to move a job scheduled in the future).
@@ -229,7 +244,9 @@ func checkJourneyPlans(t *testing.T, url string) {
 	if err := b.Queue.Stop(stop); err != nil {
 		t.Fatal(err)
 	}
-	checkPlans(t, plans.take())
+	taken := plans.take()
+	checkPlans(t, taken)
+	return taken
 }
 
 type placedOrder struct {
