@@ -257,11 +257,13 @@ func Classify(m Measurements) (string, Facts) {
 		// request cost more: other work on the machine took it.
 		f.Starved = true
 		return KindCapacity, f
-	case f.CPUKnown && (measure.Starved(steps[f.Peak], m.Cores) || measure.Starved(last, m.Cores)):
+	case f.CPUKnown && (measure.Starved(steps[f.Peak], m.Cores) || measure.Starved(last, m.Cores)) && !(f.Falls && fallOutlastsTheWait(steps[f.Peak], last)):
 		// Not CPU-bound, yet waiting for a CPU longer than it ran: the
 		// machine held the peak or the top of the ramp back. A server
 		// with a lock and one kept in step both read as the other on
 		// such a curve (a fresh-clone CI run at a load average of 25).
+		// A fall too deep for the top's wait to have made stands: the
+		// machine then only lowered the peak, which hides a fall.
 		f.MachineBound = true
 		return KindMachineBound, f
 	case f.Falls && f.CPUKnown && lostCPU(steps[f.Peak], last):
@@ -792,9 +794,16 @@ func starvedOfCPU(peak, last Step, cores float64) bool {
 // the CPU other work took. A server that was not CPU-bound at the peak
 // (a lock holder on a busy machine, run less often) loses throughput
 // that way too; its fall is not coherency either.
+//
+// A fall too deep for the last step's wait for a CPU to have made
+// (fallOutlastsTheWait) is not lost CPU: a server that was not CPU-bound
+// uses CPU in step with its throughput, so its CPU falls with any fall,
+// its cost per request unchanged (the coherency ground-truth server at a
+// load average of 25 fell from 241 to 35 req/s, its CPU from 0.06 to
+// 0.01 cores, its threads waiting 0.10 cores' worth at the top).
 func lostCPU(peak, last Step) bool {
 	if math.IsNaN(peak.ServerCPUCores) || math.IsNaN(last.ServerCPUCores) || math.IsNaN(last.MachineBusy) ||
-		peak.ThroughputRPS <= 0 || last.ThroughputRPS <= 0 {
+		peak.ThroughputRPS <= 0 || last.ThroughputRPS <= 0 || fallOutlastsTheWait(peak, last) {
 		return false
 	}
 	costPeak := peak.ServerCPUCores / peak.ThroughputRPS
@@ -802,6 +811,23 @@ func lostCPU(peak, last Step) bool {
 	return last.ServerCPUCores < cpuLost*peak.ServerCPUCores &&
 		last.MachineBusy >= measure.MachineSaturated &&
 		costLast <= costGrowth*costPeak
+}
+
+// fallOutlastsTheWait reports whether the last step, freed of its
+// processes' wait for a CPU, would still fall below retrograde of the
+// peak: the fall is then the server's, whatever the machine did. Each of
+// the server's threads waited at most W (the step's wait, in cores) of
+// its time; without that wait it would have run at most 1/(1-W) as fast,
+// and so would the answers it makes. The bound is known only for a wait
+// of the processes' own under one core (the machine's wait, a node
+// exporter's, holds other work's and may be a lower bound: it is not
+// used).
+func fallOutlastsTheWait(peak, last Step) bool {
+	w := last.ServerCPUWaitCores
+	if math.IsNaN(w) || w >= 1 || peak.ThroughputRPS <= 0 {
+		return false
+	}
+	return last.ThroughputRPS/(1-w) < retrograde*peak.ThroughputRPS
 }
 
 // coresLeft is the CPU the generator left to the server during a step.

@@ -471,14 +471,7 @@ func ciStarvedLockRamp() []Step {
 // for keeps its verdict.
 func TestAMachineBoundRampGetsNoScalabilityVerdict(t *testing.T) {
 	base := Step{Concurrency: 1, P50: 5 * time.Millisecond, P99: 21 * time.Millisecond, Requests: 200}
-	judge := func(steps []Step) Verdict {
-		pts := make([]usl.Point, len(steps))
-		for i, s := range steps {
-			pts[i] = usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS}
-		}
-		fit, err := usl.FitPoints(pts)
-		return Judge(Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2})
-	}
+	judge := func(steps []Step) Verdict { return judgeRamp(base, steps) }
 	v := judge(ciStarvedLockRamp())
 	if v.Kind != KindMachineBound {
 		t.Fatalf("kind %q, want %q\n%s", v.Kind, KindMachineBound, strings.Join(v.Evidence, "\n"))
@@ -500,4 +493,68 @@ func TestAMachineBoundRampGetsNoScalabilityVerdict(t *testing.T) {
 	if v := judge(calm); v.Kind == KindMachineBound || !v.Scalability {
 		t.Errorf("with little waiting: kind %q, scalability %v; want a verdict", v.Kind, v.Scalability)
 	}
+}
+
+// hoggedCoherencyRamp is a ramp of the coherency ground-truth server (2 ms
+// of serial work per request in flight) beside two CPU hogs at a load
+// average of about 40: the machine 100% busy, the server's process
+// waiting for a CPU up to half a core's worth at the peak and little at
+// the top. Its throughput fell to a seventh, its CPU with it.
+func hoggedCoherencyRamp(x, p99, cpu, wait, preempted []float64) []Step {
+	steps := busyMachine(ramp(x, p99, cpu, 0.1), 1)
+	for i := range steps {
+		steps[i].ServerCPUWaitCores, steps[i].ServerCPUPreemptedCores = wait[i], preempted[i]
+		steps[i].Processes = []ProcessStep{{Name: "diagnose.test", Members: 1, CPUCores: cpu[i], WaitCores: wait[i],
+			PreemptedCores: preempted[i], QuotaCores: math.NaN(), ThrottledShare: math.NaN()}}
+	}
+	return steps
+}
+
+// A fall too deep for the top's wait for a CPU to have made is the
+// server's: neither a peak the machine held back (which only hides a
+// fall) nor the CPU a server that was not CPU-bound used in step with its
+// throughput makes it the machine's. Both ramps were misjudged before
+// (machine-bound three times; contention, as "CPU other work took"). The
+// same fall with the top waiting most of a core could be the machine's.
+func TestAFallDeeperThanTheWaitIsCoherency(t *testing.T) {
+	base := Step{Concurrency: 1, P50: 3400 * time.Microsecond, P99: 9210 * time.Microsecond, Requests: 200}
+	judge := func(steps []Step) Verdict { return judgeRamp(base, steps) }
+	heldPeak := func() []Step {
+		return hoggedCoherencyRamp([]float64{227.0, 171.3, 101.0, 56.9, 34.6}, []float64{14.21, 30.13, 51.39, 172.29, 576.51},
+			[]float64{0.08, 0.06, 0.04, 0.01, 0.02}, []float64{0.52, 0.27, 0.27, 0.22, 0.14}, []float64{0.09, 0.04, 0.05, 0.05, 0.03})
+	}
+	cpuFell := func() []Step {
+		return hoggedCoherencyRamp([]float64{240.7, 172.6, 98.6, 59.8, 35.5}, []float64{17.9, 16.23, 60.93, 149.76, 584.7},
+			[]float64{0.06, 0.06, 0.05, 0.03, 0.01}, []float64{0.48, 0.29, 0.28, 0.17, 0.10}, []float64{0.08, 0.05, 0.05, 0.03, 0.02})
+	}
+	for _, tt := range []struct {
+		name  string
+		steps []Step
+		want  string
+	}{
+		{"the peak held back by the machine", heldPeak(), KindCoherency},
+		{"the CPU falling with the throughput", cpuFell(), KindCoherency},
+		{"the same fall, the top waiting 0.9 cores' worth", func() []Step {
+			s := cpuFell()
+			s[4].ServerCPUWaitCores, s[4].Processes[0].WaitCores = 0.9, 0.9
+			return s
+		}(), KindMachineBound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if v := judge(tt.steps); v.Kind != tt.want {
+				t.Errorf("kind %q, want %q\n%s", v.Kind, tt.want, strings.Join(v.Evidence, "\n"))
+			}
+		})
+	}
+}
+
+// judgeRamp judges steps after base with their USL fit, a 40 ms SLO on 2
+// cores.
+func judgeRamp(base Step, steps []Step) Verdict {
+	pts := make([]usl.Point, len(steps))
+	for i, s := range steps {
+		pts[i] = usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS}
+	}
+	fit, err := usl.FitPoints(pts)
+	return Judge(Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2})
 }
