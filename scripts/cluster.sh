@@ -7,7 +7,7 @@
 #
 #   scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus]
 #   scripts/cluster.sh status | kill-replica K|worker | start-replica K|worker
-#   scripts/cluster.sh kill-db K | start-db K | down
+#   scripts/cluster.sh kill-db K | start-db K | add-shard | down
 #
 # The work is done by the Go command cmd/cluster (scripts/cluster.sh --help
 # prints its verbs and flags; docs/cluster.md describes them): this script

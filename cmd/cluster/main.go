@@ -34,6 +34,10 @@ server) optionally in a cgroup of its own with a CPU quota.
                                            start a stopped one again on its old port
   scripts/cluster.sh kill-db K             SIGKILL database server K (1..S) and its backends
   scripts/cluster.sh start-db K            start it again on its old port and data
+  scripts/cluster.sh add-shard             add a database server (shard S+1) to a running
+                                           cluster of --shards S: shop reshard adds it to the
+                                           map, the worker and replicas restart one at a time
+                                           with it, and its buckets move there while it serves
   scripts/cluster.sh down                  stop what up started, remove its database server,
                                            cgroups, NATS stream and Redis keys
 
@@ -61,7 +65,7 @@ Processes are stopped by the pids up recorded, checked against their
 start time so a recycled pid is never signalled; never by name.
 `
 
-const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus] | status | kill-replica K | start-replica K | kill-db K | start-db K | down"
+const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus] | status | kill-replica K | start-replica K | kill-db K | start-db K | add-shard | down"
 
 // maxShards bounds --shards: each shard is a PostgreSQL server of its
 // own on this machine.
@@ -209,7 +213,7 @@ func parseArgs(args []string) (options, error) {
 		if upOnly {
 			return o, usageError(upOnlyFlags)
 		}
-	case "status", "down":
+	case "status", "down", "add-shard":
 		if o.arg != "" {
 			return o, usagef("%s takes no argument, got '%s'", o.verb, o.arg)
 		}
@@ -284,6 +288,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return c.killDB(ctx)
 	case "start-db":
 		return c.startDB(ctx)
+	case "add-shard":
+		return c.addShard(ctx)
 	case "down":
 		return c.down(ctx)
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -135,5 +138,32 @@ func TestWaitNginxGeneration(t *testing.T) {
 	gen.Store("new")
 	if err := waitNginxGeneration(context.Background(), srv.URL, "new", nil); err != nil {
 		t.Fatalf("nginx answering the new generation: %v", err)
+	}
+}
+
+// add-shard refuses, with one line, a cluster it cannot add a shard to:
+// none, one on an unsharded database, one at the most shards, one whose
+// nginx is not running.
+func TestAddShardRefusesWhatItCannotGrow(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  string // cluster.json; "" for none
+		want string
+	}{
+		{"", "no cluster in"},
+		{`{"replicas":1,"name":"n","databases":[{"name":"n","url":"postgres://a/n"}]}`, "runs on one unsharded database (up without --shards), which cannot become a shard"},
+		{`{"replicas":1,"shards":1,"name":"n","databases":[{"name":"n","url":"postgres://a/n"}]}`, "cannot become a shard"},
+		{`{"replicas":1,"shards":16,"name":"n"}`, "has 16 shards already"},
+		{`{"replicas":1,"shards":2,"name":"n"}`, "its nginx is not running"},
+	} {
+		dir := t.TempDir()
+		if tt.cfg != "" {
+			if err := os.WriteFile(filepath.Join(dir, "cluster.json"), []byte(tt.cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := run(context.Background(), []string{"--state-dir", dir, "add-shard"}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("add-shard on %s: %v, want one line saying %q", tt.cfg, err, tt.want)
+		}
 	}
 }

@@ -30,6 +30,10 @@ type config struct {
 	// Shards is the number of database servers, one shard each (0 in a
 	// cluster.json from before shards: one).
 	Shards int `json:"shards,omitempty"`
+	// Adding is set while add-shard runs: the last of Databases is the
+	// shard being added (counted in Shards once the map names it), and
+	// add-shard run again finishes adding it.
+	Adding bool `json:"adding,omitempty"`
 	// Name is the cluster's database, and its Redis key prefix and NATS
 	// stream are named after it: clusters sharing those servers do not
 	// mix carts or order events.

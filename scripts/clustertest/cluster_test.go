@@ -1086,6 +1086,10 @@ func TestBadArgumentsAreRefused(t *testing.T) {
 		{[]string{"kill-db"}, "database server number"},
 		{[]string{"start-db", "x"}, "database server number"},
 		{[]string{"kill-db", "1"}, "no cluster"},
+		{[]string{"add-shard"}, "no cluster"},
+		{[]string{"add-shard", "3"}, "add-shard takes no argument"},
+		{[]string{"add-shard", "--shards", "3"}, "belong to up"},
+		{[]string{"add-shard", "--db-cpu", "1"}, "belong to up"},
 		// pgx's error spans lines: up's is one, the reason included.
 		{[]string{"up", "1", "--pg-url", "postgres://postgres@127.0.0.1:1/postgres"}, "connection refused (scripts/services.sh starts"},
 	} {

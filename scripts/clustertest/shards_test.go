@@ -589,3 +589,102 @@ func checkShards(t *testing.T, urls []string, initial map[int64]int64, acked map
 	}
 	t.Logf("checked %d orders on %d shards: each acknowledged order once on one shard, stock exact for %d items, each confirmed once", len(where), len(urls), len(initial))
 }
+
+// add-shard adds a third database server to a running cluster of two
+// shards while two shoppers check out through nginx, one of them in a
+// session whose bucket moves to the new shard: the worker and the replicas
+// restart with it one at a time and its buckets move there. Every
+// acknowledged order is then once on one shard, stock exact, every order
+// confirmed once (the proof's checker); the moving sessions' orders are
+// on the new server; status lists it, and down removes it.
+func TestAddShardUnderACheckoutStormLosesNoOrder(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, nil, "2", "--shards", "2")
+	const items = 4
+	for id := 1; id <= items; id++ {
+		c.must("PUT", fmt.Sprintf("/v1/admin/items/%d", id), adminToken, map[string]int{"stock": 100000}, 200)
+	}
+	_, urls := c.databases()
+	var initial map[int64]int64
+	testwait.Eventually(t, 30*time.Second, func() error {
+		first, second := totalStock(t, urls), totalStock(t, urls)
+		if !maps.Equal(first, second) {
+			return errors.New("the stock moved between two readings")
+		}
+		initial = second
+		return nil
+	})
+	s := startStorm(c, append(sessionsMovingTo(c, 1, 3), c.session()), items, nil)
+	defer s.stop()
+	enough := func(n int64) {
+		t.Helper()
+		testwait.Eventually(t, 120*time.Second, func() error {
+			if s.failed() != nil {
+				return nil
+			}
+			if got := s.acked.Load(); got < n {
+				return fmt.Errorf("%d orders acknowledged, want %d", got, n)
+			}
+			return nil
+		})
+		if err := s.failed(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enough(8)
+	out := c.mustScript("add-shard")
+	t.Logf("add-shard after %d orders:\n%s", s.acked.Load(), out)
+	if !strings.Contains(out, "buckets moved; map: 3 shards") {
+		t.Errorf("add-shard printed %q, want the buckets moved to a map of 3 shards", out)
+	}
+	enough(s.acked.Load() + 8)
+	s.stop()
+	if err := s.failed(); err != nil {
+		t.Fatal(err)
+	}
+	names, urls := c.databases()
+	if len(names) != 3 || !strings.Contains(c.mustScript("status"), "shards=3") {
+		t.Fatalf("status after add-shard lists %v, want 3 databases and shards=3", names)
+	}
+	pid, _, _, state := c.status("db-3")
+	if state != "alive" {
+		t.Fatalf("db-3 is %s after add-shard", state)
+	}
+	checkShards(t, urls, initial, s.orders())
+	if n := queryRows(t, urls[2], "SELECT count(*) FROM orders")[0][0]; n == 0 {
+		t.Errorf("the new shard has no order, yet a shopper's session moved there")
+	}
+	c.mustScript("down")
+	if err := processGone(pid); err != nil {
+		t.Errorf("db-3 (pid %d) after down: %v", pid, err)
+	}
+}
+
+// sessionsMovingTo is n new sessions whose buckets a cluster of shards-1
+// shards moves to shard shards when one is added.
+func sessionsMovingTo(c *cluster, n, shards int) []string {
+	c.t.Helper()
+	before, err := shard.Balanced(shards - 1)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	after, err := shard.Balanced(shards)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var tokens []string
+	for tries := 0; len(tokens) < n; tries++ {
+		if tries == 200 {
+			c.t.Fatalf("no session of 200 is in a bucket that moves to shard %d", shards)
+		}
+		token := c.session()
+		b, err := shard.BucketOfTokenHash(shop.HashToken(token))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if before.Owner(b) != after.Owner(b) {
+			tokens = append(tokens, token)
+		}
+	}
+	return tokens
+}
