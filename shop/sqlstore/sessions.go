@@ -221,19 +221,20 @@ func putCartItem(ctx context.Context, tx Tx, sessionID, itemID int64, quantity i
 		lines     int // the cart's lines
 		withItem  int // of which for this item (0 or 1)
 	}
-	err := tx.QueryRow(ctx, `SELECT name, available FROM items WHERE id = ?`, itemID).Scan(&got.name, &got.available)
+	// The item and the cart's line counts in one statement (one round trip,
+	// not two, in the cart change's transaction); no row: no such item.
+	err := tx.QueryRow(ctx, `SELECT i.name, i.available, COUNT(c.item_id), COUNT(c.item_id) FILTER (WHERE c.item_id = i.id)
+		FROM items i LEFT JOIN cart_items c ON c.session_id = ?
+		WHERE i.id = ? GROUP BY i.id, i.name, i.available`,
+		sessionID, itemID).Scan(&got.name, &got.available, &got.lines, &got.withItem)
 	if errors.Is(err, sql.ErrNoRows) {
 		return shop.Errorf(shop.ENOTFOUND, "item %d does not exist", itemID)
 	}
 	if err != nil {
-		return fmt.Errorf("read item %d: %w", itemID, err)
+		return fmt.Errorf("read item %d and count cart lines: %w", itemID, err)
 	}
 	if !got.available {
 		return shop.Errorf(shop.ECONFLICT, "%q is not available at the moment", got.name)
-	}
-	if err := tx.QueryRow(ctx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE item_id = ?) FROM cart_items WHERE session_id = ?`,
-		itemID, sessionID).Scan(&got.lines, &got.withItem); err != nil {
-		return fmt.Errorf("count cart lines: %w", err)
 	}
 	if got.withItem == 0 && got.lines >= shop.MaxCartLines {
 		return shop.Errorf(shop.EUNPROCESSABLE, "a cart holds at most %d different items", shop.MaxCartLines)
