@@ -334,3 +334,42 @@ func TestTheLimitDoesNotGrowWhileUnused(t *testing.T) {
 		t.Fatalf("limit %d after 20 windows at 2 in flight, want 20", got)
 	}
 }
+
+// A few slow requests finishing (a menu build waited on for seconds)
+// inflate the mean time in service, not the rate at which slots free: the
+// wait a request can expect follows that rate, and it queues.
+func TestSlowRequestsDoNotInflateTheExpectedWait(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, admission.Config{MinLimit: 10, MaxLimit: 10, MinSamples: 10, MinWindow: time.Millisecond})
+	slow := make([]*admission.Permit, 5)
+	for i := range slow {
+		slow[i] = acquire(t, l, browsing, 0)
+	}
+	c.Advance(6 * time.Second)
+	fast := func() {
+		ps := make([]*admission.Permit, 5)
+		for i := range ps {
+			ps[i] = acquire(t, l, checkout, 0)
+		}
+		c.Advance(time.Millisecond)
+		for _, p := range ps {
+			p.Record()
+		}
+	}
+	fast()
+	fast() // a window closes: the next starts now
+	for _, p := range slow {
+		p.Record() // 6 s each
+	}
+	fast() // this window: mean 3 s, ten releases in 1 ms
+
+	held := make([]*admission.Permit, 10)
+	for i := range held {
+		held[i] = acquire(t, l, checkout, 0)
+	}
+	w := queue(t, l, browsing, 25*time.Millisecond, 1) // 0.1 ms by the rate; 300 ms by the mean
+	for _, p := range held {
+		p.Record()
+	}
+	drain(t, w)
+}
