@@ -69,3 +69,36 @@ func TestADeadOrSlowReplicaFallsBackToThePrimary(t *testing.T) {
 	}
 	t.Logf("%d catalog reads, every one answered", reads)
 }
+
+// A session's reads of its own orders fall back to the primary, as catalog
+// reads do, when the replica fails them: they ran on a replica connection
+// taken for the request outside the replica's guard and timeout, so a
+// replica that stalled after the connection was taken cost them a 503
+// after the route's 5 s (this test's second read, before the fix). The
+// fault matrix's new standby rows showed it: under a blackhole of the
+// standby, tries of 5 s and 503s.
+func TestASessionsOwnReadsFallBackWhenTheReplicaFailsThem(t *testing.T) {
+	primary := migratedDatabase(t)
+	u, err := url.Parse(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := toxitest.New(t, map[string]string{"replica": u.Host})
+	u.Host = px.Addr("replica")
+	r := serve(t, Config{DatabaseURL: primary, Role: RoleAPI,
+		Postgres: postgres.Options{Replicas: []string{u.String()}, ConnectTimeout: 2 * time.Second}})
+	// A session that has written nothing reads its orders on the replica.
+	token := r.session(t)
+	ownOrders := func(why string) {
+		t.Helper()
+		if code, _, body := call(t, "GET", r.url+"/v1/orders", token, nil); code != 200 {
+			t.Fatalf("own orders %s: %d %s, want 200 whatever the replica does\n%s", why, code, body, r.logs.String())
+		}
+	}
+	// The pool now holds a connection just used, which it hands out again
+	// without a ping (pgxpool pings one idle for more than a second).
+	ownOrders("with the replica up")
+	// The replica stalls: 10 s before anything it sends arrives.
+	px.Add(t, "replica", "latency", `{"latency": 10000}`)
+	ownOrders("with the replica stalled")
+}

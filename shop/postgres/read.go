@@ -215,9 +215,15 @@ func (db *DB) inSnapshot(ctx context.Context, fn func(q sqlstore.Querier) error)
 	return unavailable(tx.Commit(ctx))
 }
 
-// sessionReader returns a connection on which the session reads its own
-// writes: a replica that has replayed them, else the primary. release
-// returns the connection.
+// sessionReader returns the querier a session reads its own writes with:
+// a replica that has replayed them, else the primary. Each read on the
+// replica is a catalog read's (guarded, within the replica timeout, read
+// again on the primary when the replica fails it): it used to run on a
+// replica connection held for the request without either, so a replica
+// that stalled after the connection was taken cost the read a 503 after
+// the route's 5 s, where a catalog read fell back. Replay only moves
+// forward, so a later connection to the same replica has replayed the
+// writes too. release is kept for the callers; there is nothing to return.
 func (db *DB) sessionReader(ctx context.Context, sessionID int64) (q sqlstore.Querier, release func(), err error) {
 	primary := querier[poolQuerier]{db.primary}
 	r := db.replica()
@@ -228,32 +234,19 @@ func (db *DB) sessionReader(ctx context.Context, sessionID int64) (q sqlstore.Qu
 	if err := db.primary.QueryRow(ctx, `SELECT wrote_lsn::text FROM sessions WHERE id = $1`, sessionID).Scan(&wrote); err != nil && err != pgx.ErrNoRows {
 		return nil, nil, fmt.Errorf("read session's write position: %w", unavailable(err))
 	}
-	var conn *pgxpool.Conn
-	caughtUp := true
-	// A replica that cannot be reached, or has not replayed the session's
-	// writes, does not take the reads down: the primary answers.
-	_, err = db.onReplica(ctx, r, func(ctx context.Context) error {
-		c, err := r.pool.Acquire(ctx)
-		if err != nil {
-			return unavailable(err)
+	if wrote != nil {
+		// A replica that cannot be reached, or has not replayed the
+		// session's writes, does not take the reads down: the primary
+		// answers.
+		caughtUp := false
+		_, err := db.onReplica(ctx, r, func(ctx context.Context) error {
+			return unavailable(r.pool.QueryRow(ctx, `SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::pg_lsn, FALSE)`, *wrote).Scan(&caughtUp))
+		})
+		if err != nil || !caughtUp {
+			return primary, func() {}, nil
 		}
-		if wrote != nil {
-			err = c.QueryRow(ctx, `SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::pg_lsn, FALSE)`, *wrote).Scan(&caughtUp)
-		}
-		if err != nil {
-			c.Release()
-			return unavailable(err)
-		}
-		conn = c
-		return nil
-	})
-	if err != nil || !caughtUp {
-		if conn != nil {
-			conn.Release()
-		}
-		return primary, func() {}, nil
 	}
-	return querier[poolQuerier]{conn}, conn.Release, nil
+	return catalogQuerier{db: db, r: r}, func() {}, nil
 }
 
 // markWrite records, for read routing, that the session has just written:
