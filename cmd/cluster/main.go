@@ -25,15 +25,16 @@ N stateless API replicas and one background worker behind nginx, on a
 PostgreSQL server of the cluster's own, each replica (and the database
 server) optionally in a cgroup of its own with a CPU quota.
 
-  scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus]
+  scripts/cluster.sh up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL [--pg-replica-url URL]] [--prometheus]
                                            start, or rescale a running cluster to N replicas
                                            (of C cores); the last line printed is the URL
   scripts/cluster.sh status                what runs: pids, ports, quotas, alive or not
   scripts/cluster.sh kill-replica K|worker SIGKILL API replica K (1..N) or the worker
   scripts/cluster.sh start-replica K|worker
                                            start a stopped one again on its old port
-  scripts/cluster.sh kill-db K             SIGKILL database server K (1..S) and its backends
-  scripts/cluster.sh start-db K            start it again on its old port and data
+  scripts/cluster.sh kill-db K|standby     SIGKILL database server K (1..S), or the read
+                                           replica's server, and its backends
+  scripts/cluster.sh start-db K|standby    start it again on its old port and data
   scripts/cluster.sh add-shard             add a database server (shard S+1) to a running
                                            cluster of --shards S: shop reshard adds it to the
                                            map, the worker and replicas restart one at a time
@@ -45,7 +46,10 @@ up starts a PostgreSQL server of the cluster's own (initdb in the state
 directory, its own port, pg_stat_statements); --db-cpu C holds it to C
 cores; --pg-url URL makes the cluster's database on that existing server
 instead (postgres://postgres@127.0.0.1:5432/postgres). --db-replica adds
-a streaming read replica the API replicas read from. --shards S starts S
+a streaming read replica the API replicas read from; with --pg-url, one
+made by scripts/pg-replica.sh of the machine's server, or the standby of
+that server --pg-replica-url URL names (no database path needed: the
+cluster's is added). --shards S starts S
 servers (db-1..db-S, each in its own cgroup under --db-cpu), one shard
 database on each, and gives the replicas and the worker one --db per
 shard and --shards S (docs/sharding.md). --prometheus also starts
@@ -65,7 +69,7 @@ Processes are stopped by the pids up recorded, checked against their
 start time so a recycled pid is never signalled; never by name.
 `
 
-const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL] [--prometheus] | status | kill-replica K | start-replica K | kill-db K | start-db K | add-shard | down"
+const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL [--pg-replica-url URL]] [--prometheus] | status | kill-replica K | start-replica K | kill-db K|standby | start-db K|standby | add-shard | down"
 
 // maxShards bounds --shards: each shard is a PostgreSQL server of its
 // own on this machine.
@@ -104,7 +108,10 @@ type options struct {
 	dbCPU     float64
 	dbCPUText string
 	pgURL     string
-	shards    int // 1 unless --shards
+	// pgReplicaURL: with pgURL, the read replica is this standby of
+	// that server (dbReplica is set too).
+	pgReplicaURL string
+	shards       int // 1 unless --shards
 	// prometheus: up also starts the cluster's Prometheus.
 	prometheus bool
 	help       bool
@@ -155,6 +162,12 @@ func parseArgs(args []string) (options, error) {
 				!strings.HasPrefix(o.pgURL, "postgres://") && !strings.HasPrefix(o.pgURL, "postgresql://") {
 				err = usagef("--pg-url must be a postgres:// URL, got '%s'", o.pgURL)
 			}
+		case "--pg-replica-url":
+			if o.pgReplicaURL, err = value(&i, name, "--pg-replica-url needs a PostgreSQL URL of a standby of --pg-url's server"); err == nil &&
+				!strings.HasPrefix(o.pgReplicaURL, "postgres://") && !strings.HasPrefix(o.pgReplicaURL, "postgresql://") {
+				err = usagef("--pg-replica-url must be a postgres:// URL, got '%s'", o.pgReplicaURL)
+			}
+			o.dbReplica = true
 		case "-h", "--help":
 			o.help = true
 		default:
@@ -196,6 +209,9 @@ func parseArgs(args []string) (options, error) {
 		if o.dbCPU, err = cores("--db-cpu", o.dbCPUText, dbCPUSet); err != nil {
 			return o, err
 		}
+		if o.pgReplicaURL != "" && o.pgURL == "" {
+			return o, usageError("--pg-replica-url names a standby of --pg-url's server; without --pg-url the cluster makes its own (--db-replica)")
+		}
 		if o.pgURL != "" && dbCPUSet {
 			return o, usageError("--db-cpu holds the cluster's own database server to a quota; with --pg-url there is none")
 		}
@@ -207,8 +223,8 @@ func parseArgs(args []string) (options, error) {
 			return o, usageError(upOnlyFlags)
 		}
 	case "kill-db", "start-db":
-		if !regexp.MustCompile(`^[0-9]+$`).MatchString(o.arg) {
-			return o, usagef("%s needs a database server number (1..S), got '%s'", o.verb, o.arg)
+		if !regexp.MustCompile(`^([0-9]+|standby)$`).MatchString(o.arg) {
+			return o, usagef("%s needs a database server number (1..S) or 'standby', got '%s'", o.verb, o.arg)
 		}
 		if upOnly {
 			return o, usageError(upOnlyFlags)
@@ -226,7 +242,7 @@ func parseArgs(args []string) (options, error) {
 	return o, nil
 }
 
-const upOnlyFlags = "--cpu, --db-cpu, --pg-url, --db-replica, --shards and --prometheus belong to up"
+const upOnlyFlags = "--cpu, --db-cpu, --pg-url, --pg-replica-url, --db-replica, --shards and --prometheus belong to up"
 
 // parseShards reads --shards: S servers of the cluster's own, so neither
 // an existing server (--pg-url) nor a read replica (one standby of one

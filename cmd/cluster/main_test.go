@@ -69,6 +69,32 @@ func TestParseShards(t *testing.T) {
 	}
 }
 
+func TestParseReadReplicaOptions(t *testing.T) {
+	for _, tt := range []struct {
+		args      []string
+		dbReplica bool
+		bad       bool
+	}{
+		{[]string{"up", "2", "--db-replica"}, true, false},
+		{[]string{"up", "2", "--pg-url", "postgres://a:1/postgres", "--pg-replica-url", "postgres://b:2/postgres"}, true, false},
+		{[]string{"up", "2", "--pg-replica-url", "postgres://b:2/postgres"}, false, true},
+		{[]string{"up", "2", "--pg-url", "postgres://a:1/postgres", "--pg-replica-url", "b:2"}, false, true},
+		{[]string{"kill-db", "standby"}, false, false},
+		{[]string{"start-db", "standby"}, false, false},
+		{[]string{"kill-db", "primary"}, false, true},
+		{[]string{"kill-db", "standby", "--pg-replica-url", "postgres://b:2/postgres"}, false, true},
+	} {
+		o, err := parseArgs(tt.args)
+		var ue usageError
+		if tt.bad != errors.As(err, &ue) {
+			t.Errorf("%q: %v, want a usage error: %t", tt.args, err, tt.bad)
+		}
+		if !tt.bad && o.dbReplica != tt.dbReplica {
+			t.Errorf("%q: db replica %t, want %t", tt.args, o.dbReplica, tt.dbReplica)
+		}
+	}
+}
+
 // nginx's per-client limits follow the replicas' admission control at its
 // starting limit: replicas x (InitialLimit + MaxQueue) requests at once,
 // turned over within the 50 ms objective per second.

@@ -423,6 +423,13 @@ func (c *cluster) startReadReplica(ctx context.Context) error {
 			return err
 		}
 		db.ReplicaURL = pgserver.URL(rec.Port("postgres"), db.Name)
+	} else if c.opts.pgReplicaURL != "" {
+		u, err := url.Parse(c.opts.pgReplicaURL)
+		if err != nil {
+			return fmt.Errorf("--pg-replica-url: %v", err)
+		}
+		u.Path = "/" + db.Name
+		db.ReplicaURL = u.String()
 	} else {
 		if err := c.startSharedReplica(ctx, db); err != nil {
 			return err

@@ -294,7 +294,7 @@ func (c *cluster) startReplica(ctx context.Context) error {
 }
 
 // server is the database server kill-db and start-db act on: db-K of
-// the cluster's own.
+// the cluster's own, or ("standby") its read replica's.
 func (c *cluster) server() (string, error) {
 	ok, err := c.load()
 	if err != nil {
@@ -302,6 +302,12 @@ func (c *cluster) server() (string, error) {
 	}
 	if !ok {
 		return "", fmt.Errorf("no cluster in %s", c.state)
+	}
+	if c.opts.arg == "standby" {
+		if len(c.cfg.Databases) == 0 || c.cfg.Databases[0].Standby == "" {
+			return "", fmt.Errorf("the cluster in %s has no read replica server of its own (up --db-replica without --pg-url makes one)", c.state)
+		}
+		return c.cfg.Databases[0].Standby, nil
 	}
 	k := mustAtoi(c.opts.arg)
 	if k < 1 || k > len(c.cfg.Databases) {
@@ -358,7 +364,7 @@ func (c *cluster) startDB(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s := pgserver.Server{Name: name, DataDir: r.Meta["data"], Bin: bin, Owner: owner, Cgroup: r.Cgroup}
+	s := pgserver.Server{Name: name, DataDir: r.Meta["data"], Bin: bin, Owner: owner, Cgroup: r.Cgroup, Standby: r.Meta["role"] == pgserver.RoleStandby}
 	if s.DataDir == "" {
 		return fmt.Errorf("%s's record names no data directory", name)
 	}

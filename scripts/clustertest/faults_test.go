@@ -1,11 +1,13 @@
 package clustertest
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,12 +23,15 @@ import (
 // The fault matrix (issue 19 part 5): a cluster of two replicas whose
 // PostgreSQL, Redis and NATS are reached through Toxiproxy (in this
 // process), Redis and NATS servers of the test's own (so they can be
-// killed), one checkout storm through nginx, and one fault after another:
-// each of 1 s latency, connections reset, a blackhole for 10 s and a
-// bandwidth of 8 KB/s between the replicas and each service, and kill -9
-// of a replica, the worker, PostgreSQL (a server of a second cluster's
-// own, with its backends), Redis and NATS (started again 5 s later), and
-// an nginx reload. Per fault: the storm's failed tries by status while it
+// killed), one checkout storm through nginx with two browsers whose reads
+// the read replica serves, and one fault after another: each of 1 s
+// latency, connections reset, a blackhole for 10 s and a bandwidth of
+// 8 KB/s between the replicas and each service; latency, reset and a
+// blackhole between the replicas and the read replica (a standby of the
+// matrix's PostgreSQL); kill -9 of a replica, the worker, PostgreSQL (a
+// server of a second cluster's own, with its backends), its standby,
+// Redis and NATS (started again 5 s later); the standby paused (SIGSTOP,
+// 10 s); and an nginx reload. Per fault: the storm's failed tries by status while it
 // lasted, the longest try, and the time from the fault's end to the last
 // failure after it (recovery). At the end, the checker of the fault proof
 // (checkShards) reads the database: every acknowledged order exists exactly
@@ -46,11 +51,12 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	requireServices(t)
 	rds, nts := redistest.Start(t), natstest.Start(t)
-	// PostgreSQL is a server of a cluster's own, so that it can be killed
-	// (cluster.sh kill-db) and started again (start-db) without touching
-	// the machine's shared server; that cluster's replica and worker are
-	// not used and are stopped at once.
-	dbc := startCluster(t, nil, "1")
+	// PostgreSQL is a server of a cluster's own, with a streaming standby
+	// (the read replica), so that both can be killed (cluster.sh kill-db 1,
+	// kill-db standby) and started again without touching the machine's
+	// shared server; that cluster's replica and worker are not used and
+	// are stopped at once.
+	dbc := startCluster(t, nil, "1", "--db-replica")
 	dbc.mustScript("kill-replica", "1")
 	dbc.mustScript("kill-replica", "worker")
 	_, dbURLs := dbc.databases()
@@ -58,18 +64,25 @@ func TestFaultMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	standby, err := url.Parse(dbc.statusValue("read replica"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tox := toxitest.New(t, map[string]string{
 		"postgres": server.Host,
+		"standby":  standby.Host,
 		"redis":    strings.TrimSuffix(strings.TrimPrefix(rds.URL(), "redis://"), "/0"),
 		"nats":     strings.TrimPrefix(nts.URL(), "nats://"),
 	})
 	c := startCluster(t, map[string]string{
 		"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
 		"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
-	}, "2", "--pg-url", "postgres://postgres@"+tox.Addr("postgres")+"/postgres")
+	}, "2", "--pg-url", "postgres://postgres@"+tox.Addr("postgres")+"/postgres",
+		"--pg-replica-url", "postgres://postgres@"+tox.Addr("standby")+"/postgres")
 	_, urls := c.databases()
 	const (
 		shoppers  = 6
+		browsers  = 2
 		scarce    = 3
 		items     = 8
 		scarceQty = 40
@@ -106,6 +119,9 @@ func TestFaultMatrix(t *testing.T) {
 	var obs observations
 	s := newObservedStorm(c, shoppers, items, obs.add)
 	defer s.stop()
+	for range browsers {
+		s.browse(c.session())
+	}
 	s.underWay(t, stormUnderWay) // before the first fault
 	var rows []faultRow
 	for _, f := range faults {
@@ -155,7 +171,7 @@ type fault struct {
 
 func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server) []fault {
 	var fs []fault
-	for _, target := range []string{"postgres", "redis", "nats"} {
+	for _, target := range []string{"postgres", "standby", "redis", "nats"} {
 		for _, tx := range []struct {
 			name, kind string
 			attrs      string
@@ -165,6 +181,9 @@ func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redist
 			{"blackhole", "timeout", `{"timeout": 0}`},
 			{"bandwidth 8 KB/s", "bandwidth", `{"rate": 8}`},
 		} {
+			if target == "standby" && tx.kind == "bandwidth" {
+				continue // a slow replica is the latency row's
+			}
 			fs = append(fs, fault{
 				name: target + " " + tx.name, target: target, hold: 10 * time.Second,
 				inject: func() { tox.Add(t, target, tx.kind, tx.attrs) },
@@ -182,6 +201,13 @@ func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redist
 		// replays its WAL when started again.
 		fault{name: "kill -9 postgres", target: "postgres", hold: restartAfter,
 			inject: func() { dbc.mustScript("kill-db", "1") }, heal: func() { dbc.mustScript("start-db", "1") }},
+		fault{name: "kill -9 standby", target: "standby", hold: restartAfter,
+			inject: func() { dbc.mustScript("kill-db", "standby") }, heal: func() { dbc.mustScript("start-db", "standby") }},
+		// The standby's postmaster and every process of it stopped: it
+		// accepts connections (the kernel does) and answers nothing.
+		fault{name: "standby paused", target: "standby", hold: 10 * time.Second,
+			inject: func() { signalServer(t, dbc, "db-1-standby", syscall.SIGSTOP) },
+			heal:   func() { signalServer(t, dbc, "db-1-standby", syscall.SIGCONT) }},
 		fault{name: "kill -9 redis", target: "redis", hold: restartAfter, inject: rds.Kill, heal: rds.Start},
 		fault{name: "kill -9 nats", target: "nats", hold: restartAfter, inject: nts.Kill, heal: nts.Start},
 		fault{name: "nginx reload", target: "nginx", inject: func() {
@@ -192,6 +218,54 @@ func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redist
 		}},
 	)
 	return fs
+}
+
+// signalServer sends sig to a database server of c's and to each of its
+// processes (the postmaster's children).
+func signalServer(t *testing.T, c *cluster, name string, sig syscall.Signal) {
+	t.Helper()
+	pid, _, _, _ := c.status(name)
+	pids := []int{pid}
+	if children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
+		for _, f := range strings.Fields(string(children)) {
+			if child, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, child)
+			}
+		}
+	}
+	for _, p := range pids {
+		if err := syscall.Kill(p, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("%s: signal %v to %d: %v", name, sig, p, err)
+		}
+	}
+}
+
+// browse starts a reader beside the storm's shoppers: a session that
+// writes nothing reads its order list and an item, again and again (with
+// the storm's retries), reads the API replicas send to the read replica
+// (a session's own orders go to the primary only after it wrote; an
+// item's page is not in nginx's edge cache).
+func (s *storm) browse(token string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for n := 0; !isClosed(s.done); n++ {
+			for _, path := range []string{"/v1/orders", fmt.Sprintf("/v1/items/%d", 1+n%s.itemCount)} {
+				r, err := s.send("GET", path, token, "", nil)
+				if err == nil && r.status != 200 {
+					err = fmt.Errorf("browser: GET %s: %d %s", path, r.status, r.body)
+				}
+				if err != nil {
+					s.mu.Lock()
+					if s.err == nil {
+						s.err = err
+					}
+					s.mu.Unlock()
+					return
+				}
+			}
+		}
+	}()
 }
 
 // try is one request of the storm.
