@@ -1,10 +1,12 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -274,6 +276,31 @@ type try struct {
 	took   time.Duration
 	status int // 0: no answer
 	err    error
+	what   string // a failed try's request and cause (failedTry)
+}
+
+var idSegment = regexp.MustCompile(`/[0-9]+`)
+
+// failedTry names a try that failed (an error or a 5xx) by its route and
+// cause, so that the matrix says why, not only how many: "POST
+// /v1/orders: 503 the database is failing; retry later". "" for a try
+// that did not fail.
+func failedTry(method, path string, r reply, err error) string {
+	route := method + " " + idSegment.ReplaceAllString(strings.SplitN(path, "?", 2)[0], "/{id}")
+	switch {
+	case err != nil:
+		return route + ": no answer: " + err.Error()
+	case r.status < 500:
+		return ""
+	}
+	var problem struct{ Detail string }
+	if json.Unmarshal(r.body, &problem) != nil || problem.Detail == "" {
+		problem.Detail = strings.TrimSpace(string(r.body))
+		if len(problem.Detail) > 80 {
+			problem.Detail = problem.Detail[:80]
+		}
+	}
+	return fmt.Sprintf("%s: %d %s", route, r.status, problem.Detail)
 }
 
 type observations struct {
@@ -281,9 +308,9 @@ type observations struct {
 	list []try
 }
 
-func (o *observations) add(begun time.Time, took time.Duration, status int, err error) {
+func (o *observations) add(tr try) {
 	o.mu.Lock()
-	o.list = append(o.list, try{begun, took, status, err})
+	o.list = append(o.list, tr)
 	o.mu.Unlock()
 }
 
@@ -304,14 +331,15 @@ type faultRow struct {
 	name      string
 	tries, ok int
 	failed    map[string]int // "503", "502", "no answer"
+	causes    map[string]int // by failedTry
 	longest   time.Duration
 	recovery  time.Duration // from the heal to the end of the last failure after it
 	recovered bool
 }
 
 func (r faultRow) String() string {
-	return fmt.Sprintf("%s: %d tries, %d answered below 500, failed %v, longest %v, recovery %v (recovered %v)",
-		r.name, r.tries, r.ok, r.failed, r.longest.Round(time.Millisecond), r.recovery.Round(time.Millisecond), r.recovered)
+	return fmt.Sprintf("%s: %d tries, %d answered below 500, failed %v, longest %v, recovery %v (recovered %v); causes %v",
+		r.name, r.tries, r.ok, r.failed, r.longest.Round(time.Millisecond), r.recovery.Round(time.Millisecond), r.recovered, r.causes)
 }
 
 // runFault injects f, holds it, heals it, and watches the storm until 20
@@ -325,7 +353,7 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 		f.heal()
 	}
 	healed := time.Now()
-	row := faultRow{name: f.name, failed: map[string]int{}}
+	row := faultRow{name: f.name, failed: map[string]int{}, causes: map[string]int{}}
 	deadline := healed.Add(60 * time.Second)
 	for {
 		time.Sleep(250 * time.Millisecond)
@@ -352,6 +380,7 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 			row.ok++
 			continue
 		}
+		row.causes[tr.what]++
 		if end.After(healed) {
 			row.recovery = max(row.recovery, end.Sub(healed))
 		}
@@ -378,6 +407,20 @@ func faultTable(rows []faultRow, s *storm, checked bool) string {
 			rec = "not within 60 s"
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", r.name, r.tries, r.ok, f, r.longest.Round(10*time.Millisecond), rec)
+	}
+	var causes []string
+	for _, r := range rows {
+		var lines []string
+		for what, n := range r.causes {
+			lines = append(lines, fmt.Sprintf("%d × %s", n, what))
+		}
+		sort.Strings(lines)
+		for _, l := range lines {
+			causes = append(causes, fmt.Sprintf("- %s: %s", r.name, l))
+		}
+	}
+	if len(causes) > 0 {
+		fmt.Fprintf(&b, "\nFailed tries by request and cause (the problem's detail):\n\n%s\n", strings.Join(causes, "\n"))
 	}
 	verdict := "the checker found every acknowledged order exactly once, stock taken = quantities ordered, every order confirmed once and ready"
 	if !checked {

@@ -250,13 +250,13 @@ type storm struct {
 	err       error
 	stopOnce  sync.Once
 	itemCount int
-	observe   func(begun time.Time, took time.Duration, status int, err error)
+	observe   func(try)
 }
 
 // newObservedStorm is a storm whose every try is also told to observe
 // (when it began, how long it took, its status or error), for the fault
 // matrix's errors and recovery times.
-func newObservedStorm(c *cluster, shoppers, items int, observe func(begun time.Time, took time.Duration, status int, err error)) *storm {
+func newObservedStorm(c *cluster, shoppers, items int, observe func(try)) *storm {
 	tokens := make([]string, shoppers)
 	for i := range tokens {
 		tokens[i] = c.session()
@@ -293,7 +293,7 @@ func sessionsOverShards(c *cluster, n, shards int) []string {
 }
 
 // startStorm starts a shopper for each session token.
-func startStorm(c *cluster, tokens []string, items int, observe func(begun time.Time, took time.Duration, status int, err error)) *storm {
+func startStorm(c *cluster, tokens []string, items int, observe func(try)) *storm {
 	s := &storm{c: c, done: make(chan struct{}), ackedKeys: map[string]int64{}, itemCount: items, observe: observe}
 	for i, token := range tokens {
 		s.wg.Add(1)
@@ -374,7 +374,7 @@ func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 		begun := time.Now()
 		r, err := s.c.do(method, path, token, key, body)
 		if s.observe != nil {
-			s.observe(begun, time.Since(begun), r.status, err)
+			s.observe(try{begun: begun, took: time.Since(begun), status: r.status, err: err, what: failedTry(method, path, r, err)})
 		}
 		if r.final(err) {
 			return r, nil
