@@ -104,7 +104,10 @@ type Facts struct {
 	// Starved: the fall past the peak came from other work taking the
 	// server's CPU, not from coherency. FallWithLostCPU: the same for a
 	// server that was not CPU-bound; the fall is left out of the verdict.
-	Starved, FallWithLostCPU bool
+	// FallWithinTheWait: the top waited for a CPU longer than it ran on a
+	// saturated machine, and freed of that wait would not have fallen;
+	// the fall is left out of the verdict too.
+	Starved, FallWithLostCPU, FallWithinTheWait bool
 	// MachineBound: the machine held the ramp back (KindMachineBound).
 	MachineBound bool
 	// Server is the watched processes together at the plateau; CPUKnown is
@@ -271,6 +274,13 @@ func Classify(m Measurements) (string, Facts) {
 		// CPU-bound: the fall is the machine's; what held the plateau
 		// decides.
 		f.Falls, f.FallWithLostCPU = false, true
+	case f.Falls && f.CPUKnown && waitCanMakeTheFall(steps[f.Peak], last):
+		// Under StarvedWait, so not machine-bound, but the fall is no
+		// evidence of coherency: a lock server's ramp (flat at 170 to 183
+		// req/s, 146 at the top, its process waiting 0.34 cores' worth
+		// for a CPU while running 0.13, the machine 93% busy) read as
+		// coherency in a fresh-clone CI run at a load average of 20.
+		f.Falls, f.FallWithinTheWait = false, true
 	case f.Falls:
 		return KindCoherency, f
 	}
@@ -555,6 +565,12 @@ func (w *explainer) kind(kind string) {
 			xPeak, users(peak.Concurrency), last.ThroughputRPS, users(last.Concurrency), peak.ServerCPUCores, last.ServerCPUCores, 100*last.MachineBusy)
 		w.warnings = append(w.warnings, fmt.Sprintf("with %s other processes held part of the machine's CPU: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
 	}
+	if f.FallWithinTheWait {
+		add("throughput fell from %.0f req/s with %s to %.0f with %s while the server's processes waited for a CPU %.2f cores' worth and ran %.2f on a machine %.0f%% busy: freed of that wait the top could have reached %.0f req/s, no fall, so the fall is not taken as coherency",
+			xPeak, users(steps[f.Peak].Concurrency), last.ThroughputRPS, users(last.Concurrency), last.ServerCPUWaitCores, last.ServerCPUCores,
+			100*last.MachineBusy, last.ThroughputRPS/(1-last.ServerCPUWaitCores))
+		w.warnings = append(w.warnings, fmt.Sprintf("with %s the server waited for a CPU longer than it ran: the top of the ramp measures the machine's load as much as the target; rerun on a quieter machine for a clean curve", users(last.Concurrency)))
+	}
 	switch kind {
 	case KindErrors:
 		served := "while the ones it serves stay fast"
@@ -828,6 +844,19 @@ func fallOutlastsTheWait(peak, last Step) bool {
 		return false
 	}
 	return last.ThroughputRPS/(1-w) < retrograde*peak.ThroughputRPS
+}
+
+// waitCanMakeTheFall reports whether the top of the ramp, on a saturated
+// machine, waited for a CPU longer than it ran and, freed of that wait
+// (fallOutlastsTheWait's bound), would not have fallen below retrograde
+// of the peak: the machine may have made the fall.
+func waitCanMakeTheFall(peak, last Step) bool {
+	w := last.ServerCPUWaitCores
+	if math.IsNaN(w) || w >= 1 || math.IsNaN(last.MachineBusy) || last.MachineBusy < measure.MachineSaturated ||
+		math.IsNaN(last.ServerCPUCores) || w <= last.ServerCPUCores {
+		return false
+	}
+	return !fallOutlastsTheWait(peak, last)
 }
 
 // coresLeft is the CPU the generator left to the server during a step.

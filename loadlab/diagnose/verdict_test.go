@@ -558,3 +558,36 @@ func judgeRamp(base Step, steps []Step) Verdict {
 	fit, err := usl.FitPoints(pts)
 	return Judge(Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2})
 }
+
+// ciBusyLockRamp is the lock ground-truth server's ramp from a fresh-clone
+// CI run at a load average of about 20: flat, then a fall at the top while
+// its process waited for a CPU longer than it ran.
+func ciBusyLockRamp(waitAtTop float64) []Step {
+	steps := ramp([]float64{183.0, 169.9, 179.1, 178.7, 146.2}, []float64{8.16, 37.95, 50.59, 82.37, 164.48},
+		[]float64{0.05, 0.02, 0.06, 0.05, 0.13}, 0.11)
+	busy := []float64{0.61, 0.82, 0.89, 0.75, 0.93}
+	wait := []float64{0.13, 0.33, 0.12, 0.25, waitAtTop}
+	for i := range steps {
+		steps[i].MachineBusy, steps[i].ServerCPUWaitCores, steps[i].ServerCPUPreemptedCores = busy[i], wait[i], wait[i]/6
+		steps[i].Processes = []ProcessStep{{Name: "diagnose.test", Members: 1, CPUCores: steps[i].ServerCPUCores, WaitCores: wait[i],
+			PreemptedCores: wait[i] / 6, QuotaCores: math.NaN(), ThrottledShare: math.NaN()}}
+	}
+	return steps
+}
+
+// A fall the top's wait for a CPU can make, on a saturated machine, is no
+// evidence of coherency: the lock server's CI ramp read as coherency
+// before. With the top waiting less than it ran, the same fall stands.
+func TestAFallTheWaitCanMakeIsNotCoherency(t *testing.T) {
+	base := Step{Concurrency: 1, P50: 5390 * time.Microsecond, P99: 39200 * time.Microsecond, Requests: 200}
+	v := judgeRamp(base, ciBusyLockRamp(0.34))
+	if v.Kind != KindContention {
+		t.Errorf("waiting 0.34 cores, running 0.13: kind %q, want %q\n%s", v.Kind, KindContention, strings.Join(v.Evidence, "\n"))
+	}
+	if !strings.Contains(strings.Join(v.Evidence, "\n"), "not taken as coherency") {
+		t.Errorf("the evidence does not say why the fall was left out:\n%s", strings.Join(v.Evidence, "\n"))
+	}
+	if v := judgeRamp(base, ciBusyLockRamp(0.10)); v.Kind != KindCoherency {
+		t.Errorf("waiting 0.10 cores, running 0.13: kind %q, want %q\n%s", v.Kind, KindCoherency, strings.Join(v.Evidence, "\n"))
+	}
+}
