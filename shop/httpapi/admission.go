@@ -16,7 +16,7 @@ import (
 // adaptive limit on the requests it works on at once, computed from their
 // measured latency (it grows while the recent p90 of the time in service
 // stays within 25 ms, half the routes' common objective, and is cut in
-// proportion when it passes it and has risen), and a queue
+// proportion when it passes it), and a queue
 // in front of it ordered by routePlan's shed class (checkout and orders
 // first, the cart next, browsing last; health and readiness never wait).
 // A request that would wait longer than its budget (half its route's
