@@ -7,7 +7,7 @@
 //
 // Below the limit every request is admitted at once. At the limit a
 // request queues if the wait it can expect (the requests ahead of it, of
-// its priority or higher, times the time between two slots freeing) is
+// its priority or higher, times the mean service time, over the limit) is
 // within its budget, else it is refused at once. A freed slot goes to the
 // oldest waiter of the highest priority, so checkout overtakes browsing
 // in the queue, and a lower-priority waiter pushed past its budget by
