@@ -27,7 +27,7 @@ import (
 type AdmissionConfig struct {
 	On bool
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive limit
-	// (defaults: 16 per CPU, 512, 16 per CPU). Equal values fix it.
+	// (defaults: 4 per CPU, 512, 16 per CPU). Equal values fix it.
 	MinLimit, MaxLimit, InitialLimit uint
 	// MaxQueue is the most requests that wait at once (default three
 	// times InitialLimit); past it a request displaces the newest waiter
@@ -40,18 +40,14 @@ type AdmissionConfig struct {
 
 // DefaultAdmission is the admission control a replica running on cpus
 // CPUs (its GOMAXPROCS) starts with: a limit of 16 requests per CPU,
-// adapting between that and 512, and at most three limits' worth
+// adapting between 4 per CPU and 512, and at most three limits' worth
 // waiting. A load balancer in front sizes its per-client limits from it
 // (cmd/cluster).
 func DefaultAdmission(cpus uint) AdmissionConfig {
 	cpus = max(cpus, 1)
-	maxLimit := max(512, 16*cpus)
-	initial := 16 * cpus
-	// The floor is the starting limit: at 3x on a busy machine, a floor of
-	// 4 per CPU let the limit be cut to 10 while the writer queue, not
-	// the concurrency, held latency up, and 113 requests a second were
-	// admitted where failsafe-go's limit, near 50, admitted about 800.
-	return AdmissionConfig{On: true, MinLimit: initial, MaxLimit: maxLimit, InitialLimit: initial, MaxQueue: 3 * initial}
+	maxLimit := max(512, 4*cpus)
+	initial := min(16*cpus, maxLimit)
+	return AdmissionConfig{On: true, MinLimit: 4 * cpus, MaxLimit: maxLimit, InitialLimit: initial, MaxQueue: 3 * initial}
 }
 
 // errShed refuses a request before any work: the replica is over its
