@@ -55,11 +55,6 @@ type Config struct {
 	Target time.Duration
 	// Smoothing is how much of a cut is taken per window (default 0.5).
 	Smoothing float64
-	// Past the target, the limit is cut only when the p90 is Tolerance
-	// times its average over LongWindows windows (defaults 1.5 and 30:
-	// 3 s at 100 ms windows).
-	Tolerance   float64
-	LongWindows int
 	// Window: the limit is recomputed once a window has MinSamples
 	// latencies and has lasted MinWindow (defaults 20 and 100 ms).
 	MinSamples int
@@ -78,8 +73,6 @@ func (c Config) withDefaults() Config {
 	c.MaxQueue = cmpOr(c.MaxQueue, 3*c.InitialLimit)
 	c.Target = cmpOr(c.Target, 25*time.Millisecond)
 	c.Smoothing = cmpOr(c.Smoothing, 0.5)
-	c.Tolerance = cmpOr(c.Tolerance, 1.5)
-	c.LongWindows = cmpOr(c.LongWindows, 30)
 	c.MinSamples = cmpOr(c.MinSamples, 20)
 	c.MinWindow = cmpOr(c.MinWindow, 100*time.Millisecond)
 	if c.Now == nil {
@@ -111,7 +104,6 @@ type Limiter struct {
 	win      window
 	shortRTT float64 // the last window's mean latency, ns
 	gap      float64 // the last window's mean time between two releases, ns
-	longP90  float64 // the windows' p90 averaged over LongWindows, ns
 }
 
 // window gathers the latencies the next limit is computed from.
@@ -325,42 +317,25 @@ func (l *Limiter) sample(now time.Time, p *Permit) {
 	l.win = window{start: now, kept: l.win.kept[:0]}
 }
 
-// adapt moves the limit after a window. While the p90 of the time in
-// service is within the target, the limit grows by √limit (if more than
-// half of it was used: else nothing was learnt about a higher one).
-// Latency that grows with concurrency but stays within the target still
-// counts as goodput, so the limit settles where the time in service
+// adapt moves the limit after a window: a cut in proportion to how far
+// the p90 passed the target (at most halved, smoothed), else, if more
+// than half the limit was used, an increase of √limit. The target is
+// the point: latency that grows with concurrency but stays within it
+// still counts as goodput, so the limit settles where the time in service
 // reaches the target, not where it first rises above its baseline (where
 // a Gradient2 or Vegas limit settles: on a server whose requests queue
-// for a few cores, latency rises with every request past a few in
-// flight). Past the target, the limit is cut in proportion (target over
-// p90, at most halved, smoothed) only if the p90 also rose past
-// Tolerance times its long-term average: when the host is so slow that
-// no concurrency meets the target, cutting would not bring latency down
-// and would only lose throughput, so the limit holds.
+// for a few cores, latency rises with every request past a few in flight).
 func (l *Limiter) adapt(mean float64, p90 time.Duration, maxInflight int) {
 	l.shortRTT = mean
-	short := float64(p90)
-	if l.longP90 == 0 {
-		l.longP90 = short
-	} else {
-		l.longP90 += (short - l.longP90) / float64(l.cfg.LongWindows)
-	}
-	if l.longP90 > 2*short {
-		l.longP90 *= 0.95 // latency fell a long way: follow it faster
-	}
 	var next float64
 	switch {
-	case p90 <= l.cfg.Target:
-		if 2*maxInflight < int(l.limit) {
-			return
-		}
-		next = l.limit + math.Sqrt(l.limit)
-	case short > l.cfg.Tolerance*l.longP90:
-		cut := l.limit * max(0.5, float64(l.cfg.Target)/short)
+	case p90 > l.cfg.Target:
+		cut := l.limit * max(0.5, float64(l.cfg.Target)/float64(p90))
 		next = l.limit*(1-l.cfg.Smoothing) + cut*l.cfg.Smoothing
+	case 2*maxInflight < int(l.limit):
+		return // not limited by the limit: nothing learnt about a higher one
 	default:
-		return // past the target, as it has been: hold
+		next = l.limit + math.Sqrt(l.limit)
 	}
 	l.limit = max(float64(l.cfg.MinLimit), min(float64(l.cfg.MaxLimit), next))
 }

@@ -373,17 +373,3 @@ func TestSlowRequestsDoNotInflateTheExpectedWait(t *testing.T) {
 	}
 	drain(t, w)
 }
-
-// On a host so slow that no concurrency meets the target (every window's
-// p90 at 100 ms from the start), cutting the limit would only lose
-// throughput: it holds.
-func TestTheLimitHoldsWhenTheTargetIsOutOfReach(t *testing.T) {
-	c := newClock()
-	l := newLimiter(c, admission.Config{MinLimit: 2, MaxLimit: 500, InitialLimit: 20, MinSamples: 2, MinWindow: time.Millisecond})
-	for range 20 {
-		measure(t, c, l, l.Limit(), 100*time.Millisecond)
-	}
-	if got := l.Limit(); got != 20 {
-		t.Fatalf("limit %d after 20 windows at 100 ms, want 20: held", got)
-	}
-}
