@@ -102,8 +102,7 @@ type Limiter struct {
 	queues   [][]*waiter // by class, oldest first
 	queued   int
 	win      window
-	shortRTT float64 // the last window's mean latency, ns
-	gap      float64 // the last window's mean time between two releases, ns
+	shortRTT float64 // the last window's mean latency, ns: the wait estimate's
 }
 
 // window gathers the latencies the next limit is computed from.
@@ -112,7 +111,6 @@ type window struct {
 	sum         time.Duration
 	n           int
 	maxInflight int
-	released    int             // permits returned, recorded or dropped
 	kept        []time.Duration // the first maxKept latencies, for the p90
 }
 
@@ -206,19 +204,11 @@ func (l *Limiter) ahead(class int) int {
 	return n
 }
 
-// expectedWait is how long the n-th in line can expect to wait: a slot
-// frees every mean service time over the limit, or as often as slots were
-// last seen to free, whichever is sooner (a few slow requests, a menu
-// build waited on, inflate the mean, not the rate at which the rest
-// finish). With no latency measured yet, it is 0: the first requests
-// queue. A request that the estimate let in and waits too long is refused
-// when its budget ends.
+// expectedWait is how long the n-th in line can expect to wait: slots free
+// at about limit per mean service time. With no latency measured yet, it
+// is 0: the first requests queue.
 func (l *Limiter) expectedWait(n int) time.Duration {
-	every := l.shortRTT / l.limit
-	if l.gap > 0 {
-		every = min(every, l.gap)
-	}
-	return time.Duration(float64(n) * every)
+	return time.Duration(float64(n) * l.shortRTT / l.limit)
 }
 
 // displaceOne makes room in a full queue for a request of class by
@@ -290,7 +280,6 @@ func (l *Limiter) release(p *Permit, record bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inflight--
-	l.win.released++
 	if record {
 		l.sample(l.cfg.Now(), p)
 	}
@@ -310,7 +299,6 @@ func (l *Limiter) sample(now time.Time, p *Permit) {
 	if l.win.n < l.cfg.MinSamples || now.Sub(l.win.start) < l.cfg.MinWindow {
 		return
 	}
-	l.gap = float64(now.Sub(l.win.start)) / float64(l.win.released)
 	slices.Sort(l.win.kept)
 	p90 := l.win.kept[(len(l.win.kept)*9)/10]
 	l.adapt(float64(l.win.sum)/float64(l.win.n), p90, l.win.maxInflight)
