@@ -1,8 +1,7 @@
 // Package admission decides which requests a replica works on when more
 // arrive than it can serve well: an adaptive concurrency limit computed
-// from measured latency (additive increase while the recent p90 of the
-// time in service stays within a target, a cut in proportion when it
-// passes it), a queue ordered by priority in front of it, and refusals
+// from measured latency (the gradient of Netflix's concurrency-limits
+// Gradient2), a queue ordered by priority in front of it, and refusals
 // decided by the time a request would wait, not by the queue's length.
 //
 // Below the limit every request is admitted at once. At the limit a
@@ -21,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"slices"
 	"sync"
 	"time"
 )
@@ -49,16 +47,18 @@ type Config struct {
 	// MaxQueue is the most requests that wait at once, whatever their
 	// budgets (default 3 × InitialLimit): a bound on memory.
 	MaxQueue int
-	// Target is the time in service the limit keeps the recent p90 of
-	// within (default 25 ms): past it the limit comes down in proportion,
-	// within it the limit grows while it is used.
-	Target time.Duration
-	// Smoothing is how much of a cut is taken per window (default 0.5).
+	// Tolerance is how far the recent latency may rise above the
+	// long-term latency before the limit comes down (default 1.5).
+	Tolerance float64
+	// Smoothing is how much of a window's new limit is taken (default 0.2).
 	Smoothing float64
 	// Window: the limit is recomputed once a window has MinSamples
 	// latencies and has lasted MinWindow (defaults 20 and 100 ms).
 	MinSamples int
 	MinWindow  time.Duration
+	// LongWindows is how many windows the long-term latency averages
+	// over (default 30: 3 s at 100 ms windows).
+	LongWindows int
 	// Now and After are the clock (defaults time.Now and time.After);
 	// tests replace them.
 	Now   func() time.Time
@@ -71,10 +71,11 @@ func (c Config) withDefaults() Config {
 	c.MaxLimit = max(cmpOr(c.MaxLimit, 512), c.MinLimit)
 	c.InitialLimit = min(max(c.InitialLimit, c.MinLimit), c.MaxLimit)
 	c.MaxQueue = cmpOr(c.MaxQueue, 3*c.InitialLimit)
-	c.Target = cmpOr(c.Target, 25*time.Millisecond)
-	c.Smoothing = cmpOr(c.Smoothing, 0.5)
+	c.Tolerance = cmpOr(c.Tolerance, 1.5)
+	c.Smoothing = cmpOr(c.Smoothing, 0.2)
 	c.MinSamples = cmpOr(c.MinSamples, 20)
 	c.MinWindow = cmpOr(c.MinWindow, 100*time.Millisecond)
+	c.LongWindows = cmpOr(c.LongWindows, 30)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -103,6 +104,7 @@ type Limiter struct {
 	queued   int
 	win      window
 	shortRTT float64 // the last window's mean latency, ns: the wait estimate's
+	longRTT  float64 // its moving average over LongWindows, ns
 }
 
 // window gathers the latencies the next limit is computed from.
@@ -111,11 +113,7 @@ type window struct {
 	sum         time.Duration
 	n           int
 	maxInflight int
-	kept        []time.Duration // the first maxKept latencies, for the p90
 }
-
-// maxKept bounds the latencies a window keeps for its p90.
-const maxKept = 1024
 
 type waiter struct {
 	class    int
@@ -289,42 +287,39 @@ func (l *Limiter) release(p *Permit, record bool) {
 // sample adds a latency to the window and, once the window is full,
 // computes the next limit from it.
 func (l *Limiter) sample(now time.Time, p *Permit) {
-	d := now.Sub(p.start)
-	l.win.sum += d
+	l.win.sum += now.Sub(p.start)
 	l.win.n++
-	if len(l.win.kept) < maxKept {
-		l.win.kept = append(l.win.kept, d)
-	}
 	l.win.maxInflight = max(l.win.maxInflight, p.inflight)
 	if l.win.n < l.cfg.MinSamples || now.Sub(l.win.start) < l.cfg.MinWindow {
 		return
 	}
-	slices.Sort(l.win.kept)
-	p90 := l.win.kept[(len(l.win.kept)*9)/10]
-	l.adapt(float64(l.win.sum)/float64(l.win.n), p90, l.win.maxInflight)
-	l.win = window{start: now, kept: l.win.kept[:0]}
+	l.adapt(float64(l.win.sum)/float64(l.win.n), l.win.maxInflight)
+	l.win = window{start: now}
 }
 
-// adapt moves the limit after a window: a cut in proportion to how far
-// the p90 passed the target (at most halved, smoothed), else, if more
-// than half the limit was used, an increase of √limit. The target is
-// the point: latency that grows with concurrency but stays within it
-// still counts as goodput, so the limit settles where the time in service
-// reaches the target, not where it first rises above its baseline (where
-// a Gradient2 or Vegas limit settles: on a server whose requests queue
-// for a few cores, latency rises with every request past a few in flight).
-func (l *Limiter) adapt(mean float64, p90 time.Duration, maxInflight int) {
-	l.shortRTT = mean
-	var next float64
-	switch {
-	case p90 > l.cfg.Target:
-		cut := l.limit * max(0.5, float64(l.cfg.Target)/float64(p90))
-		next = l.limit*(1-l.cfg.Smoothing) + cut*l.cfg.Smoothing
-	case 2*maxInflight < int(l.limit):
-		return // not limited by the limit: nothing learnt about a higher one
-	default:
-		next = l.limit + math.Sqrt(l.limit)
+// adapt is Gradient2's step: the limit is scaled by how far the recent
+// latency (short) has risen above the long-term one, within Tolerance,
+// plus a headroom of √limit that lets it grow while latency holds; a
+// replica using less than half its limit does not grow it.
+func (l *Limiter) adapt(short float64, maxInflight int) {
+	l.shortRTT = short
+	if l.longRTT == 0 {
+		l.longRTT = short
+	} else {
+		k := 1 / float64(l.cfg.LongWindows)
+		l.longRTT += k * (short - l.longRTT)
 	}
+	if l.longRTT > 2*short {
+		// Latency fell a long way (a burst's backlog drained): let the
+		// long-term figure follow faster than its average would.
+		l.longRTT *= 0.95
+	}
+	gradient := max(0.5, min(1, l.cfg.Tolerance*l.longRTT/short))
+	if gradient == 1 && float64(maxInflight) < l.limit/2 {
+		return // not limited by the limit: nothing learnt about a higher one
+	}
+	next := l.limit*gradient + math.Sqrt(l.limit)
+	next = l.limit*(1-l.cfg.Smoothing) + next*l.cfg.Smoothing
 	l.limit = max(float64(l.cfg.MinLimit), min(float64(l.cfg.MaxLimit), next))
 }
 

@@ -14,9 +14,8 @@ import (
 
 // AdmissionConfig is the replica's admission control (shop/admission): an
 // adaptive limit on the requests it works on at once, computed from their
-// measured latency (it grows while the recent p90 of the time in service
-// stays within 25 ms, half the routes' common objective, and is cut in
-// proportion when it passes it), and a queue
+// measured latency (Netflix's Gradient2: the limit grows while latency
+// stays near its long-term level and shrinks when it rises), and a queue
 // in front of it ordered by routePlan's shed class (checkout and orders
 // first, the cart next, browsing last; health and readiness never wait).
 // A request that would wait longer than its budget (half its route's
