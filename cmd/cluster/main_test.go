@@ -96,7 +96,7 @@ func TestParseReadReplicaOptions(t *testing.T) {
 }
 
 // nginx's per-client limits follow the replicas' admission control at its
-// starting limit: replicas x (InitialLimit + MaxQueue) requests at once,
+// starting limit: replicas x (1 + ShedAll) x InitialLimit requests at once,
 // turned over within the 50 ms objective per second.
 func TestClientLimitsMatchTheReplicasAdmission(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "")

@@ -471,11 +471,11 @@ $PROXY_TO_SHOP
 // API replicas, each held to cores CPUs (0: none). They match what the
 // replicas admit, at the limit their admission control starts from
 // (httpapi.DefaultAdmission for the replica's GOMAXPROCS): a replica
-// works on InitialLimit requests at once and queues up to MaxQueue more,
-// then refuses everything. So:
+// works on InitialLimit requests at once and queues up to ShedAll times
+// as many more, then refuses everything. So:
 //   - conns, the requests one client address may have in nginx at once,
 //     is what all the replicas hold, working and queued, before they
-//     refuse everything: replicas x (InitialLimit + MaxQueue). One
+//     refuse everything: replicas x (1 + ShedAll) x InitialLimit. One
 //     client can fill the cluster's queues, never overflow them for the
 //     others: its next request gets a 429 from nginx, not a place in a
 //     replica's queue.
@@ -497,7 +497,7 @@ const clientObjective = 50 * time.Millisecond
 
 func newClientLimits(replicas int, cores float64) clientLimits {
 	adm := httpapi.DefaultAdmission(uint(replicaCPUs(cores)))
-	conns := replicas * int(adm.InitialLimit+adm.MaxQueue)
+	conns := replicas * int(float64(adm.InitialLimit)*(1+adm.ShedAll))
 	return clientLimits{conns: conns, rate: int(float64(conns) / clientObjective.Seconds()), burst: conns}
 }
 

@@ -5,48 +5,50 @@ import (
 	"errors"
 	"net/http"
 	"runtime"
+	"sync/atomic"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
+	"github.com/failsafe-go/failsafe-go/priority"
 	"github.com/prometheus/client_golang/prometheus"
-
-	admissionpkg "github.com/perfscale/perfscale/shop/admission"
 )
 
-// AdmissionConfig is the replica's admission control (shop/admission): an
-// adaptive limit on the requests it works on at once, computed from their
-// measured latency (Netflix's Gradient2: the limit grows while latency
-// stays near its long-term level and shrinks when it rises), and a queue
-// in front of it ordered by routePlan's shed class (checkout and orders
-// first, the cart next, browsing last; health and readiness never wait).
-// A request that would wait longer than its budget (half its route's
-// objective, never past its deadline) is refused at once with 503 and
-// Retry-After, before any work; browsing, which waits behind every other
-// class, is refused first. The zero value admits everything (no limit);
-// cmd/shop turns it on (--admission).
+// AdmissionConfig is the replica's admission control: an adaptive limit on
+// the requests it works on at once, computed from their measured latency
+// (failsafe-go's adaptive limiter: the limit grows while latency stays at
+// its baseline and shrinks when latency rises with concurrency, as in
+// Netflix's concurrency-limits). Past the limit, requests wait in a short
+// queue; as the queue grows, they are refused by priority (routePlan's
+// shed class: browsing first, the cart next, checkout and orders last,
+// health and readiness never), with 503 and Retry-After, before any work.
+// The zero value admits everything (no limit); cmd/shop turns it on
+// (--admission).
 type AdmissionConfig struct {
 	On bool
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive limit
 	// (defaults: 4 per CPU, 512, 16 per CPU). Equal values fix it.
 	MinLimit, MaxLimit, InitialLimit uint
-	// MaxQueue is the most requests that wait at once (default three
-	// times InitialLimit); past it a request displaces the newest waiter
-	// of a lower class, or is refused.
-	MaxQueue uint
-	// MaxWait, when set, replaces the routes' budgets (half their
-	// objectives) as the longest a request waits for a slot.
+	// ShedFrom and ShedAll are queue lengths, as multiples of the limit:
+	// past ShedFrom, requests are refused by priority, more of them the
+	// longer the queue; at ShedAll, all (defaults 1 and 3).
+	ShedFrom, ShedAll float64
+	// Recalibrate is how often, while the limit is reached, the priority
+	// below which requests are refused is recomputed from the queue
+	// (default 50 ms); negative: on every request (tests).
+	Recalibrate time.Duration
+	// MaxWait, when set, replaces the routes' objectives as the longest a
+	// request waits for a slot.
 	MaxWait time.Duration
 }
 
 // DefaultAdmission is the admission control a replica running on cpus
 // CPUs (its GOMAXPROCS) starts with: a limit of 16 requests per CPU,
-// adapting between 4 per CPU and 512, and at most three limits' worth
-// waiting. A load balancer in front sizes its per-client limits from it
-// (cmd/cluster).
+// adapting between 4 per CPU and 512, and a queue that refuses by priority
+// past one limit's worth and refuses everything at three. A load balancer
+// in front sizes its per-client limits from it (cmd/cluster).
 func DefaultAdmission(cpus uint) AdmissionConfig {
 	cpus = max(cpus, 1)
-	maxLimit := max(512, 4*cpus)
-	initial := min(16*cpus, maxLimit)
-	return AdmissionConfig{On: true, MinLimit: 4 * cpus, MaxLimit: maxLimit, InitialLimit: initial, MaxQueue: 3 * initial}
+	return AdmissionConfig{On: true, MinLimit: 4 * cpus, MaxLimit: max(512, 4*cpus), InitialLimit: min(16*cpus, max(512, 4*cpus)), ShedFrom: 1, ShedAll: 3}
 }
 
 // errShed refuses a request before any work: the replica is over its
@@ -55,21 +57,20 @@ var errShed = errors.New("overloaded: refused before any work")
 
 // admission is the middleware that admits requests under the limit.
 type admission struct {
-	limiter  *admissionpkg.Limiter
-	maxWait  time.Duration
-	refused  [numShedClasses][numRefusals]prometheus.Counter
-	admitted [numShedClasses]prometheus.Counter
+	limiter     adaptivelimiter.PriorityLimiter[any]
+	prioritizer priority.Prioritizer
+	every       time.Duration
+	maxWait     time.Duration
+	lastCalib   atomic.Int64 // unix nanoseconds
+	refused     [numShedClasses][2]prometheus.Counter
+	admitted    [numShedClasses]prometheus.Counter
 }
 
 // Why a request was refused, the label of shop_admission_refused_total.
 const (
-	refusedAtOnce    = iota // its expected wait past its budget, or the queue full
-	refusedWaited           // it waited in the queue as long as its budget allows
-	refusedDisplaced        // queued, then overtaken by higher classes past its budget
-	numRefusals
+	refusedAtOnce = iota // over the limit, the queue too long for its priority
+	refusedWaited        // it waited in the queue as long as its route allows
 )
-
-var refusalNames = [numRefusals]string{"limit", "waited", "displaced"}
 
 func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 	if !cfg.On {
@@ -85,16 +86,24 @@ func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 	if cfg.InitialLimit == 0 {
 		cfg.InitialLimit = min(max(def.InitialLimit, cfg.MinLimit), cfg.MaxLimit)
 	}
-	if cfg.MaxQueue == 0 {
-		cfg.MaxQueue = 3 * cfg.InitialLimit
+	if cfg.ShedFrom <= 0 {
+		cfg.ShedFrom = def.ShedFrom
 	}
+	if cfg.ShedAll <= cfg.ShedFrom {
+		cfg.ShedAll = max(def.ShedAll, cfg.ShedFrom+1)
+	}
+	if cfg.Recalibrate == 0 {
+		cfg.Recalibrate = 50 * time.Millisecond
+	}
+	p := adaptivelimiter.NewPrioritizer()
 	a := &admission{
-		maxWait: cfg.MaxWait,
-		limiter: admissionpkg.New(admissionpkg.Config{
-			Classes:  int(numShedClasses) - 1, // shedNever does not queue
-			MinLimit: int(cfg.MinLimit), MaxLimit: int(cfg.MaxLimit), InitialLimit: int(cfg.InitialLimit),
-			MaxQueue: int(cfg.MaxQueue),
-		}),
+		prioritizer: p,
+		every:       cfg.Recalibrate,
+		maxWait:     cfg.MaxWait,
+		limiter: adaptivelimiter.NewBuilder[any]().
+			WithLimits(cfg.MinLimit, cfg.MaxLimit, cfg.InitialLimit).
+			WithQueueing(cfg.ShedFrom, cfg.ShedAll).
+			BuildPrioritized(p),
 	}
 	a.register(reg)
 	return a
@@ -103,7 +112,7 @@ func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 func (a *admission) register(reg prometheus.Registerer) {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shop_admission_refused_total",
-		Help: "Requests refused by admission control before any work (503), by shed class (browsing, cart, checkout) and reason: limit (refused at once: its expected wait past its budget, or the queue full), waited (waited for a slot as long as its budget allows), displaced (queued, then overtaken by higher classes past its budget).",
+		Help: "Requests refused by admission control before any work (503), by shed class (browsing, cart, checkout) and reason: limit (refused at once) or waited (waited for a slot as long as the route's objective or deadline allows).",
 	}, []string{"class", "reason"})
 	admitted := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shop_admission_admitted_total",
@@ -122,48 +131,61 @@ func (a *admission) register(reg prometheus.Registerer) {
 			Name: "shop_admission_queued",
 			Help: "Requests waiting for an admission permit.",
 		}, func() float64 { return float64(a.limiter.Queued()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_shed_below_level",
+			Help: "The priority level (0-499; browsing 100-199, cart 200-299, checkout 300-399) below which requests are refused; 0 when none are.",
+		}, func() float64 { return float64(a.prioritizer.RejectionThreshold()) }),
 	)
 	for c := shedFirst; c < numShedClasses; c++ {
-		for why, name := range refusalNames {
-			a.refused[c][why] = refused.WithLabelValues(c.String(), name)
-		}
+		a.refused[c][refusedAtOnce] = refused.WithLabelValues(c.String(), "limit")
+		a.refused[c][refusedWaited] = refused.WithLabelValues(c.String(), "waited")
 		a.admitted[c] = admitted.WithLabelValues(c.String())
 	}
 }
 
+// level maps a shed class onto failsafe's priorities; a random level within
+// the priority's band lets the limiter shed part of a class, not all of it
+// or none.
+func (c shedClass) level() int {
+	switch c {
+	case shedFirst:
+		return priority.Low.RandomLevel()
+	case shedNext:
+		return priority.Medium.RandomLevel()
+	}
+	return priority.High.RandomLevel()
+}
+
 // admit wraps a route's handler: the request waits for a permit at most
-// half its route's objective (the other half is for the work: a later
-// answer would miss it anyway) and never past its deadline, and is
-// refused at once when it could not expect a slot within that. A stream
-// needs its permit only to open: holding one for its whole life would
-// take a slot from short requests, and its duration says nothing about
-// the replica's latency.
+// its route's objective (a later answer would miss it anyway) and never
+// past its deadline, and is refused at once when the queue is too long for
+// its class. A stream needs its permit only to open: holding one for its
+// whole life would take a slot from short requests, and its duration says
+// nothing about the replica's latency.
 func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
 	if a == nil || sp.shed == shedNever {
 		return next
 	}
-	class := int(sp.shed - shedFirst) // browsing 0, the cart 1, checkout 2
 	return func(w http.ResponseWriter, r *http.Request) error {
+		a.calibrate()
 		ctx := r.Context()
-		wait := sp.objective / 2
+		wait := sp.objective
 		if a.maxWait > 0 {
 			wait = a.maxWait
 		}
 		if d, ok := ctx.Deadline(); ok {
 			wait = max(0, min(wait, time.Until(d)))
 		}
-		permit, err := a.limiter.Acquire(ctx, class, wait)
-		switch {
-		case errors.Is(err, admissionpkg.ErrOverloaded):
+		level := sp.shed.level()
+		if !a.limiter.CanAcquirePermitWithLevel(level) {
 			return a.refuse(sp.shed, refusedAtOnce, w)
-		case errors.Is(err, admissionpkg.ErrDisplaced):
-			return a.refuse(sp.shed, refusedDisplaced, w)
-		case err != nil:
-			// Its budget ran out, or its deadline passed or its client
-			// left while it waited.
+		}
+		permit, err := a.limiter.AcquirePermitWithMaxWait(priority.ContextWithLevel(ctx, level), wait)
+		if err != nil {
 			return a.refuse(sp.shed, refusedWaited, w)
 		}
 		if ctx.Err() != nil {
+			// The deadline passed (or the client left) while it waited.
 			permit.Drop()
 			return a.refuse(sp.shed, refusedWaited, w)
 		}
@@ -189,4 +211,22 @@ func (a *admission) refuse(c shedClass, why int, w http.ResponseWriter) error {
 	a.refused[c][why].Inc()
 	w.Header().Set("Retry-After", "1")
 	return errShed
+}
+
+// calibrate recomputes, at most every a.every while the limit is reached,
+// the priority level below which requests are refused. It runs on the
+// request path instead of a ticker, so an idle replica does nothing and
+// the handler needs no goroutine of its own to stop.
+func (a *admission) calibrate() {
+	if a.limiter.Inflight() < a.limiter.Limit() {
+		return // below the limit, every request is admitted
+	}
+	now := time.Now().UnixNano()
+	last := a.lastCalib.Load()
+	if a.every > 0 && now-last < int64(a.every) {
+		return
+	}
+	if a.lastCalib.CompareAndSwap(last, now) {
+		a.prioritizer.Calibrate()
+	}
 }

@@ -25,12 +25,6 @@ type heldOrders struct {
 	entered chan struct{}
 	release chan struct{}
 	placed  atomic.Int64
-	log     chan string // "orders" for each order list read
-}
-
-func (h *heldOrders) ListOrders(ctx context.Context, session int64, f shop.OrderFilter) (*shop.OrderPage, error) {
-	h.log <- "orders"
-	return h.Ordering.ListOrders(ctx, session, f)
 }
 
 func (h *heldOrders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
@@ -44,12 +38,10 @@ func (h *heldOrders) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.O
 type countedCarts struct {
 	shop.CartService
 	calls atomic.Int64
-	log   chan string // "cart" for each cart read
 }
 
 func (c *countedCarts) Cart(ctx context.Context, session int64) (*shop.Cart, error) {
 	c.calls.Add(1)
-	c.log <- "cart"
 	return c.CartService.Cart(ctx, session)
 }
 
@@ -73,12 +65,13 @@ func (o *overloadAPI) releaseAll() { o.once.Do(func() { close(o.orders.release) 
 
 func newOverloadAPI(t *testing.T, adm httpapi.AdmissionConfig) *overloadAPI {
 	adm.On, adm.MinLimit, adm.MaxLimit, adm.InitialLimit = true, 1, 1, 1
+	adm.Recalibrate = -1 // the threshold follows each request: no timing
 	if adm.MaxWait == 0 {
 		adm.MaxWait = time.Minute // queued requests wait for the test
 	}
 	o := &overloadAPI{
-		orders: &heldOrders{entered: make(chan struct{}, 16), release: make(chan struct{}), log: make(chan string, 64)},
-		carts:  &countedCarts{log: make(chan string, 64)},
+		orders: &heldOrders{entered: make(chan struct{}, 16), release: make(chan struct{})},
+		carts:  &countedCarts{},
 	}
 	o.api = newAPI(t, options{
 		admission: adm,
@@ -165,124 +158,66 @@ func shed(t *testing.T, what string, r response) {
 	}
 }
 
-// A burst past the limit that can be served within its budgets queues,
-// whatever its length against the limit, and is served: nothing is
-// refused (the failsafe-go queue this replaced refused browsing once one
-// limit's worth waited, and everything at three).
-func TestAdmissionQueuesABurstItCanServeInTime(t *testing.T) {
-	o := newOverloadAPI(t, httpapi.AdmissionConfig{MaxQueue: 10})
-	held := o.holdCheckout(t, "held-1")
-	var waiting []<-chan response
-	for n, r := range []req{
-		{method: "GET", path: "/v1/items/7"},
-		{method: "GET", path: "/v1/cart", token: o.token},
-		{method: "GET", path: "/v1/items/8"},
-		{method: "GET", path: "/v1/orders", token: o.token},
-		{method: "GET", path: "/v1/items/9"},
-	} {
-		waiting = append(waiting, o.queue(t, r, n+1))
-	}
-	o.releaseAll()
-	for i, ch := range append(waiting, held) {
-		if r := <-ch; r.status/100 != 2 {
-			t.Errorf("request %d: %d %s, want it served", i, r.status, r.body)
-		}
-	}
-	if m := o.metrics(); strings.Contains(m, `reason="limit"} 1`) || strings.Contains(m, `reason="waited"} 1`) {
-		t.Errorf("refusals counted:\n%s", grepLines(m, "shop_admission_refused"))
-	}
-}
-
-// A freed slot goes to the highest class waiting: an order read queued
-// after a cart read is served first (failsafe-go's queue served them
-// first come, first served).
-func TestAdmissionServesCheckoutsClassBeforeTheCartQueuedEarlier(t *testing.T) {
-	o := newOverloadAPI(t, httpapi.AdmissionConfig{})
-	held := o.holdCheckout(t, "held-1")
-	drain(o.carts.log)
-	cart := o.queue(t, req{method: "GET", path: "/v1/cart", token: o.token}, 1)
-	orders := o.queue(t, req{method: "GET", path: "/v1/orders", token: o.token}, 2)
-	o.releaseAll()
-	var order []string
-	for range 2 {
-		select {
-		case e := <-o.carts.log:
-			order = append(order, e)
-		case e := <-o.orders.log:
-			order = append(order, e)
-		}
-	}
-	if order[0] != "orders" {
-		t.Errorf("served in the order %v, want the order list (checkout's class) before the cart", order)
-	}
-	for _, ch := range []<-chan response{held, cart, orders} {
-		if r := <-ch; r.status/100 != 2 {
-			t.Errorf("%d %s, want served", r.status, r.body)
-		}
-	}
-}
-
-func drain(ch chan string) {
-	for {
-		select {
-		case <-ch:
-		default:
-			return
-		}
-	}
-}
-
-// With the queue full, browsing is refused at once, a checkout-class
-// request takes the place of a queued browsing request (refused then,
-// "displaced"), and the cart waits; health and readiness are never
-// refused; a refused request did no work.
-func TestAdmissionShedsBrowsingFirstWhileCheckoutIsAdmitted(t *testing.T) {
-	o := newOverloadAPI(t, httpapi.AdmissionConfig{MaxQueue: 2})
+// Under a limit forced to one request, with the queue filling, browsing is
+// refused first, then the cart, while checkout and order reads still wait
+// for their turn; health and readiness are never refused; and every
+// refused request did no work (no store call).
+func TestAdmissionShedsBrowsingFirstThenTheCartAndCheckoutLast(t *testing.T) {
+	// Past one queued request (ShedFrom 1), requests are refused by
+	// priority; at four (ShedAll 4), all are.
+	o := newOverloadAPI(t, httpapi.AdmissionConfig{ShedFrom: 1, ShedAll: 4})
 	cartCalls := o.carts.calls.Load()
 	held := o.holdCheckout(t, "held-1")
-	item := o.queue(t, req{method: "GET", path: "/v1/items/7"}, 1)
-	cart := o.queue(t, req{method: "GET", path: "/v1/cart", token: o.token}, 2)
 
-	shed(t, "the menu with the queue full", o.do(req{method: "GET", path: "/v1/menu"}))
-	orders := o.async(req{method: "GET", path: "/v1/orders", token: o.token})
-	shed(t, "queued browsing when an order read came", <-item)
+	// The queue: a cart read, then an order list (checkout's class).
+	cart := o.queue(t, req{method: "GET", path: "/v1/cart", token: o.token}, 1)
+	orders1 := o.queue(t, req{method: "GET", path: "/v1/orders", token: o.token}, 2)
+
+	// Two queued: browsing goes, checkout's class still queues.
+	shed(t, "an item with two queued", o.do(req{method: "GET", path: "/v1/items/7"}))
+	orders2 := o.queue(t, req{method: "GET", path: "/v1/orders", token: o.token}, 3)
+
+	// Three queued: the cart goes too.
+	shed(t, "the menu with three queued", o.do(req{method: "GET", path: "/v1/menu"}))
+	shed(t, "a cart update with three queued", o.do(req{method: "PUT", path: "/v1/cart/items/2", token: o.token, body: map[string]int{"quantity": 1}}))
+	if n := o.carts.calls.Load(); n != cartCalls {
+		t.Fatalf("%d cart store calls while the cart was held or refused, want none", n-cartCalls)
+	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if r := o.do(req{method: "GET", path: path}); r.status != http.StatusOK {
 			t.Fatalf("%s under overload: %d %s, want 200: never shed", path, r.status, r.body)
 		}
 	}
+
 	m := o.metrics()
 	for _, want := range []string{
 		"shop_admission_limit 1\n",
 		"shop_admission_in_flight 1\n",
-		"shop_admission_queued 2\n",
-		`shop_admission_refused_total{class="browsing",reason="limit"} 1`,
-		`shop_admission_refused_total{class="browsing",reason="displaced"} 1`,
-		`shop_admission_refused_total{class="cart",reason="limit"} 0`,
+		"shop_admission_queued 3\n",
+		`shop_admission_refused_total{class="browsing",reason="limit"} 2`,
+		`shop_admission_refused_total{class="cart",reason="limit"} 1`,
 		`shop_admission_refused_total{class="checkout",reason="limit"} 0`,
 		`shop_http_requests_total{code="503",route="GET /v1/menu"} 1`,
 	} {
 		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %s:\n%s", strings.TrimSpace(want), grepLines(m, "shop_admission"))
+			t.Errorf("metrics lack %s", strings.TrimSpace(want))
 		}
 	}
 
+	// The load drops: everything that waited is served, in turn.
 	o.releaseAll()
-	for name, ch := range map[string]<-chan response{"held checkout": held, "cart": cart, "orders": orders} {
+	for name, ch := range map[string]<-chan response{"held checkout": held, "cart": cart, "orders 1": orders1, "orders 2": orders2} {
 		if r := <-ch; r.status/100 != 2 {
 			t.Errorf("%s: %d %s, want it served once the load dropped", name, r.status, r.body)
 		}
 	}
-	if n := o.carts.calls.Load() - cartCalls; n != 1 {
-		t.Errorf("%d cart store calls, want only the queued cart read's", n)
-	}
 }
 
-// A queue full of checkout's class refuses a checkout at once, and the
+// A full queue refuses everything at once, checkout included, and the
 // refused checkout never reaches the order desk: it is safe to send again,
 // key or no key.
 func TestAdmissionRefusesACheckoutBeforeAnyWorkWhenTheQueueIsFull(t *testing.T) {
-	o := newOverloadAPI(t, httpapi.AdmissionConfig{MaxQueue: 2})
+	o := newOverloadAPI(t, httpapi.AdmissionConfig{ShedFrom: 1, ShedAll: 2})
 	held := o.holdCheckout(t, "held-1")
 	q1 := o.queue(t, req{method: "GET", path: "/v1/orders", token: o.token}, 1)
 	q2 := o.queue(t, req{method: "GET", path: "/v1/orders", token: o.token}, 2)
@@ -315,7 +250,7 @@ func TestAdmissionRefusesACheckoutBeforeAnyWorkWhenTheQueueIsFull(t *testing.T) 
 // A request that waits for a slot as long as it may (its route's objective,
 // here a millisecond) is dropped before any work, and counted as such.
 func TestAdmissionDropsARequestThatWaitedTooLong(t *testing.T) {
-	o := newOverloadAPI(t, httpapi.AdmissionConfig{MaxWait: time.Millisecond})
+	o := newOverloadAPI(t, httpapi.AdmissionConfig{ShedFrom: 10, ShedAll: 20, MaxWait: time.Millisecond})
 	o.holdCheckout(t, "held-1")
 	calls := o.carts.calls.Load()
 	shed(t, "a cart read that waited its objective", o.do(req{method: "GET", path: "/v1/cart", token: o.token}))

@@ -45,8 +45,8 @@ type shedClass int
 const (
 	shedNever shedClass = iota // health and readiness: never refused
 	shedFirst                  // browsing: the menu, items, the API document
-	shedNext                   // the cart
-	shedLast                   // checkout, new sessions, order reads, order events, admin
+	shedNext                   // the cart and new sessions
+	shedLast                   // checkout, order reads, order events, admin
 	numShedClasses
 )
 
