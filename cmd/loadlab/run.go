@@ -226,7 +226,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	header := report.RunHeader(cfg, target)
 	if f.agents.on() {
-		header += fmt.Sprintf(", on %d agents", len(f.agents.agents()))
+		header += ", on " + agentCount(len(f.agents.agents()))
 	}
 	fmt.Fprintln(human, header)
 	markStarted(ctx)
