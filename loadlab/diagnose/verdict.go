@@ -704,6 +704,10 @@ func (w *explainer) processes() {
 	case f.CPUImplausible:
 		add("the watched processes used only %.3f cores while serving %.0f req/s (under %.0f µs of CPU a request): these CPU figures cannot be the server's (an idle master or proxy was watched, not the processes doing the work), so the verdict uses throughput and latency alone; pass --watch NAME=PID for the workers",
 			srv.CPU, steps[f.PlateauFrom].ThroughputRPS, cpuPerRequestFloor*1e6)
+	case !f.CPUKnown && strings.HasPrefix(w.m.Source, "prometheus "):
+		// A rate over a step needs two scrapes inside it: a 2 s step
+		// against the cluster's 5 s scrape interval has none.
+		add("the server's CPU was not seen: Prometheus had no two scrapes of process_cpu_seconds_total within a step (make --step-duration at least twice the scrape interval, or check that the server's jobs are scraped): the verdict uses throughput and latency alone, so a CPU-bound service (capacity) would look like contention")
 	case !f.CPUKnown:
 		add("the server's CPU was not seen (pass --pid, --watch, or --metrics with process_cpu_seconds_total): the verdict uses throughput and latency alone, so a CPU-bound service (capacity) would look like contention")
 	}

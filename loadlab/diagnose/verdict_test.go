@@ -591,3 +591,28 @@ func TestAFallTheWaitCanMakeIsNotCoherency(t *testing.T) {
 		t.Errorf("waiting 0.10 cores, running 0.13: kind %q, want %q\n%s", v.Kind, KindCoherency, strings.Join(v.Evidence, "\n"))
 	}
 }
+
+// Through Prometheus, CPU is missing when a step holds no two scrapes;
+// the evidence says so instead of asking for --pid, which that mode
+// does not take.
+func TestCPUNotSeenThroughPrometheusNamesTheScrapes(t *testing.T) {
+	steps := ramp([]float64{100, 150, 160, 160, 160}, []float64{5, 10, 40, 80, 160}, nil, 0.05)
+	base := Step{Concurrency: 1, P50: 4 * time.Millisecond, P99: 5 * time.Millisecond, Requests: 200}
+	pts := make([]usl.Point, len(steps))
+	for i, s := range steps {
+		pts[i] = usl.Point{N: float64(s.Concurrency), X: s.ThroughputRPS}
+	}
+	fit, err := usl.FitPoints(pts)
+	for _, tt := range []struct {
+		source, want, forbidden string
+	}{
+		{"prometheus http://127.0.0.1:9090", "no two scrapes", "pass --pid"},
+		{"", "pass --pid", "no two scrapes"},
+	} {
+		v := Judge(Measurements{Baseline: base, Steps: steps, Fit: fit, FitOK: err == nil, SLO: 40 * time.Millisecond, Cores: 2, Source: tt.source})
+		evidence := strings.Join(v.Evidence, "\n")
+		if !strings.Contains(evidence, tt.want) || strings.Contains(evidence, tt.forbidden) {
+			t.Errorf("source %q: evidence should say %q and not %q:\n%s", tt.source, tt.want, tt.forbidden, evidence)
+		}
+	}
+}
