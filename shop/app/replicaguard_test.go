@@ -21,17 +21,11 @@ import (
 // the primary itself behind the proxy: what is under test is the routing
 // around it, not replication.)
 func TestADeadOrSlowReplicaFallsBackToThePrimary(t *testing.T) {
-	primary := migratedDatabase(t)
-	u, err := url.Parse(primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := toxitest.New(t, map[string]string{"replica": u.Host})
-	u.Host = px.Addr("replica")
+	primary, replica, px := primaryBehindAProxy(t)
 	// Down from the start: the process starts all the same.
 	px.Down("replica")
 	r := serve(t, Config{DatabaseURL: primary, Role: RoleAPI,
-		Postgres: postgres.Options{Replicas: []string{u.String()}, ConnectTimeout: 2 * time.Second}})
+		Postgres: postgres.Options{Replicas: []string{replica}, ConnectTimeout: 2 * time.Second}})
 
 	// Each read asks for a page no earlier read asked for: the page cache
 	// in memory does not answer it, the store does.
@@ -78,15 +72,9 @@ func TestADeadOrSlowReplicaFallsBackToThePrimary(t *testing.T) {
 // fault matrix's new standby rows showed it: under a blackhole of the
 // standby, tries of 5 s and 503s.
 func TestASessionsOwnReadsFallBackWhenTheReplicaFailsThem(t *testing.T) {
-	primary := migratedDatabase(t)
-	u, err := url.Parse(primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := toxitest.New(t, map[string]string{"replica": u.Host})
-	u.Host = px.Addr("replica")
+	primary, replica, px := primaryBehindAProxy(t)
 	r := serve(t, Config{DatabaseURL: primary, Role: RoleAPI,
-		Postgres: postgres.Options{Replicas: []string{u.String()}, ConnectTimeout: 2 * time.Second}})
+		Postgres: postgres.Options{Replicas: []string{replica}, ConnectTimeout: 2 * time.Second}})
 	// A session that has written nothing reads its orders on the replica.
 	token := r.session(t)
 	ownOrders := func(why string) {
@@ -101,4 +89,18 @@ func TestASessionsOwnReadsFallBackWhenTheReplicaFailsThem(t *testing.T) {
 	// The replica stalls: 10 s before anything it sends arrives.
 	px.Add(t, "replica", "latency", `{"latency": 10000}`)
 	ownOrders("with the replica stalled")
+}
+
+// primaryBehindAProxy is a migrated database and its URL through a
+// Toxiproxy proxy named "replica": the "replica" the tests route around.
+func primaryBehindAProxy(t *testing.T) (primary, replica string, px *toxitest.Proxies) {
+	t.Helper()
+	primary = migratedDatabase(t)
+	u, err := url.Parse(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px = toxitest.New(t, map[string]string{"replica": u.Host})
+	u.Host = px.Addr("replica")
+	return primary, u.String(), px
 }
