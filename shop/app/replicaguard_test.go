@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,6 +90,67 @@ func TestASessionsOwnReadsFallBackWhenTheReplicaFailsThem(t *testing.T) {
 	// The replica stalls: 10 s before anything it sends arrives.
 	px.Add(t, "replica", "latency", `{"latency": 10000}`)
 	ownOrders("with the replica stalled")
+}
+
+// An item page is answered while its item keeps being sold and the read
+// replica is slow: the fault matrix's item pages got 503 after their 2 s
+// deadline under 1 s of replica latency. A checkout drops the items it
+// sold, or found sold out, from the cache in memory, and the cache
+// refused to keep a load that such a drop had overtaken and loaded again,
+// and again: with each load as slow as the replica and the item asked for
+// more often than that, no load finished between two drops and the page
+// waited out its deadline (this test's first page got the 503 before the
+// fix). The replica answers here, slowly, so that every load is slow;
+// checkouts of the sold-out item come as fast as the primary refuses them.
+func TestAnItemPageIsAnsweredWhileItsItemSellsAndTheReplicaIsSlow(t *testing.T) {
+	primary, replica, px := primaryBehindAProxy(t)
+	r := serve(t, Config{DatabaseURL: primary, Role: RoleAPI,
+		Postgres: postgres.Options{Replicas: []string{replica}, ConnectTimeout: 2 * time.Second, ReplicaTimeout: time.Second}})
+	token := r.session(t)
+	if code, _, body := call(t, "PUT", r.url+"/v1/cart/items/1", token, map[string]int{"quantity": 1}); code != 200 {
+		t.Fatalf("cart: %d %s", code, body)
+	}
+	if code, _, body := call(t, "PUT", r.url+"/v1/admin/items/1", "admin", map[string]int{"stock": 0}); code != 200 {
+		t.Fatalf("sell item 1 out: %d %s", code, body)
+	}
+	// 150 ms each way: a read on the replica takes 300 ms or more (600 ms
+	// with the pool's ping), within the replica's timeout.
+	px.Add(t, "replica", "latency", `{"latency": 150}`)
+
+	stop, tried := make(chan struct{}), make(chan struct{}, 1)
+	var shopper sync.WaitGroup
+	shopper.Add(1)
+	go func() {
+		defer shopper.Done()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if code, body := r.checkout(t, token, fmt.Sprintf("sold-out-%d", n)); code != 409 {
+				t.Errorf("checkout %d of a sold-out item: %d %s, want 409", n, code, body)
+				return
+			}
+			select {
+			case tried <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	defer func() { close(stop); shopper.Wait() }()
+	<-tried // the item is being asked for
+
+	for i := range 5 {
+		begun := time.Now()
+		code, _, body := call(t, "GET", r.url+"/v1/items/1", "", nil)
+		if code != 200 {
+			t.Fatalf("item page %d while its item sells: %d %s after %v, want 200", i, code, body, time.Since(begun).Round(time.Millisecond))
+		}
+	}
+	if st := r.breakerState(t, "database-replica-1"); st != 0 {
+		t.Errorf("the replica's breaker is %v, want 0 (closed): the replica answered every read, slowly", st)
+	}
 }
 
 // primaryBehindAProxy is a migrated database and its URL through a

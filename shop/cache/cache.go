@@ -223,14 +223,51 @@ func (c *Cache) Menu(ctx context.Context) (*shop.Menu, error) {
 // many requests ask for it at the same time.
 func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 	c.fresh()
-	it, err := c.items.Get(ctx, id, otter.LoaderFunc[int64, *shop.Item](func(ctx context.Context, id int64) (*shop.Item, error) {
-		return c.Store.Item(ctx, id)
-	}))
+	it, err := loadOnce(ctx, c.items, id, c.Store.Item)
 	if err != nil {
 		return nil, err
 	}
 	cp := *it // callers may not change the cached value
 	return &cp, nil
+}
+
+// errLoadedOnce ends a Get whose own load the cache has already refused
+// (loadOnce).
+var errLoadedOnce = errors.New("cache: loaded once already")
+
+// loadOnce gets key from oc, loading it with load on a miss, once however
+// many requests ask for it at the same time, and never twice for one
+// request. otter drops a load that an invalidation overtook (the item was
+// sold while it was read: a checkout invalidates what it sold or found
+// sold out) and its Get loads again, until a load finishes between two
+// invalidations. While loads are slow (a read replica timing out before
+// the primary answers) and the item sells more often than that, none
+// does, and the request waited out its deadline: the fault matrix's item
+// pages got 503 under 1 s of replica latency. A request's own load is
+// its answer instead, as it would have been had the sale come a moment
+// later; the cache keeps it only if otter does. A request that had waited
+// for another's load, dropped too, reads the store itself, uncached.
+func loadOnce[K comparable, V any](ctx context.Context, oc *otter.Cache[K, V], key K, load func(context.Context, K) (V, error)) (V, error) {
+	var own V
+	loaded := false // otter calls the loader in this goroutine
+	v, err := oc.Get(ctx, key, otter.LoaderFunc[K, V](func(ctx context.Context, key K) (V, error) {
+		if loaded {
+			var zero V
+			return zero, errLoadedOnce
+		}
+		v, err := load(ctx, key)
+		if err == nil {
+			own, loaded = v, true
+		}
+		return v, err
+	}))
+	switch {
+	case !errors.Is(err, errLoadedOnce):
+		return v, err
+	case loaded:
+		return own, nil
+	}
+	return load(ctx, key)
 }
 
 // ListItems answers from the page cache, keyed by the whole filter, and
@@ -239,9 +276,7 @@ func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 // each time.
 func (c *Cache) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
 	c.fresh()
-	p, err := c.pages.Get(ctx, f, otter.LoaderFunc[shop.ItemFilter, *shop.ItemPage](func(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
-		return c.Store.ListItems(ctx, f)
-	}))
+	p, err := loadOnce(ctx, c.pages, f, c.Store.ListItems)
 	if err != nil {
 		return nil, err
 	}
