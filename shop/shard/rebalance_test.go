@@ -1,6 +1,8 @@
 package shard
 
 import (
+	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,24 +17,35 @@ func TestPlanRebalance(t *testing.T) {
 	}{
 		{"no demand: nothing to go by", []int64{70, 100, 100}, []float64{0, 0, 0}, nil},
 		{"no stock", []int64{0, 0, 0}, []float64{5, 0, 0}, nil},
-		// Targets 225, 22.5, 22.5: shard 0 is short by 155, the others
-		// spare 77 each.
+		// Shares of demand 38/54, 8/54, 8/54 (DemandPrior 8 each), so
+		// targets 165, 52.5, 52.5: shard 0 is short by 95, the others
+		// spare 47 each.
 		{"all demand on one shard", []int64{70, 100, 100}, []float64{30, 0, 0},
-			[]QuotaMove{{From: 1, To: 0, Units: 77}, {From: 2, To: 0, Units: 77}}},
+			[]QuotaMove{{From: 1, To: 0, Units: 47}, {From: 2, To: 0, Units: 47}}},
+		// Shares 9/17 and 8/17, targets 522 and 478: shard 0 is not below
+		// LowWater of its target. Without the prior one sale was a trend
+		// (targets 875 and 125: 375 units moved), and the next sale on
+		// the other shard sent them back.
+		{"one sale is not a trend", []int64{500, 500}, []float64{1, 0}, nil},
+		{"three sales against none are not either", []int64{500, 500}, []float64{3, 0}, nil},
+		// Shares 48/56 and 8/56, targets 767.9 and 232.1.
+		{"a real skew still moves quota", []int64{500, 500}, []float64{40, 0},
+			[]QuotaMove{{From: 1, To: 0, Units: 267}}},
 		// Targets 60 and 60: even demand keeps even quotas.
 		{"even demand, even quotas", []int64{60, 60}, []float64{10, 10}, nil},
 		// Targets 80 and 40: shard 1 has 45, above LowWater of 40 but
 		// 5 over, and shard 0 has 75, not below 60: no move.
 		{"a little off is left alone", []int64{75, 45}, []float64{50, 10}, nil},
-		// Targets 16.25, 16.25, 27.5 (60 units, 1/4 spread evenly and
-		// 3/4 by demand 1:1:2): shard 2 is short by 22, shard 0 spares 23
-		// and shard 1 none.
+		// Targets 19.5, 19.5, 21.1 (60 units, 1/4 spread evenly and
+		// 3/4 by demand 9:9:10 with the prior): shard 2 is short by 16,
+		// shard 0 spares 20 and shard 1 none.
 		{"the largest surplus gives first", []int64{40, 15, 5}, []float64{1, 1, 2},
-			[]QuotaMove{{From: 0, To: 2, Units: 22}}},
-		// Targets 65, 5, 5, 5: shard 0 is short by 35 and shard 2 by 2;
-		// shard 3 spares 30 and shard 1 spares 7.
+			[]QuotaMove{{From: 0, To: 2, Units: 16}}},
+		// Targets 26.1, 18, 18, 18 (demand 13:8:8:8 with the prior):
+		// shard 2 is short by 14 and shard 1 by 5; shard 3 spares 17
+		// and shard 0 spares 3.
 		{"two donors for two receivers", []int64{30, 12, 3, 35}, []float64{5, 0, 0, 0},
-			[]QuotaMove{{From: 3, To: 0, Units: 30}, {From: 1, To: 0, Units: 5}, {From: 1, To: 2, Units: 2}}},
+			[]QuotaMove{{From: 3, To: 2, Units: 14}, {From: 3, To: 1, Units: 3}, {From: 0, To: 1, Units: 2}}},
 		{"one shard", []int64{10}, []float64{3}, nil},
 	}
 	for _, tt := range tests {
@@ -89,4 +102,52 @@ func FuzzPlanRebalance(f *testing.F) {
 			t.Fatalf("total %d -> %d", before, total)
 		}
 	})
+}
+
+// Evenly spread sales, round after round as the rebalancer sees them
+// (demand decayed by RebalanceHalfLife's 30 s over 5 s rounds), move
+// little quota: noise in which shard sold an item last is not a trend.
+// Before DemandPrior each round moved most of an item's stock after
+// any sale (in the cluster, about one transfer a checkout).
+func TestEvenSalesMoveLittleQuota(t *testing.T) {
+	for _, shards := range []int{2, 4} {
+		rng := rand.New(rand.NewPCG(1, uint64(shards)))
+		const items, rounds, stock = 200, 60, 5000
+		decay := math.Exp2(-5.0 / 30)
+		quota := make([][]int64, items)
+		demand := make([][]float64, items)
+		for i := range quota {
+			quota[i] = make([]int64, shards)
+			demand[i] = make([]float64, shards)
+			for k := range quota[i] {
+				quota[i][k] = stock / int64(shards)
+			}
+		}
+		var sold, moved, transfers int64
+		for range rounds {
+			for i := range quota {
+				for k := range demand[i] {
+					demand[i][k] *= decay
+				}
+				// One or two units an item a round, on a shard drawn
+				// alike for every sale.
+				if k, n := rng.IntN(shards), 1+int64(rng.IntN(2)); quota[i][k] >= n {
+					quota[i][k] -= n
+					demand[i][k] += float64(n)
+					sold += n
+				}
+				for _, m := range PlanRebalance(quota[i], demand[i]) {
+					quota[i][m.From] -= m.Units
+					quota[i][m.To] += m.Units
+					moved += m.Units
+					transfers++
+				}
+			}
+		}
+		t.Logf("%d shards: %d units sold, %d transfers moved %d units", shards, sold, transfers, moved)
+		if transfers > sold/100 {
+			t.Errorf("%d shards: %d transfers (%d units) for %d units sold evenly: want at most one for 100 units sold",
+				shards, transfers, moved, sold)
+		}
+	}
 }
