@@ -56,6 +56,12 @@ else
   go build -o "$out/shop" ./cmd/shop
 fi
 echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), C=$c D=$d SLO=$slo counts $counts; logs in $out"
+# What the quotas take at the largest count, beside the machine's CPUs:
+# the rest (nginx, the worker, Redis, NATS, loadlab) has no quota and needs
+# about 0.5 ms of CPU a request (docs/scaleout.md, "Does four fit").
+top=$(printf '%s\n' ${counts//,/ } | sort -n | tail -n 1)
+awk -v n="$top" -v c="$c" -v d="$d" -v cpus="$(nproc)" 'BEGIN {
+  q = n * (c + d); printf "quotas at %d: %d x (%s + %s) = %.2f of %d cores, %.2f left for what has none\n", n, n, c, d, q, cpus, cpus - q }'
 for round in $(seq 1 "$rounds"); do
   order=$runs
   if [ $((round % 2)) = 0 ]; then
