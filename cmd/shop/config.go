@@ -81,7 +81,7 @@ var settings = []setting{
 	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), usage: "background jobs one worker process runs at once", parse: parseWorkers},
 	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
 	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
-	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on: an adaptive concurrency limit sheds requests past it with 503 and Retry-After, browsing first, checkout last; off: every request is queued and served (for experiments)", parse: parseAdmission},
+	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on (the same as adaptive): an adaptive concurrency limit sheds requests past it with 503 and Retry-After, browsing first, checkout last; split: a bound for reads sized to the CPUs and one for writes sized to the database's writer, each refusing a request that could not be answered within its objective, lowest priority first (docs/reliability.md); off: every request is queued and served (for experiments)", parse: parseAdmission},
 	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
 	{flag: "antipattern", env: "SHOP_ANTIPATTERNS", usage: "anti-pattern switches to run with, comma-separated, none by default (docs/antipatterns.md): " + strings.Join(antipattern.Names(), ", "), parse: parseAntipatterns},
 	{flag: "hops", env: "SHOP_HOPS", def: strconv.Itoa(antipattern.DefaultHops), usage: "internal HTTP hops a checkout passes through with --antipattern extra-hops", parse: parseHops},
@@ -330,12 +330,14 @@ func parseSessionRate(c *config, v string) error {
 
 func parseAdmission(c *config, v string) error {
 	switch v {
-	case "on":
-		c.Admission.On = true
+	case "on", "adaptive":
+		c.Admission.On, c.Admission.Split = true, false
+	case "split":
+		c.Admission.On, c.Admission.Split = true, true
 	case "off":
-		c.Admission.On = false
+		c.Admission.On, c.Admission.Split = false, false
 	default:
-		return fmt.Errorf("--admission must be on or off, got %q", v)
+		return fmt.Errorf("--admission must be on, adaptive, split or off, got %q", v)
 	}
 	return nil
 }

@@ -25,6 +25,15 @@ import (
 // (--admission).
 type AdmissionConfig struct {
 	On bool
+	// Split, with On, replaces the adaptive limit by two fixed bounds
+	// with priority queues (split.go, --admission split): ReadSlots for
+	// reads (default 4 per CPU), WriteSlots for writes (default 1 per CPU,
+	// at least 2: on the embedded default SQLite takes one write at a
+	// time), each refusing a request whose expected wait, by Little's law
+	// from the measured service time, would not let it be answered within
+	// its objective.
+	Split                 bool
+	ReadSlots, WriteSlots uint
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive limit
 	// (defaults: 4 per CPU, 512, 16 per CPU). Equal values fix it.
 	MinLimit, MaxLimit, InitialLimit uint
@@ -57,6 +66,7 @@ var errShed = errors.New("overloaded: refused before any work")
 
 // admission is the middleware that admits requests under the limit.
 type admission struct {
+	split       *split // set in split mode, instead of the limiter
 	limiter     adaptivelimiter.PriorityLimiter[any]
 	prioritizer priority.Prioritizer
 	every       time.Duration
@@ -75,6 +85,11 @@ const (
 func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 	if !cfg.On {
 		return nil
+	}
+	if cfg.Split {
+		a := &admission{split: newSplit(cfg, uint(runtime.GOMAXPROCS(0))), maxWait: cfg.MaxWait}
+		a.register(reg)
+		return a
 	}
 	def := DefaultAdmission(uint(runtime.GOMAXPROCS(0)))
 	if cfg.MinLimit == 0 {
@@ -118,7 +133,17 @@ func (a *admission) register(reg prometheus.Registerer) {
 		Name: "shop_admission_admitted_total",
 		Help: "Requests admitted by admission control, by shed class.",
 	}, []string{"class"})
-	reg.MustRegister(refused, admitted,
+	reg.MustRegister(refused, admitted)
+	for c := shedFirst; c < numShedClasses; c++ {
+		a.refused[c][refusedAtOnce] = refused.WithLabelValues(c.String(), "limit")
+		a.refused[c][refusedWaited] = refused.WithLabelValues(c.String(), "waited")
+		a.admitted[c] = admitted.WithLabelValues(c.String())
+	}
+	if a.split != nil {
+		a.split.register(reg)
+		return
+	}
+	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shop_admission_limit",
 			Help: "The adaptive concurrency limit: requests this replica works on at once.",
@@ -136,11 +161,6 @@ func (a *admission) register(reg prometheus.Registerer) {
 			Help: "The priority level (0-499; browsing 100-199, cart 200-299, checkout 300-399) below which requests are refused; 0 when none are.",
 		}, func() float64 { return float64(a.prioritizer.RejectionThreshold()) }),
 	)
-	for c := shedFirst; c < numShedClasses; c++ {
-		a.refused[c][refusedAtOnce] = refused.WithLabelValues(c.String(), "limit")
-		a.refused[c][refusedWaited] = refused.WithLabelValues(c.String(), "waited")
-		a.admitted[c] = admitted.WithLabelValues(c.String())
-	}
 }
 
 // level maps a shed class onto failsafe's priorities; a random level within
@@ -166,16 +186,13 @@ func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
 	if a == nil || sp.shed == shedNever {
 		return next
 	}
+	if a.split != nil {
+		return a.admitSplit(sp, next)
+	}
 	return func(w http.ResponseWriter, r *http.Request) error {
 		a.calibrate()
 		ctx := r.Context()
-		wait := sp.objective
-		if a.maxWait > 0 {
-			wait = a.maxWait
-		}
-		if d, ok := ctx.Deadline(); ok {
-			wait = max(0, min(wait, time.Until(d)))
-		}
+		wait := a.budget(ctx, sp)
 		level := sp.shed.level()
 		if !a.limiter.CanAcquirePermitWithLevel(level) {
 			return a.refuse(sp.shed, refusedAtOnce, w)
@@ -195,16 +212,34 @@ func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
 			return next(w, r)
 		}
 		err = next(w, r)
-		var body *bodyError
-		if errors.Is(ctx.Err(), context.Canceled) || errors.As(err, &body) {
-			// The client left, or was slow to send: the duration
-			// measures the client, not this replica.
-			permit.Drop()
-		} else {
+		if measured(ctx, err) {
 			permit.Record()
+		} else {
+			permit.Drop()
 		}
 		return err
 	}
+}
+
+// budget is how long a request may wait for a slot: its route's objective
+// (a later answer would miss it anyway) or MaxWait, and never past its
+// deadline.
+func (a *admission) budget(ctx context.Context, sp routeSpec) time.Duration {
+	wait := sp.objective
+	if a.maxWait > 0 {
+		wait = a.maxWait
+	}
+	if d, ok := ctx.Deadline(); ok {
+		wait = max(0, min(wait, time.Until(d)))
+	}
+	return wait
+}
+
+// measured reports whether a request's time in the handler measures this
+// replica: not when the client left, or was slow to send its body.
+func measured(ctx context.Context, err error) bool {
+	var body *bodyError
+	return !errors.Is(ctx.Err(), context.Canceled) && !errors.As(err, &body)
 }
 
 func (a *admission) refuse(c shedClass, why int, w http.ResponseWriter) error {

@@ -1,0 +1,197 @@
+// Package bulkhead is a concurrency bound with a priority queue that refuses
+// a request at once when the wait it can expect is longer than it may wait.
+//
+// A replica keeps two of them (shop/httpapi, --admission split): one for
+// reads, sized to the CPUs, and one for writes, sized to what the database
+// takes at once (on the embedded default, SQLite's one writer: a write past
+// the bound would only wait for the writer inside the driver, first come
+// first served, where no priority can act). Each is a fixed number of slots
+// and a queue served highest class first, first come first served within a
+// class. The wait a newcomer can expect follows from Little's law: with
+// every slot busy, slots free at slots/service a second, so a request with
+// k requests of its class or higher ahead of it waits about
+// (k+1) x service / slots, where service is a moving average of the time a
+// slot is held. A request that cannot be served within its budget that way
+// is refused before it queues; one whose class was overtaken while it
+// waited leaves when its wait is spent. Nothing here reads a clock: callers
+// pass the times they measured, so the rules are tested without timing.
+package bulkhead
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrFull refuses a request at once: its expected wait is past its budget,
+// or the queue is at its bound.
+var ErrFull = errors.New("bulkhead: expected wait past the budget")
+
+// Config sizes a Bulkhead.
+type Config struct {
+	// Slots is how many requests hold a slot at once (at least 1).
+	Slots int
+	// Classes is the number of priority classes, 0 (shed first) to
+	// Classes-1 (shed last); at least 1.
+	Classes int
+	// MaxQueue bounds the waiting requests whatever their expected wait
+	// (memory stays bounded when the service time is not yet known);
+	// default 64 per slot.
+	MaxQueue int
+	// Weight is the moving average's weight of a new service time
+	// (default 1/16).
+	Weight float64
+}
+
+// Bulkhead is a fixed number of slots and a priority queue before them.
+// Its methods are safe for concurrent use.
+type Bulkhead struct {
+	slots, maxQueue int
+	weight          float64
+
+	mu       sync.Mutex
+	inFlight int
+	queued   int
+	queues   [][]*Waiter // by class; each first come first served
+	service  float64     // seconds; 0 until the first sample
+}
+
+// New returns a Bulkhead sized by cfg.
+func New(cfg Config) *Bulkhead {
+	cfg.Slots = max(cfg.Slots, 1)
+	cfg.Classes = max(cfg.Classes, 1)
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 64 * cfg.Slots
+	}
+	if cfg.Weight <= 0 || cfg.Weight > 1 {
+		cfg.Weight = 1.0 / 16
+	}
+	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, queues: make([][]*Waiter, cfg.Classes)}
+}
+
+// Waiter is a request that holds a slot or waits for one.
+type Waiter struct {
+	class int
+	ready chan struct{} // closed when the slot is granted
+	// MaxWait is how long it may wait for its slot: its budget less the
+	// expected service time, so that an answer it waited for can still
+	// come within the budget. Zero when the slot was granted at once.
+	MaxWait time.Duration
+	granted bool // under the Bulkhead's lock
+	left    bool // under the Bulkhead's lock: cancelled before granted
+}
+
+// Ready is closed once the waiter holds a slot.
+func (w *Waiter) Ready() <-chan struct{} { return w.ready }
+
+// Enter asks for a slot for a request of class (clamped to the classes)
+// that must be answered within budget. A free slot is granted at once;
+// else the request queues if it can expect to be served within budget,
+// or is refused with ErrFull.
+func (b *Bulkhead) Enter(class int, budget time.Duration) (*Waiter, error) {
+	class = min(max(class, 0), len(b.queues)-1)
+	w := &Waiter{class: class, ready: make(chan struct{})}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inFlight < b.slots && b.queued == 0 {
+		b.inFlight++
+		w.granted = true
+		close(w.ready)
+		return w, nil
+	}
+	if b.queued >= b.maxQueue {
+		return nil, ErrFull
+	}
+	ahead := 0
+	for c := class; c < len(b.queues); c++ {
+		ahead += len(b.queues[c])
+	}
+	svc := b.service
+	expected := time.Duration(float64(ahead+1) * svc / float64(b.slots) * float64(time.Second))
+	serve := time.Duration(svc * float64(time.Second))
+	if expected+serve > budget {
+		return nil, ErrFull
+	}
+	w.MaxWait = budget - serve
+	b.queues[class] = append(b.queues[class], w)
+	b.queued++
+	return w, nil
+}
+
+// Leave gives up a wait that was not served in time (or whose client left).
+// It reports false when the slot had been granted meanwhile: the caller
+// then holds it and must Release or Drop it.
+func (b *Bulkhead) Leave(w *Waiter) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w.granted {
+		return false
+	}
+	if !w.left {
+		w.left = true
+		q := b.queues[w.class]
+		for i, x := range q {
+			if x == w {
+				b.queues[w.class] = append(q[:i:i], q[i+1:]...)
+				b.queued--
+				break
+			}
+		}
+	}
+	return true
+}
+
+// Release returns a slot held for took, which the service time follows,
+// and grants it to the next waiter.
+func (b *Bulkhead) Release(took time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := took.Seconds()
+	if b.service == 0 {
+		b.service = s
+	} else {
+		b.service += b.weight * (s - b.service)
+	}
+	b.handOn()
+}
+
+// Drop returns a slot without counting its time (the client left, or the
+// request's time says nothing about this service).
+func (b *Bulkhead) Drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.handOn()
+}
+
+// handOn frees a slot and grants free slots to the highest class waiting.
+func (b *Bulkhead) handOn() {
+	b.inFlight--
+	for b.inFlight < b.slots && b.queued > 0 {
+		for c := len(b.queues) - 1; c >= 0; c-- {
+			if len(b.queues[c]) == 0 {
+				continue
+			}
+			w := b.queues[c][0]
+			b.queues[c][0] = nil
+			b.queues[c] = b.queues[c][1:]
+			b.queued--
+			b.inFlight++
+			w.granted = true
+			close(w.ready)
+			break
+		}
+	}
+}
+
+// Stats is a Bulkhead's state for metrics.
+type Stats struct {
+	Slots, InFlight, Queued int
+	Service                 time.Duration // the moving average of a slot's hold
+}
+
+// Stats reads the state.
+func (b *Bulkhead) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return Stats{Slots: b.slots, InFlight: b.inFlight, Queued: b.queued, Service: time.Duration(b.service * float64(time.Second))}
+}

@@ -1,0 +1,175 @@
+package bulkhead
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func granted(w *Waiter) bool {
+	select {
+	case <-w.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// fill takes every slot of b with requests of class 0.
+func fill(t *testing.T, b *Bulkhead) {
+	t.Helper()
+	for range b.Stats().Slots {
+		w, err := b.Enter(0, time.Second)
+		if err != nil || !granted(w) {
+			t.Fatalf("a free slot was not granted at once: %v", err)
+		}
+	}
+}
+
+func TestAFreeSlotIsGrantedAtOnce(t *testing.T) {
+	b := New(Config{Slots: 2, Classes: 3})
+	for i := range 2 {
+		w, err := b.Enter(0, 0)
+		if err != nil || !granted(w) || w.MaxWait != 0 {
+			t.Fatalf("request %d: err %v, granted %v, MaxWait %v; want granted at once", i, err, granted(w), w.MaxWait)
+		}
+	}
+	if s := b.Stats(); s.InFlight != 2 || s.Queued != 0 {
+		t.Fatalf("stats %+v, want 2 in flight, none queued", s)
+	}
+}
+
+// The expected wait is Little's law: (ahead+1) x service / slots, ahead
+// counting the waiters of the newcomer's class or higher; a request is
+// refused at once when that wait and its own service pass its budget.
+func TestRefusalByExpectedWait(t *testing.T) {
+	const svc = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		slots  int
+		queued []int // classes already waiting
+		class  int
+		budget time.Duration
+		refuse bool
+	}{
+		// 2 slots, 10 ms each: a slot frees every 5 ms.
+		{name: "empty queue, wait 5 ms + 10 ms within 50", slots: 2, class: 0, budget: 50 * time.Millisecond},
+		{name: "empty queue, budget shorter than the service", slots: 2, class: 2, budget: 12 * time.Millisecond, refuse: true},
+		{name: "7 ahead: 40 ms + 10 ms within 50", slots: 2, queued: []int{0, 0, 0, 0, 0, 0, 0}, class: 0, budget: 50 * time.Millisecond},
+		{name: "8 ahead: 45 ms + 10 ms past 50", slots: 2, queued: []int{0, 0, 0, 0, 0, 0, 0, 0}, class: 0, budget: 50 * time.Millisecond, refuse: true},
+		{name: "8 of a lower class ahead do not count", slots: 2, queued: []int{0, 0, 0, 0, 0, 0, 0, 0}, class: 1, budget: 50 * time.Millisecond},
+		{name: "8 of a higher class ahead count", slots: 2, queued: []int{2, 2, 2, 2, 2, 2, 2, 2}, class: 1, budget: 50 * time.Millisecond, refuse: true},
+		{name: "one slot: 1 ahead, 20 ms + 10 ms past 25", slots: 1, queued: []int{1}, class: 1, budget: 25 * time.Millisecond, refuse: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(Config{Slots: tc.slots, Classes: 3})
+			fill(t, b)
+			// Learn the service time: release one slot after 10 ms and take
+			// it back.
+			b.Release(svc)
+			fill2, err := b.Enter(0, time.Second)
+			if err != nil || !granted(fill2) {
+				t.Fatalf("the freed slot was not granted: %v", err)
+			}
+			for _, c := range tc.queued {
+				if _, err := b.Enter(c, time.Hour); err != nil {
+					t.Fatalf("setting up the queue: %v", err)
+				}
+			}
+			w, err := b.Enter(tc.class, tc.budget)
+			if tc.refuse {
+				if !errors.Is(err, ErrFull) {
+					t.Fatalf("err %v, want ErrFull", err)
+				}
+				return
+			}
+			if err != nil || granted(w) {
+				t.Fatalf("err %v, granted %v; want queued", err, err == nil && granted(w))
+			}
+			if w.MaxWait != tc.budget-svc {
+				t.Fatalf("MaxWait %v, want the budget less the service time, %v", w.MaxWait, tc.budget-svc)
+			}
+		})
+	}
+}
+
+func TestSlotsGoToTheHighestClassFirstThenInArrivalOrder(t *testing.T) {
+	b := New(Config{Slots: 1, Classes: 3})
+	fill(t, b)
+	var order []*Waiter
+	for _, c := range []int{0, 1, 2, 1, 0, 2} {
+		w, err := b.Enter(c, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, w)
+	}
+	want := []int{2, 5, 1, 3, 0, 4} // indexes into order, served in turn
+	for i := range want {
+		b.Release(time.Millisecond)
+		for j, w := range order {
+			if got, should := granted(w), contains(want[:i+1], j); got != should {
+				t.Fatalf("after %d releases waiter %d (class %d) granted %v, want %v", i+1, j, w.class, got, should)
+			}
+		}
+	}
+	if s := b.Stats(); s.InFlight != 1 || s.Queued != 0 {
+		t.Fatalf("stats %+v, want 1 in flight, none queued", s)
+	}
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAWaiterThatLeftIsNotGrantedAndAGrantedOneKeepsItsSlot(t *testing.T) {
+	b := New(Config{Slots: 1, Classes: 2})
+	fill(t, b)
+	gone, _ := b.Enter(1, time.Hour)
+	next, _ := b.Enter(0, time.Hour)
+	if !b.Leave(gone) {
+		t.Fatal("Leave of a waiting request reported it granted")
+	}
+	b.Release(time.Millisecond)
+	if granted(gone) || !granted(next) {
+		t.Fatalf("granted: the one that left %v, the next %v; want only the next", granted(gone), granted(next))
+	}
+	if b.Leave(next) {
+		t.Fatal("Leave of a granted request reported it not granted: its slot would leak")
+	}
+	b.Drop()
+	if s := b.Stats(); s.InFlight != 0 || s.Queued != 0 {
+		t.Fatalf("stats %+v, want nothing in flight or queued", s)
+	}
+}
+
+func TestTheQueueIsBoundedWhateverTheServiceTime(t *testing.T) {
+	b := New(Config{Slots: 1, Classes: 1, MaxQueue: 3})
+	fill(t, b)
+	for i := range 3 {
+		if _, err := b.Enter(0, time.Hour); err != nil {
+			t.Fatalf("waiter %d refused with no service time known: %v", i, err)
+		}
+	}
+	if _, err := b.Enter(0, time.Hour); !errors.Is(err, ErrFull) {
+		t.Fatalf("a fourth waiter: err %v, want ErrFull", err)
+	}
+}
+
+func TestServiceTimeIsAMovingAverageOfTheHolds(t *testing.T) {
+	b := New(Config{Slots: 1, Weight: 0.5})
+	for _, d := range []time.Duration{8 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond} {
+		fill(t, b)
+		b.Release(d)
+	}
+	fill(t, b)
+	b.Drop() // not counted
+	if got, want := b.Stats().Service, 5*time.Millisecond; got != want {
+		t.Fatalf("service %v, want %v (8, then halfway to 4 twice)", got, want)
+	}
+}

@@ -1,0 +1,140 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perfscale/perfscale/shop/bulkhead"
+)
+
+// split is admission control by two bounds instead of one adaptive limit
+// (--admission split): reads and writes wait for different things, so one
+// limit computed from their mixed latency fits neither. Writes wait for
+// the database's writer (on the embedded default, SQLite's one write
+// connection, which takes one transaction at a time, first come first
+// served), reads for a CPU; one shared limit was cut by the writes' wait
+// and then refused reads the CPUs could have served at once, or grew for
+// the reads and let writes queue inside the driver, where no priority acts.
+// Each bound here is a fixed number of slots and a queue served by shed
+// class (shop/bulkhead); a request is refused at once when, by Little's
+// law from the measured time a slot is held, it could not be answered
+// within its route's objective, and it leaves the queue when a higher
+// class overtook it for as long as it may wait.
+type split struct {
+	reads, writes *bulkhead.Bulkhead
+}
+
+func newSplit(cfg AdmissionConfig, cpus uint) *split {
+	cpus = max(cpus, 1)
+	if cfg.ReadSlots == 0 {
+		cfg.ReadSlots = 4 * cpus
+	}
+	if cfg.WriteSlots == 0 {
+		cfg.WriteSlots = max(2, cpus)
+	}
+	classes := int(numShedClasses - shedFirst)
+	return &split{
+		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes}),
+		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes}),
+	}
+}
+
+// writes reports whether a route changes state: its requests take a slot
+// of the write bound. Every route of this API that is not a GET writes.
+func writes(sp routeSpec) bool { return !strings.HasPrefix(sp.pattern, "GET ") }
+
+func (s *split) register(reg prometheus.Registerer) {
+	stat := func(f func(bulkhead.Stats) float64) func() float64 {
+		return func() float64 { return f(s.reads.Stats()) + f(s.writes.Stats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_limit",
+			Help: "The concurrency limit: requests this replica works on at once (split: the read and write bounds together).",
+		}, stat(func(s bulkhead.Stats) float64 { return float64(s.Slots) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_in_flight",
+			Help: "Requests holding an admission permit.",
+		}, stat(func(s bulkhead.Stats) float64 { return float64(s.InFlight) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_admission_queued",
+			Help: "Requests waiting for an admission permit.",
+		}, stat(func(s bulkhead.Stats) float64 { return float64(s.Queued) })),
+	)
+	service := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shop_admission_service_seconds",
+		Help: "Split admission: the moving average of the time a request holds a slot, by bound (reads, writes); a request's expected wait is the requests ahead of it times this over the slots.",
+	}, []string{"bound"})
+	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		service.WithLabelValues("reads").Set(s.reads.Stats().Service.Seconds())
+		service.WithLabelValues("writes").Set(s.writes.Stats().Service.Seconds())
+		service.Collect(ch)
+	}))
+}
+
+// admitSplit wraps a route's handler: its request takes a slot of its
+// bound, waiting in its class's turn as long as its budget allows, or is
+// refused before any work.
+func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
+	b := a.split.reads
+	if writes(sp) {
+		b = a.split.writes
+	}
+	class := int(sp.shed - shedFirst)
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ctx := r.Context()
+		wt, err := b.Enter(class, a.budget(ctx, sp))
+		if err != nil {
+			return a.refuse(sp.shed, refusedAtOnce, w)
+		}
+		if !a.wait(ctx, b, wt) {
+			return a.refuse(sp.shed, refusedWaited, w)
+		}
+		a.admitted[sp.shed].Inc()
+		if sp.stream {
+			// A stream needs its slot only to open (see admit).
+			b.Drop()
+			return next(w, r)
+		}
+		start := time.Now()
+		err = next(w, r)
+		if measured(ctx, err) {
+			b.Release(time.Since(start))
+		} else {
+			b.Drop()
+		}
+		return err
+	}
+}
+
+// wait waits for wt's slot at most wt.MaxWait and while ctx lasts; it
+// reports whether the slot is held (and the request still wanted).
+func (a *admission) wait(ctx context.Context, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) bool {
+	select {
+	case <-wt.Ready():
+	default:
+		timer := time.NewTimer(wt.MaxWait)
+		defer timer.Stop()
+		select {
+		case <-wt.Ready():
+		case <-timer.C:
+			if b.Leave(wt) {
+				return false
+			}
+		case <-ctx.Done():
+			if b.Leave(wt) {
+				return false
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		// The deadline passed (or the client left) while it waited.
+		b.Drop()
+		return false
+	}
+	return true
+}
