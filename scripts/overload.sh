@@ -10,6 +10,12 @@
 # (scripts/overloadreport) and leaves the raw results in OUT_DIR (default:
 # a temporary directory, removed). Takes about 9 minutes. CAPACITY=N skips
 # the diagnosis and uses N req/s; MODES="on" and MULTS="1 3" run a subset.
+# MODES names any --admission values (off, on, adaptive, split); ROUNDS=K
+# repeats every multiple K times, the modes side by side in each round
+# (their order reversed every other round, so a drift of the machine
+# does not favour one), and the report adds the medians over the rounds:
+# MODES="adaptive split" MULTS="1 3" ROUNDS=3 compares two policies (about
+# 10 minutes with the diagnosis).
 # TARGET=cluster measures the cluster instead (scripts/cluster.sh up
 # REPLICAS, default 2, a fresh cluster per mode with --admission MODE on
 # every replica, the edge cache and nginx's per-client limits off: one
@@ -26,6 +32,12 @@ target=${TARGET:-embedded}
 case "$target" in embedded|cluster) ;; *) echo "overload: TARGET must be embedded or cluster, got '$target'" >&2; exit 2 ;; esac
 replicas=${REPLICAS:-2}
 [[ "$replicas" =~ ^[1-9][0-9]?$ ]] || { echo "overload: REPLICAS must be a whole number from 1 to 99, got '$replicas'" >&2; exit 2; }
+modes=(${MODES:-off on})
+for mode in "${modes[@]}"; do
+  case "$mode" in off|on|adaptive|split) ;; *) echo "overload: MODES takes off, on, adaptive and split, got '$mode'" >&2; exit 2 ;; esac
+done
+rounds=${ROUNDS:-1}
+[[ "$rounds" =~ ^[1-9][0-9]?$ ]] || { echo "overload: ROUNDS must be a whole number from 1 to 99, got '$rounds'" >&2; exit 2; }
 cs="scripts/cluster.sh --state-dir $work/cluster"
 shop_pid=
 pids=()
@@ -124,30 +136,41 @@ fi
 capacity=$("$work/report" capacity "$out/capacity.json")
 echo "capacity at p99 50 ms: $capacity req/s" >&2
 
-for mode in ${MODES:-off on}; do
+# runs: "mode mult name" lines, in the order they run.
+runs=()
+for round in $(seq 1 "$rounds"); do
+  order=("${modes[@]}")
+  if (( round % 2 == 0 )); then
+    order=(); for ((i = ${#modes[@]} - 1; i >= 0; i--)); do order+=("${modes[$i]}"); done
+  fi
   for mult in ${MULTS:-0.5 1 2 3 10}; do
-    name="$mode-$mult"
-    rate=$(awk -v c="$capacity" -v m="$mult" 'BEGIN { printf "%d", c * m }')
-    half=$(awk -v c="$capacity" 'BEGIN { printf "%d", c / 2 }')
-    dur=20s
-    [[ "$mult" == 10 ]] && dur=60s
-    start "$mode"
-    # Resident memory, summed over the replicas, every half second.
-    ( while alive; do for p in "${pids[@]}"; do cat "/proc/$p/status" 2>/dev/null || true; done | awk '/VmRSS/ { kb += $2 } END { print kb }'; sleep 0.5; done ) >"$out/$name.rss" &
-    sampler=$!
-    scrape "$out/$name.m0"
-    "$work/loadlab" run --scenario shop --base "$base" --rate "$rate" --duration "$dur" --timeout 10s \
-      --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
-    scrape "$out/$name.m1"
-    "$work/loadlab" run --scenario shop --base "$base" --rate "$half" --duration 10s --timeout 10s \
-      --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 || true
-    alive && echo alive >"$out/$name.alive" || echo crashed >"$out/$name.alive"
-    echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/$name.loadavg"
-    stop
-    kill "$sampler" 2>/dev/null || true
-    wait "$sampler" 2>/dev/null || true
-    echo "$name done ($rate req/s)" >&2
+    for mode in "${order[@]}"; do
+      if (( rounds == 1 )); then runs+=("$mode $mult $mode-$mult"); else runs+=("$mode $mult $mode-$mult-r$round"); fi
+    done
   done
+done
+for run in "${runs[@]}"; do
+  read -r mode mult name <<<"$run"
+  rate=$(awk -v c="$capacity" -v m="$mult" 'BEGIN { printf "%d", c * m }')
+  half=$(awk -v c="$capacity" 'BEGIN { printf "%d", c / 2 }')
+  dur=20s
+  [[ "$mult" == 10 ]] && dur=60s
+  start "$mode"
+  # Resident memory, summed over the replicas, every half second.
+  ( while alive; do for p in "${pids[@]}"; do cat "/proc/$p/status" 2>/dev/null || true; done | awk '/VmRSS/ { kb += $2 } END { print kb }'; sleep 0.5; done ) >"$out/$name.rss" &
+  sampler=$!
+  scrape "$out/$name.m0"
+  "$work/loadlab" run --scenario shop --base "$base" --rate "$rate" --duration "$dur" --timeout 10s \
+    --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
+  scrape "$out/$name.m1"
+  "$work/loadlab" run --scenario shop --base "$base" --rate "$half" --duration 10s --timeout 10s \
+    --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 || true
+  alive && echo alive >"$out/$name.alive" || echo crashed >"$out/$name.alive"
+  echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/$name.loadavg"
+  stop
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  echo "$name done ($rate req/s)" >&2
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/meta.txt"
 "$work/report" table "$out"

@@ -82,8 +82,79 @@ var objectives = map[string]float64{
 // the drop is back to normal when its p99 is within it.
 const normal = 50 * time.Millisecond
 
+// runFiles names one run: NAME.json is mode-mult, or mode-mult-rK for
+// round K of a run with ROUNDS set.
 type runFiles struct {
 	mode, mult string
+	round      int
+}
+
+func (r runFiles) name() string {
+	if r.round == 0 {
+		return r.mode + "-" + r.mult
+	}
+	return fmt.Sprintf("%s-%s-r%d", r.mode, r.mult, r.round)
+}
+
+// findRuns lists the runs in dir by multiple, then mode (off, on,
+// adaptive, split, then any other, by name), then round.
+func findRuns(dir string) []runFiles {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var runs []runFiles
+	for _, f := range files {
+		base := strings.TrimSuffix(filepath.Base(f), ".json")
+		if base == "capacity" || strings.HasSuffix(base, ".after") {
+			continue
+		}
+		parts := strings.Split(base, "-")
+		r := runFiles{}
+		switch len(parts) {
+		case 2:
+		case 3:
+			k, err := strconv.Atoi(strings.TrimPrefix(parts[2], "r"))
+			if err != nil || !strings.HasPrefix(parts[2], "r") {
+				continue
+			}
+			r.round = k
+		default:
+			continue
+		}
+		if _, err := strconv.ParseFloat(parts[1], 64); err != nil {
+			continue
+		}
+		r.mode, r.mult = parts[0], parts[1]
+		runs = append(runs, r)
+	}
+	rank := map[string]int{"off": 0, "on": 1, "adaptive": 2, "split": 3}
+	sort.Slice(runs, func(i, j int) bool {
+		a, b := runs[i], runs[j]
+		ma, _ := strconv.ParseFloat(a.mult, 64)
+		mb, _ := strconv.ParseFloat(b.mult, 64)
+		if ma != mb {
+			return ma < mb
+		}
+		ra, oka := rank[a.mode]
+		rb, okb := rank[b.mode]
+		if !oka {
+			ra = len(rank)
+		}
+		if !okb {
+			rb = len(rank)
+		}
+		if ra != rb || a.mode != b.mode {
+			if ra != rb {
+				return ra < rb
+			}
+			return a.mode < b.mode
+		}
+		return a.round < b.round
+	})
+	return runs
+}
+
+// row is what the summary of a run with rounds compares.
+type row struct {
+	ofCapacity, checkoutOK, checkoutP99 float64 // checkoutOK: a share; p99 in ms
 }
 
 func table(dir string, out io.Writer) error {
@@ -97,19 +168,14 @@ func table(dir string, out io.Writer) error {
 	fmt.Fprintf(out, "%s\ncapacity (loadlab diagnose, shop journey, p99 50 ms, admission off): %.0f req/s at %d users\n\n",
 		strings.TrimSpace(string(meta)), capacity.CapacityRPS, capacity.CapacityAt)
 
-	var runs []runFiles
-	for _, mode := range []string{"off", "on"} {
-		for _, mult := range []string{"0.5", "1", "2", "3", "10"} {
-			if _, err := os.Stat(filepath.Join(dir, mode+"-"+mult+".json")); err == nil {
-				runs = append(runs, runFiles{mode, mult})
-			}
-		}
-	}
-	fmt.Fprintln(out, "| admission | load | offered req/s | answered req/s | successes/s | within objective/s (server) | of capacity | refused browsing / cart / checkout | checkout success | back to normal | peak RSS | alive | load avg | generator |")
-	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- | --- |")
+	runs := findRuns(dir)
+	rows := map[[2]string][]row{} // by mode and multiple
+	var keys [][2]string
+	fmt.Fprintln(out, "| admission | load | offered req/s | answered req/s | successes/s | within objective/s (server) | of capacity | refused browsing / cart / checkout | checkout success | checkout p99 | server CPU | generator CPU | back to normal | peak RSS | alive | load avg | generator |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
 	var details bytes.Buffer
 	for _, r := range runs {
-		name := r.mode + "-" + r.mult
+		name := r.name()
 		var res load.Result
 		if err := readJSON(filepath.Join(dir, name+".json"), &res); err != nil {
 			return err
@@ -122,20 +188,36 @@ func table(dir string, out io.Writer) error {
 			refused[i] = m1.refused(class) - m0.refused(class)
 		}
 		checkout := endpoint(res, "checkout/2")
-		checkoutOK := "n/a"
+		checkoutOK, checkoutP99 := "n/a", "-"
+		var rw row
+		rw.ofCapacity = within / secs / capacity.CapacityRPS
 		if checkout != nil && checkout.Requests > 0 {
-			checkoutOK = fmt.Sprintf("%.1f %%", 100*float64(checkout.Requests-checkout.Errors.Total)/float64(checkout.Requests))
+			rw.checkoutOK = float64(checkout.Requests-checkout.Errors.Total) / float64(checkout.Requests)
+			rw.checkoutP99 = float64(checkout.SuccessLatency.P99.Microseconds()) / 1000
+			checkoutOK = fmt.Sprintf("%.1f %%", 100*rw.checkoutOK)
+			checkoutP99 = ms(checkout.SuccessLatency.P99)
 		}
+		k := [2]string{r.mode, r.mult}
+		if _, seen := rows[k]; !seen {
+			keys = append(keys, k)
+		}
+		rows[k] = append(rows[k], rw)
 		gen := "ok"
 		if res.GeneratorSaturated {
 			gen = "saturated"
 		}
-		fmt.Fprintf(out, "| %s | %s× | %.0f | %.0f | %.0f | %.0f | %.2f | %.0f / %.0f / %.0f | %s | %s | %s | %s | %s | %s |\n",
-			r.mode, r.mult, res.Rate, res.ThroughputRPS, res.GoodputRPS, within/secs, within/secs/capacity.CapacityRPS,
-			refused[0], refused[1], refused[2], checkoutOK, backToNormal(filepath.Join(dir, name+".after.json")),
+		mode := r.mode
+		if r.round > 0 {
+			mode = fmt.Sprintf("%s (round %d)", r.mode, r.round)
+		}
+		fmt.Fprintf(out, "| %s | %s× | %.0f | %.0f | %.0f | %.0f | %.2f | %.0f / %.0f / %.0f | %s | %s | %.2f | %.2f | %s | %s | %s | %s | %s |\n",
+			mode, r.mult, res.Rate, res.ThroughputRPS, res.GoodputRPS, within/secs, rw.ofCapacity,
+			refused[0], refused[1], refused[2], checkoutOK, checkoutP99,
+			(m1.counter("process_cpu_seconds_total")-m0.counter("process_cpu_seconds_total"))/secs, res.GeneratorCPUCores,
+			backToNormal(filepath.Join(dir, name+".after.json")),
 			peakRSS(filepath.Join(dir, name+".rss")), firstLine(filepath.Join(dir, name+".alive")),
 			firstLine(filepath.Join(dir, name+".loadavg")), gen)
-		fmt.Fprintf(&details, "\n%s×, admission %s: successful answers' latency per endpoint (p50 / p99), errors by status\n\n", r.mult, r.mode)
+		fmt.Fprintf(&details, "\n%s×, admission %s: successful answers' latency per endpoint (p50 / p99), errors by status\n\n", r.mult, mode)
 		fmt.Fprintln(&details, "| endpoint | requests | p50 | p99 | errors |")
 		fmt.Fprintln(&details, "| --- | ---: | ---: | ---: | --- |")
 		for _, ep := range res.Endpoints {
@@ -146,8 +228,48 @@ func table(dir string, out io.Writer) error {
 			fmt.Fprintf(&details, "\nloadlab: %s\n", why)
 		}
 	}
+	summary(out, keys, rows)
 	_, err := out.Write(details.Bytes())
 	return err
+}
+
+// summary compares the modes run in rounds: per multiple and mode, the
+// median over the rounds (and the range) of the share of the capacity
+// served within objective, of the checkouts that succeeded, and of the
+// admitted checkouts' p99.
+func summary(out io.Writer, keys [][2]string, rows map[[2]string][]row) {
+	rounds := false
+	for _, k := range keys {
+		rounds = rounds || len(rows[k]) > 1
+	}
+	if !rounds {
+		return
+	}
+	fmt.Fprintln(out, "\nSide by side, median over the rounds (lowest-highest):")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| load | admission | rounds | of capacity | checkout success | checkout p99 |")
+	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: |")
+	for _, k := range keys {
+		rs := rows[k]
+		pick := func(f func(row) float64) (lo, mid, hi float64) {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			sort.Float64s(v)
+			n := len(v)
+			mid = v[n/2]
+			if n%2 == 0 {
+				mid = (v[n/2-1] + v[n/2]) / 2
+			}
+			return v[0], mid, v[n-1]
+		}
+		cl, cm, ch := pick(func(r row) float64 { return r.ofCapacity })
+		ol, om, oh := pick(func(r row) float64 { return 100 * r.checkoutOK })
+		pl, pm, ph := pick(func(r row) float64 { return r.checkoutP99 })
+		fmt.Fprintf(out, "| %s× | %s | %d | %.2f (%.2f-%.2f) | %.1f %% (%.1f-%.1f) | %.1f ms (%.1f-%.1f) |\n",
+			k[1], k[0], len(rs), cm, cl, ch, om, ol, oh, pm, pl, ph)
+	}
 }
 
 func endpoint(res load.Result, name string) *load.Endpoint {
@@ -285,6 +407,16 @@ func (ms metrics) series(family string) []*dto.Metric {
 		}
 	}
 	return out
+}
+
+// counter sums a counter (or a gauge: process_cpu_seconds_total is one
+// of those in some exporters) over the replicas.
+func (ms metrics) counter(family string) float64 {
+	total := 0.0
+	for _, m := range ms.series(family) {
+		total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return total
 }
 
 func (ms metrics) refused(class string) float64 {
