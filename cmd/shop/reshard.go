@@ -20,18 +20,20 @@ import (
 )
 
 // reshardHelp is `shop reshard --help`.
-const reshardHelp = `Usage: shop reshard --db URL [--db URL ...] [--add URL] [--add-only] [--buckets FIRST-LAST] [--forget-after D]
+const reshardHelp = `Usage: shop reshard --db URL [--db URL ...] [--add URL] [--add-only] [--buckets FIRST-LAST] [--readers-wait D]
 
 Adds a shard to a running sharded shop and moves buckets to it (docs/sharding.md):
 --db the shards the service runs on, shard 1 first (as its --db list); --add the new
 shard's PostgreSQL database (migrated here, given the catalog with no stock quota).
 Each bucket the balanced map of all the shards puts elsewhere is copied, frozen on its
 old shard (its writes get 503 for that while), copied again, and switched in the map;
-after the last switch and --forget-after, the moved buckets are deleted from their old
-shards. Add with --add-only first, then start the replicas and the worker with every
-shard's URL (the new one last), then move: a replica that lacks it gets 503 for the
-moved buckets. Run again with the same shards (the added one now in --db, or again
-as --add) to finish a run that was cut short.
+once every replica and worker routes by the map of the last switch, the moved buckets
+are deleted from their old shards. Add with --add-only first, then start the replicas
+and the worker with every shard's URL (the new one last), then move: nothing moves
+until every running replica and worker routes by the map with the added shard, and
+after --readers-wait the command stops naming those that do not. Run again with the
+same shards (the added one now in --db, or again as --add) to finish a run that was
+cut short.
 
 Flags:
 `
@@ -41,7 +43,7 @@ type reshardArgs struct {
 	shards      []string
 	add         []string
 	first, last shard.Bucket
-	forgetAfter time.Duration
+	readersWait time.Duration
 	addOnly     bool
 }
 
@@ -54,7 +56,7 @@ func parseReshard(args []string, stderr io.Writer) (*reshardArgs, error) {
 	fs.Var(&adds, "add", "PostgreSQL URL of a shard to add (repeatable); may be left out to finish moving to shards added before")
 	buckets := fs.String("buckets", fmt.Sprintf("0-%d", shard.Buckets-1), "the buckets to move, FIRST-LAST")
 	fs.BoolVar(&r.addOnly, "add-only", false, "only add the shards and grow the map; move nothing (then restart the replicas and the worker with every shard's --db, and run again)")
-	fs.DurationVar(&r.forgetAfter, "forget-after", reshard.DefaultForgetAfter, "how long after the last switch the old shards keep the moved buckets' rows, for replicas still reading by the old map")
+	fs.DurationVar(&r.readersWait, "readers-wait", reshard.DefaultReadersWait, "how long to wait for every replica and worker to route by the new map, before moving and before deleting the old copies")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, reshardHelp)
@@ -89,8 +91,8 @@ func parseReshard(args []string, stderr io.Writer) (*reshardArgs, error) {
 	if r.first, r.last, err = parseBuckets(*buckets); err != nil {
 		return nil, err
 	}
-	if r.forgetAfter < 0 {
-		return nil, fmt.Errorf("reshard: --forget-after must not be negative, got %s", r.forgetAfter)
+	if r.readersWait <= 0 {
+		return nil, fmt.Errorf("reshard: --readers-wait must be positive, got %s", r.readersWait)
 	}
 	r.shards, r.add = dbs.urls, adds.urls
 	return r, nil
@@ -122,7 +124,7 @@ func runReshard(ctx context.Context, args []string, stdout io.Writer, log *slog.
 		return fmt.Errorf("reshard: %w", err)
 	}
 	defer closeAll(set)
-	mover := &reshard.Mover{DB: set, Log: log, CatchUpPasses: 3}
+	mover := &reshard.Mover{DB: set, Log: log, CatchUpPasses: 3, ReadersWait: r.readersWait}
 	if r.addOnly {
 		m, err := mover.AddShard(ctx)
 		if err != nil {
@@ -132,7 +134,7 @@ func runReshard(ctx context.Context, args []string, stdout io.Writer, log *slog.
 		return nil
 	}
 	var frozen []time.Duration
-	report, err := mover.Run(ctx, r.first, r.last, r.forgetAfter, func(m reshard.Move) {
+	report, err := mover.Run(ctx, r.first, r.last, func(m reshard.Move) {
 		frozen = append(frozen, m.Frozen)
 		resumed := ""
 		if m.Resume != "" {

@@ -38,7 +38,7 @@ func TestReshardRefusesBadInput(t *testing.T) {
 		{[]string{"--db", u, "--buckets", "0-1024"}, "--buckets must be FIRST-LAST"},
 		{[]string{"--db", u, "--buckets", "a-b"}, "--buckets must be FIRST-LAST"},
 		{[]string{"--db", u, "--buckets", "-3"}, "--buckets must be FIRST-LAST"},
-		{[]string{"--db", u, "--forget-after", "-1s"}, "--forget-after must not be negative"},
+		{[]string{"--db", u, "--readers-wait", "0s"}, "--readers-wait must be positive"},
 		{[]string{"--db", u, "now"}, `unexpected argument "now"`},
 		{[]string{"--db", u, "--shards", "2"}, "flag provided but not defined: -shards"},
 	} {
@@ -101,7 +101,7 @@ func TestReshardAddsAShardAndMovesItsBuckets(t *testing.T) {
 		t.Fatalf("--add-only put %d orders on the new shard", n)
 	}
 	out.Reset()
-	args := []string{"reshard", "--db", u1, "--db", u2, "--add", u3, "--buckets", "1004-1023", "--forget-after", "0s"}
+	args := []string{"reshard", "--db", u1, "--db", u2, "--add", u3, "--buckets", "1004-1023"}
 	if err := run(ctx, args, noEnv, &out); err != nil {
 		t.Fatalf("shop reshard: %v\n%s", err, out.String())
 	}

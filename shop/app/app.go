@@ -235,6 +235,16 @@ func (a *App) openStore(ctx context.Context) error {
 		go b.Sharded.RunStockFigures(a.background, StockFigureEvery)
 		// The bucket map, when a resharding stores one on shard 1.
 		go b.Sharded.RunMapReload(a.background, sharded.MapReloadEvery)
+		// Stopping, the process routes by nothing: a reshard need not wait
+		// for it (before the stores close: the closers run in reverse).
+		a.onClose(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := b.Sharded.LeaveMapReaders(ctx); err != nil {
+				a.log.Warn("left the shard map's readers only by expiry", "error", err)
+			}
+			return nil
+		})
 	}
 	if n, err := b.Seed(ctx, seed.Items(a.cfg.SeedItems)); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -425,4 +426,8 @@ func (s ShardSet) ShardMap(ctx context.Context) (shard.StoredMap, bool, error) {
 
 func (s ShardSet) SetShardMap(ctx context.Context, m shard.StoredMap) (bool, error) {
 	return s[0].SetShardMap(ctx, m)
+}
+
+func (s ShardSet) MapReaders(ctx context.Context, expiry time.Duration) ([]shard.MapReader, error) {
+	return s[0].MapReaders(ctx, expiry)
 }

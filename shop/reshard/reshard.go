@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/perfscale/perfscale/shop/shard"
@@ -39,6 +40,9 @@ type Databases interface {
 	Forget(ctx context.Context, k int, b shard.Bucket) (int64, error)
 	ShardMap(ctx context.Context) (shard.StoredMap, bool, error)
 	SetShardMap(ctx context.Context, m shard.StoredMap) (bool, error)
+	// MapReaders are the processes that reported the epoch they route by
+	// within expiry (the others' reports are deleted: they died).
+	MapReaders(ctx context.Context, expiry time.Duration) ([]shard.MapReader, error)
 }
 
 // Step is a point in a bucket's move, after which Mover.After is called.
@@ -61,6 +65,12 @@ type Mover struct {
 	// CatchUpPasses bounds the copies made while the old shard serves the
 	// bucket; they stop early once a pass finds no order changed.
 	CatchUpPasses int
+	// ReadersWait bounds the wait for every process to route by a map
+	// (WaitForReaders); 0 is DefaultReadersWait.
+	ReadersWait time.Duration
+	// Waiting, when set, is called with the processes still routing by an
+	// older map each time WaitForReaders finds some (tests).
+	Waiting func(lagging []shard.MapReader)
 }
 
 // Move is one bucket's move as done.
@@ -296,15 +306,20 @@ func without(bs []shard.Bucket, b shard.Bucket) []shard.Bucket {
 
 // Forget deletes the buckets' rows from every shard where they are
 // fenced as gone, once the map names their new owner (a bucket not yet
-// switched is left alone: its old shard still serves its reads). Run it
-// after the replicas have reloaded the map, so a reader with the old map
-// does not find the session gone.
+// switched is left alone: its old shard still serves its reads), and
+// once every process routes by that map (WaitForReaders): a process still
+// routing by an older one reads the old copy, and must not find its
+// session gone.
 func (mv *Mover) Forget(ctx context.Context, buckets []shard.Bucket) (int64, error) {
-	m, _, err := mv.current(ctx)
+	m, stored, err := mv.current(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var n int64
+	type copyOn struct {
+		k int
+		b shard.Bucket
+	}
+	var old []copyOn
 	for _, b := range buckets {
 		for k := range mv.DB.Count() {
 			if k == m.Owner(b) {
@@ -312,19 +327,105 @@ func (mv *Mover) Forget(ctx context.Context, buckets []shard.Bucket) (int64, err
 			}
 			fence, movedTo, err := mv.DB.Fence(ctx, k, b)
 			if err != nil {
-				return n, err
+				return 0, err
 			}
-			if fence != shard.FenceGone || movedTo != m.Owner(b) {
-				continue
-			}
-			d, err := mv.DB.Forget(ctx, k, b)
-			n += d
-			if err != nil {
-				return n, err
+			if fence == shard.FenceGone && movedTo == m.Owner(b) {
+				old = append(old, copyOn{k, b})
 			}
 		}
 	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	if err := mv.WaitForReaders(ctx, stored.Epoch); err != nil {
+		return 0, fmt.Errorf("the moved buckets are not yet deleted from their old shards: %w", err)
+	}
+	var n int64
+	for _, c := range old {
+		d, err := mv.DB.Forget(ctx, c.k, c.b)
+		n += d
+		if err != nil {
+			return n, err
+		}
+	}
 	return n, nil
+}
+
+// ReaderExpiry is how long a process's report of its map's epoch counts:
+// ten of its map reloads (sharded.MapReloadEvery is 1 s). A process not
+// heard of for longer died, or cannot reach shard 1; it is counted as
+// routing by nothing (docs/sharding.md says what that leaves open).
+const ReaderExpiry = 10 * time.Second
+
+// DefaultReadersWait is how long WaitForReaders waits, by default, for
+// every process to route by a map before it gives up.
+const DefaultReadersWait = time.Minute
+
+// readersPoll is how often WaitForReaders reads the reports again.
+const readersPoll = 200 * time.Millisecond
+
+// LaggingError is WaitForReaders giving up: these processes still route
+// by a map older than Epoch.
+type LaggingError struct {
+	Epoch   int64
+	Lagging []shard.MapReader
+	Waited  time.Duration
+}
+
+func (e *LaggingError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "after %s, %d process(es) still route by a map older than epoch %d:", e.Waited.Round(time.Second), len(e.Lagging), e.Epoch)
+	for _, r := range e.Lagging {
+		fmt.Fprintf(&b, " %s (epoch %d, seen %s ago)", r.Process, r.Epoch, r.Age.Round(time.Millisecond))
+	}
+	b.WriteString(": restart them with every shard's --db (or let them reach shard 1), then run the same command again")
+	return b.String()
+}
+
+// WaitForReaders returns once every process that reported its map's
+// epoch within ReaderExpiry routes by epoch or a later map, and a
+// *LaggingError after ReadersWait when some still do not.
+func (mv *Mover) WaitForReaders(ctx context.Context, epoch int64) error {
+	limit := mv.ReadersWait
+	if limit <= 0 {
+		limit = DefaultReadersWait
+	}
+	start := time.Now()
+	var logged time.Time
+	for {
+		readers, err := mv.DB.MapReaders(ctx, ReaderExpiry)
+		if err != nil {
+			return err
+		}
+		var lagging []shard.MapReader
+		for _, r := range readers {
+			if r.Epoch < epoch {
+				lagging = append(lagging, r)
+			}
+		}
+		if len(lagging) == 0 {
+			return nil
+		}
+		if mv.Waiting != nil {
+			mv.Waiting(lagging)
+		}
+		waited := time.Since(start)
+		if waited >= limit {
+			return &LaggingError{Epoch: epoch, Lagging: lagging, Waited: waited}
+		}
+		if time.Since(logged) >= 5*time.Second {
+			logged = time.Now()
+			mv.log().InfoContext(ctx, "waiting for every process to route by the new map", "epoch", epoch,
+				"lagging", len(lagging), "first", lagging[0].Process, "its_epoch", lagging[0].Epoch)
+		}
+		t := time.NewTimer(readersPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func (mv *Mover) after(b shard.Bucket, s Step) error {
@@ -340,12 +441,6 @@ func (mv *Mover) after(b shard.Bucket, s Step) error {
 // ErrStopped is what a test's After returns to cut a move short.
 var ErrStopped = errors.New("stopped")
 
-// DefaultForgetAfter is how long the old shards keep a moved bucket's
-// rows after the last switch: three of the replicas' map reloads
-// (sharded.MapReloadEvery is 1 s), so a replica still reading by the old
-// map finds the session whole there.
-const DefaultForgetAfter = 3 * time.Second
-
 // Report is what Run did.
 type Report struct {
 	Map       *shard.Map // the map with the added shards, before the moves
@@ -355,11 +450,13 @@ type Report struct {
 
 // Run adds the shards DB has past the stored map's, moves the buckets
 // from first to last that the balanced map of all of them puts on another
-// shard, one at a time (each reported to done as it is switched), waits
-// forgetAfter for the replicas to reload the map (MapReloadEvery apart),
-// and deletes the moved buckets from their old shards. A run cut short
-// is finished by running it again with the same shards and range.
-func (mv *Mover) Run(ctx context.Context, first, last shard.Bucket, forgetAfter time.Duration, done func(Move)) (Report, error) {
+// shard, one at a time (each reported to done as it is switched), and
+// deletes the moved buckets from their old shards. It moves nothing until
+// every process that routes by the map (WaitForReaders) has the map with
+// every shard, and deletes nothing until every one routes by the map of
+// the last switch. A run cut short is finished by running it again with
+// the same shards and range.
+func (mv *Mover) Run(ctx context.Context, first, last shard.Bucket, done func(Move)) (Report, error) {
 	var r Report
 	m, err := mv.AddShard(ctx)
 	if err != nil {
@@ -369,6 +466,18 @@ func (mv *Mover) Run(ctx context.Context, first, last shard.Bucket, forgetAfter 
 	plan, err := mv.Plan(ctx, first, last)
 	if err != nil {
 		return r, err
+	}
+	if len(plan) > 0 {
+		// A process that has not the map with the added shard (started
+		// without its --db) could not follow a switch: its writes to every
+		// moved bucket would be refused until it is restarted.
+		_, stored, err := mv.current(ctx)
+		if err == nil {
+			err = mv.WaitForReaders(ctx, stored.Epoch)
+		}
+		if err != nil {
+			return r, fmt.Errorf("no bucket moved: %w", err)
+		}
 	}
 	for _, p := range plan {
 		mo, err := mv.MoveBucket(ctx, p.Bucket, p.To)
@@ -385,15 +494,6 @@ func (mv *Mover) Run(ctx context.Context, first, last shard.Bucket, forgetAfter 
 	var buckets []shard.Bucket
 	for b := first; b <= last; b++ {
 		buckets = append(buckets, b)
-	}
-	if len(r.Moves) > 0 {
-		t := time.NewTimer(forgetAfter)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-t.C:
-		}
 	}
 	r.Forgotten, err = mv.Forget(ctx, buckets)
 	return r, err

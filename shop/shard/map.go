@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Map says which shard owns each bucket. Shards are numbered from 0 in
@@ -294,3 +295,13 @@ const (
 	FenceIncoming Fence = "incoming" // being copied here; not yet this shard's
 	FenceGone     Fence = "gone"     // frozen here to move away; never written here again
 )
+
+// MapReader is a process that routes by the stored map, as it last
+// reported: the epoch of the map it routes by, and how long ago it said
+// so (on the catalog home's clock). shop reshard waits for every reader
+// seen lately to route by a map before it moves or forgets buckets.
+type MapReader struct {
+	Process string
+	Epoch   int64
+	Age     time.Duration
+}

@@ -2,7 +2,10 @@ package sharded
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/perfscale/perfscale/shop"
@@ -59,9 +62,57 @@ func (s *Store) LoadMap(ctx context.Context) error {
 }
 
 // RunMapReload reloads the map every interval until ctx ends, logging a
-// reload that failed (the map in use is kept).
+// reload that failed (the map in use is kept), and reports the epoch it
+// routes by on the catalog's home at its start and at every reload,
+// failed or not: shop reshard waits for every process that reports to
+// route by the new map before it moves or forgets a bucket
+// (docs/sharding.md). Call LeaveMapReaders when the process stops.
+//
+// A reload reports the epoch that was in use before it, not the one it
+// loads: a request that read the routing a moment before the reload
+// still goes where the older map says, so a new map is reported one
+// interval after it is loaded, once such requests had that long to end.
 func (s *Store) RunMapReload(ctx context.Context, every time.Duration) {
-	s.runEvery(ctx, every, "shard map not reloaded", s.LoadMap)
+	if err := s.ReportMapEpoch(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "shard map epoch not reported", "error", err)
+	}
+	s.runEvery(ctx, every, "shard map not reloaded", func(ctx context.Context) error {
+		routed := s.MapEpoch()
+		loadErr := s.LoadMap(ctx)
+		return errors.Join(loadErr, s.reportEpoch(ctx, routed))
+	})
+}
+
+// ReportMapEpoch writes the epoch of the map in use as this process's on
+// the catalog's home, unless the process left the map's readers.
+func (s *Store) ReportMapEpoch(ctx context.Context) error { return s.reportEpoch(ctx, s.MapEpoch()) }
+
+func (s *Store) reportEpoch(ctx context.Context, epoch int64) error {
+	if s.left.Load() {
+		return nil
+	}
+	return s.home().Escrow.ReportMapEpoch(ctx, s.process, epoch)
+}
+
+// LeaveMapReaders deletes this process's report (it stops routing): a
+// reshard does not wait for it. A process that dies without it is counted
+// as gone once its report is older than reshard.ReaderExpiry.
+func (s *Store) LeaveMapReaders(ctx context.Context) error {
+	s.left.Store(true)
+	return s.home().Escrow.LeaveMapReaders(ctx, s.process)
+}
+
+// Process is the name this process reports its map's epoch under.
+func (s *Store) Process() string { return s.process }
+
+// processName is unique to this process: its host, its pid and a random
+// part (a pid is reused after a restart, a container's host name too).
+func processName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return fmt.Sprintf("%s/%d/%08x", host, os.Getpid(), rand.Uint32())
 }
 
 // MapEpoch is the epoch of the map in use (0: none stored, the balanced

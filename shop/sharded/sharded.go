@@ -62,8 +62,11 @@ type Escrow interface {
 	RestockedEpoch(ctx context.Context, item int64, soldOut bool) error
 	MarkEmptySoldOut(ctx context.Context) error
 	SoldOutItems(ctx context.Context) ([]int64, error)
-	// The catalog's home only: the bucket map once one is stored.
+	// The catalog's home only: the bucket map once one is stored, and
+	// the epoch each process routes by.
 	ShardMap(ctx context.Context) (m shard.StoredMap, found bool, err error)
+	ReportMapEpoch(ctx context.Context, process string, epoch int64) error
+	LeaveMapReaders(ctx context.Context, process string) error
 }
 
 // Shard is one shard: its store, its escrow primitives and its answers to
@@ -86,6 +89,10 @@ type Store struct {
 	// jobRows is each shard's confirmation job row (SetConfirmationJobs).
 	jobRows atomic.Pointer[func(k int) shop.JobRow]
 	hooks   hooks
+	// process names this process among the map's readers (ReportMapEpoch);
+	// left is set once it left them, so a last reload does not come back.
+	process string
+	left    atomic.Bool
 }
 
 // hooks are the tests' places to stop a quota transfer or an admin stock
@@ -108,7 +115,7 @@ func New(shards []Shard, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{shards: shards, log: log}
+	s := &Store{shards: shards, log: log, process: processName()}
 	s.route.Store(&routing{m: m})
 	return s, nil
 }
