@@ -112,6 +112,11 @@ func parseBuckets(v string) (first, last shard.Bucket, err error) {
 	return shard.Bucket(a), shard.Bucket(b), nil // #nosec G115 -- checked 0..1023
 }
 
+// reshardAfter, when set, is called after each step of a bucket's move
+// (reshard.Mover.After): an error stops the command there, as a kill
+// would (tests).
+var reshardAfter func(b shard.Bucket, s reshard.Step) error
+
 // runReshard is `shop reshard`: the databases opened (the added ones
 // migrated) and the move run by shop/reshard, one line per bucket moved.
 func runReshard(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
@@ -124,7 +129,7 @@ func runReshard(ctx context.Context, args []string, stdout io.Writer, log *slog.
 		return fmt.Errorf("reshard: %w", err)
 	}
 	defer closeAll(set)
-	mover := &reshard.Mover{DB: set, Log: log, CatchUpPasses: 3, ReadersWait: r.readersWait}
+	mover := &reshard.Mover{DB: set, Log: log, CatchUpPasses: 3, ReadersWait: r.readersWait, After: reshardAfter}
 	if r.addOnly {
 		m, err := mover.AddShard(ctx)
 		if err != nil {

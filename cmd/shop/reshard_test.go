@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/postgres"
 	"github.com/perfscale/perfscale/shop/postgres/pgtest"
+	"github.com/perfscale/perfscale/shop/reshard"
 	"github.com/perfscale/perfscale/shop/seed"
 	"github.com/perfscale/perfscale/shop/shard"
 )
@@ -248,5 +250,111 @@ func must[T any](v T, err error) func(*testing.T) T {
 			t.Fatal(err)
 		}
 		return v
+	}
+}
+
+// A shop reshard cut short at any step (as a kill would: after the map
+// was grown, after a bucket's copy, its freeze, its final copy, its
+// switch, before the forget) and run again finishes the move: each rerun
+// says what it took over, and at the end every order of the moved
+// buckets is on the new shard once, with its line, and nothing of them is
+// left on the old one. The reruns give the added shard as --add and then
+// as --db, as docs/sharding.md says either works.
+func TestReshardCutShortAndRunAgainFinishes(t *testing.T) {
+	ctx := context.Background()
+	u1, u2, u3 := pgtest.NewDatabase(t), pgtest.NewDatabase(t), pgtest.NewDatabase(t)
+	if err := run(ctx, []string{"migrate", "--shards", "2", "--db", u1, "--db", u2}, noEnv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b := must(backend.Open(ctx, backend.Config{ShardURLs: []string{u1, u2}}))(t)
+	if _, err := b.Seed(ctx, seed.Items(3)); err != nil {
+		t.Fatal(err)
+	}
+	// Two orders in each bucket a run is cut in, one in a few others.
+	placed := 0
+	for _, bk := range []shard.Bucket{1004, 1006, 1006, 1009, 1010, 1010, 1015, 1015, 1019, 1023, 1023} {
+		placeOrderIn(ctx, t, b, bk)
+		placed++
+	}
+	b.Close()
+
+	added := []string{"reshard", "--db", u1, "--db", u2, "--add", u3, "--buckets", "1004-1023"}
+	inDB := []string{"reshard", "--db", u1, "--db", u2, "--db", u3, "--buckets", "1004-1023"}
+	for _, tc := range []struct {
+		args   []string
+		cutAt  shard.Bucket
+		step   reshard.Step
+		resume string // what the run says it took over from the run before
+	}{
+		{append(slices.Clone(added[:7]), "--add-only"), 0, "", ""},
+		{added, 1006, reshard.Frozen, ""},
+		{added, 1010, reshard.FinalCopied, "(resumed: frozen; copying again)"},
+		{inDB, 1015, reshard.Copied, "(resumed: copied and frozen; switching)"},
+		{inDB, 1023, reshard.Switched, ""},
+		{inDB, 0, "", "0 buckets moved; map: 3 shards; "},
+	} {
+		cut := false
+		reshardAfter = func(bk shard.Bucket, s reshard.Step) error {
+			if bk == tc.cutAt && s == tc.step {
+				cut = true
+				return reshard.ErrStopped
+			}
+			return nil
+		}
+		var out bytes.Buffer
+		err := run(ctx, tc.args, noEnv, &out)
+		reshardAfter = nil
+		switch {
+		case tc.step != "" && (err == nil || !strings.Contains(err.Error(), "run the same command again to finish") || !cut):
+			t.Fatalf("shop reshard cut after bucket %d %s: %v, want it stopped there, saying to run it again\n%s", tc.cutAt, tc.step, err, out.String())
+		case tc.step == "" && err != nil:
+			t.Fatalf("shop %q: %v\n%s", tc.args, err, out.String())
+		}
+		if !strings.Contains(out.String(), tc.resume) {
+			t.Errorf("shop reshard after a cut printed %q, want %q", out.String(), tc.resume)
+		}
+	}
+	if n := countOrders(t, u3); n != placed {
+		t.Errorf("the new shard has %d orders, want the %d of the moved buckets", n, placed)
+	}
+	for _, u := range []string{u1, u2} {
+		if n := countOrders(t, u); n != 0 {
+			t.Errorf("%d orders of the moved buckets left on an old shard", n)
+		}
+		conn := must(pgx.Connect(ctx, u))(t)
+		var sessions int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE (id & 1023) >= 1004`).Scan(&sessions); err != nil || sessions != 0 {
+			t.Errorf("%d sessions of the moved buckets left on an old shard (%v)", sessions, err)
+		}
+		conn.Close(ctx)
+	}
+	conn := must(pgx.Connect(ctx, u3))(t)
+	defer conn.Close(ctx)
+	var orders, lines, split int
+	if err := conn.QueryRow(ctx, `SELECT count(DISTINCT o.id), count(l.*), count(*) FILTER (WHERE l.order_id IS NULL)
+		FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id`).Scan(&orders, &lines, &split); err != nil {
+		t.Fatal(err)
+	}
+	if orders != placed || lines != placed || split != 0 {
+		t.Errorf("the new shard has %d orders with %d lines (%d orders without one), want %d orders of one line each", orders, lines, split, placed)
+	}
+}
+
+// placeOrderIn places an order of one unit of item 1 in a new session of
+// bucket bk.
+func placeOrderIn(ctx context.Context, t *testing.T, b *backend.Backend, bk shard.Bucket) {
+	t.Helper()
+	for {
+		_, hash := shop.NewToken()
+		if got, _ := shard.BucketOfTokenHash(hash); got != bk {
+			continue
+		}
+		sess := must(b.Store.CreateSession(ctx, hash))(t)
+		must(b.Store.SetCartItem(ctx, sess.ID, 1, 1))(t)
+		if _, _, err := b.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k",
+			Checkout: shop.Checkout{CustomerName: "A", Email: "a@example.com"}}); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 }
