@@ -122,3 +122,7 @@ func (s *Store) MapEpoch() int64 { return s.route.Load().epoch }
 // OwnerOfOrder is the shard (from 0) an order id is routed to by the map
 // in use: where the checkout that made it wrote it.
 func (s *Store) OwnerOfOrder(orderID int64) (int, error) { return s.byOrder(orderID, false) }
+
+// OwnerOfSession is the shard (from 0) a session id is routed to by the
+// map in use.
+func (s *Store) OwnerOfSession(sessionID int64) (int, error) { return s.bySession(sessionID, false) }
