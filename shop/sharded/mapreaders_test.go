@@ -49,10 +49,6 @@ func TestReshardWaitsForEveryProcessToRouteByTheNewMap(t *testing.T) {
 	dbs := postgres.ShardSet{old.Shards[0], old.Shards[1], third}
 	home := must(pgx.Connect(ctx, urls[0]))(t)
 	t.Cleanup(func() { home.Close(ctx) })
-	// "old" reports the map it routes by, the one before the shard was added.
-	if err := old.Sharded.ReportMapEpoch(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := home.Exec(ctx, `INSERT INTO shard_map_readers (process, epoch, seen_at) VALUES ('dead', 1, now() - interval '1 hour')`); err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +72,6 @@ func TestReshardWaitsForEveryProcessToRouteByTheNewMap(t *testing.T) {
 	stopReload, reloadStopped := context.WithCancel(ctx)
 	t.Cleanup(reloadStopped)
 	go follower.Sharded.RunMapReload(stopReload, 20*time.Millisecond)
-	if err := lagging.Sharded.ReportMapEpoch(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	// An order in the bucket to move, through "lagging".
 	mo := must(mover.Plan(ctx, 0, shard.Buckets-1))(t)[0]
@@ -92,6 +85,14 @@ func TestReshardWaitsForEveryProcessToRouteByTheNewMap(t *testing.T) {
 	type result struct {
 		r   reshard.Report
 		err error
+	}
+	// "old" reports the map before the shard was added, "lagging" the
+	// grown one; both as late as can be, as they would every second (a
+	// report older than ReaderExpiry is a dead process's).
+	for _, p := range []*backend.Backend{old, lagging} {
+		if err := p.Sharded.ReportMapEpoch(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ran := make(chan result, 1)
 	go func() {
@@ -120,6 +121,9 @@ func TestReshardWaitsForEveryProcessToRouteByTheNewMap(t *testing.T) {
 	}
 	if owner := mustOwner(ctx, t, dbs, mo.Bucket); owner != mo.From {
 		t.Fatalf("bucket %d moved to shard %d while a process could not follow", mo.Bucket, owner+1)
+	}
+	if err := lagging.Sharded.ReportMapEpoch(ctx); err != nil { // its reloads fail, its reports go on
+		t.Fatal(err)
 	}
 	if err := old.Sharded.LeaveMapReaders(ctx); err != nil { // it stops
 		t.Fatal(err)
