@@ -15,9 +15,13 @@
 # (their order reversed every other round, so a drift of the machine
 # does not favour one), and the report adds the medians over the rounds:
 # MODES="adaptive split" MULTS="1 3" ROUNDS=3 compares two policies (about
-# 10 minutes with the diagnosis).
+# 10 minutes with the diagnosis). MAX_INFLIGHT=N gives loadlab N in-flight
+# slots instead of 1,000 (a user whose new session is refused waits
+# Retry-After holding its slot, so refused sessions can saturate the
+# generator at 2x and above).
 # TARGET=cluster measures the cluster instead (scripts/cluster.sh up
-# REPLICAS, default 2, a fresh cluster per mode with --admission MODE on
+# REPLICAS, default 2, a fresh cluster per mode (so per run with ROUNDS and
+# two modes) with --admission MODE on
 # every replica, the edge cache and nginx's per-client limits off: one
 # generator stands for many clients, and the replicas' admission control
 # is what is measured; every replica restarted before each run, metrics
@@ -38,6 +42,8 @@ for mode in "${modes[@]}"; do
 done
 rounds=${ROUNDS:-1}
 [[ "$rounds" =~ ^[1-9][0-9]?$ ]] || { echo "overload: ROUNDS must be a whole number from 1 to 99, got '$rounds'" >&2; exit 2; }
+inflight=${MAX_INFLIGHT:-1000}
+[[ "$inflight" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "overload: MAX_INFLIGHT must be a whole number from 1 to 999999, got '$inflight'" >&2; exit 2; }
 cs="scripts/cluster.sh --state-dir $work/cluster"
 shop_pid=
 pids=()
@@ -121,6 +127,7 @@ start_shop() {
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "cpus: $(nproc)"
   echo "target: $target$([[ "$target" == cluster ]] && echo " ($replicas replicas behind nginx, edge cache and per-client limits off)")"
+  echo "generator in-flight slots: $inflight"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/meta.txt"
 
@@ -161,10 +168,10 @@ for run in "${runs[@]}"; do
   sampler=$!
   scrape "$out/$name.m0"
   "$work/loadlab" run --scenario shop --base "$base" --rate "$rate" --duration "$dur" --timeout 10s \
-    --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
+    --max-inflight "$inflight" --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
   scrape "$out/$name.m1"
   "$work/loadlab" run --scenario shop --base "$base" --rate "$half" --duration 10s --timeout 10s \
-    --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 || true
+    --max-inflight "$inflight" --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 || true
   alive && echo alive >"$out/$name.alive" || echo crashed >"$out/$name.alive"
   echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/$name.loadavg"
   stop
