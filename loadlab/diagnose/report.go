@@ -54,6 +54,10 @@ type Report struct {
 	Generator GeneratorCheck
 	// Watched describes each watched group of processes and why.
 	Watched []string
+	// BaselineHeldBack: no performance verdict (Performance is false),
+	// the single user's p99 was above the SLO while the machine held the
+	// baseline back (the evidence says how).
+	BaselineHeldBack bool
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -73,6 +77,9 @@ type jsonPerf struct {
 	BaselineP99      float64 `json:"baseline_p99_ms"`
 	BaselineRequests int64   `json:"baseline_requests"`
 	SLO              float64 `json:"slo_ms"`
+	// MachineBound: no verdict (problem is false), the machine held
+	// the baseline back.
+	MachineBound bool `json:"machine_bound"`
 }
 type jsonScalability struct {
 	Problem bool   `json:"problem"`
@@ -150,7 +157,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		CapacityAt:  r.CapacityAt,
 		Generator: jsonGenerator{r.Generator.Saturated, append([]int{}, r.Generator.Concurrencies...), r.Generator.MaxCPUCores,
 			ms(r.Generator.MaxDelay), r.Generator.Text},
-		Performance:      jsonPerf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO)},
+		Performance:      jsonPerf{r.Performance, ms(r.Baseline.P50), ms(r.Baseline.P99), r.Baseline.Requests, ms(r.SLO), r.BaselineHeldBack},
 		Scalability:      jsonScalability{r.Scalability, r.Kind},
 		Evidence:         r.Evidence,
 		Warnings:         r.Warnings,

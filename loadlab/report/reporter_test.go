@@ -153,3 +153,47 @@ func TestEmptyResultsRender(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A verdict withheld is said to be withheld in every form: a baseline
+// the machine held back gives no performance verdict, a ramp it held
+// back no scalability verdict, and neither reads "no problem" (the page
+// said so of a machine-bound ramp before).
+func TestEveryFormSaysAWithheldVerdictIsNone(t *testing.T) {
+	r := sampleReport(t)
+	r.Scalability, r.Kind, r.BaselineHeldBack = false, diagnose.KindMachineBound, true
+	for _, tt := range []struct {
+		format Format
+		want   []string
+	}{
+		{Text, []string{"performance (one user):    no verdict (machine-bound: the machine, not the target, held the single-user baseline back)",
+			"scalability (more users):  no verdict (machine-bound"}},
+		{HTML, []string{`<div class="answer">no verdict: the machine held the baseline back</div>`,
+			`<div class="answer">no verdict: the machine held the ramp back</div>`, `class="verdict unknown" id="verdict-performance"`}},
+		{JSON, []string{`"performance":{"problem":false,`, `"machine_bound":true}`, `"scalability":{"problem":false,"kind":"machine-bound"}`}},
+	} {
+		rep, err := For(tt.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := rep.Diagnosis(&b, r); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if tt.format == JSON {
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, b.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			out = compact.String()
+		}
+		for _, want := range tt.want {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s lacks %s:\n%s", tt.format, want, out)
+			}
+		}
+		if tt.format != JSON && strings.Contains(b.String(), "no problem") {
+			t.Errorf("%s says \"no problem\" of a withheld verdict:\n%s", tt.format, b.String())
+		}
+	}
+}

@@ -257,7 +257,11 @@ func (TextReporter) Diagnosis(w io.Writer, r *diagnose.Report) error {
 		fmt.Fprintln(ew, "  (goodput: successful answers a second; p50 and p99 of the successful answers)")
 	}
 	fmt.Fprintf(ew, "\n  capacity:                  %.0f req/s with %d users (goodput)\n", r.CapacityRPS, r.CapacityAt)
-	fmt.Fprintf(ew, "  performance (one user):    %s\n", yesNo(r.Performance, ""))
+	perf := yesNo(r.Performance, "")
+	if r.BaselineHeldBack {
+		perf = "no verdict (machine-bound: the machine, not the target, held the single-user baseline back)"
+	}
+	fmt.Fprintf(ew, "  performance (one user):    %s\n", perf)
 	fmt.Fprintf(ew, "  scalability (more users):  %s\n", yesNo(r.Scalability, r.Kind))
 	// The USL fit is the last line of the evidence, in words; the exact
 	// figures are in the JSON.
