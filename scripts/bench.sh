@@ -54,6 +54,8 @@ PAGING=${PAGING:-1}
 STATEMENTS=${STATEMENTS:-1}
 CLUSTER=${CLUSTER:-1}
 REPLICAS=${REPLICAS:-2}
+replicas_text="$REPLICAS API replicas"
+[ "$REPLICAS" = 1 ] && replicas_text="1 API replica"
 OUT=${OUT:-docs/performance.md}
 SHOP_PORT=${SHOP_PORT:-18480}
 ADMIN_PORT=${ADMIN_PORT:-18481}
@@ -370,7 +372,7 @@ single_pg() {
 }
 CLUSTER_NOTE=""
 if [ "$CLUSTER" = 1 ] && [ -x scripts/cluster.sh ]; then
-  say "the local PostgreSQL cluster ($REPLICAS replicas)"
+  say "the local PostgreSQL cluster ($replicas_text)"
   if ! cluster_phase; then
     CLUSTER_NOTE="The cluster phase failed in this run; its log ended with: $(tail -3 "$work/cluster.log" 2>/dev/null | tr '\n' ' ')"
     say "$CLUSTER_NOTE"
@@ -544,7 +546,7 @@ pgj = [r for r in rows if r[0] == "pgjourney"]
 pgs = [r for r in rows if r[0] == "pgsingle"]
 if pgj or pgs:
     av = open(os.path.join(work, "autovacuum")).read().strip() if os.path.exists(os.path.join(work, "autovacuum")) else "unknown"
-    w(f"\`scripts/cluster.sh up $REPLICAS\`: $REPLICAS API replicas and a worker on a PostgreSQL server of the cluster's own (docs/cluster.md: a small-server configuration, pg_stat_statements) behind nginx, not pinned (the generator is); one uncounted warm-up run, no \`ANALYZE\` by hand (this server's autovacuum: {av}); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over each run.")
+    w(f"\`scripts/cluster.sh up $REPLICAS\`: $replicas_text and a worker on a PostgreSQL server of the cluster's own (docs/cluster.md: a small-server configuration, pg_stat_statements) behind nginx, not pinned (the generator is); one uncounted warm-up run, no \`ANALYZE\` by hand (this server's autovacuum: {av}); CPU of every server-side process (replicas, worker, nginx, PostgreSQL with its backends, Redis, NATS) over each run.")
     w("")
 if pgj:
     journey_table(pgj, "server-side cores")

@@ -226,3 +226,20 @@ func TestQuotaHoldIsShorterThanTheAdmissionWait(t *testing.T) {
 		}
 	}
 }
+
+// What cluster.sh says of one replica, one key, is singular ("1 API
+// replicas" before).
+func TestCountSaysOneInTheSingular(t *testing.T) {
+	for _, tt := range []struct {
+		n          int
+		noun, want string
+	}{
+		{1, "API replica", "1 API replica"},
+		{2, "API replica", "2 API replicas"},
+		{0, "Redis key", "0 Redis keys"},
+	} {
+		if got := count(tt.n, tt.noun); got != tt.want {
+			t.Errorf("count(%d, %q) = %q, want %q", tt.n, tt.noun, got, tt.want)
+		}
+	}
+}

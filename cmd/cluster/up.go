@@ -83,14 +83,23 @@ func (c *cluster) up(ctx context.Context) error {
 	if c.cfg.shards() > 1 {
 		on = fmt.Sprintf("%d shards (%s_s1..%s_s%d)", c.cfg.shards(), c.cfg.Name, c.cfg.Name, c.cfg.shards())
 	}
-	c.logf("%d API replicas and a worker on %s%s; scripts/cluster.sh status shows them",
-		c.cfg.Replicas, on, c.quotaNote())
+	c.logf("%s and a worker on %s%s; scripts/cluster.sh status shows them",
+		count(c.cfg.Replicas, "API replica"), on, c.quotaNote())
 	nginx, _, err := c.dir().Load("nginx")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(c.stdout, nginx.URL("http"))
 	return nil
+}
+
+// count is n with its noun, singular for one: "1 API replica", "2 API
+// replicas".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func (c *cluster) quotaNote() string {

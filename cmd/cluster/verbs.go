@@ -75,7 +75,7 @@ func (c *cluster) rescale(ctx context.Context) error {
 	if err := c.rescalePrometheus(ctx); err != nil {
 		return err
 	}
-	c.logf("rescaled from %d to %d API replicas%s on the same database, worker and nginx", old, n, c.quotaNote())
+	c.logf("rescaled from %d to %s%s on the same database, worker and nginx", old, count(n, "API replica"), c.quotaNote())
 	r, _, err := c.dir().Load("nginx")
 	if err != nil {
 		return err
@@ -473,7 +473,7 @@ func (c *cluster) teardown(ctx context.Context) error {
 		if n, err := deleteRedisKeys(ctx, c.cfg.RedisURL, c.cfg.RedisPrefix); err != nil {
 			c.logf("could not delete the Redis keys %s*: %v", c.cfg.RedisPrefix, err)
 		} else if n > 0 {
-			c.logf("deleted %d Redis keys %s*", n, c.cfg.RedisPrefix)
+			c.logf("deleted %s %s*", count(n, "Redis key"), c.cfg.RedisPrefix)
 		}
 	}
 	for _, db := range c.cfg.Databases {

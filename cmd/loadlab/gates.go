@@ -68,8 +68,12 @@ func scaleoutThresholds(checks threshold.List, res *scaleout.Result) ([]threshol
 	for _, st := range res.Steps {
 		p99 := st.P99
 		m := threshold.Measured{Requests: 1, RPS: st.CapacityRPS, Quantile: func(float64) time.Duration { return p99 }}
+		at := fmt.Sprintf("at %d replicas", st.Replicas)
+		if st.Replicas == 1 {
+			at = "at 1 replica"
+		}
 		for _, o := range checks.Evaluate(m, nil) {
-			o.Observed = fmt.Sprintf("%s at %d replicas", o.Observed, st.Replicas)
+			o.Observed += " " + at
 			all = append(all, o)
 			if !o.Passed && failure == nil {
 				failure = failed(errors.New(o.String()))

@@ -55,6 +55,10 @@ func TestScaleoutThresholdsCheckEveryReplicaCount(t *testing.T) {
 	if _, err := scaleoutThresholds(thresholds(t, "rps>400", "p99<=40ms"), res); err != nil {
 		t.Fatalf("thresholds that hold failed: %v", err)
 	}
+	// One replica is said in the singular ("at 1 replicas" before).
+	if _, err := scaleoutThresholds(thresholds(t, "rps>700"), res); err == nil || err.Error() != "threshold rps>700 failed: rps 600.0 at 1 replica" {
+		t.Fatalf("err %v", err)
+	}
 	for _, bad := range []string{"p50<10ms", "errors<1%", "menu:rps>5"} {
 		_, _, err := loadlab("scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--threshold", bad)
 		if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "--threshold "+bad) {
