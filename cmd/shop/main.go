@@ -34,8 +34,40 @@ func main() {
 			return
 		}
 		fmt.Fprintf(os.Stderr, "shop: %v\n", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// Exit codes, as loadlab's: 0 after --help or a clean shutdown.
+const (
+	exitFailed   = 1 // it could not start, or failed while it ran
+	exitBadInput = 2 // a bad flag, value, argument or environment variable: nothing was started
+)
+
+// badInputError marks an error in what shop was given: exit 2.
+type badInputError struct{ err error }
+
+func (e *badInputError) Error() string { return e.err.Error() }
+func (e *badInputError) Unwrap() error { return e.err }
+
+// badInput marks err as bad input (--help's flag.ErrHelp is left as is).
+func badInput(err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &badInputError{err}
+}
+
+// exitCode is the exit status for run's error.
+func exitCode(err error) int {
+	var bad *badInputError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &bad):
+		return exitBadInput
+	}
+	return exitFailed
 }
 
 // logFlushEvery bounds how late a log line reaches stdout.
@@ -51,13 +83,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	cfg, err := parseConfig(args, getenv, stdout)
 	if err != nil {
-		return err
+		return badInput(err)
 	}
 	logs := newBatchedLog(stdout, logFlushEvery)
 	defer logs.Close()
 	log, err := newLogger(cfg.logLevel, logs)
 	if err != nil {
-		return err
+		return badInput(err)
 	}
 	switch {
 	case cfg.migrate:
@@ -106,7 +138,7 @@ func migrate(ctx context.Context, cfg *config, log *slog.Logger) error {
 // clusters do) gives back the storage the stream reserved.
 func dropEvents(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.NATSURL == "" {
-		return errors.New("drop-events needs --nats (or SHOP_NATS_URL)")
+		return badInput(errors.New("drop-events needs --nats (or SHOP_NATS_URL)"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -122,7 +122,7 @@ var reshardAfter func(b shard.Bucket, s reshard.Step) error
 func runReshard(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
 	r, err := parseReshard(args, stdout)
 	if err != nil {
-		return err
+		return badInput(err)
 	}
 	set, err := backend.OpenForReshard(ctx, backend.Config{ShardURLs: r.shards, Jobs: jobs.Config{Logger: log}}, r.add)
 	if err != nil {

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// shop exits as loadlab does: 2 on bad input (nothing started), 1 when
+// it cannot start, 0 after --help; each error is one line on stderr. Bad
+// input exited 1 before.
+func TestExitCodes(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--workers", "0"}, exitBadInput, "shop: --workers must be"},
+		{[]string{"--no-such-flag"}, exitBadInput, "shop: flag provided but not defined: -no-such-flag (see shop --help)"},
+		{[]string{"serve"}, exitBadInput, `shop: unexpected argument "serve"`},
+		{[]string{"--log-level", "loud"}, exitBadInput, "shop: --log-level must be"},
+		{[]string{"drop-events"}, exitBadInput, "shop: drop-events needs --nats"},
+		{[]string{"reshard", "--db", "mysql://x/y"}, exitBadInput, "shop: reshard: --db must be a postgres:// URL"},
+		{[]string{"migrate", "--db", "postgres://nobody@127.0.0.1:1/shop"}, exitFailed, "shop: postgres at 127.0.0.1:1/shop is not reachable"},
+		{[]string{"--help"}, 0, ""},
+		{[]string{"reshard", "--help"}, 0, ""},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			cmd := exec.Command(exe, append(tt.args, "--data-dir", t.TempDir())...)
+			if tt.args[0] == "reshard" {
+				cmd.Args = append([]string{exe}, tt.args...) // reshard has no --data-dir
+			}
+			cmd.Env = append(os.Environ(), "SHOP_TEST_RUN_MAIN=1")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			line := strings.TrimSuffix(stderr.String(), "\n")
+			if code != tt.code || !strings.HasPrefix(line, tt.want) || (tt.code != 0 && strings.Contains(line, "\n")) {
+				t.Errorf("exit %d, stderr %q; want exit %d and one line starting %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
