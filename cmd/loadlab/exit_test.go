@@ -138,6 +138,9 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--stages", "1s:10", "--duration", "5s", url}, "give no --duration or --requests"},
 		{[]string{"run", "--stages", "1s:2.5", "--stage-users", url}, "2.5 users is not a whole number"},
 		{[]string{"run", "--stage-users", "--rate", "5", url}, "--stage-users applies to --stages only"},
+		// The file's flag is named (it was "open /no/such/body: ...").
+		{[]string{"run", "--rate", "5", "--body-file", "/no/such/body", url}, "--body-file /no/such/body: open /no/such/body: no such file"},
+		{[]string{"run", "--rate", "5", "--targets", "/no/such/targets"}, "--targets /no/such/targets: open /no/such/targets: no such file"},
 		{[]string{"diagnose", "--bogus", url}, "see loadlab diagnose --help"},
 		{[]string{"scaleout", "--bogus"}, "see loadlab scaleout --help"},
 		{[]string{"fit", "--bogus"}, "see loadlab fit --help"},

@@ -360,7 +360,7 @@ func (f *runFlags) readTargets() (*scenario.Targets, error) {
 	}
 	file, err := os.Open(*f.targets)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--targets %s: %w", *f.targets, err)
 	}
 	defer file.Close()
 	return scenario.ReadTargets(file, *f.targetsFormat, filepath.Dir(*f.targets), extra)
@@ -386,7 +386,7 @@ func (f *runFlags) request(rawURL string) (*load.Request, error) {
 	case *f.bodyFile != "":
 		b, err := os.ReadFile(*f.bodyFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--body-file %s: %w", *f.bodyFile, err)
 		}
 		body = b
 	case *f.body != "":

@@ -279,7 +279,11 @@ func ReadCSV(r io.Reader) ([]Point, error) {
 		return nil, errors.New("line 1: the file is empty; want a header line N,X and at least 3 points")
 	}
 	if len(pts) < MinPoints {
-		return nil, fmt.Errorf("line %d: only %d points; the fit needs at least %d", lastLine(cr), len(pts), MinPoints)
+		points := fmt.Sprintf("%d points", len(pts))
+		if len(pts) == 1 {
+			points = "1 point"
+		}
+		return nil, fmt.Errorf("line %d: only %s; the fit needs at least %d", lastLine(cr), points, MinPoints)
 	}
 	sort.Slice(pts, func(i, j int) bool { return pts[i].N < pts[j].N })
 	return pts, nil

@@ -108,6 +108,7 @@ func TestReadCSVRejectsBadInput(t *testing.T) {
 		{"empty", "", "line 1: the file is empty"},
 		{"no header", "1,10\n2,20\n3,30\n", "line 1: the first line must be a header"},
 		{"too few points", "N,X\n1,10\n2,20\n", "line 3: only 2 points"},
+		{"one point", "N,X\n1,10\n", "line 2: only 1 point; the fit needs at least 3"},
 		{"not a number", "N,X\n1,10\n2,abc\n3,30\n", "line 3: X \"abc\" is not a number"},
 		{"N not a number", "N,X\n1,10\nx,20\n3,30\n", "line 3: N \"x\" is not a number"},
 		{"N below one", "N,X\n1,10\n0,20\n3,30\n", "line 3: N must be at least 1"},
