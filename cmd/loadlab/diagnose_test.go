@@ -86,10 +86,22 @@ func TestDiagnoseWritesJSONAndHTML(t *testing.T) {
 	url := startLockServer(t)
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "d.json"), filepath.Join(dir, "d.html")
-	out, _, err := loadlab("diagnose", "--slo", "30ms", "--max-concurrency", "16", "--step-duration", "400ms",
-		"--baseline-requests", "30", "--json", jsonPath, "--html", htmlPath, url)
-	if err != nil {
-		t.Fatal(err)
+	// A ramp the machine held back gets no verdict (the lab says so,
+	// machine-bound) and is measured again, as in the ground-truth
+	// tests: at a load average of 50 the lock server's processes waited
+	// for a CPU 0.50 cores' worth while running 0.02.
+	var out string
+	for attempt := 1; ; attempt++ {
+		var err error
+		out, _, err = loadlab("diagnose", "--slo", "30ms", "--max-concurrency", "16", "--step-duration", "400ms",
+			"--baseline-requests", "30", "--json", jsonPath, "--html", htmlPath, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "scalability (more users):  no verdict (machine-bound") || attempt == 3 {
+			break
+		}
+		t.Logf("attempt %d: machine-bound", attempt)
 	}
 	const kind = "contention"
 	if !strings.Contains(out, "scalability (more users):  PROBLEM ("+kind+")") || !strings.Contains(out, "- USL fit: σ = ") {
