@@ -213,7 +213,11 @@ func DiagnoseProgress(phase string, s diagnose.Step) string {
 	if !math.IsNaN(s.ServerInFlight) {
 		cpu += fmt.Sprintf("  server in flight %.1f", s.ServerInFlight)
 	}
-	return fmt.Sprintf("  %-8s %3d users  %9.1f req/s  p50 %8s  p99 %8s  errors %s%s", phase, s.Concurrency,
+	users := "users"
+	if s.Concurrency == 1 {
+		users = "user " // the columns stay aligned
+	}
+	return fmt.Sprintf("  %-8s %3d %s  %9.1f req/s  p50 %8s  p99 %8s  errors %s%s", phase, s.Concurrency, users,
 		s.ThroughputRPS, ms(s.P50), ms(s.P99), stepErrors(s), cpu)
 }
 

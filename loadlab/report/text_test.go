@@ -1,10 +1,12 @@
 package report
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/diagnose"
 	"github.com/perfscale/perfscale/loadlab/load"
 )
 
@@ -22,5 +24,18 @@ func TestRunProgress(t *testing.T) {
 	s.Saturated = true
 	if line := RunProgress(s); !strings.Contains(line, "GENERATOR SATURATED") {
 		t.Errorf("progress line %q does not say the generator is saturated", line)
+	}
+}
+
+// One user is said in the singular ("baseline   1 users" before), the
+// columns aligned with the steps' lines.
+func TestDiagnoseProgressSaysOneUser(t *testing.T) {
+	nan := math.NaN()
+	step := func(n int) string {
+		return DiagnoseProgress("ramp", diagnose.Step{Concurrency: n, ThroughputRPS: 100, ServerCPUCores: nan, ServerCPUWaitCores: nan, ServerInFlight: nan})
+	}
+	one, two := step(1), step(2)
+	if !strings.Contains(one, "  1 user   ") || !strings.Contains(two, "  2 users  ") || strings.Index(one, "req/s") != strings.Index(two, "req/s") {
+		t.Errorf("progress lines:\n%s\n%s", one, two)
 	}
 }
