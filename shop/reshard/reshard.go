@@ -374,11 +374,11 @@ type LaggingError struct {
 
 func (e *LaggingError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "after %s, %d process(es) still route by a map older than epoch %d:", e.Waited.Round(time.Second), len(e.Lagging), e.Epoch)
+	fmt.Fprintf(&b, "after %s, %d process(es) still route by a map older than epoch %d (a process leaves the list when it stops, or %s after it is killed):", e.Waited.Round(time.Second), len(e.Lagging), e.Epoch, ReaderExpiry)
 	for _, r := range e.Lagging {
 		fmt.Fprintf(&b, " %s (epoch %d, seen %s ago)", r.Process, r.Epoch, r.Age.Round(time.Millisecond))
 	}
-	b.WriteString(": restart them with every shard's --db (or let them reach shard 1), then run the same command again")
+	b.WriteString(": restart them with every shard's --db, or let them reach shard 1")
 	return b.String()
 }
 
