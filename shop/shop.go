@@ -223,6 +223,10 @@ type CatalogService interface {
 	CatalogVersion(ctx context.Context) (int64, error)
 	// Item returns one item, available or not; ENOTFOUND if absent.
 	Item(ctx context.Context, id int64) (*Item, error)
+	// Items returns the items among ids that exist, in id order, in one
+	// read where the store can (a cache refreshing what it holds makes
+	// one call, not one per item); ids absent are left out.
+	Items(ctx context.Context, ids []int64) ([]Item, error)
 	ListItems(ctx context.Context, f ItemFilter) (*ItemPage, error)
 	// UpdateItem applies an admin change and bumps the catalog version.
 	UpdateItem(ctx context.Context, id int64, u ItemUpdate) (*Item, error)

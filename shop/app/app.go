@@ -351,6 +351,7 @@ func (a *App) openCache(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	go cached.Run(a.background)
 	a.version, a.cached = version, cached
 	a.catalog, a.sessions = cached, cached
 	a.localSessions()

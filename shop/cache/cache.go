@@ -15,7 +15,15 @@
 //   - An item's price and availability follow the catalog version; its
 //     stock may lag by up to Config.ItemTTL (1 s) after another replica's
 //     checkout. Checkout re-reads stock in its transaction, so no order is
-//     ever placed on a stale figure.
+//     ever placed on a stale figure. The items requests asked for in the
+//     last two refreshes are read again together, in one store call every
+//     three quarters of ItemTTL (Run, RefreshItems), before they expire:
+//     one read a period for the whole catalog being browsed, where a read
+//     an item each ItemTTL cost PostgreSQL a statement and a commit each.
+//   - A checkout through this process takes the units it sold off the
+//     cached stock at once (and an item it sold out goes with the catalog
+//     version); the item keeps the time it was read, so the lag above
+//     still runs from that read.
 //   - A page of the item listing follows the catalog version too, and its
 //     stock figures may lag by up to ItemTTL after any checkout, this
 //     replica's included: a page holds many items, and dropping every page
@@ -31,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -87,6 +96,8 @@ type Config struct {
 	Logger *slog.Logger
 	// now is the clock, for tests of expiry.
 	now func() time.Time
+	// clock is the item cache's clock, for tests of expiry (nil: otter's).
+	clock otter.Clock
 }
 
 func (c *Config) defaults() {
@@ -127,9 +138,11 @@ type Cache struct {
 	// seen is the catalog version items and pages were last judged
 	// fresh under (see fresh).
 	seen     atomic.Int64
-	items    *otter.Cache[int64, *shop.Item]
+	items    *otter.Cache[int64, *cachedItem]
 	pages    *otter.Cache[shop.ItemFilter, *shop.ItemPage]
 	sessions *otter.Cache[string, *shop.Session]
+	// nowNano is the item cache's clock.
+	nowNano func() int64
 }
 
 // New reads the catalog version once and returns the cache. Call Run to keep
@@ -137,10 +150,20 @@ type Cache struct {
 func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 	cfg.defaults()
 	c := &Cache{Store: next, cfg: cfg}
+	if cfg.clock != nil {
+		c.nowNano = cfg.clock.NowNano
+	} else {
+		c.nowNano = func() int64 { return time.Now().UnixNano() } // otter's default clock
+	}
 	var err error
-	c.items, err = otter.New(&otter.Options[int64, *shop.Item]{
-		MaximumSize:      cfg.MaxItems,
-		ExpiryCalculator: otter.ExpiryWriting[int64, *shop.Item](cfg.ItemTTL),
+	c.items, err = otter.New(&otter.Options[int64, *cachedItem]{
+		MaximumSize: cfg.MaxItems,
+		// Kept ItemTTL from when the store was read, however often the
+		// cache changed it since (a checkout here).
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[int64, *cachedItem]) time.Duration {
+			return time.Duration(e.Value.readAt + int64(cfg.ItemTTL) - c.nowNano())
+		}),
+		Clock: cfg.clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("item cache: %w", err)
@@ -175,10 +198,88 @@ func New(ctx context.Context, next Store, cfg Config) (*Cache, error) {
 	return c, nil
 }
 
-// Run keeps the catalog version current until ctx ends (Version.Run).
-// When the version is shared (Config.Version), run it once, here or
-// through the Version.
-func (c *Cache) Run(ctx context.Context) { c.version.Run(ctx) }
+// Run keeps the cache current until ctx ends: the catalog version
+// (Version.Run) when the cache keeps its own (a shared Config.Version is
+// run by its owner), and the items requests keep asking for, read again
+// together every three quarters of ItemTTL (RefreshItems), so they do not
+// expire one by one into a store read each.
+func (c *Cache) Run(ctx context.Context) {
+	if c.cfg.Version == nil {
+		go c.version.Run(ctx)
+	}
+	t := time.NewTicker(c.cfg.ItemTTL * 3 / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := c.RefreshItems(ctx); err != nil && ctx.Err() == nil {
+				// The items expire as they would have; each is read
+				// again by the next request asking for it.
+				c.cfg.Logger.Warn("refresh cached items", "error", err.Error())
+			}
+		}
+	}
+}
+
+// cachedItem is an item as the cache keeps it: when the store was read
+// for it, and for how many more refreshes it is to be read again (a
+// request asking for it sets askedRefreshes, each refresh takes one).
+type cachedItem struct {
+	item           shop.Item
+	readAt         int64 // the item cache's clock
+	askedRefreshes atomic.Int32
+}
+
+// askedRefreshes is how many refreshes read an item again after a request
+// asked for it: two, so an item asked for about once an ItemTTL (what an
+// edge cache revalidating it each second sends) is refreshed without a
+// gap, at the cost of a row or two in a read made anyway.
+const askedRefreshes = 2
+
+func (e *cachedItem) ask() {
+	if e.askedRefreshes.Load() != askedRefreshes {
+		e.askedRefreshes.Store(askedRefreshes)
+	}
+}
+
+// RefreshItems reads again, in one store call (shop.CatalogService.Items),
+// the cached items that requests asked for since they were read, and keeps
+// them another ItemTTL. An item nobody asked for is left to expire, so the
+// refresh reads what is being browsed, not the whole catalog ever seen. An
+// item dropped or read again meanwhile (a checkout sold it, the catalog
+// changed) keeps what happened to it: the refresh does not overwrite it
+// with what it read before.
+func (c *Cache) RefreshItems(ctx context.Context) error {
+	c.fresh()
+	asked := map[int64]*cachedItem{}
+	for id, e := range c.items.All() {
+		if e.askedRefreshes.Load() > 0 {
+			asked[id] = e
+		}
+	}
+	if len(asked) == 0 {
+		return nil
+	}
+	readAt := c.nowNano()
+	items, err := c.Store.Items(ctx, slices.Collect(maps.Keys(asked)))
+	if err != nil {
+		return fmt.Errorf("refresh %d cached items: %w", len(asked), err)
+	}
+	for _, it := range items {
+		was := asked[it.ID]
+		c.items.ComputeIfPresent(it.ID, func(cur *cachedItem) (*cachedItem, otter.ComputeOp) {
+			if cur != was {
+				return cur, otter.CancelOp
+			}
+			next := &cachedItem{item: it, readAt: readAt}
+			next.askedRefreshes.Store(max(cur.askedRefreshes.Load()-1, 0))
+			return next, otter.WriteOp
+		})
+	}
+	return nil
+}
 
 // Poll reads the store's catalog version once.
 func (c *Cache) Poll(ctx context.Context) error { return c.version.Poll(ctx) }
@@ -223,12 +324,23 @@ func (c *Cache) Menu(ctx context.Context) (*shop.Menu, error) {
 // many requests ask for it at the same time.
 func (c *Cache) Item(ctx context.Context, id int64) (*shop.Item, error) {
 	c.fresh()
-	it, err := loadOnce(ctx, c.items, id, c.Store.Item)
+	e, err := loadOnce(ctx, c.items, id, c.loadItem)
 	if err != nil {
 		return nil, err
 	}
-	cp := *it // callers may not change the cached value
+	e.ask()      // RefreshItems reads it again before it expires
+	cp := e.item // callers may not change the cached value
 	return &cp, nil
+}
+
+// loadItem reads the item from the store, noting when.
+func (c *Cache) loadItem(ctx context.Context, id int64) (*cachedItem, error) {
+	readAt := c.nowNano()
+	it, err := c.Store.Item(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &cachedItem{item: *it, readAt: readAt}, nil
 }
 
 // errLoadedOnce ends a Get whose own load the cache has already refused
@@ -295,6 +407,18 @@ func (c *Cache) UpdateItem(ctx context.Context, id int64, u shop.ItemUpdate) (*s
 	return it, err
 }
 
+// sold takes quantity units off the cached stock of the item, keeping the
+// time it was read (so not its lifetime): what this process sold shows at
+// once, without reading the item again.
+func (c *Cache) sold(id int64, quantity int) {
+	c.items.ComputeIfPresent(id, func(cur *cachedItem) (*cachedItem, otter.ComputeOp) {
+		next := &cachedItem{item: cur.item, readAt: cur.readAt}
+		next.item.Stock = max(cur.item.Stock-int64(quantity), 0)
+		next.askedRefreshes.Store(cur.askedRefreshes.Load())
+		return next, otter.WriteOp
+	})
+}
+
 // --- sessions ---
 
 // CreateSession stores the session and remembers it: the client's next
@@ -343,11 +467,11 @@ type ordering struct {
 func (o *ordering) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
 	order, created, err := o.Ordering.PlaceOrder(ctx, p)
 	if err == nil && created {
-		for _, l := range order.Lines {
-			o.c.items.Invalidate(l.ItemID)
-		}
 		if order.SoldOut {
-			o.c.version.changed(ctx)
+			o.c.version.changed(ctx) // every item and page goes
+		}
+		for _, l := range order.Lines {
+			o.c.sold(l.ItemID, l.Quantity)
 		}
 	}
 	var short *shop.OutOfStockError

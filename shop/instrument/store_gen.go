@@ -47,6 +47,10 @@ func (s *Store) Item(ctx context.Context, a1 int64) (*shop.Item, error) {
 	return timed(s, "item", func() (*shop.Item, error) { return s.next.Item(ctx, a1) })
 }
 
+func (s *Store) Items(ctx context.Context, a1 []int64) ([]shop.Item, error) {
+	return timed(s, "items", func() ([]shop.Item, error) { return s.next.Items(ctx, a1) })
+}
+
 func (s *Store) ListItems(ctx context.Context, a1 shop.ItemFilter) (*shop.ItemPage, error) {
 	return timed(s, "list_items", func() (*shop.ItemPage, error) { return s.next.ListItems(ctx, a1) })
 }

@@ -265,6 +265,11 @@ func checkout(t *testing.T, b *backend.Backend, round int) placedOrder {
 	must(s.CatalogVersion(ctx))(t)
 	must(s.ListItems(ctx, shop.ItemFilter{Limit: 20}))(t)
 	must(s.Item(ctx, int64(7+round)))(t)
+	browsed := make([]int64, 200) // a replica's refresh of the items being browsed
+	for i := range browsed {
+		browsed[i] = int64(1 + (i*37+round)%10_000)
+	}
+	must(s.Items(ctx, browsed))(t)
 	must(s.SetCartItem(ctx, sess.ID, int64(11+round), 2))(t)
 	cart := must(s.SetCartItem(ctx, sess.ID, int64(100+round), 1))(t)
 	must(s.Cart(ctx, sess.ID))(t)

@@ -72,6 +72,10 @@ func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
 	return get(s.reads, ctx, retried, func(ctx context.Context) (*shop.Item, error) { return s.next.Item(ctx, id) })
 }
 
+func (s *Store) Items(ctx context.Context, ids []int64) ([]shop.Item, error) {
+	return get(s.reads, ctx, retried, func(ctx context.Context) ([]shop.Item, error) { return s.next.Items(ctx, ids) })
+}
+
 func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
 	return get(s.reads, ctx, retried, func(ctx context.Context) (*shop.ItemPage, error) { return s.next.ListItems(ctx, f) })
 }

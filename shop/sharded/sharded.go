@@ -171,6 +171,14 @@ func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
 	return it, err
 }
 
+func (s *Store) Items(ctx context.Context, ids []int64) ([]shop.Item, error) {
+	items, err := s.home().Store.Items(ctx, ids)
+	for i := range items {
+		s.withFigure(&items[i])
+	}
+	return items, err
+}
+
 func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
 	p, err := s.home().Store.ListItems(ctx, f)
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/perfscale/perfscale/shop"
@@ -73,6 +74,26 @@ func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
 		return nil, fmt.Errorf("item %d: %w", id, err)
 	}
 	return it, nil
+}
+
+// itemsPerRead bounds the ids of one statement of Items: SQLite takes one
+// placeholder an id (its limit is 32,766), PostgreSQL one array.
+const itemsPerRead = 1000
+
+// Items returns the items among ids that exist, in id order: one statement
+// for up to itemsPerRead of them.
+func (s *Store) Items(ctx context.Context, ids []int64) ([]shop.Item, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	var items []shop.Item
+	for chunk := range slices.Chunk(ids, itemsPerRead) {
+		in, args := s.dialect.InIDs("id", chunk)
+		got, err := query(ctx, s.db.Catalog(), scanItem, `SELECT `+itemColumns+` FROM items WHERE `+in+` ORDER BY id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read %d items: %w", len(chunk), err)
+		}
+		items = append(items, got...)
+	}
+	return items, nil
 }
 
 // ListItems returns a keyset page of items in id order.

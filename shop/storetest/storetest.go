@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore Factory, setNotes TxWriter) {
 		{"MenuListsAvailableItemsByCategory", testMenu},
 		{"MenuVersionChangesWithTheMenu", testMenuVersion},
 		{"ItemByID", testItem},
+		{"ItemsTogether", testItems},
 		{"ListItemsPagesWithoutGapsOrRepeats", testListItemsPaging},
 		{"ListItemsFilters", testListItemsFilters},
 		{"UpdateItem", testUpdateItem},
@@ -219,6 +220,38 @@ func testItem(t *testing.T, newStore Factory) {
 	}
 	_, err := s.Item(ctx, 4)
 	wantCode(t, err, shop.ENOTFOUND)
+}
+
+// testItems: the items among the ids asked for, in id order, once each,
+// past the thousand ids a statement takes; absent ids left out.
+func testItems(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	const n = 1003
+	its := items(n)
+	its[4].Available = false
+	s := newStore(t, its, nil)
+	ids := []int64{n + 7, 2}
+	for id := int64(n); id >= 1; id-- {
+		ids = append(ids, id)
+	}
+	got := must(s.Items(ctx, ids))(t)
+	if len(got) != n {
+		t.Fatalf("%d items for %d ids, %d of them existing once each", len(got), len(ids), n)
+	}
+	for i, it := range got {
+		if it.ID != int64(i+1) {
+			t.Fatalf("item %d is id %d, want %d (id order)", i, it.ID, i+1)
+		}
+	}
+	for _, id := range []int64{1, 5, n} {
+		one := must(s.Item(ctx, id))(t)
+		if got[id-1] != *one {
+			t.Errorf("item %d read together = %+v, alone = %+v", id, got[id-1], *one)
+		}
+	}
+	if none := must(s.Items(ctx, nil))(t); len(none) != 0 {
+		t.Errorf("no ids gave %d items", len(none))
+	}
 }
 
 func testListItemsPaging(t *testing.T, newStore Factory) {
