@@ -100,6 +100,14 @@ func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
 			b.Drop()
 			return next(w, r)
 		}
+		defer func() {
+			// A panic is answered above (handle); the slot must not go
+			// with it: a bound of a few slots would lose them for good.
+			if v := recover(); v != nil {
+				b.Drop()
+				panic(v)
+			}
+		}()
 		start := time.Now()
 		err = next(w, r)
 		if measured(ctx, err) {

@@ -1,11 +1,13 @@
 package httpapi_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/httpapi"
 )
 
@@ -101,5 +103,34 @@ func TestSplitAdmissionServesAWaitingCheckoutBeforeAnEarlierCartUpdate(t *testin
 	}
 	if r := <-cart; r.status != http.StatusOK {
 		t.Fatalf("the cart update: %d %s, want 200 once the writer was free", r.status, r.body)
+	}
+}
+
+// panickingOrders panics in PlaceOrder, as a defect would.
+type panickingOrders struct{ shop.Ordering }
+
+func (panickingOrders) PlaceOrder(context.Context, shop.PlaceOrder) (*shop.Order, bool, error) {
+	panic("a defect in the order desk")
+}
+
+// A request that panics returns its slot: with one write slot, the writes
+// after it are served, not refused for good.
+func TestSplitAdmissionGetsTheSlotBackFromAPanic(t *testing.T) {
+	a := newAPI(t, options{
+		admission: httpapi.AdmissionConfig{On: true, Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: time.Nanosecond},
+		orders:    func(s shop.Ordering) shop.Ordering { return panickingOrders{s} },
+	})
+	tok := a.session()
+	a.add(tok, 1, 1)
+	// Sent past the test client's OpenAPI check: the document lists no 500.
+	r := <-a.async(req{method: "POST", path: "/v1/orders", token: tok,
+		body: `{"customer_name": "Ada Lovelace", "email": "ada@example.com"}`, header: map[string]string{"Idempotency-Key": "panics-1"}})
+	if r.status != http.StatusInternalServerError {
+		t.Fatalf("the panicking checkout: %d %s, want 500", r.status, r.body)
+	}
+	for i := range 3 {
+		if r := a.do(req{method: "PUT", path: "/v1/cart/items/2", token: tok, body: map[string]int{"quantity": 1}}); r.status != http.StatusOK {
+			t.Fatalf("cart update %d after the panic: %d %s, want 200", i+1, r.status, r.body)
+		}
 	}
 }
