@@ -141,6 +141,12 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		// The file's flag is named (it was "open /no/such/body: ...").
 		{[]string{"run", "--rate", "5", "--body-file", "/no/such/body", url}, "--body-file /no/such/body: open /no/such/body: no such file"},
 		{[]string{"run", "--rate", "5", "--targets", "/no/such/targets"}, "--targets /no/such/targets: open /no/such/targets: no such file"},
+		// A value its flag's type cannot take says what the flag wants
+		// (it was 'invalid value "abc" for flag -rate: parse error').
+		{[]string{"run", "--rate", "abc", url}, `run: --rate "abc": want a number (see loadlab run --help)`},
+		{[]string{"run", "--concurrency", "1.5", url}, `--concurrency "1.5": want a whole number`},
+		{[]string{"diagnose", "--slo", "50", url}, `diagnose: --slo "50": want a duration with a unit, such as 500ms or 2s`},
+		{[]string{"run", "--rate", "5", "--stage-users=maybe", url}, `--stage-users "maybe": want true or false`},
 		{[]string{"diagnose", "--bogus", url}, "see loadlab diagnose --help"},
 		{[]string{"scaleout", "--bogus"}, "see loadlab scaleout --help"},
 		{[]string{"fit", "--bogus"}, "see loadlab fit --help"},

@@ -11,8 +11,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/perfscale/perfscale/loadlab/report"
 )
@@ -195,9 +197,45 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, errUsageShown
 	}
 	if err != nil {
-		return nil, badInput(fmt.Errorf("%s: %v (see loadlab %s --help)", fs.Name(), err, fs.Name()))
+		return nil, badInput(fmt.Errorf("%s: %s (see loadlab %s --help)", fs.Name(), flagError(fs, err), fs.Name()))
 	}
 	return pos, nil
+}
+
+// badFlagValue is the flag package's error for a value its type cannot
+// parse, which says only "parse error".
+var badFlagValue = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-([^:]+): parse error$`)
+
+// flagError is err with the flag package's "parse error" replaced by what
+// the flag wants: --rate abc said only 'invalid value "abc" for flag
+// -rate: parse error'.
+func flagError(fs *flag.FlagSet, err error) string {
+	m := badFlagValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err.Error()
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err.Error()
+	}
+	getter, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err.Error()
+	}
+	var want string
+	switch getter.Get().(type) {
+	case time.Duration:
+		want = "a duration with a unit, such as 500ms or 2s"
+	case float64:
+		want = "a number"
+	case int, int64, uint, uint64:
+		want = "a whole number"
+	case bool:
+		want = "true or false"
+	default:
+		return err.Error()
+	}
+	return fmt.Sprintf("--%s %q: want %s", m[2], m[1], want)
 }
 
 // parseInterspersed parses flags that may come before or after positional

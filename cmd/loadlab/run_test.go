@@ -57,7 +57,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"run", "--rate", "5", "--scenario", "/no/such/file.yaml"}, "no such file"},
 		{[]string{"run", "--rate", "5", "--base", "http://x", "http://127.0.0.1:1/"}, "--base applies"},
 		{[]string{"run", "--rate", "5", "--client", "curl", "http://127.0.0.1:1/"}, "unknown client"},
-		{[]string{"run", "--rate", "x", "http://127.0.0.1:1/"}, "invalid value"},
+		{[]string{"run", "--rate", "x", "http://127.0.0.1:1/"}, `--rate "x": want a number`},
 		{[]string{"run", "--rate", "5", "--method", "GE T", "http://127.0.0.1:1/"}, "not an HTTP method"},
 		{[]string{"run", "--rate", "5", "http://a/", "http://b/"}, "one URL only"},
 		{[]string{"frobnicate"}, "unknown command"},
