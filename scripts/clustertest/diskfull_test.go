@@ -87,7 +87,7 @@ func TestDiskFullOnTheEmbeddedDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSQLite(t, dbPath, initial, s.orders())
-	table := faultTable([]faultRow{row}, s, !t.Failed())
+	table := faultTable([]faultRow{row}, s, 1, !t.Failed())
 	t.Logf("\n%s", table)
 	appendTable(t, table)
 	if b, err := os.ReadFile(logFile); err == nil {

@@ -53,35 +53,7 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	requireServices(t)
 	rds, nts := redistest.Start(t), natstest.Start(t)
-	// PostgreSQL is a server of a cluster's own, with a streaming standby
-	// (the read replica), so that both can be killed (cluster.sh kill-db 1,
-	// kill-db standby) and started again without touching the machine's
-	// shared server; that cluster's replica and worker are not used and
-	// are stopped at once.
-	dbc := startCluster(t, nil, "1", "--db-replica")
-	dbc.mustScript("kill-replica", "1")
-	dbc.mustScript("kill-replica", "worker")
-	_, dbURLs := dbc.databases()
-	server, err := url.Parse(dbURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	standby, err := url.Parse(dbc.statusValue("read replica"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tox := toxitest.New(t, map[string]string{
-		"postgres": server.Host,
-		"standby":  standby.Host,
-		"redis":    strings.TrimSuffix(strings.TrimPrefix(rds.URL(), "redis://"), "/0"),
-		"nats":     strings.TrimPrefix(nts.URL(), "nats://"),
-	})
-	c := startCluster(t, map[string]string{
-		"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
-		"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
-	}, "2", "--pg-url", "postgres://postgres@"+tox.Addr("postgres")+"/postgres",
-		"--pg-replica-url", "postgres://postgres@"+tox.Addr("standby")+"/postgres")
-	_, urls := c.databases()
+	shards := faultShards(t)
 	const (
 		shoppers  = 6
 		browsers  = 2
@@ -89,6 +61,22 @@ func TestFaultMatrix(t *testing.T) {
 		items     = 8
 		scarceQty = 40
 	)
+	var c, dbc *cluster
+	var tox *toxitest.Proxies
+	if shards == 1 {
+		c, dbc, tox = unshardedFaultCluster(t, rds, nts)
+	} else {
+		// The shards are the cluster's own servers (cluster.sh up --shards
+		// takes no --pg-url), so only Redis and NATS are behind Toxiproxy;
+		// kill-db K crashes shard K.
+		tox = toxitest.New(t, map[string]string{"redis": redisHost(rds), "nats": natsHost(nts)})
+		c = startCluster(t, map[string]string{
+			"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
+			"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
+		}, "2", "--shards", strconv.Itoa(shards))
+		dbc = c
+	}
+	_, urls := c.databases()
 	for id := 1; id <= items; id++ {
 		stock := 100000
 		if id <= scarce {
@@ -96,9 +84,9 @@ func TestFaultMatrix(t *testing.T) {
 		}
 		c.must("PUT", fmt.Sprintf("/v1/admin/items/%d", id), adminToken, map[string]int{"stock": stock}, 200)
 	}
-	initial := totalStock(t, urls)
+	initial := stockBefore(t, urls, scarce, scarceQty)
 
-	faults := faultList(t, c, dbc, tox, rds, nts)
+	faults := faultList(t, c, dbc, tox, rds, nts, shards)
 	if which != "all" {
 		var chosen []fault
 		for _, name := range strings.Split(which, ",") {
@@ -119,7 +107,9 @@ func TestFaultMatrix(t *testing.T) {
 	}
 
 	var obs observations
-	s := newObservedStorm(c, shoppers, items, obs.add)
+	// Shopper i's session is on shard i mod S + 1, so a killed shard
+	// holds some of them.
+	s := startStorm(c, sessionsOverShards(c, shoppers, shards), items, obs.add)
 	defer s.stop()
 	for range browsers {
 		s.browse(c.session())
@@ -140,9 +130,65 @@ func TestFaultMatrix(t *testing.T) {
 	t.Logf("%d orders acknowledged, %d refused as out of stock, %d tries failed and were retried",
 		s.acked.Load(), s.soldOut.Load(), s.failures.Load())
 	checkShards(t, urls, initial, s.orders())
-	table := faultTable(rows, s, !t.Failed())
+	table := faultTable(rows, s, shards, !t.Failed())
 	t.Logf("\n%s", table)
 	appendTable(t, table)
+}
+
+// faultShards is the number of shards the matrix's cluster runs on:
+// PERFSCALE_FAULTS_SHARDS (scripts/faults.sh --shards), or 1, one
+// PostgreSQL server with a read replica.
+func faultShards(t *testing.T) int {
+	v := os.Getenv("PERFSCALE_FAULTS_SHARDS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("PERFSCALE_FAULTS_SHARDS=%q: want a number of shards, 1 or more", v)
+	}
+	return n
+}
+
+func redisHost(rds *redistest.Server) string {
+	return strings.TrimSuffix(strings.TrimPrefix(rds.URL(), "redis://"), "/0")
+}
+
+func natsHost(nts *natstest.Server) string { return strings.TrimPrefix(nts.URL(), "nats://") }
+
+// unshardedFaultCluster is the matrix's cluster on one database: its
+// PostgreSQL is a server of a cluster's own (dbc), with a streaming
+// standby (the read replica), so that both can be killed (cluster.sh
+// kill-db 1, kill-db standby) and started again without touching the
+// machine's shared server; dbc's replica and worker are not used and are
+// stopped at once. The cluster (c) reaches both, Redis and NATS through
+// Toxiproxy (tox).
+func unshardedFaultCluster(t *testing.T, rds *redistest.Server, nts *natstest.Server) (c, dbc *cluster, tox *toxitest.Proxies) {
+	t.Helper()
+	dbc = startCluster(t, nil, "1", "--db-replica")
+	dbc.mustScript("kill-replica", "1")
+	dbc.mustScript("kill-replica", "worker")
+	_, dbURLs := dbc.databases()
+	server, err := url.Parse(dbURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby, err := url.Parse(dbc.statusValue("read replica"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tox = toxitest.New(t, map[string]string{
+		"postgres": server.Host,
+		"standby":  standby.Host,
+		"redis":    redisHost(rds),
+		"nats":     natsHost(nts),
+	})
+	c = startCluster(t, map[string]string{
+		"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
+		"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
+	}, "2", "--pg-url", "postgres://postgres@"+tox.Addr("postgres")+"/postgres",
+		"--pg-replica-url", "postgres://postgres@"+tox.Addr("standby")+"/postgres")
+	return c, dbc, tox
 }
 
 // appendTable adds a table to the file PERFSCALE_FAULTS_OUT names, if any.
@@ -171,9 +217,13 @@ type fault struct {
 	hold         time.Duration // between inject and heal
 }
 
-func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server) []fault {
+func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server, shards int) []fault {
 	var fs []fault
-	for _, target := range []string{"postgres", "standby", "redis", "nats"} {
+	proxied := []string{"postgres", "standby", "redis", "nats"}
+	if shards > 1 {
+		proxied = []string{"redis", "nats"} // the shards are not behind Toxiproxy
+	}
+	for _, target := range proxied {
 		for _, tx := range []struct {
 			name, kind string
 			attrs      string
@@ -199,17 +249,9 @@ func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redist
 			inject: func() { c.mustScript("kill-replica", "1") }, heal: func() { c.mustScript("start-replica", "1") }},
 		fault{name: "kill -9 worker", target: "worker", hold: restartAfter,
 			inject: func() { c.mustScript("kill-replica", "worker") }, heal: func() { c.mustScript("start-replica", "worker") }},
-		// The server with its backends, at once, as a crash would; it
-		// replays its WAL when started again.
-		fault{name: "kill -9 postgres", target: "postgres", hold: restartAfter,
-			inject: func() { dbc.mustScript("kill-db", "1") }, heal: func() { dbc.mustScript("start-db", "1") }},
-		fault{name: "kill -9 standby", target: "standby", hold: restartAfter,
-			inject: func() { dbc.mustScript("kill-db", "standby") }, heal: func() { dbc.mustScript("start-db", "standby") }},
-		// The standby's postmaster and every process of it stopped: it
-		// accepts connections (the kernel does) and answers nothing.
-		fault{name: "standby paused", target: "standby", hold: 10 * time.Second,
-			inject: func() { signalServer(t, dbc, "db-1-standby", syscall.SIGSTOP) },
-			heal:   func() { signalServer(t, dbc, "db-1-standby", syscall.SIGCONT) }},
+	)
+	fs = append(fs, databaseKills(t, dbc, shards, restartAfter)...)
+	fs = append(fs,
 		fault{name: "kill -9 redis", target: "redis", hold: restartAfter, inject: rds.Kill, heal: rds.Start},
 		fault{name: "kill -9 nats", target: "nats", hold: restartAfter, inject: nts.Kill, heal: nts.Start},
 		fault{name: "nginx reload", target: "nginx", inject: func() {
@@ -220,6 +262,34 @@ func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redist
 		}},
 	)
 	return fs
+}
+
+// databaseKills are the database servers' faults: kill -9 of PostgreSQL,
+// of its standby and the standby paused on one database; kill -9 of each
+// shard's server on several.
+func databaseKills(t *testing.T, dbc *cluster, shards int, restartAfter time.Duration) []fault {
+	kill := func(name, server string) fault {
+		// The server with its backends, at once, as a crash would; it
+		// replays its WAL when started again.
+		return fault{name: name, target: name, hold: restartAfter,
+			inject: func() { dbc.mustScript("kill-db", server) }, heal: func() { dbc.mustScript("start-db", server) }}
+	}
+	if shards > 1 {
+		var fs []fault
+		for k := 1; k <= shards; k++ {
+			fs = append(fs, kill(fmt.Sprintf("kill -9 shard %d", k), strconv.Itoa(k)))
+		}
+		return fs
+	}
+	return []fault{
+		kill("kill -9 postgres", "1"),
+		kill("kill -9 standby", "standby"),
+		// The standby's postmaster and every process of it stopped: it
+		// accepts connections (the kernel does) and answers nothing.
+		{name: "standby paused", target: "standby", hold: 10 * time.Second,
+			inject: func() { signalServer(t, dbc, "db-1-standby", syscall.SIGSTOP) },
+			heal:   func() { signalServer(t, dbc, "db-1-standby", syscall.SIGCONT) }},
+	}
 }
 
 // signalServer sends sig to a database server of c's and to each of its
@@ -388,8 +458,11 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 	return row
 }
 
-func faultTable(rows []faultRow, s *storm, checked bool) string {
+func faultTable(rows []faultRow, s *storm, shards int, checked bool) string {
 	var b strings.Builder
+	if shards > 1 {
+		fmt.Fprintf(&b, "On %d shards (PostgreSQL not behind Toxiproxy: its rows are the servers' kill -9).\n\n", shards)
+	}
 	fmt.Fprintf(&b, "| fault | tries | answered < 500 | failed tries by status | longest try | recovery after the fault's end |\n")
 	fmt.Fprintf(&b, "| --- | ---: | ---: | --- | ---: | ---: |\n")
 	for _, r := range rows {

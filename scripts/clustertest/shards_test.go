@@ -147,25 +147,7 @@ func TestACheckoutStormSurvivesKilledDatabaseReplicaAndWorker(t *testing.T) {
 		}
 		c.must("PUT", fmt.Sprintf("/v1/admin/items/%d", id), adminToken, map[string]int{"stock": stock}, 200)
 	}
-	// On several shards the admin's stock is spread over their quotas,
-	// shard by shard, and the rebalancer moves quota while the shards are
-	// read one after the other (a transfer may be seen on both sides):
-	// the stock before the storm is two readings alike, with the
-	// admin's stock on every scarce item.
-	var initial map[int64]int64
-	testwait.Eventually(t, 30*time.Second, func() error {
-		first, second := totalStock(t, urls), totalStock(t, urls)
-		if !maps.Equal(first, second) {
-			return errors.New("the stock moved between two readings")
-		}
-		initial = second
-		for id := 1; id <= scarce; id++ {
-			if n := initial[int64(id)]; n != scarceQty {
-				return fmt.Errorf("item %d has %d units over all shards after the admin set %d", id, n, scarceQty)
-			}
-		}
-		return nil
-	})
+	initial := stockBefore(t, urls, scarce, scarceQty)
 
 	// The shoppers' sessions are spread over the shards, shopper i's on
 	// shard i mod S + 1, so the killed shard holds some of them: with
@@ -388,6 +370,31 @@ func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 		}
 		time.Sleep(r.backoff())
 	}
+}
+
+// stockBefore is every item's stock over the shards before a storm,
+// once items 1..scarce have scarceQty units each. On several shards the
+// admin's stock is spread over their quotas, shard by shard, and the
+// rebalancer moves quota while the shards are read one after the other
+// (a transfer may be seen on both sides): it is two readings alike, with
+// the admin's stock on every scarce item.
+func stockBefore(t *testing.T, urls []string, scarce int, scarceQty int64) map[int64]int64 {
+	t.Helper()
+	var initial map[int64]int64
+	testwait.Eventually(t, 30*time.Second, func() error {
+		first, second := totalStock(t, urls), totalStock(t, urls)
+		if !maps.Equal(first, second) {
+			return errors.New("the stock moved between two readings")
+		}
+		initial = second
+		for id := 1; id <= scarce; id++ {
+			if n := initial[int64(id)]; n != scarceQty {
+				return fmt.Errorf("item %d has %d units over all shards after the admin set %d", id, n, scarceQty)
+			}
+		}
+		return nil
+	})
+	return initial
 }
 
 // totalStock is every item's stock over the shards: quotas and quota in
