@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // GlobalLockKey is the advisory lock the global-lock anti-pattern takes
@@ -14,31 +14,41 @@ import (
 // the same server do not.
 const GlobalLockKey int64 = 0x73686f70_676c6f62 // "shopglob"
 
+// GlobalLockConns is how many of one process's writing requests wait for
+// the lock in the database at once; more wait for a connection first.
+const GlobalLockConns = 16
+
 // GlobalLock is global-lock on PostgreSQL: every writing request of every
 // replica holds one session advisory lock while it runs, as a service
-// serialising its writes on one lock does. Each process takes it on a
-// connection of its own, outside the pools, so a request waiting for it
-// never keeps the request holding it from the connection it needs; the
-// process's writing requests queue for that connection first.
+// serialising its writes on one lock does. Each request waits for the
+// lock in the database on a connection of a pool of its own, outside the
+// store's pools, so a request waiting for it never keeps the request
+// holding it from the connection it needs. Every waiter, from this
+// replica or another, queues in PostgreSQL's lock manager, which hands
+// the lock to the next on release: the section between two holders is
+// the same on one replica as on many (a queue in the process first would
+// add a round trip to each hand-over on one replica only).
 type GlobalLock struct {
-	cfg  *pgx.ConnConfig
-	turn chan struct{} // holds one token: the connection's user
-	conn *pgx.Conn
+	pool *pgxpool.Pool
 }
 
 // NewGlobalLock prepares the lock on the database at url (connecting on
 // first use).
 func NewGlobalLock(url string, o Options) (*GlobalLock, error) {
 	o.defaults()
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("%q is not a PostgreSQL URL: %s", redact(url), oneLine(err))
 	}
-	cfg.ConnectTimeout = o.ConnectTimeout
-	cfg.RuntimeParams["application_name"] = "shop global-lock"
-	g := &GlobalLock{cfg: cfg, turn: make(chan struct{}, 1)}
-	g.turn <- struct{}{}
-	return g, nil
+	cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
+	cfg.ConnConfig.RuntimeParams["application_name"] = "shop global-lock"
+	cfg.MaxConns = GlobalLockConns
+	cfg.MinConns = 0
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("the global lock's pool: %s", oneLine(err))
+	}
+	return &GlobalLock{pool: pool}, nil
 }
 
 // Lock takes the lock for a write and returns its release; reads take
@@ -47,49 +57,36 @@ func (g *GlobalLock) Lock(ctx context.Context, write bool) (func(), error) {
 	if !write {
 		return func() {}, nil
 	}
-	select {
-	case <-g.turn:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	conn, err := g.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect for the global lock: %s", oneLine(err))
 	}
-	if err := g.lock(ctx); err != nil {
-		g.turn <- struct{}{}
-		return nil, err
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, GlobalLockKey); err != nil {
+		// The lock may have been granted as the wait was given up:
+		// closing the session releases it, and the pool drops the
+		// closed connection.
+		closeConn(conn)
+		conn.Release()
+		return nil, fmt.Errorf("take the global lock: %w", err)
 	}
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := g.conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, GlobalLockKey); err != nil {
-			// Closing the session releases its locks.
-			g.conn.Close(uctx) //nolint:errcheck
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, GlobalLockKey); err != nil {
+			closeConn(conn) // closing the session releases its locks
 		}
-		g.turn <- struct{}{}
+		conn.Release()
 	}, nil
 }
 
-func (g *GlobalLock) lock(ctx context.Context) error {
-	if g.conn == nil || g.conn.IsClosed() {
-		conn, err := pgx.ConnectConfig(ctx, g.cfg)
-		if err != nil {
-			return fmt.Errorf("connect for the global lock: %s", oneLine(err))
-		}
-		g.conn = conn
-	}
-	// A cancelled wait closes the connection (pgx), which drops the wait.
-	if _, err := g.conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, GlobalLockKey); err != nil {
-		return fmt.Errorf("take the global lock: %w", err)
-	}
-	return nil
-}
-
-// Close closes the lock's connection.
-func (g *GlobalLock) Close() error {
-	<-g.turn
-	defer func() { g.turn <- struct{}{} }()
-	if g.conn == nil {
-		return nil
-	}
+func closeConn(conn *pgxpool.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return g.conn.Close(ctx)
+	conn.Conn().Close(ctx) //nolint:errcheck // the session ends either way
+}
+
+// Close closes the lock's connections.
+func (g *GlobalLock) Close() error {
+	g.pool.Close()
+	return nil
 }
