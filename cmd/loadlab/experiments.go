@@ -34,7 +34,8 @@ cluster experiments call scripts/cluster.sh, as root for the CPU quotas);
 --file runs your own list (the format is in docs/experiments.md). {shop}
 in its commands is --shop: by default shop from PATH, or, in the
 repository, one built with go build ./cmd/shop. The whole built-in list
-takes about 15 minutes.
+takes about 15 minutes (--list estimates each experiment from its
+settings).
 
 A claim that does not hold is a finding, not a failure: the exit status
 is 0 when every experiment was measured (1 with --check when a claim
@@ -45,17 +46,18 @@ Examples:
   loadlab experiments --only sync-mail,extra-hops
   loadlab experiments --json results.json --html results.html
   loadlab experiments --file my-experiments.yaml --shop ./shop --json -
+  loadlab experiments --shop ./shop --json run.json --doc docs/experiments.md
 
 Flags:
 `
 
 type experimentsFlags struct {
-	fs               *flag.FlagSet
-	file, only, shop *string
-	list, check      *bool
-	readyTimeout     *time.Duration
-	client           *string
-	outputs          *report.Outputs
+	fs                    *flag.FlagSet
+	file, only, shop, doc *string
+	list, check           *bool
+	readyTimeout          *time.Duration
+	client                *string
+	outputs               *report.Outputs
 }
 
 func newExperimentsFlags(stdout io.Writer) *experimentsFlags {
@@ -65,6 +67,7 @@ func newExperimentsFlags(stdout io.Writer) *experimentsFlags {
 		file:         fs.String("file", "", "a YAML file of experiments; default the built-in list of the shop"),
 		only:         fs.String("only", "", "run only these experiments, comma-separated names"),
 		shop:         fs.String("shop", "", "the shop binary that replaces {shop}; default shop from PATH, or built from ./cmd/shop"),
+		doc:          fs.String("doc", "", "write the run, with its date, commits, machine and load average, into this Markdown file between its lines "+report.DocBegin+" and "+report.DocEnd+" (docs/experiments.md has them)"),
 		list:         fs.Bool("list", false, "print the experiments with their claims and expected verdicts, run none"),
 		check:        fs.Bool("check", false, "exit 1 when a measured claim does not hold"),
 		readyTimeout: fs.Duration("ready-timeout", 90*time.Second, "how long a started system may take to answer"),
@@ -85,16 +88,19 @@ func runExperiments(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	human := f.outputs.Human(stdout, stderr)
 	if *f.list {
+		var total time.Duration
 		for _, e := range exps {
-			what := e.Measure + ", expected " + e.Expected
+			what := e.Measure + ", expected " + e.Expected + ", about " + e.Estimate().Round(time.Second).String()
 			if e.Waits != "" {
 				what = "waits for " + e.Waits
 			}
+			total += e.Estimate()
 			fmt.Fprintf(human, "%-24s %s (%s)\n", e.Name, e.Claim, what)
 		}
+		fmt.Fprintf(human, "about %s on a quiet machine, from the settings\n", total.Round(time.Second))
 		return nil
 	}
-	shop, cleanup, err := shopBinary(ctx, *f.shop, exps, stderr)
+	shop, built, cleanup, err := shopBinary(ctx, *f.shop, exps, stderr)
 	if err != nil {
 		return fmt.Errorf("experiments: %w", err)
 	}
@@ -110,6 +116,11 @@ func runExperiments(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	if err := f.outputs.Write(stdout, func(r report.Reporter, w io.Writer) error { return r.Experiments(w, rep) }); err != nil {
 		return fmt.Errorf("experiments: %v", err)
+	}
+	if *f.doc != "" {
+		if err := writeDoc(*f.doc, rep, provenance(args, shop, built)); err != nil {
+			return fmt.Errorf("experiments: --doc %s: %v", *f.doc, err)
+		}
 	}
 	return experimentsOutcome(rep, *f.check)
 }
@@ -129,6 +140,11 @@ func (f *experimentsFlags) selected(pos []string) ([]experiments.Experiment, err
 	}
 	if err := f.outputs.Check(); err != nil {
 		return nil, err
+	}
+	if *f.doc != "" {
+		if err := checkDoc(*f.doc); err != nil {
+			return nil, fmt.Errorf("--doc %s: %v", *f.doc, err)
+		}
 	}
 	if *f.shop != "" {
 		if _, err := os.Stat(*f.shop); err != nil {
@@ -171,34 +187,35 @@ func experimentsOutcome(rep *experiments.Report, check bool) error {
 
 // shopBinary is what {shop} becomes: --shop, shop from PATH, or a build
 // of ./cmd/shop (removed by cleanup). It is not needed when no command
-// of the experiments names {shop}.
-func shopBinary(ctx context.Context, given string, exps []experiments.Experiment, stderr io.Writer) (string, func(), error) {
+// of the experiments names {shop}. built says it was built here, from
+// the checkout.
+func shopBinary(ctx context.Context, given string, exps []experiments.Experiment, stderr io.Writer) (path string, built bool, cleanup func(), err error) {
 	nothing := func() {}
 	if given != "" {
 		abs, err := filepath.Abs(given)
-		return abs, nothing, err
+		return abs, false, nothing, err
 	}
 	if !usesShop(exps) {
-		return "", nothing, nil
+		return "", false, nothing, nil
 	}
 	if p, err := exec.LookPath("shop"); err == nil {
-		return p, nothing, nil
+		return p, false, nothing, nil
 	}
 	if _, err := os.Stat(filepath.Join("cmd", "shop")); err != nil {
-		return "", nothing, badInput(errors.New("no shop binary: give --shop PATH, put shop in PATH, or run from the repository's root"))
+		return "", false, nothing, badInput(errors.New("no shop binary: give --shop PATH, put shop in PATH, or run from the repository's root"))
 	}
 	dir, err := os.MkdirTemp("", "loadlab-shop-")
 	if err != nil {
-		return "", nothing, err
+		return "", false, nothing, err
 	}
 	bin := filepath.Join(dir, "shop")
 	fmt.Fprintln(stderr, "experiments: building the shop (go build ./cmd/shop)")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shop")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return "", nothing, notRun(fmt.Errorf("go build ./cmd/shop: %v: %s", err, strings.TrimSpace(string(out))))
+		return "", false, nothing, notRun(fmt.Errorf("go build ./cmd/shop: %v: %s", err, strings.TrimSpace(string(out))))
 	}
-	return bin, func() { os.RemoveAll(dir) }, nil
+	return bin, true, func() { os.RemoveAll(dir) }, nil
 }
 
 func usesShop(exps []experiments.Experiment) bool {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/perfscale/perfscale/loadlab/report"
 )
 
 func writeList(t *testing.T, src string) string {
@@ -48,7 +50,7 @@ func TestExperimentsListsTheBuiltins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"missing-index", "global-lock", "(diagnose, expected contention)", "sharding", "wrong-component", "(scaleout, expected efficiency-falls)"} {
+	for _, want := range []string{"missing-index", "global-lock", "(diagnose, expected contention, about 30s)", "sharding", "wrong-component", "(scaleout, expected efficiency-falls, about 7m0s)", "on a quiet machine, from the settings"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--list lacks %q:\n%s", want, out)
 		}
@@ -98,5 +100,49 @@ func TestExperimentsWritesJSONAndExitsThreeWhenNotMeasured(t *testing.T) {
 	}
 	if !strings.Contains(out, "not measured: without: the system stopped before it answered") {
 		t.Errorf("the table does not say why:\n%s", out)
+	}
+}
+
+// --doc writes the run between the document's markers with where it came
+// from, and refuses, before anything runs, a document without them.
+// docs/experiments.md keeps them.
+func TestExperimentsWritesTheRunIntoTheDoc(t *testing.T) {
+	if err := checkDoc(filepath.Join("..", "..", "docs", "experiments.md")); err != nil {
+		t.Fatalf("docs/experiments.md cannot take a run: %v", err)
+	}
+	waits := writeList(t, "experiments:\n  - name: shards\n    claim: sharding scales\n    waits: sharding\n")
+	doc := filepath.Join(t.TempDir(), "doc.md")
+	const before, after = "# Doc\n\nhand text\n\n", "\n\nmore hand text\n"
+	if err := os.WriteFile(doc, []byte(before+report.DocBegin+"\n\nold run\n\n"+report.DocEnd+after), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadlab("experiments", "--file", waits, "--doc", doc); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(got)
+	for _, want := range []string{
+		before + report.DocBegin + "\n\nOne run of `loadlab experiments --file " + waits + " --doc " + doc + "` on ",
+		"at loadlab commit ", "CPUs", "at a load average of ", "| shards | sharding scales | – | waits for sharding |",
+		report.DocEnd + after,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the doc lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "old run") || strings.Contains(out, "(the shop:") {
+		t.Errorf("the old run stayed, or a shop that did not run is named:\n%s", out)
+	}
+
+	bare := filepath.Join(t.TempDir(), "bare.md")
+	if err := os.WriteFile(bare, []byte("# no markers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = loadlab("experiments", "--file", waits, "--doc", bare)
+	if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "--doc "+bare+": has no line") {
+		t.Fatalf("err %v (exit %d), want exit %d naming the missing marker", err, exitCode(err), exitBadInput)
 	}
 }

@@ -1,6 +1,8 @@
 package experiments
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -223,5 +225,57 @@ func TestTheBuiltinSizesReachTheBound(t *testing.T) {
 	}
 	if gl[0].Scenario != "shop-writes" {
 		t.Errorf("global-lock-replicas runs %q: on the shop journey the replicas' CPU is reached before the lock", gl[0].Scenario)
+	}
+}
+
+// global-lock-replicas' sizes, by the USL with the costs of the quiet
+// runs of 2026-12-06 (docs/experiments.md, "The global lock on the
+// cluster"): about 0.24 ms of replica CPU a write (1,064 writes a second
+// on one 0.25-core replica), a hold of about 1.2 ms (860 writes a second
+// through the lock, two replicas), about 1,550 writes a second the
+// machine gives the unlocked cluster. At the top count the replicas
+// without the lock must fit the machine (or the comparison is the
+// machine's, as the 0.25-core pair was at 73 %), and the lock, not the
+// replicas' CPU, must bound the locked ones.
+func TestGlobalLockReplicasSizesPutTheLockInTheWay(t *testing.T) {
+	const (
+		replicaCPUPerWrite = 0.25 / 1064 // seconds
+		lockBound          = 860.0       // writes a second, 1 / hold
+		machineWall        = 1550.0      // writes a second
+	)
+	gl, err := Builtin().Select("global-lock-replicas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := gl[0]
+	model := func(s *Setting, capAt float64) *Side {
+		m := regexp.MustCompile(`--cpu ([0-9.]+)`).FindStringSubmatch(s.Up)
+		if m == nil {
+			t.Fatalf("%q gives the replicas no quota: a replica's capacity is then the machine's", s.Up)
+		}
+		cpu, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cpu / replicaCPUPerWrite
+		side := &Side{}
+		for _, n := range e.Replicas {
+			x := min(float64(n)*c, capAt)
+			side.Steps = append(side.Steps, ScaleStep{Replicas: n, CapacityRPS: x})
+		}
+		for i := range side.Steps {
+			side.Steps[i].Efficiency = side.Steps[i].CapacityRPS / (float64(side.Steps[i].Replicas) * side.Steps[0].CapacityRPS)
+		}
+		return side
+	}
+	without, with := model(e.Without, machineWall), model(e.With, min(machineWall, lockBound))
+	top := len(e.Replicas) - 1
+	if eff := without.Steps[top].Efficiency; eff < 0.85 {
+		t.Errorf("without the lock %d replicas would get %.0f%% efficiency: the machine, not the lock, would be the wall", e.Replicas[top], 100*eff)
+	}
+	res := Result{Without: without, With: with}
+	judge(&res, e)
+	if res.Verdict != VerdictEfficiencyFalls {
+		t.Errorf("by the model the lock would not be the bound: %s (%s)", res.Verdict, res.Reason)
 	}
 }
