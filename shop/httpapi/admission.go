@@ -211,6 +211,14 @@ func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
 			permit.Drop()
 			return next(w, r)
 		}
+		defer func() {
+			// As in admitSplit: a panic is answered above (handle), and
+			// its permit must not go with it, or a small limit is lost.
+			if v := recover(); v != nil {
+				permit.Drop()
+				panic(v)
+			}
+		}()
 		err = next(w, r)
 		if measured(ctx, err) {
 			permit.Record()

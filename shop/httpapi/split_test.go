@@ -113,24 +113,34 @@ func (panickingOrders) PlaceOrder(context.Context, shop.PlaceOrder) (*shop.Order
 	panic("a defect in the order desk")
 }
 
-// A request that panics returns its slot: with one write slot, the writes
-// after it are served, not refused for good.
-func TestSplitAdmissionGetsTheSlotBackFromAPanic(t *testing.T) {
-	a := newAPI(t, options{
-		admission: httpapi.AdmissionConfig{On: true, Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: time.Nanosecond},
-		orders:    func(s shop.Ordering) shop.Ordering { return panickingOrders{s} },
-	})
-	tok := a.session()
-	a.add(tok, 1, 1)
-	// Sent past the test client's OpenAPI check: the document lists no 500.
-	r := <-a.async(req{method: "POST", path: "/v1/orders", token: tok,
-		body: `{"customer_name": "Ada Lovelace", "email": "ada@example.com"}`, header: map[string]string{"Idempotency-Key": "panics-1"}})
-	if r.status != http.StatusInternalServerError {
-		t.Fatalf("the panicking checkout: %d %s, want 500", r.status, r.body)
-	}
-	for i := range 3 {
-		if r := a.do(req{method: "PUT", path: "/v1/cart/items/2", token: tok, body: map[string]int{"quantity": 1}}); r.status != http.StatusOK {
-			t.Fatalf("cart update %d after the panic: %d %s, want 200", i+1, r.status, r.body)
-		}
+// A request that panics returns its slot, whichever policy admitted it:
+// with one slot, the requests after it are served, not refused for good.
+func TestAdmissionGetsTheSlotBackFromAPanic(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  httpapi.AdmissionConfig
+	}{
+		{"split", httpapi.AdmissionConfig{On: true, Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: time.Nanosecond}},
+		{"adaptive", httpapi.AdmissionConfig{On: true, MinLimit: 1, MaxLimit: 1, InitialLimit: 1, MaxWait: time.Nanosecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAPI(t, options{
+				admission: tc.cfg,
+				orders:    func(s shop.Ordering) shop.Ordering { return panickingOrders{s} },
+			})
+			tok := a.session()
+			a.add(tok, 1, 1)
+			// Sent past the test client's OpenAPI check: the document lists no 500.
+			r := <-a.async(req{method: "POST", path: "/v1/orders", token: tok,
+				body: `{"customer_name": "Ada Lovelace", "email": "ada@example.com"}`, header: map[string]string{"Idempotency-Key": "panics-1"}})
+			if r.status != http.StatusInternalServerError {
+				t.Fatalf("the panicking checkout: %d %s, want 500", r.status, r.body)
+			}
+			for i := range 3 {
+				if r := a.do(req{method: "PUT", path: "/v1/cart/items/2", token: tok, body: map[string]int{"quantity": 1}}); r.status != http.StatusOK {
+					t.Fatalf("cart update %d after the panic: %d %s, want 200", i+1, r.status, r.body)
+				}
+			}
+		})
 	}
 }
