@@ -68,7 +68,9 @@ func topCause(eps []load.Endpoint) string {
 		return ""
 	}
 	s := fmt.Sprintf("%s on %s (%d)", best.Cause, where, best.Count)
-	if best.Sample != "" && best.Status != 0 {
+	// A transport failure's sample names the address: a scenario run
+	// without --base said only "connection refused on session".
+	if best.Sample != "" && best.Sample != best.Cause {
 		s += fmt.Sprintf(": %q", best.Sample)
 	}
 	return s

@@ -152,15 +152,18 @@ func TestErrorCausesNameTheTransportFailure(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(hang)
-	tests := []struct{ name, url, timeout, cause string }{
-		{"closed port", closedPort(t), "5s", "connection refused"},
-		{"unknown host", "http://no-such-host.invalid/", "5s", "no such host"},
-		{"timeout", slow.URL + "/wait", "50ms", "timeout after 50ms"},
+	closed := closedPort(t)
+	tests := []struct{ name, url, timeout, cause, names string }{
+		// The one line names the address, as the summary does.
+		{"closed port", closed, "5s", "connection refused", strings.TrimSuffix(strings.TrimPrefix(closed, "http://"), "/")},
+		{"unknown host", "http://no-such-host.invalid/", "5s", "no such host", "no-such-host.invalid"},
+		{"timeout", slow.URL + "/wait", "50ms", "timeout after 50ms", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, _, err := loadlab("run", "--concurrency", "1", "--requests", "2", "--timeout", tt.timeout, tt.url)
-			if exitCode(err) != exitFailed || !strings.Contains(err.Error(), "most: "+tt.cause) {
+			if exitCode(err) != exitFailed || !strings.Contains(err.Error(), "most: "+tt.cause) ||
+				!strings.Contains(err.Error(), tt.names) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("err %v", err)
 			}
 			if !strings.Contains(out, "2  "+tt.cause+": ") {
