@@ -82,6 +82,7 @@ var settings = []setting{
 	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
 	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
 	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on (the same as adaptive): an adaptive concurrency limit sheds requests past it with 503 and Retry-After, browsing first, checkout last; split: a bound for reads sized to the CPUs and one for writes sized to the database's writer, each refusing a request that could not be answered within its objective, lowest priority first (docs/reliability.md); off: every request is queued and served (for experiments)", parse: parseAdmission},
+	{flag: "checkout-backpressure", env: "SHOP_CHECKOUT_BACKPRESSURE", def: "on", usage: "on: checkout is refused with 503 and Retry-After while order confirmations wait for a worker past a bound (docs/reliability.md); off: never (for benchmarks that run no worker on purpose)", parse: parseCheckoutBackpressure},
 	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
 	{flag: "antipattern", env: "SHOP_ANTIPATTERNS", usage: "anti-pattern switches to run with, comma-separated, none by default (docs/antipatterns.md): " + strings.Join(antipattern.Names(), ", "), parse: parseAntipatterns},
 	{flag: "hops", env: "SHOP_HOPS", def: strconv.Itoa(antipattern.DefaultHops), usage: "internal HTTP hops a checkout passes through with --antipattern extra-hops", parse: parseHops},
@@ -338,6 +339,18 @@ func parseAdmission(c *config, v string) error {
 		c.Admission.On, c.Admission.Split = false, false
 	default:
 		return fmt.Errorf("--admission must be on, adaptive, split or off, got %q", v)
+	}
+	return nil
+}
+
+func parseCheckoutBackpressure(c *config, v string) error {
+	switch v {
+	case "on":
+		c.NoCheckoutBackpressure = false
+	case "off":
+		c.NoCheckoutBackpressure = true
+	default:
+		return fmt.Errorf("--checkout-backpressure must be on or off, got %q", v)
 	}
 	return nil
 }

@@ -220,6 +220,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--session-burst", "0"}, nil, "--session-burst must be", exitBadInput},
 		{[]string{"--workers", "0"}, nil, "--workers must be", exitBadInput},
 		{[]string{"--trusted-proxies", "10.0.0.0/8,nginx"}, nil, "--trusted-proxies must be", exitBadInput},
+		{[]string{"--checkout-backpressure", "maybe"}, nil, "--checkout-backpressure must be on or off, got \"maybe\"", exitBadInput},
+		{nil, map[string]string{"SHOP_CHECKOUT_BACKPRESSURE": "no"}, "--checkout-backpressure must be on or off", exitBadInput},
 		{nil, map[string]string{"SHOP_ADMIN_TOKEN": " s3cret"}, "SHOP_ADMIN_TOKEN has leading or trailing whitespace", exitBadInput},
 		{nil, map[string]string{"SHOP_ADMIN_TOKEN": "s3cret\n"}, "SHOP_ADMIN_TOKEN has leading or trailing whitespace", exitBadInput},
 		{[]string{"extra"}, nil, "unexpected argument", exitBadInput},

@@ -96,6 +96,11 @@ type Config struct {
 	// none finishing before new ones are refused and readiness fails
 	// (0: resilience.DefaultStallAfter).
 	StallAfter time.Duration
+	// NoCheckoutBackpressure lets every checkout through however far the
+	// confirmations fall behind (no resilience.Backpressure): for a
+	// benchmark that runs no worker on purpose, whose backlog would
+	// otherwise refuse its checkouts a few seconds in.
+	NoCheckoutBackpressure bool
 }
 
 // StockFigureEvery is how often a replica of a sharded store sums every
@@ -378,7 +383,11 @@ func (a *App) openQueue(ctx context.Context) error {
 	// The job backlog is read at each scrape of /metrics (admin listener).
 	a.reg.MustRegister(instrument.NewQueueCollector(a.backend.Queue.Backlog, time.Second))
 	a.ordering = a.backend.Desk
-	if a.cfg.Role != RoleWorker {
+	switch {
+	case a.cfg.Role == RoleWorker:
+	case a.cfg.NoCheckoutBackpressure:
+		a.log.Warn("checkout backpressure is off: checkouts are never refused while confirmations fall behind")
+	default:
 		// Checkout is refused while confirmations fall behind, so their
 		// backlog stays bounded (resilience.Backpressure).
 		queue := a.backend.Queue
