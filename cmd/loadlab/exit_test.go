@@ -140,6 +140,8 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--stage-users", "--rate", "5", url}, "--stage-users applies to --stages only"},
 		// The file's flag is named (it was "open /no/such/body: ...").
 		{[]string{"run", "--rate", "5", "--body-file", "/no/such/body", url}, "--body-file /no/such/body: open /no/such/body: no such file"},
+		// @FILE reads a file in run as in diagnose (run sent "@FILE" itself).
+		{[]string{"run", "--rate", "5", "--body", "@/no/such/body", url}, "--body @/no/such/body: open /no/such/body: no such file"},
 		{[]string{"run", "--rate", "5", "--targets", "/no/such/targets"}, "--targets /no/such/targets: open /no/such/targets: no such file"},
 		// A value its flag's type cannot take says what the flag wants
 		// (it was 'invalid value "abc" for flag -rate: parse error').

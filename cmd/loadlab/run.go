@@ -130,7 +130,7 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		requests:      fs.Int64("requests", 0, "how many requests to send"),
 		timeout:       fs.Duration("timeout", load.DefaultTimeout, "per-request timeout"),
 		method:        fs.String("method", "GET", "HTTP method for a URL target"),
-		body:          fs.String("body", "", "request body for a URL target"),
+		body:          fs.String("body", "", "request body for a URL target; @FILE reads it from a file"),
 		bodyFile:      fs.String("body-file", "", "read the request body from this file"),
 		scen:          fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop, shop-writes"),
 		base:          fs.String("base", "", "base URL for the scenario (overrides the file's)"),
@@ -390,7 +390,11 @@ func (f *runFlags) request(rawURL string) (*load.Request, error) {
 		}
 		body = b
 	case *f.body != "":
-		body = []byte(*f.body)
+		b, err := bodyArg(*f.body)
+		if err != nil {
+			return nil, err
+		}
+		body = b
 	}
 	return newRequest(*f.method, rawURL, f.headers, body)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -116,6 +117,28 @@ func TestRunWritesSummaryAndJSON(t *testing.T) {
 	if res.Requests != 90 || hits.Load() != 90 || res.Model != "closed" || res.ThroughputRPS <= 0 ||
 		res.GeneratorSaturated == nil || res.Latency.P99 <= 0 || !strings.HasPrefix(res.Target, "POST ") {
 		t.Fatalf("json = %s", b)
+	}
+}
+
+// --body @FILE sends the file's content, as diagnose's --body and curl do.
+func TestRunBodyAtFileSendsTheFile(t *testing.T) {
+	var wrong atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, _ := io.ReadAll(r.Body); string(b) != `{"quantity": 2}` {
+			wrong.Add(1)
+			w.WriteHeader(400)
+		}
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(path, []byte(`{"quantity": 2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadlab("run", srv.URL, "--concurrency", "1", "--requests", "3", "--method", "put", "--body", "@"+path); err != nil {
+		t.Fatal(err)
+	}
+	if n := wrong.Load(); n != 0 {
+		t.Fatalf("%d of 3 requests did not carry the file's content", n)
 	}
 }
 
