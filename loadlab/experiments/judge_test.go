@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/perfscale/perfscale/loadlab/diagnose"
 )
 
 func side(metrics map[string]float64) *Side { return &Side{Metrics: metrics} }
@@ -277,5 +279,20 @@ func TestGlobalLockReplicasSizesPutTheLockInTheWay(t *testing.T) {
 	judge(&res, e)
 	if res.Verdict != VerdictEfficiencyFalls {
 		t.Errorf("by the model the lock would not be the bound: %s (%s)", res.Verdict, res.Reason)
+	}
+}
+
+// A baseline the machine held back gives no performance verdict in
+// diagnose; the experiment must not read that as "not slow" and judge the
+// setting on it (n-plus-one "does not hold" because the machine was busy
+// while its one user ran without the switch).
+func TestABaselineTheMachineHeldBackGivesNoVerdict(t *testing.T) {
+	without, with := &Side{Metrics: map[string]float64{}}, &Side{Metrics: map[string]float64{}}
+	diagnosed(without, &diagnose.Report{Kind: diagnose.KindNone, BaselineHeldBack: true})
+	diagnosed(with, &diagnose.Report{Kind: diagnose.KindNone, Performance: true})
+	res := Result{Without: without, With: with}
+	judge(&res, Experiment{Measure: MeasureDiagnose, Expected: VerdictPerformance})
+	if res.Verdict != VerdictMachineBound || res.Holds != nil || !strings.Contains(res.Reason, "one-user baseline back") {
+		t.Fatalf("%s (holds %v): %s", res.Verdict, res.Holds, res.Reason)
 	}
 }

@@ -281,6 +281,11 @@ func (e Experiment) judged(step measure.Step) string {
 func diagnosed(side *Side, rep *diagnose.Report) {
 	perf := rep.Performance
 	side.Kind, side.Performance = rep.Kind, &perf
+	if rep.BaselineHeldBack {
+		// diagnose withheld its performance verdict: "not slow" would be
+		// read as a measurement of the setting, and it is the machine's.
+		side.MachineBound = "the machine held the one-user baseline back (diagnose gives no performance verdict)"
+	}
 	side.Metrics["baseline.p50_ms"] = ms(rep.Baseline.P50)
 	side.Metrics["baseline.p99_ms"] = ms(rep.Baseline.P99)
 	side.Metrics["capacity_rps"] = rep.CapacityRPS
