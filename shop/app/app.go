@@ -388,13 +388,17 @@ func (a *App) openQueue(ctx context.Context) error {
 	case a.cfg.NoCheckoutBackpressure:
 		a.log.Warn("checkout backpressure is off: checkouts are never refused while confirmations fall behind")
 	default:
-		// Checkout is refused while confirmations fall behind, so their
-		// backlog stays bounded (resilience.Backpressure).
-		queue := a.backend.Queue
-		bp := a.guards.Backpressure(a.ordering, func(ctx context.Context) (resilience.Backlog, error) {
-			b, err := queue.Backlog(ctx)
+		// Checkout is refused while its shard's confirmations fall
+		// behind, so each backlog stays bounded (resilience.Backpressure).
+		be := a.backend
+		conf := resilience.Confirmations{Shards: be.QueueShards(), Backlog: func(ctx context.Context, k int) (resilience.Backlog, error) {
+			b, err := be.ShardBacklog(ctx, k)
 			return resilience.Backlog{Waiting: b.Waiting, OldestAge: b.OldestAge}, err
-		}, resilience.BackpressureConfig{})
+		}}
+		if be.Sharded != nil {
+			conf.ShardOf = be.Sharded.OwnerOfSession
+		}
+		bp := a.guards.Backpressure(a.ordering, conf, resilience.BackpressureConfig{})
 		go bp.Run(a.background)
 		a.ordering = bp
 	}

@@ -267,3 +267,30 @@ func (b *Backend) Seed(ctx context.Context, items []shop.Item) (int, error) {
 
 // Close closes the database. Stop the queue first.
 func (b *Backend) Close() error { return b.close() }
+
+// QueueShards is how many confirmation queues Queue has: one a shard, one
+// on a single database.
+func (b *Backend) QueueShards() int {
+	if sq, ok := b.Queue.(*shardQueues); ok {
+		return len(sq.queues)
+	}
+	return 1
+}
+
+// ShardBacklog is the waiting work of shard k's queue (k from 0; the one
+// queue on a single database), which a replica's checkout backpressure
+// judges each shard's sessions by.
+func (b *Backend) ShardBacklog(ctx context.Context, k int) (jobs.Backlog, error) {
+	sq, ok := b.Queue.(*shardQueues)
+	if !ok {
+		return b.Queue.Backlog(ctx)
+	}
+	if k < 0 || k >= len(sq.queues) {
+		return jobs.Backlog{}, fmt.Errorf("no shard %d: there are %d", k+1, len(sq.queues))
+	}
+	bl, err := sq.queues[k].Backlog(ctx)
+	if err != nil {
+		return bl, fmt.Errorf("shard %d: %w", k+1, err)
+	}
+	return bl, nil
+}

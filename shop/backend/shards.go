@@ -293,7 +293,8 @@ func (sq *shardQueues) Stop(ctx context.Context) error {
 }
 
 // Backlog is every shard's waiting jobs together, the oldest's age the
-// oldest of all.
+// oldest of all: the metrics' figure. Checkout backpressure reads each
+// shard's on its own (Backend.ShardBacklog).
 func (sq *shardQueues) Backlog(ctx context.Context) (jobs.Backlog, error) {
 	var sum jobs.Backlog
 	for k, q := range sq.queues {

@@ -3,16 +3,29 @@ package resilience
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/perfscale/perfscale/shop"
 )
 
-// Backlog is the confirmation queue's waiting work.
+// Backlog is one confirmation queue's waiting work.
 type Backlog struct {
 	Waiting   int
 	OldestAge time.Duration
+}
+
+// Confirmations is what Backpressure watches: the confirmation queue of
+// each shard (one on a single database) and the shard a session's
+// checkout is placed on.
+type Confirmations struct {
+	// Shards is how many queues there are (at least 1).
+	Shards int
+	// Backlog reads shard k's queue (k from 0).
+	Backlog func(ctx context.Context, k int) (Backlog, error)
+	// ShardOf is the shard of a session (nil: every session is on 0).
+	ShardOf func(sessionID int64) (int, error)
 }
 
 // Defaults of BackpressureConfig.
@@ -34,24 +47,31 @@ type BackpressureConfig struct {
 }
 
 // Backpressure is checkout slowed to what the confirmation workers keep up
-// with: while more confirmations wait than MaxWaiting, or the oldest has
-// waited longer than MaxAge, a new checkout is refused before any work
-// (503, Retry-After), so the backlog and the wait for a confirmation stay
-// bounded instead of growing for as long as the storm lasts. The backlog
-// is sampled in the background (Run), so a checkout pays nothing for it.
+// with: while more confirmations wait on a shard than MaxWaiting, or the
+// oldest there has waited longer than MaxAge, a new checkout of a session
+// on that shard is refused before any work (503, Retry-After), so each
+// shard's backlog and the wait for a confirmation stay bounded instead of
+// growing for as long as the storm lasts. Each shard is judged by its own
+// queue: one shard behind refuses no checkout on the others. The backlogs
+// are sampled in the background (Run), so a checkout pays nothing for it.
 type Backpressure struct {
-	next    shop.Ordering
-	backlog func(ctx context.Context) (Backlog, error)
-	cfg     BackpressureConfig
-	m       *guardMetrics
-	// behind holds the last sample's verdict: the backlog past a bound.
+	next  shop.Ordering
+	conf  Confirmations
+	cfg   BackpressureConfig
+	m     *guardMetrics
+	queue []queueState // one per shard: the last sample's
+}
+
+// queueState is one shard's last sample.
+type queueState struct {
+	// behind is the sample's verdict: the backlog past a bound.
 	behind  atomic.Bool
 	waiting atomic.Int64
 }
 
-// Backpressure wraps next so checkouts are refused while the backlog
-// (read by backlog) is past its bounds.
-func (m *Metrics) Backpressure(next shop.Ordering, backlog func(ctx context.Context) (Backlog, error), cfg BackpressureConfig) *Backpressure {
+// Backpressure wraps next so a session's checkouts are refused while the
+// backlog of its shard's queue is past its bounds.
+func (m *Metrics) Backpressure(next shop.Ordering, conf Confirmations, cfg BackpressureConfig) *Backpressure {
 	if cfg.MaxWaiting <= 0 {
 		cfg.MaxWaiting = DefaultMaxWaiting
 	}
@@ -61,11 +81,12 @@ func (m *Metrics) Backpressure(next shop.Ordering, backlog func(ctx context.Cont
 	if cfg.SampleEvery <= 0 {
 		cfg.SampleEvery = DefaultSampleEvery
 	}
+	conf.Shards = max(conf.Shards, 1)
 	gm := &guardMetrics{refused: m.refused.MustCurryWith(map[string]string{"dependency": "confirmations"})}
-	return &Backpressure{next: next, backlog: backlog, cfg: cfg, m: gm}
+	return &Backpressure{next: next, conf: conf, cfg: cfg, m: gm, queue: make([]queueState, conf.Shards)}
 }
 
-// Run samples the backlog every SampleEvery until ctx ends.
+// Run samples the backlogs every SampleEvery until ctx ends.
 func (b *Backpressure) Run(ctx context.Context) {
 	t := time.NewTicker(b.cfg.SampleEvery)
 	defer t.Stop()
@@ -79,28 +100,56 @@ func (b *Backpressure) Run(ctx context.Context) {
 	}
 }
 
-// Sample reads the backlog once. A backlog that cannot be read lifts the
-// refusal: the database's own guards answer for a database that fails.
+// Sample reads every shard's backlog once, all at once, so a slow shard
+// delays no other's verdict. A backlog that cannot be read lifts its
+// shard's refusal: the database's own guards answer for a database that
+// fails.
 func (b *Backpressure) Sample(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.SampleEvery*4)
 	defer cancel()
-	bl, err := b.backlog(ctx)
-	if err != nil {
-		b.behind.Store(false)
-		return
+	var wg sync.WaitGroup
+	for k := range b.queue {
+		wg.Go(func() { b.sampleShard(ctx, k) })
 	}
-	b.waiting.Store(int64(bl.Waiting))
-	b.behind.Store(bl.Waiting > b.cfg.MaxWaiting || bl.OldestAge > b.cfg.MaxAge)
+	wg.Wait()
 }
 
-// PlaceOrder is refused, undone, while confirmations are behind.
+func (b *Backpressure) sampleShard(ctx context.Context, k int) {
+	q := &b.queue[k]
+	bl, err := b.conf.Backlog(ctx, k)
+	if err != nil {
+		q.behind.Store(false)
+		return
+	}
+	q.waiting.Store(int64(bl.Waiting))
+	q.behind.Store(bl.Waiting > b.cfg.MaxWaiting || bl.OldestAge > b.cfg.MaxAge)
+}
+
+// PlaceOrder is refused, undone, while the confirmations of the session's
+// shard are behind. A session whose shard cannot be told is let through:
+// the store answers for it.
 func (b *Backpressure) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
-	if b.behind.Load() {
+	k := 0
+	if b.conf.ShardOf != nil {
+		var err error
+		if k, err = b.conf.ShardOf(p.SessionID); err != nil || k < 0 || k >= len(b.queue) {
+			return b.next.PlaceOrder(ctx, p)
+		}
+	}
+	if q := &b.queue[k]; q.behind.Load() {
 		b.m.refused.WithLabelValues("backlog").Inc()
 		return nil, false, shop.Errorf(shop.EUNAVAILABLE,
-			"orders are being confirmed more slowly than they are placed (%d waiting); nothing was done: retry after the time in Retry-After", b.waiting.Load())
+			"orders are being confirmed more slowly than they are placed (%d waiting%s); nothing was done: retry after the time in Retry-After", q.waiting.Load(), b.where(k))
 	}
 	return b.next.PlaceOrder(ctx, p)
+}
+
+// where names shard k for a refusal, when there are shards.
+func (b *Backpressure) where(k int) string {
+	if len(b.queue) == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" on shard %d", k+1)
 }
 
 // Order reads through.
@@ -114,5 +163,5 @@ func (b *Backpressure) ListOrders(ctx context.Context, sessionID int64, f shop.O
 }
 
 func (b *Backpressure) String() string {
-	return fmt.Sprintf("checkout refused past %d waiting confirmations or %v of wait", b.cfg.MaxWaiting, b.cfg.MaxAge)
+	return fmt.Sprintf("checkout refused past %d waiting confirmations or %v of wait on the session's shard", b.cfg.MaxWaiting, b.cfg.MaxAge)
 }

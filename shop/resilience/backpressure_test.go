@@ -2,6 +2,9 @@ package resilience
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +33,7 @@ func TestCheckoutIsRefusedWhileConfirmationsAreBehind(t *testing.T) {
 	next := &countingOrders{}
 	var now Backlog
 	var readErr error
-	bp := m.Backpressure(next, func(context.Context) (Backlog, error) { return now, readErr }, BackpressureConfig{MaxWaiting: 100, MaxAge: time.Second})
+	bp := m.Backpressure(next, Confirmations{Backlog: func(context.Context, int) (Backlog, error) { return now, readErr }}, BackpressureConfig{MaxWaiting: 100, MaxAge: time.Second})
 	ctx := context.Background()
 	for _, tc := range []struct {
 		backlog Backlog
@@ -54,5 +57,51 @@ func TestCheckoutIsRefusedWhileConfirmationsAreBehind(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(bp.m.refused.WithLabelValues("backlog")); n != 2 {
 		t.Errorf("refusals counted %v, want 2", n)
+	}
+}
+
+// Each shard is judged by its own queue: a backlog past a bound on one
+// shard refuses the checkouts of its sessions only, and a shard whose
+// backlog cannot be read refuses nothing. A session whose shard cannot be
+// told goes through to the store.
+func TestCheckoutIsRefusedOnlyOnTheShardWhoseConfirmationsAreBehind(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	next := &countingOrders{}
+	backlogs := []Backlog{{Waiting: 10}, {Waiting: 101}, {OldestAge: 2 * time.Second}}
+	readErrs := []error{nil, nil, nil}
+	bp := m.Backpressure(next, Confirmations{
+		Shards:  3,
+		Backlog: func(_ context.Context, k int) (Backlog, error) { return backlogs[k], readErrs[k] },
+		ShardOf: func(session int64) (int, error) {
+			if session < 0 {
+				return 0, errors.New("no such session")
+			}
+			return int(session % 3), nil
+		},
+	}, BackpressureConfig{MaxWaiting: 100, MaxAge: time.Second})
+	ctx := context.Background()
+	bp.Sample(ctx)
+	for _, tc := range []struct {
+		session int64
+		refused bool
+	}{
+		{0, false}, {3, false}, {1, true}, {4, true}, {2, true}, {-1, false},
+	} {
+		_, _, err := bp.PlaceOrder(ctx, shop.PlaceOrder{SessionID: tc.session})
+		refused := shop.ErrorCode(err) == shop.EUNAVAILABLE
+		if refused != tc.refused {
+			t.Errorf("session %d (shard %d): checkout %v, want refused=%v", tc.session, tc.session%3+1, err, tc.refused)
+		}
+		if refused && !strings.Contains(err.Error(), fmt.Sprintf("on shard %d", tc.session%3+1)) {
+			t.Errorf("session %d: refusal %q does not name its shard", tc.session, err)
+		}
+	}
+	readErrs[1] = context.DeadlineExceeded
+	bp.Sample(ctx)
+	if _, _, err := bp.PlaceOrder(ctx, shop.PlaceOrder{SessionID: 1}); err != nil {
+		t.Errorf("shard 2's backlog unread: checkout %v, want it through", err)
+	}
+	if _, _, err := bp.PlaceOrder(ctx, shop.PlaceOrder{SessionID: 2}); shop.ErrorCode(err) != shop.EUNAVAILABLE {
+		t.Errorf("shard 3 still behind: checkout %v, want refused", err)
 	}
 }
