@@ -326,6 +326,7 @@ type explained struct {
 type analyzedNode struct {
 	NodeType       string         `json:"Node Type"`
 	Relation       string         `json:"Relation Name"`
+	Index          string         `json:"Index Name"`
 	ActualRows     float64        `json:"Actual Rows"`
 	ActualLoops    float64        `json:"Actual Loops"`
 	RemovedFilter  float64        `json:"Rows Removed by Filter"`
@@ -360,7 +361,11 @@ func measure(n analyzedNode) cost {
 		if n.Relation != "" && strings.Contains(n.NodeType, "Scan") {
 			r := (n.ActualRows + n.RemovedFilter + n.RemovedRecheck) * max(n.ActualLoops, 1)
 			c.read += r
-			c.scans = append(c.scans, fmt.Sprintf("%s on %s: %.0f", n.NodeType, n.Relation, r))
+			scan := n.NodeType + " on " + n.Relation
+			if n.Index != "" {
+				scan += " by " + n.Index
+			}
+			c.scans = append(c.scans, fmt.Sprintf("%s: %.0f", scan, r))
 		}
 		if n.NodeType == "ModifyTable" {
 			c.writes = true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 	"github.com/perfscale/perfscale/shop/seed"
@@ -112,4 +113,66 @@ func freshMonth(t *testing.T, sessions int) string {
 		}
 	}
 	return url
+}
+
+// TestLaterPagesOnAFreshMonthReadFewRows walks every page of "my orders"
+// of the sessions of a fresh month (freshMonth), with generic plans on
+// every connection: a page after the first carries the cursor, an upper
+// bound on id, so its statement differs from the first page's and is
+// planned on its own. Each page must read at most a small multiple of
+// what it returns (checkPlans).
+func TestLaterPagesOnAFreshMonthReadFewRows(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		sessions int
+		limit    int
+	}{
+		// About 3 orders a session: pages of 2.
+		{"many sessions", 120, 2},
+		// About 22 orders a session: the default page, then a short one.
+		{"16 sessions", 16, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			url := freshMonth(t, tc.sessions)
+			plans := &planCollector{}
+			cfg := backend.Config{DatabaseURL: url}
+			cfg.Postgres.ConnConfig = func(cc *pgx.ConnConfig) {
+				plans.configure(cc)
+				cc.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+			}
+			b, err := backend.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			rows, _ := conn.Query(ctx, `SELECT id FROM sessions WHERE token_hash LIKE 'fresh-%' ORDER BY id LIMIT @n`,
+				pgx.NamedArgs{"n": 2 * journeyRounds})
+			sessions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				t.Fatal(err)
+			}
+			later := 0
+			for _, sess := range sessions {
+				f := shop.OrderFilter{Limit: tc.limit}
+				for {
+					page := must(b.Store.ListOrders(ctx, sess, f))(t)
+					if page.Next == 0 {
+						break
+					}
+					f.Before = page.Next
+					later++
+				}
+			}
+			if later < journeyRounds {
+				t.Fatalf("%d later pages, want at least %d: the check saw too little", later, journeyRounds)
+			}
+			checkPlans(t, plans.take())
+		})
+	}
 }

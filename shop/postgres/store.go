@@ -123,6 +123,18 @@ func (dialect) SessionOrders(sessionID int64) (string, []any) {
 	return ` AND id >= (SELECT session_order_id_floor(created_at) FROM sessions WHERE id = ?)`, []any{sessionID}
 }
 
+// OrdersBefore is a row comparison on the (session_id, id) index, not
+// "id < ?": in a generic plan "id < ?" beside SessionOrders' lower bound
+// is a range of ids priced at half a percent of a partition, and on a
+// partition a few hundred orders old the primary key, read backward
+// with session_id as a filter, looked as cheap as the session's index
+// and was taken, reading the month's orders down to the session's
+// (docs/postgres.md). The row comparison is no range the primary key
+// can serve; the session's index takes it as where its scan starts.
+func (dialect) OrdersBefore(sessionID, before int64) (string, []any) {
+	return ` AND (session_id, id) < (?, ?)`, []any{sessionID, before}
+}
+
 // OrdersOfSession bounds a session row's orders below by its creation's
 // month, so a probe for them reads the partitions of its life only.
 func (dialect) OrdersOfSession(orders, sessions string) string {

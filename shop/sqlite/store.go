@@ -88,6 +88,12 @@ func (dialect) MenuInStock() string { return "stock > 0" }
 // SessionOrders adds nothing: SQLite's orders are one table.
 func (dialect) SessionOrders(int64) (string, []any) { return "", nil }
 
+// OrdersBefore is a plain bound on id, which SQLite's (session_id, id)
+// index takes as its range (a row comparison it would not).
+func (dialect) OrdersBefore(_, before int64) (string, []any) {
+	return ` AND id < ?`, []any{before}
+}
+
 // OrdersOfSession adds nothing either.
 func (dialect) OrdersOfSession(string, string) string { return "" }
 

@@ -111,10 +111,13 @@ func (s *Store) ListOrders(ctx context.Context, sessionID int64, f shop.OrderFil
 	// looks as cheap as the session's index and was taken, reading every
 	// order of the month (docs/postgres.md); bounded below only, it
 	// prices the key's scan at a third of the partition, and the
-	// session's index wins.
+	// session's index wins. A later page's cursor is the dialect's, for
+	// the same reason (on PostgreSQL a row comparison, not "id < ?").
 	cursor, args := "", []any{sessionID}
 	if f.Before != 0 {
-		cursor, args = ` AND id < ?`, append(args, f.Before)
+		var cursorArgs []any
+		cursor, cursorArgs = s.dialect.OrdersBefore(sessionID, f.Before)
+		args = append(args, cursorArgs...)
 	}
 	bound, boundArgs := s.dialect.SessionOrders(sessionID)
 	args = append(append(args, boundArgs...), f.Limit+1)

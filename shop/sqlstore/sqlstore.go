@@ -114,6 +114,11 @@ type Dialect interface {
 	// narrows a session's orders to where they can be, with its arguments:
 	// on PostgreSQL, the partitions of the months the session lived in.
 	SessionOrders(sessionID int64) (cond string, args []any)
+	// OrdersBefore is the condition (starting with AND) of a later page
+	// of a session's orders, those with ids below the cursor, with its
+	// arguments; it must let the (session_id, id) index start its scan
+	// at the cursor.
+	OrdersBefore(sessionID, before int64) (cond string, args []any)
 	// OrdersOfSession is the same narrowing (empty, or starting with AND)
 	// for a query over orders aliased orders, correlated with a session
 	// row aliased sessions.
