@@ -58,7 +58,7 @@ func TestJourneyOnAFreshMonthReadsFewRows(t *testing.T) {
 	}
 }
 
-// freshMonth makes a migrated database, with the default catalog, whose current month's partitions
+// freshMonth makes a migrated database, with 10,000 items, whose current month's partitions
 // hold freshMonthOrders orders (a line each) of the given number of
 // sessions, analyzed; autovacuum is off for every table, so a server
 // that runs it changes nothing behind the test's back.
@@ -73,7 +73,9 @@ func freshMonth(t *testing.T, sessions int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.Seed(ctx, seed.Items(200))
+	// As many items as TestJourneyStatementsReadFewRows has: checkout
+	// browses ids up to 10,000, a refresh of items that exist.
+	_, err = b.Seed(ctx, seed.Items(explainSizes(t).Items))
 	b.Close()
 	if err != nil {
 		t.Fatal(err)
