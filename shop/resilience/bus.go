@@ -32,11 +32,13 @@ func (b *GuardedBus) Publish(ctx context.Context, e shop.OrderEvent) error {
 }
 
 // WatchOrder sets the feed up through the guard; the feed itself, once
-// set up, is not a call the guard times.
+// set up, is not a call the guard times. It lives on the caller's
+// context, not the guard's call context: that one ends with the call (and
+// a trip of the guard would end it).
 func (b *GuardedBus) WatchOrder(ctx context.Context, orderID int64) (<-chan shop.OrderEvent, <-chan struct{}, error) {
 	var events <-chan shop.OrderEvent
 	var lost <-chan struct{}
-	err := b.g.Do(ctx, func(ctx context.Context) (err error) {
+	err := b.g.Do(ctx, func(context.Context) (err error) {
 		events, lost, err = b.next.WatchOrder(ctx, orderID)
 		return err
 	})

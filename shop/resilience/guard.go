@@ -1,8 +1,9 @@
 // Package resilience guards the service's calls to what it depends on
 // (the database's reads and writes, Redis, NATS): a circuit breaker that
 // refuses calls at once while the dependency fails, a stall detector that
-// refuses them while calls wait and none finishes (a database that accepts
-// connections but never answers fails nothing for seconds), and bounded
+// gives up the calls waiting and refuses new ones once calls have waited
+// and none finished (a database that accepts connections but never
+// answers fails nothing for seconds), and bounded
 // retries of idempotent calls inside a retry budget. A refused call did no
 // work and fails with shop.EUNAVAILABLE, which the HTTP adapter answers as
 // a fast 503 with Retry-After.
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,12 +135,33 @@ type Guard struct {
 	retrying failsafe.Executor[any] // retries around the breaker
 	m        *guardMetrics
 	now      func() time.Time
+	after    afterFunc
 
 	// Stall detection: tracked calls in flight, and since when they have
 	// waited with none finishing (unix nanoseconds).
 	inFlight  atomic.Int64
 	busySince atomic.Int64
+
+	// The watch: a timer, armed while tracked calls are in flight, that
+	// trips the guard once they have waited StallAfter with none
+	// finishing. Tripping cancels the calls in flight (they end with a
+	// 503 at once instead of waiting out their deadline) and refuses new
+	// ones until a call finishes: one probe at a time is let through once
+	// the abandoned calls have ended.
+	mu        sync.Mutex
+	gen       context.Context // the calls in flight's; cancelled by a trip
+	trip      context.CancelCauseFunc
+	watching  bool
+	tripped   atomic.Bool
+	trippedAt atomic.Int64 // unix nanoseconds of the last trip
+	probing   atomic.Bool
 }
+
+// afterFunc calls f after d in its own goroutine (time.AfterFunc; tests
+// fire it as they move their clock).
+type afterFunc func(d time.Duration, f func())
+
+func realAfter(d time.Duration, f func()) { time.AfterFunc(d, f) }
 
 // IsFailure says whether err is the dependency failing, which the breaker
 // counts and a retry may cure: not a domain answer (not found, conflict,
@@ -173,6 +196,8 @@ func (r *Refused) message() string {
 	switch r.Reason {
 	case reasonStalled:
 		return r.What + " is not answering; nothing was done: retry after the time in Retry-After"
+	case reasonAbandoned:
+		return r.What + " stopped answering and the call was given up; it may or may not have taken effect: retry (a checkout with the same Idempotency-Key) after the time in Retry-After"
 	}
 	return r.What + " is failing; nothing was done: retry after the time in Retry-After"
 }
@@ -187,11 +212,15 @@ const (
 	reasonOpen    = "open"
 	reasonStalled = "stalled"
 	reasonBudget  = "budget"
+	// reasonAbandoned: a call in flight when the guard tripped (not a
+	// refusal: it was made, its outcome unknown).
+	reasonAbandoned = "abandoned"
 )
 
-func newGuard(cfg Config, m *guardMetrics, now func() time.Time) *Guard {
+func newGuard(cfg Config, m *guardMetrics, now func() time.Time, after afterFunc) *Guard {
 	cfg.defaults()
-	g := &Guard{cfg: cfg, m: m, now: now}
+	g := &Guard{cfg: cfg, m: m, now: now, after: after}
+	g.gen, g.trip = context.WithCancelCause(context.Background())
 	g.breaker = circuitbreaker.NewBuilder[any]().
 		HandleIf(func(_ any, err error) bool { return IsFailure(err) }).
 		WithFailureRateThreshold(cfg.FailureRate, cfg.MinCalls, cfg.Window).
@@ -266,10 +295,18 @@ func (g *Guard) DoIdempotent(ctx context.Context, fn func(ctx context.Context) e
 func do[T any](g *Guard, ctx context.Context, how call, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	if how&untracked == 0 {
-		if g.Stalled() {
-			return zero, g.refuse(reasonStalled)
+		probe, err := g.admit()
+		if err != nil {
+			return zero, err
 		}
-		g.begin()
+		var release func()
+		ctx, release = g.begin(ctx)
+		defer func() {
+			release()
+			if probe {
+				g.probing.Store(false)
+			}
+		}()
 	}
 	exec := g.once
 	if how&retried != 0 {
@@ -277,6 +314,10 @@ func do[T any](g *Guard, ctx context.Context, how call, fn func(ctx context.Cont
 	}
 	v, err := exec.WithContext(ctx).Get(func() (any, error) { return fn(ctx) })
 	if how&untracked == 0 {
+		var abandoned *Refused
+		if err != nil && errors.As(context.Cause(ctx), &abandoned) {
+			err = abandoned // the guard tripped and cancelled this call
+		}
 		g.end(err)
 	}
 	switch {
@@ -294,10 +335,63 @@ func (g *Guard) refuse(reason string) error {
 	return &Refused{Dependency: g.cfg.Name, What: g.cfg.What, Reason: reason}
 }
 
-func (g *Guard) begin() {
+// admit lets a tracked call through or refuses it: refused while calls
+// are overdue, and after a trip until a call finishes, except one probe
+// at a time once the abandoned calls have ended.
+func (g *Guard) admit() (probe bool, err error) {
+	if g.tripped.Load() {
+		if g.inFlight.Load() == 0 && g.probing.CompareAndSwap(false, true) {
+			return true, nil
+		}
+		return false, g.refuse(reasonStalled)
+	}
+	if g.overdue() {
+		return false, g.refuse(reasonStalled)
+	}
+	return false, nil
+}
+
+// begin counts a tracked call in, arms the watch, and gives the call a
+// context the guard cancels if it trips; release ends that.
+func (g *Guard) begin(ctx context.Context) (_ context.Context, release func()) {
+	g.mu.Lock()
 	if g.inFlight.Add(1) == 1 {
 		g.busySince.Store(g.now().UnixNano())
 	}
+	gen := g.gen
+	if !g.watching && g.cfg.StallAfter > 0 {
+		g.watching = true
+		g.after(g.cfg.StallAfter, g.watch)
+	}
+	g.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(gen, func() { cancel(context.Cause(gen)) })
+	return ctx, func() { stop(); cancel(nil) }
+}
+
+// watch runs when the calls in flight may have waited StallAfter: it
+// trips the guard if none finished meanwhile, and re-arms itself while
+// calls are in flight.
+func (g *Guard) watch() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.watching = false
+	if g.inFlight.Load() == 0 {
+		return
+	}
+	wait := time.Duration(g.busySince.Load() + int64(g.cfg.StallAfter) - g.now().UnixNano())
+	if wait <= 0 {
+		g.trippedAt.Store(g.now().UnixNano())
+		if !g.tripped.Swap(true) {
+			g.cfg.Logger.Warn("calls stalled: those in flight given up, new ones refused", "dependency", g.cfg.Name, "after", g.cfg.StallAfter.String())
+		}
+		g.trip(&Refused{Dependency: g.cfg.Name, What: g.cfg.What, Reason: reasonAbandoned})
+		g.gen, g.trip = context.WithCancelCause(context.Background())
+		g.busySince.Store(g.now().UnixNano()) // a probe's wait counts from here
+		wait = g.cfg.StallAfter
+	}
+	g.watching = true
+	g.after(wait, g.watch)
 }
 
 // end counts a tracked call out; one that got an answer (a success or a
@@ -305,18 +399,32 @@ func (g *Guard) begin() {
 func (g *Guard) end(err error) {
 	if !IsFailure(err) {
 		g.busySince.Store(g.now().UnixNano())
+		g.tripped.Store(false)
 	}
 	g.inFlight.Add(-1)
 }
 
-// Stalled reports whether calls have waited StallAfter with none
-// finishing: new calls are then refused until one finishes or they have
-// all failed.
-func (g *Guard) Stalled() bool {
+// overdue: calls in flight have waited StallAfter with none finishing.
+func (g *Guard) overdue() bool {
 	if g.cfg.StallAfter < 0 || g.inFlight.Load() == 0 {
 		return false
 	}
 	return g.now().UnixNano()-g.busySince.Load() > int64(g.cfg.StallAfter)
+}
+
+// Stalled reports whether calls have waited StallAfter with none
+// finishing, or the guard tripped on that, no call has finished since,
+// and calls are still in flight (abandoned ones or a probe) or the trip
+// is less than OpenFor old. New calls are refused while the guard is
+// tripped, but for one probe at a time; readiness (Ready) fails while it
+// is Stalled. Readiness must not fail for good with no call to probe: a
+// replica taken out of the balancer for it would never get one.
+func (g *Guard) Stalled() bool {
+	if g.overdue() {
+		return true
+	}
+	return g.tripped.Load() &&
+		(g.inFlight.Load() > 0 || g.now().UnixNano()-g.trippedAt.Load() < int64(g.cfg.OpenFor))
 }
 
 // Ready is nil while calls are let through: the breaker is not open and

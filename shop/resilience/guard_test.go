@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,17 +45,44 @@ func (f *fakeStore) Ping(ctx context.Context) error {
 
 var errDown = errors.New("dial tcp 127.0.0.1:5432: connection refused")
 
-// clock is a test's time, moved by hand.
+// clock is a test's time, moved by hand; its timers fire, in the
+// caller's goroutine, as add moves it past them.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []timer
+}
+
+type timer struct {
+	at time.Time
+	f  func()
 }
 
 func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
+
+func (c *clock) after(d time.Duration, f func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.timers = append(c.timers, timer{at: c.t.Add(d), f: f})
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
 	c.t = c.t.Add(d)
+	var due []func()
+	kept := c.timers[:0]
+	for _, tm := range c.timers {
+		if tm.at.After(c.t) {
+			kept = append(kept, tm)
+		} else {
+			due = append(due, tm.f)
+		}
+	}
+	c.timers = kept
+	c.mu.Unlock()
+	for _, f := range due {
+		f()
+	}
 }
 
 func newTestStore(t *testing.T, f *fakeStore) (*Store, *Metrics, *prometheus.Registry, *clock) {
@@ -62,7 +90,7 @@ func newTestStore(t *testing.T, f *fakeStore) (*Store, *Metrics, *prometheus.Reg
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	c := &clock{t: time.Unix(1_000_000, 0)}
-	m.now = c.now
+	m.now, m.after = c.now, c.after
 	// No waits between retries: the tests count attempts, not time.
 	fast := Config{BaseBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond, OpenFor: time.Hour}
 	reads, writes := fast, fast
@@ -258,10 +286,120 @@ shop_dependency_stalled{dependency="database-write"} 1
 	}
 }
 
+// A call in flight when the database stops answering ends when the
+// guard trips (the stall limit after the last answer), not at its
+// deadline: with a 503 that says it may have taken effect. Until a call
+// finishes, new calls are refused unmade, but for one probe at a time
+// once the abandoned calls have ended; a probe that stalls is given up
+// too; one that gets an answer clears the stall, and readiness with it.
+func TestCallsInFlightAreGivenUpWhenTheGuardTrips(t *testing.T) {
+	entered, answer := make(chan struct{}), make(chan error)
+	f := &fakeStore{checkout: func(ctx context.Context) error {
+		entered <- struct{}{}
+		select {
+		case err := <-answer:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the database: %w", ctx.Err())
+		}
+	}}
+	s, _, _, c := newTestStore(t, f)
+	ctx := context.Background()
+	held := func() chan error {
+		done := make(chan error, 1)
+		go func() { done <- s.InCheckout(ctx, 1, "a", nil) }()
+		<-entered
+		return done
+	}
+	abandoned := func(what string, done chan error) {
+		t.Helper()
+		err := <-done // on a guard that cannot give calls up, this waits forever
+		if !isUnavailable(err) || !strings.Contains(err.Error(), "may or may not have taken effect") {
+			t.Fatalf("%s: %v, want a 503 saying the outcome is unknown", what, err)
+		}
+	}
+
+	first, second := held(), held()
+	c.add(DefaultStallAfter - time.Millisecond)
+	if err := s.writes.Ready(); err != nil {
+		t.Fatalf("write guard before the stall limit: %v", err)
+	}
+	c.add(time.Millisecond)
+	abandoned("first call in flight at the trip", first)
+	abandoned("second call in flight at the trip", second)
+	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "not answering") {
+		t.Fatalf("readiness after the trip: %v, want a failure", err)
+	}
+
+	probe := held() // the database is still silent: the probe waits
+	if err := s.InCheckout(ctx, 2, "b", nil); !isUnavailable(err) || f.calls.Load() != 3 {
+		t.Fatalf("checkout beside the probe: %v, %d calls; want a refusal, 3 calls", err, f.calls.Load())
+	}
+	c.add(DefaultStallAfter)
+	abandoned("stalled probe", probe)
+
+	probe = held()
+	answer <- nil // the database answers again
+	if err := <-probe; err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("readiness after an answer: %v", err)
+	}
+	go func() { <-entered; answer <- nil }()
+	if err := s.InCheckout(ctx, 3, "c", nil); err != nil {
+		t.Fatalf("checkout after the stall cleared: %v", err)
+	}
+}
+
+// A tripped guard does not fail readiness for good: a replica the
+// balancer took out of rotation for it gets no call to probe with. Once
+// the abandoned calls have ended and the trip is OpenFor old, readiness
+// passes; the next call is the probe, and new calls are still refused
+// beside it.
+func TestATrippedGuardFailsReadinessForOpenForWithNothingInFlight(t *testing.T) {
+	entered := make(chan struct{})
+	f := &fakeStore{checkout: func(ctx context.Context) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	s, _, _, c := newTestStore(t, f)
+	s.writes.cfg.OpenFor = time.Second
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- s.InCheckout(ctx, 1, "a", nil) }()
+	<-entered
+	c.add(DefaultStallAfter)
+	if err := <-done; !isUnavailable(err) {
+		t.Fatalf("call in flight at the trip: %v, want a 503", err)
+	}
+	c.add(time.Second - time.Millisecond)
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("readiness within OpenFor of the trip: ready, want a failure")
+	}
+	c.add(time.Millisecond)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("readiness OpenFor after the trip, nothing in flight: %v", err)
+	}
+	go func() { done <- s.InCheckout(ctx, 2, "b", nil) }()
+	<-entered // the probe
+	if err := s.InCheckout(ctx, 3, "c", nil); !isUnavailable(err) || f.calls.Load() != 2 {
+		t.Fatalf("checkout beside the probe: %v, %d calls; want a refusal, 2 calls", err, f.calls.Load())
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("readiness while the probe waits: ready, want a failure")
+	}
+	c.add(DefaultStallAfter)
+	if err := <-done; !isUnavailable(err) {
+		t.Fatalf("stalled probe: %v, want a 503", err)
+	}
+}
+
 // Full jitter: every wait lies between zero and the capped exponential
 // bound.
 func TestBackoffIsCappedFullJitter(t *testing.T) {
-	g := newGuard(Config{Name: "x"}, &guardMetrics{}, time.Now)
+	g := newGuard(Config{Name: "x"}, &guardMetrics{}, time.Now, realAfter)
 	for attempt := 1; attempt <= 10; attempt++ {
 		bound := min(DefaultBaseBackoff<<(attempt-1), DefaultMaxBackoff)
 		for range 50 {

@@ -17,6 +17,8 @@ type Metrics struct {
 	guards []*Guard
 	// now is the clock of the guards built from here (tests move it).
 	now func() time.Time
+	// after is their timer (tests fire it as they move the clock).
+	after afterFunc
 }
 
 type guardMetrics struct {
@@ -43,7 +45,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"A dependency's circuit breaker: 0 closed (calls go through), 1 half-open (a trial call), 2 open (calls refused).", []string{"dependency"}, nil),
 		stalled: prometheus.NewDesc("shop_dependency_stalled",
 			"1 while a dependency's calls have waited past the stall limit with none finishing (new calls are refused).", []string{"dependency"}, nil),
-		now: time.Now,
+		now:   time.Now,
+		after: realAfter,
 	}
 	reg.MustRegister(m.opened, m.refused, m.retries, m)
 	return m
@@ -56,7 +59,7 @@ func (m *Metrics) Guard(cfg Config) *Guard {
 		refused: m.refused.MustCurryWith(prometheus.Labels{"dependency": cfg.Name}),
 		retries: m.retries.MustCurryWith(prometheus.Labels{"dependency": cfg.Name}),
 	}
-	g := newGuard(cfg, gm, func() time.Time { return m.now() })
+	g := newGuard(cfg, gm, func() time.Time { return m.now() }, func(d time.Duration, f func()) { m.after(d, f) })
 	m.mu.Lock()
 	m.guards = append(m.guards, g)
 	m.mu.Unlock()
