@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 shards=1
 case "${1:-}" in
   "") ;;
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
   --shards)
     [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "faults: --shards wants a number of shards, 1 or more" >&2; exit 2; }
     shards=$2 ;;
