@@ -2,11 +2,9 @@ package clustertest
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -54,42 +52,14 @@ func TestBenchPgcheckoutMeasuresBothSides(t *testing.T) {
 // Bad usage is one line naming the mistake (and one of usage), exit 2,
 // before anything is built or started.
 func TestBenchPgcheckoutRefusesBadUsage(t *testing.T) {
-	root := repoRoot(t)
-	tests := []struct {
-		args []string
-		env  string
-		want string
-	}{
+	checkScriptUsage(t, "scripts/bench-pgcheckout.sh", "usage: scripts/bench-pgcheckout.sh", "Usage: scripts/bench-pgcheckout.sh [JSON-OUT]", []usageCase{
 		{[]string{"--bogus"}, "", "unknown option --bogus"},
 		{[]string{"a.json", "b.json"}, "", "one argument at most"},
 		{nil, "USERS=0", "USERS must be a whole number above 0, got '0'"},
 		{nil, "DUR=10s", "DUR must be a whole number above 0, got '10s'"},
 		{nil, "ROUNDS=-1", "ROUNDS must be a whole number above 0, got '-1'"},
 		{[]string{"/nonexistent/x.json"}, "", "no directory /nonexistent"},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(append(tt.args, tt.env), " "), func(t *testing.T) {
-			cmd := exec.Command(filepath.Join(root, "scripts/bench-pgcheckout.sh"), tt.args...)
-			cmd.Dir = root
-			cmd.Env = os.Environ()
-			if tt.env != "" {
-				cmd.Env = append(cmd.Env, tt.env)
-			}
-			b, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-				t.Fatalf("exit %v, want 2:\n%s", err, b)
-			}
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			if len(lines) != 2 || !strings.Contains(lines[0], tt.want) || !strings.Contains(lines[1], "usage: scripts/bench-pgcheckout.sh") {
-				t.Fatalf("want a line saying %q and the usage line, got:\n%s", tt.want, b)
-			}
-		})
-	}
-	b, err := exec.Command(filepath.Join(root, "scripts/bench-pgcheckout.sh"), "--help").CombinedOutput()
-	if err != nil || !strings.Contains(string(b), "Usage: scripts/bench-pgcheckout.sh [JSON-OUT]") {
-		t.Fatalf("--help: %v\n%s", err, b)
-	}
+	})
 }
 
 func requirePgbench(t *testing.T) {
