@@ -2,9 +2,9 @@ package sharded
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"time"
 
@@ -112,7 +112,7 @@ func processName() string {
 	if err != nil {
 		host = "unknown"
 	}
-	return fmt.Sprintf("%s/%d/%08x", host, os.Getpid(), rand.Uint32())
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 }
 
 // MapEpoch is the epoch of the map in use (0: none stored, the balanced
