@@ -243,3 +243,19 @@ func TestCountSaysOneInTheSingular(t *testing.T) {
 		}
 	}
 }
+
+// up waits for a replica's first menu as long as a start may take: a
+// 0.05-core replica's took longer than the 2 s of the other checks, and up
+// failed ("the menu: context deadline exceeded").
+func TestFirstMenuWaitsLongerThanTheOtherChecks(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A replica slower than httpClient allows, as that one was.
+		time.Sleep(httpClient.Timeout + 200*time.Millisecond)
+		w.Write([]byte(`{"categories": [{"name": "pizza"}]}`))
+	}))
+	defer srv.Close()
+	b, err := firstMenu(context.Background(), srv.URL)
+	if err != nil || !strings.Contains(string(b), "pizza") {
+		t.Fatalf("firstMenu: %v (%s)", err, b)
+	}
+}

@@ -630,12 +630,14 @@ func (c *cluster) startShop(ctx context.Context, name string) error {
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}
 
-func httpGet(ctx context.Context, u string) ([]byte, error) {
+func httpGet(ctx context.Context, u string) ([]byte, error) { return fetch(ctx, httpClient, u) }
+
+func fetch(ctx context.Context, client *http.Client, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	res, err := httpClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -652,6 +654,19 @@ func httpOK(ctx context.Context, u string) error {
 	return err
 }
 
+// menuClient has no timeout of its own: firstMenu bounds it.
+var menuClient = &http.Client{}
+
+// firstMenu is a replica's first menu, waited for as long as a start may
+// take, not httpClient's 2 s: a replica of a small CPU share builds its
+// first menu slowly (at 0.05 core, over 2 s at 3401d18 on a quiet machine:
+// up failed).
+func firstMenu(ctx context.Context, base string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	return fetch(ctx, menuClient, base+"/v1/menu")
+}
+
 // checkMenus asks each API replica for the menu: up returns only once
 // every replica serves the seeded catalog.
 func (c *cluster) checkMenus(ctx context.Context) error {
@@ -660,7 +675,7 @@ func (c *cluster) checkMenus(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b, err := httpGet(ctx, r.URL("http")+"/v1/menu")
+		b, err := firstMenu(ctx, r.URL("http"))
 		if err != nil {
 			return fmt.Errorf("%s: the menu: %v", r.Name, err)
 		}
