@@ -222,6 +222,11 @@ func tradeoff(t Tradeoff, without, with *Side) *TradeoffRow {
 	row := &TradeoffRow{Setting: settingOf(without) + " → " + settingOf(with), Improved: change(t.Improves, without, with), Worse: t.WorseNote}
 	if t.Worsens != "" {
 		row.Worse = change(t.Worsens, without, with)
+		if a, b, ok := values(t.Worsens, without, with); ok && b <= a {
+			// The cost the claim names did not grow: say so, rather than
+			// list a fall under "what got worse".
+			row.Worse = "not worse as measured: " + row.Worse
+		}
 		if t.WorseNote != "" {
 			row.Worse += "; " + t.WorseNote
 		}
@@ -236,13 +241,20 @@ func settingOf(s *Side) string {
 	return s.Setting
 }
 
-func change(metric string, without, with *Side) string {
+// values are metric's figures on each side; ok is false when a side
+// lacks it.
+func values(metric string, without, with *Side) (a, b float64, ok bool) {
 	if without == nil || with == nil {
-		return metric + ": not measured"
+		return 0, 0, false
 	}
 	a, okA := without.Metrics[metric]
 	b, okB := with.Metrics[metric]
-	if !okA || !okB {
+	return a, b, okA && okB
+}
+
+func change(metric string, without, with *Side) string {
+	a, b, ok := values(metric, without, with)
+	if !ok {
 		return metric + ": not measured"
 	}
 	pct := "n/a"

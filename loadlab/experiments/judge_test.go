@@ -182,6 +182,14 @@ func TestTradeoffSaysByHowMuch(t *testing.T) {
 	if row.Setting != "sync-mail → mail by a job" || row.Improved != "checkout.p50_ms 50 → 2 (-96%)" || row.Worse != "later mail" {
 		t.Fatalf("%+v", row)
 	}
+	// A cost that fell is not listed as what got worse (connection-pool's
+	// row read "what got worse: cpu_us_per_request 790 → 120 (-85%)").
+	noPool := &Side{Setting: "no-pool", Metrics: map[string]float64{"p50_ms": 0.9, "cpu_us_per_request": 790}}
+	pooled := &Side{Setting: "pooled", Metrics: map[string]float64{"p50_ms": 0.18, "cpu_us_per_request": 120}}
+	row = tradeoff(Tradeoff{Improves: "p50_ms", Worsens: "cpu_us_per_request", WorseNote: "idle connections"}, noPool, pooled)
+	if row.Worse != "not worse as measured: cpu_us_per_request 790 → 120 (-85%); idle connections" {
+		t.Fatalf("%+v", row)
+	}
 	if row := tradeoff(Tradeoff{Improves: "nope"}, without, with); row.Improved != "nope: not measured" {
 		t.Fatalf("%+v", row)
 	}
