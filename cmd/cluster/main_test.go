@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -192,37 +191,6 @@ func TestAddShardRefusesWhatItCannotGrow(t *testing.T) {
 		err := run(context.Background(), []string{"--state-dir", dir, "add-shard"}, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("add-shard on %s: %v, want one line saying %q", tt.cfg, err, tt.want)
-		}
-	}
-}
-
-// A process held to a small quota is held, once it has used it, for no
-// longer than a replica lets a request wait for admission, and never
-// below the kernel's smallest quota (1 ms); the share stays what was
-// asked. Under the kernel's default 100 ms period a 0.1-core replica was
-// held 90 ms.
-func TestQuotaHoldIsShorterThanTheAdmissionWait(t *testing.T) {
-	for _, tt := range []struct {
-		cores    float64
-		wantHold time.Duration
-	}{
-		{0.05, 19 * time.Millisecond}, // 1 ms of 20: the period grows to keep 1 ms
-		{0.1, 9 * time.Millisecond},
-		{0.15, 8500 * time.Microsecond},
-		{0.25, 7500 * time.Microsecond},
-		{1.5, 0}, // more than a CPU: never held while one thread runs
-	} {
-		quota, period := quotaLimit(tt.cores).QuotaMicros()
-		hold := time.Duration(max(0, period-quota)) * time.Microsecond
-		if hold != tt.wantHold || hold >= clientObjective {
-			t.Errorf("%.2f cores: quota %d µs of %d µs, held %v, want %v (under the %v admission wait)",
-				tt.cores, quota, period, hold, tt.wantHold, clientObjective)
-		}
-		if quota < 1000 {
-			t.Errorf("%.2f cores: quota %d µs, under the kernel's 1 ms", tt.cores, quota)
-		}
-		if share := float64(quota) / float64(period); math.Abs(share-tt.cores) > 1e-9 {
-			t.Errorf("%.2f cores: quota %d µs of %d µs is %.4f cores", tt.cores, quota, period, share)
 		}
 	}
 }

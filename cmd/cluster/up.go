@@ -238,26 +238,6 @@ func (c *cluster) makeCgroupParent() error {
 	return nil
 }
 
-// quotaPeriod is the period of the cluster's CPU quotas (the kernel's
-// default is 100 ms). A process that has used its quota is held until the
-// period ends: under the default, a 0.1-core replica runs 10 ms and is then
-// held up to 90 ms, with every request it has. That hold is longer than
-// the replica's admission control lets a request wait for a slot
-// (clientObjective, 50 ms), so a replica near its quota refused, as
-// having waited too long, requests that would have met a 100 ms
-// objective (1,009 of 1,292 refusals in 10 s at 200 req/s): 503s that
-// ended scaleout's search at a rate chance decided (302 and 196 req/s,
-// then 631 and 750, for one system). Over 10 ms the same 0.1 core is
-// 1 ms of every 10 and the hold at most 9 ms. The kernel takes no quota
-// under 1 ms, so below 0.1 core the period grows to keep 1 ms
-// (supervise.Limit.QuotaMicros).
-const quotaPeriod = 10 * time.Millisecond
-
-// quotaLimit is the cgroup limit of a process held to cores.
-func quotaLimit(cores float64) supervise.Limit {
-	return supervise.Limit{Cores: cores, Period: quotaPeriod}
-}
-
 // cgroup makes the cgroup of one process, held to cores.
 func (c *cluster) cgroup(name string, cores float64) (string, error) {
 	if cores == 0 {
@@ -272,7 +252,7 @@ func (c *cluster) cgroup(name string, cores float64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cg, err := h.Create(rel, quotaLimit(cores))
+	cg, err := h.Create(rel, supervise.Limit{Cores: cores})
 	return cg.Dir, err
 }
 
