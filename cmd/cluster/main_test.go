@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // The shop is given one --db per shard in shard order, and --shards with
@@ -216,14 +215,31 @@ func TestCountSaysOneInTheSingular(t *testing.T) {
 // 0.05-core replica's took longer than the 2 s of the other checks, and up
 // failed ("the menu: context deadline exceeded").
 func TestFirstMenuWaitsLongerThanTheOtherChecks(t *testing.T) {
+	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A replica slower than httpClient allows, as that one was.
-		time.Sleep(httpClient.Timeout + 200*time.Millisecond)
-		w.Write([]byte(`{"categories": [{"name": "pizza"}]}`))
+		// A replica slower than the other checks' client allows: it
+		// answers only once that client has given up on it.
+		select {
+		case <-release:
+			w.Write([]byte(`{"categories": [{"name": "pizza"}]}`))
+		case <-r.Context().Done():
+		}
 	}))
 	defer srv.Close()
-	b, err := firstMenu(context.Background(), srv.URL)
-	if err != nil || !strings.Contains(string(b), "pizza") {
-		t.Fatalf("firstMenu: %v (%s)", err, b)
+	type result struct {
+		body []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		b, err := firstMenu(context.Background(), srv.URL)
+		got <- result{b, err}
+	}()
+	if _, err := httpGet(context.Background(), srv.URL+"/v1/menu"); err == nil {
+		t.Fatal("the other checks' client did not give up on a replica that does not answer")
+	}
+	close(release)
+	if r := <-got; r.err != nil || !strings.Contains(string(r.body), "pizza") {
+		t.Fatalf("firstMenu: %v (%s)", r.err, r.body)
 	}
 }
