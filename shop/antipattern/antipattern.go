@@ -41,7 +41,7 @@ var switches = []struct {
 }{
 	{MissingIndex, "the menu and item listing queries cannot use their indexes"},
 	{NPlusOne, "the menu, cart and order reads fetch one row per query"},
-	{GlobalLock, "every writing request holds one lock shared by all replicas (SQLite: every request, a process-wide read/write lock)"},
+	{GlobalLock, "every request holds one read/write lock shared by all replicas, writes alone, reads together (SQLite: a process-wide read/write lock)"},
 	{LocalSessions, "sessions and carts live in this replica's memory only"},
 	{LocalCache, "each replica caches the catalog on its own for a fixed time, with no shared layer and no invalidation"},
 	{SyncMail, "the confirmation mail is sent inside the checkout request"},

@@ -41,79 +41,138 @@ func TestLocalSessionsOnPostgres(t *testing.T) {
 	checkLocalSessions(t, true, Config{DatabaseURL: migratedDatabase(t)})
 }
 
-// global-lock: writing requests on one replica wait while another
-// replica holds the lock (here the test, as a third replica), and run
-// once it is released; reads do not wait. Both of the replica's writes
-// wait for the lock in PostgreSQL, as another replica's would, not one of
-// them in the process: a queue in the process would add a round trip to
-// each hand-over of the lock on one replica and not on two, and make the
-// lock look as if it scaled out.
-func TestGlobalLockBlocksAnotherReplicasWrite(t *testing.T) {
+// global-lock is one read/write lock shared by every replica. While
+// another replica (here the test, as a third replica) holds it for a
+// write, one replica's writes and reads all wait for it in PostgreSQL;
+// while another holds it for a read, a read shares it, a write waits, and
+// a read after that waiting write waits behind it (PostgreSQL queues a
+// shared request behind an exclusive one); all answer once it is
+// released. Every request waits in the database, as another replica's
+// would, not in the process: a queue in the process would add a round
+// trip to each hand-over of the lock on one replica and not on two, and
+// make the lock look as if it scaled out.
+func TestGlobalLockBlocksAnotherReplicasRequests(t *testing.T) {
 	url := migratedDatabase(t)
 	cfg := Config{DatabaseURL: url, Antipatterns: antipattern.Of(antipattern.GlobalLock)}
 	serve(t, cfg)
 	cfg.Role = RoleAPI
 	b := serve(t, cfg)
 	tokens := []string{b.session(t), b.session(t)}
-
 	holder, err := postgres.NewGlobalLock(url, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	unlock, err := holder.Lock(t.Context(), true)
+	admin, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	put := func(token string) *http.Request {
+		r := lockedRequest(t, "PUT", b.url+"/v1/cart/items/1", token, `{"quantity": 1}`)
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}
+	get := func(token string) *http.Request { return lockedRequest(t, "GET", b.url+"/v1/cart", token, "") }
+
+	t.Run("held for a write, writes and reads wait", func(t *testing.T) {
+		release := holdGlobalLock(t, holder, true)
+		done := sendAll(put(tokens[0]), put(tokens[1]), get(tokens[0]))
+		waitForLockWaiters(t, admin, 3)
+		notAnswered(t, done)
+		release()
+		allAnswer200(t, done, 3)
+	})
+	t.Run("held for a read, a read shares it, a write waits and the reads behind it", func(t *testing.T) {
+		release := holdGlobalLock(t, holder, false)
+		if code, _, _ := call(t, "GET", b.url+"/v1/cart", tokens[0], nil); code != 200 {
+			t.Fatalf("a read while another replica reads under the lock: %d", code)
+		}
+		done := sendAll(put(tokens[1]))
+		waitForLockWaiters(t, admin, 1)
+		done2 := sendAll(get(tokens[0]))
+		waitForLockWaiters(t, admin, 2)
+		notAnswered(t, done)
+		notAnswered(t, done2)
+		release()
+		allAnswer200(t, done, 1)
+		allAnswer200(t, done2, 1)
+	})
+}
+
+func lockedRequest(t *testing.T, method, url, token, body string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+token)
+	return r
+}
+
+// holdGlobalLock takes the lock as another replica would and returns its
+// release, which also runs when the test ends (so that a failure does not
+// leave the replica's requests waiting).
+func holdGlobalLock(t *testing.T, holder *postgres.GlobalLock, write bool) func() {
+	t.Helper()
+	unlock, err := holder.Lock(t.Context(), write)
 	if err != nil {
 		t.Fatal(err)
 	}
 	release := sync.OnceFunc(unlock)
-	defer release() // on a failure too, so the replica's writes end
-	done := make(chan int, len(tokens))
-	for _, token := range tokens {
-		put, err := http.NewRequest("PUT", b.url+"/v1/cart/items/1", strings.NewReader(`{"quantity": 1}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		put.Header.Set("Content-Type", "application/json")
-		put.Header.Set("Authorization", "Bearer "+token)
+	t.Cleanup(release)
+	return release
+}
+
+// sendAll sends the requests at once; each one's status arrives on the
+// channel (0 when it got no answer).
+func sendAll(reqs ...*http.Request) chan int {
+	done := make(chan int, len(reqs))
+	for _, r := range reqs {
 		go func() {
-			resp, err := http.DefaultClient.Do(put)
+			resp, err := http.DefaultClient.Do(r)
 			if err != nil {
-				done <- 0 // reported by the receiver
+				done <- 0
 				return
 			}
 			resp.Body.Close()
 			done <- resp.StatusCode
 		}()
 	}
-	admin, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
-	// The replica's requests are waiting on the advisory lock.
+	return done
+}
+
+// waitForLockWaiters waits until n requests wait for the advisory lock in
+// this database.
+func waitForLockWaiters(t *testing.T, admin *pgx.Conn, n int) {
+	t.Helper()
 	testwait.Eventually(t, 30*time.Second, func() error {
 		var waiting int
 		if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
 			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting); err != nil {
 			return err
 		}
-		if waiting != len(tokens) {
-			return fmt.Errorf("%d of the replica's %d writes wait for the global lock in the database", waiting, len(tokens))
+		if waiting != n {
+			return fmt.Errorf("%d requests wait for the global lock in the database, want %d", waiting, n)
 		}
 		return nil
 	})
+}
+
+func notAnswered(t *testing.T, done chan int) {
+	t.Helper()
 	select {
 	case code := <-done:
-		t.Fatalf("a write answered %d while another replica held the lock", code)
+		t.Fatalf("a request answered %d while another replica held the lock against it", code)
 	default:
 	}
-	if code, _, _ := call(t, "GET", b.url+"/v1/cart", tokens[0], nil); code != 200 {
-		t.Fatalf("a read while the lock is held: %d", code)
-	}
-	release()
-	for range tokens {
+}
+
+func allAnswer200(t *testing.T, done chan int, n int) {
+	t.Helper()
+	for range n {
 		if code := <-done; code != 200 {
-			t.Fatalf("a write after the lock was released: %d", code)
+			t.Fatalf("a request after the lock was released: %d", code)
 		}
 	}
 }

@@ -14,13 +14,18 @@ import (
 // the same server do not.
 const GlobalLockKey int64 = 0x73686f70_676c6f62 // "shopglob"
 
-// GlobalLockConns is how many of one process's writing requests wait for
+// GlobalLockConns is how many of one process's requests hold or wait for
 // the lock in the database at once; more wait for a connection first.
 const GlobalLockConns = 16
 
-// GlobalLock is global-lock on PostgreSQL: every writing request of every
-// replica holds one session advisory lock while it runs, as a service
-// serialising its writes on one lock does. Each request waits for the
+// GlobalLock is global-lock on PostgreSQL: one read/write lock shared by
+// every replica, which every request holds while it runs, as a service
+// guarding its state with one global read/write lock does: a writing
+// request holds the session advisory lock alone (pg_advisory_lock), a
+// reading one shares it with the other reads (pg_advisory_lock_shared).
+// PostgreSQL queues a shared request behind an exclusive one already
+// waiting, so a write waits for the reads in flight on every replica to
+// end, and the reads after it wait for it. Each request waits for the
 // lock in the database on a connection of a pool of its own, outside the
 // store's pools, so a request waiting for it never keeps the request
 // holding it from the connection it needs. Every waiter, from this
@@ -51,17 +56,18 @@ func NewGlobalLock(url string, o Options) (*GlobalLock, error) {
 	return &GlobalLock{pool: pool}, nil
 }
 
-// Lock takes the lock for a write and returns its release; reads take
-// nothing. It gives up when ctx ends.
+// Lock takes the lock, alone for a write, shared for a read, and returns
+// its release. It gives up when ctx ends.
 func (g *GlobalLock) Lock(ctx context.Context, write bool) (func(), error) {
-	if !write {
-		return func() {}, nil
+	take, give := `SELECT pg_advisory_lock_shared($1)`, `SELECT pg_advisory_unlock_shared($1)`
+	if write {
+		take, give = `SELECT pg_advisory_lock($1)`, `SELECT pg_advisory_unlock($1)`
 	}
 	conn, err := g.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect for the global lock: %s", oneLine(err))
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, GlobalLockKey); err != nil {
+	if _, err := conn.Exec(ctx, take, GlobalLockKey); err != nil {
 		// The lock may have been granted as the wait was given up:
 		// closing the session releases it, and the pool drops the
 		// closed connection.
@@ -72,7 +78,7 @@ func (g *GlobalLock) Lock(ctx context.Context, write bool) (func(), error) {
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, GlobalLockKey); err != nil {
+		if _, err := conn.Exec(uctx, give, GlobalLockKey); err != nil {
 			closeConn(conn) // closing the session releases its locks
 		}
 		conn.Release()
