@@ -3,6 +3,7 @@ package experiments
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"time"
 
@@ -29,10 +30,17 @@ func judge(res *Result, e Experiment) {
 		res.Verdict, res.Reason = judgeVertical(e, res.With)
 	}
 	if why := machineBound(res.Without, res.With); why != "" {
-		// Efficiencies the machine held back compare the machine's CPU,
-		// not the setting: no verdict on the claim from them.
-		res.Verdict, res.Reason = VerdictMachineBound, "no verdict: the machine, not the system, bounded a count ("+why+"); what the figures would say: "+res.Reason
-		return
+		if res.Verdict == VerdictFailsToScaleOut && errorsNoLoadMakes(res.With) {
+			// A client error the service gives whatever its load (a
+			// session another replica does not know: 401) is no
+			// figure the machine's CPU set: the verdict stands.
+			res.Reason += "; a count was machine-bound (" + why + "): that bears on the efficiencies, not on errors the load does not make"
+		} else {
+			// Efficiencies the machine held back compare the machine's
+			// CPU, not the setting: no verdict on the claim from them.
+			res.Verdict, res.Reason = VerdictMachineBound, "no verdict: the machine, not the system, bounded a count ("+why+"); what the figures would say: "+res.Reason
+			return
+		}
 	}
 	if warning := untrusted(res.Without, res.With); warning != "" {
 		// The measurement says its own figures are the machine's: no
@@ -88,6 +96,11 @@ func judgeBaseline(e Experiment, without, with *Side) (string, string) {
 	floor := ms(time.Duration(e.MinDelta))
 	switch {
 	case math.Abs(w-wo) < floor:
+		if v, ok := everyRound(e.Factor, ratio, without.Rounds, with.Rounds); ok {
+			// Under the floor, but by Factor and the same way in every
+			// one of the alternating rounds: not noise.
+			return v, what + fmt.Sprintf(": a difference under %s, but by %.1f× or more and %s in each of the %d alternating rounds, not noise", fmtMS(floor), e.Factor, roundsWord(v), len(with.Rounds))
+		}
 		return VerdictNoChange, what + fmt.Sprintf(": a difference under %s, noise for one user", fmtMS(floor))
 	case ratio >= e.Factor:
 		return VerdictPerformance, what + fmt.Sprintf(": slower by %.1f× or more for one user, a performance problem", e.Factor)
@@ -95,6 +108,46 @@ func judgeBaseline(e Experiment, without, with *Side) (string, string) {
 		return VerdictFaster, what + ": faster for one user"
 	}
 	return VerdictNoChange, what + fmt.Sprintf(": within %.1f× for one user", e.Factor)
+}
+
+// minRounds: a difference under the floor counts only when measured the
+// same way in at least this many alternating rounds.
+const minRounds = 10
+
+// everyRound is the verdict on a difference under the floor: when the
+// merged figures differ by Factor (ratio, with / without) and every
+// round of at least minRounds went the same way (with slower than
+// without in each, or faster in each), it is performance or faster; ok
+// is false otherwise. The rounds alternate (without, with, with,
+// without, ...), so a drift of the machine falls on both alike, and a
+// difference that is noise goes the same way in ten rounds about once in
+// 500 (2 × 2⁻¹⁰).
+func everyRound(factor, ratio float64, without, with []float64) (string, bool) {
+	if len(with) < minRounds || len(with) != len(without) || (ratio < factor && ratio > 1/factor) {
+		return "", false
+	}
+	slower, faster := true, true
+	for i := range with {
+		if without[i] <= 0 || with[i] <= 0 {
+			return "", false
+		}
+		slower = slower && with[i] > without[i]
+		faster = faster && with[i] < without[i]
+	}
+	switch {
+	case slower && ratio >= factor:
+		return VerdictPerformance, true
+	case faster && ratio <= 1/factor:
+		return VerdictFaster, true
+	}
+	return "", false
+}
+
+func roundsWord(verdict string) string {
+	if verdict == VerdictFaster {
+		return "faster"
+	}
+	return "slower"
 }
 
 // singleKey is the latency metric of a path's only endpoint.
@@ -171,6 +224,25 @@ func judgeScaleout(without, with *Side) (string, string) {
 		return VerdictEfficiencyFalls, reason + fmt.Sprintf(": below %.0f%% of the system's without it", 100*efficiencyDrop)
 	}
 	return VerdictScales, reason
+}
+
+// errorsNoLoadMakes reports whether the errors that bound a side's first
+// error-bound count were mostly a client error that load does not make:
+// a 4xx other than 408 (a request the server timed out) and 429 (a rate
+// or a limit refusing it). 5xx, timeouts and refused connections are
+// what a starved machine makes, and give no verdict on a machine-bound
+// count.
+func errorsNoLoadMakes(s *Side) bool {
+	if s == nil {
+		return false
+	}
+	for _, st := range s.Steps {
+		if isErrorBound(st.Bottleneck) {
+			c := st.ErrorStatus
+			return c >= 400 && c < 500 && c != http.StatusRequestTimeout && c != http.StatusTooManyRequests
+		}
+	}
+	return false
 }
 
 func firstBottleneck(s *Side, n int) string {

@@ -34,6 +34,58 @@ func TestJudgeBaseline(t *testing.T) {
 	}
 }
 
+// A difference under the floor counts when it is by the factor and every
+// alternating round goes its way; one round the other way leaves it
+// noise.
+// local-cache in the run of 2026-12-07 01:02 UTC: one user's item 0.20
+// ms without a cache, 0.10 ms with the replica's own (server CPU 138 →
+// 48 µs a request), judged "no-change" by the 0.5 ms floor alone.
+func TestJudgeBaselineUnderTheFloorByEveryRound(t *testing.T) {
+	e := Experiment{Measure: MeasureBaseline, Endpoint: "GET /v1/items/7", Stat: "p50", Factor: 1.5, Expected: VerdictFaster}
+	e.defaults()
+	rounds := func(v ...float64) []float64 {
+		out := make([]float64, 0, minRounds)
+		for i := range minRounds {
+			out = append(out, v[i%len(v)])
+		}
+		return out
+	}
+	oneOff := rounds(0.10)
+	oneOff[6] = 0.21 // slower in that round
+	for _, tt := range []struct {
+		name                    string
+		without, with           float64
+		roundsWithout, roundsIn []float64
+		want                    string
+	}{
+		{"local cache, faster in every round", 0.20, 0.10, rounds(0.20, 0.21, 0.19), rounds(0.10, 0.09, 0.11), VerdictFaster},
+		{"local cache, one round the other way", 0.20, 0.10, rounds(0.20), oneOff, VerdictNoChange},
+		{"local cache, some rounds within 1.5×", 0.20, 0.10, rounds(0.20, 0.12), rounds(0.10), VerdictFaster},
+		// The figures of a run at a load average of 75 (flagged): the
+		// rounds went both ways.
+		{"local cache, a busy machine", 0.09, 0.05,
+			[]float64{0.06, 0.074, 0.052, 0.045, 0.093, 0.256, 0.081, 0.128, 0.06, 2.159},
+			[]float64{0.036, 0.027, 0.029, 0.052, 0.131, 0.067, 0.057, 0.056, 0.097, 0.023}, VerdictNoChange},
+		{"slower in every round", 0.10, 0.30, rounds(0.10), rounds(0.30), VerdictPerformance},
+		{"no rounds recorded", 0.20, 0.10, nil, nil, VerdictNoChange},
+		{"fewer rounds than ten", 0.20, 0.10, rounds(0.2)[:5], rounds(0.1)[:5], VerdictNoChange},
+		// compression in the same run: 0.13 → 0.12 ms, the same each
+		// round, is within 1.5×: no change, however steady.
+		{"compression, steady but within 1.5×", 0.13, 0.12, rounds(0.13), rounds(0.12), VerdictNoChange},
+		// sharding in the same run: 2.31 → 2.54 ms (1.10×).
+		{"sharding, 1.10×", 2.31, 2.54, rounds(2.31), rounds(2.54), VerdictNoChange},
+	} {
+		without := side(map[string]float64{"GET /v1/items/7.p50_ms": tt.without})
+		with := side(map[string]float64{"GET /v1/items/7.p50_ms": tt.with})
+		without.Rounds, with.Rounds = tt.roundsWithout, tt.roundsIn
+		res := Result{Without: without, With: with}
+		judge(&res, e)
+		if res.Verdict != tt.want {
+			t.Errorf("%s: %s, want %s (%s)", tt.name, res.Verdict, tt.want, res.Reason)
+		}
+	}
+}
+
 func TestJudgeDiagnosisWantsTheSettingToMakeTheDifference(t *testing.T) {
 	e := Experiment{Measure: MeasureDiagnose, Expected: "contention"}
 	res := Result{Without: &Side{Kind: "capacity"}, With: &Side{Kind: "contention"}}
@@ -126,6 +178,14 @@ func TestJudgeReplicas(t *testing.T) {
 		// lock (84% and 78%).
 		{"global lock, shop journey, run 1", scaled(1655, 2784), scaled(1197, 1874), VerdictScales},
 		{"global lock, shop journey, run 2", scaled(1615, 2574), scaled(1047, 1785), VerdictScales},
+		// global-lock-replicas with the lock on writes only (shop-writes,
+		// 0.1-core replicas with a 10 ms quota period since reverted),
+		// 2026-12-07 01:02 UTC: 87% against 71% at 4, 82% of the
+		// system's own fall, which the rule counts as scaling.
+		{"global lock on writes, 1, 2 and 4", scaled(203, 412, 702), scaled(100, 188, 285), VerdictScales},
+		// A lock that is the wall: the locked replicas add nothing past
+		// the first (synthetic).
+		{"a lock at its wall, 1, 2 and 4", scaled(180, 350, 680), scaled(130, 150, 160), VerdictEfficiencyFalls},
 		// wrong-component's sizes (scripts/bench-shards.sh, 0.1 core a
 		// replica, 0.15 a database), 2026-12-06 19:42 UTC. At one replica
 		// both sides are one system (up 1 --shards 1 is up 1), measured
@@ -218,8 +278,8 @@ func scaled(rps ...float64) *Side {
 }
 
 // The built-in wrong-component reaches the count where the recorded
-// figures show the wall, and global-lock-replicas sends only writes, the
-// requests the lock is taken by.
+// figures show the wall, and global-lock-replicas sends the journey,
+// reads and writes: the lock is on every request.
 func TestTheBuiltinSizesReachTheBound(t *testing.T) {
 	l := Builtin()
 	wc, err := l.Select("wrong-component")
@@ -233,60 +293,35 @@ func TestTheBuiltinSizesReachTheBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gl[0].Scenario != "shop-writes" {
-		t.Errorf("global-lock-replicas runs %q: on the shop journey the replicas' CPU is reached before the lock", gl[0].Scenario)
+	if gl[0].Scenario != "shop" {
+		t.Errorf("global-lock-replicas runs %q: the lock is taken by every request, reads included, so the journey is the work", gl[0].Scenario)
 	}
 }
 
-// global-lock-replicas' sizes, by the USL with the costs of the quiet
-// runs of 2026-12-06 (docs/experiments.md, "The global lock on the
-// cluster"): about 0.24 ms of replica CPU a write (1,064 writes a second
-// on one 0.25-core replica), a hold of about 1.2 ms (860 writes a second
-// through the lock, two replicas), about 1,550 writes a second the
-// machine gives the unlocked cluster. At the top count the replicas
-// without the lock must fit the machine (or the comparison is the
-// machine's, as the 0.25-core pair was at 73 %), and the lock, not the
-// replicas' CPU, must bound the locked ones.
-func TestGlobalLockReplicasSizesPutTheLockInTheWay(t *testing.T) {
-	const (
-		replicaCPUPerWrite = 0.25 / 1064 // seconds
-		lockBound          = 860.0       // writes a second, 1 / hold
-		machineWall        = 1550.0      // writes a second
-	)
-	gl, err := Builtin().Select("global-lock-replicas")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := gl[0]
-	model := func(s *Setting, capAt float64) *Side {
-		m := regexp.MustCompile(`--cpu ([0-9.]+)`).FindStringSubmatch(s.Up)
-		if m == nil {
-			t.Fatalf("%q gives the replicas no quota: a replica's capacity is then the machine's", s.Up)
+// The replicas measures keep the replicas' quotas at the top count
+// within half a core, so that PostgreSQL, nginx and the generator have
+// the rest of the 2-core machine and the replicas, not the machine, are
+// measured: local-sessions at 2 replicas of 0.5 core (1 core) was
+// machine-bound on a quiet machine (92% busy, 2026-12-07 01:02 UTC).
+func TestTheReplicasMeasuresFitTheMachine(t *testing.T) {
+	for _, e := range Builtin().Experiments {
+		if e.Measure != MeasureReplicas {
+			continue
 		}
-		cpu, err := strconv.ParseFloat(m[1], 64)
-		if err != nil {
-			t.Fatal(err)
+		for _, s := range []*Setting{e.Without, e.With} {
+			m := regexp.MustCompile(`--cpu ([0-9.]+)`).FindStringSubmatch(s.Up)
+			if m == nil {
+				t.Errorf("%s: %q gives the replicas no quota: a replica's capacity is then the machine's", e.Name, s.Up)
+				continue
+			}
+			cpu, err := strconv.ParseFloat(m[1], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if top := e.Replicas[len(e.Replicas)-1]; float64(top)*cpu > 0.5 {
+				t.Errorf("%s: %d replicas of %g core want %.2g cores of the 2-core machine's", e.Name, top, cpu, float64(top)*cpu)
+			}
 		}
-		c := cpu / replicaCPUPerWrite
-		side := &Side{}
-		for _, n := range e.Replicas {
-			x := min(float64(n)*c, capAt)
-			side.Steps = append(side.Steps, ScaleStep{Replicas: n, CapacityRPS: x})
-		}
-		for i := range side.Steps {
-			side.Steps[i].Efficiency = side.Steps[i].CapacityRPS / (float64(side.Steps[i].Replicas) * side.Steps[0].CapacityRPS)
-		}
-		return side
-	}
-	without, with := model(e.Without, machineWall), model(e.With, min(machineWall, lockBound))
-	top := len(e.Replicas) - 1
-	if eff := without.Steps[top].Efficiency; eff < 0.85 {
-		t.Errorf("without the lock %d replicas would get %.0f%% efficiency: the machine, not the lock, would be the wall", e.Replicas[top], 100*eff)
-	}
-	res := Result{Without: without, With: with}
-	judge(&res, e)
-	if res.Verdict != VerdictEfficiencyFalls {
-		t.Errorf("by the model the lock would not be the bound: %s (%s)", res.Verdict, res.Reason)
 	}
 }
 

@@ -112,7 +112,12 @@ func replicaStep(n int, step measure.Step, x1, cores float64) (ScaleStep, float6
 		share = float64(step.Errors) / float64(step.Requests)
 	}
 	if share >= errorShareFails {
-		st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, topCause(step.Load))
+		cause := ""
+		if top := topCause(step.Load); top != nil {
+			cause = ", most " + strings.TrimSpace(top.Cause)
+			st.ErrorStatus = top.Status
+		}
+		st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, cause)
 	}
 	if measure.Starved(step, cores) {
 		st.MachineBound = fmt.Sprintf("%s: the machine's CPUs were %.0f%% busy and the system's processes, none at its quota, used %.2f cores and %s",
@@ -128,10 +133,10 @@ func replicasText(n int) string {
 	return fmt.Sprintf("%d replicas", n)
 }
 
-// topCause is the most frequent error cause of a run (" (401 ...)").
-func topCause(res *load.Result) string {
+// topCause is the most frequent error cause of a run (nil when none).
+func topCause(res *load.Result) *load.Cause {
 	if res == nil {
-		return ""
+		return nil
 	}
 	var top *load.Cause
 	for _, ep := range res.Endpoints {
@@ -141,10 +146,7 @@ func topCause(res *load.Result) string {
 			}
 		}
 	}
-	if top == nil {
-		return ""
-	}
-	return fmt.Sprintf(", most %s", strings.TrimSpace(top.Cause))
+	return top
 }
 
 // processMetrics records each watched group's CPU and run-queue wait at

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 )
 
@@ -59,6 +60,53 @@ func TestAMachineBoundCountGivesNoVerdict(t *testing.T) {
 	}
 	if got := holdsText(res.Holds, res.Verdict); got != "no verdict: machine-bound" {
 		t.Errorf("the row says %q", got)
+	}
+}
+
+// failing is a count where share of the requests failed, mostly with
+// status (cause its text).
+func failing(m measure.Step, share float64, status int, cause string) measure.Step {
+	m.Errors = int64(share * float64(m.Requests))
+	m.Load = &load.Result{Endpoints: []load.Endpoint{{Name: "cart", Errors: load.EndpointErrors{
+		Causes: []load.Cause{{Cause: cause, Status: status, Count: m.Errors}}}}}}
+	return m
+}
+
+// local-sessions in the run of 2026-12-07 01:02 UTC (2 replicas of 0.5
+// core): both sides' 2-replica counts were machine-bound (92% busy),
+// and with the switch 12.4% of the requests failed with 401, a session
+// the other replica did not know. A busy machine makes requests slow,
+// refused or timed out, not a session unknown: the verdict on errors
+// of that kind stands on a machine-bound count. Errors a starved machine
+// does make (503, 429) give no verdict there, as the efficiencies do not.
+func TestClientErrorsTheLoadDoesNotMakeStandOnAMachineBoundCount(t *testing.T) {
+	e := Experiment{Measure: MeasureReplicas, Expected: VerdictFailsToScaleOut}
+	without := func() *Side { return sideOf(step(3025, 0.85, 1, 0.5, 0.3), step(2859, 0.92, 2, 0.7, 5.68)) }
+	for _, tt := range []struct {
+		status int
+		cause  string
+		want   string
+	}{
+		{401, "401 Unauthorized", VerdictFailsToScaleOut},
+		{404, "404 Not Found", VerdictFailsToScaleOut},
+		{503, "503 Service Unavailable", VerdictMachineBound},
+		{429, "429 Too Many Requests", VerdictMachineBound},
+		{408, "408 Request Timeout", VerdictMachineBound},
+		{0, "timeout after 5s", VerdictMachineBound},
+	} {
+		with := sideOf(step(2951, 0.85, 1, 0.5, 0.3), failing(step(3909, 0.92, 2, 0.7, 5.68), 0.124, tt.status, tt.cause))
+		if with.MachineBound == "" || with.Steps[1].ErrorStatus != tt.status || !strings.Contains(with.Steps[1].Bottleneck, "most "+tt.cause) {
+			t.Fatalf("%s: the count %+v", tt.cause, with.Steps[1])
+		}
+		res := Result{Without: without(), With: with}
+		judge(&res, e)
+		if res.Verdict != tt.want {
+			t.Errorf("%s: %s, want %s (%s)", tt.cause, res.Verdict, tt.want, res.Reason)
+			continue
+		}
+		if tt.want == VerdictFailsToScaleOut && (res.Holds == nil || !*res.Holds || !strings.Contains(res.Reason, "machine-bound")) {
+			t.Errorf("%s: holds %v, reason %q", tt.cause, res.Holds, res.Reason)
+		}
 	}
 }
 

@@ -84,6 +84,9 @@ type Side struct {
 	// its counts (the first such; empty when none was): its figures are
 	// the machine's, and the experiment gives no verdict.
 	MachineBound string `json:"machine_bound,omitempty"`
+	// Rounds are a baseline's judged figure (its endpoint's stat, in ms)
+	// in each of its alternating rounds, in order.
+	Rounds []float64 `json:"rounds_ms,omitempty"`
 }
 
 // ScaleStep is one count or size of a scaleout.
@@ -97,6 +100,9 @@ type ScaleStep struct {
 	// MachineBound says why the machine, not the system, held this count
 	// back (empty when it did not).
 	MachineBound string `json:"machine_bound,omitempty"`
+	// ErrorStatus is the HTTP status of the most frequent error of an
+	// error-bound count (0 when none, or when it was not an HTTP status).
+	ErrorStatus int `json:"error_status,omitempty"`
 }
 
 // TradeoffRow is a line of the trade-off table: what the setting

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,10 @@ func TestRunnerMeasuresAKnownDelay(t *testing.T) {
 	// Sent in rounds, alternating between the systems: every request counted.
 	if n, m := res.Without.Metrics["GET /.requests"], res.With.Metrics["GET /.requests"]; n != 40 || m != 40 {
 		t.Errorf("requests without %v, with %v; want 40 each", n, m)
+	}
+	// Each round's judged figure is kept, the 20 ms sleep in each.
+	if r := res.With.Rounds; len(r) != baselineRounds || len(res.Without.Rounds) != baselineRounds || slices.Min(r) < 20 {
+		t.Errorf("rounds without %v, with %v; want %d each, with at least 20 ms", res.Without.Rounds, r, baselineRounds)
 	}
 	if later := rep.Experiments[1]; later.Verdict != VerdictWaits || later.Holds != nil || later.With != nil {
 		t.Errorf("a waiting experiment ran: %+v", later)

@@ -69,6 +69,7 @@ func (r *Runner) measureBaselines(ctx context.Context, e Experiment) (without, w
 	for _, b := range sides {
 		baselined(b.side, e, combineSteps(b.steps))
 		b.side.Setting = label(b.setting)
+		b.side.Rounds = judgedRounds(e, b.steps)
 	}
 	return sides[0].side, sides[1].side, nil
 }
@@ -156,6 +157,31 @@ func combineSteps(steps []measure.Step) measure.Step {
 		if cpuSeen {
 			out.ServerCPUCores = cpuSeconds / seconds
 		}
+	}
+	return out
+}
+
+// judgedRounds is the judged endpoint's stat (ms) in each round; nil when
+// a round did not measure it.
+func judgedRounds(e Experiment, steps []measure.Step) []float64 {
+	q := 50.0
+	if e.Stat == "p99" {
+		q = 99
+	}
+	var out []float64
+	for _, s := range steps {
+		v := math.NaN()
+		if s.Load != nil {
+			for _, ep := range s.Load.Endpoints {
+				if ep.Name == e.judged(s) && ep.SuccessHistogram != nil && ep.SuccessHistogram.TotalCount() > 0 {
+					v = ms(time.Duration(ep.SuccessHistogram.ValueAtQuantile(q)) * time.Microsecond)
+				}
+			}
+		}
+		if math.IsNaN(v) {
+			return nil
+		}
+		out = append(out, v)
 	}
 	return out
 }
