@@ -6,9 +6,11 @@
 # FAULTS="redis reset,kill -9 worker" runs a subset (the table is written
 # all the same).
 # --shards S runs it on a cluster of S shards instead (cluster.sh up 2
-# --shards S): Redis and NATS behind Toxiproxy, kill -9 of each shard's
-# server, a replica, the worker, Redis and NATS, an nginx reload; no disk
-# full row. Its table goes between the "faults-shards" markers.
+# --shards S, a --pg-url per shard): each shard's PostgreSQL, Redis and
+# NATS behind Toxiproxy, the toxics on shard 1 only, kill -9 of each
+# shard's server, a replica, the worker, Redis and NATS, an nginx reload;
+# no disk full row; each row also counts every shard's sessions' tries
+# apart. Its table goes between the "faults-shards" markers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shards=1

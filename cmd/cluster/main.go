@@ -107,8 +107,10 @@ type options struct {
 	cpuText   string
 	dbCPU     float64
 	dbCPUText string
-	pgURL     string
-	// pgReplicaURL: with pgURL, the read replica is this standby of
+	// pgURLs are the existing servers of --pg-url: one, or one per shard
+	// (shard K's database on the K-th).
+	pgURLs []string
+	// pgReplicaURL: with one pgURL, the read replica is this standby of
 	// that server (dbReplica is set too).
 	pgReplicaURL string
 	shards       int // 1 unless --shards
@@ -158,10 +160,12 @@ func parseArgs(args []string) (options, error) {
 			o.dbCPUText, err = value(&i, name, "--db-cpu needs a number of cores, such as 0.5")
 			dbCPUSet = true
 		case "--pg-url":
-			if o.pgURL, err = value(&i, name, "--pg-url needs a PostgreSQL URL, such as postgres://postgres@127.0.0.1:5432/postgres"); err == nil &&
-				!strings.HasPrefix(o.pgURL, "postgres://") && !strings.HasPrefix(o.pgURL, "postgresql://") {
-				err = usagef("--pg-url must be a postgres:// URL, got '%s'", o.pgURL)
+			var u string
+			if u, err = value(&i, name, "--pg-url needs a PostgreSQL URL, such as postgres://postgres@127.0.0.1:5432/postgres"); err == nil &&
+				!strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+				err = usagef("--pg-url must be a postgres:// URL, got '%s'", u)
 			}
+			o.pgURLs = append(o.pgURLs, u)
 		case "--pg-replica-url":
 			if o.pgReplicaURL, err = value(&i, name, "--pg-replica-url needs a PostgreSQL URL of a standby of --pg-url's server"); err == nil &&
 				!strings.HasPrefix(o.pgReplicaURL, "postgres://") && !strings.HasPrefix(o.pgReplicaURL, "postgresql://") {
@@ -192,7 +196,7 @@ func parseArgs(args []string) (options, error) {
 	if o.verb == "" {
 		return o, usageError("no command given")
 	}
-	upOnly := cpuSet || dbCPUSet || o.dbReplica || o.pgURL != "" || shardsText != "" || o.prometheus
+	upOnly := cpuSet || dbCPUSet || o.dbReplica || len(o.pgURLs) > 0 || shardsText != "" || o.prometheus
 	o.shards = 1
 	switch o.verb {
 	case "up":
@@ -209,10 +213,10 @@ func parseArgs(args []string) (options, error) {
 		if o.dbCPU, err = cores("--db-cpu", o.dbCPUText, dbCPUSet); err != nil {
 			return o, err
 		}
-		if o.pgReplicaURL != "" && o.pgURL == "" {
+		if o.pgReplicaURL != "" && len(o.pgURLs) == 0 {
 			return o, usageError("--pg-replica-url names a standby of --pg-url's server; without --pg-url the cluster makes its own (--db-replica)")
 		}
-		if o.pgURL != "" && dbCPUSet {
+		if len(o.pgURLs) > 0 && dbCPUSet {
 			return o, usageError("--db-cpu holds the cluster's own database server to a quota; with --pg-url there is none")
 		}
 	case "kill-replica", "start-replica":
@@ -244,11 +248,14 @@ func parseArgs(args []string) (options, error) {
 
 const upOnlyFlags = "--cpu, --db-cpu, --pg-url, --pg-replica-url, --db-replica, --shards and --prometheus belong to up"
 
-// parseShards reads --shards: S servers of the cluster's own, so neither
-// an existing server (--pg-url) nor a read replica (one standby of one
-// primary today) goes with S above 1.
+// parseShards reads --shards: S servers of the cluster's own, or S
+// existing ones (--pg-url given once per shard); a read replica (one
+// standby of one primary today) does not go with S above 1.
 func (o *options) parseShards(text string) error {
 	if text == "" {
+		if len(o.pgURLs) > 1 {
+			return usagef("%d --pg-url are one per shard: give --shards %d", len(o.pgURLs), len(o.pgURLs))
+		}
 		return nil
 	}
 	n, err := strconv.Atoi(text)
@@ -256,8 +263,8 @@ func (o *options) parseShards(text string) error {
 		return usagef("--shards must be a whole number from 1 to %d, got '%s'", maxShards, text)
 	}
 	o.shards = n
-	if n > 1 && o.pgURL != "" {
-		return usageError("--shards above 1 starts a database server per shard; --pg-url puts the cluster on one existing server")
+	if len(o.pgURLs) > 0 && len(o.pgURLs) != n {
+		return usagef("--pg-url is given once per shard, each shard's database on the server it names: --shards %d wants %d, got %d", n, n, len(o.pgURLs))
 	}
 	if n > 1 && o.dbReplica {
 		return usageError("--db-replica with --shards above 1 is not built: a read replica is of one primary")

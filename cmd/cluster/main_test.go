@@ -57,6 +57,13 @@ func TestParseShards(t *testing.T) {
 		{[]string{"up", "2", "--shards", "17"}, 0, true},
 		{[]string{"up", "2", "--shards", "+2"}, 0, true},
 		{[]string{"kill-db", "2", "--shards", "2"}, 0, true},
+		// Shards on existing servers: --pg-url once per shard.
+		{[]string{"up", "2", "--shards", "2", "--pg-url", "postgres://a:1/postgres", "--pg-url", "postgres://b:2/postgres"}, 2, false},
+		{[]string{"up", "2", "--pg-url", "postgres://a:1/postgres"}, 1, false},
+		{[]string{"up", "2", "--shards", "2", "--pg-url", "postgres://a:1/postgres"}, 0, true},
+		{[]string{"up", "2", "--pg-url", "postgres://a:1/postgres", "--pg-url", "postgres://b:2/postgres"}, 0, true},
+		{[]string{"up", "2", "--shards", "3", "--pg-url", "postgres://a:1/postgres", "--pg-url", "postgres://b:2/postgres"}, 0, true},
+		{[]string{"up", "2", "--shards", "2", "--pg-url", "postgres://a:1/postgres", "--pg-url", "b:2"}, 0, true},
 	} {
 		o, err := parseArgs(tt.args)
 		var ue usageError

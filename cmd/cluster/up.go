@@ -43,12 +43,15 @@ func (c *cluster) up(ctx context.Context) error {
 	if err := ensureNginx(c); err != nil {
 		return err
 	}
-	if c.opts.pgURL != "" {
-		if err := pgserver.Ping(ctx, c.opts.pgURL); err != nil {
-			return fmt.Errorf("PostgreSQL is not reachable at --pg-url %s: %v (scripts/services.sh starts the machine's server)", c.opts.pgURL, err)
+	for _, u := range c.opts.pgURLs {
+		if err := pgserver.Ping(ctx, u); err != nil {
+			return fmt.Errorf("PostgreSQL is not reachable at --pg-url %s: %v (scripts/services.sh starts the machine's server)", u, err)
 		}
-	} else if _, err := pgserver.Bin(); err != nil {
-		return err
+	}
+	if len(c.opts.pgURLs) == 0 {
+		if _, err := pgserver.Bin(); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(c.state, 0o755); err != nil {
 		return err
@@ -268,8 +271,8 @@ func (c *cluster) cgroupParent() string {
 // per shard (initdb, started in its cgroup), started side by side, each
 // with its shard's database and pg_stat_statements.
 func (c *cluster) createDatabases(ctx context.Context) error {
-	if c.opts.pgURL != "" {
-		return c.createSharedDatabase(ctx)
+	if len(c.opts.pgURLs) > 0 {
+		return c.createSharedDatabases(ctx)
 	}
 	n := c.cfg.shards()
 	c.cfg.Databases = make([]database, n)
@@ -322,25 +325,27 @@ func (c *cluster) createOwnDatabase(ctx context.Context, db database, mu *sync.M
 	return u, nil
 }
 
-// createSharedDatabase makes the cluster's one database on the existing
-// server of --pg-url.
-func (c *cluster) createSharedDatabase(ctx context.Context) error {
-	db := database{Name: c.cfg.Name, AdminURL: c.opts.pgURL}
-	c.cfg.Databases = []database{db} // recorded first: down drops it
-	if err := c.save(); err != nil {
-		return err
+// createSharedDatabases makes the cluster's databases on the existing
+// servers of --pg-url: its one database, or shard K's on the K-th.
+func (c *cluster) createSharedDatabases(ctx context.Context) error {
+	c.cfg.Databases = nil
+	for k, admin := range c.opts.pgURLs {
+		db := database{Name: c.cfg.shardDatabase(k + 1), AdminURL: admin}
+		c.cfg.Databases = append(c.cfg.Databases, db) // recorded first: down drops it
+		if err := c.save(); err != nil {
+			return err
+		}
+		if err := pgserver.Exec(ctx, db.AdminURL, "CREATE DATABASE "+db.Name); err != nil {
+			return fmt.Errorf("could not create database %s: %v", db.Name, err)
+		}
+		u, err := url.Parse(db.AdminURL)
+		if err != nil {
+			return err
+		}
+		u.Path = "/" + db.Name
+		c.cfg.Databases[k].URL = u.String()
+		c.logf("database %s created on %s", db.Name, u.Host)
 	}
-	if err := pgserver.Exec(ctx, db.AdminURL, "CREATE DATABASE "+db.Name); err != nil {
-		return fmt.Errorf("could not create database %s: %v", db.Name, err)
-	}
-	u, err := url.Parse(db.AdminURL)
-	if err != nil {
-		return err
-	}
-	u.Path = "/" + db.Name
-	db.URL = u.String()
-	c.cfg.Databases = []database{db}
-	c.logf("database %s created on %s", db.Name, u.Host)
 	return c.save()
 }
 

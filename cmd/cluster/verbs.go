@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,7 +42,7 @@ func (c *cluster) rescale(ctx context.Context) error {
 	if o.shards != c.cfg.shards() {
 		return fmt.Errorf("the cluster in %s runs with shards=%d; --shards cannot change on a running cluster: %s", c.state, c.cfg.shards(), downFirst)
 	}
-	if o.pgURL != "" && (len(c.cfg.Databases) == 0 || c.cfg.Databases[0].AdminURL != o.pgURL) {
+	if len(o.pgURLs) > 0 && !slices.Equal(o.pgURLs, c.adminURLs()) {
 		return fmt.Errorf("the cluster in %s has its database elsewhere; --pg-url cannot change on a running cluster: %s", c.state, downFirst)
 	}
 	if r, ok, err := c.dir().Load("nginx"); err != nil || !ok || !r.Alive() {
@@ -530,4 +531,14 @@ func deleteRedisKeys(ctx context.Context, url, prefix string) (int, error) {
 		return deleted, err
 	}
 	return deleted, flush()
+}
+
+// adminURLs are the existing servers (--pg-url) of the cluster's
+// databases, in shard order.
+func (c *cluster) adminURLs() []string {
+	var urls []string
+	for _, db := range c.cfg.Databases {
+		urls = append(urls, db.AdminURL)
+	}
+	return urls
 }

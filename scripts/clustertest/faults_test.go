@@ -18,8 +18,10 @@ import (
 
 	"github.com/perfscale/perfscale/internal/testwait"
 	"github.com/perfscale/perfscale/internal/toxitest"
+	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/nats/natstest"
 	"github.com/perfscale/perfscale/shop/redis/redistest"
+	"github.com/perfscale/perfscale/shop/shard"
 )
 
 // The fault matrix (issue 19 part 5): a cluster of two replicas whose
@@ -39,6 +41,12 @@ import (
 // (checkShards) reads the database: every acknowledged order exists exactly
 // once, stock taken = quantities ordered, every order confirmed exactly
 // once and ready.
+//
+// On shards (PERFSCALE_FAULTS_SHARDS=S): every shard's server is a
+// cluster's own behind a proxy of its own; the four toxics hurt shard 1
+// alone, kill -9 each shard's server in turn, and each row counts every
+// shard's sessions' tries apart, so it shows whether the other shards'
+// customers were served while one shard was hurt.
 //
 // It runs only when asked: PERFSCALE_FAULTS=all (scripts/faults.sh, which
 // writes docs/reliability.md's table) or a comma-separated list of fault
@@ -66,15 +74,7 @@ func TestFaultMatrix(t *testing.T) {
 	if shards == 1 {
 		c, dbc, tox = unshardedFaultCluster(t, rds, nts)
 	} else {
-		// The shards are the cluster's own servers (cluster.sh up --shards
-		// takes no --pg-url), so only Redis and NATS are behind Toxiproxy;
-		// kill-db K crashes shard K.
-		tox = toxitest.New(t, map[string]string{"redis": redisHost(rds), "nats": natsHost(nts)})
-		c = startCluster(t, map[string]string{
-			"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
-			"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
-		}, "2", "--shards", strconv.Itoa(shards))
-		dbc = c
+		c, dbc, tox = shardedFaultCluster(t, rds, nts, shards)
 	}
 	_, urls := c.databases()
 	for id := 1; id <= items; id++ {
@@ -106,9 +106,9 @@ func TestFaultMatrix(t *testing.T) {
 		faults = chosen
 	}
 
-	var obs observations
-	// Shopper i's session is on shard i mod S + 1, so a killed shard
-	// holds some of them.
+	obs := observations{shardOf: shardOfSession(t, shards)}
+	// Shopper i's session is on shard i mod S + 1, so a killed or
+	// poisoned shard holds some of them and the others none.
 	s := startStorm(c, sessionsOverShards(c, shoppers, shards), items, obs.add)
 	defer s.stop()
 	for range browsers {
@@ -191,6 +191,60 @@ func unshardedFaultCluster(t *testing.T, rds *redistest.Server, nts *natstest.Se
 	return c, dbc, tox
 }
 
+// shardedFaultCluster is the matrix's cluster on shards: each shard's
+// PostgreSQL is a server of a cluster's own (dbc, up 1 --shards S, whose
+// replica and worker are stopped at once), so that kill-db K crashes
+// shard K's server; the matrix's cluster (c, up 2 --shards S with a
+// --pg-url per shard) reaches every shard's server, Redis and NATS
+// through Toxiproxy (tox: proxies "shard1".."shardS", "redis", "nats").
+func shardedFaultCluster(t *testing.T, rds *redistest.Server, nts *natstest.Server, shards int) (c, dbc *cluster, tox *toxitest.Proxies) {
+	t.Helper()
+	dbc = startCluster(t, nil, "1", "--shards", strconv.Itoa(shards))
+	dbc.mustScript("kill-replica", "1")
+	dbc.mustScript("kill-replica", "worker")
+	_, dbURLs := dbc.databases()
+	upstreams := map[string]string{"redis": redisHost(rds), "nats": natsHost(nts)}
+	for k, u := range dbURLs {
+		server, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upstreams[shardProxy(k+1)] = server.Host
+	}
+	tox = toxitest.New(t, upstreams)
+	args := []string{"2", "--shards", strconv.Itoa(shards)}
+	for k := 1; k <= shards; k++ {
+		args = append(args, "--pg-url", "postgres://postgres@"+tox.Addr(shardProxy(k))+"/postgres")
+	}
+	c = startCluster(t, map[string]string{
+		"SHOP_REDIS_URL": "redis://" + tox.Addr("redis") + "/0",
+		"SHOP_NATS_URL":  "nats://" + tox.Addr("nats"),
+	}, args...)
+	return c, dbc, tox
+}
+
+// shardProxy is the Toxiproxy proxy in front of shard k's server.
+func shardProxy(k int) string { return "shard" + strconv.Itoa(k) }
+
+// shardOfSession is the shard of a session token on a cluster of shards
+// (the balanced map, which the matrix never changes); nil on one.
+func shardOfSession(t *testing.T, shards int) func(token string) int {
+	if shards < 2 {
+		return nil
+	}
+	m, err := shard.Balanced(shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(token string) int {
+		b, err := shard.BucketOfTokenHash(shop.HashToken(token))
+		if err != nil {
+			return 0
+		}
+		return m.Owner(b) + 1
+	}
+}
+
 // appendTable adds a table to the file PERFSCALE_FAULTS_OUT names, if any.
 func appendTable(t *testing.T, table string) {
 	out := os.Getenv("PERFSCALE_FAULTS_OUT")
@@ -219,11 +273,13 @@ type fault struct {
 
 func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redistest.Server, nts *natstest.Server, shards int) []fault {
 	var fs []fault
-	proxied := []string{"postgres", "standby", "redis", "nats"}
+	type proxied struct{ name, proxy string }
+	targets := []proxied{{"postgres", "postgres"}, {"standby", "standby"}, {"redis", "redis"}, {"nats", "nats"}}
 	if shards > 1 {
-		proxied = []string{"redis", "nats"} // the shards are not behind Toxiproxy
+		// One shard hurt, the others' customers served meanwhile.
+		targets = []proxied{{"shard 1", shardProxy(1)}, {"redis", "redis"}, {"nats", "nats"}}
 	}
-	for _, target := range proxied {
+	for _, target := range targets {
 		for _, tx := range []struct {
 			name, kind string
 			attrs      string
@@ -233,13 +289,13 @@ func faultList(t *testing.T, c, dbc *cluster, tox *toxitest.Proxies, rds *redist
 			{"blackhole", "timeout", `{"timeout": 0}`},
 			{"bandwidth 8 KB/s", "bandwidth", `{"rate": 8}`},
 		} {
-			if target == "standby" && tx.kind == "bandwidth" {
+			if target.name == "standby" && tx.kind == "bandwidth" {
 				continue // a slow replica is the latency row's
 			}
 			fs = append(fs, fault{
-				name: target + " " + tx.name, target: target, hold: 10 * time.Second,
-				inject: func() { tox.Add(t, target, tx.kind, tx.attrs) },
-				heal:   func() { tox.Remove(t, target) },
+				name: target.name + " " + tx.name, target: target.name, hold: 10 * time.Second,
+				inject: func() { tox.Add(t, target.proxy, tx.kind, tx.attrs) },
+				heal:   func() { tox.Remove(t, target.proxy) },
 			})
 		}
 	}
@@ -347,6 +403,7 @@ type try struct {
 	status int // 0: no answer
 	err    error
 	what   string // a failed try's request and cause (failedTry)
+	token  string // the session's
 }
 
 var idSegment = regexp.MustCompile(`/[0-9]+`)
@@ -376,6 +433,9 @@ func failedTry(method, path string, r reply, err error) string {
 type observations struct {
 	mu   sync.Mutex
 	list []try
+	// shardOf names a session's shard (nil: one database), so the
+	// matrix counts each shard's customers' tries apart.
+	shardOf func(token string) int
 }
 
 func (o *observations) add(tr try) {
@@ -405,6 +465,13 @@ type faultRow struct {
 	longest   time.Duration
 	recovery  time.Duration // from the heal to the end of the last failure after it
 	recovered bool
+	byShard   map[int]*shardTries // on shards: each shard's sessions' tries
+}
+
+// shardTries are one shard's sessions' tries during a fault.
+type shardTries struct {
+	tries, failed int
+	recovery      time.Duration
 }
 
 func (r faultRow) String() string {
@@ -423,7 +490,7 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 		f.heal()
 	}
 	healed := time.Now()
-	row := faultRow{name: f.name, failed: map[string]int{}, causes: map[string]int{}}
+	row := faultRow{name: f.name, failed: map[string]int{}, causes: map[string]int{}, byShard: map[int]*shardTries{}}
 	deadline := healed.Add(60 * time.Second)
 	for {
 		time.Sleep(250 * time.Millisecond)
@@ -441,6 +508,15 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 		end := tr.begun.Add(tr.took)
 		row.tries++
 		row.longest = max(row.longest, tr.took)
+		sh := &shardTries{} // counted nowhere on one database
+		if obs.shardOf != nil {
+			k := obs.shardOf(tr.token)
+			if row.byShard[k] == nil {
+				row.byShard[k] = &shardTries{}
+			}
+			sh = row.byShard[k]
+		}
+		sh.tries++
 		switch {
 		case tr.err != nil:
 			row.failed["no answer"]++
@@ -450,9 +526,11 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 			row.ok++
 			continue
 		}
+		sh.failed++
 		row.causes[tr.what]++
 		if end.After(healed) {
 			row.recovery = max(row.recovery, end.Sub(healed))
+			sh.recovery = max(sh.recovery, end.Sub(healed))
 		}
 	}
 	return row
@@ -460,11 +538,14 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 
 func faultTable(rows []faultRow, s *storm, shards int, checked bool) string {
 	var b strings.Builder
+	perShard, perShardRule := "", ""
 	if shards > 1 {
-		fmt.Fprintf(&b, "On %d shards (PostgreSQL not behind Toxiproxy: its rows are the servers' kill -9).\n\n", shards)
+		fmt.Fprintf(&b, "On %d shards; the shard 1 rows' toxics are between the replicas and worker and shard 1's server only. "+
+			"Per shard: the tries of the sessions on that shard, how many failed, and their recovery after the fault's end.\n\n", shards)
+		perShard, perShardRule = " failed of tries by shard (recovery) |", " --- |"
 	}
-	fmt.Fprintf(&b, "| fault | tries | answered < 500 | failed tries by status | longest try | recovery after the fault's end |\n")
-	fmt.Fprintf(&b, "| --- | ---: | ---: | --- | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| fault | tries | answered < 500 | failed tries by status | longest try | recovery after the fault's end |%s\n", perShard)
+	fmt.Fprintf(&b, "| --- | ---: | ---: | --- | ---: | ---: |%s\n", perShardRule)
 	for _, r := range rows {
 		var failed []string
 		for k, n := range r.failed {
@@ -479,7 +560,11 @@ func faultTable(rows []faultRow, s *storm, shards int, checked bool) string {
 		if !r.recovered {
 			rec = "not within 60 s"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", r.name, r.tries, r.ok, f, r.longest.Round(10*time.Millisecond), rec)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |", r.name, r.tries, r.ok, f, r.longest.Round(10*time.Millisecond), rec)
+		if shards > 1 {
+			fmt.Fprintf(&b, " %s |", r.shardsText(shards))
+		}
+		b.WriteString("\n")
 	}
 	var causes []string
 	for _, r := range rows {
@@ -502,6 +587,23 @@ func faultTable(rows []faultRow, s *storm, shards int, checked bool) string {
 	fmt.Fprintf(&b, "\n%d orders acknowledged, %d checkouts refused as sold out, %d tries failed and were retried; %s.\n",
 		s.acked.Load(), s.soldOut.Load(), s.failures.Load(), verdict)
 	return b.String()
+}
+
+// shardsText is a row's tries by shard: "1: 40 of 300 (1.2s); 2: 0 of 310".
+func (r faultRow) shardsText(shards int) string {
+	var parts []string
+	for k := 1; k <= shards; k++ {
+		st := r.byShard[k]
+		if st == nil {
+			st = &shardTries{}
+		}
+		p := fmt.Sprintf("%d: %d of %d", k, st.failed, st.tries)
+		if st.failed > 0 {
+			p += fmt.Sprintf(" (%s)", st.recovery.Round(10*time.Millisecond))
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // stormUnderWay is how many orders the storm has acknowledged before the

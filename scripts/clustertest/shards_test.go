@@ -356,7 +356,7 @@ func (s *storm) send(method, path, token, key string, body any) (reply, error) {
 		begun := time.Now()
 		r, err := s.c.do(method, path, token, key, body)
 		if s.observe != nil {
-			s.observe(try{begun: begun, took: time.Since(begun), status: r.status, err: err, what: failedTry(method, path, r, err)})
+			s.observe(try{begun: begun, took: time.Since(begun), status: r.status, err: err, what: failedTry(method, path, r, err), token: token})
 		}
 		if r.final(err) {
 			return r, nil
