@@ -10,7 +10,10 @@
 # NATS behind Toxiproxy, the toxics on shard 1 only, kill -9 of each
 # shard's server, a replica, the worker, Redis and NATS, an nginx reload;
 # no disk full row; each row also counts every shard's sessions' tries
-# apart. Its table goes between the "faults-shards" markers.
+# apart; then add-shard (2 shards to 3) is killed with SIGKILL after each
+# of its steps in turn and run again under a storm (FAULTS="add-shard
+# killed" runs that alone). Its table goes between the "faults-shards"
+# markers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shards=1
@@ -24,7 +27,7 @@ case "${1:-}" in
 esac
 marker=faults tests='^(TestFaultMatrix|TestDiskFullOnTheEmbeddedDefault)$'
 if (( shards > 1 )); then
-  marker=faults-shards tests='^TestFaultMatrix$'
+  marker=faults-shards tests='^(TestFaultMatrix|TestAddShardKilledAtEachStepAndRunAgainLosesNoOrder)$'
 fi
 out=$(mktemp /tmp/faults.XXXXXX)
 trap 'rm -f "$out"' EXIT

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,8 +27,10 @@ import (
 //     copied, frozen (their writes get 503 with Retry-After for that
 //     while), switched, and deleted from their old shards.
 //
-// Each step can be run again, so an add-shard cut short is finished by
-// running it again.
+// Each step can be run again, so an add-shard cut short (killed, even
+// with SIGKILL) is finished by running it again; a server it left half
+// made is made again, and a shop reshard it ran dies with it (no two run
+// at once).
 func (c *cluster) addShard(ctx context.Context) error {
 	ok, err := c.load()
 	if err != nil {
@@ -54,7 +57,12 @@ func (c *cluster) addShard(ctx context.Context) error {
 			return err
 		}
 	case c.cfg.Databases[k-1].URL == "":
-		return fmt.Errorf("shard %d's server %s was left half made by an add-shard cut short: run 'scripts/cluster.sh --state-dir %s down' and up again", k, c.cfg.Databases[k-1].Server, c.state)
+		if err := c.discardHalfMadeServer(ctx, k); err != nil {
+			return err
+		}
+		if err := c.createShardServer(ctx, k); err != nil {
+			return err
+		}
 	default:
 		c.logf("finishing the add-shard of shard %d that was cut short", k)
 	}
@@ -127,11 +135,49 @@ func (c *cluster) createShardServer(ctx context.Context, k int) error {
 	return c.save()
 }
 
+// discardHalfMadeServer stops and removes what an add-shard cut short
+// while it made shard k's server left of it (the server, its record, its
+// data directory), and forgets the shard, so that it is made again.
+func (c *cluster) discardHalfMadeServer(ctx context.Context, k int) error {
+	name := c.cfg.Databases[k-1].Server
+	c.logf("shard %d's server %s was left half made by an add-shard cut short: making it again", k, name)
+	data := filepath.Join(c.state, "pg", name)
+	r, ok, err := c.dir().Load(name)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if d := r.Meta["data"]; d != "" {
+			data = d
+		}
+		if r.Alive() {
+			c.stop(ctx, r)
+		}
+		if err := c.dir().Forget(name); err != nil {
+			return err
+		}
+	}
+	// A data directory outside the state directory is in c.cfg.External
+	// too, and down removes it if this does not.
+	if err := os.RemoveAll(data); err != nil {
+		return fmt.Errorf("could not remove the half-made data directory of %s: %v", name, err)
+	}
+	c.cfg.Databases, c.cfg.Adding = c.cfg.Databases[:k-1], false
+	return c.save()
+}
+
 // shopReshard runs the cluster's shop reshard with args, its output kept
 // in the state directory under log.
 func (c *cluster) shopReshard(ctx context.Context, log string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, c.cfg.Shop, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
+	// Killed with this command (SIGKILL, which it cannot pass on), not
+	// left running beside the shop reshard of the add-shard run again.
+	// The kernel sends it when the thread that started the child ends,
+	// so that thread is kept until the child has.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	out, err := cmd.CombinedOutput()
 	os.WriteFile(filepath.Join(c.state, log), out, 0o644) //nolint:errcheck // the error below quotes it
 	if err != nil {
