@@ -539,8 +539,10 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 			row.longest, row.slowest = tr.took, tr.outcome()
 		}
 		sh := &shardTries{} // counted nowhere on one database
+		cause := tr.what
 		if obs.shardOf != nil {
 			k := obs.shardOf(tr.token)
+			cause = fmt.Sprintf("a shard %d session's %s", k, tr.what)
 			if row.byShard[k] == nil {
 				row.byShard[k] = &shardTries{}
 			}
@@ -557,7 +559,7 @@ func runFault(t *testing.T, f fault, obs *observations) faultRow {
 			continue
 		}
 		sh.failed++
-		row.causes[tr.what]++
+		row.causes[cause]++
 		if end.After(healed) {
 			row.recovery = max(row.recovery, end.Sub(healed))
 			sh.recovery = max(sh.recovery, end.Sub(healed))
