@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/perfscale/perfscale/internal/supervise"
 )
 
 // The shop is given one --db per shard in shard order, and --shards with
@@ -248,5 +251,49 @@ func TestFirstMenuWaitsLongerThanTheOtherChecks(t *testing.T) {
 	close(release)
 	if r := <-got; r.err != nil || !strings.Contains(string(r.body), "pizza") {
 		t.Fatalf("firstMenu: %v (%s)", r.err, r.body)
+	}
+}
+
+// An add-shard killed while it made shard 3's server (recorded, no URL
+// yet) left a record and a data directory: run again, it removes both and
+// forgets the shard, so the server is made again from nothing.
+func TestAHalfMadeShardServerIsDiscarded(t *testing.T) {
+	state := t.TempDir()
+	var stderr strings.Builder
+	c := &cluster{state: state, stdout: io.Discard, stderr: &stderr, cfg: config{
+		Replicas: 2, Shards: 2, Adding: true, Name: "n",
+		Databases: []database{{Name: "n_s1", URL: "postgres://a/n_s1", Server: "db-1"}, {Name: "n_s2", URL: "postgres://b/n_s2", Server: "db-2"}, {Name: "n_s3", Server: "db-3"}},
+	}}
+	data := filepath.Join(state, "pg", "db-3")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "PG_VERSION"), []byte("15\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A process that is gone: pid 0 is never alive.
+	if err := c.dir().Save(supervise.Record{Name: "db-3", Meta: map[string]string{"data": data}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.discardHalfMadeServer(t.Context(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the half-made data directory is left: %v", err)
+	}
+	if _, ok, err := c.dir().Load("db-3"); ok || err != nil {
+		t.Errorf("db-3's record is left (%v)", err)
+	}
+	var saved config
+	if b, err := os.ReadFile(c.configPath()); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if len(saved.Databases) != 2 || saved.Adding || saved.Shards != 2 {
+		t.Errorf("cluster.json after: %d databases, adding %t, shards %d; want 2, false, 2", len(saved.Databases), saved.Adding, saved.Shards)
+	}
+	if !strings.Contains(stderr.String(), "left half made") {
+		t.Errorf("nothing said of the half-made server: %q", stderr.String())
 	}
 }
