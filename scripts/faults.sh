@@ -33,10 +33,12 @@ out=$(mktemp /tmp/faults.XXXXXX)
 trap 'rm -f "$out"' EXIT
 before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u +"%Y-%m-%d %H:%M UTC")
+# The commit tested: taken before the run, which the tree's HEAD may
+# outlive.
+commit=$(git rev-parse --short HEAD)
 PERFSCALE_FAULTS="${FAULTS:-all}" PERFSCALE_FAULTS_OUT="$out" PERFSCALE_FAULTS_SHARDS="$shards" \
   go test ./scripts/clustertest/ -run "$tests" -count=1 -v -timeout 30m
 after=$(cut -d' ' -f1-3 /proc/loadavg)
-commit=$(git rev-parse --short HEAD)
 {
   echo "<!-- $marker:begin (scripts/faults.sh writes this part) -->"
   echo "Run of $started at $commit; load average before $before, after $after."
