@@ -1080,7 +1080,7 @@ func TestBadArgumentsAreRefused(t *testing.T) {
 		{[]string{"up", "1", "--shards", "17"}, "--shards must be a whole number from 1 to 16"},
 		{[]string{"up", "1", "--shards", "two"}, "--shards must be a whole number"},
 		{[]string{"up", "1", "--shards"}, "--shards needs"},
-		{[]string{"up", "1", "--shards", "2", "--pg-url", sharedServer}, "--pg-url puts the cluster on one existing server"},
+		{[]string{"up", "1", "--shards", "2", "--pg-url", sharedServer}, "--pg-url is given once per shard"},
 		{[]string{"up", "1", "--shards", "2", "--db-replica"}, "--db-replica with --shards above 1 is not built"},
 		{[]string{"status", "--shards", "2"}, "belong to up"},
 		{[]string{"kill-db"}, "database server number"},
