@@ -124,6 +124,8 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--rate", "5", "--duration", "0", url}, "--duration must be positive"},
 		{[]string{"run", "--rate", "5", "--duration", "-1s", url}, "--duration must be positive"},
 		{[]string{"run", "--rate", "5", "--max-inflight", "0", url}, "--max-inflight must be at least 1"},
+		{[]string{"run", "--rate", "5", "--users", "-2", "--scenario", "shop"}, "--users must not be negative"},
+		{[]string{"run", "--concurrency", "2", "--users", "5", "--scenario", "shop"}, "a pool of users is for an open-loop run"},
 		{[]string{"run", "--rate", "1e9", url}, "above the 1000000 req/s"},
 		{[]string{"run", "--rate", "-5", url}, "--rate must be a positive"},
 		{[]string{"run", "--concurrency", "-1", url}, "--concurrency must be at least 1"},

@@ -114,6 +114,7 @@ type runFlags struct {
 	targetsFormat                      *string
 	agents                             agentFlags
 	stageUsers                         *bool
+	users                              *int
 	outputs                            *report.Outputs
 	headers                            headerFlags
 	thresholds                         threshold.List
@@ -136,6 +137,7 @@ func newRunFlags(stdout io.Writer) *runFlags {
 		base:          fs.String("base", "", "base URL for the scenario (overrides the file's)"),
 		client:        fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
 		maxInFlight:   fs.Int("max-inflight", load.DefaultMaxInFlight, "open loop: most requests in flight at once"),
+		users:         fs.Int("users", 0, "open loop with --scenario: spread the requests over this many users (0: a user for each request in flight)"),
 		outputs:       outputFlags(fs),
 		stages:        fs.String("stages", "", "vary the load: DURATION:TARGET,... such as 30s:100,1m:400,30s:0; each stage ramps linearly\nfrom the previous target (0 at first) to its own; targets are req/s (open loop) unless --stage-users"),
 		targets:       fs.String("targets", "", "read the requests from this file, or - for stdin, sent in turn: vegeta's http format, 'METHOD URL' lines,\neach followed by optional 'Name: value' headers and an '@FILE' body, blank lines between; or its json format,\none {\"method\", \"url\", \"header\", \"body\" (base64)} a line"),
@@ -170,6 +172,8 @@ func (f *runFlags) validate() error {
 		return fmt.Errorf("--rate must be a positive number of requests per second, got %g", *f.rate)
 	case f.set("concurrency") && *f.concurrency <= 0:
 		return fmt.Errorf("--concurrency must be at least 1 user, got %d", *f.concurrency)
+	case *f.users < 0:
+		return fmt.Errorf("--users must not be negative, got %d", *f.users)
 	case *f.maxInFlight <= 0:
 		return fmt.Errorf("--max-inflight must be at least 1, got %d", *f.maxInFlight)
 	case *f.timeout <= 0:
@@ -269,6 +273,9 @@ func (f *runFlags) config(pos []string) (load.Config, string, threshold.List, er
 	cfg := load.Config{
 		Rate: *f.rate, Concurrency: *f.concurrency, ThinkTime: *f.think, Duration: *f.duration,
 		Requests: *f.requests, Timeout: *f.timeout, Client: load.Client(*f.client), MaxInFlight: *f.maxInFlight,
+	}
+	if *f.users > 0 {
+		cfg.Users = load.NewUsers(*f.users)
 	}
 	if *f.stages != "" {
 		stages, err := load.ParseStages(*f.stages)

@@ -49,6 +49,13 @@ PERFSCALE_CLUSTER_CLIENT_LIMITS=off, or near them the capacity found is
 the limit's. A count whose capacity 429 Too Many Requests bounded is
 warned of above the table as not the system's.
 
+--users N spreads each count's probes of a --scenario over N simulated
+users, made in the count's warm-up (lengthened to send a request a user)
+and kept for its probes; without it a user is a request in flight, a few
+dozen at capacity. A system that places sessions by a hash (shards)
+needs many: with a few dozen sessions the shard that drew the most
+carries well over its share, and the table measures the draw.
+
 --prometheus URL reads each probe's CPU per process (by job and
 component), in-flight requests, jobs waiting and database pool waits
 from a Prometheus server scraping the replicas instead of watching
@@ -89,7 +96,7 @@ Flags:
 // its validation errors.
 var scaleoutFlagOf = map[string]string{
 	"ScaleCmd": "--scale-cmd", "DownCmd": "--down-cmd", "Replicas": "--replicas", "CPUs": "--cpus", "SLO": "--slo",
-	"ProbeDuration": "--probe-duration", "ReadyTimeout": "--ready-timeout", "StartRate": "--start-rate",
+	"ProbeDuration": "--probe-duration", "Users": "--users", "ReadyTimeout": "--ready-timeout", "StartRate": "--start-rate",
 }
 
 // scaleoutFlags are scaleout's command-line flags.
@@ -99,6 +106,7 @@ type scaleoutFlags struct {
 	path, client, prometheus                *string
 	slo, probe, readyTimeout                *time.Duration
 	startRate                               *float64
+	users                                   *int
 	suspects                                *bool
 	agents                                  agentFlags
 	outputs                                 *report.Outputs
@@ -118,6 +126,7 @@ func newScaleoutFlags(stdout io.Writer) *scaleoutFlags {
 		slo:          fs.Duration("slo", 50*time.Millisecond, "p99 a probe must meet"),
 		probe:        fs.Duration("probe-duration", 3*time.Second, "length of each probe"),
 		startRate:    fs.Float64("start-rate", 100, "first rate tried, req/s"),
+		users:        fs.Int("users", 0, "with --scenario: spread each count's probes over this many users, kept from probe to probe (0: a user for each request in flight)"),
 		readyTimeout: fs.Duration("ready-timeout", 60*time.Second, "how long to wait for the URL to answer after scaling"),
 		suspects:     fs.Bool("suspects", true, "also watch PostgreSQL, nginx, Redis and NATS running on this machine"),
 		client:       fs.String("client", string(load.ClientFastHTTP), "HTTP client: fasthttp or nethttp"),
@@ -195,7 +204,7 @@ func (f *scaleoutFlags) config(pos []string, stderr io.Writer) (scaleout.Config,
 		ProbeDuration: *f.probe, StartRate: *f.startRate, ReadyTimeout: *f.readyTimeout,
 		MaxErrorRate: scaleout.DefaultMaxErrorRate, DownTimeout: scaleout.DefaultDownTimeout,
 		DrainGap: scaleout.DefaultDrainGap, DrainTimeout: scaleout.DefaultDrainTimeout,
-		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*f.client),
+		Cores: float64(runtime.NumCPU()), Log: stderr, Client: load.Client(*f.client), Users: *f.users,
 		Workload: func(u string) (scaleout.Workload, error) { return f.workload(u, scen, path) },
 		Watch: func(ctx context.Context, u string) (scaleout.Watcher, error) {
 			if prom != "" {

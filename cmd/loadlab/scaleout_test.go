@@ -60,6 +60,7 @@ func TestScaleoutRejectsBadInvocations(t *testing.T) {
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--probe-duration", "0s"}, "--probe-duration: must be positive"},
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--replicas", "0,2"}, "--replicas: counts must be positive"},
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--start-rate", "-5"}, "--start-rate: must be a positive number"},
+		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--users", "-1"}, "--users: must not be negative"},
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--scenario", "nope.yaml"}, "scenario"},
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--scenario", "shop", "--path", "/x"}, "--path applies without --scenario"},
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--client", "curl"}, "unknown --client"},

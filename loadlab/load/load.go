@@ -48,6 +48,11 @@ type Config struct {
 	// generator's own lateness is judged by what it can do to the
 	// latency p99 against it (see Result.GeneratorSaturated).
 	SLO time.Duration
+	// Users, if set, is the pool of users an open-loop run of a Scenario
+	// spreads its requests over (see Users); nil: a user for each
+	// request slot in flight. Closed loop has a user a slot by definition
+	// and refuses a pool.
+	Users *Users
 	// MaxInFlight caps concurrent requests in open loop (0: a default of
 	// 1,000). Requests beyond it wait in the generator, and that wait
 	// counts in their latency.

@@ -82,6 +82,8 @@ func (c *Config) Validate() error {
 		return errors.New("give exactly one of a target request and a scenario")
 	case c.MaxInFlight < 0:
 		return errors.New("max in-flight must not be negative")
+	case c.Users != nil && (c.Scenario == nil || c.Concurrency > 0):
+		return errors.New("a pool of users is for an open-loop run of a scenario (closed loop has a user for each of its concurrency)")
 	}
 	switch c.Client {
 	case "", ClientFastHTTP, ClientNetHTTP:
@@ -286,8 +288,12 @@ func (g *generator) openLoop(ctx context.Context, start time.Time) {
 				return
 			}
 			// A user who waits (a Retry-After) takes no request meanwhile:
-			// it is not idle, so another worker takes the schedule's.
-			if wait := w.sendAt(ctx, due); !g.pause(ctx, wait) {
+			// it is not idle, so another worker takes the schedule's. A
+			// pool's user goes back to the pool after its wait.
+			w.borrow()
+			waited := g.pause(ctx, w.sendAt(ctx, due))
+			w.giveBack()
+			if !waited {
 				return
 			}
 		}
@@ -428,10 +434,26 @@ var shardCounter atomic.Uint64
 
 func (g *generator) newWorker() *worker {
 	w := &worker{g: g, shard: g.rec.shards[shardCounter.Add(1)%uint64(len(g.rec.shards))]}
-	if g.cfg.Scenario != nil {
+	if g.cfg.Scenario != nil && g.cfg.Users == nil {
 		w.session = g.cfg.Scenario.NewSession()
 	}
 	return w
+}
+
+// borrow takes the worker's user for its next request from the pool, if
+// the run has one (Config.Users).
+func (w *worker) borrow() {
+	if u := w.g.cfg.Users; u != nil {
+		w.session = u.take(w.g.cfg.Scenario)
+	}
+}
+
+// giveBack returns the borrowed user to the pool.
+func (w *worker) giveBack() {
+	if u := w.g.cfg.Users; u != nil && w.session != nil {
+		u.put(w.session)
+		w.session = nil
+	}
 }
 
 // sendAt sends one request intended to go out at due and records its

@@ -18,6 +18,10 @@ type LoadRunner struct {
 	// SLO, if set, is what the generator judges its own lateness against
 	// (load.Config.SLO).
 	SLO time.Duration
+	// Users, if set, is the pool of users the open-loop phases of a
+	// Scenario spread their requests over (load.Users), shared by every
+	// phase this runner runs; closed-loop phases have their own users.
+	Users *load.Users
 }
 
 // Run implements Runner; the Step keeps the generator's whole result.
@@ -30,6 +34,9 @@ func (l LoadRunner) Run(ctx context.Context, s Spec) (Step, error) {
 	}
 	if s.Rate > 0 {
 		cfg.Concurrency = 0
+		if l.Scenario != nil {
+			cfg.Users = l.Users
+		}
 	}
 	res, err := load.Run(ctx, cfg)
 	if err != nil {

@@ -55,6 +55,14 @@ type Config struct {
 	Progress func(line string)
 	Log      io.Writer
 	Client   load.Client
+	// Users, if above 0, is how many simulated users each count's probes
+	// of a scenario spread their requests over (load.Users), made in the
+	// count's first probes and kept for its later ones; 0: a user for
+	// each request in flight. A store that places sessions by a hash of
+	// them (shards) needs many: with a user a request in flight, a probe
+	// has a few dozen users, and the shard that drew the most carries
+	// well over its share.
+	Users int
 }
 
 // Workload is what each probe sends.
@@ -223,6 +231,8 @@ func (c Config) Validate() error {
 		return bad("MaxErrorRate", "must be a share between 0 and 1, got %v", c.MaxErrorRate)
 	case c.Workload == nil:
 		return bad("Workload", "no workload")
+	case c.Users < 0:
+		return bad("Users", "must not be negative, got %d", c.Users)
 	}
 	for i, n := range c.Replicas {
 		if n < 1 || (i > 0 && n <= c.Replicas[i-1]) {
@@ -483,7 +493,13 @@ func newCounter(cfg Config, w Workload, watcher Watcher, where string) *counter 
 	if watcher != nil {
 		mw = watcher
 	}
-	var source LoadSource = measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: ProbeTimeout, SLO: cfg.SLO}
+	runner := measure.LoadRunner{Target: w.Target, Scenario: w.Scenario, Client: cfg.Client, Timeout: ProbeTimeout, SLO: cfg.SLO}
+	if cfg.Users > 0 && w.Scenario != nil {
+		// One pool a count: the count's cluster is a new one, and its
+		// sessions are made again.
+		runner.Users = load.NewUsers(cfg.Users)
+	}
+	var source LoadSource = runner
 	if w.Source != nil {
 		source = w.Source
 	}
@@ -512,7 +528,7 @@ func (c *counter) warmUp(ctx context.Context, start float64) error {
 		return fmt.Errorf("%s: one user's baseline: %w", c.where, err)
 	}
 	warm := max(start/2, 1)
-	s, err := c.meter.Measure(ctx, c.runner, measure.Spec{Rate: warm, Duration: c.cfg.ProbeDuration})
+	s, err := c.meter.Measure(ctx, c.runner, measure.Spec{Rate: warm, Duration: warmUpFor(c.cfg, warm)})
 	if err != nil {
 		return fmt.Errorf("%s: warm-up: %w", c.where, err)
 	}
@@ -536,6 +552,17 @@ func (c *counter) warmUp(ctx context.Context, start float64) error {
 		c.cfg.Progress(fmt.Sprintf("%s: warm-up %.0f req/s: p99 %s (not counted); one user's median %s", c.where, warm, measure.FormatMS(s.P99), measure.FormatMS(c.drain.baseline)))
 	}
 	return nil
+}
+
+// warmUpFor is how long the warm-up at rate warm runs: a probe's length,
+// or with a pool of users long enough for every user's set-up (its
+// session) and a tenth more, so that the counted probes make none.
+func warmUpFor(cfg Config, warm float64) time.Duration {
+	d := cfg.ProbeDuration
+	if cfg.Users > 0 {
+		d = max(d, time.Duration(float64(cfg.Users)*1.1/warm*float64(time.Second)).Round(time.Second))
+	}
+	return d
 }
 
 // probe drains the target, then runs one open-loop probe at rate.
