@@ -11,7 +11,11 @@
 # their first rows are two measurements of one capacity: ROUNDS=2 runs
 # them again in the other order (shards, replicas, replicas, shards), for
 # four, since every efficiency rests on that row.
-# Environment: C (0.1), D (0.15), SLO (100ms), COUNTS (1,2,4), RUNS
+# The load is spread over USERS (512) simulated users (loadlab scaleout
+# --users): with a user a request in flight, as before, a probe had a few
+# dozen sessions and the shard that drew the most of them carried up to
+# 1.4 times its share (docs/scaleout.md, "What does not scale with n").
+# Environment: C (0.1), D (0.15), SLO (100ms), USERS (512), COUNTS (1,2,4), RUNS
 # ("shards replicas"), ROUNDS (1; with more, round 2 runs RUNS in reverse,
 # and the logs and JSON are RUN-ROUND.log, .json), OUT (a directory for the logs and JSON, default a
 # new one under ${TMPDIR:-/tmp}, kept), SHOP (a shop binary to run instead
@@ -39,6 +43,10 @@ c=${C:-0.1}
 d=${D:-0.15}
 slo=${SLO:-100ms}
 counts=${COUNTS:-1,2,4}
+users=${USERS:-512}
+case $users in
+  '' | *[!0-9]*) echo "bench-shards: USERS takes a whole number (0: a user a request in flight), got '$users'" >&2; exit 2 ;;
+esac
 runs=${RUNS:-shards replicas}
 rounds=${ROUNDS:-1}
 case $rounds in
@@ -55,7 +63,7 @@ if [ -n "${SHOP:-}" ]; then
 else
   go build -o "$out/shop" ./cmd/shop
 fi
-echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), C=$c D=$d SLO=$slo counts $counts; logs in $out"
+echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), C=$c D=$d SLO=$slo users $users counts $counts; logs in $out"
 # What the quotas take at the largest count, beside the machine's CPUs:
 # the rest (nginx, the worker, Redis, NATS, loadlab) has no quota and needs
 # about 0.5 ms of CPU a request (docs/scaleout.md, "Does four fit").
@@ -80,7 +88,7 @@ for round in $(seq 1 "$rounds"); do
     PERFSCALE_CLUSTER_SHOP="$out/shop" SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$out/loadlab" scaleout \
       --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
       --down-cmd "scripts/cluster.sh --state-dir $state down" \
-      --replicas "$counts" --scenario shop --slo "$slo" --json "$out/$name.json" >"$out/$name.log" 2>&1 \
+      --replicas "$counts" --scenario shop --users "$users" --slo "$slo" --json "$out/$name.json" >"$out/$name.log" 2>&1 \
       || { tail -n 20 "$out/$name.log" >&2; exit 1; }
     echo "== $name: load average after $(cut -d' ' -f1-3 /proc/loadavg)"
     # The table, the USL fit and any warning; not each probe.
