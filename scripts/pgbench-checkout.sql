@@ -17,18 +17,32 @@
 \set item random(1, 200)
 \set key random(1, 4000000000000000000)
 
--- The cart update (shop/sqlstore SetCartItem): one transaction.
-BEGIN;
+-- The cart update (shop/postgres PutCartItemAtOnce): the session's lock
+-- and the change in one round trip, as the service's pgx batch sends them,
+-- one implicit transaction ending at the pipeline's single sync (100 is
+-- shop.MaxCartLines).
+\startpipeline
 SELECT id FROM sessions WHERE id = :sid FOR UPDATE;
-SELECT i.name, i.available, COUNT(c.item_id), COUNT(c.item_id) FILTER (WHERE c.item_id = i.id)
-  FROM items i LEFT JOIN cart_items c ON c.session_id = :sid
-  WHERE i.id = :item GROUP BY i.id, i.name, i.available;
-INSERT INTO cart_items (session_id, item_id, quantity) VALUES (:sid, :item, 1)
-  ON CONFLICT (session_id, item_id) DO UPDATE SET quantity = excluded.quantity;
+WITH item AS (
+	SELECT id FROM items WHERE id = :item AND available
+), counted AS (
+	SELECT count(*) AS lines, count(*) FILTER (WHERE item_id = :item) AS with_item
+	FROM cart_items WHERE session_id = :sid
+), put AS (
+	INSERT INTO cart_items (session_id, item_id, quantity)
+	SELECT :sid, item.id, 1 FROM item, counted WHERE counted.with_item > 0 OR counted.lines < 100
+	ON CONFLICT (session_id, item_id) DO UPDATE SET quantity = excluded.quantity
+	RETURNING item_id, quantity
+)
 SELECT c.item_id, i.name, c.quantity, i.price_cents, i.available, i.stock
-  FROM cart_items c JOIN items i ON i.id = c.item_id
-  WHERE c.session_id = :sid ORDER BY c.item_id;
-COMMIT;
+FROM (
+	SELECT item_id, quantity FROM cart_items
+	WHERE session_id = :sid AND item_id <> :item AND EXISTS (SELECT 1 FROM put)
+	UNION ALL
+	SELECT item_id, quantity FROM put
+) c JOIN items i ON i.id = c.item_id
+ORDER BY c.item_id;
+\endpipeline
 
 -- The checkout (shop/postgres PlaceAtOnce): the session's lock and the
 -- checkout in one round trip, as the service's pgx batch sends them, one

@@ -179,10 +179,31 @@ func (s *Store) Cart(ctx context.Context, sessionID int64) (*shop.Cart, error) {
 	return shop.CartOf(lines), nil
 }
 
+// CartAtOnceDB is a database that sets a plain cart change (an item
+// available, within the line limit) in one round trip and returns the
+// cart; nil lines when the change was not plain and nothing was written
+// (SetCartItem then takes the general way, which decides it). A DB
+// without it takes every cart change the general way.
+type CartAtOnceDB interface {
+	PutCartItemAtOnce(ctx context.Context, sessionID, itemID int64, quantity int) ([]shop.CheckoutLine, error)
+}
+
 // SetCartItem sets an item's quantity in the cart; 0 removes it.
 func (s *Store) SetCartItem(ctx context.Context, sessionID, itemID int64, quantity int) (*shop.Cart, error) {
 	if err := shop.ValidateQuantity(quantity); err != nil {
 		return nil, err
+	}
+	if db, ok := s.db.(CartAtOnceDB); ok && quantity > 0 {
+		lines, err := db.PutCartItemAtOnce(ctx, sessionID, itemID, quantity)
+		if err != nil {
+			return nil, err
+		}
+		if lines != nil {
+			if err := s.db.SessionWrote(ctx, sessionID); err != nil {
+				return nil, err
+			}
+			return shop.CartOf(lines), nil
+		}
 	}
 	var lines []shop.CheckoutLine
 	err := s.db.InTx(ctx, func(tx Tx) error {
