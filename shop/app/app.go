@@ -331,18 +331,16 @@ func (a *App) openSharedCache(ctx context.Context) error {
 }
 
 // openCache builds the in-process layer: the catalog version kept in
-// memory (fed by Redis announcements when there is Redis), then the Redis
+// memory (fed by the database's notifications on PostgreSQL and by Redis
+// announcements when there is Redis), then the Redis
 // store layer that prices carts under it, then the item and session cache
 // in front of both.
 func (a *App) openCache(ctx context.Context) error {
 	if done, err := a.cacheAntipatterns(); done || err != nil {
 		return err
 	}
-	var feed cache.Feed
-	if a.shared != nil {
-		feed = a.shared
-	}
-	version, err := cache.NewVersion(ctx, a.store, cache.VersionConfig{Feed: feed, Logger: a.log})
+	feed, poll := a.versionFeed()
+	version, err := cache.NewVersion(ctx, a.store, cache.VersionConfig{Feed: feed, PollInterval: poll, Logger: a.log})
 	if err != nil {
 		return err
 	}

@@ -69,13 +69,17 @@ func (a *App) start(ctx context.Context) (stopRelay func(), err error) {
 	if a.events == nil || !a.works() {
 		return func() {}, nil
 	}
-	relay := shopnats.NewRelay(a.store, a.events, shopnats.RelayConfig{Registerer: a.reg, Logger: a.log.With("component", "relay")})
+	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// On PostgreSQL the relay runs when order events are written (their
+	// notification) and polls only as a safety net; on SQLite it polls.
+	relay := shopnats.NewRelay(a.store, a.events, shopnats.RelayConfig{
+		Wake:       a.backend.OrderEventsWritten(relayCtx),
+		Registerer: a.reg, Logger: a.log.With("component", "relay")})
 	// The stream's state as the NATS server holds it, from the process
 	// that fills it: one series per stream however many replicas run.
 	if a.bus != nil {
 		a.reg.MustRegister(a.bus.StreamCollector())
 	}
-	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); relay.Run(relayCtx) }() //nolint:errcheck // returns nil
 	return func() { cancel(); <-done }, nil

@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -293,4 +294,51 @@ func (b *Backend) ShardBacklog(ctx context.Context, k int) (jobs.Backlog, error)
 		return bl, fmt.Errorf("shard %d: %w", k+1, err)
 	}
 	return bl, nil
+}
+
+// OrderEventsWritten returns a channel that receives a value (coalesced:
+// it holds one at most) each time order events are written on any of the
+// backend's databases (every shard's), and each time a listener
+// (re)connects, until ctx ends: what wakes the outbox relay. It is nil on
+// the embedded default, which has no notifications (postgres.Listen).
+func (b *Backend) OrderEventsWritten(ctx context.Context) <-chan struct{} {
+	return b.wakeups(ctx, postgres.OrderEventsChannel)
+}
+
+func (b *Backend) wakeups(ctx context.Context, channel string) <-chan struct{} {
+	dbs := b.Shards
+	if len(dbs) == 0 && b.Postgres != nil {
+		dbs = []*postgres.DB{b.Postgres}
+	}
+	if len(dbs) == 0 {
+		return nil
+	}
+	wake := make(chan struct{}, 1)
+	for _, db := range dbs {
+		go db.Listen(ctx, channel, func(string, bool) { postgres.Poke(wake) })
+	}
+	return wake
+}
+
+// CatalogVersionChanges reports the catalog version to fn each time it
+// moves (the catalog's database notifies it, postgres.CatalogVersionChannel),
+// and reads it afresh for fn each time the listener (re)connects, when a
+// move may have been missed; it runs until ctx ends. It returns false at
+// once on the embedded default, which has no notifications.
+func (b *Backend) CatalogVersionChanges(ctx context.Context, fn func(version int64)) bool {
+	if b.Postgres == nil {
+		return false
+	}
+	b.Postgres.Listen(ctx, postgres.CatalogVersionChannel, func(payload string, reconnected bool) {
+		if reconnected {
+			if v, err := b.Store.CatalogVersion(ctx); err == nil {
+				fn(v)
+			}
+			return
+		}
+		if v, err := strconv.ParseInt(payload, 10, 64); err == nil {
+			fn(v)
+		}
+	})
+	return true
 }

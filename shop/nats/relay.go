@@ -22,9 +22,19 @@ type Publisher interface {
 
 // RelayConfig tunes the relay.
 type RelayConfig struct {
-	// Poll is how often an idle relay looks at the outbox, and how long it
-	// waits after a failure before trying again.
+	// Poll is the least time between two rounds, and how long the relay
+	// waits after a failure before trying again. Without Wake it is also
+	// how often an idle relay looks at the outbox.
 	Poll time.Duration
+	// Wake, if set, says that events were written (the database's
+	// notifications, postgres.OrderEventsChannel): the relay then runs a
+	// round when it fires, at most one per Poll, and otherwise only every
+	// SafetyPoll, for a notification lost. An idle relay then costs the
+	// database a statement per SafetyPoll instead of one per Poll.
+	Wake <-chan struct{}
+	// SafetyPoll is how often a relay with Wake looks at the outbox
+	// without being woken (10 s).
+	SafetyPoll time.Duration
 	// Batch is how many events one outbox read takes.
 	Batch int
 	// PublishTimeout bounds one publish (the server's acknowledgement).
@@ -33,6 +43,9 @@ type RelayConfig struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
+
+// DefaultSafetyPoll is RelayConfig.SafetyPoll's default.
+const DefaultSafetyPoll = 10 * time.Second
 
 // Relay publishes the outbox to the bus in outbox order, one event at a
 // time (each acknowledged before the next, so a failure leaves the rest in
@@ -55,6 +68,9 @@ type Relay struct {
 func NewRelay(outbox Outbox, pub Publisher, cfg RelayConfig) *Relay {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 100 * time.Millisecond
+	}
+	if cfg.SafetyPoll <= 0 {
+		cfg.SafetyPoll = DefaultSafetyPoll
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
@@ -84,6 +100,51 @@ func NewRelay(outbox Outbox, pub Publisher, cfg RelayConfig) *Relay {
 // Run relays until ctx ends. It returns nil then: what is unpublished
 // stays in the outbox for the next run.
 func (r *Relay) Run(ctx context.Context) error {
+	if r.cfg.Wake == nil {
+		return r.poll(ctx)
+	}
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		err := r.Drain(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.noteState(err)
+		// At least Poll between rounds: under load the notifications come
+		// faster than that, and one round takes what they announced.
+		if !sleep(ctx, pause, r.cfg.Poll) {
+			return nil
+		}
+		if err != nil {
+			continue // try again after Poll, woken or not
+		}
+		pause.Reset(r.cfg.SafetyPoll)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.cfg.Wake:
+			pause.Stop()
+		case <-pause.C:
+		}
+	}
+}
+
+// sleep waits d on t or until ctx ends (false). Since Go 1.23 a timer
+// reset holds no stale tick.
+func sleep(ctx context.Context, t *time.Timer, d time.Duration) bool {
+	t.Reset(d)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// poll runs a round every Poll: where nothing says when events are
+// written (the embedded database has no notifications).
+func (r *Relay) poll(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	for {

@@ -327,3 +327,78 @@ func TestDrainStopsAtAShortBatch(t *testing.T) {
 		}
 	}
 }
+
+// signalledOutbox counts the outbox reads and says when each is done.
+type signalledOutbox struct {
+	*sqlite.Store
+	read   chan int // the count of reads, after each
+	marked chan struct{}
+	n      int
+}
+
+func (c *signalledOutbox) MarkOrderEventsPublished(ctx context.Context, ids []int64) error {
+	err := c.Store.MarkOrderEventsPublished(ctx, ids)
+	c.marked <- struct{}{}
+	return err
+}
+
+func (c *signalledOutbox) UnpublishedOrderEvents(ctx context.Context, limit int) ([]shop.OrderEvent, error) {
+	evs, err := c.Store.UnpublishedOrderEvents(ctx, limit)
+	c.n++
+	c.read <- c.n
+	return evs, err
+}
+
+// pending is how many events wait in s's outbox.
+func pending(t *testing.T, s *sqlite.Store) int {
+	t.Helper()
+	evs, err := s.UnpublishedOrderEvents(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
+}
+
+// TestAWokenRelayReadsOnlyWhenWoken: with Wake, the relay reads the outbox
+// once at its start and then once per wake-up, never on its own within the
+// safety poll, where the polling relay read it every Poll (an idle cluster
+// paid a statement, a commit on PostgreSQL, ten times a second for it).
+func TestAWokenRelayReadsOnlyWhenWoken(t *testing.T) {
+	_, s, bus := openBus(t)
+	// Buffered, so that a relay reading unwoken is counted, not stuck.
+	outbox := &signalledOutbox{Store: s, read: make(chan int, 1000), marked: make(chan struct{}, 1000)}
+	wake := make(chan struct{}, 1)
+	relay := shopnats.NewRelay(outbox, bus, shopnats.RelayConfig{Poll: time.Millisecond, Wake: wake, SafetyPoll: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	if n := <-outbox.read; n != 1 {
+		t.Fatalf("first read is number %d", n)
+	}
+	const rounds = 5
+	for k := range rounds {
+		placeOrder(t, s)
+		// Not woken: the event waits, however long this takes.
+		if got := pending(t, s); got != 1 {
+			t.Fatalf("round %d: %d events pending before the wake-up, want 1 (the relay read the outbox unwoken)", k, got)
+		}
+		select { // never blocks: the relay takes a pending wake-up, or it is one
+		case wake <- struct{}{}:
+		default:
+		}
+		if n := <-outbox.read; n != k+2 {
+			t.Fatalf("round %d: read number %d, want %d", k, n, k+2)
+		}
+		<-outbox.marked
+		if got := pending(t, s); got != 0 {
+			t.Fatalf("round %d: %d events pending after the woken read", k, got)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if extra := len(outbox.read); extra != 0 {
+		t.Errorf("%d outbox reads nobody woke the relay for; want 0 (one per wake-up)", extra)
+	}
+}
