@@ -6,7 +6,9 @@
 -- cost: HTTP, JSON, Go and the pool, not a different amount of SQL.
 -- Copied from the statements the service sent (PostgreSQL's statement log,
 -- shop --role api, at the commit that last changed this file); when the
--- store's statements change, this file must follow.
+-- store's statements change, this file must follow:
+-- TestPgbenchScriptIsTheShopsCheckout (shop/postgres) compares the two and
+-- fails until it does.
 -- Run with -M prepared (pgx prepares and caches its statements too) and
 -- -D first_session=N, where sessions N+1 .. N+clients exist (each client
 -- is one shopper with its own session, as each loadlab user is), and
