@@ -468,11 +468,13 @@ $PROXY_TO_SHOP
 `
 
 // clientLimits are nginx's per-client limits for a cluster of replicas
-// API replicas, each held to cores CPUs (0: none). They match what the
-// replicas admit, at the limit their admission control starts from
-// (httpapi.DefaultAdmission for the replica's GOMAXPROCS): a replica
-// works on InitialLimit requests at once and queues up to ShedAll times
-// as many more, then refuses everything. So:
+// API replicas, each held to cores CPUs (0: none). They are sized from the
+// adaptive limit's starting point (httpapi.DefaultAdmission for the
+// replica's GOMAXPROCS; --admission adaptive): a replica works on
+// InitialLimit requests at once and queues up to ShedAll times as many
+// more, then refuses everything. The default split admission holds more
+// (its slots and up to 64 queued a slot), so one client still meets
+// nginx's 429 before it fills a replica's queues. So:
 //   - conns, the requests one client address may have in nginx at once,
 //     is what all the replicas hold, working and queued, before they
 //     refuse everything: replicas x (1 + ShedAll) x InitialLimit. One

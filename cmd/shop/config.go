@@ -81,7 +81,7 @@ var settings = []setting{
 	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), usage: "background jobs one worker process runs at once", parse: parseWorkers},
 	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
 	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
-	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on (the same as adaptive): an adaptive concurrency limit sheds requests past it with 503 and Retry-After, browsing first, checkout last; split: a bound for reads sized to the CPUs and one for writes sized to the database's writer, each refusing a request that could not be answered within its objective, lowest priority first (docs/reliability.md); off: every request is queued and served (for experiments)", parse: parseAdmission},
+	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on (the same as split): a bound for reads sized to the CPUs and one for writes sized to the database's writer, each queueing by priority and, once its queue has stood 500 ms without emptying (overload, not a burst), refusing with 503 and Retry-After a request that could not be answered within its objective, browsing first, checkout last (docs/reliability.md); adaptive: failsafe-go's adaptive concurrency limit instead, which also refuses at loads served within objective (kept for comparison); off: every request is queued and served (for experiments)", parse: parseAdmission},
 	{flag: "checkout-backpressure", env: "SHOP_CHECKOUT_BACKPRESSURE", def: "on", usage: "on: checkout is refused with 503 and Retry-After while order confirmations wait for a worker past a bound (docs/reliability.md); off: never (for benchmarks that run no worker on purpose)", parse: parseCheckoutBackpressure},
 	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
 	{flag: "antipattern", env: "SHOP_ANTIPATTERNS", usage: "anti-pattern switches to run with, comma-separated, none by default (docs/antipatterns.md): " + strings.Join(antipattern.Names(), ", "), parse: parseAntipatterns},
@@ -331,10 +331,10 @@ func parseSessionRate(c *config, v string) error {
 
 func parseAdmission(c *config, v string) error {
 	switch v {
-	case "on", "adaptive":
-		c.Admission.On, c.Admission.Split = true, false
-	case "split":
+	case "on", "split":
 		c.Admission.On, c.Admission.Split = true, true
+	case "adaptive":
+		c.Admission.On, c.Admission.Split = true, false
 	case "off":
 		c.Admission.On, c.Admission.Split = false, false
 	default:

@@ -13,8 +13,21 @@
 // (k+1) x service / slots, where service is a moving average of the time a
 // slot is held. A request that cannot be served within its budget that way
 // is refused before it queues; one whose class was overtaken while it
-// waited leaves when its wait is spent. Nothing here reads a clock: callers
-// pass the times they measured, so the rules are tested without timing.
+// waited leaves when its wait is spent.
+//
+// Both refusals apply only while the bulkhead is overloaded: while its queue
+// has held requests without once emptying for Standing (the standing queue
+// of CoDel, Nichols and Jacobson's controlled delay). A queue that drains
+// is a burst the slots absorb, not overload: a closed loop of users at a
+// load the service serves, a CPU quota's throttled stretch (up to 90 ms of
+// each 100 ms period at 0.1 core), a GC pause. Refusing then turned away
+// work the service had the capacity for; until the queue stands, a request
+// waits for its slot as long as its caller lets it. Past a full queue, a
+// newcomer of a higher class takes the place of the newest waiter of the
+// lowest class queued.
+//
+// Nothing here reads a clock: callers pass the times they measured, so the
+// rules are tested without timing.
 package bulkhead
 
 import (
@@ -41,19 +54,33 @@ type Config struct {
 	// Weight is the moving average's weight of a new service time
 	// (default 1/16).
 	Weight float64
+	// Standing is how long the queue must have held requests without
+	// emptying before the bulkhead counts as overloaded and refuses by
+	// expected wait (default DefaultStanding); negative: at once.
+	Standing time.Duration
 }
+
+// DefaultStanding is the default Config.Standing: five periods of the
+// kernel's CPU quota (100 ms), so that a replica throttled for most of a
+// period but draining its queue within the next is not overloaded, and
+// short enough that a real overload is shed within a second.
+const DefaultStanding = 500 * time.Millisecond
 
 // Bulkhead is a fixed number of slots and a priority queue before them.
 // Its methods are safe for concurrent use.
 type Bulkhead struct {
 	slots, maxQueue int
 	weight          float64
+	standing        time.Duration
 
 	mu       sync.Mutex
 	inFlight int
 	queued   int
 	queues   [][]*Waiter // by class; each first come first served
 	service  float64     // seconds; 0 until the first sample
+	// busySince is when the queue last went from empty to holding a
+	// request; it stands while queued > 0.
+	busySince time.Time
 }
 
 // New returns a Bulkhead sized by cfg.
@@ -66,16 +93,25 @@ func New(cfg Config) *Bulkhead {
 	if cfg.Weight <= 0 || cfg.Weight > 1 {
 		cfg.Weight = 1.0 / 16
 	}
-	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, queues: make([][]*Waiter, cfg.Classes)}
+	switch {
+	case cfg.Standing == 0:
+		cfg.Standing = DefaultStanding
+	case cfg.Standing < 0:
+		cfg.Standing = 0
+	}
+	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, standing: cfg.Standing, queues: make([][]*Waiter, cfg.Classes)}
 }
 
 // Waiter is a request that holds a slot or waits for one.
 type Waiter struct {
-	class int
-	ready chan struct{} // closed when the slot is granted
-	// MaxWait is how long it may wait for its slot: its budget less the
-	// expected service time, so that an answer it waited for can still
-	// come within the budget. Zero when the slot was granted at once.
+	class   int
+	ready   chan struct{} // closed when the slot is granted
+	evicted chan struct{} // closed when a higher class took its place
+	// MaxWait is how long it may wait for its slot while the bulkhead is
+	// overloaded: its budget less the expected service time, so that an
+	// answer it waited for can still come within the budget. Zero when
+	// the slot was granted at once. Past it, the caller asks Overloaded
+	// whether to leave.
 	MaxWait time.Duration
 	granted bool // under the Bulkhead's lock
 	left    bool // under the Bulkhead's lock: cancelled before granted
@@ -84,13 +120,19 @@ type Waiter struct {
 // Ready is closed once the waiter holds a slot.
 func (w *Waiter) Ready() <-chan struct{} { return w.ready }
 
-// Enter asks for a slot for a request of class (clamped to the classes)
-// that must be answered within budget. A free slot is granted at once;
-// else the request queues if it can expect to be served within budget,
-// or is refused with ErrFull.
-func (b *Bulkhead) Enter(class int, budget time.Duration) (*Waiter, error) {
+// Evicted is closed when the waiter lost its place in a full queue to a
+// request of a higher class: it holds nothing and is refused.
+func (w *Waiter) Evicted() <-chan struct{} { return w.evicted }
+
+// Enter asks, at now, for a slot for a request of class (clamped to the
+// classes) that must be answered within budget. A free slot is granted at
+// once; else the request queues, unless the bulkhead is overloaded (its
+// queue has stood for Standing) and it cannot expect to be served within
+// budget, or the queue is full of requests of its class or higher: then
+// it is refused with ErrFull.
+func (b *Bulkhead) Enter(class int, budget time.Duration, now time.Time) (*Waiter, error) {
 	class = min(max(class, 0), len(b.queues)-1)
-	w := &Waiter{class: class, ready: make(chan struct{})}
+	w := &Waiter{class: class, ready: make(chan struct{}), evicted: make(chan struct{})}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.inFlight < b.slots && b.queued == 0 {
@@ -99,23 +141,71 @@ func (b *Bulkhead) Enter(class int, budget time.Duration) (*Waiter, error) {
 		close(w.ready)
 		return w, nil
 	}
-	if b.queued >= b.maxQueue {
+	since := b.busySince
+	if b.queued == 0 {
+		since = now // the queue would start with this request
+	}
+	serve := time.Duration(b.service * float64(time.Second))
+	if now.Sub(since) >= b.standing && b.expectedWait(class)+serve > budget {
 		return nil, ErrFull
 	}
+	if b.queued >= b.maxQueue && !b.evictBelow(class) {
+		return nil, ErrFull
+	}
+	w.MaxWait = max(0, budget-serve)
+	if b.queued == 0 {
+		b.busySince = now
+	}
+	b.queues[class] = append(b.queues[class], w)
+	b.queued++
+	return w, nil
+}
+
+// expectedWait is Little's law: with every slot busy, a newcomer of class
+// waits for the requests of its class or higher ahead of it, and its own
+// turn, each slot freeing every service time.
+func (b *Bulkhead) expectedWait(class int) time.Duration {
 	ahead := 0
 	for c := class; c < len(b.queues); c++ {
 		ahead += len(b.queues[c])
 	}
-	svc := b.service
-	expected := time.Duration(float64(ahead+1) * svc / float64(b.slots) * float64(time.Second))
-	serve := time.Duration(svc * float64(time.Second))
-	if expected+serve > budget {
-		return nil, ErrFull
+	return time.Duration(float64(ahead+1) * b.service / float64(b.slots) * float64(time.Second))
+}
+
+// evictBelow makes room in a full queue for a request of class: the newest
+// waiter of the lowest class below it leaves, refused. It reports false
+// when every waiter is of class or higher.
+func (b *Bulkhead) evictBelow(class int) bool {
+	for c := 0; c < class; c++ {
+		q := b.queues[c]
+		if len(q) == 0 {
+			continue
+		}
+		w := q[len(q)-1]
+		q[len(q)-1] = nil
+		b.queues[c] = q[:len(q)-1]
+		b.queued--
+		w.left = true
+		close(w.evicted)
+		return true
 	}
-	w.MaxWait = budget - serve
-	b.queues[class] = append(b.queues[class], w)
-	b.queued++
-	return w, nil
+	return false
+}
+
+// Overloaded reports, at now, whether the queue has stood for Standing
+// without emptying; when not, how much longer it must stand to be (a full
+// Standing when nothing waits).
+func (b *Bulkhead) Overloaded(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.queued == 0 {
+		return false, max(b.standing, time.Nanosecond)
+	}
+	stood := now.Sub(b.busySince)
+	if stood >= b.standing {
+		return true, 0
+	}
+	return false, b.standing - stood
 }
 
 // Leave gives up a wait that was not served in time (or whose client left).

@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// t0 is the time the tests' requests arrive at, unless they say otherwise.
+var t0 = time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+
 func granted(w *Waiter) bool {
 	select {
 	case <-w.Ready():
@@ -19,7 +22,7 @@ func granted(w *Waiter) bool {
 func fill(t *testing.T, b *Bulkhead) {
 	t.Helper()
 	for range b.Stats().Slots {
-		w, err := b.Enter(0, time.Second)
+		w, err := b.Enter(0, time.Second, t0)
 		if err != nil || !granted(w) {
 			t.Fatalf("a free slot was not granted at once: %v", err)
 		}
@@ -29,7 +32,7 @@ func fill(t *testing.T, b *Bulkhead) {
 func TestAFreeSlotIsGrantedAtOnce(t *testing.T) {
 	b := New(Config{Slots: 2, Classes: 3})
 	for i := range 2 {
-		w, err := b.Enter(0, 0)
+		w, err := b.Enter(0, 0, t0)
 		if err != nil || !granted(w) || w.MaxWait != 0 {
 			t.Fatalf("request %d: err %v, granted %v, MaxWait %v; want granted at once", i, err, granted(w), w.MaxWait)
 		}
@@ -40,8 +43,9 @@ func TestAFreeSlotIsGrantedAtOnce(t *testing.T) {
 }
 
 // The expected wait is Little's law: (ahead+1) x service / slots, ahead
-// counting the waiters of the newcomer's class or higher; a request is
-// refused at once when that wait and its own service pass its budget.
+// counting the waiters of the newcomer's class or higher; once the queue
+// stands (here at once), a request is refused at once when that wait and
+// its own service pass its budget.
 func TestRefusalByExpectedWait(t *testing.T) {
 	const svc = 10 * time.Millisecond
 	for _, tc := range []struct {
@@ -62,21 +66,21 @@ func TestRefusalByExpectedWait(t *testing.T) {
 		{name: "one slot: 1 ahead, 20 ms + 10 ms past 25", slots: 1, queued: []int{1}, class: 1, budget: 25 * time.Millisecond, refuse: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := New(Config{Slots: tc.slots, Classes: 3})
+			b := New(Config{Slots: tc.slots, Classes: 3, Standing: -1})
 			fill(t, b)
 			// Learn the service time: release one slot after 10 ms and take
 			// it back.
 			b.Release(svc)
-			fill2, err := b.Enter(0, time.Second)
+			fill2, err := b.Enter(0, time.Second, t0)
 			if err != nil || !granted(fill2) {
 				t.Fatalf("the freed slot was not granted: %v", err)
 			}
 			for _, c := range tc.queued {
-				if _, err := b.Enter(c, time.Hour); err != nil {
+				if _, err := b.Enter(c, time.Hour, t0); err != nil {
 					t.Fatalf("setting up the queue: %v", err)
 				}
 			}
-			w, err := b.Enter(tc.class, tc.budget)
+			w, err := b.Enter(tc.class, tc.budget, t0)
 			if tc.refuse {
 				if !errors.Is(err, ErrFull) {
 					t.Fatalf("err %v, want ErrFull", err)
@@ -98,7 +102,7 @@ func TestSlotsGoToTheHighestClassFirstThenInArrivalOrder(t *testing.T) {
 	fill(t, b)
 	var order []*Waiter
 	for _, c := range []int{0, 1, 2, 1, 0, 2} {
-		w, err := b.Enter(c, time.Hour)
+		w, err := b.Enter(c, time.Hour, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,8 +134,8 @@ func contains(s []int, v int) bool {
 func TestAWaiterThatLeftIsNotGrantedAndAGrantedOneKeepsItsSlot(t *testing.T) {
 	b := New(Config{Slots: 1, Classes: 2})
 	fill(t, b)
-	gone, _ := b.Enter(1, time.Hour)
-	next, _ := b.Enter(0, time.Hour)
+	gone, _ := b.Enter(1, time.Hour, t0)
+	next, _ := b.Enter(0, time.Hour, t0)
 	if !b.Leave(gone) {
 		t.Fatal("Leave of a waiting request reported it granted")
 	}
@@ -149,14 +153,14 @@ func TestAWaiterThatLeftIsNotGrantedAndAGrantedOneKeepsItsSlot(t *testing.T) {
 }
 
 func TestTheQueueIsBoundedWhateverTheServiceTime(t *testing.T) {
-	b := New(Config{Slots: 1, Classes: 1, MaxQueue: 3})
+	b := New(Config{Slots: 1, Classes: 1, MaxQueue: 3, Standing: -1})
 	fill(t, b)
 	for i := range 3 {
-		if _, err := b.Enter(0, time.Hour); err != nil {
+		if _, err := b.Enter(0, time.Hour, t0); err != nil {
 			t.Fatalf("waiter %d refused with no service time known: %v", i, err)
 		}
 	}
-	if _, err := b.Enter(0, time.Hour); !errors.Is(err, ErrFull) {
+	if _, err := b.Enter(0, time.Hour, t0); !errors.Is(err, ErrFull) {
 		t.Fatalf("a fourth waiter: err %v, want ErrFull", err)
 	}
 }
@@ -171,5 +175,93 @@ func TestServiceTimeIsAMovingAverageOfTheHolds(t *testing.T) {
 	b.Drop() // not counted
 	if got, want := b.Stats().Service, 5*time.Millisecond; got != want {
 		t.Fatalf("service %v, want %v (8, then halfway to 4 twice)", got, want)
+	}
+}
+
+// A queue that has not stood for Standing is a burst: a request queues
+// whatever wait it can expect, and Overloaded says when the queue would
+// count as standing. Once it has stood that long without emptying, the
+// same request is refused by its expected wait; a queue that emptied
+// starts over.
+func TestOnlyAStandingQueueRefusesByExpectedWait(t *testing.T) {
+	const svc = 10 * time.Millisecond
+	b := New(Config{Slots: 1, Classes: 3, Standing: 500 * time.Millisecond})
+	fill(t, b)
+	b.Release(svc)
+	fill(t, b)
+	// Ten ahead at 10 ms each: 110 ms + 10 ms, past a 50 ms budget.
+	var burst []*Waiter
+	for i := range 11 {
+		w, err := b.Enter(0, 50*time.Millisecond, t0.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatalf("request %d of a burst 10 ms into it: %v, want queued", i+1, err)
+		}
+		if w.MaxWait != 40*time.Millisecond {
+			t.Fatalf("MaxWait %v, want the budget less the service time", w.MaxWait)
+		}
+		burst = append(burst, w)
+	}
+	if over, left := b.Overloaded(t0.Add(100 * time.Millisecond)); over || left != 400*time.Millisecond {
+		t.Fatalf("Overloaded at +100 ms: %v, %v; want not yet, 400 ms to go", over, left)
+	}
+	late := t0.Add(500 * time.Millisecond)
+	if over, _ := b.Overloaded(late); !over {
+		t.Fatal("a queue that stood 500 ms is not overloaded")
+	}
+	if _, err := b.Enter(0, 50*time.Millisecond, late); !errors.Is(err, ErrFull) {
+		t.Fatalf("with the queue standing: err %v, want ErrFull", err)
+	}
+	// A checkout-class request ahead of no one of its class still fits.
+	if _, err := b.Enter(2, 50*time.Millisecond, late); err != nil {
+		t.Fatalf("a higher class with the queue standing: %v, want queued", err)
+	}
+	// The queue drains: the next burst starts a new standing time.
+	for range len(burst) + 2 { // the burst, the higher class, the slot held
+		b.Release(svc)
+	}
+	if over, _ := b.Overloaded(late); over {
+		t.Fatal("an empty queue counts as overloaded")
+	}
+	fill(t, b)
+	if _, err := b.Enter(0, 50*time.Millisecond, late.Add(time.Millisecond)); err != nil {
+		t.Fatalf("the first of a new burst: %v, want queued", err)
+	}
+}
+
+// A full queue takes a newcomer of a higher class in place of the newest
+// waiter of the lowest class, which learns it was evicted; a newcomer of
+// the lowest class queued is refused.
+func TestAFullQueueMakesRoomForAHigherClass(t *testing.T) {
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 3})
+	fill(t, b)
+	old, _ := b.Enter(0, time.Hour, t0)
+	newest, _ := b.Enter(0, time.Hour, t0)
+	mid, _ := b.Enter(1, time.Hour, t0)
+	if _, err := b.Enter(0, time.Hour, t0); !errors.Is(err, ErrFull) {
+		t.Fatalf("the lowest class into a full queue: err %v, want ErrFull", err)
+	}
+	top, err := b.Enter(2, time.Hour, t0)
+	if err != nil {
+		t.Fatalf("a higher class into a full queue: %v, want queued", err)
+	}
+	select {
+	case <-newest.Evicted():
+	default:
+		t.Fatal("the newest waiter of the lowest class was not evicted")
+	}
+	if !b.Leave(newest) {
+		t.Fatal("Leave of an evicted waiter reported it granted")
+	}
+	for i, w := range []*Waiter{top, mid, old} {
+		b.Release(time.Millisecond)
+		if !granted(w) {
+			t.Fatalf("release %d: waiter of class %d not granted", i+1, w.class)
+		}
+	}
+	if granted(newest) {
+		t.Fatal("the evicted waiter was granted a slot")
+	}
+	if s := b.Stats(); s.InFlight != 1 || s.Queued != 0 {
+		t.Fatalf("stats %+v, want 1 in flight, none queued", s)
 	}
 }

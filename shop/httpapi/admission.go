@@ -13,16 +13,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// AdmissionConfig is the replica's admission control: an adaptive limit on
-// the requests it works on at once, computed from their measured latency
-// (failsafe-go's adaptive limiter: the limit grows while latency stays at
-// its baseline and shrinks when latency rises with concurrency, as in
-// Netflix's concurrency-limits). Past the limit, requests wait in a short
-// queue; as the queue grows, they are refused by priority (routePlan's
-// shed class: browsing first, the cart next, checkout and orders last,
-// health and readiness never), with 503 and Retry-After, before any work.
-// The zero value admits everything (no limit); cmd/shop turns it on
-// (--admission).
+// AdmissionConfig is the replica's admission control. The default
+// (DefaultAdmission, --admission on or split) is two bounds, one for reads
+// and one for writes, each a fixed number of slots and a queue served by
+// priority (routePlan's shed class: checkout and orders first, then the
+// cart, browsing last; health and readiness never queue), refusing with
+// 503 and Retry-After, before any work, only once its queue has stood
+// (overload, not a burst) and then what could not be answered within its
+// objective (split.go). --admission adaptive is failsafe-go's adaptive
+// limiter instead: a limit computed from measured latency, growing while
+// latency stays at its baseline and shrinking when latency rises with
+// concurrency (Netflix's concurrency-limits), a short queue past it,
+// refusing by priority as the queue grows. The zero value admits
+// everything (no limit); cmd/shop turns it on (--admission).
 type AdmissionConfig struct {
 	On bool
 	// Split, with On, replaces the adaptive limit by two fixed bounds
@@ -34,6 +37,11 @@ type AdmissionConfig struct {
 	// its objective.
 	Split                 bool
 	ReadSlots, WriteSlots uint
+	// Standing, in split mode, is how long a bound's queue must have held
+	// requests without emptying before it counts as overloaded and
+	// refuses (default bulkhead.DefaultStanding, 500 ms); negative: at
+	// once (tests).
+	Standing time.Duration
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive limit
 	// (defaults: 4 per CPU, 512, 16 per CPU). Equal values fix it.
 	MinLimit, MaxLimit, InitialLimit uint
@@ -51,13 +59,39 @@ type AdmissionConfig struct {
 }
 
 // DefaultAdmission is the admission control a replica running on cpus
-// CPUs (its GOMAXPROCS) starts with: a limit of 16 requests per CPU,
-// adapting between 4 per CPU and 512, and a queue that refuses by priority
-// past one limit's worth and refuses everything at three. A load balancer
-// in front sizes its per-client limits from it (cmd/cluster).
+// CPUs (its GOMAXPROCS) starts with: split admission (4 read slots per
+// CPU, 1 write slot per CPU and at least 2, refusing only once a queue
+// stands). Its adaptive fields are what --admission adaptive starts from:
+// a limit of 16 requests per CPU, adapting between 4 per CPU and 512, and
+// a queue that refuses by priority past one limit's worth and refuses
+// everything at three; a load balancer in front sizes its per-client
+// limits from them (cmd/cluster).
+//
+// Split is the default because the adaptive limiter refused requests at
+// loads the replica served within objective: its limit may fall to 4 per
+// CPU when latency rises with concurrency, which on one CPU it always
+// does, and then a closed loop of 16 users kept three limits' worth
+// queued, which it reads as overload (TestAClosedLoopWithinObjectiveIsNeverRefused).
 func DefaultAdmission(cpus uint) AdmissionConfig {
 	cpus = max(cpus, 1)
-	return AdmissionConfig{On: true, MinLimit: 4 * cpus, MaxLimit: max(512, 4*cpus), InitialLimit: min(16*cpus, max(512, 4*cpus)), ShedFrom: 1, ShedAll: 3}
+	return AdmissionConfig{On: true, Split: true, MinLimit: 4 * cpus, MaxLimit: max(512, 4*cpus), InitialLimit: min(16*cpus, max(512, 4*cpus)), ShedFrom: 1, ShedAll: 3}
+}
+
+// clock is where admission reads the time: the wall clock, or a test's.
+type clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed, and a
+	// function that stops it.
+	After(d time.Duration) (<-chan time.Time, func())
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+func (wallClock) After(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
 }
 
 // errShed refuses a request before any work: the replica is over its
@@ -66,6 +100,7 @@ var errShed = errors.New("overloaded: refused before any work")
 
 // admission is the middleware that admits requests under the limit.
 type admission struct {
+	clock       clock
 	split       *split // set in split mode, instead of the limiter
 	limiter     adaptivelimiter.PriorityLimiter[any]
 	prioritizer priority.Prioritizer
@@ -87,7 +122,7 @@ func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 		return nil
 	}
 	if cfg.Split {
-		a := &admission{split: newSplit(cfg, uint(runtime.GOMAXPROCS(0))), maxWait: cfg.MaxWait}
+		a := &admission{clock: wallClock{}, split: newSplit(cfg, uint(runtime.GOMAXPROCS(0))), maxWait: cfg.MaxWait}
 		a.register(reg)
 		return a
 	}
@@ -112,6 +147,7 @@ func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 	}
 	p := adaptivelimiter.NewPrioritizer()
 	a := &admission{
+		clock:       wallClock{},
 		prioritizer: p,
 		every:       cfg.Recalibrate,
 		maxWait:     cfg.MaxWait,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,10 +19,13 @@ import (
 // and then refused reads the CPUs could have served at once, or grew for
 // the reads and let writes queue inside the driver, where no priority acts.
 // Each bound here is a fixed number of slots and a queue served by shed
-// class (shop/bulkhead); a request is refused at once when, by Little's
-// law from the measured time a slot is held, it could not be answered
-// within its route's objective, and it leaves the queue when a higher
-// class overtook it for as long as it may wait.
+// class (shop/bulkhead). While the queue drains (a burst: a closed loop of
+// users, a throttled stretch of a CPU quota, a GC pause), a request waits
+// for its slot as long as its deadline allows and is never refused for
+// the wait. Once the queue has stood for a while without emptying
+// (overload), a request is refused at once when, by Little's law from the
+// measured time a slot is held, it could not be answered within its
+// route's objective, and one that waited past its objective leaves.
 type split struct {
 	reads, writes *bulkhead.Bulkhead
 }
@@ -38,8 +40,8 @@ func newSplit(cfg AdmissionConfig, cpus uint) *split {
 	}
 	classes := int(numShedClasses - shedFirst)
 	return &split{
-		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes}),
-		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes}),
+		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes, Standing: cfg.Standing}),
+		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes, Standing: cfg.Standing}),
 	}
 }
 
@@ -87,12 +89,12 @@ func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
 	class := int(sp.shed - shedFirst)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		wt, err := b.Enter(class, a.budget(ctx, sp))
+		wt, err := b.Enter(class, a.budget(ctx, sp), a.clock.Now())
 		if err != nil {
 			return a.refuse(sp.shed, refusedAtOnce, w)
 		}
-		if !a.wait(ctx, b, wt) {
-			return a.refuse(sp.shed, refusedWaited, w)
+		if why, ok := a.wait(ctx, b, wt); !ok {
+			return a.refuse(sp.shed, why, w)
 		}
 		a.admitted[sp.shed].Inc()
 		if sp.stream {
@@ -108,10 +110,10 @@ func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
 				panic(v)
 			}
 		}()
-		start := time.Now()
+		start := a.clock.Now()
 		err = next(w, r)
 		if measured(ctx, err) {
-			b.Release(time.Since(start))
+			b.Release(a.clock.Now().Sub(start))
 		} else {
 			b.Drop()
 		}
@@ -119,30 +121,48 @@ func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
 	}
 }
 
-// wait waits for wt's slot at most wt.MaxWait and while ctx lasts; it
-// reports whether the slot is held (and the request still wanted).
-func (a *admission) wait(ctx context.Context, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) bool {
+// wait waits for wt's slot while ctx lasts and reports whether the slot is
+// held (and the request still wanted), or why it was refused. Past
+// wt.MaxWait (its objective less the service time) it leaves only if the
+// bound is overloaded, its queue standing; else it waits on, and asks
+// again when the queue would have stood long enough.
+func (a *admission) wait(ctx context.Context, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) (int, bool) {
 	select {
 	case <-wt.Ready():
 	default:
-		timer := time.NewTimer(wt.MaxWait)
-		defer timer.Stop()
-		select {
-		case <-wt.Ready():
-		case <-timer.C:
-			if b.Leave(wt) {
-				return false
-			}
-		case <-ctx.Done():
-			if b.Leave(wt) {
-				return false
-			}
+		if why, ok := a.queued(ctx, b, wt); !ok {
+			return why, false
 		}
 	}
 	if ctx.Err() != nil {
 		// The deadline passed (or the client left) while it waited.
 		b.Drop()
-		return false
+		return refusedWaited, false
 	}
-	return true
+	return 0, true
+}
+
+// queued waits for a queued wt's slot (see wait).
+func (a *admission) queued(ctx context.Context, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) (int, bool) {
+	after := wt.MaxWait
+	for {
+		fired, stop := a.clock.After(after)
+		select {
+		case <-wt.Ready():
+			stop()
+			return 0, true
+		case <-wt.Evicted():
+			stop()
+			return refusedAtOnce, false // a higher class took its place in a full queue
+		case <-ctx.Done():
+			stop()
+			return refusedWaited, !b.Leave(wt)
+		case <-fired:
+			over, until := b.Overloaded(a.clock.Now())
+			if over {
+				return refusedWaited, !b.Leave(wt)
+			}
+			after = until
+		}
+	}
 }

@@ -13,9 +13,10 @@ import (
 
 // newSplitAPI is the real handler with split admission control at one
 // read slot and one write slot, so that one held checkout fills the write
-// bound; requests may wait maxWait for a slot.
+// bound; requests may wait maxWait for a slot, and a queue counts as
+// standing (overload) from its first request.
 func newSplitAPI(t *testing.T, maxWait time.Duration) *overloadAPI {
-	return newOverloadAPI(t, httpapi.AdmissionConfig{Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: maxWait})
+	return newOverloadAPI(t, httpapi.AdmissionConfig{Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: maxWait, Standing: -1})
 }
 
 // With the write bound full (a checkout holds the one write slot), reads
