@@ -24,7 +24,8 @@
 // work the service had the capacity for; until the queue stands, a request
 // waits for its slot as long as its caller lets it. Past a full queue, a
 // newcomer of a higher class takes the place of the newest waiter of the
-// lowest class queued.
+// lowest class queued. Two bulkheads on the same CPUs rank classes across
+// each other through Refused and ShedBelow.
 //
 // Nothing here reads a clock: callers pass the times they measured, so the
 // rules are tested without timing.
@@ -81,6 +82,8 @@ type Bulkhead struct {
 	// busySince is when the queue last went from empty to holding a
 	// request; it stands while queued > 0.
 	busySince time.Time
+	// lastRefused is, by class, when a request was last refused.
+	lastRefused []time.Time
 }
 
 // New returns a Bulkhead sized by cfg.
@@ -99,7 +102,7 @@ func New(cfg Config) *Bulkhead {
 	case cfg.Standing < 0:
 		cfg.Standing = 0
 	}
-	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, standing: cfg.Standing, queues: make([][]*Waiter, cfg.Classes)}
+	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, standing: cfg.Standing, queues: make([][]*Waiter, cfg.Classes), lastRefused: make([]time.Time, cfg.Classes)}
 }
 
 // Waiter is a request that holds a slot or waits for one.
@@ -147,9 +150,11 @@ func (b *Bulkhead) Enter(class int, budget time.Duration, now time.Time) (*Waite
 	}
 	serve := time.Duration(b.service * float64(time.Second))
 	if now.Sub(since) >= b.standing && b.expectedWait(class)+serve > budget {
+		b.refusedLocked(class, now)
 		return nil, ErrFull
 	}
 	if b.queued >= b.maxQueue && !b.evictBelow(class) {
+		b.refusedLocked(class, now)
 		return nil, ErrFull
 	}
 	w.MaxWait = max(0, budget-serve)
@@ -188,6 +193,40 @@ func (b *Bulkhead) evictBelow(class int) bool {
 		w.left = true
 		close(w.evicted)
 		return true
+	}
+	return false
+}
+
+// Refused records that a request of class was refused at now (Enter
+// records its own refusals; a caller whose waiter left records that).
+func (b *Bulkhead) Refused(class int, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refusedLocked(class, now)
+}
+
+func (b *Bulkhead) refusedLocked(class int, now time.Time) {
+	class = min(max(class, 0), len(b.queues)-1)
+	if now.After(b.lastRefused[class]) {
+		b.lastRefused[class] = now
+	}
+}
+
+// ShedBelow reports whether, at now, a request of some class above class
+// was refused here within the last four service times (long enough for
+// the other bound's requests in flight to finish and leave the CPUs):
+// requests this bulkhead ranks higher are missing their objectives. A caller with another bound on the
+// same CPUs refuses its own requests of class or lower then, to leave the
+// CPUs to them; as long as this bulkhead refuses nothing (a closed loop
+// within objective, a burst that drains), it refuses nothing for it.
+func (b *Bulkhead) ShedBelow(class int, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	window := time.Duration(4 * b.service * float64(time.Second))
+	for c := max(class+1, 0); c < len(b.queues); c++ {
+		if at := b.lastRefused[c]; !at.IsZero() && now.Sub(at) < window {
+			return true
+		}
 	}
 	return false
 }

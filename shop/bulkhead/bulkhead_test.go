@@ -265,3 +265,35 @@ func TestAFullQueueMakesRoomForAHigherClass(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 in flight, none queued", s)
 	}
 }
+
+// A refusal of a class is heard, for four service times, by every class
+// below it, and by no class at or above it; a bulkhead that refused
+// nothing sheds nothing for the other bound.
+func TestARefusedClassShedsTheClassesBelowItForAWhile(t *testing.T) {
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 1, Standing: -1})
+	if b.ShedBelow(0, t0) {
+		t.Fatal("nothing refused, yet the lowest class is shed")
+	}
+	fill(t, b)
+	b.Release(10 * time.Millisecond) // the service time: 10 ms
+	fill(t, b)
+	if _, err := b.Enter(1, time.Millisecond, t0); !errors.Is(err, ErrFull) {
+		t.Fatalf("a class-1 request past its budget: err %v, want ErrFull", err)
+	}
+	for _, tc := range []struct {
+		class int
+		at    time.Duration
+		shed  bool
+	}{
+		{0, 0, true}, {0, 39 * time.Millisecond, true}, {0, 40 * time.Millisecond, false},
+		{1, 0, false}, {2, 0, false},
+	} {
+		if got := b.ShedBelow(tc.class, t0.Add(tc.at)); got != tc.shed {
+			t.Errorf("class %d, %v after class 1 was refused: shed %v, want %v", tc.class, tc.at, got, tc.shed)
+		}
+	}
+	b.Refused(2, t0.Add(time.Second))
+	if !b.ShedBelow(1, t0.Add(time.Second)) {
+		t.Error("a refusal recorded by the caller is not heard")
+	}
+}

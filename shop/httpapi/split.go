@@ -86,14 +86,28 @@ func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
 	if writes(sp) {
 		b = a.split.writes
 	}
+	other := a.split.writes
+	if b == a.split.writes {
+		other = a.split.reads
+	}
 	class := int(sp.shed - shedFirst)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		wt, err := b.Enter(class, a.budget(ctx, sp), a.clock.Now())
+		now := a.clock.Now()
+		if other.ShedBelow(class, now) {
+			// The other bound refused a higher class lately: its
+			// requests miss their objectives for want of the CPUs this
+			// one would take.
+			return a.refuse(sp.shed, refusedAtOnce, w)
+		}
+		wt, err := b.Enter(class, a.budget(ctx, sp), now)
 		if err != nil {
 			return a.refuse(sp.shed, refusedAtOnce, w)
 		}
 		if why, ok := a.wait(ctx, b, wt); !ok {
+			if ctx.Err() == nil {
+				b.Refused(class, a.clock.Now())
+			}
 			return a.refuse(sp.shed, why, w)
 		}
 		a.admitted[sp.shed].Inc()
