@@ -101,6 +101,18 @@ type Config struct {
 	// benchmark that runs no worker on purpose, whose backlog would
 	// otherwise refuse its checkouts a few seconds in.
 	NoCheckoutBackpressure bool
+
+	// guardClock, when set, is the guards' clock instead of the wall
+	// clock: a test moves it to say when calls have waited past
+	// StallAfter (resilience.Metrics.UseClock).
+	guardClock guardClock
+}
+
+// guardClock is a clock a test moves by hand: Now, and AfterFunc calling
+// f once d has passed on it.
+type guardClock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func())
 }
 
 // StockFigureEvery is how often a replica of a sharded store sums every
@@ -201,6 +213,9 @@ func (a *App) works() bool { return a.cfg.Role != RoleAPI }
 func (a *App) openStore(ctx context.Context) error {
 	timed := instrument.NewMetrics(a.reg).Wrap
 	a.guards = resilience.NewMetrics(a.reg)
+	if c := a.cfg.guardClock; c != nil {
+		a.guards.UseClock(c.Now, c.AfterFunc)
+	}
 	// The guards sit outside the timing: a refused call is no store call,
 	// and each attempt of a retried one is. On a sharded store each shard
 	// is wrapped behind guards of its own, so one shard down opens its

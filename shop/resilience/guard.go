@@ -427,6 +427,10 @@ func (g *Guard) Stalled() bool {
 		(g.inFlight.Load() > 0 || g.now().UnixNano()-g.trippedAt.Load() < int64(g.cfg.OpenFor))
 }
 
+// InFlight is how many tracked calls are in flight: a test waits on it to
+// know a call has reached the guard.
+func (g *Guard) InFlight() int { return int(g.inFlight.Load()) }
+
 // Ready is nil while calls are let through: the breaker is not open and
 // the dependency has not stalled.
 func (g *Guard) Ready() error {

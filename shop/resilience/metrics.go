@@ -59,11 +59,22 @@ func (m *Metrics) Guard(cfg Config) *Guard {
 		refused: m.refused.MustCurryWith(prometheus.Labels{"dependency": cfg.Name}),
 		retries: m.retries.MustCurryWith(prometheus.Labels{"dependency": cfg.Name}),
 	}
-	g := newGuard(cfg, gm, func() time.Time { return m.now() }, func(d time.Duration, f func()) { m.after(d, f) })
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := newGuard(cfg, gm, m.now, m.after)
 	m.guards = append(m.guards, g)
-	m.mu.Unlock()
 	return g
+}
+
+// UseClock makes the guards built from m after it read the time from now
+// and set their timers with after (f called once d has passed on that
+// clock), instead of the wall clock's: a test moves its own clock to say
+// when calls have waited past the stall limit, so that a call a busy
+// machine made slow is never taken for a stall.
+func (m *Metrics) UseClock(now func() time.Time, after func(d time.Duration, f func())) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.now, m.after = now, after
 }
 
 // Describe implements prometheus.Collector (the state gauges).
