@@ -19,6 +19,7 @@ import (
 	"github.com/perfscale/perfscale/shop/reshard"
 	"github.com/perfscale/perfscale/shop/seed"
 	"github.com/perfscale/perfscale/shop/shard"
+	"github.com/perfscale/perfscale/shop/sharded"
 )
 
 // storm is shoppers placing orders in the buckets being moved, each
@@ -34,6 +35,24 @@ type storm struct {
 	// fences are on every shard: logged with an unexpected failure, so a
 	// failure seen once can be explained.
 	where func(sessionID int64, b shard.Bucket) string
+	// start and steps time the moves' steps, by bucket, for the same log.
+	start time.Time
+	steps map[shard.Bucket][]string
+}
+
+// step notes that bucket b's move reached st.
+func (s *storm) step(b shard.Bucket, st reshard.Step) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.steps != nil {
+		s.steps[b] = append(s.steps[b], fmt.Sprintf("%s at %v", st, time.Since(s.start).Round(time.Microsecond)))
+	}
+}
+
+func (s *storm) stepsOf(b shard.Bucket) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.steps[b], ", ")
 }
 
 type ackedOrder struct {
@@ -54,10 +73,13 @@ func (s *storm) tokenIn() (string, shard.Bucket) {
 }
 
 // retry runs f until it succeeds or fails with something else than a 503
-// (counted), or until giveUp is closed when f keeps being refused.
-func retry[T any](s *storm, giveUp <-chan struct{}, f func() (T, error)) (T, error) {
+// (counted), or until giveUp is closed when f keeps being refused. Each
+// call is noted in tr: what it was, where it was routed, what it got.
+func retry[T any](s *storm, tr *trail, what string, giveUp <-chan struct{}, f func() (T, error)) (T, error) {
 	for {
+		at, began := tr.routed(), time.Now()
 		v, err := f()
+		tr.note(what, at, began, err)
 		if shop.ErrorCode(err) != shop.EUNAVAILABLE {
 			return v, err
 		}
@@ -81,6 +103,7 @@ func (s *storm) shop(ctx context.Context, t *testing.T, b *backend.Backend, id i
 	r := rand.New(rand.NewPCG(uint64(id), 7))
 	var sessionID int64
 	var bucket shard.Bucket
+	tr := &trail{store: b.Sharded, start: s.start}
 	gaveUp := func(what string, err error) {
 		if shop.ErrorCode(err) != shop.EUNAVAILABLE {
 			var where string
@@ -88,8 +111,8 @@ func (s *storm) shop(ctx context.Context, t *testing.T, b *backend.Backend, id i
 				where = s.where(sessionID, bucket)
 			}
 			owner, _ := b.Sharded.OwnerOfSession(sessionID)
-			t.Errorf("shopper %d (stale map: %v): %s: session %d of bucket %d, routed to shard %d by map epoch %d: %v; %s",
-				id, stale, what, sessionID, bucket, owner+1, b.Sharded.MapEpoch(), err, where)
+			t.Errorf("shopper %d (stale map: %v): %s: session %d of bucket %d, routed to shard %d by map epoch %d: %v; its calls: %s; the bucket's move: %s; %s",
+				id, stale, what, sessionID, bucket, owner+1, b.Sharded.MapEpoch(), err, tr, s.stepsOf(bucket), where)
 		}
 	}
 	for n := 0; ; n++ {
@@ -101,14 +124,15 @@ func (s *storm) shop(ctx context.Context, t *testing.T, b *backend.Backend, id i
 		var hash string
 		hash, bucket = s.tokenIn()
 		sessionID = 0
+		tr.reset(bucket)
 		item, units := int64(1+r.IntN(3)), 1+r.IntN(2)
-		sess, err := retry(s, stop, func() (*shop.Session, error) { return b.Store.CreateSession(ctx, hash) })
+		sess, err := retry(s, tr, "create session", stop, func() (*shop.Session, error) { return b.Store.CreateSession(ctx, hash) })
 		if err != nil {
 			gaveUp("create session", err)
 			return
 		}
 		sessionID = sess.ID
-		if _, err := retry(s, stop, func() (*shop.Cart, error) { return b.Store.SetCartItem(ctx, sess.ID, item, units) }); err != nil {
+		if _, err := retry(s, tr, "cart", stop, func() (*shop.Cart, error) { return b.Store.SetCartItem(ctx, sess.ID, item, units) }); err != nil {
 			gaveUp("cart", err)
 			return
 		}
@@ -117,7 +141,7 @@ func (s *storm) shop(ctx context.Context, t *testing.T, b *backend.Backend, id i
 		if !stale {
 			done = nil // a fresh shopper finishes its order: its replica follows the map
 		}
-		o, err := retry(s, done, func() (*shop.Order, error) {
+		o, err := retry(s, tr, "checkout", done, func() (*shop.Order, error) {
 			o, _, err := b.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: key,
 				Checkout: shop.Checkout{CustomerName: "A", Email: "a@example.com"}})
 			return o, err
@@ -134,6 +158,55 @@ func (s *storm) shop(ctx context.Context, t *testing.T, b *backend.Backend, id i
 		default:
 		}
 	}
+}
+
+// trail is one shopper's calls for its current session: each one's
+// shard and map epoch as its replica's map gave them just before the
+// call (a reload during the call is noted), and its outcome. It keeps the
+// first and the last calls (a refused call is retried many times).
+type trail struct {
+	store  *sharded.Store
+	start  time.Time
+	bucket shard.Bucket
+	calls  []string
+	n      int
+}
+
+const trailKept = 8
+
+func (tr *trail) reset(b shard.Bucket) { tr.bucket, tr.calls, tr.n = b, tr.calls[:0], 0 }
+
+// routed is where the map routes the bucket now, and by which epoch.
+func (tr *trail) routed() string {
+	k, err := tr.store.OwnerOfSession(int64(1)<<10 | int64(tr.bucket))
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("shard %d (epoch %d)", k+1, tr.store.MapEpoch())
+}
+
+func (tr *trail) note(what, at string, began time.Time, err error) {
+	tr.n++
+	when := fmt.Sprintf(" from %v to %v", began.Sub(tr.start).Round(time.Microsecond), time.Since(tr.start).Round(time.Microsecond))
+	if after := tr.routed(); after != at {
+		at += ", map reloaded during the call: " + after
+	}
+	at += when
+	c := fmt.Sprintf("#%d %s on %s: %v", tr.n, what, at, err)
+	if err == nil {
+		c = fmt.Sprintf("#%d %s on %s: ok", tr.n, what, at)
+	}
+	if len(tr.calls) == 2*trailKept {
+		tr.calls = append(tr.calls[:trailKept], tr.calls[trailKept+1:]...)
+	}
+	tr.calls = append(tr.calls, c)
+}
+
+func (tr *trail) String() string {
+	if tr.n > len(tr.calls) {
+		return strings.Join(tr.calls[:trailKept], "; ") + fmt.Sprintf("; (%d more); ", tr.n-len(tr.calls)) + strings.Join(tr.calls[trailKept:], "; ")
+	}
+	return strings.Join(tr.calls, "; ")
 }
 
 // Buckets move to a new third shard while shoppers check out in exactly
@@ -198,7 +271,8 @@ func TestMovingBucketsUnderACheckoutStormLosesNothing(t *testing.T) {
 		moves = append(moves, plan[i])
 	}
 	s := &storm{buckets: map[shard.Bucket]bool{}, acked: map[int64]ackedOrder{}, placed: make(chan struct{}, 1),
-		where: func(sessionID int64, b shard.Bucket) string { return whereOnShards(ctx, urls, sessionID, b) }}
+		where: func(sessionID int64, b shard.Bucket) string { return whereOnShards(ctx, urls, sessionID, b) },
+		start: time.Now(), steps: map[shard.Bucket][]string{}}
 	for _, mo := range moves {
 		s.buckets[mo.Bucket] = true
 	}
@@ -225,6 +299,7 @@ func TestMovingBucketsUnderACheckoutStormLosesNothing(t *testing.T) {
 
 	cut := map[shard.Bucket]reshard.Step{moves[1].Bucket: reshard.Frozen, moves[2].Bucket: reshard.FinalCopied}
 	mover.After = func(b shard.Bucket, step reshard.Step) error {
+		s.step(b, step)
 		switch {
 		case b == moves[0].Bucket && step == reshard.Frozen:
 			// The fresh replica still names the old shard: the fence says no.
@@ -408,8 +483,9 @@ func checkAfterMoves(ctx context.Context, t *testing.T, urls []string, fresh *ba
 	}
 }
 
-// whereOnShards says, for every shard, whether it has the session and the
-// bucket's fence there, and the stored map's owner of the bucket.
+// whereOnShards says, for every shard, whether it has the session (with
+// its cart, orders and idempotency keys there) and the bucket's fence
+// there, and the epoch of the map stored there.
 func whereOnShards(ctx context.Context, urls []string, sessionID int64, b shard.Bucket) string {
 	var out []string
 	for k, url := range urls {
@@ -419,12 +495,17 @@ func whereOnShards(ctx context.Context, urls []string, sessionID int64, b shard.
 			continue
 		}
 		var has bool
-		var fence, owner string
+		var fence, owner, cart, orders, keys string
 		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1),
-			coalesce((SELECT state || ' ' || coalesce(moved_to::TEXT, '') FROM bucket_fences WHERE bucket = $2), 'none'),
-			coalesce((SELECT epoch::TEXT FROM shard_map), '')`, sessionID, int(b)).Scan(&has, &fence, &owner)
+			coalesce((SELECT state || ' ' || coalesce(moved_to::TEXT, '') || ' since ' || since::TEXT FROM bucket_fences WHERE bucket = $2), 'none'),
+			coalesce((SELECT epoch::TEXT FROM shard_map), ''),
+			coalesce((SELECT string_agg(item_id || 'x' || quantity, ',') FROM cart_items WHERE session_id = $1), ''),
+			coalesce((SELECT string_agg(id || ' ' || status, ',') FROM orders WHERE session_id = $1), ''),
+			coalesce((SELECT string_agg(key || '->' || order_id, ',') FROM idempotency_keys WHERE session_id = $1), '')`,
+			sessionID, int(b)).Scan(&has, &fence, &owner, &cart, &orders, &keys)
 		conn.Close(ctx)
-		out = append(out, fmt.Sprintf("shard %d: session there %v, fence %s, map epoch %q (%v)", k+1, has, fence, owner, err))
+		out = append(out, fmt.Sprintf("shard %d: session there %v (cart [%s], orders [%s], keys [%s]), fence %s, map epoch %q (%v)",
+			k+1, has, cart, orders, keys, fence, owner, err))
 	}
 	return strings.Join(out, "; ")
 }
