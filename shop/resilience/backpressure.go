@@ -60,6 +60,12 @@ type Backpressure struct {
 	cfg   BackpressureConfig
 	m     *guardMetrics
 	queue []queueState // one per shard: the last sample's
+	// wanted says a checkout came since the last sample: a replica that
+	// takes no checkouts reads no backlog (idle, each replica's samples
+	// were most of an idle cluster's commits).
+	wanted atomic.Bool
+	// ticks, if set, replaces Run's ticker (tests drive the periods).
+	ticks <-chan time.Time
 }
 
 // queueState is one shard's last sample.
@@ -86,18 +92,36 @@ func (m *Metrics) Backpressure(next shop.Ordering, conf Confirmations, cfg Backp
 	return &Backpressure{next: next, conf: conf, cfg: cfg, m: gm, queue: make([]queueState, conf.Shards)}
 }
 
-// Run samples the backlogs every SampleEvery until ctx ends.
+// Run samples the backlogs once, then every SampleEvery in which a
+// checkout came, until ctx ends. While no checkout comes nothing is read,
+// and the verdict of the last sample stands: the first checkouts after a
+// pause are judged by it, for at most one SampleEvery.
 func (b *Backpressure) Run(ctx context.Context) {
-	t := time.NewTicker(b.cfg.SampleEvery)
-	defer t.Stop()
+	ticks := b.ticks
+	if ticks == nil {
+		t := time.NewTicker(b.cfg.SampleEvery)
+		defer t.Stop()
+		ticks = t.C
+	}
+	b.Sample(ctx)
 	for {
-		b.Sample(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
+			b.SampleIfWanted(ctx)
 		}
 	}
+}
+
+// SampleIfWanted samples the backlogs if a checkout came since the last
+// sample, and says whether it did.
+func (b *Backpressure) SampleIfWanted(ctx context.Context) bool {
+	if !b.wanted.Swap(false) {
+		return false
+	}
+	b.Sample(ctx)
+	return true
 }
 
 // Sample reads every shard's backlog once, all at once, so a slow shard
@@ -129,6 +153,9 @@ func (b *Backpressure) sampleShard(ctx context.Context, k int) {
 // shard are behind. A session whose shard cannot be told is let through:
 // the store answers for it.
 func (b *Backpressure) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
+	if !b.wanted.Load() { // a load before the store: no cache line bounced per checkout
+		b.wanted.Store(true)
+	}
 	k := 0
 	if b.conf.ShardOf != nil {
 		var err error

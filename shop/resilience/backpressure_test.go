@@ -105,3 +105,44 @@ func TestCheckoutIsRefusedOnlyOnTheShardWhoseConfirmationsAreBehind(t *testing.T
 		t.Errorf("shard 3 still behind: checkout %v, want refused", err)
 	}
 }
+
+// A replica that takes no checkouts reads no backlog: after the first
+// sample, Run reads the backlogs only in a period in which a checkout came
+// (the old Run read them every period, four statements a second per shard
+// on each replica of an idle cluster). The test drives the periods: a tick
+// sent on the unbuffered channel is taken only once Run has done with the
+// one before.
+func TestBacklogIsReadOnlyWhileCheckoutsCome(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	reads := 0
+	bp := m.Backpressure(&countingOrders{}, Confirmations{Backlog: func(context.Context, int) (Backlog, error) {
+		reads++
+		return Backlog{}, nil
+	}}, BackpressureConfig{})
+	ticks := make(chan time.Time)
+	bp.ticks = ticks
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); bp.Run(ctx) }()
+	period := func() { ticks <- time.Time{} }
+	for range 3 {
+		period()
+	}
+	period() // the third period is done
+	if reads != 1 {
+		t.Errorf("%d backlog reads after 4 periods without a checkout; want 1 (the first sample)", reads)
+	}
+	for range 2 {
+		if _, _, err := bp.PlaceOrder(ctx, shop.PlaceOrder{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	period() // two checkouts in this period: one sample
+	period()
+	period()
+	cancel()
+	<-done
+	if reads != 2 {
+		t.Errorf("%d backlog reads after a period with checkouts and two without; want 2", reads)
+	}
+}
