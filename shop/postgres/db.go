@@ -162,18 +162,27 @@ func redact(url string) string {
 }
 
 // oneLine puts an error on one line; pgx reports each connection attempt
-// (TLS, then plain) on a line of its own, often the same twice.
+// (TLS, then plain) on a line of its own, often the same twice, and a
+// failed host name lookup once with its context ("hostname resolving
+// error: lookup ...") and once without: a line already said within an
+// earlier one is left out.
 func oneLine(err error) string {
-	var parts []string
-	seen := map[string]bool{}
+	var b strings.Builder
 	for _, l := range strings.Split(err.Error(), "\n") {
 		l = strings.Join(strings.Fields(l), " ")
-		if l != "" && !seen[l] {
-			seen[l] = true
-			parts = append(parts, l)
+		if l == "" || strings.Contains(b.String(), l) {
+			continue
 		}
+		switch said := b.String(); {
+		case said == "":
+		case strings.HasSuffix(said, ":"):
+			b.WriteString(" ") // pgx's "failed to connect to ...:" introduces the next line
+		default:
+			b.WriteString("; ")
+		}
+		b.WriteString(l)
 	}
-	return strings.Join(parts, "; ")
+	return b.String()
 }
 
 func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string, error) {
