@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io/fs"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,6 +54,49 @@ func TestExitCodes(t *testing.T) {
 			line := strings.TrimSuffix(stderr.String(), "\n")
 			if code != tt.code || !strings.HasPrefix(line, tt.want) || (tt.code != 0 && strings.Contains(line, "\n")) {
 				t.Errorf("exit %d, stderr %q; want exit %d and one line starting %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// A start on an address in use (the API's or the admin listener's) fails
+// with one line and exit 1 before it makes the data directory or seeds a
+// catalog: it made and seeded a new one, then failed to listen.
+func TestAnAddressInUseFailsBeforeTheDataDirectory(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"api", []string{"--addr", addr}, "shop: the API: listen on " + addr + ": bind: address already in use"},
+		{"admin", []string{"--addr", "127.0.0.1:0", "--admin-addr", addr}, "shop: the admin listener: listen on " + addr + ": bind: address already in use"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			cmd := exec.Command(exe, append(tt.args, "--data-dir", dir)...)
+			cmd.Env = append(os.Environ(), "SHOP_TEST_RUN_MAIN=1")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != exitFailed {
+				t.Fatalf("run: %v; want exit %d", err, exitFailed)
+			}
+			if got := strings.TrimSuffix(stderr.String(), "\n"); got != tt.want {
+				t.Errorf("stderr %q, want %q", stderr.String(), tt.want)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the data directory %s exists after the failed start (stat: %v); logs: %s", dir, err, stdout.String())
 			}
 		})
 	}

@@ -175,11 +175,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	steps := []func(context.Context) error{
+		// The listeners first: an address in use fails the start before a
+		// data directory is made or a catalog seeded.
+		a.listen,          // the API's and admin listeners; the API's port names the replica
 		a.openStore,       // the store, timed; the catalog seeded
 		a.openSharedCache, // Redis: sessions, carts, menus (--redis)
 		a.openCache,       // in-process: catalog version, items, sessions
 		a.openQueue,       // the job queue over the timed store; the order desk
-		a.listen,          // the API's listener, whose port names the replica
 		a.openEvents,      // order events on NATS (--nats)
 		a.buildHandler,    // the HTTP adapter over all of the above
 	}
@@ -444,17 +446,26 @@ func (a *App) lockWorker() (sole bool, err error) {
 }
 
 // listen binds the API's address, so the replica is named by its port
-// before the parts that carry the name are built.
+// before the parts that carry the name are built, and the admin address;
+// neither serves until Serve.
 func (a *App) listen(context.Context) error {
 	a.api = &httpapi.Server{Addr: a.cfg.Addr, Registry: a.reg, Logger: a.log}
 	if err := a.api.Listen(); err != nil {
-		return err
+		return fmt.Errorf("the API: %w", err)
 	}
 	a.onClose(func() error { return a.api.Close(context.Background()) })
 	a.replica = a.cfg.ReplicaName
 	if a.replica == "" {
 		a.replica = listenerName(a.cfg.Addr, a.api.Port())
 	}
+	if a.cfg.AdminAddr == "" {
+		return nil
+	}
+	a.admin = &httpapi.Server{Addr: a.cfg.AdminAddr}
+	if err := a.admin.Listen(); err != nil {
+		return fmt.Errorf("the admin listener: %w", err)
+	}
+	a.onClose(func() error { return a.admin.Close(context.Background()) })
 	return nil
 }
 
@@ -503,8 +514,8 @@ func (a *App) buildHandler(context.Context) error {
 		return err
 	}
 	a.api.Handler = httpapi.WithReplica(a.replica, h)
-	if a.cfg.AdminAddr != "" {
-		a.admin = &httpapi.Server{Addr: a.cfg.AdminAddr, Handler: adminMux(a.reg)}
+	if a.admin != nil {
+		a.admin.Handler = adminMux(a.reg)
 	}
 	return nil
 }

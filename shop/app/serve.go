@@ -60,7 +60,6 @@ func (a *App) start(ctx context.Context) (stopRelay func(), err error) {
 		if err := a.admin.Open(); err != nil {
 			return nil, err
 		}
-		a.onClose(func() error { return a.admin.Close(context.Background()) })
 		a.log.Info("admin listening", "url", a.admin.URL())
 	}
 	if err := a.backend.Queue.Start(ctx); err != nil {

@@ -43,6 +43,12 @@ type Server struct {
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
+		// net's error repeats the address ("listen tcp ADDR: bind: ..."):
+		// its cause is enough after ours.
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err
+		}
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
 	s.ln = ln
