@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/perfscale/perfscale/loadlab/scenario"
 )
 
 // What an experiment measures.
@@ -179,6 +181,17 @@ func Builtin() *List {
 	return l
 }
 
+// fileTypes names a list's parts as its author knows them (in errors).
+var fileTypes = map[string]string{
+	"experiments.List":         "the list (a map with experiments:)",
+	"[]experiments.Experiment": "a list of experiments",
+	"experiments.Experiment":   "an experiment",
+	"*experiments.Setting":     "a setting (label, serve, url, up, down)",
+	"experiments.Setting":      "a setting (label, serve, url, up, down)",
+	"*experiments.Tradeoff":    "a trade-off (of, improves, worsens, worse_note)",
+	"experiments.Tradeoff":     "a trade-off (of, improves, worsens, worse_note)",
+}
+
 // Parse reads and checks a list: unknown fields, a missing claim or
 // setting, a verdict the measure cannot give are refused with the
 // experiment's name.
@@ -187,7 +200,7 @@ func Parse(src []byte) (*List, error) {
 	dec.KnownFields(true)
 	var l List
 	if err := dec.Decode(&l); err != nil {
-		return nil, fmt.Errorf("experiments file: %v", err)
+		return nil, fmt.Errorf("experiments file: %s", scenario.YAMLProblem(err, fileTypes))
 	}
 	if len(l.Experiments) == 0 {
 		return nil, errors.New("experiments file: no experiments (want a top-level list `experiments:`)")

@@ -42,7 +42,13 @@ func TestParseRefusesWhatCannotRun(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"not YAML", "experiments: [", "experiments file:"},
 		{"empty", "experiments: []", "no experiments"},
-		{"unknown field", strings.Replace(good, "path: /", "path: /\n    colour: red", 1), "field colour not found"},
+		{"unknown field", strings.Replace(good, "path: /", "path: /\n    colour: red", 1), `unknown field "colour" in an experiment`},
+		// yaml.v3's errors were a line each, in Go's words ("field colour not
+		// found in type experiments.Experiment"); an empty file was "EOF".
+		{"two wrong fields", strings.Replace(good, "path: /", "path: /\n    colour: red\n    replicas: many", 1),
+			`unknown field "colour" in an experiment; line 9: want a list of whole numbers, got text "many"`},
+		{"empty file", "", "experiments file: the file is empty"},
+		{"not a map", "- a\n", "experiments file: line 1: want the list (a map with experiments:), got a list"},
 		{"no claim", strings.Replace(good, "claim: it is slow", "", 1), "experiment slow: no claim"},
 		{"unknown measure", strings.Replace(good, "measure: baseline", "measure: vibes", 1), `measure "vibes"`},
 		{"verdict the measure cannot give", strings.Replace(good, "expected: performance", "expected: contention", 1), "a baseline measure gives one of performance, no-change, faster"},
@@ -78,8 +84,8 @@ experiments:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.src))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err %v, want one with %q", err, tt.want)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err %q, want one line with %q", err, tt.want)
 			}
 		})
 	}

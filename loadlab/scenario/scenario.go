@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -131,17 +132,100 @@ func Parse(src []byte, isJSON bool) (*File, error) {
 		dec := json.NewDecoder(bytes.NewReader(src))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&f); err != nil {
-			return nil, fmt.Errorf("invalid JSON: %w", err)
+			return nil, fmt.Errorf("invalid JSON: %s", decodeProblem(err))
 		}
 		return &f, nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("invalid YAML: %w", err)
+		return nil, fmt.Errorf("invalid YAML: %s", decodeProblem(err))
 	}
 	f.lines = yamlLines(src)
 	return &f, nil
+}
+
+// decodeProblem says on one line, in the scenario's words rather than Go's,
+// what the decoder refused.
+func decodeProblem(err error) string {
+	var jsonType *json.UnmarshalTypeError
+	if errors.As(err, &jsonType) {
+		field := jsonType.Field
+		if field == "" {
+			field = "the file"
+		}
+		return fmt.Sprintf("%s: want %s, got a JSON %s", field, typeWords(jsonType.Type.String(), fileTypes), jsonType.Value)
+	}
+	return strings.TrimPrefix(YAMLProblem(err, fileTypes), "json: ")
+}
+
+// fileTypes names a scenario's parts as its author knows them.
+var fileTypes = map[string]string{
+	"scenario.File":   "a scenario (a map of base, setup and steps)",
+	"scenario.Step":   "a step (name, weight, sequence, or a request's fields)",
+	"scenario.Call":   "a request (method, path, headers, body, capture)",
+	"[]scenario.Step": "a list of steps",
+	"[]scenario.Call": "a list of requests",
+}
+
+// YAMLProblem says on one line, in the file's words rather than Go's,
+// what a YAML decoder refused: yaml.v3 lists its errors a line each
+// ("line 5: field request not found in type scenario.Step"), and an
+// empty file is io.EOF. names names the file's Go types for its author;
+// the basic types are named here.
+func YAMLProblem(err error, names map[string]string) string {
+	var typeErr *yaml.TypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "the file is empty"
+	case errors.As(err, &typeErr):
+		problems := make([]string, len(typeErr.Errors))
+		for i, e := range typeErr.Errors {
+			problems[i] = yamlProblem(e, names)
+		}
+		return strings.Join(problems, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+var (
+	yamlUnknownField = regexp.MustCompile(`^(line \d+: )field (\S+) not found in type (\S+)$`)
+	yamlWrongKind    = regexp.MustCompile("^(line \\d+: )cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+	yamlKinds        = map[string]string{"str": "text", "seq": "a list", "map": "a map", "int": "a number", "float": "a number", "bool": "true or false", "null": "nothing"}
+	basicTypes       = map[string]string{
+		"int": "a whole number", "int64": "a whole number", "float64": "a number", "string": "text", "bool": "true or false",
+		"[]int": "a list of whole numbers", "[]float64": "a list of numbers", "[]string": "a list of text",
+		"map[string]string": "a map of names to text",
+	}
+)
+
+// yamlProblem rewrites one of yaml.v3's unmarshal errors.
+func yamlProblem(e string, names map[string]string) string {
+	if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
+		return fmt.Sprintf("%sunknown field %q in %s", m[1], m[2], typeWords(m[3], names))
+	}
+	if m := yamlWrongKind.FindStringSubmatch(e); m != nil {
+		got := yamlKinds[m[2]]
+		if got == "" {
+			got = m[2]
+		}
+		if m[3] != "" {
+			got += " " + strconv.Quote(m[3])
+		}
+		return fmt.Sprintf("%swant %s, got %s", m[1], typeWords(m[4], names), got)
+	}
+	return e
+}
+
+// typeWords is a Go type's name in names or basicTypes, or itself.
+func typeWords(t string, names map[string]string) string {
+	if w, ok := names[t]; ok {
+		return w
+	}
+	if w, ok := basicTypes[t]; ok {
+		return w
+	}
+	return t
 }
 
 // yamlLines records the line of each setup request and step, and of each

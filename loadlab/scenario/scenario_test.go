@@ -80,6 +80,36 @@ func TestRejectsBadScenarios(t *testing.T) {
 	}
 }
 
+// What the decoders refuse is one line in the scenario's words: yaml.v3
+// listed its errors a line each ("yaml: unmarshal errors:\n  line 5: field
+// request not found in type scenario.Step"), an empty file was "EOF".
+func TestDecodeErrorsAreOneLineInTheScenariosWords(t *testing.T) {
+	for _, tt := range []struct {
+		name, src string
+		json      bool
+		want      string
+	}{
+		{"unknown field", "base: http://x\nsteps:\n  - name: a\n    request: {path: /}\n", false,
+			`invalid YAML: line 4: unknown field "request" in a step (name, weight, sequence, or a request's fields)`},
+		{"several", "base: http://x\nsteps:\n  - name: a\n    weight: abc\n    headers: [a]\n    sequence: {a: 1}\n", false,
+			`invalid YAML: line 4: want a whole number, got text "abc"; line 5: want a map of names to text, got a list; line 6: want a list of requests, got a map`},
+		{"not a map", "- a\n- b\n", false, "invalid YAML: line 1: want a scenario (a map of base, setup and steps), got a list"},
+		{"empty", "", false, "invalid YAML: the file is empty"},
+		{"syntax", "steps: [\n", false, "invalid YAML: line 1: did not find expected node content"},
+		{"empty JSON", "", true, "invalid JSON: the file is empty"},
+		{"JSON unknown field", `{"base": "http://x", "stepz": []}`, true, `invalid JSON: unknown field "stepz"`},
+		{"JSON wrong type", `{"base": "http://x", "steps": [{"name": "a", "weight": "x", "path": "/"}]}`, true,
+			"invalid JSON: steps.weight: want a whole number, got a JSON string"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := scenario.Parse([]byte(tt.src), tt.json)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse: %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestCapturesAndTemplates(t *testing.T) {
 	s := compile(t, `
 base: http://shop.test/
