@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"math"
 	"net/mail"
 	"strconv"
 	"strings"
@@ -39,9 +41,16 @@ func ValidateQuantity(q int) error {
 
 // ParsePositive reads a positive whole number given as text (a path id,
 // a limit): canonical decimal only, so "+5", "007", " 5" and "5.0" are
-// refused rather than read as 5, and one resource has one URL.
+// refused rather than read as 5, and one resource has one URL. A plain
+// decimal past math.MaxInt64 is refused with its n, math.MaxInt64, so a
+// caller with a bound of its own can say that bound instead.
 func ParsePositive(name, raw string) (int64, error) {
 	n, err := strconv.ParseInt(raw, 10, 64)
+	if n == math.MaxInt64 && errors.Is(err, strconv.ErrRange) && strings.TrimLeft(raw, "0123456789") == "" && raw[0] != '0' {
+		// Plain decimal, only too large: saying it must be plain decimal
+		// would be wrong.
+		return n, Errorf(EINVALID, "%s must be at most %d, got %q", name, n, raw)
+	}
 	if err != nil || n < 1 || strconv.FormatInt(n, 10) != raw {
 		return 0, Errorf(EINVALID, "%s must be a positive whole number in plain decimal (no sign, no leading zeros), got %q", name, raw)
 	}

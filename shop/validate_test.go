@@ -60,6 +60,19 @@ func TestParseIDIsCanonicalDecimal(t *testing.T) {
 			t.Errorf("ParseID(%q) = %v, want invalid", bad, err)
 		}
 	}
+	// Each refusal says what is wrong with the text: a plain decimal too
+	// large was told it must be plain decimal.
+	for raw, want := range map[string]string{
+		"9223372036854775808":    `item id must be at most 9223372036854775807, got "9223372036854775808"`,
+		"999999999999999999999":  `item id must be at most 9223372036854775807, got "999999999999999999999"`,
+		"0999999999999999999999": `item id must be a positive whole number in plain decimal (no sign, no leading zeros), got "0999999999999999999999"`,
+		"-999999999999999999999": `item id must be a positive whole number in plain decimal (no sign, no leading zeros), got "-999999999999999999999"`,
+		"abc":                    `item id must be a positive whole number in plain decimal (no sign, no leading zeros), got "abc"`,
+	} {
+		if _, err := shop.ParseID("item", raw); err == nil || shop.ErrorMessage(err) != want {
+			t.Errorf("ParseID(%q) = %v, want %s", raw, err, want)
+		}
+	}
 }
 
 func TestCheckoutValidate(t *testing.T) {

@@ -227,3 +227,28 @@ func TestRejectedValuesAreNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// A number too large for an id says the largest id, and one too large
+// for a limit the limit's own bound: both were told they must be plain
+// decimal, which they were.
+func TestATooLargeNumberIsToldTheBound(t *testing.T) {
+	a := newAPI(t, options{adminToken: adminToken})
+	tok := a.session()
+	for path, want := range map[string]string{
+		"/v1/items/99999999999999999999":                            `item id must be at most 9223372036854775807, got "99999999999999999999"`,
+		"/v1/orders/99999999999999999999":                           `order id must be at most 9223372036854775807, got "99999999999999999999"`,
+		"/v1/items?limit=99999999999999999999":                      "limit must be between 1 and 100",
+		"/v1/orders?limit=99999999999999999999":                     "limit must be between 1 and 100",
+		"/v1/items?limit=-99999999999999999999":                     `limit must be a positive whole number in plain decimal (no sign, no leading zeros), got "-99999999999999999999"`,
+		"/v1/admin/orders?status=placed&limit=99999999999999999999": "limit must be between 1 and 100",
+	} {
+		token := tok
+		if strings.HasPrefix(path, "/v1/admin/") {
+			token = adminToken
+		}
+		p := a.do(req{method: "GET", path: path, token: token}).problem(t, http.StatusBadRequest)
+		if p["detail"] != want {
+			t.Errorf("GET %s: detail %q, want %q", path, p["detail"], want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -350,6 +351,10 @@ func queryInt(q url.Values, name string) (int, error) {
 		return 0, nil
 	}
 	n, err := shop.ParsePositive(name, raw)
+	if err != nil && n == math.MaxInt64 {
+		// Too large: the caller's own bound (limit: 1 to 100) says so.
+		return math.MaxInt, nil
+	}
 	return int(n), err
 }
 
