@@ -679,8 +679,12 @@ func (w *explainer) kind(kind string) {
 	case KindNone:
 		if f.CPUKnown && f.Flattened {
 			saturated := "well below it, so the flat part comes from elsewhere"
-			if srv.Bound {
+			if s, ok := w.starvedStep(); srv.Bound {
 				saturated = "so it is at its CPU capacity on this machine"
+			} else if ok {
+				// Not elsewhere in the target: other work on the machine.
+				saturated = fmt.Sprintf("below it, but with %s its processes ran %.2f cores and %s on a machine %.0f%% busy: the flat part is the machine's load as much as the target's",
+					users(s.Concurrency), s.ServerCPUCores, s.WaitedText("their"), 100*s.MachineBusy)
 			}
 			add("at the plateau the server uses %.2f of the %.2f cores left to it by the generator, %s; latency stays within the SLO, so this is not a problem at this load",
 				srv.CPU, srv.Available, saturated)
@@ -958,14 +962,25 @@ func coresLeft(s Step, cores float64) float64 {
 	return math.Max(cores-s.GeneratorCPUCores, 0.1)
 }
 
+// starvedStep is the step of the ramp the machine held back
+// (measure.Starved): the peak, else the top; ok is false for neither.
+func (w *explainer) starvedStep() (s Step, ok bool) {
+	steps := w.m.Steps
+	for _, s := range []Step{steps[w.f.Peak], steps[len(steps)-1]} {
+		if measure.Starved(s, w.m.Cores) {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
 // machineBound says why the ramp gets no scalability verdict: the step
 // (the peak, else the top) whose processes waited for a CPU longer than
 // they ran.
 func (w *explainer) machineBound() {
-	steps := w.m.Steps
-	s := steps[len(steps)-1]
-	if peak := steps[w.f.Peak]; measure.Starved(peak, w.m.Cores) {
-		s = peak
+	s, ok := w.starvedStep()
+	if !ok {
+		s = w.m.Steps[len(w.m.Steps)-1]
 	}
 	w.add("no scalability verdict: with %s the server's processes ran %.2f cores and %s on a machine %.0f%% busy: other work held them back, so throughput and latency there measure the machine's load, not the target's limits",
 		users(s.Concurrency), s.ServerCPUCores, s.WaitedText("their"), 100*s.MachineBusy)

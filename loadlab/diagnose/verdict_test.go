@@ -241,6 +241,18 @@ func TestJudge(t *testing.T) {
 			steps: ramp([]float64{1000, 1900, 2000, 2000, 2000}, []float64{1, 1.1, 2, 4, 8}, nil, 0.5),
 			kind:  KindNone, mentions: []string{"latency holds"},
 		},
+		{
+			// Measured on the shared machine (an item page, load average
+			// about 30): the flat part was said to come "from elsewhere"
+			// in the target while its process waited for a CPU three times
+			// as long as it ran.
+			name: "flat within the SLO on a machine that held the server back", baseP99: 1.6, slo: ms(50),
+			steps: hoggedCoherencyRamp([]float64{18398, 13507, 21248, 21546, 21500}, []float64{0.26, 1.3, 1.36, 4.27, 5},
+				[]float64{0.6, 0.37, 0.49, 0.47, 0.46}, []float64{1.23, 1.59, 1.57, 1.51, 1.5}, []float64{0.1, 0.1, 0.1, 0.1, 0.1}),
+			kind:      KindNone,
+			mentions:  []string{"below it, but with 8 users its processes ran 0.47 cores and waited for a CPU 1.51 cores' worth on a machine 100% busy: the flat part is the machine's load as much as the target's"},
+			forbidden: []string{"comes from elsewhere"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
