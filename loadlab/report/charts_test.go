@@ -203,3 +203,42 @@ func TestDiagnosisPageShowsCapacityErrorsAndEndpoints(t *testing.T) {
 	}
 	checkInChromium(t, b.Bytes(), 2, "1000,2600")
 }
+
+// The run's last interval, cut short by its end, is a rate over its own
+// length, or merged with the second before when under half a second: a
+// closed loop's 4 last answers 50 ms after its third second were drawn as
+// 4 requests/s at second 4, the load seemingly falling to nothing.
+func TestTheSeriesLastIntervalIsARateOverItsLength(t *testing.T) {
+	second := func(at int, reqs, errs int64) load.Second { return load.Second{At: at, Requests: reqs, Errors: errs} }
+	tests := []struct {
+		name    string
+		series  []load.Second
+		elapsed time.Duration
+		want    string
+	}{
+		{"short tail merged", []load.Second{second(1, 1313, 0), second(2, 449, 0), second(3, 553, 10), second(4, 4, 0)}, 3050 * time.Millisecond,
+			"(1 1313 0) (2 449 0) (3.05 530.5 9.52)"},
+		{"long tail scaled", []load.Second{second(1, 500, 0), second(2, 250, 5)}, 1500 * time.Millisecond,
+			"(1 500 0) (1.5 500 10)"},
+		{"whole seconds kept", []load.Second{second(1, 500, 0), second(2, 500, 0)}, 2000 * time.Millisecond,
+			"(1 500 0) (2 500 0)"},
+		{"one short interval alone", []load.Second{second(1, 30, 0)}, 300 * time.Millisecond,
+			"(0.3 100 0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reqs, errs := seriesRates(tt.series, tt.elapsed)
+			var got []string
+			for i := range reqs {
+				got = append(got, fmt.Sprintf("(%.3g %.4g %.3g)", reqs[i].X, reqs[i].Y, errs[i].Y))
+			}
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Errorf("points %s, want %s", g, tt.want)
+			}
+		})
+	}
+	c := seriesChart(RunResult{Result: &load.Result{Series: tests[0].series, Elapsed: tests[0].elapsed}})
+	if line := c.Lines["requests"]; len(line) != 3 || line[2].Y < 500 {
+		t.Errorf("the chart's requests %v, want the tail merged into the third second", line)
+	}
+}

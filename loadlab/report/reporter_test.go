@@ -197,3 +197,24 @@ func TestEveryFormSaysAWithheldVerdictIsNone(t *testing.T) {
 		}
 	}
 }
+
+// The run page says what the text says about the generator and the
+// machine: whether it kept up, how late it sent, and the notes (a busy
+// machine delayed the sends). The page left them out.
+func TestRunPageHasTheGeneratorAndTheNotes(t *testing.T) {
+	run := sampleRun()
+	run.GeneratorCPUCores, run.SendDelayP99 = 0.02, 5380*time.Microsecond
+	run.Notes = []string{"the machine's CPUs were 100% busy while the generator used 0.02 of 2 cores: latencies may include time it waited for a CPU"}
+	var b bytes.Buffer
+	if err := (HTMLReporter{}).Run(&b, run); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"<th>generator</th><td>kept up (CPU 0.02 cores, requests sent at most 5.38 ms late at p99)</td>",
+		`<div class="warnings" id="notes"><strong>Notes</strong><ul><li>the machine&#39;s CPUs were 100% busy while the generator used 0.02 of 2 cores: latencies may include time it waited for a CPU</li></ul></div>`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
