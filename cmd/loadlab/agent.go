@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,7 +137,20 @@ func (a agentFlags) check() error {
 	case given["agents"] && len(a.agents()) == 0:
 		return errors.New("--agents: give a list of agents, such as 10.0.0.5:7070,10.0.0.6:7070")
 	}
+	for _, agent := range a.agents() {
+		// Refused here, not dialled: "abc" was looked up as a host name
+		// and failed the run as unreachable (exit 3).
+		if _, port, err := net.SplitHostPort(agent); err != nil || !validPort(port) {
+			return fmt.Errorf("--agents: %q is not HOST:PORT, such as 10.0.0.5:7070", agent)
+		}
+	}
 	return nil
+}
+
+// validPort is a port number from 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // coordinator runs on the --agents.

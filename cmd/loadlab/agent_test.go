@@ -122,6 +122,10 @@ func TestAgentFlags(t *testing.T) {
 		{[]string{"agent"}, "give --listen"},
 		{[]string{"agent", "--listen", "nonsense"}, "agent: listen tcp: address nonsense"},
 		{[]string{"run", "--agents", ",", "--rate", "1", "http://127.0.0.1:1/"}, "--agents: give a list of agents"},
+		// An agent without a port was dialled and failed the run (exit 3).
+		{[]string{"run", "--agents", "127.0.0.1:7070,abc", "--rate", "1", "http://127.0.0.1:1/"}, `--agents: "abc" is not HOST:PORT, such as 10.0.0.5:7070`},
+		{[]string{"run", "--agents", "http://10.0.0.5:7070", "--rate", "1", "http://127.0.0.1:1/"}, `--agents: "http://10.0.0.5:7070" is not HOST:PORT`},
+		{[]string{"diagnose", "--agents", "10.0.0.5:70700", "http://127.0.0.1:1/"}, `--agents: "10.0.0.5:70700" is not HOST:PORT`},
 		{[]string{"run", "--agents", "127.0.0.1:1", "--targets", "-", "--rate", "1"}, "--targets list is not sent to agents"},
 		{[]string{"run", "--agents-wait", "1s", "--rate", "1", "http://127.0.0.1:1/"}, "--agents-wait takes a positive duration, with --agents"},
 		{[]string{"diagnose", "--agents", " , ", "http://127.0.0.1:1/"}, "--agents: give a list of agents"},
