@@ -717,7 +717,11 @@ func TestOperations(t *testing.T) {
 
 func TestUnknownRoutesAreProblems(t *testing.T) {
 	a := newAPI(t, options{items: seed.Items(1)})
-	a.do(req{method: "GET", path: "/v2/menu"}).problem(t, 404)
+	// A path no route serves is "not_found" as an id that does not exist
+	// is: a client switching on the code found none.
+	if p := a.do(req{method: "GET", path: "/v2/menu"}).problem(t, 404); p["code"] != shop.ENOTFOUND {
+		t.Errorf("unknown route: code %v, want %q", p["code"], shop.ENOTFOUND)
+	}
 	r := a.do(req{method: "DELETE", path: "/v1/menu"})
 	r.problem(t, 405)
 	if !strings.Contains(r.header.Get("Allow"), "GET") {

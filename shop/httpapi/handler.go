@@ -332,12 +332,12 @@ func (s *server) serveMux(w http.ResponseWriter, r *http.Request) {
 		if allow := probe.header.Get("Allow"); allow != "" {
 			w.Header().Set("Allow", allow)
 		}
-		detail := "no such resource: see /openapi.json for the API"
+		p := problem{Status: probe.status, Code: shop.ENOTFOUND, Detail: "no such resource: see /openapi.json for the API"}
 		if probe.status == http.StatusMethodNotAllowed {
-			detail = r.Method + " is not allowed here; allowed: " + probe.header.Get("Allow")
+			p.Code, p.Detail = "", r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow")
 		}
 		s.metrics.unmatched(probe.status)
-		writeProblem(w, r, problem{Status: probe.status, Detail: detail})
+		writeProblem(w, r, p)
 	default:
 		h.ServeHTTP(w, r)
 	}
