@@ -6,6 +6,7 @@
 # stops, and how long the worker then takes to drain it. Usage:
 #   scripts/bench-confirmations.sh SHOP LOADLAB [USERS] [DURATION] [extra shop flags...]
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 shop=$1 loadlab=$2 users=${3:-32} duration=${4:-20s}
 shift 4 || shift $#
 here=$(cd "$(dirname "$0")" && pwd)

@@ -15,6 +15,7 @@
 # Settings (environment): ORDERS (500), PG (postgres://postgres@127.0.0.1:5432),
 # PORT (18461), PREP (--prep-time, 1s), LOADLAB (loadlab binary; built if unset).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 ORDERS=${ORDERS:-500}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}

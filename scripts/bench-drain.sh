@@ -6,6 +6,7 @@
 # (default 4). Prints each run's requests and errors, and the failed
 # requests nginx logged. Needs what scripts/cluster.sh needs.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 rounds=${1:-4}
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "bench-drain: ROUNDS must be a positive whole number, got '$rounds'" >&2; exit 2; }

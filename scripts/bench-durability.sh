@@ -5,6 +5,7 @@
 # "shop" journey in closed loop. Usage:
 #   scripts/bench-durability.sh SHOP_BEFORE SHOP_AFTER LOADLAB [ROUNDS] [USERS] [DURATION]
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 before=$1 after=$2 loadlab=$3 rounds=${4:-3} users=${5:-16} duration=${6:-10s}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/shop-durability.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -17,6 +17,7 @@
 # DELAY target delay for accuracy (10ms), OPEN_RATES requests/s for the
 # open-loop runs ("5000 10000 20000 30000").
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10}

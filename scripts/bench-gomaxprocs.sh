@@ -10,6 +10,7 @@
 # cluster's own PostgreSQL server's memory (PSS, its backends included) and
 # CPU per request. Needs what scripts/cluster.sh needs.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 dur=${DUR:-10}

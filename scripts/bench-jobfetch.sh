@@ -19,6 +19,7 @@
 # USERS journey users (16), ROUNDS (2), PG_BIN
 # (/usr/lib/postgresql/15/bin).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 WARMUP=${WARMUP:-12}

@@ -14,6 +14,7 @@
 # blocks from outside shared buffers.
 #   SIZES=100000,10000000 MONTHS=12 ROUNDS=6 scripts/bench-partitions.sh
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-100000,10000000}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}

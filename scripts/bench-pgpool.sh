@@ -7,6 +7,7 @@
 # of seconds, so each size sees the same mix of it.
 #   SIZES="2 4 8 16 32" USERS=32 WINDOW=3s ROUNDS=8 scripts/bench-pgpool.sh
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"2 4 8 16 32"}
 USERS=${USERS:-32}

@@ -11,6 +11,7 @@
 # another loadlab binary as well (say, one built before the retry), for
 # comparison. Needs what scripts/cluster.sh needs.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 work=$(mktemp -d "${TMPDIR:-/tmp}/perfscale-reload.XXXXXX")
 state=$work/cluster

@@ -30,6 +30,7 @@
 # in shop/sharded; each round's load average is printed, and a run with a
 # round above twice the cores is flagged, not a result).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 if [ "${RUNS:-}" = checkout ]; then
   echo "date $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), load average before $(cut -d' ' -f1-3 /proc/loadavg)"

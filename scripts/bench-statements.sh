@@ -31,6 +31,7 @@
 # the catalog stays the service's default), DOC (docs/postgres.md),
 # CLUSTER_ARGS (more arguments for `cluster.sh up 1`, e.g. --db-cpu 1).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 WARMUP=${WARMUP:-12}

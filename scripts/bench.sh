@@ -39,6 +39,7 @@
 # and the statements (STATEMENTS=0 skips only these),
 # OUT the document (docs/performance.md).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10}

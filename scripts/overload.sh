@@ -27,6 +27,7 @@
 # is what is measured; every replica restarted before each run, metrics
 # summed and resident memory added up over the replicas; about 12 minutes).
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 keep=${1:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/perfscale-overload.XXXXXX")

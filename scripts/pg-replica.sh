@@ -26,6 +26,7 @@
 # replication connection") and stayed at the segment the backup ended on
 # until something added the line again.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 
 PRIMARY_PORT=${PG_PRIMARY_PORT:-5432}
 STATE=${PG_REPLICA_DIR:-/tmp/perfscale-pg-replica}

@@ -11,6 +11,7 @@
 #   - gosec over the service, each exclusion justified below.
 # Safe to run by hand: scripts/security.sh
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 
 VULN=golang.org/x/vuln/cmd/govulncheck@v1.9.0

@@ -3,6 +3,7 @@
 # NATS JetStream) are running on their standard local ports, starting the
 # ones that are not. Used by .ci/run; safe to run by hand.
 set -u
+case "${1:-}" in -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 
 up() { timeout 1 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
