@@ -108,4 +108,14 @@ func TestAdminReadsRefuseBadQueries(t *testing.T) {
 			a.do(req{method: "GET", path: path, token: adminToken}).problem(t, 400)
 		})
 	}
+	// Said with what is allowed; sales allow nothing, which read
+	// "(allowed: )".
+	for path, want := range map[string]string{
+		"/v1/admin/sales?item=1":        `unknown query parameter "item": /v1/admin/sales takes no query parameters`,
+		"/v1/admin/orders?state=placed": `unknown query parameter "state" (allowed: status, limit)`,
+	} {
+		if p := a.do(req{method: "GET", path: path, token: adminToken}).problem(t, 400); p["detail"] != want {
+			t.Errorf("GET %s: detail %q, want %q", path, p["detail"], want)
+		}
+	}
 }

@@ -335,6 +335,9 @@ func query(r *http.Request, allowed ...string) (url.Values, error) {
 		for _, a := range allowed {
 			known = known || a == name
 		}
+		if !known && len(allowed) == 0 {
+			return nil, shop.Errorf(shop.EINVALID, "unknown query parameter %q: %s takes no query parameters", name, r.URL.Path)
+		}
 		if !known {
 			return nil, shop.Errorf(shop.EINVALID, "unknown query parameter %q (allowed: %s)", name, strings.Join(allowed, ", "))
 		}
