@@ -236,6 +236,14 @@ func (a *App) openStore(ctx context.Context) error {
 		replicas++
 		return a.guards.Guard(resilience.Config{Name: fmt.Sprintf("database-replica-%d", replicas), What: "the read replica at " + at, Logger: a.log})
 	}
+	// With replicas, the primary's reads have a guard of their own: the
+	// store's read guard counts the replicas' answers as progress and
+	// would not see the primary stall (postgres.Options.PrimaryReadGuard).
+	primaries := 0
+	bc.Postgres.PrimaryReadGuard = func(at string) postgres.Guard {
+		primaries++
+		return a.guards.Guard(resilience.Config{Name: fmt.Sprintf("database-primary-read-%d", primaries), What: "the database", StallAfter: a.cfg.StallAfter, Logger: a.log})
+	}
 	a.badStore(&bc)
 	if a.cfg.DatabaseURL == "" {
 		path, err := a.sqliteFile()

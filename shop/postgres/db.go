@@ -45,6 +45,12 @@ type Options struct {
 	// read on a replica before the primary is asked instead.
 	ReplicaGuard   func(at string) Guard
 	ReplicaTimeout time.Duration
+	// PrimaryReadGuard, if set and there are replicas, gives the primary
+	// (named host:port/database) a guard of its own for the reads that
+	// run on it beside the replicas' (read.go, primaryReader): the
+	// store's read guard counts the replicas' answers as the database's
+	// progress, so it never saw the primary stall.
+	PrimaryReadGuard func(at string) Guard
 	// QueryHook, if set, sees every statement run on the pools (River's
 	// included) with its arguments, before it runs: tests EXPLAIN them.
 	QueryHook func(sql string, args []any)
@@ -124,6 +130,9 @@ type DB struct {
 	primary  *pgxpool.Pool
 	replicas []replicaPool
 	next     atomic.Uint32 // round-robin over replicas
+	// primaryReads guards the primary's reads when there are replicas
+	// (Options.PrimaryReadGuard).
+	primaryReads Guard
 	// replicaTimeout: see Options.ReplicaTimeout.
 	replicaTimeout time.Duration
 	where          string
@@ -245,7 +254,10 @@ func Open(ctx context.Context, url string, o Options) (*DB, error) {
 		}
 		return nil, err
 	}
-	db := &DB{primary: primary, where: at, orderRetention: o.OrderRetention, replicaTimeout: o.ReplicaTimeout}
+	db := &DB{primary: primary, where: at, orderRetention: o.OrderRetention, replicaTimeout: o.ReplicaTimeout, primaryReads: noGuard{}}
+	if len(o.Replicas) > 0 && o.PrimaryReadGuard != nil {
+		db.primaryReads = o.PrimaryReadGuard(at)
+	}
 	for _, r := range o.Replicas {
 		pool, rat, err := newPool(ctx, r, o)
 		var unreachable *unreachableError

@@ -26,7 +26,7 @@ type flowDB struct {
 }
 
 func (f flowDB) Catalog() sqlstore.Querier { return f.db.catalogReader() }
-func (f flowDB) Fresh() sqlstore.Querier   { return querier[poolQuerier]{f.db.primary} }
+func (f flowDB) Fresh() sqlstore.Querier   { return f.db.primaryReader() }
 func (f flowDB) Writer() sqlstore.Querier  { return querier[poolQuerier]{f.db.primary} }
 
 func (f flowDB) SessionReader(ctx context.Context, sessionID int64) (sqlstore.Querier, func(), error) {

@@ -97,7 +97,7 @@ type catalogQuerier struct {
 	r  *replicaPool
 }
 
-func (c catalogQuerier) primary() querier[poolQuerier] { return querier[poolQuerier]{c.db.primary} }
+func (c catalogQuerier) primary() sqlstore.Querier { return c.db.primaryReader() }
 
 func (c catalogQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	var n int64
@@ -225,14 +225,14 @@ func (db *DB) inSnapshot(ctx context.Context, fn func(q sqlstore.Querier) error)
 // forward, so a later connection to the same replica has replayed the
 // writes too. release is kept for the callers; there is nothing to return.
 func (db *DB) sessionReader(ctx context.Context, sessionID int64) (q sqlstore.Querier, release func(), err error) {
-	primary := querier[poolQuerier]{db.primary}
+	primary := db.primaryReader()
 	r := db.replica()
 	if r == nil {
 		return primary, func() {}, nil
 	}
 	var wrote *string
-	if err := db.primary.QueryRow(ctx, `SELECT wrote_lsn::text FROM sessions WHERE id = $1`, sessionID).Scan(&wrote); err != nil && err != pgx.ErrNoRows {
-		return nil, nil, fmt.Errorf("read session's write position: %w", unavailable(err))
+	if err := primary.QueryRow(ctx, `SELECT wrote_lsn::text FROM sessions WHERE id = ?`, sessionID).Scan(&wrote); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, fmt.Errorf("read session's write position: %w", err)
 	}
 	if wrote != nil {
 		// A replica that cannot be reached, or has not replayed the
@@ -260,4 +260,95 @@ func (db *DB) markWrite(ctx context.Context, sessionID int64) error {
 		return fmt.Errorf("mark the session's write: %w", unavailable(err))
 	}
 	return nil
+}
+
+// primaryReader is the querier for reads on the primary: with replicas,
+// through the primary's own read guard (Options.PrimaryReadGuard). The
+// store's read guard sees the replicas' answers as the database's
+// progress, so a primary that stopped answering while its replicas
+// answered tripped nothing, and a session's order list (which asks the
+// primary for the session's write position) waited out its route's
+// deadline; the primary's guard sees only the primary's reads, gives
+// them up when they stall and refuses new ones at once.
+func (db *DB) primaryReader() sqlstore.Querier {
+	q := querier[poolQuerier]{db.primary}
+	if _, none := db.primaryReads.(noGuard); none {
+		return q
+	}
+	return guardedQuerier{guard: db.primaryReads, q: q}
+}
+
+// guardedQuerier runs each statement through guard: the wait for the
+// server's answer (a statement's result, a query's first row) is the
+// guarded call.
+type guardedQuerier struct {
+	guard Guard
+	q     sqlstore.Querier
+}
+
+func (g guardedQuerier) Exec(ctx context.Context, query string, args ...any) (n int64, err error) {
+	err = g.guard.Do(ctx, func(ctx context.Context) error {
+		n, err = g.q.Exec(ctx, query, args...)
+		return err
+	})
+	return n, err
+}
+
+// Query reads the first row within the guarded call, since an answer that
+// never comes shows only there. The rows outlive the call: they run under
+// a context of their own that the guard's trip ends until the first row
+// has come (the rest of a page comes with it), and their Close ends.
+func (g guardedQuerier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	var rows sqlstore.Rows
+	err := g.guard.Do(ctx, func(gctx context.Context) error {
+		qctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(gctx, cancel)
+		r, err := g.q.Query(qctx, query, args...)
+		if err != nil {
+			cancel()
+			return err
+		}
+		first := r.Next()
+		if !stop() {
+			r.Close()
+			cancel()
+			return context.Cause(gctx) // given up at the guard's trip
+		}
+		if err := r.Err(); !first && err != nil {
+			r.Close()
+			cancel()
+			return err
+		}
+		rows = &peekedRows{Rows: r, cancel: cancel, first: first}
+		return nil
+	})
+	return rows, err
+}
+
+func (g guardedQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return guardedRow{g: g, ctx: ctx, query: query, args: args}
+}
+
+// guardedRow runs its query when it is scanned; no row is an answer, not
+// a failure of the server.
+type guardedRow struct {
+	g     guardedQuerier
+	ctx   context.Context
+	query string
+	args  []any
+}
+
+func (r guardedRow) Scan(dest ...any) error {
+	var noRows error
+	err := r.g.guard.Do(r.ctx, func(ctx context.Context) error {
+		err := r.g.q.QueryRow(ctx, r.query, r.args...).Scan(dest...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			noRows, err = err, nil
+		}
+		return err
+	})
+	if err == nil {
+		return noRows
+	}
+	return err
 }
