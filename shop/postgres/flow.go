@@ -39,9 +39,25 @@ func (f flowDB) InSnapshot(ctx context.Context, fn func(q sqlstore.Querier) erro
 	return f.db.inSnapshot(ctx, fn)
 }
 
+// InTx runs the store's write transactions (the worker's confirmation and
+// "ready" step, a checkout or a cart change the general way, pruning),
+// with their statements' generic plans (storeTx).
 func (f flowDB) InTx(ctx context.Context, fn func(tx sqlstore.Tx) error) error {
-	return f.db.inTx(ctx, func(tx pgx.Tx) error { return fn(txQuerier{querier[pgx.Tx]{tx}}) })
+	return unavailable(pgx.BeginTxFunc(ctx, f.db.primary, storeTx, func(tx pgx.Tx) error {
+		return fn(txQuerier{querier[pgx.Tx]{tx}})
+	}))
 }
+
+// storeTx begins a store's write transaction and, in the same round trip,
+// has its statements run their generic plans, made once per connection.
+// Left to choose (plan_cache_mode = auto), PostgreSQL planned anew on every
+// run each statement naming one order of the partitioned tables (the
+// worker's status update and order read): it prices a generic plan, which
+// prunes the months' partitions as it runs, above a plan made for the
+// values. Only here, not on every connection: River's own statements
+// (its JobList among them) need plans made for their values
+// (docs/postgres.md).
+var storeTx = pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"}
 
 // LockSession serialises the session's cart changes and checkouts: a line
 // added while a checkout empties the cart must not be lost, and the cart's
