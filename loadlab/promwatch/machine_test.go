@@ -91,12 +91,17 @@ func replayNode(t *testing.T, scraped chan<- struct{}) (addr string, busy, waiti
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		elapsed := time.Since(start).Seconds()
+		// Each sample carries the instant its value was taken: Prometheus
+		// would stamp it with the scrape's start, which a busy machine can
+		// put hundreds of milliseconds away from it.
+		now := time.Now()
+		elapsed, at := now.Sub(start).Seconds(), now.UnixMilli()
 		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 		for _, name := range names {
 			for _, m := range second[name].Metric {
 				v := base[m] + rates[m]*elapsed
 				m.Counter.Value = &v
+				m.TimestampMs = &at
 			}
 			if _, err := expfmt.MetricFamilyToText(w, second[name]); err != nil {
 				return

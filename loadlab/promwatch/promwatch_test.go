@@ -27,15 +27,13 @@ import (
 // target is a /metrics endpoint of known rates: CPU at 0.25 cores, calls
 // waiting for a database connection at 0.5 on average, 3 requests in
 // flight (and 7 on an order event stream, which does not count), 5 jobs
-// waiting. The counters grow with the clock, so their rates are exact
-// whatever the machine's load.
+// waiting. The counters grow with the clock and carry the instant of their
+// value, so their rates are exact whatever the machine's load.
 func target(t *testing.T) string {
-	start := time.Now()
-	elapsed := func() float64 { return time.Since(start).Seconds() }
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "process_cpu_seconds_total", Help: "cpu"}, func() float64 { return 0.25 * elapsed() }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shop_db_pool_wait_seconds_total", Help: "wait"}, func() float64 { return 0.5 * elapsed() }),
+		newClockedCounter("process_cpu_seconds_total", 0.25),
+		newClockedCounter("shop_db_pool_wait_seconds_total", 0.5),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_jobs_waiting", Help: "jobs"}, func() float64 { return 5 }),
 	)
 	inFlight := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shop_http_requests_in_flight", Help: "in flight"}, []string{"route"})
@@ -52,11 +50,31 @@ func target(t *testing.T) string {
 // clock; each scrape is sent on scraped, if not nil, when the channel has
 // room.
 func processTarget(t *testing.T, cores float64, scraped chan<- struct{}) string {
-	start := time.Now()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "process_cpu_seconds_total", Help: "cpu"},
-		func() float64 { return cores * time.Since(start).Seconds() }))
+	reg.MustRegister(newClockedCounter("process_cpu_seconds_total", cores))
 	return serve(t, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), scraped)
+}
+
+// clockedCounter grows at rate a second and gives each sample the instant
+// its value was taken, so a rate over its samples is exact however late a
+// busy machine runs the scrape (Prometheus would stamp a sample without a
+// timestamp with the scrape's start).
+type clockedCounter struct {
+	desc  *prometheus.Desc
+	rate  float64
+	start time.Time
+}
+
+func newClockedCounter(name string, rate float64) *clockedCounter {
+	return &clockedCounter{desc: prometheus.NewDesc(name, name, nil, nil), rate: rate, start: time.Now()}
+}
+
+func (c *clockedCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *clockedCounter) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	ch <- prometheus.NewMetricWithTimestamp(now,
+		prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, c.rate*now.Sub(c.start).Seconds()))
 }
 
 // serve serves h and returns its address; each request is sent on
