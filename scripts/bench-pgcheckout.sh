@@ -102,7 +102,7 @@ for round in $(seq 1 "$ROUNDS"); do
   o0=$(orders) t0=$(now)
   $PIN_GEN "$LOADLAB" run --scenario scripts/checkout-only.yaml --base "http://127.0.0.1:$port" \
     --concurrency "$USERS" --duration "${DUR}s" --json "$work/service-$round.json" >"$work/service-$round.txt" 2>&1 \
-    || fail "loadlab failed in round $round: $(grep -m1 '^loadlab' "$work/service-$round.txt" || tail -1 "$work/service-$round.txt")"
+    || fail "loadlab failed in round $round: $(grep -m1 '^loadlab: ' "$work/service-$round.txt" || tail -1 "$work/service-$round.txt")"
   t1=$(now) o1=$(orders)
   errs=$(python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['errors']; print(sum(e.values()))" "$work/service-$round.json")
   echo "service $round $((o1 - o0)) $t0 $t1 $errs" >>"$rows"

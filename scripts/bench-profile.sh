@@ -99,7 +99,7 @@ if [ "$PERF" = 1 ]; then
 fi
 c0=$("$work/bin/benchprobe" cpu "$postmaster")
 "$work/bin/loadlab" run --scenario shop --base "$base" --concurrency "$USERS" --duration "${DUR}s" --json "$work/load.json" >"$work/load.txt" 2>&1 \
-  || fail "the profiled run failed: $(grep -m1 '^loadlab' "$work/load.txt" || tail -1 "$work/load.txt")"
+  || fail "the profiled run failed: $(grep -m1 '^loadlab: ' "$work/load.txt" || tail -1 "$work/load.txt")"
 c1=$("$work/bin/benchprobe" cpu "$postmaster")
 if [ -n "$perf_pid" ]; then
   kill -INT "$perf_pid" 2>/dev/null || true
