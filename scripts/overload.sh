@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
 # overload.sh [OUT_DIR] measures the embedded default under overload, with
-# admission control on and off side by side (docs/reliability.md). It finds
-# the capacity with loadlab diagnose (the built-in shop journey, p99 50 ms,
-# admission off), then for each mode (off, on) and each multiple of it
-# (0.5 1 2 3 10) starts a fresh shop, offers the journey open loop at that
-# rate for 20 s (60 s at 10x), then at half the capacity for 10 s to see
-# how long latency takes to come back, scraping the shop's metrics before
-# and after and its resident memory every half second. Prints the tables
+# admission control on and off side by side (docs/reliability.md). The
+# shop runs held to SHOP_CPU cores (default 0.5) in a cgroup of its own
+# (scripts/cpuquota: root and the cgroup cpu controller needed; SHOP_CPU=0
+# runs it unheld), so that loadlab, on the rest of the machine, can offer
+# it ten times what it serves. It finds the capacity with loadlab diagnose
+# (the built-in shop journey, p99 50 ms, admission off), then for each mode
+# (off, on) measures one user's journey for 10 s (the unloaded checkout
+# p99 the 3x goal is against), and for each multiple of the capacity
+# (0.5 1 2 3 10) starts a fresh shop and offers the journey open loop:
+# a pool of USERS users (default: as many as in-flight slots) make their
+# sessions in a warm-up (a ramp to a quarter of the capacity that sends
+# one request a user: 8 x USERS / capacity seconds), then the multiple for
+# 20 s (60 s at 10x). A second loadlab, started with it and silent until then,
+# offers half the capacity for 10 s from the instant the overload ends, so
+# the load drops without a pause, and its per-second series says how long
+# latency took to come back. It scrapes the shop's metrics at the end of
+# the warm-up and at the drop, and its resident memory (procfs) every
+# half second. Prints the tables and the goals' verdicts
 # (scripts/overloadreport) and leaves the raw results in OUT_DIR (default:
-# a temporary directory, removed). Takes about 9 minutes. CAPACITY=N skips
+# a temporary directory, removed). Takes about 9 minutes (MULTS="0.5 1 3
+# 10": about 7). CAPACITY=N skips
 # the diagnosis and uses N req/s; MODES="on" and MULTS="1 3" run a subset.
 # MODES names any --admission values (off, on, adaptive, split); ROUNDS=K
 # repeats every multiple K times, the modes side by side in each round
 # (their order reversed every other round, so a drift of the machine
 # does not favour one), and the report adds the medians over the rounds:
 # MODES="adaptive split" MULTS="1 3" ROUNDS=3 compares two policies (about
-# 10 minutes with the diagnosis). MAX_INFLIGHT=N gives loadlab N in-flight
+# 12 minutes with the diagnosis). MAX_INFLIGHT=N gives loadlab N in-flight
 # slots instead of 1,000 (a user whose new session is refused waits
 # Retry-After holding its slot, so refused sessions can saturate the
-# generator at 2x and above).
+# generator at 2x and above; loadlab then flags the run). SECS=S and
+# SECS_10X=S set the load's length (20 and 60 s), for a quick try.
 # TARGET=cluster measures the cluster instead (scripts/cluster.sh up
 # REPLICAS, default 2, a fresh cluster per mode (so per run with ROUNDS and
-# two modes) with --admission MODE on
-# every replica, the edge cache and nginx's per-client limits off: one
-# generator stands for many clients, and the replicas' admission control
-# is what is measured; every replica restarted before each run, metrics
-# summed and resident memory added up over the replicas; about 12 minutes).
+# two modes) with --admission MODE on every replica, the edge cache and
+# nginx's per-client limits off: one generator stands for many clients,
+# and the replicas' admission control is what is measured; every replica
+# restarted before each run, metrics summed and resident memory added up
+# over the replicas; SHOP_CPU does not apply; about 12 minutes).
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
@@ -45,6 +58,19 @@ rounds=${ROUNDS:-1}
 [[ "$rounds" =~ ^[1-9][0-9]?$ ]] || { echo "overload: ROUNDS must be a whole number from 1 to 99, got '$rounds'" >&2; exit 2; }
 inflight=${MAX_INFLIGHT:-1000}
 [[ "$inflight" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "overload: MAX_INFLIGHT must be a whole number from 1 to 999999, got '$inflight'" >&2; exit 2; }
+users=${USERS:-$inflight}
+[[ "$users" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "overload: USERS must be a whole number from 1 to 999999, got '$users'" >&2; exit 2; }
+load_secs=${SECS:-20}
+load_secs_10x=${SECS_10X:-60}
+for v in "$load_secs" "$load_secs_10x"; do
+  [[ "$v" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "overload: SECS and SECS_10X must be whole numbers of seconds from 1 to 9999, got '$v'" >&2; exit 2; }
+done
+shop_cpu=${SHOP_CPU:-0.5}
+[[ "$shop_cpu" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "overload: SHOP_CPU must be a number of cores (0: no quota), got '$shop_cpu'" >&2; exit 2; }
+[[ "$target" == cluster ]] && shop_cpu=0
+quota=$(awk -v c="$shop_cpu" 'BEGIN { print (c > 0) ? "yes" : "" }')
+# The shop's cgroup (under the machine's CPU hierarchy), removed at exit.
+cgroup=perfscale-overload-$$
 cs="scripts/cluster.sh --state-dir $work/cluster"
 shop_pid=
 pids=()
@@ -56,8 +82,12 @@ stop_shop() {
 stop_cluster() {
   if [[ -n "$cluster_mode" ]]; then $cs down >>"$out/cluster.log" 2>&1 || true; cluster_mode=; fi
 }
-trap 'stop_shop; stop_cluster; rm -rf "$work"' EXIT
+remove_cgroup() {
+  if [[ -n "$quota" && -x "$work/cpuquota" ]]; then "$work/cpuquota" remove "$cgroup" 2>/dev/null || true; fi
+}
+trap 'stop_shop; stop_cluster; remove_cgroup; rm -rf "$work"' EXIT
 go build -o "$work/loadlab" ./cmd/loadlab
+go build -o "$work/cpuquota" ./scripts/cpuquota
 go build -o "$work/shop" ./cmd/shop
 go build -o "$work/report" ./scripts/overloadreport
 
@@ -100,9 +130,11 @@ stop() {
 alive() {
   for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
 }
-# scrape NAME: each replica's metrics into NAME.REPLICA (the report sums them).
+# scrape NAME: each replica's metrics into NAME.REPLICA (the report sums
+# them), and the moment into NAME.at (seconds since the epoch).
 scrape() {
   local k=0
+  echo "$EPOCHREALTIME" >"$1.at"
   for a in "${admins[@]}"; do
     k=$((k + 1))
     curl -fs "http://$a/metrics" >"$1.$k" || echo "the shop did not answer /metrics" >"$1.$k"
@@ -112,7 +144,9 @@ scrape() {
 # start_shop MODE: a fresh embedded shop (its own data directory), ready.
 start_shop() {
   rm -rf "$work/data"
-  SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$work/shop" --addr 127.0.0.1:$port --admin-addr 127.0.0.1:$admin \
+  local held=()
+  [[ -n "$quota" ]] && held=("$work/cpuquota" run "$shop_cpu" "$cgroup/shop")
+  SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "${held[@]}" "$work/shop" --addr 127.0.0.1:$port --admin-addr 127.0.0.1:$admin \
     --data-dir "$work/data" --admission "$1" >>"$out/shop.log" 2>&1 &
   shop_pid=$!
   for _ in $(seq 1 300); do
@@ -128,7 +162,10 @@ start_shop() {
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "cpus: $(nproc)"
   echo "target: $target$([[ "$target" == cluster ]] && echo " ($replicas replicas behind nginx, edge cache and per-client limits off)")"
-  echo "generator in-flight slots: $inflight"
+  echo "generator in-flight slots: $inflight; users: $users, their sessions made in a warm-up (a ramp to a quarter of the capacity that sends one request a user)"
+  if [[ "$target" == embedded ]]; then
+    if [[ -n "$quota" ]]; then echo "shop: held to $shop_cpu cores in a cgroup (scripts/cpuquota), GOMAXPROCS $(awk -v c="$shop_cpu" 'BEGIN { n = int(c); if (n < c) n++; if (n < 1) n = 1; print n }')"; else echo "shop: no CPU quota"; fi
+  fi
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/meta.txt"
 
@@ -151,7 +188,7 @@ for round in $(seq 1 "$rounds"); do
   if (( round % 2 == 0 )); then
     order=(); for ((i = ${#modes[@]} - 1; i >= 0; i--)); do order+=("${modes[$i]}"); done
   fi
-  for mult in ${MULTS:-0.5 1 2 3 10}; do
+  for mult in 1user ${MULTS:-0.5 1 2 3 10}; do
     for mode in "${order[@]}"; do
       if (( rounds == 1 )); then runs+=("$mode $mult $mode-$mult"); else runs+=("$mode $mult $mode-$mult-r$round"); fi
     done
@@ -159,20 +196,54 @@ for round in $(seq 1 "$rounds"); do
 done
 for run in "${runs[@]}"; do
   read -r mode mult name <<<"$run"
+  start "$mode"
+  if [[ "$mult" == 1user ]]; then
+    # One user walking the journey: the unloaded latencies.
+    "$work/loadlab" run --scenario shop --base "$base" --concurrency 1 --duration 10s --timeout 10s \
+      --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
+    stop
+    echo "$name done (one user)" >&2
+    continue
+  fi
   rate=$(awk -v c="$capacity" -v m="$mult" 'BEGIN { printf "%d", c * m }')
   half=$(awk -v c="$capacity" 'BEGIN { printf "%d", c / 2 }')
-  dur=20s
-  [[ "$mult" == 10 ]] && dur=60s
-  start "$mode"
-  # Resident memory, summed over the replicas, every half second.
-  ( while alive; do for p in "${pids[@]}"; do cat "/proc/$p/status" 2>/dev/null || true; done | awk '/VmRSS/ { kb += $2 } END { print kb }'; sleep 0.5; done ) >"$out/$name.rss" &
+  secs=$load_secs
+  # The warm-up: a ramp to a quarter of the capacity that sends as many
+  # requests as there are users (capacity x warm / 8), each a new user's
+  # session; no journey request.
+  warm=$(awk -v c="$capacity" -v u="$users" 'BEGIN { printf "%.3f", 8 * u / c }')
+  quarter=$(awk -v c="$capacity" 'BEGIN { printf "%.3f", c / 4 }')
+  [[ "$mult" == 10 ]] && secs=$load_secs_10x
+  # Resident memory, summed over the replicas, every half second, with
+  # the moment (seconds since the epoch).
+  ( while alive; do
+      kb=0
+      for p in "${pids[@]}"; do
+        while read -r key value _; do [[ "$key" == VmRSS: ]] && kb=$((kb + value)); done 2>/dev/null <"/proc/$p/status" || true
+      done
+      echo "$EPOCHREALTIME $kb"
+      sleep 0.5
+    done ) >"$out/$name.rss" &
   sampler=$!
+  # The overload: a pool of USERS users, who make their sessions in the
+  # warm-up, then the multiple; a user is
+  # made past the pool only when every one is busy (so, by default, only
+  # when every in-flight slot is: a run loadlab flags). Beside it the drop: silent for as long, then half the
+  # capacity for 10 s. The metrics are scraped at the end of the warm-up
+  # and at the drop (the report divides by the time between the scrapes).
+  "$work/loadlab" run --scenario shop --base "$base" --users "$users" \
+    --stages "${warm}s:$quarter,1ms:$rate,${secs}s:$rate" --timeout 10s \
+    --max-inflight "$inflight" --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 &
+  overload=$!
+  "$work/loadlab" run --scenario shop --base "$base" --stages "${warm}s:0,1ms:0,${secs}s:0,1ms:$half,10s:$half" --timeout 10s \
+    --max-inflight "$inflight" --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 &
+  drop=$!
+  sleep "$warm"
   scrape "$out/$name.m0"
-  "$work/loadlab" run --scenario shop --base "$base" --rate "$rate" --duration "$dur" --timeout 10s \
-    --max-inflight "$inflight" --max-errors 100% --json "$out/$name.json" >"$out/$name.txt" 2>&1 || true
+  sleep "$secs"
   scrape "$out/$name.m1"
-  "$work/loadlab" run --scenario shop --base "$base" --rate "$half" --duration 10s --timeout 10s \
-    --max-inflight "$inflight" --max-errors 100% --json "$out/$name.after.json" >"$out/$name.after.txt" 2>&1 || true
+  wait "$overload" || true
+  wait "$drop" || true
   alive && echo alive >"$out/$name.alive" || echo crashed >"$out/$name.alive"
   echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/$name.loadavg"
   stop

@@ -5,7 +5,9 @@
 // goodput (client side: successful answers; server side: successful
 // answers within their route's objective), refusals by shed class, each
 // endpoint's latency of its successful answers, the time back to normal
-// after the load dropped, and the peak resident memory.
+// after the load dropped (from the per-second series of the load that
+// followed the drop), the peak resident memory, and the issue's goals at
+// 3× and 10× judged run by run (goals.go).
 package main
 
 import (
@@ -77,10 +79,6 @@ var objectives = map[string]float64{
 	"POST /v1/sessions": 0.05, "GET /v1/cart": 0.05, "PUT /v1/cart/items/{id}": 0.05,
 	"POST /v1/orders": 0.1, "GET /v1/orders": 0.05,
 }
-
-// normal is the journey's latency objective: a second of the run after
-// the drop is back to normal when its p99 is within it.
-const normal = 50 * time.Millisecond
 
 // runFiles names one run: NAME.json is mode-mult, or mode-mult-rK for
 // round K of a run with ROUNDS set.
@@ -169,6 +167,7 @@ func table(dir string, out io.Writer) error {
 		strings.TrimSpace(string(meta)), capacity.CapacityRPS, capacity.CapacityAt)
 
 	runs := findRuns(dir)
+	var judged []summary
 	rows := map[[2]string][]row{} // by mode and multiple
 	var keys [][2]string
 	fmt.Fprintln(out, "| admission | load | offered req/s | answered req/s | successes/s | within objective/s (server) | of capacity | refused browsing / cart / checkout | checkout success | checkout p99 | server CPU | generator CPU | back to normal | peak RSS | alive | load avg | generator |")
@@ -183,6 +182,9 @@ func table(dir string, out io.Writer) error {
 		m0, m1 := scrape(filepath.Join(dir, name+".m0")), scrape(filepath.Join(dir, name+".m1"))
 		within := m1.withinObjective() - m0.withinObjective()
 		secs := res.Elapsed.Seconds()
+		if t0, t1 := epoch(filepath.Join(dir, name+".m0.at")), epoch(filepath.Join(dir, name+".m1.at")); t0 > 0 && t1 > t0 {
+			secs = t1 - t0 // scraped at the drop: the window the counts cover
+		}
 		refused := [3]float64{}
 		for i, class := range []string{"browsing", "cart", "checkout"} {
 			refused[i] = m1.refused(class) - m0.refused(class)
@@ -202,22 +204,48 @@ func table(dir string, out io.Writer) error {
 			keys = append(keys, k)
 		}
 		rows[k] = append(rows[k], rw)
+		var drop load.Result
+		dropErr := readJSON(filepath.Join(dir, name+".after.json"), &drop)
+		sm := summary{mode: r.mode, mult: r.mult, round: r.round, ofCapacity: rw.ofCapacity, checkoutOK: -1,
+			overloadOK: !res.GeneratorSaturated, dropOK: dropErr == nil && !drop.GeneratorSaturated,
+			alive: firstLine(filepath.Join(dir, name+".alive")) == "alive"}
+		if checkout != nil && checkout.Requests > 0 {
+			sm.checkoutOK, sm.checkoutP99 = rw.checkoutOK, checkout.SuccessLatency.P99
+		}
+		// The load itself, after the warm-up; the drop is silent until
+		// its end.
+		ph := loadPhase(res)
+		silent := silentFor(drop.Stages)
+		rssText, _ := os.ReadFile(filepath.Join(dir, name+".rss"))
+		from := float64(res.Start.Add(ph.begin).UnixNano()) / 1e9
+		sm.mem = memoryOf(parseRSS(string(rssText)), from, from+ph.length.Seconds())
+		back := "n/a"
+		if dropErr == nil {
+			sm.back, sm.recovered, sm.backKnown = recovery(drop.Series, silent)
+			switch {
+			case !sm.backKnown:
+			case sm.recovered:
+				back = seconds(sm.back)
+			default:
+				back = "> " + seconds(sm.back)
+			}
+		}
+		judged = append(judged, sm)
 		gen := "ok"
 		if res.GeneratorSaturated {
 			gen = "saturated"
 		}
-		mode := r.mode
-		if r.round > 0 {
-			mode = fmt.Sprintf("%s (round %d)", r.mode, r.round)
+		if dropErr == nil && drop.GeneratorSaturated {
+			gen += "; drop: saturated"
 		}
+		mode := modeName(r)
 		fmt.Fprintf(out, "| %s | %s× | %.0f | %.0f | %.0f | %.0f | %.2f | %.0f / %.0f / %.0f | %s | %s | %.2f | %.2f | %s | %s | %s | %s | %s |\n",
-			mode, r.mult, res.Rate, res.ThroughputRPS, res.GoodputRPS, within/secs, rw.ofCapacity,
+			mode, r.mult, ph.offered, ph.answered, ph.succeeded, within/secs, rw.ofCapacity,
 			refused[0], refused[1], refused[2], checkoutOK, checkoutP99,
 			(m1.counter("process_cpu_seconds_total")-m0.counter("process_cpu_seconds_total"))/secs, res.GeneratorCPUCores,
-			backToNormal(filepath.Join(dir, name+".after.json")),
-			peakRSS(filepath.Join(dir, name+".rss")), firstLine(filepath.Join(dir, name+".alive")),
+			back, fmt.Sprintf("%d MiB", sm.mem.peak/1024), firstLine(filepath.Join(dir, name+".alive")),
 			firstLine(filepath.Join(dir, name+".loadavg")), gen)
-		fmt.Fprintf(&details, "\n%s×, admission %s: successful answers' latency per endpoint (p50 / p99), errors by status\n\n", r.mult, mode)
+		fmt.Fprintf(&details, "\n%s×, admission %s: successful answers' latency per endpoint (p50 / p99), errors by status (the whole run, its %s warm-up included)\n\n", r.mult, mode, seconds(ph.begin))
 		fmt.Fprintln(&details, "| endpoint | requests | p50 | p99 | errors |")
 		fmt.Fprintln(&details, "| --- | ---: | ---: | ---: | --- |")
 		for _, ep := range res.Endpoints {
@@ -227,17 +255,25 @@ func table(dir string, out io.Writer) error {
 		for _, why := range append(res.SaturationReasons, res.Notes...) {
 			fmt.Fprintf(&details, "\nloadlab: %s\n", why)
 		}
+		if dropErr == nil {
+			fmt.Fprintf(&details, "\nloadlab (the drop): its generator started %+.1f ms after the overload's, so the load fell to half the capacity that long after the overload's end, %s after its start (a negative figure: before it, the two overlapping)\n",
+				float64(drop.Start.Sub(res.Start).Microseconds())/1000, seconds(silent))
+		}
+		for _, why := range append(drop.SaturationReasons, drop.Notes...) {
+			fmt.Fprintf(&details, "\nloadlab (the drop): %s\n", why)
+		}
 	}
-	summary(out, keys, rows)
+	medians(out, keys, rows)
+	goals(out, dir, judged)
 	_, err := out.Write(details.Bytes())
 	return err
 }
 
-// summary compares the modes run in rounds: per multiple and mode, the
+// medians compares the modes run in rounds: per multiple and mode, the
 // median over the rounds (and the range) of the share of the capacity
 // served within objective, of the checkouts that succeeded, and of the
 // admitted checkouts' p99.
-func summary(out io.Writer, keys [][2]string, rows map[[2]string][]row) {
+func medians(out io.Writer, keys [][2]string, rows map[[2]string][]row) {
 	rounds := false
 	for _, k := range keys {
 		rounds = rounds || len(rows[k]) > 1
@@ -301,40 +337,6 @@ func ms(d time.Duration) string {
 		return "-"
 	}
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
-}
-
-// backToNormal is how long after the load dropped (the start of the run at
-// half the capacity) its per-second p99 stayed within the objective for
-// good.
-func backToNormal(path string) string {
-	var res load.Result
-	if err := readJSON(path, &res); err != nil || len(res.Series) == 0 {
-		return "n/a"
-	}
-	last := -1
-	for i, s := range res.Series {
-		if s.Requests > 0 && (s.P99 > normal || s.Errors > 0) {
-			last = i
-		}
-	}
-	if last == len(res.Series)-1 {
-		return fmt.Sprintf("> %d s", len(res.Series))
-	}
-	return fmt.Sprintf("%d s", last+1)
-}
-
-func peakRSS(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "n/a"
-	}
-	peak := 0
-	for _, f := range strings.Fields(string(b)) {
-		if kb, err := strconv.Atoi(f); err == nil && kb > peak {
-			peak = kb
-		}
-	}
-	return fmt.Sprintf("%d MiB", peak/1024)
 }
 
 func firstLine(path string) string {
@@ -427,4 +429,59 @@ func (ms metrics) refused(class string) float64 {
 		}
 	}
 	return total
+}
+
+func modeName(r runFiles) string {
+	if r.round > 0 {
+		return fmt.Sprintf("%s (round %d)", r.mode, r.round)
+	}
+	return r.mode
+}
+
+// epoch reads a moment the script wrote (seconds since the epoch); 0
+// when missing.
+func epoch(path string) float64 {
+	f, err := strconv.ParseFloat(firstLine(path), 64)
+	if err != nil {
+		return 0
+	}
+	return f
+}
+
+// unloadedP99 is the admitted checkouts' p99 of one user's run in the
+// mode (and round), 0 when there is none.
+func unloadedP99(dir string, r runFiles) time.Duration {
+	name := r.mode + "-1user"
+	if r.round > 0 {
+		name = fmt.Sprintf("%s-1user-r%d", r.mode, r.round)
+	}
+	var res load.Result
+	if err := readJSON(filepath.Join(dir, name+".json"), &res); err != nil {
+		return 0
+	}
+	if ep := endpoint(res, "checkout/2"); ep != nil {
+		return ep.SuccessLatency.P99
+	}
+	return 0
+}
+
+// goals prints the verdict of each run at 3× and 10× on the issue's goals.
+func goals(out io.Writer, dir string, judged []summary) {
+	var lines []string
+	for _, s := range judged {
+		switch s.mult {
+		case "3":
+			lines = append(lines, judge3x(s, unloadedP99(dir, runFiles{mode: s.mode, mult: s.mult, round: s.round})))
+		case "10":
+			lines = append(lines, judge10x(s))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\nGoals (issue 19), run by run:")
+	fmt.Fprintln(out)
+	for _, l := range lines {
+		fmt.Fprintln(out, "- "+l)
+	}
 }

@@ -1,0 +1,127 @@
+// Command cpuquota runs a program held to a CPU quota in a cgroup of its
+// own, for scripts that measure one process on a machine it shares with
+// its load generator (scripts/overload.sh holds the embedded shop to half
+// a core, so that loadlab, on the rest of the machine, can offer it ten
+// times what it serves):
+//
+//	cpuquota run CORES CGROUP PROGRAM [ARGS...]
+//	cpuquota remove CGROUP
+//
+// run makes the cgroup CGROUP (a path below the machine's CPU hierarchy,
+// made with internal/supervise as the cluster's replicas' are), joins it
+// and then becomes PROGRAM (same pid), so nothing of the program runs
+// outside the quota. A Go program gets the GOMAXPROCS the cluster gives
+// its replicas under a quota (supervise.GoMaxProcs) unless the
+// environment sets one. remove removes the cgroup once its processes are
+// gone. Root is needed, as for the cluster's --cpu.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/perfscale/perfscale/internal/supervise"
+)
+
+const usage = "usage: cpuquota run CORES CGROUP PROGRAM [ARGS...] | cpuquota remove CGROUP"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "cpuquota:", err)
+		os.Exit(2)
+	}
+}
+
+func run(args []string) error {
+	if len(args) < 2 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "run":
+		if len(args) < 4 {
+			return errors.New(usage)
+		}
+		cores, err := parseCores(args[1])
+		if err != nil {
+			return err
+		}
+		return runIn(cores, args[2], args[3], args[4:])
+	case "remove":
+		if len(args) != 2 {
+			return errors.New(usage)
+		}
+		return remove(args[1])
+	}
+	return errors.New(usage)
+}
+
+// parseCores reads a quota in cores: more than 0, at most the machine's.
+func parseCores(s string) (float64, error) {
+	cores, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(cores > 0) || cores > 1024 {
+		return 0, fmt.Errorf("CORES %q: want a number of cores above 0, such as 0.5", s)
+	}
+	return cores, nil
+}
+
+// cgroupRel checks a cgroup name: a relative path that stays below the
+// hierarchy's root.
+func cgroupRel(name string) (string, error) {
+	rel := filepath.Clean(name)
+	if name == "" || filepath.IsAbs(name) || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("CGROUP %q: want a relative path below the cgroup hierarchy, such as perfscale-overload-1/shop", name)
+	}
+	return rel, nil
+}
+
+// runIn makes the cgroup, joins it and becomes the program.
+func runIn(cores float64, name, program string, args []string) error {
+	rel, err := cgroupRel(name)
+	if err != nil {
+		return err
+	}
+	path, err := exec.LookPath(program)
+	if err != nil {
+		return err
+	}
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return err
+	}
+	cg, err := h.Create(rel, supervise.Limit{Cores: cores})
+	if err != nil {
+		return err
+	}
+	if err := cg.Add(os.Getpid()); err != nil {
+		return err
+	}
+	env := os.Environ()
+	if os.Getenv("GOMAXPROCS") == "" {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(supervise.GoMaxProcs(cores)))
+	}
+	return syscall.Exec(path, append([]string{program}, args...), env)
+}
+
+// remove removes the cgroup, waiting a little for a killed process to be
+// reaped out of it.
+func remove(name string) error {
+	rel, err := cgroupRel(name)
+	if err != nil {
+		return err
+	}
+	h, err := supervise.CPUHierarchy()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return supervise.Open(filepath.Join(h.Root, rel)).Remove(ctx)
+}
