@@ -63,8 +63,9 @@ const (
 	VerdictVertical   = "vertical"   // scaling up gave more
 	VerdictEqual      = "equal"      // within Factor
 	// VerdictUntrusted: the measurement flagged its own figures as not
-	// to be trusted (a scaleout whose capacities the machine bounded);
-	// no verdict on the claim.
+	// to be trusted (a scaleout whose capacities the machine bounded, a
+	// replicas measure whose 1-replica reference the errors bound); no
+	// verdict on the claim.
 	VerdictUntrusted = "untrusted"
 	// VerdictMachineBound: the machine, not the system, held back a count
 	// of a replicas or scaleout measure (other work held the CPUs the
@@ -125,6 +126,12 @@ type Experiment struct {
 	// one, With.
 	Without *Setting `yaml:"without"`
 	With    *Setting `yaml:"with"`
+	// NotHere says why the claim cannot hold on this system, when the
+	// list's authors found so (the embedded default's own serial section,
+	// a checkout that touches one shard): the run writes it beside the
+	// measurement when the verdict is not the claim's, so that a "no"
+	// comes with its reason. It changes no verdict.
+	NotHere string `yaml:"not_here"`
 	// Tradeoff, if set, puts the experiment in the trade-off table: the
 	// metric the setting improves and the one it makes worse (a note when
 	// the lab does not measure it).

@@ -42,7 +42,11 @@ func judge(res *Result, e Experiment) {
 			return
 		}
 	}
-	if warning := untrusted(res.Without, res.With); warning != "" {
+	warning := untrusted(res.Without, res.With)
+	if warning == "" && e.Measure == MeasureReplicas && res.Verdict != VerdictFailsToScaleOut {
+		warning = refusedReference(res.Without, res.With)
+	}
+	if warning != "" {
 		// The measurement says its own figures are the machine's: no
 		// verdict on the claim from them.
 		res.Verdict, res.Reason = VerdictUntrusted, "the measurement flags its own figures ("+warning+"); what they would say: "+res.Reason
@@ -50,6 +54,9 @@ func judge(res *Result, e Experiment) {
 	}
 	holds := res.Verdict == e.Expected
 	res.Holds = &holds
+	if !holds {
+		res.NotHere = e.NotHere
+	}
 	if e.Tradeoff != nil {
 		res.Tradeoff = tradeoff(*e.Tradeoff, res.Without, res.With)
 	}
@@ -77,6 +84,29 @@ func untrusted(sides ...*Side) string {
 			if strings.HasPrefix(w, "not to be trusted") {
 				return w
 			}
+		}
+	}
+	return ""
+}
+
+// refusedReference is why a replicas measure's efficiencies are not to
+// be trusted when the count they divide by, 1 replica, was one the
+// errors bound on a side ("" when neither was). Efficiency is X(N) /
+// (N × X(1)) on goodput: a reference whose requests were refused (an
+// admission control's 503s near a small replica's quota) has a goodput
+// below what the replica serves, so every count above it reads high,
+// more than linear (global-lock-replicas on 2026-12-07 04:45 UTC: one
+// replica without the lock refused 23.4% of its requests, and the side
+// read 126% and 109% at 2 and 4, so the lock's 84% was judged "scales"
+// against them). A fails-to-scale-out verdict does not divide by it.
+func refusedReference(sides ...*Side) string {
+	for _, s := range sides {
+		if s == nil || len(s.Steps) == 0 {
+			continue
+		}
+		if ref := s.Steps[0]; isErrorBound(ref.Bottleneck) {
+			return fmt.Sprintf("not to be trusted: %s at %.0f req/s, the reference every efficiency of %q divides by, was bound by errors (%s): its goodput is not what it serves, so the efficiencies above it read high",
+				replicasText(ref.Replicas), ref.CapacityRPS, s.Setting, ref.Bottleneck)
 		}
 	}
 	return ""

@@ -53,8 +53,11 @@ type Result struct {
 	Holds   *bool  `json:"holds"`
 	// Reason is the verdict in words, with the figures it rests on.
 	Reason string `json:"reason"`
-	Waits  string `json:"waits,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// NotHere is the experiment's word on why the claim cannot hold on
+	// this system, given when the verdict is not the claim's.
+	NotHere string `json:"not_here,omitempty"`
+	Waits   string `json:"waits,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// Without and With are what each system measured (Without is nil for
 	// a vertical experiment: its one system is With).
 	Without  *Side        `json:"without"`

@@ -42,6 +42,9 @@ func (TextReporter) Experiments(w io.Writer, r *experiments.Report) error {
 	b.WriteString("\nWhy\n\n")
 	for _, e := range r.Experiments {
 		fmt.Fprintf(&b, "- %s (%s, expected %s, %.0f s): %s\n", e.Name, orNA(e.Measure), orNA(e.Expected), e.Seconds, e.Reason)
+		if e.NotHere != "" {
+			fmt.Fprintf(&b, "  - why the claim does not hold on this system: %s\n", e.NotHere)
+		}
 		for _, side := range []*experiments.Side{e.Without, e.With} {
 			if side != nil {
 				for _, warn := range side.Warnings {
@@ -129,6 +132,8 @@ func holdsCell(e experiments.Result) string {
 		return "–"
 	case *e.Holds:
 		return "yes"
+	case e.NotHere != "":
+		return "no: not on this system (why below)"
 	}
 	return "no"
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func sampleExperiments() *experiments.Report {
-	yes := true
+	yes, no := true, false
 	start := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	return &experiments.Report{Started: start, Finished: start.Add(90 * time.Second), LoadBefore: 3.5, LoadAfter: math.NaN(),
 		Experiments: []experiments.Result{{
@@ -28,6 +28,10 @@ func sampleExperiments() *experiments.Report {
 			With:    &experiments.Side{Setting: "cluster, global-lock", Summary: "1: 433 req/s; 2: 361 req/s"},
 		}, {
 			Name: "sharding", Claim: "sharding scales", Verdict: "waits", Waits: "sharding", Reason: "waits for sharding",
+		}, {
+			Name: "global-lock", Claim: "a lock is contention", Expected: "contention", Measure: "diagnose",
+			Verdict: "none", Holds: &no, Reason: "diagnose calls both none", NotHere: "SQLite has one writer already",
+			Without: &experiments.Side{Setting: "embedded", Summary: "none"}, With: &experiments.Side{Setting: "global-lock", Summary: "none"},
 		}}}
 }
 
@@ -43,6 +47,8 @@ func TestExperimentsInEveryForm(t *testing.T) {
 		"| global-lock-replicas | a lock does not scale out | cluster → cluster, global-lock | 1: 802 req/s; 2: 609 req/s, machine-bound | 1: 433 req/s; 2: 361 req/s | machine-bound | no verdict: machine-bound |",
 		"| sharding | sharding scales | – | waits for sharding | waits for sharding | waits for sharding | – |",
 		"| sync-mail | sync-mail → queue | checkout.p50_ms 52 → 2 (-96%) | the mail leaves later |",
+		"| global-lock | a lock is contention | embedded → global-lock | none | none | none | no: not on this system (why below) |",
+		"- global-lock (diagnose, expected contention, 0 s): diagnose calls both none\n  - why the claim does not hold on this system: SQLite has one writer already\n",
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, text.String())
@@ -65,7 +71,7 @@ func TestExperimentsInEveryForm(t *testing.T) {
 	if err := (HTMLReporter{}).Experiments(&page, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"<!DOCTYPE html>", `<table id="experiments">`, "<td>mail in the request | slows checkout</td>", `<table id="tradeoffs">`, "<td>sync-mail → queue</td>", "the mail leaves later"} {
+	for _, want := range []string{"<!DOCTYPE html>", `<table id="experiments">`, "<td>mail in the request | slows checkout</td>", `<table id="tradeoffs">`, "<td>sync-mail → queue</td>", "the mail leaves later", "Why the claim does not hold on this system: SQLite has one writer already"} {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}
