@@ -66,7 +66,7 @@ func TestRefusalByExpectedWait(t *testing.T) {
 		{name: "one slot: 1 ahead, 20 ms + 10 ms past 25", slots: 1, queued: []int{1}, class: 1, budget: 25 * time.Millisecond, refuse: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := New(Config{Slots: tc.slots, Classes: 3, Standing: -1})
+			b := New(Config{Slots: tc.slots, Classes: 3, Sustained: -1})
 			fill(t, b)
 			// Learn the service time: release one slot after 10 ms and take
 			// it back.
@@ -153,7 +153,7 @@ func TestAWaiterThatLeftIsNotGrantedAndAGrantedOneKeepsItsSlot(t *testing.T) {
 }
 
 func TestTheQueueIsBoundedWhateverTheServiceTime(t *testing.T) {
-	b := New(Config{Slots: 1, Classes: 1, MaxQueue: 3, Standing: -1})
+	b := New(Config{Slots: 1, Classes: 1, MaxQueue: 3, Sustained: -1})
 	fill(t, b)
 	for i := range 3 {
 		if _, err := b.Enter(0, time.Hour, t0); err != nil {
@@ -178,53 +178,112 @@ func TestServiceTimeIsAMovingAverageOfTheHolds(t *testing.T) {
 	}
 }
 
-// A queue that has not stood for Standing is a burst: a request queues
-// whatever wait it can expect, and Overloaded says when the queue would
-// count as standing. Once it has stood that long without emptying, the
-// same request is refused by its expected wait; a queue that emptied
-// starts over.
-func TestOnlyAStandingQueueRefusesByExpectedWait(t *testing.T) {
+// A closed loop of users keeps a queue as long as it runs: here 12 users
+// on one slot of 10 ms, each sending its next request as soon as it is
+// answered, so 11 always wait and a newcomer can expect 120 ms, past its
+// 50 ms budget, for 3 s. That is the load the slot serves, at the wait
+// its users make, not overload: every request queues and nothing is
+// refused. The old rule (a queue that stood 500 ms without emptying)
+// refused from 500 ms on, as it refused 16 users on a cluster replica.
+func TestAClosedLoopIsNeverOverloadedWhateverItsWait(t *testing.T) {
 	const svc = 10 * time.Millisecond
-	b := New(Config{Slots: 1, Classes: 3, Standing: 500 * time.Millisecond})
+	b := New(Config{Slots: 1, Classes: 3})
 	fill(t, b)
 	b.Release(svc)
 	fill(t, b)
-	// Ten ahead at 10 ms each: 110 ms + 10 ms, past a 50 ms budget.
-	var burst []*Waiter
-	for i := range 11 {
-		w, err := b.Enter(0, 50*time.Millisecond, t0.Add(time.Duration(i)*time.Millisecond))
-		if err != nil {
-			t.Fatalf("request %d of a burst 10 ms into it: %v, want queued", i+1, err)
+	now := t0
+	for range 11 {
+		if _, err := b.Enter(0, 50*time.Millisecond, now); err != nil {
+			t.Fatalf("a user's first request: %v", err)
 		}
-		if w.MaxWait != 40*time.Millisecond {
-			t.Fatalf("MaxWait %v, want the budget less the service time", w.MaxWait)
+	}
+	for i := range 300 {
+		now = now.Add(svc)
+		b.Release(svc) // one answered, the next waiter takes the slot
+		if _, err := b.Enter(0, 50*time.Millisecond, now); err != nil {
+			t.Fatalf("the answered user's next request at +%v (%d answered): %v, want queued", now.Sub(t0), i+1, err)
 		}
-		burst = append(burst, w)
+		if over, _ := b.Overloaded(now); over {
+			t.Fatalf("a closed loop counts as overloaded at +%v", now.Sub(t0))
+		}
 	}
-	if over, left := b.Overloaded(t0.Add(100 * time.Millisecond)); over || left != 400*time.Millisecond {
-		t.Fatalf("Overloaded at +100 ms: %v, %v; want not yet, 400 ms to go", over, left)
+	if s := b.Stats(); s.Queued != 11 {
+		t.Fatalf("%d queued, want the closed loop's 11 (the test's premise)", s.Queued)
 	}
-	late := t0.Add(500 * time.Millisecond)
-	if over, _ := b.Overloaded(late); !over {
-		t.Fatal("a queue that stood 500 ms is not overloaded")
+}
+
+// Open-loop arrivals at three times what the slot serves (one every
+// 10/3 ms, a slot of 10 ms) outrun it window after window: after two
+// windows of 250 ms it is overloaded and a request past its budget is
+// refused at once; before, every request queues (a burst may be served
+// in the next window). Once the arrivals stop and the queue is served,
+// it is no longer overloaded.
+func TestArrivalsOutrunningTheSlotsForTwoWindowsAreOverload(t *testing.T) {
+	const svc = 10 * time.Millisecond
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 10000})
+	fill(t, b)
+	b.Release(svc)
+	fill(t, b)
+	refusedFrom := time.Duration(-1)
+	for step := range 180 { // 600 ms in steps of 10/3 ms
+		now := t0.Add(time.Duration(step) * svc / 3)
+		if step%3 == 0 && step > 0 {
+			b.Release(svc)
+		}
+		_, err := b.Enter(0, 50*time.Millisecond, now)
+		switch {
+		case err == nil && refusedFrom >= 0:
+			t.Fatalf("queued at +%v after refusals from +%v", now.Sub(t0), refusedFrom)
+		case err != nil && refusedFrom < 0:
+			refusedFrom = now.Sub(t0)
+		}
 	}
-	if _, err := b.Enter(0, 50*time.Millisecond, late); !errors.Is(err, ErrFull) {
-		t.Fatalf("with the queue standing: err %v, want ErrFull", err)
+	if refusedFrom < 500*time.Millisecond || refusedFrom > 510*time.Millisecond {
+		t.Fatalf("first refusal at +%v, want at the end of the second window, +500 ms", refusedFrom)
 	}
-	// A checkout-class request ahead of no one of its class still fits.
-	if _, err := b.Enter(2, 50*time.Millisecond, late); err != nil {
-		t.Fatalf("a higher class with the queue standing: %v, want queued", err)
-	}
-	// The queue drains: the next burst starts a new standing time.
-	for range len(burst) + 2 { // the burst, the higher class, the slot held
+	// The arrivals stop; the slot serves the queue.
+	now := t0.Add(600 * time.Millisecond)
+	for b.Stats().Queued > 0 {
+		now = now.Add(svc)
 		b.Release(svc)
+		b.Overloaded(now)
 	}
-	if over, _ := b.Overloaded(late); over {
+	if over, _ := b.Overloaded(now); over {
 		t.Fatal("an empty queue counts as overloaded")
 	}
+	if _, err := b.Enter(0, 50*time.Millisecond, now); err != nil {
+		t.Fatalf("after the overload: %v, want granted or queued", err)
+	}
+}
+
+// A burst (here 40 requests at once on one slot of 10 ms, the queue
+// standing for 400 ms while a quota's periods or a closed loop's start
+// serve it) outruns the slot in one window and is served in the next: it
+// is never overloaded, though every newcomer meanwhile expects to wait
+// past its budget.
+func TestABurstServedInTheNextWindowIsNotOverload(t *testing.T) {
+	const svc = 10 * time.Millisecond
+	b := New(Config{Slots: 1, Classes: 3})
 	fill(t, b)
-	if _, err := b.Enter(0, 50*time.Millisecond, late.Add(time.Millisecond)); err != nil {
-		t.Fatalf("the first of a new burst: %v, want queued", err)
+	b.Release(svc)
+	fill(t, b)
+	for range 40 {
+		if _, err := b.Enter(0, 50*time.Millisecond, t0); err != nil {
+			t.Fatalf("a request of the burst: %v, want queued", err)
+		}
+	}
+	for i := range 40 {
+		now := t0.Add(time.Duration(i+1) * svc)
+		b.Release(svc)
+		if over, _ := b.Overloaded(now); over {
+			t.Fatalf("overloaded at +%v while the burst is served", now.Sub(t0))
+		}
+		if i%4 == 0 {
+			// A newcomer now and then, each expecting to wait past its budget.
+			if _, err := b.Enter(0, 50*time.Millisecond, now); err != nil {
+				t.Fatalf("a newcomer at +%v: %v, want queued", now.Sub(t0), err)
+			}
+		}
 	}
 }
 
@@ -270,7 +329,7 @@ func TestAFullQueueMakesRoomForAHigherClass(t *testing.T) {
 // below it, and by no class at or above it; a bulkhead that refused
 // nothing sheds nothing for the other bound.
 func TestARefusedClassShedsTheClassesBelowItForAWhile(t *testing.T) {
-	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 1, Standing: -1})
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 1, Sustained: -1})
 	if b.ShedBelow(0, t0) {
 		t.Fatal("nothing refused, yet the lowest class is shed")
 	}

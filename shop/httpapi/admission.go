@@ -18,9 +18,10 @@ import (
 // and one for writes, each a fixed number of slots and a queue served by
 // priority (routePlan's shed class: checkout and orders first, then the
 // cart, browsing last; health and readiness never queue), refusing with
-// 503 and Retry-After, before any work, only once its queue has stood
-// (overload, not a burst) and then what could not be answered within its
-// objective (split.go). --admission adaptive is failsafe-go's adaptive
+// 503 and Retry-After, before any work, only once requests have come
+// faster than its slots served them for a while (open-loop overload, not
+// a burst or a closed loop of users, however long their wait) and then
+// what could not be answered within its objective (split.go). --admission adaptive is failsafe-go's adaptive
 // limiter instead: a limit computed from measured latency, growing while
 // latency stays at its baseline and shrinking when latency rises with
 // concurrency (Netflix's concurrency-limits), a short queue past it,
@@ -37,11 +38,11 @@ type AdmissionConfig struct {
 	// its objective.
 	Split                 bool
 	ReadSlots, WriteSlots uint
-	// Standing, in split mode, is how long a bound's queue must have held
-	// requests without emptying before it counts as overloaded and
-	// refuses (default bulkhead.DefaultStanding, 500 ms); negative: at
-	// once (tests).
-	Standing time.Duration
+	// Sustained, in split mode, is how long requests must have come to a
+	// bound faster than its slots served them before it counts as
+	// overloaded and refuses (default bulkhead.DefaultSustained, 500 ms);
+	// negative: at once (tests).
+	Sustained time.Duration
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive limit
 	// (defaults: 4 per CPU, 512, 16 per CPU). Equal values fix it.
 	MinLimit, MaxLimit, InitialLimit uint

@@ -19,13 +19,15 @@ import (
 // and then refused reads the CPUs could have served at once, or grew for
 // the reads and let writes queue inside the driver, where no priority acts.
 // Each bound here is a fixed number of slots and a queue served by shed
-// class (shop/bulkhead). While the queue drains (a burst: a closed loop of
-// users, a throttled stretch of a CPU quota, a GC pause), a request waits
-// for its slot as long as its deadline allows and is never refused for
-// the wait. Once the queue has stood for a while without emptying
-// (overload), a request is refused at once when, by Little's law from the
-// measured time a slot is held, it could not be answered within its
-// route's objective, and one that waited past its objective leaves.
+// class (shop/bulkhead). While the slots serve requests as fast as they
+// come (a closed loop of users, however many wait; a burst: a throttled
+// stretch of a CPU quota, a GC pause), a request waits for its slot as
+// long as its deadline allows and is never refused for the wait. Once
+// requests have come faster than the slots served them for a while
+// (open-loop overload), a request is refused at once when, by Little's
+// law from the measured time a slot is held, it could not be answered
+// within its route's objective, and one that waited past its objective
+// leaves.
 type split struct {
 	reads, writes *bulkhead.Bulkhead
 }
@@ -40,8 +42,8 @@ func newSplit(cfg AdmissionConfig, cpus uint) *split {
 	}
 	classes := int(numShedClasses - shedFirst)
 	return &split{
-		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes, Standing: cfg.Standing}),
-		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes, Standing: cfg.Standing}),
+		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes, Sustained: cfg.Sustained}),
+		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes, Sustained: cfg.Sustained}),
 	}
 }
 
@@ -138,8 +140,8 @@ func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
 // wait waits for wt's slot while ctx lasts and reports whether the slot is
 // held (and the request still wanted), or why it was refused. Past
 // wt.MaxWait (its objective less the service time) it leaves only if the
-// bound is overloaded, its queue standing; else it waits on, and asks
-// again when the queue would have stood long enough.
+// bound is overloaded, its arrivals outrunning its slots; else it waits
+// on, and asks again at the end of the bound's current window.
 func (a *admission) wait(ctx context.Context, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) (int, bool) {
 	select {
 	case <-wt.Ready():

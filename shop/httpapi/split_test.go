@@ -16,7 +16,7 @@ import (
 // bound; requests may wait maxWait for a slot, and a queue counts as
 // standing (overload) from its first request.
 func newSplitAPI(t *testing.T, maxWait time.Duration) *overloadAPI {
-	return newOverloadAPI(t, httpapi.AdmissionConfig{Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: maxWait, Standing: -1})
+	return newOverloadAPI(t, httpapi.AdmissionConfig{Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: maxWait, Sustained: -1})
 }
 
 // With the write bound full (a checkout holds the one write slot), reads
