@@ -57,18 +57,26 @@ func scanOrdersWithLines(rows Rows) ([]shop.Order, error) {
 
 // readOrder reads one order with its lines; sessionID 0 means any session.
 func (s *Store) readOrder(ctx context.Context, q Querier, sessionID, orderID int64) (*shop.Order, error) {
-	var rows Rows
-	var err error
-	if sessionID == 0 {
-		rows, err = q.Query(ctx, orderWithLines+` FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
-			WHERE o.id = ? ORDER BY l.item_id`, orderID)
-	} else {
-		rows, err = q.Query(ctx, orderWithLines+` FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
-			WHERE o.id = ? AND o.session_id = ? ORDER BY l.item_id`, orderID, sessionID)
-	}
+	query, args := orderRead(sessionID, orderID)
+	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read order %d: %w", orderID, err)
 	}
+	return scanOneOrder(rows, orderID)
+}
+
+// orderRead is readOrder's statement and its arguments.
+func orderRead(sessionID, orderID int64) (string, []any) {
+	if sessionID == 0 {
+		return orderWithLines + ` FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+			WHERE o.id = ? ORDER BY l.item_id`, []any{orderID}
+	}
+	return orderWithLines + ` FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+			WHERE o.id = ? AND o.session_id = ? ORDER BY l.item_id`, []any{orderID, sessionID}
+}
+
+// scanOneOrder reads the rows of orderRead; ENOTFOUND when there are none.
+func scanOneOrder(rows Rows, orderID int64) (*shop.Order, error) {
 	orders, err := scanOrdersWithLines(rows)
 	if err != nil {
 		return nil, fmt.Errorf("read order %d: %w", orderID, err)
@@ -169,7 +177,7 @@ func (s *Store) advanceOrder(ctx context.Context, orderID int64, from, to shop.S
 	var moved bool
 	err := s.db.InTx(ctx, func(tx Tx) error {
 		var err error
-		if moved, err = advance(ctx, tx, orderID, from, to, Micros(s.now())); err != nil {
+		if moved, err = s.advance(ctx, tx, orderID, from, to, Micros(s.now())); err != nil {
 			return err
 		}
 		return runInTx(ctx, tx, inTx)
@@ -187,12 +195,8 @@ func (s *Store) advanceOrder(ctx context.Context, orderID int64, from, to shop.S
 func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop.Order) shop.Mail, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
 	var mailed bool
 	err := s.db.InTx(ctx, func(tx Tx) error {
-		o, err := s.readOrder(ctx, tx, 0, orderID)
-		if err != nil {
-			return err
-		}
 		now := Micros(s.now())
-		moved, err := advance(ctx, tx, orderID, shop.StatusPlaced, shop.StatusConfirmed, now)
+		o, moved, err := s.readThenConfirm(ctx, tx, orderID, now)
 		if err != nil {
 			return err
 		}
@@ -217,9 +221,53 @@ func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop
 	return mailed, nil
 }
 
+// AdvanceAtOnceDB is a database that, inside a write transaction, moves an
+// order from one status to the next and appends the change's event in one
+// statement, where the general way sends two (the update, then the event
+// when it moved): false, and nothing written, when the order is not in
+// from. A DB without it sends two.
+type AdvanceAtOnceDB interface {
+	AdvanceAtOnce(ctx context.Context, tx Tx, orderID int64, from, to shop.Status, at int64) (bool, error)
+	// ReadThenAdvanceAtOnce sends a read (query and args; scan takes its
+	// rows) and then AdvanceAtOnce's statement together in one round trip
+	// on tx: the read sees what it would have seen sent alone, before the
+	// move. An error from the read or scan is returned.
+	ReadThenAdvanceAtOnce(ctx context.Context, tx Tx, query string, args []any, scan func(Rows) error, orderID int64, from, to shop.Status, at int64) (bool, error)
+}
+
+// readThenConfirm reads the order in tx and then moves it from placed to
+// confirmed with its event: the read sees the order as it was before the
+// move. A database that moves at once (AdvanceAtOnceDB) gets both in one
+// round trip. ENOTFOUND, and nothing moved, when there is no such order.
+func (s *Store) readThenConfirm(ctx context.Context, tx Tx, orderID int64, now int64) (*shop.Order, bool, error) {
+	db, ok := s.db.(AdvanceAtOnceDB)
+	if !ok {
+		o, err := s.readOrder(ctx, tx, 0, orderID)
+		if err != nil {
+			return nil, false, err
+		}
+		moved, err := s.advance(ctx, tx, orderID, shop.StatusPlaced, shop.StatusConfirmed, now)
+		return o, moved, err
+	}
+	var o *shop.Order
+	query, args := orderRead(0, orderID)
+	moved, err := db.ReadThenAdvanceAtOnce(ctx, tx, query, args, func(rows Rows) error {
+		var err error
+		o, err = scanOneOrder(rows, orderID)
+		return err
+	}, orderID, shop.StatusPlaced, shop.StatusConfirmed, now)
+	if err != nil {
+		return nil, false, err
+	}
+	return o, moved, nil
+}
+
 // advance moves an order from one status to the next in tx and appends the
 // change to the outbox; false (and no change) when it is not in from.
-func advance(ctx context.Context, tx Tx, orderID int64, from, to shop.Status, now int64) (bool, error) {
+func (s *Store) advance(ctx context.Context, tx Tx, orderID int64, from, to shop.Status, now int64) (bool, error) {
+	if db, ok := s.db.(AdvanceAtOnceDB); ok {
+		return db.AdvanceAtOnce(ctx, tx, orderID, from, to, now)
+	}
 	n, err := tx.Exec(ctx, `UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
 		to, now, orderID, from)
 	if err != nil || n == 0 {
