@@ -11,7 +11,8 @@
 # after an uncounted warm-up, it resets pg_stat_statements, runs the
 # journey for DUR seconds through nginx and records pg_stat_database's
 # deltas (rows read, commits), the server's CPU (postmaster and backends)
-# and every statement's calls, rows and mean time (scripts/pgstatements);
+# and every statement's calls, rows and mean time (scripts/pgstatements;
+# each run's row has the statements per request, all calls summed);
 # then `down`. No ANALYZE by hand: the server's autovacuum keeps the
 # statistics. A last run of the newest binary switches auto_explain on
 # (ALTER SYSTEM, reload: ANALYZE, BUFFERS, a sample of executions) and the
@@ -120,7 +121,7 @@ $st"
   "$work/bin/pgstatements" end --db "$dburl" --state "$work/state-$n.json" --loadlab-json "$work/load-$n.json" \
     --cpu "$(python3 -c "print($c1 - $c0)")" --label "$label" --out "$work/run-$n.json"
   runs+=("$work/run-$n.json")
-  say "$label: $(python3 -c "import json; r=json.load(open('$work/run-$n.json')); q=r['requests']; d=r['delta']; print(f\"{r['rps']:.0f} req/s, {(d['returned']+d['fetched'])/q:.1f} rows read, {d['commits']/q:.2f} commits, {r['pg_cpu_seconds']/q*1e6:.0f} µs PostgreSQL CPU per request\")")"
+  say "$label: $(python3 -c "import json; r=json.load(open('$work/run-$n.json')); q=r['requests']; d=r['delta']; print(f\"{r['rps']:.0f} req/s, {(d['returned']+d['fetched'])/q:.1f} rows read, {d['commits']/q:.2f} commits, {sum(s['calls'] for s in r['statements'])/q:.2f} statements, {r['pg_cpu_seconds']/q*1e6:.0f} µs PostgreSQL CPU per request\")")"
   [ "$sample" = 0 ] || cp "$work/cluster/db-1.log" "$work/plans.log"
   $cs down >/dev/null 2>&1 || fail "cluster.sh down failed"
   up=

@@ -70,6 +70,15 @@ func report(files []string, logDir, serverLog, doc, header string, top int, out 
 	return nil
 }
 
+// calls is every statement's calls over the run.
+func (r Run) calls() int64 {
+	var n int64
+	for _, s := range r.Statements {
+		n += s.Calls
+	}
+	return n
+}
+
 func render(b *strings.Builder, runs []Run, plans map[int64]string, header string, top int) {
 	w := func(f string, a ...any) { fmt.Fprintf(b, f+"\n", a...) }
 	w("## Every statement of the journey")
@@ -80,15 +89,15 @@ func render(b *strings.Builder, runs []Run, plans map[int64]string, header strin
 		w("%s", header)
 		w("")
 	}
-	w("Per journey request (a request of loadlab's built-in `shop` scenario). Rows read are `pg_stat_database`'s `tup_returned + tup_fetched` (rows a sequential scan read, index entries and the heap rows they led to), commits its `xact_commit` (every transaction, a single statement outside one included), PostgreSQL CPU that of the server's processes over the run:")
+	w("Per journey request (a request of loadlab's built-in `shop` scenario). Rows read are `pg_stat_database`'s `tup_returned + tup_fetched` (rows a sequential scan read, index entries and the heap rows they led to), commits its `xact_commit` (every transaction, a single statement outside one included), statements the calls `pg_stat_statements` counted (every statement the server ran for a client, `BEGIN` and `commit` included, each of a pipeline's; each wakes a backend unless pipelined with others), PostgreSQL CPU that of the server's processes over the run:")
 	w("")
-	w("| run | requests | req/s | p99 | rows read | commits | rows written | buffers | PostgreSQL CPU | errors |")
-	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	w("| run | requests | req/s | p99 | rows read | commits | statements | rows written | buffers | PostgreSQL CPU | errors |")
+	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range runs {
 		n := float64(r.Requests)
-		w("| %s | %d | %.0f | %.1f ms | %.1f | %.2f | %.2f | %.1f | %.0f µs | %d |", r.Label, r.Requests, r.RPS, r.P99MS,
-			float64(r.Delta.Returned+r.Delta.Fetched)/n, float64(r.Delta.Commits)/n, float64(r.Delta.Written)/n,
-			float64(r.Delta.Blocks)/n, r.CPUSeconds/n*1e6, r.Errors)
+		w("| %s | %d | %.0f | %.1f ms | %.1f | %.2f | %.2f | %.2f | %.1f | %.0f µs | %d |", r.Label, r.Requests, r.RPS, r.P99MS,
+			float64(r.Delta.Returned+r.Delta.Fetched)/n, float64(r.Delta.Commits)/n, float64(r.calls())/n,
+			float64(r.Delta.Written)/n, float64(r.Delta.Blocks)/n, r.CPUSeconds/n*1e6, r.Errors)
 	}
 	w("")
 	r := runs[len(runs)-1]

@@ -44,3 +44,24 @@ func TestReadTextPlans(t *testing.T) {
 		t.Errorf("the page's plan is %q", page)
 	}
 }
+
+// Each run's row has its statements per request: the calls of every
+// statement pg_stat_statements counted, over the requests (before and
+// after side by side show the statements a change saved).
+func TestRunRowsHaveStatementsPerRequest(t *testing.T) {
+	run := func(label string, calls ...int64) Run {
+		r := Run{Label: label, Requests: 100, Delta: Counters{Commits: 40}}
+		for i, c := range calls {
+			r.Statements = append(r.Statements, Statement{QueryID: int64(i), Query: "SELECT 1", Calls: c})
+		}
+		return r
+	}
+	var b strings.Builder
+	render(&b, []Run{run("before", 100, 50, 7), run("after", 100, 30)}, nil, "", 5)
+	text := b.String()
+	for _, want := range []string{"| commits | statements |", "| before | 100 | 0 | 0.0 ms | 0.0 | 0.40 | 1.57 |", "| after | 100 | 0 | 0.0 ms | 0.0 | 0.40 | 1.30 |"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report has no %q:\n%s", want, text)
+		}
+	}
+}
