@@ -155,11 +155,15 @@ type App struct {
 	bus      *shopnats.Bus
 	// events is the bus behind its guard: the relay and the order
 	// streams use it.
-	events   *resilience.GuardedBus
-	api      *httpapi.Server
-	admin    *httpapi.Server
-	replica  string
-	draining atomic.Bool
+	events *resilience.GuardedBus
+	// relayWake wakes this process's outbox relay when its jobs find
+	// order events committed (jobs.Config.EventsWritten); nil where the
+	// relay polls (SQLite).
+	relayWake chan struct{}
+	api       *httpapi.Server
+	admin     *httpapi.Server
+	replica   string
+	draining  atomic.Bool
 }
 
 // New builds the process in order; on an error it releases what it had
@@ -393,6 +397,16 @@ func (a *App) openCache(ctx context.Context) error {
 func (a *App) openQueue(ctx context.Context) error {
 	jc := jobs.Config{Work: a.works(), PrepTime: a.cfg.PrepTime, MailLatency: a.cfg.MailLatency, MaxWorkers: a.cfg.Workers,
 		PollInterval: a.cfg.JobPollInterval, FetchCooldown: a.cfg.JobFetchCooldown, Logger: a.log}
+	if a.works() && a.backend.Postgres != nil {
+		// On PostgreSQL the relay waits to be woken instead of polling.
+		// Every order event is one this process's jobs see committed: a
+		// checkout's "placed" with its confirmation job, the confirmation's
+		// and the "ready" step's of their own. A notification from the
+		// database would cost each of its listening connections a
+		// transaction (docs/postgres.md).
+		a.relayWake = make(chan struct{}, 1)
+		jc.EventsWritten = func() { postgres.Poke(a.relayWake) }
+	}
 	if a.works() && a.cfg.DatabaseURL == "" {
 		sole, err := a.lockWorker()
 		if err != nil {

@@ -69,10 +69,11 @@ func (a *App) start(ctx context.Context) (stopRelay func(), err error) {
 		return func() {}, nil
 	}
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	// On PostgreSQL the relay runs when order events are written (their
-	// notification) and polls only as a safety net; on SQLite it polls.
+	// On PostgreSQL the relay runs when this process's jobs find order
+	// events committed (openQueue) and polls only as a safety net; on
+	// SQLite it polls.
 	relay := shopnats.NewRelay(a.store, a.events, shopnats.RelayConfig{
-		Wake:       a.backend.OrderEventsWritten(relayCtx),
+		Wake:       a.relayWake, // nil on SQLite
 		Registerer: a.reg, Logger: a.log.With("component", "relay")})
 	// The stream's state as the NATS server holds it, from the process
 	// that fills it: one series per stream however many replicas run.

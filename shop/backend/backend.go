@@ -296,30 +296,6 @@ func (b *Backend) ShardBacklog(ctx context.Context, k int) (jobs.Backlog, error)
 	return bl, nil
 }
 
-// OrderEventsWritten returns a channel that receives a value (coalesced:
-// it holds one at most) each time order events are written on any of the
-// backend's databases (every shard's), and each time a listener
-// (re)connects, until ctx ends: what wakes the outbox relay. It is nil on
-// the embedded default, which has no notifications (postgres.Listen).
-func (b *Backend) OrderEventsWritten(ctx context.Context) <-chan struct{} {
-	return b.wakeups(ctx, postgres.OrderEventsChannel)
-}
-
-func (b *Backend) wakeups(ctx context.Context, channel string) <-chan struct{} {
-	dbs := b.Shards
-	if len(dbs) == 0 && b.Postgres != nil {
-		dbs = []*postgres.DB{b.Postgres}
-	}
-	if len(dbs) == 0 {
-		return nil
-	}
-	wake := make(chan struct{}, 1)
-	for _, db := range dbs {
-		go db.Listen(ctx, channel, func(string, bool) { postgres.Poke(wake) })
-	}
-	return wake
-}
-
 // CatalogVersionChanges reports the catalog version to fn each time it
 // moves (the catalog's database notifies it, postgres.CatalogVersionChannel),
 // and reads it afresh for fn each time the listener (re)connects, when a

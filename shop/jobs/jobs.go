@@ -82,6 +82,14 @@ type Config struct {
 	// with the transaction open (on SQLite, holding the one writer), so it
 	// must return at once or never.
 	AfterMail func(orderID int64)
+	// EventsWritten, if set, is called each time a job finds its order's
+	// events committed: as a confirmation starts (the checkout committed
+	// the order's "placed" event with the job) and after a confirmation or
+	// a "ready" step committed its own. shop/app wakes the outbox relay of
+	// this process with it on PostgreSQL, where writing an order event
+	// notifies nobody: a notification costs every listening connection of
+	// the database a transaction (docs/postgres.md). It must not block.
+	EventsWritten func()
 	// Maintenance, if set, is the database's upkeep, run daily by the
 	// worker (shop/backend sets it on PostgreSQL: the order partitions of
 	// the months ahead made, and with a retention the old months dropped).
@@ -108,6 +116,9 @@ func (c *Config) defaults() {
 	c.FetchCooldown = min(c.FetchCooldown, c.PollInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.EventsWritten == nil {
+		c.EventsWritten = func() {}
 	}
 }
 
@@ -200,7 +211,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if cfg.Work {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg})
-		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store})
+		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store, written: cfg.EventsWritten})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
 		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
 		if cfg.Maintenance != nil {
@@ -607,6 +618,9 @@ func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Durat
 // schedules "ready", as a no-op, and completes this job.
 func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderPlacedArgs]) error {
 	id := job.Args.OrderID
+	// The job was inserted with the order's "placed" event: it is there
+	// for the relay now, not after the mail.
+	w.cfg.EventsWritten()
 	mail := ConfirmationMail
 	if w.cfg.MailLatency > 0 {
 		o, err := w.store.OrderByID(ctx, id)
@@ -655,6 +669,7 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 	if err != nil {
 		return err
 	}
+	w.cfg.EventsWritten()
 	w.cfg.Logger.InfoContext(ctx, "order confirmation", "order_id", id, "mailed", mailed, "attempt", job.Attempt)
 	return nil
 }
@@ -696,7 +711,8 @@ func ConfirmationMail(o *shop.Order) shop.Mail {
 
 type orderReadyWorker[TTx any] struct {
 	river.WorkerDefaults[OrderReadyArgs]
-	store Store
+	store   Store
+	written func() // Config.EventsWritten
 }
 
 // Timeout bounds one status change.
@@ -714,6 +730,9 @@ func (w *orderReadyWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderRe
 		}
 		return completeTx(ctx, tx, job)
 	})
+	if err == nil {
+		w.written()
+	}
 	return err
 }
 

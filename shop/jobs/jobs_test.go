@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -290,6 +291,49 @@ func TestOrderGoesFromPlacedToReadyWithOneMail(t *testing.T) {
 		e.start(t)
 		wait(map[string]int{"order_placed": 1, "order_ready": 1})
 		checkDoneOnce(t, e, o, 1)
+	})
+}
+
+// TestWorkersSayWhenOrderEventsAreCommitted: the confirmation calls
+// EventsWritten as it starts (its checkout committed the "placed" event
+// with the job) and once its own commit holds "confirmed", the "ready"
+// step once its commit holds "ready", so a relay woken then finds each
+// event in the outbox. shop/app wakes the worker's relay with it on
+// PostgreSQL, where order events notify nobody (migration 00021): a
+// notification cost every listening connection of the database a
+// transaction per order event. The hook reads the outbox each time it is
+// called (no relay runs here, so nothing is marked published).
+func TestWorkersSayWhenOrderEventsAreCommitted(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		seen := make(chan string, 10)
+		var store shop.Store // set before the queue starts
+		cfg := fast()
+		cfg.EventsWritten = func() {
+			evs, err := store.UnpublishedOrderEvents(context.Background(), 10)
+			if err != nil {
+				seen <- err.Error()
+				return
+			}
+			var statuses []string
+			for _, ev := range evs {
+				statuses = append(statuses, string(ev.Status))
+			}
+			seen <- strings.Join(statuses, " ")
+		}
+		e := tg.open(t, cfg)
+		store = e.Store
+		e.placeOrder(t)
+		wait := e.watch(t)
+		e.start(t)
+		wait(map[string]int{"order_placed": 1, "order_ready": 1})
+		var got []string
+		for len(seen) > 0 {
+			got = append(got, <-seen)
+		}
+		want := []string{"placed", "placed confirmed", "placed confirmed ready"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("outbox at each EventsWritten (-want +got):\n%s", diff)
+		}
 	})
 }
 

@@ -26,10 +26,11 @@ type RelayConfig struct {
 	// waits after a failure before trying again. Without Wake it is also
 	// how often an idle relay looks at the outbox.
 	Poll time.Duration
-	// Wake, if set, says that events were written (the database's
-	// notifications, postgres.OrderEventsChannel): the relay then runs a
+	// Wake, if set, says that events were written (on PostgreSQL, the
+	// worker's jobs seeing them committed: jobs.Config.EventsWritten, in
+	// the relay's own process): the relay then runs a
 	// round when it fires, at most one per Poll, and otherwise only every
-	// SafetyPoll, for a notification lost. An idle relay then costs the
+	// SafetyPoll, for a wake-up missed. An idle relay then costs the
 	// database a statement per SafetyPoll instead of one per Poll.
 	Wake <-chan struct{}
 	// SafetyPoll is how often a relay with Wake looks at the outbox

@@ -9,18 +9,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Channels the database's triggers notify (migration 00019), so that
-// background work waits for a change instead of polling for one.
-const (
-	// OrderEventsChannel is notified by every statement that inserts order
-	// events (a checkout, a confirmation, a "ready" step): the outbox
-	// relay wakes on it.
-	OrderEventsChannel = "shop_order_events"
-	// CatalogVersionChannel is notified with the new version each time
-	// the catalog version moves (a catalog change, a checkout that sold an
-	// item out): each process's in-memory version follows it.
-	CatalogVersionChannel = "shop_catalog_version"
-)
+// CatalogVersionChannel is notified with the new version each time the
+// catalog version moves (a catalog change, a checkout that sold an item
+// out; migration 00019's trigger), so each process's in-memory version
+// follows it instead of polling. It is the only channel the shop's own
+// writes notify: every notification costs each listening connection of
+// the database a transaction, so writes made on every request (order
+// events: migration 00021 dropped their trigger) notify nobody.
+const CatalogVersionChannel = "shop_catalog_version"
 
 // listenRetry is the pause before a lost listening connection is opened
 // again.
@@ -72,15 +68,6 @@ func (db *DB) listenOnce(ctx context.Context, channel string, fn func(payload st
 		}
 		fn(n.Payload, false)
 	}
-}
-
-// Wakeups returns a channel that receives a value (coalesced: it holds at
-// most one) for each notification on channel and each (re)connection of
-// the listener, until ctx ends.
-func (db *DB) Wakeups(ctx context.Context, channel string) <-chan struct{} {
-	wake := make(chan struct{}, 1)
-	go db.Listen(ctx, channel, func(string, bool) { Poke(wake) })
-	return wake
 }
 
 // Poke sends on wake without blocking: a wake-up already pending covers

@@ -1,12 +1,17 @@
 package postgres_test
 
 import (
+	"context"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/jobs"
 	"github.com/perfscale/perfscale/shop/postgres"
 	"github.com/perfscale/perfscale/shop/postgres/pgtest"
 	"github.com/perfscale/perfscale/shop/seed"
@@ -25,10 +30,18 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// TestWritesNotifyTheirListeners: a checkout's order event wakes the
-// outbox relay's listener, and the catalog version's move reaches a
-// listener with the new version, so neither has to poll for them.
-func TestWritesNotifyTheirListeners(t *testing.T) {
+// TestAnOrdersLifeNotifiesOnlyTheCatalogVersion: of an order's writes
+// (its checkout, confirmation and "ready" step) only the catalog
+// version's move, when the checkout sells an item out, notifies, and it
+// reaches a listener with the new version, so no process polls for it.
+// The order events notify nobody: PostgreSQL signals every listening
+// connection of the database at each notifying commit, whatever its
+// channel, and each reads the queue in a transaction of its own, so a
+// notification per event cost each order a commit per listener (the
+// worker's relay is woken by its own jobs instead: shop/jobs). A sentinel
+// sent last on the channel the old trigger notified (migration 00019,
+// dropped by 00021) says that nothing came before it, without a wait.
+func TestAnOrdersLifeNotifiesOnlyTheCatalogVersion(t *testing.T) {
 	ctx := t.Context()
 	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
 	if _, err := backend.Migrate(ctx, cfg); err != nil {
@@ -44,24 +57,17 @@ func TestWritesNotifyTheirListeners(t *testing.T) {
 	if _, err := b.Seed(ctx, items); err != nil {
 		t.Fatal(err)
 	}
-
-	written := b.OrderEventsWritten(ctx)
-	within(t, written, "first wake-up (the listener's start)")
-	versions := make(chan string, 10)
-	go b.Postgres.Listen(ctx, postgres.CatalogVersionChannel, func(payload string, reconnected bool) {
-		if !reconnected {
-			versions <- payload
+	const orderEvents = "shop_order_events" // the channel of the dropped trigger
+	conn, err := pgx.ConnectConfig(ctx, b.Postgres.Pool().Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	for _, ch := range []string{postgres.CatalogVersionChannel, orderEvents} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			t.Fatal(err)
 		}
-	})
-	// The listener's start is not signalled to the callback's caller here;
-	// a second listener on the same channel says when LISTEN has run.
-	started := make(chan struct{}, 1)
-	go b.Postgres.Listen(ctx, postgres.CatalogVersionChannel, func(_ string, reconnected bool) {
-		if reconnected {
-			postgres.Poke(started)
-		}
-	})
-	within(t, started, "catalog listener's start")
+	}
 
 	_, hash := shop.NewToken()
 	sess, err := b.Store.CreateSession(ctx, hash)
@@ -71,26 +77,44 @@ func TestWritesNotifyTheirListeners(t *testing.T) {
 	if _, err := b.Store.SetCartItem(ctx, sess.ID, 2, 1); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-written:
-		t.Fatal("woken before any order event was written")
-	default:
-	}
 	o, _, err := b.Desk.PlaceOrder(ctx, shop.PlaceOrder{SessionID: sess.ID, IdempotencyKey: "k",
 		Checkout: shop.Checkout{CustomerName: "Ada", Email: "ada@example.com"}})
 	if err != nil {
 		t.Fatalf("checkout: %v", err)
 	}
-	within(t, written, "wake-up after the checkout's order event")
 	if !o.SoldOut {
 		t.Fatal("the checkout did not sell item 2 out")
+	}
+	if moved, err := b.Store.ConfirmOrder(ctx, o.ID, jobs.ConfirmationMail, nil); !moved || err != nil {
+		t.Fatalf("confirm: moved %v, %v", moved, err)
+	}
+	if moved, err := b.Store.MarkOrderReady(ctx, o.ID, nil); !moved || err != nil {
+		t.Fatalf("ready: moved %v, %v", moved, err)
 	}
 	v, err := b.Store.CatalogVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := within(t, versions, "catalog version notification"); got != strconv.FormatInt(v, 10) {
-		t.Errorf("notified version %q, want %d", got, v)
+	if _, err := b.Postgres.Pool().Exec(ctx, "SELECT pg_notify($1, 'sentinel')", orderEvents); err != nil {
+		t.Fatal(err)
+	}
+
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second) // a bound against a hang
+	defer cancel()
+	var got []string
+	for {
+		n, err := conn.WaitForNotification(wait)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, n.Channel+" "+n.Payload)
+		if n.Payload == "sentinel" {
+			break
+		}
+	}
+	want := []string{postgres.CatalogVersionChannel + " " + strconv.FormatInt(v, 10), orderEvents + " sentinel"}
+	if !slices.Equal(got, want) {
+		t.Errorf("notifications %q, want %q", got, want)
 	}
 }
 
