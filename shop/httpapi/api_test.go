@@ -207,6 +207,10 @@ func (r response) problem(t *testing.T, status int) map[string]any {
 	if d, _ := p["detail"].(string); len(d) < 10 {
 		t.Fatalf("problem detail %q does not tell the client what to do", d)
 	}
+	// A client switches on the code: every problem has one.
+	if c, _ := p["code"].(string); c == "" {
+		t.Fatalf("problem document %v has no code", p)
+	}
 	return p
 }
 
@@ -715,17 +719,70 @@ func TestOperations(t *testing.T) {
 	}
 }
 
+// TestUnknownRoutesAreProblems: a path no route serves is "not_found" as
+// an id that does not exist is, and a method a route does not take is
+// "method_not_allowed" with the methods it takes in Allow: a client
+// switching on the code found none for a 405.
 func TestUnknownRoutesAreProblems(t *testing.T) {
 	a := newAPI(t, options{items: seed.Items(1)})
-	// A path no route serves is "not_found" as an id that does not exist
-	// is: a client switching on the code found none.
-	if p := a.do(req{method: "GET", path: "/v2/menu"}).problem(t, 404); p["code"] != shop.ENOTFOUND {
-		t.Errorf("unknown route: code %v, want %q", p["code"], shop.ENOTFOUND)
+	tok := a.session()
+	tests := []struct {
+		name, method, path string
+		status             int
+		code               string
+		allow              []string // methods Allow must name; nil: no Allow
+	}{
+		{"unknown path", "GET", "/v2/menu", 404, shop.ENOTFOUND, nil},
+		{"unknown path under a route's prefix", "GET", "/v1/menu/extra", 404, shop.ENOTFOUND, nil},
+		{"DELETE the menu", "DELETE", "/v1/menu", 405, "method_not_allowed", []string{"GET"}},
+		{"PUT the sessions", "PUT", "/v1/sessions", 405, "method_not_allowed", []string{"POST"}},
+		{"PATCH an order", "PATCH", "/v1/orders/1", 405, "method_not_allowed", []string{"GET"}},
+		{"POST a cart line", "POST", "/v1/cart/items/1", 405, "method_not_allowed", []string{"PUT"}},
 	}
-	r := a.do(req{method: "DELETE", path: "/v1/menu"})
-	r.problem(t, 405)
-	if !strings.Contains(r.header.Get("Allow"), "GET") {
-		t.Fatalf("Allow = %q", r.header.Get("Allow"))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := a.do(req{method: tt.method, path: tt.path, token: tok})
+			p := r.problem(t, tt.status)
+			if p["code"] != tt.code {
+				t.Errorf("code %v, want %q", p["code"], tt.code)
+			}
+			allow := r.header.Get("Allow")
+			if tt.allow == nil && allow != "" {
+				t.Errorf("Allow = %q on a %d", allow, tt.status)
+			}
+			for _, m := range tt.allow {
+				if !strings.Contains(allow, m) || !strings.Contains(p["detail"].(string), m) {
+					t.Errorf("Allow = %q, detail %q: want both to name %s", allow, p["detail"], m)
+				}
+			}
+		})
+	}
+}
+
+// TestRefusalsOfTheHTTPLayerHaveCodes: the refusals made before any
+// domain code runs (wrong media type, too large a body, too many new
+// sessions) carry a code of their own, as a domain refusal does.
+func TestRefusalsOfTheHTTPLayerHaveCodes(t *testing.T) {
+	a := newAPI(t, options{items: seed.Items(1), sessionLimit: httpapi.SessionLimit{Rate: 0.001, Burst: 1}})
+	tok := a.session() // the only session the limit lets through
+	big := `{"quantity": 1, "pad": "` + strings.Repeat("x", 70<<10) + `"}`
+	tests := []struct {
+		name   string
+		r      req
+		status int
+		code   string
+	}{
+		{"text/plain body", req{method: "PUT", path: "/v1/cart/items/1", token: tok, body: `{"quantity": 1}`,
+			header: map[string]string{"Content-Type": "text/plain"}}, 415, "unsupported_media_type"},
+		{"body over 64 KiB", req{method: "PUT", path: "/v1/cart/items/1", token: tok, body: big}, 413, "too_large"},
+		{"a session over the limit", req{method: "POST", path: "/v1/sessions"}, 429, "too_many_requests"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if p := a.do(tt.r).problem(t, tt.status); p["code"] != tt.code {
+				t.Errorf("code %v, want %q", p["code"], tt.code)
+			}
+		})
 	}
 }
 

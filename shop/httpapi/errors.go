@@ -22,6 +22,16 @@ var statusOf = map[string]int{
 	shop.EINTERNAL:      http.StatusInternalServerError,
 }
 
+// Codes of refusals made by the HTTP layer itself, before any domain code
+// runs: they have no domain error, but a client switching on a problem's
+// code must find one on every problem (a 405 had none).
+const (
+	codeMethodNotAllowed     = "method_not_allowed"
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeTooLarge             = "too_large"
+	codeTooManyRequests      = "too_many_requests"
+)
+
 // handlerFunc is a handler that returns its error instead of writing it;
 // the adapter (handle) turns the error into a problem response.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
@@ -61,14 +71,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) (
 		writeProblem(w, r, p)
 		return nil
 	case errors.Is(err, errUnsupportedMediaType):
-		p.Status, p.Detail = http.StatusUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
+		p.Status, p.Code, p.Detail = http.StatusUnsupportedMediaType, codeUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
 	case errors.Is(err, errBodyTooLarge):
-		p.Status, p.Detail = http.StatusRequestEntityTooLarge, "the request body is larger than 64 KiB"
+		p.Status, p.Code, p.Detail = http.StatusRequestEntityTooLarge, codeTooLarge, "the request body is larger than 64 KiB"
 	case isRateLimited(err):
-		p.Status, p.Detail = http.StatusTooManyRequests, "too many new sessions from your address: reuse the session you have, or retry after the time in Retry-After"
+		p.Status, p.Code, p.Detail = http.StatusTooManyRequests, codeTooManyRequests, "too many new sessions from your address: reuse the session you have, or retry after the time in Retry-After"
 		w.Header().Set("Retry-After", retryAfterSeconds(rateLimitedWait(err)))
 	case errors.As(err, &tooMany):
-		p.Status, p.Detail = http.StatusTooManyRequests, tooMany.detail
+		p.Status, p.Code, p.Detail = http.StatusTooManyRequests, codeTooManyRequests, tooMany.detail
 		w.Header().Set("Retry-After", "5")
 	case errors.As(err, &oos):
 		p.Status, p.Code, p.Detail, p.Items = http.StatusConflict, shop.ECONFLICT, oos.Error(), oos.Items

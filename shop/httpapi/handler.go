@@ -334,7 +334,7 @@ func (s *server) serveMux(w http.ResponseWriter, r *http.Request) {
 		}
 		p := problem{Status: probe.status, Code: shop.ENOTFOUND, Detail: "no such resource: see /openapi.json for the API"}
 		if probe.status == http.StatusMethodNotAllowed {
-			p.Code, p.Detail = "", r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow")
+			p.Code, p.Detail = codeMethodNotAllowed, r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow")
 		}
 		s.metrics.unmatched(probe.status)
 		writeProblem(w, r, p)
