@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -47,14 +49,19 @@ type setting struct {
 	// parse gets the values one per line.
 	list   bool
 	spaced bool
-	usage  string
-	parse  func(c *config, v string) error
+	// kind names the value in --help's flag column, as the flag package
+	// names its own types (int, float, duration; URL for a repeatable
+	// URL); empty: string. Every value is read as a string (the
+	// environment's or the flag's) and checked by parse.
+	kind  string
+	usage string
+	parse func(c *config, v string) error
 }
 
 // settings is the configuration table, in the order values are checked.
 var settings = []setting{
-	{flag: "addr", env: "SHOP_ADDR", def: "127.0.0.1:8080", usage: "listen address of the API", parse: nonEmpty("addr", func(c *config) *string { return &c.Addr })},
-	{flag: "admin-addr", env: "SHOP_ADMIN_ADDR", usage: "listen address of /debug/pprof and /metrics; empty disables it", parse: text(func(c *config) *string { return &c.AdminAddr })},
+	{flag: "addr", env: "SHOP_ADDR", def: "127.0.0.1:8080", usage: "listen address of the API, HOST:PORT or :PORT (port 0: a free one)", parse: listenAddr("addr", false, func(c *config) *string { return &c.Addr })},
+	{flag: "admin-addr", env: "SHOP_ADMIN_ADDR", usage: "listen address of /debug/pprof and /metrics, HOST:PORT or :PORT; empty disables it", parse: listenAddr("admin-addr", true, func(c *config) *string { return &c.AdminAddr })},
 	{flag: "data-dir", env: "SHOP_DATA_DIR", def: "./shop-data", usage: "directory of the SQLite database", parse: text(func(c *config) *string { return &c.DataDir })},
 	{flag: "role", env: "SHOP_ROLE", def: app.RoleAll, usage: "api (HTTP only), worker (background jobs only) or all", parse: parseRole},
 	{flag: "log-level", env: "SHOP_LOG_LEVEL", def: "info", usage: "debug, info, warn or error", parse: text(func(c *config) *string { return &c.logLevel })},
@@ -62,30 +69,30 @@ var settings = []setting{
 	{flag: "redis", env: "SHOP_REDIS_URL", usage: "Redis URL (redis://host:6379/0): sessions, carts and the menu shared by the replicas, catalog changes announced over pub/sub; empty: none", parse: parseRedis},
 	{flag: "redis-prefix", env: "SHOP_REDIS_PREFIX", def: "shop:", usage: "prefix of every Redis key and channel: one per database sharing a Redis", parse: text(func(c *config) *string { return &c.RedisPrefix })},
 	{flag: "nats-stream", env: "SHOP_NATS_STREAM", def: shopnats.DefaultStream, usage: "JetStream stream of the order events, one per database sharing a NATS; its subjects are its name in lower case with _ as . (SHOP_ORDERS: shop.orders.<id>.<status>)", parse: parseStream},
-	{flag: "nats-timeout", env: "SHOP_NATS_TIMEOUT", def: shopnats.DefaultCallTimeout.String(), usage: "how long a call that sets something up on NATS (an order stream's consumer) may wait for an answer before the stream polls the database instead", parse: positiveDuration("nats-timeout", func(c *config) *time.Duration { return &c.NATSTimeout })},
+	{flag: "nats-timeout", env: "SHOP_NATS_TIMEOUT", def: shopnats.DefaultCallTimeout.String(), kind: "duration", usage: "how long a call that sets something up on NATS (an order stream's consumer) may wait for an answer before the stream polls the database instead", parse: positiveDuration("nats-timeout", func(c *config) *time.Duration { return &c.NATSTimeout })},
 	{flag: "nats", env: "SHOP_NATS_URL", usage: "NATS URL (nats://host:4222) for order events on JetStream; empty: events stay in the database's outbox and order streams poll it", parse: parseNATS},
-	{flag: "db", env: "SHOP_DATABASE_URL", list: true, spaced: true, usage: "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir; with --shards S, given S times, once per shard, shard 1 first", parse: parseDB},
-	{flag: "shards", env: "SHOP_SHARDS", usage: "spread sessions and orders over S PostgreSQL servers, the --db URLs in shard order (docs/sharding.md); empty: one database, unsharded", parse: parseShards},
-	{flag: "db-replica", env: "SHOP_DB_REPLICAS", list: true, usage: "PostgreSQL read replica URL, repeatable: the menu, items and own-order reads go there, writes to --db", parse: parseReplicas},
-	{flag: "db-max-conns", env: "SHOP_DB_MAX_CONNS", def: strconv.Itoa(postgres.DefaultMaxConns), usage: "PostgreSQL pool size per process (and per replica)", parse: parseMaxConns},
-	{flag: "db-connect-timeout", env: "SHOP_DB_CONNECT_TIMEOUT", def: postgres.DefaultConnectTimeout.String(), usage: "how long connecting to PostgreSQL may take", parse: positiveDuration("db-connect-timeout", func(c *config) *time.Duration { return &c.Postgres.ConnectTimeout })},
-	{flag: "db-statement-timeout", env: "SHOP_DB_STATEMENT_TIMEOUT", def: postgres.DefaultStatementTimeout.String(), usage: "PostgreSQL cancels a statement running longer", parse: positiveDuration("db-statement-timeout", func(c *config) *time.Duration { return &c.Postgres.StatementTimeout })},
-	{flag: "order-retention", env: "SHOP_ORDER_RETENTION", usage: fmt.Sprintf("PostgreSQL only: how long orders are kept, e.g. 8760h; older months of orders (with their lines and events) are dropped whole, daily; at least %s; empty or 0 keeps every order", postgres.MinOrderRetention), parse: parseOrderRetention},
-	{flag: "drain-delay", env: "SHOP_DRAIN_DELAY", usage: "on SIGTERM, how long to keep serving with /readyz failing before the listener closes; default 5s with --role api, else 0s; a second signal cuts it short", parse: parseDrainDelay},
-	{flag: "seed-items", env: "SHOP_SEED_ITEMS", def: strconv.Itoa(seed.DefaultItems), usage: "catalog size seeded on first start, at most 1000000", parse: parseSeedItems},
-	{flag: "prep-time", env: "SHOP_PREP_TIME", def: "10s", usage: "time from confirmed to ready", parse: duration("prep-time", func(c *config) *time.Duration { return &c.PrepTime })},
-	{flag: "mail-latency", env: "SHOP_MAIL_LATENCY", def: "0s", usage: "simulated mail provider latency", parse: duration("mail-latency", func(c *config) *time.Duration { return &c.MailLatency })},
-	{flag: "shutdown-timeout", env: "SHOP_SHUTDOWN_TIMEOUT", def: "15s", usage: "how long shutdown waits for in-flight requests and running jobs before cancelling them", parse: duration("shutdown-timeout", func(c *config) *time.Duration { return &c.ShutdownTimeout })},
-	{flag: "job-poll-interval", env: "SHOP_JOB_POLL_INTERVAL", usage: "how often an idle worker looks for jobs; default 200ms on the embedded SQLite, 1s on PostgreSQL (where an insert wakes the workers)", parse: parseJobPollInterval},
-	{flag: "job-fetch-cooldown", env: "SHOP_JOB_FETCH_COOLDOWN", usage: "least time between a worker's fetches of jobs (at most --job-poll-interval); default 50ms on the embedded SQLite, 100ms on PostgreSQL", parse: parseJobFetchCooldown},
-	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), usage: "background jobs one worker process runs at once", parse: parseWorkers},
-	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
-	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), usage: "new sessions one client address may create at once", parse: parseSessionBurst},
+	{flag: "db", env: "SHOP_DATABASE_URL", list: true, spaced: true, kind: "URL", usage: "PostgreSQL URL (postgres://user@host:5432/db); empty runs the embedded SQLite default in --data-dir; with --shards S, given S times, once per shard, shard 1 first", parse: parseDB},
+	{flag: "shards", env: "SHOP_SHARDS", kind: "int", usage: "spread sessions and orders over S PostgreSQL servers, the --db URLs in shard order (docs/sharding.md); empty: one database, unsharded", parse: parseShards},
+	{flag: "db-replica", env: "SHOP_DB_REPLICAS", list: true, kind: "URL", usage: "PostgreSQL read replica URL, repeatable: the menu, items and own-order reads go there, writes to --db", parse: parseReplicas},
+	{flag: "db-max-conns", env: "SHOP_DB_MAX_CONNS", def: strconv.Itoa(postgres.DefaultMaxConns), kind: "int", usage: "PostgreSQL pool size per process (and per replica)", parse: parseMaxConns},
+	{flag: "db-connect-timeout", env: "SHOP_DB_CONNECT_TIMEOUT", def: postgres.DefaultConnectTimeout.String(), kind: "duration", usage: "how long connecting to PostgreSQL may take", parse: positiveDuration("db-connect-timeout", func(c *config) *time.Duration { return &c.Postgres.ConnectTimeout })},
+	{flag: "db-statement-timeout", env: "SHOP_DB_STATEMENT_TIMEOUT", def: postgres.DefaultStatementTimeout.String(), kind: "duration", usage: "PostgreSQL cancels a statement running longer", parse: positiveDuration("db-statement-timeout", func(c *config) *time.Duration { return &c.Postgres.StatementTimeout })},
+	{flag: "order-retention", env: "SHOP_ORDER_RETENTION", kind: "duration", usage: fmt.Sprintf("PostgreSQL only: how long orders are kept, e.g. 8760h; older months of orders (with their lines and events) are dropped whole, daily; at least %s; empty or 0 keeps every order", postgres.MinOrderRetention), parse: parseOrderRetention},
+	{flag: "drain-delay", env: "SHOP_DRAIN_DELAY", kind: "duration", usage: "on SIGTERM, how long to keep serving with /readyz failing before the listener closes; default 5s with --role api, else 0s; a second signal cuts it short", parse: parseDrainDelay},
+	{flag: "seed-items", env: "SHOP_SEED_ITEMS", def: strconv.Itoa(seed.DefaultItems), kind: "int", usage: "catalog size seeded on first start, at most 1000000", parse: parseSeedItems},
+	{flag: "prep-time", env: "SHOP_PREP_TIME", def: "10s", kind: "duration", usage: "time from confirmed to ready", parse: duration("prep-time", func(c *config) *time.Duration { return &c.PrepTime })},
+	{flag: "mail-latency", env: "SHOP_MAIL_LATENCY", def: "0s", kind: "duration", usage: "simulated mail provider latency", parse: duration("mail-latency", func(c *config) *time.Duration { return &c.MailLatency })},
+	{flag: "shutdown-timeout", env: "SHOP_SHUTDOWN_TIMEOUT", def: "15s", kind: "duration", usage: "how long shutdown waits for in-flight requests and running jobs before cancelling them", parse: duration("shutdown-timeout", func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{flag: "job-poll-interval", env: "SHOP_JOB_POLL_INTERVAL", kind: "duration", usage: "how often an idle worker looks for jobs; default 200ms on the embedded SQLite, 1s on PostgreSQL (where an insert wakes the workers)", parse: parseJobPollInterval},
+	{flag: "job-fetch-cooldown", env: "SHOP_JOB_FETCH_COOLDOWN", kind: "duration", usage: "least time between a worker's fetches of jobs (at most --job-poll-interval); default 50ms on the embedded SQLite, 100ms on PostgreSQL", parse: parseJobFetchCooldown},
+	{flag: "workers", env: "SHOP_WORKERS", def: strconv.Itoa(jobs.DefaultMaxWorkers), kind: "int", usage: "background jobs one worker process runs at once", parse: parseWorkers},
+	{flag: "session-rate", env: "SHOP_SESSION_RATE", def: strconv.Itoa(httpapi.DefaultSessionRate), kind: "float", usage: "new sessions per second allowed to one client address, on average; 0 disables the limit", parse: parseSessionRate},
+	{flag: "session-burst", env: "SHOP_SESSION_BURST", def: strconv.Itoa(httpapi.DefaultSessionBurst), kind: "int", usage: "new sessions one client address may create at once", parse: parseSessionBurst},
 	{flag: "admission", env: "SHOP_ADMISSION", def: "on", usage: "on (the same as split): a bound for reads sized to the CPUs and one for writes sized to the database's writer, each queueing by priority and, once requests have come faster than its slots served them for 500 ms (open-loop overload, not a burst or a closed loop of users), refusing with 503 and Retry-After a request that could not be answered within its objective, browsing first, checkout last (docs/reliability.md); adaptive: failsafe-go's adaptive concurrency limit instead, which also refuses at loads served within objective (kept for comparison); off: every request is queued and served (for experiments)", parse: parseAdmission},
 	{flag: "checkout-backpressure", env: "SHOP_CHECKOUT_BACKPRESSURE", def: "on", usage: "on: checkout is refused with 503 and Retry-After while order confirmations wait for a worker past a bound (docs/reliability.md); off: never (for benchmarks that run no worker on purpose)", parse: parseCheckoutBackpressure},
 	{flag: "trusted-proxies", env: "SHOP_TRUSTED_PROXIES", usage: "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty trusts none", parse: parseTrustedProxies},
 	{flag: "antipattern", env: "SHOP_ANTIPATTERNS", usage: "anti-pattern switches to run with, comma-separated, none by default (docs/antipatterns.md): " + strings.Join(antipattern.Names(), ", "), parse: parseAntipatterns},
-	{flag: "hops", env: "SHOP_HOPS", def: strconv.Itoa(antipattern.DefaultHops), usage: "internal HTTP hops a checkout passes through with --antipattern extra-hops", parse: parseHops},
+	{flag: "hops", env: "SHOP_HOPS", def: strconv.Itoa(antipattern.DefaultHops), kind: "int", usage: "internal HTTP hops a checkout passes through with --antipattern extra-hops", parse: parseHops},
 	{env: "SHOP_ADMIN_TOKEN", usage: "enables PUT /v1/admin/items/{id}", parse: parseAdminToken},
 }
 
@@ -186,19 +193,49 @@ func printHelp(fs *flag.FlagSet, w io.Writer) {
 		}
 	}
 	fmt.Fprint(w, "\nFlags:\n")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	kinds := map[string]string{}
+	for _, s := range settings {
+		kinds[s.flag] = cmp.Or(s.kind, "string")
+	}
+	// As flag.PrintDefaults lays a flag out, with the setting's kind in
+	// the type column: every flag is a string to the flag set, and
+	// PrintDefaults called a number or a duration "string".
+	fs.VisitAll(func(f *flag.Flag) {
+		kind := kinds[f.Name]
+		fmt.Fprintf(w, "  -%s %s\n    \t%s", f.Name, kind, strings.ReplaceAll(f.Usage, "\n", "\n    \t"))
+		switch {
+		case f.DefValue == "":
+		case kind == "string":
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		default:
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 func text(field func(*config) *string) func(*config, string) error {
 	return func(c *config, v string) error { *field(c) = v; return nil }
 }
 
-func nonEmpty(name string, field func(*config) *string) func(*config, string) error {
+// listenAddr checks a listen address before anything starts: a port out
+// of range or not a number is the operator's typo (exit 2), not a failure
+// to listen (exit 1, after the listener was tried). The host is left to
+// the listener: a name resolves only there.
+func listenAddr(name string, optional bool, field func(*config) *string) func(*config, string) error {
 	return func(c *config, v string) error {
-		if v == "" {
-			return fmt.Errorf("--%s must not be empty", name)
+		if v == "" && optional {
+			*field(c) = v
+			return nil
+		}
+		_, port, err := net.SplitHostPort(v)
+		if err == nil {
+			if n, perr := strconv.ParseUint(port, 10, 16); perr != nil || strconv.FormatUint(n, 10) != port {
+				err = fmt.Errorf("port %q is not a number from 0 to 65535", port)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("--%s must be HOST:PORT or :PORT with a port from 0 to 65535, got %q", name, v)
 		}
 		*field(c) = v
 		return nil

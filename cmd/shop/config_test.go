@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/perfscale/perfscale/shop/httpapi"
+	"github.com/perfscale/perfscale/shop/jobs"
+	"github.com/perfscale/perfscale/shop/seed"
 )
 
 // documented is one row of the table in docs/configuration.md.
@@ -48,7 +53,7 @@ func docTable(t *testing.T) []documented {
 var (
 	helpFlag    = regexp.MustCompile(`(?m)^  -(\S+)(?: \S+)?\n\s+\t(.*)$`)
 	helpEnv     = regexp.MustCompile(`\(env (SHOP_[A-Z_]+)[,)]`)
-	helpDefault = regexp.MustCompile(`\(default "(.*)"\)$`)
+	helpDefault = regexp.MustCompile(`\(default "?(.*?)"?\)$`)
 	helpEnvOnly = regexp.MustCompile(`(?m)^(SHOP_[A-Z_]+) \(environment only\)`)
 )
 
@@ -189,5 +194,39 @@ func TestABadFlagIsOneLineNotTheUsage(t *testing.T) {
 		if out.Len() > 0 {
 			t.Errorf("%v: printed %q besides the error", args, out.String())
 		}
+	}
+}
+
+// --help's type column names what a flag takes, as loadlab's does: every
+// flag was "string", numbers and durations too.
+func TestHelpNamesEachFlagsType(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := parseConfig([]string{"--help"}, func(string) string { return "" }, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, tt := range []struct{ flag, kind, def string }{
+		{"addr", "string", `(default "127.0.0.1:8080")`},
+		{"workers", "int", fmt.Sprintf("(default %d)", jobs.DefaultMaxWorkers)},
+		{"seed-items", "int", fmt.Sprintf("(default %d)", seed.DefaultItems)},
+		{"shards", "int", ""},
+		{"session-rate", "float", fmt.Sprintf("(default %d)", httpapi.DefaultSessionRate)},
+		{"db-connect-timeout", "duration", "(default 5s)"},
+		{"mail-latency", "duration", "(default 0s)"},
+		{"drain-delay", "duration", ""},
+		{"db", "URL", ""},
+		{"db-replica", "URL", ""},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			m := regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(tt.flag) + ` (\S+)\n\s+\t(.*)$`).FindStringSubmatch(out.String())
+			if m == nil {
+				t.Fatalf("--help has no line for -%s:\n%s", tt.flag, out.String())
+			}
+			if m[1] != tt.kind {
+				t.Errorf("-%s %s, want -%s %s", tt.flag, m[1], tt.flag, tt.kind)
+			}
+			if got := helpDefault.FindString(m[2]); got != tt.def {
+				t.Errorf("-%s shows %q, want %q", tt.flag, got, tt.def)
+			}
+		})
 	}
 }

@@ -52,8 +52,8 @@ func parseReshard(args []string, stderr io.Writer) (*reshardArgs, error) {
 	r := &reshardArgs{last: shard.Buckets - 1}
 	fs := flag.NewFlagSet("shop reshard", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Var(&dbs, "db", "PostgreSQL URL of a shard the service runs on, repeated in shard order")
-	fs.Var(&adds, "add", "PostgreSQL URL of a shard to add (repeatable); may be left out to finish moving to shards added before")
+	fs.Var(&dbs, "db", "PostgreSQL `URL` of a shard the service runs on, repeated in shard order")
+	fs.Var(&adds, "add", "PostgreSQL `URL` of a shard to add (repeatable); may be left out to finish moving to shards added before")
 	buckets := fs.String("buckets", fmt.Sprintf("0-%d", shard.Buckets-1), "the buckets to move, FIRST-LAST")
 	fs.BoolVar(&r.addOnly, "add-only", false, "only add the shards and grow the map; move nothing (then restart the replicas and the worker with every shard's --db, and run again)")
 	fs.DurationVar(&r.readersWait, "readers-wait", reshard.DefaultReadersWait, "how long to wait for every replica and worker to route by the new map, before moving and before deleting the old copies")
