@@ -16,7 +16,8 @@ const fitUsage = `Usage: loadlab fit [--json FILE|-] [--html FILE|-] FILE.csv|-
 
 Fits the Universal Scalability Law X(N) = λN / (1 + σ(N−1) + κN(N−1)) to
 throughput measured elsewhere (a load test, a production dashboard export).
-FILE.csv has a header line and two columns: concurrency N and throughput X.
+FILE.csv has a header line and two columns: concurrency N (a whole number
+of users or replicas) and throughput X.
 As everywhere in loadlab, - is standard input for what is read and
 standard output for what is written: --json - prints only
 {"sigma","kappa","lambda","peak_concurrency","r2"} on standard output, and

@@ -48,12 +48,13 @@ func TestFitRejectsBadFiles(t *testing.T) {
 		{[]string{"fit", write("nan.csv", "N,X\n1,1\n2,two\n3,3\n")}, "line 3: X \"two\" is not a number"},
 		{[]string{"fit", write("zero.csv", "N,X\n0,1\n2,2\n3,3\n")}, "line 2: N must be at least 1"},
 		{[]string{"fit", write("dup.csv", "N,X\n1,1\n2,2\n2,3\n4,4\n")}, "line 4: N 2 already given on line 3"},
+		{[]string{"fit", write("frac.csv", "N,X\n1,100\n2.5,180\n4,300\n8,380\n")}, `line 3: N must be a whole number (users or replicas), got "2.5"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			_, _, err := loadlab(tt.args...)
-			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || exitCode(err) == 0 {
-				t.Fatalf("err = %v, want a one-line error containing %q", err, tt.want)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || exitCode(err) != exitBadInput {
+				t.Fatalf("err = %v (exit %d), want a one-line error containing %q, exit %d", err, exitCode(err), tt.want, exitBadInput)
 			}
 		})
 	}

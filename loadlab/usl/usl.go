@@ -219,7 +219,8 @@ func Efficiency(pts []Point, f Fit) []float64 {
 	return out
 }
 
-// ReadCSV reads N,X points: a header line, then two numeric columns.
+// ReadCSV reads N,X points: a header line, then two numeric columns, N a
+// whole number of at least 1.
 // Errors name the line.
 func ReadCSV(r io.Reader) ([]Point, error) {
 	cr := csv.NewReader(r)
@@ -265,6 +266,12 @@ func ReadCSV(r io.Reader) ([]Point, error) {
 		}
 		if n < 1 {
 			return nil, fmt.Errorf("line %d: N must be at least 1, got %v", line, n)
+		}
+		// N counts users or replicas: 2.5 of them is a typo or a column
+		// of something else (a CPU share), and a fit over it would be
+		// reported as if it were a concurrency.
+		if n != math.Trunc(n) {
+			return nil, fmt.Errorf("line %d: N must be a whole number (users or replicas), got %q", line, strings.TrimSpace(rec[0]))
 		}
 		if x < 0 {
 			return nil, fmt.Errorf("line %d: X must not be negative, got %v", line, x)

@@ -112,6 +112,8 @@ func TestReadCSVRejectsBadInput(t *testing.T) {
 		{"not a number", "N,X\n1,10\n2,abc\n3,30\n", "line 3: X \"abc\" is not a number"},
 		{"N not a number", "N,X\n1,10\nx,20\n3,30\n", "line 3: N \"x\" is not a number"},
 		{"N below one", "N,X\n1,10\n0,20\n3,30\n", "line 3: N must be at least 1"},
+		{"N fractional", "N,X\n1,10\n2.5,20\n3,30\n", `line 3: N must be a whole number (users or replicas), got "2.5"`},
+		{"N fractional below two", "N,X\n1.5,10\n2,20\n3,30\n", `line 2: N must be a whole number (users or replicas), got "1.5"`},
 		{"duplicate N", "N,X\n1,10\n2,20\n2,25\n", "line 4: N 2 already given on line 3"},
 		{"three columns", "N,X\n1,10,5\n2,20\n3,30\n", "line 2: want two columns"},
 		{"negative X", "N,X\n1,10\n2,-20\n3,30\n", "line 3: X must not be negative"},
