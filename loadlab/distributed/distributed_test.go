@@ -102,10 +102,21 @@ func TestThreeAgentsMergeExactlyAtTheAskedRate(t *testing.T) {
 	if sent := float64(res.Sent) / dur.Seconds(); sent < 0.98*rate || sent > 1.02*rate || res.Sent != res.Requests {
 		t.Errorf("sent %d requests (%.1f req/s), %d answered; want %g req/s within 2%%", res.Sent, sent, res.Requests, rate)
 	}
+	var agentRequests int64
 	for _, a := range res.Agents {
 		if a.Rate != rate/3 || a.Requests < want/3-2 || a.Requests > want/3+2 {
 			t.Errorf("%s: rate %g, %d requests; want %g and about %d", a.Name, a.Rate, a.Requests, rate/3, want/3)
 		}
+		// Each agent's own figures, for the report's agents table: the
+		// target answers after 2 ms, so no agent's median is below it.
+		if a.ThroughputRPS <= 0 || a.Errors.Total() != 0 || a.Latency.P50 < 2*time.Millisecond || a.Latency.P99 < a.Latency.P50 || a.Latency.P99 > res.Latency.Max {
+			t.Errorf("%s: %.1f req/s, errors %v, p50 %v, p99 %v; want its own rate, no errors, p50 >= 2ms <= p99 <= the run's max %v",
+				a.Name, a.ThroughputRPS, a.Errors, a.Latency.P50, a.Latency.P99, res.Latency.Max)
+		}
+		agentRequests += a.Requests
+	}
+	if agentRequests != res.Requests {
+		t.Errorf("the agents' requests add to %d, the run's are %d", agentRequests, res.Requests)
 	}
 
 	// The merged histograms equal one histogram holding every agent's

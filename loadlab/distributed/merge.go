@@ -99,6 +99,7 @@ func addErrs(a *load.ErrorCounts, b load.ErrorCounts) {
 func agentCheck(a *agentConn, r *load.Result, startAt time.Time) load.AgentCheck {
 	c := load.AgentCheck{
 		Name: a.name, Requests: r.Requests, Sent: r.Sent, Rate: r.Rate, Concurrency: r.Concurrency,
+		ThroughputRPS: r.ThroughputRPS, Errors: r.Errors, Latency: r.Latency,
 		GeneratorCPUCores: r.GeneratorCPUCores, SendDelayP99: r.SendDelayP99,
 		GeneratorSaturated: r.GeneratorSaturated, SaturationReasons: r.SaturationReasons, Notes: r.Notes,
 	}

@@ -242,6 +242,12 @@ type AgentCheck struct {
 	Sent              int64         `json:"sent,omitempty"`
 	Rate              float64       `json:"rate,omitempty"`
 	Concurrency       int           `json:"concurrency,omitempty"`
+	// ThroughputRPS, Errors and Latency are the agent's own part of the
+	// merged figures: one agent slower or failing more than the others
+	// (a far network, a busy machine) shows here, not in the merge.
+	ThroughputRPS     float64       `json:"throughput_rps"`
+	Errors            ErrorCounts   `json:"errors"`
+	Latency           Latency       `json:"latency"`
 	GeneratorCPUCores float64       `json:"generator_cpu_cores"`
 	SendDelayP99      time.Duration `json:"send_delay_p99_ns"`
 	// StartedLate is how long after its agreed instant the agent started.

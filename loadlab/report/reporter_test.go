@@ -126,8 +126,9 @@ func TestWriteErrorsAreReturned(t *testing.T) {
 // drawn at full width, no script errors.
 func TestRunAndFitPagesRenderInHeadlessChromium(t *testing.T) {
 	for name, write := range map[string]func(*bytes.Buffer) error{
-		"run": func(b *bytes.Buffer) error { return (HTMLReporter{}).Run(b, sampleRun()) },
-		"fit": func(b *bytes.Buffer) error { return (HTMLReporter{}).Fit(b, sampleFit(t)) },
+		"run":             func(b *bytes.Buffer) error { return (HTMLReporter{}).Run(b, sampleRun()) },
+		"distributed run": func(b *bytes.Buffer) error { return (HTMLReporter{}).Run(b, sampleDistributedRun()) },
+		"fit":             func(b *bytes.Buffer) error { return (HTMLReporter{}).Fit(b, sampleFit(t)) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			var b bytes.Buffer
@@ -216,5 +217,70 @@ func TestRunPageHasTheGeneratorAndTheNotes(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("the page lacks %s", want)
 		}
+	}
+}
+
+// sampleDistributedRun is sampleRun sent by two agents, the second
+// saturated and slower, with the errors.
+func sampleDistributedRun() RunResult {
+	run := sampleRun()
+	run.Agents = []load.AgentCheck{
+		{Name: "agent 1 (10.0.0.5:7070)", Requests: 200, Sent: 200, Rate: 100, ThroughputRPS: 100,
+			Latency: load.Latency{P50: 1500 * time.Microsecond, P99: 3 * time.Millisecond}, GeneratorCPUCores: 0.04, SendDelayP99: time.Millisecond},
+		{Name: "agent 2 (10.0.0.6:7070)", Requests: 200, Sent: 200, Rate: 100, ThroughputRPS: 99.5, Errors: load.ErrorCounts{Status5xx: 3},
+			Latency: load.Latency{P50: 2500 * time.Microsecond, P99: 7 * time.Millisecond}, GeneratorCPUCores: 0.97, GeneratorSaturated: true,
+			StartedLate: 12 * time.Millisecond},
+	}
+	return run
+}
+
+// A distributed run's page has a row per agent: its part of the
+// requests, its own rate, errors and latency, and whether it kept up.
+// The page had no agent at all; the text named them without their
+// latency or errors.
+func TestDistributedRunShowsEachAgent(t *testing.T) {
+	tests := []struct {
+		format Format
+		want   []string
+	}{
+		{HTML, []string{`<table id="agents">`,
+			`<tr class="ok"><td class="text">agent 1 (10.0.0.5:7070)</td><td>200</td><td>100.0</td><td>100 req/s</td><td>0</td><td>1.50</td><td>3.00</td><td>0.04</td><td class="text">kept up</td></tr>`,
+			`<tr class="problem"><td class="text">agent 2 (10.0.0.6:7070)</td><td>200</td><td>99.5</td><td>100 req/s</td><td>3 (2%)</td><td>2.50</td><td>7.00</td><td>0.97</td><td class="text">SATURATED</td></tr>`}},
+		{Text, []string{"agent 1 (10.0.0.5:7070): 200 requests (100.0 req/s, errors 0, p50 1.50ms, p99 3.00ms)",
+			"agent 2 (10.0.0.6:7070): 200 requests (99.5 req/s, errors 3 (2%), p50 2.50ms, p99 7.00ms), 100 req/s, sent at most 0.00ms late at p99, CPU 0.97 cores: SATURATED"}},
+		{JSON, []string{`"throughput_rps":99.5,"errors":{"status_4xx":0,"status_5xx":3`, `"latency":{"min_ns":0,"mean_ns":0,"p50_ns":2500000`}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.format), func(t *testing.T) {
+			rep, err := For(tt.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := rep.Run(&b, sampleDistributedRun()); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			if tt.format == JSON {
+				var compact bytes.Buffer
+				if err := json.Compact(&compact, b.Bytes()); err != nil {
+					t.Fatal(err)
+				}
+				out = compact.String()
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s lacks %s:\n%s", tt.format, want, out)
+				}
+			}
+		})
+	}
+	// A run from one machine has no agents table.
+	var b bytes.Buffer
+	if err := (HTMLReporter{}).Run(&b, sampleRun()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), `id="agents"`) {
+		t.Error("a run without agents has an agents table")
 	}
 }

@@ -75,7 +75,9 @@ func printAgents(w io.Writer, agents []load.AgentCheck) {
 		if a.GeneratorSaturated {
 			state = "SATURATED"
 		}
-		fmt.Fprintf(w, "              %s: %d requests, %s, CPU %.2f cores: %s\n", a.Name, a.Requests, load, a.GeneratorCPUCores, state)
+		fmt.Fprintf(w, "              %s: %d requests (%.1f req/s, errors %s, p50 %s, p99 %s), %s, CPU %.2f cores: %s\n",
+			a.Name, a.Requests, a.ThroughputRPS, errorShare(a.Errors.Total(), a.Requests), ms(a.Latency.P50), ms(a.Latency.P99),
+			load, a.GeneratorCPUCores, state)
 	}
 }
 
