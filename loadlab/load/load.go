@@ -237,11 +237,11 @@ type Result struct {
 // AgentCheck is one agent's part of a distributed run and its own
 // saturation check.
 type AgentCheck struct {
-	Name              string        `json:"name"` // "agent 2 (10.0.0.7:7070)"
-	Requests          int64         `json:"requests"`
-	Sent              int64         `json:"sent,omitempty"`
-	Rate              float64       `json:"rate,omitempty"`
-	Concurrency       int           `json:"concurrency,omitempty"`
+	Name        string  `json:"name"` // "agent 2 (10.0.0.7:7070)"
+	Requests    int64   `json:"requests"`
+	Sent        int64   `json:"sent,omitempty"`
+	Rate        float64 `json:"rate,omitempty"`
+	Concurrency int     `json:"concurrency,omitempty"`
 	// ThroughputRPS, Errors and Latency are the agent's own part of the
 	// merged figures: one agent slower or failing more than the others
 	// (a far network, a busy machine) shows here, not in the merge.
