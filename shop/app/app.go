@@ -138,12 +138,13 @@ type App struct {
 	// catalog's home, whose reads the menu needs).
 	guards  *resilience.Metrics
 	guarded *resilience.Store
-	// shardsGuarded counts the shards put behind their guards.
-	shardsGuarded int
-	shared        *shopredis.Client
-	version       *cache.Version
-	cached        *cache.Cache
-	layer         *shopredis.Store // the Redis layer over the store (--redis)
+	// shardGuards are the shards' stores behind their guards, shard 1
+	// first: each shard's escrow goes through the same guards.
+	shardGuards []*resilience.Store
+	shared      *shopredis.Client
+	version     *cache.Version
+	cached      *cache.Cache
+	layer       *shopredis.Store // the Redis layer over the store (--redis)
 	// catalog and sessions are what the handler reads them through: the
 	// cache layers, or what an anti-pattern switch puts in their place.
 	catalog  shop.CatalogService
@@ -233,6 +234,17 @@ func (a *App) openStore(ctx context.Context) error {
 		}
 		return g
 	}}
+	// A shard's escrow (the quota other shards' checkouts borrow) behind
+	// that shard's guards: a shard that fails or hangs refuses another
+	// shard's checkout at once instead of holding it (docs/sharding.md).
+	bc.GuardEscrow = func(k int, e sharded.Escrow) sharded.Escrow {
+		g := a.shardGuards[k]
+		return sharded.GuardEscrow(e, g.Reads(), g.Writes())
+	}
+	// And each such call a checkout makes within the guards' stall limit:
+	// a shard that is slow, not only one that fails, costs another
+	// shard's checkout at most that once.
+	bc.EscrowWait = sharded.EscrowWait
 	// Each read replica behind a guard of its own: while one fails or
 	// crawls, its reads go to the primary at once (postgres.Guard).
 	replicas := 0
@@ -315,16 +327,21 @@ func poolStats(b *backend.Backend) []instrument.PoolStats {
 // database-write, or database-read-shard-K and database-write-shard-K.
 func (a *App) guardStore(s shop.Store) *resilience.Store {
 	name, what := "database", "the database"
-	if len(a.cfg.ShardURLs) > 0 {
-		a.shardsGuarded++
-		name = fmt.Sprintf("database-%%s-shard-%d", a.shardsGuarded)
-		what = fmt.Sprintf("shard %d's database", a.shardsGuarded)
+	onShards := len(a.cfg.ShardURLs) > 0
+	if onShards {
+		k := len(a.shardGuards) + 1
+		name = fmt.Sprintf("database-%%s-shard-%d", k)
+		what = fmt.Sprintf("shard %d's database", k)
 	} else {
 		name += "-%s"
 	}
 	reads := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "read"), What: what, StallAfter: a.cfg.StallAfter, Logger: a.log})
 	writes := a.guards.Guard(resilience.Config{Name: fmt.Sprintf(name, "write"), What: what, StallAfter: a.cfg.StallAfter, Logger: a.log})
-	return resilience.NewStore(s, reads, writes)
+	g := resilience.NewStore(s, reads, writes)
+	if onShards {
+		a.shardGuards = append(a.shardGuards, g)
+	}
+	return g
 }
 
 // sqliteFile makes the data directory and returns the database's path.
@@ -511,6 +528,16 @@ func (a *App) openEvents(ctx context.Context) error {
 	return nil
 }
 
+// catalogStale says the catalog's database (on shards, the catalog's
+// home: shard 1) cannot be read now: its read guard refuses, or its
+// items were last read from another shard's copy.
+func (a *App) catalogStale() bool {
+	if a.guarded != nil && a.guarded.Reads().Ready() != nil {
+		return true
+	}
+	return a.backend.Sharded != nil && a.backend.Sharded.CatalogFromCopy()
+}
+
 // buildHandler builds the HTTP adapter over the cache layers (catalog,
 // sessions, carts, ordering) and the timed store (health, order history).
 func (a *App) buildHandler(context.Context) error {
@@ -522,8 +549,10 @@ func (a *App) buildHandler(context.Context) error {
 		Admission:    a.cfg.Admission,
 		Antipatterns: a.cfg.Antipatterns.Names(), MenuPerRequest: a.on(antipattern.NoCache),
 		// While the database's reads are refused, the menu in memory is
-		// served as the last good copy, marked stale.
-		Stale: func() bool { return a.guarded != nil && a.guarded.Reads().Ready() != nil },
+		// served as the last good copy, marked stale, and item pages are
+		// marked stale; on shards also while the catalog's home fails the
+		// reads another shard's copy answers.
+		Stale: a.catalogStale,
 	}
 	if a.shared != nil {
 		hcfg.SharedMenus = a.shared

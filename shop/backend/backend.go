@@ -50,6 +50,13 @@ type Config struct {
 	// Wrap, if set, wraps the store (timing, metrics) before the workers
 	// and the caller get it, so both use the wrapped store.
 	Wrap func(shop.Store) shop.Store
+	// GuardEscrow, if set, puts shard k's escrow (the stock quota calls
+	// other shards' checkouts, the rebalancer and the reconciler make to
+	// it) behind that shard's guards; it is called after Wrap for shard k.
+	GuardEscrow func(k int, e sharded.Escrow) sharded.Escrow
+	// EscrowWait bounds each escrow call a checkout makes to another
+	// shard (sharded.Store.SetEscrowWait; 0: none but the request's).
+	EscrowWait time.Duration
 	// Now is the clock that expiry is judged by (nil: the wall clock).
 	Now func() time.Time
 }

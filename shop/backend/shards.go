@@ -49,12 +49,18 @@ func openShards(ctx context.Context, cfg Config) (*Backend, error) {
 		dbs = append(dbs, db)
 		raws[k] = postgres.NewShardStore(db, cfg.Now)
 		shards[k] = sharded.Shard{Store: wrap(cfg.Wrap, raws[k]), Escrow: db, Reads: raws[k]}
+		if cfg.GuardEscrow != nil {
+			shards[k].Escrow = cfg.GuardEscrow(k, db)
+		}
 		where = append(where, db.Where())
 	}
 	err := ensureShardMap(ctx, dbs)
 	var routed *sharded.Store
 	if err == nil {
 		routed, err = sharded.New(shards, cfg.Jobs.Logger)
+	}
+	if err == nil {
+		routed.SetEscrowWait(cfg.EscrowWait)
 	}
 	if err == nil {
 		err = routed.LoadMap(ctx)

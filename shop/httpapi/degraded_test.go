@@ -100,3 +100,42 @@ func TestTheMenuWithoutACopyIs503WhileTheDatabaseIsDown(t *testing.T) {
 		t.Fatalf("%d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 }
+
+// copyCatalog answers item reads (from a cache, or another shard's copy
+// of the catalog) whatever the database does.
+type copyCatalog struct{ failingCatalog }
+
+func (*copyCatalog) Item(_ context.Context, id int64) (*shop.Item, error) {
+	return &shop.Item{ID: id, Name: "Margherita", PriceCents: 900, Available: true, Stock: 3}, nil
+}
+
+func (*copyCatalog) ListItems(context.Context, shop.ItemFilter) (*shop.ItemPage, error) {
+	return &shop.ItemPage{Items: []shop.Item{{ID: 1, Name: "Margherita", PriceCents: 900, Available: true, Stock: 3}}}, nil
+}
+
+// An item page or a page of the listing answered while the catalog's
+// database cannot be read says it is not current (Warning 110, as the
+// menu's last good copy does); while it can, it says nothing. Before,
+// item pages never said so.
+func TestItemPagesAnsweredWhileTheDatabaseCannotBeReadAreMarkedStale(t *testing.T) {
+	var stale atomic.Bool
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Catalog: &copyCatalog{}, Stale: stale.Load}))
+	defer srv.Close()
+	for _, down := range []bool{false, true} {
+		stale.Store(down)
+		for _, path := range []string{"/v1/items/1", "/v1/items"} {
+			res, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			want := ""
+			if down {
+				want = `110 - "Response is Stale"`
+			}
+			if res.StatusCode != 200 || res.Header.Get("Warning") != want {
+				t.Errorf("GET %s, database readable %v: %d, Warning %q; want 200, Warning %q", path, !down, res.StatusCode, res.Header.Get("Warning"), want)
+			}
+		}
+	}
+}

@@ -78,8 +78,10 @@ type Config struct {
 	// copy kept between requests: the no-cache anti-pattern.
 	MenuPerRequest bool
 	// Stale, if set, says the database cannot be read now (its read
-	// guard refuses calls): the menu in memory is then served as the last
-	// good copy, with Age and Warning.
+	// guard refuses calls; on shards, the catalog's home's): the menu in
+	// memory is then served as the last good copy, with Age and Warning,
+	// and item pages answered meanwhile (from the cache, or another
+	// shard's copy) carry the Warning.
 	Stale func() bool
 }
 

@@ -77,7 +77,19 @@ func (s *server) handleItem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.markItemsStale(w.Header())
 	return encode(w, http.StatusOK, it)
+}
+
+// markItemsStale says an item or a page of items is not current while
+// the catalog's database cannot be read (Config.Stale): it came from the
+// cache, or on shards from another shard's copy of the catalog, and its
+// stock figure is the one last summed. The Warning is the menu's
+// (markStale); there is no Age, as the page mixes reads of several times.
+func (s *server) markItemsStale(h http.Header) {
+	if s.stale != nil && s.stale() {
+		h.Set("Warning", staleWarning)
+	}
 }
 
 type itemPage struct {
@@ -102,6 +114,7 @@ func (s *server) handleListItems(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Cache-Control", listCacheControl)
+	s.markItemsStale(w.Header())
 	return encode(w, http.StatusOK, itemPage{Items: page.Items, NextCursor: shop.EncodeCursor(page.Next)})
 }
 

@@ -122,8 +122,11 @@ func dependencyFailed(err error) bool {
 // which clients and caches that log warnings still show.
 func markStale(h http.Header, built time.Time) {
 	h.Set("Age", strconv.FormatInt(max(0, int64(time.Since(built).Seconds())), 10))
-	h.Set("Warning", `110 - "Response is Stale"`)
+	h.Set("Warning", staleWarning)
 }
+
+// staleWarning is RFC 7234's warning for a stale response.
+const staleWarning = `110 - "Response is Stale"`
 
 func setHeaders(h http.Header, fields []headerField) {
 	for _, f := range fields {

@@ -154,7 +154,7 @@ func (r *Rebalancer) move(ctx context.Context, from, to int, item, units int64) 
 	if err != nil || t.Units == 0 {
 		return 0, err
 	}
-	arrived, err := r.s.deliver(ctx, from, t)
+	arrived, err := r.s.deliver(ctx, from, t, 0)
 	if errors.Is(err, errTransferWaits) {
 		return t.Units, nil // in flight until the admin's change reaches the receiver; the reconciler credits it
 	}

@@ -34,7 +34,7 @@ func (s *Store) Reconcile(ctx context.Context, grace time.Duration) (int, error)
 			continue
 		}
 		for _, t := range ts {
-			if _, err := s.deliver(ctx, d, t); err != nil {
+			if _, err := s.deliver(ctx, d, t, 0); err != nil {
 				if !errors.Is(err, errTransferWaits) { // a later round credits it
 					errs = append(errs, fmt.Errorf("transfer %s from shard %d: %w", t.ID, d+1, err))
 				}

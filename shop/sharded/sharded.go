@@ -6,7 +6,8 @@
 // (each shard sells from its own quota and borrows from the others when it
 // runs short); and fans out only the worker's and the admin's reads. A
 // customer's request touches one shard, and the catalog's home (shard 1)
-// for the menu, except when a shard's quota of an item runs out.
+// for the menu and items (another shard's copy while the home fails),
+// except when a shard's quota of an item runs out.
 package sharded
 
 import (
@@ -93,6 +94,12 @@ type Store struct {
 	// left is set once it left them, so a last reload does not come back.
 	process string
 	left    atomic.Bool
+	// catalogFromCopy: the last catalog read the home answered or failed
+	// was answered from another shard's copy (CatalogFromCopy).
+	catalogFromCopy atomic.Bool
+	// escrowWait bounds each escrow call on a checkout's path
+	// (SetEscrowWait; 0: none but the caller's).
+	escrowWait time.Duration
 }
 
 // hooks are the tests' places to stop a quota transfer or an admin stock
@@ -162,9 +169,10 @@ func (s *Store) CatalogVersion(ctx context.Context) (int64, error) {
 
 // Item is the catalog home's item with the stock figure of the last
 // RefreshStock (every shard's quotas summed in the background), not the
-// home's own quota.
+// home's own quota. While the home fails or does not answer (its guard
+// refuses), it is read from another shard's copy (fromCopy).
 func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
-	it, err := s.home().Store.Item(ctx, id)
+	it, err := fromCopy(s, ctx, func(ctx context.Context, st shop.Store) (*shop.Item, error) { return st.Item(ctx, id) })
 	if err == nil {
 		s.withFigure(it)
 	}
@@ -172,7 +180,7 @@ func (s *Store) Item(ctx context.Context, id int64) (*shop.Item, error) {
 }
 
 func (s *Store) Items(ctx context.Context, ids []int64) ([]shop.Item, error) {
-	items, err := s.home().Store.Items(ctx, ids)
+	items, err := fromCopy(s, ctx, func(ctx context.Context, st shop.Store) ([]shop.Item, error) { return st.Items(ctx, ids) })
 	for i := range items {
 		s.withFigure(&items[i])
 	}
@@ -180,13 +188,68 @@ func (s *Store) Items(ctx context.Context, ids []int64) ([]shop.Item, error) {
 }
 
 func (s *Store) ListItems(ctx context.Context, f shop.ItemFilter) (*shop.ItemPage, error) {
-	p, err := s.home().Store.ListItems(ctx, f)
+	p, err := fromCopy(s, ctx, func(ctx context.Context, st shop.Store) (*shop.ItemPage, error) { return st.ListItems(ctx, f) })
 	if err == nil {
 		for i := range p.Items {
 			s.withFigure(&p.Items[i])
 		}
 	}
 	return p, err
+}
+
+// fromCopy reads the catalog's home, and, when the home fails (not a
+// domain answer such as "no such item", not a caller that left), each
+// other shard's copy of the catalog in turn until one answers; the error
+// is the home's when none does. Every shard holds every item's name,
+// price and availability (an admin change is applied to each: the home
+// first), and a checkout prices its cart from its own shard's copy, so a
+// copy is what a checkout on that shard would charge; the stock figure is
+// the summed one either way. The menu is not read this way: the sold-out
+// flags are on the home only, and the menu has its last good copy.
+//
+// The home gets half of the caller's time, so that a home that does not
+// answer (its guard gives up calls only after its stall limit, the item
+// routes' whole deadline) leaves the copy time to answer.
+func fromCopy[T any](s *Store, ctx context.Context, read func(context.Context, shop.Store) (T, error)) (T, error) {
+	homeCtx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok && len(s.shards) > 1 {
+		homeCtx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+	}
+	v, err := read(homeCtx, s.home().Store)
+	cancel()
+	if err == nil {
+		s.catalogFromCopy.Store(false)
+	}
+	if err == nil || !homeFailed(ctx, err) {
+		return v, err
+	}
+	for k := 1; k < len(s.shards); k++ {
+		c, cerr := read(ctx, s.shards[k].Store)
+		if cerr == nil {
+			s.catalogFromCopy.Store(true)
+			return c, nil
+		}
+		if !homeFailed(ctx, cerr) {
+			break
+		}
+	}
+	return v, err
+}
+
+// CatalogFromCopy says whether the catalog's home failed the last
+// catalog read that asked it, which another shard's copy answered: item
+// pages are then not current (their stock figure is the last summed, the
+// home's changes may not all have reached the copy).
+func (s *Store) CatalogFromCopy() bool { return s.catalogFromCopy.Load() }
+
+// homeFailed says whether err is a shard failing (or its guard refusing)
+// while the caller still waits: another shard's copy may answer.
+func homeFailed(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	code := shop.ErrorCode(err)
+	return code == shop.EUNAVAILABLE || code == shop.EINTERNAL
 }
 
 // withFigure puts the item's last summed stock in it (nothing before the
