@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,42 +102,13 @@ func TestShardServersAreListedKilledAndStartedAgain(t *testing.T) {
 	if _, errOut, err := c.script("up", "1", "--shards", strconv.Itoa(proofShards+1)); err == nil || !strings.Contains(errOut, "--shards cannot change") {
 		t.Errorf("up with other shards on a running cluster: %v %q, want it refused", err, errOut)
 	}
-	// The service works on the restarted server, for a client that does
-	// what a 503 asks. The replica's pool still holds connections the
-	// crash broke; pgxpool pings only those idle over a second before
-	// handing them out, so a request right after start-db can be given
-	// one and answered 503 with Retry-After. Once the client has waited
-	// that long, every such connection is pinged and dropped first.
-	token := c.sessionAfterRestart()
+	// The service works on the restarted server at the first request:
+	// the replica's pool held connections the crash broke, and finds the
+	// first before sending anything on it and drops them all
+	// (shop/postgres/servergone.go); before, pgxpool pinged only those
+	// idle over a second and a request right after start-db was a 503.
+	token := c.session()
 	c.must("PUT", "/v1/cart/items/2", token, map[string]int{"quantity": 1}, 200)
-}
-
-// sessionAfterRestart makes a session, retrying once, after the wait a
-// 503's Retry-After asks for, when the first try was refused as the
-// database being unreachable.
-func (c *cluster) sessionAfterRestart() string {
-	c.t.Helper()
-	r, err := c.do("POST", "/v1/sessions", "", "", nil)
-	if err != nil {
-		c.t.Fatalf("POST /v1/sessions: %v", err)
-	}
-	if r.status == http.StatusServiceUnavailable {
-		wait, err := strconv.Atoi(r.retryAfter)
-		if err != nil || wait < 1 || wait > 10 {
-			c.t.Fatalf("POST /v1/sessions: 503 with Retry-After %q, want 1 to 10 s: %s", r.retryAfter, r.body)
-		}
-		c.t.Logf("POST /v1/sessions right after start-db: 503, retrying after %d s: %s", wait, r.body)
-		time.Sleep(time.Duration(wait) * time.Second)
-		return c.session()
-	}
-	if r.status != http.StatusCreated {
-		c.t.Fatalf("POST /v1/sessions: %d, want 201: %s", r.status, r.body)
-	}
-	var s struct{ Token string }
-	if json.Unmarshal(r.body, &s); s.Token == "" {
-		c.t.Fatal("no session token")
-	}
-	return s.Token
 }
 
 // proofShards is the number of shards the fault proof and the shard

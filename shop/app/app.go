@@ -260,6 +260,11 @@ func (a *App) openStore(ctx context.Context) error {
 		primaries++
 		return a.guards.Guard(resilience.Config{Name: fmt.Sprintf("database-primary-read-%d", primaries), What: "the database", StallAfter: a.cfg.StallAfter, Logger: a.log})
 	}
+	// A pool whose server went away drops every connection at once
+	// (postgres.Options.OnReset): said once per restart, not per request.
+	bc.Postgres.OnReset = func(at string, cause error) {
+		a.log.Warn("postgres: the server went away; the pool dropped every connection", "at", at, "cause", cause)
+	}
 	a.badStore(&bc)
 	if a.cfg.DatabaseURL == "" {
 		path, err := a.sqliteFile()

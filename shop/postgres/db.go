@@ -66,6 +66,10 @@ type Options struct {
 	// it connects (the EXPLAIN tests load auto_explain and read its plans
 	// from notices).
 	ConnConfig func(*pgx.ConnConfig)
+	// OnReset, if set, is told each time a pool dropped every connection
+	// because its server (host:port/database) went away (servergone.go),
+	// with the sign it saw.
+	OnReset func(at string, cause error)
 	// OrderRetention is how long orders are kept: MaintainPartitions drops
 	// the months (orders with their lines and events) older than that.
 	// Zero keeps every order; otherwise it is at least MinOrderRetention.
@@ -216,10 +220,12 @@ func newPool(ctx context.Context, url string, o Options) (*pgxpool.Pool, string,
 	if o.ConnConfig != nil {
 		o.ConnConfig(cfg.ConnConfig)
 	}
+	watch := watchServer(cfg, at, o.OnReset)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, at, fmt.Errorf("postgres at %s: %s", at, oneLine(err))
 	}
+	watch.pool.Store(pool)
 	pctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
