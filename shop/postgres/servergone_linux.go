@@ -7,7 +7,8 @@ import (
 )
 
 // peekIdle looks at an idle connection's socket without reading from it
-// or waiting (recv with MSG_PEEK|MSG_DONTWAIT: one system call).
+// or waiting (recv with MSG_PEEK|MSG_DONTWAIT: one system call), even while
+// another goroutine waits in a read on it.
 func peekIdle(c net.Conn) (idleState, error) {
 	tls := false
 	if t, ok := c.(interface{ NetConn() net.Conn }); ok {
@@ -24,9 +25,12 @@ func peekIdle(c net.Conn) (idleState, error) {
 	var buf [256]byte
 	var n int
 	var recvErr error
-	if err := raw.Read(func(fd uintptr) bool {
+	// Control, not Read: Read takes the socket's read lock, which pgx's
+	// background reader holds while it waits in a read of its own (it is
+	// started when a write is slow, and stays until the server sends
+	// something), so Read waited here forever, holding up the Acquire.
+	if err := raw.Control(func(fd uintptr) {
 		n, _, recvErr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // never wait
 	}); err != nil {
 		return idleQuiet, nil // closed here: pgxpool finds out itself
 	}
