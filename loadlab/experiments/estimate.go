@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
 )
 
 // What an experiment's parts cost on this 2-core machine when it is
@@ -55,12 +56,25 @@ func (e Experiment) Estimate() time.Duration {
 		count := estUp + estReplicasWarmUp + time.Duration(e.StepDuration)
 		return sides * time.Duration(len(e.Replicas)) * count
 	case MeasureScaleout:
-		return sides * time.Duration(len(e.Replicas)) * e.searchAtOneCount()
+		return sides * (time.Duration(len(e.Replicas))*e.searchAtOneCount() + e.usersWarmUp())
 	case MeasureVertical:
 		// Out at each count, up at each size: one count is both.
-		return time.Duration(len(e.Replicas)+len(e.CPUs)) * e.searchAtOneCount()
+		return time.Duration(len(e.Replicas)+len(e.CPUs))*e.searchAtOneCount() + e.usersWarmUp()
 	}
 	return 0
+}
+
+// usersWarmUp is what a pool of users adds to a search's first count:
+// its warm-up, at half scaleout's first rate, lasts until every user has
+// made its session (scaleout's warmUpFor), instead of one probe. Later
+// counts warm up at half their first guess, fast enough for a probe's
+// length to do.
+func (e Experiment) usersWarmUp() time.Duration {
+	if e.Users <= 0 {
+		return 0
+	}
+	d := time.Duration(float64(e.Users) * 1.1 / (scaleout.DefaultStartRate / 2) * float64(time.Second)).Round(time.Second)
+	return max(0, d-time.Duration(e.ProbeDuration))
 }
 
 func (e Experiment) searchAtOneCount() time.Duration {

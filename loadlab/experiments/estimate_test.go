@@ -44,6 +44,10 @@ func TestEstimateFollowsTheSettings(t *testing.T) {
 			6 * (estUp + estReplicasWarmUp + 4*time.Second)},
 		{"scaleout 1, 2", Experiment{Measure: MeasureScaleout, Replicas: []int{1, 2}, ProbeDuration: d("3s")},
 			4 * (estUp + estProbes*(3*time.Second+estProbeDrain))},
+		// 512 users made at 50 req/s take 11 s of warm-up at the first
+		// count, 8 s more than a probe's.
+		{"scaleout 1, 2 over 512 users", Experiment{Measure: MeasureScaleout, Replicas: []int{1, 2}, ProbeDuration: d("3s"), Users: 512},
+			4*(estUp+estProbes*(3*time.Second+estProbeDrain)) + 2*8*time.Second},
 		{"vertical", Experiment{Measure: MeasureVertical, Replicas: []int{1, 2}, CPUs: []float64{0.5, 1}, ProbeDuration: d("1.5s")},
 			4 * (estUp + estProbes*(1500*time.Millisecond+estProbeDrain))},
 	}

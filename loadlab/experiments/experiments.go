@@ -115,13 +115,17 @@ type Experiment struct {
 	// is measured on each system, in bytes.
 	Sizes []string `yaml:"sizes"`
 	// diagnose and scaleout
-	SLO            Duration  `yaml:"slo"`
-	MaxConcurrency int       `yaml:"max_concurrency"`
-	Users          int       `yaml:"users"`
-	StepDuration   Duration  `yaml:"step_duration"`
-	ProbeDuration  Duration  `yaml:"probe_duration"`
-	Replicas       []int     `yaml:"replicas"`
-	CPUs           []float64 `yaml:"cpus"`
+	SLO            Duration `yaml:"slo"`
+	MaxConcurrency int      `yaml:"max_concurrency"`
+	// Users: replicas, the closed-loop users (default 8); scaleout and
+	// vertical, the simulated users each count's open-loop probes spread
+	// their requests over (scaleout --users; default 0, a user a request
+	// in flight, whose sessions are new in every probe).
+	Users         int       `yaml:"users"`
+	StepDuration  Duration  `yaml:"step_duration"`
+	ProbeDuration Duration  `yaml:"probe_duration"`
+	Replicas      []int     `yaml:"replicas"`
+	CPUs          []float64 `yaml:"cpus"`
 	// Without and With start the two systems; a vertical experiment has
 	// one, With.
 	Without *Setting `yaml:"without"`
@@ -247,7 +251,10 @@ func (e *Experiment) defaults() {
 	if e.SLO == 0 {
 		e.SLO = Duration(50 * time.Millisecond)
 	}
-	if e.Users == 0 {
+	if e.Users == 0 && e.Measure != MeasureScaleout && e.Measure != MeasureVertical {
+		// A closed loop's users (replicas, diagnose). A capacity search's
+		// users are a pool its open-loop requests spread over, and none
+		// given is scaleout's own default: a user a request in flight.
 		e.Users = 8
 	}
 	if e.MaxConcurrency == 0 {

@@ -1,6 +1,9 @@
 package experiments
 
 import (
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -121,4 +124,86 @@ func names(es []Experiment) []string {
 		out = append(out, e.Name)
 	}
 	return out
+}
+
+// A capacity search's users are the pool its open-loop requests spread
+// over (scaleout --users), not the closed loop's 8: an experiment that
+// gives none runs scaleout's default (a user a request in flight), one
+// that gives them has them at every count.
+func TestAScaleoutExperimentSpreadsItsLoadOverItsUsers(t *testing.T) {
+	scaleoutList := func(users string) string {
+		return `
+experiments:
+  - name: out
+    claim: c
+    expected: scales
+    measure: scaleout
+    scenario: shop
+    replicas: [1, 2]` + users + `
+    without: {up: "up {n}", down: "down"}
+    with: {up: "up {n} --shards {n}", down: "down"}
+`
+	}
+	tests := []struct {
+		name, src string
+		want      int
+	}{
+		{"given", scaleoutList("\n    users: 512"), 512},
+		{"not given", scaleoutList(""), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := Parse([]byte(tt.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := l.Experiments[0]
+			r := &Runner{}
+			for _, s := range []*Setting{e.Without, e.With} {
+				if got := r.scaleoutConfig(e, s, expander{}).Users; got != tt.want {
+					t.Errorf("%s: the search spreads its load over %d users, want %d", s.Up, got, tt.want)
+				}
+			}
+		})
+	}
+	replicas, err := Parse([]byte(strings.Replace(scaleoutList(""), "measure: scaleout", "measure: replicas", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := replicas.Experiments[0].Users; u != 8 {
+		t.Errorf("a replicas experiment without users runs %d closed-loop users, want the default 8", u)
+	}
+}
+
+// Sessions on shards are placed by a hash of the session: a capacity
+// search on the sharded cluster with a user a request in flight has a
+// few dozen sessions a probe, and the shard that drew the most carries
+// well over its share (docs/scaleout.md); and each probe makes its
+// users' sessions anew, writes on the database the search is sizing,
+// more of them the slower the system answers. The built-in rows on the
+// sharded cluster spread their load over as many users as
+// scripts/bench-shards.sh, whose sizes they take.
+func TestTheBuiltinShardedSearchesSpreadTheirLoadOverUsers(t *testing.T) {
+	script, err := os.ReadFile("../../scripts/bench-shards.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`users=\$\{USERS:-([0-9]+)\}`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("scripts/bench-shards.sh no longer sets its users as users=${USERS:-N}")
+	}
+	want, _ := strconv.Atoi(string(m[1]))
+	seen := 0
+	for _, e := range Builtin().Experiments {
+		if e.Measure != MeasureScaleout || !strings.Contains(e.With.Up+e.Without.Up, "--shards") {
+			continue
+		}
+		seen++
+		if e.Users != want {
+			t.Errorf("%s: a capacity search on the sharded cluster over %d users, want bench-shards.sh's %d", e.Name, e.Users, want)
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no built-in capacity search on the sharded cluster")
+	}
 }

@@ -368,24 +368,8 @@ func (r *Runner) measureScaled(ctx context.Context, e Experiment, s *Setting) (*
 		return nil, err
 	}
 	defer os.RemoveAll(x.dir)
-	cfg := scaleout.Config{
-		ScaleCmd: r.inDir(x.expand(s.Up)), DownCmd: r.inDir(x.expand(s.Down)), Replicas: e.Replicas, CPUs: e.CPUs,
-		SLO: time.Duration(e.SLO), ProbeDuration: time.Duration(e.ProbeDuration), Cores: r.Cores, Client: r.Client,
-		Workload: func(u string) (scaleout.Workload, error) {
-			lr, err := e.workload(u)
-			if err != nil {
-				return scaleout.Workload{}, err
-			}
-			return scaleout.Workload{Target: lr.Target, Scenario: lr.Scenario, ReadyURL: u}, nil
-		},
-		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
-			set, _ := measure.Discover(u, true)
-			return set, nil
-		},
-		Progress: func(line string) { r.logf("%s: %s", e.Name, line) },
-	}
 	r.logf("%s: scaleout on %s", e.Name, label(s))
-	res, err := scaleout.Run(ctx, cfg)
+	res, err := scaleout.Run(ctx, r.scaleoutConfig(e, s, x))
 	if err != nil {
 		return nil, fmt.Errorf("scaleout: %w", err)
 	}
@@ -429,6 +413,28 @@ func (r *Runner) measureScaled(ctx context.Context, e Experiment, s *Setting) (*
 	}
 	side.Summary = strings.Join(parts, "; ")
 	return side, nil
+}
+
+// scaleoutConfig is the capacity search of one setting of a scaleout or
+// vertical experiment, its commands expanded by x.
+func (r *Runner) scaleoutConfig(e Experiment, s *Setting, x expander) scaleout.Config {
+	return scaleout.Config{
+		ScaleCmd: r.inDir(x.expand(s.Up)), DownCmd: r.inDir(x.expand(s.Down)), Replicas: e.Replicas, CPUs: e.CPUs,
+		SLO: time.Duration(e.SLO), ProbeDuration: time.Duration(e.ProbeDuration), Cores: r.Cores, Client: r.Client,
+		Users: e.Users,
+		Workload: func(u string) (scaleout.Workload, error) {
+			lr, err := e.workload(u)
+			if err != nil {
+				return scaleout.Workload{}, err
+			}
+			return scaleout.Workload{Target: lr.Target, Scenario: lr.Scenario, ReadyURL: u}, nil
+		},
+		Watch: func(_ context.Context, u string) (scaleout.Watcher, error) {
+			set, _ := measure.Discover(u, true)
+			return set, nil
+		},
+		Progress: func(line string) { r.logf("%s: %s", e.Name, line) },
+	}
 }
 
 // inDir runs a command scaleout runs in the runner's Dir.
