@@ -29,7 +29,7 @@ waits until that URL answers (below 500), then finds the capacity: the
 highest open-loop rate whose p99 meets --slo with under 0.1% errors, by a
 short search (bracket, then bisect, --probe-duration a probe); before
 each probe the target drains: an idle gap, then one user's latency back
-near the count's own baseline. It prints replicas, capacity, speed-up,
+near the count's own baseline, with no more errors than it had. It prints replicas, capacity, speed-up,
 efficiency = capacity(n) / (n x capacity(1)), p99 at capacity and the
 bottleneck: the watched process that is CPU-bound (the processes behind
 the URL's local port, followed through a proxy to its replicas, and

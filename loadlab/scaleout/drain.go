@@ -3,6 +3,7 @@ package scaleout
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/perfscale/perfscale/loadlab/measure"
@@ -34,8 +35,14 @@ type oneUser func(ctx context.Context, requests int64) (measure.Step, error)
 type drainer struct {
 	check    oneUser
 	baseline time.Duration // one user's median latency on the fresh count
-	gap      time.Duration
-	timeout  time.Duration
+	// errorsAllowed is how many of a check's requests may fail: as many
+	// as failed on the fresh count, at its share (none when none did). A
+	// target still refusing after an overload (a circuit breaker open on
+	// its database, the admission control) answers what it still can,
+	// fast (an edge cache's reads), and its median alone looks drained.
+	errorsAllowed int64
+	gap           time.Duration
+	timeout       time.Duration
 	// sleep waits d or until ctx ends (time.Sleep's context-aware twin;
 	// tests count the gaps instead).
 	sleep func(ctx context.Context, d time.Duration) error
@@ -73,7 +80,7 @@ func (d *drainer) wait(ctx context.Context) (Drained, error) {
 		out.Checks++
 		out.P50 = s.P50
 		out.Waited = time.Since(start)
-		if s.Requests > s.Errors && s.P50 <= d.limit() {
+		if s.Requests > s.Errors && s.Errors <= d.errorsAllowed && s.P50 <= d.limit() {
 			out.OK = true
 			return out, nil
 		}
@@ -81,6 +88,18 @@ func (d *drainer) wait(ctx context.Context) (Drained, error) {
 			return out, nil
 		}
 	}
+}
+
+// allowErrors sets how many of a check's requests may fail from the
+// fresh count's one-user steps: the highest share that failed in them.
+func (d *drainer) allowErrors(fresh ...measure.Step) {
+	share := 0.0
+	for _, s := range fresh {
+		if s.Requests > 0 {
+			share = max(share, float64(s.Errors)/float64(s.Requests))
+		}
+	}
+	d.errorsAllowed = int64(math.Ceil(share * drainRequests))
 }
 
 // sleepCtx waits d, or until ctx ends.

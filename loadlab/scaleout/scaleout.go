@@ -544,6 +544,7 @@ func (c *counter) warmUp(ctx context.Context, start float64) error {
 			c.drain.baseline = b.P50
 		}
 	}
+	c.drain.allowErrors(cold, warmed)
 	if c.drain.baseline == 0 {
 		// No successful answer to compare with: idle gaps only.
 		c.drain.check = nil
