@@ -47,13 +47,20 @@ func postgresTarget(t *testing.T) target {
 	return target{"postgres", cfg}
 }
 
-// eachTarget runs fn as a subtest on each database.
+// eachTarget runs fn as a subtest on each database. The two run at once:
+// each has a database of its own (a file, a fresh PostgreSQL database), and
+// much of a subtest is waiting on River (a scheduled job, a leader's lease
+// running out), so the package takes about the longer of the two rather
+// than their sum.
 func eachTarget(t *testing.T, fn func(t *testing.T, tg target)) {
 	for _, mk := range []struct {
 		name string
 		make func(*testing.T) target
 	}{{"sqlite", sqliteTarget}, {"postgres", postgresTarget}} {
-		t.Run(mk.name, func(t *testing.T) { fn(t, mk.make(t)) })
+		t.Run(mk.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, mk.make(t))
+		})
 	}
 }
 
