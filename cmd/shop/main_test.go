@@ -253,7 +253,9 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"--nats-timeout", "0s"}, nil, "--nats-timeout must be above 0", exitBadInput},
 		{[]string{"--db-statement-timeout", "0s"}, nil, "must be above 0", exitBadInput},
 		{[]string{"migrate", "--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable", exitFailed},
-		{[]string{"--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable", exitFailed},
+		// A free port: the API listens before the database is reached, and
+		// the default 8080 may be another process's on a shared machine.
+		{[]string{"--addr", "127.0.0.1:0", "--db", "postgres://nobody@127.0.0.1:1/shop", "--db-connect-timeout", "2s"}, nil, "postgres at 127.0.0.1:1/shop is not reachable", exitFailed},
 		{[]string{"drop-events"}, nil, "drop-events needs --nats", exitBadInput},
 		{[]string{"drop-events", "--nats", "nats://127.0.0.1:1"}, nil, "nats nats://127.0.0.1:1: nats: no servers available", exitFailed},
 		{[]string{"drop-events", "--nats", "nats://127.0.0.1:4222", "--nats-stream", "a.b"}, nil, "--nats-stream must be letters", exitBadInput},
