@@ -4,8 +4,14 @@
 // a core, so that loadlab, on the rest of the machine, can offer it ten
 // times what it serves):
 //
-//	cpuquota run CORES CGROUP PROGRAM [ARGS...]
+//	cpuquota run [--period D] CORES CGROUP PROGRAM [ARGS...]
 //	cpuquota remove CGROUP
+//
+// --period is the quota's enforcement period (default the kernel's usual
+// 100 ms; at least 1 ms, at most 1 s): a quota is spent in bursts, and
+// once a period's share is gone the program waits for the next period, so
+// 0.1 core over 100 ms can stall a request 90 ms however light the load,
+// and over 10 ms at most 9 ms (scripts/overload.sh uses 10 ms).
 //
 // run makes the cgroup CGROUP (a path below the machine's CPU hierarchy,
 // made with internal/supervise as the cluster's replicas' are), joins it
@@ -31,7 +37,7 @@ import (
 	"github.com/perfscale/perfscale/internal/supervise"
 )
 
-const usage = "usage: cpuquota run CORES CGROUP PROGRAM [ARGS...] | cpuquota remove CGROUP"
+const usage = "usage: cpuquota run [--period D] CORES CGROUP PROGRAM [ARGS...] | cpuquota remove CGROUP"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -46,6 +52,17 @@ func run(args []string) error {
 	}
 	switch args[0] {
 	case "run":
+		var period time.Duration
+		if len(args) > 1 && args[1] == "--period" {
+			if len(args) < 3 {
+				return errors.New(usage)
+			}
+			var err error
+			if period, err = parsePeriod(args[2]); err != nil {
+				return err
+			}
+			args = append(args[:1:1], args[3:]...)
+		}
 		if len(args) < 4 {
 			return errors.New(usage)
 		}
@@ -53,7 +70,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		return runIn(cores, args[2], args[3], args[4:])
+		return runIn(supervise.Limit{Cores: cores, Period: period}, args[2], args[3], args[4:])
 	case "remove":
 		if len(args) != 2 {
 			return errors.New(usage)
@@ -72,6 +89,16 @@ func parseCores(s string) (float64, error) {
 	return cores, nil
 }
 
+// parsePeriod reads a quota's period: from 1 ms to 1 s, the kernel's
+// bounds for cpu.cfs_period_us.
+func parsePeriod(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Millisecond || d > time.Second {
+		return 0, fmt.Errorf("--period %q: want a duration from 1ms to 1s, such as 10ms", s)
+	}
+	return d, nil
+}
+
 // cgroupRel checks a cgroup name: a relative path that stays below the
 // hierarchy's root.
 func cgroupRel(name string) (string, error) {
@@ -83,7 +110,7 @@ func cgroupRel(name string) (string, error) {
 }
 
 // runIn makes the cgroup, joins it and becomes the program.
-func runIn(cores float64, name, program string, args []string) error {
+func runIn(limit supervise.Limit, name, program string, args []string) error {
 	rel, err := cgroupRel(name)
 	if err != nil {
 		return err
@@ -96,7 +123,7 @@ func runIn(cores float64, name, program string, args []string) error {
 	if err != nil {
 		return err
 	}
-	cg, err := h.Create(rel, supervise.Limit{Cores: cores})
+	cg, err := h.Create(rel, limit)
 	if err != nil {
 		return err
 	}
@@ -105,7 +132,7 @@ func runIn(cores float64, name, program string, args []string) error {
 	}
 	env := os.Environ()
 	if os.Getenv("GOMAXPROCS") == "" {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(supervise.GoMaxProcs(cores)))
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(supervise.GoMaxProcs(limit.Cores)))
 	}
 	return syscall.Exec(path, append([]string{program}, args...), env)
 }
