@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
 # overload.sh [OUT_DIR] measures the embedded default under overload, with
 # admission control on and off side by side (docs/reliability.md). The
-# shop runs held to SHOP_CPU cores (default 0.5) in a cgroup of its own
-# (scripts/cpuquota: root and the cgroup cpu controller needed; SHOP_CPU=0
-# runs it unheld), so that loadlab, on the rest of the machine, can offer
-# it ten times what it serves. It finds the capacity with loadlab diagnose
+# shop runs held to SHOP_CPU cores (default 0.1, GOMAXPROCS 1) in a cgroup
+# of its own (scripts/cpuquota: root and the cgroup cpu controller
+# needed; SHOP_CPU=0 runs it unheld), its quota enforced every
+# SHOP_CPU_PERIOD (default 10ms: over the kernel's usual 100 ms, 0.1 core
+# is 10 ms of CPU and then a 90 ms stall, whatever the load), so that
+# loadlab, on the rest of the machine, can offer it ten times what it
+# serves. The arithmetic, on a 2-core machine (AMD EPYC, the quiet run of
+# 2026-12-07 08:07 UTC): the shop serves about 6,200 journey req/s per
+# core (0.5 core: 3,087 at p99 50 ms), loadlab spends 50 to 115 us of CPU
+# a request (0.32 core at 3,086 req/s); so 0.1 core is about 620 req/s,
+# 10x about 6,200 req/s, which costs the generator at most about 0.7 core
+# beside the shop's 0.1 (0.5 core: 30,900 req/s, about 3.5 cores: it did
+# not fit). In-flight slots (Little's law): 1,000 slots at 6,200 req/s
+# hold while an answer, refusals included, takes under 160 ms on average
+# (at 3x, under 540 ms). Admission off queues whatever exceeds the
+# capacity (at 3x, 1,240 more a second), so its 3x and 10x rows fill the
+# slots within a second and are flagged by construction: it would take
+# the excess times the 10 s timeout (55,800 slots at 10x) to offer it.
+# And the shop must refuse nine requests per one it serves at 10x: a
+# refusal has to cost under a ninth of a served request's CPU (about 18
+# us of 162) for the shop to keep reading its requests at all.
+#
+# It finds the capacity with loadlab diagnose
 # (the built-in shop journey, p99 50 ms, admission off), then for each mode
 # (off, on) measures one user's journey for 10 s (the unloaded checkout
 # p99 the 3x goal is against), and for each multiple of the capacity
@@ -19,8 +38,9 @@
 # the warm-up and at the drop, and its resident memory (procfs) every
 # half second. Prints the tables and the goals' verdicts
 # (scripts/overloadreport) and leaves the raw results in OUT_DIR (default:
-# a temporary directory, removed). Takes about 9 minutes (MULTS="0.5 1 3
-# 10": about 7). CAPACITY=N skips
+# a temporary directory, removed). Takes about 10 minutes at the default
+# quota (MULTS="0.5 1 3 10": about 9; the warm-ups are longer the smaller
+# the capacity). CAPACITY=N skips
 # the diagnosis and uses N req/s; MODES="on" and MULTS="1 3" run a subset.
 # MODES names any --admission values (off, on, adaptive, split); ROUNDS=K
 # repeats every multiple K times, the modes side by side in each round
@@ -65,8 +85,11 @@ load_secs_10x=${SECS_10X:-60}
 for v in "$load_secs" "$load_secs_10x"; do
   [[ "$v" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "overload: SECS and SECS_10X must be whole numbers of seconds from 1 to 9999, got '$v'" >&2; exit 2; }
 done
-shop_cpu=${SHOP_CPU:-0.5}
+shop_cpu=${SHOP_CPU:-0.1}
 [[ "$shop_cpu" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "overload: SHOP_CPU must be a number of cores (0: no quota), got '$shop_cpu'" >&2; exit 2; }
+shop_period=${SHOP_CPU_PERIOD:-10ms}
+[[ "$shop_period" =~ ^[1-9][0-9]*ms$ ]] || { echo "overload: SHOP_CPU_PERIOD must be a whole number of milliseconds from 1ms to 1000ms, such as 10ms, got '$shop_period'" >&2; exit 2; }
+(( ${shop_period%ms} <= 1000 )) || { echo "overload: SHOP_CPU_PERIOD must be a whole number of milliseconds from 1ms to 1000ms, such as 10ms, got '$shop_period'" >&2; exit 2; }
 [[ "$target" == cluster ]] && shop_cpu=0
 quota=$(awk -v c="$shop_cpu" 'BEGIN { print (c > 0) ? "yes" : "" }')
 # The shop's cgroup (under the machine's CPU hierarchy), removed at exit.
@@ -145,7 +168,7 @@ scrape() {
 start_shop() {
   rm -rf "$work/data"
   local held=()
-  [[ -n "$quota" ]] && held=("$work/cpuquota" run "$shop_cpu" "$cgroup/shop")
+  [[ -n "$quota" ]] && held=("$work/cpuquota" run --period "$shop_period" "$shop_cpu" "$cgroup/shop")
   SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "${held[@]}" "$work/shop" --addr 127.0.0.1:$port --admin-addr 127.0.0.1:$admin \
     --data-dir "$work/data" --admission "$1" >>"$out/shop.log" 2>&1 &
   shop_pid=$!
@@ -164,7 +187,7 @@ start_shop() {
   echo "target: $target$([[ "$target" == cluster ]] && echo " ($replicas replicas behind nginx, edge cache and per-client limits off)")"
   echo "generator in-flight slots: $inflight; users: $users, their sessions made in a warm-up (a ramp to a quarter of the capacity that sends one request a user)"
   if [[ "$target" == embedded ]]; then
-    if [[ -n "$quota" ]]; then echo "shop: held to $shop_cpu cores in a cgroup (scripts/cpuquota), GOMAXPROCS $(awk -v c="$shop_cpu" 'BEGIN { n = int(c); if (n < c) n++; if (n < 1) n = 1; print n }')"; else echo "shop: no CPU quota"; fi
+    if [[ -n "$quota" ]]; then echo "shop: held to $shop_cpu cores in a cgroup (scripts/cpuquota, period $shop_period), GOMAXPROCS $(awk -v c="$shop_cpu" 'BEGIN { n = int(c); if (n < c) n++; if (n < 1) n = 1; print n }')"; else echo "shop: no CPU quota"; fi
   fi
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/meta.txt"
