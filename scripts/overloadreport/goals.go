@@ -176,8 +176,12 @@ type summary struct {
 	checkoutP99 time.Duration // the admitted checkouts'
 	// overloadOK and dropOK: neither generator flagged itself.
 	overloadOK, dropOK bool
-	alive              bool
-	mem                memory
+	// busyMachine: a generator noted that other work on the machine held
+	// the CPU (sends late while it was idle, or the machine's CPUs
+	// saturated): the figures are then an indication, whatever they say.
+	busyMachine bool
+	alive       bool
+	mem         memory
 	// back is the recovery after the drop (backKnown false without a
 	// series after it).
 	back                 time.Duration
@@ -221,7 +225,17 @@ func judge3x(s summary, unloaded time.Duration) string {
 		parts = append(parts, fmt.Sprintf("admitted checkouts' p99 %s against %.0f × %s for one user: %s",
 			ms(s.checkoutP99), goalP99Factor, ms(unloaded), verdict(float64(s.checkoutP99) <= goalP99Factor*float64(unloaded))))
 	}
-	return s.where() + ": " + strings.Join(parts, "; ")
+	return s.where() + ": " + strings.Join(parts, "; ") + s.indication()
+}
+
+// busyNote is what a verdict adds when a generator noted a busy machine.
+const busyNote = " (an indication only: loadlab noted that other work on the machine held the CPU; see its notes below)"
+
+func (s summary) indication() string {
+	if s.busyMachine {
+		return busyNote
+	}
+	return ""
 }
 
 // judge10x says, for a run at 10x, whether it stayed alive, its memory
@@ -248,9 +262,9 @@ func judge10x(s summary) string {
 		parts = append(parts, fmt.Sprintf("back to normal %s after the drop (≤ %s): %s", seconds(s.back), seconds(goalRecovery), verdict(s.back <= goalRecovery)))
 	}
 	if !s.overloadOK {
-		return s.where() + ": not shown (loadlab's generator flagged the run: less than 10× was offered); " + strings.Join(parts, "; ")
+		return s.where() + ": not shown (loadlab's generator flagged the run: less than 10× was offered); " + strings.Join(parts, "; ") + s.indication()
 	}
-	return s.where() + ": " + strings.Join(parts, "; ")
+	return s.where() + ": " + strings.Join(parts, "; ") + s.indication()
 }
 
 // seconds writes d to a tenth of a second (a drop 1 ms past a whole

@@ -142,6 +142,11 @@ func TestGoalsAt3x(t *testing.T) {
 		// A run loadlab flagged shows nothing, however good it looks.
 		{"generator flagged", func() summary { s := ok; s.overloadOK = false; return s }(), 20 * time.Millisecond,
 			[]string{"not shown (loadlab's generator flagged the run"}, []string{": met"}},
+		// A run on a machine whose other work held the CPU is judged, and
+		// said to be an indication only.
+		{"busy machine", func() summary { s := ok; s.busyMachine = true; return s }(), 20 * time.Millisecond,
+			[]string{"goodput 0.93 of capacity (≥ 0.9): met", busyNote}, nil},
+		{"quiet machine", ok, 20 * time.Millisecond, nil, []string{"an indication only"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,6 +182,7 @@ func TestGoalsAt10x(t *testing.T) {
 		{"never recovered", func() summary { s := ok; s.back, s.recovered = 10*time.Second, false; return s }(), []string{"not within the 10 s measured after the drop (not met)"}, nil},
 		{"drop's generator flagged", func() summary { s := ok; s.dropOK = false; return s }(), []string{"back to normal: not shown"}, []string{"after the drop (≤"}},
 		{"overload's generator flagged", func() summary { s := ok; s.overloadOK = false; return s }(), []string{"on: not shown (loadlab's generator flagged the run: less than 10× was offered)"}, nil},
+		{"busy machine", func() summary { s := ok; s.busyMachine = true; return s }(), []string{"alive: met", busyNote}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

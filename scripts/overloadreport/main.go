@@ -172,7 +172,7 @@ func table(dir string, out io.Writer) error {
 	var keys [][2]string
 	fmt.Fprintln(out, "| admission | load | offered req/s | answered req/s | successes/s | within objective/s (server) | of capacity | refused browsing / cart / checkout | checkout success | checkout p99 | server CPU | generator CPU | back to normal | peak RSS | alive | load avg | generator |")
 	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
-	var details bytes.Buffer
+	var details, costs bytes.Buffer
 	for _, r := range runs {
 		name := r.name()
 		var res load.Result
@@ -208,7 +208,8 @@ func table(dir string, out io.Writer) error {
 		dropErr := readJSON(filepath.Join(dir, name+".after.json"), &drop)
 		sm := summary{mode: r.mode, mult: r.mult, round: r.round, ofCapacity: rw.ofCapacity, checkoutOK: -1,
 			overloadOK: !res.GeneratorSaturated, dropOK: dropErr == nil && !drop.GeneratorSaturated,
-			alive: firstLine(filepath.Join(dir, name+".alive")) == "alive"}
+			busyMachine: len(res.Notes) > 0 || len(drop.Notes) > 0,
+			alive:       firstLine(filepath.Join(dir, name+".alive")) == "alive"}
 		if checkout != nil && checkout.Requests > 0 {
 			sm.checkoutOK, sm.checkoutP99 = rw.checkoutOK, checkout.SuccessLatency.P99
 		}
@@ -245,6 +246,8 @@ func table(dir string, out io.Writer) error {
 			(m1.counter("process_cpu_seconds_total")-m0.counter("process_cpu_seconds_total"))/secs, res.GeneratorCPUCores,
 			back, fmt.Sprintf("%d MiB", sm.mem.peak/1024), firstLine(filepath.Join(dir, name+".alive")),
 			firstLine(filepath.Join(dir, name+".loadavg")), gen)
+		shopCost, genCost := cpuPerRequest(m0, m1, res)
+		fmt.Fprintf(&costs, "| %s | %s× | %s | %s |\n", mode, r.mult, micros(shopCost), micros(genCost))
 		fmt.Fprintf(&details, "\n%s×, admission %s: successful answers' latency per endpoint (p50 / p99), errors by status (the whole run, its %s warm-up included)\n\n", r.mult, mode, seconds(ph.begin))
 		fmt.Fprintln(&details, "| endpoint | requests | p50 | p99 | errors |")
 		fmt.Fprintln(&details, "| --- | ---: | ---: | ---: | --- |")
@@ -263,10 +266,40 @@ func table(dir string, out io.Writer) error {
 			fmt.Fprintf(&details, "\nloadlab (the drop): %s\n", why)
 		}
 	}
+	if costs.Len() > 0 {
+		fmt.Fprintln(out, "\nCPU per request: the shop's (its process CPU between the scrapes over the requests it answered meanwhile, refusals included) and loadlab's (the overload's generator: its CPU over the requests it completed, the warm-up's included). The arithmetic of the set-up (scripts/overload.sh, docs/reliability.md) rests on these.")
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "| admission | load | shop CPU per answer | generator CPU per request |")
+		fmt.Fprintln(out, "| --- | --- | ---: | ---: |")
+		out.Write(costs.Bytes()) //nolint:errcheck // reported below
+	}
 	medians(out, keys, rows)
 	goals(out, dir, judged)
 	_, err := out.Write(details.Bytes())
 	return err
+}
+
+// cpuPerRequest is the CPU a request cost the shop (its process CPU
+// between the scrapes over the requests it answered meanwhile, every
+// route and status) and the generator (its CPU over the requests it
+// completed); 0 when a side cannot say.
+func cpuPerRequest(m0, m1 metrics, res load.Result) (shop, generator time.Duration) {
+	if answered := m1.counter("shop_http_requests_total") - m0.counter("shop_http_requests_total"); answered > 0 {
+		cpu := m1.counter("process_cpu_seconds_total") - m0.counter("process_cpu_seconds_total")
+		shop = time.Duration(max(cpu, 0) / answered * float64(time.Second))
+	}
+	if res.Requests > 0 {
+		generator = time.Duration(res.GeneratorCPUCores * res.Elapsed.Seconds() / float64(res.Requests) * float64(time.Second))
+	}
+	return shop, generator
+}
+
+// micros writes a CPU cost in microseconds ("-" when unknown).
+func micros(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(d.Nanoseconds())/1000, 'f', 0, 64) + " µs"
 }
 
 // medians compares the modes run in rounds: per multiple and mode, the
