@@ -287,9 +287,13 @@ func measured(ctx context.Context, err error) bool {
 	return !errors.Is(ctx.Err(), context.Canceled) && !errors.As(err, &body)
 }
 
+// retryAfterOne is every refusal's Retry-After value, shared: net/http only
+// reads a header's values, and a refusal should not allocate them.
+var retryAfterOne = []string{"1"}
+
 func (a *admission) refuse(c shedClass, why int, w http.ResponseWriter) error {
 	a.refused[c][why].Inc()
-	w.Header().Set("Retry-After", "1")
+	w.Header()["Retry-After"] = retryAfterOne
 	return errShed
 }
 

@@ -42,6 +42,19 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // one line the request gets (a second line per failure doubled the log of
 // a replica shedding load).
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) (cause error) {
+	if errors.Is(err, errShed) {
+		// First, before the targets of errors.As below, which escape and
+		// cost a refusal an allocation each: a replica at ten times its
+		// capacity writes nine of these for each answer.
+		if errors.Is(r.Context().Err(), context.Canceled) {
+			s.log.DebugContext(r.Context(), "request abandoned by the client", "error", err.Error())
+			return nil
+		}
+		// admit set Retry-After. Nothing was done: even a checkout
+		// without an Idempotency-Key may be sent again.
+		writeShed(w, r)
+		return nil
+	}
 	var body *bodyError
 	if errors.As(err, &body) {
 		// Before the abandoned check: a failed body read cancels the
@@ -64,12 +77,6 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) (
 	var tooMany errTooManyStreams
 	var noShard *noShardAnswered
 	switch {
-	case errors.Is(err, errShed):
-		// admit set Retry-After. Nothing was done: even a checkout
-		// without an Idempotency-Key may be sent again.
-		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, shop.EUNAVAILABLE, "the service is overloaded and refused this request before doing any of it; retry after the time in Retry-After"
-		writeProblem(w, r, p)
-		return nil
 	case errors.Is(err, errUnsupportedMediaType):
 		p.Status, p.Code, p.Detail = http.StatusUnsupportedMediaType, codeUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json"
 	case errors.Is(err, errBodyTooLarge):
