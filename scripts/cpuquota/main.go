@@ -1,8 +1,8 @@
 // Command cpuquota runs a program held to a CPU quota in a cgroup of its
 // own, for scripts that measure one process on a machine it shares with
-// its load generator (scripts/overload.sh holds the embedded shop to half
-// a core, so that loadlab, on the rest of the machine, can offer it ten
-// times what it serves):
+// its load generator (scripts/overload.sh holds the embedded shop to a
+// tenth of a core, so that loadlab, on the rest of the machine, can offer
+// it ten times what it serves):
 //
 //	cpuquota run [--period D] CORES CGROUP PROGRAM [ARGS...]
 //	cpuquota remove CGROUP
