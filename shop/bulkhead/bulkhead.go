@@ -126,7 +126,7 @@ type Bulkhead struct {
 	// waiting for it.
 	windowStart           time.Time
 	arrived, served, idle int
-	outran          [2]bool
+	outran                [2]bool
 	// lastRefused is, by class, when a request was last refused.
 	lastRefused []time.Time
 }

@@ -356,3 +356,119 @@ func TestARefusedClassShedsTheClassesBelowItForAWhile(t *testing.T) {
 		t.Error("a refusal recorded by the caller is not heard")
 	}
 }
+
+// Under a CPU quota each window is a whole number of the quota's periods,
+// so that every window holds the same CPU time (a window of 250 ms held
+// two of a 0.1-core quota's runs or three): 300 ms under the kernel's
+// usual 100 ms period, and arrivals that outrun the slot are overloaded
+// from the end of the second such window, +600 ms.
+func TestUnderAQuotaTheWindowsAreWholePeriods(t *testing.T) {
+	for _, tc := range []struct{ sustained, period, want time.Duration }{
+		{500 * time.Millisecond, 0, 250 * time.Millisecond},
+		{500 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond},
+		{500 * time.Millisecond, 50 * time.Millisecond, 250 * time.Millisecond},
+		{500 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond},
+		{0, 100 * time.Millisecond, 0},
+	} {
+		if got := windowOf(tc.sustained, tc.period); got != tc.want {
+			t.Errorf("windowOf(%v, %v) = %v, want %v", tc.sustained, tc.period, got, tc.want)
+		}
+	}
+	const svc = 10 * time.Millisecond
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 10000, Period: 100 * time.Millisecond})
+	fill(t, b)
+	b.Release(svc)
+	fill(t, b)
+	refusedFrom := time.Duration(-1)
+	for step := range 210 { // 700 ms in steps of 10/3 ms
+		now := t0.Add(time.Duration(step) * svc / 3)
+		if step%3 == 0 && step > 0 {
+			b.Release(svc)
+		}
+		if _, err := b.Enter(0, 50*time.Millisecond, now); err != nil && refusedFrom < 0 {
+			refusedFrom = now.Sub(t0)
+		}
+	}
+	if refusedFrom < 600*time.Millisecond || refusedFrom > 610*time.Millisecond {
+		t.Fatalf("first refusal at +%v, want at the end of the second window of 300 ms, +600 ms", refusedFrom)
+	}
+}
+
+// Once overloaded, a bound refuses; the requests it refuses count as
+// arrivals that were never served, so a window in which it refused most
+// of what came outruns its slots whatever they could serve. When the
+// slots catch up (here they stand free after each of the few requests
+// admitted: a false start under a quota, or an overload that ended), the
+// window is no overload: the old rule stayed overloaded, and refused, for
+// as long as the refusals went on (56 % of an open loop at 0.9 of a
+// 0.1-core quota, modelled).
+func TestAWindowInWhichTheSlotsCaughtUpIsNoOverload(t *testing.T) {
+	const svc = 10 * time.Millisecond
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 10000})
+	fill(t, b)
+	b.Release(svc)
+	fill(t, b)
+	// Two windows of arrivals at three times the slot: overloaded.
+	var waiting []*Waiter
+	now := t0
+	for step := range 150 {
+		now = t0.Add(time.Duration(step) * svc / 3)
+		if step%3 == 0 && step > 0 {
+			b.Release(svc)
+		}
+		if w, err := b.Enter(0, time.Hour, now); err == nil {
+			waiting = append(waiting, w)
+		}
+	}
+	now = t0.Add(500 * time.Millisecond)
+	if over, _ := b.Overloaded(now); !over {
+		t.Fatal("not overloaded after two windows of arrivals at three times the slot (the test's premise)")
+	}
+	if _, err := b.Enter(0, 5*time.Millisecond, now); err == nil {
+		t.Fatal("a newcomer that cannot wait a service time is not refused while overloaded (the test's premise)")
+	}
+	// The waiters give up, the slot is released; then for two windows, as
+	// under a quota, one request every 50 ms holds the slot 40 ms (a
+	// throttled stretch) and leaves it free; one every 10 ms cannot wait
+	// a service time: refused while the slot is held, served when free.
+	for _, w := range waiting {
+		b.Leave(w) // false for those granted: served, and the last holds the slot
+	}
+	b.Release(svc)
+	if s := b.Stats(); s.InFlight != 0 || s.Queued != 0 {
+		t.Fatalf("%+v, want the slot free and no one waiting (the test's premise)", s)
+	}
+	refused := 0
+	for i := range 50 {
+		now = t0.Add(500*time.Millisecond + time.Duration(i)*svc)
+		switch i % 5 {
+		case 0:
+			if w, err := b.Enter(0, time.Hour, now); err != nil || !granted(w) {
+				t.Fatalf("a request to a free slot at +%v: %v", now.Sub(t0), err)
+			}
+		case 4:
+			b.Release(4 * svc)
+		}
+		w, err := b.Enter(0, 5*time.Millisecond, now)
+		switch {
+		case err != nil:
+			refused++
+		case granted(w):
+			b.Drop()
+		case !b.Leave(w):
+			b.Drop()
+		}
+	}
+	if refused == 0 {
+		t.Fatal("none refused while the slot was held in the first window after the overload (the test's premise)")
+	}
+	// With the slot held, a newcomer that cannot wait a service time is
+	// refused only while overloaded.
+	now = t0.Add(time.Second)
+	if w, err := b.Enter(0, time.Hour, now); err != nil || !granted(w) {
+		t.Fatalf("a request to a free slot at +%v: %v", now.Sub(t0), err)
+	}
+	if _, err := b.Enter(0, 5*time.Millisecond, now); err != nil {
+		t.Fatalf("a newcomer at +%v: %v; want no refusal after windows in which the slot stood free after every request it served", now.Sub(t0), err)
+	}
+}

@@ -135,9 +135,9 @@ type admission struct {
 	// hold lengthens every request's wait for a slot: a CPU quota's
 	// period hold (CPUQuota.Hold), which no light load avoids.
 	hold      time.Duration
-	lastCalib   atomic.Int64 // unix nanoseconds
-	refused     [numShedClasses][2]prometheus.Counter
-	admitted    [numShedClasses]prometheus.Counter
+	lastCalib atomic.Int64 // unix nanoseconds
+	refused   [numShedClasses][2]prometheus.Counter
+	admitted  [numShedClasses]prometheus.Counter
 }
 
 // Why a request was refused, the label of shop_admission_refused_total.

@@ -677,3 +677,25 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
+
+// A quota's hold is the period less the time the process's threads take
+// to spend the quota; nothing without a quota, or when they cannot.
+func TestAQuotasHold(t *testing.T) {
+	const p = 100 * time.Millisecond
+	for _, tc := range []struct {
+		q       CPUQuota
+		threads int
+		want    time.Duration
+	}{
+		{CPUQuota{Cores: 0.1, Period: p}, 1, 90 * time.Millisecond},
+		{CPUQuota{Cores: 0.1, Period: p}, 2, 95 * time.Millisecond},
+		{CPUQuota{Cores: 0.5, Period: p}, 1, 50 * time.Millisecond},
+		{CPUQuota{Cores: 1.5, Period: p}, 2, 25 * time.Millisecond},
+		{CPUQuota{Cores: 2, Period: p}, 2, 0},
+		{CPUQuota{}, 1, 0},
+	} {
+		if got := tc.q.Hold(tc.threads); got != tc.want {
+			t.Errorf("%+v on %d threads: hold %v, want %v", tc.q, tc.threads, got, tc.want)
+		}
+	}
+}
