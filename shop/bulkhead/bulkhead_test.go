@@ -410,9 +410,8 @@ func TestAWindowInWhichTheSlotsCaughtUpIsNoOverload(t *testing.T) {
 	fill(t, b)
 	// Two windows of arrivals at three times the slot: overloaded.
 	var waiting []*Waiter
-	now := t0
 	for step := range 150 {
-		now = t0.Add(time.Duration(step) * svc / 3)
+		now := t0.Add(time.Duration(step) * svc / 3)
 		if step%3 == 0 && step > 0 {
 			b.Release(svc)
 		}
@@ -420,7 +419,7 @@ func TestAWindowInWhichTheSlotsCaughtUpIsNoOverload(t *testing.T) {
 			waiting = append(waiting, w)
 		}
 	}
-	now = t0.Add(500 * time.Millisecond)
+	now := t0.Add(500 * time.Millisecond)
 	if over, _ := b.Overloaded(now); !over {
 		t.Fatal("not overloaded after two windows of arrivals at three times the slot (the test's premise)")
 	}
