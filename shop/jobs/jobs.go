@@ -549,6 +549,30 @@ type OrderReadyArgs struct {
 // Kind names the job in River's table.
 func (OrderReadyArgs) Kind() string { return "order_ready" }
 
+// Hooks makes a "ready" step wait for its time in River's "available"
+// state instead of "scheduled" (waitAvailable).
+func (OrderReadyArgs) Hooks() []rivertype.Hook {
+	return []rivertype.Hook{river.HookInsertBeginFunc(waitAvailable)}
+}
+
+// waitAvailable inserts a job due later as "available" with its time,
+// not as "scheduled": River's fetch takes an available job only once its
+// scheduled_at has come (the scheduler itself makes jobs available up to
+// its 5 s interval ahead of their time), so the job still runs when due,
+// at the next fetch or poll. A scheduled job would go through River's
+// scheduler, whose statement (JobSchedule) checks each job it moves
+// against each other one's unique key: the work grows with the square of
+// the jobs due in one of its 5 s passes, every confirmation's "ready" step
+// at the journey's rates (docs/postgres.md measured 361,800 rows read to
+// move 600 of them, 600 rows without unique keys). The unique key stays,
+// so a confirmation run twice still schedules one "ready" step.
+func waitAvailable(_ context.Context, params *rivertype.JobInsertParams) error {
+	if params.State == rivertype.JobStateScheduled {
+		params.State = rivertype.JobStateAvailable
+	}
+	return nil
+}
+
 // SessionPruneInterval is how often expired sessions are deleted. Sessions
 // live 30 days, so an hour's delay costs nothing, while a flood of
 // abandoned sessions (limited per client by the API) is cleared as soon as

@@ -391,6 +391,42 @@ func TestConfirmedOrderIsStillScheduledReady(t *testing.T) {
 	})
 }
 
+// A confirmation's "ready" step waits for its time as an available job,
+// never through River's scheduler, whose statement checks every job it
+// moves against every other one's unique key (rows read grow with the
+// square of the steps due in one of its passes: docs/postgres.md); the
+// step runs once due (TestOrderGoesFromPlacedToReadyWithOneMail), not
+// before.
+func TestReadyStepsWaitAvailableNotScheduled(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		cfg := fast()
+		cfg.PrepTime = time.Hour
+		e := tg.open(t, cfg)
+		var orders []*shop.Order
+		for range 3 {
+			orders = append(orders, e.placeOrder(t))
+		}
+		wait := e.watch(t)
+		e.start(t)
+		wait(map[string]int{"order_placed": 3})
+		if diff := cmp.Diff([]string{"available", "available", "available"}, jobStates(t, e, "order_ready")); diff != "" {
+			t.Errorf("order_ready jobs (-want +got):\n%s", diff)
+		}
+		if n, err := e.queue(t).ScheduleAhead(context.Background(), 2*time.Hour); err != nil || n != 0 {
+			t.Errorf("River's scheduler moved %d jobs due within 2 hours (%v), want none: the ready steps went through it", n, err)
+		}
+		for _, o := range orders {
+			got, err := e.Store.OrderByID(context.Background(), o.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != shop.StatusConfirmed {
+				t.Errorf("order %d is %q an hour before its ready step is due, want confirmed", o.ID, got.Status)
+			}
+		}
+	})
+}
+
 // On PostgreSQL an idle worker is woken by LISTEN/NOTIFY when checkout
 // inserts a job, not by polling: with a poll interval of an hour the order
 // is still confirmed, and the worker's listening connection is there to see.
@@ -578,7 +614,7 @@ func TestBacklogCountsWaitingJobs(t *testing.T) {
 			t.Fatalf("after 3 checkouts: %+v, %v; want 3 waiting", b, err)
 		}
 		for id := range int64(5) {
-			if err := e.queue(t).InsertAt(ctx, jobs.OrderReadyArgs{OrderID: 1000 + id}, time.Now().Add(4*time.Second)); err != nil {
+			if err := e.queue(t).InsertAt(ctx, jobs.OrderPlacedArgs{OrderID: 1000 + id}, time.Now().Add(4*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -589,10 +625,18 @@ func TestBacklogCountsWaitingJobs(t *testing.T) {
 		if err != nil || b.Waiting != 3 {
 			t.Fatalf("with 5 jobs available before they are due: %+v, %v; want the 3 due ones", b, err)
 		}
+		// "ready" steps wait for their time as available jobs
+		if err := e.queue(t).InsertAt(ctx, jobs.OrderReadyArgs{OrderID: 1500}, time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		b, err = e.Queue.Backlog(ctx)
+		if err != nil || b.Waiting != 3 {
+			t.Fatalf("with a \"ready\" step due in a minute: %+v, %v; want the 3 due jobs", b, err)
+		}
 		// a job due a minute ago that the scheduler made available late
 		// (its age reads a few µs under the minute on SQLite, whose
 		// timestamps are rounded: a fresh-clone CI run saw 59.999996 s)
-		if err := e.queue(t).InsertAt(ctx, jobs.OrderReadyArgs{OrderID: 2000}, time.Now().Add(-time.Minute)); err != nil {
+		if err := e.queue(t).InsertAt(ctx, jobs.OrderPlacedArgs{OrderID: 2000}, time.Now().Add(-time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := e.queue(t).ScheduleAhead(ctx, 0); err != nil || n != 1 {
