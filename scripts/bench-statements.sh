@@ -5,7 +5,8 @@
 #
 # It measures on the cluster's own PostgreSQL server: for each binary and
 # round, `scripts/cluster.sh up 1` (cmd/cluster: one API replica and a
-# worker behind nginx, on a PostgreSQL 15 server of the cluster's own with
+# worker behind nginx, its edge cache and per-client limits off as in
+# bench.sh, on a PostgreSQL 15 server of the cluster's own with
 # its small-server configuration, autovacuum on, pg_stat_statements and
 # auto_explain preloaded, Redis and NATS as the cluster gives them), then,
 # after an uncounted warm-up, it resets pg_stat_statements, runs the
@@ -89,8 +90,11 @@ measure() {
   n=$((n + 1))
   # The journey's users all come from one address, which nginx's per-client
   # limits (cluster.sh) would hold to one client's share: off, as in bench.sh.
+  # nginx's edge cache is off too, as in bench.sh: it answers menu and item
+  # reads itself, which then count as journey requests that cost the
+  # database nothing (per-request figures below bench.sh's for one code).
   # shellcheck disable=SC2086 # CLUSTER_ARGS is words
-  PERFSCALE_CLUSTER_CLIENT_LIMITS=off PERFSCALE_CLUSTER_SHOP="$work/$bin/shop" $cs up 1 $CLUSTER_ARGS >"$work/up-$n.log" 2>&1 \
+  PERFSCALE_CLUSTER_EDGE_CACHE=off PERFSCALE_CLUSTER_CLIENT_LIMITS=off PERFSCALE_CLUSTER_SHOP="$work/$bin/shop" $cs up 1 $CLUSTER_ARGS >"$work/up-$n.log" 2>&1 \
     || fail "$bin: cluster.sh up failed: $(tail -3 "$work/up-$n.log")"
   up=1
   local base st dburl postmaster
@@ -146,5 +150,5 @@ data="the service's default catalog"
 side=""
 [ -z "$before_rev" ] || side="; before and after measured in turns, each on a fresh cluster"
 header="- date: $(date -u '+%Y-%m-%d %H:%M') UTC; commit $commit; load average before $LOAD_BEFORE, after $LOAD_AFTER (2 cores, shared: compare runs of one table, not across days)
-- server: the cluster's own PostgreSQL 15 (\`scripts/cluster.sh up 1${CLUSTER_ARGS:+ $CLUSTER_ARGS}\`: small-server configuration, shared_buffers 128MB, autovacuum on, no ANALYZE by hand), $data; one API replica and a worker behind nginx (its per-client limits off), with Redis and NATS; $USERS closed-loop users through nginx, ${WARMUP} s warm-up, ${DUR} s measured per run, a fresh cluster per run$side"
+- server: the cluster's own PostgreSQL 15 (\`scripts/cluster.sh up 1${CLUSTER_ARGS:+ $CLUSTER_ARGS}\`: small-server configuration, shared_buffers 128MB, autovacuum on, no ANALYZE by hand), $data; one API replica and a worker behind nginx (its per-client limits and edge cache off), with Redis and NATS; $USERS closed-loop users through nginx, ${WARMUP} s warm-up, ${DUR} s measured per run, a fresh cluster per run$side"
 "$work/bin/pgstatements" report --server-log "$work/plans.log" --doc "$DOC" --header "$header" "${runs[@]}"
