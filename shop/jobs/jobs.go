@@ -210,7 +210,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	}
 	if cfg.Work {
 		workers := river.NewWorkers()
-		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg})
+		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg, driver: driver})
 		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store, written: cfg.EventsWritten})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
 		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
@@ -549,30 +549,6 @@ type OrderReadyArgs struct {
 // Kind names the job in River's table.
 func (OrderReadyArgs) Kind() string { return "order_ready" }
 
-// Hooks makes a "ready" step wait for its time in River's "available"
-// state instead of "scheduled" (waitAvailable).
-func (OrderReadyArgs) Hooks() []rivertype.Hook {
-	return []rivertype.Hook{river.HookInsertBeginFunc(waitAvailable)}
-}
-
-// waitAvailable inserts a job due later as "available" with its time,
-// not as "scheduled": River's fetch takes an available job only once its
-// scheduled_at has come (the scheduler itself makes jobs available up to
-// its 5 s interval ahead of their time), so the job still runs when due,
-// at the next fetch or poll. A scheduled job would go through River's
-// scheduler, whose statement (JobSchedule) checks each job it moves
-// against each other one's unique key: the work grows with the square of
-// the jobs due in one of its 5 s passes, every confirmation's "ready" step
-// at the journey's rates (docs/postgres.md measured 361,800 rows read to
-// move 600 of them, 600 rows without unique keys). The unique key stays,
-// so a confirmation run twice still schedules one "ready" step.
-func waitAvailable(_ context.Context, params *rivertype.JobInsertParams) error {
-	if params.State == rivertype.JobStateScheduled {
-		params.State = rivertype.JobStateAvailable
-	}
-	return nil
-}
-
 // SessionPruneInterval is how often expired sessions are deleted. Sessions
 // live 30 days, so an hour's delay costs nothing, while a flood of
 // abandoned sessions (limited per client by the API) is cleared as soon as
@@ -618,6 +594,8 @@ type orderPlacedWorker[TTx any] struct {
 	river.WorkerDefaults[OrderPlacedArgs]
 	store Store
 	cfg   Config
+	// driver moves the "ready" step it schedules (waitAvailable).
+	driver riverdriver.Driver[TTx]
 }
 
 // Timeout bounds one confirmation: the mail call and the store work.
@@ -672,11 +650,14 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 			return err
 		}
 		client := river.ClientFromContext[TTx](ctx)
-		_, err = client.InsertTx(ctx, tx, OrderReadyArgs{OrderID: id}, &river.InsertOpts{
+		ready, err := client.InsertTx(ctx, tx, OrderReadyArgs{OrderID: id}, &river.InsertOpts{
 			ScheduledAt: time.Now().Add(w.cfg.PrepTime),
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		})
 		if err != nil {
+			return fmt.Errorf("schedule order %d ready: %w", id, err)
+		}
+		if err := waitAvailable(ctx, w.driver.UnwrapExecutor(tx), ready); err != nil {
 			return fmt.Errorf("schedule order %d ready: %w", id, err)
 		}
 		if err := completeTx(ctx, tx, job); err != nil {
@@ -696,6 +677,29 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 	w.cfg.EventsWritten()
 	w.cfg.Logger.InfoContext(ctx, "order confirmation", "order_id", id, "mailed", mailed, "attempt", job.Attempt)
 	return nil
+}
+
+// waitAvailable makes a "ready" step just inserted as "scheduled" wait for
+// its time as "available", in the confirmation's transaction: River's
+// fetch takes an available job only once its scheduled_at has come (its
+// scheduler itself makes jobs available up to its 5 s interval ahead of
+// their time), so the step still runs when due, at the next fetch or poll.
+// A scheduled job goes through River's scheduler, whose statement
+// (JobSchedule) checks each job it moves against each other one's unique
+// key: its work grows with the square of the steps due in one of its 5 s
+// passes, every confirmation's at the journey's rates (docs/postgres.md:
+// 361,800 rows read to move 600). The step is inserted as scheduled and
+// then moved, rather than inserted available, because River notifies the
+// queue's listeners of an available job's insert, and each notification
+// costs every listening connection of the database a transaction. The
+// unique key stays, so a confirmation run twice schedules one step: a
+// duplicate is left as it is.
+func waitAvailable(ctx context.Context, exec riverdriver.ExecutorTx, ready *rivertype.JobInsertResult) error {
+	if ready.UniqueSkippedAsDuplicate || ready.Job.State != rivertype.JobStateScheduled {
+		return nil
+	}
+	_, err := exec.JobUpdateFull(ctx, &riverdriver.JobUpdateFullParams{ID: ready.Job.ID, StateDoUpdate: true, State: rivertype.JobStateAvailable})
+	return err
 }
 
 // queueTx is the store's transaction as the queue's driver takes it.

@@ -412,6 +412,9 @@ func TestReadyStepsWaitAvailableNotScheduled(t *testing.T) {
 		if diff := cmp.Diff([]string{"available", "available", "available"}, jobStates(t, e, "order_ready")); diff != "" {
 			t.Errorf("order_ready jobs (-want +got):\n%s", diff)
 		}
+		if b, err := e.Queue.Backlog(context.Background()); err != nil || b.Waiting != 0 {
+			t.Errorf("backlog with 3 ready steps due in an hour: %+v, %v; want none waiting", b, err)
+		}
 		if n, err := e.queue(t).ScheduleAhead(context.Background(), 2*time.Hour); err != nil || n != 0 {
 			t.Errorf("River's scheduler moved %d jobs due within 2 hours (%v), want none: the ready steps went through it", n, err)
 		}
