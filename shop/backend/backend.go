@@ -136,9 +136,26 @@ func OpenStore(ctx context.Context, cfg Config) (*Backend, error) {
 	raw := sqlite.NewStore(db, cfg.Now)
 	b := &Backend{Store: wrap(cfg.Wrap, sqlstore.WithBadQueries(raw, cfg.BadQueries)), AdminReads: shard.Reads{raw}, Where: db.Path(), SQLite: db, now: cfg.Now, seed: raw.SeedIfEmpty, close: raw.Close}
 	b.newQueue = func(ctx context.Context, store shop.Store, jc jobs.Config) (Queue, error) {
-		return jobs.New[*sql.Tx](ctx, riversqlite.New(db.WriteDB()), store, jc)
+		driver := riversqlite.New(db.WriteDB())
+		if !jc.NoMigrate {
+			if err := migrateRiver(ctx, db, driver, jc.Logger); err != nil {
+				return nil, err
+			}
+			jc.NoMigrate = true
+		}
+		return jobs.New[*sql.Tx](ctx, driver, store, jc)
 	}
 	return b, nil
+}
+
+// migrateRiver brings River's tables on the embedded file up to date under
+// the file's migration lock, as the shop's own: several processes may
+// open one fresh data directory at once, and River's migrator, like
+// goose, would have each create the tables it found missing.
+func migrateRiver(ctx context.Context, db *sqlite.DB, driver *riversqlite.Driver, log *slog.Logger) error {
+	return db.Migrating(ctx, func(ctx context.Context) error {
+		return jobs.Migrate(ctx, driver, log)
+	})
 }
 
 func openPostgres(ctx context.Context, cfg Config) (*Backend, error) {
@@ -215,7 +232,7 @@ func Migrate(ctx context.Context, cfg Config) (where string, err error) {
 			return "", err
 		}
 		defer db.Close()
-		return db.Path(), jobs.Migrate(ctx, riversqlite.New(db.WriteDB()), cfg.Jobs.Logger)
+		return db.Path(), migrateRiver(ctx, db, riversqlite.New(db.WriteDB()), cfg.Jobs.Logger)
 	}
 	db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.Postgres)
 	if err != nil {

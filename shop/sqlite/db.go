@@ -34,7 +34,8 @@ type DB struct {
 }
 
 // Open opens (creating if needed) the database file at path and migrates it
-// to the latest schema.
+// to the latest schema, under the migration lock (migratelock.go), so
+// processes opening one fresh file at once do not race.
 func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	var o options
 	for _, opt := range opts {
@@ -110,10 +111,14 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate %s: %w", db.path, err)
-	}
-	return nil
+	// Another process opening the same file migrates it at the same time
+	// only under the migration lock (migratelock.go).
+	return db.Migrating(ctx, func(ctx context.Context) error {
+		if _, err := p.Up(ctx); err != nil {
+			return fmt.Errorf("migrate %s: %w", db.path, err)
+		}
+		return nil
+	})
 }
 
 // WriteDB is the single-connection pool that every write, and River, use.

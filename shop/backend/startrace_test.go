@@ -1,0 +1,74 @@
+package backend_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/perfscale/perfscale/shop/backend"
+	"github.com/perfscale/perfscale/shop/seed"
+)
+
+// startTogether opens n backends on cfg at once, released together by a
+// barrier, each as a shop process starts: store, seed, queue. It returns
+// each start's error.
+func startTogether(ctx context.Context, n int, cfg backend.Config) []error {
+	errs := make([]error, n)
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			b, err := backend.Open(ctx, cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer b.Close()
+			if _, err := b.Seed(ctx, seed.Items(20)); err != nil {
+				errs[i] = fmt.Errorf("seed: %w", err)
+			}
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	return errs
+}
+
+// Two shops started at once on one fresh data directory both start: the
+// schema (the shop's and River's) is migrated by one while the other
+// waits, and the catalog is seeded once. Before the migrations were
+// serialised, one of them failed with "table ... already exists" in most
+// rounds.
+func TestSQLiteTwoStartsOnAFreshFile(t *testing.T) {
+	ctx := context.Background()
+	const rounds = 20
+	for round := range rounds {
+		path := filepath.Join(t.TempDir(), "shop.db")
+		cfg := backend.Config{SQLitePath: path}
+		for k, err := range startTogether(ctx, 2, cfg) {
+			if err != nil {
+				t.Fatalf("round %d: start %d of 2: %v", round+1, k+1, err)
+			}
+		}
+		b, err := backend.OpenStore(ctx, cfg)
+		if err != nil {
+			t.Fatalf("round %d: reopen: %v", round+1, err)
+		}
+		var items int
+		if err := b.SQLite.WriteDB().QueryRowContext(ctx, `SELECT count(*) FROM items`).Scan(&items); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if items != 20 {
+			t.Fatalf("round %d: %d items after two starts, want the 20 seeded once", round+1, items)
+		}
+	}
+}
