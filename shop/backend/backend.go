@@ -239,17 +239,22 @@ func Migrate(ctx context.Context, cfg Config) (where string, err error) {
 		return "", err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return db.Where(), err
-	}
-	// The months ahead exist as soon as the tables do.
-	if err := partitionMaintenance(db, cfg.Now, cfg.Jobs.Logger)(ctx); err != nil {
-		return db.Where(), err
-	}
-	if err := jobs.Migrate(ctx, riverpgxv5.New(db.Pool()), cfg.Jobs.Logger); err != nil {
-		return db.Where(), fmt.Errorf("postgres at %s: %w", db.Where(), err)
-	}
-	return db.Where(), nil
+	// River's migrator takes no lock of its own: the whole run is under
+	// the database's migration lock, so two runs at once wait for each
+	// other.
+	return db.Where(), db.Migrating(ctx, func(ctx context.Context) error {
+		if err := db.Migrate(ctx); err != nil {
+			return err
+		}
+		// The months ahead exist as soon as the tables do.
+		if err := partitionMaintenance(db, cfg.Now, cfg.Jobs.Logger)(ctx); err != nil {
+			return err
+		}
+		if err := jobs.Migrate(ctx, riverpgxv5.New(db.Pool()), cfg.Jobs.Logger); err != nil {
+			return fmt.Errorf("postgres at %s: %w", db.Where(), err)
+		}
+		return nil
+	})
 }
 
 // partitionMaintenance is the upkeep of PostgreSQL's order partitions
