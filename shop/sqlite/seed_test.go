@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -34,5 +35,28 @@ func TestSeedFailingHalfWayLeavesNoItems(t *testing.T) {
 	}
 	if n, err := s.SeedIfEmpty(ctx, seed.Items(1200)); err != nil || n != 1200 {
 		t.Fatalf("the next seed: %d items, %v; want 1200", n, err)
+	}
+}
+
+// The seed's one transaction does not leave the write-ahead log as large
+// as the catalog: it is truncated once the items are in.
+func TestSeedLeavesNoLargeLog(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shop.db")
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sqlite.NewStore(db, nil)
+	defer s.Close()
+	if n, err := s.SeedIfEmpty(ctx, seed.Items(5000)); err != nil || n != 5000 {
+		t.Fatalf("seeded %d, %v", n, err)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 0 {
+		t.Fatalf("the write-ahead log is %d bytes after the seed, want it truncated", fi.Size())
 	}
 }
