@@ -16,15 +16,25 @@ type queryCounter struct{ n atomic.Int64 }
 
 func (c *queryCounter) hook(string, []driver.NamedValue) { c.n.Add(1) }
 
-// during returns how many statements one request made.
+// during returns how many statements one request made: the least of three
+// runs of it, since the hook counts every statement of the process and the
+// queue's own work on the same database (River's maintenance, the outbox
+// relay) can fall inside any one request, more often on a busy machine.
+// A count that grows with the lines grows in every run.
 func (c *queryCounter) during(t *testing.T, a *api, r req) int64 {
 	t.Helper()
-	before := c.n.Load()
-	res := a.do(r)
-	if res.status != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", r.method, r.path, res.status, res.body)
+	least := int64(-1)
+	for range 3 {
+		before := c.n.Load()
+		res := a.do(r)
+		if res.status != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, res.status, res.body)
+		}
+		if n := c.n.Load() - before; least < 0 || n < least {
+			least = n
+		}
 	}
-	return c.n.Load() - before
+	return least
 }
 
 // TestNoNPlusOne: an order with 50 lines, a cart with 50 items and a page
