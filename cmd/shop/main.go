@@ -16,11 +16,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
-	"github.com/perfscale/perfscale/internal/supervise"
 	"github.com/perfscale/perfscale/shop/app"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/httpapi"
@@ -100,12 +98,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return dropEvents(ctx, cfg, log)
 	}
 	cfg.Logger, cfg.Drain = log, drain
-	if l, ok := supervise.LimitOf(os.Getpid()); ok && cfg.Admission.On {
-		// Admission judges arrivals over whole periods of the quota and
-		// lets a request wait out a period's hold (httpapi.CPUQuota).
-		cfg.Admission.Quota = httpapi.CPUQuota{Cores: l.Cores, Period: l.Period}
-		log.Info("running under a CPU quota", "cores", l.Cores, "period", l.Period.String(), "admission_hold", cfg.Admission.Quota.Hold(runtime.GOMAXPROCS(0)).String())
-	}
 	a, err := app.New(ctx, cfg.Config)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -188,89 +187,36 @@ func (c Cgroup) Set(l Limit) error {
 // Quota reads the CPU quota as the kernel holds it; limited is false
 // without one.
 func (c Cgroup) Quota() (cores float64, limited bool, err error) {
-	l, limited, err := c.Limit()
-	return l.Cores, limited, err
-}
-
-// Limit reads the CPU quota and its period as the kernel holds them;
-// limited is false without a quota.
-func (c Cgroup) Limit() (l Limit, limited bool, err error) {
 	var quota, period float64
 	if c.V2 {
 		b, err := os.ReadFile(filepath.Join(c.Dir, "cpu.max"))
 		if err != nil {
-			return Limit{}, false, err
+			return 0, false, err
 		}
 		f := strings.Fields(string(b))
 		if len(f) != 2 {
-			return Limit{}, false, fmt.Errorf("cgroup %s: cpu.max %q", c.Dir, b)
+			return 0, false, fmt.Errorf("cgroup %s: cpu.max %q", c.Dir, b)
 		}
 		if f[0] == "max" {
-			return Limit{}, false, nil
+			return 0, false, nil
 		}
 		quota, _ = strconv.ParseFloat(f[0], 64)
 		period, _ = strconv.ParseFloat(f[1], 64)
 	} else {
 		q, err := readNumber(filepath.Join(c.Dir, "cpu.cfs_quota_us"))
 		if err != nil {
-			return Limit{}, false, err
+			return 0, false, err
 		}
 		p, err := readNumber(filepath.Join(c.Dir, "cpu.cfs_period_us"))
 		if err != nil {
-			return Limit{}, false, err
+			return 0, false, err
 		}
 		quota, period = q, p
 	}
 	if quota <= 0 || period <= 0 {
-		return Limit{}, false, nil
+		return 0, false, nil
 	}
-	return Limit{Cores: quota / period, Period: time.Duration(period) * time.Microsecond}, true, nil
-}
-
-// LimitOf finds the CPU quota that holds the process pid: its own
-// cgroup's or, if that has none, the nearest ancestor's (a parent's quota
-// holds its children too). ok is false when no quota applies or the
-// cgroups cannot be read. procfs finds the process's cgroups
-// (/proc/PID/cgroup) and where each hierarchy is mounted.
-func LimitOf(pid int) (l Limit, ok bool) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return Limit{}, false
-	}
-	groups, err := p.Cgroups()
-	if err != nil {
-		return Limit{}, false
-	}
-	self, err := procfs.Self()
-	if err != nil {
-		return Limit{}, false
-	}
-	mounts, err := self.MountInfo()
-	if err != nil {
-		return Limit{}, false
-	}
-	for _, g := range groups {
-		for _, m := range mounts {
-			_, cpu := m.SuperOptions["cpu"]
-			v2 := m.FSType == "cgroup2" && g.HierarchyID == 0
-			if !v2 && !(m.FSType == "cgroup" && cpu && slices.Contains(g.Controllers, "cpu")) {
-				continue
-			}
-			rel, err := filepath.Rel(m.Root, g.Path)
-			if err != nil || strings.HasPrefix(rel, "..") {
-				continue // the group lies outside what this mount shows
-			}
-			for dir := filepath.Join(m.MountPoint, rel); ; dir = filepath.Dir(dir) {
-				if l, limited, err := (Cgroup{Dir: dir, V2: v2}).Limit(); err == nil && limited {
-					return l, true
-				}
-				if dir == m.MountPoint || dir == filepath.Dir(dir) {
-					break
-				}
-			}
-		}
-	}
-	return Limit{}, false
+	return quota / period, true, nil
 }
 
 func readNumber(path string) (float64, error) {

@@ -16,35 +16,26 @@
 // waited leaves when its wait is spent.
 //
 // Both refusals apply only while the bulkhead is overloaded: while its
-// requests have come faster than its slots served them, by a margin, and
-// its queue never emptied, for Sustained (two windows of half of it, each
-// counting the requests that came, refused ones included, and the slots
-// released). A queue alone is no sign of overload: a closed loop of N users
-// keeps up to N-slots waiting for as long as it runs, at whatever wait its
-// N and the service time make, and refusing one of them only sends it back
-// (the old rule, a queue that stood 500 ms without emptying, refused 0.5 to
-// 1.2 % of 16 users on one replica, and 13 to 23 % under a 0.1-core quota,
-// where the service time stretches to the quota's periods). Nor is a
-// burst: a CPU quota's throttled stretch (up to 90 ms of each 100 ms
-// period at 0.1 core), a GC pause or a closed loop's start puts requests
-// in the queue that the next periods serve, and a window in which they
-// came without being served is followed by one that serves them. Under a
-// CPU quota (Config.Period) a window is a whole number of the quota's
-// periods, so that every window holds the same CPU time: a window of 250
-// ms held two runs of a 0.1-core quota or three, and the one with two
-// read as overload. A window in which the queue emptied is never
-// overloaded, whatever came: the slots caught up with the arrivals.
-// Without that, one false start latched: the requests it refused counted
-// as arrivals that were never served, so the next windows outran their
-// slots too (an open loop at 0.9 of a 0.1-core quota, modelled, was
-// refused 56 % of its requests from then on). Open-loop arrivals past the
-// capacity outrun the slots window after window, their queue never
-// empty: that is overload, and then a request that cannot be answered
-// within its budget is better told at once. Until then a request waits for
-// its slot as long as its caller lets it. Past a full queue, a newcomer of
-// a higher class takes the place of the newest waiter of the lowest class
-// queued. Two bulkheads on the same CPUs rank classes across each other
-// through Refused and ShedBelow.
+// requests have come faster than its slots served them, by a margin, for
+// Sustained (two windows of half of it, each counting the requests that
+// came, refused ones included, and the slots released). A queue alone is
+// no sign of overload: a closed loop of N users keeps up to N-slots
+// waiting for as long as it runs, at whatever wait its N and the service
+// time make, and refusing one of them only sends it back (the old rule, a
+// queue that stood 500 ms without emptying, refused 0.5 to 1.2 % of 16
+// users on one replica, and 13 to 23 % under a 0.1-core quota, where the
+// service time stretches to the quota's periods). Nor is a burst: a CPU
+// quota's throttled stretch (up to 90 ms of each 100 ms period at 0.1
+// core), a GC pause or a closed loop's start puts requests in the queue
+// that the next periods serve, and a window in which they came without
+// being served is followed by one that serves them. Open-loop arrivals
+// past the capacity outrun the slots window after window: that is
+// overload, and then a request that cannot be answered within its budget
+// is better told at once. Until then a request waits for its slot as long
+// as its caller lets it. Past a full queue, a newcomer of a higher class
+// takes the place of the newest waiter of the lowest class queued. Two
+// bulkheads on the same CPUs rank classes across each other through
+// Refused and ShedBelow.
 //
 // Nothing here reads a clock: callers pass the times they measured, so the
 // rules are tested without timing.
@@ -79,11 +70,6 @@ type Config struct {
 	// refuses by expected wait (default DefaultSustained); negative: at
 	// once, whatever the arrivals.
 	Sustained time.Duration
-	// Period is the enforcement period of the CPU quota the process runs
-	// under (the kernel's cpu.cfs_period_us or cpu.max); 0: none. Each
-	// window, half of Sustained, is rounded up to a whole number of
-	// periods.
-	Period time.Duration
 }
 
 // DefaultSustained is the default Config.Sustained: two windows of 250 ms,
@@ -92,17 +78,6 @@ type Config struct {
 // window or the next, and short enough that a real overload is shed
 // within a second.
 const DefaultSustained = 500 * time.Millisecond
-
-// windowOf is half of sustained, rounded up to a whole number of quota
-// periods when there is a quota: two windows of 300 ms under the kernel's
-// usual 100 ms period.
-func windowOf(sustained, period time.Duration) time.Duration {
-	w := sustained / 2
-	if period <= 0 || w <= 0 {
-		return w
-	}
-	return (w + period - 1) / period * period
-}
 
 // Bulkhead is a fixed number of slots and a priority queue before them.
 // Its methods are safe for concurrent use.
@@ -121,12 +96,10 @@ type Bulkhead struct {
 	// requests that came in it (refused ones too) and the slots released
 	// in it (counted in the window current when they are released, which
 	// the times callers pass move on), and whether each of the last two
-	// whole windows' arrivals outran the releases (outran[0] the last);
-	// idle: the releases in it that left a slot free, no request
-	// waiting for it.
-	windowStart           time.Time
-	arrived, served, idle int
-	outran                [2]bool
+	// whole windows' arrivals outran the releases (outran[0] the last).
+	windowStart     time.Time
+	arrived, served int
+	outran          [2]bool
 	// lastRefused is, by class, when a request was last refused.
 	lastRefused []time.Time
 }
@@ -147,7 +120,7 @@ func New(cfg Config) *Bulkhead {
 	case cfg.Sustained < 0:
 		cfg.Sustained = 0
 	}
-	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, window: windowOf(cfg.Sustained, cfg.Period), queues: make([][]*Waiter, cfg.Classes), lastRefused: make([]time.Time, cfg.Classes)}
+	return &Bulkhead{slots: cfg.Slots, maxQueue: cfg.MaxQueue, weight: cfg.Weight, window: cfg.Sustained / 2, queues: make([][]*Waiter, cfg.Classes), lastRefused: make([]time.Time, cfg.Classes)}
 }
 
 // Waiter is a request that holds a slot or waits for one.
@@ -294,13 +267,12 @@ func (b *Bulkhead) overloaded() bool {
 }
 
 // roll closes the windows that ended by now. A window's arrivals outran
-// its slots when its queue never emptied and more came than were served by
-// over twice the slots (what a burst of every slot's next request makes)
-// and an eighth of those served (what is left of the periods a quota held
-// back at a window's two ends, which the whole periods of a window make
-// about equal). A closed loop cannot: each of its users sends again only
-// once answered, so what comes follows what was served, and a queue it
-// keeps is bounded by its users.
+// its slots when more came than were served by over twice the slots (what
+// a burst of every slot's next request makes) and a third of those served
+// (what a quota's period held back and a window boundary cut off: a
+// period is 100 ms of a 250 ms window). A closed loop cannot: each of its
+// users sends again only once answered, so what comes follows what was
+// served, and a queue it keeps is bounded by its users.
 func (b *Bulkhead) roll(now time.Time) {
 	if b.window == 0 {
 		return
@@ -312,8 +284,8 @@ func (b *Bulkhead) roll(now time.Time) {
 	for now.Sub(b.windowStart) >= b.window {
 		excess := b.arrived - b.served
 		b.outran[1] = b.outran[0]
-		b.outran[0] = b.idle <= b.slots && excess > max(2*b.slots, b.served/5)
-		b.arrived, b.served, b.idle = 0, 0, 0
+		b.outran[0] = excess > max(2*b.slots, b.served/3)
+		b.arrived, b.served = 0, 0
 		b.windowStart = b.windowStart.Add(b.window)
 		if now.Sub(b.windowStart) >= 2*b.window {
 			// No call for two windows or more: nothing came, so
@@ -387,9 +359,6 @@ func (b *Bulkhead) handOn() {
 			close(w.ready)
 			break
 		}
-	}
-	if b.inFlight < b.slots {
-		b.idle++ // the slots caught up with what came
 	}
 }
 

@@ -57,31 +57,6 @@ type AdmissionConfig struct {
 	// MaxWait, when set, replaces the routes' objectives as the longest a
 	// request waits for a slot.
 	MaxWait time.Duration
-	// Quota is the CPU quota the replica runs under (cmd/shop reads it
-	// from its cgroup); the zero value is none. Split admission judges
-	// arrivals against its slots over windows of whole quota periods, and
-	// lets a request wait for its slot its objective and the hold of one
-	// period (see Quota.Hold): a request that came as the quota ran out
-	// waits that long however light the load.
-	Quota CPUQuota
-}
-
-// CPUQuota is a CPU quota: Cores of CPU time in every Period.
-type CPUQuota struct {
-	Cores  float64
-	Period time.Duration
-}
-
-// Hold is how long, in each period, a process running threads threads
-// flat out is held by the quota: the period less the time its threads
-// take to spend the quota (90 ms of 100 at 0.1 core on one thread, 50 ms
-// at half a core). Zero without a quota, or when the threads cannot
-// spend it.
-func (q CPUQuota) Hold(threads int) time.Duration {
-	if q.Cores <= 0 || q.Period <= 0 || threads <= 0 || q.Cores >= float64(threads) {
-		return 0
-	}
-	return q.Period - time.Duration(float64(q.Period)*q.Cores/float64(threads))
 }
 
 // DefaultAdmission is the admission control a replica running on cpus
@@ -132,12 +107,9 @@ type admission struct {
 	prioritizer priority.Prioritizer
 	every       time.Duration
 	maxWait     time.Duration
-	// hold lengthens every request's wait for a slot: a CPU quota's
-	// period hold (CPUQuota.Hold), which no light load avoids.
-	hold      time.Duration
-	lastCalib atomic.Int64 // unix nanoseconds
-	refused   [numShedClasses][2]prometheus.Counter
-	admitted  [numShedClasses]prometheus.Counter
+	lastCalib   atomic.Int64 // unix nanoseconds
+	refused     [numShedClasses][2]prometheus.Counter
+	admitted    [numShedClasses]prometheus.Counter
 }
 
 // Why a request was refused, the label of shop_admission_refused_total.
@@ -151,8 +123,7 @@ func newAdmission(cfg AdmissionConfig, reg prometheus.Registerer) *admission {
 		return nil
 	}
 	if cfg.Split {
-		procs := runtime.GOMAXPROCS(0)
-		a := &admission{clock: wallClock{}, split: newSplit(cfg, uint(procs)), maxWait: cfg.MaxWait, hold: cfg.Quota.Hold(procs)}
+		a := &admission{clock: wallClock{}, split: newSplit(cfg, uint(runtime.GOMAXPROCS(0))), maxWait: cfg.MaxWait}
 		a.register(reg)
 		return a
 	}
@@ -296,16 +267,13 @@ func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
 }
 
 // budget is how long a request may wait for a slot: its route's objective
-// (a later answer would miss it anyway) or MaxWait, lengthened by a CPU
-// quota's hold (a request that came as the quota ran out waits that long
-// at any load, and refusing it for that would refuse a share of every
-// load), and never past its deadline.
+// (a later answer would miss it anyway) or MaxWait, and never past its
+// deadline.
 func (a *admission) budget(ctx context.Context, sp routeSpec) time.Duration {
 	wait := sp.objective
 	if a.maxWait > 0 {
 		wait = a.maxWait
 	}
-	wait += a.hold
 	if d, ok := ctx.Deadline(); ok {
 		wait = max(0, min(wait, time.Until(d)))
 	}

@@ -42,8 +42,8 @@ func newSplit(cfg AdmissionConfig, cpus uint) *split {
 	}
 	classes := int(numShedClasses - shedFirst)
 	return &split{
-		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes, Sustained: cfg.Sustained, Period: cfg.Quota.Period}),
-		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes, Sustained: cfg.Sustained, Period: cfg.Quota.Period}),
+		reads:  bulkhead.New(bulkhead.Config{Slots: int(cfg.ReadSlots), Classes: classes, Sustained: cfg.Sustained}),
+		writes: bulkhead.New(bulkhead.Config{Slots: int(cfg.WriteSlots), Classes: classes, Sustained: cfg.Sustained}),
 	}
 }
 
