@@ -411,6 +411,10 @@ func (r *Runner) measureScaled(ctx context.Context, e Experiment, s *Setting) (*
 	for _, st := range res.Vertical {
 		add(st, true)
 	}
+	if len(res.Retrograde) > 0 {
+		// A fall that stayed when measured again: the system's, not noise.
+		parts = append(parts, "capacity fell as replicas were added, measured twice (retrograde)")
+	}
 	side.Summary = strings.Join(parts, "; ")
 	return side, nil
 }

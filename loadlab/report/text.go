@@ -313,6 +313,9 @@ func (TextReporter) Scaleout(w io.Writer, r *scaleout.Result) error {
 	} else if r.FitError != "" {
 		fmt.Fprintf(ew, "\n  no USL fit: %s\n", r.FitError)
 	}
+	for _, finding := range r.Retrograde {
+		fmt.Fprintf(ew, "  capacity fell: %s\n", finding)
+	}
 	return ew.err
 }
 

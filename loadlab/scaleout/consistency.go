@@ -28,6 +28,11 @@ const (
 type contradiction struct {
 	why    string
 	counts []int
+	// decline: a count below the one before it. Measured again and still
+	// there, with a USL curve that passes through every count, it is no
+	// contradiction but retrograde scaling, the coherency cost the USL's
+	// κ models (see Result.Retrograde).
+	decline bool
 }
 
 // contradictions finds what in the horizontal table contradicts the rest
@@ -54,7 +59,7 @@ func (r *Result) contradictions() []contradiction {
 			out = append(out, contradiction{
 				why: fmt.Sprintf("%s measured %.0f req/s, %.0f%% below %s (%.0f req/s): more than the noise of the search",
 					replicasText(s.Replicas), s.CapacityRPS, 100*(1-s.CapacityRPS/prev.CapacityRPS), replicasText(prev.Replicas), prev.CapacityRPS),
-				counts: []int{i - 1, i}})
+				counts: []int{i - 1, i}, decline: true})
 		}
 	}
 	if c, ok := r.misfit(); ok {

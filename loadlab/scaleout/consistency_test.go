@@ -47,3 +47,39 @@ func TestContradictionsAreFound(t *testing.T) {
 		})
 	}
 }
+
+// Capacity that falls as replicas are added, measured twice, on counts a
+// USL curve passes through, is the system's retrograde scaling: a
+// finding, not a reason to distrust the table. A fall no smooth curve
+// passes through stays a warning.
+func TestAFallThatStaysOnAUSLCurveIsRetrogradeNotUntrusted(t *testing.T) {
+	tests := []struct {
+		name           string
+		capacities     []float64
+		wantRetrograde bool
+		wantWarnings   int
+	}{
+		// The replicas-only cluster on one 0.15-core database (2026-12-07).
+		{"392, 505, 347", []float64{392, 505, 347}, true, 0},
+		{"100, 190, 150: no curve passes", []float64{100, 190, 150}, false, 2},
+		{"no fall", []float64{100, 190, 300}, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Result{SLO: 50 * time.Millisecond}
+			for i, c := range tt.capacities {
+				r.Steps = append(r.Steps, Step{Replicas: 1 << i, CapacityRPS: c})
+			}
+			r.score()
+			// What remeasure decides once the counts were measured again
+			// and came out the same.
+			r.judgeRemeasured()
+			if got := len(r.Retrograde) > 0; got != tt.wantRetrograde {
+				t.Errorf("retrograde %q, want it %v", r.Retrograde, tt.wantRetrograde)
+			}
+			if len(r.Warnings) != tt.wantWarnings {
+				t.Errorf("warnings %q, want %d", r.Warnings, tt.wantWarnings)
+			}
+		})
+	}
+}

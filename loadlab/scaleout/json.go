@@ -77,7 +77,7 @@ func toJSON(s Step) jsonStep {
 }
 
 // MarshalJSON writes the documented shape: {"slo_ms", "warnings": [...],
-// "steps": [...], "vertical": [...], "usl": {...}} with efficiency as a
+// "retrograde": [...], "steps": [...], "vertical": [...], "usl": {...}} with efficiency as a
 // fraction.
 func (r *Result) MarshalJSON() ([]byte, error) {
 	type fit struct {
@@ -89,12 +89,14 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		Text         string   `json:"text"`
 	}
 	out := struct {
-		SLO      float64    `json:"slo_ms"`
-		Warnings []string   `json:"warnings"`
-		Steps    []jsonStep `json:"steps"`
-		Vertical []jsonStep `json:"vertical"`
-		USL      *fit       `json:"usl"`
-	}{SLO: msOf(r.SLO), Warnings: append([]string{}, r.Warnings...), Steps: []jsonStep{}, Vertical: []jsonStep{}}
+		SLO        float64    `json:"slo_ms"`
+		Warnings   []string   `json:"warnings"`
+		Retrograde []string   `json:"retrograde"`
+		Steps      []jsonStep `json:"steps"`
+		Vertical   []jsonStep `json:"vertical"`
+		USL        *fit       `json:"usl"`
+	}{SLO: msOf(r.SLO), Warnings: append([]string{}, r.Warnings...), Retrograde: append([]string{}, r.Retrograde...),
+		Steps: []jsonStep{}, Vertical: []jsonStep{}}
 	for _, s := range r.Steps {
 		out.Steps = append(out.Steps, toJSON(s))
 	}

@@ -135,12 +135,17 @@ type Result struct {
 	// contradictions), and counts bound by a per-client limit
 	// (Step.RateLimited).
 	Warnings []string
-	SLO      time.Duration
-	Steps    []Step // horizontal: replicas
-	Vertical []Step // scaling up: one replica, more CPU
-	Fit      usl.Fit
-	FitOK    bool
-	FitError string
+	// Retrograde says where capacity fell as replicas were added and
+	// stayed fallen when measured again, on a curve the USL fits: the
+	// system's own coherency cost (κ), a finding rather than a reason to
+	// distrust the table (empty when capacity never fell).
+	Retrograde []string
+	SLO        time.Duration
+	Steps      []Step // horizontal: replicas
+	Vertical   []Step // scaling up: one replica, more CPU
+	Fit        usl.Fit
+	FitOK      bool
+	FitError   string
 }
 
 // ProbeTimeout is each request's timeout in the probes.
@@ -350,10 +355,22 @@ func (r *Result) remeasure(ctx context.Context, cfg Config, cpu float64) error {
 		r.Steps[i] = s
 	}
 	r.score()
+	r.judgeRemeasured()
+	return nil
+}
+
+// judgeRemeasured turns what still contradicts the other counts after
+// they were measured again into warnings, but for a fall on a USL curve:
+// that is retrograde scaling.
+func (r *Result) judgeRemeasured() {
+	_, misfit := r.misfit()
 	for _, c := range r.contradictions() {
+		if c.decline && !misfit {
+			r.Retrograde = append(r.Retrograde, c.why+"; measured twice, it stayed, and the USL curve passes through every count: retrograde scaling, not noise")
+			continue
+		}
 		r.Warnings = append(r.Warnings, "not to be trusted: "+c.why+"; measured twice, the contradiction stayed")
 	}
-	return nil
 }
 
 // score fills in speed-ups, efficiencies and the USL fit.
