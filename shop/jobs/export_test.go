@@ -34,3 +34,21 @@ func (q *Queue[TTx]) ScheduleAhead(ctx context.Context, ahead time.Duration) (in
 	res, err := q.exec.JobSchedule(ctx, &riverdriver.JobScheduleParams{Max: 1000, Now: &now})
 	return len(res), err
 }
+
+// ScheduleReadyAtOnce writes an order's "ready" step due at due as the
+// confirmation does on PostgreSQL, completing no job; false when River
+// found a step of the order there (its unique key).
+func (q *Queue[TTx]) ScheduleReadyAtOnce(ctx context.Context, orderID int64, due time.Time) (bool, error) {
+	return scheduleReadyAtOnce(ctx, q.exec, readyAndDone[riverdriver.DatabaseNamePostgres], orderID, due, 0)
+}
+
+// ScheduleReadyByRiver writes an order's "ready" step due at due by River's
+// own insert and move to "available", as the confirmation does where
+// River's calls do it; false when River found a step of the order there.
+func (q *Queue[TTx]) ScheduleReadyByRiver(ctx context.Context, orderID int64, due time.Time) (bool, error) {
+	res, err := q.client.Insert(ctx, OrderReadyArgs{OrderID: orderID}, readyOpts(due))
+	if err != nil {
+		return false, err
+	}
+	return !res.UniqueSkippedAsDuplicate, waitAvailable(ctx, q.exec, res)
+}

@@ -8,6 +8,7 @@ package jobs
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivershared/uniquestates"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/perfscale/perfscale/shop"
@@ -211,7 +213,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if cfg.Work {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg, driver: driver})
-		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store, written: cfg.EventsWritten})
+		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store, written: cfg.EventsWritten, driver: driver})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
 		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
 		if cfg.Maintenance != nil {
@@ -649,18 +651,7 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 		if err != nil {
 			return err
 		}
-		client := river.ClientFromContext[TTx](ctx)
-		ready, err := client.InsertTx(ctx, tx, OrderReadyArgs{OrderID: id}, &river.InsertOpts{
-			ScheduledAt: time.Now().Add(w.cfg.PrepTime),
-			UniqueOpts:  river.UniqueOpts{ByArgs: true},
-		})
-		if err != nil {
-			return fmt.Errorf("schedule order %d ready: %w", id, err)
-		}
-		if err := waitAvailable(ctx, w.driver.UnwrapExecutor(tx), ready); err != nil {
-			return fmt.Errorf("schedule order %d ready: %w", id, err)
-		}
-		if err := completeTx(ctx, tx, job); err != nil {
+		if err := w.scheduleReadyAndComplete(ctx, tx, job); err != nil {
 			return err
 		}
 		if sending && w.cfg.AfterMail != nil {
@@ -679,6 +670,102 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 	return nil
 }
 
+// scheduleReadyAndComplete schedules the order's "ready" step and
+// completes the confirmation's job, in the confirmation's transaction tx.
+// On PostgreSQL that is one statement of the worker's own
+// (readyAndDone): River's calls took three (its insert, the move to
+// "available", JobCompleteTx's update), each a round trip, and its
+// completion statement is written for batches of jobs (nine arrays
+// unnested per call: the most expensive statement per journey request in
+// docs/postgres.md). Elsewhere (SQLite, where a round trip is a function
+// call) River's own calls do it.
+func (w *orderPlacedWorker[TTx]) scheduleReadyAndComplete(ctx context.Context, tx TTx, job *river.Job[OrderPlacedArgs]) error {
+	id := job.Args.OrderID
+	due := time.Now().Add(w.cfg.PrepTime)
+	exec := w.driver.UnwrapExecutor(tx)
+	if stmt, ok := readyAndDone[w.driver.DatabaseName()]; ok {
+		if _, err := scheduleReadyAtOnce(ctx, exec, stmt, id, due, job.ID); err != nil {
+			return fmt.Errorf("schedule order %d ready and complete job %d: %w", id, job.ID, err)
+		}
+		return nil
+	}
+	client := river.ClientFromContext[TTx](ctx)
+	ready, err := client.InsertTx(ctx, tx, OrderReadyArgs{OrderID: id}, readyOpts(due))
+	if err != nil {
+		return fmt.Errorf("schedule order %d ready: %w", id, err)
+	}
+	if err := waitAvailable(ctx, exec, ready); err != nil {
+		return fmt.Errorf("schedule order %d ready: %w", id, err)
+	}
+	return completeTx(ctx, tx, job)
+}
+
+// readyOpts are the "ready" step's insert options: due at its time, and
+// unique by order, so a confirmation run twice schedules one step.
+func readyOpts(due time.Time) *river.InsertOpts {
+	return &river.InsertOpts{ScheduledAt: due, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// readyAndDone is, per database, the statement that writes the row River's
+// insert of the "ready" step writes (OrderReadyArgs, readyOpts: River's
+// default queue, priority and attempts, no tags or metadata, its unique key
+// and states) directly as "available" (waitAvailable says why), skipping it
+// as River does when a step of the order is there already in one of its
+// unique states, and completes the running confirmation job as
+// JobCompleteTx does (state and finalized_at, only while it is running).
+// No notification: River sends none for a scheduled insert either.
+// TestReadyStepAtOnceIsRiversRow compares the row with River's own; a
+// River upgrade that changes its insert shows there.
+var readyAndDone = map[string]string{
+	riverdriver.DatabaseNamePostgres: `WITH ready AS (
+	INSERT INTO river_job (args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags, unique_key, unique_states)
+	VALUES ($1::jsonb, now(), $2::text, $3::smallint, '{}'::jsonb, $4::smallint, $5::text, $6::timestamptz,
+		'available'::river_job_state, '{}'::varchar(255)[], $7::bytea, $8::integer::bit(8))
+	ON CONFLICT (unique_key)
+		WHERE unique_key IS NOT NULL AND unique_states IS NOT NULL AND river_job_state_in_bitmask(unique_states, state)
+		DO NOTHING
+	RETURNING id
+), done AS (
+	UPDATE river_job SET state = 'completed'::river_job_state, finalized_at = $9::timestamptz
+	WHERE id = $10::bigint AND state = 'running'::river_job_state
+	RETURNING id
+)
+SELECT (SELECT count(*) FROM ready), (SELECT count(*) FROM done)`,
+}
+
+// completeJob is, per database, JobCompleteTx's effect on one job (its
+// state and finalized_at, only while it runs) as a statement of its own:
+// River's is written for batches (JobSetStateIfRunningMany).
+var completeJob = map[string]string{
+	riverdriver.DatabaseNamePostgres: `UPDATE river_job SET state = 'completed'::river_job_state, finalized_at = $1::timestamptz
+WHERE id = $2::bigint AND state = 'running'::river_job_state`,
+}
+
+// scheduleReadyAtOnce runs readyAndDone's statement on exec for the order,
+// its step due at due, completing job doneID (0: none); inserted is false
+// when a step of the order was there already.
+func scheduleReadyAtOnce(ctx context.Context, exec riverdriver.Executor, stmt string, orderID int64, due time.Time, doneID int64) (inserted bool, err error) {
+	args, err := json.Marshal(OrderReadyArgs{OrderID: orderID})
+	if err != nil {
+		return false, err
+	}
+	var n, completed int
+	err = exec.QueryRow(ctx, stmt, string(args), OrderReadyArgs{}.Kind(), river.MaxAttemptsDefault, river.PriorityDefault,
+		river.QueueDefault, due, readyUniqueKey(args), int32(readyUniqueStates), time.Now(), doneID).Scan(&n, &completed)
+	return n == 1, err
+}
+
+// readyUniqueKey is River's unique key of a "ready" step (dbunique's
+// UniqueKey for UniqueOpts{ByArgs: true}): the hash of its kind and its
+// arguments, whose one key needs no sorting.
+func readyUniqueKey(encodedArgs []byte) []byte {
+	key := sha256.Sum256([]byte("&kind=" + OrderReadyArgs{}.Kind() + "&args=" + string(encodedArgs)))
+	return key[:]
+}
+
+// readyUniqueStates are River's default unique states as its bitmask.
+var readyUniqueStates = uniquestates.UniqueStatesToBitmask(rivertype.UniqueOptsByStateDefault())
+
 // waitAvailable makes a "ready" step just inserted as "scheduled" wait for
 // its time as "available", in the confirmation's transaction: River's
 // fetch takes an available job only once its scheduled_at has come (its
@@ -694,7 +781,7 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 // costs every listening connection of the database a transaction. The
 // unique key stays, so a confirmation run twice schedules one step: a
 // duplicate is left as it is.
-func waitAvailable(ctx context.Context, exec riverdriver.ExecutorTx, ready *rivertype.JobInsertResult) error {
+func waitAvailable(ctx context.Context, exec riverdriver.Executor, ready *rivertype.JobInsertResult) error {
 	if ready.UniqueSkippedAsDuplicate || ready.Job.State != rivertype.JobStateScheduled {
 		return nil
 	}
@@ -713,12 +800,26 @@ func queueTx[TTx any](tx shop.Tx) (TTx, error) {
 	return t, nil
 }
 
-// completeTx marks the running job completed in tx, so the job ends
+// complete marks the running job completed in tx, so the job ends
 // exactly when its work commits: a worker that dies before the commit
-// leaves the job running, for River to rescue and run again. River's
-// JobCompleteTx names the driver type only to infer TTx (it takes the
-// driver from the client in ctx), so the driver interface stands in for
-// the concrete driver, which this generic code does not know.
+// leaves the job running, for River to rescue and run again. On
+// PostgreSQL it is one plain update (completeJob); elsewhere River's
+// JobCompleteTx.
+func complete[TTx any, TArgs river.JobArgs](ctx context.Context, driver riverdriver.Driver[TTx], tx TTx, job *river.Job[TArgs]) error {
+	stmt, ok := completeJob[driver.DatabaseName()]
+	if !ok {
+		return completeTx(ctx, tx, job)
+	}
+	if err := driver.UnwrapExecutor(tx).Exec(ctx, stmt, time.Now(), job.ID); err != nil {
+		return fmt.Errorf("complete %s job %d: %w", job.Kind, job.ID, err)
+	}
+	return nil
+}
+
+// completeTx is complete by River's JobCompleteTx, which names the driver
+// type only to infer TTx (it takes the driver from the client in ctx), so
+// the driver interface stands in for the concrete driver, which this
+// generic code does not know.
 func completeTx[TTx any, TArgs river.JobArgs](ctx context.Context, tx TTx, job *river.Job[TArgs]) error {
 	if _, err := river.JobCompleteTx[riverdriver.Driver[TTx]](ctx, tx, job); err != nil {
 		return fmt.Errorf("complete %s job %d: %w", job.Kind, job.ID, err)
@@ -741,6 +842,7 @@ type orderReadyWorker[TTx any] struct {
 	river.WorkerDefaults[OrderReadyArgs]
 	store   Store
 	written func() // Config.EventsWritten
+	driver  riverdriver.Driver[TTx]
 }
 
 // Timeout bounds one status change.
@@ -756,7 +858,7 @@ func (w *orderReadyWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderRe
 		if err != nil {
 			return err
 		}
-		return completeTx(ctx, tx, job)
+		return complete(ctx, w.driver, tx, job)
 	})
 	if err == nil {
 		w.written()

@@ -2,12 +2,15 @@ package jobs_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -140,6 +143,8 @@ type queue interface {
 	Insert(ctx context.Context, args river.JobArgs) error
 	InsertAt(ctx context.Context, args river.JobArgs, at time.Time) error
 	ScheduleAhead(ctx context.Context, ahead time.Duration) (int, error)
+	ScheduleReadyAtOnce(ctx context.Context, orderID int64, due time.Time) (bool, error)
+	ScheduleReadyByRiver(ctx context.Context, orderID int64, due time.Time) (bool, error)
 }
 
 func (e *env) queue(t *testing.T) queue {
@@ -428,6 +433,161 @@ func TestReadyStepsWaitAvailableNotScheduled(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReadyStepAtOnceIsRiversRow: on PostgreSQL the confirmation writes
+// the "ready" step in a statement of its own (readyAndDone), not through
+// River's insert: the row must be the one River's insert and the move to
+// "available" write, column by column but for the order in its arguments
+// and the key made from them, and the unique key must be River's, which
+// the conflicts show: each way finds the step the other wrote for an
+// order and writes no second one.
+func TestReadyStepAtOnceIsRiversRow(t *testing.T) {
+	ctx := context.Background()
+	e := postgresTarget(t).open(t, jobs.Config{})
+	q := e.queue(t)
+	due := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	if ok, err := q.ScheduleReadyAtOnce(ctx, 101, due); err != nil || !ok {
+		t.Fatalf("ready step at once: inserted %v, %v", ok, err)
+	}
+	if ok, err := q.ScheduleReadyByRiver(ctx, 102, due); err != nil || !ok {
+		t.Fatalf("ready step by River: inserted %v, %v", ok, err)
+	}
+	type row struct {
+		Args, Kind, Metadata, Queue, State, UniqueStates, Tags string
+		MaxAttempts, Priority, Attempt                         int
+		ScheduledAt                                            time.Time
+		AttemptedAt, FinalizedAt                               *time.Time
+		AttemptedBy                                            []string
+		Errors                                                 []string
+		KeyIsArgsHash                                          bool
+	}
+	read := func(orderID int64) row {
+		t.Helper()
+		var r row
+		var key []byte
+		err := e.Postgres.Pool().QueryRow(ctx, `SELECT args::text, kind, metadata::text, queue, state::text, unique_states::text,
+				tags::text, max_attempts, priority, attempt, scheduled_at, attempted_at, finalized_at,
+				coalesce(attempted_by, '{}'), coalesce(errors::text[], '{}'), unique_key
+			FROM river_job WHERE kind = 'order_ready' AND (args->>'order_id')::bigint = $1`, orderID).Scan(
+			&r.Args, &r.Kind, &r.Metadata, &r.Queue, &r.State, &r.UniqueStates, &r.Tags, &r.MaxAttempts, &r.Priority,
+			&r.Attempt, &r.ScheduledAt, &r.AttemptedAt, &r.FinalizedAt, &r.AttemptedBy, &r.Errors, &key)
+		if err != nil {
+			t.Fatalf("order %d's ready step: %v", orderID, err)
+		}
+		r.Args = strings.ReplaceAll(r.Args, fmt.Sprint(orderID), "N")
+		want := sha256.Sum256([]byte(`&kind=order_ready&args={"order_id":` + fmt.Sprint(orderID) + `}`))
+		r.KeyIsArgsHash = string(key) == string(want[:])
+		return r
+	}
+	atOnce, byRiver := read(101), read(102)
+	if diff := cmp.Diff(byRiver, atOnce); diff != "" {
+		t.Errorf("ready step at once against River's (-River +at once):\n%s", diff)
+	}
+	if !byRiver.KeyIsArgsHash || byRiver.State != "available" || !byRiver.ScheduledAt.Equal(due) {
+		t.Errorf("River's ready step: %+v, want available at %v with its key the hash of kind and args", byRiver, due)
+	}
+	if ok, err := q.ScheduleReadyAtOnce(ctx, 102, due); err != nil || ok {
+		t.Errorf("a ready step at once for an order River scheduled: inserted %v, %v; want none", ok, err)
+	}
+	if ok, err := q.ScheduleReadyByRiver(ctx, 101, due); err != nil || ok {
+		t.Errorf("River's ready step for an order scheduled at once: inserted %v, %v; want none", ok, err)
+	}
+	if n := countJobs(t, e, "order_ready"); n != 2 {
+		t.Errorf("%d ready steps for 2 orders", n)
+	}
+}
+
+// txTracer records, per connection, the statements of each transaction
+// begun with BEGIN, as the client sent them (a batch's one by one).
+type txTracer struct {
+	mu   sync.Mutex
+	open map[*pgx.Conn][]string
+	done [][]string
+}
+
+func (tr *txTracer) add(c *pgx.Conn, sql string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.open == nil {
+		tr.open = map[*pgx.Conn][]string{}
+	}
+	word := strings.ToLower(strings.Fields(sql + " x")[0])
+	switch {
+	case strings.HasPrefix(word, "begin"):
+		tr.open[c] = []string{sql}
+	case tr.open[c] == nil:
+	case word == "commit" || word == "rollback":
+		tr.done = append(tr.done, append(tr.open[c], sql))
+		delete(tr.open, c)
+	default:
+		tr.open[c] = append(tr.open[c], sql)
+	}
+}
+
+// writing returns the finished transactions that sent a statement
+// containing s.
+func (tr *txTracer) writing(s string) [][]string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var txs [][]string
+	for _, tx := range tr.done {
+		if slices.ContainsFunc(tx, func(sql string) bool { return strings.Contains(sql, s) }) {
+			txs = append(txs, tx)
+		}
+	}
+	return txs
+}
+
+func (tr *txTracer) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	tr.add(c, d.SQL)
+	return ctx
+}
+func (tr *txTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (tr *txTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (tr *txTracer) TraceBatchQuery(_ context.Context, c *pgx.Conn, d pgx.TraceBatchQueryData) {
+	tr.add(c, d.SQL)
+}
+func (tr *txTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TestAnOrdersStepsDoRiversWorkInTheirOwnStatements: on PostgreSQL the
+// worker's two transactions of an order do River's part (the "ready"
+// step's insert, each job's completion) in statements of their own, none
+// of River's: the confirmation's transaction sends six statements
+// (begin, the order's read, its move with the event, the mail, the
+// "ready" step with the job's completion, commit) where River's calls
+// made it eight (its insert, the move to "available" and JobCompleteTx's
+// batch update, written for many jobs, the most expensive statement per
+// journey request: docs/postgres.md); the "ready" step completes its job
+// by a plain update.
+func TestAnOrdersStepsDoRiversWorkInTheirOwnStatements(t *testing.T) {
+	tg := postgresTarget(t)
+	tr := &txTracer{}
+	tg.cfg.Postgres.Tracer = tr
+	e := tg.open(t, fast())
+	o := e.placeOrder(t)
+	wait := e.watch(t)
+	e.start(t)
+	wait(map[string]int{"order_placed": 1, "order_ready": 1})
+	waitForStatus(t, e.Store, o.ID, shop.StatusReady, 10*time.Second)
+	txs := tr.writing("order_events")
+	if len(txs) != 2 {
+		t.Fatalf("%d transactions wrote order events, want the confirmation's and the ready step's: %q", len(txs), txs)
+	}
+	for i, want := range []int{6, 4} {
+		var river []string
+		for _, sql := range txs[i] {
+			if strings.Contains(sql, "-- name: ") {
+				river = append(river, strings.Fields(sql)[2])
+			}
+		}
+		if len(river) > 0 || len(txs[i]) != want {
+			t.Errorf("transaction %d sent %d statements, %d of them River's %v; want %d, none River's:\n%s",
+				i+1, len(txs[i]), len(river), river, want, strings.Join(txs[i], "\n---\n"))
+		}
+	}
 }
 
 // On PostgreSQL an idle worker is woken by LISTEN/NOTIFY when checkout
