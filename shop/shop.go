@@ -271,6 +271,15 @@ type OrderService interface {
 // with a queue over the same driver) and asserts the type.
 type Tx any
 
+// JobDone is a running job of the queue that a store completes in the
+// statement that does the job's work, as the queue would complete it in
+// the store's transaction: completed at At, and only while it runs (a job
+// already taken from its worker, rescued or cancelled, stays as it is).
+type JobDone struct {
+	ID int64
+	At time.Time
+}
+
 // FulfilmentService is what the background worker does with orders once
 // they are placed: mail the confirmation once, move the status on, forget
 // old idempotency keys.
@@ -295,6 +304,13 @@ type FulfilmentService interface {
 	// runs (and commits) whether or not the order moved. moved reports
 	// whether it did.
 	MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx Tx) error) (moved bool, err error)
+	// MarkOrderReadyAtOnce is MarkOrderReady for a step that is a queue
+	// job, on a store that can do it in one statement: the order's move
+	// with its event (if it is still confirmed), and the job's completion
+	// (done) in the place of inTx, committed together or not at all.
+	// handled is false, and nothing done, on a store that cannot (the
+	// caller then takes MarkOrderReady).
+	MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done JobDone) (handled bool, err error)
 	// AdvanceOrder moves an order from one status to the next and appends
 	// the change to the outbox in the same transaction; false (and no
 	// change) when it is no longer in status from.

@@ -72,6 +72,10 @@ func (s *Store) MarkOrderReady(ctx context.Context, a1 int64, a2 func(context.Co
 	return timed(s, "mark_order_ready", func() (bool, error) { return s.next.MarkOrderReady(ctx, a1, a2) })
 }
 
+func (s *Store) MarkOrderReadyAtOnce(ctx context.Context, a1 int64, a2 shop.JobDone) (bool, error) {
+	return timed(s, "mark_order_ready_at_once", func() (bool, error) { return s.next.MarkOrderReadyAtOnce(ctx, a1, a2) })
+}
+
 func (s *Store) Menu(ctx context.Context) (*shop.Menu, error) {
 	return timed(s, "menu", func() (*shop.Menu, error) { return s.next.Menu(ctx) })
 }

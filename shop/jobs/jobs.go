@@ -213,7 +213,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], store Sto
 	if cfg.Work {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &orderPlacedWorker[TTx]{store: store, cfg: cfg, driver: driver})
-		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store, written: cfg.EventsWritten, driver: driver})
+		river.AddWorker(workers, &orderReadyWorker[TTx]{store: store, written: cfg.EventsWritten})
 		river.AddWorker(workers, &pruneWorker{store: store, log: cfg.Logger})
 		river.AddWorker(workers, &pruneSessionsWorker{store: store, log: cfg.Logger})
 		if cfg.Maintenance != nil {
@@ -733,14 +733,6 @@ var readyAndDone = map[string]string{
 SELECT (SELECT count(*) FROM ready), (SELECT count(*) FROM done)`,
 }
 
-// completeJob is, per database, JobCompleteTx's effect on one job (its
-// state and finalized_at, only while it runs) as a statement of its own:
-// River's is written for batches (JobSetStateIfRunningMany).
-var completeJob = map[string]string{
-	riverdriver.DatabaseNamePostgres: `UPDATE river_job SET state = 'completed'::river_job_state, finalized_at = $1::timestamptz
-WHERE id = $2::bigint AND state = 'running'::river_job_state`,
-}
-
 // scheduleReadyAtOnce runs readyAndDone's statement on exec for the order,
 // its step due at due, completing job doneID (0: none); inserted is false
 // when a step of the order was there already.
@@ -800,26 +792,12 @@ func queueTx[TTx any](tx shop.Tx) (TTx, error) {
 	return t, nil
 }
 
-// complete marks the running job completed in tx, so the job ends
+// completeTx marks the running job completed in tx, so the job ends
 // exactly when its work commits: a worker that dies before the commit
-// leaves the job running, for River to rescue and run again. On
-// PostgreSQL it is one plain update (completeJob); elsewhere River's
-// JobCompleteTx.
-func complete[TTx any, TArgs river.JobArgs](ctx context.Context, driver riverdriver.Driver[TTx], tx TTx, job *river.Job[TArgs]) error {
-	stmt, ok := completeJob[driver.DatabaseName()]
-	if !ok {
-		return completeTx(ctx, tx, job)
-	}
-	if err := driver.UnwrapExecutor(tx).Exec(ctx, stmt, time.Now(), job.ID); err != nil {
-		return fmt.Errorf("complete %s job %d: %w", job.Kind, job.ID, err)
-	}
-	return nil
-}
-
-// completeTx is complete by River's JobCompleteTx, which names the driver
-// type only to infer TTx (it takes the driver from the client in ctx), so
-// the driver interface stands in for the concrete driver, which this
-// generic code does not know.
+// leaves the job running, for River to rescue and run again. River's
+// JobCompleteTx names the driver type only to infer TTx (it takes the
+// driver from the client in ctx), so the driver interface stands in for
+// the concrete driver, which this generic code does not know.
 func completeTx[TTx any, TArgs river.JobArgs](ctx context.Context, tx TTx, job *river.Job[TArgs]) error {
 	if _, err := river.JobCompleteTx[riverdriver.Driver[TTx]](ctx, tx, job); err != nil {
 		return fmt.Errorf("complete %s job %d: %w", job.Kind, job.ID, err)
@@ -842,7 +820,6 @@ type orderReadyWorker[TTx any] struct {
 	river.WorkerDefaults[OrderReadyArgs]
 	store   Store
 	written func() // Config.EventsWritten
-	driver  riverdriver.Driver[TTx]
 }
 
 // Timeout bounds one status change.
@@ -850,16 +827,22 @@ func (w *orderReadyWorker[TTx]) Timeout(*river.Job[OrderReadyArgs]) time.Duratio
 	return jobWorkTimeout
 }
 
-// Work moves the order to ready and completes this job in one transaction.
-// A retry finds the order ready already and only completes the job.
+// Work moves the order to ready and completes this job together: in one
+// statement where the store can (MarkOrderReadyAtOnce: PostgreSQL, one
+// round trip and its commit), else in one transaction of the store's with
+// River's JobCompleteTx. A retry finds the order ready already and only
+// completes the job.
 func (w *orderReadyWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderReadyArgs]) error {
-	_, err := w.store.MarkOrderReady(ctx, job.Args.OrderID, func(ctx context.Context, stx shop.Tx) error {
-		tx, err := queueTx[TTx](stx)
-		if err != nil {
-			return err
-		}
-		return complete(ctx, w.driver, tx, job)
-	})
+	handled, err := w.store.MarkOrderReadyAtOnce(ctx, job.Args.OrderID, shop.JobDone{ID: job.ID, At: time.Now()})
+	if err == nil && !handled {
+		_, err = w.store.MarkOrderReady(ctx, job.Args.OrderID, func(ctx context.Context, stx shop.Tx) error {
+			tx, err := queueTx[TTx](stx)
+			if err != nil {
+				return err
+			}
+			return completeTx(ctx, tx, job)
+		})
+	}
 	if err == nil {
 		w.written()
 	}

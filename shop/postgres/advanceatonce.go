@@ -22,15 +22,59 @@ import (
 // holds that lock or by the checkout that created the order, so no other
 // transaction can take the same seq (the key (order_id, seq) would refuse
 // it all the same).
-const advanceAtOnce = `WITH moved AS (
+const advanceAtOnce = advanceCTEs + `
+SELECT count(*) FROM event`
+
+// advanceCTEs move the order ($3) from $4 to $1 at $2 and write the event.
+const advanceCTEs = `WITH moved AS (
 	UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4
 	RETURNING id
 ), event AS (
 	INSERT INTO order_events (order_id, seq, status, created_at)
 	SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = $3), $1, $2 FROM moved
 	RETURNING order_id
+)`
+
+// readyAtOnce is the worker's "ready" step in one statement, run outside
+// any transaction (it commits alone): advanceAtOnce's move and event, and
+// the completion of the step's River job ($5) at $6, as River's
+// JobCompleteTx would complete it in the step's transaction (its state and
+// finalized_at, only while it runs). The step was a transaction of four
+// round trips and five statements (BEGIN with its SET LOCAL, the move,
+// River's completion, commit); the completion is done whether or not the
+// order moved, as it was (a retried step completes its job).
+const readyAtOnce = advanceCTEs + `, done AS (
+	UPDATE river_job SET state = 'completed'::river_job_state, finalized_at = $6::timestamptz
+	WHERE id = $5::bigint AND state = 'running'::river_job_state
+	RETURNING id
 )
-SELECT count(*) FROM event`
+SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM done)`
+
+// genericPlans has the rest of an implicit transaction (a pgx batch) run
+// its statements' generic plans, as storeTx has the store's transactions
+// do: set_config's local setting, unlike SET LOCAL, is taken outside a
+// transaction block without a warning, and lasts to the batch's end.
+const genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+
+// MarkReadyAtOnce is the "ready" step in one round trip: readyAtOnce,
+// after genericPlans, as one pgx batch, so one implicit transaction and
+// one commit.
+func (f flowDB) MarkReadyAtOnce(ctx context.Context, orderID int64, at int64, done shop.JobDone) (bool, error) {
+	b := &pgx.Batch{}
+	b.Queue(genericPlans)
+	b.Queue(readyAtOnce, shop.StatusReady, at, orderID, shop.StatusConfirmed, done.ID, done.At)
+	var written, completed int
+	err := f.db.sendBatch(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.QueryRow().Scan(&written, &completed)
+	})
+	if err != nil {
+		return false, fmt.Errorf("move order %d to ready with its event and complete job %d: %w", orderID, done.ID, unavailable(err))
+	}
+	return written == 1, nil
+}
 
 // AdvanceAtOnce moves an order from one status to the next with its event
 // in one statement on tx; false, and nothing written, when the order was

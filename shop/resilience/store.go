@@ -156,6 +156,10 @@ func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx
 	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.MarkOrderReady(ctx, orderID, inTx) })
 }
 
+func (s *Store) MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done shop.JobDone) (bool, error) {
+	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.MarkOrderReadyAtOnce(ctx, orderID, done) })
+}
+
 func (s *Store) AdvanceOrder(ctx context.Context, orderID int64, from, to shop.Status) (bool, error) {
 	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.AdvanceOrder(ctx, orderID, from, to) })
 }

@@ -400,6 +400,14 @@ func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop
 	return s.shards[k].Store.ConfirmOrder(ctx, orderID, mail, inTx)
 }
 
+func (s *Store) MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done shop.JobDone) (bool, error) {
+	k, err := s.byOrder(orderID, true)
+	if err != nil {
+		return false, err
+	}
+	return s.shards[k].Store.MarkOrderReadyAtOnce(ctx, orderID, done)
+}
+
 func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
 	k, err := s.byOrder(orderID, true)
 	if err != nil {

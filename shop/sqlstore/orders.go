@@ -170,6 +170,28 @@ func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx
 	return s.advanceOrder(ctx, orderID, shop.StatusConfirmed, shop.StatusReady, inTx)
 }
 
+// ReadyAtOnceDB is a database that moves an order from confirmed to
+// ready, appends its event and completes the queue's job in one statement
+// outside any transaction (one round trip, one commit); false, and the
+// order unchanged, when it was not confirmed (the job is completed all
+// the same).
+type ReadyAtOnceDB interface {
+	MarkReadyAtOnce(ctx context.Context, orderID int64, at int64, done shop.JobDone) (bool, error)
+}
+
+// MarkOrderReadyAtOnce is the step to ready in one statement where the
+// database can (ReadyAtOnceDB); see shop.FulfilmentService.
+func (s *Store) MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done shop.JobDone) (bool, error) {
+	db, ok := s.db.(ReadyAtOnceDB)
+	if !ok {
+		return false, nil
+	}
+	if _, err := db.MarkReadyAtOnce(ctx, orderID, Micros(s.now()), done); err != nil {
+		return true, fmt.Errorf("advance order %d to %s: %w", orderID, shop.StatusReady, err)
+	}
+	return true, nil
+}
+
 func (s *Store) advanceOrder(ctx context.Context, orderID int64, from, to shop.Status, inTx func(ctx context.Context, tx shop.Tx) error) (bool, error) {
 	if !from.CanMoveTo(to) {
 		return false, fmt.Errorf("advance order %d: %s cannot move to %s", orderID, from, to)

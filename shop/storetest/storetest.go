@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore Factory, setNotes TxWriter) {
 		{"IdempotencyKeysExpireByTheStoresClock", testIdempotencyKeyExpiry},
 		{"WorkerMethods", testWorkerMethods},
 		{"ConfirmOrderIsOneTransaction", func(t *testing.T, newStore Factory) { testConfirmOrder(t, newStore, setNotes) }},
+		{"MarkOrderReadyAtOnce", testMarkOrderReadyAtOnce},
 		{"ExpiredSessionsArePruned", testSessionPruning},
 		{"FiftyConcurrentCheckoutsOfFiveUnits", testFiftyCheckoutsOfFiveUnits},
 		{"FiftyConcurrentCheckoutsWithOneKey", testFiftyCheckoutsOneKey},
