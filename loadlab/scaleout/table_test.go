@@ -145,6 +145,13 @@ func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
 			// and the test checked the scheduler. A 1 s SLO leaves the
 			// errors as the only bound.
 			cfg.SLO = time.Second
+			// The idle gap before each probe lets the limit admit a whole
+			// drain check (5 requests, 125 ms of the limit's 40 a second):
+			// after quickConfig's 50 ms gap a check found 2 admitted and 3
+			// refused, a target still refusing, so every probe waited the
+			// 30 s drain timeout, the checks themselves using up what the
+			// gap had let in (6 min for the subtest, against 400 ms probes).
+			cfg.DrainGap = 250 * time.Millisecond
 			res, err := scaleout.Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
