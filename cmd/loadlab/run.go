@@ -47,7 +47,10 @@ given with --targets-format.
 
 Results are kept per endpoint: each scenario step (each request of a
 sequence as STEP/1, STEP/2), or the method and path of a URL run, with
-errors by status and by cause and one sample message each.
+errors by status and by cause and one sample message each; the answers of
+one status are split by the kind their bodies name (a problem+json type,
+else its message with numbers as N), so a service's own refusals and a
+dependency's failures are told apart.
 
 --stages 30s:100,1m:400,30s:0 varies the load: each stage ramps linearly
 (as k6 does) from the previous target, 0 at first, to its own; targets are

@@ -115,8 +115,8 @@ func agentCheck(a *agentConn, r *load.Result, startAt time.Time) load.AgentCheck
 func mergeEndpoints(outs []agentOutcome, hm *histMerger) ([]load.Endpoint, error) {
 	first := outs[0].res.Result.Endpoints
 	merged := make([]load.Endpoint, len(first))
-	causes := make([]map[[2]string]*load.Cause, len(first))
-	order := make([][][2]string, len(first))
+	causes := make([]map[[3]string]*load.Cause, len(first))
+	order := make([][][3]string, len(first))
 	for _, o := range outs {
 		eps := o.res.Result.Endpoints
 		if len(eps) != len(first) {
@@ -133,10 +133,10 @@ func mergeEndpoints(outs []agentOutcome, hm *histMerger) ([]load.Endpoint, error
 			d.Histogram = hm.add(d.Histogram, ep.Histogram)
 			d.SuccessHistogram = hm.add(d.SuccessHistogram, ep.SuccessHistogram)
 			if causes[i] == nil {
-				causes[i] = map[[2]string]*load.Cause{}
+				causes[i] = map[[3]string]*load.Cause{}
 			}
 			for _, c := range ep.Errors.Causes {
-				key := [2]string{c.Cause, fmt.Sprint(c.Status)}
+				key := [3]string{c.Cause, fmt.Sprint(c.Status), c.Kind}
 				if have, ok := causes[i][key]; ok {
 					have.Count += c.Count
 					continue

@@ -114,7 +114,7 @@ func replicaStep(n int, step measure.Step, x1, cores float64) (ScaleStep, float6
 	if share >= errorShareFails {
 		cause := ""
 		if top := topCause(step.Load); top != nil {
-			cause = ", most " + strings.TrimSpace(top.Cause)
+			cause = ", most " + strings.TrimSpace(top.Label(60))
 			st.ErrorStatus = top.Status
 		}
 		st.Bottleneck = fmt.Sprintf("errors: %.0f%% of %d requests failed%s", 100*share, step.Requests, cause)

@@ -24,6 +24,7 @@ type endpointStats struct {
 	count  int64
 	errs   ErrorCounts
 	causes map[causeKey]*causeCount
+	kind   []byte // scratch for an answer's kind, reused
 }
 
 // causeKey identifies a cause without allocating: a status code, or one
@@ -35,33 +36,65 @@ type causeKey struct {
 
 type causeCount struct {
 	n      int64
-	sample string
+	sample string // a transport cause's first message
+	// kinds splits an answer's count by its kind (appendAnswerKind; ""
+	// when its body named none).
+	kinds map[string]*kindCount
+}
+
+type kindCount struct {
+	n           int64
+	sample      string // the first answer's message (bodySample)
+	problemType bool   // the kind is a problem type, not a message
 }
 
 func newEndpointStats() *endpointStats {
 	return &endpointStats{hist: newHist(), causes: map[causeKey]*causeCount{}}
 }
 
-// addCause counts a failed request's cause; the message of its first
-// occurrence is kept as the sample (and only then built, since that
-// allocates).
+// addCause counts a failed request's cause, and an answer's kind; the
+// message of a cause's or kind's first occurrence is kept as its sample
+// (and only then built, since that allocates).
 func (e *endpointStats) addCause(out outcome, body []byte, timeoutCause string) {
 	key := causeKey{status: out.status}
 	if out.status == 0 {
 		key.cause = transportCause(out, timeoutCause)
 	}
-	if c, ok := e.causes[key]; ok {
-		c.n++
+	c, ok := e.causes[key]
+	if !ok {
+		c = &causeCount{}
+		if out.status == 0 && out.err != nil {
+			c.sample = firstLine(out.err.Error())
+		}
+		e.causes[key] = c
+	}
+	c.n++
+	if out.status == 0 {
 		return
 	}
-	sample := ""
-	switch {
-	case out.status != 0:
-		sample = bodySample(body)
-	case out.err != nil:
-		sample = firstLine(out.err.Error())
+	var problemType bool
+	e.kind, problemType = appendAnswerKind(e.kind[:0], out.status, body)
+	if k, ok := c.kinds[string(e.kind)]; ok { // no allocation: the common case
+		k.n++
+		return
 	}
-	e.causes[key] = &causeCount{n: 1, sample: sample}
+	c.addKind(string(e.kind), kindCount{n: 1, sample: bodySample(body), problemType: problemType})
+}
+
+// addKind adds k's count to kind name's, past maxKindsPerStatus kinds to
+// otherKinds'.
+func (c *causeCount) addKind(name string, k kindCount) {
+	if c.kinds == nil {
+		c.kinds = map[string]*kindCount{}
+	}
+	if _, ok := c.kinds[name]; !ok && len(c.kinds) >= maxKindsPerStatus {
+		name, k.problemType = otherKinds, false
+	}
+	if have, ok := c.kinds[name]; ok {
+		have.n += k.n
+		return
+	}
+	c.kinds[name] = &k
 }
 
 // transportCause names why a request got no answer, in the words a
@@ -179,10 +212,14 @@ func (g *generator) endpointResults() []Endpoint {
 				causes[i] = map[causeKey]*causeCount{}
 			}
 			for k, c := range e.causes {
-				if have, ok := causes[i][k]; ok {
-					have.n += c.n
-				} else {
-					causes[i][k] = &causeCount{n: c.n, sample: c.sample}
+				have, ok := causes[i][k]
+				if !ok {
+					have = &causeCount{sample: c.sample}
+					causes[i][k] = have
+				}
+				have.n += c.n
+				for name, kc := range c.kinds {
+					have.addKind(name, *kc)
 				}
 			}
 		}
@@ -202,18 +239,28 @@ func summariseCauses(m map[causeKey]*causeCount) (map[string]int64, []Cause) {
 	byStatus := map[string]int64{}
 	causes := []Cause{}
 	for k, c := range m {
-		name := k.cause
-		if k.status != 0 {
-			byStatus[strconv.Itoa(k.status)] += c.n
-			name = strings.TrimSpace(strconv.Itoa(k.status) + " " + http.StatusText(k.status))
+		if k.status == 0 {
+			causes = append(causes, Cause{Cause: k.cause, Count: c.n, Sample: c.sample})
+			continue
 		}
-		causes = append(causes, Cause{Cause: name, Status: k.status, Count: c.n, Sample: c.sample})
+		byStatus[strconv.Itoa(k.status)] += c.n
+		name := strings.TrimSpace(strconv.Itoa(k.status) + " " + http.StatusText(k.status))
+		for kind, kc := range c.kinds {
+			cause := Cause{Cause: name, Status: k.status, Kind: kind, Count: kc.n, Sample: kc.sample}
+			if kc.problemType {
+				cause.Type = kind
+			}
+			causes = append(causes, cause)
+		}
 	}
 	sort.Slice(causes, func(i, j int) bool {
 		if causes[i].Count != causes[j].Count {
 			return causes[i].Count > causes[j].Count
 		}
-		return causes[i].Cause < causes[j].Cause
+		if causes[i].Cause != causes[j].Cause {
+			return causes[i].Cause < causes[j].Cause
+		}
+		return causes[i].Kind < causes[j].Kind
 	})
 	return byStatus, causes
 }

@@ -284,11 +284,40 @@ type EndpointErrors struct {
 }
 
 // Cause is one reason requests failed, with the first message seen for it.
+// The answers of one status are split by their kind, read from their
+// bodies: a service's own refusals and a dependency's failures may share
+// a status (503) and call for different fixes.
 type Cause struct {
 	Cause  string `json:"cause"`            // "429 Too Many Requests", "connection refused", "timeout after 5s"
 	Status int    `json:"status,omitempty"` // for an HTTP status
-	Count  int64  `json:"count"`
+	// Kind tells apart the answers of one status: the problem type of an
+	// RFC 9457 document when it is not about:blank, else its title when
+	// not merely the status's text, else its detail (or a JSON error's
+	// "message" or "error", or a plain body's first line) with each run of
+	// digits as "N"; "(other messages)" past 8 kinds of one status. Empty
+	// for a transport cause or a body that named nothing (HTML, empty).
+	Kind string `json:"kind,omitempty"`
+	// Type is the problem type when the kind is one.
+	Type  string `json:"type,omitempty"`
+	Count int64  `json:"count"`
 	// Sample is one message of this cause: the first line of a problem
 	// document's detail, of another error body, or of the client's error.
 	Sample string `json:"sample,omitempty"`
+}
+
+// Label is the cause with its kind when that says more than the status:
+// `503 Service Unavailable (“the database is not answering…”)`, the kind
+// cut to at most n runes (all of it when n is 0).
+func (c Cause) Label(n int) string {
+	if c.Kind == "" {
+		return c.Cause
+	}
+	k := c.Kind
+	if r := []rune(k); n > 0 && len(r) > n {
+		k = string(r[:n-1]) + "…"
+	}
+	if c.Type != "" {
+		return c.Cause + " (type " + k + ")"
+	}
+	return c.Cause + " (“" + k + "”)"
 }

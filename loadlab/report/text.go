@@ -135,7 +135,12 @@ func printEndpoints(w io.Writer, eps []load.Endpoint) {
 				fmt.Fprintln(w, "  error causes")
 				printed = true
 			}
-			line := fmt.Sprintf("    %-12s %7d  %s", ep.Name, c.Count, c.Cause)
+			name := c.Cause
+			if c.Type != "" {
+				// A message kind shows in its sample; a problem type does not.
+				name = c.Label(0)
+			}
+			line := fmt.Sprintf("    %-12s %7d  %s", ep.Name, c.Count, name)
 			if c.Sample != "" {
 				line += fmt.Sprintf(": %q", c.Sample)
 			}

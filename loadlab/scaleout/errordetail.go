@@ -11,8 +11,10 @@ import (
 )
 
 // errorDetail names the requests that failed and how, from the
-// generator's per-endpoint results: `"session" (POST /v1/sessions): 429
-// Too Many Requests ×1610` ("" when the probe kept none).
+// generator's per-endpoint results, each status split by the kind its
+// answers' bodies named: `"cart" (POST /v1/cart) got 503 Service
+// Unavailable ×1610 (“the service is overloaded and refused…”)` ("" when
+// the probe kept none).
 func errorDetail(p Probe) string {
 	s, ok := p.Detail.(measure.Step)
 	if !ok || s.Load == nil {
@@ -32,8 +34,8 @@ func errorDetail(p Probe) string {
 			who = fmt.Sprintf("%q (%s)", e.Name, e.Request)
 		}
 		var causes []string
-		for _, c := range e.Errors.Causes[:min(len(e.Errors.Causes), 2)] {
-			causes = append(causes, fmt.Sprintf("%s ×%d", c.Cause, c.Count))
+		for _, c := range e.Errors.Causes[:min(len(e.Errors.Causes), 3)] {
+			causes = append(causes, fmt.Sprintf("%s ×%d", c.Cause, c.Count)+kindText(c))
 		}
 		if len(causes) == 0 {
 			causes = append(causes, e.Errors.ErrorCounts.String())
@@ -41,6 +43,54 @@ func errorDetail(p Probe) string {
 		parts = append(parts, who+" got "+strings.Join(causes, ", "))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// kindLength is how much of a kind a line of the table shows: enough to
+// tell a service's messages apart.
+const kindLength = 60
+
+// kindText is a cause's kind as errorDetail adds it after the count.
+func kindText(c load.Cause) string {
+	if c.Kind == "" {
+		return ""
+	}
+	return strings.TrimPrefix(c.Label(kindLength), c.Cause)
+}
+
+// errorKinds sums a probe's failed requests by cause and kind over its
+// endpoints, the most frequent first, at most n of them: `503 Service
+// Unavailable ×37 (“the service is overloaded…”), 503 Service Unavailable
+// ×5 (“shard N is not answering…”)` ("" when the probe kept none).
+func errorKinds(p Probe, n int) string {
+	s, ok := p.Detail.(measure.Step)
+	if !ok || s.Load == nil {
+		return ""
+	}
+	type key struct{ cause, kind string }
+	sums := map[key]*load.Cause{}
+	var order []key
+	for _, e := range s.Load.Endpoints {
+		for _, c := range e.Errors.Causes {
+			k := key{c.Cause, c.Kind}
+			if have, ok := sums[k]; ok {
+				have.Count += c.Count
+				continue
+			}
+			cc := c
+			sums[k] = &cc
+			order = append(order, k)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b key) int { return cmp.Compare(sums[b].Count, sums[a].Count) })
+	var parts []string
+	for _, k := range order[:min(len(order), n)] {
+		c := sums[k]
+		parts = append(parts, fmt.Sprintf("%s ×%d", c.Cause, c.Count)+kindText(*c))
+	}
+	if len(order) > n {
+		parts = append(parts, "…")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // tooManyRequests counts the probe's answers of 429 Too Many Requests.

@@ -616,6 +616,9 @@ func (c *counter) progress(phase string, p Probe, pass bool) {
 		verdict = "meets the SLO"
 	case p.Requests > 0 && float64(p.Errors) >= c.cfg.MaxErrorRate*float64(p.Requests):
 		verdict = fmt.Sprintf("%d errors (%s)", p.Errors, p.ErrorKinds)
+		if kinds := errorKinds(p, 3); kinds != "" {
+			verdict += ": " + kinds
+		}
 	}
 	if !pass && p.Starved != "" {
 		verdict += "; the machine's, maybe: " + p.Starved
