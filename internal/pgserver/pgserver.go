@@ -144,7 +144,8 @@ max_replication_slots = 4
 hot_standby = on
 hot_standby_feedback = on
 log_min_messages = warning
-log_checkpoints = off
+log_checkpoints = on
+log_autovacuum_min_duration = 0
 log_line_prefix = '%m [%p] '
 `
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 // TestServerStartsWithTheSmallServerSettingsAndStops makes a server in a
 // temporary directory, starts it through supervise, checks that it runs
 // with the small-server settings the cluster relies on (autovacuum on,
-// pg_stat_statements loaded and usable) and that Stop shuts it down and
+// pg_stat_statements loaded and usable, checkpoints and vacuums in its
+// log) and that Stop shuts it down and
 // leaves no process behind. About two seconds with Debian's binaries;
 // skipped (failed under CI=true) where they are not installed.
 func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
@@ -79,6 +81,8 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 		"auto_explain.log_min_duration": "-1",
 		"random_page_cost":              "1.1",
 		"listen_addresses":              "127.0.0.1",
+		"log_checkpoints":               "on",
+		"log_autovacuum_min_duration":   "0",
 	} {
 		var got string
 		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&got); err != nil {
@@ -97,6 +101,11 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_statements").Scan(&calls); err != nil || calls == 0 {
 		t.Errorf("pg_stat_statements holds %d statements (%v)", calls, err)
 	}
+	// A checkpoint and a vacuum are lines of the server's log, to match a
+	// stall of the service with.
+	if _, err := admin.Exec(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
 	admin.Close(ctx)
 
 	if err := pgserver.Stop(ctx, rec); err != nil {
@@ -111,5 +120,12 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !os.IsNotExist(err) {
 		t.Errorf("postmaster.pid is left after a clean stop (%v)", err)
+	}
+	log, err := os.ReadFile(rec.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "checkpoint complete") {
+		t.Errorf("the server's log names no checkpoint:\n%s", log)
 	}
 }
