@@ -110,6 +110,7 @@ type admission struct {
 	lastCalib   atomic.Int64 // unix nanoseconds
 	refused     [numShedClasses][2]prometheus.Counter
 	admitted    [numShedClasses]prometheus.Counter
+	summary     *refusalSummary // the refusals' lines in the log (nil: none)
 }
 
 // Why a request was refused, the label of shop_admission_refused_total.
@@ -293,6 +294,7 @@ var retryAfterOne = []string{"1"}
 
 func (a *admission) refuse(c shedClass, why int, w http.ResponseWriter) error {
 	a.refused[c][why].Inc()
+	a.summary.note(c, why)
 	w.Header()["Retry-After"] = retryAfterOne
 	return errShed
 }

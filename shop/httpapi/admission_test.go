@@ -58,6 +58,7 @@ type overloadAPI struct {
 	carts  *countedCarts
 	token  string // a session with one item in its cart
 	once   sync.Once
+	logs   *lockedBuffer // the handler's log
 }
 
 // releaseAll lets every held checkout, and every later one, through.
@@ -72,9 +73,11 @@ func newOverloadAPI(t *testing.T, adm httpapi.AdmissionConfig) *overloadAPI {
 	o := &overloadAPI{
 		orders: &heldOrders{entered: make(chan struct{}, 16), release: make(chan struct{})},
 		carts:  &countedCarts{},
+		logs:   &lockedBuffer{},
 	}
 	o.api = newAPI(t, options{
 		admission: adm,
+		logs:      o.logs,
 		// Queued requests wait for the test, however slow the machine
 		// (-race at a load of 40): not for their routes' deadlines.
 		requestTimeout: 5 * time.Minute,
@@ -231,6 +234,17 @@ func TestAdmissionRefusesACheckoutBeforeAnyWorkWhenTheQueueIsFull(t *testing.T) 
 	}
 	if m := o.metrics(); !strings.Contains(m, `shop_admission_refused_total{class="checkout",reason="limit"} 1`) {
 		t.Fatalf("the refusal is not counted:\n%s", grepLines(m, "shop_admission"))
+	}
+	// The log counts it too (a line a second at most), so that a stall
+	// seen from outside can be matched with the refusals by time.
+	var summaries []map[string]any
+	for _, l := range o.logs.records() {
+		if l["msg"] == "admission refused requests" {
+			summaries = append(summaries, l)
+		}
+	}
+	if len(summaries) != 1 || summaries[0]["level"] != "WARN" || summaries[0]["checkout_limit"] != float64(1) || summaries[0]["refused"] != float64(1) {
+		t.Fatalf("the log's refusal lines: %v; want one at WARN counting this checkout", summaries)
 	}
 	t.Logf("refused in %v (client round trip)", took)
 

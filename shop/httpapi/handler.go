@@ -184,6 +184,9 @@ func newServer(cfg Config) *server {
 	}
 	s.metrics = newHTTPMetrics(s.reg)
 	s.admission = newAdmission(cfg.Admission, s.reg)
+	if s.admission != nil {
+		s.admission.summary = newRefusalSummary(s.log, nil)
+	}
 	s.streams = newStreamCap(s.reg, s.stream.MaxPerSession, s.stream.MaxOpen)
 	s.clientAddr = clientAddr{trusted: cfg.TrustedProxies}
 	if l := cfg.SessionLimit; l.Rate >= 0 {
@@ -275,7 +278,8 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 			done(status, d)
 			level := logLevel(status, d)
 			if shed {
-				// Counted by class in shop_admission_refused_total; a
+				// Counted by class in shop_admission_refused_total and
+				// in the log at most once a second (refusalSummary); a
 				// line per refusal would spend the CPU shedding saves.
 				level = slog.LevelDebug
 			}
