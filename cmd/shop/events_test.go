@@ -24,7 +24,7 @@ func TestOrderStreamFromAnotherReplica(t *testing.T) {
 	// the 2 s default (a fresh-clone CI run at load 33), and the stream
 	// then rightly polled; what is tested here is the wiring, not the bound.
 	a := start(t, dir, "--role", "all", "--nats", srv.URL(), "--replica-name", "a", "--nats-timeout", "60s")
-	b := start(t, dir, "--role", "api", "--nats", srv.URL(), "--replica-name", "b", "--drain-delay", "0s", "--nats-timeout", "60s")
+	b := start(t, dir, "--role", "api", "--nats", srv.URL(), "--replica-name", "b", "--nats-timeout", "60s")
 
 	code, body := call(t, "POST", a.api+"/v1/sessions", "", "", "")
 	var sess struct{ Token string }

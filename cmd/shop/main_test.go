@@ -57,7 +57,11 @@ func start(t *testing.T, dataDir string, extra ...string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &logBuffer{}
-	args := append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", dataDir, "--prep-time", "200ms"}, extra...)
+	// No drain delay unless a test gives one: with --role api it is 5 s,
+	// spent on each stop (the drain is tested on a real process in
+	// drain_test.go).
+	args := append([]string{"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", dataDir, "--prep-time", "200ms",
+		"--drain-delay", "0s"}, extra...)
 	env := map[string]string{"SHOP_ADMIN_TOKEN": "secret"}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, logs) }()
