@@ -11,6 +11,8 @@ import (
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/failsafe-go/failsafe-go/priority"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perfscale/perfscale/shop/bulkhead"
 )
 
 // AdmissionConfig is the replica's admission control. The default
@@ -214,69 +216,133 @@ func (c shedClass) level() int {
 	return priority.High.RandomLevel()
 }
 
-// admit wraps a route's handler: the request waits for a permit at most
+// A pass is an admitted request's hold on admission control, given back by
+// done (or drop) when the request ends: a slot of a split bound, or a
+// permit of the adaptive limiter, or nothing (admission off, a route never
+// shed, a stream, which needs its hold only to open).
+type pass struct {
+	bound  *bulkhead.Bulkhead
+	since  time.Time // when bound's slot was granted
+	permit adaptivelimiter.Permit
+}
+
+// enter admits a request of route sp, which must be answered by deadline
+// (zero: none), or refuses it: then Retry-After is set on w, the refusal
+// counted, and the error is errShed. The request waits for a slot at most
 // its route's objective (a later answer would miss it anyway) and never
-// past its deadline, and is refused at once when the queue is too long for
-// its class. A stream needs its permit only to open: holding one for its
-// whole life would take a slot from short requests, and its duration says
-// nothing about the replica's latency.
-func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
+// past its deadline, and is refused at once when the queue is too long
+// for its class. Nothing else is done before: the handler (handle) sets
+// up the request's context, recorder and log only for what is admitted,
+// so that a refusal costs a small part of an answer.
+func (a *admission) enter(sp routeSpec, deadline time.Time, w http.ResponseWriter, r *http.Request) (pass, error) {
 	if a == nil || sp.shed == shedNever {
-		return next
+		return pass{}, nil
 	}
+	var p pass
+	var err error
 	if a.split != nil {
-		return a.admitSplit(sp, next)
+		p, err = a.enterSplit(sp, deadline, w, r)
+	} else {
+		p, err = a.enterAdaptive(sp, deadline, w, r)
 	}
-	return func(w http.ResponseWriter, r *http.Request) error {
-		a.calibrate()
-		ctx := r.Context()
-		wait := a.budget(ctx, sp)
-		level := sp.shed.level()
-		if !a.limiter.CanAcquirePermitWithLevel(level) {
-			return a.refuse(sp.shed, refusedAtOnce, w)
-		}
-		permit, err := a.limiter.AcquirePermitWithMaxWait(priority.ContextWithLevel(ctx, level), wait)
+	if err != nil {
+		return pass{}, err
+	}
+	a.admitted[sp.shed].Inc()
+	if sp.stream {
+		// A stream needs its hold only to open: holding it for its
+		// whole life would take a slot from short requests, and its
+		// duration says nothing about the replica's latency.
+		a.drop(p)
+		return pass{}, nil
+	}
+	return p, nil
+}
+
+// done gives back p's hold when its request ended with err: its time
+// counts toward the service time (split) or the limit (adaptive) only if
+// it measured this replica (measured).
+func (a *admission) done(ctx context.Context, p pass, err error) {
+	if !measured(ctx, err) {
+		a.drop(p)
+		return
+	}
+	switch {
+	case p.bound != nil:
+		p.bound.Release(a.clock.Now().Sub(p.since))
+	case p.permit != nil:
+		p.permit.Record()
+	}
+}
+
+// drop gives back p's hold without counting its time (a panic, a client
+// that left, a stream).
+func (a *admission) drop(p pass) {
+	switch {
+	case p.bound != nil:
+		p.bound.Drop()
+	case p.permit != nil:
+		p.permit.Drop()
+	}
+}
+
+// admit wraps a route's handler with enter and done, for the simulations
+// that drive admission control alone (the handler calls them itself).
+func (a *admission) admit(sp routeSpec, next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) (err error) {
+		p, err := a.enter(sp, time.Time{}, w, r)
 		if err != nil {
-			return a.refuse(sp.shed, refusedWaited, w)
-		}
-		if ctx.Err() != nil {
-			// The deadline passed (or the client left) while it waited.
-			permit.Drop()
-			return a.refuse(sp.shed, refusedWaited, w)
-		}
-		a.admitted[sp.shed].Inc()
-		if sp.stream {
-			permit.Drop()
-			return next(w, r)
+			return err
 		}
 		defer func() {
-			// As in admitSplit: a panic is answered above (handle), and
-			// its permit must not go with it, or a small limit is lost.
+			// A panic is answered above (handle); its hold must not go
+			// with it, or a bound of a few slots loses them for good.
 			if v := recover(); v != nil {
-				permit.Drop()
+				a.drop(p)
 				panic(v)
 			}
 		}()
 		err = next(w, r)
-		if measured(ctx, err) {
-			permit.Record()
-		} else {
-			permit.Drop()
-		}
+		a.done(r.Context(), p, err)
 		return err
 	}
 }
 
+// enterAdaptive is enter with failsafe-go's adaptive limiter.
+func (a *admission) enterAdaptive(sp routeSpec, deadline time.Time, w http.ResponseWriter, r *http.Request) (pass, error) {
+	a.calibrate()
+	ctx := r.Context()
+	now := time.Now()
+	wait := a.budget(ctx, sp, deadline, now)
+	level := sp.shed.level()
+	if !a.limiter.CanAcquirePermitWithLevel(level) {
+		return pass{}, a.refuse(sp.shed, refusedAtOnce, w)
+	}
+	permit, err := a.limiter.AcquirePermitWithMaxWait(priority.ContextWithLevel(ctx, level), wait)
+	if err != nil {
+		return pass{}, a.refuse(sp.shed, refusedWaited, w)
+	}
+	if ctx.Err() != nil || !deadline.IsZero() && !time.Now().Before(deadline) {
+		// The deadline passed (or the client left) while it waited.
+		permit.Drop()
+		return pass{}, a.refuse(sp.shed, refusedWaited, w)
+	}
+	return pass{permit: permit}, nil
+}
+
 // budget is how long a request may wait for a slot: its route's objective
 // (a later answer would miss it anyway) or MaxWait, and never past its
-// deadline.
-func (a *admission) budget(ctx context.Context, sp routeSpec) time.Duration {
+// deadline (or its context's).
+func (a *admission) budget(ctx context.Context, sp routeSpec, deadline, now time.Time) time.Duration {
 	wait := sp.objective
 	if a.maxWait > 0 {
 		wait = a.maxWait
 	}
 	if d, ok := ctx.Deadline(); ok {
 		wait = max(0, min(wait, time.Until(d)))
+	}
+	if !deadline.IsZero() {
+		wait = max(0, min(wait, deadline.Sub(now)))
 	}
 	return wait
 }

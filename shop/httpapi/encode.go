@@ -296,8 +296,9 @@ var shedHead, shedCode = func() ([]byte, []byte) {
 // without reflection: a replica at ten times its capacity refuses nine
 // requests for each one it serves, so a refusal must cost a small part of
 // a served request (docs/reliability.md).
-func writeShed(w http.ResponseWriter, r *http.Request) {
-	id := requestID(r.Context())
+//
+// id is the request's id (responseID); it returns the bytes written.
+func writeShed(w http.ResponseWriter, r *http.Request, id string) int {
 	b := make([]byte, 0, len(shedHead)+len(shedCode)+len(r.URL.Path)+len(id)+48)
 	b = append(b, shedHead...)
 	if path := r.URL.Path; path != "" {
@@ -312,11 +313,31 @@ func writeShed(w http.ResponseWriter, r *http.Request) {
 	b = append(b, '}', '\n')
 	h := w.Header()
 	h["Content-Type"] = problemJSON
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	h.Del("ETag")
-	h.Del("Cache-Control")
+	h["Content-Length"] = contentLength(len(b))
+	delete(h, "Etag")
+	delete(h, "Cache-Control")
 	w.WriteHeader(shedProblem.Status)
-	_, _ = w.Write(b) // #nosec G705 -- JSON (application/problem+json), the path and id escaped as encoding/json escapes them, <, > and & included
+	n, _ := w.Write(b) // #nosec G705 -- JSON (application/problem+json), the path and id escaped as encoding/json escapes them, <, > and & included
+	return n
+}
+
+// contentLengths are the Content-Length values of the lengths a refusal's
+// body has (about 250 to 400 bytes: the path and id vary), made once and
+// shared (net/http only reads a header's values): a refusal then spends no
+// allocation on its length.
+var contentLengths = func() [][]string {
+	v := make([][]string, 1024)
+	for n := range v {
+		v[n] = []string{strconv.Itoa(n)}
+	}
+	return v
+}()
+
+func contentLength(n int) []string {
+	if n < len(contentLengths) {
+		return contentLengths[n]
+	}
+	return []string{strconv.Itoa(n)}
 }
 
 // appendJSONString appends s as encoding/json writes a string: printable

@@ -50,9 +50,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) (
 			s.log.DebugContext(r.Context(), "request abandoned by the client", "error", err.Error())
 			return nil
 		}
-		// admit set Retry-After. Nothing was done: even a checkout
+		// enter set Retry-After. Nothing was done: even a checkout
 		// without an Idempotency-Key may be sent again.
-		writeShed(w, r)
+		writeShed(w, r, requestID(r.Context()))
 		return nil
 	}
 	var body *bodyError

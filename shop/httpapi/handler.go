@@ -7,11 +7,12 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
@@ -224,6 +225,11 @@ func (s *server) timeoutOf(sp routeSpec) time.Duration {
 
 // handle registers fn under pattern with metrics, logging, the route's
 // deadline (routePlan), admission control and the error adapter.
+// Admission comes first: a refused request is answered from what the
+// arrival gives (its route, the time, the id withRequestID set) and counted
+// and logged as every request is, but gets no context, deadline, recorder
+// or log attributes, which are built only for what is admitted: a replica
+// at ten times its capacity refuses nine requests for each one it serves.
 func (s *server) handle(pattern string, fn handlerFunc) {
 	sp := specOf(pattern)
 	timeout := s.timeoutOf(sp)
@@ -234,66 +240,118 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		// The stream's whole life, then the time to say goodbye.
 		timeout += s.stream.MaxDuration
 	}
-	fn = s.admission.admit(sp, fn)
 	route := s.metrics.route(pattern)
 	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := r.Context() // cancelled when the client goes away
-		if timeout > 0 {
-			ctx, cancel := context.WithTimeout(client, timeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, client: client, head: r.Method == http.MethodHead}
-		done := route.begin()
 		start := time.Now()
-		var shed, answered bool
-		var cause error // a 5xx's, for the request line
-		// Metrics and the request log are written whatever happens,
-		// a panic included, so the in-flight gauge cannot leak.
-		defer func() {
-			v := recover()
-			if v != nil && v != http.ErrAbortHandler {
-				s.log.ErrorContext(r.Context(), "panic", "value", fmt.Sprint(v), "stack", string(debug.Stack()))
-				if !rec.written {
-					writeProblem(rec, r, problem{Status: http.StatusInternalServerError, Code: shop.EINTERNAL, Detail: "internal error"})
-				} else {
-					rec.status = http.StatusInternalServerError
-				}
-			}
-			status := rec.status
-			if sp.stream && rec.written {
-				// A stream ends when its client closes it: the stream
-				// was the answer, and it was delivered.
-				answered = true
-			}
-			if v == nil && !answered && !rec.delivered && errors.Is(client.Err(), context.Canceled) {
-				// The client left before the answer was whole, so it did
-				// not get it, whatever the handler wrote afterwards. One
-				// that left after reading a whole answer (a body larger
-				// than net/http's buffers goes out as it is written) got
-				// it: that is logged with the status sent.
-				status = StatusClientClosedRequest
-			}
-			d := time.Since(start)
-			done(status, d)
-			level := logLevel(status, d)
-			if shed {
-				// Counted by class in shop_admission_refused_total and
-				// in the log at most once a second (refusalSummary); a
-				// line per refusal would spend the CPU shedding saves.
-				level = slog.LevelDebug
-			}
-			s.logRequest(r, level, pattern, status, rec.bytes, d, cause)
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-		}()
-		if err := fn(rec, r); err != nil {
-			var body *bodyError
-			shed, answered = errors.Is(err, errShed), errors.As(err, &body)
-			cause = s.writeError(rec, r, err)
+		route.begin()
+		var deadline time.Time
+		if timeout > 0 {
+			deadline = start.Add(timeout)
 		}
+		p, err := s.admission.enter(sp, deadline, w, r)
+		if err != nil {
+			s.refused(w, r, route, pattern, start)
+			return
+		}
+		s.serve(w, r, serving{spec: sp, pattern: pattern, route: route, fn: fn, start: start, deadline: deadline, pass: p})
 	}))
+}
+
+// serving is an admitted request's route and hold.
+type serving struct {
+	spec     routeSpec
+	pattern  string
+	route    *routeMetrics
+	fn       handlerFunc
+	start    time.Time
+	deadline time.Time // zero: none
+	pass     pass
+}
+
+// serve runs an admitted request's handler with its deadline and request
+// id in its context, gives back its admission hold, writes its error, and
+// counts and logs it, a panic included.
+func (s *server) serve(w http.ResponseWriter, r *http.Request, sv serving) {
+	client := r.Context() // cancelled when the client goes away
+	ctx := context.WithValue(client, requestIDKey, responseID(w))
+	if !sv.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, sv.deadline)
+		defer cancel()
+	}
+	r = r.WithContext(ctx)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, client: client, head: r.Method == http.MethodHead}
+	held := true // the admission hold, until the handler returns
+	var answered bool
+	var cause error // a 5xx's, for the request line
+	// Metrics and the request log are written whatever happens,
+	// a panic included, so the in-flight gauge cannot leak.
+	defer func() {
+		v := recover()
+		if held {
+			// A panic: its hold must not go with it, or a bound of a
+			// few slots loses them for good.
+			s.admission.drop(sv.pass)
+		}
+		if v != nil && v != http.ErrAbortHandler {
+			s.log.ErrorContext(r.Context(), "panic", "value", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !rec.written {
+				writeProblem(rec, r, problem{Status: http.StatusInternalServerError, Code: shop.EINTERNAL, Detail: "internal error"})
+			} else {
+				rec.status = http.StatusInternalServerError
+			}
+		}
+		status := rec.status
+		if sv.spec.stream && rec.written {
+			// A stream ends when its client closes it: the stream
+			// was the answer, and it was delivered.
+			answered = true
+		}
+		if v == nil && !answered && !rec.delivered && errors.Is(client.Err(), context.Canceled) {
+			// The client left before the answer was whole, so it did
+			// not get it, whatever the handler wrote afterwards. One
+			// that left after reading a whole answer (a body larger
+			// than net/http's buffers goes out as it is written) got
+			// it: that is logged with the status sent.
+			status = StatusClientClosedRequest
+		}
+		d := time.Since(sv.start)
+		sv.route.end(status, d)
+		s.logRequest(r, logLevel(status, d), sv.pattern, status, rec.bytes, d, cause)
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+	}()
+	err := sv.fn(rec, r)
+	held = false
+	s.admission.done(ctx, sv.pass, err)
+	if err != nil {
+		var body *bodyError
+		answered = errors.As(err, &body)
+		cause = s.writeError(rec, r, err)
+	}
+}
+
+// refused answers a request admission control refused (enter set its
+// Retry-After), counts it and logs it at debug level: counted by class in
+// shop_admission_refused_total and in the log at most once a second
+// (refusalSummary), a line per refusal would spend the CPU shedding
+// saves. Nothing was done: even a checkout without an
+// Idempotency-Key may be sent again.
+func (s *server) refused(w http.ResponseWriter, r *http.Request, route *routeMetrics, pattern string, start time.Time) {
+	status, n := http.StatusServiceUnavailable, 0
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		// The client left while it waited: nobody reads a problem.
+		status = StatusClientClosedRequest
+	} else {
+		n = writeShed(w, r, responseID(w))
+	}
+	d := time.Since(start)
+	route.end(status, d)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, responseID(w)))
+		s.logRequest(r, slog.LevelDebug, pattern, status, n, d, nil)
+	}
 }
 
 // logRequest writes the request's one log line, with the cause of a 5xx.
@@ -329,6 +387,7 @@ func (s *server) serveMux(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
+	r = withID(w, r)
 	// Let the mux decide between 404, 405 (with Allow) and a redirect,
 	// but not write the body.
 	probe := &headerOnly{header: http.Header{}}
@@ -426,24 +485,58 @@ type ctxKey int
 
 const requestIDKey ctxKey = 0
 
+// requestID is the request id in ctx: every admitted request's context
+// has it (handle), as the logs of everything it calls (RequestIDHandler).
 func requestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey).(string)
 	return id
 }
 
+// withID is r with its request id (responseID) in its context, for the
+// paths outside handle that log or write a problem.
+func withID(w http.ResponseWriter, r *http.Request) *http.Request {
+	if requestID(r.Context()) != "" {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), requestIDKey, responseID(w)))
+}
+
+// responseID is the id withRequestID gave the request, read back from the
+// answer's header.
+func responseID(w http.ResponseWriter) string {
+	if v := w.Header()["X-Request-Id"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // withRequestID gives every request an id, taken from X-Request-Id when the
-// client or load balancer sent a sane one, and puts it in the logs.
+// client or load balancer sent a sane one, and sends it back in
+// X-Request-Id. Only the answer's header carries it from here: handle puts
+// it in an admitted request's context, with the deadline, so that a
+// request admission control refuses does not pay for a context and a copy
+// of the request of its own.
 func (s *server) withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !saneID(id) {
-			var b [8]byte
-			rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+		if sent := r.Header["X-Request-Id"]; len(sent) > 0 && saneID(sent[0]) {
+			// net/http only reads the answer's header values: the
+			// request's own slice is shared, not copied.
+			w.Header()["X-Request-Id"] = sent[:1:1]
+		} else {
+			w.Header()["X-Request-Id"] = []string{newRequestID()}
 		}
-		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r)
 	})
+}
+
+// newRequestID is a fresh request id: 16 hex digits of a random 64-bit
+// number. It names a request in the logs and in a problem, no secret, so
+// it comes from the runtime's fast per-thread generator rather than the
+// operating system's (a system call a request, refusals included).
+func newRequestID() string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64()) // #nosec G404 -- a correlation id, not a secret: no one gains by guessing one
+	return hex.EncodeToString(b[:])
 }
 
 func saneID(id string) bool {
@@ -467,6 +560,7 @@ func (s *server) withRecovery(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
+				r = withID(w, r)
 				s.log.ErrorContext(r.Context(), "panic", "value", v)
 				writeProblem(w, r, problem{Status: http.StatusInternalServerError, Code: shop.EINTERNAL, Detail: "internal error"})
 			}

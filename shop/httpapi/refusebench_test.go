@@ -13,7 +13,10 @@ import (
 
 // refusingHandler is the real handler with split admission control whose
 // one write slot a checkout holds until the test or benchmark ends, so
-// every cart update with the returned token is refused before any work.
+// every cart update with the returned token is refused before any work:
+// at once, as under a sustained overload, because a cart update answered
+// first gave the bound its service time (a bound that has none yet queues
+// a request, and refuses it once its wait is spent).
 func refusingHandler(tb testing.TB) (http.Handler, string) {
 	tb.Helper()
 	held := &heldOrders{entered: make(chan struct{}, 16), release: make(chan struct{})}
@@ -29,6 +32,11 @@ func refusingHandler(tb testing.TB) (http.Handler, string) {
 	}
 	if _, err := be.Store.SetCartItem(tb.Context(), sess.ID, 3, 1); err != nil {
 		tb.Fatal(err)
+	}
+	first := httptest.NewRecorder()
+	h.ServeHTTP(first, cartUpdate(token))
+	if first.Code != http.StatusOK {
+		tb.Fatalf("a cart update with the write bound free: %d %s, want 200", first.Code, first.Body)
 	}
 	done := make(chan int, 1)
 	go func() {

@@ -23,7 +23,7 @@ func TestARefusalIsTheProblemWriteProblemWrites(t *testing.T) {
 			}
 			want, got := httptest.NewRecorder(), httptest.NewRecorder()
 			writeProblem(want, r, shedProblem)
-			writeShed(got, r)
+			writeShed(got, r, id)
 			if got.Code != http.StatusServiceUnavailable || got.Code != want.Code {
 				t.Errorf("path %q, id %q: status %d, want %d", path, id, got.Code, want.Code)
 			}
@@ -45,7 +45,7 @@ func TestARefusalDropsCachingHeaders(t *testing.T) {
 	w := httptest.NewRecorder()
 	w.Header().Set("ETag", `"v1"`)
 	w.Header().Set("Cache-Control", "public, max-age=60")
-	writeShed(w, httptest.NewRequest("GET", "/v1/menu", nil))
+	writeShed(w, httptest.NewRequest("GET", "/v1/menu", nil), "")
 	if w.Header().Get("ETag") != "" || w.Header().Get("Cache-Control") != "" {
 		t.Errorf("a refusal kept %v", w.Header())
 	}

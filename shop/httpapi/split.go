@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -80,72 +81,52 @@ func (s *split) register(reg prometheus.Registerer) {
 	}))
 }
 
-// admitSplit wraps a route's handler: its request takes a slot of its
-// bound, waiting in its class's turn as long as its budget allows, or is
-// refused before any work.
-func (a *admission) admitSplit(sp routeSpec, next handlerFunc) handlerFunc {
-	b := a.split.reads
+// enterSplit is enter with split admission: the request takes a slot of
+// its bound, waiting in its class's turn as long as its budget allows, or
+// is refused before any work.
+func (a *admission) enterSplit(sp routeSpec, deadline time.Time, w http.ResponseWriter, r *http.Request) (pass, error) {
+	b, other := a.split.reads, a.split.writes
 	if writes(sp) {
-		b = a.split.writes
-	}
-	other := a.split.writes
-	if b == a.split.writes {
-		other = a.split.reads
+		b, other = a.split.writes, a.split.reads
 	}
 	class := int(sp.shed - shedFirst)
-	return func(w http.ResponseWriter, r *http.Request) error {
-		ctx := r.Context()
-		now := a.clock.Now()
-		if other.ShedBelow(class, now) {
-			// The other bound refused a higher class lately: its
-			// requests miss their objectives for want of the CPUs this
-			// one would take.
-			return a.refuse(sp.shed, refusedAtOnce, w)
-		}
-		wt, err := b.Enter(class, a.budget(ctx, sp), now)
-		if err != nil {
-			return a.refuse(sp.shed, refusedAtOnce, w)
-		}
-		if why, ok := a.wait(ctx, b, wt); !ok {
-			if ctx.Err() == nil {
-				b.Refused(class, a.clock.Now())
-			}
-			return a.refuse(sp.shed, why, w)
-		}
-		a.admitted[sp.shed].Inc()
-		if sp.stream {
-			// A stream needs its slot only to open (see admit).
-			b.Drop()
-			return next(w, r)
-		}
-		defer func() {
-			// A panic is answered above (handle); the slot must not go
-			// with it: a bound of a few slots would lose them for good.
-			if v := recover(); v != nil {
-				b.Drop()
-				panic(v)
-			}
-		}()
-		start := a.clock.Now()
-		err = next(w, r)
-		if measured(ctx, err) {
-			b.Release(a.clock.Now().Sub(start))
-		} else {
-			b.Drop()
-		}
-		return err
+	ctx := r.Context()
+	now := a.clock.Now()
+	if other.ShedBelow(class, now) {
+		// The other bound refused a higher class lately: its requests
+		// miss their objectives for want of the CPUs this one would take.
+		return pass{}, a.refuse(sp.shed, refusedAtOnce, w)
 	}
+	wt, err := b.Enter(class, a.budget(ctx, sp, deadline, now), now)
+	if err != nil {
+		return pass{}, a.refuse(sp.shed, refusedAtOnce, w)
+	}
+	if why, ok := a.wait(ctx, deadline, b, wt); !ok {
+		if ctx.Err() == nil && (deadline.IsZero() || a.clock.Now().Before(deadline)) {
+			b.Refused(class, a.clock.Now())
+		}
+		return pass{}, a.refuse(sp.shed, why, w)
+	}
+	return pass{bound: b, since: a.clock.Now()}, nil
 }
 
-// wait waits for wt's slot while ctx lasts and reports whether the slot is
-// held (and the request still wanted), or why it was refused. Past
-// wt.MaxWait (its objective less the service time) it leaves only if the
-// bound is overloaded, its arrivals outrunning its slots; else it waits
-// on, and asks again at the end of the bound's current window.
-func (a *admission) wait(ctx context.Context, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) (int, bool) {
+// wait waits for wt's slot while ctx lasts, and never past deadline (zero:
+// none), and reports whether the slot is held (and the request still
+// wanted), or why it was refused. Past wt.MaxWait (its objective less the
+// service time) it leaves only if the bound is overloaded, its arrivals
+// outrunning its slots; else it waits on, and asks again at the end of the
+// bound's current window.
+func (a *admission) wait(ctx context.Context, deadline time.Time, b *bulkhead.Bulkhead, wt *bulkhead.Waiter) (int, bool) {
 	select {
 	case <-wt.Ready():
 	default:
+		if !deadline.IsZero() {
+			// Only a request that queues bounds its wait by a context of
+			// its own: one granted or refused at once needs none.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 		if why, ok := a.queued(ctx, b, wt); !ok {
 			return why, false
 		}
