@@ -222,8 +222,23 @@ func lastLine(b []byte) string {
 	return lines[len(lines)-1]
 }
 
+// parentWeight is the CPU weight of the cluster's parent cgroup: the
+// highest there is (cgroup v2's cpu.weight 10000; v1's cpu.shares 102400).
+// The parent is a sibling of every process outside a cgroup (nginx, the
+// worker, Redis, NATS, the generator, whatever else runs here), and each
+// of their threads weighs as much as a group of the default weight: with
+// the default, all the quota'd processes together weighed as one such
+// thread, so whenever the machine's CPUs were contended they got a small
+// part of their quotas, waited for a CPU several times as long as they ran
+// and answered late. A quota'd process stands for a small server of its
+// own, whose cores nobody else takes; the quotas, not the weight, bound
+// what the group uses, so the weight takes nothing from the rest beyond
+// them.
+const parentWeight = 10000
+
 // makeCgroupParent makes the cluster's parent cgroup, under which each
-// process with a quota gets one of its own.
+// process with a quota gets one of its own, at the highest CPU weight
+// (parentWeight).
 func (c *cluster) makeCgroupParent() error {
 	h, err := supervise.CPUHierarchy()
 	if err != nil {
@@ -235,7 +250,7 @@ func (c *cluster) makeCgroupParent() error {
 	if err := c.save(); err != nil {
 		return err
 	}
-	if _, err := h.Create(rel, supervise.Limit{}); err != nil {
+	if _, err := h.Create(rel, supervise.Limit{Weight: parentWeight}); err != nil {
 		return err
 	}
 	return nil

@@ -866,6 +866,20 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 		}
 		cgroups[name] = rec.Cgroup
 	}
+	// The quota'd processes' parent group has the highest CPU weight, so
+	// that on a contended machine each gets its quota as a small server of
+	// its own would, not a share of one thread's weight beside every
+	// process outside a cgroup.
+	parent := filepath.Dir(cgroups["db-1"])
+	weight, err := os.ReadFile(filepath.Join(parent, "cpu.shares"))
+	want := "102400"
+	if errors.Is(err, os.ErrNotExist) {
+		weight, err = os.ReadFile(filepath.Join(parent, "cpu.weight"))
+		want = "10000"
+	}
+	if got := strings.TrimSpace(string(weight)); err != nil || got != want {
+		t.Errorf("the cluster's parent cgroup %s has a CPU weight of %q (%v), want %s", parent, got, err, want)
+	}
 	// Each process runs in its cgroup; the database server's backends
 	// (its children) with it.
 	for i, name := range []string{"replica-1", "db-1"} {
