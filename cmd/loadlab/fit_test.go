@@ -44,7 +44,8 @@ func TestFitRejectsBadFiles(t *testing.T) {
 	}{
 		{[]string{"fit"}, "give one CSV file"},
 		{[]string{"fit", filepath.Join(dir, "missing.csv")}, "no such file"},
-		{[]string{"fit", write("few.csv", "N,X\n1,1\n2,2\n")}, "line 3: only 2 points"},
+		{[]string{"fit", write("few.csv", "N,X\n1,1\n2,2\n")}, "few.csv: only 2 points; the fit needs at least 3"},
+		{[]string{"fit", write("one.csv", "N,X\n1,1\n")}, "one.csv: only 1 point; the fit needs at least 3"},
 		{[]string{"fit", write("nan.csv", "N,X\n1,1\n2,two\n3,3\n")}, "line 3: X \"two\" is not a number"},
 		{[]string{"fit", write("zero.csv", "N,X\n0,1\n2,2\n3,3\n")}, "line 2: N must be at least 1"},
 		{[]string{"fit", write("dup.csv", "N,X\n1,1\n2,2\n2,3\n4,4\n")}, "line 4: N 2 already given on line 3"},

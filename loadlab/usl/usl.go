@@ -221,7 +221,7 @@ func Efficiency(pts []Point, f Fit) []float64 {
 
 // ReadCSV reads N,X points: a header line, then two numeric columns, N a
 // whole number of at least 1.
-// Errors name the line.
+// Errors name the line at fault; too few points is the file's fault, not a line's.
 func ReadCSV(r io.Reader) ([]Point, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
@@ -282,21 +282,20 @@ func ReadCSV(r io.Reader) ([]Point, error) {
 		seen[n] = line
 		pts = append(pts, Point{N: n, X: x})
 	}
+	// Too few points is a fact about the whole file, not about a line:
+	// naming the last line read would point at a line with nothing wrong.
 	if header {
-		return nil, errors.New("line 1: the file is empty; want a header line N,X and at least 3 points")
+		return nil, fmt.Errorf("the file is empty; want a header line N,X and at least %d points", MinPoints)
+	}
+	switch len(pts) {
+	case 0:
+		return nil, fmt.Errorf("no points after the header; the fit needs at least %d", MinPoints)
+	case 1:
+		return nil, fmt.Errorf("only 1 point; the fit needs at least %d", MinPoints)
 	}
 	if len(pts) < MinPoints {
-		points := fmt.Sprintf("%d points", len(pts))
-		if len(pts) == 1 {
-			points = "1 point"
-		}
-		return nil, fmt.Errorf("line %d: only %s; the fit needs at least %d", lastLine(cr), points, MinPoints)
+		return nil, fmt.Errorf("only %d points; the fit needs at least %d", len(pts), MinPoints)
 	}
 	sort.Slice(pts, func(i, j int) bool { return pts[i].N < pts[j].N })
 	return pts, nil
-}
-
-func lastLine(cr *csv.Reader) int {
-	line, _ := cr.FieldPos(0)
-	return max(line, 1)
 }

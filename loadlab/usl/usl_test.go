@@ -105,10 +105,7 @@ func TestReadCSVRejectsBadInput(t *testing.T) {
 	tests := []struct {
 		name, csv, want string
 	}{
-		{"empty", "", "line 1: the file is empty"},
 		{"no header", "1,10\n2,20\n3,30\n", "line 1: the first line must be a header"},
-		{"too few points", "N,X\n1,10\n2,20\n", "line 3: only 2 points"},
-		{"one point", "N,X\n1,10\n", "line 2: only 1 point; the fit needs at least 3"},
 		{"not a number", "N,X\n1,10\n2,abc\n3,30\n", "line 3: X \"abc\" is not a number"},
 		{"N not a number", "N,X\n1,10\nx,20\n3,30\n", "line 3: N \"x\" is not a number"},
 		{"N below one", "N,X\n1,10\n0,20\n3,30\n", "line 3: N must be at least 1"},
@@ -134,6 +131,28 @@ func TestReadCSVRejectsBadInput(t *testing.T) {
 	pts, err := ReadCSV(strings.NewReader("users, rps\n4, 30\n1, 10\n2, 18\n"))
 	if err != nil || len(pts) != 3 || pts[0].N != 1 {
 		t.Fatalf("good CSV: %v, %v (want sorted by N)", pts, err)
+	}
+}
+
+// Too few points is wrong with the file as a whole: the message names no
+// line, since the last line read (a good point) is not where the fault is.
+func TestReadCSVTooFewPointsNamesNoLine(t *testing.T) {
+	tests := []struct {
+		name, csv, want string
+	}{
+		{"empty", "", "the file is empty; want a header line N,X and at least 3 points"},
+		{"header only", "N,X\n", "no points after the header; the fit needs at least 3"},
+		{"one point", "N,X\n1,10\n", "only 1 point; the fit needs at least 3"},
+		{"two points", "N,X\n1,10\n2,20\n", "only 2 points; the fit needs at least 3"},
+		{"two points and a comment", "N,X\n1,10\n2,20\n# done\n", "only 2 points; the fit needs at least 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadCSV(strings.NewReader(tt.csv))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }
 
