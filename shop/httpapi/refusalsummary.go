@@ -18,8 +18,9 @@ const refusalSummaryEvery = time.Second
 // stall seen from outside is matched with the refusals by time, from the
 // log: each line says how many were refused between its first and last
 // refusal. The first refusal after a quiet second writes a line at once, so
-// the onset is logged when it happens; refusals that ended are written with
-// the next refusal's line (their times in it are theirs).
+// the onset is logged when it happens; the last refusals of a burst are
+// written when the next refusal comes, on a line of their own with their
+// own times.
 type refusalSummary struct {
 	log   *slog.Logger
 	now   func() time.Time
@@ -40,17 +41,29 @@ func newRefusalSummary(log *slog.Logger, now func() time.Time) *refusalSummary {
 }
 
 // note counts a refusal, and writes a line when the last was a second or
-// more ago. It allocates nothing but when it writes.
+// more ago. A refusal after a quiet second first writes the counts held
+// back (a burst that ended, with its own times), then a line of its own:
+// a line never spans a quiet stretch. It allocates nothing but when it
+// writes.
 func (s *refusalSummary) note(c shedClass, why int) {
 	if s == nil {
 		return
 	}
 	now := s.now().UnixNano()
+	quiet := now-s.last.Load() >= int64(s.every)
+	if quiet {
+		s.lastLine.Store(now)
+		s.write() // nothing when nothing is held
+	}
 	s.counts[c][why].Add(1)
 	s.first.CompareAndSwap(0, now)
 	s.last.Store(now)
+	if quiet {
+		s.write()
+		return
+	}
 	prev := s.lastLine.Load()
-	if (prev != 0 && now-prev < int64(s.every)) || !s.lastLine.CompareAndSwap(prev, now) {
+	if now-prev < int64(s.every) || !s.lastLine.CompareAndSwap(prev, now) {
 		return
 	}
 	s.write()

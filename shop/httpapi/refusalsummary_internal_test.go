@@ -11,7 +11,9 @@ import (
 
 // Refusals are written to the log as counts by class and reason: the first
 // at once, then at most a line a second, each with the times of the first
-// and last refusal it counts; none is lost or counted twice.
+// and last refusal it counts; none is lost or counted twice, and no line
+// spans a quiet stretch (the end of a burst is written on its own when the
+// next refusal comes).
 func TestRefusalsAreLoggedAsCountsAtMostOnceASecond(t *testing.T) {
 	var buf bytes.Buffer
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
@@ -28,7 +30,9 @@ func TestRefusalsAreLoggedAsCountsAtMostOnceASecond(t *testing.T) {
 	at(300*time.Millisecond, shedNext, refusedWaited, 2)
 	at(900*time.Millisecond, shedLast, refusedAtOnce, 1)
 	at(1100*time.Millisecond, shedFirst, refusedWaited, 1) // a second after the first line
-	at(5*time.Second, shedLast, refusedWaited, 1)
+	at(5*time.Second, shedLast, refusedWaited, 1)          // after a quiet second: a line at once
+	at(5200*time.Millisecond, shedFirst, refusedAtOnce, 3) // held: within a second of that line
+	at(9*time.Second, shedNext, refusedAtOnce, 1)          // after a quiet stretch: the held ones, then this
 
 	var lines []map[string]any
 	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
@@ -45,6 +49,8 @@ func TestRefusalsAreLoggedAsCountsAtMostOnceASecond(t *testing.T) {
 		{map[string]float64{"browsing_limit": 1}, 0, 0},
 		{map[string]float64{"browsing_limit": 5, "cart_waited": 2, "checkout_limit": 1, "browsing_waited": 1}, 100 * time.Millisecond, 1100 * time.Millisecond},
 		{map[string]float64{"checkout_waited": 1}, 5 * time.Second, 5 * time.Second},
+		{map[string]float64{"browsing_limit": 3}, 5200 * time.Millisecond, 5200 * time.Millisecond},
+		{map[string]float64{"cart_limit": 1}, 9 * time.Second, 9 * time.Second},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), buf.String())
