@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -224,12 +223,9 @@ func runOnAgents(ctx context.Context, f *runFlags, cfg load.Config) (*load.Resul
 // scenarioSource reads a scenario for the agents: a built-in one or a
 // file's text.
 func scenarioSource(nameOrPath, base string) (*distributed.ScenarioSource, error) {
-	src, ok := scenario.Builtin[nameOrPath]
-	if !ok {
-		var err error
-		if src, err = os.ReadFile(nameOrPath); err != nil {
-			return nil, fmt.Errorf("scenario: %w", err)
-		}
+	src, err := scenario.Source(nameOrPath)
+	if err != nil {
+		return nil, err
 	}
 	return &distributed.ScenarioSource{Name: nameOrPath, Source: src, JSON: filepath.Ext(nameOrPath) == ".json", Base: base}, nil
 }

@@ -116,7 +116,7 @@ func newDiagnoseFlags(stdout io.Writer) *diagnoseFlags {
 		prometheus:   fs.String("prometheus", "", "a Prometheus server scraping the target's processes: the saturation evidence comes from it"),
 		method:       fs.String("method", "GET", "HTTP method for a URL target"),
 		body:         fs.String("body", "", "request body for a URL target; @FILE reads it from a file"),
-		scen:         fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop; the URL, if given, is its base"),
+		scen:         fs.String("scenario", "", "scenario file (YAML or JSON) or a built-in name: shop, shop-writes; the URL, if given, is its base"),
 		outputs:      outputFlags(fs),
 		agents:       newAgentFlags(fs, "each step's load"),
 	}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -99,16 +100,37 @@ var shopWritesScenario []byte
 // and its writing requests alone.
 var Builtin = map[string][]byte{"shop": shopScenario, "shop-writes": shopWritesScenario}
 
+// Source returns a built-in scenario's text by name, or a file's. A bare
+// name that is neither says both, so a mistyped built-in name ("shoop")
+// is not reported as only a missing file.
+func Source(nameOrPath string) ([]byte, error) {
+	if src, ok := Builtin[nameOrPath]; ok {
+		return src, nil
+	}
+	src, err := os.ReadFile(nameOrPath)
+	if errors.Is(err, fs.ErrNotExist) && (strings.ContainsRune(nameOrPath, os.PathSeparator) || filepath.Ext(nameOrPath) != "") {
+		return nil, fmt.Errorf("scenario %s: no such file", nameOrPath)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		names := make([]string, 0, len(Builtin))
+		for name := range Builtin {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("scenario %s: no such file, nor a built-in scenario (%s)", nameOrPath, strings.Join(names, ", "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scenario: %w", err)
+	}
+	return src, nil
+}
+
 // Load reads a scenario from a file, or a built-in one by name, and
 // compiles it; base overrides the file's base URL when not empty.
 func Load(nameOrPath, base string) (*Scenario, error) {
-	src, ok := Builtin[nameOrPath]
-	if !ok {
-		var err error
-		src, err = os.ReadFile(nameOrPath)
-		if err != nil {
-			return nil, fmt.Errorf("scenario: %w", err)
-		}
+	src, err := Source(nameOrPath)
+	if err != nil {
+		return nil, err
 	}
 	f, err := Parse(src, filepath.Ext(nameOrPath) == ".json")
 	if err != nil {

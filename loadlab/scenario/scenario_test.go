@@ -80,6 +80,24 @@ func TestRejectsBadScenarios(t *testing.T) {
 	}
 }
 
+// A name that is neither a file nor a built-in scenario says so, naming
+// the built-in ones: "open shoop: no such file or directory" left a
+// mistyped "shop" looking like a path problem.
+func TestLoadOfAnUnknownNameListsTheBuiltinScenarios(t *testing.T) {
+	_, err := scenario.Load("shoop", "")
+	want := "scenario shoop: no such file, nor a built-in scenario (shop, shop-writes)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	if _, err := scenario.Load(missing, ""); err == nil || err.Error() != "scenario "+missing+": no such file" {
+		t.Fatalf("err = %v, want a missing file named", err)
+	}
+	if _, err := scenario.Source("shop-writes"); err != nil {
+		t.Fatalf("built-in shop-writes: %v", err)
+	}
+}
+
 // What the decoders refuse is one line in the scenario's words: yaml.v3
 // listed its errors a line each ("yaml: unmarshal errors:\n  line 5: field
 // request not found in type scenario.Step"), an empty file was "EOF".
