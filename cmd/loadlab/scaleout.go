@@ -238,6 +238,12 @@ func (f *scaleoutFlags) check(pos []string) error {
 		return fmt.Errorf("scaleout: unexpected argument %q: the URL comes from the scale command's last line", pos[0])
 	case *f.scen != "" && *f.path != "":
 		return errors.New("scaleout: --path applies without --scenario only")
+	case *f.path != "" && !strings.HasPrefix(*f.path, "/"):
+		return fmt.Errorf("scaleout: --path must start with /, such as /v1/menu, got %q", *f.path)
+	case *f.users > 0 && *f.scen == "":
+		// Users carry a scenario's sessions; a URL target has none, and
+		// the search would run as if the flag had not been given.
+		return errors.New("scaleout: --users applies with --scenario only")
 	case *f.prometheus != "" && load.CheckURL(*f.prometheus) != nil:
 		return fmt.Errorf("scaleout: --prometheus: %v", load.CheckURL(*f.prometheus))
 	}

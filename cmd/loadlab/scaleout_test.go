@@ -66,6 +66,7 @@ func TestScaleoutRejectsBadInvocations(t *testing.T) {
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "--client", "curl"}, "unknown --client"},
 		{[]string{"scaleout", "--scale-cmd", "up {n}", "--down-cmd", "d", "http://x/"}, "the URL comes from the scale command"},
 		{[]string{"scaleout", "--scale-cmd", "echo not-a-url {n}", "--down-cmd", "true"}, "last line must be the URL"},
+		{[]string{"scaleout", "--scale-cmd", ": {n}", "--down-cmd", "true"}, "scale command for 1 replica printed nothing; its last line must be the URL to load"},
 		{[]string{"scaleout", "--scale-cmd", "exit 3 {n}", "--down-cmd", "true"}, "scale command for 1 replica"},
 	}
 	for _, tt := range tests {
@@ -79,6 +80,34 @@ func TestScaleoutRejectsBadInvocations(t *testing.T) {
 	out, errOut, err := loadlab("scaleout", "--help")
 	if err != errUsageShown || !strings.Contains(out+errOut, "Examples:") {
 		t.Fatalf("--help: %v", err)
+	}
+}
+
+// Flags the search would ignore, or could not use, are refused before
+// the scale command runs (exit 2): --users without a scenario ran a whole
+// search as if it had not been given; --path without its / failed only
+// after the first scale-up, with exit 3.
+func TestScaleoutRefusesUnusableFlagsBeforeScaling(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "scaled")
+	up := "touch " + marker + "; : {n}; echo http://127.0.0.1:1/"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--users", "5"}, "scaleout: --users applies with --scenario only"},
+		{[]string{"--path", "v1/menu"}, `scaleout: --path must start with /, such as /v1/menu, got "v1/menu"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := append([]string{"scaleout", "--scale-cmd", up, "--down-cmd", "true", "--replicas", "1", "--ready-timeout", "1s"}, tt.args...)
+			_, _, err := loadlab(args...)
+			if err == nil || err.Error() != tt.want || exitCode(err) != exitBadInput {
+				t.Fatalf("err = %v (exit %d), want %q, exit %d", err, exitCode(err), tt.want, exitBadInput)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("the scale command ran")
+			}
+		})
 	}
 }
 

@@ -476,6 +476,9 @@ func scaleTo(ctx context.Context, cfg Config, n int, cpu float64, where string, 
 		return Workload{}, nil, fmt.Errorf("scale command for %s (%s): %w", where, cmd, err)
 	}
 	step.URL = lastLine(out)
+	if step.URL == "" {
+		return Workload{}, nil, fmt.Errorf("scale command for %s printed nothing; its last line must be the URL to load", where)
+	}
 	if err := load.CheckURL(step.URL); err != nil {
 		return Workload{}, nil, fmt.Errorf("scale command for %s: its last line must be the URL to load: %v", where, err)
 	}
