@@ -72,9 +72,14 @@ func parseReshard(args []string, stderr io.Writer) (*reshardArgs, error) {
 	if len(dbs.urls) == 0 {
 		return nil, errors.New("reshard: --db is required, once per shard the service runs on, shard 1 first")
 	}
-	for _, u := range append(slices.Clone(dbs.urls), adds.urls...) {
-		if err := parsePostgresURL("db", u); err != nil {
-			return nil, fmt.Errorf("reshard: %w", err)
+	for _, flagURLs := range []struct {
+		name string
+		urls []string
+	}{{"db", dbs.urls}, {"add", adds.urls}} {
+		for _, u := range flagURLs.urls {
+			if err := parsePostgresURL(flagURLs.name, u); err != nil {
+				return nil, fmt.Errorf("reshard: %w", err)
+			}
 		}
 	}
 	seen := map[string]bool{}

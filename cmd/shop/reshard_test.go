@@ -33,8 +33,8 @@ func TestReshardRefusesBadInput(t *testing.T) {
 	}{
 		{nil, "--db is required"},
 		{[]string{"--add", u}, "--db is required"},
-		{[]string{"--db", "mysql://x/y"}, "must be a postgres:// URL"},
-		{[]string{"--db", u, "--add", "shop.db"}, "must be a postgres:// URL"},
+		{[]string{"--db", "mysql://x/y"}, "reshard: --db must be a postgres:// URL"},
+		{[]string{"--db", u, "--add", "shop.db"}, `reshard: --add must be a postgres:// URL, got "shop.db"`},
 		{[]string{"--db", u, "--add", u}, "is given twice"},
 		{[]string{"--db", u, "--buckets", "5-2"}, "--buckets must be FIRST-LAST with 0 <= FIRST <= LAST <= 1023"},
 		{[]string{"--db", u, "--buckets", "0-1024"}, "--buckets must be FIRST-LAST"},
