@@ -34,7 +34,9 @@ manifests in deploy/k8s/loadlab do.
 It prints "loadlab agent listening on ADDR" once it accepts runs, and
 serves until interrupted (SIGINT or SIGTERM), or with --once until its
 first run ends (as a Kubernetes Job's pod should: exit 0 when the run
-succeeded, 3 when it failed or was stopped).
+succeeded, 3 when it failed or was stopped). An ADDR that is not
+HOST:PORT is refused with exit 2; one it cannot listen on (a port in
+use) exits 3.
 
 Examples:
   loadlab agent --listen :7070
@@ -57,9 +59,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *listen == "" {
 		return badInput(errors.New("agent: give --listen HOST:PORT (see loadlab agent --help)"))
 	}
+	// A malformed address is the input's fault (exit 2); a well-formed one
+	// that cannot be listened on (a port in use) is the machine's: the
+	// agent could not run (exit 3).
+	if _, port, err := net.SplitHostPort(*listen); err != nil || (port != "0" && !validPort(port)) {
+		return badInput(fmt.Errorf("agent: --listen %q is not HOST:PORT or :PORT, such as :7070 (port 0: a free one)", *listen))
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return badInput(fmt.Errorf("agent: %v", err))
+		return notRun(fmt.Errorf("agent: %v", err))
 	}
 	markStarted(ctx)
 	a := &distributed.Agent{Log: slog.New(slog.NewTextHandler(stderr, nil))}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -120,7 +121,8 @@ func TestAgentFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"agent"}, "give --listen"},
-		{[]string{"agent", "--listen", "nonsense"}, "agent: listen tcp: address nonsense"},
+		{[]string{"agent", "--listen", "nonsense"}, `agent: --listen "nonsense" is not HOST:PORT or :PORT`},
+		{[]string{"agent", "--listen", "127.0.0.1:99999"}, `agent: --listen "127.0.0.1:99999" is not HOST:PORT or :PORT`},
 		{[]string{"run", "--agents", ",", "--rate", "1", "http://127.0.0.1:1/"}, "--agents: give a list of agents"},
 		// An agent without a port was dialled and failed the run (exit 3).
 		{[]string{"run", "--agents", "127.0.0.1:7070,abc", "--rate", "1", "http://127.0.0.1:1/"}, `--agents: "abc" is not HOST:PORT, such as 10.0.0.5:7070`},
@@ -138,6 +140,20 @@ func TestAgentFlags(t *testing.T) {
 		if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: err %v (exit %d), want exit 2 with %q", tt.args, err, exitCode(err), tt.want)
 		}
+	}
+}
+
+// An agent whose port is taken could not run: exit 3, as a run that could
+// not happen, not 2 (its input was good).
+func TestAnAgentOnAPortInUseExitsNotRun(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, _, err = loadlab("agent", "--listen", ln.Addr().String())
+	if exitCode(err) != exitNotRun || !strings.Contains(err.Error(), "address already in use") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err %v (exit %d), want one line saying the address is in use, exit %d", err, exitCode(err), exitNotRun)
 	}
 }
 
