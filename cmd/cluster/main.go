@@ -67,6 +67,11 @@ instead of building one.
 
 Processes are stopped by the pids up recorded, checked against their
 start time so a recycled pid is never signalled; never by name.
+
+Exit status: 0 done; 1 not done, with one line saying why (no cluster in
+the state directory, no such replica or server, a change a running
+cluster cannot take, a process that did not start); 2 bad input (an
+unknown command or option, a bad number), with the usage line.
 `
 
 const usageLine = "usage: scripts/cluster.sh [--state-dir DIR] up N [--shards S] [--db-replica] [--cpu C] [--db-cpu C] [--pg-url URL [--pg-replica-url URL]] [--prometheus] | status | kill-replica K | start-replica K | kill-db K|standby | start-db K|standby | add-shard | down"
