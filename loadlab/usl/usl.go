@@ -9,6 +9,8 @@
 package usl
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -223,7 +225,15 @@ func Efficiency(pts []Point, f Fit) []float64 {
 // whole number of at least 1.
 // Errors name the line at fault; too few points is the file's fault, not a line's.
 func ReadCSV(r io.Reader) ([]Point, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	// A JSON report (loadlab's own --json) given where the CSV belongs
+	// failed on its quotes ("line 1: bare \" in non-quoted-field").
+	if start, _ := br.Peek(512); len(start) > 0 {
+		if t := bytes.TrimLeft(start, " \t\r\n\ufeff"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+			return nil, errors.New("the file looks like JSON; want CSV: a header line N,X, then one N,X point a line")
+		}
+	}
+	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
 	cr.Comment = '#'

@@ -134,8 +134,9 @@ func TestReadCSVRejectsBadInput(t *testing.T) {
 	}
 }
 
-// Too few points is wrong with the file as a whole: the message names no
-// line, since the last line read (a good point) is not where the fault is.
+// Too few points, or JSON where CSV belongs, is wrong with the file as a
+// whole: the message names no line, since the last line read (a good
+// point) is not where the fault is, and JSON's quotes are not its fault.
 func TestReadCSVTooFewPointsNamesNoLine(t *testing.T) {
 	tests := []struct {
 		name, csv, want string
@@ -145,6 +146,8 @@ func TestReadCSVTooFewPointsNamesNoLine(t *testing.T) {
 		{"one point", "N,X\n1,10\n", "only 1 point; the fit needs at least 3"},
 		{"two points", "N,X\n1,10\n2,20\n", "only 2 points; the fit needs at least 3"},
 		{"two points and a comment", "N,X\n1,10\n2,20\n# done\n", "only 2 points; the fit needs at least 3"},
+		{"a JSON report", `{"sigma": 0.02, "kappa": 0}`, "the file looks like JSON; want CSV: a header line N,X, then one N,X point a line"},
+		{"a JSON list", "\n  [1, 2]\n", "the file looks like JSON; want CSV: a header line N,X, then one N,X point a line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
