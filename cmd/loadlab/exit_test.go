@@ -128,6 +128,7 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--concurrency", "2", "--users", "5", "--scenario", "shop"}, "a pool of users is for an open-loop run"},
 		{[]string{"run", "--rate", "1e9", url}, "above the 1000000 req/s"},
 		{[]string{"run", "--rate", "-5", url}, "--rate must be a positive"},
+		{[]string{"run", "--rate", "NaN", url}, "run: --rate must be a positive number of requests per second, got NaN"},
 		{[]string{"run", "--concurrency", "-1", url}, "--concurrency must be at least 1"},
 		{[]string{"run", "--rate", "5", "--requests", "0", url}, "--requests must be at least 1"},
 		{[]string{"run", "--rate", "5", "--timeout", "0", url}, "--timeout must be positive"},

@@ -171,7 +171,7 @@ func (f *runFlags) validate() error {
 		return fmt.Errorf("--requests must be at least 1, got %d", *f.requests)
 	case *f.rate > maxRate:
 		return fmt.Errorf("--rate %g is above the %d req/s one generator can send", *f.rate, maxRate)
-	case f.set("rate") && *f.rate <= 0:
+	case f.set("rate") && !(*f.rate > 0): // NaN too: it compares false
 		return fmt.Errorf("--rate must be a positive number of requests per second, got %g", *f.rate)
 	case f.set("concurrency") && *f.concurrency <= 0:
 		return fmt.Errorf("--concurrency must be at least 1 user, got %d", *f.concurrency)
