@@ -144,6 +144,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if len(c.Postgres.Replicas) > 0 && c.DatabaseURL == "" {
 		return nil, errors.New("--db-replica needs --db: read replicas are of a PostgreSQL primary")
 	}
+	if c.AdminAddr != "" && c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+		// Two listeners on one address: the second bind failed with
+		// "address already in use", as if another process held it.
+		return nil, fmt.Errorf("--admin-addr must differ from --addr, both %q: the API and the admin endpoints listen apart", c.Addr)
+	}
 	if c.Postgres.OrderRetention > 0 && c.DatabaseURL == "" {
 		return nil, errors.New("--order-retention needs --db: the embedded SQLite default keeps every order")
 	}

@@ -34,6 +34,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--addr", ":http"}, exitBadInput, "shop: --addr must be HOST:PORT"},
 		{[]string{"--admin-addr", ":-1"}, exitBadInput, "shop: --admin-addr must be HOST:PORT"},
 		{[]string{"--admin-addr", "127.0.0.1:65536"}, exitBadInput, "shop: --admin-addr must be HOST:PORT"},
+		{[]string{"--addr", "127.0.0.1:18080", "--admin-addr", "127.0.0.1:18080"}, exitBadInput, `shop: --admin-addr must differ from --addr, both "127.0.0.1:18080"`},
 		{[]string{"drop-events"}, exitBadInput, "shop: drop-events needs --nats"},
 		{[]string{"reshard", "--db", "mysql://x/y"}, exitBadInput, "shop: reshard: --db must be a postgres:// URL"},
 		{[]string{"migrate", "--db", "postgres://nobody@127.0.0.1:1/shop"}, exitFailed, "shop: postgres at 127.0.0.1:1/shop is not reachable"},
