@@ -23,11 +23,7 @@ func TestContradictionsAreFound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &Result{SLO: 50 * time.Millisecond}
-			for i, c := range tt.capacities {
-				r.Steps = append(r.Steps, Step{Replicas: 1 << i, CapacityRPS: c})
-			}
-			r.score()
+			r := scored(tt.capacities)
 			found := r.contradictions()
 			var whys []string
 			for _, c := range found {
@@ -66,11 +62,7 @@ func TestAFallThatStaysOnAUSLCurveIsRetrogradeNotUntrusted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &Result{SLO: 50 * time.Millisecond}
-			for i, c := range tt.capacities {
-				r.Steps = append(r.Steps, Step{Replicas: 1 << i, CapacityRPS: c})
-			}
-			r.score()
+			r := scored(tt.capacities)
 			// What remeasure decides once the counts were measured again
 			// and came out the same.
 			r.judgeRemeasured()
@@ -82,4 +74,14 @@ func TestAFallThatStaysOnAUSLCurveIsRetrogradeNotUntrusted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// scored is a scored result of capacities at 1, 2, 4, ... replicas.
+func scored(capacities []float64) *Result {
+	r := &Result{SLO: 50 * time.Millisecond}
+	for i, c := range capacities {
+		r.Steps = append(r.Steps, Step{Replicas: 1 << i, CapacityRPS: c})
+	}
+	r.score()
+	return r
 }
