@@ -64,8 +64,10 @@ type Backpressure struct {
 	// takes no checkouts reads no backlog (idle, each replica's samples
 	// were most of an idle cluster's commits).
 	wanted atomic.Bool
-	// ticks, if set, replaces Run's ticker (tests drive the periods).
-	ticks <-chan time.Time
+	// ticks, if set, replaces Run's ticker (tests drive the periods);
+	// tickDone, if set, is told when Run is done with each tick.
+	ticks    <-chan time.Time
+	tickDone chan<- struct{}
 }
 
 // queueState is one shard's last sample.
@@ -110,6 +112,9 @@ func (b *Backpressure) Run(ctx context.Context) {
 			return
 		case <-ticks:
 			b.SampleIfWanted(ctx)
+			if b.tickDone != nil {
+				b.tickDone <- struct{}{}
+			}
 		}
 	}
 }

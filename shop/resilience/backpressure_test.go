@@ -109,9 +109,9 @@ func TestCheckoutIsRefusedOnlyOnTheShardWhoseConfirmationsAreBehind(t *testing.T
 // A replica that takes no checkouts reads no backlog: after the first
 // sample, Run reads the backlogs only in a period in which a checkout came
 // (the old Run read them every period, four statements a second per shard
-// on each replica of an idle cluster). The test drives the periods: a tick
-// sent on the unbuffered channel is taken only once Run has done with the
-// one before.
+// on each replica of an idle cluster). The test drives the periods and
+// waits for Run to be done with each, so that no checkout falls into a
+// period Run is still sampling.
 func TestBacklogIsReadOnlyWhileCheckoutsCome(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	reads := 0
@@ -119,16 +119,15 @@ func TestBacklogIsReadOnlyWhileCheckoutsCome(t *testing.T) {
 		reads++
 		return Backlog{}, nil
 	}}, BackpressureConfig{})
-	ticks := make(chan time.Time)
-	bp.ticks = ticks
+	ticks, tickDone := make(chan time.Time), make(chan struct{})
+	bp.ticks, bp.tickDone = ticks, tickDone
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); bp.Run(ctx) }()
-	period := func() { ticks <- time.Time{} }
-	for range 3 {
+	period := func() { ticks <- time.Time{}; <-tickDone }
+	for range 4 {
 		period()
 	}
-	period() // the third period is done
 	if reads != 1 {
 		t.Errorf("%d backlog reads after 4 periods without a checkout; want 1 (the first sample)", reads)
 	}
