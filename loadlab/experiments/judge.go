@@ -126,10 +126,11 @@ func judgeBaseline(e Experiment, without, with *Side) (string, string) {
 	floor := ms(time.Duration(e.MinDelta))
 	switch {
 	case math.Abs(w-wo) < floor:
-		if v, ok := everyRound(e.Factor, ratio, without.Rounds, with.Rounds); ok {
-			// Under the floor, but by Factor and the same way in every
-			// one of the alternating rounds: not noise.
-			return v, what + fmt.Sprintf(": a difference under %s, but by %.1f× or more and %s in each of the %d alternating rounds, not noise", fmtMS(floor), e.Factor, roundsWord(v), len(with.Rounds))
+		if v, k, ok := roundsVerdict(e.Factor, ratio, without.Rounds, with.Rounds); ok {
+			// Under the floor, but by Factor and the same way in so
+			// many of the alternating rounds: not noise.
+			return v, what + fmt.Sprintf(": a difference under %s, but by %.1f× or more and %s in %d of the %d alternating rounds (by chance: p = %.2g), not noise",
+				fmtMS(floor), e.Factor, roundsWord(v), k, len(with.Rounds), 2*binomialTail(len(with.Rounds), k))
 		}
 		return VerdictNoChange, what + fmt.Sprintf(": a difference under %s, noise for one user", fmtMS(floor))
 	case ratio >= e.Factor:
@@ -140,37 +141,64 @@ func judgeBaseline(e Experiment, without, with *Side) (string, string) {
 	return VerdictNoChange, what + fmt.Sprintf(": within %.1f× for one user", e.Factor)
 }
 
-// minRounds: a difference under the floor counts only when measured the
-// same way in at least this many alternating rounds.
+// minRounds: a difference under the floor counts only when measured in
+// at least this many alternating rounds.
 const minRounds = 10
 
-// everyRound is the verdict on a difference under the floor: when the
-// merged figures differ by Factor (ratio, with / without) and every
-// round of at least minRounds went the same way (with slower than
-// without in each, or faster in each), it is performance or faster; ok
-// is false otherwise. The rounds alternate (without, with, with,
-// without, ...), so a drift of the machine falls on both alike, and a
-// difference that is noise goes the same way in ten rounds about once in
-// 500 (2 × 2⁻¹⁰).
-func everyRound(factor, ratio float64, without, with []float64) (string, bool) {
+// roundsChance is the most a sign test over the alternating rounds may
+// leave to chance: a difference that is noise goes one way in each of
+// ten rounds 2 × 2⁻¹⁰ of the time (0.00195), the rule's level since it
+// was ten of ten. With twenty rounds the same level lets two of them go
+// the other way (18 of 20: 0.0004; 17 of 20 would be 0.0026): a round a
+// passing disturbance spoiled (local-cache on 2026-12-07 14:20 UTC, one
+// round of ten) no longer decides, and noise passes no more often.
+const roundsChance = 0.002
+
+// roundsVerdict is the verdict on a difference under the floor: when the
+// merged figures differ by Factor (ratio, with / without) and the rounds
+// went its way in so many of at least minRounds that chance would do it
+// less than roundsChance of the time (a two-sided sign test; a tie
+// counts against), it is performance or faster, with how many rounds;
+// ok is false otherwise. The rounds alternate (without, with, with,
+// without, ...), so a drift of the machine falls on both alike.
+func roundsVerdict(factor, ratio float64, without, with []float64) (verdict string, agreeing int, ok bool) {
 	if len(with) < minRounds || len(with) != len(without) || (ratio < factor && ratio > 1/factor) {
-		return "", false
+		return "", 0, false
 	}
-	slower, faster := true, true
+	slower, faster := 0, 0
 	for i := range with {
 		if without[i] <= 0 || with[i] <= 0 {
-			return "", false
+			return "", 0, false
 		}
-		slower = slower && with[i] > without[i]
-		faster = faster && with[i] < without[i]
+		switch {
+		case with[i] > without[i]:
+			slower++
+		case with[i] < without[i]:
+			faster++
+		}
 	}
+	n := len(with)
 	switch {
-	case slower && ratio >= factor:
-		return VerdictPerformance, true
-	case faster && ratio <= 1/factor:
-		return VerdictFaster, true
+	case ratio >= factor && 2*binomialTail(n, slower) <= roundsChance:
+		return VerdictPerformance, slower, true
+	case ratio <= 1/factor && 2*binomialTail(n, faster) <= roundsChance:
+		return VerdictFaster, faster, true
 	}
-	return "", false
+	return "", 0, false
+}
+
+// binomialTail is the chance that at least k of n fair coin tosses come
+// up heads.
+func binomialTail(n, k int) float64 {
+	p := 0.0
+	for i := k; i <= n; i++ {
+		c := 1.0
+		for j := range i {
+			c = c * float64(n-j) / float64(j+1)
+		}
+		p += c
+	}
+	return p / math.Pow(2, float64(n))
 }
 
 func roundsWord(verdict string) string {

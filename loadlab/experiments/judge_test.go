@@ -1,7 +1,9 @@
 package experiments
 
 import (
+	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,9 +36,11 @@ func TestJudgeBaseline(t *testing.T) {
 	}
 }
 
-// A difference under the floor counts when it is by the factor and every
-// alternating round goes its way; one round the other way leaves it
-// noise.
+// A difference under the floor counts when it is by the factor and the
+// alternating rounds go its way so often that chance would do it under
+// roundsChance of the time: ten of ten, or eighteen of twenty (two
+// rounds a disturbance spoiled); nine of ten or seventeen of twenty
+// leave it noise.
 // local-cache in the run of 2026-12-07 01:02 UTC: one user's item 0.20
 // ms without a cache, 0.10 ms with the replica's own (server CPU 138 →
 // 48 µs a request), judged "no-change" by the 0.5 ms floor alone.
@@ -52,6 +56,15 @@ func TestJudgeBaselineUnderTheFloorByEveryRound(t *testing.T) {
 	}
 	oneOff := rounds(0.10)
 	oneOff[6] = 0.21 // slower in that round
+	twenty := func(v float64, off ...int) []float64 {
+		out := slices.Repeat([]float64{v}, 20)
+		for _, i := range off {
+			out[i] = 0.21 // slower in that round
+		}
+		return out
+	}
+	tied := twenty(0.10, 5)
+	tied[8], tied[9] = 0.20, 0.20 // as without: a tie counts against
 	for _, tt := range []struct {
 		name                    string
 		without, with           float64
@@ -59,7 +72,11 @@ func TestJudgeBaselineUnderTheFloorByEveryRound(t *testing.T) {
 		want                    string
 	}{
 		{"local cache, faster in every round", 0.20, 0.10, rounds(0.20, 0.21, 0.19), rounds(0.10, 0.09, 0.11), VerdictFaster},
-		{"local cache, one round the other way", 0.20, 0.10, rounds(0.20), oneOff, VerdictNoChange},
+		{"local cache, one round of ten the other way", 0.20, 0.10, rounds(0.20), oneOff, VerdictNoChange},
+		{"local cache, faster in 20 of 20", 0.20, 0.10, twenty(0.20), twenty(0.10), VerdictFaster},
+		{"local cache, two rounds of 20 the other way", 0.20, 0.10, twenty(0.20), twenty(0.10, 3, 11), VerdictFaster},
+		{"local cache, three rounds of 20 the other way", 0.20, 0.10, twenty(0.20), twenty(0.10, 3, 11, 17), VerdictNoChange},
+		{"local cache, two rounds of 20 tied and one the other way", 0.20, 0.10, twenty(0.20), tied, VerdictNoChange},
 		{"local cache, some rounds within 1.5×", 0.20, 0.10, rounds(0.20, 0.12), rounds(0.10), VerdictFaster},
 		// The figures of a run at a load average of 75 (flagged): the
 		// rounds went both ways.
@@ -424,6 +441,27 @@ func TestTheBuiltinRowsThatCannotHoldHereSayWhy(t *testing.T) {
 		}
 		if es[0].NotHere == "" {
 			t.Errorf("%s: no not_here", name)
+		}
+	}
+}
+
+// The sign test's tail: ten of ten and eighteen of twenty are under
+// roundsChance two-sided, nine of ten and seventeen of twenty are not.
+func TestBinomialTail(t *testing.T) {
+	for _, tt := range []struct {
+		n, k  int
+		want  float64
+		under bool
+	}{
+		{10, 10, 1.0 / 1024, true},
+		{10, 9, 11.0 / 1024, false},
+		{20, 18, 211.0 / (1 << 20), true},
+		{20, 17, 1351.0 / (1 << 20), false},
+		{20, 0, 1, false},
+	} {
+		got := binomialTail(tt.n, tt.k)
+		if math.Abs(got-tt.want) > 1e-12 || (2*got <= roundsChance) != tt.under {
+			t.Errorf("binomialTail(%d, %d) = %g, want %g (under the rule's chance: %v)", tt.n, tt.k, got, tt.want, tt.under)
 		}
 	}
 }
