@@ -31,8 +31,6 @@ const (
 	// default bound (scaleout's MaxProbes), each followed by a drain.
 	estProbes     = 16
 	estProbeDrain = 1 * time.Second
-	// estReplicasWarmUp: the replicas measure's warm-up at each count.
-	estReplicasWarmUp = 1 * time.Second
 )
 
 // Estimate is how long the experiment takes on a quiet machine, from its
@@ -53,7 +51,7 @@ func (e Experiment) Estimate() time.Duration {
 		ramp := time.Duration(len(diagnose.Levels(e.MaxConcurrency))) * time.Duration(e.StepDuration)
 		return sides * (estServe + estDiagnoseBaseline + ramp)
 	case MeasureReplicas:
-		count := estUp + estReplicasWarmUp + time.Duration(e.StepDuration)
+		count := estUp + time.Duration(e.Warmup) + time.Duration(e.StepDuration)
 		return sides * time.Duration(len(e.Replicas)) * count
 	case MeasureScaleout:
 		return sides * (time.Duration(len(e.Replicas))*e.searchAtOneCount() + e.usersWarmUp())

@@ -40,8 +40,10 @@ func TestEstimateFollowsTheSettings(t *testing.T) {
 			2*estUp + 2*200*estRequest},
 		{"diagnose to 16 users", Experiment{Measure: MeasureDiagnose, MaxConcurrency: 16, StepDuration: d("2s")},
 			2 * (estServe + estDiagnoseBaseline + 5*2*time.Second)},
-		{"replicas 1, 2, 4", Experiment{Measure: MeasureReplicas, Replicas: []int{1, 2, 4}, StepDuration: d("4s")},
-			6 * (estUp + estReplicasWarmUp + 4*time.Second)},
+		{"replicas 1, 2, 4", Experiment{Measure: MeasureReplicas, Replicas: []int{1, 2, 4}, StepDuration: d("4s"), Warmup: d("1s")},
+			6 * (estUp + time.Second + 4*time.Second)},
+		{"replicas 1, 2 with 3 s of warm-up", Experiment{Measure: MeasureReplicas, Replicas: []int{1, 2}, StepDuration: d("4s"), Warmup: d("3s")},
+			4 * (estUp + 3*time.Second + 4*time.Second)},
 		{"scaleout 1, 2", Experiment{Measure: MeasureScaleout, Replicas: []int{1, 2}, ProbeDuration: d("3s")},
 			4 * (estUp + estProbes*(3*time.Second+estProbeDrain))},
 		// 512 users made at 50 req/s take 11 s of warm-up at the first

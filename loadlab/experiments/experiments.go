@@ -121,8 +121,14 @@ type Experiment struct {
 	// vertical, the simulated users each count's open-loop probes spread
 	// their requests over (scaleout --users; default 0, a user a request
 	// in flight, whose sessions are new in every probe).
-	Users         int       `yaml:"users"`
-	StepDuration  Duration  `yaml:"step_duration"`
+	Users        int      `yaml:"users"`
+	StepDuration Duration `yaml:"step_duration"`
+	// Warmup: replicas, how long each count is loaded before it is
+	// measured (default 1 s). A count's system is new (its replicas just
+	// started, the first count's database too): its first seconds are
+	// slower than the rest, and the first count is what every efficiency
+	// divides by.
+	Warmup        Duration  `yaml:"warmup"`
 	ProbeDuration Duration  `yaml:"probe_duration"`
 	Replicas      []int     `yaml:"replicas"`
 	CPUs          []float64 `yaml:"cpus"`
@@ -266,6 +272,9 @@ func (e *Experiment) defaults() {
 	if e.ProbeDuration == 0 {
 		e.ProbeDuration = Duration(1500 * time.Millisecond)
 	}
+	if e.Warmup == 0 {
+		e.Warmup = Duration(time.Second)
+	}
 }
 
 func (e *Experiment) check() error {
@@ -299,8 +308,8 @@ func (e *Experiment) check() error {
 	if e.Stat != "" && e.Stat != "p50" && e.Stat != "p99" {
 		return fmt.Errorf("stat %q: want p50 or p99", e.Stat)
 	}
-	if e.Requests < 0 || e.MaxConcurrency < 0 || e.Users < 0 || e.SLO < 0 || e.StepDuration < 0 || e.ProbeDuration < 0 {
-		return errors.New("requests, max_concurrency, slo, step_duration and probe_duration must not be negative")
+	if e.Requests < 0 || e.MaxConcurrency < 0 || e.Users < 0 || e.SLO < 0 || e.StepDuration < 0 || e.ProbeDuration < 0 || e.Warmup < 0 {
+		return errors.New("requests, max_concurrency, users, slo, step_duration, probe_duration and warmup must not be negative")
 	}
 	if e.MaxConcurrency == 1 {
 		return errors.New("max_concurrency must be at least 2, or there is no ramp")

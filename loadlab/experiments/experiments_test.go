@@ -59,6 +59,7 @@ func TestParseRefusesWhatCannotRun(t *testing.T) {
 		{"no without", strings.Replace(good, `without: {serve: "a", url: "http://127.0.0.1:{port}"}`, "", 1), "no `without` setting"},
 		{"serve without url", strings.Replace(good, `with: {serve: "b", url: "http://127.0.0.1:{port}"}`, `with: {serve: "b"}`, 1), "with: serve needs the url"},
 		{"bad duration", strings.Replace(good, "path: /", "path: /\n    slo: soon", 1), `"soon" is not a duration`},
+		{"negative warm-up", strings.Replace(good, "path: /", "path: /\n    warmup: -1s", 1), "warmup must not be negative"},
 		{"factor not above 1", strings.Replace(good, "path: /", "path: /\n    factor: 0.5", 1), "factor 0.5"},
 		{"name with a comma", strings.Replace(good, "name: slow", "name: a,b", 1), "has a comma"},
 		{"twice", good + strings.TrimPrefix(good, "\nexperiments:\n"), "used twice"},

@@ -19,7 +19,7 @@ const errorShareFails = 0.01
 
 // measureReplicas brings one setting to each replica count in turn (its
 // up command with {n}; down at the end) and runs Users closed-loop users
-// for StepDuration at each.
+// for Warmup, then for StepDuration measured, at each.
 func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) (*Side, error) {
 	x, err := r.prepare(e.Name)
 	if err != nil {
@@ -49,7 +49,7 @@ func (r *Runner) measureReplicas(ctx context.Context, e Experiment, s *Setting) 
 		// The processes behind the URL (nginx, the replicas, PostgreSQL)
 		// are watched, so that a count the machine held back is known.
 		watcher, _ := measure.Discover(sys.url, true)
-		if _, err := runner.Run(ctx, measure.Spec{Concurrency: e.Users, Duration: time.Second}); err != nil {
+		if _, err := runner.Run(ctx, measure.Spec{Concurrency: e.Users, Duration: time.Duration(e.Warmup)}); err != nil {
 			return nil, fmt.Errorf("warm-up at %d replicas: %w", n, err)
 		}
 		step, err := measure.Measure(ctx, watcher, runner, measure.Spec{Concurrency: e.Users, Duration: time.Duration(e.StepDuration)})
