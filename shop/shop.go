@@ -280,6 +280,45 @@ type JobDone struct {
 	At time.Time
 }
 
+// UniqueJobRow is a queued job as a store writes it in its own statement,
+// what the queue's own insert would have written: due at ScheduledAt,
+// unique by UniqueKey among the jobs in the states UniqueStates names (the
+// queue's bitmask), and not written when such a job is there.
+type UniqueJobRow struct {
+	Kind         string
+	Args         []byte // the job's arguments as the queue encodes them
+	Queue        string
+	Priority     int
+	MaxAttempts  int
+	ScheduledAt  time.Time
+	UniqueKey    []byte
+	UniqueStates byte
+}
+
+// ConfirmAtOnce is an order's confirmation as a store does it in two round
+// trips (FulfilmentService.ConfirmOrderAtOnce).
+type ConfirmAtOnce struct {
+	OrderID int64
+	// Mail composes the order's mail; it is called only for an order
+	// still placed, before the writes.
+	Mail func(*Order) Mail
+	// Next is the job of the order's next step, written (or found there)
+	// whether or not the order moved, as a retry needs it.
+	Next UniqueJobRow
+	// Done is the confirmation's own job, completed with the writes.
+	Done JobDone
+	// BeforeCommit, when set, runs with the writes made and not yet
+	// committed (moved: the order moved to confirmed); it costs a round
+	// trip, the commit sent on its own (a crash test's point of death).
+	BeforeCommit func(moved bool)
+}
+
+// ConfirmedAtOnce is what ConfirmOrderAtOnce did: Handled false when the
+// store declined; Mailed when it recorded the order's mail.
+type ConfirmedAtOnce struct {
+	Handled, Mailed bool
+}
+
 // FulfilmentService is what the background worker does with orders once
 // they are placed: mail the confirmation once, move the status on, forget
 // old idempotency keys.
@@ -311,6 +350,13 @@ type FulfilmentService interface {
 	// handled is false, and nothing done, on a store that cannot (the
 	// caller then takes MarkOrderReady).
 	MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done JobDone) (handled bool, err error)
+	// ConfirmOrderAtOnce is ConfirmOrder for a confirmation that is a
+	// queue job, on a store that can do it in two round trips: the
+	// order's read, then its move with its event and mail, the next
+	// step's job (c.Next) and the job's completion (c.Done) in the place
+	// of inTx, all in one transaction. Handled is false, and nothing done,
+	// on a store that cannot (the caller then takes ConfirmOrder).
+	ConfirmOrderAtOnce(ctx context.Context, c ConfirmAtOnce) (ConfirmedAtOnce, error)
 	// AdvanceOrder moves an order from one status to the next and appends
 	// the change to the outbox in the same transaction; false (and no
 	// change) when it is no longer in status from.

@@ -34,6 +34,11 @@ func (s *Store) ConfirmOrder(ctx context.Context, a1 int64, a2 func(*shop.Order)
 	return timed(s, "confirm_order", func() (bool, error) { return s.next.ConfirmOrder(ctx, a1, a2, a3) })
 }
 
+// ConfirmOrderAtOnce is timed as a whole: the confirmation's two round trips (or none, declined).
+func (s *Store) ConfirmOrderAtOnce(ctx context.Context, a1 shop.ConfirmAtOnce) (shop.ConfirmedAtOnce, error) {
+	return timed(s, "confirm_order_at_once", func() (shop.ConfirmedAtOnce, error) { return s.next.ConfirmOrderAtOnce(ctx, a1) })
+}
+
 func (s *Store) CreateSession(ctx context.Context, a1 string) (*shop.Session, error) {
 	return timed(s, "create_session", func() (*shop.Session, error) { return s.next.CreateSession(ctx, a1) })
 }

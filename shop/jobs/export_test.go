@@ -35,12 +35,9 @@ func (q *Queue[TTx]) ScheduleAhead(ctx context.Context, ahead time.Duration) (in
 	return len(res), err
 }
 
-// ScheduleReadyAtOnce writes an order's "ready" step due at due as the
-// confirmation does on PostgreSQL, completing no job; false when River
-// found a step of the order there (its unique key).
-func (q *Queue[TTx]) ScheduleReadyAtOnce(ctx context.Context, orderID int64, due time.Time) (bool, error) {
-	return scheduleReadyAtOnce(ctx, q.exec, readyAndDone[riverdriver.DatabaseNamePostgres], orderID, due, 0)
-}
+// ReadyRow is the row of an order's "ready" step due at due, as the
+// confirmation has a store write it (ConfirmOrderAtOnce).
+var ReadyRow = readyRow
 
 // ScheduleReadyByRiver writes an order's "ready" step due at due by River's
 // own insert and move to "available", as the confirmation does where

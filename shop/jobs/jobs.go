@@ -608,12 +608,14 @@ func (w *orderPlacedWorker[TTx]) Timeout(*river.Job[OrderPlacedArgs]) time.Durat
 // Work confirms the order in one transaction of the store's: the order
 // read, the mail recorded, the status moved with its event, the "ready"
 // step scheduled and this job completed. That is one commit of its own
-// beside River's fetch and its completer's batched update (it used to
-// take a read before the mail and three commits: mail, status, "ready"
-// job). With a mail provider's latency (MailLatency) the provider is
-// called first, with the order read for it, before the transaction
-// begins, so its latency never holds the database (on SQLite, the one
-// writer that requests share).
+// beside River's fetch (it used to take a read before the mail and three
+// commits: mail, status, "ready" job). Where the store can
+// (ConfirmOrderAtOnce: PostgreSQL) the store writes the "ready" step and
+// the completion itself, in two round trips; elsewhere River's own calls
+// do it in the store's transaction. With a mail provider's latency
+// (MailLatency) the provider is called first, with the order read for it,
+// before the transaction begins, so its latency never holds the database
+// (on SQLite, the one writer that requests share).
 //
 // Work is safe to run more than once for one order: the mail sink keeps
 // one mail per order, the status only moves if it is still "placed", and
@@ -644,21 +646,7 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 		}
 		mail = func(*shop.Order) shop.Mail { return ConfirmationMail(o) }
 	}
-	sending := false // the store wrote the mail: the order moved to confirmed
-	compose := func(o *shop.Order) shop.Mail { sending = true; return mail(o) }
-	mailed, err := w.store.ConfirmOrder(ctx, id, compose, func(ctx context.Context, stx shop.Tx) error {
-		tx, err := queueTx[TTx](stx)
-		if err != nil {
-			return err
-		}
-		if err := w.scheduleReadyAndComplete(ctx, tx, job); err != nil {
-			return err
-		}
-		if sending && w.cfg.AfterMail != nil {
-			w.cfg.AfterMail(id)
-		}
-		return nil
-	})
+	mailed, err := w.confirm(ctx, job, mail)
 	if shop.ErrorCode(err) == shop.ENOTFOUND {
 		return river.JobCancel(fmt.Errorf("order %d is gone", id))
 	}
@@ -670,31 +658,57 @@ func (w *orderPlacedWorker[TTx]) Work(ctx context.Context, job *river.Job[OrderP
 	return nil
 }
 
-// scheduleReadyAndComplete schedules the order's "ready" step and
-// completes the confirmation's job, in the confirmation's transaction tx.
-// On PostgreSQL that is one statement of the worker's own
-// (readyAndDone): River's calls took three (its insert, the move to
-// "available", JobCompleteTx's update), each a round trip, and its
-// completion statement is written for batches of jobs (nine arrays
-// unnested per call: the most expensive statement per journey request in
-// docs/postgres.md). Elsewhere (SQLite, where a round trip is a function
-// call) River's own calls do it.
-func (w *orderPlacedWorker[TTx]) scheduleReadyAndComplete(ctx context.Context, tx TTx, job *river.Job[OrderPlacedArgs]) error {
+// confirm is the confirmation's transaction: the store's at once where it
+// can, else ConfirmOrder with River's calls in it. AfterMail runs with the
+// writes made, before the commit, when the order moved.
+func (w *orderPlacedWorker[TTx]) confirm(ctx context.Context, job *river.Job[OrderPlacedArgs], mail func(*shop.Order) shop.Mail) (bool, error) {
 	id := job.Args.OrderID
 	due := time.Now().Add(w.cfg.PrepTime)
-	exec := w.driver.UnwrapExecutor(tx)
-	if stmt, ok := readyAndDone[w.driver.DatabaseName()]; ok {
-		if _, err := scheduleReadyAtOnce(ctx, exec, stmt, id, due, job.ID); err != nil {
-			return fmt.Errorf("schedule order %d ready and complete job %d: %w", id, job.ID, err)
+	next, err := readyRow(id, due)
+	if err != nil {
+		return false, err
+	}
+	c := shop.ConfirmAtOnce{OrderID: id, Mail: mail, Next: next, Done: shop.JobDone{ID: job.ID, At: time.Now()}}
+	if after := w.cfg.AfterMail; after != nil {
+		c.BeforeCommit = func(moved bool) {
+			if moved {
+				after(id)
+			}
+		}
+	}
+	done, err := w.store.ConfirmOrderAtOnce(ctx, c)
+	if done.Handled || err != nil {
+		return done.Mailed, err
+	}
+	sending := false // the store wrote the mail: the order moved to confirmed
+	compose := func(o *shop.Order) shop.Mail { sending = true; return mail(o) }
+	return w.store.ConfirmOrder(ctx, id, compose, func(ctx context.Context, stx shop.Tx) error {
+		tx, err := queueTx[TTx](stx)
+		if err != nil {
+			return err
+		}
+		if err := w.scheduleReadyAndComplete(ctx, tx, job, due); err != nil {
+			return err
+		}
+		if sending && w.cfg.AfterMail != nil {
+			w.cfg.AfterMail(id)
 		}
 		return nil
-	}
+	})
+}
+
+// scheduleReadyAndComplete schedules the order's "ready" step due at due
+// and completes the confirmation's job by River's own calls, in the
+// confirmation's transaction tx (a store that writes them itself,
+// ConfirmOrderAtOnce, does not get here).
+func (w *orderPlacedWorker[TTx]) scheduleReadyAndComplete(ctx context.Context, tx TTx, job *river.Job[OrderPlacedArgs], due time.Time) error {
+	id := job.Args.OrderID
 	client := river.ClientFromContext[TTx](ctx)
 	ready, err := client.InsertTx(ctx, tx, OrderReadyArgs{OrderID: id}, readyOpts(due))
 	if err != nil {
 		return fmt.Errorf("schedule order %d ready: %w", id, err)
 	}
-	if err := waitAvailable(ctx, exec, ready); err != nil {
+	if err := waitAvailable(ctx, w.driver.UnwrapExecutor(tx), ready); err != nil {
 		return fmt.Errorf("schedule order %d ready: %w", id, err)
 	}
 	return completeTx(ctx, tx, job)
@@ -706,45 +720,20 @@ func readyOpts(due time.Time) *river.InsertOpts {
 	return &river.InsertOpts{ScheduledAt: due, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
-// readyAndDone is, per database, the statement that writes the row River's
-// insert of the "ready" step writes (OrderReadyArgs, readyOpts: River's
-// default queue, priority and attempts, no tags or metadata, its unique key
-// and states) directly as "available" (waitAvailable says why), skipping it
-// as River does when a step of the order is there already in one of its
-// unique states, and completes the running confirmation job as
-// JobCompleteTx does (state and finalized_at, only while it is running).
-// No notification: River sends none for a scheduled insert either.
+// readyRow is the row River's insert of the order's "ready" step writes
+// (OrderReadyArgs, readyOpts: River's default queue, priority and
+// attempts, its unique key and states), for a store that writes it itself
+// (ConfirmOrderAtOnce), directly as "available" (waitAvailable says why).
 // TestReadyStepAtOnceIsRiversRow compares the row with River's own; a
 // River upgrade that changes its insert shows there.
-var readyAndDone = map[string]string{
-	riverdriver.DatabaseNamePostgres: `WITH ready AS (
-	INSERT INTO river_job (args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags, unique_key, unique_states)
-	VALUES ($1::jsonb, now(), $2::text, $3::smallint, '{}'::jsonb, $4::smallint, $5::text, $6::timestamptz,
-		'available'::river_job_state, '{}'::varchar(255)[], $7::bytea, $8::integer::bit(8))
-	ON CONFLICT (unique_key)
-		WHERE unique_key IS NOT NULL AND unique_states IS NOT NULL AND river_job_state_in_bitmask(unique_states, state)
-		DO NOTHING
-	RETURNING id
-), done AS (
-	UPDATE river_job SET state = 'completed'::river_job_state, finalized_at = $9::timestamptz
-	WHERE id = $10::bigint AND state = 'running'::river_job_state
-	RETURNING id
-)
-SELECT (SELECT count(*) FROM ready), (SELECT count(*) FROM done)`,
-}
-
-// scheduleReadyAtOnce runs readyAndDone's statement on exec for the order,
-// its step due at due, completing job doneID (0: none); inserted is false
-// when a step of the order was there already.
-func scheduleReadyAtOnce(ctx context.Context, exec riverdriver.Executor, stmt string, orderID int64, due time.Time, doneID int64) (inserted bool, err error) {
+func readyRow(orderID int64, due time.Time) (shop.UniqueJobRow, error) {
 	args, err := json.Marshal(OrderReadyArgs{OrderID: orderID})
 	if err != nil {
-		return false, err
+		return shop.UniqueJobRow{}, err
 	}
-	var n, completed int
-	err = exec.QueryRow(ctx, stmt, string(args), OrderReadyArgs{}.Kind(), river.MaxAttemptsDefault, river.PriorityDefault,
-		river.QueueDefault, due, readyUniqueKey(args), int32(readyUniqueStates), time.Now(), doneID).Scan(&n, &completed)
-	return n == 1, err
+	return shop.UniqueJobRow{Kind: OrderReadyArgs{}.Kind(), Args: args, Queue: river.QueueDefault,
+		Priority: river.PriorityDefault, MaxAttempts: river.MaxAttemptsDefault, ScheduledAt: due,
+		UniqueKey: readyUniqueKey(args), UniqueStates: readyUniqueStates}, nil
 }
 
 // readyUniqueKey is River's unique key of a "ready" step (dbunique's

@@ -143,7 +143,6 @@ type queue interface {
 	Insert(ctx context.Context, args river.JobArgs) error
 	InsertAt(ctx context.Context, args river.JobArgs, at time.Time) error
 	ScheduleAhead(ctx context.Context, ahead time.Duration) (int, error)
-	ScheduleReadyAtOnce(ctx context.Context, orderID int64, due time.Time) (bool, error)
 	ScheduleReadyByRiver(ctx context.Context, orderID int64, due time.Time) (bool, error)
 }
 
@@ -435,22 +434,32 @@ func TestReadyStepsWaitAvailableNotScheduled(t *testing.T) {
 	})
 }
 
-// TestReadyStepAtOnceIsRiversRow: on PostgreSQL the confirmation writes
-// the "ready" step in a statement of its own (readyAndDone), not through
-// River's insert: the row must be the one River's insert and the move to
-// "available" write, column by column but for the order in its arguments
-// and the key made from them, and the unique key must be River's, which
-// the conflicts show: each way finds the step the other wrote for an
-// order and writes no second one.
+// TestReadyStepAtOnceIsRiversRow: on PostgreSQL the store writes the
+// confirmation's "ready" step itself (ConfirmOrderAtOnce, the row
+// jobs.ReadyRow gives), not through River's insert: the row must be the
+// one River's insert and the move to "available" write, column by column
+// but for the order in its arguments and the key made from them, and the
+// unique key must be River's, which the conflicts show: each way finds
+// the step the other wrote for an order and writes no second one.
 func TestReadyStepAtOnceIsRiversRow(t *testing.T) {
 	ctx := context.Background()
 	e := postgresTarget(t).open(t, jobs.Config{})
 	q := e.queue(t)
 	due := time.Now().Add(time.Hour).Truncate(time.Microsecond)
-	if ok, err := q.ScheduleReadyAtOnce(ctx, 101, due); err != nil || !ok {
-		t.Fatalf("ready step at once: inserted %v, %v", ok, err)
+	first, second := e.placeOrder(t).ID, e.placeOrder(t).ID
+	atOnce := func(orderID int64) {
+		t.Helper()
+		next, err := jobs.ReadyRow(orderID, due)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := e.Store.ConfirmOrderAtOnce(ctx, shop.ConfirmAtOnce{OrderID: orderID, Mail: jobs.ConfirmationMail, Next: next})
+		if err != nil || !done.Handled {
+			t.Fatalf("order %d confirmed at once: %+v, %v", orderID, done, err)
+		}
 	}
-	if ok, err := q.ScheduleReadyByRiver(ctx, 102, due); err != nil || !ok {
+	atOnce(first)
+	if ok, err := q.ScheduleReadyByRiver(ctx, second, due); err != nil || !ok {
 		t.Fatalf("ready step by River: inserted %v, %v", ok, err)
 	}
 	type row struct {
@@ -480,17 +489,18 @@ func TestReadyStepAtOnceIsRiversRow(t *testing.T) {
 		r.KeyIsArgsHash = string(key) == string(want[:])
 		return r
 	}
-	atOnce, byRiver := read(101), read(102)
-	if diff := cmp.Diff(byRiver, atOnce); diff != "" {
+	written, byRiver := read(first), read(second)
+	if diff := cmp.Diff(byRiver, written); diff != "" {
 		t.Errorf("ready step at once against River's (-River +at once):\n%s", diff)
 	}
 	if !byRiver.KeyIsArgsHash || byRiver.State != "available" || !byRiver.ScheduledAt.Equal(due) {
 		t.Errorf("River's ready step: %+v, want available at %v with its key the hash of kind and args", byRiver, due)
 	}
-	if ok, err := q.ScheduleReadyAtOnce(ctx, 102, due); err != nil || ok {
-		t.Errorf("a ready step at once for an order River scheduled: inserted %v, %v; want none", ok, err)
+	atOnce(second)
+	if n := countJobs(t, e, "order_ready"); n != 2 {
+		t.Errorf("%d ready steps for 2 orders after a store's at once for the order River scheduled", n)
 	}
-	if ok, err := q.ScheduleReadyByRiver(ctx, 101, due); err != nil || ok {
+	if ok, err := q.ScheduleReadyByRiver(ctx, first, due); err != nil || ok {
 		t.Errorf("River's ready step for an order scheduled at once: inserted %v, %v; want none", ok, err)
 	}
 	if n := countJobs(t, e, "order_ready"); n != 2 {
@@ -499,42 +509,55 @@ func TestReadyStepAtOnceIsRiversRow(t *testing.T) {
 }
 
 // txTracer records, per connection, the statements of each transaction
-// begun with BEGIN, as the client sent them (a batch's one by one).
+// begun with BEGIN, as the client sent them (a batch's one by one), and
+// the round trips they took (a batch is one).
 type txTracer struct {
-	mu      sync.Mutex
-	open    map[*pgx.Conn][]string
-	done    [][]string
-	outside []string // statements sent outside any transaction block
+	mu       sync.Mutex
+	open     map[*pgx.Conn]*tracedTx
+	batching map[*pgx.Conn]bool // a batch started; its first statement not seen yet
+	done     []*tracedTx
+	outside  []string // statements sent outside any transaction block
 }
 
-func (tr *txTracer) add(c *pgx.Conn, sql string) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
+// tracedTx is one transaction's statements and round trips.
+type tracedTx struct {
+	stmts []string
+	trips int
+}
+
+// add records a statement; trip says it starts a round trip.
+func (tr *txTracer) add(c *pgx.Conn, sql string, trip bool) {
 	if tr.open == nil {
-		tr.open = map[*pgx.Conn][]string{}
+		tr.open = map[*pgx.Conn]*tracedTx{}
 	}
 	word := strings.ToLower(strings.Fields(sql + " x")[0])
+	tx := tr.open[c]
 	switch {
 	case strings.HasPrefix(word, "begin"):
-		tr.open[c] = []string{sql}
-	case tr.open[c] == nil:
+		tr.open[c] = &tracedTx{stmts: []string{sql}, trips: 1}
+		return
+	case tx == nil:
 		tr.outside = append(tr.outside, sql)
-	case word == "commit" || word == "rollback":
-		tr.done = append(tr.done, append(tr.open[c], sql))
+		return
+	}
+	tx.stmts = append(tx.stmts, sql)
+	if trip {
+		tx.trips++
+	}
+	if word == "commit" || word == "rollback" {
+		tr.done = append(tr.done, tx)
 		delete(tr.open, c)
-	default:
-		tr.open[c] = append(tr.open[c], sql)
 	}
 }
 
 // writing returns the finished transactions that sent a statement
 // containing s.
-func (tr *txTracer) writing(s string) [][]string {
+func (tr *txTracer) writing(s string) []*tracedTx {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	var txs [][]string
+	var txs []*tracedTx
 	for _, tx := range tr.done {
-		if slices.ContainsFunc(tx, func(sql string) bool { return strings.Contains(sql, s) }) {
+		if slices.ContainsFunc(tx.stmts, func(sql string) bool { return strings.Contains(sql, s) }) {
 			txs = append(txs, tx)
 		}
 	}
@@ -556,30 +579,43 @@ func (tr *txTracer) outsideWriting(s string) []string {
 }
 
 func (tr *txTracer) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	tr.add(c, d.SQL)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.add(c, d.SQL, true)
 	return ctx
 }
 func (tr *txTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (tr *txTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+func (tr *txTracer) TraceBatchStart(ctx context.Context, c *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.batching == nil {
+		tr.batching = map[*pgx.Conn]bool{}
+	}
+	tr.batching[c] = true
 	return ctx
 }
 func (tr *txTracer) TraceBatchQuery(_ context.Context, c *pgx.Conn, d pgx.TraceBatchQueryData) {
-	tr.add(c, d.SQL)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.add(c, d.SQL, tr.batching[c])
+	tr.batching[c] = false
 }
 func (tr *txTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // TestAnOrdersStepsDoRiversWorkInTheirOwnStatements: on PostgreSQL the
 // worker's steps of an order do River's part (the "ready" step's insert,
 // each job's completion) in statements of their own, none of River's.
-// The confirmation's transaction sends six statements (begin, the order's
-// read, its move with the event, the mail, the "ready" step with the job's
-// completion, commit) where River's calls made it eight (its insert, the
-// move to "available" and JobCompleteTx's batch update, written for many
-// jobs, the most expensive statement per journey request:
-// docs/postgres.md). The "ready" step is no transaction of its own but one
-// statement, the order's move, its event and the job's completion,
-// pipelined after the setting of its plans (one round trip, one commit),
-// where it was a transaction of four round trips.
+// The confirmation's transaction sends five statements in two round trips
+// (begin, the setting of its plans and the order's read; the order's move
+// with its event, its mail, the "ready" step and the job's completion in
+// one statement, and commit), where it took six in five with the store's
+// transaction and the queue's statement in it, and River's calls made it
+// eight (its insert, the move to "available" and JobCompleteTx's batch
+// update, written for many jobs, the most expensive statement per journey
+// request: docs/postgres.md). The "ready" step is no transaction of its
+// own but one statement, the order's move, its event and the job's
+// completion, pipelined after the setting of its plans (one round trip,
+// one commit), where it was a transaction of four round trips.
 func TestAnOrdersStepsDoRiversWorkInTheirOwnStatements(t *testing.T) {
 	tg := postgresTarget(t)
 	tr := &txTracer{}
@@ -592,17 +628,18 @@ func TestAnOrdersStepsDoRiversWorkInTheirOwnStatements(t *testing.T) {
 	waitForStatus(t, e.Store, o.ID, shop.StatusReady, 10*time.Second)
 	txs := tr.writing("order_events")
 	if len(txs) != 1 {
-		t.Fatalf("%d transactions wrote order events, want only the confirmation's: %q", len(txs), txs)
+		t.Fatalf("%d transactions wrote order events, want only the confirmation's: %d", len(txs), len(txs))
 	}
 	var river []string
-	for _, sql := range txs[0] {
+	confirm := txs[0]
+	for _, sql := range confirm.stmts {
 		if strings.Contains(sql, "-- name: ") {
 			river = append(river, strings.Fields(sql)[2])
 		}
 	}
-	if len(river) > 0 || len(txs[0]) != 6 {
-		t.Errorf("the confirmation's transaction sent %d statements, %d of them River's %v; want 6, none River's:\n%s",
-			len(txs[0]), len(river), river, strings.Join(txs[0], "\n---\n"))
+	if len(river) > 0 || len(confirm.stmts) != 5 || confirm.trips != 2 {
+		t.Errorf("the confirmation's transaction sent %d statements in %d round trips, %d of them River's %v; want 5 in 2, none River's:\n%s",
+			len(confirm.stmts), confirm.trips, len(river), river, strings.Join(confirm.stmts, "\n---\n"))
 	}
 	ready := tr.outsideWriting("WITH moved AS")
 	if len(ready) != 1 || !strings.Contains(ready[0], "UPDATE river_job") {

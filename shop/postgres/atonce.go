@@ -163,7 +163,17 @@ func (f flowDB) PlaceAtOnce(ctx context.Context, c shop.AtOnce) (*shop.Order, er
 // commits at its end unless one of them fails on the server (then none
 // is kept); what read does with the results does not change that.
 func (db *DB) sendBatch(ctx context.Context, b *pgx.Batch, read func(pgx.BatchResults) error) error {
-	br := db.primary.SendBatch(ctx, b)
+	return sendBatchOn(ctx, db.primary, b, read)
+}
+
+// batchSender is a pool, or one connection held across batches.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// sendBatchOn is sendBatch on s.
+func sendBatchOn(ctx context.Context, s batchSender, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	br := s.SendBatch(ctx, b)
 	err := read(br)
 	if cerr := br.Close(); err == nil {
 		err = cerr

@@ -156,6 +156,10 @@ func (s *Store) MarkOrderReady(ctx context.Context, orderID int64, inTx func(ctx
 	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.MarkOrderReady(ctx, orderID, inTx) })
 }
 
+func (s *Store) ConfirmOrderAtOnce(ctx context.Context, c shop.ConfirmAtOnce) (shop.ConfirmedAtOnce, error) {
+	return get(s.writes, ctx, once, func(ctx context.Context) (shop.ConfirmedAtOnce, error) { return s.next.ConfirmOrderAtOnce(ctx, c) })
+}
+
 func (s *Store) MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done shop.JobDone) (bool, error) {
 	return get(s.writes, ctx, once, func(ctx context.Context) (bool, error) { return s.next.MarkOrderReadyAtOnce(ctx, orderID, done) })
 }

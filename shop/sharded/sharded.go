@@ -400,6 +400,14 @@ func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop
 	return s.shards[k].Store.ConfirmOrder(ctx, orderID, mail, inTx)
 }
 
+func (s *Store) ConfirmOrderAtOnce(ctx context.Context, c shop.ConfirmAtOnce) (shop.ConfirmedAtOnce, error) {
+	k, err := s.byOrder(c.OrderID, true)
+	if err != nil {
+		return shop.ConfirmedAtOnce{}, err
+	}
+	return s.shards[k].Store.ConfirmOrderAtOnce(ctx, c)
+}
+
 func (s *Store) MarkOrderReadyAtOnce(ctx context.Context, orderID int64, done shop.JobDone) (bool, error) {
 	k, err := s.byOrder(orderID, true)
 	if err != nil {

@@ -243,6 +243,48 @@ func (s *Store) ConfirmOrder(ctx context.Context, orderID int64, mail func(*shop
 	return mailed, nil
 }
 
+// ConfirmAtOnceDB is a database that confirms an order in two round trips
+// of one transaction (shop.FulfilmentService.ConfirmOrderAtOnce): the
+// first sends Read, whose rows Compose reads into the mail to record (nil:
+// the order is not placed, nothing to mail); the second moves the order
+// from placed to confirmed at At with its event and that mail, writes
+// c.Next, completes c.Done, and commits.
+type ConfirmAtOnceDB interface {
+	ConfirmAtOnce(ctx context.Context, c ConfirmStep) (shop.ConfirmedAtOnce, error)
+}
+
+// ConfirmStep is a confirmation as a ConfirmAtOnceDB takes it.
+type ConfirmStep struct {
+	shop.ConfirmAtOnce
+	At       int64
+	Read     string
+	ReadArgs []any
+	Compose  func(Rows) (*shop.Mail, error)
+}
+
+// ConfirmOrderAtOnce is the confirmation in two round trips where the
+// database can (ConfirmAtOnceDB); see shop.FulfilmentService.
+func (s *Store) ConfirmOrderAtOnce(ctx context.Context, c shop.ConfirmAtOnce) (shop.ConfirmedAtOnce, error) {
+	db, ok := s.db.(ConfirmAtOnceDB)
+	if !ok {
+		return shop.ConfirmedAtOnce{}, nil
+	}
+	query, args := orderRead(0, c.OrderID)
+	done, err := db.ConfirmAtOnce(ctx, ConfirmStep{ConfirmAtOnce: c, At: Micros(s.now()), Read: query, ReadArgs: args,
+		Compose: func(rows Rows) (*shop.Mail, error) {
+			o, err := scanOneOrder(rows, c.OrderID)
+			if err != nil || o.Status != shop.StatusPlaced {
+				return nil, err
+			}
+			m := c.Mail(o)
+			return &m, nil
+		}})
+	if err != nil {
+		return shop.ConfirmedAtOnce{Handled: true}, fmt.Errorf("confirm order %d: %w", c.OrderID, err)
+	}
+	return done, nil
+}
+
 // AdvanceAtOnceDB is a database that, inside a write transaction, moves an
 // order from one status to the next and appends the change's event in one
 // statement, where the general way sends two (the update, then the event

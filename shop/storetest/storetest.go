@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore Factory, setNotes TxWriter) {
 		{"WorkerMethods", testWorkerMethods},
 		{"ConfirmOrderIsOneTransaction", func(t *testing.T, newStore Factory) { testConfirmOrder(t, newStore, setNotes) }},
 		{"MarkOrderReadyAtOnce", testMarkOrderReadyAtOnce},
+		{"ConfirmOrderAtOnce", testConfirmOrderAtOnce},
 		{"ExpiredSessionsArePruned", testSessionPruning},
 		{"FiftyConcurrentCheckoutsOfFiveUnits", testFiftyCheckoutsOfFiveUnits},
 		{"FiftyConcurrentCheckoutsWithOneKey", testFiftyCheckoutsOneKey},

@@ -22,6 +22,7 @@ var timedAs = map[string]struct{ op, doc string }{
 	"InCheckout":         {"checkout", "is timed as a whole: the checkout's transaction."},
 	"ConfirmOrder":       {"confirm_order", "is timed as a whole: the confirmation's transaction, the job queue's work in it included."},
 	"MarkOrderReady":     {"mark_order_ready", "is timed as a whole, as ConfirmOrder is."},
+	"ConfirmOrderAtOnce": {"confirm_order_at_once", "is timed as a whole: the confirmation's two round trips (or none, declined)."},
 	"PlaceAtOnce":        {"checkout_at_once", "is timed as a whole: a checkout's one round trip (placed or not)."},
 }
 
