@@ -109,6 +109,11 @@ func reachable(dir string) bool {
 // SmallServer is the configuration of a server for a small machine (a
 // fraction of a core to a core or two, a few hundred MB of memory), the
 // data tier of the local cluster. Why each setting: docs/cluster.md.
+// Autovacuum's ANALYZE samples 3,000 rows (default_statistics_target 10)
+// and runs after 1,000 changed rows and a fifth of the table: under a
+// quota of 0.15 core one ANALYZE of a 10,000-row river_job took 40 ms of
+// CPU at the default 30,000-row sample, more than two quota periods'
+// worth at once, and every statement waited behind it (docs/scaleout.md).
 const SmallServer = `
 # perfscale: a small server (internal/pgserver; docs/cluster.md says why)
 listen_addresses = '127.0.0.1'
@@ -132,7 +137,9 @@ max_parallel_workers = 2
 autovacuum = on
 autovacuum_naptime = 10s
 autovacuum_vacuum_scale_factor = 0.05
-autovacuum_analyze_scale_factor = 0.05
+autovacuum_analyze_threshold = 1000
+autovacuum_analyze_scale_factor = 0.2
+default_statistics_target = 10
 track_io_timing = on
 shared_preload_libraries = 'pg_stat_statements,auto_explain'
 pg_stat_statements.max = 2000

@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/perfscale/perfscale/internal/pgserver"
 	"github.com/perfscale/perfscale/internal/supervise"
@@ -18,7 +20,7 @@ import (
 // temporary directory, starts it through supervise, checks that it runs
 // with the small-server settings the cluster relies on (autovacuum on,
 // pg_stat_statements loaded and usable, checkpoints and vacuums in its
-// log) and that Stop shuts it down and
+// log, ANALYZE's sample bounded) and that Stop shuts it down and
 // leaves no process behind. About two seconds with Debian's binaries;
 // skipped (failed under CI=true) where they are not installed.
 func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
@@ -76,13 +78,17 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	for setting, want := range map[string]string{
-		"autovacuum":                    "on",
-		"shared_preload_libraries":      "pg_stat_statements,auto_explain",
-		"auto_explain.log_min_duration": "-1",
-		"random_page_cost":              "1.1",
-		"listen_addresses":              "127.0.0.1",
-		"log_checkpoints":               "on",
-		"log_autovacuum_min_duration":   "0",
+		"autovacuum":                      "on",
+		"shared_preload_libraries":        "pg_stat_statements,auto_explain",
+		"auto_explain.log_min_duration":   "-1",
+		"random_page_cost":                "1.1",
+		"listen_addresses":                "127.0.0.1",
+		"log_checkpoints":                 "on",
+		"log_autovacuum_min_duration":     "0",
+		"default_statistics_target":       "10",
+		"autovacuum_analyze_threshold":    "1000",
+		"autovacuum_analyze_scale_factor": "0.2",
+		"autovacuum_vacuum_scale_factor":  "0.05",
 	} {
 		var got string
 		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(&got); err != nil {
@@ -93,6 +99,7 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 		}
 	}
 	conn.Close(ctx)
+	checkAnalyzeSamplesFewRows(ctx, t, pgserver.URL(rec.Port("postgres"), "shop"))
 	var calls int64
 	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -128,4 +135,41 @@ func TestServerStartsWithTheSmallServerSettingsAndStops(t *testing.T) {
 	if !strings.Contains(string(log), "checkpoint complete") {
 		t.Errorf("the server's log names no checkpoint:\n%s", log)
 	}
+}
+
+// checkAnalyzeSamplesFewRows checks that an ANALYZE of a table of 10,000
+// rows reads a sample of 3,000 (PostgreSQL's default of 30,000 would read
+// them all): what bounds one autovacuum run's CPU under a quota of a
+// fraction of a core, whatever the size the table grows to.
+func checkAnalyzeSamplesFewRows(ctx context.Context, t *testing.T, url string) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, s := range []string{
+		"CREATE TABLE analyzed AS SELECT n, md5(n::text) AS s FROM generate_series(1, 10000) AS n",
+		"ANALYZE VERBOSE analyzed",
+	} {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	sampled := regexp.MustCompile(`(\d+) rows in sample`)
+	for _, n := range notices {
+		if m := sampled.FindStringSubmatch(n); m != nil {
+			if m[1] != "3000" {
+				t.Errorf("ANALYZE sampled %s rows of 10,000, want 3000: %s", m[1], n)
+			}
+			return
+		}
+	}
+	t.Errorf("ANALYZE VERBOSE said nothing of its sample: %q", notices)
 }
