@@ -89,7 +89,7 @@ func render(b *strings.Builder, runs []Run, plans map[int64]string, header strin
 		w("%s", header)
 		w("")
 	}
-	w("Per journey request (a request of loadlab's built-in `shop` scenario). Rows read are `pg_stat_database`'s `tup_returned + tup_fetched` (rows a sequential scan read, index entries and the heap rows they led to), commits its `xact_commit` (every transaction, a single statement outside one included), statements the calls `pg_stat_statements` counted (every statement the server ran for a client, `BEGIN` and `commit` included, each of a pipeline's; each wakes a backend unless pipelined with others), PostgreSQL CPU that of the server's processes over the run:")
+	w("Per journey request (a request of loadlab's built-in `shop` scenario). Rows read are `pg_stat_database`'s `tup_returned + tup_fetched` (rows a sequential scan read, index entries and the heap rows they led to), commits its `xact_commit` (every transaction, a single statement outside one included), statements the calls `pg_stat_statements` counted (every statement the server ran for a client, `BEGIN` and `commit` sent as simple queries included, and each of a pipeline's but a `BEGIN` or `COMMIT` in it, which PostgreSQL 15's `pg_stat_statements` does not count: on PostgreSQL the confirmation's two per order; each wakes a backend unless pipelined with others), PostgreSQL CPU that of the server's processes over the run:")
 	w("")
 	w("| run | requests | req/s | p99 | rows read | commits | statements | rows written | buffers | PostgreSQL CPU | errors |")
 	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
