@@ -40,6 +40,7 @@ type drainer struct {
 	// target still refusing after an overload (a circuit breaker open on
 	// its database, the admission control) answers what it still can,
 	// fast (an edge cache's reads), and its median alone looks drained.
+	// A 429 Too Many Requests is not counted (see drainErrors).
 	errorsAllowed int64
 	gap           time.Duration
 	timeout       time.Duration
@@ -80,7 +81,7 @@ func (d *drainer) wait(ctx context.Context) (Drained, error) {
 		out.Checks++
 		out.P50 = s.P50
 		out.Waited = time.Since(start)
-		if s.Requests > s.Errors && s.Errors <= d.errorsAllowed && s.P50 <= d.limit() {
+		if s.Requests > s.Errors && drainErrors(s) <= d.errorsAllowed && s.P50 <= d.limit() {
 			out.OK = true
 			return out, nil
 		}
@@ -96,10 +97,22 @@ func (d *drainer) allowErrors(fresh ...measure.Step) {
 	share := 0.0
 	for _, s := range fresh {
 		if s.Requests > 0 {
-			share = max(share, float64(s.Errors)/float64(s.Requests))
+			share = max(share, float64(drainErrors(s))/float64(s.Requests))
 		}
 	}
 	d.errorsAllowed = int64(math.Ceil(share * drainRequests))
+}
+
+// drainErrors are the failed requests of a one-user step that say the
+// target is still working off an overload: all but the 429 Too Many
+// Requests. A 429 is a rate limit (nginx's per-client one) refusing this
+// client's pace, not a queue: a limit that lets in fewer requests an idle
+// gap than a check sends refuses the rest of every check, the checks use
+// up what each gap lets in, and with them counted every probe waited the
+// whole drain timeout (30 s) on a target that had long drained. The
+// latency of the answers it let in still judges the drain.
+func drainErrors(s measure.Step) int64 {
+	return s.Errors - tooManyRequestsIn(s)
 }
 
 // sleepCtx waits d, or until ctx ends.

@@ -96,7 +96,16 @@ func errorKinds(p Probe, n int) string {
 // tooManyRequests counts the probe's answers of 429 Too Many Requests.
 func tooManyRequests(p Probe) int64 {
 	s, ok := p.Detail.(measure.Step)
-	if !ok || s.Load == nil {
+	if !ok {
+		return 0
+	}
+	return tooManyRequestsIn(s)
+}
+
+// tooManyRequestsIn counts a step's answers of 429 Too Many Requests (0
+// when its source kept no generator's result).
+func tooManyRequestsIn(s measure.Step) int64 {
+	if s.Load == nil {
 		return 0
 	}
 	var n int64

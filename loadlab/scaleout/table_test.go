@@ -123,15 +123,25 @@ func TestAConsistentTableIsMeasuredOnce(t *testing.T) {
 // warns that the table is not the system's and how to lift the limit. An
 // overloaded upstream's 503s are the system's own limit, and get no such
 // warning.
+//
+// The limit lets in 2 requests in quickConfig's 50 ms idle gap, fewer than
+// a drain check's 5. Its 429s say the target is limiting, not draining:
+// every probe starts after one check. When the drain check counted them
+// as a target still refusing, the checks used up what each gap let in and
+// every probe waited the drain timeout (30 s; 2 s here, and a line "after
+// 2s draining" for each probe). 503s are what a target still refusing
+// after an overload answers, so that limit gets a gap long enough for a
+// whole check (250 ms, 10 requests of the limit).
 func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		status      int
 		kind, cause string
 		rateLimited bool
+		drainGap    time.Duration // 0: quickConfig's
 	}{
-		{http.StatusTooManyRequests, "4xx", "429 Too Many Requests", true},
-		{http.StatusServiceUnavailable, "5xx", "503 Service Unavailable", false},
+		{http.StatusTooManyRequests, "4xx", "429 Too Many Requests", true, 0},
+		{http.StatusServiceUnavailable, "5xx", "503 Service Unavailable", false, 250 * time.Millisecond},
 	} {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			t.Parallel() // the limit is set on the wall clock, far below the machine's rate
@@ -145,16 +155,23 @@ func TestErrorsThatBoundTheCapacityAreTheBottleneck(t *testing.T) {
 			// and the test checked the scheduler. A 1 s SLO leaves the
 			// errors as the only bound.
 			cfg.SLO = time.Second
-			// The idle gap before each probe lets the limit admit a whole
-			// drain check (5 requests, 125 ms of the limit's 40 a second):
-			// after quickConfig's 50 ms gap a check found 2 admitted and 3
-			// refused, a target still refusing, so every probe waited the
-			// 30 s drain timeout, the checks themselves using up what the
-			// gap had let in (6 min for the subtest, against 400 ms probes).
-			cfg.DrainGap = 250 * time.Millisecond
+			if tt.drainGap > 0 {
+				cfg.DrainGap = tt.drainGap
+			}
+			cfg.DrainTimeout = 2 * time.Second
+			var waited []string
+			cfg.Progress = func(line string) {
+				t.Log(line)
+				if strings.Contains(line, "draining)") {
+					waited = append(waited, line)
+				}
+			}
 			res, err := scaleout.Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(waited) > 0 {
+				t.Fatalf("%d probes waited for a drain, the first: %q; want each started after one check", len(waited), waited[0])
 			}
 			s := res.Steps[0]
 			if !strings.HasPrefix(s.Bottleneck, "errors, not latency: at ") || !strings.Contains(s.Bottleneck, tt.kind) ||
