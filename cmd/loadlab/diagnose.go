@@ -23,7 +23,8 @@ const diagnoseUsage = `Usage: loadlab diagnose [flags] URL
        loadlab diagnose [flags] --scenario FILE|shop|shop-writes [BASE_URL]
 
 Tells a performance problem (slow even for one user) from a scalability
-problem (slows down as users are added: contention, coherency or capacity).
+problem (slows down as users are added: contention, coherency, capacity,
+errors, or tail latency while throughput still grows).
 It measures one user's latency, then ramps closed-loop users 1, 2, 4, ... up
 to --max-concurrency, fits the Universal Scalability Law, watches the server
 side's processes, and prints the verdicts with their evidence, naming the

@@ -25,6 +25,11 @@ const (
 	// waiting for a CPU longer than they ran): the curve is the machine's
 	// load, and any kind read from it would be a guess.
 	KindMachineBound = "machine-bound"
+	// KindTail: the p99 climbs above the SLO as users are added while
+	// throughput still grows in proportion (at least half of linear): a
+	// few requests wait, most do not queue, and the ramp has not reached
+	// a plateau (a short ramp, or stalls that hit some requests).
+	KindTail = "tail-latency"
 )
 
 // Report is a diagnosis: the measurements, the fit and the verdicts.

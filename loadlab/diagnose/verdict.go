@@ -109,8 +109,10 @@ type Facts struct {
 	// plateau around it, the worst p99.
 	Peak, PlateauFrom, Worst int
 	Flattened                bool // efficiency at the top below efficiencyFloor
-	Climbed                  bool // the worst p99 above the SLO and latencyClimb × the baseline's
-	Falls                    bool // the top of the ramp below retrograde × the peak
+	// Climbed: the worst p99 above the SLO, and above latencyClimb × the
+	// baseline's when the baseline was above the SLO itself.
+	Climbed bool
+	Falls   bool // the top of the ramp below retrograde × the peak
 	// Starved: the fall past the peak came from other work taking the
 	// server's CPU, not from coherency. FallWithLostCPU: the same for a
 	// server that was not CPU-bound; the fall is left out of the verdict.
@@ -244,10 +246,14 @@ func Classify(m Measurements) (string, Facts) {
 			break
 		}
 	}
-	f.Climbed = steps[f.Worst].P99 > m.SLO && float64(steps[f.Worst].P99) > latencyClimb*float64(base.P99)
+	f.Climbed = climbed(steps[f.Worst].P99, base.P99, m.SLO)
 	f.Flattened = f.Efficiency[len(f.Efficiency)-1] < efficiencyFloor
 	slowed := f.Climbed && f.Flattened
-	f.Scalability = slowed || f.ErrorsRose
+	// A p99 that left the SLO as users were added is a problem whatever
+	// throughput did: a short ramp (1 and 2 users) whose p99 went over
+	// the SLO at 2 was called "no problem" while its evidence said the
+	// latency climbed above the SLO.
+	f.Scalability = f.Climbed || f.ErrorsRose
 	f.Falls = f.Peak < len(steps)-1 && last.ThroughputRPS < retrograde*xPeak && belowThePlateau(steps, f.PlateauFrom, f.Peak)
 
 	plateauSteps := steps[f.PlateauFrom:]
@@ -299,10 +305,25 @@ func Classify(m Measurements) (string, Facts) {
 	case f.Falls:
 		return KindCoherency, f
 	}
+	if !f.Flattened && !f.Falls {
+		// Throughput still grows with users: no plateau to name a limit
+		// of, only the requests that waited.
+		return KindTail, f
+	}
 	if f.Bottleneck != nil {
 		return KindCapacity, f
 	}
 	return KindContention, f
+}
+
+// climbed reports whether the ramp's worst p99 left the SLO: above it,
+// and, when the single user was above it already (a performance
+// problem), above latencyClimb times the single user's p99.
+func climbed(worst, base, slo time.Duration) bool {
+	if worst <= slo {
+		return false
+	}
+	return base <= slo || float64(worst) > latencyClimb*float64(base)
 }
 
 // belowThePlateau reports whether the top of the ramp is below every
@@ -689,6 +710,8 @@ func (w *explainer) kind(kind string) {
 			add("at the plateau the server uses %.2f of the %.2f cores left to it by the generator, %s; latency stays within the SLO, so this is not a problem at this load",
 				srv.CPU, srv.Available, saturated)
 		}
+	case KindTail:
+		w.tail()
 	case KindCapacity:
 		w.capacity(f)
 	case KindMachineBound:
@@ -720,6 +743,20 @@ func (w *explainer) kind(kind string) {
 			add("the server uses only %.2f of the %.2f cores left to it at the plateau%s: the limit is not the CPU", srv.CPU, srv.Available, waited)
 		}
 	}
+}
+
+// tail explains a p99 over the SLO while throughput still grows.
+func (w *explainer) tail() {
+	steps, base := w.m.Steps, w.m.Baseline
+	worst, last := steps[w.f.Worst], steps[len(steps)-1]
+	median := fmt.Sprintf("the median holds (%s, %s alone): a few requests wait, most do not. Look for what stalls some requests (a pause, a periodic job, a lock held long, a retry)",
+		measure.FormatMS(worst.P50), measure.FormatMS(base.P50))
+	if float64(worst.P50) > latencyClimb*float64(base.P50) {
+		median = fmt.Sprintf("the median rose too (%s, %s alone): requests queue, though throughput has not stopped growing yet",
+			measure.FormatMS(worst.P50), measure.FormatMS(base.P50))
+	}
+	w.add("tail latency: with %s the p99 is %s, above the %s SLO, while throughput still grows in proportion to users (%.0f%% of linear with %s); %s. A longer ramp (--max-concurrency) shows where throughput stops growing",
+		users(worst.Concurrency), measure.FormatMS(worst.P99), measure.FormatMS(w.m.SLO), 100*w.f.Efficiency[len(w.f.Efficiency)-1], users(last.Concurrency), median)
 }
 
 // capacity explains a CPU-bound service: starved by other processes, the

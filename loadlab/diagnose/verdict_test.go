@@ -27,6 +27,14 @@ func ramp(x []float64, p99ms []float64, cpu []float64, genCPU float64) []Step {
 	return out
 }
 
+// medians sets each step's median, in ms.
+func medians(steps []Step, p50ms ...float64) []Step {
+	for i := range steps {
+		steps[i].P50 = time.Duration(p50ms[i] * float64(time.Millisecond))
+	}
+	return steps
+}
+
 func busyMachine(steps []Step, busy float64) []Step {
 	for i := range steps {
 		steps[i].MachineBusy = busy
@@ -253,6 +261,22 @@ func TestJudge(t *testing.T) {
 			mentions:  []string{"below it, but with 8 users its processes ran 0.47 cores and waited for a CPU 1.51 cores' worth on a machine 100% busy: the flat part is the machine's load as much as the target's"},
 			forbidden: []string{"comes from elsewhere"},
 		},
+		{
+			// A short diagnose (--max-concurrency 2) said "scalability: no
+			// problem" beside its own evidence that the p99 climbed above
+			// the SLO with 2 users: throughput had not flattened, so the
+			// climb alone did not count.
+			name: "p99 over the SLO at 2 users while throughput scales", baseP99: 5, slo: ms(100), scal: true,
+			steps: medians(ramp([]float64{100, 190, 0, 0, 0}, []float64{5, 250, 0, 0, 0}, nil, 0.05)[:2], 4, 5),
+			kind:  KindTail, mentions: []string{"latency climbs with users", "tail latency: with 2 users the p99 is 250 ms, above the 100 ms SLO", "95% of linear", "the median holds"},
+		},
+		{
+			// Over the SLO, though under twice the single user's p99: the
+			// evidence said "latency holds" of a p99 above the SLO.
+			name: "p99 just over the SLO, under twice the single user's", baseP99: 60, slo: ms(100), scal: true,
+			steps: medians(ramp([]float64{16, 32, 63, 125, 240}, []float64{60, 62, 70, 90, 110}, nil, 0.05), 48, 49, 55, 72, 100),
+			kind:  KindTail, mentions: []string{"p99 goes from 60.0 ms alone to 110 ms with 16 users, above the 100 ms SLO", "the median rose too (100 ms, 48.0 ms alone)"}, forbidden: []string{"latency holds"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,6 +301,9 @@ func TestJudge(t *testing.T) {
 				if strings.Contains(all, m) {
 					t.Errorf("evidence says %q:\n%s", m, all)
 				}
+			}
+			if !v.Scalability && strings.Contains(all, "latency climbs with users") {
+				t.Errorf("no scalability problem, yet the evidence says latency climbed above the SLO:\n%s", all)
 			}
 		})
 	}

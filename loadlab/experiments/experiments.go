@@ -53,7 +53,7 @@ const (
 	// setting and not without it; else the diagnosis's kind of
 	// scalability problem of the system with the setting (diagnose.Kind*),
 	// when the system without it does not have the same: contention,
-	// coherency, capacity, errors, none.
+	// coherency, capacity, errors, tail-latency, none.
 	// scaleout
 	VerdictFailsToScaleOut = "fails-to-scale-out" // errors bound a count above 1, not 1
 	VerdictEfficiencyFalls = "efficiency-falls"   // efficiency at the top count well below the system's without
@@ -79,7 +79,7 @@ const (
 
 var verdictsOf = map[string][]string{
 	MeasureBaseline: {VerdictPerformance, VerdictNoChange, VerdictFaster},
-	MeasureDiagnose: {VerdictPerformance, "contention", "coherency", "capacity", "errors", "none"},
+	MeasureDiagnose: {VerdictPerformance, "contention", "coherency", "capacity", "errors", "tail-latency", "none"},
 	MeasureScaleout: {VerdictFailsToScaleOut, VerdictEfficiencyFalls, VerdictScales},
 	MeasureReplicas: {VerdictFailsToScaleOut, VerdictEfficiencyFalls, VerdictScales},
 	MeasureVertical: {VerdictHorizontal, VerdictVertical, VerdictEqual},
