@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/loadlab/load"
 	"github.com/perfscale/perfscale/loadlab/measure"
 )
 
@@ -50,6 +51,46 @@ func TestADrainCheckWithErrorsTheFreshCountHadNotIsNotDrained(t *testing.T) {
 			}
 			if !got.OK || got.Checks != tt.wantChecks {
 				t.Fatalf("drained %v after %d checks, want drained after %d", got.OK, got.Checks, tt.wantChecks)
+			}
+		})
+	}
+}
+
+// A rate limit that lets in fewer requests an idle gap than a check sends
+// answers the rest with 429 Too Many Requests: the target limiting this
+// client, not one still working off an overload. Such a check is drained
+// when the answers it let in are fast; the same check with 503s is not.
+// Counting the 429s, every check failed and every probe waited the whole
+// drain timeout.
+func TestA429IsALimitNotATargetStillRefusing(t *testing.T) {
+	limited := func(status string, n int64) measure.Step {
+		s := measure.Step{Requests: drainRequests, Errors: n, P50: time.Millisecond,
+			Load: &load.Result{Endpoints: []load.Endpoint{{Errors: load.EndpointErrors{Total: n, ByStatus: map[string]int64{status: n}}}}}}
+		if status[0] == '4' {
+			s.ErrorKinds.Status4xx = n
+		} else {
+			s.ErrorKinds.Status5xx = n
+		}
+		return s
+	}
+	fresh := measure.Step{Requests: baselineRequests, P50: time.Millisecond}
+	for _, tt := range []struct {
+		status      string
+		wantDrained bool
+	}{{"429", true}, {"503", false}} {
+		t.Run(tt.status, func(t *testing.T) {
+			d := drainer{
+				check:    func(context.Context, int64) (measure.Step, error) { return limited(tt.status, 3), nil },
+				baseline: fresh.P50, timeout: time.Nanosecond,
+				sleep: func(context.Context, time.Duration) error { return nil },
+			}
+			d.allowErrors(fresh, fresh)
+			got, err := d.wait(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.OK != tt.wantDrained || got.Checks != 1 {
+				t.Fatalf("drained %v after %d checks, want %v after 1", got.OK, got.Checks, tt.wantDrained)
 			}
 		})
 	}
