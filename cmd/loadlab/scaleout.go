@@ -25,11 +25,14 @@ const scaleoutUsage = `Usage: loadlab scaleout --scale-cmd CMD --down-cmd CMD [f
 Measures what adding replicas buys. For each count in --replicas it runs
 the scale command with {n} replaced by the count; the command's last line
 of output is the URL to load (with --scenario, the scenario's base). It
-waits until that URL answers (below 500), then finds the capacity: the
+waits until that URL answers (below 500; a target that answers all of one
+user's requests with a client error other than 429, a wrong --path's 404,
+stops the run, exit 3), then finds the capacity: the
 highest open-loop rate whose p99 meets --slo with under 0.1% errors, by a
 short search (bracket, then bisect, --probe-duration a probe); before
 each probe the target drains: an idle gap, then one user's latency back
-near the count's own baseline, with no more errors than it had. It prints replicas, capacity, speed-up,
+near the count's own baseline, with no more errors than it had (429s
+aside: a rate limit is not a queue). It prints replicas, capacity, speed-up,
 efficiency = capacity(n) / (n x capacity(1)), p99 at capacity and the
 bottleneck: the watched process that is CPU-bound (the processes behind
 the URL's local port, followed through a proxy to its replicas, and

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,6 +110,25 @@ func TestScaleoutRefusesUnusableFlagsBeforeScaling(t *testing.T) {
 				t.Fatal("the scale command ran")
 			}
 		})
+	}
+}
+
+// A URL that answers 404 to everything stops the run at once, as an
+// unreachable one does: one line naming the status, exit 3, the down
+// command run. It searched every rate down to 2 req/s on 100% errors and
+// exited 0 with a table of 0/s.
+func TestScaleoutOnAURLThatAnswers404Stops(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	marker := filepath.Join(t.TempDir(), "down")
+	_, _, err := loadlab("scaleout", "--scale-cmd", ": {n}; echo "+srv.URL+"/nope", "--down-cmd", "touch "+marker,
+		"--replicas", "1", "--probe-duration", "200ms")
+	want := "scaleout: 1 replica: all 20 of one user's requests failed with a client error (GET /nope got 404 Not Found ×20"
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") || exitCode(err) != exitNotRun {
+		t.Fatalf("err = %v (exit %d), want one line containing %q, exit %d", err, exitCode(err), want, exitNotRun)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the down command did not run: %v", err)
 	}
 }
 

@@ -135,3 +135,21 @@ func rateLimited(c Capacity, cfg Config) string {
 		"lift per-client limits for the measurement (scripts/cluster.sh: PERFSCALE_CLUSTER_CLIENT_LIMITS=off)",
 		b.Rate, n, b.Errors)
 }
+
+// refusedOutright says why there is no capacity to search when one user's
+// every request got a client error other than 429 (a wrong URL's 404, a
+// 401 without credentials): no rate makes such a target answer, and a
+// search of it ran every probe on 100% errors down to its lowest rate.
+// A 429 is a rate limit, which a lower rate meets (nil then, as when any
+// request succeeded or failed otherwise).
+func refusedOutright(s measure.Step) error {
+	if s.Requests == 0 || s.ErrorKinds.Status4xx < s.Requests || tooManyRequestsIn(s) > 0 {
+		return nil
+	}
+	how := errorDetail(Probe{Detail: s})
+	if how == "" {
+		how = s.ErrorKinds.String()
+	}
+	return fmt.Errorf("all %d of one user's requests failed with a client error (%s): the target refuses what is sent at any rate, so there is no capacity to search; check the URL, --path or the scenario",
+		s.Requests, how)
+}

@@ -547,6 +547,9 @@ func (c *counter) warmUp(ctx context.Context, start float64) error {
 	if err != nil {
 		return fmt.Errorf("%s: one user's baseline: %w", c.where, err)
 	}
+	if err := refusedOutright(cold); err != nil {
+		return fmt.Errorf("%s: %w", c.where, err)
+	}
 	warm := max(start/2, 1)
 	s, err := c.meter.Measure(ctx, c.runner, measure.Spec{Rate: warm, Duration: warmUpFor(c.cfg, warm)})
 	if err != nil {

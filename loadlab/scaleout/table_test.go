@@ -231,3 +231,31 @@ func limited(status int, perSecond int) *httptest.Server {
 		fmt.Fprintln(w, "ok")
 	}))
 }
+
+// A URL that answers a client error to everything (a wrong --path's 404,
+// a 401 without credentials) has no capacity to search: the search stops
+// after one user's baseline, naming the status, instead of probing rate
+// after rate down to the lowest on 100% errors (it did: 100 req/s down to
+// 2, then a table of 0/s with exit 0).
+func TestATargetThatRefusesEveryRequestIsNotSearched(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusNotFound, http.StatusUnauthorized} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+			defer srv.Close()
+			cfg := quickConfig(t, srv.URL, filepath.Join(t.TempDir(), "count"), 1)
+			var probes int
+			cfg.Progress = func(line string) {
+				t.Log(line)
+				if strings.Contains(line, "req/s: p99") {
+					probes++
+				}
+			}
+			_, err := scaleout.Run(context.Background(), cfg)
+			want := fmt.Sprintf("1 replica: all 20 of one user's requests failed with a client error (GET / got %d %s ×20)", status, http.StatusText(status))
+			if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") || probes > 0 {
+				t.Fatalf("err = %v after %d probes; want one line containing %q before any probe", err, probes, want)
+			}
+		})
+	}
+}
