@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +101,35 @@ var settings = []setting{
 // are listed after it.
 const help = "Usage: shop [flags]\n       shop migrate [flags]\n       shop drop-events --nats URL --nats-stream NAME\n       shop reshard --db URL [--db URL ...] --add URL (see shop reshard --help)\n\nRuns the ordering service; `shop migrate` migrates the database (shop and job tables) and exits,\nwhich PostgreSQL needs before the service starts; `shop drop-events` deletes a deployment's order events\nstream from NATS JetStream (which reserves its --nats-stream's storage until then) and exits;\n`shop reshard` adds a shard to a sharded deployment and moves buckets to it while it runs.\n"
 
+// subcommand is one of shop's one-off commands that take the service's
+// flags: its --help is its own usage and the flags it reads (the others
+// are accepted and ignored, so one environment serves every command).
+type subcommand struct {
+	name, help string
+	reads      []string // the flags it reads
+}
+
+var subcommands = map[string]subcommand{
+	"migrate": {name: "migrate", help: `Usage: shop migrate [flags]
+
+Brings the database's tables, the shop's and River's job tables, up to
+date and exits. PostgreSQL needs it before the service starts (replicas
+refuse an old schema); there it also creates the order partitions of the
+months ahead and drops those past --order-retention. Safe while replicas
+serve; two runs at once wait for each other. Without --db it migrates the
+embedded SQLite default in --data-dir. Exit 0 when done, 1 when it
+failed, 2 for a bad flag.
+`, reads: []string{"data-dir", "db", "shards", "db-connect-timeout", "db-statement-timeout", "order-retention", "log-level"}},
+	"drop-events": {name: "drop-events", help: `Usage: shop drop-events --nats URL [--nats-stream NAME]
+
+Deletes a deployment's order events stream from NATS JetStream, which
+reserves the stream's storage until then, and exits (tearing down a
+deployment that shared a NATS server with others). A stream that does
+not exist is no error. Exit 0 when done, 1 when it failed, 2 for a bad
+flag or no --nats.
+`, reads: []string{"nats", "nats-stream", "log-level"}},
+}
+
 // flagUsage is a setting's line in --help.
 func (s setting) flagUsage() string {
 	if s.list && s.spaced {
@@ -116,22 +146,33 @@ func (s setting) flagUsage() string {
 // hand, in a container or under a process manager.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	var c config
-	if len(args) > 0 && args[0] == "migrate" {
-		c.migrate, args = true, args[1:]
-	} else if len(args) > 0 && args[0] == "drop-events" {
-		c.dropEvents, args = true, args[1:]
+	var sub *subcommand
+	if len(args) > 0 {
+		if s, ok := subcommands[args[0]]; ok {
+			sub, args = &s, args[1:]
+			c.migrate, c.dropEvents = s.name == "migrate", s.name == "drop-events"
+		}
+	}
+	name := "shop"
+	if sub != nil {
+		name += " " + sub.name
 	}
 	fs, values := newFlagSet(getenv)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printHelp(fs, stderr)
+			if sub != nil {
+				fmt.Fprint(stderr, sub.help)
+				printFlags(fs, stderr, sub.reads)
+			} else {
+				printHelp(fs, stderr)
+			}
 			return nil, err
 		}
 		// One line, not the whole usage: the reason is what matters.
-		return nil, fmt.Errorf("%v (see shop --help)", err)
+		return nil, fmt.Errorf("%v (see %s --help)", err, name)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (shop takes only flags; see shop --help)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (%s takes only flags; see %s --help)", fs.Arg(0), name, name)
 	}
 	for i, s := range settings {
 		if err := s.parse(&c, values[i]()); err != nil {
@@ -197,6 +238,12 @@ func printHelp(fs *flag.FlagSet, w io.Writer) {
 			fmt.Fprintf(w, "%s (environment only) %s.\n", s.env, s.usage)
 		}
 	}
+	printFlags(fs, w, nil)
+}
+
+// printFlags writes the flags named in only (all when nil), as
+// flag.PrintDefaults lays them out.
+func printFlags(fs *flag.FlagSet, w io.Writer, only []string) {
 	fmt.Fprint(w, "\nFlags:\n")
 	kinds := map[string]string{}
 	for _, s := range settings {
@@ -206,6 +253,9 @@ func printHelp(fs *flag.FlagSet, w io.Writer) {
 	// the type column: every flag is a string to the flag set, and
 	// PrintDefaults called a number or a duration "string".
 	fs.VisitAll(func(f *flag.Flag) {
+		if only != nil && !slices.Contains(only, f.Name) {
+			return
+		}
 		kind := kinds[f.Name]
 		fmt.Fprintf(w, "  -%s %s\n    \t%s", f.Name, kind, strings.ReplaceAll(f.Usage, "\n", "\n    \t"))
 		switch {

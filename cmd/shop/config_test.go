@@ -185,11 +185,20 @@ func TestEveryFlagFallsBackToItsEnvironmentVariable(t *testing.T) {
 // A bad flag is one line that names it and points at --help; the usage,
 // 60 lines long, is not printed to bury it.
 func TestABadFlagIsOneLineNotTheUsage(t *testing.T) {
-	for _, args := range [][]string{{"--no-such-flag"}, {"--workers"}, {"migrate", "--bogus"}} {
+	for _, tt := range []struct {
+		args []string
+		see  string // a subcommand's error points at its own help
+	}{
+		{[]string{"--no-such-flag"}, "(see shop --help)"},
+		{[]string{"--workers"}, "(see shop --help)"},
+		{[]string{"migrate", "--bogus"}, "(see shop migrate --help)"},
+		{[]string{"drop-events", "--bogus"}, "(see shop drop-events --help)"},
+	} {
+		args := tt.args
 		var out bytes.Buffer
 		_, err := parseConfig(args, func(string) string { return "" }, &out)
-		if err == nil || !strings.HasSuffix(err.Error(), "(see shop --help)") || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%v: err = %v, want one line pointing at --help", args, err)
+		if err == nil || !strings.HasSuffix(err.Error(), tt.see) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err = %v, want one line ending %q", args, err, tt.see)
 		}
 		if out.Len() > 0 {
 			t.Errorf("%v: printed %q besides the error", args, out.String())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"net"
@@ -105,5 +106,28 @@ func TestAnAddressInUseFailsBeforeTheDataDirectory(t *testing.T) {
 				t.Errorf("the data directory %s exists after the failed start (stat: %v); logs: %s", dir, err, stdout.String())
 			}
 		})
+	}
+}
+
+// Every subcommand's --help and -h print its own usage, exit 0: shop
+// migrate --help and shop drop-events --help printed the service's, all
+// of its flags. A subcommand's help lists the flags it reads, each one.
+func TestEverySubcommandsHelpIsItsOwn(t *testing.T) {
+	for _, sub := range []string{"migrate", "drop-events", "reshard"} {
+		for _, h := range []string{"--help", "-h"} {
+			t.Run(sub+" "+h, func(t *testing.T) {
+				var out bytes.Buffer
+				err := run(context.Background(), []string{sub, h}, func(string) string { return "" }, &out)
+				help := out.String()
+				if exitCode(err) != 0 || !strings.HasPrefix(help, "Usage: shop "+sub+" ") || strings.Contains(help, "Runs the ordering service") {
+					t.Fatalf("exit %d (%v), help:\n%s\nwant exit 0 and shop %s's own usage", exitCode(err), err, help, sub)
+				}
+				for _, name := range subcommands[sub].reads {
+					if !strings.Contains(help, "\n  -"+name+" ") {
+						t.Errorf("help lacks the flag --%s it reads:\n%s", name, help)
+					}
+				}
+			})
+		}
 	}
 }
