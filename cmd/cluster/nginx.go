@@ -241,19 +241,15 @@ func (c *cluster) writeNginxConf(port int) (generation string, err error) {
 		return "", err
 	}
 	generation = hex.EncodeToString(b)
-	var upstreams strings.Builder
+	var ports []int
 	for i := 1; i <= c.cfg.Replicas; i++ {
 		r, ok, err := c.dir().Load(replicaName(i))
 		if err != nil {
 			return "", err
 		}
-		if !ok {
-			continue
+		if ok {
+			ports = append(ports, r.Port("http"))
 		}
-		// Passive health checks: two failed attempts (connection refused
-		// or reset, or a timeout; see proxy_next_upstream) take a replica
-		// out of the rotation for 5 s, then one request probes it again.
-		fmt.Fprintf(&upstreams, "        server 127.0.0.1:%d max_fails=2 fail_timeout=5s;\n", r.Port("http"))
 	}
 	edge, locations := edgeCacheConf, edgeCacheLocations
 	if os.Getenv("PERFSCALE_CLUSTER_EDGE_CACHE") == "off" {
@@ -262,9 +258,35 @@ func (c *cluster) writeNginxConf(port int) (generation string, err error) {
 	zones, limits := clientLimitsConf(c.cfg.Replicas, c.cfg.CPU)
 	conf := strings.NewReplacer("$EDGE_CACHE_LOCATIONS", locations, "$EDGE_CACHE", edge).Replace(nginxConf)
 	conf = strings.NewReplacer("$PROXY_TO_SHOP", proxyToShop, "$CLIENT_LIMIT_ZONES", zones, "$CLIENT_LIMITS", limits, "$ERROR_PAGES", errorPagesConf()).Replace(conf)
-	conf = strings.NewReplacer("$USER", nginxUser(), "$STATE", c.state, "$PORT", fmt.Sprint(port), "$UPSTREAMS", upstreams.String(),
+	conf = strings.NewReplacer("$USER", nginxUser(), "$STATE", c.state, "$PORT", fmt.Sprint(port), "$UPSTREAMS", upstreamServers(ports),
 		"$GENERATION", generation).Replace(conf)
 	return generation, os.WriteFile(filepath.Join(c.state, "nginx.conf"), []byte(conf), 0o644)
+}
+
+// upstreamServers is the replicas' part of the upstream block, one server
+// a port. Passive health checks: two failed attempts (connection refused
+// or reset, or a timeout; see proxy_next_upstream) take a replica out of
+// the rotation for 5 s, then one request probes it again, so a killed
+// replica costs no failed connect a request. But a check must never take
+// the last live replica out: at a load average of 20 both replicas' slow
+// answers timed out together, both were out at once, and nginx answered
+// 1,144 requests "no live upstreams" (502) while both served. So every
+// replica is listed again as a backup that is never taken out
+// (max_fails=0): nginx goes to the backups only when every replica is
+// out, and then tries them all. One replica needs none: nginx never takes
+// a group's only server out.
+func upstreamServers(ports []int) string {
+	var b strings.Builder
+	for _, p := range ports {
+		fmt.Fprintf(&b, "        server 127.0.0.1:%d max_fails=2 fail_timeout=5s;\n", p)
+	}
+	if len(ports) > 1 {
+		b.WriteString("        # The same replicas, used only when every one above is out.\n")
+		for _, p := range ports {
+			fmt.Fprintf(&b, "        server 127.0.0.1:%d max_fails=0 backup;\n", p)
+		}
+	}
+	return b.String()
 }
 
 // proxyToShop passes a request to the replicas over keep-alive
