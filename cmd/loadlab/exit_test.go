@@ -181,6 +181,17 @@ func TestEveryHelpGoesToStdoutAndExitsZero(t *testing.T) {
 			t.Errorf("%v: exit %d, %d bytes on stdout, stderr %q", args, exitCode(err), len(out), errOut)
 		}
 	}
+	// "loadlab help CMD" is CMD's help: it printed the general usage.
+	for name := range commands {
+		out, _, err := loadlab("help", name)
+		want, _, _ := loadlab(name, "--help")
+		if exitCode(err) != exitOK || out != want {
+			t.Errorf("help %s: exit %d, printed %.60q...; want %s --help's text", name, exitCode(err), out, name)
+		}
+	}
+	if _, _, err := loadlab("help", "nosuch"); exitCode(err) != exitBadInput {
+		t.Errorf("help nosuch: exit %d (%v), want %d", exitCode(err), err, exitBadInput)
+	}
 	out, _, _ := loadlab("--help")
 	for _, want := range []string{"Exit status:", "  1  ", "  2  ", "  3  "} {
 		if !strings.Contains(out, want) {

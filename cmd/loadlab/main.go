@@ -103,7 +103,8 @@ Usage:
   loadlab experiments [--only NAME,...] [--file FILE]    the articles' claims, measured without and with each setting
   loadlab agent     --listen ADDR                        serve as one generator of run --agents A,B,C
 
-Run 'loadlab COMMAND --help' for a command's flags and examples.
+Run 'loadlab COMMAND --help' (or 'loadlab help COMMAND') for a command's flags
+and examples.
 
 Exit status:
   0  the run happened and passed its thresholds (see run --threshold)
@@ -140,16 +141,26 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) == 0 {
 		return errors.New("no command given (see loadlab --help)")
 	}
-	switch args[0] {
-	case "-h", "--help", "help":
+	switch {
+	case args[0] == "help" && len(args) > 1:
+		// "loadlab help run" is "loadlab run --help".
+		if _, ok := commands[args[1]]; !ok {
+			return unknownCommand(args[1])
+		}
+		return dispatch(ctx, []string{args[1], "--help"}, stdout, stderr)
+	case args[0] == "-h", args[0] == "--help", args[0] == "help":
 		fmt.Fprint(stdout, usage)
 		return errUsageShown
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		return fmt.Errorf("unknown command %q (want run, diagnose, scaleout, fit, experiments or agent; see loadlab --help)", args[0])
+		return unknownCommand(args[0])
 	}
 	return cmd(ctx, args[1:], stdout, stderr)
+}
+
+func unknownCommand(name string) error {
+	return fmt.Errorf("unknown command %q (want run, diagnose, scaleout, fit, experiments or agent; see loadlab --help)", name)
 }
 
 // helpTexts holds each flag set's help and where --help prints it.
