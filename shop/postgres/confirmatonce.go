@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -58,13 +59,24 @@ func (f flowDB) ConfirmAtOnce(ctx context.Context, c sqlstore.ConfirmStep) (shop
 	defer conn.Release()
 	done, err := confirmOn(ctx, conn, c)
 	if err != nil {
-		// A transaction left open (a statement failed, or the commit was
-		// never sent) is rolled back; a connection that cannot say so is
-		// closed by the pool on release.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		rollback(ctx, conn)
 		return shop.ConfirmedAtOnce{Handled: true}, unavailable(err)
 	}
 	return done, nil
+}
+
+// rollbackTimeout bounds the ROLLBACK after a failed confirmation, sent
+// even when the confirmation's own context has ended.
+const rollbackTimeout = 5 * time.Second
+
+// rollback ends a transaction left open on conn (a statement failed, or
+// the commit was never sent). A connection that cannot say so in time is
+// closed by pgx, and the pool drops a closed connection, or one still in
+// a transaction, on release.
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "ROLLBACK")
 }
 
 // confirmOn sends the confirmation's two round trips on conn.
