@@ -174,19 +174,58 @@ func (b *Bulkhead) Enter(class int, budget time.Duration, now time.Time) (*Waite
 		b.inFlight++
 		return grantedAtOnce, nil
 	}
+	if b.refusesLocked(class, budget) || b.queued >= b.maxQueue && !b.evictBelow(class) {
+		b.refusedLocked(class, now)
+		return nil, ErrFull
+	}
 	serve := time.Duration(b.service * float64(time.Second))
-	if b.overloaded() && b.expectedWait(class)+serve > budget {
-		b.refusedLocked(class, now)
-		return nil, ErrFull
-	}
-	if b.queued >= b.maxQueue && !b.evictBelow(class) {
-		b.refusedLocked(class, now)
-		return nil, ErrFull
-	}
 	w := &Waiter{class: class, ready: make(chan struct{}), evicted: make(chan struct{}), MaxWait: max(0, budget-serve)}
 	b.queues[class] = append(b.queues[class], w)
 	b.queued++
 	return w, nil
+}
+
+// refusesLocked reports whether a request of class that may wait budget
+// is refused at once: every slot busy or a queue standing, the bulkhead
+// overloaded, and its expected wait and service past its budget, or the
+// queue full of its class and higher.
+func (b *Bulkhead) refusesLocked(class int, budget time.Duration) bool {
+	if b.inFlight < b.slots && b.queued == 0 {
+		return false
+	}
+	serve := time.Duration(b.service * float64(time.Second))
+	if b.overloaded() && b.expectedWait(class)+serve > budget {
+		return true
+	}
+	return b.queued >= b.maxQueue && !b.lowerQueued(class)
+}
+
+// lowerQueued reports whether a request of a class below class waits.
+func (b *Bulkhead) lowerQueued(class int) bool {
+	for c := 0; c < class; c++ {
+		if len(b.queues[c]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// RefuseAtOnce is Enter for a caller that cannot wait (a connection's
+// fast path, shop/httpapi/shedconn): when Enter, called at now, would
+// refuse a request of class at once, it records that arrival and refusal
+// as Enter does and reports true; otherwise it changes nothing and reports
+// false, and the caller passes the request on to one that calls Enter.
+func (b *Bulkhead) RefuseAtOnce(class int, budget time.Duration, now time.Time) bool {
+	class = min(max(class, 0), len(b.queues)-1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.roll(now)
+	if !b.refusesLocked(class, budget) {
+		return false
+	}
+	b.arrived++
+	b.refusedLocked(class, now)
+	return true
 }
 
 // expectedWait is Little's law: with every slot busy, a newcomer of class

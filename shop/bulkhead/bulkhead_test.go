@@ -80,6 +80,15 @@ func TestRefusalByExpectedWait(t *testing.T) {
 					t.Fatalf("setting up the queue: %v", err)
 				}
 			}
+			// RefuseAtOnce, for a caller that cannot wait, agrees with
+			// Enter, and changes nothing when it does not refuse.
+			before := b.Stats()
+			if got := b.RefuseAtOnce(tc.class, tc.budget, t0); got != tc.refuse {
+				t.Fatalf("RefuseAtOnce %v, want %v", got, tc.refuse)
+			}
+			if after := b.Stats(); after != before {
+				t.Fatalf("RefuseAtOnce changed the stats: %+v -> %+v", before, after)
+			}
 			w, err := b.Enter(tc.class, tc.budget, t0)
 			if tc.refuse {
 				if !errors.Is(err, ErrFull) {
@@ -298,6 +307,17 @@ func TestAFullQueueMakesRoomForAHigherClass(t *testing.T) {
 	mid, _ := b.Enter(1, time.Hour, t0)
 	if _, err := b.Enter(0, time.Hour, t0); !errors.Is(err, ErrFull) {
 		t.Fatalf("the lowest class into a full queue: err %v, want ErrFull", err)
+	}
+	if !b.RefuseAtOnce(0, time.Hour, t0) {
+		t.Fatal("RefuseAtOnce of the lowest class into a full queue: false, want true")
+	}
+	if b.RefuseAtOnce(2, time.Hour, t0) {
+		t.Fatal("RefuseAtOnce of a higher class into a full queue: true, want false (Enter would queue it)")
+	}
+	select {
+	case <-newest.Evicted():
+		t.Fatal("RefuseAtOnce evicted a waiter")
+	default:
 	}
 	top, err := b.Enter(2, time.Hour, t0)
 	if err != nil {
