@@ -13,7 +13,10 @@
 # included (it writes prepared bytes and reads the answer in place; in
 # refusal-menu-new-connection, which dials a new connection for each
 # request as a client does when the server closes it after a refusal,
-# its dial too); the kernel's work is not counted. Prints instructions per request for each case, the
+# its dial too); the kernel's work is not counted. The *-fast cases are
+# the same refusals on the fast path (shop/httpapi/fastpath.go: the
+# connection handed over at the first refusal, the rest refused before
+# net/http parses them). Prints instructions per request for each case, the
 # journey's answers weighted as in loadlab's built-in shop scenario
 # (checkout left out: it is the costliest, so the ratio is conservative),
 # and each refusal's share of that. A replica at ten times its capacity
@@ -33,7 +36,7 @@ for v in "$n1" "$n2"; do
   [[ "$v" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "refusalcost: N1 and N2 must be whole numbers from 1 to 999999, got '$v'" >&2; exit 2; }
 done
 (( n2 > n1 )) || { echo "refusalcost: N2 ($n2) must be larger than N1 ($n1)" >&2; exit 2; }
-cases=(${CASES:-refusal-menu refusal-cart-update refusal-menu-new-connection answer-menu answer-list answer-item answer-cart-update answer-cart answer-orders})
+cases=(${CASES:-refusal-menu refusal-cart-update refusal-menu-fast refusal-cart-update-fast refusal-menu-new-connection answer-menu answer-list answer-item answer-cart-update answer-cart answer-orders})
 work=$(mktemp -d "${TMPDIR:-/tmp}/perfscale-refusalcost.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 go test -c -o "$work/httpapi.test" ./shop/httpapi

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime"
 	"sync/atomic"
@@ -100,6 +101,11 @@ func (wallClock) After(d time.Duration) (<-chan time.Time, func()) {
 // errShed refuses a request before any work: the replica is over its
 // limit, or the request waited for a slot as long as its route allows.
 var errShed = errors.New("overloaded: refused before any work")
+
+// errShedAtOnce is errShed for a request refused at once, without waiting
+// (over the limit, the queue too long for it): the replica is in sustained
+// overload, and its connection may go to the fast path (fastpath.go).
+var errShedAtOnce = fmt.Errorf("%w at once", errShed)
 
 // admission is the middleware that admits requests under the limit.
 type admission struct {
@@ -359,10 +365,42 @@ func measured(ctx context.Context, err error) bool {
 var retryAfterOne = []string{"1"}
 
 func (a *admission) refuse(c shedClass, why int, w http.ResponseWriter) error {
+	a.count(c, why)
+	w.Header()["Retry-After"] = retryAfterOne
+	if why == refusedAtOnce {
+		return errShedAtOnce
+	}
+	return errShed
+}
+
+// count counts a refusal of class c by its reason, in the metrics and the
+// log's summary.
+func (a *admission) count(c shedClass, why int) {
 	a.refused[c][why].Inc()
 	a.summary.note(c, why)
-	w.Header()["Retry-After"] = retryAfterOne
-	return errShed
+}
+
+// refusesAtOnce is enter for a connection's fast path (fastpath.go), which
+// cannot wait: it reports whether enter, at now, would refuse a request of
+// route sp at once, and then counts the refusal as enter does; otherwise it
+// changes nothing, and the request goes to net/http and enter.
+func (a *admission) refusesAtOnce(sp routeSpec, deadline time.Time) bool {
+	if a == nil || sp.shed == shedNever || sp.stream {
+		return false
+	}
+	var refused bool
+	if a.split != nil {
+		b, other := a.split.bounds(sp)
+		class, now := int(sp.shed-shedFirst), a.clock.Now()
+		refused = other.ShedBelow(class, now) || b.RefuseAtOnce(class, a.budget(context.Background(), sp, deadline, now), now)
+	} else {
+		a.calibrate()
+		refused = !a.limiter.CanAcquirePermitWithLevel(sp.shed.level())
+	}
+	if refused {
+		a.count(sp.shed, refusedAtOnce)
+	}
+	return refused
 }
 
 // calibrate recomputes, at most every a.every while the limit is reached,

@@ -74,6 +74,8 @@ type options struct {
 	// serverTimeouts, if set, serves through httpapi.Server with these
 	// read and write timeouts instead of httptest's server, which has none.
 	serverTimeouts *[2]time.Duration
+	// netHTTPRefusals serves (serveLoopback) with the fast path off.
+	netHTTPRefusals bool
 }
 
 // newAPI serves the real handler on the real SQLite store (and, when asked,

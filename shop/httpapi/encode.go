@@ -299,18 +299,7 @@ var shedHead, shedCode = func() ([]byte, []byte) {
 //
 // id is the request's id (responseID); it returns the bytes written.
 func writeShed(w http.ResponseWriter, r *http.Request, id string) int {
-	b := make([]byte, 0, len(shedHead)+len(shedCode)+len(r.URL.Path)+len(id)+48)
-	b = append(b, shedHead...)
-	if path := r.URL.Path; path != "" {
-		b = append(b, `,"instance":`...)
-		b = appendJSONString(b, path)
-	}
-	b = append(b, shedCode...)
-	if id != "" {
-		b = append(b, `,"request_id":`...)
-		b = appendJSONString(b, id)
-	}
-	b = append(b, '}', '\n')
+	b := appendShed(make([]byte, 0, len(shedHead)+len(shedCode)+len(r.URL.Path)+len(id)+48), r.URL.Path, id)
 	h := w.Header()
 	h["Content-Type"] = problemJSON
 	h["Content-Length"] = contentLength(len(b))
@@ -319,6 +308,21 @@ func writeShed(w http.ResponseWriter, r *http.Request, id string) int {
 	w.WriteHeader(shedProblem.Status)
 	n, _ := w.Write(b) // #nosec G705 -- JSON (application/problem+json), the path and id escaped as encoding/json escapes them, <, > and & included
 	return n
+}
+
+// appendShed appends shedProblem's body for a request of path and id.
+func appendShed(b []byte, path, id string) []byte {
+	b = append(b, shedHead...)
+	if path != "" {
+		b = append(b, `,"instance":`...)
+		b = appendJSONString(b, path)
+	}
+	b = append(b, shedCode...)
+	if id != "" {
+		b = append(b, `,"request_id":`...)
+		b = appendJSONString(b, id)
+	}
+	return append(b, '}', '\n')
 }
 
 // contentLengths are the Content-Length values of the lengths a refusal's

@@ -112,6 +112,9 @@ type server struct {
 	menu        atomic.Pointer[encodedMenu]
 	menuBuild   singleflight.Group
 	mux         *http.ServeMux
+	// fastRoutes are the routes a connection's fast path may refuse
+	// (fastpath.go), by pattern; read-only once routes are added.
+	fastRoutes map[string]fastRoute
 	// sessionLimiter is nil when session creation is not limited.
 	sessionLimiter *clientLimiter
 	clientAddr     clientAddr
@@ -162,6 +165,7 @@ func newServer(cfg Config) *server {
 		feed:        cfg.EventFeed,
 		stream:      cfg.Stream,
 		mux:         http.NewServeMux(),
+		fastRoutes:  map[string]fastRoute{},
 	}
 	s.antipatterns, s.menuPerRequest, s.stale = cfg.Antipatterns, cfg.MenuPerRequest, cfg.Stale
 	s.unavailableLines = newSampledLog(unavailableLinesPerSecond, unavailableLinesBurst, nil)
@@ -241,6 +245,9 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		timeout += s.stream.MaxDuration
 	}
 	route := s.metrics.route(pattern)
+	if sp.shed != shedNever && !sp.stream {
+		s.fastRoutes[pattern] = fastRoute{spec: sp, route: route, timeout: timeout}
+	}
 	s.handleRaw(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		route.begin()
@@ -251,6 +258,9 @@ func (s *server) handle(pattern string, fn handlerFunc) {
 		p, err := s.admission.enter(sp, deadline, w, r)
 		if err != nil {
 			s.refused(w, r, route, pattern, start)
+			if errors.Is(err, errShedAtOnce) {
+				s.shedConnection(w, r)
+			}
 			return
 		}
 		s.serve(w, r, serving{spec: sp, pattern: pattern, route: route, fn: fn, start: start, deadline: deadline, pass: p})

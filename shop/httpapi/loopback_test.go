@@ -49,7 +49,8 @@ func BenchmarkLoopback(b *testing.B) {
 	if _, err := answering.be.Store.SetCartItem(b.Context(), sess.ID, 3, 1); err != nil {
 		b.Fatal(err)
 	}
-	refusing, refusedToken := refusingLoopback(b)
+	refusing, refusedToken := refusingLoopback(b, true)
+	fast, fastToken := refusingLoopback(b, false)
 
 	type exchange struct {
 		name   string
@@ -65,6 +66,11 @@ func BenchmarkLoopback(b *testing.B) {
 		{"refusal-menu", refusing, rawRequest("GET", "/v1/menu", "", ""), http.StatusServiceUnavailable, false},
 		{"refusal-menu-new-connection", refusing, rawRequest("GET", "/v1/menu", "", ""), http.StatusServiceUnavailable, true},
 		{"refusal-cart-update", refusing, rawRequest("PUT", "/v1/cart/items/7", refusedToken, `{"quantity": 2}`), http.StatusServiceUnavailable, false},
+		// The same refusals on the fast path (fastpath.go): the
+		// connection was handed over at the first, and the rest never
+		// reach net/http.
+		{"refusal-menu-fast", fast, rawRequest("GET", "/v1/menu", "", ""), http.StatusServiceUnavailable, false},
+		{"refusal-cart-update-fast", fast, rawRequest("PUT", "/v1/cart/items/7", fastToken, `{"quantity": 2}`), http.StatusServiceUnavailable, false},
 		// The built-in journey's requests but checkout (weights 10, 3, 4,
 		// 2, 1, 1 in loadlab/scenario/shop.yaml).
 		{"answer-menu", answering, rawRequest("GET", "/v1/menu", "", ""), http.StatusOK, false},
@@ -113,6 +119,8 @@ func userSystemCPU(b *testing.B) (user, sys time.Duration) {
 type loopback struct {
 	addr string
 	be   *backendOf
+	reg  *prometheus.Registry
+	srv  *httpapi.Server
 }
 
 // backendOf is the part of compose's backend a benchmark uses.
@@ -138,7 +146,7 @@ func serveLoopback(tb testing.TB, adm httpapi.AdmissionConfig, wrap func(*option
 	// is built and compressed in the warm-up): any timeout costs a
 	// request the same deadline calls.
 	srv := &httpapi.Server{Addr: "127.0.0.1:0", Handler: httpapi.WithReplica("bench", h), Registry: o.registry, Logger: log,
-		ReadTimeout: time.Hour, WriteTimeout: time.Hour}
+		ReadTimeout: time.Hour, WriteTimeout: time.Hour, NetHTTPRefusals: o.netHTTPRefusals}
 	if err := srv.Open(); err != nil {
 		tb.Fatal(err)
 	}
@@ -147,19 +155,21 @@ func serveLoopback(tb testing.TB, adm httpapi.AdmissionConfig, wrap func(*option
 		defer cancel()
 		srv.Close(ctx) //nolint:errcheck // the held requests are cut
 	})
-	return &loopback{addr: srv.URL()[len("http://"):], be: &backendOf{Store: be.Store}}
+	return &loopback{addr: srv.URL()[len("http://"):], be: &backendOf{Store: be.Store}, reg: o.registry, srv: srv}
 }
 
 // refusingLoopback serves a handler whose one read slot and one write slot
 // are held until the benchmark ends (a cart read and a checkout that wait
-// for it), so every browsing and cart request is refused before any work;
-// it returns the session the held requests belong to.
-func refusingLoopback(tb testing.TB) (*loopback, string) {
+// for it), so every browsing and cart request is refused before any work,
+// in net/http (netHTTP) or on the fast path; it returns the session the
+// held requests belong to.
+func refusingLoopback(tb testing.TB, netHTTP bool) (*loopback, string) {
 	tb.Helper()
 	held := &heldOrders{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	carts := &heldCarts{entered: make(chan struct{}, 1), release: held.release}
 	srv := serveLoopback(tb, httpapi.AdmissionConfig{On: true, Split: true, ReadSlots: 1, WriteSlots: 1, MaxWait: time.Nanosecond, Sustained: -1}, func(o *options) {
 		o.requestTimeout = time.Hour
+		o.netHTTPRefusals = netHTTP
 		o.orders = func(s shop.Ordering) shop.Ordering { held.Ordering = s; return held }
 		o.carts = func(s shop.CartService) shop.CartService { carts.CartService = s; return carts }
 	})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perfscale/perfscale/shop/httpapi/shedconn"
 )
 
 // Server is an HTTP listener with the timeouts a public service needs, so a
@@ -30,8 +32,13 @@ type Server struct {
 	// (505). Otherwise nothing would see them.
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
+	// NetHTTPRefusals keeps every refused request in net/http: no
+	// connection goes to the fast path (fastpath.go). For comparisons
+	// (BenchmarkLoopback); what a client sees is the same either way.
+	NetHTTPRefusals bool
 
 	ln     net.Listener
+	shed   *shedconn.Listener // nil with NetHTTPRefusals
 	srv    *http.Server
 	err    chan error
 	closed bool
@@ -81,6 +88,14 @@ func (s *Server) Open() error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	if !s.NetHTTPRefusals {
+		// A handler that refuses a request under sustained overload
+		// may hand its connection to the fast path (fastpath.go),
+		// which keeps the same limits.
+		s.srv.ConnContext = shedconn.ConnContext
+		s.shed = shedconn.Listen(ln, shedconn.Options{ReadHeaderTimeout: s.srv.ReadHeaderTimeout, ReadTimeout: read, WriteTimeout: write, IdleTimeout: s.srv.IdleTimeout})
+		ln = s.shed
+	}
 	s.err = make(chan error, 1)
 	go func() {
 		err := s.srv.Serve(ln)
@@ -90,6 +105,14 @@ func (s *Server) Open() error {
 		s.err <- err
 	}()
 	return nil
+}
+
+// FastPathConnections is how many connections are on the fast path now.
+func (s *Server) FastPathConnections() int {
+	if s.shed == nil {
+		return 0
+	}
+	return s.shed.Shedding()
 }
 
 // Port is the port the server listens on.

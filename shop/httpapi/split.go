@@ -81,14 +81,20 @@ func (s *split) register(reg prometheus.Registerer) {
 	}))
 }
 
+// bounds are the bound whose slot a request of route sp takes, and the
+// other one.
+func (s *split) bounds(sp routeSpec) (own, other *bulkhead.Bulkhead) {
+	if writes(sp) {
+		return s.writes, s.reads
+	}
+	return s.reads, s.writes
+}
+
 // enterSplit is enter with split admission: the request takes a slot of
 // its bound, waiting in its class's turn as long as its budget allows, or
 // is refused before any work.
 func (a *admission) enterSplit(sp routeSpec, deadline time.Time, w http.ResponseWriter, r *http.Request) (pass, error) {
-	b, other := a.split.reads, a.split.writes
-	if writes(sp) {
-		b, other = a.split.writes, a.split.reads
-	}
+	b, other := a.split.bounds(sp)
 	class := int(sp.shed - shedFirst)
 	ctx := r.Context()
 	now := a.clock.Now()
