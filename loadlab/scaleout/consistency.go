@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // A table whose counts contradict each other is not a measurement of one
@@ -115,6 +116,20 @@ func involved(cs []contradiction) []int {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// reasonsFor is why count i is measured again: the contradictions it is
+// in. A count the machine bounded, alone in its table, was measured again
+// with "the counts contradict each other", which named no other count and
+// hid the reason.
+func reasonsFor(cs []contradiction, i int) string {
+	var why []string
+	for _, c := range cs {
+		if slices.Contains(c.counts, i) {
+			why = append(why, c.why)
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 func replicasText(n int) string {

@@ -339,7 +339,7 @@ func (r *Result) remeasure(ctx context.Context, cfg Config, cpu float64) error {
 	for _, i := range involved(found) {
 		n := r.Steps[i].Replicas
 		if cfg.Progress != nil {
-			cfg.Progress(fmt.Sprintf("%s: measuring again: the counts contradict each other", countName(n, cpu)))
+			cfg.Progress(fmt.Sprintf("%s: measuring again: %s", countName(n, cpu), reasonsFor(found, i)))
 		}
 		start := cfg.StartRate
 		if c := r.Steps[i].CapacityRPS; c > 0 {

@@ -67,9 +67,22 @@ func TestAContradictoryTableIsMeasuredAgainAndWarned(t *testing.T) {
 	t.Parallel() // the scripted replicas serve a set rate far below the machine's
 
 	srv, countFile := scripted(t, map[int]float64{1: 100, 2: 500})
-	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1, 2))
+	cfg := quickConfig(t, srv.URL, countFile, 1, 2)
+	var again []string // the progress lines that say why a count is measured again
+	cfg.Progress = func(line string) {
+		t.Log(line)
+		if strings.Contains(line, "measuring again") {
+			again = append(again, line)
+		}
+	}
+	res, err := scaleout.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, line := range again {
+		if !strings.Contains(line, "efficiency") || !strings.Contains(line, "more than linear") {
+			t.Errorf("progress %q; want the reason the count is measured again", line)
+		}
 	}
 	b, _ := os.ReadFile(countFile + ".log")
 	if got := strings.Fields(string(b)); strings.Join(got, " ") != "1 2 1 2" {
