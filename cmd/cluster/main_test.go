@@ -297,3 +297,23 @@ func TestAHalfMadeShardServerIsDiscarded(t *testing.T) {
 		t.Errorf("nothing said of the half-made server: %q", stderr.String())
 	}
 }
+
+// What a rescale did, in words: an up to the count already running said
+// "rescaled from 1 to 1 API replica".
+func TestRescaledTextSaysWhatChanged(t *testing.T) {
+	for _, tt := range []struct {
+		old, n  int
+		requota bool
+		want    string
+	}{
+		{1, 1, false, "already at 1 API replica, nothing restarted"},
+		{1, 2, false, "rescaled from 1 to 2 API replicas"},
+		{4, 2, false, "rescaled from 4 to 2 API replicas"},
+		{2, 2, true, "restarted 2 API replicas under the new quota"},
+		{1, 2, true, "rescaled from 1 to 2 API replicas, every one restarted under the new quota"},
+	} {
+		if got := rescaledText(tt.old, tt.n, tt.requota); got != tt.want {
+			t.Errorf("rescaledText(%d, %d, %v) = %q, want %q", tt.old, tt.n, tt.requota, got, tt.want)
+		}
+	}
+}

@@ -21,6 +21,22 @@ import (
 	shopnats "github.com/perfscale/perfscale/shop/nats"
 )
 
+// rescaledText says what a rescale from old to n replicas did; requota:
+// every replica restarted under a new quota. An up to the count already
+// running said "rescaled from 1 to 1 API replica" (loadlab scaleout
+// measuring a count again runs it).
+func rescaledText(old, n int, requota bool) string {
+	switch {
+	case requota && old == n:
+		return fmt.Sprintf("restarted %s under the new quota", count(n, "API replica"))
+	case requota:
+		return fmt.Sprintf("rescaled from %d to %s, every one restarted under the new quota", old, count(n, "API replica"))
+	case old == n:
+		return fmt.Sprintf("already at %s, nothing restarted", count(n, "API replica"))
+	}
+	return fmt.Sprintf("rescaled from %d to %s", old, count(n, "API replica"))
+}
+
 // stopGrace is how long a shop process has after SIGTERM (its shutdown
 // timeout is 15 s) before it is killed.
 const stopGrace = 30 * time.Second
@@ -49,8 +65,8 @@ func (c *cluster) rescale(ctx context.Context) error {
 		return fmt.Errorf("the cluster in %s is recorded but its nginx is not running; %s", c.state, downFirst)
 	}
 	n, old := mustAtoi(o.arg), c.cfg.Replicas
-	from := old + 1
-	if o.cpu != c.cfg.CPU {
+	from, requota := old+1, o.cpu != c.cfg.CPU
+	if requota {
 		// Every replica restarts under the new quota.
 		c.removeReplicas(ctx, 1, old)
 		from = 1
@@ -76,7 +92,7 @@ func (c *cluster) rescale(ctx context.Context) error {
 	if err := c.rescalePrometheus(ctx); err != nil {
 		return err
 	}
-	c.logf("rescaled from %d to %s%s on the same database, worker and nginx", old, count(n, "API replica"), c.quotaNote())
+	c.logf("%s%s on the same database, worker and nginx", rescaledText(old, n, requota), c.quotaNote())
 	r, _, err := c.dir().Load("nginx")
 	if err != nil {
 		return err
