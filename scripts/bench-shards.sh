@@ -21,6 +21,11 @@
 # new one under ${TMPDIR:-/tmp}, kept), SHOP (a shop binary to run instead
 # of building ./cmd/shop). Prints the load average before and
 # after each run; docs/scaleout.md says why C and D are what they are.
+# Beside each run scripts/dbtimeline records every second's throttled
+# quota periods of each replica and database server and the servers'
+# autovacuum runs and checkpoints (RUN.timeline); the search's progress
+# lines in RUN.log carry the time they were written, and each probe that
+# failed is written with the seconds it ran to RUN.failed.
 # Needs what scripts/cluster.sh needs.
 #
 # RUNS=checkout measures issue 20's other goal instead: a checkout on
@@ -57,8 +62,11 @@ out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/perfscale-bench-shards.XXXXXX")}
 mkdir -p "$out"
 chmod 755 "$out"
 state="$out/cluster"
-trap 'scripts/cluster.sh --state-dir "$state" down >/dev/null 2>&1 || true' EXIT
+watcher=
+trap '[ -z "$watcher" ] || kill "$watcher" 2>/dev/null; scripts/cluster.sh --state-dir "$state" down >/dev/null 2>&1 || true' EXIT
 go build -o "$out/loadlab" ./cmd/loadlab
+go build -o "$out/dbtimeline" ./scripts/dbtimeline
+probe=3s # each probe's length, passed to the search and to dbtimeline
 if [ -n "${SHOP:-}" ]; then
   cp "$SHOP" "$out/shop"
 else
@@ -85,14 +93,23 @@ for round in $(seq 1 "$rounds"); do
     name=$run
     [ "$rounds" = 1 ] || name=$run-$round
     echo "== $name: load average before $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$out/dbtimeline" watch "$state" "$out/$name.timeline" &
+    watcher=$!
     # No session rate limit: loadlab's users all come from one address.
+    # Each line of the log starts with the second it was written.
     PERFSCALE_CLUSTER_SHOP="$out/shop" SHOP_SESSION_RATE=0 SHOP_LOG_LEVEL=warn "$out/loadlab" scaleout \
       --scale-cmd "scripts/cluster.sh --state-dir $state down >/dev/null 2>&1; PERFSCALE_CLUSTER_CLIENT_LIMITS=off scripts/cluster.sh --state-dir $state up {n} $extra --cpu $c --db-cpu $d" \
-      --down-cmd "scripts/cluster.sh --state-dir $state down" \
-      --replicas "$counts" --scenario shop --users "$users" --slo "$slo" --json "$out/$name.json" >"$out/$name.log" 2>&1 \
-      || { tail -n 20 "$out/$name.log" >&2; exit 1; }
+      --down-cmd "scripts/cluster.sh --state-dir $state down" --probe-duration "$probe" \
+      --replicas "$counts" --scenario shop --users "$users" --slo "$slo" --json "$out/$name.json" 2>&1 \
+      | while IFS= read -r line; do TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T %s\n' -1 "$line"; done >"$out/$name.log" \
+      || { kill "$watcher"; tail -n 20 "$out/$name.log" >&2; exit 1; }
+    kill "$watcher"
+    wait "$watcher" || true
+    watcher=
     echo "== $name: load average after $(cut -d' ' -f1-3 /proc/loadavg)"
     # The table, the USL fit and any warning; not each probe.
-    grep -v -e '^  [0-9]* replicas\?: ' -e '^cluster: ' -e '^http://' "$out/$name.log" || true
+    sed 's/^[^ ]* //' "$out/$name.log" | grep -v -e '^  [0-9]* replicas\?: ' -e '^cluster: ' -e '^http://' || true
+    "$out/dbtimeline" failed "$probe" "$out/$name.timeline" <"$out/$name.log" >"$out/$name.failed"
+    echo "== $name: $(grep -c '^[0-9]' "$out/$name.failed" || true) probes failed; each with its seconds (throttled periods of the second's, autovacuum runs, checkpoints) in $out/$name.failed"
   done
 done
