@@ -253,7 +253,7 @@ func Migrate(ctx context.Context, cfg Config) (where string, err error) {
 		if err := jobs.Migrate(ctx, riverpgxv5.New(db.Pool()), cfg.Jobs.Logger); err != nil {
 			return fmt.Errorf("postgres at %s: %w", db.Where(), err)
 		}
-		return nil
+		return db.LeanJobStatistics(ctx)
 	})
 }
 
