@@ -1,6 +1,9 @@
 package shedconn
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // Request is what the fast path read of a request's head: only a request
 // it understands entirely (ParseHead) has one.
@@ -110,7 +113,7 @@ func parseRequestLine(line []byte, r *Request) bool {
 		return false
 	}
 	for _, c := range query {
-		if !unreserved(c) && bytes.IndexByte([]byte("=&+,:@/!$'()*"), c) < 0 {
+		if !unreserved(c) && strings.IndexByte("=&+,:@/!$'()*", c) < 0 {
 			return false
 		}
 	}
@@ -130,11 +133,15 @@ func cleanPath(p []byte) bool {
 			return false
 		}
 	}
-	segs := bytes.Split(p[1:], []byte{'/'})
-	for i, s := range segs {
-		if len(s) == 0 && i < len(segs)-1 || string(s) == "." || string(s) == ".." {
+	start := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
+		}
+		if seg := string(p[start:i]); seg == "" && i < len(p) || seg == "." || seg == ".." {
 			return false
 		}
+		start = i + 1
 	}
 	return true
 }
@@ -165,7 +172,7 @@ func headerField(line []byte) (name, value []byte, ok bool) {
 }
 
 func tokenChar(c byte) bool {
-	return unreserved(c) || bytes.IndexByte([]byte("!#$%&'*+^`|"), c) >= 0
+	return unreserved(c) || strings.IndexByte("!#$%&'*+^`|", c) >= 0
 }
 
 func hostChars(v []byte) bool {

@@ -34,7 +34,12 @@ import (
 // Options are the limits the fast path keeps, net/http's own (http.Server):
 // a connection idle past IdleTimeout, a head not read within
 // ReadHeaderTimeout or a body within ReadTimeout of its request's start, an
-// answer not written within WriteTimeout is closed.
+// answer not written within WriteTimeout is closed. The idle and write
+// deadlines are moved only once half their span is spent (a deadline is a
+// runtime timer to reset, a tenth of a refusal's cost each time): an idle
+// connection closes between half of IdleTimeout and all of it after its
+// last request, an answer is cut between half of WriteTimeout and all of
+// it. A head or body already read whole needs no deadline of its own.
 type Options struct {
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
@@ -141,6 +146,11 @@ type Conn struct {
 	net.Conn
 	l       *Listener
 	pending []byte
+	// On the fast path: the read deadline set and whether it is the
+	// idle one, and the write deadline set.
+	readBy     time.Time
+	readIsIdle bool
+	writeBy    time.Time
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
@@ -225,6 +235,8 @@ func Take(w http.ResponseWriter, r *http.Request, judge func() Judge) bool {
 		c.Close()
 		return true
 	}
+	// Hijack cleared the deadlines.
+	c.readBy, c.readIsIdle, c.writeBy = time.Time{}, false, time.Time{}
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(c)
 	if n := rw.Reader.Buffered(); n > 0 {
@@ -284,7 +296,7 @@ func (c *Conn) shed(br *bufio.Reader, j Judge) {
 		c.l.running.Done()
 	}()
 	for {
-		head, whole, err := c.readHead(br)
+		head, start, whole, err := c.readHead(br)
 		if err != nil {
 			return // closed, idle or too slow, as net/http closes it
 		}
@@ -297,60 +309,95 @@ func (c *Conn) shed(br *bufio.Reader, j Judge) {
 			return
 		}
 		br.Discard(len(head)) //nolint:errcheck // buffered
-		if !c.answer(br, req.ContentLength, out) {
+		if !c.answer(br, start, req.ContentLength, out) {
 			return
 		}
 	}
 }
 
 // readHead waits for the next request (IdleTimeout) and reads its head
-// (ReadHeaderTimeout from its first byte), leaving it buffered. ok is
-// false for a head the fast path does not read: longer than MaxHead, or
-// cut short by the client (net/http then answers as it would).
-func (c *Conn) readHead(br *bufio.Reader) (head []byte, ok bool, err error) {
+// (ReadHeaderTimeout from its first byte), leaving it buffered; start is
+// when the head began. whole is false for a head the fast path does not
+// read: longer than MaxHead, or cut short by the client (net/http then
+// answers as it would).
+func (c *Conn) readHead(br *bufio.Reader) (head []byte, start time.Time, whole bool, err error) {
 	o := c.l.opts
-	c.SetReadDeadline(deadline(time.Now(), o.IdleTimeout)) //nolint:errcheck // a failed read says
-	if _, err := br.Peek(1); err != nil {
-		return nil, false, err
+	if br.Buffered() == 0 {
+		c.idleDeadline(time.Now(), o.IdleTimeout)
+		if _, err := br.Peek(1); err != nil {
+			return nil, start, false, err
+		}
 	}
-	c.SetReadDeadline(deadline(time.Now(), o.ReadHeaderTimeout)) //nolint:errcheck // a failed read says
-	for {
+	start = time.Now()
+	for armed := false; ; armed = true {
 		b := peekAll(br)
 		i := indexHeadEnd(b)
 		if i >= 0 {
-			return b[:i], true, nil
+			return b[:i], start, true, nil
 		}
 		if i == -2 || len(b) >= MaxHead {
-			return nil, false, nil
+			return nil, start, false, nil
+		}
+		if !armed {
+			c.readDeadline(deadline(start, o.ReadHeaderTimeout))
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
-				return nil, false, err
+				return nil, start, false, err
 			}
-			return nil, false, nil
+			return nil, start, false, nil
 		}
 	}
 }
 
-// answer skips the refused request's body and writes its answer out; it
-// reports whether the connection goes on. As net/http, it reads the body
-// before answering (a client that writes its whole request before reading
-// could otherwise deadlock), and a body not read in time ends the
-// connection after the answer (net/http's answer then says Connection:
-// close; here the client sees the close).
-func (c *Conn) answer(br *bufio.Reader, body int64, out []byte) bool {
+// idleDeadline makes sure the connection waits at most d from now, and at
+// least half of it, moving the deadline only when needed (Options).
+func (c *Conn) idleDeadline(now time.Time, d time.Duration) {
+	if d <= 0 {
+		if c.readIsIdle && c.readBy.IsZero() {
+			return
+		}
+		c.readDeadline(time.Time{})
+		c.readIsIdle = true
+		return
+	}
+	if c.readIsIdle && !c.readBy.IsZero() && c.readBy.Sub(now) >= d/2 {
+		return
+	}
+	c.readDeadline(now.Add(d))
+	c.readIsIdle = true
+}
+
+func (c *Conn) readDeadline(t time.Time) {
+	c.SetReadDeadline(t) //nolint:errcheck // a failed read says
+	c.readBy, c.readIsIdle = t, false
+}
+
+// answer skips the refused request's body (ReadTimeout from start, when
+// it is not all read yet) and writes its answer out; it reports whether
+// the connection goes on. As net/http, it reads the body before answering
+// (a client that writes its whole request before reading could otherwise
+// deadlock), and a body not read in time ends the connection after the
+// answer (net/http's answer then says Connection: close; here the client
+// sees the close).
+func (c *Conn) answer(br *bufio.Reader, start time.Time, body int64, out []byte) bool {
 	o := c.l.opts
-	start := time.Now()
 	var bodyErr error
 	if body > 0 {
-		c.SetReadDeadline(deadline(start, o.ReadTimeout)) //nolint:errcheck // a failed read says
+		if int64(br.Buffered()) < body {
+			c.readDeadline(deadline(start, o.ReadTimeout))
+		}
 		_, bodyErr = br.Discard(int(body))
 	}
-	c.SetWriteDeadline(deadline(start, o.WriteTimeout)) //nolint:errcheck // a failed write says
+	if d := o.WriteTimeout; d > 0 {
+		if now := time.Now(); c.writeBy.Sub(now) < d/2 {
+			c.writeBy = now.Add(d)
+			c.SetWriteDeadline(c.writeBy) //nolint:errcheck // a failed write says
+		}
+	}
 	if _, err := c.Conn.Write(out); err != nil || bodyErr != nil {
 		return false
 	}
-	c.SetWriteDeadline(time.Time{}) //nolint:errcheck // cleared for net/http
 	return true
 }
 
