@@ -296,6 +296,33 @@ func TestABurstServedInTheNextWindowIsNotOverload(t *testing.T) {
 	}
 }
 
+// A stall of the slots' own work (the database's, for the write bound: an
+// autovacuum run under its quota) serves nothing for a second while
+// requests go on coming, here 25 a window to two slots of 2 ms: fewer
+// than the slots serve in a window (250) at their service time. That is
+// no overload, and nobody is refused: they are served when the stall
+// ends. The old rule (more came than were served, by twice the slots)
+// called it overload at the end of the second window.
+func TestAStallOfTheSlotsIsNoOverload(t *testing.T) {
+	const svc = 2 * time.Millisecond
+	b := New(Config{Slots: 2, Classes: 3, MaxQueue: 10000})
+	fill(t, b)
+	b.Release(svc)
+	b.Release(svc)
+	fill(t, b) // the stall: both slots held for a second
+	for step := range 100 {
+		now := t0.Add(time.Duration(step) * 10 * time.Millisecond)
+		if step%4 == 0 {
+			if over, _ := b.Overloaded(now); over {
+				t.Fatalf("overloaded at +%v in a stall, %d queued", now.Sub(t0), b.Stats().Queued)
+			}
+		}
+		if _, err := b.Enter(2, 50*time.Millisecond, now); err != nil {
+			t.Fatalf("a request at +%v in the stall: %v, want queued", now.Sub(t0), err)
+		}
+	}
+}
+
 // A full queue takes a newcomer of a higher class in place of the newest
 // waiter of the lowest class, which learns it was evicted; a newcomer of
 // the lowest class queued is refused.
