@@ -53,26 +53,99 @@ func ParseHead(head []byte, r *Request) bool {
 		if !ok {
 			return false
 		}
-		switch {
-		case equalFold(name, "Host"):
-			if hosts++; !hostChars(value) {
+		switch kind := nameKind(name); kind {
+		case nameHost:
+			if hosts++; !allIn(&hostChar, value) {
 				return false
 			}
-		case equalFold(name, "Content-Length"):
+		case nameContentLength:
 			n, ok := parseLength(value)
 			if lengths++; !ok || lengths > 1 {
 				return false
 			}
 			r.ContentLength = n
-		case equalFold(name, "X-Request-Id"):
+		case nameRequestID:
 			if r.RequestID == "" {
 				r.RequestID = string(value)
 			}
-		case equalFold(name, "Transfer-Encoding"), equalFold(name, "Expect"), equalFold(name, "Upgrade"),
-			equalFold(name, "Connection"), equalFold(name, "TE"), equalFold(name, "Trailer"):
+		case nameRefused:
 			return false
 		}
 	}
+}
+
+// What ParseHead does with a header field, by its name.
+const (
+	nameOther = iota
+	nameHost
+	nameContentLength
+	nameRequestID
+	nameRefused // one the fast path leaves to net/http
+)
+
+// nameKind sorts a header name, by its length first: most names are
+// none of these.
+func nameKind(name []byte) int {
+	switch len(name) {
+	case 2:
+		if equalFold(name, "TE") {
+			return nameRefused
+		}
+	case 4:
+		if equalFold(name, "Host") {
+			return nameHost
+		}
+	case 6:
+		if equalFold(name, "Expect") {
+			return nameRefused
+		}
+	case 7:
+		if equalFold(name, "Upgrade") || equalFold(name, "Trailer") {
+			return nameRefused
+		}
+	case 10:
+		if equalFold(name, "Connection") {
+			return nameRefused
+		}
+	case 12:
+		if equalFold(name, "X-Request-Id") {
+			return nameRequestID
+		}
+	case 14:
+		if equalFold(name, "Content-Length") {
+			return nameContentLength
+		}
+	case 17:
+		if equalFold(name, "Transfer-Encoding") {
+			return nameRefused
+		}
+	}
+	return nameOther
+}
+
+// The characters each part of a head may hold, as tables: a byte's rule
+// is one load.
+var pathChar, queryChar, tokenChar, valueChar, hostChar = func() (p, q, t, v, h [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		u := 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '.' || b == '_' || b == '~'
+		p[c] = u || b == '/'
+		q[c] = u || strings.IndexByte("=&+,:@/!$'()*", b) >= 0
+		t[c] = u || strings.IndexByte("!#$%&'*+^`|", b) >= 0
+		v[c] = b >= ' ' && b <= '~' || b == '\t'
+		h[c] = u || b == ':' || b == '[' || b == ']'
+	}
+	return
+}()
+
+// allIn reports whether every byte of b is in the table.
+func allIn(table *[256]bool, b []byte) bool {
+	for _, c := range b {
+		if !table[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // cutLine cuts b at its first CRLF; a CR or LF alone anywhere before it
@@ -112,10 +185,8 @@ func parseRequestLine(line []byte, r *Request) bool {
 	if !cleanPath(path) || len(path) > 1024 || len(query) > 1024 {
 		return false
 	}
-	for _, c := range query {
-		if !unreserved(c) && strings.IndexByte("=&+,:@/!$'()*", c) < 0 {
-			return false
-		}
+	if !allIn(&queryChar, query) {
+		return false
 	}
 	r.Path = string(path)
 	return true
@@ -125,13 +196,8 @@ func parseRequestLine(line []byte, r *Request) bool {
 // one, with no empty, "." or ".." segment but a last empty one (a trailing
 // slash): ServeMux serves it as it is, neither cleaned nor redirected.
 func cleanPath(p []byte) bool {
-	if len(p) == 0 || p[0] != '/' {
+	if len(p) == 0 || p[0] != '/' || !allIn(&pathChar, p) {
 		return false
-	}
-	for _, c := range p {
-		if c != '/' && !unreserved(c) {
-			return false
-		}
 	}
 	start := 1
 	for i := 1; i <= len(p); i++ {
@@ -146,10 +212,6 @@ func cleanPath(p []byte) bool {
 	return true
 }
 
-func unreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
-}
-
 // headerField splits "Name: value" with a token name (no space before the
 // colon: obs-fold and such lines start with one) and a value of visible
 // ASCII characters, spaces and tabs, trimmed of them.
@@ -158,30 +220,10 @@ func headerField(line []byte) (name, value []byte, ok bool) {
 	if !ok || len(name) == 0 {
 		return nil, nil, false
 	}
-	for _, c := range name {
-		if !tokenChar(c) {
-			return nil, nil, false
-		}
-	}
-	for _, c := range value {
-		if c < ' ' && c != '\t' || c > '~' {
-			return nil, nil, false
-		}
+	if !allIn(&tokenChar, name) || !allIn(&valueChar, value) {
+		return nil, nil, false
 	}
 	return name, bytes.Trim(value, " \t"), true
-}
-
-func tokenChar(c byte) bool {
-	return unreserved(c) || strings.IndexByte("!#$%&'*+^`|", c) >= 0
-}
-
-func hostChars(v []byte) bool {
-	for _, c := range v {
-		if !unreserved(c) && c != ':' && c != '[' && c != ']' {
-			return false
-		}
-	}
-	return true
 }
 
 // parseLength reads a Content-Length of at most MaxBody: digits only, no
