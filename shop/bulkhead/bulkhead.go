@@ -35,8 +35,8 @@
 // database's, for writes: a second of autovacuum under a small quota, a
 // checkpoint): it serves nothing for a while as requests come, but they
 // come no faster than before, so a window's arrivals are judged against
-// what the slots could serve in it at their service time, not only what
-// they served. Once refused, a closed loop's user that does not wait out
+// the most the slots served in it or in the last 2 s, not only what they
+// served in it. Once refused, a closed loop's user that does not wait out
 // Retry-After sends again at once, each time an arrival, so a stall read
 // as overload fed itself (40 % of a 0.1-core replica's requests refused
 // in loadlab's replicas measure). Until then a request waits for its slot as long
@@ -87,6 +87,10 @@ type Config struct {
 // within a second.
 const DefaultSustained = 500 * time.Millisecond
 
+// recentWindows is how many windows back what the slots served counts as
+// what they can serve: 2 s of 250 ms windows, past a second's stall.
+const recentWindows = 8
+
 // Bulkhead is a fixed number of slots and a priority queue before them.
 // Its methods are safe for concurrent use.
 type Bulkhead struct {
@@ -108,6 +112,9 @@ type Bulkhead struct {
 	windowStart     time.Time
 	arrived, served int
 	outran          [2]bool
+	// recentServed is what the slots served in each of the last whole
+	// windows, the last first.
+	recentServed [recentWindows]int
 	// lastRefused is, by class, when a request was last refused.
 	lastRefused []time.Time
 }
@@ -324,9 +331,10 @@ func (b *Bulkhead) overloaded() bool {
 }
 
 // roll closes the windows that ended by now. A window's arrivals outran
-// its slots when more came than the slots could serve (what they served,
-// or slots x window / service if more: a stall serves nothing while what
-// comes stays below it) by over twice the slots (what a burst of every
+// its slots when more came than the slots could serve (the most they
+// served in it or one of the last recentWindows: a stall serves nothing
+// while what comes stays at what they served before) by over twice the
+// slots (what a burst of every
 // slot's next request makes) and a third of that (what a quota's period
 // held back and a window boundary cut off: a period is 100 ms of a 250 ms
 // window). A closed loop cannot: each of its
@@ -341,16 +349,18 @@ func (b *Bulkhead) roll(now time.Time) {
 		return
 	}
 	for now.Sub(b.windowStart) >= b.window {
-		// What the slots could serve in a window: at least what they
-		// served, and, once a service time is known, slots x window /
-		// service (a stall of the slots' own work, the database's for
-		// the write bound, serves nothing for a second while arrivals
-		// go on: a closed loop's users come to the stalled slots one by
-		// one, fewer than these could serve).
+		// What the slots could serve in a window: the most they served
+		// in this one or the last recentWindows (a stall of the slots'
+		// own work, the database's for the write bound, serves nothing
+		// for a second while what comes stays at what they served before
+		// it: a closed loop's users come to the stalled slots one by
+		// one, an open loop below capacity at its rate).
 		could := b.served
-		if b.service > 0 {
-			could = max(could, int(float64(b.slots)*b.window.Seconds()/b.service))
+		for _, n := range b.recentServed {
+			could = max(could, n)
 		}
+		copy(b.recentServed[1:], b.recentServed[:])
+		b.recentServed[0] = b.served
 		b.outran[1] = b.outran[0]
 		b.outran[0] = b.arrived-could > max(2*b.slots, could/3)
 		b.arrived, b.served = 0, 0

@@ -298,20 +298,24 @@ func TestABurstServedInTheNextWindowIsNotOverload(t *testing.T) {
 
 // A stall of the slots' own work (the database's, for the write bound: an
 // autovacuum run under its quota) serves nothing for a second while
-// requests go on coming, here 25 a window to two slots of 2 ms: fewer
-// than the slots serve in a window (250) at their service time. That is
-// no overload, and nobody is refused: they are served when the stall
-// ends. The old rule (more came than were served, by twice the slots)
-// called it overload at the end of the second window.
+// requests go on coming as before, here 25 a window to two slots of 2 ms
+// that served them for a second first. That is no overload, and nobody
+// is refused: they are served when the stall ends. The old rule (more
+// came than were served, by twice the slots) called it overload at the
+// end of the stall's second window.
 func TestAStallOfTheSlotsIsNoOverload(t *testing.T) {
 	const svc = 2 * time.Millisecond
 	b := New(Config{Slots: 2, Classes: 3, MaxQueue: 10000})
-	fill(t, b)
-	b.Release(svc)
-	b.Release(svc)
+	at := func(step int) time.Time { return t0.Add(time.Duration(step) * 10 * time.Millisecond) }
+	for step := range 100 { // a second served as it comes
+		if _, err := b.Enter(2, 50*time.Millisecond, at(step)); err != nil {
+			t.Fatalf("a request at +%v before the stall: %v", at(step).Sub(t0), err)
+		}
+		b.Release(svc)
+	}
 	fill(t, b) // the stall: both slots held for a second
-	for step := range 100 {
-		now := t0.Add(time.Duration(step) * 10 * time.Millisecond)
+	for step := 100; step < 200; step++ {
+		now := at(step)
 		if step%4 == 0 {
 			if over, _ := b.Overloaded(now); over {
 				t.Fatalf("overloaded at +%v in a stall, %d queued", now.Sub(t0), b.Stats().Queued)

@@ -600,8 +600,8 @@ func percentile(d []time.Duration, q float64) time.Duration {
 
 // A one-second stall of the database (under a 0.15-core quota, an
 // autovacuum run) holds the write slots while a closed loop's users go on
-// browsing and come to a write one by one. That is no overload: they are
-// fewer than the write slots serve in a window. Yet it read as one (each
+// browsing and come to a write one by one. That is no overload: they come
+// no faster than the write slots served them before the stall. Yet it read as one (each
 // window's arrivals past twice the slots, nothing served) and then fed
 // itself: a refused user sends again at once (loadlab does not wait out
 // Retry-After), each refusal an arrival, so arrivals outran the slots in
@@ -628,8 +628,8 @@ func TestAClosedLoopThroughADatabaseStallIsNeverRefused(t *testing.T) {
 // An open loop at half and at the whole of the capacity (one CPU under a
 // 0.1-core quota of 10 ms periods, overload.sh's; a read 0.25 ms of CPU,
 // a write 1 ms of the database's) through a 600 ms stall of the database
-// is no overload either: the writes that came in the stall are fewer than
-// the write slots serve in a window, and served once it ends. The old
+// is no overload either: the writes come in the stall no faster than the
+// write slots served them before it, and are served once it ends. The old
 // rule refused 30 of 642 at 0.5x and 57 of 1,283 at 1x, the cross-bound
 // rule taking browsing with them (overload.sh: 160 and 1,916 refused).
 func TestAnOpenLoopUpToCapacityThroughADatabaseStallIsNeverRefused(t *testing.T) {
