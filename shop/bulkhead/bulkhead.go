@@ -39,8 +39,8 @@
 // served in it. Once refused, a closed loop's user that does not wait out
 // Retry-After sends again at once, each time an arrival, so a stall read
 // as overload fed itself (40 % of a 0.1-core replica's requests refused
-// in loadlab's replicas measure). Until then a request waits for its slot as long
-// as its caller lets it. Past a full queue, a newcomer of a higher class
+// in loadlab's replicas measure). Until then a request waits for its slot
+// as long as its caller lets it. Past a full queue, a newcomer of a higher class
 // takes the place of the newest waiter of the lowest class queued. Two
 // bulkheads on the same CPUs rank classes across each other through
 // Refused and ShedBelow.
@@ -334,10 +334,9 @@ func (b *Bulkhead) overloaded() bool {
 // its slots when more came than the slots could serve (the most they
 // served in it or one of the last recentWindows: a stall serves nothing
 // while what comes stays at what they served before) by over twice the
-// slots (what a burst of every
-// slot's next request makes) and a third of that (what a quota's period
-// held back and a window boundary cut off: a period is 100 ms of a 250 ms
-// window). A closed loop cannot: each of its
+// slots (what a burst of every slot's next request makes) and a third of
+// that (what a quota's period held back and a window boundary cut off: a
+// period is 100 ms of a 250 ms window). A closed loop cannot: each of its
 // users sends again only once answered, so what comes follows what was
 // served, and a queue it keeps is bounded by its users.
 func (b *Bulkhead) roll(now time.Time) {
