@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/perfscale/perfscale/internal/testwait"
 )
 
 // The rendered upstream lists each replica once with its passive health
@@ -93,14 +95,12 @@ http {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for status() == 0 { // nginx not listening yet
-		if ctx.Err() != nil {
-			t.Fatal("nginx did not listen within 30 s")
+	testwait.Eventually(t, 30*time.Second, func() error {
+		if status() == 0 {
+			return errors.New("nginx is not listening yet")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	// Each request tries both replicas (refused): two requests make two
 	// failed attempts each, and both are out.
 	for range 3 {
