@@ -81,7 +81,7 @@ http {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(nginx, "-e", filepath.Join(dir, "error.log"), "-c", path, "-p", dir, "-g", "daemon off;")
+	cmd := exec.Command(nginx, "-e", filepath.Join(dir, "error.log"), "-c", path, "-p", dir, "-g", "daemon off; master_process off;") // one process: killing it leaves no worker behind
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
