@@ -3,37 +3,15 @@ package httpapi_test
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perfscale/perfscale/shop/httpapi/internal/rawconntest"
 )
-
-// allAnswers writes requests on a new connection in one write and returns
-// every byte the server writes until it closes, Date lines taken out.
-func allAnswers(t *testing.T, addr, requests string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, requests); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(time.Minute)) //nolint:errcheck // a failed read says
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading the answers: %v (so far %q)", err, got)
-	}
-	return dateLine.ReplaceAllString(string(got), "")
-}
-
-var dateLine = regexp.MustCompile(`\r\nDate: [^\r]*`)
 
 // withID adds an X-Request-Id to a rawRequest.
 func withID(req []byte, id string) string {
@@ -58,8 +36,8 @@ func TestAFastPathRefusalIsTheRefusalNetHTTPWrites(t *testing.T) {
 			withID(rawRequest("GET", "/v1/items/7", "", ""), "bad id!") +
 			strings.Replace(withID(rawRequest("GET", "/v1/menu", "", ""), "id-8"), "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
 	}
-	want := allAnswers(t, slow.addr, pipeline(slowToken))
-	got := allAnswers(t, fast.addr, pipeline(fastToken))
+	want := rawconntest.Exchange(t, slow.addr, pipeline(slowToken))
+	got := rawconntest.Exchange(t, fast.addr, pipeline(fastToken))
 	// The one request whose id the server makes: the same length, and
 	// the same in its header and body.
 	ids := regexp.MustCompile(`[0-9a-f]{16}`)
@@ -111,7 +89,7 @@ func TestFastPathRefusalsAreCounted(t *testing.T) {
 		srv, _ := refusingLoopback(t, netHTTP)
 		requests := counter(t, srv.reg, "shop_http_requests_total", map[string]string{"route": "GET /v1/menu", "code": "503"})
 		refused := counter(t, srv.reg, "shop_admission_refused_total", map[string]string{"class": "browsing", "reason": "limit"})
-		allAnswers(t, srv.addr, strings.Repeat(string(rawRequest("GET", "/v1/menu", "", "")), 5)+
+		rawconntest.Exchange(t, srv.addr, strings.Repeat(string(rawRequest("GET", "/v1/menu", "", "")), 5)+
 			strings.Replace(string(rawRequest("GET", "/v1/menu", "", "")), "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1))
 		if n := srv.srv.FastPathConnections(); n != 0 {
 			t.Errorf("net/http only %v: %d connections left on the fast path, want 0", netHTTP, n)

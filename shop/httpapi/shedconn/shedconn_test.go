@@ -8,13 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/perfscale/perfscale/shop/httpapi/internal/rawconntest"
 	"github.com/perfscale/perfscale/shop/httpapi/shedconn"
 )
 
@@ -102,31 +102,6 @@ func serve(t *testing.T, fast bool, head, read time.Duration) *testServer {
 	return ts
 }
 
-// exchange writes the requests in one write and returns everything the
-// server writes until it closes, the Date lines taken out. The last
-// request should say Connection: close (closing) or the server close by
-// itself: a client that half-closes may be taken for one gone, and its
-// connection not handed to the fast path.
-func exchange(t *testing.T, addr string, requests string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, requests); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(time.Minute)) //nolint:errcheck // a failed read says
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading the answers: %v (so far %q)", err, got)
-	}
-	return dateLine.ReplaceAllString(string(got), "")
-}
-
-var dateLine = regexp.MustCompile(`Date: [^\r]*\r\n`)
-
 func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: a\r\n\r\n" }
 
 // closing is a GET that asks the server to close after its answer.
@@ -145,7 +120,7 @@ func put(path, body string) string {
 // body is skipped so the next one parses.
 func TestPipelinedRequestsAreAnsweredInOrder(t *testing.T) {
 	ts := serve(t, true, time.Minute, time.Minute)
-	got := exchange(t, ts.addr, get("/shed/1")+put("/shed/2", "abc")+get("/shed/3")+put("/a", "hello")+
+	got := rawconntest.Exchange(t, ts.addr, get("/shed/1")+put("/shed/2", "abc")+get("/shed/3")+put("/a", "hello")+
 		put("/shed/4", "GET /shed/9 HTTP/1.1\r\n\r\n")+get("/shed/5")+closing("/b"))
 	r := bufio.NewReader(strings.NewReader(got))
 	for i, want := range []struct{ status, body, via string }{
@@ -187,9 +162,9 @@ func TestWhatTheFastPathDoesNotReadGetsNetHTTPsAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// The body after the head, for those that announce one.
 			requests := get("/shed/0") + tc.head + "abc0\r\n\r\n" + get("/shed/2") + closing("/shed/3")
-			want := exchange(t, plain.addr, requests)
+			want := rawconntest.Exchange(t, plain.addr, requests)
 			before := taken.Load()
-			got := exchange(t, fast.addr, requests)
+			got := rawconntest.Exchange(t, fast.addr, requests)
 			if taken.Load() == before {
 				t.Fatal("the connection did not go to the fast path")
 			}
@@ -213,8 +188,8 @@ func TestASlowRequestOnTheFastPathTimesOut(t *testing.T) {
 		{"body", get("/shed/0") + "PUT /shed/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := exchange(t, fast.addr, tc.requests)
-			want := exchange(t, plain.addr, tc.requests)
+			got := rawconntest.Exchange(t, fast.addr, tc.requests)
+			want := rawconntest.Exchange(t, plain.addr, tc.requests)
 			// net/http answers a body that timed out with Connection:
 			// close; the fast path answers it and closes.
 			got = strings.Replace(got, "X-Via: fast\r\n", "X-Via: net/http\r\nConnection: close\r\n", 1)
