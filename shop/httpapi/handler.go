@@ -121,7 +121,10 @@ type server struct {
 	patterns       []string // every registered route, for the OpenAPI test
 	antipatterns   []string
 	menuPerRequest bool
-	stale          func() bool
+	// servesMenu: the menu's route is registered (not OpsOnly), so
+	// readiness waits for its first build (warmMenu).
+	servesMenu bool
+	stale      func() bool
 	// unavailableLines samples the request lines of 503s.
 	unavailableLines *sampledLog
 }
@@ -207,6 +210,7 @@ func newServer(cfg Config) *server {
 		addOpsRoutes(s)
 	} else {
 		addRoutes(s)
+		s.servesMenu = true
 	}
 	return s
 }

@@ -56,7 +56,29 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 		// sessions on the shards that answer are still served here.
 		return encode(w, http.StatusOK, readiness{Status: "degraded", MissingShards: c.MissingShards})
 	}
+	if err := s.warmMenu(ctx); err != nil {
+		return err
+	}
 	return encode(w, http.StatusOK, readiness{Status: "ready"})
+}
+
+// warmMenu builds the menu document before the replica says it is ready,
+// so that no request waits for the first build. Its compression (brotli
+// at its best level, tens of ms of CPU) held the CPU for most of a second
+// under overload.sh's 0.1-core quota at the moment the load began: the
+// read bound, which had served nothing before (the warm-up only makes
+// sessions), read the browsing it could not serve meanwhile as an
+// overload and refused it (docs/reliability.md). A build still running
+// when ctx ends makes the replica not ready yet; one that failed leaves
+// it ready (the menu's own requests say why, and try again).
+func (s *server) warmMenu(ctx context.Context) error {
+	if !s.servesMenu || s.menuPerRequest || s.menu.Load() != nil {
+		return nil
+	}
+	if _, err := s.currentMenu(ctx); err != nil && ctx.Err() != nil {
+		return shop.Errorf(shop.EUNAVAILABLE, "building the menu")
+	}
+	return nil
 }
 
 // readiness is /readyz's answer: ready, or degraded with the shards that
