@@ -190,8 +190,10 @@ func (f *diagnoseFlags) check(pos []string) error {
 		return errors.New("give --pid or --metrics, not both")
 	case (*f.pid != 0 || *f.metrics != "") && len(f.watch) > 0:
 		return errors.New("give --watch, or --pid/--metrics, not both")
-	case *f.pid < 0:
-		return errors.New("--pid must be a process id")
+	case *f.pid <= 0 && given(f.fs, "pid"):
+		// 0 is the flag's default, "no pid": given on the command line it
+		// was silently taken as no pid, and the run watched nothing.
+		return fmt.Errorf("--pid must be a process id (a positive number), got %d", *f.pid)
 	case *f.prometheus != "" && (*f.pid != 0 || *f.metrics != "" || len(f.watch) > 0):
 		return errors.New("give --prometheus, or --watch/--pid/--metrics, not both")
 	}

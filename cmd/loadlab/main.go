@@ -213,6 +213,14 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	return pos, nil
 }
 
+// given reports whether the flag name was set on the command line, for a
+// flag whose default is also a value a user could give (--pid 0).
+func given(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}
+
 // badFlagValue is the flag package's error for a value its type cannot
 // parse, which says only "parse error".
 var badFlagValue = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-([^:]+): parse error$`)

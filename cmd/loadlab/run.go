@@ -155,11 +155,7 @@ func newRunFlags(stdout io.Writer) *runFlags {
 }
 
 // set reports whether a flag was given on the command line.
-func (f *runFlags) set(name string) bool {
-	found := false
-	f.fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
-	return found
-}
+func (f *runFlags) set(name string) bool { return given(f.fs, name) }
 
 // validate checks the flag values that load.Config does not (those the
 // command line gives a meaning of its own), each with its reason.
