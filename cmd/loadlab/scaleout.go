@@ -42,7 +42,9 @@ under a cgroup CPU quota counts as CPU-bound at its quota), the errors
 generator when its own check failed. Then the Universal Scalability Law
 fitted over replica counts. Counts that contradict each other (more than
 linear, below the count before, off any USL curve) are measured again; a
-contradiction that stays is printed as a warning above the table.
+contradiction that stays is printed as a warning above the table, and so
+is a count measured again more than 10% from its first (JSON: the step's
+swung).
 
 scripts/cluster.sh up on a running cluster rescales it, so its scale
 command needs no down between counts. The cluster's nginx limits what

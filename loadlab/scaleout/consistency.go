@@ -138,3 +138,54 @@ func replicasText(n int) string {
 	}
 	return fmt.Sprintf("%d replicas", n)
 }
+
+// A count measured again (remeasure) measures one system twice:
+// capacities further apart than countNoise say the machine or the system
+// changed between them, and the table cannot tell which one is the
+// count's. On a busy machine one count measured 391 req/s, then 3,134
+// when measured again, and the table showed the second with no warning.
+//
+// Two probes at one rate within a search (a confirmation) are not
+// compared: at the capacity itself a failing and a passing probe differ
+// by their queue, not by noise (the scripted 100 req/s replica served 75
+// and 90 req/s in two probes at 100 req/s).
+
+// apart is how far apart two measurements of one thing are, as a share
+// of the larger (1 when one of them is 0 and the other is not).
+func apart(a, b float64) float64 {
+	lo, hi := min(a, b), max(a, b)
+	if hi <= 0 {
+		return 0
+	}
+	return 1 - lo/hi
+}
+
+// remeasureSwing says how a count's capacity measured again lies more
+// than countNoise from its first ("" when it does not).
+func remeasureSwing(first, again float64) string {
+	if d := apart(first, again); d > countNoise {
+		return fmt.Sprintf("measured %.0f req/s, then %.0f when measured again (%.0f%% apart)", first, again, 100*d)
+	}
+	return ""
+}
+
+// warnSwung warns of every count whose own measurements disagreed
+// (Step.Swung): the table is not to be trusted. The first vertical
+// count is the first horizontal one when both are 1 replica, warned of
+// once.
+func (r *Result) warnSwung() {
+	warn := func(s Step) {
+		if s.Swung != "" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("not to be trusted: %s: %s, more than the %.0f%% noise of the search: the machine or the system changed between the two, and which one the count is cannot be told",
+				countName(s.Replicas, s.CPU), s.Swung, 100*countNoise))
+		}
+	}
+	for _, s := range r.Steps {
+		warn(s)
+	}
+	for i, s := range r.Vertical {
+		if i > 0 || len(r.Steps) == 0 || r.Steps[0].Replicas != 1 {
+			warn(s)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package scaleout
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -84,4 +85,34 @@ func scored(capacities []float64) *Result {
 	}
 	r.score()
 	return r
+}
+
+// A count measured again further from its first than the search's
+// noise says so, and the result warns that the table is not to be
+// trusted; within the noise it does not.
+func TestACountWhoseMeasurementsSwingIsFlagged(t *testing.T) {
+	tests := []struct {
+		name         string
+		first, again float64
+		want         string // in Swung; "" for none
+	}{
+		{"within the noise", 1000, 950, ""},
+		{"within the noise, higher", 950, 1000, ""},
+		{"391, then 3,134", 391, 3134, "measured 391 req/s, then 3134 when measured again (88% apart)"},
+		{"3,134, then 391", 3134, 391, "measured 3134 req/s, then 391 when measured again (88% apart)"},
+		{"nothing met the SLO, then 200", 0, 200, "then 200 when measured again (100% apart)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := remeasureSwing(tt.first, tt.again)
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Fatalf("swung %q, want %q", got, tt.want)
+			}
+			r := &Result{Steps: []Step{{Replicas: 2, CPU: math.NaN(), Swung: got}}}
+			r.warnSwung()
+			if want := tt.want != ""; want != (len(r.Warnings) == 1 && strings.HasPrefix(r.Warnings[0], "not to be trusted: 2 replicas: ")) {
+				t.Errorf("warnings %q, want one that the table is not to be trusted: %v", r.Warnings, want)
+			}
+		})
+	}
 }

@@ -59,6 +59,7 @@ type jsonStep struct {
 	Remeasured       bool                  `json:"remeasured"`
 	MachineLimited   string                `json:"machine_limited,omitempty"`
 	RateLimited      string                `json:"rate_limited,omitempty"`
+	Swung            string                `json:"swung,omitempty"`
 }
 
 func toJSON(s Step) jsonStep {
@@ -66,7 +67,7 @@ func toJSON(s Step) jsonStep {
 		Speedup: s.Speedup, Efficiency: s.Efficiency, P99: msOf(s.P99), Bottleneck: s.Bottleneck, Found: s.Found,
 		GeneratorLimited: s.GeneratorLimited, Probes: s.Probes, Warnings: s.Warnings, Watched: s.Watched,
 		Processes: append([]measure.ProcessStep{}, s.Processes...), BaselineMS: msOf(s.Baseline), Remeasured: s.Remeasured,
-		MachineLimited: s.MachineLimited, RateLimited: s.RateLimited}
+		MachineLimited: s.MachineLimited, RateLimited: s.RateLimited, Swung: s.Swung}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}

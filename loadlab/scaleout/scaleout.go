@@ -126,6 +126,11 @@ type Step struct {
 	// system's: the errors that bounded it were mostly 429 Too Many
 	// Requests (empty when not). The result warns of it.
 	RateLimited string
+	// Swung says how the count's capacity measured again (Remeasured) lay
+	// further from its first than the search's noise (countNoise; empty
+	// when not). Which of the two is the system's cannot be told: the
+	// result warns that the table is not to be trusted.
+	Swung string
 }
 
 // Result is a whole measurement.
@@ -311,6 +316,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	res.score()
 	res.warnRateLimited()
+	res.warnSwung()
 	return res, nil
 }
 
@@ -352,6 +358,7 @@ func (r *Result) remeasure(ctx context.Context, cfg Config, cpu float64) error {
 			return err
 		}
 		s.Remeasured = true
+		s.Swung = remeasureSwing(r.Steps[i].CapacityRPS, s.CapacityRPS)
 		r.Steps[i] = s
 	}
 	r.score()

@@ -111,6 +111,77 @@ func TestAContradictoryTableIsMeasuredAgainAndWarned(t *testing.T) {
 	}
 }
 
+// A count measured again at a capacity far from its first (100 req/s,
+// then 250: the scripted replica serves faster the second time it is
+// scaled to) contradicts nothing the second time, but its two
+// measurements do: the result says the table is not to be trusted, in
+// its warnings and in the step's JSON. Before, the second figure stood
+// alone, as 391 and then 3,134 req/s did for one count on a busy machine.
+func TestACountMeasuredAgainFarFromItsFirstIsFlagged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures four counts; skipped with -short")
+	}
+	t.Parallel()
+
+	srv, countFile := scriptedTimes(t, map[int][]float64{1: {100, 250}, 2: {500, 500}})
+	res, err := scaleout.Run(context.Background(), quickConfig(t, srv.URL, countFile, 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Steps[0].Remeasured || !strings.Contains(res.Steps[0].Swung, "when measured again") {
+		t.Fatalf("1 replica: remeasured %v, swung %q; want it measured again and flagged", res.Steps[0].Remeasured, res.Steps[0].Swung)
+	}
+	var flagged bool
+	for _, w := range res.Warnings {
+		flagged = flagged || strings.HasPrefix(w, "not to be trusted: 1 replica: measured")
+	}
+	if !flagged {
+		t.Errorf("warnings %q, want one that 1 replica's two measurements are not to be trusted", res.Warnings)
+	}
+	doc, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Steps []struct {
+			Swung string `json:"swung"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(doc, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Steps[0].Swung != res.Steps[0].Swung {
+		t.Errorf("JSON %s: want the step's swung", doc)
+	}
+}
+
+// scriptedTimes is scripted whose rate for a count is rates[n][k-1] the
+// k-th time the scale command went to n (the last one after that).
+func scriptedTimes(t *testing.T, rates map[int][]float64) (srv *httptest.Server, countFile string) {
+	countFile = filepath.Join(t.TempDir(), "count")
+	var mu sync.Mutex
+	var next time.Time
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := os.ReadFile(countFile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		log, _ := os.ReadFile(countFile + ".log")
+		k := min(strings.Count("\n"+string(log), "\n"+strconv.Itoa(n)+"\n"), len(rates[n]))
+		every := time.Duration(float64(time.Second) / rates[n][max(k, 1)-1])
+		mu.Lock()
+		begin := time.Now()
+		if next.After(begin) {
+			begin = next
+		}
+		next = begin.Add(every)
+		done := next
+		mu.Unlock()
+		time.Sleep(time.Until(done))
+		fmt.Fprintln(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, countFile
+}
+
 // A table that holds together is measured once and has no warnings.
 func TestAConsistentTableIsMeasuredOnce(t *testing.T) {
 	if testing.Short() {
