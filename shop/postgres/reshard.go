@@ -353,7 +353,11 @@ func (db *DB) ForgetBucket(ctx context.Context, b shard.Bucket) (int64, error) {
 				AND o.session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)`,
 			`DELETE FROM mail_outbox WHERE order_id IN (SELECT id FROM orders WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1))`,
 			`DELETE FROM idempotency_keys WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)`,
-			`DELETE FROM orders WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)`, // lines, events: cascade
+			// An order's lines and events first: no foreign key cascades
+			// to them (migration 00023).
+			`DELETE FROM order_lines WHERE order_id IN (SELECT id FROM orders WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1))`,
+			`DELETE FROM order_events WHERE order_id IN (SELECT id FROM orders WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1))`,
+			`DELETE FROM orders WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)`,
 			`DELETE FROM cart_items WHERE session_id IN (SELECT id FROM sessions WHERE (id & 1023) = $1)`,
 			`DELETE FROM sessions WHERE (id & 1023) = $1`,
 		} {
