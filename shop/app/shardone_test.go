@@ -61,7 +61,10 @@ func TestShardOneNotAnsweringLeavesShardTwosCustomersServed(t *testing.T) {
 	if code, body := r.checkout(t, local, "local"); code != 201 {
 		t.Fatalf("shard 2's checkout from its own quota with shard 1 blackholed: %d %s", code, body)
 	}
-	for _, path := range []string{"/v1/items/5", "/v1/items?limit=3"} {
+	// Item 4 is read from shard 1's copy first (items spread over the
+	// copies by id: 4 mod 2), so shard 2's copy answers it as the
+	// fallback; item 5 is shard 2's own, read after it.
+	for _, path := range []string{"/v1/items/4", "/v1/items?limit=3", "/v1/items/5"} {
 		code, h, body := call(t, "GET", r.url+path, "", nil)
 		t.Logf("GET %s with shard 1 blackholed: %d Warning %q", path, code, h.Get("Warning"))
 		if code != 200 || h.Get("Warning") == "" {

@@ -12,7 +12,10 @@
 //     process (admin updates; checkouts, which may sell an item out) and
 //     within Config.PollInterval (1 s) for changes made by other processes,
 //     through a poll of the store's version, or sooner through a Feed.
-//   - An item's price and availability follow the catalog version; its
+//   - An item's price and availability follow the catalog version (on
+//     shards, an item reloaded from a copy in the moment an admin change
+//     had reached shard 1 but not that copy keeps the old ones until its
+//     next refresh, at most ItemTTL: docs/sharding.md); its
 //     stock may lag by up to Config.ItemTTL (1 s) after another replica's
 //     checkout. Checkout re-reads stock in its transaction, so no order is
 //     ever placed on a stale figure. The items requests asked for in the
