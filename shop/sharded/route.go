@@ -63,25 +63,43 @@ func (s *Store) LoadMap(ctx context.Context) error {
 
 // RunMapReload reloads the map every interval until ctx ends, logging a
 // reload that failed (the map in use is kept), and reports the epoch it
-// routes by on the catalog's home at its start and at every reload,
-// failed or not: shop reshard waits for every process that reports to
-// route by the new map before it moves or forgets a bucket
-// (docs/sharding.md). Call LeaveMapReaders when the process stops.
+// routes by on the catalog's home at its start, at the first reload after
+// that epoch changed, and otherwise every MapReportEvery reloads, failed
+// or not: shop reshard waits for every process that reports to route by
+// the new map before it moves or forgets a bucket (docs/sharding.md).
+// Call LeaveMapReaders when the process stops.
 //
 // A reload reports the epoch that was in use before it, not the one it
 // loads: a request that read the routing a moment before the reload
 // still goes where the older map says, so a new map is reported one
 // interval after it is loaded, once such requests had that long to end.
 func (s *Store) RunMapReload(ctx context.Context, every time.Duration) {
+	reported, since := s.MapEpoch(), 0
 	if err := s.ReportMapEpoch(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "shard map epoch not reported", "error", err)
+		since = MapReportEvery // due again at the first reload
 	}
 	s.runEvery(ctx, every, "shard map not reloaded", func(ctx context.Context) error {
 		routed := s.MapEpoch()
 		loadErr := s.LoadMap(ctx)
-		return errors.Join(loadErr, s.reportEpoch(ctx, routed))
+		if since++; routed == reported && since < MapReportEvery {
+			return loadErr
+		}
+		reportErr := s.reportEpoch(ctx, routed)
+		if reportErr == nil {
+			reported, since = routed, 0
+		}
+		return errors.Join(loadErr, reportErr)
 	})
 }
+
+// MapReportEvery is how many reloads of an unchanged map go by between
+// two reports of its epoch: a report is a write on shard 1 (at two
+// shards, the three processes' reports every second were 2.9 of an idle
+// shard 1's 33 statements a second, 9 %, and its writes). It stays well under the ten reloads of
+// reshard.ReaderExpiry, past which a process that has not reported is
+// counted as dead; a changed epoch is reported at the next reload.
+const MapReportEvery = 3
 
 // ReportMapEpoch writes the epoch of the map in use as this process's on
 // the catalog's home, unless the process left the map's readers.
