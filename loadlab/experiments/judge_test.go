@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/perfscale/perfscale/loadlab/diagnose"
+	"github.com/perfscale/perfscale/loadlab/scaleout"
 )
 
 func side(metrics map[string]float64) *Side { return &Side{Metrics: metrics} }
@@ -238,6 +239,44 @@ func TestJudgeVerticalAtEqualCPU(t *testing.T) {
 	judge(&res, Experiment{Measure: MeasureVertical, Factor: 1.5, Expected: VerdictEqual})
 	if res.Verdict != VerdictEqual || !*res.Holds {
 		t.Fatalf("%s: %s", res.Verdict, res.Reason)
+	}
+}
+
+// The vertical row of a busy run (2026-12-07 20:09 UTC, load average 9
+// to 12): one replica of 0.5 core served less than one of 0.25 while the
+// machine held the watched processes back. Its figures compare the
+// machine's spare CPU, so the row gives no verdict; the same figures with
+// the replicas at their quotas compare the sizes, and do.
+func TestAVerticalCountTheMachineHeldGivesNoVerdict(t *testing.T) {
+	held := scaleout.MachineHeldBottleneck + " (100% busy): the watched processes used 0.47 cores and waited for a CPU 2.03 cores' worth"
+	quota := "shop CPU-bound (0.49 of its 0.5-core quota)"
+	result := func(up string) *scaleout.Result {
+		one := scaleout.Step{Replicas: 1, CPU: 0.25, CapacityRPS: 1588, Efficiency: 1, Bottleneck: "errors, not latency: at 1635 req/s 3.0% of 2453 requests failed"}
+		return &scaleout.Result{
+			Steps:    []scaleout.Step{one, {Replicas: 2, CPU: 0.25, CapacityRPS: 1811, Efficiency: 0.57, Bottleneck: "shop CPU-bound"}},
+			Vertical: []scaleout.Step{one, {Replicas: 1, CPU: 0.5, CapacityRPS: 911, Bottleneck: up}},
+		}
+	}
+	tests := []struct {
+		name string
+		up   string // 1 x 0.5's bottleneck
+		want string
+	}{
+		{"1 x 0.5 held by the machine", held, VerdictMachineBound},
+		{"1 x 0.5 at its quota", quota, VerdictHorizontal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Experiment{Measure: MeasureVertical, Factor: 1.5, Expected: VerdictEqual}
+			res := Result{With: scaledSide(e, "cluster", result(tt.up))}
+			judge(&res, e)
+			if res.Verdict != tt.want {
+				t.Fatalf("%s, want %s: %s", res.Verdict, tt.want, res.Reason)
+			}
+			if tt.want == VerdictMachineBound && (res.Holds != nil || !strings.Contains(res.Reason, "1x0.5: at its capacity, the machine's CPU")) {
+				t.Errorf("holds %v, reason %q: want no verdict, naming the count", res.Holds, res.Reason)
+			}
+		})
 	}
 }
 

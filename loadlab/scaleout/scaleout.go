@@ -461,6 +461,17 @@ func measureCount(ctx context.Context, cfg Config, n int, cpu, start float64, fi
 	return step, nil
 }
 
+// MachineHeldBottleneck starts a count's Bottleneck when, at its
+// capacity, no watched process used its share of the CPU while all of
+// them queued for one: the machine's other work, not the system, set the
+// capacity found.
+const MachineHeldBottleneck = "the machine's CPU, held by other work"
+
+// MachineHeld reports whether the machine's other work held the count
+// back at its capacity (its Bottleneck says so). Unlike MachineLimited it
+// looks at the passing probe, not at the failing one above it.
+func (s Step) MachineHeld() bool { return strings.HasPrefix(s.Bottleneck, MachineHeldBottleneck) }
+
 // countName is a count in words: "1 replica", "4 replicas of 0.25 cores".
 func countName(n int, cpu float64) string {
 	where := fmt.Sprintf("%d replicas", n)
@@ -665,7 +676,7 @@ func bottleneckText(best measure.Step, c Capacity, cfg Config) string {
 	if wait, _ := best.CPUWait(); b == nil && best.MachineBusy >= measure.MachineSaturated && wait > best.ServerCPUCores {
 		// Nothing watched used its share, yet all of it queued for a CPU:
 		// other work held the machine.
-		return fmt.Sprintf("the machine's CPU, held by other work (%.0f%% busy): the watched processes used %.2f cores and %s",
+		return fmt.Sprintf("%s (%.0f%% busy): the watched processes used %.2f cores and %s", MachineHeldBottleneck,
 			100*best.MachineBusy, best.ServerCPUCores, best.WaitedText("their"))
 	}
 	if b == nil {
