@@ -60,10 +60,6 @@ type Backpressure struct {
 	cfg   BackpressureConfig
 	m     *guardMetrics
 	queue []queueState // one per shard: the last sample's
-	// wanted says a checkout came since the last sample: a replica that
-	// takes no checkouts reads no backlog (idle, each replica's samples
-	// were most of an idle cluster's commits).
-	wanted atomic.Bool
 	// ticks, if set, replaces Run's ticker (tests drive the periods);
 	// tickDone, if set, is told when Run is done with each tick.
 	ticks    <-chan time.Time
@@ -75,6 +71,13 @@ type queueState struct {
 	// behind is the sample's verdict: the backlog past a bound.
 	behind  atomic.Bool
 	waiting atomic.Int64
+	// wanted says a checkout of a session on this shard came since the
+	// shard's last sample: a replica reads only the backlogs of the
+	// shards it took checkouts for (idle, each replica's samples were
+	// most of an idle cluster's commits; on S shards each replica read
+	// every shard at each checkout's period, 4 reads a second a replica a
+	// shard, growing with the replicas).
+	wanted atomic.Bool
 }
 
 // Backpressure wraps next so a session's checkouts are refused while the
@@ -94,10 +97,11 @@ func (m *Metrics) Backpressure(next shop.Ordering, conf Confirmations, cfg Backp
 	return &Backpressure{next: next, conf: conf, cfg: cfg, m: gm, queue: make([]queueState, conf.Shards)}
 }
 
-// Run samples the backlogs once, then every SampleEvery in which a
-// checkout came, until ctx ends. While no checkout comes nothing is read,
-// and the verdict of the last sample stands: the first checkouts after a
-// pause are judged by it, for at most one SampleEvery.
+// Run samples the backlogs once, then, every SampleEvery, those of the
+// shards a checkout came for in that period, until ctx ends. While no
+// checkout comes for a shard its backlog is not read, and the verdict of
+// its last sample stands: the first checkouts after a pause are judged
+// by it, for at most one SampleEvery.
 func (b *Backpressure) Run(ctx context.Context) {
 	ticks := b.ticks
 	if ticks == nil {
@@ -119,14 +123,21 @@ func (b *Backpressure) Run(ctx context.Context) {
 	}
 }
 
-// SampleIfWanted samples the backlogs if a checkout came since the last
-// sample, and says whether it did.
+// SampleIfWanted samples the backlog of each shard a checkout came for
+// since its last sample, all at once, and says whether any.
 func (b *Backpressure) SampleIfWanted(ctx context.Context) bool {
-	if !b.wanted.Swap(false) {
-		return false
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.SampleEvery*4)
+	defer cancel()
+	var wg sync.WaitGroup
+	sampled := false
+	for k := range b.queue {
+		if b.queue[k].wanted.Swap(false) {
+			sampled = true
+			wg.Go(func() { b.sampleShard(ctx, k) })
+		}
 	}
-	b.Sample(ctx)
-	return true
+	wg.Wait()
+	return sampled
 }
 
 // Sample reads every shard's backlog once, all at once, so a slow shard
@@ -158,9 +169,6 @@ func (b *Backpressure) sampleShard(ctx context.Context, k int) {
 // shard are behind. A session whose shard cannot be told is let through:
 // the store answers for it.
 func (b *Backpressure) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop.Order, bool, error) {
-	if !b.wanted.Load() { // a load before the store: no cache line bounced per checkout
-		b.wanted.Store(true)
-	}
 	k := 0
 	if b.conf.ShardOf != nil {
 		var err error
@@ -168,7 +176,11 @@ func (b *Backpressure) PlaceOrder(ctx context.Context, p shop.PlaceOrder) (*shop
 			return b.next.PlaceOrder(ctx, p)
 		}
 	}
-	if q := &b.queue[k]; q.behind.Load() {
+	q := &b.queue[k]
+	if !q.wanted.Load() { // a load before the store: no cache line bounced per checkout
+		q.wanted.Store(true)
+	}
+	if q.behind.Load() {
 		b.m.refused.WithLabelValues("backlog").Inc()
 		return nil, false, shop.Errorf(shop.EUNAVAILABLE,
 			"orders are being confirmed more slowly than they are placed (%d waiting%s); nothing was done: retry after the time in Retry-After", q.waiting.Load(), b.where(k))

@@ -145,3 +145,63 @@ func TestBacklogIsReadOnlyWhileCheckoutsCome(t *testing.T) {
 		t.Errorf("%d backlog reads after a period with checkouts and two without; want 2", reads)
 	}
 }
+
+// A replica reads only the backlogs of the shards it took checkouts for
+// in a period: on S shards the old Run read every shard's at each period
+// with a checkout, so each shard's reads grew with the replicas (4 a
+// second from each). A session whose shard cannot be told wants none.
+func TestBacklogIsReadOnlyOnTheShardsCheckoutsCameFor(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	reads := make([]int, 3)
+	readsCh := make(chan int, 3)
+	bp := m.Backpressure(&countingOrders{}, Confirmations{
+		Shards: 3,
+		Backlog: func(_ context.Context, k int) (Backlog, error) {
+			readsCh <- k
+			return Backlog{}, nil
+		},
+		ShardOf: func(session int64) (int, error) {
+			if session < 0 {
+				return 0, errors.New("no such session")
+			}
+			return int(session % 3), nil
+		},
+	}, BackpressureConfig{})
+	ticks, tickDone := make(chan time.Time), make(chan struct{})
+	bp.ticks, bp.tickDone = ticks, tickDone
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); bp.Run(ctx) }()
+	period := func() {
+		ticks <- time.Time{}
+		<-tickDone
+		for len(readsCh) > 0 {
+			reads[<-readsCh]++
+		}
+	}
+	period() // the first sample, every shard, then a period without checkouts
+	for _, tc := range []struct {
+		sessions []int64
+		want     []int // each shard's reads in the period
+	}{
+		{[]int64{1, 4}, []int{0, 1, 0}},
+		{[]int64{0, 2, 5}, []int{1, 0, 1}},
+		{[]int64{-1}, []int{0, 0, 0}},
+		{nil, []int{0, 0, 0}},
+	} {
+		before := append([]int(nil), reads...)
+		for _, s := range tc.sessions {
+			if _, _, err := bp.PlaceOrder(ctx, shop.PlaceOrder{SessionID: s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		period()
+		for k := range reads {
+			if got := reads[k] - before[k]; got != tc.want[k] {
+				t.Errorf("checkouts of sessions %v: shard %d's backlog read %d times in the period, want %d", tc.sessions, k+1, got, tc.want[k])
+			}
+		}
+	}
+	cancel()
+	<-done
+}
