@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,13 +25,12 @@ import (
 // queued or answered.
 
 // fakeClock is a clock that moves only by Advance. Its timers fire on the
-// Advance that reaches them; pending counts fired timers whose waiter has
-// not yet taken the tick, so the test can wait for them.
+// Advance that reaches them, one at a time (a timer of no time at all on
+// the next Advance, which settle makes at once, by 0).
 type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	timers  []*fakeTimer
-	pending atomic.Int64
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
 }
 
 type fakeTimer struct {
@@ -56,40 +54,62 @@ func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{at: c.now.Add(d), ch: make(chan time.Time), stop: make(chan struct{})}
-	if d <= 0 {
-		c.fire(t)
-	} else {
-		c.timers = append(c.timers, t)
-	}
+	c.timers = append(c.timers, t)
 	return t.ch, func() { t.once.Do(func() { close(t.stop) }) }
 }
 
-// fire hands t's tick to its waiter unless the waiter stopped it.
-func (c *fakeClock) fire(t *fakeTimer) {
-	c.pending.Add(1)
-	now := c.now
-	go func() {
-		defer c.pending.Add(-1)
-		select {
-		case t.ch <- now:
-		case <-t.stop:
-		}
-	}()
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
+// due reports whether a timer's time has come.
+func (c *fakeClock) due() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if !t.at.After(c.now) {
+			return true
+		}
+	}
+	return false
+}
+
+// Advance moves the clock by d and hands each timer it reaches its tick,
+// one at a time, in the order they were made, calling react after each
+// tick taken, with the number of timers before it: react returns once the
+// waiter has done what the tick made it do. Ticks handed out together made their waiters race each other and
+// the test's next step (a waiter leaving its queue while a slot was
+// released to it), and the same run came out differently from one time
+// to the next: TestOverloadOfTheReadsYieldsTheCPUToRefusedCheckouts
+// failed about once in 20 runs.
+func (c *fakeClock) Advance(d time.Duration, react func(timers int)) {
+	c.mu.Lock()
 	c.now = c.now.Add(d)
+	now := c.now
+	var due []*fakeTimer
 	kept := c.timers[:0]
 	for _, t := range c.timers {
-		if t.at.After(c.now) {
+		if t.at.After(now) {
 			kept = append(kept, t)
 			continue
 		}
-		c.fire(t)
+		due = append(due, t)
 	}
 	c.timers = kept
+	c.mu.Unlock()
+	for _, t := range due {
+		// Counted before the tick: the waiter may wait on (a new
+		// timer) before react looks.
+		timers := c.timerCount()
+		select {
+		case t.ch <- now:
+			react(timers)
+		case <-t.stop:
+		}
+	}
+}
+
+// timerCount is how many timers wait for their time.
+func (c *fakeClock) timerCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
 }
 
 // simJob is one request through the middleware.
@@ -195,7 +215,7 @@ func (s *sim) queued() int {
 }
 
 // settle waits until every request sent is in the handler, queued or
-// answered, and every timer that fired was taken; answers are tallied
+// answered, and every timer due was taken and reacted to; answers are tallied
 // (and a closed loop's users send their next request) on the way.
 func (s *sim) settle() {
 	s.t.Helper()
@@ -215,12 +235,54 @@ func (s *sim) settle() {
 		default:
 		}
 		q := s.queued()
-		if s.sent-s.answered == len(s.inService)+q && s.clock.pending.Load() == 0 {
+		if s.clock.due() {
+			s.advance(0)
+			continue
+		}
+		if s.sent-s.answered == len(s.inService)+q {
 			s.maxQueued = max(s.maxQueued, q)
 			return
 		}
 		if time.Since(guard) > 2*time.Minute { // a hang guard, not a measure
 			s.t.Fatalf("the requests did not settle: %d sent, %d answered, %d in service, %d queued", s.sent, s.answered, len(s.inService), q)
+		}
+		runtime.Gosched()
+	}
+}
+
+// advance moves the clock by d, waiting for each waiter whose timer it
+// reaches to react to its tick before the next (fakeClock.Advance).
+func (s *sim) advance(d time.Duration) {
+	s.clock.Advance(d, s.react)
+}
+
+// react waits until the waiter that just took a tick (with timers
+// waiting before it) has done what it does with it, the only thing that runs meanwhile: wait on (a new timer),
+// leave (its refusal answered) or, granted its slot as it left, enter the
+// handler. A refusal's answer is tallied; a closed loop's user sends again
+// only later (closedLoop), so no other request starts meanwhile.
+func (s *sim) react(timers int) {
+	s.t.Helper()
+	guard := time.Now()
+	for {
+		select {
+		case j := <-s.entered:
+			s.inService = append(s.inService, j)
+			return
+		case r := <-s.results:
+			s.answered++
+			s.record(r)
+			if s.onAnswer != nil {
+				s.onAnswer(r)
+			}
+			return
+		default:
+		}
+		if s.clock.timerCount() > timers {
+			return
+		}
+		if time.Since(guard) > 2*time.Minute { // a hang guard, not a measure
+			s.t.Fatal("a waiter did not react to its tick")
 		}
 		runtime.Gosched()
 	}
@@ -287,7 +349,7 @@ func (s *sim) closedLoop(users, steps int, service time.Duration) {
 		s.settle()
 	}
 	for range steps {
-		s.clock.Advance(service)
+		s.advance(service)
 		if len(s.inService) > 0 {
 			s.finishOldest()
 		}
@@ -325,7 +387,7 @@ func (s *sim) closedLoopUnderQuota(users int, total, tick, service time.Duration
 	}
 	var worked time.Duration
 	for elapsed := time.Duration(0); elapsed < total; elapsed += tick {
-		s.clock.Advance(tick)
+		s.advance(tick)
 		worked = s.work(worked, tick, service, runs(elapsed), elapsed)
 		s.settle()
 		if s.resendAtOnce || len(s.inService) > 0 && runs(elapsed) {
@@ -389,7 +451,7 @@ func (s *sim) openLoop(total, tick, interarrival, service time.Duration, runs fu
 			sinceArrival = interarrival
 		}
 		s.settle()
-		s.clock.Advance(tick)
+		s.advance(tick)
 		sinceArrival -= tick
 		worked = s.work(worked, tick, service, runs(elapsed), elapsed)
 		s.settle()
