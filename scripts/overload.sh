@@ -52,6 +52,8 @@
 # Retry-After holding its slot, so refused sessions can saturate the
 # generator at 2x and above; loadlab then flags the run). SECS=S and
 # SECS_10X=S set the load's length (20 and 60 s), for a quick try.
+# PORT=N serves the embedded shop on N and its admin on N+1 (default
+# 18480), for two runs on one machine.
 # TARGET=cluster measures the cluster instead (scripts/cluster.sh up
 # REPLICAS, default 2, a fresh cluster per mode (so per run with ROUNDS and
 # two modes) with --admission MODE on every replica, the edge cache and
@@ -114,8 +116,9 @@ go build -o "$work/cpuquota" ./scripts/cpuquota
 go build -o "$work/shop" ./cmd/shop
 go build -o "$work/report" ./scripts/overloadreport
 
-port=18480
-admin=18481
+port=${PORT:-18480}
+[[ "$port" =~ ^[1-9][0-9]{3,4}$ ]] && (( port < 65535 )) || { echo "overload: PORT must be a port number from 1000 to 65534, got '$port'" >&2; exit 2; }
+admin=$((port + 1))
 base=http://127.0.0.1:$port
 
 # start_cluster MODE: the cluster with --admission MODE (a fresh one when
@@ -173,6 +176,9 @@ start_shop() {
     --data-dir "$work/data" --admission "$1" >>"$out/shop.log" 2>&1 &
   shop_pid=$!
   for _ in $(seq 1 300); do
+    # Ready, and this run's shop: another run's on the same port answered
+    # /readyz while this one had exited (bind: address already in use).
+    kill -0 "$shop_pid" 2>/dev/null || { echo "overload: the shop exited at its start (port $port or $admin taken? PORT=N picks others); see $out/shop.log" >&2; exit 3; }
     curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done

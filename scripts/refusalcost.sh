@@ -16,14 +16,20 @@
 # its dial too); the kernel's work is not counted. The *-fast cases are
 # the same refusals on the fast path (shop/httpapi/fastpath.go: the
 # connection handed over at the first refusal, the rest refused before
-# net/http parses them). Prints instructions per request for each case, the
+# net/http parses them). refusal-then-admitted-fast is a pair on one
+# connection, as a journey's user alternates refused browsing and a
+# request of a class kept: net/http refuses the menu and hands the
+# connection to the fast path, which reads the next request (health,
+# never shed) and hands it back to net/http; less refusal-menu and
+# answer-health, it is what that round trip costs, printed as "fast-path
+# round trip". Prints instructions per request for each case, the
 # journey's answers weighted as in loadlab's built-in shop scenario
 # (checkout left out: it is the costliest, so the ratio is conservative),
 # and each refusal's share of that. A replica at ten times its capacity
 # refuses nine requests for each one it answers: a refusal must cost under
 # a ninth of an answer for the answers to keep any CPU
 # (docs/reliability.md). CASES="refusal-menu answer-menu" runs a subset
-# (the weighted figure then needs every answer-* case). Takes about 5
+# (the weighted figure then needs every answer-* case). Takes about 6
 # minutes on a quiet machine (valgrind runs the process some 50 times
 # slower).
 set -euo pipefail
@@ -36,7 +42,7 @@ for v in "$n1" "$n2"; do
   [[ "$v" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "refusalcost: N1 and N2 must be whole numbers from 1 to 999999, got '$v'" >&2; exit 2; }
 done
 (( n2 > n1 )) || { echo "refusalcost: N2 ($n2) must be larger than N1 ($n1)" >&2; exit 2; }
-cases=(${CASES:-refusal-menu refusal-cart-update refusal-menu-fast refusal-cart-update-fast refusal-menu-new-connection answer-menu answer-list answer-item answer-cart-update answer-cart answer-orders})
+cases=(${CASES:-refusal-menu refusal-cart-update refusal-menu-fast refusal-cart-update-fast refusal-menu-new-connection refusal-then-admitted-fast answer-health answer-menu answer-list answer-item answer-cart-update answer-cart answer-orders})
 work=$(mktemp -d "${TMPDIR:-/tmp}/perfscale-refusalcost.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 go test -c -o "$work/httpapi.test" ./shop/httpapi
@@ -58,6 +64,9 @@ for c in "${cases[@]}"; do
   per[$c]=$(( (b - a) / (n2 - n1) ))
   printf '%-22s %14d\n' "$c" "${per[$c]}"
 done
+if [[ -n "${per[refusal-then-admitted-fast]:-}" && -n "${per[refusal-menu]:-}" && -n "${per[answer-health]:-}" ]]; then
+  printf '%-22s %14d\n' "fast-path round trip" $(( per[refusal-then-admitted-fast] - per[refusal-menu] - per[answer-health] ))
+fi
 # The built-in journey's weights (loadlab/scenario/shop.yaml), checkout
 # left out.
 declare -A weight=([answer-menu]=10 [answer-list]=3 [answer-item]=4 [answer-cart-update]=2 [answer-cart]=1 [answer-orders]=1)
@@ -69,6 +78,6 @@ done
 answer=$(( sum / total ))
 printf '%-22s %14d\n' "journey answer" "$answer"
 for c in "${cases[@]}"; do
-  [[ "$c" == refusal-* ]] || continue
+  [[ "$c" == refusal-* && "$c" != refusal-then-* ]] || continue
   awk -v c="$c" -v r="${per[$c]}" -v a="$answer" 'BEGIN { printf "%s / journey answer: %.3f (1/%.1f)\n", c, r / a, a / r }'
 done
