@@ -895,6 +895,11 @@ func TestDownLeavesNothingBehind(t *testing.T) {
 	if av := psqlURL(t, dbURL, "SHOW autovacuum"); av != "on" {
 		t.Errorf("autovacuum is %s on the cluster's server", av)
 	}
+	// The migrations' dead catalog rows are vacuumed by up, not by the
+	// first autovacuum cycle in the middle of a measurement.
+	if v := psqlURL(t, dbURL, "SELECT count(*) FROM pg_stat_sys_tables WHERE relname IN ('pg_attribute', 'pg_class', 'pg_depend') AND last_vacuum IS NOT NULL"); v != "3" {
+		t.Errorf("%s of pg_attribute, pg_class and pg_depend were vacuumed by up, want 3", v)
+	}
 	stream := strings.ToUpper(dbName) + "_ORDERS"
 	if !streamExists(t, stream) {
 		t.Fatalf("the cluster's order events stream %s does not exist before down", stream)
