@@ -23,26 +23,11 @@ import (
 // command last wrote to countFile: one request per 1/rate on a virtual
 // clock, the rest queued.
 func scripted(t *testing.T, rates map[int]float64) (srv *httptest.Server, countFile string) {
-	countFile = filepath.Join(t.TempDir(), "count")
-	var mu sync.Mutex
-	var next time.Time
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := os.ReadFile(countFile)
-		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		every := time.Duration(float64(time.Second) / rates[n])
-		mu.Lock()
-		begin := time.Now()
-		if next.After(begin) {
-			begin = next
-		}
-		next = begin.Add(every)
-		done := next
-		mu.Unlock()
-		time.Sleep(time.Until(done))
-		fmt.Fprintln(w, "ok")
-	}))
-	t.Cleanup(srv.Close)
-	return srv, countFile
+	each := make(map[int][]float64, len(rates))
+	for n, r := range rates {
+		each[n] = []float64{r}
+	}
+	return scriptedTimes(t, each)
 }
 
 func quickConfig(t *testing.T, url, countFile string, replicas ...int) scaleout.Config {
