@@ -9,8 +9,6 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/jobs"
-	"github.com/perfscale/perfscale/shop/postgres/pgtest"
-	"github.com/perfscale/perfscale/shop/seed"
 )
 
 // TestOrderRowsNeverOutliveTheirOrder: the rows that name an order (its
@@ -24,15 +22,7 @@ import (
 // failed checkout left no order either.
 func TestOrderRowsNeverOutliveTheirOrder(t *testing.T) {
 	ctx := context.Background()
-	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
-	if _, err := backend.Migrate(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	b, err := backend.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := openBackend(t, backend.Config{}) // items seeded
 	pool := b.Postgres.Pool()
 	var keys int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = 'orders'::regclass
@@ -41,9 +31,6 @@ func TestOrderRowsNeverOutliveTheirOrder(t *testing.T) {
 	}
 	if keys != 0 {
 		t.Errorf("%d foreign keys from an order's rows to orders, want none (each costs a query per inserted row)", keys)
-	}
-	if _, err := b.Seed(ctx, seed.Items(5)); err != nil {
-		t.Fatal(err)
 	}
 	checkout := func(key string, item int64, qty int) (*shop.Order, error) {
 		t.Helper()

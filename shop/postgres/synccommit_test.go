@@ -12,8 +12,6 @@ import (
 	"github.com/perfscale/perfscale/shop"
 	"github.com/perfscale/perfscale/shop/backend"
 	"github.com/perfscale/perfscale/shop/jobs"
-	"github.com/perfscale/perfscale/shop/postgres/pgtest"
-	"github.com/perfscale/perfscale/shop/seed"
 )
 
 // TestTheWorkersStepsCommitSynchronously: every write of the journey,
@@ -29,15 +27,7 @@ import (
 // transaction: what the server committed with, not what the code sent.
 func TestTheWorkersStepsCommitSynchronously(t *testing.T) {
 	ctx := context.Background()
-	cfg := backend.Config{DatabaseURL: pgtest.NewDatabase(t)}
-	if _, err := backend.Migrate(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	b, err := backend.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := openBackend(t, backend.Config{}) // items seeded
 	pool := b.Postgres.Pool()
 	if _, err := pool.Exec(ctx, `
 		CREATE TABLE commit_setting (n SERIAL PRIMARY KEY, what TEXT NOT NULL, setting TEXT NOT NULL);
@@ -54,9 +44,6 @@ func TestTheWorkersStepsCommitSynchronously(t *testing.T) {
 			FOR EACH ROW EXECUTE FUNCTION record_commit_setting();
 		CREATE TRIGGER record_commit_setting AFTER INSERT ON order_events
 			FOR EACH ROW EXECUTE FUNCTION record_commit_setting();`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Seed(ctx, seed.Items(5)); err != nil {
 		t.Fatal(err)
 	}
 	s, err := b.Store.CreateSession(ctx, "hash")
