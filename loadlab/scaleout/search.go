@@ -234,6 +234,7 @@ func (r *searchRun) try(ctx context.Context, phase string, rate float64) (bool, 
 		// the result says the generator was the limit.
 		if rate < r.hi {
 			r.hi, r.hiBehind, r.c.GeneratorReasons, r.c.Bound = rate, true, p.SaturationReasons, Probe{}
+			r.hiAfterAFailure = false // the generator's limit is not rechecked as the target's
 		}
 		return false, nil
 	}
