@@ -461,20 +461,25 @@ func (s *Set) follow(sc *scan) {
 // hops is follow's hop by hop search.
 func (s *Set) hops(sc *scan, own map[string]bool) {
 	for range 3 {
-		var pids []int
+		// pids are followed; reached are those a hop already reached (a
+		// sibling reached by a hop is not: adopt moves it).
+		var pids, reached []int
 		for _, g := range s.Groups() {
 			if g.Suspect {
 				continue
 			}
 			for _, r := range g.Roots {
 				pids = append(pids, sc.tree(r)...)
+				if !strings.HasSuffix(g.Name, siblingSuffix) {
+					reached = append(reached, sc.tree(r)...)
+				}
 			}
 		}
 		byName := map[string][]int{}
 		ports := map[string][]int{}
 		for _, port := range sc.upstreamPorts(pids, own) {
 			for _, r := range roots(sc.listenerPIDs(port), sc) {
-				if r == s.self || slices.Contains(pids, r) {
+				if r == s.self || slices.Contains(reached, r) {
 					continue
 				}
 				name := displayName(sc.procs[r].comm)
@@ -572,15 +577,22 @@ func exeOf(pid int) string {
 // connected too (a new one if there is none), reporting whether anything
 // was added. A root watched as a suspect moves out of its suspect group:
 // this one PostgreSQL is connected, the others running here are still
-// only suspects.
+// only suspects. A root watched as a sibling moves out of its sibling
+// group when a hop reaches it: a proxy opens its connection to a replica
+// only when it first forwards a request there, so a replica the proxy had
+// not used yet when siblings looked was taken for a worker beside the
+// replicas (a cluster of four was watched as one replica and "the worker"
+// of four processes, three of them replicas under their quota).
 func (s *Set) adopt(name string, roots []int, why string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	hop := !strings.HasSuffix(name, siblingSuffix)
+	movable := func(g Group) bool { return g.Suspect || (hop && strings.HasSuffix(g.Name, siblingSuffix)) }
 	var fresh []int
 	for _, r := range roots {
 		taken := false
 		for _, g := range s.groups {
-			taken = taken || (!g.Suspect && slices.Contains(g.Roots, r))
+			taken = taken || (!movable(g) && slices.Contains(g.Roots, r))
 		}
 		if !taken {
 			fresh = append(fresh, r)
@@ -591,7 +603,7 @@ func (s *Set) adopt(name string, roots []int, why string) bool {
 	}
 	kept := s.groups[:0]
 	for _, g := range s.groups {
-		if g.Suspect {
+		if movable(g) {
 			g.Roots = slices.DeleteFunc(slices.Clone(g.Roots), func(r int) bool { return slices.Contains(fresh, r) })
 			if len(g.Roots) == 0 {
 				continue

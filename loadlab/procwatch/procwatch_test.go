@@ -70,6 +70,20 @@ func TestMain(m *testing.M) {
 		ln := listen()
 		announce(ln)
 		http.Serve(ln, httputil.NewSingleHostReverseProxy(u))
+	case "router": // a proxy whose path /second goes to a second backend
+		first, _ := url.Parse(os.Getenv("PROCWATCH_BACKEND"))
+		second, _ := url.Parse(os.Getenv("PROCWATCH_BACKEND2"))
+		a, b := httputil.NewSingleHostReverseProxy(first), httputil.NewSingleHostReverseProxy(second)
+		ln := listen()
+		announce(ln)
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/second" {
+				r.URL.Path = "/"
+				b.ServeHTTP(w, r)
+				return
+			}
+			a.ServeHTTP(w, r)
+		}))
 	case "spin":
 		for {
 			spin(time.Second)
@@ -350,6 +364,56 @@ func TestDiscoverWatchesTheWorkerBesideTheReplicas(t *testing.T) {
 		}
 	}
 	t.Logf("watching %s", strings.Join(set.Describe(), "; "))
+}
+
+// A replica the proxy first forwards to after discovery was watched as a
+// sibling (the same program, connected to the database, reached by no
+// hop yet) and stayed there: nginx in front of four replicas had used one
+// when loadlab looked, and three replicas were counted as the worker.
+// Once a hop reaches it, it is one of the replicas.
+func TestFollowMovesASiblingTheProxyReachesLaterToTheReplicas(t *testing.T) {
+	_, dport := start(t, "db", "backend")
+	first, fport := proxy(t, "app", dport)
+	second, sport := proxy(t, "app", dport)
+	_, rport := start(t, "front", "router",
+		fmt.Sprintf("PROCWATCH_BACKEND=http://127.0.0.1:%d", fport), fmt.Sprintf("PROCWATCH_BACKEND2=http://127.0.0.1:%d", sport))
+	// The second replica holds its connection to the database, the router
+	// only one to the first.
+	set := discoverAfterRequests(t, rport, sport)
+	byName := groupsByName(set)
+	if !slices.Equal(byName["app"], []int{first.Process.Pid}) || !slices.Equal(byName["app (not serving the port)"], []int{second.Process.Pid}) {
+		t.Fatalf("before the router used the second replica: watching %v", set.Describe())
+	}
+	getPath(t, rport, "/second")
+	set.Refresh()
+	byName = groupsByName(set)
+	got := slices.Sorted(slices.Values(byName["app"]))
+	want := slices.Sorted(slices.Values([]int{first.Process.Pid, second.Process.Pid}))
+	if !slices.Equal(got, want) || len(byName["app (not serving the port)"]) != 0 {
+		t.Fatalf("after the router used the second replica: watching %v; want both replicas %v as app and no sibling", set.Describe(), want)
+	}
+}
+
+// groupsByName is the roots of the connected groups by name.
+func groupsByName(set *Set) map[string][]int {
+	byName := map[string][]int{}
+	for _, g := range set.Groups() {
+		if !g.Suspect {
+			byName[g.Name] = append(byName[g.Name], g.Roots...)
+		}
+	}
+	return byName
+}
+
+// getPath sends one request for path to port.
+func getPath(t *testing.T, port int, path string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
 
 // A process in a cgroup held to a tenth of a core: its quota and how
