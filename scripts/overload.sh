@@ -35,8 +35,9 @@
 # offers half the capacity for 10 s from the instant the overload ends, so
 # the load drops without a pause, and its per-second series says how long
 # latency took to come back. It scrapes the shop's metrics at the end of
-# the warm-up and at the drop, and its resident memory (procfs) every
-# half second. Prints the tables and the goals' verdicts
+# the warm-up and at the drop (with the process's user and system CPU,
+# system calls and context switches from procfs: NAME.m0.proc.K and
+# NAME.m1.proc.K), and its resident memory (procfs) every half second. Prints the tables and the goals' verdicts
 # (scripts/overloadreport) and leaves the raw results in OUT_DIR (default:
 # a temporary directory, removed). Takes about 10 minutes at the default
 # quota (MULTS="0.5 1 3 10": about 9; the warm-ups are longer the smaller
@@ -165,6 +166,30 @@ scrape() {
     k=$((k + 1))
     curl -fs "http://$a/metrics" >"$1.$k" || echo "the shop did not answer /metrics" >"$1.$k"
   done
+  k=0
+  for p in "${pids[@]}"; do
+    k=$((k + 1))
+    proc_counts "$p" >"$1.proc.$k"
+  done
+}
+# proc_counts PID: the process's CPU split and its kernel crossings so far,
+# one "name value" a line: user and system CPU in clock ticks (procfs
+# stat), read and write system calls (procfs io: syscr, syscw, which count
+# recvs and sends on sockets too), and the context switches of all its
+# threads (voluntary: a thread blocked, in epoll_wait or a futex;
+# involuntary: preempted, as the CPU quota's throttling does). What a
+# refusal or an answer costs in the kernel as well as in Go, where
+# callgrind sees only user space.
+proc_counts() {
+  local f
+  read -r -a f <"/proc/$1/stat" 2>/dev/null || return 0
+  # Fields 14 and 15 (utime, stime) counted past the command's
+  # parenthesis, which holds no space for the shop.
+  echo "utime_ticks ${f[13]}"
+  echo "stime_ticks ${f[14]}"
+  echo "clk_tck $(getconf CLK_TCK)"
+  awk '$1 == "syscr:" || $1 == "syscw:" { sub(":", "", $1); print }' "/proc/$1/io" 2>/dev/null || true
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '$1 == "voluntary_ctxt_switches:" { v += $2 } $1 == "nonvoluntary_ctxt_switches:" { n += $2 } END { print "voluntary_ctxt_switches", v + 0; print "nonvoluntary_ctxt_switches", n + 0 }'
 }
 
 # start_shop MODE: a fresh embedded shop (its own data directory), ready.
