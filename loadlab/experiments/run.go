@@ -429,6 +429,10 @@ func scaledSide(e Experiment, setting string, res *scaleout.Result) *Side {
 		// A fall that stayed when measured again: the system's, not noise.
 		parts = append(parts, "capacity fell as replicas were added, measured twice (retrograde)")
 	}
+	if len(res.OffCurve) > 0 {
+		// Repeatable counts the USL does not describe: the system's shape.
+		parts = append(parts, "no USL curve passes through the counts, measured twice (the system's shape)")
+	}
 	side.Summary = strings.Join(parts, "; ")
 	return side
 }

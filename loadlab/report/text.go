@@ -321,6 +321,9 @@ func (TextReporter) Scaleout(w io.Writer, r *scaleout.Result) error {
 	for _, finding := range r.Retrograde {
 		fmt.Fprintf(ew, "  capacity fell: %s\n", finding)
 	}
+	for _, finding := range r.OffCurve {
+		fmt.Fprintf(ew, "  off the USL curve: %s\n", finding)
+	}
 	return ew.err
 }
 

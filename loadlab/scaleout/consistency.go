@@ -34,6 +34,10 @@ type contradiction struct {
 	// contradiction but retrograde scaling, the coherency cost the USL's
 	// κ models (see Result.Retrograde).
 	decline bool
+	// misfit: no USL curve passes within uslMisfit of the counts.
+	// Measured again and the same, it is no contradiction but the
+	// system's own shape (see Result.OffCurve).
+	misfit bool
 }
 
 // contradictions finds what in the horizontal table contradicts the rest
@@ -86,7 +90,7 @@ func (r *Result) misfit() (contradiction, bool) {
 		for i := range all {
 			all[i] = i
 		}
-		return contradiction{why: "the Universal Scalability Law cannot be fitted through the counts: " + r.FitError, counts: all}, true
+		return contradiction{why: "the Universal Scalability Law cannot be fitted through the counts: " + r.FitError, counts: all, misfit: true}, true
 	}
 	worst, miss := 0, 0.0
 	for i, s := range r.Steps {
@@ -101,7 +105,19 @@ func (r *Result) misfit() (contradiction, bool) {
 	return contradiction{
 		why: fmt.Sprintf("the USL fitted over the counts misses %s by %.0f%% (%.0f req/s measured, %.0f on the curve): no smooth scaling curve passes through them",
 			replicasText(s.Replicas), 100*miss, s.CapacityRPS, r.Fit.Throughput(float64(s.Replicas))),
-		counts: []int{worst}}, true
+		counts: []int{worst}, misfit: true}, true
+}
+
+// reproduced reports whether every one of counts was measured again and
+// came out within the search's noise of its first measurement: the
+// figures are repeatable, whatever a model says of them.
+func (r *Result) reproduced(counts []int) bool {
+	for _, i := range counts {
+		if i < 0 || i >= len(r.Steps) || !r.Steps[i].Remeasured || r.Steps[i].Swung != "" {
+			return false
+		}
+	}
+	return len(counts) > 0
 }
 
 // involved is the counts the contradictions name, each once, ascending.

@@ -77,6 +77,49 @@ func TestAFallThatStaysOnAUSLCurveIsRetrogradeNotUntrusted(t *testing.T) {
 	}
 }
 
+// Three counts and three parameters: the USL misses them only when their
+// shape is none of its curves, as when another component or errors bound
+// some counts and not others. Counts it misses that came out the same
+// when measured again are repeatable figures the model does not
+// describe: a finding (OffCurve), not a reason to distrust the table. A
+// miss on a count measured once, or one whose measurements swung, stays
+// a warning.
+func TestAMisfitMeasuredTwiceAndTheSameIsTheSystemsShape(t *testing.T) {
+	// Flat from 1 to 2 replicas, rising to 4: no USL curve (σ, κ ≥ 0)
+	// passes within 15% of all three.
+	capacities := []float64{437, 480, 944}
+	tests := []struct {
+		name         string
+		remeasured   bool
+		swung        string
+		wantOffCurve bool
+		wantWarnings int
+	}{
+		{"measured again, the same", true, "", true, 0},
+		{"measured once", false, "", false, 1},
+		{"measured again, swung", true, "measured 437 req/s, then 300 when measured again (31% apart)", false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := scored(capacities)
+			c, ok := r.misfit()
+			if !ok {
+				t.Fatalf("the counts %v are on a USL curve (%+v); the test needs a misfit", capacities, r.Fit)
+			}
+			for _, i := range c.counts {
+				r.Steps[i].Remeasured, r.Steps[i].Swung = tt.remeasured, tt.swung
+			}
+			r.judgeRemeasured()
+			if got := len(r.OffCurve) > 0; got != tt.wantOffCurve {
+				t.Errorf("off the curve %q, want it %v", r.OffCurve, tt.wantOffCurve)
+			}
+			if len(r.Warnings) != tt.wantWarnings {
+				t.Errorf("warnings %q, want %d", r.Warnings, tt.wantWarnings)
+			}
+		})
+	}
+}
+
 // scored is a scored result of capacities at 1, 2, 4, ... replicas.
 func scored(capacities []float64) *Result {
 	r := &Result{SLO: 50 * time.Millisecond}

@@ -93,11 +93,13 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		SLO        float64    `json:"slo_ms"`
 		Warnings   []string   `json:"warnings"`
 		Retrograde []string   `json:"retrograde"`
+		OffCurve   []string   `json:"off_curve"`
 		Steps      []jsonStep `json:"steps"`
 		Vertical   []jsonStep `json:"vertical"`
 		USL        *fit       `json:"usl"`
 	}{SLO: msOf(r.SLO), Warnings: append([]string{}, r.Warnings...), Retrograde: append([]string{}, r.Retrograde...),
-		Steps: []jsonStep{}, Vertical: []jsonStep{}}
+		OffCurve: append([]string{}, r.OffCurve...),
+		Steps:    []jsonStep{}, Vertical: []jsonStep{}}
 	for _, s := range r.Steps {
 		out.Steps = append(out.Steps, toJSON(s))
 	}

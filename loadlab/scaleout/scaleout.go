@@ -145,12 +145,18 @@ type Result struct {
 	// system's own coherency cost (κ), a finding rather than a reason to
 	// distrust the table (empty when capacity never fell).
 	Retrograde []string
-	SLO        time.Duration
-	Steps      []Step // horizontal: replicas
-	Vertical   []Step // scaling up: one replica, more CPU
-	Fit        usl.Fit
-	FitOK      bool
-	FitError   string
+	// OffCurve says where no USL curve passes through the counts although
+	// the counts it misses came out the same when measured again: the
+	// system's shape (a count bounded by another component), a finding
+	// rather than a reason to distrust the table; the fit's σ and κ do
+	// not describe it (empty when the curve fits).
+	OffCurve []string
+	SLO      time.Duration
+	Steps    []Step // horizontal: replicas
+	Vertical []Step // scaling up: one replica, more CPU
+	Fit      usl.Fit
+	FitOK    bool
+	FitError string
 }
 
 // ProbeTimeout is each request's timeout in the probes.
@@ -374,6 +380,19 @@ func (r *Result) judgeRemeasured() {
 	for _, c := range r.contradictions() {
 		if c.decline && !misfit {
 			r.Retrograde = append(r.Retrograde, c.why+"; measured twice, it stayed, and the USL curve passes through every count: retrograde scaling, not noise")
+			continue
+		}
+		if c.misfit && r.reproduced(c.counts) {
+			// Three counts and three parameters: the USL misses them only
+			// when their shape is none of its curves (a side whose counts
+			// another component or its errors bound, flat from 1 to 2
+			// replicas and rising to 4). The counts it misses came out
+			// the same when measured again, so the miss says the model
+			// does not describe the system, not that the figures are
+			// wrong: a finding, not a reason to distrust the table
+			// (wrong-component's shards side on 2026-12-07: 437 req/s
+			// measured, 367 on the curve).
+			r.OffCurve = append(r.OffCurve, c.why+"; measured twice, the same within the search's noise: the system's shape, which one USL curve does not describe, not noise")
 			continue
 		}
 		r.Warnings = append(r.Warnings, "not to be trusted: "+c.why+"; measured twice, the contradiction stayed")
