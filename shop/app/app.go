@@ -120,6 +120,9 @@ type guardClock interface {
 // figure may be; the menu's sold-out state is not stale by this).
 const StockFigureEvery = 2 * time.Second
 
+// loopStockFigures names the stock figures' refresh in App.loops.
+const loopStockFigures = "stock figures"
+
 // App is a built shop process.
 type App struct {
 	cfg Config
@@ -130,6 +133,9 @@ type App struct {
 	background context.Context
 	// closers release what was built, in reverse order, at Close.
 	closers []func() error
+	// loops names the periodic reads started beside the store whose
+	// start depends on the role (tests check which role runs which).
+	loops []string
 
 	backend *backend.Backend
 	store   shop.Store
@@ -282,8 +288,14 @@ func (a *App) openStore(ctx context.Context) error {
 	// The pools' saturation is read at each scrape of /metrics.
 	a.reg.MustRegister(instrument.NewPoolCollector(func() []instrument.PoolStats { return poolStats(b) }))
 	if b.Sharded != nil {
-		// The item pages' stock figure: every shard's quotas summed.
-		go b.Sharded.RunStockFigures(a.background, StockFigureEvery)
+		// The item pages' stock figure: every shard's quotas summed, two
+		// statements a shard every StockFigureEvery. The worker serves no
+		// item page, so it does not read them: each process that does
+		// reads every shard, so the reads grow as processes × shards.
+		if a.cfg.Role != RoleWorker {
+			a.loops = append(a.loops, loopStockFigures)
+			go b.Sharded.RunStockFigures(a.background, StockFigureEvery)
+		}
 		// The bucket map, when a resharding stores one on shard 1.
 		go b.Sharded.RunMapReload(a.background, sharded.MapReloadEvery)
 		// Stopping, the process routes by nothing: a reshard need not wait
