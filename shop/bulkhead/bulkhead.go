@@ -18,7 +18,9 @@
 // Both refusals apply only while the bulkhead is overloaded: while its
 // requests have come faster than its slots served them, by a margin, for
 // Sustained (two windows of half of it, each counting the requests that
-// came, refused ones included, and the slots released). A queue alone is
+// came, refused ones included, and the slots released), or by less than
+// the margin in each window but adding up past it (a fifth past the
+// slots, window after window, grows the queue as surely). A queue alone is
 // no sign of overload: a closed loop of N users keeps up to N-slots
 // waiting for as long as it runs, at whatever wait its N and the service
 // time make, and refusing one of them only sends it back (the old rule, a
@@ -115,6 +117,10 @@ type Bulkhead struct {
 	// recentServed is what the slots served in each of the last whole
 	// windows, the last first.
 	recentServed [recentWindows]int
+	// excess is the arrivals past what the slots could serve, added up
+	// window by window (a cumulative sum, never below zero nor above
+	// twice the margin): a small excess that no single window shows.
+	excess int
 	// lastRefused is, by class, when a request was last refused.
 	lastRefused []time.Time
 }
@@ -360,14 +366,29 @@ func (b *Bulkhead) roll(now time.Time) {
 		}
 		copy(b.recentServed[1:], b.recentServed[:])
 		b.recentServed[0] = b.served
+		margin := max(2*b.slots, could/3)
+		// What came past what could be served adds up: arrivals a fifth
+		// past the slots outrun no single window by the margin, yet the
+		// queue grows by that fifth every window, and its requests wait
+		// as long as their deadlines allow, seconds past their
+		// objectives. A burst, a closed loop and a stall do not add up:
+		// what could be served is at least what was, so the sum over any
+		// windows is at most what the queue grew by, which a burst gives
+		// back in the next window and a closed loop's users bound (its
+		// first windows may fill the sum; it stops growing once they all
+		// wait, so it counts only in a window that itself came past what
+		// could be served). Capped at twice the margin so that it is
+		// forgotten within a few windows once the arrivals fall back.
+		b.excess = min(max(0, b.excess+b.arrived-could), 2*margin)
 		b.outran[1] = b.outran[0]
-		b.outran[0] = b.arrived-could > max(2*b.slots, could/3)
+		b.outran[0] = b.arrived-could > margin || b.arrived > could && b.excess > margin
 		b.arrived, b.served = 0, 0
 		b.windowStart = b.windowStart.Add(b.window)
 		if now.Sub(b.windowStart) >= 2*b.window {
 			// No call for two windows or more: nothing came, so
 			// nothing outran the slots.
 			b.outran = [2]bool{}
+			b.excess = 0
 			b.windowStart = now
 		}
 	}

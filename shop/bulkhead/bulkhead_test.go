@@ -265,6 +265,37 @@ func TestArrivalsOutrunningTheSlotsForTwoWindowsAreOverload(t *testing.T) {
 	}
 }
 
+// Arrivals a fifth past the slots (six requests for every five a 10 ms
+// slot serves) outrun no window by the margin, a third of what it
+// serves, but the excess adds up: overload from the third window on.
+// Before, it never was, and every request queued as long as its budget
+// allowed whatever its wait.
+func TestASmallSustainedExcessIsOverload(t *testing.T) {
+	const svc = 10 * time.Millisecond
+	b := New(Config{Slots: 1, Classes: 3, MaxQueue: 10000})
+	fill(t, b)
+	b.Release(svc)
+	fill(t, b)
+	refusedFrom := time.Duration(-1)
+	for step := range 720 { // 1.2 s in steps of 10/6 ms
+		now := t0.Add(time.Duration(step) * svc / 6)
+		if step%6 == 0 && step > 0 {
+			b.Release(svc)
+		}
+		if step%5 == 0 {
+			if _, err := b.Enter(0, 50*time.Millisecond, now); err != nil && refusedFrom < 0 {
+				refusedFrom = now.Sub(t0)
+			}
+		}
+	}
+	if refusedFrom < 0 {
+		t.Fatal("arrivals a fifth past the slot for 1.2 s: nothing refused, though the queue grew all along")
+	}
+	if refusedFrom < 500*time.Millisecond || refusedFrom > 760*time.Millisecond {
+		t.Fatalf("first refusal at +%v, want at the end of the third window, +750 ms", refusedFrom)
+	}
+}
+
 // A burst (here 40 requests at once on one slot of 10 ms, the queue
 // standing for 400 ms while a quota's periods or a closed loop's start
 // serve it) outruns the slot in one window and is served in the next: it
