@@ -205,3 +205,39 @@ func (r *Result) warnSwung() {
 		}
 	}
 }
+
+// aboveLinearInCPU is the scaling-up counts (indexes into Result.Vertical,
+// past the first) whose capacity is more than efficiencyCeiling times
+// linear in CPU from the first size. A CPU-bound replica given twice the
+// CPU serves at most about twice as much, as replicas added do: far more
+// says the first size measured low or the larger one high. The
+// horizontal table remeasures a count above linear; the vertical one
+// did not, and on a quiet machine (2026-12-07, b906175) one replica of
+// 0.25 core measured 1,324 req/s where another run had 1,826, 1 × 0.5
+// core 3,480 (131 % of linear from 1,324), and the row compared 2 × 0.25
+// on that low size with it: "vertical".
+func (r *Result) aboveLinearInCPU() []int {
+	var out []int
+	for i := 1; i < len(r.Vertical); i++ {
+		if r.Vertical[i].Efficiency > efficiencyCeiling {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// aboveLinearText says why scaling-up count i contradicts the first.
+func (r *Result) aboveLinearText(i int) string {
+	v, base := r.Vertical[i], r.Vertical[0]
+	return fmt.Sprintf("%s measured %.0f req/s, %.0f%% of linear in CPU from %s (%.0f req/s): more than %g times the CPU can give",
+		countName(1, v.CPU), v.CapacityRPS, 100*v.Efficiency, countName(1, base.CPU), base.CapacityRPS, v.CPU/base.CPU)
+}
+
+// warnAboveLinear turns scaling-up counts still above linear in CPU
+// after they were measured again into warnings: the table is not to be
+// trusted.
+func (r *Result) warnAboveLinear() {
+	for _, i := range r.aboveLinearInCPU() {
+		r.Warnings = append(r.Warnings, "not to be trusted: "+r.aboveLinearText(i)+"; measured twice, the contradiction stayed")
+	}
+}

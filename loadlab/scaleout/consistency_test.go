@@ -159,3 +159,44 @@ func TestACountWhoseMeasurementsSwingIsFlagged(t *testing.T) {
 		})
 	}
 }
+
+// One replica given more CPU cannot serve much more than linear in it,
+// as replicas added cannot: a scaling-up count above 115% of linear from
+// the first size is a contradiction, and when it stays after both were
+// measured again the table is not to be trusted.
+func TestScalingUpAboveLinearInCPUIsAContradiction(t *testing.T) {
+	tests := []struct {
+		name       string
+		capacities []float64 // at 0.25, 0.5, ... cores
+		want       []int
+	}{
+		// vertical-vs-horizontal at b906175: 1,324 then 3,480 (131%).
+		{"1,324, then 3,480", []float64{1324, 3480}, []int{1}},
+		// The run at 672827d: 1,826, then 3,284 (90%).
+		{"1,826, then 3,284", []float64{1826, 3284}, nil},
+		{"linear", []float64{1000, 2000}, nil},
+		{"the third size above", []float64{1000, 1900, 5000}, []int{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Result{Steps: []Step{{Replicas: 1, CPU: 0.25, CapacityRPS: tt.capacities[0]}}}
+			for i, c := range tt.capacities {
+				r.Vertical = append(r.Vertical, Step{Replicas: 1, CPU: 0.25 * float64(int(1)<<i), CapacityRPS: c})
+			}
+			r.score()
+			got := r.aboveLinearInCPU()
+			if len(got) != len(tt.want) || (len(got) > 0 && got[0] != tt.want[0]) {
+				t.Fatalf("above linear %v, want %v (vertical %+v)", got, tt.want, r.Vertical)
+			}
+			r.warnAboveLinear()
+			if len(r.Warnings) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d", r.Warnings, len(tt.want))
+			}
+			for _, w := range r.Warnings {
+				if !strings.HasPrefix(w, "not to be trusted: 1 replica of ") || !strings.Contains(w, "of linear in CPU from 1 replica of 0.25 cores") {
+					t.Errorf("warning %q", w)
+				}
+			}
+		})
+	}
+}

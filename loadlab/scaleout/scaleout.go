@@ -321,6 +321,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		res.Vertical = append(res.Vertical, s)
 	}
 	res.score()
+	if err := res.remeasureVertical(ctx, cfg); err != nil {
+		return res, err
+	}
 	res.warnRateLimited()
 	res.warnSwung()
 	return res, nil
@@ -369,6 +372,47 @@ func (r *Result) remeasure(ctx context.Context, cfg Config, cpu float64) error {
 	}
 	r.score()
 	r.judgeRemeasured()
+	return nil
+}
+
+// remeasureVertical measures again, once, the first CPU size and every
+// larger one above linear in CPU from it (aboveLinearInCPU); what stays
+// above linear becomes a warning. The first size is the 1-replica count
+// of the horizontal table when that runs at the first size: both take
+// the new measurement, so the two tables divide by one figure.
+func (r *Result) remeasureVertical(ctx context.Context, cfg Config) error {
+	bad := r.aboveLinearInCPU()
+	if len(bad) == 0 {
+		return nil
+	}
+	shared := len(r.Steps) > 0 && r.Steps[0].Replicas == 1 && r.Steps[0].CPU == r.Vertical[0].CPU
+	// Said before the first size is measured again, which moves them.
+	whys := map[int]string{0: "the first size, which a larger one measured above linear from"}
+	for _, i := range bad {
+		whys[i] = r.aboveLinearText(i)
+	}
+	for _, i := range append([]int{0}, bad...) {
+		v := r.Vertical[i]
+		if cfg.Progress != nil {
+			cfg.Progress(fmt.Sprintf("%s: measuring again: %s", countName(1, v.CPU), whys[i]))
+		}
+		start := cfg.StartRate
+		if v.CapacityRPS > 0 {
+			start = v.CapacityRPS
+		}
+		s, err := measureCount(ctx, cfg, 1, v.CPU, start, true)
+		if err != nil {
+			return err
+		}
+		s.Remeasured = true
+		s.Swung = remeasureSwing(v.CapacityRPS, s.CapacityRPS)
+		r.Vertical[i] = s
+		if i == 0 && shared {
+			r.Steps[0] = s
+		}
+	}
+	r.score()
+	r.warnAboveLinear()
 	return nil
 }
 

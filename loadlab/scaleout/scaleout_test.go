@@ -348,6 +348,39 @@ func TestScaleoutScalesUpWithCPUSizes(t *testing.T) {
 	}
 }
 
+// A replica that serves more than linear in its CPU (here four times as
+// much at twice the CPU: the scale command gives the larger size a
+// faster replica) contradicts the first size: both are measured again,
+// the first in both tables, and as the contradiction stays the table is
+// not to be trusted. Before, the scaling-up table was never checked, and
+// a first size measured low made the row "vertical".
+func TestScalingUpAboveLinearIsMeasuredAgainAndFlagged(t *testing.T) {
+	t.Parallel() // virtual-clock replicas: the capacities stay apart under load
+	slow := testsystem.Options{State: t.TempDir(), ReplicaEvery: 40 * time.Millisecond}
+	fast := slow
+	fast.ReplicaEvery = 10 * time.Millisecond
+	cfg := config(t, slow, 1)
+	cfg.CPUs = []float64{0.25, 0.5}
+	cfg.ScaleCmd = "case {cpu} in 0.5) " + testsystem.UpCommand(fast) + ";; *) " + testsystem.UpCommand(slow) + ";; esac"
+	cfg.ProbeDuration, cfg.DrainGap = 500*time.Millisecond, 20*time.Millisecond
+	res, err := scaleout.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, slow.State)
+	if len(res.Vertical) != 2 || !res.Vertical[0].Remeasured || !res.Vertical[1].Remeasured || !res.Steps[0].Remeasured ||
+		res.Steps[0].CapacityRPS != res.Vertical[0].CapacityRPS {
+		t.Fatalf("want both sizes measured again, the first in both tables:\nsteps %+v\nvertical %+v", res.Steps, res.Vertical)
+	}
+	found := false
+	for _, w := range res.Warnings {
+		found = found || strings.HasPrefix(w, "not to be trusted: 1 replica of 0.5 cores measured") && strings.Contains(w, "measured twice")
+	}
+	if !found {
+		t.Fatalf("warnings %q, want one that 0.5 cores measured above linear twice (vertical %+v)", res.Warnings, res.Vertical)
+	}
+}
+
 // A probe whose requests fail says how they failed, not only how many: a
 // rate limit's 4xx and a dead target's refused connections call for
 // different fixes (the shop's per-client session limit once bounded a
