@@ -194,12 +194,29 @@ func (db *DB) SentTransfers(ctx context.Context, olderThan time.Duration, limit 
 // units it has sent that no shard has been credited yet.
 func (db *DB) Quotas(ctx context.Context) (quota, inFlight map[int64]int64, err error) {
 	quota, inFlight = map[int64]int64{}, map[int64]int64{}
-	err = db.readSums(ctx, quota, `SELECT id, stock FROM items WHERE stock > 0`)
-	if err == nil {
-		err = db.readSums(ctx, inFlight, `SELECT item_id, sum(units)::BIGINT FROM quota_transfers WHERE state = 'sent' GROUP BY item_id`)
-	}
+	// One statement, not one a table: every replica reads every shard's
+	// quotas every few seconds (the item pages' stock figures), so the
+	// reads grow as replicas × shards; and one statement is one snapshot,
+	// where a debit committed between two reads moved units from the
+	// quota into a transfer and counted them twice.
+	rows, err := db.primary.Query(ctx, `SELECT false, id, stock FROM items WHERE stock > 0
+		UNION ALL
+		SELECT true, item_id, sum(units)::BIGINT FROM quota_transfers WHERE state = 'sent' GROUP BY item_id`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("quotas: %w", err)
+		return nil, nil, fmt.Errorf("quotas: %w", unavailable(err))
+	}
+	var sent bool
+	var id, n int64
+	_, err = pgx.ForEachRow(rows, []any{&sent, &id, &n}, func() error {
+		if sent {
+			inFlight[id] += n
+		} else {
+			quota[id] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("quotas: %w", unavailable(err))
 	}
 	return quota, inFlight, nil
 }
@@ -271,16 +288,6 @@ func leaseKey(name string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("shop lease " + name))
 	return int64(h.Sum64()) // #nosec G115 -- a hash: wrapping into the negative keys is what bigint locks take
-}
-
-func (db *DB) readSums(ctx context.Context, into map[int64]int64, query string) error {
-	rows, err := db.primary.Query(ctx, query)
-	if err != nil {
-		return unavailable(err)
-	}
-	var id, n int64
-	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { into[id] += n; return nil })
-	return unavailable(err)
 }
 
 // StockEpoch is item's stock epoch on the catalog's home: it moves with
