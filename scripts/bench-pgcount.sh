@@ -10,7 +10,7 @@
 # the schema by that binary's `shop migrate`, its catalog by one start of
 # `shop --role api`; then ROUNDS times: the server restarted under
 # `valgrind --tool=callgrind --trace-children=yes`, TURNS turns of
-# scripts/pgbench-checkout.sql on one pgbench client (one backend), the
+# scripts/pgbench-checkout.sql (that revision's) on one pgbench client (one backend), the
 # server stopped. A turn's count is that backend's instructions, less the
 # postmaster's at the fork (a forked child's count starts from its
 # parent's), over TURNS; the connection's start is in it.
@@ -94,11 +94,15 @@ for b in "${binaries[@]}"; do
   first=$(sql "SELECT id - 1 FROM sessions WHERE token_hash = 'pgcount'")
   now_us=$(($(date +%s) * 1000000))
   down
+  # Each binary's own revision of the script (it copies that revision's
+  # statements).
+  script=scripts/pgbench-checkout.sql
+  [ "$b" = after ] || script=$work/src-before/scripts/pgbench-checkout.sql
   for r in $(seq 1 "$ROUNDS"); do
     rm -f "$work"/cg/*
     up "valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=$work/cg/cg.%p"
     pgbench -n -M prepared -c 1 -t "$TURNS" -D "first_session=$first" -D "now=$now_us" \
-      -f scripts/pgbench-checkout.sql "$URL/shop" >"$work/pgbench.log" 2>&1 \
+      -f "$script" "$URL/shop" >"$work/pgbench.log" 2>&1 \
       || fail "$b: pgbench failed: $(grep -m1 -i error "$work/pgbench.log")"
     grep -q "number of failed transactions: 0 " "$work/pgbench.log" || fail "$b: pgbench had failed transactions"
     down

@@ -26,7 +26,7 @@
 \startpipeline
 SELECT id FROM sessions WHERE id = :sid FOR UPDATE;
 WITH item AS (
-	SELECT id FROM items WHERE id = :item AND available
+	SELECT id FROM items WHERE id = :item AND available AND EXISTS (SELECT 1 FROM sessions WHERE id = :sid)
 ), counted AS (
 	SELECT count(*) AS lines, count(*) FILTER (WHERE item_id = :item) AS with_item
 	FROM cart_items WHERE session_id = :sid

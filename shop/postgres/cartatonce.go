@@ -24,8 +24,13 @@ import (
 // from the insert's RETURNING: a statement does not see its own writes).
 // Anything else writes nothing and returns no row, and the general way
 // decides it and says why.
+//
+// The line is written only while the session is there: no foreign key
+// checks it (migration 00024), and the statement's snapshot, taken once
+// the lock is held, sees a session pruned before it (the lock then found
+// no row, and the general way refuses the change).
 const putCartItemAtOnce = `WITH item AS (
-	SELECT id FROM items WHERE id = $2 AND available
+	SELECT id FROM items WHERE id = $2 AND available AND EXISTS (SELECT 1 FROM sessions WHERE id = $1)
 ), counted AS (
 	SELECT count(*) AS lines, count(*) FILTER (WHERE item_id = $2) AS with_item
 	FROM cart_items WHERE session_id = $1

@@ -62,12 +62,31 @@ var storeTx = pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL plan_cache_mode = forc
 // LockSession serialises the session's cart changes and checkouts: a line
 // added while a checkout empties the cart must not be lost, and the cart's
 // line limit must hold under concurrent adds.
+//
+// A session that is not there (pruned, or moved to another shard) is
+// refused here: no foreign key refuses its rows any more (migration
+// 00024), and a deleted session's rows are deleted with it.
 func (flowDB) LockSession(ctx context.Context, tx sqlstore.Tx, sessionID int64) error {
-	if _, err := tx.Exec(ctx, `SELECT id FROM sessions WHERE id = ? FOR UPDATE`, sessionID); err != nil {
+	n, err := tx.Exec(ctx, `SELECT id FROM sessions WHERE id = ? FOR UPDATE`, sessionID)
+	if err != nil {
 		return fmt.Errorf("lock session: %w", err)
+	}
+	if n == 0 {
+		// Moved to another shard (its bucket fenced here: the write
+		// trigger refused it before, and the client retries on its new
+		// shard), or pruned.
+		if _, err := tx.Exec(ctx, `SELECT bucket_fence_check(?::BIGINT & 1023)`, sessionID); err != nil {
+			return fmt.Errorf("lock session: %w", unavailable(err))
+		}
+		return ErrSessionGone
 	}
 	return nil
 }
+
+// ErrSessionGone refuses a cart change or checkout of a session that is no
+// longer in the database (it expired and was pruned), on a shard that
+// takes its bucket's writes.
+var ErrSessionGone = shop.Errorf(shop.EUNAUTHORIZED, "the session has expired: start a new one")
 
 func (f flowDB) SessionWrote(ctx context.Context, sessionID int64) error {
 	return f.db.markWrite(ctx, sessionID)

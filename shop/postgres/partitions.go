@@ -214,8 +214,19 @@ func deleteSessionsOfDroppedOrders(ctx context.Context, tx pgx.Tx, existing, dro
 			oldest = m
 		}
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE expires_at >= $1 AND expires_at < 0
-		AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = sessions.id)`, -oldest.start().UnixMicro()); err != nil {
+	// Their cart lines (pruning emptied them) and idempotency keys (pruned
+	// by age) go with them in the same statement: no foreign key cascades
+	// to them (migration 00024).
+	if _, err := tx.Exec(ctx, `WITH gone AS (
+		DELETE FROM sessions WHERE expires_at >= $1 AND expires_at < 0
+		AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = sessions.id)
+		RETURNING id
+	), carts AS (
+		DELETE FROM cart_items WHERE session_id IN (SELECT id FROM gone)
+	), keys AS (
+		DELETE FROM idempotency_keys WHERE session_id IN (SELECT id FROM gone)
+	)
+	SELECT count(*) FROM gone`, -oldest.start().UnixMicro()); err != nil {
 		return fmt.Errorf("delete the sessions of dropped orders: %w", err)
 	}
 	return nil

@@ -141,6 +141,24 @@ func (dialect) OrdersOfSession(orders, sessions string) string {
 	return ` AND ` + orders + `.id >= session_order_id_floor(` + sessions + `.created_at)`
 }
 
+// LockSessions locks the session rows a query reads: pruning deletes
+// sessions that no foreign key keeps (migration 00024), and a checkout
+// holding a session's lock must have its order seen first.
+func (dialect) LockSessions(sessions string) string { return ` FOR UPDATE OF ` + sessions }
+
+// DeleteSessions deletes the sessions and, in the same statement and
+// snapshot, their cart lines: no foreign key cascades to them (migration
+// 00024).
+func (dialect) DeleteSessions(cond string) (string, bool) {
+	return `WITH gone AS (
+		DELETE FROM sessions WHERE ` + cond + `
+		RETURNING id
+	), carts AS (
+		DELETE FROM cart_items WHERE session_id IN (SELECT id FROM gone)
+	)
+	SELECT count(*) FROM gone`, true
+}
+
 // JoinOrderLines reads each order's lines by a lateral subquery (OFFSET
 // 0 keeps the planner from flattening it into a plain join), so the plan
 // is always a probe of the lines' index per order, pruned as it runs to

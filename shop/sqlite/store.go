@@ -105,6 +105,15 @@ func (dialect) OrdersBefore(_, before int64) (string, []any) {
 // OrdersOfSession adds nothing either.
 func (dialect) OrdersOfSession(string, string) string { return "" }
 
+// LockSessions locks nothing: SQLite runs one write transaction at a time.
+func (dialect) LockSessions(string) string { return "" }
+
+// DeleteSessions deletes the sessions; the foreign keys' cascades delete
+// their cart lines and keys.
+func (dialect) DeleteSessions(cond string) (string, bool) {
+	return `DELETE FROM sessions WHERE ` + cond, false
+}
+
 // JoinOrderLines is a plain outer join (SQLite has no LATERAL).
 func (dialect) JoinOrderLines(orders, lines string) string {
 	return `LEFT JOIN order_lines ` + lines + ` ON ` + lines + `.order_id = ` + orders + `.id`

@@ -94,7 +94,7 @@ func (s *Store) pruneSessionBatch(ctx context.Context, now int64) (deleted int64
 			return r.Scan(&e.id, &e.expiresAt, &e.hasOrders, &e.hasCart)
 		}, `SELECT s.id, s.expires_at, EXISTS (SELECT 1 FROM orders o WHERE o.session_id = s.id`+s.dialect.OrdersOfSession("o", "s")+`),
 				(SELECT c.item_id FROM cart_items c WHERE c.session_id = s.id LIMIT 1) IS NOT NULL
-			FROM sessions s WHERE s.expires_at > 0 AND s.expires_at <= ? ORDER BY s.expires_at LIMIT ?`, now, pruneBatch)
+			FROM sessions s WHERE s.expires_at > 0 AND s.expires_at <= ? ORDER BY s.expires_at LIMIT ?`+s.dialect.LockSessions("s"), now, pruneBatch)
 		if err != nil {
 			return err
 		}
@@ -120,12 +120,25 @@ func (s *Store) pruneSessionBatch(ctx context.Context, now int64) (deleted int64
 		}
 		if len(gone) > 0 {
 			// The probe above looked where the session's orders can be;
-			// this one looks everywhere (as the foreign key's check does
-			// anyway), so an order out of place keeps its session (marked
-			// below with the kept) rather than failing every run.
+			// this one looks everywhere, so an order out of place keeps
+			// its session (marked below with the kept) rather than failing
+			// every run. It runs after the batch's sessions were locked
+			// (LockSessions), so it sees the order of any checkout that
+			// held a session's lock: on PostgreSQL no foreign key refuses
+			// deleting a session an order names (migration 00024), and the
+			// deleted sessions' cart lines go in the same statement
+			// (DeleteSessions). They have no idempotency keys: a key is
+			// written with its session's order.
 			cond, args := s.dialect.InIDs("id", gone)
-			if deleted, err = tx.Exec(ctx, `DELETE FROM sessions WHERE `+cond+` AND expires_at > 0 AND expires_at <= ?
-				AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = sessions.id)`, append(args, last)...); err != nil {
+			query, counts := s.dialect.DeleteSessions(cond + ` AND expires_at > 0 AND expires_at <= ?
+				AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.session_id = sessions.id)`)
+			args = append(args, last)
+			if counts {
+				err = tx.QueryRow(ctx, query, args...).Scan(&deleted)
+			} else {
+				deleted, err = tx.Exec(ctx, query, args...)
+			}
+			if err != nil {
 				return err
 			}
 		}

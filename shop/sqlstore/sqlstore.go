@@ -123,6 +123,16 @@ type Dialect interface {
 	// for a query over orders aliased orders, correlated with a session
 	// row aliased sessions.
 	OrdersOfSession(orders, sessions string) string
+	// LockSessions is the locking clause (empty, or starting with a
+	// space) that locks the session rows (aliased sessions) a query reads
+	// until its transaction ends, where the database locks rows one by
+	// one; SQLite's one writer at a time needs none.
+	LockSessions(sessions string) string
+	// DeleteSessions is the statement that deletes the sessions matching
+	// cond (a condition on sessions, its arguments the caller's) with their
+	// cart lines; counts says it returns the count of sessions deleted as
+	// one row (else the count is its rows affected).
+	DeleteSessions(cond string) (query string, counts bool)
 	// JoinOrderLines is the outer join of the lines (aliased lines) to a
 	// page of orders (aliased orders).
 	JoinOrderLines(orders, lines string) string
