@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -492,7 +493,7 @@ func (s *Set) hops(sc *scan, own map[string]bool) {
 		added := false
 		for _, name := range sortedKeys(byName) {
 			sort.Ints(ports[name])
-			why := fmt.Sprintf("connected to on port %s", joinInts(ports[name]))
+			why := connectedOn + joinInts(ports[name])
 			if s.adopt(name, byName[name], why) {
 				added = true
 			}
@@ -615,11 +616,34 @@ func (s *Set) adopt(name string, roots []int, why string) bool {
 	for i, g := range s.groups {
 		if g.Name == name && !g.Suspect && g.Metrics == "" {
 			s.groups[i].Roots = append(slices.Clone(g.Roots), fresh...)
+			s.groups[i].Why = mergePorts(g.Why, why)
 			return true
 		}
 	}
 	s.groups = append(s.groups, Group{Name: name, Roots: fresh, Why: why})
 	return true
+}
+
+// connectedOn begins the why of a group a hop found (hops).
+const connectedOn = "connected to on port "
+
+// mergePorts is the why of a group a hop found again, on more ports: the
+// ports of both, so a group of four replicas does not name only the port
+// of the first one found.
+func mergePorts(old, found string) string {
+	a, okA := strings.CutPrefix(old, connectedOn)
+	b, okB := strings.CutPrefix(found, connectedOn)
+	if !okA || !okB {
+		return old
+	}
+	var ports []int
+	for _, p := range strings.Split(a+", "+b, ", ") {
+		if n, err := strconv.Atoi(p); err == nil && !slices.Contains(ports, n) {
+			ports = append(ports, n)
+		}
+	}
+	sort.Ints(ports)
+	return connectedOn + joinInts(ports)
 }
 
 // addSuspects watches the usual suspects found running here.

@@ -392,6 +392,11 @@ func TestFollowMovesASiblingTheProxyReachesLaterToTheReplicas(t *testing.T) {
 	if !slices.Equal(got, want) || len(byName["app (not serving the port)"]) != 0 {
 		t.Fatalf("after the router used the second replica: watching %v; want both replicas %v as app and no sibling", set.Describe(), want)
 	}
+	// The report names both replicas' ports, not the first one's alone.
+	ports := fmt.Sprintf("connected to on port %d, %d", min(fport, sport), max(fport, sport))
+	if !slices.ContainsFunc(set.Describe(), func(d string) bool { return strings.HasPrefix(d, "app: ") && strings.HasSuffix(d, ports) }) {
+		t.Fatalf("watching %v; want the app group %q", set.Describe(), ports)
+	}
 }
 
 // groupsByName is the roots of the connected groups by name.
