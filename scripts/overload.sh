@@ -37,7 +37,8 @@
 # latency took to come back. It scrapes the shop's metrics at the end of
 # the warm-up and at the drop (with the process's user and system CPU,
 # system calls and context switches from procfs: NAME.m0.proc.K and
-# NAME.m1.proc.K), and its resident memory (procfs) every half second. Prints the tables and the goals' verdicts
+# NAME.m1.proc.K, which the report divides by the answers between the
+# scrapes), and its resident memory (procfs) every half second. Prints the tables and the goals' verdicts
 # (scripts/overloadreport) and leaves the raw results in OUT_DIR (default:
 # a temporary directory, removed). Takes about 10 minutes at the default
 # quota (MULTS="0.5 1 3 10": about 9; the warm-ups are longer the smaller

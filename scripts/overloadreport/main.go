@@ -172,7 +172,7 @@ func table(dir string, out io.Writer) error {
 	var keys [][2]string
 	fmt.Fprintln(out, "| admission | load | offered req/s | answered req/s | successes/s | within objective/s (server) | of capacity | refused browsing / cart / checkout | checkout success | checkout p99 | server CPU | generator CPU | back to normal | peak RSS | alive | load avg | generator |")
 	fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
-	var details, costs bytes.Buffer
+	var details, costs, crossings bytes.Buffer
 	for _, r := range runs {
 		name := r.name()
 		var res load.Result
@@ -248,6 +248,11 @@ func table(dir string, out io.Writer) error {
 			firstLine(filepath.Join(dir, name+".loadavg")), gen)
 		shopCost, genCost := cpuPerRequest(m0, m1, res)
 		fmt.Fprintf(&costs, "| %s | %s× | %s | %s |\n", mode, r.mult, micros(shopCost), micros(genCost))
+		if c, ok := crossingsPerRequest(readProc(filepath.Join(dir, name+".m0.proc")), readProc(filepath.Join(dir, name+".m1.proc")),
+			m1.counter("shop_http_requests_total")-m0.counter("shop_http_requests_total")); ok {
+			fmt.Fprintf(&crossings, "| %s | %s× | %s | %s | %.1f | %.1f | %.2f | %.2f |\n", mode, r.mult, micros(c.user), micros(c.system),
+				c.reads, c.writes, c.voluntary, c.involuntary)
+		}
 		fmt.Fprintf(&details, "\n%s×, admission %s: successful answers' latency per endpoint (p50 / p99), errors by status (the whole run, its %s warm-up included)\n\n", r.mult, mode, seconds(ph.begin))
 		fmt.Fprintln(&details, "| endpoint | requests | p50 | p99 | errors |")
 		fmt.Fprintln(&details, "| --- | ---: | ---: | ---: | --- |")
@@ -273,6 +278,13 @@ func table(dir string, out io.Writer) error {
 		fmt.Fprintln(out, "| --- | --- | ---: | ---: |")
 		out.Write(costs.Bytes()) //nolint:errcheck // reported below
 	}
+	if crossings.Len() > 0 {
+		fmt.Fprintln(out, "\nWhere the shop's CPU went, per answer (refusals included) between the scrapes, from procfs (overload.sh's NAME.m0.proc.K and NAME.m1.proc.K): user and system CPU, read and write system calls (socket receives and sends included), and its threads' voluntary (blocked: the poller, a lock) and involuntary (preempted: the quota's throttling) context switches. Callgrind counts only the user part.")
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "| admission | load | user CPU | system CPU | reads | writes | voluntary switches | involuntary switches |")
+		fmt.Fprintln(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+		out.Write(crossings.Bytes()) //nolint:errcheck // reported below
+	}
 	medians(out, keys, rows)
 	goals(out, dir, judged)
 	_, err := out.Write(details.Bytes())
@@ -292,6 +304,63 @@ func cpuPerRequest(m0, m1 metrics, res load.Result) (shop, generator time.Durati
 		generator = time.Duration(res.GeneratorCPUCores * res.Elapsed.Seconds() / float64(res.Requests) * float64(time.Second))
 	}
 	return shop, generator
+}
+
+// procCounts are one moment's procfs counts of the shop's processes
+// (overload.sh's proc_counts), summed over the replicas: "name value"
+// lines.
+type procCounts map[string]float64
+
+// readProc reads path.1, path.2... (one file per replica); nil when there
+// is none.
+func readProc(path string) procCounts {
+	files, _ := filepath.Glob(path + ".[0-9]*")
+	if len(files) == 0 {
+		return nil
+	}
+	c := procCounts{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+			v, err := strconv.ParseFloat(value, 64)
+			if !ok || err != nil {
+				continue
+			}
+			if name == "clk_tck" {
+				c[name] = v // the same for every replica
+				continue
+			}
+			c[name] += v
+		}
+	}
+	return c
+}
+
+// crossings is where a request's CPU went in the shop, per answer.
+type crossings struct {
+	user, system                          time.Duration
+	reads, writes, voluntary, involuntary float64
+}
+
+// crossingsPerRequest divides the counts between the scrapes by the
+// answers between them; false when either scrape or the answers are
+// missing, or the clock tick is unknown.
+func crossingsPerRequest(p0, p1 procCounts, answered float64) (crossings, bool) {
+	tck := p1["clk_tck"]
+	if p0 == nil || p1 == nil || answered <= 0 || tck <= 0 {
+		return crossings{}, false
+	}
+	per := func(name string) float64 { return max(p1[name]-p0[name], 0) / answered }
+	ticks := func(name string) time.Duration { return time.Duration(per(name) / tck * float64(time.Second)) }
+	return crossings{
+		user: ticks("utime_ticks"), system: ticks("stime_ticks"),
+		reads: per("syscr"), writes: per("syscw"),
+		voluntary: per("voluntary_ctxt_switches"), involuntary: per("nonvoluntary_ctxt_switches"),
+	}, true
 }
 
 // micros writes a CPU cost in microseconds ("-" when unknown).

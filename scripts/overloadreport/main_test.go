@@ -87,3 +87,36 @@ func TestTheTableShowsTheCPUPerRequest(t *testing.T) {
 		t.Errorf("the table lacks %q:\n%s", want, out.String())
 	}
 }
+
+// The kernel crossings are the procfs counts between the scrapes over the
+// answers between them, summed over the replicas' files; a run without
+// them (before overload.sh recorded them) has no row.
+func TestCrossingsPerRequestAreTheProcCountsBetweenTheScrapes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.m0.proc.1", "utime_ticks 100\nstime_ticks 40\nclk_tck 100\nsyscr 1000\nsyscw 500\nvoluntary_ctxt_switches 10\nnonvoluntary_ctxt_switches 20\n")
+	write("a.m1.proc.1", "utime_ticks 150\nstime_ticks 60\nclk_tck 100\nsyscr 11000\nsyscw 5500\nvoluntary_ctxt_switches 2010\nnonvoluntary_ctxt_switches 4020\n")
+	write("a.m0.proc.2", "utime_ticks 0\nstime_ticks 0\nclk_tck 100\nsyscr 0\nsyscw 0\nvoluntary_ctxt_switches 0\nnonvoluntary_ctxt_switches 0\n")
+	write("a.m1.proc.2", "utime_ticks 50\nstime_ticks 20\nclk_tck 100\nsyscr 10000\nsyscw 5000\nvoluntary_ctxt_switches 2000\nnonvoluntary_ctxt_switches 4000\n")
+	for _, tc := range []struct {
+		name     string
+		p0, p1   procCounts
+		answered float64
+		want     crossings
+		ok       bool
+	}{
+		{"two replicas", readProc(filepath.Join(dir, "a.m0.proc")), readProc(filepath.Join(dir, "a.m1.proc")), 10000,
+			crossings{user: 100 * time.Microsecond, system: 40 * time.Microsecond, reads: 2, writes: 1, voluntary: 0.4, involuntary: 0.8}, true},
+		{"no files", readProc(filepath.Join(dir, "b.m0.proc")), readProc(filepath.Join(dir, "b.m1.proc")), 10000, crossings{}, false},
+		{"no answers", readProc(filepath.Join(dir, "a.m0.proc")), readProc(filepath.Join(dir, "a.m1.proc")), 0, crossings{}, false},
+	} {
+		got, ok := crossingsPerRequest(tc.p0, tc.p1, tc.answered)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("%s: got %+v, %v; want %+v, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
