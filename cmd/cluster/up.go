@@ -435,16 +435,20 @@ func (c *cluster) migrate(ctx context.Context) error {
 	return nil
 }
 
-// vacuumDatabases vacuums and analyzes each of the cluster's new
-// databases once the migrations ran. Their DDL leaves dead rows in the
-// system catalogs (pg_attribute, pg_class, pg_depend) of a database just
-// made; left to autovacuum, every server vacuumed them 2 to 4 s after the
-// cluster started, all at once, inside the first probes of a scaleout
-// count, where a database of 0.14 core was throttled in all ten quota
-// periods of that second (docs/scaleout.md, "The first autovacuum cycle").
+// vacuumDatabases vacuums and analyzes the system catalogs of each of
+// the cluster's new databases once the migrations ran. Their DDL leaves
+// dead rows in the catalogs (pg_attribute, pg_class, pg_depend) of a
+// database just made; left to autovacuum, every server vacuumed them 2 to
+// 4 s after the cluster started, all at once, inside the first probes of
+// a scaleout count, where a database of 0.14 core was throttled in all
+// ten quota periods of that second (docs/scaleout.md, "The first
+// autovacuum cycle"). The service's own tables are not vacuumed: a
+// vacuum of the whole database recorded them empty, and the generic
+// plans made on that read order lines and orders by sequential scans
+// (docs/postgres.md, "Every statement of the journey").
 func (c *cluster) vacuumDatabases(ctx context.Context) error {
 	for _, db := range c.cfg.Databases {
-		if err := pgserver.Exec(ctx, db.URL, "VACUUM (ANALYZE)"); err != nil {
+		if err := pgserver.VacuumCatalogs(ctx, db.URL); err != nil {
 			return fmt.Errorf("vacuum database %s after migrating: %w", db.Name, err)
 		}
 	}
