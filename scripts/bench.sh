@@ -406,7 +406,7 @@ fi
 
 # ---- the document ----
 commit=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- . ':!docs/performance.md' || commit="$commit (with uncommitted changes)"
+git diff --quiet HEAD -- . ':!docs/performance.md' ':!docs/postgres.md' || commit="$commit (with uncommitted changes)"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 analysis=""
 if [ -f "$OUT" ]; then
