@@ -449,7 +449,7 @@ func (c *cluster) migrate(ctx context.Context) error {
 func (c *cluster) vacuumDatabases(ctx context.Context) error {
 	for _, db := range c.cfg.Databases {
 		if err := pgserver.VacuumCatalogs(ctx, db.URL); err != nil {
-			return fmt.Errorf("vacuum database %s after migrating: %w", db.Name, err)
+			return fmt.Errorf("vacuum the catalogs of database %s after migrating: %w", db.Name, err)
 		}
 	}
 	return nil
